@@ -1,0 +1,120 @@
+"""The pipeline's exceptions, all in one place.
+
+Every error the library raises on purpose derives from :class:`PipelineError`;
+the CLI catches only that base class, prints ``ErrorName: message`` and exits
+non-zero.  Each error's message says what was expected and what was found, and
+names the file, column, row group and row range where they apply.  The same
+facts are kept as attributes (``path``, ``column``, ``row_group``, ``rows``) so
+callers can act on them without parsing the message.
+
+Hierarchy::
+
+    PipelineError
+    ├── ConfigError              invalid option or combination of options
+    ├── ClusterError             scheduler unreachable, cluster failed to start
+    ├── OutputError              output directory exists or is not writable
+    └── DataError                anything wrong with the input dataset
+        ├── DatasetNotFoundError     path/glob matches nothing, or no Parquet files
+        ├── UnreadableFileError      not Parquet, truncated or corrupt
+        ├── ColumnNotFoundError      label/feature column absent from a file
+        ├── ColumnTypeError          column of a type that cannot be used
+        ├── LabelValueError          label value outside {0, 1}
+        ├── NonFiniteValueError      NaN, +inf or -inf in a feature or the label
+        ├── MissingValueError        null in a feature or the label
+        └── EmptyDatasetError        no rows to train on
+
+Errors raised inside cluster tasks travel back to the client pickled; the
+``__reduce__`` below keeps their attributes on the way.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PipelineError",
+    "ConfigError",
+    "ClusterError",
+    "OutputError",
+    "DataError",
+    "DatasetNotFoundError",
+    "UnreadableFileError",
+    "ColumnNotFoundError",
+    "ColumnTypeError",
+    "LabelValueError",
+    "NonFiniteValueError",
+    "MissingValueError",
+    "EmptyDatasetError",
+]
+
+
+class PipelineError(Exception):
+    """Base of every error the pipeline raises on purpose."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        column: str | None = None,
+        row_group: int | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.column = column
+        self.row_group = row_group
+        self.rows = rows
+
+    def __reduce__(self):
+        return (self.__class__, (self.message,), self.__dict__)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(PipelineError):
+    """An option or a combination of options is invalid."""
+
+
+class ClusterError(PipelineError):
+    """The Dask cluster could not be reached or started."""
+
+
+class OutputError(PipelineError):
+    """The output location cannot be used."""
+
+
+class DataError(PipelineError):
+    """The input dataset cannot be used as asked."""
+
+
+class DatasetNotFoundError(DataError):
+    """The dataset path or glob matches no Parquet files."""
+
+
+class UnreadableFileError(DataError):
+    """A file is not Parquet, or is truncated or corrupt."""
+
+
+class ColumnNotFoundError(DataError):
+    """A requested label or feature column is absent."""
+
+
+class ColumnTypeError(DataError):
+    """A column has a type that cannot be used (string, nested, ...)."""
+
+
+class LabelValueError(DataError):
+    """A label value is not 0 or 1."""
+
+
+class NonFiniteValueError(DataError):
+    """A feature or label holds NaN or an infinity."""
+
+
+class MissingValueError(DataError):
+    """A feature or label holds a null."""
+
+
+class EmptyDatasetError(DataError):
+    """There are no rows to train on."""

@@ -1,0 +1,192 @@
+"""Order-independent (reproducible) column sums.
+
+Binned pre-rounding on a fixed global grid, after Demmel & Nguyen (ReproBLAS);
+the design is ``shared/design/exact-sums.md``.  In short:
+
+* bin ``b`` has unit ``u_b = 2**(GRID_E0 + BIN_WIDTH*b)``; the grid never
+  depends on the data;
+* a column keeps ``N_BINS`` consecutive bins ``T, T-1, T-2`` of exact integers,
+  where the top bin ``T`` is the smallest with ``max|v| < 2**(BIN_WIDTH-1) * u_T``;
+* each value is split into integers, one per bin (round half even at the last);
+  up to ``BLOCK_ROWS`` such integers add exactly in any order, so per-block
+  float sums are exact and are carried on in Python integers;
+* :meth:`ExactSums.merge` aligns two states to the larger ``T`` by dropping
+  the low bins of the other (no re-rounding), then adds the integers.  Merge is
+  exact, associative and commutative with :meth:`ExactSums.zeros` as identity;
+* :meth:`ExactSums.finalize` rounds the exact integer total to float64 once.
+
+The finalized value is ``round(sum_i RNE(v_i / u_L) * u_L)`` with
+``L = T - (N_BINS - 1)`` and ``T`` fixed by the largest ``|v_i|`` of the
+column over all chunks: it depends on the multiset of values only, never on
+how they were split into chunks or in which order the chunks were merged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "BIN_WIDTH",
+    "BLOCK_ROWS",
+    "GRID_E0",
+    "N_BINS",
+    "ExactSums",
+    "top_bin",
+]
+
+#: Exponent of the unit of bin 0 (the smallest subnormal).
+GRID_E0 = -1074
+#: Bits per bin.
+BIN_WIDTH = 40
+#: Bins kept per column.
+N_BINS = 3
+#: Rows whose bin integers (each |a| <= 2**39) add exactly in float64.
+BLOCK_ROWS = 2 ** (54 - BIN_WIDTH)
+
+_MIN_TOP = N_BINS - 1
+_NAN, _POS_INF, _NEG_INF = 1, 2, 4
+_SPLIT = float(2**BIN_WIDTH)
+
+
+def top_bin(bound: np.ndarray) -> np.ndarray:
+    """Smallest bin ``b >= N_BINS-1`` whose capacity exceeds each ``bound``.
+
+    Capacity of bin ``b`` is ``2**(GRID_E0 + BIN_WIDTH*b + BIN_WIDTH - 1)``.
+    Monotone in ``bound``; a bound of 0 gets the lowest top bin.
+    """
+    bound = np.asarray(bound, dtype=np.float64)
+    _, exponent = np.frexp(bound)  # bound < 2**exponent
+    need = exponent.astype(np.int64) - GRID_E0 - (BIN_WIDTH - 1)
+    top = -((-need) // BIN_WIDTH)  # ceil division
+    top = np.maximum(top, _MIN_TOP)
+    return np.where(bound > 0, top, _MIN_TOP).astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class ExactSums:
+    """Exact partial sums of ``n_cols`` columns.
+
+    ``top``: int64 ``(n_cols,)`` top bin per column.
+    ``bins``: object ``(N_BINS, n_cols)`` Python integers; row ``k`` is in
+    units of ``u_{top-k}``.
+    ``flags``: uint8 ``(n_cols,)`` bit set of NaN, +inf, -inf seen.
+    """
+
+    top: np.ndarray
+    bins: np.ndarray
+    flags: np.ndarray
+
+    @property
+    def n_cols(self) -> int:
+        return self.top.shape[0]
+
+    @classmethod
+    def zeros(cls, n_cols: int) -> ExactSums:
+        """The empty state: identity of :meth:`merge`."""
+        return cls(
+            top=np.full(n_cols, _MIN_TOP, dtype=np.int64),
+            bins=np.zeros((N_BINS, n_cols), dtype=object),
+            flags=np.zeros(n_cols, dtype=np.uint8),
+        )
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> ExactSums:
+        """Exact sums of the columns of a 2-D array (any length, any layout)."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 2:
+            raise ValueError(f"expected a 2-D array, got shape {values.shape}")
+        total = cls.zeros(values.shape[1])
+        for start in range(0, values.shape[0], BLOCK_ROWS):
+            total = total.merge(_deposit_block(values[start : start + BLOCK_ROWS]))
+        return total
+
+    def merge(self, other: ExactSums) -> ExactSums:
+        """Exact sum of two states (associative, commutative)."""
+        if other.n_cols != self.n_cols:
+            raise ValueError(f"cannot merge {self.n_cols} columns with {other.n_cols}")
+        top = np.maximum(self.top, other.top)
+        bins = _align(self, top) + _align(other, top)
+        return ExactSums(top=top, bins=bins, flags=self.flags | other.flags)
+
+    def finalize(self) -> np.ndarray:
+        """The sums as float64, each correctly rounded from the exact total."""
+        out = np.empty(self.n_cols, dtype=np.float64)
+        for j in range(self.n_cols):
+            flags = int(self.flags[j])
+            if flags & _NAN or (flags & _POS_INF and flags & _NEG_INF):
+                out[j] = np.nan
+            elif flags & _POS_INF:
+                out[j] = np.inf
+            elif flags & _NEG_INF:
+                out[j] = -np.inf
+            else:
+                out[j] = _to_float(self.bins[:, j], int(self.top[j]))
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExactSums):
+            return NotImplemented
+        return (
+            np.array_equal(self.top, other.top)
+            and np.array_equal(self.flags, other.flags)
+            and all(a == b for a, b in zip(self.bins.ravel(), other.bins.ravel()))
+        )
+
+
+def _deposit_block(values: np.ndarray) -> ExactSums:
+    """Exact sums of at most ``BLOCK_ROWS`` rows."""
+    finite = np.isfinite(values)
+    flags = np.zeros(values.shape[1], dtype=np.uint8)
+    if not finite.all():
+        flags |= np.where(np.isnan(values).any(axis=0), _NAN, 0).astype(np.uint8)
+        flags |= np.where((values == np.inf).any(axis=0), _POS_INF, 0).astype(np.uint8)
+        flags |= np.where((values == -np.inf).any(axis=0), _NEG_INF, 0).astype(np.uint8)
+        values = np.where(finite, values, 0.0)
+    if values.shape[0] == 0:
+        bound = np.zeros(values.shape[1])
+    else:
+        bound = np.abs(values).max(axis=0)
+    top = top_bin(bound)
+    # Multiplying by a power of two is exact (or deterministically rounded
+    # far below the last bin), so ``scaled`` depends on the value and T only.
+    scale = np.ldexp(1.0, -(GRID_E0 + BIN_WIDTH * top))
+    scaled = values * scale
+    bins = np.empty((N_BINS, values.shape[1]), dtype=object)
+    for k in range(N_BINS):
+        digits = np.rint(scaled)
+        # Each |digit| <= 2**39 and at most 2**14 rows: every partial sum is an
+        # integer below 2**53, so this float sum is exact in any order.
+        bins[k] = digits.sum(axis=0).astype(np.int64).astype(object)
+        if k + 1 < N_BINS:
+            scaled = (scaled - digits) * _SPLIT
+    return ExactSums(top=top, bins=bins, flags=flags)
+
+
+def _align(state: ExactSums, top: np.ndarray) -> np.ndarray:
+    """``state.bins`` re-expressed with top bins ``top >= state.top``.
+
+    Bins that fall below ``top - (N_BINS-1)`` are dropped: a value deposited
+    at a lower top and shifted equals the same value deposited at ``top``.
+    """
+    shift = np.minimum(top - state.top, N_BINS)
+    if not shift.any():
+        return state.bins
+    padded = np.concatenate([np.zeros_like(state.bins), state.bins], axis=0)
+    index = N_BINS + np.arange(N_BINS)[:, None] - shift[None, :]
+    return np.take_along_axis(padded, index, axis=0)
+
+
+def _to_float(bins: np.ndarray, top: int) -> float:
+    total = 0
+    for k in range(N_BINS):
+        total += int(bins[k]) << (BIN_WIDTH * (N_BINS - 1 - k))
+    exponent = GRID_E0 + BIN_WIDTH * (top - (N_BINS - 1))
+    try:
+        if exponent >= 0:
+            return float(total << exponent)
+        # int / int true division is correctly rounded (subnormals included).
+        return total / (1 << -exponent)
+    except OverflowError:
+        return np.inf if total > 0 else -np.inf
