@@ -116,7 +116,7 @@ def _column_values(table: pa.Table, name: str, chunk: ChunkSpec) -> np.ndarray:
         row = int(np.flatnonzero(~finite)[0])
         raise NonFiniteValueError(
             f"column {name!r} has {int((~finite).sum())} non-finite value(s) in "
-            f"{chunk.where()}, first {values[row]} at row {row} of the row group "
+            f"{chunk.where()}, first {float(values[row])!r} at row {row} of the row group "
             f"(dataset row {chunk.offset + row}); expected finite numbers",
             path=chunk.path,
             column=name,
@@ -132,7 +132,7 @@ def _check_label(y: np.ndarray, name: str, chunk: ChunkSpec) -> None:
         row = int(np.flatnonzero(bad)[0])
         raise LabelValueError(
             f"label column {name!r} has {int(bad.sum())} value(s) outside {{0, 1}} in "
-            f"{chunk.where()}, first {y[row]!r} at row {row} of the row group "
+            f"{chunk.where()}, first {float(y[row])!r} at row {row} of the row group "
             f"(dataset row {chunk.offset + row}); expected 0 or 1",
             path=chunk.path,
             column=name,

@@ -137,30 +137,32 @@ class ExactSums:
 
 def _deposit_block(values: np.ndarray) -> ExactSums:
     """Exact sums of at most ``BLOCK_ROWS`` rows."""
-    finite = np.isfinite(values)
-    flags = np.zeros(values.shape[1], dtype=np.uint8)
-    if not finite.all():
+    n_cols = values.shape[1]
+    flags = np.zeros(n_cols, dtype=np.uint8)
+    if values.shape[0] == 0:
+        return ExactSums.zeros(n_cols)
+    # max(max, -min) needs no |values| temporary; NaN and inf show up in it.
+    bound = np.maximum(values.max(axis=0), -values.min(axis=0))
+    if not np.isfinite(bound).all():
         flags |= np.where(np.isnan(values).any(axis=0), _NAN, 0).astype(np.uint8)
         flags |= np.where((values == np.inf).any(axis=0), _POS_INF, 0).astype(np.uint8)
         flags |= np.where((values == -np.inf).any(axis=0), _NEG_INF, 0).astype(np.uint8)
-        values = np.where(finite, values, 0.0)
-    if values.shape[0] == 0:
-        bound = np.zeros(values.shape[1])
-    else:
+        values = np.where(np.isfinite(values), values, 0.0)
         bound = np.abs(values).max(axis=0)
     top = top_bin(bound)
     # Multiplying by a power of two is exact (or deterministically rounded
     # far below the last bin), so ``scaled`` depends on the value and T only.
-    scale = np.ldexp(1.0, -(GRID_E0 + BIN_WIDTH * top))
-    scaled = values * scale
-    bins = np.empty((N_BINS, values.shape[1]), dtype=object)
+    scaled = values * np.ldexp(1.0, -(GRID_E0 + BIN_WIDTH * top))
+    digits = np.empty_like(scaled)
+    bins = np.empty((N_BINS, n_cols), dtype=object)
     for k in range(N_BINS):
-        digits = np.rint(scaled)
+        np.rint(scaled, out=digits)
         # Each |digit| <= 2**39 and at most 2**14 rows: every partial sum is an
         # integer below 2**53, so this float sum is exact in any order.
         bins[k] = digits.sum(axis=0).astype(np.int64).astype(object)
         if k + 1 < N_BINS:
-            scaled = (scaled - digits) * _SPLIT
+            np.subtract(scaled, digits, out=scaled)
+            np.multiply(scaled, _SPLIT, out=scaled)
     return ExactSums(top=top, bins=bins, flags=flags)
 
 

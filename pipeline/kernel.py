@@ -93,12 +93,13 @@ def chunk_partials(X: np.ndarray, y: np.ndarray, coef: np.ndarray) -> Partials:
     if coef.shape != (n_features + 1,):
         raise ValueError(f"coef has shape {coef.shape}, expected ({n_features + 1},)")
     total = Partials.zeros(n_features + 1)
-    terms = np.empty((min(n_rows, BLOCK_ROWS), n_features + 2), dtype=np.float64)
+    terms = np.empty((min(n_rows, BLOCK_ROWS), n_features + 2), dtype=np.float64, order="F")
     for start in range(0, n_rows, BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, n_rows)
         Xb, yb = X[start:stop], y[start:stop]
         margin = margins(Xb, coef)
-        proba = 1.0 / (1.0 + np.exp(-margin))
+        with np.errstate(over="ignore"):  # exp(-z) -> inf gives proba 0, as it should
+            proba = 1.0 / (1.0 + np.exp(-margin))
         residual = proba - yb
         block = terms[: stop - start]
         np.multiply(Xb, residual[:, None], out=block[:, :n_features])

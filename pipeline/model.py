@@ -59,7 +59,8 @@ class Model:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probability of label 1 for each row of ``X``."""
-        return 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-self.decision_function(X)))
 
     def to_json(self) -> str:
         # json writes floats with repr(), which round-trips float64 exactly.

@@ -10,6 +10,7 @@ many workers run them.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ __all__ = [
 REDUCE_FAN_IN = 8
 #: Seconds to wait for a scheduler to answer.
 CONNECT_TIMEOUT_S = 10
+#: Seconds to wait for the first worker of a remote cluster.
+WORKER_WAIT_S = 120
 
 
 class InProcessEvaluator:
@@ -107,6 +110,12 @@ def connect(spec: ClusterSpec) -> Iterator:
                 f"{CONNECT_TIMEOUT_S} s: {exc}"
             ) from None
         with client:
+            try:
+                client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+            except TimeoutError:
+                raise ClusterError(
+                    f"the scheduler at {spec.scheduler!r} has no workers after {WORKER_WAIT_S} s"
+                ) from None
             yield client
         return
     if spec.n_workers < 1:
@@ -117,6 +126,9 @@ def connect(spec: ClusterSpec) -> Iterator:
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
+        # Errors in tasks come back to the client as exceptions; the workers'
+        # own "Compute Failed" logs would only repeat them with a traceback.
+        silence_logs=logging.CRITICAL,
     )
     if spec.memory_limit:
         cluster_options["memory_limit"] = spec.memory_limit

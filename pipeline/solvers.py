@@ -53,8 +53,12 @@ class SolverResult:
 class GDOptions:
     """Gradient descent with a backtracking (Armijo) line search.
 
-    ``initial_step``: first trial step; later iterations start from the last
-    accepted step times ``step_growth``.  A trial ``t`` is accepted when
+    ``initial_step``: the first trial step.  Later iterations first try the
+    Barzilai-Borwein step ``s.s / s.r`` (``s`` the last move, ``r`` the change
+    of gradient), which adapts to the local curvature and saves most
+    backtracking passes; where it is not positive and finite (or with
+    ``barzilai_borwein=False``) they try the last accepted step times
+    ``step_growth``.  A trial ``t`` is accepted when
     ``f(w - t g) <= f(w) - armijo * t * |g|^2``; otherwise ``t *= step_shrink``,
     at most ``max_backtracks`` times.
     """
@@ -66,6 +70,7 @@ class GDOptions:
     step_shrink: float = 0.5
     armijo: float = 1e-4
     max_backtracks: int = 60
+    barzilai_borwein: bool = True
 
 
 def max_abs(vector: np.ndarray) -> float:
@@ -74,6 +79,16 @@ def max_abs(vector: np.ndarray) -> float:
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
     return math.fsum((a * b).tolist())
+
+
+def _next_step(step: float, move: np.ndarray, grad_change: np.ndarray, options: GDOptions) -> float:
+    if options.barzilai_borwein:
+        curvature = _dot(move, grad_change)
+        if curvature > 0:
+            bb_step = _dot(move, move) / curvature
+            if math.isfinite(bb_step) and bb_step > 0:
+                return bb_step
+    return step * options.step_growth
 
 
 def gradient_descent(
@@ -114,12 +129,13 @@ def gradient_descent(
         else:
             message = "line search failed: no step decreased the loss enough"
             break
+        move, grad_change = trial - coef, trial_grad - grad
         coef, loss, grad = trial, trial_loss, trial_grad
         n_iter += 1
         history.append(IterationRecord(n_iter, loss, max_abs(grad), step, n_passes))
         if callback:
             callback(history[-1])
-        step *= options.step_growth
+        step = _next_step(step, move, grad_change, options)
     return SolverResult(
         coef=coef,
         loss=loss,

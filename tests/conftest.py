@@ -1,0 +1,101 @@
+"""Shared test helpers: the CLI in a subprocess, free loopback ports, and a
+real cluster started with the ``dask scheduler`` / ``dask worker`` commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+LOOPBACK = "127.0.0.1"
+
+
+def run_cli(*args: str, timeout: float = 300, cwd: str | os.PathLike | None = None):
+    """``python -m pipeline ARGS`` in a fresh process; returns CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def _dask_command() -> list[str]:
+    found = shutil.which("dask", path=os.path.dirname(sys.executable)) or shutil.which("dask")
+    return [found] if found else [sys.executable, "-m", "distributed.cli.dask_main"]
+
+
+class DaskCLICluster:
+    """``dask scheduler`` + ``dask worker`` processes on 127.0.0.1."""
+
+    def __init__(self, workdir: Path, n_workers: int = 2, memory_limit: str = "2GiB") -> None:
+        self.address = f"tcp://{LOOPBACK}:{free_port()}"
+        self.workdir = workdir
+        self.processes: list[subprocess.Popen] = []
+        port = self.address.rsplit(":", 1)[1]
+        self._start(
+            "scheduler", "--host", LOOPBACK, "--port", port, "--dashboard-address", f"{LOOPBACK}:0"
+        )
+        for index in range(n_workers):
+            self._start(
+                "worker", self.address, "--host", LOOPBACK, "--nthreads", "1",
+                "--memory-limit", memory_limit, "--no-dashboard",
+                "--local-directory", str(workdir / f"worker-{index}"),
+                "--name", f"worker-{index}",
+            )
+        self.wait_for_workers(n_workers)
+
+    def _start(self, *args: str) -> None:
+        log = open(self.workdir / f"{args[0]}-{len(self.processes)}.log", "w")
+        self.processes.append(
+            subprocess.Popen(_dask_command() + list(args), stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        )
+
+    def wait_for_workers(self, n: int, timeout: float = 120) -> None:
+        from distributed import Client
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with Client(self.address, timeout=10) as client:
+                    client.wait_for_workers(n, timeout=max(deadline - time.monotonic(), 1))
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def dask_cli_cluster(tmp_path_factory):
+    cluster = DaskCLICluster(tmp_path_factory.mktemp("dask-cli-cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.close()

@@ -1,0 +1,428 @@
+"""Data layer: resolving Parquet datasets, planning chunks, reading values.
+
+Every test writes real Parquet files with pyarrow (into ``tmp_path``, or into
+fsspec's in-memory filesystem) and checks the plan and the values read back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.data import ChunkSpec, Dataset, open_dataset
+from pipeline.errors import ColumnNotFoundError
+
+# --------------------------------------------------------------------------- helpers
+
+
+def write(path, table: pa.Table, row_group_size: int | None = None) -> Path:
+    """Write ``table`` to ``path`` (parents created) in row groups of ``row_group_size``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
+
+
+def write_groups(path, tables: list[pa.Table]) -> Path:
+    """Write one row group per table (empty tables give 0-row row groups)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(path, tables[0].schema) as writer:
+        for table in tables:
+            writer.write_table(table)
+    return path
+
+
+def make_table(n: int, seed: int = 0, start: int = 0) -> pa.Table:
+    """Two float64 features ``a``, ``b`` and an int8 label ``y``; ``a`` encodes the row."""
+    rng = np.random.default_rng(seed)
+    return pa.table(
+        {
+            "a": np.arange(start, start + n, dtype=np.float64),
+            "b": rng.standard_normal(n),
+            "y": rng.integers(0, 2, n).astype(np.int8),
+        }
+    )
+
+
+def row_groups(path) -> list[int]:
+    metadata = pq.read_metadata(path)
+    return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+
+
+def concat_chunks(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    chunks = dataset.read_chunks()
+    return np.concatenate([X for X, _ in chunks]), np.concatenate([y for _, y in chunks])
+
+
+def expected_xy(tables: list[pa.Table], features: list[str], label: str):
+    X = np.column_stack(
+        [np.concatenate([t.column(f).to_numpy().astype(np.float64) for t in tables]) for f in features]
+    )
+    y = np.concatenate([t.column(label).to_numpy().astype(np.float64) for t in tables])
+    return X, y
+
+
+def check_plan(dataset: Dataset, expected: list[tuple[str, int, int]]) -> None:
+    """``expected``: (path, row_group, n_rows) per chunk; offsets are the running sum."""
+    offsets = np.concatenate([[0], np.cumsum([n for _, _, n in expected])[:-1]]).tolist()
+    assert dataset.chunks == tuple(
+        ChunkSpec(str(path), group, n, offset) for (path, group, n), offset in zip(expected, offsets)
+    )
+    assert dataset.n_samples == sum(n for _, _, n in expected)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def test_directory_planned_in_canonical_order(tmp_path):
+    # Written out of order, with different row-group sizes per file.
+    tables = {
+        "part-2.parquet": (make_table(25, seed=2, start=70), 10),
+        "part-0.parquet": (make_table(30, seed=0, start=0), 7),
+        "part-1.parquet": (make_table(40, seed=1, start=30), 40),
+    }
+    for name, (table, size) in tables.items():
+        write(tmp_path / name, table, size)
+
+    dataset = open_dataset(str(tmp_path), label="y")
+
+    names = sorted(tables)
+    assert dataset.files == tuple(str(tmp_path / name) for name in names)
+    expected = []
+    for name in names:
+        for group, n in enumerate(row_groups(tmp_path / name)):
+            expected.append((tmp_path / name, group, n))
+    # 30 rows by 7 -> 7,7,7,7,2 ; 40 by 40 -> 40 ; 25 by 10 -> 10,10,5
+    assert [n for _, _, n in expected] == [7, 7, 7, 7, 2, 40, 10, 10, 5]
+    check_plan(dataset, expected)
+    assert dataset.n_samples == 95
+    assert dataset.n_features == 2
+    assert dataset.features == ("a", "b")
+    assert dataset.partition_keys == ()
+
+    X, y = concat_chunks(dataset)
+    np.testing.assert_array_equal(X[:, 0], np.arange(95, dtype=np.float64))  # canonical order
+    eX, ey = expected_xy([tables[name][0] for name in names], ["a", "b"], "y")
+    np.testing.assert_array_equal(X, eX)
+    np.testing.assert_array_equal(y, ey)
+
+
+def test_plan_is_read_from_metadata_only(tmp_path, monkeypatch):
+    write(tmp_path / "part-0.parquet", make_table(20), 6)
+    write(tmp_path / "part-1.parquet", make_table(9, seed=1), 4)
+
+    def no_reading(*args, **kwargs):  # pragma: no cover - would fail the test
+        raise AssertionError("planning must not read row-group data")
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", no_reading)
+    monkeypatch.setattr(pq.ParquetFile, "read", no_reading)
+    monkeypatch.setattr(pq, "read_table", no_reading)
+    dataset = open_dataset(str(tmp_path), label="y")
+    check_plan(
+        dataset,
+        [
+            (tmp_path / "part-0.parquet", 0, 6),
+            (tmp_path / "part-0.parquet", 1, 6),
+            (tmp_path / "part-0.parquet", 2, 6),
+            (tmp_path / "part-0.parquet", 3, 2),
+            (tmp_path / "part-1.parquet", 0, 4),
+            (tmp_path / "part-1.parquet", 1, 4),
+            (tmp_path / "part-1.parquet", 2, 1),
+        ],
+    )
+
+
+def test_hive_partitioned_directory(tmp_path):
+    layout = [
+        ("year=2021/month=1/part-0.parquet", make_table(12, seed=3, start=20), 5),
+        ("year=2020/month=2/part-0.parquet", make_table(8, seed=2, start=12), 8),
+        ("year=2020/month=1/part-0.parquet", make_table(6, seed=1, start=0), 4),
+        ("year=2020/month=1/part-1.parquet", make_table(6, seed=0, start=6), 6),
+    ]
+    for relative, table, size in layout:
+        write(tmp_path / relative, table, size)
+
+    dataset = open_dataset(str(tmp_path), label="y")
+
+    order = sorted(layout, key=lambda item: str(tmp_path / item[0]))
+    assert dataset.files == tuple(str(tmp_path / relative) for relative, _, _ in order)
+    assert set(dataset.partition_keys) == {"year", "month"}
+    assert dataset.features == ("a", "b")  # partition keys are not default features
+    expected = []
+    for relative, _, _ in order:
+        for group, n in enumerate(row_groups(tmp_path / relative)):
+            expected.append((tmp_path / relative, group, n))
+    check_plan(dataset, expected)
+    assert dataset.n_samples == 32
+
+    X, y = concat_chunks(dataset)
+    eX, ey = expected_xy([table for _, table, _ in order], ["a", "b"], "y")
+    np.testing.assert_array_equal(X, eX)
+    np.testing.assert_array_equal(y, ey)
+    np.testing.assert_array_equal(X[:, 0], np.arange(32, dtype=np.float64))
+
+
+@pytest.mark.parametrize("key", ["year", "month"])
+def test_partition_key_as_feature_is_column_not_found(tmp_path, key):
+    write(tmp_path / "year=2020/month=1/part-0.parquet", make_table(5), 5)
+    with pytest.raises(ColumnNotFoundError) as info:
+        open_dataset(str(tmp_path), label="y", features=["a", key])
+    message = str(info.value)
+    assert repr(key) in message
+    assert "partition key" in message
+    assert str(tmp_path / "year=2020/month=1/part-0.parquet") in message
+    assert info.value.column == key
+
+
+def test_single_file(tmp_path):
+    table = make_table(23, seed=5)
+    path = write(tmp_path / "data.parquet", table, 10)
+    write(tmp_path / "other.parquet", make_table(7), 7)  # a sibling that must not be read
+
+    dataset = open_dataset(str(path), label="y")
+
+    assert dataset.files == (str(path),)
+    check_plan(dataset, [(path, 0, 10), (path, 1, 10), (path, 2, 3)])
+    X, y = concat_chunks(dataset)
+    eX, ey = expected_xy([table], ["a", "b"], "y")
+    np.testing.assert_array_equal(X, eX)
+    np.testing.assert_array_equal(y, ey)
+
+
+def test_glob(tmp_path):
+    t0, t1 = make_table(11, seed=0, start=0), make_table(13, seed=1, start=11)
+    write(tmp_path / "part-1.parquet", t1, 5)
+    write(tmp_path / "part-0.parquet", t0, 11)
+    write(tmp_path / "other-0.parquet", make_table(100, seed=9), 100)  # not matched
+
+    dataset = open_dataset(str(tmp_path / "part-*.parquet"), label="y")
+
+    p0, p1 = tmp_path / "part-0.parquet", tmp_path / "part-1.parquet"
+    assert dataset.files == (str(p0), str(p1))
+    check_plan(dataset, [(p0, 0, 11), (p1, 0, 5), (p1, 1, 5), (p1, 2, 3)])
+    X, y = concat_chunks(dataset)
+    eX, ey = expected_xy([t0, t1], ["a", "b"], "y")
+    np.testing.assert_array_equal(X, eX)
+    np.testing.assert_array_equal(y, ey)
+
+
+@pytest.fixture
+def memory_fs():
+    fs = fsspec.filesystem("memory")
+    root = f"/pipeline-test-{uuid.uuid4().hex}"
+    yield fs, root
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+    assert not fs.exists(root)
+
+
+def test_memory_filesystem_url(memory_fs):
+    fs, root = memory_fs
+    tables = [make_table(9, seed=0, start=0), make_table(14, seed=1, start=9)]
+    for index, table in enumerate(tables):
+        with fs.open(f"{root}/part-{index}.parquet", "wb") as handle:
+            pq.write_table(table, handle, row_group_size=5)
+    with fs.open(f"{root}/_SUCCESS", "wb") as handle:
+        handle.write(b"")
+
+    dataset = open_dataset(f"memory://{root.lstrip('/')}", label="y")
+
+    assert [path.rsplit("/", 1)[-1] for path in dataset.files] == ["part-0.parquet", "part-1.parquet"]
+    assert [(c.row_group, c.n_rows, c.offset) for c in dataset.chunks] == [
+        (0, 5, 0), (1, 4, 5), (0, 5, 9), (1, 5, 14), (2, 4, 19)
+    ]
+    assert [c.path for c in dataset.chunks] == [dataset.files[0]] * 2 + [dataset.files[1]] * 3
+    assert dataset.n_samples == 23
+    X, y = concat_chunks(dataset)
+    eX, ey = expected_xy(tables, ["a", "b"], "y")
+    np.testing.assert_array_equal(X, eX)
+    np.testing.assert_array_equal(y, ey)
+
+
+def test_empty_files_and_row_groups_skipped_hidden_files_ignored(tmp_path):
+    schema = make_table(0).schema
+    t_a, t_b, t_c = make_table(4, seed=1, start=0), make_table(3, seed=2, start=4), make_table(5, seed=3, start=7)
+    write(tmp_path / "part-0.parquet", make_table(0))  # empty file
+    write_groups(tmp_path / "part-1.parquet", [t_a, make_table(0), t_b, make_table(0)])
+    with pq.ParquetWriter(tmp_path / "part-2.parquet", schema):
+        pass  # a file with no row groups at all
+    write(tmp_path / "part-3.parquet", t_c, 5)
+    (tmp_path / "_SUCCESS").write_bytes(b"")
+    (tmp_path / ".part-1.parquet.crc").write_bytes(b"\x00crc garbage")
+    (tmp_path / "_temporary").mkdir()
+    (tmp_path / "_temporary" / "part-9.parquet").write_bytes(b"not parquet")
+
+    assert row_groups(tmp_path / "part-1.parquet") == [4, 0, 3, 0]
+    assert sum(row_groups(tmp_path / "part-0.parquet")) == 0
+    assert row_groups(tmp_path / "part-2.parquet") == []
+
+    dataset = open_dataset(str(tmp_path), label="y")
+
+    assert dataset.files == tuple(str(tmp_path / f"part-{i}.parquet") for i in range(4))
+    p1, p3 = tmp_path / "part-1.parquet", tmp_path / "part-3.parquet"
+    check_plan(dataset, [(p1, 0, 4), (p1, 2, 3), (p3, 0, 5)])
+    assert all(chunk.n_rows > 0 for chunk in dataset.chunks)
+    X, y = concat_chunks(dataset)
+    eX, ey = expected_xy([t_a, t_b, t_c], ["a", "b"], "y")
+    np.testing.assert_array_equal(X, eX)
+    np.testing.assert_array_equal(y, ey)
+
+
+# --------------------------------------------------------------------------- types and values
+
+
+def test_feature_types_cast_to_float64_exactly(tmp_path):
+    n = 12
+    rng = np.random.default_rng(4)
+    ints = rng.integers(-(2**40), 2**40, n)
+    f32 = rng.standard_normal(n).astype(np.float32)
+    f64 = rng.standard_normal(n) * 1e10
+    bools = rng.integers(0, 2, n).astype(bool)
+    table = pa.table(
+        {
+            "i8": pa.array(rng.integers(-128, 128, n).astype(np.int8)),
+            "i32": pa.array(rng.integers(-(2**31), 2**31, n).astype(np.int32)),
+            "i64": pa.array(ints, pa.int64()),
+            "u16": pa.array(rng.integers(0, 2**16, n).astype(np.uint16)),
+            "f32": pa.array(f32),
+            "f64": pa.array(f64),
+            "flag": pa.array(bools),
+            "y": pa.array(rng.integers(0, 2, n).astype(np.int64)),
+        }
+    )
+    write(tmp_path / "part-0.parquet", table, 5)
+
+    dataset = open_dataset(str(tmp_path), label="y")
+    assert dataset.features == ("i8", "i32", "i64", "u16", "f32", "f64", "flag")
+
+    X, y = concat_chunks(dataset)
+    assert X.dtype == np.float64 and y.dtype == np.float64
+    assert X.shape == (n, 7)
+    for j, name in enumerate(dataset.features):
+        original = table.column(name).to_numpy()
+        np.testing.assert_array_equal(X[:, j], original.astype(np.float64))
+        # exact: casting back reproduces the stored values bit for bit
+        np.testing.assert_array_equal(X[:, j].astype(original.dtype), original)
+    np.testing.assert_array_equal(X[:, 4].astype(np.float32), f32)
+    np.testing.assert_array_equal(X[:, 6], bools.astype(np.float64))
+    np.testing.assert_array_equal(y, table.column("y").to_numpy().astype(np.float64))
+
+
+@pytest.mark.parametrize(
+    "label_array",
+    [
+        pa.array([0, 1, 1, 0, 1, 0, 0], pa.int8()),
+        pa.array([0, 1, 1, 0, 1, 0, 0], pa.int64()),
+        pa.array([0, 1, 1, 0, 1, 0, 0], pa.uint8()),
+        pa.array([False, True, True, False, True, False, False], pa.bool_()),
+        pa.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0], pa.float64()),
+        pa.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0], pa.float32()),
+    ],
+    ids=["int8", "int64", "uint8", "bool", "float64", "float32"],
+)
+def test_label_types(tmp_path, label_array):
+    table = pa.table({"x": np.arange(7, dtype=np.float64), "label": label_array})
+    write(tmp_path / "part-0.parquet", table, 3)
+
+    dataset = open_dataset(str(tmp_path), label="label")
+
+    assert dataset.features == ("x",)
+    X, y = concat_chunks(dataset)
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y, [0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(X[:, 0], np.arange(7, dtype=np.float64))
+
+
+def test_default_features_schema_order_without_label_strings_or_partitions(tmp_path):
+    n = 6
+    table = pa.table(
+        {
+            "z": np.linspace(0, 1, n),
+            "name": pa.array([f"r{i}" for i in range(n)]),
+            "y": pa.array([0, 1] * 3, pa.int8()),
+            "m": pa.array(np.arange(n, dtype=np.int32)),
+            "big_s": pa.array([str(i) for i in range(n)], pa.large_string()),
+            "b": pa.array([True, False] * 3),
+            "a": np.arange(n, dtype=np.float32),
+        }
+    )
+    write(tmp_path / "country=fr" / "part-0.parquet", table, 4)
+
+    dataset = open_dataset(str(tmp_path), label="y")
+
+    assert dataset.partition_keys == ("country",)
+    assert dataset.features == ("z", "m", "b", "a")
+    X, y = concat_chunks(dataset)
+    eX, ey = expected_xy([table], ["z", "m", "b", "a"], "y")
+    np.testing.assert_array_equal(X, eX)
+    np.testing.assert_array_equal(y, ey)
+
+
+def test_explicit_features_order_kept(tmp_path):
+    table = make_table(10)
+    write(tmp_path / "part-0.parquet", table, 4)
+    dataset = open_dataset(str(tmp_path), label="y", features=["b", "a"])
+    assert dataset.features == ("b", "a")
+    X, y = concat_chunks(dataset)
+    eX, ey = expected_xy([table], ["b", "a"], "y")
+    np.testing.assert_array_equal(X, eX)
+    np.testing.assert_array_equal(y, ey)
+
+
+def test_read_chunks_shapes_and_values(tmp_path):
+    tables = [make_table(17, seed=0, start=0), make_table(8, seed=1, start=17)]
+    write(tmp_path / "part-0.parquet", tables[0], 6)
+    write(tmp_path / "part-1.parquet", tables[1], 8)
+
+    dataset = open_dataset(str(tmp_path), label="y")
+    chunks = dataset.read_chunks()
+
+    assert len(chunks) == len(dataset.chunks) == 4
+    for (X, y), spec in zip(chunks, dataset.chunks):
+        assert X.shape == (spec.n_rows, 2) and X.dtype == np.float64
+        assert y.shape == (spec.n_rows,) and y.dtype == np.float64
+        # the first feature encodes the global row index: offsets are right
+        np.testing.assert_array_equal(X[:, 0], np.arange(spec.offset, spec.offset + spec.n_rows))
+    X = np.concatenate([X for X, _ in chunks])
+    y = np.concatenate([y for _, y in chunks])
+    eX, ey = expected_xy(tables, ["a", "b"], "y")
+    assert X.shape == (25, 2)
+    np.testing.assert_array_equal(X, eX)
+    np.testing.assert_array_equal(y, ey)
+
+
+def test_to_dask_chunks_known_and_values_equal(tmp_path):
+    import dask
+    import dask.array as da
+
+    tables = [make_table(13, seed=0, start=0), make_table(0), make_table(10, seed=1, start=13)]
+    write(tmp_path / "part-0.parquet", tables[0], 5)
+    write(tmp_path / "part-1.parquet", tables[1])
+    write(tmp_path / "part-2.parquet", tables[2], 4)
+
+    dataset = open_dataset(str(tmp_path), label="y")
+    X, y = dataset.to_dask()
+
+    assert isinstance(X, da.Array) and isinstance(y, da.Array)
+    sizes = (5, 5, 3, 4, 4, 2)
+    assert X.chunks == (sizes, (2,))
+    assert y.chunks == (sizes,)
+    assert X.shape == (23, 2) and y.shape == (23,)
+    assert X.dtype == np.float64 and y.dtype == np.float64
+    assert not any(np.isnan(size) for size in X.shape)
+
+    X_value, y_value = dask.compute(X, y, scheduler="sync")
+    eX, ey = expected_xy([tables[0], tables[2]], ["a", "b"], "y")
+    np.testing.assert_array_equal(X_value, eX)
+    np.testing.assert_array_equal(y_value, ey)
+    # block by block as well
+    for index, spec in enumerate(dataset.chunks):
+        block = X.blocks[index].compute(scheduler="sync")
+        np.testing.assert_array_equal(block, eX[spec.offset : spec.offset + spec.n_rows])

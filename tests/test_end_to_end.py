@@ -1,0 +1,92 @@
+"""Through the CLI, on real multi-process clusters, against scikit-learn."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run_cli
+from pipeline import Model, coef_digest
+from pipeline.objective import LogisticObjective
+from pipeline.reduce import InProcessEvaluator
+
+pytestmark = pytest.mark.cluster
+
+
+def make(path, rows, features, files, row_group_size, seed):
+    result = run_cli("make-data", path, "--rows", rows, "--features", features, "--files", files,
+                     "--row-group-size", row_group_size, "--seed", seed)
+    assert result.returncode == 0, result.stderr
+
+
+def train_cli(data, out, *where, tol="1e-6", max_iter="1000"):
+    result = run_cli("train", data, "--label", "y", "--out", out, "--tol", tol,
+                     "--max-iter", max_iter, *where)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return Model.load(out), result.stdout
+
+
+def test_make_data_is_a_repartitioning(tmp_path):
+    make(tmp_path / "a", 1000, 3, 1, 1000, 5)
+    make(tmp_path / "b", 1000, 3, 4, 33, 5)
+    a = pq.read_table(tmp_path / "a")
+    b = pq.read_table(tmp_path / "b")
+    assert a.equals(b)
+    assert len(list((tmp_path / "b").iterdir())) == 4
+    assert pq.ParquetFile(tmp_path / "b" / "part-00000.parquet").metadata.row_group(0).num_rows == 33
+
+
+def test_cli_cluster_training_reaches_sklearn_optimum(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    make(tmp_path / "data", 20_000, 5, 3, 2500, 1)
+    model, stdout = train_cli(tmp_path / "data", tmp_path / "out", "--workers", "2", tol="1e-8")
+    assert "local cluster, 2 worker processes" in stdout
+    assert "iter    1" in stdout and "digest " + model.digest in stdout
+
+    stored = json.loads((tmp_path / "out" / "model.json").read_text())
+    for key in ["features", "coef", "intercept", "solver", "n_iter", "n_passes", "converged",
+                "loss_history", "n_samples", "digest"]:
+        assert key in stored
+    assert stored["digest"] == coef_digest(np.array(stored["coef"]), stored["intercept"])
+    assert model.converged and model.n_samples == 20_000
+    assert model.features == [f"f{j}" for j in range(5)]
+
+    table = pq.read_table(tmp_path / "data")
+    X = np.column_stack([table[f"f{j}"].to_numpy() for j in range(5)])
+    y = table["y"].to_numpy().astype(np.float64)
+    sk = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(X, y)
+    objective = LogisticObjective(InProcessEvaluator([(X, y)], 5))
+    sk_loss, _ = objective(np.append(sk.coef_.ravel(), sk.intercept_))
+    our_loss = model.loss_history[-1]
+    assert abs(our_loss - sk_loss) <= 1e-6 * sk_loss
+    np.testing.assert_allclose(model.coef, sk.coef_.ravel(), rtol=1e-4, atol=1e-5)
+    assert model.intercept == pytest.approx(sk.intercept_[0], rel=1e-4, abs=1e-5)
+
+
+def test_dask_cli_cluster_repartitioned_equals_in_process(tmp_path, dask_cli_cluster):
+    make(tmp_path / "one", 3000, 4, 1, 3000, 9)
+    make(tmp_path / "many", 3000, 4, 5, 97, 9)
+    reference, _ = train_cli(tmp_path / "one", tmp_path / "ref", "--in-process")
+    remote, stdout = train_cli(tmp_path / "many", tmp_path / "remote",
+                               "--scheduler", dask_cli_cluster.address)
+    assert dask_cli_cluster.address in stdout
+    assert reference.n_iter > 3
+    assert remote.digest == reference.digest
+    assert np.array(remote.coef).tobytes() == np.array(reference.coef).tobytes()
+    assert remote.loss_history == reference.loss_history
+    assert remote.gradient == reference.gradient
+    assert remote.n_passes == reference.n_passes
+
+
+def test_demo_proves_cluster_equals_in_process(tmp_path):
+    result = run_cli("demo", "--rows", "20000", "--features", "4", "--out", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "IDENTICAL" in result.stdout
+    cluster = Model.load(tmp_path / "model-cluster")
+    local = Model.load(tmp_path / "model-in-process")
+    assert cluster.digest == local.digest and cluster.n_iter > 3
