@@ -154,7 +154,7 @@ def _demo(args) -> int:
         make_data(str(many), args.rows, args.features, files=7, row_group_size=4999, seed=7)
         print(f"generated {args.rows} rows x {args.features} features twice: "
               f"1 file / 1 row group, and 7 files / row groups of 4999 rows")
-        options = GDOptions(max_iter=500, tol=1e-5)
+        options = GDOptions()
         distributed = _run(TrainConfig(
             data=str(many), label="y", gd=options, out=str(root / "model-cluster"), overwrite=True,
             cluster=ClusterSpec(n_workers=args.workers),
