@@ -2,7 +2,7 @@
 
 Public API::
 
-    from pipeline import TrainConfig, ClusterSpec, GDOptions, train, open_dataset, Model
+    from pipeline import TrainConfig, ClusterSpec, SolverOptions, Penalty, train, fit, open_dataset, Model
 """
 
 from .config import TrainConfig
@@ -10,17 +10,20 @@ from .data import Dataset, open_dataset
 from .errors import PipelineError
 from .model import Model, coef_digest
 from .reduce import ClusterSpec
-from .solvers import GDOptions
-from .train import train, train_arrays
+from .objective import Penalty
+from .solvers import SolverOptions
+from .train import fit, train, train_arrays
 
 __all__ = [
     "ClusterSpec",
     "Dataset",
-    "GDOptions",
     "Model",
+    "Penalty",
     "PipelineError",
+    "SolverOptions",
     "TrainConfig",
     "coef_digest",
+    "fit",
     "open_dataset",
     "train",
     "train_arrays",

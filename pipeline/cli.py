@@ -11,13 +11,15 @@ import argparse
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from .config import CACHE_MODES, SOLVERS, TrainConfig
-from .errors import PipelineError
+from .errors import ConfigError, ConvergenceWarning, PipelineError
 from .model import Model
 from .reduce import ClusterSpec
-from .solvers import GDOptions, IterationRecord
+from .objective import Penalty
+from .solvers import IterationRecord, SolverOptions
 from .synth import make_data
 from .train import train
 
@@ -62,9 +64,26 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--label", required=True, help="label column (values 0/1)")
     fit.add_argument("--features", type=_name_list, default=None,
                      help="comma-separated feature columns (default: every numeric column)")
-    fit.add_argument("--solver", choices=SOLVERS, default="gd")
-    fit.add_argument("--max-iter", type=int, default=GDOptions.max_iter)
-    fit.add_argument("--tol", type=float, default=GDOptions.tol, help="stop when |grad|_inf <= tol")
+    fit.add_argument("--weight-col", default=None, help="column of sample weights (>= 0)")
+    fit.add_argument("--class-weight", type=_class_weight, default=None,
+                     help="'balanced' or '0:a,1:b' (multiplies the sample weights by class)")
+    fit.add_argument("--solver", choices=SOLVERS, default="lbfgs")
+    fit.add_argument("--max-iter", type=int, default=SolverOptions.max_iter)
+    fit.add_argument("--tol", type=float, default=SolverOptions.tol,
+                     help="stop when the projected gradient's |g|_inf <= tol")
+    fit.add_argument("--ftol", type=float, default=SolverOptions.ftol,
+                     help="stop when an iteration changes the loss by <= ftol (relative); 0 disables")
+    fit.add_argument("--history-size", type=int, default=SolverOptions.history_size,
+                     help="L-BFGS memory (pairs kept)")
+    fit.add_argument("--l2", type=float, default=None, help="L2 strength: + l2/2 ||w||^2")
+    fit.add_argument("--l1", type=float, default=None, help="L1 strength: + l1 ||w||_1")
+    fit.add_argument("--reg", type=float, default=None,
+                     help="elastic net strength lambda (with --alpha), instead of --l2/--l1")
+    fit.add_argument("--alpha", type=float, default=None,
+                     help="elastic net mix: l1 = reg*alpha, l2 = reg*(1-alpha)")
+    fit.add_argument("--no-standardize", dest="standardize", action="store_false",
+                     help="solve on raw features (the optimum is the same; the path is slower)")
+    fit.add_argument("--init", metavar="DIR", default=None, help="warm start from DIR/model.json")
     where = fit.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler")
     where.add_argument("--workers", type=int, default=None,
@@ -93,6 +112,29 @@ def _name_list(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(","))
 
 
+def _class_weight(text: str):
+    if text == "balanced":
+        return text
+    try:
+        pairs = dict(part.split(":") for part in text.strip("{} ").split(","))
+        weights = {int(key.strip()): float(value) for key, value in pairs.items()}
+        if set(weights) != {0, 1}:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'balanced' or '0:a,1:b' (weights for labels 0 and 1), got {text!r}"
+        ) from None
+    return (weights[0], weights[1])
+
+
+def _penalty(args) -> Penalty:
+    if args.reg is not None or args.alpha is not None:
+        if args.l1 is not None or args.l2 is not None:
+            raise ConfigError("give either --reg/--alpha or --l2/--l1, not both")
+        return Penalty.elastic_net(args.reg or 0.0, 0.0 if args.alpha is None else args.alpha)
+    return Penalty(l2=args.l2 or 0.0, l1=args.l1 or 0.0)
+
+
 def _make_data(args) -> int:
     paths = make_data(args.out, args.rows, args.features, args.files, args.row_group_size, args.seed)
     print(f"wrote {args.rows} rows x {args.features} features to {len(paths)} file(s) in {args.out}")
@@ -108,8 +150,14 @@ def _train(args) -> int:
         data=args.data,
         label=args.label,
         features=args.features,
+        weight=args.weight_col,
+        class_weight=args.class_weight,
         solver=args.solver,
-        gd=GDOptions(max_iter=args.max_iter, tol=args.tol),
+        options=SolverOptions(max_iter=args.max_iter, tol=args.tol, ftol=args.ftol,
+                              history_size=args.history_size),
+        penalty=_penalty(args),
+        standardize=args.standardize,
+        init=args.init,
         cluster=cluster,
         cache=args.cache,
         out=args.out,
@@ -127,7 +175,12 @@ def _run(config: TrainConfig, quiet: bool = False) -> Model:
     )
     print(f"training on {config.data} ({where})")
     started = time.perf_counter()
-    model = train(config, progress=None if quiet else _print_iteration)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = train(config, progress=None if quiet else _print_iteration)
+    for warning in caught:
+        kind = "ConvergenceWarning" if issubclass(warning.category, ConvergenceWarning) else "warning"
+        print(f"{kind}: {warning.message}", file=sys.stderr)
     elapsed = time.perf_counter() - started
     status = "converged" if model.converged else "NOT converged"
     print(
@@ -154,13 +207,12 @@ def _demo(args) -> int:
         make_data(str(many), args.rows, args.features, files=7, row_group_size=4999, seed=7)
         print(f"generated {args.rows} rows x {args.features} features twice: "
               f"1 file / 1 row group, and 7 files / row groups of 4999 rows")
-        options = GDOptions()
         distributed = _run(TrainConfig(
-            data=str(many), label="y", gd=options, out=str(root / "model-cluster"), overwrite=True,
+            data=str(many), label="y", out=str(root / "model-cluster"), overwrite=True,
             cluster=ClusterSpec(n_workers=args.workers),
         ), quiet=True)
         local = _run(TrainConfig(
-            data=str(one), label="y", gd=options, out=str(root / "model-in-process"), overwrite=True,
+            data=str(one), label="y", out=str(root / "model-in-process"), overwrite=True,
             cluster=None,
         ), quiet=True)
     print(f"coef      {distributed.coef}")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .objective import Penalty
 from .reduce import ClusterSpec
-from .solvers import GDOptions
+from .solvers import SolverOptions
 
-__all__ = ["SOLVERS", "TrainConfig"]
+__all__ = ["CACHE_MODES", "SOLVERS", "TrainConfig"]
 
-SOLVERS = ("gd",)
+SOLVERS = ("lbfgs", "newton", "gd")
 CACHE_MODES = ("memory", "none")
 
 
@@ -21,14 +23,21 @@ class TrainConfig:
     ``cluster=None`` means the in-process path (no Dask at all).
     ``cache``: ``memory`` keeps decoded chunks on the workers between passes;
     ``none`` re-reads Parquet every pass.
+    ``class_weight``: None, ``"balanced"`` or ``(weight of label 0, weight of label 1)``.
+    ``init``: directory of a ``model.json`` to start from (warm start).
     """
 
     data: str
     label: str
     out: str | None = None
     features: tuple[str, ...] | None = None
-    solver: str = "gd"
-    gd: GDOptions = field(default_factory=GDOptions)
+    weight: str | None = None
+    class_weight: str | tuple[float, float] | None = None
+    solver: str = "lbfgs"
+    options: SolverOptions = field(default_factory=SolverOptions)
+    penalty: Penalty = field(default_factory=Penalty)
+    standardize: bool = True
+    init: str | None = None
     cluster: ClusterSpec | None = field(default_factory=ClusterSpec)
     cache: str = "memory"
     overwrite: bool = False
@@ -38,9 +47,22 @@ class TrainConfig:
             raise ConfigError(f"unknown solver {self.solver!r}; expected one of {', '.join(SOLVERS)}")
         if self.cache not in CACHE_MODES:
             raise ConfigError(f"unknown cache mode {self.cache!r}; expected one of {', '.join(CACHE_MODES)}")
-        if self.gd.max_iter < 0:
-            raise ConfigError(f"max_iter must be >= 0, got {self.gd.max_iter}")
-        if not self.gd.tol >= 0:
-            raise ConfigError(f"tol must be >= 0, got {self.gd.tol}")
+        if self.options.max_iter < 0:
+            raise ConfigError(f"max_iter must be >= 0, got {self.options.max_iter}")
+        for name in ("tol", "ftol"):
+            if not getattr(self.options, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self.options, name)}")
+        if self.options.history_size < 1:
+            raise ConfigError(f"history_size must be >= 1, got {self.options.history_size}")
+        if self.solver == "newton" and self.penalty.l1:
+            raise ConfigError("the newton solver handles L2 only; use lbfgs (OWL-QN) or gd for l1 > 0")
+        if self.class_weight is not None and self.class_weight != "balanced":
+            weights = tuple(float(value) for value in self.class_weight)
+            if len(weights) != 2 or not all(math.isfinite(v) and v > 0 for v in weights):
+                raise ConfigError(
+                    f"class_weight must be 'balanced' or two positive weights (label 0, label 1); "
+                    f"got {self.class_weight!r}"
+                )
+            object.__setattr__(self, "class_weight", weights)
         if self.features is not None:
             object.__setattr__(self, "features", tuple(self.features))

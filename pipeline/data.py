@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import fsspec
 import numpy as np
@@ -28,6 +28,7 @@ from .errors import (
     ColumnNotFoundError,
     ColumnTypeError,
     ConfigError,
+    WeightValueError,
     DatasetNotFoundError,
     EmptyDatasetError,
     LabelValueError,
@@ -36,7 +37,7 @@ from .errors import (
     UnreadableFileError,
 )
 
-__all__ = ["ChunkReader", "ChunkSpec", "Dataset", "open_dataset"]
+__all__ = ["Chunk", "ChunkReader", "ChunkSpec", "Dataset", "open_dataset"]
 
 #: Path components starting with these are not data (``_SUCCESS``, ``.crc``).
 IGNORED_PREFIXES = (".", "_")
@@ -56,9 +57,18 @@ class ChunkSpec:
         return f"row group {self.row_group} of {self.path}"
 
 
+class Chunk(NamedTuple):
+    """One chunk's data: ``X`` (n, d) Fortran-ordered, ``y`` (n,) in {0, 1},
+    ``weights`` (n,) >= 0 or None when the dataset has no weight column."""
+
+    X: np.ndarray
+    y: np.ndarray
+    weights: np.ndarray | None = None
+
+
 @dataclass(frozen=True)
 class ChunkReader:
-    """Reads and validates one chunk as ``(X, y)`` float64 numpy arrays.
+    """Reads and validates one chunk as float64 numpy arrays.
 
     Small and picklable: this, not the whole dataset, travels with each task.
     """
@@ -66,8 +76,13 @@ class ChunkReader:
     filesystem: Any
     label: str
     features: tuple[str, ...]
+    weight: str | None = None
 
-    def __call__(self, chunk: ChunkSpec) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def columns(self) -> list[str]:
+        return [*self.features, self.label] + ([self.weight] if self.weight else [])
+
+    def __call__(self, chunk: ChunkSpec) -> Chunk:
         table = self._read_table(chunk)
         if table.num_rows != chunk.n_rows:
             raise UnreadableFileError(
@@ -81,14 +96,16 @@ class ChunkReader:
             X[:, j] = _column_values(table, name, chunk)
         y = _column_values(table, self.label, chunk)
         _check_label(y, self.label, chunk)
-        return X, y
+        weights = None
+        if self.weight:
+            weights = _column_values(table, self.weight, chunk)
+            _check_weights(weights, self.weight, chunk)
+        return Chunk(X, y, weights)
 
     def _read_table(self, chunk: ChunkSpec) -> pa.Table:
         try:
             parquet = pq.ParquetFile(chunk.path, filesystem=self.filesystem)
-            return parquet.read_row_group(
-                chunk.row_group, columns=[*self.features, self.label]
-            )
+            return parquet.read_row_group(chunk.row_group, columns=self.columns)
         except (pa.ArrowException, OSError) as exc:
             raise UnreadableFileError(
                 f"cannot read {chunk.where()}: {exc}",
@@ -141,6 +158,21 @@ def _check_label(y: np.ndarray, name: str, chunk: ChunkSpec) -> None:
         )
 
 
+def _check_weights(weights: np.ndarray, name: str, chunk: ChunkSpec) -> None:
+    negative = weights < 0
+    if negative.any():
+        row = int(np.flatnonzero(negative)[0])
+        raise WeightValueError(
+            f"weight column {name!r} has {int(negative.sum())} negative value(s) in "
+            f"{chunk.where()}, first {float(weights[row])!r} at row {row} of the row group "
+            f"(dataset row {chunk.offset + row}); expected weights >= 0",
+            path=chunk.path,
+            column=name,
+            row_group=chunk.row_group,
+            rows=(chunk.offset + row, chunk.offset + row + 1),
+        )
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A planned Parquet dataset: files, columns and chunks in canonical order."""
@@ -152,6 +184,7 @@ class Dataset:
     features: tuple[str, ...]
     partition_keys: tuple[str, ...]
     chunks: tuple[ChunkSpec, ...]
+    weight: str | None = None
 
     @property
     def n_samples(self) -> int:
@@ -163,41 +196,52 @@ class Dataset:
 
     @property
     def reader(self) -> ChunkReader:
-        return ChunkReader(self.filesystem, self.label, self.features)
+        return ChunkReader(self.filesystem, self.label, self.features, self.weight)
 
-    def read_chunks(self) -> list[tuple[np.ndarray, np.ndarray]]:
+    def read_chunks(self) -> list[Chunk]:
         """Every chunk as numpy arrays, in canonical order (in this process)."""
         reader = self.reader
         return [reader(chunk) for chunk in self.chunks]
 
-    def to_dask(self):
-        """``(X, y)`` Dask arrays with one block per chunk; sizes known up front."""
+    def to_dask(self) -> Chunk:
+        """Dask arrays ``X, y, weights`` (weights None without a weight column),
+        one block per chunk, sizes known up front.  Each chunk is read once."""
         import dask
         import dask.array as da
 
         reader = self.reader
-        X_blocks, y_blocks = [], []
+        X_blocks, y_blocks, weight_blocks = [], [], []
         for chunk in self.chunks:
-            pair = dask.delayed(reader, pure=True)(chunk)
-            X_blocks.append(
-                da.from_delayed(pair[0], (chunk.n_rows, self.n_features), np.float64)
-            )
-            y_blocks.append(da.from_delayed(pair[1], (chunk.n_rows,), np.float64))
-        return da.concatenate(X_blocks, axis=0), da.concatenate(y_blocks, axis=0)
+            read = dask.delayed(reader, pure=True)(chunk)
+            n_rows = chunk.n_rows
+            X_blocks.append(da.from_delayed(read[0], (n_rows, self.n_features), np.float64))
+            y_blocks.append(da.from_delayed(read[1], (n_rows,), np.float64))
+            if self.weight:
+                weight_blocks.append(da.from_delayed(read[2], (n_rows,), np.float64))
+        return Chunk(
+            da.concatenate(X_blocks, axis=0),
+            da.concatenate(y_blocks, axis=0),
+            da.concatenate(weight_blocks, axis=0) if self.weight else None,
+        )
 
 
 def open_dataset(
     url: str,
     label: str,
     features: list[str] | tuple[str, ...] | None = None,
+    weight: str | None = None,
     storage_options: dict | None = None,
 ) -> Dataset:
     """Resolve ``url``, check its columns and plan its chunks from metadata."""
     if not label:
         raise ConfigError("a label column is required (found an empty name)")
+    if weight == label:
+        raise ConfigError(f"the label column {label!r} cannot also be the weight column")
     if features is not None:
         features = tuple(features)
         _check_feature_names(features, label)
+        if weight in features:
+            raise ConfigError(f"the weight column {weight!r} is also listed as a feature")
     try:
         filesystem, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     except (ValueError, ImportError) as exc:
@@ -210,7 +254,7 @@ def open_dataset(
         schemas[path] = metadata.schema.to_arrow_schema()
         row_groups[path] = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
     if features is None:
-        features = _default_features(schemas[files[0]], label, partition_keys, files[0])
+        features = _default_features(schemas[files[0]], (label, weight, *partition_keys))
         if not features:
             raise ColumnNotFoundError(
                 f"no numeric feature columns besides label {label!r} in {files[0]}; "
@@ -218,7 +262,7 @@ def open_dataset(
                 path=files[0],
             )
     for path in files:
-        _check_schema(schemas[path], path, label, features, partition_keys)
+        _check_schema(schemas[path], path, label, features, partition_keys, weight)
     chunks, offset = [], 0
     for path in files:
         for index, n_rows in enumerate(row_groups[path]):
@@ -237,6 +281,7 @@ def open_dataset(
         features=features,
         partition_keys=partition_keys,
         chunks=tuple(chunks),
+        weight=weight,
     )
 
 
@@ -312,15 +357,11 @@ def _is_usable_type(dtype: pa.DataType) -> bool:
     return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
 
 
-def _default_features(
-    schema: pa.Schema, label: str, partition_keys: tuple[str, ...], path: str
-) -> tuple[str, ...]:
+def _default_features(schema: pa.Schema, excluded: tuple[str | None, ...]) -> tuple[str, ...]:
     return tuple(
         field.name
         for field in schema
-        if field.name != label
-        and field.name not in partition_keys
-        and _is_usable_type(field.type)
+        if field.name not in excluded and _is_usable_type(field.type)
     )
 
 
@@ -330,8 +371,12 @@ def _check_schema(
     label: str,
     features: tuple[str, ...],
     partition_keys: tuple[str, ...],
+    weight: str | None = None,
 ) -> None:
-    for role, name in [("label", label)] + [("feature", name) for name in features]:
+    roles = [("label", label)] + [("feature", name) for name in features]
+    if weight:
+        roles.append(("weight", weight))
+    for role, name in roles:
         index = schema.get_field_index(name)
         if index < 0:
             hint = " (it is a hive partition key, not a column in the files)" if name in partition_keys else ""

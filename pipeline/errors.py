@@ -21,7 +21,11 @@ Hierarchy::
         ├── LabelValueError          label value outside {0, 1}
         ├── NonFiniteValueError      NaN, +inf or -inf in a feature or the label
         ├── MissingValueError        null in a feature or the label
+        ├── WeightValueError         negative sample weight, or all weights zero
         └── EmptyDatasetError        no rows to train on
+
+:class:`ConvergenceWarning` (a warning, not an error) is issued when a solver
+stops without meeting its tolerance.
 
 Errors raised inside cluster tasks travel back to the client pickled; the
 ``__reduce__`` below keeps their attributes on the way.
@@ -42,7 +46,9 @@ __all__ = [
     "LabelValueError",
     "NonFiniteValueError",
     "MissingValueError",
+    "WeightValueError",
     "EmptyDatasetError",
+    "ConvergenceWarning",
 ]
 
 
@@ -116,5 +122,13 @@ class MissingValueError(DataError):
     """A feature or label holds a null."""
 
 
+class WeightValueError(DataError):
+    """A sample weight is negative, or all weights are zero."""
+
+
 class EmptyDatasetError(DataError):
     """There are no rows to train on."""
+
+
+class ConvergenceWarning(UserWarning):
+    """A solver stopped (max_iter, failed line search) without converging."""

@@ -24,6 +24,7 @@ how they were split into chunks or in which order the chunks were merged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -125,6 +126,13 @@ class ExactSums:
                 out[j] = _to_float(self.bins[:, j], int(self.top[j]))
         return out
 
+    def exact_values(self) -> list[Fraction | None]:
+        """The sums as exact rationals (None where NaN/inf were seen)."""
+        return [
+            None if self.flags[j] else _exact_total(self.bins[:, j], int(self.top[j]))
+            for j in range(self.n_cols)
+        ]
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ExactSums):
             return NotImplemented
@@ -180,11 +188,21 @@ def _align(state: ExactSums, top: np.ndarray) -> np.ndarray:
     return np.take_along_axis(padded, index, axis=0)
 
 
-def _to_float(bins: np.ndarray, top: int) -> float:
+def _integer_total(bins: np.ndarray, top: int) -> tuple[int, int]:
+    """``(N, e)`` with the column's exact sum equal to ``N * 2**e``."""
     total = 0
     for k in range(N_BINS):
         total += int(bins[k]) << (BIN_WIDTH * (N_BINS - 1 - k))
-    exponent = GRID_E0 + BIN_WIDTH * (top - (N_BINS - 1))
+    return total, GRID_E0 + BIN_WIDTH * (top - (N_BINS - 1))
+
+
+def _exact_total(bins: np.ndarray, top: int) -> Fraction:
+    total, exponent = _integer_total(bins, top)
+    return Fraction(total) * Fraction(2) ** exponent
+
+
+def _to_float(bins: np.ndarray, top: int) -> float:
+    total, exponent = _integer_total(bins, top)
     try:
         if exponent >= 0:
             return float(total << exponent)

@@ -1,18 +1,30 @@
-"""Per-chunk partial sums of the logistic loss and its gradient.  Pure numpy.
+"""Per-chunk partial sums.  Pure numpy, no Dask.
 
-For one chunk ``(X, y)`` and ``coef = [w_0 .. w_{d-1}, b]`` (intercept last):
+**Loss pass** (:func:`chunk_partials`).  For one chunk ``(X, y, weights)``
+and ``coef = [w_0 .. w_{d-1}, b]`` (intercept last):
 
-* ``margin_i = x_i . w + b`` evaluated in an order fixed by ``d`` alone
+* features are optionally standardized, ``x~ = (x - center) / scale``
+  (:class:`KernelSpec`), elementwise, so the solver can work in standardized
+  space without the data ever being rewritten;
+* ``margin_i = x~_i . w + b`` evaluated in an order fixed by ``d`` alone
   (:func:`margins`), so a row's margin never depends on the chunk it sits in;
 * ``proba_i = 1 / (1 + exp(-margin_i))``;
 * ``loss_i = logaddexp(0, margin_i) - y_i * margin_i`` (the stable form of
   ``-[y log h + (1-y) log(1-h)]``);
-* ``residual_i = proba_i - y_i``;
+* ``residual_i = proba_i - y_i``; the sample weight ``s_i`` is the weight
+  column times the class weight of ``y_i`` (1 when neither is given);
 
-and returns :class:`Partials`: exact sums of ``residual_i * x_ij`` (one column
-per feature), ``residual_i`` (the intercept) and ``loss_i``, plus the row
-count.  Nothing is divided here: the coordinator divides once, after the
-reduction (see :mod:`pipeline.objective`).
+and returns :class:`Partials`: exact sums of ``s_i residual_i x~_ij`` (one
+column per feature), ``s_i residual_i`` (intercept), ``s_i loss_i`` and
+``s_i``, the row count, and optionally the Hessian sums
+``s_i h_i (1 - h_i) [x~_i, 1][x~_i, 1]^T`` (upper triangle).
+
+**Statistics pass** (:func:`chunk_stats`): exact sums of ``x_j``, ``x_j^2``
+(split into two floats that add up to the exact square), ``s_i`` and
+``s_i y_i``.
+
+Nothing is divided here: the coordinator divides once, after the reduction
+(see :mod:`pipeline.objective`).
 """
 
 from __future__ import annotations
@@ -23,44 +35,133 @@ import numpy as np
 
 from .exact import BLOCK_ROWS, ExactSums
 
-__all__ = ["Partials", "chunk_partials", "margins", "merge_partials"]
+__all__ = [
+    "KernelSpec",
+    "Partials",
+    "Stats",
+    "chunk_partials",
+    "chunk_stats",
+    "exact_square",
+    "margins",
+    "merge_partials",
+    "triangle_size",
+    "unpack_triangle",
+]
+
+_VELTKAMP = 134217729.0  # 2**27 + 1
+
+
+@dataclass(frozen=True, eq=False)
+class KernelSpec:
+    """How the loss pass treats a chunk (the same for every chunk of a fit).
+
+    ``center``/``scale``: standardize features as ``(x - center) / scale``
+    (both ``(d,)``; None: use raw features).  ``class_weight``: ``(c0, c1)``
+    multiplies the sample weight of rows with label 0/1.  ``hessian``: also
+    accumulate the Hessian sums.
+    """
+
+    center: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    class_weight: tuple[float, float] | None = None
+    hessian: bool = False
+
+    def with_hessian(self, hessian: bool) -> KernelSpec:
+        return KernelSpec(self.center, self.scale, self.class_weight, hessian)
 
 
 @dataclass(frozen=True, eq=False)
 class Partials:
-    """Sums over some rows: gradient columns, intercept, loss; and the count.
+    """Sums over some rows of the loss pass, plus the row count.
 
-    ``sums`` has ``n_coef + 1`` columns: ``sum residual*x_j`` for each feature,
-    ``sum residual`` (intercept) and ``sum loss`` last.
+    ``sums`` has ``n_coef + 2`` columns: ``sum s*residual*x_j`` per feature,
+    ``sum s*residual`` (intercept), ``sum s*loss`` and ``sum s`` last.
+    ``hessian``: upper triangle (row-major) of ``sum s*h(1-h) x x^T`` over the
+    augmented ``x = [x~, 1]``, or None when not asked for.
+    """
+
+    sums: ExactSums
+    n_samples: int
+    hessian: ExactSums | None = None
+
+    @classmethod
+    def zeros(cls, n_coef: int, hessian: bool = False) -> Partials:
+        return cls(
+            ExactSums.zeros(n_coef + 2),
+            0,
+            ExactSums.zeros(triangle_size(n_coef)) if hessian else None,
+        )
+
+    def merge(self, other: Partials) -> Partials:
+        if (self.hessian is None) != (other.hessian is None):
+            raise ValueError("cannot merge partials with and without Hessian sums")
+        hessian = None if self.hessian is None else self.hessian.merge(other.hessian)
+        return Partials(self.sums.merge(other.sums), self.n_samples + other.n_samples, hessian)
+
+    def finalize(self) -> tuple[float, np.ndarray, float]:
+        """``(loss_sum, grad_sum, weight_sum)`` as float64, not yet divided."""
+        totals = self.sums.finalize()
+        return float(totals[-2]), totals[:-2], float(totals[-1])
+
+    def hessian_sum(self) -> np.ndarray:
+        """The full symmetric Hessian sum, not yet divided."""
+        n_coef = self.sums.n_cols - 2
+        return unpack_triangle(self.hessian.finalize(), n_coef)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Partials):
+            return NotImplemented
+        return (
+            self.n_samples == other.n_samples
+            and self.sums == other.sums
+            and (self.hessian is None) == (other.hessian is None)
+            and (self.hessian is None or self.hessian == other.hessian)
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Stats:
+    """Sums of the statistics pass.
+
+    ``sums`` columns: ``x_j`` (d), ``x_j^2`` high parts (d), low parts (d),
+    ``s``, ``s*y``.
     """
 
     sums: ExactSums
     n_samples: int
 
     @classmethod
-    def zeros(cls, n_coef: int) -> Partials:
-        return cls(ExactSums.zeros(n_coef + 1), 0)
+    def zeros(cls, n_features: int) -> Stats:
+        return cls(ExactSums.zeros(3 * n_features + 2), 0)
 
-    def merge(self, other: Partials) -> Partials:
-        return Partials(self.sums.merge(other.sums), self.n_samples + other.n_samples)
-
-    def finalize(self) -> tuple[float, np.ndarray]:
-        """``(loss_sum, grad_sum)`` as float64, not yet divided."""
-        totals = self.sums.finalize()
-        return float(totals[-1]), totals[:-1]
+    def merge(self, other: Stats) -> Stats:
+        return Stats(self.sums.merge(other.sums), self.n_samples + other.n_samples)
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Partials):
+        if not isinstance(other, Stats):
             return NotImplemented
         return self.n_samples == other.n_samples and self.sums == other.sums
 
 
-def merge_partials(*parts: Partials) -> Partials:
-    """Merge any number of partial states (a node of the reduction tree)."""
+def merge_partials(*parts):
+    """Merge any number of :class:`Partials` or :class:`Stats` (a node of the reduction tree)."""
     total = parts[0]
     for part in parts[1:]:
         total = total.merge(part)
     return total
+
+
+def triangle_size(n: int) -> int:
+    return n * (n + 1) // 2
+
+
+def unpack_triangle(values: np.ndarray, n: int) -> np.ndarray:
+    """Symmetric ``(n, n)`` matrix from its row-major upper triangle."""
+    matrix = np.empty((n, n), dtype=np.float64)
+    rows, cols = np.triu_indices(n)
+    matrix[rows, cols] = values
+    matrix[cols, rows] = values
+    return matrix
 
 
 def margins(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
@@ -84,26 +185,102 @@ def margins(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
     return terms[:, 0] + coef[-1]
 
 
-def chunk_partials(X: np.ndarray, y: np.ndarray, coef: np.ndarray) -> Partials:
-    """Exact partial sums of loss and gradient over the rows of one chunk."""
+def sample_weights(
+    y: np.ndarray, weights: np.ndarray | None, class_weight: tuple[float, float] | None
+) -> np.ndarray | None:
+    """Per-row weight: weight column times class weight; None means all ones."""
+    if class_weight is None:
+        return weights
+    per_class = np.where(y == 1.0, class_weight[1], class_weight[0])
+    return per_class if weights is None else weights * per_class
+
+
+def chunk_partials(
+    X: np.ndarray,
+    y: np.ndarray,
+    coef: np.ndarray,
+    weights: np.ndarray | None = None,
+    spec: KernelSpec = KernelSpec(),
+) -> Partials:
+    """Exact partial sums of loss and gradient (and Hessian) over one chunk."""
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     coef = np.asarray(coef, dtype=np.float64)
     n_rows, n_features = X.shape
     if coef.shape != (n_features + 1,):
         raise ValueError(f"coef has shape {coef.shape}, expected ({n_features + 1},)")
-    total = Partials.zeros(n_features + 1)
-    terms = np.empty((min(n_rows, BLOCK_ROWS), n_features + 2), dtype=np.float64, order="F")
+    s = sample_weights(y, weights, spec.class_weight)
+    total = Partials.zeros(n_features + 1, spec.hessian)
+    terms = np.empty((min(n_rows, BLOCK_ROWS), n_features + 3), dtype=np.float64, order="F")
     for start in range(0, n_rows, BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, n_rows)
         Xb, yb = X[start:stop], y[start:stop]
+        if spec.center is not None:
+            Xb = (Xb - spec.center) / spec.scale
         margin = margins(Xb, coef)
         with np.errstate(over="ignore"):  # exp(-z) -> inf gives proba 0, as it should
             proba = 1.0 / (1.0 + np.exp(-margin))
         residual = proba - yb
+        loss = np.logaddexp(0.0, margin) - yb * margin
+        sb = None if s is None else s[start:stop]
+        if sb is not None:
+            residual = sb * residual
+            loss = sb * loss
         block = terms[: stop - start]
         np.multiply(Xb, residual[:, None], out=block[:, :n_features])
         block[:, n_features] = residual
-        block[:, n_features + 1] = np.logaddexp(0.0, margin) - yb * margin
-        total = total.merge(Partials(ExactSums.of(block), stop - start))
+        block[:, n_features + 1] = loss
+        block[:, n_features + 2] = 1.0 if sb is None else sb
+        hessian = None
+        if spec.hessian:
+            curvature = proba * (1.0 - proba)
+            if sb is not None:
+                curvature = sb * curvature
+            hessian = ExactSums.of(_outer_triangle(Xb, curvature))
+        total = total.merge(Partials(ExactSums.of(block), stop - start, hessian))
+    return total
+
+
+def _outer_triangle(Xb: np.ndarray, curvature: np.ndarray) -> np.ndarray:
+    """Rows of ``curvature_i * a_ij * a_ik`` for ``j <= k``, ``a = [Xb, 1]``."""
+    n_rows, n_features = Xb.shape
+    augmented = np.empty((n_rows, n_features + 1), order="F")
+    augmented[:, :n_features] = Xb
+    augmented[:, n_features] = 1.0
+    out = np.empty((n_rows, triangle_size(n_features + 1)), order="F")
+    offset = 0
+    for j in range(n_features + 1):
+        width = n_features + 1 - j
+        np.multiply(augmented[:, j:], (curvature * augmented[:, j])[:, None],
+                    out=out[:, offset : offset + width])
+        offset += width
+    return out
+
+
+def exact_square(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(hi, lo)`` with ``hi + lo == x*x`` exactly (Dekker's product, no FMA)."""
+    split = _VELTKAMP * x
+    x_hi = split - (split - x)
+    x_lo = x - x_hi
+    hi = x * x
+    lo = ((x_hi * x_hi - hi) + 2.0 * x_hi * x_lo) + x_lo * x_lo
+    return hi, lo
+
+
+def chunk_stats(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> Stats:
+    """Exact sums for feature means/variances and (weighted) label counts."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n_rows, d = X.shape
+    total = Stats.zeros(d)
+    for start in range(0, n_rows, BLOCK_ROWS):
+        stop = min(start + BLOCK_ROWS, n_rows)
+        Xb = X[start:stop]
+        block = np.empty((stop - start, 3 * d + 2), order="F")
+        block[:, :d] = Xb
+        block[:, d : 2 * d], block[:, 2 * d : 3 * d] = exact_square(Xb)
+        sb = np.ones(stop - start) if weights is None else weights[start:stop]
+        block[:, 3 * d] = sb
+        block[:, 3 * d + 1] = sb * y[start:stop]
+        total = total.merge(Stats(ExactSums.of(block), stop - start))
     return total

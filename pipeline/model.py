@@ -38,10 +38,18 @@ class Model:
     loss_history: list[float]
     grad_norm_history: list[float]
     step_history: list[float]
+    passes_history: list[int]
     gradient: list[float]
     n_samples: int
     label: str
     dataset: str
+    weight: str | None = None
+    class_weight: list[float] | None = None
+    l2: float = 0.0
+    l1: float = 0.0
+    standardize: bool = False
+    center: list[float] | None = None
+    scale: list[float] | None = None
     digest: str = field(default="")
     format_version: int = FORMAT_VERSION
 

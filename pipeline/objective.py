@@ -1,44 +1,214 @@
-"""The training objective as the solver sees it: ``coef -> (loss, grad)``.
+"""The training objective as the solvers see it.
+
+    J(w, b) = (1/S) sum_i s_i [log(1 + exp(z_i)) - y_i z_i]
+              + l2/2 ||w||^2 + l1 ||w||_1,          z_i = x_i . w + b,
+
+with sample weights ``s_i`` (weight column times class weight, default 1),
+``S = sum_i s_i``, and the intercept ``b`` never penalized.  In the elastic
+net form ``l2 = lambda (1 - alpha)`` and ``l1 = lambda alpha``; scikit-learn's
+``C`` is ``1 / (l2 * S)`` for pure L2.
+
+With standardization the solvers work on ``beta``, the coefficients of the
+standardized features ``(x - center) / scale``; the penalty stays on the
+original-unit coefficients ``w_j = beta_j / scale_j``, so the optimum is the
+same and only the path changes.  :class:`Standardization` converts between
+the two.
 
 Partial sums come back from an evaluator (in-process or on a cluster, see
-:mod:`pipeline.reduce`); here they are finalized and divided by the number of
-samples, once, on the coordinator:
-
-    J(coef) = (1/m) sum_i [log(1 + exp(z_i)) - y_i z_i]
-    grad J  = (1/m) sum_i (h_i - y_i) [x_i, 1]
+:mod:`pipeline.reduce`); here they are finalized and divided by ``S`` once,
+on the coordinator, and the penalty is added once.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Protocol
 
 import numpy as np
 
-from .errors import EmptyDatasetError
-from .kernel import Partials
+from .errors import ConfigError, EmptyDatasetError, WeightValueError
+from .kernel import KernelSpec, Partials, Stats
 
-__all__ = ["Evaluator", "LogisticObjective"]
+__all__ = [
+    "DataSummary",
+    "Evaluator",
+    "LogisticObjective",
+    "Penalty",
+    "Standardization",
+    "balanced_class_weight",
+    "summarize",
+]
 
 
 class Evaluator(Protocol):
-    """Anything that turns ``coef`` into merged :class:`Partials` of a dataset."""
+    """Runs the kernels over every chunk of a dataset and merges the results."""
 
-    def partials(self, coef: np.ndarray) -> Partials: ...
+    n_features: int
+
+    def partials(self, coef: np.ndarray, spec: KernelSpec) -> Partials: ...
+
+    def stats(self) -> Stats: ...
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """``l2/2 ||w||^2 + l1 ||w||_1`` on the original-unit coefficients."""
+
+    l2: float = 0.0
+    l1: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("l2", "l1"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"penalty {name} must be a finite number >= 0, got {value}")
+
+    @classmethod
+    def elastic_net(cls, strength: float, alpha: float) -> Penalty:
+        """``strength * [(1-alpha)/2 ||w||^2 + alpha ||w||_1]``."""
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+        return cls(l2=strength * (1.0 - alpha), l1=strength * alpha)
+
+
+@dataclass(frozen=True, eq=False)
+class Standardization:
+    """``x~ = (x - center) / scale``; constant columns get scale 1 (and x~ = 0)."""
+
+    center: np.ndarray
+    scale: np.ndarray
+
+    def to_original(self, beta: np.ndarray) -> np.ndarray:
+        """Standardized-space ``[beta, b~]`` to original-unit ``[w, b]``."""
+        w = beta[:-1] / self.scale
+        intercept = math.fsum([beta[-1], *(-(w * self.center)).tolist()])
+        return np.append(w, intercept)
+
+    def gradient_to_original(self, grad: np.ndarray) -> np.ndarray:
+        """Gradient in ``[beta, b~]`` to the gradient in ``[w, b]`` (chain rule)."""
+        return np.append(grad[:-1] * self.scale + grad[-1] * self.center, grad[-1])
+
+    def to_standardized(self, coef: np.ndarray) -> np.ndarray:
+        """Original-unit ``[w, b]`` to standardized-space ``[beta, b~]``."""
+        beta = coef[:-1] * self.scale
+        intercept = math.fsum([coef[-1], *(coef[:-1] * self.center).tolist()])
+        return np.append(beta, intercept)
+
+
+@dataclass(frozen=True, eq=False)
+class DataSummary:
+    """What the statistics pass learns: exact counts, means and deviations."""
+
+    n_samples: int
+    weight_sum: float
+    positive_weight: float
+    mean: np.ndarray
+    std: np.ndarray
+
+    @property
+    def constant_columns(self) -> list[int]:
+        return [j for j, value in enumerate(self.std) if value == 0.0]
+
+    def standardization(self) -> Standardization:
+        scale = np.where(self.std > 0.0, self.std, 1.0)
+        return Standardization(center=self.mean.copy(), scale=scale)
+
+
+def summarize(stats: Stats) -> DataSummary:
+    """Exact means and (population) standard deviations from the sums."""
+    n = stats.n_samples
+    if n == 0:
+        raise EmptyDatasetError("the dataset has no rows to train on (found 0 rows)")
+    exact = stats.sums.exact_values()
+    d = (stats.sums.n_cols - 2) // 3
+    mean = np.empty(d)
+    std = np.empty(d)
+    for j in range(d):
+        total, high, low = exact[j], exact[d + j], exact[2 * d + j]
+        if total is None or high is None or low is None:
+            mean[j], std[j] = np.nan, np.nan
+            continue
+        mean[j] = float(total / n)
+        variance = ((high + low) * n - total * total) / (Fraction(n) * n)
+        std[j] = math.sqrt(max(float(variance), 0.0))
+    weights = stats.sums.finalize()
+    return DataSummary(n, float(weights[-2]), float(weights[-1]), mean, std)
+
+
+def balanced_class_weight(summary: DataSummary) -> tuple[float, float]:
+    """scikit-learn's ``balanced``: ``S / (2 * S_c)`` with weighted class totals."""
+    positive = summary.positive_weight
+    negative = summary.weight_sum - positive
+    if positive <= 0 or negative <= 0:
+        raise WeightValueError(
+            "class_weight='balanced' needs both classes with positive weight; found "
+            f"weight {negative!r} for label 0 and {positive!r} for label 1"
+        )
+    return (summary.weight_sum / (2.0 * negative), summary.weight_sum / (2.0 * positive))
 
 
 class LogisticObjective:
-    """Mean logistic loss and gradient of a dataset; counts data passes."""
+    """Mean weighted logistic loss plus penalty, in solver space; counts passes.
 
-    def __init__(self, evaluator: Evaluator) -> None:
+    ``__call__(coef) -> (loss, grad)`` is the smooth part (loss + L2) that
+    every solver sees; ``with_hessian`` adds the Hessian; ``l1_weights`` are
+    the per-coordinate L1 weights in solver space (0 for the intercept), for
+    solvers that handle the non-smooth part themselves.
+    """
+
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        penalty: Penalty = Penalty(),
+        standardization: Standardization | None = None,
+        class_weight: tuple[float, float] | None = None,
+    ) -> None:
         self.evaluator = evaluator
+        self.penalty = penalty
+        self.standardization = standardization
+        n_features = evaluator.n_features
+        self.scale = standardization.scale if standardization is not None else np.ones(n_features)
+        self.spec = KernelSpec(
+            center=None if standardization is None else standardization.center,
+            scale=None if standardization is None else standardization.scale,
+            class_weight=class_weight,
+        )
+        self.l1_weights = np.append(penalty.l1 / self.scale, 0.0)
         self.n_passes = 0
         self.n_samples: int | None = None
 
     def __call__(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
-        partials = self.evaluator.partials(np.asarray(coef, dtype=np.float64))
+        loss, grad, _ = self._evaluate(coef, hessian=False)
+        return loss, grad
+
+    def with_hessian(self, coef: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        return self._evaluate(coef, hessian=True)
+
+    def _evaluate(self, coef: np.ndarray, hessian: bool):
+        coef = np.asarray(coef, dtype=np.float64)
+        partials = self.evaluator.partials(coef, self.spec.with_hessian(hessian))
         self.n_passes += 1
         if partials.n_samples == 0:
             raise EmptyDatasetError("the dataset has no rows to train on (found 0 rows)")
         self.n_samples = partials.n_samples
-        loss_sum, grad_sum = partials.finalize()
-        return loss_sum / partials.n_samples, grad_sum / partials.n_samples
+        loss_sum, grad_sum, weight_sum = partials.finalize()
+        if not weight_sum > 0:
+            raise WeightValueError(
+                f"the sample weights add up to {weight_sum!r}; expected a positive total"
+            )
+        loss = loss_sum / weight_sum
+        grad = grad_sum / weight_sum
+        hess = partials.hessian_sum() / weight_sum if hessian else None
+        if self.penalty.l2:
+            w = coef[:-1] / self.scale  # original-unit coefficients
+            loss = loss + 0.5 * self.penalty.l2 * math.fsum((w * w).tolist())
+            grad = grad + np.append(self.penalty.l2 * w / self.scale, 0.0)
+            if hess is not None:
+                diagonal = np.append(self.penalty.l2 / (self.scale * self.scale), 0.0)
+                hess = hess + np.diag(diagonal)
+        return loss, grad, hess
+
+    def l1_term(self, coef: np.ndarray) -> float:
+        return math.fsum((self.l1_weights * np.abs(coef)).tolist())

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ClusterError
-from .kernel import Partials, chunk_partials, merge_partials
+from .data import Chunk
+from .kernel import KernelSpec, Partials, Stats, chunk_partials, chunk_stats, merge_partials
 
 __all__ = [
     "ClusterSpec",
@@ -36,48 +37,73 @@ WORKER_WAIT_S = 120
 
 
 class InProcessEvaluator:
-    """Partials over in-memory ``(X, y)`` chunks; no Dask involved."""
+    """Kernels over in-memory chunks ``(X, y[, weights])``; no Dask involved."""
 
-    def __init__(self, chunks: Sequence[tuple[np.ndarray, np.ndarray]], n_features: int) -> None:
-        self.chunks = list(chunks)
+    def __init__(self, chunks: Sequence, n_features: int) -> None:
+        self.chunks = [Chunk(*chunk) for chunk in chunks]
         self.n_features = n_features
 
-    def partials(self, coef: np.ndarray) -> Partials:
-        total = Partials.zeros(self.n_features + 1)
-        for X, y in self.chunks:
-            total = total.merge(chunk_partials(X, y, coef))
+    def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
+        total = Partials.zeros(self.n_features + 1, spec.hessian)
+        for X, y, weights in self.chunks:
+            total = total.merge(chunk_partials(X, y, coef, weights, spec))
+        return total
+
+    def stats(self) -> Stats:
+        total = Stats.zeros(self.n_features)
+        for X, y, weights in self.chunks:
+            total = total.merge(chunk_stats(X, y, weights))
         return total
 
 
 class DaskEvaluator:
-    """Partials over Dask arrays ``X``, ``y``, tree-reduced on the cluster.
+    """Kernels over Dask arrays, one task per block, tree-reduced on the cluster.
 
-    Per evaluation, ``coef`` enters the graph once as its own key; each block
-    becomes a small :class:`Partials`, and only those travel, merged
-    ``REDUCE_FAN_IN`` at a time.
+    Per evaluation, ``coef`` and the :class:`~pipeline.kernel.KernelSpec`
+    enter the graph once, each as its own key; each block becomes a small
+    partial state, and only those travel, merged ``REDUCE_FAN_IN`` at a time.
     """
 
-    def __init__(self, client, X, y, persist: bool = True) -> None:
-        if X.numblocks[1] != 1:
-            X = X.rechunk({1: -1})
+    def __init__(self, client, data: Chunk, persist: bool = True) -> None:
+        X, y, weights = data
+        arrays = [X, y] if weights is None else [X, y, weights]
         if persist:
-            X, y = client.persist([X, y])
+            arrays = client.persist(arrays)
         self.client = client
-        self.X, self.y = X, y
+        self.arrays = arrays
         self.n_features = X.shape[1]
 
-    def partials(self, coef: np.ndarray) -> Partials:
+    def _blocks(self):
+        blocks = [array.to_delayed().ravel() for array in self.arrays]
+        if len(blocks) == 2:
+            blocks.append([None] * len(blocks[0]))
+        return list(zip(*blocks))
+
+    def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
         import dask
 
         coef_key = dask.delayed(np.array(coef, dtype=np.float64), pure=True)
-        X_blocks = self.X.to_delayed().ravel()
-        y_blocks = self.y.to_delayed().ravel()
+        spec_key = dask.delayed(spec, pure=True)
         level = [
-            dask.delayed(chunk_partials, pure=True)(X_block, y_block, coef_key)
-            for X_block, y_block in zip(X_blocks, y_blocks)
+            dask.delayed(chunk_partials, pure=True)(X, y, coef_key, weights, spec_key)
+            for X, y, weights in self._blocks()
         ]
+        return self._reduce(level, Partials.zeros(self.n_features + 1, spec.hessian))
+
+    def stats(self) -> Stats:
+        import dask
+
+        level = [
+            dask.delayed(chunk_stats, pure=True)(X, y, weights)
+            for X, y, weights in self._blocks()
+        ]
+        return self._reduce(level, Stats.zeros(self.n_features))
+
+    def _reduce(self, level: list, empty):
+        import dask
+
         if not level:
-            return Partials.zeros(self.n_features + 1)
+            return empty
         while len(level) > 1:
             level = [
                 dask.delayed(merge_partials, pure=True)(*level[i : i + REDUCE_FAN_IN])

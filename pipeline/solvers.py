@@ -1,29 +1,75 @@
-"""Optimizers.  Pure functions of ``fun(coef) -> (loss, grad)``: no data, no Dask.
+"""Optimizers.  Pure functions of the objective: no data, no Dask.
 
-Every solver returns a :class:`SolverResult` with its convergence information
-and per-iteration history.  Arithmetic on vectors here uses only elementwise
-IEEE operations and :func:`math.fsum`, so the result depends on nothing but
-the bits ``fun`` returns (BLAS dot products may vary with memory alignment).
+* :func:`lbfgs` — limited-memory BFGS with a strong-Wolfe line search; with
+  L1 weights it becomes OWL-QN (orthant-wise, exact zeros).
+* :func:`newton` — Newton's method on ``(loss, grad, hess)`` with a
+  backtracking line search and a gradient step where the Hessian is not
+  safely positive definite.
+* :func:`gradient_descent` — steepest descent with a Barzilai–Borwein first
+  trial and Armijo backtracking; with L1 weights, proximal gradient (ISTA).
+
+The smooth objective is ``fun(coef) -> (loss, grad)``; an optional
+``l1_weights`` vector adds ``sum_j l1_weights[j] * |coef_j|``.  Every solver
+returns a :class:`SolverResult` with convergence information and a history
+of (loss, projected-gradient norm, step, passes) per iteration, the loss
+including the L1 term.
+
+Arithmetic on vectors uses only elementwise IEEE operations and
+:func:`math.fsum` (linear solves too), so a result depends on nothing but the
+bits the objective returns: BLAS/LAPACK may round differently with memory
+alignment or thread count.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 __all__ = [
-    "GDOptions",
     "IterationRecord",
+    "SolverOptions",
     "SolverResult",
+    "cholesky_solve",
     "gradient_descent",
+    "lbfgs",
     "max_abs",
+    "newton",
+    "pseudo_gradient",
 ]
 
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
+HessianObjective = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
 Callback = Callable[["IterationRecord"], None]
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Stopping rules and line-search constants shared by the solvers.
+
+    Stop when the projected gradient's largest entry is ``<= tol``, or when
+    an iteration changes the loss by at most ``ftol`` relative to it
+    (``ftol=0`` disables that), or after ``max_iter`` iterations (then
+    ``converged`` is false).
+    """
+
+    max_iter: int = 1000
+    tol: float = 1e-7
+    ftol: float = 1e-12
+    history_size: int = 10
+    armijo: float = 1e-4
+    wolfe: float = 0.9
+    max_line_search: int = 40
+    initial_step: float = 1.0
+    step_growth: float = 2.0
+    step_shrink: float = 0.5
+    barzilai_borwein: bool = True
+    #: Newton falls back to a gradient step when the Hessian's smallest
+    #: pivot is below this fraction of its largest.
+    min_pivot_ratio: float = 1e-12
 
 
 @dataclass(frozen=True)
@@ -49,30 +95,6 @@ class SolverResult:
     history: list[IterationRecord] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class GDOptions:
-    """Gradient descent with a backtracking (Armijo) line search.
-
-    ``initial_step``: the first trial step.  Later iterations first try the
-    Barzilai-Borwein step ``s.s / s.r`` (``s`` the last move, ``r`` the change
-    of gradient), which adapts to the local curvature and saves most
-    backtracking passes; where it is not positive and finite (or with
-    ``barzilai_borwein=False``) they try the last accepted step times
-    ``step_growth``.  A trial ``t`` is accepted when
-    ``f(w - t g) <= f(w) - armijo * t * |g|^2``; otherwise ``t *= step_shrink``,
-    at most ``max_backtracks`` times.
-    """
-
-    max_iter: int = 1000
-    tol: float = 1e-6
-    initial_step: float = 1.0
-    step_growth: float = 2.0
-    step_shrink: float = 0.5
-    armijo: float = 1e-4
-    max_backtracks: int = 60
-    barzilai_borwein: bool = True
-
-
 def max_abs(vector: np.ndarray) -> float:
     return float(np.max(np.abs(vector))) if vector.size else 0.0
 
@@ -81,7 +103,113 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
     return math.fsum((a * b).tolist())
 
 
-def _next_step(step: float, move: np.ndarray, grad_change: np.ndarray, options: GDOptions) -> float:
+def pseudo_gradient(coef: np.ndarray, grad: np.ndarray, l1: np.ndarray) -> np.ndarray:
+    """Minimum-norm subgradient of ``f + sum l1_j |coef_j|`` (OWL-QN)."""
+    right, left = grad + l1, grad - l1
+    at_zero = np.where(right < 0, right, np.where(left > 0, left, 0.0))
+    return np.where(coef > 0, right, np.where(coef < 0, left, at_zero))
+
+
+class _Run:
+    """Bookkeeping shared by the solvers: passes, history, stopping rules."""
+
+    def __init__(self, fun, options: SolverOptions, callback: Callback | None, l1) -> None:
+        self.fun = fun
+        self.options = options
+        self.callback = callback
+        self.l1 = l1
+        self.n_passes = 0
+        self.n_iter = 0
+        self.history: list[IterationRecord] = []
+
+    def evaluate(self, coef: np.ndarray):
+        """``fun(coef)`` plus the L1 term added to the loss."""
+        self.n_passes += 1
+        values = self.fun(coef)
+        if self.l1 is None:
+            return values
+        return (values[0] + math.fsum((self.l1 * np.abs(coef)).tolist()), *values[1:])
+
+    def projected(self, coef: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        return grad if self.l1 is None else pseudo_gradient(coef, grad, self.l1)
+
+    def record(self, loss: float, projected: np.ndarray, step: float) -> None:
+        self.history.append(
+            IterationRecord(len(self.history), loss, max_abs(projected), step, self.n_passes)
+        )
+        if self.callback:
+            self.callback(self.history[-1])
+
+    def stop_reason(self, previous_loss: float | None, loss: float, projected: np.ndarray):
+        """``(converged, message)`` if the run should stop now, else None."""
+        if not math.isfinite(loss):
+            return False, f"loss is not finite ({loss})"
+        if max_abs(projected) <= self.options.tol:
+            return True, f"projected gradient |g|_inf <= tol={self.options.tol}"
+        if previous_loss is not None and self.options.ftol > 0:
+            if abs(previous_loss - loss) <= self.options.ftol * max(abs(loss), abs(previous_loss)):
+                return True, f"relative loss change <= ftol={self.options.ftol}"
+        if self.n_iter >= self.options.max_iter:
+            return False, f"reached max_iter={self.options.max_iter}"
+        return None
+
+    def result(self, coef, loss, grad, converged: bool, message: str) -> SolverResult:
+        return SolverResult(
+            coef=coef, loss=loss, grad=grad, n_iter=self.n_iter, n_passes=self.n_passes,
+            converged=converged, message=message, history=self.history,
+        )
+
+
+# --------------------------------------------------------------------------- gradient descent
+
+
+def gradient_descent(
+    fun: Objective,
+    coef0: np.ndarray,
+    options: SolverOptions = SolverOptions(),
+    callback: Callback | None = None,
+    l1_weights: np.ndarray | None = None,
+) -> SolverResult:
+    """Steepest descent (or proximal gradient with ``l1_weights``)."""
+    l1 = l1_weights if l1_weights is not None and np.any(l1_weights) else None
+    run = _Run(fun, options, callback, l1)
+    coef = np.array(coef0, dtype=np.float64)
+    loss, grad = run.evaluate(coef)
+    run.record(loss, run.projected(coef, grad), 0.0)
+    step, previous = options.initial_step, None
+    while (stop := run.stop_reason(previous, loss, run.projected(coef, grad))) is None:
+        for _ in range(options.max_line_search + 1):
+            if l1 is None:
+                trial = coef - step * grad
+            else:  # proximal step: soft-thresholding
+                moved = coef - step * grad
+                trial = np.sign(moved) * np.maximum(np.abs(moved) - step * l1, 0.0)
+            trial_loss, trial_grad = run.evaluate(trial)
+            if _sufficient_decrease(loss, trial_loss, grad, coef, trial, step, options, l1):
+                break
+            step *= options.step_shrink
+        else:
+            stop = (False, "line search failed: no step decreased the loss enough")
+            break
+        move, grad_change = trial - coef, trial_grad - grad
+        previous, coef, loss, grad = loss, trial, trial_loss, trial_grad
+        run.n_iter += 1
+        run.record(loss, run.projected(coef, grad), step)
+        step = _next_step(step, move, grad_change, options)
+    return run.result(coef, loss, grad, *stop)
+
+
+def _sufficient_decrease(loss, trial_loss, grad, coef, trial, step, options, l1) -> bool:
+    if l1 is None:  # Armijo
+        return trial_loss <= loss - options.armijo * step * _dot(grad, grad)
+    # proximal gradient: F(x+) <= F(x) + g.(x+ - x) + |x+ - x|^2 / (2 step)  (L1 on both sides)
+    move = trial - coef
+    l1_change = math.fsum((l1 * (np.abs(trial) - np.abs(coef))).tolist())
+    bound = loss + _dot(grad, move) + _dot(move, move) / (2.0 * step) + l1_change
+    return trial_loss <= bound
+
+
+def _next_step(step: float, move: np.ndarray, grad_change: np.ndarray, options: SolverOptions) -> float:
     if options.barzilai_borwein:
         curvature = _dot(move, grad_change)
         if curvature > 0:
@@ -91,58 +219,213 @@ def _next_step(step: float, move: np.ndarray, grad_change: np.ndarray, options: 
     return step * options.step_growth
 
 
-def gradient_descent(
+# --------------------------------------------------------------------------- L-BFGS / OWL-QN
+
+
+def lbfgs(
     fun: Objective,
     coef0: np.ndarray,
-    options: GDOptions = GDOptions(),
+    options: SolverOptions = SolverOptions(),
+    callback: Callback | None = None,
+    l1_weights: np.ndarray | None = None,
+) -> SolverResult:
+    """L-BFGS with a strong-Wolfe line search; OWL-QN when ``l1_weights`` are set."""
+    l1 = l1_weights if l1_weights is not None and np.any(l1_weights) else None
+    run = _Run(fun, options, callback, l1)
+    coef = np.array(coef0, dtype=np.float64)
+    loss, grad = run.evaluate(coef)
+    projected = run.projected(coef, grad)
+    run.record(loss, projected, 0.0)
+    memory: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=options.history_size)
+    previous = None
+    while (stop := run.stop_reason(previous, loss, projected)) is None:
+        direction = -_two_loop(projected, memory)
+        if l1 is not None:  # keep to the orthant the pseudo-gradient points into
+            direction = np.where(direction * projected < 0, direction, 0.0)
+        if _dot(direction, projected) >= 0:  # not a descent direction: restart
+            memory.clear()
+            direction = -projected
+        first = 1.0 if memory else min(1.0, 1.0 / max_abs(projected))
+        if l1 is None:
+            found = _wolfe_search(run, coef, loss, grad, direction, first, options)
+        else:
+            found = _orthant_search(run, coef, loss, projected, direction, first, options)
+        if found is None:
+            stop = (False, "line search failed to find an acceptable step")
+            break
+        step, trial, trial_loss, trial_grad = found
+        move, grad_change = trial - coef, trial_grad - grad
+        curvature = _dot(move, grad_change)
+        if curvature > 1e-10 * math.sqrt(_dot(move, move) * _dot(grad_change, grad_change)):
+            memory.append((move, grad_change, 1.0 / curvature))
+        previous, coef, loss, grad = loss, trial, trial_loss, trial_grad
+        projected = run.projected(coef, grad)
+        run.n_iter += 1
+        run.record(loss, projected, step)
+    return run.result(coef, loss, grad, *stop)
+
+
+def _two_loop(grad: np.ndarray, memory) -> np.ndarray:
+    """``H grad`` for the L-BFGS inverse-Hessian approximation ``H``."""
+    q = grad.copy()
+    alphas = []
+    for move, grad_change, rho in reversed(memory):
+        alpha = rho * _dot(move, q)
+        q = q - alpha * grad_change
+        alphas.append(alpha)
+    if memory:
+        move, grad_change, _ = memory[-1]
+        q = q * (_dot(move, grad_change) / _dot(grad_change, grad_change))
+    for (move, grad_change, rho), alpha in zip(memory, reversed(alphas)):
+        beta = rho * _dot(grad_change, q)
+        q = q + (alpha - beta) * move
+    return q
+
+
+def _wolfe_search(run: _Run, coef, loss, grad, direction, step, options):
+    """Strong-Wolfe line search (Nocedal & Wright, algorithms 3.5 and 3.6).
+
+    Returns ``(step, coef, loss, grad)``, or None if no step with sufficient
+    decrease was found within ``options.max_line_search`` evaluations.
+    """
+    slope0 = _dot(grad, direction)
+    armijo, wolfe = options.armijo, options.wolfe
+
+    def evaluate(t):
+        trial = coef + t * direction
+        trial_loss, trial_grad = run.evaluate(trial)
+        return (t, trial_loss, _dot(trial_grad, direction), trial, trial_grad)
+
+    def sufficient(point) -> bool:
+        return math.isfinite(point[1]) and point[1] <= loss + armijo * point[0] * slope0
+
+    def curvature_ok(point) -> bool:
+        return abs(point[2]) <= -wolfe * slope0
+
+    budget = options.max_line_search
+    low = (0.0, loss, slope0, coef, grad)
+    high = None
+    while budget > 0 and high is None:  # bracketing phase
+        point = evaluate(step)
+        budget -= 1
+        if not sufficient(point) or (low[0] > 0 and point[1] >= low[1]):
+            high = point
+        elif curvature_ok(point):
+            return point[0], point[3], point[1], point[4]
+        elif point[2] >= 0:
+            high, low = low, point
+        else:
+            low, step = point, step * 4.0
+    while budget > 0 and high is not None:  # zoom phase
+        if abs(high[0] - low[0]) <= 1e-14 * max(abs(low[0]), abs(high[0])):
+            break
+        point = evaluate(_interpolate(low, high))
+        budget -= 1
+        if not sufficient(point) or point[1] >= low[1]:
+            high = point
+        else:
+            if curvature_ok(point):
+                return point[0], point[3], point[1], point[4]
+            if point[2] * (high[0] - low[0]) >= 0:
+                high = low
+            low = point
+    if low[0] > 0:  # settle for the best point with sufficient decrease
+        return low[0], low[3], low[1], low[4]
+    return None
+
+
+def _interpolate(low, high) -> float:
+    """Minimizer of the cubic through two points with slopes, kept inside the bracket."""
+    (a, fa, da), (b, fb, db) = low[:3], high[:3]
+    lo, hi = min(a, b), max(a, b)
+    t = None
+    if math.isfinite(fb) and math.isfinite(db):
+        d1 = da + db - 3.0 * (fa - fb) / (a - b)
+        radicand = d1 * d1 - da * db
+        if radicand >= 0:
+            d2 = math.copysign(math.sqrt(radicand), b - a)
+            denominator = db - da + 2.0 * d2
+            if denominator != 0:
+                t = b - (b - a) * (db + d2 - d1) / denominator
+    margin = 0.1 * (hi - lo)
+    if t is None or not math.isfinite(t) or not (lo + margin <= t <= hi - margin):
+        t = 0.5 * (a + b)
+    return t
+
+
+def _orthant_search(run: _Run, coef, loss, projected, direction, step, options):
+    """Backtracking along the orthant-projected path (OWL-QN)."""
+    orthant = np.where(coef != 0, np.sign(coef), -np.sign(projected))
+    for _ in range(options.max_line_search):
+        trial = coef + step * direction
+        trial = np.where(np.sign(trial) == orthant, trial, 0.0)
+        trial_loss, trial_grad = run.evaluate(trial)
+        if trial_loss <= loss + options.armijo * _dot(projected, trial - coef):
+            return step, trial, trial_loss, trial_grad
+        step *= options.step_shrink
+    return None
+
+
+# --------------------------------------------------------------------------- Newton
+
+
+def newton(
+    fun: HessianObjective,
+    coef0: np.ndarray,
+    options: SolverOptions = SolverOptions(),
     callback: Callback | None = None,
 ) -> SolverResult:
-    """Minimize ``fun`` by steepest descent; stop when ``|grad|_inf <= tol``."""
+    """Newton's method: each evaluation returns loss, gradient and Hessian."""
+    run = _Run(fun, options, callback, None)
     coef = np.array(coef0, dtype=np.float64)
-    loss, grad = fun(coef)
-    n_passes = 1
-    history = [IterationRecord(0, loss, max_abs(grad), 0.0, n_passes)]
-    if callback:
-        callback(history[-1])
-    step = options.initial_step
-    message = f"reached max_iter={options.max_iter}"
-    converged = False
-    n_iter = 0
-    while True:
-        if not math.isfinite(loss):
-            message = f"loss is not finite ({loss}) at the starting point"
-            break
-        if max_abs(grad) <= options.tol:
-            converged = True
-            message = f"|grad|_inf <= tol={options.tol}"
-            break
-        if n_iter >= options.max_iter:
-            break
-        slope = _dot(grad, grad)
-        for _ in range(options.max_backtracks + 1):
-            trial = coef - step * grad
-            trial_loss, trial_grad = fun(trial)
-            n_passes += 1
-            if trial_loss <= loss - options.armijo * step * slope:
+    loss, grad, hess = run.evaluate(coef)
+    run.record(loss, grad, 0.0)
+    previous = None
+    while (stop := run.stop_reason(previous, loss, grad)) is None:
+        direction = cholesky_solve(hess, -grad, options.min_pivot_ratio)
+        if direction is None or _dot(direction, grad) >= 0:
+            direction = -grad  # fallback: gradient step
+        step, slope = 1.0, _dot(grad, direction)
+        for _ in range(options.max_line_search):
+            trial = coef + step * direction
+            trial_loss, trial_grad, trial_hess = run.evaluate(trial)
+            if trial_loss <= loss + options.armijo * step * slope:
                 break
             step *= options.step_shrink
         else:
-            message = "line search failed: no step decreased the loss enough"
+            stop = (False, "line search failed: no step decreased the loss enough")
             break
-        move, grad_change = trial - coef, trial_grad - grad
-        coef, loss, grad = trial, trial_loss, trial_grad
-        n_iter += 1
-        history.append(IterationRecord(n_iter, loss, max_abs(grad), step, n_passes))
-        if callback:
-            callback(history[-1])
-        step = _next_step(step, move, grad_change, options)
-    return SolverResult(
-        coef=coef,
-        loss=loss,
-        grad=grad,
-        n_iter=n_iter,
-        n_passes=n_passes,
-        converged=converged,
-        message=message,
-        history=history,
-    )
+        previous, coef, loss, grad, hess = loss, trial, trial_loss, trial_grad, trial_hess
+        run.n_iter += 1
+        run.record(loss, grad, step)
+    return run.result(coef, loss, grad, *stop)
+
+
+def cholesky_solve(matrix: np.ndarray, rhs: np.ndarray, min_pivot_ratio: float = 1e-12):
+    """Solve ``matrix @ x = rhs`` for symmetric positive definite ``matrix``.
+
+    Every inner product is a :func:`math.fsum`, so the result depends only on
+    the inputs' values.  Returns None when a pivot is not positive or is below
+    ``min_pivot_ratio`` times the largest diagonal entry (ill-conditioned).
+    """
+    n = matrix.shape[0]
+    factor = np.zeros((n, n))
+    largest = max_abs(np.diag(matrix)) if n else 0.0
+    for j in range(n):
+        row = factor[j, :j]
+        pivot = math.fsum([matrix[j, j], *(-(row * row)).tolist()])
+        if not pivot > min_pivot_ratio * largest:
+            return None
+        factor[j, j] = math.sqrt(pivot)
+        for i in range(j + 1, n):
+            products = -(factor[i, :j] * row)
+            factor[i, j] = math.fsum([matrix[i, j], *products.tolist()]) / factor[j, j]
+    forward = np.zeros(n)
+    for i in range(n):
+        products = -(factor[i, :i] * forward[:i])
+        forward[i] = math.fsum([rhs[i], *products.tolist()]) / factor[i, i]
+    solution = np.zeros(n)
+    for i in reversed(range(n)):
+        products = -(factor[i + 1 :, i] * solution[i + 1 :])
+        solution[i] = math.fsum([forward[i], *products.tolist()]) / factor[i, i]
+    return solution

@@ -1,98 +1,204 @@
-"""Training orchestration: dataset → evaluator → objective → solver → model."""
+"""Training orchestration: dataset → evaluator → statistics → objective → solver → model."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .config import TrainConfig
-from .data import open_dataset
-from .errors import OutputError
+from .data import Dataset, open_dataset
+from .errors import ConfigError, ConvergenceWarning, OutputError
 from .model import MODEL_FILE, Model
-from .objective import Evaluator, LogisticObjective
+from .objective import (
+    DataSummary,
+    Evaluator,
+    LogisticObjective,
+    Penalty,
+    Standardization,
+    balanced_class_weight,
+    summarize,
+)
 from .reduce import DaskEvaluator, InProcessEvaluator, connect
-from .solvers import GDOptions, IterationRecord, SolverResult, gradient_descent
+from .solvers import IterationRecord, SolverOptions, SolverResult, gradient_descent, lbfgs, newton
 
-__all__ = ["train", "train_arrays", "solve"]
+__all__ = ["Fit", "fit", "train", "train_arrays"]
 
 Progress = Callable[[IterationRecord], None]
+
+
+@dataclass(frozen=True, eq=False)
+class Fit:
+    """A solver's result mapped back to original feature units."""
+
+    result: SolverResult
+    coef: np.ndarray  # original units, intercept last
+    gradient: np.ndarray  # of the smooth objective, original units
+    n_passes: int  # statistics pass included
+    standardization: Standardization | None
+    class_weight: tuple[float, float] | None
+    summary: DataSummary | None
 
 
 def train(config: TrainConfig, progress: Progress | None = None) -> Model:
     """Train on the Parquet dataset of ``config``; save ``model.json`` if ``config.out``."""
     if config.out is not None:
         check_output(config.out, config.overwrite)
-    dataset = open_dataset(config.data, config.label, config.features)
-    if config.cluster is None:
-        evaluator = InProcessEvaluator(dataset.read_chunks(), dataset.n_features)
-        result = solve(evaluator, dataset.n_features, config.gd, progress)
-    else:
-        with connect(config.cluster) as client:
-            X, y = dataset.to_dask()
-            evaluator = DaskEvaluator(client, X, y, persist=config.cache == "memory")
-            result = solve(evaluator, dataset.n_features, config.gd, progress)
-    model = build_model(result, dataset.features, dataset.n_samples, config.solver,
-                        label=dataset.label, dataset=dataset.url)
+    dataset = open_dataset(config.data, config.label, config.features, config.weight)
+    init = _initial_coef(config.init, dataset.features)
+    with _evaluator(config, dataset) as evaluator:
+        result = fit(
+            evaluator,
+            solver=config.solver,
+            options=config.options,
+            penalty=config.penalty,
+            standardize=config.standardize,
+            class_weight=config.class_weight,
+            init=init,
+            progress=progress,
+        )
+    model = build_model(result, dataset.features, dataset.n_samples, solver=config.solver,
+                        penalty=config.penalty, label=dataset.label, weight=dataset.weight,
+                        dataset=dataset.url)
     if config.out is not None:
         model.save(config.out)
     return model
 
 
+@contextlib.contextmanager
+def _evaluator(config: TrainConfig, dataset: Dataset) -> Iterator[Evaluator]:
+    if config.cluster is None:
+        yield InProcessEvaluator(dataset.read_chunks(), dataset.n_features)
+        return
+    with connect(config.cluster) as client:
+        yield DaskEvaluator(client, dataset.to_dask(), persist=config.cache == "memory")
+
+
+def fit(
+    evaluator: Evaluator,
+    *,
+    solver: str = "lbfgs",
+    options: SolverOptions = SolverOptions(),
+    penalty: Penalty = Penalty(),
+    standardize: bool = True,
+    class_weight: str | tuple[float, float] | None = None,
+    init: np.ndarray | None = None,
+    progress: Progress | None = None,
+) -> Fit:
+    """Statistics pass (when needed), then the solver, on any evaluator."""
+    summary = None
+    if standardize or class_weight == "balanced":
+        summary = summarize(evaluator.stats())
+        for j in summary.constant_columns if standardize else []:
+            warnings.warn(f"feature column {j} is constant; its coefficient is fixed at 0",
+                          stacklevel=2)
+    stats_passes = 1 if summary is not None else 0
+    if class_weight == "balanced":
+        class_weight = balanced_class_weight(summary)
+    standardization = summary.standardization() if standardize else None
+    objective = LogisticObjective(evaluator, penalty, standardization, class_weight)
+    coef0 = np.zeros(evaluator.n_features + 1) if init is None else np.array(init, dtype=np.float64)
+    if standardization is not None:
+        coef0 = standardization.to_standardized(coef0)
+
+    def report(record: IterationRecord) -> None:
+        if progress:
+            progress(dataclasses.replace(record, n_passes=record.n_passes + stats_passes))
+
+    if solver == "lbfgs":
+        result = lbfgs(objective, coef0, options, report, objective.l1_weights)
+    elif solver == "gd":
+        result = gradient_descent(objective, coef0, options, report, objective.l1_weights)
+    elif solver == "newton":
+        if penalty.l1:
+            raise ConfigError("the newton solver handles L2 only; use lbfgs or gd for l1 > 0")
+        result = newton(objective.with_hessian, coef0, options, report)
+    else:
+        raise ConfigError(f"unknown solver {solver!r}")
+    assert result.n_passes == objective.n_passes
+    if not result.converged:
+        warnings.warn(f"{solver} did not converge: {result.message}", ConvergenceWarning, stacklevel=2)
+    coef, gradient = result.coef, result.grad
+    if standardization is not None:
+        coef = standardization.to_original(result.coef)
+        gradient = standardization.gradient_to_original(result.grad)
+    return Fit(result, coef, gradient, result.n_passes + stats_passes, standardization,
+               class_weight, summary)
+
+
 def train_arrays(
-    chunks: Sequence[tuple[np.ndarray, np.ndarray]],
+    chunks: Sequence,
     features: Sequence[str] | None = None,
-    options: GDOptions = GDOptions(),
+    **fit_options,
 ) -> Model:
-    """The in-process path on in-memory ``(X, y)`` chunks (any split of the rows)."""
+    """The in-process path on in-memory ``(X, y[, weights])`` chunks (any split of the rows)."""
     n_features = chunks[0][0].shape[1]
     features = list(features) if features is not None else [f"x{j}" for j in range(n_features)]
-    result = solve(InProcessEvaluator(chunks, n_features), n_features, options)
-    n_samples = sum(X.shape[0] for X, _ in chunks)
-    return build_model(result, features, n_samples, "gd", label="y", dataset="<arrays>")
-
-
-def solve(
-    evaluator: Evaluator,
-    n_features: int,
-    options: GDOptions,
-    progress: Progress | None = None,
-) -> SolverResult:
-    objective = LogisticObjective(evaluator)
-    result = gradient_descent(objective, np.zeros(n_features + 1), options, progress)
-    assert result.n_passes == objective.n_passes
-    return result
+    result = fit(InProcessEvaluator(chunks, n_features), **fit_options)
+    n_samples = sum(chunk[0].shape[0] for chunk in chunks)
+    return build_model(result, features, n_samples, solver=fit_options.get("solver", "lbfgs"),
+                       penalty=fit_options.get("penalty", Penalty()), label="y",
+                       weight=None, dataset="<arrays>")
 
 
 def build_model(
-    result: SolverResult,
+    result: Fit,
     features: Sequence[str],
     n_samples: int,
-    solver: str,
     *,
+    solver: str,
+    penalty: Penalty,
     label: str,
+    weight: str | None,
     dataset: str,
 ) -> Model:
+    history = result.result.history
+    offset = result.n_passes - result.result.n_passes
+    standardization = result.standardization
     return Model(
         features=list(features),
         coef=result.coef[:-1].tolist(),
         intercept=float(result.coef[-1]),
         solver=solver,
-        n_iter=result.n_iter,
+        n_iter=result.result.n_iter,
         n_passes=result.n_passes,
-        converged=result.converged,
-        message=result.message,
-        loss_history=[record.loss for record in result.history],
-        grad_norm_history=[record.grad_norm for record in result.history],
-        step_history=[record.step for record in result.history],
-        gradient=result.grad.tolist(),
+        converged=result.result.converged,
+        message=result.result.message,
+        loss_history=[record.loss for record in history],
+        grad_norm_history=[record.grad_norm for record in history],
+        step_history=[record.step for record in history],
+        passes_history=[record.n_passes + offset for record in history],
+        gradient=result.gradient.tolist(),
         n_samples=n_samples,
         label=label,
         dataset=dataset,
+        weight=weight,
+        class_weight=None if result.class_weight is None else list(result.class_weight),
+        l2=penalty.l2,
+        l1=penalty.l1,
+        standardize=standardization is not None,
+        center=None if standardization is None else standardization.center.tolist(),
+        scale=None if standardization is None else standardization.scale.tolist(),
     )
+
+
+def _initial_coef(init: str | None, features: Sequence[str]) -> np.ndarray | None:
+    if init is None:
+        return None
+    model = Model.load(init)
+    if list(model.features) != list(features):
+        raise ConfigError(
+            f"--init model in {init} has features {model.features}; "
+            f"expected the training features {list(features)} (same names, same order)"
+        )
+    return np.append(model.coef_array, model.intercept)
 
 
 def check_output(out: str, overwrite: bool) -> None:

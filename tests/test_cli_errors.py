@@ -434,7 +434,7 @@ def test_make_data_then_train(tmp_path):
     assert model["features"] == ["f0", "f1", "f2"]
     assert len(model["coef"]) == 3
     assert model["n_samples"] == 300
-    assert model["solver"] == "gd"
+    assert model["solver"] == "lbfgs"
     assert len(model["loss_history"]) >= 1
     values = np.array(model["coef"] + [model["intercept"]], dtype="<f8")
     assert model["digest"] == hashlib.sha256(values.tobytes()).hexdigest()

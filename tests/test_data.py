@@ -58,7 +58,7 @@ def row_groups(path) -> list[int]:
 
 def concat_chunks(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     chunks = dataset.read_chunks()
-    return np.concatenate([X for X, _ in chunks]), np.concatenate([y for _, y in chunks])
+    return np.concatenate([c.X for c in chunks]), np.concatenate([c.y for c in chunks])
 
 
 def expected_xy(tables: list[pa.Table], features: list[str], label: str):
@@ -385,13 +385,13 @@ def test_read_chunks_shapes_and_values(tmp_path):
     chunks = dataset.read_chunks()
 
     assert len(chunks) == len(dataset.chunks) == 4
-    for (X, y), spec in zip(chunks, dataset.chunks):
+    for (X, y, _), spec in zip(chunks, dataset.chunks):
         assert X.shape == (spec.n_rows, 2) and X.dtype == np.float64
         assert y.shape == (spec.n_rows,) and y.dtype == np.float64
         # the first feature encodes the global row index: offsets are right
         np.testing.assert_array_equal(X[:, 0], np.arange(spec.offset, spec.offset + spec.n_rows))
-    X = np.concatenate([X for X, _ in chunks])
-    y = np.concatenate([y for _, y in chunks])
+    X = np.concatenate([c.X for c in chunks])
+    y = np.concatenate([c.y for c in chunks])
     eX, ey = expected_xy(tables, ["a", "b"], "y")
     assert X.shape == (25, 2)
     np.testing.assert_array_equal(X, eX)
@@ -408,7 +408,8 @@ def test_to_dask_chunks_known_and_values_equal(tmp_path):
     write(tmp_path / "part-2.parquet", tables[2], 4)
 
     dataset = open_dataset(str(tmp_path), label="y")
-    X, y = dataset.to_dask()
+    X, y, weights = dataset.to_dask()
+    assert weights is None
 
     assert isinstance(X, da.Array) and isinstance(y, da.Array)
     sizes = (5, 5, 3, 4, 4, 2)
