@@ -63,6 +63,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> Model:
             class_weight=config.class_weight,
             init=init,
             progress=progress,
+            features=dataset.features,
         )
     model = build_model(result, dataset.features, dataset.n_samples, solver=config.solver,
                         penalty=config.penalty, label=dataset.label, weight=dataset.weight,
@@ -91,14 +92,16 @@ def fit(
     class_weight: str | tuple[float, float] | None = None,
     init: np.ndarray | None = None,
     progress: Progress | None = None,
+    features: Sequence[str] | None = None,
 ) -> Fit:
     """Statistics pass (when needed), then the solver, on any evaluator."""
     summary = None
     if standardize or class_weight == "balanced":
         summary = summarize(evaluator.stats())
         for j in summary.constant_columns if standardize else []:
-            warnings.warn(f"feature column {j} is constant; its coefficient is fixed at 0",
-                          stacklevel=2)
+            name = repr(features[j]) if features is not None else f"number {j}"
+            warnings.warn(f"feature {name} is constant ({summary.mean[j]!r} in every row); "
+                          "its coefficient is fixed at 0", stacklevel=2)
     stats_passes = 1 if summary is not None else 0
     if class_weight == "balanced":
         class_weight = balanced_class_weight(summary)
@@ -141,7 +144,7 @@ def train_arrays(
     """The in-process path on in-memory ``(X, y[, weights])`` chunks (any split of the rows)."""
     n_features = chunks[0][0].shape[1]
     features = list(features) if features is not None else [f"x{j}" for j in range(n_features)]
-    result = fit(InProcessEvaluator(chunks, n_features), **fit_options)
+    result = fit(InProcessEvaluator(chunks, n_features), features=features, **fit_options)
     n_samples = sum(chunk[0].shape[0] for chunk in chunks)
     return build_model(result, features, n_samples, solver=fit_options.get("solver", "lbfgs"),
                        penalty=fit_options.get("penalty", Penalty()), label="y",

@@ -89,3 +89,126 @@ def test_barzilai_borwein_saves_passes_and_plain_growth_still_converges():
     assert bb.converged and grow.converged
     np.testing.assert_allclose(grow.coef, fun_grow.center, atol=1e-7)
     assert bb.n_passes < grow.n_passes
+
+
+# --------------------------------------------------------------------------- L-BFGS, OWL-QN, Newton
+
+from pipeline.solvers import cholesky_solve, lbfgs, newton, pseudo_gradient  # noqa: E402
+
+
+class Rosenbrock:
+    """A classic non-quadratic test; minimum 0 at (1, 1)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, coef):
+        self.calls += 1
+        a, b = coef
+        loss = (1 - a) ** 2 + 100 * (b - a * a) ** 2
+        grad = np.array([-2 * (1 - a) - 400 * a * (b - a * a), 200 * (b - a * a)])
+        return loss, grad
+
+
+class TinyLogistic:
+    """Mean logistic loss of a small fixed dataset, with gradient and Hessian."""
+
+    def __init__(self, seed=0, n=200, d=3):
+        rng = np.random.default_rng(seed)
+        self.X = np.column_stack([rng.standard_normal((n, d)) * [1.0, 3.0, 0.2][:d], np.ones(n)])
+        self.y = (rng.random(n) < 1 / (1 + np.exp(-self.X @ np.append(rng.normal(size=d), 0.3)))).astype(float)
+        self.calls = 0
+
+    def __call__(self, coef):
+        loss, grad, _ = self.with_hessian(coef)
+        return loss, grad
+
+    def with_hessian(self, coef):
+        self.calls += 1
+        z = self.X @ coef
+        h = 1 / (1 + np.exp(-z))
+        loss = float(np.mean(np.logaddexp(0, z) - self.y * z))
+        grad = self.X.T @ (h - self.y) / len(z)
+        hess = (self.X * (h * (1 - h))[:, None]).T @ self.X / len(z)
+        return loss, grad, hess
+
+
+def test_lbfgs_converges_on_rosenbrock_with_wolfe_steps():
+    fun = Rosenbrock()
+    result = lbfgs(fun, np.array([-1.2, 1.0]), SolverOptions(tol=1e-8, ftol=0.0, max_iter=500))
+    assert result.converged, result.message
+    np.testing.assert_allclose(result.coef, [1.0, 1.0], atol=1e-6)
+    assert result.n_passes == fun.calls
+    losses = [record.loss for record in result.history]
+    assert all(b <= a for a, b in zip(losses, losses[1:]))
+
+
+def test_lbfgs_takes_unit_steps_on_a_quadratic_and_few_passes():
+    fun = Quadratic(np.linspace(1.0, 50.0, 8), np.arange(8.0))
+    result = lbfgs(fun, np.zeros(8), SolverOptions(tol=1e-10, ftol=0.0))
+    assert result.converged
+    np.testing.assert_allclose(result.coef, fun.center, atol=1e-9)
+    assert result.n_passes < 40  # gradient descent needs hundreds here
+
+
+def test_lbfgs_history_size_is_used():
+    short = lbfgs(Rosenbrock(), np.array([-1.2, 1.0]), SolverOptions(tol=1e-8, ftol=0.0, history_size=1))
+    long = lbfgs(Rosenbrock(), np.array([-1.2, 1.0]), SolverOptions(tol=1e-8, ftol=0.0, history_size=10))
+    assert short.converged and long.converged
+    assert short.n_iter != long.n_iter
+
+
+def test_newton_converges_quadratically_on_a_logistic_fake():
+    fun = TinyLogistic()
+    result = newton(fun.with_hessian, np.zeros(4), SolverOptions(tol=1e-12, ftol=0.0))
+    assert result.converged and result.n_iter <= 8
+    reference = lbfgs(TinyLogistic(), np.zeros(4), SolverOptions(tol=1e-10, ftol=0.0))
+    np.testing.assert_allclose(result.coef, reference.coef, atol=1e-8)
+    norms = [record.grad_norm for record in result.history]
+    assert norms[-1] < 1e-12 and norms[-2] < 1e-4  # the last step squares a small error
+
+
+def test_newton_falls_back_to_a_gradient_step_on_a_singular_hessian():
+    def flat(coef):  # Hessian is singular in the second coordinate
+        loss = 0.5 * coef[0] ** 2 + 0.25 * coef[1] ** 4
+        return loss, np.array([coef[0], coef[1] ** 3]), np.diag([1.0, 0.0])
+
+    result = newton(flat, np.array([1.0, 1.0]), SolverOptions(tol=1e-3, ftol=0.0, max_iter=5000))
+    assert result.converged
+    assert abs(result.coef[1]) < 0.2
+
+
+def test_cholesky_solve_matches_numpy_and_rejects_indefinite():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((6, 6))
+    matrix = A @ A.T + 6 * np.eye(6)
+    rhs = rng.standard_normal(6)
+    np.testing.assert_allclose(cholesky_solve(matrix, rhs), np.linalg.solve(matrix, rhs), rtol=1e-12)
+    assert cholesky_solve(np.array([[1.0, 2.0], [2.0, 1.0]]), np.ones(2)) is None
+    assert cholesky_solve(np.diag([1.0, 1e-20]), np.ones(2)) is None  # ill-conditioned
+
+
+def test_pseudo_gradient_is_the_minimum_norm_subgradient():
+    coef = np.array([1.0, -1.0, 0.0, 0.0, 0.0])
+    grad = np.array([0.5, 0.5, 0.5, -2.0, 3.0])
+    l1 = np.ones(5)
+    np.testing.assert_array_equal(pseudo_gradient(coef, grad, l1), [1.5, -0.5, 0.0, -1.0, 2.0])
+
+
+@pytest.mark.parametrize("solve", [lbfgs, gradient_descent])
+def test_l1_gives_the_soft_thresholded_optimum_with_exact_zeros(solve):
+    # min 1/2 |w - c|^2 + l1 |w|  has the closed form  sign(c) max(|c| - l1, 0)
+    fun = Quadratic(np.ones(5), [3.0, -0.5, 0.2, -2.0, 0.0])
+    l1 = np.full(5, 1.0)
+    result = solve(fun, np.zeros(5), SolverOptions(tol=1e-10, ftol=0.0), None, l1)
+    assert result.converged, result.message
+    np.testing.assert_allclose(result.coef, [2.0, 0.0, 0.0, -1.0, 0.0], atol=1e-9)
+    assert (result.coef[[1, 2, 4]] == 0.0).all()  # exact zeros, not tiny numbers
+    expected = 0.5 * (1 + 0.25 + 0.04 + 1 + 0) + 3.0
+    assert result.loss == pytest.approx(expected, rel=1e-12)  # history includes the L1 term
+
+
+def test_ftol_stops_on_a_tiny_relative_change():
+    fun = Quadratic([1.0, 1e-6], [1.0, 1.0])
+    result = gradient_descent(fun, np.zeros(2), SolverOptions(tol=0.0, ftol=1e-3, barzilai_borwein=False))
+    assert result.converged and "ftol" in result.message
