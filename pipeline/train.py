@@ -100,7 +100,7 @@ def fit(
         summary = summarize(evaluator.stats())
         for j in summary.constant_columns if standardize else []:
             name = repr(features[j]) if features is not None else f"number {j}"
-            warnings.warn(f"feature {name} is constant ({summary.mean[j]!r} in every row); "
+            warnings.warn(f"feature {name} is constant ({float(summary.mean[j])!r} in every row); "
                           "its coefficient is fixed at 0", stacklevel=2)
     stats_passes = 1 if summary is not None else 0
     if class_weight == "balanced":
