@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import fsspec
@@ -203,26 +204,47 @@ class Dataset:
         reader = self.reader
         return [reader(chunk) for chunk in self.chunks]
 
-    def to_dask(self) -> Chunk:
+    def to_dask(self, workers: Sequence[str] | None = None) -> Chunk:
         """Dask arrays ``X, y, weights`` (weights None without a weight column),
-        one block per chunk, sizes known up front.  Each chunk is read once."""
+        one block per chunk, sizes known up front.  Each chunk is read once.
+
+        ``workers``: worker addresses to spread the chunks over, contiguous
+        runs of about equal rows each (a scheduling hint: other workers may
+        still run a read, e.g. after a failure).  Without it the scheduler
+        places reads as it likes, which can leave one worker with most data.
+        """
         import dask
         import dask.array as da
 
         reader = self.reader
+        placement = _placement(self.chunks, workers)
         X_blocks, y_blocks, weight_blocks = [], [], []
-        for chunk in self.chunks:
-            read = dask.delayed(reader, pure=True)(chunk)
-            n_rows = chunk.n_rows
-            X_blocks.append(da.from_delayed(read[0], (n_rows, self.n_features), np.float64))
-            y_blocks.append(da.from_delayed(read[1], (n_rows,), np.float64))
-            if self.weight:
-                weight_blocks.append(da.from_delayed(read[2], (n_rows,), np.float64))
+        for chunk, worker in zip(self.chunks, placement):
+            hint = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
+            with dask.annotate(**hint):
+                read = dask.delayed(reader, pure=True)(chunk)
+                n_rows = chunk.n_rows
+                X_blocks.append(da.from_delayed(read[0], (n_rows, self.n_features), np.float64))
+                y_blocks.append(da.from_delayed(read[1], (n_rows,), np.float64))
+                if self.weight:
+                    weight_blocks.append(da.from_delayed(read[2], (n_rows,), np.float64))
         return Chunk(
             da.concatenate(X_blocks, axis=0),
             da.concatenate(y_blocks, axis=0),
             da.concatenate(weight_blocks, axis=0) if self.weight else None,
         )
+
+
+def _placement(chunks: Sequence[ChunkSpec], workers: Sequence[str] | None) -> list[str | None]:
+    """Worker for each chunk: contiguous runs of about ``n_rows / len(workers)`` rows."""
+    if not workers:
+        return [None] * len(chunks)
+    total = sum(chunk.n_rows for chunk in chunks) or 1
+    placement = []
+    for chunk in chunks:
+        middle = chunk.offset + chunk.n_rows / 2  # the chunk goes where most of it falls
+        placement.append(workers[min(int(middle * len(workers) / total), len(workers) - 1)])
+    return placement
 
 
 def open_dataset(

@@ -79,7 +79,8 @@ def _evaluator(config: TrainConfig, dataset: Dataset) -> Iterator[Evaluator]:
         yield InProcessEvaluator(dataset.read_chunks(), dataset.n_features)
         return
     with connect(config.cluster) as client:
-        yield DaskEvaluator(client, dataset.to_dask(), persist=config.cache == "memory")
+        workers = sorted(client.scheduler_info()["workers"])
+        yield DaskEvaluator(client, dataset.to_dask(workers), persist=config.cache == "memory")
 
 
 def fit(

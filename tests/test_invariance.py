@@ -139,6 +139,8 @@ def test_parquet_repartitioning_in_process(dataset, references, layout, name):
 def test_local_cluster_equals_in_process(tmp_path, dataset, references, n_workers, cache,
                                          file_cuts, row_group_sizes):
     """Every solver on one cluster: 1 worker, 2 workers, cached or re-reading."""
+    import distributed
+
     from pipeline.reduce import DaskEvaluator, connect
     from pipeline.data import open_dataset
     from pipeline.train import build_model, fit
@@ -148,7 +150,12 @@ def test_local_cluster_equals_in_process(tmp_path, dataset, references, n_worker
         for name in FITS:
             dataset_ = open_dataset(str(tmp_path / "data"), "y",
                                     [f"f{j}" for j in range(N_FEATURES)], FITS[name].get("weight"))
-            evaluator = DaskEvaluator(client, dataset_.to_dask(), persist=cache == "memory")
+            workers = sorted(client.scheduler_info()["workers"])
+            evaluator = DaskEvaluator(client, dataset_.to_dask(workers), persist=cache == "memory")
+            if cache == "memory":  # chunks spread over the workers as planned
+                distributed.wait(evaluator.arrays)
+                holders = client.who_has(evaluator.arrays[0]).values()
+                assert set().union(*holders) == set(workers)
             result = fit(evaluator, **fit_options(name))
             model = build_model(result, dataset_.features, dataset_.n_samples,
                                 solver=FITS[name]["solver"], penalty=FITS[name].get("penalty", Penalty()),
