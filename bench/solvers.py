@@ -372,7 +372,7 @@ def main() -> None:
         with connect(ClusterSpec(n_workers=args.workers)) as client:
             from distributed import wait
 
-            evaluator = DaskEvaluator(client, dataset.to_dask(), persist=True)
+            evaluator = DaskEvaluator(client, dataset.to_dask(sorted(client.scheduler_info()["workers"])), persist=True)
             wait(evaluator.arrays)
             evaluator.stats()  # warm-up: imports on the workers, not timed
             objective = LogisticObjective(evaluator)  # raw units, no penalty

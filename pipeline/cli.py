@@ -14,7 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .config import CACHE_MODES, SOLVERS, TrainConfig
+from .config import CACHE_MODES, MEMORY_FRACTION, SOLVERS, TrainConfig
 from .errors import ConfigError, ConvergenceWarning, PipelineError
 from .model import Model
 from .reduce import ClusterSpec
@@ -89,8 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--workers", type=int, default=None,
                        help="worker processes of the embedded local cluster (default 2)")
     where.add_argument("--in-process", action="store_true", help="no Dask: numpy in this process")
-    fit.add_argument("--cache", choices=CACHE_MODES, default="memory",
-                     help="keep decoded chunks in worker memory between passes, or re-read")
+    fit.add_argument("--cache", choices=CACHE_MODES, default="auto",
+                     help="decoded chunks between passes: in worker memory, on worker disk, "
+                          "or none (re-read Parquet); auto picks memory if it fits, else disk")
+    fit.add_argument("--memory-fraction", type=float, default=MEMORY_FRACTION,
+                     help="share of the cluster's worker memory that --cache memory may use")
     fit.add_argument("--out", required=True, metavar="DIR", help="output directory for model.json")
     fit.add_argument("--overwrite", action="store_true", help="replace an existing model.json")
     fit.add_argument("--quiet", action="store_true", help="no per-iteration lines")
@@ -160,6 +163,7 @@ def _train(args) -> int:
         init=args.init,
         cluster=cluster,
         cache=args.cache,
+        memory_fraction=args.memory_fraction,
         out=args.out,
         overwrite=args.overwrite,
     )
@@ -177,7 +181,7 @@ def _run(config: TrainConfig, quiet: bool = False) -> Model:
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = train(config, progress=None if quiet else _print_iteration)
+        model = train(config, progress=None if quiet else _print_iteration, notify=print)
     for warning in caught:
         kind = "ConvergenceWarning" if issubclass(warning.category, ConvergenceWarning) else "warning"
         print(f"{kind}: {warning.message}", file=sys.stderr)

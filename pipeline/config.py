@@ -13,7 +13,9 @@ from .solvers import SolverOptions
 __all__ = ["CACHE_MODES", "SOLVERS", "TrainConfig"]
 
 SOLVERS = ("lbfgs", "newton", "gd")
-CACHE_MODES = ("memory", "none")
+CACHE_MODES = ("auto", "memory", "disk", "none")
+#: Share of the cluster's total worker memory that ``memory`` caching may use.
+MEMORY_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -21,8 +23,12 @@ class TrainConfig:
     """What to train on, how, where, and where to put the result.
 
     ``cluster=None`` means the in-process path (no Dask at all).
-    ``cache``: ``memory`` keeps decoded chunks on the workers between passes;
-    ``none`` re-reads Parquet every pass.
+    ``cache``: ``memory`` keeps the decoded chunks in worker memory (they must
+    fit in ``memory_fraction`` of the cluster's memory); ``disk`` keeps a
+    decoded copy on each worker's local disk and memory-maps it on later
+    passes; ``none`` re-reads Parquet every pass; ``auto`` picks ``memory``
+    when it fits, else ``disk``.  ``disk`` and ``none`` stream row groups in
+    bounded batches, so they train on data larger than the cluster's memory.
     ``class_weight``: None, ``"balanced"`` or ``(weight of label 0, weight of label 1)``.
     ``init``: directory of a ``model.json`` to start from (warm start).
     """
@@ -39,7 +45,8 @@ class TrainConfig:
     standardize: bool = True
     init: str | None = None
     cluster: ClusterSpec | None = field(default_factory=ClusterSpec)
-    cache: str = "memory"
+    cache: str = "auto"
+    memory_fraction: float = MEMORY_FRACTION
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -47,6 +54,8 @@ class TrainConfig:
             raise ConfigError(f"unknown solver {self.solver!r}; expected one of {', '.join(SOLVERS)}")
         if self.cache not in CACHE_MODES:
             raise ConfigError(f"unknown cache mode {self.cache!r}; expected one of {', '.join(CACHE_MODES)}")
+        if not 0 < self.memory_fraction <= 1:
+            raise ConfigError(f"memory_fraction must be in (0, 1], got {self.memory_fraction}")
         if self.options.max_iter < 0:
             raise ConfigError(f"max_iter must be >= 0, got {self.options.max_iter}")
         for name in ("tol", "ftol"):

@@ -14,9 +14,10 @@ and row.  Rows are never dropped.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from dataclasses import dataclass
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import fsspec
@@ -84,94 +85,95 @@ class ChunkReader:
         return [*self.features, self.label] + ([self.weight] if self.weight else [])
 
     def __call__(self, chunk: ChunkSpec) -> Chunk:
-        table = self._read_table(chunk)
-        if table.num_rows != chunk.n_rows:
-            raise UnreadableFileError(
-                f"{chunk.where()}: metadata promised {chunk.n_rows} rows, "
-                f"reading found {table.num_rows}",
-                path=chunk.path,
-                row_group=chunk.row_group,
-            )
-        X = np.empty((chunk.n_rows, len(self.features)), dtype=np.float64, order="F")
-        for j, name in enumerate(self.features):
-            X[:, j] = _column_values(table, name, chunk)
-        y = _column_values(table, self.label, chunk)
-        _check_label(y, self.label, chunk)
-        weights = None
-        if self.weight:
-            weights = _column_values(table, self.weight, chunk)
-            _check_weights(weights, self.weight, chunk)
-        return Chunk(X, y, weights)
-
-    def _read_table(self, chunk: ChunkSpec) -> pa.Table:
+        """The whole row group, decoded and checked."""
         try:
             parquet = pq.ParquetFile(chunk.path, filesystem=self.filesystem)
-            return parquet.read_row_group(chunk.row_group, columns=self.columns)
+            table = parquet.read_row_group(chunk.row_group, columns=self.columns)
         except (pa.ArrowException, OSError) as exc:
-            raise UnreadableFileError(
-                f"cannot read {chunk.where()}: {exc}",
-                path=chunk.path,
-                row_group=chunk.row_group,
-            ) from None
+            raise _unreadable(chunk, exc) from None
+        if table.num_rows != chunk.n_rows:
+            raise _row_count_mismatch(chunk, table.num_rows)
+        return self._decode(table, chunk, 0)
+
+    def iter_batches(self, chunk: ChunkSpec, batch_rows: int) -> Iterator[Chunk]:
+        """The row group in slices of at most ``batch_rows`` rows, in order.
+
+        Memory stays bounded by one batch however large the row group is.
+        """
+        seen = 0
+        try:
+            parquet = pq.ParquetFile(chunk.path, filesystem=self.filesystem)
+            batches = parquet.iter_batches(
+                batch_size=batch_rows, row_groups=[chunk.row_group], columns=self.columns
+            )
+            for batch in batches:
+                decoded = self._decode(batch, chunk, seen)
+                seen += batch.num_rows
+                yield decoded
+        except (pa.ArrowException, OSError) as exc:
+            raise _unreadable(chunk, exc) from None
+        if seen != chunk.n_rows:
+            raise _row_count_mismatch(chunk, seen)
+
+    def _decode(self, table, chunk: ChunkSpec, first_row: int) -> Chunk:
+        X = np.empty((table.num_rows, len(self.features)), dtype=np.float64, order="F")
+        for j, name in enumerate(self.features):
+            X[:, j] = _column_values(table, name, chunk, first_row)
+        y = _column_values(table, self.label, chunk, first_row)
+        _check(y, (y == 0.0) | (y == 1.0), LabelValueError, f"label column {self.label!r}",
+               "outside {0, 1}", "0 or 1", chunk, first_row, self.label)
+        weights = None
+        if self.weight:
+            weights = _column_values(table, self.weight, chunk, first_row)
+            _check(weights, weights >= 0, WeightValueError, f"weight column {self.weight!r}",
+                   "negative", "weights >= 0", chunk, first_row, self.weight)
+        return Chunk(X, y, weights)
 
 
-def _column_values(table: pa.Table, name: str, chunk: ChunkSpec) -> np.ndarray:
+def _unreadable(chunk: ChunkSpec, exc: Exception) -> UnreadableFileError:
+    return UnreadableFileError(
+        f"cannot read {chunk.where()}: {exc}", path=chunk.path, row_group=chunk.row_group
+    )
+
+
+def _row_count_mismatch(chunk: ChunkSpec, found: int) -> UnreadableFileError:
+    return UnreadableFileError(
+        f"{chunk.where()}: metadata promised {chunk.n_rows} rows, reading found {found}",
+        path=chunk.path,
+        row_group=chunk.row_group,
+    )
+
+
+def _column_values(table, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
     column = table.column(name)
     if column.null_count:
-        row = int(np.flatnonzero(pc.is_null(column).to_numpy(zero_copy_only=False))[0])
-        raise MissingValueError(
-            f"column {name!r} has {column.null_count} null value(s) in "
-            f"{chunk.where()}, first at row {row} of the row group "
-            f"(dataset row {chunk.offset + row}); expected no nulls",
-            path=chunk.path,
-            column=name,
-            row_group=chunk.row_group,
-            rows=(chunk.offset + row, chunk.offset + row + 1),
-        )
+        valid = ~pc.is_null(column).to_numpy(zero_copy_only=False)
+        _check(None, valid, MissingValueError, f"column {name!r}", "null", "no nulls",
+               chunk, first_row, name)
     values = column.to_numpy().astype(np.float64, copy=False)
-    finite = np.isfinite(values)
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
-        raise NonFiniteValueError(
-            f"column {name!r} has {int((~finite).sum())} non-finite value(s) in "
-            f"{chunk.where()}, first {float(values[row])!r} at row {row} of the row group "
-            f"(dataset row {chunk.offset + row}); expected finite numbers",
-            path=chunk.path,
-            column=name,
-            row_group=chunk.row_group,
-            rows=(chunk.offset + row, chunk.offset + row + 1),
-        )
+    _check(values, np.isfinite(values), NonFiniteValueError, f"column {name!r}",
+           "non-finite", "finite numbers", chunk, first_row, name)
     return values
 
 
-def _check_label(y: np.ndarray, name: str, chunk: ChunkSpec) -> None:
-    bad = (y != 0.0) & (y != 1.0)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise LabelValueError(
-            f"label column {name!r} has {int(bad.sum())} value(s) outside {{0, 1}} in "
-            f"{chunk.where()}, first {float(y[row])!r} at row {row} of the row group "
-            f"(dataset row {chunk.offset + row}); expected 0 or 1",
-            path=chunk.path,
-            column=name,
-            row_group=chunk.row_group,
-            rows=(chunk.offset + row, chunk.offset + row + 1),
-        )
-
-
-def _check_weights(weights: np.ndarray, name: str, chunk: ChunkSpec) -> None:
-    negative = weights < 0
-    if negative.any():
-        row = int(np.flatnonzero(negative)[0])
-        raise WeightValueError(
-            f"weight column {name!r} has {int(negative.sum())} negative value(s) in "
-            f"{chunk.where()}, first {float(weights[row])!r} at row {row} of the row group "
-            f"(dataset row {chunk.offset + row}); expected weights >= 0",
-            path=chunk.path,
-            column=name,
-            row_group=chunk.row_group,
-            rows=(chunk.offset + row, chunk.offset + row + 1),
-        )
+def _check(values, ok: np.ndarray, error, subject: str, problem: str, expected: str,
+           chunk: ChunkSpec, first_row: int, column: str) -> None:
+    """Raise ``error`` naming the file, column, row group and first bad row."""
+    if ok.all():
+        return
+    bad = ~ok
+    index = int(np.flatnonzero(bad)[0])
+    row = first_row + index  # within the row group
+    found = "" if values is None else f"{float(values[index])!r} "
+    raise error(
+        f"{subject} has {int(bad.sum())} {problem} value(s) in {chunk.where()}, first "
+        f"{found}at row {row} of the row group (dataset row {chunk.offset + row}); "
+        f"expected {expected}",
+        path=chunk.path,
+        column=column,
+        row_group=chunk.row_group,
+        rows=(chunk.offset + row, chunk.offset + row + 1),
+    )
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,19 @@ class Dataset:
     partition_keys: tuple[str, ...]
     chunks: tuple[ChunkSpec, ...]
     weight: str | None = None
+    file_sizes: tuple[int, ...] = ()
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of what the data is: files, sizes, row groups, columns."""
+        identity = (self.url, self.label, self.features, self.weight, self.files,
+                    self.file_sizes, [(c.path, c.row_group, c.n_rows) for c in self.chunks])
+        return hashlib.sha256(repr(identity).encode()).hexdigest()
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Size of the decoded float64 features, label and weights."""
+        return self.n_samples * (self.n_features + 1 + (1 if self.weight else 0)) * 8
 
     @property
     def n_samples(self) -> int:
@@ -217,7 +232,7 @@ class Dataset:
         import dask.array as da
 
         reader = self.reader
-        placement = _placement(self.chunks, workers)
+        placement = spread([chunk.n_rows for chunk in self.chunks], workers)
         X_blocks, y_blocks, weight_blocks = [], [], []
         for chunk, worker in zip(self.chunks, placement):
             hint = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
@@ -235,15 +250,16 @@ class Dataset:
         )
 
 
-def _placement(chunks: Sequence[ChunkSpec], workers: Sequence[str] | None) -> list[str | None]:
-    """Worker for each chunk: contiguous runs of about ``n_rows / len(workers)`` rows."""
+def spread(sizes: Sequence[int], workers: Sequence[str] | None) -> list[str | None]:
+    """A worker for each item, in order: contiguous runs of about equal total size."""
     if not workers:
-        return [None] * len(chunks)
-    total = sum(chunk.n_rows for chunk in chunks) or 1
-    placement = []
-    for chunk in chunks:
-        middle = chunk.offset + chunk.n_rows / 2  # the chunk goes where most of it falls
+        return [None] * len(sizes)
+    total = sum(sizes) or 1
+    placement, start = [], 0
+    for size in sizes:
+        middle = start + size / 2  # the item goes where most of it falls
         placement.append(workers[min(int(middle * len(workers) / total), len(workers) - 1)])
+        start += size
     return placement
 
 
@@ -304,6 +320,7 @@ def open_dataset(
         partition_keys=partition_keys,
         chunks=tuple(chunks),
         weight=weight,
+        file_sizes=tuple(_file_size(filesystem, path) for path in files),
     )
 
 
@@ -364,6 +381,13 @@ def _partition_keys(files: list[str], base: str) -> tuple[str, ...]:
                 if key not in keys:
                     keys.append(key)
     return tuple(keys)
+
+
+def _file_size(filesystem, path: str) -> int:
+    try:
+        return int(filesystem.size(path))
+    except (OSError, TypeError, ValueError):
+        return -1
 
 
 def _read_metadata(filesystem, path: str) -> pq.FileMetaData:

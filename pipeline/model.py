@@ -50,6 +50,7 @@ class Model:
     standardize: bool = False
     center: list[float] | None = None
     scale: list[float] | None = None
+    cache: str = "memory"
     digest: str = field(default="")
     format_version: int = FORMAT_VERSION
 

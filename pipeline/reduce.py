@@ -17,14 +17,27 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ClusterError
-from .data import Chunk
+from .data import Chunk, Dataset, spread
 from .kernel import KernelSpec, Partials, Stats, chunk_partials, chunk_stats, merge_partials
+from .stream import (
+    BATCH_BYTES,
+    UNIT_BYTES,
+    DiskCache,
+    batch_rows,
+    loss_kernel,
+    plan_units,
+    row_bytes,
+    stats_kernel,
+    unit_sums,
+)
 
 __all__ = [
     "ClusterSpec",
     "DaskEvaluator",
     "InProcessEvaluator",
     "REDUCE_FAN_IN",
+    "StreamingEvaluator",
+    "cluster_memory",
     "connect",
 ]
 
@@ -100,16 +113,67 @@ class DaskEvaluator:
         return self._reduce(level, Stats.zeros(self.n_features))
 
     def _reduce(self, level: list, empty):
+        return _tree_reduce(self.client, level, empty)
+
+
+def _tree_reduce(client, level: list, empty):
+    """Merge delayed partial states ``REDUCE_FAN_IN`` at a time; compute the root."""
+    import dask
+
+    if not level:
+        return empty
+    while len(level) > 1:
+        level = [
+            dask.delayed(merge_partials, pure=True)(*level[i : i + REDUCE_FAN_IN])
+            for i in range(0, len(level), REDUCE_FAN_IN)
+        ]
+    return client.compute(level[0]).result()
+
+
+class StreamingEvaluator:
+    """Bounded-memory passes: per pass, one task per unit of row groups that
+    reads (or maps from the disk cache), computes and returns a small state.
+
+    Nothing but partial states is kept between passes, except the optional
+    disk cache on each worker.  Units are placed on the workers in contiguous,
+    row-balanced runs (a hint), so a worker finds its own cache files again.
+    With ``client=None`` the same tasks run in this process, one after another.
+    """
+
+    def __init__(self, client, dataset: Dataset, cache: DiskCache | None,
+                 workers: Sequence[str] | None = None,
+                 unit_bytes: int = UNIT_BYTES, batch_bytes: int = BATCH_BYTES) -> None:
+        self.client = client
+        self.reader = dataset.reader
+        self.n_features = dataset.n_features
+        self.cache = cache
+        self.rows = batch_rows(self.reader, batch_bytes)
+        self.units = plan_units(dataset.chunks, row_bytes(self.reader), unit_bytes)
+        self.placement = spread([sum(c.n_rows for c in unit) for unit in self.units], workers)
+
+    def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
+        coef = np.array(coef, dtype=np.float64)
+        return self._run(Partials.zeros(self.n_features + 1, spec.hessian), loss_kernel, coef, spec)
+
+    def stats(self) -> Stats:
+        return self._run(Stats.zeros(self.n_features), stats_kernel)
+
+    def _run(self, empty, kernel, *args):
+        if self.client is None:
+            return merge_partials(empty, *(
+                unit_sums(self.reader, unit, self.rows, self.cache, kernel, *args)
+                for unit in self.units
+            ))
         import dask
 
-        if not level:
-            return empty
-        while len(level) > 1:
-            level = [
-                dask.delayed(merge_partials, pure=True)(*level[i : i + REDUCE_FAN_IN])
-                for i in range(0, len(level), REDUCE_FAN_IN)
-            ]
-        return self.client.compute(level[0]).result()
+        shared = [dask.delayed(value, pure=True) for value in (self.reader, *args)]
+        level = []
+        for unit, worker in zip(self.units, self.placement):
+            hint = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
+            with dask.annotate(**hint):
+                level.append(dask.delayed(unit_sums, pure=True)(
+                    shared[0], unit, self.rows, self.cache, kernel, *shared[1:]))
+        return _tree_reduce(self.client, level, empty)
 
 
 @dataclass(frozen=True)
@@ -120,6 +184,13 @@ class ClusterSpec:
     n_workers: int = 2
     threads_per_worker: int = 1
     memory_limit: str | None = None
+
+
+def cluster_memory(client) -> tuple[list[str], int | None]:
+    """Worker addresses (sorted) and their total memory limit (None if any is unlimited)."""
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    limits = [info.get("memory_limit") or 0 for info in workers.values()]
+    return sorted(workers), (sum(limits) if limits and all(limits) else None)
 
 
 @contextlib.contextmanager

@@ -26,12 +26,14 @@ from .objective import (
     balanced_class_weight,
     summarize,
 )
-from .reduce import DaskEvaluator, InProcessEvaluator, connect
+from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, cluster_memory, connect
+from .stream import DiskCache
 from .solvers import IterationRecord, SolverOptions, SolverResult, gradient_descent, lbfgs, newton
 
 __all__ = ["Fit", "fit", "train", "train_arrays"]
 
 Progress = Callable[[IterationRecord], None]
+Notify = Callable[[str], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,13 +49,14 @@ class Fit:
     summary: DataSummary | None
 
 
-def train(config: TrainConfig, progress: Progress | None = None) -> Model:
+def train(config: TrainConfig, progress: Progress | None = None, notify: Notify | None = None) -> Model:
     """Train on the Parquet dataset of ``config``; save ``model.json`` if ``config.out``."""
     if config.out is not None:
         check_output(config.out, config.overwrite)
     dataset = open_dataset(config.data, config.label, config.features, config.weight)
     init = _initial_coef(config.init, dataset.features)
-    with _evaluator(config, dataset) as evaluator:
+    notify = notify or (lambda message: None)
+    with _evaluator(config, dataset, notify) as (evaluator, cache):
         result = fit(
             evaluator,
             solver=config.solver,
@@ -67,20 +70,62 @@ def train(config: TrainConfig, progress: Progress | None = None) -> Model:
         )
     model = build_model(result, dataset.features, dataset.n_samples, solver=config.solver,
                         penalty=config.penalty, label=dataset.label, weight=dataset.weight,
-                        dataset=dataset.url)
+                        dataset=dataset.url, cache=cache)
     if config.out is not None:
         model.save(config.out)
     return model
 
 
 @contextlib.contextmanager
-def _evaluator(config: TrainConfig, dataset: Dataset) -> Iterator[Evaluator]:
+def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify) -> Iterator[tuple[Evaluator, str]]:
+    """The evaluator for ``config``, and the cache mode it uses."""
     if config.cluster is None:
-        yield InProcessEvaluator(dataset.read_chunks(), dataset.n_features)
+        mode = "memory" if config.cache in ("auto", "memory") else config.cache
+        notify(f"cache: {mode} (in-process)")
+        if mode == "memory":
+            yield InProcessEvaluator(dataset.read_chunks(), dataset.n_features), mode
+            return
+        with tempfile.TemporaryDirectory(prefix="pipeline-cache-") as scratch:
+            cache = DiskCache(dataset.fingerprint, scratch) if mode == "disk" else None
+            yield StreamingEvaluator(None, dataset, cache), mode
         return
     with connect(config.cluster) as client:
-        workers = sorted(client.scheduler_info()["workers"])
-        yield DaskEvaluator(client, dataset.to_dask(workers), persist=config.cache == "memory")
+        workers, memory = cluster_memory(client)
+        mode, reason = choose_cache(config.cache, dataset.decoded_bytes, memory, config.memory_fraction)
+        notify(f"cache: {mode} ({reason})")
+        if mode == "memory":
+            yield DaskEvaluator(client, dataset.to_dask(workers), persist=True), mode
+            return
+        cache = DiskCache(dataset.fingerprint) if mode == "disk" else None
+        try:
+            yield StreamingEvaluator(client, dataset, cache, workers), mode
+        finally:
+            if cache is not None:
+                client.run(cache.clear)
+
+
+def choose_cache(requested: str, needed: int, memory: int | None, fraction: float) -> tuple[str, str]:
+    """``(mode, reason)``: ``auto`` takes ``memory`` when the decoded data fits."""
+    size = f"{needed / 2**30:.2f} GiB decoded"
+    if memory is None:
+        budget_text = "cluster memory unknown (a worker has no memory limit)"
+        fits = requested == "memory"
+    else:
+        budget = memory * fraction
+        fits = needed <= budget
+        budget_text = f"{fraction:.0%} of {memory / 2**30:.2f} GiB worker memory"
+    if requested in ("disk", "none"):
+        return requested, f"as asked; {size}"
+    if requested == "memory":
+        if not fits:
+            raise ConfigError(
+                f"--cache memory needs {size} but may use only {budget_text}; "
+                "use --cache auto, disk or none for data larger than memory"
+            )
+        return "memory", f"as asked; {size} within {budget_text}"
+    if fits:
+        return "memory", f"auto: {size} fits in {budget_text}"
+    return "disk", f"auto: {size} exceeds {budget_text}"
 
 
 def fit(
@@ -162,6 +207,7 @@ def build_model(
     label: str,
     weight: str | None,
     dataset: str,
+    cache: str = "memory",
 ) -> Model:
     history = result.result.history
     offset = result.n_passes - result.result.n_passes
@@ -190,6 +236,7 @@ def build_model(
         standardize=standardization is not None,
         center=None if standardization is None else standardization.center.tolist(),
         scale=None if standardization is None else standardization.scale.tolist(),
+        cache=cache,
     )
 
 

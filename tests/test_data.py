@@ -430,13 +430,13 @@ def test_to_dask_chunks_known_and_values_equal(tmp_path):
 
 
 def test_to_dask_spreads_chunks_evenly_over_workers(tmp_path):
-    from pipeline.data import _placement
+    from pipeline.data import spread
 
     table = pa.table({"a": np.arange(100, dtype=np.float64), "y": np.zeros(100, dtype=np.int64)})
     pq.write_table(table, tmp_path / "p.parquet", row_group_size=10)
     dataset = open_dataset(str(tmp_path), "y")
-    placement = _placement(dataset.chunks, ["w1", "w2", "w3"])
+    placement = spread([chunk.n_rows for chunk in dataset.chunks], ["w1", "w2", "w3"])
     assert placement == ["w1"] * 3 + ["w2"] * 4 + ["w3"] * 3  # contiguous, balanced
-    assert _placement(dataset.chunks, None) == [None] * 10
+    assert spread([10] * 10, None) == [None] * 10
     X, y, _ = dataset.to_dask(["w1", "w2", "w3"])  # hints do not change the arrays
     np.testing.assert_array_equal(X.compute(scheduler="sync")[:, 0], np.arange(100))

@@ -1,0 +1,176 @@
+"""Streaming passes with bounded memory: task units, batches and the disk cache.
+
+A pass over a dataset that does not fit in memory runs one task per *unit*:
+a run of consecutive chunks (row groups, canonical order) grouped until they
+hold about ``unit_bytes`` of decoded data, so tiny row groups do not cost a
+task each.  A task streams its row groups in *batches* of at most
+``batch_bytes`` decoded bytes — a row group larger than memory is read
+slice by slice — applies a kernel to each batch, merges the partial states
+and returns only that small state.  A worker therefore holds about one batch
+(plus the kernel's block temporaries and the Parquet reader's buffers) at a
+time, whatever the dataset size.
+
+:class:`DiskCache` keeps a decoded, column-major float64 copy of each row
+group in the worker's local directory: the first pass writes it while
+streaming, later passes memory-map it batch by batch instead of decoding
+Parquet.  Batches, units and cache hits never change a result: the partial
+sums are exact and merge in any order.
+
+Pure data + kernel code: no Dask here (the cluster side is :mod:`pipeline.reduce`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import Chunk, ChunkReader, ChunkSpec
+from .kernel import KernelSpec, Partials, Stats, chunk_partials, chunk_stats
+
+__all__ = [
+    "BATCH_BYTES",
+    "UNIT_BYTES",
+    "DiskCache",
+    "batch_rows",
+    "loss_kernel",
+    "plan_units",
+    "stats_kernel",
+    "unit_sums",
+]
+
+#: Decoded bytes a task unit aims for when grouping small row groups.
+UNIT_BYTES = 64 * 2**20
+#: Decoded bytes per streamed batch (bounds a task's working memory).
+BATCH_BYTES = 16 * 2**20
+
+
+def row_bytes(reader: ChunkReader) -> int:
+    """Decoded bytes per row: features, label, weight."""
+    return 8 * (len(reader.features) + 1 + (1 if reader.weight else 0))
+
+
+def batch_rows(reader: ChunkReader, batch_bytes: int = BATCH_BYTES) -> int:
+    return max(1, batch_bytes // row_bytes(reader))
+
+
+def plan_units(
+    chunks: Sequence[ChunkSpec], bytes_per_row: int, unit_bytes: int = UNIT_BYTES
+) -> list[tuple[ChunkSpec, ...]]:
+    """Consecutive chunks grouped into units of about ``unit_bytes`` (canonical order kept).
+
+    A chunk larger than ``unit_bytes`` is a unit of its own (it is streamed
+    in batches, so its size does not matter for memory).
+    """
+    units: list[tuple[ChunkSpec, ...]] = []
+    current: list[ChunkSpec] = []
+    size = 0
+    for chunk in chunks:
+        chunk_bytes = chunk.n_rows * bytes_per_row
+        if current and size + chunk_bytes > unit_bytes:
+            units.append(tuple(current))
+            current, size = [], 0
+        current.append(chunk)
+        size += chunk_bytes
+    if current:
+        units.append(tuple(current))
+    return units
+
+
+@dataclass(frozen=True)
+class DiskCache:
+    """Decoded copies of row groups under ``root/token/`` (one file each).
+
+    ``root``: a directory on the machine that runs the task, or None for the
+    Dask worker's own local directory.  ``token``: the dataset fingerprint, so
+    a changed dataset never reads a stale copy.
+    """
+
+    token: str
+    root: str | None = None
+
+    def directory(self, worker=None) -> Path:
+        if self.root is not None:
+            base = Path(self.root)
+        else:
+            if worker is None:
+                from distributed import get_worker
+
+                worker = get_worker()
+            base = Path(worker.local_directory)
+        return base / "pipeline-cache" / self.token[:32]
+
+    def clear(self, dask_worker=None) -> None:
+        """Remove this dataset's cached copies (``client.run(cache.clear)`` after training)."""
+        import shutil
+
+        shutil.rmtree(self.directory(dask_worker), ignore_errors=True)
+
+    def path(self, chunk: ChunkSpec) -> Path:
+        name = hashlib.sha256(chunk.path.encode()).hexdigest()[:24]
+        return self.directory() / f"{name}-rg{chunk.row_group}.f64"
+
+
+def cached_batches(
+    reader: ChunkReader, chunk: ChunkSpec, rows: int, cache: DiskCache | None
+) -> Iterator[Chunk]:
+    """Batches of one row group: from the disk cache, or decoded (and cached)."""
+    if cache is None:
+        yield from reader.iter_batches(chunk, rows)
+        return
+    path = cache.path(chunk)
+    n_features = len(reader.features)
+    shape = (chunk.n_rows, n_features + 1 + (1 if reader.weight else 0))
+    if path.exists():
+        for start in range(0, chunk.n_rows, rows):
+            # map per batch and drop it after, so mapped pages do not pile up
+            matrix = np.memmap(path, dtype="<f8", mode="r", shape=shape, order="F")
+            block = matrix[start : start + rows]
+            yield Chunk(block[:, :n_features], block[:, n_features],
+                        block[:, n_features + 1] if reader.weight else None)
+            del matrix, block
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.truncate(shape[0] * shape[1] * 8)
+            start = 0
+            for data in reader.iter_batches(chunk, rows):
+                columns = [data.X[:, j] for j in range(n_features)] + [data.y]
+                if reader.weight:
+                    columns.append(data.weights)
+                for j, column in enumerate(columns):  # column-major layout
+                    handle.seek((j * shape[0] + start) * 8)
+                    handle.write(np.ascontiguousarray(column, dtype="<f8").tobytes())
+                yield data
+                start += data.y.shape[0]
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def loss_kernel(data: Chunk, coef: np.ndarray, spec: KernelSpec) -> Partials:
+    return chunk_partials(data.X, data.y, coef, data.weights, spec)
+
+
+def stats_kernel(data: Chunk) -> Stats:
+    return chunk_stats(data.X, data.y, data.weights)
+
+
+def unit_sums(reader: ChunkReader, unit: Sequence[ChunkSpec], rows: int,
+              cache: DiskCache | None, kernel, *args):
+    """Stream every row group of a unit through ``kernel``; merge the states."""
+    total = None
+    for chunk in unit:
+        for data in cached_batches(reader, chunk, rows, cache):
+            part = kernel(data, *args)
+            total = part if total is None else total.merge(part)
+    return total
