@@ -55,27 +55,36 @@ def main() -> None:
 
     # Warm up (compile or load the cache) and check equality once.
     small = slice(0, min(args.rows, 50_000))
-    assert fused.fused_partials(X[small], y[small], coef) == chunk_partials(X[small], y[small], coef)
+    Xs, ys = X[small], y[small]
+    assert fused.fused_partials(Xs, ys, coef) == chunk_partials(Xs, ys, coef)
     if not args.skip_reference:
         assert fused.fused_partials(X, y, coef) == chunk_partials(X, y, coef)
+        assert (fused.fused_partials(X, y, coef, weights, spec)
+                == chunk_partials(X, y, coef, weights, spec))
 
-    rows = [("plain numpy/BLAS gradient+loss", best_of(args.repeat, lambda: plain_pass(X, y, coef)))]
-    if not args.skip_reference:
-        rows.append(("reference chunk_partials (numpy)",
-                     best_of(args.repeat, lambda: chunk_partials(X, y, coef))))
-    rows.append(("fused_partials", best_of(args.repeat, lambda: fused.fused_partials(X, y, coef))))
-    rows.append(("fused_partials weights+standardize",
-                 best_of(args.repeat, lambda: fused.fused_partials(X, y, coef, weights, spec))))
-    plain = rows[0][1]
-    reference = rows[1][1] if not args.skip_reference else None
+    def timed(fn):
+        return best_of(args.repeat, fn)
+
+    plain = timed(lambda: plain_pass(X, y, coef))
+    ref = None if args.skip_reference else timed(lambda: chunk_partials(X, y, coef))
+    ref_ws = None if args.skip_reference else timed(
+        lambda: chunk_partials(X, y, coef, weights, spec))
+    # (name, seconds, the matching reference's seconds)
+    rows = [("plain numpy/BLAS gradient+loss", plain, ref),
+            ("reference chunk_partials (numpy)", ref, ref),
+            ("fused_partials", timed(lambda: fused.fused_partials(X, y, coef)), ref),
+            ("reference, weights+standardize", ref_ws, ref_ws),
+            ("fused_partials, weights+standardize",
+             timed(lambda: fused.fused_partials(X, y, coef, weights, spec)), ref_ws)]
     print(f"{args.rows} rows x {args.features} features, float64 {args.order}-order "
           f"({megabytes:.0f} MB), one process, best of {args.repeat}")
     print(f"{'pass':<38}{'seconds':>9}{'rows/s':>14}{'vs plain':>10}{'vs ref':>9}")
-    for name, seconds in rows:
+    for name, seconds, reference in rows:
+        if seconds is None:
+            continue
         vs_ref = f"{seconds / reference:>8.2f}x" if reference else f"{'-':>9}"
         print(f"{name:<38}{seconds:>9.3f}{args.rows / seconds:>14,.0f}"
               f"{seconds / plain:>9.2f}x{vs_ref}")
-
 
 if __name__ == "__main__":
     main()

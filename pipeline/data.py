@@ -102,9 +102,12 @@ class ChunkReader:
         """
         seen = 0
         try:
-            parquet = pq.ParquetFile(chunk.path, filesystem=self.filesystem)
+            # no pre-buffering of the whole row group, no decode threads: the
+            # reader's memory stays near one batch
+            parquet = pq.ParquetFile(chunk.path, filesystem=self.filesystem, pre_buffer=False)
             batches = parquet.iter_batches(
-                batch_size=batch_rows, row_groups=[chunk.row_group], columns=self.columns
+                batch_size=batch_rows, row_groups=[chunk.row_group], columns=self.columns,
+                use_threads=False,
             )
             for batch in batches:
                 decoded = self._decode(batch, chunk, seen)

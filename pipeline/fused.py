@@ -18,16 +18,17 @@ How it stays bitwise equal (see ``shared/design/exact-sums.md``):
   ``npy_logaddexp(0, z)`` replicated branch by branch on libm ``exp``/``log1p``
   (the functions numpy calls on CPUs without AVX-512).  Compiled with numba in
   nopython mode without fast-math: no reassociation, no FMA contraction.
-  :data:`AVAILABLE` is only True when a probe of those functions agrees with
-  numpy bit for bit in this process (it does not on AVX-512 builds of numpy,
-  which use their own exp/log kernels).
+  :data:`AVAILABLE` is only True when numba imports, numpy does not dispatch
+  its own AVX-512 exp/log kernels, and a probe of those functions agrees with
+  numpy bit for bit in this process.
 * Deposits follow :func:`exact._deposit_block` on small cache-resident blocks
   of rows (at most ``BLOCK_ROWS``): bound ``max |v|`` of the block's finite
   values, the same top bin, the same power-of-two scaling, three levels of
   round-half-even.  ``rint(y)`` is computed as ``(y + 1.5*2**52) - 1.5*2**52``,
   which is round-half-even for ``|y| <= 2**51`` (here ``|y| <= 2**39``), and its
   integer value is read off the bits of ``y + 1.5*2**52`` so block sums are
-  integer (exact, vectorisable) adds.  Block states are aligned and added as
+  integer (exact, vectorisable) adds, wrapping modulo 2**64 until the bias is
+  taken off.  Block states are aligned and added as
   :meth:`ExactSums.merge` does.  The merged state is canonical -- a value's
   digits at a lower top bin, shifted, equal its digits at the higher top bin,
   and bins below ``T-2`` hold only zeros there -- so the block size does not
@@ -51,16 +52,23 @@ __all__ = ["AVAILABLE", "fused_partials"]
 _CALL_ROWS = 2**23
 #: Target bytes of one block of X (kept in L2 between the margin and term sweeps).
 _BLOCK_BYTES = 2**19
+#: Rows per margin sub-block (its pairwise stack stays in L1).
+_MARGIN_ROWS = 512
+#: Rows per tile when transposing a row-major block.
+_TILE = 16
 _MIN_TOP = N_BINS - 1
 _NAN, _POS_INF, _NEG_INF = 1, 2, 4
 _LOG2 = math.log(2.0)  # == NPY_LOGE2 as a double
 _MAGIC = 6755399441055744.0  # 1.5 * 2**52: y + M - M == rint(y) for |y| <= 2**51
-_MAGIC_BITS = 0x4338000000000000  # bits of _MAGIC
+_UMAGIC_BITS = np.uint64(0x4338000000000000)  # bits of _MAGIC
+_U0 = np.uint64(0)
+_U1 = np.uint64(1)
 _ABS_MASK = 0x7FFFFFFFFFFFFFFF
 _EXP_MASK = 0x7FF0000000000000  # |bits| >= this: inf or NaN
 _SPLIT = float(2**BIN_WIDTH)
-import os as _os
-_CACHE = _os.environ.get("FUSED_NOCACHE") is None
+#: Compiled code is cached next to this module (numba falls back to a user
+#: cache directory where that is read-only).
+_CACHE = True
 
 try:
     from llvmlite import ir as _ir
@@ -85,6 +93,17 @@ if _HAVE_NUMBA:
         return types.int64(types.float64), codegen
 
     @intrinsic
+    def _ubits(typingctx, x):
+        """The IEEE bits of a float64 as uint64 (unsigned: sums wrap, no UB)."""
+        if x != types.float64:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], _ir.IntType(64))
+
+        return types.uint64(types.float64), codegen
+
+    @intrinsic
     def _from_bits(typingctx, x):
         """The float64 with the given int64 bits."""
         if x != types.int64:
@@ -96,16 +115,25 @@ if _HAVE_NUMBA:
         return types.float64(types.int64), codegen
 
     @njit(cache=_CACHE, nogil=True, inline="always")
-    def _logaddexp0(z):
-        """numpy's ``npy_logaddexp(0.0, z)``, branch by branch."""
+    def _proba_softplus(z):
+        """``1 / (1 + exp(-z))`` and numpy's ``npy_logaddexp(0.0, z)``.
+
+        npy_logaddexp(x, y): ``x == y``: ``x + log(2)``; else ``tmp = x - y``;
+        ``tmp > 0``: ``x + log1p(exp(-tmp))``; ``tmp <= 0``: ``y + log1p(exp(tmp))``;
+        else (NaN) ``tmp``.  With x = 0 and z != 0, ``tmp`` is ``-z`` bit for
+        bit, so for z > 0 its ``exp(tmp)`` is the sigmoid's ``exp(-z)``.
+        """
+        e = math.exp(-z)
+        proba = 1.0 / (1.0 + e)
         if z == 0.0:
-            return 0.0 + _LOG2
-        tmp = 0.0 - z
-        if tmp > 0.0:
-            return 0.0 + math.log1p(math.exp(-tmp))
-        elif tmp <= 0.0:
-            return z + math.log1p(math.exp(tmp))
-        return tmp  # NaN
+            softplus = 0.0 + _LOG2
+        elif z > 0.0:
+            softplus = z + math.log1p(e)
+        elif z < 0.0:
+            softplus = 0.0 + math.log1p(math.exp(z))
+        else:
+            softplus = 0.0 - z  # NaN
+        return proba, softplus
 
     @njit(cache=_CACHE, nogil=True, inline="always")
     def _max_abs_bits(v, n):
@@ -146,20 +174,24 @@ if _HAVE_NUMBA:
             if t_block < _MIN_TOP:
                 t_block = _MIN_TOP
         scale = math.ldexp(1.0, -(GRID_E0 + BIN_WIDTH * t_block))
-        s0 = 0
-        s1 = 0
-        s2 = 0
+        # Sum the bits of q = y + M (M = 1.5*2**52): bits(q) - bits(M) is the
+        # integer rint(y).  The bias is taken off once per block; unsigned
+        # sums wrap modulo 2**64, so the result is exact (|sum| < 2**63).
+        s0 = _U0
+        s1 = _U0
+        s2 = _U0
+        count = _U0
         if finite:
             for i in range(n):
                 y0 = v[i] * scale
                 q = y0 + _MAGIC
-                s0 += _bits(q) - _MAGIC_BITS
+                s0 += _ubits(q)
                 y1 = (y0 - (q - _MAGIC)) * _SPLIT
                 q = y1 + _MAGIC
-                s1 += _bits(q) - _MAGIC_BITS
+                s1 += _ubits(q)
                 y2 = (y1 - (q - _MAGIC)) * _SPLIT
-                q = y2 + _MAGIC
-                s2 += _bits(q) - _MAGIC_BITS
+                s2 += _ubits(y2 + _MAGIC)
+            count = np.uint64(n)
         else:
             for i in range(n):
                 t = v[i]
@@ -167,13 +199,17 @@ if _HAVE_NUMBA:
                     continue
                 y0 = t * scale
                 q = y0 + _MAGIC
-                s0 += _bits(q) - _MAGIC_BITS
+                s0 += _ubits(q)
                 y1 = (y0 - (q - _MAGIC)) * _SPLIT
                 q = y1 + _MAGIC
-                s1 += _bits(q) - _MAGIC_BITS
+                s1 += _ubits(q)
                 y2 = (y1 - (q - _MAGIC)) * _SPLIT
-                q = y2 + _MAGIC
-                s2 += _bits(q) - _MAGIC_BITS
+                s2 += _ubits(y2 + _MAGIC)
+                count += _U1
+        bias = count * _UMAGIC_BITS
+        d0 = np.int64(s0 - bias)
+        d1 = np.int64(s1 - bias)
+        d2 = np.int64(s2 - bias)
         # Align as ExactSums.merge does: the larger top wins, bins shifted
         # below T-2 are dropped.
         t_acc = top[c]
@@ -182,69 +218,109 @@ if _HAVE_NUMBA:
             for k in range(N_BINS - 1, -1, -1):
                 acc[k, c] = acc[k - shift, c] if k >= shift else 0
             top[c] = t_block
-            acc[0, c] += s0
-            acc[1, c] += s1
-            acc[2, c] += s2
+            acc[0, c] += d0
+            acc[1, c] += d1
+            acc[2, c] += d2
         else:
             shift = t_acc - t_block
             if shift == 0:
-                acc[0, c] += s0
-                acc[1, c] += s1
-                acc[2, c] += s2
+                acc[0, c] += d0
+                acc[1, c] += d1
+                acc[2, c] += d2
             elif shift == 1:
-                acc[1, c] += s0
-                acc[2, c] += s1
+                acc[1, c] += d0
+                acc[2, c] += d1
             elif shift == 2:
-                acc[2, c] += s0
+                acc[2, c] += d0
+
+    @njit(cache=_CACHE, nogil=True)
+    def _margins(Xf, r0, n, coef, stack, marg):
+        """``marg[:n]``: margins of rows ``r0:r0+n``, summed as kernel.margins does.
+
+        The level-by-level pairwise tree equals this stack evaluation:
+        products are paired (p0+p1, p2+p3, ...); after the k-th pair, as many
+        merges as trailing zeros of k+1 join equal-size blocks (left + right);
+        the leftover odd product and the ragged tail are joined right to left.
+        Merges are fused into the pair's pass (same operations, same order).
+        """
+        d = Xf.shape[1]
+        b = coef[d]
+        if d == 0:
+            for i in range(n):
+                marg[i] = b
+            return
+        sp = 0
+        for k in range(d // 2):
+            c0 = Xf[r0 : r0 + n, 2 * k]
+            c1 = Xf[r0 : r0 + n, 2 * k + 1]
+            w0 = coef[2 * k]
+            w1 = coef[2 * k + 1]
+            merges = 0
+            count = k + 1
+            while count & 1 == 0:
+                merges += 1
+                count >>= 1
+            if merges == 0:
+                dst = stack[sp]
+                for i in range(n):
+                    dst[i] = c0[i] * w0 + c1[i] * w1
+                sp += 1
+            elif merges == 1:
+                dst = stack[sp - 1]
+                for i in range(n):
+                    dst[i] = dst[i] + (c0[i] * w0 + c1[i] * w1)
+            elif merges == 2:
+                dst = stack[sp - 2]
+                s1 = stack[sp - 1]
+                for i in range(n):
+                    dst[i] = dst[i] + (s1[i] + (c0[i] * w0 + c1[i] * w1))
+                sp -= 1
+            else:
+                dst = stack[sp - 3]
+                s1 = stack[sp - 2]
+                s2 = stack[sp - 1]
+                for i in range(n):
+                    dst[i] = dst[i] + (s1[i] + (s2[i] + (c0[i] * w0 + c1[i] * w1)))
+                sp -= 2
+                for _ in range(merges - 3):
+                    lo = stack[sp - 2]
+                    hi = stack[sp - 1]
+                    for i in range(n):
+                        lo[i] = lo[i] + hi[i]
+                    sp -= 1
+        if d & 1:  # the odd last product
+            c0 = Xf[r0 : r0 + n, d - 1]
+            w0 = coef[d - 1]
+            dst = stack[sp]
+            for i in range(n):
+                dst[i] = c0[i] * w0
+            sp += 1
+        while sp > 1:  # the ragged tail, joined right to left
+            lo = stack[sp - 2]
+            hi = stack[sp - 1]
+            for i in range(n):
+                lo[i] = lo[i] + hi[i]
+            sp -= 1
+        first = stack[0]
+        for i in range(n):
+            marg[i] = first[i] + b
 
     @njit(cache=_CACHE, nogil=True)
     def _block(Xf, r0, n, g0, y, coef, s, has_s, stack, marg, res, los, tmp, ones,
                top, acc, flags):
         """One block: rows ``r0:r0+n`` of the F-ordered ``Xf`` (global rows from ``g0``)."""
         d = Xf.shape[1]
-        b = coef[d]
-        # Margins: the pairwise tree of kernel.margins, vectorised over rows.
-        if d == 0:
-            for i in range(n):
-                marg[i] = b
-        else:
-            sp = 0
-            for j in range(d):
-                col = Xf[r0 : r0 + n, j]
-                wj = coef[j]
-                if j & 1:
-                    dst = stack[sp - 1]
-                    for i in range(n):
-                        dst[i] = dst[i] + col[i] * wj
-                    count = (j + 1) >> 1
-                    while count & 1 == 0:
-                        lo = stack[sp - 2]
-                        hi = stack[sp - 1]
-                        for i in range(n):
-                            lo[i] = lo[i] + hi[i]
-                        sp -= 1
-                        count >>= 1
-                else:
-                    dst = stack[sp]
-                    for i in range(n):
-                        dst[i] = col[i] * wj
-                    sp += 1
-            while sp > 1:  # the ragged tail, joined right to left
-                lo = stack[sp - 2]
-                hi = stack[sp - 1]
-                for i in range(n):
-                    lo[i] = lo[i] + hi[i]
-                sp -= 1
-            first = stack[0]
-            for i in range(n):
-                marg[i] = first[i] + b
+        # Margins: the pairwise tree of kernel.margins, vectorised over rows,
+        # in sub-blocks whose stack stays in L1.
+        for m0 in range(0, n, _MARGIN_ROWS):
+            _margins(Xf, r0 + m0, min(_MARGIN_ROWS, n - m0), coef, stack, marg[m0:])
         # Per row: probability, loss, weighted residual.
         for i in range(n):
             z = marg[i]
             yi = y[g0 + i]
-            proba = 1.0 / (1.0 + math.exp(-z))
+            proba, softplus = _proba_softplus(z)
             residual = proba - yi
-            loss = _logaddexp0(z) - yi * z
+            loss = softplus - yi * z
             if has_s:
                 si = s[g0 + i]
                 residual = si * residual
@@ -275,7 +351,7 @@ if _HAVE_NUMBA:
         depth = 1
         while (1 << depth) <= d:
             depth += 1
-        stack = np.empty((depth + 1, block))
+        stack = np.empty((depth + 1, min(block, _MARGIN_ROWS)))
         ones = np.ones(block)
         return (stack, np.empty(block), np.empty(block), np.empty(block),
                 np.empty(block), ones)
@@ -310,13 +386,19 @@ if _HAVE_NUMBA:
                         for i in range(n):
                             Xs[i, j] = X[start + i, j]
             else:
-                for i in range(n):
-                    if standardize:
-                        for j in range(d):
-                            Xs[i, j] = (X[start + i, j] - center[j]) / scale[j]
-                    else:
-                        for j in range(d):
-                            Xs[i, j] = X[start + i, j]
+                # Row-major source: transpose in tiles of _TILE rows, so each
+                # tile's source rows stay in L1 while its columns are written.
+                for i0 in range(0, n, _TILE):
+                    m = min(_TILE, n - i0)
+                    for j in range(d):
+                        if standardize:
+                            cj = center[j]
+                            sj = scale[j]
+                            for i in range(i0, i0 + m):
+                                Xs[i, j] = (X[start + i, j] - cj) / sj
+                        else:
+                            for i in range(i0, i0 + m):
+                                Xs[i, j] = X[start + i, j]
             _block(Xs, 0, n, start, y, coef, s, has_s, stack, marg, res, los, tmp,
                    ones, top, acc, flags)
 
@@ -324,8 +406,7 @@ if _HAVE_NUMBA:
     def _probe_kernel(z):
         out = np.empty((3, z.size))
         for i in range(z.size):
-            out[0, i] = 1.0 / (1.0 + math.exp(-z[i]))
-            out[1, i] = _logaddexp0(z[i])
+            out[0, i], out[1, i] = _proba_softplus(z[i])
             out[2, i] = math.log1p(z[i])
         return out
 
@@ -335,12 +416,26 @@ def _probe_values() -> np.ndarray:
     fixed = np.array([0.0, -0.0, 1e-300, -1e-300, 5e-324, 1e-17, -1e-17, 0.5, -0.5,
                       1.0, -1.0, 36.7, -36.7, 37.5, -37.5, 709.78, -709.78, 745.2, -745.2,
                       800.0, -800.0, 1e300, -1e300, np.inf, -np.inf, np.nan])
-    scales = np.repeat([1e-8, 1e-3, 0.3, 3.0, 30.0, 300.0, 800.0], 300)
+    scales = np.repeat([1e-8, 1e-3, 0.3, 3.0, 30.0, 300.0, 800.0], 3000)
     return np.concatenate([fixed, rng.standard_normal(scales.size) * scales])
+
+
+def _numpy_has_own_exp_log() -> bool:
+    """numpy dispatches its own float64 exp/log kernels on AVX-512 CPUs."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # numpy 1.x
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__
+        except ImportError:
+            return True
+    return any(flag.startswith("AVX512") and on for flag, on in __cpu_features__.items())
 
 
 def _probe() -> bool:
     """Do the compiled exp/log1p/logaddexp agree with numpy bit for bit here?"""
+    if _numpy_has_own_exp_log():
+        return False
     z = _probe_values()
     got = _probe_kernel(z)
     with np.errstate(all="ignore"):
@@ -356,6 +451,12 @@ if _HAVE_NUMBA:
         AVAILABLE = False
 else:  # pragma: no cover
     AVAILABLE = False
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def _block_rows(n_features: int) -> int:
@@ -374,7 +475,8 @@ def fused_partials(
     if spec.hessian:
         raise ValueError("fused_partials has no Hessian; use kernel.chunk_partials")
     if not AVAILABLE:
-        raise RuntimeError("fused kernel unavailable (numba missing or exp/log1p differ from numpy)")
+        raise RuntimeError(
+            "fused kernel unavailable (numba missing, or exp/log1p differ from numpy's)")
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     coef = np.asarray(coef, dtype=np.float64)
@@ -394,6 +496,8 @@ def fused_partials(
     y = np.ascontiguousarray(y)
     coef = np.ascontiguousarray(coef)
     standardize = spec.center is not None
+    if standardize and spec.scale is None:
+        raise TypeError("spec.center is set but spec.scale is None")
     if standardize:
         center = np.ascontiguousarray(
             np.broadcast_to(np.asarray(spec.center, dtype=np.float64), (n_features,)))
@@ -401,6 +505,9 @@ def fused_partials(
             np.broadcast_to(np.asarray(spec.scale, dtype=np.float64), (n_features,)))
     else:
         center = scale = np.empty(0)
+    # Read-only views: one compiled signature per layout, whatever the caller's
+    # arrays (Arrow-backed chunks are read-only).
+    X, y, coef, s, center, scale = map(_readonly, (X, y, coef, s, center, scale))
     direct = X.flags.f_contiguous and not standardize
     rows_inner = X.flags.f_contiguous or (
         not X.flags.c_contiguous and abs(X.strides[0]) <= abs(X.strides[1]))

@@ -48,7 +48,7 @@ __all__ = [
 #: Decoded bytes a task unit aims for when grouping small row groups.
 UNIT_BYTES = 64 * 2**20
 #: Decoded bytes per streamed batch (bounds a task's working memory).
-BATCH_BYTES = 16 * 2**20
+BATCH_BYTES = 8 * 2**20
 
 
 def row_bytes(reader: ChunkReader) -> int:

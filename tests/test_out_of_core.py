@@ -1,0 +1,94 @@
+"""Training on data 3x larger than the cluster's memory, with bounded worker memory.
+
+One dataset of ~2.2 GB decoded float64 against 2 worker processes limited to
+350 MiB each (700 MiB in all).  ``--cache none`` and ``--cache disk`` must
+finish with each worker's peak RSS (read from the worker processes) below
+the point where distributed pauses a worker (80% of its limit), with no
+worker restarted, and give the digest of ``--cache memory`` on a cluster big
+enough to hold the data.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from distributed import Client, LocalCluster
+
+from pipeline import ClusterSpec, SolverOptions, TrainConfig, open_dataset, train
+
+pytestmark = [pytest.mark.cluster, pytest.mark.filterwarnings("ignore::pipeline.errors.ConvergenceWarning")]
+
+MiB = 2**20
+WORKER_LIMIT = 350 * MiB
+N_WORKERS = 2
+ROWS, FEATURES, ROW_GROUP = 8_650_000, 31, 32_768  # (31 + label) x 8 B x 8.65M = 2.21 GB
+OPTIONS = SolverOptions(max_iter=1, ftol=0.0)  # 2 or more passes (no statistics pass below)
+PAUSE_FRACTION = 0.8  # distributed.worker.memory.pause
+
+
+def peak_rss(pid: int) -> int:
+    """A process's peak resident set size (VmHWM), read from outside it."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+@pytest.fixture(scope="module")
+def big_dataset(tmp_path_factory):
+    """Row groups of 32,768 rows cycled from a few seeded random blocks (fast to
+    write; uncompressed so every pass really decodes the full size)."""
+    root = tmp_path_factory.mktemp("larger-than-memory") / "data"
+    root.mkdir()
+    rng = np.random.default_rng(5)
+    blocks = []
+    for _ in range(7):
+        X = rng.standard_normal((ROW_GROUP, FEATURES))
+        y = (rng.random(ROW_GROUP) < 1 / (1 + np.exp(-X[:, 0] + X[:, 1]))).astype(np.int8)
+        blocks.append(pa.table({**{f"f{j}": X[:, j] for j in range(FEATURES)}, "y": y}))
+    n_groups = -(-ROWS // ROW_GROUP)
+    per_file = -(-n_groups // 4)
+    for index in range(4):
+        with pq.ParquetWriter(root / f"part-{index}.parquet", blocks[0].schema,
+                              compression="none") as writer:
+            for group in range(index * per_file, min((index + 1) * per_file, n_groups)):
+                rows = min(ROW_GROUP, ROWS - group * ROW_GROUP)
+                writer.write_table(blocks[group % len(blocks)].slice(0, rows))
+    dataset = open_dataset(str(root), "y")
+    assert dataset.n_samples == ROWS
+    assert dataset.decoded_bytes >= 3 * N_WORKERS * WORKER_LIMIT
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def reference_digest(big_dataset):
+    """``--cache memory`` on a cluster big enough to hold the data."""
+    config = TrainConfig(data=big_dataset, label="y", options=OPTIONS, cache="memory", standardize=False,
+                         cluster=ClusterSpec(n_workers=N_WORKERS, memory_limit="4GiB"))
+    model = train(config)
+    assert model.cache == "memory"
+    return model.digest
+
+
+@pytest.mark.parametrize("cache", ["none", "auto"])  # auto picks disk here
+def test_larger_than_memory_with_bounded_worker_memory(big_dataset, reference_digest, cache):
+    with LocalCluster(n_workers=N_WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, memory_limit=WORKER_LIMIT) as cluster, \
+            Client(cluster) as client:
+        workers_before = set(client.scheduler_info()["workers"])
+        pids = client.run(os.getpid)
+        config = TrainConfig(data=big_dataset, label="y", options=OPTIONS, cache=cache, standardize=False,
+                             cluster=ClusterSpec(scheduler=cluster.scheduler_address))
+        model = train(config)
+        peaks = {address: peak_rss(pid) for address, pid in pids.items()}
+        assert set(client.scheduler_info()["workers"]) == workers_before  # none killed or restarted
+    assert model.cache == ("disk" if cache == "auto" else cache)
+    assert model.digest == reference_digest
+    assert model.n_passes >= 2 and model.n_samples == ROWS
+    for address, peak in peaks.items():
+        assert peak < PAUSE_FRACTION * WORKER_LIMIT, (address, peak / MiB)
+    print(cache, {address: peak // MiB for address, peak in peaks.items()})

@@ -1,0 +1,116 @@
+"""Bounded-memory streaming passes, the disk cache and cache-mode selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import ClusterSpec, SolverOptions, TrainConfig, open_dataset, train
+from pipeline.errors import ConfigError, LabelValueError
+from pipeline.kernel import KernelSpec
+from pipeline.reduce import InProcessEvaluator, StreamingEvaluator
+from pipeline.stream import DiskCache, plan_units, row_bytes
+from pipeline.train import choose_cache
+
+pytestmark = pytest.mark.filterwarnings("ignore::pipeline.errors.ConvergenceWarning")
+
+OPTIONS = SolverOptions(max_iter=6, ftol=0.0)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stream")
+    rng = np.random.default_rng(3)
+    n = 5000
+    X = rng.standard_normal((n, 4)) * [1.0, 2.0, 0.5, 10.0]
+    y = (rng.random(n) < 1 / (1 + np.exp(-X[:, 0]))).astype(np.int64)
+    w = rng.uniform(0.5, 1.5, n)
+    for index, (start, stop, group) in enumerate([(0, 1200, 1200), (1200, 1207, 1), (1207, n, 900)]):
+        table = pa.table({**{f"f{j}": X[start:stop, j] for j in range(4)},
+                          "y": y[start:stop], "w": w[start:stop]})
+        pq.write_table(table, root / f"part-{index}.parquet", row_group_size=group)
+    return root
+
+
+def test_units_group_small_row_groups_in_canonical_order(data):
+    dataset = open_dataset(str(data), "y", weight="w")
+    per_row = row_bytes(dataset.reader)
+    assert per_row == 8 * 6
+    units = plan_units(dataset.chunks, per_row, unit_bytes=1000 * per_row)
+    assert [chunk for unit in units for chunk in unit] == list(dataset.chunks)  # order kept
+    for unit in units:  # each unit stays within budget unless it is one large chunk
+        assert len(unit) == 1 or sum(c.n_rows for c in unit) <= 1000
+    assert any(len(unit) > 1 for unit in units)  # the 1-row row groups were grouped
+    assert len(units) < len(dataset.chunks)
+
+
+def test_batches_are_the_row_group_in_slices(data):
+    dataset = open_dataset(str(data), "y", weight="w")
+    reader = dataset.reader
+    chunk = dataset.chunks[0]
+    whole = reader(chunk)
+    parts = list(reader.iter_batches(chunk, 250))
+    assert [len(part.y) for part in parts] == [250] * 4 + [200]
+    np.testing.assert_array_equal(np.concatenate([p.X for p in parts]), whole.X)
+    np.testing.assert_array_equal(np.concatenate([p.weights for p in parts]), whole.weights)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_streaming_equals_in_memory_bit_for_bit(data, tmp_path, cache):
+    dataset = open_dataset(str(data), "y", weight="w")
+    coef = np.array([0.3, -0.2, 0.1, 0.05, -0.4])
+    spec = KernelSpec(center=np.zeros(4), scale=np.array([1.0, 2.0, 0.5, 10.0]), class_weight=(1.0, 3.0))
+    reference = InProcessEvaluator(dataset.read_chunks(), 4)
+    disk = DiskCache(dataset.fingerprint, str(tmp_path)) if cache else None
+    streaming = StreamingEvaluator(None, dataset, disk, unit_bytes=3000, batch_bytes=48 * 77)
+    for _ in range(2):  # with a cache: first pass writes it, the second maps it
+        assert streaming.partials(coef, spec) == reference.partials(coef, spec)
+        assert streaming.stats() == reference.stats()
+    if cache:
+        files = list((tmp_path / "pipeline-cache").rglob("*.f64"))
+        assert len(files) == len(dataset.chunks)
+        assert sum(f.stat().st_size for f in files) == dataset.decoded_bytes
+        assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_errors_in_a_later_batch_name_the_right_row(tmp_path):
+    y = np.zeros(1000, dtype=np.int64)
+    y[777] = 3
+    pq.write_table(pa.table({"a": np.arange(1000.0), "y": y}), tmp_path / "d.parquet", row_group_size=1000)
+    dataset = open_dataset(str(tmp_path), "y")
+    with pytest.raises(LabelValueError, match=r"at row 777 of the row group \(dataset row 777\)"):
+        StreamingEvaluator(None, dataset, None, batch_bytes=16 * 100).stats()
+
+
+@pytest.mark.parametrize("mode", ["none", "disk"])
+def test_in_process_streaming_trains_the_same_model(data, mode):
+    reference = train(TrainConfig(data=str(data), label="y", weight="w", cluster=None, options=OPTIONS))
+    model = train(TrainConfig(data=str(data), label="y", weight="w", cluster=None, options=OPTIONS,
+                              cache=mode))
+    assert model.digest == reference.digest and model.cache == mode
+    assert model.loss_history == reference.loss_history
+
+
+def test_choose_cache():
+    gib = 2**30
+    assert choose_cache("auto", 1 * gib, 4 * gib, 0.5)[0] == "memory"
+    mode, reason = choose_cache("auto", 3 * gib, 4 * gib, 0.5)
+    assert mode == "disk" and "exceeds 50% of 4.00 GiB" in reason
+    assert choose_cache("auto", 1 * gib, None, 0.5)[0] == "disk"  # unknown memory: be safe
+    assert choose_cache("none", 100 * gib, 4 * gib, 0.5)[0] == "none"
+    assert choose_cache("disk", 1, 4 * gib, 0.5)[0] == "disk"
+    with pytest.raises(ConfigError, match="--cache memory needs 3.00 GiB"):
+        choose_cache("memory", 3 * gib, 4 * gib, 0.5)
+
+
+@pytest.mark.cluster
+def test_every_cache_mode_on_a_cluster_gives_the_same_model(data, tmp_path):
+    reference = train(TrainConfig(data=str(data), label="y", weight="w", cluster=None, options=OPTIONS))
+    for mode in ["memory", "disk", "none", "auto"]:
+        model = train(TrainConfig(data=str(data), label="y", weight="w", options=OPTIONS, cache=mode,
+                                  cluster=ClusterSpec(n_workers=2)))
+        assert model.digest == reference.digest, mode
+        assert model.loss_history == reference.loss_history
+        assert model.cache == ("memory" if mode == "auto" else mode)
