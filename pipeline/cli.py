@@ -198,7 +198,8 @@ def _run(config: TrainConfig, quiet: bool = False) -> Model:
 def _print_iteration(record: IterationRecord) -> None:
     print(
         f"iter {record.iteration:4d}  loss {record.loss:.12f}  |grad|inf {record.grad_norm:.3e}"
-        f"  step {record.step:.3e}  passes {record.n_passes}",
+        f"  step {record.step:.3e}  passes {record.n_passes}"
+        f"  {record.rows_per_s / 1e6:.2f} M rows/s  {record.elapsed_s:.1f} s",
         flush=True,
     )
 

@@ -81,6 +81,9 @@ class IterationRecord:
     grad_norm: float
     step: float
     n_passes: int
+    #: Filled in by the orchestration (the solvers know no clock or data size).
+    elapsed_s: float = 0.0
+    rows_per_s: float = 0.0
 
 
 @dataclass(frozen=True)

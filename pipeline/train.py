@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -141,6 +142,7 @@ def fit(
     features: Sequence[str] | None = None,
 ) -> Fit:
     """Statistics pass (when needed), then the solver, on any evaluator."""
+    started = time.perf_counter()
     summary = None
     if standardize or class_weight == "balanced":
         summary = summarize(evaluator.stats())
@@ -159,7 +161,11 @@ def fit(
 
     def report(record: IterationRecord) -> None:
         if progress:
-            progress(dataclasses.replace(record, n_passes=record.n_passes + stats_passes))
+            passes = record.n_passes + stats_passes
+            elapsed = time.perf_counter() - started
+            rows = passes * (objective.n_samples or 0)
+            progress(dataclasses.replace(record, n_passes=passes, elapsed_s=elapsed,
+                                         rows_per_s=rows / elapsed if elapsed > 0 else 0.0))
 
     if solver == "lbfgs":
         result = lbfgs(objective, coef0, options, report, objective.l1_weights)
