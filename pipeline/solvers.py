@@ -116,11 +116,11 @@ def pseudo_gradient(coef: np.ndarray, grad: np.ndarray, l1: np.ndarray) -> np.nd
 class _Run:
     """Bookkeeping shared by the solvers: passes, history, stopping rules."""
 
-    def __init__(self, fun, options: SolverOptions, callback: Callback | None, l1) -> None:
+    def __init__(self, fun, options: SolverOptions, callback: Callback | None, l1=None) -> None:
         self.fun = fun
         self.options = options
         self.callback = callback
-        self.l1 = l1
+        self.l1 = l1 if l1 is not None and np.any(l1) else None  # all zeros: smooth
         self.n_passes = 0
         self.n_iter = 0
         self.history: list[IterationRecord] = []
@@ -132,6 +132,13 @@ class _Run:
         if self.l1 is None:
             return values
         return (values[0] + math.fsum((self.l1 * np.abs(coef)).tolist()), *values[1:])
+
+    def start(self, coef0: np.ndarray):
+        """Evaluate and record the starting point: ``coef, (loss, grad, ...)``."""
+        coef = np.array(coef0, dtype=np.float64)
+        values = self.evaluate(coef)
+        self.record(values[0], self.projected(coef, values[1]), 0.0)
+        return coef, values
 
     def projected(self, coef: np.ndarray, grad: np.ndarray) -> np.ndarray:
         return grad if self.l1 is None else pseudo_gradient(coef, grad, self.l1)
@@ -174,11 +181,9 @@ def gradient_descent(
     l1_weights: np.ndarray | None = None,
 ) -> SolverResult:
     """Steepest descent (or proximal gradient with ``l1_weights``)."""
-    l1 = l1_weights if l1_weights is not None and np.any(l1_weights) else None
-    run = _Run(fun, options, callback, l1)
-    coef = np.array(coef0, dtype=np.float64)
-    loss, grad = run.evaluate(coef)
-    run.record(loss, run.projected(coef, grad), 0.0)
+    run = _Run(fun, options, callback, l1_weights)
+    l1 = run.l1
+    coef, (loss, grad) = run.start(coef0)
     step, previous = options.initial_step, None
     while (stop := run.stop_reason(previous, loss, run.projected(coef, grad))) is None:
         for _ in range(options.max_line_search + 1):
@@ -233,12 +238,10 @@ def lbfgs(
     l1_weights: np.ndarray | None = None,
 ) -> SolverResult:
     """L-BFGS with a strong-Wolfe line search; OWL-QN when ``l1_weights`` are set."""
-    l1 = l1_weights if l1_weights is not None and np.any(l1_weights) else None
-    run = _Run(fun, options, callback, l1)
-    coef = np.array(coef0, dtype=np.float64)
-    loss, grad = run.evaluate(coef)
+    run = _Run(fun, options, callback, l1_weights)
+    l1 = run.l1
+    coef, (loss, grad) = run.start(coef0)
     projected = run.projected(coef, grad)
-    run.record(loss, projected, 0.0)
     memory: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=options.history_size)
     previous = None
     while (stop := run.stop_reason(previous, loss, projected)) is None:
@@ -379,10 +382,8 @@ def newton(
     callback: Callback | None = None,
 ) -> SolverResult:
     """Newton's method: each evaluation returns loss, gradient and Hessian."""
-    run = _Run(fun, options, callback, None)
-    coef = np.array(coef0, dtype=np.float64)
-    loss, grad, hess = run.evaluate(coef)
-    run.record(loss, grad, 0.0)
+    run = _Run(fun, options, callback)
+    coef, (loss, grad, hess) = run.start(coef0)
     previous = None
     while (stop := run.stop_reason(previous, loss, grad)) is None:
         direction = cholesky_solve(hess, -grad, options.min_pivot_ratio)
