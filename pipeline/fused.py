@@ -35,6 +35,11 @@ How it stays bitwise equal (see ``shared/design/exact-sums.md``):
   change the result.
 * Bins accumulate in int64 for at most ``_CALL_ROWS`` rows per compiled call
   (``|sum| <= 2**23 * 2**39 < 2**63``) and are then carried on in Python ints.
+
+Layout: an F-ordered X (what :mod:`pipeline.data` builds) is read in place,
+block by block (margins, then terms, while the next block is prefetched);
+any other layout, and standardized input, is copied block by block into an
+F-ordered scratch (standardized on the way).
 """
 
 from __future__ import annotations
@@ -44,14 +49,17 @@ import math
 import numpy as np
 
 from .exact import BIN_WIDTH, BLOCK_ROWS, GRID_E0, N_BINS, ExactSums
-from .kernel import KernelSpec, Partials, sample_weights
+from .kernel import KernelSpec, Partials, chunk_partials, sample_weights
 
-__all__ = ["AVAILABLE", "fused_partials"]
+__all__ = ["AVAILABLE", "chunk_partials_fast", "fused_partials"]
 
 #: Rows per compiled call: int64 bins cannot overflow (2**23 * 2**39 < 2**63).
 _CALL_ROWS = 2**23
 #: Target bytes of one block of X (kept in L2 between the margin and term sweeps).
 _BLOCK_BYTES = 2**19
+#: Wide data: blocks of up to 512 rows within this many bytes (L3), so that
+#: each column's run stays long enough to stream well.
+_WIDE_BLOCK_BYTES = 2**22
 #: Rows per margin sub-block (its pairwise stack stays in L1).
 _MARGIN_ROWS = 512
 #: Rows per tile when transposing a row-major block.
@@ -73,6 +81,7 @@ _CACHE = True
 try:
     from llvmlite import ir as _ir
     from numba import njit, types
+    from numba.core import cgutils as _cgutils
     from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - exercised only without numba
     _HAVE_NUMBA = False
@@ -102,6 +111,24 @@ if _HAVE_NUMBA:
             return builder.bitcast(args[0], _ir.IntType(64))
 
         return types.uint64(types.float64), codegen
+
+    @intrinsic
+    def _prefetch(typingctx, address):
+        """Hint the CPU to fetch the cache line at ``address`` into L2."""
+        if address != types.int64:
+            return None
+
+        def codegen(context, builder, signature, args):
+            byte_ptr = _ir.IntType(8).as_pointer()
+            i32 = _ir.IntType(32)
+            fnty = _ir.FunctionType(_ir.VoidType(), [byte_ptr, i32, i32, i32])
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            # read, locality 2 (prefetcht1), data cache
+            builder.call(fn, [builder.inttoptr(args[0], byte_ptr), _ir.Constant(i32, 0),
+                              _ir.Constant(i32, 2), _ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return types.none(types.int64), codegen
 
     @intrinsic
     def _from_bits(typingctx, x):
@@ -165,15 +192,20 @@ if _HAVE_NUMBA:
                     if b > mx:
                         mx = b
             flags[c] |= f
-        if mx == 0:
+        biased = mx >> 52
+        if biased == 0:
+            # zero or subnormal bound (< 2**-1022): the lowest top bin, whose
+            # capacity is 2**(GRID_E0 + BIN_WIDTH*_MIN_TOP + BIN_WIDTH-1) = 2**-955
             t_block = _MIN_TOP
         else:
-            _, exponent = math.frexp(_from_bits(mx))
+            # frexp's exponent e (bound < 2**e) of a normal bound
+            exponent = biased - 1022
             need = exponent - GRID_E0 - (BIN_WIDTH - 1)
             t_block = -((-need) // BIN_WIDTH)
             if t_block < _MIN_TOP:
                 t_block = _MIN_TOP
-        scale = math.ldexp(1.0, -(GRID_E0 + BIN_WIDTH * t_block))
+        # 2**-(E0 + W*T): a normal number for every reachable T (2..52).
+        scale = _from_bits((1023 - (GRID_E0 + BIN_WIDTH * t_block)) << 52)
         # Sum the bits of q = y + M (M = 1.5*2**52): bits(q) - bits(M) is the
         # integer rint(y).  The bias is taken off once per block; unsigned
         # sums wrap modulo 2**64, so the result is exact (|sum| < 2**63).
@@ -307,8 +339,12 @@ if _HAVE_NUMBA:
 
     @njit(cache=_CACHE, nogil=True)
     def _block(Xf, r0, n, g0, y, coef, s, has_s, stack, marg, res, los, tmp, ones,
-               top, acc, flags):
-        """One block: rows ``r0:r0+n`` of the F-ordered ``Xf`` (global rows from ``g0``)."""
+               top, acc, flags, prefetch):
+        """One block: rows ``r0:r0+n`` of the F-ordered ``Xf`` (global rows from ``g0``).
+
+        ``prefetch``: rows of the next block (from ``r0 + n``) to request into
+        L2, column by column, while this block's terms are computed.
+        """
         d = Xf.shape[1]
         # Margins: the pairwise tree of kernel.margins, vectorised over rows,
         # in sub-blocks whose stack stays in L1.
@@ -328,7 +364,14 @@ if _HAVE_NUMBA:
             res[i] = residual
             los[i] = loss
         # Terms, column by column, each deposited at once.
+        if prefetch > 0:
+            base = np.int64(Xf.ctypes.data) + 8 * (r0 + n)
+            col_bytes = np.int64(Xf.strides[1])
         for j in range(d):
+            if prefetch > 0:
+                start = base + j * col_bytes
+                for offset in range(0, 8 * prefetch, 64):
+                    _prefetch(start + offset)
             col = Xf[r0 : r0 + n, j]
             mx = 0
             for i in range(n):
@@ -362,8 +405,9 @@ if _HAVE_NUMBA:
         stack, marg, res, los, tmp, ones = _scratch(block, X.shape[1])
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
+            ahead = min(block, X.shape[0] - (start + n))
             _block(X, start, n, start, y, coef, s, has_s, stack, marg, res, los, tmp,
-                   ones, top, acc, flags)
+                   ones, top, acc, flags, ahead)
 
     @njit(cache=_CACHE, nogil=True)
     def _pass_copy(X, row0, row1, y, coef, s, has_s, center, scale, standardize,
@@ -400,7 +444,7 @@ if _HAVE_NUMBA:
                             for i in range(i0, i0 + m):
                                 Xs[i, j] = X[start + i, j]
             _block(Xs, 0, n, start, y, coef, s, has_s, stack, marg, res, los, tmp,
-                   ones, top, acc, flags)
+                   ones, top, acc, flags, 0)
 
     @njit(cache=_CACHE, nogil=True)
     def _probe_kernel(z):
@@ -460,8 +504,11 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 
 
 def _block_rows(n_features: int) -> int:
-    rows = _BLOCK_BYTES // (8 * max(n_features, 1))
-    return int(min(BLOCK_ROWS, max(256, rows)))
+    """Rows per block: X's block in L2 (``_BLOCK_BYTES``) where the rows stay
+    long enough; wide data gets up to 512 rows within ``_WIDE_BLOCK_BYTES`` (L3)."""
+    width = 8 * max(n_features, 1)
+    rows = max(_BLOCK_BYTES // width, min(512, _WIDE_BLOCK_BYTES // width), 64)
+    return int(min(BLOCK_ROWS, rows))
 
 
 def fused_partials(
@@ -526,3 +573,20 @@ def fused_partials(
         sums = ExactSums(top=top, bins=acc.astype(object), flags=flags)
         total = total.merge(Partials(sums, stop - start))
     return total
+
+
+def chunk_partials_fast(
+    X: np.ndarray,
+    y: np.ndarray,
+    coef: np.ndarray,
+    weights: np.ndarray | None = None,
+    spec: KernelSpec = KernelSpec(),
+) -> Partials:
+    """:func:`fused_partials` where it applies, else :func:`kernel.chunk_partials`.
+
+    A drop-in replacement for ``chunk_partials``: the result is equal either
+    way, so processes with and without the compiled kernel can be mixed.
+    """
+    if AVAILABLE and not spec.hessian:
+        return fused_partials(X, y, coef, weights, spec)
+    return chunk_partials(X, y, coef, weights, spec)

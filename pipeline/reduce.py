@@ -1,7 +1,9 @@
 """Evaluating partial sums over a dataset, in-process or on a Dask cluster.
 
-This is the only module that talks to the cluster.  Both evaluators apply the
-same kernel (:func:`pipeline.kernel.chunk_partials`) to the same chunks; since
+This is the only module that talks to the cluster.  Every evaluator applies the
+same kernel (:func:`pipeline.fused.chunk_partials_fast`: the compiled kernel
+where numba is usable, else :func:`pipeline.kernel.chunk_partials`, with equal
+results) to the same chunks; since
 the partial sums are exact and merge in any order, they return identical
 :class:`~pipeline.kernel.Partials` however the rows are chunked and however
 many workers run them.
@@ -18,7 +20,8 @@ import numpy as np
 
 from .errors import ClusterError
 from .data import Chunk, Dataset, spread
-from .kernel import KernelSpec, Partials, Stats, chunk_partials, chunk_stats, merge_partials
+from .fused import chunk_partials_fast
+from .kernel import KernelSpec, Partials, Stats, chunk_stats, merge_partials
 from .stream import (
     BATCH_BYTES,
     UNIT_BYTES,
@@ -53,13 +56,15 @@ class InProcessEvaluator:
     """Kernels over in-memory chunks ``(X, y[, weights])``; no Dask involved."""
 
     def __init__(self, chunks: Sequence, n_features: int) -> None:
-        self.chunks = [Chunk(*chunk) for chunk in chunks]
+        # column-major once, so every pass reads the features in place
+        self.chunks = [Chunk(np.asfortranarray(chunk[0], dtype=np.float64), *chunk[1:])
+                       for chunk in chunks]
         self.n_features = n_features
 
     def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
         total = Partials.zeros(self.n_features + 1, spec.hessian)
         for X, y, weights in self.chunks:
-            total = total.merge(chunk_partials(X, y, coef, weights, spec))
+            total = total.merge(chunk_partials_fast(X, y, coef, weights, spec))
         return total
 
     def stats(self) -> Stats:
@@ -98,7 +103,7 @@ class DaskEvaluator:
         coef_key = dask.delayed(np.array(coef, dtype=np.float64), pure=True)
         spec_key = dask.delayed(spec, pure=True)
         level = [
-            dask.delayed(chunk_partials, pure=True)(X, y, coef_key, weights, spec_key)
+            dask.delayed(chunk_partials_fast, pure=True)(X, y, coef_key, weights, spec_key)
             for X, y, weights in self._blocks()
         ]
         return self._reduce(level, Partials.zeros(self.n_features + 1, spec.hessian))

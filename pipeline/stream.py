@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from .data import Chunk, ChunkReader, ChunkSpec
-from .kernel import KernelSpec, Partials, Stats, chunk_partials, chunk_stats
+from .fused import chunk_partials_fast
+from .kernel import KernelSpec, Partials, Stats, chunk_stats
 
 __all__ = [
     "BATCH_BYTES",
@@ -158,7 +159,7 @@ def cached_batches(
 
 
 def loss_kernel(data: Chunk, coef: np.ndarray, spec: KernelSpec) -> Partials:
-    return chunk_partials(data.X, data.y, coef, data.weights, spec)
+    return chunk_partials_fast(data.X, data.y, coef, data.weights, spec)
 
 
 def stats_kernel(data: Chunk) -> Stats:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import fused
-from pipeline.exact import BLOCK_ROWS
+from pipeline.exact import BLOCK_ROWS, top_bin
 from pipeline.kernel import KernelSpec, Partials, chunk_partials
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference on inf/NaN
@@ -215,6 +215,20 @@ def test_extreme_column_magnitudes(order):
 
 
 @requires_fused
+def test_top_bin_of_every_exponent():
+    # One row, no features: the weight column holds exactly v, so its top bin
+    # is top_bin(|v|) -- checked at every power of two and just below it.
+    X = np.empty((1, 0))
+    y = np.array([1.0])
+    coef = np.array([0.0])
+    for k in range(-1074, 1024):
+        v = math.ldexp(1.0, k)
+        for w in (v, -math.nextafter(v, 0.0), math.nextafter(v, math.inf)):
+            got = assert_same(X, y, coef, np.array([w]))
+            assert got.sums.top[-1] == top_bin(np.array([abs(w)]))[0]
+
+
+@requires_fused
 def test_magnitudes_change_between_blocks():
     # Top bins rise and fall from one small block to the next (shifts of 1, 2
     # and >= 3 bins): alignment inside the kernel must match ExactSums.merge.
@@ -273,6 +287,13 @@ def test_interface_errors():
     with pytest.raises(TypeError):
         fused.fused_partials(X, y, coef, spec=KernelSpec(center=np.zeros(3)))
     assert isinstance(fused.AVAILABLE, bool)
+
+
+def test_chunk_partials_fast_is_a_drop_in_replacement():
+    X, y, coef = problem(16, 700, 4, order="F")
+    for spec in (KernelSpec(), full_spec(16, 4), full_spec(16, 4).with_hessian(True)):
+        assert fused.chunk_partials_fast(X, y, coef, None, spec) == chunk_partials(
+            X, y, coef, None, spec)
 
 
 @requires_fused
