@@ -167,7 +167,7 @@ def _train(args) -> int:
         out=args.out,
         overwrite=args.overwrite,
     )
-    model = _run(config, quiet=args.quiet)
+    _run(config, quiet=args.quiet)
     print(f"model written to {Path(args.out) / 'model.json'}")
     return 0
 

@@ -26,7 +26,6 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.class_weight import compute_class_weight
 
