@@ -106,7 +106,7 @@ class DaskEvaluator:
             dask.delayed(chunk_partials_fast, pure=True)(X, y, coef_key, weights, spec_key)
             for X, y, weights in self._blocks()
         ]
-        return self._reduce(level, Partials.zeros(self.n_features + 1, spec.hessian))
+        return _tree_reduce(self.client, level, Partials.zeros(self.n_features + 1, spec.hessian))
 
     def stats(self) -> Stats:
         import dask
@@ -115,10 +115,7 @@ class DaskEvaluator:
             dask.delayed(chunk_stats, pure=True)(X, y, weights)
             for X, y, weights in self._blocks()
         ]
-        return self._reduce(level, Stats.zeros(self.n_features))
-
-    def _reduce(self, level: list, empty):
-        return _tree_reduce(self.client, level, empty)
+        return _tree_reduce(self.client, level, Stats.zeros(self.n_features))
 
 
 def _tree_reduce(client, level: list, empty):
