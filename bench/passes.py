@@ -183,6 +183,81 @@ def run_mode(mode: str, n_workers: int, dataset, coefs, spec, expected: list[Par
     return dict(first=first, warmup=warmup, times=times, base=base, peak=peak)
 
 
+def measure(rows: int = 1_000_000, features: int = 32, repeat: int = 5, files: int = 8,
+            row_group_size: int = 62_500, compression: str = "snappy", worker_counts=(1, 2),
+            modes=("memory", "disk", "none"), seed: int = 0) -> dict:
+    """Write the dataset, time every pass; the rows of the table and what they need."""
+    n, d = rows, features
+    megabytes = n * (d + 1) * 8 / 1e6
+    rng = np.random.default_rng([seed, 2])
+    coef = rng.normal(0.0, 0.2, d + 1)  # fixed, not the generating one
+    # One coef per cluster pass (coef + 1e-3 * i): the graph's keys are pure
+    # (tokenized by value), so repeating one coef could return a result still
+    # held on the cluster instead of computing a pass.
+    coefs = [coef + 1e-3 * i for i in range(repeat + 2)]
+    spec = KernelSpec()
+    rows_out = []  # (label, workers, seconds, note)
+
+    with tempfile.TemporaryDirectory(prefix="bench-passes-") as scratch:
+        directory = Path(scratch)
+        started = time.perf_counter()
+        write_dataset(directory, n, d, files, row_group_size, seed, compression)
+        write_s = time.perf_counter() - started
+        on_disk = sum(p.stat().st_size for p in directory.glob("*.parquet")) / 1e6
+        dataset = open_dataset(str(directory), LABEL)
+        assert dataset.n_features == d and dataset.n_samples == n
+
+        # ---- in this process, one core
+        columns = [*dataset.features, LABEL]
+        decode = timings(repeat, lambda: pq.read_table(directory, columns=columns,
+                                                       use_threads=False))
+        chunks = dataset.read_chunks()
+        X = np.asfortranarray(np.concatenate([c.X for c in chunks]))
+        y = np.concatenate([c.y for c in chunks])
+        del chunks
+        expected_all = [chunk_partials_fast(X, y, c, None, spec) for c in coefs]
+        expected = expected_all[0]
+        bounds = [(c.offset, c.offset + c.n_rows) for c in dataset.chunks]
+        X_parts = [np.asfortranarray(X[a:b]) for a, b in bounds]
+        y_parts = [y[a:b] for a, b in bounds]
+
+        def per_chunk():
+            total = Partials.zeros(d + 1)
+            for Xc, yc in zip(X_parts, y_parts):
+                total = total.merge(chunk_partials_fast(Xc, yc, coef, None, spec))
+            return total
+
+        assert per_chunk() == expected
+        plain = statistics.median(timings(repeat, lambda: plain_pass(X, y, coef)))
+        rows_out.append(("plain numpy/BLAS gradient+loss", "-", plain, ""))
+        rows_out.append(("fused exact kernel, whole array", "-",
+                         statistics.median(timings(repeat, lambda: chunk_partials_fast(
+                             X, y, coef, None, spec))), ""))
+        rows_out.append(("fused exact kernel, per row group", "-",
+                         statistics.median(timings(repeat, per_chunk)), ""))
+        rows_out.append(("pyarrow read_table (1 thread)", "-", statistics.median(decode), ""))
+        del X, y, X_parts, y_parts
+
+        # ---- on LocalClusters
+        results = {}
+        for n_workers in worker_counts:
+            for mode in modes:
+                r = run_mode(mode, n_workers, dataset, coefs, spec, expected_all, repeat)
+                results[mode, n_workers] = r
+                rss = "/".join(f"{p:.0f}" for p in r["peak"]) + \
+                    " [" + "/".join(f"{b:.0f}" for b in r["base"]) + "]"
+                if mode == "memory":
+                    rows_out.append(("memory: load (read + persist)", n_workers, r["first"], rss))
+                if mode == "disk":
+                    rows_out.append(("disk: first pass (writes cache)", n_workers, r["first"], rss))
+                    label = "disk: cached passes"
+                else:
+                    label = f"{mode}: passes"
+                rows_out.append((label, n_workers, statistics.median(r["times"]), rss))
+    return dict(rows=rows_out, plain=plain, results=results, megabytes=megabytes,
+                on_disk=on_disk, write_s=write_s)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -203,75 +278,11 @@ def main() -> None:
         raise SystemExit("pipeline.fused is not available here (numba missing or exp differs)")
     worker_counts = [int(n) for n in args.workers.split(",")]
     modes = args.modes.split(",")
+    measured = measure(args.rows, args.features, args.repeat, args.files, args.row_group_size,
+                       args.compression, worker_counts, modes, args.seed)
     n, d = args.rows, args.features
-    megabytes = n * (d + 1) * 8 / 1e6
-    rng = np.random.default_rng([args.seed, 2])
-    coef = rng.normal(0.0, 0.2, d + 1)  # fixed, not the generating one
-    # One coef per cluster pass (coef + 1e-3 * i): the graph's keys are pure
-    # (tokenized by value), so repeating one coef could return a result still
-    # held on the cluster instead of computing a pass.
-    coefs = [coef + 1e-3 * i for i in range(args.repeat + 2)]
-    spec = KernelSpec()
-    rows_out = []  # (label, workers, seconds, note)
-
-    with tempfile.TemporaryDirectory(prefix="bench-passes-") as scratch:
-        directory = Path(scratch)
-        started = time.perf_counter()
-        write_dataset(directory, n, d, args.files, args.row_group_size, args.seed,
-                      args.compression)
-        write_s = time.perf_counter() - started
-        on_disk = sum(p.stat().st_size for p in directory.glob("*.parquet")) / 1e6
-        dataset = open_dataset(str(directory), LABEL)
-        assert dataset.n_features == d and dataset.n_samples == n
-
-        # ---- in this process, one core
-        columns = [*dataset.features, LABEL]
-        decode = timings(args.repeat, lambda: pq.read_table(directory, columns=columns,
-                                                            use_threads=False))
-        chunks = dataset.read_chunks()
-        X = np.asfortranarray(np.concatenate([c.X for c in chunks]))
-        y = np.concatenate([c.y for c in chunks])
-        del chunks
-        expected_all = [chunk_partials_fast(X, y, c, None, spec) for c in coefs]
-        expected = expected_all[0]
-        bounds = [(c.offset, c.offset + c.n_rows) for c in dataset.chunks]
-        X_parts = [np.asfortranarray(X[a:b]) for a, b in bounds]
-        y_parts = [y[a:b] for a, b in bounds]
-
-        def per_chunk():
-            total = Partials.zeros(d + 1)
-            for Xc, yc in zip(X_parts, y_parts):
-                total = total.merge(chunk_partials_fast(Xc, yc, coef, None, spec))
-            return total
-
-        assert per_chunk() == expected
-        plain = statistics.median(timings(args.repeat, lambda: plain_pass(X, y, coef)))
-        rows_out.append(("plain numpy/BLAS gradient+loss", "-", plain, ""))
-        rows_out.append(("fused exact kernel, whole array", "-",
-                         statistics.median(timings(args.repeat, lambda: chunk_partials_fast(
-                             X, y, coef, None, spec))), ""))
-        rows_out.append(("fused exact kernel, per row group", "-",
-                         statistics.median(timings(args.repeat, per_chunk)), ""))
-        rows_out.append(("pyarrow read_table (1 thread)", "-", statistics.median(decode), ""))
-        del X, y, X_parts, y_parts
-
-        # ---- on LocalClusters
-        results = {}
-        for n_workers in worker_counts:
-            for mode in modes:
-                r = run_mode(mode, n_workers, dataset, coefs, spec, expected_all, args.repeat)
-                results[mode, n_workers] = r
-                rss = "/".join(f"{p:.0f}" for p in r["peak"]) + \
-                    " [" + "/".join(f"{b:.0f}" for b in r["base"]) + "]"
-                if mode == "memory":
-                    rows_out.append(("memory: load (read + persist)", n_workers, r["first"], rss))
-                if mode == "disk":
-                    rows_out.append(("disk: first pass (writes cache)", n_workers, r["first"], rss))
-                    label = "disk: cached passes"
-                else:
-                    label = f"{mode}: passes"
-                rows_out.append((label, n_workers, statistics.median(r["times"]), rss))
-
+    rows_out, plain, results = measured["rows"], measured["plain"], measured["results"]
+    megabytes, on_disk, write_s = measured["megabytes"], measured["on_disk"], measured["write_s"]
     print(f"{n:,} rows x {d} features float64 + int8 label; {args.files} files, "
           f"{args.row_group_size:,}-row row groups, {args.compression}, {on_disk:.0f} MB on disk "
           f"(written in {write_s:.1f} s); decoded {megabytes:.0f} MB; "

@@ -341,6 +341,56 @@ def print_table(runs: list[Run], reference: float, reference_method: str) -> Non
 
 # --------------------------------------------------------------------------- main
 
+def measure(rows: int, features: int = 32, workers: int = 2, files: int = 8,
+            row_group_size: int = 62_500, seed: int = 0, timeout: float | None = 300.0,
+            ours=("lbfgs", "newton", "gd"), sklearn_threads=(None, 1), reference_run: bool = True,
+            log=print) -> tuple[list[Run], float, str]:
+    """Write the dataset, run every method; ``(runs, reference loss, reference method)``."""
+    with tempfile.TemporaryDirectory(prefix="bench-solvers-") as scratch:
+        started = time.perf_counter()
+        write_dataset(Path(scratch), rows, features, files, row_group_size, seed)
+        log(f"wrote Parquet in {time.perf_counter() - started:.1f} s")
+        dataset = open_dataset(scratch, LABEL)
+        with connect(ClusterSpec(n_workers=workers)) as client:
+            from distributed import wait
+
+            evaluator = DaskEvaluator(client, dataset.to_dask(sorted(client.scheduler_info()["workers"])), persist=True)
+            wait(evaluator.arrays)
+            evaluator.stats()  # warm-up: imports on the workers, not timed
+            objective = LogisticObjective(evaluator)  # raw units, no penalty
+            log(f"chunks: {len(dataset.chunks)} (persisted)")
+
+            runs: list[Run] = []
+            for solver in ours:
+                runs.append(run_ours(evaluator, solver))
+                log(f"  {runs[-1].method}: {runs[-1].wall:.2f} s")
+            if reference_run:
+                runs.append(run_ours(evaluator, "newton", SolverOptions(tol=1e-10), "ours newton tol=1e-10"))
+                log(f"  {runs[-1].method}: {runs[-1].wall:.2f} s")
+
+            X, y = evaluator.arrays[0], evaluator.arrays[1]
+            runs.append(run_dask_ml(client, X, y, timeout))
+            log(f"  {runs[-1].method}: {runs[-1].wall:.2f} s {runs[-1].note}")
+
+            chunks = dataset.read_chunks()
+            X_np = np.concatenate([chunk.X for chunk in chunks])
+            y_np = np.concatenate([chunk.y for chunk in chunks])
+            del chunks
+            for solver in ("lbfgs", "newton-cholesky"):
+                for threads in sklearn_threads:
+                    runs.append(run_sklearn(X_np, y_np, solver, timeout, threads))
+                    log(f"  {runs[-1].method}: {runs[-1].wall:.2f} s")
+            del X_np, y_np
+
+            for run in runs:
+                if run.coef is not None:
+                    run.final_loss = objective(run.coef)[0]
+
+    finished = [run for run in runs if run.final_loss is not None and math.isfinite(run.final_loss)]
+    best = min(finished, key=lambda run: run.final_loss)
+    return runs, best.final_loss, best.method
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=None, help="default 1,000,000 (40,000 with --quick)")
@@ -363,53 +413,13 @@ def main() -> None:
           f"offsets N(0, 2), AR(1) correlation 0.6, seed {args.seed}")
     print(f"cluster: embedded LocalCluster, {args.workers} worker processes x 1 thread, data persisted")
     sys.stdout.flush()
-
-    with tempfile.TemporaryDirectory(prefix="bench-solvers-") as scratch:
-        started = time.perf_counter()
-        write_dataset(Path(scratch), rows, args.features, args.files, row_group_size, args.seed)
-        print(f"wrote Parquet in {time.perf_counter() - started:.1f} s", flush=True)
-        dataset = open_dataset(scratch, LABEL)
-        with connect(ClusterSpec(n_workers=args.workers)) as client:
-            from distributed import wait
-
-            evaluator = DaskEvaluator(client, dataset.to_dask(sorted(client.scheduler_info()["workers"])), persist=True)
-            wait(evaluator.arrays)
-            evaluator.stats()  # warm-up: imports on the workers, not timed
-            objective = LogisticObjective(evaluator)  # raw units, no penalty
-            print(f"chunks: {len(dataset.chunks)} (persisted)", flush=True)
-
-            runs: list[Run] = []
-            for solver in ("lbfgs", "newton", "gd"):
-                runs.append(run_ours(evaluator, solver))
-                print(f"  {runs[-1].method}: {runs[-1].wall:.2f} s", flush=True)
-            runs.append(run_ours(evaluator, "newton", SolverOptions(tol=1e-10), "ours newton tol=1e-10"))
-            print(f"  {runs[-1].method}: {runs[-1].wall:.2f} s", flush=True)
-
-            X, y = evaluator.arrays[0], evaluator.arrays[1]
-            runs.append(run_dask_ml(client, X, y, args.timeout))
-            print(f"  {runs[-1].method}: {runs[-1].wall:.2f} s {runs[-1].note}", flush=True)
-
-            chunks = dataset.read_chunks()
-            X_np = np.concatenate([chunk.X for chunk in chunks])
-            y_np = np.concatenate([chunk.y for chunk in chunks])
-            del chunks
-            for solver in ("lbfgs", "newton-cholesky"):
-                for threads in (None, 1):
-                    runs.append(run_sklearn(X_np, y_np, solver, args.timeout, threads))
-                    print(f"  {runs[-1].method}: {runs[-1].wall:.2f} s", flush=True)
-            del X_np, y_np
-
-            for run in runs:
-                if run.coef is not None:
-                    run.final_loss = objective(run.coef)[0]
-
-    finished = [run for run in runs if run.final_loss is not None and math.isfinite(run.final_loss)]
-    best = min(finished, key=lambda run: run.final_loss)
-    reference = best.final_loss
+    runs, reference, best_method = measure(
+        rows, args.features, args.workers, args.files, row_group_size, args.seed, args.timeout,
+        log=lambda line: print(line, flush=True))
     print()
-    print(f"reference optimum: loss {reference!r} (lowest final loss, from {best.method}); "
+    print(f"reference optimum: loss {reference!r} (lowest final loss, from {best_method}); "
           f"losses evaluated with pipeline's exact objective at each method's coefficients")
-    print_table(runs, reference, best.method)
+    print_table(runs, reference, best_method)
     print()
     print("passes: ours = Fit.n_passes (statistics pass included); dask-ml = loss+gradient evaluations "
           "+ 1 normalization pass; sklearn = LinearModelLoss loss/gradient/hessian calls. "

@@ -32,6 +32,7 @@ from .stream import (
     row_bytes,
     stats_kernel,
     unit_sums,
+    units_sums,
 )
 
 __all__ = [
@@ -75,11 +76,19 @@ class InProcessEvaluator:
 
 
 class DaskEvaluator:
-    """Kernels over Dask arrays, one task per block, tree-reduced on the cluster.
+    """Kernels over Dask arrays whose blocks are the chunks.
 
-    Per evaluation, ``coef`` and the :class:`~pipeline.kernel.KernelSpec`
-    enter the graph once, each as its own key; each block becomes a small
-    partial state, and only those travel, merged ``REDUCE_FAN_IN`` at a time.
+    Persisted (``persist=True``, the ``memory`` cache mode), a pass is one
+    task per worker thread: the blocks are grouped by the worker that holds
+    them (one scheduler query per pass), each group is summed by one task
+    pinned to that worker (allowed elsewhere, e.g. after a failure, when the
+    blocks are recomputed from their lineage), and the few partial states are
+    merged here.  Per-pass Dask cost is then a handful of tasks, not one per
+    chunk plus a reduction tree.  Not persisted, each block is a task of a
+    graph that reads its chunk, tree-reduced ``REDUCE_FAN_IN`` states at a time.
+
+    Tasks are pure: keyed by a hash of the coef, the kernel options and the
+    blocks, so a recomputed task can never be counted twice.
     """
 
     def __init__(self, client, data: Chunk, persist: bool = True) -> None:
@@ -89,7 +98,33 @@ class DaskEvaluator:
             arrays = client.persist(arrays)
         self.client = client
         self.arrays = arrays
+        self.persisted = persist
         self.n_features = X.shape[1]
+
+    def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
+        coef = np.array(coef, dtype=np.float64)
+        empty = Partials.zeros(self.n_features + 1, spec.hessian)
+        if self.persisted:
+            return self._per_worker(empty, loss_kernel, coef, spec)
+        import dask
+
+        coef_key = dask.delayed(coef, pure=True)
+        spec_key = dask.delayed(spec, pure=True)
+        level = [
+            dask.delayed(chunk_partials_fast, pure=True)(X, y, coef_key, weights, spec_key)
+            for X, y, weights in self._blocks()
+        ]
+        return _tree_reduce(self.client, level, empty)
+
+    def stats(self) -> Stats:
+        empty = Stats.zeros(self.n_features)
+        if self.persisted:
+            return self._per_worker(empty, stats_kernel)
+        import dask
+
+        level = [dask.delayed(chunk_stats, pure=True)(X, y, weights)
+                 for X, y, weights in self._blocks()]
+        return _tree_reduce(self.client, level, empty)
 
     def _blocks(self):
         blocks = [array.to_delayed().ravel() for array in self.arrays]
@@ -97,25 +132,53 @@ class DaskEvaluator:
             blocks.append([None] * len(blocks[0]))
         return list(zip(*blocks))
 
-    def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
-        import dask
+    def _futures(self) -> list[list]:
+        """Per array, its blocks' futures in block order."""
+        if not hasattr(self, "_ordered"):
+            from dask.core import flatten
+            from distributed import futures_of
 
-        coef_key = dask.delayed(np.array(coef, dtype=np.float64), pure=True)
-        spec_key = dask.delayed(spec, pure=True)
-        level = [
-            dask.delayed(chunk_partials_fast, pure=True)(X, y, coef_key, weights, spec_key)
-            for X, y, weights in self._blocks()
-        ]
-        return _tree_reduce(self.client, level, Partials.zeros(self.n_features + 1, spec.hessian))
+            self._ordered = []
+            for array in self.arrays:
+                by_key = {future.key: future for future in futures_of(array)}
+                self._ordered.append([by_key[key] for key in flatten(array.__dask_keys__())])
+        return self._ordered
 
-    def stats(self) -> Stats:
-        import dask
+    def _per_worker(self, empty, kernel, *args):
+        columns = self._futures()
+        holders = self.client.who_has(columns[0])
+        groups: dict[str | None, list[int]] = {}
+        for index, future in enumerate(columns[0]):
+            where = holders.get(future.key) or [None]
+            groups.setdefault(min(where), []).append(index)
+        threads = self.client.nthreads()
+        tasks = []
+        for worker, indices in groups.items():
+            for part in _split(indices, threads.get(worker, 1)):
+                blocks = [column[i] for column in columns for i in part]
+                hint = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
+                tasks.append(self.client.submit(
+                    sum_blocks, kernel, args, len(part), *blocks, pure=True, **hint))
+        return merge_partials(empty, *self.client.gather(tasks))
 
-        level = [
-            dask.delayed(chunk_stats, pure=True)(X, y, weights)
-            for X, y, weights in self._blocks()
-        ]
-        return _tree_reduce(self.client, level, Stats.zeros(self.n_features))
+
+def sum_blocks(kernel, args: tuple, n_blocks: int, *blocks):
+    """Run on a worker: ``kernel`` over ``n_blocks`` chunks given column by
+    column (``X…, y…[, weights…]``), merged into one partial state."""
+    columns = [blocks[i : i + n_blocks] for i in range(0, len(blocks), n_blocks)]
+    if len(columns) == 2:
+        columns.append((None,) * n_blocks)
+    total = None
+    for X, y, weights in zip(*columns):
+        part = kernel(Chunk(X, y, weights), *args)
+        total = part if total is None else total.merge(part)
+    return total
+
+
+def _split(items: list, parts: int) -> list[list]:
+    """``items`` in at most ``parts`` contiguous, non-empty runs of about equal length."""
+    parts = max(1, min(parts, len(items)))
+    return [items[len(items) * k // parts : len(items) * (k + 1) // parts] for k in range(parts)]
 
 
 def _tree_reduce(client, level: list, empty):
@@ -133,13 +196,16 @@ def _tree_reduce(client, level: list, empty):
 
 
 class StreamingEvaluator:
-    """Bounded-memory passes: per pass, one task per unit of row groups that
-    reads (or maps from the disk cache), computes and returns a small state.
+    """Bounded-memory passes: units of row groups read (or mapped from the disk
+    cache), computed and reduced to a small state; nothing else is kept between
+    passes, except the optional disk cache on each worker.
 
-    Nothing but partial states is kept between passes, except the optional
-    disk cache on each worker.  Units are placed on the workers in contiguous,
-    row-balanced runs (a hint), so a worker finds its own cache files again.
-    With ``client=None`` the same tasks run in this process, one after another.
+    Units are placed on the workers in contiguous, row-balanced runs, so a
+    worker finds its own cache files again; per pass each worker thread gets
+    one task that streams its run of units (pinned there, allowed elsewhere
+    after a failure), and the states are merged here.  Without ``workers``
+    each unit is a task of its own.  With ``client=None`` the same work runs
+    in this process, one unit after another.
     """
 
     def __init__(self, client, dataset: Dataset, cache: DiskCache | None,
@@ -151,7 +217,17 @@ class StreamingEvaluator:
         self.cache = cache
         self.rows = batch_rows(self.reader, batch_bytes)
         self.units = plan_units(dataset.chunks, row_bytes(self.reader), unit_bytes)
-        self.placement = spread([sum(c.n_rows for c in unit) for unit in self.units], workers)
+        placement = spread([sum(c.n_rows for c in unit) for unit in self.units], workers)
+        threads = client.nthreads() if client is not None and workers else {}
+        runs: dict[str | None, list] = {}
+        for unit, worker in zip(self.units, placement):
+            runs.setdefault(worker, []).append(unit)
+        #: (worker or None, units) per pass task
+        self.tasks = [
+            (worker, tuple(part))
+            for worker, units in runs.items()
+            for part in (_split(units, threads.get(worker, 1)) if worker else [[u] for u in units])
+        ]
 
     def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
         coef = np.array(coef, dtype=np.float64)
@@ -166,16 +242,13 @@ class StreamingEvaluator:
                 unit_sums(self.reader, unit, self.rows, self.cache, kernel, *args)
                 for unit in self.units
             ))
-        import dask
-
-        shared = [dask.delayed(value, pure=True) for value in (self.reader, *args)]
-        level = []
-        for unit, worker in zip(self.units, self.placement):
+        tasks = []
+        for worker, units in self.tasks:
             hint = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
-            with dask.annotate(**hint):
-                level.append(dask.delayed(unit_sums, pure=True)(
-                    shared[0], unit, self.rows, self.cache, kernel, *shared[1:]))
-        return _tree_reduce(self.client, level, empty)
+            tasks.append(self.client.submit(
+                units_sums, self.reader, units, self.rows, self.cache, kernel, *args,
+                pure=True, **hint))
+        return merge_partials(empty, *self.client.gather(tasks))
 
 
 @dataclass(frozen=True)

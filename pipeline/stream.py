@@ -44,6 +44,7 @@ __all__ = [
     "plan_units",
     "stats_kernel",
     "unit_sums",
+    "units_sums",
 ]
 
 #: Decoded bytes a task unit aims for when grouping small row groups.
@@ -113,46 +114,56 @@ class DiskCache:
 
         shutil.rmtree(self.directory(dask_worker), ignore_errors=True)
 
-    def path(self, chunk: ChunkSpec) -> Path:
+    def path(self, chunk: ChunkSpec, rows: int) -> Path:
         name = hashlib.sha256(chunk.path.encode()).hexdigest()[:24]
-        return self.directory() / f"{name}-rg{chunk.row_group}.f64"
+        return self.directory() / f"{name}-rg{chunk.row_group}-b{rows}.f64"
 
 
 def cached_batches(
     reader: ChunkReader, chunk: ChunkSpec, rows: int, cache: DiskCache | None
 ) -> Iterator[Chunk]:
-    """Batches of one row group: from the disk cache, or decoded (and cached)."""
+    """Batches of one row group: from the disk cache, or decoded (and cached).
+
+    A cache file holds the row group's batches one after another, each a
+    column-major ``(batch rows, columns)`` float64 block, so a batch maps to
+    one contiguous, Fortran-ordered array that the kernel reads in place.
+    The batch size is part of the file name: another size never misreads.
+    """
     if cache is None:
         yield from reader.iter_batches(chunk, rows)
         return
-    path = cache.path(chunk)
+    path = cache.path(chunk, rows)
     n_features = len(reader.features)
-    shape = (chunk.n_rows, n_features + 1 + (1 if reader.weight else 0))
+    n_columns = n_features + 1 + (1 if reader.weight else 0)
     if path.exists():
         for start in range(0, chunk.n_rows, rows):
+            n = min(rows, chunk.n_rows - start)
             # map per batch and drop it after, so mapped pages do not pile up
-            matrix = np.memmap(path, dtype="<f8", mode="r", shape=shape, order="F")
-            block = matrix[start : start + rows]
+            block = np.memmap(path, dtype="<f8", mode="r", offset=start * n_columns * 8,
+                              shape=(n, n_columns), order="F")
             yield Chunk(block[:, :n_features], block[:, n_features],
                         block[:, n_features + 1] if reader.weight else None)
-            del matrix, block
+            del block
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
     try:
+        laid_out = True  # every batch had the size a later read will assume
         with open(temporary, "wb") as handle:
-            handle.truncate(shape[0] * shape[1] * 8)
             start = 0
             for data in reader.iter_batches(chunk, rows):
-                columns = [data.X[:, j] for j in range(n_features)] + [data.y]
-                if reader.weight:
-                    columns.append(data.weights)
-                for j, column in enumerate(columns):  # column-major layout
-                    handle.seek((j * shape[0] + start) * 8)
-                    handle.write(np.ascontiguousarray(column, dtype="<f8").tobytes())
+                n = data.y.shape[0]
+                laid_out = laid_out and n == min(rows, chunk.n_rows - start)
+                if laid_out:
+                    columns = [data.X[:, j] for j in range(n_features)] + [data.y]
+                    if reader.weight:
+                        columns.append(data.weights)
+                    for column in columns:  # this batch's block, column-major
+                        handle.write(np.ascontiguousarray(column, dtype="<f8").tobytes())
+                start += n
                 yield data
-                start += data.y.shape[0]
-        os.replace(temporary, path)
+        if laid_out:
+            os.replace(temporary, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
@@ -174,4 +185,14 @@ def unit_sums(reader: ChunkReader, unit: Sequence[ChunkSpec], rows: int,
         for data in cached_batches(reader, chunk, rows, cache):
             part = kernel(data, *args)
             total = part if total is None else total.merge(part)
+    return total
+
+
+def units_sums(reader: ChunkReader, units: Sequence[Sequence[ChunkSpec]], rows: int,
+               cache: DiskCache | None, kernel, *args):
+    """:func:`unit_sums` over several units, merged (one task's share of a pass)."""
+    total = None
+    for unit in units:
+        part = unit_sums(reader, unit, rows, cache, kernel, *args)
+        total = part if total is None else total.merge(part)
     return total

@@ -156,6 +156,11 @@ def test_local_cluster_equals_in_process(tmp_path, dataset, references, n_worker
                 distributed.wait(evaluator.arrays)
                 holders = client.who_has(evaluator.arrays[0]).values()
                 assert set().union(*holders) == set(workers)
+                # one task per worker per pass, each where its blocks are
+                with distributed.get_task_stream(client) as stream:
+                    evaluator.partials(np.zeros(N_FEATURES + 1))
+                ran = [t["worker"] for t in stream.data if "sum_blocks" in str(t["key"])]
+                assert sorted(ran) == workers
             result = fit(evaluator, **fit_options(name))
             model = build_model(result, dataset_.features, dataset_.n_samples,
                                 solver=FITS[name]["solver"], penalty=FITS[name].get("penalty", Penalty()),

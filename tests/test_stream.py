@@ -11,7 +11,7 @@ from pipeline import ClusterSpec, SolverOptions, TrainConfig, open_dataset, trai
 from pipeline.errors import ConfigError, LabelValueError
 from pipeline.kernel import KernelSpec
 from pipeline.reduce import InProcessEvaluator, StreamingEvaluator
-from pipeline.stream import DiskCache, plan_units, row_bytes
+from pipeline.stream import DiskCache, cached_batches, plan_units, row_bytes
 from pipeline.train import choose_cache
 
 pytestmark = pytest.mark.filterwarnings("ignore::pipeline.errors.ConvergenceWarning")
@@ -73,6 +73,26 @@ def test_streaming_equals_in_memory_bit_for_bit(data, tmp_path, cache):
         assert len(files) == len(dataset.chunks)
         assert sum(f.stat().st_size for f in files) == dataset.decoded_bytes
         assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_cached_passes_read_only_the_cache(data, tmp_path):
+    """After the first pass the Parquet files are not needed; each cached batch
+    is one Fortran-ordered block the kernel reads in place."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    dataset = open_dataset(str(copy), "y", weight="w")
+    coef = np.array([0.3, -0.2, 0.1, 0.05, -0.4])
+    expected = InProcessEvaluator(dataset.read_chunks(), 4).partials(coef)
+    disk = DiskCache(dataset.fingerprint, str(tmp_path / "cache"))
+    streaming = StreamingEvaluator(None, dataset, disk, batch_bytes=48 * 77)
+    assert streaming.partials(coef) == expected
+    shutil.rmtree(copy)
+    assert streaming.partials(coef) == expected
+    batches = list(cached_batches(dataset.reader, dataset.chunks[0], streaming.rows, disk))
+    assert [len(b.y) for b in batches][:-1] == [streaming.rows] * (len(batches) - 1)
+    assert all(b.X.flags.f_contiguous for b in batches)
 
 
 def test_errors_in_a_later_batch_name_the_right_row(tmp_path):
