@@ -1,4 +1,4 @@
-"""Command line: ``pipeline make-data | train | demo``.
+"""Command line: ``pipeline make-data | train | submit | resume | status | list | logs | cancel | demo``.
 
 Catches only :class:`~pipeline.errors.PipelineError`: it is printed as
 ``ErrorName: message`` on stderr, without a traceback, and the exit status is
@@ -8,27 +8,41 @@ Catches only :class:`~pipeline.errors.PipelineError`: it is printed as
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
-from .config import CACHE_MODES, MEMORY_FRACTION, SOLVERS, TrainConfig
-from .errors import ConfigError, ConvergenceWarning, PipelineError
-from .model import Model
+from .config import TrainConfig
+from .errors import ClusterError, DatasetNotFoundError, JobCancelled, PipelineError
+from .jobfile import KEYS, config_from_mapping, load_job
+from .jobs import (
+    TERMINAL,
+    JobFiles,
+    config_of,
+    find_job,
+    list_jobs,
+    request_cancel,
+    run_job,
+    submit_detached,
+)
+from .model import MODEL_FILE, Model
 from .reduce import ClusterSpec
-from .objective import Penalty
-from .solvers import IterationRecord, SolverOptions
+from .solvers import IterationRecord
 from .synth import make_data
-from .train import train
 
 __all__ = ["main"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_MISMATCH = 3
+EXIT_CANCELLED = 4
+#: Seconds ``pipeline cancel`` waits for the job to stop; poll interval of --follow.
+CANCEL_WAIT_S = 30.0
+FOLLOW_POLL_S = 0.25
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,45 +77,55 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=int, default=0)
     make.set_defaults(handler=_make_data)
 
-    fit = commands.add_parser("train", help="train a model on a Parquet dataset")
+    fit = commands.add_parser("train", help="train a model on a Parquet dataset (an attached job)")
     fit.add_argument("data", metavar="DATA", help="Parquet directory, file or glob (any fsspec URL)")
-    fit.add_argument("--label", required=True, help="label column (values 0/1)")
-    fit.add_argument("--features", type=_name_list, default=None,
-                     help="comma-separated feature columns (default: every numeric column)")
-    fit.add_argument("--weight-col", default=None, help="column of sample weights (>= 0)")
-    fit.add_argument("--class-weight", type=_class_weight, default=None,
-                     help="'balanced' or '0:a,1:b' (multiplies the sample weights by class)")
-    fit.add_argument("--solver", choices=SOLVERS, default="lbfgs")
-    fit.add_argument("--max-iter", type=int, default=SolverOptions.max_iter)
-    fit.add_argument("--tol", type=float, default=SolverOptions.tol,
-                     help="stop when the projected gradient's |g|_inf <= tol")
-    fit.add_argument("--ftol", type=float, default=SolverOptions.ftol,
-                     help="stop when an iteration changes the loss by <= ftol (relative); 0 disables")
-    fit.add_argument("--history-size", type=int, default=SolverOptions.history_size,
-                     help="L-BFGS memory (pairs kept)")
-    fit.add_argument("--l2", type=float, default=None, help="L2 strength: + l2/2 ||w||^2")
-    fit.add_argument("--l1", type=float, default=None, help="L1 strength: + l1 ||w||_1")
-    fit.add_argument("--reg", type=float, default=None,
-                     help="elastic net strength lambda (with --alpha), instead of --l2/--l1")
-    fit.add_argument("--alpha", type=float, default=None,
-                     help="elastic net mix: l1 = reg*alpha, l2 = reg*(1-alpha)")
-    fit.add_argument("--no-standardize", dest="standardize", action="store_false",
-                     help="solve on raw features (the optimum is the same; the path is slower)")
-    fit.add_argument("--init", metavar="DIR", default=None, help="warm start from DIR/model.json")
-    where = fit.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler")
-    where.add_argument("--workers", type=int, default=None,
-                       help="worker processes of the embedded local cluster (default 2)")
-    where.add_argument("--in-process", action="store_true", help="no Dask: numpy in this process")
-    fit.add_argument("--cache", choices=CACHE_MODES, default="auto",
-                     help="decoded chunks between passes: in worker memory, on worker disk, "
-                          "or none (re-read Parquet); auto picks memory if it fits, else disk")
-    fit.add_argument("--memory-fraction", type=float, default=MEMORY_FRACTION,
-                     help="share of the cluster's worker memory that --cache memory may use")
-    fit.add_argument("--out", required=True, metavar="DIR", help="output directory for model.json")
-    fit.add_argument("--overwrite", action="store_true", help="replace an existing model.json")
+    _add_config_options(fit, job_file=False)
     fit.add_argument("--quiet", action="store_true", help="no per-iteration lines")
     fit.set_defaults(handler=_train)
+
+    submit = commands.add_parser(
+        "submit", help="run a job file: attached (follow it here) or --detach (on the cluster)")
+    submit.add_argument("job", metavar="JOB.toml", help="job file (see jobs/)")
+    _add_config_options(submit, job_file=True)
+    submit.add_argument("--detach", action="store_true",
+                        help="start the coordinator on the cluster, print the job id and return")
+    submit.add_argument("--quiet", action="store_true", help="no per-iteration lines")
+    submit.set_defaults(handler=_submit)
+
+    resume = commands.add_parser("resume", help="continue a job from its last checkpoint")
+    resume.add_argument("out", metavar="OUTPUT_DIR", help="the job's output directory")
+    where = resume.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler")
+    where.add_argument("--workers", type=int, default=None, help="embedded local cluster size")
+    where.add_argument("--in-process", action="store_true", help="no Dask: numpy in this process")
+    resume.add_argument("--detach", action="store_true", help="resume on the cluster and return")
+    resume.add_argument("--quiet", action="store_true", help="no per-iteration lines")
+    resume.set_defaults(handler=_resume)
+
+    status = commands.add_parser("status", help="state and progress of a job (or of every job)")
+    status.add_argument("job", metavar="JOB_ID", nargs="?", help="job id or output directory")
+    status.add_argument("--scheduler", metavar="ADDRESS",
+                        help="scheduler holding the job index (default: $DASK_SCHEDULER_ADDRESS)")
+    status.add_argument("--json", action="store_true", help="print job.json")
+    status.set_defaults(handler=_status)
+
+    listing = commands.add_parser("list", help="jobs known to a scheduler")
+    listing.add_argument("--scheduler", metavar="ADDRESS",
+                         help="scheduler holding the job index (default: $DASK_SCHEDULER_ADDRESS)")
+    listing.set_defaults(handler=_list)
+
+    logs = commands.add_parser("logs", help="a job's log")
+    logs.add_argument("job", metavar="JOB_ID", help="job id or output directory")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    logs.add_argument("--scheduler", metavar="ADDRESS")
+    logs.set_defaults(handler=_logs)
+
+    cancel = commands.add_parser("cancel", help="stop a running job (its checkpoint stays usable)")
+    cancel.add_argument("job", metavar="JOB_ID", help="job id or output directory")
+    cancel.add_argument("--scheduler", metavar="ADDRESS")
+    cancel.add_argument("--wait", type=float, default=CANCEL_WAIT_S,
+                        help="seconds to wait for the job to stop (default %(default)s)")
+    cancel.set_defaults(handler=_cancel)
 
     demo = commands.add_parser(
         "demo", help="generate data, train on a local cluster and in-process, compare"
@@ -134,69 +158,186 @@ def _class_weight(text: str):
     return (weights[0], weights[1])
 
 
-def _penalty(args) -> Penalty:
-    if args.reg is not None or args.alpha is not None:
-        if args.l1 is not None or args.l2 is not None:
-            raise ConfigError("give either --reg/--alpha or --l2/--l1, not both")
-        return Penalty.elastic_net(args.reg or 0.0, 0.0 if args.alpha is None else args.alpha)
-    return Penalty(l2=args.l2 or 0.0, l1=args.l1 or 0.0)
-
-
 def _make_data(args) -> int:
     paths = make_data(args.out, args.rows, args.features, args.files, args.row_group_size, args.seed)
     print(f"wrote {args.rows} rows x {args.features} features to {len(paths)} file(s) in {args.out}")
     return 0
 
 
+def _add_config_options(parser: argparse.ArgumentParser, *, job_file: bool) -> None:
+    """One option per job-file key (:data:`pipeline.jobfile.KEYS`), ``dest`` = the key.
+
+    For ``train`` the label and the output are required; for ``submit`` every
+    option is an override of the job file and defaults to "not given".
+    """
+    kinds = {"int": int, "float": float, "names": _name_list, "class_weight": _class_weight}
+    where = parser.add_mutually_exclusive_group()
+    for key, spec in KEYS.items():
+        if spec.flag is None or not spec.flag.startswith("--"):
+            continue
+        target = where if key in ("cluster.scheduler", "cluster.workers", "cluster.in_process") else parser
+        options = dict(dest=key, default=None, help=spec.help)
+        if spec.kind == "bool":
+            options.update(action="store_const", const=not spec.flag.startswith("--no-"))
+        else:
+            options.update(type=kinds.get(spec.kind, str), metavar=key.split(".")[-1].upper())
+            if spec.choices:
+                options.update(choices=spec.choices, metavar=None)
+        if not job_file and key in ("data.label", "output.dir"):
+            options["required"] = True
+        target.add_argument(spec.flag, **options)
+
+
+def _given(args) -> dict:
+    return {key: value for key, value in vars(args).items() if key in KEYS and value is not None}
+
+
 def _train(args) -> int:
-    if args.in_process:
-        cluster = None
-    else:
-        cluster = ClusterSpec(scheduler=args.scheduler, n_workers=args.workers or 2)
-    config = TrainConfig(
-        data=args.data,
-        label=args.label,
-        features=args.features,
-        weight=args.weight_col,
-        class_weight=args.class_weight,
-        solver=args.solver,
-        options=SolverOptions(max_iter=args.max_iter, tol=args.tol, ftol=args.ftol,
-                              history_size=args.history_size),
-        penalty=_penalty(args),
-        standardize=args.standardize,
-        init=args.init,
-        cluster=cluster,
-        cache=args.cache,
-        memory_fraction=args.memory_fraction,
-        out=args.out,
-        overwrite=args.overwrite,
-    )
-    _run(config, quiet=args.quiet)
-    print(f"model written to {Path(args.out) / 'model.json'}")
-    return 0
+    config = config_from_mapping({**_given(args), "data.url": args.data})
+    model = _attached(config, quiet=args.quiet)
+    print(f"model written to {Path(config.out) / MODEL_FILE}")
+    return 0 if model is not None else EXIT_CANCELLED
 
 
-def _run(config: TrainConfig, quiet: bool = False) -> Model:
+def _submit(args) -> int:
+    overrides = _given(args)
+    config = load_job(args.job, overrides)
+    if config.name is None:
+        config = dataclasses.replace(config, name=Path(args.job).stem)
+    try:
+        if args.detach:
+            job_id = submit_detached(config)
+            print(f"job {job_id} submitted to {config.cluster.scheduler}; output {config.out}")
+            print(f"follow it with: pipeline logs {job_id} --follow --scheduler {config.cluster.scheduler}")
+            return 0
+        model = _attached(config, quiet=args.quiet)
+    except (ClusterError, DatasetNotFoundError) as exc:
+        key = "cluster.scheduler" if isinstance(exc, ClusterError) else "data.url"
+        raise type(exc)(f"{args.job}: {key}: {exc}", path=args.job, column=key) from None
+    return 0 if model is not None else EXIT_CANCELLED
+
+
+def _resume(args) -> int:
+    files = find_job(args.out)
+    overrides = {}
+    if args.scheduler:
+        overrides["cluster.scheduler"] = args.scheduler
+    elif args.workers:
+        overrides["cluster.workers"] = args.workers
+    elif args.in_process:
+        overrides["cluster.in_process"] = True
+    config, job_id = config_of(files, overrides)
+    document = files.read()
+    if document.get("status") == "succeeded":
+        print(f"job {job_id} already succeeded (digest {document.get('digest')}); nothing to do")
+        return 0
+    if args.detach:
+        submit_detached(config, job_id)
+        print(f"job {job_id} resumed on {config.cluster.scheduler}")
+        return 0
+    model = _attached(config, job_id=job_id, quiet=args.quiet)
+    return 0 if model is not None else EXIT_CANCELLED
+
+
+def _attached(config: TrainConfig, job_id: str | None = None, quiet: bool = False) -> Model | None:
+    """Run the job here, print progress; None if it was cancelled."""
     where = (
         "in-process" if config.cluster is None
         else config.cluster.scheduler or f"local cluster, {config.cluster.n_workers} worker processes"
     )
     print(f"training on {config.data} ({where})")
     started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = train(config, progress=None if quiet else _print_iteration, notify=print)
-    for warning in caught:
-        kind = "ConvergenceWarning" if issubclass(warning.category, ConvergenceWarning) else "warning"
-        print(f"{kind}: {warning.message}", file=sys.stderr)
+    try:
+        model = run_job(config, job_id, progress=None if quiet else _print_iteration,
+                        notify=None if quiet else print,
+                        on_warning=lambda line: print(line, file=sys.stderr))
+    except JobCancelled as exc:
+        print(f"cancelled: {exc}", file=sys.stderr)
+        return None
+    document = JobFiles(config.out).read() or {}
     elapsed = time.perf_counter() - started
     status = "converged" if model.converged else "NOT converged"
     print(
         f"{status} after {model.n_iter} iterations, {model.n_passes} passes, {elapsed:.1f} s "
         f"({model.message}); n_samples={model.n_samples} loss={model.loss_history[-1]!r}"
     )
-    print(f"digest {model.digest}")
+    print(f"job {document.get('job_id')} {document.get('status')}; digest {model.digest}")
     return model
+
+
+def _status(args) -> int:
+    if args.job is None:
+        return _list(args)
+    files = find_job(args.job, args.scheduler)
+    document = files.read()
+    if args.json:
+        print(json.dumps(document, indent=2))
+        return 0
+    print(_status_line(document))
+    if document.get("error"):
+        print(f"error: {document['error']}")
+    return 0
+
+
+def _status_line(job: dict) -> str:
+    def number(value, fmt):
+        return "-" if value is None else format(value, fmt)
+
+    return (f"{job.get('job_id')}  {job.get('name') or '-'}  {job.get('status')}  "
+            f"iteration {number(job.get('iteration'), 'd')}  loss {number(job.get('loss'), '.12g')}  "
+            f"passes {number(job.get('n_passes'), 'd')}  elapsed {number(job.get('elapsed_s'), '.1f')} s  "
+            f"out {job.get('out')}" + (f"  digest {job['digest']}" if job.get("digest") else ""))
+
+
+def _list(args) -> int:
+    jobs = list_jobs(args.scheduler)
+    if not jobs:
+        print("no jobs")
+    for job in jobs:
+        print(_status_line(job))
+    return 0
+
+
+def _logs(args) -> int:
+    files = find_job(args.job, args.scheduler)
+    path = files.out / "job.log"
+    position = 0
+    while True:
+        try:
+            with open(path) as handle:
+                handle.seek(position)
+                chunk = handle.read()
+                position = handle.tell()
+        except FileNotFoundError:
+            chunk = ""
+        if chunk:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        if not args.follow:
+            return 0
+        document = files.read() or {}
+        if document.get("status") in TERMINAL and not chunk:
+            return 0
+        time.sleep(FOLLOW_POLL_S)
+
+
+def _cancel(args) -> int:
+    files = find_job(args.job, args.scheduler)
+    document = files.read()
+    if document.get("status") in TERMINAL:
+        print(f"job {document.get('job_id')} is not running: {document.get('status')}")
+        return 0
+    request_cancel(files)
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        document = files.read()
+        if document.get("status") in TERMINAL:
+            break
+        time.sleep(FOLLOW_POLL_S)
+    print(f"job {document.get('job_id')}: {document.get('status')}"
+          + ("" if document.get("status") in TERMINAL else
+             f" (cancel requested; not stopped within {args.wait:g} s)"))
+    return 0 if document.get("status") in TERMINAL else EXIT_ERROR
 
 
 def _print_iteration(record: IterationRecord) -> None:
@@ -216,11 +357,11 @@ def _demo(args) -> int:
         make_data(str(many), args.rows, args.features, files=7, row_group_size=4999, seed=7)
         print(f"generated {args.rows} rows x {args.features} features twice: "
               f"1 file / 1 row group, and 7 files / row groups of 4999 rows")
-        distributed = _run(TrainConfig(
+        distributed = _attached(TrainConfig(
             data=str(many), label="y", out=str(root / "model-cluster"), overwrite=True,
             cluster=ClusterSpec(n_workers=args.workers),
         ), quiet=True)
-        local = _run(TrainConfig(
+        local = _attached(TrainConfig(
             data=str(one), label="y", out=str(root / "model-in-process"), overwrite=True,
             cluster=None,
         ), quiet=True)

@@ -31,6 +31,10 @@ class TrainConfig:
     bounded batches, so they train on data larger than the cluster's memory.
     ``class_weight``: None, ``"balanced"`` or ``(weight of label 0, weight of label 1)``.
     ``init``: directory of a ``model.json`` to start from (warm start).
+    ``name``: a label for the job; ``checkpoint_every``: write the optimizer
+    state to ``out`` every k iterations (jobs); ``generate``: parameters of
+    :func:`pipeline.synth.make_data` to create ``data`` first when it does not
+    exist (demo jobs).  :mod:`pipeline.jobfile` maps every field to a job-file key.
     """
 
     data: str
@@ -48,6 +52,9 @@ class TrainConfig:
     cache: str = "auto"
     memory_fraction: float = MEMORY_FRACTION
     overwrite: bool = False
+    name: str | None = None
+    checkpoint_every: int = 1
+    generate: dict | None = None
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
@@ -73,5 +80,7 @@ class TrainConfig:
                     f"got {self.class_weight!r}"
                 )
             object.__setattr__(self, "class_weight", weights)
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.features is not None:
             object.__setattr__(self, "features", tuple(self.features))

@@ -13,6 +13,11 @@ Hierarchy::
     ├── ConfigError              invalid option or combination of options
     ├── ClusterError             scheduler unreachable, cluster failed to start
     ├── OutputError              output directory exists or is not writable
+    ├── JobError                 a training job's file, state or checkpoint
+    │   ├── JobFileError             malformed job file (names the file and key)
+    │   ├── CheckpointError          checkpoint damaged, or from other data/options
+    │   ├── JobNotFoundError         no job with that id or directory
+    │   └── JobCancelled             the job was cancelled (not a failure)
     └── DataError                anything wrong with the input dataset
         ├── DatasetNotFoundError     path/glob matches nothing, or no Parquet files
         ├── UnreadableFileError      not Parquet, truncated or corrupt
@@ -38,6 +43,11 @@ __all__ = [
     "ConfigError",
     "ClusterError",
     "OutputError",
+    "JobError",
+    "JobFileError",
+    "CheckpointError",
+    "JobNotFoundError",
+    "JobCancelled",
     "DataError",
     "DatasetNotFoundError",
     "UnreadableFileError",
@@ -88,6 +98,26 @@ class ClusterError(PipelineError):
 
 class OutputError(PipelineError):
     """The output location cannot be used."""
+
+
+class JobError(PipelineError):
+    """A training job cannot be defined, found, resumed or continued."""
+
+
+class JobFileError(JobError, ConfigError):
+    """A job file is not valid TOML, or a key is unknown, mistyped or missing."""
+
+
+class CheckpointError(JobError):
+    """A checkpoint is damaged, or belongs to other data or other options."""
+
+
+class JobNotFoundError(JobError):
+    """No job is known under that id or directory."""
+
+
+class JobCancelled(JobError):
+    """The job was cancelled on request; its last checkpoint stays usable."""
 
 
 class DataError(PipelineError):

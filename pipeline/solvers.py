@@ -33,6 +33,7 @@ __all__ = [
     "IterationRecord",
     "SolverOptions",
     "SolverResult",
+    "SolverState",
     "cholesky_solve",
     "gradient_descent",
     "lbfgs",
@@ -44,6 +45,7 @@ __all__ = [
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 HessianObjective = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
 Callback = Callable[["IterationRecord"], None]
+Checkpoint = Callable[["SolverState"], None]
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,31 @@ class SolverResult:
     history: list[IterationRecord] = field(default_factory=list)
 
 
+@dataclass(frozen=True, eq=False)
+class SolverState:
+    """Everything a solver carries from one iteration to the next.
+
+    Handed to ``checkpoint`` after every iteration (and after the starting
+    point); a solver given it as ``resume`` continues exactly as the run it
+    came from would have, bit for bit: the loop depends on nothing else.
+    """
+
+    solver: str
+    coef: np.ndarray
+    loss: float
+    grad: np.ndarray
+    previous_loss: float | None
+    n_iter: int
+    n_passes: int
+    history: tuple[IterationRecord, ...]
+    #: gd: the next first trial step
+    step: float = 0.0
+    #: lbfgs: the (move, gradient change, 1 / curvature) pairs, oldest first
+    memory: tuple[tuple[np.ndarray, np.ndarray, float], ...] = ()
+    #: newton: the Hessian at ``coef``
+    hess: np.ndarray | None = None
+
+
 def max_abs(vector: np.ndarray) -> float:
     return float(np.max(np.abs(vector))) if vector.size else 0.0
 
@@ -140,6 +167,16 @@ class _Run:
         self.record(values[0], self.projected(coef, values[1]), 0.0)
         return coef, values
 
+    def restore(self, state: SolverState, solver: str) -> None:
+        """Continue from ``state`` (counters and history; the caller takes the rest)."""
+        if state.solver != solver:
+            raise ValueError(f"cannot resume {solver} from a {state.solver} state")
+        self.n_iter, self.n_passes, self.history = state.n_iter, state.n_passes, list(state.history)
+
+    def state(self, solver: str, coef, loss, grad, previous_loss, **extra) -> SolverState:
+        return SolverState(solver, coef.copy(), loss, grad.copy(), previous_loss, self.n_iter,
+                           self.n_passes, tuple(self.history), **extra)
+
     def projected(self, coef: np.ndarray, grad: np.ndarray) -> np.ndarray:
         return grad if self.l1 is None else pseudo_gradient(coef, grad, self.l1)
 
@@ -179,12 +216,27 @@ def gradient_descent(
     options: SolverOptions = SolverOptions(),
     callback: Callback | None = None,
     l1_weights: np.ndarray | None = None,
+    *,
+    resume: SolverState | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> SolverResult:
     """Steepest descent (or proximal gradient with ``l1_weights``)."""
     run = _Run(fun, options, callback, l1_weights)
     l1 = run.l1
-    coef, (loss, grad) = run.start(coef0)
-    step, previous = options.initial_step, None
+    if resume is None:
+        coef, (loss, grad) = run.start(coef0)
+        step, previous = options.initial_step, None
+    else:
+        run.restore(resume, "gd")
+        coef, loss, grad = resume.coef.copy(), resume.loss, resume.grad.copy()
+        step, previous = resume.step, resume.previous_loss
+
+    def save() -> None:
+        if checkpoint:
+            checkpoint(run.state("gd", coef, loss, grad, previous, step=step))
+
+    if resume is None:
+        save()
     while (stop := run.stop_reason(previous, loss, run.projected(coef, grad))) is None:
         for _ in range(options.max_line_search + 1):
             if l1 is None:
@@ -204,6 +256,7 @@ def gradient_descent(
         run.n_iter += 1
         run.record(loss, run.projected(coef, grad), step)
         step = _next_step(step, move, grad_change, options)
+        save()
     return run.result(coef, loss, grad, *stop)
 
 
@@ -236,14 +289,31 @@ def lbfgs(
     options: SolverOptions = SolverOptions(),
     callback: Callback | None = None,
     l1_weights: np.ndarray | None = None,
+    *,
+    resume: SolverState | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> SolverResult:
     """L-BFGS with a strong-Wolfe line search; OWL-QN when ``l1_weights`` are set."""
     run = _Run(fun, options, callback, l1_weights)
     l1 = run.l1
-    coef, (loss, grad) = run.start(coef0)
-    projected = run.projected(coef, grad)
     memory: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=options.history_size)
-    previous = None
+    if resume is None:
+        coef, (loss, grad) = run.start(coef0)
+        previous = None
+    else:
+        run.restore(resume, "lbfgs")
+        coef, loss, grad = resume.coef.copy(), resume.loss, resume.grad.copy()
+        previous = resume.previous_loss
+        memory.extend((move.copy(), change.copy(), rho) for move, change, rho in resume.memory)
+    projected = run.projected(coef, grad)
+
+    def save() -> None:
+        if checkpoint:
+            checkpoint(run.state("lbfgs", coef, loss, grad, previous,
+                                 memory=tuple((m.copy(), c.copy(), r) for m, c, r in memory)))
+
+    if resume is None:
+        save()
     while (stop := run.stop_reason(previous, loss, projected)) is None:
         direction = -_two_loop(projected, memory)
         if l1 is not None:  # keep to the orthant the pseudo-gradient points into
@@ -268,6 +338,7 @@ def lbfgs(
         projected = run.projected(coef, grad)
         run.n_iter += 1
         run.record(loss, projected, step)
+        save()
     return run.result(coef, loss, grad, *stop)
 
 
@@ -380,11 +451,26 @@ def newton(
     coef0: np.ndarray,
     options: SolverOptions = SolverOptions(),
     callback: Callback | None = None,
+    *,
+    resume: SolverState | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> SolverResult:
     """Newton's method: each evaluation returns loss, gradient and Hessian."""
     run = _Run(fun, options, callback)
-    coef, (loss, grad, hess) = run.start(coef0)
-    previous = None
+    if resume is None:
+        coef, (loss, grad, hess) = run.start(coef0)
+        previous = None
+    else:
+        run.restore(resume, "newton")
+        coef, loss, grad = resume.coef.copy(), resume.loss, resume.grad.copy()
+        hess, previous = resume.hess.copy(), resume.previous_loss
+
+    def save() -> None:
+        if checkpoint:
+            checkpoint(run.state("newton", coef, loss, grad, previous, hess=hess.copy()))
+
+    if resume is None:
+        save()
     while (stop := run.stop_reason(previous, loss, grad)) is None:
         direction = cholesky_solve(hess, -grad, options.min_pivot_ratio)
         if direction is None or _dot(direction, grad) >= 0:
@@ -402,6 +488,7 @@ def newton(
         previous, coef, loss, grad, hess = loss, trial, trial_loss, trial_grad, trial_hess
         run.n_iter += 1
         run.record(loss, grad, step)
+        save()
     return run.result(coef, loss, grad, *stop)
 
 

@@ -29,9 +29,17 @@ from .objective import (
 )
 from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, cluster_memory, connect
 from .stream import DiskCache
-from .solvers import IterationRecord, SolverOptions, SolverResult, gradient_descent, lbfgs, newton
+from .solvers import (
+    IterationRecord,
+    SolverOptions,
+    SolverResult,
+    SolverState,
+    gradient_descent,
+    lbfgs,
+    newton,
+)
 
-__all__ = ["Fit", "fit", "train", "train_arrays"]
+__all__ = ["Fit", "FitState", "fit", "train", "train_arrays"]
 
 Progress = Callable[[IterationRecord], None]
 Notify = Callable[[str], None]
@@ -48,6 +56,23 @@ class Fit:
     standardization: Standardization | None
     class_weight: tuple[float, float] | None
     summary: DataSummary | None
+
+
+@dataclass(frozen=True, eq=False)
+class FitState:
+    """A fit in progress, as a checkpoint keeps it: the solver's state plus
+    what the statistics pass gave, so a resumed fit needs no new pass."""
+
+    solver_state: SolverState
+    standardization: Standardization | None
+    class_weight: tuple[float, float] | None
+    stats_passes: int
+    #: seconds since the fit began (across resumes), one per history record
+    elapsed_s: tuple[float, ...]
+
+    @property
+    def n_passes(self) -> int:
+        return self.solver_state.n_passes + self.stats_passes
 
 
 def train(config: TrainConfig, progress: Progress | None = None, notify: Notify | None = None) -> Model:
@@ -78,9 +103,14 @@ def train(config: TrainConfig, progress: Progress | None = None, notify: Notify 
 
 
 @contextlib.contextmanager
-def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify) -> Iterator[tuple[Evaluator, str]]:
-    """The evaluator for ``config``, and the cache mode it uses."""
-    if config.cluster is None:
+def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify,
+               client=None) -> Iterator[tuple[Evaluator, str]]:
+    """The evaluator for ``config``, and the cache mode it uses.
+
+    ``client``: an already connected ``distributed.Client`` to use instead of
+    connecting to ``config.cluster`` (a job's coordinator running on a worker).
+    """
+    if config.cluster is None and client is None:
         mode = "memory" if config.cache in ("auto", "memory") else config.cache
         notify(f"cache: {mode} (in-process)")
         if mode == "memory":
@@ -90,7 +120,9 @@ def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify) -> Iterato
             cache = DiskCache(dataset.fingerprint, scratch) if mode == "disk" else None
             yield StreamingEvaluator(None, dataset, cache), mode
         return
-    with connect(config.cluster) as client:
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(connect(config.cluster))
         workers, memory = cluster_memory(client)
         mode, reason = choose_cache(config.cache, dataset.decoded_bytes, memory, config.memory_fraction)
         notify(f"cache: {mode} ({reason})")
@@ -140,44 +172,65 @@ def fit(
     init: np.ndarray | None = None,
     progress: Progress | None = None,
     features: Sequence[str] | None = None,
+    resume: FitState | None = None,
+    on_state: Callable[[FitState], None] | None = None,
 ) -> Fit:
-    """Statistics pass (when needed), then the solver, on any evaluator."""
+    """Statistics pass (when needed), then the solver, on any evaluator.
+
+    ``on_state`` receives a :class:`FitState` after the starting point and
+    after every iteration; ``resume`` continues from one (its statistics,
+    class weights and standardization are used, ``init`` is ignored) and ends
+    exactly where the uninterrupted fit would have.
+    """
     started = time.perf_counter()
     summary = None
-    if standardize or class_weight == "balanced":
-        summary = summarize(evaluator.stats())
-        for j in summary.constant_columns if standardize else []:
-            name = repr(features[j]) if features is not None else f"number {j}"
-            warnings.warn(f"feature {name} is constant ({float(summary.mean[j])!r} in every row); "
-                          "its coefficient is fixed at 0", stacklevel=2)
-    stats_passes = 1 if summary is not None else 0
-    if class_weight == "balanced":
-        class_weight = balanced_class_weight(summary)
-    standardization = summary.standardization() if standardize else None
+    if resume is not None:
+        standardization, class_weight = resume.standardization, resume.class_weight
+        stats_passes, elapsed = resume.stats_passes, list(resume.elapsed_s)
+    else:
+        if standardize or class_weight == "balanced":
+            summary = summarize(evaluator.stats())
+            for j in summary.constant_columns if standardize else []:
+                name = repr(features[j]) if features is not None else f"number {j}"
+                warnings.warn(f"feature {name} is constant ({float(summary.mean[j])!r} in every row); "
+                              "its coefficient is fixed at 0", stacklevel=2)
+        stats_passes = 1 if summary is not None else 0
+        if class_weight == "balanced":
+            class_weight = balanced_class_weight(summary)
+        standardization = summary.standardization() if standardize else None
+        elapsed = []
+    clock_offset = elapsed[-1] if elapsed else 0.0
     objective = LogisticObjective(evaluator, penalty, standardization, class_weight)
     coef0 = np.zeros(evaluator.n_features + 1) if init is None else np.array(init, dtype=np.float64)
     if standardization is not None:
         coef0 = standardization.to_standardized(coef0)
 
     def report(record: IterationRecord) -> None:
+        seconds = clock_offset + time.perf_counter() - started
+        elapsed.append(seconds)
         if progress:
             passes = record.n_passes + stats_passes
-            elapsed = time.perf_counter() - started
             rows = passes * (objective.n_samples or 0)
-            progress(dataclasses.replace(record, n_passes=passes, elapsed_s=elapsed,
-                                         rows_per_s=rows / elapsed if elapsed > 0 else 0.0))
+            progress(dataclasses.replace(record, n_passes=passes, elapsed_s=seconds,
+                                         rows_per_s=rows / seconds if seconds > 0 else 0.0))
 
+    def save(state: SolverState) -> None:
+        if on_state:
+            on_state(FitState(state, standardization, class_weight, stats_passes, tuple(elapsed)))
+
+    hooks = dict(resume=None if resume is None else resume.solver_state, checkpoint=save)
     if solver == "lbfgs":
-        result = lbfgs(objective, coef0, options, report, objective.l1_weights)
+        result = lbfgs(objective, coef0, options, report, objective.l1_weights, **hooks)
     elif solver == "gd":
-        result = gradient_descent(objective, coef0, options, report, objective.l1_weights)
+        result = gradient_descent(objective, coef0, options, report, objective.l1_weights, **hooks)
     elif solver == "newton":
         if penalty.l1:
             raise ConfigError("the newton solver handles L2 only; use lbfgs or gd for l1 > 0")
-        result = newton(objective.with_hessian, coef0, options, report)
+        result = newton(objective.with_hessian, coef0, options, report, **hooks)
     else:
         raise ConfigError(f"unknown solver {solver!r}")
-    assert result.n_passes == objective.n_passes
+    already = 0 if resume is None else resume.solver_state.n_passes
+    assert result.n_passes == already + objective.n_passes
     if not result.converged:
         warnings.warn(f"{solver} did not converge: {result.message}", ConvergenceWarning, stacklevel=2)
     coef, gradient = result.coef, result.grad

@@ -1,0 +1,127 @@
+"""Checkpoint files: a fit's full state, written atomically, read back exactly.
+
+A checkpoint is one ``.npz`` file (numpy's zip of ``.npy`` arrays, read with
+``allow_pickle=False``: loading one never executes anything) holding every
+array of a :class:`~pipeline.train.FitState` as raw float64 and a JSON
+document with the scalars (Python writes floats with ``repr``, which reads
+back to the same bits) and the caller's metadata (dataset fingerprint,
+options key, job id).  It is written to a temporary name in the same
+directory, flushed to disk and renamed over the previous one, so a crash
+leaves either the old or the new checkpoint, never half of one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckpointError
+from .objective import Standardization
+from .solvers import IterationRecord, SolverState
+
+__all__ = ["CHECKPOINT_FILE", "FORMAT_VERSION", "load_checkpoint", "save_checkpoint", "write_atomic"]
+
+CHECKPOINT_FILE = "checkpoint.npz"
+FORMAT_VERSION = 1
+_HISTORY_FIELDS = ("iteration", "loss", "grad_norm", "step", "n_passes")
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename (same directory)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def save_checkpoint(path: str | os.PathLike, state, meta: dict) -> None:
+    """Write ``state`` (a :class:`~pipeline.train.FitState`) and ``meta`` to ``path``."""
+    solver_state = state.solver_state
+    history = solver_state.history
+    n = solver_state.coef.shape[0]
+    arrays = {
+        "coef": solver_state.coef,
+        "grad": solver_state.grad,
+        "elapsed_s": np.array(state.elapsed_s, dtype=np.float64),
+        "memory_move": np.array([m for m, _, _ in solver_state.memory], dtype=np.float64).reshape(-1, n),
+        "memory_change": np.array([c for _, c, _ in solver_state.memory], dtype=np.float64).reshape(-1, n),
+        "memory_rho": np.array([r for _, _, r in solver_state.memory], dtype=np.float64),
+        "history_iteration": np.array([r.iteration for r in history], dtype=np.int64),
+        "history_n_passes": np.array([r.n_passes for r in history], dtype=np.int64),
+    }
+    for name in ("loss", "grad_norm", "step"):
+        arrays[f"history_{name}"] = np.array([getattr(r, name) for r in history], dtype=np.float64)
+    if solver_state.hess is not None:
+        arrays["hess"] = solver_state.hess
+    if state.standardization is not None:
+        arrays["center"] = state.standardization.center
+        arrays["scale"] = state.standardization.scale
+    document = {
+        "format_version": FORMAT_VERSION,
+        "solver": solver_state.solver,
+        "loss": solver_state.loss,
+        "previous_loss": solver_state.previous_loss,
+        "n_iter": solver_state.n_iter,
+        "n_passes": solver_state.n_passes,
+        "step": solver_state.step,
+        "class_weight": None if state.class_weight is None else list(state.class_weight),
+        "stats_passes": state.stats_passes,
+        "meta": meta,
+    }
+    arrays["document"] = np.frombuffer(json.dumps(document).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.ascontiguousarray(value) for name, value in arrays.items()})
+    write_atomic(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike):
+    """``(FitState, meta)`` from ``path``; :class:`CheckpointError` if it cannot be used."""
+    from .train import FitState
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        document = json.loads(arrays.pop("document").tobytes().decode())
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}", path=str(path)) from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint: {exc}",
+                              path=str(path)) from None
+    if document.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format {document.get('format_version')!r}; "
+            f"expected {FORMAT_VERSION}", path=str(path))
+    history = tuple(
+        IterationRecord(int(i), float(loss), float(norm), float(step), int(passes))
+        for i, loss, norm, step, passes in zip(*(arrays[f"history_{f}"] for f in _HISTORY_FIELDS))
+    )
+    memory = tuple(
+        (move.copy(), change.copy(), float(rho))
+        for move, change, rho in zip(arrays["memory_move"], arrays["memory_change"], arrays["memory_rho"])
+    )
+    solver_state = SolverState(
+        solver=document["solver"], coef=arrays["coef"], loss=document["loss"], grad=arrays["grad"],
+        previous_loss=document["previous_loss"], n_iter=document["n_iter"],
+        n_passes=document["n_passes"], history=history, step=document["step"], memory=memory,
+        hess=arrays.get("hess"),
+    )
+    standardization = (Standardization(center=arrays["center"], scale=arrays["scale"])
+                       if "center" in arrays else None)
+    class_weight = None if document["class_weight"] is None else tuple(document["class_weight"])
+    state = FitState(solver_state, standardization, class_weight, document["stats_passes"],
+                     tuple(float(t) for t in arrays["elapsed_s"]))
+    return state, document["meta"]

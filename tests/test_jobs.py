@@ -1,0 +1,389 @@
+"""Training jobs: job files, submit/status/logs/list/cancel, checkpoints and exact resume.
+
+Cluster tests run on real ``dask scheduler`` / ``dask worker`` processes on
+127.0.0.1 (the ``dask_cli_cluster`` fixture); every command runs as its own
+``python -m pipeline`` process.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import free_port, run_cli
+from pipeline.checkpoint import load_checkpoint
+from pipeline.cli import _parser
+from pipeline.config import TrainConfig
+from pipeline.jobfile import KEYS, config_from_mapping, config_to_mapping, load_job, to_toml
+from pipeline.model import Model
+
+ROOT = Path(__file__).resolve().parent.parent
+N_ROWS, N_FEATURES = 3000, 6
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """Badly scaled features, so an unstandardized gd run takes many iterations."""
+    root = tmp_path_factory.mktemp("jobs-data") / "data"
+    root.mkdir()
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((N_ROWS, N_FEATURES)) * np.logspace(-1, 1, N_FEATURES) + 0.5
+    y = (rng.random(N_ROWS) < 1 / (1 + np.exp(-(X @ np.linspace(-1, 1, N_FEATURES) / 3)))).astype(np.int8)
+    for index, (start, stop) in enumerate([(0, 1000), (1000, 2200), (2200, N_ROWS)]):
+        table = pa.table({**{f"f{j}": X[start:stop, j] for j in range(N_FEATURES)}, "y": y[start:stop]})
+        pq.write_table(table, root / f"part-{index}.parquet", row_group_size=400)
+    return root
+
+
+def write_job(path: Path, data: Path, out: Path, *, name="test-job", extra_train="",
+              cluster='in_process = true', checkpoint_every=1) -> Path:
+    path.write_text(f"""
+name = "{name}"
+[data]
+url = "{data}"
+label = "y"
+[train]
+solver = "lbfgs"
+tol = 1e-9
+{extra_train}
+[cluster]
+{cluster}
+[output]
+dir = "{out}"
+checkpoint_every = {checkpoint_every}
+""")
+    return path
+
+
+SLOW_TRAIN = 'solver = "gd"\nstandardize = false\nmax_iter = 400\nftol = 0.0'
+
+
+def slow_job(path, data, out, cluster, name="slow") -> Path:
+    """A gd run on raw, badly scaled features: hundreds of iterations."""
+    text = write_job(path, data, out, name=name, cluster=cluster).read_text()
+    path.write_text(text.replace('solver = "lbfgs"\ntol = 1e-9', SLOW_TRAIN))
+    return path
+
+
+def history_rows(out: Path) -> list[dict]:
+    with open(out / "history.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def wait_for(condition, timeout=120.0, poll=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def job_status(out: Path) -> str | None:
+    try:
+        return json.loads((out / "job.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- job files
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "compose.toml"])
+def test_shipped_job_files_validate(name):
+    config = load_job(ROOT / "jobs" / name)
+    assert config.name == Path(name).stem and config.out and config.label == "y"
+    if name == "compose.toml":
+        assert config.cluster.scheduler == "tcp://scheduler:8786"
+        assert config.data.startswith("/data/") and config.out.startswith("/data/")
+    else:
+        assert config.cluster.scheduler is None and config.cluster.n_workers == 2
+        assert config.generate["rows"] > 0
+
+
+def test_every_train_option_is_a_job_key_and_back(tmp_path):
+    """One config object behind both: each `pipeline train` option sets a KEYS
+    entry, and a config survives the trip to a job file and back."""
+    train = next(a for a in _parser()._actions if a.dest == "command").choices["train"]
+    dests = {action.dest for action in train._actions} - {"help", "data", "quiet"}
+    assert dests <= set(KEYS), dests - set(KEYS)
+    flagged = {key for key, spec in KEYS.items() if spec.flag and spec.flag.startswith("--")}
+    assert flagged == dests
+    config = config_from_mapping({
+        "name": "x", "data.url": str(tmp_path), "data.label": "y", "data.features": ["a", "b"],
+        "data.weight": "w", "train.solver": "gd", "train.max_iter": 7, "train.tol": 1e-5,
+        "train.ftol": 0.0, "train.history_size": 3, "train.l2": 0.5, "train.l1": 0.25,
+        "train.standardize": False, "train.class_weight": [1.0, 2.5], "cluster.workers": 3,
+        "cluster.threads_per_worker": 2, "cluster.memory_limit": "1GiB", "cache.mode": "disk",
+        "cache.memory_fraction": 0.25, "output.dir": str(tmp_path / "o"), "output.overwrite": True,
+        "output.checkpoint_every": 5,
+    })
+    job = tmp_path / "job.toml"
+    job.write_text(to_toml(config_to_mapping(config)))
+    assert load_job(job) == config
+    assert config.options.history_size == 3 and config.cluster.memory_limit == "1GiB"
+
+
+def test_cli_overrides_win_over_the_job_file(tmp_path, data):
+    job = write_job(tmp_path / "j.toml", data, tmp_path / "out")
+    config = load_job(job, {"output.dir": str(tmp_path / "other"), "train.l2": 0.5})
+    assert config.out == str(tmp_path / "other") and config.penalty.l2 == 0.5
+    assert config.options.tol == 1e-9  # from the file
+
+
+@pytest.mark.parametrize("body, fragments", [
+    ('[train]\nsovler = "gd"\n', ["'train.sovler'", "did you mean 'train.solver'"]),
+    ('[train]\nmax_iter = "ten"\n', ["'train.max_iter'", "must be an integer", "'ten'"]),
+    ('[train]\nsolver = "adam"\n', ["'train.solver'", "lbfgs, newton, gd", "'adam'"]),
+    ('[output]\ncheckpoint_every = 0\n', ["'output.checkpoint_every'", ">= 1"]),
+    ('[data]\nlabel = "y"\n', ["missing key 'data.url'"]),
+    ("[data\n", ["not valid TOML"]),
+])
+def test_malformed_job_files_name_file_and_key_and_write_nothing(tmp_path, data, body, fragments):
+    job = tmp_path / "bad.toml"
+    out = tmp_path / "out"
+    text = body if "[data" in body else body + f'[data]\nurl = "{data}"\nlabel = "y"\n'
+    job.write_text(text + f'\n[output]\ndir = "{out}"\n' if "[output]" not in body else text)
+    result = run_cli("submit", job)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    line = next(line for line in result.stderr.splitlines() if line.startswith("JobFileError: "))
+    assert str(job) in line
+    for fragment in fragments:
+        assert fragment in line, line
+    assert not out.exists()
+
+
+def test_missing_dataset_and_unreachable_scheduler_name_file_and_key(tmp_path):
+    out = tmp_path / "out"
+    job = write_job(tmp_path / "nodata.toml", tmp_path / "nowhere", out)
+    result = run_cli("submit", job)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"DatasetNotFoundError: {job}: data.url:" in result.stderr
+    assert not out.exists()
+    job = write_job(tmp_path / "noscheduler.toml", ROOT / "jobs", out,
+                    cluster=f'scheduler = "tcp://127.0.0.1:{free_port()}"')
+    (tmp_path / "d").mkdir()
+    pq.write_table(pa.table({"a": [1.0, 2.0], "y": [0, 1]}), tmp_path / "d" / "p.parquet")
+    job.write_text(job.read_text().replace(str(ROOT / "jobs"), str(tmp_path / "d")))
+    result = run_cli("submit", job, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"ClusterError: {job}: cluster.scheduler:" in result.stderr
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------- attached jobs, artifacts
+
+
+def test_attached_job_writes_every_artifact_and_equals_train(tmp_path, data):
+    out = tmp_path / "out"
+    job = write_job(tmp_path / "job.toml", data, out)
+    result = run_cli("submit", job)
+    assert result.returncode == 0, result.stdout + result.stderr
+    model = Model.load(out)
+    document = json.loads((out / "job.json").read_text())
+    assert document["status"] == "succeeded" and document["digest"] == model.digest
+    assert document["name"] == "test-job" and document["config"]["train.tol"] == 1e-9
+    assert document["versions"]["numpy"] == np.__version__
+    assert document["started_at"] <= document["ended_at"]
+    assert document["dataset"]["n_samples"] == N_ROWS
+    rows = history_rows(out)
+    assert [float(r["loss"]) for r in rows] == model.loss_history
+    assert [int(r["passes"]) for r in rows] == model.passes_history
+    assert list(rows[0]) == ["iteration", "loss", "grad_norm", "step", "passes", "elapsed_s"]
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    state, meta = load_checkpoint(out / "checkpoint.npz")
+    assert state.solver_state.n_iter == model.n_iter and meta["job_id"] == document["job_id"]
+    assert "started" in (out / "job.log").read_text()
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    # the same settings as `pipeline train` options: the same model
+    trained = run_cli("train", data, "--label", "y", "--tol", "1e-9", "--in-process",
+                      "--out", tmp_path / "train-out", "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    assert Model.load(tmp_path / "train-out").digest == model.digest
+    # a finished job's directory is not reused without --overwrite
+    again = run_cli("submit", job)
+    assert again.returncode == 1 and "OutputError" in again.stderr and "--overwrite" in again.stderr
+    assert json.loads((out / "job.json").read_text())["job_id"] == document["job_id"]
+
+
+def test_another_job_does_not_overwrite_an_output_directory(tmp_path, data):
+    out = tmp_path / "out"
+    assert run_cli("submit", write_job(tmp_path / "a.toml", data, out, name="a")).returncode == 0
+    before = (out / "model.json").read_bytes()
+    result = run_cli("submit", write_job(tmp_path / "b.toml", data, out, name="b"))
+    assert result.returncode == 1 and "OutputError" in result.stderr and "'a'" in result.stderr
+    assert (out / "model.json").read_bytes() == before
+    replaced = run_cli("submit", tmp_path / "b.toml", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert json.loads((out / "job.json").read_text())["name"] == "b"
+
+
+def test_checkpoints_every_k_iterations(tmp_path, data):
+    out = tmp_path / "out"
+    seen = []
+    job = write_job(tmp_path / "job.toml", data, out, checkpoint_every=3)
+    config = load_job(job)
+    from pipeline.jobs import run_job
+
+    def spy(record):
+        if (out / "checkpoint.npz").exists():
+            seen.append(load_checkpoint(out / "checkpoint.npz")[0].solver_state.n_iter)
+
+    model = run_job(config, progress=spy)
+    assert set(seen) <= set(range(0, model.n_iter + 1, 3)) and len(set(seen)) >= 2
+
+
+# --------------------------------------------------------------------------- on a dask CLI cluster
+
+
+@pytest.fixture(scope="module")
+def reference_slow(tmp_path_factory, data):
+    """The uninterrupted slow run, in-process (every path gives the same bits)."""
+    root = tmp_path_factory.mktemp("reference")
+    job = slow_job(root / "slow.toml", data, root / "out", "in_process = true")
+    result = run_cli("submit", job, "--quiet")
+    assert result.returncode == 0, result.stderr
+    model = Model.load(root / "out")
+    assert model.n_iter >= 100  # long enough to be interrupted
+    return model
+
+
+@pytest.mark.cluster
+def test_attached_then_detached_submit_give_the_same_model(tmp_path, data, dask_cli_cluster):
+    address = dask_cli_cluster.address
+    job = write_job(tmp_path / "job.toml", data, tmp_path / "attached", name="pair",
+                    cluster=f'scheduler = "{address}"')
+    attached = run_cli("submit", job)
+    assert attached.returncode == 0, attached.stderr
+    digest = Model.load(tmp_path / "attached").digest
+    # detached: the submitting process returns (and exits) at once
+    detached_out = tmp_path / "detached"
+    result = run_cli("submit", job, "--detach", "--out", detached_out, "--name", "pair-detached")
+    assert result.returncode == 0, result.stderr
+    job_id = json.loads((detached_out / "job.json").read_text())["job_id"]
+    assert job_id in result.stdout
+
+    def finished():
+        status = run_cli("status", job_id, "--scheduler", address)
+        assert status.returncode == 0, status.stderr
+        return status.stdout if ("succeeded" in status.stdout or "failed" in status.stdout) else None
+
+    line = wait_for(finished, timeout=120, poll=0.5, what="the detached job")
+    assert "succeeded" in line and digest in line
+    assert Model.load(detached_out).digest == digest
+    document = json.loads((detached_out / "job.json").read_text())
+    assert document["coordinator"]["mode"] == "detached"
+    assert document["coordinator"]["pid"] != os.getpid()
+    listed = run_cli("list", "--scheduler", address)
+    assert listed.returncode == 0 and job_id in listed.stdout and "pair-detached" in listed.stdout
+    logs = run_cli("logs", job_id, "--follow", "--scheduler", address)
+    assert logs.returncode == 0 and "succeeded" in logs.stdout and "iter 1 " in logs.stdout
+
+
+@pytest.mark.cluster
+def test_killed_coordinator_resumes_to_the_identical_model(tmp_path, data, dask_cli_cluster,
+                                                           reference_slow):
+    out = tmp_path / "out"
+    job = slow_job(tmp_path / "slow.toml", data, out, f'scheduler = "{dask_cli_cluster.address}"')
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "submit", str(job), "--quiet"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (out / "history.csv").exists() and len(history_rows(out)) >= 15,
+                 what="15 iterations")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not (out / "model.json").exists() and job_status(out) == "running"
+    saved = load_checkpoint(out / "checkpoint.npz")[0].solver_state.n_iter
+    assert 10 <= saved < reference_slow.n_iter  # history.csv is written just before the checkpoint
+    resumed = run_cli("resume", out, "--scheduler", dask_cli_cluster.address, "--quiet")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    model = Model.load(out)
+    assert model.digest == reference_slow.digest
+    assert model.loss_history == reference_slow.loss_history
+    assert model.passes_history == reference_slow.passes_history
+    assert [float(r["loss"]) for r in history_rows(out)] == reference_slow.loss_history
+    assert f"resumed at iteration {saved}" in (out / "job.log").read_text()
+
+
+@pytest.mark.cluster
+def test_cancel_stops_a_detached_job_and_its_checkpoint_resumes(tmp_path, data, dask_cli_cluster,
+                                                                 reference_slow):
+    address = dask_cli_cluster.address
+    out = tmp_path / "out"
+    job = slow_job(tmp_path / "slow.toml", data, out, f'scheduler = "{address}"', name="cancel-me")
+    submitted = run_cli("submit", job, "--detach")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = json.loads((out / "job.json").read_text())["job_id"]
+    wait_for(lambda: job_status(out) == "running" and (out / "history.csv").exists()
+             and len(history_rows(out)) >= 5, what="5 iterations")
+    started = time.monotonic()
+    cancelled = run_cli("cancel", job_id, "--scheduler", address)
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    assert time.monotonic() - started < 15
+    assert job_status(out) == "cancelled" and "cancelled" in cancelled.stdout
+    assert not (out / "model.json").exists()
+    state, meta = load_checkpoint(out / "checkpoint.npz")
+    assert meta["job_id"] == job_id and state.solver_state.n_iter >= 5
+    # other options or other data: the checkpoint is refused, nothing is overwritten
+    changed = tmp_path / "changed.toml"
+    changed.write_text(job.read_text().replace("max_iter = 400", "max_iter = 400\nl2 = 0.5"))
+    refused = run_cli("submit", changed)
+    assert refused.returncode == 1 and "CheckpointError" in refused.stderr
+    assert "train.l2: 0.0 -> 0.5" in refused.stderr
+    # resume the cancelled job (in-process this time): the uninterrupted model
+    resumed = run_cli("resume", out, "--in-process", "--quiet")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    model = Model.load(out)
+    assert model.digest == reference_slow.digest
+    assert model.loss_history == reference_slow.loss_history
+    assert job_status(out) == "succeeded"
+
+
+def test_a_checkpoint_of_other_data_is_refused(tmp_path, data):
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    out = tmp_path / "out"
+    job = write_job(tmp_path / "job.toml", copy, out, extra_train="max_iter = 3")
+    result = run_cli("submit", job)
+    assert result.returncode == 0, result.stderr
+    document = json.loads((out / "job.json").read_text())
+    document["status"] = "failed"  # as if it had died: resumable
+    (out / "job.json").write_text(json.dumps(document))
+    (out / "model.json").unlink()
+    pq.write_table(pa.table({f"f{j}": [0.5] for j in range(N_FEATURES)} | {"y": [1]}),
+                   copy / "part-9.parquet")
+    refused = run_cli("resume", out, "--in-process")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "CheckpointError" in refused.stderr and "another dataset" in refused.stderr
+    assert str(out / "checkpoint.npz") in refused.stderr
+    assert load_checkpoint(out / "checkpoint.npz")[0].solver_state.n_iter == 3  # untouched
+
+
+def test_resume_and_status_of_an_unknown_job(tmp_path):
+    result = run_cli("status", "0123456789ab")
+    assert result.returncode == 1 and "JobNotFoundError" in result.stderr
+    result = run_cli("resume", tmp_path)
+    assert result.returncode == 1 and "JobNotFoundError" in result.stderr
+
+
+def test_train_config_default_matches_job_defaults():
+    config = config_from_mapping({"data.url": "/x", "data.label": "y"})
+    assert config == TrainConfig(data="/x", label="y")
