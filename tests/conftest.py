@@ -80,6 +80,13 @@ class DaskCLICluster:
                     raise
                 time.sleep(0.5)
 
+    def worker_pids(self) -> list[int]:
+        """Pids of the worker processes (the nannies' children) now."""
+        from distributed import Client
+
+        with Client(self.address, timeout=10) as client:
+            return list(client.run(os.getpid).values())
+
     def close(self) -> None:
         for process in reversed(self.processes):
             if process.poll() is None:

@@ -387,3 +387,29 @@ def test_resume_and_status_of_an_unknown_job(tmp_path):
 def test_train_config_default_matches_job_defaults():
     config = config_from_mapping({"data.url": "/x", "data.label": "y"})
     assert config == TrainConfig(data="/x", label="y")
+
+
+@pytest.mark.cluster
+def test_a_detached_job_survives_losing_its_coordinators_worker(tmp_path, data, dask_cli_cluster,
+                                                                reference_slow):
+    """SIGKILL the worker process that runs the coordinator: the scheduler runs
+    the coordinator task again elsewhere, it resumes from the checkpoint, and
+    the model is the uninterrupted one."""
+    address = dask_cli_cluster.address
+    out = tmp_path / "out"
+    job = slow_job(tmp_path / "slow.toml", data, out, f'scheduler = "{address}"', name="lose-worker")
+    assert run_cli("submit", job, "--detach").returncode == 0
+    wait_for(lambda: job_status(out) == "running" and (out / "history.csv").exists()
+             and len(history_rows(out)) >= 10, what="10 iterations")
+    first = json.loads((out / "job.json").read_text())["coordinator"]["pid"]
+    assert first not in (os.getpid(),) and first in dask_cli_cluster.worker_pids()
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: job_status(out) in ("succeeded", "failed", "cancelled"), timeout=180,
+             poll=0.5, what="the job to finish after the worker loss")
+    document = json.loads((out / "job.json").read_text())
+    assert document["status"] == "succeeded", document.get("error")
+    assert document["coordinator"]["pid"] != first and document["resumed_from"] >= 9
+    model = Model.load(out)
+    assert model.digest == reference_slow.digest
+    assert model.loss_history == reference_slow.loss_history
+    dask_cli_cluster.wait_for_workers(2)  # the nanny restarted the killed worker
