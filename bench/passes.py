@@ -236,7 +236,7 @@ def measure(rows: int = 1_000_000, features: int = 32, repeat: int = 5, files: i
         rows_out.append(("fused exact kernel, per row group", "-",
                          statistics.median(timings(repeat, per_chunk)), ""))
         rows_out.append(("pyarrow read_table (1 thread)", "-", statistics.median(decode), ""))
-        del X, y, X_parts, y_parts
+        X = y = X_parts = y_parts = None  # free them before the clusters start
 
         # ---- on LocalClusters
         results = {}

@@ -107,7 +107,7 @@ def test_shipped_job_files_validate(name):
     assert config.name == Path(name).stem and config.out and config.label == "y"
     if name == "compose.toml":
         assert config.cluster.scheduler == "tcp://scheduler:8786"
-        assert config.data.startswith("/data/") and config.out.startswith("/data/")
+        assert config.data.startswith("/data/") and config.out.startswith("/runs/")
     else:
         assert config.cluster.scheduler is None and config.cluster.n_workers == 2
         assert config.generate["rows"] > 0
