@@ -238,6 +238,45 @@ def check_job_output(config: TrainConfig, job_id: str | None) -> tuple[str, dict
     return job_id or new_job_id(), None
 
 
+def refuse_if_running(previous: dict | None) -> None:
+    """A job whose coordinator may still be alive is not started a second time."""
+    if not previous or previous.get("status") not in (QUEUED, RUNNING):
+        return
+    job_id = previous.get("job_id")
+    coordinator = previous.get("coordinator") or {}
+    pid, host = coordinator.get("pid"), coordinator.get("host")
+    if coordinator.get("mode") == "attached" and host == socket.gethostname() and pid and _alive(pid):
+        raise JobError(f"job {job_id} is still running (coordinator pid {pid} on {host}); "
+                       "cancel it first, or wait for it to end")
+    scheduler = (previous.get("config") or {}).get("cluster.scheduler")
+    if scheduler and (coordinator.get("mode") == "detached" or previous.get("status") == QUEUED):
+        from distributed import Client
+
+        try:
+            with Client(scheduler, timeout=5, set_as_default=False) as client:
+                state = client.run_on_scheduler(_task_state, f"pipeline-job-{job_id}")
+        except (OSError, TimeoutError):
+            return  # the scheduler is gone, and its tasks with it
+        if state in ("waiting", "queued", "no-worker", "processing"):
+            raise JobError(f"job {job_id} is still {state} on {scheduler} (its coordinator task "
+                           "is alive); cancel it first, or wait for it to end")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _task_state(key, dask_scheduler=None) -> str | None:
+    task = dask_scheduler.tasks.get(key)
+    return None if task is None else task.state
+
+
 def _generate(config: TrainConfig) -> None:
     if config.generate and not Path(config.data).exists():
         from .synth import make_data
@@ -260,6 +299,8 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
     input; ``job.json`` records the outcome either way.
     """
     job_id, previous = check_job_output(config, job_id)
+    if coordinator == "attached":
+        refuse_if_running(previous)
     _generate(config)
     dataset = open_dataset(config.data, config.label, config.features, config.weight)
     init = _initial_coef(config.init, dataset.features)
@@ -282,8 +323,9 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
             for name in (JOB_FILE, CHECKPOINT_FILE, HISTORY_FILE, LOG_FILE, CANCEL_FILE, PLOT_FILE):
                 with contextlib.suppress(FileNotFoundError):
                     (out / name).unlink()
-        with contextlib.suppress(FileNotFoundError):
-            (out / CANCEL_FILE).unlink()
+        if (previous or {}).get("status") != QUEUED:  # a queued job's cancel request stands
+            with contextlib.suppress(FileNotFoundError):
+                (out / CANCEL_FILE).unlink()
         resume = _load_resume(out, job_id, dataset.fingerprint, options)
         workers = client.scheduler_info(n_workers=-1)["workers"] if client is not None else {}
         document = files.update(
@@ -421,6 +463,7 @@ def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
         raise JobError("a detached job runs on a running cluster: give cluster.scheduler "
                        "(or --scheduler ADDRESS)")
     job_id, previous = check_job_output(config, job_id)
+    refuse_if_running(previous)
     _generate(config)
     open_dataset(config.data, config.label, config.features, config.weight)
     with connect(config.cluster) as client:

@@ -413,3 +413,39 @@ def test_a_detached_job_survives_losing_its_coordinators_worker(tmp_path, data, 
     assert model.digest == reference_slow.digest
     assert model.loss_history == reference_slow.loss_history
     dask_cli_cluster.wait_for_workers(2)  # the nanny restarted the killed worker
+
+
+def test_a_job_whose_coordinator_is_alive_is_not_started_twice(tmp_path, data):
+    out = tmp_path / "out"
+    job = write_job(tmp_path / "job.toml", data, out, extra_train="max_iter = 3")
+    assert run_cli("submit", job).returncode == 0
+    document = json.loads((out / "job.json").read_text())
+    (out / "model.json").unlink()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:  # as if an attached coordinator were still at work in that process
+        document.update(status="running", coordinator={**document["coordinator"], "pid": sleeper.pid})
+        (out / "job.json").write_text(json.dumps(document))
+        refused = run_cli("resume", out, "--in-process")
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert f"JobError: job {document['job_id']} is still running (coordinator pid {sleeper.pid}" \
+            in refused.stderr
+        assert not (out / "model.json").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    resumed = run_cli("resume", out, "--in-process")  # the coordinator is gone: resume
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_a_cancel_request_for_a_queued_job_is_kept(tmp_path, data):
+    from pipeline.errors import JobCancelled
+    from pipeline.jobs import run_job
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "job.json").write_text(json.dumps({"job_id": "q1", "name": "queued", "status": "queued"}))
+    (out / "cancel.request").write_text("cancelled while queued\n")
+    config = load_job(write_job(tmp_path / "job.toml", data, out, name="queued"))
+    with pytest.raises(JobCancelled):
+        run_job(config, "q1")
+    assert job_status(out) == "cancelled" and not (out / "model.json").exists()
