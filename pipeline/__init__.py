@@ -9,8 +9,8 @@ from .config import TrainConfig
 from .data import Dataset, open_dataset
 from .errors import PipelineError
 from .model import Model, coef_digest
-from .reduce import ClusterSpec
 from .objective import Penalty
+from .reduce import ClusterSpec
 from .solvers import SolverOptions
 from .train import fit, train, train_arrays
 

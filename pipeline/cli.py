@@ -212,6 +212,9 @@ def _submit(args) -> int:
             return 0
         model = _attached(config, quiet=args.quiet)
     except (ClusterError, DatasetNotFoundError) as exc:
+        # the job file named something that is not there: say which key
+        if isinstance(exc, ClusterError) and (config.cluster is None or exc.path != config.cluster.scheduler):
+            raise
         key = "cluster.scheduler" if isinstance(exc, ClusterError) else "data.url"
         raise type(exc)(f"{args.job}: {key}: {exc}", path=args.job, column=key) from None
     return 0 if model is not None else EXIT_CANCELLED

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from dataclasses import dataclass
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import fsspec
@@ -30,13 +30,13 @@ from .errors import (
     ColumnNotFoundError,
     ColumnTypeError,
     ConfigError,
-    WeightValueError,
     DatasetNotFoundError,
     EmptyDatasetError,
     LabelValueError,
     MissingValueError,
     NonFiniteValueError,
     UnreadableFileError,
+    WeightValueError,
 )
 
 __all__ = ["Chunk", "ChunkReader", "ChunkSpec", "Dataset", "open_dataset"]
@@ -192,6 +192,9 @@ class Dataset:
     chunks: tuple[ChunkSpec, ...]
     weight: str | None = None
     file_sizes: tuple[int, ...] = ()
+    #: (min, max) of the label from the row groups' Parquet statistics, None
+    #: when a non-empty row group has none (the data still gets checked in full)
+    label_range: tuple[float, float] | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -289,11 +292,12 @@ def open_dataset(
         raise DatasetNotFoundError(f"cannot open dataset {url!r}: {exc}", path=url) from None
     files, base = _list_files(filesystem, root, url)
     partition_keys = _partition_keys(files, base)
-    schemas, row_groups = {}, {}
+    schemas, row_groups, label_ranges = {}, {}, []
     for path in files:
         metadata = _read_metadata(filesystem, path)
         schemas[path] = metadata.schema.to_arrow_schema()
         row_groups[path] = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+        label_ranges.extend(_column_ranges(metadata, label))
     if features is None:
         features = _default_features(schemas[files[0]], (label, weight, *partition_keys))
         if not features:
@@ -324,7 +328,29 @@ def open_dataset(
         chunks=tuple(chunks),
         weight=weight,
         file_sizes=tuple(_file_size(filesystem, path) for path in files),
+        label_range=(None if not label_ranges or None in label_ranges else
+                     (min(low for low, _ in label_ranges), max(high for _, high in label_ranges))),
     )
+
+
+def _column_ranges(metadata: pq.FileMetaData, name: str) -> list:
+    """(min, max) of column ``name`` per non-empty row group, None where unknown."""
+    paths = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+    if name not in paths:
+        return []  # reported by the schema check
+    index = paths.index(name)
+    ranges = []
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        if not row_group.num_rows:
+            continue
+        statistics = row_group.column(index).statistics
+        try:
+            known = statistics is not None and statistics.has_min_max
+            ranges.append((float(statistics.min), float(statistics.max)) if known else None)
+        except (TypeError, ValueError):  # not numeric: the type check reports it
+            ranges.append(None)
+    return ranges
 
 
 def _check_feature_names(features: tuple[str, ...], label: str) -> None:

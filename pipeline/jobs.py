@@ -56,7 +56,16 @@ from .jobfile import config_from_mapping, config_to_mapping
 from .kernel import KernelSpec
 from .model import MODEL_FILE, Model
 from .reduce import connect
-from .train import FitState, _evaluator, _initial_coef, build_model, check_output, fit
+from .train import (
+    FitState,
+    _evaluator,
+    _initial_coef,
+    build_model,
+    check_label_classes,
+    check_output,
+    fit,
+    warn_if_underdetermined,
+)
 
 __all__ = [
     "CANCEL_FILE",
@@ -303,6 +312,7 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
         refuse_if_running(previous)
     _generate(config)
     dataset = open_dataset(config.data, config.label, config.features, config.weight)
+    check_label_classes(dataset)
     init = _initial_coef(config.init, dataset.features)
     options = model_options(config, dataset.features)
     out = Path(config.out)
@@ -311,48 +321,65 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
             client = stack.enter_context(connect(config.cluster))
         on_scheduler = coordinator == "detached" or (config.cluster is not None and config.cluster.scheduler)
         publish_to = client if on_scheduler else None
-        out.mkdir(parents=True, exist_ok=True)
         files = JobFiles(out)
+        resume = _load_resume(out, job_id, dataset.fingerprint, options)
+        workers = client.scheduler_info(n_workers=-1)["workers"] if client is not None else {}
+        meta = {"job_id": job_id, "fingerprint": dataset.fingerprint, "model_options": options}
+        pending: list[str] | None = []  # log lines until the directory is written (None after)
 
         def note(message: str) -> None:
-            files.log(message)
+            if pending is None:
+                files.log(message)
+            else:
+                pending.append(message)
             if notify:
                 notify(message)
 
-        if previous is None:  # a new job: nothing of another job may be resumed or shown
-            for name in (JOB_FILE, CHECKPOINT_FILE, HISTORY_FILE, LOG_FILE, CANCEL_FILE, PLOT_FILE):
+        def begin() -> None:
+            """Write the job's directory: at once for a known job, else after the
+            first pass, so bad input leaves nothing behind."""
+            nonlocal pending
+            if pending is None:
+                return
+            out.mkdir(parents=True, exist_ok=True)
+            if previous is None:  # a new job: nothing of another job may be resumed or shown
+                for name in (JOB_FILE, CHECKPOINT_FILE, HISTORY_FILE, LOG_FILE, CANCEL_FILE, PLOT_FILE):
+                    with contextlib.suppress(FileNotFoundError):
+                        (out / name).unlink()
+            if (previous or {}).get("status") != QUEUED:  # a queued job's cancel request stands
                 with contextlib.suppress(FileNotFoundError):
-                    (out / name).unlink()
-        if (previous or {}).get("status") != QUEUED:  # a queued job's cancel request stands
-            with contextlib.suppress(FileNotFoundError):
-                (out / CANCEL_FILE).unlink()
-        resume = _load_resume(out, job_id, dataset.fingerprint, options)
-        workers = client.scheduler_info(n_workers=-1)["workers"] if client is not None else {}
-        document = files.update(
-            job_id=job_id, name=config.name, status=RUNNING, out=str(out.absolute()),
-            config=config_to_mapping(config), model_options=options, versions=_versions(),
-            dataset={"url": dataset.url, "fingerprint": dataset.fingerprint,
-                     "n_samples": dataset.n_samples, "n_features": dataset.n_features,
-                     "files": len(dataset.files), "chunks": len(dataset.chunks)},
-            cluster={"scheduler": getattr(client, "scheduler", None) and client.scheduler.address,
-                     "n_workers": len(workers),
-                     "threads": sum(w.get("nthreads", 0) for w in workers.values())},
-            coordinator={"mode": coordinator, "host": socket.gethostname(), "pid": os.getpid(),
-                         "user": _user()},
-            started_at=(previous or {}).get("started_at") or _now(), ended_at=None, error=None,
-            resumed_from=None if resume is None else resume.solver_state.n_iter,
-            submitted_at=(previous or {}).get("submitted_at") or _now(),
-        )
-        _publish(publish_to, job_id, document)
+                    (out / CANCEL_FILE).unlink()
+            document = files.update(
+                job_id=job_id, name=config.name, status=RUNNING, out=str(out.absolute()),
+                config=config_to_mapping(config), model_options=options, versions=_versions(),
+                dataset={"url": dataset.url, "fingerprint": dataset.fingerprint,
+                         "n_samples": dataset.n_samples, "n_features": dataset.n_features,
+                         "files": len(dataset.files), "chunks": len(dataset.chunks)},
+                cluster={"scheduler": getattr(client, "scheduler", None) and client.scheduler.address,
+                         "n_workers": len(workers),
+                         "threads": sum(w.get("nthreads", 0) for w in workers.values())},
+                coordinator={"mode": coordinator, "host": socket.gethostname(), "pid": os.getpid(),
+                             "user": _user()},
+                started_at=(previous or {}).get("started_at") or _now(), ended_at=None, error=None,
+                resumed_from=None if resume is None else resume.solver_state.n_iter,
+                submitted_at=(previous or {}).get("submitted_at") or _now(),
+            )
+            lines, pending = pending, None
+            for line in lines:
+                files.log(line)
+            _publish(publish_to, job_id, document)
+
         if resume is None:
             note(f"job {job_id} started: {config.solver} on {dataset.url} "
-                      f"({dataset.n_samples} rows x {dataset.n_features} features)")
+                 f"({dataset.n_samples} rows x {dataset.n_features} features)")
         else:
             note(f"job {job_id} resumed at iteration {resume.solver_state.n_iter} "
-                      f"from {out / CHECKPOINT_FILE}")
-        meta = {"job_id": job_id, "fingerprint": dataset.fingerprint, "model_options": options}
+                 f"from {out / CHECKPOINT_FILE}")
+        if previous is not None or coordinator != "attached":
+            begin()
 
         def on_state(state: FitState) -> None:
+            begin()
             record = state.solver_state.history[-1]
             files.write_history(state)
             if state.solver_state.n_iter % config.checkpoint_every == 0:
@@ -368,34 +395,40 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
             with _evaluator(config, dataset, note, client) as (evaluator, cache), \
                     warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
+                warn_if_underdetermined(dataset, config.penalty)
                 result = fit(_Cancellable(evaluator, files), solver=config.solver,
                              options=config.options, penalty=config.penalty,
                              standardize=config.standardize, class_weight=config.class_weight,
                              init=init, progress=progress, features=dataset.features,
-                             resume=resume, on_state=on_state)
+                             resume=resume, on_state=on_state, label=dataset.label)
             for warning in caught:
                 kind = "ConvergenceWarning" if issubclass(warning.category, ConvergenceWarning) else "warning"
                 files.log(f"{kind}: {warning.message}")
                 if on_warning:
                     on_warning(f"{kind}: {warning.message}")
+            check = getattr(evaluator, "workers_check", None)
+            kernel = None if check is None or check.reference is None else {
+                "fingerprint": check.reference, "workers": sorted(check.fingerprints)}
             model = build_model(result, dataset.features, dataset.n_samples, solver=config.solver,
                                 penalty=config.penalty, label=dataset.label, weight=dataset.weight,
                                 dataset=dataset.url, cache=cache)
             model.save(out)
             _plot(out / PLOT_FILE, model.loss_history, model.grad_norm_history)
         except JobCancelled as exc:
-            _finish(files, publish_to, job_id, CANCELLED, str(exc))
+            if pending is None:
+                _finish(files, publish_to, job_id, CANCELLED, str(exc))
             raise
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}" if isinstance(exc, PipelineError) else \
                 f"{type(exc).__name__}: {exc} (unexpected)"
-            _finish(files, publish_to, job_id, FAILED, message)
+            if pending is None:  # else nothing was written, and nothing is now
+                _finish(files, publish_to, job_id, FAILED, message)
             raise
         status = "converged" if model.converged else "NOT converged"
         files.log(f"{status} after {model.n_iter} iterations, {model.n_passes} passes "
                   f"({model.message}); digest {model.digest}")
         _finish(files, publish_to, job_id, SUCCEEDED, None, digest=model.digest,
-                converged=model.converged, n_iter=model.n_iter, cache=cache)
+                converged=model.converged, n_iter=model.n_iter, cache=cache, kernel=kernel)
         return model
 
 
@@ -465,7 +498,7 @@ def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
     job_id, previous = check_job_output(config, job_id)
     refuse_if_running(previous)
     _generate(config)
-    open_dataset(config.data, config.label, config.features, config.weight)
+    check_label_classes(open_dataset(config.data, config.label, config.features, config.weight))
     with connect(config.cluster) as client:
         out = Path(config.out)
         out.mkdir(parents=True, exist_ok=True)

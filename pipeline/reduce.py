@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ClusterError
 from .data import Chunk, Dataset, spread
+from .errors import ClusterError
 from .fused import chunk_partials_fast
 from .kernel import KernelSpec, Partials, Stats, chunk_stats, merge_partials
 from .stream import (
@@ -41,8 +42,10 @@ __all__ = [
     "InProcessEvaluator",
     "REDUCE_FAN_IN",
     "StreamingEvaluator",
+    "WorkerCheck",
     "cluster_memory",
     "connect",
+    "gather",
 ]
 
 #: Partial states merged per task of the reduction tree.
@@ -51,6 +54,14 @@ REDUCE_FAN_IN = 8
 CONNECT_TIMEOUT_S = 10
 #: Seconds to wait for the first worker of a remote cluster.
 WORKER_WAIT_S = 120
+#: Seconds a pass may make no progress (no worker left, or every worker
+#: paused) before it fails with a :class:`ClusterError`.
+STALL_TIMEOUT_S = 60.0
+#: Streaming passes plan at least this many units per worker thread (when
+#: there are enough row groups), so work can move to workers that join.
+UNITS_PER_THREAD = 2
+#: Seconds between checks of the cluster while a pass runs.
+WATCH_POLL_S = 1.0
 
 
 class InProcessEvaluator:
@@ -91,7 +102,8 @@ class DaskEvaluator:
     blocks, so a recomputed task can never be counted twice.
     """
 
-    def __init__(self, client, data: Chunk, persist: bool = True) -> None:
+    def __init__(self, client, data: Chunk, persist: bool = True,
+                 stall_timeout_s: float = STALL_TIMEOUT_S) -> None:
         X, y, weights = data
         arrays = [X, y] if weights is None else [X, y, weights]
         if persist:
@@ -99,6 +111,8 @@ class DaskEvaluator:
         self.client = client
         self.arrays = arrays
         self.persisted = persist
+        self.stall_timeout_s = stall_timeout_s
+        self.workers_check = WorkerCheck()
         self.n_features = X.shape[1]
 
     def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
@@ -106,6 +120,7 @@ class DaskEvaluator:
         empty = Partials.zeros(self.n_features + 1, spec.hessian)
         if self.persisted:
             return self._per_worker(empty, loss_kernel, coef, spec)
+        self.workers_check.check(self.client)
         import dask
 
         coef_key = dask.delayed(coef, pure=True)
@@ -114,17 +129,18 @@ class DaskEvaluator:
             dask.delayed(chunk_partials_fast, pure=True)(X, y, coef_key, weights, spec_key)
             for X, y, weights in self._blocks()
         ]
-        return _tree_reduce(self.client, level, empty)
+        return _tree_reduce(self.client, level, empty, self.stall_timeout_s)
 
     def stats(self) -> Stats:
         empty = Stats.zeros(self.n_features)
         if self.persisted:
             return self._per_worker(empty, stats_kernel)
+        self.workers_check.check(self.client)
         import dask
 
         level = [dask.delayed(chunk_stats, pure=True)(X, y, weights)
                  for X, y, weights in self._blocks()]
-        return _tree_reduce(self.client, level, empty)
+        return _tree_reduce(self.client, level, empty, self.stall_timeout_s)
 
     def _blocks(self):
         blocks = [array.to_delayed().ravel() for array in self.arrays]
@@ -152,6 +168,7 @@ class DaskEvaluator:
             where = holders.get(future.key) or [None]
             groups.setdefault(min(where), []).append(index)
         threads = self.client.nthreads()
+        self.workers_check.check(self.client, threads)
         tasks = []
         for worker, indices in groups.items():
             for part in _split(indices, threads.get(worker, 1)):
@@ -159,7 +176,7 @@ class DaskEvaluator:
                 hint = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
                 tasks.append(self.client.submit(
                     sum_blocks, kernel, args, len(part), *blocks, pure=True, **hint))
-        return merge_partials(empty, *self.client.gather(tasks))
+        return merge_partials(empty, *gather(self.client, tasks, self.stall_timeout_s))
 
 
 def sum_blocks(kernel, args: tuple, n_blocks: int, *blocks):
@@ -175,13 +192,106 @@ def sum_blocks(kernel, args: tuple, n_blocks: int, *blocks):
     return total
 
 
+def gather(client, futures: list, stall_timeout_s: float = STALL_TIMEOUT_S) -> list:
+    """``client.gather(futures)``, but never waiting forever on a stalled cluster.
+
+    While the futures run, the scheduler is asked every ``WATCH_POLL_S``
+    seconds for its workers' states.  Lost workers are not a problem (their
+    tasks run again elsewhere, with the same result), but when no worker is
+    left, or every worker is paused (memory above the pause threshold), for
+    ``stall_timeout_s`` seconds, the pass fails with a :class:`ClusterError`
+    that says what to do.  Task errors are raised as they are.
+    """
+    from distributed import wait
+
+    stalled_since = None
+    while True:
+        try:
+            wait(futures, timeout=WATCH_POLL_S)
+            return client.gather(futures)
+        except TimeoutError:
+            pass
+        workers = client.run_on_scheduler(_worker_states)
+        running = [w for w, (status, _) in workers.items() if status == "running"]
+        if running:
+            stalled_since = None
+            continue
+        now = time.monotonic()
+        stalled_since = stalled_since or now
+        if now - stalled_since < stall_timeout_s:
+            continue
+        if not workers:
+            raise ClusterError(
+                f"no worker has been connected to the scheduler for {stall_timeout_s:g} s "
+                "(all workers lost); the pass cannot finish. Start workers again and resume "
+                "the job from its last checkpoint (pipeline resume OUTPUT_DIR)")
+        limits = sorted({limit for _, limit in workers.values()})
+        raise ClusterError(
+            f"every worker ({', '.join(sorted(workers))}) has been paused for "
+            f"{stall_timeout_s:g} s, their memory above the pause threshold (memory limit "
+            f"{', '.join(_size(limit) for limit in limits)}); the data does not fit: use "
+            "--cache disk or none, smaller row groups, or more or larger workers")
+
+
+class WorkerCheck:
+    """Workers must compute the same bits: their kernel fingerprints
+    (:func:`pipeline.probe.kernel_fingerprint`) are compared once per worker,
+    when it is first seen, also for workers that join during a run."""
+
+    def __init__(self) -> None:
+        self.fingerprints: dict[str, dict] = {}
+
+    @property
+    def reference(self) -> dict | None:
+        return next(iter(self.fingerprints.values()), None)
+
+    def check(self, client, addresses=None) -> None:
+        """Probe the workers not seen yet (all current ones by default)."""
+        from .probe import kernel_fingerprint
+
+        addresses = sorted(client.nthreads() if addresses is None else addresses)
+        new = [address for address in addresses if address not in self.fingerprints]
+        if not new:
+            return
+        found = client.run(kernel_fingerprint, workers=new, on_error="ignore")
+        self.fingerprints.update({a: f for a, f in found.items() if isinstance(f, dict)})
+        groups: dict[str, list[str]] = {}
+        for address, fingerprint in self.fingerprints.items():
+            groups.setdefault(fingerprint["digest"], []).append(address)
+        if len(groups) > 1:
+            described = "; ".join(
+                f"{', '.join(members)}: fingerprint {digest} "
+                f"({_describe(self.fingerprints[members[0]])})"
+                for digest, members in groups.items())
+            raise ClusterError(
+                "workers compute different floating-point results, which would break "
+                f"the exactness guarantee; found {described}. Run every worker from the "
+                "same environment (image, library versions) on CPUs with the same numpy "
+                "SIMD targets, or keep the job to workers that agree")
+
+
+def _describe(fingerprint: dict) -> str:
+    return (f"numpy {fingerprint['numpy']}, pyarrow {fingerprint['pyarrow']}, numba "
+            f"{fingerprint['numba']}, python {fingerprint['python']}, SIMD "
+            f"{'+'.join(fingerprint['cpu_dispatch']) or 'baseline only'}")
+
+
+def _worker_states(dask_scheduler=None) -> dict:
+    return {address: (worker.status.name, worker.memory_limit)
+            for address, worker in dask_scheduler.workers.items()}
+
+
+def _size(limit) -> str:
+    return "none" if not limit else f"{limit / 2**20:.0f} MiB"
+
+
 def _split(items: list, parts: int) -> list[list]:
     """``items`` in at most ``parts`` contiguous, non-empty runs of about equal length."""
     parts = max(1, min(parts, len(items)))
     return [items[len(items) * k // parts : len(items) * (k + 1) // parts] for k in range(parts)]
 
 
-def _tree_reduce(client, level: list, empty):
+def _tree_reduce(client, level: list, empty, stall_timeout_s: float = STALL_TIMEOUT_S):
     """Merge delayed partial states ``REDUCE_FAN_IN`` at a time; compute the root."""
     import dask
 
@@ -192,7 +302,7 @@ def _tree_reduce(client, level: list, empty):
             dask.delayed(merge_partials, pure=True)(*level[i : i + REDUCE_FAN_IN])
             for i in range(0, len(level), REDUCE_FAN_IN)
         ]
-    return client.compute(level[0]).result()
+    return gather(client, [client.compute(level[0])], stall_timeout_s)[0]
 
 
 class StreamingEvaluator:
@@ -203,22 +313,37 @@ class StreamingEvaluator:
     Units are placed on the workers in contiguous, row-balanced runs, so a
     worker finds its own cache files again; per pass each worker thread gets
     one task that streams its run of units (pinned there, allowed elsewhere
-    after a failure), and the states are merged here.  Without ``workers``
+    after a failure), and the states are merged here.  When workers join or
+    leave, the next pass spreads the units over the workers there then.  Without ``workers``
     each unit is a task of its own.  With ``client=None`` the same work runs
     in this process, one unit after another.
     """
 
     def __init__(self, client, dataset: Dataset, cache: DiskCache | None,
                  workers: Sequence[str] | None = None,
-                 unit_bytes: int = UNIT_BYTES, batch_bytes: int = BATCH_BYTES) -> None:
+                 unit_bytes: int = UNIT_BYTES, batch_bytes: int = BATCH_BYTES,
+                 stall_timeout_s: float = STALL_TIMEOUT_S) -> None:
         self.client = client
+        self.stall_timeout_s = stall_timeout_s
+        self.workers_check = WorkerCheck()
         self.reader = dataset.reader
         self.n_features = dataset.n_features
         self.cache = cache
         self.rows = batch_rows(self.reader, batch_bytes)
+        threads = (client.nthreads() if client is not None and workers else
+                   {worker: 1 for worker in workers or ()})
+        # at least UNITS_PER_THREAD units per thread where the row groups allow,
+        # so work can move when workers join or leave
+        total = dataset.n_samples * row_bytes(self.reader)
+        unit_bytes = min(unit_bytes, max(1, total // (UNITS_PER_THREAD * max(1, sum(threads.values())))))
         self.units = plan_units(dataset.chunks, row_bytes(self.reader), unit_bytes)
-        placement = spread([sum(c.n_rows for c in unit) for unit in self.units], workers)
-        threads = client.nthreads() if client is not None and workers else {}
+        self.placed = bool(workers)
+        self._plan(threads)
+
+    def _plan(self, threads: dict) -> None:
+        """Spread the units over ``threads``' workers (sorted), one task per thread."""
+        self.planned_for = sorted(threads)
+        placement = spread([sum(c.n_rows for c in unit) for unit in self.units], self.planned_for)
         runs: dict[str | None, list] = {}
         for unit, worker in zip(self.units, placement):
             runs.setdefault(worker, []).append(unit)
@@ -242,13 +367,17 @@ class StreamingEvaluator:
                 unit_sums(self.reader, unit, self.rows, self.cache, kernel, *args)
                 for unit in self.units
             ))
+        threads = self.client.nthreads()
+        self.workers_check.check(self.client, threads)
+        if self.placed and threads and sorted(threads) != self.planned_for:
+            self._plan(threads)  # workers joined or left: spread the units over those there now
         tasks = []
         for worker, units in self.tasks:
             hint = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
             tasks.append(self.client.submit(
                 units_sums, self.reader, units, self.rows, self.cache, kernel, *args,
                 pure=True, **hint))
-        return merge_partials(empty, *self.client.gather(tasks))
+        return merge_partials(empty, *gather(self.client, tasks, self.stall_timeout_s))
 
 
 @dataclass(frozen=True)
@@ -259,6 +388,8 @@ class ClusterSpec:
     n_workers: int = 2
     threads_per_worker: int = 1
     memory_limit: str | None = None
+    #: fail a pass that makes no progress for this long (see :func:`gather`)
+    stall_timeout_s: float = STALL_TIMEOUT_S
 
 
 def cluster_memory(client) -> tuple[list[str], int | None]:
@@ -279,14 +410,15 @@ def connect(spec: ClusterSpec) -> Iterator:
         except (OSError, TimeoutError) as exc:
             raise ClusterError(
                 f"no Dask scheduler answered at {spec.scheduler!r} within "
-                f"{CONNECT_TIMEOUT_S} s: {exc}"
+                f"{CONNECT_TIMEOUT_S} s: {exc}", path=spec.scheduler,
             ) from None
         with client:
             try:
                 client.wait_for_workers(1, timeout=WORKER_WAIT_S)
             except TimeoutError:
                 raise ClusterError(
-                    f"the scheduler at {spec.scheduler!r} has no workers after {WORKER_WAIT_S} s"
+                    f"the scheduler at {spec.scheduler!r} has no workers after {WORKER_WAIT_S} s",
+                    path=spec.scheduler,
                 ) from None
             yield client
         return

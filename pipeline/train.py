@@ -16,7 +16,13 @@ import numpy as np
 
 from .config import TrainConfig
 from .data import Dataset, open_dataset
-from .errors import ConfigError, ConvergenceWarning, OutputError
+from .errors import (
+    ConfigError,
+    ConvergenceWarning,
+    LabelValueError,
+    OutputError,
+    WeightValueError,
+)
 from .model import MODEL_FILE, Model
 from .objective import (
     DataSummary,
@@ -27,8 +33,14 @@ from .objective import (
     balanced_class_weight,
     summarize,
 )
-from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, cluster_memory, connect
-from .stream import DiskCache
+from .reduce import (
+    ClusterSpec,
+    DaskEvaluator,
+    InProcessEvaluator,
+    StreamingEvaluator,
+    cluster_memory,
+    connect,
+)
 from .solvers import (
     IterationRecord,
     SolverOptions,
@@ -38,6 +50,7 @@ from .solvers import (
     lbfgs,
     newton,
 )
+from .stream import DiskCache
 
 __all__ = ["Fit", "FitState", "fit", "train", "train_arrays"]
 
@@ -82,6 +95,8 @@ def train(config: TrainConfig, progress: Progress | None = None, notify: Notify 
     dataset = open_dataset(config.data, config.label, config.features, config.weight)
     init = _initial_coef(config.init, dataset.features)
     notify = notify or (lambda message: None)
+    check_label_classes(dataset)
+    warn_if_underdetermined(dataset, config.penalty)
     with _evaluator(config, dataset, notify) as (evaluator, cache):
         result = fit(
             evaluator,
@@ -93,6 +108,7 @@ def train(config: TrainConfig, progress: Progress | None = None, notify: Notify 
             init=init,
             progress=progress,
             features=dataset.features,
+            label=dataset.label,
         )
     model = build_model(result, dataset.features, dataset.n_samples, solver=config.solver,
                         penalty=config.penalty, label=dataset.label, weight=dataset.weight,
@@ -126,12 +142,14 @@ def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify,
         workers, memory = cluster_memory(client)
         mode, reason = choose_cache(config.cache, dataset.decoded_bytes, memory, config.memory_fraction)
         notify(f"cache: {mode} ({reason})")
+        stall = (config.cluster or ClusterSpec()).stall_timeout_s
         if mode == "memory":
-            yield DaskEvaluator(client, dataset.to_dask(workers), persist=True), mode
+            yield DaskEvaluator(client, dataset.to_dask(workers), persist=True,
+                                stall_timeout_s=stall), mode
             return
         cache = DiskCache(dataset.fingerprint) if mode == "disk" else None
         try:
-            yield StreamingEvaluator(client, dataset, cache, workers), mode
+            yield StreamingEvaluator(client, dataset, cache, workers, stall_timeout_s=stall), mode
         finally:
             if cache is not None:
                 client.run(cache.clear)
@@ -174,6 +192,7 @@ def fit(
     features: Sequence[str] | None = None,
     resume: FitState | None = None,
     on_state: Callable[[FitState], None] | None = None,
+    label: str | None = None,
 ) -> Fit:
     """Statistics pass (when needed), then the solver, on any evaluator.
 
@@ -190,6 +209,7 @@ def fit(
     else:
         if standardize or class_weight == "balanced":
             summary = summarize(evaluator.stats())
+            _check_two_classes(summary, label)
             for j in summary.constant_columns if standardize else []:
                 name = repr(features[j]) if features is not None else f"number {j}"
                 warnings.warn(f"feature {name} is constant ({float(summary.mean[j])!r} in every row); "
@@ -239,6 +259,44 @@ def fit(
         gradient = standardization.gradient_to_original(result.grad)
     return Fit(result, coef, gradient, result.n_passes + stats_passes, standardization,
                class_weight, summary)
+
+
+def _check_two_classes(summary: DataSummary, label: str | None) -> None:
+    """Both labels must carry weight, else the optimum is at infinity."""
+    if not summary.weight_sum > 0:
+        raise WeightValueError(
+            f"the sample weights add up to {summary.weight_sum!r}; expected a positive total")
+    negative = summary.weight_sum - summary.positive_weight
+    if summary.positive_weight > 0 and negative > 0:
+        return
+    only = 1 if summary.positive_weight > 0 else 0
+    column = f"label column {label!r}" if label else "the label"
+    raise LabelValueError(
+        f"{column} has a single class: all the weight of the {summary.n_samples} rows is on "
+        f"label {only}; expected both 0 and 1 (logistic regression has no finite optimum "
+        "otherwise)", column=label)
+
+
+def check_label_classes(dataset: Dataset) -> None:
+    """A label that the Parquet statistics show to be constant 0 or 1 is refused
+    before any pass (the statistics pass checks weighted classes exactly)."""
+    if dataset.label_range is None:
+        return
+    low, high = dataset.label_range
+    if low == high and low in (0.0, 1.0):
+        raise LabelValueError(
+            f"label column {dataset.label!r} has a single class: it is {low:g} in all "
+            f"{dataset.n_samples} rows (from the Parquet statistics of {len(dataset.files)} "
+            "file(s)); expected both 0 and 1 (logistic regression has no finite optimum otherwise)",
+            path=dataset.url, column=dataset.label)
+
+
+def warn_if_underdetermined(dataset: Dataset, penalty: Penalty) -> None:
+    """More features than rows is allowed with a penalty, warned without."""
+    if dataset.n_features > dataset.n_samples and not (penalty.l2 or penalty.l1):
+        warnings.warn(
+            f"more features ({dataset.n_features}) than rows ({dataset.n_samples}): without a "
+            "penalty the optimum is not unique (add --l2 or --l1)", stacklevel=2)
 
 
 def train_arrays(

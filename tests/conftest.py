@@ -50,20 +50,40 @@ class DaskCLICluster:
         self._start(
             "scheduler", "--host", LOOPBACK, "--port", port, "--dashboard-address", f"{LOOPBACK}:0"
         )
+        self.memory_limit = memory_limit
+        #: worker name -> its `dask worker` process (the nanny)
+        self.nannies: dict[str, subprocess.Popen] = {}
         for index in range(n_workers):
-            self._start(
-                "worker", self.address, "--host", LOOPBACK, "--nthreads", "1",
-                "--memory-limit", memory_limit, "--no-dashboard",
-                "--local-directory", str(workdir / f"worker-{index}"),
-                "--name", f"worker-{index}",
-            )
+            self.add_worker(f"worker-{index}", wait=False)
         self.wait_for_workers(n_workers)
 
-    def _start(self, *args: str) -> None:
+    def add_worker(self, name: str, wait: bool = True, env: dict | None = None) -> None:
+        self._start(
+            "worker", self.address, "--host", LOOPBACK, "--nthreads", "1",
+            "--memory-limit", self.memory_limit, "--no-dashboard",
+            "--local-directory", str(self.workdir / name), "--name", name, env=env,
+        )
+        self.nannies[name] = self.processes[-1]
+        deadline = time.monotonic() + 120
+        while wait and name not in self.worker_pids_by_name():
+            assert time.monotonic() < deadline, f"worker {name} did not join"
+            time.sleep(0.2)
+
+    def worker_pids_by_name(self) -> dict[str, int]:
+        """Worker name -> pid of its worker process (the nanny's child)."""
+        from distributed import Client
+
+        with Client(self.address, timeout=10) as client:
+            pids = client.run(os.getpid, on_error="ignore")
+            names = {address: info["name"] for address, info in
+                     client.scheduler_info(n_workers=-1)["workers"].items()}
+        return {names[address]: pid for address, pid in pids.items() if address in names}
+
+    def _start(self, *args: str, env: dict | None = None) -> None:
         log = open(self.workdir / f"{args[0]}-{len(self.processes)}.log", "w")
         self.processes.append(
             subprocess.Popen(_dask_command() + list(args), stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+                             start_new_session=True, env={**os.environ, **(env or {})})
         )
 
     def wait_for_workers(self, n: int, timeout: float = 120) -> None:
@@ -106,3 +126,27 @@ def dask_cli_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.close()
+
+
+@pytest.fixture(scope="session")
+def jobs_data(tmp_path_factory):
+    """The small, badly scaled dataset of the job and fault tests."""
+    from job_support import write_jobs_data
+
+    return write_jobs_data(tmp_path_factory.mktemp("jobs-data") / "data")
+
+
+@pytest.fixture(scope="session")
+def reference_slow(tmp_path_factory, jobs_data):
+    """The uninterrupted slow job run, in-process (every path gives the same bits)."""
+    from job_support import slow_job
+
+    from pipeline.model import Model
+
+    root = tmp_path_factory.mktemp("reference")
+    job = slow_job(root / "slow.toml", jobs_data, root / "out", "in_process = true")
+    result = run_cli("submit", job, "--quiet")
+    assert result.returncode == 0, result.stderr
+    model = Model.load(root / "out")
+    assert model.n_iter >= 100  # long enough to be interrupted
+    return model

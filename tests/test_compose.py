@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import free_port
+
 from pipeline.jobfile import load_job
 from pipeline.model import Model
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run_cli
+
 from pipeline import Model, coef_digest
 from pipeline.objective import LogisticObjective
 from pipeline.reduce import InProcessEvaluator

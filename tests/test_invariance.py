@@ -13,7 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import ClusterSpec, Penalty, SolverOptions, TrainConfig, train, train_arrays
+from pipeline import (
+    ClusterSpec,
+    Penalty,
+    SolverOptions,
+    TrainConfig,
+    train,
+    train_arrays,
+)
 from pipeline.synth import generate_rows
 
 pytestmark = pytest.mark.filterwarnings("ignore::pipeline.errors.ConvergenceWarning")
@@ -141,8 +148,8 @@ def test_local_cluster_equals_in_process(tmp_path, dataset, references, n_worker
     """Every solver on one cluster: 1 worker, 2 workers, cached or re-reading."""
     import distributed
 
-    from pipeline.reduce import DaskEvaluator, connect
     from pipeline.data import open_dataset
+    from pipeline.reduce import DaskEvaluator, connect
     from pipeline.train import build_model, fit
 
     write_layout(tmp_path / "data", dataset, file_cuts, row_group_sizes)

@@ -7,7 +7,6 @@ Cluster tests run on real ``dask scheduler`` / ``dask worker`` processes on
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -20,82 +19,35 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import free_port, run_cli
+from job_support import (
+    N_FEATURES,
+    N_ROWS,
+    history_rows,
+    job_status,
+    slow_job,
+    wait_for,
+    write_job,
+)
+
 from pipeline.checkpoint import load_checkpoint
 from pipeline.cli import _parser
 from pipeline.config import TrainConfig
-from pipeline.jobfile import KEYS, config_from_mapping, config_to_mapping, load_job, to_toml
+from pipeline.jobfile import (
+    KEYS,
+    config_from_mapping,
+    config_to_mapping,
+    load_job,
+    to_toml,
+)
 from pipeline.model import Model
 
 ROOT = Path(__file__).resolve().parent.parent
-N_ROWS, N_FEATURES = 3000, 6
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """Badly scaled features, so an unstandardized gd run takes many iterations."""
-    root = tmp_path_factory.mktemp("jobs-data") / "data"
-    root.mkdir()
-    rng = np.random.default_rng(11)
-    X = rng.standard_normal((N_ROWS, N_FEATURES)) * np.logspace(-1, 1, N_FEATURES) + 0.5
-    y = (rng.random(N_ROWS) < 1 / (1 + np.exp(-(X @ np.linspace(-1, 1, N_FEATURES) / 3)))).astype(np.int8)
-    for index, (start, stop) in enumerate([(0, 1000), (1000, 2200), (2200, N_ROWS)]):
-        table = pa.table({**{f"f{j}": X[start:stop, j] for j in range(N_FEATURES)}, "y": y[start:stop]})
-        pq.write_table(table, root / f"part-{index}.parquet", row_group_size=400)
-    return root
-
-
-def write_job(path: Path, data: Path, out: Path, *, name="test-job", extra_train="",
-              cluster='in_process = true', checkpoint_every=1) -> Path:
-    path.write_text(f"""
-name = "{name}"
-[data]
-url = "{data}"
-label = "y"
-[train]
-solver = "lbfgs"
-tol = 1e-9
-{extra_train}
-[cluster]
-{cluster}
-[output]
-dir = "{out}"
-checkpoint_every = {checkpoint_every}
-""")
-    return path
-
-
-SLOW_TRAIN = 'solver = "gd"\nstandardize = false\nmax_iter = 400\nftol = 0.0'
-
-
-def slow_job(path, data, out, cluster, name="slow") -> Path:
-    """A gd run on raw, badly scaled features: hundreds of iterations."""
-    text = write_job(path, data, out, name=name, cluster=cluster).read_text()
-    path.write_text(text.replace('solver = "lbfgs"\ntol = 1e-9', SLOW_TRAIN))
-    return path
-
-
-def history_rows(out: Path) -> list[dict]:
-    with open(out / "history.csv") as handle:
-        return list(csv.DictReader(handle))
-
-
-def wait_for(condition, timeout=120.0, poll=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def job_status(out: Path) -> str | None:
-    try:
-        return json.loads((out / "job.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return None
+def data(jobs_data) -> Path:
+    return jobs_data
 
 
 # --------------------------------------------------------------------------- job files
@@ -249,18 +201,6 @@ def test_checkpoints_every_k_iterations(tmp_path, data):
 # --------------------------------------------------------------------------- on a dask CLI cluster
 
 
-@pytest.fixture(scope="module")
-def reference_slow(tmp_path_factory, data):
-    """The uninterrupted slow run, in-process (every path gives the same bits)."""
-    root = tmp_path_factory.mktemp("reference")
-    job = slow_job(root / "slow.toml", data, root / "out", "in_process = true")
-    result = run_cli("submit", job, "--quiet")
-    assert result.returncode == 0, result.stderr
-    model = Model.load(root / "out")
-    assert model.n_iter >= 100  # long enough to be interrupted
-    return model
-
-
 @pytest.mark.cluster
 def test_attached_then_detached_submit_give_the_same_model(tmp_path, data, dask_cli_cluster):
     address = dask_cli_cluster.address
@@ -286,6 +226,10 @@ def test_attached_then_detached_submit_give_the_same_model(tmp_path, data, dask_
     assert Model.load(detached_out).digest == digest
     document = json.loads((detached_out / "job.json").read_text())
     assert document["coordinator"]["mode"] == "detached"
+    from pipeline.probe import kernel_fingerprint
+
+    assert document["kernel"]["fingerprint"]["digest"] == kernel_fingerprint()["digest"]
+    assert len(document["kernel"]["workers"]) == 2
     assert document["coordinator"]["pid"] != os.getpid()
     listed = run_cli("list", "--scheduler", address)
     assert listed.returncode == 0 and job_id in listed.stdout and "pair-detached" in listed.stdout
@@ -342,7 +286,7 @@ def test_cancel_stops_a_detached_job_and_its_checkpoint_resumes(tmp_path, data, 
     assert meta["job_id"] == job_id and state.solver_state.n_iter >= 5
     # other options or other data: the checkpoint is refused, nothing is overwritten
     changed = tmp_path / "changed.toml"
-    changed.write_text(job.read_text().replace("max_iter = 400", "max_iter = 400\nl2 = 0.5"))
+    changed.write_text(job.read_text().replace("max_iter = 200", "max_iter = 200\nl2 = 0.5"))
     refused = run_cli("submit", changed)
     assert refused.returncode == 1 and "CheckpointError" in refused.stderr
     assert "train.l2: 0.0 -> 0.5" in refused.stderr

@@ -119,7 +119,12 @@ def test_kernel_result_does_not_depend_on_chunking_or_layout():
 from fractions import Fraction  # noqa: E402
 
 from pipeline.kernel import KernelSpec, chunk_stats, exact_square  # noqa: E402
-from pipeline.objective import Penalty, Standardization, balanced_class_weight, summarize  # noqa: E402
+from pipeline.objective import (  # noqa: E402
+    Penalty,
+    Standardization,
+    balanced_class_weight,
+    summarize,
+)
 
 
 def test_weighted_standardized_partials_equal_the_formulas():

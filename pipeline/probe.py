@@ -1,0 +1,73 @@
+"""What decides the bits a machine computes: a fingerprint of its kernel.
+
+The exact sums make results independent of partitioning and order, but not of
+the floating-point functions each machine uses: numpy picks exp/log kernels
+by CPU (its AVX-512 ones round differently), and library versions can change
+them too.  :func:`kernel_fingerprint` runs the loss kernel (and numpy's
+exp/log) on a fixed input and hashes the output together with the versions
+and the CPU dispatch targets numpy enabled; workers whose fingerprints differ
+must not work on the same job (:mod:`pipeline.reduce` checks it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
+
+from .fused import AVAILABLE as FUSED_AVAILABLE
+from .fused import chunk_partials_fast
+from .kernel import KernelSpec
+
+__all__ = ["kernel_fingerprint"]
+
+_PROBE_ROWS, _PROBE_FEATURES = 3000, 7
+
+
+def _version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _cpu_dispatch() -> list[str]:
+    """numpy's SIMD dispatch targets that are enabled here (they pick code paths)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    return sorted(name for name in __cpu_dispatch__ if __cpu_features__.get(name))
+
+
+def kernel_fingerprint() -> dict:
+    """``{"digest": ..., ...}`` for this process; equal digests give equal bits."""
+    rng = np.random.default_rng(20261128)
+    X = np.asfortranarray(rng.standard_normal((_PROBE_ROWS, _PROBE_FEATURES)) * 4.0 + 0.5)
+    y = (rng.random(_PROBE_ROWS) < 0.4).astype(np.float64)
+    weights = rng.uniform(0.5, 2.0, _PROBE_ROWS)
+    coef = rng.normal(0.0, 1.5, _PROBE_FEATURES + 1)
+    spec = KernelSpec(center=np.full(_PROBE_FEATURES, 0.5), scale=np.full(_PROBE_FEATURES, 4.0),
+                      class_weight=(1.0, 1.7))
+    partials = chunk_partials_fast(X, y, coef, weights, spec)
+    margins = np.linspace(-745.0, 709.0, 20_001)
+    digest = hashlib.sha256()
+    sums = partials.sums
+    digest.update(repr((sums.top.tolist(), sums.bins.tolist(), sums.flags.tolist(),
+                        partials.n_samples)).encode())
+    for values in (np.exp(margins), np.log1p(np.exp(-np.abs(margins))), np.logaddexp(0.0, margins)):
+        digest.update(values.tobytes())
+    facts = {
+        "numpy": np.__version__,
+        "pyarrow": _version("pyarrow"),
+        "numba": _version("numba"),
+        "pipeline": _version("pipeline"),
+        "python": platform.python_version(),
+        "cpu_dispatch": _cpu_dispatch(),
+    }
+    digest.update(repr(sorted(facts.items())).encode())
+    # the compiled kernel and the numpy reference give the same bits (tested),
+    # so which one runs is reported but not part of the digest
+    return {"digest": digest.hexdigest()[:16], **facts, "fused_kernel": FUSED_AVAILABLE}

@@ -1,0 +1,78 @@
+"""Helpers shared by the job and fault tests (fixtures in conftest.py)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+N_ROWS, N_FEATURES = 3000, 6
+
+
+def write_jobs_data(root: Path) -> Path:
+    """Badly scaled features, so an unstandardized gd run takes many iterations."""
+    root.mkdir()
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((N_ROWS, N_FEATURES)) * np.logspace(-1, 1, N_FEATURES) + 0.5
+    y = (rng.random(N_ROWS) < 1 / (1 + np.exp(-(X @ np.linspace(-1, 1, N_FEATURES) / 3)))).astype(np.int8)
+    for index, (start, stop) in enumerate([(0, 1000), (1000, 2200), (2200, N_ROWS)]):
+        table = pa.table({**{f"f{j}": X[start:stop, j] for j in range(N_FEATURES)}, "y": y[start:stop]})
+        pq.write_table(table, root / f"part-{index}.parquet", row_group_size=400)
+    return root
+
+
+def write_job(path: Path, data: Path, out: Path, *, name="test-job", extra_train="",
+              cluster='in_process = true', checkpoint_every=1) -> Path:
+    path.write_text(f"""
+name = "{name}"
+[data]
+url = "{data}"
+label = "y"
+[train]
+solver = "lbfgs"
+tol = 1e-9
+{extra_train}
+[cluster]
+{cluster}
+[output]
+dir = "{out}"
+checkpoint_every = {checkpoint_every}
+""")
+    return path
+
+
+SLOW_TRAIN = 'solver = "gd"\nstandardize = false\nmax_iter = 200\nftol = 0.0'
+
+
+def slow_job(path, data, out, cluster, name="slow") -> Path:
+    """A gd run on raw, badly scaled features: hundreds of iterations."""
+    text = write_job(path, data, out, name=name, cluster=cluster).read_text()
+    path.write_text(text.replace('solver = "lbfgs"\ntol = 1e-9', SLOW_TRAIN))
+    return path
+
+
+def history_rows(out: Path) -> list[dict]:
+    with open(out / "history.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def wait_for(condition, timeout=120.0, poll=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def job_status(out: Path) -> str | None:
+    try:
+        return json.loads((out / "job.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return None

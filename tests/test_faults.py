@@ -1,0 +1,168 @@
+"""Faults on a real cluster (`dask scheduler` / `dask worker` processes on
+127.0.0.1): lost workers change nothing, a joining worker is used, a cluster
+with no worker left or with every worker paused fails in bounded time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import DaskCLICluster, run_cli
+from job_support import history_rows, job_status, slow_job, wait_for
+
+from pipeline.checkpoint import load_checkpoint
+from pipeline.model import Model
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    # no memory limit: the memory monitor never pauses or unpauses on its own
+    cluster = DaskCLICluster(tmp_path_factory.mktemp("faults-cluster"), n_workers=2, memory_limit="0")
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def start_job(job, *options):
+    return subprocess.Popen([sys.executable, "-m", "pipeline", "submit", str(job), "--quiet", *options],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def iterations(out) -> int:
+    return len(history_rows(out)) if (out / "history.csv").exists() else 0
+
+
+def test_killed_workers_and_nanny_change_nothing_and_a_new_worker_is_used(tmp_path, jobs_data, cluster,
+                                                                          reference_slow):
+    out = tmp_path / "out"
+    job = slow_job(tmp_path / "job.toml", jobs_data, out, f'scheduler = "{cluster.address}"',
+                   name="faults")
+    job.write_text(job.read_text() + '\n[cache]\nmode = "none"\n')
+    process = start_job(job)
+    try:
+        seen = 0
+        for victim in ("worker-0", "worker-1", "worker-0"):  # worker processes; nannies restart them
+            seen = wait_for(lambda: iterations(out) >= seen + 8 and iterations(out), what="progress")
+            pid = cluster.worker_pids_by_name()[victim]
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: cluster.worker_pids_by_name().get(victim) not in (None, pid),
+                     what=f"{victim} restarted")
+        seen = wait_for(lambda: iterations(out) >= seen + 8 and iterations(out), what="progress")
+        os.killpg(cluster.nannies["worker-1"].pid, signal.SIGKILL)  # nanny and worker: gone for good
+        cluster.add_worker("worker-2")  # joins mid-run
+        from distributed import Client
+
+        def worker_2_executed() -> int:
+            with Client(cluster.address, timeout=10) as client:
+                counts = client.run(lambda dask_worker: (dask_worker.name, dask_worker.state.executed_count),
+                                    on_error="ignore")
+            return dict(counts.values()).get("worker-2", 0)
+
+        wait_for(lambda: worker_2_executed() > 0 or process.poll() is not None, poll=0.2,
+                 what="the new worker to run tasks")
+        assert process.poll() is None, "the job ended before the new worker was used"
+        seen = iterations(out)
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stdout + stderr
+    assert seen < reference_slow.n_iter  # the faults happened during the run
+    model = Model.load(out)
+    assert model.digest == reference_slow.digest
+    assert model.loss_history == reference_slow.loss_history
+    assert model.passes_history == reference_slow.passes_history
+
+
+def test_workers_with_different_numerics_are_refused_by_name(tmp_path, jobs_data, cluster):
+    """A worker whose numpy runs other SIMD code paths (here: AVX2/FMA3 dispatch
+    disabled, as on an older CPU) has another kernel fingerprint: the job
+    refuses to mix it with the others and names it."""
+    from pipeline.probe import kernel_fingerprint
+
+    if "X86_V3" not in kernel_fingerprint()["cpu_dispatch"]:
+        pytest.skip("this CPU/numpy has no X86_V3 dispatch target to turn off")
+    cluster.add_worker("odd", env={"NPY_DISABLE_CPU_FEATURES": "X86_V3"})
+    try:
+        out = tmp_path / "out"
+        job = slow_job(tmp_path / "job.toml", jobs_data, out, f'scheduler = "{cluster.address}"',
+                       name="mixed")
+        result = run_cli("submit", job, "--quiet")
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        line = next(line for line in result.stderr.splitlines() if line.startswith("ClusterError: "))
+        odd = next(address for address, name in _names(cluster).items() if name == "odd")
+        assert "workers compute different floating-point results" in line
+        assert f"{odd}: fingerprint" in line and "SIMD baseline only" in line and "SIMD X86_V3" in line
+        assert not (out / "model.json").exists()
+    finally:
+        os.killpg(cluster.nannies.pop("odd").pid, signal.SIGKILL)
+        wait_for(lambda: "odd" not in _names(cluster).values(), what="the odd worker to leave")
+
+
+def _names(cluster) -> dict:
+    from distributed import Client
+
+    with Client(cluster.address, timeout=10) as client:
+        return {address: info["name"] for address, info in
+                client.scheduler_info(n_workers=-1)["workers"].items()}
+
+
+def test_every_worker_paused_fails_in_bounded_time(tmp_path, jobs_data, cluster):
+    from distributed import Client
+    from distributed.core import Status
+
+    out = tmp_path / "out"
+    job = slow_job(tmp_path / "job.toml", jobs_data, out, f'scheduler = "{cluster.address}"',
+                   name="paused")
+    process = start_job(job, "--stall-timeout", "3")
+    try:
+        wait_for(lambda: iterations(out) >= 5, what="5 iterations")
+        with Client(cluster.address, timeout=10) as client:
+            client.run(lambda dask_worker: setattr(dask_worker, "status", Status.paused))
+            try:
+                stdout, stderr = process.communicate(timeout=60)
+            finally:
+                client.run(lambda dask_worker: setattr(dask_worker, "status", Status.running))
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1 and "Traceback" not in stderr
+    line = next(line for line in stderr.splitlines() if line.startswith("ClusterError: "))
+    assert "has been paused for 3 s" in line and "--cache disk or none" in line
+    document = json.loads((out / "job.json").read_text())
+    assert document["status"] == "failed" and "paused" in document["error"]
+    assert load_checkpoint(out / "checkpoint.npz")[0].solver_state.n_iter >= 4
+
+
+def test_all_workers_lost_fails_in_bounded_time_and_the_checkpoint_resumes(tmp_path, jobs_data, cluster,
+                                                                           reference_slow):
+    out = tmp_path / "out"
+    job = slow_job(tmp_path / "job.toml", jobs_data, out, f'scheduler = "{cluster.address}"',
+                   name="lost")
+    process = start_job(job, "--stall-timeout", "3")
+    try:
+        wait_for(lambda: iterations(out) >= 5, what="5 iterations")
+        for nanny in cluster.nannies.values():
+            if nanny.poll() is None:
+                os.killpg(nanny.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1 and "Traceback" not in stderr
+    assert "ClusterError: no worker has been connected to the scheduler for 3 s" in stderr
+    assert job_status(out) == "failed"
+    resumed = run_cli("resume", out, "--in-process", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    model = Model.load(out)
+    assert model.digest == reference_slow.digest
+    assert model.loss_history == reference_slow.loss_history
+
