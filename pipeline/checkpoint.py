@@ -15,36 +15,21 @@ from __future__ import annotations
 import io
 import json
 import os
-import uuid
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomic
 from .errors import CheckpointError
 from .objective import Standardization
 from .solvers import IterationRecord, SolverState
 
-__all__ = ["CHECKPOINT_FILE", "FORMAT_VERSION", "load_checkpoint", "save_checkpoint", "write_atomic"]
+__all__ = ["CHECKPOINT_FILE", "FORMAT_VERSION", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FILE = "checkpoint.npz"
 FORMAT_VERSION = 1
 _HISTORY_FIELDS = ("iteration", "loss", "grad_norm", "step", "n_passes")
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename (same directory)."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
 
 
 def save_checkpoint(path: str | os.PathLike, state, meta: dict) -> None:

@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint, write_atomic
+from .atomic import write_atomic
+from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import open_dataset
 from .errors import (

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomic
 from .errors import OutputError
 
 __all__ = ["Model", "coef_digest", "MODEL_FILE"]
@@ -78,13 +78,10 @@ class Model:
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``directory/model.json`` atomically (temp file + rename)."""
         directory = Path(directory)
+        target = directory / MODEL_FILE
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(prefix=".model-", suffix=".json", dir=directory)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(self.to_json())
-            target = directory / MODEL_FILE
-            os.replace(temp, target)
+            write_atomic(target, self.to_json().encode())
         except OSError as exc:
             raise OutputError(f"cannot write the model to {directory}: {exc}", path=str(directory)) from None
         return target

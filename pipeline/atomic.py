@@ -1,0 +1,31 @@
+"""Writing files so that a crash never leaves half of one.
+
+Every file the pipeline writes (``model.json``, ``checkpoint.npz``,
+``job.json``, ``history.csv``, ``loss.png``) goes through
+:func:`write_atomic`: the bytes go to a temporary file in the same directory,
+are flushed to disk, and the file is renamed over the target.  A failure at
+any point leaves the previous file untouched and no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+__all__ = ["write_atomic"]
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and a rename."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
