@@ -3,6 +3,7 @@
 Public API::
 
     from pipeline import TrainConfig, ClusterSpec, SolverOptions, Penalty, train, fit, open_dataset, Model
+    from pipeline import LogisticRegression   # scikit-learn compatible estimator
 """
 
 from .config import TrainConfig
@@ -17,6 +18,8 @@ from .train import fit, train, train_arrays
 __all__ = [
     "ClusterSpec",
     "Dataset",
+    "LogisticRegression",
+    "LogisticRegression",
     "Model",
     "Penalty",
     "PipelineError",
@@ -29,3 +32,12 @@ __all__ = [
     "train_arrays",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # the estimator imports scikit-learn (a dependency of dask-ml): only when asked for
+    if name == "LogisticRegression":
+        from .estimator import LogisticRegression
+
+        return LogisticRegression
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
