@@ -1,4 +1,5 @@
-"""Command line: ``pipeline make-data | train | submit | resume | status | list | logs | cancel | demo``.
+"""Command line: ``pipeline make-data | train | submit | resume | status | list | logs | cancel |
+predict | evaluate | demo``.
 
 Catches only :class:`~pipeline.errors.PipelineError`: it is printed as
 ``ErrorName: message`` on stderr, without a traceback, and the exit status is
@@ -8,6 +9,7 @@ Catches only :class:`~pipeline.errors.PipelineError`: it is printed as
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -30,7 +32,7 @@ from .jobs import (
     submit_detached,
 )
 from .model import MODEL_FILE, Model
-from .reduce import ClusterSpec
+from .reduce import ClusterSpec, connect
 from .solvers import IterationRecord
 from .synth import make_data
 
@@ -127,6 +129,27 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds to wait for the job to stop (default %(default)s)")
     cancel.set_defaults(handler=_cancel)
 
+    score = commands.add_parser("predict", help="score a Parquet dataset into Parquet files")
+    score.add_argument("model", metavar="MODEL_DIR", help="directory with model.json")
+    score.add_argument("data", metavar="DATA", help="Parquet dataset to score (no label needed)")
+    score.add_argument("--out", required=True, metavar="DIR", help="output directory (one file per chunk)")
+    score.add_argument("--columns", type=_name_list, default=(), metavar="a,b",
+                       help="columns copied to the output (e.g. an id)")
+    score.add_argument("--threshold", type=float, default=0.5, help="prediction = proba >= threshold")
+    score.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    _add_where(score)
+    score.set_defaults(handler=_predict)
+
+    judge = commands.add_parser("evaluate", help="metrics of a model on a labelled Parquet dataset")
+    judge.add_argument("model", metavar="MODEL_DIR", help="directory with model.json")
+    judge.add_argument("data", metavar="DATA", help="labelled Parquet dataset")
+    judge.add_argument("--label", default=None, help="label column (default: the model's)")
+    judge.add_argument("--threshold", type=float, default=0.5, help="prediction = proba >= threshold")
+    judge.add_argument("--out", default=None, metavar="FILE",
+                       help="where to write the metrics (default MODEL_DIR/metrics.json)")
+    _add_where(judge)
+    judge.set_defaults(handler=_evaluate)
+
     demo = commands.add_parser(
         "demo", help="generate data, train on a local cluster and in-process, compare"
     )
@@ -161,6 +184,54 @@ def _class_weight(text: str):
 def _make_data(args) -> int:
     paths = make_data(args.out, args.rows, args.features, args.files, args.row_group_size, args.seed)
     print(f"wrote {args.rows} rows x {args.features} features to {len(paths)} file(s) in {args.out}")
+    return 0
+
+
+def _add_where(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="run on a running Dask scheduler")
+    where.add_argument("--workers", type=int, default=None,
+                       help="run on an embedded local cluster of N worker processes")
+    where.add_argument("--in-process", action="store_true", help="no Dask (the default)")
+
+
+@contextlib.contextmanager
+def _client_for(args):
+    if args.scheduler or args.workers:
+        with connect(ClusterSpec(scheduler=args.scheduler, n_workers=args.workers or 2)) as client:
+            yield client
+    else:
+        yield None
+
+
+def _predict(args) -> int:
+    from .predict import predict
+
+    with _client_for(args) as client:
+        done = predict(args.model, args.data, args.out, columns=args.columns,
+                       threshold=args.threshold, client=client, overwrite=args.overwrite)
+    print(f"scored {done['rows']} rows into {done['files']} file(s) in {done['out']}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .predict import evaluate, write_metrics
+
+    with _client_for(args) as client:
+        metrics = evaluate(args.model, args.data, label=args.label, threshold=args.threshold,
+                           client=client)
+    out = Path(args.out) if args.out else Path(args.model) / "metrics.json"
+    write_metrics(out, metrics)
+    for key in ("n_samples", "log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"):
+        print(f"{key:<10} {metrics[key]}")
+    matrix = metrics["confusion_matrix"]
+    print(f"confusion  tn={matrix['tn']} fp={matrix['fp']} fn={matrix['fn']} tp={matrix['tp']}")
+    print("calibration (bin, rows, mean proba, observed rate):")
+    for row in metrics["calibration"]:
+        if row["count"]:
+            print(f"  [{row['bin'][0]:.1f}, {row['bin'][1]:.1f})  {row['count']:>8}  "
+                  f"{row['mean_proba']:.4f}  {row['observed_rate']:.4f}")
+    print(f"metrics written to {out}")
     return 0
 
 

@@ -76,13 +76,14 @@ class ChunkReader:
     """
 
     filesystem: Any
-    label: str
+    label: str | None  # None: data to score, no label read (Chunk.y is None)
     features: tuple[str, ...]
     weight: str | None = None
 
     @property
     def columns(self) -> list[str]:
-        return [*self.features, self.label] + ([self.weight] if self.weight else [])
+        return ([*self.features] + ([self.label] if self.label else [])
+                + ([self.weight] if self.weight else []))
 
     def __call__(self, chunk: ChunkSpec) -> Chunk:
         """The whole row group, decoded and checked."""
@@ -122,9 +123,11 @@ class ChunkReader:
         X = np.empty((table.num_rows, len(self.features)), dtype=np.float64, order="F")
         for j, name in enumerate(self.features):
             X[:, j] = _column_values(table, name, chunk, first_row)
-        y = _column_values(table, self.label, chunk, first_row)
-        _check(y, (y == 0.0) | (y == 1.0), LabelValueError, f"label column {self.label!r}",
-               "outside {0, 1}", "0 or 1", chunk, first_row, self.label)
+        y = None
+        if self.label:
+            y = _column_values(table, self.label, chunk, first_row)
+            _check(y, (y == 0.0) | (y == 1.0), LabelValueError, f"label column {self.label!r}",
+                   "outside {0, 1}", "0 or 1", chunk, first_row, self.label)
         weights = None
         if self.weight:
             weights = _column_values(table, self.weight, chunk, first_row)
@@ -271,15 +274,18 @@ def spread(sizes: Sequence[int], workers: Sequence[str] | None) -> list[str | No
 
 def open_dataset(
     url: str,
-    label: str,
+    label: str | None,
     features: list[str] | tuple[str, ...] | None = None,
     weight: str | None = None,
     storage_options: dict | None = None,
 ) -> Dataset:
-    """Resolve ``url``, check its columns and plan its chunks from metadata."""
-    if not label:
+    """Resolve ``url``, check its columns and plan its chunks from metadata.
+
+    ``label=None``: data to score, without a label column.
+    """
+    if label is not None and not label:
         raise ConfigError("a label column is required (found an empty name)")
-    if weight == label:
+    if weight is not None and weight == label:
         raise ConfigError(f"the label column {label!r} cannot also be the weight column")
     if features is not None:
         features = tuple(features)
@@ -297,7 +303,7 @@ def open_dataset(
         metadata = _read_metadata(filesystem, path)
         schemas[path] = metadata.schema.to_arrow_schema()
         row_groups[path] = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
-        label_ranges.extend(_column_ranges(metadata, label))
+        label_ranges.extend(_column_ranges(metadata, label) if label else [None])
     if features is None:
         features = _default_features(schemas[files[0]], (label, weight, *partition_keys))
         if not features:
@@ -448,7 +454,7 @@ def _check_schema(
     partition_keys: tuple[str, ...],
     weight: str | None = None,
 ) -> None:
-    roles = [("label", label)] + [("feature", name) for name in features]
+    roles = ([("label", label)] if label else []) + [("feature", name) for name in features]
     if weight:
         roles.append(("weight", weight))
     for role, name in roles:

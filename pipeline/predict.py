@@ -1,0 +1,247 @@
+"""Using a model: batch prediction to Parquet and exact evaluation metrics.
+
+Both run one task per chunk (Parquet row group, canonical order), on a Dask
+cluster or in this process, holding one row group at a time, so datasets
+larger than memory work.  Probabilities come from :func:`pipeline.kernel.margins`
+(a per-row summation order fixed by the number of features), so a row gets
+the same bits however the dataset is split.
+
+Metrics are order-independent: each chunk returns integer counts and a table
+of its distinct probabilities with the number of positive and negative rows
+at each; the tables are merged by value (sorted), and every metric is then
+computed from the merged table in one fixed order (areas under curves as
+exact fractions), so the results are the same bits for any partitioning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .atomic import write_atomic
+from .data import ChunkSpec, Dataset, _unreadable, open_dataset
+from .errors import ColumnNotFoundError, ConfigError, OutputError
+from .exact import ExactSums
+from .kernel import margins
+from .model import Model
+
+__all__ = ["CALIBRATION_BINS", "evaluate", "metrics_from_tables", "predict"]
+
+PROBA_COLUMN = "proba"
+PREDICTION_COLUMN = "prediction"
+#: Equal-width probability bins of the calibration table.
+CALIBRATION_BINS = 10
+
+
+def _proba(model: Model, X: np.ndarray) -> np.ndarray:
+    coef = np.append(model.coef_array, model.intercept)
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-margins(X, coef)))
+
+
+def _open(model: Model, data: str, label: str | None) -> Dataset:
+    dataset = open_dataset(data, label, model.features)
+    return dataset
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+def predict_chunk(reader, chunk: ChunkSpec, index: int, model: Model, columns: Sequence[str],
+                  threshold: float, directory: str) -> int:
+    """Score one row group; write ``directory/part-INDEX.parquet``; return its rows."""
+    data = reader(chunk)
+    proba = _proba(model, data.X)
+    table = pa.table({})
+    if columns:
+        try:
+            passed = pq.ParquetFile(chunk.path, filesystem=reader.filesystem).read_row_group(
+                chunk.row_group, columns=list(columns))
+        except (pa.ArrowException, OSError) as exc:
+            raise _unreadable(chunk, exc) from None
+        table = passed
+    table = table.append_column(PROBA_COLUMN, pa.array(proba)).append_column(
+        PREDICTION_COLUMN, pa.array((proba >= threshold).astype(np.int8)))
+    target = Path(directory) / f"part-{index:05d}.parquet"
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    write_atomic(target, sink.getvalue().to_pybytes())
+    return table.num_rows
+
+
+def predict(model_dir: str, data: str, out: str, *, columns: Sequence[str] = (),
+            threshold: float = 0.5, client=None, overwrite: bool = False) -> dict:
+    """Score ``data`` with ``model_dir/model.json`` into ``out`` (one file per chunk).
+
+    The files go to a temporary directory next to ``out`` that is renamed
+    when every chunk is written: a failure leaves no partial output.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
+    model = Model.load(model_dir)
+    dataset = _open(model, data, None)
+    _check_columns(dataset, columns)
+    target = Path(out)
+    if target.exists() and not overwrite:
+        raise OutputError(f"{target} already exists; expected a new output directory "
+                          "(pass --overwrite to replace it)", path=str(target))
+    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    staging.mkdir(parents=True)
+    try:
+        reader = dataset.reader
+        args = [(chunk, index) for index, chunk in enumerate(dataset.chunks)]
+        if client is None:
+            rows = [predict_chunk(reader, chunk, index, model, tuple(columns), threshold, str(staging))
+                    for chunk, index in args]
+        else:
+            from .reduce import gather
+
+            futures = [client.submit(predict_chunk, reader, chunk, index, model, tuple(columns),
+                                     threshold, str(staging), pure=False) for chunk, index in args]
+            rows = gather(client, futures)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return {"files": len(rows), "rows": sum(rows), "out": str(target)}
+
+
+def _check_columns(dataset: Dataset, columns: Sequence[str]) -> None:
+    for path in dataset.files:
+        names = pq.read_schema(path, filesystem=dataset.filesystem).names
+        for name in columns:
+            if name not in names:
+                raise ColumnNotFoundError(f"pass-through column {name!r} not found in {path}; "
+                                          f"found columns {names}", path=path, column=name)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate_chunk(reader, chunk: ChunkSpec, model: Model, threshold: float) -> dict:
+    """Per-chunk state: distinct probabilities with positive/negative counts, log-loss parts."""
+    data = reader(chunk)
+    proba = _proba(model, data.X)
+    coef = np.append(model.coef_array, model.intercept)
+    margin = margins(data.X, coef)
+    # stable per-row log-loss log(1 + e^z) - y z, summed exactly later
+    losses = np.logaddexp(0.0, margin) - data.y * margin
+    values, inverse = np.unique(proba, return_inverse=True)
+    positives = np.bincount(inverse, weights=data.y, minlength=len(values)).astype(np.int64)
+    totals = np.bincount(inverse, minlength=len(values)).astype(np.int64)
+    return {"values": values, "positives": positives, "negatives": totals - positives,
+            "loss": ExactSums.of(losses[:, None])}
+
+
+def merge_tables(states: list[dict]) -> dict:
+    values = np.concatenate([s["values"] for s in states]) if states else np.empty(0)
+    positives = np.concatenate([s["positives"] for s in states]) if states else np.empty(0, np.int64)
+    negatives = np.concatenate([s["negatives"] for s in states]) if states else np.empty(0, np.int64)
+    merged, inverse = np.unique(values, return_inverse=True)
+    return {
+        "values": merged,
+        "positives": np.bincount(inverse, weights=positives, minlength=len(merged)).astype(np.int64),
+        "negatives": np.bincount(inverse, weights=negatives, minlength=len(merged)).astype(np.int64),
+        "loss": _merge_sums([s["loss"] for s in states]),
+    }
+
+
+def _merge_sums(sums: list) -> Fraction:
+    total = ExactSums.zeros(1)
+    for part in sums:
+        total = total.merge(part)
+    value = total.exact_values()[0]
+    return value if value is not None else Fraction(0)
+
+
+def metrics_from_tables(table: dict, threshold: float = 0.5) -> dict:
+    """Every metric from the merged table (one fixed order: probabilities ascending)."""
+    values, pos, neg = table["values"], table["positives"], table["negatives"]
+    P, N = int(pos.sum()), int(neg.sum())
+    n = P + N
+    predicted = values >= threshold
+    tp, fp = int(pos[predicted].sum()), int(neg[predicted].sum())
+    fn, tn = P - tp, N - fp
+
+    def ratio(a: int, b: int) -> float | None:
+        return None if b == 0 else float(Fraction(a, b))
+
+    precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
+    f1 = ratio(2 * tp, 2 * tp + fp + fn)
+    # ROC AUC: P(score_pos > score_neg) + 1/2 P(tie), exactly
+    auc = None
+    if P and N:
+        below = np.concatenate([[0], np.cumsum(neg)[:-1]]).tolist()  # negatives with a lower score
+        pairs = sum(int(p) * (2 * int(b) + int(m)) for p, b, m in zip(pos.tolist(), below, neg.tolist()))
+        auc = float(Fraction(pairs, 2 * P * N))
+    # average precision: sum over thresholds (descending) of (R_k - R_{k-1}) P_k
+    average_precision = None
+    if P:
+        acc = Fraction(0)
+        tp_k = fp_k = 0
+        for p_count, n_count in zip(pos[::-1].tolist(), neg[::-1].tolist()):
+            tp_k += p_count
+            fp_k += n_count
+            if p_count:
+                acc += Fraction(p_count, P) * Fraction(tp_k, tp_k + fp_k)
+        average_precision = float(acc)
+    calibration = []
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    bins = np.minimum(np.searchsorted(edges, values, side="right") - 1, CALIBRATION_BINS - 1)
+    for b in range(CALIBRATION_BINS):
+        inside = bins == b
+        count = int(pos[inside].sum() + neg[inside].sum())
+        if count == 0:
+            calibration.append({"bin": [float(edges[b]), float(edges[b + 1])], "count": 0,
+                                "mean_proba": None, "observed_rate": None})
+            continue
+        weighted = sum((Fraction(v) * int(c) for v, c in
+                        zip(values[inside].tolist(), (pos[inside] + neg[inside]).tolist())), Fraction(0))
+        calibration.append({"bin": [float(edges[b]), float(edges[b + 1])], "count": count,
+                            "mean_proba": float(weighted / count),
+                            "observed_rate": float(Fraction(int(pos[inside].sum()), count))})
+    return {
+        "n_samples": n, "n_positive": P, "n_negative": N, "threshold": threshold,
+        "log_loss": None if n == 0 else float(table["loss"] / n),
+        "accuracy": ratio(tp + tn, n), "precision": precision, "recall": recall, "f1": f1,
+        "roc_auc": auc, "pr_auc": average_precision,
+        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+        "calibration": calibration,
+    }
+
+
+def evaluate(model_dir: str, data: str, *, label: str | None = None, threshold: float = 0.5,
+             client=None) -> dict:
+    """Metrics of ``model_dir``'s model on ``data`` (label column: the model's, or ``label``)."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
+    model = Model.load(model_dir)
+    dataset = _open(model, data, label or model.label)
+    reader = dataset.reader
+    if client is None:
+        states = [evaluate_chunk(reader, chunk, model, threshold) for chunk in dataset.chunks]
+    else:
+        from .reduce import gather
+
+        futures = [client.submit(evaluate_chunk, reader, chunk, model, threshold, pure=False)
+                   for chunk in dataset.chunks]
+        states = gather(client, futures)
+    metrics = metrics_from_tables(merge_tables(states), threshold)
+    metrics.update(model=str(Path(model_dir) / "model.json"), data=dataset.url,
+                   model_digest=model.digest)
+    return metrics
+
+
+def write_metrics(path: str | os.PathLike, metrics: dict) -> None:
+    write_atomic(path, (json.dumps(metrics, indent=2) + "\n").encode())

@@ -1,0 +1,129 @@
+"""Batch prediction and evaluation: same bits for any partitioning, scikit-learn's metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn import metrics as skm
+
+from conftest import run_cli
+from pipeline.model import Model
+
+N = 2000
+
+
+@pytest.fixture(scope="module")
+def table():
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((N, 3)) * [1.0, 4.0, 0.3]
+    y = (rng.random(N) < 1 / (1 + np.exp(-(X[:, 0] - 0.2 * X[:, 1])))).astype(np.int8)
+    return pa.table({"id": np.arange(N) * 7, "a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": y,
+                     "note": [f"row {i}" for i in range(N)]})
+
+
+def write(table, root, cuts, row_group_size):
+    root.mkdir(parents=True)
+    bounds = [0, *cuts, table.num_rows]
+    for index, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+        pq.write_table(table.slice(start, stop - start), root / f"part-{index:03d}.parquet",
+                       row_group_size=row_group_size)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, table):
+    root = tmp_path_factory.mktemp("model")
+    data = write(table, root / "data", [], N)
+    result = run_cli("train", data, "--label", "y", "--features", "a,b,c", "--l2", "0.01",
+                     "--in-process", "--out", root / "model", "--quiet")
+    assert result.returncode == 0, result.stderr
+    return root / "model"
+
+
+def scored(out) -> pa.Table:
+    files = sorted(out.glob("part-*.parquet"))
+    return pa.concat_tables([pq.read_table(f) for f in files])
+
+
+def test_predictions_are_the_same_bits_for_any_partitioning(tmp_path, table, model_dir):
+    unlabelled = table.drop_columns(["y"])
+    one = write(unlabelled, tmp_path / "one", [], N)
+    many = write(unlabelled, tmp_path / "many", [1, 700, 701, 1500], 333)
+    for data, out in ((one, tmp_path / "p1"), (many, tmp_path / "p2")):
+        result = run_cli("predict", model_dir, data, "--out", out, "--columns", "id,note")
+        assert result.returncode == 0, result.stderr
+    first, second = scored(tmp_path / "p1"), scored(tmp_path / "p2")
+    assert first["proba"].to_numpy().tobytes() == second["proba"].to_numpy().tobytes()
+    row_groups = sum(pq.ParquetFile(f).num_row_groups for f in many.glob("*.parquet"))
+    assert len(list((tmp_path / "p2").glob("part-*.parquet"))) == row_groups == 10  # one per row group
+    # canonical order, pass-through columns kept, labels at the threshold
+    assert second["id"].to_pylist() == table["id"].to_pylist()
+    assert second["note"].to_pylist() == table["note"].to_pylist()
+    proba = second["proba"].to_numpy()
+    assert (second["prediction"].to_numpy() == (proba >= 0.5)).all()
+    model = Model.load(model_dir)
+    X = np.column_stack([table[c].to_numpy() for c in ("a", "b", "c")])
+    assert proba.tobytes() == model.predict_proba(X).tobytes()
+
+
+def test_prediction_checks_features_and_writes_nothing_on_error(tmp_path, table, model_dir):
+    data = write(table.drop_columns(["b"]), tmp_path / "data", [], N)
+    out = tmp_path / "out"
+    result = run_cli("predict", model_dir, data, "--out", out)
+    assert result.returncode == 1 and "ColumnNotFoundError" in result.stderr and "'b'" in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+    result = run_cli("predict", model_dir, write(table, tmp_path / "d2", [], N), "--out", out,
+                     "--columns", "nope")
+    assert result.returncode == 1 and "'nope'" in result.stderr and not out.exists()
+
+
+def test_metrics_match_scikit_learn_and_do_not_depend_on_partitioning(tmp_path, table, model_dir):
+    results = []
+    for name, cuts, size in (("one", [], N), ("many", [3, 999, 1000, 1700], 97)):
+        data = write(table, tmp_path / name, cuts, size)
+        out = tmp_path / f"{name}.json"
+        result = run_cli("evaluate", model_dir, data, "--out", out)
+        assert result.returncode == 0, result.stderr
+        assert "roc_auc" in result.stdout
+        results.append(json.loads(out.read_text()))
+    first, second = results
+    for key in ("log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc",
+                "confusion_matrix", "calibration"):
+        assert first[key] == second[key], key
+    model = Model.load(model_dir)
+    X = np.column_stack([table[c].to_numpy() for c in ("a", "b", "c")])
+    y = table["y"].to_numpy()
+    proba = model.predict_proba(X)
+    predicted = (proba >= 0.5).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(y, predicted).ravel()
+    assert first["confusion_matrix"] == {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
+    assert first["accuracy"] == skm.accuracy_score(y, predicted)
+    assert first["precision"] == pytest.approx(skm.precision_score(y, predicted), rel=1e-12)
+    assert first["recall"] == pytest.approx(skm.recall_score(y, predicted), rel=1e-12)
+    assert first["f1"] == pytest.approx(skm.f1_score(y, predicted), rel=1e-12)
+    assert first["log_loss"] == pytest.approx(skm.log_loss(y, proba), rel=1e-12)
+    assert first["roc_auc"] == pytest.approx(skm.roc_auc_score(y, proba), rel=1e-12)
+    assert first["pr_auc"] == pytest.approx(skm.average_precision_score(y, proba), rel=1e-12)
+    counts = [row["count"] for row in first["calibration"]]
+    assert sum(counts) == N
+    assert first["calibration"][9]["observed_rate"] == pytest.approx(
+        y[proba >= 0.9].mean() if (proba >= 0.9).any() else None)
+
+
+@pytest.mark.cluster
+def test_predict_and_evaluate_on_a_cluster_equal_in_process(tmp_path, table, model_dir):
+    data = write(table, tmp_path / "data", [500, 1200], 250)
+    local = run_cli("predict", model_dir, data, "--out", tmp_path / "local", "--columns", "id")
+    remote = run_cli("predict", model_dir, data, "--out", tmp_path / "remote", "--columns", "id",
+                     "--workers", "2")
+    assert local.returncode == 0 and remote.returncode == 0, remote.stderr
+    assert scored(tmp_path / "local").equals(scored(tmp_path / "remote"))
+    evaluated = run_cli("evaluate", model_dir, data, "--workers", "2", "--out", tmp_path / "m.json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    in_process = run_cli("evaluate", model_dir, data, "--out", tmp_path / "l.json")
+    assert json.loads((tmp_path / "m.json").read_text())["roc_auc"] == \
+        json.loads((tmp_path / "l.json").read_text())["roc_auc"]
