@@ -1,5 +1,5 @@
 """Command line: ``pipeline make-data | train | submit | resume | status | list | logs | cancel |
-predict | evaluate | demo``.
+predict | evaluate | report | demo``.
 
 Catches only :class:`~pipeline.errors.PipelineError`: it is printed as
 ``ErrorName: message`` on stderr, without a traceback, and the exit status is
@@ -150,6 +150,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_where(judge)
     judge.set_defaults(handler=_evaluate)
 
+    report = commands.add_parser("report", help="write OUTPUT_DIR/report.html (self-contained)")
+    report.add_argument("out", metavar="OUTPUT_DIR", help="a training output directory")
+    report.set_defaults(handler=_report)
+
     demo = commands.add_parser(
         "demo", help="generate data, train on a local cluster and in-process, compare"
     )
@@ -232,6 +236,13 @@ def _evaluate(args) -> int:
             print(f"  [{row['bin'][0]:.1f}, {row['bin'][1]:.1f})  {row['count']:>8}  "
                   f"{row['mean_proba']:.4f}  {row['observed_rate']:.4f}")
     print(f"metrics written to {out}")
+    return 0
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    print(f"report written to {write_report(args.out)}")
     return 0
 
 

@@ -218,7 +218,22 @@ def metrics_from_tables(table: dict, threshold: float = 0.5) -> dict:
         "roc_auc": auc, "pr_auc": average_precision,
         "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
         "calibration": calibration,
+        "roc_curve": _roc_points(pos, neg, P, N),
     }
+
+
+#: Points kept of the ROC curve in metrics.json (for plots).
+ROC_POINTS = 200
+
+
+def _roc_points(pos: np.ndarray, neg: np.ndarray, P: int, N: int) -> dict:
+    """(fpr, tpr) at every distinct threshold, descending, thinned to about ROC_POINTS."""
+    if not P or not N:
+        return {"fpr": [], "tpr": []}
+    tpr = np.concatenate([[0], np.cumsum(pos[::-1])]) / P
+    fpr = np.concatenate([[0], np.cumsum(neg[::-1])]) / N
+    keep = np.unique(np.linspace(0, len(tpr) - 1, min(len(tpr), ROC_POINTS + 1)).round().astype(int))
+    return {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}
 
 
 def evaluate(model_dir: str, data: str, *, label: str | None = None, threshold: float = 0.5,

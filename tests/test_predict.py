@@ -127,3 +127,35 @@ def test_predict_and_evaluate_on_a_cluster_equal_in_process(tmp_path, table, mod
     in_process = run_cli("evaluate", model_dir, data, "--out", tmp_path / "l.json")
     assert json.loads((tmp_path / "m.json").read_text())["roc_auc"] == \
         json.loads((tmp_path / "l.json").read_text())["roc_auc"]
+
+
+def test_report_is_self_contained_and_renders_in_a_headless_browser(tmp_path, table, model_dir):
+    import shutil
+    import subprocess
+
+    out = tmp_path / "run"
+    shutil.copytree(model_dir, out)
+    data = write(table, tmp_path / "data", [], N)
+    assert run_cli("evaluate", out, data).returncode == 0
+    result = run_cli("report", out)
+    assert result.returncode == 0, result.stderr
+    page = (out / "report.html").read_text()
+    model = Model.load(out)
+    for fragment in (model.digest, "<h2>Coefficients</h2>", "roc_auc", "ROC curve", "calibration plot",
+                     "loss curve", '<td>train.l2</td>', "|coef × std|"):
+        assert fragment in page, fragment
+    assert "http://" not in page and "https://" not in page and page.count("data:image/png;base64,") == 4
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no Chromium here (Debian: apt-get install chromium)")
+    shot = tmp_path / "report.png"
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files"]
+    dom = subprocess.run([*common, "--dump-dom", (out / "report.html").as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Coefficients" in dom.stdout and model.digest in dom.stdout
+    taken = subprocess.run([*common, f"--screenshot={shot}", "--window-size=1200,2400",
+                            (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert taken.returncode == 0, taken.stderr[-2000:]
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # a rendered page, not a blank one

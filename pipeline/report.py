@@ -1,0 +1,155 @@
+"""``pipeline report OUTPUT_DIR``: one self-contained HTML page about a training run.
+
+Everything is inline (CSS, plots as base64 PNG), so the file can be mailed or
+opened from disk with no network: the loss and gradient-norm curves, the
+coefficient table with standardized magnitudes, the metrics of
+``metrics.json`` (``pipeline evaluate``) with ROC and calibration plots, and
+the job configuration from ``job.json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+from .atomic import write_atomic
+from .errors import JobNotFoundError
+from .model import MODEL_FILE, Model
+
+__all__ = ["REPORT_FILE", "write_report"]
+
+REPORT_FILE = "report.html"
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.5rem 0; } td, th { padding: 0.2rem 0.7rem; border: 1px solid #ddd; }
+th { background: #f4f4f4; text-align: left; } td.num { text-align: right; font-family: monospace; }
+.plots img { max-width: 49%; } .muted { color: #777; }
+"""
+
+
+def _figure_png(draw) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.4, 3.6), dpi=100)
+    axes = figure.subplots()
+    draw(axes)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _img(source: str, alt: str) -> str:
+    return f'<img src="{source}" alt="{html.escape(alt)}">'
+
+
+def _table(rows: list[list], header: list[str], numeric: set[int] = frozenset()) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(
+            f'<td class="num">{html.escape(_fmt(cell))}</td>' if i in numeric else
+            f"<td>{html.escape(_fmt(cell))}</td>" for i, cell in enumerate(row)) + "</tr>"
+        for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if value is None:
+        return "–"
+    return str(value)
+
+
+def write_report(out: str) -> Path:
+    """Write ``out/report.html`` and return its path."""
+    directory = Path(out)
+    if not (directory / MODEL_FILE).exists():
+        raise JobNotFoundError(f"{directory} has no {MODEL_FILE}; train a model there first",
+                               path=str(directory))
+    model = Model.load(directory)
+    job = _json(directory / "job.json")
+    metrics = _json(directory / "metrics.json")
+    title = f"Training report: {job.get('name') or directory.name}"
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f'<p class="muted">{html.escape(str(directory.absolute()))} · digest '
+             f"<code>{model.digest}</code></p>"]
+
+    summary = [["status", job.get("status", "–")], ["solver", model.solver],
+               ["converged", model.converged], ["message", model.message],
+               ["iterations", model.n_iter], ["passes over the data", model.n_passes],
+               ["rows", model.n_samples], ["final loss", model.loss_history[-1]],
+               ["l2", model.l2], ["l1", model.l1], ["started", job.get("started_at")],
+               ["ended", job.get("ended_at")]]
+    parts += ["<h2>Summary</h2>", _table(summary, ["", "value"])]
+
+    iterations = list(range(len(model.loss_history)))
+    loss_plot = _figure_png(lambda ax: (ax.plot(iterations, model.loss_history, marker="."),
+                                        ax.set(title="loss", xlabel="iteration")))
+    norms = [n if n > 0 else float("nan") for n in model.grad_norm_history]
+    norm_plot = _figure_png(lambda ax: (ax.semilogy(iterations, norms, marker=".", color="tab:green"),
+                                        ax.set(title="projected gradient |g|_inf", xlabel="iteration")))
+    parts += ["<h2>Convergence</h2>", '<div class="plots">', _img(loss_plot, "loss curve"),
+              _img(norm_plot, "gradient norm curve"), "</div>"]
+
+    scale = model.scale or [1.0] * len(model.features)
+    rows = sorted(
+        ([name, coef, abs(coef * s)] for name, coef, s in zip(model.features, model.coef, scale)),
+        key=lambda row: -row[2])
+    rows.append(["(intercept)", model.intercept, None])
+    parts += ["<h2>Coefficients</h2>",
+              '<p class="muted">original units; |coef × std| is the effect of one standard '
+              "deviation of the feature, the comparable magnitude</p>",
+              _table(rows, ["feature", "coef", "|coef × std|"], numeric={1, 2})]
+
+    parts.append("<h2>Validation metrics</h2>")
+    if metrics:
+        keys = ["n_samples", "log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"]
+        parts.append(_table([[key, metrics.get(key)] for key in keys], ["metric", "value"], numeric={1}))
+        matrix = metrics.get("confusion_matrix", {})
+        parts.append(_table([["actual 0", matrix.get("tn"), matrix.get("fp")],
+                             ["actual 1", matrix.get("fn"), matrix.get("tp")]],
+                            ["", "predicted 0", "predicted 1"], numeric={1, 2}))
+        roc = metrics.get("roc_curve") or {"fpr": [], "tpr": []}
+        roc_plot = _figure_png(lambda ax: (ax.plot(roc["fpr"], roc["tpr"]), ax.plot([0, 1], [0, 1], ":"),
+                                           ax.set(title=f"ROC (AUC {_fmt(metrics.get('roc_auc'))})",
+                                                  xlabel="false positive rate", ylabel="true positive rate")))
+        bins = [row for row in metrics.get("calibration", []) if row.get("count")]
+        calibration_plot = _figure_png(lambda ax: (
+            ax.plot([b["mean_proba"] for b in bins], [b["observed_rate"] for b in bins], marker="o"),
+            ax.plot([0, 1], [0, 1], ":"),
+            ax.set(title="calibration", xlabel="mean predicted probability", ylabel="observed rate")))
+        parts += ['<div class="plots">', _img(roc_plot, "ROC curve"),
+                  _img(calibration_plot, "calibration plot"), "</div>"]
+        parts.append(f'<p class="muted">data: {html.escape(str(metrics.get("data")))}</p>')
+    else:
+        parts.append('<p class="muted">no metrics.json here: run <code>pipeline evaluate '
+                     f"{html.escape(str(directory))} DATA</code> first</p>")
+
+    config = job.get("config") or {}
+    parts += ["<h2>Configuration</h2>",
+              _table([[key, json.dumps(value)] for key, value in config.items()], ["key", "value"])]
+    versions = job.get("versions") or {}
+    if versions:
+        parts.append(_table([[k, v] for k, v in versions.items()], ["library", "version"]))
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+            + "\n".join(parts) + "</body></html>\n")
+    target = directory / REPORT_FILE
+    write_atomic(target, page.encode())
+    return target
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
