@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import run_cli
 from sklearn import metrics as skm
 
-from conftest import run_cli
 from pipeline.model import Model
 
 N = 2000
