@@ -125,8 +125,11 @@ def test_predict_and_evaluate_on_a_cluster_equal_in_process(tmp_path, table, mod
     evaluated = run_cli("evaluate", model_dir, data, "--workers", "2", "--out", tmp_path / "m.json")
     assert evaluated.returncode == 0, evaluated.stderr
     in_process = run_cli("evaluate", model_dir, data, "--out", tmp_path / "l.json")
-    assert json.loads((tmp_path / "m.json").read_text())["roc_auc"] == \
-        json.loads((tmp_path / "l.json").read_text())["roc_auc"]
+    assert in_process.returncode == 0, in_process.stderr
+    remote_metrics = json.loads((tmp_path / "m.json").read_text())
+    local_metrics = json.loads((tmp_path / "l.json").read_text())
+    for key in ("log_loss", "roc_auc", "pr_auc", "confusion_matrix", "calibration", "roc_curve"):
+        assert remote_metrics[key] == local_metrics[key], key
 
 
 def test_report_is_self_contained_and_renders_in_a_headless_browser(tmp_path, table, model_dir):
