@@ -41,6 +41,7 @@ def save_checkpoint(path: str | os.PathLike, state, meta: dict) -> None:
         "coef": solver_state.coef,
         "grad": solver_state.grad,
         "elapsed_s": np.array(state.elapsed_s, dtype=np.float64),
+        "validation_loss": np.array(state.validation_loss, dtype=np.float64),
         "memory_move": np.array([m for m, _, _ in solver_state.memory], dtype=np.float64).reshape(-1, n),
         "memory_change": np.array([c for _, c, _ in solver_state.memory], dtype=np.float64).reshape(-1, n),
         "memory_rho": np.array([r for _, _, r in solver_state.memory], dtype=np.float64),
@@ -108,5 +109,6 @@ def load_checkpoint(path: str | os.PathLike):
                        if "center" in arrays else None)
     class_weight = None if document["class_weight"] is None else tuple(document["class_weight"])
     state = FitState(solver_state, standardization, class_weight, document["stats_passes"],
-                     tuple(float(t) for t in arrays["elapsed_s"]))
+                     tuple(float(t) for t in arrays["elapsed_s"]),
+                     tuple(float(v) for v in arrays.get("validation_loss", ())))
     return state, document["meta"]

@@ -55,6 +55,12 @@ class TrainConfig:
     name: str | None = None
     checkpoint_every: int = 1
     generate: dict | None = None
+    #: share of rows held out for validation (0: none), by a hash of
+    #: ``validation_key`` or of the row's canonical position (:class:`pipeline.data.Split`)
+    validation_fraction: float = 0.0
+    validation_key: str | None = None
+    #: stop when the validation loss has not improved for this many iterations (0: never)
+    early_stopping: int = 0
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
@@ -80,6 +86,14 @@ class TrainConfig:
                     f"got {self.class_weight!r}"
                 )
             object.__setattr__(self, "class_weight", weights)
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ConfigError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.early_stopping < 0:
+            raise ConfigError(f"early_stopping must be >= 0, got {self.early_stopping}")
+        if self.early_stopping and not self.validation_fraction:
+            raise ConfigError("early_stopping needs a validation set (validation_fraction > 0)")
+        if self.validation_key and not self.validation_fraction:
+            raise ConfigError("validation_key needs validation_fraction > 0")
         if self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.features is not None:

@@ -39,11 +39,44 @@ from .errors import (
     WeightValueError,
 )
 
-__all__ = ["Chunk", "ChunkReader", "ChunkSpec", "Dataset", "open_dataset"]
+__all__ = ["Chunk", "ChunkReader", "ChunkSpec", "Dataset", "Split", "open_dataset"]
 
 #: Path components starting with these are not data (``_SUCCESS``, ``.crc``).
 IGNORED_PREFIXES = (".", "_")
 _GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class Split:
+    """A deterministic train/validation split of the rows.
+
+    A row is in the validation part when a 64-bit hash (splitmix64) of its
+    ``key`` column value — or, without a key, of its canonical position in
+    the dataset — falls below ``fraction`` of the hash range.  It depends on
+    nothing but the row, so every partitioning gives the same split.  The
+    part not selected gets weight 0, which the exact sums ignore.
+    """
+
+    fraction: float
+    key: str | None = None
+    part: str = "train"  # or "validation"
+
+    def mask(self, positions: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
+        """True for the rows of this part."""
+        if keys is None:
+            bits = positions.astype(np.uint64)
+        elif keys.dtype.kind == "f":
+            bits = np.ascontiguousarray(keys, dtype=np.float64).view(np.uint64)
+        else:
+            bits = keys.astype(np.int64).view(np.uint64)
+        with np.errstate(over="ignore"):
+            z = bits + np.uint64(0x9E3779B97F4A7C15)
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z = z ^ (z >> np.uint64(31))
+        limit = np.uint64(min(int(self.fraction * 2.0**64), 2**64 - 1))
+        validation = z < limit
+        return validation if self.part == "validation" else ~validation
 
 
 @dataclass(frozen=True)
@@ -79,11 +112,18 @@ class ChunkReader:
     label: str | None  # None: data to score, no label read (Chunk.y is None)
     features: tuple[str, ...]
     weight: str | None = None
+    split: Split | None = None
+
+    @property
+    def has_weights(self) -> bool:
+        return bool(self.weight) or self.split is not None
 
     @property
     def columns(self) -> list[str]:
+        extra = [self.split.key] if self.split and self.split.key and \
+            self.split.key not in (*self.features, self.label, self.weight) else []
         return ([*self.features] + ([self.label] if self.label else [])
-                + ([self.weight] if self.weight else []))
+                + ([self.weight] if self.weight else []) + extra)
 
     def __call__(self, chunk: ChunkSpec) -> Chunk:
         """The whole row group, decoded and checked."""
@@ -95,6 +135,26 @@ class ChunkReader:
         if table.num_rows != chunk.n_rows:
             raise _row_count_mismatch(chunk, table.num_rows)
         return self._decode(table, chunk, 0)
+
+    def weights_of(self, chunk: ChunkSpec) -> np.ndarray:
+        """Only the row weights of ``chunk`` (weight column x split mask): reads
+        just the weight and split-key columns, or nothing."""
+        columns = [c for c in (self.weight, self.split.key if self.split else None) if c]
+        table = None
+        if columns:
+            try:
+                table = pq.ParquetFile(chunk.path, filesystem=self.filesystem).read_row_group(
+                    chunk.row_group, columns=list(dict.fromkeys(columns)))
+            except (pa.ArrowException, OSError) as exc:
+                raise _unreadable(chunk, exc) from None
+        weights = np.ones(chunk.n_rows)
+        if self.weight:
+            weights = _column_values(table, self.weight, chunk, 0)
+        if self.split is not None:
+            keys = table.column(self.split.key).to_numpy(zero_copy_only=False) if self.split.key else None
+            positions = chunk.offset + np.arange(chunk.n_rows, dtype=np.int64)
+            weights = weights * self.split.mask(positions, keys)
+        return weights
 
     def iter_batches(self, chunk: ChunkSpec, batch_rows: int) -> Iterator[Chunk]:
         """The row group in slices of at most ``batch_rows`` rows, in order.
@@ -133,6 +193,13 @@ class ChunkReader:
             weights = _column_values(table, self.weight, chunk, first_row)
             _check(weights, weights >= 0, WeightValueError, f"weight column {self.weight!r}",
                    "negative", "weights >= 0", chunk, first_row, self.weight)
+        if self.split is not None:
+            keys = None
+            if self.split.key:
+                keys = table.column(self.split.key).to_numpy(zero_copy_only=False)
+            positions = chunk.offset + first_row + np.arange(table.num_rows, dtype=np.int64)
+            mask = self.split.mask(positions, keys).astype(np.float64)
+            weights = mask if weights is None else weights * mask
         return Chunk(X, y, weights)
 
 
@@ -198,12 +265,15 @@ class Dataset:
     #: (min, max) of the label from the row groups' Parquet statistics, None
     #: when a non-empty row group has none (the data still gets checked in full)
     label_range: tuple[float, float] | None = None
+    split: Split | None = None
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of what the data is: files, sizes, row groups, columns."""
+        """sha256 of what the data is: files, sizes, row groups, columns (and split)."""
         identity = (self.url, self.label, self.features, self.weight, self.files,
                     self.file_sizes, [(c.path, c.row_group, c.n_rows) for c in self.chunks])
+        if self.split is not None:
+            identity = (*identity, self.split)
         return hashlib.sha256(repr(identity).encode()).hexdigest()
 
     @property
@@ -221,7 +291,13 @@ class Dataset:
 
     @property
     def reader(self) -> ChunkReader:
-        return ChunkReader(self.filesystem, self.label, self.features, self.weight)
+        return ChunkReader(self.filesystem, self.label, self.features, self.weight, self.split)
+
+    def with_split(self, split: Split | None) -> Dataset:
+        """The same data seen through ``split`` (None: all rows)."""
+        import dataclasses
+
+        return dataclasses.replace(self, split=split)
 
     def read_chunks(self) -> list[Chunk]:
         """Every chunk as numpy arrays, in canonical order (in this process)."""
@@ -250,12 +326,12 @@ class Dataset:
                 n_rows = chunk.n_rows
                 X_blocks.append(da.from_delayed(read[0], (n_rows, self.n_features), np.float64))
                 y_blocks.append(da.from_delayed(read[1], (n_rows,), np.float64))
-                if self.weight:
+                if reader.has_weights:
                     weight_blocks.append(da.from_delayed(read[2], (n_rows,), np.float64))
         return Chunk(
             da.concatenate(X_blocks, axis=0),
             da.concatenate(y_blocks, axis=0),
-            da.concatenate(weight_blocks, axis=0) if self.weight else None,
+            da.concatenate(weight_blocks, axis=0) if reader.has_weights else None,
         )
 
 

@@ -69,6 +69,10 @@ KEYS: dict[str, Key] = {
     "data.label": Key("str", "--label", "label column (values 0/1)"),
     "data.features": Key("names", "--features", "feature columns (default: every numeric column)"),
     "data.weight": Key("str", "--weight-col", "column of sample weights (>= 0)"),
+    "data.validation_fraction": Key("float", "--validation-fraction",
+                                    "share of rows held out for validation (0: none)"),
+    "data.validation_key": Key("str", "--validation-key",
+                               "column whose hash splits the rows (default: canonical row position)"),
     "data.generate": Key("generate", None,
                          "create a synthetic dataset at data.url first if it does not exist: "
                          "{rows, features, files, row_group_size, seed}"),
@@ -85,6 +89,8 @@ KEYS: dict[str, Key] = {
     "train.class_weight": Key("class_weight", "--class-weight",
                               "'balanced' or [weight of label 0, weight of label 1]"),
     "train.init": Key("str", "--init", "warm start from this directory's model.json"),
+    "train.early_stopping": Key("int", "--early-stopping",
+                                "stop when the validation loss has not improved for N iterations"),
     "cluster.scheduler": Key("str", "--scheduler", "address of a running Dask scheduler"),
     "cluster.workers": Key("int", "--workers", "worker processes of an embedded local cluster"),
     "cluster.threads_per_worker": Key("int", "--threads-per-worker", "threads per embedded worker"),
@@ -286,6 +292,8 @@ def config_from_mapping(mapping: Mapping[str, Any], source: str = "the command l
             memory_fraction=get("cache.memory_fraction", MEMORY_FRACTION),
             overwrite=get("output.overwrite", False), name=get("name"),
             checkpoint_every=get("output.checkpoint_every", 1), generate=get("data.generate"),
+            validation_fraction=get("data.validation_fraction", 0.0),
+            validation_key=get("data.validation_key"), early_stopping=get("train.early_stopping", 0),
         )
     except JobFileError:
         raise
@@ -305,6 +313,8 @@ def config_to_mapping(config: TrainConfig) -> dict[str, Any]:
         "data.features": None if config.features is None else list(config.features),
         "data.weight": config.weight,
         "data.generate": None if config.generate is None else dict(config.generate),
+        "data.validation_fraction": config.validation_fraction or None,
+        "data.validation_key": config.validation_key,
         "train.solver": config.solver,
         "train.max_iter": options.max_iter,
         "train.tol": options.tol,
@@ -316,6 +326,7 @@ def config_to_mapping(config: TrainConfig) -> dict[str, Any]:
         "train.class_weight": (None if config.class_weight is None else config.class_weight
                                if isinstance(config.class_weight, str) else list(config.class_weight)),
         "train.init": config.init,
+        "train.early_stopping": config.early_stopping or None,
         "cache.mode": config.cache,
         "cache.memory_fraction": config.memory_fraction,
         "output.dir": config.out,

@@ -152,10 +152,12 @@ class JobFiles:
     def write_history(self, state: FitState) -> None:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(HISTORY_COLUMNS)
-        for record, seconds in zip(state.solver_state.history, state.elapsed_s):
+        validation = list(state.validation_loss)
+        writer.writerow(HISTORY_COLUMNS + (("validation_loss",) if validation else ()))
+        for index, (record, seconds) in enumerate(zip(state.solver_state.history, state.elapsed_s)):
             writer.writerow([record.iteration, repr(record.loss), repr(record.grad_norm),
-                             repr(record.step), record.n_passes + state.stats_passes, f"{seconds:.3f}"])
+                             repr(record.step), record.n_passes + state.stats_passes, f"{seconds:.3f}"]
+                            + ([repr(validation[index])] if validation else []))
         write_atomic(self.out / HISTORY_FILE, buffer.getvalue().encode())
 
     def cancel_requested(self) -> bool:
@@ -393,7 +395,7 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
             _publish(publish_to, job_id, updated)
 
         try:
-            with _evaluator(config, dataset, note, client) as (evaluator, cache), \
+            with _evaluator(config, dataset, note, client) as (evaluator, validation, cache), \
                     warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 warn_if_underdetermined(dataset, config.penalty)
@@ -401,7 +403,9 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
                              options=config.options, penalty=config.penalty,
                              standardize=config.standardize, class_weight=config.class_weight,
                              init=init, progress=progress, features=dataset.features,
-                             resume=resume, on_state=on_state, label=dataset.label)
+                             resume=resume, on_state=on_state, label=dataset.label,
+                             validation=None if validation is None else _Cancellable(validation, files),
+                             early_stopping=config.early_stopping)
             for warning in caught:
                 kind = "ConvergenceWarning" if issubclass(warning.category, ConvergenceWarning) else "warning"
                 files.log(f"{kind}: {warning.message}")

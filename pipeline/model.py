@@ -51,6 +51,8 @@ class Model:
     center: list[float] | None = None
     scale: list[float] | None = None
     cache: str = "memory"
+    #: mean validation loss per iteration (None without a validation set)
+    validation_loss_history: list[float] | None = None
     digest: str = field(default="")
     format_version: int = FORMAT_VERSION
 

@@ -87,13 +87,22 @@ def write_report(out: str) -> Path:
                ["converged", model.converged], ["message", model.message],
                ["iterations", model.n_iter], ["passes over the data", model.n_passes],
                ["rows", model.n_samples], ["final loss", model.loss_history[-1]],
+               ["final validation loss", (model.validation_loss_history or [None])[-1]],
                ["l2", model.l2], ["l1", model.l1], ["started", job.get("started_at")],
                ["ended", job.get("ended_at")]]
     parts += ["<h2>Summary</h2>", _table(summary, ["", "value"])]
 
     iterations = list(range(len(model.loss_history)))
-    loss_plot = _figure_png(lambda ax: (ax.plot(iterations, model.loss_history, marker="."),
-                                        ax.set(title="loss", xlabel="iteration")))
+    validation = model.validation_loss_history or []
+
+    def draw_loss(ax) -> None:
+        ax.plot(iterations, model.loss_history, marker=".", label="training (with penalty)")
+        if validation:
+            ax.plot(range(len(validation)), validation, marker=".", label="validation")
+            ax.legend()
+        ax.set(title="loss", xlabel="iteration")
+
+    loss_plot = _figure_png(draw_loss)
     norms = [n if n > 0 else float("nan") for n in model.grad_norm_history]
     norm_plot = _figure_png(lambda ax: (ax.semilogy(iterations, norms, marker=".", color="tab:green"),
                                         ax.set(title="projected gradient |g|_inf", xlabel="iteration")))

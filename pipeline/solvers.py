@@ -46,6 +46,8 @@ Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 HessianObjective = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
 Callback = Callable[["IterationRecord"], None]
 Checkpoint = Callable[["SolverState"], None]
+#: Asked before every iteration: a message to stop now (converged), or None.
+StopHook = Callable[[], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -143,8 +145,10 @@ def pseudo_gradient(coef: np.ndarray, grad: np.ndarray, l1: np.ndarray) -> np.nd
 class _Run:
     """Bookkeeping shared by the solvers: passes, history, stopping rules."""
 
-    def __init__(self, fun, options: SolverOptions, callback: Callback | None, l1=None) -> None:
+    def __init__(self, fun, options: SolverOptions, callback: Callback | None, l1=None,
+                 should_stop: StopHook | None = None) -> None:
         self.fun = fun
+        self.should_stop = should_stop
         self.options = options
         self.callback = callback
         self.l1 = l1 if l1 is not None and np.any(l1) else None  # all zeros: smooth
@@ -196,6 +200,8 @@ class _Run:
         if previous_loss is not None and self.options.ftol > 0:
             if abs(previous_loss - loss) <= self.options.ftol * max(abs(loss), abs(previous_loss)):
                 return True, f"relative loss change <= ftol={self.options.ftol}"
+        if self.should_stop is not None and (message := self.should_stop()):
+            return True, message
         if self.n_iter >= self.options.max_iter:
             return False, f"reached max_iter={self.options.max_iter}"
         return None
@@ -219,9 +225,10 @@ def gradient_descent(
     *,
     resume: SolverState | None = None,
     checkpoint: Checkpoint | None = None,
+    should_stop: StopHook | None = None,
 ) -> SolverResult:
     """Steepest descent (or proximal gradient with ``l1_weights``)."""
-    run = _Run(fun, options, callback, l1_weights)
+    run = _Run(fun, options, callback, l1_weights, should_stop)
     l1 = run.l1
     if resume is None:
         coef, (loss, grad) = run.start(coef0)
@@ -292,9 +299,10 @@ def lbfgs(
     *,
     resume: SolverState | None = None,
     checkpoint: Checkpoint | None = None,
+    should_stop: StopHook | None = None,
 ) -> SolverResult:
     """L-BFGS with a strong-Wolfe line search; OWL-QN when ``l1_weights`` are set."""
-    run = _Run(fun, options, callback, l1_weights)
+    run = _Run(fun, options, callback, l1_weights, should_stop)
     l1 = run.l1
     memory: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=options.history_size)
     if resume is None:
@@ -454,9 +462,10 @@ def newton(
     *,
     resume: SolverState | None = None,
     checkpoint: Checkpoint | None = None,
+    should_stop: StopHook | None = None,
 ) -> SolverResult:
     """Newton's method: each evaluation returns loss, gradient and Hessian."""
-    run = _Run(fun, options, callback)
+    run = _Run(fun, options, callback, should_stop=should_stop)
     if resume is None:
         coef, (loss, grad, hess) = run.start(coef0)
         previous = None

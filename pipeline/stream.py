@@ -55,7 +55,7 @@ BATCH_BYTES = 8 * 2**20
 
 def row_bytes(reader: ChunkReader) -> int:
     """Decoded bytes per row: features, label, weight."""
-    return 8 * (len(reader.features) + 1 + (1 if reader.weight else 0))
+    return 8 * (len(reader.features) + 1 + (1 if reader.has_weights else 0))
 
 
 def batch_rows(reader: ChunkReader, batch_bytes: int = BATCH_BYTES) -> int:
@@ -134,7 +134,7 @@ def cached_batches(
         return
     path = cache.path(chunk, rows)
     n_features = len(reader.features)
-    n_columns = n_features + 1 + (1 if reader.weight else 0)
+    n_columns = n_features + 1 + (1 if reader.has_weights else 0)
     if path.exists():
         for start in range(0, chunk.n_rows, rows):
             n = min(rows, chunk.n_rows - start)
@@ -142,7 +142,7 @@ def cached_batches(
             block = np.memmap(path, dtype="<f8", mode="r", offset=start * n_columns * 8,
                               shape=(n, n_columns), order="F")
             yield Chunk(block[:, :n_features], block[:, n_features],
-                        block[:, n_features + 1] if reader.weight else None)
+                        block[:, n_features + 1] if reader.has_weights else None)
             del block
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +156,7 @@ def cached_batches(
                 laid_out = laid_out and n == min(rows, chunk.n_rows - start)
                 if laid_out:
                     columns = [data.X[:, j] for j in range(n_features)] + [data.y]
-                    if reader.weight:
+                    if reader.has_weights:
                         columns.append(data.weights)
                     for column in columns:  # this batch's block, column-major
                         handle.write(np.ascontiguousarray(column, dtype="<f8").tobytes())

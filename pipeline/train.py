@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig
-from .data import Dataset, open_dataset
+from .data import Chunk, Dataset, Split, open_dataset
 from .errors import (
     ConfigError,
     ConvergenceWarning,
@@ -69,6 +69,8 @@ class Fit:
     standardization: Standardization | None
     class_weight: tuple[float, float] | None
     summary: DataSummary | None
+    #: validation loss per history record (empty without a validation set)
+    validation_loss: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,6 +84,8 @@ class FitState:
     stats_passes: int
     #: seconds since the fit began (across resumes), one per history record
     elapsed_s: tuple[float, ...]
+    #: validation loss at each history record (empty without a validation set)
+    validation_loss: tuple[float, ...] = ()
 
     @property
     def n_passes(self) -> int:
@@ -97,7 +101,7 @@ def train(config: TrainConfig, progress: Progress | None = None, notify: Notify 
     notify = notify or (lambda message: None)
     check_label_classes(dataset)
     warn_if_underdetermined(dataset, config.penalty)
-    with _evaluator(config, dataset, notify) as (evaluator, cache):
+    with _evaluator(config, dataset, notify) as (evaluator, validation, cache):
         result = fit(
             evaluator,
             solver=config.solver,
@@ -109,6 +113,8 @@ def train(config: TrainConfig, progress: Progress | None = None, notify: Notify 
             progress=progress,
             features=dataset.features,
             label=dataset.label,
+            validation=validation,
+            early_stopping=config.early_stopping,
         )
     model = build_model(result, dataset.features, dataset.n_samples, solver=config.solver,
                         penalty=config.penalty, label=dataset.label, weight=dataset.weight,
@@ -120,21 +126,39 @@ def train(config: TrainConfig, progress: Progress | None = None, notify: Notify 
 
 @contextlib.contextmanager
 def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify,
-               client=None) -> Iterator[tuple[Evaluator, str]]:
-    """The evaluator for ``config``, and the cache mode it uses.
+               client=None) -> Iterator[tuple[Evaluator, Evaluator | None, str]]:
+    """The evaluators for ``config`` (training, validation or None) and the cache mode.
 
     ``client``: an already connected ``distributed.Client`` to use instead of
     connecting to ``config.cluster`` (a job's coordinator running on a worker).
+    With a validation split, the training evaluator sees the training rows
+    (the others weigh 0) and the validation one the held-out rows; in memory
+    they share the decoded features and labels.
     """
+    validation = None
+    if config.validation_fraction:
+        _check_split_key(dataset, config.validation_key)
+        split = Split(config.validation_fraction, config.validation_key)
+        validation = dataset.with_split(dataclasses.replace(split, part="validation"))
+        dataset = dataset.with_split(split)
     if config.cluster is None and client is None:
         mode = "memory" if config.cache in ("auto", "memory") else config.cache
         notify(f"cache: {mode} (in-process)")
         if mode == "memory":
-            yield InProcessEvaluator(dataset.read_chunks(), dataset.n_features), mode
+            chunks = dataset.read_chunks()
+            held_out = None
+            if validation is not None:
+                reader = validation.reader
+                held_out = InProcessEvaluator(
+                    [(X, y, reader.weights_of(spec)) for (X, y, _), spec in zip(chunks, dataset.chunks)],
+                    dataset.n_features)
+            yield InProcessEvaluator(chunks, dataset.n_features), held_out, mode
             return
         with tempfile.TemporaryDirectory(prefix="pipeline-cache-") as scratch:
             cache = DiskCache(dataset.fingerprint, scratch) if mode == "disk" else None
-            yield StreamingEvaluator(None, dataset, cache), mode
+            held_out = None if validation is None else StreamingEvaluator(
+                None, validation, None if cache is None else DiskCache(validation.fingerprint, scratch))
+            yield StreamingEvaluator(None, dataset, cache), held_out, mode
         return
     with contextlib.ExitStack() as stack:
         if client is None:
@@ -144,15 +168,52 @@ def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify,
         notify(f"cache: {mode} ({reason})")
         stall = (config.cluster or ClusterSpec()).stall_timeout_s
         if mode == "memory":
-            yield DaskEvaluator(client, dataset.to_dask(workers), persist=True,
-                                stall_timeout_s=stall), mode
+            training = DaskEvaluator(client, dataset.to_dask(workers), persist=True, stall_timeout_s=stall)
+            held_out = None
+            if validation is not None:
+                weights = _weights_array(validation, training.arrays[0])
+                held_out = DaskEvaluator(client, Chunk(training.arrays[0], training.arrays[1], weights),
+                                         persist=True, stall_timeout_s=stall)
+            yield training, held_out, mode
             return
-        cache = DiskCache(dataset.fingerprint) if mode == "disk" else None
+        caches = [] if mode == "none" else [DiskCache(dataset.fingerprint)]
+        held_out = None
+        if validation is not None:
+            if mode == "disk":
+                caches.append(DiskCache(validation.fingerprint))
+            held_out = StreamingEvaluator(client, validation, caches[-1] if mode == "disk" else None,
+                                          workers, stall_timeout_s=stall)
         try:
-            yield StreamingEvaluator(client, dataset, cache, workers, stall_timeout_s=stall), mode
+            yield StreamingEvaluator(client, dataset, caches[0] if caches else None, workers,
+                                     stall_timeout_s=stall), held_out, mode
         finally:
-            if cache is not None:
+            for cache in caches:
                 client.run(cache.clear)
+
+
+def _weights_array(dataset: Dataset, like):
+    """A dask array of ``dataset``'s row weights, chunked like ``like``'s rows."""
+    import dask
+    import dask.array as da
+
+    reader = dataset.reader
+    blocks = [da.from_delayed(dask.delayed(reader.weights_of, pure=True)(chunk), (chunk.n_rows,),
+                              np.float64) for chunk in dataset.chunks]
+    return da.concatenate(blocks).rechunk((like.chunks[0],))
+
+
+def _check_split_key(dataset: Dataset, key: str | None) -> None:
+    if not key:
+        return
+    import pyarrow.parquet as pq
+
+    from .errors import ColumnNotFoundError
+
+    for path in dataset.files:
+        names = pq.read_schema(path, filesystem=dataset.filesystem).names
+        if key not in names:
+            raise ColumnNotFoundError(f"validation key column {key!r} not found in {path}; "
+                                      f"found columns {names}", path=path, column=key)
 
 
 def choose_cache(requested: str, needed: int, memory: int | None, fraction: float) -> tuple[str, str]:
@@ -193,6 +254,8 @@ def fit(
     resume: FitState | None = None,
     on_state: Callable[[FitState], None] | None = None,
     label: str | None = None,
+    validation: Evaluator | None = None,
+    early_stopping: int = 0,
 ) -> Fit:
     """Statistics pass (when needed), then the solver, on any evaluator.
 
@@ -200,12 +263,18 @@ def fit(
     after every iteration; ``resume`` continues from one (its statistics,
     class weights and standardization are used, ``init`` is ignored) and ends
     exactly where the uninterrupted fit would have.
+
+    ``validation``: an evaluator of held-out rows; after the starting point and
+    every iteration its unpenalized mean loss is computed (one pass over it,
+    not counted in ``n_passes``) and kept in the states; ``early_stopping=k``
+    stops (converged) when it has not improved for ``k`` iterations.
     """
     started = time.perf_counter()
     summary = None
     if resume is not None:
         standardization, class_weight = resume.standardization, resume.class_weight
         stats_passes, elapsed = resume.stats_passes, list(resume.elapsed_s)
+        validation_losses = list(resume.validation_loss)
     else:
         if standardize or class_weight == "balanced":
             summary = summarize(evaluator.stats())
@@ -219,6 +288,7 @@ def fit(
             class_weight = balanced_class_weight(summary)
         standardization = summary.standardization() if standardize else None
         elapsed = []
+        validation_losses = []
     clock_offset = elapsed[-1] if elapsed else 0.0
     objective = LogisticObjective(evaluator, penalty, standardization, class_weight)
     coef0 = np.zeros(evaluator.n_features + 1) if init is None else np.array(init, dtype=np.float64)
@@ -234,11 +304,27 @@ def fit(
             progress(dataclasses.replace(record, n_passes=passes, elapsed_s=seconds,
                                          rows_per_s=rows / seconds if seconds > 0 else 0.0))
 
-    def save(state: SolverState) -> None:
-        if on_state:
-            on_state(FitState(state, standardization, class_weight, stats_passes, tuple(elapsed)))
+    held_out = (None if validation is None else
+                LogisticObjective(validation, Penalty(), standardization, class_weight))
 
-    hooks = dict(resume=None if resume is None else resume.solver_state, checkpoint=save)
+    def save(state: SolverState) -> None:
+        if held_out is not None:
+            validation_losses.append(held_out(state.coef)[0])
+        if on_state:
+            on_state(FitState(state, standardization, class_weight, stats_passes, tuple(elapsed),
+                              tuple(validation_losses)))
+
+    def should_stop() -> str | None:
+        if not early_stopping or not validation_losses:
+            return None
+        best = min(range(len(validation_losses)), key=validation_losses.__getitem__)
+        if len(validation_losses) - 1 - best >= early_stopping:
+            return (f"early stopping: validation loss not improved for {early_stopping} "
+                    f"iterations (best {validation_losses[best]!r} at iteration {best})")
+        return None
+
+    hooks = dict(resume=None if resume is None else resume.solver_state, checkpoint=save,
+                 should_stop=should_stop)
     if solver == "lbfgs":
         result = lbfgs(objective, coef0, options, report, objective.l1_weights, **hooks)
     elif solver == "gd":
@@ -258,7 +344,7 @@ def fit(
         coef = standardization.to_original(result.coef)
         gradient = standardization.gradient_to_original(result.grad)
     return Fit(result, coef, gradient, result.n_passes + stats_passes, standardization,
-               class_weight, summary)
+               class_weight, summary, tuple(validation_losses))
 
 
 def _check_two_classes(summary: DataSummary, label: str | None) -> None:
@@ -354,6 +440,7 @@ def build_model(
         center=None if standardization is None else standardization.center.tolist(),
         scale=None if standardization is None else standardization.scale.tolist(),
         cache=cache,
+        validation_loss_history=list(result.validation_loss) or None,
     )
 
 

@@ -1,0 +1,162 @@
+"""Train/validation split: deterministic, partition-independent, reported per iteration,
+early stopping, exact resume."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import run_cli
+
+from pipeline.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.config import TrainConfig
+from pipeline.data import Split
+from pipeline.model import Model
+from pipeline.objective import Penalty
+from pipeline.solvers import SolverOptions
+from pipeline.train import train
+
+N, D = 1500, 4
+
+
+@pytest.fixture(scope="module")
+def table():
+    rng = np.random.default_rng(21)
+    X = rng.standard_normal((N, D)) * [1.0, 2.0, 0.5, 4.0]
+    y = (rng.random(N) < 1 / (1 + np.exp(-(X[:, 0] - 0.3 * X[:, 1])))).astype(np.int8)
+    return pa.table({**{f"f{j}": X[:, j] for j in range(D)}, "y": y, "user": rng.integers(0, 300, N)})
+
+
+def write(table, root, cuts, size):
+    root.mkdir(parents=True)
+    bounds = [0, *cuts, table.num_rows]
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        pq.write_table(table.slice(a, b - a), root / f"p{i}.parquet", row_group_size=size)
+    return root
+
+
+def test_split_depends_only_on_the_row():
+    split = Split(0.25)
+    positions = np.arange(100_000)
+    mask = split.mask(positions, None)
+    assert abs(mask.mean() - 0.75) < 0.01  # the train part
+    assert (split.mask(positions[5000:7000], None) == mask[5000:7000]).all()
+    validation = Split(0.25, part="validation").mask(positions, None)
+    assert (validation == ~mask).all()
+    keys = np.repeat(np.arange(50), 3)
+    by_key = Split(0.3, key="user", part="validation").mask(np.arange(150), keys)
+    assert (by_key.reshape(50, 3) == by_key.reshape(50, 3)[:, :1]).all()  # a key stays on one side
+
+
+def test_validation_is_the_same_for_any_partitioning_and_reported(tmp_path, table):
+    models = []
+    for name, cuts, size in (("one", [], N), ("many", [1, 600, 601], 97)):
+        data = write(table, tmp_path / name, cuts, size)
+        out = tmp_path / f"out-{name}"
+        result = run_cli("train", data, "--label", "y", "--features", "f0,f1,f2,f3", "--in-process",
+                         "--validation-fraction", "0.2", "--validation-key", "user", "--out", out,
+                         "--quiet")
+        assert result.returncode == 0, result.stderr
+        models.append(Model.load(out))
+        with open(out / "history.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        assert [float(r["validation_loss"]) for r in rows] == models[-1].validation_loss_history
+    first, second = models
+    report = run_cli("report", tmp_path / "out-many")
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "out-many" / "report.html").read_text()
+    assert "final validation loss" in page and f"{second.validation_loss_history[-1]:.6g}" in page
+    assert first.digest == second.digest
+    assert first.validation_loss_history == second.validation_loss_history
+    assert len(first.validation_loss_history) == first.n_iter + 1
+    # the final validation loss is the mean log-loss of the held-out rows
+    users = table["user"].to_numpy()
+    held = Split(0.2, key="user", part="validation").mask(np.arange(N), users)
+    X = np.column_stack([table[f"f{j}"].to_numpy() for j in range(D)])[held]
+    y = table["y"].to_numpy()[held].astype(float)
+    z = X @ np.array(first.coef) + first.intercept
+    assert first.validation_loss_history[-1] == pytest.approx(np.mean(np.logaddexp(0, z) - y * z),
+                                                              rel=1e-12)
+
+
+def test_training_uses_only_the_training_rows(tmp_path, table):
+    data = write(table, tmp_path / "data", [], N)
+    split_model = train(TrainConfig(data=str(data), label="y", features=tuple(f"f{j}" for j in range(D)),
+                                    cluster=None, validation_fraction=0.2,
+                                    options=SolverOptions(tol=1e-10)))
+    keep = Split(0.2).mask(np.arange(N), None)
+    filtered = write(table.filter(pa.array(keep)), tmp_path / "filtered", [], N)
+    direct = train(TrainConfig(data=str(filtered), label="y", features=tuple(f"f{j}" for j in range(D)),
+                               cluster=None, options=SolverOptions(tol=1e-10)))
+    np.testing.assert_allclose(split_model.coef, direct.coef, rtol=1e-6)
+    assert split_model.n_samples == N and direct.n_samples == keep.sum()
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory):
+    """Few rows, many noise features: the validation loss turns up while training improves."""
+    rng = np.random.default_rng(3)
+    n, d = 240, 40
+    X = rng.standard_normal((n, d))
+    y = (rng.random(n) < 1 / (1 + np.exp(-X[:, 0]))).astype(np.int8)
+    root = tmp_path_factory.mktemp("noisy") / "data"
+    root.mkdir()
+    pq.write_table(pa.table({**{f"x{j}": X[:, j] for j in range(d)}, "y": y}), root / "d.parquet")
+    return root
+
+
+def test_early_stopping_stops_when_validation_loss_stops_improving(noisy):
+    full = train(TrainConfig(data=str(noisy), label="y", cluster=None, validation_fraction=0.3,
+                             options=SolverOptions(max_iter=200)))
+    stopped = train(TrainConfig(data=str(noisy), label="y", cluster=None, validation_fraction=0.3,
+                                early_stopping=3, options=SolverOptions(max_iter=200)))
+    history = stopped.validation_loss_history
+    best = int(np.argmin(history))
+    assert stopped.converged and "early stopping" in stopped.message
+    assert len(history) - 1 - best == 3 and stopped.n_iter < full.n_iter
+    assert history == full.validation_loss_history[: len(history)]  # the same path until the stop
+
+
+def test_checkpoints_keep_the_validation_history(tmp_path, noisy):
+    from pipeline.data import open_dataset
+    from pipeline.reduce import InProcessEvaluator
+    from pipeline.train import fit
+
+    dataset = open_dataset(str(noisy), "y")
+    train_part = dataset.with_split(Split(0.3))
+    held = dataset.with_split(Split(0.3, part="validation"))
+
+    def evaluators():
+        return (InProcessEvaluator(train_part.read_chunks(), dataset.n_features),
+                InProcessEvaluator(held.read_chunks(), dataset.n_features))
+
+    options = dict(options=SolverOptions(max_iter=60), penalty=Penalty(l2=1e-3), early_stopping=4)
+    states = []
+    training, validation = evaluators()
+    full = fit(training, validation=validation, on_state=states.append, **options)
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, states[len(states) // 2], {})
+    loaded, _ = load_checkpoint(path)
+    training, validation = evaluators()
+    resumed = fit(training, validation=validation, resume=loaded, **options)
+    assert resumed.coef.tobytes() == full.coef.tobytes()
+    assert resumed.validation_loss == full.validation_loss
+    assert resumed.result.message == full.result.message
+
+
+@pytest.mark.cluster
+def test_validation_on_a_cluster_equals_in_process(tmp_path, table):
+    data = write(table, tmp_path / "data", [700], 200)
+    results = []
+    for where, cache in ((["--in-process"], "memory"), (["--workers", "2"], "memory"),
+                         (["--workers", "2"], "disk")):
+        out = tmp_path / f"out-{len(results)}"
+        result = run_cli("train", data, "--label", "y", "--features", "f0,f1,f2,f3", *where,
+                         "--cache", cache, "--validation-fraction", "0.25", "--out", out, "--quiet")
+        assert result.returncode == 0, result.stderr
+        results.append(Model.load(out))
+    assert len({m.digest for m in results}) == 1
+    assert all(m.validation_loss_history == results[0].validation_loss_history for m in results)
