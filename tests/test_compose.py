@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import free_port
+from conftest import free_port, stop_processes
 
 from pipeline.jobfile import load_job
 from pipeline.model import Model
@@ -174,15 +173,7 @@ class Topology:
         return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
 
     def close(self) -> None:
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_processes(self.processes, timeout=30)
 
 
 @pytest.mark.cluster
