@@ -55,7 +55,7 @@ from .errors import (
 )
 from .jobfile import config_from_mapping, config_to_mapping
 from .kernel import KernelSpec
-from .model import MODEL_FILE, Model
+from .model import Model
 from .reduce import connect
 from .train import (
     FitState,
@@ -289,6 +289,13 @@ def _task_state(key, dask_scheduler=None) -> str | None:
     return None if task is None else task.state
 
 
+def _clear_job_files(out: Path) -> None:
+    """Remove another job's state from ``out`` (its model.json stays until replaced)."""
+    for name in (JOB_FILE, CHECKPOINT_FILE, HISTORY_FILE, LOG_FILE, CANCEL_FILE, PLOT_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (out / name).unlink()
+
+
 def _generate(config: TrainConfig) -> None:
     if config.generate and not Path(config.data).exists():
         from .synth import make_data
@@ -346,9 +353,7 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
                 return
             out.mkdir(parents=True, exist_ok=True)
             if previous is None:  # a new job: nothing of another job may be resumed or shown
-                for name in (JOB_FILE, CHECKPOINT_FILE, HISTORY_FILE, LOG_FILE, CANCEL_FILE, PLOT_FILE):
-                    with contextlib.suppress(FileNotFoundError):
-                        (out / name).unlink()
+                _clear_job_files(out)
             if (previous or {}).get("status") != QUEUED:  # a queued job's cancel request stands
                 with contextlib.suppress(FileNotFoundError):
                     (out / CANCEL_FILE).unlink()
@@ -509,9 +514,7 @@ def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
         out.mkdir(parents=True, exist_ok=True)
         files = JobFiles(out)
         if previous is None:
-            for name in (JOB_FILE, CHECKPOINT_FILE, HISTORY_FILE, LOG_FILE, CANCEL_FILE, PLOT_FILE):
-                with contextlib.suppress(FileNotFoundError):
-                    (out / name).unlink()
+            _clear_job_files(out)
         document = files.update(job_id=job_id, name=config.name, status=QUEUED,
                                 out=str(out.absolute()), config=config_to_mapping(config),
                                 submitted_at=_now(), ended_at=None, error=None)
@@ -593,7 +596,3 @@ def config_of(files: JobFiles, overrides: dict) -> tuple[TrainConfig, str]:
     mapping["output.dir"] = str(files.out.absolute())
     mapping.pop("output.overwrite", None)
     return config_from_mapping(mapping, str(files.out / JOB_FILE)), document["job_id"]
-
-
-def load_model_of(files: JobFiles) -> Model:
-    return Model.load(files.out) if (files.out / MODEL_FILE).exists() else None

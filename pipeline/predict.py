@@ -48,11 +48,6 @@ def _proba(model: Model, X: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-margins(X, coef)))
 
 
-def _open(model: Model, data: str, label: str | None) -> Dataset:
-    dataset = open_dataset(data, label, model.features)
-    return dataset
-
-
 # --------------------------------------------------------------------------- prediction
 
 
@@ -88,7 +83,7 @@ def predict(model_dir: str, data: str, out: str, *, columns: Sequence[str] = (),
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
     model = Model.load(model_dir)
-    dataset = _open(model, data, None)
+    dataset = open_dataset(data, None, model.features)
     _check_columns(dataset, columns)
     target = Path(out)
     if target.exists() and not overwrite:
@@ -242,7 +237,7 @@ def evaluate(model_dir: str, data: str, *, label: str | None = None, threshold: 
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
     model = Model.load(model_dir)
-    dataset = _open(model, data, label or model.label)
+    dataset = open_dataset(data, label or model.label, model.features)
     reader = dataset.reader
     if client is None:
         states = [evaluate_chunk(reader, chunk, model, threshold) for chunk in dataset.chunks]
