@@ -284,11 +284,12 @@ def passes_to_gap(run: Run, reference: float) -> int | None:
 
 
 def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     import dask
     import distributed
     import scipy
     import sklearn
-    from importlib.metadata import PackageNotFoundError, version
 
     def v(name):
         try:

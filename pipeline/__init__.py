@@ -19,7 +19,6 @@ __all__ = [
     "ClusterSpec",
     "Dataset",
     "LogisticRegression",
-    "LogisticRegression",
     "Model",
     "Penalty",
     "PipelineError",

@@ -195,39 +195,68 @@ def sum_blocks(kernel, args: tuple, n_blocks: int, *blocks):
 def gather(client, futures: list, stall_timeout_s: float = STALL_TIMEOUT_S) -> list:
     """``client.gather(futures)``, but never waiting forever on a stalled cluster.
 
-    While the futures run, the scheduler is asked every ``WATCH_POLL_S``
-    seconds for its workers' states.  Lost workers are not a problem (their
-    tasks run again elsewhere, with the same result), but when no worker is
-    left, or every worker is paused (memory above the pause threshold), for
-    ``stall_timeout_s`` seconds, the pass fails with a :class:`ClusterError`
-    that says what to do.  Task errors are raised as they are.
-    """
-    from distributed import wait
+    While the gather runs, a watchdog thread asks the scheduler every
+    ``WATCH_POLL_S`` seconds for its workers' states.  Lost workers are not a
+    problem (their tasks run again elsewhere, with the same result, also when
+    a result is lost after its task finished), but when no worker is left,
+    every worker is paused (memory above the pause threshold) or the scheduler
+    does not answer, for ``stall_timeout_s`` seconds, the watchdog cancels the
+    futures and the pass fails with a :class:`ClusterError` that says what to
+    do.  Task errors are raised as they are.
 
-    stalled_since = None
-    while True:
-        try:
-            wait(futures, timeout=WATCH_POLL_S)
-            return client.gather(futures)
-        except TimeoutError:
-            pass
-        workers = client.run_on_scheduler(_worker_states)
-        running = [w for w, (status, _) in workers.items() if status == "running"]
-        if running:
-            stalled_since = None
-            continue
-        now = time.monotonic()
-        stalled_since = stalled_since or now
-        if now - stalled_since < stall_timeout_s:
-            continue
-        if not workers:
-            raise ClusterError(
-                f"no worker has been connected to the scheduler for {stall_timeout_s:g} s "
+    The futures are cancelled rather than the gather interrupted: an
+    interrupted ``client.gather`` leaves distributed's own waiting tasks
+    behind, which log "Task exception was never retrieved" later.
+    """
+    import threading
+
+    finished = threading.Event()
+    stalled: list[str] = []
+
+    def watch() -> None:
+        stalled_since = None
+        while not finished.wait(WATCH_POLL_S):
+            try:
+                workers = client.run_on_scheduler(_worker_states)
+            except Exception:  # noqa: BLE001 - an unreachable scheduler is a stall too
+                workers = None
+            if workers and any(status == "running" for status, _ in workers.values()):
+                stalled_since = None
+                continue
+            now = time.monotonic()
+            stalled_since = stalled_since or now
+            if now - stalled_since >= stall_timeout_s:
+                stalled.append(stall_message(workers, stall_timeout_s))
+                client.cancel(futures, reason="pipeline-stalled", msg=stalled[0])
+                return
+
+    watchdog = threading.Thread(target=watch, name="pipeline-pass-watchdog", daemon=True)
+    watchdog.start()
+    try:
+        return client.gather(futures)
+    except BaseException:
+        if stalled:
+            raise ClusterError(stalled[0]) from None
+        raise
+    finally:
+        finished.set()
+        watchdog.join()
+
+
+def stall_message(workers: dict | None, stall_timeout_s: float) -> str:
+    """What to tell the user when a pass made no progress for ``stall_timeout_s``:
+    ``workers`` maps address -> (status, memory limit), None when the scheduler
+    did not answer."""
+    if workers is None:
+        return (f"the scheduler has not answered for {stall_timeout_s:g} s; the pass cannot "
+                "finish. Check the scheduler, then resume the job from its last checkpoint "
+                "(pipeline resume OUTPUT_DIR)")
+    if not workers:
+        return (f"no worker has been connected to the scheduler for {stall_timeout_s:g} s "
                 "(all workers lost); the pass cannot finish. Start workers again and resume "
                 "the job from its last checkpoint (pipeline resume OUTPUT_DIR)")
-        limits = sorted({limit for _, limit in workers.values()})
-        raise ClusterError(
-            f"every worker ({', '.join(sorted(workers))}) has been paused for "
+    limits = sorted({limit for _, limit in workers.values()})
+    return (f"every worker ({', '.join(sorted(workers))}) has been paused for "
             f"{stall_timeout_s:g} s, their memory above the pause threshold (memory limit "
             f"{', '.join(_size(limit) for limit in limits)}); the data does not fit: use "
             "--cache disk or none, smaller row groups, or more or larger workers")

@@ -55,11 +55,12 @@ class DaskCLICluster:
         self.nannies: dict[str, subprocess.Popen] = {}
         for index in range(n_workers):
             self.add_worker(f"worker-{index}", wait=False)
-        self.wait_for_workers(n_workers)
+        if n_workers:
+            self.wait_for_workers(n_workers)
 
-    def add_worker(self, name: str, wait: bool = True, env: dict | None = None) -> None:
+    def add_worker(self, name: str, *options: str, wait: bool = True, env: dict | None = None) -> None:
         self._start(
-            "worker", self.address, "--host", LOOPBACK, "--nthreads", "1",
+            "worker", self.address, *options, "--host", LOOPBACK, "--nthreads", "1",
             "--memory-limit", self.memory_limit, "--no-dashboard",
             "--local-directory", str(self.workdir / name), "--name", name, env=env,
         )

@@ -166,3 +166,56 @@ def test_all_workers_lost_fails_in_bounded_time_and_the_checkpoint_resumes(tmp_p
     assert model.digest == reference_slow.digest
     assert model.loss_history == reference_slow.loss_history
 
+
+
+def test_a_result_lost_while_it_is_fetched_fails_in_bounded_time(tmp_path):
+    """The task finished, then its only worker died while the result was being
+    fetched: distributed reschedules the task, and with no worker left the
+    fetch must not wait forever (a plain ``client.gather`` would)."""
+    import threading
+
+    from distributed import Client, wait
+
+    from pipeline.errors import ClusterError
+    from pipeline.reduce import gather
+
+    lonely = DaskCLICluster(tmp_path, n_workers=0)
+    try:
+        lonely.add_worker("worker-0", "--no-nanny")  # nothing restarts it
+        with Client(lonely.address, timeout=10) as client:
+            future = client.submit(sum, [1, 2, 3])
+            wait(future, timeout=60)
+
+            def die_when_asked_for_data(dask_worker):  # local: pickled by value
+                dask_worker.handlers["get_data"] = lambda *args, **kwargs: os._exit(1)
+
+            client.run(die_when_asked_for_data)
+            outcome = []  # (exception type, message): the exception itself would keep
+            #               the client's futures alive past the client
+
+            def fetch():
+                try:
+                    gather(client, [future], stall_timeout_s=1)
+                    outcome.append((None, "returned"))
+                except Exception as exc:  # noqa: BLE001 - inspected below
+                    outcome.append((type(exc), str(exc)))
+
+            thread = threading.Thread(target=fetch, daemon=True)
+            thread.start()
+            thread.join(timeout=30)
+            assert not thread.is_alive(), "gather waited on the lost result with no bound"
+    finally:
+        lonely.close()
+    assert outcome[0][0] is ClusterError
+    assert "no worker has been connected to the scheduler for 1 s" in outcome[0][1]
+
+
+def test_stall_messages_say_what_happened_and_what_to_do():
+    from pipeline.reduce import stall_message
+
+    assert stall_message(None, 5).startswith("the scheduler has not answered for 5 s")
+    assert "pipeline resume OUTPUT_DIR" in stall_message(None, 5)
+    assert stall_message({}, 2).startswith("no worker has been connected to the scheduler for 2 s")
+    paused = stall_message({"tcp://b:2": ("paused", 2**30), "tcp://a:1": ("paused", 2**29)}, 3)
+    assert paused.startswith("every worker (tcp://a:1, tcp://b:2) has been paused for 3 s")
+    assert "memory limit 512 MiB, 1024 MiB" in paused

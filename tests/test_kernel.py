@@ -114,7 +114,7 @@ def test_kernel_result_does_not_depend_on_chunking_or_layout():
         assert total == reference
 
 
-# --------------------------------------------------------------------------- weights, standardization, Hessian, statistics
+# ------------------------------------------------------------- weights, standardization, Hessian, statistics
 
 from fractions import Fraction  # noqa: E402
 
