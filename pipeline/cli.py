@@ -145,6 +145,9 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("data", metavar="DATA", help="labelled Parquet dataset")
     judge.add_argument("--label", default=None, help="label column (default: the model's)")
     judge.add_argument("--threshold", type=float, default=0.5, help="prediction = proba >= threshold")
+    judge.add_argument("--split", choices=("all", "train", "validation"), default="all",
+                       help="rows to evaluate: all (default), or one part of the train/validation "
+                            "split the model was trained with (read from MODEL_DIR/job.json)")
     judge.add_argument("--out", default=None, metavar="FILE",
                        help="where to write the metrics (default MODEL_DIR/metrics.json)")
     _add_where(judge)
@@ -219,13 +222,17 @@ def _predict(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .predict import evaluate, write_metrics
+    from .predict import METRICS_FILE, evaluate, split_of, write_metrics
 
+    split = None if args.split == "all" else split_of(args.model, args.split)
     with _client_for(args) as client:
         metrics = evaluate(args.model, args.data, label=args.label, threshold=args.threshold,
-                           client=client)
-    out = Path(args.out) if args.out else Path(args.model) / "metrics.json"
+                           client=client, split=split)
+    out = Path(args.out) if args.out else Path(args.model) / METRICS_FILE
     write_metrics(out, metrics)
+    if split is not None:
+        print(f"rows       {split.part} part of the split (validation fraction {split.fraction:g}, "
+              f"by {'key ' + repr(split.key) if split.key else 'row position'})")
     for key in ("n_samples", "log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"):
         print(f"{key:<10} {metrics[key]}")
     matrix = metrics["confusion_matrix"]

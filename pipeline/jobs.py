@@ -6,7 +6,8 @@ a job id.  Its state lives in two places:
 * **the output directory** (authoritative; on storage every participant can
   read): ``job.json`` (resolved configuration, versions, cluster, times,
   status, progress), ``job.log``, ``history.csv``, ``checkpoint.npz``,
-  ``model.json`` and ``loss.png``; a ``cancel.request`` file asks the
+  ``model.json``, ``loss.png`` and, with a validation split, ``metrics.json``
+  (the final model on the held-out rows); a ``cancel.request`` file asks the
   coordinator to stop.  Every file is written to a temporary name and renamed.
 * **the scheduler** (an index, when the job runs on a named scheduler): the
   metadata key ``("pipeline-jobs", JOB_ID)`` holds the job's output directory,
@@ -42,7 +43,7 @@ import numpy as np
 from .atomic import write_atomic
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import open_dataset
+from .data import Split, open_dataset
 from .errors import (
     CheckpointError,
     ClusterError,
@@ -56,6 +57,7 @@ from .errors import (
 from .jobfile import config_from_mapping, config_to_mapping
 from .kernel import KernelSpec
 from .model import Model
+from .predict import METRICS_FILE, evaluate, write_metrics
 from .reduce import connect
 from .train import (
     FitState,
@@ -291,7 +293,7 @@ def _task_state(key, dask_scheduler=None) -> str | None:
 
 def _clear_job_files(out: Path) -> None:
     """Remove another job's state from ``out`` (its model.json stays until replaced)."""
-    for name in (JOB_FILE, CHECKPOINT_FILE, HISTORY_FILE, LOG_FILE, CANCEL_FILE, PLOT_FILE):
+    for name in (JOB_FILE, CHECKPOINT_FILE, HISTORY_FILE, LOG_FILE, CANCEL_FILE, PLOT_FILE, METRICS_FILE):
         with contextlib.suppress(FileNotFoundError):
             (out / name).unlink()
 
@@ -424,6 +426,8 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
                                 dataset=dataset.url, cache=cache)
             model.save(out)
             _plot(out / PLOT_FILE, model.loss_history, model.grad_norm_history)
+            if config.validation_fraction:
+                _evaluate_validation(config, out, client, note)
         except JobCancelled as exc:
             if pending is None:
                 _finish(files, publish_to, job_id, CANCELLED, str(exc))
@@ -440,6 +444,17 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
         _finish(files, publish_to, job_id, SUCCEEDED, None, digest=model.digest,
                 converged=model.converged, n_iter=model.n_iter, cache=cache, kernel=kernel)
         return model
+
+
+def _evaluate_validation(config: TrainConfig, out: Path, client, note: Callable[[str], None]) -> None:
+    """The final model's metrics on the held-out rows -> ``metrics.json`` (one
+    more pass over the data; what ``pipeline evaluate OUT DATA --split
+    validation`` computes)."""
+    split = Split(config.validation_fraction, config.validation_key, "validation")
+    metrics = evaluate(str(out), config.data, client=client, split=split)
+    write_metrics(out / METRICS_FILE, metrics)
+    note(f"validation rows {metrics['n_samples']}: log-loss {metrics['log_loss']!r} accuracy "
+         f"{metrics['accuracy']!r} ROC AUC {metrics['roc_auc']!r} -> {out / METRICS_FILE}")
 
 
 def _user() -> str | None:

@@ -28,14 +28,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import write_atomic
-from .data import ChunkSpec, Dataset, _unreadable, open_dataset
+from .data import ChunkSpec, Dataset, Split, _unreadable, open_dataset
 from .errors import ColumnNotFoundError, ConfigError, OutputError
 from .exact import ExactSums
 from .kernel import margins
 from .model import Model
 
-__all__ = ["CALIBRATION_BINS", "evaluate", "metrics_from_tables", "predict"]
+__all__ = ["CALIBRATION_BINS", "METRICS_FILE", "evaluate", "metrics_from_tables", "predict", "split_of"]
 
+#: Where ``pipeline evaluate`` (and a training run with a validation split)
+#: writes the metrics, in the model's directory.
+METRICS_FILE = "metrics.json"
 PROBA_COLUMN = "proba"
 PREDICTION_COLUMN = "prediction"
 #: Equal-width probability bins of the calibration table.
@@ -125,15 +128,22 @@ def _check_columns(dataset: Dataset, columns: Sequence[str]) -> None:
 
 
 def evaluate_chunk(reader, chunk: ChunkSpec, model: Model, threshold: float) -> dict:
-    """Per-chunk state: distinct probabilities with positive/negative counts, log-loss parts."""
+    """Per-chunk state: distinct probabilities with positive/negative counts, log-loss parts.
+
+    With a split (the reader's weights are then its 0/1 mask), only the rows
+    of the split's part count."""
     data = reader(chunk)
-    proba = _proba(model, data.X)
+    X, y = data.X, data.y
+    if data.weights is not None:
+        keep = data.weights > 0
+        X, y = X[keep], y[keep]
+    proba = _proba(model, X)
     coef = np.append(model.coef_array, model.intercept)
-    margin = margins(data.X, coef)
+    margin = margins(X, coef)
     # stable per-row log-loss log(1 + e^z) - y z, summed exactly later
-    losses = np.logaddexp(0.0, margin) - data.y * margin
+    losses = np.logaddexp(0.0, margin) - y * margin
     values, inverse = np.unique(proba, return_inverse=True)
-    positives = np.bincount(inverse, weights=data.y, minlength=len(values)).astype(np.int64)
+    positives = np.bincount(inverse, weights=y, minlength=len(values)).astype(np.int64)
     totals = np.bincount(inverse, minlength=len(values)).astype(np.int64)
     return {"values": values, "positives": positives, "negatives": totals - positives,
             "loss": ExactSums.of(losses[:, None])}
@@ -232,12 +242,14 @@ def _roc_points(pos: np.ndarray, neg: np.ndarray, P: int, N: int) -> dict:
 
 
 def evaluate(model_dir: str, data: str, *, label: str | None = None, threshold: float = 0.5,
-             client=None) -> dict:
-    """Metrics of ``model_dir``'s model on ``data`` (label column: the model's, or ``label``)."""
+             client=None, split: Split | None = None) -> dict:
+    """Metrics of ``model_dir``'s model on ``data`` (label column: the model's, or
+    ``label``): on every row, or on the rows of ``split``'s part (see :func:`split_of`).
+    Unweighted: every row counts once, whatever the model was trained with."""
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
     model = Model.load(model_dir)
-    dataset = open_dataset(data, label or model.label, model.features)
+    dataset = open_dataset(data, label or model.label, model.features).with_split(split)
     reader = dataset.reader
     if client is None:
         states = [evaluate_chunk(reader, chunk, model, threshold) for chunk in dataset.chunks]
@@ -249,8 +261,32 @@ def evaluate(model_dir: str, data: str, *, label: str | None = None, threshold: 
         states = gather(client, futures)
     metrics = metrics_from_tables(merge_tables(states), threshold)
     metrics.update(model=str(Path(model_dir) / "model.json"), data=dataset.url,
-                   model_digest=model.digest)
+                   model_digest=model.digest,
+                   rows="all" if split is None else {"part": split.part, "fraction": split.fraction,
+                                                     "key": split.key})
     return metrics
+
+
+def split_of(model_dir: str | os.PathLike, part: str) -> Split:
+    """The train/validation split ``model_dir``'s model was trained with (from its
+    ``job.json``), seen from ``part`` ("train" or "validation")."""
+    from .jobfile import config_from_mapping
+    from .jobs import JOB_FILE
+
+    if part not in ("train", "validation"):
+        raise ConfigError(f"a split part is 'train' or 'validation', got {part!r}")
+    path = Path(model_dir) / JOB_FILE
+    try:
+        mapping = json.loads(path.read_text())["config"]
+        config = config_from_mapping(mapping, str(path))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} cannot be read for the training configuration ({exc}); "
+                          "evaluating a split needs the training run's job.json", path=str(path)) from None
+    if not config.validation_fraction:
+        raise ConfigError(f"the model in {model_dir} was trained without a validation split "
+                          f"({path}: data.validation_fraction is not set); evaluate all rows, or "
+                          "train with --validation-fraction", path=str(path))
+    return Split(config.validation_fraction, config.validation_key, part)
 
 
 def write_metrics(path: str | os.PathLike, metrics: dict) -> None:

@@ -138,10 +138,15 @@ def write_report(out: str) -> Path:
             ax.set(title="calibration", xlabel="mean predicted probability", ylabel="observed rate")))
         parts += ['<div class="plots">', _img(roc_plot, "ROC curve"),
                   _img(calibration_plot, "calibration plot"), "</div>"]
-        parts.append(f'<p class="muted">data: {html.escape(str(metrics.get("data")))}</p>')
+        rows = metrics.get("rows", "all")
+        described = "all rows" if rows == "all" else (
+            f"the {rows.get('part')} part of the split (validation fraction {rows.get('fraction')}, "
+            f"by {'key ' + repr(rows.get('key')) if rows.get('key') else 'row position'})")
+        parts.append(f'<p class="muted">data: {html.escape(str(metrics.get("data")))}, '
+                     f"{html.escape(described)}</p>")
     else:
-        parts.append('<p class="muted">no metrics.json here: run <code>pipeline evaluate '
-                     f"{html.escape(str(directory))} DATA</code> first</p>")
+        parts.append('<p class="muted">no metrics.json here: train with --validation-fraction, '
+                     f"or run <code>pipeline evaluate {html.escape(str(directory))} DATA</code></p>")
 
     config = job.get("config") or {}
     parts += ["<h2>Configuration</h2>",

@@ -4,12 +4,14 @@ early stopping, exact resume."""
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import run_cli
+from sklearn.metrics import accuracy_score, roc_auc_score
 
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.config import TrainConfig
@@ -69,6 +71,7 @@ def test_validation_is_the_same_for_any_partitioning_and_reported(tmp_path, tabl
     assert report.returncode == 0, report.stderr
     page = (tmp_path / "out-many" / "report.html").read_text()
     assert "final validation loss" in page and f"{second.validation_loss_history[-1]:.6g}" in page
+    assert "the validation part of the split (validation fraction 0.2, by key &#x27;user&#x27;)" in page
     assert first.digest == second.digest
     assert first.validation_loss_history == second.validation_loss_history
     assert len(first.validation_loss_history) == first.n_iter + 1
@@ -80,6 +83,58 @@ def test_validation_is_the_same_for_any_partitioning_and_reported(tmp_path, tabl
     z = X @ np.array(first.coef) + first.intercept
     assert first.validation_loss_history[-1] == pytest.approx(np.mean(np.logaddexp(0, z) - y * z),
                                                               rel=1e-12)
+    # the run wrote the final model's metrics on the held-out rows: the same
+    # bits for both partitionings, and scikit-learn's values
+    metrics = [_metrics(tmp_path / f"out-{name}") for name in ("one", "many")]
+    assert metrics[0] == metrics[1]
+    found = metrics[0]
+    assert found["rows"] == {"part": "validation", "fraction": 0.2, "key": "user"}
+    assert found["n_samples"] == held.sum() and found["n_positive"] == y.sum()
+    proba = 1 / (1 + np.exp(-z))
+    assert found["accuracy"] == accuracy_score(y, proba >= 0.5)
+    assert found["roc_auc"] == pytest.approx(roc_auc_score(y, proba), abs=1e-12)
+    assert found["log_loss"] == pytest.approx(first.validation_loss_history[-1], rel=1e-12)
+
+
+def _metrics(path) -> dict:
+    """A metrics file (or an output directory's metrics.json) without the fields that name paths."""
+    path = path / "metrics.json" if path.is_dir() else path
+    found = json.loads(path.read_text())
+    return {key: value for key, value in found.items() if key not in ("model", "data")}
+
+
+def test_evaluate_a_split_of_the_training_data(tmp_path, table):
+    data = write(table, tmp_path / "data", [500], 250)
+    features = ("--label", "y", "--features", "f0,f1,f2,f3", "--in-process", "--quiet")
+    split_run = run_cli("train", data, *features, "--validation-fraction", "0.3", "--out", tmp_path / "split")
+    assert split_run.returncode == 0, split_run.stderr
+    written = _metrics(tmp_path / "split")
+    again = run_cli("evaluate", tmp_path / "split", data, "--split", "validation", "--in-process",
+                    "--out", tmp_path / "validation.json")
+    assert again.returncode == 0, again.stderr
+    assert "rows       validation part of the split (validation fraction 0.3, by row position)" in again.stdout
+    assert _metrics(tmp_path / "validation.json") == written
+    rest = run_cli("evaluate", tmp_path / "split", data, "--split", "train", "--in-process",
+                   "--out", tmp_path / "train.json")
+    assert rest.returncode == 0, rest.stderr
+    everything = run_cli("evaluate", tmp_path / "split", data, "--in-process", "--out", tmp_path / "all.json")
+    assert everything.returncode == 0, everything.stderr
+    parts = [_metrics(tmp_path / f"{name}.json") for name in ("validation", "train", "all")]
+    assert parts[1]["n_samples"] == Split(0.3).mask(np.arange(N), None).sum()
+    assert parts[0]["n_samples"] + parts[1]["n_samples"] == parts[2]["n_samples"] == N
+    assert parts[2]["rows"] == "all"
+    for key in ("tn", "fp", "fn", "tp"):
+        assert parts[0]["confusion_matrix"][key] + parts[1]["confusion_matrix"][key] == \
+            parts[2]["confusion_matrix"][key]
+    # a model trained on every row has no split to evaluate
+    plain = run_cli("train", data, *features, "--out", tmp_path / "plain")
+    assert plain.returncode == 0, plain.stderr
+    assert not (tmp_path / "plain" / "metrics.json").exists()
+    refused = run_cli("evaluate", tmp_path / "plain", data, "--split", "validation", "--in-process")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "was trained without a validation split" in refused.stderr
+    assert "data.validation_fraction is not set" in refused.stderr
+    assert not (tmp_path / "plain" / "metrics.json").exists()
 
 
 def test_training_uses_only_the_training_rows(tmp_path, table):
@@ -160,3 +215,5 @@ def test_validation_on_a_cluster_equals_in_process(tmp_path, table):
         results.append(Model.load(out))
     assert len({m.digest for m in results}) == 1
     assert all(m.validation_loss_history == results[0].validation_loss_history for m in results)
+    metrics = [_metrics(tmp_path / f"out-{index}") for index in range(len(results))]
+    assert metrics[0]["n_samples"] > 0 and all(found == metrics[0] for found in metrics)
