@@ -48,7 +48,7 @@ from typing import Any
 from .config import CACHE_MODES, MEMORY_FRACTION, SOLVERS, TrainConfig
 from .errors import ConfigError, JobFileError
 from .objective import Penalty
-from .reduce import STALL_TIMEOUT_S, ClusterSpec
+from .reduce import CONNECT_TIMEOUT_S, STALL_TIMEOUT_S, ClusterSpec
 from .solvers import SolverOptions
 
 __all__ = ["KEYS", "config_from_mapping", "config_to_mapping", "load_job", "to_toml"]
@@ -96,6 +96,9 @@ KEYS: dict[str, Key] = {
     "cluster.threads_per_worker": Key("int", "--threads-per-worker", "threads per embedded worker"),
     "cluster.memory_limit": Key("str", "--memory-limit", "memory limit per embedded worker, e.g. '2GiB'"),
     "cluster.in_process": Key("bool", "--in-process", "no Dask: numpy in the submitting process"),
+    "cluster.connect_timeout": Key("float", "--connect-timeout",
+                                   "seconds to wait for the scheduler at cluster.scheduler to answer "
+                                   "(default 10)"),
     "cluster.stall_timeout": Key("float", "--stall-timeout",
                                  "seconds a pass may wait with no worker, or all workers paused, "
                                  "before the job fails (default 60)"),
@@ -257,9 +260,9 @@ def config_from_mapping(mapping: Mapping[str, Any], source: str = "the command l
     for key in ("cluster.workers", "cluster.threads_per_worker", "output.checkpoint_every"):
         if key in values and values[key] < 1:
             raise fail(f"{show(key)} must be >= 1; found {values[key]}", key)
-    if "cluster.stall_timeout" in values and not values["cluster.stall_timeout"] > 0:
-        raise fail(f"{show('cluster.stall_timeout')} must be > 0; found {values['cluster.stall_timeout']}",
-                   "cluster.stall_timeout")
+    for key in ("cluster.stall_timeout", "cluster.connect_timeout"):
+        if key in values and not values[key] > 0:
+            raise fail(f"{show(key)} must be > 0; found {values[key]}", key)
     for key in ("train.tol", "train.ftol", "train.l2", "train.l1", "train.reg", "cache.memory_fraction"):
         if key in values and not math.isfinite(values[key]):
             raise fail(f"{show(key)} must be finite; found {values[key]}", key)
@@ -282,6 +285,7 @@ def config_from_mapping(mapping: Mapping[str, Any], source: str = "the command l
                 threads_per_worker=get("cluster.threads_per_worker", 1),
                 memory_limit=get("cluster.memory_limit"),
                 stall_timeout_s=get("cluster.stall_timeout", STALL_TIMEOUT_S),
+                connect_timeout_s=get("cluster.connect_timeout", CONNECT_TIMEOUT_S),
             )
         return TrainConfig(
             data=values["data.url"], label=values["data.label"], out=get("output.dir"),
@@ -343,6 +347,8 @@ def config_to_mapping(config: TrainConfig) -> dict[str, Any]:
         mapping["cluster.memory_limit"] = cluster.memory_limit
     if cluster is not None and cluster.stall_timeout_s != STALL_TIMEOUT_S:
         mapping["cluster.stall_timeout"] = cluster.stall_timeout_s
+    if cluster is not None and cluster.connect_timeout_s != CONNECT_TIMEOUT_S:
+        mapping["cluster.connect_timeout"] = cluster.connect_timeout_s
     return {key: value for key, value in mapping.items() if value is not None}
 
 

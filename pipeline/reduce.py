@@ -51,7 +51,7 @@ __all__ = [
 #: Partial states merged per task of the reduction tree.
 REDUCE_FAN_IN = 8
 #: Seconds to wait for a scheduler to answer.
-CONNECT_TIMEOUT_S = 10
+CONNECT_TIMEOUT_S = 10.0
 #: Seconds to wait for the first worker of a remote cluster.
 WORKER_WAIT_S = 120
 #: Seconds a pass may make no progress (no worker left, or every worker
@@ -419,6 +419,8 @@ class ClusterSpec:
     memory_limit: str | None = None
     #: fail a pass that makes no progress for this long (see :func:`gather`)
     stall_timeout_s: float = STALL_TIMEOUT_S
+    #: wait this long for the scheduler at ``scheduler`` to answer
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
 
 
 def cluster_memory(client) -> tuple[list[str], int | None]:
@@ -435,11 +437,11 @@ def connect(spec: ClusterSpec) -> Iterator:
 
     if spec.scheduler:
         try:
-            client = Client(spec.scheduler, timeout=CONNECT_TIMEOUT_S)
+            client = Client(spec.scheduler, timeout=spec.connect_timeout_s)
         except (OSError, TimeoutError) as exc:
             raise ClusterError(
                 f"no Dask scheduler answered at {spec.scheduler!r} within "
-                f"{CONNECT_TIMEOUT_S} s: {exc}", path=spec.scheduler,
+                f"{spec.connect_timeout_s:g} s: {exc}", path=spec.scheduler,
             ) from None
         with client:
             try:

@@ -379,9 +379,10 @@ def test_unreachable_scheduler(tmp_path):
     out = tmp_path / "out"
     address = f"tcp://127.0.0.1:{free_port()}"
     started = time.monotonic()
-    result = train(data, out, "--scheduler", address, timeout=60)
+    result = train(data, out, "--scheduler", address, "--connect-timeout", "2", timeout=60)
     elapsed = time.monotonic() - started
     assert_error(result, "ClusterError", address, out=out)
+    assert "within 2 s" in result.stderr
     assert elapsed < 60
 
 

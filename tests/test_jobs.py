@@ -80,12 +80,13 @@ def test_every_train_option_is_a_job_key_and_back(tmp_path):
         "train.standardize": False, "train.class_weight": [1.0, 2.5], "cluster.workers": 3,
         "cluster.threads_per_worker": 2, "cluster.memory_limit": "1GiB", "cache.mode": "disk",
         "cache.memory_fraction": 0.25, "output.dir": str(tmp_path / "o"), "output.overwrite": True,
-        "output.checkpoint_every": 5,
+        "output.checkpoint_every": 5, "cluster.stall_timeout": 7.5, "cluster.connect_timeout": 3.0,
     })
     job = tmp_path / "job.toml"
     job.write_text(to_toml(config_to_mapping(config)))
     assert load_job(job) == config
     assert config.options.history_size == 3 and config.cluster.memory_limit == "1GiB"
+    assert config.cluster.stall_timeout_s == 7.5 and config.cluster.connect_timeout_s == 3.0
 
 
 def test_cli_overrides_win_over_the_job_file(tmp_path, data):
@@ -130,9 +131,9 @@ def test_missing_dataset_and_unreachable_scheduler_name_file_and_key(tmp_path):
     (tmp_path / "d").mkdir()
     pq.write_table(pa.table({"a": [1.0, 2.0], "y": [0, 1]}), tmp_path / "d" / "p.parquet")
     job.write_text(job.read_text().replace(str(ROOT / "jobs"), str(tmp_path / "d")))
-    result = run_cli("submit", job, timeout=60)
+    result = run_cli("submit", job, "--connect-timeout", "2", timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert f"ClusterError: {job}: cluster.scheduler:" in result.stderr
+    assert f"ClusterError: {job}: cluster.scheduler:" in result.stderr and "within 2 s" in result.stderr
     assert not out.exists()
 
 
