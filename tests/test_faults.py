@@ -82,6 +82,35 @@ def test_killed_workers_and_nanny_change_nothing_and_a_new_worker_is_used(tmp_pa
     assert model.passes_history == reference_slow.passes_history
 
 
+def test_killed_workers_holding_the_cached_data_change_nothing(tmp_path, jobs_data, cluster, reference_slow):
+    """--cache memory: the killed worker's decoded chunks are gone; distributed
+    reads them again from their lineage, and the model is the same bits."""
+    out = tmp_path / "out"
+    job = slow_job(tmp_path / "job.toml", jobs_data, out, f'scheduler = "{cluster.address}"',
+                   name="faults-memory")
+    job.write_text(job.read_text() + '\n[cache]\nmode = "memory"\n')
+    process = start_job(job)
+    try:
+        seen = 0
+        for victim in sorted(cluster.worker_pids_by_name()):  # each worker process once; nannies restart them
+            seen = wait_for(lambda: iterations(out) >= seen + 8 and iterations(out), what="progress")
+            pid = cluster.worker_pids_by_name()[victim]
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: cluster.worker_pids_by_name().get(victim) not in (None, pid),
+                     what=f"{victim} restarted")
+        seen = iterations(out)
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stdout + stderr
+    assert seen < reference_slow.n_iter  # the faults happened during the run
+    model = Model.load(out)
+    assert model.cache == "memory"
+    assert model.digest == reference_slow.digest
+    assert model.loss_history == reference_slow.loss_history
+
+
 def test_workers_with_different_numerics_are_refused_by_name(tmp_path, jobs_data, cluster):
     """A worker whose numpy runs other SIMD code paths (here: AVX2/FMA3 dispatch
     disabled, as on an older CPU) has another kernel fingerprint: the job
