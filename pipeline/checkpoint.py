@@ -5,13 +5,16 @@ A checkpoint is one ``.npz`` file (numpy's zip of ``.npy`` arrays, read with
 array of a :class:`~pipeline.train.FitState` as raw float64 and a JSON
 document with the scalars (Python writes floats with ``repr``, which reads
 back to the same bits) and the caller's metadata (dataset fingerprint,
-options key, job id).  It is written to a temporary name in the same
+options key, job id), and the sha256 of all of it: a truncated, damaged or
+edited checkpoint is refused with a :class:`CheckpointError` rather than
+resumed from.  It is written to a temporary name in the same
 directory, flushed to disk and renamed over the previous one, so a crash
 leaves either the old or the new checkpoint, never half of one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -28,7 +31,7 @@ from .solvers import IterationRecord, SolverState
 __all__ = ["CHECKPOINT_FILE", "FORMAT_VERSION", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FILE = "checkpoint.npz"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: with the content's sha256
 _HISTORY_FIELDS = ("iteration", "loss", "grad_norm", "step", "n_passes")
 
 
@@ -67,16 +70,30 @@ def save_checkpoint(path: str | os.PathLike, state, meta: dict) -> None:
         "stats_passes": state.stats_passes,
         "meta": meta,
     }
+    arrays = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
+    # digest of the document as it will read back (JSON: lists, string keys)
+    document["sha256"] = _content_digest(json.loads(json.dumps(document)), arrays)
     arrays["document"] = np.frombuffer(json.dumps(document).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
-    np.savez(buffer, **{name: np.ascontiguousarray(value) for name, value in arrays.items()})
+    np.savez(buffer, **arrays)
     write_atomic(path, buffer.getvalue())
+
+
+def _content_digest(document: dict, arrays: dict) -> str:
+    """sha256 of the document (less this digest) and every array's name, dtype,
+    shape and bytes: a checkpoint changed after it was written is refused."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({k: v for k, v in document.items() if k != "sha256"},
+                             sort_keys=True).encode())
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"\0{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike):
     """``(FitState, meta)`` from ``path``; :class:`CheckpointError` if it cannot be used."""
-    from .train import FitState
-
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -87,10 +104,25 @@ def load_checkpoint(path: str | os.PathLike):
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint: {exc}",
                               path=str(path)) from None
-    if document.get("format_version") != FORMAT_VERSION:
+    if not isinstance(document, dict) or document.get("format_version") != FORMAT_VERSION:
+        found = document.get("format_version") if isinstance(document, dict) else document
         raise CheckpointError(
-            f"checkpoint {path} has format {document.get('format_version')!r}; "
-            f"expected {FORMAT_VERSION}", path=str(path))
+            f"checkpoint {path} has format {found!r}; expected {FORMAT_VERSION}", path=str(path))
+    if document.get("sha256") != _content_digest(document, arrays):
+        raise CheckpointError(
+            f"checkpoint {path} fails its integrity check: its content changed after it was "
+            "written (sha256 of the arrays and document differs); not resuming from it",
+            path=str(path))
+    try:
+        return _fit_state(document, arrays)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:  # a well-formed file, wrong content
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint: missing or "
+                              f"malformed {exc}", path=str(path)) from None
+
+
+def _fit_state(document: dict, arrays: dict):
+    from .train import FitState
+
     history = tuple(
         IterationRecord(int(i), float(loss), float(norm), float(step), int(passes))
         for i, loss, norm, step, passes in zip(*(arrays[f"history_{f}"] for f in _HISTORY_FIELDS))

@@ -67,7 +67,9 @@ def test_services_follow_the_conventions(compose):
     assert scheduler["command"][:2] == ["dask", "scheduler"]
     assert _option(scheduler["command"], "--port") == "8786"
     assert _option(scheduler["command"], "--dashboard-address") == ":8787"
-    assert sorted(scheduler["ports"]) == ["8786:8786", "8787:8787"]
+    # published on the host's loopback only, unless PUBLISH_HOST says otherwise
+    assert sorted(scheduler["ports"]) == ["${PUBLISH_HOST:-127.0.0.1}:8786:8786",
+                                          "${PUBLISH_HOST:-127.0.0.1}:8787:8787"]
     assert "/health" in " ".join(scheduler["healthcheck"]["test"])
     # only the scheduler publishes ports; workers can scale
     for name, service in services.items():

@@ -300,7 +300,7 @@ def test_cancel_stops_a_detached_job_and_its_checkpoint_resumes(tmp_path, data, 
     assert job_status(out) == "succeeded"
 
 
-def test_a_checkpoint_of_other_data_is_refused(tmp_path, data):
+def test_a_checkpoint_of_other_data_or_edited_is_refused(tmp_path, data):
     import shutil
 
     copy = tmp_path / "data"
@@ -320,6 +320,18 @@ def test_a_checkpoint_of_other_data_is_refused(tmp_path, data):
     assert "CheckpointError" in refused.stderr and "another dataset" in refused.stderr
     assert str(out / "checkpoint.npz") in refused.stderr
     assert load_checkpoint(out / "checkpoint.npz")[0].solver_state.n_iter == 3  # untouched
+    # the original data again, but a checkpoint edited after it was written
+    (copy / "part-9.parquet").unlink()
+    checkpoint = out / "checkpoint.npz"
+    with np.load(checkpoint, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["coef"][0] += 0.5
+    with open(checkpoint, "wb") as handle:
+        np.savez(handle, **arrays)
+    refused = run_cli("resume", out, "--in-process")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"CheckpointError: checkpoint {checkpoint} fails its integrity check" in refused.stderr
+    assert not (out / "model.json").exists()
 
 
 def test_resume_and_status_of_an_unknown_job(tmp_path):

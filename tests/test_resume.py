@@ -98,6 +98,58 @@ def test_a_damaged_checkpoint_is_refused_with_the_file_named(tmp_path):
         load_checkpoint(path)
 
 
+def _saved_checkpoint(tmp_path):
+    chunks, d = _data(seed=6)
+    saved = []
+    fit(InProcessEvaluator(chunks, d), options=SolverOptions(max_iter=4), on_state=saved.append)
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, saved[-1], {"job_id": "j"})
+    load_checkpoint(path)  # a good one loads
+    return path
+
+
+def _rewrite(path, change):
+    """Load the archive's arrays, ``change`` them, write a valid .npz (fresh zip CRCs) again."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    change(arrays)
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+@pytest.mark.filterwarnings("ignore::pipeline.errors.ConvergenceWarning")
+def test_truncated_and_tampered_checkpoints_are_refused(tmp_path):
+    import json
+
+    path = _saved_checkpoint(tmp_path)
+    good = path.read_bytes()
+    # truncated
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="damaged or not a checkpoint"):
+        load_checkpoint(path)
+    # a coefficient edited, the zip itself consistent again
+    path.write_bytes(good)
+    _rewrite(path, lambda arrays: arrays["coef"].__setitem__(0, arrays["coef"][0] + 1.0))
+    with pytest.raises(CheckpointError, match="fails its integrity check"):
+        load_checkpoint(path)
+    # the document edited (the solver's iteration count)
+    path.write_bytes(good)
+
+    def edit_document(arrays):
+        document = json.loads(arrays["document"].tobytes())
+        document["n_iter"] += 1
+        arrays["document"] = np.frombuffer(json.dumps(document).encode(), dtype=np.uint8)
+
+    _rewrite(path, edit_document)
+    with pytest.raises(CheckpointError, match="fails its integrity check"):
+        load_checkpoint(path)
+    # an array that only pickle can read is refused without being unpickled
+    path.write_bytes(good)
+    _rewrite(path, lambda arrays: arrays.__setitem__("coef", np.array([object()], dtype=object)))
+    with pytest.raises(CheckpointError, match="damaged or not a checkpoint"):
+        load_checkpoint(path)
+
+
 def test_fit_state_elapsed_matches_history():
     chunks, d = _data()
     saved: list[FitState] = []
