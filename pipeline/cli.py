@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from .config import TrainConfig
-from .errors import ClusterError, DatasetNotFoundError, JobCancelled, PipelineError
+from .errors import ClusterError, ConfigError, DatasetNotFoundError, JobCancelled, PipelineError
 from .jobfile import KEYS, config_from_mapping, load_job
 from .jobs import (
     TERMINAL,
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        with _tls_configuration(args):
+            return args.handler(args)
     except PipelineError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -61,6 +62,33 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `pipeline train ... | head`: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+
+
+def _add_tls(parser: argparse.ArgumentParser) -> None:
+    """TLS for a tls:// scheduler, for the commands that only connect to one
+    (train and submit take the cluster.tls_* job keys instead)."""
+    parser.add_argument("--tls-ca-file", metavar="PEM", help="CA certificate(s) of a tls:// scheduler")
+    parser.add_argument("--tls-cert", metavar="PEM", help="this client's certificate")
+    parser.add_argument("--tls-key", metavar="PEM", help="this client's key (unless in --tls-cert)")
+
+
+@contextlib.contextmanager
+def _tls_configuration(args):
+    """``--tls-*`` as Dask configuration, for every client this command opens."""
+    given = {name: getattr(args, name, None) for name in ("tls_ca_file", "tls_cert", "tls_key")}
+    if not any(given.values()):
+        yield
+        return
+    for name, path in given.items():
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"--{name.replace('_', '-')}: no file {path}")
+    import dask
+
+    with dask.config.set({"distributed.comm.tls.ca-file": given["tls_ca_file"],
+                          "distributed.comm.tls.client.cert": given["tls_cert"],
+                          "distributed.comm.tls.client.key": given["tls_key"],
+                          "distributed.comm.require-encryption": True}):
+        yield
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--in-process", action="store_true", help="no Dask: numpy in this process")
     resume.add_argument("--detach", action="store_true", help="resume on the cluster and return")
     resume.add_argument("--quiet", action="store_true", help="no per-iteration lines")
+    _add_tls(resume)
     resume.set_defaults(handler=_resume)
 
     status = commands.add_parser("status", help="state and progress of a job (or of every job)")
@@ -109,17 +138,20 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--scheduler", metavar="ADDRESS",
                         help="scheduler holding the job index (default: $DASK_SCHEDULER_ADDRESS)")
     status.add_argument("--json", action="store_true", help="print job.json")
+    _add_tls(status)
     status.set_defaults(handler=_status)
 
     listing = commands.add_parser("list", help="jobs known to a scheduler")
     listing.add_argument("--scheduler", metavar="ADDRESS",
                          help="scheduler holding the job index (default: $DASK_SCHEDULER_ADDRESS)")
+    _add_tls(listing)
     listing.set_defaults(handler=_list)
 
     logs = commands.add_parser("logs", help="a job's log")
     logs.add_argument("job", metavar="JOB_ID", help="job id or output directory")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     logs.add_argument("--scheduler", metavar="ADDRESS")
+    _add_tls(logs)
     logs.set_defaults(handler=_logs)
 
     cancel = commands.add_parser("cancel", help="stop a running job (its checkpoint stays usable)")
@@ -127,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("--scheduler", metavar="ADDRESS")
     cancel.add_argument("--wait", type=float, default=CANCEL_WAIT_S,
                         help="seconds to wait for the job to stop (default %(default)s)")
+    _add_tls(cancel)
     cancel.set_defaults(handler=_cancel)
 
     score = commands.add_parser("predict", help="score a Parquet dataset into Parquet files")
@@ -138,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--threshold", type=float, default=0.5, help="prediction = proba >= threshold")
     score.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     _add_where(score)
+    _add_tls(score)
     score.set_defaults(handler=_predict)
 
     judge = commands.add_parser("evaluate", help="metrics of a model on a labelled Parquet dataset")
@@ -151,6 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("--out", default=None, metavar="FILE",
                        help="where to write the metrics (default MODEL_DIR/metrics.json)")
     _add_where(judge)
+    _add_tls(judge)
     judge.set_defaults(handler=_evaluate)
 
     report = commands.add_parser("report", help="write OUTPUT_DIR/report.html (self-contained)")

@@ -96,6 +96,11 @@ KEYS: dict[str, Key] = {
     "cluster.threads_per_worker": Key("int", "--threads-per-worker", "threads per embedded worker"),
     "cluster.memory_limit": Key("str", "--memory-limit", "memory limit per embedded worker, e.g. '2GiB'"),
     "cluster.in_process": Key("bool", "--in-process", "no Dask: numpy in the submitting process"),
+    "cluster.tls_ca_file": Key("str", "--tls-ca-file",
+                               "CA certificate(s) (PEM) a tls:// scheduler's certificate must chain to"),
+    "cluster.tls_cert": Key("str", "--tls-cert", "this client's certificate (PEM) for a tls:// scheduler"),
+    "cluster.tls_key": Key("str", "--tls-key",
+                           "this client's private key (PEM), unless it is in the certificate file"),
     "cluster.connect_timeout": Key("float", "--connect-timeout",
                                    "seconds to wait for the scheduler at cluster.scheduler to answer "
                                    "(default 10)"),
@@ -112,7 +117,9 @@ KEYS: dict[str, Key] = {
 }
 
 _GENERATE_KEYS = {"rows": int, "features": int, "files": int, "row_group_size": int, "seed": int}
-_PATH_KEYS = ("data.url", "train.init", "output.dir")
+_PATH_KEYS = ("data.url", "train.init", "output.dir", "cluster.tls_ca_file", "cluster.tls_cert",
+              "cluster.tls_key")
+_TLS_KEYS = ("cluster.tls_ca_file", "cluster.tls_cert", "cluster.tls_key")
 
 
 def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
@@ -252,6 +259,18 @@ def config_from_mapping(mapping: Mapping[str, Any], source: str = "the command l
     if get("cluster.scheduler") and get("cluster.workers"):
         raise fail(f"give {show('cluster.scheduler')} or {show('cluster.workers')}, not both",
                    "cluster.workers")
+    tls = [key for key in _TLS_KEYS if get(key)]
+    if tls and not get("cluster.scheduler"):
+        raise fail(f"{show(tls[0])} is for a tls:// scheduler: give {show('cluster.scheduler')} too "
+                   "(an embedded cluster needs no TLS)", tls[0])
+    if tls and not (get("cluster.tls_ca_file") and get("cluster.tls_cert")):
+        missing = "cluster.tls_ca_file" if not get("cluster.tls_ca_file") else "cluster.tls_cert"
+        raise fail(f"TLS needs {show('cluster.tls_ca_file')} and {show('cluster.tls_cert')} "
+                   f"({show('cluster.tls_key')} too unless the key is in the certificate file); "
+                   f"{show(missing)} is missing", missing)
+    for key in tls:
+        if not os.path.isfile(values[key]):
+            raise fail(f"{show(key)}: no file {values[key]}", key)
     if get("train.reg") is not None or get("train.alpha") is not None:
         if get("train.l1") is not None or get("train.l2") is not None:
             names = "--reg/--alpha or --l2/--l1" if where.command_line else \
@@ -286,6 +305,8 @@ def config_from_mapping(mapping: Mapping[str, Any], source: str = "the command l
                 memory_limit=get("cluster.memory_limit"),
                 stall_timeout_s=get("cluster.stall_timeout", STALL_TIMEOUT_S),
                 connect_timeout_s=get("cluster.connect_timeout", CONNECT_TIMEOUT_S),
+                tls_ca_file=get("cluster.tls_ca_file"), tls_cert=get("cluster.tls_cert"),
+                tls_key=get("cluster.tls_key"),
             )
         return TrainConfig(
             data=values["data.url"], label=values["data.label"], out=get("output.dir"),
@@ -341,6 +362,9 @@ def config_to_mapping(config: TrainConfig) -> dict[str, Any]:
         mapping["cluster.in_process"] = True
     elif cluster.scheduler:
         mapping["cluster.scheduler"] = cluster.scheduler
+        mapping["cluster.tls_ca_file"] = cluster.tls_ca_file
+        mapping["cluster.tls_cert"] = cluster.tls_cert
+        mapping["cluster.tls_key"] = cluster.tls_key
     else:
         mapping["cluster.workers"] = cluster.n_workers
         mapping["cluster.threads_per_worker"] = cluster.threads_per_worker

@@ -58,7 +58,7 @@ from .jobfile import config_from_mapping, config_to_mapping
 from .kernel import KernelSpec
 from .model import Model
 from .predict import METRICS_FILE, evaluate, write_metrics
-from .reduce import connect
+from .reduce import connect, security
 from .train import (
     FitState,
     _evaluator,
@@ -262,14 +262,17 @@ def refuse_if_running(previous: dict | None) -> None:
     if coordinator.get("mode") == "attached" and host == socket.gethostname() and pid and _alive(pid):
         raise JobError(f"job {job_id} is still running (coordinator pid {pid} on {host}); "
                        "cancel it first, or wait for it to end")
-    scheduler = (previous.get("config") or {}).get("cluster.scheduler")
+    config = previous.get("config") or {}
+    scheduler = config.get("cluster.scheduler")
     if scheduler and (coordinator.get("mode") == "detached" or previous.get("status") == QUEUED):
         from distributed import Client
 
+        tls = security(config.get("cluster.tls_ca_file"), config.get("cluster.tls_cert"),
+                       config.get("cluster.tls_key"))
         try:
-            with Client(scheduler, timeout=5, set_as_default=False) as client:
+            with Client(scheduler, timeout=5, set_as_default=False, security=tls) as client:
                 state = client.run_on_scheduler(_task_state, f"pipeline-job-{job_id}")
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError, TypeError, ValueError):
             return  # the scheduler is gone, and its tasks with it
         if state in ("waiting", "queued", "no-worker", "processing"):
             raise JobError(f"job {job_id} is still {state} on {scheduler} (its coordinator task "
@@ -560,8 +563,8 @@ def _scheduler_client(scheduler: str | None):
     if not address:
         return None
     try:
-        return Client(address, timeout=10, set_as_default=False)
-    except (OSError, TimeoutError) as exc:
+        return Client(address, timeout=10, set_as_default=False)  # TLS: Dask's configuration
+    except (OSError, TimeoutError, TypeError, ValueError) as exc:
         raise ClusterError(f"no Dask scheduler answered at {address!r}: {exc}") from None
 
 

@@ -421,6 +421,26 @@ class ClusterSpec:
     stall_timeout_s: float = STALL_TIMEOUT_S
     #: wait this long for the scheduler at ``scheduler`` to answer
     connect_timeout_s: float = CONNECT_TIMEOUT_S
+    #: TLS (PEM files) for a ``tls://`` scheduler; without them Dask's
+    #: configuration (``distributed.comm.tls.*``) applies
+    tls_ca_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    def security(self):
+        """A ``distributed.Security`` for the TLS files, or None (Dask's configuration)."""
+        return security(self.tls_ca_file, self.tls_cert, self.tls_key)
+
+
+def security(ca_file: str | None, cert: str | None, key: str | None = None):
+    """``distributed.Security`` requiring encryption, from PEM files; None when
+    none is given, so that a ``Client`` takes Dask's configuration."""
+    if not (ca_file or cert or key):
+        return None
+    from distributed.security import Security
+
+    return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key,
+                    require_encryption=True)
 
 
 def cluster_memory(client) -> tuple[list[str], int | None]:
@@ -437,8 +457,10 @@ def connect(spec: ClusterSpec) -> Iterator:
 
     if spec.scheduler:
         try:
-            client = Client(spec.scheduler, timeout=spec.connect_timeout_s)
-        except (OSError, TimeoutError) as exc:
+            client = Client(spec.scheduler, timeout=spec.connect_timeout_s, security=spec.security())
+        except (OSError, TimeoutError, TypeError, ValueError) as exc:
+            # TypeError/ValueError: distributed's word for a TLS setting that does not fit
+            # the address (e.g. tls:// with no certificates, or tcp:// with encryption required)
             raise ClusterError(
                 f"no Dask scheduler answered at {spec.scheduler!r} within "
                 f"{spec.connect_timeout_s:g} s: {exc}", path=spec.scheduler,

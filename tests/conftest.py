@@ -42,13 +42,25 @@ def _dask_command() -> list[str]:
 class DaskCLICluster:
     """``dask scheduler`` + ``dask worker`` processes on 127.0.0.1."""
 
-    def __init__(self, workdir: Path, n_workers: int = 2, memory_limit: str = "2GiB") -> None:
-        self.address = f"tcp://{LOOPBACK}:{free_port()}"
+    def __init__(self, workdir: Path, n_workers: int = 2, memory_limit: str = "2GiB",
+                 tls: dict | None = None) -> None:
+        """``tls``: {"ca": PEM, "cert": PEM, "key": PEM} for scheduler, workers and
+        this class's own clients (then the address is tls://)."""
+        self.address = f"{'tls' if tls else 'tcp'}://{LOOPBACK}:{free_port()}"
         self.workdir = workdir
         self.processes: list[subprocess.Popen] = []
+        self.tls_options = [] if not tls else [
+            "--tls-ca-file", str(tls["ca"]), "--tls-cert", str(tls["cert"]), "--tls-key", str(tls["key"])]
+        self.security = None
+        if tls:
+            from distributed.security import Security
+
+            self.security = Security(tls_ca_file=str(tls["ca"]), tls_client_cert=str(tls["cert"]),
+                                     tls_client_key=str(tls["key"]), require_encryption=True)
         port = self.address.rsplit(":", 1)[1]
         self._start(
-            "scheduler", "--host", LOOPBACK, "--port", port, "--dashboard-address", f"{LOOPBACK}:0"
+            "scheduler", "--host", LOOPBACK, "--port", port, "--dashboard-address", f"{LOOPBACK}:0",
+            *(["--protocol", "tls", *self.tls_options] if tls else []),
         )
         self.memory_limit = memory_limit
         #: worker name -> its `dask worker` process (the nanny)
@@ -60,7 +72,7 @@ class DaskCLICluster:
 
     def add_worker(self, name: str, *options: str, wait: bool = True, env: dict | None = None) -> None:
         self._start(
-            "worker", self.address, *options, "--host", LOOPBACK, "--nthreads", "1",
+            "worker", self.address, *options, *self.tls_options, "--host", LOOPBACK, "--nthreads", "1",
             "--memory-limit", self.memory_limit, "--no-dashboard",
             "--local-directory", str(self.workdir / name), "--name", name, env=env,
         )
@@ -74,7 +86,7 @@ class DaskCLICluster:
         """Worker name -> pid of its worker process (the nanny's child)."""
         from distributed import Client
 
-        with Client(self.address, timeout=10) as client:
+        with Client(self.address, timeout=10, security=self.security) as client:
             pids = client.run(os.getpid, on_error="ignore")
             names = {address: info["name"] for address, info in
                      client.scheduler_info(n_workers=-1)["workers"].items()}
@@ -93,7 +105,7 @@ class DaskCLICluster:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with Client(self.address, timeout=10) as client:
+                with Client(self.address, timeout=10, security=self.security) as client:
                     client.wait_for_workers(n, timeout=max(deadline - time.monotonic(), 1))
                     return
             except OSError:
@@ -105,7 +117,7 @@ class DaskCLICluster:
         """Pids of the worker processes (the nannies' children) now."""
         from distributed import Client
 
-        with Client(self.address, timeout=10) as client:
+        with Client(self.address, timeout=10, security=self.security) as client:
             return list(client.run(os.getpid).values())
 
     def close(self) -> None:
