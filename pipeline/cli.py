@@ -291,7 +291,8 @@ def _report(args) -> int:
 def _add_config_options(parser: argparse.ArgumentParser, *, job_file: bool) -> None:
     """One option per job-file key (:data:`pipeline.jobfile.KEYS`), ``dest`` = the key.
 
-    For ``train`` the label and the output are required; for ``submit`` every
+    For ``train`` the label is required (and an output: ``--out``, or ``--name``
+    under an output root, checked with the rest of the configuration); for ``submit`` every
     option is an override of the job file and defaults to "not given".
     """
     kinds = {"int": int, "float": float, "names": _name_list, "class_weight": _class_weight}
@@ -307,7 +308,7 @@ def _add_config_options(parser: argparse.ArgumentParser, *, job_file: bool) -> N
             options.update(type=kinds.get(spec.kind, str), metavar=key.split(".")[-1].upper())
             if spec.choices:
                 options.update(choices=spec.choices, metavar=None)
-        if not job_file and key in ("data.label", "output.dir"):
+        if not job_file and key == "data.label":
             options["required"] = True
         target.add_argument(spec.flag, **options)
 

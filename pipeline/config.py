@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import ConfigError
 from .objective import Penalty
 from .reduce import ClusterSpec
 from .solvers import SolverOptions
 
-__all__ = ["CACHE_MODES", "SOLVERS", "TrainConfig"]
+__all__ = ["CACHE_MODES", "OUTPUT_ROOT_ENV", "SOLVERS", "TrainConfig", "check_job_name", "check_output_root",
+           "output_roots"]
 
 SOLVERS = ("lbfgs", "newton", "gd")
 CACHE_MODES = ("auto", "memory", "disk", "none")
@@ -61,6 +64,9 @@ class TrainConfig:
     validation_key: str | None = None
     #: stop when the validation loss has not improved for this many iterations (0: never)
     early_stopping: int = 0
+    #: every output directory must lie inside this one (None: no restriction,
+    #: unless $PIPELINE_OUTPUT_ROOT is set where the job runs; see :func:`check_output_root`)
+    output_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
@@ -94,7 +100,45 @@ class TrainConfig:
             raise ConfigError("early_stopping needs a validation set (validation_fraction > 0)")
         if self.validation_key and not self.validation_fraction:
             raise ConfigError("validation_key needs validation_fraction > 0")
+        if self.name is not None:
+            check_job_name(self.name)
         if self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.features is not None:
             object.__setattr__(self, "features", tuple(self.features))
+
+
+#: Environment variable naming the directory every job output must stay inside
+#: (set it on the submitting machine and on the workers that run detached jobs).
+OUTPUT_ROOT_ENV = "PIPELINE_OUTPUT_ROOT"
+#: Longest job name.
+MAX_NAME_LENGTH = 128
+
+
+def check_job_name(name: str) -> None:
+    """A job name is a name, never a path: it can become a directory under an output root."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH:
+        raise ConfigError(f"a job name is 1 to {MAX_NAME_LENGTH} characters; found {name!r}")
+    if name in (".", "..") or "/" in name or "\\" in name or any(ord(c) < 32 for c in name):
+        raise ConfigError(f"a job name cannot contain '/', '\\' or control characters, nor be "
+                          f"'.' or '..' (it may name a directory under the output root); found {name!r}")
+
+
+def output_roots(config: TrainConfig | None = None) -> list[str]:
+    """The roots an output must lie inside: ``config``'s own, and this machine's
+    ``$PIPELINE_OUTPUT_ROOT`` (a worker running a detached job checks its own)."""
+    roots = [config and config.output_root, os.environ.get(OUTPUT_ROOT_ENV) or None]
+    return [root for root in roots if root]
+
+
+def check_output_root(path: str, roots: list[str], what: str = "output directory") -> None:
+    """:class:`OutputError` unless ``path`` (``..`` and symbolic links resolved)
+    lies inside every one of ``roots``."""
+    from .errors import OutputError
+
+    resolved = Path(path).resolve()
+    for root in roots:
+        if not resolved.is_relative_to(Path(root).resolve()):
+            raise OutputError(f"{what} {path} is outside the output root {root} (resolved: "
+                              f"{resolved}); write under {root}, or change output.root / "
+                              f"${OUTPUT_ROOT_ENV}", path=str(path))

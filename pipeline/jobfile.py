@@ -45,8 +45,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import CACHE_MODES, MEMORY_FRACTION, SOLVERS, TrainConfig
-from .errors import ConfigError, JobFileError
+from .config import (
+    CACHE_MODES,
+    MEMORY_FRACTION,
+    OUTPUT_ROOT_ENV,
+    SOLVERS,
+    TrainConfig,
+    check_job_name,
+    check_output_root,
+)
+from .errors import ConfigError, JobFileError, OutputError
 from .objective import Penalty
 from .reduce import CONNECT_TIMEOUT_S, STALL_TIMEOUT_S, ClusterSpec
 from .solvers import SolverOptions
@@ -111,14 +119,18 @@ KEYS: dict[str, Key] = {
     "cache.memory_fraction": Key("float", "--memory-fraction",
                                  "share of cluster memory that cache.mode = 'memory' may use"),
     "output.dir": Key("str", "--out", "output directory (model, history, checkpoints, job.json)"),
+    "output.root": Key("str", "--output-root",
+                       "outputs must stay inside this directory; a relative output.dir, or the job "
+                       "name when output.dir is not given, is taken under it "
+                       "(default: $PIPELINE_OUTPUT_ROOT)"),
     "output.overwrite": Key("bool", "--overwrite", "replace the outputs of another job"),
     "output.checkpoint_every": Key("int", "--checkpoint-every",
                                    "write the optimizer state every k iterations"),
 }
 
 _GENERATE_KEYS = {"rows": int, "features": int, "files": int, "row_group_size": int, "seed": int}
-_PATH_KEYS = ("data.url", "train.init", "output.dir", "cluster.tls_ca_file", "cluster.tls_cert",
-              "cluster.tls_key")
+_PATH_KEYS = ("data.url", "train.init", "output.root", "cluster.tls_ca_file", "cluster.tls_cert",
+              "cluster.tls_key")  # output.dir: see _output_dir
 _TLS_KEYS = ("cluster.tls_ca_file", "cluster.tls_cert", "cluster.tls_key")
 
 
@@ -231,6 +243,23 @@ def _absolute(value: str) -> str:
     return str(Path(value).absolute())
 
 
+def _output_dir(out: str | None, name: str | None, root: str | None) -> str | None:
+    """``output.dir`` made absolute: against the output root when there is one
+    (then it must stay inside it, and a job name alone names a directory
+    there), else against the current directory."""
+    if root is None:
+        return None if out is None else _absolute(out)
+    root = _absolute(root)
+    if out is None:
+        if name is None:
+            return None
+        out = os.path.join(root, name)
+    elif "://" not in out and not os.path.isabs(out):
+        out = os.path.join(root, out)
+    check_output_root(out, [root])
+    return out
+
+
 def config_from_mapping(mapping: Mapping[str, Any], source: str = "the command line",
                         *, command_line: bool | None = None) -> TrainConfig:
     """A :class:`TrainConfig` from flat keys.
@@ -252,6 +281,18 @@ def config_from_mapping(mapping: Mapping[str, Any], source: str = "the command l
     for key in _PATH_KEYS:
         if key in values:
             values[key] = _absolute(values[key])
+    if "name" in values:
+        try:
+            check_job_name(values["name"])
+        except ConfigError as exc:
+            raise fail(f"{show('name')}: {exc}", "name") from None
+    try:
+        out = _output_dir(values.get("output.dir"), values.get("name"),
+                          values.get("output.root") or os.environ.get(OUTPUT_ROOT_ENV) or None)
+    except OutputError as exc:
+        raise fail(f"{show('output.dir')}: {exc}", "output.dir") from None
+    if out is not None:
+        values["output.dir"] = out
     get = values.get
     if get("cluster.in_process") and (get("cluster.scheduler") or get("cluster.workers")):
         raise fail(f"{show('cluster.in_process')} cannot be combined with "
@@ -319,6 +360,7 @@ def config_from_mapping(mapping: Mapping[str, Any], source: str = "the command l
             checkpoint_every=get("output.checkpoint_every", 1), generate=get("data.generate"),
             validation_fraction=get("data.validation_fraction", 0.0),
             validation_key=get("data.validation_key"), early_stopping=get("train.early_stopping", 0),
+            output_root=get("output.root"),
         )
     except JobFileError:
         raise
@@ -355,6 +397,7 @@ def config_to_mapping(config: TrainConfig) -> dict[str, Any]:
         "cache.mode": config.cache,
         "cache.memory_fraction": config.memory_fraction,
         "output.dir": config.out,
+        "output.root": config.output_root,
         "output.overwrite": config.overwrite,
         "output.checkpoint_every": config.checkpoint_every,
     }

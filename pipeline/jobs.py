@@ -42,7 +42,7 @@ import numpy as np
 
 from .atomic import write_atomic
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, check_output_root, output_roots
 from .data import Split, open_dataset
 from .errors import (
     CheckpointError,
@@ -234,7 +234,9 @@ def check_job_output(config: TrainConfig, job_id: str | None) -> tuple[str, dict
     which resumes it); anything else needs ``overwrite``.
     """
     if config.out is None:
-        raise JobError("a job needs an output directory (output.dir / --out)")
+        raise JobError("a job needs an output directory: output.dir / --out, or a name "
+                       "(name / --name) under an output root (output.root / --output-root / "
+                       "$PIPELINE_OUTPUT_ROOT)")
     out = Path(config.out)
     previous = JobFiles(out).read() if out.is_dir() else None
     if previous is not None and not config.overwrite:
@@ -322,6 +324,8 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
     :class:`JobCancelled` when cancelled, any :class:`PipelineError` on bad
     input; ``job.json`` records the outcome either way.
     """
+    if config.out is not None:  # (check_job_output says what a job without one needs)
+        check_output_root(config.out, output_roots(config))  # here too: a worker checks its own root
     job_id, previous = check_job_output(config, job_id)
     if coordinator == "attached":
         refuse_if_running(previous)

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import write_atomic
+from .config import check_output_root, output_roots
 from .data import ChunkSpec, Dataset, Split, _unreadable, open_dataset
 from .errors import ColumnNotFoundError, ConfigError, OutputError
 from .exact import ExactSums
@@ -89,6 +90,7 @@ def predict(model_dir: str, data: str, out: str, *, columns: Sequence[str] = (),
     dataset = open_dataset(data, None, model.features)
     _check_columns(dataset, columns)
     target = Path(out)
+    check_output_root(out, output_roots(), "prediction output directory")
     if target.exists() and not overwrite:
         raise OutputError(f"{target} already exists; expected a new output directory "
                           "(pass --overwrite to replace it)", path=str(target))

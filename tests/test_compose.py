@@ -99,6 +99,9 @@ def test_services_follow_the_conventions(compose):
     for service in (trainer, make_data):
         assert service["profiles"] == ["job"] and service["restart"] == "no"
     assert trainer["environment"]["DASK_SCHEDULER_ADDRESS"] == "tcp://scheduler:8786"
+    # outputs (the trainer's, and a detached job's coordinator on a worker) stay in the runs volume
+    for service in (trainer, worker):
+        assert service["environment"]["PIPELINE_OUTPUT_ROOT"] == "/runs"
     assert "pipeline submit jobs/compose.toml" in " ".join(trainer["command"])
     assert make_data["command"][:3] == ["pipeline", "make-data", "/data/demo"]
     job = load_job(ROOT / "jobs" / "compose.toml")
@@ -162,10 +165,22 @@ class Topology:
             out[0] = _bin(out[0])
         return out
 
+    def environment(self, service: str) -> dict:
+        """This process's environment plus the service's, with the same substitutions."""
+        local = {}
+        for name, value in (self.services[service].get("environment") or {}).items():
+            value = str(value).replace("tcp://scheduler:8786", self.address)
+            for inside, outside in self.paths.items():
+                if value == inside or value.startswith(inside + "/"):
+                    value = str(outside) + value[len(inside):]
+            local[name] = value
+        return {**os.environ, **local}
+
     def start(self, service: str, replica: int = 0) -> None:
         log = open(self.root / f"{service}-{replica}.log", "w")
         self.processes.append(subprocess.Popen(self.command(service, replica), stdout=log,
-                                               stderr=subprocess.STDOUT, start_new_session=True))
+                                               stderr=subprocess.STDOUT, start_new_session=True,
+                                               env=self.environment(service)))
 
     def healthy(self) -> bool:
         test = self.services["scheduler"]["healthcheck"]["test"]
@@ -208,8 +223,8 @@ def test_the_compose_topology_runs_the_job_for_real(compose, tmp_path):
         command = list(trainer["command"])
         assert command[:2] == ["sh", "-c"]
         script = command[2].replace("$$", "$").replace("exec pipeline", f"exec {_bin('pipeline')}")
-        env = {**os.environ, **{k: v.replace("tcp://scheduler:8786", topology.address)
-                                for k, v in trainer["environment"].items()}}
+        env = topology.environment("trainer")
+        assert env["PIPELINE_OUTPUT_ROOT"] == str(topology.paths["/runs"])
         result = subprocess.run(["sh", "-c", script], cwd=app, env=env, capture_output=True,
                                 text=True, timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr

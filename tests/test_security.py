@@ -1,6 +1,7 @@
 """Security: a TLS-secured scheduler and workers (certificates made here with
 openssl), reached with the certificates from a job file, from the command
-line, or from Dask's configuration; nothing else gets in."""
+line, or from Dask's configuration; nothing else gets in.  Outputs stay
+inside the output root; a job name is never a path."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import pytest
 from conftest import DaskCLICluster, run_cli
 from job_support import write_job
 
-from pipeline.errors import ConfigError
-from pipeline.jobfile import config_from_mapping
+from pipeline.config import TrainConfig
+from pipeline.errors import ConfigError, JobFileError, OutputError
+from pipeline.jobfile import config_from_mapping, load_job
+from pipeline.jobs import run_job
 from pipeline.model import Model
-
-pytestmark = pytest.mark.cluster
 
 
 def _openssl(*args: str, cwd) -> None:
@@ -57,6 +58,7 @@ def in_process(tmp_path_factory, jobs_data):
     return Model.load(out)
 
 
+@pytest.mark.cluster
 def test_tls_from_the_command_line_and_a_job_file(tmp_path, jobs_data, certificates, tls_cluster, in_process):
     assert tls_cluster.address.startswith("tls://")
     tls = ["--tls-ca-file", certificates["ca"], "--tls-cert", certificates["cert"],
@@ -82,6 +84,7 @@ def test_tls_from_the_command_line_and_a_job_file(tmp_path, jobs_data, certifica
     assert "test-job" in listed.stdout
 
 
+@pytest.mark.cluster
 def test_tls_from_dask_configuration(tmp_path, jobs_data, certificates, tls_cluster, in_process):
     environment = {
         **os.environ,
@@ -97,6 +100,7 @@ def test_tls_from_dask_configuration(tmp_path, jobs_data, certificates, tls_clus
     assert Model.load(tmp_path / "out").digest == in_process.digest
 
 
+@pytest.mark.cluster
 def test_without_certificates_the_tls_scheduler_is_refused(tmp_path, jobs_data, tls_cluster):
     result = run_cli("train", jobs_data, "--label", "y", "--scheduler", tls_cluster.address,
                      "--connect-timeout", "3", "--out", tmp_path / "out", "--quiet", timeout=120)
@@ -117,6 +121,66 @@ def test_tls_options_are_checked_before_anything_runs(tmp_path, certificates):
                              "cluster.tls_ca_file": str(certificates["ca"]),
                              "cluster.tls_cert": str(certificates["cert"]),
                              "cluster.tls_key": str(tmp_path / "missing.key")})
+
+
+# --------------------------------------------------------------------------- output root, job names
+
+
+def test_outputs_resolve_under_the_root_and_cannot_leave_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("PIPELINE_OUTPUT_ROOT", raising=False)
+    root = tmp_path / "runs"
+    (root / "inside").mkdir(parents=True)
+    (root / "link").symlink_to(tmp_path)  # a way out through a symbolic link
+    base = {"data.url": str(tmp_path), "data.label": "y", "output.root": str(root)}
+    assert config_from_mapping({**base, "output.dir": "a/b"}).out == str(root / "a" / "b")
+    assert config_from_mapping({**base, "name": "nightly"}).out == str(root / "nightly")
+    assert config_from_mapping({**base, "output.dir": str(root / "inside")}).out == str(root / "inside")
+    for escape in ("../elsewhere", str(tmp_path / "elsewhere"), "inside/../../elsewhere", "link/x"):
+        with pytest.raises(ConfigError, match="--out: output directory .* is outside the output root"):
+            config_from_mapping({**base, "output.dir": escape})
+    for name in ("..", "../up", "a/b", "/etc", "tab\there"):
+        with pytest.raises(ConfigError, match="--name: a job name"):
+            config_from_mapping({**base, "name": name})
+    # in a job file: the file and the key are named
+    job = tmp_path / "job.toml"
+    job.write_text(f'name = "../../x"\n[data]\nurl = "{tmp_path}"\nlabel = "y"\n'
+                   f'[output]\nroot = "{root}"\n')
+    with pytest.raises(JobFileError, match=r"job.toml: key 'name': a job name cannot contain '/'"):
+        load_job(job)
+
+
+def test_the_root_of_the_machine_running_the_job_applies(tmp_path, monkeypatch, jobs_data):
+    """$PIPELINE_OUTPUT_ROOT where the job runs (e.g. on the worker of a detached
+    job) is checked again, whatever the submitting side resolved."""
+    monkeypatch.delenv("PIPELINE_OUTPUT_ROOT", raising=False)
+    config = TrainConfig(data=str(jobs_data), label="y", out=str(tmp_path / "out"), cluster=None)
+    monkeypatch.setenv("PIPELINE_OUTPUT_ROOT", str(tmp_path / "runs"))
+    with pytest.raises(OutputError, match="is outside the output root"):
+        run_job(config)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_cli_keeps_outputs_under_the_environment_root(tmp_path, jobs_data):
+    root = tmp_path / "runs"
+    root.mkdir()
+    environment = {**os.environ, "PIPELINE_OUTPUT_ROOT": str(root)}
+
+    def cli(*args):
+        return subprocess.run([*_pipeline(), *map(str, args)], capture_output=True, text=True,
+                              timeout=300, env=environment, cwd=tmp_path)
+
+    refused = cli("train", jobs_data, "--label", "y", "--in-process", "--out", tmp_path / "elsewhere")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "ConfigError: --out: output directory" in refused.stderr and str(root) in refused.stderr
+    refused = cli("train", jobs_data, "--label", "y", "--in-process", "--name", "../escape")
+    assert refused.returncode == 1 and "ConfigError: --name: a job name cannot contain" in refused.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["runs"] and not any(root.iterdir())
+    done = cli("train", jobs_data, "--label", "y", "--in-process", "--name", "nightly", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert Model.load(root / "nightly").n_samples > 0
+    refused = cli("predict", root / "nightly", jobs_data, "--out", tmp_path / "scores")
+    assert refused.returncode == 1 and "OutputError: prediction output directory" in refused.stderr
+    assert not (tmp_path / "scores").exists()
 
 
 def _pipeline() -> list[str]:
