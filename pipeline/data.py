@@ -223,7 +223,9 @@ def _column_values(table, name: str, chunk: ChunkSpec, first_row: int) -> np.nda
         valid = ~pc.is_null(column).to_numpy(zero_copy_only=False)
         _check(None, valid, MissingValueError, f"column {name!r}", "null", "no nulls",
                chunk, first_row, name)
-    values = column.to_numpy().astype(np.float64, copy=False)
+    # (a record batch column is an Array, whose to_numpy defaults to zero-copy only,
+    # which booleans cannot be)
+    values = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     _check(values, np.isfinite(values), NonFiniteValueError, f"column {name!r}",
            "non-finite", "finite numbers", chunk, first_row, name)
     return values

@@ -113,6 +113,21 @@ def test_in_process_streaming_trains_the_same_model(data, mode):
     assert model.loss_history == reference.loss_history
 
 
+def test_boolean_label_and_feature_stream_like_they_load(tmp_path):
+    """Streaming decodes record batches (Arrow arrays, not tables): booleans must
+    convert there too (found by tests/test_fuzz.py)."""
+    rng = np.random.default_rng(9)
+    n = 500
+    flag = rng.random(n) < 0.5
+    x = rng.standard_normal(n)
+    y = rng.random(n) < 1 / (1 + np.exp(-(x + flag)))
+    pq.write_table(pa.table({"x": x, "flag": flag, "y": y}), tmp_path / "d.parquet", row_group_size=128)
+    models = [train(TrainConfig(data=str(tmp_path), label="y", cluster=None, options=OPTIONS, cache=mode))
+              for mode in ("memory", "none", "disk")]
+    assert len({model.digest for model in models}) == 1
+    assert models[0].features == ["x", "flag"] and models[0].n_samples == n
+
+
 def test_choose_cache():
     gib = 2**30
     assert choose_cache("auto", 1 * gib, 4 * gib, 0.5)[0] == "memory"
