@@ -58,6 +58,26 @@ def test_dockerfile_is_one_pinned_non_root_image(compose):
     assert all(service["build"]["dockerfile"] == "Dockerfile" for service in compose["services"].values())
 
 
+def test_the_tests_run_against_the_image_versions():
+    """The README's install (and CI's) uses docker/constraints.txt, the Dockerfile's
+    pins: every pinned package installed here has exactly the pinned version, so
+    what the suite tests is what the image runs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = dict(line.strip().split("==") for line in (ROOT / "docker" / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    installed = {}
+    for package, pinned in pins.items():
+        try:
+            installed[package] = version(package)
+        except PackageNotFoundError:
+            continue  # only in the image (the dashboard's bokeh)
+    assert {"dask", "distributed", "dask-ml", "numpy", "pyarrow", "numba", "scikit-learn"} <= set(installed)
+    assert {p: v for p, v in installed.items() if v != pins[p]} == {}, "versions differ from the image's pins"
+    assert "-c docker/constraints.txt" in (ROOT / "README.md").read_text()
+    assert "-c docker/constraints.txt" in (ROOT / ".ci" / "run").read_text()
+
+
 def test_services_follow_the_conventions(compose):
     services = compose["services"]
     assert set(services) == {"scheduler", "worker", "trainer", "make-data"}
