@@ -21,13 +21,13 @@ import numpy as np
 
 from .data import Chunk, Dataset, spread
 from .errors import ClusterError
-from .fused import chunk_partials_fast
 from .kernel import KernelSpec, Partials, Stats, chunk_stats, merge_partials
 from .stream import (
     BATCH_BYTES,
     UNIT_BYTES,
     DiskCache,
     batch_rows,
+    chunk_partials_fast,
     loss_kernel,
     plan_units,
     row_bytes,

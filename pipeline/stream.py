@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 
 from .data import Chunk, ChunkReader, ChunkSpec
-from .fused import chunk_partials_fast
 from .kernel import KernelSpec, Partials, Stats, chunk_stats
 
 __all__ = [
@@ -46,6 +45,15 @@ __all__ = [
     "unit_sums",
     "units_sums",
 ]
+
+
+def chunk_partials_fast(*args, **kwargs) -> Partials:
+    """:func:`pipeline.fused.chunk_partials_fast`, imported on first use: numba
+    (and the kernel's self-check) cost half a second that commands which never
+    run a pass (status, list, --help) should not pay."""
+    from .fused import chunk_partials_fast as compiled
+
+    return compiled(*args, **kwargs)
 
 #: Decoded bytes a task unit aims for when grouping small row groups.
 UNIT_BYTES = 64 * 2**20
