@@ -40,22 +40,49 @@ def iterations(out) -> int:
     return len(history_rows(out)) if (out / "history.csv").exists() else 0
 
 
+def start_slow_job(tmp_path, jobs_data, cluster, name: str, cache: str):
+    """The slow gd job on ``cluster`` with ``cache``, started attached; (process, out)."""
+    out = tmp_path / "out"
+    job = slow_job(tmp_path / "job.toml", jobs_data, out, f'scheduler = "{cluster.address}"', name=name)
+    job.write_text(job.read_text() + f'\n[cache]\nmode = "{cache}"\n')
+    return start_job(job), out
+
+
+def kill_worker_processes(cluster, out, victims) -> int:
+    """SIGKILL each victim's worker process (its nanny restarts it) after 8 more
+    iterations each; returns the iterations seen at the last kill."""
+    seen = 0
+    for victim in victims:
+        seen = wait_for(lambda: iterations(out) >= seen + 8 and iterations(out), what="progress")
+        pid = cluster.worker_pids_by_name()[victim]
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: cluster.worker_pids_by_name().get(victim) not in (None, pid),
+                 what=f"{victim} restarted")
+    return seen
+
+
+def finish_undisturbed(process, out, seen: int, reference) -> Model:
+    """Wait for the job; its model must be the reference's, bit for bit."""
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stdout + stderr
+    assert seen < reference.n_iter  # the faults happened during the run
+    model = Model.load(out)
+    assert model.digest == reference.digest
+    assert model.loss_history == reference.loss_history
+    assert model.passes_history == reference.passes_history
+    return model
+
+
 def test_killed_workers_and_nanny_change_nothing_and_a_new_worker_is_used(tmp_path, jobs_data, cluster,
                                                                           reference_slow):
-    out = tmp_path / "out"
-    job = slow_job(tmp_path / "job.toml", jobs_data, out, f'scheduler = "{cluster.address}"',
-                   name="faults")
-    job.write_text(job.read_text() + '\n[cache]\nmode = "none"\n')
-    process = start_job(job)
+    process, out = start_slow_job(tmp_path, jobs_data, cluster, "faults", "none")
     try:
-        seen = 0
-        for victim in ("worker-0", "worker-1", "worker-0"):  # worker processes; nannies restart them
-            seen = wait_for(lambda: iterations(out) >= seen + 8 and iterations(out), what="progress")
-            pid = cluster.worker_pids_by_name()[victim]
-            os.kill(pid, signal.SIGKILL)
-            wait_for(lambda: cluster.worker_pids_by_name().get(victim) not in (None, pid),
-                     what=f"{victim} restarted")
-        seen = wait_for(lambda: iterations(out) >= seen + 8 and iterations(out), what="progress")
+        seen = kill_worker_processes(cluster, out, ("worker-0", "worker-1", "worker-0"))
+        wait_for(lambda: iterations(out) >= seen + 8, what="progress")
         os.killpg(cluster.nannies["worker-1"].pid, signal.SIGKILL)  # nanny and worker: gone for good
         cluster.add_worker("worker-2")  # joins mid-run
         from distributed import Client
@@ -70,45 +97,23 @@ def test_killed_workers_and_nanny_change_nothing_and_a_new_worker_is_used(tmp_pa
                  what="the new worker to run tasks")
         assert process.poll() is None, "the job ended before the new worker was used"
         seen = iterations(out)
-        stdout, stderr = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, stdout + stderr
-    assert seen < reference_slow.n_iter  # the faults happened during the run
-    model = Model.load(out)
-    assert model.digest == reference_slow.digest
-    assert model.loss_history == reference_slow.loss_history
-    assert model.passes_history == reference_slow.passes_history
+    except BaseException:
+        process.kill()
+        raise
+    finish_undisturbed(process, out, seen, reference_slow)
 
 
 def test_killed_workers_holding_the_cached_data_change_nothing(tmp_path, jobs_data, cluster, reference_slow):
     """--cache memory: the killed worker's decoded chunks are gone; distributed
     reads them again from their lineage, and the model is the same bits."""
-    out = tmp_path / "out"
-    job = slow_job(tmp_path / "job.toml", jobs_data, out, f'scheduler = "{cluster.address}"',
-                   name="faults-memory")
-    job.write_text(job.read_text() + '\n[cache]\nmode = "memory"\n')
-    process = start_job(job)
+    process, out = start_slow_job(tmp_path, jobs_data, cluster, "faults-memory", "memory")
     try:
-        seen = 0
-        for victim in sorted(cluster.worker_pids_by_name()):  # each worker process once; nannies restart them
-            seen = wait_for(lambda: iterations(out) >= seen + 8 and iterations(out), what="progress")
-            pid = cluster.worker_pids_by_name()[victim]
-            os.kill(pid, signal.SIGKILL)
-            wait_for(lambda: cluster.worker_pids_by_name().get(victim) not in (None, pid),
-                     what=f"{victim} restarted")
-        seen = iterations(out)
-        stdout, stderr = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, stdout + stderr
-    assert seen < reference_slow.n_iter  # the faults happened during the run
-    model = Model.load(out)
-    assert model.cache == "memory"
-    assert model.digest == reference_slow.digest
-    assert model.loss_history == reference_slow.loss_history
+        # each worker process once
+        seen = kill_worker_processes(cluster, out, sorted(cluster.worker_pids_by_name()))
+    except BaseException:
+        process.kill()
+        raise
+    assert finish_undisturbed(process, out, seen, reference_slow).cache == "memory"
 
 
 def test_workers_with_different_numerics_are_refused_by_name(tmp_path, jobs_data, cluster):
