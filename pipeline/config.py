@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, OutputError
 from .objective import Penalty
 from .reduce import ClusterSpec
 from .solvers import SolverOptions
@@ -134,8 +134,6 @@ def output_roots(config: TrainConfig | None = None) -> list[str]:
 def check_output_root(path: str, roots: list[str], what: str = "output directory") -> None:
     """:class:`OutputError` unless ``path`` (``..`` and symbolic links resolved)
     lies inside every one of ``roots``."""
-    from .errors import OutputError
-
     resolved = Path(path).resolve()
     for root in roots:
         if not resolved.is_relative_to(Path(root).resolve()):

@@ -272,7 +272,6 @@ def evaluate(model_dir: str, data: str, *, label: str | None = None, threshold: 
 def split_of(model_dir: str | os.PathLike, part: str) -> Split:
     """The train/validation split ``model_dir``'s model was trained with (from its
     ``job.json``), seen from ``part`` ("train" or "validation")."""
-    from .jobfile import config_from_mapping
     from .jobs import JOB_FILE
 
     if part not in ("train", "validation"):
@@ -280,15 +279,18 @@ def split_of(model_dir: str | os.PathLike, part: str) -> Split:
     path = Path(model_dir) / JOB_FILE
     try:
         mapping = json.loads(path.read_text())["config"]
-        config = config_from_mapping(mapping, str(path))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        fraction, key = mapping.get("data.validation_fraction"), mapping.get("data.validation_key")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path} cannot be read for the training configuration ({exc}); "
                           "evaluating a split needs the training run's job.json", path=str(path)) from None
-    if not config.validation_fraction:
+    if not fraction:
         raise ConfigError(f"the model in {model_dir} was trained without a validation split "
                           f"({path}: data.validation_fraction is not set); evaluate all rows, or "
                           "train with --validation-fraction", path=str(path))
-    return Split(config.validation_fraction, config.validation_key, part)
+    if not isinstance(fraction, float) or not 0.0 < fraction < 1.0 or not isinstance(key, (str, type(None))):
+        raise ConfigError(f"{path}: data.validation_fraction {fraction!r} / data.validation_key {key!r} "
+                          "do not describe a split", path=str(path))
+    return Split(fraction, key, part)
 
 
 def write_metrics(path: str | os.PathLike, metrics: dict) -> None:
