@@ -85,6 +85,32 @@ def test_tls_from_the_command_line_and_a_job_file(tmp_path, jobs_data, certifica
 
 
 @pytest.mark.cluster
+def test_a_detached_job_on_a_tls_cluster(tmp_path, jobs_data, certificates, tls_cluster, in_process):
+    """The coordinator runs in a task on a TLS worker (using that worker's own
+    connection); status and logs reach the job by id over TLS."""
+    from job_support import wait_for
+
+    tls = ["--tls-ca-file", certificates["ca"], "--tls-cert", certificates["cert"],
+           "--tls-key", certificates["key"]]
+    job = write_job(tmp_path / "job.toml", jobs_data, tmp_path / "out", name="tls-detached",
+                    cluster=f'scheduler = "{tls_cluster.address}"')
+    job.write_text(job.read_text().replace("tol = 1e-9", ""))
+    result = run_cli("submit", job, "--detach", *tls)
+    assert result.returncode == 0, result.stderr
+    job_id = json.loads((tmp_path / "out" / "job.json").read_text())["job_id"]
+
+    def finished():
+        status = run_cli("status", job_id, "--scheduler", tls_cluster.address, *tls)
+        assert status.returncode == 0, status.stderr
+        return status.stdout if ("succeeded" in status.stdout or "failed" in status.stdout) else None
+
+    assert "succeeded" in wait_for(finished, timeout=120, poll=0.5, what="the detached job")
+    assert Model.load(tmp_path / "out").digest == in_process.digest
+    logs = run_cli("logs", job_id, "--scheduler", tls_cluster.address, *tls)
+    assert logs.returncode == 0 and "succeeded" in logs.stdout
+
+
+@pytest.mark.cluster
 def test_tls_from_dask_configuration(tmp_path, jobs_data, certificates, tls_cluster, in_process):
     environment = {
         **os.environ,
