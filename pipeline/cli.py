@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import TrainConfig
+from .config import TrainConfig, check_output_root, output_roots
 from .errors import ClusterError, ConfigError, DatasetNotFoundError, JobCancelled, PipelineError
 from .jobfile import KEYS, config_from_mapping, load_job
 from .jobs import (
@@ -260,10 +260,11 @@ def _evaluate(args) -> int:
     from .predict import METRICS_FILE, evaluate, split_of, write_metrics
 
     split = None if args.split == "all" else split_of(args.model, args.split)
+    out = Path(args.out) if args.out else Path(args.model) / METRICS_FILE
+    check_output_root(str(out), output_roots(), "metrics file")
     with _client_for(args) as client:
         metrics = evaluate(args.model, args.data, label=args.label, threshold=args.threshold,
                            client=client, split=split)
-    out = Path(args.out) if args.out else Path(args.model) / METRICS_FILE
     write_metrics(out, metrics)
     if split is not None:
         print(f"rows       {split.part} part of the split (validation fraction {split.fraction:g}, "

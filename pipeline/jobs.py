@@ -307,6 +307,9 @@ def _generate(config: TrainConfig) -> None:
     if config.generate and not Path(config.data).exists():
         from .synth import make_data
 
+        # the job writes the dataset: under an output root, only inside it
+        check_output_root(config.data, output_roots(config), "dataset to generate (data.generate)")
+
         make_data(config.data, **config.generate)
 
 

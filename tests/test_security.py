@@ -184,6 +184,12 @@ def test_the_root_of_the_machine_running_the_job_applies(tmp_path, monkeypatch, 
     with pytest.raises(OutputError, match="is outside the output root"):
         run_job(config)
     assert not (tmp_path / "out").exists()
+    # a job that generates its data writes that dataset: inside the root only
+    generating = TrainConfig(data=str(tmp_path / "made"), label="y", out=str(tmp_path / "runs" / "out"),
+                             cluster=None, generate={"rows": 100, "features": 2})
+    with pytest.raises(OutputError, match=r"dataset to generate \(data.generate\) .* is outside"):
+        run_job(generating)
+    assert not (tmp_path / "made").exists() and not (tmp_path / "runs" / "out").exists()
 
 
 def test_the_cli_keeps_outputs_under_the_environment_root(tmp_path, jobs_data):
@@ -207,6 +213,9 @@ def test_the_cli_keeps_outputs_under_the_environment_root(tmp_path, jobs_data):
     refused = cli("predict", root / "nightly", jobs_data, "--out", tmp_path / "scores")
     assert refused.returncode == 1 and "OutputError: prediction output directory" in refused.stderr
     assert not (tmp_path / "scores").exists()
+    refused = cli("evaluate", root / "nightly", jobs_data, "--out", tmp_path / "metrics.json")
+    assert refused.returncode == 1 and "OutputError: metrics file" in refused.stderr
+    assert not (tmp_path / "metrics.json").exists()
 
 
 def _pipeline() -> list[str]:
