@@ -40,12 +40,14 @@ def iterations(out) -> int:
     return len(history_rows(out)) if (out / "history.csv").exists() else 0
 
 
-def start_slow_job(tmp_path, jobs_data, cluster, name: str, cache: str):
-    """The slow gd job on ``cluster`` with ``cache``, started attached; (process, out)."""
+def start_slow_job(tmp_path, jobs_data, cluster, name: str, cache: str | None = None, *options: str):
+    """The slow gd job on ``cluster`` (with ``cache``, else auto), started
+    attached with ``options``; (process, out)."""
     out = tmp_path / "out"
     job = slow_job(tmp_path / "job.toml", jobs_data, out, f'scheduler = "{cluster.address}"', name=name)
-    job.write_text(job.read_text() + f'\n[cache]\nmode = "{cache}"\n')
-    return start_job(job), out
+    if cache:
+        job.write_text(job.read_text() + f'\n[cache]\nmode = "{cache}"\n')
+    return start_job(job, *options), out
 
 
 def kill_worker_processes(cluster, out, victims) -> int:
@@ -153,10 +155,7 @@ def test_every_worker_paused_fails_in_bounded_time(tmp_path, jobs_data, cluster)
     from distributed import Client
     from distributed.core import Status
 
-    out = tmp_path / "out"
-    job = slow_job(tmp_path / "job.toml", jobs_data, out, f'scheduler = "{cluster.address}"',
-                   name="paused")
-    process = start_job(job, "--stall-timeout", "3")
+    process, out = start_slow_job(tmp_path, jobs_data, cluster, "paused", None, "--stall-timeout", "3")
     try:
         wait_for(lambda: iterations(out) >= 5, what="5 iterations")
         with Client(cluster.address, timeout=10) as client:
@@ -178,10 +177,7 @@ def test_every_worker_paused_fails_in_bounded_time(tmp_path, jobs_data, cluster)
 
 def test_all_workers_lost_fails_in_bounded_time_and_the_checkpoint_resumes(tmp_path, jobs_data, cluster,
                                                                            reference_slow):
-    out = tmp_path / "out"
-    job = slow_job(tmp_path / "job.toml", jobs_data, out, f'scheduler = "{cluster.address}"',
-                   name="lost")
-    process = start_job(job, "--stall-timeout", "3")
+    process, out = start_slow_job(tmp_path, jobs_data, cluster, "lost", None, "--stall-timeout", "3")
     try:
         wait_for(lambda: iterations(out) >= 5, what="5 iterations")
         for nanny in cluster.nannies.values():
