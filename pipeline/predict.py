@@ -46,10 +46,13 @@ PREDICTION_COLUMN = "prediction"
 CALIBRATION_BINS = 10
 
 
-def _proba(model: Model, X: np.ndarray) -> np.ndarray:
-    coef = np.append(model.coef_array, model.intercept)
+def _margin(model: Model, X: np.ndarray) -> np.ndarray:
+    return margins(X, np.append(model.coef_array, model.intercept))
+
+
+def _proba_of(margin: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-margins(X, coef)))
+        return 1.0 / (1.0 + np.exp(-margin))
 
 
 # --------------------------------------------------------------------------- prediction
@@ -59,7 +62,7 @@ def predict_chunk(reader, chunk: ChunkSpec, index: int, model: Model, columns: S
                   threshold: float, directory: str) -> int:
     """Score one row group; write ``directory/part-INDEX.parquet``; return its rows."""
     data = reader(chunk)
-    proba = _proba(model, data.X)
+    proba = _proba_of(_margin(model, data.X))
     table = pa.table({})
     if columns:
         try:
@@ -139,9 +142,8 @@ def evaluate_chunk(reader, chunk: ChunkSpec, model: Model, threshold: float) -> 
     if data.weights is not None:
         keep = data.weights > 0
         X, y = X[keep], y[keep]
-    proba = _proba(model, X)
-    coef = np.append(model.coef_array, model.intercept)
-    margin = margins(X, coef)
+    margin = _margin(model, X)  # once: the probabilities and the losses both come from it
+    proba = _proba_of(margin)
     # stable per-row log-loss log(1 + e^z) - y z, summed exactly later
     losses = np.logaddexp(0.0, margin) - y * margin
     values, inverse = np.unique(proba, return_inverse=True)
