@@ -1,11 +1,23 @@
-"""The fused compiled kernel vs a plain numpy/BLAS pass vs the numpy reference.
+"""The fused compiled kernels vs a plain numpy/BLAS pass vs the numpy reference.
 
 Usage: OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/fused_kernel.py \
-    [--rows 1000000] [--features 32] [--repeat 5] [--order F]
+    [--rows 1000000] [--features 32] [--repeat 5] [--order F] [--skip-reference]
 
-All three run in this process on the same in-memory float64 data and print one
-table (best of ``--repeat``).  The fused result is also checked to be equal
-(``==``) to the reference's before anything is timed.
+Everything runs in this process on the same in-memory float64 data and prints
+one table (best of ``--repeat``; the slow numpy references of the statistics
+and Hessian passes best of ``--reference-repeat``): the loss pass, the
+statistics pass (``fused_stats``) and the loss pass with Newton's Hessian
+(``fused_partials``, ``spec.hessian``), then each compiled pass's cost relative
+to the compiled loss pass.  Each fused result is checked to be equal (``==``)
+to the reference's before anything is timed.
+
+The loss and Hessian passes are the compiled pass of this machine
+(``fused.compiled_partials``): the one-sweep ``fused_partials`` where
+``fused.AVAILABLE``, else ``split_partials`` (numpy's own exp/log between two
+compiled sweeps, on AVX-512 CPUs); both are checked equal to the reference on
+the real data.  Where the one sweep is not AVAILABLE it is also timed, for
+comparison, through ``fused._partials`` (unchecked: its exp may differ from
+numpy's in the last bit there).
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ import time
 import numpy as np
 
 from pipeline import fused
-from pipeline.kernel import KernelSpec, chunk_partials
+from pipeline.kernel import KernelSpec, chunk_partials, chunk_stats
 
 
 def best_of(repeat, fn):
@@ -39,11 +51,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--reference-repeat", type=int, default=1,
+                        help="runs of the slow statistics and Hessian references")
     parser.add_argument("--order", choices=["C", "F"], default="F")
     parser.add_argument("--skip-reference", action="store_true")
     args = parser.parse_args()
-    if not fused.AVAILABLE:
-        raise SystemExit("pipeline.fused is not available here (numba missing or exp differs)")
+    if not fused.STATS_AVAILABLE:
+        raise SystemExit("pipeline.fused is not available here (numba missing)")
+    partials = fused.compiled_partials
+    name = "fused_partials" if fused.AVAILABLE else "split_partials"
     rng = np.random.default_rng(0)
     X = np.asarray(rng.standard_normal((args.rows, args.features)), order=args.order)
     y = (rng.random(args.rows) < 0.5).astype(np.float64)
@@ -51,33 +67,58 @@ def main() -> None:
     weights = rng.random(args.rows) + 0.5
     spec = KernelSpec(center=rng.normal(0, 0.1, args.features),
                       scale=rng.random(args.features) + 0.5)
+    hessian = KernelSpec(hessian=True)
     megabytes = X.nbytes / 1e6
 
     # Warm up (compile or load the cache) and check equality once.
     small = slice(0, min(args.rows, 50_000))
-    Xs, ys = X[small], y[small]
-    assert fused.fused_partials(Xs, ys, coef) == chunk_partials(Xs, ys, coef)
+    Xs, ys, ws = X[small], y[small], weights[small]
+    check_coef = coef
+    assert partials(Xs, ys, check_coef, None, KernelSpec()) == chunk_partials(Xs, ys, check_coef)
+    assert (partials(Xs, ys, check_coef, ws, spec.with_hessian(True))
+            == chunk_partials(Xs, ys, check_coef, ws, spec.with_hessian(True)))
+    assert partials(Xs, ys, check_coef, None, hessian) == chunk_partials(Xs, ys, check_coef, None, hessian)
+    assert fused.fused_stats(Xs, ys, ws) == chunk_stats(Xs, ys, ws)
     if not args.skip_reference:
-        assert fused.fused_partials(X, y, coef) == chunk_partials(X, y, coef)
-        assert (fused.fused_partials(X, y, coef, weights, spec)
-                == chunk_partials(X, y, coef, weights, spec))
+        assert partials(X, y, check_coef, None, KernelSpec()) == chunk_partials(X, y, check_coef)
+        assert (partials(X, y, check_coef, weights, spec)
+                == chunk_partials(X, y, check_coef, weights, spec))
+        assert fused.fused_stats(X, y) == chunk_stats(X, y)
 
-    def timed(fn):
-        return best_of(args.repeat, fn)
+    def timed(fn, repeat=args.repeat):
+        return best_of(repeat, fn)
 
+    skip = args.skip_reference
+    slow = args.reference_repeat
     plain = timed(lambda: plain_pass(X, y, coef))
-    ref = None if args.skip_reference else timed(lambda: chunk_partials(X, y, coef))
-    ref_ws = None if args.skip_reference else timed(
-        lambda: chunk_partials(X, y, coef, weights, spec))
+    ref = None if skip else timed(lambda: chunk_partials(X, y, coef))
+    ref_ws = None if skip else timed(lambda: chunk_partials(X, y, coef, weights, spec))
+    ref_stats = None if skip else timed(lambda: chunk_stats(X, y), slow)
+    ref_hessian = None if skip else timed(lambda: chunk_partials(X, y, coef, None, hessian), slow)
+    loss = timed(lambda: partials(X, y, coef, None, KernelSpec()))
+    stats = timed(lambda: fused.fused_stats(X, y))
+    stats_w = timed(lambda: fused.fused_stats(X, y, weights))
+    with_hessian = timed(lambda: partials(X, y, coef, None, hessian))
     # (name, seconds, the matching reference's seconds)
     rows = [("plain numpy/BLAS gradient+loss", plain, ref),
             ("reference chunk_partials (numpy)", ref, ref),
-            ("fused_partials", timed(lambda: fused.fused_partials(X, y, coef)), ref),
+            (name, loss, ref),
+            *([] if fused.AVAILABLE else [("fused one sweep (unchecked here)", timed(
+                lambda: fused._partials(X, y, coef, None, KernelSpec())), ref)]),
             ("reference, weights+standardize", ref_ws, ref_ws),
-            ("fused_partials, weights+standardize",
-             timed(lambda: fused.fused_partials(X, y, coef, weights, spec)), ref_ws)]
+            (f"{name}, weights+standardize",
+             timed(lambda: partials(X, y, coef, weights, spec)), ref_ws),
+            ("reference chunk_stats (numpy)", ref_stats, ref_stats),
+            ("fused_stats", stats, ref_stats),
+            ("fused_stats, weights", stats_w, None),
+            ("reference chunk_partials, Hessian", ref_hessian, ref_hessian),
+            (f"{name}, Hessian", with_hessian, ref_hessian)]
     print(f"{args.rows} rows x {args.features} features, float64 {args.order}-order "
-          f"({megabytes:.0f} MB), one process, best of {args.repeat}")
+          f"({megabytes:.0f} MB), one process, best of {args.repeat} "
+          f"(statistics and Hessian references: best of {slow})")
+    if not fused.AVAILABLE:
+        print("fused.AVAILABLE is False here (numpy's own exp/log): the loss and Hessian "
+              "passes are split_partials")
     print(f"{'pass':<38}{'seconds':>9}{'rows/s':>14}{'vs plain':>10}{'vs ref':>9}")
     for name, seconds, reference in rows:
         if seconds is None:
@@ -85,6 +126,10 @@ def main() -> None:
         vs_ref = f"{seconds / reference:>8.2f}x" if reference else f"{'-':>9}"
         print(f"{name:<38}{seconds:>9.3f}{args.rows / seconds:>14,.0f}"
               f"{seconds / plain:>9.2f}x{vs_ref}")
+    print(f"statistics pass / compiled loss pass: {stats / loss:.2f}x "
+          f"(weighted {stats_w / loss:.2f}x); Hessian pass / compiled loss pass: "
+          f"{with_hessian / loss:.2f}x")
+
 
 if __name__ == "__main__":
     main()

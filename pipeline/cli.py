@@ -259,6 +259,8 @@ def _predict(args) -> int:
 def _evaluate(args) -> int:
     from .predict import METRICS_FILE, evaluate, split_of, write_metrics
 
+    if args.split != "all":
+        Model.load(args.model)  # a missing or damaged model directory, named before its job.json
     split = None if args.split == "all" else split_of(args.model, args.split)
     out = Path(args.out) if args.out else Path(args.model) / METRICS_FILE
     check_output_root(str(out), output_roots(), "metrics file")
@@ -321,8 +323,10 @@ def _given(args) -> dict:
 def _train(args) -> int:
     config = config_from_mapping({**_given(args), "data.url": args.data})
     model = _attached(config, quiet=args.quiet)
+    if model is None:
+        return EXIT_CANCELLED
     print(f"model written to {Path(config.out) / MODEL_FILE}")
-    return 0 if model is not None else EXIT_CANCELLED
+    return 0
 
 
 def _submit(args) -> int:

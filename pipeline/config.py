@@ -15,7 +15,7 @@ from .solvers import SolverOptions
 __all__ = ["CACHE_MODES", "OUTPUT_ROOT_ENV", "SOLVERS", "TrainConfig", "check_job_name", "check_output_root",
            "output_roots"]
 
-SOLVERS = ("lbfgs", "newton", "gd")
+SOLVERS = ("auto", "lbfgs", "newton", "gd")
 CACHE_MODES = ("auto", "memory", "disk", "none")
 #: Share of the cluster's total worker memory that ``memory`` caching may use.
 MEMORY_FRACTION = 0.5
@@ -46,7 +46,7 @@ class TrainConfig:
     features: tuple[str, ...] | None = None
     weight: str | None = None
     class_weight: str | tuple[float, float] | None = None
-    solver: str = "lbfgs"
+    solver: str = "auto"
     options: SolverOptions = field(default_factory=SolverOptions)
     penalty: Penalty = field(default_factory=Penalty)
     standardize: bool = True
@@ -82,8 +82,6 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self.options, name)}")
         if self.options.history_size < 1:
             raise ConfigError(f"history_size must be >= 1, got {self.options.history_size}")
-        if self.solver == "newton" and self.penalty.l1:
-            raise ConfigError("the newton solver handles L2 only; use lbfgs (OWL-QN) or gd for l1 > 0")
         if self.class_weight is not None and self.class_weight != "balanced":
             weights = tuple(float(value) for value in self.class_weight)
             if len(weights) != 2 or not all(math.isfinite(v) and v > 0 for v in weights):

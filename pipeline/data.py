@@ -44,6 +44,7 @@ __all__ = ["Chunk", "ChunkReader", "ChunkSpec", "Dataset", "Split", "open_datase
 #: Path components starting with these are not data (``_SUCCESS``, ``.crc``).
 IGNORED_PREFIXES = (".", "_")
 _GLOB_CHARS = "*?["
+_FLOAT64_BYTES = 8
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,17 @@ class ChunkReader:
     def _decode(self, table, chunk: ChunkSpec, first_row: int) -> Chunk:
         X = np.empty((table.num_rows, len(self.features)), dtype=np.float64, order="F")
         for j, name in enumerate(self.features):
-            X[:, j] = _column_values(table, name, chunk, first_row)
+            X[:, j] = _column_values(table, name, chunk, first_row, check_finite=False)
+        # One vectorized check for every feature: a sum over the column is
+        # finite only if all its values are (NaN and inf propagate); only a
+        # column whose sum is not (a bad value, or an overflowing sum) is
+        # searched for the first bad row.
+        with np.errstate(over="ignore", invalid="ignore"):
+            column_sums = X.sum(axis=0)
+        for j in np.flatnonzero(~np.isfinite(column_sums)):
+            name = self.features[j]
+            _check(X[:, j], np.isfinite(X[:, j]), NonFiniteValueError, f"column {name!r}",
+                   "non-finite", "finite numbers", chunk, first_row, name)
         y = None
         if self.label:
             y = _column_values(table, self.label, chunk, first_row)
@@ -217,18 +228,35 @@ def _row_count_mismatch(chunk: ChunkSpec, found: int) -> UnreadableFileError:
     )
 
 
-def _column_values(table, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
+def _column_values(table, name: str, chunk: ChunkSpec, first_row: int,
+                   check_finite: bool = True) -> np.ndarray:
+    """Column ``name`` of a table or record batch as float64, checked for nulls
+    (and, with ``check_finite``, NaN/inf)."""
     column = table.column(name)
     if column.null_count:
-        valid = ~pc.is_null(column).to_numpy(zero_copy_only=False)
+        valid = _float64_values(pc.is_valid(column)) != 0.0
         _check(None, valid, MissingValueError, f"column {name!r}", "null", "no nulls",
                chunk, first_row, name)
-    # (a record batch column is an Array, whose to_numpy defaults to zero-copy only,
-    # which booleans cannot be)
-    values = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    _check(values, np.isfinite(values), NonFiniteValueError, f"column {name!r}",
-           "non-finite", "finite numbers", chunk, first_row, name)
+    values = _float64_values(column)
+    if check_finite:
+        _check(values, np.isfinite(values), NonFiniteValueError, f"column {name!r}",
+               "non-finite", "finite numbers", chunk, first_row, name)
     return values
+
+
+def _float64_values(column) -> np.ndarray:
+    """A null-free int, float or bool Arrow column (ChunkedArray or Array) as
+    float64 numpy, straight from Arrow's buffers: casting is Arrow's (ints
+    round to nearest, as numpy's ``astype`` does; bools give 0/1), and
+    pyarrow's ``to_numpy`` is avoided because it imports pandas (about a
+    second in every process that decodes a chunk).  Read-only when zero-copy."""
+    column = pc.cast(column, pa.float64(), safe=False)
+    parts = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    views = [np.frombuffer(part.buffers()[1], dtype=np.float64, count=len(part),
+                           offset=part.offset * _FLOAT64_BYTES) for part in parts if len(part)]
+    if len(views) == 1:
+        return views[0]
+    return np.concatenate(views) if views else np.empty(0, dtype=np.float64)
 
 
 def _check(values, ok: np.ndarray, error, subject: str, problem: str, expected: str,

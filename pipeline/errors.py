@@ -13,6 +13,8 @@ Hierarchy::
     ├── ConfigError              invalid option or combination of options
     ├── ClusterError             scheduler unreachable, cluster failed to start
     ├── OutputError              output directory exists or is not writable
+    ├── ModelFileError           model directory without model.json, or a model.json (or the
+    │                            job.json / metrics.json beside it) that is not what a run writes
     ├── JobError                 a training job's file, state or checkpoint
     │   ├── JobFileError             malformed job file (names the file and key)
     │   ├── CheckpointError          checkpoint damaged, or from other data/options
@@ -25,12 +27,14 @@ Hierarchy::
         ├── ColumnTypeError          column of a type that cannot be used
         ├── LabelValueError          label value outside {0, 1}
         ├── NonFiniteValueError      NaN, +inf or -inf in a feature or the label
+        │   └── NonFiniteInputError      ... in a dask X, y or sample_weight (also a ValueError)
         ├── MissingValueError        null in a feature or the label
         ├── WeightValueError         negative sample weight, or all weights zero
         └── EmptyDatasetError        no rows to train on
 
 :class:`ConvergenceWarning` (a warning, not an error) is issued when a solver
-stops without meeting its tolerance.
+stops without meeting its tolerance; it is a subclass of scikit-learn's
+``sklearn.exceptions.ConvergenceWarning`` (see the class for when).
 
 Errors raised inside cluster tasks travel back to the client pickled; the
 ``__reduce__`` below keeps their attributes on the way.
@@ -38,11 +42,14 @@ Errors raised inside cluster tasks travel back to the client pickled; the
 
 from __future__ import annotations
 
+import sys
+
 __all__ = [
     "PipelineError",
     "ConfigError",
     "ClusterError",
     "OutputError",
+    "ModelFileError",
     "JobError",
     "JobFileError",
     "CheckpointError",
@@ -55,6 +62,7 @@ __all__ = [
     "ColumnTypeError",
     "LabelValueError",
     "NonFiniteValueError",
+    "NonFiniteInputError",
     "MissingValueError",
     "WeightValueError",
     "EmptyDatasetError",
@@ -98,6 +106,13 @@ class ClusterError(PipelineError):
 
 class OutputError(PipelineError):
     """The output location cannot be used."""
+
+
+class ModelFileError(PipelineError):
+    """A model directory has no ``model.json``, or its ``model.json`` (or the
+    ``job.json`` / ``metrics.json`` that ``pipeline report`` reads beside it) is
+    not JSON, not of the expected shape and types, or inconsistent (coefficient
+    count, non-finite coefficients, digest)."""
 
 
 class JobError(PipelineError):
@@ -148,6 +163,11 @@ class NonFiniteValueError(DataError):
     """A feature or label holds NaN or an infinity."""
 
 
+class NonFiniteInputError(NonFiniteValueError, ValueError):
+    """A dask ``X``, ``y`` or ``sample_weight`` given to the estimator holds NaN
+    or an infinity; also a ``ValueError``, which scikit-learn raises for numpy input."""
+
+
 class MissingValueError(DataError):
     """A feature or label holds a null."""
 
@@ -160,5 +180,36 @@ class EmptyDatasetError(DataError):
     """There are no rows to train on."""
 
 
-class ConvergenceWarning(UserWarning):
-    """A solver stopped (max_iter, failed line search) without converging."""
+class _WarningLayout(UserWarning):
+    """A Python-level warning class: the same instance layout as scikit-learn's
+    warning classes, so :class:`ConvergenceWarning` can take one as its base."""
+
+
+class ConvergenceWarning(_WarningLayout):
+    """A solver stopped (max_iter, failed line search) without converging.
+
+    A subclass of ``sklearn.exceptions.ConvergenceWarning`` once scikit-learn
+    is loaded, so scikit-learn-style filters (``-W``,
+    ``warnings.filterwarnings(category=...)``, ``pytest.warns``) match it.
+    Importing scikit-learn here would add most of a second to every CLI start
+    (the CLI never needs it), so the base is switched by
+    :func:`adopt_sklearn_base`: when this module is imported after
+    scikit-learn, when :mod:`pipeline.estimator` is imported, and whenever one
+    is issued (``warnings.warn`` builds the instance before it consults the
+    filters).  Until then it is a plain ``UserWarning``.
+    """
+
+    def __init__(self, *args) -> None:
+        adopt_sklearn_base()
+        super().__init__(*args)
+
+
+def adopt_sklearn_base() -> None:
+    """Make :class:`ConvergenceWarning` a subclass of scikit-learn's, if scikit-learn is loaded."""
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    base = getattr(sklearn_exceptions, "ConvergenceWarning", None)
+    if base is not None and ConvergenceWarning.__bases__ != (base,):
+        ConvergenceWarning.__bases__ = (base,)
+
+
+adopt_sklearn_base()

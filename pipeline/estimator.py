@@ -16,6 +16,7 @@ are ``l2`` and ``l1`` strengths on the mean loss (scikit-learn's
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -28,17 +29,21 @@ __all__ = ["LogisticRegression"]
 # scikit-learn comes with dask-ml (a core dependency); imported only with this module
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from .errors import adopt_sklearn_base
+
+adopt_sklearn_base()  # scikit-learn is loaded now: ConvergenceWarning becomes a subclass of its class
+
 
 class LogisticRegression(ClassifierMixin, BaseEstimator):
     """Exact, reproducible binary logistic regression.
 
-    Parameters mirror ``pipeline train`` options: ``solver`` (``lbfgs``,
-    ``newton``, ``gd``), ``l2``, ``l1``, ``standardize``, ``class_weight``
+    Parameters mirror ``pipeline train`` options: ``solver`` (``auto``,
+    ``lbfgs``, ``newton``, ``gd``), ``l2``, ``l1``, ``standardize``, ``class_weight``
     (None, ``"balanced"`` or ``{label: weight}`` for both labels),
     ``max_iter``, ``tol``, ``ftol``, ``history_size``.
     """
 
-    def __init__(self, *, solver: str = "lbfgs", l2: float = 0.0, l1: float = 0.0,
+    def __init__(self, *, solver: str = "auto", l2: float = 0.0, l1: float = 0.0,
                  standardize: bool = True, class_weight=None, max_iter: int = 1000,
                  tol: float = 1e-7, ftol: float = 1e-12, history_size: int = 10) -> None:
         self.solver = solver
@@ -82,27 +87,55 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         return self._fit_evaluator(InProcessEvaluator([chunk], X.shape[1]))
 
     def _fit_dask(self, X, y, sample_weight):
+        """Dask arrays, DataFrames or Series (y and sample_weight may also be in
+        memory).  Persisted first (read once), then checked with one computation
+        (classes of y, NaN/±inf in every input) before anything is trained; y and
+        the weights take X's row chunks."""
+        import dask
         import dask.array as da
         from distributed import get_client
+        from sklearn.utils.multiclass import check_classification_targets, type_of_target
+        from sklearn.utils.validation import _check_feature_names
 
         from .data import Chunk
+        from .errors import NonFiniteInputError
         from .reduce import DaskEvaluator
 
-        X = X.astype(np.float64)
-        y = np.asarray(y) if not _is_dask(y) else y
-        classes = np.unique(np.asarray(y.compute() if _is_dask(y) else y))
+        client = get_client()
+        _check_feature_names(self, _columns_of(X), reset=True)
+        X = _dask_array(X, "X")
+        if X.ndim != 2:
+            raise ValueError(f"Expected a 2-dimensional X; got a dask array of shape {X.shape}")
+        inputs = {"X": X.astype(np.float64).rechunk({1: -1}), "y": y}
+        if sample_weight is not None:
+            inputs["sample_weight"] = sample_weight
+        # persisted as given (read once), then aligned to X's row chunks and persisted as
+        # used: every later graph starts from persisted blocks (never recomputes a layer)
+        lazy = [name for name, value in inputs.items() if _is_dask(value)]
+        inputs.update(zip(lazy, client.persist([_dask_array(inputs[name], name) for name in lazy])))
+        X = _known_rows(inputs.pop("X"))
+        inputs = {"X": X, **{name: _dask_rows(value, X.chunks[0], name) for name, value in inputs.items()}}
+        if "sample_weight" in inputs:
+            inputs["sample_weight"] = inputs["sample_weight"].astype(np.float64)
+        inputs = dict(zip(inputs, client.persist(list(inputs.values()))))
+        X, y = inputs["X"], inputs["y"]
+        numeric = {name: array for name, array in inputs.items() if array.dtype.kind in "fc"}
+        classes, flags = dask.compute(
+            da.unique(y), [(da.isnan(array).any(), da.isinf(array).any()) for array in numeric.values()])
+        for (name, array), (nan, inf) in zip(numeric.items(), flags):
+            if nan or inf:
+                found = " and ".join(word for word, present in (("NaN", nan), ("infinity", inf)) if present)
+                raise NonFiniteInputError(
+                    f"Input {name} contains {found}; expected finite values (checked over the whole "
+                    f"dask array of shape {array.shape} before training, as scikit-learn checks numpy input)")
+        check_classification_targets(classes)
+        target = type_of_target(classes, input_name="y")
+        if target != "binary":
+            raise ValueError(f"Only binary classification is supported. The type of the target is {target}.")
         self._set_classes(classes)
         y01 = (y == self.classes_[1]).astype(np.float64)
-        if not _is_dask(y01):
-            y01 = da.from_array(y01, chunks=(X.chunks[0],))
-        weights = None
-        if sample_weight is not None:
-            weights = sample_weight if _is_dask(sample_weight) else da.from_array(
-                np.asarray(sample_weight, dtype=np.float64), chunks=(X.chunks[0],))
-            weights = weights.astype(np.float64)
-        X = X.rechunk({1: -1})
         self.n_features_in_ = X.shape[1]
-        evaluator = DaskEvaluator(get_client(), Chunk(X, y01, weights), persist=True)
+        evaluator = DaskEvaluator(client, Chunk(X, y01, inputs.get("sample_weight")), persist=True)
         return self._fit_evaluator(evaluator)
 
     def _encode(self, y) -> np.ndarray:
@@ -160,8 +193,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
         check_is_fitted(self)
         if _is_dask(X):
+            from sklearn.utils.validation import _check_feature_names, _check_n_features
+
+            _check_feature_names(self, _columns_of(X), reset=False)
+            X = _dask_array(X, "X")
+            _check_n_features(self, X, reset=False)
             coef = np.append(self.coef_.ravel(), self.intercept_[0])
-            return X.astype(np.float64).map_blocks(margins, coef, drop_axis=1, dtype=np.float64)
+            return X.astype(np.float64).rechunk({1: -1}).map_blocks(margins, coef, drop_axis=1,
+                                                                     dtype=np.float64)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return margins(X, np.append(self.coef_.ravel(), self.intercept_[0]))
 
@@ -169,11 +208,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         margin = self.decision_function(X)
         with np.errstate(over="ignore"):
             positive = 1.0 / (1.0 + np.exp(-margin))
-        if _is_dask(positive):
-            import dask.array as da
-
-            return da.stack([1.0 - positive, positive], axis=1)
-        return np.column_stack([1.0 - positive, positive])
+        if _is_dask(positive):  # (block by block: row chunk sizes may be unknown)
+            return positive.map_blocks(_both_classes, new_axis=1, chunks=(positive.chunks[0], (2,)),
+                                       dtype=np.float64)
+        return _both_classes(positive)
 
     def predict_log_proba(self, X) -> np.ndarray:
         return np.log(self.predict_proba(X))
@@ -228,5 +266,52 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         return self
 
 
+def _both_classes(positive: np.ndarray) -> np.ndarray:
+    return np.column_stack([1.0 - positive, positive])
+
+
 def _is_dask(value) -> bool:
     return type(value).__module__.startswith("dask.")
+
+
+def _dask_array(value, name: str):
+    """``value`` (a dask array, DataFrame or Series) as a dask array (row chunk sizes may be unknown)."""
+    import dask.array as da
+
+    if hasattr(value, "to_dask_array"):  # a dask DataFrame or Series
+        return value.to_dask_array()
+    if not isinstance(value, da.Array):
+        raise TypeError(f"{name} must be a dask array, DataFrame or Series, or an array in memory; "
+                        f"got {type(value).__name__}")
+    return value
+
+
+def _known_rows(array):
+    """``array`` with its row chunk sizes known (computed from the blocks where they are not)."""
+    return array.compute_chunk_sizes() if any(math.isnan(size) for size in array.chunks[0]) else array
+
+
+def _dask_rows(value, rows: tuple[int, ...], name: str):
+    """``value`` (y or sample_weight: dask or in memory) as a 1-d dask array
+    with the row chunks ``rows`` of X, or a ValueError if it does not fit X."""
+    import dask.array as da
+
+    value = _known_rows(_dask_array(value, name)) if _is_dask(value) else np.asarray(value)
+    if value.ndim != 1:
+        raise ValueError(f"Expected a 1-dimensional {name}; got shape {value.shape}")
+    if value.shape[0] != sum(rows):
+        raise ValueError(f"Found input variables with inconsistent numbers of samples: "
+                         f"[{sum(rows)}, {value.shape[0]}] (rows of X and of {name})")
+    if not isinstance(value, da.Array):
+        return da.from_array(value, chunks=(rows,))
+    return value if value.chunks[0] == rows else value.rechunk((rows,))
+
+
+def _columns_of(X):
+    """For scikit-learn's feature-name checks: an empty pandas DataFrame with a
+    dask DataFrame's columns (nothing computed), else ``X`` itself."""
+    if not _is_dask(X) or not hasattr(X, "columns"):
+        return X
+    import pandas as pd
+
+    return pd.DataFrame(columns=list(X.columns))

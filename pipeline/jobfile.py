@@ -15,7 +15,7 @@ command line can express exactly the same things.  A job file looks like::
     # weight = "w"
 
     [train]
-    solver = "lbfgs"           # lbfgs | newton | gd
+    solver = "auto"            # auto | lbfgs | newton | gd
     max_iter = 1000
     l2 = 0.0
 
@@ -84,7 +84,8 @@ KEYS: dict[str, Key] = {
     "data.generate": Key("generate", None,
                          "create a synthetic dataset at data.url first if it does not exist: "
                          "{rows, features, files, row_group_size, seed}"),
-    "train.solver": Key("str", "--solver", "optimizer", SOLVERS),
+    "train.solver": Key("str", "--solver", "optimizer (auto: newton up to 64 features, else lbfgs)",
+                        SOLVERS),
     "train.max_iter": Key("int", "--max-iter", "iteration limit"),
     "train.tol": Key("float", "--tol", "stop when the projected gradient's |g|_inf <= tol"),
     "train.ftol": Key("float", "--ftol", "stop when the loss changes by <= ftol (relative)"),
@@ -352,7 +353,7 @@ def config_from_mapping(mapping: Mapping[str, Any], source: str = "the command l
         return TrainConfig(
             data=values["data.url"], label=values["data.label"], out=get("output.dir"),
             features=get("data.features"), weight=get("data.weight"),
-            class_weight=get("train.class_weight"), solver=get("train.solver", "lbfgs"),
+            class_weight=get("train.class_weight"), solver=get("train.solver", "auto"),
             options=options, penalty=penalty, standardize=get("train.standardize", True),
             init=get("train.init"), cluster=cluster, cache=get("cache.mode", "auto"),
             memory_fraction=get("cache.memory_fraction", MEMORY_FRACTION),

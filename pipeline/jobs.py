@@ -6,7 +6,7 @@ a job id.  Its state lives in two places:
 * **the output directory** (authoritative; on storage every participant can
   read): ``job.json`` (resolved configuration, versions, cluster, times,
   status, progress), ``job.log``, ``history.csv``, ``checkpoint.npz``,
-  ``model.json``, ``loss.png`` and, with a validation split, ``metrics.json``
+  ``model.json`` and, with a validation split, ``metrics.json``
   (the final model on the held-out rows); a ``cancel.request`` file asks the
   coordinator to stop.  Every file is written to a temporary name and renamed.
 * **the scheduler** (an index, when the job runs on a named scheduler): the
@@ -38,8 +38,6 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from .atomic import write_atomic
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .config import TrainConfig, check_output_root, output_roots
@@ -56,7 +54,7 @@ from .errors import (
 )
 from .jobfile import config_from_mapping, config_to_mapping
 from .kernel import KernelSpec
-from .model import Model
+from .model import MODEL_FILE, Model
 from .predict import METRICS_FILE, evaluate, write_metrics
 from .reduce import connect, security
 from .train import (
@@ -88,6 +86,7 @@ __all__ = [
 JOB_FILE = "job.json"
 LOG_FILE = "job.log"
 HISTORY_FILE = "history.csv"
+#: written by earlier versions (the curves are in ``pipeline report`` now); cleared with the job
 PLOT_FILE = "loss.png"
 CANCEL_FILE = "cancel.request"
 #: Scheduler metadata: ``(METADATA_ROOT, job_id) -> summary``.
@@ -147,9 +146,10 @@ class JobFiles:
         write_atomic(self.out / JOB_FILE, (json.dumps(document, indent=2) + "\n").encode())
         return document
 
-    def log(self, message: str) -> None:
+    def log(self, message: str, when: str | None = None) -> None:
+        """Append ``message`` stamped with ``when`` (default: now)."""
         with open(self.out / LOG_FILE, "a") as handle:
-            handle.write(f"{_now()} {message}\n")
+            handle.write(f"{when or _now()} {message}\n")
 
     def write_history(self, state: FitState) -> None:
         buffer = io.StringIO()
@@ -164,33 +164,6 @@ class JobFiles:
 
     def cancel_requested(self) -> bool:
         return (self.out / CANCEL_FILE).exists()
-
-
-def _plot(path: Path, losses: list[float], norms: list[float]) -> None:
-    """``loss.png``: loss and projected-gradient norm per iteration."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(8, 3.2), dpi=100)
-    left, right = figure.subplots(1, 2)
-    iterations = range(len(losses))
-    best = min(losses) if losses else 0.0
-    gaps = [loss - best for loss in losses]
-    left.plot(iterations, losses, marker=".", color="tab:blue")
-    left.set(title="loss", xlabel="iteration")
-    if any(g > 0 for g in gaps):
-        inset = left.twinx()
-        inset.semilogy(iterations, [g if g > 0 else np.nan for g in gaps], color="tab:orange",
-                       linestyle="--", linewidth=1)
-        inset.set_ylabel("loss - final (log)", color="tab:orange")
-    right.semilogy(iterations, [n if n > 0 else np.nan for n in norms], marker=".", color="tab:green")
-    right.set(title="projected gradient |g|_inf", xlabel="iteration")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    write_atomic(path, buffer.getvalue())
 
 
 class _Cancellable:
@@ -347,13 +320,14 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
         resume = _load_resume(out, job_id, dataset.fingerprint, options)
         workers = client.scheduler_info(n_workers=-1)["workers"] if client is not None else {}
         meta = {"job_id": job_id, "fingerprint": dataset.fingerprint, "model_options": options}
-        pending: list[str] | None = []  # log lines until the directory is written (None after)
+        # log lines (with the time they happened) until the directory is written (None after)
+        pending: list[tuple[str, str]] | None = []
 
         def note(message: str) -> None:
             if pending is None:
                 files.log(message)
             else:
-                pending.append(message)
+                pending.append((_now(), message))
             if notify:
                 notify(message)
 
@@ -385,8 +359,8 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
                 submitted_at=(previous or {}).get("submitted_at") or _now(),
             )
             lines, pending = pending, None
-            for line in lines:
-                files.log(line)
+            for when, line in lines:
+                files.log(line, when)
             _publish(publish_to, job_id, document)
 
         if resume is None:
@@ -423,6 +397,12 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
                              resume=resume, on_state=on_state, label=dataset.label,
                              validation=None if validation is None else _Cancellable(validation, files),
                              early_stopping=config.early_stopping)
+                # the model first, before the evaluators' clean-up (disk caches)
+                model = build_model(result, dataset.features, dataset.n_samples, solver=config.solver,
+                                    penalty=config.penalty, label=dataset.label, weight=dataset.weight,
+                                    dataset=dataset.url, cache=cache)
+                model.save(out)
+                files.log(f"model written to {out / MODEL_FILE}")
             for warning in caught:
                 kind = "ConvergenceWarning" if issubclass(warning.category, ConvergenceWarning) else "warning"
                 files.log(f"{kind}: {warning.message}")
@@ -431,11 +411,6 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
             check = getattr(evaluator, "workers_check", None)
             kernel = None if check is None or check.reference is None else {
                 "fingerprint": check.reference, "workers": sorted(check.fingerprints)}
-            model = build_model(result, dataset.features, dataset.n_samples, solver=config.solver,
-                                penalty=config.penalty, label=dataset.label, weight=dataset.weight,
-                                dataset=dataset.url, cache=cache)
-            model.save(out)
-            _plot(out / PLOT_FILE, model.loss_history, model.grad_norm_history)
             if config.validation_fraction:
                 _evaluate_validation(config, out, client, note)
         except JobCancelled as exc:

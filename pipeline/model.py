@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-from dataclasses import asdict, dataclass, field
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import write_atomic
-from .errors import OutputError
+from .errors import ModelFileError, OutputError
 
 __all__ = ["Model", "coef_digest", "MODEL_FILE"]
 
@@ -90,9 +93,168 @@ class Model:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Model:
-        data = json.loads((Path(directory) / MODEL_FILE).read_text())
+        """The model of ``directory/model.json``, checked: the only place a
+        model file is read.  :class:`ModelFileError` (naming the file) when
+        the directory or file is missing, the file is not JSON, a key is
+        missing, unknown or of the wrong type, a number that must be finite is
+        not, the coefficients do not match the features, or the digest does
+        not match the coefficients."""
+        path = Path(directory) / MODEL_FILE
+        data = _checked_fields(cls, path, _read_json(path))
         stored = data.pop("digest")
         model = cls(**data)
+        _check_consistent(model, path)
         if model.digest != stored:
-            raise OutputError(f"{directory}/{MODEL_FILE}: digest does not match its coefficients")
+            raise ModelFileError(
+                f"{path}: digest {stored} does not match its coef and intercept (their digest is "
+                f"{model.digest}); expected the file as training wrote it, found it edited or damaged",
+                path=str(path))
         return model
+
+
+#: model.json fields whose numbers must be finite (prediction, --init and from_model use them;
+#: center and scale are only shown, and may hold NaN for a column whose sums overflowed)
+FINITE_FIELDS = ("coef", "intercept", "class_weight", "l1", "l2")
+#: labels of a binary model (class_weight has one weight per label)
+N_CLASSES = 2
+#: per-iteration histories that must be non-empty and of one length
+HISTORY_FIELDS = ("loss_history", "grad_norm_history", "step_history", "passes_history")
+#: entries of a directory listed when it holds no model.json
+SHOWN_ENTRIES = 5
+#: characters of a wrong value quoted in an error message
+SHOWN_CHARS = 60
+
+
+def _read_json(path: Path) -> object:
+    """``path`` parsed as JSON, or :class:`ModelFileError` saying what is there instead."""
+    directory = path.parent
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        found = _listing(directory) if directory.exists() else f"{directory} does not exist"
+        raise ModelFileError(f"{path}: no such file; expected a model directory holding {MODEL_FILE} "
+                             f"(written by a successful pipeline train), found that {found}",
+                             path=str(path)) from None
+    except NotADirectoryError:
+        raise ModelFileError(f"{path}: no such file; expected a model directory holding {MODEL_FILE}, "
+                             f"found that {directory} is a file", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: cannot be read: {exc}", path=str(path)) from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: not JSON ({exc}); expected the JSON object training writes",
+                             path=str(path)) from None
+
+
+def _listing(directory: Path) -> str:
+    try:
+        entries = sorted(entry.name for entry in directory.iterdir())
+    except OSError as exc:
+        return f"{directory} cannot be listed ({exc})"
+    shown = ", ".join(entries[:SHOWN_ENTRIES]) + (", ..." if len(entries) > SHOWN_ENTRIES else "")
+    return f"{directory} holds {shown}" if entries else f"{directory} is empty"
+
+
+class _Mismatch(Exception):
+    """A value is not of its field's type (caught in :func:`_checked_fields`)."""
+
+
+def _checked_fields(cls, path: Path, data: object) -> dict:
+    """``data`` as keyword arguments of ``cls`` (ints where floats are expected become
+    floats), or :class:`ModelFileError` naming the first key that is wrong."""
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path}: expected a JSON object of the model's fields, found "
+                             f"{_found(data)}", path=str(path))
+    known = {spec.name: spec for spec in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ModelFileError(f"{path}: unknown key(s) {unknown}; expected only {list(known)}",
+                             path=str(path))
+    missing = [name for name, spec in known.items() if name not in data and (
+        name == "digest" or (spec.default is MISSING and spec.default_factory is MISSING))]
+    if missing:
+        raise ModelFileError(f"{path}: missing key(s) {missing}", path=str(path))
+    hints = typing.get_type_hints(cls)
+    checked = {}
+    for name, value in data.items():
+        try:
+            checked[name] = _as_type(value, hints[name])
+        except _Mismatch:
+            raise ModelFileError(f"{path}: {name} must be {known[name].type}; found {_found(value)}",
+                                 path=str(path), column=name) from None
+        if name in FINITE_FIELDS and not all(math.isfinite(v) for v in _numbers(checked[name])):
+            raise ModelFileError(f"{path}: {name} must hold finite numbers; found {_found(value)}",
+                                 path=str(path), column=name)
+    return checked
+
+
+def _as_type(value, kind):
+    """``value`` if it is of type ``kind`` (ints accepted where floats are), else _Mismatch."""
+    origin = typing.get_origin(kind)
+    if origin in (types.UnionType, typing.Union):
+        for option in typing.get_args(kind):
+            try:
+                return _as_type(value, option)
+            except _Mismatch:
+                pass
+        raise _Mismatch
+    if origin is list:
+        if not isinstance(value, list):
+            raise _Mismatch
+        (item,) = typing.get_args(kind)
+        return [_as_type(entry, item) for entry in value]
+    if kind is type(None):
+        matches = value is None
+    elif kind in (bool, str):
+        matches = isinstance(value, kind)
+    elif kind in (int, float):  # (bool is an int to Python, not to a model file)
+        matches = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+    else:
+        raise TypeError(f"no check for a model field of type {kind!r}")  # a new field type: add one
+    if not matches:
+        raise _Mismatch
+    if kind is float:
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond float64: not a finite number
+            return math.inf
+    return value
+
+
+def _numbers(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _found(value) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    if len(text) > SHOWN_CHARS:
+        text = text[:SHOWN_CHARS] + "..."
+    return text if value is None else f"{type(value).__name__} {text}"
+
+
+def _check_consistent(model: Model, path: Path) -> None:
+    """Lengths that must agree, and features that must be distinct."""
+    d = len(model.features)
+    if len(set(model.features)) != d:
+        repeated = sorted({name for name in model.features if model.features.count(name) > 1})
+        raise ModelFileError(f"{path}: features must be distinct; found {repeated} more than once",
+                             path=str(path), column="features")
+    sizes = {"coef": (d, "one per feature"), "center": (d, "one per feature"),
+             "scale": (d, "one per feature"), "gradient": (d + 1, "one per feature, then the intercept's"),
+             "class_weight": (N_CLASSES, "one per label")}
+    for name, (expected, meaning) in sizes.items():
+        value = getattr(model, name)
+        if value is not None and len(value) != expected:
+            raise ModelFileError(f"{path}: {name} has {len(value)} value(s); expected {expected} "
+                                 f"({meaning}; features: {model.features})", path=str(path), column=name)
+    lengths = {name: len(getattr(model, name)) for name in HISTORY_FIELDS}
+    if min(lengths.values()) == 0 or len(set(lengths.values())) != 1:
+        raise ModelFileError(f"{path}: the per-iteration histories must be non-empty and of one "
+                             f"length; found lengths {lengths}", path=str(path))
+    if model.format_version != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: format_version {model.format_version}; this version of "
+                             f"pipeline reads format_version {FORMAT_VERSION}", path=str(path),
+                             column="format_version")

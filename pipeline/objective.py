@@ -41,6 +41,10 @@ __all__ = [
     "summarize",
 ]
 
+#: ``h (1 - h)`` at a zero margin: the logistic loss's largest curvature, and
+#: its value at the usual starting point ``coef = 0``.
+LOGISTIC_CURVATURE_AT_ZERO = 0.25
+
 
 class Evaluator(Protocol):
     """Runs the kernels over every chunk of a dataset and merges the results."""
@@ -212,3 +216,33 @@ class LogisticObjective:
 
     def l1_term(self, coef: np.ndarray) -> float:
         return math.fsum((self.l1_weights * np.abs(coef)).tolist())
+
+    def preconditioner(self) -> np.ndarray | None:
+        """Inverse of an estimate of the smooth objective's Hessian diagonal in
+        solver space, for :func:`pipeline.solvers.lbfgs`; None without
+        standardization.
+
+        The L2 term's curvature on a standardized coefficient is
+        ``l2 / scale_j**2`` (the penalty is on ``w_j = beta_j / scale_j``):
+        for a feature of tiny spread it dwarfs the data's, and unevenly, so
+        the standardization alone no longer equalizes the coordinates.  The
+        data's part is ``(1/S) sum_i s_i h_i (1 - h_i) x~_ij**2``; at
+        ``coef = 0`` (``h = 1/2``) with unit weights it is exactly ``1/4`` for
+        every standardized column (mean 0, population variance 1) and for the
+        intercept, and ``1/4`` remains the estimate with sample or class
+        weights (the statistics are unweighted) and elsewhere: the solver
+        rescales the whole diagonal from its latest (s, y) pair, so only the
+        ratio between the data's and the penalty's parts matters.  (A
+        constant column has no data curvature, x~ = 0, but 1/4 does no harm
+        there: the data never moves its coefficient.)  The L1 term has no
+        curvature and adds nothing.  Without standardization the
+        data's curvature per column is unknown without another pass
+        (it scales with the raw second moment), so there is no estimate.
+
+        Everything here comes from the penalty and the standardization, which
+        a checkpoint keeps: a resumed fit recomputes the same bits.
+        """
+        if self.standardization is None:
+            return None
+        curvature = LOGISTIC_CURVATURE_AT_ZERO + self.penalty.l2 / (self.scale * self.scale)
+        return 1.0 / np.append(curvature, LOGISTIC_CURVATURE_AT_ZERO)

@@ -63,16 +63,16 @@ def predict_chunk(reader, chunk: ChunkSpec, index: int, model: Model, columns: S
     """Score one row group; write ``directory/part-INDEX.parquet``; return its rows."""
     data = reader(chunk)
     proba = _proba_of(_margin(model, data.X))
-    table = pa.table({})
-    if columns:
+    table = pa.table({PROBA_COLUMN: pa.array(proba),
+                      PREDICTION_COLUMN: pa.array((proba >= threshold).astype(np.int8))})
+    if columns:  # the pass-through columns first, then the scores
         try:
             passed = pq.ParquetFile(chunk.path, filesystem=reader.filesystem).read_row_group(
                 chunk.row_group, columns=list(columns))
         except (pa.ArrowException, OSError) as exc:
             raise _unreadable(chunk, exc) from None
-        table = passed
-    table = table.append_column(PROBA_COLUMN, pa.array(proba)).append_column(
-        PREDICTION_COLUMN, pa.array((proba >= threshold).astype(np.int8)))
+        table = pa.Table.from_arrays(passed.columns + table.columns,
+                                     names=passed.column_names + table.column_names)
     target = Path(directory) / f"part-{index:05d}.parquet"
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)

@@ -21,13 +21,14 @@ import numpy as np
 
 from .data import Chunk, Dataset, spread
 from .errors import ClusterError
-from .kernel import KernelSpec, Partials, Stats, chunk_stats, merge_partials
+from .kernel import KernelSpec, Partials, Stats, merge_partials
 from .stream import (
     BATCH_BYTES,
     UNIT_BYTES,
     DiskCache,
     batch_rows,
     chunk_partials_fast,
+    chunk_stats_fast,
     loss_kernel,
     plan_units,
     row_bytes,
@@ -46,6 +47,8 @@ __all__ = [
     "cluster_memory",
     "connect",
     "gather",
+    "plan_tasks",
+    "wait_for",
 ]
 
 #: Partial states merged per task of the reduction tree.
@@ -82,7 +85,7 @@ class InProcessEvaluator:
     def stats(self) -> Stats:
         total = Stats.zeros(self.n_features)
         for X, y, weights in self.chunks:
-            total = total.merge(chunk_stats(X, y, weights))
+            total = total.merge(chunk_stats_fast(X, y, weights))
         return total
 
 
@@ -114,6 +117,65 @@ class DaskEvaluator:
         self.stall_timeout_s = stall_timeout_s
         self.workers_check = WorkerCheck()
         self.n_features = X.shape[1]
+        self.rows = tuple(X.chunks[0])
+        #: ``"arrays"``: per-pass tasks get the blocks of X, y[, weights];
+        #: ``"chunks"``: they get whole chunks (X, y, weights) [, weights]
+        self.layout = "arrays"
+
+    @classmethod
+    def from_dataset(cls, client, dataset: Dataset, workers: Sequence[str] | None = None,
+                     stall_timeout_s: float = STALL_TIMEOUT_S) -> DaskEvaluator:
+        """``dataset``'s chunks decoded once and kept on the workers (the
+        ``memory`` cache mode), without building Dask arrays.
+
+        Each chunk is one task (``ChunkReader(chunk)``, pure: a lost chunk is
+        read again) placed on ``workers`` in contiguous, row-balanced runs
+        (:func:`pipeline.data.spread`); its X, y and weights stay together, so
+        a pass never moves data between workers.
+        """
+        evaluator = cls.__new__(cls)
+        reader = dataset.reader
+        rows = [chunk.n_rows for chunk in dataset.chunks]
+        evaluator.client = client
+        evaluator.arrays = None
+        evaluator.persisted = True
+        evaluator.stall_timeout_s = stall_timeout_s
+        evaluator.workers_check = WorkerCheck()
+        evaluator.n_features = dataset.n_features
+        evaluator.rows = tuple(rows)
+        evaluator.layout = "chunks"
+        evaluator._ordered = [[
+            client.submit(reader, chunk, pure=True,
+                          **({} if worker is None else {"workers": [worker], "allow_other_workers": True}))
+            for chunk, worker in zip(dataset.chunks, spread(rows, workers))]]
+        evaluator._placement = spread(rows, workers)
+        return evaluator
+
+    def load(self) -> None:
+        """Wait until every chunk is decoded on the workers (watched for stalls);
+        a chunk that failed raises its error, the first in canonical order."""
+        futures = [future for column in self._futures() for future in column]
+        wait_for(self.client, futures, self.stall_timeout_s)
+        for future in futures:
+            if future.status == "error":
+                future.result()  # raises the task's exception (a PipelineError for bad data)
+
+    def with_weights(self, dataset: Dataset) -> DaskEvaluator:
+        """The same decoded chunks with the row weights of ``dataset`` (the same
+        data through another split): only the weights are read, next to each
+        chunk; X and y are shared, not copied (``from_dataset`` evaluators)."""
+        if self.layout != "chunks":
+            raise TypeError("with_weights needs an evaluator made by DaskEvaluator.from_dataset")
+        reader = dataset.reader
+        weights = [
+            self.client.submit(reader.weights_of, chunk, pure=True,
+                               **({} if worker is None else {"workers": [worker], "allow_other_workers": True}))
+            for chunk, worker in zip(dataset.chunks, self._placement)]
+        evaluator = DaskEvaluator.__new__(DaskEvaluator)
+        evaluator.__dict__.update(self.__dict__)
+        evaluator.workers_check = WorkerCheck()
+        evaluator._ordered = [self._ordered[0], weights]
+        return evaluator
 
     def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
         coef = np.array(coef, dtype=np.float64)
@@ -138,7 +200,7 @@ class DaskEvaluator:
         self.workers_check.check(self.client)
         import dask
 
-        level = [dask.delayed(chunk_stats, pure=True)(X, y, weights)
+        level = [dask.delayed(chunk_stats_fast, pure=True)(X, y, weights)
                  for X, y, weights in self._blocks()]
         return _tree_reduce(self.client, level, empty, self.stall_timeout_s)
 
@@ -162,34 +224,85 @@ class DaskEvaluator:
 
     def _per_worker(self, empty, kernel, *args):
         columns = self._futures()
+        keys = [future.key for future in columns[0]]
         holders = self.client.who_has(columns[0])
-        groups: dict[str | None, list[int]] = {}
-        for index, future in enumerate(columns[0]):
-            where = holders.get(future.key) or [None]
-            groups.setdefault(min(where), []).append(index)
+        if not all(holders.get(key) for key in keys):
+            # still being computed (the first pass after persist) or lost with
+            # a worker: wait until every block is held, so tasks go where the
+            # blocks are rather than copying them (and keeping both copies)
+            wait_for(self.client, [future for column in columns for future in column],
+                     self.stall_timeout_s)
+            holders = self.client.who_has(columns[0])
         threads = self.client.nthreads()
         self.workers_check.check(self.client, threads)
         tasks = []
-        for worker, indices in groups.items():
-            for part in _split(indices, threads.get(worker, 1)):
-                blocks = [column[i] for column in columns for i in part]
-                hint = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
-                tasks.append(self.client.submit(
-                    sum_blocks, kernel, args, len(part), *blocks, pure=True, **hint))
+        for worker, part in plan_tasks([holders.get(key, ()) for key in keys], self.rows, threads):
+            blocks = [column[i] for column in columns for i in part]
+            hint = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
+            tasks.append(self.client.submit(
+                sum_blocks, kernel, args, self.layout, len(part), *blocks, pure=True, **hint))
         return merge_partials(empty, *gather(self.client, tasks, self.stall_timeout_s))
 
 
-def sum_blocks(kernel, args: tuple, n_blocks: int, *blocks):
-    """Run on a worker: ``kernel`` over ``n_blocks`` chunks given column by
-    column (``X…, y…[, weights…]``), merged into one partial state."""
+def plan_tasks(holders: Sequence[Sequence[str]], rows: Sequence[int],
+               threads: dict[str, int]) -> list[tuple[str | None, list[int]]]:
+    """One pass's tasks: ``(worker, block indices)``, each to run where its blocks are.
+
+    Policy only (no cluster): ``holders[i]`` are the workers holding block
+    ``i`` (of ``rows[i]`` rows), ``threads`` each worker's thread count.  A
+    block held by one worker goes to it; a block held by several (copied
+    after a failure or by work stealing) to the holder with the fewest rows
+    so far, so the work stays balanced; a block held by none (lost, being
+    recomputed) to a task with no placement.  Each worker's blocks are split
+    into as many contiguous runs as it has threads.  Which task sums which
+    block never changes the result (exact sums), only the time.
+    """
+    assigned: dict[str | None, list[int]] = {}
+    load: dict[str, int] = {}
+    shared = []
+    for index, where in enumerate(holders):
+        if len(where) == 1:
+            assigned.setdefault(where[0], []).append(index)
+            load[where[0]] = load.get(where[0], 0) + rows[index]
+        elif not where:
+            assigned.setdefault(None, []).append(index)
+        else:
+            shared.append(index)
+    for index in shared:
+        worker = min(sorted(holders[index]), key=lambda w: load.get(w, 0))
+        assigned.setdefault(worker, []).append(index)
+        load[worker] = load.get(worker, 0) + rows[index]
+    return [(worker, part)
+            for worker, indices in sorted(assigned.items(), key=lambda item: (item[0] is None, str(item[0])))
+            for part in _split(sorted(indices), threads.get(worker, 1) if worker else 1)]
+
+
+def sum_blocks(kernel, args: tuple, layout: str, n_blocks: int, *blocks):
+    """Run on a worker: ``kernel`` over ``n_blocks`` chunks, merged into one
+    partial state.  The blocks come column by column: ``X…, y…[, weights…]``
+    (``layout="arrays"``) or ``chunk…[, weights…]`` (``"chunks"``, the
+    weights replacing the chunks' own)."""
     columns = [blocks[i : i + n_blocks] for i in range(0, len(blocks), n_blocks)]
-    if len(columns) == 2:
-        columns.append((None,) * n_blocks)
+    if layout == "chunks":
+        chunks = columns[0] if len(columns) == 1 else [
+            Chunk(chunk.X, chunk.y, weights) for chunk, weights in zip(*columns)]
+    else:
+        if len(columns) == 2:
+            columns.append((None,) * n_blocks)
+        chunks = [Chunk(*blocks) for blocks in zip(*columns)]
     total = None
-    for X, y, weights in zip(*columns):
-        part = kernel(Chunk(X, y, weights), *args)
+    for chunk in chunks:
+        part = kernel(chunk, *args)
         total = part if total is None else total.merge(part)
     return total
+
+
+def wait_for(client, futures: list, stall_timeout_s: float = STALL_TIMEOUT_S) -> None:
+    """``distributed.wait(futures)`` (results stay on the workers), with the
+    watchdog of :func:`gather`."""
+    from distributed import wait
+
+    _watched(client, futures, stall_timeout_s, lambda: wait(futures))
 
 
 def gather(client, futures: list, stall_timeout_s: float = STALL_TIMEOUT_S) -> list:
@@ -208,6 +321,11 @@ def gather(client, futures: list, stall_timeout_s: float = STALL_TIMEOUT_S) -> l
     interrupted ``client.gather`` leaves distributed's own waiting tasks
     behind, which log "Task exception was never retrieved" later.
     """
+    return _watched(client, futures, stall_timeout_s, lambda: client.gather(futures))
+
+
+def _watched(client, futures: list, stall_timeout_s: float, action):
+    """``action()`` while a watchdog thread cancels ``futures`` on a stall."""
     import threading
 
     finished = threading.Event()
@@ -233,7 +351,7 @@ def gather(client, futures: list, stall_timeout_s: float = STALL_TIMEOUT_S) -> l
     watchdog = threading.Thread(target=watch, name="pipeline-pass-watchdog", daemon=True)
     watchdog.start()
     try:
-        return client.gather(futures)
+        result = action()
     except BaseException:
         if stalled:
             raise ClusterError(stalled[0]) from None
@@ -241,6 +359,9 @@ def gather(client, futures: list, stall_timeout_s: float = STALL_TIMEOUT_S) -> l
     finally:
         finished.set()
         watchdog.join()
+    if stalled:  # (distributed.wait returns once the futures are cancelled)
+        raise ClusterError(stalled[0])
+    return result
 
 
 def stall_message(workers: dict | None, stall_timeout_s: float) -> str:
@@ -276,13 +397,11 @@ class WorkerCheck:
 
     def check(self, client, addresses=None) -> None:
         """Probe the workers not seen yet (all current ones by default)."""
-        from .probe import kernel_fingerprint
-
         addresses = sorted(client.nthreads() if addresses is None else addresses)
         new = [address for address in addresses if address not in self.fingerprints]
         if not new:
             return
-        found = client.run(kernel_fingerprint, workers=new, on_error="ignore")
+        found = client.run(_kernel_fingerprint, workers=new, on_error="ignore")
         self.fingerprints.update({a: f for a, f in found.items() if isinstance(f, dict)})
         groups: dict[str, list[str]] = {}
         for address, fingerprint in self.fingerprints.items():
@@ -297,6 +416,14 @@ class WorkerCheck:
                 f"the exactness guarantee; found {described}. Run every worker from the "
                 "same environment (image, library versions) on CPUs with the same numpy "
                 "SIMD targets, or keep the job to workers that agree")
+
+
+def _kernel_fingerprint() -> dict:
+    """Run on a worker: :func:`pipeline.probe.kernel_fingerprint`, imported
+    there (the coordinator never imports numba for it)."""
+    from .probe import kernel_fingerprint
+
+    return kernel_fingerprint()
 
 
 def _describe(fingerprint: dict) -> str:

@@ -16,8 +16,10 @@ import json
 from pathlib import Path
 
 from .atomic import write_atomic
-from .errors import JobNotFoundError
-from .model import MODEL_FILE, Model
+from .errors import ModelFileError
+from .jobs import JOB_FILE
+from .model import Model
+from .predict import METRICS_FILE
 
 __all__ = ["REPORT_FILE", "write_report"]
 
@@ -72,12 +74,9 @@ def _fmt(value) -> str:
 def write_report(out: str) -> Path:
     """Write ``out/report.html`` and return its path."""
     directory = Path(out)
-    if not (directory / MODEL_FILE).exists():
-        raise JobNotFoundError(f"{directory} has no {MODEL_FILE}; train a model there first",
-                               path=str(directory))
     model = Model.load(directory)
-    job = _json(directory / "job.json")
-    metrics = _json(directory / "metrics.json")
+    job = _optional_json(directory / JOB_FILE, _check_job)
+    metrics = _optional_json(directory / METRICS_FILE, _check_metrics)
     title = f"Training report: {job.get('name') or directory.name}"
     parts = [f"<h1>{html.escape(title)}</h1>",
              f'<p class="muted">{html.escape(str(directory.absolute()))} · digest '
@@ -162,8 +161,66 @@ def write_report(out: str) -> Path:
     return target
 
 
-def _json(path: Path) -> dict:
+def _optional_json(path: Path, check) -> dict:
+    """The JSON object in ``path`` ({} if there is no such file), checked by
+    ``check``; :class:`ModelFileError` naming the file if it cannot be used."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: cannot be read: {exc}", path=str(path)) from None
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: not JSON ({exc}); expected the JSON object a run writes",
+                             path=str(path)) from None
+    problem = check(document)
+    if problem:
+        raise ModelFileError(f"{path}: {problem}", path=str(path))
+    return document
+
+
+def _kind(value) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_job(job) -> str | None:
+    """What is wrong with ``job.json`` for the report (None: nothing)."""
+    if not isinstance(job, dict):
+        return f"expected a JSON object (the job's state), found {_kind(job)}"
+    for key in ("config", "versions"):
+        if job.get(key) is not None and not isinstance(job[key], dict):
+            return f"expected {key} to be an object, found {_kind(job[key])}"
+    return None
+
+
+_KIND_NAMES = {dict: "an object", list: "a list"}
+#: characters of a wrong value quoted in an error message
+SHOWN_CHARS = 80
+
+
+def _check_metrics(metrics) -> str | None:
+    """What is wrong with ``metrics.json`` for the report (None: nothing)."""
+    if not isinstance(metrics, dict):
+        return f"expected a JSON object (written by pipeline evaluate), found {_kind(metrics)}"
+    for key, kind in (("confusion_matrix", dict), ("roc_curve", dict), ("calibration", list)):
+        if key in metrics and not isinstance(metrics[key], kind):
+            return f"expected {key} to be {_KIND_NAMES[kind]}, found {_kind(metrics[key])}"
+    if metrics.get("rows", "all") != "all" and not isinstance(metrics["rows"], dict):
+        return f"expected rows to be \"all\" or an object, found {json.dumps(metrics['rows'])[:SHOWN_CHARS]}"
+    roc = metrics.get("roc_curve") or {"fpr": [], "tpr": []}
+    fpr, tpr = roc.get("fpr"), roc.get("tpr")
+    if not (isinstance(fpr, list) and isinstance(tpr, list) and len(fpr) == len(tpr)
+            and all(map(_is_number, fpr + tpr))):
+        return "expected roc_curve to hold lists fpr and tpr of numbers, of one length"
+    for row in metrics.get("calibration", []):
+        if not (isinstance(row, dict) and isinstance(row.get("count"), int) and (
+                not row["count"] or (_is_number(row.get("mean_proba")) and _is_number(row.get("observed_rate"))))):
+            return ("expected each calibration row to be an object with an integer count and, when "
+                    f"the count is not 0, numbers mean_proba and observed_rate; found {json.dumps(row)[:SHOWN_CHARS]}")
+    return None

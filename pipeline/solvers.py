@@ -1,10 +1,17 @@
 """Optimizers.  Pure functions of the objective: no data, no Dask.
 
 * :func:`lbfgs` — limited-memory BFGS with a strong-Wolfe line search; with
-  L1 weights it becomes OWL-QN (orthant-wise, exact zeros).
+  L1 weights it becomes OWL-QN (orthant-wise, exact zeros).  An optional
+  diagonal preconditioner (an estimate of the inverse Hessian's diagonal,
+  which the objective knows and the solver does not) scales its first step
+  and its initial inverse-Hessian approximation.
 * :func:`newton` — Newton's method on ``(loss, grad, hess)`` with a
   backtracking line search and a gradient step where the Hessian is not
-  safely positive definite.
+  safely positive definite; with L1 weights, orthant-wise Newton (exact
+  zeros, Newton's convergence on the non-zeros).
+
+:func:`lbfgs` and :func:`newton` stop, rather than repeat themselves until
+``max_iter``, when no step can lower the loss at machine precision.
 * :func:`gradient_descent` — steepest descent with a Barzilai–Borwein first
   trial and Armijo backtracking; with L1 weights, proximal gradient (ISTA).
 
@@ -48,6 +55,19 @@ Callback = Callable[["IterationRecord"], None]
 Checkpoint = Callable[["SolverState"], None]
 #: Asked before every iteration: a message to stop now (converged), or None.
 StopHook = Callable[[], "str | None"]
+
+#: L-BFGS keeps a (move, gradient change) pair only when its curvature
+#: ``s'y`` exceeds this fraction of ``|s| |y|`` (else the update would not
+#: stay positive definite in floating point).
+MIN_CURVATURE_RATIO = 1e-10
+#: The zoom phase of the Wolfe search gives up when its bracket is narrower
+#: than this fraction of its end points (no representable step in between).
+MIN_BRACKET_RATIO = 1e-14
+#: The bracketing phase of the Wolfe search grows the trial step by this factor.
+BRACKET_GROWTH = 4.0
+#: A step that leaves the loss equal (at machine precision) counts as progress
+#: only if it multiplies the projected gradient's largest entry by at most this.
+NOISE_FLOOR_GRADIENT_CUT = 0.5
 
 
 @dataclass(frozen=True)
@@ -206,6 +226,29 @@ class _Run:
             return False, f"reached max_iter={self.options.max_iter}"
         return None
 
+    def no_progress(self, projected: np.ndarray) -> tuple[bool, str]:
+        """``(converged, message)`` when the line search found no step that
+        lowers the loss at machine precision (an accepted step that leaves it
+        equal without cutting the gradient, see :func:`_progress`, or one that
+        rounds back to the same coefficients).  The run stops at its best
+        point, without taking that step: from the same state the next
+        iteration would try the same thing again.  It happens at the noise
+        floor, where a step's gain (about |g|^2 / curvature) is below the
+        loss's rounding (about 1e-16 |loss|); far from the optimum only with
+        an inconsistent gradient.
+
+        Under ``ftol > 0`` that is the ftol rule's case (a relative change of
+        0 <= ftol), so converged; with ``ftol=0`` only the gradient rule could
+        declare convergence and it did not hold, so ``converged`` is false and
+        the message gives the projected gradient reached.
+        """
+        norm, options = max_abs(projected), self.options
+        if options.ftol > 0:
+            return True, (f"relative loss change <= ftol={options.ftol} (no step lowers the loss "
+                          "at machine precision)")
+        return False, ("line search could not decrease the loss (at machine precision): "
+                       f"projected gradient |g|_inf={norm:.3g} > tol={options.tol}")
+
     def result(self, coef, loss, grad, converged: bool, message: str) -> SolverResult:
         return SolverResult(
             coef=coef, loss=loss, grad=grad, n_iter=self.n_iter, n_passes=self.n_passes,
@@ -300,10 +343,27 @@ def lbfgs(
     resume: SolverState | None = None,
     checkpoint: Checkpoint | None = None,
     should_stop: StopHook | None = None,
+    preconditioner: np.ndarray | None = None,
 ) -> SolverResult:
-    """L-BFGS with a strong-Wolfe line search; OWL-QN when ``l1_weights`` are set."""
+    """L-BFGS with a strong-Wolfe line search; OWL-QN when ``l1_weights`` are set.
+
+    ``preconditioner``: a positive diagonal ``P``, an estimate of the inverse
+    Hessian's diagonal (None: the identity).  The initial inverse-Hessian
+    approximation of the two-loop recursion becomes ``gamma P`` with
+    ``gamma = s'y / y'Py`` from the latest pair, and steps without memory
+    (the first one, restarts) go along ``-P g``.  Only the path changes: a
+    coordinate whose curvature is much larger than the others' (a penalty on
+    a feature of tiny spread) no longer dictates the step for all of them.
+    A positive diagonal keeps OWL-QN's orthant logic: ``-P g`` has the signs
+    of ``-g``.  A resumed run must get the same ``P``.
+
+    Stops early when the line search finds no step that lowers the loss at
+    machine precision (see :meth:`_Run.no_progress`) instead of repeating
+    iterations that cannot change anything until ``max_iter``.
+    """
     run = _Run(fun, options, callback, l1_weights, should_stop)
     l1 = run.l1
+    diagonal = _check_preconditioner(preconditioner, np.shape(coef0 if resume is None else resume.coef))
     memory: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=options.history_size)
     if resume is None:
         coef, (loss, grad) = run.start(coef0)
@@ -323,35 +383,57 @@ def lbfgs(
     if resume is None:
         save()
     while (stop := run.stop_reason(previous, loss, projected)) is None:
-        direction = -_two_loop(projected, memory)
+        direction = -_two_loop(projected, memory, diagonal)
         if l1 is not None:  # keep to the orthant the pseudo-gradient points into
             direction = np.where(direction * projected < 0, direction, 0.0)
         if _dot(direction, projected) >= 0:  # not a descent direction: restart
             memory.clear()
-            direction = -projected
-        first = 1.0 if memory else min(1.0, 1.0 / max_abs(projected))
+            direction = -diagonal * projected
+        first = 1.0 if memory else min(1.0, 1.0 / max_abs(direction))
         if l1 is None:
             found = _wolfe_search(run, coef, loss, grad, direction, first, options)
         else:
-            found = _orthant_search(run, coef, loss, projected, direction, first, options)
+            found = _orthant_search(run, coef, (loss, grad), projected, direction, first, options)
         if found is None:
             stop = (False, "line search failed to find an acceptable step")
             break
         step, trial, trial_loss, trial_grad = found
+        trial_projected = run.projected(trial, trial_grad)
+        if not _progress(loss, projected, trial_loss, trial_projected):
+            stop = run.no_progress(projected)
+            break
         move, grad_change = trial - coef, trial_grad - grad
         curvature = _dot(move, grad_change)
-        if curvature > 1e-10 * math.sqrt(_dot(move, move) * _dot(grad_change, grad_change)):
+        if curvature > MIN_CURVATURE_RATIO * math.sqrt(_dot(move, move) * _dot(grad_change, grad_change)):
             memory.append((move, grad_change, 1.0 / curvature))
-        previous, coef, loss, grad = loss, trial, trial_loss, trial_grad
-        projected = run.projected(coef, grad)
+        previous, coef, loss, grad, projected = loss, trial, trial_loss, trial_grad, trial_projected
         run.n_iter += 1
         run.record(loss, projected, step)
         save()
     return run.result(coef, loss, grad, *stop)
 
 
-def _two_loop(grad: np.ndarray, memory) -> np.ndarray:
-    """``H grad`` for the L-BFGS inverse-Hessian approximation ``H``."""
+def _check_preconditioner(preconditioner: np.ndarray | None, shape: tuple) -> np.ndarray:
+    """The diagonal as a float64 vector of ``shape`` (ones for None); refuses
+    entries that are not finite and positive (the direction would not descend)."""
+    if preconditioner is None:
+        return np.ones(shape)
+    diagonal = np.array(preconditioner, dtype=np.float64)
+    if diagonal.shape != shape:
+        raise ValueError(f"preconditioner has shape {diagonal.shape}; expected {shape}")
+    if not np.all(np.isfinite(diagonal) & (diagonal > 0)):
+        raise ValueError(f"preconditioner entries must be finite and > 0, got {diagonal}")
+    return diagonal
+
+
+def _two_loop(grad: np.ndarray, memory, diagonal: np.ndarray) -> np.ndarray:
+    """``H grad`` for the L-BFGS inverse-Hessian approximation ``H``.
+
+    ``H0 = gamma * diag(diagonal)`` with ``gamma = s'y / y'Dy`` for the latest
+    pair: the diagonal fixes the coordinates' relative scales, the pair the
+    overall one (with ``diagonal`` all ones this is the usual ``s'y / y'y``,
+    bit for bit).
+    """
     q = grad.copy()
     alphas = []
     for move, grad_change, rho in reversed(memory):
@@ -360,7 +442,9 @@ def _two_loop(grad: np.ndarray, memory) -> np.ndarray:
         alphas.append(alpha)
     if memory:
         move, grad_change, _ = memory[-1]
-        q = q * (_dot(move, grad_change) / _dot(grad_change, grad_change))
+        q = diagonal * q * (_dot(move, grad_change) / _dot(grad_change, diagonal * grad_change))
+    else:
+        q = diagonal * q
     for (move, grad_change, rho), alpha in zip(memory, reversed(alphas)):
         beta = rho * _dot(grad_change, q)
         q = q + (alpha - beta) * move
@@ -400,9 +484,9 @@ def _wolfe_search(run: _Run, coef, loss, grad, direction, step, options):
         elif point[2] >= 0:
             high, low = low, point
         else:
-            low, step = point, step * 4.0
+            low, step = point, step * BRACKET_GROWTH
     while budget > 0 and high is not None:  # zoom phase
-        if abs(high[0] - low[0]) <= 1e-14 * max(abs(low[0]), abs(high[0])):
+        if abs(high[0] - low[0]) <= MIN_BRACKET_RATIO * max(abs(low[0]), abs(high[0])):
             break
         point = evaluate(_interpolate(low, high))
         budget -= 1
@@ -438,15 +522,40 @@ def _interpolate(low, high) -> float:
     return t
 
 
-def _orthant_search(run: _Run, coef, loss, projected, direction, step, options):
-    """Backtracking along the orthant-projected path (OWL-QN)."""
+def _progress(loss: float, projected: np.ndarray, trial_loss: float, trial_projected: np.ndarray) -> bool:
+    """Whether a step the line search accepted moves the run on.
+
+    A lower loss does.  At an equal loss (the noise floor: the step's gain
+    is below the loss's rounding) the gradient still tells: a step that cuts
+    the projected gradient by :data:`NOISE_FLOOR_GRADIENT_CUT` is real
+    progress (Newton's last step from |g| = 1e-9 to 1e-17 gains nothing
+    visible in the loss), while a backtracked step that moves it by a hair
+    is noise, and iterating on it only spends passes.
+    """
+    if trial_loss < loss:
+        return True
+    return trial_loss == loss and max_abs(trial_projected) <= NOISE_FLOOR_GRADIENT_CUT * max_abs(projected)
+
+
+def _orthant_search(run: _Run, coef, values, projected, direction, step, options):
+    """Backtracking along the orthant-projected path (OWL-QN, orthant-wise Newton).
+
+    ``values`` is what the objective gave at ``coef`` (``loss, grad[, hess]``);
+    returns ``(step, trial, *values at trial)`` or None.  When a trial step no
+    longer changes any coefficient (it rounds back to ``coef``), shorter ones
+    cannot either: the search ends there, returning ``coef`` and ``values``
+    without another pass, and the caller sees no progress.
+    """
+    loss = values[0]
     orthant = np.where(coef != 0, np.sign(coef), -np.sign(projected))
     for _ in range(options.max_line_search):
         trial = coef + step * direction
         trial = np.where(np.sign(trial) == orthant, trial, 0.0)
-        trial_loss, trial_grad = run.evaluate(trial)
-        if trial_loss <= loss + options.armijo * _dot(projected, trial - coef):
-            return step, trial, trial_loss, trial_grad
+        if np.array_equal(trial, coef):
+            return (step, coef, *values)
+        trial_values = run.evaluate(trial)
+        if trial_values[0] <= loss + options.armijo * _dot(projected, trial - coef):
+            return (step, trial, *trial_values)
         step *= options.step_shrink
     return None
 
@@ -459,13 +568,27 @@ def newton(
     coef0: np.ndarray,
     options: SolverOptions = SolverOptions(),
     callback: Callback | None = None,
+    l1_weights: np.ndarray | None = None,
     *,
     resume: SolverState | None = None,
     checkpoint: Checkpoint | None = None,
     should_stop: StopHook | None = None,
 ) -> SolverResult:
-    """Newton's method: each evaluation returns loss, gradient and Hessian."""
-    run = _Run(fun, options, callback, should_stop=should_stop)
+    """Newton's method: each evaluation returns loss, gradient and Hessian.
+
+    With ``l1_weights`` it is orthant-wise Newton (the second-order sibling of
+    OWL-QN, like the orthant-based methods of Byrd, Chin, Nocedal and
+    Oztoprak): on the orthant the pseudo-gradient picks, ``f + l1 |coef|`` is
+    smooth with gradient = the pseudo-gradient and Hessian = ``f``'s, so the
+    direction is the Newton step of the free coordinates (see
+    :func:`_newton_direction`) and the line search backtracks along the
+    orthant-projected path, which makes exact zeros.  Near the optimum the
+    zeros settle and it converges like Newton's method on the non-zeros.
+
+    Stops like :func:`lbfgs` when the line search can make no progress.
+    """
+    run = _Run(fun, options, callback, l1_weights, should_stop=should_stop)
+    l1 = run.l1
     if resume is None:
         coef, (loss, grad, hess) = run.start(coef0)
         previous = None
@@ -473,6 +596,7 @@ def newton(
         run.restore(resume, "newton")
         coef, loss, grad = resume.coef.copy(), resume.loss, resume.grad.copy()
         hess, previous = resume.hess.copy(), resume.previous_loss
+    projected = run.projected(coef, grad)
 
     def save() -> None:
         if checkpoint:
@@ -480,25 +604,78 @@ def newton(
 
     if resume is None:
         save()
-    while (stop := run.stop_reason(previous, loss, grad)) is None:
-        direction = cholesky_solve(hess, -grad, options.min_pivot_ratio)
-        if direction is None or _dot(direction, grad) >= 0:
-            direction = -grad  # fallback: gradient step
-        step, slope = 1.0, _dot(grad, direction)
-        for _ in range(options.max_line_search):
-            trial = coef + step * direction
-            trial_loss, trial_grad, trial_hess = run.evaluate(trial)
-            if trial_loss <= loss + options.armijo * step * slope:
-                break
-            step *= options.step_shrink
+    while (stop := run.stop_reason(previous, loss, projected)) is None:
+        direction = _newton_direction(hess, coef, projected, l1 is not None, options.min_pivot_ratio)
+        if direction is None or _dot(direction, projected) >= 0:
+            direction = -projected  # fallback: (pseudo-)gradient step
+        if l1 is None:
+            found = _armijo_search(run, coef, loss, projected, direction, options)
         else:
+            found = _orthant_search(run, coef, (loss, grad, hess), projected, direction, 1.0, options)
+        if found is None:
             stop = (False, "line search failed: no step decreased the loss enough")
             break
+        step, trial, trial_loss, trial_grad, trial_hess = found
+        trial_projected = run.projected(trial, trial_grad)
+        if not _progress(loss, projected, trial_loss, trial_projected):
+            stop = run.no_progress(projected)
+            break
         previous, coef, loss, grad, hess = loss, trial, trial_loss, trial_grad, trial_hess
+        projected = trial_projected
         run.n_iter += 1
-        run.record(loss, grad, step)
+        run.record(loss, projected, step)
         save()
     return run.result(coef, loss, grad, *stop)
+
+
+def _armijo_search(run: _Run, coef, loss, grad, direction, options):
+    """Backtracking from the unit step until the Armijo condition holds:
+    ``(step, trial, *values at trial)``, or None."""
+    step, slope = 1.0, _dot(grad, direction)
+    for _ in range(options.max_line_search):
+        trial = coef + step * direction
+        values = run.evaluate(trial)
+        if values[0] <= loss + options.armijo * step * slope:
+            return (step, trial, *values)
+        step *= options.step_shrink
+    return None
+
+
+def _newton_direction(hess, coef, projected, orthant_wise: bool, min_pivot_ratio: float):
+    """The Newton step of the coordinates that can move, 0 for the others; None
+    when their Hessian is not safely positive definite.
+
+    A coordinate with a zero Hessian diagonal (hence a zero row: a constant
+    column without L2) and a zero gradient cannot move and decouples from the
+    others: it is left out of the system rather than making it singular.
+    Orthant-wise (``projected`` is then the pseudo-gradient): the free
+    coordinates are the non-zero ones and the zeros with a non-zero
+    pseudo-gradient, which leave zero against it; a zero whose Newton
+    component points the other way would be clipped back at once, so it
+    stays at zero and the system is solved again without it (each round
+    fixes at least one coordinate).  What remains descends and keeps every
+    leaving coordinate in its orthant for short steps.
+    """
+    if orthant_wise:
+        free = (coef != 0) | (projected != 0)
+    else:
+        free = (np.diag(hess) != 0) | (projected != 0)
+    while True:
+        index = np.flatnonzero(free)
+        if index.size == 0:
+            return None
+        solution = cholesky_solve(hess[np.ix_(index, index)], -projected[index], min_pivot_ratio)
+        if solution is None or not orthant_wise:
+            break
+        wrong = (coef[index] == 0) & (solution * projected[index] >= 0)
+        if not wrong.any():
+            break
+        free[index[wrong]] = False
+    if solution is None:
+        return None
+    direction = np.zeros_like(projected)
+    direction[index] = solution
+    return direction
 
 
 def cholesky_solve(matrix: np.ndarray, rhs: np.ndarray, min_pivot_ratio: float = 1e-12):

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import Chunk, ChunkReader, ChunkSpec
-from .kernel import KernelSpec, Partials, Stats, chunk_stats
+from .kernel import KernelSpec, Partials, Stats
 
 __all__ = [
     "BATCH_BYTES",
@@ -52,6 +52,15 @@ def chunk_partials_fast(*args, **kwargs) -> Partials:
     (and the kernel's self-check) cost half a second that commands which never
     run a pass (status, list, --help) should not pay."""
     from .fused import chunk_partials_fast as compiled
+
+    return compiled(*args, **kwargs)
+
+
+def chunk_stats_fast(*args, **kwargs) -> Stats:
+    """:func:`pipeline.fused.chunk_stats_fast` (compiled wherever numba
+    imports; equal to :func:`pipeline.kernel.chunk_stats`), imported on first
+    use like :func:`chunk_partials_fast`."""
+    from .fused import chunk_stats_fast as compiled
 
     return compiled(*args, **kwargs)
 
@@ -182,7 +191,7 @@ def loss_kernel(data: Chunk, coef: np.ndarray, spec: KernelSpec) -> Partials:
 
 
 def stats_kernel(data: Chunk) -> Stats:
-    return chunk_stats(data.X, data.y, data.weights)
+    return chunk_stats_fast(data.X, data.y, data.weights)
 
 
 def unit_sums(reader: ChunkReader, unit: Sequence[ChunkSpec], rows: int,

@@ -34,7 +34,7 @@ name = "{name}"
 url = "{data}"
 label = "y"
 [train]
-solver = "lbfgs"
+solver = "auto"
 tol = 1e-9
 {extra_train}
 [cluster]
@@ -52,7 +52,7 @@ SLOW_TRAIN = 'solver = "gd"\nstandardize = false\nmax_iter = 200\nftol = 0.0'
 def slow_job(path, data, out, cluster, name="slow") -> Path:
     """A gd run on raw, badly scaled features: hundreds of iterations."""
     text = write_job(path, data, out, name=name, cluster=cluster).read_text()
-    path.write_text(text.replace('solver = "lbfgs"\ntol = 1e-9', SLOW_TRAIN))
+    path.write_text(text.replace('solver = "auto"\ntol = 1e-9', SLOW_TRAIN))
     return path
 
 

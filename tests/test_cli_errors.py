@@ -435,7 +435,7 @@ def test_make_data_then_train(tmp_path):
     assert model["features"] == ["f0", "f1", "f2"]
     assert len(model["coef"]) == 3
     assert model["n_samples"] == 300
-    assert model["solver"] == "lbfgs"
+    assert model["solver"] == "newton"  # auto, resolved for 3 features
     assert len(model["loss_history"]) >= 1
     values = np.array(model["coef"] + [model["intercept"]], dtype="<f8")
     assert model["digest"] == hashlib.sha256(values.tobytes()).hexdigest()

@@ -1,9 +1,21 @@
-"""The fused compiled kernel (pipeline.fused) against the numpy reference.
+"""The fused compiled kernels (pipeline.fused) against the numpy reference.
 
 ``fused_partials`` must return a Partials **equal** to ``chunk_partials``
-(same row count, top bins, flags and Python-int bins) for every input.
+(same row count, top bins, flags and Python-int bins, Hessian sums included)
+and ``fused_stats`` a Stats equal to ``chunk_stats``, for every input.
+
+The compiled loss pass of a machine is ``fused_partials`` where
+:data:`fused.AVAILABLE` (its exp/log are numpy's) and ``split_partials``
+elsewhere (AVX-512 CPUs: numpy's own exp/log between two compiled sweeps);
+``compiled_partials`` picks it, and the tests marked ``requires_compiled``
+check whichever runs here.  ``split_partials`` is also checked on its own
+(below), and ``fused_partials``' deposits where it is not AVAILABLE on
+margins that are all zero, whose exp/log are exact everywhere
+(``fused._partials``).  The statistics pass has no exp/log and runs wherever
+numba imports (:data:`fused.STATS_AVAILABLE`).
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -11,30 +23,54 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import fused
+from pipeline import fused, kernel
 from pipeline.exact import BLOCK_ROWS, top_bin
-from pipeline.kernel import KernelSpec, Partials, chunk_partials
+from pipeline.kernel import (
+    KernelSpec,
+    Partials,
+    Stats,
+    chunk_partials,
+    chunk_stats,
+    triangle_size,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference on inf/NaN
-requires_fused = pytest.mark.skipif(not fused.AVAILABLE, reason="numba kernel unavailable here")
+requires_numba = pytest.mark.skipif(not fused.STATS_AVAILABLE, reason="numba missing")
+#: the compiled loss pass of this machine (fused, or split where numpy's exp/log
+#: are its own) runs wherever numba imports
+requires_compiled = requires_numba
 
 SPECIALS = np.array([0.0, -0.0, 0.5, -0.5, 1.5, 2.5, 1e-310, -5e-324, 1e-200, 1e200,
                      -1e300, 3.0, 2.0**-40, 2.0**39, 1.0 + 2.0**-52])
 
 
-def assert_same(X, y, coef, weights=None, spec=KernelSpec()):
-    want = chunk_partials(X, y, coef, weights, spec)
-    got = fused.fused_partials(X, y, coef, weights, spec)
-    assert isinstance(got, Partials) and got.hessian is None
-    assert got.n_samples == want.n_samples
-    assert got.sums.top.dtype == np.int64 and got.sums.flags.dtype == np.uint8
-    assert got.sums.bins.dtype == object
-    assert all(type(v) is int for v in got.sums.bins.ravel())
-    np.testing.assert_array_equal(got.sums.top, want.sums.top)
-    np.testing.assert_array_equal(got.sums.flags, want.sums.flags)
+def assert_same_sums(got, want):
+    """Two ExactSums equal, with the types the reference uses."""
+    assert got.top.dtype == np.int64 and got.flags.dtype == np.uint8
+    assert got.bins.dtype == object
+    assert all(type(v) is int for v in got.bins.ravel())
+    np.testing.assert_array_equal(got.top, want.top)
+    np.testing.assert_array_equal(got.flags, want.flags)
     assert got == want
-    a, b = got.sums.finalize(), want.sums.finalize()
+    a, b = got.finalize(), want.finalize()
     assert a.tobytes() == b.tobytes() or np.array_equal(a, b, equal_nan=True)
+
+
+def assert_same(X, y, coef, weights=None, spec=KernelSpec(), partials=None):
+    """``partials`` (default: fused.compiled_partials, the compiled loss pass
+    that runs on this machine) equals chunk_partials."""
+    want = chunk_partials(X, y, coef, weights, spec)
+    got = (partials or fused.compiled_partials)(X, y, coef, weights, spec)
+    assert isinstance(got, Partials)
+    assert got.n_samples == want.n_samples
+    assert_same_sums(got.sums, want.sums)
+    if spec.hessian:
+        assert got.hessian is not None
+        assert got.hessian.n_cols == triangle_size(np.shape(coef)[0])
+        assert_same_sums(got.hessian, want.hessian)
+    else:
+        assert got.hessian is None
+    assert got == want
     return got
 
 
@@ -52,7 +88,7 @@ def full_spec(seed, d, class_weight=(0.7, 3.25)):
                       class_weight=class_weight)
 
 
-@requires_fused
+@requires_compiled
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("n, d", [(0, 3), (0, 0), (1, 1), (1, 7), (2, 1), (5, 0), (257, 6),
                                   (3, 1000), (600, 1000), (1000, 33), (3000, 64),
@@ -64,7 +100,7 @@ def test_equal_to_reference_on_shapes(order, n, d):
     assert_same(X, y, coef, weights, full_spec(n, d))
 
 
-@requires_fused
+@requires_compiled
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_every_width_of_the_pairwise_tree(order):
     # d = 1..70 covers every merge pattern of the margin tree (up to 6 levels).
@@ -73,7 +109,7 @@ def test_every_width_of_the_pairwise_tree(order):
         assert_same(X, y, coef)
 
 
-@requires_fused
+@requires_compiled
 def test_120k_rows_with_weights_and_standardization():
     X, y, coef = problem(7, 120_000, 5, order="F")
     weights = np.random.default_rng(7).exponential(size=120_000)
@@ -82,7 +118,7 @@ def test_120k_rows_with_weights_and_standardization():
     assert_same(X, y, coef, None, full_spec(8, 5))
 
 
-@requires_fused
+@requires_compiled
 @pytest.mark.parametrize("view", ["rows_step", "cols_step", "reversed", "transposed", "offset",
                                   "f_rows_step"])
 def test_non_contiguous_inputs(view):
@@ -105,7 +141,7 @@ def test_non_contiguous_inputs(view):
     assert_same(X, y, coef, weights, full_spec(3, X.shape[1]))
 
 
-@requires_fused
+@requires_compiled
 def test_read_only_and_converted_inputs():
     X, y, coef = problem(4, 800, 5)
     X.flags.writeable = False
@@ -119,7 +155,7 @@ def test_read_only_and_converted_inputs():
     assert_same(X, y, coef, None, KernelSpec(class_weight=(1, 3)))
 
 
-@requires_fused
+@requires_compiled
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_weights_class_weights_standardization_combinations(order):
     X, y, coef = problem(5, 5000, 9, order=order)
@@ -134,7 +170,7 @@ def test_weights_class_weights_standardization_combinations(order):
                 assert_same(X, y, coef, w, s)
 
 
-@requires_fused
+@requires_compiled
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_nan_and_inf_flags(order):
     X, y, coef = problem(6, 3000, 6, order=order)
@@ -152,7 +188,7 @@ def test_nan_and_inf_flags(order):
     assert_same(X, y, coef0)
 
 
-@requires_fused
+@requires_compiled
 def test_infinite_terms_without_nan():
     # x = 1e300 and residual ~ -1: the product is finite; x = inf with w = 0
     # gives NaN.  Terms of +-inf come from huge weights.
@@ -165,7 +201,7 @@ def test_infinite_terms_without_nan():
     assert_same(X, y, coef, weights, KernelSpec(class_weight=(10.0, 10.0)))
 
 
-@requires_fused
+@requires_compiled
 def test_nan_labels_and_weights():
     X, y, coef = problem(8, 300, 3)
     y[5] = np.nan
@@ -177,7 +213,7 @@ def test_nan_labels_and_weights():
     assert_same(X, y, coef, weights, KernelSpec(class_weight=(2.0, 0.5)))
 
 
-@requires_fused
+@requires_compiled
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_huge_and_zero_margins(order):
     X, y, coef = problem(9, 4000, 4, coef_scale=300.0, order=order)
@@ -192,7 +228,7 @@ def test_huge_and_zero_margins(order):
     assert_same(zeros, y2, np.array([1.0, 2.0, 3.0, -0.0]))
 
 
-@requires_fused
+@requires_compiled
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_extreme_column_magnitudes(order):
     # Whole columns subnormal, near the top of the float range, exact zeros,
@@ -214,7 +250,7 @@ def test_extreme_column_magnitudes(order):
     assert_same(X, y, np.array([0.0, 1e-307, 0, 0, 0, 0.0, 0.0]), np.full(n, 1.7e308))
 
 
-@requires_fused
+@requires_compiled
 def test_top_bin_of_every_exponent():
     # One row, no features: the weight column holds exactly v, so its top bin
     # is top_bin(|v|) -- checked at every power of two and just below it.
@@ -228,7 +264,7 @@ def test_top_bin_of_every_exponent():
             assert got.sums.top[-1] == top_bin(np.array([abs(w)]))[0]
 
 
-@requires_fused
+@requires_compiled
 def test_magnitudes_change_between_blocks():
     # Top bins rise and fall from one small block to the next (shifts of 1, 2
     # and >= 3 bins): alignment inside the kernel must match ExactSums.merge.
@@ -246,7 +282,7 @@ def test_magnitudes_change_between_blocks():
     assert_same(np.asfortranarray(X), y, coef, weights)
 
 
-@requires_fused
+@requires_compiled
 @pytest.mark.parametrize("block", [1, 2, 3, 255, 1024, BLOCK_ROWS])
 def test_block_size_does_not_change_the_result(monkeypatch, block):
     X, y, coef = problem(11, 5000, 5, scale=1e3)
@@ -258,7 +294,7 @@ def test_block_size_does_not_change_the_result(monkeypatch, block):
     assert_same(np.asfortranarray(X), y, coef, weights, full_spec(11, 5))
 
 
-@requires_fused
+@requires_compiled
 def test_calls_split_into_int64_safe_pieces(monkeypatch):
     X, y, coef = problem(12, 3000, 4)
     monkeypatch.setattr(fused, "_CALL_ROWS", 700)
@@ -277,15 +313,14 @@ def test_available_where_numpy_uses_libm():
     assert fused.AVAILABLE
 
 
-@requires_fused
+@requires_compiled
 def test_interface_errors():
     X, y, coef = problem(13, 10, 3)
-    with pytest.raises(ValueError, match="Hessian"):
-        fused.fused_partials(X, y, coef, spec=KernelSpec(hessian=True))
+    assert fused.compiled_partials(X, y, coef, spec=KernelSpec(hessian=True)).hessian is not None
     with pytest.raises(ValueError, match="coef has shape"):
-        fused.fused_partials(X, y, coef[:-1])
+        fused.compiled_partials(X, y, coef[:-1])
     with pytest.raises(TypeError):
-        fused.fused_partials(X, y, coef, spec=KernelSpec(center=np.zeros(3)))
+        fused.compiled_partials(X, y, coef, spec=KernelSpec(center=np.zeros(3)))
     assert isinstance(fused.AVAILABLE, bool)
 
 
@@ -296,11 +331,11 @@ def test_chunk_partials_fast_is_a_drop_in_replacement():
             X, y, coef, None, spec)
 
 
-@requires_fused
+@requires_compiled
 def test_merge_with_reference_partials():
     X, y, coef = problem(14, 2000, 7)
     whole = chunk_partials(X, y, coef)
-    mixed = fused.fused_partials(X[:1234], y[:1234], coef).merge(
+    mixed = fused.compiled_partials(X[:1234], y[:1234], coef).merge(
         chunk_partials(X[1234:], y[1234:], coef))
     assert mixed == whole
     loss, grad, weight = mixed.finalize()
@@ -332,10 +367,11 @@ def cases(draw):
         center = rng.normal(0, scale, d)
         scale_ = rng.random(d) * scale + scale * 1e-3
     block = draw(st.sampled_from([None, 1, 7, 64]))
-    return X, y, coef, weights, KernelSpec(center, scale_, class_weight), block
+    hessian = draw(st.booleans())
+    return X, y, coef, weights, KernelSpec(center, scale_, class_weight, hessian), block
 
 
-@requires_fused
+@requires_compiled
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_hypothesis_equal_to_reference(case):
@@ -347,5 +383,626 @@ def test_hypothesis_equal_to_reference(case):
     fused._block_rows = lambda d: block
     try:
         assert_same(X, y, coef, weights, spec)
+    finally:
+        fused._block_rows = original
+
+
+# --- Newton's Hessian: fused_partials(spec.hessian) against the reference ----
+
+
+def hessian_spec(seed, d, class_weight=(0.7, 3.25)):
+    return full_spec(seed, d, class_weight).with_hessian(True)
+
+
+HESSIAN_SHAPES = [(0, 3), (0, 0), (1, 0), (1, 1), (1, 7), (2, 1), (5, 0), (257, 6), (1000, 33),
+                  (3000, 16), (16384, 2), (16385, 2), (40_000, 3)]
+
+
+@requires_compiled
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("n, d", HESSIAN_SHAPES)
+def test_hessian_equal_to_reference_on_shapes(order, n, d):
+    X, y, coef = problem(n * 37 + d, n, d, order=order)
+    assert_same(X, y, coef, None, KernelSpec(hessian=True))
+    weights = np.random.default_rng(n).random(n) * 4
+    assert_same(X, y, coef, weights, hessian_spec(n, d))
+    assert_same(X, y, coef, weights, hessian_spec(n, d, None))
+    assert_same(X, y, coef, None, KernelSpec(class_weight=(0.25, 4.0), hessian=True))
+
+
+@requires_compiled
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_hessian_every_width(order):
+    for d in range(0, 24):
+        X, y, coef = problem(d + 500, 41, d, coef_scale=3.0, order=order)
+        assert_same(X, y, coef, None, KernelSpec(hessian=True))
+
+
+@requires_compiled
+@pytest.mark.parametrize("view", ["rows_step", "cols_step", "reversed", "offset"])
+def test_hessian_non_contiguous_inputs(view):
+    X, y, coef = problem(17, 2001, 9)
+    if view == "rows_step":
+        X, y = X[::3], y[::3]
+    elif view == "cols_step":
+        X, coef = X[:, ::2], np.append(coef[:-1:2], coef[-1])
+    elif view == "reversed":
+        X, y = X[::-1, ::-1], y[::-1]
+    else:
+        X, y = X[17:1900, 3:], y[17:1900]
+        coef = coef[3:]
+    weights = np.linspace(0.1, 2.0, X.shape[0])
+    assert_same(X, y, coef, None, KernelSpec(hessian=True))
+    assert_same(X, y, coef, weights, hessian_spec(17, X.shape[1]))
+
+
+@requires_compiled
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_hessian_extreme_values_and_flags(order):
+    X, y, coef = problem(18, 3000, 6, coef_scale=30.0, order=order)  # saturated probabilities
+    X[::50, 0] *= 1e150  # products overflow to inf
+    X[::70, 1] *= 1e-300  # subnormal products
+    X[::90, 2] = 0.0
+    weights = np.random.default_rng(18).random(3000) * 10.0 ** np.random.default_rng(19).integers(
+        -200, 200, size=3000)
+    assert_same(X, y, coef, None, KernelSpec(hessian=True))
+    assert_same(X, y, coef, weights, KernelSpec(hessian=True))
+    X[10, 3] = np.nan
+    X[20, 4] = np.inf
+    X[30, 5] = -np.inf
+    got = assert_same(X, y, coef, weights, hessian_spec(18, 6))
+    assert got.hessian.flags.any()
+
+
+@requires_compiled
+def test_hessian_merge_with_reference_partials():
+    X, y, coef = problem(19, 2000, 7)
+    spec = hessian_spec(19, 7)
+    whole = chunk_partials(X, y, coef, None, spec)
+    mixed = fused.compiled_partials(X[:1234], y[:1234], coef, None, spec).merge(
+        chunk_partials(X[1234:], y[1234:], coef, None, spec))
+    assert mixed == whole
+    assert np.array_equal(mixed.hessian_sum(), whole.hessian_sum())
+
+
+# --- Margins all zero: exp/log exact on every CPU, so the loss and Hessian ---
+# --- deposits are checked where AVAILABLE is False too (fused._partials)  ---
+
+
+def assert_same_zero_margins(X, y, weights=None, spec=KernelSpec()):
+    coef = np.zeros(np.shape(X)[1] + 1)
+    got = assert_same(X, y, coef, weights, spec, partials=fused._partials)
+    if spec.hessian and got.n_samples and not got.hessian.flags[-1]:
+        # the intercept's curvature sum: 1/4 of the weight sum, exactly
+        assert got.hessian.finalize()[-1] == got.sums.finalize()[-1] / 4
+    return got
+
+
+@requires_numba
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("n, d", HESSIAN_SHAPES + [(3, 200), (600, 64)])
+def test_zero_margins_equal_to_reference_on_shapes(order, n, d):
+    X, y, _ = problem(n * 41 + d, n, d, scale=3.0, order=order)
+    weights = np.random.default_rng(n + 1).random(n) * 4
+    for hessian in (False, True):
+        assert_same_zero_margins(X, y, None, KernelSpec(hessian=hessian))
+        assert_same_zero_margins(X, y, weights, full_spec(n, d).with_hessian(hessian))
+        assert_same_zero_margins(X, y, weights, full_spec(n, d, None).with_hessian(hessian))
+
+
+@requires_numba
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_zero_margins_every_width(order):
+    for d in range(0, 40):
+        X, y, _ = problem(d + 900, 29, d, scale=5.0, order=order)
+        assert_same_zero_margins(X, y, None, KernelSpec(hessian=True))
+        assert_same_zero_margins(X, y, np.arange(29.0), full_spec(d, d).with_hessian(True))
+
+
+@requires_numba
+@pytest.mark.parametrize("view", ["rows_step", "cols_step", "reversed", "transposed", "offset",
+                                  "f_rows_step"])
+def test_zero_margins_non_contiguous_inputs(view):
+    X, y, _ = problem(23, 3001, 12)
+    if view == "rows_step":
+        X, y = X[::3], y[::3]
+    elif view == "cols_step":
+        X = X[:, ::2]
+    elif view == "reversed":
+        X, y = X[::-1, ::-1], y[::-1]
+    elif view == "transposed":
+        X = np.ascontiguousarray(X.T).T
+    elif view == "f_rows_step":
+        X, y = np.asfortranarray(X)[::3], y[::3]
+    else:
+        X, y = X[17:2900, 3:], y[17:2900]
+    weights = np.linspace(0.1, 2.0, X.shape[0])[::-1]
+    for hessian in (False, True):
+        assert_same_zero_margins(X, y, None, KernelSpec(hessian=hessian))
+        assert_same_zero_margins(X, y, weights, full_spec(23, X.shape[1]).with_hessian(hessian))
+
+
+@requires_numba
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_zero_margins_extreme_magnitudes_and_flags(order):
+    rng = np.random.default_rng(24)
+    n = 2000
+    X = np.empty((n, 7), order=order)
+    X[:, 0] = rng.random(n) * 1e-310
+    X[:, 1] = rng.standard_normal(n) * 1e200  # squares overflow
+    X[:, 2] = 0.0
+    X[:, 3] = -0.0
+    X[:, 4] = rng.choice(SPECIALS, size=n)
+    X[:, 5] = rng.integers(-3, 4, size=n) * 0.5
+    X[:, 6] = rng.standard_normal(n) * 10.0 ** rng.integers(-160, 160, size=n)
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    weights = 10.0 ** rng.integers(-300, 300, size=n)
+    assert_same_zero_margins(X, y, None, KernelSpec(hessian=True))
+    assert_same_zero_margins(X, y, weights, KernelSpec(class_weight=(3.0, 0.5), hessian=True))
+    X[10, 1] = np.nan
+    X[1500, 3] = np.inf
+    X[1600, 3] = -np.inf
+    y[7] = np.nan
+    weights[9] = np.inf
+    got = assert_same_zero_margins(X, y, weights, KernelSpec(hessian=True))
+    assert got.hessian.flags.any() and got.sums.flags.any()
+    assert_same_zero_margins(X, y, None, KernelSpec(hessian=True))
+
+
+@requires_numba
+@pytest.mark.parametrize("block", [1, 2, 3, 255, 1024, BLOCK_ROWS])
+def test_zero_margins_block_size_does_not_change_the_result(monkeypatch, block):
+    X, y, _ = problem(25, 5000, 5, scale=1e3)
+    X[::97] *= 1e-250
+    X[::101] *= 1e150
+    weights = np.random.default_rng(25).random(5000)
+    monkeypatch.setattr(fused, "_block_rows", lambda d: block)
+    assert_same_zero_margins(X, y, weights, KernelSpec(hessian=True))
+    assert_same_zero_margins(np.asfortranarray(X), y, weights, hessian_spec(25, 5))
+    assert_same_zero_margins(np.asfortranarray(X), y, None, KernelSpec(hessian=True))
+
+
+@requires_numba
+def test_zero_margins_calls_split_into_int64_safe_pieces(monkeypatch):
+    X, y, _ = problem(26, 3000, 4)
+    monkeypatch.setattr(fused, "_CALL_ROWS", 700)
+    assert_same_zero_margins(X, y, None, KernelSpec(hessian=True))
+    assert_same_zero_margins(np.asfortranarray(X), y, np.full(3000, 2.5), KernelSpec(hessian=True))
+
+
+@requires_numba
+def test_zero_margins_merge_with_reference_partials():
+    X, y, _ = problem(27, 2000, 7, order="F")
+    coef = np.zeros(8)
+    spec = hessian_spec(27, 7)
+    whole = chunk_partials(X, y, coef, None, spec)
+    mixed = fused._partials(X[:1234], y[:1234], coef, None, spec).merge(
+        chunk_partials(X[1234:], y[1234:], coef, None, spec))
+    assert mixed == whole
+
+
+# --- Any margins, on any CPU: the reference's np.exp swapped for the      ---
+# --- compiled exp the kernel calls (libm's), so only the exp differs no    ---
+# --- more; what the kernel adds to it (sigmoid, loss, Hessian terms,       ---
+# --- deposits) must then give equal states (fused._partials)              ---
+
+
+@contextlib.contextmanager
+def compiled_exp_reference():
+    """kernel.chunk_partials with ``np.exp`` replaced by numba's ``math.exp``."""
+    numba = pytest.importorskip("numba")
+
+    @numba.njit
+    def compiled_exp(z):
+        out = np.empty_like(z)
+        for i in range(z.size):
+            out[i] = math.exp(z[i])
+        return out
+
+    class NumpyWithCompiledExp:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def exp(z):
+            return compiled_exp(np.ascontiguousarray(z, dtype=np.float64))
+
+    original = kernel.np
+    kernel.np = NumpyWithCompiledExp()
+    try:
+        yield
+    finally:
+        kernel.np = original
+
+
+def assert_same_compiled_exp(X, y, coef, weights=None, spec=KernelSpec()):
+    with compiled_exp_reference():
+        return assert_same(X, y, coef, weights, spec, partials=fused._partials)
+
+
+@requires_numba
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("n, d", HESSIAN_SHAPES)
+def test_compiled_exp_reference_hessian_on_shapes(order, n, d):
+    X, y, coef = problem(n * 53 + d, n, d, coef_scale=2.0, order=order)
+    weights = np.random.default_rng(n + 2).random(n) * 4
+    assert_same_compiled_exp(X, y, coef, None, KernelSpec(hessian=True))
+    assert_same_compiled_exp(X, y, coef, weights, hessian_spec(n, d))
+    assert_same_compiled_exp(X, y, coef, weights, full_spec(n, d))
+    assert_same_compiled_exp(X, y, coef, None, KernelSpec(class_weight=(0.25, 4.0), hessian=True))
+
+
+@requires_numba
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_compiled_exp_reference_hessian_every_width(order):
+    for d in range(0, 24):
+        X, y, coef = problem(d + 700, 41, d, coef_scale=3.0, order=order)
+        assert_same_compiled_exp(X, y, coef, None, KernelSpec(hessian=True))
+
+
+@requires_numba
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_compiled_exp_reference_hessian_extreme_values_and_flags(order):
+    X, y, coef = problem(28, 3000, 6, coef_scale=30.0, order=order)  # saturated probabilities
+    X[::50, 0] *= 1e150  # products overflow to inf
+    X[::70, 1] *= 1e-300  # subnormal products
+    X[::90, 2] = 0.0
+    weights = np.random.default_rng(28).random(3000) * 10.0 ** np.random.default_rng(29).integers(
+        -200, 200, size=3000)
+    assert_same_compiled_exp(X, y, coef, None, KernelSpec(hessian=True))
+    assert_same_compiled_exp(X, y, coef, weights, KernelSpec(hessian=True))
+    X[10, 3] = np.nan
+    X[20, 4] = np.inf
+    X[30, 5] = -np.inf
+    got = assert_same_compiled_exp(X, y, coef, weights, hessian_spec(28, 6))
+    assert got.hessian.flags.any()
+
+
+@requires_numba
+@pytest.mark.parametrize("block", [None, 1, 3, 256])
+def test_compiled_exp_reference_hessian_magnitudes_change_between_blocks(monkeypatch, block):
+    # Tops rise and fall between blocks, and a block's terms may sit far below
+    # the bound max|c a_j| * max|a_k| (a column's running top is then kept).
+    rng = np.random.default_rng(40)
+    n, d = 6000, 6
+    X = rng.standard_normal((n, d))
+    exponents = rng.choice([-300, -150, -60, -20, -1, 0, 3, 15, 40, 100, 150], size=n // 250)
+    X *= np.repeat(10.0 ** exponents, 250)[:, None]
+    X[:, 2] = rng.choice(SPECIALS, size=n)
+    X[::7, 3] *= 1e-200  # a large bound from other rows than the largest terms
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    coef = rng.normal(0, 1e-3, d + 1)
+    weights = np.repeat(10.0 ** rng.integers(-250, 250, size=n // 125), 125)
+    if block is not None:
+        monkeypatch.setattr(fused, "_block_rows", lambda d: block)
+    assert_same_compiled_exp(X, y, coef, None, KernelSpec(hessian=True))
+    assert_same_compiled_exp(np.asfortranarray(X), y, coef, weights, KernelSpec(hessian=True))
+    assert_same_compiled_exp(X, y, coef, weights, hessian_spec(40, d))
+
+
+@requires_numba
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_hypothesis_compiled_exp_reference(case):
+    X, y, coef, weights, spec, block = case
+    original = fused._block_rows
+    if block is not None:
+        fused._block_rows = lambda d: block
+    try:
+        assert_same_compiled_exp(X, y, coef, weights, spec)
+    finally:
+        fused._block_rows = original
+
+
+# --- Statistics pass: fused_stats against chunk_stats -----------------------
+
+
+def assert_same_stats(X, y, weights=None):
+    want = chunk_stats(X, y, weights)
+    got = fused.fused_stats(X, y, weights)
+    assert isinstance(got, Stats)
+    assert got.n_samples == want.n_samples
+    assert_same_sums(got.sums, want.sums)
+    assert got == want
+    assert fused.chunk_stats_fast(X, y, weights) == want
+    return got
+
+
+def stats_problem(seed, n, d, *, scale=1.0, order="C"):
+    rng = np.random.default_rng(seed)
+    X = np.asarray(rng.standard_normal((n, d)) * scale, order=order)
+    y = (rng.random(n) < 0.4).astype(np.float64)
+    weights = rng.random(n) * 4
+    return X, y, weights
+
+
+@requires_numba
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("n, d", [(0, 3), (0, 0), (1, 1), (1, 7), (2, 1), (5, 0), (257, 6),
+                                  (3, 1000), (600, 1000), (1000, 33), (3000, 64),
+                                  (16384, 2), (16385, 2), (40_000, 3)])
+def test_stats_equal_to_reference_on_shapes(order, n, d):
+    X, y, weights = stats_problem(n * 43 + d, n, d, order=order)
+    assert_same_stats(X, y)
+    assert_same_stats(X, y, weights)
+    # x with a full 53-bit mantissa at every scale: nonzero low parts
+    X2 = np.asarray(X * 10.0 ** (np.arange(d) - d // 2) * np.pi, order=order)
+    assert_same_stats(X2, y, weights)
+
+
+@requires_numba
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_stats_every_width(order):
+    for d in range(0, 70):
+        X, y, weights = stats_problem(d + 77, 37, d, scale=7.0, order=order)
+        assert_same_stats(X, y, weights)
+
+
+@requires_numba
+@pytest.mark.parametrize("view", ["rows_step", "cols_step", "reversed", "transposed", "offset",
+                                  "f_rows_step", "f_cols_step"])
+def test_stats_non_contiguous_inputs(view):
+    X, y, weights = stats_problem(30, 3001, 12)
+    if view == "rows_step":
+        X, y, weights = X[::3], y[::3], weights[::3]
+    elif view == "cols_step":
+        X = X[:, ::2]
+    elif view == "reversed":
+        X, y, weights = X[::-1, ::-1], y[::-1], weights[::-1]
+    elif view == "transposed":
+        X = np.ascontiguousarray(X.T).T  # F-ordered
+    elif view == "f_rows_step":
+        X, y, weights = np.asfortranarray(X)[::3], y[::3], weights[::3]
+    elif view == "f_cols_step":
+        X = np.asfortranarray(X)[:, ::2]
+    else:
+        X, y, weights = X[17:2900, 3:], y[17:2900], weights[17:2900]
+    assert_same_stats(X, y)
+    assert_same_stats(X, y, weights)
+
+
+@requires_numba
+def test_stats_read_only_and_converted_inputs():
+    X, y, weights = stats_problem(31, 800, 5)
+    X.flags.writeable = False
+    y.flags.writeable = False
+    weights.flags.writeable = False
+    assert_same_stats(X, y, weights)
+    assert_same_stats(np.asfortranarray(X), y, weights)
+    assert_same_stats(X.astype(np.float32), y.astype(np.int64), weights.astype(np.float32))
+    assert_same_stats(np.round(X * 10).astype(np.int64), y.astype(bool),
+                      np.arange(800) % 5)
+    assert_same_stats(X, y, list(weights))
+
+
+@requires_numba
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_stats_extreme_column_magnitudes(order):
+    # Subnormal squares, squares that overflow (hi = inf, lo = NaN), values
+    # whose Veltkamp split overflows, the edge below sqrt(DBL_MAX) where hi is
+    # finite but lo is +inf, zeros, -0.0, ties and exact squares.
+    rng = np.random.default_rng(32)
+    n = 500
+    edge = math.sqrt(np.finfo(np.float64).max)
+    X = np.empty((n, 10), order=order)
+    X[:, 0] = rng.random(n) * 1e-310
+    X[:, 1] = rng.standard_normal(n) * 1e-160
+    X[:, 2] = rng.standard_normal(n) * 1e153
+    X[:, 3] = 0.0
+    X[:, 4] = -0.0
+    X[:, 5] = rng.choice(SPECIALS, size=n)
+    X[:, 6] = rng.integers(-3, 4, size=n) * 0.5
+    X[:, 7] = rng.standard_normal(n) * 10.0 ** rng.integers(-300, 300, size=n)
+    X[:, 8] = rng.standard_normal(n) * 1e300
+    X[:, 9] = edge * (1.0 - rng.integers(0, 64, size=n) * 2.0**-52)
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    got = assert_same_stats(X, y)
+    assert got.sums.flags[10 + 8] == 2 and got.sums.flags[20 + 8] == 1  # hi = +inf, lo NaN
+    assert got.sums.flags[10 + 9] == 0 and got.sums.flags[20 + 9] == 2  # hi finite, lo = +inf
+    assert_same_stats(X, y, rng.random(n) * 1e-300)
+    assert_same_stats(X, y, np.full(n, 1.7e308))
+    for j in range(X.shape[1]):  # one column at a time: no other column's path
+        assert_same_stats(X[:, j : j + 1], y)
+
+
+@requires_numba
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_stats_nan_and_inf_flags(order):
+    X, y, weights = stats_problem(33, 3000, 6, order=order)
+    X[10, 1] = np.nan
+    X[2500, 3] = np.inf
+    X[2600, 3] = -np.inf
+    X[40, 4] = np.inf
+    got = assert_same_stats(X, y)
+    assert got.sums.flags.any()
+    assert_same_stats(X, y, weights)
+    y[5] = np.nan
+    weights[9] = np.nan
+    weights[11] = np.inf
+    weights[12] = -np.inf
+    assert_same_stats(X, y, weights)
+    assert_same_stats(X, y)
+
+
+@requires_numba
+def test_stats_top_bin_of_every_exponent():
+    # One row, one feature: the x column holds exactly v, so its top bin is
+    # top_bin(|v|); hi and lo run through every exponent of the square.
+    y = np.array([1.0])
+    for k in range(-1074, 1024):
+        v = math.ldexp(1.0, k)
+        for x in (v, -math.nextafter(v, 0.0), math.nextafter(v, math.inf)):
+            got = assert_same_stats(np.array([[x]]), y, np.array([x]))
+            assert got.sums.top[0] == top_bin(np.array([abs(x)]))[0]
+
+
+@requires_numba
+def test_stats_magnitudes_change_between_blocks():
+    rng = np.random.default_rng(34)
+    n, d = 20_000, 64
+    X = rng.standard_normal((n, d))
+    exponents = rng.choice([-300, -200, -60, -20, -1, 0, 3, 15, 40, 100, 150], size=n // 500)
+    X *= np.repeat(10.0 ** exponents, 500)[:, None]
+    X[:, 5] = rng.choice(SPECIALS, size=n)
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    assert_same_stats(X, y)
+    assert_same_stats(np.asfortranarray(X), y)
+    weights = np.repeat(10.0 ** rng.integers(-250, 250, size=n // 250), 250)
+    assert_same_stats(np.asfortranarray(X), y, weights)
+
+
+@requires_numba
+@pytest.mark.parametrize("block", [1, 2, 3, 255, 1024, BLOCK_ROWS])
+def test_stats_block_size_does_not_change_the_result(monkeypatch, block):
+    X, y, weights = stats_problem(35, 5000, 5, scale=1e3)
+    X[::97] *= 1e-250
+    X[::101] *= 1e150
+    monkeypatch.setattr(fused, "_block_rows", lambda d: block)
+    assert_same_stats(X, y, weights)
+    assert_same_stats(np.asfortranarray(X), y)
+
+
+@requires_numba
+def test_stats_calls_split_into_int64_safe_pieces(monkeypatch):
+    X, y, weights = stats_problem(36, 3000, 4)
+    monkeypatch.setattr(fused, "_CALL_ROWS", 700)
+    assert_same_stats(X, y, weights)
+    assert_same_stats(np.asfortranarray(X), y)
+
+
+@requires_numba
+def test_stats_merge_with_reference_and_interface_errors():
+    X, y, weights = stats_problem(37, 2000, 7, order="F")
+    whole = chunk_stats(X, y, weights)
+    mixed = fused.fused_stats(X[:1234], y[:1234], weights[:1234]).merge(
+        chunk_stats(X[1234:], y[1234:], weights[1234:]))
+    assert mixed == whole
+    with pytest.raises(ValueError, match="y has shape"):
+        fused.fused_stats(X, y[:-1])
+    with pytest.raises(ValueError, match="weights have shape"):
+        fused.fused_stats(X, y, weights[:-1])
+
+
+def test_stats_need_numba_only():
+    # No exp/log in the statistics pass: available wherever numba imports,
+    # whatever the exp/log probe of the loss pass says.
+    pytest.importorskip("numba")
+    assert fused.STATS_AVAILABLE is True
+    assert isinstance(fused.AVAILABLE, bool)
+
+
+def test_chunk_stats_fast_is_a_drop_in_replacement(monkeypatch):
+    X, y, weights = stats_problem(38, 700, 4, order="F")
+    want = chunk_stats(X, y, weights)
+    assert fused.chunk_stats_fast(X, y, weights) == want
+    monkeypatch.setattr(fused, "STATS_AVAILABLE", False)
+    assert fused.chunk_stats_fast(X, y, weights) == want
+
+
+def test_evaluators_use_the_compiled_statistics_pass(monkeypatch):
+    from pipeline import reduce, stream
+    from pipeline.data import Chunk
+
+    X, y, weights = stats_problem(39, 900, 3)
+    calls = []
+    original = fused.chunk_stats_fast
+
+    def counting(*args):
+        calls.append(len(args[1]))
+        return original(*args)
+
+    monkeypatch.setattr(fused, "chunk_stats_fast", counting)
+    chunks = [(X[:400], y[:400], weights[:400]), (X[400:], y[400:], weights[400:])]
+    assert reduce.InProcessEvaluator(chunks, 3).stats() == chunk_stats(X, y, weights)
+    assert stream.stats_kernel(Chunk(X, y, None)) == chunk_stats(X, y)
+    assert calls == [400, 500, 900]
+
+
+@st.composite
+def stats_cases(draw):
+    n = draw(st.sampled_from([0, 1, 2, 3, 5, 31, 64, 257, 1000]))
+    d = draw(st.integers(0, 13))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    scale = 10.0 ** draw(st.sampled_from([-300, -160, -30, -3, 0, 3, 30, 150, 300]))
+    X = rng.standard_normal((n, d)) * scale
+    if n and d and draw(st.booleans()):
+        picks = rng.integers(0, n * d, size=draw(st.integers(1, 5)))
+        X.flat[picks] = rng.choice(np.append(SPECIALS, [np.nan, np.inf, -np.inf]), size=picks.size)
+    layout = draw(st.sampled_from(["C", "F", "rows_step"]))
+    if layout == "F":
+        X = np.asfortranarray(X)
+    y = (rng.random(n) < draw(st.sampled_from([0.0, 0.3, 1.0]))).astype(np.float64)
+    if layout == "rows_step":
+        X, y = np.repeat(X, 2, axis=0)[::2], np.repeat(y, 2)[::2]
+    weights = rng.random(n) * 10.0 ** draw(st.integers(-5, 5)) if draw(st.booleans()) else None
+    block = draw(st.sampled_from([None, 1, 7, 64]))
+    return X, y, weights, block
+
+
+@requires_numba
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stats_cases())
+def test_hypothesis_stats_equal_to_reference(case):
+    X, y, weights, block = case
+    if block is None:
+        assert_same_stats(X, y, weights)
+        return
+    original = fused._block_rows
+    fused._block_rows = lambda d: block
+    try:
+        assert_same_stats(X, y, weights)
+    finally:
+        fused._block_rows = original
+
+
+# --- the split pass (numpy's exp/log between compiled sweeps), on any CPU -----
+
+
+@requires_numba
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("n, d", HESSIAN_SHAPES + [(3, 1000), (600, 300)])
+def test_split_equal_to_reference_on_shapes(order, n, d):
+    X, y, coef = problem(n * 41 + d, n, d, order=order)
+    assert_same(X, y, coef, partials=fused.split_partials)
+    weights = np.random.default_rng(n).random(n) * 4
+    assert_same(X, y, coef, weights, full_spec(n, d), partials=fused.split_partials)
+    if d <= 64:
+        assert_same(X, y, coef, weights, hessian_spec(n, d), partials=fused.split_partials)
+
+
+@requires_numba
+@pytest.mark.parametrize("block", [1, 3, 64])
+def test_split_segments_and_blocks_do_not_change_the_result(monkeypatch, block):
+    X, y, coef = problem(21, 5000, 9, order="F")
+    spec = hessian_spec(21, 9)
+    want = chunk_partials(X, y, coef, None, spec)
+    monkeypatch.setattr(fused, "_block_rows", lambda d: block)
+    monkeypatch.setattr(fused, "_SEGMENT_BYTES", 8 * 9 * 7 * block)
+    assert fused.split_partials(X, y, coef, None, spec) == want
+    monkeypatch.setattr(fused, "_CALL_ROWS", 1100)
+    assert fused.split_partials(X, y, coef, None, spec) == want
+
+
+@requires_numba
+def test_chunk_partials_fast_uses_the_split_pass_where_exp_log_differ(monkeypatch):
+    X, y, coef = problem(22, 3000, 5, order="F")
+    monkeypatch.setattr(fused, "AVAILABLE", False)
+    called = []
+    monkeypatch.setattr(fused, "split_partials",
+                        lambda *args: called.append(1) or chunk_partials(*args))
+    assert fused.chunk_partials_fast(X, y, coef) == chunk_partials(X, y, coef)
+    assert called
+
+
+@requires_numba
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_hypothesis_split_equal_to_reference(case):
+    X, y, coef, weights, spec, block = case
+    original = fused._block_rows
+    if block is not None:
+        fused._block_rows = lambda d: block
+    try:
+        assert_same(X, y, coef, weights, spec, partials=fused.split_partials)
     finally:
         fused._block_rows = original

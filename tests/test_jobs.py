@@ -156,7 +156,8 @@ def test_attached_job_writes_every_artifact_and_equals_train(tmp_path, data):
     assert [float(r["loss"]) for r in rows] == model.loss_history
     assert [int(r["passes"]) for r in rows] == model.passes_history
     assert list(rows[0]) == ["iteration", "loss", "grad_norm", "step", "passes", "elapsed_s"]
-    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # nothing but model.json after the last iteration: the curves are drawn by `pipeline report`
+    assert not (out / "loss.png").exists()
     state, meta = load_checkpoint(out / "checkpoint.npz")
     assert state.solver_state.n_iter == model.n_iter and meta["job_id"] == document["job_id"]
     assert "started" in (out / "job.log").read_text()

@@ -212,3 +212,157 @@ def test_ftol_stops_on_a_tiny_relative_change():
     fun = Quadratic([1.0, 1e-6], [1.0, 1.0])
     result = gradient_descent(fun, np.zeros(2), SolverOptions(tol=0.0, ftol=1e-3, barzilai_borwein=False))
     assert result.converged and "ftol" in result.message
+
+
+# --------------------------------------------------------------------------- preconditioning, no-progress stop,
+# orthant-wise Newton
+
+from pipeline.solvers import SolverState  # noqa: E402
+
+
+class QuadraticWithHessian(Quadratic):
+    """The diagonal quadratic, with its Hessian for :func:`newton`."""
+
+    def with_hessian(self, coef):
+        loss, grad = self(coef)
+        return loss, grad, np.diag(self.diag)
+
+
+class Logistic16(TinyLogistic):
+    """16 rows: small enough that the loss reaches its rounding floor quickly."""
+
+    def __init__(self, seed=4):
+        super().__init__(seed=seed, n=16, d=3)
+
+
+def test_preconditioner_makes_uneven_curvature_cheap():
+    # what a penalty does to a feature of tiny spread: one curvature 1e4 times the others
+    diag = np.array([1.0, 2.0, 1e4, 0.5])
+    plain = lbfgs(Quadratic(diag, [1.0, -1.0, 0.01, 2.0]), np.zeros(4), SolverOptions(tol=1e-10, ftol=0.0))
+    fun = Quadratic(diag, [1.0, -1.0, 0.01, 2.0])
+    result = lbfgs(fun, np.zeros(4), SolverOptions(tol=1e-10, ftol=0.0), preconditioner=1.0 / diag)
+    assert plain.converged and result.converged
+    np.testing.assert_allclose(result.coef, fun.center, atol=1e-12)
+    assert result.n_passes <= 3 < plain.n_passes  # the exact inverse diagonal: one Newton step
+    assert result.n_passes == fun.calls
+
+
+def test_a_unit_preconditioner_is_no_preconditioner_bit_for_bit():
+    runs = [lbfgs(Rosenbrock(), np.array([-1.2, 1.0]), SolverOptions(tol=1e-8, ftol=0.0), preconditioner=p)
+            for p in (None, np.ones(2))]
+    assert runs[0].coef.tobytes() == runs[1].coef.tobytes()
+    assert runs[0].history == runs[1].history
+
+
+@pytest.mark.parametrize("bad", [np.array([1.0, 0.0]), np.array([1.0, -1.0]), np.array([1.0, np.inf]),
+                                 np.ones(3)])
+def test_a_preconditioner_that_is_not_positive_and_finite_is_refused(bad):
+    with pytest.raises(ValueError, match="preconditioner"):
+        lbfgs(Rosenbrock(), np.array([-1.2, 1.0]), preconditioner=bad)
+
+
+def test_preconditioned_owlqn_keeps_exact_zeros():
+    fun = Quadratic([1.0, 4.0, 100.0, 1.0, 9.0], [3.0, -0.5, 0.2, -2.0, 0.0])
+    l1 = np.ones(5)
+    result = lbfgs(fun, np.zeros(5), SolverOptions(tol=1e-10, ftol=0.0), None, l1,
+                   preconditioner=1.0 / fun.diag)
+    assert result.converged, result.message
+    # min a/2 (w - c)^2 + |w|: sign(c) max(|c| - 1/a, 0)
+    expected = np.sign(fun.center) * np.maximum(np.abs(fun.center) - 1.0 / fun.diag, 0.0)
+    np.testing.assert_allclose(result.coef, expected, atol=1e-10)
+    assert (result.coef[expected == 0.0] == 0.0).all()
+
+
+def test_owlqn_stops_when_no_step_can_lower_the_loss():
+    """tol=0 and ftol=0 cannot be met: once the loss sits at its rounding floor,
+    OWL-QN used to repeat the same iteration (and its ~20 backtracking passes)
+    until max_iter.  Now it stops there and says why, without claiming convergence."""
+    fun = Logistic16()
+    l1 = np.array([0.01, 0.01, 0.01, 0.0])
+    result = lbfgs(fun, np.zeros(4), SolverOptions(tol=0.0, ftol=0.0, max_iter=100), None, l1)
+    assert not result.converged
+    assert "could not decrease the loss" in result.message and "machine precision" in result.message
+    assert result.n_iter < 40 and result.n_passes < 80, (result.n_iter, result.n_passes)
+    reference = lbfgs(Logistic16(), np.zeros(4), SolverOptions(tol=1e-9, ftol=0.0), None, l1)
+    assert reference.converged
+    assert result.loss <= reference.loss  # it stopped at the bottom, not on the way
+
+
+@pytest.mark.parametrize("ftol, converged", [(0.0, False), (1e-12, True)])
+def test_no_progress_is_converged_only_under_ftol(ftol, converged):
+    def flat(coef):  # the loss cannot move at all; a (bogus) gradient says it could
+        return 1.0, np.array([1e-20])
+
+    result = lbfgs(flat, np.zeros(1), SolverOptions(tol=0.0, ftol=ftol, max_iter=50))
+    assert result.converged is converged
+    assert result.n_iter == 0 and result.n_passes < 50
+    assert ("ftol" if converged else "machine precision") in result.message
+
+
+def test_newton_at_the_noise_floor_still_takes_a_step_that_cuts_the_gradient():
+    # the last Newton step gains nothing visible in the loss but squares the gradient
+    result = newton(TinyLogistic().with_hessian, np.zeros(4), SolverOptions(tol=1e-12, ftol=0.0))
+    assert result.converged, result.message
+    last, before = result.history[-1], result.history[-2]
+    assert last.loss == before.loss  # no decrease at machine precision...
+    assert last.grad_norm < 1e-12 < 1e-9 < before.grad_norm  # ...and yet real progress
+
+
+def test_orthant_wise_newton_gives_the_soft_thresholded_optimum_in_few_passes():
+    fun = QuadraticWithHessian([1.0, 4.0, 100.0, 1.0, 9.0], [3.0, -0.5, 0.2, -2.0, 0.0])
+    l1 = np.ones(5)
+    result = newton(fun.with_hessian, np.zeros(5), SolverOptions(tol=1e-12, ftol=0.0), None, l1)
+    assert result.converged, result.message
+    expected = np.sign(fun.center) * np.maximum(np.abs(fun.center) - 1.0 / fun.diag, 0.0)
+    np.testing.assert_allclose(result.coef, expected, atol=1e-12)
+    assert (result.coef[expected == 0.0] == 0.0).all()  # exact zeros
+    assert result.n_passes <= 3  # a diagonal quadratic: one Newton step on the free coordinates
+    assert result.loss == pytest.approx(fun(result.coef)[0] + np.sum(np.abs(result.coef)), rel=1e-15)
+
+
+def test_orthant_wise_newton_and_owlqn_agree_on_a_logistic_fake():
+    l1 = np.array([0.02, 0.02, 0.02, 0.0])  # intercept unpenalized
+    fun = TinyLogistic()
+    options = SolverOptions(tol=1e-9)  # this fake's loss (np.mean) is at its rounding floor by 1e-10
+    second = newton(fun.with_hessian, np.zeros(4), options, None, l1)
+    first = lbfgs(TinyLogistic(), np.zeros(4), options, None, l1)
+    assert second.converged and first.converged
+    np.testing.assert_allclose(second.coef, first.coef, atol=1e-7)
+    assert ((second.coef == 0.0) == (first.coef == 0.0)).all()
+    assert second.n_passes < first.n_passes
+
+
+def test_newton_leaves_out_a_coordinate_that_cannot_move():
+    # a constant column without L2: zero Hessian row, zero gradient; the others get a Newton step
+    fun = TinyLogistic()
+
+    def padded(coef):
+        loss, grad, hess = fun.with_hessian(np.delete(coef, 1))
+        return loss, np.insert(grad, 1, 0.0), np.insert(np.insert(hess, 1, 0.0, axis=0), 1, 0.0, axis=1)
+
+    result = newton(padded, np.zeros(5), SolverOptions(tol=1e-12, ftol=0.0))
+    assert result.converged and result.n_iter <= 8  # not gradient steps
+    assert result.coef[1] == 0.0
+
+
+@pytest.mark.parametrize("solve", ["lbfgs-preconditioned", "newton-l1"])
+def test_every_state_resumes_bit_for_bit(solve):
+    l1 = np.array([0.01, 0.0, 0.01, 0.0])
+
+    def run(fun, **kwargs):
+        options = SolverOptions(tol=1e-12, ftol=0.0, max_iter=40)
+        if solve == "newton-l1":
+            return newton(fun.with_hessian, np.zeros(4), options, None, l1, **kwargs)
+        return lbfgs(fun, np.zeros(4), options, None, l1, preconditioner=np.array([4.0, 0.5, 2.0, 4.0]),
+                     **kwargs)
+
+    states: list[SolverState] = []
+    full = run(TinyLogistic(), checkpoint=states.append)
+    assert len(states) == full.n_iter + 1 >= 4
+    for state in states:
+        fun = TinyLogistic()
+        resumed = run(fun, resume=state)
+        assert resumed.coef.tobytes() == full.coef.tobytes()
+        assert (resumed.history, resumed.message, resumed.n_passes) == (full.history, full.message,
+                                                                          full.n_passes)
+        assert fun.calls == full.n_passes - state.n_passes

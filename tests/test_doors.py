@@ -1,0 +1,457 @@
+"""Every door closed: what a new user runs into first, through the CLI and the estimator.
+
+* ``pipeline predict`` without ``--columns`` writes ``proba`` and ``prediction`` only.
+* A catalog of missing or damaged model directories (``model.json``; for
+  ``pipeline report`` also the ``job.json`` and ``metrics.json`` beside it),
+  through ``predict``, ``evaluate``, ``report`` and ``train --init``: each
+  exits 1 with one ``ModelFileError: message`` line naming the file, no
+  traceback, and writes nothing.  The catalog runs through ``main([...])`` in
+  this process (fast); one defect per command also runs as a real process.
+* The estimator: NaN/±inf in dask input is refused before training (a
+  ``ValueError``, as scikit-learn raises for numpy input), y chunked unlike X
+  is aligned, dask and pandas DataFrames/Series are accepted (feature names
+  from the columns), and its ``ConvergenceWarning`` is scikit-learn's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import run_cli
+
+from pipeline.cli import EXIT_ERROR, main
+from pipeline.errors import ModelFileError, NonFiniteInputError, NonFiniteValueError, PipelineError
+from pipeline.model import MODEL_FILE, Model, coef_digest
+from pipeline.synth import make_data
+
+ROWS = 400
+FEATURES = 3
+
+# --------------------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(data, model directory): a small dataset and a model trained on it with a
+    validation split, so the directory also holds job.json, history.csv and metrics.json."""
+    root = tmp_path_factory.mktemp("doors")
+    data = root / "data"
+    make_data(str(data), ROWS, FEATURES, files=2, row_group_size=150, seed=3)
+    model = root / "model"
+    code = main(["train", str(data), "--label", "y", "--out", str(model), "--in-process", "--quiet",
+                 "--validation-fraction", "0.25"])
+    assert code == 0
+    assert {"model.json", "job.json", "history.csv", "metrics.json"} <= {p.name for p in model.iterdir()}
+    return data, model
+
+
+def snapshot(root: Path) -> dict:
+    """Every path under ``root`` with its bytes (None for a directory)."""
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+
+
+def run_main(capsys, *args) -> tuple[int, str]:
+    code = main([str(arg) for arg in args])
+    return code, capsys.readouterr().err
+
+
+def assert_one_error_line(code: int, stderr: str, name: str, *fragments: str) -> str:
+    """The CLI contract: exit status 1, stderr exactly one ``name: message`` line
+    (no traceback) holding every fragment; returns the message."""
+    assert code == EXIT_ERROR, (code, stderr)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(f"{name}: "), stderr
+    assert "Traceback" not in stderr
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def edit_json(name: str, change, *, redigest: bool = False):
+    """A defect: ``change(document)`` editing ``name`` in the model directory in place; with
+    ``redigest`` the digest is recomputed, so that the change is the only defect."""
+    def damage(directory: Path) -> Path:
+        path = directory / name
+        document = json.loads(path.read_text())
+        change(document)  # (in place)
+        if redigest:
+            document["digest"] = coef_digest(np.array(document["coef"]), document["intercept"])
+        path.write_text(json.dumps(document, allow_nan=True))
+        return directory
+    return damage
+
+
+def write_file(name: str, content: str | bytes):
+    def damage(directory: Path) -> Path:
+        path = directory / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return directory
+    return damage
+
+
+def remove_directory(directory: Path) -> Path:
+    shutil.rmtree(directory)
+    return directory
+
+
+def empty_directory(directory: Path) -> Path:
+    shutil.rmtree(directory)
+    directory.mkdir()
+    return directory
+
+
+def file_instead(directory: Path) -> Path:
+    shutil.rmtree(directory)
+    directory.write_text("not a directory\n")
+    return directory
+
+
+def parquet_dataset(directory: Path) -> Path:
+    shutil.rmtree(directory)
+    make_data(str(directory), ROWS, FEATURES, files=1, row_group_size=ROWS, seed=3)
+    return directory
+
+
+def without_model_json(directory: Path) -> Path:
+    (directory / MODEL_FILE).unlink()  # a job's output directory: job.json, checkpoint, ... but no model
+    return directory
+
+
+def drop(key: str):
+    return lambda document: document.pop(key)
+
+
+def setting(key: str, value):
+    return lambda document: document.__setitem__(key, value)
+
+
+def first_coef(value):
+    return lambda document: document["coef"].__setitem__(0, value)
+
+
+def histories_empty(document: dict) -> None:
+    for key in ("loss_history", "grad_norm_history", "step_history", "passes_history"):
+        document[key] = []
+
+
+#: defect -> (function damaging a copy of a good model directory and returning the MODEL_DIR
+#: argument, a fragment of the error message: what was expected and what was found)
+MODEL_DEFECTS = {
+    "missing directory": (remove_directory, "does not exist"),
+    "empty directory": (empty_directory, "is empty"),
+    "a file, not a directory": (file_instead, "is a file"),
+    "a Parquet dataset directory":
+        (parquet_dataset, "model.json (written by a successful pipeline train), found that {model} holds "
+                          "part-00000.parquet"),
+    "a job output directory without model.json": (without_model_json, "holds checkpoint.npz, history.csv, job.json"),
+    "model.json empty": (write_file(MODEL_FILE, ""), "not JSON"),
+    "model.json truncated": (write_file(MODEL_FILE, '{"features": ["f0", "f1"'), "not JSON"),
+    "model.json not text": (write_file(MODEL_FILE, b"\x80\xff\x00garbage"), "cannot be read"),
+    "model.json a JSON list":
+        (write_file(MODEL_FILE, "[1, 2, 3]\n"), "expected a JSON object of the model's fields, found list [1, 2, 3]"),
+    "model.json a JSON string": (write_file(MODEL_FILE, '"model"\n'), "expected a JSON object"),
+    "coef missing": (edit_json(MODEL_FILE, drop("coef")), "missing key(s) ['coef']"),
+    "digest missing": (edit_json(MODEL_FILE, drop("digest")), "missing key(s) ['digest']"),
+    "an unknown key": (edit_json(MODEL_FILE, setting("surprise", 1)), "unknown key(s) ['surprise']"),
+    "coef a string":
+        (edit_json(MODEL_FILE, setting("coef", "0.1,0.2,0.3")), "coef must be list[float]; found str \"0.1,0.2,0.3\""),
+    "coef holding a string": (edit_json(MODEL_FILE, first_coef("0.1")), "coef must be list[float]"),
+    "intercept null": (edit_json(MODEL_FILE, setting("intercept", None)), "intercept must be float; found null"),
+    "features not a list": (edit_json(MODEL_FILE, setting("features", "f0,f1,f2")), "features must be list[str]"),
+    "features not strings":
+        (edit_json(MODEL_FILE, setting("features", [0, 1, 2])), "features must be list[str]; found list [0, 1, 2]"),
+    "n_iter a string": (edit_json(MODEL_FILE, setting("n_iter", "9")), "n_iter must be int"),
+    "converged a number": (edit_json(MODEL_FILE, setting("converged", 1)), "converged must be bool"),
+    "coef NaN":
+        (edit_json(MODEL_FILE, first_coef(math.nan), redigest=True), "coef must hold finite numbers; found list [NaN"),
+    "intercept infinite":
+        (edit_json(MODEL_FILE, setting("intercept", -math.inf), redigest=True), "intercept must hold finite numbers"),
+    "coef beyond float64": (edit_json(MODEL_FILE, first_coef(10**400)), "coef must hold finite numbers"),
+    "l2 NaN": (edit_json(MODEL_FILE, setting("l2", math.nan)), "l2 must hold finite numbers; found float nan"),
+    "class_weight infinite":
+        (edit_json(MODEL_FILE, setting("class_weight", [1.0, math.inf])),
+         "class_weight must hold finite numbers; found list [1.0, Infinity]"),
+    "one coefficient too many":
+        (edit_json(MODEL_FILE, lambda d: d["coef"].append(0.5), redigest=True), "coef has 4 value(s); expected 3"),
+    "one feature too many":
+        (edit_json(MODEL_FILE, lambda d: d["features"].append("extra")), "coef has 3 value(s); expected 4"),
+    "center too short": (edit_json(MODEL_FILE, lambda d: d["center"].pop()), "center has 2 value(s); expected 3"),
+    "features repeated":
+        (edit_json(MODEL_FILE, lambda d: d["features"].__setitem__(1, d["features"][0])),
+         "features must be distinct; found ['f0']"),
+    "histories empty": (edit_json(MODEL_FILE, histories_empty), "histories must be non-empty"),
+    "a newer format_version":
+        (edit_json(MODEL_FILE, setting("format_version", 2)),
+         "format_version 2; this version of pipeline reads format_version 1"),
+    "digest mismatch":
+        (edit_json(MODEL_FILE, lambda d: d.__setitem__("intercept", d["intercept"] + 1e-9)),
+         "does not match its coef and intercept"),
+    "digest not a string": (edit_json(MODEL_FILE, setting("digest", 12345)), "digest must be str; found int 12345"),
+}
+
+#: command -> its arguments for MODEL_DIR ``model``, dataset ``data``, scratch directory ``tmp``
+COMMANDS = {
+    "predict": lambda model, data, tmp: ["predict", model, data, "--out", tmp / "scores"],
+    "evaluate": lambda model, data, tmp: ["evaluate", model, data],
+    "report": lambda model, data, tmp: ["report", model],
+    "train --init": lambda model, data, tmp: ["train", data, "--label", "y", "--in-process", "--quiet",
+                                              "--out", tmp / "retrained", "--init", model],
+}
+
+
+def damaged_copy(trained, tmp_path: Path, defect) -> Path:
+    model = tmp_path / "model"
+    shutil.copytree(trained[1], model)
+    return defect(model)
+
+
+# --------------------------------------------------------------------------- predict without --columns
+
+
+def test_predict_without_columns_writes_proba_and_prediction_only(tmp_path, trained):
+    data, model_dir = trained
+    result = run_cli("predict", model_dir, data, "--out", tmp_path / "scores")
+    assert result.returncode == 0, result.stderr
+    files = sorted((tmp_path / "scores").glob("part-*.parquet"))
+    tables = [pq.read_table(path) for path in files]
+    assert len(files) == 4  # one per input row group: 150 + 50 rows in each of the two files
+    assert all(table.column_names == ["proba", "prediction"] for table in tables)
+    assert sum(table.num_rows for table in tables) == ROWS
+    model = Model.load(model_dir)
+    features = pq.read_table(data, columns=model.features)
+    expected = model.predict_proba(np.column_stack([features[name].to_numpy() for name in model.features]))
+    proba = np.concatenate([table["proba"].to_numpy() for table in tables])
+    assert proba.tobytes() == expected.tobytes()
+    prediction = np.concatenate([table["prediction"].to_numpy() for table in tables])
+    assert (prediction == (proba >= 0.5)).all()
+
+
+# --------------------------------------------------------------------------- the model directory catalog
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("defect", MODEL_DEFECTS)
+def test_damaged_model_directory(tmp_path, capsys, trained, defect, command):
+    damage, fragment = MODEL_DEFECTS[defect]
+    model = damaged_copy(trained, tmp_path, damage)
+    before = snapshot(tmp_path)
+    code, stderr = run_main(capsys, *COMMANDS[command](model, trained[0], tmp_path))
+    message = assert_one_error_line(code, stderr, "ModelFileError", fragment.format(model=model))
+    assert message.startswith(f"ModelFileError: {model / MODEL_FILE}: "), message  # names the file
+    assert snapshot(tmp_path) == before  # no scores/, metrics.json, report.html or retrained/
+
+
+def test_a_good_model_file_loads_back_equal(tmp_path):
+    model = Model(features=["f0", "f1", "f2"], coef=[0.5, -1.0, 2.0], intercept=0.25, solver="lbfgs",
+                  n_iter=1, n_passes=2, converged=True, message="", loss_history=[0.7],
+                  grad_norm_history=[0.1], step_history=[0.0], passes_history=[2],
+                  gradient=[0.0] * 4, n_samples=10, label="y", dataset="data",
+                  class_weight=[1.0, 3.0], center=[0.0] * 3, scale=[1.0] * 3)
+    model.save(tmp_path)
+    assert Model.load(tmp_path) == model
+    with pytest.raises(ModelFileError) as raised:  # (one of the catalog's, through the library)
+        Model.load(MODEL_DEFECTS["digest mismatch"][0](tmp_path))
+    assert raised.value.path == str(tmp_path / MODEL_FILE)
+
+
+#: report-only defects: a damaged job.json or metrics.json beside a good model.json
+REPORT_DEFECTS = {
+    "job.json not JSON": ("job.json", write_file("job.json", '{"status": "succ')),
+    "job.json a list": ("job.json", write_file("job.json", "[]")),
+    "job.json config a string": ("job.json", edit_json("job.json", setting("config", "lbfgs"))),
+    "metrics.json not JSON": ("metrics.json", write_file("metrics.json", "{")),
+    "metrics.json a number": ("metrics.json", write_file("metrics.json", "0.93")),
+    "metrics.json roc_curve of unequal lengths":
+        ("metrics.json", edit_json("metrics.json", lambda d: d["roc_curve"]["fpr"].pop())),
+    "metrics.json confusion_matrix null":
+        ("metrics.json", edit_json("metrics.json", setting("confusion_matrix", None))),
+    "metrics.json calibration row without count":
+        ("metrics.json", edit_json("metrics.json", lambda d: d["calibration"][0].pop("count"))),
+    "metrics.json rows a number": ("metrics.json", edit_json("metrics.json", setting("rows", 7))),
+}
+
+
+@pytest.mark.parametrize("defect", REPORT_DEFECTS)
+def test_report_of_a_damaged_job_or_metrics_file(tmp_path, capsys, trained, defect):
+    name, damage = REPORT_DEFECTS[defect]
+    model = damaged_copy(trained, tmp_path, damage)
+    before = snapshot(tmp_path)
+    code, stderr = run_main(capsys, "report", model)
+    assert_one_error_line(code, stderr, "ModelFileError", str(model / name))
+    assert snapshot(tmp_path) == before
+
+
+def test_report_does_not_read_history_csv(tmp_path, capsys, trained):
+    model = damaged_copy(trained, tmp_path, write_file("history.csv", "\x00 not, a\ncsv"))
+    code, _ = run_main(capsys, "report", model)
+    assert code == 0
+    assert (model / "report.html").exists()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_damaged_model_in_a_real_process(tmp_path, trained, command):
+    model = damaged_copy(trained, tmp_path, MODEL_DEFECTS["model.json truncated"][0])
+    before = snapshot(tmp_path)
+    result = run_cli(*COMMANDS[command](model, trained[0], tmp_path))
+    assert_one_error_line(result.returncode, result.stderr, "ModelFileError", str(model / MODEL_FILE), "not JSON")
+    assert snapshot(tmp_path) == before
+
+
+def test_evaluate_split_names_the_damaged_model_before_its_job_json(tmp_path, capsys, trained):
+    model = damaged_copy(trained, tmp_path, remove_directory)
+    code, stderr = run_main(capsys, "evaluate", model, trained[0], "--split", "validation")
+    assert_one_error_line(code, stderr, "ModelFileError", str(model / MODEL_FILE))
+
+
+# --------------------------------------------------------------------------- the estimator
+
+
+def _arrays(n=300, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)) * [1.0, 3.0, 0.5] + 1.0
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X[:, 0] - 0.3 * X[:, 1])))).astype(int)
+    return X, y
+
+
+def test_estimator_error_classes():
+    assert issubclass(NonFiniteInputError, ValueError)
+    assert issubclass(NonFiniteInputError, NonFiniteValueError)
+    assert issubclass(NonFiniteInputError, PipelineError)
+    assert issubclass(ModelFileError, PipelineError)
+
+
+def test_numpy_non_finite_input_is_a_value_error_like_dask_input():
+    from pipeline.estimator import LogisticRegression
+
+    X, y = _arrays()
+    X[4, 1] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        LogisticRegression().fit(X, y)
+
+
+def test_pandas_dataframe_and_series():
+    import pandas as pd
+
+    from pipeline.estimator import LogisticRegression
+
+    X, y = _arrays()
+    reference = LogisticRegression(l2=1e-3).fit(X, y)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    model = LogisticRegression(l2=1e-3).fit(frame, pd.Series(y))
+    assert list(model.feature_names_in_) == ["a", "b", "c"]
+    assert model.coef_.tobytes() == reference.coef_.tobytes()
+    assert model.predict_proba(frame).tobytes() == reference.predict_proba(X).tobytes()
+
+
+def test_convergence_warning_is_scikit_learns_for_the_estimator_and_the_cli_path():
+    from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+
+    from pipeline.errors import ConvergenceWarning
+    from pipeline.estimator import LogisticRegression
+    from pipeline.solvers import SolverOptions
+    from pipeline.train import train_arrays
+
+    assert issubclass(ConvergenceWarning, SklearnConvergenceWarning)
+    X, y = _arrays()
+    with pytest.warns(SklearnConvergenceWarning, match="did not converge"):
+        LogisticRegression(max_iter=1).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SklearnConvergenceWarning)
+        with pytest.raises(SklearnConvergenceWarning):
+            train_arrays([(X, y.astype(np.float64))], options=SolverOptions(max_iter=1))
+
+
+def test_cli_does_not_import_scikit_learn_and_filters_match_once_it_is():
+    """``pipeline --help`` stays fast (no scikit-learn); a scikit-learn filter set
+    after pipeline was imported still matches a CLI-path training warning."""
+    script = """
+import sys, warnings
+import numpy as np
+import pipeline.cli
+assert not any(name.startswith("sklearn") for name in sys.modules), "the CLI imported scikit-learn"
+from pipeline.solvers import SolverOptions
+from pipeline.train import train_arrays
+import sklearn.exceptions
+warnings.simplefilter("error", sklearn.exceptions.ConvergenceWarning)
+rng = np.random.default_rng(0)
+X = rng.standard_normal((50, 2))
+try:
+    train_arrays([(X, (X[:, 0] > 0).astype(float))], options=SolverOptions(max_iter=1))
+except sklearn.exceptions.ConvergenceWarning as warning:
+    print("matched", type(warning).__module__)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "matched pipeline.errors"
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _with(array: np.ndarray, index, value) -> np.ndarray:
+    array = array.astype(np.float64)
+    array[index] = value
+    return array
+
+
+@pytest.mark.cluster
+def test_dask_non_finite_input_is_refused_before_training(client):
+    import dask.array as da
+
+    from pipeline.estimator import LogisticRegression
+
+    X, y = _arrays()
+    cases = {
+        "X NaN": ((_with(X, (7, 1), np.nan), y, None), "Input X contains NaN"),
+        "X -inf": ((_with(X, (250, 2), -np.inf), y, None), "Input X contains infinity"),
+        "y NaN": ((X, _with(y, 3, np.nan), None), "Input y contains NaN"),
+        "sample_weight inf": ((X, y, _with(np.ones(len(y)), 0, np.inf)), "Input sample_weight contains infinity"),
+    }
+    for name, ((Xc, yc, weights), fragment) in cases.items():
+        model = LogisticRegression()
+        with pytest.raises(NonFiniteInputError, match=fragment):
+            model.fit(da.from_array(Xc, chunks=(100, 3)), da.from_array(yc, chunks=100),
+                      sample_weight=None if weights is None else da.from_array(weights, chunks=100))
+        assert not hasattr(model, "coef_"), name
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        LogisticRegression().fit(da.from_array(X, chunks=(100, 3)), da.from_array(y[:-1], chunks=100))
+
+
+@pytest.mark.cluster
+def test_dask_y_chunked_unlike_x_and_dask_dataframes(client):
+    import dask.array as da
+    import dask.dataframe as dd
+    import pandas as pd
+
+    from pipeline.estimator import LogisticRegression
+
+    X, y = _arrays()
+    reference = LogisticRegression(l2=1e-3).fit(X, y)
+    unaligned = LogisticRegression(l2=1e-3).fit(da.from_array(X, chunks=(100, 3)), da.from_array(y, chunks=70),
+                                                sample_weight=da.from_array(np.ones(len(y)), chunks=120))
+    assert unaligned.coef_.tobytes() == reference.coef_.tobytes()
+    frame = dd.from_pandas(pd.DataFrame(X, columns=["a", "b", "c"]), npartitions=3)
+    model = LogisticRegression(l2=1e-3).fit(frame, dd.from_pandas(pd.Series(y), npartitions=4))
+    assert list(model.feature_names_in_) == ["a", "b", "c"]
+    assert model.coef_.tobytes() == reference.coef_.tobytes()
+    assert model.predict_proba(frame).compute().tobytes() == reference.predict_proba(X).tobytes()
+    assert (model.predict(frame).compute() == reference.predict(X)).all()
+    renamed = dd.from_pandas(pd.DataFrame(X, columns=["a", "b", "z"]), npartitions=2)
+    with pytest.raises(ValueError, match="feature names should match"):
+        model.predict(renamed)
