@@ -72,9 +72,9 @@ _DASK_ML = textwrap.dedent("""
             print("MARK cluster", time.time(), flush=True)
             frame = dd.read_parquet(data)
             features = [c for c in frame.columns if c != "y"]
-            X = frame[features].to_dask_array(lengths=True).astype("float64")
-            y = frame["y"].to_dask_array(lengths=True).astype("float64")
-            X, y = client.persist([X, y])
+            # one array, so X and y have the same partitions
+            both = frame[features + ["y"]].to_dask_array(lengths=True).astype("float64")
+            X, y = client.persist([both[:, :-1], both[:, -1]])
             from distributed import wait
             wait([X, y])
             print("MARK loaded", time.time(), flush=True)

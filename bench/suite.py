@@ -1,10 +1,15 @@
-"""Everything side by side, in one run, one table: passes, solvers, memory, scaling.
+"""Everything side by side, in one run: end to end first, then passes, solvers, memory.
 
-Usage: python bench/suite.py [--pass-rows 1000000] [--solver-rows 1000000,8000000]
-                             [--timeout 300] [--newton-max-rows 2000000] [--quick]
+Usage: python bench/suite.py [--e2e-rows 1000000,8000000] [--pass-rows 1000000]
+                             [--solver-rows 1000000,8000000] [--timeout 300]
+                             [--newton-max-rows 2000000] [--quick] [--e2e-only]
 
 Runs, one after another on this machine (nothing else should be running):
 
+0. ``bench/e2e.py``'s measurement for each of ``--e2e-rows`` x 32: process
+   start -> ``model.json`` with the defaults, ours (2 workers and in-process)
+   vs dask-ml vs scikit-learn + StandardScaler, each in a fresh process, with
+   the phase breakdown; printed as its own table first.
 1. ``bench/passes.py``'s measurement on ``--pass-rows`` x 32 (standard-normal
    features, int8 label, 8 snappy files of 62,500-row row groups): one core in
    this process — a plain numpy/BLAS gradient+loss pass, our fused exact kernel,
@@ -39,6 +44,7 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import e2e  # noqa: E402
 import passes  # noqa: E402
 import solvers  # noqa: E402
 
@@ -60,15 +66,28 @@ def main() -> None:
     parser.add_argument("--newton-max-rows", type=int, default=2_000_000,
                         help="run our newton only up to this many rows (its Hessian pass is slow)")
     parser.add_argument("--quick", action="store_true", help="small smoke run (100k / 40k rows)")
+    parser.add_argument("--e2e-rows", default="1000000,8000000")
+    parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end table")
     args = parser.parse_args()
     if args.quick:
-        args.pass_rows, args.solver_rows, args.repeat = 100_000, "40000", 3
+        args.pass_rows, args.solver_rows, args.repeat, args.e2e_rows = 100_000, "40000", 3, "100000"
     solver_rows = [int(n) for n in args.solver_rows.split(",")]
     load_at_start = os.getloadavg()
     started = time.perf_counter()
 
     def log(line: str) -> None:
         print(f"[{time.perf_counter() - started:7.1f} s] {line}", file=sys.stderr, flush=True)
+
+    import tempfile
+
+    e2e_lines = []
+    with tempfile.TemporaryDirectory(prefix="pipeline-suite-e2e-") as scratch:
+        for rows in (int(n) for n in args.e2e_rows.split(",")):
+            runs = e2e.measure(rows, 32, Path(scratch), max(args.timeout, 900.0), set(), log)
+            e2e_lines += e2e.table(rows, 32, runs)
+    print("\n".join(e2e.HEADER + e2e_lines) + "\n")
+    if args.e2e_only:
+        return
 
     log(f"passes on {args.pass_rows:,} rows")
     measured = passes.measure(args.pass_rows, repeat=args.repeat,

@@ -77,6 +77,7 @@ from .kernel import (
     Stats,
     chunk_partials,
     chunk_stats,
+    margins,
     sample_weights,
     triangle_size,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "compiled_partials",
     "fused_partials",
     "fused_stats",
+    "margins_fast",
     "split_partials",
 ]
 
@@ -735,7 +737,7 @@ if _HAVE_NUMBA:
         for j in range(d):
             col = Xf[r0 : r0 + n, j]
             mx = _ZERO_BITS
-            ml = 0
+            ml = _ZERO_BITS
             for i in range(n):
                 x = col[i]
                 bx = _bits(x) & _ABS_MASK
@@ -1104,6 +1106,32 @@ def _rows_inner(X: np.ndarray) -> bool:
     """Copy X column by column (else row-major: transposed in tiles)."""
     return X.flags.f_contiguous or (
         not X.flags.c_contiguous and abs(X.strides[0]) <= abs(X.strides[1]))
+
+
+def margins_fast(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """:func:`kernel.margins` (the same pairwise tree, the same bits), compiled
+    where numba imports: what ``predict`` and ``evaluate`` score rows with."""
+    X = np.asarray(X, dtype=np.float64)
+    coef = np.asarray(coef, dtype=np.float64)
+    if not _HAVE_NUMBA or X.ndim != 2 or coef.shape != (X.shape[1] + 1,):
+        return margins(X, coef)
+    job = _Job.of(X, np.zeros(X.shape[0]), coef, None, KernelSpec())
+    out = np.empty(job.n_rows)
+    if job.n_rows == 0:
+        return out
+    d = job.n_features
+    segment = _segment_rows(d, job.block)
+    stack = _scratch(job.block, d)[0]
+    Xs = np.empty((0, 0)).T if job.direct else np.empty((d, segment)).T
+    with _compiling(("margins", job.direct, job.X.flags.c_contiguous)):
+        for start in range(0, job.n_rows, segment):
+            n = min(segment, job.n_rows - start)
+            if job.direct:
+                _split_margins(job.X, start, n, job.coef, stack, out[start:], job.block)
+            else:
+                _split_copy_margins(job.X, start, n, job.coef, job.center, job.scale, False,
+                                    job.rows_inner, Xs, stack, out[start:], job.block)
+    return out
 
 
 def compiled_partials(X, y, coef, weights=None, spec: KernelSpec = KernelSpec()) -> Partials:

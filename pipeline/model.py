@@ -67,9 +67,10 @@ class Model:
         return np.array(self.coef, dtype=np.float64)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        from .kernel import margins
+        """Margins in the fixed pairwise order (compiled where numba imports; same bits)."""
+        from .fused import margins_fast
 
-        return margins(np.asarray(X, dtype=np.float64), np.append(self.coef_array, self.intercept))
+        return margins_fast(np.asarray(X, dtype=np.float64), np.append(self.coef_array, self.intercept))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probability of label 1 for each row of ``X``."""

@@ -3,8 +3,9 @@
 Both run one task per chunk (Parquet row group, canonical order), on a Dask
 cluster or in this process, holding one row group at a time, so datasets
 larger than memory work.  Probabilities come from :func:`pipeline.kernel.margins`
-(a per-row summation order fixed by the number of features), so a row gets
-the same bits however the dataset is split.
+(a per-row summation order fixed by the number of features; compiled by
+:func:`pipeline.fused.margins_fast`, same bits), so a row gets the same bits
+however the dataset is split.
 
 Metrics are order-independent: each chunk returns integer counts and a table
 of its distinct probabilities with the number of positive and negative rows
@@ -32,7 +33,6 @@ from .config import check_output_root, output_roots
 from .data import ChunkSpec, Dataset, Split, _unreadable, open_dataset
 from .errors import ColumnNotFoundError, ConfigError, OutputError
 from .exact import ExactSums
-from .kernel import margins
 from .model import Model
 
 __all__ = ["CALIBRATION_BINS", "METRICS_FILE", "evaluate", "metrics_from_tables", "predict", "split_of"]
@@ -47,7 +47,9 @@ CALIBRATION_BINS = 10
 
 
 def _margin(model: Model, X: np.ndarray) -> np.ndarray:
-    return margins(X, np.append(model.coef_array, model.intercept))
+    from .fused import margins_fast  # numba: imported on first use, not at CLI start
+
+    return margins_fast(X, np.append(model.coef_array, model.intercept))
 
 
 def _proba_of(margin: np.ndarray) -> np.ndarray:

@@ -1006,3 +1006,17 @@ def test_hypothesis_split_equal_to_reference(case):
         assert_same(X, y, coef, weights, spec, partials=fused.split_partials)
     finally:
         fused._block_rows = original
+
+
+@requires_numba
+@pytest.mark.parametrize("order", ["C", "F", "strided"])
+def test_compiled_margins_equal_the_reference(order):
+    for d in [0, 1, 2, 3, 7, 8, 9, 33, 64, 70]:
+        for n in [0, 1, 5, 3000]:
+            X, _, coef = problem(n * 7 + d, n, d, scale=30.0, order="C" if order == "strided" else order)
+            if order == "strided":
+                X = np.repeat(X, 2, axis=1)[:, ::2]
+            if n and d:
+                X[0, 0] = np.nan
+            got, want = fused.margins_fast(X, coef), kernel.margins(X, coef)
+            assert got.tobytes() == want.tobytes(), (n, d)
