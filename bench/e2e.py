@@ -137,17 +137,24 @@ def make_dataset(path: Path, rows: int, features: int) -> None:
 
 def _lines_with_times(command: list[str], timeout: float, env: dict | None = None):
     """Run ``command``; ``(seconds since spawn, line)`` for each output line, the exit time."""
+    import signal
+    import threading
+
     spawned = time.time()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               bufsize=1, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+                               bufsize=1, start_new_session=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    # past the timeout the whole process group goes (a cluster's workers too),
+    # also when the contender prints nothing
+    killer = threading.Timer(timeout, lambda: os.killpg(process.pid, signal.SIGKILL))
+    killer.start()
     lines = []
-    deadline = spawned + timeout
-    for line in process.stdout:
-        lines.append((time.time() - spawned, line.rstrip("\n"), time.time()))
-        if time.time() > deadline:
-            process.kill()
-            break
-    process.wait()
+    try:
+        for line in process.stdout:
+            lines.append((time.time() - spawned, line.rstrip("\n"), time.time()))
+        process.wait()
+    finally:
+        killer.cancel()
     return spawned, lines, time.time() - spawned, process.returncode
 
 

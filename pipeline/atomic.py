@@ -1,7 +1,7 @@
 """Writing files so that a crash never leaves half of one.
 
 Every file the pipeline writes (``model.json``, ``checkpoint.npz``,
-``job.json``, ``history.csv``, ``loss.png``) goes through
+``job.json``, ``history.csv``, ``metrics.json``, ``report.html``) goes through
 :func:`write_atomic`: the bytes go to a temporary file in the same directory,
 are flushed to disk, and the file is renamed over the target.  A failure at
 any point leaves the previous file untouched and no temporary file behind.

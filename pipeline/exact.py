@@ -1,7 +1,7 @@
 """Order-independent (reproducible) column sums.
 
 Binned pre-rounding on a fixed global grid, after Demmel & Nguyen (ReproBLAS);
-the design is ``shared/design/exact-sums.md``.  In short:
+the design is ``docs/exact-sums.md``.  In short:
 
 * bin ``b`` has unit ``u_b = 2**(GRID_E0 + BIN_WIDTH*b)``; the grid never
   depends on the data;

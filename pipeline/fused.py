@@ -16,7 +16,7 @@ per-row ``proba``, loss and curvature in between, segment by segment (about
 :func:`compiled_partials` picks the one that applies; :func:`chunk_partials_fast`
 falls back to the reference only without numba.
 
-How it stays bitwise equal (see ``shared/design/exact-sums.md``):
+How it stays bitwise equal (see ``docs/exact-sums.md``):
 
 * Every per-row quantity is computed with the same IEEE operations in the same
   order as the reference: standardization ``(x - c) / s``; products
@@ -64,6 +64,7 @@ import contextlib
 import hashlib
 import math
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -853,6 +854,9 @@ else:  # pragma: no cover
 STATS_AVAILABLE: bool = _HAVE_NUMBA
 
 
+#: Seconds a process waits for another one's compilation before compiling on its own.
+COMPILE_LOCK_WAIT_S = 300.0
+_LOCK_POLL_S = 0.05
 #: Kernel signatures this process has compiled (or loaded from the cache).
 _COMPILED: set = set()
 
@@ -877,13 +881,31 @@ def _compiling(key: tuple):
     except OSError:  # no writable temp dir: compile without the lock
         handle = None
     try:
-        if handle is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        if handle is not None and not _lock(handle):
+            handle.close()  # no lock to be had: compile without it
+            handle = None
         yield
         _COMPILED.add(key)
     finally:
         if handle is not None:
             handle.close()  # releases the lock
+
+
+def _lock(handle) -> bool:
+    """Take the exclusive lock on ``handle``, waiting at most
+    ``COMPILE_LOCK_WAIT_S``; False where the file system has no locks or the
+    holder takes too long (then the caller compiles on its own)."""
+    deadline = time.monotonic() + COMPILE_LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_LOCK_POLL_S)
+        except OSError:  # e.g. ENOLCK on a file system without flock
+            return False
 
 
 def _numba_version() -> str:
@@ -929,6 +951,8 @@ def _partials(X, y, coef, weights, spec) -> Partials:
     reference whose ``np.exp`` is the compiled one.
     """
     job = _Job.of(X, y, coef, weights, spec)
+    if job.n_rows == 0:
+        return Partials.zeros(job.n_features + 1, spec.hessian)
     with _compiling(("one sweep", *job.key(spec))):
         return _one_sweep(job, spec)
 

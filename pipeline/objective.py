@@ -244,5 +244,10 @@ class LogisticObjective:
         """
         if self.standardization is None:
             return None
-        curvature = LOGISTIC_CURVATURE_AT_ZERO + self.penalty.l2 / (self.scale * self.scale)
-        return 1.0 / np.append(curvature, LOGISTIC_CURVATURE_AT_ZERO)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            curvature = LOGISTIC_CURVATURE_AT_ZERO + self.penalty.l2 / (self.scale * self.scale)
+            inverse = 1.0 / np.append(curvature, LOGISTIC_CURVATURE_AT_ZERO)
+        # a spread so tiny that its square underflows (or the penalty's curvature
+        # overflows) gives no usable estimate: that coordinate is left unscaled
+        return np.where(np.isfinite(inverse) & (inverse > 0.0), inverse,
+                        1.0 / LOGISTIC_CURVATURE_AT_ZERO)

@@ -193,7 +193,10 @@ def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify,
                                      stall_timeout_s=stall), held_out, mode
         finally:
             for cache in caches:
-                client.run(cache.clear)
+                # best effort: a worker lost since cannot be cleared, and the
+                # model may already be on disk (its job must not fail for that)
+                with contextlib.suppress(Exception):
+                    client.run(cache.clear)
 
 
 def _check_split_key(dataset: Dataset, key: str | None) -> None:

@@ -1020,3 +1020,30 @@ def test_compiled_margins_equal_the_reference(order):
                 X[0, 0] = np.nan
             got, want = fused.margins_fast(X, coef), kernel.margins(X, coef)
             assert got.tobytes() == want.tobytes(), (n, d)
+
+
+@requires_numba
+def test_the_compile_lock_gives_way_when_it_cannot_be_had(monkeypatch, tmp_path):
+    """Without file locks (ENOLCK) or past the wait, a pass compiles on its own."""
+    import fcntl
+
+    X, y, coef = problem(31, 200, 3, order="F")
+    want = chunk_partials(X, y, coef)
+
+    def no_locks(handle, operation):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fused, "_COMPILED", set())
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    assert fused.compiled_partials(X, y, coef) == want
+    monkeypatch.undo()
+    # another holder of the lock: the wait is bounded
+    monkeypatch.setattr(fused, "_COMPILED", set())
+    monkeypatch.setattr(fused, "COMPILE_LOCK_WAIT_S", 0.2)
+    monkeypatch.setattr(fused.tempfile, "gettempdir", lambda: str(tmp_path))
+    with fused._compiling(("held",)):
+        holder = next(tmp_path.glob("pipeline-numba-*.lock"))
+        with open(holder, "a") as other:
+            assert not fused._lock(other)
+    with open(holder, "a") as other:  # released with the context
+        assert fused._lock(other)

@@ -366,3 +366,20 @@ def test_every_state_resumes_bit_for_bit(solve):
         assert (resumed.history, resumed.message, resumed.n_passes) == (full.history, full.message,
                                                                           full.n_passes)
         assert fun.calls == full.n_passes - state.n_passes
+
+
+def test_the_preconditioner_of_a_feature_of_vanishing_spread_stays_usable():
+    """std**2 underflowing (or l2/std**2 overflowing) leaves that coordinate
+    unscaled instead of a zero or NaN entry the solver would refuse."""
+    from pipeline.objective import LogisticObjective, Penalty, Standardization
+
+    class NoData:
+        n_features = 3
+
+    scale = np.array([1.0, 1e-157, 1e-170])
+    for l2 in (0.0, 1e-4):
+        objective = LogisticObjective(NoData(), Penalty(l2=l2), Standardization(np.zeros(3), scale))
+        p = objective.preconditioner()
+        assert np.all(np.isfinite(p)) and np.all(p > 0)
+        assert p[2] == 4.0 and p[-1] == 4.0
+        assert p[0] == 1.0 / (0.25 + l2)
