@@ -93,6 +93,7 @@ __all__ = [
     "fused_stats",
     "margins_fast",
     "split_partials",
+    "warm_up",
 ]
 
 #: Rows per compiled call: int64 bins cannot overflow (2**23 * 2**39 < 2**63).
@@ -194,7 +195,7 @@ if _HAVE_NUMBA:
 
         return types.float64(types.int64), codegen
 
-    @njit(cache=_CACHE, nogil=True, inline="always")
+    @njit(cache=_CACHE, nogil=True)
     def _proba_softplus(z):
         """``1 / (1 + exp(-z))`` and numpy's ``npy_logaddexp(0.0, z)``.
 
@@ -215,7 +216,7 @@ if _HAVE_NUMBA:
             softplus = 0.0 - z  # NaN
         return proba, softplus
 
-    @njit(cache=_CACHE, nogil=True, inline="always")
+    @njit(cache=_CACHE, nogil=True)
     def _max_abs_bits(v, n):
         """Largest ``bits(|v_i|)``; >= _EXP_MASK when a NaN or inf is present."""
         mx = _ZERO_BITS
@@ -225,7 +226,7 @@ if _HAVE_NUMBA:
                 mx = b
         return mx
 
-    @njit(cache=_CACHE, nogil=True, inline="always")
+    @njit(cache=_CACHE, nogil=True)
     def _top_of(mx):
         """:func:`exact.top_bin` of the bound with bits ``mx`` (finite, >= 0)."""
         biased = mx >> 52
@@ -238,12 +239,12 @@ if _HAVE_NUMBA:
         need = exponent - GRID_E0 - (BIN_WIDTH - 1)
         return max(-((-need) // BIN_WIDTH), _MIN_TOP)
 
-    @njit(cache=_CACHE, nogil=True, inline="always")
+    @njit(cache=_CACHE, nogil=True)
     def _scale_of(t_block):
         """``2**-(E0 + W*T)``: a normal number for every reachable T (2..52)."""
         return _from_bits((1023 - (GRID_E0 + BIN_WIDTH * t_block)) << 52)
 
-    @njit(cache=_CACHE, nogil=True, inline="always")
+    @njit(cache=_CACHE, nogil=True)
     def _add_digits(c, t_block, d0, d1, d2, top, acc):
         """Add a block's bin sums (top bin ``t_block``) to column ``c``, aligned
         as ExactSums.merge does: the larger top wins, bins shifted below T-2
@@ -574,7 +575,7 @@ if _HAVE_NUMBA:
                 _hessian_block(X, start, n, start, marg, s, has_s, curv, cj, tmp, colmax,
                                hess[0], hess[1], hess[2])
 
-    @njit(cache=_CACHE, nogil=True, inline="always")
+    @njit(cache=_CACHE, nogil=True)
     def _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner):
         """Rows ``start:start+n`` of X (any layout) into the F-ordered ``Xs``,
         standardized as ``(x - center) / scale`` when asked."""
@@ -863,7 +864,7 @@ _COMPILED: set = set()
 
 @contextlib.contextmanager
 def _compiling(key: tuple):
-    """Hold this machine's compile lock during the first call of ``key`` here.
+    """Hold this machine's compile lock of ``key`` during its first call here.
 
     numba compiles a signature on its first call and caches it on disk
     (``cache=True``); without a lock every worker process of a fresh install
@@ -874,7 +875,9 @@ def _compiling(key: tuple):
     if key in _COMPILED or fcntl is None:
         yield
         return
-    identity = f"{__file__}|{_numba_version()}".encode()
+    # one lock per signature set: processes that need different kernels compile
+    # them at the same time, those that need the same one wait for each other
+    identity = f"{__file__}|{_numba_version()}|{key!r}".encode()
     path = Path(tempfile.gettempdir()) / f"pipeline-numba-{hashlib.sha256(identity).hexdigest()[:16]}.lock"
     try:
         handle = open(path, "a")  # noqa: SIM115 - held across the yield
@@ -1218,6 +1221,35 @@ def fused_stats(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None)
                 _stats_copy(X, start, stop, y, s, has_s, rows_inner, block, top, acc, flags)
             total = total.merge(Stats(_sums(top, acc, flags), stop - start))
     return total
+
+
+def warm_up(part: str, n_features: int, *, standardize: bool, weighted: bool,
+            class_weighted: bool, hessian: bool) -> None:
+    """Compile (or load from the cache) the kernels a fit will call, on a
+    few rows of the same types: ``"statistics"`` the statistics pass,
+    ``"passes"`` the loss pass (and the Hessian pass with ``hessian``).
+
+    Run as a task on each worker before the data is read, with the parts
+    spread over the workers, so that a fresh installation compiles the two
+    halves at the same time instead of one after the other.
+    """
+    if not _HAVE_NUMBA:
+        return
+    rng = np.random.default_rng(0)
+    rows = 4
+    X = np.asfortranarray(rng.standard_normal((rows, n_features)))
+    y = np.array([0.0, 1.0] * (rows // 2))
+    weights = np.ones(rows) if weighted else None
+    if part == "statistics":
+        chunk_stats_fast(X, y, weights)
+        return
+    spec = KernelSpec(center=np.zeros(n_features) if standardize else None,
+                      scale=np.ones(n_features) if standardize else None,
+                      class_weight=(1.0, 1.0) if class_weighted else None)
+    coef = np.zeros(n_features + 1)
+    chunk_partials_fast(X, y, coef, weights, spec)
+    if hessian:
+        chunk_partials_fast(X, y, coef, weights, spec.with_hessian(True))
 
 
 def chunk_stats_fast(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> Stats:

@@ -36,6 +36,7 @@ import numpy as np
 from .exact import BLOCK_ROWS, ExactSums
 
 __all__ = [
+    "WARM_UP_PARTS",
     "KernelSpec",
     "Partials",
     "Stats",
@@ -49,6 +50,9 @@ __all__ = [
 ]
 
 _VELTKAMP = 134217729.0  # 2**27 + 1
+#: The parts of :func:`pipeline.fused.warm_up` (the kernels of the statistics
+#: pass, and of the loss and Hessian passes), which workers can compile at once.
+WARM_UP_PARTS = ("statistics", "passes")
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .data import Chunk, Dataset, spread
 from .errors import ClusterError
-from .kernel import KernelSpec, Partials, Stats, merge_partials
+from .kernel import WARM_UP_PARTS, KernelSpec, Partials, Stats, merge_partials
 from .stream import (
     BATCH_BYTES,
     UNIT_BYTES,
@@ -49,6 +49,7 @@ __all__ = [
     "gather",
     "plan_tasks",
     "wait_for",
+    "warm_up",
 ]
 
 #: Partial states merged per task of the reduction tree.
@@ -275,6 +276,30 @@ def plan_tasks(holders: Sequence[Sequence[str]], rows: Sequence[int],
     return [(worker, part)
             for worker, indices in sorted(assigned.items(), key=lambda item: (item[0] is None, str(item[0])))
             for part in _split(sorted(indices), threads.get(worker, 1) if worker else 1)]
+
+
+def warm_up(client, workers: Sequence[str], n_features: int, **kinds) -> list:
+    """Compile the fit's kernels on the workers before any data is read:
+    :func:`pipeline.fused.warm_up`'s parts spread over ``workers`` (one each,
+    all on one worker when there is one), submitted ahead of the reads so each
+    worker runs its part first.  On a fresh installation the parts compile at
+    the same time on different workers (each worker then loads the other part
+    from numba's cache); otherwise they only load the cache, which the first
+    pass would do anyway.  ``kinds``: ``standardize``, ``weighted``,
+    ``class_weighted``, ``hessian``.  Keep the returned futures until the
+    first pass (a released future is cancelled).
+    """
+    if not workers:
+        return []
+    return [client.submit(_warm_up, part, n_features, **kinds, pure=False,
+                          workers=[workers[index % len(workers)]], allow_other_workers=True)
+            for index, part in enumerate(WARM_UP_PARTS)]
+
+
+def _warm_up(part: str, n_features: int, **kinds) -> None:
+    from .fused import warm_up as compile_part  # numba: on the worker only
+
+    compile_part(part, n_features, **kinds)
 
 
 def sum_blocks(kernel, args: tuple, layout: str, n_blocks: int, *blocks):

@@ -40,6 +40,7 @@ from .reduce import (
     StreamingEvaluator,
     cluster_memory,
     connect,
+    warm_up,
 )
 from .solvers import (
     IterationRecord,
@@ -172,6 +173,11 @@ def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify,
         mode, reason = choose_cache(config.cache, dataset.decoded_bytes, memory, config.memory_fraction)
         notify(f"cache: {mode} ({reason})")
         stall = (config.cluster or ClusterSpec()).stall_timeout_s
+        solver = auto_solver(dataset.n_features) if config.solver == "auto" else config.solver
+        compiling = warm_up(  # noqa: F841 - held until the first pass has run
+            client, workers, dataset.n_features, standardize=config.standardize,
+            weighted=dataset.reader.has_weights, class_weighted=config.class_weight is not None,
+            hessian=solver == "newton")
         if mode == "memory":
             started = time.perf_counter()
             training = DaskEvaluator.from_dataset(client, dataset, workers, stall_timeout_s=stall)

@@ -10,7 +10,15 @@ import pytest
 
 from pipeline.data import Split, open_dataset, spread
 from pipeline.kernel import KernelSpec
-from pipeline.reduce import ClusterSpec, DaskEvaluator, InProcessEvaluator, connect, plan_tasks, wait_for
+from pipeline.reduce import (
+    ClusterSpec,
+    DaskEvaluator,
+    InProcessEvaluator,
+    connect,
+    plan_tasks,
+    wait_for,
+    warm_up,
+)
 
 A, B, C = "tcp://a:1", "tcp://b:1", "tcp://c:1"
 
@@ -105,7 +113,13 @@ def test_memory_evaluator_equals_in_process_on_every_pass_kind(tmp_path):
     coef = np.array([0.3, -0.2, 0.1, 0.05, -0.4])
     spec = KernelSpec(center=np.full(4, 0.1), scale=np.full(4, 1.3), class_weight=(1.0, 2.0))
     with connect(ClusterSpec(n_workers=2)) as client:
-        evaluator = DaskEvaluator.from_dataset(client, dataset, sorted(client.scheduler_info()["workers"]))
+        workers = sorted(client.scheduler_info()["workers"])
+        # the kernels' two halves compile on different workers, ahead of the reads
+        compiling = warm_up(client, workers, 4, standardize=True, weighted=False,
+                            class_weighted=True, hessian=True)
+        evaluator = DaskEvaluator.from_dataset(client, dataset, workers)
+        assert client.gather(compiling) == [None, None]
+        assert sorted(w for held in client.who_has(compiling).values() for w in held) == workers
         assert evaluator.stats() == reference.stats()
         assert evaluator.partials(coef, spec) == reference.partials(coef, spec)
         assert evaluator.partials(coef, spec.with_hessian(True)) == reference.partials(
