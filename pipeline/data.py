@@ -39,7 +39,7 @@ from .errors import (
     WeightValueError,
 )
 
-__all__ = ["Chunk", "ChunkReader", "ChunkSpec", "Dataset", "Split", "open_dataset"]
+__all__ = ["Chunk", "ChunkReader", "ChunkSpec", "Dataset", "Split", "open_dataset", "placed_on", "spread"]
 
 #: Path components starting with these are not data (``_SUCCESS``, ``.crc``).
 IGNORED_PREFIXES = (".", "_")
@@ -350,8 +350,7 @@ class Dataset:
         placement = spread([chunk.n_rows for chunk in self.chunks], workers)
         X_blocks, y_blocks, weight_blocks = [], [], []
         for chunk, worker in zip(self.chunks, placement):
-            hint = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
-            with dask.annotate(**hint):
+            with dask.annotate(**placed_on(worker)):
                 read = dask.delayed(reader, pure=True)(chunk)
                 n_rows = chunk.n_rows
                 X_blocks.append(da.from_delayed(read[0], (n_rows, self.n_features), np.float64))
@@ -363,6 +362,12 @@ class Dataset:
             da.concatenate(y_blocks, axis=0),
             da.concatenate(weight_blocks, axis=0) if reader.has_weights else None,
         )
+
+
+def placed_on(worker: str | None) -> dict:
+    """Dask submit options that place a task on ``worker`` (a hint: another
+    worker may still run it, e.g. after a failure); none for ``None``."""
+    return {} if worker is None else {"workers": [worker], "allow_other_workers": True}
 
 
 def spread(sizes: Sequence[int], workers: Sequence[str] | None) -> list[str | None]:

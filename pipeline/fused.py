@@ -1009,11 +1009,10 @@ def split_partials(
 def _split(job: _Job, spec: KernelSpec) -> Partials:
     d = job.n_features
     total = Partials.zeros(d + 1, spec.hessian)
-    segment = _segment_rows(d, job.block)
-    stack, marg, _, _, tmp, ones = _scratch(job.block, d)
+    segment, stack, Xs = job.scratch()
     marg = np.empty(segment)
     ones = np.ones(segment)
-    Xs = np.empty((0, 0)).T if job.direct else np.empty((d, segment)).T
+    tmp = np.empty(job.block)
     if spec.hessian:
         cj = np.empty(job.block)
         colmax = np.empty(d, dtype=np.int64)
@@ -1023,11 +1022,7 @@ def _split(job: _Job, spec: KernelSpec) -> Partials:
         hess = _empty_state(triangle_size(d + 1)) if spec.hessian else None
         for start in range(call, stop, segment):
             n = min(segment, stop - start)
-            if job.direct:
-                _split_margins(job.X, start, n, job.coef, stack, marg, job.block)
-            else:
-                _split_copy_margins(job.X, start, n, job.coef, job.center, job.scale,
-                                    job.standardize, job.rows_inner, Xs, stack, marg, job.block)
+            job.margins(start, n, Xs, stack, marg)
             margin = marg[:n]
             yb = job.y[start : start + n]
             # kernel.chunk_partials' expressions, operation for operation
@@ -1069,6 +1064,24 @@ class _Job:
     block: int
     n_rows: int
     n_features: int
+
+    def scratch(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """Rows per segment, the margin tree's stack, and the F-ordered copy of
+        a segment (empty when X is read in place)."""
+        segment = _segment_rows(self.n_features, self.block)
+        stack = _scratch(self.block, self.n_features)[0]
+        Xs = np.empty((0, 0)).T if self.direct else np.empty((self.n_features, segment)).T
+        return segment, stack, Xs
+
+    def margins(self, start: int, n: int, Xs: np.ndarray, stack: np.ndarray,
+                out: np.ndarray) -> None:
+        """Margins of rows ``start:start+n`` (at most a segment) into ``out[:n]``;
+        unless X is read in place they are first copied (standardized) into ``Xs``."""
+        if self.direct:
+            _split_margins(self.X, start, n, self.coef, stack, out, self.block)
+        else:
+            _split_copy_margins(self.X, start, n, self.coef, self.center, self.scale,
+                                self.standardize, self.rows_inner, Xs, stack, out, self.block)
 
     def key(self, spec: KernelSpec) -> tuple:
         """What picks the compiled signatures a pass of this job uses."""
@@ -1146,18 +1159,10 @@ def margins_fast(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
     out = np.empty(job.n_rows)
     if job.n_rows == 0:
         return out
-    d = job.n_features
-    segment = _segment_rows(d, job.block)
-    stack = _scratch(job.block, d)[0]
-    Xs = np.empty((0, 0)).T if job.direct else np.empty((d, segment)).T
+    segment, stack, Xs = job.scratch()
     with _compiling(("margins", job.direct, job.X.flags.c_contiguous)):
         for start in range(0, job.n_rows, segment):
-            n = min(segment, job.n_rows - start)
-            if job.direct:
-                _split_margins(job.X, start, n, job.coef, stack, out[start:], job.block)
-            else:
-                _split_copy_margins(job.X, start, n, job.coef, job.center, job.scale, False,
-                                    job.rows_inner, Xs, stack, out[start:], job.block)
+            job.margins(start, min(segment, job.n_rows - start), Xs, stack, out[start:])
     return out
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import Chunk, Dataset, spread
+from .data import Chunk, Dataset, placed_on, spread
 from .errors import ClusterError
 from .kernel import WARM_UP_PARTS, KernelSpec, Partials, Stats, merge_partials
 from .stream import (
@@ -112,16 +112,20 @@ class DaskEvaluator:
         arrays = [X, y] if weights is None else [X, y, weights]
         if persist:
             arrays = client.persist(arrays)
-        self.client = client
+        self._setup(client, X.shape[1], X.chunks[0], "arrays", persist, stall_timeout_s)
         self.arrays = arrays
-        self.persisted = persist
-        self.stall_timeout_s = stall_timeout_s
-        self.workers_check = WorkerCheck()
-        self.n_features = X.shape[1]
-        self.rows = tuple(X.chunks[0])
+
+    def _setup(self, client, n_features: int, rows, layout: str, persisted: bool,
+               stall_timeout_s: float) -> None:
+        self.client = client
+        self.n_features = n_features
+        self.rows = tuple(rows)
         #: ``"arrays"``: per-pass tasks get the blocks of X, y[, weights];
         #: ``"chunks"``: they get whole chunks (X, y, weights) [, weights]
-        self.layout = "arrays"
+        self.layout = layout
+        self.persisted = persisted
+        self.stall_timeout_s = stall_timeout_s
+        self.workers_check = WorkerCheck()
 
     @classmethod
     def from_dataset(cls, client, dataset: Dataset, workers: Sequence[str] | None = None,
@@ -135,21 +139,13 @@ class DaskEvaluator:
         a pass never moves data between workers.
         """
         evaluator = cls.__new__(cls)
-        reader = dataset.reader
         rows = [chunk.n_rows for chunk in dataset.chunks]
-        evaluator.client = client
+        evaluator._setup(client, dataset.n_features, rows, "chunks", True, stall_timeout_s)
         evaluator.arrays = None
-        evaluator.persisted = True
-        evaluator.stall_timeout_s = stall_timeout_s
-        evaluator.workers_check = WorkerCheck()
-        evaluator.n_features = dataset.n_features
-        evaluator.rows = tuple(rows)
-        evaluator.layout = "chunks"
-        evaluator._ordered = [[
-            client.submit(reader, chunk, pure=True,
-                          **({} if worker is None else {"workers": [worker], "allow_other_workers": True}))
-            for chunk, worker in zip(dataset.chunks, spread(rows, workers))]]
         evaluator._placement = spread(rows, workers)
+        reader = dataset.reader
+        evaluator._ordered = [[client.submit(reader, chunk, pure=True, **placed_on(worker))
+                               for chunk, worker in zip(dataset.chunks, evaluator._placement)]]
         return evaluator
 
     def load(self) -> None:
@@ -168,10 +164,8 @@ class DaskEvaluator:
         if self.layout != "chunks":
             raise TypeError("with_weights needs an evaluator made by DaskEvaluator.from_dataset")
         reader = dataset.reader
-        weights = [
-            self.client.submit(reader.weights_of, chunk, pure=True,
-                               **({} if worker is None else {"workers": [worker], "allow_other_workers": True}))
-            for chunk, worker in zip(dataset.chunks, self._placement)]
+        weights = [self.client.submit(reader.weights_of, chunk, pure=True, **placed_on(worker))
+                   for chunk, worker in zip(dataset.chunks, self._placement)]
         evaluator = DaskEvaluator.__new__(DaskEvaluator)
         evaluator.__dict__.update(self.__dict__)
         evaluator.workers_check = WorkerCheck()
@@ -239,9 +233,9 @@ class DaskEvaluator:
         tasks = []
         for worker, part in plan_tasks([holders.get(key, ()) for key in keys], self.rows, threads):
             blocks = [column[i] for column in columns for i in part]
-            hint = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
             tasks.append(self.client.submit(
-                sum_blocks, kernel, args, self.layout, len(part), *blocks, pure=True, **hint))
+                sum_blocks, kernel, args, self.layout, len(part), *blocks, pure=True,
+                **placed_on(worker)))
         return merge_partials(empty, *gather(self.client, tasks, self.stall_timeout_s))
 
 
@@ -292,7 +286,7 @@ def warm_up(client, workers: Sequence[str], n_features: int, **kinds) -> list:
     if not workers:
         return []
     return [client.submit(_warm_up, part, n_features, **kinds, pure=False,
-                          workers=[workers[index % len(workers)]], allow_other_workers=True)
+                          **placed_on(workers[index % len(workers)]))
             for index, part in enumerate(WARM_UP_PARTS)]
 
 
@@ -554,10 +548,9 @@ class StreamingEvaluator:
             self._plan(threads)  # workers joined or left: spread the units over those there now
         tasks = []
         for worker, units in self.tasks:
-            hint = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
             tasks.append(self.client.submit(
                 units_sums, self.reader, units, self.rows, self.cache, kernel, *args,
-                pure=True, **hint))
+                pure=True, **placed_on(worker)))
         return merge_partials(empty, *gather(self.client, tasks, self.stall_timeout_s))
 
 

@@ -150,8 +150,7 @@ def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify,
         if mode == "memory":
             started = time.perf_counter()
             chunks = dataset.read_chunks()
-            notify(f"loaded {dataset.n_samples} rows ({dataset.decoded_bytes / 2**30:.2f} GiB decoded) "
-                   f"into memory in {time.perf_counter() - started:.1f} s")
+            notify(_loaded(dataset, "memory", started))
             held_out = None
             if validation is not None:
                 reader = validation.reader
@@ -182,8 +181,7 @@ def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify,
             started = time.perf_counter()
             training = DaskEvaluator.from_dataset(client, dataset, workers, stall_timeout_s=stall)
             training.load()
-            notify(f"loaded {dataset.n_samples} rows ({dataset.decoded_bytes / 2**30:.2f} GiB decoded) "
-                   f"into the memory of {len(workers)} worker(s) in {time.perf_counter() - started:.1f} s")
+            notify(_loaded(dataset, f"the memory of {len(workers)} worker(s)", started))
             held_out = None if validation is None else training.with_weights(validation)
             yield training, held_out, mode
             return
@@ -203,6 +201,12 @@ def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify,
                 # model may already be on disk (its job must not fail for that)
                 with contextlib.suppress(Exception):
                     client.run(cache.clear)
+
+
+def _loaded(dataset: Dataset, where: str, started: float) -> str:
+    """The note once every chunk is decoded into ``where`` (timed from ``started``)."""
+    return (f"loaded {dataset.n_samples} rows ({dataset.decoded_bytes / 2**30:.2f} GiB decoded) "
+            f"into {where} in {time.perf_counter() - started:.1f} s")
 
 
 def _check_split_key(dataset: Dataset, key: str | None) -> None:
@@ -363,13 +367,14 @@ def fit(
 #: on ill-conditioned real data (scikit-learn's breast cancer, digits) where
 #: L-BFGS, even preconditioned, needs 76-700 (and on digits at l2=1e-4 stops
 #: 3e-8 above the optimum at the default tolerance).  A Newton pass costs
-#: (d+1)(d+2)/2 exact Hessian sums per row, measured 7x a gradient pass at
-#: d=8, 27x at 32, 53x at 64 and 96x at 128 (in memory, one core), and the
-#: solve is O(d^3) fsums (5 ms at 64, 58 ms at 128).  Up to 64 features its
-#: total work stays within a small factor of L-BFGS's on such data (breast
-#: cancer, d=30: ~300 gradient passes' worth against 280-670; digits, d=64:
-#: 530-850 against 76-434) for a few percent of the passes over the data
-#: (each a full scan and a round trip on a cluster) and the optimum to ~1e-12.
+#: (d+1)(d+2)/2 exact Hessian sums per row: with the compiled Hessian pass
+#: 1.5x a gradient pass at d=8, 2.6x at 32 and 5x at 64 (1M rows,
+#: standardized, one core), and the solve is O(d^3) fsums (5 ms at 64, 58 ms
+#: at 128).  Up to 64 features its total work is no more than L-BFGS's on
+#: such data (breast cancer, d=30: ~30 gradient passes' worth against
+#: 280-670; digits, d=64: 50-80 against 76-434), with a few percent of the
+#: passes over the data (each a full scan and a round trip on a cluster) and
+#: the optimum to ~1e-12.
 AUTO_NEWTON_MAX_FEATURES = 64
 
 
