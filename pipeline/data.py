@@ -39,7 +39,8 @@ from .errors import (
     WeightValueError,
 )
 
-__all__ = ["Chunk", "ChunkReader", "ChunkSpec", "Dataset", "Split", "open_dataset", "placed_on", "spread"]
+__all__ = ["Chunk", "ChunkReader", "ChunkSpec", "Dataset", "Split", "key_bits", "open_dataset", "placed_on",
+           "spread"]
 
 #: Path components starting with these are not data (``_SUCCESS``, ``.crc``).
 IGNORED_PREFIXES = (".", "_")
@@ -63,7 +64,8 @@ class Split:
     part: str = "train"  # or "validation"
 
     def mask(self, positions: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
-        """True for the rows of this part."""
+        """True for the rows of this part; ``keys``: the key column's values
+        (numbers, or :func:`key_bits`' uint64), or None to use ``positions``."""
         if keys is None:
             bits = positions.astype(np.uint64)
         elif keys.dtype.kind == "f":
@@ -152,7 +154,7 @@ class ChunkReader:
         if self.weight:
             weights = _column_values(table, self.weight, chunk, 0)
         if self.split is not None:
-            keys = table.column(self.split.key).to_numpy(zero_copy_only=False) if self.split.key else None
+            keys = key_bits(table.column(self.split.key), self.split.key, chunk, 0) if self.split.key else None
             positions = chunk.offset + np.arange(chunk.n_rows, dtype=np.int64)
             weights = weights * self.split.mask(positions, keys)
         return weights
@@ -207,7 +209,7 @@ class ChunkReader:
         if self.split is not None:
             keys = None
             if self.split.key:
-                keys = table.column(self.split.key).to_numpy(zero_copy_only=False)
+                keys = key_bits(table.column(self.split.key), self.split.key, chunk, first_row)
             positions = chunk.offset + first_row + np.arange(table.num_rows, dtype=np.int64)
             mask = self.split.mask(positions, keys).astype(np.float64)
             weights = mask if weights is None else weights * mask
@@ -242,6 +244,53 @@ def _column_values(table, name: str, chunk: ChunkSpec, first_row: int,
         _check(values, np.isfinite(values), NonFiniteValueError, f"column {name!r}",
                "non-finite", "finite numbers", chunk, first_row, name)
     return values
+
+
+#: FNV-1a (64-bit) of a string key's UTF-8 bytes, before splitmix64 mixes it
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+
+
+def key_bits(column, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
+    """A split-key column's values as 64 bits each (uint64), for
+    :meth:`Split.mask`: the float64 bits of a floating column, the int64 value
+    of an integer, boolean, date or timestamp column, FNV-1a of a string or
+    binary value's bytes.  Nulls and other types are refused by name."""
+    if column.null_count:
+        valid = _float64_values(pc.is_valid(column)) != 0.0
+        _check(None, valid, MissingValueError, f"validation key column {name!r}", "null", "no nulls",
+               chunk, first_row, name)
+    kind = column.type
+    if pa.types.is_floating(kind):
+        return _float64_values(column).view(np.uint64)
+    if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_temporal(kind):
+        values = pc.cast(column.cast(pa.int64()) if pa.types.is_temporal(kind) else column, pa.int64())
+        parts = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+        views = [np.frombuffer(part.buffers()[1], dtype=np.int64, count=len(part), offset=part.offset * 8)
+                 for part in parts if len(part)]
+        return (np.concatenate(views) if views else np.empty(0, np.int64)).view(np.uint64)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
+            or pa.types.is_large_binary(kind):
+        values = pc.cast(column, pa.large_binary())
+        parts = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+        return np.concatenate([_fnv1a(part) for part in parts]) if parts else np.empty(0, np.uint64)
+    raise ColumnTypeError(
+        f"validation key column {name!r} in {chunk.where()} has type {kind}; expected an integer, "
+        "floating, boolean, date/time, string or binary column", path=chunk.path, column=name)
+
+
+def _fnv1a(part) -> np.ndarray:
+    """FNV-1a of each value of a large_binary Arrow array, vectorized over
+    rows (one step per byte position of the longest value)."""
+    offsets = np.frombuffer(part.buffers()[1], dtype=np.int64, count=len(part) + 1, offset=part.offset * 8)
+    data = np.frombuffer(part.buffers()[2], dtype=np.uint8) if part.buffers()[2] is not None else \
+        np.empty(0, np.uint8)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    hashes = np.full(len(part), _FNV_OFFSET, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for position in range(int(lengths.max(initial=0))):
+            rows = np.flatnonzero(lengths > position)
+            hashes[rows] = (hashes[rows] ^ data[starts[rows] + position].astype(np.uint64)) * _FNV_PRIME
+    return hashes
 
 
 def _float64_values(column) -> np.ndarray:

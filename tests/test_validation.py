@@ -217,3 +217,48 @@ def test_validation_on_a_cluster_equals_in_process(tmp_path, table):
     assert all(m.validation_loss_history == results[0].validation_loss_history for m in results)
     metrics = [_metrics(tmp_path / f"out-{index}") for index in range(len(results))]
     assert metrics[0]["n_samples"] > 0 and all(found == metrics[0] for found in metrics)
+
+
+def test_string_and_other_typed_keys_split_by_value(tmp_path):
+    """A user id is often a string: rows with equal keys stay on one side, in
+    any partitioning; integer-like keys (bool, date, timestamp) use their int64
+    value, so an int64 column and a timestamp column of the same ticks split alike."""
+    from pipeline.data import ChunkSpec, key_bits
+
+    ids = np.repeat([f"user-{i}" for i in range(400)], 3)
+    chunk = ChunkSpec("memory", 0, len(ids), 0)
+    bits = key_bits(pa.chunked_array([ids[:500], ids[500:]]), "id", chunk, 0)
+    assert bits.dtype == np.uint64 and len(np.unique(bits)) == 400
+    assert (bits == key_bits(pa.array(ids), "id", chunk, 0)).all()
+    assert (bits == key_bits(pa.array(ids).cast(pa.large_binary()), "id", chunk, 0)).all()
+    held = Split(0.3, key="id", part="validation").mask(np.arange(len(ids)), bits)
+    assert (held.reshape(400, 3) == held.reshape(400, 3)[:, :1]).all() and 0.2 < held.mean() < 0.4
+    ticks = np.arange(-5, 1000, dtype=np.int64)
+    as_int = key_bits(pa.array(ticks), "t", chunk, 0)
+    assert (as_int == key_bits(pa.array(ticks).cast(pa.timestamp("us")), "t", chunk, 0)).all()
+    assert (key_bits(pa.array(ticks.astype(np.int32)), "t", chunk, 0) == as_int).all()
+    assert (Split(0.5, key="t").mask(ticks, as_int) == Split(0.5, key="t").mask(ticks, ticks)).all()
+
+
+def test_a_string_key_trains_the_same_for_any_partitioning(tmp_path, table):
+    with_ids = table.append_column("id", pa.array([f"u{v:04d}" for v in table["user"].to_numpy()]))
+    models = []
+    for name, cuts, size in (("one", [], N), ("many", [1, 600, 601], 97)):
+        data = write(with_ids, tmp_path / name, cuts, size)
+        models.append(train(TrainConfig(data=str(data), label="y", features=tuple(f"f{j}" for j in range(D)),
+                                        cluster=None, validation_fraction=0.25, validation_key="id",
+                                        options=SolverOptions(max_iter=5))))
+    assert models[0].digest == models[1].digest
+    assert models[0].validation_loss_history == models[1].validation_loss_history
+
+
+@pytest.mark.parametrize("column, error, found", [
+    (pa.array([1.5, None, 2.0] * 500), "MissingValueError", "null"),
+    (pa.array([[1], [2], [3]] * 500), "ColumnTypeError", "has type list<"),
+])
+def test_a_bad_key_column_is_one_clear_error(tmp_path, table, column, error, found):
+    data = write(table.append_column("key", column), tmp_path / "data", [], N)
+    result = run_cli("train", data, "--label", "y", "--features", "f0,f1", "--validation-fraction", "0.2",
+                     "--validation-key", "key", "--in-process", "--out", tmp_path / "out")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"{error}: ") and "'key'" in result.stderr and found in result.stderr
