@@ -129,10 +129,27 @@ class Run:
 def make_dataset(path: Path, rows: int, features: int) -> None:
     if path.exists():
         return
-    subprocess.run([sys.executable, "-m", "pipeline", "make-data", str(path), "--rows", str(rows),
-                    "--features", str(features), "--files", str(max(1, rows // FILE_ROWS)),
-                    "--row-group-size", str(ROW_GROUP_ROWS), "--seed", "0"],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "make-data",
+            str(path),
+            "--rows",
+            str(rows),
+            "--features",
+            str(features),
+            "--files",
+            str(max(1, rows // FILE_ROWS)),
+            "--row-group-size",
+            str(ROW_GROUP_ROWS),
+            "--seed",
+            "0",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def _lines_with_times(command: list[str], timeout: float, env: dict | None = None):
@@ -141,9 +158,15 @@ def _lines_with_times(command: list[str], timeout: float, env: dict | None = Non
     import threading
 
     spawned = time.time()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               bufsize=1, start_new_session=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
     # past the timeout the whole process group goes (a cluster's workers too),
     # also when the contender prints nothing
     killer = threading.Timer(timeout, lambda: os.killpg(process.pid, signal.SIGKILL))
@@ -160,8 +183,16 @@ def _lines_with_times(command: list[str], timeout: float, env: dict | None = Non
 
 def run_ours(data: Path, out: Path, timeout: float, in_process: bool) -> Run:
     run = Run("ours, in-process" if in_process else "ours, 2 workers")
-    command = [str(Path(sys.executable).parent / "pipeline"), "train", str(data), "--label", LABEL,
-               "--out", str(out), "--overwrite"] + (["--in-process"] if in_process else [])
+    command = [
+        str(Path(sys.executable).parent / "pipeline"),
+        "train",
+        str(data),
+        "--label",
+        LABEL,
+        "--out",
+        str(out),
+        "--overwrite",
+    ] + (["--in-process"] if in_process else [])
     spawned, lines, run.exit, code = _lines_with_times(command, timeout)
     if code != 0:
         run.note = f"exit {code}: " + " / ".join(line for _, line, _ in lines[-3:])
@@ -188,18 +219,22 @@ def run_ours(data: Path, out: Path, timeout: float, in_process: bool) -> Run:
     per_pass = (last - first) / max(last_passes - first_passes, 1)
     start = times.get("cache", first)
     loaded = times.get("loaded", start)
-    run.phases = {"start": start, "load": loaded - start,
-                  "statistics": max(first - loaded - per_pass, 0.0),
-                  "passes": last - first + per_pass, "tail": run.wall - last,
-                  "exit": run.exit - run.wall}
+    run.phases = {
+        "start": start,
+        "load": loaded - start,
+        "statistics": max(first - loaded - per_pass, 0.0),
+        "passes": last - first + per_pass,
+        "tail": run.wall - last,
+        "exit": run.exit - run.wall,
+    }
     return run
 
 
 def run_peer(name: str, script: str, data: Path, out: Path, timeout: float) -> Run:
     run = Run(name)
     spawned, lines, run.exit, code = _lines_with_times(
-        [sys.executable, "-c", script, str(data), str(out)], timeout,
-        env={"PYTHONWARNINGS": "ignore"})
+        [sys.executable, "-c", script, str(data), str(out)], timeout, env={"PYTHONWARNINGS": "ignore"}
+    )
     marks = {}
     for _, line, _ in lines:
         if line.startswith("MARK "):
@@ -209,9 +244,14 @@ def run_peer(name: str, script: str, data: Path, out: Path, timeout: float) -> R
         run.note = f"exit {code}: " + " / ".join(line for _, line, _ in lines[-2:])
         return run
     run.wall = marks["written"]
-    run.phases = {"start": marks["cluster"], "load": marks["loaded"] - marks["cluster"],
-                  "statistics": 0.0, "passes": marks["fitted"] - marks["loaded"],
-                  "tail": marks["written"] - marks["fitted"], "exit": run.exit - run.wall}
+    run.phases = {
+        "start": marks["cluster"],
+        "load": marks["loaded"] - marks["cluster"],
+        "statistics": 0.0,
+        "passes": marks["fitted"] - marks["loaded"],
+        "tail": marks["written"] - marks["fitted"],
+        "exit": run.exit - run.wall,
+    }
     run.coef = np.array(json.loads((out / "coef.json").read_text())["coef"])
     return run
 
@@ -237,8 +277,7 @@ def versions() -> str:
     return ", ".join(f"{name} {version(name)}" for name in names)
 
 
-def measure(rows: int, features: int, data_dir: Path, timeout: float, skip: set[str],
-            log=print) -> list[Run]:
+def measure(rows: int, features: int, data_dir: Path, timeout: float, skip: set[str], log=print) -> list[Run]:
     data = data_dir / f"e2e-{rows}x{features}"
     log(f"dataset {data}")
     make_dataset(data, rows, features)
@@ -248,10 +287,11 @@ def measure(rows: int, features: int, data_dir: Path, timeout: float, skip: set[
         contenders = [
             ("ours", lambda: run_ours(data, scratch / "ours", timeout, in_process=False)),
             ("ours-in-process", lambda: run_ours(data, scratch / "ours-ip", timeout, in_process=True)),
-            ("dask-ml", lambda: run_peer("dask-ml lbfgs, 2 workers", _DASK_ML, data,
-                                         scratch / "dask-ml", timeout)),
-            ("scikit-learn", lambda: run_peer("scikit-learn lbfgs + StandardScaler", _SKLEARN, data,
-                                              scratch / "sklearn", timeout)),
+            ("dask-ml", lambda: run_peer("dask-ml lbfgs, 2 workers", _DASK_ML, data, scratch / "dask-ml", timeout)),
+            (
+                "scikit-learn",
+                lambda: run_peer("scikit-learn lbfgs + StandardScaler", _SKLEARN, data, scratch / "sklearn", timeout),
+            ),
         ]
         for key, contender in contenders:
             if key in skip:
@@ -270,18 +310,25 @@ def table(rows: int, features: int, runs: list[Run]) -> list[str]:
     sklearn = next((run.wall for run in runs if run.name.startswith("scikit-learn") and run.wall), None)
     lines = []
     for run in runs:
-        phases = " / ".join(f"{run.phases.get(p, 0.0):.1f}" for p in
-                            ("start", "load", "statistics", "passes", "tail", "exit")) if run.phases else ""
+        phases = (
+            " / ".join(
+                f"{run.phases.get(p, 0.0):.1f}" for p in ("start", "load", "statistics", "passes", "tail", "exit")
+            )
+            if run.phases
+            else ""
+        )
         gap = "" if run.loss is None or best is None else f"{(run.loss - best) / best:.1e}"
         versus = []
         if run.wall and reference:
             versus.append(f"{run.wall / reference:.2f}x dask-ml")
         if run.wall and sklearn:
             versus.append(f"{run.wall / sklearn:.2f}x sklearn")
-        lines.append(f"| {run.name:<36} | {rows / 1e6:g}M x {features} | "
-                     f"{'-' if run.wall is None else f'{run.wall:.1f}':>7} | "
-                     f"{'-' if run.exit is None else f'{run.exit:.1f}':>6} | {phases:<34} | "
-                     f"{', '.join(versus):<28} | {run.n_passes or '':>6} | {gap:>9} | {run.note}")
+        lines.append(
+            f"| {run.name:<36} | {rows / 1e6:g}M x {features} | "
+            f"{'-' if run.wall is None else f'{run.wall:.1f}':>7} | "
+            f"{'-' if run.exit is None else f'{run.exit:.1f}':>6} | {phases:<34} | "
+            f"{', '.join(versus):<28} | {run.n_passes or '':>6} | {gap:>9} | {run.note}"
+        )
     return lines
 
 
@@ -311,8 +358,7 @@ def main() -> None:
         data_dir = Path(args.data_dir or scratch)
         data_dir.mkdir(parents=True, exist_ok=True)
         for rows in (int(n) for n in args.rows.split(",")):
-            runs = measure(rows, args.features, data_dir, args.timeout, set(filter(None, args.skip.split(","))),
-                           log)
+            runs = measure(rows, args.features, data_dir, args.timeout, set(filter(None, args.skip.split(","))), log)
             lines += table(rows, args.features, runs)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {versions()}")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}; whole run {time.perf_counter() - started:.0f} s")

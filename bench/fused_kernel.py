@@ -51,8 +51,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--reference-repeat", type=int, default=1,
-                        help="runs of the slow statistics and Hessian references")
+    parser.add_argument(
+        "--reference-repeat", type=int, default=1, help="runs of the slow statistics and Hessian references"
+    )
     parser.add_argument("--order", choices=["C", "F"], default="F")
     parser.add_argument("--skip-reference", action="store_true")
     args = parser.parse_args()
@@ -65,8 +66,7 @@ def main() -> None:
     y = (rng.random(args.rows) < 0.5).astype(np.float64)
     coef = rng.normal(0, 0.2, args.features + 1)
     weights = rng.random(args.rows) + 0.5
-    spec = KernelSpec(center=rng.normal(0, 0.1, args.features),
-                      scale=rng.random(args.features) + 0.5)
+    spec = KernelSpec(center=rng.normal(0, 0.1, args.features), scale=rng.random(args.features) + 0.5)
     hessian = KernelSpec(hessian=True)
     megabytes = X.nbytes / 1e6
 
@@ -75,14 +75,14 @@ def main() -> None:
     Xs, ys, ws = X[small], y[small], weights[small]
     check_coef = coef
     assert partials(Xs, ys, check_coef, None, KernelSpec()) == chunk_partials(Xs, ys, check_coef)
-    assert (partials(Xs, ys, check_coef, ws, spec.with_hessian(True))
-            == chunk_partials(Xs, ys, check_coef, ws, spec.with_hessian(True)))
+    assert partials(Xs, ys, check_coef, ws, spec.with_hessian(True)) == chunk_partials(
+        Xs, ys, check_coef, ws, spec.with_hessian(True)
+    )
     assert partials(Xs, ys, check_coef, None, hessian) == chunk_partials(Xs, ys, check_coef, None, hessian)
     assert fused.fused_stats(Xs, ys, ws) == chunk_stats(Xs, ys, ws)
     if not args.skip_reference:
         assert partials(X, y, check_coef, None, KernelSpec()) == chunk_partials(X, y, check_coef)
-        assert (partials(X, y, check_coef, weights, spec)
-                == chunk_partials(X, y, check_coef, weights, spec))
+        assert partials(X, y, check_coef, weights, spec) == chunk_partials(X, y, check_coef, weights, spec)
         assert fused.fused_stats(X, y) == chunk_stats(X, y)
 
     def timed(fn, repeat=args.repeat):
@@ -100,35 +100,47 @@ def main() -> None:
     stats_w = timed(lambda: fused.fused_stats(X, y, weights))
     with_hessian = timed(lambda: partials(X, y, coef, None, hessian))
     # (name, seconds, the matching reference's seconds)
-    rows = [("plain numpy/BLAS gradient+loss", plain, ref),
-            ("reference chunk_partials (numpy)", ref, ref),
-            (name, loss, ref),
-            *([] if fused.AVAILABLE else [("fused one sweep (unchecked here)", timed(
-                lambda: fused._partials(X, y, coef, None, KernelSpec())), ref)]),
-            ("reference, weights+standardize", ref_ws, ref_ws),
-            (f"{name}, weights+standardize",
-             timed(lambda: partials(X, y, coef, weights, spec)), ref_ws),
-            ("reference chunk_stats (numpy)", ref_stats, ref_stats),
-            ("fused_stats", stats, ref_stats),
-            ("fused_stats, weights", stats_w, None),
-            ("reference chunk_partials, Hessian", ref_hessian, ref_hessian),
-            (f"{name}, Hessian", with_hessian, ref_hessian)]
-    print(f"{args.rows} rows x {args.features} features, float64 {args.order}-order "
-          f"({megabytes:.0f} MB), one process, best of {args.repeat} "
-          f"(statistics and Hessian references: best of {slow})")
+    rows = [
+        ("plain numpy/BLAS gradient+loss", plain, ref),
+        ("reference chunk_partials (numpy)", ref, ref),
+        (name, loss, ref),
+        *(
+            []
+            if fused.AVAILABLE
+            else [
+                (
+                    "fused one sweep (unchecked here)",
+                    timed(lambda: fused._partials(X, y, coef, None, KernelSpec())),
+                    ref,
+                )
+            ]
+        ),
+        ("reference, weights+standardize", ref_ws, ref_ws),
+        (f"{name}, weights+standardize", timed(lambda: partials(X, y, coef, weights, spec)), ref_ws),
+        ("reference chunk_stats (numpy)", ref_stats, ref_stats),
+        ("fused_stats", stats, ref_stats),
+        ("fused_stats, weights", stats_w, None),
+        ("reference chunk_partials, Hessian", ref_hessian, ref_hessian),
+        (f"{name}, Hessian", with_hessian, ref_hessian),
+    ]
+    print(
+        f"{args.rows} rows x {args.features} features, float64 {args.order}-order "
+        f"({megabytes:.0f} MB), one process, best of {args.repeat} "
+        f"(statistics and Hessian references: best of {slow})"
+    )
     if not fused.AVAILABLE:
-        print("fused.AVAILABLE is False here (numpy's own exp/log): the loss and Hessian "
-              "passes are split_partials")
+        print("fused.AVAILABLE is False here (numpy's own exp/log): the loss and Hessian passes are split_partials")
     print(f"{'pass':<38}{'seconds':>9}{'rows/s':>14}{'vs plain':>10}{'vs ref':>9}")
     for name, seconds, reference in rows:
         if seconds is None:
             continue
         vs_ref = f"{seconds / reference:>8.2f}x" if reference else f"{'-':>9}"
-        print(f"{name:<38}{seconds:>9.3f}{args.rows / seconds:>14,.0f}"
-              f"{seconds / plain:>9.2f}x{vs_ref}")
-    print(f"statistics pass / compiled loss pass: {stats / loss:.2f}x "
-          f"(weighted {stats_w / loss:.2f}x); Hessian pass / compiled loss pass: "
-          f"{with_hessian / loss:.2f}x")
+        print(f"{name:<38}{seconds:>9.3f}{args.rows / seconds:>14,.0f}{seconds / plain:>9.2f}x{vs_ref}")
+    print(
+        f"statistics pass / compiled loss pass: {stats / loss:.2f}x "
+        f"(weighted {stats_w / loss:.2f}x); Hessian pass / compiled loss pass: "
+        f"{with_hessian / loss:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -77,8 +77,9 @@ from pipeline.stream import DiskCache  # noqa: E402
 LABEL = "y"
 
 
-def write_dataset(directory: Path, rows: int, n_features: int, files: int,
-                  row_group_size: int, seed: int, compression: str) -> np.ndarray:
+def write_dataset(
+    directory: Path, rows: int, n_features: int, files: int, row_group_size: int, seed: int, compression: str
+) -> np.ndarray:
     """Parquet files in ``directory``; returns the generating ``[w, b]``."""
     rng = np.random.default_rng([seed, 0])
     true_coef = np.append(rng.normal(0.0, 1.0 / np.sqrt(n_features), n_features), 0.2)
@@ -87,8 +88,7 @@ def write_dataset(directory: Path, rows: int, n_features: int, files: int,
     group = 0
     for index in range(files):
         start, stop = rows * index // files, rows * (index + 1) // files
-        with pq.ParquetWriter(directory / f"part-{index:05d}.parquet", schema,
-                              compression=compression) as writer:
+        with pq.ParquetWriter(directory / f"part-{index:05d}.parquet", schema, compression=compression) as writer:
             for lo in range(start, stop, row_group_size):
                 n = min(lo + row_group_size, stop) - lo
                 part = np.random.default_rng([seed, 1, group])
@@ -96,8 +96,10 @@ def write_dataset(directory: Path, rows: int, n_features: int, files: int,
                 X = part.standard_normal((n, n_features))
                 proba = 1.0 / (1.0 + np.exp(-(X @ true_coef[:-1] + true_coef[-1])))
                 y = (part.random(n) < proba).astype(np.int8)
-                writer.write_table(pa.table({**{name: X[:, j] for j, name in enumerate(names)},
-                                             LABEL: y}), row_group_size=row_group_size)
+                writer.write_table(
+                    pa.table({**{name: X[:, j] for j, name in enumerate(names)}, LABEL: y}),
+                    row_group_size=row_group_size,
+                )
     return true_coef
 
 
@@ -142,8 +144,7 @@ def vm_hwm_mib(pid: int) -> float:
     return float("nan")
 
 
-def run_mode(mode: str, n_workers: int, dataset, coefs, spec, expected: list[Partials],
-             repeat: int) -> dict:
+def run_mode(mode: str, n_workers: int, dataset, coefs, spec, expected: list[Partials], repeat: int) -> dict:
     """A fresh cluster; the load/first pass, warm-up, ``repeat`` timed passes; peak RSS."""
     with connect(ClusterSpec(n_workers=n_workers, threads_per_worker=1)) as client:
         workers, _ = cluster_memory(client)
@@ -154,6 +155,7 @@ def run_mode(mode: str, n_workers: int, dataset, coefs, spec, expected: list[Par
         cache = None
         passes = iter(zip(coefs, expected))
         if mode == "memory":
+
             def load():  # what `pipeline train` does with --cache memory
                 evaluator = DaskEvaluator.from_dataset(client, dataset, workers)
                 evaluator.load()
@@ -181,9 +183,17 @@ def run_mode(mode: str, n_workers: int, dataset, coefs, spec, expected: list[Par
     return dict(first=first, warmup=warmup, times=times, base=base, peak=peak)
 
 
-def measure(rows: int = 1_000_000, features: int = 32, repeat: int = 5, files: int = 8,
-            row_group_size: int = 62_500, compression: str = "snappy", worker_counts=(1, 2),
-            modes=("memory", "disk", "none"), seed: int = 0) -> dict:
+def measure(
+    rows: int = 1_000_000,
+    features: int = 32,
+    repeat: int = 5,
+    files: int = 8,
+    row_group_size: int = 62_500,
+    compression: str = "snappy",
+    worker_counts=(1, 2),
+    modes=("memory", "disk", "none"),
+    seed: int = 0,
+) -> dict:
     """Write the dataset, time every pass; the rows of the table and what they need."""
     n, d = rows, features
     megabytes = n * (d + 1) * 8 / 1e6
@@ -207,8 +217,7 @@ def measure(rows: int = 1_000_000, features: int = 32, repeat: int = 5, files: i
 
         # ---- in this process, one core
         columns = [*dataset.features, LABEL]
-        decode = timings(repeat, lambda: pq.read_table(directory, columns=columns,
-                                                       use_threads=False))
+        decode = timings(repeat, lambda: pq.read_table(directory, columns=columns, use_threads=False))
         chunks = dataset.read_chunks()
         X = np.asfortranarray(np.concatenate([c.X for c in chunks]))
         y = np.concatenate([c.y for c in chunks])
@@ -228,11 +237,15 @@ def measure(rows: int = 1_000_000, features: int = 32, repeat: int = 5, files: i
         assert per_chunk() == expected
         plain = statistics.median(timings(repeat, lambda: plain_pass(X, y, coef)))
         rows_out.append(("plain numpy/BLAS gradient+loss", "-", plain, ""))
-        rows_out.append(("fused exact kernel, whole array", "-",
-                         statistics.median(timings(repeat, lambda: chunk_partials_fast(
-                             X, y, coef, None, spec))), ""))
-        rows_out.append(("fused exact kernel, per row group", "-",
-                         statistics.median(timings(repeat, per_chunk)), ""))
+        rows_out.append(
+            (
+                "fused exact kernel, whole array",
+                "-",
+                statistics.median(timings(repeat, lambda: chunk_partials_fast(X, y, coef, None, spec))),
+                "",
+            )
+        )
+        rows_out.append(("fused exact kernel, per row group", "-", statistics.median(timings(repeat, per_chunk)), ""))
         rows_out.append(("pyarrow read_table (1 thread)", "-", statistics.median(decode), ""))
         X = y = X_parts = y_parts = None  # free them before the clusters start
 
@@ -242,8 +255,7 @@ def measure(rows: int = 1_000_000, features: int = 32, repeat: int = 5, files: i
             for mode in modes:
                 r = run_mode(mode, n_workers, dataset, coefs, spec, expected_all, repeat)
                 results[mode, n_workers] = r
-                rss = "/".join(f"{p:.0f}" for p in r["peak"]) + \
-                    " [" + "/".join(f"{b:.0f}" for b in r["base"]) + "]"
+                rss = "/".join(f"{p:.0f}" for p in r["peak"]) + " [" + "/".join(f"{b:.0f}" for b in r["base"]) + "]"
                 if mode == "memory":
                     rows_out.append(("memory: load (read + persist)", n_workers, r["first"], rss))
                 if mode == "disk":
@@ -252,8 +264,7 @@ def measure(rows: int = 1_000_000, features: int = 32, repeat: int = 5, files: i
                 else:
                     label = f"{mode}: passes"
                 rows_out.append((label, n_workers, statistics.median(r["times"]), rss))
-    return dict(rows=rows_out, plain=plain, results=results, megabytes=megabytes,
-                on_disk=on_disk, write_s=write_s)
+    return dict(rows=rows_out, plain=plain, results=results, megabytes=megabytes, on_disk=on_disk, write_s=write_s)
 
 
 def main() -> None:
@@ -276,30 +287,47 @@ def main() -> None:
         raise SystemExit("pipeline.fused is not available here (numba missing)")
     worker_counts = [int(n) for n in args.workers.split(",")]
     modes = args.modes.split(",")
-    measured = measure(args.rows, args.features, args.repeat, args.files, args.row_group_size,
-                       args.compression, worker_counts, modes, args.seed)
+    measured = measure(
+        args.rows,
+        args.features,
+        args.repeat,
+        args.files,
+        args.row_group_size,
+        args.compression,
+        worker_counts,
+        modes,
+        args.seed,
+    )
     n, d = args.rows, args.features
     rows_out, plain, results = measured["rows"], measured["plain"], measured["results"]
     megabytes, on_disk, write_s = measured["megabytes"], measured["on_disk"], measured["write_s"]
-    print(f"{n:,} rows x {d} features float64 + int8 label; {args.files} files, "
-          f"{args.row_group_size:,}-row row groups, {args.compression}, {on_disk:.0f} MB on disk "
-          f"(written in {write_s:.1f} s); decoded {megabytes:.0f} MB; "
-          f"median of {args.repeat} after 1 warm-up")
-    print(f"{platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, "
-          f"pyarrow {pa.__version__}; load average at start "
-          + ", ".join(f"{v:.2f}" for v in load_at_start))
-    header = (f"{'pass':<36}{'workers':>8}{'seconds':>9}{'rows/s':>13}{'MB/s':>8}"
-              f"{'x plain/worker':>16}  peak RSS MiB/worker [after start-up]")
+    print(
+        f"{n:,} rows x {d} features float64 + int8 label; {args.files} files, "
+        f"{args.row_group_size:,}-row row groups, {args.compression}, {on_disk:.0f} MB on disk "
+        f"(written in {write_s:.1f} s); decoded {megabytes:.0f} MB; "
+        f"median of {args.repeat} after 1 warm-up"
+    )
+    print(
+        f"{platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, "
+        f"pyarrow {pa.__version__}; load average at start " + ", ".join(f"{v:.2f}" for v in load_at_start)
+    )
+    header = (
+        f"{'pass':<36}{'workers':>8}{'seconds':>9}{'rows/s':>13}{'MB/s':>8}"
+        f"{'x plain/worker':>16}  peak RSS MiB/worker [after start-up]"
+    )
     print(header)
     print("-" * len(header))
     for label, workers, seconds, rss in rows_out:
         factor = workers if isinstance(workers, int) else 1
-        print(f"{label:<36}{workers!s:>8}{seconds:>9.3f}{n / seconds:>13,.0f}"
-              f"{megabytes / seconds:>8.0f}{seconds * factor / plain:>15.2f}x  {rss}")
+        print(
+            f"{label:<36}{workers!s:>8}{seconds:>9.3f}{n / seconds:>13,.0f}"
+            f"{megabytes / seconds:>8.0f}{seconds * factor / plain:>15.2f}x  {rss}"
+        )
     print()
     for (mode, n_workers), r in results.items():
-        print(f"{mode:>6} x{n_workers}: warm-up {r['warmup']:.3f} s, passes "
-              + " ".join(f"{t:.3f}" for t in r["times"]))
+        print(
+            f"{mode:>6} x{n_workers}: warm-up {r['warmup']:.3f} s, passes " + " ".join(f"{t:.3f}" for t in r["times"])
+        )
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ TARGET_GAP = 1e-9
 
 # --------------------------------------------------------------------------- data
 
+
 def dataset_parameters(seed: int, n_features: int):
     """Scales, offsets, AR(1) mixing matrix and the generating ``[w, b]``."""
     rng = np.random.default_rng([seed, 0xDA7A])
@@ -77,22 +78,23 @@ def dataset_parameters(seed: int, n_features: int):
     offsets = rng.normal(0.0, 2.0, n_features)
     rho = 0.6
     lags = np.abs(np.subtract.outer(np.arange(n_features), np.arange(n_features)))
-    mixing = np.linalg.cholesky(rho ** lags)  # unit-variance, correlated columns
+    mixing = np.linalg.cholesky(rho**lags)  # unit-variance, correlated columns
     beta = rng.normal(0.0, 2.0 / math.sqrt(n_features), n_features)  # per standardized unit
     w = beta / scales
     b = 0.3 - float(w @ offsets)
     return scales, offsets, mixing, np.append(w, b)
 
 
-def write_dataset(directory: Path, rows: int, n_features: int, files: int,
-                  row_group_size: int, seed: int) -> None:
+def write_dataset(directory: Path, rows: int, n_features: int, files: int, row_group_size: int, seed: int) -> None:
     scales, offsets, mixing, coef = dataset_parameters(seed, n_features)
     names = [f"f{j}" for j in range(n_features)]
     group = 0
     for index in range(files):
         start, stop = rows * index // files, rows * (index + 1) // files
-        with pq.ParquetWriter(directory / f"part-{index:05d}.parquet",
-                              pa.schema([(n, pa.float64()) for n in names] + [(LABEL, pa.int8())])) as writer:
+        with pq.ParquetWriter(
+            directory / f"part-{index:05d}.parquet",
+            pa.schema([(n, pa.float64()) for n in names] + [(LABEL, pa.int8())]),
+        ) as writer:
             for lo in range(start, stop, row_group_size):
                 n = min(lo + row_group_size, stop) - lo
                 rng = np.random.default_rng([seed, 1, group])
@@ -105,6 +107,7 @@ def write_dataset(directory: Path, rows: int, n_features: int, files: int,
 
 
 # --------------------------------------------------------------------------- runs
+
 
 class OutOfTime(Exception):
     pass
@@ -144,8 +147,7 @@ def _failed(run: Run, exc: BaseException, started: float) -> Run:
     return run
 
 
-def run_ours(evaluator, solver: str, options: SolverOptions = SolverOptions(),
-             label: str | None = None) -> Run:
+def run_ours(evaluator, solver: str, options: SolverOptions = SolverOptions(), label: str | None = None) -> Run:
     run = Run(label or f"ours {solver}")
     started = time.perf_counter()
     try:
@@ -197,8 +199,7 @@ def run_dask_ml(client, X, y, timeout: float | None) -> Run:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             model.fit(X, y)
-        run.footnotes = list(dict.fromkeys(
-            f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught))
+        run.footnotes = list(dict.fromkeys(f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught))
         run.wall = time.perf_counter() - started
     except Exception as exc:  # noqa: BLE001
         _failed(run, exc, started)
@@ -241,6 +242,7 @@ def run_sklearn(X, y, solver: str, timeout: float | None, threads: int | None) -
                 loss = value if name == "loss" else value[0] if name == "loss_gradient" else None
                 run.history.append((passes, float(loss) if loss is not None else math.nan))
             return value
+
         return wrapper
 
     for name in ("loss", "loss_gradient", "gradient", "gradient_hessian", "gradient_hessian_product"):
@@ -272,6 +274,7 @@ def run_sklearn(X, y, solver: str, timeout: float | None, threads: int | None) -
 
 # --------------------------------------------------------------------------- report
 
+
 def gap_of(loss: float, reference: float) -> float:
     return (loss - reference) / abs(reference)
 
@@ -297,10 +300,12 @@ def versions() -> str:
         except PackageNotFoundError:
             return "?"
 
-    return (f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-            f"scikit-learn {sklearn.__version__}, dask {dask.__version__}, "
-            f"distributed {distributed.__version__}, dask-ml {v('dask-ml')}, dask-glm {v('dask-glm')}, "
-            f"pyarrow {pa.__version__}, pipeline {v('pipeline')}")
+    return (
+        f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
+        f"scikit-learn {sklearn.__version__}, dask {dask.__version__}, "
+        f"distributed {distributed.__version__}, dask-ml {v('dask-ml')}, dask-glm {v('dask-glm')}, "
+        f"pyarrow {pa.__version__}, pipeline {v('pipeline')}"
+    )
 
 
 def machine() -> str:
@@ -320,8 +325,10 @@ def machine() -> str:
 
 
 def print_table(runs: list[Run], reference: float, reference_method: str) -> None:
-    header = (f"{'method':<30}{'iters':>7}{'passes to gap<=1e-9':>21}{'total passes':>14}"
-              f"{'wall s':>9}{'~s to gap':>11}{'final rel gap':>15}{'converged':>11}  note")
+    header = (
+        f"{'method':<30}{'iters':>7}{'passes to gap<=1e-9':>21}{'total passes':>14}"
+        f"{'wall s':>9}{'~s to gap':>11}{'final rel gap':>15}{'converged':>11}  note"
+    )
     print(header)
     print("-" * len(header))
     for run in runs:
@@ -332,20 +339,35 @@ def print_table(runs: list[Run], reference: float, reference_method: str) -> Non
         else:
             gap_text = "-"
         to_gap = "never" if reached is None else str(reached)
-        seconds = ("-" if reached is None or run.wall is None or not run.total_passes
-                   else f"{run.wall * reached / run.total_passes:.2f}")
-        print(f"{run.method:<30}{'-' if run.n_iter is None else run.n_iter:>7}{to_gap:>21}"
-              f"{'-' if run.total_passes is None else run.total_passes:>14}"
-              f"{'-' if run.wall is None else f'{run.wall:.2f}':>9}{seconds:>11}{gap_text:>15}"
-              f"{'-' if run.converged is None else 'yes' if run.converged else 'NO':>11}  {run.note}")
+        seconds = (
+            "-"
+            if reached is None or run.wall is None or not run.total_passes
+            else f"{run.wall * reached / run.total_passes:.2f}"
+        )
+        print(
+            f"{run.method:<30}{'-' if run.n_iter is None else run.n_iter:>7}{to_gap:>21}"
+            f"{'-' if run.total_passes is None else run.total_passes:>14}"
+            f"{'-' if run.wall is None else f'{run.wall:.2f}':>9}{seconds:>11}{gap_text:>15}"
+            f"{'-' if run.converged is None else 'yes' if run.converged else 'NO':>11}  {run.note}"
+        )
 
 
 # --------------------------------------------------------------------------- main
 
-def measure(rows: int, features: int = 32, workers: int = 2, files: int = 8,
-            row_group_size: int = 62_500, seed: int = 0, timeout: float | None = 300.0,
-            ours=("lbfgs", "newton", "gd"), sklearn_threads=(None, 1), reference_run: bool = True,
-            log=print) -> tuple[list[Run], float, str]:
+
+def measure(
+    rows: int,
+    features: int = 32,
+    workers: int = 2,
+    files: int = 8,
+    row_group_size: int = 62_500,
+    seed: int = 0,
+    timeout: float | None = 300.0,
+    ours=("lbfgs", "newton", "gd"),
+    sklearn_threads=(None, 1),
+    reference_run: bool = True,
+    log=print,
+) -> tuple[list[Run], float, str]:
     """Write the dataset, run every method; ``(runs, reference loss, reference method)``."""
     with tempfile.TemporaryDirectory(prefix="bench-solvers-") as scratch:
         started = time.perf_counter()
@@ -400,8 +422,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--row-group-size", type=int, default=None, help="default 62,500 (2,500 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds after which a peer (dask-ml, scikit-learn) is stopped")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds after which a peer (dask-ml, scikit-learn) is stopped"
+    )
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     args = parser.parse_args()
     rows = args.rows if args.rows is not None else 40_000 if args.quick else 1_000_000
@@ -409,22 +432,35 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     print(f"versions: {versions()}")
-    print(f"data: {rows:,} rows x {args.features} features float64 ({rows * args.features * 8 / 1e6:.0f} MB), "
-          f"{args.files} files, row groups of {row_group_size:,}; feature scales logspace(-1, 1), "
-          f"offsets N(0, 2), AR(1) correlation 0.6, seed {args.seed}")
+    print(
+        f"data: {rows:,} rows x {args.features} features float64 ({rows * args.features * 8 / 1e6:.0f} MB), "
+        f"{args.files} files, row groups of {row_group_size:,}; feature scales logspace(-1, 1), "
+        f"offsets N(0, 2), AR(1) correlation 0.6, seed {args.seed}"
+    )
     print(f"cluster: embedded LocalCluster, {args.workers} worker processes x 1 thread, data persisted")
     sys.stdout.flush()
     runs, reference, best_method = measure(
-        rows, args.features, args.workers, args.files, row_group_size, args.seed, args.timeout,
-        log=lambda line: print(line, flush=True))
+        rows,
+        args.features,
+        args.workers,
+        args.files,
+        row_group_size,
+        args.seed,
+        args.timeout,
+        log=lambda line: print(line, flush=True),
+    )
     print()
-    print(f"reference optimum: loss {reference!r} (lowest final loss, from {best_method}); "
-          f"losses evaluated with pipeline's exact objective at each method's coefficients")
+    print(
+        f"reference optimum: loss {reference!r} (lowest final loss, from {best_method}); "
+        f"losses evaluated with pipeline's exact objective at each method's coefficients"
+    )
     print_table(runs, reference, best_method)
     print()
-    print("passes: ours = Fit.n_passes (statistics pass included); dask-ml = loss+gradient evaluations "
-          "+ 1 normalization pass; sklearn = LinearModelLoss loss/gradient/hessian calls. "
-          "converged = the method's own flag. ~s to gap = wall s x passes-to-gap / total passes.")
+    print(
+        "passes: ours = Fit.n_passes (statistics pass included); dask-ml = loss+gradient evaluations "
+        "+ 1 normalization pass; sklearn = LinearModelLoss loss/gradient/hessian calls. "
+        "converged = the method's own flag. ~s to gap = wall s x passes-to-gap / total passes."
+    )
     for run in runs:
         for line in run.footnotes:
             print(f"{run.method}: {line}")

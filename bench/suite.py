@@ -61,10 +61,15 @@ def main() -> None:
     parser.add_argument("--pass-rows", type=int, default=1_000_000)
     parser.add_argument("--solver-rows", default="1000000,8000000")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds after which a peer (dask-ml, scikit-learn) is stopped")
-    parser.add_argument("--newton-max-rows", type=int, default=2_000_000,
-                        help="run our newton only up to this many rows (its Hessian pass is slow)")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds after which a peer (dask-ml, scikit-learn) is stopped"
+    )
+    parser.add_argument(
+        "--newton-max-rows",
+        type=int,
+        default=2_000_000,
+        help="run our newton only up to this many rows (its Hessian pass is slow)",
+    )
     parser.add_argument("--quick", action="store_true", help="small smoke run (100k / 40k rows)")
     parser.add_argument("--e2e-rows", default="1000000,8000000")
     parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end table")
@@ -90,26 +95,42 @@ def main() -> None:
         return
 
     log(f"passes on {args.pass_rows:,} rows")
-    measured = passes.measure(args.pass_rows, repeat=args.repeat,
-                              row_group_size=min(62_500, args.pass_rows // 16 or 1))
+    measured = passes.measure(args.pass_rows, repeat=args.repeat, row_group_size=min(62_500, args.pass_rows // 16 or 1))
     plain = measured["plain"]
     table = []  # (section, what, data, workers, seconds, rows/s, MB/s, vs, passes, peak RSS)
     pass_data = f"{args.pass_rows / 1e6:g}M x 32"
     for label, workers, seconds, rss in measured["rows"]:
         factor = workers if isinstance(workers, int) else 1
         first_time = "load" in label or "first pass" in label
-        table.append(("pass", label, pass_data, workers, seconds, args.pass_rows / seconds,
-                      measured["megabytes"] / seconds,
-                      "" if first_time else f"{seconds * factor / plain:.2f}x plain"
-                      + ("/worker" if isinstance(workers, int) else ""),
-                      "", rss.split(" [")[0]))
+        table.append(
+            (
+                "pass",
+                label,
+                pass_data,
+                workers,
+                seconds,
+                args.pass_rows / seconds,
+                measured["megabytes"] / seconds,
+                ""
+                if first_time
+                else f"{seconds * factor / plain:.2f}x plain" + ("/worker" if isinstance(workers, int) else ""),
+                "",
+                rss.split(" [")[0],
+            )
+        )
 
     for rows in solver_rows:
         log(f"solvers on {rows:,} rows")
         ours = ("lbfgs", "gd") + (("newton",) if rows <= args.newton_max_rows else ())
         runs, reference, best = solvers.measure(
-            rows, row_group_size=min(62_500, rows // 16 or 1), timeout=args.timeout,
-            ours=ours, sklearn_threads=(1,), reference_run=rows <= args.newton_max_rows, log=log)
+            rows,
+            row_group_size=min(62_500, rows // 16 or 1),
+            timeout=args.timeout,
+            ours=ours,
+            sklearn_threads=(1,),
+            reference_run=rows <= args.newton_max_rows,
+            log=log,
+        )
         dask_ml = next(run for run in runs if run.method.startswith("dask-ml"))
         _, dask_ml_s = _seconds_to_gap(dask_ml, reference)
         for run in runs:
@@ -118,24 +139,40 @@ def main() -> None:
             reached, seconds = _seconds_to_gap(run, reference)
             vs = "" if seconds is None or dask_ml_s is None else f"{seconds / dask_ml_s:.2f}x dask-ml"
             what = f"to gap 1e-9: {run.method}" + (f" ({run.note})" if "TIMEOUT" in run.note else "")
-            table.append(("optimum", what, f"{rows / 1e6:g}M x 32",
-                          2 if not run.method.startswith("sklearn") else "-", seconds,
-                          None, None, vs, "never" if reached is None else reached, ""))
+            table.append(
+                (
+                    "optimum",
+                    what,
+                    f"{rows / 1e6:g}M x 32",
+                    2 if not run.method.startswith("sklearn") else "-",
+                    seconds,
+                    None,
+                    None,
+                    vs,
+                    "never" if reached is None else reached,
+                    "",
+                )
+            )
 
     print(f"machine: {solvers.machine()}")
     print(f"versions: {solvers.versions()}")
-    print(f"load average at start: {', '.join(f'{v:.2f}' for v in load_at_start)}; "
-          f"whole run {time.perf_counter() - started:.0f} s; command: python bench/suite.py "
-          + " ".join(sys.argv[1:]))
-    header = (f"| {'measurement':<52} | {'data':<10} | {'workers':>7} | {'seconds':>8} | {'rows/s':>7} "
-              f"| {'MB/s':>5} | {'vs':<22} | {'passes':>6} | {'peak RSS MiB/worker':<19} |")
+    print(
+        f"load average at start: {', '.join(f'{v:.2f}' for v in load_at_start)}; "
+        f"whole run {time.perf_counter() - started:.0f} s; command: python bench/suite.py " + " ".join(sys.argv[1:])
+    )
+    header = (
+        f"| {'measurement':<52} | {'data':<10} | {'workers':>7} | {'seconds':>8} | {'rows/s':>7} "
+        f"| {'MB/s':>5} | {'vs':<22} | {'passes':>6} | {'peak RSS MiB/worker':<19} |"
+    )
     print(header)
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
     for _, what, data, workers, seconds, rate, mbs, vs, n_passes, rss in table:
-        print(f"| {what:<52} | {data:<10} | {workers!s:>7} | "
-              f"{'-' if seconds is None else f'{seconds:.3f}':>8} | "
-              f"{'' if rate is None else f'{rate / 1e6:.1f}M':>7} | "
-              f"{'' if mbs is None else f'{mbs:.0f}':>5} | {vs:<22} | {n_passes!s:>6} | {rss:<19} |")
+        print(
+            f"| {what:<52} | {data:<10} | {workers!s:>7} | "
+            f"{'-' if seconds is None else f'{seconds:.3f}':>8} | "
+            f"{'' if rate is None else f'{rate / 1e6:.1f}M':>7} | "
+            f"{'' if mbs is None else f'{mbs:.0f}':>5} | {vs:<22} | {n_passes!s:>6} | {rss:<19} |"
+        )
 
 
 if __name__ == "__main__":

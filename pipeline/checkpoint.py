@@ -83,8 +83,7 @@ def _content_digest(document: dict, arrays: dict) -> str:
     """sha256 of the document (less this digest) and every array's name, dtype,
     shape and bytes: a checkpoint changed after it was written is refused."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({k: v for k, v in document.items() if k != "sha256"},
-                             sort_keys=True).encode())
+    digest.update(json.dumps({k: v for k, v in document.items() if k != "sha256"}, sort_keys=True).encode())
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
         digest.update(f"\0{name}\0{array.dtype.str}\0{array.shape}\0".encode())
@@ -102,22 +101,22 @@ def load_checkpoint(path: str | os.PathLike):
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}", path=str(path)) from None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint: {exc}",
-                              path=str(path)) from None
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint: {exc}", path=str(path)) from None
     if not isinstance(document, dict) or document.get("format_version") != FORMAT_VERSION:
         found = document.get("format_version") if isinstance(document, dict) else document
-        raise CheckpointError(
-            f"checkpoint {path} has format {found!r}; expected {FORMAT_VERSION}", path=str(path))
+        raise CheckpointError(f"checkpoint {path} has format {found!r}; expected {FORMAT_VERSION}", path=str(path))
     if document.get("sha256") != _content_digest(document, arrays):
         raise CheckpointError(
             f"checkpoint {path} fails its integrity check: its content changed after it was "
             "written (sha256 of the arrays and document differs); not resuming from it",
-            path=str(path))
+            path=str(path),
+        )
     try:
         return _fit_state(document, arrays)
     except (KeyError, TypeError, ValueError, IndexError) as exc:  # a well-formed file, wrong content
-        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint: missing or "
-                              f"malformed {exc}", path=str(path)) from None
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or not a checkpoint: missing or malformed {exc}", path=str(path)
+        ) from None
 
 
 def _fit_state(document: dict, arrays: dict):
@@ -132,15 +131,26 @@ def _fit_state(document: dict, arrays: dict):
         for move, change, rho in zip(arrays["memory_move"], arrays["memory_change"], arrays["memory_rho"])
     )
     solver_state = SolverState(
-        solver=document["solver"], coef=arrays["coef"], loss=document["loss"], grad=arrays["grad"],
-        previous_loss=document["previous_loss"], n_iter=document["n_iter"],
-        n_passes=document["n_passes"], history=history, step=document["step"], memory=memory,
+        solver=document["solver"],
+        coef=arrays["coef"],
+        loss=document["loss"],
+        grad=arrays["grad"],
+        previous_loss=document["previous_loss"],
+        n_iter=document["n_iter"],
+        n_passes=document["n_passes"],
+        history=history,
+        step=document["step"],
+        memory=memory,
         hess=arrays.get("hess"),
     )
-    standardization = (Standardization(center=arrays["center"], scale=arrays["scale"])
-                       if "center" in arrays else None)
+    standardization = Standardization(center=arrays["center"], scale=arrays["scale"]) if "center" in arrays else None
     class_weight = None if document["class_weight"] is None else tuple(document["class_weight"])
-    state = FitState(solver_state, standardization, class_weight, document["stats_passes"],
-                     tuple(float(t) for t in arrays["elapsed_s"]),
-                     tuple(float(v) for v in arrays.get("validation_loss", ())))
+    state = FitState(
+        solver_state,
+        standardization,
+        class_weight,
+        document["stats_passes"],
+        tuple(float(t) for t in arrays["elapsed_s"]),
+        tuple(float(v) for v in arrays.get("validation_loss", ())),
+    )
     return state, document["meta"]

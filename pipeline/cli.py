@@ -84,10 +84,14 @@ def _tls_configuration(args):
             raise ConfigError(f"--{name.replace('_', '-')}: no file {path}")
     import dask
 
-    with dask.config.set({"distributed.comm.tls.ca-file": given["tls_ca_file"],
-                          "distributed.comm.tls.client.cert": given["tls_cert"],
-                          "distributed.comm.tls.client.key": given["tls_key"],
-                          "distributed.comm.require-encryption": True}):
+    with dask.config.set(
+        {
+            "distributed.comm.tls.ca-file": given["tls_ca_file"],
+            "distributed.comm.tls.client.cert": given["tls_cert"],
+            "distributed.comm.tls.client.key": given["tls_key"],
+            "distributed.comm.require-encryption": True,
+        }
+    ):
         yield
 
 
@@ -114,11 +118,13 @@ def _parser() -> argparse.ArgumentParser:
     fit.set_defaults(handler=_train)
 
     submit = commands.add_parser(
-        "submit", help="run a job file: attached (follow it here) or --detach (on the cluster)")
+        "submit", help="run a job file: attached (follow it here) or --detach (on the cluster)"
+    )
     submit.add_argument("job", metavar="JOB.toml", help="job file (see jobs/)")
     _add_config_options(submit, job_file=True)
-    submit.add_argument("--detach", action="store_true",
-                        help="start the coordinator on the cluster, print the job id and return")
+    submit.add_argument(
+        "--detach", action="store_true", help="start the coordinator on the cluster, print the job id and return"
+    )
     submit.add_argument("--quiet", action="store_true", help="no per-iteration lines")
     submit.set_defaults(handler=_submit)
 
@@ -135,15 +141,17 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="state and progress of a job (or of every job)")
     status.add_argument("job", metavar="JOB_ID", nargs="?", help="job id or output directory")
-    status.add_argument("--scheduler", metavar="ADDRESS",
-                        help="scheduler holding the job index (default: $DASK_SCHEDULER_ADDRESS)")
+    status.add_argument(
+        "--scheduler", metavar="ADDRESS", help="scheduler holding the job index (default: $DASK_SCHEDULER_ADDRESS)"
+    )
     status.add_argument("--json", action="store_true", help="print job.json")
     _add_tls(status)
     status.set_defaults(handler=_status)
 
     listing = commands.add_parser("list", help="jobs known to a scheduler")
-    listing.add_argument("--scheduler", metavar="ADDRESS",
-                         help="scheduler holding the job index (default: $DASK_SCHEDULER_ADDRESS)")
+    listing.add_argument(
+        "--scheduler", metavar="ADDRESS", help="scheduler holding the job index (default: $DASK_SCHEDULER_ADDRESS)"
+    )
     _add_tls(listing)
     listing.set_defaults(handler=_list)
 
@@ -157,8 +165,9 @@ def _parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", help="stop a running job (its checkpoint stays usable)")
     cancel.add_argument("job", metavar="JOB_ID", help="job id or output directory")
     cancel.add_argument("--scheduler", metavar="ADDRESS")
-    cancel.add_argument("--wait", type=float, default=CANCEL_WAIT_S,
-                        help="seconds to wait for the job to stop (default %(default)s)")
+    cancel.add_argument(
+        "--wait", type=float, default=CANCEL_WAIT_S, help="seconds to wait for the job to stop (default %(default)s)"
+    )
     _add_tls(cancel)
     cancel.set_defaults(handler=_cancel)
 
@@ -166,8 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("model", metavar="MODEL_DIR", help="directory with model.json")
     score.add_argument("data", metavar="DATA", help="Parquet dataset to score (no label needed)")
     score.add_argument("--out", required=True, metavar="DIR", help="output directory (one file per chunk)")
-    score.add_argument("--columns", type=_name_list, default=(), metavar="a,b",
-                       help="columns copied to the output (e.g. an id)")
+    score.add_argument(
+        "--columns", type=_name_list, default=(), metavar="a,b", help="columns copied to the output (e.g. an id)"
+    )
     score.add_argument("--threshold", type=float, default=0.5, help="prediction = proba >= threshold")
     score.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     _add_where(score)
@@ -179,11 +189,16 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("data", metavar="DATA", help="labelled Parquet dataset")
     judge.add_argument("--label", default=None, help="label column (default: the model's)")
     judge.add_argument("--threshold", type=float, default=0.5, help="prediction = proba >= threshold")
-    judge.add_argument("--split", choices=("all", "train", "validation"), default="all",
-                       help="rows to evaluate: all (default), or one part of the train/validation "
-                            "split the model was trained with (read from MODEL_DIR/job.json)")
-    judge.add_argument("--out", default=None, metavar="FILE",
-                       help="where to write the metrics (default MODEL_DIR/metrics.json)")
+    judge.add_argument(
+        "--split",
+        choices=("all", "train", "validation"),
+        default="all",
+        help="rows to evaluate: all (default), or one part of the train/validation "
+        "split the model was trained with (read from MODEL_DIR/job.json)",
+    )
+    judge.add_argument(
+        "--out", default=None, metavar="FILE", help="where to write the metrics (default MODEL_DIR/metrics.json)"
+    )
     _add_where(judge)
     _add_tls(judge)
     judge.set_defaults(handler=_evaluate)
@@ -192,14 +207,13 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("out", metavar="OUTPUT_DIR", help="a training output directory")
     report.set_defaults(handler=_report)
 
-    demo = commands.add_parser(
-        "demo", help="generate data, train on a local cluster and in-process, compare"
-    )
+    demo = commands.add_parser("demo", help="generate data, train on a local cluster and in-process, compare")
     demo.add_argument("--rows", type=int, default=100_000)
     demo.add_argument("--features", type=int, default=8)
     demo.add_argument("--workers", type=int, default=2)
-    demo.add_argument("--out", metavar="DIR", default=None,
-                      help="keep data and models here (default: a temporary directory)")
+    demo.add_argument(
+        "--out", metavar="DIR", default=None, help="keep data and models here (default: a temporary directory)"
+    )
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -232,8 +246,9 @@ def _make_data(args) -> int:
 def _add_where(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="run on a running Dask scheduler")
-    where.add_argument("--workers", type=int, default=None,
-                       help="run on an embedded local cluster of N worker processes")
+    where.add_argument(
+        "--workers", type=int, default=None, help="run on an embedded local cluster of N worker processes"
+    )
     where.add_argument("--in-process", action="store_true", help="no Dask (the default)")
 
 
@@ -250,8 +265,15 @@ def _predict(args) -> int:
     from .predict import predict
 
     with _client_for(args) as client:
-        done = predict(args.model, args.data, args.out, columns=args.columns,
-                       threshold=args.threshold, client=client, overwrite=args.overwrite)
+        done = predict(
+            args.model,
+            args.data,
+            args.out,
+            columns=args.columns,
+            threshold=args.threshold,
+            client=client,
+            overwrite=args.overwrite,
+        )
     print(f"scored {done['rows']} rows into {done['files']} file(s) in {done['out']}")
     return 0
 
@@ -265,12 +287,15 @@ def _evaluate(args) -> int:
     out = Path(args.out) if args.out else Path(args.model) / METRICS_FILE
     check_output_root(str(out), output_roots(), "metrics file")
     with _client_for(args) as client:
-        metrics = evaluate(args.model, args.data, label=args.label, threshold=args.threshold,
-                           client=client, split=split)
+        metrics = evaluate(
+            args.model, args.data, label=args.label, threshold=args.threshold, client=client, split=split
+        )
     write_metrics(out, metrics)
     if split is not None:
-        print(f"rows       {split.part} part of the split (validation fraction {split.fraction:g}, "
-              f"by {'key ' + repr(split.key) if split.key else 'row position'})")
+        print(
+            f"rows       {split.part} part of the split (validation fraction {split.fraction:g}, "
+            f"by {'key ' + repr(split.key) if split.key else 'row position'})"
+        )
     for key in ("n_samples", "log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"):
         print(f"{key:<10} {metrics[key]}")
     matrix = metrics["confusion_matrix"]
@@ -278,8 +303,10 @@ def _evaluate(args) -> int:
     print("calibration (bin, rows, mean proba, observed rate):")
     for row in metrics["calibration"]:
         if row["count"]:
-            print(f"  [{row['bin'][0]:.1f}, {row['bin'][1]:.1f})  {row['count']:>8}  "
-                  f"{row['mean_proba']:.4f}  {row['observed_rate']:.4f}")
+            print(
+                f"  [{row['bin'][0]:.1f}, {row['bin'][1]:.1f})  {row['count']:>8}  "
+                f"{row['mean_proba']:.4f}  {row['observed_rate']:.4f}"
+            )
     print(f"metrics written to {out}")
     return 0
 
@@ -375,15 +402,20 @@ def _resume(args) -> int:
 def _attached(config: TrainConfig, job_id: str | None = None, quiet: bool = False) -> Model | None:
     """Run the job here, print progress; None if it was cancelled."""
     where = (
-        "in-process" if config.cluster is None
+        "in-process"
+        if config.cluster is None
         else config.cluster.scheduler or f"local cluster, {config.cluster.n_workers} worker processes"
     )
     print(f"training on {config.data} ({where})")
     started = time.perf_counter()
     try:
-        model = run_job(config, job_id, progress=None if quiet else _print_iteration,
-                        notify=None if quiet else print,
-                        on_warning=lambda line: print(line, file=sys.stderr))
+        model = run_job(
+            config,
+            job_id,
+            progress=None if quiet else _print_iteration,
+            notify=None if quiet else print,
+            on_warning=lambda line: print(line, file=sys.stderr),
+        )
     except JobCancelled as exc:
         print(f"cancelled: {exc}", file=sys.stderr)
         return None
@@ -416,10 +448,12 @@ def _status_line(job: dict) -> str:
     def number(value, fmt):
         return "-" if value is None else format(value, fmt)
 
-    return (f"{job.get('job_id')}  {job.get('name') or '-'}  {job.get('status')}  "
-            f"iteration {number(job.get('iteration'), 'd')}  loss {number(job.get('loss'), '.12g')}  "
-            f"passes {number(job.get('n_passes'), 'd')}  elapsed {number(job.get('elapsed_s'), '.1f')} s  "
-            f"out {job.get('out')}" + (f"  digest {job['digest']}" if job.get("digest") else ""))
+    return (
+        f"{job.get('job_id')}  {job.get('name') or '-'}  {job.get('status')}  "
+        f"iteration {number(job.get('iteration'), 'd')}  loss {number(job.get('loss'), '.12g')}  "
+        f"passes {number(job.get('n_passes'), 'd')}  elapsed {number(job.get('elapsed_s'), '.1f')} s  "
+        f"out {job.get('out')}" + (f"  digest {job['digest']}" if job.get("digest") else "")
+    )
 
 
 def _list(args) -> int:
@@ -467,9 +501,10 @@ def _cancel(args) -> int:
         if document.get("status") in TERMINAL:
             break
         time.sleep(FOLLOW_POLL_S)
-    print(f"job {document.get('job_id')}: {document.get('status')}"
-          + ("" if document.get("status") in TERMINAL else
-             f" (cancel requested; not stopped within {args.wait:g} s)"))
+    print(
+        f"job {document.get('job_id')}: {document.get('status')}"
+        + ("" if document.get("status") in TERMINAL else f" (cancel requested; not stopped within {args.wait:g} s)")
+    )
     return 0 if document.get("status") in TERMINAL else EXIT_ERROR
 
 
@@ -488,16 +523,30 @@ def _demo(args) -> int:
         one, many = root / "data-1-file", root / "data-7-files"
         make_data(str(one), args.rows, args.features, files=1, row_group_size=args.rows, seed=7)
         make_data(str(many), args.rows, args.features, files=7, row_group_size=4999, seed=7)
-        print(f"generated {args.rows} rows x {args.features} features twice: "
-              f"1 file / 1 row group, and 7 files / row groups of 4999 rows")
-        distributed = _attached(TrainConfig(
-            data=str(many), label="y", out=str(root / "model-cluster"), overwrite=True,
-            cluster=ClusterSpec(n_workers=args.workers),
-        ), quiet=True)
-        local = _attached(TrainConfig(
-            data=str(one), label="y", out=str(root / "model-in-process"), overwrite=True,
-            cluster=None,
-        ), quiet=True)
+        print(
+            f"generated {args.rows} rows x {args.features} features twice: "
+            f"1 file / 1 row group, and 7 files / row groups of 4999 rows"
+        )
+        distributed = _attached(
+            TrainConfig(
+                data=str(many),
+                label="y",
+                out=str(root / "model-cluster"),
+                overwrite=True,
+                cluster=ClusterSpec(n_workers=args.workers),
+            ),
+            quiet=True,
+        )
+        local = _attached(
+            TrainConfig(
+                data=str(one),
+                label="y",
+                out=str(root / "model-in-process"),
+                overwrite=True,
+                cluster=None,
+            ),
+            quiet=True,
+        )
     print(f"coef      {distributed.coef}")
     print(f"intercept {distributed.intercept!r}")
     same = (
@@ -506,8 +555,10 @@ def _demo(args) -> int:
         and distributed.gradient == local.gradient
     )
     if same:
-        print(f"IDENTICAL: {args.workers}-worker cluster on 7 files == in-process on 1 file "
-              f"(digest, {len(local.loss_history)} losses, final gradient bit for bit)")
+        print(
+            f"IDENTICAL: {args.workers}-worker cluster on 7 files == in-process on 1 file "
+            f"(digest, {len(local.loss_history)} losses, final gradient bit for bit)"
+        )
         return 0
     print("MISMATCH: the cluster and in-process runs differ", file=sys.stderr)
     return EXIT_MISMATCH

@@ -12,8 +12,15 @@ from .objective import Penalty
 from .reduce import ClusterSpec
 from .solvers import SolverOptions
 
-__all__ = ["CACHE_MODES", "OUTPUT_ROOT_ENV", "SOLVERS", "TrainConfig", "check_job_name", "check_output_root",
-           "output_roots"]
+__all__ = [
+    "CACHE_MODES",
+    "OUTPUT_ROOT_ENV",
+    "SOLVERS",
+    "TrainConfig",
+    "check_job_name",
+    "check_output_root",
+    "output_roots",
+]
 
 SOLVERS = ("auto", "lbfgs", "newton", "gd")
 CACHE_MODES = ("auto", "memory", "disk", "none")
@@ -118,8 +125,10 @@ def check_job_name(name: str) -> None:
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH:
         raise ConfigError(f"a job name is 1 to {MAX_NAME_LENGTH} characters; found {name!r}")
     if name in (".", "..") or "/" in name or "\\" in name or any(ord(c) < 32 for c in name):
-        raise ConfigError(f"a job name cannot contain '/', '\\' or control characters, nor be "
-                          f"'.' or '..' (it may name a directory under the output root); found {name!r}")
+        raise ConfigError(
+            f"a job name cannot contain '/', '\\' or control characters, nor be "
+            f"'.' or '..' (it may name a directory under the output root); found {name!r}"
+        )
 
 
 def output_roots(config: TrainConfig | None = None) -> list[str]:
@@ -135,6 +144,9 @@ def check_output_root(path: str, roots: list[str], what: str = "output directory
     resolved = Path(path).resolve()
     for root in roots:
         if not resolved.is_relative_to(Path(root).resolve()):
-            raise OutputError(f"{what} {path} is outside the output root {root} (resolved: "
-                              f"{resolved}); write under {root}, or change output.root / "
-                              f"${OUTPUT_ROOT_ENV}", path=str(path))
+            raise OutputError(
+                f"{what} {path} is outside the output root {root} (resolved: "
+                f"{resolved}); write under {root}, or change output.root / "
+                f"${OUTPUT_ROOT_ENV}",
+                path=str(path),
+            )

@@ -39,8 +39,7 @@ from .errors import (
     WeightValueError,
 )
 
-__all__ = ["Chunk", "ChunkReader", "ChunkSpec", "Dataset", "Split", "key_bits", "open_dataset", "placed_on",
-           "spread"]
+__all__ = ["Chunk", "ChunkReader", "ChunkSpec", "Dataset", "Split", "key_bits", "open_dataset", "placed_on", "spread"]
 
 #: Path components starting with these are not data (``_SUCCESS``, ``.crc``).
 IGNORED_PREFIXES = (".", "_")
@@ -123,10 +122,12 @@ class ChunkReader:
 
     @property
     def columns(self) -> list[str]:
-        extra = [self.split.key] if self.split and self.split.key and \
-            self.split.key not in (*self.features, self.label, self.weight) else []
-        return ([*self.features] + ([self.label] if self.label else [])
-                + ([self.weight] if self.weight else []) + extra)
+        extra = (
+            [self.split.key]
+            if self.split and self.split.key and self.split.key not in (*self.features, self.label, self.weight)
+            else []
+        )
+        return [*self.features] + ([self.label] if self.label else []) + ([self.weight] if self.weight else []) + extra
 
     def __call__(self, chunk: ChunkSpec) -> Chunk:
         """The whole row group, decoded and checked."""
@@ -147,7 +148,8 @@ class ChunkReader:
         if columns:
             try:
                 table = pq.ParquetFile(chunk.path, filesystem=self.filesystem).read_row_group(
-                    chunk.row_group, columns=list(dict.fromkeys(columns)))
+                    chunk.row_group, columns=list(dict.fromkeys(columns))
+                )
             except (pa.ArrowException, OSError) as exc:
                 raise _unreadable(chunk, exc) from None
         weights = np.ones(chunk.n_rows)
@@ -170,7 +172,9 @@ class ChunkReader:
             # reader's memory stays near one batch
             parquet = pq.ParquetFile(chunk.path, filesystem=self.filesystem, pre_buffer=False)
             batches = parquet.iter_batches(
-                batch_size=batch_rows, row_groups=[chunk.row_group], columns=self.columns,
+                batch_size=batch_rows,
+                row_groups=[chunk.row_group],
+                columns=self.columns,
                 use_threads=False,
             )
             for batch in batches:
@@ -194,18 +198,45 @@ class ChunkReader:
             column_sums = X.sum(axis=0)
         for j in np.flatnonzero(~np.isfinite(column_sums)):
             name = self.features[j]
-            _check(X[:, j], np.isfinite(X[:, j]), NonFiniteValueError, f"column {name!r}",
-                   "non-finite", "finite numbers", chunk, first_row, name)
+            _check(
+                X[:, j],
+                np.isfinite(X[:, j]),
+                NonFiniteValueError,
+                f"column {name!r}",
+                "non-finite",
+                "finite numbers",
+                chunk,
+                first_row,
+                name,
+            )
         y = None
         if self.label:
             y = _column_values(table, self.label, chunk, first_row)
-            _check(y, (y == 0.0) | (y == 1.0), LabelValueError, f"label column {self.label!r}",
-                   "outside {0, 1}", "0 or 1", chunk, first_row, self.label)
+            _check(
+                y,
+                (y == 0.0) | (y == 1.0),
+                LabelValueError,
+                f"label column {self.label!r}",
+                "outside {0, 1}",
+                "0 or 1",
+                chunk,
+                first_row,
+                self.label,
+            )
         weights = None
         if self.weight:
             weights = _column_values(table, self.weight, chunk, first_row)
-            _check(weights, weights >= 0, WeightValueError, f"weight column {self.weight!r}",
-                   "negative", "weights >= 0", chunk, first_row, self.weight)
+            _check(
+                weights,
+                weights >= 0,
+                WeightValueError,
+                f"weight column {self.weight!r}",
+                "negative",
+                "weights >= 0",
+                chunk,
+                first_row,
+                self.weight,
+            )
         if self.split is not None:
             keys = None
             if self.split.key:
@@ -217,9 +248,7 @@ class ChunkReader:
 
 
 def _unreadable(chunk: ChunkSpec, exc: Exception) -> UnreadableFileError:
-    return UnreadableFileError(
-        f"cannot read {chunk.where()}: {exc}", path=chunk.path, row_group=chunk.row_group
-    )
+    return UnreadableFileError(f"cannot read {chunk.where()}: {exc}", path=chunk.path, row_group=chunk.row_group)
 
 
 def _row_count_mismatch(chunk: ChunkSpec, found: int) -> UnreadableFileError:
@@ -230,19 +259,26 @@ def _row_count_mismatch(chunk: ChunkSpec, found: int) -> UnreadableFileError:
     )
 
 
-def _column_values(table, name: str, chunk: ChunkSpec, first_row: int,
-                   check_finite: bool = True) -> np.ndarray:
+def _column_values(table, name: str, chunk: ChunkSpec, first_row: int, check_finite: bool = True) -> np.ndarray:
     """Column ``name`` of a table or record batch as float64, checked for nulls
     (and, with ``check_finite``, NaN/inf)."""
     column = table.column(name)
     if column.null_count:
         valid = _float64_values(pc.is_valid(column)) != 0.0
-        _check(None, valid, MissingValueError, f"column {name!r}", "null", "no nulls",
-               chunk, first_row, name)
+        _check(None, valid, MissingValueError, f"column {name!r}", "null", "no nulls", chunk, first_row, name)
     values = _float64_values(column)
     if check_finite:
-        _check(values, np.isfinite(values), NonFiniteValueError, f"column {name!r}",
-               "non-finite", "finite numbers", chunk, first_row, name)
+        _check(
+            values,
+            np.isfinite(values),
+            NonFiniteValueError,
+            f"column {name!r}",
+            "non-finite",
+            "finite numbers",
+            chunk,
+            first_row,
+            name,
+        )
     return values
 
 
@@ -257,33 +293,51 @@ def key_bits(column, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
     binary value's bytes.  Nulls and other types are refused by name."""
     if column.null_count:
         valid = _float64_values(pc.is_valid(column)) != 0.0
-        _check(None, valid, MissingValueError, f"validation key column {name!r}", "null", "no nulls",
-               chunk, first_row, name)
+        _check(
+            None,
+            valid,
+            MissingValueError,
+            f"validation key column {name!r}",
+            "null",
+            "no nulls",
+            chunk,
+            first_row,
+            name,
+        )
     kind = column.type
     if pa.types.is_floating(kind):
         return _float64_values(column).view(np.uint64)
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_temporal(kind):
         values = pc.cast(column.cast(pa.int64()) if pa.types.is_temporal(kind) else column, pa.int64())
         parts = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-        views = [np.frombuffer(part.buffers()[1], dtype=np.int64, count=len(part), offset=part.offset * 8)
-                 for part in parts if len(part)]
+        views = [
+            np.frombuffer(part.buffers()[1], dtype=np.int64, count=len(part), offset=part.offset * 8)
+            for part in parts
+            if len(part)
+        ]
         return (np.concatenate(views) if views else np.empty(0, np.int64)).view(np.uint64)
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
-            or pa.types.is_large_binary(kind):
+    if (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    ):
         values = pc.cast(column, pa.large_binary())
         parts = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
         return np.concatenate([_fnv1a(part) for part in parts]) if parts else np.empty(0, np.uint64)
     raise ColumnTypeError(
         f"validation key column {name!r} in {chunk.where()} has type {kind}; expected an integer, "
-        "floating, boolean, date/time, string or binary column", path=chunk.path, column=name)
+        "floating, boolean, date/time, string or binary column",
+        path=chunk.path,
+        column=name,
+    )
 
 
 def _fnv1a(part) -> np.ndarray:
     """FNV-1a of each value of a large_binary Arrow array, vectorized over
     rows (one step per byte position of the longest value)."""
     offsets = np.frombuffer(part.buffers()[1], dtype=np.int64, count=len(part) + 1, offset=part.offset * 8)
-    data = np.frombuffer(part.buffers()[2], dtype=np.uint8) if part.buffers()[2] is not None else \
-        np.empty(0, np.uint8)
+    data = np.frombuffer(part.buffers()[2], dtype=np.uint8) if part.buffers()[2] is not None else np.empty(0, np.uint8)
     starts, lengths = offsets[:-1], np.diff(offsets)
     hashes = np.full(len(part), _FNV_OFFSET, dtype=np.uint64)
     with np.errstate(over="ignore"):
@@ -301,15 +355,27 @@ def _float64_values(column) -> np.ndarray:
     second in every process that decodes a chunk).  Read-only when zero-copy."""
     column = pc.cast(column, pa.float64(), safe=False)
     parts = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    views = [np.frombuffer(part.buffers()[1], dtype=np.float64, count=len(part),
-                           offset=part.offset * _FLOAT64_BYTES) for part in parts if len(part)]
+    views = [
+        np.frombuffer(part.buffers()[1], dtype=np.float64, count=len(part), offset=part.offset * _FLOAT64_BYTES)
+        for part in parts
+        if len(part)
+    ]
     if len(views) == 1:
         return views[0]
     return np.concatenate(views) if views else np.empty(0, dtype=np.float64)
 
 
-def _check(values, ok: np.ndarray, error, subject: str, problem: str, expected: str,
-           chunk: ChunkSpec, first_row: int, column: str) -> None:
+def _check(
+    values,
+    ok: np.ndarray,
+    error,
+    subject: str,
+    problem: str,
+    expected: str,
+    chunk: ChunkSpec,
+    first_row: int,
+    column: str,
+) -> None:
     """Raise ``error`` naming the file, column, row group and first bad row."""
     if ok.all():
         return
@@ -349,8 +415,15 @@ class Dataset:
     @property
     def fingerprint(self) -> str:
         """sha256 of what the data is: files, sizes, row groups, columns (and split)."""
-        identity = (self.url, self.label, self.features, self.weight, self.files,
-                    self.file_sizes, [(c.path, c.row_group, c.n_rows) for c in self.chunks])
+        identity = (
+            self.url,
+            self.label,
+            self.features,
+            self.weight,
+            self.files,
+            self.file_sizes,
+            [(c.path, c.row_group, c.n_rows) for c in self.chunks],
+        )
         if self.split is not None:
             identity = (*identity, self.split)
         return hashlib.sha256(repr(identity).encode()).hexdigest()
@@ -481,9 +554,7 @@ def open_dataset(
                 chunks.append(ChunkSpec(path, index, n_rows, offset))
                 offset += n_rows
     if not chunks:
-        raise EmptyDatasetError(
-            f"dataset {url!r} has no rows ({len(files)} file(s), all empty)", path=url
-        )
+        raise EmptyDatasetError(f"dataset {url!r} has no rows ({len(files)} file(s), all empty)", path=url)
     return Dataset(
         url=url,
         filesystem=filesystem,
@@ -494,8 +565,11 @@ def open_dataset(
         chunks=tuple(chunks),
         weight=weight,
         file_sizes=tuple(_file_size(filesystem, path) for path in files),
-        label_range=(None if not label_ranges or None in label_ranges else
-                     (min(low for low, _ in label_ranges), max(high for _, high in label_ranges))),
+        label_range=(
+            None
+            if not label_ranges or None in label_ranges
+            else (min(low for low, _ in label_ranges), max(high for _, high in label_ranges))
+        ),
     )
 
 
@@ -552,13 +626,9 @@ def _list_files(filesystem, root: str, url: str) -> tuple[list[str], str]:
         return [root], posixpath.dirname(root)
     else:
         raise DatasetNotFoundError(f"no file or directory at {url!r}", path=url)
-    files = sorted(
-        path for path in set(files) if not _is_ignored(posixpath.relpath(path, base or "/"))
-    )
+    files = sorted(path for path in set(files) if not _is_ignored(posixpath.relpath(path, base or "/")))
     if not files:
-        raise DatasetNotFoundError(
-            f"{url!r} contains no data files (hidden '.'/'_' files are ignored)", path=url
-        )
+        raise DatasetNotFoundError(f"{url!r} contains no data files (hidden '.'/'_' files are ignored)", path=url)
     return files, base
 
 
@@ -589,9 +659,7 @@ def _read_metadata(filesystem, path: str) -> pq.FileMetaData:
     try:
         return pq.read_metadata(path, filesystem=filesystem)
     except (pa.ArrowException, OSError) as exc:
-        raise UnreadableFileError(
-            f"{path} is not a readable Parquet file: {exc}", path=path
-        ) from None
+        raise UnreadableFileError(f"{path} is not a readable Parquet file: {exc}", path=path) from None
 
 
 def _is_usable_type(dtype: pa.DataType) -> bool:
@@ -599,11 +667,7 @@ def _is_usable_type(dtype: pa.DataType) -> bool:
 
 
 def _default_features(schema: pa.Schema, excluded: tuple[str | None, ...]) -> tuple[str, ...]:
-    return tuple(
-        field.name
-        for field in schema
-        if field.name not in excluded and _is_usable_type(field.type)
-    )
+    return tuple(field.name for field in schema if field.name not in excluded and _is_usable_type(field.type))
 
 
 def _check_schema(
@@ -622,8 +686,7 @@ def _check_schema(
         if index < 0:
             hint = " (it is a hive partition key, not a column in the files)" if name in partition_keys else ""
             raise ColumnNotFoundError(
-                f"{role} column {name!r} not found in {path}{hint}; "
-                f"found columns {schema.names}",
+                f"{role} column {name!r} not found in {path}{hint}; found columns {schema.names}",
                 path=path,
                 column=name,
             )

@@ -43,9 +43,19 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     ``max_iter``, ``tol``, ``ftol``, ``history_size``.
     """
 
-    def __init__(self, *, solver: str = "auto", l2: float = 0.0, l1: float = 0.0,
-                 standardize: bool = True, class_weight=None, max_iter: int = 1000,
-                 tol: float = 1e-7, ftol: float = 1e-12, history_size: int = 10) -> None:
+    def __init__(
+        self,
+        *,
+        solver: str = "auto",
+        l2: float = 0.0,
+        l1: float = 0.0,
+        standardize: bool = True,
+        class_weight=None,
+        max_iter: int = 1000,
+        tol: float = 1e-7,
+        ftol: float = 1e-12,
+        history_size: int = 10,
+    ) -> None:
         self.solver = solver
         self.l2 = l2
         self.l1 = l1
@@ -121,13 +131,15 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         X, y = inputs["X"], inputs["y"]
         numeric = {name: array for name, array in inputs.items() if array.dtype.kind in "fc"}
         classes, flags = dask.compute(
-            da.unique(y), [(da.isnan(array).any(), da.isinf(array).any()) for array in numeric.values()])
+            da.unique(y), [(da.isnan(array).any(), da.isinf(array).any()) for array in numeric.values()]
+        )
         for (name, array), (nan, inf) in zip(numeric.items(), flags):
             if nan or inf:
                 found = " and ".join(word for word, present in (("NaN", nan), ("infinity", inf)) if present)
                 raise NonFiniteInputError(
                     f"Input {name} contains {found}; expected finite values (checked over the whole "
-                    f"dask array of shape {array.shape} before training, as scikit-learn checks numpy input)")
+                    f"dask array of shape {array.shape} before training, as scikit-learn checks numpy input)"
+                )
         check_classification_targets(classes)
         target = type_of_target(classes, input_name="y")
         if target != "binary":
@@ -146,7 +158,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if len(classes) != 2:
             raise ValueError(
                 f"LogisticRegression needs samples of 2 classes; found {len(classes)} class"
-                f"{'es' if len(classes) != 1 else ''}: {list(classes)[:10]}")
+                f"{'es' if len(classes) != 1 else ''}: {list(classes)[:10]}"
+            )
         self.classes_ = classes
 
     def _class_weight(self):
@@ -168,11 +181,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             raise ValueError(f"max_iter must be an integer >= 0; got {self.max_iter!r}")
         try:
             result = fit(
-                evaluator, solver=self.solver,
-                options=SolverOptions(max_iter=self.max_iter, tol=self.tol, ftol=self.ftol,
-                                      history_size=self.history_size),
+                evaluator,
+                solver=self.solver,
+                options=SolverOptions(
+                    max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
+                ),
                 penalty=Penalty(l2=float(self.l2), l1=float(self.l1)),
-                standardize=self.standardize, class_weight=self._class_weight(),
+                standardize=self.standardize,
+                class_weight=self._class_weight(),
             )
         except PipelineError as exc:  # scikit-learn callers expect ValueError
             raise ValueError(str(exc)) from exc
@@ -199,8 +215,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             X = _dask_array(X, "X")
             _check_n_features(self, X, reset=False)
             coef = np.append(self.coef_.ravel(), self.intercept_[0])
-            return X.astype(np.float64).rechunk({1: -1}).map_blocks(margins, coef, drop_axis=1,
-                                                                     dtype=np.float64)
+            return X.astype(np.float64).rechunk({1: -1}).map_blocks(margins, coef, drop_axis=1, dtype=np.float64)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return margins(X, np.append(self.coef_.ravel(), self.intercept_[0]))
 
@@ -209,8 +224,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         with np.errstate(over="ignore"):
             positive = 1.0 / (1.0 + np.exp(-margin))
         if _is_dask(positive):  # (block by block: row chunk sizes may be unknown)
-            return positive.map_blocks(_both_classes, new_axis=1, chunks=(positive.chunks[0], (2,)),
-                                       dtype=np.float64)
+            return positive.map_blocks(_both_classes, new_axis=1, chunks=(positive.chunks[0], (2,)), dtype=np.float64)
         return _both_classes(positive)
 
     def predict_log_proba(self, X) -> np.ndarray:
@@ -224,22 +238,30 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ Parquet and model files
 
-    def fit_parquet(self, path: str, *, label: str, features=None, weight: str | None = None,
-                    cluster=None):
+    def fit_parquet(self, path: str, *, label: str, features=None, weight: str | None = None, cluster=None):
         """Train on a Parquet dataset (labels 0/1) like ``pipeline train``;
         ``cluster``: a :class:`pipeline.ClusterSpec`, default in-process."""
         from .config import TrainConfig
         from .train import train
 
-        model = train(TrainConfig(
-            data=str(path), label=label, features=features, weight=weight,
-            class_weight=self.class_weight if not isinstance(self.class_weight, dict) else
-            (float(self.class_weight[0]), float(self.class_weight[1])),
-            solver=self.solver, options=SolverOptions(max_iter=self.max_iter, tol=self.tol,
-                                                      ftol=self.ftol, history_size=self.history_size),
-            penalty=Penalty(l2=float(self.l2), l1=float(self.l1)), standardize=self.standardize,
-            cluster=cluster,
-        ))
+        model = train(
+            TrainConfig(
+                data=str(path),
+                label=label,
+                features=features,
+                weight=weight,
+                class_weight=self.class_weight
+                if not isinstance(self.class_weight, dict)
+                else (float(self.class_weight[0]), float(self.class_weight[1])),
+                solver=self.solver,
+                options=SolverOptions(
+                    max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
+                ),
+                penalty=Penalty(l2=float(self.l2), l1=float(self.l1)),
+                standardize=self.standardize,
+                cluster=cluster,
+            )
+        )
         return self._set_from_model(model)
 
     @classmethod
@@ -248,9 +270,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         from .model import Model
 
         model = Model.load(directory)
-        estimator = cls(solver=model.solver, l2=model.l2, l1=model.l1, standardize=model.standardize,
-                        class_weight=None if model.class_weight is None else
-                        {0: model.class_weight[0], 1: model.class_weight[1]})
+        estimator = cls(
+            solver=model.solver,
+            l2=model.l2,
+            l1=model.l1,
+            standardize=model.standardize,
+            class_weight=None if model.class_weight is None else {0: model.class_weight[0], 1: model.class_weight[1]},
+        )
         return estimator._set_from_model(model)
 
     def _set_from_model(self, model):
@@ -281,8 +307,9 @@ def _dask_array(value, name: str):
     if hasattr(value, "to_dask_array"):  # a dask DataFrame or Series
         return value.to_dask_array()
     if not isinstance(value, da.Array):
-        raise TypeError(f"{name} must be a dask array, DataFrame or Series, or an array in memory; "
-                        f"got {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be a dask array, DataFrame or Series, or an array in memory; got {type(value).__name__}"
+        )
     return value
 
 
@@ -300,8 +327,10 @@ def _dask_rows(value, rows: tuple[int, ...], name: str):
     if value.ndim != 1:
         raise ValueError(f"Expected a 1-dimensional {name}; got shape {value.shape}")
     if value.shape[0] != sum(rows):
-        raise ValueError(f"Found input variables with inconsistent numbers of samples: "
-                         f"[{sum(rows)}, {value.shape[0]}] (rows of X and of {name})")
+        raise ValueError(
+            f"Found input variables with inconsistent numbers of samples: "
+            f"[{sum(rows)}, {value.shape[0]}] (rows of X and of {name})"
+        )
     if not isinstance(value, da.Array):
         return da.from_array(value, chunks=(rows,))
     return value if value.chunks[0] == rows else value.rechunk((rows,))

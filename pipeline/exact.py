@@ -128,10 +128,7 @@ class ExactSums:
 
     def exact_values(self) -> list[Fraction | None]:
         """The sums as exact rationals (None where NaN/inf were seen)."""
-        return [
-            None if self.flags[j] else _exact_total(self.bins[:, j], int(self.top[j]))
-            for j in range(self.n_cols)
-        ]
+        return [None if self.flags[j] else _exact_total(self.bins[:, j], int(self.top[j])) for j in range(self.n_cols)]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ExactSums):

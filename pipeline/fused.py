@@ -178,8 +178,10 @@ if _HAVE_NUMBA:
             fnty = _ir.FunctionType(_ir.VoidType(), [byte_ptr, i32, i32, i32])
             fn = _cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
             # read, locality 2 (prefetcht1), data cache
-            builder.call(fn, [builder.inttoptr(args[0], byte_ptr), _ir.Constant(i32, 0),
-                              _ir.Constant(i32, 2), _ir.Constant(i32, 1)])
+            builder.call(
+                fn,
+                [builder.inttoptr(args[0], byte_ptr), _ir.Constant(i32, 0), _ir.Constant(i32, 2), _ir.Constant(i32, 1)],
+            )
             return context.get_dummy_value()
 
         return types.none(types.int64), codegen
@@ -325,8 +327,7 @@ if _HAVE_NUMBA:
                 s2 += _ubits(y2 + _MAGIC)
                 count += _U1
         bias = count * _UMAGIC_BITS
-        _add_digits(c, t_block, np.int64(s0 - bias), np.int64(s1 - bias),
-                    np.int64(s2 - bias), top, acc)
+        _add_digits(c, t_block, np.int64(s0 - bias), np.int64(s1 - bias), np.int64(s2 - bias), top, acc)
 
     @njit(cache=_CACHE, nogil=True)
     def _margins(Xf, r0, n, coef, stack, marg):
@@ -401,8 +402,7 @@ if _HAVE_NUMBA:
             marg[i] = first[i] + b
 
     @njit(cache=_CACHE, nogil=True)
-    def _block(Xf, r0, n, g0, y, coef, s, has_s, stack, marg, res, los, tmp, ones,
-               top, acc, flags, prefetch):
+    def _block(Xf, r0, n, g0, y, coef, s, has_s, stack, marg, res, los, tmp, ones, top, acc, flags, prefetch):
         """One block: rows ``r0:r0+n`` of the F-ordered ``Xf`` (global rows from ``g0``).
 
         ``prefetch``: rows of the next block (from ``r0 + n``) to request into
@@ -465,8 +465,7 @@ if _HAVE_NUMBA:
             depth += 1
         stack = np.empty((depth + 1, min(block, _MARGIN_ROWS)))
         ones = np.ones(block)
-        return (stack, np.empty(block), np.empty(block), np.empty(block),
-                np.empty(block), ones)
+        return (stack, np.empty(block), np.empty(block), np.empty(block), np.empty(block), ones)
 
     @njit(cache=_CACHE, nogil=True)
     def _deposit_products(a, b, n, t_block, c, top, acc):
@@ -487,12 +486,10 @@ if _HAVE_NUMBA:
             y2 = (y1 - (q - _MAGIC)) * _SPLIT
             s2 += _ubits(y2 + _MAGIC)
         bias = np.uint64(n) * _UMAGIC_BITS
-        _add_digits(c, t_block, np.int64(s0 - bias), np.int64(s1 - bias),
-                    np.int64(s2 - bias), top, acc)
+        _add_digits(c, t_block, np.int64(s0 - bias), np.int64(s1 - bias), np.int64(s2 - bias), top, acc)
 
     @njit(cache=_CACHE, nogil=True)
-    def _hessian_block(Xf, r0, n, g0, marg, s, has_s, curv, cj, tmp, colmax, htop, hacc,
-                       hflags):
+    def _hessian_block(Xf, r0, n, g0, marg, s, has_s, curv, cj, tmp, colmax, htop, hacc, hflags):
         """The Hessian terms of one block (margins ``marg[:n]`` from :func:`_block`).
 
         ``curvature_i = proba_i * (1 - proba_i)`` (times ``s_i``), then for
@@ -569,11 +566,9 @@ if _HAVE_NUMBA:
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
             ahead = min(block, X.shape[0] - (start + n))
-            _block(X, start, n, start, y, coef, s, has_s, stack, marg, res, los, tmp,
-                   ones, top, acc, flags, ahead)
+            _block(X, start, n, start, y, coef, s, has_s, stack, marg, res, los, tmp, ones, top, acc, flags, ahead)
             if hess is not None:
-                _hessian_block(X, start, n, start, marg, s, has_s, curv, cj, tmp, colmax,
-                               hess[0], hess[1], hess[2])
+                _hessian_block(X, start, n, start, marg, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
 
     @njit(cache=_CACHE, nogil=True)
     def _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner):
@@ -606,8 +601,9 @@ if _HAVE_NUMBA:
                             Xs[i, j] = X[start + i, j]
 
     @njit(cache=_CACHE, nogil=True)
-    def _pass_copy(X, row0, row1, y, coef, s, has_s, center, scale, standardize,
-                   rows_inner, block, top, acc, flags, hess):
+    def _pass_copy(
+        X, row0, row1, y, coef, s, has_s, center, scale, standardize, rows_inner, block, top, acc, flags, hess
+    ):
         """Rows ``row0:row1`` of X in any layout, each block copied (standardized)
         into an F-ordered scratch.  ``hess`` as for :func:`_pass_direct`."""
         d = X.shape[1]
@@ -620,11 +616,9 @@ if _HAVE_NUMBA:
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
             _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner)
-            _block(Xs, 0, n, start, y, coef, s, has_s, stack, marg, res, los, tmp,
-                   ones, top, acc, flags, 0)
+            _block(Xs, 0, n, start, y, coef, s, has_s, stack, marg, res, los, tmp, ones, top, acc, flags, 0)
             if hess is not None:
-                _hessian_block(Xs, 0, n, start, marg, s, has_s, curv, cj, tmp, colmax,
-                               hess[0], hess[1], hess[2])
+                _hessian_block(Xs, 0, n, start, marg, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
 
     # --- the split pass: numpy's own exp/log between two compiled sweeps -----
 
@@ -634,12 +628,10 @@ if _HAVE_NUMBA:
         for b0 in range(0, n, block):
             m = min(block, n - b0)
             for m0 in range(0, m, _MARGIN_ROWS):
-                _margins(X, start + b0 + m0, min(_MARGIN_ROWS, m - m0), coef, stack,
-                         marg[b0 + m0 :])
+                _margins(X, start + b0 + m0, min(_MARGIN_ROWS, m - m0), coef, stack, marg[b0 + m0 :])
 
     @njit(cache=_CACHE, nogil=True)
-    def _split_copy_margins(X, start, n, coef, center, scale, standardize, rows_inner, Xs,
-                            stack, marg, block):
+    def _split_copy_margins(X, start, n, coef, center, scale, standardize, rows_inner, Xs, stack, marg, block):
         """:func:`_split_margins` of X in any layout: each block is first copied
         (standardized) into the F-ordered scratch ``Xs`` at the same offset,
         which :func:`_split_terms` then reads.  (A function of its own, so the
@@ -715,12 +707,9 @@ if _HAVE_NUMBA:
             y2 = (y1 - (q - _MAGIC)) * _SPLIT
             l2 += _ubits(y2 + _MAGIC)
         bias = np.uint64(n) * _UMAGIC_BITS
-        _add_digits(c, t_x, np.int64(x0 - bias), np.int64(x1 - bias), np.int64(x2 - bias),
-                    top, acc)
-        _add_digits(d + c, t_h, np.int64(h0 - bias), np.int64(h1 - bias),
-                    np.int64(h2 - bias), top, acc)
-        _add_digits(2 * d + c, t_l, np.int64(l0 - bias), np.int64(l1 - bias),
-                    np.int64(l2 - bias), top, acc)
+        _add_digits(c, t_x, np.int64(x0 - bias), np.int64(x1 - bias), np.int64(x2 - bias), top, acc)
+        _add_digits(d + c, t_h, np.int64(h0 - bias), np.int64(h1 - bias), np.int64(h2 - bias), top, acc)
+        _add_digits(2 * d + c, t_l, np.int64(l0 - bias), np.int64(l1 - bias), np.int64(l2 - bias), top, acc)
 
     @njit(cache=_CACHE, nogil=True)
     def _stats_block(Xf, r0, n, g0, y, s, has_s, lo, tmp, ones, top, acc, flags):
@@ -812,9 +801,36 @@ if _HAVE_NUMBA:
 
 def _probe_values() -> np.ndarray:
     rng = np.random.default_rng(20240611)
-    fixed = np.array([0.0, -0.0, 1e-300, -1e-300, 5e-324, 1e-17, -1e-17, 0.5, -0.5,
-                      1.0, -1.0, 36.7, -36.7, 37.5, -37.5, 709.78, -709.78, 745.2, -745.2,
-                      800.0, -800.0, 1e300, -1e300, np.inf, -np.inf, np.nan])
+    fixed = np.array(
+        [
+            0.0,
+            -0.0,
+            1e-300,
+            -1e-300,
+            5e-324,
+            1e-17,
+            -1e-17,
+            0.5,
+            -0.5,
+            1.0,
+            -1.0,
+            36.7,
+            -36.7,
+            37.5,
+            -37.5,
+            709.78,
+            -709.78,
+            745.2,
+            -745.2,
+            800.0,
+            -800.0,
+            1e300,
+            -1e300,
+            np.inf,
+            -np.inf,
+            np.nan,
+        ]
+    )
     scales = np.repeat([1e-8, 1e-3, 0.3, 3.0, 30.0, 300.0, 800.0], 3000)
     return np.concatenate([fixed, rng.standard_normal(scales.size) * scales])
 
@@ -940,8 +956,7 @@ def fused_partials(
 ) -> Partials:
     """Same as :func:`pipeline.kernel.chunk_partials` (Hessian included), compiled."""
     if not AVAILABLE:
-        raise RuntimeError(
-            "fused kernel unavailable (numba missing, or exp/log1p differ from numpy's)")
+        raise RuntimeError("fused kernel unavailable (numba missing, or exp/log1p differ from numpy's)")
     return _partials(X, y, coef, weights, spec)
 
 
@@ -967,12 +982,26 @@ def _one_sweep(job: _Job, spec: KernelSpec) -> Partials:
         top, acc, flags = _empty_state(job.n_features + 3)
         hess = _empty_state(triangle_size(job.n_features + 1)) if spec.hessian else None
         if job.direct:
-            _pass_direct(job.X, start, stop, job.y, job.coef, job.s, job.has_s, job.block,
-                         top, acc, flags, hess)
+            _pass_direct(job.X, start, stop, job.y, job.coef, job.s, job.has_s, job.block, top, acc, flags, hess)
         else:
-            _pass_copy(job.X, start, stop, job.y, job.coef, job.s, job.has_s, job.center,
-                       job.scale, job.standardize, job.rows_inner, job.block, top, acc, flags,
-                       hess)
+            _pass_copy(
+                job.X,
+                start,
+                stop,
+                job.y,
+                job.coef,
+                job.s,
+                job.has_s,
+                job.center,
+                job.scale,
+                job.standardize,
+                job.rows_inner,
+                job.block,
+                top,
+                acc,
+                flags,
+                hess,
+            )
         hessian = None if hess is None else _sums(*hess)
         total = total.merge(Partials(_sums(top, acc, flags), stop - start, hessian))
     return total
@@ -1073,20 +1102,37 @@ class _Job:
         Xs = np.empty((0, 0)).T if self.direct else np.empty((self.n_features, segment)).T
         return segment, stack, Xs
 
-    def margins(self, start: int, n: int, Xs: np.ndarray, stack: np.ndarray,
-                out: np.ndarray) -> None:
+    def margins(self, start: int, n: int, Xs: np.ndarray, stack: np.ndarray, out: np.ndarray) -> None:
         """Margins of rows ``start:start+n`` (at most a segment) into ``out[:n]``;
         unless X is read in place they are first copied (standardized) into ``Xs``."""
         if self.direct:
             _split_margins(self.X, start, n, self.coef, stack, out, self.block)
         else:
-            _split_copy_margins(self.X, start, n, self.coef, self.center, self.scale,
-                                self.standardize, self.rows_inner, Xs, stack, out, self.block)
+            _split_copy_margins(
+                self.X,
+                start,
+                n,
+                self.coef,
+                self.center,
+                self.scale,
+                self.standardize,
+                self.rows_inner,
+                Xs,
+                stack,
+                out,
+                self.block,
+            )
 
     def key(self, spec: KernelSpec) -> tuple:
         """What picks the compiled signatures a pass of this job uses."""
-        return (self.direct, self.has_s, self.standardize, spec.hessian,
-                self.X.flags.f_contiguous, self.X.flags.c_contiguous)
+        return (
+            self.direct,
+            self.has_s,
+            self.standardize,
+            spec.hessian,
+            self.X.flags.f_contiguous,
+            self.X.flags.c_contiguous,
+        )
 
     @classmethod
     def of(cls, X, y, coef, weights, spec: KernelSpec) -> _Job:
@@ -1107,19 +1153,30 @@ class _Job:
         if standardize and spec.scale is None:
             raise TypeError("spec.center is set but spec.scale is None")
         if standardize:
-            center = np.ascontiguousarray(
-                np.broadcast_to(np.asarray(spec.center, dtype=np.float64), (n_features,)))
-            scale = np.ascontiguousarray(
-                np.broadcast_to(np.asarray(spec.scale, dtype=np.float64), (n_features,)))
+            center = np.ascontiguousarray(np.broadcast_to(np.asarray(spec.center, dtype=np.float64), (n_features,)))
+            scale = np.ascontiguousarray(np.broadcast_to(np.asarray(spec.scale, dtype=np.float64), (n_features,)))
         else:
             center = scale = np.empty(0)
         # Read-only views: one compiled signature per layout, whatever the caller's
         # arrays (Arrow-backed chunks are read-only).
         X, y, coef, s, center, scale = map(
-            _readonly, (X, np.ascontiguousarray(y), np.ascontiguousarray(coef), s, center, scale))
-        return cls(X, y, coef, s, has_s, center, scale, standardize,
-                   X.flags.f_contiguous and not standardize, _rows_inner(X),
-                   _block_rows(n_features), n_rows, n_features)
+            _readonly, (X, np.ascontiguousarray(y), np.ascontiguousarray(coef), s, center, scale)
+        )
+        return cls(
+            X,
+            y,
+            coef,
+            s,
+            has_s,
+            center,
+            scale,
+            standardize,
+            X.flags.f_contiguous and not standardize,
+            _rows_inner(X),
+            _block_rows(n_features),
+            n_rows,
+            n_features,
+        )
 
 
 def _segment_rows(n_features: int, block: int) -> int:
@@ -1132,9 +1189,11 @@ def _segment_rows(n_features: int, block: int) -> int:
 
 def _empty_state(n_cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """int64 ``(top, bins, flags)`` of the empty state, for a compiled call to fill."""
-    return (np.full(n_cols, _MIN_TOP, dtype=np.int64),
-            np.zeros((N_BINS, n_cols), dtype=np.int64),
-            np.zeros(n_cols, dtype=np.uint8))
+    return (
+        np.full(n_cols, _MIN_TOP, dtype=np.int64),
+        np.zeros((N_BINS, n_cols), dtype=np.int64),
+        np.zeros(n_cols, dtype=np.uint8),
+    )
 
 
 def _sums(top: np.ndarray, acc: np.ndarray, flags: np.ndarray) -> ExactSums:
@@ -1144,8 +1203,7 @@ def _sums(top: np.ndarray, acc: np.ndarray, flags: np.ndarray) -> ExactSums:
 
 def _rows_inner(X: np.ndarray) -> bool:
     """Copy X column by column (else row-major: transposed in tiles)."""
-    return X.flags.f_contiguous or (
-        not X.flags.c_contiguous and abs(X.strides[0]) <= abs(X.strides[1]))
+    return X.flags.f_contiguous or (not X.flags.c_contiguous and abs(X.strides[0]) <= abs(X.strides[1]))
 
 
 def margins_fast(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
@@ -1228,8 +1286,9 @@ def fused_stats(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None)
     return total
 
 
-def warm_up(part: str, n_features: int, *, standardize: bool, weighted: bool,
-            class_weighted: bool, hessian: bool) -> None:
+def warm_up(
+    part: str, n_features: int, *, standardize: bool, weighted: bool, class_weighted: bool, hessian: bool
+) -> None:
     """Compile (or load from the cache) the kernels a fit will call, on a
     few rows of the same types: ``"statistics"`` the statistics pass,
     ``"passes"`` the loss pass (and the Hessian pass with ``hessian``).
@@ -1248,9 +1307,11 @@ def warm_up(part: str, n_features: int, *, standardize: bool, weighted: bool,
     if part == "statistics":
         chunk_stats_fast(X, y, weights)
         return
-    spec = KernelSpec(center=np.zeros(n_features) if standardize else None,
-                      scale=np.ones(n_features) if standardize else None,
-                      class_weight=(1.0, 1.0) if class_weighted else None)
+    spec = KernelSpec(
+        center=np.zeros(n_features) if standardize else None,
+        scale=np.ones(n_features) if standardize else None,
+        class_weight=(1.0, 1.0) if class_weighted else None,
+    )
     coef = np.zeros(n_features + 1)
     chunk_partials_fast(X, y, coef, weights, spec)
     if hessian:

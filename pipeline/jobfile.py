@@ -77,15 +77,19 @@ KEYS: dict[str, Key] = {
     "data.label": Key("str", "--label", "label column (values 0/1)"),
     "data.features": Key("names", "--features", "feature columns (default: every numeric column)"),
     "data.weight": Key("str", "--weight-col", "column of sample weights (>= 0)"),
-    "data.validation_fraction": Key("float", "--validation-fraction",
-                                    "share of rows held out for validation (0: none)"),
-    "data.validation_key": Key("str", "--validation-key",
-                               "column whose hash splits the rows (default: canonical row position)"),
-    "data.generate": Key("generate", None,
-                         "create a synthetic dataset at data.url first if it does not exist: "
-                         "{rows, features, files, row_group_size, seed}"),
-    "train.solver": Key("str", "--solver", "optimizer (auto: newton up to 64 features, else lbfgs)",
-                        SOLVERS),
+    "data.validation_fraction": Key(
+        "float", "--validation-fraction", "share of rows held out for validation (0: none)"
+    ),
+    "data.validation_key": Key(
+        "str", "--validation-key", "column whose hash splits the rows (default: canonical row position)"
+    ),
+    "data.generate": Key(
+        "generate",
+        None,
+        "create a synthetic dataset at data.url first if it does not exist: "
+        "{rows, features, files, row_group_size, seed}",
+    ),
+    "train.solver": Key("str", "--solver", "optimizer (auto: newton up to 64 features, else lbfgs)", SOLVERS),
     "train.max_iter": Key("int", "--max-iter", "iteration limit"),
     "train.tol": Key("float", "--tol", "stop when the projected gradient's |g|_inf <= tol"),
     "train.ftol": Key("float", "--ftol", "stop when the loss changes by <= ftol (relative)"),
@@ -95,43 +99,54 @@ KEYS: dict[str, Key] = {
     "train.reg": Key("float", "--reg", "elastic net strength (with train.alpha), instead of l2/l1"),
     "train.alpha": Key("float", "--alpha", "elastic net mix: l1 = reg*alpha, l2 = reg*(1-alpha)"),
     "train.standardize": Key("bool", "--no-standardize", "solve on standardized features"),
-    "train.class_weight": Key("class_weight", "--class-weight",
-                              "'balanced' or [weight of label 0, weight of label 1]"),
+    "train.class_weight": Key("class_weight", "--class-weight", "'balanced' or [weight of label 0, weight of label 1]"),
     "train.init": Key("str", "--init", "warm start from this directory's model.json"),
-    "train.early_stopping": Key("int", "--early-stopping",
-                                "stop when the validation loss has not improved for N iterations"),
+    "train.early_stopping": Key(
+        "int", "--early-stopping", "stop when the validation loss has not improved for N iterations"
+    ),
     "cluster.scheduler": Key("str", "--scheduler", "address of a running Dask scheduler"),
     "cluster.workers": Key("int", "--workers", "worker processes of an embedded local cluster"),
     "cluster.threads_per_worker": Key("int", "--threads-per-worker", "threads per embedded worker"),
     "cluster.memory_limit": Key("str", "--memory-limit", "memory limit per embedded worker, e.g. '2GiB'"),
     "cluster.in_process": Key("bool", "--in-process", "no Dask: numpy in the submitting process"),
-    "cluster.tls_ca_file": Key("str", "--tls-ca-file",
-                               "CA certificate(s) (PEM) a tls:// scheduler's certificate must chain to"),
+    "cluster.tls_ca_file": Key(
+        "str", "--tls-ca-file", "CA certificate(s) (PEM) a tls:// scheduler's certificate must chain to"
+    ),
     "cluster.tls_cert": Key("str", "--tls-cert", "this client's certificate (PEM) for a tls:// scheduler"),
-    "cluster.tls_key": Key("str", "--tls-key",
-                           "this client's private key (PEM), unless it is in the certificate file"),
-    "cluster.connect_timeout": Key("float", "--connect-timeout",
-                                   "seconds to wait for the scheduler at cluster.scheduler to answer "
-                                   "(default 10)"),
-    "cluster.stall_timeout": Key("float", "--stall-timeout",
-                                 "seconds a pass may wait with no worker, or all workers paused, "
-                                 "before the job fails (default 60)"),
+    "cluster.tls_key": Key("str", "--tls-key", "this client's private key (PEM), unless it is in the certificate file"),
+    "cluster.connect_timeout": Key(
+        "float", "--connect-timeout", "seconds to wait for the scheduler at cluster.scheduler to answer (default 10)"
+    ),
+    "cluster.stall_timeout": Key(
+        "float",
+        "--stall-timeout",
+        "seconds a pass may wait with no worker, or all workers paused, before the job fails (default 60)",
+    ),
     "cache.mode": Key("str", "--cache", "decoded chunks between passes", CACHE_MODES),
-    "cache.memory_fraction": Key("float", "--memory-fraction",
-                                 "share of cluster memory that cache.mode = 'memory' may use"),
+    "cache.memory_fraction": Key(
+        "float", "--memory-fraction", "share of cluster memory that cache.mode = 'memory' may use"
+    ),
     "output.dir": Key("str", "--out", "output directory (model, history, checkpoints, job.json)"),
-    "output.root": Key("str", "--output-root",
-                       "outputs must stay inside this directory; a relative output.dir, or the job "
-                       "name when output.dir is not given, is taken under it "
-                       "(default: $PIPELINE_OUTPUT_ROOT)"),
+    "output.root": Key(
+        "str",
+        "--output-root",
+        "outputs must stay inside this directory; a relative output.dir, or the job "
+        "name when output.dir is not given, is taken under it "
+        "(default: $PIPELINE_OUTPUT_ROOT)",
+    ),
     "output.overwrite": Key("bool", "--overwrite", "replace the outputs of another job"),
-    "output.checkpoint_every": Key("int", "--checkpoint-every",
-                                   "write the optimizer state every k iterations"),
+    "output.checkpoint_every": Key("int", "--checkpoint-every", "write the optimizer state every k iterations"),
 }
 
 _GENERATE_KEYS = {"rows": int, "features": int, "files": int, "row_group_size": int, "seed": int}
-_PATH_KEYS = ("data.url", "train.init", "output.root", "cluster.tls_ca_file", "cluster.tls_cert",
-              "cluster.tls_key")  # output.dir: see _output_dir
+_PATH_KEYS = (
+    "data.url",
+    "train.init",
+    "output.root",
+    "cluster.tls_ca_file",
+    "cluster.tls_cert",
+    "cluster.tls_key",
+)  # output.dir: see _output_dir
 _TLS_KEYS = ("cluster.tls_ca_file", "cluster.tls_cert", "cluster.tls_key")
 
 
@@ -166,8 +181,11 @@ def _flatten(document: Mapping[str, Any], source: str) -> dict[str, Any]:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             section = key.split(".")[0] + "." if "." in key else ""
             known = [k for k in KEYS if k.startswith(section)] if section else list(KEYS)
-            raise JobFileError(f"{source}: unknown key {key!r}{hint}; expected one of "
-                               f"{', '.join(known or KEYS)}", path=source, column=key)
+            raise JobFileError(
+                f"{source}: unknown key {key!r}{hint}; expected one of {', '.join(known or KEYS)}",
+                path=source,
+                column=key,
+            )
     return flat
 
 
@@ -193,15 +211,13 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
     spec = KEYS[key]
 
     def wrong(expected: str):
-        return source.error(f"{source.show(key)} must be {expected}; "
-                            f"found {type(value).__name__} {value!r}", key)
+        return source.error(f"{source.show(key)} must be {expected}; found {type(value).__name__} {value!r}", key)
 
     if spec.kind == "str":
         if not isinstance(value, str) or not value:
             raise wrong("a non-empty string")
         if spec.choices and value not in spec.choices:
-            raise source.error(f"{source.show(key)} must be one of {', '.join(spec.choices)}; "
-                               f"found {value!r}", key)
+            raise source.error(f"{source.show(key)} must be one of {', '.join(spec.choices)}; found {value!r}", key)
     elif spec.kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise wrong("an integer")
@@ -219,8 +235,11 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
     elif spec.kind == "class_weight":
         if value == "balanced":
             return value
-        if (not isinstance(value, (list, tuple)) or len(value) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ):
             raise wrong("'balanced' or a list of two weights [label 0, label 1]")
         value = tuple(float(v) for v in value)
     elif spec.kind == "generate":
@@ -228,8 +247,7 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
             raise wrong("a table {rows, features, files, row_group_size, seed}")
         for inner, item in value.items():
             if inner not in _GENERATE_KEYS:
-                raise source.error(f"unknown key {key + '.' + inner!r}; expected "
-                                   f"{', '.join(_GENERATE_KEYS)}", key)
+                raise source.error(f"unknown key {key + '.' + inner!r}; expected {', '.join(_GENERATE_KEYS)}", key)
             if isinstance(item, bool) or not isinstance(item, int):
                 raise source.error(f"key {key + '.' + inner!r} must be an integer; found {item!r}", key)
         for required in ("rows", "features"):
@@ -261,8 +279,9 @@ def _output_dir(out: str | None, name: str | None, root: str | None) -> str | No
     return out
 
 
-def config_from_mapping(mapping: Mapping[str, Any], source: str = "the command line",
-                        *, command_line: bool | None = None) -> TrainConfig:
+def config_from_mapping(
+    mapping: Mapping[str, Any], source: str = "the command line", *, command_line: bool | None = None
+) -> TrainConfig:
     """A :class:`TrainConfig` from flat keys.
 
     Errors name ``source`` and the key (:class:`JobFileError`), or, for the
@@ -288,35 +307,45 @@ def config_from_mapping(mapping: Mapping[str, Any], source: str = "the command l
         except ConfigError as exc:
             raise fail(f"{show('name')}: {exc}", "name") from None
     try:
-        out = _output_dir(values.get("output.dir"), values.get("name"),
-                          values.get("output.root") or os.environ.get(OUTPUT_ROOT_ENV) or None)
+        out = _output_dir(
+            values.get("output.dir"),
+            values.get("name"),
+            values.get("output.root") or os.environ.get(OUTPUT_ROOT_ENV) or None,
+        )
     except OutputError as exc:
         raise fail(f"{show('output.dir')}: {exc}", "output.dir") from None
     if out is not None:
         values["output.dir"] = out
     get = values.get
     if get("cluster.in_process") and (get("cluster.scheduler") or get("cluster.workers")):
-        raise fail(f"{show('cluster.in_process')} cannot be combined with "
-                   f"{show('cluster.scheduler')} or {show('cluster.workers')}", "cluster.in_process")
+        raise fail(
+            f"{show('cluster.in_process')} cannot be combined with "
+            f"{show('cluster.scheduler')} or {show('cluster.workers')}",
+            "cluster.in_process",
+        )
     if get("cluster.scheduler") and get("cluster.workers"):
-        raise fail(f"give {show('cluster.scheduler')} or {show('cluster.workers')}, not both",
-                   "cluster.workers")
+        raise fail(f"give {show('cluster.scheduler')} or {show('cluster.workers')}, not both", "cluster.workers")
     tls = [key for key in _TLS_KEYS if get(key)]
     if tls and not get("cluster.scheduler"):
-        raise fail(f"{show(tls[0])} is for a tls:// scheduler: give {show('cluster.scheduler')} too "
-                   "(an embedded cluster needs no TLS)", tls[0])
+        raise fail(
+            f"{show(tls[0])} is for a tls:// scheduler: give {show('cluster.scheduler')} too "
+            "(an embedded cluster needs no TLS)",
+            tls[0],
+        )
     if tls and not (get("cluster.tls_ca_file") and get("cluster.tls_cert")):
         missing = "cluster.tls_ca_file" if not get("cluster.tls_ca_file") else "cluster.tls_cert"
-        raise fail(f"TLS needs {show('cluster.tls_ca_file')} and {show('cluster.tls_cert')} "
-                   f"({show('cluster.tls_key')} too unless the key is in the certificate file); "
-                   f"{show(missing)} is missing", missing)
+        raise fail(
+            f"TLS needs {show('cluster.tls_ca_file')} and {show('cluster.tls_cert')} "
+            f"({show('cluster.tls_key')} too unless the key is in the certificate file); "
+            f"{show(missing)} is missing",
+            missing,
+        )
     for key in tls:
         if not os.path.isfile(values[key]):
             raise fail(f"{show(key)}: no file {values[key]}", key)
     if get("train.reg") is not None or get("train.alpha") is not None:
         if get("train.l1") is not None or get("train.l2") is not None:
-            names = "--reg/--alpha or --l2/--l1" if where.command_line else \
-                "train.reg/train.alpha or train.l2/train.l1"
+            names = "--reg/--alpha or --l2/--l1" if where.command_line else "train.reg/train.alpha or train.l2/train.l1"
             raise fail(f"give either {names}, not both", "train.reg")
     for key in ("cluster.workers", "cluster.threads_per_worker", "output.checkpoint_every"):
         if key in values and values[key] < 1:
@@ -334,7 +363,8 @@ def config_from_mapping(mapping: Mapping[str, Any], source: str = "the command l
             penalty = Penalty(l2=get("train.l2", 0.0), l1=get("train.l1", 0.0))
         defaults = SolverOptions()
         options = SolverOptions(
-            max_iter=get("train.max_iter", defaults.max_iter), tol=get("train.tol", defaults.tol),
+            max_iter=get("train.max_iter", defaults.max_iter),
+            tol=get("train.tol", defaults.tol),
             ftol=get("train.ftol", defaults.ftol),
             history_size=get("train.history_size", defaults.history_size),
         )
@@ -342,25 +372,38 @@ def config_from_mapping(mapping: Mapping[str, Any], source: str = "the command l
             cluster = None
         else:
             cluster = ClusterSpec(
-                scheduler=get("cluster.scheduler"), n_workers=get("cluster.workers", 2),
+                scheduler=get("cluster.scheduler"),
+                n_workers=get("cluster.workers", 2),
                 threads_per_worker=get("cluster.threads_per_worker", 1),
                 memory_limit=get("cluster.memory_limit"),
                 stall_timeout_s=get("cluster.stall_timeout", STALL_TIMEOUT_S),
                 connect_timeout_s=get("cluster.connect_timeout", CONNECT_TIMEOUT_S),
-                tls_ca_file=get("cluster.tls_ca_file"), tls_cert=get("cluster.tls_cert"),
+                tls_ca_file=get("cluster.tls_ca_file"),
+                tls_cert=get("cluster.tls_cert"),
                 tls_key=get("cluster.tls_key"),
             )
         return TrainConfig(
-            data=values["data.url"], label=values["data.label"], out=get("output.dir"),
-            features=get("data.features"), weight=get("data.weight"),
-            class_weight=get("train.class_weight"), solver=get("train.solver", "auto"),
-            options=options, penalty=penalty, standardize=get("train.standardize", True),
-            init=get("train.init"), cluster=cluster, cache=get("cache.mode", "auto"),
+            data=values["data.url"],
+            label=values["data.label"],
+            out=get("output.dir"),
+            features=get("data.features"),
+            weight=get("data.weight"),
+            class_weight=get("train.class_weight"),
+            solver=get("train.solver", "auto"),
+            options=options,
+            penalty=penalty,
+            standardize=get("train.standardize", True),
+            init=get("train.init"),
+            cluster=cluster,
+            cache=get("cache.mode", "auto"),
             memory_fraction=get("cache.memory_fraction", MEMORY_FRACTION),
-            overwrite=get("output.overwrite", False), name=get("name"),
-            checkpoint_every=get("output.checkpoint_every", 1), generate=get("data.generate"),
+            overwrite=get("output.overwrite", False),
+            name=get("name"),
+            checkpoint_every=get("output.checkpoint_every", 1),
+            generate=get("data.generate"),
             validation_fraction=get("data.validation_fraction", 0.0),
-            validation_key=get("data.validation_key"), early_stopping=get("train.early_stopping", 0),
+            validation_key=get("data.validation_key"),
+            early_stopping=get("train.early_stopping", 0),
             output_root=get("output.root"),
         )
     except JobFileError:
@@ -391,8 +434,13 @@ def config_to_mapping(config: TrainConfig) -> dict[str, Any]:
         "train.l2": penalty.l2,
         "train.l1": penalty.l1,
         "train.standardize": config.standardize,
-        "train.class_weight": (None if config.class_weight is None else config.class_weight
-                               if isinstance(config.class_weight, str) else list(config.class_weight)),
+        "train.class_weight": (
+            None
+            if config.class_weight is None
+            else config.class_weight
+            if isinstance(config.class_weight, str)
+            else list(config.class_weight)
+        ),
         "train.init": config.init,
         "train.early_stopping": config.early_stopping or None,
         "cache.mode": config.cache,
@@ -428,8 +476,9 @@ def to_toml(mapping: Mapping[str, Any]) -> str:
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, float):
-            return repr(value) if math.isfinite(value) else ("nan" if value != value else
-                                                              ("inf" if value > 0 else "-inf"))
+            return (
+                repr(value) if math.isfinite(value) else ("nan" if value != value else ("inf" if value > 0 else "-inf"))
+            )
         if isinstance(value, (list, tuple)):
             return "[" + ", ".join(literal(v) for v in value) + "]"
         if isinstance(value, dict):

@@ -157,9 +157,17 @@ class JobFiles:
         validation = list(state.validation_loss)
         writer.writerow(HISTORY_COLUMNS + (("validation_loss",) if validation else ()))
         for index, (record, seconds) in enumerate(zip(state.solver_state.history, state.elapsed_s)):
-            writer.writerow([record.iteration, repr(record.loss), repr(record.grad_norm),
-                             repr(record.step), record.n_passes + state.stats_passes, f"{seconds:.3f}"]
-                            + ([repr(validation[index])] if validation else []))
+            writer.writerow(
+                [
+                    record.iteration,
+                    repr(record.loss),
+                    repr(record.grad_norm),
+                    repr(record.step),
+                    record.n_passes + state.stats_passes,
+                    f"{seconds:.3f}",
+                ]
+                + ([repr(validation[index])] if validation else [])
+            )
         write_atomic(self.out / HISTORY_FILE, buffer.getvalue().encode())
 
     def cancel_requested(self) -> bool:
@@ -176,8 +184,7 @@ class _Cancellable:
 
     def _check(self) -> None:
         if self.files.cancel_requested():
-            raise JobCancelled(f"job cancelled on request ({self.files.out / CANCEL_FILE})",
-                               path=str(self.files.out))
+            raise JobCancelled(f"job cancelled on request ({self.files.out / CANCEL_FILE})", path=str(self.files.out))
 
     def partials(self, coef, spec=KernelSpec()):
         self._check()
@@ -192,9 +199,24 @@ def _publish(client, job_id: str, document: dict) -> None:
     """Best effort: the scheduler's index entry for this job."""
     if client is None:
         return
-    summary = {key: document.get(key) for key in
-               ("job_id", "name", "status", "out", "iteration", "loss", "n_passes", "elapsed_s",
-                "started_at", "ended_at", "updated_at", "digest", "error")}
+    summary = {
+        key: document.get(key)
+        for key in (
+            "job_id",
+            "name",
+            "status",
+            "out",
+            "iteration",
+            "loss",
+            "n_passes",
+            "elapsed_s",
+            "started_at",
+            "ended_at",
+            "updated_at",
+            "digest",
+            "error",
+        )
+    }
     with contextlib.suppress(Exception):
         client.set_metadata([METADATA_ROOT, job_id], summary)
 
@@ -207,22 +229,25 @@ def check_job_output(config: TrainConfig, job_id: str | None) -> tuple[str, dict
     which resumes it); anything else needs ``overwrite``.
     """
     if config.out is None:
-        raise JobError("a job needs an output directory: output.dir / --out, or a name "
-                       "(name / --name) under an output root (output.root / --output-root / "
-                       "$PIPELINE_OUTPUT_ROOT)")
+        raise JobError(
+            "a job needs an output directory: output.dir / --out, or a name "
+            "(name / --name) under an output root (output.root / --output-root / "
+            "$PIPELINE_OUTPUT_ROOT)"
+        )
     out = Path(config.out)
     previous = JobFiles(out).read() if out.is_dir() else None
     if previous is not None and not config.overwrite:
         same_id = job_id is not None and previous.get("job_id") == job_id
-        resubmitted = (job_id is None and previous.get("name") == config.name
-                       and previous.get("status") != SUCCEEDED)
+        resubmitted = job_id is None and previous.get("name") == config.name and previous.get("status") != SUCCEEDED
         if same_id or resubmitted:
             check_output(str(out), overwrite=True)  # writable
             return previous["job_id"], previous
         raise OutputError(
             f"{out} holds job {previous.get('job_id')} ({previous.get('name')!r}, "
             f"{previous.get('status')}); expected a new output directory, the same job name to "
-            "resume an unfinished job, or --overwrite to replace it", path=str(out))
+            "resume an unfinished job, or --overwrite to replace it",
+            path=str(out),
+        )
     check_output(str(out), config.overwrite)
     return job_id or new_job_id(), None
 
@@ -235,23 +260,25 @@ def refuse_if_running(previous: dict | None) -> None:
     coordinator = previous.get("coordinator") or {}
     pid, host = coordinator.get("pid"), coordinator.get("host")
     if coordinator.get("mode") == "attached" and host == socket.gethostname() and pid and _alive(pid):
-        raise JobError(f"job {job_id} is still running (coordinator pid {pid} on {host}); "
-                       "cancel it first, or wait for it to end")
+        raise JobError(
+            f"job {job_id} is still running (coordinator pid {pid} on {host}); cancel it first, or wait for it to end"
+        )
     config = previous.get("config") or {}
     scheduler = config.get("cluster.scheduler")
     if scheduler and (coordinator.get("mode") == "detached" or previous.get("status") == QUEUED):
         from distributed import Client
 
-        tls = security(config.get("cluster.tls_ca_file"), config.get("cluster.tls_cert"),
-                       config.get("cluster.tls_key"))
+        tls = security(config.get("cluster.tls_ca_file"), config.get("cluster.tls_cert"), config.get("cluster.tls_key"))
         try:
             with Client(scheduler, timeout=5, set_as_default=False, security=tls) as client:
                 state = client.run_on_scheduler(_task_state, f"pipeline-job-{job_id}")
         except (OSError, TimeoutError, TypeError, ValueError):
             return  # the scheduler is gone, and its tasks with it
         if state in ("waiting", "queued", "no-worker", "processing"):
-            raise JobError(f"job {job_id} is still {state} on {scheduler} (its coordinator task "
-                           "is alive); cancel it first, or wait for it to end")
+            raise JobError(
+                f"job {job_id} is still {state} on {scheduler} (its coordinator task "
+                "is alive); cancel it first, or wait for it to end"
+            )
 
 
 def _alive(pid: int) -> bool:
@@ -286,10 +313,16 @@ def _generate(config: TrainConfig) -> None:
         make_data(config.data, **config.generate)
 
 
-def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
-            progress: Callable | None = None, notify: Callable[[str], None] | None = None,
-            on_warning: Callable[[str], None] | None = None,
-            coordinator: str = "attached") -> Model:
+def run_job(
+    config: TrainConfig,
+    job_id: str | None = None,
+    *,
+    client=None,
+    progress: Callable | None = None,
+    notify: Callable[[str], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    coordinator: str = "attached",
+) -> Model:
     """Run (or resume) the job; returns the model.  See the module docstring.
 
     Resumes from ``checkpoint.npz`` when the output directory holds one of
@@ -344,17 +377,30 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
                 with contextlib.suppress(FileNotFoundError):
                     (out / CANCEL_FILE).unlink()
             document = files.update(
-                job_id=job_id, name=config.name, status=RUNNING, out=str(out.absolute()),
-                config=config_to_mapping(config), model_options=options, versions=_versions(),
-                dataset={"url": dataset.url, "fingerprint": dataset.fingerprint,
-                         "n_samples": dataset.n_samples, "n_features": dataset.n_features,
-                         "files": len(dataset.files), "chunks": len(dataset.chunks)},
-                cluster={"scheduler": getattr(client, "scheduler", None) and client.scheduler.address,
-                         "n_workers": len(workers),
-                         "threads": sum(w.get("nthreads", 0) for w in workers.values())},
-                coordinator={"mode": coordinator, "host": socket.gethostname(), "pid": os.getpid(),
-                             "user": _user()},
-                started_at=(previous or {}).get("started_at") or _now(), ended_at=None, error=None,
+                job_id=job_id,
+                name=config.name,
+                status=RUNNING,
+                out=str(out.absolute()),
+                config=config_to_mapping(config),
+                model_options=options,
+                versions=_versions(),
+                dataset={
+                    "url": dataset.url,
+                    "fingerprint": dataset.fingerprint,
+                    "n_samples": dataset.n_samples,
+                    "n_features": dataset.n_features,
+                    "files": len(dataset.files),
+                    "chunks": len(dataset.chunks),
+                },
+                cluster={
+                    "scheduler": getattr(client, "scheduler", None) and client.scheduler.address,
+                    "n_workers": len(workers),
+                    "threads": sum(w.get("nthreads", 0) for w in workers.values()),
+                },
+                coordinator={"mode": coordinator, "host": socket.gethostname(), "pid": os.getpid(), "user": _user()},
+                started_at=(previous or {}).get("started_at") or _now(),
+                ended_at=None,
+                error=None,
                 resumed_from=None if resume is None else resume.solver_state.n_iter,
                 submitted_at=(previous or {}).get("submitted_at") or _now(),
             )
@@ -364,11 +410,12 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
             _publish(publish_to, job_id, document)
 
         if resume is None:
-            note(f"job {job_id} started: {config.solver} on {dataset.url} "
-                 f"({dataset.n_samples} rows x {dataset.n_features} features)")
+            note(
+                f"job {job_id} started: {config.solver} on {dataset.url} "
+                f"({dataset.n_samples} rows x {dataset.n_features} features)"
+            )
         else:
-            note(f"job {job_id} resumed at iteration {resume.solver_state.n_iter} "
-                 f"from {out / CHECKPOINT_FILE}")
+            note(f"job {job_id} resumed at iteration {resume.solver_state.n_iter} from {out / CHECKPOINT_FILE}")
         if previous is not None or coordinator != "attached":
             begin()
 
@@ -378,29 +425,54 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
             files.write_history(state)
             if state.solver_state.n_iter % config.checkpoint_every == 0:
                 save_checkpoint(out / CHECKPOINT_FILE, state, meta)
-            updated = files.update(iteration=record.iteration, loss=record.loss,
-                                   grad_norm=record.grad_norm, n_passes=state.n_passes,
-                                   elapsed_s=state.elapsed_s[-1])
-            files.log(f"iter {record.iteration} loss {record.loss!r} |grad|inf "
-                      f"{record.grad_norm:.3e} step {record.step:.3e} passes {state.n_passes}")
+            updated = files.update(
+                iteration=record.iteration,
+                loss=record.loss,
+                grad_norm=record.grad_norm,
+                n_passes=state.n_passes,
+                elapsed_s=state.elapsed_s[-1],
+            )
+            files.log(
+                f"iter {record.iteration} loss {record.loss!r} |grad|inf "
+                f"{record.grad_norm:.3e} step {record.step:.3e} passes {state.n_passes}"
+            )
             _publish(publish_to, job_id, updated)
 
         try:
-            with _evaluator(config, dataset, note, client) as (evaluator, validation, cache), \
-                    warnings.catch_warnings(record=True) as caught:
+            with (
+                _evaluator(config, dataset, note, client) as (evaluator, validation, cache),
+                warnings.catch_warnings(record=True) as caught,
+            ):
                 warnings.simplefilter("always")
                 warn_if_underdetermined(dataset, config.penalty)
-                result = fit(_Cancellable(evaluator, files), solver=config.solver,
-                             options=config.options, penalty=config.penalty,
-                             standardize=config.standardize, class_weight=config.class_weight,
-                             init=init, progress=progress, features=dataset.features,
-                             resume=resume, on_state=on_state, label=dataset.label,
-                             validation=None if validation is None else _Cancellable(validation, files),
-                             early_stopping=config.early_stopping)
+                result = fit(
+                    _Cancellable(evaluator, files),
+                    solver=config.solver,
+                    options=config.options,
+                    penalty=config.penalty,
+                    standardize=config.standardize,
+                    class_weight=config.class_weight,
+                    init=init,
+                    progress=progress,
+                    features=dataset.features,
+                    resume=resume,
+                    on_state=on_state,
+                    label=dataset.label,
+                    validation=None if validation is None else _Cancellable(validation, files),
+                    early_stopping=config.early_stopping,
+                )
                 # the model first, before the evaluators' clean-up (disk caches)
-                model = build_model(result, dataset.features, dataset.n_samples, solver=config.solver,
-                                    penalty=config.penalty, label=dataset.label, weight=dataset.weight,
-                                    dataset=dataset.url, cache=cache)
+                model = build_model(
+                    result,
+                    dataset.features,
+                    dataset.n_samples,
+                    solver=config.solver,
+                    penalty=config.penalty,
+                    label=dataset.label,
+                    weight=dataset.weight,
+                    dataset=dataset.url,
+                    cache=cache,
+                )
                 model.save(out)
                 files.log(f"model written to {out / MODEL_FILE}")
             for warning in caught:
@@ -409,8 +481,11 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
                 if on_warning:
                     on_warning(f"{kind}: {warning.message}")
             check = getattr(evaluator, "workers_check", None)
-            kernel = None if check is None or check.reference is None else {
-                "fingerprint": check.reference, "workers": sorted(check.fingerprints)}
+            kernel = (
+                None
+                if check is None or check.reference is None
+                else {"fingerprint": check.reference, "workers": sorted(check.fingerprints)}
+            )
             if config.validation_fraction:
                 _evaluate_validation(config, out, client, note)
         except JobCancelled as exc:
@@ -418,16 +493,31 @@ def run_job(config: TrainConfig, job_id: str | None = None, *, client=None,
                 _finish(files, publish_to, job_id, CANCELLED, str(exc))
             raise
         except BaseException as exc:
-            message = f"{type(exc).__name__}: {exc}" if isinstance(exc, PipelineError) else \
-                f"{type(exc).__name__}: {exc} (unexpected)"
+            message = (
+                f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, PipelineError)
+                else f"{type(exc).__name__}: {exc} (unexpected)"
+            )
             if pending is None:  # else nothing was written, and nothing is now
                 _finish(files, publish_to, job_id, FAILED, message)
             raise
         status = "converged" if model.converged else "NOT converged"
-        files.log(f"{status} after {model.n_iter} iterations, {model.n_passes} passes "
-                  f"({model.message}); digest {model.digest}")
-        _finish(files, publish_to, job_id, SUCCEEDED, None, digest=model.digest,
-                converged=model.converged, n_iter=model.n_iter, cache=cache, kernel=kernel)
+        files.log(
+            f"{status} after {model.n_iter} iterations, {model.n_passes} passes "
+            f"({model.message}); digest {model.digest}"
+        )
+        _finish(
+            files,
+            publish_to,
+            job_id,
+            SUCCEEDED,
+            None,
+            digest=model.digest,
+            converged=model.converged,
+            n_iter=model.n_iter,
+            cache=cache,
+            kernel=kernel,
+        )
         return model
 
 
@@ -438,8 +528,10 @@ def _evaluate_validation(config: TrainConfig, out: Path, client, note: Callable[
     split = Split(config.validation_fraction, config.validation_key, "validation")
     metrics = evaluate(str(out), config.data, client=client, split=split)
     write_metrics(out / METRICS_FILE, metrics)
-    note(f"validation rows {metrics['n_samples']}: log-loss {metrics['log_loss']!r} accuracy "
-         f"{metrics['accuracy']!r} ROC AUC {metrics['roc_auc']!r} -> {out / METRICS_FILE}")
+    note(
+        f"validation rows {metrics['n_samples']}: log-loss {metrics['log_loss']!r} accuracy "
+        f"{metrics['accuracy']!r} ROC AUC {metrics['roc_auc']!r} -> {out / METRICS_FILE}"
+    )
 
 
 def _user() -> str | None:
@@ -467,14 +559,17 @@ def _load_resume(out: Path, job_id: str, fingerprint: str, options: dict) -> Fit
             f"checkpoint {path} was written for another dataset (fingerprint "
             f"{str(meta.get('fingerprint'))[:16]}…; the data now has {fingerprint[:16]}…: files, "
             "sizes or row groups changed); resume with the original data, or start a new job",
-            path=str(path))
+            path=str(path),
+        )
     if meta.get("model_options") != options:
         saved = meta.get("model_options") or {}
         changed = sorted(k for k in set(saved) | set(options) if saved.get(k) != options.get(k))
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {options.get(k)!r}" for k in changed)
         raise CheckpointError(
             f"checkpoint {path} was written with other options ({detail}); resume with the "
-            "original options, or start a new job", path=str(path))
+            "original options, or start a new job",
+            path=str(path),
+        )
     return state
 
 
@@ -503,8 +598,7 @@ def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
     from distributed import fire_and_forget
 
     if config.cluster is None or not config.cluster.scheduler:
-        raise JobError("a detached job runs on a running cluster: give cluster.scheduler "
-                       "(or --scheduler ADDRESS)")
+        raise JobError("a detached job runs on a running cluster: give cluster.scheduler (or --scheduler ADDRESS)")
     job_id, previous = check_job_output(config, job_id)
     refuse_if_running(previous)
     _generate(config)
@@ -515,9 +609,16 @@ def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
         files = JobFiles(out)
         if previous is None:
             _clear_job_files(out)
-        document = files.update(job_id=job_id, name=config.name, status=QUEUED,
-                                out=str(out.absolute()), config=config_to_mapping(config),
-                                submitted_at=_now(), ended_at=None, error=None)
+        document = files.update(
+            job_id=job_id,
+            name=config.name,
+            status=QUEUED,
+            out=str(out.absolute()),
+            config=config_to_mapping(config),
+            submitted_at=_now(),
+            ended_at=None,
+            error=None,
+        )
         files.log(f"job {job_id} submitted (detached) to {config.cluster.scheduler}")
         _publish(client, job_id, document)
         future = client.submit(coordinate, config, job_id, key=f"pipeline-job-{job_id}", pure=False)
@@ -568,15 +669,18 @@ def find_job(job: str, scheduler: str | None = None) -> JobFiles:
     if client is None:
         raise JobNotFoundError(
             f"{job!r} is not an output directory with a {JOB_FILE}, and no scheduler was given "
-            "to look the id up (--scheduler ADDRESS or DASK_SCHEDULER_ADDRESS)")
+            "to look the id up (--scheduler ADDRESS or DASK_SCHEDULER_ADDRESS)"
+        )
     with client:
         entry = client.get_metadata([METADATA_ROOT, job], default=None)
     if not entry:
         raise JobNotFoundError(f"no job {job!r} on the scheduler, and no output directory {job!r}")
     files = JobFiles(entry["out"])
     if files.read() is None:
-        raise JobNotFoundError(f"job {job} is indexed at {entry['out']}, but that directory has no "
-                               f"{JOB_FILE} here (is the output on shared storage?)")
+        raise JobNotFoundError(
+            f"job {job} is indexed at {entry['out']}, but that directory has no "
+            f"{JOB_FILE} here (is the output on shared storage?)"
+        )
     return files
 
 

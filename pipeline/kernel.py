@@ -255,8 +255,7 @@ def _outer_triangle(Xb: np.ndarray, curvature: np.ndarray) -> np.ndarray:
     offset = 0
     for j in range(n_features + 1):
         width = n_features + 1 - j
-        np.multiply(augmented[:, j:], (curvature * augmented[:, j])[:, None],
-                    out=out[:, offset : offset + width])
+        np.multiply(augmented[:, j:], (curvature * augmented[:, j])[:, None], out=out[:, offset : offset + width])
         offset += width
     return out
 

@@ -109,7 +109,8 @@ class Model:
             raise ModelFileError(
                 f"{path}: digest {stored} does not match its coef and intercept (their digest is "
                 f"{model.digest}); expected the file as training wrote it, found it edited or damaged",
-                path=str(path))
+                path=str(path),
+            )
         return model
 
 
@@ -133,19 +134,24 @@ def _read_json(path: Path) -> object:
         text = path.read_text()
     except FileNotFoundError:
         found = _listing(directory) if directory.exists() else f"{directory} does not exist"
-        raise ModelFileError(f"{path}: no such file; expected a model directory holding {MODEL_FILE} "
-                             f"(written by a successful pipeline train), found that {found}",
-                             path=str(path)) from None
+        raise ModelFileError(
+            f"{path}: no such file; expected a model directory holding {MODEL_FILE} "
+            f"(written by a successful pipeline train), found that {found}",
+            path=str(path),
+        ) from None
     except NotADirectoryError:
-        raise ModelFileError(f"{path}: no such file; expected a model directory holding {MODEL_FILE}, "
-                             f"found that {directory} is a file", path=str(path)) from None
+        raise ModelFileError(
+            f"{path}: no such file; expected a model directory holding {MODEL_FILE}, found that {directory} is a file",
+            path=str(path),
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path}: cannot be read: {exc}", path=str(path)) from None
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise ModelFileError(f"{path}: not JSON ({exc}); expected the JSON object training writes",
-                             path=str(path)) from None
+        raise ModelFileError(
+            f"{path}: not JSON ({exc}); expected the JSON object training writes", path=str(path)
+        ) from None
 
 
 def _listing(directory: Path) -> str:
@@ -165,15 +171,18 @@ def _checked_fields(cls, path: Path, data: object) -> dict:
     """``data`` as keyword arguments of ``cls`` (ints where floats are expected become
     floats), or :class:`ModelFileError` naming the first key that is wrong."""
     if not isinstance(data, dict):
-        raise ModelFileError(f"{path}: expected a JSON object of the model's fields, found "
-                             f"{_found(data)}", path=str(path))
+        raise ModelFileError(
+            f"{path}: expected a JSON object of the model's fields, found {_found(data)}", path=str(path)
+        )
     known = {spec.name: spec for spec in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ModelFileError(f"{path}: unknown key(s) {unknown}; expected only {list(known)}",
-                             path=str(path))
-    missing = [name for name, spec in known.items() if name not in data and (
-        name == "digest" or (spec.default is MISSING and spec.default_factory is MISSING))]
+        raise ModelFileError(f"{path}: unknown key(s) {unknown}; expected only {list(known)}", path=str(path))
+    missing = [
+        name
+        for name, spec in known.items()
+        if name not in data and (name == "digest" or (spec.default is MISSING and spec.default_factory is MISSING))
+    ]
     if missing:
         raise ModelFileError(f"{path}: missing key(s) {missing}", path=str(path))
     hints = typing.get_type_hints(cls)
@@ -182,11 +191,13 @@ def _checked_fields(cls, path: Path, data: object) -> dict:
         try:
             checked[name] = _as_type(value, hints[name])
         except _Mismatch:
-            raise ModelFileError(f"{path}: {name} must be {known[name].type}; found {_found(value)}",
-                                 path=str(path), column=name) from None
+            raise ModelFileError(
+                f"{path}: {name} must be {known[name].type}; found {_found(value)}", path=str(path), column=name
+            ) from None
         if name in FINITE_FIELDS and not all(math.isfinite(v) for v in _numbers(checked[name])):
-            raise ModelFileError(f"{path}: {name} must hold finite numbers; found {_found(value)}",
-                                 path=str(path), column=name)
+            raise ModelFileError(
+                f"{path}: {name} must hold finite numbers; found {_found(value)}", path=str(path), column=name
+            )
     return checked
 
 
@@ -241,21 +252,35 @@ def _check_consistent(model: Model, path: Path) -> None:
     d = len(model.features)
     if len(set(model.features)) != d:
         repeated = sorted({name for name in model.features if model.features.count(name) > 1})
-        raise ModelFileError(f"{path}: features must be distinct; found {repeated} more than once",
-                             path=str(path), column="features")
-    sizes = {"coef": (d, "one per feature"), "center": (d, "one per feature"),
-             "scale": (d, "one per feature"), "gradient": (d + 1, "one per feature, then the intercept's"),
-             "class_weight": (N_CLASSES, "one per label")}
+        raise ModelFileError(
+            f"{path}: features must be distinct; found {repeated} more than once", path=str(path), column="features"
+        )
+    sizes = {
+        "coef": (d, "one per feature"),
+        "center": (d, "one per feature"),
+        "scale": (d, "one per feature"),
+        "gradient": (d + 1, "one per feature, then the intercept's"),
+        "class_weight": (N_CLASSES, "one per label"),
+    }
     for name, (expected, meaning) in sizes.items():
         value = getattr(model, name)
         if value is not None and len(value) != expected:
-            raise ModelFileError(f"{path}: {name} has {len(value)} value(s); expected {expected} "
-                                 f"({meaning}; features: {model.features})", path=str(path), column=name)
+            raise ModelFileError(
+                f"{path}: {name} has {len(value)} value(s); expected {expected} "
+                f"({meaning}; features: {model.features})",
+                path=str(path),
+                column=name,
+            )
     lengths = {name: len(getattr(model, name)) for name in HISTORY_FIELDS}
     if min(lengths.values()) == 0 or len(set(lengths.values())) != 1:
-        raise ModelFileError(f"{path}: the per-iteration histories must be non-empty and of one "
-                             f"length; found lengths {lengths}", path=str(path))
+        raise ModelFileError(
+            f"{path}: the per-iteration histories must be non-empty and of one length; found lengths {lengths}",
+            path=str(path),
+        )
     if model.format_version != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: format_version {model.format_version}; this version of "
-                             f"pipeline reads format_version {FORMAT_VERSION}", path=str(path),
-                             column="format_version")
+        raise ModelFileError(
+            f"{path}: format_version {model.format_version}; this version of "
+            f"pipeline reads format_version {FORMAT_VERSION}",
+            path=str(path),
+            column="format_version",
+        )

@@ -199,9 +199,7 @@ class LogisticObjective:
         self.n_samples = partials.n_samples
         loss_sum, grad_sum, weight_sum = partials.finalize()
         if not weight_sum > 0:
-            raise WeightValueError(
-                f"the sample weights add up to {weight_sum!r}; expected a positive total"
-            )
+            raise WeightValueError(f"the sample weights add up to {weight_sum!r}; expected a positive total")
         loss = loss_sum / weight_sum
         grad = grad_sum / weight_sum
         hess = partials.hessian_sum() / weight_sum if hessian else None
@@ -249,5 +247,4 @@ class LogisticObjective:
             inverse = 1.0 / np.append(curvature, LOGISTIC_CURVATURE_AT_ZERO)
         # a spread so tiny that its square underflows (or the penalty's curvature
         # overflows) gives no usable estimate: that coordinate is left unscaled
-        return np.where(np.isfinite(inverse) & (inverse > 0.0), inverse,
-                        1.0 / LOGISTIC_CURVATURE_AT_ZERO)
+        return np.where(np.isfinite(inverse) & (inverse > 0.0), inverse, 1.0 / LOGISTIC_CURVATURE_AT_ZERO)

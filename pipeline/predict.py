@@ -60,21 +60,21 @@ def _proba_of(margin: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- prediction
 
 
-def predict_chunk(reader, chunk: ChunkSpec, index: int, model: Model, columns: Sequence[str],
-                  threshold: float, directory: str) -> int:
+def predict_chunk(
+    reader, chunk: ChunkSpec, index: int, model: Model, columns: Sequence[str], threshold: float, directory: str
+) -> int:
     """Score one row group; write ``directory/part-INDEX.parquet``; return its rows."""
     data = reader(chunk)
     proba = _proba_of(_margin(model, data.X))
-    table = pa.table({PROBA_COLUMN: pa.array(proba),
-                      PREDICTION_COLUMN: pa.array((proba >= threshold).astype(np.int8))})
+    table = pa.table({PROBA_COLUMN: pa.array(proba), PREDICTION_COLUMN: pa.array((proba >= threshold).astype(np.int8))})
     if columns:  # the pass-through columns first, then the scores
         try:
             passed = pq.ParquetFile(chunk.path, filesystem=reader.filesystem).read_row_group(
-                chunk.row_group, columns=list(columns))
+                chunk.row_group, columns=list(columns)
+            )
         except (pa.ArrowException, OSError) as exc:
             raise _unreadable(chunk, exc) from None
-        table = pa.Table.from_arrays(passed.columns + table.columns,
-                                     names=passed.column_names + table.column_names)
+        table = pa.Table.from_arrays(passed.columns + table.columns, names=passed.column_names + table.column_names)
     target = Path(directory) / f"part-{index:05d}.parquet"
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
@@ -82,8 +82,16 @@ def predict_chunk(reader, chunk: ChunkSpec, index: int, model: Model, columns: S
     return table.num_rows
 
 
-def predict(model_dir: str, data: str, out: str, *, columns: Sequence[str] = (),
-            threshold: float = 0.5, client=None, overwrite: bool = False) -> dict:
+def predict(
+    model_dir: str,
+    data: str,
+    out: str,
+    *,
+    columns: Sequence[str] = (),
+    threshold: float = 0.5,
+    client=None,
+    overwrite: bool = False,
+) -> dict:
     """Score ``data`` with ``model_dir/model.json`` into ``out`` (one file per chunk).
 
     The files go to a temporary directory next to ``out`` that is renamed
@@ -97,21 +105,29 @@ def predict(model_dir: str, data: str, out: str, *, columns: Sequence[str] = (),
     target = Path(out)
     check_output_root(out, output_roots(), "prediction output directory")
     if target.exists() and not overwrite:
-        raise OutputError(f"{target} already exists; expected a new output directory "
-                          "(pass --overwrite to replace it)", path=str(target))
+        raise OutputError(
+            f"{target} already exists; expected a new output directory (pass --overwrite to replace it)",
+            path=str(target),
+        )
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     staging.mkdir(parents=True)
     try:
         reader = dataset.reader
         args = [(chunk, index) for index, chunk in enumerate(dataset.chunks)]
         if client is None:
-            rows = [predict_chunk(reader, chunk, index, model, tuple(columns), threshold, str(staging))
-                    for chunk, index in args]
+            rows = [
+                predict_chunk(reader, chunk, index, model, tuple(columns), threshold, str(staging))
+                for chunk, index in args
+            ]
         else:
             from .reduce import gather
 
-            futures = [client.submit(predict_chunk, reader, chunk, index, model, tuple(columns),
-                                     threshold, str(staging), pure=False) for chunk, index in args]
+            futures = [
+                client.submit(
+                    predict_chunk, reader, chunk, index, model, tuple(columns), threshold, str(staging), pure=False
+                )
+                for chunk, index in args
+            ]
             rows = gather(client, futures)
         if target.exists():
             shutil.rmtree(target)
@@ -127,8 +143,9 @@ def _check_columns(dataset: Dataset, columns: Sequence[str]) -> None:
         names = pq.read_schema(path, filesystem=dataset.filesystem).names
         for name in columns:
             if name not in names:
-                raise ColumnNotFoundError(f"pass-through column {name!r} not found in {path}; "
-                                          f"found columns {names}", path=path, column=name)
+                raise ColumnNotFoundError(
+                    f"pass-through column {name!r} not found in {path}; found columns {names}", path=path, column=name
+                )
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -151,8 +168,12 @@ def evaluate_chunk(reader, chunk: ChunkSpec, model: Model, threshold: float) -> 
     values, inverse = np.unique(proba, return_inverse=True)
     positives = np.bincount(inverse, weights=y, minlength=len(values)).astype(np.int64)
     totals = np.bincount(inverse, minlength=len(values)).astype(np.int64)
-    return {"values": values, "positives": positives, "negatives": totals - positives,
-            "loss": ExactSums.of(losses[:, None])}
+    return {
+        "values": values,
+        "positives": positives,
+        "negatives": totals - positives,
+        "loss": ExactSums.of(losses[:, None]),
+    }
 
 
 def merge_tables(states: list[dict]) -> dict:
@@ -214,19 +235,34 @@ def metrics_from_tables(table: dict, threshold: float = 0.5) -> dict:
         inside = bins == b
         count = int(pos[inside].sum() + neg[inside].sum())
         if count == 0:
-            calibration.append({"bin": [float(edges[b]), float(edges[b + 1])], "count": 0,
-                                "mean_proba": None, "observed_rate": None})
+            calibration.append(
+                {"bin": [float(edges[b]), float(edges[b + 1])], "count": 0, "mean_proba": None, "observed_rate": None}
+            )
             continue
-        weighted = sum((Fraction(v) * int(c) for v, c in
-                        zip(values[inside].tolist(), (pos[inside] + neg[inside]).tolist())), Fraction(0))
-        calibration.append({"bin": [float(edges[b]), float(edges[b + 1])], "count": count,
-                            "mean_proba": float(weighted / count),
-                            "observed_rate": float(Fraction(int(pos[inside].sum()), count))})
+        weighted = sum(
+            (Fraction(v) * int(c) for v, c in zip(values[inside].tolist(), (pos[inside] + neg[inside]).tolist())),
+            Fraction(0),
+        )
+        calibration.append(
+            {
+                "bin": [float(edges[b]), float(edges[b + 1])],
+                "count": count,
+                "mean_proba": float(weighted / count),
+                "observed_rate": float(Fraction(int(pos[inside].sum()), count)),
+            }
+        )
     return {
-        "n_samples": n, "n_positive": P, "n_negative": N, "threshold": threshold,
+        "n_samples": n,
+        "n_positive": P,
+        "n_negative": N,
+        "threshold": threshold,
         "log_loss": None if n == 0 else float(table["loss"] / n),
-        "accuracy": ratio(tp + tn, n), "precision": precision, "recall": recall, "f1": f1,
-        "roc_auc": auc, "pr_auc": average_precision,
+        "accuracy": ratio(tp + tn, n),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "roc_auc": auc,
+        "pr_auc": average_precision,
         "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
         "calibration": calibration,
         "roc_curve": _roc_points(pos, neg, P, N),
@@ -247,8 +283,15 @@ def _roc_points(pos: np.ndarray, neg: np.ndarray, P: int, N: int) -> dict:
     return {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}
 
 
-def evaluate(model_dir: str, data: str, *, label: str | None = None, threshold: float = 0.5,
-             client=None, split: Split | None = None) -> dict:
+def evaluate(
+    model_dir: str,
+    data: str,
+    *,
+    label: str | None = None,
+    threshold: float = 0.5,
+    client=None,
+    split: Split | None = None,
+) -> dict:
     """Metrics of ``model_dir``'s model on ``data`` (label column: the model's, or
     ``label``): on every row, or on the rows of ``split``'s part (see :func:`split_of`).
     Unweighted: every row counts once, whatever the model was trained with."""
@@ -262,14 +305,17 @@ def evaluate(model_dir: str, data: str, *, label: str | None = None, threshold: 
     else:
         from .reduce import gather
 
-        futures = [client.submit(evaluate_chunk, reader, chunk, model, threshold, pure=False)
-                   for chunk in dataset.chunks]
+        futures = [
+            client.submit(evaluate_chunk, reader, chunk, model, threshold, pure=False) for chunk in dataset.chunks
+        ]
         states = gather(client, futures)
     metrics = metrics_from_tables(merge_tables(states), threshold)
-    metrics.update(model=str(Path(model_dir) / "model.json"), data=dataset.url,
-                   model_digest=model.digest,
-                   rows="all" if split is None else {"part": split.part, "fraction": split.fraction,
-                                                     "key": split.key})
+    metrics.update(
+        model=str(Path(model_dir) / "model.json"),
+        data=dataset.url,
+        model_digest=model.digest,
+        rows="all" if split is None else {"part": split.part, "fraction": split.fraction, "key": split.key},
+    )
     return metrics
 
 
@@ -285,15 +331,23 @@ def split_of(model_dir: str | os.PathLike, part: str) -> Split:
         mapping = json.loads(path.read_text())["config"]
         fraction, key = mapping.get("data.validation_fraction"), mapping.get("data.validation_key")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path} cannot be read for the training configuration ({exc}); "
-                          "evaluating a split needs the training run's job.json", path=str(path)) from None
+        raise ConfigError(
+            f"{path} cannot be read for the training configuration ({exc}); "
+            "evaluating a split needs the training run's job.json",
+            path=str(path),
+        ) from None
     if not fraction:
-        raise ConfigError(f"the model in {model_dir} was trained without a validation split "
-                          f"({path}: data.validation_fraction is not set); evaluate all rows, or "
-                          "train with --validation-fraction", path=str(path))
+        raise ConfigError(
+            f"the model in {model_dir} was trained without a validation split "
+            f"({path}: data.validation_fraction is not set); evaluate all rows, or "
+            "train with --validation-fraction",
+            path=str(path),
+        )
     if not isinstance(fraction, float) or not 0.0 < fraction < 1.0 or not isinstance(key, (str, type(None))):
-        raise ConfigError(f"{path}: data.validation_fraction {fraction!r} / data.validation_key {key!r} "
-                          "do not describe a split", path=str(path))
+        raise ConfigError(
+            f"{path}: data.validation_fraction {fraction!r} / data.validation_key {key!r} do not describe a split",
+            path=str(path),
+        )
     return Split(fraction, key, part)
 
 

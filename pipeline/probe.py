@@ -48,16 +48,16 @@ def kernel_fingerprint() -> dict:
     y = (rng.random(_PROBE_ROWS) < 0.4).astype(np.float64)
     weights = rng.uniform(0.5, 2.0, _PROBE_ROWS)
     coef = rng.normal(0.0, 1.5, _PROBE_FEATURES + 1)
-    spec = KernelSpec(center=np.full(_PROBE_FEATURES, 0.5), scale=np.full(_PROBE_FEATURES, 4.0),
-                      class_weight=(1.0, 1.7))
+    spec = KernelSpec(
+        center=np.full(_PROBE_FEATURES, 0.5), scale=np.full(_PROBE_FEATURES, 4.0), class_weight=(1.0, 1.7)
+    )
     # the numpy reference: the compiled kernels give its bits (tested), and a
     # probe that compiled nothing keeps a fresh worker's first check fast
     partials = chunk_partials(X, y, coef, weights, spec)
     margins = np.linspace(-745.0, 709.0, 20_001)
     digest = hashlib.sha256()
     sums = partials.sums
-    digest.update(repr((sums.top.tolist(), sums.bins.tolist(), sums.flags.tolist(),
-                        partials.n_samples)).encode())
+    digest.update(repr((sums.top.tolist(), sums.bins.tolist(), sums.flags.tolist(), partials.n_samples)).encode())
     for values in (np.exp(margins), np.log1p(np.exp(-np.abs(margins))), np.logaddexp(0.0, margins)):
         digest.update(values.tobytes())
     facts = {

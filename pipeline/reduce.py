@@ -73,8 +73,7 @@ class InProcessEvaluator:
 
     def __init__(self, chunks: Sequence, n_features: int) -> None:
         # column-major once, so every pass reads the features in place
-        self.chunks = [Chunk(np.asfortranarray(chunk[0], dtype=np.float64), *chunk[1:])
-                       for chunk in chunks]
+        self.chunks = [Chunk(np.asfortranarray(chunk[0], dtype=np.float64), *chunk[1:]) for chunk in chunks]
         self.n_features = n_features
 
     def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
@@ -106,8 +105,7 @@ class DaskEvaluator:
     blocks, so a recomputed task can never be counted twice.
     """
 
-    def __init__(self, client, data: Chunk, persist: bool = True,
-                 stall_timeout_s: float = STALL_TIMEOUT_S) -> None:
+    def __init__(self, client, data: Chunk, persist: bool = True, stall_timeout_s: float = STALL_TIMEOUT_S) -> None:
         X, y, weights = data
         arrays = [X, y] if weights is None else [X, y, weights]
         if persist:
@@ -115,8 +113,7 @@ class DaskEvaluator:
         self._setup(client, X.shape[1], X.chunks[0], "arrays", persist, stall_timeout_s)
         self.arrays = arrays
 
-    def _setup(self, client, n_features: int, rows, layout: str, persisted: bool,
-               stall_timeout_s: float) -> None:
+    def _setup(self, client, n_features: int, rows, layout: str, persisted: bool, stall_timeout_s: float) -> None:
         self.client = client
         self.n_features = n_features
         self.rows = tuple(rows)
@@ -128,8 +125,9 @@ class DaskEvaluator:
         self.workers_check = WorkerCheck()
 
     @classmethod
-    def from_dataset(cls, client, dataset: Dataset, workers: Sequence[str] | None = None,
-                     stall_timeout_s: float = STALL_TIMEOUT_S) -> DaskEvaluator:
+    def from_dataset(
+        cls, client, dataset: Dataset, workers: Sequence[str] | None = None, stall_timeout_s: float = STALL_TIMEOUT_S
+    ) -> DaskEvaluator:
         """``dataset``'s chunks decoded once and kept on the workers (the
         ``memory`` cache mode), without building Dask arrays.
 
@@ -144,8 +142,12 @@ class DaskEvaluator:
         evaluator.arrays = None
         evaluator._placement = spread(rows, workers)
         reader = dataset.reader
-        evaluator._ordered = [[client.submit(reader, chunk, pure=True, **placed_on(worker))
-                               for chunk, worker in zip(dataset.chunks, evaluator._placement)]]
+        evaluator._ordered = [
+            [
+                client.submit(reader, chunk, pure=True, **placed_on(worker))
+                for chunk, worker in zip(dataset.chunks, evaluator._placement)
+            ]
+        ]
         return evaluator
 
     def load(self) -> None:
@@ -164,8 +166,10 @@ class DaskEvaluator:
         if self.layout != "chunks":
             raise TypeError("with_weights needs an evaluator made by DaskEvaluator.from_dataset")
         reader = dataset.reader
-        weights = [self.client.submit(reader.weights_of, chunk, pure=True, **placed_on(worker))
-                   for chunk, worker in zip(dataset.chunks, self._placement)]
+        weights = [
+            self.client.submit(reader.weights_of, chunk, pure=True, **placed_on(worker))
+            for chunk, worker in zip(dataset.chunks, self._placement)
+        ]
         evaluator = DaskEvaluator.__new__(DaskEvaluator)
         evaluator.__dict__.update(self.__dict__)
         evaluator.workers_check = WorkerCheck()
@@ -195,8 +199,7 @@ class DaskEvaluator:
         self.workers_check.check(self.client)
         import dask
 
-        level = [dask.delayed(chunk_stats_fast, pure=True)(X, y, weights)
-                 for X, y, weights in self._blocks()]
+        level = [dask.delayed(chunk_stats_fast, pure=True)(X, y, weights) for X, y, weights in self._blocks()]
         return _tree_reduce(self.client, level, empty, self.stall_timeout_s)
 
     def _blocks(self):
@@ -225,22 +228,24 @@ class DaskEvaluator:
             # still being computed (the first pass after persist) or lost with
             # a worker: wait until every block is held, so tasks go where the
             # blocks are rather than copying them (and keeping both copies)
-            wait_for(self.client, [future for column in columns for future in column],
-                     self.stall_timeout_s)
+            wait_for(self.client, [future for column in columns for future in column], self.stall_timeout_s)
             holders = self.client.who_has(columns[0])
         threads = self.client.nthreads()
         self.workers_check.check(self.client, threads)
         tasks = []
         for worker, part in plan_tasks([holders.get(key, ()) for key in keys], self.rows, threads):
             blocks = [column[i] for column in columns for i in part]
-            tasks.append(self.client.submit(
-                sum_blocks, kernel, args, self.layout, len(part), *blocks, pure=True,
-                **placed_on(worker)))
+            tasks.append(
+                self.client.submit(
+                    sum_blocks, kernel, args, self.layout, len(part), *blocks, pure=True, **placed_on(worker)
+                )
+            )
         return merge_partials(empty, *gather(self.client, tasks, self.stall_timeout_s))
 
 
-def plan_tasks(holders: Sequence[Sequence[str]], rows: Sequence[int],
-               threads: dict[str, int]) -> list[tuple[str | None, list[int]]]:
+def plan_tasks(
+    holders: Sequence[Sequence[str]], rows: Sequence[int], threads: dict[str, int]
+) -> list[tuple[str | None, list[int]]]:
     """One pass's tasks: ``(worker, block indices)``, each to run where its blocks are.
 
     Policy only (no cluster): ``holders[i]`` are the workers holding block
@@ -267,9 +272,11 @@ def plan_tasks(holders: Sequence[Sequence[str]], rows: Sequence[int],
         worker = min(sorted(holders[index]), key=lambda w: load.get(w, 0))
         assigned.setdefault(worker, []).append(index)
         load[worker] = load.get(worker, 0) + rows[index]
-    return [(worker, part)
-            for worker, indices in sorted(assigned.items(), key=lambda item: (item[0] is None, str(item[0])))
-            for part in _split(sorted(indices), threads.get(worker, 1) if worker else 1)]
+    return [
+        (worker, part)
+        for worker, indices in sorted(assigned.items(), key=lambda item: (item[0] is None, str(item[0])))
+        for part in _split(sorted(indices), threads.get(worker, 1) if worker else 1)
+    ]
 
 
 def warm_up(client, workers: Sequence[str], n_features: int, **kinds) -> list:
@@ -285,9 +292,10 @@ def warm_up(client, workers: Sequence[str], n_features: int, **kinds) -> list:
     """
     if not workers:
         return []
-    return [client.submit(_warm_up, part, n_features, **kinds, pure=False,
-                          **placed_on(workers[index % len(workers)]))
-            for index, part in enumerate(WARM_UP_PARTS)]
+    return [
+        client.submit(_warm_up, part, n_features, **kinds, pure=False, **placed_on(workers[index % len(workers)]))
+        for index, part in enumerate(WARM_UP_PARTS)
+    ]
 
 
 def _warm_up(part: str, n_features: int, **kinds) -> None:
@@ -303,8 +311,9 @@ def sum_blocks(kernel, args: tuple, layout: str, n_blocks: int, *blocks):
     weights replacing the chunks' own)."""
     columns = [blocks[i : i + n_blocks] for i in range(0, len(blocks), n_blocks)]
     if layout == "chunks":
-        chunks = columns[0] if len(columns) == 1 else [
-            Chunk(chunk.X, chunk.y, weights) for chunk, weights in zip(*columns)]
+        chunks = (
+            columns[0] if len(columns) == 1 else [Chunk(chunk.X, chunk.y, weights) for chunk, weights in zip(*columns)]
+        )
     else:
         if len(columns) == 2:
             columns.append((None,) * n_blocks)
@@ -388,18 +397,24 @@ def stall_message(workers: dict | None, stall_timeout_s: float) -> str:
     ``workers`` maps address -> (status, memory limit), None when the scheduler
     did not answer."""
     if workers is None:
-        return (f"the scheduler has not answered for {stall_timeout_s:g} s; the pass cannot "
-                "finish. Check the scheduler, then resume the job from its last checkpoint "
-                "(pipeline resume OUTPUT_DIR)")
+        return (
+            f"the scheduler has not answered for {stall_timeout_s:g} s; the pass cannot "
+            "finish. Check the scheduler, then resume the job from its last checkpoint "
+            "(pipeline resume OUTPUT_DIR)"
+        )
     if not workers:
-        return (f"no worker has been connected to the scheduler for {stall_timeout_s:g} s "
-                "(all workers lost); the pass cannot finish. Start workers again and resume "
-                "the job from its last checkpoint (pipeline resume OUTPUT_DIR)")
+        return (
+            f"no worker has been connected to the scheduler for {stall_timeout_s:g} s "
+            "(all workers lost); the pass cannot finish. Start workers again and resume "
+            "the job from its last checkpoint (pipeline resume OUTPUT_DIR)"
+        )
     limits = sorted({limit for _, limit in workers.values()})
-    return (f"every worker ({', '.join(sorted(workers))}) has been paused for "
-            f"{stall_timeout_s:g} s, their memory above the pause threshold (memory limit "
-            f"{', '.join(_size(limit) for limit in limits)}); the data does not fit: use "
-            "--cache disk or none, smaller row groups, or more or larger workers")
+    return (
+        f"every worker ({', '.join(sorted(workers))}) has been paused for "
+        f"{stall_timeout_s:g} s, their memory above the pause threshold (memory limit "
+        f"{', '.join(_size(limit) for limit in limits)}); the data does not fit: use "
+        "--cache disk or none, smaller row groups, or more or larger workers"
+    )
 
 
 class WorkerCheck:
@@ -427,14 +442,15 @@ class WorkerCheck:
             groups.setdefault(fingerprint["digest"], []).append(address)
         if len(groups) > 1:
             described = "; ".join(
-                f"{', '.join(members)}: fingerprint {digest} "
-                f"({_describe(self.fingerprints[members[0]])})"
-                for digest, members in groups.items())
+                f"{', '.join(members)}: fingerprint {digest} ({_describe(self.fingerprints[members[0]])})"
+                for digest, members in groups.items()
+            )
             raise ClusterError(
                 "workers compute different floating-point results, which would break "
                 f"the exactness guarantee; found {described}. Run every worker from the "
                 "same environment (image, library versions) on CPUs with the same numpy "
-                "SIMD targets, or keep the job to workers that agree")
+                "SIMD targets, or keep the job to workers that agree"
+            )
 
 
 def _kernel_fingerprint() -> dict:
@@ -446,14 +462,15 @@ def _kernel_fingerprint() -> dict:
 
 
 def _describe(fingerprint: dict) -> str:
-    return (f"numpy {fingerprint['numpy']}, pyarrow {fingerprint['pyarrow']}, numba "
-            f"{fingerprint['numba']}, python {fingerprint['python']}, SIMD "
-            f"{'+'.join(fingerprint['cpu_dispatch']) or 'baseline only'}")
+    return (
+        f"numpy {fingerprint['numpy']}, pyarrow {fingerprint['pyarrow']}, numba "
+        f"{fingerprint['numba']}, python {fingerprint['python']}, SIMD "
+        f"{'+'.join(fingerprint['cpu_dispatch']) or 'baseline only'}"
+    )
 
 
 def _worker_states(dask_scheduler=None) -> dict:
-    return {address: (worker.status.name, worker.memory_limit)
-            for address, worker in dask_scheduler.workers.items()}
+    return {address: (worker.status.name, worker.memory_limit) for address, worker in dask_scheduler.workers.items()}
 
 
 def _size(limit) -> str:
@@ -494,10 +511,16 @@ class StreamingEvaluator:
     in this process, one unit after another.
     """
 
-    def __init__(self, client, dataset: Dataset, cache: DiskCache | None,
-                 workers: Sequence[str] | None = None,
-                 unit_bytes: int = UNIT_BYTES, batch_bytes: int = BATCH_BYTES,
-                 stall_timeout_s: float = STALL_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        client,
+        dataset: Dataset,
+        cache: DiskCache | None,
+        workers: Sequence[str] | None = None,
+        unit_bytes: int = UNIT_BYTES,
+        batch_bytes: int = BATCH_BYTES,
+        stall_timeout_s: float = STALL_TIMEOUT_S,
+    ) -> None:
         self.client = client
         self.stall_timeout_s = stall_timeout_s
         self.workers_check = WorkerCheck()
@@ -505,8 +528,7 @@ class StreamingEvaluator:
         self.n_features = dataset.n_features
         self.cache = cache
         self.rows = batch_rows(self.reader, batch_bytes)
-        threads = (client.nthreads() if client is not None and workers else
-                   {worker: 1 for worker in workers or ()})
+        threads = client.nthreads() if client is not None and workers else {worker: 1 for worker in workers or ()}
         # at least UNITS_PER_THREAD units per thread where the row groups allow,
         # so work can move when workers join or leave
         total = dataset.n_samples * row_bytes(self.reader)
@@ -538,19 +560,20 @@ class StreamingEvaluator:
 
     def _run(self, empty, kernel, *args):
         if self.client is None:
-            return merge_partials(empty, *(
-                unit_sums(self.reader, unit, self.rows, self.cache, kernel, *args)
-                for unit in self.units
-            ))
+            return merge_partials(
+                empty, *(unit_sums(self.reader, unit, self.rows, self.cache, kernel, *args) for unit in self.units)
+            )
         threads = self.client.nthreads()
         self.workers_check.check(self.client, threads)
         if self.placed and threads and sorted(threads) != self.planned_for:
             self._plan(threads)  # workers joined or left: spread the units over those there now
         tasks = []
         for worker, units in self.tasks:
-            tasks.append(self.client.submit(
-                units_sums, self.reader, units, self.rows, self.cache, kernel, *args,
-                pure=True, **placed_on(worker)))
+            tasks.append(
+                self.client.submit(
+                    units_sums, self.reader, units, self.rows, self.cache, kernel, *args, pure=True, **placed_on(worker)
+                )
+            )
         return merge_partials(empty, *gather(self.client, tasks, self.stall_timeout_s))
 
 
@@ -584,8 +607,7 @@ def security(ca_file: str | None, cert: str | None, key: str | None = None):
         return None
     from distributed.security import Security
 
-    return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key,
-                    require_encryption=True)
+    return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
 
 
 def cluster_memory(client) -> tuple[list[str], int | None]:
@@ -607,8 +629,8 @@ def connect(spec: ClusterSpec) -> Iterator:
             # TypeError/ValueError: distributed's word for a TLS setting that does not fit
             # the address (e.g. tls:// with no certificates, or tcp:// with encryption required)
             raise ClusterError(
-                f"no Dask scheduler answered at {spec.scheduler!r} within "
-                f"{spec.connect_timeout_s:g} s: {exc}", path=spec.scheduler,
+                f"no Dask scheduler answered at {spec.scheduler!r} within {spec.connect_timeout_s:g} s: {exc}",
+                path=spec.scheduler,
             ) from None
         with client:
             try:

@@ -56,10 +56,14 @@ def _img(source: str, alt: str) -> str:
 def _table(rows: list[list], header: list[str], numeric: set[int] = frozenset()) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(
-            f'<td class="num">{html.escape(_fmt(cell))}</td>' if i in numeric else
-            f"<td>{html.escape(_fmt(cell))}</td>" for i, cell in enumerate(row)) + "</tr>"
-        for row in rows)
+        "<tr>"
+        + "".join(
+            f'<td class="num">{html.escape(_fmt(cell))}</td>' if i in numeric else f"<td>{html.escape(_fmt(cell))}</td>"
+            for i, cell in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -78,17 +82,26 @@ def write_report(out: str) -> Path:
     job = _optional_json(directory / JOB_FILE, _check_job)
     metrics = _optional_json(directory / METRICS_FILE, _check_metrics)
     title = f"Training report: {job.get('name') or directory.name}"
-    parts = [f"<h1>{html.escape(title)}</h1>",
-             f'<p class="muted">{html.escape(str(directory.absolute()))} · digest '
-             f"<code>{model.digest}</code></p>"]
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="muted">{html.escape(str(directory.absolute()))} · digest <code>{model.digest}</code></p>',
+    ]
 
-    summary = [["status", job.get("status", "–")], ["solver", model.solver],
-               ["converged", model.converged], ["message", model.message],
-               ["iterations", model.n_iter], ["passes over the data", model.n_passes],
-               ["rows", model.n_samples], ["final loss", model.loss_history[-1]],
-               ["final validation loss", (model.validation_loss_history or [None])[-1]],
-               ["l2", model.l2], ["l1", model.l1], ["started", job.get("started_at")],
-               ["ended", job.get("ended_at")]]
+    summary = [
+        ["status", job.get("status", "–")],
+        ["solver", model.solver],
+        ["converged", model.converged],
+        ["message", model.message],
+        ["iterations", model.n_iter],
+        ["passes over the data", model.n_passes],
+        ["rows", model.n_samples],
+        ["final loss", model.loss_history[-1]],
+        ["final validation loss", (model.validation_loss_history or [None])[-1]],
+        ["l2", model.l2],
+        ["l1", model.l1],
+        ["started", job.get("started_at")],
+        ["ended", job.get("ended_at")],
+    ]
     parts += ["<h2>Summary</h2>", _table(summary, ["", "value"])]
 
     iterations = list(range(len(model.loss_history)))
@@ -103,59 +116,101 @@ def write_report(out: str) -> Path:
 
     loss_plot = _figure_png(draw_loss)
     norms = [n if n > 0 else float("nan") for n in model.grad_norm_history]
-    norm_plot = _figure_png(lambda ax: (ax.semilogy(iterations, norms, marker=".", color="tab:green"),
-                                        ax.set(title="projected gradient |g|_inf", xlabel="iteration")))
-    parts += ["<h2>Convergence</h2>", '<div class="plots">', _img(loss_plot, "loss curve"),
-              _img(norm_plot, "gradient norm curve"), "</div>"]
+    norm_plot = _figure_png(
+        lambda ax: (
+            ax.semilogy(iterations, norms, marker=".", color="tab:green"),
+            ax.set(title="projected gradient |g|_inf", xlabel="iteration"),
+        )
+    )
+    parts += [
+        "<h2>Convergence</h2>",
+        '<div class="plots">',
+        _img(loss_plot, "loss curve"),
+        _img(norm_plot, "gradient norm curve"),
+        "</div>",
+    ]
 
     scale = model.scale or [1.0] * len(model.features)
     rows = sorted(
         ([name, coef, abs(coef * s)] for name, coef, s in zip(model.features, model.coef, scale)),
-        key=lambda row: -row[2])
+        key=lambda row: -row[2],
+    )
     rows.append(["(intercept)", model.intercept, None])
-    parts += ["<h2>Coefficients</h2>",
-              '<p class="muted">original units; |coef × std| is the effect of one standard '
-              "deviation of the feature, the comparable magnitude</p>",
-              _table(rows, ["feature", "coef", "|coef × std|"], numeric={1, 2})]
+    parts += [
+        "<h2>Coefficients</h2>",
+        '<p class="muted">original units; |coef × std| is the effect of one standard '
+        "deviation of the feature, the comparable magnitude</p>",
+        _table(rows, ["feature", "coef", "|coef × std|"], numeric={1, 2}),
+    ]
 
     parts.append("<h2>Validation metrics</h2>")
     if metrics:
         keys = ["n_samples", "log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"]
         parts.append(_table([[key, metrics.get(key)] for key in keys], ["metric", "value"], numeric={1}))
         matrix = metrics.get("confusion_matrix", {})
-        parts.append(_table([["actual 0", matrix.get("tn"), matrix.get("fp")],
-                             ["actual 1", matrix.get("fn"), matrix.get("tp")]],
-                            ["", "predicted 0", "predicted 1"], numeric={1, 2}))
+        parts.append(
+            _table(
+                [["actual 0", matrix.get("tn"), matrix.get("fp")], ["actual 1", matrix.get("fn"), matrix.get("tp")]],
+                ["", "predicted 0", "predicted 1"],
+                numeric={1, 2},
+            )
+        )
         roc = metrics.get("roc_curve") or {"fpr": [], "tpr": []}
-        roc_plot = _figure_png(lambda ax: (ax.plot(roc["fpr"], roc["tpr"]), ax.plot([0, 1], [0, 1], ":"),
-                                           ax.set(title=f"ROC (AUC {_fmt(metrics.get('roc_auc'))})",
-                                                  xlabel="false positive rate", ylabel="true positive rate")))
+        roc_plot = _figure_png(
+            lambda ax: (
+                ax.plot(roc["fpr"], roc["tpr"]),
+                ax.plot([0, 1], [0, 1], ":"),
+                ax.set(
+                    title=f"ROC (AUC {_fmt(metrics.get('roc_auc'))})",
+                    xlabel="false positive rate",
+                    ylabel="true positive rate",
+                ),
+            )
+        )
         bins = [row for row in metrics.get("calibration", []) if row.get("count")]
-        calibration_plot = _figure_png(lambda ax: (
-            ax.plot([b["mean_proba"] for b in bins], [b["observed_rate"] for b in bins], marker="o"),
-            ax.plot([0, 1], [0, 1], ":"),
-            ax.set(title="calibration", xlabel="mean predicted probability", ylabel="observed rate")))
-        parts += ['<div class="plots">', _img(roc_plot, "ROC curve"),
-                  _img(calibration_plot, "calibration plot"), "</div>"]
+        calibration_plot = _figure_png(
+            lambda ax: (
+                ax.plot([b["mean_proba"] for b in bins], [b["observed_rate"] for b in bins], marker="o"),
+                ax.plot([0, 1], [0, 1], ":"),
+                ax.set(title="calibration", xlabel="mean predicted probability", ylabel="observed rate"),
+            )
+        )
+        parts += [
+            '<div class="plots">',
+            _img(roc_plot, "ROC curve"),
+            _img(calibration_plot, "calibration plot"),
+            "</div>",
+        ]
         rows = metrics.get("rows", "all")
-        described = "all rows" if rows == "all" else (
-            f"the {rows.get('part')} part of the split (validation fraction {rows.get('fraction')}, "
-            f"by {'key ' + repr(rows.get('key')) if rows.get('key') else 'row position'})")
-        parts.append(f'<p class="muted">data: {html.escape(str(metrics.get("data")))}, '
-                     f"{html.escape(described)}</p>")
+        described = (
+            "all rows"
+            if rows == "all"
+            else (
+                f"the {rows.get('part')} part of the split (validation fraction {rows.get('fraction')}, "
+                f"by {'key ' + repr(rows.get('key')) if rows.get('key') else 'row position'})"
+            )
+        )
+        parts.append(f'<p class="muted">data: {html.escape(str(metrics.get("data")))}, {html.escape(described)}</p>')
     else:
-        parts.append('<p class="muted">no metrics.json here: train with --validation-fraction, '
-                     f"or run <code>pipeline evaluate {html.escape(str(directory))} DATA</code></p>")
+        parts.append(
+            '<p class="muted">no metrics.json here: train with --validation-fraction, '
+            f"or run <code>pipeline evaluate {html.escape(str(directory))} DATA</code></p>"
+        )
 
     config = job.get("config") or {}
-    parts += ["<h2>Configuration</h2>",
-              _table([[key, json.dumps(value)] for key, value in config.items()], ["key", "value"])]
+    parts += [
+        "<h2>Configuration</h2>",
+        _table([[key, json.dumps(value)] for key, value in config.items()], ["key", "value"]),
+    ]
     versions = job.get("versions") or {}
     if versions:
         parts.append(_table([[k, v] for k, v in versions.items()], ["library", "version"]))
-    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
-            + "\n".join(parts) + "</body></html>\n")
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>\n"
+    )
     target = directory / REPORT_FILE
     write_atomic(target, page.encode())
     return target
@@ -173,8 +228,9 @@ def _optional_json(path: Path, check) -> dict:
     try:
         document = json.loads(text)
     except ValueError as exc:
-        raise ModelFileError(f"{path}: not JSON ({exc}); expected the JSON object a run writes",
-                             path=str(path)) from None
+        raise ModelFileError(
+            f"{path}: not JSON ({exc}); expected the JSON object a run writes", path=str(path)
+        ) from None
     problem = check(document)
     if problem:
         raise ModelFileError(f"{path}: {problem}", path=str(path))
@@ -212,15 +268,21 @@ def _check_metrics(metrics) -> str | None:
         if key in metrics and not isinstance(metrics[key], kind):
             return f"expected {key} to be {_KIND_NAMES[kind]}, found {_kind(metrics[key])}"
     if metrics.get("rows", "all") != "all" and not isinstance(metrics["rows"], dict):
-        return f"expected rows to be \"all\" or an object, found {json.dumps(metrics['rows'])[:SHOWN_CHARS]}"
+        return f'expected rows to be "all" or an object, found {json.dumps(metrics["rows"])[:SHOWN_CHARS]}'
     roc = metrics.get("roc_curve") or {"fpr": [], "tpr": []}
     fpr, tpr = roc.get("fpr"), roc.get("tpr")
-    if not (isinstance(fpr, list) and isinstance(tpr, list) and len(fpr) == len(tpr)
-            and all(map(_is_number, fpr + tpr))):
+    if not (
+        isinstance(fpr, list) and isinstance(tpr, list) and len(fpr) == len(tpr) and all(map(_is_number, fpr + tpr))
+    ):
         return "expected roc_curve to hold lists fpr and tpr of numbers, of one length"
     for row in metrics.get("calibration", []):
-        if not (isinstance(row, dict) and isinstance(row.get("count"), int) and (
-                not row["count"] or (_is_number(row.get("mean_proba")) and _is_number(row.get("observed_rate"))))):
-            return ("expected each calibration row to be an object with an integer count and, when "
-                    f"the count is not 0, numbers mean_proba and observed_rate; found {json.dumps(row)[:SHOWN_CHARS]}")
+        if not (
+            isinstance(row, dict)
+            and isinstance(row.get("count"), int)
+            and (not row["count"] or (_is_number(row.get("mean_proba")) and _is_number(row.get("observed_rate"))))
+        ):
+            return (
+                "expected each calibration row to be an object with an integer count and, when "
+                f"the count is not 0, numbers mean_proba and observed_rate; found {json.dumps(row)[:SHOWN_CHARS]}"
+            )
     return None

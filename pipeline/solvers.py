@@ -165,8 +165,9 @@ def pseudo_gradient(coef: np.ndarray, grad: np.ndarray, l1: np.ndarray) -> np.nd
 class _Run:
     """Bookkeeping shared by the solvers: passes, history, stopping rules."""
 
-    def __init__(self, fun, options: SolverOptions, callback: Callback | None, l1=None,
-                 should_stop: StopHook | None = None) -> None:
+    def __init__(
+        self, fun, options: SolverOptions, callback: Callback | None, l1=None, should_stop: StopHook | None = None
+    ) -> None:
         self.fun = fun
         self.should_stop = should_stop
         self.options = options
@@ -198,16 +199,23 @@ class _Run:
         self.n_iter, self.n_passes, self.history = state.n_iter, state.n_passes, list(state.history)
 
     def state(self, solver: str, coef, loss, grad, previous_loss, **extra) -> SolverState:
-        return SolverState(solver, coef.copy(), loss, grad.copy(), previous_loss, self.n_iter,
-                           self.n_passes, tuple(self.history), **extra)
+        return SolverState(
+            solver,
+            coef.copy(),
+            loss,
+            grad.copy(),
+            previous_loss,
+            self.n_iter,
+            self.n_passes,
+            tuple(self.history),
+            **extra,
+        )
 
     def projected(self, coef: np.ndarray, grad: np.ndarray) -> np.ndarray:
         return grad if self.l1 is None else pseudo_gradient(coef, grad, self.l1)
 
     def record(self, loss: float, projected: np.ndarray, step: float) -> None:
-        self.history.append(
-            IterationRecord(len(self.history), loss, max_abs(projected), step, self.n_passes)
-        )
+        self.history.append(IterationRecord(len(self.history), loss, max_abs(projected), step, self.n_passes))
         if self.callback:
             self.callback(self.history[-1])
 
@@ -244,15 +252,22 @@ class _Run:
         """
         norm, options = max_abs(projected), self.options
         if options.ftol > 0:
-            return True, (f"relative loss change <= ftol={options.ftol} (no step lowers the loss "
-                          "at machine precision)")
-        return False, ("line search could not decrease the loss (at machine precision): "
-                       f"projected gradient |g|_inf={norm:.3g} > tol={options.tol}")
+            return True, (f"relative loss change <= ftol={options.ftol} (no step lowers the loss at machine precision)")
+        return False, (
+            "line search could not decrease the loss (at machine precision): "
+            f"projected gradient |g|_inf={norm:.3g} > tol={options.tol}"
+        )
 
     def result(self, coef, loss, grad, converged: bool, message: str) -> SolverResult:
         return SolverResult(
-            coef=coef, loss=loss, grad=grad, n_iter=self.n_iter, n_passes=self.n_passes,
-            converged=converged, message=message, history=self.history,
+            coef=coef,
+            loss=loss,
+            grad=grad,
+            n_iter=self.n_iter,
+            n_passes=self.n_passes,
+            converged=converged,
+            message=message,
+            history=self.history,
         )
 
 
@@ -377,8 +392,11 @@ def lbfgs(
 
     def save() -> None:
         if checkpoint:
-            checkpoint(run.state("lbfgs", coef, loss, grad, previous,
-                                 memory=tuple((m.copy(), c.copy(), r) for m, c, r in memory)))
+            checkpoint(
+                run.state(
+                    "lbfgs", coef, loss, grad, previous, memory=tuple((m.copy(), c.copy(), r) for m, c, r in memory)
+                )
+            )
 
     if resume is None:
         save()

@@ -64,6 +64,7 @@ def chunk_stats_fast(*args, **kwargs) -> Stats:
 
     return compiled(*args, **kwargs)
 
+
 #: Decoded bytes a task unit aims for when grouping small row groups.
 UNIT_BYTES = 64 * 2**20
 #: Decoded bytes per streamed batch (bounds a task's working memory).
@@ -136,9 +137,7 @@ class DiskCache:
         return self.directory() / f"{name}-rg{chunk.row_group}-b{rows}.f64"
 
 
-def cached_batches(
-    reader: ChunkReader, chunk: ChunkSpec, rows: int, cache: DiskCache | None
-) -> Iterator[Chunk]:
+def cached_batches(reader: ChunkReader, chunk: ChunkSpec, rows: int, cache: DiskCache | None) -> Iterator[Chunk]:
     """Batches of one row group: from the disk cache, or decoded (and cached).
 
     A cache file holds the row group's batches one after another, each a
@@ -156,10 +155,12 @@ def cached_batches(
         for start in range(0, chunk.n_rows, rows):
             n = min(rows, chunk.n_rows - start)
             # map per batch and drop it after, so mapped pages do not pile up
-            block = np.memmap(path, dtype="<f8", mode="r", offset=start * n_columns * 8,
-                              shape=(n, n_columns), order="F")
-            yield Chunk(block[:, :n_features], block[:, n_features],
-                        block[:, n_features + 1] if reader.has_weights else None)
+            block = np.memmap(
+                path, dtype="<f8", mode="r", offset=start * n_columns * 8, shape=(n, n_columns), order="F"
+            )
+            yield Chunk(
+                block[:, :n_features], block[:, n_features], block[:, n_features + 1] if reader.has_weights else None
+            )
             del block
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,8 +195,7 @@ def stats_kernel(data: Chunk) -> Stats:
     return chunk_stats_fast(data.X, data.y, data.weights)
 
 
-def unit_sums(reader: ChunkReader, unit: Sequence[ChunkSpec], rows: int,
-              cache: DiskCache | None, kernel, *args):
+def unit_sums(reader: ChunkReader, unit: Sequence[ChunkSpec], rows: int, cache: DiskCache | None, kernel, *args):
     """Stream every row group of a unit through ``kernel``; merge the states."""
     total = None
     for chunk in unit:
@@ -205,8 +205,9 @@ def unit_sums(reader: ChunkReader, unit: Sequence[ChunkSpec], rows: int,
     return total
 
 
-def units_sums(reader: ChunkReader, units: Sequence[Sequence[ChunkSpec]], rows: int,
-               cache: DiskCache | None, kernel, *args):
+def units_sums(
+    reader: ChunkReader, units: Sequence[Sequence[ChunkSpec]], rows: int, cache: DiskCache | None, kernel, *args
+):
     """:func:`unit_sums` over several units, merged (one task's share of a pass)."""
     total = None
     for unit in units:

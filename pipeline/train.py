@@ -119,17 +119,26 @@ def train(config: TrainConfig, progress: Progress | None = None, notify: Notify 
             validation=validation,
             early_stopping=config.early_stopping,
         )
-    model = build_model(result, dataset.features, dataset.n_samples, solver=config.solver,
-                        penalty=config.penalty, label=dataset.label, weight=dataset.weight,
-                        dataset=dataset.url, cache=cache)
+    model = build_model(
+        result,
+        dataset.features,
+        dataset.n_samples,
+        solver=config.solver,
+        penalty=config.penalty,
+        label=dataset.label,
+        weight=dataset.weight,
+        dataset=dataset.url,
+        cache=cache,
+    )
     if config.out is not None:
         model.save(config.out)
     return model
 
 
 @contextlib.contextmanager
-def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify,
-               client=None) -> Iterator[tuple[Evaluator, Evaluator | None, str]]:
+def _evaluator(
+    config: TrainConfig, dataset: Dataset, notify: Notify, client=None
+) -> Iterator[tuple[Evaluator, Evaluator | None, str]]:
     """The evaluators for ``config`` (training, validation or None) and the cache mode.
 
     ``client``: an already connected ``distributed.Client`` to use instead of
@@ -156,13 +165,19 @@ def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify,
                 reader = validation.reader
                 held_out = InProcessEvaluator(
                     [(X, y, reader.weights_of(spec)) for (X, y, _), spec in zip(chunks, dataset.chunks)],
-                    dataset.n_features)
+                    dataset.n_features,
+                )
             yield InProcessEvaluator(chunks, dataset.n_features), held_out, mode
             return
         with tempfile.TemporaryDirectory(prefix="pipeline-cache-") as scratch:
             cache = DiskCache(dataset.fingerprint, scratch) if mode == "disk" else None
-            held_out = None if validation is None else StreamingEvaluator(
-                None, validation, None if cache is None else DiskCache(validation.fingerprint, scratch))
+            held_out = (
+                None
+                if validation is None
+                else StreamingEvaluator(
+                    None, validation, None if cache is None else DiskCache(validation.fingerprint, scratch)
+                )
+            )
             yield StreamingEvaluator(None, dataset, cache), held_out, mode
         return
     with contextlib.ExitStack() as stack:
@@ -174,9 +189,14 @@ def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify,
         stall = (config.cluster or ClusterSpec()).stall_timeout_s
         solver = auto_solver(dataset.n_features) if config.solver == "auto" else config.solver
         compiling = warm_up(  # noqa: F841 - held until the first pass has run
-            client, workers, dataset.n_features, standardize=config.standardize,
-            weighted=dataset.reader.has_weights, class_weighted=config.class_weight is not None,
-            hessian=solver == "newton")
+            client,
+            workers,
+            dataset.n_features,
+            standardize=config.standardize,
+            weighted=dataset.reader.has_weights,
+            class_weighted=config.class_weight is not None,
+            hessian=solver == "newton",
+        )
         if mode == "memory":
             started = time.perf_counter()
             training = DaskEvaluator.from_dataset(client, dataset, workers, stall_timeout_s=stall)
@@ -190,11 +210,15 @@ def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify,
         if validation is not None:
             if mode == "disk":
                 caches.append(DiskCache(validation.fingerprint))
-            held_out = StreamingEvaluator(client, validation, caches[-1] if mode == "disk" else None,
-                                          workers, stall_timeout_s=stall)
+            held_out = StreamingEvaluator(
+                client, validation, caches[-1] if mode == "disk" else None, workers, stall_timeout_s=stall
+            )
         try:
-            yield StreamingEvaluator(client, dataset, caches[0] if caches else None, workers,
-                                     stall_timeout_s=stall), held_out, mode
+            yield (
+                StreamingEvaluator(client, dataset, caches[0] if caches else None, workers, stall_timeout_s=stall),
+                held_out,
+                mode,
+            )
         finally:
             for cache in caches:
                 # best effort: a worker lost since cannot be cleared, and the
@@ -205,8 +229,10 @@ def _evaluator(config: TrainConfig, dataset: Dataset, notify: Notify,
 
 def _loaded(dataset: Dataset, where: str, started: float) -> str:
     """The note once every chunk is decoded into ``where`` (timed from ``started``)."""
-    return (f"loaded {dataset.n_samples} rows ({dataset.decoded_bytes / 2**30:.2f} GiB decoded) "
-            f"into {where} in {time.perf_counter() - started:.1f} s")
+    return (
+        f"loaded {dataset.n_samples} rows ({dataset.decoded_bytes / 2**30:.2f} GiB decoded) "
+        f"into {where} in {time.perf_counter() - started:.1f} s"
+    )
 
 
 def _check_split_key(dataset: Dataset, key: str | None) -> None:
@@ -219,8 +245,9 @@ def _check_split_key(dataset: Dataset, key: str | None) -> None:
     for path in dataset.files:
         names = pq.read_schema(path, filesystem=dataset.filesystem).names
         if key not in names:
-            raise ColumnNotFoundError(f"validation key column {key!r} not found in {path}; "
-                                      f"found columns {names}", path=path, column=key)
+            raise ColumnNotFoundError(
+                f"validation key column {key!r} not found in {path}; found columns {names}", path=path, column=key
+            )
 
 
 def choose_cache(requested: str, needed: int, memory: int | None, fraction: float) -> tuple[str, str]:
@@ -294,8 +321,11 @@ def fit(
             _check_two_classes(summary, label)
             for j in summary.constant_columns if standardize else []:
                 name = repr(features[j]) if features is not None else f"number {j}"
-                warnings.warn(f"feature {name} is constant ({float(summary.mean[j])!r} in every row); "
-                              "its coefficient is fixed at 0", stacklevel=2)
+                warnings.warn(
+                    f"feature {name} is constant ({float(summary.mean[j])!r} in every row); "
+                    "its coefficient is fixed at 0",
+                    stacklevel=2,
+                )
         stats_passes = 1 if summary is not None else 0
         if class_weight == "balanced":
             class_weight = balanced_class_weight(summary)
@@ -314,37 +344,42 @@ def fit(
         if progress:
             passes = record.n_passes + stats_passes
             rows = passes * (objective.n_samples or 0)
-            progress(dataclasses.replace(record, n_passes=passes, elapsed_s=seconds,
-                                         rows_per_s=rows / seconds if seconds > 0 else 0.0))
+            progress(
+                dataclasses.replace(
+                    record, n_passes=passes, elapsed_s=seconds, rows_per_s=rows / seconds if seconds > 0 else 0.0
+                )
+            )
 
-    held_out = (None if validation is None else
-                LogisticObjective(validation, Penalty(), standardization, class_weight))
+    held_out = None if validation is None else LogisticObjective(validation, Penalty(), standardization, class_weight)
 
     def save(state: SolverState) -> None:
         if held_out is not None:
             validation_losses.append(held_out(state.coef)[0])
         if on_state:
-            on_state(FitState(state, standardization, class_weight, stats_passes, tuple(elapsed),
-                              tuple(validation_losses)))
+            on_state(
+                FitState(state, standardization, class_weight, stats_passes, tuple(elapsed), tuple(validation_losses))
+            )
 
     def should_stop() -> str | None:
         if not early_stopping or not validation_losses:
             return None
         best = min(range(len(validation_losses)), key=validation_losses.__getitem__)
         if len(validation_losses) - 1 - best >= early_stopping:
-            return (f"early stopping: validation loss not improved for {early_stopping} "
-                    f"iterations (best {validation_losses[best]!r} at iteration {best})")
+            return (
+                f"early stopping: validation loss not improved for {early_stopping} "
+                f"iterations (best {validation_losses[best]!r} at iteration {best})"
+            )
         return None
 
-    hooks = dict(resume=None if resume is None else resume.solver_state, checkpoint=save,
-                 should_stop=should_stop)
+    hooks = dict(resume=None if resume is None else resume.solver_state, checkpoint=save, should_stop=should_stop)
     requested = solver
     if solver == "auto":  # a resumed fit keeps the solver it started with
         solver = resume.solver_state.solver if resume is not None else auto_solver(evaluator.n_features)
     if solver == "lbfgs":
         # from the standardization and the penalty alone: the same on resume
-        result = lbfgs(objective, coef0, options, report, objective.l1_weights,
-                       preconditioner=objective.preconditioner(), **hooks)
+        result = lbfgs(
+            objective, coef0, options, report, objective.l1_weights, preconditioner=objective.preconditioner(), **hooks
+        )
     elif solver == "gd":
         result = gradient_descent(objective, coef0, options, report, objective.l1_weights, **hooks)
     elif solver == "newton":  # orthant-wise Newton with l1 > 0
@@ -359,8 +394,17 @@ def fit(
     if standardization is not None:
         coef = standardization.to_original(result.coef)
         gradient = standardization.gradient_to_original(result.grad)
-    return Fit(result, coef, gradient, result.n_passes + stats_passes, standardization,
-               class_weight, summary, tuple(validation_losses), solver)
+    return Fit(
+        result,
+        coef,
+        gradient,
+        result.n_passes + stats_passes,
+        standardization,
+        class_weight,
+        summary,
+        tuple(validation_losses),
+        solver,
+    )
 
 
 #: ``auto`` takes Newton up to this many features.  Newton needs 10-16 passes
@@ -387,8 +431,7 @@ def auto_solver(n_features: int) -> str:
 def _check_two_classes(summary: DataSummary, label: str | None) -> None:
     """Both labels must carry weight, else the optimum is at infinity."""
     if not summary.weight_sum > 0:
-        raise WeightValueError(
-            f"the sample weights add up to {summary.weight_sum!r}; expected a positive total")
+        raise WeightValueError(f"the sample weights add up to {summary.weight_sum!r}; expected a positive total")
     negative = summary.weight_sum - summary.positive_weight
     if summary.positive_weight > 0 and negative > 0:
         return
@@ -397,7 +440,9 @@ def _check_two_classes(summary: DataSummary, label: str | None) -> None:
     raise LabelValueError(
         f"{column} has a single class: all the weight of the {summary.n_samples} rows is on "
         f"label {only}; expected both 0 and 1 (logistic regression has no finite optimum "
-        "otherwise)", column=label)
+        "otherwise)",
+        column=label,
+    )
 
 
 def check_label_classes(dataset: Dataset) -> None:
@@ -411,7 +456,9 @@ def check_label_classes(dataset: Dataset) -> None:
             f"label column {dataset.label!r} has a single class: it is {low:g} in all "
             f"{dataset.n_samples} rows (from the Parquet statistics of {len(dataset.files)} "
             "file(s)); expected both 0 and 1 (logistic regression has no finite optimum otherwise)",
-            path=dataset.url, column=dataset.label)
+            path=dataset.url,
+            column=dataset.label,
+        )
 
 
 def warn_if_underdetermined(dataset: Dataset, penalty: Penalty) -> None:
@@ -419,7 +466,9 @@ def warn_if_underdetermined(dataset: Dataset, penalty: Penalty) -> None:
     if dataset.n_features > dataset.n_samples and not (penalty.l2 or penalty.l1):
         warnings.warn(
             f"more features ({dataset.n_features}) than rows ({dataset.n_samples}): without a "
-            "penalty the optimum is not unique (add --l2 or --l1)", stacklevel=2)
+            "penalty the optimum is not unique (add --l2 or --l1)",
+            stacklevel=2,
+        )
 
 
 def train_arrays(
@@ -432,9 +481,16 @@ def train_arrays(
     features = list(features) if features is not None else [f"x{j}" for j in range(n_features)]
     result = fit(InProcessEvaluator(chunks, n_features), features=features, **fit_options)
     n_samples = sum(chunk[0].shape[0] for chunk in chunks)
-    return build_model(result, features, n_samples, solver=fit_options.get("solver", "auto"),
-                       penalty=fit_options.get("penalty", Penalty()), label="y",
-                       weight=None, dataset="<arrays>")
+    return build_model(
+        result,
+        features,
+        n_samples,
+        solver=fit_options.get("solver", "auto"),
+        penalty=fit_options.get("penalty", Penalty()),
+        label="y",
+        weight=None,
+        dataset="<arrays>",
+    )
 
 
 def build_model(

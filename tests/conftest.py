@@ -42,24 +42,36 @@ def _dask_command() -> list[str]:
 class DaskCLICluster:
     """``dask scheduler`` + ``dask worker`` processes on 127.0.0.1."""
 
-    def __init__(self, workdir: Path, n_workers: int = 2, memory_limit: str = "2GiB",
-                 tls: dict | None = None) -> None:
+    def __init__(self, workdir: Path, n_workers: int = 2, memory_limit: str = "2GiB", tls: dict | None = None) -> None:
         """``tls``: {"ca": PEM, "cert": PEM, "key": PEM} for scheduler, workers and
         this class's own clients (then the address is tls://)."""
         self.address = f"{'tls' if tls else 'tcp'}://{LOOPBACK}:{free_port()}"
         self.workdir = workdir
         self.processes: list[subprocess.Popen] = []
-        self.tls_options = [] if not tls else [
-            "--tls-ca-file", str(tls["ca"]), "--tls-cert", str(tls["cert"]), "--tls-key", str(tls["key"])]
+        self.tls_options = (
+            []
+            if not tls
+            else ["--tls-ca-file", str(tls["ca"]), "--tls-cert", str(tls["cert"]), "--tls-key", str(tls["key"])]
+        )
         self.security = None
         if tls:
             from distributed.security import Security
 
-            self.security = Security(tls_ca_file=str(tls["ca"]), tls_client_cert=str(tls["cert"]),
-                                     tls_client_key=str(tls["key"]), require_encryption=True)
+            self.security = Security(
+                tls_ca_file=str(tls["ca"]),
+                tls_client_cert=str(tls["cert"]),
+                tls_client_key=str(tls["key"]),
+                require_encryption=True,
+            )
         port = self.address.rsplit(":", 1)[1]
         self._start(
-            "scheduler", "--host", LOOPBACK, "--port", port, "--dashboard-address", f"{LOOPBACK}:0",
+            "scheduler",
+            "--host",
+            LOOPBACK,
+            "--port",
+            port,
+            "--dashboard-address",
+            f"{LOOPBACK}:0",
             *(["--protocol", "tls", *self.tls_options] if tls else []),
         )
         self.memory_limit = memory_limit
@@ -72,9 +84,22 @@ class DaskCLICluster:
 
     def add_worker(self, name: str, *options: str, wait: bool = True, env: dict | None = None) -> None:
         self._start(
-            "worker", self.address, *options, *self.tls_options, "--host", LOOPBACK, "--nthreads", "1",
-            "--memory-limit", self.memory_limit, "--no-dashboard",
-            "--local-directory", str(self.workdir / name), "--name", name, env=env,
+            "worker",
+            self.address,
+            *options,
+            *self.tls_options,
+            "--host",
+            LOOPBACK,
+            "--nthreads",
+            "1",
+            "--memory-limit",
+            self.memory_limit,
+            "--no-dashboard",
+            "--local-directory",
+            str(self.workdir / name),
+            "--name",
+            name,
+            env=env,
         )
         self.nannies[name] = self.processes[-1]
         deadline = time.monotonic() + 120
@@ -88,15 +113,19 @@ class DaskCLICluster:
 
         with Client(self.address, timeout=10, security=self.security) as client:
             pids = client.run(os.getpid, on_error="ignore")
-            names = {address: info["name"] for address, info in
-                     client.scheduler_info(n_workers=-1)["workers"].items()}
+            names = {address: info["name"] for address, info in client.scheduler_info(n_workers=-1)["workers"].items()}
         return {names[address]: pid for address, pid in pids.items() if address in names}
 
     def _start(self, *args: str, env: dict | None = None) -> None:
         log = open(self.workdir / f"{args[0]}-{len(self.processes)}.log", "w")
         self.processes.append(
-            subprocess.Popen(_dask_command() + list(args), stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True, env={**os.environ, **(env or {})})
+            subprocess.Popen(
+                _dask_command() + list(args),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+            )
         )
 
     def wait_for_workers(self, n: int, timeout: float = 120) -> None:

@@ -26,8 +26,16 @@ def write_jobs_data(root: Path) -> Path:
     return root
 
 
-def write_job(path: Path, data: Path, out: Path, *, name="test-job", extra_train="",
-              cluster='in_process = true', checkpoint_every=1) -> Path:
+def write_job(
+    path: Path,
+    data: Path,
+    out: Path,
+    *,
+    name="test-job",
+    extra_train="",
+    cluster="in_process = true",
+    checkpoint_every=1,
+) -> Path:
     path.write_text(f"""
 name = "{name}"
 [data]

@@ -37,9 +37,9 @@ def _model_and_state(tmp_path):
     y = (rng.random(300) < 0.5).astype(float)
     states = []
     result = fit(InProcessEvaluator([(X, y)], 3), on_state=states.append)
-    return build_model(result, ["a", "b", "c"], 300, solver="lbfgs",
-                       penalty=Penalty(),
-                       label="y", weight=None, dataset="x"), states
+    return build_model(
+        result, ["a", "b", "c"], 300, solver="lbfgs", penalty=Penalty(), label="y", weight=None, dataset="x"
+    ), states
 
 
 def test_a_failed_model_or_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
@@ -73,8 +73,9 @@ def test_a_failing_run_keeps_the_previous_runs_model(tmp_path, jobs_data):
     out = tmp_path / "out"
     first = run_job(load_job(write_job(tmp_path / "a.toml", jobs_data, out, name="a")))
     before = (out / "model.json").read_bytes()
-    config = load_job(write_job(tmp_path / "b.toml", jobs_data, out, name="b",
-                                extra_train="l2 = 0.5"), {"output.overwrite": True})
+    config = load_job(
+        write_job(tmp_path / "b.toml", jobs_data, out, name="b", extra_train="l2 = 0.5"), {"output.overwrite": True}
+    )
 
     def cancel_after_two(record):
         if record.iteration == 2:

@@ -49,9 +49,7 @@ def fresh_out(tmp_path: Path) -> Path:
     return out
 
 
-def assert_bad_input(
-    result: subprocess.CompletedProcess, name: str, *fragments: str, out: Path | None
-) -> str:
+def assert_bad_input(result: subprocess.CompletedProcess, name: str, *fragments: str, out: Path | None) -> str:
     """The full error contract of this module; returns the message.
 
     ``out``: the ``--out`` directory, which must not exist after the run
@@ -65,8 +63,7 @@ def assert_bad_input(
     if out is not None:
         left = sorted(p.name for p in out.iterdir()) if out.is_dir() else None
         assert not out.exists(), (
-            f"the failed run left the output directory {out} behind "
-            f"(holding {left}); stderr:\n{result.stderr}"
+            f"the failed run left the output directory {out} behind (holding {left}); stderr:\n{result.stderr}"
         )
     return message
 
@@ -92,10 +89,7 @@ def weighted_table(n: int = 10, seed: int = 0, weights=None) -> pa.Table:
 
 def weighted_dataset(root: Path, bad_value=None) -> list[Path]:
     """Two weighted files; with ``bad_value``, it is the weight at the bad location."""
-    paths = [
-        write(root / f"part-{i}.parquet", weighted_table(10, seed=i), row_group_size=4)
-        for i in range(2)
-    ]
+    paths = [write(root / f"part-{i}.parquet", weighted_table(10, seed=i), row_group_size=4) for i in range(2)]
     if bad_value is not None:
         weights = weighted_table(10, seed=BAD_FILE).column("w").to_numpy().copy()
         weights[4 + BAD_ROW_IN_GROUP] = bad_value
@@ -121,8 +115,12 @@ def location(path: Path, column: str) -> tuple[str, ...]:
     "values, type_name",
     [
         (pa.array([[float(i), 1.0] for i in range(10)], pa.list_(pa.float64())), "list"),
-        (pa.array([{"p": float(i), "q": 1.0} for i in range(10)],
-                  pa.struct([("p", pa.float64()), ("q", pa.float64())])), "struct"),
+        (
+            pa.array(
+                [{"p": float(i), "q": 1.0} for i in range(10)], pa.struct([("p", pa.float64()), ("q", pa.float64())])
+            ),
+            "struct",
+        ),
     ],
     ids=["list-double", "struct"],
 )
@@ -176,17 +174,13 @@ def test_int64_in_one_file_float64_in_another_is_accepted(tmp_path):
 # --------------------------------------------------------------------------- 3. non-finite weights
 
 
-@pytest.mark.parametrize(
-    "value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "+inf", "-inf"]
-)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "+inf", "-inf"])
 def test_non_finite_weight(tmp_path, value):
     data = tmp_path / "data"
     paths = weighted_dataset(data, bad_value=value)
     out = fresh_out(tmp_path)
     result = train_in_process(data, out, "--weight-col", "w")
-    message = assert_bad_input(
-        result, "NonFiniteValueError", *location(paths[BAD_FILE], "w"), out=out
-    )
+    message = assert_bad_input(result, "NonFiniteValueError", *location(paths[BAD_FILE], "w"), out=out)
     assert str(paths[0]) not in message
 
 
@@ -198,9 +192,7 @@ def test_negative_weight(tmp_path):
     paths = weighted_dataset(data, bad_value=-1.0)
     out = fresh_out(tmp_path)
     result = train_in_process(data, out, "--weight-col", "w")
-    assert_bad_input(
-        result, "WeightValueError", *location(paths[BAD_FILE], "w"), "-1.0", "negative", out=out
-    )
+    assert_bad_input(result, "WeightValueError", *location(paths[BAD_FILE], "w"), "-1.0", "negative", out=out)
 
 
 @pytest.mark.parametrize("extra", [(), ("--no-standardize",)], ids=["standardized", "no-standardize"])
@@ -253,8 +245,7 @@ WIDE_WARNING = "more features (5) than rows (3)"
 
 
 def wide_warnings(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines()
-            if line.startswith("warning: ") and WIDE_WARNING in line]
+    return [line for line in stderr.splitlines() if line.startswith("warning: ") and WIDE_WARNING in line]
 
 
 def test_more_features_than_rows_warns_without_penalty(tmp_path):
@@ -297,9 +288,24 @@ def test_unwritable_output_directory(tmp_path):
     out.chmod(0o500)
     try:
         result = subprocess.run(
-            [*prefix, sys.executable, "-m", "pipeline", "train", str(data), "--label", "y",
-             "--out", str(out), "--quiet", "--in-process"],
-            capture_output=True, text=True, timeout=120)
+            [
+                *prefix,
+                sys.executable,
+                "-m",
+                "pipeline",
+                "train",
+                str(data),
+                "--label",
+                "y",
+                "--out",
+                str(out),
+                "--quiet",
+                "--in-process",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert_bad_input(result, "OutputError", str(out), "not writable", out=None)
         assert list(out.iterdir()) == []
     finally:

@@ -49,9 +49,7 @@ def good_table(n: int = 10, seed: int = 0) -> pa.Table:
 
 def good_dataset(root: Path, files: int = 2, n: int = 10, row_group_size: int = 4) -> list[Path]:
     """``files`` files of ``n`` rows, row groups of ``row_group_size`` (4, 4, 2 by default)."""
-    return [
-        write(root / f"part-{i}.parquet", good_table(n, seed=i), row_group_size) for i in range(files)
-    ]
+    return [write(root / f"part-{i}.parquet", good_table(n, seed=i), row_group_size) for i in range(files)]
 
 
 def with_column(table: pa.Table, name: str, values) -> pa.Table:
@@ -69,9 +67,7 @@ def run_cli(*args: str, timeout: float = 60, cwd: Path | None = None) -> subproc
 
 
 def train(data, out: Path, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return run_cli(
-        "train", str(data), "--label", "y", "--out", str(out), "--quiet", *extra, timeout=timeout
-    )
+    return run_cli("train", str(data), "--label", "y", "--out", str(out), "--quiet", *extra, timeout=timeout)
 
 
 def train_in_process(data, out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -295,9 +291,7 @@ def test_non_finite_value(tmp_path, column, value):
     assert_error(result, "NonFiniteValueError", *location_fragments(path, column), out=out)
 
 
-@pytest.mark.parametrize(
-    "column, dtype", [("b", pa.float64()), ("y", pa.int8())], ids=["feature", "label"]
-)
+@pytest.mark.parametrize("column, dtype", [("b", pa.float64()), ("y", pa.int8())], ids=["feature", "label"])
 def test_null_value(tmp_path, column, dtype):
     data = tmp_path / "data"
     path = bad_value_dataset(data, column, None, dtype)
@@ -420,8 +414,18 @@ def test_error_inside_cluster_task_has_no_traceback(cluster_bad_label):
 def test_make_data_then_train(tmp_path):
     data, out = tmp_path / "data", tmp_path / "out"
     made = run_cli(
-        "make-data", str(data), "--rows", "300", "--features", "3", "--files", "2",
-        "--row-group-size", "70", "--seed", "3",
+        "make-data",
+        str(data),
+        "--rows",
+        "300",
+        "--features",
+        "3",
+        "--files",
+        "2",
+        "--row-group-size",
+        "70",
+        "--seed",
+        "3",
     )
     assert made.returncode == 0, made.stderr
     result = train_in_process(data, out)
@@ -429,8 +433,18 @@ def test_make_data_then_train(tmp_path):
     assert "Traceback" not in result.stderr
 
     model = json.loads((out / "model.json").read_text())
-    for key in ("features", "coef", "intercept", "solver", "n_iter", "n_passes", "converged",
-                "loss_history", "n_samples", "digest"):
+    for key in (
+        "features",
+        "coef",
+        "intercept",
+        "solver",
+        "n_iter",
+        "n_passes",
+        "converged",
+        "loss_history",
+        "n_samples",
+        "digest",
+    ):
         assert key in model, key
     assert model["features"] == ["f0", "f1", "f2"]
     assert len(model["coef"]) == 3

@@ -21,15 +21,15 @@ def data(tmp_path_factory):
     X = rng.standard_normal((n, 3)) * [1.0, 5.0, 0.2] + [0.0, 10.0, -1.0]
     z = (X - [0.0, 10.0, -1.0]) @ [1.0, -0.3, 2.0] + 0.2
     y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(np.int64)
-    table = pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": y,
-                      "w": rng.uniform(0.5, 2.0, n)})
+    table = pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": y, "w": rng.uniform(0.5, 2.0, n)})
     pq.write_table(table, root / "part-0.parquet", row_group_size=700)
     return root
 
 
 def train(data, out, *options):
-    return run_cli("train", data, "--label", "y", "--features", "a,b,c", "--in-process",
-                   "--out", out, "--quiet", *options)
+    return run_cli(
+        "train", data, "--label", "y", "--features", "a,b,c", "--in-process", "--out", out, "--quiet", *options
+    )
 
 
 def error_line(result, name):
@@ -42,8 +42,9 @@ def error_line(result, name):
 
 @pytest.mark.parametrize("solver", ["lbfgs", "newton", "gd"])
 def test_each_solver_writes_its_settings(data, tmp_path, solver):
-    result = train(data, tmp_path / "m", "--solver", solver, "--l2", "0.01",
-                   "--weight-col", "w", "--class-weight", "0:1,1:2")
+    result = train(
+        data, tmp_path / "m", "--solver", solver, "--l2", "0.01", "--weight-col", "w", "--class-weight", "0:1,1:2"
+    )
     assert result.returncode == 0, result.stderr
     stored = json.loads((tmp_path / "m" / "model.json").read_text())
     assert stored["solver"] == solver and stored["converged"]
@@ -57,11 +58,9 @@ def test_each_solver_writes_its_settings(data, tmp_path, solver):
 def test_solvers_agree_on_the_optimum(data, tmp_path):
     coefs = {}
     for solver in ["lbfgs", "newton", "gd"]:
-        result = train(data, tmp_path / solver, "--solver", solver, "--l2", "0.01", "--tol", "1e-9",
-                       "--ftol", "0")
+        result = train(data, tmp_path / solver, "--solver", solver, "--l2", "0.01", "--tol", "1e-9", "--ftol", "0")
         assert result.returncode == 0, result.stderr
-        coefs[solver] = np.append(Model.load(tmp_path / solver).coef_array,
-                                  Model.load(tmp_path / solver).intercept)
+        coefs[solver] = np.append(Model.load(tmp_path / solver).coef_array, Model.load(tmp_path / solver).intercept)
     np.testing.assert_allclose(coefs["lbfgs"], coefs["newton"], rtol=1e-6)
     np.testing.assert_allclose(coefs["gd"], coefs["newton"], rtol=1e-6)
 
@@ -77,8 +76,7 @@ def test_elastic_net_options_and_exact_zeros(data, tmp_path):
 def test_no_standardize_reaches_the_same_optimum(data, tmp_path):
     # lbfgs, whose path depends on the scaling (newton, auto's choice here, does not)
     assert train(data, tmp_path / "s", "--tol", "1e-10", "--solver", "lbfgs").returncode == 0
-    raw = train(data, tmp_path / "r", "--no-standardize", "--tol", "1e-10", "--max-iter", "5000",
-                "--solver", "lbfgs")
+    raw = train(data, tmp_path / "r", "--no-standardize", "--tol", "1e-10", "--max-iter", "5000", "--solver", "lbfgs")
     assert raw.returncode == 0, raw.stderr
     standardized, unstandardized = Model.load(tmp_path / "s"), Model.load(tmp_path / "r")
     assert not unstandardized.standardize and unstandardized.center is None
@@ -96,8 +94,12 @@ def test_warm_start_from_a_converged_model(data, tmp_path):
 
 
 def test_warm_start_with_other_features_is_refused(data, tmp_path):
-    assert run_cli("train", data, "--label", "y", "--features", "a,b", "--in-process",
-                   "--out", tmp_path / "ab", "--quiet").returncode == 0
+    assert (
+        run_cli(
+            "train", data, "--label", "y", "--features", "a,b", "--in-process", "--out", tmp_path / "ab", "--quiet"
+        ).returncode
+        == 0
+    )
     line = error_line(train(data, tmp_path / "abc", "--init", tmp_path / "ab"), "ConfigError")
     assert "['a', 'b']" in line and "['a', 'b', 'c']" in line
     assert not (tmp_path / "abc" / "model.json").exists()
@@ -133,15 +135,29 @@ def test_bad_class_weight_is_a_usage_error(data, tmp_path):
     assert result.returncode == 2 and "expected 'balanced' or '0:a,1:b'" in result.stderr
 
 
-@pytest.mark.parametrize("weights, fragment", [
-    ([1.0, -0.5, 1.0, 1.0], "negative"),
-    ([0.0, 0.0, 0.0, 0.0], "add up to 0.0"),
-])
+@pytest.mark.parametrize(
+    "weights, fragment",
+    [
+        ([1.0, -0.5, 1.0, 1.0], "negative"),
+        ([0.0, 0.0, 0.0, 0.0], "add up to 0.0"),
+    ],
+)
 def test_bad_weights(tmp_path, weights, fragment):
     table = pa.table({"a": [0.0, 1.0, 2.0, 3.0], "y": [0, 1, 0, 1], "w": weights})
     pq.write_table(table, tmp_path / "d.parquet")
-    result = run_cli("train", tmp_path / "d.parquet", "--label", "y", "--features", "a",
-                     "--weight-col", "w", "--in-process", "--out", tmp_path / "m")
+    result = run_cli(
+        "train",
+        tmp_path / "d.parquet",
+        "--label",
+        "y",
+        "--features",
+        "a",
+        "--weight-col",
+        "w",
+        "--in-process",
+        "--out",
+        tmp_path / "m",
+    )
     line = error_line(result, "WeightValueError")
     assert fragment in line
     if fragment == "negative":
@@ -153,8 +169,9 @@ def test_constant_column_gets_coefficient_zero_and_a_warning(tmp_path):
     a = rng.standard_normal(500)
     y = (rng.random(500) < 1 / (1 + np.exp(-2 * a))).astype(np.int64)
     pq.write_table(pa.table({"a": a, "k": np.full(500, 7.5), "y": y}), tmp_path / "d.parquet")
-    result = run_cli("train", tmp_path / "d.parquet", "--label", "y", "--in-process",
-                     "--out", tmp_path / "m", "--quiet")
+    result = run_cli(
+        "train", tmp_path / "d.parquet", "--label", "y", "--in-process", "--out", tmp_path / "m", "--quiet"
+    )
     assert result.returncode == 0, result.stderr
     assert "warning: feature 'k' is constant (7.5 in every row)" in result.stderr
     model = Model.load(tmp_path / "m")

@@ -39,8 +39,12 @@ def _bin(name: str) -> str:
 
 
 def test_compose_file_validates_against_the_compose_spec():
-    result = subprocess.run([_bin("check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
-                             str(COMPOSE)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [_bin("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -49,8 +53,11 @@ def test_dockerfile_is_one_pinned_non_root_image(compose):
     assert dockerfile.splitlines()[0:3] and "FROM python:3.11-slim" in dockerfile
     assert "--constraint docker/constraints.txt" in dockerfile
     assert "\nUSER pipeline" in dockerfile and "useradd" in dockerfile
-    pins = dict(line.split("==") for line in (ROOT / "docker" / "constraints.txt").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "docker" / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     for package in ("dask", "distributed", "numpy", "pyarrow", "numba", "dask-ml"):
         assert package in pins, package
     images = {service.get("image") for service in compose["services"].values()}
@@ -64,8 +71,11 @@ def test_the_tests_run_against_the_image_versions():
     what the suite tests is what the image runs."""
     from importlib.metadata import PackageNotFoundError, version
 
-    pins = dict(line.strip().split("==") for line in (ROOT / "docker" / "constraints.txt").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
+    pins = dict(
+        line.strip().split("==")
+        for line in (ROOT / "docker" / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     installed = {}
     for package, pinned in pins.items():
         try:
@@ -81,15 +91,16 @@ def test_the_tests_run_against_the_image_versions():
 def test_services_follow_the_conventions(compose):
     services = compose["services"]
     assert set(services) == {"scheduler", "worker", "trainer", "make-data"}
-    scheduler, worker, trainer, make_data = (services[name] for name in
-                                             ("scheduler", "worker", "trainer", "make-data"))
+    scheduler, worker, trainer, make_data = (services[name] for name in ("scheduler", "worker", "trainer", "make-data"))
     # scheduler: dask scheduler on 8786, dashboard 8787, both published, /health checked
     assert scheduler["command"][:2] == ["dask", "scheduler"]
     assert _option(scheduler["command"], "--port") == "8786"
     assert _option(scheduler["command"], "--dashboard-address") == ":8787"
     # published on the host's loopback only, unless PUBLISH_HOST says otherwise
-    assert sorted(scheduler["ports"]) == ["${PUBLISH_HOST:-127.0.0.1}:8786:8786",
-                                          "${PUBLISH_HOST:-127.0.0.1}:8787:8787"]
+    assert sorted(scheduler["ports"]) == [
+        "${PUBLISH_HOST:-127.0.0.1}:8786:8786",
+        "${PUBLISH_HOST:-127.0.0.1}:8787:8787",
+    ]
     assert "/health" in " ".join(scheduler["healthcheck"]["test"])
     # only the scheduler publishes ports; workers can scale
     for name, service in services.items():
@@ -110,8 +121,10 @@ def test_services_follow_the_conventions(compose):
     assert "source" not in scratch[0]  # anonymous: one per replica
     # volumes: the data volume at one path everywhere, read-only on workers
     declared = set(compose["volumes"])
-    mounts = {name: {v.split(":")[0]: v.split(":")[1:] for v in service.get("volumes", [])
-                     if isinstance(v, str)} for name, service in services.items()}
+    mounts = {
+        name: {v.split(":")[0]: v.split(":")[1:] for v in service.get("volumes", []) if isinstance(v, str)}
+        for name, service in services.items()
+    }
     assert all(mounts[name]["data"][0] == "/data" for name in services), mounts
     assert mounts["worker"]["data"][1:] == ["ro"]
     assert {source for m in mounts.values() for source in m} <= declared
@@ -166,8 +179,9 @@ class Topology:
         scratch = self.root / f"scratch-{service}-{replica}"
         out = []
         for arg in self.services[service]["command"]:
-            arg = (arg.replace("tcp://scheduler:8786", self.address)
-                   .replace("localhost:8787", f"127.0.0.1:{self.dashboard}"))
+            arg = arg.replace("tcp://scheduler:8786", self.address).replace(
+                "localhost:8787", f"127.0.0.1:{self.dashboard}"
+            )
             if arg == "0.0.0.0":
                 arg = "127.0.0.1"
             elif arg == ":8787":
@@ -179,7 +193,7 @@ class Topology:
             else:
                 for inside, outside in self.paths.items():
                     if arg == inside or arg.startswith(inside + "/"):
-                        arg = str(outside) + arg[len(inside):]
+                        arg = str(outside) + arg[len(inside) :]
             out.append(arg)
         if out[0] in ("dask", "pipeline"):
             out[0] = _bin(out[0])
@@ -192,21 +206,28 @@ class Topology:
             value = str(value).replace("tcp://scheduler:8786", self.address)
             for inside, outside in self.paths.items():
                 if value == inside or value.startswith(inside + "/"):
-                    value = str(outside) + value[len(inside):]
+                    value = str(outside) + value[len(inside) :]
             local[name] = value
         return {**os.environ, **local}
 
     def start(self, service: str, replica: int = 0) -> None:
         log = open(self.root / f"{service}-{replica}.log", "w")
-        self.processes.append(subprocess.Popen(self.command(service, replica), stdout=log,
-                                               stderr=subprocess.STDOUT, start_new_session=True,
-                                               env=self.environment(service)))
+        self.processes.append(
+            subprocess.Popen(
+                self.command(service, replica),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=self.environment(service),
+            )
+        )
 
     def healthy(self) -> bool:
         test = self.services["scheduler"]["healthcheck"]["test"]
         assert test[0] == "CMD"
         command = [sys.executable if test[1] == "python" else test[1]] + [
-            arg.replace("localhost:8787", f"127.0.0.1:{self.dashboard}") for arg in test[2:]]
+            arg.replace("localhost:8787", f"127.0.0.1:{self.dashboard}") for arg in test[2:]
+        ]
         return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
 
     def close(self) -> None:
@@ -245,8 +266,7 @@ def test_the_compose_topology_runs_the_job_for_real(compose, tmp_path):
         script = command[2].replace("$$", "$").replace("exec pipeline", f"exec {_bin('pipeline')}")
         env = topology.environment("trainer")
         assert env["PIPELINE_OUTPUT_ROOT"] == str(topology.paths["/runs"])
-        result = subprocess.run(["sh", "-c", script], cwd=app, env=env, capture_output=True,
-                                text=True, timeout=300)
+        result = subprocess.run(["sh", "-c", script], cwd=app, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr
         assert topology.address in result.stdout
         out = topology.paths["/runs"] / "compose"
@@ -259,8 +279,20 @@ def test_the_compose_topology_runs_the_job_for_real(compose, tmp_path):
     finally:
         topology.close()
     reference = subprocess.run(
-        [_bin("pipeline"), "train", str(topology.paths["/data"] / "demo"), "--label", "y",
-         "--in-process", "--out", str(tmp_path / "in-process"), "--quiet"],
-        capture_output=True, text=True, timeout=300)
+        [
+            _bin("pipeline"),
+            "train",
+            str(topology.paths["/data"] / "demo"),
+            "--label",
+            "y",
+            "--in-process",
+            "--out",
+            str(tmp_path / "in-process"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert reference.returncode == 0, reference.stderr
     assert Model.load(tmp_path / "in-process").digest == model.digest

@@ -62,9 +62,7 @@ def concat_chunks(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def expected_xy(tables: list[pa.Table], features: list[str], label: str):
-    X = np.column_stack(
-        [np.concatenate([t.column(f).to_numpy().astype(np.float64) for t in tables]) for f in features]
-    )
+    X = np.column_stack([np.concatenate([t.column(f).to_numpy().astype(np.float64) for t in tables]) for f in features])
     y = np.concatenate([t.column(label).to_numpy().astype(np.float64) for t in tables])
     return X, y
 
@@ -236,7 +234,11 @@ def test_memory_filesystem_url(memory_fs):
 
     assert [path.rsplit("/", 1)[-1] for path in dataset.files] == ["part-0.parquet", "part-1.parquet"]
     assert [(c.row_group, c.n_rows, c.offset) for c in dataset.chunks] == [
-        (0, 5, 0), (1, 4, 5), (0, 5, 9), (1, 5, 14), (2, 4, 19)
+        (0, 5, 0),
+        (1, 4, 5),
+        (0, 5, 9),
+        (1, 5, 14),
+        (2, 4, 19),
     ]
     assert [c.path for c in dataset.chunks] == [dataset.files[0]] * 2 + [dataset.files[1]] * 3
     assert dataset.n_samples == 23

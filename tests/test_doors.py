@@ -47,8 +47,20 @@ def trained(tmp_path_factory):
     data = root / "data"
     make_data(str(data), ROWS, FEATURES, files=2, row_group_size=150, seed=3)
     model = root / "model"
-    code = main(["train", str(data), "--label", "y", "--out", str(model), "--in-process", "--quiet",
-                 "--validation-fraction", "0.25"])
+    code = main(
+        [
+            "train",
+            str(data),
+            "--label",
+            "y",
+            "--out",
+            str(model),
+            "--in-process",
+            "--quiet",
+            "--validation-fraction",
+            "0.25",
+        ]
+    )
     assert code == 0
     assert {"model.json", "job.json", "history.csv", "metrics.json"} <= {p.name for p in model.iterdir()}
     return data, model
@@ -80,6 +92,7 @@ def assert_one_error_line(code: int, stderr: str, name: str, *fragments: str) ->
 def edit_json(name: str, change, *, redigest: bool = False):
     """A defect: ``change(document)`` editing ``name`` in the model directory in place; with
     ``redigest`` the digest is recomputed, so that the change is the only defect."""
+
     def damage(directory: Path) -> Path:
         path = directory / name
         document = json.loads(path.read_text())
@@ -88,6 +101,7 @@ def edit_json(name: str, change, *, redigest: bool = False):
             document["digest"] = coef_digest(np.array(document["coef"]), document["intercept"])
         path.write_text(json.dumps(document, allow_nan=True))
         return directory
+
     return damage
 
 
@@ -96,6 +110,7 @@ def write_file(name: str, content: str | bytes):
         path = directory / name
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
         return directory
+
     return damage
 
 
@@ -150,52 +165,71 @@ MODEL_DEFECTS = {
     "missing directory": (remove_directory, "does not exist"),
     "empty directory": (empty_directory, "is empty"),
     "a file, not a directory": (file_instead, "is a file"),
-    "a Parquet dataset directory":
-        (parquet_dataset, "model.json (written by a successful pipeline train), found that {model} holds "
-                          "part-00000.parquet"),
+    "a Parquet dataset directory": (
+        parquet_dataset,
+        "model.json (written by a successful pipeline train), found that {model} holds part-00000.parquet",
+    ),
     "a job output directory without model.json": (without_model_json, "holds checkpoint.npz, history.csv, job.json"),
     "model.json empty": (write_file(MODEL_FILE, ""), "not JSON"),
     "model.json truncated": (write_file(MODEL_FILE, '{"features": ["f0", "f1"'), "not JSON"),
     "model.json not text": (write_file(MODEL_FILE, b"\x80\xff\x00garbage"), "cannot be read"),
-    "model.json a JSON list":
-        (write_file(MODEL_FILE, "[1, 2, 3]\n"), "expected a JSON object of the model's fields, found list [1, 2, 3]"),
+    "model.json a JSON list": (
+        write_file(MODEL_FILE, "[1, 2, 3]\n"),
+        "expected a JSON object of the model's fields, found list [1, 2, 3]",
+    ),
     "model.json a JSON string": (write_file(MODEL_FILE, '"model"\n'), "expected a JSON object"),
     "coef missing": (edit_json(MODEL_FILE, drop("coef")), "missing key(s) ['coef']"),
     "digest missing": (edit_json(MODEL_FILE, drop("digest")), "missing key(s) ['digest']"),
     "an unknown key": (edit_json(MODEL_FILE, setting("surprise", 1)), "unknown key(s) ['surprise']"),
-    "coef a string":
-        (edit_json(MODEL_FILE, setting("coef", "0.1,0.2,0.3")), "coef must be list[float]; found str \"0.1,0.2,0.3\""),
+    "coef a string": (
+        edit_json(MODEL_FILE, setting("coef", "0.1,0.2,0.3")),
+        'coef must be list[float]; found str "0.1,0.2,0.3"',
+    ),
     "coef holding a string": (edit_json(MODEL_FILE, first_coef("0.1")), "coef must be list[float]"),
     "intercept null": (edit_json(MODEL_FILE, setting("intercept", None)), "intercept must be float; found null"),
     "features not a list": (edit_json(MODEL_FILE, setting("features", "f0,f1,f2")), "features must be list[str]"),
-    "features not strings":
-        (edit_json(MODEL_FILE, setting("features", [0, 1, 2])), "features must be list[str]; found list [0, 1, 2]"),
+    "features not strings": (
+        edit_json(MODEL_FILE, setting("features", [0, 1, 2])),
+        "features must be list[str]; found list [0, 1, 2]",
+    ),
     "n_iter a string": (edit_json(MODEL_FILE, setting("n_iter", "9")), "n_iter must be int"),
     "converged a number": (edit_json(MODEL_FILE, setting("converged", 1)), "converged must be bool"),
-    "coef NaN":
-        (edit_json(MODEL_FILE, first_coef(math.nan), redigest=True), "coef must hold finite numbers; found list [NaN"),
-    "intercept infinite":
-        (edit_json(MODEL_FILE, setting("intercept", -math.inf), redigest=True), "intercept must hold finite numbers"),
+    "coef NaN": (
+        edit_json(MODEL_FILE, first_coef(math.nan), redigest=True),
+        "coef must hold finite numbers; found list [NaN",
+    ),
+    "intercept infinite": (
+        edit_json(MODEL_FILE, setting("intercept", -math.inf), redigest=True),
+        "intercept must hold finite numbers",
+    ),
     "coef beyond float64": (edit_json(MODEL_FILE, first_coef(10**400)), "coef must hold finite numbers"),
     "l2 NaN": (edit_json(MODEL_FILE, setting("l2", math.nan)), "l2 must hold finite numbers; found float nan"),
-    "class_weight infinite":
-        (edit_json(MODEL_FILE, setting("class_weight", [1.0, math.inf])),
-         "class_weight must hold finite numbers; found list [1.0, Infinity]"),
-    "one coefficient too many":
-        (edit_json(MODEL_FILE, lambda d: d["coef"].append(0.5), redigest=True), "coef has 4 value(s); expected 3"),
-    "one feature too many":
-        (edit_json(MODEL_FILE, lambda d: d["features"].append("extra")), "coef has 3 value(s); expected 4"),
+    "class_weight infinite": (
+        edit_json(MODEL_FILE, setting("class_weight", [1.0, math.inf])),
+        "class_weight must hold finite numbers; found list [1.0, Infinity]",
+    ),
+    "one coefficient too many": (
+        edit_json(MODEL_FILE, lambda d: d["coef"].append(0.5), redigest=True),
+        "coef has 4 value(s); expected 3",
+    ),
+    "one feature too many": (
+        edit_json(MODEL_FILE, lambda d: d["features"].append("extra")),
+        "coef has 3 value(s); expected 4",
+    ),
     "center too short": (edit_json(MODEL_FILE, lambda d: d["center"].pop()), "center has 2 value(s); expected 3"),
-    "features repeated":
-        (edit_json(MODEL_FILE, lambda d: d["features"].__setitem__(1, d["features"][0])),
-         "features must be distinct; found ['f0']"),
+    "features repeated": (
+        edit_json(MODEL_FILE, lambda d: d["features"].__setitem__(1, d["features"][0])),
+        "features must be distinct; found ['f0']",
+    ),
     "histories empty": (edit_json(MODEL_FILE, histories_empty), "histories must be non-empty"),
-    "a newer format_version":
-        (edit_json(MODEL_FILE, setting("format_version", 2)),
-         "format_version 2; this version of pipeline reads format_version 1"),
-    "digest mismatch":
-        (edit_json(MODEL_FILE, lambda d: d.__setitem__("intercept", d["intercept"] + 1e-9)),
-         "does not match its coef and intercept"),
+    "a newer format_version": (
+        edit_json(MODEL_FILE, setting("format_version", 2)),
+        "format_version 2; this version of pipeline reads format_version 1",
+    ),
+    "digest mismatch": (
+        edit_json(MODEL_FILE, lambda d: d.__setitem__("intercept", d["intercept"] + 1e-9)),
+        "does not match its coef and intercept",
+    ),
     "digest not a string": (edit_json(MODEL_FILE, setting("digest", 12345)), "digest must be str; found int 12345"),
 }
 
@@ -204,8 +238,18 @@ COMMANDS = {
     "predict": lambda model, data, tmp: ["predict", model, data, "--out", tmp / "scores"],
     "evaluate": lambda model, data, tmp: ["evaluate", model, data],
     "report": lambda model, data, tmp: ["report", model],
-    "train --init": lambda model, data, tmp: ["train", data, "--label", "y", "--in-process", "--quiet",
-                                              "--out", tmp / "retrained", "--init", model],
+    "train --init": lambda model, data, tmp: [
+        "train",
+        data,
+        "--label",
+        "y",
+        "--in-process",
+        "--quiet",
+        "--out",
+        tmp / "retrained",
+        "--init",
+        model,
+    ],
 }
 
 
@@ -252,11 +296,27 @@ def test_damaged_model_directory(tmp_path, capsys, trained, defect, command):
 
 
 def test_a_good_model_file_loads_back_equal(tmp_path):
-    model = Model(features=["f0", "f1", "f2"], coef=[0.5, -1.0, 2.0], intercept=0.25, solver="lbfgs",
-                  n_iter=1, n_passes=2, converged=True, message="", loss_history=[0.7],
-                  grad_norm_history=[0.1], step_history=[0.0], passes_history=[2],
-                  gradient=[0.0] * 4, n_samples=10, label="y", dataset="data",
-                  class_weight=[1.0, 3.0], center=[0.0] * 3, scale=[1.0] * 3)
+    model = Model(
+        features=["f0", "f1", "f2"],
+        coef=[0.5, -1.0, 2.0],
+        intercept=0.25,
+        solver="lbfgs",
+        n_iter=1,
+        n_passes=2,
+        converged=True,
+        message="",
+        loss_history=[0.7],
+        grad_norm_history=[0.1],
+        step_history=[0.0],
+        passes_history=[2],
+        gradient=[0.0] * 4,
+        n_samples=10,
+        label="y",
+        dataset="data",
+        class_weight=[1.0, 3.0],
+        center=[0.0] * 3,
+        scale=[1.0] * 3,
+    )
     model.save(tmp_path)
     assert Model.load(tmp_path) == model
     with pytest.raises(ModelFileError) as raised:  # (one of the catalog's, through the library)
@@ -271,12 +331,18 @@ REPORT_DEFECTS = {
     "job.json config a string": ("job.json", edit_json("job.json", setting("config", "lbfgs"))),
     "metrics.json not JSON": ("metrics.json", write_file("metrics.json", "{")),
     "metrics.json a number": ("metrics.json", write_file("metrics.json", "0.93")),
-    "metrics.json roc_curve of unequal lengths":
-        ("metrics.json", edit_json("metrics.json", lambda d: d["roc_curve"]["fpr"].pop())),
-    "metrics.json confusion_matrix null":
-        ("metrics.json", edit_json("metrics.json", setting("confusion_matrix", None))),
-    "metrics.json calibration row without count":
-        ("metrics.json", edit_json("metrics.json", lambda d: d["calibration"][0].pop("count"))),
+    "metrics.json roc_curve of unequal lengths": (
+        "metrics.json",
+        edit_json("metrics.json", lambda d: d["roc_curve"]["fpr"].pop()),
+    ),
+    "metrics.json confusion_matrix null": (
+        "metrics.json",
+        edit_json("metrics.json", setting("confusion_matrix", None)),
+    ),
+    "metrics.json calibration row without count": (
+        "metrics.json",
+        edit_json("metrics.json", lambda d: d["calibration"][0].pop("count")),
+    ),
     "metrics.json rows a number": ("metrics.json", edit_json("metrics.json", setting("rows", 7))),
 }
 
@@ -399,8 +465,12 @@ except sklearn.exceptions.ConvergenceWarning as warning:
 def client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
@@ -426,8 +496,11 @@ def test_dask_non_finite_input_is_refused_before_training(client):
     for name, ((Xc, yc, weights), fragment) in cases.items():
         model = LogisticRegression()
         with pytest.raises(NonFiniteInputError, match=fragment):
-            model.fit(da.from_array(Xc, chunks=(100, 3)), da.from_array(yc, chunks=100),
-                      sample_weight=None if weights is None else da.from_array(weights, chunks=100))
+            model.fit(
+                da.from_array(Xc, chunks=(100, 3)),
+                da.from_array(yc, chunks=100),
+                sample_weight=None if weights is None else da.from_array(weights, chunks=100),
+            )
         assert not hasattr(model, "coef_"), name
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         LogisticRegression().fit(da.from_array(X, chunks=(100, 3)), da.from_array(y[:-1], chunks=100))
@@ -443,8 +516,11 @@ def test_dask_y_chunked_unlike_x_and_dask_dataframes(client):
 
     X, y = _arrays()
     reference = LogisticRegression(l2=1e-3).fit(X, y)
-    unaligned = LogisticRegression(l2=1e-3).fit(da.from_array(X, chunks=(100, 3)), da.from_array(y, chunks=70),
-                                                sample_weight=da.from_array(np.ones(len(y)), chunks=120))
+    unaligned = LogisticRegression(l2=1e-3).fit(
+        da.from_array(X, chunks=(100, 3)),
+        da.from_array(y, chunks=70),
+        sample_weight=da.from_array(np.ones(len(y)), chunks=120),
+    )
     assert unaligned.coef_.tobytes() == reference.coef_.tobytes()
     frame = dd.from_pandas(pd.DataFrame(X, columns=["a", "b", "c"]), npartitions=3)
     model = LogisticRegression(l2=1e-3).fit(frame, dd.from_pandas(pd.Series(y), npartitions=4))

@@ -17,14 +17,25 @@ pytestmark = pytest.mark.cluster
 
 
 def make(path, rows, features, files, row_group_size, seed):
-    result = run_cli("make-data", path, "--rows", rows, "--features", features, "--files", files,
-                     "--row-group-size", row_group_size, "--seed", seed)
+    result = run_cli(
+        "make-data",
+        path,
+        "--rows",
+        rows,
+        "--features",
+        features,
+        "--files",
+        files,
+        "--row-group-size",
+        row_group_size,
+        "--seed",
+        seed,
+    )
     assert result.returncode == 0, result.stderr
 
 
 def train_cli(data, out, *where, tol="1e-6", max_iter="1000"):
-    result = run_cli("train", data, "--label", "y", "--out", out, "--tol", tol,
-                     "--max-iter", max_iter, *where)
+    result = run_cli("train", data, "--label", "y", "--out", out, "--tol", tol, "--max-iter", max_iter, *where)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     return Model.load(out), result.stdout
@@ -49,8 +60,18 @@ def test_cli_cluster_training_reaches_sklearn_optimum(tmp_path):
     assert "iter    1" in stdout and "digest " + model.digest in stdout
 
     stored = json.loads((tmp_path / "out" / "model.json").read_text())
-    for key in ["features", "coef", "intercept", "solver", "n_iter", "n_passes", "converged",
-                "loss_history", "n_samples", "digest"]:
+    for key in [
+        "features",
+        "coef",
+        "intercept",
+        "solver",
+        "n_iter",
+        "n_passes",
+        "converged",
+        "loss_history",
+        "n_samples",
+        "digest",
+    ]:
         assert key in stored
     assert stored["digest"] == coef_digest(np.array(stored["coef"]), stored["intercept"])
     assert model.converged and model.n_samples == 20_000
@@ -72,8 +93,7 @@ def test_dask_cli_cluster_repartitioned_equals_in_process(tmp_path, dask_cli_clu
     make(tmp_path / "one", 3000, 4, 1, 3000, 9)
     make(tmp_path / "many", 3000, 4, 5, 97, 9)
     reference, _ = train_cli(tmp_path / "one", tmp_path / "ref", "--in-process")
-    remote, stdout = train_cli(tmp_path / "many", tmp_path / "remote",
-                               "--scheduler", dask_cli_cluster.address)
+    remote, stdout = train_cli(tmp_path / "many", tmp_path / "remote", "--scheduler", dask_cli_cluster.address)
     assert dask_cli_cluster.address in stdout
     assert reference.n_iter > 3
     assert remote.digest == reference.digest

@@ -16,10 +16,11 @@ from pipeline.model import Model
 
 #: checks that cannot apply, with the reason (check_estimator's expected_failed_checks)
 NOT_APPLICABLE = {
-    "check_sample_weight_equivalence_on_dense_data":
+    "check_sample_weight_equivalence_on_dense_data": (
         "with the defaults (no penalty, ftol=1e-12) the check's 15-row datasets have no finite "
         "optimum or are solved only to ftol, so weighted and repeated fits stop at different "
-        "points; with a penalty and tight tolerances it passes (test below)",
+        "points; with a penalty and tight tolerances it passes (test below)"
+    ),
 }
 
 
@@ -40,7 +41,8 @@ def test_sample_weights_equal_repeated_rows_when_the_optimum_is_unique():
     )
 
     check_sample_weight_equivalence_on_dense_data(
-        "LogisticRegression", LogisticRegression(l2=0.01, tol=1e-12, ftol=0.0))
+        "LogisticRegression", LogisticRegression(l2=0.01, tol=1e-12, ftol=0.0)
+    )
 
 
 def test_conventions_and_any_two_labels():
@@ -61,8 +63,9 @@ def test_conventions_and_any_two_labels():
 
 def test_inside_pipeline_and_grid_search():
     X, y = _data()
-    search = GridSearchCV(Pipeline([("scale", StandardScaler()), ("logit", LogisticRegression())]),
-                          {"logit__l2": [1e-3, 1e-1]}, cv=3)
+    search = GridSearchCV(
+        Pipeline([("scale", StandardScaler()), ("logit", LogisticRegression())]), {"logit__l2": [1e-3, 1e-1]}, cv=3
+    )
     search.fit(X, y)
     assert search.best_params_["logit__l2"] in (1e-3, 1e-1)
     assert search.predict_proba(X).shape == (400, 2)
@@ -76,10 +79,14 @@ def test_same_coefficients_as_the_cli_bit_for_bit(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     for part, rows in enumerate([slice(0, 300), slice(300, 1000)]):
-        pq.write_table(pa.table({"a": X[rows, 0], "b": X[rows, 1], "c": X[rows, 2], "y": y[rows]}),
-                       data / f"part-{part}.parquet", row_group_size=128)
-    result = run_cli("train", data, "--label", "y", "--l2", "0.01", "--in-process", "--out",
-                     tmp_path / "out", "--quiet")
+        pq.write_table(
+            pa.table({"a": X[rows, 0], "b": X[rows, 1], "c": X[rows, 2], "y": y[rows]}),
+            data / f"part-{part}.parquet",
+            row_group_size=128,
+        )
+    result = run_cli(
+        "train", data, "--label", "y", "--l2", "0.01", "--in-process", "--out", tmp_path / "out", "--quiet"
+    )
     assert result.returncode == 0, result.stderr
     cli = Model.load(tmp_path / "out")
     estimator = LogisticRegression(l2=0.01).fit(X, y)
@@ -99,8 +106,12 @@ def test_dask_arrays_train_on_the_cluster_to_the_same_bits_and_dask_ml_search_wo
 
     X, y = _data(n=900, d=3, seed=2)
     reference = LogisticRegression(l2=1e-3).fit(X, y)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster):
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
         Xd = da.from_array(X, chunks=(250, 3))
         yd = da.from_array(y, chunks=(250,))
         model = LogisticRegression(l2=1e-3).fit(Xd, yd)

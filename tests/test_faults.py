@@ -33,8 +33,12 @@ def cluster(tmp_path_factory):
 
 
 def start_job(job, *options):
-    return subprocess.Popen([sys.executable, "-m", "pipeline", "submit", str(job), "--quiet", *options],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "submit", str(job), "--quiet", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def iterations(out) -> int:
@@ -73,8 +77,7 @@ def kill_worker_processes(cluster, process, out, victims) -> int:
         pid = cluster.worker_pids_by_name()[victim]
         os.kill(pid, signal.SIGKILL)
         with paused(process):
-            wait_for(lambda: cluster.worker_pids_by_name().get(victim) not in (None, pid),
-                     what=f"{victim} restarted")
+            wait_for(lambda: cluster.worker_pids_by_name().get(victim) not in (None, pid), what=f"{victim} restarted")
     return seen
 
 
@@ -94,8 +97,7 @@ def finish_undisturbed(process, out, seen: int, reference) -> Model:
     return model
 
 
-def test_killed_workers_and_nanny_change_nothing_and_a_new_worker_is_used(tmp_path, jobs_data, cluster,
-                                                                          reference_slow):
+def test_killed_workers_and_nanny_change_nothing_and_a_new_worker_is_used(tmp_path, jobs_data, cluster, reference_slow):
     process, out = start_slow_job(tmp_path, jobs_data, cluster, "faults", "none")
     try:
         seen = kill_worker_processes(cluster, process, out, ("worker-0", "worker-1", "worker-0"))
@@ -107,12 +109,14 @@ def test_killed_workers_and_nanny_change_nothing_and_a_new_worker_is_used(tmp_pa
 
         def worker_2_executed() -> int:
             with Client(cluster.address, timeout=10) as client:
-                counts = client.run(lambda dask_worker: (dask_worker.name, dask_worker.state.executed_count),
-                                    on_error="ignore")
+                counts = client.run(
+                    lambda dask_worker: (dask_worker.name, dask_worker.state.executed_count), on_error="ignore"
+                )
             return dict(counts.values()).get("worker-2", 0)
 
-        wait_for(lambda: worker_2_executed() > 0 or process.poll() is not None, poll=0.2,
-                 what="the new worker to run tasks")
+        wait_for(
+            lambda: worker_2_executed() > 0 or process.poll() is not None, poll=0.2, what="the new worker to run tasks"
+        )
         assert worker_2_executed() > 0, "the job ended before the new worker was used"
         seen = iterations(out)
     except BaseException:
@@ -145,8 +149,7 @@ def test_workers_with_different_numerics_are_refused_by_name(tmp_path, jobs_data
     cluster.add_worker("odd", env={"NPY_DISABLE_CPU_FEATURES": "X86_V3"})
     try:
         out = tmp_path / "out"
-        job = slow_job(tmp_path / "job.toml", jobs_data, out, f'scheduler = "{cluster.address}"',
-                       name="mixed")
+        job = slow_job(tmp_path / "job.toml", jobs_data, out, f'scheduler = "{cluster.address}"', name="mixed")
         result = run_cli("submit", job, "--quiet")
         assert result.returncode == 1 and "Traceback" not in result.stderr
         line = next(line for line in result.stderr.splitlines() if line.startswith("ClusterError: "))
@@ -167,8 +170,7 @@ def _names(cluster) -> dict:
     from distributed import Client
 
     with Client(cluster.address, timeout=10) as client:
-        return {address: info["name"] for address, info in
-                client.scheduler_info(n_workers=-1)["workers"].items()}
+        return {address: info["name"] for address, info in client.scheduler_info(n_workers=-1)["workers"].items()}
 
 
 def test_every_worker_paused_fails_in_bounded_time(tmp_path, jobs_data, cluster):
@@ -195,8 +197,9 @@ def test_every_worker_paused_fails_in_bounded_time(tmp_path, jobs_data, cluster)
     assert load_checkpoint(out / "checkpoint.npz")[0].solver_state.n_iter >= 4
 
 
-def test_all_workers_lost_fails_in_bounded_time_and_the_checkpoint_resumes(tmp_path, jobs_data, cluster,
-                                                                           reference_slow):
+def test_all_workers_lost_fails_in_bounded_time_and_the_checkpoint_resumes(
+    tmp_path, jobs_data, cluster, reference_slow
+):
     process, out = start_slow_job(tmp_path, jobs_data, cluster, "lost", None, "--stall-timeout", "3")
     try:
         wait_for(lambda: iterations(out) >= 5, what="5 iterations")
@@ -215,7 +218,6 @@ def test_all_workers_lost_fails_in_bounded_time_and_the_checkpoint_resumes(tmp_p
     model = Model.load(out)
     assert model.digest == reference_slow.digest
     assert model.loss_history == reference_slow.loss_history
-
 
 
 def test_a_result_lost_while_it_is_fetched_fails_in_bounded_time(tmp_path):

@@ -40,8 +40,9 @@ requires_numba = pytest.mark.skipif(not fused.STATS_AVAILABLE, reason="numba mis
 #: are its own) runs wherever numba imports
 requires_compiled = requires_numba
 
-SPECIALS = np.array([0.0, -0.0, 0.5, -0.5, 1.5, 2.5, 1e-310, -5e-324, 1e-200, 1e200,
-                     -1e300, 3.0, 2.0**-40, 2.0**39, 1.0 + 2.0**-52])
+SPECIALS = np.array(
+    [0.0, -0.0, 0.5, -0.5, 1.5, 2.5, 1e-310, -5e-324, 1e-200, 1e200, -1e300, 3.0, 2.0**-40, 2.0**39, 1.0 + 2.0**-52]
+)
 
 
 def assert_same_sums(got, want):
@@ -84,15 +85,30 @@ def problem(seed, n, d, *, scale=1.0, coef_scale=0.5, order="C"):
 
 def full_spec(seed, d, class_weight=(0.7, 3.25)):
     rng = np.random.default_rng(seed + 1000)
-    return KernelSpec(center=rng.normal(0, 2, d), scale=rng.random(d) * 3 + 0.1,
-                      class_weight=class_weight)
+    return KernelSpec(center=rng.normal(0, 2, d), scale=rng.random(d) * 3 + 0.1, class_weight=class_weight)
 
 
 @requires_compiled
 @pytest.mark.parametrize("order", ["C", "F"])
-@pytest.mark.parametrize("n, d", [(0, 3), (0, 0), (1, 1), (1, 7), (2, 1), (5, 0), (257, 6),
-                                  (3, 1000), (600, 1000), (1000, 33), (3000, 64),
-                                  (16384, 2), (16385, 2), (40_000, 3)])
+@pytest.mark.parametrize(
+    "n, d",
+    [
+        (0, 3),
+        (0, 0),
+        (1, 1),
+        (1, 7),
+        (2, 1),
+        (5, 0),
+        (257, 6),
+        (3, 1000),
+        (600, 1000),
+        (1000, 33),
+        (3000, 64),
+        (16384, 2),
+        (16385, 2),
+        (40_000, 3),
+    ],
+)
 def test_equal_to_reference_on_shapes(order, n, d):
     X, y, coef = problem(n * 31 + d, n, d, order=order)
     assert_same(X, y, coef)
@@ -119,8 +135,7 @@ def test_120k_rows_with_weights_and_standardization():
 
 
 @requires_compiled
-@pytest.mark.parametrize("view", ["rows_step", "cols_step", "reversed", "transposed", "offset",
-                                  "f_rows_step"])
+@pytest.mark.parametrize("view", ["rows_step", "cols_step", "reversed", "transposed", "offset", "f_rows_step"])
 def test_non_contiguous_inputs(view):
     X, y, coef = problem(3, 3001, 12)
     if view == "rows_step":
@@ -149,8 +164,11 @@ def test_read_only_and_converted_inputs():
     assert_same(X.astype(np.float32), y.astype(np.int64), coef)
     assert_same(np.round(X * 10).astype(np.int64), y.astype(bool), list(coef))
     weights = np.random.default_rng(4).random(800).astype(np.float32)
-    spec = KernelSpec(center=np.ones(5, dtype=np.float32), scale=np.full(5, 3.0, dtype=np.float32),
-                      class_weight=(np.float32(0.3), np.float32(1.7)))
+    spec = KernelSpec(
+        center=np.ones(5, dtype=np.float32),
+        scale=np.full(5, 3.0, dtype=np.float32),
+        class_weight=(np.float32(0.3), np.float32(1.7)),
+    )
     assert_same(X, y, coef, weights, spec)
     assert_same(X, y, coef, None, KernelSpec(class_weight=(1, 3)))
 
@@ -165,8 +183,7 @@ def test_weights_class_weights_standardization_combinations(order):
     for w in (None, weights):
         for center in (None, spec.center):
             for cw in (None, (1.0, 1.0), (0.25, 4.0)):
-                s = KernelSpec(center=center, scale=None if center is None else spec.scale,
-                               class_weight=cw)
+                s = KernelSpec(center=center, scale=None if center is None else spec.scale, class_weight=cw)
                 assert_same(X, y, coef, w, s)
 
 
@@ -272,7 +289,7 @@ def test_magnitudes_change_between_blocks():
     n, d = 20_000, 64  # 64 features: blocks of 1024 rows
     X = rng.standard_normal((n, d))
     exponents = rng.choice([-300, -200, -60, -20, -1, 0, 3, 15, 40, 100, 250], size=n // 500)
-    X *= np.repeat(10.0 ** exponents, 500)[:, None]
+    X *= np.repeat(10.0**exponents, 500)[:, None]
     X[:, 5] = rng.choice(SPECIALS, size=n)
     y = (rng.random(n) < 0.5).astype(np.float64)
     coef = rng.normal(0, 1e-3, d + 1)
@@ -327,16 +344,14 @@ def test_interface_errors():
 def test_chunk_partials_fast_is_a_drop_in_replacement():
     X, y, coef = problem(16, 700, 4, order="F")
     for spec in (KernelSpec(), full_spec(16, 4), full_spec(16, 4).with_hessian(True)):
-        assert fused.chunk_partials_fast(X, y, coef, None, spec) == chunk_partials(
-            X, y, coef, None, spec)
+        assert fused.chunk_partials_fast(X, y, coef, None, spec) == chunk_partials(X, y, coef, None, spec)
 
 
 @requires_compiled
 def test_merge_with_reference_partials():
     X, y, coef = problem(14, 2000, 7)
     whole = chunk_partials(X, y, coef)
-    mixed = fused.compiled_partials(X[:1234], y[:1234], coef).merge(
-        chunk_partials(X[1234:], y[1234:], coef))
+    mixed = fused.compiled_partials(X[:1234], y[:1234], coef).merge(chunk_partials(X[1234:], y[1234:], coef))
     assert mixed == whole
     loss, grad, weight = mixed.finalize()
     assert math.isfinite(loss) and weight == 2000.0
@@ -394,8 +409,21 @@ def hessian_spec(seed, d, class_weight=(0.7, 3.25)):
     return full_spec(seed, d, class_weight).with_hessian(True)
 
 
-HESSIAN_SHAPES = [(0, 3), (0, 0), (1, 0), (1, 1), (1, 7), (2, 1), (5, 0), (257, 6), (1000, 33),
-                  (3000, 16), (16384, 2), (16385, 2), (40_000, 3)]
+HESSIAN_SHAPES = [
+    (0, 3),
+    (0, 0),
+    (1, 0),
+    (1, 1),
+    (1, 7),
+    (2, 1),
+    (5, 0),
+    (257, 6),
+    (1000, 33),
+    (3000, 16),
+    (16384, 2),
+    (16385, 2),
+    (40_000, 3),
+]
 
 
 @requires_compiled
@@ -443,8 +471,7 @@ def test_hessian_extreme_values_and_flags(order):
     X[::50, 0] *= 1e150  # products overflow to inf
     X[::70, 1] *= 1e-300  # subnormal products
     X[::90, 2] = 0.0
-    weights = np.random.default_rng(18).random(3000) * 10.0 ** np.random.default_rng(19).integers(
-        -200, 200, size=3000)
+    weights = np.random.default_rng(18).random(3000) * 10.0 ** np.random.default_rng(19).integers(-200, 200, size=3000)
     assert_same(X, y, coef, None, KernelSpec(hessian=True))
     assert_same(X, y, coef, weights, KernelSpec(hessian=True))
     X[10, 3] = np.nan
@@ -460,7 +487,8 @@ def test_hessian_merge_with_reference_partials():
     spec = hessian_spec(19, 7)
     whole = chunk_partials(X, y, coef, None, spec)
     mixed = fused.compiled_partials(X[:1234], y[:1234], coef, None, spec).merge(
-        chunk_partials(X[1234:], y[1234:], coef, None, spec))
+        chunk_partials(X[1234:], y[1234:], coef, None, spec)
+    )
     assert mixed == whole
     assert np.array_equal(mixed.hessian_sum(), whole.hessian_sum())
 
@@ -500,8 +528,7 @@ def test_zero_margins_every_width(order):
 
 
 @requires_numba
-@pytest.mark.parametrize("view", ["rows_step", "cols_step", "reversed", "transposed", "offset",
-                                  "f_rows_step"])
+@pytest.mark.parametrize("view", ["rows_step", "cols_step", "reversed", "transposed", "offset", "f_rows_step"])
 def test_zero_margins_non_contiguous_inputs(view):
     X, y, _ = problem(23, 3001, 12)
     if view == "rows_step":
@@ -577,7 +604,8 @@ def test_zero_margins_merge_with_reference_partials():
     spec = hessian_spec(27, 7)
     whole = chunk_partials(X, y, coef, None, spec)
     mixed = fused._partials(X[:1234], y[:1234], coef, None, spec).merge(
-        chunk_partials(X[1234:], y[1234:], coef, None, spec))
+        chunk_partials(X[1234:], y[1234:], coef, None, spec)
+    )
     assert mixed == whole
 
 
@@ -647,8 +675,7 @@ def test_compiled_exp_reference_hessian_extreme_values_and_flags(order):
     X[::50, 0] *= 1e150  # products overflow to inf
     X[::70, 1] *= 1e-300  # subnormal products
     X[::90, 2] = 0.0
-    weights = np.random.default_rng(28).random(3000) * 10.0 ** np.random.default_rng(29).integers(
-        -200, 200, size=3000)
+    weights = np.random.default_rng(28).random(3000) * 10.0 ** np.random.default_rng(29).integers(-200, 200, size=3000)
     assert_same_compiled_exp(X, y, coef, None, KernelSpec(hessian=True))
     assert_same_compiled_exp(X, y, coef, weights, KernelSpec(hessian=True))
     X[10, 3] = np.nan
@@ -667,7 +694,7 @@ def test_compiled_exp_reference_hessian_magnitudes_change_between_blocks(monkeyp
     n, d = 6000, 6
     X = rng.standard_normal((n, d))
     exponents = rng.choice([-300, -150, -60, -20, -1, 0, 3, 15, 40, 100, 150], size=n // 250)
-    X *= np.repeat(10.0 ** exponents, 250)[:, None]
+    X *= np.repeat(10.0**exponents, 250)[:, None]
     X[:, 2] = rng.choice(SPECIALS, size=n)
     X[::7, 3] *= 1e-200  # a large bound from other rows than the largest terms
     y = (rng.random(n) < 0.5).astype(np.float64)
@@ -718,9 +745,25 @@ def stats_problem(seed, n, d, *, scale=1.0, order="C"):
 
 @requires_numba
 @pytest.mark.parametrize("order", ["C", "F"])
-@pytest.mark.parametrize("n, d", [(0, 3), (0, 0), (1, 1), (1, 7), (2, 1), (5, 0), (257, 6),
-                                  (3, 1000), (600, 1000), (1000, 33), (3000, 64),
-                                  (16384, 2), (16385, 2), (40_000, 3)])
+@pytest.mark.parametrize(
+    "n, d",
+    [
+        (0, 3),
+        (0, 0),
+        (1, 1),
+        (1, 7),
+        (2, 1),
+        (5, 0),
+        (257, 6),
+        (3, 1000),
+        (600, 1000),
+        (1000, 33),
+        (3000, 64),
+        (16384, 2),
+        (16385, 2),
+        (40_000, 3),
+    ],
+)
 def test_stats_equal_to_reference_on_shapes(order, n, d):
     X, y, weights = stats_problem(n * 43 + d, n, d, order=order)
     assert_same_stats(X, y)
@@ -739,8 +782,9 @@ def test_stats_every_width(order):
 
 
 @requires_numba
-@pytest.mark.parametrize("view", ["rows_step", "cols_step", "reversed", "transposed", "offset",
-                                  "f_rows_step", "f_cols_step"])
+@pytest.mark.parametrize(
+    "view", ["rows_step", "cols_step", "reversed", "transposed", "offset", "f_rows_step", "f_cols_step"]
+)
 def test_stats_non_contiguous_inputs(view):
     X, y, weights = stats_problem(30, 3001, 12)
     if view == "rows_step":
@@ -770,8 +814,7 @@ def test_stats_read_only_and_converted_inputs():
     assert_same_stats(X, y, weights)
     assert_same_stats(np.asfortranarray(X), y, weights)
     assert_same_stats(X.astype(np.float32), y.astype(np.int64), weights.astype(np.float32))
-    assert_same_stats(np.round(X * 10).astype(np.int64), y.astype(bool),
-                      np.arange(800) % 5)
+    assert_same_stats(np.round(X * 10).astype(np.int64), y.astype(bool), np.arange(800) % 5)
     assert_same_stats(X, y, list(weights))
 
 
@@ -842,7 +885,7 @@ def test_stats_magnitudes_change_between_blocks():
     n, d = 20_000, 64
     X = rng.standard_normal((n, d))
     exponents = rng.choice([-300, -200, -60, -20, -1, 0, 3, 15, 40, 100, 150], size=n // 500)
-    X *= np.repeat(10.0 ** exponents, 500)[:, None]
+    X *= np.repeat(10.0**exponents, 500)[:, None]
     X[:, 5] = rng.choice(SPECIALS, size=n)
     y = (rng.random(n) < 0.5).astype(np.float64)
     assert_same_stats(X, y)
@@ -874,8 +917,7 @@ def test_stats_calls_split_into_int64_safe_pieces(monkeypatch):
 def test_stats_merge_with_reference_and_interface_errors():
     X, y, weights = stats_problem(37, 2000, 7, order="F")
     whole = chunk_stats(X, y, weights)
-    mixed = fused.fused_stats(X[:1234], y[:1234], weights[:1234]).merge(
-        chunk_stats(X[1234:], y[1234:], weights[1234:]))
+    mixed = fused.fused_stats(X[:1234], y[:1234], weights[:1234]).merge(chunk_stats(X[1234:], y[1234:], weights[1234:]))
     assert mixed == whole
     with pytest.raises(ValueError, match="y has shape"):
         fused.fused_stats(X, y[:-1])
@@ -988,8 +1030,7 @@ def test_chunk_partials_fast_uses_the_split_pass_where_exp_log_differ(monkeypatc
     X, y, coef = problem(22, 3000, 5, order="F")
     monkeypatch.setattr(fused, "AVAILABLE", False)
     called = []
-    monkeypatch.setattr(fused, "split_partials",
-                        lambda *args: called.append(1) or chunk_partials(*args))
+    monkeypatch.setattr(fused, "split_partials", lambda *args: called.append(1) or chunk_partials(*args))
     assert fused.chunk_partials_fast(X, y, coef) == chunk_partials(X, y, coef)
     assert called
 

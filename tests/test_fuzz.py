@@ -30,22 +30,35 @@ HANG_S = 120
 def cluster_address():
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         yield cluster.scheduler_address
 
 
 NUMERIC = ("float64", "float32", "int8", "int64", "uint16", "bool")
 #: What can be wrong with a dataset (None: nothing).
-DEFECTS = (None, None, None, None, "nulls", "nan", "inf", "odd feature type", "wild label",
-           "string label", "negative weight", "schema drift", "no rows")
+DEFECTS = (
+    None,
+    None,
+    None,
+    None,
+    "nulls",
+    "nan",
+    "inf",
+    "odd feature type",
+    "wild label",
+    "string label",
+    "negative weight",
+    "schema drift",
+    "no rows",
+)
 
 
 def _values(kind: str, n: int, rng: np.random.Generator, binary: bool = False) -> pa.Array:
     """A clean column of ``kind`` (0/1 values with ``binary``)."""
     if kind in ("float64", "float32"):
-        data = rng.integers(0, 2, n).astype(float) if binary else \
-            rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4)
+        data = rng.integers(0, 2, n).astype(float) if binary else rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4)
         return pa.array(data.astype(kind))
     if kind in ("int8", "int64", "uint16"):
         return pa.array(rng.integers(0, 2 if binary else 5, n), type=getattr(pa, kind)())
@@ -80,8 +93,9 @@ def datasets(draw):
     n_features = draw(st.integers(1, 4))
     kinds = [draw(st.sampled_from(NUMERIC)) for _ in range(n_features)]
     if defect == "odd feature type":
-        kinds[draw(st.integers(0, n_features - 1))] = draw(st.sampled_from(
-            ("string", "list", "struct", "null", "timestamp")))
+        kinds[draw(st.integers(0, n_features - 1))] = draw(
+            st.sampled_from(("string", "list", "struct", "null", "timestamp"))
+        )
     label_kind = draw(st.sampled_from(("int8", "int64", "float64", "bool", "float32", "uint16")))
     weight_kind = draw(st.sampled_from((None, None, "float64", "int64")))
     if defect == "negative weight" and weight_kind is None:
@@ -93,8 +107,7 @@ def datasets(draw):
         rows = 0 if defect == "no rows" else draw(st.integers(1 if index == 0 else 0, 60))
         rng = np.random.default_rng([seed, index])
         columns = {f"x{j}": _values(kind, rows, rng) for j, kind in enumerate(kinds)}
-        columns["y"] = _values("string" if defect == "string label" else label_kind, rows, rng,
-                               binary=True)
+        columns["y"] = _values("string" if defect == "string label" else label_kind, rows, rng, binary=True)
         if weight_kind:
             columns["w"] = _values(weight_kind, rows, rng)
             if weight_kind == "float64":
@@ -112,9 +125,11 @@ def datasets(draw):
         table = pa.table(columns)
         if defect == "schema drift" and index == spoiled_file and index > 0:
             victim = draw(st.sampled_from(sorted(columns)))
-            table = (table.drop_columns([victim]) if draw(st.booleans()) else
-                     table.set_column(table.schema.get_field_index(victim), victim,
-                                      _values("string", rows, rng)))
+            table = (
+                table.drop_columns([victim])
+                if draw(st.booleans())
+                else table.set_column(table.schema.get_field_index(victim), victim, _values("string", rows, rng))
+            )
         files.append((table, draw(st.integers(1, 25))))
     names = [f"x{j}" for j in range(n_features)]
     features = draw(st.sampled_from((None, tuple(names), tuple(names[: max(1, n_features // 2)]))))
@@ -144,18 +159,21 @@ def _outcome(config: TrainConfig):
     return found[0]
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+)
 @given(case=datasets(), cache=st.sampled_from(("memory", "disk", "none")))
 def test_random_parquet_trains_identically_or_fails_cleanly(tmp_path_factory, cluster_address, case, cache):
     files, features, weight = case
     root = tmp_path_factory.mktemp("fuzz")
     for index, (table, row_group_size) in enumerate(files):
         pq.write_table(table, root / f"part-{index}.parquet", row_group_size=row_group_size)
-    common = dict(data=str(root), label="y", features=features, weight=weight,
-                  options=SolverOptions(max_iter=4), cache=cache)
+    common = dict(
+        data=str(root), label="y", features=features, weight=weight, options=SolverOptions(max_iter=4), cache=cache
+    )
     in_process = _outcome(TrainConfig(**common, cluster=None))
-    on_cluster = _outcome(TrainConfig(**common, cluster=ClusterSpec(scheduler=cluster_address,
-                                                                   stall_timeout_s=30)))
+    on_cluster = _outcome(TrainConfig(**common, cluster=ClusterSpec(scheduler=cluster_address, stall_timeout_s=30)))
     assert in_process == on_cluster

@@ -65,8 +65,14 @@ def references(dataset):
 
 
 def config(data: Path, name: str, **where) -> TrainConfig:
-    return TrainConfig(data=str(data), label="y", features=tuple(f"f{j}" for j in range(N_FEATURES)),
-                       weight=FITS[name].get("weight"), **fit_options(name), **where)
+    return TrainConfig(
+        data=str(data),
+        label="y",
+        features=tuple(f"f{j}" for j in range(N_FEATURES)),
+        weight=FITS[name].get("weight"),
+        **fit_options(name),
+        **where,
+    )
 
 
 def write_layout(directory: Path, dataset, file_cuts, row_group_sizes) -> None:
@@ -143,8 +149,7 @@ def test_parquet_repartitioning_in_process(dataset, references, layout, name):
         (2, "none", [100, 200], [64]),
     ],
 )
-def test_local_cluster_equals_in_process(tmp_path, dataset, references, n_workers, cache,
-                                         file_cuts, row_group_sizes):
+def test_local_cluster_equals_in_process(tmp_path, dataset, references, n_workers, cache, file_cuts, row_group_sizes):
     """Every solver on one cluster: 1 worker, 2 workers, cached or re-reading."""
     import distributed
 
@@ -155,8 +160,9 @@ def test_local_cluster_equals_in_process(tmp_path, dataset, references, n_worker
     write_layout(tmp_path / "data", dataset, file_cuts, row_group_sizes)
     with connect(ClusterSpec(n_workers=n_workers)) as client:
         for name in FITS:
-            dataset_ = open_dataset(str(tmp_path / "data"), "y",
-                                    [f"f{j}" for j in range(N_FEATURES)], FITS[name].get("weight"))
+            dataset_ = open_dataset(
+                str(tmp_path / "data"), "y", [f"f{j}" for j in range(N_FEATURES)], FITS[name].get("weight")
+            )
             workers = sorted(client.scheduler_info()["workers"])
             evaluator = DaskEvaluator(client, dataset_.to_dask(workers), persist=cache == "memory")
             if cache == "memory":  # chunks spread over the workers as planned
@@ -169,15 +175,21 @@ def test_local_cluster_equals_in_process(tmp_path, dataset, references, n_worker
                 ran = [t["worker"] for t in stream.data if "sum_blocks" in str(t["key"])]
                 assert sorted(ran) == workers
             result = fit(evaluator, **fit_options(name))
-            model = build_model(result, dataset_.features, dataset_.n_samples,
-                                solver=FITS[name]["solver"], penalty=FITS[name].get("penalty", Penalty()),
-                                label="y", weight=None, dataset="")
+            model = build_model(
+                result,
+                dataset_.features,
+                dataset_.n_samples,
+                solver=FITS[name]["solver"],
+                penalty=FITS[name].get("penalty", Penalty()),
+                label="y",
+                weight=None,
+                dataset="",
+            )
             assert_identical(model, references[name])
 
 
 @pytest.mark.cluster
 def test_train_on_local_cluster_writes_the_reference_model(tmp_path, dataset, references):
     write_layout(tmp_path / "data", dataset, [77], [50])
-    model = train(config(tmp_path / "data", "owlqn", cluster=ClusterSpec(n_workers=2),
-                         out=str(tmp_path / "out")))
+    model = train(config(tmp_path / "data", "owlqn", cluster=ClusterSpec(n_workers=2), out=str(tmp_path / "out")))
     assert_identical(model, references["owlqn"])

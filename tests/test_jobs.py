@@ -73,15 +73,34 @@ def test_every_train_option_is_a_job_key_and_back(tmp_path):
     assert dests <= set(KEYS), dests - set(KEYS)
     flagged = {key for key, spec in KEYS.items() if spec.flag and spec.flag.startswith("--")}
     assert flagged == dests
-    config = config_from_mapping({
-        "name": "x", "data.url": str(tmp_path), "data.label": "y", "data.features": ["a", "b"],
-        "data.weight": "w", "train.solver": "gd", "train.max_iter": 7, "train.tol": 1e-5,
-        "train.ftol": 0.0, "train.history_size": 3, "train.l2": 0.5, "train.l1": 0.25,
-        "train.standardize": False, "train.class_weight": [1.0, 2.5], "cluster.workers": 3,
-        "cluster.threads_per_worker": 2, "cluster.memory_limit": "1GiB", "cache.mode": "disk",
-        "cache.memory_fraction": 0.25, "output.dir": str(tmp_path / "o"), "output.overwrite": True,
-        "output.checkpoint_every": 5, "cluster.stall_timeout": 7.5, "cluster.connect_timeout": 3.0,
-    })
+    config = config_from_mapping(
+        {
+            "name": "x",
+            "data.url": str(tmp_path),
+            "data.label": "y",
+            "data.features": ["a", "b"],
+            "data.weight": "w",
+            "train.solver": "gd",
+            "train.max_iter": 7,
+            "train.tol": 1e-5,
+            "train.ftol": 0.0,
+            "train.history_size": 3,
+            "train.l2": 0.5,
+            "train.l1": 0.25,
+            "train.standardize": False,
+            "train.class_weight": [1.0, 2.5],
+            "cluster.workers": 3,
+            "cluster.threads_per_worker": 2,
+            "cluster.memory_limit": "1GiB",
+            "cache.mode": "disk",
+            "cache.memory_fraction": 0.25,
+            "output.dir": str(tmp_path / "o"),
+            "output.overwrite": True,
+            "output.checkpoint_every": 5,
+            "cluster.stall_timeout": 7.5,
+            "cluster.connect_timeout": 3.0,
+        }
+    )
     job = tmp_path / "job.toml"
     job.write_text(to_toml(config_to_mapping(config)))
     assert load_job(job) == config
@@ -96,14 +115,17 @@ def test_cli_overrides_win_over_the_job_file(tmp_path, data):
     assert config.options.tol == 1e-9  # from the file
 
 
-@pytest.mark.parametrize("body, fragments", [
-    ('[train]\nsovler = "gd"\n', ["'train.sovler'", "did you mean 'train.solver'"]),
-    ('[train]\nmax_iter = "ten"\n', ["'train.max_iter'", "must be an integer", "'ten'"]),
-    ('[train]\nsolver = "adam"\n', ["'train.solver'", "lbfgs, newton, gd", "'adam'"]),
-    ('[output]\ncheckpoint_every = 0\n', ["'output.checkpoint_every'", ">= 1"]),
-    ('[data]\nlabel = "y"\n', ["missing key 'data.url'"]),
-    ("[data\n", ["not valid TOML"]),
-])
+@pytest.mark.parametrize(
+    "body, fragments",
+    [
+        ('[train]\nsovler = "gd"\n', ["'train.sovler'", "did you mean 'train.solver'"]),
+        ('[train]\nmax_iter = "ten"\n', ["'train.max_iter'", "must be an integer", "'ten'"]),
+        ('[train]\nsolver = "adam"\n', ["'train.solver'", "lbfgs, newton, gd", "'adam'"]),
+        ("[output]\ncheckpoint_every = 0\n", ["'output.checkpoint_every'", ">= 1"]),
+        ('[data]\nlabel = "y"\n', ["missing key 'data.url'"]),
+        ("[data\n", ["not valid TOML"]),
+    ],
+)
 def test_malformed_job_files_name_file_and_key_and_write_nothing(tmp_path, data, body, fragments):
     job = tmp_path / "bad.toml"
     out = tmp_path / "out"
@@ -126,8 +148,9 @@ def test_missing_dataset_and_unreachable_scheduler_name_file_and_key(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"DatasetNotFoundError: {job}: data.url:" in result.stderr
     assert not out.exists()
-    job = write_job(tmp_path / "noscheduler.toml", ROOT / "jobs", out,
-                    cluster=f'scheduler = "tcp://127.0.0.1:{free_port()}"')
+    job = write_job(
+        tmp_path / "noscheduler.toml", ROOT / "jobs", out, cluster=f'scheduler = "tcp://127.0.0.1:{free_port()}"'
+    )
     (tmp_path / "d").mkdir()
     pq.write_table(pa.table({"a": [1.0, 2.0], "y": [0, 1]}), tmp_path / "d" / "p.parquet")
     job.write_text(job.read_text().replace(str(ROOT / "jobs"), str(tmp_path / "d")))
@@ -163,8 +186,9 @@ def test_attached_job_writes_every_artifact_and_equals_train(tmp_path, data):
     assert "started" in (out / "job.log").read_text()
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
     # the same settings as `pipeline train` options: the same model
-    trained = run_cli("train", data, "--label", "y", "--tol", "1e-9", "--in-process",
-                      "--out", tmp_path / "train-out", "--quiet")
+    trained = run_cli(
+        "train", data, "--label", "y", "--tol", "1e-9", "--in-process", "--out", tmp_path / "train-out", "--quiet"
+    )
     assert trained.returncode == 0, trained.stderr
     assert Model.load(tmp_path / "train-out").digest == model.digest
     # a finished job's directory is not reused without --overwrite
@@ -206,8 +230,7 @@ def test_checkpoints_every_k_iterations(tmp_path, data):
 @pytest.mark.cluster
 def test_attached_then_detached_submit_give_the_same_model(tmp_path, data, dask_cli_cluster):
     address = dask_cli_cluster.address
-    job = write_job(tmp_path / "job.toml", data, tmp_path / "attached", name="pair",
-                    cluster=f'scheduler = "{address}"')
+    job = write_job(tmp_path / "job.toml", data, tmp_path / "attached", name="pair", cluster=f'scheduler = "{address}"')
     attached = run_cli("submit", job)
     assert attached.returncode == 0, attached.stderr
     digest = Model.load(tmp_path / "attached").digest
@@ -240,15 +263,16 @@ def test_attached_then_detached_submit_give_the_same_model(tmp_path, data, dask_
 
 
 @pytest.mark.cluster
-def test_killed_coordinator_resumes_to_the_identical_model(tmp_path, data, dask_cli_cluster,
-                                                           reference_slow):
+def test_killed_coordinator_resumes_to_the_identical_model(tmp_path, data, dask_cli_cluster, reference_slow):
     out = tmp_path / "out"
     job = slow_job(tmp_path / "slow.toml", data, out, f'scheduler = "{dask_cli_cluster.address}"')
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", "submit", str(job), "--quiet"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "submit", str(job), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        wait_for(lambda: (out / "history.csv").exists() and len(history_rows(out)) >= 15,
-                 what="15 iterations")
+        wait_for(lambda: (out / "history.csv").exists() and len(history_rows(out)) >= 15, what="15 iterations")
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
@@ -268,16 +292,17 @@ def test_killed_coordinator_resumes_to_the_identical_model(tmp_path, data, dask_
 
 
 @pytest.mark.cluster
-def test_cancel_stops_a_detached_job_and_its_checkpoint_resumes(tmp_path, data, dask_cli_cluster,
-                                                                 reference_slow):
+def test_cancel_stops_a_detached_job_and_its_checkpoint_resumes(tmp_path, data, dask_cli_cluster, reference_slow):
     address = dask_cli_cluster.address
     out = tmp_path / "out"
     job = slow_job(tmp_path / "slow.toml", data, out, f'scheduler = "{address}"', name="cancel-me")
     submitted = run_cli("submit", job, "--detach")
     assert submitted.returncode == 0, submitted.stderr
     job_id = json.loads((out / "job.json").read_text())["job_id"]
-    wait_for(lambda: job_status(out) == "running" and (out / "history.csv").exists()
-             and len(history_rows(out)) >= 5, what="5 iterations")
+    wait_for(
+        lambda: job_status(out) == "running" and (out / "history.csv").exists() and len(history_rows(out)) >= 5,
+        what="5 iterations",
+    )
     started = time.monotonic()
     cancelled = run_cli("cancel", job_id, "--scheduler", address)
     assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
@@ -314,8 +339,7 @@ def test_a_checkpoint_of_other_data_or_edited_is_refused(tmp_path, data):
     document["status"] = "failed"  # as if it had died: resumable
     (out / "job.json").write_text(json.dumps(document))
     (out / "model.json").unlink()
-    pq.write_table(pa.table({f"f{j}": [0.5] for j in range(N_FEATURES)} | {"y": [1]}),
-                   copy / "part-9.parquet")
+    pq.write_table(pa.table({f"f{j}": [0.5] for j in range(N_FEATURES)} | {"y": [1]}), copy / "part-9.parquet")
     refused = run_cli("resume", out, "--in-process")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "CheckpointError" in refused.stderr and "another dataset" in refused.stderr
@@ -348,8 +372,7 @@ def test_train_config_default_matches_job_defaults():
 
 
 @pytest.mark.cluster
-def test_a_detached_job_survives_losing_its_coordinators_worker(tmp_path, data, dask_cli_cluster,
-                                                                reference_slow):
+def test_a_detached_job_survives_losing_its_coordinators_worker(tmp_path, data, dask_cli_cluster, reference_slow):
     """SIGKILL the worker process that runs the coordinator: the scheduler runs
     the coordinator task again elsewhere, it resumes from the checkpoint, and
     the model is the uninterrupted one."""
@@ -357,13 +380,19 @@ def test_a_detached_job_survives_losing_its_coordinators_worker(tmp_path, data, 
     out = tmp_path / "out"
     job = slow_job(tmp_path / "slow.toml", data, out, f'scheduler = "{address}"', name="lose-worker")
     assert run_cli("submit", job, "--detach").returncode == 0
-    wait_for(lambda: job_status(out) == "running" and (out / "history.csv").exists()
-             and len(history_rows(out)) >= 10, what="10 iterations")
+    wait_for(
+        lambda: job_status(out) == "running" and (out / "history.csv").exists() and len(history_rows(out)) >= 10,
+        what="10 iterations",
+    )
     first = json.loads((out / "job.json").read_text())["coordinator"]["pid"]
     assert first not in (os.getpid(),) and first in dask_cli_cluster.worker_pids()
     os.kill(first, signal.SIGKILL)
-    wait_for(lambda: job_status(out) in ("succeeded", "failed", "cancelled"), timeout=180,
-             poll=0.5, what="the job to finish after the worker loss")
+    wait_for(
+        lambda: job_status(out) in ("succeeded", "failed", "cancelled"),
+        timeout=180,
+        poll=0.5,
+        what="the job to finish after the worker loss",
+    )
     document = json.loads((out / "job.json").read_text())
     assert document["status"] == "succeeded", document.get("error")
     assert document["coordinator"]["pid"] != first and document["resumed_from"] >= 9
@@ -385,8 +414,7 @@ def test_a_job_whose_coordinator_is_alive_is_not_started_twice(tmp_path, data):
         (out / "job.json").write_text(json.dumps(document))
         refused = run_cli("resume", out, "--in-process")
         assert refused.returncode == 1 and "Traceback" not in refused.stderr
-        assert f"JobError: job {document['job_id']} is still running (coordinator pid {sleeper.pid}" \
-            in refused.stderr
+        assert f"JobError: job {document['job_id']} is still running (coordinator pid {sleeper.pid}" in refused.stderr
         assert not (out / "model.json").exists()
     finally:
         sleeper.kill()

@@ -19,9 +19,7 @@ def make_problem(seed=0, n=500, d=6, scale=1.0):
 
 
 def mean_loss_grad(X, y, coef, chunks=1):
-    evaluator = InProcessEvaluator(
-        list(zip(np.array_split(X, chunks), np.array_split(y, chunks))), X.shape[1]
-    )
+    evaluator = InProcessEvaluator(list(zip(np.array_split(X, chunks), np.array_split(y, chunks))), X.shape[1])
     return LogisticObjective(evaluator)(coef)
 
 
@@ -96,9 +94,7 @@ def test_margins_depend_only_on_the_row(d):
     row = X[5]
     terms = list(row * coef[:-1])
     while len(terms) > 1:
-        terms = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)] + (
-            [terms[-1]] if len(terms) % 2 else []
-        )
+        terms = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)] + ([terms[-1]] if len(terms) % 2 else [])
     assert reference[5] == terms[0] + coef[-1]
 
 
@@ -143,8 +139,7 @@ def test_weighted_standardized_partials_equal_the_formulas():
     assert weight_sum == pytest.approx(s.sum(), rel=1e-14)
     assert loss_sum == pytest.approx(np.sum(s * (np.logaddexp(0, z) - y * z)), rel=1e-12)
     np.testing.assert_allclose(grad_sum, Xs.T @ (s * (h - y)), rtol=1e-11, atol=1e-12)
-    np.testing.assert_allclose(partials.hessian_sum(), (Xs * (s * h * (1 - h))[:, None]).T @ Xs,
-                               rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(partials.hessian_sum(), (Xs * (s * h * (1 - h))[:, None]).T @ Xs, rtol=1e-11, atol=1e-12)
     # unit weights are the unweighted kernel, bit for bit
     plain = chunk_partials(X, y, coef)
     assert chunk_partials(X, y, coef, np.ones(400)) == plain
@@ -173,8 +168,7 @@ def test_statistics_are_exact_and_stable_with_large_offsets():
     X = np.column_stack([rng.standard_normal(5000) * 1e-3 + 1e6, rng.standard_normal(5000), np.full(5000, 4.0)])
     y = (rng.random(5000) < 0.3).astype(float)
     weights = rng.uniform(0.5, 1.5, 5000)
-    stats = chunk_stats(X[:1234], y[:1234], weights[:1234]).merge(
-        chunk_stats(X[1234:], y[1234:], weights[1234:]))
+    stats = chunk_stats(X[:1234], y[:1234], weights[:1234]).merge(chunk_stats(X[1234:], y[1234:], weights[1234:]))
     assert stats == chunk_stats(X, y, weights)
     summary = summarize(stats)
     exact_mean = [sum(map(Fraction, X[:, j])) / 5000 for j in range(3)]

@@ -55,8 +55,9 @@ def big_dataset(tmp_path_factory):
     per_file = -(-n_groups // 4)
     for index in range(4):
         # plain encoding: writing random floats dictionary-encoded first is 5x slower
-        with pq.ParquetWriter(root / f"part-{index}.parquet", blocks[0].schema,
-                              compression="none", use_dictionary=False) as writer:
+        with pq.ParquetWriter(
+            root / f"part-{index}.parquet", blocks[0].schema, compression="none", use_dictionary=False
+        ) as writer:
             for group in range(index * per_file, min((index + 1) * per_file, n_groups)):
                 rows = min(ROW_GROUP, ROWS - group * ROW_GROUP)
                 writer.write_table(blocks[group % len(blocks)].slice(0, rows))
@@ -69,8 +70,14 @@ def big_dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference_digest(big_dataset):
     """``--cache memory`` on a cluster big enough to hold the data."""
-    config = TrainConfig(data=big_dataset, label="y", options=OPTIONS, cache="memory", standardize=False,
-                         cluster=ClusterSpec(n_workers=N_WORKERS, memory_limit="6GiB"))  # 4 GiB spills: 2x slower
+    config = TrainConfig(
+        data=big_dataset,
+        label="y",
+        options=OPTIONS,
+        cache="memory",
+        standardize=False,
+        cluster=ClusterSpec(n_workers=N_WORKERS, memory_limit="6GiB"),
+    )  # 4 GiB spills: 2x slower
     model = train(config)
     assert model.cache == "memory"
     return model.digest
@@ -78,13 +85,27 @@ def reference_digest(big_dataset):
 
 @pytest.mark.parametrize("cache", ["none", "auto"])  # auto picks disk here
 def test_larger_than_memory_with_bounded_worker_memory(big_dataset, reference_digest, cache):
-    with LocalCluster(n_workers=N_WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, memory_limit=WORKER_LIMIT) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=N_WORKERS,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            memory_limit=WORKER_LIMIT,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         workers_before = set(client.scheduler_info()["workers"])
         pids = client.run(os.getpid)
-        config = TrainConfig(data=big_dataset, label="y", options=OPTIONS, cache=cache, standardize=False,
-                             cluster=ClusterSpec(scheduler=cluster.scheduler_address))
+        config = TrainConfig(
+            data=big_dataset,
+            label="y",
+            options=OPTIONS,
+            cache=cache,
+            standardize=False,
+            cluster=ClusterSpec(scheduler=cluster.scheduler_address),
+        )
         model = train(config)
         peaks = {address: peak_rss(pid) for address, pid in pids.items()}
         assert set(client.scheduler_info()["workers"]) == workers_before  # none killed or restarted

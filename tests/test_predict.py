@@ -21,16 +21,25 @@ def table():
     rng = np.random.default_rng(8)
     X = rng.standard_normal((N, 3)) * [1.0, 4.0, 0.3]
     y = (rng.random(N) < 1 / (1 + np.exp(-(X[:, 0] - 0.2 * X[:, 1])))).astype(np.int8)
-    return pa.table({"id": np.arange(N) * 7, "a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": y,
-                     "note": [f"row {i}" for i in range(N)]})
+    return pa.table(
+        {
+            "id": np.arange(N) * 7,
+            "a": X[:, 0],
+            "b": X[:, 1],
+            "c": X[:, 2],
+            "y": y,
+            "note": [f"row {i}" for i in range(N)],
+        }
+    )
 
 
 def write(table, root, cuts, row_group_size):
     root.mkdir(parents=True)
     bounds = [0, *cuts, table.num_rows]
     for index, (start, stop) in enumerate(zip(bounds, bounds[1:])):
-        pq.write_table(table.slice(start, stop - start), root / f"part-{index:03d}.parquet",
-                       row_group_size=row_group_size)
+        pq.write_table(
+            table.slice(start, stop - start), root / f"part-{index:03d}.parquet", row_group_size=row_group_size
+        )
     return root
 
 
@@ -38,8 +47,20 @@ def write(table, root, cuts, row_group_size):
 def model_dir(tmp_path_factory, table):
     root = tmp_path_factory.mktemp("model")
     data = write(table, root / "data", [], N)
-    result = run_cli("train", data, "--label", "y", "--features", "a,b,c", "--l2", "0.01",
-                     "--in-process", "--out", root / "model", "--quiet")
+    result = run_cli(
+        "train",
+        data,
+        "--label",
+        "y",
+        "--features",
+        "a,b,c",
+        "--l2",
+        "0.01",
+        "--in-process",
+        "--out",
+        root / "model",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     return root / "model"
 
@@ -76,8 +97,7 @@ def test_prediction_checks_features_and_writes_nothing_on_error(tmp_path, table,
     result = run_cli("predict", model_dir, data, "--out", out)
     assert result.returncode == 1 and "ColumnNotFoundError" in result.stderr and "'b'" in result.stderr
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
-    result = run_cli("predict", model_dir, write(table, tmp_path / "d2", [], N), "--out", out,
-                     "--columns", "nope")
+    result = run_cli("predict", model_dir, write(table, tmp_path / "d2", [], N), "--out", out, "--columns", "nope")
     assert result.returncode == 1 and "'nope'" in result.stderr and not out.exists()
 
 
@@ -91,8 +111,17 @@ def test_metrics_match_scikit_learn_and_do_not_depend_on_partitioning(tmp_path, 
         assert "roc_auc" in result.stdout
         results.append(json.loads(out.read_text()))
     first, second = results
-    for key in ("log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc",
-                "confusion_matrix", "calibration"):
+    for key in (
+        "log_loss",
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "pr_auc",
+        "confusion_matrix",
+        "calibration",
+    ):
         assert first[key] == second[key], key
     model = Model.load(model_dir)
     X = np.column_stack([table[c].to_numpy() for c in ("a", "b", "c")])
@@ -111,15 +140,15 @@ def test_metrics_match_scikit_learn_and_do_not_depend_on_partitioning(tmp_path, 
     counts = [row["count"] for row in first["calibration"]]
     assert sum(counts) == N
     assert first["calibration"][9]["observed_rate"] == pytest.approx(
-        y[proba >= 0.9].mean() if (proba >= 0.9).any() else None)
+        y[proba >= 0.9].mean() if (proba >= 0.9).any() else None
+    )
 
 
 @pytest.mark.cluster
 def test_predict_and_evaluate_on_a_cluster_equal_in_process(tmp_path, table, model_dir):
     data = write(table, tmp_path / "data", [500, 1200], 250)
     local = run_cli("predict", model_dir, data, "--out", tmp_path / "local", "--columns", "id")
-    remote = run_cli("predict", model_dir, data, "--out", tmp_path / "remote", "--columns", "id",
-                     "--workers", "2")
+    remote = run_cli("predict", model_dir, data, "--out", tmp_path / "remote", "--columns", "id", "--workers", "2")
     assert local.returncode == 0 and remote.returncode == 0, remote.stderr
     assert scored(tmp_path / "local").equals(scored(tmp_path / "remote"))
     evaluated = run_cli("evaluate", model_dir, data, "--workers", "2", "--out", tmp_path / "m.json")
@@ -144,8 +173,16 @@ def test_report_is_self_contained_and_renders_in_a_headless_browser(tmp_path, ta
     assert result.returncode == 0, result.stderr
     page = (out / "report.html").read_text()
     model = Model.load(out)
-    for fragment in (model.digest, "<h2>Coefficients</h2>", "roc_auc", "ROC curve", "calibration plot",
-                     "loss curve", '<td>train.l2</td>', "|coef × std|"):
+    for fragment in (
+        model.digest,
+        "<h2>Coefficients</h2>",
+        "roc_auc",
+        "ROC curve",
+        "calibration plot",
+        "loss curve",
+        "<td>train.l2</td>",
+        "|coef × std|",
+    ):
         assert fragment in page, fragment
     assert "http://" not in page and "https://" not in page and page.count("data:image/png;base64,") == 4
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -153,12 +190,17 @@ def test_report_is_self_contained_and_renders_in_a_headless_browser(tmp_path, ta
         pytest.skip("no Chromium here (Debian: apt-get install chromium)")
     shot = tmp_path / "report.png"
     common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files"]
-    dom = subprocess.run([*common, "--dump-dom", (out / "report.html").as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(
+        [*common, "--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "Coefficients" in dom.stdout and model.digest in dom.stdout
-    taken = subprocess.run([*common, f"--screenshot={shot}", "--window-size=1200,2400",
-                            (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    taken = subprocess.run(
+        [*common, f"--screenshot={shot}", "--window-size=1200,2400", (out / "report.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert taken.returncode == 0, taken.stderr[-2000:]
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # a rendered page, not a blank one

@@ -95,8 +95,7 @@ def relative_gap(value: float, reference: float) -> float:
 def l2_reference(name: str, l2: float) -> float:
     """scikit-learn's ``newton-cholesky`` optimum (tol=1e-12), as our ``J``."""
     X, y = dataset(name)
-    model = LogisticRegression(C=1.0 / (l2 * X.shape[0]), solver="newton-cholesky", tol=1e-12,
-                               max_iter=1000).fit(X, y)
+    model = LogisticRegression(C=1.0 / (l2 * X.shape[0]), solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(X, y)
     return objective_value(name, Penalty(l2=l2), np.append(model.coef_.ravel(), model.intercept_))
 
 
@@ -118,8 +117,13 @@ def l1_reference(name: str, penalty: Penalty, start: np.ndarray) -> float:
     X, y = dataset(name)
     with warnings.catch_warnings():  # the noise floor may stop it just short of tol=1e-11
         warnings.simplefilter("ignore", ConvergenceWarning)
-        tight = fit(evaluator(name), solver="newton", penalty=penalty, init=start,
-                    options=SolverOptions(tol=1e-11, ftol=0.0, max_iter=200))
+        tight = fit(
+            evaluator(name),
+            solver="newton",
+            penalty=penalty,
+            init=start,
+            options=SolverOptions(tol=1e-11, ftol=0.0, max_iter=200),
+        )
     solver_space = LogisticObjective(evaluator(name), penalty, tight.standardization)
     _, grad = solver_space(tight.result.coef)
     residual = max_abs(pseudo_gradient(tight.result.coef, grad, solver_space.l1_weights))
@@ -128,8 +132,14 @@ def l1_reference(name: str, penalty: Penalty, start: np.ndarray) -> float:
     if penalty.l2 == 0.0:
         with warnings.catch_warnings():  # capped: an upper bound however far it got
             warnings.simplefilter("ignore", SklearnConvergenceWarning)
-            model = LogisticRegression(C=1.0 / (penalty.l1 * X.shape[0]), l1_ratio=1.0, solver="liblinear",
-                                       tol=1e-8, intercept_scaling=100.0, max_iter=50).fit(X, y)
+            model = LogisticRegression(
+                C=1.0 / (penalty.l1 * X.shape[0]),
+                l1_ratio=1.0,
+                solver="liblinear",
+                tol=1e-8,
+                intercept_scaling=100.0,
+                max_iter=50,
+            ).fit(X, y)
         candidates.append(objective_value(name, penalty, np.append(model.coef_.ravel(), model.intercept_)))
         assert candidates[0] <= candidates[1] * (1 + 1e-12), "liblinear found a lower objective"
     return min(candidates)

@@ -74,8 +74,7 @@ def test_memory_evaluator_from_a_dataset_keeps_each_chunk_where_it_was_read(tmp_
     reference = InProcessEvaluator(dataset.read_chunks(), dataset.n_features)
     coef = np.linspace(-0.5, 0.5, dataset.n_features + 1)
     split = Split(0.3)
-    training, validation = dataset.with_split(split), dataset.with_split(
-        Split(0.3, None, "validation"))
+    training, validation = dataset.with_split(split), dataset.with_split(Split(0.3, None, "validation"))
     with connect(ClusterSpec(n_workers=2)) as client:
         workers = sorted(client.scheduler_info()["workers"])
         evaluator = DaskEvaluator.from_dataset(client, training, workers)
@@ -98,10 +97,12 @@ def test_memory_evaluator_from_a_dataset_keeps_each_chunk_where_it_was_read(tmp_
         assert [sorted(holders[f.key]) for f in chunks] == [[w] for w in planned]
     assert got == InProcessEvaluator(
         [(X, y, training.reader.weights_of(c)) for (X, y, _), c in zip(dataset.read_chunks(), dataset.chunks)],
-        dataset.n_features).partials(coef)
+        dataset.n_features,
+    ).partials(coef)
     assert held == InProcessEvaluator(
         [(X, y, validation.reader.weights_of(c)) for (X, y, _), c in zip(dataset.read_chunks(), dataset.chunks)],
-        dataset.n_features).partials(coef)
+        dataset.n_features,
+    ).partials(coef)
     assert held != got and got != reference.partials(coef)
 
 
@@ -115,12 +116,10 @@ def test_memory_evaluator_equals_in_process_on_every_pass_kind(tmp_path):
     with connect(ClusterSpec(n_workers=2)) as client:
         workers = sorted(client.scheduler_info()["workers"])
         # the kernels' two halves compile on different workers, ahead of the reads
-        compiling = warm_up(client, workers, 4, standardize=True, weighted=False,
-                            class_weighted=True, hessian=True)
+        compiling = warm_up(client, workers, 4, standardize=True, weighted=False, class_weighted=True, hessian=True)
         evaluator = DaskEvaluator.from_dataset(client, dataset, workers)
         assert client.gather(compiling) == [None, None]
         assert sorted(w for held in client.who_has(compiling).values() for w in held) == workers
         assert evaluator.stats() == reference.stats()
         assert evaluator.partials(coef, spec) == reference.partials(coef, spec)
-        assert evaluator.partials(coef, spec.with_hessian(True)) == reference.partials(
-            coef, spec.with_hessian(True))
+        assert evaluator.partials(coef, spec.with_hessian(True)) == reference.partials(coef, spec.with_hessian(True))

@@ -38,10 +38,16 @@ def _same(a, b):
     assert a.history == b.history
 
 
-@pytest.mark.parametrize("solver, penalty", [
-    ("lbfgs", Penalty(l2=1e-3)), ("lbfgs", Penalty(l1=2e-3)),  # L-BFGS and OWL-QN
-    ("gd", Penalty()), ("gd", Penalty(l1=2e-3)), ("newton", Penalty(l2=1e-2)),
-])
+@pytest.mark.parametrize(
+    "solver, penalty",
+    [
+        ("lbfgs", Penalty(l2=1e-3)),
+        ("lbfgs", Penalty(l1=2e-3)),  # L-BFGS and OWL-QN
+        ("gd", Penalty()),
+        ("gd", Penalty(l1=2e-3)),
+        ("newton", Penalty(l2=1e-2)),
+    ],
+)
 def test_every_saved_state_resumes_to_the_same_result(solver, penalty):
     chunks, d = _data()
     standardization = Standardization(center=np.full(d, 1.0), scale=np.linspace(0.5, 4.0, d))
@@ -73,8 +79,9 @@ def test_a_fit_resumes_from_a_checkpoint_file_bit_for_bit(tmp_path, solver):
     """Through fit() and the checkpoint file: statistics, class weights and
     standardization come back from the file, not from a new pass."""
     chunks, d = _data(seed=4)
-    options = dict(solver=solver, options=SolverOptions(tol=1e-9, max_iter=40),
-                   class_weight="balanced", penalty=Penalty(l2=1e-3))
+    options = dict(
+        solver=solver, options=SolverOptions(tol=1e-9, max_iter=40), class_weight="balanced", penalty=Penalty(l2=1e-3)
+    )
     saved = []
     full = fit(InProcessEvaluator(chunks, d), on_state=saved.append, **options)
     assert len(saved) == full.result.n_iter + 1

@@ -32,12 +32,40 @@ def certificates(tmp_path_factory):
         pytest.skip("the openssl command is needed to make the test certificates")
     root = tmp_path_factory.mktemp("tls")
     curve = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=pipeline test CA", cwd=root)
+    _openssl(
+        "req",
+        "-x509",
+        *curve,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pipeline test CA",
+        cwd=root,
+    )
     _openssl("req", *curve, "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=127.0.0.1", cwd=root)
     (root / "san.ext").write_text("subjectAltName = IP:127.0.0.1\n")
-    _openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "node.pem", "-days", "2", "-extfile", "san.ext", cwd=root)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "node.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        cwd=root,
+    )
     return {"ca": root / "ca.pem", "cert": root / "node.pem", "key": root / "node.key"}
 
 
@@ -61,16 +89,29 @@ def in_process(tmp_path_factory, jobs_data):
 @pytest.mark.cluster
 def test_tls_from_the_command_line_and_a_job_file(tmp_path, jobs_data, certificates, tls_cluster, in_process):
     assert tls_cluster.address.startswith("tls://")
-    tls = ["--tls-ca-file", certificates["ca"], "--tls-cert", certificates["cert"],
-           "--tls-key", certificates["key"]]
-    result = run_cli("train", jobs_data, "--label", "y", "--scheduler", tls_cluster.address, *tls,
-                     "--out", tmp_path / "flags", "--quiet")
+    tls = ["--tls-ca-file", certificates["ca"], "--tls-cert", certificates["cert"], "--tls-key", certificates["key"]]
+    result = run_cli(
+        "train",
+        jobs_data,
+        "--label",
+        "y",
+        "--scheduler",
+        tls_cluster.address,
+        *tls,
+        "--out",
+        tmp_path / "flags",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     assert Model.load(tmp_path / "flags").digest == in_process.digest
     # a job file, paths relative to where it is submitted from
-    job = write_job(tmp_path / "job.toml", jobs_data, tmp_path / "file",
-                    cluster=f'scheduler = "{tls_cluster.address}"\ntls_ca_file = "tls/ca.pem"\n'
-                            'tls_cert = "tls/node.pem"\ntls_key = "tls/node.key"')
+    job = write_job(
+        tmp_path / "job.toml",
+        jobs_data,
+        tmp_path / "file",
+        cluster=f'scheduler = "{tls_cluster.address}"\ntls_ca_file = "tls/ca.pem"\n'
+        'tls_cert = "tls/node.pem"\ntls_key = "tls/node.key"',
+    )
     job.write_text(job.read_text().replace("tol = 1e-9", ""))
     (tmp_path / "tls").symlink_to(certificates["ca"].parent)
     result = run_cli("submit", job, "--quiet", cwd=tmp_path)
@@ -90,10 +131,14 @@ def test_a_detached_job_on_a_tls_cluster(tmp_path, jobs_data, certificates, tls_
     connection); status and logs reach the job by id over TLS."""
     from job_support import wait_for
 
-    tls = ["--tls-ca-file", certificates["ca"], "--tls-cert", certificates["cert"],
-           "--tls-key", certificates["key"]]
-    job = write_job(tmp_path / "job.toml", jobs_data, tmp_path / "out", name="tls-detached",
-                    cluster=f'scheduler = "{tls_cluster.address}"')
+    tls = ["--tls-ca-file", certificates["ca"], "--tls-cert", certificates["cert"], "--tls-key", certificates["key"]]
+    job = write_job(
+        tmp_path / "job.toml",
+        jobs_data,
+        tmp_path / "out",
+        name="tls-detached",
+        cluster=f'scheduler = "{tls_cluster.address}"',
+    )
     job.write_text(job.read_text().replace("tol = 1e-9", ""))
     result = run_cli("submit", job, "--detach", *tls)
     assert result.returncode == 0, result.stderr
@@ -119,17 +164,43 @@ def test_tls_from_dask_configuration(tmp_path, jobs_data, certificates, tls_clus
         "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(certificates["key"]),
     }
     result = subprocess.run(
-        [*_pipeline(), "train", str(jobs_data), "--label", "y", "--scheduler", tls_cluster.address,
-         "--out", str(tmp_path / "out"), "--quiet"],
-        capture_output=True, text=True, timeout=300, env=environment)
+        [
+            *_pipeline(),
+            "train",
+            str(jobs_data),
+            "--label",
+            "y",
+            "--scheduler",
+            tls_cluster.address,
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
     assert result.returncode == 0, result.stderr
     assert Model.load(tmp_path / "out").digest == in_process.digest
 
 
 @pytest.mark.cluster
 def test_without_certificates_the_tls_scheduler_is_refused(tmp_path, jobs_data, tls_cluster):
-    result = run_cli("train", jobs_data, "--label", "y", "--scheduler", tls_cluster.address,
-                     "--connect-timeout", "3", "--out", tmp_path / "out", "--quiet", timeout=120)
+    result = run_cli(
+        "train",
+        jobs_data,
+        "--label",
+        "y",
+        "--scheduler",
+        tls_cluster.address,
+        "--connect-timeout",
+        "3",
+        "--out",
+        tmp_path / "out",
+        "--quiet",
+        timeout=120,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"ClusterError: no Dask scheduler answered at '{tls_cluster.address}'" in result.stderr
     assert not (tmp_path / "out").exists()
@@ -140,13 +211,19 @@ def test_tls_options_are_checked_before_anything_runs(tmp_path, certificates):
     with pytest.raises(ConfigError, match="--tls-cert is for a tls:// scheduler: give --scheduler"):
         config_from_mapping({**base, "cluster.tls_cert": str(certificates["cert"])})
     with pytest.raises(ConfigError, match="--tls-ca-file is missing"):
-        config_from_mapping({**base, "cluster.scheduler": "tls://127.0.0.1:1",
-                             "cluster.tls_cert": str(certificates["cert"])})
+        config_from_mapping(
+            {**base, "cluster.scheduler": "tls://127.0.0.1:1", "cluster.tls_cert": str(certificates["cert"])}
+        )
     with pytest.raises(ConfigError, match="--tls-key: no file"):
-        config_from_mapping({**base, "cluster.scheduler": "tls://127.0.0.1:1",
-                             "cluster.tls_ca_file": str(certificates["ca"]),
-                             "cluster.tls_cert": str(certificates["cert"]),
-                             "cluster.tls_key": str(tmp_path / "missing.key")})
+        config_from_mapping(
+            {
+                **base,
+                "cluster.scheduler": "tls://127.0.0.1:1",
+                "cluster.tls_ca_file": str(certificates["ca"]),
+                "cluster.tls_cert": str(certificates["cert"]),
+                "cluster.tls_key": str(tmp_path / "missing.key"),
+            }
+        )
 
 
 # --------------------------------------------------------------------------- output root, job names
@@ -169,8 +246,7 @@ def test_outputs_resolve_under_the_root_and_cannot_leave_it(tmp_path, monkeypatc
             config_from_mapping({**base, "name": name})
     # in a job file: the file and the key are named
     job = tmp_path / "job.toml"
-    job.write_text(f'name = "../../x"\n[data]\nurl = "{tmp_path}"\nlabel = "y"\n'
-                   f'[output]\nroot = "{root}"\n')
+    job.write_text(f'name = "../../x"\n[data]\nurl = "{tmp_path}"\nlabel = "y"\n[output]\nroot = "{root}"\n')
     with pytest.raises(JobFileError, match=r"job.toml: key 'name': a job name cannot contain '/'"):
         load_job(job)
 
@@ -185,8 +261,13 @@ def test_the_root_of_the_machine_running_the_job_applies(tmp_path, monkeypatch, 
         run_job(config)
     assert not (tmp_path / "out").exists()
     # a job that generates its data writes that dataset: inside the root only
-    generating = TrainConfig(data=str(tmp_path / "made"), label="y", out=str(tmp_path / "runs" / "out"),
-                             cluster=None, generate={"rows": 100, "features": 2})
+    generating = TrainConfig(
+        data=str(tmp_path / "made"),
+        label="y",
+        out=str(tmp_path / "runs" / "out"),
+        cluster=None,
+        generate={"rows": 100, "features": 2},
+    )
     with pytest.raises(OutputError, match=r"dataset to generate \(data.generate\) .* is outside"):
         run_job(generating)
     assert not (tmp_path / "made").exists() and not (tmp_path / "runs" / "out").exists()
@@ -198,8 +279,9 @@ def test_the_cli_keeps_outputs_under_the_environment_root(tmp_path, jobs_data):
     environment = {**os.environ, "PIPELINE_OUTPUT_ROOT": str(root)}
 
     def cli(*args):
-        return subprocess.run([*_pipeline(), *map(str, args)], capture_output=True, text=True,
-                              timeout=300, env=environment, cwd=tmp_path)
+        return subprocess.run(
+            [*_pipeline(), *map(str, args)], capture_output=True, text=True, timeout=300, env=environment, cwd=tmp_path
+        )
 
     refused = cli("train", jobs_data, "--label", "y", "--in-process", "--out", tmp_path / "elsewhere")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr

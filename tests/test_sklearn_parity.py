@@ -54,10 +54,7 @@ def chunked(X, y, weights=None, bounds=None):
     """Split the rows into a few uneven chunks ``(X, y[, weights])``."""
     n = X.shape[0]
     bounds = bounds or [0, n // 5, n // 2, (4 * n) // 5, n]
-    return [
-        (X[a:b], y[a:b]) if weights is None else (X[a:b], y[a:b], weights[a:b])
-        for a, b in zip(bounds, bounds[1:])
-    ]
+    return [(X[a:b], y[a:b]) if weights is None else (X[a:b], y[a:b], weights[a:b]) for a, b in zip(bounds, bounds[1:])]
 
 
 def sk_coef(model: LogisticRegression) -> np.ndarray:
@@ -196,26 +193,21 @@ def test_sample_and_class_weights_match_sklearn(solver, case, C):
     X, y, all_weights = weighted_problem()
     use_weights, class_weight = WEIGHT_CASES[case]
     weights = all_weights if use_weights else None
-    sk_class_weight = (
-        {0: class_weight[0], 1: class_weight[1]} if isinstance(class_weight, tuple) else class_weight
-    )
-    model = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000,
-                               class_weight=sk_class_weight)
+    sk_class_weight = {0: class_weight[0], 1: class_weight[1]} if isinstance(class_weight, tuple) else class_weight
+    model = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000, class_weight=sk_class_weight)
     model.fit(X, y, sample_weight=weights)
     ref_coef = sk_coef(model)
 
     evaluator = InProcessEvaluator(chunked(X, y, weights), X.shape[1])
     # penalty from C with S = sum of the effective weights (class weights included)
     if class_weight == "balanced":
-        resolved = tuple(compute_class_weight("balanced", classes=np.array([0.0, 1.0]), y=y,
-                                              sample_weight=weights))
+        resolved = tuple(compute_class_weight("balanced", classes=np.array([0.0, 1.0]), y=y, sample_weight=weights))
     else:
         resolved = class_weight
     S = math.fsum(effective_weights(y, weights, resolved).tolist())
     penalty = Penalty() if math.isinf(C) else Penalty(l2=1.0 / (C * S))
 
-    ours = fit(evaluator, solver=solver, penalty=penalty, class_weight=class_weight,
-               options=SolverOptions(tol=1e-9))
+    ours = fit(evaluator, solver=solver, penalty=penalty, class_weight=class_weight, options=SolverOptions(tol=1e-9))
     if class_weight == "balanced":  # same class weights as scikit-learn's "balanced"
         np.testing.assert_allclose(ours.class_weight, resolved, rtol=1e-13)
     objective = LogisticObjective(evaluator, penalty, class_weight=resolved)
@@ -252,8 +244,7 @@ def test_l1_zeros_and_objective_match_sklearn_saga(solver, case, standardize):
     X, y, true_w = sparse_problem()
     n = X.shape[0]
     C, l1_ratio = L1_CASES[case]
-    model = LogisticRegression(C=C, l1_ratio=l1_ratio, solver="saga", tol=1e-12,
-                               max_iter=100_000).fit(X, y)
+    model = LogisticRegression(C=C, l1_ratio=l1_ratio, solver="saga", tol=1e-12, max_iter=100_000).fit(X, y)
     ref_coef = sk_coef(model)
     penalty = Penalty.elastic_net(1.0 / (C * n), l1_ratio)
     if l1_ratio == 1.0:
@@ -273,17 +264,17 @@ def test_l1_zeros_and_objective_match_sklearn_saga(solver, case, standardize):
     assert abs(ref_grad[-1]) <= 1e-8
     assert zeros.sum() >= 5 and np.all(zeros[true_w == 0.0])  # a sparse problem indeed
 
-    ours = fit(evaluator, solver=solver, penalty=penalty, standardize=standardize,
-               options=SolverOptions(tol=1e-10))
-    gap = compare(f"{solver} {case} standardize={standardize}", ours, ref_coef, ref_loss,
-                  loss_gap=L1_LOSS_GAP)
+    ours = fit(evaluator, solver=solver, penalty=penalty, standardize=standardize, options=SolverOptions(tol=1e-10))
+    gap = compare(f"{solver} {case} standardize={standardize}", ours, ref_coef, ref_loss, loss_gap=L1_LOSS_GAP)
     assert ours.result.loss == pytest.approx(total_loss(objective, ours.coef), rel=1e-12)
     ours_w = ours.coef[:-1]
     assert np.all(ours_w[zeros] == 0.0), f"not exactly 0 where saga is 0: {ours_w[zeros]}"
     clear = np.abs(ref_w) > 1e-3
     assert np.all(np.sign(ours_w[clear]) == np.sign(ref_w[clear]))
-    print(f"  zeros: sklearn {np.flatnonzero(zeros).tolist()}, "
-          f"ours {np.flatnonzero(ours_w == 0.0).tolist()}; gap {gap:+.2e}")
+    print(
+        f"  zeros: sklearn {np.flatnonzero(zeros).tolist()}, "
+        f"ours {np.flatnonzero(ours_w == 0.0).tolist()}; gap {gap:+.2e}"
+    )
 
 
 # --------------------------------------------------------------------------- (4) standardization
@@ -294,20 +285,19 @@ def _compare_paths(label, evaluator, **fit_options):
     raw = fit(evaluator, standardize=False, **fit_options)
     gap = (raw.result.loss - standardized.result.loss) / abs(standardized.result.loss)
     coef = rel_norm(raw.coef, standardized.coef)
-    print(f"\n{label}: passes std={standardized.n_passes} raw={raw.n_passes} "
-          f"gap={gap:+.2e} coef(w,b)={coef:.2e}")
+    print(f"\n{label}: passes std={standardized.n_passes} raw={raw.n_passes} gap={gap:+.2e} coef(w,b)={coef:.2e}")
     assert standardized.result.converged and raw.result.converged
     assert abs(gap) <= LOSS_GAP, f"{label}: standardize=False vs True gap {gap:.3e}"
 
 
 @pytest.mark.parametrize("C", [np.inf, 0.01], ids=["unpenalized", "C=0.01"])
 def test_standardization_changes_only_the_path_newton_badly_scaled(scaled, C):
-    _compare_paths(f"newton 100k C={C}", scaled.evaluator, solver="newton",
-                   penalty=scaled.penalty(C))
+    _compare_paths(f"newton 100k C={C}", scaled.evaluator, solver="newton", penalty=scaled.penalty(C))
 
 
 @pytest.mark.parametrize(
-    "penalty", [Penalty(), Penalty(l2=1e-3), Penalty(l1=2e-3, l2=1e-4)],
+    "penalty",
+    [Penalty(), Penalty(l2=1e-3), Penalty(l1=2e-3, l2=1e-4)],
     ids=["none", "l2", "elastic-net"],
 )
 @pytest.mark.parametrize("class_weight", [None, "balanced"])
@@ -315,8 +305,13 @@ def test_standardization_changes_only_the_path_lbfgs_weighted(penalty, class_wei
     # raw-space L-BFGS / OWL-QN on badly scaled columns is slow but must get there
     X, y, weights = weighted_problem()
     evaluator = InProcessEvaluator(chunked(X, y, weights), X.shape[1])
-    _compare_paths(f"lbfgs 20k weighted {penalty} class_weight={class_weight}", evaluator,
-                   solver="lbfgs", penalty=penalty, class_weight=class_weight)
+    _compare_paths(
+        f"lbfgs 20k weighted {penalty} class_weight={class_weight}",
+        evaluator,
+        solver="lbfgs",
+        penalty=penalty,
+        class_weight=class_weight,
+    )
 
 
 @pytest.mark.parametrize("penalty", [Penalty(), Penalty(l1=2e-2)], ids=["none", "l1"])

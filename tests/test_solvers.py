@@ -248,14 +248,15 @@ def test_preconditioner_makes_uneven_curvature_cheap():
 
 
 def test_a_unit_preconditioner_is_no_preconditioner_bit_for_bit():
-    runs = [lbfgs(Rosenbrock(), np.array([-1.2, 1.0]), SolverOptions(tol=1e-8, ftol=0.0), preconditioner=p)
-            for p in (None, np.ones(2))]
+    runs = [
+        lbfgs(Rosenbrock(), np.array([-1.2, 1.0]), SolverOptions(tol=1e-8, ftol=0.0), preconditioner=p)
+        for p in (None, np.ones(2))
+    ]
     assert runs[0].coef.tobytes() == runs[1].coef.tobytes()
     assert runs[0].history == runs[1].history
 
 
-@pytest.mark.parametrize("bad", [np.array([1.0, 0.0]), np.array([1.0, -1.0]), np.array([1.0, np.inf]),
-                                 np.ones(3)])
+@pytest.mark.parametrize("bad", [np.array([1.0, 0.0]), np.array([1.0, -1.0]), np.array([1.0, np.inf]), np.ones(3)])
 def test_a_preconditioner_that_is_not_positive_and_finite_is_refused(bad):
     with pytest.raises(ValueError, match="preconditioner"):
         lbfgs(Rosenbrock(), np.array([-1.2, 1.0]), preconditioner=bad)
@@ -264,8 +265,7 @@ def test_a_preconditioner_that_is_not_positive_and_finite_is_refused(bad):
 def test_preconditioned_owlqn_keeps_exact_zeros():
     fun = Quadratic([1.0, 4.0, 100.0, 1.0, 9.0], [3.0, -0.5, 0.2, -2.0, 0.0])
     l1 = np.ones(5)
-    result = lbfgs(fun, np.zeros(5), SolverOptions(tol=1e-10, ftol=0.0), None, l1,
-                   preconditioner=1.0 / fun.diag)
+    result = lbfgs(fun, np.zeros(5), SolverOptions(tol=1e-10, ftol=0.0), None, l1, preconditioner=1.0 / fun.diag)
     assert result.converged, result.message
     # min a/2 (w - c)^2 + |w|: sign(c) max(|c| - 1/a, 0)
     expected = np.sign(fun.center) * np.maximum(np.abs(fun.center) - 1.0 / fun.diag, 0.0)
@@ -353,8 +353,7 @@ def test_every_state_resumes_bit_for_bit(solve):
         options = SolverOptions(tol=1e-12, ftol=0.0, max_iter=40)
         if solve == "newton-l1":
             return newton(fun.with_hessian, np.zeros(4), options, None, l1, **kwargs)
-        return lbfgs(fun, np.zeros(4), options, None, l1, preconditioner=np.array([4.0, 0.5, 2.0, 4.0]),
-                     **kwargs)
+        return lbfgs(fun, np.zeros(4), options, None, l1, preconditioner=np.array([4.0, 0.5, 2.0, 4.0]), **kwargs)
 
     states: list[SolverState] = []
     full = run(TinyLogistic(), checkpoint=states.append)
@@ -363,8 +362,7 @@ def test_every_state_resumes_bit_for_bit(solve):
         fun = TinyLogistic()
         resumed = run(fun, resume=state)
         assert resumed.coef.tobytes() == full.coef.tobytes()
-        assert (resumed.history, resumed.message, resumed.n_passes) == (full.history, full.message,
-                                                                          full.n_passes)
+        assert (resumed.history, resumed.message, resumed.n_passes) == (full.history, full.message, full.n_passes)
         assert fun.calls == full.n_passes - state.n_passes
 
 

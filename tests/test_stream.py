@@ -28,8 +28,7 @@ def data(tmp_path_factory):
     y = (rng.random(n) < 1 / (1 + np.exp(-X[:, 0]))).astype(np.int64)
     w = rng.uniform(0.5, 1.5, n)
     for index, (start, stop, group) in enumerate([(0, 1200, 1200), (1200, 1207, 1), (1207, n, 900)]):
-        table = pa.table({**{f"f{j}": X[start:stop, j] for j in range(4)},
-                          "y": y[start:stop], "w": w[start:stop]})
+        table = pa.table({**{f"f{j}": X[start:stop, j] for j in range(4)}, "y": y[start:stop], "w": w[start:stop]})
         pq.write_table(table, root / f"part-{index}.parquet", row_group_size=group)
     return root
 
@@ -107,8 +106,7 @@ def test_errors_in_a_later_batch_name_the_right_row(tmp_path):
 @pytest.mark.parametrize("mode", ["none", "disk"])
 def test_in_process_streaming_trains_the_same_model(data, mode):
     reference = train(TrainConfig(data=str(data), label="y", weight="w", cluster=None, options=OPTIONS))
-    model = train(TrainConfig(data=str(data), label="y", weight="w", cluster=None, options=OPTIONS,
-                              cache=mode))
+    model = train(TrainConfig(data=str(data), label="y", weight="w", cluster=None, options=OPTIONS, cache=mode))
     assert model.digest == reference.digest and model.cache == mode
     assert model.loss_history == reference.loss_history
 
@@ -122,8 +120,10 @@ def test_boolean_label_and_feature_stream_like_they_load(tmp_path):
     x = rng.standard_normal(n)
     y = rng.random(n) < 1 / (1 + np.exp(-(x + flag)))
     pq.write_table(pa.table({"x": x, "flag": flag, "y": y}), tmp_path / "d.parquet", row_group_size=128)
-    models = [train(TrainConfig(data=str(tmp_path), label="y", cluster=None, options=OPTIONS, cache=mode))
-              for mode in ("memory", "none", "disk")]
+    models = [
+        train(TrainConfig(data=str(tmp_path), label="y", cluster=None, options=OPTIONS, cache=mode))
+        for mode in ("memory", "none", "disk")
+    ]
     assert len({model.digest for model in models}) == 1
     assert models[0].features == ["x", "flag"] and models[0].n_samples == n
 
@@ -144,8 +144,11 @@ def test_choose_cache():
 def test_every_cache_mode_on_a_cluster_gives_the_same_model(data, tmp_path):
     reference = train(TrainConfig(data=str(data), label="y", weight="w", cluster=None, options=OPTIONS))
     for mode in ["memory", "disk", "none", "auto"]:
-        model = train(TrainConfig(data=str(data), label="y", weight="w", options=OPTIONS, cache=mode,
-                                  cluster=ClusterSpec(n_workers=2)))
+        model = train(
+            TrainConfig(
+                data=str(data), label="y", weight="w", options=OPTIONS, cache=mode, cluster=ClusterSpec(n_workers=2)
+            )
+        )
         assert model.digest == reference.digest, mode
         assert model.loss_history == reference.loss_history
         assert model.cache == ("memory" if mode == "auto" else mode)

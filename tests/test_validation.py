@@ -58,9 +58,22 @@ def test_validation_is_the_same_for_any_partitioning_and_reported(tmp_path, tabl
     for name, cuts, size in (("one", [], N), ("many", [1, 600, 601], 97)):
         data = write(table, tmp_path / name, cuts, size)
         out = tmp_path / f"out-{name}"
-        result = run_cli("train", data, "--label", "y", "--features", "f0,f1,f2,f3", "--in-process",
-                         "--validation-fraction", "0.2", "--validation-key", "user", "--out", out,
-                         "--quiet")
+        result = run_cli(
+            "train",
+            data,
+            "--label",
+            "y",
+            "--features",
+            "f0,f1,f2,f3",
+            "--in-process",
+            "--validation-fraction",
+            "0.2",
+            "--validation-key",
+            "user",
+            "--out",
+            out,
+            "--quiet",
+        )
         assert result.returncode == 0, result.stderr
         models.append(Model.load(out))
         with open(out / "history.csv") as handle:
@@ -81,8 +94,7 @@ def test_validation_is_the_same_for_any_partitioning_and_reported(tmp_path, tabl
     X = np.column_stack([table[f"f{j}"].to_numpy() for j in range(D)])[held]
     y = table["y"].to_numpy()[held].astype(float)
     z = X @ np.array(first.coef) + first.intercept
-    assert first.validation_loss_history[-1] == pytest.approx(np.mean(np.logaddexp(0, z) - y * z),
-                                                              rel=1e-12)
+    assert first.validation_loss_history[-1] == pytest.approx(np.mean(np.logaddexp(0, z) - y * z), rel=1e-12)
     # the run wrote the final model's metrics on the held-out rows: the same
     # bits for both partitionings, and scikit-learn's values
     metrics = [_metrics(tmp_path / f"out-{name}") for name in ("one", "many")]
@@ -109,13 +121,22 @@ def test_evaluate_a_split_of_the_training_data(tmp_path, table):
     split_run = run_cli("train", data, *features, "--validation-fraction", "0.3", "--out", tmp_path / "split")
     assert split_run.returncode == 0, split_run.stderr
     written = _metrics(tmp_path / "split")
-    again = run_cli("evaluate", tmp_path / "split", data, "--split", "validation", "--in-process",
-                    "--out", tmp_path / "validation.json")
+    again = run_cli(
+        "evaluate",
+        tmp_path / "split",
+        data,
+        "--split",
+        "validation",
+        "--in-process",
+        "--out",
+        tmp_path / "validation.json",
+    )
     assert again.returncode == 0, again.stderr
     assert "rows       validation part of the split (validation fraction 0.3, by row position)" in again.stdout
     assert _metrics(tmp_path / "validation.json") == written
-    rest = run_cli("evaluate", tmp_path / "split", data, "--split", "train", "--in-process",
-                   "--out", tmp_path / "train.json")
+    rest = run_cli(
+        "evaluate", tmp_path / "split", data, "--split", "train", "--in-process", "--out", tmp_path / "train.json"
+    )
     assert rest.returncode == 0, rest.stderr
     everything = run_cli("evaluate", tmp_path / "split", data, "--in-process", "--out", tmp_path / "all.json")
     assert everything.returncode == 0, everything.stderr
@@ -124,8 +145,9 @@ def test_evaluate_a_split_of_the_training_data(tmp_path, table):
     assert parts[0]["n_samples"] + parts[1]["n_samples"] == parts[2]["n_samples"] == N
     assert parts[2]["rows"] == "all"
     for key in ("tn", "fp", "fn", "tp"):
-        assert parts[0]["confusion_matrix"][key] + parts[1]["confusion_matrix"][key] == \
-            parts[2]["confusion_matrix"][key]
+        assert (
+            parts[0]["confusion_matrix"][key] + parts[1]["confusion_matrix"][key] == parts[2]["confusion_matrix"][key]
+        )
     # a model trained on every row has no split to evaluate
     plain = run_cli("train", data, *features, "--out", tmp_path / "plain")
     assert plain.returncode == 0, plain.stderr
@@ -139,13 +161,27 @@ def test_evaluate_a_split_of_the_training_data(tmp_path, table):
 
 def test_training_uses_only_the_training_rows(tmp_path, table):
     data = write(table, tmp_path / "data", [], N)
-    split_model = train(TrainConfig(data=str(data), label="y", features=tuple(f"f{j}" for j in range(D)),
-                                    cluster=None, validation_fraction=0.2,
-                                    options=SolverOptions(tol=1e-10)))
+    split_model = train(
+        TrainConfig(
+            data=str(data),
+            label="y",
+            features=tuple(f"f{j}" for j in range(D)),
+            cluster=None,
+            validation_fraction=0.2,
+            options=SolverOptions(tol=1e-10),
+        )
+    )
     keep = Split(0.2).mask(np.arange(N), None)
     filtered = write(table.filter(pa.array(keep)), tmp_path / "filtered", [], N)
-    direct = train(TrainConfig(data=str(filtered), label="y", features=tuple(f"f{j}" for j in range(D)),
-                               cluster=None, options=SolverOptions(tol=1e-10)))
+    direct = train(
+        TrainConfig(
+            data=str(filtered),
+            label="y",
+            features=tuple(f"f{j}" for j in range(D)),
+            cluster=None,
+            options=SolverOptions(tol=1e-10),
+        )
+    )
     np.testing.assert_allclose(split_model.coef, direct.coef, rtol=1e-6)
     assert split_model.n_samples == N and direct.n_samples == keep.sum()
 
@@ -164,10 +200,21 @@ def noisy(tmp_path_factory):
 
 
 def test_early_stopping_stops_when_validation_loss_stops_improving(noisy):
-    full = train(TrainConfig(data=str(noisy), label="y", cluster=None, validation_fraction=0.3,
-                             options=SolverOptions(max_iter=200)))
-    stopped = train(TrainConfig(data=str(noisy), label="y", cluster=None, validation_fraction=0.3,
-                                early_stopping=3, options=SolverOptions(max_iter=200)))
+    full = train(
+        TrainConfig(
+            data=str(noisy), label="y", cluster=None, validation_fraction=0.3, options=SolverOptions(max_iter=200)
+        )
+    )
+    stopped = train(
+        TrainConfig(
+            data=str(noisy),
+            label="y",
+            cluster=None,
+            validation_fraction=0.3,
+            early_stopping=3,
+            options=SolverOptions(max_iter=200),
+        )
+    )
     history = stopped.validation_loss_history
     best = int(np.argmin(history))
     assert stopped.converged and "early stopping" in stopped.message
@@ -185,8 +232,10 @@ def test_checkpoints_keep_the_validation_history(tmp_path, noisy):
     held = dataset.with_split(Split(0.3, part="validation"))
 
     def evaluators():
-        return (InProcessEvaluator(train_part.read_chunks(), dataset.n_features),
-                InProcessEvaluator(held.read_chunks(), dataset.n_features))
+        return (
+            InProcessEvaluator(train_part.read_chunks(), dataset.n_features),
+            InProcessEvaluator(held.read_chunks(), dataset.n_features),
+        )
 
     options = dict(options=SolverOptions(max_iter=60), penalty=Penalty(l2=1e-3), early_stopping=4)
     states = []
@@ -206,11 +255,24 @@ def test_checkpoints_keep_the_validation_history(tmp_path, noisy):
 def test_validation_on_a_cluster_equals_in_process(tmp_path, table):
     data = write(table, tmp_path / "data", [700], 200)
     results = []
-    for where, cache in ((["--in-process"], "memory"), (["--workers", "2"], "memory"),
-                         (["--workers", "2"], "disk")):
+    for where, cache in ((["--in-process"], "memory"), (["--workers", "2"], "memory"), (["--workers", "2"], "disk")):
         out = tmp_path / f"out-{len(results)}"
-        result = run_cli("train", data, "--label", "y", "--features", "f0,f1,f2,f3", *where,
-                         "--cache", cache, "--validation-fraction", "0.25", "--out", out, "--quiet")
+        result = run_cli(
+            "train",
+            data,
+            "--label",
+            "y",
+            "--features",
+            "f0,f1,f2,f3",
+            *where,
+            "--cache",
+            cache,
+            "--validation-fraction",
+            "0.25",
+            "--out",
+            out,
+            "--quiet",
+        )
         assert result.returncode == 0, result.stderr
         results.append(Model.load(out))
     assert len({m.digest for m in results}) == 1
@@ -245,20 +307,46 @@ def test_a_string_key_trains_the_same_for_any_partitioning(tmp_path, table):
     models = []
     for name, cuts, size in (("one", [], N), ("many", [1, 600, 601], 97)):
         data = write(with_ids, tmp_path / name, cuts, size)
-        models.append(train(TrainConfig(data=str(data), label="y", features=tuple(f"f{j}" for j in range(D)),
-                                        cluster=None, validation_fraction=0.25, validation_key="id",
-                                        options=SolverOptions(max_iter=5))))
+        models.append(
+            train(
+                TrainConfig(
+                    data=str(data),
+                    label="y",
+                    features=tuple(f"f{j}" for j in range(D)),
+                    cluster=None,
+                    validation_fraction=0.25,
+                    validation_key="id",
+                    options=SolverOptions(max_iter=5),
+                )
+            )
+        )
     assert models[0].digest == models[1].digest
     assert models[0].validation_loss_history == models[1].validation_loss_history
 
 
-@pytest.mark.parametrize("column, error, found", [
-    (pa.array([1.5, None, 2.0] * 500), "MissingValueError", "null"),
-    (pa.array([[1], [2], [3]] * 500), "ColumnTypeError", "has type list<"),
-])
+@pytest.mark.parametrize(
+    "column, error, found",
+    [
+        (pa.array([1.5, None, 2.0] * 500), "MissingValueError", "null"),
+        (pa.array([[1], [2], [3]] * 500), "ColumnTypeError", "has type list<"),
+    ],
+)
 def test_a_bad_key_column_is_one_clear_error(tmp_path, table, column, error, found):
     data = write(table.append_column("key", column), tmp_path / "data", [], N)
-    result = run_cli("train", data, "--label", "y", "--features", "f0,f1", "--validation-fraction", "0.2",
-                     "--validation-key", "key", "--in-process", "--out", tmp_path / "out")
+    result = run_cli(
+        "train",
+        data,
+        "--label",
+        "y",
+        "--features",
+        "f0,f1",
+        "--validation-fraction",
+        "0.2",
+        "--validation-key",
+        "key",
+        "--in-process",
+        "--out",
+        tmp_path / "out",
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"{error}: ") and "'key'" in result.stderr and found in result.stderr
