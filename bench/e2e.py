@@ -10,7 +10,7 @@ in a fresh process, timed from the moment it is spawned until its model file
 is on disk and until it exits:
 
 * ``ours``: ``pipeline train DATA --label y --out OUT``, the defaults (an
-  embedded cluster of 2 worker processes, ``--cache auto``, ``lbfgs``,
+  embedded cluster of 2 worker processes, ``--cache auto``, ``--solver auto`` (newton up to 64 features),
   standardization, no penalty).  Phases from the time each line of its output
   arrives: *start* (process start to the ``cache:`` line: imports, cluster,
   dataset plan), *load* (to the ``loaded`` line: every row group read,

@@ -16,7 +16,7 @@ One run, one table:
    (``pipeline.fused.chunk_partials_fast``) on the whole array and per row
    group, and a Parquet decode of the whole dataset (``pq.read_table``).
 3. For each worker count (default 1 and 2) and cache mode, a fresh embedded
-   LocalCluster (``pipeline.reduce.connect``: worker processes, 1 thread each)
+   LocalCluster (``pipeline.cluster.connect``: worker processes, 1 thread each)
    runs the loss pass (``KernelSpec()``, a fixed coef):
 
    * ``memory``: ``DaskEvaluator.from_dataset(client, dataset, workers)``, loaded
@@ -62,16 +62,11 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from pipeline import fused  # noqa: E402
+from pipeline.cluster import ClusterSpec, cluster_memory, connect  # noqa: E402
 from pipeline.data import open_dataset  # noqa: E402
 from pipeline.fused import chunk_partials_fast  # noqa: E402
 from pipeline.kernel import KernelSpec, Partials  # noqa: E402
-from pipeline.reduce import (  # noqa: E402
-    ClusterSpec,
-    DaskEvaluator,
-    StreamingEvaluator,
-    cluster_memory,
-    connect,
-)
+from pipeline.reduce import DaskEvaluator, StreamingEvaluator  # noqa: E402
 from pipeline.stream import DiskCache  # noqa: E402
 
 LABEL = "y"

@@ -10,8 +10,8 @@ thread each):
    dir: correlated standard-normal features (AR(1), rho=0.6) times
    ``logspace(-1, 1, d)`` plus offsets, labels drawn from a logistic model.
 2. Loads it once with ``open_dataset(...).to_dask()`` into a
-   ``DaskEvaluator(persist=True)`` (chunks cached in worker memory) and runs
-   ``pipeline.train.fit`` for ``lbfgs``, ``newton`` and ``gd`` with default
+   ``DaskEvaluator`` (chunks cached in worker memory) and runs
+   ``pipeline.fitting.fit`` for ``lbfgs``, ``newton`` and ``gd`` with default
    options, plus ``newton`` with ``tol=1e-10`` as a reference run.
 3. Fits dask-ml's ``LogisticRegression(solver='lbfgs', penalty=None)`` on the
    same persisted dask arrays, and scikit-learn's ``LogisticRegression(C=inf)``
@@ -58,11 +58,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.cluster import ClusterSpec, connect
 from pipeline.data import open_dataset
+from pipeline.fitting import fit
 from pipeline.objective import LogisticObjective
-from pipeline.reduce import ClusterSpec, DaskEvaluator, connect
+from pipeline.reduce import DaskEvaluator
 from pipeline.solvers import SolverOptions
-from pipeline.train import fit
 
 LABEL = "y"
 TARGET_GAP = 1e-9
@@ -377,7 +378,7 @@ def measure(
         with connect(ClusterSpec(n_workers=workers)) as client:
             from distributed import wait
 
-            evaluator = DaskEvaluator(client, dataset.to_dask(sorted(client.scheduler_info()["workers"])), persist=True)
+            evaluator = DaskEvaluator(client, dataset.to_dask(sorted(client.scheduler_info()["workers"])))
             wait(evaluator.arrays)
             evaluator.stats()  # warm-up: imports on the workers, not timed
             objective = LogisticObjective(evaluator)  # raw units, no penalty

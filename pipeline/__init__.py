@@ -6,14 +6,15 @@ Public API::
     from pipeline import LogisticRegression   # scikit-learn compatible estimator
 """
 
+from .cluster import ClusterSpec
 from .config import TrainConfig
 from .data import Dataset, open_dataset
 from .errors import PipelineError
+from .fitting import fit, train_arrays
 from .model import Model, coef_digest
 from .objective import Penalty
-from .reduce import ClusterSpec
 from .solvers import SolverOptions
-from .train import fit, train, train_arrays
+from .train import train
 
 __all__ = [
     "ClusterSpec",

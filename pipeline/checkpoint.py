@@ -2,7 +2,7 @@
 
 A checkpoint is one ``.npz`` file (numpy's zip of ``.npy`` arrays, read with
 ``allow_pickle=False``: loading one never executes anything) holding every
-array of a :class:`~pipeline.train.FitState` as raw float64 and a JSON
+array of a :class:`~pipeline.fitting.FitState` as raw float64 and a JSON
 document with the scalars (Python writes floats with ``repr``, which reads
 back to the same bits) and the caller's metadata (dataset fingerprint,
 options key, job id), and the sha256 of all of it: a truncated, damaged or
@@ -25,18 +25,17 @@ import numpy as np
 
 from .atomic import write_atomic
 from .errors import CheckpointError
+from .fitting import FitState
 from .objective import Standardization
 from .solvers import IterationRecord, SolverState
 
-__all__ = ["CHECKPOINT_FILE", "FORMAT_VERSION", "load_checkpoint", "save_checkpoint"]
-
-CHECKPOINT_FILE = "checkpoint.npz"
+__all__ = ["FORMAT_VERSION", "load_checkpoint", "save_checkpoint"]
 FORMAT_VERSION = 2  # 2: with the content's sha256
 _HISTORY_FIELDS = ("iteration", "loss", "grad_norm", "step", "n_passes")
 
 
 def save_checkpoint(path: str | os.PathLike, state, meta: dict) -> None:
-    """Write ``state`` (a :class:`~pipeline.train.FitState`) and ``meta`` to ``path``."""
+    """Write ``state`` (a :class:`~pipeline.fitting.FitState`) and ``meta`` to ``path``."""
     solver_state = state.solver_state
     history = solver_state.history
     n = solver_state.coef.shape[0]
@@ -120,7 +119,6 @@ def load_checkpoint(path: str | os.PathLike):
 
 
 def _fit_state(document: dict, arrays: dict):
-    from .train import FitState
 
     history = tuple(
         IterationRecord(int(i), float(loss), float(norm), float(step), int(passes))

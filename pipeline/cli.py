@@ -17,13 +17,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+from .cluster import ClusterSpec, connect
 from .config import TrainConfig, check_output_root, output_roots
 from .errors import ClusterError, ConfigError, DatasetNotFoundError, JobCancelled, PipelineError
 from .jobfile import KEYS, config_from_mapping, load_job
 from .jobs import (
-    TERMINAL,
-    JobFiles,
     config_of,
     find_job,
     list_jobs,
@@ -31,8 +31,10 @@ from .jobs import (
     run_job,
     submit_detached,
 )
-from .model import MODEL_FILE, Model
-from .reduce import ClusterSpec, connect
+from .model import Model
+from .outputs import JobDocument, OutputDir
+from .predict import evaluate, predict, split_of
+from .report import write_report
 from .solvers import IterationRecord
 from .synth import make_data
 
@@ -262,8 +264,6 @@ def _client_for(args):
 
 
 def _predict(args) -> int:
-    from .predict import predict
-
     with _client_for(args) as client:
         done = predict(
             args.model,
@@ -279,18 +279,16 @@ def _predict(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .predict import METRICS_FILE, evaluate, split_of, write_metrics
-
     if args.split != "all":
         Model.load(args.model)  # a missing or damaged model directory, named before its job.json
     split = None if args.split == "all" else split_of(args.model, args.split)
-    out = Path(args.out) if args.out else Path(args.model) / METRICS_FILE
+    out = Path(args.out) if args.out else OutputDir(args.model).metrics
     check_output_root(str(out), output_roots(), "metrics file")
     with _client_for(args) as client:
         metrics = evaluate(
             args.model, args.data, label=args.label, threshold=args.threshold, client=client, split=split
         )
-    write_metrics(out, metrics)
+    OutputDir(out.parent).write_json(out, metrics)
     if split is not None:
         print(
             f"rows       {split.part} part of the split (validation fraction {split.fraction:g}, "
@@ -312,8 +310,6 @@ def _evaluate(args) -> int:
 
 
 def _report(args) -> int:
-    from .report import write_report
-
     print(f"report written to {write_report(args.out)}")
     return 0
 
@@ -331,7 +327,7 @@ def _add_config_options(parser: argparse.ArgumentParser, *, job_file: bool) -> N
         if spec.flag is None or not spec.flag.startswith("--"):
             continue
         target = where if key in ("cluster.scheduler", "cluster.workers", "cluster.in_process") else parser
-        options = dict(dest=key, default=None, help=spec.help)
+        options: dict[str, Any] = dict(dest=key, default=None, help=spec.help)
         if spec.kind == "bool":
             options.update(action="store_const", const=not spec.flag.startswith("--no-"))
         else:
@@ -347,12 +343,18 @@ def _given(args) -> dict:
     return {key: value for key, value in vars(args).items() if key in KEYS and value is not None}
 
 
+def _model_dir(config: TrainConfig) -> str:
+    """The output directory of a job that ran (a job refuses to run without one)."""
+    assert config.out is not None
+    return config.out
+
+
 def _train(args) -> int:
     config = config_from_mapping({**_given(args), "data.url": args.data})
     model = _attached(config, quiet=args.quiet)
     if model is None:
         return EXIT_CANCELLED
-    print(f"model written to {Path(config.out) / MODEL_FILE}")
+    print(f"model written to {OutputDir(_model_dir(config)).model}")
     return 0
 
 
@@ -364,8 +366,9 @@ def _submit(args) -> int:
     try:
         if args.detach:
             job_id = submit_detached(config)
-            print(f"job {job_id} submitted to {config.cluster.scheduler}; output {config.out}")
-            print(f"follow it with: pipeline logs {job_id} --follow --scheduler {config.cluster.scheduler}")
+            scheduler = config.cluster and config.cluster.scheduler  # (submit_detached needs one)
+            print(f"job {job_id} submitted to {scheduler}; output {config.out}")
+            print(f"follow it with: pipeline logs {job_id} --follow --scheduler {scheduler}")
             return 0
         model = _attached(config, quiet=args.quiet)
     except (ClusterError, DatasetNotFoundError) as exc:
@@ -387,13 +390,13 @@ def _resume(args) -> int:
     elif args.in_process:
         overrides["cluster.in_process"] = True
     config, job_id = config_of(files, overrides)
-    document = files.read()
-    if document.get("status") == "succeeded":
-        print(f"job {job_id} already succeeded (digest {document.get('digest')}); nothing to do")
+    document = files.read_job() or JobDocument()
+    if document.status == "succeeded":
+        print(f"job {job_id} already succeeded (digest {document.digest}); nothing to do")
         return 0
     if args.detach:
         submit_detached(config, job_id)
-        print(f"job {job_id} resumed on {config.cluster.scheduler}")
+        print(f"job {job_id} resumed on {config.cluster and config.cluster.scheduler}")
         return 0
     model = _attached(config, job_id=job_id, quiet=args.quiet)
     return 0 if model is not None else EXIT_CANCELLED
@@ -419,14 +422,14 @@ def _attached(config: TrainConfig, job_id: str | None = None, quiet: bool = Fals
     except JobCancelled as exc:
         print(f"cancelled: {exc}", file=sys.stderr)
         return None
-    document = JobFiles(config.out).read() or {}
+    document = OutputDir(_model_dir(config)).read_job() or JobDocument()
     elapsed = time.perf_counter() - started
     status = "converged" if model.converged else "NOT converged"
     print(
         f"{status} after {model.n_iter} iterations, {model.n_passes} passes, {elapsed:.1f} s "
         f"({model.message}); n_samples={model.n_samples} loss={model.loss_history[-1]!r}"
     )
-    print(f"job {document.get('job_id')} {document.get('status')}; digest {model.digest}")
+    print(f"job {document.job_id} {document.status}; digest {model.digest}")
     return model
 
 
@@ -434,25 +437,25 @@ def _status(args) -> int:
     if args.job is None:
         return _list(args)
     files = find_job(args.job, args.scheduler)
-    document = files.read()
+    document = files.read_job() or JobDocument()
     if args.json:
-        print(json.dumps(document, indent=2))
+        print(json.dumps(document.to_json(), indent=2))
         return 0
     print(_status_line(document))
-    if document.get("error"):
-        print(f"error: {document['error']}")
+    if document.error:
+        print(f"error: {document.error}")
     return 0
 
 
-def _status_line(job: dict) -> str:
+def _status_line(job: JobDocument) -> str:
     def number(value, fmt):
         return "-" if value is None else format(value, fmt)
 
     return (
-        f"{job.get('job_id')}  {job.get('name') or '-'}  {job.get('status')}  "
-        f"iteration {number(job.get('iteration'), 'd')}  loss {number(job.get('loss'), '.12g')}  "
-        f"passes {number(job.get('n_passes'), 'd')}  elapsed {number(job.get('elapsed_s'), '.1f')} s  "
-        f"out {job.get('out')}" + (f"  digest {job['digest']}" if job.get("digest") else "")
+        f"{job.job_id}  {job.name or '-'}  {job.status}  "
+        f"iteration {number(job.iteration, 'd')}  loss {number(job.loss, '.12g')}  "
+        f"passes {number(job.n_passes, 'd')}  elapsed {number(job.elapsed_s, '.1f')} s  "
+        f"out {job.out}" + (f"  digest {job.digest}" if job.digest else "")
     )
 
 
@@ -467,7 +470,7 @@ def _list(args) -> int:
 
 def _logs(args) -> int:
     files = find_job(args.job, args.scheduler)
-    path = files.out / "job.log"
+    path = files.log_file
     position = 0
     while True:
         try:
@@ -482,30 +485,30 @@ def _logs(args) -> int:
             sys.stdout.flush()
         if not args.follow:
             return 0
-        document = files.read() or {}
-        if document.get("status") in TERMINAL and not chunk:
+        document = files.read_job() or JobDocument()
+        if document.ended and not chunk:
             return 0
         time.sleep(FOLLOW_POLL_S)
 
 
 def _cancel(args) -> int:
     files = find_job(args.job, args.scheduler)
-    document = files.read()
-    if document.get("status") in TERMINAL:
-        print(f"job {document.get('job_id')} is not running: {document.get('status')}")
+    document = files.read_job() or JobDocument()
+    if document.ended:
+        print(f"job {document.job_id} is not running: {document.status}")
         return 0
     request_cancel(files)
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline:
-        document = files.read()
-        if document.get("status") in TERMINAL:
+        document = files.read_job() or JobDocument()
+        if document.ended:
             break
         time.sleep(FOLLOW_POLL_S)
     print(
-        f"job {document.get('job_id')}: {document.get('status')}"
-        + ("" if document.get("status") in TERMINAL else f" (cancel requested; not stopped within {args.wait:g} s)")
+        f"job {document.job_id}: {document.status}"
+        + ("" if document.ended else f" (cancel requested; not stopped within {args.wait:g} s)")
     )
-    return 0 if document.get("status") in TERMINAL else EXIT_ERROR
+    return 0 if document.ended else EXIT_ERROR
 
 
 def _print_iteration(record: IterationRecord) -> None:
@@ -547,6 +550,8 @@ def _demo(args) -> int:
             ),
             quiet=True,
         )
+    if distributed is None or local is None:
+        return EXIT_CANCELLED
     print(f"coef      {distributed.coef}")
     print(f"intercept {distributed.intercept!r}")
     same = (

@@ -6,14 +6,17 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
-from .errors import ConfigError, OutputError
+from .cluster import ClusterSpec
+from .errors import ConfigError, OutputError, invalid
 from .objective import Penalty
-from .reduce import ClusterSpec
 from .solvers import SolverOptions
 
 __all__ = [
     "CACHE_MODES",
+    "CacheMode",
+    "SolverName",
     "OUTPUT_ROOT_ENV",
     "SOLVERS",
     "TrainConfig",
@@ -22,8 +25,12 @@ __all__ = [
     "output_roots",
 ]
 
-SOLVERS = ("auto", "lbfgs", "newton", "gd")
-CACHE_MODES = ("auto", "memory", "disk", "none")
+#: ``auto``: newton up to :data:`pipeline.fitting.AUTO_NEWTON_MAX_FEATURES` features, else lbfgs
+SolverName = Literal["auto", "lbfgs", "newton", "gd"]
+#: ``auto``: memory when the decoded data fits (:func:`pipeline.train.choose_cache`), else disk
+CacheMode = Literal["auto", "memory", "disk", "none"]
+SOLVERS: tuple[SolverName, ...] = get_args(SolverName)
+CACHE_MODES: tuple[CacheMode, ...] = get_args(CacheMode)
 #: Share of the cluster's total worker memory that ``memory`` caching may use.
 MEMORY_FRACTION = 0.5
 
@@ -53,13 +60,13 @@ class TrainConfig:
     features: tuple[str, ...] | None = None
     weight: str | None = None
     class_weight: str | tuple[float, float] | None = None
-    solver: str = "auto"
+    solver: SolverName = "auto"
     options: SolverOptions = field(default_factory=SolverOptions)
     penalty: Penalty = field(default_factory=Penalty)
     standardize: bool = True
     init: str | None = None
     cluster: ClusterSpec | None = field(default_factory=ClusterSpec)
-    cache: str = "auto"
+    cache: CacheMode = "auto"
     memory_fraction: float = MEMORY_FRACTION
     overwrite: bool = False
     name: str | None = None
@@ -76,39 +83,37 @@ class TrainConfig:
     output_root: str | None = None
 
     def __post_init__(self) -> None:
+        """The rules of the run's values (each option's own rules live with the
+        object that holds it: :class:`SolverOptions`, :class:`Penalty`,
+        :class:`ClusterSpec`).  A :class:`ConfigError` names the field in
+        ``column``, and its message starts with the field's name."""
         if self.solver not in SOLVERS:
-            raise ConfigError(f"unknown solver {self.solver!r}; expected one of {', '.join(SOLVERS)}")
+            raise invalid("solver", f"one of {', '.join(SOLVERS)}", self.solver)
         if self.cache not in CACHE_MODES:
-            raise ConfigError(f"unknown cache mode {self.cache!r}; expected one of {', '.join(CACHE_MODES)}")
+            raise invalid("cache", f"one of {', '.join(CACHE_MODES)}", self.cache)
         if not 0 < self.memory_fraction <= 1:
-            raise ConfigError(f"memory_fraction must be in (0, 1], got {self.memory_fraction}")
-        if self.options.max_iter < 0:
-            raise ConfigError(f"max_iter must be >= 0, got {self.options.max_iter}")
-        for name in ("tol", "ftol"):
-            if not getattr(self.options, name) >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self.options, name)}")
-        if self.options.history_size < 1:
-            raise ConfigError(f"history_size must be >= 1, got {self.options.history_size}")
+            raise invalid("memory_fraction", "in (0, 1]", self.memory_fraction)
         if self.class_weight is not None and self.class_weight != "balanced":
             weights = tuple(float(value) for value in self.class_weight)
             if len(weights) != 2 or not all(math.isfinite(v) and v > 0 for v in weights):
-                raise ConfigError(
-                    f"class_weight must be 'balanced' or two positive weights (label 0, label 1); "
-                    f"got {self.class_weight!r}"
+                raise invalid(
+                    "class_weight", "'balanced' or two positive weights (label 0, label 1)", self.class_weight
                 )
             object.__setattr__(self, "class_weight", weights)
         if not 0.0 <= self.validation_fraction < 1.0:
-            raise ConfigError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+            raise invalid("validation_fraction", "in [0, 1)", self.validation_fraction)
         if self.early_stopping < 0:
-            raise ConfigError(f"early_stopping must be >= 0, got {self.early_stopping}")
+            raise invalid("early_stopping", ">= 0", self.early_stopping)
         if self.early_stopping and not self.validation_fraction:
-            raise ConfigError("early_stopping needs a validation set (validation_fraction > 0)")
+            raise ConfigError(
+                "early_stopping needs a validation set (validation_fraction > 0)", column="early_stopping"
+            )
         if self.validation_key and not self.validation_fraction:
-            raise ConfigError("validation_key needs validation_fraction > 0")
+            raise ConfigError("validation_key needs validation_fraction > 0", column="validation_key")
         if self.name is not None:
             check_job_name(self.name)
         if self.checkpoint_every < 1:
-            raise ConfigError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+            raise invalid("checkpoint_every", ">= 1", self.checkpoint_every)
         if self.features is not None:
             object.__setattr__(self, "features", tuple(self.features))
 

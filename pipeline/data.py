@@ -17,8 +17,8 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from dataclasses import dataclass, replace
+from typing import Any, Literal, NamedTuple
 
 import fsspec
 import numpy as np
@@ -39,12 +39,27 @@ from .errors import (
     WeightValueError,
 )
 
-__all__ = ["Chunk", "ChunkReader", "ChunkSpec", "Dataset", "Split", "key_bits", "open_dataset", "placed_on", "spread"]
+__all__ = [
+    "Chunk",
+    "ChunkReader",
+    "ChunkSpec",
+    "Dataset",
+    "Split",
+    "SplitPart",
+    "key_bits",
+    "open_dataset",
+    "placed_on",
+    "spread",
+    "unreadable_error",
+]
 
 #: Path components starting with these are not data (``_SUCCESS``, ``.crc``).
 IGNORED_PREFIXES = (".", "_")
 _GLOB_CHARS = "*?["
 _FLOAT64_BYTES = 8
+
+#: The two parts of a :class:`Split`.
+SplitPart = Literal["train", "validation"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +75,7 @@ class Split:
 
     fraction: float
     key: str | None = None
-    part: str = "train"  # or "validation"
+    part: SplitPart = "train"
 
     def mask(self, positions: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
         """True for the rows of this part; ``keys``: the key column's values
@@ -95,11 +110,12 @@ class ChunkSpec:
 
 
 class Chunk(NamedTuple):
-    """One chunk's data: ``X`` (n, d) Fortran-ordered, ``y`` (n,) in {0, 1},
-    ``weights`` (n,) >= 0 or None when the dataset has no weight column."""
+    """One chunk's data: ``X`` (n, d) Fortran-ordered, ``y`` (n,) in {0, 1}
+    or None when the reader reads no label (data to score), ``weights`` (n,)
+    >= 0 or None when the dataset has no weight column."""
 
     X: np.ndarray
-    y: np.ndarray
+    y: np.ndarray | None
     weights: np.ndarray | None = None
 
 
@@ -135,7 +151,7 @@ class ChunkReader:
             parquet = pq.ParquetFile(chunk.path, filesystem=self.filesystem)
             table = parquet.read_row_group(chunk.row_group, columns=self.columns)
         except (pa.ArrowException, OSError) as exc:
-            raise _unreadable(chunk, exc) from None
+            raise unreadable_error(chunk, exc) from None
         if table.num_rows != chunk.n_rows:
             raise _row_count_mismatch(chunk, table.num_rows)
         return self._decode(table, chunk, 0)
@@ -144,14 +160,14 @@ class ChunkReader:
         """Only the row weights of ``chunk`` (weight column x split mask): reads
         just the weight and split-key columns, or nothing."""
         columns = [c for c in (self.weight, self.split.key if self.split else None) if c]
-        table = None
+        table: Any = None  # a pyarrow.Table, read when a weight or key column is asked for
         if columns:
             try:
                 table = pq.ParquetFile(chunk.path, filesystem=self.filesystem).read_row_group(
                     chunk.row_group, columns=list(dict.fromkeys(columns))
                 )
             except (pa.ArrowException, OSError) as exc:
-                raise _unreadable(chunk, exc) from None
+                raise unreadable_error(chunk, exc) from None
         weights = np.ones(chunk.n_rows)
         if self.weight:
             weights = _column_values(table, self.weight, chunk, 0)
@@ -182,7 +198,7 @@ class ChunkReader:
                 seen += batch.num_rows
                 yield decoded
         except (pa.ArrowException, OSError) as exc:
-            raise _unreadable(chunk, exc) from None
+            raise unreadable_error(chunk, exc) from None
         if seen != chunk.n_rows:
             raise _row_count_mismatch(chunk, seen)
 
@@ -196,11 +212,11 @@ class ChunkReader:
         # searched for the first bad row.
         with np.errstate(over="ignore", invalid="ignore"):
             column_sums = X.sum(axis=0)
-        for j in np.flatnonzero(~np.isfinite(column_sums)):
-            name = self.features[j]
+        for bad in np.flatnonzero(~np.isfinite(column_sums)):
+            name = self.features[bad]
             _check(
-                X[:, j],
-                np.isfinite(X[:, j]),
+                X[:, bad],
+                np.isfinite(X[:, bad]),
                 NonFiniteValueError,
                 f"column {name!r}",
                 "non-finite",
@@ -247,7 +263,7 @@ class ChunkReader:
         return Chunk(X, y, weights)
 
 
-def _unreadable(chunk: ChunkSpec, exc: Exception) -> UnreadableFileError:
+def unreadable_error(chunk: ChunkSpec, exc: Exception) -> UnreadableFileError:
     return UnreadableFileError(f"cannot read {chunk.where()}: {exc}", path=chunk.path, row_group=chunk.row_group)
 
 
@@ -401,7 +417,7 @@ class Dataset:
     url: str
     filesystem: Any
     files: tuple[str, ...]
-    label: str
+    label: str | None  # None: data to score, no label column
     features: tuple[str, ...]
     partition_keys: tuple[str, ...]
     chunks: tuple[ChunkSpec, ...]
@@ -415,7 +431,7 @@ class Dataset:
     @property
     def fingerprint(self) -> str:
         """sha256 of what the data is: files, sizes, row groups, columns (and split)."""
-        identity = (
+        identity: tuple[Any, ...] = (
             self.url,
             self.label,
             self.features,
@@ -447,9 +463,7 @@ class Dataset:
 
     def with_split(self, split: Split | None) -> Dataset:
         """The same data seen through ``split`` (None: all rows)."""
-        import dataclasses
-
-        return dataclasses.replace(self, split=split)
+        return replace(self, split=split)
 
     def read_chunks(self) -> list[Chunk]:
         """Every chunk as numpy arrays, in canonical order (in this process)."""
@@ -497,7 +511,8 @@ def spread(sizes: Sequence[int], workers: Sequence[str] | None) -> list[str | No
     if not workers:
         return [None] * len(sizes)
     total = sum(sizes) or 1
-    placement, start = [], 0
+    placement: list[str | None] = []
+    start = 0
     for size in sizes:
         middle = start + size / 2  # the item goes where most of it falls
         placement.append(workers[min(int(middle * len(workers) / total), len(workers) - 1)])
@@ -531,7 +546,9 @@ def open_dataset(
         raise DatasetNotFoundError(f"cannot open dataset {url!r}: {exc}", path=url) from None
     files, base = _list_files(filesystem, root, url)
     partition_keys = _partition_keys(files, base)
-    schemas, row_groups, label_ranges = {}, {}, []
+    schemas: dict[str, pa.Schema] = {}
+    row_groups: dict[str, list[int]] = {}
+    label_ranges: list[Any] = []  # (min, max) per non-empty row group, None where unknown
     for path in files:
         metadata = _read_metadata(filesystem, path)
         schemas[path] = metadata.schema.to_arrow_schema()
@@ -593,7 +610,7 @@ def _column_ranges(metadata: pq.FileMetaData, name: str) -> list:
     return ranges
 
 
-def _check_feature_names(features: tuple[str, ...], label: str) -> None:
+def _check_feature_names(features: tuple[str, ...], label: str | None) -> None:
     if not features:
         raise ConfigError("the feature list is empty; name at least one feature column")
     seen = set()
@@ -673,7 +690,7 @@ def _default_features(schema: pa.Schema, excluded: tuple[str | None, ...]) -> tu
 def _check_schema(
     schema: pa.Schema,
     path: str,
-    label: str,
+    label: str | None,
     features: tuple[str, ...],
     partition_keys: tuple[str, ...],
     weight: str | None = None,

@@ -42,6 +42,7 @@ Errors raised inside cluster tasks travel back to the client pickled; the
 
 from __future__ import annotations
 
+import numbers
 import sys
 
 __all__ = [
@@ -98,6 +99,20 @@ class PipelineError(Exception):
 
 class ConfigError(PipelineError):
     """An option or a combination of options is invalid."""
+
+
+def invalid(field: str, expected: str, found: object) -> ConfigError:
+    """The error of one configuration value, in the configuration objects' one
+    form: ``"<field> must be <expected>; found <found>"`` with ``column=field``
+    (the CLI and job files put the option or key in the field's place)."""
+    return ConfigError(f"{field} must be {expected}; found {found!r}", column=field)
+
+
+def require_count(field: str, value: object, least: int) -> None:
+    """``value`` must be an integer (Python's or numpy's, not a bool) of at
+    least ``least``, else :func:`invalid`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise invalid(field, f"an integer >= {least}", value)
 
 
 class ClusterError(PipelineError):

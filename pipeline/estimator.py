@@ -17,19 +17,25 @@ are ``l2`` and ``l1`` strengths on the mean loss (scikit-learn's
 from __future__ import annotations
 
 import math
-import numbers
+from typing import Any, cast
 
 import numpy as np
-
-from .objective import Penalty
-from .solvers import SolverOptions
-
-__all__ = ["LogisticRegression"]
 
 # scikit-learn comes with dask-ml (a core dependency); imported only with this module
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from .errors import adopt_sklearn_base
+from .config import SolverName, TrainConfig
+from .data import Chunk
+from .errors import NonFiniteInputError, PipelineError, adopt_sklearn_base
+from .fitting import fit
+from .kernel import sigmoid
+from .model import Model
+from .objective import Penalty
+from .reduce import DaskEvaluator, InProcessEvaluator
+from .solvers import SolverOptions
+from .train import train
+
+__all__ = ["LogisticRegression"]
 
 adopt_sklearn_base()  # scikit-learn is loaded now: ConvergenceWarning becomes a subclass of its class
 
@@ -46,7 +52,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         *,
-        solver: str = "auto",
+        solver: SolverName = "auto",
         l2: float = 0.0,
         l1: float = 0.0,
         standardize: bool = True,
@@ -91,7 +97,6 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         weights = None
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=True)
-        from .reduce import InProcessEvaluator
 
         chunk = (X, y01) if weights is None else (X, y01, weights)
         return self._fit_evaluator(InProcessEvaluator([chunk], X.shape[1]))
@@ -106,10 +111,6 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         from distributed import get_client
         from sklearn.utils.multiclass import check_classification_targets, type_of_target
         from sklearn.utils.validation import _check_feature_names
-
-        from .data import Chunk
-        from .errors import NonFiniteInputError
-        from .reduce import DaskEvaluator
 
         client = get_client()
         _check_feature_names(self, _columns_of(X), reset=True)
@@ -147,7 +148,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self._set_classes(classes)
         y01 = (y == self.classes_[1]).astype(np.float64)
         self.n_features_in_ = X.shape[1]
-        evaluator = DaskEvaluator(client, Chunk(X, y01, inputs.get("sample_weight")), persist=True)
+        evaluator = DaskEvaluator(client, Chunk(X, y01, inputs.get("sample_weight")))
         return self._fit_evaluator(evaluator)
 
     def _encode(self, y) -> np.ndarray:
@@ -174,18 +175,15 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {weight!r}")
 
     def _fit_evaluator(self, evaluator):
-        from .errors import PipelineError
-        from .train import fit
 
-        if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 0:
-            raise ValueError(f"max_iter must be an integer >= 0; got {self.max_iter!r}")
-        try:
+        try:  # the values' rules are the configuration objects' (SolverOptions, Penalty)
+            options = SolverOptions(
+                max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
+            )
             result = fit(
                 evaluator,
                 solver=self.solver,
-                options=SolverOptions(
-                    max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
-                ),
+                options=options,
                 penalty=Penalty(l2=float(self.l2), l1=float(self.l1)),
                 standardize=self.standardize,
                 class_weight=self._class_weight(),
@@ -221,8 +219,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         margin = self.decision_function(X)
-        with np.errstate(over="ignore"):
-            positive = 1.0 / (1.0 + np.exp(-margin))
+        positive: Any = sigmoid(margin)  # numpy, or dask for dask input
         if _is_dask(positive):  # (block by block: row chunk sizes may be unknown)
             return positive.map_blocks(_both_classes, new_axis=1, chunks=(positive.chunks[0], (2,)), dtype=np.float64)
         return _both_classes(positive)
@@ -231,7 +228,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         return np.log(self.predict_proba(X))
 
     def predict(self, X):
-        positive = self.decision_function(X) > 0.0
+        positive: Any = self.decision_function(X) > 0.0  # numpy, or dask for dask input
         if _is_dask(positive):
             return positive.map_blocks(lambda p: self.classes_[p.astype(int)], dtype=self.classes_.dtype)
         return self.classes_[positive.astype(int)]
@@ -241,8 +238,6 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def fit_parquet(self, path: str, *, label: str, features=None, weight: str | None = None, cluster=None):
         """Train on a Parquet dataset (labels 0/1) like ``pipeline train``;
         ``cluster``: a :class:`pipeline.ClusterSpec`, default in-process."""
-        from .config import TrainConfig
-        from .train import train
 
         model = train(
             TrainConfig(
@@ -267,11 +262,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     @classmethod
     def from_model(cls, directory: str):
         """A fitted estimator from ``directory/model.json``."""
-        from .model import Model
 
         model = Model.load(directory)
         estimator = cls(
-            solver=model.solver,
+            solver=cast(SolverName, model.solver),  # the resolved solver Model.load read
             l2=model.l2,
             l1=model.l1,
             standardize=model.standardize,

@@ -76,10 +76,13 @@ from .kernel import (
     KernelSpec,
     Partials,
     Stats,
+    WarmUpPart,
     chunk_partials,
     chunk_stats,
     margins,
+    numpy_cpu_features,
     sample_weights,
+    sigmoid,
     triangle_size,
 )
 
@@ -130,7 +133,9 @@ _CACHE = True
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: no compile lock
-    fcntl = None
+    _HAVE_FCNTL = False
+else:
+    _HAVE_FCNTL = True
 
 try:
     from llvmlite import ir as _ir
@@ -836,15 +841,12 @@ def _probe_values() -> np.ndarray:
 
 
 def _numpy_has_own_exp_log() -> bool:
-    """numpy dispatches its own float64 exp/log kernels on AVX-512 CPUs."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:  # numpy 1.x
-        try:
-            from numpy.core._multiarray_umath import __cpu_features__
-        except ImportError:
-            return True
-    return any(flag.startswith("AVX512") and on for flag, on in __cpu_features__.items())
+    """numpy dispatches its own float64 exp/log kernels on AVX-512 CPUs (and
+    where numpy does not say which features it found, assume it does)."""
+    features = numpy_cpu_features()
+    if features is None:
+        return True
+    return any(flag.startswith("AVX512") and on for flag, on in features.items())
 
 
 def _probe() -> bool:
@@ -854,7 +856,7 @@ def _probe() -> bool:
     z = _probe_values()
     got = _probe_kernel(z)
     with np.errstate(all="ignore"):
-        want = np.stack([1.0 / (1.0 + np.exp(-z)), np.logaddexp(0.0, z), np.log1p(z)])
+        want = np.stack([sigmoid(z), np.logaddexp(0.0, z), np.log1p(z)])
     same = (got.view(np.int64) == want.view(np.int64)) | (np.isnan(got) & np.isnan(want))
     return bool(same.all())
 
@@ -888,7 +890,7 @@ def _compiling(key: tuple):
     cores.  With it one process compiles while the others wait and then load
     the cached code.  Later calls of ``key`` take no lock.
     """
-    if key in _COMPILED or fcntl is None:
+    if key in _COMPILED or not _HAVE_FCNTL:
         yield
         return
     # one lock per signature set: processes that need different kernels compile
@@ -1055,8 +1057,7 @@ def _split(job: _Job, spec: KernelSpec) -> Partials:
             margin = marg[:n]
             yb = job.y[start : start + n]
             # kernel.chunk_partials' expressions, operation for operation
-            with np.errstate(over="ignore"):
-                proba = 1.0 / (1.0 + np.exp(-margin))
+            proba = sigmoid(margin)
             residual = proba - yb
             loss = np.logaddexp(0.0, margin) - yb * margin
             sw = ones[:n]
@@ -1287,7 +1288,7 @@ def fused_stats(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None)
 
 
 def warm_up(
-    part: str, n_features: int, *, standardize: bool, weighted: bool, class_weighted: bool, hessian: bool
+    part: WarmUpPart, n_features: int, *, standardize: bool, weighted: bool, class_weighted: bool, hessian: bool
 ) -> None:
     """Compile (or load from the cache) the kernels a fit will call, on a
     few rows of the same types: ``"statistics"`` the statistics pass,

@@ -37,17 +37,19 @@ keeps its meaning when its coordinator runs on a cluster worker.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from .cluster import ClusterSpec
 from .config import (
     CACHE_MODES,
-    MEMORY_FRACTION,
     OUTPUT_ROOT_ENV,
     SOLVERS,
     TrainConfig,
@@ -56,87 +58,135 @@ from .config import (
 )
 from .errors import ConfigError, JobFileError, OutputError
 from .objective import Penalty
-from .reduce import CONNECT_TIMEOUT_S, STALL_TIMEOUT_S, ClusterSpec
 from .solvers import SolverOptions
 
 __all__ = ["KEYS", "config_from_mapping", "config_to_mapping", "load_job", "to_toml"]
 
 
+KeyKind = Literal["str", "int", "float", "bool", "names", "class_weight", "generate"]
+
+
 @dataclass(frozen=True)
 class Key:
-    kind: str  # str, int, float, bool, names, class_weight, generate
-    flag: str | None  # the `pipeline train` option, None if the CLI has no such option
+    """One setting: its job-file key (the dict key of :data:`KEYS`), where it
+    lives in :class:`~pipeline.config.TrainConfig`, its type, the ``pipeline
+    train`` option that sets it and the help text both show."""
+
+    #: the TrainConfig field it sets: ``"solver"``, or nested ``"options.max_iter"``,
+    #: ``"penalty.l2"``, ``"cluster.n_workers"``; None for the keys translated by
+    #: a rule of their own (train.reg/alpha: an elastic net; cluster.in_process: no cluster)
+    field: str | None
+    kind: KeyKind
+    #: the `pipeline train` option; None if the CLI has no such option
+    flag: str | None
     help: str
     choices: tuple[str, ...] | None = None
 
 
-#: Every job-file key; the CLI option that sets the same thing (``None``: job files only).
+#: Every setting, once: the job-file key, the TrainConfig field, the CLI option
+#: and its help.  The CLI's options (:func:`pipeline.cli`), job files
+#: (:func:`config_from_mapping`) and ``job.json`` (:func:`config_to_mapping`) are
+#: all made from it; the values' rules live in the configuration objects.
 KEYS: dict[str, Key] = {
-    "name": Key("str", "--name", "a name for the job (shown by status and list)"),
-    "data.url": Key("str", "DATA", "Parquet directory, file, glob or fsspec URL"),
-    "data.label": Key("str", "--label", "label column (values 0/1)"),
-    "data.features": Key("names", "--features", "feature columns (default: every numeric column)"),
-    "data.weight": Key("str", "--weight-col", "column of sample weights (>= 0)"),
+    "name": Key("name", "str", "--name", "a name for the job (shown by status and list)"),
+    "data.url": Key("data", "str", "DATA", "Parquet directory, file, glob or fsspec URL"),
+    "data.label": Key("label", "str", "--label", "label column (values 0/1)"),
+    "data.features": Key("features", "names", "--features", "feature columns (default: every numeric column)"),
+    "data.weight": Key("weight", "str", "--weight-col", "column of sample weights (>= 0)"),
     "data.validation_fraction": Key(
-        "float", "--validation-fraction", "share of rows held out for validation (0: none)"
+        "validation_fraction", "float", "--validation-fraction", "share of rows held out for validation (0: none)"
     ),
     "data.validation_key": Key(
-        "str", "--validation-key", "column whose hash splits the rows (default: canonical row position)"
+        "validation_key",
+        "str",
+        "--validation-key",
+        "column whose hash splits the rows (default: canonical row position)",
     ),
     "data.generate": Key(
+        "generate",
         "generate",
         None,
         "create a synthetic dataset at data.url first if it does not exist: "
         "{rows, features, files, row_group_size, seed}",
     ),
-    "train.solver": Key("str", "--solver", "optimizer (auto: newton up to 64 features, else lbfgs)", SOLVERS),
-    "train.max_iter": Key("int", "--max-iter", "iteration limit"),
-    "train.tol": Key("float", "--tol", "stop when the projected gradient's |g|_inf <= tol"),
-    "train.ftol": Key("float", "--ftol", "stop when the loss changes by <= ftol (relative)"),
-    "train.history_size": Key("int", "--history-size", "L-BFGS memory (pairs kept)"),
-    "train.l2": Key("float", "--l2", "L2 strength: + l2/2 ||w||^2"),
-    "train.l1": Key("float", "--l1", "L1 strength: + l1 ||w||_1"),
-    "train.reg": Key("float", "--reg", "elastic net strength (with train.alpha), instead of l2/l1"),
-    "train.alpha": Key("float", "--alpha", "elastic net mix: l1 = reg*alpha, l2 = reg*(1-alpha)"),
-    "train.standardize": Key("bool", "--no-standardize", "solve on standardized features"),
-    "train.class_weight": Key("class_weight", "--class-weight", "'balanced' or [weight of label 0, weight of label 1]"),
-    "train.init": Key("str", "--init", "warm start from this directory's model.json"),
+    "train.solver": Key("solver", "str", "--solver", "optimizer (auto: newton up to 64 features, else lbfgs)", SOLVERS),
+    "train.max_iter": Key("options.max_iter", "int", "--max-iter", "iteration limit"),
+    "train.tol": Key("options.tol", "float", "--tol", "stop when the projected gradient's |g|_inf <= tol"),
+    "train.ftol": Key("options.ftol", "float", "--ftol", "stop when the loss changes by <= ftol (relative)"),
+    "train.history_size": Key("options.history_size", "int", "--history-size", "L-BFGS memory (pairs kept)"),
+    "train.l2": Key("penalty.l2", "float", "--l2", "L2 strength: + l2/2 ||w||^2"),
+    "train.l1": Key("penalty.l1", "float", "--l1", "L1 strength: + l1 ||w||_1"),
+    "train.reg": Key(None, "float", "--reg", "elastic net strength (with train.alpha), instead of l2/l1"),
+    "train.alpha": Key(None, "float", "--alpha", "elastic net mix: l1 = reg*alpha, l2 = reg*(1-alpha)"),
+    "train.standardize": Key("standardize", "bool", "--no-standardize", "solve on standardized features"),
+    "train.class_weight": Key(
+        "class_weight", "class_weight", "--class-weight", "'balanced' or [weight of label 0, weight of label 1]"
+    ),
+    "train.init": Key("init", "str", "--init", "warm start from this directory's model.json"),
     "train.early_stopping": Key(
-        "int", "--early-stopping", "stop when the validation loss has not improved for N iterations"
+        "early_stopping",
+        "int",
+        "--early-stopping",
+        "stop when the validation loss has not improved for N iterations",
     ),
-    "cluster.scheduler": Key("str", "--scheduler", "address of a running Dask scheduler"),
-    "cluster.workers": Key("int", "--workers", "worker processes of an embedded local cluster"),
-    "cluster.threads_per_worker": Key("int", "--threads-per-worker", "threads per embedded worker"),
-    "cluster.memory_limit": Key("str", "--memory-limit", "memory limit per embedded worker, e.g. '2GiB'"),
-    "cluster.in_process": Key("bool", "--in-process", "no Dask: numpy in the submitting process"),
+    "cluster.scheduler": Key("cluster.scheduler", "str", "--scheduler", "address of a running Dask scheduler"),
+    "cluster.workers": Key("cluster.n_workers", "int", "--workers", "worker processes of an embedded local cluster"),
+    "cluster.threads_per_worker": Key(
+        "cluster.threads_per_worker", "int", "--threads-per-worker", "threads per embedded worker"
+    ),
+    "cluster.memory_limit": Key(
+        "cluster.memory_limit", "str", "--memory-limit", "memory limit per embedded worker, e.g. '2GiB'"
+    ),
+    "cluster.in_process": Key(None, "bool", "--in-process", "no Dask: numpy in the submitting process"),
     "cluster.tls_ca_file": Key(
-        "str", "--tls-ca-file", "CA certificate(s) (PEM) a tls:// scheduler's certificate must chain to"
+        "cluster.tls_ca_file",
+        "str",
+        "--tls-ca-file",
+        "CA certificate(s) (PEM) a tls:// scheduler's certificate must chain to",
     ),
-    "cluster.tls_cert": Key("str", "--tls-cert", "this client's certificate (PEM) for a tls:// scheduler"),
-    "cluster.tls_key": Key("str", "--tls-key", "this client's private key (PEM), unless it is in the certificate file"),
+    "cluster.tls_cert": Key(
+        "cluster.tls_cert", "str", "--tls-cert", "this client's certificate (PEM) for a tls:// scheduler"
+    ),
+    "cluster.tls_key": Key(
+        "cluster.tls_key", "str", "--tls-key", "this client's private key (PEM), unless it is in the certificate file"
+    ),
     "cluster.connect_timeout": Key(
-        "float", "--connect-timeout", "seconds to wait for the scheduler at cluster.scheduler to answer (default 10)"
+        "cluster.connect_timeout_s",
+        "float",
+        "--connect-timeout",
+        "seconds to wait for the scheduler at cluster.scheduler to answer (default 10)",
     ),
     "cluster.stall_timeout": Key(
+        "cluster.stall_timeout_s",
         "float",
         "--stall-timeout",
         "seconds a pass may wait with no worker, or all workers paused, before the job fails (default 60)",
     ),
-    "cache.mode": Key("str", "--cache", "decoded chunks between passes", CACHE_MODES),
+    "cache.mode": Key("cache", "str", "--cache", "decoded chunks between passes", CACHE_MODES),
     "cache.memory_fraction": Key(
-        "float", "--memory-fraction", "share of cluster memory that cache.mode = 'memory' may use"
+        "memory_fraction", "float", "--memory-fraction", "share of cluster memory that cache.mode = 'memory' may use"
     ),
-    "output.dir": Key("str", "--out", "output directory (model, history, checkpoints, job.json)"),
+    "output.dir": Key("out", "str", "--out", "output directory (model, history, checkpoints, job.json)"),
     "output.root": Key(
+        "output_root",
         "str",
         "--output-root",
         "outputs must stay inside this directory; a relative output.dir, or the job "
         "name when output.dir is not given, is taken under it "
         "(default: $PIPELINE_OUTPUT_ROOT)",
     ),
-    "output.overwrite": Key("bool", "--overwrite", "replace the outputs of another job"),
-    "output.checkpoint_every": Key("int", "--checkpoint-every", "write the optimizer state every k iterations"),
+    "output.overwrite": Key("overwrite", "bool", "--overwrite", "replace the outputs of another job"),
+    "output.checkpoint_every": Key(
+        "checkpoint_every", "int", "--checkpoint-every", "write the optimizer state every k iterations"
+    ),
 }
+#: the key of each TrainConfig field (nested: "options.max_iter")
+KEY_OF_FIELD = {spec.field: key for key, spec in KEYS.items() if spec.field is not None}
+#: the cluster fields of an embedded cluster (not written for a scheduler's)
+_EMBEDDED_CLUSTER_FIELDS = ("n_workers", "threads_per_worker", "memory_limit")
+_EMBEDDED_KEYS = ("cluster.threads_per_worker", "cluster.memory_limit")
+#: the keys that say where a job runs: one given as an override replaces the file's choice
+WHERE_KEYS = ("cluster.scheduler", "cluster.workers", "cluster.in_process")
 
 _GENERATE_KEYS = {"rows": int, "features": int, "files": int, "row_group_size": int, "seed": int}
 _PATH_KEYS = (
@@ -163,7 +213,10 @@ def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
     except tomllib.TOMLDecodeError as exc:
         raise JobFileError(f"{source}: not valid TOML: {exc}", path=source) from None
     mapping = _flatten(document, source)
-    mapping.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if any(key in WHERE_KEYS for key in given):  # another kind of cluster: the file's goes
+        mapping = {key: value for key, value in mapping.items() if key not in WHERE_KEYS + _EMBEDDED_KEYS}
+    mapping.update(given)
     return config_from_mapping(mapping, source)
 
 
@@ -197,9 +250,8 @@ class _Source:
     command_line: bool = False
 
     def show(self, key: str) -> str:
-        if self.command_line and KEYS.get(key) and KEYS[key].flag:
-            return KEYS[key].flag
-        return f"key {key!r}"
+        flag = KEYS[key].flag if key in KEYS else None
+        return flag if self.command_line and flag else f"key {key!r}"
 
     def error(self, message: str, key: str | None = None) -> ConfigError:
         if self.command_line:
@@ -282,7 +334,9 @@ def _output_dir(out: str | None, name: str | None, root: str | None) -> str | No
 def config_from_mapping(
     mapping: Mapping[str, Any], source: str = "the command line", *, command_line: bool | None = None
 ) -> TrainConfig:
-    """A :class:`TrainConfig` from flat keys.
+    """A :class:`TrainConfig` from flat keys: each key's value checked for its
+    type and put in its field (:data:`KEYS`); the values' rules are the
+    configuration objects' own (their errors come back naming the key).
 
     Errors name ``source`` and the key (:class:`JobFileError`), or, for the
     command line (``source == "the command line"``), the option (:class:`ConfigError`).
@@ -301,7 +355,7 @@ def config_from_mapping(
     for key in _PATH_KEYS:
         if key in values:
             values[key] = _absolute(values[key])
-    if "name" in values:
+    if "name" in values:  # before it can name a directory (the same rule as TrainConfig's)
         try:
             check_job_name(values["name"])
         except ConfigError as exc:
@@ -316,6 +370,7 @@ def config_from_mapping(
         raise fail(f"{show('output.dir')}: {exc}", "output.dir") from None
     if out is not None:
         values["output.dir"] = out
+    # which keys may be given together (a source's way of saying something)
     get = values.get
     if get("cluster.in_process") and (get("cluster.scheduler") or get("cluster.workers")):
         raise fail(
@@ -325,152 +380,100 @@ def config_from_mapping(
         )
     if get("cluster.scheduler") and get("cluster.workers"):
         raise fail(f"give {show('cluster.scheduler')} or {show('cluster.workers')}, not both", "cluster.workers")
-    tls = [key for key in _TLS_KEYS if get(key)]
-    if tls and not get("cluster.scheduler"):
-        raise fail(
-            f"{show(tls[0])} is for a tls:// scheduler: give {show('cluster.scheduler')} too "
-            "(an embedded cluster needs no TLS)",
-            tls[0],
-        )
-    if tls and not (get("cluster.tls_ca_file") and get("cluster.tls_cert")):
-        missing = "cluster.tls_ca_file" if not get("cluster.tls_ca_file") else "cluster.tls_cert"
-        raise fail(
-            f"TLS needs {show('cluster.tls_ca_file')} and {show('cluster.tls_cert')} "
-            f"({show('cluster.tls_key')} too unless the key is in the certificate file); "
-            f"{show(missing)} is missing",
-            missing,
-        )
-    for key in tls:
-        if not os.path.isfile(values[key]):
-            raise fail(f"{show(key)}: no file {values[key]}", key)
-    if get("train.reg") is not None or get("train.alpha") is not None:
-        if get("train.l1") is not None or get("train.l2") is not None:
-            names = "--reg/--alpha or --l2/--l1" if where.command_line else "train.reg/train.alpha or train.l2/train.l1"
-            raise fail(f"give either {names}, not both", "train.reg")
-    for key in ("cluster.workers", "cluster.threads_per_worker", "output.checkpoint_every"):
-        if key in values and values[key] < 1:
-            raise fail(f"{show(key)} must be >= 1; found {values[key]}", key)
-    for key in ("cluster.stall_timeout", "cluster.connect_timeout"):
-        if key in values and not values[key] > 0:
-            raise fail(f"{show(key)} must be > 0; found {values[key]}", key)
-    for key in ("train.tol", "train.ftol", "train.l2", "train.l1", "train.reg", "cache.memory_fraction"):
-        if key in values and not math.isfinite(values[key]):
-            raise fail(f"{show(key)} must be finite; found {values[key]}", key)
+    elastic = get("train.reg") is not None or get("train.alpha") is not None
+    if elastic and (get("train.l1") is not None or get("train.l2") is not None):
+        names = "--reg/--alpha or --l2/--l1" if where.command_line else "train.reg/train.alpha or train.l2/train.l1"
+        raise fail(f"give either {names}, not both", "train.reg")
+    fields: dict[str, dict[str, Any]] = {"": {}, "options": {}, "penalty": {}, "cluster": {}}
+    for key, value in values.items():
+        field = KEYS[key].field
+        if field is not None:
+            group, _, name = field.rpartition(".")
+            fields[group][name] = value
     try:
-        if get("train.reg") is not None or get("train.alpha") is not None:
-            penalty = Penalty.elastic_net(get("train.reg", 0.0), get("train.alpha", 0.0))
-        else:
-            penalty = Penalty(l2=get("train.l2", 0.0), l1=get("train.l1", 0.0))
-        defaults = SolverOptions()
-        options = SolverOptions(
-            max_iter=get("train.max_iter", defaults.max_iter),
-            tol=get("train.tol", defaults.tol),
-            ftol=get("train.ftol", defaults.ftol),
-            history_size=get("train.history_size", defaults.history_size),
+        penalty = (
+            _built(Penalty.elastic_net, "train.reg", get("train.reg", 0.0), get("train.alpha", 0.0))
+            if elastic
+            else _built(Penalty, "penalty", **fields["penalty"])
         )
-        if get("cluster.in_process"):
-            cluster = None
-        else:
-            cluster = ClusterSpec(
-                scheduler=get("cluster.scheduler"),
-                n_workers=get("cluster.workers", 2),
-                threads_per_worker=get("cluster.threads_per_worker", 1),
-                memory_limit=get("cluster.memory_limit"),
-                stall_timeout_s=get("cluster.stall_timeout", STALL_TIMEOUT_S),
-                connect_timeout_s=get("cluster.connect_timeout", CONNECT_TIMEOUT_S),
-                tls_ca_file=get("cluster.tls_ca_file"),
-                tls_cert=get("cluster.tls_cert"),
-                tls_key=get("cluster.tls_key"),
-            )
-        return TrainConfig(
-            data=values["data.url"],
-            label=values["data.label"],
-            out=get("output.dir"),
-            features=get("data.features"),
-            weight=get("data.weight"),
-            class_weight=get("train.class_weight"),
-            solver=get("train.solver", "auto"),
-            options=options,
-            penalty=penalty,
-            standardize=get("train.standardize", True),
-            init=get("train.init"),
-            cluster=cluster,
-            cache=get("cache.mode", "auto"),
-            memory_fraction=get("cache.memory_fraction", MEMORY_FRACTION),
-            overwrite=get("output.overwrite", False),
-            name=get("name"),
-            checkpoint_every=get("output.checkpoint_every", 1),
-            generate=get("data.generate"),
-            validation_fraction=get("data.validation_fraction", 0.0),
-            validation_key=get("data.validation_key"),
-            early_stopping=get("train.early_stopping", 0),
-            output_root=get("output.root"),
+        cluster = None if get("cluster.in_process") else _built(ClusterSpec, "cluster", **fields["cluster"])
+        options = _built(SolverOptions, "options", **fields["options"])
+        return _built(TrainConfig, "", **fields[""], options=options, penalty=penalty, cluster=cluster)
+    except _FieldError as error:
+        refused = error.error
+        if error.key is None:
+            raise (refused if where.command_line else fail(str(refused))) from None
+        message, name = str(refused), refused.column or ""
+        shown = (
+            show(error.key) + message[len(name) :]
+            if name and message.startswith(name)
+            else f"{show(error.key)}: {message}"
         )
-    except JobFileError:
-        raise
+        raise fail(_quoted_fields(shown, error.group, show), error.key) from None
+
+
+class _FieldError(Exception):
+    """A configuration object refused a value: the key that set it (None if
+    unknown), the object's group of fields and the error."""
+
+    def __init__(self, key: str | None, group: str, error: ConfigError) -> None:
+        super().__init__(str(error))
+        self.key, self.group, self.error = key, group, error
+
+
+def _quoted_fields(message: str, group: str, show) -> str:
+    """The other fields a message quotes as `name`, shown as their option or key."""
+
+    def shown(match: re.Match) -> str:
+        field = f"{group}.{match.group(1)}" if group else match.group(1)
+        return show(KEY_OF_FIELD[field]) if field in KEY_OF_FIELD else match.group(0)
+
+    return re.sub(r"`(\w+)`", shown, message)
+
+
+def _built(make, group: str, *args, **kwargs):
+    """``make(*args, **kwargs)``; a :class:`ConfigError` naming a field
+    (``column``) becomes a :class:`_FieldError` naming the field's key."""
+    try:
+        return make(*args, **kwargs)
     except ConfigError as exc:
-        if where.command_line:
-            raise
-        raise JobFileError(f"{source}: {exc}", path=source) from None
+        key: str | None
+        if group == "train.reg":  # the elastic net's own rules (alpha in [0, 1], ...)
+            key = "train.alpha" if exc.column == "alpha" else "train.reg"
+        elif exc.column:
+            key = KEY_OF_FIELD.get(f"{group}.{exc.column}" if group else exc.column)
+        else:
+            key = None
+        raise _FieldError(key, group, exc) from None
 
 
 def config_to_mapping(config: TrainConfig) -> dict[str, Any]:
-    """The flat keys that :func:`config_from_mapping` turns back into ``config``."""
-    options, penalty, cluster = config.options, config.penalty, config.cluster
-    mapping: dict[str, Any] = {
-        "name": config.name,
-        "data.url": config.data,
-        "data.label": config.label,
-        "data.features": None if config.features is None else list(config.features),
-        "data.weight": config.weight,
-        "data.generate": None if config.generate is None else dict(config.generate),
-        "data.validation_fraction": config.validation_fraction or None,
-        "data.validation_key": config.validation_key,
-        "train.solver": config.solver,
-        "train.max_iter": options.max_iter,
-        "train.tol": options.tol,
-        "train.ftol": options.ftol,
-        "train.history_size": options.history_size,
-        "train.l2": penalty.l2,
-        "train.l1": penalty.l1,
-        "train.standardize": config.standardize,
-        "train.class_weight": (
-            None
-            if config.class_weight is None
-            else config.class_weight
-            if isinstance(config.class_weight, str)
-            else list(config.class_weight)
-        ),
-        "train.init": config.init,
-        "train.early_stopping": config.early_stopping or None,
-        "cache.mode": config.cache,
-        "cache.memory_fraction": config.memory_fraction,
-        "output.dir": config.out,
-        "output.root": config.output_root,
-        "output.overwrite": config.overwrite,
-        "output.checkpoint_every": config.checkpoint_every,
-    }
-    if cluster is None:
+    """The flat keys that :func:`config_from_mapping` turns back into ``config``
+    (the fields of :data:`KEYS`; None values left out)."""
+    mapping: dict[str, Any] = {}
+    for key, spec in KEYS.items():
+        if spec.field is None:
+            continue
+        group, _, name = spec.field.rpartition(".")
+        owner = getattr(config, group) if group else config
+        if owner is None:  # in-process: no cluster settings
+            continue
+        if group == "cluster" and config.cluster is not None and config.cluster.scheduler:
+            if name in _EMBEDDED_CLUSTER_FIELDS:
+                continue
+        value = getattr(owner, name)
+        if isinstance(value, tuple):
+            value = list(value)
+        elif isinstance(value, dict):
+            value = dict(value)
+        mapping[key] = value
+    if config.cluster is None:
         mapping["cluster.in_process"] = True
-    elif cluster.scheduler:
-        mapping["cluster.scheduler"] = cluster.scheduler
-        mapping["cluster.tls_ca_file"] = cluster.tls_ca_file
-        mapping["cluster.tls_cert"] = cluster.tls_cert
-        mapping["cluster.tls_key"] = cluster.tls_key
-    else:
-        mapping["cluster.workers"] = cluster.n_workers
-        mapping["cluster.threads_per_worker"] = cluster.threads_per_worker
-        mapping["cluster.memory_limit"] = cluster.memory_limit
-    if cluster is not None and cluster.stall_timeout_s != STALL_TIMEOUT_S:
-        mapping["cluster.stall_timeout"] = cluster.stall_timeout_s
-    if cluster is not None and cluster.connect_timeout_s != CONNECT_TIMEOUT_S:
-        mapping["cluster.connect_timeout"] = cluster.connect_timeout_s
     return {key: value for key, value in mapping.items() if value is not None}
 
 
 def to_toml(mapping: Mapping[str, Any]) -> str:
     """A job file for flat ``mapping`` (the subset of TOML that job files use)."""
-    import json
 
     def literal(value) -> str:
         if isinstance(value, bool):

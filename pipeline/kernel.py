@@ -8,7 +8,8 @@ and ``coef = [w_0 .. w_{d-1}, b]`` (intercept last):
   space without the data ever being rewritten;
 * ``margin_i = x~_i . w + b`` evaluated in an order fixed by ``d`` alone
   (:func:`margins`), so a row's margin never depends on the chunk it sits in;
-* ``proba_i = 1 / (1 + exp(-margin_i))``;
+* ``proba_i = 1 / (1 + exp(-margin_i))`` (:func:`sigmoid`, the one place
+  the pipeline computes it);
 * ``loss_i = logaddexp(0, margin_i) - y_i * margin_i`` (the stable form of
   ``-[y log h + (1-y) log(1-h)]``);
 * ``residual_i = proba_i - y_i``; the sample weight ``s_i`` is the weight
@@ -25,34 +26,75 @@ column per feature), ``s_i residual_i`` (intercept), ``s_i loss_i`` and
 
 Nothing is divided here: the coordinator divides once, after the reduction
 (see :mod:`pipeline.objective`).
+
+numpy picks its exp/log kernels by CPU, so the bits of ``sigmoid`` and
+``logaddexp`` depend on the machine: :func:`numpy_cpu_features` and
+:func:`numpy_cpu_dispatch` say what numpy found here (the compiled kernel
+and the workers' fingerprint, :mod:`pipeline.probe`, read them).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from .exact import BLOCK_ROWS, ExactSums
+
+try:  # numpy >= 2
+    import numpy._core._multiarray_umath as _numpy_umath
+except ImportError:  # numpy 1.x
+    import numpy.core._multiarray_umath as _numpy_umath
 
 __all__ = [
     "WARM_UP_PARTS",
     "KernelSpec",
     "Partials",
     "Stats",
+    "WarmUpPart",
     "chunk_partials",
     "chunk_stats",
     "exact_square",
     "margins",
     "merge_partials",
+    "numpy_cpu_dispatch",
+    "numpy_cpu_features",
+    "sigmoid",
     "triangle_size",
     "unpack_triangle",
 ]
 
 _VELTKAMP = 134217729.0  # 2**27 + 1
-#: The parts of :func:`pipeline.fused.warm_up` (the kernels of the statistics
-#: pass, and of the loss and Hessian passes), which workers can compile at once.
-WARM_UP_PARTS = ("statistics", "passes")
+#: A part of :func:`pipeline.fused.warm_up`: the kernels of the statistics
+#: pass, or those of the loss and Hessian passes.
+WarmUpPart = Literal["statistics", "passes"]
+#: The parts of :func:`pipeline.fused.warm_up`, which workers can compile at once.
+WARM_UP_PARTS: tuple[WarmUpPart, ...] = ("statistics", "passes")
+
+
+def numpy_cpu_features() -> dict[str, bool] | None:
+    """The CPU features numpy detected here (``{"AVX512F": True, ...}``), or
+    None where this numpy does not say."""
+    features = getattr(_numpy_umath, "__cpu_features__", None)
+    return None if features is None else dict(features)
+
+
+def numpy_cpu_dispatch() -> list[str]:
+    """numpy's SIMD dispatch targets that are enabled here (they pick code
+    paths, among them the exp/log kernels), sorted."""
+    features = _numpy_umath.__cpu_features__
+    return sorted(name for name in _numpy_umath.__cpu_dispatch__ if features.get(name))
+
+
+def sigmoid(margin: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-margin))``, elementwise: the probability of label 1.
+
+    A margin below about -709 overflows ``exp(-margin)`` to inf, which gives
+    probability 0, as it should (the warning is silenced).
+    """
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-margin))
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,7 +141,7 @@ class Partials:
     def merge(self, other: Partials) -> Partials:
         if (self.hessian is None) != (other.hessian is None):
             raise ValueError("cannot merge partials with and without Hessian sums")
-        hessian = None if self.hessian is None else self.hessian.merge(other.hessian)
+        hessian = None if self.hessian is None or other.hessian is None else self.hessian.merge(other.hessian)
         return Partials(self.sums.merge(other.sums), self.n_samples + other.n_samples, hessian)
 
     def finalize(self) -> tuple[float, np.ndarray, float]:
@@ -109,6 +151,8 @@ class Partials:
 
     def hessian_sum(self) -> np.ndarray:
         """The full symmetric Hessian sum, not yet divided."""
+        if self.hessian is None:
+            raise ValueError("these partials have no Hessian sums (KernelSpec.hessian was False)")
         n_coef = self.sums.n_cols - 2
         return unpack_triangle(self.hessian.finalize(), n_coef)
 
@@ -222,8 +266,7 @@ def chunk_partials(
         if spec.center is not None:
             Xb = (Xb - spec.center) / spec.scale
         margin = margins(Xb, coef)
-        with np.errstate(over="ignore"):  # exp(-z) -> inf gives proba 0, as it should
-            proba = 1.0 / (1.0 + np.exp(-margin))
+        proba = sigmoid(margin)
         residual = proba - yb
         loss = np.logaddexp(0.0, margin) - yb * margin
         sb = None if s is None else s[start:stop]

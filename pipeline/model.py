@@ -15,10 +15,10 @@ import numpy as np
 
 from .atomic import write_atomic
 from .errors import ModelFileError, OutputError
+from .kernel import sigmoid
+from .outputs import MODEL_FILE
 
-__all__ = ["Model", "coef_digest", "MODEL_FILE"]
-
-MODEL_FILE = "model.json"
+__all__ = ["Model", "coef_digest"]
 FORMAT_VERSION = 1
 
 
@@ -74,8 +74,7 @@ class Model:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probability of label 1 for each row of ``X``."""
-        with np.errstate(over="ignore"):
-            return 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        return sigmoid(self.decision_function(X))
 
     def to_json(self) -> str:
         # json writes floats with repr(), which round-trips float64 exactly.

@@ -28,7 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import ConfigError, EmptyDatasetError, WeightValueError
+from .errors import EmptyDatasetError, WeightValueError, invalid
 from .kernel import KernelSpec, Partials, Stats
 
 __all__ = [
@@ -67,13 +67,13 @@ class Penalty:
         for name in ("l2", "l1"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"penalty {name} must be a finite number >= 0, got {value}")
+                raise invalid(name, "a finite number >= 0", value)
 
     @classmethod
     def elastic_net(cls, strength: float, alpha: float) -> Penalty:
         """``strength * [(1-alpha)/2 ||w||^2 + alpha ||w||_1]``."""
         if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+            raise invalid("alpha", "in [0, 1]", alpha)
         return cls(l2=strength * (1.0 - alpha), l1=strength * alpha)
 
 

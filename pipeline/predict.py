@@ -16,7 +16,6 @@ exact fractions), so the results are the same bits for any partitioning.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -30,16 +29,16 @@ import pyarrow.parquet as pq
 
 from .atomic import write_atomic
 from .config import check_output_root, output_roots
-from .data import ChunkSpec, Dataset, Split, _unreadable, open_dataset
-from .errors import ColumnNotFoundError, ConfigError, OutputError
+from .data import ChunkSpec, Dataset, Split, SplitPart, open_dataset, unreadable_error
+from .errors import ColumnNotFoundError, ConfigError, JobError, OutputError
 from .exact import ExactSums
+from .kernel import sigmoid
 from .model import Model
+from .outputs import MODEL_FILE, OutputDir
+from .reduce import gather
 
-__all__ = ["CALIBRATION_BINS", "METRICS_FILE", "evaluate", "metrics_from_tables", "predict", "split_of"]
+__all__ = ["CALIBRATION_BINS", "evaluate", "metrics_from_tables", "predict", "split_of"]
 
-#: Where ``pipeline evaluate`` (and a training run with a validation split)
-#: writes the metrics, in the model's directory.
-METRICS_FILE = "metrics.json"
 PROBA_COLUMN = "proba"
 PREDICTION_COLUMN = "prediction"
 #: Equal-width probability bins of the calibration table.
@@ -52,11 +51,6 @@ def _margin(model: Model, X: np.ndarray) -> np.ndarray:
     return margins_fast(X, np.append(model.coef_array, model.intercept))
 
 
-def _proba_of(margin: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-margin))
-
-
 # --------------------------------------------------------------------------- prediction
 
 
@@ -65,7 +59,7 @@ def predict_chunk(
 ) -> int:
     """Score one row group; write ``directory/part-INDEX.parquet``; return its rows."""
     data = reader(chunk)
-    proba = _proba_of(_margin(model, data.X))
+    proba = sigmoid(_margin(model, data.X))
     table = pa.table({PROBA_COLUMN: pa.array(proba), PREDICTION_COLUMN: pa.array((proba >= threshold).astype(np.int8))})
     if columns:  # the pass-through columns first, then the scores
         try:
@@ -73,7 +67,7 @@ def predict_chunk(
                 chunk.row_group, columns=list(columns)
             )
         except (pa.ArrowException, OSError) as exc:
-            raise _unreadable(chunk, exc) from None
+            raise unreadable_error(chunk, exc) from None
         table = pa.Table.from_arrays(passed.columns + table.columns, names=passed.column_names + table.column_names)
     target = Path(directory) / f"part-{index:05d}.parquet"
     sink = pa.BufferOutputStream()
@@ -120,8 +114,6 @@ def predict(
                 for chunk, index in args
             ]
         else:
-            from .reduce import gather
-
             futures = [
                 client.submit(
                     predict_chunk, reader, chunk, index, model, tuple(columns), threshold, str(staging), pure=False
@@ -162,7 +154,7 @@ def evaluate_chunk(reader, chunk: ChunkSpec, model: Model, threshold: float) -> 
         keep = data.weights > 0
         X, y = X[keep], y[keep]
     margin = _margin(model, X)  # once: the probabilities and the losses both come from it
-    proba = _proba_of(margin)
+    proba = sigmoid(margin)
     # stable per-row log-loss log(1 + e^z) - y z, summed exactly later
     losses = np.logaddexp(0.0, margin) - y * margin
     values, inverse = np.unique(proba, return_inverse=True)
@@ -303,15 +295,13 @@ def evaluate(
     if client is None:
         states = [evaluate_chunk(reader, chunk, model, threshold) for chunk in dataset.chunks]
     else:
-        from .reduce import gather
-
         futures = [
             client.submit(evaluate_chunk, reader, chunk, model, threshold, pure=False) for chunk in dataset.chunks
         ]
         states = gather(client, futures)
     metrics = metrics_from_tables(merge_tables(states), threshold)
     metrics.update(
-        model=str(Path(model_dir) / "model.json"),
+        model=str(Path(model_dir) / MODEL_FILE),
         data=dataset.url,
         model_digest=model.digest,
         rows="all" if split is None else {"part": split.part, "fraction": split.fraction, "key": split.key},
@@ -319,23 +309,26 @@ def evaluate(
     return metrics
 
 
-def split_of(model_dir: str | os.PathLike, part: str) -> Split:
+def split_of(model_dir: str | os.PathLike, part: SplitPart) -> Split:
     """The train/validation split ``model_dir``'s model was trained with (from its
     ``job.json``), seen from ``part`` ("train" or "validation")."""
-    from .jobs import JOB_FILE
-
     if part not in ("train", "validation"):
         raise ConfigError(f"a split part is 'train' or 'validation', got {part!r}")
-    path = Path(model_dir) / JOB_FILE
+    outputs = OutputDir(model_dir)
+    path = outputs.job
     try:
-        mapping = json.loads(path.read_text())["config"]
-        fraction, key = mapping.get("data.validation_fraction"), mapping.get("data.validation_key")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        document = outputs.read_job()
+        if document is None:
+            raise FileNotFoundError(f"no {path.name}")
+        if document.config is None:
+            raise ValueError("it holds no configuration")
+    except (JobError, OSError, ValueError) as exc:
         raise ConfigError(
             f"{path} cannot be read for the training configuration ({exc}); "
             "evaluating a split needs the training run's job.json",
             path=str(path),
         ) from None
+    fraction, key = document.config.get("data.validation_fraction"), document.config.get("data.validation_key")
     if not fraction:
         raise ConfigError(
             f"the model in {model_dir} was trained without a validation split "
@@ -349,7 +342,3 @@ def split_of(model_dir: str | os.PathLike, part: str) -> Split:
             path=str(path),
         )
     return Split(fraction, key, part)
-
-
-def write_metrics(path: str | os.PathLike, metrics: dict) -> None:
-    write_atomic(path, (json.dumps(metrics, indent=2) + "\n").encode())

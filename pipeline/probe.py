@@ -14,11 +14,12 @@ from __future__ import annotations
 import hashlib
 import platform
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import numpy as np
 
 from .fused import AVAILABLE as FUSED_AVAILABLE
-from .kernel import KernelSpec, chunk_partials
+from .kernel import KernelSpec, chunk_partials, numpy_cpu_dispatch
 
 __all__ = ["kernel_fingerprint"]
 
@@ -32,16 +33,7 @@ def _version(name: str) -> str | None:
         return None
 
 
-def _cpu_dispatch() -> list[str]:
-    """numpy's SIMD dispatch targets that are enabled here (they pick code paths)."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-    except ImportError:  # numpy < 2
-        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-    return sorted(name for name in __cpu_dispatch__ if __cpu_features__.get(name))
-
-
-def kernel_fingerprint() -> dict:
+def kernel_fingerprint() -> dict[str, Any]:
     """``{"digest": ..., ...}`` for this process; equal digests give equal bits."""
     rng = np.random.default_rng(20261128)
     X = np.asfortranarray(rng.standard_normal((_PROBE_ROWS, _PROBE_FEATURES)) * 4.0 + 0.5)
@@ -66,7 +58,7 @@ def kernel_fingerprint() -> dict:
         "numba": _version("numba"),
         "pipeline": _version("pipeline"),
         "python": platform.python_version(),
-        "cpu_dispatch": _cpu_dispatch(),
+        "cpu_dispatch": numpy_cpu_dispatch(),
     }
     digest.update(repr(sorted(facts.items())).encode())
     # which compiled loss pass runs (one sweep or split) is reported, not hashed

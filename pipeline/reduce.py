@@ -1,27 +1,37 @@
 """Evaluating partial sums over a dataset, in-process or on a Dask cluster.
 
-This is the only module that talks to the cluster.  Every evaluator applies the
+This is the only module that runs passes on the cluster (where to run, and
+the connection, are :mod:`pipeline.cluster`'s).  Every evaluator applies the
 same kernel (:func:`pipeline.fused.chunk_partials_fast`: the compiled kernel
 where numba is usable, else :func:`pipeline.kernel.chunk_partials`, with equal
 results) to the same chunks; since
 the partial sums are exact and merge in any order, they return identical
 :class:`~pipeline.kernel.Partials` however the rows are chunked and however
 many workers run them.
+
+Policy apart from machinery: every decision a pass makes (where its tasks go,
+which blocks a task gets, when the units are planned again, when a pass has
+stalled, which workers to probe and whether their fingerprints agree) is a
+small pure function of plain data (:func:`plan_tasks`, :func:`unheld_blocks`,
+:func:`task_blocks`, :func:`plan_unit_tasks`, :func:`needs_replan`,
+:func:`stall_verdict`, :func:`unseen_workers`, :func:`fingerprint_conflict`,
+...); the evaluators, the watchdog and :class:`WorkerCheck` only gather the
+facts from the cluster and act on the answer.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
+import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
+from .cluster import STALL_TIMEOUT_S
 from .data import Chunk, Dataset, placed_on, spread
 from .errors import ClusterError
-from .kernel import WARM_UP_PARTS, KernelSpec, Partials, Stats, merge_partials
+from .kernel import WARM_UP_PARTS, KernelSpec, Partials, Stats, WarmUpPart, merge_partials
 from .stream import (
     BATCH_BYTES,
     UNIT_BYTES,
@@ -38,34 +48,35 @@ from .stream import (
 )
 
 __all__ = [
-    "ClusterSpec",
     "DaskEvaluator",
     "InProcessEvaluator",
-    "REDUCE_FAN_IN",
     "StreamingEvaluator",
     "WorkerCheck",
-    "cluster_memory",
-    "connect",
+    "fingerprint_conflict",
     "gather",
+    "holders_in_order",
+    "in_key_order",
+    "needs_replan",
     "plan_tasks",
+    "plan_unit_tasks",
+    "stall_message",
+    "stall_verdict",
+    "task_blocks",
+    "unheld_blocks",
+    "unit_size",
+    "unseen_workers",
     "wait_for",
     "warm_up",
+    "warm_up_placement",
 ]
 
-#: Partial states merged per task of the reduction tree.
-REDUCE_FAN_IN = 8
-#: Seconds to wait for a scheduler to answer.
-CONNECT_TIMEOUT_S = 10.0
-#: Seconds to wait for the first worker of a remote cluster.
-WORKER_WAIT_S = 120
-#: Seconds a pass may make no progress (no worker left, or every worker
-#: paused) before it fails with a :class:`ClusterError`.
-STALL_TIMEOUT_S = 60.0
 #: Streaming passes plan at least this many units per worker thread (when
 #: there are enough row groups), so work can move to workers that join.
 UNITS_PER_THREAD = 2
 #: Seconds between checks of the cluster while a pass runs.
 WATCH_POLL_S = 1.0
+#: The worker status (``distributed.core.Status`` name) of a worker that runs tasks.
+RUNNING = "running"
 
 
 class InProcessEvaluator:
@@ -90,37 +101,42 @@ class InProcessEvaluator:
 
 
 class DaskEvaluator:
-    """Kernels over Dask arrays whose blocks are the chunks.
+    """Kernels over chunks kept in the workers' memory (the ``memory`` cache
+    mode): decoded from a dataset (:meth:`from_dataset`, the CLI and jobs) or
+    the blocks of persisted Dask arrays (the constructor, the scikit-learn
+    estimator :class:`pipeline.estimator.LogisticRegression`).
 
-    Persisted (``persist=True``, the ``memory`` cache mode), a pass is one
-    task per worker thread: the blocks are grouped by the worker that holds
-    them (one scheduler query per pass), each group is summed by one task
-    pinned to that worker (allowed elsewhere, e.g. after a failure, when the
-    blocks are recomputed from their lineage), and the few partial states are
-    merged here.  Per-pass Dask cost is then a handful of tasks, not one per
-    chunk plus a reduction tree.  Not persisted, each block is a task of a
-    graph that reads its chunk, tree-reduced ``REDUCE_FAN_IN`` states at a time.
+    A pass is one task per worker thread: the blocks are grouped by the worker
+    that holds them (one scheduler query per pass, :func:`plan_tasks`), each
+    group is summed by one task pinned to that worker (allowed elsewhere, e.g.
+    after a failure, when the blocks are recomputed from their lineage), and
+    the few partial states are merged here.  Per-pass Dask cost is then a
+    handful of tasks, not one per chunk plus a reduction tree.
 
     Tasks are pure: keyed by a hash of the coef, the kernel options and the
     blocks, so a recomputed task can never be counted twice.
     """
 
-    def __init__(self, client, data: Chunk, persist: bool = True, stall_timeout_s: float = STALL_TIMEOUT_S) -> None:
-        X, y, weights = data
-        arrays = [X, y] if weights is None else [X, y, weights]
-        if persist:
-            arrays = client.persist(arrays)
-        self._setup(client, X.shape[1], X.chunks[0], "arrays", persist, stall_timeout_s)
-        self.arrays = arrays
+    #: the worker each chunk is read on (:meth:`from_dataset`)
+    _placement: list[str | None]
+    #: the futures of the blocks, one list per array (X, y[, weights]), in block order
+    _ordered: list[list]
 
-    def _setup(self, client, n_features: int, rows, layout: str, persisted: bool, stall_timeout_s: float) -> None:
+    def __init__(self, client, data: Chunk, stall_timeout_s: float = STALL_TIMEOUT_S) -> None:
+        """``data``: Dask arrays ``X, y[, weights]`` with the same row chunks,
+        persisted here (passes that re-read the data: :class:`StreamingEvaluator`)."""
+        X: Any = data.X  # a Dask array (Chunk's fields are typed for numpy)
+        y, weights = data.y, data.weights
+        self.arrays = client.persist([X, y] if weights is None else [X, y, weights])
+        self._setup(client, X.shape[1], X.chunks[0], "arrays", stall_timeout_s)
+
+    def _setup(self, client, n_features: int, rows, layout: str, stall_timeout_s: float) -> None:
         self.client = client
         self.n_features = n_features
         self.rows = tuple(rows)
         #: ``"arrays"``: per-pass tasks get the blocks of X, y[, weights];
         #: ``"chunks"``: they get whole chunks (X, y, weights) [, weights]
         self.layout = layout
-        self.persisted = persisted
         self.stall_timeout_s = stall_timeout_s
         self.workers_check = WorkerCheck()
 
@@ -138,7 +154,7 @@ class DaskEvaluator:
         """
         evaluator = cls.__new__(cls)
         rows = [chunk.n_rows for chunk in dataset.chunks]
-        evaluator._setup(client, dataset.n_features, rows, "chunks", True, stall_timeout_s)
+        evaluator._setup(client, dataset.n_features, rows, "chunks", stall_timeout_s)
         evaluator.arrays = None
         evaluator._placement = spread(rows, workers)
         reader = dataset.reader
@@ -178,35 +194,10 @@ class DaskEvaluator:
 
     def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
         coef = np.array(coef, dtype=np.float64)
-        empty = Partials.zeros(self.n_features + 1, spec.hessian)
-        if self.persisted:
-            return self._per_worker(empty, loss_kernel, coef, spec)
-        self.workers_check.check(self.client)
-        import dask
-
-        coef_key = dask.delayed(coef, pure=True)
-        spec_key = dask.delayed(spec, pure=True)
-        level = [
-            dask.delayed(chunk_partials_fast, pure=True)(X, y, coef_key, weights, spec_key)
-            for X, y, weights in self._blocks()
-        ]
-        return _tree_reduce(self.client, level, empty, self.stall_timeout_s)
+        return self._per_worker(Partials.zeros(self.n_features + 1, spec.hessian), loss_kernel, coef, spec)
 
     def stats(self) -> Stats:
-        empty = Stats.zeros(self.n_features)
-        if self.persisted:
-            return self._per_worker(empty, stats_kernel)
-        self.workers_check.check(self.client)
-        import dask
-
-        level = [dask.delayed(chunk_stats_fast, pure=True)(X, y, weights) for X, y, weights in self._blocks()]
-        return _tree_reduce(self.client, level, empty, self.stall_timeout_s)
-
-    def _blocks(self):
-        blocks = [array.to_delayed().ravel() for array in self.arrays]
-        if len(blocks) == 2:
-            blocks.append([None] * len(blocks[0]))
-        return list(zip(*blocks))
+        return self._per_worker(Stats.zeros(self.n_features), stats_kernel)
 
     def _futures(self) -> list[list]:
         """Per array, its blocks' futures in block order."""
@@ -214,33 +205,58 @@ class DaskEvaluator:
             from dask.core import flatten
             from distributed import futures_of
 
-            self._ordered = []
-            for array in self.arrays:
-                by_key = {future.key: future for future in futures_of(array)}
-                self._ordered.append([by_key[key] for key in flatten(array.__dask_keys__())])
+            self._ordered = [in_key_order(futures_of(array), flatten(array.__dask_keys__())) for array in self.arrays]
         return self._ordered
 
     def _per_worker(self, empty, kernel, *args):
+        """One pass: gather who holds each block and the workers' threads, plan
+        the tasks (:func:`plan_tasks`), run them, merge their states here."""
         columns = self._futures()
         keys = [future.key for future in columns[0]]
-        holders = self.client.who_has(columns[0])
-        if not all(holders.get(key) for key in keys):
+        holders = holders_in_order(self.client.who_has(columns[0]), keys)
+        if unheld_blocks(holders):
             # still being computed (the first pass after persist) or lost with
             # a worker: wait until every block is held, so tasks go where the
             # blocks are rather than copying them (and keeping both copies)
             wait_for(self.client, [future for column in columns for future in column], self.stall_timeout_s)
-            holders = self.client.who_has(columns[0])
+            holders = holders_in_order(self.client.who_has(columns[0]), keys)
         threads = self.client.nthreads()
         self.workers_check.check(self.client, threads)
-        tasks = []
-        for worker, part in plan_tasks([holders.get(key, ()) for key in keys], self.rows, threads):
-            blocks = [column[i] for column in columns for i in part]
-            tasks.append(
-                self.client.submit(
-                    sum_blocks, kernel, args, self.layout, len(part), *blocks, pure=True, **placed_on(worker)
-                )
+        tasks = [
+            self.client.submit(
+                sum_blocks,
+                kernel,
+                args,
+                self.layout,
+                len(part),
+                *task_blocks(columns, part),
+                pure=True,
+                **placed_on(worker),
             )
+            for worker, part in plan_tasks(holders, self.rows, threads)
+        ]
         return merge_partials(empty, *gather(self.client, tasks, self.stall_timeout_s))
+
+
+def in_key_order(futures: Iterable, keys: Iterable) -> list:
+    """Policy only: ``futures`` (anything with a ``key``) in the order of ``keys``
+    (a persisted array's block keys): its blocks' futures in block order."""
+    by_key = {future.key: future for future in futures}
+    return [by_key[key] for key in keys]
+
+
+def holders_in_order(who_has: dict, keys: Sequence) -> list[list[str]]:
+    """Policy only: the workers holding each block, in block order, from the
+    scheduler's ``who_has`` (key -> addresses; a key missing or with no
+    address: the block is held by nobody, ``[]``)."""
+    return [list(who_has.get(key) or ()) for key in keys]
+
+
+def unheld_blocks(holders: Sequence[Sequence[str]]) -> list[int]:
+    """Policy only: the indices of the blocks no worker holds (still being
+    computed, or lost with a worker).  While there are any, a pass waits for
+    the blocks before planning its tasks, so they run where the blocks are."""
+    return [index for index, where in enumerate(holders) if not where]
 
 
 def plan_tasks(
@@ -279,36 +295,62 @@ def plan_tasks(
     ]
 
 
-def warm_up(client, workers: Sequence[str], n_features: int, **kinds) -> list:
+def task_blocks(columns: Sequence[Sequence], part: Sequence[int]) -> list:
+    """Policy only: what a pass task over the blocks ``part`` gets, column by
+    column (all its X blocks, then its y blocks, ...; or its chunks, then
+    their weights): the order :func:`sum_blocks` reads them in."""
+    return [column[index] for column in columns for index in part]
+
+
+def warm_up_placement(parts: Sequence[str], workers: Sequence[str]) -> list[tuple[str, str]]:
+    """Policy only: ``(part, worker)`` for each warm-up part, one part per
+    worker in turn (all on one worker when there is one); none without workers."""
+    if not workers:
+        return []
+    return [(part, workers[index % len(workers)]) for index, part in enumerate(parts)]
+
+
+def warm_up(
+    client,
+    workers: Sequence[str],
+    n_features: int,
+    *,
+    standardize: bool,
+    weighted: bool,
+    class_weighted: bool,
+    hessian: bool,
+) -> list:
     """Compile the fit's kernels on the workers before any data is read:
-    :func:`pipeline.fused.warm_up`'s parts spread over ``workers`` (one each,
-    all on one worker when there is one), submitted ahead of the reads so each
+    :func:`pipeline.fused.warm_up`'s parts spread over ``workers``
+    (:func:`warm_up_placement`), submitted ahead of the reads so each
     worker runs its part first.  On a fresh installation the parts compile at
     the same time on different workers (each worker then loads the other part
     from numba's cache); otherwise they only load the cache, which the first
-    pass would do anyway.  ``kinds``: ``standardize``, ``weighted``,
-    ``class_weighted``, ``hessian``.  Keep the returned futures until the
+    pass would do anyway.  Keep the returned futures until the
     first pass (a released future is cancelled).
     """
-    if not workers:
-        return []
+    kinds = dict(standardize=standardize, weighted=weighted, class_weighted=class_weighted, hessian=hessian)
     return [
-        client.submit(_warm_up, part, n_features, **kinds, pure=False, **placed_on(workers[index % len(workers)]))
-        for index, part in enumerate(WARM_UP_PARTS)
+        client.submit(_warm_up, part, n_features, **kinds, pure=False, **placed_on(worker))
+        for part, worker in warm_up_placement(WARM_UP_PARTS, workers)
     ]
 
 
-def _warm_up(part: str, n_features: int, **kinds) -> None:
+def _warm_up(
+    part: WarmUpPart, n_features: int, *, standardize: bool, weighted: bool, class_weighted: bool, hessian: bool
+) -> None:
     from .fused import warm_up as compile_part  # numba: on the worker only
 
-    compile_part(part, n_features, **kinds)
+    compile_part(
+        part, n_features, standardize=standardize, weighted=weighted, class_weighted=class_weighted, hessian=hessian
+    )
 
 
 def sum_blocks(kernel, args: tuple, layout: str, n_blocks: int, *blocks):
     """Run on a worker: ``kernel`` over ``n_blocks`` chunks, merged into one
-    partial state.  The blocks come column by column: ``X…, y…[, weights…]``
-    (``layout="arrays"``) or ``chunk…[, weights…]`` (``"chunks"``, the
-    weights replacing the chunks' own)."""
+    partial state.  The blocks come column by column (:func:`task_blocks`):
+    ``X…, y…[, weights…]`` (``layout="arrays"``) or ``chunk…[, weights…]``
+    (``"chunks"``, the weights replacing the chunks' own)."""
     columns = [blocks[i : i + n_blocks] for i in range(0, len(blocks), n_blocks)]
     if layout == "chunks":
         chunks = (
@@ -341,9 +383,9 @@ def gather(client, futures: list, stall_timeout_s: float = STALL_TIMEOUT_S) -> l
     problem (their tasks run again elsewhere, with the same result, also when
     a result is lost after its task finished), but when no worker is left,
     every worker is paused (memory above the pause threshold) or the scheduler
-    does not answer, for ``stall_timeout_s`` seconds, the watchdog cancels the
-    futures and the pass fails with a :class:`ClusterError` that says what to
-    do.  Task errors are raised as they are.
+    does not answer, for ``stall_timeout_s`` seconds (:func:`stall_verdict`),
+    the watchdog cancels the futures and the pass fails with a
+    :class:`ClusterError` that says what to do.  Task errors are raised as they are.
 
     The futures are cancelled rather than the gather interrupted: an
     interrupted ``client.gather`` leaves distributed's own waiting tasks
@@ -354,8 +396,6 @@ def gather(client, futures: list, stall_timeout_s: float = STALL_TIMEOUT_S) -> l
 
 def _watched(client, futures: list, stall_timeout_s: float, action):
     """``action()`` while a watchdog thread cancels ``futures`` on a stall."""
-    import threading
-
     finished = threading.Event()
     stalled: list[str] = []
 
@@ -366,14 +406,10 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
                 workers = client.run_on_scheduler(_worker_states)
             except Exception:  # noqa: BLE001 - an unreachable scheduler is a stall too
                 workers = None
-            if workers and any(status == "running" for status, _ in workers.values()):
-                stalled_since = None
-                continue
-            now = time.monotonic()
-            stalled_since = stalled_since or now
-            if now - stalled_since >= stall_timeout_s:
-                stalled.append(stall_message(workers, stall_timeout_s))
-                client.cancel(futures, reason="pipeline-stalled", msg=stalled[0])
+            stalled_since, message = stall_verdict(workers, stalled_since, time.monotonic(), stall_timeout_s)
+            if message is not None:
+                stalled.append(message)
+                client.cancel(futures, reason="pipeline-stalled", msg=message)
                 return
 
     watchdog = threading.Thread(target=watch, name="pipeline-pass-watchdog", daemon=True)
@@ -390,6 +426,27 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
     if stalled:  # (distributed.wait returns once the futures are cancelled)
         raise ClusterError(stalled[0])
     return result
+
+
+def stall_verdict(
+    workers: dict | None, stalled_since: float | None, now: float, stall_timeout_s: float
+) -> tuple[float | None, str | None]:
+    """Policy only: one watchdog poll's decision, ``(stalled_since, message)``.
+
+    ``workers`` maps address -> (status, memory limit), None when the
+    scheduler did not answer; ``stalled_since`` is when the pass stopped
+    making progress (None: it was making progress), ``now`` the time of this
+    poll (same clock).  While some worker is running the pass makes
+    progress: ``(None, None)``.  Otherwise it is stalled since
+    ``stalled_since`` (or now); once that is ``stall_timeout_s`` ago the
+    message is :func:`stall_message`'s (the pass must fail), else None.
+    """
+    if workers and any(status == RUNNING for status, _ in workers.values()):
+        return None, None
+    since = now if stalled_since is None else stalled_since
+    if now - since >= stall_timeout_s:
+        return since, stall_message(workers, stall_timeout_s)
+    return since, None
 
 
 def stall_message(workers: dict | None, stall_timeout_s: float) -> str:
@@ -430,27 +487,45 @@ class WorkerCheck:
         return next(iter(self.fingerprints.values()), None)
 
     def check(self, client, addresses=None) -> None:
-        """Probe the workers not seen yet (all current ones by default)."""
-        addresses = sorted(client.nthreads() if addresses is None else addresses)
-        new = [address for address in addresses if address not in self.fingerprints]
+        """Probe the workers not seen yet (all current ones by default)
+        (:func:`unseen_workers`); raise :func:`fingerprint_conflict`'s error."""
+        new = unseen_workers(client.nthreads() if addresses is None else addresses, self.fingerprints)
         if not new:
             return
         found = client.run(_kernel_fingerprint, workers=new, on_error="ignore")
+        # a worker that failed to answer (lost meanwhile) is probed again when next seen
         self.fingerprints.update({a: f for a, f in found.items() if isinstance(f, dict)})
-        groups: dict[str, list[str]] = {}
-        for address, fingerprint in self.fingerprints.items():
-            groups.setdefault(fingerprint["digest"], []).append(address)
-        if len(groups) > 1:
-            described = "; ".join(
-                f"{', '.join(members)}: fingerprint {digest} ({_describe(self.fingerprints[members[0]])})"
-                for digest, members in groups.items()
-            )
-            raise ClusterError(
-                "workers compute different floating-point results, which would break "
-                f"the exactness guarantee; found {described}. Run every worker from the "
-                "same environment (image, library versions) on CPUs with the same numpy "
-                "SIMD targets, or keep the job to workers that agree"
-            )
+        conflict = fingerprint_conflict(self.fingerprints)
+        if conflict is not None:
+            raise ClusterError(conflict)
+
+
+def unseen_workers(addresses: Iterable[str], seen: Iterable[str]) -> list[str]:
+    """Policy only: the ``addresses`` (sorted) not in ``seen``, the workers whose
+    fingerprint must still be probed."""
+    seen = set(seen)
+    return [address for address in sorted(addresses) if address not in seen]
+
+
+def fingerprint_conflict(fingerprints: dict[str, dict]) -> str | None:
+    """Policy only: the error to raise when the workers' fingerprints
+    (address -> :func:`pipeline.probe.kernel_fingerprint`) do not all have the
+    same digest, naming each group of workers that agree; None when they do."""
+    groups: dict[str, list[str]] = {}
+    for address, fingerprint in fingerprints.items():
+        groups.setdefault(fingerprint["digest"], []).append(address)
+    if len(groups) <= 1:
+        return None
+    described = "; ".join(
+        f"{', '.join(members)}: fingerprint {digest} ({_describe(fingerprints[members[0]])})"
+        for digest, members in groups.items()
+    )
+    return (
+        "workers compute different floating-point results, which would break "
+        f"the exactness guarantee; found {described}. Run every worker from the "
+        "same environment (image, library versions) on CPUs with the same numpy "
+        "SIMD targets, or keep the job to workers that agree"
+    )
 
 
 def _kernel_fingerprint() -> dict:
@@ -470,6 +545,7 @@ def _describe(fingerprint: dict) -> str:
 
 
 def _worker_states(dask_scheduler=None) -> dict:
+    """Run on the scheduler: address -> (status name, memory limit) of each worker."""
     return {address: (worker.status.name, worker.memory_limit) for address, worker in dask_scheduler.workers.items()}
 
 
@@ -483,18 +559,38 @@ def _split(items: list, parts: int) -> list[list]:
     return [items[len(items) * k // parts : len(items) * (k + 1) // parts] for k in range(parts)]
 
 
-def _tree_reduce(client, level: list, empty, stall_timeout_s: float = STALL_TIMEOUT_S):
-    """Merge delayed partial states ``REDUCE_FAN_IN`` at a time; compute the root."""
-    import dask
+def unit_size(unit_bytes: int, total_bytes: int, n_threads: int) -> int:
+    """Policy only: the bytes per streaming unit, at most ``unit_bytes`` and
+    small enough for ``UNITS_PER_THREAD`` units per thread of ``n_threads``
+    over ``total_bytes`` of data (where the row groups allow), so work can
+    move when workers join or leave."""
+    return min(unit_bytes, max(1, total_bytes // (UNITS_PER_THREAD * max(1, n_threads))))
 
-    if not level:
-        return empty
-    while len(level) > 1:
-        level = [
-            dask.delayed(merge_partials, pure=True)(*level[i : i + REDUCE_FAN_IN])
-            for i in range(0, len(level), REDUCE_FAN_IN)
-        ]
-    return gather(client, [client.compute(level[0])], stall_timeout_s)[0]
+
+def plan_unit_tasks(units: Sequence, sizes: Sequence[int], threads: dict[str, int]) -> list[tuple[str | None, tuple]]:
+    """Policy only: one streaming pass's tasks, ``(worker or None, units)``.
+
+    The ``units`` (of ``sizes`` rows) are spread over ``threads``' workers
+    (sorted) in contiguous, row-balanced runs (:func:`pipeline.data.spread`),
+    each worker's run split into one task per thread; without workers each
+    unit is a task of its own, with no placement.
+    """
+    placement = spread(sizes, sorted(threads))
+    runs: dict[str | None, list] = {}
+    for unit, worker in zip(units, placement):
+        runs.setdefault(worker, []).append(unit)
+    return [
+        (worker, tuple(part))
+        for worker, members in runs.items()
+        for part in (_split(members, threads.get(worker, 1)) if worker else [[unit] for unit in members])
+    ]
+
+
+def needs_replan(placed: bool, threads: dict[str, int], planned_for: Sequence[str]) -> bool:
+    """Policy only: plan the units again before a pass when they are placed on
+    workers and the workers there now (``threads``; none: keep the plan until
+    some come back) are not the ones they were ``planned_for``."""
+    return bool(placed and threads and sorted(threads) != list(planned_for))
 
 
 class StreamingEvaluator:
@@ -506,7 +602,8 @@ class StreamingEvaluator:
     worker finds its own cache files again; per pass each worker thread gets
     one task that streams its run of units (pinned there, allowed elsewhere
     after a failure), and the states are merged here.  When workers join or
-    leave, the next pass spreads the units over the workers there then.  Without ``workers``
+    leave, the next pass spreads the units over the workers there then
+    (:func:`needs_replan`, :func:`plan_unit_tasks`).  Without ``workers``
     each unit is a task of its own.  With ``client=None`` the same work runs
     in this process, one unit after another.
     """
@@ -529,10 +626,8 @@ class StreamingEvaluator:
         self.cache = cache
         self.rows = batch_rows(self.reader, batch_bytes)
         threads = client.nthreads() if client is not None and workers else {worker: 1 for worker in workers or ()}
-        # at least UNITS_PER_THREAD units per thread where the row groups allow,
-        # so work can move when workers join or leave
-        total = dataset.n_samples * row_bytes(self.reader)
-        unit_bytes = min(unit_bytes, max(1, total // (UNITS_PER_THREAD * max(1, sum(threads.values())))))
+        total_bytes = dataset.n_samples * row_bytes(self.reader)
+        unit_bytes = unit_size(unit_bytes, total_bytes, sum(threads.values()))
         self.units = plan_units(dataset.chunks, row_bytes(self.reader), unit_bytes)
         self.placed = bool(workers)
         self._plan(threads)
@@ -540,16 +635,8 @@ class StreamingEvaluator:
     def _plan(self, threads: dict) -> None:
         """Spread the units over ``threads``' workers (sorted), one task per thread."""
         self.planned_for = sorted(threads)
-        placement = spread([sum(c.n_rows for c in unit) for unit in self.units], self.planned_for)
-        runs: dict[str | None, list] = {}
-        for unit, worker in zip(self.units, placement):
-            runs.setdefault(worker, []).append(unit)
         #: (worker or None, units) per pass task
-        self.tasks = [
-            (worker, tuple(part))
-            for worker, units in runs.items()
-            for part in (_split(units, threads.get(worker, 1)) if worker else [[u] for u in units])
-        ]
+        self.tasks = plan_unit_tasks(self.units, [sum(c.n_rows for c in unit) for unit in self.units], threads)
 
     def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
         coef = np.array(coef, dtype=np.float64)
@@ -565,96 +652,12 @@ class StreamingEvaluator:
             )
         threads = self.client.nthreads()
         self.workers_check.check(self.client, threads)
-        if self.placed and threads and sorted(threads) != self.planned_for:
+        if needs_replan(self.placed, threads, self.planned_for):
             self._plan(threads)  # workers joined or left: spread the units over those there now
-        tasks = []
-        for worker, units in self.tasks:
-            tasks.append(
-                self.client.submit(
-                    units_sums, self.reader, units, self.rows, self.cache, kernel, *args, pure=True, **placed_on(worker)
-                )
+        tasks = [
+            self.client.submit(
+                units_sums, self.reader, units, self.rows, self.cache, kernel, *args, pure=True, **placed_on(worker)
             )
+            for worker, units in self.tasks
+        ]
         return merge_partials(empty, *gather(self.client, tasks, self.stall_timeout_s))
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    """Where to run: a scheduler address, or an embedded LocalCluster."""
-
-    scheduler: str | None = None
-    n_workers: int = 2
-    threads_per_worker: int = 1
-    memory_limit: str | None = None
-    #: fail a pass that makes no progress for this long (see :func:`gather`)
-    stall_timeout_s: float = STALL_TIMEOUT_S
-    #: wait this long for the scheduler at ``scheduler`` to answer
-    connect_timeout_s: float = CONNECT_TIMEOUT_S
-    #: TLS (PEM files) for a ``tls://`` scheduler; without them Dask's
-    #: configuration (``distributed.comm.tls.*``) applies
-    tls_ca_file: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-
-    def security(self):
-        """A ``distributed.Security`` for the TLS files, or None (Dask's configuration)."""
-        return security(self.tls_ca_file, self.tls_cert, self.tls_key)
-
-
-def security(ca_file: str | None, cert: str | None, key: str | None = None):
-    """``distributed.Security`` requiring encryption, from PEM files; None when
-    none is given, so that a ``Client`` takes Dask's configuration."""
-    if not (ca_file or cert or key):
-        return None
-    from distributed.security import Security
-
-    return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
-
-
-def cluster_memory(client) -> tuple[list[str], int | None]:
-    """Worker addresses (sorted) and their total memory limit (None if any is unlimited)."""
-    workers = client.scheduler_info(n_workers=-1)["workers"]
-    limits = [info.get("memory_limit") or 0 for info in workers.values()]
-    return sorted(workers), (sum(limits) if limits and all(limits) else None)
-
-
-@contextlib.contextmanager
-def connect(spec: ClusterSpec) -> Iterator:
-    """A ``distributed.Client`` for ``spec``; an embedded cluster is closed on exit."""
-    from distributed import Client, LocalCluster
-
-    if spec.scheduler:
-        try:
-            client = Client(spec.scheduler, timeout=spec.connect_timeout_s, security=spec.security())
-        except (OSError, TimeoutError, TypeError, ValueError) as exc:
-            # TypeError/ValueError: distributed's word for a TLS setting that does not fit
-            # the address (e.g. tls:// with no certificates, or tcp:// with encryption required)
-            raise ClusterError(
-                f"no Dask scheduler answered at {spec.scheduler!r} within {spec.connect_timeout_s:g} s: {exc}",
-                path=spec.scheduler,
-            ) from None
-        with client:
-            try:
-                client.wait_for_workers(1, timeout=WORKER_WAIT_S)
-            except TimeoutError:
-                raise ClusterError(
-                    f"the scheduler at {spec.scheduler!r} has no workers after {WORKER_WAIT_S} s",
-                    path=spec.scheduler,
-                ) from None
-            yield client
-        return
-    if spec.n_workers < 1:
-        raise ClusterError(f"an embedded cluster needs at least 1 worker, got {spec.n_workers}")
-    cluster_options = dict(
-        n_workers=spec.n_workers,
-        threads_per_worker=spec.threads_per_worker,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        # Errors in tasks come back to the client as exceptions; the workers'
-        # own "Compute Failed" logs would only repeat them with a traceback.
-        silence_logs=logging.CRITICAL,
-    )
-    if spec.memory_limit:
-        cluster_options["memory_limit"] = spec.memory_limit
-    with LocalCluster(**cluster_options) as cluster, Client(cluster) as client:
-        yield client

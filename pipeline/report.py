@@ -13,17 +13,17 @@ import base64
 import html
 import io
 import json
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
+from typing import Any
 
 from .atomic import write_atomic
 from .errors import ModelFileError
-from .jobs import JOB_FILE
 from .model import Model
-from .predict import METRICS_FILE
+from .outputs import JobDocument, OutputDir
 
-__all__ = ["REPORT_FILE", "write_report"]
-
-REPORT_FILE = "report.html"
+__all__ = ["write_report"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -35,9 +35,7 @@ th { background: #f4f4f4; text-align: left; } td.num { text-align: right; font-f
 
 
 def _figure_png(draw) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # a Figure of its own (no pyplot): rendered by Agg, the global backend untouched
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(5.4, 3.6), dpi=100)
@@ -53,7 +51,7 @@ def _img(source: str, alt: str) -> str:
     return f'<img src="{source}" alt="{html.escape(alt)}">'
 
 
-def _table(rows: list[list], header: list[str], numeric: set[int] = frozenset()) -> str:
+def _table(rows: Sequence[Sequence[Any]], header: list[str], numeric: AbstractSet[int] = frozenset()) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>"
@@ -77,18 +75,20 @@ def _fmt(value) -> str:
 
 def write_report(out: str) -> Path:
     """Write ``out/report.html`` and return its path."""
-    directory = Path(out)
+    outputs = OutputDir(out)
+    directory = outputs.path
     model = Model.load(directory)
-    job = _optional_json(directory / JOB_FILE, _check_job)
-    metrics = _optional_json(directory / METRICS_FILE, _check_metrics)
-    title = f"Training report: {job.get('name') or directory.name}"
+    found = _optional_json(outputs.job, _check_job)
+    job = JobDocument.from_json(found) if found else JobDocument()
+    metrics = _optional_json(outputs.metrics, _check_metrics)
+    title = f"Training report: {job.name or directory.name}"
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="muted">{html.escape(str(directory.absolute()))} · digest <code>{model.digest}</code></p>',
     ]
 
-    summary = [
-        ["status", job.get("status", "–")],
+    summary: list[list[Any]] = [
+        ["status", job.status or "–"],
         ["solver", model.solver],
         ["converged", model.converged],
         ["message", model.message],
@@ -96,11 +96,11 @@ def write_report(out: str) -> Path:
         ["passes over the data", model.n_passes],
         ["rows", model.n_samples],
         ["final loss", model.loss_history[-1]],
-        ["final validation loss", (model.validation_loss_history or [None])[-1]],
+        ["final validation loss", model.validation_loss_history[-1] if model.validation_loss_history else None],
         ["l2", model.l2],
         ["l1", model.l1],
-        ["started", job.get("started_at")],
-        ["ended", job.get("ended_at")],
+        ["started", job.started_at],
+        ["ended", job.ended_at],
     ]
     parts += ["<h2>Summary</h2>", _table(summary, ["", "value"])]
 
@@ -131,7 +131,7 @@ def write_report(out: str) -> Path:
     ]
 
     scale = model.scale or [1.0] * len(model.features)
-    rows = sorted(
+    rows: list[list[Any]] = sorted(
         ([name, coef, abs(coef * s)] for name, coef, s in zip(model.features, model.coef, scale)),
         key=lambda row: -row[2],
     )
@@ -181,13 +181,13 @@ def write_report(out: str) -> Path:
             _img(calibration_plot, "calibration plot"),
             "</div>",
         ]
-        rows = metrics.get("rows", "all")
+        split = metrics.get("rows", "all")
         described = (
             "all rows"
-            if rows == "all"
+            if split == "all"
             else (
-                f"the {rows.get('part')} part of the split (validation fraction {rows.get('fraction')}, "
-                f"by {'key ' + repr(rows.get('key')) if rows.get('key') else 'row position'})"
+                f"the {split.get('part')} part of the split (validation fraction {split.get('fraction')}, "
+                f"by {'key ' + repr(split.get('key')) if split.get('key') else 'row position'})"
             )
         )
         parts.append(f'<p class="muted">data: {html.escape(str(metrics.get("data")))}, {html.escape(described)}</p>')
@@ -197,12 +197,12 @@ def write_report(out: str) -> Path:
             f"or run <code>pipeline evaluate {html.escape(str(directory))} DATA</code></p>"
         )
 
-    config = job.get("config") or {}
+    config = job.config or {}
     parts += [
         "<h2>Configuration</h2>",
         _table([[key, json.dumps(value)] for key, value in config.items()], ["key", "value"]),
     ]
-    versions = job.get("versions") or {}
+    versions = job.versions or {}
     if versions:
         parts.append(_table([[k, v] for k, v in versions.items()], ["library", "version"]))
     page = (
@@ -211,7 +211,7 @@ def write_report(out: str) -> Path:
         + "\n".join(parts)
         + "</body></html>\n"
     )
-    target = directory / REPORT_FILE
+    target = outputs.report
     write_atomic(target, page.encode())
     return target
 
@@ -247,11 +247,10 @@ def _is_number(value) -> bool:
 
 def _check_job(job) -> str | None:
     """What is wrong with ``job.json`` for the report (None: nothing)."""
-    if not isinstance(job, dict):
-        return f"expected a JSON object (the job's state), found {_kind(job)}"
-    for key in ("config", "versions"):
-        if job.get(key) is not None and not isinstance(job[key], dict):
-            return f"expected {key} to be an object, found {_kind(job[key])}"
+    try:
+        JobDocument.from_json(job)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 

@@ -32,12 +32,15 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 
+from .errors import invalid, require_count
+
 __all__ = [
     "IterationRecord",
+    "Solver",
     "SolverOptions",
     "SolverResult",
     "SolverState",
@@ -48,6 +51,11 @@ __all__ = [
     "newton",
     "pseudo_gradient",
 ]
+
+#: The solvers, as :class:`SolverState` names them (``"auto"``, which picks
+#: one of them, is an option of the training configuration,
+#: :data:`pipeline.config.SolverName`, not a solver).
+Solver = Literal["lbfgs", "newton", "gd"]
 
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 HessianObjective = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
@@ -95,6 +103,15 @@ class SolverOptions:
     #: pivot is below this fraction of its largest.
     min_pivot_ratio: float = 1e-12
 
+    def __post_init__(self) -> None:
+        """The stopping rules' values (each refused by name: :func:`pipeline.errors.invalid`)."""
+        require_count("max_iter", self.max_iter, 0)
+        for name in ("tol", "ftol"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise invalid(name, "a finite number >= 0", value)
+        require_count("history_size", self.history_size, 1)
+
 
 @dataclass(frozen=True)
 class IterationRecord:
@@ -131,7 +148,7 @@ class SolverState:
     came from would have, bit for bit: the loop depends on nothing else.
     """
 
-    solver: str
+    solver: Solver
     coef: np.ndarray
     loss: float
     grad: np.ndarray
@@ -192,13 +209,13 @@ class _Run:
         self.record(values[0], self.projected(coef, values[1]), 0.0)
         return coef, values
 
-    def restore(self, state: SolverState, solver: str) -> None:
+    def restore(self, state: SolverState, solver: Solver) -> None:
         """Continue from ``state`` (counters and history; the caller takes the rest)."""
         if state.solver != solver:
             raise ValueError(f"cannot resume {solver} from a {state.solver} state")
         self.n_iter, self.n_passes, self.history = state.n_iter, state.n_passes, list(state.history)
 
-    def state(self, solver: str, coef, loss, grad, previous_loss, **extra) -> SolverState:
+    def state(self, solver: Solver, coef, loss, grad, previous_loss, **extra) -> SolverState:
         return SolverState(
             solver,
             coef.copy(),
@@ -612,6 +629,8 @@ def newton(
         previous = None
     else:
         run.restore(resume, "newton")
+        if resume.hess is None:
+            raise ValueError("cannot resume newton from a state without its Hessian")
         coef, loss, grad = resume.coef.copy(), resume.loss, resume.grad.copy()
         hess, previous = resume.hess.copy(), resume.previous_loss
     projected = run.projected(coef, grad)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -128,8 +129,6 @@ class DiskCache:
 
     def clear(self, dask_worker=None) -> None:
         """Remove this dataset's cached copies (``client.run(cache.clear)`` after training)."""
-        import shutil
-
         shutil.rmtree(self.directory(dask_worker), ignore_errors=True)
 
     def path(self, chunk: ChunkSpec, rows: int) -> Path:
@@ -170,11 +169,11 @@ def cached_batches(reader: ChunkReader, chunk: ChunkSpec, rows: int, cache: Disk
         with open(temporary, "wb") as handle:
             start = 0
             for data in reader.iter_batches(chunk, rows):
-                n = data.y.shape[0]
+                n = data.X.shape[0]
                 laid_out = laid_out and n == min(rows, chunk.n_rows - start)
                 if laid_out:
-                    columns = [data.X[:, j] for j in range(n_features)] + [data.y]
-                    if reader.has_weights:
+                    columns = [data.X[:, j] for j in range(n_features)] + [_labels(data)]
+                    if data.weights is not None:  # present exactly when reader.has_weights
                         columns.append(data.weights)
                     for column in columns:  # this batch's block, column-major
                         handle.write(np.ascontiguousarray(column, dtype="<f8").tobytes())
@@ -187,12 +186,19 @@ def cached_batches(reader: ChunkReader, chunk: ChunkSpec, rows: int, cache: Disk
             os.unlink(temporary)
 
 
+def _labels(data: Chunk) -> np.ndarray:
+    """The labels of a batch of a training pass (a reader with a label column gives them)."""
+    if data.y is None:
+        raise ValueError("a training pass needs labelled data; this reader reads no label column")
+    return data.y
+
+
 def loss_kernel(data: Chunk, coef: np.ndarray, spec: KernelSpec) -> Partials:
-    return chunk_partials_fast(data.X, data.y, coef, data.weights, spec)
+    return chunk_partials_fast(data.X, _labels(data), coef, data.weights, spec)
 
 
 def stats_kernel(data: Chunk) -> Stats:
-    return chunk_stats_fast(data.X, data.y, data.weights)
+    return chunk_stats_fast(data.X, _labels(data), data.weights)
 
 
 def unit_sums(reader: ChunkReader, unit: Sequence[ChunkSpec], rows: int, cache: DiskCache | None, kernel, *args):

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import ConfigError, OutputError
-from .kernel import margins
+from .kernel import margins, sigmoid
 
 __all__ = ["GENERATION_BLOCK", "make_data", "true_coef", "generate_rows"]
 
@@ -37,7 +37,7 @@ def true_coef(seed: int, n_features: int) -> np.ndarray:
 def _generation_block(seed: int, n_features: int, block: int, coef: np.ndarray):
     rng = np.random.default_rng([seed, _ROWS_STREAM, block])
     X = rng.standard_normal((GENERATION_BLOCK, n_features))
-    proba = 1.0 / (1.0 + np.exp(-margins(X, coef)))
+    proba = sigmoid(margins(X, coef))
     y = (rng.random(GENERATION_BLOCK) < proba).astype(np.int8)
     return X, y
 

@@ -10,10 +10,10 @@ import pytest
 from pipeline.atomic import write_atomic
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.errors import OutputError
+from pipeline.fitting import build_model, fit
 from pipeline.model import Model
 from pipeline.objective import Penalty
 from pipeline.reduce import InProcessEvaluator
-from pipeline.train import build_model, fit
 
 
 def _fail(*args, **kwargs):

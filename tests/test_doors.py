@@ -30,7 +30,8 @@ from conftest import run_cli
 
 from pipeline.cli import EXIT_ERROR, main
 from pipeline.errors import ModelFileError, NonFiniteInputError, NonFiniteValueError, PipelineError
-from pipeline.model import MODEL_FILE, Model, coef_digest
+from pipeline.model import Model, coef_digest
+from pipeline.outputs import MODEL_FILE
 from pipeline.synth import make_data
 
 ROWS = 400
@@ -424,8 +425,8 @@ def test_convergence_warning_is_scikit_learns_for_the_estimator_and_the_cli_path
 
     from pipeline.errors import ConvergenceWarning
     from pipeline.estimator import LogisticRegression
+    from pipeline.fitting import train_arrays
     from pipeline.solvers import SolverOptions
-    from pipeline.train import train_arrays
 
     assert issubclass(ConvergenceWarning, SklearnConvergenceWarning)
     X, y = _arrays()
@@ -446,7 +447,7 @@ import numpy as np
 import pipeline.cli
 assert not any(name.startswith("sklearn") for name in sys.modules), "the CLI imported scikit-learn"
 from pipeline.solvers import SolverOptions
-from pipeline.train import train_arrays
+from pipeline.fitting import train_arrays
 import sklearn.exceptions
 warnings.simplefilter("error", sklearn.exceptions.ConvergenceWarning)
 rng = np.random.default_rng(0)

@@ -150,30 +150,39 @@ def test_parquet_repartitioning_in_process(dataset, references, layout, name):
     ],
 )
 def test_local_cluster_equals_in_process(tmp_path, dataset, references, n_workers, cache, file_cuts, row_group_sizes):
-    """Every solver on one cluster: 1 worker, 2 workers, cached or re-reading."""
+    """Every solver on one cluster: 1 worker, 2 workers, cached or re-reading,
+    through the evaluators ``pipeline train`` uses for that cache mode."""
     import distributed
 
-    from pipeline.data import open_dataset
-    from pipeline.reduce import DaskEvaluator, connect
-    from pipeline.train import build_model, fit
+    from pipeline.cluster import connect
+    from pipeline.data import open_dataset, spread
+    from pipeline.fitting import build_model, fit
+    from pipeline.reduce import DaskEvaluator, StreamingEvaluator
 
     write_layout(tmp_path / "data", dataset, file_cuts, row_group_sizes)
     with connect(ClusterSpec(n_workers=n_workers)) as client:
+        workers = sorted(client.scheduler_info()["workers"])
         for name in FITS:
             dataset_ = open_dataset(
                 str(tmp_path / "data"), "y", [f"f{j}" for j in range(N_FEATURES)], FITS[name].get("weight")
             )
-            workers = sorted(client.scheduler_info()["workers"])
-            evaluator = DaskEvaluator(client, dataset_.to_dask(workers), persist=cache == "memory")
-            if cache == "memory":  # chunks spread over the workers as planned
-                distributed.wait(evaluator.arrays)
-                holders = client.who_has(evaluator.arrays[0]).values()
-                assert set().union(*holders) == set(workers)
-                # one task per worker per pass, each where its blocks are
-                with distributed.get_task_stream(client) as stream:
-                    evaluator.partials(np.zeros(N_FEATURES + 1))
-                ran = [t["worker"] for t in stream.data if "sum_blocks" in str(t["key"])]
-                assert sorted(ran) == workers
+            if cache == "memory":
+                evaluator = DaskEvaluator.from_dataset(client, dataset_, workers)
+                evaluator.load()
+                # chunks spread over the workers as planned, each on one worker only
+                chunks = evaluator._futures()[0]
+                holders = client.who_has(chunks)
+                assert [sorted(holders[f.key]) for f in chunks] == [[w] for w in spread(evaluator.rows, workers)]
+                task, planned = "sum_blocks", workers
+            else:
+                evaluator = StreamingEvaluator(client, dataset_, None, workers)
+                task, planned = "units_sums", [worker for worker, _ in evaluator.tasks]
+                assert sorted(set(planned)) == workers  # units spread over every worker
+            # one task per worker (1 thread each) per pass, each where its blocks are
+            with distributed.get_task_stream(client) as stream:
+                evaluator.partials(np.zeros(N_FEATURES + 1))
+            ran = [t["worker"] for t in stream.data if task in str(t["key"])]
+            assert sorted(ran) == sorted(planned) == workers
             result = fit(evaluator, **fit_options(name))
             model = build_model(
                 result,

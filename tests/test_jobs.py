@@ -113,6 +113,14 @@ def test_cli_overrides_win_over_the_job_file(tmp_path, data):
     config = load_job(job, {"output.dir": str(tmp_path / "other"), "train.l2": 0.5})
     assert config.out == str(tmp_path / "other") and config.penalty.l2 == 0.5
     assert config.options.tol == 1e-9  # from the file
+    # where it runs: an option of another kind replaces the file's cluster
+    embedded = job.read_text().replace("in_process = true", "workers = 3\nthreads_per_worker = 2\nstall_timeout = 9.0")
+    job.write_text(embedded)
+    assert load_job(job).cluster.n_workers == 3
+    elsewhere = load_job(job, {"cluster.scheduler": "tcp://127.0.0.1:1"}).cluster
+    assert elsewhere.scheduler == "tcp://127.0.0.1:1" and elsewhere.stall_timeout_s == 9.0
+    assert load_job(job, {"cluster.in_process": True}).cluster is None
+    assert load_job(job, {"cluster.workers": 1}).cluster.threads_per_worker == 1
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@
 With ``l2`` the penalty's curvature on a standardized coefficient is
 ``l2 / scale_j**2``, so on breast cancer L-BFGS without preconditioning ran
 into ``max_iter`` (1,100 passes) 0.04% to 32% above the optimum.  Run with
-``-s`` to see passes and gaps (README.md, "Solvers", quotes them); the
+``-s`` to see passes and gaps (docs/solvers.md quotes them); the
 tests bound them loosely.
 
 Mapping to scikit-learn (unit weights, ``S`` = number of rows): pure L2 is
@@ -34,10 +34,10 @@ from sklearn.linear_model import LogisticRegression
 
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.errors import ConvergenceWarning
+from pipeline.fitting import AUTO_NEWTON_MAX_FEATURES, fit
 from pipeline.objective import LogisticObjective, Penalty
 from pipeline.reduce import InProcessEvaluator
 from pipeline.solvers import SolverOptions, max_abs, pseudo_gradient
-from pipeline.train import AUTO_NEWTON_MAX_FEATURES, fit
 
 pytestmark = [
     pytest.mark.filterwarnings("error::pipeline.errors.ConvergenceWarning"),

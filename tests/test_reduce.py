@@ -1,26 +1,48 @@
-"""The cluster pass: where its tasks go (pure policy, plain fakes) and the
-persisted-memory evaluator built straight from a dataset (real LocalCluster)."""
+"""The cluster pass: its decisions as pure functions over plain data (no
+cluster: where its tasks go, which blocks each gets, when a pass has stalled,
+when units are planned again, which workers are probed and when their
+fingerprints disagree, the cluster settings), and the memory evaluators on a
+real LocalCluster."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.data import Split, open_dataset, spread
+from pipeline.cluster import ClusterSpec, connect, local_cluster_options, memory_total
+from pipeline.data import Chunk, Split, open_dataset, spread
+from pipeline.errors import ClusterError, ConfigError
 from pipeline.kernel import KernelSpec
 from pipeline.reduce import (
-    ClusterSpec,
     DaskEvaluator,
     InProcessEvaluator,
-    connect,
+    WorkerCheck,
+    fingerprint_conflict,
+    holders_in_order,
+    in_key_order,
+    needs_replan,
     plan_tasks,
+    plan_unit_tasks,
+    stall_message,
+    stall_verdict,
+    sum_blocks,
+    task_blocks,
+    unheld_blocks,
+    unit_size,
+    unseen_workers,
     wait_for,
     warm_up,
+    warm_up_placement,
 )
 
 A, B, C = "tcp://a:1", "tcp://b:1", "tcp://c:1"
+
+
+# -- where a pass's tasks go ---------------------------------------------------------------
 
 
 def test_blocks_held_by_one_worker_run_there_split_by_threads():
@@ -54,6 +76,212 @@ def test_every_block_is_in_exactly_one_task():
         assert covered == list(range(n))
         for worker, part in tasks:
             assert part and all(worker is None and not holders[i] or worker in holders[i] for i in part)
+
+
+def test_holders_come_in_block_order_and_missing_blocks_are_held_by_nobody():
+    who_has = {"k2": (B, A), "k0": [A], "k1": []}
+    holders = holders_in_order(who_has, ["k0", "k1", "k2", "k3"])
+    assert holders == [[A], [], [B, A], []]
+    assert unheld_blocks(holders) == [1, 3]  # the pass waits for these before planning
+    assert unheld_blocks(holders_in_order(who_has, ["k0", "k2"])) == []
+    assert unheld_blocks([]) == []
+
+
+def test_futures_are_put_in_block_order():
+    futures = [SimpleNamespace(key=key) for key in ("b", "c", "a")]
+    assert [f.key for f in in_key_order(futures, iter(["a", "b", "c"]))] == ["a", "b", "c"]
+    with pytest.raises(KeyError):
+        in_key_order(futures, ["d"])  # a block with no future is an error, not skipped
+
+
+class _Merged:
+    """A fake partial state: the chunks it summed, in order."""
+
+    def __init__(self, chunks):
+        self.chunks = list(chunks)
+
+    def merge(self, other):
+        return _Merged(self.chunks + other.chunks)
+
+
+def _kernel(chunk, tag):
+    return _Merged([(tag, *chunk)])
+
+
+def test_a_task_gets_its_blocks_column_by_column_as_sum_blocks_reads_them():
+    X, y, w = ["x0", "x1", "x2", "x3"], ["y0", "y1", "y2", "y3"], ["w0", "w1", "w2", "w3"]
+    assert task_blocks([X, y], [1, 3]) == ["x1", "x3", "y1", "y3"]
+    assert task_blocks([X, y, w], [2]) == ["x2", "y2", "w2"]
+    assert task_blocks([X, y], []) == []
+    # arrays: X and y (no weights), or X, y and weights
+    got = sum_blocks(_kernel, ("t",), "arrays", 2, *task_blocks([X, y], [0, 2]))
+    assert got.chunks == [("t", "x0", "y0", None), ("t", "x2", "y2", None)]
+    got = sum_blocks(_kernel, ("t",), "arrays", 2, *task_blocks([X, y, w], [1, 2]))
+    assert got.chunks == [("t", "x1", "y1", "w1"), ("t", "x2", "y2", "w2")]
+    # chunks: whole chunks, or chunks whose weights are replaced
+    chunks = [Chunk(f"x{i}", f"y{i}", f"own{i}") for i in range(4)]
+    got = sum_blocks(_kernel, ("t",), "chunks", 2, *task_blocks([chunks], [0, 3]))
+    assert got.chunks == [("t", "x0", "y0", "own0"), ("t", "x3", "y3", "own3")]
+    got = sum_blocks(_kernel, ("t",), "chunks", 2, *task_blocks([chunks, w], [0, 3]))
+    assert got.chunks == [("t", "x0", "y0", "w0"), ("t", "x3", "y3", "w3")]
+
+
+def test_warm_up_parts_go_one_per_worker_in_turn():
+    parts = ("statistics", "passes")
+    assert warm_up_placement(parts, [A, B]) == [("statistics", A), ("passes", B)]
+    assert warm_up_placement(parts, [A, B, C]) == [("statistics", A), ("passes", B)]
+    assert warm_up_placement(parts, [A]) == [("statistics", A), ("passes", A)]
+    assert warm_up_placement(parts, []) == []
+
+
+def test_warm_up_without_workers_submits_nothing_and_refuses_unknown_kinds():
+    assert warm_up(None, [], 3, standardize=True, weighted=False, class_weighted=False, hessian=True) == []
+    with pytest.raises(TypeError):
+        warm_up(None, [], 3, standardize=True, weighted=False, class_weighted=False, hesian=True)
+
+
+# -- when a pass has stalled -----------------------------------------------------------------
+
+
+def test_a_pass_with_a_running_worker_makes_progress():
+    running = {A: ("running", 2**30), B: ("paused", 2**30)}
+    assert stall_verdict(running, None, 100.0, 5.0) == (None, None)
+    assert stall_verdict(running, 90.0, 100.0, 5.0) == (None, None)  # progress again: the clock restarts
+
+
+@pytest.mark.parametrize(
+    "workers",
+    [None, {}, {A: ("paused", 2**29), B: ("paused", 2**30)}, {A: ("closing_gracefully", None)}],
+    ids=["no-scheduler", "no-worker", "all-paused", "none-running"],
+)
+def test_a_pass_without_progress_fails_once_the_timeout_has_passed(workers):
+    since, message = stall_verdict(workers, None, 100.0, 5.0)
+    assert (since, message) == (100.0, None)  # stalled from now on, not yet for long
+    assert stall_verdict(workers, since, 104.9, 5.0) == (100.0, None)
+    assert stall_verdict(workers, since, 105.0, 5.0) == (100.0, stall_message(workers, 5.0))
+    assert stall_verdict(workers, 0.0, 5.0, 5.0) == (0.0, stall_message(workers, 5.0))  # 0 is a time too
+
+
+def test_the_stall_clock_follows_the_polls():
+    paused = {A: ("paused", 2**30)}
+    since = None
+    verdicts = []
+    for now, workers in [(1, paused), (2, paused), (3, {A: ("running", 2**30)}), (4, paused), (6, paused), (7, None)]:
+        since, message = stall_verdict(workers, since, now, 3)
+        verdicts.append((since, message is not None))
+    assert verdicts == [(1, False), (1, False), (None, False), (4, False), (4, False), (4, True)]
+
+
+def test_stall_messages_name_the_workers_and_their_limits():
+    paused = stall_message({B: ("paused", 2**30), A: ("paused", 0)}, 3)  # 0: no limit
+    assert paused.startswith(f"every worker ({A}, {B}) has been paused for 3 s")
+    assert "memory limit none, 1024 MiB" in paused
+
+
+# -- which workers are probed, and when they disagree ---------------------------------------------
+
+
+def _fingerprint(digest: str) -> dict:
+    return {"digest": digest, "numpy": "2.0", "pyarrow": "17", "numba": "0.60", "python": "3.11", "cpu_dispatch": []}
+
+
+def test_only_workers_not_seen_yet_are_probed():
+    assert unseen_workers({B: 1, A: 2, C: 1}, {A: {}}) == [B, C]
+    assert unseen_workers([C, A], []) == [A, C]
+    assert unseen_workers([A], [A]) == []
+
+
+def test_fingerprints_that_disagree_name_each_group():
+    assert fingerprint_conflict({}) is None
+    assert fingerprint_conflict({A: _fingerprint("d1"), B: _fingerprint("d1")}) is None
+    message = fingerprint_conflict({A: _fingerprint("d1"), C: _fingerprint("d2"), B: _fingerprint("d1")})
+    assert f"found {A}, {B}: fingerprint d1 (numpy 2.0, pyarrow 17" in message
+    assert f"; {C}: fingerprint d2 (" in message and "SIMD baseline only" in message
+
+
+class _FakeClient:
+    """The facts a WorkerCheck gathers: the workers, and their fingerprints."""
+
+    def __init__(self, fingerprints: dict) -> None:
+        self.answers = fingerprints
+        self.probed: list[list[str]] = []
+
+    def nthreads(self) -> dict:
+        return {address: 1 for address in self.answers}
+
+    def run(self, function, workers, on_error):
+        self.probed.append(list(workers))
+        return {address: self.answers[address] for address in workers}
+
+
+def test_worker_check_probes_each_worker_once_and_raises_on_a_conflict():
+    client = _FakeClient({A: _fingerprint("d1"), B: OSError("lost while probed")})
+    check = WorkerCheck()
+    check.check(client)
+    check.check(client, {A: 2})
+    assert client.probed == [[A, B]] and check.reference == _fingerprint("d1")
+    client.answers.update({B: _fingerprint("d1"), C: _fingerprint("d2")})
+    with pytest.raises(ClusterError, match="workers compute different floating-point results"):
+        check.check(client)
+    assert client.probed[-1] == [B, C]  # B failed to answer before: probed again
+
+
+# -- streaming units ---------------------------------------------------------------------------
+
+
+def test_units_are_small_enough_for_two_per_thread():
+    assert unit_size(1000, 10_000, 2) == 1000  # already small enough
+    assert unit_size(1000, 1000, 2) == 250
+    assert unit_size(1000, 1000, 0) == 500  # no threads known: as for one
+    assert unit_size(1000, 3, 8) == 1  # never empty
+
+
+def test_units_are_spread_in_contiguous_runs_one_task_per_thread():
+    units = ["u0", "u1", "u2", "u3", "u4", "u5"]
+    sizes = [10] * 6
+    assert spread(sizes, [A, B]) == [A, A, A, B, B, B]
+    assert plan_unit_tasks(units, sizes, {B: 1, A: 2}) == [
+        (A, ("u0",)),
+        (A, ("u1", "u2")),
+        (B, ("u3", "u4", "u5")),
+    ]
+    # more threads than units: one unit each
+    assert plan_unit_tasks(units[:2], sizes[:2], {A: 4}) == [(A, ("u0",)), (A, ("u1",))]
+    # no workers: one task per unit, no placement
+    assert plan_unit_tasks(units[:3], sizes[:3], {}) == [(None, ("u0",)), (None, ("u1",)), (None, ("u2",))]
+    assert plan_unit_tasks([], [], {A: 1}) == []
+
+
+def test_units_are_planned_again_only_when_the_workers_changed():
+    assert not needs_replan(True, {A: 1, B: 1}, [A, B])
+    assert not needs_replan(True, {B: 3, A: 1}, [A, B])  # the same workers (thread counts are read per pass)
+    assert needs_replan(True, {A: 1}, [A, B])  # one left
+    assert needs_replan(True, {A: 1, B: 1, C: 1}, [A, B])  # one joined
+    assert not needs_replan(True, {}, [A, B])  # none there: keep the plan until some come back
+    assert not needs_replan(False, {A: 1, C: 1}, [])  # not placed: one task per unit, wherever
+
+
+# -- cluster settings ------------------------------------------------------------------------
+
+
+def test_total_memory_is_known_only_when_every_worker_has_a_limit():
+    assert memory_total({B: {"memory_limit": 2**30}, A: {"memory_limit": 2**29}}) == ([A, B], 3 * 2**29)
+    assert memory_total({A: {"memory_limit": 2**30}, B: {"memory_limit": 0}}) == ([A, B], None)
+    assert memory_total({A: {"memory_limit": 2**30}, B: {}}) == ([A, B], None)
+    assert memory_total({}) == ([], None)
+
+
+def test_embedded_cluster_options():
+    options = local_cluster_options(ClusterSpec(n_workers=3, threads_per_worker=2))
+    assert options["n_workers"] == 3 and options["threads_per_worker"] == 2
+    assert options["processes"] is True and options["host"] == "127.0.0.1" and options["dashboard_address"] is None
+    assert "memory_limit" not in options  # Dask's default
+    assert local_cluster_options(ClusterSpec(memory_limit="1GiB"))["memory_limit"] == "1GiB"
+    with pytest.raises(ConfigError, match="n_workers must be an integer >= 1; found 0"):
+        ClusterSpec(n_workers=0)  # refused where the value is set, before any cluster
+
+
+# -- on a real cluster -----------------------------------------------------------------------
 
 
 def _write(path, n_rows, n_features, row_group_size, seed=3):
@@ -108,11 +336,17 @@ def test_memory_evaluator_from_a_dataset_keeps_each_chunk_where_it_was_read(tmp_
 
 @pytest.mark.cluster
 def test_memory_evaluator_equals_in_process_on_every_pass_kind(tmp_path):
+    import dask.array as da
+    import distributed
+
     _write(tmp_path / "data", 2000, 4, 300)
     dataset = open_dataset(str(tmp_path / "data"), "y")
-    reference = InProcessEvaluator(dataset.read_chunks(), dataset.n_features)
+    chunks = dataset.read_chunks()
+    reference = InProcessEvaluator(chunks, dataset.n_features)
     coef = np.array([0.3, -0.2, 0.1, 0.05, -0.4])
     spec = KernelSpec(center=np.full(4, 0.1), scale=np.full(4, 1.3), class_weight=(1.0, 2.0))
+    rows = tuple(len(chunk.y) for chunk in chunks)
+    weights = np.random.default_rng(1).uniform(0.5, 2.0, sum(rows))
     with connect(ClusterSpec(n_workers=2)) as client:
         workers = sorted(client.scheduler_info()["workers"])
         # the kernels' two halves compile on different workers, ahead of the reads
@@ -120,6 +354,17 @@ def test_memory_evaluator_equals_in_process_on_every_pass_kind(tmp_path):
         evaluator = DaskEvaluator.from_dataset(client, dataset, workers)
         assert client.gather(compiling) == [None, None]
         assert sorted(w for held in client.who_has(compiling).values() for w in held) == workers
+        # the estimator's layout: persisted Dask arrays, one block per chunk, with sample weights
+        X = da.from_array(np.concatenate([chunk.X for chunk in chunks]), chunks=(rows, -1))
+        y = da.from_array(np.concatenate([chunk.y for chunk in chunks]), chunks=(rows,))
+        arrays = DaskEvaluator(client, Chunk(X, y, da.from_array(weights, chunks=(rows,))))
         assert evaluator.stats() == reference.stats()
         assert evaluator.partials(coef, spec) == reference.partials(coef, spec)
         assert evaluator.partials(coef, spec.with_hessian(True)) == reference.partials(coef, spec.with_hessian(True))
+        with distributed.get_task_stream(client) as stream:
+            got = arrays.partials(coef, spec)
+        holders = client.who_has(arrays._futures()[0]).values()
+        ran = [t["worker"] for t in stream.data if "sum_blocks" in str(t["key"])]
+        assert sorted(ran) == sorted(set().union(*holders))  # one task per worker that holds blocks
+    weighted = [Chunk(chunk.X, chunk.y, part) for chunk, part in zip(chunks, np.split(weights, np.cumsum(rows)[:-1]))]
+    assert got == InProcessEvaluator(weighted, dataset.n_features).partials(coef, spec)

@@ -7,10 +7,10 @@ import pytest
 
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.errors import CheckpointError, ConvergenceWarning
+from pipeline.fitting import FitState, fit
 from pipeline.objective import LogisticObjective, Penalty, Standardization
 from pipeline.reduce import InProcessEvaluator
 from pipeline.solvers import SolverOptions, gradient_descent, lbfgs, newton
-from pipeline.train import FitState, fit
 
 
 def _data(seed=0, n=600, d=5):

@@ -29,10 +29,10 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.class_weight import compute_class_weight
 
+from pipeline.fitting import fit
 from pipeline.objective import LogisticObjective, Penalty
 from pipeline.reduce import InProcessEvaluator
 from pipeline.solvers import SolverOptions
-from pipeline.train import fit
 
 pytestmark = [
     # neither side may stop early without saying so

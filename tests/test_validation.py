@@ -224,8 +224,8 @@ def test_early_stopping_stops_when_validation_loss_stops_improving(noisy):
 
 def test_checkpoints_keep_the_validation_history(tmp_path, noisy):
     from pipeline.data import open_dataset
+    from pipeline.fitting import fit
     from pipeline.reduce import InProcessEvaluator
-    from pipeline.train import fit
 
     dataset = open_dataset(str(noisy), "y")
     train_part = dataset.with_split(Split(0.3))

@@ -1,0 +1,162 @@
+"""Where passes run: the cluster settings (:class:`ClusterSpec`) and the
+connection to a Dask scheduler or an embedded ``LocalCluster``.
+
+The decisions are small pure functions (:func:`local_cluster_options`,
+:func:`memory_total`); :func:`connect` and :func:`cluster_memory` only talk
+to Dask and act on their answers.  Running passes is :mod:`pipeline.reduce`'s
+job, not this module's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .errors import ClusterError, ConfigError, invalid, require_count
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "STALL_TIMEOUT_S",
+    "ClusterSpec",
+    "cluster_memory",
+    "connect",
+    "local_cluster_options",
+    "memory_total",
+    "security",
+]
+
+#: Seconds to wait for a scheduler to answer.
+CONNECT_TIMEOUT_S = 10.0
+#: Seconds to wait for the first worker of a remote cluster.
+WORKER_WAIT_S = 120
+#: Seconds a pass may make no progress (no worker left, or every worker
+#: paused) before it fails with a :class:`ClusterError`.
+STALL_TIMEOUT_S = 60.0
+#: The interface an embedded cluster listens on (never reachable from elsewhere).
+LOCAL_HOST = "127.0.0.1"
+#: the TLS files of a ``tls://`` scheduler
+TLS_FIELDS = ("tls_ca_file", "tls_cert", "tls_key")
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where to run: a scheduler address, or an embedded LocalCluster."""
+
+    scheduler: str | None = None
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    memory_limit: str | None = None
+    #: fail a pass that makes no progress for this long (see :func:`pipeline.reduce.gather`)
+    stall_timeout_s: float = STALL_TIMEOUT_S
+    #: wait this long for the scheduler at ``scheduler`` to answer
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    #: TLS (PEM files) for a ``tls://`` scheduler; without them Dask's
+    #: configuration (``distributed.comm.tls.*``) applies
+    tls_ca_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    def __post_init__(self) -> None:
+        """The values' rules; messages start with the field's name and quote
+        other fields as `name` (the CLI and job files show their option or key)."""
+        require_count("n_workers", self.n_workers, 1)
+        require_count("threads_per_worker", self.threads_per_worker, 1)
+        for name in ("stall_timeout_s", "connect_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise invalid(name, "a finite number > 0", value)
+        tls = [name for name in TLS_FIELDS if getattr(self, name)]
+        if tls and not self.scheduler:
+            raise ConfigError(
+                f"{tls[0]} is for a tls:// scheduler: give `scheduler` too (an embedded cluster needs no TLS)",
+                column=tls[0],
+            )
+        if tls and not (self.tls_ca_file and self.tls_cert):
+            missing = "tls_ca_file" if not self.tls_ca_file else "tls_cert"
+            raise ConfigError(
+                f"{missing} is missing: TLS needs `tls_ca_file` and `tls_cert` "
+                "(`tls_key` too unless the key is in the certificate file)",
+                column=missing,
+            )
+        for name in tls:
+            if not os.path.isfile(getattr(self, name)):
+                raise ConfigError(f"{name}: no file {getattr(self, name)}", column=name)
+
+    def security(self):
+        """A ``distributed.Security`` for the TLS files, or None (Dask's configuration)."""
+        return security(self.tls_ca_file, self.tls_cert, self.tls_key)
+
+
+def security(ca_file: str | None, cert: str | None, key: str | None = None):
+    """``distributed.Security`` requiring encryption, from PEM files; None when
+    none is given, so that a ``Client`` takes Dask's configuration."""
+    if not (ca_file or cert or key):
+        return None
+    from distributed.security import Security
+
+    return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+
+
+def memory_total(workers: dict[str, dict]) -> tuple[list[str], int | None]:
+    """Policy only: worker addresses (sorted) and their total memory limit from
+    the scheduler's ``workers`` table (address -> info); None when there is no
+    worker or any worker has no limit (its memory is then unknown)."""
+    limits = [info.get("memory_limit") or 0 for info in workers.values()]
+    return sorted(workers), (sum(limits) if limits and all(limits) else None)
+
+
+def cluster_memory(client) -> tuple[list[str], int | None]:
+    """Worker addresses (sorted) and their total memory limit (None if any is unlimited)."""
+    return memory_total(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def local_cluster_options(spec: ClusterSpec) -> dict:
+    """Policy only: the ``LocalCluster`` options for an embedded ``spec``: worker
+    processes on this host's loopback, no dashboard, the memory limit only when
+    one is given (else Dask's default)."""
+    options = dict(
+        n_workers=spec.n_workers,
+        threads_per_worker=spec.threads_per_worker,
+        processes=True,
+        host=LOCAL_HOST,
+        dashboard_address=None,
+        # Errors in tasks come back to the client as exceptions; the workers'
+        # own "Compute Failed" logs would only repeat them with a traceback.
+        silence_logs=logging.CRITICAL,
+    )
+    if spec.memory_limit:
+        options["memory_limit"] = spec.memory_limit
+    return options
+
+
+@contextlib.contextmanager
+def connect(spec: ClusterSpec) -> Iterator:
+    """A ``distributed.Client`` for ``spec``; an embedded cluster is closed on exit."""
+    from distributed import Client, LocalCluster
+
+    if spec.scheduler:
+        try:
+            client = Client(spec.scheduler, timeout=spec.connect_timeout_s, security=spec.security())
+        except (OSError, TimeoutError, TypeError, ValueError) as exc:
+            # TypeError/ValueError: distributed's word for a TLS setting that does not fit
+            # the address (e.g. tls:// with no certificates, or tcp:// with encryption required)
+            raise ClusterError(
+                f"no Dask scheduler answered at {spec.scheduler!r} within {spec.connect_timeout_s:g} s: {exc}",
+                path=spec.scheduler,
+            ) from None
+        with client:
+            try:
+                client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+            except TimeoutError:
+                raise ClusterError(
+                    f"the scheduler at {spec.scheduler!r} has no workers after {WORKER_WAIT_S} s",
+                    path=spec.scheduler,
+                ) from None
+            yield client
+        return
+    with LocalCluster(**local_cluster_options(spec)) as cluster, Client(cluster) as client:
+        yield client

@@ -1,0 +1,333 @@
+"""The output directory of a run: the one owner of its file names, its job
+document and how each file is read and written.
+
+A run writes into one directory (``--out`` / ``output.dir``):
+
+=================  ==========================================================
+``model.json``     the model (:class:`pipeline.model.Model`); replaced only by
+                   a run that succeeds, never removed
+``job.json``       the job document (:class:`JobDocument`): configuration,
+                   versions, cluster, times, status, progress
+``job.log``        timestamped notes, one per line
+``history.csv``    one row per iteration (:data:`HISTORY_COLUMNS`)
+``checkpoint.npz`` the optimizer state (:mod:`pipeline.checkpoint`)
+``metrics.json``   the model on held-out rows (``pipeline evaluate``; a run
+                   with a validation split writes it too)
+``report.html``    ``pipeline report``
+``cancel.request`` asks the job's coordinator to stop
+``loss.png``       written by earlier versions; cleared with a job
+=================  ==========================================================
+
+Every file is written to a temporary name and renamed (:mod:`pipeline.atomic`).
+Clearing a job's files (:meth:`OutputDir.clear_job_files`) covers all of
+them but ``model.json``, which stays until a successful run replaces it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from .atomic import write_atomic
+from .errors import JobError, OutputError
+
+__all__ = [
+    "CANCEL_FILE",
+    "CHECKPOINT_FILE",
+    "HISTORY_COLUMNS",
+    "HISTORY_FILE",
+    "JOB_FILE",
+    "JOB_FILES",
+    "LOG_FILE",
+    "METRICS_FILE",
+    "MODEL_FILE",
+    "PLOT_FILE",
+    "REPORT_FILE",
+    "TERMINAL",
+    "JobDocument",
+    "JobStatus",
+    "OutputDir",
+    "now",
+]
+
+MODEL_FILE = "model.json"
+JOB_FILE = "job.json"
+LOG_FILE = "job.log"
+HISTORY_FILE = "history.csv"
+CHECKPOINT_FILE = "checkpoint.npz"
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+CANCEL_FILE = "cancel.request"
+#: written by earlier versions (the curves are in ``pipeline report`` now)
+PLOT_FILE = "loss.png"
+#: every file of a job but the model: what a new job in the directory clears
+JOB_FILES = (JOB_FILE, LOG_FILE, HISTORY_FILE, CHECKPOINT_FILE, METRICS_FILE, REPORT_FILE, CANCEL_FILE, PLOT_FILE)
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+QUEUED: JobStatus = "queued"
+RUNNING: JobStatus = "running"
+SUCCEEDED: JobStatus = "succeeded"
+FAILED: JobStatus = "failed"
+CANCELLED: JobStatus = "cancelled"
+#: a job in one of these has ended (its coordinator is gone)
+TERMINAL: tuple[JobStatus, ...] = (SUCCEEDED, FAILED, CANCELLED)
+#: a job in one of these may have a live coordinator
+ACTIVE: tuple[JobStatus, ...] = (QUEUED, RUNNING)
+
+HISTORY_COLUMNS = ("iteration", "loss", "grad_norm", "step", "passes", "elapsed_s")
+VALIDATION_COLUMN = "validation_loss"
+#: the job-document fields the scheduler's index keeps (``pipeline list``)
+SUMMARY_FIELDS = (
+    "job_id",
+    "name",
+    "status",
+    "out",
+    "iteration",
+    "loss",
+    "n_passes",
+    "elapsed_s",
+    "started_at",
+    "ended_at",
+    "updated_at",
+    "digest",
+    "error",
+)
+
+
+def now() -> str:
+    """The time stamp of the job files (UTC, ISO 8601, milliseconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class JobDocument:
+    """``job.json``: what a job is and how far it got.  Every field may be
+    missing (None) in a document written part-way or by another version."""
+
+    job_id: str | None = None
+    name: str | None = None
+    status: JobStatus | None = None
+    #: the output directory, absolute
+    out: str | None = None
+    #: the training configuration as flat job-file keys (:mod:`pipeline.jobfile`)
+    config: dict[str, Any] | None = None
+    #: the part of ``config`` that decides the model (a checkpoint must match it)
+    model_options: dict[str, Any] | None = None
+    versions: dict[str, Any] | None = None
+    dataset: dict[str, Any] | None = None
+    cluster: dict[str, Any] | None = None
+    #: ``{"mode": "attached" | "detached", "host", "pid", "user"}``
+    coordinator: dict[str, Any] | None = None
+    submitted_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    updated_at: str | None = None
+    error: str | None = None
+    resumed_from: int | None = None
+    iteration: int | None = None
+    loss: float | None = None
+    grad_norm: float | None = None
+    n_passes: int | None = None
+    elapsed_s: float | None = None
+    digest: str | None = None
+    converged: bool | None = None
+    n_iter: int | None = None
+    cache: str | None = None
+    #: the kernel fingerprint the workers shared
+    kernel: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> JobDocument:
+        """The document from parsed JSON; ``ValueError`` saying what is wrong
+        (keys of other versions are ignored)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object (the job's state), found {_kind(data)}")
+        known = {field.name: field for field in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in known or value is None:
+                continue
+            expected = _JSON_TYPES[key]
+            if not isinstance(value, expected) or (isinstance(value, bool) and bool not in _as_tuple(expected)):
+                raise ValueError(f"expected {key} to be {_describe(expected)}, found {_kind(value)}")
+            values[key] = value
+        status = values.get("status")
+        if status is not None and status not in get_args(JobStatus):
+            raise ValueError(f"expected status to be one of {', '.join(get_args(JobStatus))}, found {status!r}")
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> dict[str, Any]:
+        """What the scheduler's index keeps of this job."""
+        return {key: getattr(self, key) for key in SUMMARY_FIELDS}
+
+    @property
+    def ended(self) -> bool:
+        return self.status in TERMINAL
+
+
+_KIND_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "true or false", int: "an integer"}
+#: JSON types of the document's fields (numbers may be integers in JSON)
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    **{name: str for name in ("job_id", "name", "status", "out", "error", "digest", "cache")},
+    **{name: str for name in ("submitted_at", "started_at", "ended_at", "updated_at")},
+    **{name: dict for name in ("config", "model_options", "versions", "dataset", "cluster", "coordinator", "kernel")},
+    **{name: int for name in ("resumed_from", "iteration", "n_passes", "n_iter")},
+    **{name: (int, float) for name in ("loss", "grad_norm", "elapsed_s")},
+    "converged": bool,
+}
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _describe(types: type | tuple[type, ...]) -> str:
+    return " or ".join(
+        "a number" if kind is float else _KIND_NAMES.get(kind, kind.__name__) for kind in _as_tuple(types)
+    )
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+class OutputDir:
+    """A run's output directory and its files (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"OutputDir({str(self.path)!r})"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def model(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def job(self) -> Path:
+        return self.path / JOB_FILE
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / LOG_FILE
+
+    @property
+    def history(self) -> Path:
+        return self.path / HISTORY_FILE
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def report(self) -> Path:
+        return self.path / REPORT_FILE
+
+    @property
+    def cancel(self) -> Path:
+        return self.path / CANCEL_FILE
+
+    # ------------------------------------------------------------------ job.json
+
+    def read_job(self) -> JobDocument | None:
+        """The job document; None without one; :class:`JobError` if it cannot be used."""
+        try:
+            text = self.job.read_text()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise JobError(f"{self.job} cannot be read: {exc}", path=str(self.path)) from None
+        try:
+            return JobDocument.from_json(json.loads(text))
+        except ValueError as exc:
+            raise JobError(f"{self.job} cannot be read: {exc}", path=str(self.path)) from None
+
+    def write_job(self, document: JobDocument) -> None:
+        write_atomic(self.job, (json.dumps(document.to_json(), indent=2) + "\n").encode())
+
+    def update_job(self, **values: Any) -> JobDocument:
+        """Set ``values`` (and ``updated_at``) in ``job.json``; the new document."""
+        document = self.read_job() or JobDocument()
+        for key, value in values.items():
+            if not hasattr(document, key):
+                raise TypeError(f"JobDocument has no field {key!r}")
+            setattr(document, key, value)
+        document.updated_at = now()
+        self.write_job(document)
+        return document
+
+    # ------------------------------------------------------------------ other files
+
+    def log(self, message: str, when: str | None = None) -> None:
+        """Append ``message`` to ``job.log`` stamped with ``when`` (default: now)."""
+        with open(self.log_file, "a") as handle:
+            handle.write(f"{when or now()} {message}\n")
+
+    def write_history(self, rows: Iterable[Sequence[Any]], validation: bool) -> None:
+        """``history.csv``: one row per record, :data:`HISTORY_COLUMNS` (and
+        the validation loss when ``validation``); values written as given."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(HISTORY_COLUMNS + ((VALIDATION_COLUMN,) if validation else ()))
+        writer.writerows(rows)
+        write_atomic(self.history, buffer.getvalue().encode())
+
+    def write_json(self, path: Path, document: Mapping[str, Any]) -> None:
+        """A JSON file of this directory (``metrics.json``), atomically."""
+        write_atomic(path, (json.dumps(document, indent=2) + "\n").encode())
+
+    def cancel_requested(self) -> bool:
+        return self.cancel.exists()
+
+    def request_cancel(self, by: str) -> None:
+        write_atomic(self.cancel, f"{now()} by {by}\n".encode())
+
+    def withdraw_cancel(self) -> None:
+        self.cancel.unlink(missing_ok=True)
+
+    def clear_job_files(self) -> None:
+        """Remove every file of another job (:data:`JOB_FILES`); ``model.json``
+        stays until a successful run replaces it."""
+        for name in JOB_FILES:
+            (self.path / name).unlink(missing_ok=True)
+
+    def check_writable(self, overwrite: bool) -> None:
+        """Fail before training if the model could not be written here."""
+        directory = self.path
+        if self.model.exists() and not overwrite:
+            raise OutputError(
+                f"{self.model} already exists; expected a new output directory (pass --overwrite to replace it)",
+                path=str(directory),
+            )
+        if directory.exists() and not directory.is_dir():
+            raise OutputError(f"output {directory} exists and is not a directory", path=str(directory))
+        existing = directory
+        while not existing.exists():
+            existing = existing.parent
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputError(f"output directory {directory} is not writable", path=str(directory))
+        if directory.exists():
+            try:
+                with tempfile.TemporaryFile(dir=directory):
+                    pass
+            except OSError as exc:
+                raise OutputError(f"output directory {directory} is not writable: {exc}", path=str(directory)) from None

@@ -1,0 +1,133 @@
+"""One place per rule: the options table (pipeline.jobfile.KEYS) drives the CLI,
+job files and job.json; each value's rule lives in its configuration object
+and comes back naming the option (CLI) or the key (job file)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from conftest import run_cli
+
+from pipeline.cluster import ClusterSpec
+from pipeline.config import TrainConfig
+from pipeline.errors import ConfigError, JobFileError
+from pipeline.jobfile import KEYS, config_from_mapping, config_to_mapping
+from pipeline.objective import Penalty
+from pipeline.solvers import SolverOptions
+
+#: the objects behind TrainConfig's nested fields
+GROUPS = {"": TrainConfig, "options": SolverOptions, "penalty": Penalty, "cluster": ClusterSpec}
+
+
+def test_every_key_names_a_real_field_and_every_setting_has_a_key():
+    fields = {group: {f.name for f in dataclasses.fields(kind)} for group, kind in GROUPS.items()}
+    mapped = set()
+    for key, spec in KEYS.items():
+        if spec.field is None:
+            continue
+        group, _, name = spec.field.rpartition(".")
+        assert name in fields[group], f"{key}: {spec.field} is not a field of {GROUPS[group].__name__}"
+        mapped.add(spec.field)
+    # every TrainConfig field is set by a key (the nested objects by their fields' keys)
+    top = fields[""] - set(GROUPS) - mapped
+    assert not top, f"TrainConfig fields without a key in KEYS: {sorted(top)}"
+    for group in ("penalty", "cluster"):
+        missing = {f"{group}.{name}" for name in fields[group]} - mapped
+        assert not missing, f"{group} fields without a key: {sorted(missing)}"
+
+
+def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
+    """A non-default value for every key with a field: set by the mapping, read
+    from the field the table names, and written back by config_to_mapping."""
+    values = {
+        "name": "x",
+        "data.url": str(tmp_path / "data"),
+        "data.label": "y",
+        "data.features": ["a", "b"],
+        "data.weight": "w",
+        "data.validation_fraction": 0.2,
+        "data.validation_key": "user",
+        "data.generate": {"rows": 10, "features": 2},
+        "train.solver": "gd",
+        "train.max_iter": 7,
+        "train.tol": 1e-5,
+        "train.ftol": 0.0,
+        "train.history_size": 3,
+        "train.l2": 0.5,
+        "train.l1": 0.25,
+        "train.standardize": False,
+        "train.class_weight": [1.0, 2.5],
+        "train.init": str(tmp_path / "init"),
+        "train.early_stopping": 4,
+        "cluster.workers": 3,
+        "cluster.threads_per_worker": 2,
+        "cluster.memory_limit": "1GiB",
+        "cluster.stall_timeout": 7.5,
+        "cluster.connect_timeout": 3.0,
+        "cache.mode": "disk",
+        "cache.memory_fraction": 0.25,
+        "output.dir": str(tmp_path / "o"),
+        "output.root": str(tmp_path),
+        "output.overwrite": True,
+        "output.checkpoint_every": 5,
+    }
+    config = config_from_mapping(values)
+    for key, value in values.items():
+        group, _, name = KEYS[key].field.rpartition(".")
+        found = getattr(getattr(config, group) if group else config, name)
+        assert found == (tuple(value) if isinstance(value, list) else value), key
+    assert config_to_mapping(config) == values
+
+
+@pytest.mark.parametrize(
+    "key, value, flag, rule",
+    [
+        ("train.max_iter", -1, "--max-iter", "must be an integer >= 0; found -1"),
+        ("train.history_size", 0, "--history-size", "must be an integer >= 1; found 0"),
+        ("train.tol", -1e-3, "--tol", "must be a finite number >= 0; found -0.001"),
+        ("train.l2", -1.0, "--l2", "must be a finite number >= 0; found -1.0"),
+        ("train.alpha", 1.5, "--alpha", "must be in [0, 1]; found 1.5"),
+        ("cluster.workers", 0, "--workers", "must be an integer >= 1; found 0"),
+        ("cluster.threads_per_worker", 0, "--threads-per-worker", "must be an integer >= 1; found 0"),
+        ("cluster.stall_timeout", 0.0, "--stall-timeout", "must be a finite number > 0; found 0.0"),
+        ("cluster.connect_timeout", -2.0, "--connect-timeout", "must be a finite number > 0; found -2.0"),
+        ("cache.memory_fraction", 2.0, "--memory-fraction", "must be in (0, 1]; found 2.0"),
+        ("data.validation_fraction", 1.0, "--validation-fraction", "must be in [0, 1); found 1.0"),
+        ("output.checkpoint_every", 0, "--checkpoint-every", "must be >= 1; found 0"),
+        ("train.early_stopping", -1, "--early-stopping", "must be >= 0; found -1"),
+    ],
+)
+def test_a_value_rule_names_the_option_or_the_key(key, value, flag, rule):
+    """The rule is checked once (in the configuration object); the CLI's
+    message names the option, a job file's the file and the key."""
+    mapping = {"data.url": "/d", "data.label": "y", key: value}
+    if key == "train.alpha":
+        mapping["train.reg"] = 0.1
+    with pytest.raises(ConfigError) as from_cli:
+        config_from_mapping(mapping)
+    assert str(from_cli.value) == f"{flag} {rule}" and not isinstance(from_cli.value, JobFileError)
+    assert from_cli.value.column == key
+    with pytest.raises(JobFileError) as from_file:
+        config_from_mapping(mapping, "job.toml")
+    assert str(from_file.value) == f"job.toml: key {key!r} {rule}"
+
+
+def test_the_objects_refuse_the_same_values_on_their_own():
+    """The API (and the estimator) meet the same rules without a mapping."""
+    with pytest.raises(ConfigError, match="^max_iter must be an integer >= 0"):
+        SolverOptions(max_iter=-1)
+    with pytest.raises(ConfigError, match="^n_workers must be an integer >= 1"):
+        ClusterSpec(n_workers=0)
+    with pytest.raises(ConfigError, match="^checkpoint_every must be >= 1"):
+        TrainConfig(data="/d", label="y", checkpoint_every=0)
+
+
+def test_the_cli_help_comes_from_the_table():
+    result = run_cli("train", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for key, spec in KEYS.items():
+        if spec.flag and spec.flag.startswith("--"):
+            assert spec.flag in text, key
+            assert " ".join(spec.help.split())[:30] in text, key
