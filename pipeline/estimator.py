@@ -218,11 +218,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         return margins(X, np.append(self.coef_.ravel(), self.intercept_[0]))
 
     def predict_proba(self, X) -> np.ndarray:
-        margin = self.decision_function(X)
-        positive: Any = sigmoid(margin)  # numpy, or dask for dask input
-        if _is_dask(positive):  # (block by block: row chunk sizes may be unknown)
+        margin: Any = self.decision_function(X)  # numpy, or dask for dask input
+        if _is_dask(margin):  # (block by block: row chunk sizes may be unknown)
+            positive = margin.map_blocks(sigmoid, dtype=np.float64)
             return positive.map_blocks(_both_classes, new_axis=1, chunks=(positive.chunks[0], (2,)), dtype=np.float64)
-        return _both_classes(positive)
+        return _both_classes(sigmoid(margin))
 
     def predict_log_proba(self, X) -> np.ndarray:
         return np.log(self.predict_proba(X))

@@ -8,13 +8,12 @@ included; :func:`fused_stats` returns a :class:`~pipeline.kernel.Stats` equal
 to ``chunk_stats``.  The numpy reference stays the oracle; this module is only
 a faster way to compute the same integers.
 
-Where numpy uses exp/log kernels of its own (AVX-512 CPUs), the one-sweep
-loss pass would round differently, so :func:`split_partials` runs instead:
-the same compiled margin and deposit sweeps, with numpy itself computing the
-per-row ``proba``, loss and curvature in between, segment by segment (about
-7% slower than one sweep, 2.5x faster than the reference at 1M x 32).
-:func:`compiled_partials` picks the one that applies; :func:`chunk_partials_fast`
-falls back to the reference only without numba.
+The per-row exponential and logarithm are the pipeline's own
+(:mod:`pipeline.elementary_jit`, the numba twins of :mod:`pipeline.elementary`:
+IEEE basic operations only), so the one-sweep loss pass gives the reference's
+bits on every CPU, whatever numpy's SIMD dispatch: it runs wherever numba
+imports (:data:`AVAILABLE`); :func:`chunk_partials_fast` falls back to the
+reference only without numba.
 
 How it stays bitwise equal (see ``docs/exact-sums.md``):
 
@@ -23,16 +22,13 @@ How it stays bitwise equal (see ``docs/exact-sums.md``):
   ``x~_j * w_j`` summed by the same pairwise tree as :func:`kernel.margins`
   (level-by-level adjacent pairs, odd last carried, evaluated here with a
   stack: complete power-of-two blocks from the left, the ragged tail joined
-  right-to-left -- the same tree); ``1 / (1 + exp(-z))``; numpy's
-  ``npy_logaddexp(0, z)`` replicated branch by branch on libm ``exp``/``log1p``
-  (the functions numpy calls on CPUs without AVX-512); the Hessian's
+  right-to-left -- the same tree); ``proba`` and ``softplus`` from
+  :func:`pipeline.elementary_jit.sigmoid_softplus`; the Hessian's
   ``(s * h(1-h) * a_j) * a_k``; the statistics' Dekker square of
   :func:`kernel.exact_square`.  Compiled with numba in nopython mode without
-  fast-math: no reassociation, no FMA contraction.  :data:`AVAILABLE` (the loss
-  pass) is only True when numba imports, numpy does not dispatch its own
-  AVX-512 exp/log kernels, and a probe of those functions agrees with numpy
-  bit for bit in this process.  The statistics pass uses only multiplies and
-  adds, correctly rounded on every CPU: :data:`STATS_AVAILABLE` only needs numba.
+  fast-math: no reassociation, no FMA contraction.  Every pass uses only
+  correctly rounded IEEE operations: :data:`AVAILABLE` and
+  :data:`STATS_AVAILABLE` only need numba.
 * Deposits follow :func:`exact._deposit_block` on small cache-resident blocks
   of rows (at most ``BLOCK_ROWS``): bound ``max |v|`` of the block's finite
   values, the same top bin, the same power-of-two scaling, three levels of
@@ -62,7 +58,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -80,9 +75,7 @@ from .kernel import (
     chunk_partials,
     chunk_stats,
     margins,
-    numpy_cpu_features,
     sample_weights,
-    sigmoid,
     triangle_size,
 )
 
@@ -91,11 +84,9 @@ __all__ = [
     "STATS_AVAILABLE",
     "chunk_partials_fast",
     "chunk_stats_fast",
-    "compiled_partials",
     "fused_partials",
     "fused_stats",
     "margins_fast",
-    "split_partials",
     "warm_up",
 ]
 
@@ -106,8 +97,7 @@ _BLOCK_BYTES = 2**19
 #: Wide data: blocks of up to 512 rows within this many bytes (L3), so that
 #: each column's run stays long enough to stream well.
 _WIDE_BLOCK_BYTES = 2**22
-#: Target bytes of X per segment of the split pass (numpy's exp/log between
-#: two compiled sweeps over the same rows).
+#: Target bytes of X per segment of :func:`margins_fast`.
 _SEGMENT_BYTES = 2**21
 #: Rows per margin sub-block (its pairwise stack stays in L1).
 _MARGIN_ROWS = 512
@@ -115,7 +105,6 @@ _MARGIN_ROWS = 512
 _TILE = 16
 _MIN_TOP = N_BINS - 1
 _NAN, _POS_INF, _NEG_INF = 1, 2, 4
-_LOG2 = math.log(2.0)  # == NPY_LOGE2 as a double
 _MAGIC = 6755399441055744.0  # 1.5 * 2**52: y + M - M == rint(y) for |y| <= 2**51
 _UMAGIC_BITS = np.uint64(0x4338000000000000)  # bits of _MAGIC
 _U0 = np.uint64(0)
@@ -142,23 +131,16 @@ try:
     from numba import njit, types
     from numba.core import cgutils as _cgutils
     from numba.extending import intrinsic
+
+    from .elementary_jit import bits_of as _bits
+    from .elementary_jit import float_of as _from_bits
+    from .elementary_jit import sigmoid_softplus as _sigmoid_softplus
 except ImportError:  # pragma: no cover - exercised only without numba
     _HAVE_NUMBA = False
 else:
     _HAVE_NUMBA = N_BINS == 3
 
 if _HAVE_NUMBA:
-
-    @intrinsic
-    def _bits(typingctx, x):
-        """The IEEE bits of a float64 as int64 (a bitcast, vectorisable)."""
-        if x != types.float64:
-            return None
-
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], _ir.IntType(64))
-
-        return types.int64(types.float64), codegen
 
     @intrinsic
     def _ubits(typingctx, x):
@@ -190,38 +172,6 @@ if _HAVE_NUMBA:
             return context.get_dummy_value()
 
         return types.none(types.int64), codegen
-
-    @intrinsic
-    def _from_bits(typingctx, x):
-        """The float64 with the given int64 bits."""
-        if x != types.int64:
-            return None
-
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], _ir.DoubleType())
-
-        return types.float64(types.int64), codegen
-
-    @njit(cache=_CACHE, nogil=True)
-    def _proba_softplus(z):
-        """``1 / (1 + exp(-z))`` and numpy's ``npy_logaddexp(0.0, z)``.
-
-        npy_logaddexp(x, y): ``x == y``: ``x + log(2)``; else ``tmp = x - y``;
-        ``tmp > 0``: ``x + log1p(exp(-tmp))``; ``tmp <= 0``: ``y + log1p(exp(tmp))``;
-        else (NaN) ``tmp``.  With x = 0 and z != 0, ``tmp`` is ``-z`` bit for
-        bit, so for z > 0 its ``exp(tmp)`` is the sigmoid's ``exp(-z)``.
-        """
-        e = math.exp(-z)
-        proba = 1.0 / (1.0 + e)
-        if z == 0.0:
-            softplus = 0.0 + _LOG2
-        elif z > 0.0:
-            softplus = z + math.log1p(e)
-        elif z < 0.0:
-            softplus = 0.0 + math.log1p(math.exp(z))
-        else:
-            softplus = 0.0 - z  # NaN
-        return proba, softplus
 
     @njit(cache=_CACHE, nogil=True)
     def _max_abs_bits(v, n):
@@ -421,7 +371,7 @@ if _HAVE_NUMBA:
         for i in range(n):
             z = marg[i]
             yi = y[g0 + i]
-            proba, softplus = _proba_softplus(z)
+            proba, softplus = _sigmoid_softplus(z)
             residual = proba - yi
             loss = softplus - yi * z
             if has_s:
@@ -512,7 +462,7 @@ if _HAVE_NUMBA:
         block's exact max sets its top, as in :func:`_deposit`.
         """
         for i in range(n):
-            proba = 1.0 / (1.0 + math.exp(-marg[i]))
+            proba = _sigmoid_softplus(marg[i])[0]
             c = proba * (1.0 - proba)
             if has_s:
                 c = s[g0 + i] * c
@@ -639,27 +589,13 @@ if _HAVE_NUMBA:
     def _split_copy_margins(X, start, n, coef, center, scale, standardize, rows_inner, Xs, stack, marg, block):
         """:func:`_split_margins` of X in any layout: each block is first copied
         (standardized) into the F-ordered scratch ``Xs`` at the same offset,
-        which :func:`_split_terms` then reads.  (A function of its own, so the
-        common in-place case compiles without it.)"""
+        for :func:`margins_fast`.  (A function of its own, so the common in-place
+        case compiles without it.)"""
         for b0 in range(0, n, block):
             m = min(block, n - b0)
             _copy_block(X, start + b0, m, Xs[b0 : b0 + m], center, scale, standardize, rows_inner)
             for m0 in range(0, m, _MARGIN_ROWS):
                 _margins(Xs, b0 + m0, min(_MARGIN_ROWS, m - m0), coef, stack, marg[b0 + m0 :])
-
-    @njit(cache=_CACHE, nogil=True)
-    def _split_terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, block):
-        """:func:`_terms` of rows ``r0:r0+n`` of ``Xf``, block by block."""
-        for b0 in range(0, n, block):
-            m = min(block, n - b0)
-            _terms(Xf, r0 + b0, m, res[b0:], los[b0:], sw[b0:], tmp, top, acc, flags, 0)
-
-    @njit(cache=_CACHE, nogil=True)
-    def _split_hessian(Xf, r0, n, curv, cj, tmp, colmax, htop, hacc, hflags, block):
-        """:func:`_hessian_terms` of rows ``r0:r0+n`` of ``Xf``, block by block."""
-        for b0 in range(0, n, block):
-            m = min(block, n - b0)
-            _hessian_terms(Xf, r0 + b0, m, curv[b0:], cj, tmp, colmax, htop, hacc, hflags)
 
     @njit(cache=_CACHE, nogil=True)
     def _deposit_square(col, lo, n, mx, mh, ml, c, d, top, acc):
@@ -795,81 +731,11 @@ if _HAVE_NUMBA:
             _copy_block(X, start, n, Xs, nothing, nothing, False, rows_inner)
             _stats_block(Xs, 0, n, start, y, s, has_s, lo, tmp, ones, top, acc, flags)
 
-    @njit(cache=_CACHE, nogil=True)
-    def _probe_kernel(z):
-        out = np.empty((3, z.size))
-        for i in range(z.size):
-            out[0, i], out[1, i] = _proba_softplus(z[i])
-            out[2, i] = math.log1p(z[i])
-        return out
 
-
-def _probe_values() -> np.ndarray:
-    rng = np.random.default_rng(20240611)
-    fixed = np.array(
-        [
-            0.0,
-            -0.0,
-            1e-300,
-            -1e-300,
-            5e-324,
-            1e-17,
-            -1e-17,
-            0.5,
-            -0.5,
-            1.0,
-            -1.0,
-            36.7,
-            -36.7,
-            37.5,
-            -37.5,
-            709.78,
-            -709.78,
-            745.2,
-            -745.2,
-            800.0,
-            -800.0,
-            1e300,
-            -1e300,
-            np.inf,
-            -np.inf,
-            np.nan,
-        ]
-    )
-    scales = np.repeat([1e-8, 1e-3, 0.3, 3.0, 30.0, 300.0, 800.0], 3000)
-    return np.concatenate([fixed, rng.standard_normal(scales.size) * scales])
-
-
-def _numpy_has_own_exp_log() -> bool:
-    """numpy dispatches its own float64 exp/log kernels on AVX-512 CPUs (and
-    where numpy does not say which features it found, assume it does)."""
-    features = numpy_cpu_features()
-    if features is None:
-        return True
-    return any(flag.startswith("AVX512") and on for flag, on in features.items())
-
-
-def _probe() -> bool:
-    """Do the compiled exp/log1p/logaddexp agree with numpy bit for bit here?"""
-    if _numpy_has_own_exp_log():
-        return False
-    z = _probe_values()
-    got = _probe_kernel(z)
-    with np.errstate(all="ignore"):
-        want = np.stack([sigmoid(z), np.logaddexp(0.0, z), np.log1p(z)])
-    same = (got.view(np.int64) == want.view(np.int64)) | (np.isnan(got) & np.isnan(want))
-    return bool(same.all())
-
-
-if _HAVE_NUMBA:
-    try:
-        AVAILABLE: bool = _probe()
-    except Exception:  # pragma: no cover - a broken numba/llvmlite install
-        AVAILABLE = False
-else:  # pragma: no cover
-    AVAILABLE = False
-
-#: The compiled statistics pass (and the deposits) need numba only: no exp/log.
+#: The compiled loss (and Hessian) pass: the same bits as the reference on
+#: every CPU (its exp/log are :mod:`pipeline.elementary_jit`'s); needs numba only.
+AVAILABLE: bool = _HAVE_NUMBA
+#: The compiled statistics pass (and the deposits) need numba only.
 STATS_AVAILABLE: bool = _HAVE_NUMBA
 
 
@@ -958,18 +824,12 @@ def fused_partials(
 ) -> Partials:
     """Same as :func:`pipeline.kernel.chunk_partials` (Hessian included), compiled."""
     if not AVAILABLE:
-        raise RuntimeError("fused kernel unavailable (numba missing, or exp/log1p differ from numpy's)")
+        raise RuntimeError("compiled loss pass unavailable (numba missing)")
     return _partials(X, y, coef, weights, spec)
 
 
 def _partials(X, y, coef, weights, spec) -> Partials:
-    """:func:`fused_partials` without the check of :data:`AVAILABLE`.
-
-    Where AVAILABLE is False its exp/log1p may differ from numpy's, so it is
-    only for timing and for tests: on margins whose exp/log are exact on any
-    CPU (all zero: ``exp(-0) = 1``, ``logaddexp(0, 0) = log 2``), or against a
-    reference whose ``np.exp`` is the compiled one.
-    """
+    """:func:`fused_partials` without the check of :data:`AVAILABLE`."""
     job = _Job.of(X, y, coef, weights, spec)
     if job.n_rows == 0:
         return Partials.zeros(job.n_features + 1, spec.hessian)
@@ -1006,74 +866,6 @@ def _one_sweep(job: _Job, spec: KernelSpec) -> Partials:
             )
         hessian = None if hess is None else _sums(*hess)
         total = total.merge(Partials(_sums(top, acc, flags), stop - start, hessian))
-    return total
-
-
-def split_partials(
-    X: np.ndarray,
-    y: np.ndarray,
-    coef: np.ndarray,
-    weights: np.ndarray | None = None,
-    spec: KernelSpec = KernelSpec(),
-) -> Partials:
-    """Same as :func:`pipeline.kernel.chunk_partials` (Hessian included) on any
-    CPU where numba imports: the O(rows x features) work compiled, the
-    per-row exp/log by numpy itself.
-
-    Rows go in segments (``_segment_rows``): a compiled sweep computes the
-    margins (the same pairwise tree), numpy computes ``proba``, the loss,
-    the residual and the curvature from them with exactly the reference's
-    expressions (the same ufuncs on the same values, so the same bits on
-    any CPU, AVX-512 dispatch included: numpy's elementwise results do not
-    depend on a value's position in the array), and a second compiled sweep
-    deposits the terms.  The deposits are those of :func:`fused_partials`.
-    """
-    if not _HAVE_NUMBA:
-        raise RuntimeError("compiled kernel unavailable (numba missing)")
-    job = _Job.of(X, y, coef, weights, spec)
-    if job.n_rows == 0:
-        return Partials.zeros(job.n_features + 1, spec.hessian)
-    with _compiling(("split", *job.key(spec))):
-        return _split(job, spec)
-
-
-def _split(job: _Job, spec: KernelSpec) -> Partials:
-    d = job.n_features
-    total = Partials.zeros(d + 1, spec.hessian)
-    segment, stack, Xs = job.scratch()
-    marg = np.empty(segment)
-    ones = np.ones(segment)
-    tmp = np.empty(job.block)
-    if spec.hessian:
-        cj = np.empty(job.block)
-        colmax = np.empty(d, dtype=np.int64)
-    for call in range(0, job.n_rows, _CALL_ROWS):
-        stop = min(call + _CALL_ROWS, job.n_rows)
-        top, acc, flags = _empty_state(d + 3)
-        hess = _empty_state(triangle_size(d + 1)) if spec.hessian else None
-        for start in range(call, stop, segment):
-            n = min(segment, stop - start)
-            job.margins(start, n, Xs, stack, marg)
-            margin = marg[:n]
-            yb = job.y[start : start + n]
-            # kernel.chunk_partials' expressions, operation for operation
-            proba = sigmoid(margin)
-            residual = proba - yb
-            loss = np.logaddexp(0.0, margin) - yb * margin
-            sw = ones[:n]
-            if job.has_s:
-                sw = job.s[start : start + n]
-                residual = sw * residual
-                loss = sw * loss
-            source, row = (job.X, start) if job.direct else (Xs, 0)
-            _split_terms(source, row, n, residual, loss, sw, tmp, top, acc, flags, job.block)
-            if hess is not None:
-                curvature = proba * (1.0 - proba)
-                if job.has_s:
-                    curvature = sw * curvature
-                _split_hessian(source, row, n, curvature, cj, tmp, colmax, *hess, job.block)
-        hessian = None if hess is None else _sums(*hess)
-        total = total.merge(Partials(_sums(top, acc, flags), stop - call, hessian))
     return total
 
 
@@ -1181,9 +973,8 @@ class _Job:
 
 
 def _segment_rows(n_features: int, block: int) -> int:
-    """Rows per segment of :func:`split_partials`: whole blocks, about
-    ``_SEGMENT_BYTES`` of X (so the second sweep finds it in cache), at most
-    ``BLOCK_ROWS``."""
+    """Rows per segment of :func:`margins_fast`: whole blocks, about
+    ``_SEGMENT_BYTES`` of X, at most ``BLOCK_ROWS``."""
     rows = max(block, min(BLOCK_ROWS, _SEGMENT_BYTES // (8 * max(n_features, 1))))
     return rows // block * block
 
@@ -1225,12 +1016,6 @@ def margins_fast(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
     return out
 
 
-def compiled_partials(X, y, coef, weights=None, spec: KernelSpec = KernelSpec()) -> Partials:
-    """The compiled loss pass that applies here: :func:`fused_partials` where
-    its exp/log agree with numpy's (:data:`AVAILABLE`), else :func:`split_partials`."""
-    return (fused_partials if AVAILABLE else split_partials)(X, y, coef, weights, spec)
-
-
 def chunk_partials_fast(
     X: np.ndarray,
     y: np.ndarray,
@@ -1238,13 +1023,13 @@ def chunk_partials_fast(
     weights: np.ndarray | None = None,
     spec: KernelSpec = KernelSpec(),
 ) -> Partials:
-    """:func:`compiled_partials` where numba imports, else :func:`kernel.chunk_partials`.
+    """:func:`fused_partials` where numba imports, else :func:`kernel.chunk_partials`.
 
     A drop-in replacement for ``chunk_partials``: the result is equal either
     way, so processes with and without the compiled kernel can be mixed.
     """
-    if _HAVE_NUMBA:
-        return compiled_partials(X, y, coef, weights, spec)
+    if AVAILABLE:
+        return fused_partials(X, y, coef, weights, spec)
     return chunk_partials(X, y, coef, weights, spec)
 
 
@@ -1252,7 +1037,7 @@ def fused_stats(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None)
     """Same as :func:`pipeline.kernel.chunk_stats`, compiled.
 
     Needs numba only (:data:`STATS_AVAILABLE`): the statistics pass uses
-    multiplies and adds, which are correctly rounded everywhere, no exp/log.
+    multiplies and adds, which are correctly rounded everywhere.
     """
     if not STATS_AVAILABLE:
         raise RuntimeError("compiled statistics pass unavailable (numba missing)")

@@ -52,7 +52,7 @@ from .errors import (
     PipelineError,
 )
 from .fitting import FitState, Progress
-from .jobfile import config_from_mapping, config_to_mapping
+from .jobfile import config_to_mapping
 from .model import Model
 from .outputs import (
     ACTIVE,
@@ -606,14 +606,9 @@ def request_cancel(outputs: OutputDir) -> None:
 
 
 def config_of(outputs: OutputDir, overrides: dict) -> tuple[TrainConfig, str]:
-    """The job's configuration from its ``job.json`` (for resume), with ``overrides``."""
+    """The job's configuration and id from its ``job.json`` (for resume), with ``overrides``."""
+    config = outputs.training_config(overrides)
     document = outputs.read_job()
-    if document is None or document.config is None or document.job_id is None:
-        raise JobNotFoundError(f"{outputs.path} has no {JOB_FILE} with a job configuration")
-    mapping = dict(document.config)
-    if any(key.startswith("cluster.") for key in overrides):
-        mapping = {k: v for k, v in mapping.items() if not k.startswith("cluster.")}
-    mapping.update({k: v for k, v in overrides.items() if v is not None})
-    mapping["output.dir"] = str(outputs.path.absolute())
-    mapping.pop("output.overwrite", None)
-    return config_from_mapping(mapping, str(outputs.job)), document.job_id
+    if document is None or document.job_id is None:
+        raise JobNotFoundError(f"{outputs.path} has no {JOB_FILE} with a job id")
+    return config, document.job_id

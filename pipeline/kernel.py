@@ -8,9 +8,10 @@ and ``coef = [w_0 .. w_{d-1}, b]`` (intercept last):
   space without the data ever being rewritten;
 * ``margin_i = x~_i . w + b`` evaluated in an order fixed by ``d`` alone
   (:func:`margins`), so a row's margin never depends on the chunk it sits in;
-* ``proba_i = 1 / (1 + exp(-margin_i))`` (:func:`sigmoid`, the one place
-  the pipeline computes it);
-* ``loss_i = logaddexp(0, margin_i) - y_i * margin_i`` (the stable form of
+* ``proba_i = 1 / (1 + exp(-margin_i))`` and ``softplus_i = log(1 +
+  exp(margin_i))``, both from :func:`pipeline.elementary.sigmoid_softplus`
+  (:func:`sigmoid`: the one place the pipeline computes the probability);
+* ``loss_i = softplus_i - y_i * margin_i`` (the stable form of
   ``-[y log h + (1-y) log(1-h)]``);
 * ``residual_i = proba_i - y_i``; the sample weight ``s_i`` is the weight
   column times the class weight of ``y_i`` (1 when neither is given);
@@ -27,10 +28,13 @@ column per feature), ``s_i residual_i`` (intercept), ``s_i loss_i`` and
 Nothing is divided here: the coordinator divides once, after the reduction
 (see :mod:`pipeline.objective`).
 
-numpy picks its exp/log kernels by CPU, so the bits of ``sigmoid`` and
-``logaddexp`` depend on the machine: :func:`numpy_cpu_features` and
-:func:`numpy_cpu_dispatch` say what numpy found here (the compiled kernel
-and the workers' fingerprint, :mod:`pipeline.probe`, read them).
+The exponential and logarithm are the pipeline's own
+(:mod:`pipeline.elementary`: fdlibm's algorithms in IEEE basic operations
+only), not numpy's, whose exp/log kernels differ by CPU: every result here
+has the same bits on every CPU, whatever numpy's SIMD dispatch, and the
+compiled kernels (:mod:`pipeline.fused`) compute the same operations.
+:func:`numpy_cpu_features` and :func:`numpy_cpu_dispatch` say what numpy
+found here (reported by the workers' fingerprint, :mod:`pipeline.probe`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from typing import Literal
 
 import numpy as np
 
+from .elementary import sigmoid_softplus
 from .exact import BLOCK_ROWS, ExactSums
 
 try:  # numpy >= 2
@@ -88,13 +93,9 @@ def numpy_cpu_dispatch() -> list[str]:
 
 
 def sigmoid(margin: np.ndarray) -> np.ndarray:
-    """``1 / (1 + exp(-margin))``, elementwise: the probability of label 1.
-
-    A margin below about -709 overflows ``exp(-margin)`` to inf, which gives
-    probability 0, as it should (the warning is silenced).
-    """
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-margin))
+    """``1 / (1 + exp(-margin))``, elementwise: the probability of label 1,
+    within one ulp, the same bits on every CPU (:func:`pipeline.elementary.sigmoid_softplus`)."""
+    return sigmoid_softplus(margin)[0]
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,9 +267,9 @@ def chunk_partials(
         if spec.center is not None:
             Xb = (Xb - spec.center) / spec.scale
         margin = margins(Xb, coef)
-        proba = sigmoid(margin)
+        proba, softplus = sigmoid_softplus(margin)
         residual = proba - yb
-        loss = np.logaddexp(0.0, margin) - yb * margin
+        loss = softplus - yb * margin
         sb = None if s is None else s[start:stop]
         if sb is not None:
             residual = sb * residual

@@ -19,7 +19,12 @@ from .kernel import sigmoid
 from .outputs import MODEL_FILE
 
 __all__ = ["Model", "coef_digest"]
-FORMAT_VERSION = 1
+#: 2: the pipeline's own exp/log (pipeline.elementary): the same bits on every
+#: CPU, not numpy's (format 1 models came from numpy's exp/log; their layout
+#: is the same, so they are still read, and score with today's functions)
+FORMAT_VERSION = 2
+#: the format versions this version reads
+READS_FORMATS = (1, 2)
 
 
 def coef_digest(coef: np.ndarray, intercept: float) -> str:
@@ -276,10 +281,10 @@ def _check_consistent(model: Model, path: Path) -> None:
             f"{path}: the per-iteration histories must be non-empty and of one length; found lengths {lengths}",
             path=str(path),
         )
-    if model.format_version != FORMAT_VERSION:
+    if model.format_version not in READS_FORMATS:
         raise ModelFileError(
             f"{path}: format_version {model.format_version}; this version of "
-            f"pipeline reads format_version {FORMAT_VERSION}",
+            f"pipeline reads format_version {' or '.join(map(str, READS_FORMATS))}",
             path=str(path),
             column="format_version",
         )

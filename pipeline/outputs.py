@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from .atomic import write_atomic
-from .errors import JobError, OutputError
+from .config import TrainConfig
+from .errors import JobError, JobNotFoundError, OutputError
+from .jobfile import config_from_mapping
 
 __all__ = [
     "CANCEL_FILE",
@@ -260,6 +262,23 @@ class OutputDir:
             return JobDocument.from_json(json.loads(text))
         except ValueError as exc:
             raise JobError(f"{self.job} cannot be read: {exc}", path=str(self.path)) from None
+
+    def training_config(self, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+        """The job's training configuration, read back from ``job.json`` (its
+        flat keys, :mod:`pipeline.jobfile`) for this directory, with
+        ``overrides``; a cluster key among them replaces the job's cluster.
+        :class:`JobNotFoundError` without a job configuration."""
+        document = self.read_job()
+        if document is None or document.config is None:
+            raise JobNotFoundError(f"{self.path} has no {JOB_FILE} with a job configuration", path=str(self.path))
+        mapping = dict(document.config)
+        given = {key: value for key, value in (overrides or {}).items() if value is not None}
+        if any(key.startswith("cluster.") for key in given):
+            mapping = {key: value for key, value in mapping.items() if not key.startswith("cluster.")}
+        mapping.update(given)
+        mapping["output.dir"] = str(self.path.absolute())
+        mapping.pop("output.overwrite", None)
+        return config_from_mapping(mapping, str(self.job))
 
     def write_job(self, document: JobDocument) -> None:
         write_atomic(self.job, (json.dumps(document.to_json(), indent=2) + "\n").encode())

@@ -30,7 +30,8 @@ import pyarrow.parquet as pq
 from .atomic import write_atomic
 from .config import check_output_root, output_roots
 from .data import ChunkSpec, Dataset, Split, SplitPart, open_dataset, unreadable_error
-from .errors import ColumnNotFoundError, ConfigError, JobError, OutputError
+from .elementary import sigmoid_softplus
+from .errors import ColumnNotFoundError, ConfigError, OutputError, PipelineError
 from .exact import ExactSums
 from .kernel import sigmoid
 from .model import Model
@@ -154,9 +155,9 @@ def evaluate_chunk(reader, chunk: ChunkSpec, model: Model, threshold: float) -> 
         keep = data.weights > 0
         X, y = X[keep], y[keep]
     margin = _margin(model, X)  # once: the probabilities and the losses both come from it
-    proba = sigmoid(margin)
-    # stable per-row log-loss log(1 + e^z) - y z, summed exactly later
-    losses = np.logaddexp(0.0, margin) - y * margin
+    proba, softplus = sigmoid_softplus(margin)
+    # stable per-row log-loss log(1 + e^z) - y z (the training loss), summed exactly later
+    losses = softplus - y * margin
     values, inverse = np.unique(proba, return_inverse=True)
     positives = np.bincount(inverse, weights=y, minlength=len(values)).astype(np.int64)
     totals = np.bincount(inverse, minlength=len(values)).astype(np.int64)
@@ -316,29 +317,20 @@ def split_of(model_dir: str | os.PathLike, part: SplitPart) -> Split:
         raise ConfigError(f"a split part is 'train' or 'validation', got {part!r}")
     outputs = OutputDir(model_dir)
     path = outputs.job
-    try:
-        document = outputs.read_job()
-        if document is None:
-            raise FileNotFoundError(f"no {path.name}")
-        if document.config is None:
-            raise ValueError("it holds no configuration")
-    except (JobError, OSError, ValueError) as exc:
+    try:  # the training run's own configuration, wherever it ran
+        config = outputs.training_config({"cluster.in_process": True})
+    except PipelineError as exc:
         raise ConfigError(
             f"{path} cannot be read for the training configuration ({exc}); "
             "evaluating a split needs the training run's job.json",
             path=str(path),
         ) from None
-    fraction, key = document.config.get("data.validation_fraction"), document.config.get("data.validation_key")
+    fraction, key = config.validation_fraction, config.validation_key
     if not fraction:
         raise ConfigError(
             f"the model in {model_dir} was trained without a validation split "
             f"({path}: data.validation_fraction is not set); evaluate all rows, or "
             "train with --validation-fraction",
-            path=str(path),
-        )
-    if not isinstance(fraction, float) or not 0.0 < fraction < 1.0 or not isinstance(key, (str, type(None))):
-        raise ConfigError(
-            f"{path}: data.validation_fraction {fraction!r} / data.validation_key {key!r} do not describe a split",
             path=str(path),
         )
     return Split(fraction, key, part)

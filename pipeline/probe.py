@@ -1,12 +1,14 @@
 """What decides the bits a machine computes: a fingerprint of its kernel.
 
-The exact sums make results independent of partitioning and order, but not of
-the floating-point functions each machine uses: numpy picks exp/log kernels
-by CPU (its AVX-512 ones round differently), and library versions can change
-them too.  :func:`kernel_fingerprint` runs the loss kernel (and numpy's
-exp/log) on a fixed input and hashes the output together with the versions
-and the CPU dispatch targets numpy enabled; workers whose fingerprints differ
-must not work on the same job (:mod:`pipeline.reduce` checks it).
+The exact sums make results independent of partitioning and order, and the
+pipeline's own exponential and logarithm (:mod:`pipeline.elementary`: IEEE
+basic operations only) make them independent of the CPU and of numpy's SIMD
+dispatch.  What can still change a bit is the software: another version of
+numpy, pyarrow, numba, Python or the pipeline itself.
+:func:`kernel_fingerprint` runs the loss kernel and the elementary functions
+on a fixed input and hashes the output together with those versions; workers
+whose fingerprints differ must not work on the same job (:mod:`pipeline.reduce`
+checks it).  The CPU dispatch targets numpy enabled are reported, not hashed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .elementary import sigmoid_softplus
 from .fused import AVAILABLE as FUSED_AVAILABLE
 from .kernel import KernelSpec, chunk_partials, numpy_cpu_dispatch
 
@@ -50,7 +53,7 @@ def kernel_fingerprint() -> dict[str, Any]:
     digest = hashlib.sha256()
     sums = partials.sums
     digest.update(repr((sums.top.tolist(), sums.bins.tolist(), sums.flags.tolist(), partials.n_samples)).encode())
-    for values in (np.exp(margins), np.log1p(np.exp(-np.abs(margins))), np.logaddexp(0.0, margins)):
+    for values in sigmoid_softplus(margins):
         digest.update(values.tobytes())
     facts = {
         "numpy": np.__version__,
@@ -58,8 +61,12 @@ def kernel_fingerprint() -> dict[str, Any]:
         "numba": _version("numba"),
         "pipeline": _version("pipeline"),
         "python": platform.python_version(),
-        "cpu_dispatch": numpy_cpu_dispatch(),
     }
     digest.update(repr(sorted(facts.items())).encode())
-    # which compiled loss pass runs (one sweep or split) is reported, not hashed
-    return {"digest": digest.hexdigest()[:16], **facts, "fused_kernel": FUSED_AVAILABLE}
+    # which SIMD paths numpy takes and whether the compiled pass runs: reported, not hashed
+    return {
+        "digest": digest.hexdigest()[:16],
+        **facts,
+        "cpu_dispatch": numpy_cpu_dispatch(),
+        "fused_kernel": FUSED_AVAILABLE,
+    }

@@ -523,8 +523,8 @@ def fingerprint_conflict(fingerprints: dict[str, dict]) -> str | None:
     return (
         "workers compute different floating-point results, which would break "
         f"the exactness guarantee; found {described}. Run every worker from the "
-        "same environment (image, library versions) on CPUs with the same numpy "
-        "SIMD targets, or keep the job to workers that agree"
+        "same environment (image, library versions; the CPU does not matter), "
+        "or keep the job to workers that agree"
     )
 
 
@@ -539,8 +539,7 @@ def _kernel_fingerprint() -> dict:
 def _describe(fingerprint: dict) -> str:
     return (
         f"numpy {fingerprint['numpy']}, pyarrow {fingerprint['pyarrow']}, numba "
-        f"{fingerprint['numba']}, python {fingerprint['python']}, SIMD "
-        f"{'+'.join(fingerprint['cpu_dispatch']) or 'baseline only'}"
+        f"{fingerprint['numba']}, python {fingerprint['python']}, pipeline {fingerprint.get('pipeline')}"
     )
 
 

@@ -224,8 +224,8 @@ MODEL_DEFECTS = {
     ),
     "histories empty": (edit_json(MODEL_FILE, histories_empty), "histories must be non-empty"),
     "a newer format_version": (
-        edit_json(MODEL_FILE, setting("format_version", 2)),
-        "format_version 2; this version of pipeline reads format_version 1",
+        edit_json(MODEL_FILE, setting("format_version", 3)),
+        "format_version 3; this version of pipeline reads format_version 1 or 2",
     ),
     "digest mismatch": (
         edit_json(MODEL_FILE, lambda d: d.__setitem__("intercept", d["intercept"] + 1e-9)),
@@ -319,7 +319,12 @@ def test_a_good_model_file_loads_back_equal(tmp_path):
         scale=[1.0] * 3,
     )
     model.save(tmp_path)
-    assert Model.load(tmp_path) == model
+    assert Model.load(tmp_path) == model and model.format_version == 2
+    # a format 1 model (numpy's exp/log; the same layout) is still read
+    old = json.loads((tmp_path / MODEL_FILE).read_text())
+    (tmp_path / MODEL_FILE).write_text(json.dumps({**old, "format_version": 1}))
+    assert Model.load(tmp_path).format_version == 1
+    model.save(tmp_path)
     with pytest.raises(ModelFileError) as raised:  # (one of the catalog's, through the library)
         Model.load(MODEL_DEFECTS["digest mismatch"][0](tmp_path))
     assert raised.value.path == str(tmp_path / MODEL_FILE)

@@ -4,18 +4,25 @@
 (same row count, top bins, flags and Python-int bins, Hessian sums included)
 and ``fused_stats`` a Stats equal to ``chunk_stats``, for every input.
 
-The compiled loss pass of a machine is ``fused_partials`` where
-:data:`fused.AVAILABLE` (its exp/log are numpy's) and ``split_partials``
-elsewhere (AVX-512 CPUs: numpy's own exp/log between two compiled sweeps);
-``compiled_partials`` picks it, and the tests marked ``requires_compiled``
-check whichever runs here.  ``split_partials`` is also checked on its own
-(below), and ``fused_partials``' deposits where it is not AVAILABLE on
-margins that are all zero, whose exp/log are exact everywhere
-(``fused._partials``).  The statistics pass has no exp/log and runs wherever
-numba imports (:data:`fused.STATS_AVAILABLE`).
+The per-row exponential and logarithm are the pipeline's own on both sides:
+the reference takes ``proba`` and ``softplus`` from
+:func:`pipeline.elementary.sigmoid_softplus` (numpy), the compiled kernel from
+its numba twin :func:`pipeline.elementary_jit.sigmoid_softplus`, both made of
+IEEE basic operations only, so they agree bit for bit on every CPU, AVX-512
+ones included (numpy's own SIMD exp/log are no longer used).  There is one
+compiled loss pass, the one-sweep ``fused_partials``; it runs wherever numba
+imports (:data:`fused.AVAILABLE` is then True, with no CPU probe), and these
+tests compare it with the reference directly, here, whatever the CPU.
+``chunk_partials_fast`` calls it where numba imports and falls back to the
+reference without it.  Besides the shapes, layouts, weights, standardization
+and Hessian cases, the margins are driven through the places where the two
+elementary functions could part (+-0, +-inf, NaN, the exp overflow and
+underflow thresholds, saturation near +-37, tiny and subnormal margins), one
+row per call so that no difference is hidden below a block's rounding grid.
+The statistics pass has no exp/log and also runs wherever numba imports
+(:data:`fused.STATS_AVAILABLE`).
 """
 
-import contextlib
 import math
 
 import numpy as np
@@ -35,10 +42,8 @@ from pipeline.kernel import (
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference on inf/NaN
+#: the compiled passes (loss, Hessian, statistics, margins) run wherever numba imports
 requires_numba = pytest.mark.skipif(not fused.STATS_AVAILABLE, reason="numba missing")
-#: the compiled loss pass of this machine (fused, or split where numpy's exp/log
-#: are its own) runs wherever numba imports
-requires_compiled = requires_numba
 
 SPECIALS = np.array(
     [0.0, -0.0, 0.5, -0.5, 1.5, 2.5, 1e-310, -5e-324, 1e-200, 1e200, -1e300, 3.0, 2.0**-40, 2.0**39, 1.0 + 2.0**-52]
@@ -57,11 +62,10 @@ def assert_same_sums(got, want):
     assert a.tobytes() == b.tobytes() or np.array_equal(a, b, equal_nan=True)
 
 
-def assert_same(X, y, coef, weights=None, spec=KernelSpec(), partials=None):
-    """``partials`` (default: fused.compiled_partials, the compiled loss pass
-    that runs on this machine) equals chunk_partials."""
+def assert_same(X, y, coef, weights=None, spec=KernelSpec()):
+    """fused_partials (the compiled loss pass) equals chunk_partials."""
     want = chunk_partials(X, y, coef, weights, spec)
-    got = (partials or fused.compiled_partials)(X, y, coef, weights, spec)
+    got = fused.fused_partials(X, y, coef, weights, spec)
     assert isinstance(got, Partials)
     assert got.n_samples == want.n_samples
     assert_same_sums(got.sums, want.sums)
@@ -88,7 +92,7 @@ def full_spec(seed, d, class_weight=(0.7, 3.25)):
     return KernelSpec(center=rng.normal(0, 2, d), scale=rng.random(d) * 3 + 0.1, class_weight=class_weight)
 
 
-@requires_compiled
+@requires_numba
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize(
     "n, d",
@@ -116,7 +120,7 @@ def test_equal_to_reference_on_shapes(order, n, d):
     assert_same(X, y, coef, weights, full_spec(n, d))
 
 
-@requires_compiled
+@requires_numba
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_every_width_of_the_pairwise_tree(order):
     # d = 1..70 covers every merge pattern of the margin tree (up to 6 levels).
@@ -125,7 +129,7 @@ def test_every_width_of_the_pairwise_tree(order):
         assert_same(X, y, coef)
 
 
-@requires_compiled
+@requires_numba
 def test_120k_rows_with_weights_and_standardization():
     X, y, coef = problem(7, 120_000, 5, order="F")
     weights = np.random.default_rng(7).exponential(size=120_000)
@@ -134,7 +138,7 @@ def test_120k_rows_with_weights_and_standardization():
     assert_same(X, y, coef, None, full_spec(8, 5))
 
 
-@requires_compiled
+@requires_numba
 @pytest.mark.parametrize("view", ["rows_step", "cols_step", "reversed", "transposed", "offset", "f_rows_step"])
 def test_non_contiguous_inputs(view):
     X, y, coef = problem(3, 3001, 12)
@@ -156,7 +160,7 @@ def test_non_contiguous_inputs(view):
     assert_same(X, y, coef, weights, full_spec(3, X.shape[1]))
 
 
-@requires_compiled
+@requires_numba
 def test_read_only_and_converted_inputs():
     X, y, coef = problem(4, 800, 5)
     X.flags.writeable = False
@@ -173,7 +177,7 @@ def test_read_only_and_converted_inputs():
     assert_same(X, y, coef, None, KernelSpec(class_weight=(1, 3)))
 
 
-@requires_compiled
+@requires_numba
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_weights_class_weights_standardization_combinations(order):
     X, y, coef = problem(5, 5000, 9, order=order)
@@ -187,7 +191,7 @@ def test_weights_class_weights_standardization_combinations(order):
                 assert_same(X, y, coef, w, s)
 
 
-@requires_compiled
+@requires_numba
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_nan_and_inf_flags(order):
     X, y, coef = problem(6, 3000, 6, order=order)
@@ -205,7 +209,7 @@ def test_nan_and_inf_flags(order):
     assert_same(X, y, coef0)
 
 
-@requires_compiled
+@requires_numba
 def test_infinite_terms_without_nan():
     # x = 1e300 and residual ~ -1: the product is finite; x = inf with w = 0
     # gives NaN.  Terms of +-inf come from huge weights.
@@ -218,7 +222,7 @@ def test_infinite_terms_without_nan():
     assert_same(X, y, coef, weights, KernelSpec(class_weight=(10.0, 10.0)))
 
 
-@requires_compiled
+@requires_numba
 def test_nan_labels_and_weights():
     X, y, coef = problem(8, 300, 3)
     y[5] = np.nan
@@ -230,14 +234,14 @@ def test_nan_labels_and_weights():
     assert_same(X, y, coef, weights, KernelSpec(class_weight=(2.0, 0.5)))
 
 
-@requires_compiled
+@requires_numba
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_huge_and_zero_margins(order):
     X, y, coef = problem(9, 4000, 4, coef_scale=300.0, order=order)
     assert_same(X, y, coef)  # |z| in the hundreds: exp overflow, loss ~ |z|
     z_exact = np.asarray(np.repeat([[1.0], [-1.0]], 50, axis=0), order=order)
     y2 = np.tile([1.0, 0.0], 50)
-    for b in (800.0, -800.0, 745.0, 710.0, 37.0, 0.0):
+    for b in (800.0, -800.0, 745.2, -745.2, 745.0, 710.0, 709.78, -709.78, 37.5, -37.5, 37.0, 0.0, -0.0):
         assert_same(z_exact, y2, np.array([b, 0.0]))
         assert_same(z_exact, y2, np.array([0.0, b]))
     zeros = np.zeros((100, 3), order=order)
@@ -245,7 +249,7 @@ def test_huge_and_zero_margins(order):
     assert_same(zeros, y2, np.array([1.0, 2.0, 3.0, -0.0]))
 
 
-@requires_compiled
+@requires_numba
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_extreme_column_magnitudes(order):
     # Whole columns subnormal, near the top of the float range, exact zeros,
@@ -267,7 +271,7 @@ def test_extreme_column_magnitudes(order):
     assert_same(X, y, np.array([0.0, 1e-307, 0, 0, 0, 0.0, 0.0]), np.full(n, 1.7e308))
 
 
-@requires_compiled
+@requires_numba
 def test_top_bin_of_every_exponent():
     # One row, no features: the weight column holds exactly v, so its top bin
     # is top_bin(|v|) -- checked at every power of two and just below it.
@@ -281,7 +285,7 @@ def test_top_bin_of_every_exponent():
             assert got.sums.top[-1] == top_bin(np.array([abs(w)]))[0]
 
 
-@requires_compiled
+@requires_numba
 def test_magnitudes_change_between_blocks():
     # Top bins rise and fall from one small block to the next (shifts of 1, 2
     # and >= 3 bins): alignment inside the kernel must match ExactSums.merge.
@@ -299,7 +303,7 @@ def test_magnitudes_change_between_blocks():
     assert_same(np.asfortranarray(X), y, coef, weights)
 
 
-@requires_compiled
+@requires_numba
 @pytest.mark.parametrize("block", [1, 2, 3, 255, 1024, BLOCK_ROWS])
 def test_block_size_does_not_change_the_result(monkeypatch, block):
     X, y, coef = problem(11, 5000, 5, scale=1e3)
@@ -311,7 +315,7 @@ def test_block_size_does_not_change_the_result(monkeypatch, block):
     assert_same(np.asfortranarray(X), y, coef, weights, full_spec(11, 5))
 
 
-@requires_compiled
+@requires_numba
 def test_calls_split_into_int64_safe_pieces(monkeypatch):
     X, y, coef = problem(12, 3000, 4)
     monkeypatch.setattr(fused, "_CALL_ROWS", 700)
@@ -319,26 +323,24 @@ def test_calls_split_into_int64_safe_pieces(monkeypatch):
     assert_same(np.asfortranarray(X), y, coef, np.full(3000, 2.5))
 
 
-def test_available_where_numpy_uses_libm():
+def test_available_wherever_numba_imports():
+    # The loss pass's exp/log are the pipeline's own (the same bits on every
+    # CPU): no CPU probe, no split path -- AVAILABLE is just "numba imports".
     pytest.importorskip("numba")
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:  # numpy 1.x
-        from numpy.core._multiarray_umath import __cpu_features__
-    if __cpu_features__.get("AVX512F"):
-        pytest.skip("numpy may use its own exp/log kernels on AVX-512 CPUs")
-    assert fused.AVAILABLE
+    assert fused.AVAILABLE is True
+    assert fused.STATS_AVAILABLE is True
+    for gone in ("split_partials", "compiled_partials", "_probe", "_probe_kernel", "_numpy_has_own_exp_log"):
+        assert not hasattr(fused, gone), gone
 
 
-@requires_compiled
+@requires_numba
 def test_interface_errors():
     X, y, coef = problem(13, 10, 3)
-    assert fused.compiled_partials(X, y, coef, spec=KernelSpec(hessian=True)).hessian is not None
+    assert fused.fused_partials(X, y, coef, spec=KernelSpec(hessian=True)).hessian is not None
     with pytest.raises(ValueError, match="coef has shape"):
-        fused.compiled_partials(X, y, coef[:-1])
+        fused.fused_partials(X, y, coef[:-1])
     with pytest.raises(TypeError):
-        fused.compiled_partials(X, y, coef, spec=KernelSpec(center=np.zeros(3)))
-    assert isinstance(fused.AVAILABLE, bool)
+        fused.fused_partials(X, y, coef, spec=KernelSpec(center=np.zeros(3)))
 
 
 def test_chunk_partials_fast_is_a_drop_in_replacement():
@@ -347,14 +349,59 @@ def test_chunk_partials_fast_is_a_drop_in_replacement():
         assert fused.chunk_partials_fast(X, y, coef, None, spec) == chunk_partials(X, y, coef, None, spec)
 
 
-@requires_compiled
+@requires_numba
 def test_merge_with_reference_partials():
     X, y, coef = problem(14, 2000, 7)
     whole = chunk_partials(X, y, coef)
-    mixed = fused.compiled_partials(X[:1234], y[:1234], coef).merge(chunk_partials(X[1234:], y[1234:], coef))
+    mixed = fused.fused_partials(X[:1234], y[:1234], coef).merge(chunk_partials(X[1234:], y[1234:], coef))
     assert mixed == whole
     loss, grad, weight = mixed.finalize()
     assert math.isfinite(loss) and weight == 2000.0
+
+
+@requires_numba
+def test_chunk_partials_fast_uses_the_compiled_pass_where_numba_imports(monkeypatch):
+    X, y, coef = problem(22, 3000, 5, order="F")
+    spec = hessian_spec(22, 5)
+    want = chunk_partials(X, y, coef, None, spec)
+    compiled, reference = [], []
+    fused_partials, chunk_partials_ = fused.fused_partials, fused.chunk_partials
+    monkeypatch.setattr(fused, "fused_partials", lambda *args: compiled.append(len(args[1])) or fused_partials(*args))
+    monkeypatch.setattr(fused, "chunk_partials", lambda *args: reference.append(len(args[1])) or chunk_partials_(*args))
+    assert fused.chunk_partials_fast(X, y, coef, None, spec) == want
+    assert compiled == [3000] and reference == []
+    # without numba (AVAILABLE False): the reference, and fused_partials refuses
+    monkeypatch.setattr(fused, "AVAILABLE", False)
+    assert fused.chunk_partials_fast(X, y, coef, None, spec) == want
+    assert compiled == [3000] and reference == [3000]
+    with pytest.raises(RuntimeError, match="unavailable"):
+        fused_partials(X, y, coef)
+
+
+@requires_numba
+def test_warm_up_runs_the_compiled_passes(monkeypatch):
+    calls = []
+    fused_partials, fused_stats = fused.fused_partials, fused.fused_stats
+
+    def partials(X, y, coef, weights, spec):
+        calls.append(("partials", X.shape[1], weights is not None, spec.center is not None, spec.hessian))
+        return fused_partials(X, y, coef, weights, spec)
+
+    def stats(X, y, weights):
+        calls.append(("stats", X.shape[1], weights is not None))
+        return fused_stats(X, y, weights)
+
+    monkeypatch.setattr(fused, "fused_partials", partials)
+    monkeypatch.setattr(fused, "fused_stats", stats)
+    fused.warm_up("passes", 3, standardize=True, weighted=True, class_weighted=True, hessian=True)
+    fused.warm_up("passes", 2, standardize=False, weighted=False, class_weighted=False, hessian=False)
+    fused.warm_up("statistics", 4, standardize=False, weighted=True, class_weighted=False, hessian=False)
+    assert calls == [
+        ("partials", 3, True, True, False),
+        ("partials", 3, True, True, True),
+        ("partials", 2, False, False, False),
+        ("stats", 4, True),
+    ]
 
 
 @st.composite
@@ -386,7 +433,7 @@ def cases(draw):
     return X, y, coef, weights, KernelSpec(center, scale_, class_weight, hessian), block
 
 
-@requires_compiled
+@requires_numba
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_hypothesis_equal_to_reference(case):
@@ -426,7 +473,7 @@ HESSIAN_SHAPES = [
 ]
 
 
-@requires_compiled
+@requires_numba
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("n, d", HESSIAN_SHAPES)
 def test_hessian_equal_to_reference_on_shapes(order, n, d):
@@ -438,7 +485,7 @@ def test_hessian_equal_to_reference_on_shapes(order, n, d):
     assert_same(X, y, coef, None, KernelSpec(class_weight=(0.25, 4.0), hessian=True))
 
 
-@requires_compiled
+@requires_numba
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_hessian_every_width(order):
     for d in range(0, 24):
@@ -446,7 +493,7 @@ def test_hessian_every_width(order):
         assert_same(X, y, coef, None, KernelSpec(hessian=True))
 
 
-@requires_compiled
+@requires_numba
 @pytest.mark.parametrize("view", ["rows_step", "cols_step", "reversed", "offset"])
 def test_hessian_non_contiguous_inputs(view):
     X, y, coef = problem(17, 2001, 9)
@@ -464,7 +511,7 @@ def test_hessian_non_contiguous_inputs(view):
     assert_same(X, y, coef, weights, hessian_spec(17, X.shape[1]))
 
 
-@requires_compiled
+@requires_numba
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_hessian_extreme_values_and_flags(order):
     X, y, coef = problem(18, 3000, 6, coef_scale=30.0, order=order)  # saturated probabilities
@@ -481,25 +528,47 @@ def test_hessian_extreme_values_and_flags(order):
     assert got.hessian.flags.any()
 
 
-@requires_compiled
+@requires_numba
 def test_hessian_merge_with_reference_partials():
     X, y, coef = problem(19, 2000, 7)
     spec = hessian_spec(19, 7)
     whole = chunk_partials(X, y, coef, None, spec)
-    mixed = fused.compiled_partials(X[:1234], y[:1234], coef, None, spec).merge(
+    mixed = fused.fused_partials(X[:1234], y[:1234], coef, None, spec).merge(
         chunk_partials(X[1234:], y[1234:], coef, None, spec)
     )
     assert mixed == whole
     assert np.array_equal(mixed.hessian_sum(), whole.hessian_sum())
 
 
-# --- Margins all zero: exp/log exact on every CPU, so the loss and Hessian ---
-# --- deposits are checked where AVAILABLE is False too (fused._partials)  ---
+@requires_numba
+@pytest.mark.parametrize("block", [None, 1, 3, 256])
+def test_hessian_magnitudes_change_between_blocks(monkeypatch, block):
+    # Tops rise and fall between blocks, and a block's terms may sit far below
+    # the bound max|c a_j| * max|a_k| (a column's running top is then kept).
+    rng = np.random.default_rng(40)
+    n, d = 6000, 6
+    X = rng.standard_normal((n, d))
+    exponents = rng.choice([-300, -150, -60, -20, -1, 0, 3, 15, 40, 100, 150], size=n // 250)
+    X *= np.repeat(10.0**exponents, 250)[:, None]
+    X[:, 2] = rng.choice(SPECIALS, size=n)
+    X[::7, 3] *= 1e-200  # a large bound from other rows than the largest terms
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    coef = rng.normal(0, 1e-3, d + 1)
+    weights = np.repeat(10.0 ** rng.integers(-250, 250, size=n // 125), 125)
+    if block is not None:
+        monkeypatch.setattr(fused, "_block_rows", lambda d: block)
+    assert_same(X, y, coef, None, KernelSpec(hessian=True))
+    assert_same(np.asfortranarray(X), y, coef, weights, KernelSpec(hessian=True))
+    assert_same(X, y, coef, weights, hessian_spec(40, d))
+
+
+# --- Margins all zero: proba exactly 1/2, softplus log(2), the intercept's ---
+# --- curvature sum exactly a quarter of the weight sum                     ---
 
 
 def assert_same_zero_margins(X, y, weights=None, spec=KernelSpec()):
     coef = np.zeros(np.shape(X)[1] + 1)
-    got = assert_same(X, y, coef, weights, spec, partials=fused._partials)
+    got = assert_same(X, y, coef, weights, spec)
     if spec.hessian and got.n_samples and not got.hessian.flags[-1]:
         # the intercept's curvature sum: 1/4 of the weight sum, exactly
         assert got.hessian.finalize()[-1] == got.sums.finalize()[-1] / 4
@@ -603,122 +672,204 @@ def test_zero_margins_merge_with_reference_partials():
     coef = np.zeros(8)
     spec = hessian_spec(27, 7)
     whole = chunk_partials(X, y, coef, None, spec)
-    mixed = fused._partials(X[:1234], y[:1234], coef, None, spec).merge(
+    mixed = fused.fused_partials(X[:1234], y[:1234], coef, None, spec).merge(
         chunk_partials(X[1234:], y[1234:], coef, None, spec)
     )
     assert mixed == whole
 
 
-# --- Any margins, on any CPU: the reference's np.exp swapped for the      ---
-# --- compiled exp the kernel calls (libm's), so only the exp differs no    ---
-# --- more; what the kernel adds to it (sigmoid, loss, Hessian terms,       ---
-# --- deposits) must then give equal states (fused._partials)              ---
+# --- Adversarial margins: where sigmoid_softplus' numpy and numba twins ---
+# --- could part (specials, exp overflow/underflow, saturation, tiny z)  ---
+
+_LN2 = math.log(2.0)
+_EXP_OVERFLOW = 709.782712893384  # largest x with a finite exp(x)
+_EXP_UNDERFLOW = 745.1332191019411  # exp(-x) rounds to 0 beyond it
 
 
-@contextlib.contextmanager
-def compiled_exp_reference():
-    """kernel.chunk_partials with ``np.exp`` replaced by numba's ``math.exp``."""
-    numba = pytest.importorskip("numba")
-
-    @numba.njit
-    def compiled_exp(z):
-        out = np.empty_like(z)
-        for i in range(z.size):
-            out[i] = math.exp(z[i])
-        return out
-
-    class NumpyWithCompiledExp:
-        def __getattr__(self, name):
-            return getattr(np, name)
-
-        @staticmethod
-        def exp(z):
-            return compiled_exp(np.ascontiguousarray(z, dtype=np.float64))
-
-    original = kernel.np
-    kernel.np = NumpyWithCompiledExp()
-    try:
-        yield
-    finally:
-        kernel.np = original
+def _around(v):
+    return [math.nextafter(v, -math.inf), v, math.nextafter(v, math.inf)]
 
 
-def assert_same_compiled_exp(X, y, coef, weights=None, spec=KernelSpec()):
-    with compiled_exp_reference():
-        return assert_same(X, y, coef, weights, spec, partials=fused._partials)
+ADVERSARIAL_MAGNITUDES = sorted(
+    {
+        0.0,
+        math.inf,
+        800.0,
+        745.2,
+        745.0,
+        *_around(_EXP_UNDERFLOW),
+        744.44007192138126,  # exp(-z) ~ 2**-1074, the smallest subnormal
+        709.78,
+        *_around(_EXP_OVERFLOW),
+        708.39641853226408,  # exp(-z) ~ 2**-1022
+        37.5,
+        *_around(36.7368005696771),  # exp(-z) ~ 2**-53: 1 + e rounds to 1
+        36.04365338911715,  # 2**-52
+        20.0,
+        *_around(1.5 * _LN2),  # fdlibm's k = +-1 shortcut
+        *_around(_LN2 / 2),  # k = 0
+        1.0,
+        0.8813735870195429,  # e ~ 0.41422 (log1p's branch)
+        0.5,
+        *_around(2.0**-20),
+        *_around(2.0**-28),  # exp(-z) = 1 - z
+        2.0**-29,
+        2.0**-54,
+        1e-300,
+        2.0**-1022,
+        1e-310,
+        5e-324,
+    }
+)
+ADVERSARIAL = np.array([s * m for m in ADVERSARIAL_MAGNITUDES for s in (1.0, -1.0)] + [math.nan])
 
 
-@requires_numba
-@pytest.mark.parametrize("order", ["C", "F"])
-@pytest.mark.parametrize("n, d", HESSIAN_SHAPES)
-def test_compiled_exp_reference_hessian_on_shapes(order, n, d):
-    X, y, coef = problem(n * 53 + d, n, d, coef_scale=2.0, order=order)
-    weights = np.random.default_rng(n + 2).random(n) * 4
-    assert_same_compiled_exp(X, y, coef, None, KernelSpec(hessian=True))
-    assert_same_compiled_exp(X, y, coef, weights, hessian_spec(n, d))
-    assert_same_compiled_exp(X, y, coef, weights, full_spec(n, d))
-    assert_same_compiled_exp(X, y, coef, None, KernelSpec(class_weight=(0.25, 4.0), hessian=True))
+def margin_problem(z, order="C", seed=0):
+    """X and coef whose margins are exactly ``z``: ``z*1 + u*(-0.0) + (-0.0)``
+    (a second, random column ``u`` for the gradient's and Hessian's cross terms)."""
+    z = np.asarray(z, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    X = np.empty((z.size, 2), order="F" if order == "F" else "C")
+    X[:, 0] = z
+    X[:, 1] = np.abs(rng.standard_normal(z.size))  # u >= 0: u*(-0.0) = -0.0 keeps z = -0.0
+    if order == "strided":
+        X = np.repeat(X, 2, axis=0)[::2]
+    coef = np.array([1.0, -0.0, -0.0])
+    return X, coef
 
 
-@requires_numba
-@pytest.mark.parametrize("order", ["C", "F"])
-def test_compiled_exp_reference_hessian_every_width(order):
-    for d in range(0, 24):
-        X, y, coef = problem(d + 700, 41, d, coef_scale=3.0, order=order)
-        assert_same_compiled_exp(X, y, coef, None, KernelSpec(hessian=True))
-
-
-@requires_numba
-@pytest.mark.parametrize("order", ["C", "F"])
-def test_compiled_exp_reference_hessian_extreme_values_and_flags(order):
-    X, y, coef = problem(28, 3000, 6, coef_scale=30.0, order=order)  # saturated probabilities
-    X[::50, 0] *= 1e150  # products overflow to inf
-    X[::70, 1] *= 1e-300  # subnormal products
-    X[::90, 2] = 0.0
-    weights = np.random.default_rng(28).random(3000) * 10.0 ** np.random.default_rng(29).integers(-200, 200, size=3000)
-    assert_same_compiled_exp(X, y, coef, None, KernelSpec(hessian=True))
-    assert_same_compiled_exp(X, y, coef, weights, KernelSpec(hessian=True))
-    X[10, 3] = np.nan
-    X[20, 4] = np.inf
-    X[30, 5] = -np.inf
-    got = assert_same_compiled_exp(X, y, coef, weights, hessian_spec(28, 6))
-    assert got.hessian.flags.any()
+def margin_specs(n, seed=0):
+    rng = np.random.default_rng(seed)
+    weights = rng.random(n) * 4 + 0.25
+    return [
+        (None, KernelSpec()),
+        (None, KernelSpec(hessian=True)),
+        (weights, KernelSpec(class_weight=(0.7, 3.25), hessian=True)),
+        (weights, KernelSpec(center=np.zeros(2), scale=np.ones(2), class_weight=(2.0, 0.5))),
+        (weights, KernelSpec(center=np.zeros(2), scale=np.ones(2), hessian=True)),
+    ]
 
 
 @requires_numba
-@pytest.mark.parametrize("block", [None, 1, 3, 256])
-def test_compiled_exp_reference_hessian_magnitudes_change_between_blocks(monkeypatch, block):
-    # Tops rise and fall between blocks, and a block's terms may sit far below
-    # the bound max|c a_j| * max|a_k| (a column's running top is then kept).
-    rng = np.random.default_rng(40)
-    n, d = 6000, 6
-    X = rng.standard_normal((n, d))
-    exponents = rng.choice([-300, -150, -60, -20, -1, 0, 3, 15, 40, 100, 150], size=n // 250)
-    X *= np.repeat(10.0**exponents, 250)[:, None]
-    X[:, 2] = rng.choice(SPECIALS, size=n)
-    X[::7, 3] *= 1e-200  # a large bound from other rows than the largest terms
-    y = (rng.random(n) < 0.5).astype(np.float64)
-    coef = rng.normal(0, 1e-3, d + 1)
-    weights = np.repeat(10.0 ** rng.integers(-250, 250, size=n // 125), 125)
+def test_adversarial_margins_are_exact():
+    X, coef = margin_problem(ADVERSARIAL)
+    got = kernel.margins(X, coef)
+    assert got.tobytes() == ADVERSARIAL.tobytes()
+    assert fused.margins_fast(X, coef).tobytes() == ADVERSARIAL.tobytes()
+
+
+@requires_numba
+@pytest.mark.parametrize("order", ["C", "F", "strided"])
+def test_adversarial_margins_one_row_at_a_time(order):
+    # One row per call: the state holds each row's terms exactly (its top bin
+    # is the row's), so a last-bit difference in proba or softplus shows.
+    for label in (0.0, 1.0):
+        y = np.array([label])
+        for i, z in enumerate(ADVERSARIAL):
+            X, coef = margin_problem([z], order, seed=i)
+            for weights, spec in margin_specs(1, seed=i):
+                assert_same(X, y, coef, weights, spec)
+
+
+@requires_numba
+@pytest.mark.parametrize("order", ["C", "F", "strided"])
+@pytest.mark.parametrize("block", [None, 1, 7, 64])
+def test_adversarial_margins_together(monkeypatch, order, block):
+    rng = np.random.default_rng(41)
+    z = np.concatenate([ADVERSARIAL, rng.permutation(np.repeat(ADVERSARIAL, 3))])
+    y = (rng.random(z.size) < 0.5).astype(np.float64)
     if block is not None:
         monkeypatch.setattr(fused, "_block_rows", lambda d: block)
-    assert_same_compiled_exp(X, y, coef, None, KernelSpec(hessian=True))
-    assert_same_compiled_exp(np.asfortranarray(X), y, coef, weights, KernelSpec(hessian=True))
-    assert_same_compiled_exp(X, y, coef, weights, hessian_spec(40, d))
+    X, coef = margin_problem(z, order, seed=41)
+    for weights, spec in margin_specs(z.size, seed=41):
+        assert_same(X, y, coef, weights, spec)
+    finite = np.isfinite(z)  # and without the NaN/inf rows: no flags to hide behind
+    X, coef = margin_problem(z[finite], order, seed=42)
+    for weights, spec in margin_specs(int(finite.sum()), seed=42):
+        assert_same(X, y[finite], coef, weights, spec)
 
 
 @requires_numba
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cases())
-def test_hypothesis_compiled_exp_reference(case):
-    X, y, coef, weights, spec, block = case
-    original = fused._block_rows
+def test_random_margins_over_every_scale():
+    # Margins 10**[-320, 3] of both signs, through the margin tree (d = 5) and
+    # one row per call for a sample of them.
+    rng = np.random.default_rng(43)
+    n = 20_000
+    z = np.where(rng.random(n) < 0.5, -1.0, 1.0) * 10.0 ** rng.uniform(-320, 3, n)
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    X, coef = margin_problem(z, "F", seed=43)
+    for weights, spec in margin_specs(n, seed=43):
+        assert_same(X, y, coef, weights, spec)
+    X, y, coef = problem(44, n, 5, coef_scale=60.0, order="F")
+    assert_same(X, y, coef, None, KernelSpec(hessian=True))
+    for i in rng.choice(n, size=300, replace=False):
+        Xi, ci = margin_problem(z[i : i + 1], seed=int(i))
+        assert_same(Xi, y[i : i + 1], ci, None, KernelSpec(hessian=True))
+
+
+@st.composite
+def margin_cases(draw):
+    z = draw(
+        st.lists(
+            st.one_of(st.sampled_from(ADVERSARIAL.tolist()), st.floats(), st.floats(-800.0, 800.0)),
+            min_size=1,
+            max_size=40,
+        )
+    )
+    n = len(z)
+    y = draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=n, max_size=n))
+    weights = draw(st.one_of(st.none(), st.lists(st.floats(0.0, 1e6), min_size=n, max_size=n)))
+    class_weight = draw(st.sampled_from([None, (1.0, 1.0), (0.1, 7.5)]))
+    standardize = draw(st.booleans())
+    spec = KernelSpec(
+        center=np.zeros(2) if standardize else None,
+        scale=np.ones(2) if standardize else None,
+        class_weight=class_weight,
+        hessian=draw(st.booleans()),
+    )
+    order = draw(st.sampled_from(["C", "F", "strided"]))
+    return z, np.array(y), None if weights is None else np.array(weights), spec, order
+
+
+@requires_numba
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(margin_cases())
+def test_hypothesis_margins_equal_to_reference(case):
+    z, y, weights, spec, order = case
+    X, coef = margin_problem(z, order)
+    assert_same(X, y, coef, weights, spec)
+    # the first row alone: its terms exactly
+    assert_same(X[:1], y[:1], coef, None if weights is None else weights[:1], spec)
+
+
+@requires_numba
+@pytest.mark.parametrize("d, block", [(2, None), (64, None), (3, 7), (9, 1)])
+@pytest.mark.parametrize("offset", [-1, 0, 1])
+def test_row_counts_around_block_boundaries(monkeypatch, d, block, offset):
     if block is not None:
-        fused._block_rows = lambda d: block
-    try:
-        assert_same_compiled_exp(X, y, coef, weights, spec)
-    finally:
-        fused._block_rows = original
+        monkeypatch.setattr(fused, "_block_rows", lambda d: block)
+    rows = fused._block_rows(d)
+    for multiple in (1, 2, 3):
+        n = multiple * rows + offset
+        X, y, coef = problem(n + d, n, d, coef_scale=2.0, order="F" if multiple % 2 else "C")
+        if n and d > 3:
+            X[n // 2, 0] = np.nan  # a flagged row in the middle of a block
+        weights = np.random.default_rng(n).random(n) * 3
+        assert_same(X, y, coef)
+        assert_same(X, y, coef, weights, hessian_spec(n, d))
+    for n in (BLOCK_ROWS - 1 + offset, BLOCK_ROWS + 1 + offset):  # the reference's blocks
+        X, y, coef = problem(n, n, d, order="F")
+        assert_same(X, y, coef, None, KernelSpec(hessian=d <= 9))
+
+
+@requires_numba
+@pytest.mark.parametrize("offset", [-1, 0, 1])
+def test_row_counts_around_call_boundaries(monkeypatch, offset):
+    monkeypatch.setattr(fused, "_CALL_ROWS", 700)
+    for n in (700 + offset, 1400 + offset):
+        X, y, coef = problem(n, n, 4)
+        assert_same(X, y, coef, None, KernelSpec(hessian=True))
+        assert_same(np.asfortranarray(X), y, coef, np.full(n, 1.5), full_spec(n, 4))
 
 
 # --- Statistics pass: fused_stats against chunk_stats -----------------------
@@ -926,11 +1077,9 @@ def test_stats_merge_with_reference_and_interface_errors():
 
 
 def test_stats_need_numba_only():
-    # No exp/log in the statistics pass: available wherever numba imports,
-    # whatever the exp/log probe of the loss pass says.
+    # No exp/log in the statistics pass: available wherever numba imports.
     pytest.importorskip("numba")
     assert fused.STATS_AVAILABLE is True
-    assert isinstance(fused.AVAILABLE, bool)
 
 
 def test_chunk_stats_fast_is_a_drop_in_replacement(monkeypatch):
@@ -997,56 +1146,31 @@ def test_hypothesis_stats_equal_to_reference(case):
         fused._block_rows = original
 
 
-# --- the split pass (numpy's exp/log between compiled sweeps), on any CPU -----
-
-
-@requires_numba
-@pytest.mark.parametrize("order", ["C", "F"])
-@pytest.mark.parametrize("n, d", HESSIAN_SHAPES + [(3, 1000), (600, 300)])
-def test_split_equal_to_reference_on_shapes(order, n, d):
-    X, y, coef = problem(n * 41 + d, n, d, order=order)
-    assert_same(X, y, coef, partials=fused.split_partials)
-    weights = np.random.default_rng(n).random(n) * 4
-    assert_same(X, y, coef, weights, full_spec(n, d), partials=fused.split_partials)
-    if d <= 64:
-        assert_same(X, y, coef, weights, hessian_spec(n, d), partials=fused.split_partials)
+# --- Blocks, segments and int64-safe calls with the Hessian ------------------
 
 
 @requires_numba
 @pytest.mark.parametrize("block", [1, 3, 64])
-def test_split_segments_and_blocks_do_not_change_the_result(monkeypatch, block):
+def test_blocks_and_calls_do_not_change_the_hessian_pass(monkeypatch, block):
     X, y, coef = problem(21, 5000, 9, order="F")
     spec = hessian_spec(21, 9)
     want = chunk_partials(X, y, coef, None, spec)
     monkeypatch.setattr(fused, "_block_rows", lambda d: block)
-    monkeypatch.setattr(fused, "_SEGMENT_BYTES", 8 * 9 * 7 * block)
-    assert fused.split_partials(X, y, coef, None, spec) == want
+    assert fused.fused_partials(X, y, coef, None, spec) == want
+    assert fused.fused_partials(np.ascontiguousarray(X), y, coef, None, spec) == want
     monkeypatch.setattr(fused, "_CALL_ROWS", 1100)
-    assert fused.split_partials(X, y, coef, None, spec) == want
+    assert fused.fused_partials(X, y, coef, None, spec) == want
 
 
 @requires_numba
-def test_chunk_partials_fast_uses_the_split_pass_where_exp_log_differ(monkeypatch):
-    X, y, coef = problem(22, 3000, 5, order="F")
-    monkeypatch.setattr(fused, "AVAILABLE", False)
-    called = []
-    monkeypatch.setattr(fused, "split_partials", lambda *args: called.append(1) or chunk_partials(*args))
-    assert fused.chunk_partials_fast(X, y, coef) == chunk_partials(X, y, coef)
-    assert called
-
-
-@requires_numba
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cases())
-def test_hypothesis_split_equal_to_reference(case):
-    X, y, coef, weights, spec, block = case
-    original = fused._block_rows
-    if block is not None:
-        fused._block_rows = lambda d: block
-    try:
-        assert_same(X, y, coef, weights, spec, partials=fused.split_partials)
-    finally:
-        fused._block_rows = original
+@pytest.mark.parametrize("block", [1, 3, 64])
+def test_segments_and_blocks_do_not_change_the_margins(monkeypatch, block):
+    X, _, coef = problem(23, 5000, 9, scale=30.0)
+    want = kernel.margins(X, coef)
+    monkeypatch.setattr(fused, "_block_rows", lambda d: block)
+    monkeypatch.setattr(fused, "_SEGMENT_BYTES", 8 * 9 * 7 * block)
+    for Xv in (X, np.asfortranarray(X), X[:, ::-1][:, ::-1]):
+        assert fused.margins_fast(Xv, coef).tobytes() == want.tobytes()
 
 
 @requires_numba
@@ -1076,7 +1200,7 @@ def test_the_compile_lock_gives_way_when_it_cannot_be_had(monkeypatch, tmp_path)
 
     monkeypatch.setattr(fused, "_COMPILED", set())
     monkeypatch.setattr(fcntl, "flock", no_locks)
-    assert fused.compiled_partials(X, y, coef) == want
+    assert fused.fused_partials(X, y, coef) == want
     monkeypatch.undo()
     # another holder of the lock: the wait is bounded
     monkeypatch.setattr(fused, "_COMPILED", set())

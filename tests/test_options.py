@@ -12,7 +12,7 @@ from conftest import run_cli
 from pipeline.cluster import ClusterSpec
 from pipeline.config import TrainConfig
 from pipeline.errors import ConfigError, JobFileError
-from pipeline.jobfile import KEYS, config_from_mapping, config_to_mapping
+from pipeline.jobfile import KEYS, config_from_mapping, config_to_mapping, load_job, to_toml
 from pipeline.objective import Penalty
 from pipeline.solvers import SolverOptions
 
@@ -78,6 +78,9 @@ def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
         found = getattr(getattr(config, group) if group else config, name)
         assert found == (tuple(value) if isinstance(value, list) else value), key
     assert config_to_mapping(config) == values
+    job = tmp_path / "job.toml"  # and through a job file
+    job.write_text(to_toml(config_to_mapping(config)))
+    assert load_job(job) == config
 
 
 @pytest.mark.parametrize(

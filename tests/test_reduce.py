@@ -182,7 +182,15 @@ def test_stall_messages_name_the_workers_and_their_limits():
 
 
 def _fingerprint(digest: str) -> dict:
-    return {"digest": digest, "numpy": "2.0", "pyarrow": "17", "numba": "0.60", "python": "3.11", "cpu_dispatch": []}
+    return {
+        "digest": digest,
+        "numpy": "2.0",
+        "pyarrow": "17",
+        "numba": "0.60",
+        "python": "3.11",
+        "pipeline": "0.2.0",
+        "cpu_dispatch": [],
+    }
 
 
 def test_only_workers_not_seen_yet_are_probed():
@@ -196,7 +204,7 @@ def test_fingerprints_that_disagree_name_each_group():
     assert fingerprint_conflict({A: _fingerprint("d1"), B: _fingerprint("d1")}) is None
     message = fingerprint_conflict({A: _fingerprint("d1"), C: _fingerprint("d2"), B: _fingerprint("d1")})
     assert f"found {A}, {B}: fingerprint d1 (numpy 2.0, pyarrow 17" in message
-    assert f"; {C}: fingerprint d2 (" in message and "SIMD baseline only" in message
+    assert f"; {C}: fingerprint d2 (" in message and "pipeline 0.2.0" in message
 
 
 class _FakeClient:

@@ -39,11 +39,13 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "atomic": 0,
     "exact": 0,
+    "elementary": 0,
     # 1 data: Parquet → checked numpy chunks
     "data": 1,
     # 2 kernel: per-chunk partial sums, compiled kernels, the kernel fingerprint, synthetic data
     "kernel": 2,
     "fused": 2,
+    "elementary_jit": 2,
     "probe": 2,
     "synth": 2,
     # 3 reduce: passes over a dataset, streamed and on a cluster
@@ -59,11 +61,11 @@ LAYERS: dict[str, int] = {
     "outputs": 5,
     "model": 5,
     "checkpoint": 5,
+    "jobfile": 5,  # the options table: TrainConfig <-> flat keys (job files, CLI, job.json)
     "train": 5,
     "predict": 5,
     "estimator": 5,
     # 6 jobs
-    "jobfile": 6,
     "jobs": 6,
     "report": 6,
     # 7 cli, and the package facade (which may import anything)
