@@ -118,7 +118,7 @@ LP5 = 1.818357216161805012e-01  # 3FC74664 96CB03DE
 LP6 = 1.531383769920937332e-01  # 3FC39A09 D078C69F
 LP7 = 1.479819860511658591e-01  # 3FC2F112 DF3E5244
 TWO_THIRDS = 0.66666666666666666  # fdlibm's literal: 3FE55555 55555555
-_DBL_MAX = 1.7976931348623157e308
+DBL_MAX = 1.7976931348623157e308
 SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's split
 
 # High words (the top 32 bits) of the branch points.
@@ -127,7 +127,7 @@ HX_TINY_EXP = 0x3E300000  # exp: |x| < 2**-28: 1 + x
 HX_SQRT2_M1 = 0x3FDA827A  # log1p: t < 0.41422 ~ sqrt(2) - 1: k = 0, f = t
 HX_TINY_LOG = 0x3E200000  # log1p: t < 2**-29: t - t*t/2
 HX_2P53 = 0x43400000  # log1p: t >= 2**53: u = t, c = 0
-_HX_INF = 0x7FF00000
+HX_INF = 0x7FF00000
 HU_SQRT2 = 0x6A09E  # mantissa high bits of sqrt(2)
 
 
@@ -216,9 +216,9 @@ def _log1p_parts(t: np.ndarray, tail: bool) -> tuple[np.ndarray, np.ndarray | No
     ax = hx & 0x7FFFFFFF
     valid = t >= 0.0  # False for NaN and t < 0
     # every lane computes on a finite t >= 0 (inf and refused lanes: 1.0)
-    ts = np.where(valid & (t <= _DBL_MAX), t, 1.0)
+    ts = np.where(valid & (t <= DBL_MAX), t, 1.0)
     # t >= 0.41422: 1 + t = 2**k (1 + f), with the correction c for u = fl(1 + t)
-    reduce = (hx >= HX_SQRT2_M1) & (hx < _HX_INF)
+    reduce = (hx >= HX_SQRT2_M1) & (hx < HX_INF)
     big = hx >= HX_2P53
     u1 = 1.0 + ts
     u = np.where(big, ts, u1)

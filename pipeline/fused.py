@@ -67,7 +67,7 @@ import numpy as np
 
 from .exact import BIN_WIDTH, BLOCK_ROWS, GRID_E0, N_BINS, ExactSums
 from .kernel import (
-    _VELTKAMP,
+    VELTKAMP,
     KernelSpec,
     Partials,
     Stats,
@@ -134,7 +134,7 @@ try:
 
     from .elementary_jit import bits_of as _bits
     from .elementary_jit import float_of as _from_bits
-    from .elementary_jit import sigmoid_softplus as _sigmoid_softplus
+    from .elementary_jit import sigmoid_softplus_block as _sigmoid_softplus_block
 except ImportError:  # pragma: no cover - exercised only without numba
     _HAVE_NUMBA = False
 else:
@@ -357,29 +357,37 @@ if _HAVE_NUMBA:
             marg[i] = first[i] + b
 
     @njit(cache=_CACHE, nogil=True)
-    def _block(Xf, r0, n, g0, y, coef, s, has_s, stack, marg, res, los, tmp, ones, top, acc, flags, prefetch):
+    def _block(Xf, r0, n, g0, y, coef, s, has_s, stack, marg, prob, res, los, tmp, ones, top, acc, flags, prefetch):
         """One block: rows ``r0:r0+n`` of the F-ordered ``Xf`` (global rows from ``g0``).
 
-        ``prefetch``: rows of the next block (from ``r0 + n``) to request into
-        L2, column by column, while this block's terms are computed.
+        Leaves the margins in ``marg[:n]`` and the probabilities in ``prob[:n]``
+        (for :func:`_hessian_block`).  ``prefetch``: rows of the next block
+        (from ``r0 + n``) to request into L2, column by column, while this
+        block's terms are computed.
         """
         # Margins: the pairwise tree of kernel.margins, vectorised over rows,
         # in sub-blocks whose stack stays in L1.
         for m0 in range(0, n, _MARGIN_ROWS):
             _margins(Xf, r0 + m0, min(_MARGIN_ROWS, n - m0), coef, stack, marg[m0:])
-        # Per row: probability, loss, weighted residual.
-        for i in range(n):
-            z = marg[i]
-            yi = y[g0 + i]
-            proba, softplus = _sigmoid_softplus(z)
-            residual = proba - yi
-            loss = softplus - yi * z
-            if has_s:
+        # Per row: probability and softplus (a vectorised, branch-free loop:
+        # elementary_jit.sigmoid_softplus's bits), then loss and weighted
+        # residual (one loop per case, so that each vectorises).
+        _sigmoid_softplus_block(marg, n, prob, los)
+        if has_s:
+            for i in range(n):
+                z = marg[i]
+                yi = y[g0 + i]
                 si = s[g0 + i]
-                residual = si * residual
-                loss = si * loss
-            res[i] = residual
-            los[i] = loss
+                residual = prob[i] - yi
+                loss = los[i] - yi * z
+                res[i] = si * residual
+                los[i] = si * loss
+        else:
+            for i in range(n):
+                z = marg[i]
+                yi = y[g0 + i]
+                res[i] = prob[i] - yi
+                los[i] = los[i] - yi * z
         if has_s:
             _terms(Xf, r0, n, res, los, s[g0 : g0 + n], tmp, top, acc, flags, prefetch)
         else:
@@ -420,7 +428,8 @@ if _HAVE_NUMBA:
             depth += 1
         stack = np.empty((depth + 1, min(block, _MARGIN_ROWS)))
         ones = np.ones(block)
-        return (stack, np.empty(block), np.empty(block), np.empty(block), np.empty(block), ones)
+        # the margin tree's stack; marg, prob, res, los, tmp; ones
+        return (stack, np.empty(block), np.empty(block), np.empty(block), np.empty(block), np.empty(block), ones)
 
     @njit(cache=_CACHE, nogil=True)
     def _deposit_products(a, b, n, t_block, c, top, acc):
@@ -444,8 +453,8 @@ if _HAVE_NUMBA:
         _add_digits(c, t_block, np.int64(s0 - bias), np.int64(s1 - bias), np.int64(s2 - bias), top, acc)
 
     @njit(cache=_CACHE, nogil=True)
-    def _hessian_block(Xf, r0, n, g0, marg, s, has_s, curv, cj, tmp, colmax, htop, hacc, hflags):
-        """The Hessian terms of one block (margins ``marg[:n]`` from :func:`_block`).
+    def _hessian_block(Xf, r0, n, g0, prob, s, has_s, curv, cj, tmp, colmax, htop, hacc, hflags):
+        """The Hessian terms of one block (probabilities ``prob[:n]`` from :func:`_block`).
 
         ``curvature_i = proba_i * (1 - proba_i)`` (times ``s_i``), then for
         each ``j <= k`` of ``a = [x~, 1]`` the term ``(curvature_i * a_ij) * a_ik``
@@ -461,12 +470,14 @@ if _HAVE_NUMBA:
         reference's.  Otherwise (the bound's top is higher, or not finite) the
         block's exact max sets its top, as in :func:`_deposit`.
         """
-        for i in range(n):
-            proba = _sigmoid_softplus(marg[i])[0]
-            c = proba * (1.0 - proba)
-            if has_s:
-                c = s[g0 + i] * c
-            curv[i] = c
+        if has_s:
+            for i in range(n):
+                proba = prob[i]
+                curv[i] = s[g0 + i] * (proba * (1.0 - proba))
+        else:
+            for i in range(n):
+                proba = prob[i]
+                curv[i] = proba * (1.0 - proba)
         _hessian_terms(Xf, r0, n, curv, cj, tmp, colmax, htop, hacc, hflags)
 
     @njit(cache=_CACHE, nogil=True)
@@ -513,7 +524,7 @@ if _HAVE_NUMBA:
         ``hess``: None (its branches are pruned at compile time: the gradient
         pass pays nothing for them) or the Hessian's ``(top, acc, flags)``.
         """
-        stack, marg, res, los, tmp, ones = _scratch(block, X.shape[1])
+        stack, marg, prob, res, los, tmp, ones = _scratch(block, X.shape[1])
         if hess is not None:
             curv = np.empty(block)
             cj = np.empty(block)
@@ -521,9 +532,11 @@ if _HAVE_NUMBA:
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
             ahead = min(block, X.shape[0] - (start + n))
-            _block(X, start, n, start, y, coef, s, has_s, stack, marg, res, los, tmp, ones, top, acc, flags, ahead)
+            _block(
+                X, start, n, start, y, coef, s, has_s, stack, marg, prob, res, los, tmp, ones, top, acc, flags, ahead
+            )
             if hess is not None:
-                _hessian_block(X, start, n, start, marg, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
+                _hessian_block(X, start, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
 
     @njit(cache=_CACHE, nogil=True)
     def _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner):
@@ -562,7 +575,7 @@ if _HAVE_NUMBA:
         """Rows ``row0:row1`` of X in any layout, each block copied (standardized)
         into an F-ordered scratch.  ``hess`` as for :func:`_pass_direct`."""
         d = X.shape[1]
-        stack, marg, res, los, tmp, ones = _scratch(block, d)
+        stack, marg, prob, res, los, tmp, ones = _scratch(block, d)
         Xs = np.empty((d, block)).T
         if hess is not None:
             curv = np.empty(block)
@@ -571,9 +584,9 @@ if _HAVE_NUMBA:
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
             _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner)
-            _block(Xs, 0, n, start, y, coef, s, has_s, stack, marg, res, los, tmp, ones, top, acc, flags, 0)
+            _block(Xs, 0, n, start, y, coef, s, has_s, stack, marg, prob, res, los, tmp, ones, top, acc, flags, 0)
             if hess is not None:
-                _hessian_block(Xs, 0, n, start, marg, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
+                _hessian_block(Xs, 0, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
 
     # --- the split pass: numpy's own exp/log between two compiled sweeps -----
 
@@ -675,7 +688,7 @@ if _HAVE_NUMBA:
                 bx = _bits(x) & _ABS_MASK
                 if bx > mx:
                     mx = bx
-                split = _VELTKAMP * x
+                split = VELTKAMP * x
                 x_hi = split - (split - x)
                 x_lo = x - x_hi
                 hi = x * x

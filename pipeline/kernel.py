@@ -70,7 +70,7 @@ __all__ = [
     "unpack_triangle",
 ]
 
-_VELTKAMP = 134217729.0  # 2**27 + 1
+VELTKAMP = 134217729.0  # 2**27 + 1
 #: A part of :func:`pipeline.fused.warm_up`: the kernels of the statistics
 #: pass, or those of the loss and Hessian passes.
 WarmUpPart = Literal["statistics", "passes"]
@@ -306,7 +306,7 @@ def _outer_triangle(Xb: np.ndarray, curvature: np.ndarray) -> np.ndarray:
 
 def exact_square(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(hi, lo)`` with ``hi + lo == x*x`` exactly (Dekker's product, no FMA)."""
-    split = _VELTKAMP * x
+    split = VELTKAMP * x
     x_hi = split - (split - x)
     x_lo = x - x_hi
     hi = x * x

@@ -39,6 +39,9 @@ from test_cli_errors import (
     write,
 )
 
+#: runs the CLI in subprocesses: left out of the fast loop (-m "not cluster and not slow")
+pytestmark = pytest.mark.slow
+
 # --------------------------------------------------------------------------- helpers
 
 

@@ -24,6 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+#: runs the CLI in subprocesses: left out of the fast loop (-m "not cluster and not slow")
+pytestmark = pytest.mark.slow
+
 EXIT_ERROR = 1
 
 # --------------------------------------------------------------------------- helpers

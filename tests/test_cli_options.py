@@ -12,6 +12,9 @@ from conftest import run_cli
 
 from pipeline import Model
 
+#: runs the CLI in subprocesses: left out of the fast loop (-m "not cluster and not slow")
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):

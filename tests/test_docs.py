@@ -82,7 +82,7 @@ def test_readme_keeps_the_development_loop():
     text = _text(README)
     assert "\n## Development\n" in text
     development = text.split("\n## Development\n", 1)[1]
-    assert '.venv/bin/python -m pytest -m "not cluster"' in development
+    assert '.venv/bin/python -m pytest -m "not cluster and not slow"' in development
     assert "docs/development.md" in development
 
 

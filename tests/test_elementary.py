@@ -248,6 +248,7 @@ def test_fdlibm_constants() -> None:
     assert int(np.array(E.NAN).view(np.int64)) == NAN_BITS
 
 
+@pytest.mark.slow
 def test_exp_accuracy() -> None:
     x = exp_inputs(np.random.default_rng(1), N_EXP)
     exact, rounded = ulp_errors(E.exp_nonpositive(x), x, true_exp)
@@ -255,6 +256,7 @@ def test_exp_accuracy() -> None:
     assert exact.max() < 1.0 and rounded.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_log1p_accuracy() -> None:
     t = log1p_inputs(np.random.default_rng(2), N_LOG1P)
     exact, rounded = ulp_errors(E.log1p_nonnegative(t), t, true_log1p)
@@ -262,6 +264,7 @@ def test_log1p_accuracy() -> None:
     assert exact.max() < 1.0 and rounded.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_sigmoid_softplus_accuracy() -> None:
     z = z_inputs(np.random.default_rng(3), N_Z)
     proba, softplus = E.sigmoid_softplus(z)
@@ -468,6 +471,7 @@ def _child(tmp_path: Path, which: str, env: dict[str, str]) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_numpy_without_simd_dispatch_gives_the_same_bits(tmp_path: Path) -> None:
     """numpy with its AVX2/AVX-512 code paths turned off: the same digest."""
     enabled = numpy_cpu_dispatch()
@@ -478,6 +482,7 @@ def test_numpy_without_simd_dispatch_gives_the_same_bits(tmp_path: Path) -> None
     assert child["digest"] == _digest(_numpy_outputs(all_inputs()))
 
 
+@pytest.mark.slow
 def test_numba_for_a_generic_cpu_gives_the_same_bits(tmp_path: Path) -> None:
     """numba compiling for a generic x86-64 (SSE2, no FMA; a fresh cache
     directory, so nothing compiled for this CPU is reused): the same digest
@@ -490,6 +495,7 @@ def test_numba_for_a_generic_cpu_gives_the_same_bits(tmp_path: Path) -> None:
         assert generic["avx_instructions"] == 0  # really compiled for the baseline CPU
 
 
+@pytest.mark.slow
 def test_numba_generates_no_fma(tmp_path: Path) -> None:
     """Compiled for this CPU (fresh cache, so the IR can be inspected): no FMA
     intrinsic, no fast-math flag in the LLVM IR, no FMA instruction in the
@@ -498,3 +504,158 @@ def test_numba_generates_no_fma(tmp_path: Path) -> None:
     assert host["fma_calls"] == host["fast_flags"] == host["fma_instructions"] == 0, host
     assert host["digest"] == _digest(_numpy_outputs(all_inputs()))
     print(f"\nnumba on this CPU: {host}")
+
+
+# --------------------------------------------------------------------------- the branch-free block
+
+
+def block_inputs() -> np.ndarray:
+    """Margins for :func:`J.sigmoid_softplus_block`: the special values, the
+    branch points of exp and of log1p (``exp(-|z|)`` near ``2**-29``,
+    ``sqrt(2) - 1``, ``2**-20`` above a power of two), the thresholds,
+    subnormals and NaNs with payloads, in a shuffled order so every vector
+    lane sees every kind."""
+    rng = np.random.default_rng(5)
+    specials = [z for z, _ in SIGMOID_SPECIAL] + [
+        DBL_MIN,
+        -DBL_MIN,
+        2.0**-28,
+        -(2.0**-28),
+        *_floats(np.array([1, -(2**63) + 1, 0x000FFFFFFFFFFFFF, -(2**63) + 0x000FFFFFFFFFFFFF])).tolist(),
+        *_nan_with_payload(),
+        -math.nan,
+    ]
+    log1p_points = -np.log(
+        np.array([2.0**-29, 2.0**-54, math.sqrt(2.0) - 1.0, _high_word(0x3FDA827A), 0.5, 1.0 - 2.0**-20])
+    )
+    exp_points = [
+        2.0**-28,
+        _high_word(0x3FD62E42),
+        _high_word(0x3FD62E43),
+        _high_word(0x3FF0A2B2),
+        1021.5 * LN2,
+        708.3964185322641,
+        744.4400719213812,
+        745.1332191019411,
+        709.782712893384,
+        36.0,
+        37.0,
+    ]
+    sign = rng.choice([-1.0, 1.0], 3000)
+    parts = [
+        np.array(specials),
+        sign[:2000] * _near(np.concatenate([log1p_points, exp_points]), rng, 2000, 1 << 8),
+        sign[2000:] * _log_uniform(rng, 1000, -1074.0, 10.0),
+        rng.choice([-1.0, 1.0], 500) * _near((np.arange(0, 1076) + 0.5) * LN2, rng, 500, 4),
+        rng.normal(0.0, 5.0, 500),
+    ]
+    z = np.concatenate(parts)
+    return z[rng.permutation(z.size)]
+
+
+def _block_outputs(z: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`J.sigmoid_softplus_block` of ``z[:n]``, into arrays longer than
+    ``n`` whose extra elements must stay untouched."""
+    sentinel = _floats(np.array([0x7FF4DEADBEEF0000]))[0]  # a signalling NaN nothing computes
+    proba = np.full(n + 3, sentinel)
+    softplus = np.full(n + 3, sentinel)
+    J.sigmoid_softplus_block(z, n, proba, softplus)
+    assert _same(proba[n:], [sentinel] * 3) and _same(softplus[n:], [sentinel] * 3)
+    return proba[:n], softplus[:n]
+
+
+def test_sigmoid_softplus_block_gives_the_same_bits() -> None:
+    """The vectorised block function: the bits of the numba scalar and of
+    numpy on every input, for every length 0..40 (vector remainders: every
+    lane count) at several offsets, and for long arrays."""
+    z = block_inputs()
+    want_p, want_s = E.sigmoid_softplus(z)
+    scalar_p, scalar_s = J.sigmoid_softplus_array(z)
+    assert _same(scalar_p, want_p) and _same(scalar_s, want_s)
+    for length in range(41):
+        for offset in range(0, z.size - length, 97 + length):
+            got_p, got_s = _block_outputs(z[offset : offset + length], length)
+            assert _same(got_p, want_p[offset : offset + length]), (length, offset)
+            assert _same(got_s, want_s[offset : offset + length]), (length, offset)
+    got_p, got_s = _block_outputs(z, z.size)
+    assert _same(got_p, want_p) and _same(got_s, want_s)
+    # the accuracy tests' margins (and their special values), all at once
+    z = all_inputs()["z"]
+    got_p, got_s = _block_outputs(z, z.size)
+    want_p, want_s = E.sigmoid_softplus(z)
+    assert _same(got_p, want_p) and _same(got_s, want_s)
+    # n below the arrays' length: only z[:n] is read and only [:n] written
+    got_p, got_s = _block_outputs(z, 33)
+    assert _same(got_p, want_p[:33]) and _same(got_s, want_s[:33])
+    for zi, p, s in zip(z[:2000].tolist(), *_block_outputs(z, 2000)):
+        assert _same(J.sigmoid_softplus(zi), (p, s))
+
+
+BLOCK_CHILD = textwrap.dedent(
+    r"""
+    import hashlib, json, re, sys
+    import numpy as np
+    from numba.core import config
+    from pipeline import elementary_jit as J
+    z = np.load(sys.argv[1])
+    proba = np.empty_like(z)
+    softplus = np.empty_like(z)
+    fn = J.sigmoid_softplus_block
+    fn(z, z.size, proba, softplus)
+    ir = fn.inspect_llvm(fn.signatures[0])
+    asm = fn.inspect_asm(fn.signatures[0])
+    FLAGS = "fast|contract|reassoc|arcp|afn|nnan|ninf|nsz"  # LLVM's fast-math flags
+    NAME = r"[^\n]*@_ZN8pipeline14elementary_jit22sigmoid_softplus_block"  # not its Python wrapper
+    (body,) = [f for f in ir.split("\ndefine ") if re.match(NAME, f)]
+    info = {
+        "cpu": [config.CPU_NAME, config.CPU_FEATURES],
+        "fma_calls": len(re.findall(r"llvm[.](fma|fmuladd)[.]", ir)),
+        "fast_flags": len(re.findall(r"= f(add|sub|mul|div|neg|cmp) (" + FLAGS + ")", ir)),
+        "fma_instructions": len(re.findall(r"[ \t]v?fn?m(add|sub)\w*", asm)),
+        # numba functions the compiled function itself (not its Python wrapper) calls
+        "calls": sorted(set(re.findall(r"call \S+ @(_ZN\w+)", body))),
+        "vector_ir": {w: len(re.findall(r"<" + w + r" x double>", ir)) for w in ("2", "4", "8")},
+        "packed_zmm": len(re.findall(r"[ \t]v(add|sub|mul|div)pd[ \t]+[^\n]*zmm", asm)),
+        "packed_ymm": len(re.findall(r"[ \t]v(add|sub|mul|div)pd[ \t]+[^\n]*ymm", asm)),
+        "packed_xmm": len(re.findall(r"[ \t]v?(add|sub|mul|div)pd[ \t]+[^\n]*xmm", asm)),
+        "divpd": len(re.findall(r"[ \t]v?divpd", asm)),
+    }
+    h = hashlib.sha256()
+    for out in (proba, softplus):
+        h.update(np.ascontiguousarray(out).tobytes())
+    info["digest"] = h.hexdigest()
+    print(json.dumps(info))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cpu", ["host", "generic"])
+def test_sigmoid_softplus_block_compiles_without_fma(tmp_path: Path, cpu: str) -> None:
+    """The block function compiled in a fresh cache (so its IR and machine code
+    can be inspected), for this CPU and for a generic x86-64: no FMA intrinsic,
+    no fast-math flag, no FMA instruction, no call left in the loop (the
+    helpers are inlined), and the numpy digest.  Whether the loop was
+    vectorised (packed operations) is reported (``-s``), not asserted."""
+    import json
+
+    z = np.concatenate([block_inputs(), all_inputs()["z"]])
+    data = tmp_path / "z.npy"
+    np.save(data, z)
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / cpu)}
+    if cpu == "generic":
+        env["NUMBA_CPU_NAME"] = "generic"
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_CHILD, str(data)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    assert info["fma_calls"] == info["fast_flags"] == info["fma_instructions"] == 0, info
+    assert info["calls"] == [], info
+    assert info["digest"] == _digest(list(E.sigmoid_softplus(z)))
+    print(f"\nsigmoid_softplus_block, {cpu}: {info}")

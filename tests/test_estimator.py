@@ -31,6 +31,7 @@ def _data(n=400, d=4, seed=0):
     return X, y
 
 
+@pytest.mark.slow
 def test_passes_check_estimator():
     check_estimator(LogisticRegression(), expected_failed_checks=NOT_APPLICABLE)
 

@@ -271,6 +271,7 @@ def test_extreme_column_magnitudes(order):
     assert_same(X, y, np.array([0.0, 1e-307, 0, 0, 0, 0.0, 0.0]), np.full(n, 1.7e308))
 
 
+@pytest.mark.slow
 @requires_numba
 def test_top_bin_of_every_exponent():
     # One row, no features: the weight column holds exactly v, so its top bin
@@ -433,6 +434,7 @@ def cases(draw):
     return X, y, coef, weights, KernelSpec(center, scale_, class_weight, hessian), block
 
 
+@pytest.mark.slow
 @requires_numba
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
@@ -831,6 +833,7 @@ def margin_cases(draw):
     return z, np.array(y), None if weights is None else np.array(weights), spec, order
 
 
+@pytest.mark.slow
 @requires_numba
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(margin_cases())
@@ -1018,6 +1021,7 @@ def test_stats_nan_and_inf_flags(order):
     assert_same_stats(X, y)
 
 
+@pytest.mark.slow
 @requires_numba
 def test_stats_top_bin_of_every_exponent():
     # One row, one feature: the x column holds exactly v, so its top bin is
@@ -1173,6 +1177,7 @@ def test_segments_and_blocks_do_not_change_the_margins(monkeypatch, block):
         assert fused.margins_fast(Xv, coef).tobytes() == want.tobytes()
 
 
+@pytest.mark.slow
 @requires_numba
 @pytest.mark.parametrize("order", ["C", "F", "strided"])
 def test_compiled_margins_equal_the_reference(order):

@@ -127,6 +127,7 @@ layouts = st.tuples(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(layout=layouts, name=st.sampled_from(sorted(FITS)))
 def test_parquet_repartitioning_in_process(dataset, references, layout, name):

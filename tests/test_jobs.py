@@ -40,6 +40,9 @@ from pipeline.jobfile import (
 )
 from pipeline.model import Model
 
+#: runs the CLI in subprocesses: left out of the fast loop (-m "not cluster and not slow")
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -13,6 +13,9 @@ from sklearn import metrics as skm
 
 from pipeline.model import Model
 
+#: runs the CLI in subprocesses: left out of the fast loop (-m "not cluster and not slow")
+pytestmark = pytest.mark.slow
+
 N = 2000
 
 

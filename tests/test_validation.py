@@ -21,6 +21,9 @@ from pipeline.objective import Penalty
 from pipeline.solvers import SolverOptions
 from pipeline.train import train
 
+#: runs the CLI in subprocesses: left out of the fast loop (-m "not cluster and not slow")
+pytestmark = pytest.mark.slow
+
 N, D = 1500, 4
 
 
