@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .errors import ClusterError, ConfigError, invalid, require_count
+from .errors import ClusterError, ConfigError, require_count, require_number
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
@@ -66,9 +65,7 @@ class ClusterSpec:
         require_count("n_workers", self.n_workers, 1)
         require_count("threads_per_worker", self.threads_per_worker, 1)
         for name in ("stall_timeout_s", "connect_timeout_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise invalid(name, "a finite number > 0", value)
+            require_number(name, getattr(self, name), positive=True)
         tls = [name for name in TLS_FIELDS if getattr(self, name)]
         if tls and not self.scheduler:
             raise ConfigError(

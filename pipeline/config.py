@@ -106,10 +106,10 @@ class TrainConfig:
             raise invalid("early_stopping", ">= 0", self.early_stopping)
         if self.early_stopping and not self.validation_fraction:
             raise ConfigError(
-                "early_stopping needs a validation set (validation_fraction > 0)", column="early_stopping"
+                "early_stopping needs a validation set (`validation_fraction` > 0)", column="early_stopping"
             )
         if self.validation_key and not self.validation_fraction:
-            raise ConfigError("validation_key needs validation_fraction > 0", column="validation_key")
+            raise ConfigError("validation_key needs `validation_fraction` > 0", column="validation_key")
         if self.name is not None:
             check_job_name(self.name)
         if self.checkpoint_every < 1:

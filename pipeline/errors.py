@@ -42,6 +42,7 @@ Errors raised inside cluster tasks travel back to the client pickled; the
 
 from __future__ import annotations
 
+import math
 import numbers
 import sys
 
@@ -106,6 +107,18 @@ def invalid(field: str, expected: str, found: object) -> ConfigError:
     form: ``"<field> must be <expected>; found <found>"`` with ``column=field``
     (the CLI and job files put the option or key in the field's place)."""
     return ConfigError(f"{field} must be {expected}; found {found!r}", column=field)
+
+
+def require_number(field: str, value: object, *, positive: bool = False) -> float:
+    """``value`` as a float: a finite real number (Python's or numpy's, not a
+    bool), ``> 0`` with ``positive``, else ``>= 0``; else :func:`invalid`."""
+    expected = f"a finite number {'>' if positive else '>='} 0"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise invalid(field, expected, value)
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        raise invalid(field, expected, value)
+    return number
 
 
 def require_count(field: str, value: object, least: int) -> None:

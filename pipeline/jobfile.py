@@ -187,6 +187,14 @@ _EMBEDDED_CLUSTER_FIELDS = ("n_workers", "threads_per_worker", "memory_limit")
 _EMBEDDED_KEYS = ("cluster.threads_per_worker", "cluster.memory_limit")
 #: the keys that say where a job runs: one given as an override replaces the file's choice
 WHERE_KEYS = ("cluster.scheduler", "cluster.workers", "cluster.in_process")
+_TLS_KEYS = ("cluster.tls_ca_file", "cluster.tls_cert", "cluster.tls_key")
+#: what a job file's keys lose to each where-override: the other kinds of cluster
+#: and the settings that only apply to them (a scheduler keeps its TLS files)
+_REPLACED_BY = {
+    "cluster.scheduler": WHERE_KEYS + _EMBEDDED_KEYS,
+    "cluster.workers": WHERE_KEYS + _TLS_KEYS,
+    "cluster.in_process": WHERE_KEYS + _EMBEDDED_KEYS + _TLS_KEYS,
+}
 
 _GENERATE_KEYS = {"rows": int, "features": int, "files": int, "row_group_size": int, "seed": int}
 _PATH_KEYS = (
@@ -197,7 +205,6 @@ _PATH_KEYS = (
     "cluster.tls_cert",
     "cluster.tls_key",
 )  # output.dir: see _output_dir
-_TLS_KEYS = ("cluster.tls_ca_file", "cluster.tls_cert", "cluster.tls_key")
 
 
 def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
@@ -214,8 +221,9 @@ def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
         raise JobFileError(f"{source}: not valid TOML: {exc}", path=source) from None
     mapping = _flatten(document, source)
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
-    if any(key in WHERE_KEYS for key in given):  # another kind of cluster: the file's goes
-        mapping = {key: value for key, value in mapping.items() if key not in WHERE_KEYS + _EMBEDDED_KEYS}
+    for where, dropped in _REPLACED_BY.items():  # another kind of cluster: the file's goes
+        if where in given:
+            mapping = {key: value for key, value in mapping.items() if key not in dropped}
     mapping.update(given)
     return config_from_mapping(mapping, source)
 
@@ -396,7 +404,9 @@ def config_from_mapping(
             if elastic
             else _built(Penalty, "penalty", **fields["penalty"])
         )
-        cluster = None if get("cluster.in_process") else _built(ClusterSpec, "cluster", **fields["cluster"])
+        cluster = _built(ClusterSpec, "cluster", **fields["cluster"])  # its rules hold in-process too
+        if get("cluster.in_process"):
+            cluster = None
         options = _built(SolverOptions, "options", **fields["options"])
         return _built(TrainConfig, "", **fields[""], options=options, penalty=penalty, cluster=cluster)
     except _FieldError as error:

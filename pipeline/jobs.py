@@ -574,7 +574,12 @@ def list_jobs(scheduler: str | None) -> list[JobDocument]:
         raise JobError("listing jobs needs a scheduler: --scheduler ADDRESS or DASK_SCHEDULER_ADDRESS")
     with client:
         jobs = client.get_metadata([METADATA_ROOT], default={}) or {}
-    documents = [JobDocument.from_json(summary) for summary in jobs.values()]
+    documents = []
+    for job_id, summary in jobs.items():
+        try:
+            documents.append(JobDocument.from_json(summary))
+        except ValueError as exc:
+            raise JobError(f"the scheduler's index entry of job {job_id} cannot be read: {exc}") from None
     return sorted(documents, key=lambda job: job.updated_at or "", reverse=True)
 
 

@@ -74,6 +74,8 @@ class Penalty:
         """``strength * [(1-alpha)/2 ||w||^2 + alpha ||w||_1]``."""
         if not 0.0 <= alpha <= 1.0:
             raise invalid("alpha", "in [0, 1]", alpha)
+        if not (math.isfinite(strength) and strength >= 0):
+            raise invalid("reg", "a finite number >= 0", strength)
         return cls(l2=strength * (1.0 - alpha), l1=strength * alpha)
 
 

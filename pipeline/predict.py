@@ -317,15 +317,22 @@ def split_of(model_dir: str | os.PathLike, part: SplitPart) -> Split:
         raise ConfigError(f"a split part is 'train' or 'validation', got {part!r}")
     outputs = OutputDir(model_dir)
     path = outputs.job
-    try:  # the training run's own configuration, wherever it ran
-        config = outputs.training_config({"cluster.in_process": True})
-    except PipelineError as exc:
+    try:  # only the split's two keys: the model may have moved since (output roots do not apply)
+        document = outputs.read_job()
+        if document is None or document.config is None:
+            raise ValueError("it holds no training configuration" if document else "no such file")
+        fraction = document.config.get("data.validation_fraction")
+        key = document.config.get("data.validation_key")
+        if fraction is not None and (isinstance(fraction, bool) or not isinstance(fraction, (int, float))):
+            raise ValueError(f"data.validation_fraction is {fraction!r}")
+        if key is not None and not isinstance(key, str):
+            raise ValueError(f"data.validation_key is {key!r}")
+    except (PipelineError, ValueError) as exc:
         raise ConfigError(
             f"{path} cannot be read for the training configuration ({exc}); "
             "evaluating a split needs the training run's job.json",
             path=str(path),
         ) from None
-    fraction, key = config.validation_fraction, config.validation_key
     if not fraction:
         raise ConfigError(
             f"the model in {model_dir} was trained without a validation split "
@@ -333,4 +340,6 @@ def split_of(model_dir: str | os.PathLike, part: SplitPart) -> Split:
             "train with --validation-fraction",
             path=str(path),
         )
-    return Split(fraction, key, part)
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"{path}: data.validation_fraction {fraction!r} does not describe a split", path=str(path))
+    return Split(float(fraction), key, part)

@@ -36,7 +36,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from .errors import invalid, require_count
+from .errors import require_count, require_number
 
 __all__ = [
     "IterationRecord",
@@ -107,9 +107,7 @@ class SolverOptions:
         """The stopping rules' values (each refused by name: :func:`pipeline.errors.invalid`)."""
         require_count("max_iter", self.max_iter, 0)
         for name in ("tol", "ftol"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise invalid(name, "a finite number >= 0", value)
+            require_number(name, getattr(self, name))
         require_count("history_size", self.history_size, 1)
 
 

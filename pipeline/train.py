@@ -107,12 +107,12 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
     dataset = open_dataset(config.data, config.label, config.features, config.weight)
     check_label_classes(dataset)
     init = initial_coef(config.init, dataset.features)
-    parts = split_parts(config, dataset)
     with contextlib.ExitStack() as stack:
         if client is None and config.cluster is not None:
             client = stack.enter_context(connect(config.cluster))
         resume = recorder.begin(dataset, client)
         try:
+            parts = split_parts(config, dataset)
             with recorder.watching(), evaluators(config, parts, recorder.note, client) as (training, validation, cache):
                 warn_if_underdetermined(dataset, config.penalty)
                 result = fit(

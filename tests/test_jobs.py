@@ -88,7 +88,8 @@ def test_cli_overrides_win_over_the_job_file(tmp_path, data):
     elsewhere = load_job(job, {"cluster.scheduler": "tcp://127.0.0.1:1"}).cluster
     assert elsewhere.scheduler == "tcp://127.0.0.1:1" and elsewhere.stall_timeout_s == 9.0
     assert load_job(job, {"cluster.in_process": True}).cluster is None
-    assert load_job(job, {"cluster.workers": 1}).cluster.threads_per_worker == 1
+    resized = load_job(job, {"cluster.workers": 1}).cluster  # an embedded cluster keeps its settings
+    assert resized.n_workers == 1 and resized.threads_per_worker == 2
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 from conftest import run_cli
 
@@ -134,3 +135,44 @@ def test_the_cli_help_comes_from_the_table():
         if spec.flag and spec.flag.startswith("--"):
             assert spec.flag in text, key
             assert " ".join(spec.help.split())[:30] in text, key
+
+
+def test_rules_that_name_two_options_name_both():
+    with pytest.raises(ConfigError) as raised:
+        config_from_mapping({"data.url": "/d", "data.label": "y", "train.early_stopping": 3})
+    assert str(raised.value) == "--early-stopping needs a validation set (--validation-fraction > 0)"
+    with pytest.raises(ConfigError, match=r"^--reg must be a finite number >= 0; found -1.0$"):
+        config_from_mapping({"data.url": "/d", "data.label": "y", "train.reg": -1.0, "train.alpha": 0.5})
+
+
+def test_in_process_still_checks_the_cluster_keys(tmp_path):
+    pem = tmp_path / "ca.pem"
+    pem.write_text("x")
+    base = {"data.url": "/d", "data.label": "y", "cluster.in_process": True}
+    with pytest.raises(ConfigError, match="is for a tls:// scheduler"):
+        config_from_mapping({**base, "cluster.tls_ca_file": str(pem)})
+    with pytest.raises(ConfigError, match="^--threads-per-worker must be an integer >= 1"):
+        config_from_mapping({**base, "cluster.threads_per_worker": 0})
+    assert config_from_mapping(base).cluster is None
+
+
+def test_numpy_numbers_are_numbers():
+    options = SolverOptions(max_iter=np.int64(5), tol=np.float32(1e-4), ftol=np.float64(0.0))
+    assert options.max_iter == 5 and ClusterSpec(stall_timeout_s=np.float32(2.5)).stall_timeout_s == 2.5
+
+
+def test_a_where_override_replaces_the_job_files_cluster(tmp_path):
+    ca, cert = tmp_path / "ca.pem", tmp_path / "cert.pem"
+    ca.write_text("x")
+    cert.write_text("x")
+    job = tmp_path / "job.toml"
+    job.write_text(
+        '[data]\nurl = "/d"\nlabel = "y"\n[cluster]\nscheduler = "tls://127.0.0.1:1"\n'
+        f'tls_ca_file = "{ca}"\ntls_cert = "{cert}"\nstall_timeout = 9.0\n'
+    )
+    embedded = load_job(job, {"cluster.workers": 3}).cluster
+    assert embedded.n_workers == 3 and embedded.scheduler is None and embedded.tls_cert is None
+    assert embedded.stall_timeout_s == 9.0
+    other = load_job(job, {"cluster.scheduler": "tls://127.0.0.1:2"}).cluster
+    assert other.scheduler == "tls://127.0.0.1:2" and other.tls_cert == str(cert)  # the same certificates
+    assert load_job(job, {"cluster.in_process": True}).cluster is None

@@ -4,6 +4,7 @@ Recorder in a fixed order; pipeline.outputs names every file a run writes."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -11,10 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import TrainConfig
-from pipeline.errors import JobCancelled, JobError
+from pipeline.errors import ColumnNotFoundError, JobCancelled, JobError
 from pipeline.jobs import run_job
 from pipeline.model import Model
 from pipeline.outputs import JOB_FILES, MODEL_FILE, JobDocument, OutputDir
+from pipeline.predict import split_of
 from pipeline.report import write_report
 from pipeline.solvers import SolverOptions
 from pipeline.train import Recorder, run
@@ -138,3 +140,34 @@ def test_the_job_document_is_typed_and_refuses_what_it_cannot_use(data, tmp_path
     (out / "job.json").write_text("[1, 2]")
     with pytest.raises(JobError, match="expected a JSON object"):
         OutputDir(out).read_job()
+
+
+def test_a_bad_validation_key_is_recorded_as_the_runs_failure(data, tmp_path):
+    """The split is checked after begin (a job's directory may exist by then:
+    a detached or resumed job must end 'failed', not stay 'queued')."""
+    recorder = Calls()
+    config = TrainConfig(data=str(data), label="y", cluster=None, validation_fraction=0.2, validation_key="nope")
+    with pytest.raises(ColumnNotFoundError):
+        run(config, recorder)
+    assert recorder.calls == ["begin", "fail:ColumnNotFoundError"]
+
+
+def test_a_moved_model_still_tells_its_split(data, tmp_path):
+    """evaluate --split reads the split from job.json wherever the directory is
+    now (the training run's output root does not follow it)."""
+    out = tmp_path / "root" / "run"
+    run_job(
+        TrainConfig(
+            data=str(data),
+            label="y",
+            out=str(out),
+            cluster=None,
+            validation_fraction=0.25,
+            output_root=str(tmp_path / "root"),
+            options=SolverOptions(max_iter=3),
+        )
+    )
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(out, moved)
+    split = split_of(moved, "validation")
+    assert (split.fraction, split.key, split.part) == (0.25, None, "validation")
