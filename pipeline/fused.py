@@ -113,6 +113,9 @@ _ABS_MASK = 0x7FFFFFFFFFFFFFFF
 #: bits(+0.0), typed int64 (a literal 0 would make numba compile each deposit
 #: twice: once for the constant, once for the variable)
 _ZERO_BITS = np.int64(0)
+#: a typed 0 for row offsets and counters passed to compiled functions (a
+#: literal 0 would compile the callee once more, for the constant)
+_ZERO = np.int64(0)
 _EXP_MASK = 0x7FF0000000000000  # |bits| >= this: inf or NaN
 _SPLIT = float(2**BIN_WIDTH)
 #: Compiled code is cached next to this module (numba falls back to a user
@@ -357,7 +360,7 @@ if _HAVE_NUMBA:
             marg[i] = first[i] + b
 
     @njit(cache=_CACHE, nogil=True)
-    def _block(Xf, r0, n, g0, y, coef, s, has_s, stack, marg, prob, res, los, tmp, ones, top, acc, flags, prefetch):
+    def _block(Xf, r0, n, g0, y, coef, s, has_s, stack, marg, prob, res, los, tmp, sw, ones, top, acc, flags, prefetch):
         """One block: rows ``r0:r0+n`` of the F-ordered ``Xf`` (global rows from ``g0``).
 
         Leaves the margins in ``marg[:n]`` and the probabilities in ``prob[:n]``
@@ -382,6 +385,7 @@ if _HAVE_NUMBA:
                 loss = los[i] - yi * z
                 res[i] = si * residual
                 los[i] = si * loss
+                sw[i] = si
         else:
             for i in range(n):
                 z = marg[i]
@@ -389,7 +393,7 @@ if _HAVE_NUMBA:
                 res[i] = prob[i] - yi
                 los[i] = los[i] - yi * z
         if has_s:
-            _terms(Xf, r0, n, res, los, s[g0 : g0 + n], tmp, top, acc, flags, prefetch)
+            _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, prefetch)
         else:
             _terms(Xf, r0, n, res, los, ones, tmp, top, acc, flags, prefetch)
 
@@ -428,8 +432,10 @@ if _HAVE_NUMBA:
             depth += 1
         stack = np.empty((depth + 1, min(block, _MARGIN_ROWS)))
         ones = np.ones(block)
-        # the margin tree's stack; marg, prob, res, los, tmp; ones
-        return (stack, np.empty(block), np.empty(block), np.empty(block), np.empty(block), np.empty(block), ones)
+        # the margin tree's stack; marg, prob, res, los, tmp, sw (a block's
+        # sample weights, copied: one specialization of the deposits); ones
+        e = np.empty
+        return (stack, e(block), e(block), e(block), e(block), e(block), e(block), ones)
 
     @njit(cache=_CACHE, nogil=True)
     def _deposit_products(a, b, n, t_block, c, top, acc):
@@ -487,7 +493,7 @@ if _HAVE_NUMBA:
         d = Xf.shape[1]
         for k in range(d):
             colmax[k] = _max_abs_bits(Xf[r0 : r0 + n, k], n)
-        col = 0
+        col = _ZERO
         for j in range(d):
             xj = Xf[r0 : r0 + n, j]
             for i in range(n):
@@ -524,7 +530,7 @@ if _HAVE_NUMBA:
         ``hess``: None (its branches are pruned at compile time: the gradient
         pass pays nothing for them) or the Hessian's ``(top, acc, flags)``.
         """
-        stack, marg, prob, res, los, tmp, ones = _scratch(block, X.shape[1])
+        stack, marg, prob, res, los, tmp, sw, ones = _scratch(block, X.shape[1])
         if hess is not None:
             curv = np.empty(block)
             cj = np.empty(block)
@@ -533,7 +539,26 @@ if _HAVE_NUMBA:
             n = min(block, row1 - start)
             ahead = min(block, X.shape[0] - (start + n))
             _block(
-                X, start, n, start, y, coef, s, has_s, stack, marg, prob, res, los, tmp, ones, top, acc, flags, ahead
+                X,
+                start,
+                n,
+                start,
+                y,
+                coef,
+                s,
+                has_s,
+                stack,
+                marg,
+                prob,
+                res,
+                los,
+                tmp,
+                sw,
+                ones,
+                top,
+                acc,
+                flags,
+                ahead,
             )
             if hess is not None:
                 _hessian_block(X, start, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
@@ -575,7 +600,7 @@ if _HAVE_NUMBA:
         """Rows ``row0:row1`` of X in any layout, each block copied (standardized)
         into an F-ordered scratch.  ``hess`` as for :func:`_pass_direct`."""
         d = X.shape[1]
-        stack, marg, prob, res, los, tmp, ones = _scratch(block, d)
+        stack, marg, prob, res, los, tmp, sw, ones = _scratch(block, d)
         Xs = np.empty((d, block)).T
         if hess is not None:
             curv = np.empty(block)
@@ -584,11 +609,30 @@ if _HAVE_NUMBA:
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
             _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner)
-            _block(Xs, 0, n, start, y, coef, s, has_s, stack, marg, prob, res, los, tmp, ones, top, acc, flags, 0)
+            _block(
+                Xs,
+                _ZERO,
+                n,
+                start,
+                y,
+                coef,
+                s,
+                has_s,
+                stack,
+                marg,
+                prob,
+                res,
+                los,
+                tmp,
+                sw,
+                ones,
+                top,
+                acc,
+                flags,
+                _ZERO,
+            )
             if hess is not None:
-                _hessian_block(Xs, 0, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
-
-    # --- the split pass: numpy's own exp/log between two compiled sweeps -----
+                _hessian_block(Xs, _ZERO, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
 
     @njit(cache=_CACHE, nogil=True)
     def _split_margins(X, start, n, coef, stack, marg, block):
@@ -704,15 +748,20 @@ if _HAVE_NUMBA:
                 mh = _EXP_MASK
             if mh < _EXP_MASK:
                 _deposit_square(col, lo, n, mx, mh, ml, j, d, top, acc)
-            else:
-                _deposit(col, n, mx, j, top, acc, flags)
+            else:  # (rare: NaN or inf) x copied, so that _deposit compiles for one array type
+                for i in range(n):
+                    tmp[i] = col[i]
+                _deposit(tmp, n, mx, j, top, acc, flags)
                 _deposit(lo, n, ml, 2 * d + j, top, acc, flags)
                 for i in range(n):
                     lo[i] = col[i] * col[i]
                 _deposit(lo, n, _max_abs_bits(lo, n), d + j, top, acc, flags)
-        # s (ones without weights) and s * y
+        # s (ones without weights) and s * y; the weights are copied (into
+        # lo, free now) so that every deposit here takes writable arrays
         if has_s:
-            sb = s[g0 : g0 + n]
+            for i in range(n):
+                lo[i] = s[g0 + i]
+            sb = lo[:n]
         else:
             sb = ones[:n]
         for i in range(n):
@@ -742,7 +791,7 @@ if _HAVE_NUMBA:
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
             _copy_block(X, start, n, Xs, nothing, nothing, False, rows_inner)
-            _stats_block(Xs, 0, n, start, y, s, has_s, lo, tmp, ones, top, acc, flags)
+            _stats_block(Xs, _ZERO, n, start, y, s, has_s, lo, tmp, ones, top, acc, flags)
 
 
 #: The compiled loss (and Hessian) pass: the same bits as the reference on
