@@ -85,6 +85,7 @@ __all__ = [
     "NAN",
     "exp_nonpositive",
     "log1p_nonnegative",
+    "sigmoid",
     "sigmoid_softplus",
 ]
 
@@ -274,7 +275,9 @@ def _log1p_block(t: np.ndarray) -> tuple[np.ndarray]:
     return (_log1p_parts(t, False)[0],)
 
 
-def _sigmoid_softplus_block(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _proba_parts(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(proba, eh, el, d)``: the sigmoid (NaN lanes not yet replaced), and
+    ``exp(-|z|) = eh + el`` and ``1 + eh = d`` for the softplus."""
     eh, el = _exp_parts(_floats(_bits(z) | SIGN), True)  # exp(-|z|) = eh + el
     assert el is not None
     # 1 + e = d + dl
@@ -288,6 +291,16 @@ def _sigmoid_softplus_block(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     prod = p0 * d
     rem = (n - prod) - _two_product_err(p0, d, prod)  # n - p0 d, exactly
     proba = p0 + ((rem + nl) - p0 * dl) / d
+    return proba, eh, el, d
+
+
+def _sigmoid_block(z: np.ndarray) -> tuple[np.ndarray]:
+    proba = _proba_parts(z)[0]
+    return (np.where(z != z, NAN, proba),)
+
+
+def _sigmoid_softplus_block(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    proba, eh, el, d = _proba_parts(z)
     # softplus = max(z, 0) + log1p(eh) + el / (1 + eh), added with one rounding
     lh, ll = _log1p_parts(eh, True)
     assert ll is not None
@@ -334,3 +347,9 @@ def sigmoid_softplus(z: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """
     proba, softplus = _blocked(_sigmoid_softplus_block, _as_float64(z), 2)
     return proba, softplus
+
+
+def sigmoid(z: npt.ArrayLike) -> np.ndarray:
+    """The ``proba`` of :func:`sigmoid_softplus` (the same bits), without the softplus."""
+    (proba,) = _blocked(_sigmoid_block, _as_float64(z), 1)
+    return proba

@@ -635,7 +635,7 @@ if _HAVE_NUMBA:
                 _hessian_block(Xs, _ZERO, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
 
     @njit(cache=_CACHE, nogil=True)
-    def _split_margins(X, start, n, coef, stack, marg, block):
+    def _margins_direct(X, start, n, coef, stack, marg, block):
         """Margins of rows ``start:start+n`` of the F-ordered X into ``marg[:n]``."""
         for b0 in range(0, n, block):
             m = min(block, n - b0)
@@ -643,8 +643,8 @@ if _HAVE_NUMBA:
                 _margins(X, start + b0 + m0, min(_MARGIN_ROWS, m - m0), coef, stack, marg[b0 + m0 :])
 
     @njit(cache=_CACHE, nogil=True)
-    def _split_copy_margins(X, start, n, coef, center, scale, standardize, rows_inner, Xs, stack, marg, block):
-        """:func:`_split_margins` of X in any layout: each block is first copied
+    def _margins_copy(X, start, n, coef, center, scale, standardize, rows_inner, Xs, stack, marg, block):
+        """:func:`_margins_direct` of X in any layout: each block is first copied
         (standardized) into the F-ordered scratch ``Xs`` at the same offset,
         for :func:`margins_fast`.  (A function of its own, so the common in-place
         case compiles without it.)"""
@@ -961,9 +961,9 @@ class _Job:
         """Margins of rows ``start:start+n`` (at most a segment) into ``out[:n]``;
         unless X is read in place they are first copied (standardized) into ``Xs``."""
         if self.direct:
-            _split_margins(self.X, start, n, self.coef, stack, out, self.block)
+            _margins_direct(self.X, start, n, self.coef, stack, out, self.block)
         else:
-            _split_copy_margins(
+            _margins_copy(
                 self.X,
                 start,
                 n,

@@ -44,6 +44,7 @@ from typing import Literal
 
 import numpy as np
 
+from .elementary import sigmoid as elementary_sigmoid
 from .elementary import sigmoid_softplus
 from .exact import BLOCK_ROWS, ExactSums
 
@@ -95,7 +96,7 @@ def numpy_cpu_dispatch() -> list[str]:
 def sigmoid(margin: np.ndarray) -> np.ndarray:
     """``1 / (1 + exp(-margin))``, elementwise: the probability of label 1,
     within one ulp, the same bits on every CPU (:func:`pipeline.elementary.sigmoid_softplus`)."""
-    return sigmoid_softplus(margin)[0]
+    return elementary_sigmoid(margin)
 
 
 @dataclass(frozen=True, eq=False)

@@ -659,3 +659,10 @@ def test_sigmoid_softplus_block_compiles_without_fma(tmp_path: Path, cpu: str) -
     assert info["calls"] == [], info
     assert info["digest"] == _digest(list(E.sigmoid_softplus(z)))
     print(f"\nsigmoid_softplus_block, {cpu}: {info}")
+
+
+def test_sigmoid_alone_is_the_proba_of_sigmoid_softplus() -> None:
+    """``elementary.sigmoid`` (predictions) skips the softplus, not a bit of the proba."""
+    z = all_inputs()["z"]
+    want = E.sigmoid_softplus(z)[0]
+    assert np.array_equal(E.sigmoid(z).view(np.int64), want.view(np.int64))
