@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
 
@@ -44,8 +44,10 @@ __all__ = [
     "ChunkReader",
     "ChunkSpec",
     "Dataset",
+    "NARROW_FEATURE_DTYPES",
     "Split",
     "SplitPart",
+    "feature_dtype",
     "key_bits",
     "open_dataset",
     "placed_on",
@@ -56,7 +58,26 @@ __all__ = [
 #: Path components starting with these are not data (``_SUCCESS``, ``.crc``).
 IGNORED_PREFIXES = (".", "_")
 _GLOB_CHARS = "*?["
-_FLOAT64_BYTES = 8
+#: The dtypes besides float64 that decoded features keep (in memory, in the
+#: disk cache and into the kernels): each holds its Parquet column's values
+#: exactly and widens exactly to float64, which the kernels do inside the
+#: pass, so a float32 or small-integer dataset costs its own width, with the
+#: bits of the same values stored as float64.
+NARROW_FEATURE_DTYPES: tuple[np.dtype, ...] = tuple(
+    np.dtype(name) for name in ("bool", "uint8", "int8", "uint16", "int16", "int32", "float32")
+)
+#: The numpy type that carries each narrow Arrow type exactly (anything else:
+#: float64, as Arrow casts it -- int64 and uint64 rounded to nearest).
+_NARROW_CARRIERS: dict[pa.DataType, np.dtype] = {
+    pa.bool_(): np.dtype("uint8"),  # Arrow's booleans are bits: bytes of 0/1
+    pa.uint8(): np.dtype("uint8"),
+    pa.int8(): np.dtype("int8"),
+    pa.uint16(): np.dtype("uint16"),
+    pa.int16(): np.dtype("int16"),
+    pa.int32(): np.dtype("int32"),
+    pa.float16(): np.dtype("float32"),
+    pa.float32(): np.dtype("float32"),
+}
 
 #: The two parts of a :class:`Split`.
 SplitPart = Literal["train", "validation"]
@@ -121,7 +142,8 @@ class Chunk(NamedTuple):
 
 @dataclass(frozen=True)
 class ChunkReader:
-    """Reads and validates one chunk as float64 numpy arrays.
+    """Reads and validates one chunk as numpy arrays: features in ``dtype``
+    (float64 or one of :data:`NARROW_FEATURE_DTYPES`), label and weights float64.
 
     Small and picklable: this, not the whole dataset, travels with each task.
     """
@@ -131,10 +153,18 @@ class ChunkReader:
     features: tuple[str, ...]
     weight: str | None = None
     split: Split | None = None
+    #: numpy dtype name of the decoded features (:func:`feature_dtype`)
+    dtype: str = "float64"
 
     @property
     def has_weights(self) -> bool:
         return bool(self.weight) or self.split is not None
+
+    @property
+    def row_bytes(self) -> int:
+        """Decoded bytes per row: features, label (or none), weights (when read)."""
+        label = 8 if self.label else 0
+        return np.dtype(self.dtype).itemsize * len(self.features) + label + (8 if self.has_weights else 0)
 
     @property
     def columns(self) -> list[str]:
@@ -203,15 +233,15 @@ class ChunkReader:
             raise _row_count_mismatch(chunk, seen)
 
     def _decode(self, table, chunk: ChunkSpec, first_row: int) -> Chunk:
-        X = np.empty((table.num_rows, len(self.features)), dtype=np.float64, order="F")
+        X = np.empty((table.num_rows, len(self.features)), dtype=self.dtype, order="F")
         for j, name in enumerate(self.features):
-            X[:, j] = _column_values(table, name, chunk, first_row, check_finite=False)
+            X[:, j] = _column_values(table, name, chunk, first_row, check_finite=False, dtype=X.dtype)
         # One vectorized check for every feature: a sum over the column is
         # finite only if all its values are (NaN and inf propagate); only a
         # column whose sum is not (a bad value, or an overflowing sum) is
-        # searched for the first bad row.
+        # searched for the first bad row.  (Integers are always finite.)
         with np.errstate(over="ignore", invalid="ignore"):
-            column_sums = X.sum(axis=0)
+            column_sums = X.sum(axis=0) if X.dtype.kind == "f" else np.zeros(X.shape[1])
         for bad in np.flatnonzero(~np.isfinite(column_sums)):
             name = self.features[bad]
             _check(
@@ -275,14 +305,22 @@ def _row_count_mismatch(chunk: ChunkSpec, found: int) -> UnreadableFileError:
     )
 
 
-def _column_values(table, name: str, chunk: ChunkSpec, first_row: int, check_finite: bool = True) -> np.ndarray:
-    """Column ``name`` of a table or record batch as float64, checked for nulls
+def _column_values(
+    table,
+    name: str,
+    chunk: ChunkSpec,
+    first_row: int,
+    check_finite: bool = True,
+    dtype: np.dtype = np.dtype(np.float64),
+) -> np.ndarray:
+    """Column ``name`` of a table or record batch as ``dtype`` (float64 or
+    the column's exact carrier, :func:`feature_dtype`), checked for nulls
     (and, with ``check_finite``, NaN/inf)."""
     column = table.column(name)
     if column.null_count:
         valid = _float64_values(pc.is_valid(column)) != 0.0
         _check(None, valid, MissingValueError, f"column {name!r}", "null", "no nulls", chunk, first_row, name)
-    values = _float64_values(column)
+    values = _float64_values(column, dtype)
     if check_finite:
         _check(
             values,
@@ -363,22 +401,23 @@ def _fnv1a(part) -> np.ndarray:
     return hashes
 
 
-def _float64_values(column) -> np.ndarray:
+def _float64_values(column, dtype: np.dtype = np.dtype(np.float64)) -> np.ndarray:
     """A null-free int, float or bool Arrow column (ChunkedArray or Array) as
-    float64 numpy, straight from Arrow's buffers: casting is Arrow's (ints
-    round to nearest, as numpy's ``astype`` does; bools give 0/1), and
-    pyarrow's ``to_numpy`` is avoided because it imports pandas (about a
-    second in every process that decodes a chunk).  Read-only when zero-copy."""
-    column = pc.cast(column, pa.float64(), safe=False)
+    float64 (or ``dtype``, a type holding every value exactly) numpy, straight
+    from Arrow's buffers: casting is Arrow's (ints round to nearest, as
+    numpy's ``astype`` does; bools give 0/1), and pyarrow's ``to_numpy`` is
+    avoided because it imports pandas (about a second in every process that
+    decodes a chunk).  Read-only when zero-copy."""
+    column = pc.cast(column, pa.from_numpy_dtype(dtype), safe=False)
     parts = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     views = [
-        np.frombuffer(part.buffers()[1], dtype=np.float64, count=len(part), offset=part.offset * _FLOAT64_BYTES)
+        np.frombuffer(part.buffers()[1], dtype=dtype, count=len(part), offset=part.offset * dtype.itemsize)
         for part in parts
         if len(part)
     ]
     if len(views) == 1:
         return views[0]
-    return np.concatenate(views) if views else np.empty(0, dtype=np.float64)
+    return np.concatenate(views) if views else np.empty(0, dtype=dtype)
 
 
 def _check(
@@ -427,6 +466,9 @@ class Dataset:
     #: when a non-empty row group has none (the data still gets checked in full)
     label_range: tuple[float, float] | None = None
     split: Split | None = None
+    #: numpy dtype name of the decoded features (:func:`feature_dtype` of the
+    #: feature columns' types in every file)
+    feature_dtype: str = "float64"
 
     @property
     def fingerprint(self) -> str:
@@ -446,8 +488,8 @@ class Dataset:
 
     @property
     def decoded_bytes(self) -> int:
-        """Size of the decoded float64 features, label and weights."""
-        return self.n_samples * (self.n_features + 1 + (1 if self.weight else 0)) * 8
+        """Size of the decoded features (:attr:`feature_dtype`), label and weights (float64)."""
+        return self.n_samples * self.reader.row_bytes
 
     @property
     def n_samples(self) -> int:
@@ -459,7 +501,7 @@ class Dataset:
 
     @property
     def reader(self) -> ChunkReader:
-        return ChunkReader(self.filesystem, self.label, self.features, self.weight, self.split)
+        return ChunkReader(self.filesystem, self.label, self.features, self.weight, self.split, self.feature_dtype)
 
     def with_split(self, split: Split | None) -> Dataset:
         """The same data seen through ``split`` (None: all rows)."""
@@ -489,7 +531,7 @@ class Dataset:
             with dask.annotate(**placed_on(worker)):
                 read = dask.delayed(reader, pure=True)(chunk)
                 n_rows = chunk.n_rows
-                X_blocks.append(da.from_delayed(read[0], (n_rows, self.n_features), np.float64))
+                X_blocks.append(da.from_delayed(read[0], (n_rows, self.n_features), np.dtype(self.feature_dtype)))
                 y_blocks.append(da.from_delayed(read[1], (n_rows,), np.float64))
                 if reader.has_weights:
                     weight_blocks.append(da.from_delayed(read[2], (n_rows,), np.float64))
@@ -564,6 +606,7 @@ def open_dataset(
             )
     for path in files:
         _check_schema(schemas[path], path, label, features, partition_keys, weight)
+    dtype = feature_dtype(schemas[path].field(name).type for path in files for name in features)
     chunks, offset = [], 0
     for path in files:
         for index, n_rows in enumerate(row_groups[path]):
@@ -587,7 +630,21 @@ def open_dataset(
             if not label_ranges or None in label_ranges
             else (min(low for low, _ in label_ranges), max(high for _, high in label_ranges))
         ),
+        feature_dtype=dtype.name,
     )
+
+
+def feature_dtype(types: Iterable[pa.DataType]) -> np.dtype:
+    """The one dtype of a dataset's decoded features, given the Arrow types
+    of its feature columns (in every file): numpy's promotion of each type's
+    exact carrier -- the narrowest of :data:`NARROW_FEATURE_DTYPES` that holds
+    every value exactly (float32 with int8: float32; with int32: float64) --
+    and float64 when any column needs it."""
+    carriers: list[np.dtype] = [_NARROW_CARRIERS.get(dtype, np.dtype(np.float64)) for dtype in types]
+    if not carriers:
+        return np.dtype(np.float64)
+    promoted = np.result_type(*carriers)
+    return promoted if promoted in NARROW_FEATURE_DTYPES else np.dtype(np.float64)
 
 
 def _column_ranges(metadata: pq.FileMetaData, name: str) -> list:

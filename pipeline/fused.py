@@ -74,6 +74,7 @@ from .kernel import (
     WarmUpPart,
     chunk_partials,
     chunk_stats,
+    kernel_features,
     margins,
     sample_weights,
     triangle_size,
@@ -101,8 +102,13 @@ _WIDE_BLOCK_BYTES = 2**22
 _SEGMENT_BYTES = 2**21
 #: Rows per margin sub-block (its pairwise stack stays in L1).
 _MARGIN_ROWS = 512
-#: Rows per tile when transposing a row-major block.
-_TILE = 16
+#: Rows per tile when transposing a row-major block (the body of
+#: :func:`_copy_block` is unrolled for exactly this many).
+_TILE = 4
+#: Spare rows at the end of each column of an F-ordered scratch: columns a
+#: power-of-two apart would all map to the same L1 sets (a row-major copy
+#: writes to every column at once).
+_PAD = 8
 _MIN_TOP = N_BINS - 1
 _NAN, _POS_INF, _NEG_INF = 1, 2, 4
 _MAGIC = 6755399441055744.0  # 1.5 * 2**52: y + M - M == rint(y) for |y| <= 2**51
@@ -565,33 +571,56 @@ if _HAVE_NUMBA:
 
     @njit(cache=_CACHE, nogil=True)
     def _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner):
-        """Rows ``start:start+n`` of X (any layout) into the F-ordered ``Xs``,
-        standardized as ``(x - center) / scale`` when asked."""
+        """Rows ``start:start+n`` of X (any layout, any real dtype: widened
+        exactly to float64) into the F-ordered ``Xs``, standardized as
+        ``(x - center) / scale`` when asked (the same IEEE operations on the
+        same float64 values as the reference).
+
+        Column by column through 1-D slices, so every loop vectorises; a
+        row-major source is first transposed ``_TILE`` rows at a time (a
+        tile's rows stay in L1, each row read once, unrolled so the compiler
+        keeps the tile in registers) and then standardized column by column
+        in the scratch.
+        """
         d = X.shape[1]
         if rows_inner:
             for j in range(d):
+                src = X[start : start + n, j]
+                dst = Xs[0:n, j]
                 if standardize:
                     cj = center[j]
                     sj = scale[j]
                     for i in range(n):
-                        Xs[i, j] = (X[start + i, j] - cj) / sj
+                        dst[i] = (np.float64(src[i]) - cj) / sj
                 else:
                     for i in range(n):
-                        Xs[i, j] = X[start + i, j]
-        else:
-            # Row-major source: transpose in tiles of _TILE rows, so each
-            # tile's source rows stay in L1 while its columns are written.
-            for i0 in range(0, n, _TILE):
-                m = min(_TILE, n - i0)
-                for j in range(d):
-                    if standardize:
-                        cj = center[j]
-                        sj = scale[j]
-                        for i in range(i0, i0 + m):
-                            Xs[i, j] = (X[start + i, j] - cj) / sj
-                    else:
-                        for i in range(i0, i0 + m):
-                            Xs[i, j] = X[start + i, j]
+                        dst[i] = np.float64(src[i])
+            return
+        i = 0
+        while i + _TILE <= n:
+            r0 = X[start + i]
+            r1 = X[start + i + 1]
+            r2 = X[start + i + 2]
+            r3 = X[start + i + 3]
+            for j in range(d):
+                dst = Xs[i : i + _TILE, j]
+                dst[0] = np.float64(r0[j])
+                dst[1] = np.float64(r1[j])
+                dst[2] = np.float64(r2[j])
+                dst[3] = np.float64(r3[j])
+            i += _TILE
+        while i < n:
+            row = X[start + i]
+            for j in range(d):
+                Xs[i, j] = np.float64(row[j])
+            i += 1
+        if standardize:
+            for j in range(d):
+                dst = Xs[0:n, j]
+                cj = center[j]
+                sj = scale[j]
+                for i in range(n):
+                    dst[i] = (dst[i] - cj) / sj
 
     @njit(cache=_CACHE, nogil=True)
     def _pass_copy(
@@ -601,7 +630,7 @@ if _HAVE_NUMBA:
         into an F-ordered scratch.  ``hess`` as for :func:`_pass_direct`."""
         d = X.shape[1]
         stack, marg, prob, res, los, tmp, sw, ones = _scratch(block, d)
-        Xs = np.empty((d, block)).T
+        Xs = np.empty((d, block + _PAD)).T
         if hess is not None:
             curv = np.empty(block)
             cj = np.empty(block)
@@ -786,7 +815,7 @@ if _HAVE_NUMBA:
         lo = np.empty(block)
         tmp = np.empty(block)
         ones = np.ones(block)
-        Xs = np.empty((X.shape[1], block)).T
+        Xs = np.empty((X.shape[1], block + _PAD)).T
         nothing = np.empty(0)
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
@@ -954,7 +983,7 @@ class _Job:
         a segment (empty when X is read in place)."""
         segment = _segment_rows(self.n_features, self.block)
         stack = _scratch(self.block, self.n_features)[0]
-        Xs = np.empty((0, 0)).T if self.direct else np.empty((self.n_features, segment)).T
+        Xs = np.empty((0, 0)).T if self.direct else np.empty((self.n_features, segment + _PAD)).T
         return segment, stack, Xs
 
     def margins(self, start: int, n: int, Xs: np.ndarray, stack: np.ndarray, out: np.ndarray) -> None:
@@ -985,13 +1014,14 @@ class _Job:
             self.has_s,
             self.standardize,
             spec.hessian,
+            self.X.dtype.str,
             self.X.flags.f_contiguous,
             self.X.flags.c_contiguous,
         )
 
     @classmethod
     def of(cls, X, y, coef, weights, spec: KernelSpec) -> _Job:
-        X = np.asarray(X, dtype=np.float64)
+        X = kernel_features(X)
         y = np.asarray(y, dtype=np.float64)
         coef = np.asarray(coef, dtype=np.float64)
         n_rows, n_features = X.shape
@@ -1026,7 +1056,7 @@ class _Job:
             center,
             scale,
             standardize,
-            X.flags.f_contiguous and not standardize,
+            X.flags.f_contiguous and X.dtype == np.float64 and not standardize,
             _rows_inner(X),
             _block_rows(n_features),
             n_rows,
@@ -1063,7 +1093,7 @@ def _rows_inner(X: np.ndarray) -> bool:
 def margins_fast(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
     """:func:`kernel.margins` (the same pairwise tree, the same bits), compiled
     where numba imports: what ``predict`` and ``evaluate`` score rows with."""
-    X = np.asarray(X, dtype=np.float64)
+    X = kernel_features(X)
     coef = np.asarray(coef, dtype=np.float64)
     if not _HAVE_NUMBA or X.ndim != 2 or coef.shape != (X.shape[1] + 1,):
         return margins(X, coef)
@@ -1072,7 +1102,7 @@ def margins_fast(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
     if job.n_rows == 0:
         return out
     segment, stack, Xs = job.scratch()
-    with _compiling(("margins", job.direct, job.X.flags.c_contiguous)):
+    with _compiling(("margins", job.direct, job.X.dtype.str, job.X.flags.c_contiguous)):
         for start in range(0, job.n_rows, segment):
             job.margins(start, min(segment, job.n_rows - start), Xs, stack, out[start:])
     return out
@@ -1103,7 +1133,7 @@ def fused_stats(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None)
     """
     if not STATS_AVAILABLE:
         raise RuntimeError("compiled statistics pass unavailable (numba missing)")
-    X = np.asarray(X, dtype=np.float64)
+    X = kernel_features(X)
     y = np.asarray(y, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"X has shape {X.shape}, expected (n_rows, n_features)")
@@ -1118,11 +1148,11 @@ def fused_stats(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None)
     if has_s and s.shape != (n_rows,):
         raise ValueError(f"weights have shape {s.shape}, expected ({n_rows},)")
     X, y, s = map(_readonly, (X, np.ascontiguousarray(y), s))
-    direct = X.flags.f_contiguous
+    direct = X.flags.f_contiguous and X.dtype == np.float64
     rows_inner = _rows_inner(X)
     block = _block_rows(n_features)
     n_cols = 3 * n_features + 2
-    with _compiling(("stats", direct, has_s, X.flags.c_contiguous)):
+    with _compiling(("stats", direct, has_s, X.dtype.str, X.flags.c_contiguous)):
         for start in range(0, n_rows, _CALL_ROWS):
             stop = min(start + _CALL_ROWS, n_rows)
             top, acc, flags = _empty_state(n_cols)

@@ -44,6 +44,7 @@ from typing import Literal
 
 import numpy as np
 
+from .data import NARROW_FEATURE_DTYPES
 from .elementary import sigmoid as elementary_sigmoid
 from .elementary import sigmoid_softplus
 from .exact import BLOCK_ROWS, ExactSums
@@ -62,6 +63,7 @@ __all__ = [
     "chunk_partials",
     "chunk_stats",
     "exact_square",
+    "kernel_features",
     "margins",
     "merge_partials",
     "numpy_cpu_dispatch",
@@ -91,6 +93,16 @@ def numpy_cpu_dispatch() -> list[str]:
     paths, among them the exp/log kernels), sorted."""
     features = _numpy_umath.__cpu_features__
     return sorted(name for name in _numpy_umath.__cpu_dispatch__ if features.get(name))
+
+
+def kernel_features(X) -> np.ndarray:
+    """``X`` as the compiled kernels take it: as it is when its dtype is float64
+    or one of :data:`pipeline.data.NARROW_FEATURE_DTYPES` (the kernels widen
+    those exactly, inside the pass), else converted to float64."""
+    X = np.asarray(X)
+    if X.dtype == np.float64 or X.dtype in NARROW_FEATURE_DTYPES:
+        return X
+    return X.astype(np.float64)
 
 
 def sigmoid(margin: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ import numpy as np
 from .cluster import STALL_TIMEOUT_S
 from .data import Chunk, Dataset, placed_on, spread
 from .errors import ClusterError
-from .kernel import WARM_UP_PARTS, KernelSpec, Partials, Stats, WarmUpPart, merge_partials
+from .kernel import WARM_UP_PARTS, KernelSpec, Partials, Stats, WarmUpPart, kernel_features, merge_partials
 from .stream import (
     BATCH_BYTES,
     UNIT_BYTES,
@@ -41,7 +41,6 @@ from .stream import (
     chunk_stats_fast,
     loss_kernel,
     plan_units,
-    row_bytes,
     stats_kernel,
     unit_sums,
     units_sums,
@@ -84,7 +83,8 @@ class InProcessEvaluator:
 
     def __init__(self, chunks: Sequence, n_features: int) -> None:
         # column-major once, so every pass reads the features in place
-        self.chunks = [Chunk(np.asfortranarray(chunk[0], dtype=np.float64), *chunk[1:]) for chunk in chunks]
+        # (narrow features stay narrow: the kernels widen them exactly)
+        self.chunks = [Chunk(np.asfortranarray(kernel_features(chunk[0])), *chunk[1:]) for chunk in chunks]
         self.n_features = n_features
 
     def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
@@ -625,9 +625,9 @@ class StreamingEvaluator:
         self.cache = cache
         self.rows = batch_rows(self.reader, batch_bytes)
         threads = client.nthreads() if client is not None and workers else {worker: 1 for worker in workers or ()}
-        total_bytes = dataset.n_samples * row_bytes(self.reader)
+        total_bytes = dataset.n_samples * self.reader.row_bytes
         unit_bytes = unit_size(unit_bytes, total_bytes, sum(threads.values()))
-        self.units = plan_units(dataset.chunks, row_bytes(self.reader), unit_bytes)
+        self.units = plan_units(dataset.chunks, self.reader.row_bytes, unit_bytes)
         self.placed = bool(workers)
         self._plan(threads)
 

@@ -10,8 +10,8 @@ and returns only that small state.  A worker therefore holds about one batch
 (plus the kernel's block temporaries and the Parquet reader's buffers) at a
 time, whatever the dataset size.
 
-:class:`DiskCache` keeps a decoded, column-major float64 copy of each row
-group in the worker's local directory: the first pass writes it while
+:class:`DiskCache` keeps a decoded, column-major copy of each row group
+(features in their own dtype) in the worker's local directory: the first pass writes it while
 streaming, later passes memory-map it batch by batch instead of decoding
 Parquet.  Batches, units and cache hits never change a result: the partial
 sums are exact and merge in any order.
@@ -72,13 +72,8 @@ UNIT_BYTES = 64 * 2**20
 BATCH_BYTES = 8 * 2**20
 
 
-def row_bytes(reader: ChunkReader) -> int:
-    """Decoded bytes per row: features, label, weight."""
-    return 8 * (len(reader.features) + 1 + (1 if reader.has_weights else 0))
-
-
 def batch_rows(reader: ChunkReader, batch_bytes: int = BATCH_BYTES) -> int:
-    return max(1, batch_bytes // row_bytes(reader))
+    return max(1, batch_bytes // reader.row_bytes)
 
 
 def plan_units(
@@ -131,36 +126,53 @@ class DiskCache:
         """Remove this dataset's cached copies (``client.run(cache.clear)`` after training)."""
         shutil.rmtree(self.directory(dask_worker), ignore_errors=True)
 
-    def path(self, chunk: ChunkSpec, rows: int) -> Path:
+    def path(self, chunk: ChunkSpec, rows: int, dtype: str = "float64") -> Path:
         name = hashlib.sha256(chunk.path.encode()).hexdigest()[:24]
-        return self.directory() / f"{name}-rg{chunk.row_group}-b{rows}.f64"
+        return self.directory() / f"{name}-rg{chunk.row_group}-b{rows}.{dtype}"
+
+
+def batch_bytes(reader: ChunkReader, n: int) -> int:
+    """Bytes of one cached batch of ``n`` rows: the labels and weights
+    (float64), then the features in the reader's dtype, column-major, padded
+    to a multiple of 8 bytes so that every batch starts 8-byte aligned."""
+    head = 8 * n * (2 if reader.has_weights else 1)
+    features = n * len(reader.features) * np.dtype(reader.dtype).itemsize
+    return head + -(-features // 8) * 8
 
 
 def cached_batches(reader: ChunkReader, chunk: ChunkSpec, rows: int, cache: DiskCache | None) -> Iterator[Chunk]:
     """Batches of one row group: from the disk cache, or decoded (and cached).
 
-    A cache file holds the row group's batches one after another, each a
-    column-major ``(batch rows, columns)`` float64 block, so a batch maps to
-    one contiguous, Fortran-ordered array that the kernel reads in place.
-    The batch size is part of the file name: another size never misreads.
+    A cache file holds the row group's batches one after another
+    (:func:`batch_bytes`): each the labels, the weights and a column-major
+    ``(batch rows, features)`` block in the features' own dtype (narrow data
+    stays narrow on disk), so a batch maps to arrays the kernel reads in
+    place.  The batch size and the dtype are part of the file name: another
+    size or type never misreads.
     """
     if cache is None:
         yield from reader.iter_batches(chunk, rows)
         return
-    path = cache.path(chunk, rows)
+    path = cache.path(chunk, rows, reader.dtype)
     n_features = len(reader.features)
-    n_columns = n_features + 1 + (1 if reader.has_weights else 0)
+    dtype = np.dtype(reader.dtype).newbyteorder("<")
     if path.exists():
         for start in range(0, chunk.n_rows, rows):
             n = min(rows, chunk.n_rows - start)
             # map per batch and drop it after, so mapped pages do not pile up
             block = np.memmap(
-                path, dtype="<f8", mode="r", offset=start * n_columns * 8, shape=(n, n_columns), order="F"
+                path,
+                dtype=np.uint8,
+                mode="r",
+                offset=start // rows * batch_bytes(reader, rows),
+                shape=(batch_bytes(reader, n),),
             )
-            yield Chunk(
-                block[:, :n_features], block[:, n_features], block[:, n_features + 1] if reader.has_weights else None
-            )
-            del block
+            y = block[: 8 * n].view("<f8")
+            weights = block[8 * n : 16 * n].view("<f8") if reader.has_weights else None
+            head = 8 * n * (2 if reader.has_weights else 1)
+            X = block[head : head + n * n_features * dtype.itemsize].view(dtype).reshape((n, n_features), order="F")
+            yield Chunk(X, y, weights)
+            del block, X, y, weights
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
@@ -172,11 +184,11 @@ def cached_batches(reader: ChunkReader, chunk: ChunkSpec, rows: int, cache: Disk
                 n = data.X.shape[0]
                 laid_out = laid_out and n == min(rows, chunk.n_rows - start)
                 if laid_out:
-                    columns = [data.X[:, j] for j in range(n_features)] + [_labels(data)]
+                    handle.write(np.ascontiguousarray(_labels(data), dtype="<f8").tobytes())
                     if data.weights is not None:  # present exactly when reader.has_weights
-                        columns.append(data.weights)
-                    for column in columns:  # this batch's block, column-major
-                        handle.write(np.ascontiguousarray(column, dtype="<f8").tobytes())
+                        handle.write(np.ascontiguousarray(data.weights, dtype="<f8").tobytes())
+                    handle.write(np.asfortranarray(data.X, dtype=dtype).tobytes(order="F"))
+                    handle.write(bytes(-(n * n_features * dtype.itemsize) % 8))
                 start += n
                 yield data
         if laid_out:

@@ -266,7 +266,8 @@ def evaluators(
 def loaded_note(dataset: Dataset, where: str, started: float) -> str:
     """The note once every chunk is decoded into ``where`` (timed from ``started``)."""
     return (
-        f"loaded {dataset.n_samples} rows ({dataset.decoded_bytes / 2**30:.2f} GiB decoded) "
+        f"loaded {dataset.n_samples} rows ({dataset.decoded_bytes / 2**30:.2f} GiB decoded, "
+        f"{dataset.feature_dtype} features) "
         f"into {where} in {time.perf_counter() - started:.1f} s"
     )
 

@@ -1217,3 +1217,63 @@ def test_the_compile_lock_gives_way_when_it_cannot_be_had(monkeypatch, tmp_path)
             assert not fused._lock(other)
     with open(holder, "a") as other:  # released with the context
         assert fused._lock(other)
+
+
+def narrow_values(dtype: str, n: int, d: int, order: str) -> np.ndarray:
+    """Values of ``dtype`` spanning its range (extremes included), in ``order``."""
+    rng = np.random.default_rng(abs(hash(dtype)) % 2**32)
+    kind = np.dtype(dtype)
+    if kind == np.bool_:
+        values = rng.random((n, d)) < 0.4
+    elif kind.kind in "iu":
+        info = np.iinfo(kind)
+        values = rng.integers(info.min, info.max, (n, d), endpoint=True, dtype=kind)
+        values[0] = info.min
+        values[1] = info.max
+    else:
+        values = (rng.standard_normal((n, d)) * np.logspace(-30, 30, d)).astype(kind)
+        values[0] = np.finfo(kind).max
+        values[1] = np.finfo(kind).tiny / 4  # subnormal
+    return np.asarray(values, order=order)
+
+
+@requires_numba
+@pytest.mark.parametrize("dtype", ["float32", "int8", "uint8", "int16", "uint16", "int32", "bool"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_narrow_features_stay_narrow_with_the_same_bits(dtype, order):
+    """Narrow features go into the compiled passes as they are (widened exactly
+    inside) and give the sums of the same values stored as float64: loss,
+    Hessian (standardized or not, weighted or not), statistics and margins,
+    including a ragged last block and a transposed tile tail."""
+    n, d = 2 * 2048 + 7, 6
+    X = narrow_values(dtype, n, d, order)
+    assert kernel.kernel_features(X) is X
+    wide = np.asarray(X.astype(np.float64), order=order)
+    rng = np.random.default_rng(1)
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    scale = np.abs(wide).max(axis=0) + 1.0
+    coef = rng.normal(0, 1, d + 1) / np.append(scale, 1.0)
+    weights = rng.random(n)
+    standardized = KernelSpec(center=wide.mean(axis=0), scale=scale)
+    for spec, w in [
+        (KernelSpec(), None),
+        (KernelSpec(hessian=True), weights),
+        (standardized, weights),
+        (standardized.with_hessian(True), None),
+    ]:
+        got = fused.fused_partials(X, y, coef, w, spec)
+        assert got == fused.fused_partials(wide, y, coef, w, spec)
+        assert got == chunk_partials(wide, y, coef, w, spec)
+    assert fused.fused_stats(X, y, weights) == chunk_stats(wide, y, weights)
+    assert fused.margins_fast(X, coef).tobytes() == kernel.margins(wide, coef).tobytes()
+
+
+def test_kernel_features_keeps_narrow_dtypes_and_widens_the_rest():
+    for dtype in ["float64", "float32", "int8", "uint8", "int16", "uint16", "int32", "bool"]:
+        X = np.zeros((3, 2), dtype=dtype)
+        assert kernel.kernel_features(X) is X
+    for dtype in ["int64", "uint32", "uint64", "float16", ">f8", ">f4"]:
+        X = np.ones((3, 2), dtype=dtype)
+        widened = kernel.kernel_features(X)
+        assert widened.dtype == np.dtype(np.float64) and widened.dtype.isnative
+        np.testing.assert_array_equal(widened, 1.0)

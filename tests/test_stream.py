@@ -11,7 +11,7 @@ from pipeline import ClusterSpec, SolverOptions, TrainConfig, open_dataset, trai
 from pipeline.errors import ConfigError, LabelValueError
 from pipeline.kernel import KernelSpec
 from pipeline.reduce import InProcessEvaluator, StreamingEvaluator
-from pipeline.stream import DiskCache, cached_batches, plan_units, row_bytes
+from pipeline.stream import DiskCache, cached_batches, plan_units
 from pipeline.train import choose_cache
 
 pytestmark = pytest.mark.filterwarnings("ignore::pipeline.errors.ConvergenceWarning")
@@ -35,7 +35,7 @@ def data(tmp_path_factory):
 
 def test_units_group_small_row_groups_in_canonical_order(data):
     dataset = open_dataset(str(data), "y", weight="w")
-    per_row = row_bytes(dataset.reader)
+    per_row = dataset.reader.row_bytes
     assert per_row == 8 * 6
     units = plan_units(dataset.chunks, per_row, unit_bytes=1000 * per_row)
     assert [chunk for unit in units for chunk in unit] == list(dataset.chunks)  # order kept
@@ -68,7 +68,7 @@ def test_streaming_equals_in_memory_bit_for_bit(data, tmp_path, cache):
         assert streaming.partials(coef, spec) == reference.partials(coef, spec)
         assert streaming.stats() == reference.stats()
     if cache:
-        files = list((tmp_path / "pipeline-cache").rglob("*.f64"))
+        files = list((tmp_path / "pipeline-cache").rglob("*.float64"))
         assert len(files) == len(dataset.chunks)
         assert sum(f.stat().st_size for f in files) == dataset.decoded_bytes
         assert not list(tmp_path.rglob("*.tmp"))
