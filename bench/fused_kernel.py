@@ -1,9 +1,11 @@
 """The fused compiled kernels vs a plain numpy/BLAS pass vs the numpy reference.
 
 Usage: OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/fused_kernel.py \
-    [--rows 1000000] [--features 32] [--repeat 5] [--order F] [--skip-reference]
+    [--rows 1000000] [--features 32] [--repeat 5] [--order F] [--dtype float64] [--skip-reference]
 
-Everything runs in this process on the same in-memory float64 data and prints
+Everything runs in this process on the same in-memory data (float64, or
+float32 with ``--dtype float32``: the plain pass then runs on the same values
+widened to float64) and prints
 one table (best of ``--repeat``; the slow numpy references of the statistics
 and Hessian passes best of ``--reference-repeat``): the loss pass, the
 statistics pass (``fused_stats``) and the loss pass with Newton's Hessian
@@ -29,7 +31,7 @@ import time
 import numpy as np
 
 from pipeline import fused
-from pipeline.kernel import KernelSpec, chunk_partials, chunk_stats
+from pipeline.kernel import KernelSpec, chunk_partials, chunk_stats, triangle_size
 
 
 def best_of(repeat, fn):
@@ -56,6 +58,9 @@ def main() -> None:
         "--reference-repeat", type=int, default=1, help="runs of the slow statistics and Hessian references"
     )
     parser.add_argument("--order", choices=["C", "F"], default="F")
+    parser.add_argument(
+        "--dtype", choices=["float64", "float32"], default="float64", help="the features' type (float32: narrow data)"
+    )
     parser.add_argument("--skip-reference", action="store_true")
     args = parser.parse_args()
     if not (fused.AVAILABLE and fused.STATS_AVAILABLE):
@@ -63,7 +68,7 @@ def main() -> None:
     partials = fused.fused_partials
     name = "fused_partials"
     rng = np.random.default_rng(0)
-    X = np.asarray(rng.standard_normal((args.rows, args.features)), order=args.order)
+    X = np.asarray(rng.standard_normal((args.rows, args.features)), order=args.order, dtype=args.dtype)
     y = (rng.random(args.rows) < 0.5).astype(np.float64)
     coef = rng.normal(0, 0.2, args.features + 1)
     weights = rng.random(args.rows) + 0.5
@@ -72,7 +77,8 @@ def main() -> None:
     megabytes = X.nbytes / 1e6
 
     # Warm up (compile or load the cache) and check equality once.
-    small = slice(0, min(args.rows, 50_000))
+    # the reference Hessian holds a (rows, (d+1)(d+2)/2) block: fewer rows when wide
+    small = slice(0, min(args.rows, 50_000, max(64, 2**24 // triangle_size(args.features + 1))))
     Xs, ys, ws = X[small], y[small], weights[small]
     check_coef = coef
     assert partials(Xs, ys, check_coef, None, KernelSpec()) == chunk_partials(Xs, ys, check_coef)
@@ -91,7 +97,9 @@ def main() -> None:
 
     skip = args.skip_reference
     slow = args.reference_repeat
-    plain = timed(lambda: plain_pass(X, y, coef))
+    # the baseline runs on float64 (for float32 features: the same values widened)
+    wide = X if X.dtype == np.float64 else np.asarray(X, dtype=np.float64, order=args.order)
+    plain = timed(lambda: plain_pass(wide, y, coef))
     ref = None if skip else timed(lambda: chunk_partials(X, y, coef))
     ref_ws = None if skip else timed(lambda: chunk_partials(X, y, coef, weights, spec))
     ref_stats = None if skip else timed(lambda: chunk_stats(X, y), slow)
@@ -114,7 +122,7 @@ def main() -> None:
         (f"{name}, Hessian", with_hessian, ref_hessian),
     ]
     print(
-        f"{args.rows} rows x {args.features} features, float64 {args.order}-order "
+        f"{args.rows} rows x {args.features} features, {args.dtype} {args.order}-order "
         f"({megabytes:.0f} MB), one process, best of {args.repeat} "
         f"(statistics and Hessian references: best of {slow})"
     )

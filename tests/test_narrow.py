@@ -150,6 +150,16 @@ def test_narrow_columns_give_the_model_of_the_same_values_as_float64(narrow, ref
     assert references[name].n_iter >= 3
 
 
+def test_integer_and_boolean_columns_alone_stay_integers(narrow, wide):
+    """int8, bool and int16 features decode to int16 and give the float64 model."""
+    features = ("b", "c", "d")
+    assert open_dataset(str(narrow), "y", features).feature_dtype == "int16"
+    options = dict(label="y", features=features, options=OPTIONS, solver="newton", weight="w")
+    model = train(TrainConfig(data=str(narrow), **options))
+    assert_identical(model, train(TrainConfig(data=str(wide), **options)))
+    assert model.n_iter >= 3
+
+
 def test_streaming_with_a_narrow_disk_cache_equals_in_memory(narrow, tmp_path):
     dataset = open_dataset(str(narrow), "y", FEATURES, "w")
     coef = np.array([0.3, -0.02, 0.5, 1e-4, 20.0, -0.7])
