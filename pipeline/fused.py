@@ -1165,11 +1165,21 @@ def fused_stats(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None)
 
 
 def warm_up(
-    part: WarmUpPart, n_features: int, *, standardize: bool, weighted: bool, class_weighted: bool, hessian: bool
+    part: WarmUpPart,
+    n_features: int,
+    *,
+    standardize: bool,
+    weighted: bool,
+    class_weighted: bool,
+    hessian: bool,
+    gradient: bool = True,
+    dtype: str = "float64",
 ) -> None:
     """Compile (or load from the cache) the kernels a fit will call, on a
-    few rows of the same types: ``"statistics"`` the statistics pass,
-    ``"passes"`` the loss pass (and the Hessian pass with ``hessian``).
+    few rows of the same types (features of ``dtype``, F-ordered, as the
+    dataset's chunks): ``"statistics"`` the statistics pass, ``"passes"``
+    the loss pass (with ``gradient``: a solver or a validation split that
+    evaluates without the Hessian) and the Hessian pass (with ``hessian``).
 
     Run as a task on each worker before the data is read, with the parts
     spread over the workers, so that a fresh installation compiles the two
@@ -1179,7 +1189,7 @@ def warm_up(
         return
     rng = np.random.default_rng(0)
     rows = 4
-    X = np.asfortranarray(rng.standard_normal((rows, n_features)))
+    X = np.asfortranarray(rng.standard_normal((rows, n_features)), dtype=dtype)
     y = np.array([0.0, 1.0] * (rows // 2))
     weights = np.ones(rows) if weighted else None
     if part == "statistics":
@@ -1191,7 +1201,8 @@ def warm_up(
         class_weight=(1.0, 1.0) if class_weighted else None,
     )
     coef = np.zeros(n_features + 1)
-    chunk_partials_fast(X, y, coef, weights, spec)
+    if gradient or not hessian:
+        chunk_partials_fast(X, y, coef, weights, spec)
     if hessian:
         chunk_partials_fast(X, y, coef, weights, spec.with_hessian(True))
 

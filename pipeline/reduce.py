@@ -319,6 +319,8 @@ def warm_up(
     weighted: bool,
     class_weighted: bool,
     hessian: bool,
+    gradient: bool = True,
+    dtype: str = "float64",
 ) -> list:
     """Compile the fit's kernels on the workers before any data is read:
     :func:`pipeline.fused.warm_up`'s parts spread over ``workers``
@@ -329,21 +331,24 @@ def warm_up(
     pass would do anyway.  Keep the returned futures until the
     first pass (a released future is cancelled).
     """
-    kinds = dict(standardize=standardize, weighted=weighted, class_weighted=class_weighted, hessian=hessian)
+    kinds = dict(
+        standardize=standardize,
+        weighted=weighted,
+        class_weighted=class_weighted,
+        hessian=hessian,
+        gradient=gradient,
+        dtype=dtype,
+    )
     return [
         client.submit(_warm_up, part, n_features, **kinds, pure=False, **placed_on(worker))
         for part, worker in warm_up_placement(WARM_UP_PARTS, workers)
     ]
 
 
-def _warm_up(
-    part: WarmUpPart, n_features: int, *, standardize: bool, weighted: bool, class_weighted: bool, hessian: bool
-) -> None:
+def _warm_up(part: WarmUpPart, n_features: int, **kinds) -> None:
     from .fused import warm_up as compile_part  # numba: on the worker only
 
-    compile_part(
-        part, n_features, standardize=standardize, weighted=weighted, class_weighted=class_weighted, hessian=hessian
-    )
+    compile_part(part, n_features, **kinds)
 
 
 def sum_blocks(kernel, args: tuple, layout: str, n_blocks: int, *blocks):

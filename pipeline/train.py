@@ -232,6 +232,9 @@ def evaluators(
         weighted=dataset.reader.has_weights,
         class_weighted=config.class_weight is not None,
         hessian=solver == "newton",
+        # Newton evaluates with the Hessian only; a validation split adds loss passes
+        gradient=solver != "newton" or validation is not None,
+        dtype=dataset.feature_dtype,
     )
     if mode == "memory":
         started = time.perf_counter()

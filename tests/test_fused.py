@@ -386,22 +386,35 @@ def test_warm_up_runs_the_compiled_passes(monkeypatch):
 
     def partials(X, y, coef, weights, spec):
         calls.append(("partials", X.shape[1], weights is not None, spec.center is not None, spec.hessian))
+        assert X.flags.f_contiguous and X.dtype == dtype
         return fused_partials(X, y, coef, weights, spec)
 
     def stats(X, y, weights):
         calls.append(("stats", X.shape[1], weights is not None))
+        assert X.flags.f_contiguous and X.dtype == dtype
         return fused_stats(X, y, weights)
 
     monkeypatch.setattr(fused, "fused_partials", partials)
     monkeypatch.setattr(fused, "fused_stats", stats)
+    dtype = np.float64
     fused.warm_up("passes", 3, standardize=True, weighted=True, class_weighted=True, hessian=True)
     fused.warm_up("passes", 2, standardize=False, weighted=False, class_weighted=False, hessian=False)
     fused.warm_up("statistics", 4, standardize=False, weighted=True, class_weighted=False, hessian=False)
+    # Newton without a validation split: only the Hessian pass (every evaluation has it)
+    fused.warm_up("passes", 3, standardize=True, weighted=False, class_weighted=False, hessian=True, gradient=False)
+    dtype = np.float32  # narrow data: the kernels of its own dtype
+    fused.warm_up("passes", 2, standardize=True, weighted=False, class_weighted=False, hessian=False, dtype="float32")
+    fused.warm_up(
+        "statistics", 2, standardize=True, weighted=False, class_weighted=False, hessian=False, dtype="float32"
+    )
     assert calls == [
         ("partials", 3, True, True, False),
         ("partials", 3, True, True, True),
         ("partials", 2, False, False, False),
         ("stats", 4, True),
+        ("partials", 3, False, True, True),
+        ("partials", 2, False, True, False),
+        ("stats", 2, False),
     ]
 
 
