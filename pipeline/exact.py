@@ -14,6 +14,8 @@ the design is ``docs/exact-sums.md``.  In short:
   the low bins of the other (no re-rounding), then adds the integers.  Merge is
   exact, associative and commutative with :meth:`ExactSums.zeros` as identity;
 * :meth:`ExactSums.finalize` rounds the exact integer total to float64 once.
+* a state may keep fewer bins (``depth``; the Hessian's keep 2): the same
+  grid and rules with ``T - (depth - 1)`` as the last bin.
 
 The finalized value is ``round(sum_i RNE(v_i / u_L) * u_L)`` with
 ``L = T - (N_BINS - 1)`` and ``T`` fixed by the largest ``|v_i|`` of the
@@ -70,8 +72,11 @@ class ExactSums:
     """Exact partial sums of ``n_cols`` columns.
 
     ``top``: int64 ``(n_cols,)`` top bin per column.
-    ``bins``: object ``(N_BINS, n_cols)`` Python integers; row ``k`` is in
-    units of ``u_{top-k}``.
+    ``bins``: object ``(depth, n_cols)`` Python integers; row ``k`` is in
+    units of ``u_{top-k}``.  The depth is ``N_BINS`` (3 bins: every value's
+    digits down to ``u_{T-2}``) unless a state is made with fewer
+    (:data:`pipeline.kernel.HESSIAN_BINS`: the last bin ``T - depth + 1``);
+    only states of the same depth merge.
     ``flags``: uint8 ``(n_cols,)`` bit set of NaN, +inf, -inf seen.
     """
 
@@ -83,30 +88,39 @@ class ExactSums:
     def n_cols(self) -> int:
         return self.top.shape[0]
 
+    @property
+    def depth(self) -> int:
+        """Bins kept per column (``N_BINS`` unless made with fewer)."""
+        return self.bins.shape[0]
+
     @classmethod
-    def zeros(cls, n_cols: int) -> ExactSums:
+    def zeros(cls, n_cols: int, depth: int = N_BINS) -> ExactSums:
         """The empty state: identity of :meth:`merge`."""
+        _check_depth(depth)
         return cls(
             top=np.full(n_cols, _MIN_TOP, dtype=np.int64),
-            bins=np.zeros((N_BINS, n_cols), dtype=object),
+            bins=np.zeros((depth, n_cols), dtype=object),
             flags=np.zeros(n_cols, dtype=np.uint8),
         )
 
     @classmethod
-    def of(cls, values: np.ndarray) -> ExactSums:
-        """Exact sums of the columns of a 2-D array (any length, any layout)."""
+    def of(cls, values: np.ndarray, depth: int = N_BINS) -> ExactSums:
+        """Sums of the columns of a 2-D array (any length, any layout): exact
+        down to the last of ``depth`` bins below each column's top."""
         values = np.asarray(values, dtype=np.float64)
         if values.ndim != 2:
             raise ValueError(f"expected a 2-D array, got shape {values.shape}")
-        total = cls.zeros(values.shape[1])
+        total = cls.zeros(values.shape[1], depth)
         for start in range(0, values.shape[0], BLOCK_ROWS):
-            total = total.merge(_deposit_block(values[start : start + BLOCK_ROWS]))
+            total = total.merge(_deposit_block(values[start : start + BLOCK_ROWS], depth))
         return total
 
     def merge(self, other: ExactSums) -> ExactSums:
         """Exact sum of two states (associative, commutative)."""
         if other.n_cols != self.n_cols:
             raise ValueError(f"cannot merge {self.n_cols} columns with {other.n_cols}")
+        if other.depth != self.depth:
+            raise ValueError(f"cannot merge sums of {self.depth} bins with sums of {other.depth} bins")
         top = np.maximum(self.top, other.top)
         bins = _align(self, top) + _align(other, top)
         return ExactSums(top=top, bins=bins, flags=self.flags | other.flags)
@@ -134,18 +148,24 @@ class ExactSums:
         if not isinstance(other, ExactSums):
             return NotImplemented
         return (
-            np.array_equal(self.top, other.top)
+            self.depth == other.depth
+            and np.array_equal(self.top, other.top)
             and np.array_equal(self.flags, other.flags)
             and all(a == b for a, b in zip(self.bins.ravel(), other.bins.ravel()))
         )
 
 
-def _deposit_block(values: np.ndarray) -> ExactSums:
-    """Exact sums of at most ``BLOCK_ROWS`` rows."""
+def _check_depth(depth: int) -> None:
+    if not 1 <= depth <= N_BINS:
+        raise ValueError(f"depth must be 1..{N_BINS}; got {depth}")
+
+
+def _deposit_block(values: np.ndarray, depth: int = N_BINS) -> ExactSums:
+    """Exact sums of at most ``BLOCK_ROWS`` rows (``depth`` bins)."""
     n_cols = values.shape[1]
     flags = np.zeros(n_cols, dtype=np.uint8)
     if values.shape[0] == 0:
-        return ExactSums.zeros(n_cols)
+        return ExactSums.zeros(n_cols, depth)
     # max(max, -min) needs no |values| temporary; NaN and inf show up in it.
     bound = np.maximum(values.max(axis=0), -values.min(axis=0))
     if not np.isfinite(bound).all():
@@ -159,13 +179,13 @@ def _deposit_block(values: np.ndarray) -> ExactSums:
     # far below the last bin), so ``scaled`` depends on the value and T only.
     scaled = values * np.ldexp(1.0, -(GRID_E0 + BIN_WIDTH * top))
     digits = np.empty_like(scaled)
-    bins = np.empty((N_BINS, n_cols), dtype=object)
-    for k in range(N_BINS):
+    bins = np.empty((depth, n_cols), dtype=object)
+    for k in range(depth):
         np.rint(scaled, out=digits)
         # Each |digit| <= 2**39 and at most 2**14 rows: every partial sum is an
         # integer below 2**53, so this float sum is exact in any order.
         bins[k] = digits.sum(axis=0).astype(np.int64).astype(object)
-        if k + 1 < N_BINS:
+        if k + 1 < depth:
             np.subtract(scaled, digits, out=scaled)
             np.multiply(scaled, _SPLIT, out=scaled)
     return ExactSums(top=top, bins=bins, flags=flags)
@@ -174,23 +194,25 @@ def _deposit_block(values: np.ndarray) -> ExactSums:
 def _align(state: ExactSums, top: np.ndarray) -> np.ndarray:
     """``state.bins`` re-expressed with top bins ``top >= state.top``.
 
-    Bins that fall below ``top - (N_BINS-1)`` are dropped: a value deposited
+    Bins that fall below ``top - (depth-1)`` are dropped: a value deposited
     at a lower top and shifted equals the same value deposited at ``top``.
     """
-    shift = np.minimum(top - state.top, N_BINS)
+    depth = state.depth
+    shift = np.minimum(top - state.top, depth)
     if not shift.any():
         return state.bins
     padded = np.concatenate([np.zeros_like(state.bins), state.bins], axis=0)
-    index = N_BINS + np.arange(N_BINS)[:, None] - shift[None, :]
+    index = depth + np.arange(depth)[:, None] - shift[None, :]
     return np.take_along_axis(padded, index, axis=0)
 
 
 def _integer_total(bins: np.ndarray, top: int) -> tuple[int, int]:
     """``(N, e)`` with the column's exact sum equal to ``N * 2**e``."""
+    depth = len(bins)
     total = 0
-    for k in range(N_BINS):
-        total += int(bins[k]) << (BIN_WIDTH * (N_BINS - 1 - k))
-    return total, GRID_E0 + BIN_WIDTH * (top - (N_BINS - 1))
+    for k in range(depth):
+        total += int(bins[k]) << (BIN_WIDTH * (depth - 1 - k))
+    return total, GRID_E0 + BIN_WIDTH * (top - (depth - 1))
 
 
 def _exact_total(bins: np.ndarray, top: int) -> Fraction:

@@ -67,6 +67,7 @@ import numpy as np
 
 from .exact import BIN_WIDTH, BLOCK_ROWS, GRID_E0, N_BINS, ExactSums
 from .kernel import (
+    HESSIAN_BINS,
     VELTKAMP,
     KernelSpec,
     Partials,
@@ -213,32 +214,27 @@ if _HAVE_NUMBA:
     @njit(cache=_CACHE, nogil=True)
     def _add_digits(c, t_block, d0, d1, d2, top, acc):
         """Add a block's bin sums (top bin ``t_block``) to column ``c``, aligned
-        as ExactSums.merge does: the larger top wins, bins shifted below T-2
-        are dropped."""
+        as ExactSums.merge does: the larger top wins, bins shifted below the
+        last of ``acc``'s ``depth`` rows are dropped (``d2`` is 0 at depth 2)."""
+        depth = acc.shape[0]
+        digits = (d0, d1, d2)
         t_acc = top[c]
         if t_block > t_acc:
-            shift = min(t_block - t_acc, N_BINS)
-            for k in range(N_BINS - 1, -1, -1):
+            shift = min(t_block - t_acc, depth)
+            for k in range(depth - 1, -1, -1):
                 acc[k, c] = acc[k - shift, c] if k >= shift else 0
             top[c] = t_block
-            acc[0, c] += d0
-            acc[1, c] += d1
-            acc[2, c] += d2
+            for k in range(depth):
+                acc[k, c] += digits[k]
         else:
             shift = t_acc - t_block
-            if shift == 0:
-                acc[0, c] += d0
-                acc[1, c] += d1
-                acc[2, c] += d2
-            elif shift == 1:
-                acc[1, c] += d0
-                acc[2, c] += d1
-            elif shift == 2:
-                acc[2, c] += d0
+            for k in range(depth - shift):
+                acc[k + shift, c] += digits[k]
 
     @njit(cache=_CACHE, nogil=True)
     def _deposit(v, n, mx, c, top, acc, flags):
-        """Add the bins of ``v[:n]`` (``mx`` from :func:`_max_abs_bits`) to column ``c``."""
+        """Add the bins of ``v[:n]`` (``mx`` from :func:`_max_abs_bits`) to column
+        ``c`` of a state of ``acc.shape[0]`` (3 or 2) bins."""
         finite = mx < _EXP_MASK
         if not finite:
             f = 0
@@ -265,7 +261,8 @@ if _HAVE_NUMBA:
         s1 = _U0
         s2 = _U0
         count = _U0
-        if finite:
+        three = acc.shape[0] == 3
+        if finite and three:
             for i in range(n):
                 y0 = v[i] * scale
                 q = y0 + _MAGIC
@@ -275,6 +272,14 @@ if _HAVE_NUMBA:
                 s1 += _ubits(q)
                 y2 = (y1 - (q - _MAGIC)) * _SPLIT
                 s2 += _ubits(y2 + _MAGIC)
+            count = np.uint64(n)
+        elif finite:
+            for i in range(n):
+                y0 = v[i] * scale
+                q = y0 + _MAGIC
+                s0 += _ubits(q)
+                y1 = (y0 - (q - _MAGIC)) * _SPLIT
+                s1 += _ubits(y1 + _MAGIC)
             count = np.uint64(n)
         else:
             for i in range(n):
@@ -290,6 +295,8 @@ if _HAVE_NUMBA:
                 y2 = (y1 - (q - _MAGIC)) * _SPLIT
                 s2 += _ubits(y2 + _MAGIC)
                 count += _U1
+            if not three:
+                s2 = count * _UMAGIC_BITS
         bias = count * _UMAGIC_BITS
         _add_digits(c, t_block, np.int64(s0 - bias), np.int64(s1 - bias), np.int64(s2 - bias), top, acc)
 
@@ -447,21 +454,30 @@ if _HAVE_NUMBA:
     def _deposit_products(a, b, n, t_block, c, top, acc):
         """:func:`_deposit` of the finite products ``a[:n] * b[:n]`` at top bin
         ``t_block`` (at least theirs), formed in registers (the same products:
-        one IEEE multiply each)."""
+        one IEEE multiply each), into a state of 3 or 2 bins (the Hessian's)."""
         scale = _scale_of(t_block)
         s0 = _U0
         s1 = _U0
         s2 = _U0
-        for i in range(n):
-            y0 = (a[i] * b[i]) * scale
-            q = y0 + _MAGIC
-            s0 += _ubits(q)
-            y1 = (y0 - (q - _MAGIC)) * _SPLIT
-            q = y1 + _MAGIC
-            s1 += _ubits(q)
-            y2 = (y1 - (q - _MAGIC)) * _SPLIT
-            s2 += _ubits(y2 + _MAGIC)
         bias = np.uint64(n) * _UMAGIC_BITS
+        if acc.shape[0] == 3:
+            for i in range(n):
+                y0 = (a[i] * b[i]) * scale
+                q = y0 + _MAGIC
+                s0 += _ubits(q)
+                y1 = (y0 - (q - _MAGIC)) * _SPLIT
+                q = y1 + _MAGIC
+                s1 += _ubits(q)
+                y2 = (y1 - (q - _MAGIC)) * _SPLIT
+                s2 += _ubits(y2 + _MAGIC)
+        else:
+            for i in range(n):
+                y0 = (a[i] * b[i]) * scale
+                q = y0 + _MAGIC
+                s0 += _ubits(q)
+                y1 = (y0 - (q - _MAGIC)) * _SPLIT
+                s1 += _ubits(y1 + _MAGIC)
+            s2 = bias
         _add_digits(c, t_block, np.int64(s0 - bias), np.int64(s1 - bias), np.int64(s2 - bias), top, acc)
 
     @njit(cache=_CACHE, nogil=True)
@@ -933,7 +949,7 @@ def _one_sweep(job: _Job, spec: KernelSpec) -> Partials:
     for start in range(0, job.n_rows, _CALL_ROWS):
         stop = min(start + _CALL_ROWS, job.n_rows)
         top, acc, flags = _empty_state(job.n_features + 3)
-        hess = _empty_state(triangle_size(job.n_features + 1)) if spec.hessian else None
+        hess = _empty_state(triangle_size(job.n_features + 1), HESSIAN_BINS) if spec.hessian else None
         if job.direct:
             _pass_direct(job.X, start, stop, job.y, job.coef, job.s, job.has_s, job.block, top, acc, flags, hess)
         else:
@@ -1071,11 +1087,11 @@ def _segment_rows(n_features: int, block: int) -> int:
     return rows // block * block
 
 
-def _empty_state(n_cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """int64 ``(top, bins, flags)`` of the empty state, for a compiled call to fill."""
+def _empty_state(n_cols: int, depth: int = N_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int64 ``(top, bins, flags)`` of the empty state (``depth`` bins), for a compiled call to fill."""
     return (
         np.full(n_cols, _MIN_TOP, dtype=np.int64),
-        np.zeros((N_BINS, n_cols), dtype=np.int64),
+        np.zeros((depth, n_cols), dtype=np.int64),
         np.zeros(n_cols, dtype=np.uint8),
     )
 

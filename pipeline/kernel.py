@@ -55,6 +55,7 @@ except ImportError:  # numpy 1.x
     import numpy.core._multiarray_umath as _numpy_umath
 
 __all__ = [
+    "HESSIAN_BINS",
     "WARM_UP_PARTS",
     "KernelSpec",
     "Partials",
@@ -74,6 +75,14 @@ __all__ = [
 ]
 
 VELTKAMP = 134217729.0  # 2**27 + 1
+#: Bins of the Hessian's binned sums (the loss pass's and the statistics'
+#: keep ``exact.N_BINS`` = 3).  Two bins hold each term's digits down to
+#: ``2**-40`` of the top bin's unit, i.e. 40 to 79 bits below the column's
+#: largest term (rounded there, half to even), which is far more than a
+#: Newton step needs, and they are still independent of the partitioning
+#: (``docs/exact-sums.md``); the compiled Hessian pass deposits each of its
+#: (d+1)(d+2)/2 terms per row with one level fewer (about a third less work).
+HESSIAN_BINS = 2
 #: A part of :func:`pipeline.fused.warm_up`: the kernels of the statistics
 #: pass, or those of the loss and Hessian passes.
 WarmUpPart = Literal["statistics", "passes"]
@@ -137,7 +146,8 @@ class Partials:
     ``sums`` has ``n_coef + 2`` columns: ``sum s*residual*x_j`` per feature,
     ``sum s*residual`` (intercept), ``sum s*loss`` and ``sum s`` last.
     ``hessian``: upper triangle (row-major) of ``sum s*h(1-h) x x^T`` over the
-    augmented ``x = [x~, 1]``, or None when not asked for.
+    augmented ``x = [x~, 1]`` (sums of :data:`HESSIAN_BINS` bins), or None
+    when not asked for.
     """
 
     sums: ExactSums
@@ -149,7 +159,7 @@ class Partials:
         return cls(
             ExactSums.zeros(n_coef + 2),
             0,
-            ExactSums.zeros(triangle_size(n_coef)) if hessian else None,
+            ExactSums.zeros(triangle_size(n_coef), HESSIAN_BINS) if hessian else None,
         )
 
     def merge(self, other: Partials) -> Partials:
@@ -297,7 +307,7 @@ def chunk_partials(
             curvature = proba * (1.0 - proba)
             if sb is not None:
                 curvature = sb * curvature
-            hessian = ExactSums.of(_outer_triangle(Xb, curvature))
+            hessian = ExactSums.of(_outer_triangle(Xb, curvature), HESSIAN_BINS)
         total = total.merge(Partials(ExactSums.of(block), stop - start, hessian))
     return total
 

@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 from pipeline.exact import BIN_WIDTH, BLOCK_ROWS, GRID_E0, N_BINS, ExactSums, top_bin
 
 
-def exact_oracle(values) -> float:
-    """sum_i RNE(v_i / u_L) * u_L, rounded once: the specified result."""
+def exact_oracle(values, depth: int = N_BINS) -> float:
+    """sum_i RNE(v_i / u_L) * u_L, rounded once: the specified result
+    (``L = T - (depth - 1)``)."""
     values = [float(v) for v in values]
     bound = max((abs(v) for v in values), default=0.0)
     top = int(top_bin(np.array([bound]))[0])
-    unit = Fraction(2) ** (GRID_E0 + BIN_WIDTH * (top - (N_BINS - 1)))
+    unit = Fraction(2) ** (GRID_E0 + BIN_WIDTH * (top - (depth - 1)))
     total = sum((round(Fraction(v) / unit) * unit for v in values), Fraction(0))
     return float(total)  # Fraction -> float is correctly rounded
 
@@ -146,3 +147,48 @@ def test_totals_stay_exact_across_blocks():
     # 40k rows near 2**38: each block sum nears 2**53, the total exceeds it.
     values = np.full((40_000, 1), 2.0**38 + 0.75)
     assert sums(values) == math.fsum(values.ravel())
+
+
+# -- fewer bins (the Hessian's: pipeline.kernel.HESSIAN_BINS) ------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(
+        st.floats(allow_nan=False, allow_infinity=False, width=64, min_value=-1e15, max_value=1e15),
+        min_size=0,
+        max_size=60,
+    ),
+    depth=st.sampled_from([1, 2]),
+    data=st.data(),
+)
+def test_fewer_bins_give_the_same_bits_for_any_merge_tree(values, depth, data):
+    """Sums of fewer bins: rounded at the last kept bin, independent of the split."""
+    array = np.array(values, dtype=np.float64).reshape(-1, 1)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(values)), max_size=8)))
+    states = [ExactSums.of(part, depth) for part in np.split(array, cuts)]
+    while len(states) > 1:
+        i = data.draw(st.integers(0, len(states) - 2))
+        states[i : i + 2] = [states[i].merge(states[i + 1])]
+    assert states[0].depth == depth
+    assert states[0] == ExactSums.of(array, depth)
+    assert states[0].finalize()[0] == exact_oracle(values, depth)
+
+
+def test_two_bins_keep_40_bits_below_the_largest_term():
+    rng = np.random.default_rng(7)
+    values = adversarial(rng, 3 * BLOCK_ROWS + 11).reshape(-1, 1) * 1e-3
+    two = float(ExactSums.of(values, 2).finalize()[0])
+    assert two == exact_oracle(values[:, 0], 2)
+    # every term rounded at 2**-40 of the top bin's unit or finer: the error is
+    # far below the terms' size
+    largest = float(np.abs(values).max())
+    assert abs(two - math.fsum(values[:, 0])) <= len(values) * largest * 2.0**-39
+    assert ExactSums.of(values, 2) != ExactSums.of(values)
+
+
+def test_states_of_different_depths_do_not_merge():
+    with pytest.raises(ValueError, match="2 bins"):
+        ExactSums.zeros(1).merge(ExactSums.zeros(1, 2))
+    with pytest.raises(ValueError, match="depth"):
+        ExactSums.zeros(1, 4)

@@ -212,3 +212,40 @@ def test_the_estimator_keeps_float32(narrow):
     assert narrow_fit.coef_.tobytes() == wide_fit.coef_.tobytes()
     assert narrow_fit.intercept_.tobytes() == wide_fit.intercept_.tobytes()
     assert narrow_fit.decision_function(X32).tobytes() == wide_fit.decision_function(X32.astype(np.float64)).tobytes()
+
+
+def test_whole_row_groups_decode_into_fresh_plain_pages(tmp_path):
+    """A decoded row group of FRESH_PAGES_BYTES or more is an anonymous memory
+    map (plain pages: no transparent-huge-page compaction when it is first
+    written), F-ordered and writable; it pickles (Dask moves it) as an ordinary
+    array; small arrays and streamed batches are ordinary numpy allocations."""
+    import mmap
+    import pickle
+
+    from pipeline.data import FRESH_PAGES_BYTES, fresh_array
+
+    def backed_by_map(array) -> bool:
+        base = array
+        while isinstance(base, np.ndarray):
+            base = base.base
+        return isinstance(getattr(base, "obj", base), mmap.mmap)  # (numpy keeps a memoryview of it)
+
+    rows = FRESH_PAGES_BYTES // (4 * 8) + 1
+    big = fresh_array((rows, 4), np.float64)
+    assert big.flags.f_contiguous and big.flags.writeable and backed_by_map(big)
+    big[:] = 1.5
+    again = pickle.loads(pickle.dumps(big))
+    assert again.flags.f_contiguous and np.array_equal(again, big)
+    small = fresh_array((10, 4), np.float32)
+    assert small.dtype == np.float32 and small.flags.f_contiguous and not backed_by_map(small)
+
+    rng = np.random.default_rng(0)
+    rows = FRESH_PAGES_BYTES // (2 * 8) + 1  # two float64 features
+    table = pa.table({"x0": rng.standard_normal(rows), "x1": rng.standard_normal(rows), "y": np.zeros(rows)})
+    pq.write_table(table, tmp_path / "big.parquet", row_group_size=rows)
+    dataset = open_dataset(str(tmp_path / "big.parquet"), "y")
+    chunk = dataset.reader(dataset.chunks[0])
+    assert backed_by_map(chunk.X) and chunk.X.flags.f_contiguous
+    np.testing.assert_array_equal(chunk.X[:, 0], table.column("x0").to_numpy())
+    batch = next(dataset.reader.iter_batches(dataset.chunks[0], 1000))
+    assert not backed_by_map(batch.X)
