@@ -7,7 +7,9 @@ group in canonical order: files sorted by path, row groups in file order.
 Chunk sizes are therefore known before any data is read.
 
 Reading a chunk (:class:`ChunkReader`) projects the label and feature
-columns, casts them to float64 and validates every value: nulls, NaN/inf and
+columns, casts the features to one dtype (float64, or the narrowest type
+holding every feature's values exactly: :func:`feature_dtype`) and the label
+and weights to float64, and validates every value: nulls, NaN/inf and
 label values outside {0, 1} raise an error naming the file, column, row group
 and row.  Rows are never dropped.
 """

@@ -118,10 +118,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         X = _dask_array(X, "X")
         if X.ndim != 2:
             raise ValueError(f"Expected a 2-dimensional X; got a dask array of shape {X.shape}")
-        # column-major blocks, so every pass reads them in place (a row-major
-        # block would be transposed into the kernel's scratch on every pass)
-        X = _as_features(X).rechunk({1: -1}).map_blocks(np.asfortranarray)
-        inputs = {"X": X, "y": y}
+        # as given (float32 kept): an X the caller persisted is not copied; row-major
+        # blocks are transposed block by block inside each pass (docs/performance.md)
+        inputs = {"X": _as_features(X).rechunk({1: -1}), "y": y}
         if sample_weight is not None:
             inputs["sample_weight"] = sample_weight
         # persisted as given (read once), then aligned to X's row chunks and persisted as

@@ -44,10 +44,12 @@ How it stays bitwise equal (see ``docs/exact-sums.md``):
 * Bins accumulate in int64 for at most ``_CALL_ROWS`` rows per compiled call
   (``|sum| <= 2**23 * 2**39 < 2**63``) and are then carried on in Python ints.
 
-Layout: an F-ordered X (what :mod:`pipeline.data` builds) is read in place,
-block by block (margins, then terms, while the next block is prefetched);
-any other layout, and standardized input, is copied block by block into an
-F-ordered scratch (standardized on the way).  The Hessian is a compile-time
+Layout: an F-ordered float64 X (what :mod:`pipeline.data` builds from
+float64 columns) is read in place, block by block (margins, then terms,
+while the next block is prefetched); any other layout, narrow features
+(float32, small integers, booleans: widened exactly) and standardized input
+are copied block by block into an F-ordered float64 scratch (widened and
+standardized on the way).  The Hessian is a compile-time
 branch of the same passes (numba prunes ``if hess is not None`` when ``hess``
 is None), so the gradient pass pays nothing for it.  The statistics pass reads
 each column of a block twice (Dekker's low parts and the maxima, then the
@@ -106,6 +108,7 @@ _MARGIN_ROWS = 512
 #: Rows per tile when transposing a row-major block (the body of
 #: :func:`_copy_block` is unrolled for exactly this many).
 _TILE = 4
+assert _TILE == 4, "_copy_block's row-major transpose is unrolled for 4 rows"
 #: Spare rows at the end of each column of an F-ordered scratch: columns a
 #: power-of-two apart would all map to the same L1 sets (a row-major copy
 #: writes to every column at once).
@@ -988,7 +991,7 @@ class _Job:
     center: np.ndarray
     scale: np.ndarray
     standardize: bool
-    direct: bool  # F-ordered X without standardization: read in place
+    direct: bool  # F-ordered float64 X without standardization: read in place
     rows_inner: bool
     block: int
     n_rows: int

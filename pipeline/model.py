@@ -75,7 +75,7 @@ class Model:
         """Margins in the fixed pairwise order (compiled where numba imports; same bits)."""
         from .fused import margins_fast
 
-        return margins_fast(np.asarray(X, dtype=np.float64), np.append(self.coef_array, self.intercept))
+        return margins_fast(X, np.append(self.coef_array, self.intercept))  # (narrow X widened inside)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probability of label 1 for each row of ``X``."""

@@ -147,8 +147,9 @@ def cached_batches(reader: ChunkReader, chunk: ChunkSpec, rows: int, cache: Disk
     (:func:`batch_bytes`): each the labels, the weights and a column-major
     ``(batch rows, features)`` block in the features' own dtype (narrow data
     stays narrow on disk), so a batch maps to arrays the kernel reads in
-    place.  The batch size and the dtype are part of the file name: another
-    size or type never misreads.
+    place (narrow features widened block by block inside the kernel).  The
+    batch size and the dtype are part of the file name: another size or type
+    never misreads.
     """
     if cache is None:
         yield from reader.iter_batches(chunk, rows)
