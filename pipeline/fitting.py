@@ -220,7 +220,15 @@ def fit(
         )
     elif solver == "newton":  # orthant-wise Newton with l1 > 0
         result = newton(
-            objective.with_hessian, coef0, options, report, l1, resume=state, checkpoint=save, should_stop=should_stop
+            objective.with_hessian,
+            coef0,
+            options,
+            report,
+            l1,
+            resume=state,
+            checkpoint=save,
+            should_stop=should_stop,
+            gradient_only=objective,
         )
     else:
         raise ConfigError(f"unknown solver {requested!r}")

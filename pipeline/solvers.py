@@ -596,6 +596,12 @@ def _orthant_search(run: _Run, coef, values, projected, direction, step, options
 # --------------------------------------------------------------------------- Newton
 
 
+#: Newton evaluates a unit step without the Hessian when the quadratic model
+#: predicts that the point it reaches meets the gradient rule with this much
+#: to spare (:func:`_last_step_predicted`).
+FINAL_STEP_MARGIN = 0.1
+
+
 def newton(
     fun: HessianObjective,
     coef0: np.ndarray,
@@ -606,6 +612,7 @@ def newton(
     resume: SolverState | None = None,
     checkpoint: Checkpoint | None = None,
     should_stop: StopHook | None = None,
+    gradient_only: Objective | None = None,
 ) -> SolverResult:
     """Newton's method: each evaluation returns loss, gradient and Hessian.
 
@@ -619,6 +626,14 @@ def newton(
     zeros settle and it converges like Newton's method on the non-zeros.
 
     Stops like :func:`lbfgs` when the line search can make no progress.
+
+    ``gradient_only``: the same loss and gradient without the Hessian (the
+    same bits, a cheaper pass).  Without an L1 term, a unit step that the
+    quadratic model predicts to end the run (:func:`_last_step_predicted`,
+    or the last iteration ``max_iter`` allows) is evaluated with it, and the
+    Hessian is computed only if the run goes on after all (one pass more at
+    that point, at the top of the next iteration).  A state saved in between
+    has no Hessian; resuming from it computes the Hessian the same way.
     """
     run = _Run(fun, options, callback, l1_weights, should_stop=should_stop)
     l1 = run.l1
@@ -627,23 +642,32 @@ def newton(
         previous = None
     else:
         run.restore(resume, "newton")
-        if resume.hess is None:
-            raise ValueError("cannot resume newton from a state without its Hessian")
         coef, loss, grad = resume.coef.copy(), resume.loss, resume.grad.copy()
-        hess, previous = resume.hess.copy(), resume.previous_loss
+        hess, previous = (None if resume.hess is None else resume.hess.copy()), resume.previous_loss
     projected = run.projected(coef, grad)
+    earlier_norm: float | None = None  # |projected|_inf one iteration back, after a unit step
 
     def save() -> None:
         if checkpoint:
-            checkpoint(run.state("newton", coef, loss, grad, previous, hess=hess.copy()))
+            checkpoint(run.state("newton", coef, loss, grad, previous, hess=None if hess is None else hess.copy()))
 
     if resume is None:
         save()
     while (stop := run.stop_reason(previous, loss, projected)) is None:
+        if hess is None:  # the last step was evaluated without it and the run goes on
+            hess = _hessian_at(run, coef, loss, grad)
         direction = _newton_direction(hess, coef, projected, l1 is not None, options.min_pivot_ratio)
         if direction is None or _dot(direction, projected) >= 0:
             direction = -projected  # fallback: (pseudo-)gradient step
-        if l1 is None:
+        final = (
+            gradient_only is not None
+            and l1 is None
+            and (run.n_iter + 1 >= options.max_iter or _last_step_predicted(earlier_norm, projected, options.tol))
+        )
+        if final:
+            assert gradient_only is not None  # (final needs it)
+            found = _final_step(run, gradient_only, coef, loss, projected, direction, options)
+        elif l1 is None:
             found = _armijo_search(run, coef, loss, projected, direction, options)
         else:
             found = _orthant_search(run, coef, (loss, grad, hess), projected, direction, 1.0, options)
@@ -655,6 +679,7 @@ def newton(
         if not _progress(loss, projected, trial_loss, trial_projected):
             stop = run.no_progress(projected)
             break
+        earlier_norm = max_abs(projected) if step == 1.0 else None
         previous, coef, loss, grad, hess = loss, trial, trial_loss, trial_grad, trial_hess
         projected = trial_projected
         run.n_iter += 1
@@ -663,10 +688,44 @@ def newton(
     return run.result(coef, loss, grad, *stop)
 
 
-def _armijo_search(run: _Run, coef, loss, grad, direction, options):
+def _last_step_predicted(earlier_norm: float | None, projected: np.ndarray, tol: float) -> bool:
+    """Whether Newton's next unit step is predicted to meet the gradient rule.
+
+    Near the optimum Newton's method converges quadratically, ``g' ~ C g^2``;
+    ``C`` is estimated from the last unit step (``g = C g_earlier^2``), so the
+    next gradient is about ``g^3 / g_earlier^2``.  Only after a unit step
+    that shrank the gradient, and with :data:`FINAL_STEP_MARGIN` to spare.
+    """
+    norm = max_abs(projected)
+    if earlier_norm is None or not 0.0 < norm < earlier_norm:
+        return False
+    return norm * (norm / earlier_norm) ** 2 <= FINAL_STEP_MARGIN * tol
+
+
+def _final_step(run: _Run, gradient_only: Objective, coef, loss, grad, direction, options):
+    """:func:`_armijo_search`'s unit step evaluated without the Hessian:
+    ``(1.0, trial, loss, grad, None)`` when it is accepted; otherwise the
+    search goes on with the Hessian, as it would have."""
+    trial = coef + direction
+    run.n_passes += 1
+    trial_loss, trial_grad = gradient_only(trial)
+    if trial_loss <= loss + options.armijo * _dot(grad, direction):
+        return (1.0, trial, trial_loss, trial_grad, None)
+    return _armijo_search(run, coef, loss, grad, direction, options, first_step=options.step_shrink)
+
+
+def _hessian_at(run: _Run, coef, loss, grad) -> np.ndarray:
+    """The Hessian at a point whose loss and gradient are known (one pass)."""
+    again, again_grad, hess = run.evaluate(coef)
+    if again != loss or not np.array_equal(again_grad, grad):
+        raise RuntimeError("the loss and gradient changed between two passes at the same point")
+    return hess
+
+
+def _armijo_search(run: _Run, coef, loss, grad, direction, options, first_step: float = 1.0):
     """Backtracking from the unit step until the Armijo condition holds:
     ``(step, trial, *values at trial)``, or None."""
-    step, slope = 1.0, _dot(grad, direction)
+    step, slope = first_step, _dot(grad, direction)
     for _ in range(options.max_line_search):
         trial = coef + step * direction
         values = run.evaluate(trial)

@@ -345,6 +345,69 @@ def test_newton_leaves_out_a_coordinate_that_cannot_move():
     assert result.coef[1] == 0.0
 
 
+class CountingLogistic(TinyLogistic):
+    """TinyLogistic counting Hessian and gradient-only evaluations apart."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hessians = 0
+        self.gradients = 0
+
+    def __call__(self, coef):
+        self.gradients += 1
+        loss, grad, _ = TinyLogistic.with_hessian(self, coef)
+        return loss, grad
+
+    def with_hessian(self, coef):
+        self.hessians += 1
+        return TinyLogistic.with_hessian(self, coef)
+
+
+def test_newton_evaluates_the_predicted_last_step_without_the_hessian():
+    options = SolverOptions(tol=1e-10, ftol=0.0)
+    plain = CountingLogistic()
+    full = newton(plain.with_hessian, np.zeros(4), options)
+    lazy = CountingLogistic()
+    result = newton(lazy.with_hessian, np.zeros(4), options, gradient_only=lazy)
+    # the same iterates, bit for bit, and the same number of passes ...
+    assert result.coef.tobytes() == full.coef.tobytes() and result.converged
+    assert (result.history, result.n_passes) == (full.history, full.n_passes)
+    # ... of which the last one carried no Hessian
+    assert (lazy.hessians, lazy.gradients) == (full.n_passes - 1, 1)
+    assert plain.gradients == 0
+
+
+def test_newton_last_step_without_hessian_at_max_iter():
+    options = SolverOptions(tol=1e-14, ftol=0.0, max_iter=2)
+    fun = CountingLogistic()
+    result = newton(fun.with_hessian, np.zeros(4), options, gradient_only=fun)
+    assert not result.converged and result.n_iter == 2
+    assert fun.gradients == 1 and fun.hessians == result.n_passes - 1
+
+
+def test_a_mispredicted_last_step_computes_the_hessian_and_goes_on(monkeypatch):
+    """A step predicted to end the run that does not costs one pass more; the
+    iterates are those of the run without the prediction."""
+    from pipeline import solvers
+
+    options = SolverOptions(tol=1e-10, ftol=0.0)
+    full = newton(CountingLogistic().with_hessian, np.zeros(4), options)
+    monkeypatch.setattr(solvers, "_last_step_predicted", lambda *args: True)  # always wrong but at the end
+    fun = CountingLogistic()
+    states: list[SolverState] = []
+    result = newton(fun.with_hessian, np.zeros(4), options, gradient_only=fun, checkpoint=states.append)
+    assert result.coef.tobytes() == full.coef.tobytes()
+    assert [r.loss for r in result.history] == [r.loss for r in full.history]
+    assert result.n_iter == full.n_iter and fun.gradients == full.n_iter
+    assert result.n_passes == full.n_passes + full.n_iter - 1  # a Hessian pass after each step but the last
+    assert all(state.hess is None for state in states[1:])
+    for state in states:  # a state without its Hessian resumes bit for bit
+        again = CountingLogistic()
+        resumed = newton(again.with_hessian, np.zeros(4), options, gradient_only=again, resume=state)
+        assert resumed.coef.tobytes() == result.coef.tobytes()
+        assert (resumed.history, resumed.n_passes) == (result.history, result.n_passes)
+
+
 @pytest.mark.parametrize("solve", ["lbfgs-preconditioned", "newton-l1"])
 def test_every_state_resumes_bit_for_bit(solve):
     l1 = np.array([0.01, 0.0, 0.01, 0.0])
