@@ -51,7 +51,9 @@ FOLLOW_POLL_S = 0.25
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the command's own usage, not the top-level one
+        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         with _tls_configuration(args):
             return args.handler(args)
@@ -64,6 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `pipeline train ... | head`: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The sub-parser of ``command`` (for its usage line in errors)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    return parser
 
 
 def _add_tls(parser: argparse.ArgumentParser) -> None:

@@ -257,8 +257,8 @@ def fit(
 #: on ill-conditioned real data (scikit-learn's breast cancer, digits) where
 #: L-BFGS, even preconditioned, needs 76-700 (and on digits at l2=1e-4 stops
 #: 3e-8 above the optimum at the default tolerance).  A Newton pass costs
-#: (d+1)(d+2)/2 exact Hessian sums per row: with the compiled Hessian pass
-#: 1.5x a gradient pass at d=8, 2.6x at 32 and 5x at 64 (1M rows,
+#: (d+1)(d+2)/2 Hessian sums per row: with the compiled Hessian pass
+#: 1.6x a gradient pass at d=8, 3.6x at 32 and 6.2x at 64 (1M rows,
 #: standardized, one core), and the solve is O(d^3) fsums (5 ms at 64, 58 ms
 #: at 128).  Up to 64 features its total work is no more than L-BFGS's on
 #: such data (breast cancer, d=30: ~30 gradient passes' worth against

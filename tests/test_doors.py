@@ -537,3 +537,16 @@ def test_dask_y_chunked_unlike_x_and_dask_dataframes(client):
     renamed = dd.from_pandas(pd.DataFrame(X, columns=["a", "b", "z"]), npartitions=2)
     with pytest.raises(ValueError, match="feature names should match"):
         model.predict(renamed)
+
+
+@pytest.mark.parametrize(
+    "command, arguments",
+    [("train", ["data", "--label", "y"]), ("predict", ["model", "data", "--out", "out"]), ("status", ["out"])],
+)
+def test_an_unknown_option_shows_the_commands_usage(capsys, command, arguments):
+    with pytest.raises(SystemExit) as exited:  # refused before anything is read
+        main([command, *arguments, "--bogus-option", "1"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"usage: pipeline {command} " in err
+    assert "unrecognized arguments: --bogus-option 1" in err
