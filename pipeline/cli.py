@@ -408,18 +408,21 @@ def _resume(args) -> int:
         submit_detached(config, job_id)
         print(f"job {job_id} resumed on {config.cluster and config.cluster.scheduler}")
         return 0
-    model = _attached(config, job_id=job_id, quiet=args.quiet)
+    model = _attached(config, job_id=job_id, quiet=args.quiet, doing=f"resuming job {job_id}")
     return 0 if model is not None else EXIT_CANCELLED
 
 
-def _attached(config: TrainConfig, job_id: str | None = None, quiet: bool = False) -> Model | None:
-    """Run the job here, print progress; None if it was cancelled."""
+def _attached(
+    config: TrainConfig, job_id: str | None = None, quiet: bool = False, doing: str = "training"
+) -> Model | None:
+    """Run the job here, print progress; None if it was cancelled.  ``doing``
+    opens the first line (printed with ``quiet`` too)."""
     where = (
         "in-process"
         if config.cluster is None
         else config.cluster.scheduler or f"local cluster, {config.cluster.n_workers} worker processes"
     )
-    print(f"training on {config.data} ({where})")
+    print(f"{doing} on {config.data} ({where})")
     started = time.perf_counter()
     try:
         model = run_job(

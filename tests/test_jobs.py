@@ -297,6 +297,7 @@ def test_cancel_stops_a_detached_job_and_its_checkpoint_resumes(tmp_path, data, 
     # resume the cancelled job (in-process this time): the uninterrupted model
     resumed = run_cli("resume", out, "--in-process", "--quiet")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.startswith(f"resuming job {job_id} on ")  # said even with --quiet
     model = Model.load(out)
     assert model.digest == reference_slow.digest
     assert model.loss_history == reference_slow.loss_history
