@@ -25,7 +25,8 @@ __all__ = [
     "output_roots",
 ]
 
-#: ``auto``: newton up to :data:`pipeline.fitting.AUTO_NEWTON_MAX_FEATURES` features, else lbfgs
+#: ``auto``: lbfgs, handed over to newton where lbfgs is slow, up to
+#: :data:`pipeline.fitting.AUTO_NEWTON_MAX_FEATURES` features (with L1: newton); else lbfgs
 SolverName = Literal["auto", "lbfgs", "newton", "gd"]
 #: ``auto``: memory when the decoded data fits (:func:`pipeline.train.choose_cache`), else disk
 CacheMode = Literal["auto", "memory", "disk", "none"]

@@ -37,6 +37,7 @@ from .solvers import (
     SolverResult,
     SolverState,
     gradient_descent,
+    hand_over_to_newton,
     lbfgs,
     newton,
 )
@@ -114,9 +115,11 @@ def fit(
 
     ``solver``: ``lbfgs`` (OWL-QN with L1; preconditioned by
     :meth:`LogisticObjective.preconditioner`), ``newton`` (orthant-wise with
-    L1), ``gd``, or ``auto``: :func:`auto_solver` picks by the number of
-    features (a resumed fit keeps the solver of its state); ``Fit.solver``
-    says which ran.
+    L1), ``gd``, or ``auto``: up to :data:`AUTO_NEWTON_MAX_FEATURES`
+    features L-BFGS handed over to Newton when its measured rate says Newton
+    is cheaper (:func:`pipeline.solvers.hand_over_to_newton`; with L1, Newton
+    from the start), else L-BFGS (a resumed fit goes on with the solver of its
+    state); ``Fit.solver`` says which ran (last).
 
     ``on_state`` receives a :class:`FitState` after the starting point and
     after every iteration; ``resume`` continues from one (its statistics,
@@ -197,8 +200,23 @@ def fit(
 
     state = None if resume is None else resume.solver_state
     requested = solver
-    if solver == "auto":  # a resumed fit keeps the solver it started with
-        solver = resume.solver_state.solver if resume is not None else auto_solver(evaluator.n_features)
+    hand_over = None
+    if solver == "auto":
+        # Smooth objectives: L-BFGS first; up to AUTO_NEWTON_MAX_FEATURES it
+        # hands over to Newton when its rate says Newton is cheaper.  A resumed
+        # fit goes on with the solver of its state (either phase).
+        if auto_solver(evaluator.n_features) == "newton" and not np.any(objective.l1_weights):
+            n_coef = evaluator.n_features + 1
+            tol = options.tol
+
+            def hand_over(history) -> bool:
+                return hand_over_to_newton(history, tol, n_coef)
+
+            solver = "lbfgs"
+        else:  # L1 (orthant-wise Newton from 0 beats OWL-QN's points as a start) or wide
+            solver = auto_solver(evaluator.n_features)
+        if resume is not None:
+            solver = resume.solver_state.solver
     l1 = objective.l1_weights
     if solver == "lbfgs":
         # from the standardization and the penalty alone: the same on resume
@@ -213,7 +231,21 @@ def fit(
             checkpoint=save,
             should_stop=should_stop,
             preconditioner=preconditioner,
+            hand_over=hand_over,
         )
+        if result.handover is not None:
+            solver = "newton"
+            result = newton(
+                objective.with_hessian,
+                result.coef,
+                options,
+                report,
+                l1,
+                resume=result.handover,
+                checkpoint=save,
+                should_stop=should_stop,
+                gradient_only=objective,
+            )
     elif solver == "gd":
         result = gradient_descent(
             objective, coef0, options, report, l1, resume=state, checkpoint=save, should_stop=should_stop
@@ -269,8 +301,11 @@ AUTO_NEWTON_MAX_FEATURES = 64
 
 
 def auto_solver(n_features: int) -> str:
-    """The solver ``auto`` runs: ``newton`` (orthant-wise with L1) for at most
-    :data:`AUTO_NEWTON_MAX_FEATURES` features, else ``lbfgs`` (OWL-QN)."""
+    """The solver ``auto`` can end with: ``newton`` (orthant-wise with L1) for
+    at most :data:`AUTO_NEWTON_MAX_FEATURES` features, else ``lbfgs``
+    (OWL-QN).  ``auto`` always starts with L-BFGS; with ``newton`` here it
+    hands over to Newton when L-BFGS's measured rate says Newton is cheaper
+    (:func:`pipeline.solvers.hand_over_to_newton`)."""
     return "newton" if n_features <= AUTO_NEWTON_MAX_FEATURES else "lbfgs"
 
 

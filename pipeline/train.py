@@ -223,7 +223,11 @@ def evaluators(
     mode, reason = choose_cache(config.cache, dataset.decoded_bytes, memory, config.memory_fraction)
     notify(f"cache: {mode} ({reason})")
     stall = (config.cluster or ClusterSpec()).stall_timeout_s
-    solver = auto_solver(dataset.n_features) if config.solver == "auto" else config.solver
+    # the solver the fit starts with: auto starts with L-BFGS unless an L1 term
+    # makes it Newton (a hand-over to Newton loads or compiles the Hessian pass then)
+    solver: str = config.solver
+    if solver == "auto":
+        solver = auto_solver(dataset.n_features) if config.penalty.l1 > 0 else "lbfgs"
     compiling = warm_up(  # noqa: F841 - held until the first pass has run
         client,
         workers,

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.solvers import SolverOptions, gradient_descent
+from pipeline.solvers import IterationRecord, SolverOptions, gradient_descent
 
 
 class Quadratic:
@@ -444,3 +444,50 @@ def test_the_preconditioner_of_a_feature_of_vanishing_spread_stays_usable():
         assert np.all(np.isfinite(p)) and np.all(p > 0)
         assert p[2] == 4.0 and p[-1] == 4.0
         assert p[0] == 1.0 / (0.25 + l2)
+
+
+def _records(norms, passes=None):
+    passes = passes or list(range(1, len(norms) + 1))
+    return [IterationRecord(k, 1.0, g, 1.0, p) for k, (g, p) in enumerate(zip(norms, passes))]
+
+
+def test_hand_over_policy():
+    from pipeline.solvers import HAND_OVER_NEWTON_ITERATIONS, hand_over_to_newton, hessian_pass_cost
+
+    assert hessian_pass_cost(9) == pytest.approx(1.65, abs=0.05)  # d = 8
+    assert hessian_pass_cost(33) == pytest.approx(3.55, abs=0.1)  # d = 32
+    fast = [1.0, 0.1, 0.01, 1e-3, 1e-4]  # L-BFGS at 10x per iteration: 3 more to 1e-7
+    slow = [1.0, 0.9, 0.85, 0.8, 0.76]  # a stall: hundreds more
+    assert not hand_over_to_newton(_records(fast), 1e-7, 33)
+    assert hand_over_to_newton(_records(slow), 1e-7, 33)
+    assert not hand_over_to_newton(_records(slow[:3]), 1e-7, 33)  # too few iterations to tell
+    assert hand_over_to_newton(_records([1.0, 0.5, 0.5, 0.5, 0.5]), 1e-7, 33)  # no progress
+    assert not hand_over_to_newton(_records([1.0, 0.5, 0.2, 0.1, 1e-8]), 1e-7, 33)  # converged
+    # the threshold: the passes L-BFGS still needs against Newton's iterations x Hessian cost
+    rate = 0.5
+    norms = [rate**k for k in range(5)]
+    needed = math.log(1e-7 / norms[-1]) / math.log(rate)  # passes at one per iteration
+    cheap, dear = needed / HAND_OVER_NEWTON_ITERATIONS - 0.5, needed / HAND_OVER_NEWTON_ITERATIONS + 0.5
+    d_cheap = next(d for d in range(1, 200) if hessian_pass_cost(d + 1) > cheap) - 1
+    d_dear = next(d for d in range(1, 200) if hessian_pass_cost(d + 1) > dear)
+    assert hand_over_to_newton(_records(norms), 1e-7, d_cheap + 1)
+    assert not hand_over_to_newton(_records(norms), 1e-7, d_dear + 1)
+
+
+def test_lbfgs_hands_over_with_a_newton_state_at_its_point():
+    fun = TinyLogistic()
+    seen = []
+
+    def hand_over(history):
+        seen.append(len(history))
+        return len(history) == 4
+
+    result = lbfgs(fun, np.zeros(4), SolverOptions(tol=1e-12, ftol=0.0), hand_over=hand_over)
+    assert not result.converged and result.message == "handed over to newton"
+    state = result.handover
+    assert state.solver == "newton" and state.hess is None and state.n_iter == 3 == result.n_iter
+    assert state.coef.tobytes() == result.coef.tobytes() and state.n_passes == result.n_passes
+    assert seen == [1, 2, 3, 4]
+    finished = newton(fun.with_hessian, state.coef, SolverOptions(tol=1e-12, ftol=0.0), resume=state, gradient_only=fun)
+    assert finished.converged and finished.n_iter > state.n_iter
+    assert finished.history[: len(state.history)] == list(state.history)
