@@ -25,8 +25,8 @@ __all__ = [
     "output_roots",
 ]
 
-#: ``auto``: lbfgs, handed over to newton where lbfgs is slow, up to
-#: :data:`pipeline.fitting.AUTO_NEWTON_MAX_FEATURES` features (with L1: newton); else lbfgs
+#: ``auto``: :func:`pipeline.fitting.auto_start` (newton with L1 or up to 8 features; else
+#: lbfgs, handed over to newton where it is slow, up to 64 features)
 SolverName = Literal["auto", "lbfgs", "newton", "gd"]
 #: ``auto``: memory when the decoded data fits (:func:`pipeline.train.choose_cache`), else disk
 CacheMode = Literal["auto", "memory", "disk", "none"]

@@ -32,12 +32,14 @@ from .objective import (
 )
 from .reduce import InProcessEvaluator
 from .solvers import (
+    HAND_OVER_NEWTON_ITERATIONS,
     IterationRecord,
     SolverOptions,
     SolverResult,
     SolverState,
     gradient_descent,
     hand_over_to_newton,
+    hessian_pass_cost,
     lbfgs,
     newton,
 )
@@ -48,6 +50,7 @@ __all__ = [
     "FitState",
     "Progress",
     "auto_solver",
+    "auto_start",
     "build_model",
     "check_two_classes",
     "fit",
@@ -205,16 +208,14 @@ def fit(
         # Smooth objectives: L-BFGS first; up to AUTO_NEWTON_MAX_FEATURES it
         # hands over to Newton when its rate says Newton is cheaper.  A resumed
         # fit goes on with the solver of its state (either phase).
-        if auto_solver(evaluator.n_features) == "newton" and not np.any(objective.l1_weights):
+        solver = auto_start(evaluator.n_features, bool(np.any(objective.l1_weights)))
+        if solver == "lbfgs" and auto_solver(evaluator.n_features) == "newton":
             n_coef = evaluator.n_features + 1
             tol = options.tol
 
             def hand_over(history) -> bool:
                 return hand_over_to_newton(history, tol, n_coef)
 
-            solver = "lbfgs"
-        else:  # L1 (orthant-wise Newton from 0 beats OWL-QN's points as a start) or wide
-            solver = auto_solver(evaluator.n_features)
         if resume is not None:
             solver = resume.solver_state.solver
     l1 = objective.l1_weights
@@ -298,6 +299,24 @@ def fit(
 #: passes over the data (each a full scan and a round trip on a cluster) and
 #: the optimum to ~1e-12.
 AUTO_NEWTON_MAX_FEATURES = 64
+
+
+#: Passes L-BFGS takes on well-conditioned data (the benchmark's: 10).
+AUTO_LBFGS_PASSES = 10
+
+
+def auto_start(n_features: int, l1: bool) -> str:
+    """The solver ``auto`` starts with: ``newton`` up to
+    :data:`AUTO_NEWTON_MAX_FEATURES` features when there is an L1 term
+    (orthant-wise Newton from 0 measured far better than from OWL-QN's
+    points) or when a Hessian pass is so cheap that Newton's iterations cost
+    no more than L-BFGS's :data:`AUTO_LBFGS_PASSES` gradient passes on easy
+    data (up to 8 features); else ``lbfgs``, which hands over to Newton when
+    it is slow (up to :data:`AUTO_NEWTON_MAX_FEATURES` features)."""
+    if auto_solver(n_features) != "newton":
+        return "lbfgs"
+    cheap = HAND_OVER_NEWTON_ITERATIONS * hessian_pass_cost(n_features + 1) <= AUTO_LBFGS_PASSES
+    return "newton" if l1 or cheap else "lbfgs"
 
 
 def auto_solver(n_features: int) -> str:

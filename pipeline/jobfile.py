@@ -109,7 +109,7 @@ KEYS: dict[str, Key] = {
         "create a synthetic dataset at data.url first if it does not exist: "
         "{rows, features, files, row_group_size, seed}",
     ),
-    "train.solver": Key("solver", "str", "--solver", "optimizer (auto: lbfgs, then newton if lbfgs is slow)", SOLVERS),
+    "train.solver": Key("solver", "str", "--solver", "optimizer (auto: see docs/solvers.md)", SOLVERS),
     "train.max_iter": Key("options.max_iter", "int", "--max-iter", "iteration limit"),
     "train.tol": Key("options.tol", "float", "--tol", "stop when the projected gradient's |g|_inf <= tol"),
     "train.ftol": Key("options.ftol", "float", "--ftol", "stop when the loss changes by <= ftol (relative)"),

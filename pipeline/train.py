@@ -24,7 +24,7 @@ from .cluster import ClusterSpec, cluster_memory, connect
 from .config import CacheMode, TrainConfig
 from .data import Dataset, Split, open_dataset
 from .errors import ColumnNotFoundError, ConfigError, LabelValueError
-from .fitting import FitState, Progress, auto_solver, build_model, fit
+from .fitting import FitState, Progress, auto_start, build_model, fit
 from .kernel import KernelSpec
 from .model import Model
 from .objective import Evaluator, Penalty
@@ -227,7 +227,7 @@ def evaluators(
     # makes it Newton (a hand-over to Newton loads or compiles the Hessian pass then)
     solver: str = config.solver
     if solver == "auto":
-        solver = auto_solver(dataset.n_features) if config.penalty.l1 > 0 else "lbfgs"
+        solver = auto_start(dataset.n_features, config.penalty.l1 > 0)
     compiling = warm_up(  # noqa: F841 - held until the first pass has run
         client,
         workers,

@@ -239,3 +239,10 @@ def test_auto_resumes_in_either_phase_bit_for_bit(tmp_path):
         assert resumed.solver == "newton"
         assert resumed.coef.tobytes() == full.coef.tobytes()
         assert resumed.result.history == full.result.history and resumed.n_passes == full.n_passes
+
+
+def test_auto_starts_with_newton_with_l1_or_where_a_hessian_pass_is_cheap():
+    from pipeline.fitting import auto_start
+
+    assert [auto_start(d, False) for d in (1, 8, 9, 30, 64, 65)] == ["newton"] * 2 + ["lbfgs"] * 4
+    assert [auto_start(d, True) for d in (1, 30, 64, 65)] == ["newton"] * 3 + ["lbfgs"]
