@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from .config import SolverName, TrainConfig
 from .data import Chunk
 from .errors import NonFiniteInputError, PipelineError, adopt_sklearn_base
-from .fitting import fit
+from .fitting import HANDED_OVER, fit
 from .kernel import sigmoid
 from .model import Model
 from .objective import Penalty
@@ -268,7 +268,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
         model = Model.load(directory)
         estimator = cls(
-            solver=cast(SolverName, model.solver),  # the resolved solver Model.load read
+            # the resolved solver Model.load read; a hand-over happens only under auto
+            solver=cast(SolverName, "auto" if model.solver == HANDED_OVER else model.solver),
             l2=model.l2,
             l1=model.l1,
             standardize=model.standardize,

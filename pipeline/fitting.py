@@ -46,6 +46,7 @@ from .solvers import (
 
 __all__ = [
     "AUTO_NEWTON_MAX_FEATURES",
+    "HANDED_OVER",
     "Fit",
     "FitState",
     "Progress",
@@ -208,8 +209,9 @@ def fit(
         # Smooth objectives: L-BFGS first; up to AUTO_NEWTON_MAX_FEATURES it
         # hands over to Newton when its rate says Newton is cheaper.  A resumed
         # fit goes on with the solver of its state (either phase).
-        solver = auto_start(evaluator.n_features, bool(np.any(objective.l1_weights)))
-        if solver == "lbfgs" and auto_solver(evaluator.n_features) == "newton":
+        smooth = not np.any(objective.l1_weights)
+        solver = auto_start(evaluator.n_features, not smooth)
+        if smooth and auto_solver(evaluator.n_features) == "newton":  # (whatever phase a resume is in)
             n_coef = evaluator.n_features + 1
             tol = options.tol
 
@@ -217,7 +219,9 @@ def fit(
                 return hand_over_to_newton(history, tol, n_coef)
 
         if resume is not None:
-            solver = resume.solver_state.solver
+            # in its Newton phase, an auto fit that started with L-BFGS was handed over
+            handed_over = solver == "lbfgs" and resume.solver_state.solver == "newton"
+            solver = HANDED_OVER if handed_over else resume.solver_state.solver
     l1 = objective.l1_weights
     if solver == "lbfgs":
         # from the standardization and the penalty alone: the same on resume
@@ -235,7 +239,7 @@ def fit(
             hand_over=hand_over,
         )
         if result.handover is not None:
-            solver = "newton"
+            solver = HANDED_OVER
             result = newton(
                 objective.with_hessian,
                 result.coef,
@@ -251,7 +255,7 @@ def fit(
         result = gradient_descent(
             objective, coef0, options, report, l1, resume=state, checkpoint=save, should_stop=should_stop
         )
-    elif solver == "newton":  # orthant-wise Newton with l1 > 0
+    elif solver in ("newton", HANDED_OVER):  # orthant-wise Newton with l1 > 0
         result = newton(
             objective.with_hessian,
             coef0,
@@ -301,6 +305,8 @@ def fit(
 AUTO_NEWTON_MAX_FEATURES = 64
 
 
+#: ``Fit.solver`` (and ``model.json``'s) of an ``auto`` fit whose L-BFGS handed over to Newton.
+HANDED_OVER = "lbfgs+newton"
 #: Passes L-BFGS takes on well-conditioned data (the benchmark's: 10).
 AUTO_LBFGS_PASSES = 10
 

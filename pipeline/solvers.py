@@ -37,6 +37,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
+from .elementary import log1p_nonnegative
 from .errors import require_count, require_number
 
 __all__ = [
@@ -478,6 +479,9 @@ HAND_OVER_NEWTON_ITERATIONS = 6
 HESSIAN_TERM_COST = 0.16
 
 
+_LN2 = 0.6931471805599453  # log(2), rounded
+
+
 def hessian_pass_cost(n_coef: int) -> float:
     """Gradient passes a Hessian pass costs, for ``n_coef`` = d + 1 coefficients."""
     d = n_coef - 1
@@ -506,10 +510,22 @@ def hand_over_to_newton(history, tol: float, n_coef: int) -> bool:
         return False  # the gradient rule holds: the run stops anyway
     if not 0.0 < now < before:
         return True  # no progress over the window
-    rate = (now / before) ** (1.0 / HAND_OVER_WINDOW)
+    if not tol > 0:
+        return True  # the gradient rule can never end L-BFGS
+    # at the rate (now/before)**(1/W) per iteration, reaching tol takes
+    # W * log(now/tol) / log(before/now) iterations (logarithms of the
+    # pipeline's own, so that every CPU decides alike)
     per_iteration = (history[-1].n_passes - history[0].n_passes) / k
-    remaining = (math.log(tol / now) / math.log(rate) if tol > 0 else math.inf) * per_iteration
-    return remaining > HAND_OVER_NEWTON_ITERATIONS * hessian_pass_cost(n_coef)
+    iterations = HAND_OVER_WINDOW * _log_above_one(now / tol) / _log_above_one(before / now)
+    return iterations * per_iteration > HAND_OVER_NEWTON_ITERATIONS * hessian_pass_cost(n_coef)
+
+
+def _log_above_one(x: float) -> float:
+    """``log(x)`` for ``x > 1``, from IEEE basic operations and the pipeline's
+    own ``log1p`` only (:mod:`pipeline.elementary`): the same bits on every CPU."""
+    mantissa, exponent = math.frexp(x)  # x = mantissa * 2**exponent, mantissa in [0.5, 1): exact
+    mantissa, exponent = 2.0 * mantissa, exponent - 1  # [1, 2)
+    return float(log1p_nonnegative(np.array([mantissa - 1.0]))[0]) + exponent * _LN2
 
 
 def _check_preconditioner(preconditioner: np.ndarray | None, shape: tuple) -> np.ndarray:
@@ -711,7 +727,6 @@ def newton(
         coef, loss, grad = resume.coef.copy(), resume.loss, resume.grad.copy()
         hess, previous = (None if resume.hess is None else resume.hess.copy()), resume.previous_loss
     projected = run.projected(coef, grad)
-    earlier_norm: float | None = None  # |projected|_inf one iteration back, after a unit step
 
     def save() -> None:
         if checkpoint:
@@ -728,7 +743,7 @@ def newton(
         final = (
             gradient_only is not None
             and l1 is None
-            and (run.n_iter + 1 >= options.max_iter or _last_step_predicted(earlier_norm, projected, options.tol))
+            and (run.n_iter + 1 >= options.max_iter or _last_step_predicted(run.history, options.tol))
         )
         if final:
             assert gradient_only is not None  # (final needs it)
@@ -745,7 +760,6 @@ def newton(
         if not _progress(loss, projected, trial_loss, trial_projected):
             stop = run.no_progress(projected)
             break
-        earlier_norm = max_abs(projected) if step == 1.0 else None
         previous, coef, loss, grad, hess = loss, trial, trial_loss, trial_grad, trial_hess
         projected = trial_projected
         run.n_iter += 1
@@ -754,30 +768,42 @@ def newton(
     return run.result(coef, loss, grad, *stop)
 
 
-def _last_step_predicted(earlier_norm: float | None, projected: np.ndarray, tol: float) -> bool:
+def _last_step_predicted(history: list[IterationRecord], tol: float) -> bool:
     """Whether Newton's next unit step is predicted to meet the gradient rule.
 
     Near the optimum Newton's method converges quadratically, ``g' ~ C g^2``;
     ``C`` is estimated from the last unit step (``g = C g_earlier^2``), so the
     next gradient is about ``g^3 / g_earlier^2``.  Only after a unit step
     that shrank the gradient, and with :data:`FINAL_STEP_MARGIN` to spare.
+    Read off the history alone (the last two records' norms and the last
+    step), so a resumed run predicts what the uninterrupted one did; basic
+    IEEE operations only, so every CPU decides alike.
     """
-    norm = max_abs(projected)
-    if earlier_norm is None or not 0.0 < norm < earlier_norm:
+    if len(history) < 2 or history[-1].step != 1.0:
         return False
-    return norm * (norm / earlier_norm) ** 2 <= FINAL_STEP_MARGIN * tol
+    norm, earlier = history[-1].grad_norm, history[-2].grad_norm
+    if not 0.0 < norm < earlier:
+        return False
+    ratio = norm / earlier
+    return norm * (ratio * ratio) <= FINAL_STEP_MARGIN * tol
 
 
 def _final_step(run: _Run, gradient_only: Objective, coef, loss, grad, direction, options):
     """:func:`_armijo_search`'s unit step evaluated without the Hessian:
     ``(1.0, trial, loss, grad, None)`` when it is accepted; otherwise the
-    search goes on with the Hessian, as it would have."""
-    trial = coef + direction
+    search goes on with the Hessian, as it would have (within the same
+    ``max_line_search`` trials)."""
+    if options.max_line_search < 1:
+        return None
+    step = 1.0
+    trial = coef + step * direction
     run.n_passes += 1
     trial_loss, trial_grad = gradient_only(trial)
-    if trial_loss <= loss + options.armijo * _dot(grad, direction):
-        return (1.0, trial, trial_loss, trial_grad, None)
-    return _armijo_search(run, coef, loss, grad, direction, options, first_step=options.step_shrink)
+    if trial_loss <= loss + options.armijo * step * _dot(grad, direction):
+        return (step, trial, trial_loss, trial_grad, None)
+    return _armijo_search(
+        run, coef, loss, grad, direction, options, first_step=options.step_shrink, tries=options.max_line_search - 1
+    )
 
 
 def _hessian_at(run: _Run, coef, loss, grad) -> np.ndarray:
@@ -788,11 +814,12 @@ def _hessian_at(run: _Run, coef, loss, grad) -> np.ndarray:
     return hess
 
 
-def _armijo_search(run: _Run, coef, loss, grad, direction, options, first_step: float = 1.0):
-    """Backtracking from the unit step until the Armijo condition holds:
+def _armijo_search(run: _Run, coef, loss, grad, direction, options, first_step: float = 1.0, tries: int | None = None):
+    """Backtracking from the unit step (or ``first_step``) until the Armijo
+    condition holds, at most ``tries`` (``max_line_search``) trials:
     ``(step, trial, *values at trial)``, or None."""
     step, slope = first_step, _dot(grad, direction)
-    for _ in range(options.max_line_search):
+    for _ in range(options.max_line_search if tries is None else tries):
         trial = coef + step * direction
         values = run.evaluate(trial)
         if values[0] <= loss + options.armijo * step * slope:

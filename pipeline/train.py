@@ -236,8 +236,8 @@ def evaluators(
         weighted=dataset.reader.has_weights,
         class_weighted=config.class_weight is not None,
         hessian=solver == "newton",
-        # Newton evaluates with the Hessian only; a validation split adds loss passes
-        gradient=solver != "newton" or validation is not None,
+        # every fit runs loss passes (Newton's predicted last step too)
+        gradient=True,
         dtype=dataset.feature_dtype,
     )
     if mode == "memory":

@@ -491,3 +491,25 @@ def test_lbfgs_hands_over_with_a_newton_state_at_its_point():
     finished = newton(fun.with_hessian, state.coef, SolverOptions(tol=1e-12, ftol=0.0), resume=state, gradient_only=fun)
     assert finished.converged and finished.n_iter > state.n_iter
     assert finished.history[: len(state.history)] == list(state.history)
+
+
+def test_the_last_step_without_hessian_keeps_the_line_search_budget():
+    """A predicted last step whose unit step fails backtracks with the Hessian
+    within the same max_line_search trials: the same result either way."""
+    # here the unit step fails and 0.25 is the first accepted one (the third trial)
+    start = np.array([-1.607008119483333, 1.084785164728454, 3.9120001353904117, 2.8412428893877264])
+    steps = []
+    for tries in (1, 2, 3, 40):
+        options = SolverOptions(max_iter=1, max_line_search=tries, tol=1e-12, ftol=0.0)
+        plain = newton(TinyLogistic(seed=3).with_hessian, start, options)
+        fun = TinyLogistic(seed=3)
+        lazy = newton(fun.with_hessian, start, options, gradient_only=fun)
+        assert lazy.coef.tobytes() == plain.coef.tobytes()
+        assert (lazy.n_iter, lazy.message, lazy.n_passes, lazy.history) == (
+            plain.n_iter,
+            plain.message,
+            plain.n_passes,
+            plain.history,
+        )
+        steps.append(lazy.history[-1].step)
+    assert steps == [0.0, 0.0, 0.25, 0.25]  # 1 and 2 trials fail, 3 find the step
