@@ -348,9 +348,9 @@ def _column_values(
     (and, with ``check_finite``, NaN/inf)."""
     column = table.column(name)
     if column.null_count:
-        valid = _float64_values(pc.is_valid(column)) != 0.0
+        valid = _numpy_values(pc.is_valid(column)) != 0.0
         _check(None, valid, MissingValueError, f"column {name!r}", "null", "no nulls", chunk, first_row, name)
-    values = _float64_values(column, dtype)
+    values = _numpy_values(column, dtype)
     if check_finite:
         _check(
             values,
@@ -376,7 +376,7 @@ def key_bits(column, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
     of an integer, boolean, date or timestamp column, FNV-1a of a string or
     binary value's bytes.  Nulls and other types are refused by name."""
     if column.null_count:
-        valid = _float64_values(pc.is_valid(column)) != 0.0
+        valid = _numpy_values(pc.is_valid(column)) != 0.0
         _check(
             None,
             valid,
@@ -390,7 +390,7 @@ def key_bits(column, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
         )
     kind = column.type
     if pa.types.is_floating(kind):
-        return _float64_values(column).view(np.uint64)
+        return _numpy_values(column).view(np.uint64)
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_temporal(kind):
         values = pc.cast(column.cast(pa.int64()) if pa.types.is_temporal(kind) else column, pa.int64())
         parts = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
@@ -431,7 +431,7 @@ def _fnv1a(part) -> np.ndarray:
     return hashes
 
 
-def _float64_values(column, dtype: np.dtype = np.dtype(np.float64)) -> np.ndarray:
+def _numpy_values(column, dtype: np.dtype = np.dtype(np.float64)) -> np.ndarray:
     """A null-free int, float or bool Arrow column (ChunkedArray or Array) as
     float64 (or ``dtype``, a type holding every value exactly) numpy, straight
     from Arrow's buffers: casting is Arrow's (ints round to nearest, as

@@ -223,6 +223,20 @@ def fit(
             handed_over = solver == "lbfgs" and resume.solver_state.solver == "newton"
             solver = HANDED_OVER if handed_over else resume.solver_state.solver
     l1 = objective.l1_weights
+
+    def run_newton(start: np.ndarray, state: SolverState | None) -> SolverResult:
+        return newton(
+            objective.with_hessian,
+            start,
+            options,
+            report,
+            l1,
+            resume=state,
+            checkpoint=save,
+            should_stop=should_stop,
+            gradient_only=objective,
+        )
+
     if solver == "lbfgs":
         # from the standardization and the penalty alone: the same on resume
         preconditioner = objective.preconditioner()
@@ -240,33 +254,13 @@ def fit(
         )
         if result.handover is not None:
             solver = HANDED_OVER
-            result = newton(
-                objective.with_hessian,
-                result.coef,
-                options,
-                report,
-                l1,
-                resume=result.handover,
-                checkpoint=save,
-                should_stop=should_stop,
-                gradient_only=objective,
-            )
+            result = run_newton(result.coef, result.handover)
     elif solver == "gd":
         result = gradient_descent(
             objective, coef0, options, report, l1, resume=state, checkpoint=save, should_stop=should_stop
         )
     elif solver in ("newton", HANDED_OVER):  # orthant-wise Newton with l1 > 0
-        result = newton(
-            objective.with_hessian,
-            coef0,
-            options,
-            report,
-            l1,
-            resume=state,
-            checkpoint=save,
-            should_stop=should_stop,
-            gradient_only=objective,
-        )
+        result = run_newton(coef0, state)
     else:
         raise ConfigError(f"unknown solver {requested!r}")
     already = 0 if resume is None else resume.solver_state.n_passes

@@ -89,25 +89,30 @@ def test_split_merge_order_and_layout_do_not_matter():
     assert ExactSums.of(np.asfortranarray(values)) == reference
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     values=st.lists(
         st.floats(allow_nan=False, allow_infinity=False, width=64, min_value=-1e15, max_value=1e15),
         min_size=0,
         max_size=60,
     ),
+    depth=st.sampled_from([N_BINS, N_BINS, 2, 1]),  # fewer bins: the Hessian's (kernel.HESSIAN_BINS)
     data=st.data(),
 )
-def test_any_merge_tree_gives_the_same_bits(values, data):
+def test_any_merge_tree_gives_the_same_bits(values, depth, data):
+    """Any split and merge order gives the specified rounding, for every depth:
+    fewer bins are rounded at the last kept bin, independent of the split."""
     array = np.array(values, dtype=np.float64).reshape(-1, 1)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(values)), max_size=8)))
-    states = [ExactSums.of(part) for part in np.split(array, cuts)]
+    states = [ExactSums.of(part, depth) for part in np.split(array, cuts)]
     while len(states) > 1:  # random binary merge tree
         i = data.draw(st.integers(0, len(states) - 2))
         states[i : i + 2] = [states[i].merge(states[i + 1])]
+    assert states[0].depth == depth
+    assert states[0] == ExactSums.of(array, depth)
     result = states[0].finalize()
-    assert result.tobytes() == ExactSums.of(array).finalize().tobytes()
-    assert result[0] == exact_oracle(values)
+    assert result.tobytes() == ExactSums.of(array, depth).finalize().tobytes()
+    assert result[0] == exact_oracle(values, depth)
 
 
 def test_empty_state_is_identity():
@@ -150,29 +155,6 @@ def test_totals_stay_exact_across_blocks():
 
 
 # -- fewer bins (the Hessian's: pipeline.kernel.HESSIAN_BINS) ------------------------
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    values=st.lists(
-        st.floats(allow_nan=False, allow_infinity=False, width=64, min_value=-1e15, max_value=1e15),
-        min_size=0,
-        max_size=60,
-    ),
-    depth=st.sampled_from([1, 2]),
-    data=st.data(),
-)
-def test_fewer_bins_give_the_same_bits_for_any_merge_tree(values, depth, data):
-    """Sums of fewer bins: rounded at the last kept bin, independent of the split."""
-    array = np.array(values, dtype=np.float64).reshape(-1, 1)
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(values)), max_size=8)))
-    states = [ExactSums.of(part, depth) for part in np.split(array, cuts)]
-    while len(states) > 1:
-        i = data.draw(st.integers(0, len(states) - 2))
-        states[i : i + 2] = [states[i].merge(states[i + 1])]
-    assert states[0].depth == depth
-    assert states[0] == ExactSums.of(array, depth)
-    assert states[0].finalize()[0] == exact_oracle(values, depth)
 
 
 def test_two_bins_keep_40_bits_below_the_largest_term():
