@@ -57,6 +57,10 @@ def save_checkpoint(path: str | os.PathLike, state, meta: dict) -> None:
     if state.standardization is not None:
         arrays["center"] = state.standardization.center
         arrays["scale"] = state.standardization.scale
+    if state.fill is not None:
+        arrays["fill"] = state.fill
+    if state.n_missing is not None:
+        arrays["n_missing"] = np.asarray(state.n_missing, dtype=np.int64)
     document = {
         "format_version": FORMAT_VERSION,
         "solver": solver_state.solver,
@@ -150,5 +154,7 @@ def _fit_state(document: dict, arrays: dict):
         document["stats_passes"],
         tuple(float(t) for t in arrays["elapsed_s"]),
         tuple(float(v) for v in arrays.get("validation_loss", ())),
+        arrays.get("fill"),
+        arrays.get("n_missing"),
     )
     return state, document["meta"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from .cluster import ClusterSpec
+from .data import MISSING_POLICIES, MissingPolicy
 from .errors import ConfigError, OutputError, invalid
 from .objective import Penalty
 from .solvers import SolverOptions
@@ -79,6 +80,12 @@ class TrainConfig:
     validation_key: str | None = None
     #: stop when the validation loss has not improved for this many iterations (0: never)
     early_stopping: int = 0
+    #: what a null feature value means (:data:`pipeline.data.MissingPolicy`):
+    #: ``error``, ``mean`` (the column's exact mean takes its place) or
+    #: ``indicator`` (the mean, plus a 0/1 feature per column that may be missing)
+    missing: MissingPolicy = "error"
+    #: NaN feature values are missing values too (needs ``missing`` other than ``error``)
+    nan_as_missing: bool = False
     #: every output directory must lie inside this one (None: no restriction,
     #: unless $PIPELINE_OUTPUT_ROOT is set where the job runs; see :func:`check_output_root`)
     output_root: str | None = None
@@ -92,6 +99,13 @@ class TrainConfig:
             raise invalid("solver", f"one of {', '.join(SOLVERS)}", self.solver)
         if self.cache not in CACHE_MODES:
             raise invalid("cache", f"one of {', '.join(CACHE_MODES)}", self.cache)
+        if self.missing not in MISSING_POLICIES:
+            raise invalid("missing", f"one of {', '.join(MISSING_POLICIES)}", self.missing)
+        if self.nan_as_missing and self.missing == "error":
+            raise ConfigError(
+                "nan_as_missing needs a missing-value policy (`missing` = mean or indicator)",
+                column="nan_as_missing",
+            )
         if not 0 < self.memory_fraction <= 1:
             raise invalid("memory_fraction", "in (0, 1]", self.memory_fraction)
         if self.class_weight is not None and self.class_weight != "balanced":

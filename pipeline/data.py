@@ -12,6 +12,16 @@ holding every feature's values exactly: :func:`feature_dtype`) and the label
 and weights to float64, and validates every value: nulls, NaN/inf and
 label values outside {0, 1} raise an error naming the file, column, row group
 and row.  Rows are never dropped.
+
+Missing values (:data:`MissingPolicy`): by default a null feature is an
+error.  With ``mean`` or ``indicator`` the feature columns that may hold
+nulls (:attr:`Dataset.missing`: the Parquet statistics count nulls in some
+row group, or do not say) decode their nulls as NaN -- and, with
+``nan_as_missing``, their NaN values too (every floating column may then
+hold them) -- which the kernels replace by the column's exact mean from the
+statistics pass (:class:`pipeline.kernel.KernelSpec`); ``indicator`` also
+appends one 0/1 feature per such column, ``"name=<missing>"``, after the
+columns (:attr:`Dataset.feature_names`).
 """
 
 from __future__ import annotations
@@ -47,10 +57,14 @@ __all__ = [
     "ChunkReader",
     "ChunkSpec",
     "Dataset",
+    "INDICATOR_SUFFIX",
+    "MISSING_POLICIES",
+    "MissingPolicy",
     "NARROW_FEATURE_DTYPES",
     "Split",
     "SplitPart",
     "feature_dtype",
+    "indicator_name",
     "key_bits",
     "open_dataset",
     "placed_on",
@@ -87,6 +101,18 @@ _NARROW_CARRIERS: dict[pa.DataType, np.dtype] = {
 
 #: The two parts of a :class:`Split`.
 SplitPart = Literal["train", "validation"]
+#: What a null feature value means: ``error`` (refused, the default), ``mean``
+#: (the column's mean takes its place) or ``indicator`` (the mean, and a 0/1
+#: "was missing" feature per column that may have nulls).
+MissingPolicy = Literal["error", "mean", "indicator"]
+MISSING_POLICIES: tuple[MissingPolicy, ...] = ("error", "mean", "indicator")
+#: Suffix of a missing-value indicator's feature name (``"x1=<missing>"``).
+INDICATOR_SUFFIX = "=<missing>"
+
+
+def indicator_name(column: str) -> str:
+    """The feature name of ``column``'s missing-value indicator."""
+    return f"{column}{INDICATOR_SUFFIX}"
 
 
 @dataclass(frozen=True)
@@ -161,16 +187,27 @@ class ChunkReader:
     split: Split | None = None
     #: numpy dtype name of the decoded features (:func:`feature_dtype`)
     dtype: str = "float64"
+    #: feature columns whose nulls decode as NaN (missing values; a null elsewhere is an error)
+    missing: tuple[str, ...] = ()
+    #: NaN values of the ``missing`` columns are missing values too (else an error)
+    nan_as_missing: bool = False
+    #: columns of ``missing`` whose 0/1 indicator follows the features, in this order
+    indicators: tuple[str, ...] = ()
 
     @property
     def has_weights(self) -> bool:
         return bool(self.weight) or self.split is not None
 
     @property
+    def width(self) -> int:
+        """Columns of the decoded ``X``: the features, then the indicators."""
+        return len(self.features) + len(self.indicators)
+
+    @property
     def row_bytes(self) -> int:
         """Decoded bytes per row: features, label (or none), weights (when read)."""
         label = 8 if self.label else 0
-        return np.dtype(self.dtype).itemsize * len(self.features) + label + (8 if self.has_weights else 0)
+        return np.dtype(self.dtype).itemsize * self.width + label + (8 if self.has_weights else 0)
 
     @property
     def columns(self) -> list[str]:
@@ -240,30 +277,41 @@ class ChunkReader:
             raise _row_count_mismatch(chunk, seen)
 
     def _decode(self, table, chunk: ChunkSpec, first_row: int, fresh: bool = False) -> Chunk:
-        shape = (table.num_rows, len(self.features))
+        shape = (table.num_rows, self.width)
         # (streamed batches reuse the allocator's warm memory batch after batch)
         X = fresh_array(shape, self.dtype) if fresh else np.empty(shape, dtype=self.dtype, order="F")
+        missing = set(self.missing)
         for j, name in enumerate(self.features):
-            X[:, j] = _column_values(table, name, chunk, first_row, check_finite=False, dtype=X.dtype)
+            if name in missing:
+                X[:, j] = _values_with_missing(table, name, chunk, first_row, self.nan_as_missing, X.dtype)
+            else:
+                X[:, j] = _column_values(
+                    table, name, chunk, first_row, check_finite=False, dtype=X.dtype, null_hint=_NULL_HINT
+                )
         # One vectorized check for every feature: a sum over the column is
         # finite only if all its values are (NaN and inf propagate); only a
         # column whose sum is not (a bad value, or an overflowing sum) is
         # searched for the first bad row.  (Integers are always finite.)
+        # A column's missing values are NaN by now: only its infinities are bad.
+        width = len(self.features)
         with np.errstate(over="ignore", invalid="ignore"):
-            column_sums = X.sum(axis=0) if X.dtype.kind == "f" else np.zeros(X.shape[1])
+            column_sums = X[:, :width].sum(axis=0) if X.dtype.kind == "f" else np.zeros(width)
         for bad in np.flatnonzero(~np.isfinite(column_sums)):
             name = self.features[bad]
+            column = X[:, bad]
             _check(
-                X[:, bad],
-                np.isfinite(X[:, bad]),
+                column,
+                ~np.isinf(column) if name in missing else np.isfinite(column),
                 NonFiniteValueError,
                 f"column {name!r}",
-                "non-finite",
-                "finite numbers",
+                "infinite" if name in missing else "non-finite",
+                "finite numbers" if name in missing else _finite_hint(name, self.nan_as_missing),
                 chunk,
                 first_row,
                 name,
             )
+        for k, name in enumerate(self.indicators):
+            X[:, width + k] = np.isnan(X[:, self.features.index(name)])
         y = None
         if self.label:
             y = _column_values(table, self.label, chunk, first_row)
@@ -342,6 +390,7 @@ def _column_values(
     first_row: int,
     check_finite: bool = True,
     dtype: np.dtype = np.dtype(np.float64),
+    null_hint: str = "no nulls",
 ) -> np.ndarray:
     """Column ``name`` of a table or record batch as ``dtype`` (float64 or
     the column's exact carrier, :func:`feature_dtype`), checked for nulls
@@ -349,7 +398,7 @@ def _column_values(
     column = table.column(name)
     if column.null_count:
         valid = _numpy_values(pc.is_valid(column)) != 0.0
-        _check(None, valid, MissingValueError, f"column {name!r}", "null", "no nulls", chunk, first_row, name)
+        _check(None, valid, MissingValueError, f"column {name!r}", "null", null_hint, chunk, first_row, name)
     values = _numpy_values(column, dtype)
     if check_finite:
         _check(
@@ -364,6 +413,41 @@ def _column_values(
             name,
         )
     return values
+
+
+#: What a null feature value is expected to be (and how to accept one).
+_NULL_HINT = "no nulls (or train with --missing mean|indicator to impute them)"
+
+
+def _finite_hint(name: str, nan_as_missing: bool) -> str:
+    return "finite numbers" if nan_as_missing else "finite numbers (--missing with --nan-as-missing imputes NaN)"
+
+
+def _values_with_missing(
+    table, name: str, chunk: ChunkSpec, first_row: int, nan_as_missing: bool, dtype: np.dtype
+) -> np.ndarray:
+    """A feature column whose nulls (and, with ``nan_as_missing``, NaN values)
+    are missing values: as ``dtype`` (floating) with NaN in their place.
+    Without ``nan_as_missing`` a NaN value is still an error."""
+    column = table.column(name)
+    if not nan_as_missing and pa.types.is_floating(column.type):
+        is_nan = pc.fill_null(pc.is_nan(column), False)
+        if pc.any(is_nan).as_py():
+            values = _numpy_values(pc.fill_null(column, 0.0), dtype)
+            _check(
+                values,
+                ~np.isnan(values),
+                NonFiniteValueError,
+                f"column {name!r}",
+                "NaN",
+                "numbers or nulls (--nan-as-missing makes NaN a missing value)",
+                chunk,
+                first_row,
+                name,
+            )
+    if column.null_count:
+        column = pc.fill_null(pc.cast(column, pa.from_numpy_dtype(dtype), safe=False), float("nan"))
+    return _numpy_values(column, dtype)
 
 
 #: FNV-1a (64-bit) of a string key's UTF-8 bytes, before splitmix64 mixes it
@@ -499,6 +583,14 @@ class Dataset:
     #: numpy dtype name of the decoded features (:func:`feature_dtype` of the
     #: feature columns' types in every file)
     feature_dtype: str = "float64"
+    #: what a null feature means (:data:`MissingPolicy`)
+    missing_policy: MissingPolicy = "error"
+    #: NaN is a missing value too (``missing_policy`` other than ``error``)
+    nan_as_missing: bool = False
+    #: the feature columns that may hold missing values (decoded as NaN)
+    missing: tuple[str, ...] = ()
+    #: the columns whose missing-value indicator follows the features
+    indicators: tuple[str, ...] = ()
 
     @property
     def fingerprint(self) -> str:
@@ -514,7 +606,14 @@ class Dataset:
         )
         if self.split is not None:
             identity = (*identity, self.split)
+        if self.missing:
+            identity = (*identity, self.missing, self.nan_as_missing, self.indicators)
         return hashlib.sha256(repr(identity).encode()).hexdigest()
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The model's features: the columns, then the missing-value indicators."""
+        return self.features + tuple(indicator_name(name) for name in self.indicators)
 
     @property
     def decoded_bytes(self) -> int:
@@ -527,11 +626,22 @@ class Dataset:
 
     @property
     def n_features(self) -> int:
-        return len(self.features)
+        """Columns of the decoded ``X`` (the features, then the indicators)."""
+        return len(self.features) + len(self.indicators)
 
     @property
     def reader(self) -> ChunkReader:
-        return ChunkReader(self.filesystem, self.label, self.features, self.weight, self.split, self.feature_dtype)
+        return ChunkReader(
+            self.filesystem,
+            self.label,
+            self.features,
+            self.weight,
+            self.split,
+            self.feature_dtype,
+            self.missing,
+            self.nan_as_missing,
+            self.indicators,
+        )
 
     def with_split(self, split: Split | None) -> Dataset:
         """The same data seen through ``split`` (None: all rows)."""
@@ -598,11 +708,21 @@ def open_dataset(
     features: list[str] | tuple[str, ...] | None = None,
     weight: str | None = None,
     storage_options: dict | None = None,
+    missing: MissingPolicy = "error",
+    nan_as_missing: bool = False,
+    indicators: Sequence[str] | None = None,
 ) -> Dataset:
     """Resolve ``url``, check its columns and plan its chunks from metadata.
 
-    ``label=None``: data to score, without a label column.
+    ``label=None``: data to score, without a label column.  ``missing``,
+    ``nan_as_missing``: see :data:`MissingPolicy`; with ``indicator`` the
+    indicated columns are those that may hold missing values, unless
+    ``indicators`` names them (a model's, to score data with).
     """
+    if missing not in MISSING_POLICIES:
+        raise ConfigError(f"missing must be one of {', '.join(MISSING_POLICIES)}; found {missing!r}")
+    if nan_as_missing and missing == "error":
+        raise ConfigError("nan_as_missing needs a missing-value policy (`missing` = mean or indicator)")
     if label is not None and not label:
         raise ConfigError("a label column is required (found an empty name)")
     if weight is not None and weight == label:
@@ -621,8 +741,9 @@ def open_dataset(
     schemas: dict[str, pa.Schema] = {}
     row_groups: dict[str, list[int]] = {}
     label_ranges: list[Any] = []  # (min, max) per non-empty row group, None where unknown
+    metadatas: dict[str, pq.FileMetaData] = {}
     for path in files:
-        metadata = _read_metadata(filesystem, path)
+        metadata = metadatas[path] = _read_metadata(filesystem, path)
         schemas[path] = metadata.schema.to_arrow_schema()
         row_groups[path] = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
         label_ranges.extend(_column_ranges(metadata, label) if label else [None])
@@ -636,7 +757,23 @@ def open_dataset(
             )
     for path in files:
         _check_schema(schemas[path], path, label, features, partition_keys, weight)
-    dtype = feature_dtype(schemas[path].field(name).type for path in files for name in features)
+    types = [schemas[path].field(name).type for path in files for name in features]
+    imputed: tuple[str, ...] = ()
+    if missing != "error":
+        imputed = tuple(
+            name
+            for name in features
+            if any(_may_have_nulls(metadatas[path], name) for path in files)
+            or (nan_as_missing and any(pa.types.is_floating(schemas[path].field(name).type) for path in files))
+        )
+        if indicators is not None:  # a model's indicators: those columns may be missing, whatever the data says
+            imputed = tuple(name for name in features if name in imputed or name in indicators)
+    # missing values are NaN: the features need a floating type
+    dtype = feature_dtype(types + [pa.float32()] if imputed else types)
+    if missing == "indicator":
+        indicated = tuple(indicators) if indicators is not None else imputed
+    else:
+        indicated = ()
     chunks, offset = [], 0
     for path in files:
         for index, n_rows in enumerate(row_groups[path]):
@@ -661,7 +798,28 @@ def open_dataset(
             else (min(low for low, _ in label_ranges), max(high for _, high in label_ranges))
         ),
         feature_dtype=dtype.name,
+        missing_policy=missing,
+        nan_as_missing=nan_as_missing,
+        missing=imputed,
+        indicators=indicated,
     )
+
+
+def _may_have_nulls(metadata: pq.FileMetaData, name: str) -> bool:
+    """Whether column ``name`` may hold a null in some non-empty row group:
+    its statistics count one, or do not say."""
+    paths = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+    if name not in paths:
+        return False  # reported by the schema check
+    index = paths.index(name)
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        if not row_group.num_rows:
+            continue
+        statistics = row_group.column(index).statistics
+        if statistics is None or not statistics.has_null_count or statistics.null_count > 0:
+            return True
+    return False
 
 
 def feature_dtype(types: Iterable[pa.DataType]) -> np.dtype:

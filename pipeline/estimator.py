@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .config import SolverName, TrainConfig
-from .data import Chunk
+from .data import MISSING_POLICIES, Chunk, MissingPolicy
 from .errors import NonFiniteInputError, PipelineError, adopt_sklearn_base
 from .fitting import HANDED_OVER, fit
 from .kernel import sigmoid
@@ -46,7 +46,16 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     Parameters mirror ``pipeline train`` options: ``solver`` (``auto``,
     ``lbfgs``, ``newton``, ``gd``), ``l2``, ``l1``, ``standardize``, ``class_weight``
     (None, ``"balanced"`` or ``{label: weight}`` for both labels),
-    ``max_iter``, ``tol``, ``ftol``, ``history_size``.
+    ``max_iter``, ``tol``, ``ftol``, ``history_size``, ``missing``.
+
+    ``missing``: what a NaN in ``X`` means.  ``"error"`` (default): refused,
+    as scikit-learn does.  ``"mean"``: a missing value, which takes its
+    column's exact mean over the training rows (``impute_``; also when
+    scoring), like ``SimpleImputer(strategy="mean")`` in front of the model.
+    ``"indicator"``: the mean, plus a 0/1 feature for each column that had
+    missing values when fitting (``indicator_features_``: their indices; their
+    coefficients follow the columns' in ``coef_``), like
+    ``SimpleImputer(strategy="mean", add_indicator=True)``.
     """
 
     def __init__(
@@ -61,6 +70,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         tol: float = 1e-7,
         ftol: float = 1e-12,
         history_size: int = 10,
+        missing: str = "error",
     ) -> None:
         self.solver = solver
         self.l2 = l2
@@ -71,6 +81,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.ftol = ftol
         self.history_size = history_size
+        self.missing = missing
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -89,7 +100,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if _is_dask(X):
             return self._fit_dask(X, y, sample_weight)
         # float32 stays float32 (half the memory; widened exactly in the kernels)
-        X, y = validate_data(self, X, y, dtype=_FEATURE_DTYPES, order="F", y_numeric=False)
+        X, y = validate_data(
+            self, X, y, dtype=_FEATURE_DTYPES, order="F", y_numeric=False, ensure_all_finite=self._finite()
+        )
         check_classification_targets(y)
         target = type_of_target(y, input_name="y", raise_unknown=True)
         if target != "binary":
@@ -99,8 +112,23 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=True)
 
+        self.indicator_features_ = np.flatnonzero(np.isnan(X).any(axis=0)) if self._indicates() else np.empty(0, int)
+        X = _with_indicators(X, self.indicator_features_)
         chunk = (X, y01) if weights is None else (X, y01, weights)
         return self._fit_evaluator(InProcessEvaluator([chunk], X.shape[1]))
+
+    def _imputes(self) -> bool:
+        """Whether a NaN in X is a missing value (``missing`` checked)."""
+        if self.missing not in MISSING_POLICIES:
+            raise ValueError(f"missing must be one of {list(MISSING_POLICIES)}; got {self.missing!r}")
+        return self.missing != "error"
+
+    def _finite(self) -> bool | str:
+        """scikit-learn's ``ensure_all_finite``: NaN allowed where it is a missing value."""
+        return "allow-nan" if self._imputes() else True
+
+    def _indicates(self) -> bool:
+        return self._imputes() and self.missing == "indicator"
 
     def _fit_dask(self, X, y, sample_weight):
         """Dask arrays, DataFrames or Series (y and sample_weight may also be in
@@ -134,10 +162,15 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         inputs = dict(zip(inputs, client.persist(list(inputs.values()))))
         X, y = inputs["X"], inputs["y"]
         numeric = {name: array for name, array in inputs.items() if array.dtype.kind in "fc"}
-        classes, flags = dask.compute(
-            da.unique(y), [(da.isnan(array).any(), da.isinf(array).any()) for array in numeric.values()]
+        allow_nan = self._imputes()  # NaN in X is a missing value
+        classes, flags, nan_columns = dask.compute(
+            da.unique(y),
+            [(da.isnan(array).any(), da.isinf(array).any()) for array in numeric.values()],
+            da.isnan(X).any(axis=0) if allow_nan and "X" in numeric else np.zeros(X.shape[1], bool),
         )
         for (name, array), (nan, inf) in zip(numeric.items(), flags):
+            if allow_nan and name == "X":
+                nan = False
             if nan or inf:
                 found = " and ".join(word for word, present in (("NaN", nan), ("infinity", inf)) if present)
                 raise NonFiniteInputError(
@@ -151,6 +184,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self._set_classes(classes)
         y01 = (y == self.classes_[1]).astype(np.float64)
         self.n_features_in_ = X.shape[1]
+        self.indicator_features_ = np.flatnonzero(nan_columns) if self._indicates() else np.empty(0, int)
+        if len(self.indicator_features_):
+            X = client.persist(_dask_with_indicators(X, self.indicator_features_))
         evaluator = DaskEvaluator(client, Chunk(X, y01, inputs.get("sample_weight")))
         return self._fit_evaluator(evaluator)
 
@@ -190,9 +226,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 penalty=Penalty(l2=float(self.l2), l1=float(self.l1)),
                 standardize=self.standardize,
                 class_weight=self._class_weight(),
+                impute=self._imputes(),
             )
         except PipelineError as exc:  # scikit-learn callers expect ValueError
             raise ValueError(str(exc)) from exc
+        self.impute_ = None
+        if result.fill is not None:
+            self.impute_ = result.fill[: result.fill.shape[0] - len(self.indicator_features_)].copy()
         self.coef_ = result.coef[:-1].reshape(1, -1).copy()
         self.intercept_ = np.array([result.coef[-1]])
         self.n_iter_ = np.array([result.result.n_iter], dtype=np.int32)
@@ -216,9 +256,22 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             X = _dask_array(X, "X")
             _check_n_features(self, X, reset=False)
             coef = np.append(self.coef_.ravel(), self.intercept_[0])
-            return _as_features(X).rechunk({1: -1}).map_blocks(margins, coef, drop_axis=1, dtype=np.float64)
-        X = validate_data(self, X, dtype=_FEATURE_DTYPES, reset=False)
-        return margins(X, np.append(self.coef_.ravel(), self.intercept_[0]))
+            X = _dask_with_indicators(_as_features(X).rechunk({1: -1}), self._indicators())
+            return X.map_blocks(margins, coef, self._fill(), drop_axis=1, dtype=np.float64)
+        X = validate_data(self, X, dtype=_FEATURE_DTYPES, reset=False, ensure_all_finite=self._scoring_finite())
+        X = _with_indicators(X, self._indicators())
+        return margins(X, np.append(self.coef_.ravel(), self.intercept_[0]), self._fill())
+
+    def _indicators(self) -> np.ndarray:
+        return getattr(self, "indicator_features_", np.empty(0, int))
+
+    def _fill(self) -> np.ndarray | None:
+        """Per feature of the design (indicators last), a missing value's value (None: no imputation)."""
+        impute = getattr(self, "impute_", None)
+        return None if impute is None else np.append(impute, np.zeros(len(self._indicators())))
+
+    def _scoring_finite(self) -> bool | str:
+        return True if getattr(self, "impute_", None) is None else "allow-nan"
 
     def predict_proba(self, X) -> np.ndarray:
         margin: Any = self.decision_function(X)  # numpy, or dask for dask input
@@ -258,6 +311,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 penalty=Penalty(l2=float(self.l2), l1=float(self.l1)),
                 standardize=self.standardize,
                 cluster=cluster,
+                # NaN is the estimator's missing value (nulls are Parquet's)
+                missing=cast(MissingPolicy, self.missing) if self._imputes() else "error",
+                nan_as_missing=self._imputes(),
             )
         )
         return self._set_from_model(model)
@@ -274,6 +330,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             l1=model.l1,
             standardize=model.standardize,
             class_weight=None if model.class_weight is None else {0: model.class_weight[0], 1: model.class_weight[1]},
+            missing=model.missing,
         )
         return estimator._set_from_model(model)
 
@@ -285,8 +342,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.n_passes_ = model.n_passes
         self.converged_ = model.converged
         self.loss_history_ = list(model.loss_history)
-        self.n_features_in_ = len(model.features)
-        self.feature_names_in_ = np.array(model.features, dtype=object)
+        columns = model.columns
+        self.n_features_in_ = len(columns)
+        self.feature_names_in_ = np.array(columns, dtype=object)
+        self.impute_ = None if model.impute is None else np.array(model.impute, dtype=np.float64)
+        self.indicator_features_ = np.array([columns.index(name) for name in model.indicators or []], dtype=int)
         return self
 
 
@@ -298,6 +358,21 @@ def _as_features(X):
     """A dask X in one of :data:`_FEATURE_DTYPES` (float32 kept: half the
     memory, widened exactly inside the kernels)."""
     return X if X.dtype in _FEATURE_DTYPES else X.astype(np.float64)
+
+
+def _with_indicators(X: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``X`` with a 0/1 column (X's dtype, F-ordered) per index of ``columns``:
+    1 where that column is missing (NaN)."""
+    if not len(columns):
+        return X
+    return np.asfortranarray(np.column_stack([X, np.isnan(X[:, columns]).astype(X.dtype)]))
+
+
+def _dask_with_indicators(X, columns: np.ndarray):
+    """:func:`_with_indicators` of each block of a dask ``X`` (one column chunk)."""
+    if not len(columns):
+        return X
+    return X.map_blocks(_with_indicators, columns, chunks=(X.chunks[0], (X.shape[1] + len(columns),)), dtype=X.dtype)
 
 
 def _both_classes(positive: np.ndarray) -> np.ndarray:

@@ -144,6 +144,16 @@ class ExactSums:
         """The sums as exact rationals (None where NaN/inf were seen)."""
         return [None if self.flags[j] else _exact_total(self.bins[:, j], int(self.top[j])) for j in range(self.n_cols)]
 
+    def finite_values(self) -> list[Fraction]:
+        """The exact sums of each column's finite values (NaN and inf, which
+        :meth:`finalize` reports, are left out: a missing value's NaN adds nothing)."""
+        return [_exact_total(self.bins[:, j], int(self.top[j])) for j in range(self.n_cols)]
+
+    @property
+    def saw_nan(self) -> np.ndarray:
+        """Per column: whether a NaN was among the values."""
+        return (self.flags & _NAN) != 0
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ExactSums):
             return NotImplemented

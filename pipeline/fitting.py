@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError, ConvergenceWarning, LabelValueError, WeightValueError
+from .data import INDICATOR_SUFFIX
+from .errors import ConfigError, ConvergenceWarning, LabelValueError, MissingValueError, WeightValueError
 from .model import Model
 from .objective import (
     DataSummary,
@@ -77,6 +78,10 @@ class Fit:
     validation_loss: tuple[float, ...] = ()
     #: the solver that ran (``auto`` resolved)
     solver: str = ""
+    #: per column, the value of a missing one (None: no imputation)
+    fill: np.ndarray | None = None
+    #: per column, its missing values (int64; None: not counted)
+    n_missing: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,6 +97,10 @@ class FitState:
     elapsed_s: tuple[float, ...]
     #: validation loss at each history record (empty without a validation set)
     validation_loss: tuple[float, ...] = ()
+    #: per column, the value of a missing one (None: no imputation)
+    fill: np.ndarray | None = None
+    #: per column, its missing values (int64; None: not counted)
+    n_missing: np.ndarray | None = None
 
     @property
     def n_passes(self) -> int:
@@ -114,6 +123,7 @@ def fit(
     label: str | None = None,
     validation: Evaluator | None = None,
     early_stopping: int = 0,
+    impute: bool = False,
 ) -> Fit:
     """Statistics pass (when needed), then the solver, on any evaluator.
 
@@ -134,6 +144,10 @@ def fit(
     every iteration its unpenalized mean loss is computed (one pass over it,
     not counted in ``n_passes``) and kept in the states; ``early_stopping=k``
     stops (converged) when it has not improved for ``k`` iterations.
+
+    ``impute``: the features may hold missing values (NaN); the statistics
+    pass counts them and each takes its column's exact mean
+    (:attr:`DataSummary.fill`, kept in the states and in ``Fit.fill``).
     """
     started = time.perf_counter()
     summary: DataSummary | None = None
@@ -141,15 +155,24 @@ def fit(
     standardization: Standardization | None
     elapsed: list[float]
     validation_losses: list[float]
+    fill: np.ndarray | None = None
+    n_missing: np.ndarray | None = None
     if resume is not None:
         standardization, weights = resume.standardization, resume.class_weight
         stats_passes, elapsed = resume.stats_passes, list(resume.elapsed_s)
         validation_losses = list(resume.validation_loss)
+        fill, n_missing = resume.fill, resume.n_missing
     else:
-        if standardize or class_weight == "balanced":
+        if standardize or class_weight == "balanced" or impute:
             summary = summarize(evaluator.stats())
             check_two_classes(summary, label)
+            if summary.has_missing:
+                check_some_present(summary, features)
+            if impute:
+                fill, n_missing = summary.fill, summary.n_missing
             for j in summary.constant_columns if standardize else []:
+                if features is not None and features[j].endswith(INDICATOR_SUFFIX):
+                    continue  # the indicator of a column without missing values: left out of the model
                 name = repr(features[j]) if features is not None else f"number {j}"
                 warnings.warn(
                     f"feature {name} is constant ({float(summary.mean[j])!r} in every row); "
@@ -166,7 +189,9 @@ def fit(
         elapsed = []
         validation_losses = []
     clock_offset = elapsed[-1] if elapsed else 0.0
-    objective = LogisticObjective(evaluator, penalty, standardization, weights)
+    # (the loss passes fill NaN only where there are some: else they read the data in place)
+    kernel_fill = fill if n_missing is not None and n_missing.any() else None
+    objective = LogisticObjective(evaluator, penalty, standardization, weights, kernel_fill)
     coef0 = np.zeros(evaluator.n_features + 1) if init is None else np.array(init, dtype=np.float64)
     if standardization is not None:
         coef0 = standardization.to_standardized(coef0)
@@ -183,13 +208,26 @@ def fit(
                 )
             )
 
-    held_out = None if validation is None else LogisticObjective(validation, Penalty(), standardization, weights)
+    held_out = (
+        None if validation is None else LogisticObjective(validation, Penalty(), standardization, weights, kernel_fill)
+    )
 
     def save(state: SolverState) -> None:
         if held_out is not None:
             validation_losses.append(held_out(state.coef)[0])
         if on_state:
-            on_state(FitState(state, standardization, weights, stats_passes, tuple(elapsed), tuple(validation_losses)))
+            on_state(
+                FitState(
+                    state,
+                    standardization,
+                    weights,
+                    stats_passes,
+                    tuple(elapsed),
+                    tuple(validation_losses),
+                    fill,
+                    n_missing,
+                )
+            )
 
     def should_stop() -> str | None:
         if not early_stopping or not validation_losses:
@@ -281,6 +319,8 @@ def fit(
         summary,
         tuple(validation_losses),
         solver,
+        fill,
+        n_missing,
     )
 
 
@@ -345,6 +385,18 @@ def check_two_classes(summary: DataSummary, label: str | None) -> None:
     )
 
 
+def check_some_present(summary: DataSummary, features: Sequence[str] | None) -> None:
+    """A column whose every value is missing has no mean to take their place."""
+    assert summary.n_missing is not None
+    for j in np.flatnonzero(summary.n_missing == summary.n_samples).tolist():
+        name = repr(features[j]) if features is not None else f"number {j}"
+        raise MissingValueError(
+            f"feature {name} is missing in all {summary.n_samples} rows; expected at least one value "
+            "to impute the others with (leave the column out of the features)",
+            column=features[j] if features is not None else None,
+        )
+
+
 def train_arrays(
     chunks: Sequence,
     features: Sequence[str] | None = None,
@@ -378,8 +430,16 @@ def build_model(
     weight: str | None,
     dataset: str,
     cache: str = "memory",
+    missing: str = "error",
+    nan_as_missing: bool = False,
+    indicators: Sequence[str] = (),
 ) -> Model:
+    """The model of ``result``; ``missing``, ``nan_as_missing`` and ``indicators``:
+    how its features' missing values were read (see :class:`Model`)."""
     solver = result.solver or solver  # the one that ran (auto resolved)
+    features, indicators, result = _without_idle_indicators(features, indicators, result)
+    n_columns = len(features) - len(indicators)
+    impute = None if missing == "error" or result.fill is None else result.fill[:n_columns].tolist()
     history = result.result.history
     offset = result.n_passes - result.result.n_passes
     standardization = result.standardization
@@ -409,4 +469,46 @@ def build_model(
         scale=None if standardization is None else standardization.scale.tolist(),
         cache=cache,
         validation_loss_history=list(result.validation_loss) or None,
+        missing=missing,
+        nan_as_missing=nan_as_missing,
+        impute=impute,
+        indicators=list(indicators) or None,
+    )
+
+
+def _without_idle_indicators(
+    features: Sequence[str], indicators: Sequence[str], result: Fit
+) -> tuple[list[str], list[str], Fit]:
+    """The features, indicators and fit less the indicators of columns that had
+    no missing value: such an indicator is 0 in every row, so its coefficient
+    is exactly 0 and scoring without it gives the same bits (scikit-learn's
+    ``MissingIndicator`` leaves them out too)."""
+    features, indicators = list(features), list(indicators)
+    if not indicators or result.n_missing is None:
+        return features, indicators, result
+    n_columns = len(features) - len(indicators)
+    idle = {k for k, name in enumerate(indicators) if not result.n_missing[features.index(name)]}
+    if not idle:
+        return features, indicators, result
+    keep = np.array([j < n_columns or j - n_columns not in idle for j in range(len(features))])
+    assert not np.any(result.coef[:-1][~keep]), "an idle indicator has a coefficient"
+
+    def kept(values: np.ndarray, extra: int = 0) -> np.ndarray:
+        return values[np.append(keep, np.ones(extra, dtype=bool))]
+
+    standardization = result.standardization
+    if standardization is not None:
+        standardization = Standardization(kept(standardization.center), kept(standardization.scale))
+    result = dataclasses.replace(
+        result,
+        coef=kept(result.coef, 1),
+        gradient=kept(result.gradient, 1),
+        standardization=standardization,
+        fill=None if result.fill is None else kept(result.fill),
+        n_missing=kept(result.n_missing),
+    )
+    return (
+        [name for name, k in zip(features, keep) if k],
+        [name for k, name in enumerate(indicators) if k not in idle],
+        result,
     )

@@ -70,16 +70,23 @@ import numpy as np
 from .exact import BIN_WIDTH, BLOCK_ROWS, GRID_E0, N_BINS, ExactSums
 from .kernel import (
     HESSIAN_BINS,
+    LEVEL_CALL_ROWS,
     VELTKAMP,
+    Categories,
     KernelSpec,
+    LevelSums,
     Partials,
     Stats,
     WarmUpPart,
     chunk_partials,
     chunk_stats,
+    count_missing,
     kernel_features,
+    level_offset,
     margins,
+    normalized_levels,
     sample_weights,
+    split_coef,
     triangle_size,
 )
 
@@ -376,18 +383,47 @@ if _HAVE_NUMBA:
             marg[i] = first[i] + b
 
     @njit(cache=_CACHE, nogil=True)
-    def _block(Xf, r0, n, g0, y, coef, s, has_s, stack, marg, prob, res, los, tmp, sw, ones, top, acc, flags, prefetch):
+    def _block(
+        Xf,
+        r0,
+        n,
+        g0,
+        y,
+        coef,
+        s,
+        has_s,
+        stack,
+        marg,
+        prob,
+        res,
+        los,
+        tmp,
+        sw,
+        ones,
+        top,
+        acc,
+        flags,
+        prefetch,
+        off,
+        out,
+    ):
         """One block: rows ``r0:r0+n`` of the F-ordered ``Xf`` (global rows from ``g0``).
 
         Leaves the margins in ``marg[:n]`` and the probabilities in ``prob[:n]``
         (for :func:`_hessian_block`).  ``prefetch``: rows of the next block
         (from ``r0 + n``) to request into L2, column by column, while this
-        block's terms are computed.
+        block's terms are computed.  ``off`` (global rows; empty: none) is
+        added to each margin (the categorical levels' part,
+        :func:`kernel.level_offset`); ``out`` (global rows; empty: not kept)
+        receives each row's weighted residual.
         """
         # Margins: the pairwise tree of kernel.margins, vectorised over rows,
         # in sub-blocks whose stack stays in L1.
         for m0 in range(0, n, _MARGIN_ROWS):
             _margins(Xf, r0 + m0, min(_MARGIN_ROWS, n - m0), coef, stack, marg[m0:])
+        if off.shape[0] > 0:
+            for i in range(n):
+                marg[i] = marg[i] + off[g0 + i]
         # Per row: probability and softplus (a vectorised, branch-free loop:
         # elementary_jit.sigmoid_softplus's bits), then loss and weighted
         # residual (one loop per case, so that each vectorises).
@@ -408,6 +444,9 @@ if _HAVE_NUMBA:
                 yi = y[g0 + i]
                 res[i] = prob[i] - yi
                 los[i] = los[i] - yi * z
+        if out.shape[0] > 0:
+            for i in range(n):
+                out[g0 + i] = res[i]
         if has_s:
             _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, prefetch)
         else:
@@ -549,7 +588,7 @@ if _HAVE_NUMBA:
         _deposit(curv, n, _max_abs_bits(curv, n), col, htop, hacc, hflags)
 
     @njit(cache=_CACHE, nogil=True)
-    def _pass_direct(X, row0, row1, y, coef, s, has_s, block, top, acc, flags, hess):
+    def _pass_direct(X, row0, row1, y, coef, s, has_s, block, top, acc, flags, hess, off, out):
         """Rows ``row0:row1`` of an F-ordered X, read in place.
 
         ``hess``: None (its branches are pruned at compile time: the gradient
@@ -584,14 +623,17 @@ if _HAVE_NUMBA:
                 acc,
                 flags,
                 ahead,
+                off,
+                out,
             )
             if hess is not None:
                 _hessian_block(X, start, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
 
     @njit(cache=_CACHE, nogil=True)
-    def _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner):
+    def _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner, fill):
         """Rows ``start:start+n`` of X (any layout, any real dtype: widened
-        exactly to float64) into the F-ordered ``Xs``, standardized as
+        exactly to float64) into the F-ordered ``Xs``, a NaN replaced by its
+        column's ``fill`` value (when ``fill`` is not empty), standardized as
         ``(x - center) / scale`` when asked (the same IEEE operations on the
         same float64 values as the reference).
 
@@ -602,11 +644,22 @@ if _HAVE_NUMBA:
         in the scratch.
         """
         d = X.shape[1]
+        filling = fill.shape[0] > 0
         if rows_inner:
             for j in range(d):
                 src = X[start : start + n, j]
                 dst = Xs[0:n, j]
-                if standardize:
+                if filling:
+                    fj = fill[j]
+                    for i in range(n):
+                        v = np.float64(src[i])
+                        dst[i] = fj if v != v else v
+                    if standardize:
+                        cj = center[j]
+                        sj = scale[j]
+                        for i in range(n):
+                            dst[i] = (dst[i] - cj) / sj
+                elif standardize:
                     cj = center[j]
                     sj = scale[j]
                     for i in range(n):
@@ -633,6 +686,13 @@ if _HAVE_NUMBA:
             for j in range(d):
                 Xs[i, j] = np.float64(row[j])
             i += 1
+        if filling:
+            for j in range(d):
+                dst = Xs[0:n, j]
+                fj = fill[j]
+                for i in range(n):
+                    v = dst[i]
+                    dst[i] = fj if v != v else v
         if standardize:
             for j in range(d):
                 dst = Xs[0:n, j]
@@ -643,7 +703,25 @@ if _HAVE_NUMBA:
 
     @njit(cache=_CACHE, nogil=True)
     def _pass_copy(
-        X, row0, row1, y, coef, s, has_s, center, scale, standardize, rows_inner, block, top, acc, flags, hess
+        X,
+        row0,
+        row1,
+        y,
+        coef,
+        s,
+        has_s,
+        center,
+        scale,
+        standardize,
+        rows_inner,
+        fill,
+        block,
+        top,
+        acc,
+        flags,
+        hess,
+        off,
+        out,
     ):
         """Rows ``row0:row1`` of X in any layout, each block copied (standardized)
         into an F-ordered scratch.  ``hess`` as for :func:`_pass_direct`."""
@@ -656,7 +734,7 @@ if _HAVE_NUMBA:
             colmax = np.empty(X.shape[1], dtype=np.int64)
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
-            _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner)
+            _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner, fill)
             _block(
                 Xs,
                 _ZERO,
@@ -678,6 +756,8 @@ if _HAVE_NUMBA:
                 acc,
                 flags,
                 _ZERO,
+                off,
+                out,
             )
             if hess is not None:
                 _hessian_block(Xs, _ZERO, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
@@ -691,14 +771,14 @@ if _HAVE_NUMBA:
                 _margins(X, start + b0 + m0, min(_MARGIN_ROWS, m - m0), coef, stack, marg[b0 + m0 :])
 
     @njit(cache=_CACHE, nogil=True)
-    def _margins_copy(X, start, n, coef, center, scale, standardize, rows_inner, Xs, stack, marg, block):
+    def _margins_copy(X, start, n, coef, center, scale, standardize, rows_inner, fill, Xs, stack, marg, block):
         """:func:`_margins_direct` of X in any layout: each block is first copied
         (standardized) into the F-ordered scratch ``Xs`` at the same offset,
         for :func:`margins_fast`.  (A function of its own, so the common in-place
         case compiles without it.)"""
         for b0 in range(0, n, block):
             m = min(block, n - b0)
-            _copy_block(X, start + b0, m, Xs[b0 : b0 + m], center, scale, standardize, rows_inner)
+            _copy_block(X, start + b0, m, Xs[b0 : b0 + m], center, scale, standardize, rows_inner, fill)
             for m0 in range(0, m, _MARGIN_ROWS):
                 _margins(Xs, b0 + m0, min(_MARGIN_ROWS, m - m0), coef, stack, marg[b0 + m0 :])
 
@@ -838,8 +918,36 @@ if _HAVE_NUMBA:
         nothing = np.empty(0)
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
-            _copy_block(X, start, n, Xs, nothing, nothing, False, rows_inner)
+            _copy_block(X, start, n, Xs, nothing, nothing, False, rows_inner, nothing)
             _stats_block(Xs, _ZERO, n, start, y, s, has_s, lo, tmp, ones, top, acc, flags)
+
+
+if _HAVE_NUMBA:
+
+    @njit(cache=_CACHE, nogil=True)
+    def _level_deposit(codes, res, offsets, scale, acc):
+        """Each row's three digits of ``res[i] * scale`` (those of
+        :func:`kernel.level_digits`: the same round-half-even splits, by the
+        bits of ``y + 1.5*2**52``) added at the row's level of every
+        categorical column.  Returns False when a term is NaN or infinite."""
+        n_cat = codes.shape[1]
+        for i in range(res.shape[0]):
+            y0 = res[i] * scale
+            if y0 - y0 != 0.0:
+                return False
+            q = y0 + _MAGIC
+            d0 = np.int64(_ubits(q) - _UMAGIC_BITS)
+            y1 = (y0 - (q - _MAGIC)) * _SPLIT
+            q = y1 + _MAGIC
+            d1 = np.int64(_ubits(q) - _UMAGIC_BITS)
+            y2 = (y1 - (q - _MAGIC)) * _SPLIT
+            d2 = np.int64(_ubits(y2 + _MAGIC) - _UMAGIC_BITS)
+            for c in range(n_cat):
+                j = offsets[c] + np.int64(codes[i, c])
+                acc[0, j] += d0
+                acc[1, j] += d1
+                acc[2, j] += d2
+        return True
 
 
 #: The compiled loss (and Hessian) pass: the same bits as the reference on
@@ -848,6 +956,10 @@ AVAILABLE: bool = _HAVE_NUMBA
 #: The compiled statistics pass (and the deposits) need numba only.
 STATS_AVAILABLE: bool = _HAVE_NUMBA
 
+
+#: An empty array: "none" for the optional arrays of the compiled passes.
+_NOTHING = np.empty(0)
+_NOTHING.flags.writeable = False
 
 #: Seconds a process waits for another one's compilation before compiling on its own.
 COMPILE_LOCK_WAIT_S = 300.0
@@ -940,21 +1052,75 @@ def fused_partials(
 
 def _partials(X, y, coef, weights, spec) -> Partials:
     """:func:`fused_partials` without the check of :data:`AVAILABLE`."""
+    if spec.categories is not None:
+        return _categorical_partials(X, y, coef, weights, spec, spec.categories)
     job = _Job.of(X, y, coef, weights, spec)
     if job.n_rows == 0:
         return Partials.zeros(job.n_features + 1, spec.hessian)
     with _compiling(("one sweep", *job.key(spec))):
-        return _one_sweep(job, spec)
+        return _one_sweep(job, spec, _NOTHING, _NOTHING)
 
 
-def _one_sweep(job: _Job, spec: KernelSpec) -> Partials:
+def _categorical_partials(X, y, coef, weights, spec: KernelSpec, categories: Categories) -> Partials:
+    """:func:`kernel.chunk_partials` with categorical columns: the dense
+    columns' sweep with the levels' part of each margin added
+    (:func:`kernel.level_offset`, vectorized here) and each row's weighted
+    residual kept, then the levels' digits deposited (:func:`_level_deposit`)."""
+    if spec.hessian:
+        raise ValueError("the Hessian pass takes dense features only (no categorical columns)")
+    X = kernel_features(X)
+    n_dense = X.shape[1] - categories.n_columns
+    dense_coef, level_coef = split_coef(np.asarray(coef, dtype=np.float64), n_dense, categories)
+    codes = X[:, n_dense:]
+    dense_spec = KernelSpec(spec.center, spec.scale, spec.class_weight, False, spec.fill)
+    job = _Job.of(X[:, :n_dense], y, dense_coef, weights, dense_spec)
+    if job.n_rows == 0:
+        return Partials.empty(X.shape[1], spec)
+    offset = _readonly(np.ascontiguousarray(level_offset(codes, level_coef, categories)))
+    residual = np.empty(job.n_rows)
+    with _compiling(("one sweep", *job.key(dense_spec), "levels", codes.dtype.str)):
+        dense = _one_sweep(job, dense_spec, offset, residual)
+        levels = _level_sums(codes, residual, categories)
+    return Partials(dense.sums, dense.n_samples, None, levels)
+
+
+def _level_sums(codes: np.ndarray, residual: np.ndarray, categories: Categories) -> LevelSums:
+    """:func:`kernel.deposit_levels`, compiled."""
+    total = LevelSums.zeros(categories.n_levels, categories.top)
+    scale = float(np.ldexp(1.0, -(GRID_E0 + BIN_WIDTH * categories.top)))
+    offsets = categories.offsets
+    for start in range(0, residual.shape[0], LEVEL_CALL_ROWS):
+        stop = min(start + LEVEL_CALL_ROWS, residual.shape[0])
+        acc = np.zeros((N_BINS, categories.n_levels), dtype=np.int64)
+        if not _level_deposit(codes[start:stop], residual[start:stop], offsets, scale, acc):
+            return LevelSums(total.top, total.bins, True)
+        total = total.merge(LevelSums(total.top, normalized_levels(acc)))
+    return total
+
+
+def _one_sweep(job: _Job, spec: KernelSpec, offset: np.ndarray, residual: np.ndarray) -> Partials:
     total = Partials.zeros(job.n_features + 1, spec.hessian)
     for start in range(0, job.n_rows, _CALL_ROWS):
         stop = min(start + _CALL_ROWS, job.n_rows)
         top, acc, flags = _empty_state(job.n_features + 3)
         hess = _empty_state(triangle_size(job.n_features + 1), HESSIAN_BINS) if spec.hessian else None
         if job.direct:
-            _pass_direct(job.X, start, stop, job.y, job.coef, job.s, job.has_s, job.block, top, acc, flags, hess)
+            _pass_direct(
+                job.X,
+                start,
+                stop,
+                job.y,
+                job.coef,
+                job.s,
+                job.has_s,
+                job.block,
+                top,
+                acc,
+                flags,
+                hess,
+                offset,
+                residual,
+            )
         else:
             _pass_copy(
                 job.X,
@@ -968,11 +1134,14 @@ def _one_sweep(job: _Job, spec: KernelSpec) -> Partials:
                 job.scale,
                 job.standardize,
                 job.rows_inner,
+                job.fill,
                 job.block,
                 top,
                 acc,
                 flags,
                 hess,
+                offset,
+                residual,
             )
         hessian = None if hess is None else _sums(*hess)
         total = total.merge(Partials(_sums(top, acc, flags), stop - start, hessian))
@@ -991,7 +1160,8 @@ class _Job:
     center: np.ndarray
     scale: np.ndarray
     standardize: bool
-    direct: bool  # F-ordered float64 X without standardization: read in place
+    fill: np.ndarray  # a NaN's replacement per column, or empty (no NaN)
+    direct: bool  # F-ordered float64 X without standardization or fill: read in place
     rows_inner: bool
     block: int
     n_rows: int
@@ -1020,6 +1190,7 @@ class _Job:
                 self.scale,
                 self.standardize,
                 self.rows_inner,
+                self.fill,
                 Xs,
                 stack,
                 out,
@@ -1061,10 +1232,13 @@ class _Job:
             scale = np.ascontiguousarray(np.broadcast_to(np.asarray(spec.scale, dtype=np.float64), (n_features,)))
         else:
             center = scale = np.empty(0)
+        fill = np.empty(0)
+        if spec.fill is not None:
+            fill = np.ascontiguousarray(np.broadcast_to(np.asarray(spec.fill, dtype=np.float64), (n_features,)))
         # Read-only views: one compiled signature per layout, whatever the caller's
         # arrays (Arrow-backed chunks are read-only).
-        X, y, coef, s, center, scale = map(
-            _readonly, (X, np.ascontiguousarray(y), np.ascontiguousarray(coef), s, center, scale)
+        X, y, coef, s, center, scale, fill = map(
+            _readonly, (X, np.ascontiguousarray(y), np.ascontiguousarray(coef), s, center, scale, fill)
         )
         return cls(
             X,
@@ -1075,7 +1249,8 @@ class _Job:
             center,
             scale,
             standardize,
-            X.flags.f_contiguous and X.dtype == np.float64 and not standardize,
+            fill,
+            X.flags.f_contiguous and X.dtype == np.float64 and not standardize and not fill.shape[0],
             _rows_inner(X),
             _block_rows(n_features),
             n_rows,
@@ -1109,14 +1284,17 @@ def _rows_inner(X: np.ndarray) -> bool:
     return X.flags.f_contiguous or (not X.flags.c_contiguous and abs(X.strides[0]) <= abs(X.strides[1]))
 
 
-def margins_fast(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
+def margins_fast(X: np.ndarray, coef: np.ndarray, fill: np.ndarray | None = None) -> np.ndarray:
     """:func:`kernel.margins` (the same pairwise tree, the same bits), compiled
-    where numba imports: what ``predict`` and ``evaluate`` score rows with."""
+    where numba imports: what ``predict`` and ``evaluate`` score rows with.
+    ``fill``: per column, the value of a missing one (NaN), as in the loss pass."""
     X = kernel_features(X)
     coef = np.asarray(coef, dtype=np.float64)
     if not _HAVE_NUMBA or X.ndim != 2 or coef.shape != (X.shape[1] + 1,):
+        if fill is not None:
+            X = np.where(np.isnan(X), fill, X)
         return margins(X, coef)
-    job = _Job.of(X, np.zeros(X.shape[0]), coef, None, KernelSpec())
+    job = _Job.of(X, np.zeros(X.shape[0]), coef, None, KernelSpec(fill=fill))
     out = np.empty(job.n_rows)
     if job.n_rows == 0:
         return out
@@ -1180,7 +1358,7 @@ def fused_stats(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None)
             else:
                 _stats_copy(X, start, stop, y, s, has_s, rows_inner, block, top, acc, flags)
             total = total.merge(Stats(_sums(top, acc, flags), stop - start))
-    return total
+    return Stats(total.sums, total.n_samples, count_missing(X, total.sums))
 
 
 def warm_up(

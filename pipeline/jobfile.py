@@ -56,6 +56,7 @@ from .config import (
     check_job_name,
     check_output_root,
 )
+from .data import MISSING_POLICIES
 from .errors import ConfigError, JobFileError, OutputError
 from .objective import Penalty
 from .solvers import SolverOptions
@@ -102,6 +103,14 @@ KEYS: dict[str, Key] = {
         "--validation-key",
         "column whose hash splits the rows (default: canonical row position)",
     ),
+    "data.missing": Key(
+        "missing",
+        "str",
+        "--missing",
+        "null feature values: error | mean (the column's exact mean) | indicator (mean + a 0/1 feature)",
+        MISSING_POLICIES,
+    ),
+    "data.nan_as_missing": Key("nan_as_missing", "bool", "--nan-as-missing", "NaN feature values are missing too"),
     "data.generate": Key(
         "generate",
         "generate",

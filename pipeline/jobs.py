@@ -40,7 +40,7 @@ from typing import Any, Literal
 from .checkpoint import load_checkpoint, save_checkpoint
 from .cluster import connect, security
 from .config import TrainConfig, check_output_root, output_roots
-from .data import Dataset, Split, open_dataset
+from .data import Dataset, Split
 from .errors import (
     CheckpointError,
     ClusterError,
@@ -69,7 +69,7 @@ from .outputs import (
 )
 from .predict import evaluate
 from .synth import make_data
-from .train import Recorder, check_label_classes, run
+from .train import Recorder, check_label_classes, open_configured, run
 
 __all__ = [
     "JobRecorder",
@@ -186,7 +186,7 @@ class JobRecorder(Recorder):
         on_scheduler = self.coordinator == "detached" or (config.cluster is not None and config.cluster.scheduler)
         self.client, self.publish_to = client, client if on_scheduler else None
         self.dataset = dataset
-        self.options = model_options(config, dataset.features)
+        self.options = model_options(config, dataset.feature_names)
         self.meta = {"job_id": self.job_id, "fingerprint": dataset.fingerprint, "model_options": self.options}
         self.resume = _load_resume(self.outputs, self.job_id, dataset.fingerprint, self.options)
         if self.resume is None:
@@ -518,7 +518,7 @@ def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
     job_id, previous = check_job_output(config, job_id)
     refuse_if_running(previous)
     _generate(config)
-    check_label_classes(open_dataset(config.data, config.label, config.features, config.weight))
+    check_label_classes(open_configured(config))
     with connect(config.cluster) as client:
         assert config.out is not None  # check_job_output refuses a job without one
         outputs = OutputDir(config.out)

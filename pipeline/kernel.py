@@ -23,7 +23,9 @@ column per feature), ``s_i residual_i`` (intercept), ``s_i loss_i`` and
 
 **Statistics pass** (:func:`chunk_stats`): exact sums of ``x_j``, ``x_j^2``
 (split into two floats that add up to the exact square), ``s_i`` and
-``s_i y_i``.
+``s_i y_i``, and the count of missing values (NaN) per column, which add
+nothing to the sums.  A loss pass with :attr:`KernelSpec.fill` first puts
+each column's fill value in place of its NaN.
 
 Nothing is divided here: the coordinator divides once, after the reduction
 (see :mod:`pipeline.objective`).
@@ -47,7 +49,7 @@ import numpy as np
 from .data import NARROW_FEATURE_DTYPES
 from .elementary import sigmoid as elementary_sigmoid
 from .elementary import sigmoid_softplus
-from .exact import BLOCK_ROWS, ExactSums
+from .exact import BIN_WIDTH, BLOCK_ROWS, GRID_E0, N_BINS, ExactSums, top_bin
 
 try:  # numpy >= 2
     import numpy._core._multiarray_umath as _numpy_umath
@@ -56,6 +58,9 @@ except ImportError:  # numpy 1.x
 
 __all__ = [
     "HESSIAN_BINS",
+    "LEVEL_MIN_TOP",
+    "Categories",
+    "LevelSums",
     "WARM_UP_PARTS",
     "KernelSpec",
     "Partials",
@@ -63,6 +68,10 @@ __all__ = [
     "WarmUpPart",
     "chunk_partials",
     "chunk_stats",
+    "count_missing",
+    "deposit_levels",
+    "level_offset",
+    "level_top",
     "exact_square",
     "kernel_features",
     "margins",
@@ -75,6 +84,7 @@ __all__ = [
 ]
 
 VELTKAMP = 134217729.0  # 2**27 + 1
+_SPLIT = float(2**BIN_WIDTH)
 #: Bins of the Hessian's binned sums (the loss pass's and the statistics'
 #: keep ``exact.N_BINS`` = 3).  Two bins hold each term's digits down to
 #: ``2**-40`` of the top bin's unit, i.e. 40 to 79 bits below the column's
@@ -120,6 +130,157 @@ def sigmoid(margin: np.ndarray) -> np.ndarray:
     return elementary_sigmoid(margin)
 
 
+#: The lowest top bin of the level sums (:func:`level_top`).
+LEVEL_MIN_TOP = N_BINS - 1
+#: Rows whose level digits an int64 bin holds between two normalizations
+#: (each digit is at most 2**39 in magnitude).
+LEVEL_CALL_ROWS = 2**23
+#: Rows the level sums' top bin leaves room for at full weight: the top
+#: digit of a row is below ``2**52 / n`` (:func:`level_top`), so the top bin's
+#: total stays an exact float64 integer.
+_LEVEL_HEADROOM = 2.0**13
+
+
+@dataclass(frozen=True, eq=False)
+class Categories:
+    """Categorical columns: the last ``len(sizes)`` columns of ``X`` hold level
+    codes (``0 .. sizes[c] - 1``, exact in ``X``'s dtype).
+
+    Their coefficients follow the dense ones (``coef = [w_dense, w_levels,
+    b]``, column ``c``'s levels from ``offsets[c]``); a row's margin is its
+    dense margin (:func:`margins`, intercept included) plus
+    ``((w[code_0] + w[code_1]) + ...)`` in column order; the gradient of a
+    level is the sum of ``s_i residual_i`` over its rows, deposited in
+    :class:`LevelSums` with the fixed top bin ``top`` (:func:`level_top`).
+    """
+
+    sizes: tuple[int, ...]
+    top: int = LEVEL_MIN_TOP
+
+    @property
+    def n_columns(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def n_levels(self) -> int:
+        return int(sum(self.sizes))
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Index of each column's first level among the levels (int64)."""
+        return np.concatenate([[0], np.cumsum(self.sizes[:-1], dtype=np.int64)]).astype(np.int64)
+
+
+def level_top(n_samples: int, bound: float) -> int:
+    """The top bin of the level sums of ``n_samples`` rows whose terms are at
+    most ``bound`` in magnitude: every term's digit is below ``2**39`` units
+    (the exact-sum grid's rule) and the top bin's sum of all of them below
+    ``2**52`` units, so it stays an exact integer in float64 and int64.
+    It depends on the row count and the bound only, never on the partitioning."""
+    value = max(bound, bound * n_samples / _LEVEL_HEADROOM)
+    return int(top_bin(np.array([value]))[0])
+
+
+@dataclass(frozen=True, eq=False)
+class LevelSums:
+    """Exact sums of one term per row at each row's levels (the categorical
+    gradient): ``bins`` int64 ``(N_BINS, n_levels)`` in units of ``u_top``,
+    ``u_{top-1}``, ``u_{top-2}`` of the exact-sum grid, normalized so that
+    the two lower bins lie in ``[0, 2**BIN_WIDTH)``.  ``top`` is fixed for a
+    fit (:func:`level_top`), so states add bin by bin: the merge is exact,
+    associative and commutative.  ``bad``: a NaN or infinite term was seen.
+    """
+
+    top: int
+    bins: np.ndarray
+    bad: bool = False
+
+    @classmethod
+    def zeros(cls, n_levels: int, top: int) -> LevelSums:
+        return cls(top, np.zeros((N_BINS, n_levels), dtype=np.int64))
+
+    @property
+    def n_levels(self) -> int:
+        return self.bins.shape[1]
+
+    def merge(self, other: LevelSums) -> LevelSums:
+        if other.top != self.top or other.n_levels != self.n_levels:
+            raise ValueError(
+                f"cannot merge level sums of {self.n_levels} levels (top bin {self.top}) with "
+                f"{other.n_levels} levels (top bin {other.top})"
+            )
+        if self.bad or other.bad:  # (one canonical bad state: zero bins)
+            return LevelSums(self.top, np.zeros_like(self.bins), True)
+        return LevelSums(self.top, normalized_levels(self.bins + other.bins))
+
+    def finalize(self) -> np.ndarray:
+        """The sums as float64: ``(b0 * 2**40 + b1) * 2**40 + b2`` in units of
+        ``u_{top-2}``, in IEEE operations (the bins are unique for a given
+        exact total, so the result is too; within an ulp of the exact sum)."""
+        if self.bad:
+            return np.full(self.n_levels, np.nan)
+        b0, b1, b2 = (self.bins[k].astype(np.float64) for k in range(N_BINS))
+        unit = np.ldexp(1.0, GRID_E0 + BIN_WIDTH * (self.top - (N_BINS - 1)))
+        return ((b0 * _SPLIT + b1) * _SPLIT + b2) * unit
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LevelSums):
+            return NotImplemented
+        return self.top == other.top and self.bad == other.bad and np.array_equal(self.bins, other.bins)
+
+
+def normalized_levels(bins: np.ndarray) -> np.ndarray:
+    """``bins`` (int64, summed digits) with the carries of the lower bins moved
+    up, so that they lie in ``[0, 2**BIN_WIDTH)``: the same exact totals."""
+    bins = bins.copy()
+    for k in range(N_BINS - 1, 0, -1):
+        carry = bins[k] >> BIN_WIDTH
+        bins[k] -= carry << BIN_WIDTH
+        bins[k - 1] += carry
+    return bins
+
+
+def level_offset(codes: np.ndarray, level_coef: np.ndarray, categories: Categories) -> np.ndarray:
+    """Per row, ``(w[code_0] + w[code_1]) + ...`` over the categorical columns
+    in order (``codes``: their ``(n, n_columns)`` block of X)."""
+    offsets = categories.offsets
+    total = level_coef[offsets[0] + codes[:, 0].astype(np.int64)]
+    for c in range(1, categories.n_columns):
+        total = total + level_coef[offsets[c] + codes[:, c].astype(np.int64)]
+    return total
+
+
+def level_digits(terms: np.ndarray, top: int) -> tuple[np.ndarray, ...]:
+    """Each term's three round-half-even digits (int64) at top bin ``top``,
+    as :func:`pipeline.exact._deposit_block` splits a value."""
+    scaled = terms * np.ldexp(1.0, -(GRID_E0 + BIN_WIDTH * top))
+    digits = []
+    for k in range(N_BINS):
+        digit = np.rint(scaled)
+        digits.append(digit.astype(np.int64))
+        if k + 1 < N_BINS:
+            scaled = (scaled - digit) * _SPLIT
+    return tuple(digits)
+
+
+def deposit_levels(codes: np.ndarray, terms: np.ndarray, categories: Categories) -> LevelSums:
+    """:class:`LevelSums` of ``terms`` (one per row) at each row's levels."""
+    total = LevelSums.zeros(categories.n_levels, categories.top)
+    if not np.isfinite(terms).all():
+        return LevelSums(total.top, total.bins, True)
+    offsets = categories.offsets
+    for start in range(0, terms.shape[0], LEVEL_CALL_ROWS):
+        stop = min(start + LEVEL_CALL_ROWS, terms.shape[0])
+        digits = level_digits(terms[start:stop], categories.top)
+        bins = np.zeros_like(total.bins)
+        for c in range(categories.n_columns):
+            index = offsets[c] + codes[start:stop, c].astype(np.int64)
+            for k in range(N_BINS):
+                np.add.at(bins[k], index, digits[k])
+        total = total.merge(LevelSums(total.top, normalized_levels(bins)))
+    return total
+
+
 @dataclass(frozen=True, eq=False)
 class KernelSpec:
     """How the loss pass treats a chunk (the same for every chunk of a fit).
@@ -127,16 +288,20 @@ class KernelSpec:
     ``center``/``scale``: standardize features as ``(x - center) / scale``
     (both ``(d,)``; None: use raw features).  ``class_weight``: ``(c0, c1)``
     multiplies the sample weight of rows with label 0/1.  ``hessian``: also
-    accumulate the Hessian sums.
+    accumulate the Hessian sums.  ``fill``: ``(d,)`` values that take the
+    place of a NaN feature (a missing value) before standardization, or None
+    when the features hold no NaN.
     """
 
     center: np.ndarray | None = None
     scale: np.ndarray | None = None
     class_weight: tuple[float, float] | None = None
     hessian: bool = False
+    fill: np.ndarray | None = None
+    categories: Categories | None = None
 
     def with_hessian(self, hessian: bool) -> KernelSpec:
-        return KernelSpec(self.center, self.scale, self.class_weight, hessian)
+        return KernelSpec(self.center, self.scale, self.class_weight, hessian, self.fill, self.categories)
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,6 +318,8 @@ class Partials:
     sums: ExactSums
     n_samples: int
     hessian: ExactSums | None = None
+    #: the levels' gradient sums (:class:`Categories`), or None without categorical columns
+    levels: LevelSums | None = None
 
     @classmethod
     def zeros(cls, n_coef: int, hessian: bool = False) -> Partials:
@@ -162,16 +329,33 @@ class Partials:
             ExactSums.zeros(triangle_size(n_coef), HESSIAN_BINS) if hessian else None,
         )
 
+    @classmethod
+    def empty(cls, n_columns: int, spec: KernelSpec) -> Partials:
+        """The identity of :meth:`merge` for a pass of ``spec`` over an ``X`` of
+        ``n_columns`` columns (dense ones, then ``spec.categories``' codes)."""
+        categories = spec.categories
+        if categories is None:
+            return cls.zeros(n_columns + 1, spec.hessian)
+        dense = n_columns - categories.n_columns
+        return cls(ExactSums.zeros(dense + 3), 0, None, LevelSums.zeros(categories.n_levels, categories.top))
+
     def merge(self, other: Partials) -> Partials:
         if (self.hessian is None) != (other.hessian is None):
             raise ValueError("cannot merge partials with and without Hessian sums")
+        if (self.levels is None) != (other.levels is None):
+            raise ValueError("cannot merge partials with and without level sums")
         hessian = None if self.hessian is None or other.hessian is None else self.hessian.merge(other.hessian)
-        return Partials(self.sums.merge(other.sums), self.n_samples + other.n_samples, hessian)
+        levels = None if self.levels is None or other.levels is None else self.levels.merge(other.levels)
+        return Partials(self.sums.merge(other.sums), self.n_samples + other.n_samples, hessian, levels)
 
     def finalize(self) -> tuple[float, np.ndarray, float]:
-        """``(loss_sum, grad_sum, weight_sum)`` as float64, not yet divided."""
+        """``(loss_sum, grad_sum, weight_sum)`` as float64, not yet divided
+        (``grad_sum``: dense features, levels, intercept)."""
         totals = self.sums.finalize()
-        return float(totals[-2]), totals[:-2], float(totals[-1])
+        grad = totals[:-2]
+        if self.levels is not None:
+            grad = np.concatenate([grad[:-1], self.levels.finalize(), grad[-1:]])
+        return float(totals[-2]), grad, float(totals[-1])
 
     def hessian_sum(self) -> np.ndarray:
         """The full symmetric Hessian sum, not yet divided."""
@@ -188,6 +372,8 @@ class Partials:
             and self.sums == other.sums
             and (self.hessian is None) == (other.hessian is None)
             and (self.hessian is None or self.hessian == other.hessian)
+            and (self.levels is None) == (other.levels is None)
+            and (self.levels is None or self.levels == other.levels)
         )
 
 
@@ -196,23 +382,49 @@ class Stats:
     """Sums of the statistics pass.
 
     ``sums`` columns: ``x_j`` (d), ``x_j^2`` high parts (d), low parts (d),
-    ``s``, ``s*y``.
+    ``s``, ``s*y``; a missing value (NaN) adds nothing to them and counts in
+    ``missing`` (int64 ``(d,)``, None: no column had one).
     """
 
     sums: ExactSums
     n_samples: int
+    missing: np.ndarray | None = None
 
     @classmethod
     def zeros(cls, n_features: int) -> Stats:
         return cls(ExactSums.zeros(3 * n_features + 2), 0)
 
+    @property
+    def n_missing(self) -> np.ndarray:
+        """Missing values per feature column (int64)."""
+        d = (self.sums.n_cols - 2) // 3
+        return np.zeros(d, dtype=np.int64) if self.missing is None else self.missing
+
     def merge(self, other: Stats) -> Stats:
-        return Stats(self.sums.merge(other.sums), self.n_samples + other.n_samples)
+        missing = None if self.missing is None and other.missing is None else self.n_missing + other.n_missing
+        return Stats(self.sums.merge(other.sums), self.n_samples + other.n_samples, missing)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Stats):
             return NotImplemented
-        return self.n_samples == other.n_samples and self.sums == other.sums
+        return (
+            self.n_samples == other.n_samples
+            and self.sums == other.sums
+            and np.array_equal(self.n_missing, other.n_missing)
+        )
+
+
+def count_missing(X: np.ndarray, sums: ExactSums) -> np.ndarray | None:
+    """The NaN (missing values) per feature column of ``X``, given the
+    statistics' sums of it (their NaN flags say which columns to count):
+    None when there are none."""
+    columns = np.flatnonzero(sums.saw_nan[: X.shape[1]])
+    if not len(columns):
+        return None
+    counts = np.zeros(X.shape[1], dtype=np.int64)
+    for j in columns:
+        counts[j] = np.count_nonzero(np.isnan(X[:, j]))
+    return counts
 
 
 def merge_partials(*parts):
@@ -278,6 +490,9 @@ def chunk_partials(
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     coef = np.asarray(coef, dtype=np.float64)
+    categories = spec.categories
+    if categories is not None:
+        return _categorical_partials(X, y, coef, weights, spec, categories)
     n_rows, n_features = X.shape
     if coef.shape != (n_features + 1,):
         raise ValueError(f"coef has shape {coef.shape}, expected ({n_features + 1},)")
@@ -287,6 +502,8 @@ def chunk_partials(
     for start in range(0, n_rows, BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, n_rows)
         Xb, yb = X[start:stop], y[start:stop]
+        if spec.fill is not None:
+            Xb = np.where(np.isnan(Xb), spec.fill, Xb)
         if spec.center is not None:
             Xb = (Xb - spec.center) / spec.scale
         margin = margins(Xb, coef)
@@ -309,6 +526,56 @@ def chunk_partials(
                 curvature = sb * curvature
             hessian = ExactSums.of(_outer_triangle(Xb, curvature), HESSIAN_BINS)
         total = total.merge(Partials(ExactSums.of(block), stop - start, hessian))
+    return total
+
+
+def split_coef(coef: np.ndarray, n_dense: int, categories: Categories) -> tuple[np.ndarray, np.ndarray]:
+    """``([w_dense, b], w_levels)`` of ``coef = [w_dense, w_levels, b]``."""
+    expected = n_dense + categories.n_levels + 1
+    if coef.shape != (expected,):
+        raise ValueError(
+            f"coef has shape {coef.shape}, expected ({expected},): {n_dense} dense features, "
+            f"{categories.n_levels} levels and the intercept"
+        )
+    return np.append(coef[:n_dense], coef[-1]), coef[n_dense:-1]
+
+
+def _categorical_partials(X, y, coef, weights, spec: KernelSpec, categories: Categories) -> Partials:
+    """:func:`chunk_partials` of a design with categorical columns: the dense
+    columns' sums as without them, the margin plus :func:`level_offset`, and
+    the levels' gradient deposited by :func:`deposit_levels`."""
+    if spec.hessian:
+        raise ValueError("the Hessian pass takes dense features only (no categorical columns)")
+    n_rows = X.shape[0]
+    n_dense = X.shape[1] - categories.n_columns
+    dense_coef, level_coef = split_coef(coef, n_dense, categories)
+    codes = X[:, n_dense:]
+    s = sample_weights(y, weights, spec.class_weight)
+    dense_spec = KernelSpec(spec.center, spec.scale, spec.class_weight, False, spec.fill)
+    total = Partials.empty(X.shape[1], spec)
+    for start in range(0, n_rows, BLOCK_ROWS):
+        stop = min(start + BLOCK_ROWS, n_rows)
+        Xb = X[start:stop, :n_dense]
+        if dense_spec.fill is not None:
+            Xb = np.where(np.isnan(Xb), dense_spec.fill, Xb)
+        if dense_spec.center is not None:
+            Xb = (Xb - dense_spec.center) / dense_spec.scale
+        yb = y[start:stop]
+        margin = margins(Xb, dense_coef) + level_offset(codes[start:stop], level_coef, categories)
+        proba, softplus = sigmoid_softplus(margin)
+        residual = proba - yb
+        loss = softplus - yb * margin
+        sb = None if s is None else s[start:stop]
+        if sb is not None:
+            residual = sb * residual
+            loss = sb * loss
+        block = np.empty((stop - start, n_dense + 3), order="F")
+        np.multiply(Xb, residual[:, None], out=block[:, :n_dense])
+        block[:, n_dense] = residual
+        block[:, n_dense + 1] = loss
+        block[:, n_dense + 2] = 1.0 if sb is None else sb
+        levels = deposit_levels(codes[start:stop], residual, categories)
+        total = total.merge(Partials(ExactSums.of(block), stop - start, None, levels))
     return total
 
 
@@ -353,4 +620,4 @@ def chunk_stats(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None)
         block[:, 3 * d] = sb
         block[:, 3 * d + 1] = sb * y[start:stop]
         total = total.merge(Stats(ExactSums.of(block), stop - start))
-    return total
+    return Stats(total.sums, total.n_samples, count_missing(X, total.sums))

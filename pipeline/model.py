@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_atomic
+from .data import MISSING_POLICIES, indicator_name
 from .errors import ModelFileError, OutputError
 from .kernel import sigmoid
 from .outputs import MODEL_FILE
@@ -61,6 +62,15 @@ class Model:
     cache: str = "memory"
     #: mean validation loss per iteration (None without a validation set)
     validation_loss_history: list[float] | None = None
+    #: what a missing (null) feature value means: ``error``, ``mean`` or
+    #: ``indicator`` (:data:`pipeline.data.MissingPolicy`); ``nan_as_missing``: NaN too
+    missing: str = "error"
+    nan_as_missing: bool = False
+    #: per column (the features less the indicators), the value a missing one
+    #: takes: its exact mean in the training data (None: policy ``error``)
+    impute: list[float] | None = None
+    #: the columns whose missing-value indicator (``"name=<missing>"``) ends ``features``
+    indicators: list[str] | None = None
     digest: str = field(default="")
     format_version: int = FORMAT_VERSION
 
@@ -71,11 +81,25 @@ class Model:
     def coef_array(self) -> np.ndarray:
         return np.array(self.coef, dtype=np.float64)
 
+    @property
+    def columns(self) -> list[str]:
+        """The input columns: the features less the missing-value indicators."""
+        return self.features[: len(self.features) - len(self.indicators or [])]
+
+    @property
+    def fill(self) -> np.ndarray | None:
+        """Per feature, the value of a missing one (NaN) when scoring (None: no imputation)."""
+        if self.impute is None:
+            return None
+        return np.array(self.impute + [0.0] * len(self.indicators or []), dtype=np.float64)
+
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Margins in the fixed pairwise order (compiled where numba imports; same bits)."""
+        """Margins in the fixed pairwise order (compiled where numba imports; same bits);
+        ``X`` has a column per feature (indicators included), NaN where missing."""
         from .fused import margins_fast
 
-        return margins_fast(X, np.append(self.coef_array, self.intercept))  # (narrow X widened inside)
+        # (narrow X widened inside)
+        return margins_fast(X, np.append(self.coef_array, self.intercept), self.fill)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probability of label 1 for each row of ``X``."""
@@ -120,7 +144,7 @@ class Model:
 
 #: model.json fields whose numbers must be finite (prediction, --init and from_model use them;
 #: center and scale are only shown, and may hold NaN for a column whose sums overflowed)
-FINITE_FIELDS = ("coef", "intercept", "class_weight", "l1", "l2")
+FINITE_FIELDS = ("coef", "intercept", "class_weight", "l1", "l2", "impute")
 #: labels of a binary model (class_weight has one weight per label)
 N_CLASSES = 2
 #: per-iteration histories that must be non-empty and of one length
@@ -275,6 +299,7 @@ def _check_consistent(model: Model, path: Path) -> None:
                 path=str(path),
                 column=name,
             )
+    _check_missing(model, path)
     lengths = {name: len(getattr(model, name)) for name in HISTORY_FIELDS}
     if min(lengths.values()) == 0 or len(set(lengths.values())) != 1:
         raise ModelFileError(
@@ -287,4 +312,29 @@ def _check_consistent(model: Model, path: Path) -> None:
             f"pipeline reads format_version {' or '.join(map(str, READS_FORMATS))}",
             path=str(path),
             column="format_version",
+        )
+
+
+def _check_missing(model: Model, path: Path) -> None:
+    """The missing-value fields agree with each other and with the features."""
+
+    def wrong(column: str, message: str) -> ModelFileError:
+        return ModelFileError(f"{path}: {message}", path=str(path), column=column)
+
+    if model.missing not in MISSING_POLICIES:
+        raise wrong("missing", f"missing must be one of {list(MISSING_POLICIES)}; found {model.missing!r}")
+    if (model.impute is None) != (model.missing == "error"):
+        raise wrong("impute", f"impute is needed exactly when missing is not 'error'; found missing {model.missing!r}")
+    indicators = model.indicators or []
+    if indicators and model.missing != "indicator":
+        raise wrong("indicators", f"indicators need missing 'indicator'; found {model.missing!r}")
+    expected = [indicator_name(name) for name in indicators]
+    if len(expected) > len(model.features) or model.features[len(model.features) - len(expected) :] != expected:
+        raise wrong("indicators", f"the features must end with the indicators {expected}; found {model.features}")
+    columns = model.columns
+    if not set(indicators) <= set(columns):
+        raise wrong("indicators", f"indicators {indicators} must name columns among {columns}")
+    if model.impute is not None and len(model.impute) != len(columns):
+        raise wrong(
+            "impute", f"impute has {len(model.impute)} value(s); expected {len(columns)} (one per column: {columns})"
         )

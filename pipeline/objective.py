@@ -110,12 +110,22 @@ class DataSummary:
     n_samples: int
     weight_sum: float
     positive_weight: float
+    #: of each column as the loss pass sees it (missing values filled)
     mean: np.ndarray
     std: np.ndarray
+    #: missing values per column, and the value each column's take: the
+    #: exact mean of the column's present values, correctly rounded (NaN
+    #: where every value is missing)
+    n_missing: np.ndarray | None = None
+    fill: np.ndarray | None = None
 
     @property
     def constant_columns(self) -> list[int]:
         return [j for j, value in enumerate(self.std) if value == 0.0]
+
+    @property
+    def has_missing(self) -> bool:
+        return self.n_missing is not None and bool(self.n_missing.any())
 
     def standardization(self) -> Standardization:
         scale = np.where(self.std > 0.0, self.std, 1.0)
@@ -128,19 +138,35 @@ def summarize(stats: Stats) -> DataSummary:
     if n == 0:
         raise EmptyDatasetError("the dataset has no rows to train on (found 0 rows)")
     exact = stats.sums.exact_values()
+    finite = stats.sums.finite_values()
+    missing = stats.n_missing
     d = (stats.sums.n_cols - 2) // 3
     mean = np.empty(d)
     std = np.empty(d)
+    fill = np.empty(d)
     for j in range(d):
         total, high, low = exact[j], exact[d + j], exact[2 * d + j]
+        m = int(missing[j])
+        if m == n:  # nothing to take the mean of
+            mean[j], std[j], fill[j] = np.nan, np.nan, np.nan
+            continue
+        if m:
+            # the column as the loss pass sees it: its present values, and
+            # the mean of them (rounded to float64) in place of each missing one
+            fill[j] = float(finite[j] / (n - m))
+            value = Fraction(fill[j])
+            total = finite[j] + m * value
+            high, low = finite[d + j] + finite[2 * d + j], m * value * value
+        elif total is not None:
+            fill[j] = float(total / n)
         if total is None or high is None or low is None:
-            mean[j], std[j] = np.nan, np.nan
+            mean[j], std[j], fill[j] = np.nan, np.nan, np.nan
             continue
         mean[j] = float(total / n)
         variance = ((high + low) * n - total * total) / (Fraction(n) * n)
         std[j] = math.sqrt(max(float(variance), 0.0))
     weights = stats.sums.finalize()
-    return DataSummary(n, float(weights[-2]), float(weights[-1]), mean, std)
+    return DataSummary(n, float(weights[-2]), float(weights[-1]), mean, std, missing.copy(), fill)
 
 
 def balanced_class_weight(summary: DataSummary) -> tuple[float, float]:
@@ -170,6 +196,7 @@ class LogisticObjective:
         penalty: Penalty = Penalty(),
         standardization: Standardization | None = None,
         class_weight: tuple[float, float] | None = None,
+        fill: np.ndarray | None = None,
     ) -> None:
         self.evaluator = evaluator
         self.penalty = penalty
@@ -180,6 +207,7 @@ class LogisticObjective:
             center=None if standardization is None else standardization.center,
             scale=None if standardization is None else standardization.scale,
             class_weight=class_weight,
+            fill=fill,
         )
         self.l1_weights = np.append(penalty.l1 / self.scale, 0.0)
         self.n_passes = 0

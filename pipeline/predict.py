@@ -49,7 +49,20 @@ CALIBRATION_BINS = 10
 def _margin(model: Model, X: np.ndarray) -> np.ndarray:
     from .fused import margins_fast  # numba: imported on first use, not at CLI start
 
-    return margins_fast(X, np.append(model.coef_array, model.intercept))
+    return margins_fast(X, np.append(model.coef_array, model.intercept), model.fill)
+
+
+def open_scored(model: Model, data: str, label: str | None) -> Dataset:
+    """``data`` as ``model`` scores it: its columns, missing values read as
+    the model was trained (a null where the model imputes none is an error)."""
+    return open_dataset(
+        data,
+        label,
+        model.columns,
+        missing=model.missing,  # type: ignore[arg-type]  # checked when the model was loaded
+        nan_as_missing=model.nan_as_missing,
+        indicators=model.indicators or [] if model.missing == "indicator" else None,
+    )
 
 
 # --------------------------------------------------------------------------- prediction
@@ -95,7 +108,7 @@ def predict(
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
     model = Model.load(model_dir)
-    dataset = open_dataset(data, None, model.features)
+    dataset = open_scored(model, data, None)
     _check_columns(dataset, columns)
     target = Path(out)
     check_output_root(out, output_roots(), "prediction output directory")
@@ -291,7 +304,7 @@ def evaluate(
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
     model = Model.load(model_dir)
-    dataset = open_dataset(data, label or model.label, model.features).with_split(split)
+    dataset = open_scored(model, data, label or model.label).with_split(split)
     reader = dataset.reader
     if client is None:
         states = [evaluate_chunk(reader, chunk, model, threshold) for chunk in dataset.chunks]

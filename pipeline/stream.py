@@ -136,7 +136,7 @@ def batch_bytes(reader: ChunkReader, n: int) -> int:
     (float64), then the features in the reader's dtype, column-major, padded
     to a multiple of 8 bytes so that every batch starts 8-byte aligned."""
     head = 8 * n * (2 if reader.has_weights else 1)
-    features = n * len(reader.features) * np.dtype(reader.dtype).itemsize
+    features = n * reader.width * np.dtype(reader.dtype).itemsize
     return head + -(-features // 8) * 8
 
 
@@ -155,7 +155,7 @@ def cached_batches(reader: ChunkReader, chunk: ChunkSpec, rows: int, cache: Disk
         yield from reader.iter_batches(chunk, rows)
         return
     path = cache.path(chunk, rows, reader.dtype)
-    n_features = len(reader.features)
+    n_features = reader.width
     dtype = np.dtype(reader.dtype).newbyteorder("<")
     if path.exists():
         for start in range(0, chunk.n_rows, rows):

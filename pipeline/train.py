@@ -104,9 +104,9 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
     """The one path: open and check the dataset, connect (to ``client``, else
     ``config.cluster``; in-process when that is None), fit on the evaluators,
     save the model to ``config.out`` (when given), telling ``recorder``."""
-    dataset = open_dataset(config.data, config.label, config.features, config.weight)
+    dataset = open_configured(config)
     check_label_classes(dataset)
-    init = initial_coef(config.init, dataset.features)
+    init = initial_coef(config.init, dataset.feature_names)
     with contextlib.ExitStack() as stack:
         if client is None and config.cluster is not None:
             client = stack.enter_context(connect(config.cluster))
@@ -124,17 +124,18 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     class_weight=config.class_weight,
                     init=init,
                     progress=recorder.on_iteration,
-                    features=dataset.features,
+                    features=dataset.feature_names,
                     resume=resume,
                     on_state=recorder.on_state,
                     label=dataset.label,
                     validation=None if validation is None else _Checked(validation, recorder.check_cancel),
                     early_stopping=config.early_stopping,
+                    impute=config.missing != "error",
                 )
                 # the model first, before the evaluators' clean-up (disk caches)
                 model = build_model(
                     result,
-                    dataset.features,
+                    dataset.feature_names,
                     dataset.n_samples,
                     solver=config.solver,
                     penalty=config.penalty,
@@ -142,6 +143,9 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     weight=dataset.weight,
                     dataset=dataset.url,
                     cache=cache,
+                    missing=config.missing,
+                    nan_as_missing=config.nan_as_missing,
+                    indicators=dataset.indicators,
                 )
                 if config.out is not None:
                     model.save(config.out)
@@ -151,6 +155,18 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             recorder.fail(exc)
             raise
     return model
+
+
+def open_configured(config: TrainConfig) -> Dataset:
+    """The training data of ``config``, opened and checked from metadata."""
+    return open_dataset(
+        config.data,
+        config.label,
+        config.features,
+        config.weight,
+        missing=config.missing,
+        nan_as_missing=config.nan_as_missing,
+    )
 
 
 class _Checked:

@@ -49,6 +49,8 @@ def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
         "data.weight": "w",
         "data.validation_fraction": 0.2,
         "data.validation_key": "user",
+        "data.missing": "indicator",
+        "data.nan_as_missing": True,
         "data.generate": {"rows": 10, "features": 2},
         "train.solver": "gd",
         "train.max_iter": 7,
