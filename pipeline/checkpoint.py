@@ -26,6 +26,7 @@ import numpy as np
 from .atomic import write_atomic
 from .errors import CheckpointError
 from .fitting import FitState
+from .kernel import Categories
 from .objective import Standardization
 from .solvers import IterationRecord, SolverState
 
@@ -71,6 +72,9 @@ def save_checkpoint(path: str | os.PathLike, state, meta: dict) -> None:
         "step": solver_state.step,
         "class_weight": None if state.class_weight is None else list(state.class_weight),
         "stats_passes": state.stats_passes,
+        "categories": None
+        if state.categories is None
+        else {"sizes": list(state.categories.sizes), "top": state.categories.top},
         "meta": meta,
     }
     arrays = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
@@ -156,5 +160,12 @@ def _fit_state(document: dict, arrays: dict):
         tuple(float(v) for v in arrays.get("validation_loss", ())),
         arrays.get("fill"),
         arrays.get("n_missing"),
+        _categories(document.get("categories")),
     )
     return state, document["meta"]
+
+
+def _categories(document) -> Categories | None:
+    if document is None:
+        return None
+    return Categories(tuple(int(size) for size in document["sizes"]), int(document["top"]))

@@ -86,6 +86,14 @@ class TrainConfig:
     missing: MissingPolicy = "error"
     #: NaN feature values are missing values too (needs ``missing`` other than ``error``)
     nan_as_missing: bool = False
+    #: integer (or boolean) feature columns to treat as categorical (text and
+    #: dictionary columns always are: :mod:`pipeline.levels`)
+    categorical: tuple[str, ...] | None = None
+    #: a categorical value with fewer training rows goes to the ``<other>`` level
+    min_category_count: int = 1
+    #: keep at most this many values per categorical column, the most frequent
+    #: (the rest: ``<other>``); None: all (up to :data:`pipeline.levels.MAX_LEVELS`)
+    max_categories: int | None = None
     #: every output directory must lie inside this one (None: no restriction,
     #: unless $PIPELINE_OUTPUT_ROOT is set where the job runs; see :func:`check_output_root`)
     output_root: str | None = None
@@ -106,6 +114,12 @@ class TrainConfig:
                 "nan_as_missing needs a missing-value policy (`missing` = mean or indicator)",
                 column="nan_as_missing",
             )
+        if self.min_category_count < 1:
+            raise invalid("min_category_count", ">= 1", self.min_category_count)
+        if self.max_categories is not None and self.max_categories < 1:
+            raise invalid("max_categories", ">= 1", self.max_categories)
+        if self.categorical is not None:
+            object.__setattr__(self, "categorical", tuple(self.categorical))
         if not 0 < self.memory_fraction <= 1:
             raise invalid("memory_fraction", "in (0, 1]", self.memory_fraction)
         if self.class_weight is not None and self.class_weight != "balanced":

@@ -51,6 +51,7 @@ from .errors import (
     UnreadableFileError,
     WeightValueError,
 )
+from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, is_categorical_type, level_kind
 
 __all__ = [
     "Chunk",
@@ -193,6 +194,8 @@ class ChunkReader:
     nan_as_missing: bool = False
     #: columns of ``missing`` whose 0/1 indicator follows the features, in this order
     indicators: tuple[str, ...] = ()
+    #: categorical columns, whose level codes follow the indicators, in this order
+    vocabularies: tuple[Vocabulary, ...] = ()
 
     @property
     def has_weights(self) -> bool:
@@ -200,8 +203,8 @@ class ChunkReader:
 
     @property
     def width(self) -> int:
-        """Columns of the decoded ``X``: the features, then the indicators."""
-        return len(self.features) + len(self.indicators)
+        """Columns of the decoded ``X``: the features, the indicators, the level codes."""
+        return len(self.features) + len(self.indicators) + len(self.vocabularies)
 
     @property
     def row_bytes(self) -> int:
@@ -216,7 +219,13 @@ class ChunkReader:
             if self.split and self.split.key and self.split.key not in (*self.features, self.label, self.weight)
             else []
         )
-        return [*self.features] + ([self.label] if self.label else []) + ([self.weight] if self.weight else []) + extra
+        categorical = [vocabulary.column for vocabulary in self.vocabularies]
+        return (
+            [*self.features, *categorical]
+            + ([self.label] if self.label else [])
+            + ([self.weight] if self.weight else [])
+            + extra
+        )
 
     def __call__(self, chunk: ChunkSpec) -> Chunk:
         """The whole row group, decoded and checked."""
@@ -312,6 +321,9 @@ class ChunkReader:
             )
         for k, name in enumerate(self.indicators):
             X[:, width + k] = np.isnan(X[:, self.features.index(name)])
+        first = width + len(self.indicators)
+        for k, vocabulary in enumerate(self.vocabularies):
+            X[:, first + k] = vocabulary.codes(table.column(vocabulary.column), f" in {chunk.where()}")
         y = None
         if self.label:
             y = _column_values(table, self.label, chunk, first_row)
@@ -348,6 +360,26 @@ class ChunkReader:
             mask = self.split.mask(positions, keys).astype(np.float64)
             weights = mask if weights is None else weights * mask
         return Chunk(X, y, weights)
+
+
+@dataclass(frozen=True)
+class LevelCounter:
+    """Counts the levels of a chunk's categorical columns (the vocabulary pass):
+    reads just those columns.  Small and picklable, like :class:`ChunkReader`."""
+
+    filesystem: Any
+    columns: tuple[tuple[str, LevelKind], ...]
+
+    def __call__(self, chunk: ChunkSpec) -> dict[str, LevelCounts]:
+        try:
+            table = pq.ParquetFile(chunk.path, filesystem=self.filesystem).read_row_group(
+                chunk.row_group, columns=[name for name, _ in self.columns]
+            )
+        except (pa.ArrowException, OSError) as exc:
+            raise unreadable_error(chunk, exc) from None
+        if table.num_rows != chunk.n_rows:
+            raise _row_count_mismatch(chunk, table.num_rows)
+        return {name: count_levels(table.column(name), kind) for name, kind in self.columns}
 
 
 def fresh_array(shape: tuple[int, int], dtype) -> np.ndarray:
@@ -591,6 +623,14 @@ class Dataset:
     missing: tuple[str, ...] = ()
     #: the columns whose missing-value indicator follows the features
     indicators: tuple[str, ...] = ()
+    #: the categorical feature columns (their codes follow the indicators) and
+    #: the kind of their values
+    categorical: tuple[str, ...] = ()
+    level_kinds: tuple[LevelKind, ...] = ()
+    #: their levels (:meth:`with_vocabularies`; None until the vocabulary pass ran)
+    vocabularies: tuple[Vocabulary, ...] | None = None
+    #: numpy dtype name of the dense features alone (None: there are none)
+    dense_dtype: str | None = "float64"
 
     @property
     def fingerprint(self) -> str:
@@ -608,12 +648,35 @@ class Dataset:
             identity = (*identity, self.split)
         if self.missing:
             identity = (*identity, self.missing, self.nan_as_missing, self.indicators)
+        if self.categorical:
+            identity = (*identity, self.categorical, self.vocabularies)
         return hashlib.sha256(repr(identity).encode()).hexdigest()
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        """The model's features: the columns, then the missing-value indicators."""
-        return self.features + tuple(indicator_name(name) for name in self.indicators)
+        """The model's features: the dense columns, the missing-value indicators,
+        then each categorical column's levels (its name while they are unknown)."""
+        levels: list[str] = list(self.categorical)
+        if self.vocabularies is not None:
+            levels = [name for vocabulary in self.vocabularies for name in vocabulary.level_names()]
+        return self.features + tuple(indicator_name(name) for name in self.indicators) + tuple(levels)
+
+    @property
+    def level_counter(self) -> LevelCounter:
+        return LevelCounter(self.filesystem, tuple(zip(self.categorical, self.level_kinds)))
+
+    def with_vocabularies(self, vocabularies: Sequence[Vocabulary]) -> Dataset:
+        """The dataset with its categorical columns' levels known (the codes
+        widen the features' dtype where they need it: :func:`code_dtype`)."""
+        vocabularies = tuple(vocabularies)
+        names = tuple(vocabulary.column for vocabulary in vocabularies)
+        if names != self.categorical:
+            raise ValueError(f"vocabularies of {names}; expected the categorical columns {self.categorical}")
+        dtype: np.dtype | None = code_dtype(max(v.size for v in vocabularies)) if vocabularies else None
+        if self.dense_dtype is not None:
+            dense = np.dtype(self.dense_dtype)
+            dtype = dense if dtype is None else _promoted(dense, dtype)
+        return replace(self, vocabularies=vocabularies, feature_dtype=(dtype or np.dtype(np.float64)).name)
 
     @property
     def decoded_bytes(self) -> int:
@@ -626,11 +689,13 @@ class Dataset:
 
     @property
     def n_features(self) -> int:
-        """Columns of the decoded ``X`` (the features, then the indicators)."""
-        return len(self.features) + len(self.indicators)
+        """Columns of the decoded ``X`` (the features, the indicators, the level codes)."""
+        return len(self.features) + len(self.indicators) + len(self.categorical)
 
     @property
     def reader(self) -> ChunkReader:
+        if self.categorical and self.vocabularies is None:
+            raise ValueError("the categorical columns' levels are not known yet (with_vocabularies)")
         return ChunkReader(
             self.filesystem,
             self.label,
@@ -641,6 +706,7 @@ class Dataset:
             self.missing,
             self.nan_as_missing,
             self.indicators,
+            self.vocabularies or (),
         )
 
     def with_split(self, split: Split | None) -> Dataset:
@@ -711,6 +777,8 @@ def open_dataset(
     missing: MissingPolicy = "error",
     nan_as_missing: bool = False,
     indicators: Sequence[str] | None = None,
+    categorical: Sequence[str] = (),
+    vocabularies: Sequence[Vocabulary] | None = None,
 ) -> Dataset:
     """Resolve ``url``, check its columns and plan its chunks from metadata.
 
@@ -718,6 +786,11 @@ def open_dataset(
     ``nan_as_missing``: see :data:`MissingPolicy`; with ``indicator`` the
     indicated columns are those that may hold missing values, unless
     ``indicators`` names them (a model's, to score data with).
+
+    Text and dictionary feature columns are categorical, and so are the
+    integer or boolean columns named in ``categorical``; ``vocabularies``
+    gives their levels (a model's, to score data with; else they come from
+    the vocabulary pass, :meth:`Dataset.with_vocabularies`).
     """
     if missing not in MISSING_POLICIES:
         raise ConfigError(f"missing must be one of {', '.join(MISSING_POLICIES)}; found {missing!r}")
@@ -755,8 +828,29 @@ def open_dataset(
                 f"found columns {schemas[files[0]].names}",
                 path=files[0],
             )
+    named = tuple(categorical) + tuple(vocabulary.column for vocabulary in vocabularies or ())
+    for name in named:
+        if name not in features:
+            raise ConfigError(f"categorical column {name!r} is not among the features {list(features)}")
+    categorical_columns = tuple(
+        name
+        for name in features
+        if name in named
+        or any(name in schemas[path].names and is_categorical_type(schemas[path].field(name).type) for path in files)
+    )
     for path in files:
-        _check_schema(schemas[path], path, label, features, partition_keys, weight)
+        _check_schema(schemas[path], path, label, features, partition_keys, weight, categorical_columns)
+    kinds = tuple(_level_kind_in(schemas, files, name) for name in categorical_columns)
+    for vocabulary in vocabularies or ():
+        kind = kinds[categorical_columns.index(vocabulary.column)]
+        if kind != vocabulary.kind:
+            raise ColumnTypeError(
+                f"column {vocabulary.column!r} holds {_KIND_WORDS[kind]} in {url}; the model treats it as "
+                f"a categorical column of {_KIND_WORDS[vocabulary.kind]}",
+                path=url,
+                column=vocabulary.column,
+            )
+    features = tuple(name for name in features if name not in categorical_columns)
     types = [schemas[path].field(name).type for path in files for name in features]
     imputed: tuple[str, ...] = ()
     if missing != "error":
@@ -782,7 +876,7 @@ def open_dataset(
                 offset += n_rows
     if not chunks:
         raise EmptyDatasetError(f"dataset {url!r} has no rows ({len(files)} file(s), all empty)", path=url)
-    return Dataset(
+    dataset = Dataset(
         url=url,
         filesystem=filesystem,
         files=tuple(files),
@@ -802,7 +896,57 @@ def open_dataset(
         nan_as_missing=nan_as_missing,
         missing=imputed,
         indicators=indicated,
+        categorical=categorical_columns,
+        level_kinds=kinds,
+        dense_dtype=dtype.name if features else None,
     )
+    if vocabularies is not None:
+        by_column = {vocabulary.column: vocabulary for vocabulary in vocabularies}
+        dataset = dataset.with_vocabularies([by_column[name] for name in categorical_columns])
+    return dataset
+
+
+_KIND_WORDS = {"str": "text", "int": "integers"}
+
+
+def _level_kind_in(schemas: dict[str, pa.Schema], files: list[str], name: str) -> LevelKind:
+    """The kind of a categorical column's values, the same in every file."""
+    seen: dict[LevelKind, str] = {}
+    for path in files:
+        dtype = schemas[path].field(name).type
+        kind = level_kind(dtype)
+        if kind is None:
+            raise ColumnTypeError(
+                f"categorical column {name!r} in {path} has type {dtype}; expected text (string or "
+                "dictionary) or integers",
+                path=path,
+                column=name,
+            )
+        seen.setdefault(kind, path)
+        if len(seen) > 1:
+            (first_kind, first), (other_kind, other) = seen.items()
+            raise ColumnTypeError(
+                f"categorical column {name!r} holds {_KIND_WORDS[first_kind]} in {first} but "
+                f"{_KIND_WORDS[other_kind]} in {other}; expected one kind in every file",
+                path=other,
+                column=name,
+            )
+    return next(iter(seen))
+
+
+def code_dtype(largest: int) -> np.dtype:
+    """The narrowest type of :data:`NARROW_FEATURE_DTYPES` holding level codes
+    ``0 .. largest`` (``largest``: a column's size, the code of an unseen value)."""
+    for name in ("uint8", "uint16", "int32"):
+        if largest <= np.iinfo(name).max:
+            return np.dtype(name)
+    raise ValueError(f"{largest} levels do not fit int32 codes")
+
+
+def _promoted(dense: np.dtype, codes: np.dtype) -> np.dtype:
+    """One dtype for dense features and level codes: exact for both, else float64."""
+    promoted = np.result_type(dense, codes)
+    return promoted if promoted in NARROW_FEATURE_DTYPES else np.dtype(np.float64)
 
 
 def _may_have_nulls(metadata: pq.FileMetaData, name: str) -> bool:
@@ -929,7 +1073,11 @@ def _is_usable_type(dtype: pa.DataType) -> bool:
 
 
 def _default_features(schema: pa.Schema, excluded: tuple[str | None, ...]) -> tuple[str, ...]:
-    return tuple(field.name for field in schema if field.name not in excluded and _is_usable_type(field.type))
+    return tuple(
+        field.name
+        for field in schema
+        if field.name not in excluded and (_is_usable_type(field.type) or is_categorical_type(field.type))
+    )
 
 
 def _check_schema(
@@ -939,6 +1087,7 @@ def _check_schema(
     features: tuple[str, ...],
     partition_keys: tuple[str, ...],
     weight: str | None = None,
+    categorical: tuple[str, ...] = (),
 ) -> None:
     roles = ([("label", label)] if label else []) + [("feature", name) for name in features]
     if weight:
@@ -953,6 +1102,8 @@ def _check_schema(
                 column=name,
             )
         dtype = schema.field(index).type
+        if role == "feature" and name in categorical:
+            continue  # its kind is checked across files (_level_kind_in)
         if not _is_usable_type(dtype):
             raise ColumnTypeError(
                 f"{role} column {name!r} in {path} has type {dtype}; "

@@ -63,6 +63,7 @@ __all__ = [
     "ColumnNotFoundError",
     "ColumnTypeError",
     "LabelValueError",
+    "TooManyLevelsError",
     "NonFiniteValueError",
     "NonFiniteInputError",
     "MissingValueError",
@@ -181,6 +182,11 @@ class ColumnNotFoundError(DataError):
 
 class ColumnTypeError(DataError):
     """A column has a type that cannot be used (string, nested, ...)."""
+
+
+class TooManyLevelsError(DataError):
+    """A categorical column has more distinct values than are kept without a
+    policy (``--max-categories``, ``--min-category-count`` or ``--hash-buckets``)."""
 
 
 class LabelValueError(DataError):

@@ -21,6 +21,8 @@ import numpy as np
 
 from .data import INDICATOR_SUFFIX
 from .errors import ConfigError, ConvergenceWarning, LabelValueError, MissingValueError, WeightValueError
+from .kernel import Categories, level_top
+from .levels import Vocabulary
 from .model import Model
 from .objective import (
     DataSummary,
@@ -82,6 +84,8 @@ class Fit:
     fill: np.ndarray | None = None
     #: per column, its missing values (int64; None: not counted)
     n_missing: np.ndarray | None = None
+    #: the categorical columns' levels (None: none)
+    categories: Categories | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,6 +105,8 @@ class FitState:
     fill: np.ndarray | None = None
     #: per column, its missing values (int64; None: not counted)
     n_missing: np.ndarray | None = None
+    #: the categorical columns' levels and their sums' top bin (None: none)
+    categories: Categories | None = None
 
     @property
     def n_passes(self) -> int:
@@ -124,6 +130,8 @@ def fit(
     validation: Evaluator | None = None,
     early_stopping: int = 0,
     impute: bool = False,
+    levels: Sequence[int] = (),
+    level_counts: np.ndarray | None = None,
 ) -> Fit:
     """Statistics pass (when needed), then the solver, on any evaluator.
 
@@ -148,7 +156,26 @@ def fit(
     ``impute``: the features may hold missing values (NaN); the statistics
     pass counts them and each takes its column's exact mean
     (:attr:`DataSummary.fill`, kept in the states and in ``Fit.fill``).
+
+    ``levels``: the number of levels of each categorical column, whose codes
+    are the evaluator's last columns (:class:`pipeline.kernel.Categories`);
+    the coefficients are then the dense columns', the levels', the
+    intercept.  Levels are not standardized (a level is a 0/1 feature in
+    original units) and the penalty is on their coefficients as they are;
+    ``level_counts`` (their training rows, in order) shapes the L-BFGS
+    preconditioner.  Their exact sums need a top bin fixed from the rows and
+    the largest weight, so the statistics pass always runs; the Hessian pass
+    takes dense features only, so ``auto`` is L-BFGS and ``newton`` is refused.
     """
+    n_columns = evaluator.n_features
+    n_dense = n_columns - len(levels)
+    n_coef = n_dense + int(sum(levels))
+    categories: Categories | None = None
+    if levels and solver in ("newton", HANDED_OVER):
+        raise ConfigError(
+            "the newton solver needs dense features only; with categorical columns use lbfgs (or auto)",
+            column="solver",
+        )
     started = time.perf_counter()
     summary: DataSummary | None = None
     weights: tuple[float, float] | None
@@ -162,8 +189,9 @@ def fit(
         stats_passes, elapsed = resume.stats_passes, list(resume.elapsed_s)
         validation_losses = list(resume.validation_loss)
         fill, n_missing = resume.fill, resume.n_missing
+        categories = resume.categories
     else:
-        if standardize or class_weight == "balanced" or impute:
+        if standardize or class_weight == "balanced" or impute or levels:
             summary = summarize(evaluator.stats())
             check_two_classes(summary, label)
             if summary.has_missing:
@@ -171,6 +199,8 @@ def fit(
             if impute:
                 fill, n_missing = summary.fill, summary.n_missing
             for j in summary.constant_columns if standardize else []:
+                if j >= n_dense:
+                    break  # (level codes)
                 if features is not None and features[j].endswith(INDICATOR_SUFFIX):
                     continue  # the indicator of a column without missing values: left out of the model
                 name = repr(features[j]) if features is not None else f"number {j}"
@@ -186,13 +216,26 @@ def fit(
         else:
             weights = class_weight
         standardization = summary.standardization() if standardize and summary is not None else None
+        if levels:
+            assert summary is not None  # the statistics pass ran for them
+            largest = max(weights) if weights is not None else 1.0
+            categories = Categories(tuple(levels), level_top(summary.n_samples, summary.weight_bound * largest))
+            if standardization is not None:  # levels: center 0, scale 1 (original units)
+                standardization = Standardization(
+                    np.concatenate([standardization.center[:n_dense], np.zeros(n_coef - n_dense)]),
+                    np.concatenate([standardization.scale[:n_dense], np.ones(n_coef - n_dense)]),
+                )
+            if fill is not None:
+                fill = fill[:n_dense]
+                n_missing = None if n_missing is None else n_missing[:n_dense]
         elapsed = []
         validation_losses = []
     clock_offset = elapsed[-1] if elapsed else 0.0
     # (the loss passes fill NaN only where there are some: else they read the data in place)
     kernel_fill = fill if n_missing is not None and n_missing.any() else None
-    objective = LogisticObjective(evaluator, penalty, standardization, weights, kernel_fill)
-    coef0 = np.zeros(evaluator.n_features + 1) if init is None else np.array(init, dtype=np.float64)
+    share = None if level_counts is None or summary is None else np.asarray(level_counts) / summary.n_samples
+    objective = LogisticObjective(evaluator, penalty, standardization, weights, kernel_fill, categories, share)
+    coef0 = np.zeros(n_coef + 1) if init is None else np.array(init, dtype=np.float64)
     if standardization is not None:
         coef0 = standardization.to_standardized(coef0)
 
@@ -209,7 +252,9 @@ def fit(
             )
 
     held_out = (
-        None if validation is None else LogisticObjective(validation, Penalty(), standardization, weights, kernel_fill)
+        None
+        if validation is None
+        else LogisticObjective(validation, Penalty(), standardization, weights, kernel_fill, categories)
     )
 
     def save(state: SolverState) -> None:
@@ -226,6 +271,7 @@ def fit(
                     tuple(validation_losses),
                     fill,
                     n_missing,
+                    categories,
                 )
             )
 
@@ -248,13 +294,12 @@ def fit(
         # hands over to Newton when its rate says Newton is cheaper.  A resumed
         # fit goes on with the solver of its state (either phase).
         smooth = not np.any(objective.l1_weights)
-        solver = auto_start(evaluator.n_features, not smooth)
-        if smooth and auto_solver(evaluator.n_features) == "newton":  # (whatever phase a resume is in)
-            n_coef = evaluator.n_features + 1
+        solver = "lbfgs" if levels else auto_start(n_coef, not smooth)
+        if smooth and not levels and auto_solver(n_coef) == "newton":  # (whatever phase a resume is in)
             tol = options.tol
 
             def hand_over(history) -> bool:
-                return hand_over_to_newton(history, tol, n_coef)
+                return hand_over_to_newton(history, tol, n_coef + 1)
 
         if resume is not None:
             # in its Newton phase, an auto fit that started with L-BFGS was handed over
@@ -321,6 +366,7 @@ def fit(
         solver,
         fill,
         n_missing,
+        categories,
     )
 
 
@@ -433,12 +479,15 @@ def build_model(
     missing: str = "error",
     nan_as_missing: bool = False,
     indicators: Sequence[str] = (),
+    vocabularies: Sequence[Vocabulary] = (),
 ) -> Model:
     """The model of ``result``; ``missing``, ``nan_as_missing`` and ``indicators``:
-    how its features' missing values were read (see :class:`Model`)."""
+    how its features' missing values were read; ``vocabularies``: the levels of
+    its categorical columns, whose features end ``features`` (see :class:`Model`)."""
     solver = result.solver or solver  # the one that ran (auto resolved)
-    features, indicators, result = _without_idle_indicators(features, indicators, result)
-    n_columns = len(features) - len(indicators)
+    n_levels = sum(vocabulary.size for vocabulary in vocabularies)
+    features, indicators, result = _without_idle_indicators(features, indicators, n_levels, result)
+    n_columns = len(features) - len(indicators) - n_levels
     impute = None if missing == "error" or result.fill is None else result.fill[:n_columns].tolist()
     history = result.result.history
     offset = result.n_passes - result.result.n_passes
@@ -473,28 +522,33 @@ def build_model(
         nan_as_missing=nan_as_missing,
         impute=impute,
         indicators=list(indicators) or None,
+        categorical=[vocabulary.to_json() for vocabulary in vocabularies] or None,
     )
 
 
 def _without_idle_indicators(
-    features: Sequence[str], indicators: Sequence[str], result: Fit
+    features: Sequence[str], indicators: Sequence[str], n_levels: int, result: Fit
 ) -> tuple[list[str], list[str], Fit]:
     """The features, indicators and fit less the indicators of columns that had
     no missing value: such an indicator is 0 in every row, so its coefficient
     is exactly 0 and scoring without it gives the same bits (scikit-learn's
-    ``MissingIndicator`` leaves them out too)."""
+    ``MissingIndicator`` leaves them out too).  ``features``: the dense
+    columns, the indicators, then ``n_levels`` levels."""
     features, indicators = list(features), list(indicators)
     if not indicators or result.n_missing is None:
         return features, indicators, result
-    n_columns = len(features) - len(indicators)
+    n_columns = len(features) - len(indicators) - n_levels
     idle = {k for k, name in enumerate(indicators) if not result.n_missing[features.index(name)]}
     if not idle:
         return features, indicators, result
-    keep = np.array([j < n_columns or j - n_columns not in idle for j in range(len(features))])
+    keep = np.array(
+        [not 0 <= j - n_columns < len(indicators) or j - n_columns not in idle for j in range(len(features))]
+    )
     assert not np.any(result.coef[:-1][~keep]), "an idle indicator has a coefficient"
 
     def kept(values: np.ndarray, extra: int = 0) -> np.ndarray:
-        return values[np.append(keep, np.ones(extra, dtype=bool))]
+        mask = np.append(keep, np.ones(extra, dtype=bool))
+        return values[mask[: values.shape[0]]] if values.shape[0] < mask.shape[0] else values[mask]
 
     standardization = result.standardization
     if standardization is not None:

@@ -957,9 +957,11 @@ AVAILABLE: bool = _HAVE_NUMBA
 STATS_AVAILABLE: bool = _HAVE_NUMBA
 
 
-#: An empty array: "none" for the optional arrays of the compiled passes.
+#: Empty arrays: "none" for the optional arrays of the compiled passes (the
+#: residuals' one writable, as the array it stands for: one compiled signature).
 _NOTHING = np.empty(0)
 _NOTHING.flags.writeable = False
+_NO_RESIDUALS = np.empty(0)
 
 #: Seconds a process waits for another one's compilation before compiling on its own.
 COMPILE_LOCK_WAIT_S = 300.0
@@ -1058,7 +1060,7 @@ def _partials(X, y, coef, weights, spec) -> Partials:
     if job.n_rows == 0:
         return Partials.zeros(job.n_features + 1, spec.hessian)
     with _compiling(("one sweep", *job.key(spec))):
-        return _one_sweep(job, spec, _NOTHING, _NOTHING)
+        return _one_sweep(job, spec, _NOTHING, _NO_RESIDUALS)
 
 
 def _categorical_partials(X, y, coef, weights, spec: KernelSpec, categories: Categories) -> Partials:
@@ -1284,11 +1286,19 @@ def _rows_inner(X: np.ndarray) -> bool:
     return X.flags.f_contiguous or (not X.flags.c_contiguous and abs(X.strides[0]) <= abs(X.strides[1]))
 
 
-def margins_fast(X: np.ndarray, coef: np.ndarray, fill: np.ndarray | None = None) -> np.ndarray:
+def margins_fast(
+    X: np.ndarray, coef: np.ndarray, fill: np.ndarray | None = None, categories: Categories | None = None
+) -> np.ndarray:
     """:func:`kernel.margins` (the same pairwise tree, the same bits), compiled
     where numba imports: what ``predict`` and ``evaluate`` score rows with.
-    ``fill``: per column, the value of a missing one (NaN), as in the loss pass."""
+    ``fill``: per dense column, the value of a missing one (NaN), as in the
+    loss pass; ``categories``: X's last columns are level codes, whose
+    coefficients follow the dense ones' (:func:`kernel.level_offset` is added)."""
     X = kernel_features(X)
+    if categories is not None:
+        n_dense = X.shape[1] - categories.n_columns
+        dense_coef, level_coef = split_coef(np.asarray(coef, dtype=np.float64), n_dense, categories)
+        return margins_fast(X[:, :n_dense], dense_coef, fill) + level_offset(X[:, n_dense:], level_coef, categories)
     coef = np.asarray(coef, dtype=np.float64)
     if not _HAVE_NUMBA or X.ndim != 2 or coef.shape != (X.shape[1] + 1,):
         if fill is not None:

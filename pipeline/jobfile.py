@@ -111,6 +111,18 @@ KEYS: dict[str, Key] = {
         MISSING_POLICIES,
     ),
     "data.nan_as_missing": Key("nan_as_missing", "bool", "--nan-as-missing", "NaN feature values are missing too"),
+    "data.categorical": Key(
+        "categorical",
+        "names",
+        "--categorical",
+        "integer columns to treat as categorical (text and dictionary columns always are)",
+    ),
+    "data.min_category_count": Key(
+        "min_category_count", "int", "--min-category-count", "rarer categorical values go to the <other> level"
+    ),
+    "data.max_categories": Key(
+        "max_categories", "int", "--max-categories", "keep the K most frequent values per categorical column"
+    ),
     "data.generate": Key(
         "generate",
         "generate",

@@ -16,7 +16,8 @@ import numpy as np
 from .atomic import write_atomic
 from .data import MISSING_POLICIES, indicator_name
 from .errors import ModelFileError, OutputError
-from .kernel import sigmoid
+from .kernel import Categories, sigmoid
+from .levels import Vocabulary
 from .outputs import MODEL_FILE
 
 __all__ = ["Model", "coef_digest"]
@@ -69,8 +70,11 @@ class Model:
     #: per column (the features less the indicators), the value a missing one
     #: takes: its exact mean in the training data (None: policy ``error``)
     impute: list[float] | None = None
-    #: the columns whose missing-value indicator (``"name=<missing>"``) ends ``features``
+    #: the columns whose missing-value indicator (``"name=<missing>"``) follows the columns in ``features``
     indicators: list[str] | None = None
+    #: the categorical columns' levels (:meth:`pipeline.levels.Vocabulary.to_json`),
+    #: whose features (``"column=value"``) end ``features``, in this order
+    categorical: list[dict] | None = None
     digest: str = field(default="")
     format_version: int = FORMAT_VERSION
 
@@ -82,24 +86,52 @@ class Model:
         return np.array(self.coef, dtype=np.float64)
 
     @property
+    def vocabularies(self) -> list[Vocabulary]:
+        return [Vocabulary.from_json(document) for document in self.categorical or []]
+
+    @property
+    def dense_columns(self) -> list[str]:
+        """The numeric input columns (the first features)."""
+        n_levels = sum(vocabulary.size for vocabulary in self.vocabularies)
+        return self.features[: len(self.features) - len(self.indicators or []) - n_levels]
+
+    @property
     def columns(self) -> list[str]:
-        """The input columns: the features less the missing-value indicators."""
-        return self.features[: len(self.features) - len(self.indicators or [])]
+        """The input columns: the numeric ones, then the categorical ones."""
+        return self.dense_columns + [vocabulary.column for vocabulary in self.vocabularies]
 
     @property
     def fill(self) -> np.ndarray | None:
-        """Per feature, the value of a missing one (NaN) when scoring (None: no imputation)."""
+        """Per dense feature (indicators included), the value of a missing one (NaN)
+        when scoring (None: no imputation)."""
         if self.impute is None:
             return None
         return np.array(self.impute + [0.0] * len(self.indicators or []), dtype=np.float64)
 
+    def scoring(self) -> tuple[np.ndarray, Categories | None]:
+        """``(coef, categories)`` to score rows decoded as :meth:`columns` with
+        these vocabularies: each categorical column gets one more level, of
+        coefficient 0, for the values it never saw (:mod:`pipeline.levels`)."""
+        coef = np.append(self.coef_array, self.intercept)
+        vocabularies = self.vocabularies
+        if not vocabularies:
+            return coef, None
+        n_dense = len(self.features) - sum(v.size for v in vocabularies)
+        parts, start = [coef[:n_dense]], n_dense
+        for vocabulary in vocabularies:
+            parts += [coef[start : start + vocabulary.size], np.zeros(1)]
+            start += vocabulary.size
+        parts.append(coef[-1:])
+        return np.concatenate(parts), Categories(tuple(v.size + 1 for v in vocabularies))
+
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Margins in the fixed pairwise order (compiled where numba imports; same bits);
-        ``X`` has a column per feature (indicators included), NaN where missing."""
+        """Margins in the fixed order of the loss pass (compiled where numba
+        imports; same bits); ``X`` has a column per dense feature (indicators
+        included), NaN where missing, then the level codes of each categorical column."""
         from .fused import margins_fast
 
-        # (narrow X widened inside)
-        return margins_fast(X, np.append(self.coef_array, self.intercept), self.fill)
+        coef, categories = self.scoring()
+        return margins_fast(X, coef, self.fill, categories)  # (narrow X widened inside)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probability of label 1 for each row of ``X``."""
@@ -246,6 +278,8 @@ def _as_type(value, kind):
         return [_as_type(entry, item) for entry in value]
     if kind is type(None):
         matches = value is None
+    elif kind is dict:  # (its content is checked by whoever reads it)
+        matches = isinstance(value, dict)
     elif kind in (bool, str):
         matches = isinstance(value, kind)
     elif kind in (int, float):  # (bool is an int to Python, not to a model file)
@@ -328,10 +362,18 @@ def _check_missing(model: Model, path: Path) -> None:
     indicators = model.indicators or []
     if indicators and model.missing != "indicator":
         raise wrong("indicators", f"indicators need missing 'indicator'; found {model.missing!r}")
+    try:
+        vocabularies = model.vocabularies
+    except (ValueError, TypeError, KeyError) as exc:
+        raise wrong("categorical", f"categorical: {exc}") from None
+    levels = [name for vocabulary in vocabularies for name in vocabulary.level_names()]
+    if len(levels) > len(model.features) or model.features[len(model.features) - len(levels) :] != levels:
+        raise wrong("categorical", f"the features must end with the levels {levels[:20]}; found {model.features[:20]}")
+    before_levels = model.features[: len(model.features) - len(levels)]
     expected = [indicator_name(name) for name in indicators]
-    if len(expected) > len(model.features) or model.features[len(model.features) - len(expected) :] != expected:
-        raise wrong("indicators", f"the features must end with the indicators {expected}; found {model.features}")
-    columns = model.columns
+    if len(expected) > len(before_levels) or before_levels[len(before_levels) - len(expected) :] != expected:
+        raise wrong("indicators", f"the indicators {expected} must follow the columns; found {model.features}")
+    columns = model.dense_columns
     if not set(indicators) <= set(columns):
         raise wrong("indicators", f"indicators {indicators} must name columns among {columns}")
     if model.impute is not None and len(model.impute) != len(columns):

@@ -29,7 +29,8 @@ from typing import Protocol
 import numpy as np
 
 from .errors import EmptyDatasetError, WeightValueError, invalid
-from .kernel import KernelSpec, Partials, Stats
+from .exact import BIN_WIDTH, GRID_E0
+from .kernel import Categories, KernelSpec, Partials, Stats
 
 __all__ = [
     "DataSummary",
@@ -118,6 +119,8 @@ class DataSummary:
     #: where every value is missing)
     n_missing: np.ndarray | None = None
     fill: np.ndarray | None = None
+    #: a power of two above every sample weight (the weight sums' top bin capacity)
+    weight_bound: float = 1.0
 
     @property
     def constant_columns(self) -> list[int]:
@@ -166,7 +169,8 @@ def summarize(stats: Stats) -> DataSummary:
         variance = ((high + low) * n - total * total) / (Fraction(n) * n)
         std[j] = math.sqrt(max(float(variance), 0.0))
     weights = stats.sums.finalize()
-    return DataSummary(n, float(weights[-2]), float(weights[-1]), mean, std, missing.copy(), fill)
+    bound = math.ldexp(1.0, GRID_E0 + BIN_WIDTH * int(stats.sums.top[3 * d]) + BIN_WIDTH - 1)
+    return DataSummary(n, float(weights[-2]), float(weights[-1]), mean, std, missing.copy(), fill, bound)
 
 
 def balanced_class_weight(summary: DataSummary) -> tuple[float, float]:
@@ -197,18 +201,27 @@ class LogisticObjective:
         standardization: Standardization | None = None,
         class_weight: tuple[float, float] | None = None,
         fill: np.ndarray | None = None,
+        categories: Categories | None = None,
+        level_share: np.ndarray | None = None,
     ) -> None:
         self.evaluator = evaluator
         self.penalty = penalty
         self.standardization = standardization
-        n_features = evaluator.n_features
-        self.scale = standardization.scale if standardization is not None else np.ones(n_features)
+        n_dense = evaluator.n_features - (0 if categories is None else categories.n_columns)
+        n_coef = n_dense + (0 if categories is None else categories.n_levels)
+        self.scale = standardization.scale if standardization is not None else np.ones(n_coef)
         self.spec = KernelSpec(
-            center=None if standardization is None else standardization.center,
-            scale=None if standardization is None else standardization.scale,
+            center=None if standardization is None else standardization.center[:n_dense],
+            scale=None if standardization is None else standardization.scale[:n_dense],
             class_weight=class_weight,
             fill=fill,
+            categories=categories,
         )
+        #: per coefficient, the data's curvature estimate at coef = 0 relative to a
+        #: standardized column's (a level: the share of rows it holds)
+        self.curvature_share = np.ones(n_coef)
+        if level_share is not None:
+            self.curvature_share[n_dense:] = level_share
         self.l1_weights = np.append(penalty.l1 / self.scale, 0.0)
         self.n_passes = 0
         self.n_samples: int | None = None
@@ -273,8 +286,10 @@ class LogisticObjective:
         if self.standardization is None:
             return None
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            curvature = LOGISTIC_CURVATURE_AT_ZERO + self.penalty.l2 / (self.scale * self.scale)
+            data = LOGISTIC_CURVATURE_AT_ZERO * self.curvature_share
+            curvature = data + self.penalty.l2 / (self.scale * self.scale)
             inverse = 1.0 / np.append(curvature, LOGISTIC_CURVATURE_AT_ZERO)
         # a spread so tiny that its square underflows (or the penalty's curvature
-        # overflows) gives no usable estimate: that coordinate is left unscaled
+        # overflows), or a level without rows and penalty, gives no usable
+        # estimate: that coordinate is left unscaled
         return np.where(np.isfinite(inverse) & (inverse > 0.0), inverse, 1.0 / LOGISTIC_CURVATURE_AT_ZERO)

@@ -47,9 +47,7 @@ CALIBRATION_BINS = 10
 
 
 def _margin(model: Model, X: np.ndarray) -> np.ndarray:
-    from .fused import margins_fast  # numba: imported on first use, not at CLI start
-
-    return margins_fast(X, np.append(model.coef_array, model.intercept), model.fill)
+    return model.decision_function(X)  # (numba: imported on first use, not at CLI start)
 
 
 def open_scored(model: Model, data: str, label: str | None) -> Dataset:
@@ -62,6 +60,7 @@ def open_scored(model: Model, data: str, label: str | None) -> Dataset:
         missing=model.missing,  # type: ignore[arg-type]  # checked when the model was loaded
         nan_as_missing=model.nan_as_missing,
         indicators=model.indicators or [] if model.missing == "indicator" else None,
+        vocabularies=model.vocabularies,
     )
 
 

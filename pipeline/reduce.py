@@ -88,7 +88,7 @@ class InProcessEvaluator:
         self.n_features = n_features
 
     def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
-        total = Partials.zeros(self.n_features + 1, spec.hessian)
+        total = Partials.empty(self.n_features, spec)
         for X, y, weights in self.chunks:
             total = total.merge(chunk_partials_fast(X, y, coef, weights, spec))
         return total
@@ -194,7 +194,7 @@ class DaskEvaluator:
 
     def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
         coef = np.array(coef, dtype=np.float64)
-        return self._per_worker(Partials.zeros(self.n_features + 1, spec.hessian), loss_kernel, coef, spec)
+        return self._per_worker(Partials.empty(self.n_features, spec), loss_kernel, coef, spec)
 
     def stats(self) -> Stats:
         return self._per_worker(Stats.zeros(self.n_features), stats_kernel)
@@ -644,7 +644,7 @@ class StreamingEvaluator:
 
     def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
         coef = np.array(coef, dtype=np.float64)
-        return self._run(Partials.zeros(self.n_features + 1, spec.hessian), loss_kernel, coef, spec)
+        return self._run(Partials.empty(self.n_features, spec), loss_kernel, coef, spec)
 
     def stats(self) -> Stats:
         return self._run(Stats.zeros(self.n_features), stats_kernel)

@@ -26,10 +26,11 @@ from .data import Dataset, Split, open_dataset
 from .errors import ColumnNotFoundError, ConfigError, LabelValueError
 from .fitting import FitState, Progress, auto_start, build_model, fit
 from .kernel import KernelSpec
+from .levels import LevelCounts, merge_counts, vocabulary
 from .model import Model
 from .objective import Evaluator, Penalty
 from .outputs import OutputDir
-from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, warm_up
+from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, gather, warm_up
 from .solvers import IterationRecord
 from .stream import DiskCache
 
@@ -112,6 +113,7 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             client = stack.enter_context(connect(config.cluster))
         resume = recorder.begin(dataset, client)
         try:
+            dataset = learn_levels(config, dataset, client, recorder.note)
             parts = split_parts(config, dataset)
             with recorder.watching(), evaluators(config, parts, recorder.note, client) as (training, validation, cache):
                 warn_if_underdetermined(dataset, config.penalty)
@@ -131,6 +133,8 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     validation=None if validation is None else _Checked(validation, recorder.check_cancel),
                     early_stopping=config.early_stopping,
                     impute=config.missing != "error",
+                    levels=[vocabulary.size for vocabulary in dataset.vocabularies or ()],
+                    level_counts=level_counts(dataset),
                 )
                 # the model first, before the evaluators' clean-up (disk caches)
                 model = build_model(
@@ -146,6 +150,7 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     missing=config.missing,
                     nan_as_missing=config.nan_as_missing,
                     indicators=dataset.indicators,
+                    vocabularies=dataset.vocabularies or (),
                 )
                 if config.out is not None:
                     model.save(config.out)
@@ -157,6 +162,37 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
     return model
 
 
+def learn_levels(config: TrainConfig, dataset: Dataset, client: Any, notify: Notify) -> Dataset:
+    """``dataset`` with its categorical columns' levels (:mod:`pipeline.levels`):
+    one pass that reads only those columns, a task per chunk (in this process
+    without a client), the counts merged here in canonical order (any order
+    gives the same levels)."""
+    if not dataset.categorical:
+        return dataset
+    started = time.perf_counter()
+    counter = dataset.level_counter
+    if client is None:
+        parts = [counter(chunk) for chunk in dataset.chunks]
+    else:
+        stall = (config.cluster or ClusterSpec()).stall_timeout_s
+        parts = gather(client, [client.submit(counter, chunk, pure=False) for chunk in dataset.chunks], stall)
+    totals = merge_counts(parts)
+    vocabularies = [
+        vocabulary(name, kind, totals.get(name, LevelCounts()), config.min_category_count, config.max_categories)
+        for name, kind in zip(dataset.categorical, dataset.level_kinds)
+    ]
+    sizes = ", ".join(f"{v.column} {v.size}" for v in vocabularies)
+    notify(f"levels of {len(vocabularies)} categorical column(s): {sizes} ({time.perf_counter() - started:.1f} s)")
+    return dataset.with_vocabularies(vocabularies)
+
+
+def level_counts(dataset: Dataset) -> np.ndarray | None:
+    """The training rows of every level, in coefficient order (None without categorical columns)."""
+    if not dataset.vocabularies:
+        return None
+    return np.array([count for vocabulary in dataset.vocabularies for count in vocabulary.counts], dtype=np.float64)
+
+
 def open_configured(config: TrainConfig) -> Dataset:
     """The training data of ``config``, opened and checked from metadata."""
     return open_dataset(
@@ -166,6 +202,7 @@ def open_configured(config: TrainConfig) -> Dataset:
         config.weight,
         missing=config.missing,
         nan_as_missing=config.nan_as_missing,
+        categorical=config.categorical or (),
     )
 
 
@@ -243,7 +280,7 @@ def evaluators(
     # makes it Newton (a hand-over to Newton loads or compiles the Hessian pass then)
     solver: str = config.solver
     if solver == "auto":
-        solver = auto_start(dataset.n_features, config.penalty.l1 > 0)
+        solver = "lbfgs" if dataset.categorical else auto_start(dataset.n_features, config.penalty.l1 > 0)
     compiling = warm_up(  # noqa: F841 - held until the first pass has run
         client,
         workers,

@@ -1,0 +1,248 @@
+"""Categorical columns: their levels, counted exactly and merged in any order.
+
+A categorical feature is a string, large-string or dictionary column, or an
+integer or boolean column named categorical.  One pass over the data counts
+each column's distinct values (:func:`count_levels`, per chunk; the counts
+add up in any order, :meth:`LevelCounts.merge`) and :func:`vocabulary` turns
+the totals into the column's levels: the kept values sorted by value, then
+``<null>`` when the column had nulls, then ``<other>`` when some values were
+sent there (fewer than ``min_count`` rows, or beyond the ``max_levels`` most
+frequent, ties broken by value).  The levels and their order depend on the
+multiset of rows only, never on how the files are split or read.
+
+A row's level is its **code** (:meth:`Vocabulary.codes`): the index of its
+value among the levels.  A value seen at training but sent to ``<other>``,
+or one never seen (when scoring), takes the ``<other>`` level when there is
+one; otherwise it takes the code ``size`` (one past the levels), which
+contributes nothing to a margin.  A null without a ``<null>`` level does the
+same.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import ColumnTypeError, TooManyLevelsError
+
+__all__ = [
+    "MAX_LEVELS",
+    "NULL_LEVEL",
+    "OTHER_LEVEL",
+    "LevelCounts",
+    "LevelKind",
+    "Vocabulary",
+    "count_levels",
+    "is_categorical_type",
+    "level_kind",
+    "merge_counts",
+    "vocabulary",
+]
+
+#: The name of the level of null values, and of the level of rare or unseen ones.
+NULL_LEVEL = "<null>"
+OTHER_LEVEL = "<other>"
+#: Distinct values a categorical column may have without a policy
+#: (``min_count`` or ``max_levels``); more is refused (:class:`TooManyLevelsError`).
+MAX_LEVELS = 65536
+#: The values of a categorical column: text, or integers (and booleans, as 0/1).
+LevelKind = Literal["str", "int"]
+
+
+def is_categorical_type(dtype: pa.DataType) -> bool:
+    """String, large-string and dictionary (of strings or integers) columns are
+    categorical by their type."""
+    if pa.types.is_dictionary(dtype):
+        return level_kind(dtype.value_type) is not None
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+
+
+def level_kind(dtype: pa.DataType) -> LevelKind | None:
+    """Whether a column of this type holds text or integer levels (None: neither,
+    e.g. floating point, which cannot be categorical)."""
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return "str"
+    if pa.types.is_integer(dtype) or pa.types.is_boolean(dtype):
+        return "int"
+    return None
+
+
+def _arrow_type(kind: LevelKind) -> pa.DataType:
+    return pa.large_string() if kind == "str" else pa.int64()
+
+
+def _as_kind(column, kind: LevelKind):
+    """A column's values as large_string or int64 (dictionaries decoded)."""
+    if pa.types.is_dictionary(column.type):
+        column = pc.cast(column, column.type.value_type)
+    return pc.cast(column, _arrow_type(kind))
+
+
+@dataclass(frozen=True)
+class LevelCounts:
+    """Rows per distinct value of one column, and its nulls: exact counts that
+    add up in any order."""
+
+    counts: Mapping[Any, int] = field(default_factory=dict)
+    nulls: int = 0
+
+    def merge(self, other: LevelCounts) -> LevelCounts:
+        total = Counter(self.counts)
+        total.update(other.counts)
+        return LevelCounts(dict(total), self.nulls + other.nulls)
+
+
+def count_levels(column, kind: LevelKind) -> LevelCounts:
+    """The :class:`LevelCounts` of an Arrow column (Array or ChunkedArray)."""
+    values = _as_kind(column, kind)
+    counted = pc.value_counts(values)
+    distinct = counted.field("values").to_pylist()
+    numbers = counted.field("counts").to_pylist()
+    counts = {value: int(number) for value, number in zip(distinct, numbers) if value is not None}
+    return LevelCounts(counts, int(values.null_count))
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """One categorical column's levels: ``values`` (sorted), then ``<null>``
+    (when ``null``), then ``<other>`` (when ``other``); ``counts``: the training
+    rows of each level."""
+
+    column: str
+    kind: LevelKind
+    values: tuple
+    null: bool = False
+    other: bool = False
+    counts: tuple[int, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return len(self.values) + int(self.null) + int(self.other)
+
+    @property
+    def null_code(self) -> int | None:
+        return len(self.values) if self.null else None
+
+    @property
+    def other_code(self) -> int | None:
+        return self.size - 1 if self.other else None
+
+    def level_names(self) -> list[str]:
+        """The features of the levels: ``"column=value"``, ``"column=<null>"``, ``"column=<other>"``."""
+        names = [f"{self.column}={value}" for value in self.values]
+        names += [f"{self.column}={NULL_LEVEL}"] * int(self.null) + [f"{self.column}={OTHER_LEVEL}"] * int(self.other)
+        return names
+
+    def codes(self, column, where: str = "") -> np.ndarray:
+        """Each row's level (int64): see the module's docstring for values not
+        among the levels and for nulls."""
+        kind = level_kind(column.type)
+        if kind != self.kind:
+            raise ColumnTypeError(
+                f"categorical column {self.column!r}{where} has type {column.type}; expected "
+                f"{'text (string or dictionary)' if self.kind == 'str' else 'integer or boolean'} "
+                "values, as the column had when the model was trained",
+                column=self.column,
+            )
+        values = _as_kind(column, self.kind)
+        index = pc.index_in(values, value_set=pa.array(self.values, type=_arrow_type(self.kind)))
+        codes = _int64(pc.fill_null(index, -1))
+        unknown = codes < 0
+        if unknown.any():
+            missing = _int64(pc.fill_null(pc.cast(pc.is_null(values), pa.int8()), 0)) != 0
+            fallback = self.size if self.other_code is None else self.other_code
+            codes[unknown & ~missing] = fallback
+            codes[missing] = self.null_code if self.null_code is not None else fallback
+        return codes
+
+    def to_json(self) -> dict:
+        return {
+            "column": self.column,
+            "kind": self.kind,
+            "values": list(self.values),
+            "null": self.null,
+            "other": self.other,
+            "counts": list(self.counts),
+        }
+
+    @classmethod
+    def from_json(cls, document: dict) -> Vocabulary:
+        """The vocabulary ``to_json`` wrote; ``ValueError`` saying what is wrong."""
+        expected = {"column", "kind", "values", "null", "other", "counts"}
+        if not isinstance(document, dict) or set(document) != expected:
+            found = sorted(document) if isinstance(document, dict) else type(document).__name__
+            raise ValueError(f"a categorical column is an object with keys {sorted(expected)}; found {found}")
+        kind = document["kind"]
+        values = document["values"]
+        if kind not in ("str", "int") or not isinstance(values, list):
+            raise ValueError(f"kind must be 'str' or 'int' and values a list; found {kind!r}")
+        wanted = str if kind == "str" else int
+        if not all(isinstance(v, wanted) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"the values of a {kind!r} column must all be {wanted.__name__}")
+        if values != sorted(set(values)):
+            raise ValueError("the values must be distinct and sorted")
+        vocabulary = cls(
+            str(document["column"]),
+            kind,
+            tuple(values),
+            bool(document["null"]),
+            bool(document["other"]),
+            tuple(int(c) for c in document["counts"]),
+        )
+        if len(vocabulary.counts) != vocabulary.size:
+            raise ValueError(f"counts has {len(vocabulary.counts)} entries; expected {vocabulary.size} (one per level)")
+        return vocabulary
+
+
+def _int64(array) -> np.ndarray:
+    """An int64-castable Arrow array or chunked array without nulls as numpy."""
+    array = pc.cast(array, pa.int64())
+    parts = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    views = [np.frombuffer(p.buffers()[1], dtype=np.int64, count=len(p), offset=p.offset * 8) for p in parts if len(p)]
+    return np.concatenate(views) if views else np.empty(0, dtype=np.int64)
+
+
+def vocabulary(
+    column: str,
+    kind: LevelKind,
+    counted: LevelCounts,
+    min_count: int = 1,
+    max_levels: int | None = None,
+) -> Vocabulary:
+    """The levels of a column from its total :class:`LevelCounts`: values with
+    at least ``min_count`` rows, at most the ``max_levels`` most frequent (ties:
+    the smaller value first), sorted; the rest go to ``<other>``.  Without a
+    policy a column of more than :data:`MAX_LEVELS` distinct values is refused."""
+    counts = counted.counts
+    if min_count <= 1 and max_levels is None and len(counts) > MAX_LEVELS:
+        raise TooManyLevelsError(
+            f"categorical column {column!r} has {len(counts)} distinct values; expected at most "
+            f"{MAX_LEVELS} without a policy: keep the most frequent with --max-categories K, "
+            "drop rare ones with --min-category-count N, or hash the values with --hash-buckets N",
+            column=column,
+        )
+    kept = [value for value, count in counts.items() if count >= min_count]
+    if max_levels is not None and len(kept) > max_levels:
+        kept = sorted(kept, key=lambda value: (-counts[value], value))[:max_levels]
+    kept.sort()
+    rare = sum(counts.values()) - sum(counts[value] for value in kept)
+    level_counts = [counts[value] for value in kept]
+    level_counts += [counted.nulls] * int(counted.nulls > 0) + [rare] * int(rare > 0)
+    return Vocabulary(column, kind, tuple(kept), counted.nulls > 0, rare > 0, tuple(level_counts))
+
+
+def merge_counts(parts: Iterable[Mapping[str, LevelCounts]]) -> dict[str, LevelCounts]:
+    """Per column, the merged counts of every part (any order)."""
+    total: dict[str, LevelCounts] = {}
+    for part in parts:
+        for name, counted in part.items():
+            total[name] = total[name].merge(counted) if name in total else counted
+    return total

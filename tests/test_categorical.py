@@ -1,0 +1,406 @@
+"""Categorical columns: text, dictionary and integer-coded columns as levels.
+
+What is shown here:
+
+* the levels depend on the multiset of rows only (files listed or read in
+  any order, dictionary pages that differ between files, a level absent
+  from some files), sorted by value, ``<null>`` then ``<other>`` last;
+* the kernels never build a one-hot matrix, yet the loss and gradient are
+  those of the one-hot design, and the compiled pass equals the reference;
+* the optimum is scikit-learn's ``ColumnTransformer(OneHotEncoder(
+  handle_unknown="ignore"), SimpleImputer(strategy="mean"))`` +
+  ``LogisticRegression`` on the same objective, coefficients matched by
+  level name, with and without L2, with missing numeric values;
+* the model's bytes are the same for any partitioning, in-process, on 1 and
+  2 workers in every cache mode, and after a resume;
+* ``predict`` maps unseen values to ``<other>`` (or to nothing), and bad
+  input gets one clear error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline import ClusterSpec, Penalty, SolverOptions, TrainConfig, train
+from pipeline.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.data import open_dataset
+from pipeline.errors import ColumnTypeError, ConfigError, TooManyLevelsError
+from pipeline.fitting import fit
+from pipeline.fused import fused_partials, margins_fast
+from pipeline.kernel import Categories, KernelSpec, chunk_partials, level_top
+from pipeline.levels import LevelCounts, count_levels, vocabulary
+from pipeline.model import Model
+from pipeline.objective import LogisticObjective
+from pipeline.predict import evaluate, predict
+from pipeline.reduce import InProcessEvaluator
+
+N_ROWS = 3000
+COUNTRIES = np.array(["BR", "DE", "FR", "JP", "US", "ZA"])
+OPTIONS = SolverOptions(tol=1e-9)
+LOSS_GAP = 1e-9
+
+
+def columns(seed: int = 11) -> dict[str, np.ndarray]:
+    """``x`` numeric (with nulls), ``country`` text (with nulls; ZA in 3 rows), ``device`` integer-coded."""
+    rng = np.random.default_rng(seed)
+    country = rng.choice(COUNTRIES[:5], N_ROWS, p=[0.1, 0.3, 0.3, 0.2, 0.1])
+    country[[5, 1500, 2999]] = "ZA"
+    values = {
+        "x": rng.standard_normal(N_ROWS),
+        "country": country,
+        "device": rng.integers(0, 4, N_ROWS).astype(np.int32),
+        "x_null": rng.random(N_ROWS) < 0.05,
+        "country_null": rng.random(N_ROWS) < 0.04,
+    }
+    effect = {"BR": 1.0, "DE": -0.3, "FR": 0.4, "JP": -1.0, "US": 0.2, "ZA": 0.0}
+    margin = values["x"] + np.array([effect[c] for c in country]) + 0.3 * values["device"] - 0.5
+    values["y"] = (rng.random(N_ROWS) < 1.0 / (1.0 + np.exp(-margin))).astype(np.int8)
+    return values
+
+
+def table(start: int, stop: int, dictionary: bool = False) -> pa.Table:
+    values = columns()
+    part = slice(start, stop)
+    country = pa.array(values["country"][part], mask=values["country_null"][part])
+    if dictionary:
+        country = pc.dictionary_encode(country)
+    return pa.table(
+        {
+            "x": pa.array(values["x"][part], mask=values["x_null"][part]),
+            "country": country,
+            "device": values["device"][part],
+            "y": values["y"][part],
+        }
+    )
+
+
+def write(directory: Path, cuts=(1100, 2000), row_group: int = 400) -> Path:
+    directory.mkdir(parents=True)
+    bounds = [0, *cuts, N_ROWS]
+    for index, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+        # every other file dictionary-encoded: the files' dictionaries differ
+        pq.write_table(
+            table(start, stop, dictionary=index % 2 == 1), directory / f"part-{index}.parquet", row_group_size=row_group
+        )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write(tmp_path_factory.mktemp("categorical") / "data")
+
+
+def config(data: Path, **more) -> TrainConfig:
+    settings_ = dict(
+        data=str(data),
+        label="y",
+        categorical=("device",),
+        options=OPTIONS,
+        penalty=Penalty(l2=1e-3),
+        missing="mean",
+        cluster=None,
+    )
+    settings_.update(more)
+    return TrainConfig(**settings_)
+
+
+@pytest.fixture(scope="module")
+def reference(data) -> Model:
+    return train(config(data))
+
+
+def assert_identical(model: Model, reference: Model) -> None:
+    assert model.features == reference.features
+    assert np.array(model.coef).tobytes() == np.array(reference.coef).tobytes()
+    assert np.float64(model.intercept).tobytes() == np.float64(reference.intercept).tobytes()
+    assert model.loss_history == reference.loss_history
+    assert model.categorical == reference.categorical
+    assert model.digest == reference.digest
+
+
+def one_hot(values: dict, model: Model) -> np.ndarray:
+    """The design scikit-learn's pipeline builds: x (imputed), then one 0/1 column per level."""
+    x = np.where(values["x_null"], model.impute[0], values["x"])
+    parts = [x[:, None]]
+    country = np.where(values["country_null"], None, values["country"].astype(object))
+    for vocabulary_ in model.vocabularies:
+        column = country if vocabulary_.column == "country" else values["device"]
+        levels = list(vocabulary_.values) + ([None] if vocabulary_.null else [])
+        parts.append(np.column_stack([[v == level for v in column] for level in levels]).astype(np.float64))
+    return np.column_stack(parts)
+
+
+# --------------------------------------------------------------------------- levels
+
+
+def test_levels_are_sorted_values_then_null_then_other():
+    counted = LevelCounts({"b": 5, "a": 5, "c": 1, "d": 9}, nulls=2)
+    assert vocabulary("v", "str", counted).level_names() == ["v=a", "v=b", "v=c", "v=d", "v=<null>"]
+    rare = vocabulary("v", "str", counted, min_count=2)
+    assert rare.level_names() == ["v=a", "v=b", "v=d", "v=<null>", "v=<other>"] and rare.counts == (5, 5, 9, 2, 1)
+    top = vocabulary("v", "str", counted, max_levels=2)  # d (9), then a before b (tie: by value)
+    assert top.values == ("a", "d") and top.counts == (5, 9, 2, 6)
+
+
+def test_too_many_levels_without_a_policy_is_refused_with_a_hint():
+    counted = LevelCounts({str(i): 1 for i in range(70_000)})
+    with pytest.raises(TooManyLevelsError, match="70000 distinct values.*--max-categories.*--hash-buckets"):
+        vocabulary("user", "str", counted)
+    assert vocabulary("user", "str", counted, max_levels=10).size == 11
+
+
+def test_codes_of_values_nulls_and_unseen_values():
+    levels = vocabulary("c", "str", LevelCounts({"a": 3, "b": 1, "c": 4}, 1), min_count=2)
+    assert levels.level_names() == ["c=a", "c=c", "c=<null>", "c=<other>"]
+    column = pa.array(["c", None, "b", "zz", "a"])
+    assert levels.codes(column).tolist() == [1, 2, 3, 3, 0]
+    assert levels.codes(pc.dictionary_encode(column)).tolist() == [1, 2, 3, 3, 0]
+    closed = vocabulary("c", "str", LevelCounts({"a": 3, "c": 4}))
+    assert closed.codes(column).tolist() == [1, 2, 2, 2, 0]  # no <null>, no <other>: code 2 = size (contributes 0)
+    with pytest.raises(ColumnTypeError, match="categorical column 'c'.*expected text"):
+        closed.codes(pa.array([1, 2]))
+
+
+def test_the_levels_do_not_depend_on_the_files_or_their_order(data, tmp_path):
+    reference = open_dataset(str(data), "y", categorical=["device"])
+    parts = [reference.level_counter(chunk) for chunk in reference.chunks]
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = {name: merged[name].merge(part[name]) for name in merged}
+    backwards = parts[-1]
+    for part in parts[-2::-1]:
+        backwards = {name: backwards[name].merge(part[name]) for name in backwards}
+    assert merged == backwards
+    whole = count_levels(pa.array(np.where(columns()["country_null"], None, columns()["country"])), "str")
+    assert merged["country"] == whole
+    one_file = tmp_path / "one"
+    one_file.mkdir()
+    pq.write_table(table(0, N_ROWS), one_file / "all.parquet", row_group_size=N_ROWS)
+    assert train(config(one_file)).categorical == train(config(data)).categorical
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@pytest.mark.parametrize("layout", ["F", "C", "float32"])
+def test_the_compiled_pass_equals_the_reference_and_the_one_hot_loss(layout):
+    rng = np.random.default_rng(4)
+    n, sizes = 2500, (3, 5, 1)
+    dense = rng.standard_normal((n, 2))
+    codes = np.column_stack([rng.integers(0, k, n) for k in sizes])
+    X = np.column_stack([dense, codes])
+    X = {"F": np.asfortranarray(X), "C": np.ascontiguousarray(X), "float32": np.asfortranarray(X, np.float32)}[layout]
+    y = (rng.random(n) < 0.4).astype(np.float64)
+    weights = rng.uniform(0.5, 2.0, n)
+    categories = Categories(sizes, level_top(n, 2.0 * 3.0))
+    coef = rng.standard_normal(2 + sum(sizes) + 1)
+    spec = KernelSpec(center=np.zeros(2), scale=np.full(2, 2.0), class_weight=(1.0, 3.0), categories=categories)
+    reference = chunk_partials(X, y, coef, weights, spec)
+    assert fused_partials(X, y, coef, weights, spec) == reference
+    # split anywhere: the same sums
+    halves = chunk_partials(X[:777], y[:777], coef, weights[:777], spec).merge(
+        chunk_partials(X[777:], y[777:], coef, weights[777:], spec)
+    )
+    assert halves == reference
+    # the one-hot design's loss and gradient (the margins add in another order: ulps)
+    dense = X[:, :2].astype(np.float64)  # (as stored: float32 rounds)
+    hot = np.column_stack([dense / 2.0] + [np.eye(k)[codes[:, c]] for c, k in enumerate(sizes)])
+    plain = chunk_partials(hot, y, coef, weights, KernelSpec(class_weight=(1.0, 3.0)))
+    assert np.allclose(reference.finalize()[1], plain.finalize()[1], rtol=1e-12, atol=1e-9)
+    assert np.isclose(reference.finalize()[0], plain.finalize()[0], rtol=1e-14)
+    margin = margins_fast(X, coef, None, categories)
+    assert np.allclose(margin, dense @ coef[:2] + hot[:, 2:] @ coef[2:-1] + coef[-1], rtol=1e-13, atol=1e-13)
+
+
+# --------------------------------------------------------------------------- parity
+
+
+@pytest.mark.parametrize("l2", [0.0, 1e-3])
+def test_scikit_learns_one_hot_pipeline_reaches_the_same_optimum(data, l2):
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    model = train(config(data, penalty=Penalty(l2=l2)))
+    values = columns()
+    frame = pd.DataFrame(
+        {
+            "x": np.where(values["x_null"], np.nan, values["x"]),
+            "country": pd.Series(values["country"], dtype=object).where(~values["country_null"], None),
+            "device": values["device"],
+        }
+    )
+    y = values["y"]
+    encode = ColumnTransformer(
+        [
+            ("num", SimpleImputer(strategy="mean"), ["x"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["country", "device"]),
+        ]
+    )
+    C = np.inf if l2 == 0 else 1.0 / (l2 * N_ROWS)
+    pipe = make_pipeline(encode, LogisticRegression(C=C, tol=1e-12, max_iter=100_000)).fit(frame, y)
+    names = [
+        name.replace("num__", "").replace("cat__", "").replace("country_None", "country=<null>").replace("_", "=", 1)
+        for name in pipe[0].get_feature_names_out()
+    ]
+    theirs = dict(zip(names, pipe[-1].coef_.ravel()))
+    assert sorted(theirs) == sorted(model.features)
+    reference = np.append([theirs[name] for name in model.features], pipe[-1].intercept_)
+    ours = np.append(model.coef, model.intercept)
+    design = one_hot(values, model)
+    objective = LogisticObjective(InProcessEvaluator([(design, y.astype(np.float64))], design.shape[1]), Penalty(l2=l2))
+    gap = (objective(ours)[0] - objective(reference)[0]) / objective(reference)[0]
+    assert gap <= LOSS_GAP
+    if l2:  # (without a penalty one-hot levels and the intercept are collinear: only the loss is unique)
+        assert np.allclose(ours, reference, rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- exactness
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cuts=st.lists(st.integers(1, N_ROWS - 1), min_size=0, max_size=3, unique=True).map(sorted),
+    row_group=st.sampled_from([100, 400, 1024, 3000]),
+)
+def test_any_partitioning_gives_the_same_bytes(reference, tmp_path_factory, cuts, row_group):
+    # small row groups hold no ZA at all, and files alternate plain and dictionary pages
+    data = write(tmp_path_factory.mktemp("parts") / "data", tuple(cuts), row_group)
+    assert_identical(train(config(data)), reference)
+
+
+@pytest.mark.parametrize("cache", ["disk", "none"])
+def test_streaming_in_process_gives_the_same_bytes(data, reference, cache):
+    assert_identical(train(config(data, cache=cache)), reference)
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("cache, workers", [("memory", 1), ("memory", 2), ("disk", 2), ("none", 2)])
+def test_the_same_bytes_on_a_cluster_in_every_cache_mode(data, reference, cache, workers, tmp_path):
+    model = train(config(data, cluster=ClusterSpec(n_workers=workers), cache=cache, out=str(tmp_path / "out")))
+    assert_identical(model, reference)
+
+
+def test_a_resumed_fit_ends_on_the_same_bytes(tmp_path):
+    rng = np.random.default_rng(2)
+    n, sizes = 2000, (4, 3)
+    X = np.column_stack([rng.standard_normal(n)] + [rng.integers(0, k, n) for k in sizes])
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    evaluator = InProcessEvaluator([(X[:900], y[:900]), (X[900:], y[900:])], X.shape[1])
+    options = dict(solver="auto", penalty=Penalty(l2=1e-2), options=OPTIONS, levels=sizes)
+    states = []
+    full = fit(evaluator, on_state=states.append, **options)
+    assert full.solver == "lbfgs" and full.coef.shape == (1 + 7 + 1,)
+    path = tmp_path / "checkpoint.npz"
+    for state in (states[0], states[len(states) // 2]):
+        save_checkpoint(path, state, {})
+        loaded, _ = load_checkpoint(path)
+        assert loaded.categories.sizes == sizes and loaded.categories.top == full.categories.top
+        resumed = fit(evaluator, resume=loaded, **options)
+        assert resumed.coef.tobytes() == full.coef.tobytes()
+        assert resumed.result.history == full.result.history
+
+
+def test_newton_is_refused_with_categorical_columns(data):
+    with pytest.raises(ConfigError, match="newton solver needs dense features"):
+        train(config(data, solver="newton"))
+
+
+# --------------------------------------------------------------------------- model, predict, evaluate
+
+
+def test_predict_maps_unseen_values_to_other_or_to_nothing(data, reference, tmp_path):
+    out = tmp_path / "model"
+    reference.save(out)
+    saved = json.loads((out / "model.json").read_text())
+    assert [v["column"] for v in saved["categorical"]] == ["country", "device"]
+    assert saved["features"][:2] == ["x", "country=BR"] and "country=<null>" in saved["features"]
+    scoring = tmp_path / "scoring"
+    scoring.mkdir()
+    pq.write_table(
+        pa.table(
+            {
+                "x": [0.5, None, 1.0],
+                "country": ["FR", "XX", None],
+                "device": pa.array([1, 7, 0], type=pa.int32()),
+            }
+        ),
+        scoring / "part.parquet",
+    )
+    predict(str(out), str(scoring), str(tmp_path / "scores"))
+    proba = pq.read_table(tmp_path / "scores").column("proba").to_numpy()
+    model = Model.load(out)
+    coef = dict(zip(model.features, model.coef))
+    fill = model.impute[0]
+    # unseen country XX: no <other> level, nothing added; unseen device 7 likewise
+    expected = [
+        0.5 * coef["x"] + coef["country=FR"] + coef["device=1"],
+        fill * coef["x"],
+        1.0 * coef["x"] + coef["country=<null>"] + coef["device=0"],
+    ]
+    assert np.allclose(proba, 1.0 / (1.0 + np.exp(-(np.array(expected) + model.intercept))), rtol=1e-13)
+    metrics = evaluate(str(out), str(data))
+    assert metrics["n_samples"] == N_ROWS
+
+
+def test_rare_values_share_the_other_level(data, tmp_path):
+    model = train(config(data, min_category_count=10, out=str(tmp_path / "out")))
+    country = next(v for v in model.vocabularies if v.column == "country")
+    assert "ZA" not in country.values and country.other and country.counts[-1] == 3
+    assert "country=<other>" in model.features
+
+
+def test_a_column_of_another_kind_when_scoring_is_refused(reference, tmp_path):
+    out = tmp_path / "model"
+    reference.save(out)
+    scoring = tmp_path / "scoring"
+    scoring.mkdir()
+    pq.write_table(pa.table({"x": [0.5], "country": [3], "device": pa.array([1], pa.int32())}), scoring / "p.parquet")
+    with pytest.raises(ColumnTypeError, match="column 'country' holds integers.*categorical column of text"):
+        predict(str(out), str(scoring), str(tmp_path / "scores"))
+    assert not (tmp_path / "scores").exists()
+
+
+def test_mixed_kinds_across_files_are_refused_naming_both(tmp_path):
+    data = tmp_path / "mixed"
+    data.mkdir()
+    pq.write_table(pa.table({"c": ["a", "b"], "y": [0, 1]}), data / "a.parquet")
+    pq.write_table(pa.table({"c": [1, 2], "y": [0, 1]}), data / "b.parquet")
+    with pytest.raises(ColumnTypeError, match=r"holds text in .*a.parquet but integers in .*b.parquet"):
+        train(TrainConfig(data=str(data), label="y", categorical=("c",), out=str(tmp_path / "out"), cluster=None))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_floating_column_cannot_be_categorical(tmp_path):
+    data = tmp_path / "float"
+    data.mkdir()
+    pq.write_table(pa.table({"c": [0.5, 1.5], "y": [0, 1]}), data / "a.parquet")
+    with pytest.raises(ColumnTypeError, match="categorical column 'c'.*expected text"):
+        open_dataset(str(data), "y", categorical=["c"])
+    with pytest.raises(ConfigError, match="categorical column 'z' is not among the features"):
+        open_dataset(str(data), "y", features=["c"], categorical=["z"])
+
+
+def test_the_cli_trains_with_categorical_options(data, tmp_path):
+    from conftest import run_cli
+
+    done = run_cli(
+        "train", data, "--label", "y", "--out", tmp_path / "out", "--in-process", "--missing", "mean",
+        "--categorical", "device", "--max-categories", "3",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    model = Model.load(tmp_path / "out")
+    country = next(v for v in model.vocabularies if v.column == "country")
+    assert country.values == ("DE", "FR", "JP") and country.other and country.null
