@@ -342,7 +342,7 @@ def test_label_types(tmp_path, label_array):
     np.testing.assert_array_equal(X[:, 0], np.arange(7, dtype=np.float64))
 
 
-def test_default_features_schema_order_without_label_strings_or_partitions(tmp_path):
+def test_default_features_schema_order_strings_categorical_without_label_or_partitions(tmp_path):
     n = 6
     table = pa.table(
         {
@@ -361,7 +361,8 @@ def test_default_features_schema_order_without_label_strings_or_partitions(tmp_p
 
     assert dataset.partition_keys == ("country",)
     assert dataset.features == ("z", "m", "b", "a")
-    X, y = concat_chunks(dataset)
+    assert dataset.categorical == ("name", "big_s")  # text columns are categorical features
+    X, y = concat_chunks(open_dataset(str(tmp_path), label="y", features=["z", "m", "b", "a"]))
     eX, ey = expected_xy([table], ["z", "m", "b", "a"], "y")
     np.testing.assert_array_equal(X, eX)
     np.testing.assert_array_equal(y, ey)

@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "atomic": 0,
     "exact": 0,
     "elementary": 0,
+    "levels": 0,  # categorical columns' levels (Arrow, no project module but errors)
     # 1 data: Parquet → checked numpy chunks
     "data": 1,
     # 2 kernel: per-chunk partial sums, compiled kernels, the kernel fingerprint, synthetic data
