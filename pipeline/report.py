@@ -130,9 +130,11 @@ def write_report(out: str) -> Path:
         "</div>",
     ]
 
+    vocabularies = model.vocabularies
+    n_dense = len(model.features) - sum(vocabulary.size for vocabulary in vocabularies)
     scale = model.scale or [1.0] * len(model.features)
     rows: list[list[Any]] = sorted(
-        ([name, coef, abs(coef * s)] for name, coef, s in zip(model.features, model.coef, scale)),
+        ([name, coef, abs(coef * s)] for name, coef, s in list(zip(model.features, model.coef, scale))[:n_dense]),
         key=lambda row: -row[2],
     )
     rows.append(["(intercept)", model.intercept, None])
@@ -142,6 +144,18 @@ def write_report(out: str) -> Path:
         "deviation of the feature, the comparable magnitude</p>",
         _table(rows, ["feature", "coef", "|coef × std|"], numeric={1, 2}),
     ]
+    start = n_dense
+    for vocabulary in vocabularies:  # one table per categorical column, its levels in order
+        names = vocabulary.level_names()
+        levels = [
+            [name.removeprefix(f"{vocabulary.column}="), coef, count]
+            for name, coef, count in zip(names, model.coef[start : start + vocabulary.size], vocabulary.counts)
+        ]
+        start += vocabulary.size
+        parts += [
+            f"<h3>{html.escape(vocabulary.column)} (categorical, {vocabulary.size} levels)</h3>",
+            _table(levels, ["level", "coef", "training rows"], numeric={1, 2}),
+        ]
 
     parts.append("<h2>Validation metrics</h2>")
     if metrics:

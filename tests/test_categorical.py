@@ -404,3 +404,16 @@ def test_the_cli_trains_with_categorical_options(data, tmp_path):
     model = Model.load(tmp_path / "out")
     country = next(v for v in model.vocabularies if v.column == "country")
     assert country.values == ("DE", "FR", "JP") and country.other and country.null
+
+
+def test_the_report_groups_the_levels_by_column(reference, tmp_path):
+    from conftest import run_cli
+
+    out = tmp_path / "run"
+    reference.save(out)
+    result = run_cli("report", out)
+    assert result.returncode == 0, result.stderr
+    page = (out / "report.html").read_text()
+    assert "<h3>country (categorical, 7 levels)</h3>" in page
+    assert "<h3>device (categorical, 4 levels)</h3>" in page
+    assert "&lt;null&gt;" in page and "training rows" in page
