@@ -28,7 +28,8 @@ from .config import SolverName, TrainConfig
 from .data import MISSING_POLICIES, Chunk, MissingPolicy
 from .errors import NonFiniteInputError, PipelineError, adopt_sklearn_base
 from .fitting import HANDED_OVER, fit
-from .kernel import sigmoid
+from .kernel import Categories, sigmoid
+from .levels import LevelCounts, Vocabulary, count_levels, level_kind, vocabulary
 from .model import Model
 from .objective import Penalty
 from .reduce import DaskEvaluator, InProcessEvaluator
@@ -47,6 +48,17 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     ``lbfgs``, ``newton``, ``gd``), ``l2``, ``l1``, ``standardize``, ``class_weight``
     (None, ``"balanced"`` or ``{label: weight}`` for both labels),
     ``max_iter``, ``tol``, ``ftol``, ``history_size``, ``missing``.
+
+    ``categorical`` (``"from_dtype"``, the default, or a list of column names):
+    which columns of a pandas or dask DataFrame are categorical.  Columns of
+    ``category``, ``object`` or ``string`` dtype always are (like
+    scikit-learn's ``categorical_features="from_dtype"``); named integer
+    columns too.  Each one's levels (``vocabularies_``: sorted values, then
+    ``<null>``, then ``<other>`` for values rarer than ``min_category_count``
+    or beyond the ``max_categories`` most frequent) are learnt when fitting;
+    their coefficients follow the numeric columns' (and the indicators') in
+    ``coef_``, as ``OneHotEncoder(handle_unknown="ignore")`` would lay them
+    out; an unseen value scores as ``<other>``, or adds nothing without it.
 
     ``missing``: what a NaN in ``X`` means.  ``"error"`` (default): refused,
     as scikit-learn does.  ``"mean"``: a missing value, which takes its
@@ -71,6 +83,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         ftol: float = 1e-12,
         history_size: int = 10,
         missing: str = "error",
+        categorical="from_dtype",
+        min_category_count: int = 1,
+        max_categories: int | None = None,
     ) -> None:
         self.solver = solver
         self.l2 = l2
@@ -82,6 +97,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.ftol = ftol
         self.history_size = history_size
         self.missing = missing
+        self.categorical = categorical
+        self.min_category_count = min_category_count
+        self.max_categories = max_categories
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -97,12 +115,30 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         )
         from sklearn.utils.validation import _check_sample_weight, validate_data
 
+        self.vocabularies_: list[Vocabulary] = []
         if _is_dask(X):
             return self._fit_dask(X, y, sample_weight)
+        columns = self._categorical_columns(X)
+        codes = None
+        if columns:
+            self.vocabularies_ = self._learn_levels([(_level_counts(X[name], name),) for name in columns], columns)
+            codes = _codes_of(X, self.vocabularies_)
+            all_columns, X = [str(name) for name in X.columns], X.drop(columns=columns)
         # float32 stays float32 (half the memory; widened exactly in the kernels)
         X, y = validate_data(
-            self, X, y, dtype=_FEATURE_DTYPES, order="F", y_numeric=False, ensure_all_finite=self._finite()
+            self,
+            X,
+            y,
+            dtype=_FEATURE_DTYPES,
+            order="F",
+            y_numeric=False,
+            ensure_all_finite=self._finite(),
+            ensure_min_features=0 if columns else 1,
         )
+        if columns:
+            self.numeric_columns_ = [name for name in all_columns if name not in columns]
+            self.n_features_in_ = len(all_columns)
+            self.feature_names_in_ = np.array(all_columns, dtype=object)
         check_classification_targets(y)
         target = type_of_target(y, input_name="y", raise_unknown=True)
         if target != "binary":
@@ -114,8 +150,39 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
         self.indicator_features_ = np.flatnonzero(np.isnan(X).any(axis=0)) if self._indicates() else np.empty(0, int)
         X = _with_indicators(X, self.indicator_features_)
+        if codes is not None:
+            X = np.asfortranarray(np.column_stack([X, codes.astype(X.dtype)]))
         chunk = (X, y01) if weights is None else (X, y01, weights)
         return self._fit_evaluator(InProcessEvaluator([chunk], X.shape[1]))
+
+    def _categorical_columns(self, X) -> list[str]:
+        """The categorical columns of a DataFrame (see the class docstring), in X's order."""
+        named = [] if isinstance(self.categorical, str) and self.categorical == "from_dtype" else self.categorical
+        named = list(named or [])
+        if not hasattr(X, "columns") or not hasattr(X, "dtypes"):
+            if named:
+                raise ValueError("categorical names columns: X must be a pandas or dask DataFrame")
+            return []
+        absent = [name for name in named if name not in X.columns]
+        if absent:
+            raise ValueError(f"categorical columns {absent} are not columns of X ({list(X.columns)})")
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+        by_dtype = [name for name, dtype in X.dtypes.items() if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype))]
+        return [str(name) for name in X.columns if name in named or name in by_dtype]
+
+    def _learn_levels(self, counted: list[tuple], columns: list[str]) -> list[Vocabulary]:
+        """Each column's levels from its ``(kind, LevelCounts)`` per part (one part
+        in memory, one per partition of a dask DataFrame)."""
+        vocabularies = []
+        for name, parts in zip(columns, counted):
+            kind, total = parts[0]
+            for other_kind, more in parts[1:]:
+                if other_kind != kind:
+                    raise ValueError(f"categorical column {name!r} holds both text and integers")
+                total = total.merge(more)
+            vocabularies.append(vocabulary(name, kind, total, self.min_category_count, self.max_categories))
+        return vocabularies
 
     def _imputes(self) -> bool:
         """Whether a NaN in X is a missing value (``missing`` checked)."""
@@ -143,6 +210,15 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
         client = get_client()
         _check_feature_names(self, _columns_of(X), reset=True)
+        n_columns = len(X.columns) if hasattr(X, "columns") else X.shape[1]
+        columns = self._categorical_columns(X)
+        if columns:
+            self.numeric_columns_ = [str(name) for name in X.columns if name not in columns]
+            counted = dask.compute(*[dask.delayed(_frame_counts)(part, columns) for part in X.to_delayed()])
+            self.vocabularies_ = self._learn_levels(
+                [tuple(part[k] for part in counted) for k in range(len(columns))], columns
+            )
+            X = _dask_design(X, self.numeric_columns_, self.vocabularies_)
         X = _dask_array(X, "X")
         if X.ndim != 2:
             raise ValueError(f"Expected a 2-dimensional X; got a dask array of shape {X.shape}")
@@ -183,10 +259,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             raise ValueError(f"Only binary classification is supported. The type of the target is {target}.")
         self._set_classes(classes)
         y01 = (y == self.classes_[1]).astype(np.float64)
-        self.n_features_in_ = X.shape[1]
-        self.indicator_features_ = np.flatnonzero(nan_columns) if self._indicates() else np.empty(0, int)
+        self.n_features_in_ = n_columns
+        n_codes = len(self.vocabularies_)
+        self.indicator_features_ = (
+            np.flatnonzero(nan_columns[: X.shape[1] - n_codes]) if self._indicates() else np.empty(0, int)
+        )
         if len(self.indicator_features_):
-            X = client.persist(_dask_with_indicators(X, self.indicator_features_))
+            X = client.persist(_dask_with_indicators(X, self.indicator_features_, n_codes))
         evaluator = DaskEvaluator(client, Chunk(X, y01, inputs.get("sample_weight")))
         return self._fit_evaluator(evaluator)
 
@@ -227,6 +306,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 standardize=self.standardize,
                 class_weight=self._class_weight(),
                 impute=self._imputes(),
+                levels=[v.size for v in self.vocabularies_],
+                level_counts=np.array([c for v in self.vocabularies_ for c in v.counts], dtype=np.float64)
+                if self.vocabularies_
+                else None,
             )
         except PipelineError as exc:  # scikit-learn callers expect ValueError
             raise ValueError(str(exc)) from exc
@@ -249,6 +332,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         from .fused import margins_fast as margins  # kernel.margins compiled, same bits
 
         check_is_fitted(self)
+        vocabularies = getattr(self, "vocabularies_", [])
+        if vocabularies:
+            return self._categorical_margins(X, vocabularies)
         if _is_dask(X):
             from sklearn.utils.validation import _check_feature_names, _check_n_features
 
@@ -261,6 +347,30 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, dtype=_FEATURE_DTYPES, reset=False, ensure_all_finite=self._scoring_finite())
         X = _with_indicators(X, self._indicators())
         return margins(X, np.append(self.coef_.ravel(), self.intercept_[0]), self._fill())
+
+    def _categorical_margins(self, X, vocabularies: list[Vocabulary]):
+        """Margins of a DataFrame with the fitted categorical columns (numpy, or dask for dask input)."""
+        from .fused import margins_fast
+
+        expected = [str(name) for name in self.feature_names_in_]
+        found = [str(name) for name in getattr(X, "columns", [])]
+        if sorted(found) != sorted(expected):
+            raise ValueError(f"X must be a DataFrame with the columns {expected}; found {found or type(X).__name__}")
+        coef, categories = _scoring_coef(np.append(self.coef_.ravel(), self.intercept_[0]), vocabularies)
+        fill, indicators, finite = self._fill(), self._indicators(), self._scoring_finite()
+        numeric = self.numeric_columns_
+
+        def score(part) -> np.ndarray:
+            design = _with_indicators(_frame_design(part, numeric, vocabularies, finite), indicators, len(vocabularies))
+            return margins_fast(design, coef, fill, categories)
+
+        if _is_dask(X):
+            import dask
+            import dask.array as da
+
+            parts = [da.from_delayed(dask.delayed(score)(part), (np.nan,), np.float64) for part in X.to_delayed()]
+            return da.concatenate(parts)
+        return score(X)
 
     def _indicators(self) -> np.ndarray:
         return getattr(self, "indicator_features_", np.empty(0, int))
@@ -314,6 +424,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 # NaN is the estimator's missing value (nulls are Parquet's)
                 missing=cast(MissingPolicy, self.missing) if self._imputes() else "error",
                 nan_as_missing=self._imputes(),
+                categorical=None if isinstance(self.categorical, str) else tuple(self.categorical or ()),
+                min_category_count=self.min_category_count,
+                max_categories=self.max_categories,
             )
         )
         return self._set_from_model(model)
@@ -346,7 +459,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = len(columns)
         self.feature_names_in_ = np.array(columns, dtype=object)
         self.impute_ = None if model.impute is None else np.array(model.impute, dtype=np.float64)
-        self.indicator_features_ = np.array([columns.index(name) for name in model.indicators or []], dtype=int)
+        dense = model.dense_columns
+        self.indicator_features_ = np.array([dense.index(name) for name in model.indicators or []], dtype=int)
+        self.vocabularies_ = model.vocabularies
+        if self.vocabularies_:
+            self.numeric_columns_ = dense
         return self
 
 
@@ -360,19 +477,93 @@ def _as_features(X):
     return X if X.dtype in _FEATURE_DTYPES else X.astype(np.float64)
 
 
-def _with_indicators(X: np.ndarray, columns: np.ndarray) -> np.ndarray:
+def _with_indicators(X: np.ndarray, columns: np.ndarray, n_codes: int = 0) -> np.ndarray:
     """``X`` with a 0/1 column (X's dtype, F-ordered) per index of ``columns``:
-    1 where that column is missing (NaN)."""
+    1 where that column is missing (NaN); inserted before X's last ``n_codes``
+    columns (level codes)."""
     if not len(columns):
         return X
-    return np.asfortranarray(np.column_stack([X, np.isnan(X[:, columns]).astype(X.dtype)]))
+    split = X.shape[1] - n_codes
+    flags = np.isnan(X[:, columns]).astype(X.dtype)
+    return np.asfortranarray(np.column_stack([X[:, :split], flags, X[:, split:]]))
 
 
-def _dask_with_indicators(X, columns: np.ndarray):
+def _dask_with_indicators(X, columns: np.ndarray, n_codes: int = 0):
     """:func:`_with_indicators` of each block of a dask ``X`` (one column chunk)."""
     if not len(columns):
         return X
-    return X.map_blocks(_with_indicators, columns, chunks=(X.chunks[0], (X.shape[1] + len(columns),)), dtype=X.dtype)
+    return X.map_blocks(
+        _with_indicators, columns, n_codes, chunks=(X.chunks[0], (X.shape[1] + len(columns),)), dtype=X.dtype
+    )
+
+
+def _arrow_values(series, name: str):
+    """A pandas Series as an Arrow array (category dtype: a dictionary array; NaN/None: null)."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(series, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise ValueError(f"categorical column {name!r} cannot be read as text or integers: {exc}") from None
+
+
+def _level_counts(series, name: str) -> tuple[str, LevelCounts]:
+    values = _arrow_values(series, name)
+    kind = level_kind(values.type)
+    if kind is None:
+        raise ValueError(f"categorical column {name!r} has type {values.type}; expected text or integers")
+    return kind, count_levels(values, kind)
+
+
+def _frame_counts(frame, columns: list[str]) -> list[tuple[str, LevelCounts]]:
+    """One partition's level counts, per categorical column."""
+    return [_level_counts(frame[name], name) for name in columns]
+
+
+def _codes_of(frame, vocabularies: list[Vocabulary]) -> np.ndarray:
+    """The level codes of a DataFrame's categorical columns (int64, one column each)."""
+    codes = [v.codes(_arrow_values(frame[v.column], v.column)) for v in vocabularies]
+    return np.column_stack(codes) if codes else np.empty((len(frame), 0), dtype=np.int64)
+
+
+def _frame_design(frame, numeric: list[str], vocabularies: list[Vocabulary], finite: bool | str = True) -> np.ndarray:
+    """A DataFrame as the kernels take it: its numeric columns (float64, NaN
+    where missing: checked as scikit-learn does), then the level codes."""
+    from sklearn.utils.validation import check_array
+
+    dense = check_array(
+        frame[numeric].to_numpy(dtype=np.float64, na_value=np.nan),
+        ensure_all_finite=finite,
+        ensure_min_features=0,
+        ensure_min_samples=0,
+    )
+    return np.asfortranarray(np.column_stack([dense, _codes_of(frame, vocabularies).astype(np.float64)]))
+
+
+def _dask_design(X, numeric: list[str], vocabularies: list[Vocabulary]):
+    """:func:`_frame_design` of each partition of a dask DataFrame (NaN kept: checked later)."""
+    import dask
+    import dask.array as da
+
+    width = len(numeric) + len(vocabularies)
+    design = dask.delayed(_frame_design)
+    parts = [
+        da.from_delayed(design(part, numeric, vocabularies, "allow-nan"), (np.nan, width), np.float64)
+        for part in X.to_delayed()
+    ]
+    return da.concatenate(parts)
+
+
+def _scoring_coef(coef: np.ndarray, vocabularies: list[Vocabulary]) -> tuple[np.ndarray, Categories]:
+    """``coef`` with a 0 after each categorical column's levels (an unseen value's
+    code is the column's size), and the categories that lay it out."""
+    n_dense = coef.shape[0] - 1 - sum(v.size for v in vocabularies)
+    parts, start = [coef[:n_dense]], n_dense
+    for vocabulary_ in vocabularies:
+        parts += [coef[start : start + vocabulary_.size], np.zeros(1)]
+        start += vocabulary_.size
+    parts.append(coef[-1:])
+    return np.concatenate(parts), Categories(tuple(v.size + 1 for v in vocabularies))
 
 
 def _both_classes(positive: np.ndarray) -> np.ndarray:

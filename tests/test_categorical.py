@@ -417,3 +417,63 @@ def test_the_report_groups_the_levels_by_column(reference, tmp_path):
     assert "<h3>country (categorical, 7 levels)</h3>" in page
     assert "<h3>device (categorical, 4 levels)</h3>" in page
     assert "&lt;null&gt;" in page and "training rows" in page
+
+
+def frame():
+    import pandas as pd
+
+    values = columns()
+    return pd.DataFrame(
+        {
+            "x": np.where(values["x_null"], np.nan, values["x"]),
+            "country": pd.Series(values["country"], dtype=object).where(~values["country_null"], None),
+            "device": pd.Series(values["device"]).astype("category"),
+        }
+    ), values["y"]
+
+
+def test_the_estimator_takes_a_pandas_frame_to_the_parquet_models_bits(reference, tmp_path):
+    from pipeline.estimator import LogisticRegression
+
+    X, y = frame()
+    estimator = LogisticRegression(l2=1e-3, missing="mean", tol=1e-9).fit(X, y)
+    assert [v.column for v in estimator.vocabularies_] == ["country", "device"]
+    assert estimator.vocabularies_ == reference.vocabularies
+    assert estimator.coef_.tobytes() == np.array([reference.coef]).tobytes()
+    assert estimator.intercept_.tobytes() == np.array([reference.intercept]).tobytes()
+    out = tmp_path / "model"
+    reference.save(out)
+    loaded = LogisticRegression.from_model(str(out))
+    assert loaded.decision_function(X).tobytes() == estimator.decision_function(X).tobytes()
+    unseen = X.iloc[:2].assign(country=["QQ", "FR"])  # QQ: no <other> level, adds nothing
+    margin = estimator.decision_function(unseen)
+    coef = dict(zip(reference.features, reference.coef))
+    device = [f"device={d}" for d in X["device"].iloc[:2]]
+    x = X["x"].iloc[:2].fillna(reference.impute[0]).to_numpy()
+    expected = x * coef["x"] + np.array([0.0, coef["country=FR"]]) + [coef[d] for d in device] + reference.intercept
+    assert np.allclose(margin, expected, rtol=1e-13)
+    with pytest.raises(ValueError, match="X must be a DataFrame with the columns"):
+        estimator.decision_function(X[["x", "country"]])
+
+
+@pytest.mark.cluster
+def test_a_dask_frame_trains_on_the_cluster_to_the_same_bits(reference):
+    import dask.dataframe as dd
+    from distributed import Client, LocalCluster
+
+    from pipeline.estimator import LogisticRegression
+
+    X, y = frame()
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        Xd = dd.from_pandas(X, npartitions=3)
+        yd = dd.from_pandas(__import__("pandas").Series(y), npartitions=3)
+        estimator = LogisticRegression(l2=1e-3, missing="mean", tol=1e-9).fit(Xd, yd)
+        margin = estimator.decision_function(Xd).compute()
+    assert estimator.coef_.tobytes() == np.array([reference.coef]).tobytes()
+    local = LogisticRegression(l2=1e-3, missing="mean", tol=1e-9).fit(X, y)
+    assert margin.tobytes() == local.decision_function(X).tobytes()
