@@ -912,25 +912,37 @@ _KIND_WORDS = {"str": "text", "int": "integers"}
 def _level_kind_in(schemas: dict[str, pa.Schema], files: list[str], name: str) -> LevelKind:
     """The kind of a categorical column's values, the same in every file."""
     seen: dict[LevelKind, str] = {}
+    unusable: dict[str, pa.DataType] = {}
     for path in files:
         dtype = schemas[path].field(name).type
         kind = level_kind(dtype)
         if kind is None:
+            unusable.setdefault(path, dtype)
+        else:
+            seen.setdefault(kind, path)
+    if unusable:
+        path, dtype = next(iter(unusable.items()))
+        if "str" in seen:  # text here, numbers there
+            other = seen["str"]
             raise ColumnTypeError(
-                f"categorical column {name!r} in {path} has type {dtype}; expected text (string or "
-                "dictionary) or integers",
-                path=path,
-                column=name,
-            )
-        seen.setdefault(kind, path)
-        if len(seen) > 1:
-            (first_kind, first), (other_kind, other) = seen.items()
-            raise ColumnTypeError(
-                f"categorical column {name!r} holds {_KIND_WORDS[first_kind]} in {first} but "
-                f"{_KIND_WORDS[other_kind]} in {other}; expected one kind in every file",
+                f"feature column {name!r} holds text ({schemas[other].field(name).type}) in {other} but "
+                f"{dtype} in {path}; expected one kind in every file (a text column is categorical)",
                 path=other,
                 column=name,
             )
+        raise ColumnTypeError(
+            f"categorical column {name!r} in {path} has type {dtype}; expected text (string or dictionary) or integers",
+            path=path,
+            column=name,
+        )
+    if len(seen) > 1:
+        (first_kind, first), (other_kind, other) = seen.items()
+        raise ColumnTypeError(
+            f"categorical column {name!r} holds {_KIND_WORDS[first_kind]} in {first} but "
+            f"{_KIND_WORDS[other_kind]} in {other}; expected one kind in every file",
+            path=other,
+            column=name,
+        )
     return next(iter(seen))
 
 

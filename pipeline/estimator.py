@@ -20,6 +20,7 @@ import math
 from typing import Any, cast
 
 import numpy as np
+import pyarrow as pa
 
 # scikit-learn comes with dask-ml (a core dependency); imported only with this module
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -499,8 +500,6 @@ def _dask_with_indicators(X, columns: np.ndarray, n_codes: int = 0):
 
 def _arrow_values(series, name: str):
     """A pandas Series as an Arrow array (category dtype: a dictionary array; NaN/None: null)."""
-    import pyarrow as pa
-
     try:
         return pa.array(series, from_pandas=True)
     except (pa.ArrowException, TypeError, ValueError) as exc:

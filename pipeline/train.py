@@ -107,13 +107,16 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
     save the model to ``config.out`` (when given), telling ``recorder``."""
     dataset = open_configured(config)
     check_label_classes(dataset)
-    init = initial_coef(config.init, dataset.feature_names)
+    # (with categorical columns the features are known once their levels are)
+    init = None if dataset.categorical else initial_coef(config.init, dataset.feature_names)
     with contextlib.ExitStack() as stack:
         if client is None and config.cluster is not None:
             client = stack.enter_context(connect(config.cluster))
         resume = recorder.begin(dataset, client)
         try:
-            dataset = learn_levels(config, dataset, client, recorder.note)
+            if dataset.categorical:
+                dataset = learn_levels(config, dataset, client, recorder.note)
+                init = initial_coef(config.init, dataset.feature_names)
             parts = split_parts(config, dataset)
             with recorder.watching(), evaluators(config, parts, recorder.note, client) as (training, validation, cache):
                 warn_if_underdetermined(dataset, config.penalty)

@@ -477,3 +477,11 @@ def test_a_dask_frame_trains_on_the_cluster_to_the_same_bits(reference):
     assert estimator.coef_.tobytes() == np.array([reference.coef]).tobytes()
     local = LogisticRegression(l2=1e-3, missing="mean", tol=1e-9).fit(X, y)
     assert margin.tobytes() == local.decision_function(X).tobytes()
+
+
+def test_a_warm_start_from_a_categorical_model(data, reference, tmp_path):
+    out = tmp_path / "first"
+    reference.save(out)
+    warm = train(config(data, init=str(out)))
+    assert warm.features == reference.features
+    assert warm.n_iter <= 2 and np.allclose(warm.coef, reference.coef, rtol=1e-5, atol=1e-7)

@@ -221,14 +221,16 @@ def test_partition_key_as_feature(tmp_path):
     assert_error(result, "ColumnNotFoundError", "'day'", "partition key", str(path), out=out)
 
 
-def test_string_column_as_feature(tmp_path):
+def test_string_column_as_feature_is_categorical(tmp_path):
     data = tmp_path / "data"
     table = good_table()
-    table = table.append_column("name", pa.array([f"row{i}" for i in range(table.num_rows)]))
-    path = write(data / "part-0.parquet", table)
+    table = table.append_column("name", pa.array([f"row{i % 3}" for i in range(table.num_rows)]))
+    write(data / "part-0.parquet", table)
     out = tmp_path / "out"
-    result = train_in_process(data, out, "--features", "a,name")
-    assert_error(result, "ColumnTypeError", "'name'", str(path), "string", out=out)
+    result = train_in_process(data, out, "--features", "a,name", "--l2", "0.1")
+    assert result.returncode == 0, result.stderr
+    features = json.loads((out / "model.json").read_text())["features"]
+    assert features == ["a", "name=row0", "name=row1", "name=row2"]
 
 
 def test_string_column_as_label(tmp_path):
