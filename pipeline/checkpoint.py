@@ -62,6 +62,8 @@ def save_checkpoint(path: str | os.PathLike, state, meta: dict) -> None:
         arrays["fill"] = state.fill
     if state.n_missing is not None:
         arrays["n_missing"] = np.asarray(state.n_missing, dtype=np.int64)
+    if state.level_share is not None:
+        arrays["level_share"] = state.level_share
     document = {
         "format_version": FORMAT_VERSION,
         "solver": solver_state.solver,
@@ -161,6 +163,7 @@ def _fit_state(document: dict, arrays: dict):
         arrays.get("fill"),
         arrays.get("n_missing"),
         _categories(document.get("categories")),
+        arrays.get("level_share"),
     )
     return state, document["meta"]
 

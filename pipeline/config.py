@@ -33,6 +33,8 @@ SolverName = Literal["auto", "lbfgs", "newton", "gd"]
 CacheMode = Literal["auto", "memory", "disk", "none"]
 SOLVERS: tuple[SolverName, ...] = get_args(SolverName)
 CACHE_MODES: tuple[CacheMode, ...] = get_args(CacheMode)
+#: Most buckets a hashed categorical column may have (2**24: codes stay exact in float32).
+MAX_HASH_BUCKETS = 2**24
 #: Share of the cluster's total worker memory that ``memory`` caching may use.
 MEMORY_FRACTION = 0.5
 
@@ -94,6 +96,10 @@ class TrainConfig:
     #: keep at most this many values per categorical column, the most frequent
     #: (the rest: ``<other>``); None: all (up to :data:`pipeline.levels.MAX_LEVELS`)
     max_categories: int | None = None
+    #: hash the values of the ``hashed`` categorical columns (default: every
+    #: categorical column) into this many buckets each, without a vocabulary pass
+    hash_buckets: int | None = None
+    hashed: tuple[str, ...] | None = None
     #: every output directory must lie inside this one (None: no restriction,
     #: unless $PIPELINE_OUTPUT_ROOT is set where the job runs; see :func:`check_output_root`)
     output_root: str | None = None
@@ -120,6 +126,12 @@ class TrainConfig:
             raise invalid("max_categories", ">= 1", self.max_categories)
         if self.categorical is not None:
             object.__setattr__(self, "categorical", tuple(self.categorical))
+        if self.hash_buckets is not None and not 1 <= self.hash_buckets <= MAX_HASH_BUCKETS:
+            raise invalid("hash_buckets", f"in 1 .. {MAX_HASH_BUCKETS}", self.hash_buckets)
+        if self.hashed is not None:
+            object.__setattr__(self, "hashed", tuple(self.hashed))
+            if self.hash_buckets is None:
+                raise ConfigError("hashed columns need hash_buckets", column="hashed")
         if not 0 < self.memory_fraction <= 1:
             raise invalid("memory_fraction", "in (0, 1]", self.memory_fraction)
         if self.class_weight is not None and self.class_weight != "balanced":

@@ -51,7 +51,7 @@ from .errors import (
     UnreadableFileError,
     WeightValueError,
 )
-from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, is_categorical_type, level_kind
+from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, fnv1a, is_categorical_type, level_kind
 
 __all__ = [
     "Chunk",
@@ -482,10 +482,6 @@ def _values_with_missing(
     return _numpy_values(column, dtype)
 
 
-#: FNV-1a (64-bit) of a string key's UTF-8 bytes, before splitmix64 mixes it
-_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
-
-
 def key_bits(column, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
     """A split-key column's values as 64 bits each (uint64), for
     :meth:`Split.mask`: the float64 bits of a floating column, the int64 value
@@ -534,17 +530,8 @@ def key_bits(column, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
 
 
 def _fnv1a(part) -> np.ndarray:
-    """FNV-1a of each value of a large_binary Arrow array, vectorized over
-    rows (one step per byte position of the longest value)."""
-    offsets = np.frombuffer(part.buffers()[1], dtype=np.int64, count=len(part) + 1, offset=part.offset * 8)
-    data = np.frombuffer(part.buffers()[2], dtype=np.uint8) if part.buffers()[2] is not None else np.empty(0, np.uint8)
-    starts, lengths = offsets[:-1], np.diff(offsets)
-    hashes = np.full(len(part), _FNV_OFFSET, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for position in range(int(lengths.max(initial=0))):
-            rows = np.flatnonzero(lengths > position)
-            hashes[rows] = (hashes[rows] ^ data[starts[rows] + position].astype(np.uint64)) * _FNV_PRIME
-    return hashes
+    """FNV-1a of each value of a large_binary Arrow array (:func:`pipeline.levels.fnv1a`)."""
+    return fnv1a(part)
 
 
 def _numpy_values(column, dtype: np.dtype = np.dtype(np.float64)) -> np.ndarray:

@@ -308,9 +308,6 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 class_weight=self._class_weight(),
                 impute=self._imputes(),
                 levels=[v.size for v in self.vocabularies_],
-                level_counts=np.array([c for v in self.vocabularies_ for c in v.counts], dtype=np.float64)
-                if self.vocabularies_
-                else None,
             )
         except PipelineError as exc:  # scikit-learn callers expect ValueError
             raise ValueError(str(exc)) from exc

@@ -25,6 +25,7 @@ how they were split into chunks or in which order the chunks were merged.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -32,6 +33,7 @@ import numpy as np
 
 __all__ = [
     "BIN_WIDTH",
+    "fsum",
     "BLOCK_ROWS",
     "GRID_E0",
     "N_BINS",
@@ -51,6 +53,15 @@ BLOCK_ROWS = 2 ** (54 - BIN_WIDTH)
 _MIN_TOP = N_BINS - 1
 _NAN, _POS_INF, _NEG_INF = 1, 2, 4
 _SPLIT = float(2**BIN_WIDTH)
+
+
+def fsum(values: np.ndarray) -> float:
+    """:func:`math.fsum` of an array's values (the correctly rounded sum,
+    independent of their order), skipping its zeros, which change none of
+    fsum's partials (a sum of zeros alone is +0.0 either way): a sparse
+    vector of 2**20 coefficients costs its non-zeros only."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    return math.fsum(values[values != 0.0].tolist())
 
 
 def top_bin(bound: np.ndarray) -> np.ndarray:

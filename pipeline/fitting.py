@@ -107,6 +107,8 @@ class FitState:
     n_missing: np.ndarray | None = None
     #: the categorical columns' levels and their sums' top bin (None: none)
     categories: Categories | None = None
+    #: each level's share of the rows (the preconditioner's; None: no levels)
+    level_share: np.ndarray | None = None
 
     @property
     def n_passes(self) -> int:
@@ -131,7 +133,6 @@ def fit(
     early_stopping: int = 0,
     impute: bool = False,
     levels: Sequence[int] = (),
-    level_counts: np.ndarray | None = None,
 ) -> Fit:
     """Statistics pass (when needed), then the solver, on any evaluator.
 
@@ -162,9 +163,10 @@ def fit(
     the coefficients are then the dense columns', the levels', the
     intercept.  Levels are not standardized (a level is a 0/1 feature in
     original units) and the penalty is on their coefficients as they are;
-    ``level_counts`` (their training rows, in order) shapes the L-BFGS
-    preconditioner.  Their exact sums need a top bin fixed from the rows and
-    the largest weight, so the statistics pass always runs; the Hessian pass
+    the statistics pass counts each level's rows, whose share shapes the
+    L-BFGS preconditioner (kept in the states).  Their exact sums need a top
+    bin fixed from the rows and the largest weight, so the statistics pass
+    always runs; the Hessian pass
     takes dense features only, so ``auto`` is L-BFGS and ``newton`` is refused.
     """
     n_columns = evaluator.n_features
@@ -184,15 +186,19 @@ def fit(
     validation_losses: list[float]
     fill: np.ndarray | None = None
     n_missing: np.ndarray | None = None
+    level_share: np.ndarray | None = None
     if resume is not None:
         standardization, weights = resume.standardization, resume.class_weight
         stats_passes, elapsed = resume.stats_passes, list(resume.elapsed_s)
         validation_losses = list(resume.validation_loss)
         fill, n_missing = resume.fill, resume.n_missing
-        categories = resume.categories
+        categories, level_share = resume.categories, resume.level_share
     else:
         if standardize or class_weight == "balanced" or impute or levels:
-            summary = summarize(evaluator.stats())
+            stats = evaluator.stats(Categories(tuple(levels)) if levels else None)
+            summary = summarize(stats)
+            if stats.level_rows is not None:
+                level_share = stats.level_rows / summary.n_samples
             check_two_classes(summary, label)
             if summary.has_missing:
                 check_some_present(summary, features)
@@ -233,8 +239,7 @@ def fit(
     clock_offset = elapsed[-1] if elapsed else 0.0
     # (the loss passes fill NaN only where there are some: else they read the data in place)
     kernel_fill = fill if n_missing is not None and n_missing.any() else None
-    share = None if level_counts is None or summary is None else np.asarray(level_counts) / summary.n_samples
-    objective = LogisticObjective(evaluator, penalty, standardization, weights, kernel_fill, categories, share)
+    objective = LogisticObjective(evaluator, penalty, standardization, weights, kernel_fill, categories, level_share)
     coef0 = np.zeros(n_coef + 1) if init is None else np.array(init, dtype=np.float64)
     if standardization is not None:
         coef0 = standardization.to_standardized(coef0)
@@ -272,6 +277,7 @@ def fit(
                     fill,
                     n_missing,
                     categories,
+                    level_share,
                 )
             )
 

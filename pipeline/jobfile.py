@@ -123,6 +123,15 @@ KEYS: dict[str, Key] = {
     "data.max_categories": Key(
         "max_categories", "int", "--max-categories", "keep the K most frequent values per categorical column"
     ),
+    "data.hash_buckets": Key(
+        "hash_buckets",
+        "int",
+        "--hash-buckets",
+        "hash categorical values into N buckets per column (no vocabulary pass)",
+    ),
+    "data.hashed": Key(
+        "hashed", "names", "--hashed", "the categorical columns to hash (default: all, with --hash-buckets)"
+    ),
     "data.generate": Key(
         "generate",
         "generate",

@@ -389,10 +389,15 @@ class Stats:
     sums: ExactSums
     n_samples: int
     missing: np.ndarray | None = None
+    #: rows per categorical level (int64, :func:`level_rows`), or None without levels
+    level_rows: np.ndarray | None = None
 
     @classmethod
     def zeros(cls, n_features: int) -> Stats:
         return cls(ExactSums.zeros(3 * n_features + 2), 0)
+
+    def with_level_rows(self, rows: np.ndarray) -> Stats:
+        return Stats(self.sums, self.n_samples, self.missing, rows)
 
     @property
     def n_missing(self) -> np.ndarray:
@@ -402,7 +407,10 @@ class Stats:
 
     def merge(self, other: Stats) -> Stats:
         missing = None if self.missing is None and other.missing is None else self.n_missing + other.n_missing
-        return Stats(self.sums.merge(other.sums), self.n_samples + other.n_samples, missing)
+        rows = self.level_rows if other.level_rows is None else other.level_rows
+        if self.level_rows is not None and other.level_rows is not None:
+            rows = self.level_rows + other.level_rows
+        return Stats(self.sums.merge(other.sums), self.n_samples + other.n_samples, missing, rows)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Stats):
@@ -411,7 +419,22 @@ class Stats:
             self.n_samples == other.n_samples
             and self.sums == other.sums
             and np.array_equal(self.n_missing, other.n_missing)
+            and _same_rows(self.level_rows, other.level_rows)
         )
+
+
+def _same_rows(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return a is None and b is None or (a is not None and b is not None and np.array_equal(a, b))
+
+
+def level_rows(X: np.ndarray, categories: Categories) -> np.ndarray:
+    """Rows per level (int64, in coefficient order) of ``X``'s last columns, its level codes."""
+    rows = np.zeros(categories.n_levels, dtype=np.int64)
+    first = X.shape[1] - categories.n_columns
+    for c, offset in enumerate(categories.offsets):
+        codes = np.asarray(X[:, first + c]).astype(np.int64)
+        rows[offset : offset + categories.sizes[c]] += np.bincount(codes, minlength=categories.sizes[c])
+    return rows
 
 
 def count_missing(X: np.ndarray, sums: ExactSums) -> np.ndarray | None:

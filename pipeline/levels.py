@@ -10,6 +10,13 @@ sent there (fewer than ``min_count`` rows, or beyond the ``max_levels`` most
 frequent, ties broken by value).  The levels and their order depend on the
 multiset of rows only, never on how the files are split or read.
 
+A **hashed** column (``buckets`` > 0) needs no pass: a value's level is a
+bucket, a fixed 64-bit hash (:func:`hash_buckets`: FNV-1a of the column
+name, a 0 byte and the value's bytes -- UTF-8 text, or the little-endian
+int64 -- finished by splitmix64) modulo the number of buckets, the same on
+every machine; its levels are ``column=#0`` .. ``column=#(buckets-1)``, then
+``column=<null>`` for nulls.
+
 A row's level is its **code** (:meth:`Vocabulary.codes`): the index of its
 value among the levels.  A value seen at training but sent to ``<other>``,
 or one never seen (when scoring), takes the ``<other>`` level when there is
@@ -39,6 +46,8 @@ __all__ = [
     "LevelKind",
     "Vocabulary",
     "count_levels",
+    "fnv1a",
+    "hash_buckets",
     "is_categorical_type",
     "level_kind",
     "merge_counts",
@@ -122,14 +131,24 @@ class Vocabulary:
     null: bool = False
     other: bool = False
     counts: tuple[int, ...] = ()
+    #: a hashed column's buckets (0: not hashed; then ``values`` is empty,
+    #: ``null`` is True and ``counts`` is empty: nothing was counted)
+    buckets: int = 0
+
+    @classmethod
+    def hashed(cls, column: str, kind: LevelKind, buckets: int) -> Vocabulary:
+        """The levels of a column hashed into ``buckets`` buckets (and ``<null>``)."""
+        if buckets < 1:
+            raise ValueError(f"a hashed column needs at least one bucket; found {buckets}")
+        return cls(column, kind, (), True, False, (), buckets)
 
     @property
     def size(self) -> int:
-        return len(self.values) + int(self.null) + int(self.other)
+        return self.buckets + len(self.values) + int(self.null) + int(self.other)
 
     @property
     def null_code(self) -> int | None:
-        return len(self.values) if self.null else None
+        return self.buckets + len(self.values) if self.null else None
 
     @property
     def other_code(self) -> int | None:
@@ -137,7 +156,8 @@ class Vocabulary:
 
     def level_names(self) -> list[str]:
         """The features of the levels: ``"column=value"``, ``"column=<null>"``, ``"column=<other>"``."""
-        names = [f"{self.column}={value}" for value in self.values]
+        names = [f"{self.column}=#{bucket}" for bucket in range(self.buckets)]
+        names += [f"{self.column}={value}" for value in self.values]
         names += [f"{self.column}={NULL_LEVEL}"] * int(self.null) + [f"{self.column}={OTHER_LEVEL}"] * int(self.other)
         return names
 
@@ -153,6 +173,11 @@ class Vocabulary:
                 column=self.column,
             )
         values = _as_kind(column, self.kind)
+        if self.buckets:
+            codes = hash_buckets(values, self.column, self.buckets)
+            if values.null_count:
+                codes[_int64(pc.fill_null(pc.cast(pc.is_null(values), pa.int8()), 0)) != 0] = self.buckets
+            return codes
         index = pc.index_in(values, value_set=pa.array(self.values, type=_arrow_type(self.kind)))
         codes = _int64(pc.fill_null(index, -1))
         unknown = codes < 0
@@ -171,12 +196,13 @@ class Vocabulary:
             "null": self.null,
             "other": self.other,
             "counts": list(self.counts),
+            "buckets": self.buckets,
         }
 
     @classmethod
     def from_json(cls, document: dict) -> Vocabulary:
         """The vocabulary ``to_json`` wrote; ``ValueError`` saying what is wrong."""
-        expected = {"column", "kind", "values", "null", "other", "counts"}
+        expected = {"column", "kind", "values", "null", "other", "counts", "buckets"}
         if not isinstance(document, dict) or set(document) != expected:
             found = sorted(document) if isinstance(document, dict) else type(document).__name__
             raise ValueError(f"a categorical column is an object with keys {sorted(expected)}; found {found}")
@@ -189,6 +215,9 @@ class Vocabulary:
             raise ValueError(f"the values of a {kind!r} column must all be {wanted.__name__}")
         if values != sorted(set(values)):
             raise ValueError("the values must be distinct and sorted")
+        buckets = document["buckets"]
+        if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 0:
+            raise ValueError(f"buckets must be an integer >= 0; found {buckets!r}")
         vocabulary = cls(
             str(document["column"]),
             kind,
@@ -196,10 +225,71 @@ class Vocabulary:
             bool(document["null"]),
             bool(document["other"]),
             tuple(int(c) for c in document["counts"]),
+            buckets,
         )
-        if len(vocabulary.counts) != vocabulary.size:
+        if buckets and (values or vocabulary.other or not vocabulary.null or vocabulary.counts):
+            raise ValueError("a hashed column has no values, no <other> level, a <null> level and no counts")
+        if not buckets and len(vocabulary.counts) != vocabulary.size:
             raise ValueError(f"counts has {len(vocabulary.counts)} entries; expected {vocabulary.size} (one per level)")
         return vocabulary
+
+
+#: FNV-1a (64-bit) and splitmix64's constants
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+
+
+def fnv1a(part, seed: np.uint64 = _FNV_OFFSET) -> np.ndarray:
+    """FNV-1a of each value of a large_binary (or large_string) Arrow array,
+    continued from ``seed``, vectorized over rows (one step per byte position
+    of the longest value)."""
+    offsets = np.frombuffer(part.buffers()[1], dtype=np.int64, count=len(part) + 1, offset=part.offset * 8)
+    data = np.frombuffer(part.buffers()[2], dtype=np.uint8) if part.buffers()[2] is not None else np.empty(0, np.uint8)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    hashes = np.full(len(part), seed, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for position in range(int(lengths.max(initial=0))):
+            rows = np.flatnonzero(lengths > position)
+            hashes[rows] = (hashes[rows] ^ data[starts[rows] + position].astype(np.uint64)) * _FNV_PRIME
+    return hashes
+
+
+def _fnv1a_bytes(seed: np.uint64, data: bytes) -> np.uint64:
+    value = int(seed)
+    for byte in data:
+        value = ((value ^ byte) * int(_FNV_PRIME)) & 0xFFFFFFFFFFFFFFFF
+    return np.uint64(value)
+
+
+def splitmix64(bits: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer of uint64 values (a bijection that mixes every bit)."""
+    with np.errstate(over="ignore"):
+        z = bits + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def hash_buckets(values, column: str, buckets: int) -> np.ndarray:
+    """Each value's bucket (int64 in ``0 .. buckets-1``; nulls hash as empty text
+    or 0, and are given their own level by the caller): FNV-1a of the column
+    name's UTF-8 bytes, a 0 byte and the value's bytes, splitmix64, modulo
+    ``buckets``.  ``values``: large_string or int64 (Array or ChunkedArray)."""
+    seed = _fnv1a_bytes(_FNV_OFFSET, column.encode() + b"\0")
+    parts = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    hashes = []
+    for part in parts:
+        if pa.types.is_integer(part.type):
+            raw = np.frombuffer(part.buffers()[1], dtype="<i8", count=len(part), offset=part.offset * 8)
+            state = np.full(len(part), seed, dtype=np.uint64)
+            as_bytes = raw.astype("<i8").view(np.uint8).reshape(-1, 8)
+            with np.errstate(over="ignore"):
+                for position in range(8):
+                    state = (state ^ as_bytes[:, position].astype(np.uint64)) * _FNV_PRIME
+            hashes.append(state)
+        else:
+            hashes.append(fnv1a(pc.cast(part, pa.large_binary()), seed))
+    mixed = splitmix64(np.concatenate(hashes) if hashes else np.empty(0, np.uint64))
+    return (mixed % np.uint64(buckets)).astype(np.int64)
 
 
 def _int64(array) -> np.ndarray:

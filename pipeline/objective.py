@@ -29,7 +29,7 @@ from typing import Protocol
 import numpy as np
 
 from .errors import EmptyDatasetError, WeightValueError, invalid
-from .exact import BIN_WIDTH, GRID_E0
+from .exact import BIN_WIDTH, GRID_E0, fsum
 from .kernel import Categories, KernelSpec, Partials, Stats
 
 __all__ = [
@@ -54,7 +54,9 @@ class Evaluator(Protocol):
 
     def partials(self, coef: np.ndarray, spec: KernelSpec) -> Partials: ...
 
-    def stats(self) -> Stats: ...
+    def stats(self, categories: Categories | None = None) -> Stats:
+        """The statistics pass (with the rows of each level of ``categories``)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class Standardization:
     def to_original(self, beta: np.ndarray) -> np.ndarray:
         """Standardized-space ``[beta, b~]`` to original-unit ``[w, b]``."""
         w = beta[:-1] / self.scale
-        intercept = math.fsum([beta[-1], *(-(w * self.center)).tolist()])
+        intercept = fsum(np.append(beta[-1], -(w * self.center)))
         return np.append(w, intercept)
 
     def gradient_to_original(self, grad: np.ndarray) -> np.ndarray:
@@ -100,7 +102,7 @@ class Standardization:
     def to_standardized(self, coef: np.ndarray) -> np.ndarray:
         """Original-unit ``[w, b]`` to standardized-space ``[beta, b~]``."""
         beta = coef[:-1] * self.scale
-        intercept = math.fsum([coef[-1], *(coef[:-1] * self.center).tolist()])
+        intercept = fsum(np.append(coef[-1], coef[:-1] * self.center))
         return np.append(beta, intercept)
 
 
@@ -248,7 +250,7 @@ class LogisticObjective:
         hess = partials.hessian_sum() / weight_sum if hessian else None
         if self.penalty.l2:
             w = coef[:-1] / self.scale  # original-unit coefficients
-            loss = loss + 0.5 * self.penalty.l2 * math.fsum((w * w).tolist())
+            loss = loss + 0.5 * self.penalty.l2 * fsum(w * w)
             grad = grad + np.append(self.penalty.l2 * w / self.scale, 0.0)
             if hess is not None:
                 diagonal = np.append(self.penalty.l2 / (self.scale * self.scale), 0.0)
@@ -256,7 +258,7 @@ class LogisticObjective:
         return loss, grad, hess
 
     def l1_term(self, coef: np.ndarray) -> float:
-        return math.fsum((self.l1_weights * np.abs(coef)).tolist())
+        return fsum(self.l1_weights * np.abs(coef))
 
     def preconditioner(self) -> np.ndarray | None:
         """Inverse of an estimate of the smooth objective's Hessian diagonal in

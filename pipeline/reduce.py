@@ -31,7 +31,17 @@ import numpy as np
 from .cluster import STALL_TIMEOUT_S
 from .data import Chunk, Dataset, placed_on, spread
 from .errors import ClusterError
-from .kernel import WARM_UP_PARTS, KernelSpec, Partials, Stats, WarmUpPart, kernel_features, merge_partials
+from .kernel import (
+    WARM_UP_PARTS,
+    Categories,
+    KernelSpec,
+    Partials,
+    Stats,
+    WarmUpPart,
+    kernel_features,
+    level_rows,
+    merge_partials,
+)
 from .stream import (
     BATCH_BYTES,
     UNIT_BYTES,
@@ -93,10 +103,11 @@ class InProcessEvaluator:
             total = total.merge(chunk_partials_fast(X, y, coef, weights, spec))
         return total
 
-    def stats(self) -> Stats:
+    def stats(self, categories: Categories | None = None) -> Stats:
         total = Stats.zeros(self.n_features)
         for X, y, weights in self.chunks:
-            total = total.merge(chunk_stats_fast(X, y, weights))
+            stats = chunk_stats_fast(X, y, weights)
+            total = total.merge(stats if categories is None else stats.with_level_rows(level_rows(X, categories)))
         return total
 
 
@@ -196,8 +207,8 @@ class DaskEvaluator:
         coef = np.array(coef, dtype=np.float64)
         return self._per_worker(Partials.empty(self.n_features, spec), loss_kernel, coef, spec)
 
-    def stats(self) -> Stats:
-        return self._per_worker(Stats.zeros(self.n_features), stats_kernel)
+    def stats(self, categories: Categories | None = None) -> Stats:
+        return self._per_worker(Stats.zeros(self.n_features), stats_kernel, categories)
 
     def _futures(self) -> list[list]:
         """Per array, its blocks' futures in block order."""
@@ -235,7 +246,7 @@ class DaskEvaluator:
             )
             for worker, part in plan_tasks(holders, self.rows, threads)
         ]
-        return merge_partials(empty, *gather(self.client, tasks, self.stall_timeout_s))
+        return merge_states(self.client, tasks, empty, self.stall_timeout_s)
 
 
 def in_key_order(futures: Iterable, keys: Iterable) -> list:
@@ -597,6 +608,27 @@ def needs_replan(placed: bool, threads: dict[str, int], planned_for: Sequence[st
     return bool(placed and threads and sorted(threads) != list(planned_for))
 
 
+#: Pass states with at least this many categorical levels (``Partials.levels``:
+#: 24 bytes a level) are merged on the workers, in a tree of :data:`TREE_FAN_IN`,
+#: so that the coordinator receives one state whatever the number of tasks.
+TREE_MERGE_LEVELS = 2**16
+TREE_FAN_IN = 4
+
+
+def merge_states(client, tasks: list, empty, stall_timeout_s: float = STALL_TIMEOUT_S):
+    """The merge of ``empty`` and the states of ``tasks`` (futures): gathered
+    here, or -- large categorical states (:data:`TREE_MERGE_LEVELS`) -- merged
+    on the workers in a tree first (exact merges: the same result either way)."""
+    levels = getattr(empty, "levels", None)
+    if levels is not None and levels.n_levels >= TREE_MERGE_LEVELS:
+        while len(tasks) > 1:
+            groups = [tasks[start : start + TREE_FAN_IN] for start in range(0, len(tasks), TREE_FAN_IN)]
+            tasks = [
+                group[0] if len(group) == 1 else client.submit(merge_partials, *group, pure=True) for group in groups
+            ]
+    return merge_partials(empty, *gather(client, tasks, stall_timeout_s))
+
+
 class StreamingEvaluator:
     """Bounded-memory passes: units of row groups read (or mapped from the disk
     cache), computed and reduced to a small state; nothing else is kept between
@@ -646,8 +678,8 @@ class StreamingEvaluator:
         coef = np.array(coef, dtype=np.float64)
         return self._run(Partials.empty(self.n_features, spec), loss_kernel, coef, spec)
 
-    def stats(self) -> Stats:
-        return self._run(Stats.zeros(self.n_features), stats_kernel)
+    def stats(self, categories: Categories | None = None) -> Stats:
+        return self._run(Stats.zeros(self.n_features), stats_kernel, categories)
 
     def _run(self, empty, kernel, *args):
         if self.client is None:
@@ -664,4 +696,4 @@ class StreamingEvaluator:
             )
             for worker, units in self.tasks
         ]
-        return merge_partials(empty, *gather(self.client, tasks, self.stall_timeout_s))
+        return merge_states(self.client, tasks, empty, self.stall_timeout_s)

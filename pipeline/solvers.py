@@ -39,6 +39,7 @@ import numpy as np
 
 from .elementary import log1p_nonnegative
 from .errors import require_count, require_number
+from .exact import fsum
 
 __all__ = [
     "IterationRecord",
@@ -176,7 +177,7 @@ def max_abs(vector: np.ndarray) -> float:
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    return math.fsum((a * b).tolist())
+    return fsum(a * b)
 
 
 def pseudo_gradient(coef: np.ndarray, grad: np.ndarray, l1: np.ndarray) -> np.ndarray:
@@ -207,7 +208,7 @@ class _Run:
         values = self.fun(coef)
         if self.l1 is None:
             return values
-        return (values[0] + math.fsum((self.l1 * np.abs(coef)).tolist()), *values[1:])
+        return (values[0] + fsum(self.l1 * np.abs(coef)), *values[1:])
 
     def start(self, coef0: np.ndarray):
         """Evaluate and record the starting point: ``coef, (loss, grad, ...)``."""
@@ -354,7 +355,7 @@ def _sufficient_decrease(loss, trial_loss, grad, coef, trial, step, options, l1)
         return trial_loss <= loss - options.armijo * step * _dot(grad, grad)
     # proximal gradient: F(x+) <= F(x) + g.(x+ - x) + |x+ - x|^2 / (2 step)  (L1 on both sides)
     move = trial - coef
-    l1_change = math.fsum((l1 * (np.abs(trial) - np.abs(coef))).tolist())
+    l1_change = fsum(l1 * (np.abs(trial) - np.abs(coef)))
     bound = loss + _dot(grad, move) + _dot(move, move) / (2.0 * step) + l1_change
     return trial_loss <= bound
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import Chunk, ChunkReader, ChunkSpec
-from .kernel import KernelSpec, Partials, Stats
+from .kernel import Categories, KernelSpec, Partials, Stats, level_rows
 
 __all__ = [
     "BATCH_BYTES",
@@ -210,8 +210,9 @@ def loss_kernel(data: Chunk, coef: np.ndarray, spec: KernelSpec) -> Partials:
     return chunk_partials_fast(data.X, _labels(data), coef, data.weights, spec)
 
 
-def stats_kernel(data: Chunk) -> Stats:
-    return chunk_stats_fast(data.X, _labels(data), data.weights)
+def stats_kernel(data: Chunk, categories: Categories | None = None) -> Stats:
+    stats = chunk_stats_fast(data.X, _labels(data), data.weights)
+    return stats if categories is None else stats.with_level_rows(level_rows(data.X, categories))
 
 
 def unit_sums(reader: ChunkReader, unit: Sequence[ChunkSpec], rows: int, cache: DiskCache | None, kernel, *args):

@@ -26,7 +26,7 @@ from .data import Dataset, Split, open_dataset
 from .errors import ColumnNotFoundError, ConfigError, LabelValueError
 from .fitting import FitState, Progress, auto_start, build_model, fit
 from .kernel import KernelSpec
-from .levels import LevelCounts, merge_counts, vocabulary
+from .levels import LevelCounts, Vocabulary, merge_counts, vocabulary
 from .model import Model
 from .objective import Evaluator, Penalty
 from .outputs import OutputDir
@@ -137,7 +137,6 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     early_stopping=config.early_stopping,
                     impute=config.missing != "error",
                     levels=[vocabulary.size for vocabulary in dataset.vocabularies or ()],
-                    level_counts=level_counts(dataset),
                 )
                 # the model first, before the evaluators' clean-up (disk caches)
                 model = build_model(
@@ -173,27 +172,30 @@ def learn_levels(config: TrainConfig, dataset: Dataset, client: Any, notify: Not
     if not dataset.categorical:
         return dataset
     started = time.perf_counter()
+    hashed = set(config.hashed if config.hashed is not None else dataset.categorical) if config.hash_buckets else set()
+    unknown = sorted(hashed - set(dataset.categorical))
+    if unknown:
+        raise ConfigError(f"hashed columns {unknown} are not categorical columns {list(dataset.categorical)}")
     counter = dataset.level_counter
-    if client is None:
+    counter = dataclasses.replace(counter, columns=tuple(c for c in counter.columns if c[0] not in hashed))
+    parts: list = []
+    if not counter.columns:
+        pass  # every categorical column is hashed: no pass
+    elif client is None:
         parts = [counter(chunk) for chunk in dataset.chunks]
     else:
         stall = (config.cluster or ClusterSpec()).stall_timeout_s
         parts = gather(client, [client.submit(counter, chunk, pure=False) for chunk in dataset.chunks], stall)
     totals = merge_counts(parts)
     vocabularies = [
-        vocabulary(name, kind, totals.get(name, LevelCounts()), config.min_category_count, config.max_categories)
+        Vocabulary.hashed(name, kind, config.hash_buckets)
+        if name in hashed and config.hash_buckets
+        else vocabulary(name, kind, totals.get(name, LevelCounts()), config.min_category_count, config.max_categories)
         for name, kind in zip(dataset.categorical, dataset.level_kinds)
     ]
     sizes = ", ".join(f"{v.column} {v.size}" for v in vocabularies)
     notify(f"levels of {len(vocabularies)} categorical column(s): {sizes} ({time.perf_counter() - started:.1f} s)")
     return dataset.with_vocabularies(vocabularies)
-
-
-def level_counts(dataset: Dataset) -> np.ndarray | None:
-    """The training rows of every level, in coefficient order (None without categorical columns)."""
-    if not dataset.vocabularies:
-        return None
-    return np.array([count for vocabulary in dataset.vocabularies for count in vocabulary.counts], dtype=np.float64)
 
 
 def open_configured(config: TrainConfig) -> Dataset:
@@ -221,9 +223,9 @@ class _Checked:
         self.check()
         return self.evaluator.partials(coef, spec)
 
-    def stats(self):
+    def stats(self, categories=None):
         self.check()
-        return self.evaluator.stats()
+        return self.evaluator.stats(categories)
 
 
 def _kernel_facts(evaluator: Evaluator) -> dict | None:

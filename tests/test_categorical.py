@@ -37,7 +37,7 @@ from pipeline.errors import ColumnTypeError, ConfigError, TooManyLevelsError
 from pipeline.fitting import fit
 from pipeline.fused import fused_partials, margins_fast
 from pipeline.kernel import Categories, KernelSpec, chunk_partials, level_top
-from pipeline.levels import LevelCounts, count_levels, vocabulary
+from pipeline.levels import LevelCounts, Vocabulary, count_levels, vocabulary
 from pipeline.model import Model
 from pipeline.objective import LogisticObjective
 from pipeline.predict import evaluate, predict
@@ -485,3 +485,86 @@ def test_a_warm_start_from_a_categorical_model(data, reference, tmp_path):
     warm = train(config(data, init=str(out)))
     assert warm.features == reference.features
     assert warm.n_iter <= 2 and np.allclose(warm.coef, reference.coef, rtol=1e-5, atol=1e-7)
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def scalar_bucket(column: str, value: bytes, buckets: int) -> int:
+    """FNV-1a of column, 0, value; splitmix64; modulo: one value at a time, in Python ints."""
+    mask = 2**64 - 1
+    state = 0xCBF29CE484222325
+    for byte in column.encode() + b"\0" + value:
+        state = ((state ^ byte) * 0x100000001B3) & mask
+    z = (state + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return (z ^ (z >> 31)) % buckets
+
+
+def test_hash_buckets_are_fixed_forever():
+    from pipeline.levels import hash_buckets
+
+    text = ["FR", "DE", "", "Ünïcode"]
+    found = hash_buckets(pa.array(text, pa.large_string()), "country", 2**20).tolist()
+    assert found == [1042759, 462722, 550735, 641803]  # golden: a change re-buckets every saved model
+    assert found == [scalar_bucket("country", v.encode(), 2**20) for v in text]
+    numbers = [0, 1, -5, 2**40]
+    found = hash_buckets(pa.array(numbers, pa.int64()), "user", 2**20).tolist()
+    assert found == [453056, 837058, 768966, 816831]
+    assert found == [scalar_bucket("user", v.to_bytes(8, "little", signed=True), 2**20) for v in numbers]
+    # the column name is part of the hash; dictionary pages hash as their values
+    assert hash_buckets(pa.array(["FR", "DE"], pa.large_string()), "region", 2**20).tolist() == [572971, 275250]
+    hashed = Vocabulary.hashed("country", "str", 2**20)
+    assert hashed.codes(pc.dictionary_encode(pa.array(["DE", None, "FR"]))).tolist() == [462722, 2**20, 1042759]
+
+
+def hashed_config(data: Path, **more) -> TrainConfig:
+    return config(data, hash_buckets=2**17, hashed=("country",), **more)
+
+
+@pytest.fixture(scope="module")
+def hashed_reference(data) -> Model:
+    return train(hashed_config(data))
+
+
+def test_a_hashed_column_trains_without_a_vocabulary(hashed_reference, data, tmp_path):
+    model = hashed_reference
+    country = model.vocabularies[0]
+    assert country.buckets == 2**17 and country.size == 2**17 + 1 and country.counts == ()
+    assert model.features[1] == "country=#0" and len(model.features) == 1 + 2**17 + 1 + 4
+    out = tmp_path / "model"
+    model.save(out)
+    assert Model.load(out).digest == model.digest
+    predict(str(out), str(data), str(tmp_path / "scores"))
+    proba = pq.read_table(tmp_path / "scores").column("proba").to_numpy()
+    values = columns()
+    coef = np.array(model.coef)
+    buckets = [scalar_bucket("country", c.encode(), 2**17) for c in values["country"]]
+    country_coef = np.where(values["country_null"], coef[1 + 2**17], coef[1 + np.array(buckets)])
+    device = coef[1 + 2**17 + 1 + values["device"]]
+    x = np.where(values["x_null"], model.impute[0], values["x"])
+    margin = x * coef[0] + country_coef + device + model.intercept
+    assert np.allclose(proba, 1 / (1 + np.exp(-margin)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("cuts, row_group", [((500,), 250), ((), 3000)])
+def test_a_hashed_column_gives_the_same_bytes_for_any_partitioning(hashed_reference, tmp_path, cuts, row_group):
+    assert_identical(train(hashed_config(write(tmp_path / "data", cuts, row_group))), hashed_reference)
+
+
+@pytest.mark.cluster
+def test_large_states_merge_on_the_workers_to_the_same_bytes(data, hashed_reference, tmp_path):
+    from pipeline.reduce import TREE_MERGE_LEVELS
+
+    assert 2**17 >= TREE_MERGE_LEVELS  # (so these states merge in a tree on the workers)
+    for cache in ("memory", "none"):
+        model = train(
+            hashed_config(
+                data,
+                cluster=ClusterSpec(n_workers=2, threads_per_worker=2),
+                cache=cache,
+                out=str(tmp_path / cache),
+            )
+        )
+        assert_identical(model, hashed_reference)
