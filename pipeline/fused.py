@@ -84,7 +84,7 @@ from .kernel import (
     kernel_features,
     level_offset,
     margins,
-    normalized_levels,
+    normalize_levels,
     sample_weights,
     split_coef,
     triangle_size,
@@ -1088,15 +1088,18 @@ def _categorical_partials(X, y, coef, weights, spec: KernelSpec, categories: Cat
 
 def _level_sums(codes: np.ndarray, residual: np.ndarray, categories: Categories) -> LevelSums:
     """:func:`kernel.deposit_levels`, compiled."""
-    total = LevelSums.zeros(categories.n_levels, categories.top)
+    total: LevelSums | None = None
     scale = float(np.ldexp(1.0, -(GRID_E0 + BIN_WIDTH * categories.top)))
     offsets = categories.offsets
     for start in range(0, residual.shape[0], LEVEL_CALL_ROWS):
         stop = min(start + LEVEL_CALL_ROWS, residual.shape[0])
         acc = np.zeros((N_BINS, categories.n_levels), dtype=np.int64)
         if not _level_deposit(codes[start:stop], residual[start:stop], offsets, scale, acc):
-            return LevelSums(total.top, total.bins, True)
-        total = total.merge(LevelSums(total.top, normalized_levels(acc)))
+            acc[:] = 0
+            return LevelSums(categories.top, acc, True)
+        part = LevelSums(categories.top, normalize_levels(acc))
+        total = part if total is None else total.merge(part)
+    assert total is not None  # (at least one row)
     return total
 
 

@@ -66,6 +66,7 @@ __all__ = [
     "Partials",
     "Stats",
     "WarmUpPart",
+    "accumulate",
     "chunk_partials",
     "chunk_stats",
     "count_missing",
@@ -211,7 +212,7 @@ class LevelSums:
             )
         if self.bad or other.bad:  # (one canonical bad state: zero bins)
             return LevelSums(self.top, np.zeros_like(self.bins), True)
-        return LevelSums(self.top, normalized_levels(self.bins + other.bins))
+        return LevelSums(self.top, normalize_levels(self.bins + other.bins))
 
     def finalize(self) -> np.ndarray:
         """The sums as float64: ``(b0 * 2**40 + b1) * 2**40 + b2`` in units of
@@ -229,14 +230,16 @@ class LevelSums:
         return self.top == other.top and self.bad == other.bad and np.array_equal(self.bins, other.bins)
 
 
-def normalized_levels(bins: np.ndarray) -> np.ndarray:
-    """``bins`` (int64, summed digits) with the carries of the lower bins moved
-    up, so that they lie in ``[0, 2**BIN_WIDTH)``: the same exact totals."""
-    bins = bins.copy()
+def normalize_levels(bins: np.ndarray) -> np.ndarray:
+    """``bins`` (int64, summed digits), changed in place and returned, with the
+    carries of the lower bins moved up so that they lie in ``[0, 2**BIN_WIDTH)``:
+    the same exact totals (one row of temporaries: a 2**20-level state is 24 MiB)."""
+    carry = np.empty_like(bins[0])
     for k in range(N_BINS - 1, 0, -1):
-        carry = bins[k] >> BIN_WIDTH
-        bins[k] -= carry << BIN_WIDTH
+        np.right_shift(bins[k], BIN_WIDTH, out=carry)
         bins[k - 1] += carry
+        np.left_shift(carry, BIN_WIDTH, out=carry)
+        bins[k] -= carry
     return bins
 
 
@@ -277,7 +280,7 @@ def deposit_levels(codes: np.ndarray, terms: np.ndarray, categories: Categories)
             index = offsets[c] + codes[start:stop, c].astype(np.int64)
             for k in range(N_BINS):
                 np.add.at(bins[k], index, digits[k])
-        total = total.merge(LevelSums(total.top, normalized_levels(bins)))
+        total = total.merge(LevelSums(total.top, normalize_levels(bins)))
     return total
 
 
@@ -448,6 +451,22 @@ def count_missing(X: np.ndarray, sums: ExactSums) -> np.ndarray | None:
     for j in columns:
         counts[j] = np.count_nonzero(np.isnan(X[:, j]))
     return counts
+
+
+def accumulate(total, part):
+    """``total.merge(part)`` for a running total the caller owns (built from
+    fresh states, not yet handed out): the levels' bins are added into
+    ``total``'s in place, so a pass over many batches holds one state of a
+    2**20-level model, not a new one per batch.  The same values as ``merge``."""
+    if total is None:
+        return part
+    levels, more = getattr(total, "levels", None), getattr(part, "levels", None)
+    if levels is None or more is None or levels.bad or more.bad or levels.top != more.top:
+        return total.merge(part)
+    merged = Partials(total.sums.merge(part.sums), total.n_samples + part.n_samples, None, None)
+    np.add(levels.bins, more.bins, out=levels.bins)
+    normalize_levels(levels.bins)
+    return Partials(merged.sums, merged.n_samples, None, levels)
 
 
 def merge_partials(*parts):

@@ -38,6 +38,7 @@ from .kernel import (
     Partials,
     Stats,
     WarmUpPart,
+    accumulate,
     kernel_features,
     level_rows,
     merge_partials,
@@ -378,8 +379,7 @@ def sum_blocks(kernel, args: tuple, layout: str, n_blocks: int, *blocks):
         chunks = [Chunk(*blocks) for blocks in zip(*columns)]
     total = None
     for chunk in chunks:
-        part = kernel(chunk, *args)
-        total = part if total is None else total.merge(part)
+        total = accumulate(total, kernel(chunk, *args))
     return total
 
 

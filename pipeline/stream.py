@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import Chunk, ChunkReader, ChunkSpec
-from .kernel import Categories, KernelSpec, Partials, Stats, level_rows
+from .kernel import Categories, KernelSpec, Partials, Stats, accumulate, level_rows
 
 __all__ = [
     "BATCH_BYTES",
@@ -220,8 +220,7 @@ def unit_sums(reader: ChunkReader, unit: Sequence[ChunkSpec], rows: int, cache: 
     total = None
     for chunk in unit:
         for data in cached_batches(reader, chunk, rows, cache):
-            part = kernel(data, *args)
-            total = part if total is None else total.merge(part)
+            total = accumulate(total, kernel(data, *args))
     return total
 
 
@@ -231,6 +230,5 @@ def units_sums(
     """:func:`unit_sums` over several units, merged (one task's share of a pass)."""
     total = None
     for unit in units:
-        part = unit_sums(reader, unit, rows, cache, kernel, *args)
-        total = part if total is None else total.merge(part)
+        total = accumulate(total, unit_sums(reader, unit, rows, cache, kernel, *args))
     return total

@@ -7,6 +7,11 @@ finish with each worker's peak RSS (read from the worker processes) below
 the point where distributed pauses a worker (80% of its limit), with no
 worker restarted, and give the digest of ``--cache memory`` on a cluster big
 enough to hold the data.
+
+And categorical columns out of core: 8M rows of 4 numeric and 8 categorical
+columns (one hashed into 2**20 buckets: a 24 MiB gradient state) decode to
+793 MiB against one worker limited to 700 MiB; ``--cache none`` stays below
+its pause point and gives the digest of the in-process run in memory.
 """
 
 from __future__ import annotations
@@ -115,3 +120,80 @@ def test_larger_than_memory_with_bounded_worker_memory(big_dataset, reference_di
     for address, peak in peaks.items():
         assert peak < PAUSE_FRACTION * WORKER_LIMIT, (address, peak / MiB)
     print(cache, {address: peak // MiB for address, peak in peaks.items()})
+
+
+# --------------------------------------------------------------------------- categorical columns
+
+CAT_ROWS, CAT_GROUP = 8_000_000, 65_536
+#: integer-coded categorical columns and their levels; "user" is hashed into 2**20 buckets
+CAT_LEVELS = {"c10": 10, "c30": 30, "c100": 100, "c300": 300, "c1k": 1000, "c3k": 3000, "c10k": 10_000}
+CAT_NUMERIC = 4
+CAT_LIMIT = 700 * MiB  # (a 2**20-level state is 24 MiB; the worker holds a few at once)
+
+
+@pytest.fixture(scope="module")
+def categorical_dataset(tmp_path_factory):
+    """4 float32 and 8 categorical columns (7 integer-coded of 10 to 10,000
+    levels, one of 10**9 user ids hashed into 2**20 buckets): 12 float64
+    columns decoded, 104 bytes a row, 0.83 GB (793 MiB) in all."""
+    root = tmp_path_factory.mktemp("categorical-larger-than-memory") / "data"
+    root.mkdir()
+    rng = np.random.default_rng(8)
+    blocks = []
+    for _ in range(5):
+        columns = {f"x{j}": rng.standard_normal(CAT_GROUP).astype(np.float32) for j in range(CAT_NUMERIC)}
+        columns.update({name: rng.integers(0, k, CAT_GROUP).astype(np.int16) for name, k in CAT_LEVELS.items()})
+        columns["user"] = rng.integers(0, 10**9, CAT_GROUP)
+        margin = columns["x0"] - columns["x1"] + (columns["c10"] % 3) - 1.0
+        columns["y"] = (rng.random(CAT_GROUP) < 1 / (1 + np.exp(-margin))).astype(np.int8)
+        blocks.append(pa.table(columns))
+    n_groups = -(-CAT_ROWS // CAT_GROUP)
+    for index in range(2):
+        with pq.ParquetWriter(root / f"part-{index}.parquet", blocks[0].schema, compression="none") as writer:
+            for group in range(index * n_groups // 2, (index + 1) * n_groups // 2):
+                rows = min(CAT_GROUP, CAT_ROWS - group * CAT_GROUP)
+                writer.write_table(blocks[group % len(blocks)].slice(0, rows))
+    return str(root)
+
+
+def categorical_config(data: str, **where) -> TrainConfig:
+    return TrainConfig(
+        data=data,
+        label="y",
+        categorical=(*CAT_LEVELS, "user"),
+        hash_buckets=2**20,
+        hashed=("user",),
+        options=SolverOptions(max_iter=1, ftol=0.0),
+        **where,
+    )
+
+
+def test_categorical_columns_larger_than_memory_with_bounded_worker_memory(categorical_dataset):
+    reference = train(categorical_config(categorical_dataset, cluster=None, cache="memory"))
+    assert len(reference.features) == CAT_NUMERIC + sum(CAT_LEVELS.values()) + 2**20 + 1
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            memory_limit=CAT_LIMIT,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        workers_before = set(client.scheduler_info()["workers"])
+        pids = client.run(os.getpid)
+        model = train(
+            categorical_config(
+                categorical_dataset, cache="none", cluster=ClusterSpec(scheduler=cluster.scheduler_address)
+            )
+        )
+        peaks = {address: peak_rss(pid) for address, pid in pids.items()}
+        assert set(client.scheduler_info()["workers"]) == workers_before  # none killed or restarted
+    dataset = open_dataset(categorical_dataset, "y", categorical=(*CAT_LEVELS, "user"))
+    assert dataset.n_samples * (12 * 8 + 8) > CAT_LIMIT  # the decoded data does not fit the worker
+    assert model.digest == reference.digest and model.loss_history == reference.loss_history
+    for address, peak in peaks.items():
+        assert peak < PAUSE_FRACTION * CAT_LIMIT, (address, peak / MiB)
+    print("categorical", {address: peak // MiB for address, peak in peaks.items()})
