@@ -112,6 +112,9 @@ _WIDE_BLOCK_BYTES = 2**22
 _SEGMENT_BYTES = 2**21
 #: Rows per margin sub-block (its pairwise stack stays in L1).
 _MARGIN_ROWS = 512
+#: Rows whose level digits are split at once (they stay in L1 while every
+#: categorical column deposits them).
+_LEVEL_BLOCK = 1024
 #: Rows per tile when transposing a row-major block (the body of
 #: :func:`_copy_block` is unrolled for exactly this many).
 _TILE = 4
@@ -929,25 +932,48 @@ if _HAVE_NUMBA:
         """Each row's three digits of ``res[i] * scale`` (those of
         :func:`kernel.level_digits`: the same round-half-even splits, by the
         bits of ``y + 1.5*2**52``) added at the row's level of every
-        categorical column.  Returns False when a term is NaN or infinite."""
+        categorical column; ``acc`` is ``(n_levels, 3)``, a level's three bins
+        in one cache line.  Returns False when a term is NaN or infinite."""
         n_cat = codes.shape[1]
-        for i in range(res.shape[0]):
-            y0 = res[i] * scale
-            if y0 - y0 != 0.0:
-                return False
-            q = y0 + _MAGIC
-            d0 = np.int64(_ubits(q) - _UMAGIC_BITS)
-            y1 = (y0 - (q - _MAGIC)) * _SPLIT
-            q = y1 + _MAGIC
-            d1 = np.int64(_ubits(q) - _UMAGIC_BITS)
-            y2 = (y1 - (q - _MAGIC)) * _SPLIT
-            d2 = np.int64(_ubits(y2 + _MAGIC) - _UMAGIC_BITS)
-            for c in range(n_cat):
-                j = offsets[c] + np.int64(codes[i, c])
-                acc[0, j] += d0
-                acc[1, j] += d1
-                acc[2, j] += d2
+        n = res.shape[0]
+        digits = np.empty((_LEVEL_BLOCK, 3), dtype=np.int64)
+        for start in range(0, n, _LEVEL_BLOCK):
+            m = min(_LEVEL_BLOCK, n - start)
+            for i in range(m):
+                y0 = res[start + i] * scale
+                if y0 - y0 != 0.0:
+                    return False
+                q = y0 + _MAGIC
+                digits[i, 0] = np.int64(_ubits(q) - _UMAGIC_BITS)
+                y1 = (y0 - (q - _MAGIC)) * _SPLIT
+                q = y1 + _MAGIC
+                digits[i, 1] = np.int64(_ubits(q) - _UMAGIC_BITS)
+                y2 = (y1 - (q - _MAGIC)) * _SPLIT
+                digits[i, 2] = np.int64(_ubits(y2 + _MAGIC) - _UMAGIC_BITS)
+            for c in range(n_cat):  # column by column: one stream of codes, one table
+                column = codes[start : start + m, c]
+                first = offsets[c]
+                for i in range(m):
+                    j = first + np.int64(column[i])
+                    acc[j, 0] += digits[i, 0]
+                    acc[j, 1] += digits[i, 1]
+                    acc[j, 2] += digits[i, 2]
         return True
+
+    @njit(cache=_CACHE, nogil=True)
+    def _level_margin(codes, level_coef, offsets, out):
+        """:func:`kernel.level_offset` into ``out``: per row the level
+        coefficients of every column added in column order."""
+        n = out.shape[0]
+        column = codes[:, 0]
+        first = offsets[0]
+        for i in range(n):
+            out[i] = level_coef[first + np.int64(column[i])]
+        for c in range(1, codes.shape[1]):
+            column = codes[:, c]
+            first = offsets[c]
+            for i in range(n):
+                out[i] = out[i] + level_coef[first + np.int64(column[i])]
 
 
 #: The compiled loss (and Hessian) pass: the same bits as the reference on
@@ -1078,7 +1104,9 @@ def _categorical_partials(X, y, coef, weights, spec: KernelSpec, categories: Cat
     job = _Job.of(X[:, :n_dense], y, dense_coef, weights, dense_spec)
     if job.n_rows == 0:
         return Partials.empty(X.shape[1], spec)
-    offset = _readonly(np.ascontiguousarray(level_offset(codes, level_coef, categories)))
+    offset = np.empty(job.n_rows)
+    _level_margin(codes, _readonly(np.ascontiguousarray(level_coef)), categories.offsets, offset)
+    offset = _readonly(offset)
     residual = np.empty(job.n_rows)
     with _compiling(("one sweep", *job.key(dense_spec), "levels", codes.dtype.str)):
         dense = _one_sweep(job, dense_spec, offset, residual)
@@ -1093,11 +1121,10 @@ def _level_sums(codes: np.ndarray, residual: np.ndarray, categories: Categories)
     offsets = categories.offsets
     for start in range(0, residual.shape[0], LEVEL_CALL_ROWS):
         stop = min(start + LEVEL_CALL_ROWS, residual.shape[0])
-        acc = np.zeros((N_BINS, categories.n_levels), dtype=np.int64)
+        acc = np.zeros((categories.n_levels, N_BINS), dtype=np.int64)
         if not _level_deposit(codes[start:stop], residual[start:stop], offsets, scale, acc):
-            acc[:] = 0
-            return LevelSums(categories.top, acc, True)
-        part = LevelSums(categories.top, normalize_levels(acc))
+            return LevelSums(categories.top, np.zeros((N_BINS, categories.n_levels), dtype=np.int64), True)
+        part = LevelSums(categories.top, normalize_levels(np.ascontiguousarray(acc.T)))
         total = part if total is None else total.merge(part)
     assert total is not None  # (at least one row)
     return total
