@@ -206,7 +206,8 @@ class DaskEvaluator:
 
     def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
         coef = np.array(coef, dtype=np.float64)
-        return self._per_worker(Partials.empty(self.n_features, spec), loss_kernel, coef, spec)
+        coef_arg = shared(self.client, coef)
+        return self._per_worker(Partials.empty(self.n_features, spec), loss_kernel, coef_arg, spec)
 
     def stats(self, categories: Categories | None = None) -> Stats:
         return self._per_worker(Stats.zeros(self.n_features), stats_kernel, categories)
@@ -615,6 +616,16 @@ TREE_MERGE_LEVELS = 2**16
 TREE_FAN_IN = 4
 
 
+def shared(client, coef: np.ndarray):
+    """``coef`` as the pass's tasks take it: itself, or -- a large model's
+    (:data:`TREE_MERGE_LEVELS` coefficients or more) -- scattered once to one
+    worker, keyed by its content, so the coordinator sends it once per pass and
+    the workers fetch it from each other rather than in every task's arguments."""
+    if coef.shape[0] < TREE_MERGE_LEVELS:
+        return coef
+    return client.scatter(coef, hash=True)
+
+
 def merge_states(client, tasks: list, empty, stall_timeout_s: float = STALL_TIMEOUT_S):
     """The merge of ``empty`` and the states of ``tasks`` (futures): gathered
     here, or -- large categorical states (:data:`TREE_MERGE_LEVELS`) -- merged
@@ -676,7 +687,8 @@ class StreamingEvaluator:
 
     def partials(self, coef: np.ndarray, spec: KernelSpec = KernelSpec()) -> Partials:
         coef = np.array(coef, dtype=np.float64)
-        return self._run(Partials.empty(self.n_features, spec), loss_kernel, coef, spec)
+        coef_arg = coef if self.client is None else shared(self.client, coef)
+        return self._run(Partials.empty(self.n_features, spec), loss_kernel, coef_arg, spec)
 
     def stats(self, categories: Categories | None = None) -> Stats:
         return self._run(Stats.zeros(self.n_features), stats_kernel, categories)
