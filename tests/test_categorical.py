@@ -128,9 +128,10 @@ def assert_identical(model: Model, reference: Model) -> None:
 
 
 def one_hot(values: dict, model: Model) -> np.ndarray:
-    """The design scikit-learn's pipeline builds: x (imputed), then one 0/1 column per level."""
+    """The design scikit-learn's pipeline builds: x (imputed; its indicator when
+    the model has one), then one 0/1 column per level."""
     x = np.where(values["x_null"], model.impute[0], values["x"])
-    parts = [x[:, None]]
+    parts = [x[:, None]] + ([values["x_null"][:, None].astype(np.float64)] if model.indicators else [])
     country = np.where(values["country_null"], None, values["country"].astype(object))
     for vocabulary_ in model.vocabularies:
         column = country if vocabulary_.column == "country" else values["device"]
@@ -224,8 +225,9 @@ def test_the_compiled_pass_equals_the_reference_and_the_one_hot_loss(layout):
 # --------------------------------------------------------------------------- parity
 
 
+@pytest.mark.parametrize("policy", ["mean", "indicator"])
 @pytest.mark.parametrize("l2", [0.0, 1e-3])
-def test_scikit_learns_one_hot_pipeline_reaches_the_same_optimum(data, l2):
+def test_scikit_learns_one_hot_pipeline_reaches_the_same_optimum(data, l2, policy):
     import pandas as pd
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -233,7 +235,7 @@ def test_scikit_learns_one_hot_pipeline_reaches_the_same_optimum(data, l2):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    model = train(config(data, penalty=Penalty(l2=l2)))
+    model = train(config(data, penalty=Penalty(l2=l2), missing=policy))
     values = columns()
     frame = pd.DataFrame(
         {
@@ -245,14 +247,18 @@ def test_scikit_learns_one_hot_pipeline_reaches_the_same_optimum(data, l2):
     y = values["y"]
     encode = ColumnTransformer(
         [
-            ("num", SimpleImputer(strategy="mean"), ["x"]),
+            ("num", SimpleImputer(strategy="mean", add_indicator=policy == "indicator"), ["x"]),
             ("cat", OneHotEncoder(handle_unknown="ignore"), ["country", "device"]),
         ]
     )
     C = np.inf if l2 == 0 else 1.0 / (l2 * N_ROWS)
     pipe = make_pipeline(encode, LogisticRegression(C=C, tol=1e-12, max_iter=100_000)).fit(frame, y)
     names = [
-        name.replace("num__", "").replace("cat__", "").replace("country_None", "country=<null>").replace("_", "=", 1)
+        name.replace("num__missingindicator_x", "x=<missing>")
+        .replace("num__", "")
+        .replace("cat__", "")
+        .replace("country_None", "country=<null>")
+        .replace("_", "=", 1)
         for name in pipe[0].get_feature_names_out()
     ]
     theirs = dict(zip(names, pipe[-1].coef_.ravel()))
