@@ -70,7 +70,6 @@ import numpy as np
 from .exact import BIN_WIDTH, BLOCK_ROWS, GRID_E0, N_BINS, ExactSums
 from .kernel import (
     HESSIAN_BINS,
-    LEVEL_CALL_ROWS,
     VELTKAMP,
     Categories,
     KernelSpec,
@@ -78,11 +77,12 @@ from .kernel import (
     Partials,
     Stats,
     WarmUpPart,
+    accumulate_levels,
+    add_levels,
     chunk_partials,
     chunk_stats,
     count_missing,
     kernel_features,
-    level_offset,
     margins,
     normalize_levels,
     sample_weights,
@@ -112,9 +112,6 @@ _WIDE_BLOCK_BYTES = 2**22
 _SEGMENT_BYTES = 2**21
 #: Rows per margin sub-block (its pairwise stack stays in L1).
 _MARGIN_ROWS = 512
-#: Rows whose level digits are split at once (they stay in L1 while every
-#: categorical column deposits them).
-_LEVEL_BLOCK = 1024
 #: Rows per tile when transposing a row-major block (the body of
 #: :func:`_copy_block` is unrolled for exactly this many).
 _TILE = 4
@@ -407,26 +404,30 @@ if _HAVE_NUMBA:
         acc,
         flags,
         prefetch,
-        off,
-        out,
+        lev,
     ):
         """One block: rows ``r0:r0+n`` of the F-ordered ``Xf`` (global rows from ``g0``).
 
         Leaves the margins in ``marg[:n]`` and the probabilities in ``prob[:n]``
         (for :func:`_hessian_block`).  ``prefetch``: rows of the next block
         (from ``r0 + n``) to request into L2, column by column, while this
-        block's terms are computed.  ``off`` (global rows; empty: none) is
-        added to each margin (the categorical levels' part,
-        :func:`kernel.level_offset`); ``out`` (global rows; empty: not kept)
-        receives each row's weighted residual.
+        block's terms are computed.  ``lev``: None (pruned at compile time) or
+        the categorical columns' ``(codes, level_coef, offsets, scale, acc,
+        digits, bad)``: each margin gets its level coefficients added, column
+        by column (:func:`kernel.add_levels`), and each weighted residual's
+        digits are deposited at its levels (:func:`_deposit_levels`).
         """
         # Margins: the pairwise tree of kernel.margins, vectorised over rows,
         # in sub-blocks whose stack stays in L1.
         for m0 in range(0, n, _MARGIN_ROWS):
             _margins(Xf, r0 + m0, min(_MARGIN_ROWS, n - m0), coef, stack, marg[m0:])
-        if off.shape[0] > 0:
-            for i in range(n):
-                marg[i] = marg[i] + off[g0 + i]
+        if lev is not None:
+            codes, level_coef, offsets = lev[0], lev[1], lev[2]
+            for c in range(codes.shape[1]):
+                column = codes[g0 : g0 + n, c]
+                first = offsets[c]
+                for i in range(n):
+                    marg[i] = marg[i] + level_coef[first + np.int64(column[i])]
         # Per row: probability and softplus (a vectorised, branch-free loop:
         # elementary_jit.sigmoid_softplus's bits), then loss and weighted
         # residual (one loop per case, so that each vectorises).
@@ -447,13 +448,40 @@ if _HAVE_NUMBA:
                 yi = y[g0 + i]
                 res[i] = prob[i] - yi
                 los[i] = los[i] - yi * z
-        if out.shape[0] > 0:
-            for i in range(n):
-                out[g0 + i] = res[i]
+        if lev is not None:
+            _deposit_levels(lev[0], g0, n, res, lev[2], lev[3], lev[4], lev[5], lev[6])
         if has_s:
             _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, prefetch)
         else:
             _terms(Xf, r0, n, res, los, ones, tmp, top, acc, flags, prefetch)
+
+    @njit(cache=_CACHE, nogil=True)
+    def _deposit_levels(codes, g0, n, res, offsets, scale, acc, digits, bad):
+        """The three digits of each ``res[i] * scale`` (those of
+        :func:`kernel.level_digits`: the same round-half-even splits, by the
+        bits of ``y + 1.5*2**52``) added at row ``g0 + i``'s level of every
+        categorical column; ``acc`` is ``(n_levels, 3)``, a level's bins in one
+        cache line.  A NaN or infinite term sets ``bad[0]`` (deposited as 0)."""
+        for i in range(n):
+            y0 = res[i] * scale
+            if y0 - y0 != 0.0:
+                bad[0] = True
+                y0 = 0.0
+            q = y0 + _MAGIC
+            digits[i, 0] = np.int64(_ubits(q) - _UMAGIC_BITS)
+            y1 = (y0 - (q - _MAGIC)) * _SPLIT
+            q = y1 + _MAGIC
+            digits[i, 1] = np.int64(_ubits(q) - _UMAGIC_BITS)
+            y2 = (y1 - (q - _MAGIC)) * _SPLIT
+            digits[i, 2] = np.int64(_ubits(y2 + _MAGIC) - _UMAGIC_BITS)
+        for c in range(codes.shape[1]):  # column by column: one stream of codes, one table
+            column = codes[g0 : g0 + n, c]
+            first = offsets[c]
+            for i in range(n):
+                j = first + np.int64(column[i])
+                acc[j, 0] += digits[i, 0]
+                acc[j, 1] += digits[i, 1]
+                acc[j, 2] += digits[i, 2]
 
     @njit(cache=_CACHE, nogil=True)
     def _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, prefetch):
@@ -591,7 +619,7 @@ if _HAVE_NUMBA:
         _deposit(curv, n, _max_abs_bits(curv, n), col, htop, hacc, hflags)
 
     @njit(cache=_CACHE, nogil=True)
-    def _pass_direct(X, row0, row1, y, coef, s, has_s, block, top, acc, flags, hess, off, out):
+    def _pass_direct(X, row0, row1, y, coef, s, has_s, block, top, acc, flags, hess, lev):
         """Rows ``row0:row1`` of an F-ordered X, read in place.
 
         ``hess``: None (its branches are pruned at compile time: the gradient
@@ -626,8 +654,7 @@ if _HAVE_NUMBA:
                 acc,
                 flags,
                 ahead,
-                off,
-                out,
+                lev,
             )
             if hess is not None:
                 _hessian_block(X, start, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
@@ -723,8 +750,7 @@ if _HAVE_NUMBA:
         acc,
         flags,
         hess,
-        off,
-        out,
+        lev,
     ):
         """Rows ``row0:row1`` of X in any layout, each block copied (standardized)
         into an F-ordered scratch.  ``hess`` as for :func:`_pass_direct`."""
@@ -759,8 +785,7 @@ if _HAVE_NUMBA:
                 acc,
                 flags,
                 _ZERO,
-                off,
-                out,
+                lev,
             )
             if hess is not None:
                 _hessian_block(Xs, _ZERO, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
@@ -925,69 +950,12 @@ if _HAVE_NUMBA:
             _stats_block(Xs, _ZERO, n, start, y, s, has_s, lo, tmp, ones, top, acc, flags)
 
 
-if _HAVE_NUMBA:
-
-    @njit(cache=_CACHE, nogil=True)
-    def _level_deposit(codes, res, offsets, scale, acc):
-        """Each row's three digits of ``res[i] * scale`` (those of
-        :func:`kernel.level_digits`: the same round-half-even splits, by the
-        bits of ``y + 1.5*2**52``) added at the row's level of every
-        categorical column; ``acc`` is ``(n_levels, 3)``, a level's three bins
-        in one cache line.  Returns False when a term is NaN or infinite."""
-        n_cat = codes.shape[1]
-        n = res.shape[0]
-        digits = np.empty((_LEVEL_BLOCK, 3), dtype=np.int64)
-        for start in range(0, n, _LEVEL_BLOCK):
-            m = min(_LEVEL_BLOCK, n - start)
-            for i in range(m):
-                y0 = res[start + i] * scale
-                if y0 - y0 != 0.0:
-                    return False
-                q = y0 + _MAGIC
-                digits[i, 0] = np.int64(_ubits(q) - _UMAGIC_BITS)
-                y1 = (y0 - (q - _MAGIC)) * _SPLIT
-                q = y1 + _MAGIC
-                digits[i, 1] = np.int64(_ubits(q) - _UMAGIC_BITS)
-                y2 = (y1 - (q - _MAGIC)) * _SPLIT
-                digits[i, 2] = np.int64(_ubits(y2 + _MAGIC) - _UMAGIC_BITS)
-            for c in range(n_cat):  # column by column: one stream of codes, one table
-                column = codes[start : start + m, c]
-                first = offsets[c]
-                for i in range(m):
-                    j = first + np.int64(column[i])
-                    acc[j, 0] += digits[i, 0]
-                    acc[j, 1] += digits[i, 1]
-                    acc[j, 2] += digits[i, 2]
-        return True
-
-    @njit(cache=_CACHE, nogil=True)
-    def _level_margin(codes, level_coef, offsets, out):
-        """:func:`kernel.level_offset` into ``out``: per row the level
-        coefficients of every column added in column order."""
-        n = out.shape[0]
-        column = codes[:, 0]
-        first = offsets[0]
-        for i in range(n):
-            out[i] = level_coef[first + np.int64(column[i])]
-        for c in range(1, codes.shape[1]):
-            column = codes[:, c]
-            first = offsets[c]
-            for i in range(n):
-                out[i] = out[i] + level_coef[first + np.int64(column[i])]
-
-
 #: The compiled loss (and Hessian) pass: the same bits as the reference on
 #: every CPU (its exp/log are :mod:`pipeline.elementary_jit`'s); needs numba only.
 AVAILABLE: bool = _HAVE_NUMBA
 #: The compiled statistics pass (and the deposits) need numba only.
 STATS_AVAILABLE: bool = _HAVE_NUMBA
 
-
-#: Empty arrays: "none" for the optional arrays of the compiled passes (the
-#: residuals' one writable, as the array it stands for: one compiled signature).
-_NOTHING = np.empty(0)
-_NOTHING.flags.writeable = False
-_NO_RESIDUALS = np.empty(0)
 
 #: Seconds a process waits for another one's compilation before compiling on its own.
 COMPILE_LOCK_WAIT_S = 300.0
@@ -1086,56 +1054,66 @@ def _partials(X, y, coef, weights, spec) -> Partials:
     if job.n_rows == 0:
         return Partials.zeros(job.n_features + 1, spec.hessian)
     with _compiling(("one sweep", *job.key(spec))):
-        return _one_sweep(job, spec, _NOTHING, _NO_RESIDUALS)
+        return _one_sweep(job, spec)
 
 
 def _categorical_partials(X, y, coef, weights, spec: KernelSpec, categories: Categories) -> Partials:
     """:func:`kernel.chunk_partials` with categorical columns: the dense
-    columns' sweep with the levels' part of each margin added
-    (:func:`kernel.level_offset`, vectorized here) and each row's weighted
-    residual kept, then the levels' digits deposited (:func:`_level_deposit`)."""
+    columns' sweep, whose blocks also add each row's level coefficients to its
+    margin and deposit its weighted residual at its levels (``lev`` of
+    :func:`_block`), into one ``(n_levels, 3)`` int64 table per compiled call."""
     if spec.hessian:
         raise ValueError("the Hessian pass takes dense features only (no categorical columns)")
     X = kernel_features(X)
     n_dense = X.shape[1] - categories.n_columns
     dense_coef, level_coef = split_coef(np.asarray(coef, dtype=np.float64), n_dense, categories)
-    codes = X[:, n_dense:]
     dense_spec = KernelSpec(spec.center, spec.scale, spec.class_weight, False, spec.fill)
     job = _Job.of(X[:, :n_dense], y, dense_coef, weights, dense_spec)
     if job.n_rows == 0:
         return Partials.empty(X.shape[1], spec)
-    offset = np.empty(job.n_rows)
-    _level_margin(codes, _readonly(np.ascontiguousarray(level_coef)), categories.offsets, offset)
-    offset = _readonly(offset)
-    residual = np.empty(job.n_rows)
-    with _compiling(("one sweep", *job.key(dense_spec), "levels", codes.dtype.str)):
-        dense = _one_sweep(job, dense_spec, offset, residual)
-        levels = _level_sums(codes, residual, categories)
-    return Partials(dense.sums, dense.n_samples, None, levels)
+    levels = _Levels(_readonly(X[:, n_dense:]), _readonly(np.ascontiguousarray(level_coef)), categories)
+    with _compiling(("one sweep", *job.key(dense_spec), "levels", X.dtype.str)):
+        dense = _one_sweep(job, dense_spec, levels)
+    assert levels.total is not None  # (at least one row)
+    return Partials(dense.sums, dense.n_samples, None, levels.total)
 
 
-def _level_sums(codes: np.ndarray, residual: np.ndarray, categories: Categories) -> LevelSums:
-    """:func:`kernel.deposit_levels`, compiled."""
+@dataclass
+class _Levels:
+    """The categorical part of a compiled loss pass: its arguments, and the
+    level sums of the calls so far."""
+
+    codes: np.ndarray
+    level_coef: np.ndarray
+    categories: Categories
     total: LevelSums | None = None
-    scale = float(np.ldexp(1.0, -(GRID_E0 + BIN_WIDTH * categories.top)))
-    offsets = categories.offsets
-    for start in range(0, residual.shape[0], LEVEL_CALL_ROWS):
-        stop = min(start + LEVEL_CALL_ROWS, residual.shape[0])
-        acc = np.zeros((categories.n_levels, N_BINS), dtype=np.int64)
-        if not _level_deposit(codes[start:stop], residual[start:stop], offsets, scale, acc):
-            return LevelSums(categories.top, np.zeros((N_BINS, categories.n_levels), dtype=np.int64), True)
-        part = LevelSums(categories.top, normalize_levels(np.ascontiguousarray(acc.T)))
-        total = part if total is None else total.merge(part)
-    assert total is not None  # (at least one row)
-    return total
+
+    def call(self, block: int) -> tuple:
+        """``lev`` of one compiled call (a fresh table of bins)."""
+        scale = float(np.ldexp(1.0, -(GRID_E0 + BIN_WIDTH * self.categories.top)))
+        acc = np.zeros((self.categories.n_levels, N_BINS), dtype=np.int64)
+        digits = np.empty((block, N_BINS), dtype=np.int64)
+        bad = np.zeros(1, dtype=np.bool_)
+        return (self.codes, self.level_coef, self.categories.offsets, scale, acc, digits, bad)
+
+    def add(self, lev: tuple) -> None:
+        """Add one call's table (its lower bins normalized) to the total."""
+        acc, bad = lev[4], lev[6]
+        top = self.categories.top
+        if bad[0]:
+            part = LevelSums(top, np.zeros((N_BINS, self.categories.n_levels), dtype=np.int64), True)
+        else:
+            part = LevelSums(top, normalize_levels(np.ascontiguousarray(acc.T)))
+        self.total = accumulate_levels(self.total, part)
 
 
-def _one_sweep(job: _Job, spec: KernelSpec, offset: np.ndarray, residual: np.ndarray) -> Partials:
+def _one_sweep(job: _Job, spec: KernelSpec, levels: _Levels | None = None) -> Partials:
     total = Partials.zeros(job.n_features + 1, spec.hessian)
     for start in range(0, job.n_rows, _CALL_ROWS):
         stop = min(start + _CALL_ROWS, job.n_rows)
         top, acc, flags = _empty_state(job.n_features + 3)
         hess = _empty_state(triangle_size(job.n_features + 1), HESSIAN_BINS) if spec.hessian else None
+        lev = None if levels is None else levels.call(job.block)
         if job.direct:
             _pass_direct(
                 job.X,
@@ -1150,8 +1128,7 @@ def _one_sweep(job: _Job, spec: KernelSpec, offset: np.ndarray, residual: np.nda
                 acc,
                 flags,
                 hess,
-                offset,
-                residual,
+                lev,
             )
         else:
             _pass_copy(
@@ -1172,9 +1149,10 @@ def _one_sweep(job: _Job, spec: KernelSpec, offset: np.ndarray, residual: np.nda
                 acc,
                 flags,
                 hess,
-                offset,
-                residual,
+                lev,
             )
+        if levels is not None and lev is not None:
+            levels.add(lev)
         hessian = None if hess is None else _sums(*hess)
         total = total.merge(Partials(_sums(top, acc, flags), stop - start, hessian))
     return total
@@ -1323,12 +1301,12 @@ def margins_fast(
     where numba imports: what ``predict`` and ``evaluate`` score rows with.
     ``fill``: per dense column, the value of a missing one (NaN), as in the
     loss pass; ``categories``: X's last columns are level codes, whose
-    coefficients follow the dense ones' (:func:`kernel.level_offset` is added)."""
+    coefficients follow the dense ones' (:func:`kernel.add_levels`)."""
     X = kernel_features(X)
     if categories is not None:
         n_dense = X.shape[1] - categories.n_columns
         dense_coef, level_coef = split_coef(np.asarray(coef, dtype=np.float64), n_dense, categories)
-        return margins_fast(X[:, :n_dense], dense_coef, fill) + level_offset(X[:, n_dense:], level_coef, categories)
+        return add_levels(margins_fast(X[:, :n_dense], dense_coef, fill), X[:, n_dense:], level_coef, categories)
     coef = np.asarray(coef, dtype=np.float64)
     if not _HAVE_NUMBA or X.ndim != 2 or coef.shape != (X.shape[1] + 1,):
         if fill is not None:

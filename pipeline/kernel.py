@@ -71,7 +71,8 @@ __all__ = [
     "chunk_stats",
     "count_missing",
     "deposit_levels",
-    "level_offset",
+    "accumulate_levels",
+    "add_levels",
     "level_top",
     "exact_square",
     "kernel_features",
@@ -149,10 +150,12 @@ class Categories:
 
     Their coefficients follow the dense ones (``coef = [w_dense, w_levels,
     b]``, column ``c``'s levels from ``offsets[c]``); a row's margin is its
-    dense margin (:func:`margins`, intercept included) plus
-    ``((w[code_0] + w[code_1]) + ...)`` in column order; the gradient of a
-    level is the sum of ``s_i residual_i`` over its rows, deposited in
-    :class:`LevelSums` with the fixed top bin ``top`` (:func:`level_top`).
+    dense margin (:func:`margins`, intercept included) with the coefficient
+    of its level in each column added, in column order:
+    ``((m + w[code_0]) + w[code_1]) + ...`` (:func:`add_levels`); the
+    gradient of a level is the sum of ``s_i residual_i`` over its rows,
+    deposited in :class:`LevelSums` with the fixed top bin ``top``
+    (:func:`level_top`).
     """
 
     sizes: tuple[int, ...]
@@ -243,13 +246,24 @@ def normalize_levels(bins: np.ndarray) -> np.ndarray:
     return bins
 
 
-def level_offset(codes: np.ndarray, level_coef: np.ndarray, categories: Categories) -> np.ndarray:
-    """Per row, ``(w[code_0] + w[code_1]) + ...`` over the categorical columns
-    in order (``codes``: their ``(n, n_columns)`` block of X)."""
-    offsets = categories.offsets
-    total = level_coef[offsets[0] + codes[:, 0].astype(np.int64)]
-    for c in range(1, categories.n_columns):
-        total = total + level_coef[offsets[c] + codes[:, c].astype(np.int64)]
+def add_levels(margin: np.ndarray, codes: np.ndarray, level_coef: np.ndarray, categories: Categories) -> np.ndarray:
+    """``margin`` with each row's level coefficient of every categorical column
+    added, column after column: ``((m + w[code_0]) + w[code_1]) + ...``
+    (``codes``: their ``(n, n_columns)`` block of X)."""
+    for c, first in enumerate(categories.offsets):
+        margin = margin + level_coef[first + codes[:, c].astype(np.int64)]
+    return margin
+
+
+def accumulate_levels(total: LevelSums | None, part: LevelSums) -> LevelSums:
+    """``total.merge(part)`` adding into ``total``'s bins in place (a running
+    total the caller owns), or ``part`` when there is no total yet."""
+    if total is None:
+        return part
+    if total.bad or part.bad or total.top != part.top:
+        return total.merge(part)
+    np.add(total.bins, part.bins, out=total.bins)
+    normalize_levels(total.bins)
     return total
 
 
@@ -461,12 +475,11 @@ def accumulate(total, part):
     if total is None:
         return part
     levels, more = getattr(total, "levels", None), getattr(part, "levels", None)
-    if levels is None or more is None or levels.bad or more.bad or levels.top != more.top:
+    if levels is None or more is None:
         return total.merge(part)
-    merged = Partials(total.sums.merge(part.sums), total.n_samples + part.n_samples, None, None)
-    np.add(levels.bins, more.bins, out=levels.bins)
-    normalize_levels(levels.bins)
-    return Partials(merged.sums, merged.n_samples, None, levels)
+    return Partials(
+        total.sums.merge(part.sums), total.n_samples + part.n_samples, None, accumulate_levels(levels, more)
+    )
 
 
 def merge_partials(*parts):
@@ -584,7 +597,7 @@ def split_coef(coef: np.ndarray, n_dense: int, categories: Categories) -> tuple[
 
 def _categorical_partials(X, y, coef, weights, spec: KernelSpec, categories: Categories) -> Partials:
     """:func:`chunk_partials` of a design with categorical columns: the dense
-    columns' sums as without them, the margin plus :func:`level_offset`, and
+    columns' sums as without them, the margin with :func:`add_levels`, and
     the levels' gradient deposited by :func:`deposit_levels`."""
     if spec.hessian:
         raise ValueError("the Hessian pass takes dense features only (no categorical columns)")
@@ -603,7 +616,7 @@ def _categorical_partials(X, y, coef, weights, spec: KernelSpec, categories: Cat
         if dense_spec.center is not None:
             Xb = (Xb - dense_spec.center) / dense_spec.scale
         yb = y[start:stop]
-        margin = margins(Xb, dense_coef) + level_offset(codes[start:stop], level_coef, categories)
+        margin = add_levels(margins(Xb, dense_coef), codes[start:stop], level_coef, categories)
         proba, softplus = sigmoid_softplus(margin)
         residual = proba - yb
         loss = softplus - yb * margin
