@@ -11,6 +11,7 @@ from typing import Literal, get_args
 from .cluster import ClusterSpec
 from .data import MISSING_POLICIES, MissingPolicy
 from .errors import ConfigError, OutputError, invalid
+from .levels import MAX_BUCKETS
 from .objective import Penalty
 from .solvers import SolverOptions
 
@@ -33,8 +34,8 @@ SolverName = Literal["auto", "lbfgs", "newton", "gd"]
 CacheMode = Literal["auto", "memory", "disk", "none"]
 SOLVERS: tuple[SolverName, ...] = get_args(SolverName)
 CACHE_MODES: tuple[CacheMode, ...] = get_args(CacheMode)
-#: Most buckets a hashed categorical column may have (2**24: codes stay exact in float32).
-MAX_HASH_BUCKETS = 2**24
+#: Most buckets a hashed categorical column may have (codes stay exact in float32).
+MAX_HASH_BUCKETS = MAX_BUCKETS
 #: Share of the cluster's total worker memory that ``memory`` caching may use.
 MEMORY_FRACTION = 0.5
 

@@ -382,6 +382,33 @@ class LevelCounter:
         return {name: count_levels(table.column(name), kind) for name, kind in self.columns}
 
 
+@dataclass(frozen=True)
+class MissingCounter:
+    """Counts the missing values (nulls, and NaN with ``nan_as_missing``) of a
+    chunk's columns ``columns``, reading just those: the pass that settles
+    which columns get a missing-value indicator when the footers do not say."""
+
+    filesystem: Any
+    columns: tuple[str, ...]
+    nan_as_missing: bool
+
+    def __call__(self, chunk: ChunkSpec) -> dict[str, int]:
+        try:
+            table = pq.ParquetFile(chunk.path, filesystem=self.filesystem).read_row_group(
+                chunk.row_group, columns=list(self.columns)
+            )
+        except (pa.ArrowException, OSError) as exc:
+            raise unreadable_error(chunk, exc) from None
+        counts = {}
+        for name in self.columns:
+            column = table.column(name)
+            count = column.null_count
+            if self.nan_as_missing and pa.types.is_floating(column.type):
+                count += int(pc.sum(pc.cast(pc.fill_null(pc.is_nan(column), False), pa.int64())).as_py() or 0)
+            counts[name] = count
+        return counts
+
+
 def fresh_array(shape: tuple[int, int], dtype) -> np.ndarray:
     """An uninitialized F-ordered array for a decoded chunk, in fresh 4 KiB
     pages when it is large (:data:`FRESH_PAGES_BYTES`).
@@ -618,6 +645,9 @@ class Dataset:
     vocabularies: tuple[Vocabulary, ...] | None = None
     #: numpy dtype name of the dense features alone (None: there are none)
     dense_dtype: str | None = "float64"
+    #: the ``missing`` columns whose missing values the Parquet footers do not
+    #: count (NaN values, or no statistics): :class:`MissingCounter` counts them
+    uncertain_missing: tuple[str, ...] = ()
 
     @property
     def fingerprint(self) -> str:
@@ -647,6 +677,23 @@ class Dataset:
         if self.vocabularies is not None:
             levels = [name for vocabulary in self.vocabularies for name in vocabulary.level_names()]
         return self.features + tuple(indicator_name(name) for name in self.indicators) + tuple(levels)
+
+    @property
+    def missing_counter(self) -> MissingCounter:
+        return MissingCounter(self.filesystem, self.uncertain_missing, self.nan_as_missing)
+
+    def with_missing(self, counts: dict[str, int]) -> Dataset:
+        """The dataset with its uncertain ``missing`` columns settled by their
+        exact counts (``counts``: column -> missing values over every row):
+        a column without any is read as any other (and gets no indicator), so
+        the features depend on the data only, never on its Parquet statistics."""
+        idle = {name for name in self.uncertain_missing if not counts.get(name)}
+        return replace(
+            self,
+            missing=tuple(name for name in self.missing if name not in idle),
+            indicators=tuple(name for name in self.indicators if name not in idle),
+            uncertain_missing=(),
+        )
 
     @property
     def level_counter(self) -> LevelCounter:
@@ -766,6 +813,7 @@ def open_dataset(
     indicators: Sequence[str] | None = None,
     categorical: Sequence[str] = (),
     vocabularies: Sequence[Vocabulary] | None = None,
+    exclude: Sequence[str] = (),
 ) -> Dataset:
     """Resolve ``url``, check its columns and plan its chunks from metadata.
 
@@ -777,7 +825,8 @@ def open_dataset(
     Text and dictionary feature columns are categorical, and so are the
     integer or boolean columns named in ``categorical``; ``vocabularies``
     gives their levels (a model's, to score data with; else they come from
-    the vocabulary pass, :meth:`Dataset.with_vocabularies`).
+    the vocabulary pass, :meth:`Dataset.with_vocabularies`).  ``exclude``:
+    columns the default feature list leaves out (a validation key column).
     """
     if missing not in MISSING_POLICIES:
         raise ConfigError(f"missing must be one of {', '.join(MISSING_POLICIES)}; found {missing!r}")
@@ -808,7 +857,7 @@ def open_dataset(
         row_groups[path] = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
         label_ranges.extend(_column_ranges(metadata, label) if label else [None])
     if features is None:
-        features = _default_features(schemas[files[0]], (label, weight, *partition_keys))
+        features = _default_features(schemas[files[0]], (label, weight, *partition_keys, *exclude))
         if not features:
             raise ColumnNotFoundError(
                 f"no numeric feature columns besides label {label!r} in {files[0]}; "
@@ -849,6 +898,15 @@ def open_dataset(
         )
         if indicators is not None:  # a model's indicators: those columns may be missing, whatever the data says
             imputed = tuple(name for name in features if name in imputed or name in indicators)
+    # the columns whose missing values the footers do not count: NaN (with
+    # nan_as_missing), or statistics that do not say (:meth:`Dataset.with_missing`)
+    uncertain = tuple(
+        name
+        for name in imputed
+        if (nan_as_missing and any(pa.types.is_floating(schemas[path].field(name).type) for path in files))
+        or not any(_null_counts_known(metadatas[path], name) for path in files)
+        and any(_null_counts_known(metadatas[path], name) is None for path in files)
+    )
     # missing values are NaN: the features need a floating type
     dtype = feature_dtype(types + [pa.float32()] if imputed else types)
     if missing == "indicator":
@@ -886,9 +944,17 @@ def open_dataset(
         categorical=categorical_columns,
         level_kinds=kinds,
         dense_dtype=dtype.name if features else None,
+        uncertain_missing=uncertain if indicators is None else (),
     )
     if vocabularies is not None:
         by_column = {vocabulary.column: vocabulary for vocabulary in vocabularies}
+        for name in categorical_columns:
+            if name not in by_column:
+                raise ColumnTypeError(
+                    f"column {name!r} holds text in {url}; the model treats it as a numeric column",
+                    path=url,
+                    column=name,
+                )
         dataset = dataset.with_vocabularies([by_column[name] for name in categorical_columns])
     return dataset
 
@@ -902,6 +968,8 @@ def _level_kind_in(schemas: dict[str, pa.Schema], files: list[str], name: str) -
     unusable: dict[str, pa.DataType] = {}
     for path in files:
         dtype = schemas[path].field(name).type
+        if pa.types.is_null(dtype):
+            continue  # nulls only: any kind
         kind = level_kind(dtype)
         if kind is None:
             unusable.setdefault(path, dtype)
@@ -930,7 +998,7 @@ def _level_kind_in(schemas: dict[str, pa.Schema], files: list[str], name: str) -
             path=other,
             column=name,
         )
-    return next(iter(seen))
+    return next(iter(seen), "str")  # (nulls only in every file: text)
 
 
 def code_dtype(largest: int) -> np.dtype:
@@ -951,18 +1019,27 @@ def _promoted(dense: np.dtype, codes: np.dtype) -> np.dtype:
 def _may_have_nulls(metadata: pq.FileMetaData, name: str) -> bool:
     """Whether column ``name`` may hold a null in some non-empty row group:
     its statistics count one, or do not say."""
+    return _null_counts_known(metadata, name) is not False
+
+
+def _null_counts_known(metadata: pq.FileMetaData, name: str) -> bool | None:
+    """True when the statistics count a null in some non-empty row group,
+    False when they count none in every one, None when some do not say."""
     paths = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
     if name not in paths:
         return False  # reported by the schema check
     index = paths.index(name)
+    unknown = False
     for group in range(metadata.num_row_groups):
         row_group = metadata.row_group(group)
         if not row_group.num_rows:
             continue
         statistics = row_group.column(index).statistics
-        if statistics is None or not statistics.has_null_count or statistics.null_count > 0:
+        if statistics is None or not statistics.has_null_count:
+            unknown = True
+        elif statistics.null_count > 0:
             return True
-    return False
+    return None if unknown else False
 
 
 def feature_dtype(types: Iterable[pa.DataType]) -> np.dtype:

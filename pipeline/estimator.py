@@ -30,7 +30,7 @@ from .data import MISSING_POLICIES, Chunk, MissingPolicy
 from .errors import NonFiniteInputError, PipelineError, adopt_sklearn_base
 from .fitting import HANDED_OVER, fit
 from .kernel import Categories, sigmoid
-from .levels import LevelCounts, Vocabulary, count_levels, level_kind, vocabulary
+from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, level_kind, vocabulary
 from .model import Model
 from .objective import Penalty
 from .reduce import DaskEvaluator, InProcessEvaluator
@@ -177,11 +177,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         in memory, one per partition of a dask DataFrame)."""
         vocabularies = []
         for name, parts in zip(columns, counted):
-            kind, total = parts[0]
-            for other_kind, more in parts[1:]:
-                if other_kind != kind:
-                    raise ValueError(f"categorical column {name!r} holds both text and integers")
+            kinds = {kind for kind, _ in parts if kind is not None}
+            if len(kinds) > 1:
+                raise ValueError(f"categorical column {name!r} holds both text and integers")
+            total = LevelCounts()
+            for _, more in parts:
                 total = total.merge(more)
+            kind: LevelKind = kinds.pop() if kinds else "str"  # (nulls only: text)
             vocabularies.append(vocabulary(name, kind, total, self.min_category_count, self.max_categories))
         return vocabularies
 
@@ -503,15 +505,18 @@ def _arrow_values(series, name: str):
         raise ValueError(f"categorical column {name!r} cannot be read as text or integers: {exc}") from None
 
 
-def _level_counts(series, name: str) -> tuple[str, LevelCounts]:
+def _level_counts(series, name: str) -> tuple[LevelKind | None, LevelCounts]:
+    """``(kind, counts)`` of one part of a column; kind None: nulls only (any kind)."""
     values = _arrow_values(series, name)
+    if pa.types.is_null(values.type):
+        return None, LevelCounts({}, len(values))
     kind = level_kind(values.type)
     if kind is None:
         raise ValueError(f"categorical column {name!r} has type {values.type}; expected text or integers")
     return kind, count_levels(values, kind)
 
 
-def _frame_counts(frame, columns: list[str]) -> list[tuple[str, LevelCounts]]:
+def _frame_counts(frame, columns: list[str]) -> list[tuple[LevelKind | None, LevelCounts]]:
     """One partition's level counts, per categorical column."""
     return [_level_counts(frame[name], name) for name in columns]
 

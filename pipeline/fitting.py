@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import INDICATOR_SUFFIX
 from .errors import ConfigError, ConvergenceWarning, LabelValueError, MissingValueError, WeightValueError
 from .kernel import Categories, level_top
 from .levels import Vocabulary
@@ -207,8 +206,6 @@ def fit(
             for j in summary.constant_columns if standardize else []:
                 if j >= n_dense:
                     break  # (level codes)
-                if features is not None and features[j].endswith(INDICATOR_SUFFIX):
-                    continue  # the indicator of a column without missing values: left out of the model
                 name = repr(features[j]) if features is not None else f"number {j}"
                 warnings.warn(
                     f"feature {name} is constant ({float(summary.mean[j])!r} in every row); "
@@ -492,7 +489,6 @@ def build_model(
     its categorical columns, whose features end ``features`` (see :class:`Model`)."""
     solver = result.solver or solver  # the one that ran (auto resolved)
     n_levels = sum(vocabulary.size for vocabulary in vocabularies)
-    features, indicators, result = _without_idle_indicators(features, indicators, n_levels, result)
     n_columns = len(features) - len(indicators) - n_levels
     impute = None if missing == "error" or result.fill is None else result.fill[:n_columns].tolist()
     history = result.result.history
@@ -529,46 +525,4 @@ def build_model(
         impute=impute,
         indicators=list(indicators) or None,
         categorical=[vocabulary.to_json() for vocabulary in vocabularies] or None,
-    )
-
-
-def _without_idle_indicators(
-    features: Sequence[str], indicators: Sequence[str], n_levels: int, result: Fit
-) -> tuple[list[str], list[str], Fit]:
-    """The features, indicators and fit less the indicators of columns that had
-    no missing value: such an indicator is 0 in every row, so its coefficient
-    is exactly 0 and scoring without it gives the same bits (scikit-learn's
-    ``MissingIndicator`` leaves them out too).  ``features``: the dense
-    columns, the indicators, then ``n_levels`` levels."""
-    features, indicators = list(features), list(indicators)
-    if not indicators or result.n_missing is None:
-        return features, indicators, result
-    n_columns = len(features) - len(indicators) - n_levels
-    idle = {k for k, name in enumerate(indicators) if not result.n_missing[features.index(name)]}
-    if not idle:
-        return features, indicators, result
-    keep = np.array(
-        [not 0 <= j - n_columns < len(indicators) or j - n_columns not in idle for j in range(len(features))]
-    )
-    assert not np.any(result.coef[:-1][~keep]), "an idle indicator has a coefficient"
-
-    def kept(values: np.ndarray, extra: int = 0) -> np.ndarray:
-        mask = np.append(keep, np.ones(extra, dtype=bool))
-        return values[mask[: values.shape[0]]] if values.shape[0] < mask.shape[0] else values[mask]
-
-    standardization = result.standardization
-    if standardization is not None:
-        standardization = Standardization(kept(standardization.center), kept(standardization.scale))
-    result = dataclasses.replace(
-        result,
-        coef=kept(result.coef, 1),
-        gradient=kept(result.gradient, 1),
-        standardization=standardization,
-        fill=None if result.fill is None else kept(result.fill),
-        n_missing=kept(result.n_missing),
-    )
-    return (
-        [name for name, k in zip(features, keep) if k],
-        [name for k, name in enumerate(indicators) if k not in idle],
-        result,
     )

@@ -60,6 +60,8 @@ OTHER_LEVEL = "<other>"
 #: Distinct values a categorical column may have without a policy
 #: (``min_count`` or ``max_levels``); more is refused (:class:`TooManyLevelsError`).
 MAX_LEVELS = 65536
+#: Most buckets of a hashed column (codes stay exact in float32).
+MAX_BUCKETS = 2**24
 #: The values of a categorical column: text, or integers (and booleans, as 0/1).
 LevelKind = Literal["str", "int"]
 
@@ -122,8 +124,9 @@ def count_levels(column, kind: LevelKind) -> LevelCounts:
 @dataclass(frozen=True)
 class Vocabulary:
     """One categorical column's levels: ``values`` (sorted), then ``<null>``
-    (when ``null``), then ``<other>`` (when ``other``); ``counts``: the training
-    rows of each level."""
+    (when ``null``), then ``<other>`` (when ``other``); ``counts``: the rows of
+    each level in the training data (all of them: rows held out for validation
+    count too, as they do in the standardization statistics)."""
 
     column: str
     kind: LevelKind
@@ -164,7 +167,7 @@ class Vocabulary:
     def codes(self, column, where: str = "") -> np.ndarray:
         """Each row's level (int64): see the module's docstring for values not
         among the levels and for nulls."""
-        kind = level_kind(column.type)
+        kind = self.kind if pa.types.is_null(column.type) else level_kind(column.type)  # (nulls only: any kind)
         if kind != self.kind:
             raise ColumnTypeError(
                 f"categorical column {self.column!r}{where} has type {column.type}; expected "
@@ -215,9 +218,14 @@ class Vocabulary:
             raise ValueError(f"the values of a {kind!r} column must all be {wanted.__name__}")
         if values != sorted(set(values)):
             raise ValueError("the values must be distinct and sorted")
+        if kind == "int" and not all(-(2**63) <= v < 2**63 for v in values):
+            raise ValueError("integer values must fit int64")
+        for flag in ("null", "other"):
+            if not isinstance(document[flag], bool):
+                raise ValueError(f"{flag} must be true or false; found {document[flag]!r}")
         buckets = document["buckets"]
-        if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 0:
-            raise ValueError(f"buckets must be an integer >= 0; found {buckets!r}")
+        if not isinstance(buckets, int) or isinstance(buckets, bool) or not 0 <= buckets <= MAX_BUCKETS:
+            raise ValueError(f"buckets must be an integer in 0 .. {MAX_BUCKETS}; found {buckets!r}")
         vocabulary = cls(
             str(document["column"]),
             kind,
@@ -312,6 +320,14 @@ def vocabulary(
     the smaller value first), sorted; the rest go to ``<other>``.  Without a
     policy a column of more than :data:`MAX_LEVELS` distinct values is refused."""
     counts = counted.counts
+    if kind == "str":
+        for reserved in (NULL_LEVEL, OTHER_LEVEL):
+            if reserved in counts:
+                raise ColumnTypeError(
+                    f"categorical column {column!r} holds the value {reserved!r}, which names a level of its "
+                    "own (nulls, or rare and unseen values); expected other text",
+                    column=column,
+                )
     if min_count <= 1 and max_levels is None and len(counts) > MAX_LEVELS:
         raise TooManyLevelsError(
             f"categorical column {column!r} has {len(counts)} distinct values; expected at most "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -23,10 +24,13 @@ from .outputs import MODEL_FILE
 __all__ = ["Model", "coef_digest"]
 #: 2: the pipeline's own exp/log (pipeline.elementary): the same bits on every
 #: CPU, not numpy's (format 1 models came from numpy's exp/log; their layout
-#: is the same, so they are still read, and score with today's functions)
-FORMAT_VERSION = 2
-#: the format versions this version reads
-READS_FORMATS = (1, 2)
+#: is the same, so they are still read, and score with today's functions).
+#: 3: missing values and categorical columns (the keys below).
+FORMAT_VERSION = 3
+#: the format versions this version reads (3 adds missing, nan_as_missing,
+#: impute, indicators and categorical: format 2 files have none, which reads as
+#: no missing values and no categorical columns)
+READS_FORMATS = (1, 2, 3)
 
 
 def coef_digest(coef: np.ndarray, intercept: float) -> str:
@@ -85,7 +89,7 @@ class Model:
     def coef_array(self) -> np.ndarray:
         return np.array(self.coef, dtype=np.float64)
 
-    @property
+    @functools.cached_property
     def vocabularies(self) -> list[Vocabulary]:
         return [Vocabulary.from_json(document) for document in self.categorical or []]
 
@@ -366,6 +370,11 @@ def _check_missing(model: Model, path: Path) -> None:
         vocabularies = model.vocabularies
     except (ValueError, TypeError, KeyError) as exc:
         raise wrong("categorical", f"categorical: {exc}") from None
+    columns_named = [vocabulary.column for vocabulary in vocabularies]
+    if len(set(columns_named)) != len(columns_named):
+        raise wrong("categorical", f"categorical columns must be distinct; found {columns_named}")
+    if model.nan_as_missing and model.missing == "error":
+        raise wrong("nan_as_missing", "nan_as_missing needs missing 'mean' or 'indicator'; found 'error'")
     levels = [name for vocabulary in vocabularies for name in vocabulary.level_names()]
     if len(levels) > len(model.features) or model.features[len(model.features) - len(levels) :] != levels:
         raise wrong("categorical", f"the features must end with the levels {levels[:20]}; found {model.features[:20]}")

@@ -42,6 +42,8 @@ __all__ = [
     "summarize",
 ]
 
+#: The infinity bits of ExactSums' flags (the other one, NaN, is a missing value).
+_INF_FLAGS = 2 | 4
 #: ``h (1 - h)`` at a zero margin: the logistic loss's largest curvature, and
 #: its value at the usual starting point ``coef = 0``.
 LOGISTIC_CURVATURE_AT_ZERO = 0.25
@@ -161,11 +163,15 @@ def summarize(stats: Stats) -> DataSummary:
             fill[j] = float(finite[j] / (n - m))
             value = Fraction(fill[j])
             total = finite[j] + m * value
-            high, low = finite[d + j] + finite[2 * d + j], m * value * value
+            infinite = (int(stats.sums.flags[d + j]) | int(stats.sums.flags[2 * d + j])) & _INF_FLAGS
+            squares_finite = not infinite
+            high, low = (finite[d + j] + finite[2 * d + j], m * value * value) if squares_finite else (None, None)
         elif total is not None:
             fill[j] = float(total / n)
+        else:
+            fill[j] = np.nan
         if total is None or high is None or low is None:
-            mean[j], std[j], fill[j] = np.nan, np.nan, np.nan
+            mean[j], std[j] = (np.nan, np.nan) if total is None else (float(total / n), np.nan)
             continue
         mean[j] = float(total / n)
         variance = ((high + low) * n - total * total) / (Fraction(n) * n)

@@ -618,12 +618,13 @@ TREE_FAN_IN = 4
 
 def shared(client, coef: np.ndarray):
     """``coef`` as the pass's tasks take it: itself, or -- a large model's
-    (:data:`TREE_MERGE_LEVELS` coefficients or more) -- scattered once to one
-    worker, keyed by its content, so the coordinator sends it once per pass and
-    the workers fetch it from each other rather than in every task's arguments."""
+    (:data:`TREE_MERGE_LEVELS` coefficients or more) -- one task's result,
+    keyed by its content, so the coordinator sends it once per pass and the
+    workers fetch it from each other rather than in every task's arguments.
+    A task, not a scatter: its holder lost, the scheduler computes it again."""
     if coef.shape[0] < TREE_MERGE_LEVELS:
         return coef
-    return client.scatter(coef, hash=True)
+    return client.submit(np.array, coef, pure=True)
 
 
 def merge_states(client, tasks: list, empty, stall_timeout_s: float = STALL_TIMEOUT_S):

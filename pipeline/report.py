@@ -147,14 +147,15 @@ def write_report(out: str) -> Path:
     start = n_dense
     for vocabulary in vocabularies:  # one table per categorical column, its levels in order
         names = vocabulary.level_names()
+        counts = vocabulary.counts or [None] * vocabulary.size  # (a hashed column's were not counted)
         levels = [
             [name.removeprefix(f"{vocabulary.column}="), coef, count]
-            for name, coef, count in zip(names, model.coef[start : start + vocabulary.size], vocabulary.counts)
+            for name, coef, count in zip(names, model.coef[start : start + vocabulary.size], counts)
         ]
         start += vocabulary.size
         parts += [
             f"<h3>{html.escape(vocabulary.column)} (categorical, {vocabulary.size} levels)</h3>",
-            _table(levels, ["level", "coef", "training rows"], numeric={1, 2}),
+            _table(levels, ["level", "coef", "rows"], numeric={1, 2}),
         ]
 
     parts.append("<h2>Validation metrics</h2>")

@@ -114,9 +114,11 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             client = stack.enter_context(connect(config.cluster))
         resume = recorder.begin(dataset, client)
         try:
+            dataset = learn_missing(config, dataset, client, recorder.note)
             if dataset.categorical:
                 dataset = learn_levels(config, dataset, client, recorder.note)
                 init = initial_coef(config.init, dataset.feature_names)
+            check_feature_names(dataset)
             parts = split_parts(config, dataset)
             with recorder.watching(), evaluators(config, parts, recorder.note, client) as (training, validation, cache):
                 warn_if_underdetermined(dataset, config.penalty)
@@ -164,6 +166,47 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
     return model
 
 
+def learn_missing(config: TrainConfig, dataset: Dataset, client: Any, notify: Notify) -> Dataset:
+    """``dataset`` with its missing-value indicators settled: the columns whose
+    missing values the Parquet footers do not count (NaN with
+    ``nan_as_missing``, or no statistics) are counted in one pass that reads
+    only them, and those without any get no indicator -- so the features
+    depend on the values only (the same as the estimator's on the same table)."""
+    if not dataset.uncertain_missing or not dataset.indicators:
+        return dataset
+    started = time.perf_counter()
+    counter = dataset.missing_counter
+    parts = _per_chunk(config, dataset, client, counter)
+    counts = {name: sum(part[name] for part in parts) for name in counter.columns}
+    settled = dataset.with_missing(counts)
+    notify(
+        f"missing values counted in {len(counts)} column(s): {len(settled.indicators)} indicator(s) "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
+    return settled
+
+
+def _per_chunk(config: TrainConfig, dataset: Dataset, client: Any, task) -> list:
+    """``task(chunk)`` for every chunk, in canonical order: tasks on the
+    cluster (stall-watched), or here without a client."""
+    if client is None:
+        return [task(chunk) for chunk in dataset.chunks]
+    stall = (config.cluster or ClusterSpec()).stall_timeout_s
+    return gather(client, [client.submit(task, chunk, pure=False) for chunk in dataset.chunks], stall)
+
+
+def check_feature_names(dataset: Dataset) -> None:
+    """The model's feature names must be distinct (a column named ``c=a`` and
+    column ``c``'s level ``a``, or ``x=<missing>`` and ``x``'s indicator, are not)."""
+    names = dataset.feature_names
+    if len(set(names)) != len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        raise ConfigError(
+            f"feature names {repeated[:10]} occur more than once (a column's name equals a level's "
+            "'column=value' or an indicator's 'column=<missing>'); rename the column or leave it out"
+        )
+
+
 def learn_levels(config: TrainConfig, dataset: Dataset, client: Any, notify: Notify) -> Dataset:
     """``dataset`` with its categorical columns' levels (:mod:`pipeline.levels`):
     one pass that reads only those columns, a task per chunk (in this process
@@ -178,14 +221,7 @@ def learn_levels(config: TrainConfig, dataset: Dataset, client: Any, notify: Not
         raise ConfigError(f"hashed columns {unknown} are not categorical columns {list(dataset.categorical)}")
     counter = dataset.level_counter
     counter = dataclasses.replace(counter, columns=tuple(c for c in counter.columns if c[0] not in hashed))
-    parts: list = []
-    if not counter.columns:
-        pass  # every categorical column is hashed: no pass
-    elif client is None:
-        parts = [counter(chunk) for chunk in dataset.chunks]
-    else:
-        stall = (config.cluster or ClusterSpec()).stall_timeout_s
-        parts = gather(client, [client.submit(counter, chunk, pure=False) for chunk in dataset.chunks], stall)
+    parts = _per_chunk(config, dataset, client, counter) if counter.columns else []  # (all hashed: no pass)
     totals = merge_counts(parts)
     vocabularies = [
         Vocabulary.hashed(name, kind, config.hash_buckets)
@@ -208,6 +244,7 @@ def open_configured(config: TrainConfig) -> Dataset:
         missing=config.missing,
         nan_as_missing=config.nan_as_missing,
         categorical=config.categorical or (),
+        exclude=(config.validation_key,) if config.validation_key else (),
     )
 
 

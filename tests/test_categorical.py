@@ -422,7 +422,7 @@ def test_the_report_groups_the_levels_by_column(reference, tmp_path):
     page = (out / "report.html").read_text()
     assert "<h3>country (categorical, 7 levels)</h3>" in page
     assert "<h3>device (categorical, 4 levels)</h3>" in page
-    assert "&lt;null&gt;" in page and "training rows" in page
+    assert "&lt;null&gt;" in page and "<th>rows</th>" in page
 
 
 def frame():
@@ -574,3 +574,71 @@ def test_large_states_merge_on_the_workers_to_the_same_bytes(data, hashed_refere
             )
         )
         assert_identical(model, hashed_reference)
+
+
+def test_the_report_lists_a_hashed_columns_buckets(hashed_reference, tmp_path):
+    from conftest import run_cli
+
+    out = tmp_path / "run"
+    hashed_reference.save(out)
+    assert run_cli("report", out).returncode == 0
+    page = (out / "report.html").read_text()
+    assert f"<h3>country (categorical, {2**17 + 1} levels)</h3>" in page and "<td>#0</td>" in page
+
+
+def test_a_value_named_like_a_reserved_level_is_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"c": ["a", "<null>", None, "b"], "y": [0, 1, 0, 1]}), data / "p.parquet")
+    with pytest.raises(ColumnTypeError, match="holds the value '<null>', which names a level of its own"):
+        train(TrainConfig(data=str(data), label="y", out=str(tmp_path / "out"), cluster=None))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_column_named_like_a_level_is_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"c": ["a", "b", "a", "b"], "c=a": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]}), data / "p")
+    with pytest.raises(ConfigError, match=r"feature names \['c=a'\] occur more than once"):
+        train(TrainConfig(data=str(data), label="y", out=str(tmp_path / "out"), cluster=None))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_text_validation_key_is_not_a_default_feature(data, tmp_path):
+    values = columns()
+    keyed = tmp_path / "keyed"
+    keyed.mkdir()
+    frame = table(0, N_ROWS).append_column("user", pa.array([f"u{i % 50}" for i in range(N_ROWS)]))
+    pq.write_table(frame, keyed / "p.parquet")
+    model = train(config(keyed, validation_fraction=0.2, validation_key="user"))
+    assert not any(name.startswith("user") for name in model.features)
+    assert values["y"].shape == (N_ROWS,)
+
+
+def test_null_typed_parts_and_scoring_rows_are_nulls_of_the_column(tmp_path):
+    import pandas as pd
+
+    from pipeline.estimator import LogisticRegression
+
+    X, y = frame()
+    fitted = LogisticRegression(l2=1e-3, missing="mean").fit(X, y)
+    nulls = X.iloc[:3].assign(country=[None, None, None])  # an all-None object column: Arrow type null
+    typed = X.iloc[:3].assign(country=pd.Series([None] * 3, dtype="string", index=X.index[:3]))
+    expected = fitted.decision_function(typed)
+    assert np.array_equal(fitted.decision_function(nulls), expected)
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(table(0, 1500), data / "a.parquet")
+    pq.write_table(table(1500, N_ROWS).set_column(1, "country", pa.nulls(N_ROWS - 1500)), data / "b.parquet")
+    model = train(config(data))
+    assert model.vocabularies[0].column == "country" and model.vocabularies[0].null
+
+
+def test_text_in_a_numeric_column_when_scoring_is_refused(reference, tmp_path):
+    out = tmp_path / "model"
+    reference.save(out)
+    scoring = tmp_path / "scoring"
+    scoring.mkdir()
+    pq.write_table(pa.table({"x": ["0.5"], "country": ["FR"], "device": pa.array([1], pa.int32())}), scoring / "p")
+    with pytest.raises(ColumnTypeError, match="column 'x' holds text.*treats it as a numeric column"):
+        predict(str(out), str(scoring), str(tmp_path / "scores"))

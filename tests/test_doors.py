@@ -224,8 +224,8 @@ MODEL_DEFECTS = {
     ),
     "histories empty": (edit_json(MODEL_FILE, histories_empty), "histories must be non-empty"),
     "a newer format_version": (
-        edit_json(MODEL_FILE, setting("format_version", 3)),
-        "format_version 3; this version of pipeline reads format_version 1 or 2",
+        edit_json(MODEL_FILE, setting("format_version", 4)),
+        "format_version 4; this version of pipeline reads format_version 1 or 2 or 3",
     ),
     "digest mismatch": (
         edit_json(MODEL_FILE, lambda d: d.__setitem__("intercept", d["intercept"] + 1e-9)),
@@ -319,11 +319,16 @@ def test_a_good_model_file_loads_back_equal(tmp_path):
         scale=[1.0] * 3,
     )
     model.save(tmp_path)
-    assert Model.load(tmp_path) == model and model.format_version == 2
-    # a format 1 model (numpy's exp/log; the same layout) is still read
+    assert Model.load(tmp_path) == model and model.format_version == 3
+    # format 2 (no missing-value or categorical keys) and format 1 models (numpy's
+    # exp/log; the same layout) are still read
     old = json.loads((tmp_path / MODEL_FILE).read_text())
-    (tmp_path / MODEL_FILE).write_text(json.dumps({**old, "format_version": 1}))
-    assert Model.load(tmp_path).format_version == 1
+    for key in ("missing", "nan_as_missing", "impute", "indicators", "categorical"):
+        old.pop(key)
+    for version in (2, 1):
+        (tmp_path / MODEL_FILE).write_text(json.dumps({**old, "format_version": version}))
+        loaded = Model.load(tmp_path)
+        assert loaded.format_version == version and loaded.missing == "error" and loaded.vocabularies == []
     model.save(tmp_path)
     with pytest.raises(ModelFileError) as raised:  # (one of the catalog's, through the library)
         Model.load(MODEL_DEFECTS["digest mismatch"][0](tmp_path))
