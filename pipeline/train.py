@@ -432,11 +432,22 @@ def check_label_classes(dataset: Dataset) -> None:
 
 
 def warn_if_underdetermined(dataset: Dataset, penalty: Penalty) -> None:
-    """More features than rows is allowed with a penalty, warned without."""
-    if dataset.n_features > dataset.n_samples and not (penalty.l2 or penalty.l1):
+    """More coefficients than rows, or categorical levels (a column's levels
+    add up to the intercept's column), are allowed with a penalty, warned without."""
+    if penalty.l2 or penalty.l1:
+        return
+    n_coef = len(dataset.feature_names)
+    if n_coef > dataset.n_samples:
         warnings.warn(
-            f"more features ({dataset.n_features}) than rows ({dataset.n_samples}): without a "
+            f"more features ({n_coef}) than rows ({dataset.n_samples}): without a "
             "penalty the optimum is not unique (add --l2 or --l1)",
+            stacklevel=2,
+        )
+    elif dataset.vocabularies:
+        warnings.warn(
+            f"the levels of each categorical column ({', '.join(dataset.categorical)}) add up to the "
+            "intercept's column: without a penalty the loss has one optimum but the coefficients many "
+            "(add --l2 or --l1 for unique ones)",
             stacklevel=2,
         )
 

@@ -642,3 +642,8 @@ def test_text_in_a_numeric_column_when_scoring_is_refused(reference, tmp_path):
     pq.write_table(pa.table({"x": ["0.5"], "country": ["FR"], "device": pa.array([1], pa.int32())}), scoring / "p")
     with pytest.raises(ColumnTypeError, match="column 'x' holds text.*treats it as a numeric column"):
         predict(str(out), str(scoring), str(tmp_path / "scores"))
+
+
+def test_an_unpenalized_categorical_fit_warns_that_its_coefficients_are_not_unique(data):
+    with pytest.warns(UserWarning, match="levels of each categorical column .* add up to the intercept"):
+        train(config(data, penalty=Penalty()))
