@@ -547,18 +547,13 @@ def key_bits(column, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
     ):
         values = pc.cast(column, pa.large_binary())
         parts = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-        return np.concatenate([_fnv1a(part) for part in parts]) if parts else np.empty(0, np.uint64)
+        return np.concatenate([fnv1a(part) for part in parts]) if parts else np.empty(0, np.uint64)
     raise ColumnTypeError(
         f"validation key column {name!r} in {chunk.where()} has type {kind}; expected an integer, "
         "floating, boolean, date/time, string or binary column",
         path=chunk.path,
         column=name,
     )
-
-
-def _fnv1a(part) -> np.ndarray:
-    """FNV-1a of each value of a large_binary Arrow array (:func:`pipeline.levels.fnv1a`)."""
-    return fnv1a(part)
 
 
 def _numpy_values(column, dtype: np.dtype = np.dtype(np.float64)) -> np.ndarray:

@@ -29,9 +29,9 @@ from .config import SolverName, TrainConfig
 from .data import MISSING_POLICIES, Chunk, MissingPolicy
 from .errors import NonFiniteInputError, PipelineError, adopt_sklearn_base
 from .fitting import HANDED_OVER, fit
-from .kernel import Categories, sigmoid
+from .kernel import sigmoid
 from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, level_kind, vocabulary
-from .model import Model
+from .model import Model, scoring_coef
 from .objective import Penalty
 from .reduce import DaskEvaluator, InProcessEvaluator
 from .solvers import SolverOptions
@@ -356,7 +356,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         found = [str(name) for name in getattr(X, "columns", [])]
         if sorted(found) != sorted(expected):
             raise ValueError(f"X must be a DataFrame with the columns {expected}; found {found or type(X).__name__}")
-        coef, categories = _scoring_coef(np.append(self.coef_.ravel(), self.intercept_[0]), vocabularies)
+        coef, categories = scoring_coef(np.append(self.coef_.ravel(), self.intercept_[0]), vocabularies)
         fill, indicators, finite = self._fill(), self._indicators(), self._scoring_finite()
         numeric = self.numeric_columns_
 
@@ -553,18 +553,6 @@ def _dask_design(X, numeric: list[str], vocabularies: list[Vocabulary]):
         for part in X.to_delayed()
     ]
     return da.concatenate(parts)
-
-
-def _scoring_coef(coef: np.ndarray, vocabularies: list[Vocabulary]) -> tuple[np.ndarray, Categories]:
-    """``coef`` with a 0 after each categorical column's levels (an unseen value's
-    code is the column's size), and the categories that lay it out."""
-    n_dense = coef.shape[0] - 1 - sum(v.size for v in vocabularies)
-    parts, start = [coef[:n_dense]], n_dense
-    for vocabulary_ in vocabularies:
-        parts += [coef[start : start + vocabulary_.size], np.zeros(1)]
-        start += vocabulary_.size
-    parts.append(coef[-1:])
-    return np.concatenate(parts), Categories(tuple(v.size + 1 for v in vocabularies))
 
 
 def _both_classes(positive: np.ndarray) -> np.ndarray:

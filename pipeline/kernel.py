@@ -546,13 +546,20 @@ def chunk_partials(
     y = np.asarray(y, dtype=np.float64)
     coef = np.asarray(coef, dtype=np.float64)
     categories = spec.categories
-    if categories is not None:
-        return _categorical_partials(X, y, coef, weights, spec, categories)
-    n_rows, n_features = X.shape
-    if coef.shape != (n_features + 1,):
-        raise ValueError(f"coef has shape {coef.shape}, expected ({n_features + 1},)")
+    n_rows = X.shape[0]
+    total = Partials.empty(X.shape[1], spec)
+    if categories is None:
+        n_features = X.shape[1]
+        if coef.shape != (n_features + 1,):
+            raise ValueError(f"coef has shape {coef.shape}, expected ({n_features + 1},)")
+        dense_coef = coef
+    else:  # the dense columns' sums as without levels; the levels' from the codes
+        if spec.hessian:
+            raise ValueError("the Hessian pass takes dense features only (no categorical columns)")
+        n_features = X.shape[1] - categories.n_columns
+        dense_coef, level_coef = split_coef(coef, n_features, categories)
+        codes, X = X[:, n_features:], X[:, :n_features]
     s = sample_weights(y, weights, spec.class_weight)
-    total = Partials.zeros(n_features + 1, spec.hessian)
     terms = np.empty((min(n_rows, BLOCK_ROWS), n_features + 3), dtype=np.float64, order="F")
     for start in range(0, n_rows, BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, n_rows)
@@ -561,7 +568,9 @@ def chunk_partials(
             Xb = np.where(np.isnan(Xb), spec.fill, Xb)
         if spec.center is not None:
             Xb = (Xb - spec.center) / spec.scale
-        margin = margins(Xb, coef)
+        margin = margins(Xb, dense_coef)
+        if categories is not None:
+            margin = add_levels(margin, codes[start:stop], level_coef, categories)
         proba, softplus = sigmoid_softplus(margin)
         residual = proba - yb
         loss = softplus - yb * margin
@@ -580,7 +589,8 @@ def chunk_partials(
             if sb is not None:
                 curvature = sb * curvature
             hessian = ExactSums.of(_outer_triangle(Xb, curvature), HESSIAN_BINS)
-        total = total.merge(Partials(ExactSums.of(block), stop - start, hessian))
+        levels = None if categories is None else deposit_levels(codes[start:stop], residual, categories)
+        total = total.merge(Partials(ExactSums.of(block), stop - start, hessian, levels))
     return total
 
 
@@ -593,45 +603,6 @@ def split_coef(coef: np.ndarray, n_dense: int, categories: Categories) -> tuple[
             f"{categories.n_levels} levels and the intercept"
         )
     return np.append(coef[:n_dense], coef[-1]), coef[n_dense:-1]
-
-
-def _categorical_partials(X, y, coef, weights, spec: KernelSpec, categories: Categories) -> Partials:
-    """:func:`chunk_partials` of a design with categorical columns: the dense
-    columns' sums as without them, the margin with :func:`add_levels`, and
-    the levels' gradient deposited by :func:`deposit_levels`."""
-    if spec.hessian:
-        raise ValueError("the Hessian pass takes dense features only (no categorical columns)")
-    n_rows = X.shape[0]
-    n_dense = X.shape[1] - categories.n_columns
-    dense_coef, level_coef = split_coef(coef, n_dense, categories)
-    codes = X[:, n_dense:]
-    s = sample_weights(y, weights, spec.class_weight)
-    dense_spec = KernelSpec(spec.center, spec.scale, spec.class_weight, False, spec.fill)
-    total = Partials.empty(X.shape[1], spec)
-    for start in range(0, n_rows, BLOCK_ROWS):
-        stop = min(start + BLOCK_ROWS, n_rows)
-        Xb = X[start:stop, :n_dense]
-        if dense_spec.fill is not None:
-            Xb = np.where(np.isnan(Xb), dense_spec.fill, Xb)
-        if dense_spec.center is not None:
-            Xb = (Xb - dense_spec.center) / dense_spec.scale
-        yb = y[start:stop]
-        margin = add_levels(margins(Xb, dense_coef), codes[start:stop], level_coef, categories)
-        proba, softplus = sigmoid_softplus(margin)
-        residual = proba - yb
-        loss = softplus - yb * margin
-        sb = None if s is None else s[start:stop]
-        if sb is not None:
-            residual = sb * residual
-            loss = sb * loss
-        block = np.empty((stop - start, n_dense + 3), order="F")
-        np.multiply(Xb, residual[:, None], out=block[:, :n_dense])
-        block[:, n_dense] = residual
-        block[:, n_dense + 1] = loss
-        block[:, n_dense + 2] = 1.0 if sb is None else sb
-        levels = deposit_levels(codes[start:stop], residual, categories)
-        total = total.merge(Partials(ExactSums.of(block), stop - start, None, levels))
-    return total
 
 
 def _outer_triangle(Xb: np.ndarray, curvature: np.ndarray) -> np.ndarray:

@@ -117,16 +117,7 @@ class Model:
         these vocabularies: each categorical column gets one more level, of
         coefficient 0, for the values it never saw (:mod:`pipeline.levels`)."""
         coef = np.append(self.coef_array, self.intercept)
-        vocabularies = self.vocabularies
-        if not vocabularies:
-            return coef, None
-        n_dense = len(self.features) - sum(v.size for v in vocabularies)
-        parts, start = [coef[:n_dense]], n_dense
-        for vocabulary in vocabularies:
-            parts += [coef[start : start + vocabulary.size], np.zeros(1)]
-            start += vocabulary.size
-        parts.append(coef[-1:])
-        return np.concatenate(parts), Categories(tuple(v.size + 1 for v in vocabularies))
+        return (coef, None) if not self.vocabularies else scoring_coef(coef, self.vocabularies)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Margins in the fixed order of the loss pass (compiled where numba
@@ -189,6 +180,20 @@ HISTORY_FIELDS = ("loss_history", "grad_norm_history", "step_history", "passes_h
 SHOWN_ENTRIES = 5
 #: characters of a wrong value quoted in an error message
 SHOWN_CHARS = 60
+
+
+def scoring_coef(coef: np.ndarray, vocabularies: list[Vocabulary]) -> tuple[np.ndarray, Categories]:
+    """``coef`` (``[w_dense, w_levels, b]``) with a 0 after each categorical
+    column's levels -- the coefficient of a value the column never saw, whose
+    code is the column's size (:mod:`pipeline.levels`) -- and the categories
+    that lay it out."""
+    n_dense = coef.shape[0] - 1 - sum(v.size for v in vocabularies)
+    parts, start = [coef[:n_dense]], n_dense
+    for vocabulary in vocabularies:
+        parts += [coef[start : start + vocabulary.size], np.zeros(1)]
+        start += vocabulary.size
+    parts.append(coef[-1:])
+    return np.concatenate(parts), Categories(tuple(v.size + 1 for v in vocabularies))
 
 
 def _read_json(path: Path) -> object:

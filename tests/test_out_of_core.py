@@ -44,6 +44,29 @@ def peak_rss(pid: int) -> int:
     raise AssertionError(f"no VmHWM for process {pid}")
 
 
+def train_within(limit: int, n_workers: int, config_for) -> tuple:
+    """``train(config_for(scheduler_address))`` on a local cluster of
+    ``n_workers`` worker processes limited to ``limit`` bytes each: the model
+    and each worker's peak RSS; no worker may have been killed or restarted."""
+    with (
+        LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            memory_limit=limit,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        workers_before = set(client.scheduler_info()["workers"])
+        pids = client.run(os.getpid)
+        model = train(config_for(cluster.scheduler_address))
+        peaks = {address: peak_rss(pid) for address, pid in pids.items()}
+        assert set(client.scheduler_info()["workers"]) == workers_before  # none killed or restarted
+    return model, peaks
+
+
 @pytest.fixture(scope="module")
 def big_dataset(tmp_path_factory):
     """Row groups of 32,768 rows cycled from a few seeded random blocks (fast to
@@ -90,30 +113,18 @@ def reference_digest(big_dataset):
 
 @pytest.mark.parametrize("cache", ["none", "auto"])  # auto picks disk here
 def test_larger_than_memory_with_bounded_worker_memory(big_dataset, reference_digest, cache):
-    with (
-        LocalCluster(
-            n_workers=N_WORKERS,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            memory_limit=WORKER_LIMIT,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        workers_before = set(client.scheduler_info()["workers"])
-        pids = client.run(os.getpid)
-        config = TrainConfig(
+    model, peaks = train_within(
+        WORKER_LIMIT,
+        N_WORKERS,
+        lambda scheduler: TrainConfig(
             data=big_dataset,
             label="y",
             options=OPTIONS,
             cache=cache,
             standardize=False,
-            cluster=ClusterSpec(scheduler=cluster.scheduler_address),
-        )
-        model = train(config)
-        peaks = {address: peak_rss(pid) for address, pid in pids.items()}
-        assert set(client.scheduler_info()["workers"]) == workers_before  # none killed or restarted
+            cluster=ClusterSpec(scheduler=scheduler),
+        ),
+    )
     assert model.cache == ("disk" if cache == "auto" else cache)
     assert model.digest == reference_digest
     assert model.n_passes >= 2 and model.n_samples == ROWS
@@ -171,26 +182,13 @@ def categorical_config(data: str, **where) -> TrainConfig:
 def test_categorical_columns_larger_than_memory_with_bounded_worker_memory(categorical_dataset):
     reference = train(categorical_config(categorical_dataset, cluster=None, cache="memory"))
     assert len(reference.features) == CAT_NUMERIC + sum(CAT_LEVELS.values()) + 2**20 + 1
-    with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            memory_limit=CAT_LIMIT,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        workers_before = set(client.scheduler_info()["workers"])
-        pids = client.run(os.getpid)
-        model = train(
-            categorical_config(
-                categorical_dataset, cache="none", cluster=ClusterSpec(scheduler=cluster.scheduler_address)
-            )
-        )
-        peaks = {address: peak_rss(pid) for address, pid in pids.items()}
-        assert set(client.scheduler_info()["workers"]) == workers_before  # none killed or restarted
+    model, peaks = train_within(
+        CAT_LIMIT,
+        1,
+        lambda scheduler: categorical_config(
+            categorical_dataset, cache="none", cluster=ClusterSpec(scheduler=scheduler)
+        ),
+    )
     dataset = open_dataset(categorical_dataset, "y", categorical=(*CAT_LEVELS, "user"))
     assert dataset.n_samples * (12 * 8 + 8) > CAT_LIMIT  # the decoded data does not fit the worker
     assert model.digest == reference.digest and model.loss_history == reference.loss_history
