@@ -413,8 +413,8 @@ if _HAVE_NUMBA:
         (from ``r0 + n``) to request into L2, column by column, while this
         block's terms are computed.  ``lev``: None (pruned at compile time) or
         the categorical columns' ``(codes, level_coef, offsets, scale, acc,
-        digits, bad)``: each margin gets its level coefficients added, column
-        by column (:func:`kernel.add_levels`), and each weighted residual's
+        digits, bad, index)``: each margin gets its level coefficients added,
+        column by column (:func:`_add_levels`), and each weighted residual's
         digits are deposited at its levels (:func:`_deposit_levels`).
         """
         # Margins: the pairwise tree of kernel.margins, vectorised over rows,
@@ -422,12 +422,7 @@ if _HAVE_NUMBA:
         for m0 in range(0, n, _MARGIN_ROWS):
             _margins(Xf, r0 + m0, min(_MARGIN_ROWS, n - m0), coef, stack, marg[m0:])
         if lev is not None:
-            codes, level_coef, offsets = lev[0], lev[1], lev[2]
-            for c in range(codes.shape[1]):
-                column = codes[g0 : g0 + n, c]
-                first = offsets[c]
-                for i in range(n):
-                    marg[i] = marg[i] + level_coef[first + np.int64(column[i])]
+            _add_levels(lev[0], g0, n, lev[1], lev[2], lev[7], marg)
         # Per row: probability and softplus (a vectorised, branch-free loop:
         # elementary_jit.sigmoid_softplus's bits), then loss and weighted
         # residual (one loop per case, so that each vectorises).
@@ -449,19 +444,50 @@ if _HAVE_NUMBA:
                 res[i] = prob[i] - yi
                 los[i] = los[i] - yi * z
         if lev is not None:
-            _deposit_levels(lev[0], g0, n, res, lev[2], lev[3], lev[4], lev[5], lev[6])
+            _deposit_levels(n, res, lev[3], lev[4], lev[5], lev[6], lev[7])
         if has_s:
             _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, prefetch)
         else:
             _terms(Xf, r0, n, res, los, ones, tmp, top, acc, flags, prefetch)
 
     @njit(cache=_CACHE, nogil=True)
-    def _deposit_levels(codes, g0, n, res, offsets, scale, acc, digits, bad):
+    def _add_levels(codes, g0, n, level_coef, offsets, index, marg):
+        """``marg[:n]`` plus the level coefficients of rows ``g0:g0+n``, column
+        after column (``((m + w[c0]) + w[c1]) + ...``, :func:`kernel.add_levels`),
+        two columns per sweep over the rows; each row's level in every column
+        is kept in ``index[c, i]`` for :func:`_deposit_levels`."""
+        n_columns = codes.shape[1]
+        for c in range(0, n_columns - 1, 2):
+            a = codes[g0 : g0 + n, c]
+            b = codes[g0 : g0 + n, c + 1]
+            first_a = offsets[c]
+            first_b = offsets[c + 1]
+            index_a = index[c]
+            index_b = index[c + 1]
+            for i in range(n):
+                ja = first_a + np.int64(a[i])
+                jb = first_b + np.int64(b[i])
+                index_a[i] = ja
+                index_b[i] = jb
+                marg[i] = (marg[i] + level_coef[ja]) + level_coef[jb]
+        if n_columns & 1:
+            c = n_columns - 1
+            a = codes[g0 : g0 + n, c]
+            first_a = offsets[c]
+            index_a = index[c]
+            for i in range(n):
+                ja = first_a + np.int64(a[i])
+                index_a[i] = ja
+                marg[i] = marg[i] + level_coef[ja]
+
+    @njit(cache=_CACHE, nogil=True)
+    def _deposit_levels(n, res, scale, acc, digits, bad, index):
         """The three digits of each ``res[i] * scale`` (those of
         :func:`kernel.level_digits`: the same round-half-even splits, by the
-        bits of ``y + 1.5*2**52``) added at row ``g0 + i``'s level of every
-        categorical column; ``acc`` is ``(n_levels, 3)``, a level's bins in one
-        cache line.  A NaN or infinite term sets ``bad[0]`` (deposited as 0)."""
+        bits of ``y + 1.5*2**52``) added at row ``i``'s level ``index[c, i]``
+        of every categorical column (:func:`_add_levels`); ``acc`` is
+        ``(n_levels, 3)``, a level's bins in one cache line.  A NaN or infinite
+        term sets ``bad[0]`` (deposited as 0)."""
         for i in range(n):
             y0 = res[i] * scale
             if y0 - y0 != 0.0:
@@ -474,11 +500,10 @@ if _HAVE_NUMBA:
             digits[i, 1] = np.int64(_ubits(q) - _UMAGIC_BITS)
             y2 = (y1 - (q - _MAGIC)) * _SPLIT
             digits[i, 2] = np.int64(_ubits(y2 + _MAGIC) - _UMAGIC_BITS)
-        for c in range(codes.shape[1]):  # column by column: one stream of codes, one table
-            column = codes[g0 : g0 + n, c]
-            first = offsets[c]
+        for c in range(index.shape[0]):  # column by column: one stream of levels, one table
+            column = index[c]
             for i in range(n):
-                j = first + np.int64(column[i])
+                j = column[i]
                 acc[j, 0] += digits[i, 0]
                 acc[j, 1] += digits[i, 1]
                 acc[j, 2] += digits[i, 2]
@@ -1094,7 +1119,10 @@ class _Levels:
         acc = np.zeros((self.categories.n_levels, N_BINS), dtype=np.int64)
         digits = np.empty((block, N_BINS), dtype=np.int64)
         bad = np.zeros(1, dtype=np.bool_)
-        return (self.codes, self.level_coef, self.categories.offsets, scale, acc, digits, bad)
+        # each row's level per column (int32 where every level index fits: half the cache)
+        index_dtype = np.int32 if self.categories.n_levels <= np.iinfo(np.int32).max else np.int64
+        index = np.empty((self.categories.n_columns, block), dtype=index_dtype)
+        return (self.codes, self.level_coef, self.categories.offsets, scale, acc, digits, bad, index)
 
     def add(self, lev: tuple) -> None:
         """Add one call's table (its lower bins normalized) to the total."""

@@ -192,10 +192,11 @@ def test_the_levels_do_not_depend_on_the_files_or_their_order(data, tmp_path):
 # --------------------------------------------------------------------------- kernels
 
 
+@pytest.mark.parametrize("sizes", [(3, 5, 1), (4, 2)])  # an odd and an even number of columns (paired sweeps)
 @pytest.mark.parametrize("layout", ["F", "C", "float32"])
-def test_the_compiled_pass_equals_the_reference_and_the_one_hot_loss(layout):
+def test_the_compiled_pass_equals_the_reference_and_the_one_hot_loss(layout, sizes):
     rng = np.random.default_rng(4)
-    n, sizes = 2500, (3, 5, 1)
+    n = 2500
     dense = rng.standard_normal((n, 2))
     codes = np.column_stack([rng.integers(0, k, n) for k in sizes])
     X = np.column_stack([dense, codes])
