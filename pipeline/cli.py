@@ -249,6 +249,21 @@ def _class_weight(text: str):
     return (weights[0], weights[1])
 
 
+def _print_class_metrics(metrics: dict) -> None:
+    for key in ("n_samples", "log_loss", "accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr_macro"):
+        print(f"{key:<17} {metrics[key]}")
+    print("per class (class, rows, precision, recall, f1, roc auc one-vs-rest):")
+    for row in metrics["per_class"]:
+        auc = "-" if row["roc_auc"] is None else f"{row['roc_auc']:.4f}"
+        print(
+            f"  {str(row['class']):<16} {row['support']:>8}  {row['precision']:.4f}  "
+            f"{row['recall']:.4f}  {row['f1']:.4f}  {auc}"
+        )
+    print("confusion matrix (rows: true class, columns: predicted):")
+    for value, row in zip(metrics["classes"], metrics["confusion_matrix"]):
+        print(f"  {str(value):<16} " + " ".join(f"{count:>7}" for count in row))
+
+
 def _make_data(args) -> int:
     paths = make_data(args.out, args.rows, args.features, args.files, args.row_group_size, args.seed)
     print(f"wrote {args.rows} rows x {args.features} features to {len(paths)} file(s) in {args.out}")
@@ -304,6 +319,10 @@ def _evaluate(args) -> int:
             f"rows       {split.part} part of the split (validation fraction {split.fraction:g}, "
             f"by {'key ' + repr(split.key) if split.key else 'row position'})"
         )
+    if "per_class" in metrics:  # a multinomial model's
+        _print_class_metrics(metrics)
+        print(f"metrics written to {out}")
+        return 0
     for key in ("n_samples", "log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"):
         print(f"{key:<10} {metrics[key]}")
     matrix = metrics["confusion_matrix"]

@@ -18,6 +18,9 @@ from .solvers import SolverOptions
 __all__ = [
     "CACHE_MODES",
     "CacheMode",
+    "FAMILIES",
+    "Family",
+    "MAX_CLASSES",
     "SolverName",
     "OUTPUT_ROOT_ENV",
     "SOLVERS",
@@ -32,6 +35,12 @@ __all__ = [
 SolverName = Literal["auto", "lbfgs", "newton", "gd"]
 #: ``auto``: memory when the decoded data fits (:func:`pipeline.train.choose_cache`), else disk
 CacheMode = Literal["auto", "memory", "disk", "none"]
+#: ``auto``: binomial for a 0/1 label (today's model, bit for bit) or two
+#: classes, multinomial for more (:func:`pipeline.train.learn_classes`)
+Family = Literal["auto", "binomial", "multinomial"]
+FAMILIES: tuple[Family, ...] = get_args(Family)
+#: Most classes a label may have (``max_classes``) unless raised.
+MAX_CLASSES = 1000
 SOLVERS: tuple[SolverName, ...] = get_args(SolverName)
 CACHE_MODES: tuple[CacheMode, ...] = get_args(CacheMode)
 #: Most buckets a hashed categorical column may have (codes stay exact in float32).
@@ -51,7 +60,8 @@ class TrainConfig:
     passes; ``none`` re-reads Parquet every pass; ``auto`` picks ``memory``
     when it fits, else ``disk``.  ``disk`` and ``none`` stream row groups in
     bounded batches, so they train on data larger than the cluster's memory.
-    ``class_weight``: None, ``"balanced"`` or ``(weight of label 0, weight of label 1)``.
+    ``class_weight``: None, ``"balanced"`` or a weight per class: ``(weight of
+    label 0, weight of label 1)``, or one per class in the classes' sorted order.
     ``init``: directory of a ``model.json`` to start from (warm start).
     ``name``: a label for the job; ``checkpoint_every``: write the optimizer
     state to ``out`` every k iterations (jobs); ``generate``: parameters of
@@ -64,7 +74,7 @@ class TrainConfig:
     out: str | None = None
     features: tuple[str, ...] | None = None
     weight: str | None = None
-    class_weight: str | tuple[float, float] | None = None
+    class_weight: str | tuple[float, ...] | None = None
     solver: SolverName = "auto"
     options: SolverOptions = field(default_factory=SolverOptions)
     penalty: Penalty = field(default_factory=Penalty)
@@ -101,6 +111,11 @@ class TrainConfig:
     #: categorical column) into this many buckets each, without a vocabulary pass
     hash_buckets: int | None = None
     hashed: tuple[str, ...] | None = None
+    #: binomial (a 0/1 label, or two classes) or multinomial (K classes, softmax);
+    #: ``auto`` decides from the label's classes
+    family: Family = "auto"
+    #: most classes the label may have
+    max_classes: int = MAX_CLASSES
     #: every output directory must lie inside this one (None: no restriction,
     #: unless $PIPELINE_OUTPUT_ROOT is set where the job runs; see :func:`check_output_root`)
     output_root: str | None = None
@@ -114,6 +129,10 @@ class TrainConfig:
             raise invalid("solver", f"one of {', '.join(SOLVERS)}", self.solver)
         if self.cache not in CACHE_MODES:
             raise invalid("cache", f"one of {', '.join(CACHE_MODES)}", self.cache)
+        if self.family not in FAMILIES:
+            raise invalid("family", f"one of {', '.join(FAMILIES)}", self.family)
+        if self.max_classes < 2:
+            raise invalid("max_classes", ">= 2", self.max_classes)
         if self.missing not in MISSING_POLICIES:
             raise invalid("missing", f"one of {', '.join(MISSING_POLICIES)}", self.missing)
         if self.nan_as_missing and self.missing == "error":
@@ -137,9 +156,11 @@ class TrainConfig:
             raise invalid("memory_fraction", "in (0, 1]", self.memory_fraction)
         if self.class_weight is not None and self.class_weight != "balanced":
             weights = tuple(float(value) for value in self.class_weight)
-            if len(weights) != 2 or not all(math.isfinite(v) and v > 0 for v in weights):
+            if len(weights) < 2 or not all(math.isfinite(v) and v > 0 for v in weights):
                 raise invalid(
-                    "class_weight", "'balanced' or two positive weights (label 0, label 1)", self.class_weight
+                    "class_weight",
+                    "'balanced' or positive weights, one per class (label 0, label 1 for a 0/1 label)",
+                    self.class_weight,
                 )
             object.__setattr__(self, "class_weight", weights)
         if not 0.0 <= self.validation_fraction < 1.0:

@@ -57,6 +57,8 @@ __all__ = [
     "Chunk",
     "ChunkReader",
     "ChunkSpec",
+    "ClassCounter",
+    "ClassKind",
     "Dataset",
     "INDICATOR_SUFFIX",
     "MISSING_POLICIES",
@@ -64,6 +66,9 @@ __all__ = [
     "NARROW_FEATURE_DTYPES",
     "Split",
     "SplitPart",
+    "class_codes",
+    "class_kind",
+    "class_values",
     "feature_dtype",
     "indicator_name",
     "key_bits",
@@ -196,6 +201,11 @@ class ChunkReader:
     indicators: tuple[str, ...] = ()
     #: categorical columns, whose level codes follow the indicators, in this order
     vocabularies: tuple[Vocabulary, ...] = ()
+    #: the label's classes (sorted values, :class:`ClassCounter`): ``y`` is each
+    #: row's class code 0..K-1; empty: ``y`` is the label itself, 0 or 1
+    classes: tuple[Any, ...] = ()
+    #: the kind of the label's values when ``classes`` are given (:func:`class_kind`)
+    class_kind: ClassKind = "int"
 
     @property
     def has_weights(self) -> bool:
@@ -325,7 +335,9 @@ class ChunkReader:
         for k, vocabulary in enumerate(self.vocabularies):
             X[:, first + k] = vocabulary.codes(table.column(vocabulary.column), f" in {chunk.where()}")
         y = None
-        if self.label:
+        if self.label and self.classes:
+            y = class_codes(table.column(self.label), self.label, self.classes, self.class_kind, chunk, first_row)
+        elif self.label:
             y = _column_values(table, self.label, chunk, first_row)
             _check(
                 y,
@@ -360,6 +372,107 @@ class ChunkReader:
             mask = self.split.mask(positions, keys).astype(np.float64)
             weights = mask if weights is None else weights * mask
         return Chunk(X, y, weights)
+
+
+#: The values of a label column taken as classes: text, integers (booleans as
+#: 0/1) or floating point.
+ClassKind = Literal["str", "int", "float"]
+
+
+def class_kind(dtype: pa.DataType) -> ClassKind | None:
+    """The kind of a label column's classes (None: a type that cannot be a label)."""
+    kind = level_kind(dtype)
+    if kind is not None:
+        return kind
+    if pa.types.is_floating(dtype) or (pa.types.is_dictionary(dtype) and pa.types.is_floating(dtype.value_type)):
+        return "float"
+    return None
+
+
+def _class_type(kind: ClassKind) -> pa.DataType:
+    return {"str": pa.large_string(), "int": pa.int64(), "float": pa.float64()}[kind]
+
+
+def class_values(column, kind: ClassKind):
+    """A label column's values as large_string, int64 or float64 (dictionaries decoded)."""
+    if pa.types.is_dictionary(column.type):
+        column = pc.cast(column, column.type.value_type)
+    return pc.cast(column, _class_type(kind))
+
+
+def class_codes(column, name: str, classes: tuple[Any, ...], kind: ClassKind, chunk: ChunkSpec, first_row: int):
+    """Each row's class code (float64: 0..K-1) of the label ``column``; a null,
+    NaN or a value not among ``classes`` is a clear error naming the row."""
+    if column.null_count:
+        valid = _numpy_values(pc.is_valid(column)) != 0.0
+        _check(None, valid, MissingValueError, f"label column {name!r}", "null", "no nulls", chunk, first_row, name)
+    values = class_values(column, kind)
+    codes = pc.index_in(values, value_set=pa.array(list(classes), type=_class_type(kind)))
+    if codes.null_count:
+        known = _numpy_values(pc.is_valid(codes)) != 0.0
+        value = values[int(np.flatnonzero(~known)[0])].as_py()
+        shown = ", ".join(repr(c) for c in classes[:10]) + (", ..." if len(classes) > 10 else "")
+        _check(
+            None,
+            known,
+            LabelValueError,
+            f"label column {name!r}",
+            f"unknown class (first {value!r})",
+            f"one of the {len(classes)} classes of the training data ({shown})",
+            chunk,
+            first_row,
+            name,
+        )
+    return _numpy_values(codes)
+
+
+@dataclass(frozen=True)
+class ClassCounter:
+    """Counts the label values of a chunk's rows of the training part (the
+    classes pass): reads the label and the split's key, nothing else."""
+
+    filesystem: Any
+    label: str
+    kind: ClassKind
+    split: Split | None = None
+
+    def __call__(self, chunk: ChunkSpec) -> LevelCounts:
+        key = self.split.key if self.split is not None and self.split.key else None
+        columns = [self.label] + ([key] if key and key != self.label else [])
+        try:
+            table = pq.ParquetFile(chunk.path, filesystem=self.filesystem).read_row_group(
+                chunk.row_group, columns=columns
+            )
+        except (pa.ArrowException, OSError) as exc:
+            raise unreadable_error(chunk, exc) from None
+        if table.num_rows != chunk.n_rows:
+            raise _row_count_mismatch(chunk, table.num_rows)
+        column = table.column(self.label)
+        try:
+            values = class_values(column, self.kind)
+        except pa.ArrowInvalid as exc:
+            raise ColumnTypeError(
+                f"label column {self.label!r} in {chunk.where()} has type {column.type} that does not hold "
+                f"{self.kind} classes like the other files ({exc})",
+                path=chunk.path,
+                column=self.label,
+            ) from None
+        if self.kind == "float":
+            nan = pc.is_nan(values).to_numpy(zero_copy_only=False)
+            _check(
+                None, ~nan, NonFiniteValueError, f"label column {self.label!r}", "NaN", "no NaN", chunk, 0, self.label
+            )
+        if self.split is not None:
+            keys = key_bits(table.column(key), key, chunk, 0) if key else None
+            positions = chunk.offset + np.arange(table.num_rows, dtype=np.int64)
+            values = values.filter(pa.array(self.split.mask(positions, keys)))
+        counted = pc.value_counts(values)
+        counts = {
+            value: int(number)
+            for value, number in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist())
+            if value is not None
+        }
+        return LevelCounts(counts, int(values.null_count))
 
 
 @dataclass(frozen=True)
@@ -643,6 +756,9 @@ class Dataset:
     #: the ``missing`` columns whose missing values the Parquet footers do not
     #: count (NaN values, or no statistics): :class:`MissingCounter` counts them
     uncertain_missing: tuple[str, ...] = ()
+    #: the label's classes (:meth:`with_classes`; empty: a 0/1 label, read as it is)
+    classes: tuple[Any, ...] = ()
+    class_kind: ClassKind = "int"
 
     @property
     def fingerprint(self) -> str:
@@ -662,6 +778,8 @@ class Dataset:
             identity = (*identity, self.missing, self.nan_as_missing, self.indicators)
         if self.categorical:
             identity = (*identity, self.categorical, self.vocabularies)
+        if self.classes:
+            identity = (*identity, self.classes)
         return hashlib.sha256(repr(identity).encode()).hexdigest()
 
     @property
@@ -689,6 +807,20 @@ class Dataset:
             indicators=tuple(name for name in self.indicators if name not in idle),
             uncertain_missing=(),
         )
+
+    @property
+    def class_counter(self) -> ClassCounter:
+        """The classes pass's task (the label's kind from the first file's schema)."""
+        assert self.label is not None
+        schema = pq.read_schema(self.files[0], filesystem=self.filesystem)
+        kind = class_kind(schema.field(self.label).type)
+        if kind is None:  # (open_dataset checked the type)
+            raise ColumnTypeError(f"label column {self.label!r} cannot hold classes", column=self.label)
+        return ClassCounter(self.filesystem, self.label, kind, self.split)
+
+    def with_classes(self, classes: Sequence[Any], kind: ClassKind) -> Dataset:
+        """The dataset whose label is read as class codes of ``classes`` (sorted)."""
+        return replace(self, classes=tuple(classes), class_kind=kind)
 
     @property
     def level_counter(self) -> LevelCounter:
@@ -736,6 +868,8 @@ class Dataset:
             self.nan_as_missing,
             self.indicators,
             self.vocabularies or (),
+            self.classes,
+            self.class_kind,
         )
 
     def with_split(self, split: Split | None) -> Dataset:
@@ -1175,6 +1309,8 @@ def _check_schema(
         dtype = schema.field(index).type
         if role == "feature" and name in categorical:
             continue  # its kind is checked across files (_level_kind_in)
+        if role == "label" and class_kind(dtype) is not None:
+            continue  # numbers are read as 0/1 or as classes; text and dictionaries as classes
         if not _is_usable_type(dtype):
             raise ColumnTypeError(
                 f"{role} column {name!r} in {path} has type {dtype}; "

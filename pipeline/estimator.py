@@ -4,8 +4,10 @@
 ``predict``, ``predict_proba`` of shape (n, 2), ``decision_function``,
 ``score``, ``coef_`` of shape (1, d), ``intercept_``, ``classes_``,
 ``n_iter_``, ``get_params``/``set_params``), so it works in
-``sklearn.pipeline.Pipeline`` and ``GridSearchCV``.  Any two class labels
-are accepted (``classes_[1]`` is the positive class).  Numpy input trains
+``sklearn.pipeline.Pipeline`` and ``GridSearchCV``.  Any class labels are
+accepted (with two, ``classes_[1]`` is the positive class; with more, the
+model is multinomial: ``coef_`` (K, d), ``predict_proba`` (n, K),
+``decision_function`` (n, K)).  Numpy input trains
 in this process; a dask array trains on the cluster of the current
 ``distributed`` client, one task per worker thread, to the same bits.
 
@@ -28,8 +30,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from .config import SolverName, TrainConfig
 from .data import MISSING_POLICIES, Chunk, MissingPolicy
 from .errors import NonFiniteInputError, PipelineError, adopt_sklearn_base
+from .exact import fsum
 from .fitting import HANDED_OVER, fit
-from .kernel import sigmoid
+from .kernel import sigmoid, softmax
 from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, level_kind, vocabulary
 from .model import Model, scoring_coef
 from .objective import Penalty
@@ -43,7 +46,10 @@ adopt_sklearn_base()  # scikit-learn is loaded now: ConvergenceWarning becomes a
 
 
 class LogisticRegression(ClassifierMixin, BaseEstimator):
-    """Exact, reproducible binary logistic regression.
+    """Exact, reproducible logistic regression: binary, or multinomial
+    (softmax) for more than two classes (``coef_`` of shape (K, d),
+    ``predict_proba`` of shape (n, K); the coefficients are centered across
+    the classes, see :func:`pipeline.fitting.fit`).
 
     Parameters mirror ``pipeline train`` options: ``solver`` (``auto``,
     ``lbfgs``, ``newton``, ``gd``), ``l2``, ``l1``, ``standardize``, ``class_weight``
@@ -104,7 +110,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
+        tags.classifier_tags.multi_class = True
         return tags
 
     # ------------------------------------------------------------------ fit
@@ -142,12 +148,17 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             self.feature_names_in_ = np.array(all_columns, dtype=object)
         check_classification_targets(y)
         target = type_of_target(y, input_name="y", raise_unknown=True)
-        if target != "binary":
-            raise ValueError(f"Only binary classification is supported. The type of the target is {target}.")
+        if target not in ("binary", "multiclass"):
+            raise ValueError(f"Only binary and multiclass targets are supported. The type of the target is {target}.")
         y01 = self._encode(y)
+        if len(self.classes_) > 2 and columns:
+            raise ValueError("categorical columns are not yet supported with more than two classes")
         weights = None
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=True)
+        self._class_totals: list[float] | None = [
+            fsum(np.where(y01 == k, 1.0 if weights is None else weights, 0.0)) for k in range(len(self.classes_))
+        ]
 
         self.indicator_features_ = np.flatnonzero(np.isnan(X).any(axis=0)) if self._indicates() else np.empty(0, int)
         X = _with_indicators(X, self.indicator_features_)
@@ -258,10 +269,26 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 )
         check_classification_targets(classes)
         target = type_of_target(classes, input_name="y")
-        if target != "binary":
-            raise ValueError(f"Only binary classification is supported. The type of the target is {target}.")
+        if target not in ("binary", "multiclass"):
+            raise ValueError(f"Only binary and multiclass targets are supported. The type of the target is {target}.")
         self._set_classes(classes)
-        y01 = (y == self.classes_[1]).astype(np.float64)
+        if len(self.classes_) > 2 and columns:
+            raise ValueError("categorical columns are not yet supported with more than two classes")
+        if len(self.classes_) == 2:
+            y01 = (y == self.classes_[1]).astype(np.float64)
+        else:  # class codes 0..K-1
+            y01 = y.map_blocks(_class_codes, self.classes_, dtype=np.float64)
+        self._class_totals = None
+        if self.class_weight == "balanced" and len(self.classes_) > 2:
+            weights = inputs.get("sample_weight")
+            self._class_totals = list(
+                dask.compute(
+                    *[
+                        (y01 == k).sum() if weights is None else da.where(y01 == k, weights, 0.0).sum()
+                        for k in range(len(self.classes_))
+                    ]
+                )
+            )
         self.n_features_in_ = n_columns
         n_codes = len(self.vocabularies_)
         self.indicator_features_ = (
@@ -273,16 +300,24 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         return self._fit_evaluator(evaluator)
 
     def _encode(self, y) -> np.ndarray:
+        """``y`` as 0/1 (two classes: 1 for ``classes_[1]``) or class codes 0..K-1."""
         self._set_classes(np.unique(y))
-        return (y == self.classes_[1]).astype(np.float64)
+        if len(self.classes_) == 2:
+            return (y == self.classes_[1]).astype(np.float64)
+        return _class_codes(y, self.classes_)
 
     def _set_classes(self, classes) -> None:
-        if len(classes) != 2:
+        if len(classes) < 2:
             raise ValueError(
-                f"LogisticRegression needs samples of 2 classes; found {len(classes)} class"
+                f"LogisticRegression needs samples of at least 2 classes; found {len(classes)} class"
                 f"{'es' if len(classes) != 1 else ''}: {list(classes)[:10]}"
             )
         self.classes_ = classes
+
+    @property
+    def _n_classes(self) -> int:
+        """0 for two classes (the binary model); K for more (the multinomial one)."""
+        return len(self.classes_) if len(self.classes_) > 2 else 0
 
     def _class_weight(self):
         weight = self.class_weight
@@ -292,7 +327,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             missing = [label for label in self.classes_ if label not in weight]
             if missing:
                 raise ValueError(f"class_weight has no weight for class(es) {missing}")
-            return (float(weight[self.classes_[0]]), float(weight[self.classes_[1]]))
+            return tuple(float(weight[label]) for label in self.classes_)
         raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {weight!r}")
 
     def _fit_evaluator(self, evaluator):
@@ -310,14 +345,17 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 class_weight=self._class_weight(),
                 impute=self._imputes(),
                 levels=[v.size for v in self.vocabularies_],
+                n_classes=self._n_classes,
+                class_totals=getattr(self, "_class_totals", None),
             )
         except PipelineError as exc:  # scikit-learn callers expect ValueError
             raise ValueError(str(exc)) from exc
         self.impute_ = None
         if result.fill is not None:
             self.impute_ = result.fill[: result.fill.shape[0] - len(self.indicator_features_)].copy()
-        self.coef_ = result.coef[:-1].reshape(1, -1).copy()
-        self.intercept_ = np.array([result.coef[-1]])
+        blocks = result.coef.reshape(max(self._n_classes, 1), -1)
+        self.coef_ = blocks[:, :-1].copy()
+        self.intercept_ = blocks[:, -1].copy()
         self.n_iter_ = np.array([result.result.n_iter], dtype=np.int32)
         self.n_passes_ = result.n_passes
         self.converged_ = result.result.converged
@@ -335,18 +373,24 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         vocabularies = getattr(self, "vocabularies_", [])
         if vocabularies:
             return self._categorical_margins(X, vocabularies)
+        blocks = np.column_stack([self.coef_, self.intercept_])  # a row per class (one: binary)
         if _is_dask(X):
             from sklearn.utils.validation import _check_feature_names, _check_n_features
 
             _check_feature_names(self, _columns_of(X), reset=False)
             X = _dask_array(X, "X")
             _check_n_features(self, X, reset=False)
-            coef = np.append(self.coef_.ravel(), self.intercept_[0])
             X = _dask_with_indicators(_as_features(X).rechunk({1: -1}), self._indicators())
-            return X.map_blocks(margins, coef, self._fill(), drop_axis=1, dtype=np.float64)
+            if len(blocks) > 1:
+                return X.map_blocks(
+                    _class_margins, blocks, self._fill(), chunks=(X.chunks[0], (len(blocks),)), dtype=np.float64
+                )
+            return X.map_blocks(margins, blocks[0], self._fill(), drop_axis=1, dtype=np.float64)
         X = validate_data(self, X, dtype=_FEATURE_DTYPES, reset=False, ensure_all_finite=self._scoring_finite())
         X = _with_indicators(X, self._indicators())
-        return margins(X, np.append(self.coef_.ravel(), self.intercept_[0]), self._fill())
+        if len(blocks) > 1:
+            return _class_margins(X, blocks, self._fill())
+        return margins(X, blocks[0], self._fill())
 
     def _categorical_margins(self, X, vocabularies: list[Vocabulary]):
         """Margins of a DataFrame with the fitted categorical columns (numpy, or dask for dask input)."""
@@ -385,6 +429,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         margin: Any = self.decision_function(X)  # numpy, or dask for dask input
+        if margin.ndim == 2:  # more than two classes: the softmax of each row's margins
+            if _is_dask(margin):
+                return margin.map_blocks(_softmax, dtype=np.float64)
+            return _softmax(margin)
         if _is_dask(margin):  # (block by block: row chunk sizes may be unknown)
             positive = margin.map_blocks(sigmoid, dtype=np.float64)
             return positive.map_blocks(_both_classes, new_axis=1, chunks=(positive.chunks[0], (2,)), dtype=np.float64)
@@ -394,7 +442,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         return np.log(self.predict_proba(X))
 
     def predict(self, X):
-        positive: Any = self.decision_function(X) > 0.0  # numpy, or dask for dask input
+        margin: Any = self.decision_function(X)  # numpy, or dask for dask input
+        if margin.ndim == 2:  # the most probable class (the first of a tie, as the margins' argmax)
+            if _is_dask(margin):
+                best = margin.map_blocks(np.argmax, axis=1, drop_axis=1, dtype=np.int64)
+                return best.map_blocks(lambda b: self.classes_[b], dtype=self.classes_.dtype)
+            return self.classes_[np.argmax(margin, axis=1)]
+        positive = margin > 0.0
         if _is_dask(positive):
             return positive.map_blocks(lambda p: self.classes_[p.astype(int)], dtype=self.classes_.dtype)
         return self.classes_[positive.astype(int)]
@@ -442,15 +496,15 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             l2=model.l2,
             l1=model.l1,
             standardize=model.standardize,
-            class_weight=None if model.class_weight is None else {0: model.class_weight[0], 1: model.class_weight[1]},
+            class_weight=None if model.class_weight is None else dict(zip(model.class_labels, model.class_weight)),
             missing=model.missing,
         )
         return estimator._set_from_model(model)
 
     def _set_from_model(self, model):
-        self.classes_ = np.array([0, 1])
-        self.coef_ = np.array([model.coef], dtype=np.float64)
-        self.intercept_ = np.array([model.intercept])
+        self.classes_ = np.array(model.class_labels)
+        self.coef_ = model.coef_array.reshape(len(self.classes_) if model.multinomial else 1, -1)
+        self.intercept_ = np.array(model.intercept, dtype=np.float64).reshape(-1)
         self.n_iter_ = np.array([model.n_iter], dtype=np.int32)
         self.n_passes_ = model.n_passes
         self.converged_ = model.converged
@@ -553,6 +607,22 @@ def _dask_design(X, numeric: list[str], vocabularies: list[Vocabulary]):
         for part in X.to_delayed()
     ]
     return da.concatenate(parts)
+
+
+def _class_codes(y, classes: np.ndarray) -> np.ndarray:
+    """Each label's index in the sorted ``classes`` (float64 codes 0..K-1)."""
+    return np.searchsorted(classes, np.asarray(y)).astype(np.float64)
+
+
+def _class_margins(X, blocks: np.ndarray, fill) -> np.ndarray:
+    """``(n, K)``: each class's margins (:func:`pipeline.fused.margins_fast`), ``blocks`` a row ``[w_k, b_k]`` each."""
+    from .fused import margins_fast
+
+    return np.column_stack([margins_fast(X, block, fill) for block in blocks])
+
+
+def _softmax(margin: np.ndarray) -> np.ndarray:
+    return softmax(margin)[0] if margin.shape[0] else np.empty(margin.shape)
 
 
 def _both_classes(positive: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError, ConvergenceWarning, LabelValueError, MissingValueError, WeightValueError
+from .exact import fsum
 from .kernel import Categories, level_top
 from .levels import Vocabulary
 from .model import Model
@@ -73,7 +74,7 @@ class Fit:
     gradient: np.ndarray  # of the smooth objective, original units
     n_passes: int  # statistics pass included
     standardization: Standardization | None
-    class_weight: tuple[float, float] | None
+    class_weight: tuple[float, ...] | None
     summary: DataSummary | None
     #: validation loss per history record (empty without a validation set)
     validation_loss: tuple[float, ...] = ()
@@ -85,6 +86,8 @@ class Fit:
     n_missing: np.ndarray | None = None
     #: the categorical columns' levels (None: none)
     categories: Categories | None = None
+    #: 0: the binary model; K: the multinomial one (``coef``: K blocks ``[w_k, b_k]``)
+    n_classes: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,7 +97,7 @@ class FitState:
 
     solver_state: SolverState
     standardization: Standardization | None
-    class_weight: tuple[float, float] | None
+    class_weight: tuple[float, ...] | None
     stats_passes: int
     #: seconds since the fit began (across resumes), one per history record
     elapsed_s: tuple[float, ...]
@@ -121,7 +124,7 @@ def fit(
     options: SolverOptions = SolverOptions(),
     penalty: Penalty = Penalty(),
     standardize: bool = True,
-    class_weight: str | tuple[float, float] | None = None,
+    class_weight: str | tuple[float, ...] | None = None,
     init: np.ndarray | None = None,
     progress: Progress | None = None,
     features: Sequence[str] | None = None,
@@ -132,6 +135,8 @@ def fit(
     early_stopping: int = 0,
     impute: bool = False,
     levels: Sequence[int] = (),
+    n_classes: int = 0,
+    class_totals: Sequence[float] | None = None,
 ) -> Fit:
     """Statistics pass (when needed), then the solver, on any evaluator.
 
@@ -167,6 +172,17 @@ def fit(
     bin fixed from the rows and the largest weight, so the statistics pass
     always runs; the Hessian pass
     takes dense features only, so ``auto`` is L-BFGS and ``newton`` is refused.
+
+    ``n_classes``: 0 for the binary model; K >= 2 for the multinomial one
+    (the evaluator's labels are class codes 0..K-1; the coefficients are K
+    blocks ``[w_k, b_k]``, class-major).  Its K (d+1)-square Hessian is not
+    computed: ``auto`` is L-BFGS (OWL-QN with L1) and ``newton`` is refused.
+    The softmax is unchanged by adding one vector to every class's block, so
+    the intercepts are reported centered across classes (their mean
+    subtracted), and without a penalty the weights too (as Spark does); an
+    L2 optimum's weights are centered already and an L1 optimum's are
+    unique.  ``class_weight="balanced"`` needs ``class_totals``, the weighted
+    total of each class (scikit-learn's ``S / (K S_k)``).
     """
     n_columns = evaluator.n_features
     n_dense = n_columns - len(levels)
@@ -177,9 +193,21 @@ def fit(
             "the newton solver needs dense features only; with categorical columns use lbfgs (or auto)",
             column="solver",
         )
+    if n_classes and solver in ("newton", HANDED_OVER):
+        raise ConfigError(
+            f"the newton solver is not available for the multinomial model ({n_classes} classes: its "
+            f"Hessian has {n_classes * (n_coef + 1)}^2 entries); use lbfgs (or auto)",
+            column="solver",
+        )
+    if n_classes and levels:
+        raise ConfigError(
+            "categorical columns are not yet supported by the multinomial model; "
+            "encode them as numeric columns or train one-vs-rest binary models",
+            column="categorical",
+        )
     started = time.perf_counter()
     summary: DataSummary | None = None
-    weights: tuple[float, float] | None
+    weights: tuple[float, ...] | None
     standardization: Standardization | None
     elapsed: list[float]
     validation_losses: list[float]
@@ -198,7 +226,8 @@ def fit(
             summary = summarize(stats)
             if stats.level_rows is not None:
                 level_share = stats.level_rows / summary.n_samples
-            check_two_classes(summary, label)
+            if not n_classes:
+                check_two_classes(summary, label)
             if summary.has_missing:
                 check_some_present(summary, features)
             if impute:
@@ -213,7 +242,9 @@ def fit(
                     stacklevel=2,
                 )
         stats_passes = 1 if summary is not None else 0
-        if isinstance(class_weight, str):  # "balanced" (TrainConfig allows nothing else)
+        if isinstance(class_weight, str) and n_classes:  # "balanced"
+            weights = balanced_class_weights(class_totals, label)
+        elif isinstance(class_weight, str):  # "balanced" (TrainConfig allows nothing else)
             assert summary is not None  # the statistics pass ran for it
             weights = balanced_class_weight(summary)
         else:
@@ -236,8 +267,17 @@ def fit(
     clock_offset = elapsed[-1] if elapsed else 0.0
     # (the loss passes fill NaN only where there are some: else they read the data in place)
     kernel_fill = fill if n_missing is not None and n_missing.any() else None
-    objective = LogisticObjective(evaluator, penalty, standardization, weights, kernel_fill, categories, level_share)
-    coef0 = np.zeros(n_coef + 1) if init is None else np.array(init, dtype=np.float64)
+    objective = LogisticObjective(
+        evaluator, penalty, standardization, weights, kernel_fill, categories, level_share, n_classes
+    )
+    n_blocks = max(n_classes, 1)
+    coef0 = np.zeros(n_blocks * (n_coef + 1)) if init is None else np.array(init, dtype=np.float64)
+    if coef0.shape != (n_blocks * (n_coef + 1),):
+        raise ConfigError(
+            f"the initial coefficients have {coef0.size} values; expected {n_blocks * (n_coef + 1)} "
+            f"({n_blocks} x ({n_coef} features + intercept))",
+            column="init",
+        )
     if standardization is not None:
         coef0 = standardization.to_standardized(coef0)
 
@@ -256,7 +296,9 @@ def fit(
     held_out = (
         None
         if validation is None
-        else LogisticObjective(validation, Penalty(), standardization, weights, kernel_fill, categories)
+        else LogisticObjective(
+            validation, Penalty(), standardization, weights, kernel_fill, categories, n_classes=n_classes
+        )
     )
 
     def save(state: SolverState) -> None:
@@ -297,8 +339,10 @@ def fit(
         # hands over to Newton when its rate says Newton is cheaper.  A resumed
         # fit goes on with the solver of its state (either phase).
         smooth = not np.any(objective.l1_weights)
-        solver = "lbfgs" if levels else auto_start(n_coef, not smooth)
-        if smooth and not levels and auto_solver(n_coef) == "newton":  # (whatever phase a resume is in)
+        solver = "lbfgs" if levels or n_classes else auto_start(n_coef, not smooth)
+        if (
+            smooth and not levels and not n_classes and auto_solver(n_coef) == "newton"
+        ):  # (whatever phase a resume is in)
             tol = options.tol
 
             def hand_over(history) -> bool:
@@ -357,6 +401,8 @@ def fit(
     if standardization is not None:
         coef = standardization.to_original(result.coef)
         gradient = standardization.gradient_to_original(result.grad)
+    if n_classes:
+        coef = center_classes(coef, n_classes, weights_too=not (penalty.l1 or penalty.l2))
     return Fit(
         result,
         coef,
@@ -370,6 +416,7 @@ def fit(
         fill,
         n_missing,
         categories,
+        n_classes,
     )
 
 
@@ -434,6 +481,34 @@ def check_two_classes(summary: DataSummary, label: str | None) -> None:
     )
 
 
+def center_classes(coef: np.ndarray, n_classes: int, weights_too: bool) -> np.ndarray:
+    """A multinomial model's ``K`` blocks ``[w_k, b_k]`` with the mean over
+    the classes (an exact sum, divided once) subtracted from the intercepts,
+    and from every weight too when ``weights_too``: the same probabilities."""
+    blocks = coef.reshape(n_classes, -1).copy()
+    columns = range(blocks.shape[1]) if weights_too else [blocks.shape[1] - 1]
+    for j in columns:
+        blocks[:, j] = blocks[:, j] - fsum(blocks[:, j]) / n_classes
+    return blocks.ravel()
+
+
+def balanced_class_weights(class_totals: Sequence[float] | None, label: str | None) -> tuple[float, ...]:
+    """scikit-learn's ``balanced`` for K classes: ``S / (K S_k)`` with the
+    weighted class totals ``S_k`` and ``S = sum_k S_k``."""
+    if class_totals is None:
+        raise ConfigError("class_weight='balanced' for the multinomial model needs the class totals")
+    totals = [float(total) for total in class_totals]
+    empty = [k for k, total in enumerate(totals) if not total > 0]
+    if empty:
+        column = f"label column {label!r}" if label else "the label"
+        raise WeightValueError(
+            f"class_weight='balanced' needs every class of {column} with positive weight; "
+            f"found classes {empty} with weight {[totals[k] for k in empty]}"
+        )
+    weight_sum = fsum(np.array(totals))
+    return tuple(weight_sum / (len(totals) * total) for total in totals)
+
+
 def check_some_present(summary: DataSummary, features: Sequence[str] | None) -> None:
     """A column whose every value is missing has no mean to take their place."""
     assert summary.n_missing is not None
@@ -483,10 +558,13 @@ def build_model(
     nan_as_missing: bool = False,
     indicators: Sequence[str] = (),
     vocabularies: Sequence[Vocabulary] = (),
+    classes: Sequence | None = None,
 ) -> Model:
     """The model of ``result``; ``missing``, ``nan_as_missing`` and ``indicators``:
     how its features' missing values were read; ``vocabularies``: the levels of
-    its categorical columns, whose features end ``features`` (see :class:`Model`)."""
+    its categorical columns, whose features end ``features`` (see :class:`Model`);
+    ``classes``: the label's (None: a 0/1 label).  A multinomial fit
+    (``result.n_classes``) gives a model of K rows of coefficients."""
     solver = result.solver or solver  # the one that ran (auto resolved)
     n_levels = sum(vocabulary.size for vocabulary in vocabularies)
     n_columns = len(features) - len(indicators) - n_levels
@@ -494,10 +572,15 @@ def build_model(
     history = result.result.history
     offset = result.n_passes - result.result.n_passes
     standardization = result.standardization
+    coef: list = result.coef[:-1].tolist()
+    intercept: float | list[float] = float(result.coef[-1])
+    if result.n_classes:
+        blocks = result.coef.reshape(result.n_classes, -1)
+        coef, intercept = blocks[:, :-1].tolist(), blocks[:, -1].tolist()
     return Model(
         features=list(features),
-        coef=result.coef[:-1].tolist(),
-        intercept=float(result.coef[-1]),
+        coef=coef,
+        intercept=intercept,
         solver=solver,
         n_iter=result.result.n_iter,
         n_passes=result.n_passes,
@@ -525,4 +608,11 @@ def build_model(
         impute=impute,
         indicators=list(indicators) or None,
         categorical=[vocabulary.to_json() for vocabulary in vocabularies] or None,
+        family="multinomial" if result.n_classes else "binomial",
+        classes=None if classes is None else [_json_value(value) for value in classes],
     )
+
+
+def _json_value(value):
+    """A class label as JSON holds it (numpy scalars as Python numbers)."""
+    return value.item() if isinstance(value, np.generic) else value

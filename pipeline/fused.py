@@ -59,6 +59,7 @@ fused deposits of ``x``, ``x*x`` and the low parts).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import tempfile
 import time
@@ -153,7 +154,9 @@ try:
     from numba.extending import intrinsic
 
     from .elementary_jit import bits_of as _bits
+    from .elementary_jit import exp_nonpositive as _exp_nonpositive
     from .elementary_jit import float_of as _from_bits
+    from .elementary_jit import log1p_nonnegative as _log1p_nonnegative
     from .elementary_jit import sigmoid_softplus_block as _sigmoid_softplus_block
 except ImportError:  # pragma: no cover - exercised only without numba
     _HAVE_NUMBA = False
@@ -816,6 +819,72 @@ if _HAVE_NUMBA:
                 _hessian_block(Xs, _ZERO, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
 
     @njit(cache=_CACHE, nogil=True)
+    def _softmax_pass(
+        X, row0, row1, y, coefs, s, has_s, center, scale, standardize, rows_inner, fill, block, top, acc, flags
+    ):
+        """:func:`kernel.softmax_partials` of rows ``row0:row1`` of X (any
+        layout; each block copied, standardized, into an F-ordered scratch):
+        ``coefs`` ``(K, d + 1)``; per class the margins (:func:`_margins`),
+        per row :func:`kernel.softmax`'s operations in its order, then per
+        class its weighted residuals' terms, deposited column by column."""
+        d = X.shape[1]
+        n_classes = coefs.shape[0]
+        width = d + 1
+        stack, marg, prob, res, los, tmp, sw, ones = _scratch(block, d)
+        Xs = np.empty((d, block + _PAD)).T
+        Z = np.empty((n_classes, block))
+        P = np.empty((n_classes, block))
+        for start in range(row0, row1, block):
+            n = min(block, row1 - start)
+            _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner, fill)
+            for k in range(n_classes):
+                zk = Z[k]
+                for m0 in range(0, n, _MARGIN_ROWS):
+                    _margins(Xs, m0, min(_MARGIN_ROWS, n - m0), coefs[k], stack, zk[m0:])
+            for i in range(n):
+                first = 0
+                peak = Z[0, i]
+                for k in range(1, n_classes):
+                    if Z[k, i] > peak:
+                        peak = Z[k, i]
+                        first = k
+                tail = 0.0
+                for k in range(n_classes):
+                    e = 0.0 if k == first else _exp_nonpositive(Z[k, i] - peak)
+                    P[k, i] = e
+                    tail = e if k == 0 else tail + e
+                denominator = 1.0 + tail
+                for k in range(n_classes):
+                    P[k, i] = 1.0 / denominator if k == first else P[k, i] / denominator
+                label = np.int64(y[start + i])
+                loss = (peak - Z[label, i]) + _log1p_nonnegative(tail)
+                if has_s:
+                    si = s[start + i]
+                    los[i] = si * loss
+                    sw[i] = si
+                else:
+                    los[i] = loss
+            for k in range(n_classes):
+                pk = P[k]
+                for i in range(n):
+                    residual = pk[i] - (1.0 if y[start + i] == k else 0.0)
+                    res[i] = s[start + i] * residual if has_s else residual
+                for j in range(d):
+                    col = Xs[0:n, j]
+                    mx = _ZERO_BITS
+                    for i in range(n):
+                        t = col[i] * res[i]
+                        tmp[i] = t
+                        bt = _bits(t) & _ABS_MASK
+                        if bt > mx:
+                            mx = bt
+                    _deposit(tmp, n, mx, k * width + j, top, acc, flags)
+                _deposit(res, n, _max_abs_bits(res, n), k * width + d, top, acc, flags)
+            _deposit(los, n, _max_abs_bits(los, n), n_classes * width, top, acc, flags)
+            weights = sw if has_s else ones
+            _deposit(weights, n, _max_abs_bits(weights, n), n_classes * width + 1, top, acc, flags)
+
+    @njit(cache=_CACHE, nogil=True)
     def _margins_direct(X, start, n, coef, stack, marg, block):
         """Margins of rows ``start:start+n`` of the F-ordered X into ``marg[:n]``."""
         for b0 in range(0, n, block):
@@ -1073,6 +1142,8 @@ def fused_partials(
 
 def _partials(X, y, coef, weights, spec) -> Partials:
     """:func:`fused_partials` without the check of :data:`AVAILABLE`."""
+    if spec.n_classes:
+        return _softmax_partials(X, y, coef, weights, spec)
     if spec.categories is not None:
         return _categorical_partials(X, y, coef, weights, spec, spec.categories)
     job = _Job.of(X, y, coef, weights, spec)
@@ -1080,6 +1151,47 @@ def _partials(X, y, coef, weights, spec) -> Partials:
         return Partials.zeros(job.n_features + 1, spec.hessian)
     with _compiling(("one sweep", *job.key(spec))):
         return _one_sweep(job, spec)
+
+
+def _softmax_partials(X, y, coef, weights, spec: KernelSpec) -> Partials:
+    """:func:`kernel.softmax_partials`, compiled (:func:`_softmax_pass`)."""
+    if spec.hessian or spec.categories is not None:
+        raise ValueError("the multinomial pass takes dense features and no Hessian")
+    n_classes = spec.n_classes
+    X = kernel_features(X)
+    n_rows, n_features = X.shape
+    coef = np.asarray(coef, dtype=np.float64)
+    if coef.shape != (n_classes * (n_features + 1),):
+        raise ValueError(f"coef has shape {coef.shape}, expected ({n_classes * (n_features + 1)},)")
+    job = _Job.of(X, y, coef[: n_features + 1], weights, dataclasses.replace(spec, n_classes=0))
+    total = Partials.zeros(n_classes * (n_features + 1))
+    if n_rows == 0:
+        return total
+    coefs = _readonly(np.ascontiguousarray(coef.reshape(n_classes, n_features + 1)))
+    with _compiling(("softmax", *job.key(spec))):
+        for start in range(0, n_rows, _CALL_ROWS):
+            stop = min(start + _CALL_ROWS, n_rows)
+            top, acc, flags = _empty_state(n_classes * (n_features + 1) + 2)
+            _softmax_pass(
+                job.X,
+                start,
+                stop,
+                job.y,
+                coefs,
+                job.s,
+                job.has_s,
+                job.center,
+                job.scale,
+                job.standardize,
+                job.rows_inner,
+                job.fill,
+                job.block,
+                top,
+                acc,
+                flags,
+            )
+            total = total.merge(Partials(_sums(top, acc, flags), stop - start))
+    return total
 
 
 def _categorical_partials(X, y, coef, weights, spec: KernelSpec, categories: Categories) -> Partials:

@@ -50,6 +50,7 @@ from typing import Any, Literal
 from .cluster import ClusterSpec
 from .config import (
     CACHE_MODES,
+    FAMILIES,
     OUTPUT_ROOT_ENV,
     SOLVERS,
     TrainConfig,
@@ -91,7 +92,15 @@ class Key:
 KEYS: dict[str, Key] = {
     "name": Key("name", "str", "--name", "a name for the job (shown by status and list)"),
     "data.url": Key("data", "str", "DATA", "Parquet directory, file, glob or fsspec URL"),
-    "data.label": Key("label", "str", "--label", "label column (values 0/1)"),
+    "data.label": Key("label", "str", "--label", "label column (0/1, or classes: numbers, text, dictionary)"),
+    "data.family": Key(
+        "family",
+        "str",
+        "--family",
+        "binomial (0/1 or two classes) | multinomial (softmax over K classes) | auto (from the label's classes)",
+        FAMILIES,
+    ),
+    "data.max_classes": Key("max_classes", "int", "--max-classes", "most classes the label may have"),
     "data.features": Key("features", "names", "--features", "feature columns (default: every numeric column)"),
     "data.weight": Key("weight", "str", "--weight-col", "column of sample weights (>= 0)"),
     "data.validation_fraction": Key(
@@ -150,7 +159,10 @@ KEYS: dict[str, Key] = {
     "train.alpha": Key(None, "float", "--alpha", "elastic net mix: l1 = reg*alpha, l2 = reg*(1-alpha)"),
     "train.standardize": Key("standardize", "bool", "--no-standardize", "solve on standardized features"),
     "train.class_weight": Key(
-        "class_weight", "class_weight", "--class-weight", "'balanced' or [weight of label 0, weight of label 1]"
+        "class_weight",
+        "class_weight",
+        "--class-weight",
+        "'balanced' or [weight of each class]: label 0 and label 1, or the classes in sorted order",
     ),
     "train.init": Key("init", "str", "--init", "warm start from this directory's model.json"),
     "train.early_stopping": Key(
@@ -327,10 +339,10 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
             return value
         if (
             not isinstance(value, (list, tuple))
-            or len(value) != 2
+            or len(value) < 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         ):
-            raise wrong("'balanced' or a list of two weights [label 0, label 1]")
+            raise wrong("'balanced' or a list of weights, one per class ([label 0, label 1] for a 0/1 label)")
         value = tuple(float(v) for v in value)
     elif spec.kind == "generate":
         if not isinstance(value, dict):

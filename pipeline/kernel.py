@@ -47,8 +47,8 @@ from typing import Literal
 import numpy as np
 
 from .data import NARROW_FEATURE_DTYPES
+from .elementary import exp_nonpositive, log1p_nonnegative, sigmoid_softplus
 from .elementary import sigmoid as elementary_sigmoid
-from .elementary import sigmoid_softplus
 from .exact import BIN_WIDTH, BLOCK_ROWS, GRID_E0, N_BINS, ExactSums, top_bin
 
 try:  # numpy >= 2
@@ -81,6 +81,8 @@ __all__ = [
     "numpy_cpu_dispatch",
     "numpy_cpu_features",
     "sigmoid",
+    "softmax",
+    "softmax_partials",
     "triangle_size",
     "unpack_triangle",
 ]
@@ -307,18 +309,23 @@ class KernelSpec:
     multiplies the sample weight of rows with label 0/1.  ``hessian``: also
     accumulate the Hessian sums.  ``fill``: ``(d,)`` values that take the
     place of a NaN feature (a missing value) before standardization, or None
-    when the features hold no NaN.
+    when the features hold no NaN.  ``n_classes``: 0 for the binary model
+    (labels 0/1); K >= 2 for the multinomial one (:func:`softmax_partials`:
+    labels are class codes 0..K-1, ``class_weight`` has one weight per class).
     """
 
     center: np.ndarray | None = None
     scale: np.ndarray | None = None
-    class_weight: tuple[float, float] | None = None
+    class_weight: tuple[float, ...] | None = None
     hessian: bool = False
     fill: np.ndarray | None = None
     categories: Categories | None = None
+    n_classes: int = 0
 
     def with_hessian(self, hessian: bool) -> KernelSpec:
-        return KernelSpec(self.center, self.scale, self.class_weight, hessian, self.fill, self.categories)
+        return KernelSpec(
+            self.center, self.scale, self.class_weight, hessian, self.fill, self.categories, self.n_classes
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -351,6 +358,8 @@ class Partials:
         """The identity of :meth:`merge` for a pass of ``spec`` over an ``X`` of
         ``n_columns`` columns (dense ones, then ``spec.categories``' codes)."""
         categories = spec.categories
+        if spec.n_classes:
+            return cls.zeros(spec.n_classes * (n_columns + 1))
         if categories is None:
             return cls.zeros(n_columns + 1, spec.hessian)
         dense = n_columns - categories.n_columns
@@ -525,12 +534,17 @@ def margins(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
 
 
 def sample_weights(
-    y: np.ndarray, weights: np.ndarray | None, class_weight: tuple[float, float] | None
+    y: np.ndarray, weights: np.ndarray | None, class_weight: tuple[float, ...] | None
 ) -> np.ndarray | None:
-    """Per-row weight: weight column times class weight; None means all ones."""
+    """Per-row weight: weight column times class weight; None means all ones.
+    ``class_weight``: one weight per label (binary: of 0 and 1; multinomial:
+    of each class code)."""
     if class_weight is None:
         return weights
-    per_class = np.where(y == 1.0, class_weight[1], class_weight[0])
+    if len(class_weight) == 2:
+        per_class = np.where(y == 1.0, class_weight[1], class_weight[0])
+    else:
+        per_class = np.asarray(class_weight, dtype=np.float64)[y.astype(np.int64)]
     return per_class if weights is None else weights * per_class
 
 
@@ -541,7 +555,10 @@ def chunk_partials(
     weights: np.ndarray | None = None,
     spec: KernelSpec = KernelSpec(),
 ) -> Partials:
-    """Exact partial sums of loss and gradient (and Hessian) over one chunk."""
+    """Exact partial sums of loss and gradient (and Hessian) over one chunk
+    (of the multinomial model when ``spec.n_classes``: :func:`softmax_partials`)."""
+    if spec.n_classes:
+        return softmax_partials(X, y, coef, weights, spec)
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     coef = np.asarray(coef, dtype=np.float64)
@@ -591,6 +608,84 @@ def chunk_partials(
             hessian = ExactSums.of(_outer_triangle(Xb, curvature), HESSIAN_BINS)
         levels = None if categories is None else deposit_levels(codes[start:stop], residual, categories)
         total = total.merge(Partials(ExactSums.of(block), stop - start, hessian, levels))
+    return total
+
+
+def softmax(margin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(proba, top, log_tail)`` of each row of ``margin`` ``(n, K)``, in one
+    fixed order per row: the largest margin ``top`` (its first class
+    ``m``), ``e_k = exp(margin_k - top)`` for the other classes (each
+    ``<= 1``, from :func:`pipeline.elementary.exp_nonpositive`), their sum
+    ``tail`` left to right over ``k`` (``e_m`` taken as 0), then
+    ``proba_k = e_k / (1 + tail)``, ``proba_m = 1 / (1 + tail)`` and
+    ``log_tail = log1p(tail)``, so that ``logsumexp = top + log_tail``.
+    The same IEEE operations as the compiled pass (:mod:`pipeline.fused`)."""
+    n, n_classes = margin.shape
+    rows = np.arange(n)
+    first = np.argmax(margin, axis=1)
+    top = margin[rows, first]
+    shifted = exp_nonpositive((margin - top[:, None]).ravel()).reshape(n, n_classes)
+    shifted[rows, first] = 0.0
+    tail = shifted[:, 0].copy()
+    for k in range(1, n_classes):
+        tail = tail + shifted[:, k]
+    denominator = 1.0 + tail
+    proba = shifted / denominator[:, None]
+    proba[rows, first] = 1.0 / denominator
+    return proba, top, log1p_nonnegative(tail)
+
+
+def softmax_partials(
+    X: np.ndarray,
+    y: np.ndarray,
+    coef: np.ndarray,
+    weights: np.ndarray | None = None,
+    spec: KernelSpec = KernelSpec(),
+) -> Partials:
+    """The multinomial loss pass over one chunk: ``y`` holds class codes
+    ``0..K-1`` (``K = spec.n_classes``), ``coef`` is ``K`` blocks
+    ``[w_k, b_k]`` of ``d + 1`` (class-major).  Each class's margin is
+    :func:`margins`' (the same tree), the probabilities and the log-sum-exp
+    :func:`softmax`'s; the sums have ``K (d + 1) + 2`` columns: per class
+    ``s_i (proba_ik - [y_i = k]) x~_ij`` and its intercept term, then
+    ``s_i (logsumexp_i - margin_{i,y_i})`` (computed as ``(top - margin_y) +
+    log_tail``) and ``s_i``."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    coef = np.asarray(coef, dtype=np.float64)
+    n_classes = spec.n_classes
+    n_rows, n_features = X.shape
+    if spec.hessian or spec.categories is not None:
+        raise ValueError("the multinomial pass takes dense features and no Hessian")
+    if coef.shape != (n_classes * (n_features + 1),):
+        raise ValueError(f"coef has shape {coef.shape}, expected ({n_classes * (n_features + 1)},)")
+    per_class = coef.reshape(n_classes, n_features + 1)
+    s = sample_weights(y, weights, spec.class_weight)
+    width = n_features + 1
+    total = Partials.zeros(n_classes * width)
+    terms = np.empty((min(n_rows, BLOCK_ROWS), n_classes * width + 2), dtype=np.float64, order="F")
+    for start in range(0, n_rows, BLOCK_ROWS):
+        stop = min(start + BLOCK_ROWS, n_rows)
+        Xb, yb = X[start:stop], y[start:stop]
+        if spec.fill is not None:
+            Xb = np.where(np.isnan(Xb), spec.fill, Xb)
+        if spec.center is not None:
+            Xb = (Xb - spec.center) / spec.scale
+        margin = np.column_stack([margins(Xb, per_class[k]) for k in range(n_classes)])
+        proba, top, log_tail = softmax(margin)
+        labels = yb.astype(np.int64)
+        loss = (top - margin[np.arange(stop - start), labels]) + log_tail
+        sb = None if s is None else s[start:stop]
+        block = terms[: stop - start]
+        for k in range(n_classes):
+            residual = proba[:, k] - (yb == k)
+            if sb is not None:
+                residual = sb * residual
+            np.multiply(Xb, residual[:, None], out=block[:, k * width : k * width + n_features])
+            block[:, k * width + n_features] = residual
+        block[:, -2] = loss if sb is None else sb * loss
+        block[:, -1] = 1.0 if sb is None else sb
+        total = total.merge(Partials(ExactSums.of(block), stop - start))
     return total
 
 

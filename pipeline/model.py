@@ -17,7 +17,7 @@ import numpy as np
 from .atomic import write_atomic
 from .data import MISSING_POLICIES, indicator_name
 from .errors import ModelFileError, OutputError
-from .kernel import Categories, sigmoid
+from .kernel import Categories, sigmoid, softmax
 from .levels import Vocabulary
 from .outputs import MODEL_FILE
 
@@ -26,24 +26,32 @@ __all__ = ["Model", "coef_digest"]
 #: CPU, not numpy's (format 1 models came from numpy's exp/log; their layout
 #: is the same, so they are still read, and score with today's functions).
 #: 3: missing values and categorical columns (the keys below).
-FORMAT_VERSION = 3
+#: 4: classes and the multinomial model (``family``, ``classes``; ``coef``
+#: K x d and ``intercept`` K values for a multinomial model).
+FORMAT_VERSION = 4
 #: the format versions this version reads (3 adds missing, nan_as_missing,
 #: impute, indicators and categorical: format 2 files have none, which reads as
-#: no missing values and no categorical columns)
-READS_FORMATS = (1, 2, 3)
+#: no missing values and no categorical columns; 4 adds family and classes:
+#: older files are binary models of a 0/1 label)
+READS_FORMATS = (1, 2, 3, 4)
+#: The model families (:data:`pipeline.config.Family` less ``auto``).
+FAMILIES = ("binomial", "multinomial")
 
 
-def coef_digest(coef: np.ndarray, intercept: float) -> str:
-    """sha256 hex of the little-endian float64 bytes of coef, then intercept."""
-    values = np.concatenate([np.asarray(coef, dtype="<f8"), np.asarray([intercept], dtype="<f8")])
+def coef_digest(coef, intercept) -> str:
+    """sha256 hex of the little-endian float64 bytes of coef (row by row for a
+    multinomial model's K x d), then the intercept(s)."""
+    values = np.concatenate([np.asarray(coef, dtype="<f8").ravel(), np.asarray(intercept, dtype="<f8").ravel()])
     return hashlib.sha256(values.tobytes()).hexdigest()
 
 
 @dataclass(frozen=True)
 class Model:
     features: list[str]
-    coef: list[float]
-    intercept: float
+    #: one per feature; a multinomial model's: a row of them per class
+    coef: list[float] | list[list[float]]
+    #: a multinomial model's: one per class
+    intercept: float | list[float]
     solver: str
     n_iter: int
     n_passes: int
@@ -79,15 +87,36 @@ class Model:
     #: the categorical columns' levels (:meth:`pipeline.levels.Vocabulary.to_json`),
     #: whose features (``"column=value"``) end ``features``, in this order
     categorical: list[dict] | None = None
+    #: ``binomial`` (one coefficient vector: the log-odds of the second class)
+    #: or ``multinomial`` (a row of ``coef`` and an intercept per class, softmax)
+    family: str = "binomial"
+    #: the label's classes, sorted (None: a 0/1 label, the binary model of
+    #: format 3 and before); ``proba``/``proba_<class>`` are theirs
+    classes: list[str | int | float] | None = None
     digest: str = field(default="")
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "digest", coef_digest(np.array(self.coef), self.intercept))
+        object.__setattr__(self, "digest", coef_digest(self.coef, self.intercept))
 
     @property
     def coef_array(self) -> np.ndarray:
+        """``(d,)``; a multinomial model's ``(K, d)``."""
         return np.array(self.coef, dtype=np.float64)
+
+    @property
+    def multinomial(self) -> bool:
+        return self.family == "multinomial"
+
+    @property
+    def n_classes(self) -> int:
+        """2 for a binary model; K for a multinomial one."""
+        return len(self.classes) if self.multinomial and self.classes else 2
+
+    @property
+    def class_labels(self) -> list:
+        """The label values of the classes (``[0, 1]`` for a binary model of a 0/1 label)."""
+        return list(self.classes) if self.classes else [0, 1]
 
     @functools.cached_property
     def vocabularies(self) -> list[Vocabulary]:
@@ -116,6 +145,8 @@ class Model:
         """``(coef, categories)`` to score rows decoded as :meth:`columns` with
         these vocabularies: each categorical column gets one more level, of
         coefficient 0, for the values it never saw (:mod:`pipeline.levels`)."""
+        if self.multinomial:
+            raise ValueError("a multinomial model scores with its class margins (decision_function)")
         coef = np.append(self.coef_array, self.intercept)
         return (coef, None) if not self.vocabularies else scoring_coef(coef, self.vocabularies)
 
@@ -125,12 +156,19 @@ class Model:
         included), NaN where missing, then the level codes of each categorical column."""
         from .fused import margins_fast
 
+        if self.multinomial:  # (n, K): each class's margins
+            blocks = np.column_stack([self.coef_array, self.intercept])
+            return np.column_stack([margins_fast(X, block, self.fill, None) for block in blocks])
         coef, categories = self.scoring()
         return margins_fast(X, coef, self.fill, categories)  # (narrow X widened inside)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Probability of label 1 for each row of ``X``."""
-        return sigmoid(self.decision_function(X))
+        """Probability of label 1 (the second class) for each row of ``X``; a
+        multinomial model's: ``(n, K)``, each class's (:func:`pipeline.kernel.softmax`)."""
+        margin = self.decision_function(X)
+        if self.multinomial:
+            return softmax(margin)[0]
+        return sigmoid(margin)
 
     def to_json(self) -> str:
         # json writes floats with repr(), which round-trips float64 exactly.
@@ -172,7 +210,7 @@ class Model:
 #: model.json fields whose numbers must be finite (prediction, --init and from_model use them;
 #: center and scale are only shown, and may hold NaN for a column whose sums overflowed)
 FINITE_FIELDS = ("coef", "intercept", "class_weight", "l1", "l2", "impute")
-#: labels of a binary model (class_weight has one weight per label)
+#: classes of a binary model (its class_weight has one weight per class)
 N_CLASSES = 2
 #: per-iteration histories that must be non-empty and of one length
 HISTORY_FIELDS = ("loss_history", "grad_norm_history", "step_history", "passes_history")
@@ -308,7 +346,9 @@ def _as_type(value, kind):
 def _numbers(value) -> list:
     if value is None:
         return []
-    return value if isinstance(value, list) else [value]
+    if not isinstance(value, list):
+        return [value]
+    return [number for entry in value for number in _numbers(entry)]  # (rows of a K x d coef too)
 
 
 def _found(value) -> str:
@@ -326,12 +366,14 @@ def _check_consistent(model: Model, path: Path) -> None:
         raise ModelFileError(
             f"{path}: features must be distinct; found {repeated} more than once", path=str(path), column="features"
         )
-    sizes = {
-        "coef": (d, "one per feature"),
+    k = _check_classes(model, path)
+    blocks = k if model.multinomial else 1
+    sizes = {} if model.multinomial else {"coef": (d, "one per feature")}
+    sizes |= {
         "center": (d, "one per feature"),
         "scale": (d, "one per feature"),
-        "gradient": (d + 1, "one per feature, then the intercept's"),
-        "class_weight": (N_CLASSES, "one per label"),
+        "gradient": (blocks * (d + 1), "one per feature, then the intercept's" + (", per class" if blocks > 1 else "")),
+        "class_weight": (k, "one per class"),
     }
     for name, (expected, meaning) in sizes.items():
         value = getattr(model, name)
@@ -356,6 +398,38 @@ def _check_consistent(model: Model, path: Path) -> None:
             path=str(path),
             column="format_version",
         )
+
+
+def _check_classes(model: Model, path: Path) -> int:
+    """The family, classes and coefficients' shape agree; the number of classes."""
+
+    def wrong(column: str, message: str) -> ModelFileError:
+        return ModelFileError(f"{path}: {message}", path=str(path), column=column)
+
+    if model.family not in FAMILIES:
+        raise wrong("family", f"family must be one of {list(FAMILIES)}; found {model.family!r}")
+    classes = model.classes
+    if classes is not None and (len(classes) < N_CLASSES or len(set(map(repr, classes))) != len(classes)):
+        raise wrong("classes", f"classes must be at least {N_CLASSES} distinct values; found {_found(classes)}")
+    if not model.multinomial:
+        if isinstance(model.intercept, list) or any(isinstance(row, list) for row in model.coef):
+            raise wrong("coef", "a binomial model has one coefficient per feature and one intercept")
+        if classes is not None and len(classes) != N_CLASSES:
+            raise wrong("classes", f"a binomial model has {N_CLASSES} classes; found {len(classes)}")
+        return N_CLASSES
+    if classes is None:
+        raise wrong("classes", "a multinomial model needs its classes")
+    k, d = len(classes), len(model.features)
+    rows = model.coef
+    if not isinstance(model.intercept, list) or len(model.intercept) != k:
+        raise wrong(
+            "intercept", f"a multinomial model has one intercept per class ({k}); found {_found(model.intercept)}"
+        )
+    if len(rows) != k or not all(isinstance(row, list) and len(row) == d for row in rows):
+        raise wrong("coef", f"a multinomial model's coef is {k} rows (one per class) of {d} (one per feature)")
+    if model.vocabularies:
+        raise wrong("categorical", "a multinomial model has no categorical columns (not supported yet)")
+    return k
 
 
 def _check_missing(model: Model, path: Path) -> None:

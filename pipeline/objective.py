@@ -92,17 +92,35 @@ class Standardization:
     scale: np.ndarray
 
     def to_original(self, beta: np.ndarray) -> np.ndarray:
-        """Standardized-space ``[beta, b~]`` to original-unit ``[w, b]``."""
+        """Standardized-space ``[beta, b~]`` to original-unit ``[w, b]``
+        (of each class's block, for the multinomial model's)."""
+        return self._per_class(beta, self._to_original)
+
+    def gradient_to_original(self, grad: np.ndarray) -> np.ndarray:
+        """Gradient in ``[beta, b~]`` to the gradient in ``[w, b]`` (chain rule)."""
+        return self._per_class(grad, self._gradient_to_original)
+
+    def to_standardized(self, coef: np.ndarray) -> np.ndarray:
+        """Original-unit ``[w, b]`` to standardized-space ``[beta, b~]``."""
+        return self._per_class(coef, self._to_standardized)
+
+    def _per_class(self, values: np.ndarray, convert) -> np.ndarray:
+        """``convert`` of ``values``, or of each block ``[w_k, b_k]`` of a
+        multinomial model's ``K (d + 1)`` values."""
+        width = self.scale.shape[0] + 1
+        if values.shape[0] == width:
+            return convert(values)
+        return np.concatenate([convert(block) for block in values.reshape(-1, width)])
+
+    def _to_original(self, beta: np.ndarray) -> np.ndarray:
         w = beta[:-1] / self.scale
         intercept = fsum(np.append(beta[-1], -(w * self.center)))
         return np.append(w, intercept)
 
-    def gradient_to_original(self, grad: np.ndarray) -> np.ndarray:
-        """Gradient in ``[beta, b~]`` to the gradient in ``[w, b]`` (chain rule)."""
+    def _gradient_to_original(self, grad: np.ndarray) -> np.ndarray:
         return np.append(grad[:-1] * self.scale + grad[-1] * self.center, grad[-1])
 
-    def to_standardized(self, coef: np.ndarray) -> np.ndarray:
-        """Original-unit ``[w, b]`` to standardized-space ``[beta, b~]``."""
+    def _to_standardized(self, coef: np.ndarray) -> np.ndarray:
         beta = coef[:-1] * self.scale
         intercept = fsum(np.append(coef[-1], coef[:-1] * self.center))
         return np.append(beta, intercept)
@@ -207,12 +225,17 @@ class LogisticObjective:
         evaluator: Evaluator,
         penalty: Penalty = Penalty(),
         standardization: Standardization | None = None,
-        class_weight: tuple[float, float] | None = None,
+        class_weight: tuple[float, ...] | None = None,
         fill: np.ndarray | None = None,
         categories: Categories | None = None,
         level_share: np.ndarray | None = None,
+        n_classes: int = 0,
     ) -> None:
+        if n_classes and (categories is not None or (class_weight is not None and len(class_weight) != n_classes)):
+            raise ValueError("the multinomial objective takes dense features and one class weight per class")
         self.evaluator = evaluator
+        #: 0: the binary model; K: the multinomial one, whose coef is K blocks ``[w_k, b_k]``
+        self.n_classes = n_classes
         self.penalty = penalty
         self.standardization = standardization
         n_dense = evaluator.n_features - (0 if categories is None else categories.n_columns)
@@ -224,13 +247,14 @@ class LogisticObjective:
             class_weight=class_weight,
             fill=fill,
             categories=categories,
+            n_classes=n_classes,
         )
         #: per coefficient, the data's curvature estimate at coef = 0 relative to a
         #: standardized column's (a level: the share of rows it holds)
         self.curvature_share = np.ones(n_coef)
         if level_share is not None:
             self.curvature_share[n_dense:] = level_share
-        self.l1_weights = np.append(penalty.l1 / self.scale, 0.0)
+        self.l1_weights = np.tile(np.append(penalty.l1 / self.scale, 0.0), max(n_classes, 1))
         self.n_passes = 0
         self.n_samples: int | None = None
 
@@ -255,9 +279,12 @@ class LogisticObjective:
         grad = grad_sum / weight_sum
         hess = partials.hessian_sum() / weight_sum if hessian else None
         if self.penalty.l2:
-            w = coef[:-1] / self.scale  # original-unit coefficients
-            loss = loss + 0.5 * self.penalty.l2 * fsum(w * w)
-            grad = grad + np.append(self.penalty.l2 * w / self.scale, 0.0)
+            # original-unit coefficients, a row per class (one for the binary model)
+            w = coef.reshape(max(self.n_classes, 1), -1)[:, :-1] / self.scale
+            loss = loss + 0.5 * self.penalty.l2 * fsum((w * w).ravel())
+            steps = np.zeros((w.shape[0], w.shape[1] + 1))
+            steps[:, :-1] = self.penalty.l2 * w / self.scale
+            grad = grad + steps.ravel()
             if hess is not None:
                 diagonal = np.append(self.penalty.l2 / (self.scale * self.scale), 0.0)
                 hess = hess + np.diag(diagonal)
@@ -297,6 +324,7 @@ class LogisticObjective:
             data = LOGISTIC_CURVATURE_AT_ZERO * self.curvature_share
             curvature = data + self.penalty.l2 / (self.scale * self.scale)
             inverse = 1.0 / np.append(curvature, LOGISTIC_CURVATURE_AT_ZERO)
+            inverse = np.tile(inverse, max(self.n_classes, 1))
         # a spread so tiny that its square underflows (or the penalty's curvature
         # overflows), or a level without rows and penalty, gives no usable
         # estimate: that coordinate is left unscaled

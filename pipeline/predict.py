@@ -29,11 +29,11 @@ import pyarrow.parquet as pq
 
 from .atomic import write_atomic
 from .config import check_output_root, output_roots
-from .data import ChunkSpec, Dataset, Split, SplitPart, open_dataset, unreadable_error
+from .data import ChunkSpec, Dataset, Split, SplitPart, class_kind, open_dataset, unreadable_error
 from .elementary import sigmoid_softplus
 from .errors import ColumnNotFoundError, ConfigError, OutputError, PipelineError
 from .exact import ExactSums
-from .kernel import sigmoid
+from .kernel import sigmoid, softmax
 from .model import Model
 from .outputs import MODEL_FILE, OutputDir
 from .reduce import gather
@@ -52,8 +52,9 @@ def _margin(model: Model, X: np.ndarray) -> np.ndarray:
 
 def open_scored(model: Model, data: str, label: str | None) -> Dataset:
     """``data`` as ``model`` scores it: its columns, missing values read as
-    the model was trained (a null where the model imputes none is an error)."""
-    return open_dataset(
+    the model was trained (a null where the model imputes none is an error),
+    the label (when given) as the codes of the model's classes, if it has any."""
+    dataset = open_dataset(
         data,
         label,
         model.columns,
@@ -62,6 +63,34 @@ def open_scored(model: Model, data: str, label: str | None) -> Dataset:
         indicators=model.indicators or [] if model.missing == "indicator" else None,
         vocabularies=model.vocabularies,
     )
+    if label is None or model.classes is None:
+        return dataset
+    kind = class_kind(pq.read_schema(dataset.files[0], filesystem=dataset.filesystem).field(label).type)
+    assert kind is not None  # (open_dataset checked the label's type)
+    return dataset.with_classes(model.classes, kind)
+
+
+def score_columns(model: Model, X: np.ndarray, threshold: float) -> dict[str, pa.Array]:
+    """The scores of rows ``X``: ``proba`` (of the second class) and
+    ``prediction`` (1/0, or the class label when the model has classes); a
+    multinomial model's ``proba_<class>`` per class and ``prediction``, the
+    most probable class (the first one of a tie)."""
+    if model.multinomial:
+        proba = model.predict_proba(X)
+        columns = {f"{PROBA_COLUMN}_{value}": pa.array(proba[:, k]) for k, value in enumerate(model.class_labels)}
+        best = np.argmax(proba, axis=1) if proba.shape[0] else np.empty(0, np.int64)
+        columns[PREDICTION_COLUMN] = _labels(model, best)
+        return columns
+    proba = sigmoid(_margin(model, X))
+    positive = (proba >= threshold).astype(np.int8)
+    prediction = pa.array(positive) if model.classes is None else _labels(model, positive)
+    return {PROBA_COLUMN: pa.array(proba), PREDICTION_COLUMN: prediction}
+
+
+def _labels(model: Model, codes: np.ndarray) -> pa.Array:
+    """The class labels of ``codes``, as an Arrow column of their type."""
+    classes = model.class_labels
+    return pa.array([classes[code] for code in codes.tolist()], type=pa.array(classes).type)
 
 
 # --------------------------------------------------------------------------- prediction
@@ -72,8 +101,7 @@ def predict_chunk(
 ) -> int:
     """Score one row group; write ``directory/part-INDEX.parquet``; return its rows."""
     data = reader(chunk)
-    proba = sigmoid(_margin(model, data.X))
-    table = pa.table({PROBA_COLUMN: pa.array(proba), PREDICTION_COLUMN: pa.array((proba >= threshold).astype(np.int8))})
+    table = pa.table(score_columns(model, data.X, threshold))
     if columns:  # the pass-through columns first, then the scores
         try:
             passed = pq.ParquetFile(chunk.path, filesystem=reader.filesystem).read_row_group(
@@ -166,6 +194,8 @@ def evaluate_chunk(reader, chunk: ChunkSpec, model: Model, threshold: float) -> 
     if data.weights is not None:
         keep = data.weights > 0
         X, y = X[keep], y[keep]
+    if model.multinomial:
+        return _class_state(model, X, y)
     margin = _margin(model, X)  # once: the probabilities and the losses both come from it
     proba, softplus = sigmoid_softplus(margin)
     # stable per-row log-loss log(1 + e^z) - y z (the training loss), summed exactly later
@@ -179,6 +209,106 @@ def evaluate_chunk(reader, chunk: ChunkSpec, model: Model, threshold: float) -> 
         "negatives": totals - positives,
         "loss": ExactSums.of(losses[:, None]),
     }
+
+
+def _class_state(model: Model, X: np.ndarray, y: np.ndarray) -> dict:
+    """A multinomial model's per-chunk state: the confusion counts (true class
+    by predicted class), per class the table of its distinct probabilities
+    with the rows of that class (positives) and the others, and the log-loss
+    parts (the training loss, :func:`pipeline.kernel.softmax`)."""
+    k = model.n_classes
+    margin = _margin(model, X)
+    proba, top, log_tail = softmax(margin) if X.shape[0] else (np.empty((0, k)), np.empty(0), np.empty(0))
+    codes = y.astype(np.int64)
+    losses = (top - margin[np.arange(codes.shape[0]), codes]) + log_tail if X.shape[0] else np.empty(0)
+    predicted = np.argmax(proba, axis=1) if X.shape[0] else np.empty(0, np.int64)
+    tables = []
+    for c in range(k):
+        values, inverse = np.unique(proba[:, c], return_inverse=True)
+        positives = np.bincount(inverse, weights=codes == c, minlength=len(values)).astype(np.int64)
+        totals = np.bincount(inverse, minlength=len(values)).astype(np.int64)
+        tables.append({"values": values, "positives": positives, "negatives": totals - positives})
+    return {
+        "confusion": np.bincount(codes * k + predicted, minlength=k * k).astype(np.int64).reshape(k, k),
+        "tables": tables,
+        "loss": ExactSums.of(losses[:, None]),
+    }
+
+
+def merge_class_states(states: list[dict], n_classes: int) -> dict:
+    """The multinomial states merged: counts added, tables merged by value."""
+    return {
+        "confusion": sum((s["confusion"] for s in states), np.zeros((n_classes, n_classes), np.int64)),
+        "tables": [
+            merge_tables([{**s["tables"][c], "loss": ExactSums.zeros(1)} for s in states]) for c in range(n_classes)
+        ],
+        "loss": _merge_sums([s["loss"] for s in states]),
+    }
+
+
+def class_metrics(merged: dict, classes: Sequence) -> dict:
+    """A multinomial model's metrics, exact and in one fixed order: log-loss,
+    accuracy, the confusion matrix (rows: true class, columns: predicted),
+    per class precision, recall, F1 and one-vs-rest ROC AUC, and their macro
+    and support-weighted means (scikit-learn's definitions; a class without
+    predicted rows has precision 0, as scikit-learn's ``zero_division=0``)."""
+    confusion = merged["confusion"]
+    n = int(confusion.sum())
+    support = confusion.sum(axis=1).tolist()
+    predicted = confusion.sum(axis=0).tolist()
+    per_class = []
+    for c, value in enumerate(classes):
+        tp = int(confusion[c, c])
+        precision = Fraction(tp, predicted[c]) if predicted[c] else Fraction(0)
+        recall = Fraction(tp, support[c]) if support[c] else Fraction(0)
+        f1 = Fraction(2 * tp, support[c] + predicted[c]) if support[c] + predicted[c] else Fraction(0)
+        table = merged["tables"][c]
+        auc = _auc(table["positives"], table["negatives"])
+        per_class.append({"class": value, "support": support[c], "p": precision, "r": recall, "f": f1, "auc": auc})
+
+    def macro(key: str) -> float | None:
+        return None if not per_class else float(sum((entry[key] for entry in per_class), Fraction(0)) / len(per_class))
+
+    def weighted(key: str) -> float | None:
+        total = sum((entry[key] * entry["support"] for entry in per_class), Fraction(0))
+        return None if n == 0 else float(total / n)
+
+    aucs = [entry["auc"] for entry in per_class]
+    return {
+        "n_samples": n,
+        "classes": list(classes),
+        "log_loss": None if n == 0 else float(merged["loss"] / n),
+        "accuracy": None if n == 0 else float(Fraction(int(np.trace(confusion)), n)),
+        "confusion_matrix": confusion.tolist(),
+        "per_class": [
+            {
+                "class": entry["class"],
+                "support": entry["support"],
+                "precision": float(entry["p"]),
+                "recall": float(entry["r"]),
+                "f1": float(entry["f"]),
+                "roc_auc": None if entry["auc"] is None else float(entry["auc"]),
+            }
+            for entry in per_class
+        ],
+        "precision_macro": macro("p"),
+        "recall_macro": macro("r"),
+        "f1_macro": macro("f"),
+        "precision_weighted": weighted("p"),
+        "recall_weighted": weighted("r"),
+        "f1_weighted": weighted("f"),
+        "roc_auc_ovr_macro": None if None in aucs else float(sum(aucs, Fraction(0)) / len(aucs)),
+    }
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> Fraction | None:
+    """ROC AUC of a table (probabilities ascending): P(score_pos > score_neg) + 1/2 P(tie), exactly."""
+    P, N = int(pos.sum()), int(neg.sum())
+    if not P or not N:
+        return None
+    below = np.concatenate([[0], np.cumsum(neg)[:-1]]).tolist()  # negatives with a lower score
+    pairs = sum(int(p) * (2 * int(b) + int(m)) for p, b, m in zip(pos.tolist(), below, neg.tolist()))
+    return Fraction(pairs, 2 * P * N)
 
 
 def merge_tables(states: list[dict]) -> dict:
@@ -216,12 +346,8 @@ def metrics_from_tables(table: dict, threshold: float = 0.5) -> dict:
 
     precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
     f1 = ratio(2 * tp, 2 * tp + fp + fn)
-    # ROC AUC: P(score_pos > score_neg) + 1/2 P(tie), exactly
-    auc = None
-    if P and N:
-        below = np.concatenate([[0], np.cumsum(neg)[:-1]]).tolist()  # negatives with a lower score
-        pairs = sum(int(p) * (2 * int(b) + int(m)) for p, b, m in zip(pos.tolist(), below, neg.tolist()))
-        auc = float(Fraction(pairs, 2 * P * N))
+    exact_auc = _auc(pos, neg)
+    auc = None if exact_auc is None else float(exact_auc)
     # average precision: sum over thresholds (descending) of (R_k - R_{k-1}) P_k
     average_precision = None
     if P:
@@ -312,7 +438,12 @@ def evaluate(
             client.submit(evaluate_chunk, reader, chunk, model, threshold, pure=False) for chunk in dataset.chunks
         ]
         states = gather(client, futures)
-    metrics = metrics_from_tables(merge_tables(states), threshold)
+    if model.multinomial:
+        metrics = class_metrics(merge_class_states(states, model.n_classes), model.class_labels)
+    else:
+        metrics = metrics_from_tables(merge_tables(states), threshold)
+        if model.classes is not None:
+            metrics["classes"] = list(model.classes)  # (positive: the second)
     metrics.update(
         model=str(Path(model_dir) / MODEL_FILE),
         data=dataset.url,

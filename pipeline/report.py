@@ -18,6 +18,8 @@ from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .atomic import write_atomic
 from .errors import ModelFileError
 from .model import Model
@@ -49,6 +51,133 @@ def _figure_png(draw) -> str:
 
 def _img(source: str, alt: str) -> str:
     return f'<img src="{source}" alt="{html.escape(alt)}">'
+
+
+def _binary_sections(model: Model, metrics: dict | None, directory, n_dense: int, scale: list[float]) -> list[str]:
+    """A binary model's coefficient tables (categorical columns by level) and validation metrics."""
+    vocabularies = model.vocabularies
+    parts: list[str] = []
+    rows: list[list[Any]] = sorted(
+        (
+            [name, coef, abs(coef * s)]
+            for name, coef, s in list(zip(model.features, model.coef_array.tolist(), scale))[:n_dense]
+        ),
+        key=lambda row: -row[2],
+    )
+    rows.append(["(intercept)", model.intercept, None])
+    parts += [
+        "<h2>Coefficients</h2>",
+        '<p class="muted">original units; |coef × std| is the effect of one standard '
+        "deviation of the feature, the comparable magnitude</p>",
+        _table(rows, ["feature", "coef", "|coef × std|"], numeric={1, 2}),
+    ]
+    start = n_dense
+    for vocabulary in vocabularies:  # one table per categorical column, its levels in order
+        names = vocabulary.level_names()
+        counts = vocabulary.counts or [None] * vocabulary.size  # (a hashed column's were not counted)
+        levels = [
+            [name.removeprefix(f"{vocabulary.column}="), coef, count]
+            for name, coef, count in zip(names, model.coef[start : start + vocabulary.size], counts)
+        ]
+        start += vocabulary.size
+        parts += [
+            f"<h3>{html.escape(vocabulary.column)} (categorical, {vocabulary.size} levels)</h3>",
+            _table(levels, ["level", "coef", "rows"], numeric={1, 2}),
+        ]
+
+    parts.append("<h2>Validation metrics</h2>")
+    if metrics:
+        keys = ["n_samples", "log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"]
+        parts.append(_table([[key, metrics.get(key)] for key in keys], ["metric", "value"], numeric={1}))
+        matrix = metrics.get("confusion_matrix", {})
+        parts.append(
+            _table(
+                [["actual 0", matrix.get("tn"), matrix.get("fp")], ["actual 1", matrix.get("fn"), matrix.get("tp")]],
+                ["", "predicted 0", "predicted 1"],
+                numeric={1, 2},
+            )
+        )
+        roc = metrics.get("roc_curve") or {"fpr": [], "tpr": []}
+        roc_plot = _figure_png(
+            lambda ax: (
+                ax.plot(roc["fpr"], roc["tpr"]),
+                ax.plot([0, 1], [0, 1], ":"),
+                ax.set(
+                    title=f"ROC (AUC {_fmt(metrics.get('roc_auc'))})",
+                    xlabel="false positive rate",
+                    ylabel="true positive rate",
+                ),
+            )
+        )
+        bins = [row for row in metrics.get("calibration", []) if row.get("count")]
+        calibration_plot = _figure_png(
+            lambda ax: (
+                ax.plot([b["mean_proba"] for b in bins], [b["observed_rate"] for b in bins], marker="o"),
+                ax.plot([0, 1], [0, 1], ":"),
+                ax.set(title="calibration", xlabel="mean predicted probability", ylabel="observed rate"),
+            )
+        )
+        parts += [
+            '<div class="plots">',
+            _img(roc_plot, "ROC curve"),
+            _img(calibration_plot, "calibration plot"),
+            "</div>",
+        ]
+        split = metrics.get("rows", "all")
+        described = (
+            "all rows"
+            if split == "all"
+            else (
+                f"the {split.get('part')} part of the split (validation fraction {split.get('fraction')}, "
+                f"by {'key ' + repr(split.get('key')) if split.get('key') else 'row position'})"
+            )
+        )
+        parts.append(f'<p class="muted">data: {html.escape(str(metrics.get("data")))}, {html.escape(described)}</p>')
+    else:
+        parts.append(
+            '<p class="muted">no metrics.json here: train with --validation-fraction, '
+            f"or run <code>pipeline evaluate {html.escape(str(directory))} DATA</code></p>"
+        )
+    return parts
+
+
+def _class_coefficients(model: Model, scale: list[float]) -> list[str]:
+    """A multinomial model's coefficients: a column per class, the features by
+    their largest standardized effect over the classes."""
+    classes = [str(value) for value in model.class_labels]
+    coef = model.coef_array
+    effect = np.abs(coef * np.asarray(scale, dtype=np.float64)).max(axis=0)
+    order = np.argsort(-effect, kind="stable")
+    rows: list[list[Any]] = [[model.features[j], *coef[:, j].tolist(), float(effect[j])] for j in order]
+    rows.append(["(intercept)", *model.intercept, None])  # type: ignore[misc]  # (a list: multinomial)
+    return [
+        "<h2>Coefficients</h2>",
+        f'<p class="muted">{len(classes)} classes (softmax), original units, centered across the classes; '
+        "max |coef × std| is a feature's largest effect of one standard deviation</p>",
+        _table(rows, ["feature", *classes, "max |coef × std|"], numeric=set(range(1, len(classes) + 2))),
+    ]
+
+
+def _class_metrics(metrics: dict | None) -> list[str]:
+    """A multinomial model's validation metrics: the summary, per class, the confusion matrix."""
+    parts = ["<h2>Validation metrics</h2>"]
+    if not metrics or "per_class" not in metrics:
+        return parts + ['<p class="muted">none: run <code>pipeline evaluate</code> to add them</p>']
+    keys = ["n_samples", "log_loss", "accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr_macro"]
+    parts.append(_table([[key, metrics.get(key)] for key in keys], ["metric", "value"], numeric={1}))
+    per_class = [
+        [str(row["class"]), row["support"], row["precision"], row["recall"], row["f1"], row["roc_auc"]]
+        for row in metrics["per_class"]
+    ]
+    parts.append(
+        _table(per_class, ["class", "rows", "precision", "recall", "f1", "roc auc (ovr)"], numeric={1, 2, 3, 4, 5})
+    )
+    classes = [str(value) for value in metrics["classes"]]
+    matrix = [[f"actual {value}", *row] for value, row in zip(classes, metrics["confusion_matrix"])]
+    parts.append(
+        _table(matrix, ["", *(f"predicted {value}" for value in classes)], numeric=set(range(1, len(classes) + 1)))
+    )
+    return parts
 
 
 def _table(rows: Sequence[Sequence[Any]], header: list[str], numeric: AbstractSet[int] = frozenset()) -> str:
@@ -133,84 +262,10 @@ def write_report(out: str) -> Path:
     vocabularies = model.vocabularies
     n_dense = len(model.features) - sum(vocabulary.size for vocabulary in vocabularies)
     scale = model.scale or [1.0] * len(model.features)
-    rows: list[list[Any]] = sorted(
-        ([name, coef, abs(coef * s)] for name, coef, s in list(zip(model.features, model.coef, scale))[:n_dense]),
-        key=lambda row: -row[2],
-    )
-    rows.append(["(intercept)", model.intercept, None])
-    parts += [
-        "<h2>Coefficients</h2>",
-        '<p class="muted">original units; |coef × std| is the effect of one standard '
-        "deviation of the feature, the comparable magnitude</p>",
-        _table(rows, ["feature", "coef", "|coef × std|"], numeric={1, 2}),
-    ]
-    start = n_dense
-    for vocabulary in vocabularies:  # one table per categorical column, its levels in order
-        names = vocabulary.level_names()
-        counts = vocabulary.counts or [None] * vocabulary.size  # (a hashed column's were not counted)
-        levels = [
-            [name.removeprefix(f"{vocabulary.column}="), coef, count]
-            for name, coef, count in zip(names, model.coef[start : start + vocabulary.size], counts)
-        ]
-        start += vocabulary.size
-        parts += [
-            f"<h3>{html.escape(vocabulary.column)} (categorical, {vocabulary.size} levels)</h3>",
-            _table(levels, ["level", "coef", "rows"], numeric={1, 2}),
-        ]
-
-    parts.append("<h2>Validation metrics</h2>")
-    if metrics:
-        keys = ["n_samples", "log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"]
-        parts.append(_table([[key, metrics.get(key)] for key in keys], ["metric", "value"], numeric={1}))
-        matrix = metrics.get("confusion_matrix", {})
-        parts.append(
-            _table(
-                [["actual 0", matrix.get("tn"), matrix.get("fp")], ["actual 1", matrix.get("fn"), matrix.get("tp")]],
-                ["", "predicted 0", "predicted 1"],
-                numeric={1, 2},
-            )
-        )
-        roc = metrics.get("roc_curve") or {"fpr": [], "tpr": []}
-        roc_plot = _figure_png(
-            lambda ax: (
-                ax.plot(roc["fpr"], roc["tpr"]),
-                ax.plot([0, 1], [0, 1], ":"),
-                ax.set(
-                    title=f"ROC (AUC {_fmt(metrics.get('roc_auc'))})",
-                    xlabel="false positive rate",
-                    ylabel="true positive rate",
-                ),
-            )
-        )
-        bins = [row for row in metrics.get("calibration", []) if row.get("count")]
-        calibration_plot = _figure_png(
-            lambda ax: (
-                ax.plot([b["mean_proba"] for b in bins], [b["observed_rate"] for b in bins], marker="o"),
-                ax.plot([0, 1], [0, 1], ":"),
-                ax.set(title="calibration", xlabel="mean predicted probability", ylabel="observed rate"),
-            )
-        )
-        parts += [
-            '<div class="plots">',
-            _img(roc_plot, "ROC curve"),
-            _img(calibration_plot, "calibration plot"),
-            "</div>",
-        ]
-        split = metrics.get("rows", "all")
-        described = (
-            "all rows"
-            if split == "all"
-            else (
-                f"the {split.get('part')} part of the split (validation fraction {split.get('fraction')}, "
-                f"by {'key ' + repr(split.get('key')) if split.get('key') else 'row position'})"
-            )
-        )
-        parts.append(f'<p class="muted">data: {html.escape(str(metrics.get("data")))}, {html.escape(described)}</p>')
+    if model.multinomial:
+        parts += _class_coefficients(model, scale) + _class_metrics(metrics)
     else:
-        parts.append(
-            '<p class="muted">no metrics.json here: train with --validation-fraction, '
-            f"or run <code>pipeline evaluate {html.escape(str(directory))} DATA</code></p>"
-        )
+        parts += _binary_sections(model, metrics, directory, n_dense, scale)
 
     config = job.config or {}
     parts += [
@@ -274,10 +329,33 @@ _KIND_NAMES = {dict: "an object", list: "a list"}
 SHOWN_CHARS = 80
 
 
+def _check_class_metrics(metrics: dict) -> str | None:
+    """What is wrong with a multinomial model's ``metrics.json`` (None: nothing)."""
+    classes, matrix, rows = metrics.get("classes"), metrics.get("confusion_matrix"), metrics.get("per_class")
+    k = len(classes) if isinstance(classes, list) else -1
+    if not (
+        k >= 2
+        and isinstance(matrix, list)
+        and len(matrix) == k
+        and all(isinstance(row, list) and len(row) == k and all(isinstance(v, int) for v in row) for row in matrix)
+    ):
+        return "expected classes (a list) and confusion_matrix, a list of one list of counts per class"
+    keys = ("support", "precision", "recall", "f1")
+    if not (
+        isinstance(rows, list)
+        and len(rows) == k
+        and all(isinstance(row, dict) and all(_is_number(row.get(key)) for key in keys) for row in rows)
+    ):
+        return f"expected per_class to hold an object per class with numbers {', '.join(keys)}"
+    return None
+
+
 def _check_metrics(metrics) -> str | None:
     """What is wrong with ``metrics.json`` for the report (None: nothing)."""
     if not isinstance(metrics, dict):
         return f"expected a JSON object (written by pipeline evaluate), found {_kind(metrics)}"
+    if "per_class" in metrics:  # a multinomial model's
+        return _check_class_metrics(metrics)
     for key, kind in (("confusion_matrix", dict), ("roc_curve", dict), ("calibration", list)):
         if key in metrics and not isinstance(metrics[key], kind):
             return f"expected {key} to be {_KIND_NAMES[kind]}, found {_kind(metrics[key])}"

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from .cluster import ClusterSpec, cluster_memory, connect
 from .config import CacheMode, TrainConfig
 from .data import Dataset, Split, open_dataset
-from .errors import ColumnNotFoundError, ConfigError, LabelValueError
+from .errors import ColumnNotFoundError, ConfigError, LabelValueError, MissingValueError
 from .fitting import FitState, Progress, auto_start, build_model, fit
 from .kernel import KernelSpec
 from .levels import LevelCounts, Vocabulary, merge_counts, vocabulary
@@ -107,17 +107,25 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
     save the model to ``config.out`` (when given), telling ``recorder``."""
     dataset = open_configured(config)
     check_label_classes(dataset)
-    # (with categorical columns the features are known once their levels are)
-    init = None if dataset.categorical else initial_coef(config.init, dataset.feature_names)
+    if config.init is not None:
+        Model.load(config.init)  # a bad model file is refused before any pass
     with contextlib.ExitStack() as stack:
         if client is None and config.cluster is not None:
             client = stack.enter_context(connect(config.cluster))
         resume = recorder.begin(dataset, client)
         try:
+            dataset, n_classes, class_totals = learn_classes(config, dataset, client, recorder.note)
+            weights = config.class_weight
+            if not n_classes and isinstance(weights, tuple) and len(weights) != 2:
+                raise ConfigError(
+                    f"class_weight has {len(weights)} weights; the binomial model takes 2 (label 0, label 1)",
+                    column="class_weight",
+                )
             dataset = learn_missing(config, dataset, client, recorder.note)
             if dataset.categorical:
                 dataset = learn_levels(config, dataset, client, recorder.note)
-                init = initial_coef(config.init, dataset.feature_names)
+            # (the features are known once the categorical columns' levels are)
+            init = initial_coef(config.init, dataset.feature_names, dataset.classes if n_classes else None)
             check_feature_names(dataset)
             parts = split_parts(config, dataset)
             with recorder.watching(), evaluators(config, parts, recorder.note, client) as (training, validation, cache):
@@ -139,6 +147,8 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     early_stopping=config.early_stopping,
                     impute=config.missing != "error",
                     levels=[vocabulary.size for vocabulary in dataset.vocabularies or ()],
+                    n_classes=n_classes,
+                    class_totals=class_totals,
                 )
                 # the model first, before the evaluators' clean-up (disk caches)
                 model = build_model(
@@ -155,6 +165,7 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     nan_as_missing=config.nan_as_missing,
                     indicators=dataset.indicators,
                     vocabularies=dataset.vocabularies or (),
+                    classes=dataset.classes or None,
                 )
                 if config.out is not None:
                     model.save(config.out)
@@ -164,6 +175,76 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             recorder.fail(exc)
             raise
     return model
+
+
+def learn_classes(
+    config: TrainConfig, dataset: Dataset, client: Any, notify: Notify
+) -> tuple[Dataset, int, list[float] | None]:
+    """``(dataset, n_classes, class_totals)``: the label's classes, from one
+    pass over the training part that reads only the label (and the split's
+    key), the counts merged here (any order gives the same sorted classes).
+
+    A numeric label is read as 0/1 (a value outside {0, 1} is an error
+    naming its row), without the pass, with the ``binomial`` family, or with
+    ``auto`` when the Parquet statistics show it within [0, 1].
+    Two classes make the binomial model (``y`` = 1 for the second class;
+    ``n_classes`` 0), more the multinomial one (``n_classes`` K, refused
+    for ``binomial``); one class, more than ``max_classes`` or a null label
+    is an error.  ``class_totals``: each class's rows (None with a weight
+    column, whose weighted totals this pass does not sum)."""
+    label = dataset.label
+    assert label is not None
+    counter = split_parts(config, dataset)[0].class_counter
+    zero_one = dataset.label_range is not None and 0.0 <= dataset.label_range[0] <= dataset.label_range[1] <= 1.0
+    if counter.kind != "str" and (config.family == "binomial" or (config.family == "auto" and zero_one)):
+        return dataset, 0, None  # a numeric label's 0/1 contract: each value checked where it is read
+    started = time.perf_counter()
+    totals = LevelCounts()
+    for part in _per_chunk(config, dataset, client, counter):
+        totals = totals.merge(part)
+    if totals.nulls:
+        raise MissingValueError(
+            f"label column {label!r} has {totals.nulls} null value(s) in the training rows; "
+            "expected a class in every row",
+            path=dataset.url,
+            column=label,
+        )
+    classes = sorted(totals.counts)
+    shown = ", ".join(repr(value) for value in classes[:10]) + (", ..." if len(classes) > 10 else "")
+    if len(classes) < 2:
+        raise LabelValueError(
+            f"label column {label!r} has a single class ({shown}) in its {sum(totals.counts.values())} "
+            "training rows; expected at least 2 classes (logistic regression has no finite optimum otherwise)",
+            path=dataset.url,
+            column=label,
+        )
+    if len(classes) > config.max_classes:
+        raise LabelValueError(
+            f"label column {label!r} has {len(classes)} classes ({shown}); expected at most "
+            f"max_classes = {config.max_classes} (raise --max-classes if they are classes, or check the label)",
+            path=dataset.url,
+            column=label,
+        )
+    if config.family == "binomial" and len(classes) != 2:
+        raise LabelValueError(
+            f"label column {label!r} has {len(classes)} classes ({shown}); the binomial family needs "
+            "exactly 2 (use --family multinomial or auto)",
+            path=dataset.url,
+            column=label,
+        )
+    n_classes = 0 if len(classes) == 2 and config.family != "multinomial" else len(classes)
+    weights = config.class_weight
+    if weights is not None and weights != "balanced" and len(weights) != len(classes):
+        raise ConfigError(
+            f"class_weight has {len(weights)} weights; expected {len(classes)}, one per class of "
+            f"{label!r} in sorted order ({shown})",
+            column="class_weight",
+        )
+    notify(f"classes of {label!r}: {len(classes)} ({shown}) ({time.perf_counter() - started:.1f} s)")
+    if n_classes == 0 and classes == [0, 1] and counter.kind != "str":
+        return dataset, 0, None  # a 0/1 label: read as it is (the same codes)
+    class_totals = None if dataset.weight else [float(totals.counts[value]) for value in classes]
+    return dataset.with_classes(classes, counter.kind), n_classes, class_totals
 
 
 def learn_missing(config: TrainConfig, dataset: Dataset, client: Any, notify: Notify) -> Dataset:
@@ -452,7 +533,9 @@ def warn_if_underdetermined(dataset: Dataset, penalty: Penalty) -> None:
         )
 
 
-def initial_coef(init: str | None, features: Sequence[str]) -> np.ndarray | None:
+def initial_coef(init: str | None, features: Sequence[str], classes: Sequence | None = None) -> np.ndarray | None:
+    """The coefficients of the model in ``init`` as the fit's starting point
+    (``classes``: a multinomial fit's, which the model must have too)."""
     if init is None:
         return None
     model = Model.load(init)
@@ -461,4 +544,11 @@ def initial_coef(init: str | None, features: Sequence[str]) -> np.ndarray | None
             f"--init model in {init} has features {model.features}; "
             f"expected the training features {list(features)} (same names, same order)"
         )
+    if classes is not None or model.multinomial:
+        if not model.multinomial or model.class_labels != list(classes or []):
+            raise ConfigError(
+                f"--init model in {init} is a {model.family} model of classes {model.classes}; "
+                f"expected a multinomial model of the training classes {list(classes or [])}"
+            )
+        return np.column_stack([model.coef_array, model.intercept]).ravel()
     return np.append(model.coef_array, model.intercept)

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -184,10 +185,13 @@ MODEL_DEFECTS = {
     "an unknown key": (edit_json(MODEL_FILE, setting("surprise", 1)), "unknown key(s) ['surprise']"),
     "coef a string": (
         edit_json(MODEL_FILE, setting("coef", "0.1,0.2,0.3")),
-        'coef must be list[float]; found str "0.1,0.2,0.3"',
+        'coef must be list[float] | list[list[float]]; found str "0.1,0.2,0.3"',
     ),
     "coef holding a string": (edit_json(MODEL_FILE, first_coef("0.1")), "coef must be list[float]"),
-    "intercept null": (edit_json(MODEL_FILE, setting("intercept", None)), "intercept must be float; found null"),
+    "intercept null": (
+        edit_json(MODEL_FILE, setting("intercept", None)),
+        "intercept must be float | list[float]; found null",
+    ),
     "features not a list": (edit_json(MODEL_FILE, setting("features", "f0,f1,f2")), "features must be list[str]"),
     "features not strings": (
         edit_json(MODEL_FILE, setting("features", [0, 1, 2])),
@@ -224,8 +228,8 @@ MODEL_DEFECTS = {
     ),
     "histories empty": (edit_json(MODEL_FILE, histories_empty), "histories must be non-empty"),
     "a newer format_version": (
-        edit_json(MODEL_FILE, setting("format_version", 4)),
-        "format_version 4; this version of pipeline reads format_version 1 or 2 or 3",
+        edit_json(MODEL_FILE, setting("format_version", 5)),
+        "format_version 5; this version of pipeline reads format_version 1 or 2 or 3 or 4",
     ),
     "digest mismatch": (
         edit_json(MODEL_FILE, lambda d: d.__setitem__("intercept", d["intercept"] + 1e-9)),
@@ -319,10 +323,14 @@ def test_a_good_model_file_loads_back_equal(tmp_path):
         scale=[1.0] * 3,
     )
     model.save(tmp_path)
-    assert Model.load(tmp_path) == model and model.format_version == 3
-    # format 2 (no missing-value or categorical keys) and format 1 models (numpy's
-    # exp/log; the same layout) are still read
+    assert Model.load(tmp_path) == model and model.format_version == 4
+    # format 3 (no family or classes), format 2 (no missing-value or categorical
+    # keys either) and format 1 models (numpy's exp/log; the same layout) are still read
     old = json.loads((tmp_path / MODEL_FILE).read_text())
+    for key in ("family", "classes"):
+        old.pop(key)
+    (tmp_path / MODEL_FILE).write_text(json.dumps({**old, "format_version": 3}))
+    assert Model.load(tmp_path) == dataclasses.replace(model, format_version=3)
     for key in ("missing", "nan_as_missing", "impute", "indicators", "categorical"):
         old.pop(key)
     for version in (2, 1):

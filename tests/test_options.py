@@ -45,6 +45,8 @@ def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
         "name": "x",
         "data.url": str(tmp_path / "data"),
         "data.label": "y",
+        "data.family": "multinomial",
+        "data.max_classes": 20,
         "data.features": ["a", "b"],
         "data.weight": "w",
         "data.validation_fraction": 0.2,

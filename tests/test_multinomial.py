@@ -1,0 +1,497 @@
+"""Multinomial (softmax) logistic regression: K classes, exact, on the Parquet path.
+
+What is shown here:
+
+* the compiled pass equals the numpy reference bit for bit (layouts, narrow
+  features, sample and class weights, standardization, missing values), and
+  both equal the softmax cross-entropy and its gradient;
+* the optimum is scikit-learn's (multinomial ``LogisticRegression``, lbfgs,
+  tol 1e-12) on iris, wine and digits with L2 (relative loss gap <= 1e-9,
+  coefficients matched where scikit-learn converges), and two classes with
+  ``--family multinomial`` reach the binary model's optimum;
+* the classes come from an exact pass (sorted values of any label type);
+  the model's bytes are the same for any partitioning, in-process, on 1 and
+  2 workers in every cache mode, and after a resume;
+* ``predict`` writes ``proba_<class>`` and ``prediction``; ``evaluate``'s
+  metrics equal scikit-learn's on the same predictions; bad labels get one
+  clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import run_cli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.special import logsumexp
+from scipy.special import softmax as scipy_softmax
+from sklearn.datasets import load_digits, load_iris, load_wine
+from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_score, roc_auc_score
+
+from pipeline import ClusterSpec, Penalty, SolverOptions, TrainConfig, train
+from pipeline.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.errors import ConfigError, LabelValueError, MissingValueError, ModelFileError
+from pipeline.fitting import fit
+from pipeline.fused import fused_partials
+from pipeline.kernel import KernelSpec, softmax_partials
+from pipeline.model import Model
+from pipeline.objective import LogisticObjective
+from pipeline.predict import evaluate, predict
+from pipeline.reduce import InProcessEvaluator
+
+pytestmark = pytest.mark.filterwarnings("ignore:feature .* is constant:UserWarning")  # digits' blank pixels
+
+N_ROWS = 3000
+SPECIES = np.array(["ant", "bee", "cat"])
+OPTIONS = SolverOptions(tol=1e-9)
+GAP = 1e-9
+
+
+def columns(seed: int = 5) -> dict[str, np.ndarray]:
+    """Four badly scaled features and a 3-class text label drawn from a softmax model."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N_ROWS, 4)) * [1.0, 100.0, 0.01, 5.0] + [0.0, 50.0, 0.0, -3.0]
+    W = np.array([[1.0, 0.01, 50.0, 0.2], [-0.5, 0.02, -30.0, 0.0], [0.0, -0.01, 0.0, -0.3]])
+    proba = scipy_softmax(X @ W.T, axis=1)
+    label = SPECIES[(rng.random(N_ROWS)[:, None] > np.cumsum(proba, axis=1)).sum(axis=1)]
+    return {**{f"x{j}": X[:, j] for j in range(4)}, "species": label}
+
+
+def write(directory, cuts=(), row_group: int = 512, dictionary: bool = False):
+    """The rows of :func:`columns` in files cut at ``cuts``, ``row_group`` rows per group."""
+    directory.mkdir(parents=True)
+    values = columns()
+    bounds = [0, *cuts, N_ROWS]
+    for index, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+        table = pa.table({name: column[start:stop] for name, column in values.items()})
+        pq.write_table(
+            table,
+            directory / f"part-{index}.parquet",
+            row_group_size=row_group,
+            use_dictionary=bool(dictionary or index % 2),
+        )
+    return directory
+
+
+def config(data, **options) -> TrainConfig:
+    return TrainConfig(
+        data=str(data), label="species", penalty=Penalty(l2=1e-3), options=OPTIONS, **{"cluster": None, **options}
+    )
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write(tmp_path_factory.mktemp("multinomial") / "data", cuts=(1000, 1700))
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    return train(config(data, out=str(tmp_path_factory.mktemp("reference") / "out")))
+
+
+def assert_identical(model: Model, reference: Model) -> None:
+    assert model.digest == reference.digest
+    assert model.coef_array.tobytes() == reference.coef_array.tobytes()
+    assert model.loss_history == reference.loss_history
+    assert np.array(model.gradient).tobytes() == np.array(reference.gradient).tobytes()
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 10])
+@pytest.mark.parametrize("layout", ["F", "C", "float32"])
+def test_the_compiled_pass_equals_the_reference_and_the_cross_entropy(n_classes, layout):
+    rng = np.random.default_rng(n_classes)
+    n, d = 2500, 5
+    X = rng.standard_normal((n, d)) * [1.0, 10.0, 100.0, 0.01, 3.0]
+    X[rng.random((n, d)) < 0.02] = np.nan  # missing values, filled by spec.fill
+    X = {"F": np.asfortranarray(X), "C": np.ascontiguousarray(X), "float32": np.asfortranarray(X, np.float32)}[layout]
+    y = rng.integers(0, n_classes, n).astype(np.float64)
+    coef = rng.standard_normal(n_classes * (d + 1))
+    weights = rng.uniform(0.5, 2.0, n)
+    center, scale, fill = rng.standard_normal(d), rng.uniform(0.5, 2.0, d), rng.standard_normal(d)
+    class_weight = tuple(rng.uniform(0.5, 2.0, n_classes))
+    for spec, w in [
+        (KernelSpec(fill=fill, n_classes=n_classes), None),
+        (KernelSpec(center, scale, class_weight, fill=fill, n_classes=n_classes), weights),
+    ]:
+        reference = softmax_partials(X, y, coef, w, spec)
+        assert fused_partials(X, y, coef, w, spec) == reference
+        # split anywhere: the same sums
+        assert (
+            fused_partials(X[:777], y[:777], coef, None if w is None else w[:777], spec).merge(
+                softmax_partials(X[777:], y[777:], coef, None if w is None else w[777:], spec)
+            )
+            == reference
+        )
+    # and they are the weighted cross-entropy and its gradient
+    Xs = (np.where(np.isnan(X), fill, X).astype(np.float64) - center) / scale
+    blocks = coef.reshape(n_classes, d + 1)
+    margin = Xs @ blocks[:, :-1].T + blocks[:, -1]
+    s = weights * np.asarray(class_weight)[y.astype(int)]
+    codes = y.astype(int)
+    loss = (s * (logsumexp(margin, axis=1) - margin[np.arange(n), codes])).sum()
+    residual = s[:, None] * (scipy_softmax(margin, axis=1) - (codes[:, None] == np.arange(n_classes)))
+    grad = np.hstack([residual.T @ Xs, residual.sum(axis=0)[:, None]]).ravel()
+    loss_sum, grad_sum, weight_sum = reference.finalize()
+    assert loss_sum == pytest.approx(loss, rel=1e-12) and weight_sum == pytest.approx(s.sum(), rel=1e-15)
+    np.testing.assert_allclose(grad_sum, grad, rtol=1e-9, atol=1e-9 * np.abs(grad).max())
+
+
+# --------------------------------------------------------------------------- the optimum
+
+
+def cross_entropy(X, y, coef, intercept, l2):
+    margin = X @ coef.T + intercept
+    return (logsumexp(margin, axis=1) - margin[np.arange(len(y)), y]).mean() + 0.5 * l2 * (coef * coef).sum()
+
+
+@pytest.mark.parametrize("name, loader", [("iris", load_iris), ("wine", load_wine), ("digits", load_digits)])
+def test_scikit_learns_multinomial_optimum(name, loader):
+    X, y = loader(return_X_y=True)
+    X = X.astype(np.float64)
+    n_classes, (n, d) = len(np.unique(y)), X.shape
+    l2 = 1e-3
+    with warnings.catch_warnings():  # (on raw wine features it stops short of tol=1e-12: an upper bound)
+        warnings.simplefilter("ignore", SklearnConvergenceWarning)
+        sk = LogisticRegression(C=1.0 / (l2 * n), tol=1e-12, max_iter=20_000).fit(X, y)
+    ours = fit(
+        InProcessEvaluator([(X[: n // 3], y[: n // 3]), (X[n // 3 :], y[n // 3 :])], d),
+        penalty=Penalty(l2=l2),
+        n_classes=n_classes,
+    )
+    assert ours.solver == "lbfgs" and ours.result.converged
+    blocks = ours.coef.reshape(n_classes, d + 1)
+    theirs = cross_entropy(X, y, sk.coef_, sk.intercept_, l2)
+    gap = (cross_entropy(X, y, blocks[:, :-1], blocks[:, -1], l2) - theirs) / theirs
+    assert gap <= GAP
+    if -gap <= GAP:  # where scikit-learn converged (on raw wine it stops 3e-4 above), the same coefficients
+        np.testing.assert_allclose(blocks[:, :-1], sk.coef_, rtol=1e-3, atol=1e-3 * np.abs(sk.coef_).max())
+        # and the intercepts, centered as ours are
+        np.testing.assert_allclose(blocks[:, -1], sk.intercept_ - sk.intercept_.mean(), atol=1e-3)
+
+
+def test_two_classes_as_multinomial_reach_the_binary_optimum():
+    X, y = load_iris(return_X_y=True)
+    y = (y == 2).astype(np.float64)
+    evaluator = InProcessEvaluator([(X, y)], X.shape[1])
+    binary = fit(evaluator, penalty=Penalty(l2=1e-3), options=SolverOptions(tol=1e-10))
+    # the softmax of two classes is the sigmoid of their difference w = w_1 - w_0; centered,
+    # w_k = -+w/2, so the penalty on both rows is l2/4 |w|^2: twice the strength gives the same objective
+    two = fit(evaluator, penalty=Penalty(l2=2e-3), options=SolverOptions(tol=1e-10), n_classes=2)
+    blocks = two.coef.reshape(2, -1)
+    difference = blocks[1] - blocks[0]
+    binary_loss = LogisticObjective(evaluator, Penalty(l2=1e-3))(binary.coef)[0]
+    assert LogisticObjective(evaluator, Penalty(l2=1e-3))(difference)[0] == pytest.approx(binary_loss, rel=1e-12)
+    np.testing.assert_allclose(difference, binary.coef, rtol=1e-5)
+    np.testing.assert_allclose(blocks[0], -blocks[1], rtol=1e-12, atol=1e-12)  # centered
+
+
+def test_without_a_penalty_the_coefficients_are_centered():
+    X, y = load_iris(return_X_y=True)
+    keep = y != 0  # versicolor vs virginica overlap: a finite unpenalized optimum
+    X, y = X[keep], (y[keep] - 1).astype(np.float64)
+    y[:3] = 2.0  # and a third class
+    result = fit(InProcessEvaluator([(X, y)], X.shape[1]), n_classes=3, options=SolverOptions(max_iter=3000))
+    assert np.abs(result.coef.reshape(3, -1).sum(axis=0)).max() < 1e-12
+
+
+# --------------------------------------------------------------------------- the Parquet path
+
+
+def test_the_classes_are_sorted_values_of_any_label_type(reference, tmp_path):
+    assert reference.family == "multinomial" and reference.classes == ["ant", "bee", "cat"]
+    assert np.array(reference.coef).shape == (3, 4) and len(reference.intercept) == 3
+    assert abs(sum(reference.intercept)) < 1e-12  # centered
+    values = columns()
+    codes = np.searchsorted(SPECIES, values["species"])
+    for label, expected in [(codes * 10 - 5, [-5, 5, 15]), (codes + 0.5, [0.5, 1.5, 2.5])]:
+        directory = tmp_path / f"{label.dtype}"
+        directory.mkdir()
+        pq.write_table(pa.table({**values, "species": label}), directory / "a.parquet", row_group_size=700)
+        model = train(config(directory))
+        assert model.classes == expected
+        assert model.coef_array.tobytes() == reference.coef_array.tobytes()  # the same codes: the same bytes
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cuts=st.lists(st.integers(1, N_ROWS - 1), min_size=0, max_size=3, unique=True).map(sorted),
+    row_group=st.sampled_from([100, 700, 3000]),
+    dictionary=st.booleans(),
+)
+def test_any_partitioning_gives_the_same_bytes(reference, tmp_path_factory, cuts, row_group, dictionary):
+    data = write(tmp_path_factory.mktemp("parts") / "data", tuple(cuts), row_group, dictionary)
+    assert_identical(train(config(data)), reference)
+
+
+@pytest.mark.parametrize("cache", ["disk", "none"])
+def test_streaming_in_process_gives_the_same_bytes(data, reference, cache):
+    assert_identical(train(config(data, cache=cache)), reference)
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("cache, workers", [("memory", 1), ("memory", 2), ("disk", 2), ("none", 2)])
+def test_the_same_bytes_on_a_cluster_in_every_cache_mode(data, reference, cache, workers, tmp_path):
+    model = train(config(data, cluster=ClusterSpec(n_workers=workers), cache=cache, out=str(tmp_path / "out")))
+    assert_identical(model, reference)
+
+
+def test_a_resumed_fit_ends_on_the_same_bytes(tmp_path):
+    X, y = load_wine(return_X_y=True)
+    evaluator = InProcessEvaluator([(X[:100], y[:100]), (X[100:], y[100:])], X.shape[1])
+    options = dict(penalty=Penalty(l2=1e-2), options=OPTIONS, n_classes=3)
+    states = []
+    full = fit(evaluator, on_state=states.append, **options)
+    path = tmp_path / "checkpoint.npz"
+    for state in (states[0], states[len(states) // 2]):
+        save_checkpoint(path, state, {})
+        loaded, _ = load_checkpoint(path)
+        resumed = fit(evaluator, resume=loaded, **options)
+        assert resumed.coef.tobytes() == full.coef.tobytes()
+        assert resumed.result.history == full.result.history
+
+
+def test_a_warm_start_from_a_multinomial_model(data, reference, tmp_path):
+    start = tmp_path / "start"
+    reference.save(start)
+    model = train(config(data, init=str(start)))
+    assert model.n_iter <= 2 and np.allclose(model.coef_array, reference.coef_array, atol=1e-6)
+
+
+def test_a_zero_one_label_is_the_binary_model_bit_for_bit(tmp_path):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((1000, 3))
+    y = (rng.random(1000) < 1 / (1 + np.exp(-X @ [1.0, -2.0, 0.5]))).astype(np.int8)
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": y}), tmp_path / "d.parquet")
+    base = dict(data=str(tmp_path / "d.parquet"), label="y", cluster=None)
+    auto = train(TrainConfig(**base))
+    assert auto.family == "binomial" and auto.classes is None
+    assert train(TrainConfig(**base, family="binomial")).digest == auto.digest
+    two = train(TrainConfig(**base, family="multinomial", penalty=Penalty(l2=1e-3)))
+    assert two.family == "multinomial" and two.classes == [0, 1] and np.array(two.coef).shape == (2, 3)
+
+
+def test_two_text_classes_make_the_binomial_model(data, tmp_path):
+    values = columns()
+    keep = values["species"] != "cat"
+    pq.write_table(pa.table({k: v[keep] for k, v in values.items()}), tmp_path / "two.parquet")
+    model = train(config(tmp_path / "two.parquet", out=str(tmp_path / "out")))
+    assert model.family == "binomial" and model.classes == ["ant", "bee"]
+    predict(str(tmp_path / "out"), str(tmp_path / "two.parquet"), str(tmp_path / "scores"))
+    scores = pq.read_table(tmp_path / "scores").to_pandas()
+    assert set(scores["prediction"]) <= {"ant", "bee"}
+    assert ((scores["proba"] >= 0.5) == (scores["prediction"] == "bee")).all()
+    metrics = evaluate(str(tmp_path / "out"), str(tmp_path / "two.parquet"))
+    truth = (values["species"][keep] == "bee").astype(int)
+    assert metrics["classes"] == ["ant", "bee"]
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(truth, scores["proba"]), rel=1e-12)
+
+
+def test_predict_and_evaluate_agree_with_scikit_learn(data, reference, tmp_path):
+    model_dir = tmp_path / "model"
+    reference.save(model_dir)
+    summary = predict(str(model_dir), str(data), str(tmp_path / "scores"), columns=["species"])
+    scores = pq.read_table(tmp_path / "scores").to_pandas()
+    assert summary["rows"] == N_ROWS
+    assert list(scores.columns) == ["species", "proba_ant", "proba_bee", "proba_cat", "prediction"]
+    proba = scores[["proba_ant", "proba_bee", "proba_cat"]].to_numpy()
+    assert np.abs(proba.sum(axis=1) - 1.0).max() < 1e-15
+    assert (scores["prediction"].to_numpy() == SPECIES[proba.argmax(axis=1)]).all()
+    truth = np.searchsorted(SPECIES, scores["species"].to_numpy())
+    predicted = proba.argmax(axis=1)
+    metrics = evaluate(str(model_dir), str(data))
+    assert metrics["n_samples"] == N_ROWS and metrics["classes"] == ["ant", "bee", "cat"]
+    assert metrics["confusion_matrix"] == confusion_matrix(truth, predicted).tolist()
+    assert metrics["accuracy"] == accuracy_score(truth, predicted)
+    assert metrics["log_loss"] == pytest.approx(log_loss(truth, proba), rel=1e-12)
+    assert metrics["f1_macro"] == pytest.approx(f1_score(truth, predicted, average="macro"), rel=1e-12)
+    assert metrics["f1_weighted"] == pytest.approx(f1_score(truth, predicted, average="weighted"), rel=1e-12)
+    assert metrics["precision_macro"] == pytest.approx(
+        precision_score(truth, predicted, average="macro", zero_division=0), rel=1e-12
+    )
+    assert metrics["roc_auc_ovr_macro"] == pytest.approx(roc_auc_score(truth, proba, multi_class="ovr"), rel=1e-12)
+    for c, row in enumerate(metrics["per_class"]):
+        assert row["roc_auc"] == pytest.approx(roc_auc_score(truth == c, proba[:, c]), rel=1e-12)
+    # partition-independent: the same metrics on other files
+    other = write(tmp_path / "other", cuts=(5, 2222), row_group=333)
+    assert {k: v for k, v in evaluate(str(model_dir), str(other)).items() if k != "data"} == {
+        k: v for k, v in metrics.items() if k != "data"
+    }
+
+
+def test_the_cli_trains_evaluates_and_reports(data, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(
+        "train",
+        str(data),
+        "--label",
+        "species",
+        "--l2",
+        "1e-3",
+        "--family",
+        "multinomial",
+        "--out",
+        str(out),
+        "--in-process",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "classes of 'species': 3" in result.stdout + result.stderr
+    result = run_cli("evaluate", str(out), str(data))
+    assert result.returncode == 0, result.stderr
+    assert "confusion matrix" in result.stdout and "roc_auc_ovr_macro" in result.stdout
+    assert json.loads((out / "metrics.json").read_text())["classes"] == ["ant", "bee", "cat"]
+    result = run_cli("report", str(out))
+    assert result.returncode == 0, result.stderr
+    page = (out / "report.html").read_text()
+    assert "predicted cat" in page and "3 classes (softmax)" in page
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_a_single_class_is_refused(tmp_path):
+    values = columns()
+    pq.write_table(pa.table({**values, "species": np.full(N_ROWS, "ant")}), tmp_path / "one.parquet")
+    with pytest.raises(LabelValueError, match="single class .'ant'."):
+        train(config(tmp_path / "one.parquet"))
+
+
+def test_too_many_classes_are_refused(data):
+    with pytest.raises(LabelValueError, match="3 classes .* at most max_classes = 2"):
+        train(config(data, max_classes=2))
+
+
+def test_binomial_with_three_classes_is_refused(data):
+    with pytest.raises(LabelValueError, match="binomial family needs exactly 2"):
+        train(config(data, family="binomial"))
+
+
+def test_a_null_label_is_refused(tmp_path):
+    values = columns()
+    label = pa.array(values["species"]).to_pylist()
+    label[17] = None
+    pq.write_table(pa.table({**values, "species": pa.array(label)}), tmp_path / "null.parquet")
+    with pytest.raises(MissingValueError, match="1 null value"):
+        train(config(tmp_path / "null.parquet"))
+
+
+def test_an_unknown_class_when_evaluating_is_refused(reference, tmp_path):
+    reference.save(tmp_path / "model")
+    values = columns()
+    values["species"] = values["species"].copy()
+    values["species"][42] = "dog"
+    pq.write_table(pa.table(values), tmp_path / "dog.parquet")
+    with pytest.raises(LabelValueError, match="unknown class .first 'dog'. .* row 42"):
+        evaluate(str(tmp_path / "model"), str(tmp_path / "dog.parquet"))
+
+
+def test_newton_is_refused(data):
+    with pytest.raises(ConfigError, match="newton solver is not available for the multinomial model"):
+        train(config(data, solver="newton"))
+
+
+def test_class_weights_must_match_the_classes(data):
+    with pytest.raises(ConfigError, match="class_weight has 2 weights; expected 3"):
+        train(config(data, class_weight=(1.0, 2.0)))
+    balanced = train(config(data, class_weight="balanced"))
+    counts = np.unique(columns()["species"], return_counts=True)[1]
+    assert balanced.class_weight == pytest.approx((N_ROWS / (3 * counts)).tolist(), rel=1e-15)
+
+
+def test_a_damaged_multinomial_model_file_is_refused(reference, tmp_path):
+    reference.save(tmp_path)
+    document = json.loads((tmp_path / "model.json").read_text())
+    document["intercept"] = document["intercept"][:2]
+    (tmp_path / "model.json").write_text(json.dumps(document))
+    with pytest.raises(ModelFileError, match="one intercept per class"):
+        Model.load(tmp_path)
+
+
+# --------------------------------------------------------------------------- the estimator
+
+
+def test_the_estimator_takes_any_labels_to_the_parquet_models_bits(data, reference):
+    from pipeline.estimator import LogisticRegression as Estimator
+
+    values = columns()
+    X = np.column_stack([values[f"x{j}"] for j in range(4)])
+    model = Estimator(l2=1e-3, tol=OPTIONS.tol).fit(X, values["species"])
+    assert list(model.classes_) == ["ant", "bee", "cat"]
+    assert model.coef_.shape == (3, 4) and model.intercept_.shape == (3,)
+    assert model.coef_.tobytes() == reference.coef_array.tobytes()
+    assert model.intercept_.tobytes() == np.array(reference.intercept).tobytes()
+    proba = model.predict_proba(X)
+    assert proba.shape == (N_ROWS, 3) and proba.tobytes() == reference.predict_proba(X).tobytes()
+    assert (model.predict(X) == SPECIES[proba.argmax(axis=1)]).all()
+    assert model.decision_function(X).shape == (N_ROWS, 3)
+
+
+def test_an_estimator_from_a_multinomial_model_file_scores_the_same(reference, tmp_path):
+    from pipeline.estimator import LogisticRegression as Estimator
+
+    values = columns()
+    X = np.column_stack([values[f"x{j}"] for j in range(4)])
+    reference.save(tmp_path)
+    loaded = Estimator.from_model(str(tmp_path))
+    assert list(loaded.classes_) == ["ant", "bee", "cat"] and loaded.coef_.shape == (3, 4)
+    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(4)])
+    assert loaded.predict_proba(frame).tobytes() == reference.predict_proba(X).tobytes()
+
+
+def test_the_estimator_weights_classes_like_scikit_learn():
+    from pipeline.estimator import LogisticRegression as Estimator
+
+    X, y = load_wine(return_X_y=True)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    l2 = 1e-2
+    options = dict(l2=l2, tol=1e-10, class_weight="balanced")
+    ours = Estimator(**options).fit(X, y, sample_weight=weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SklearnConvergenceWarning)
+        theirs = LogisticRegression(C=1.0, class_weight="balanced", tol=1e-12, max_iter=20_000)
+        # scikit-learn's C multiplies the weighted sum of losses: l2 on the mean of S = sum of s_i
+        counts = np.bincount(y, weights=weights)
+        s = weights * (weights.sum() / (3 * counts))[y]
+        theirs.set_params(C=1.0 / (l2 * s.sum())).fit(X, y, sample_weight=weights)
+    margin = X @ ours.coef_.T + ours.intercept_
+    sk_margin = X @ theirs.coef_.T + theirs.intercept_
+
+    def objective(m, coef):
+        return (s * (logsumexp(m, axis=1) - m[np.arange(len(y)), y])).sum() / s.sum() + 0.5 * l2 * (coef**2).sum()
+
+    assert objective(margin, ours.coef_) <= objective(sk_margin, theirs.coef_) * (1 + GAP)
+
+
+@pytest.mark.cluster
+def test_dask_arrays_train_a_multinomial_model_to_the_same_bits():
+    import dask.array as da
+    from distributed import Client, LocalCluster
+
+    from pipeline.estimator import LogisticRegression as Estimator
+
+    X, y = load_iris(return_X_y=True)
+    labels = np.array(["setosa", "versicolor", "virginica"])[y]
+    reference = Estimator(l2=1e-3).fit(X, labels)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        model = Estimator(l2=1e-3).fit(da.from_array(X, chunks=(40, 4)), da.from_array(labels, chunks=(40,)))
+        proba = model.predict_proba(da.from_array(X, chunks=(40, 4))).compute()
+        predicted = model.predict(da.from_array(X, chunks=(40, 4))).compute()
+    assert model.coef_.tobytes() == reference.coef_.tobytes()
+    assert proba.tobytes() == reference.predict_proba(X).tobytes()
+    assert (predicted == reference.predict(X)).all()
