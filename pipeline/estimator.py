@@ -151,8 +151,6 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if target not in ("binary", "multiclass"):
             raise ValueError(f"Only binary and multiclass targets are supported. The type of the target is {target}.")
         y01 = self._encode(y)
-        if len(self.classes_) > 2 and columns:
-            raise ValueError("categorical columns are not yet supported with more than two classes")
         weights = None
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=True)
@@ -272,8 +270,6 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if target not in ("binary", "multiclass"):
             raise ValueError(f"Only binary and multiclass targets are supported. The type of the target is {target}.")
         self._set_classes(classes)
-        if len(self.classes_) > 2 and columns:
-            raise ValueError("categorical columns are not yet supported with more than two classes")
         if len(self.classes_) == 2:
             y01 = (y == self.classes_[1]).astype(np.float64)
         else:  # class codes 0..K-1
@@ -400,19 +396,22 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         found = [str(name) for name in getattr(X, "columns", [])]
         if sorted(found) != sorted(expected):
             raise ValueError(f"X must be a DataFrame with the columns {expected}; found {found or type(X).__name__}")
-        coef, categories = scoring_coef(np.append(self.coef_.ravel(), self.intercept_[0]), vocabularies)
+        blocks = np.column_stack([self.coef_, self.intercept_])  # a row per class (one: binary)
+        scored = [scoring_coef(block, vocabularies) for block in blocks]
         fill, indicators, finite = self._fill(), self._indicators(), self._scoring_finite()
         numeric = self.numeric_columns_
 
         def score(part) -> np.ndarray:
             design = _with_indicators(_frame_design(part, numeric, vocabularies, finite), indicators, len(vocabularies))
-            return margins_fast(design, coef, fill, categories)
+            margin = [margins_fast(design, coef, fill, categories) for coef, categories in scored]
+            return margin[0] if len(margin) == 1 else np.column_stack(margin)
 
         if _is_dask(X):
             import dask
             import dask.array as da
 
-            parts = [da.from_delayed(dask.delayed(score)(part), (np.nan,), np.float64) for part in X.to_delayed()]
+            shape = (np.nan,) if len(scored) == 1 else (np.nan, len(scored))
+            parts = [da.from_delayed(dask.delayed(score)(part), shape, np.float64) for part in X.to_delayed()]
             return da.concatenate(parts)
         return score(X)
 

@@ -199,12 +199,6 @@ def fit(
             f"Hessian has {n_classes * (n_coef + 1)}^2 entries); use lbfgs (or auto)",
             column="solver",
         )
-    if n_classes and levels:
-        raise ConfigError(
-            "categorical columns are not yet supported by the multinomial model; "
-            "encode them as numeric columns or train one-vs-rest binary models",
-            column="categorical",
-        )
     started = time.perf_counter()
     summary: DataSummary | None = None
     weights: tuple[float, ...] | None

@@ -820,13 +820,17 @@ if _HAVE_NUMBA:
 
     @njit(cache=_CACHE, nogil=True)
     def _softmax_pass(
-        X, row0, row1, y, coefs, s, has_s, center, scale, standardize, rows_inner, fill, block, top, acc, flags
+        X, row0, row1, y, coefs, s, has_s, center, scale, standardize, rows_inner, fill, block, top, acc, flags, lev
     ):
         """:func:`kernel.softmax_partials` of rows ``row0:row1`` of X (any
         layout; each block copied, standardized, into an F-ordered scratch):
         ``coefs`` ``(K, d + 1)``; per class the margins (:func:`_margins`),
         per row :func:`kernel.softmax`'s operations in its order, then per
-        class its weighted residuals' terms, deposited column by column."""
+        class its weighted residuals' terms, deposited column by column.
+        ``lev``: None (pruned at compile time) or the categorical columns'
+        ``(codes, level_coef (K, L), offsets, scale, acc (K L, 3), digits,
+        bad, index)``: each class's margins get its level coefficients
+        (:func:`_add_levels`) and its residuals' digits go to its levels."""
         d = X.shape[1]
         n_classes = coefs.shape[0]
         width = d + 1
@@ -841,6 +845,8 @@ if _HAVE_NUMBA:
                 zk = Z[k]
                 for m0 in range(0, n, _MARGIN_ROWS):
                     _margins(Xs, m0, min(_MARGIN_ROWS, n - m0), coefs[k], stack, zk[m0:])
+                if lev is not None:
+                    _add_levels(lev[0], start, n, lev[1][k], lev[2], lev[7], zk)
             for i in range(n):
                 first = 0
                 peak = Z[0, i]
@@ -880,6 +886,9 @@ if _HAVE_NUMBA:
                             mx = bt
                     _deposit(tmp, n, mx, k * width + j, top, acc, flags)
                 _deposit(res, n, _max_abs_bits(res, n), k * width + d, top, acc, flags)
+                if lev is not None:
+                    n_levels = lev[1].shape[1]
+                    _deposit_levels(n, res, lev[3], lev[4][k * n_levels : (k + 1) * n_levels], lev[5], lev[6], lev[7])
             _deposit(los, n, _max_abs_bits(los, n), n_classes * width, top, acc, flags)
             weights = sw if has_s else ones
             _deposit(weights, n, _max_abs_bits(weights, n), n_classes * width + 1, top, acc, flags)
@@ -1155,23 +1164,33 @@ def _partials(X, y, coef, weights, spec) -> Partials:
 
 def _softmax_partials(X, y, coef, weights, spec: KernelSpec) -> Partials:
     """:func:`kernel.softmax_partials`, compiled (:func:`_softmax_pass`)."""
-    if spec.hessian or spec.categories is not None:
-        raise ValueError("the multinomial pass takes dense features and no Hessian")
-    n_classes = spec.n_classes
+    if spec.hessian:
+        raise ValueError("the multinomial pass has no Hessian")
+    n_classes, categories = spec.n_classes, spec.categories
     X = kernel_features(X)
-    n_rows, n_features = X.shape
+    n_rows, n_columns = X.shape
+    n_features = n_columns - (0 if categories is None else categories.n_columns)
+    n_levels = 0 if categories is None else categories.n_levels
     coef = np.asarray(coef, dtype=np.float64)
-    if coef.shape != (n_classes * (n_features + 1),):
-        raise ValueError(f"coef has shape {coef.shape}, expected ({n_classes * (n_features + 1)},)")
-    job = _Job.of(X, y, coef[: n_features + 1], weights, dataclasses.replace(spec, n_classes=0))
-    total = Partials.zeros(n_classes * (n_features + 1))
+    if coef.shape != (n_classes * (n_features + n_levels + 1),):
+        raise ValueError(f"coef has shape {coef.shape}, expected ({n_classes * (n_features + n_levels + 1)},)")
+    per_class = coef.reshape(n_classes, -1)
+    dense = np.concatenate([per_class[:, :n_features], per_class[:, -1:]], axis=1)
+    dense_spec = dataclasses.replace(spec, n_classes=0, categories=None)
+    job = _Job.of(X[:, :n_features], y, dense[0], weights, dense_spec)
+    total = Partials.empty(n_columns, spec)
     if n_rows == 0:
         return total
-    coefs = _readonly(np.ascontiguousarray(coef.reshape(n_classes, n_features + 1)))
-    with _compiling(("softmax", *job.key(spec))):
+    coefs = _readonly(np.ascontiguousarray(dense))
+    levels = None
+    if categories is not None:
+        level_coef = _readonly(np.ascontiguousarray(per_class[:, n_features:-1]))
+        levels = _Levels(_readonly(X[:, n_features:]), level_coef, categories, n_classes=n_classes)
+    with _compiling(("softmax", *job.key(spec), levels is not None, X.dtype.str)):
         for start in range(0, n_rows, _CALL_ROWS):
             stop = min(start + _CALL_ROWS, n_rows)
             top, acc, flags = _empty_state(n_classes * (n_features + 1) + 2)
+            lev = None if levels is None else levels.call(job.block)
             _softmax_pass(
                 job.X,
                 start,
@@ -1189,8 +1208,14 @@ def _softmax_partials(X, y, coef, weights, spec: KernelSpec) -> Partials:
                 top,
                 acc,
                 flags,
+                lev,
             )
-            total = total.merge(Partials(_sums(top, acc, flags), stop - start))
+            part = Partials(_sums(top, acc, flags), stop - start)
+            if levels is not None and lev is not None:
+                levels.total = None
+                levels.add(lev)
+                part = Partials(part.sums, part.n_samples, None, levels.total)
+            total = total.merge(part)
     return total
 
 
@@ -1224,11 +1249,13 @@ class _Levels:
     level_coef: np.ndarray
     categories: Categories
     total: LevelSums | None = None
+    #: the multinomial pass's classes, each with a table of the levels (1: binary)
+    n_classes: int = 1
 
     def call(self, block: int) -> tuple:
         """``lev`` of one compiled call (a fresh table of bins)."""
         scale = float(np.ldexp(1.0, -(GRID_E0 + BIN_WIDTH * self.categories.top)))
-        acc = np.zeros((self.categories.n_levels, N_BINS), dtype=np.int64)
+        acc = np.zeros((self.n_classes * self.categories.n_levels, N_BINS), dtype=np.int64)
         digits = np.empty((block, N_BINS), dtype=np.int64)
         bad = np.zeros(1, dtype=np.bool_)
         # each row's level per column (int32 where every level index fits: half the cache)
@@ -1241,7 +1268,7 @@ class _Levels:
         acc, bad = lev[4], lev[6]
         top = self.categories.top
         if bad[0]:
-            part = LevelSums(top, np.zeros((N_BINS, self.categories.n_levels), dtype=np.int64), True)
+            part = LevelSums(top, np.zeros((N_BINS, acc.shape[0]), dtype=np.int64), True)
         else:
             part = LevelSums(top, normalize_levels(np.ascontiguousarray(acc.T)))
         self.total = accumulate_levels(self.total, part)

@@ -358,12 +358,16 @@ class Partials:
         """The identity of :meth:`merge` for a pass of ``spec`` over an ``X`` of
         ``n_columns`` columns (dense ones, then ``spec.categories``' codes)."""
         categories = spec.categories
-        if spec.n_classes:
-            return cls.zeros(spec.n_classes * (n_columns + 1))
+        blocks = max(spec.n_classes, 1)
         if categories is None:
-            return cls.zeros(n_columns + 1, spec.hessian)
+            return cls.zeros(blocks * (n_columns + 1), spec.hessian)
         dense = n_columns - categories.n_columns
-        return cls(ExactSums.zeros(dense + 3), 0, None, LevelSums.zeros(categories.n_levels, categories.top))
+        return cls(
+            ExactSums.zeros(blocks * (dense + 1) + 2),
+            0,
+            None,
+            LevelSums.zeros(blocks * categories.n_levels, categories.top),
+        )
 
     def merge(self, other: Partials) -> Partials:
         if (self.hessian is None) != (other.hessian is None):
@@ -374,13 +378,17 @@ class Partials:
         levels = None if self.levels is None or other.levels is None else self.levels.merge(other.levels)
         return Partials(self.sums.merge(other.sums), self.n_samples + other.n_samples, hessian, levels)
 
-    def finalize(self) -> tuple[float, np.ndarray, float]:
+    def finalize(self, n_classes: int = 0) -> tuple[float, np.ndarray, float]:
         """``(loss_sum, grad_sum, weight_sum)`` as float64, not yet divided
-        (``grad_sum``: dense features, levels, intercept)."""
+        (``grad_sum``: dense features, levels, intercept; of each class in
+        turn for a multinomial pass's, ``n_classes`` K)."""
         totals = self.sums.finalize()
         grad = totals[:-2]
         if self.levels is not None:
-            grad = np.concatenate([grad[:-1], self.levels.finalize(), grad[-1:]])
+            blocks = max(n_classes, 1)
+            dense = grad.reshape(blocks, -1)
+            levels = self.levels.finalize().reshape(blocks, -1)
+            grad = np.concatenate([dense[:, :-1], levels, dense[:, -1:]], axis=1).ravel()
         return float(totals[-2]), grad, float(totals[-1])
 
     def hessian_sum(self) -> np.ndarray:
@@ -644,7 +652,9 @@ def softmax_partials(
 ) -> Partials:
     """The multinomial loss pass over one chunk: ``y`` holds class codes
     ``0..K-1`` (``K = spec.n_classes``), ``coef`` is ``K`` blocks
-    ``[w_k, b_k]`` of ``d + 1`` (class-major).  Each class's margin is
+    ``[w_k, b_k]`` of ``d + 1`` (class-major; with ``spec.categories``
+    ``[w_dense_k, w_levels_k, b_k]``, the level codes X's last columns, and
+    the level sums of each class one after the other, as for the binary pass).  Each class's margin is
     :func:`margins`' (the same tree), the probabilities and the log-sum-exp
     :func:`softmax`'s; the sums have ``K (d + 1) + 2`` columns: per class
     ``s_i (proba_ik - [y_i = k]) x~_ij`` and its intercept term, then
@@ -654,15 +664,22 @@ def softmax_partials(
     y = np.asarray(y, dtype=np.float64)
     coef = np.asarray(coef, dtype=np.float64)
     n_classes = spec.n_classes
-    n_rows, n_features = X.shape
-    if spec.hessian or spec.categories is not None:
-        raise ValueError("the multinomial pass takes dense features and no Hessian")
-    if coef.shape != (n_classes * (n_features + 1),):
-        raise ValueError(f"coef has shape {coef.shape}, expected ({n_classes * (n_features + 1)},)")
-    per_class = coef.reshape(n_classes, n_features + 1)
+    categories = spec.categories
+    if spec.hessian:
+        raise ValueError("the multinomial pass has no Hessian")
+    n_rows = X.shape[0]
+    n_levels = 0 if categories is None else categories.n_levels
+    n_features = X.shape[1] - (0 if categories is None else categories.n_columns)
+    if coef.shape != (n_classes * (n_features + n_levels + 1),):
+        raise ValueError(f"coef has shape {coef.shape}, expected ({n_classes * (n_features + n_levels + 1)},)")
+    per_class = coef.reshape(n_classes, -1)
+    if categories is not None:  # each class's [w_dense, b] and its level coefficients
+        codes, X = X[:, n_features:], X[:, :n_features]
+        level_coef = per_class[:, n_features:-1]
+        per_class = np.concatenate([per_class[:, :n_features], per_class[:, -1:]], axis=1)
     s = sample_weights(y, weights, spec.class_weight)
     width = n_features + 1
-    total = Partials.zeros(n_classes * width)
+    total = Partials.empty(X.shape[1] + (0 if categories is None else categories.n_columns), spec)
     terms = np.empty((min(n_rows, BLOCK_ROWS), n_classes * width + 2), dtype=np.float64, order="F")
     for start in range(0, n_rows, BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, n_rows)
@@ -672,21 +689,37 @@ def softmax_partials(
         if spec.center is not None:
             Xb = (Xb - spec.center) / spec.scale
         margin = np.column_stack([margins(Xb, per_class[k]) for k in range(n_classes)])
+        if categories is not None:
+            for k in range(n_classes):
+                margin[:, k] = add_levels(margin[:, k], codes[start:stop], level_coef[k], categories)
         proba, top, log_tail = softmax(margin)
         labels = yb.astype(np.int64)
         loss = (top - margin[np.arange(stop - start), labels]) + log_tail
         sb = None if s is None else s[start:stop]
         block = terms[: stop - start]
+        levels = []
         for k in range(n_classes):
             residual = proba[:, k] - (yb == k)
             if sb is not None:
                 residual = sb * residual
             np.multiply(Xb, residual[:, None], out=block[:, k * width : k * width + n_features])
             block[:, k * width + n_features] = residual
+            if categories is not None:
+                levels.append(deposit_levels(codes[start:stop], residual, categories))
         block[:, -2] = loss if sb is None else sb * loss
         block[:, -1] = 1.0 if sb is None else sb
-        total = total.merge(Partials(ExactSums.of(block), stop - start))
+        total = total.merge(Partials(ExactSums.of(block), stop - start, None, _joined_levels(levels)))
     return total
+
+
+def _joined_levels(parts: list[LevelSums]) -> LevelSums | None:
+    """The level sums of each class, one after the other (None: no levels)."""
+    if not parts:
+        return None
+    bins = np.concatenate([part.bins for part in parts], axis=1)
+    if any(part.bad for part in parts):  # (one canonical bad state: zero bins)
+        return LevelSums(parts[0].top, np.zeros_like(bins), True)
+    return LevelSums(parts[0].top, bins)
 
 
 def split_coef(coef: np.ndarray, n_dense: int, categories: Categories) -> tuple[np.ndarray, np.ndarray]:

@@ -158,7 +158,10 @@ class Model:
 
         if self.multinomial:  # (n, K): each class's margins
             blocks = np.column_stack([self.coef_array, self.intercept])
-            return np.column_stack([margins_fast(X, block, self.fill, None) for block in blocks])
+            scored = [
+                (block, None) if not self.vocabularies else scoring_coef(block, self.vocabularies) for block in blocks
+            ]
+            return np.column_stack([margins_fast(X, coef, self.fill, categories) for coef, categories in scored])
         coef, categories = self.scoring()
         return margins_fast(X, coef, self.fill, categories)  # (narrow X widened inside)
 
@@ -427,8 +430,6 @@ def _check_classes(model: Model, path: Path) -> int:
         )
     if len(rows) != k or not all(isinstance(row, list) and len(row) == d for row in rows):
         raise wrong("coef", f"a multinomial model's coef is {k} rows (one per class) of {d} (one per feature)")
-    if model.vocabularies:
-        raise wrong("categorical", "a multinomial model has no categorical columns (not supported yet)")
     return k
 
 

@@ -231,8 +231,8 @@ class LogisticObjective:
         level_share: np.ndarray | None = None,
         n_classes: int = 0,
     ) -> None:
-        if n_classes and (categories is not None or (class_weight is not None and len(class_weight) != n_classes)):
-            raise ValueError("the multinomial objective takes dense features and one class weight per class")
+        if n_classes and class_weight is not None and len(class_weight) != n_classes:
+            raise ValueError(f"the multinomial objective takes one class weight per class ({n_classes})")
         self.evaluator = evaluator
         #: 0: the binary model; K: the multinomial one, whose coef is K blocks ``[w_k, b_k]``
         self.n_classes = n_classes
@@ -272,7 +272,7 @@ class LogisticObjective:
         if partials.n_samples == 0:
             raise EmptyDatasetError("the dataset has no rows to train on (found 0 rows)")
         self.n_samples = partials.n_samples
-        loss_sum, grad_sum, weight_sum = partials.finalize()
+        loss_sum, grad_sum, weight_sum = partials.finalize(self.n_classes)
         if not weight_sum > 0:
             raise WeightValueError(f"the sample weights add up to {weight_sum!r}; expected a positive total")
         loss = loss_sum / weight_sum
@@ -321,11 +321,21 @@ class LogisticObjective:
         if self.standardization is None:
             return None
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            data = LOGISTIC_CURVATURE_AT_ZERO * self.curvature_share
+            at_zero = self.curvature_at_zero
+            data = at_zero * self.curvature_share
             curvature = data + self.penalty.l2 / (self.scale * self.scale)
-            inverse = 1.0 / np.append(curvature, LOGISTIC_CURVATURE_AT_ZERO)
+            inverse = 1.0 / np.append(curvature, at_zero)
             inverse = np.tile(inverse, max(self.n_classes, 1))
         # a spread so tiny that its square underflows (or the penalty's curvature
         # overflows), or a level without rows and penalty, gives no usable
         # estimate: that coordinate is left unscaled
-        return np.where(np.isfinite(inverse) & (inverse > 0.0), inverse, 1.0 / LOGISTIC_CURVATURE_AT_ZERO)
+        return np.where(np.isfinite(inverse) & (inverse > 0.0), inverse, 1.0 / at_zero)
+
+    @property
+    def curvature_at_zero(self) -> float:
+        """The loss's curvature in a standardized coefficient at ``coef = 0``:
+        ``h (1 - h)`` at ``h = 1/2`` for the binary model, ``p (1 - p)`` at
+        ``p = 1/K`` (the softmax Hessian's diagonal) for the multinomial one."""
+        if not self.n_classes:
+            return LOGISTIC_CURVATURE_AT_ZERO
+        return (1.0 / self.n_classes) * (1.0 - 1.0 / self.n_classes)

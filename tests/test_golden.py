@@ -42,6 +42,9 @@ RUNS = {
     "lbfgs-validation-key-early-stop": dict(
         solver="lbfgs", validation_fraction=0.3, validation_key="key", early_stopping=2, weight="w"
     ),
+    # a 4-class label (issue 16): the multinomial pass's softmax, its own exp and log1p
+    "multinomial-l2-balanced": dict(label="cls", penalty=Penalty(l2=1e-3), class_weight="balanced"),
+    "multinomial-l1-weights": dict(label="cls", penalty=Penalty(l1=2e-3), weight="w"),
 }
 
 #: model digests (the same on every CPU)
@@ -55,6 +58,8 @@ GOLDEN = {
     "newton-l1-class-weight": "93fd4f0ce2967ec05faa58a5a21d47e3047455db81192522e3477fe1c78f99e0",
     "auto-validation": "6ae1a28bf57917fe6f1d33c100bfb4542f9b3ec93754a45a3cbc2249ddb527c8",
     "lbfgs-validation-key-early-stop": "cfbddc1dc6e83aff3ffe4c31279e47d3ca8b2c6f7dac819ead50926a2492ca0b",
+    "multinomial-l2-balanced": "32af4a578f7fef2eca136453cc1cb4a49baf4db6a468dfc3942b432312fee1ca",
+    "multinomial-l1-weights": "2763d40d041517c4649ff07fd303901a875a81d0ff5e0724d1eeb1b0cc985aff",
 }
 #: the resumed-after-kill job of tests/test_jobs.py equals this uninterrupted run
 GOLDEN_SLOW_JOB = "48fb2cf3fa1c9d4486c2b61db851fb011c84c3655e2147b4722f3ca70fc0b479"
@@ -75,6 +80,7 @@ def data(tmp_path_factory) -> Path:
     y = (rng.random(N_ROWS) < 1.0 / (1.0 + np.exp(-margin))).astype(np.int64)
     weights = rng.uniform(0.2, 3.0, N_ROWS).round(3)
     keys = np.array([f"id-{i:05d}" for i in rng.permutation(N_ROWS)])
+    classes = np.digitize(margin + X[:, 1] - 2.0, [-1.0, 0.0, 1.0])  # (no draw: the other columns stay)
     for index, (start, stop) in enumerate([(0, 700), (700, 1900), (1900, N_ROWS)]):
         table = pa.table(
             {
@@ -82,6 +88,7 @@ def data(tmp_path_factory) -> Path:
                 "y": y[start:stop],
                 "w": weights[start:stop],
                 "key": keys[start:stop],
+                "cls": classes[start:stop],
             }
         )
         pq.write_table(table, root / f"part-{index}.parquet", row_group_size=[128, 500, 333][index])
@@ -91,7 +98,8 @@ def data(tmp_path_factory) -> Path:
 def config(data: Path, name: str, **where) -> TrainConfig:
     fields = dict(RUNS[name])
     fields.setdefault("options", OPTIONS)
-    return TrainConfig(data=str(data), label="y", features=FEATURES, **fields, **where)
+    fields.setdefault("label", "y")
+    return TrainConfig(data=str(data), features=FEATURES, **fields, **where)
 
 
 def check(name: str, digest: str) -> None:

@@ -83,9 +83,8 @@ def write(directory, cuts=(), row_group: int = 512, dictionary: bool = False):
 
 
 def config(data, **options) -> TrainConfig:
-    return TrainConfig(
-        data=str(data), label="species", penalty=Penalty(l2=1e-3), options=OPTIONS, **{"cluster": None, **options}
-    )
+    fields = {"cluster": None, "options": OPTIONS, **options}
+    return TrainConfig(data=str(data), label="species", penalty=Penalty(l2=1e-3), **fields)
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +158,8 @@ def cross_entropy(X, y, coef, intercept, l2):
 @pytest.mark.parametrize("name, loader", [("iris", load_iris), ("wine", load_wine), ("digits", load_digits)])
 def test_scikit_learns_multinomial_optimum(name, loader):
     X, y = loader(return_X_y=True)
-    X = X.astype(np.float64)
+    # (pixels in [0, 1]: on raw 0..16 pixels scikit-learn's lbfgs needs 4,000 iterations, 45 s)
+    X = X.astype(np.float64) / (16.0 if name == "digits" else 1.0)
     n_classes, (n, d) = len(np.unique(y)), X.shape
     l2 = 1e-3
     with warnings.catch_warnings():  # (on raw wine features it stops short of tol=1e-12: an upper bound)
@@ -495,3 +495,147 @@ def test_dask_arrays_train_a_multinomial_model_to_the_same_bits():
     assert model.coef_.tobytes() == reference.coef_.tobytes()
     assert proba.tobytes() == reference.predict_proba(X).tobytes()
     assert (predicted == reference.predict(X)).all()
+
+
+# --------------------------------------------------------------------------- categorical columns
+
+
+def categorical_table(seed: int = 3, n: int = 3000) -> dict[str, np.ndarray]:
+    """``x`` numeric, ``country`` text, ``device`` integer-coded, a 3-class text label."""
+    rng = np.random.default_rng(seed)
+    country = rng.choice(["BR", "DE", "FR", "JP"], n, p=[0.1, 0.4, 0.3, 0.2])
+    device = rng.integers(0, 4, n).astype(np.int32)
+    x = rng.standard_normal(n) * 10.0
+    effect = {"BR": 0.0, "DE": 1.0, "FR": -1.0, "JP": 0.5}
+    margin = np.column_stack([x / 10.0, np.vectorize(effect.get)(country), device * 0.3 - 0.5])
+    label = SPECIES[np.where(rng.random(n) < 0.8, margin.argmax(axis=1), rng.integers(0, 3, n))]
+    return {"x": x, "country": country, "device": device, "species": label}
+
+
+@pytest.mark.parametrize("layout", ["F", "C"])
+def test_the_compiled_pass_with_levels_equals_the_reference_and_the_one_hot_loss(layout):
+    from pipeline.kernel import Categories, level_top
+
+    rng = np.random.default_rng(6)
+    n, sizes, n_classes = 2500, (3, 5, 1), 4
+    dense = rng.standard_normal((n, 2))
+    codes = np.column_stack([rng.integers(0, k, n) for k in sizes])
+    X = np.column_stack([dense, codes])
+    X = np.asfortranarray(X) if layout == "F" else np.ascontiguousarray(X)
+    y = rng.integers(0, n_classes, n).astype(np.float64)
+    weights = rng.uniform(0.5, 2.0, n)
+    class_weight = tuple(rng.uniform(1.0, 3.0, n_classes))
+    categories = Categories(sizes, level_top(n, 2.0 * 3.0))
+    coef = rng.standard_normal(n_classes * (2 + sum(sizes) + 1))
+    spec = KernelSpec(np.zeros(2), np.full(2, 2.0), class_weight, categories=categories, n_classes=n_classes)
+    reference = softmax_partials(X, y, coef, weights, spec)
+    assert fused_partials(X, y, coef, weights, spec) == reference
+    assert (
+        fused_partials(X[:999], y[:999], coef, weights[:999], spec).merge(
+            softmax_partials(X[999:], y[999:], coef, weights[999:], spec)
+        )
+        == reference
+    )
+    one_hot = np.column_stack([dense / 2.0] + [(codes[:, [c]] == np.arange(k)) * 1.0 for c, k in enumerate(sizes)])
+    blocks = coef.reshape(n_classes, -1)
+    margin = one_hot @ blocks[:, :-1].T + blocks[:, -1]
+    s = weights * np.asarray(class_weight)[y.astype(int)]
+    loss = (s * (logsumexp(margin, axis=1) - margin[np.arange(n), y.astype(int)])).sum()
+    residual = s[:, None] * (scipy_softmax(margin, axis=1) - (y[:, None] == np.arange(n_classes)))
+    grad = np.hstack([residual.T @ one_hot, residual.sum(axis=0)[:, None]]).ravel()
+    loss_sum, grad_sum, _ = reference.finalize(n_classes)
+    assert loss_sum == pytest.approx(loss, rel=1e-12)
+    np.testing.assert_allclose(grad_sum, grad, rtol=1e-9, atol=1e-9 * np.abs(grad).max())
+
+
+def test_categorical_columns_reach_scikit_learns_one_hot_optimum_for_any_partitioning(tmp_path):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    values = categorical_table()
+    n = len(values["x"])
+    for name, row_group in [("a", 700), ("b", 3000)]:
+        (tmp_path / name).mkdir()
+        pq.write_table(pa.table(values), tmp_path / name / "part.parquet", row_group_size=row_group)
+    options = dict(label="species", categorical=("device",), penalty=Penalty(l2=1e-3), options=OPTIONS, cluster=None)
+    model = train(TrainConfig(data=str(tmp_path / "a"), out=str(tmp_path / "model"), **options))
+    assert model.family == "multinomial" and np.array(model.coef).shape == (3, 1 + 4 + 4)
+    assert_identical(train(TrainConfig(data=str(tmp_path / "b"), cache="none", **options)), model)
+    frame = pd.DataFrame({k: v for k, v in values.items() if k != "species"})
+    encode = ColumnTransformer([("n", "passthrough", ["x"]), ("c", OneHotEncoder(), ["country", "device"])])
+    design = encode.fit_transform(frame)
+    sk = LogisticRegression(C=1.0 / (1e-3 * n), tol=1e-12, max_iter=10_000).fit(design, values["species"])
+    codes = np.searchsorted(SPECIES, values["species"])
+    ours, theirs = np.array(model.coef), sk.coef_
+    gap = cross_entropy(design, codes, ours, np.array(model.intercept), 1e-3) / cross_entropy(
+        design, codes, theirs, sk.intercept_, 1e-3
+    )
+    assert gap - 1.0 <= GAP
+    names = ["x"] + [name.replace("c__", "").replace("_", "=", 1) for name in encode.get_feature_names_out()[1:]]
+    assert names == model.features
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    # predict and evaluate with the levels
+    predict(str(tmp_path / "model"), str(tmp_path / "a"), str(tmp_path / "scores"))
+    scores = pq.read_table(tmp_path / "scores").to_pandas()
+    np.testing.assert_allclose(scores[["proba_ant", "proba_bee", "proba_cat"]], sk.predict_proba(design), atol=1e-5)
+    assert evaluate(str(tmp_path / "model"), str(tmp_path / "a"))["n_samples"] == n
+
+
+def test_the_estimator_takes_a_frame_with_categories_to_the_parquet_models_bits(tmp_path):
+    from pipeline.estimator import LogisticRegression as Estimator
+
+    values = categorical_table()
+    pq.write_table(pa.table(values), tmp_path / "data.parquet", row_group_size=1000)
+    model = train(
+        TrainConfig(
+            data=str(tmp_path / "data.parquet"),
+            label="species",
+            categorical=("device",),
+            penalty=Penalty(l2=1e-3),
+            options=OPTIONS,
+            cluster=None,
+        )
+    )
+    frame = pd.DataFrame({k: v for k, v in values.items() if k != "species"})
+    estimator = Estimator(l2=1e-3, tol=OPTIONS.tol, categorical=["device"]).fit(frame, values["species"])
+    assert estimator.coef_.tobytes() == model.coef_array.tobytes()
+    proba = estimator.predict_proba(frame)
+    assert proba.shape == (len(frame), 3)
+    assert (estimator.predict(frame) == SPECIES[proba.argmax(axis=1)]).all()
+
+
+# --------------------------------------------------------------------------- jobs and validation
+
+
+@pytest.mark.filterwarnings("ignore::pipeline.errors.ConvergenceWarning")  # (5 iterations)
+def test_a_multinomial_job_resumes_from_its_checkpoint_to_the_uninterrupted_model(data, tmp_path):
+    out = tmp_path / "out"
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'name = "classes"\n[data]\nurl = "{data}"\nlabel = "species"\nfamily = "multinomial"\n'
+        f"[train]\nl2 = 1e-3\ntol = {OPTIONS.tol}\nmax_iter = 5\n[cluster]\nin_process = true\n"
+        f'[output]\ndir = "{out}"\ncheckpoint_every = 2\n'
+    )
+    assert run_cli("submit", str(job), "--quiet").returncode == 0
+    finished = Model.load(out)
+    # as if it had died after its last checkpoint (iteration 4)
+    document = json.loads((out / "job.json").read_text())
+    document["status"] = "failed"
+    (out / "job.json").write_text(json.dumps(document))
+    (out / "model.json").unlink()
+    resumed = run_cli("resume", str(out), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed at iteration 4" in (out / "job.log").read_text()
+    assert_identical(Model.load(out), finished)
+    uninterrupted = train(config(data, family="multinomial", options=SolverOptions(tol=OPTIONS.tol, max_iter=5)))
+    assert_identical(finished, uninterrupted)
+
+
+def test_a_validation_split_and_early_stopping_with_classes(data):
+    model = train(config(data, validation_fraction=0.25, early_stopping=2))
+    assert model.family == "multinomial" and model.validation_loss_history
+    assert len(model.validation_loss_history) == len(model.loss_history)
+    shuffled = write(data.parent / "validation-other", cuts=(123, 2500), row_group=250)
+    again = train(config(shuffled, validation_fraction=0.25, early_stopping=2))
+    assert_identical(again, model)
+    assert again.validation_loss_history == model.validation_loss_history

@@ -12,6 +12,11 @@ And categorical columns out of core: 8M rows of 4 numeric and 8 categorical
 columns (one hashed into 2**20 buckets: a 24 MiB gradient state) decode to
 793 MiB against one worker limited to 700 MiB; ``--cache none`` stays below
 its pause point and gives the digest of the in-process run in memory.
+
+And a 10-class label out of core: 11M rows of 8 float64 features decode to
+755 MiB against one worker limited to 600 MiB; ``--cache none`` (the
+classes pass, the statistics pass and the multinomial loss passes) stays
+below its pause point and gives the in-process digest.
 """
 
 from __future__ import annotations
@@ -195,3 +200,53 @@ def test_categorical_columns_larger_than_memory_with_bounded_worker_memory(categ
     for address, peak in peaks.items():
         assert peak < PAUSE_FRACTION * CAT_LIMIT, (address, peak / MiB)
     print("categorical", {address: peak // MiB for address, peak in peaks.items()})
+
+
+# --------------------------------------------------------------------------- a multinomial label
+
+MULTI_ROWS, MULTI_GROUP, MULTI_FEATURES, MULTI_CLASSES = 11_000_000, 65_536, 8, 10
+MULTI_LIMIT = 600 * MiB
+
+
+@pytest.fixture(scope="module")
+def multinomial_dataset(tmp_path_factory):
+    """8 float64 features and a 10-class integer label: 72 bytes a row
+    decoded, 792 MB (755 MiB) in all, against one worker of 600 MiB."""
+    root = tmp_path_factory.mktemp("multinomial-larger-than-memory") / "data"
+    root.mkdir()
+    rng = np.random.default_rng(9)
+    blocks = []
+    weights = rng.standard_normal((MULTI_CLASSES, MULTI_FEATURES))
+    for _ in range(5):
+        X = rng.standard_normal((MULTI_GROUP, MULTI_FEATURES))
+        margin = X @ weights.T
+        proba = np.exp(margin - margin.max(axis=1, keepdims=True))
+        proba /= proba.sum(axis=1, keepdims=True)
+        y = (rng.random(MULTI_GROUP)[:, None] > np.cumsum(proba, axis=1)).sum(axis=1).clip(0, MULTI_CLASSES - 1)
+        blocks.append(pa.table({**{f"x{j}": X[:, j] for j in range(MULTI_FEATURES)}, "y": y.astype(np.int8)}))
+    n_groups = -(-MULTI_ROWS // MULTI_GROUP)
+    for index in range(2):
+        with pq.ParquetWriter(
+            root / f"part-{index}.parquet", blocks[0].schema, compression="none", use_dictionary=False
+        ) as writer:
+            for group in range(index * n_groups // 2, (index + 1) * n_groups // 2):
+                rows = min(MULTI_GROUP, MULTI_ROWS - group * MULTI_GROUP)
+                writer.write_table(blocks[group % len(blocks)].slice(0, rows))
+    return str(root)
+
+
+def test_a_multinomial_label_larger_than_memory_with_bounded_worker_memory(multinomial_dataset):
+    def config(**where) -> TrainConfig:
+        return TrainConfig(data=multinomial_dataset, label="y", options=SolverOptions(max_iter=1, ftol=0.0), **where)
+
+    reference = train(config(cluster=None, cache="memory"))
+    assert reference.family == "multinomial" and reference.classes == list(range(MULTI_CLASSES))
+    model, peaks = train_within(
+        MULTI_LIMIT, 1, lambda scheduler: config(cache="none", cluster=ClusterSpec(scheduler=scheduler))
+    )
+    dataset = open_dataset(multinomial_dataset, "y")
+    assert dataset.decoded_bytes > MULTI_LIMIT  # the decoded data does not fit the worker
+    assert model.digest == reference.digest and model.loss_history == reference.loss_history
+    for address, peak in peaks.items():
+        assert peak < PAUSE_FRACTION * MULTI_LIMIT, (address, peak / MiB)
+    print("multinomial", {address: peak // MiB for address, peak in peaks.items()})
