@@ -76,6 +76,7 @@ __all__ = [
     "placed_on",
     "spread",
     "unreadable_error",
+    "value_counts",
 ]
 
 #: Path components starting with these are not data (``_SUCCESS``, ``.crc``).
@@ -426,6 +427,17 @@ def class_codes(column, name: str, classes: tuple[Any, ...], kind: ClassKind, ch
     return _numpy_values(codes)
 
 
+def value_counts(values) -> LevelCounts:
+    """Rows per distinct value of an Arrow column (and its nulls)."""
+    counted = pc.value_counts(values)
+    counts = {
+        value: int(number)
+        for value, number in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist())
+        if value is not None
+    }
+    return LevelCounts(counts, int(values.null_count))
+
+
 @dataclass(frozen=True)
 class ClassCounter:
     """Counts the label values of a chunk's rows of the training part (the
@@ -435,10 +447,19 @@ class ClassCounter:
     label: str
     kind: ClassKind
     split: Split | None = None
+    #: the weight column, whose values :meth:`read` returns too (None: none)
+    weight: str | None = None
 
     def __call__(self, chunk: ChunkSpec) -> LevelCounts:
+        return value_counts(self.read(chunk)[0])
+
+    def read(self, chunk: ChunkSpec):
+        """The label values (large_string, int64 or float64) of the chunk's
+        training rows, and their weights (float64; None without a weight column)."""
         key = self.split.key if self.split is not None and self.split.key else None
         columns = [self.label] + ([key] if key and key != self.label else [])
+        if self.weight:
+            columns.append(self.weight)
         try:
             table = pq.ParquetFile(chunk.path, filesystem=self.filesystem).read_row_group(
                 chunk.row_group, columns=columns
@@ -462,17 +483,14 @@ class ClassCounter:
             _check(
                 None, ~nan, NonFiniteValueError, f"label column {self.label!r}", "NaN", "no NaN", chunk, 0, self.label
             )
+        weights = _column_values(table, self.weight, chunk, 0) if self.weight else None
         if self.split is not None:
             keys = key_bits(table.column(key), key, chunk, 0) if key else None
             positions = chunk.offset + np.arange(table.num_rows, dtype=np.int64)
-            values = values.filter(pa.array(self.split.mask(positions, keys)))
-        counted = pc.value_counts(values)
-        counts = {
-            value: int(number)
-            for value, number in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist())
-            if value is not None
-        }
-        return LevelCounts(counts, int(values.null_count))
+            mask = self.split.mask(positions, keys)
+            values = values.filter(pa.array(mask))
+            weights = None if weights is None else weights[mask]
+        return values, weights
 
 
 @dataclass(frozen=True)
@@ -816,7 +834,7 @@ class Dataset:
         kind = class_kind(schema.field(self.label).type)
         if kind is None:  # (open_dataset checked the type)
             raise ColumnTypeError(f"label column {self.label!r} cannot hold classes", column=self.label)
-        return ClassCounter(self.filesystem, self.label, kind, self.split)
+        return ClassCounter(self.filesystem, self.label, kind, self.split, self.weight)
 
     def with_classes(self, classes: Sequence[Any], kind: ClassKind) -> Dataset:
         """The dataset whose label is read as class codes of ``classes`` (sorted)."""

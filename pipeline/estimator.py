@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from .config import SolverName, TrainConfig
 from .data import MISSING_POLICIES, Chunk, MissingPolicy
 from .errors import NonFiniteInputError, PipelineError, adopt_sklearn_base
-from .exact import fsum
+from .exact import ExactSums
 from .fitting import HANDED_OVER, fit
 from .kernel import sigmoid, softmax
 from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, level_kind, vocabulary
@@ -154,8 +154,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         weights = None
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=True)
+        # (as the CLI's classes pass sums them: exact sums, finalized once)
         self._class_totals: list[float] | None = [
-            fsum(np.where(y01 == k, 1.0 if weights is None else weights, 0.0)) for k in range(len(self.classes_))
+            float(ExactSums.of(np.where(y01 == k, 1.0 if weights is None else weights, 0.0)[:, None]).finalize()[0])
+            for k in range(len(self.classes_))
         ]
 
         self.indicator_features_ = np.flatnonzero(np.isnan(X).any(axis=0)) if self._indicates() else np.empty(0, int)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import tempfile
 import time
 import warnings
@@ -18,12 +19,14 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .cluster import ClusterSpec, cluster_memory, connect
 from .config import CacheMode, TrainConfig
-from .data import Dataset, Split, open_dataset
+from .data import ChunkSpec, ClassCounter, Dataset, Split, open_dataset, value_counts
 from .errors import ColumnNotFoundError, ConfigError, LabelValueError, MissingValueError
+from .exact import ExactSums
 from .fitting import FitState, Progress, auto_start, build_model, fit
 from .kernel import KernelSpec
 from .levels import LevelCounts, Vocabulary, merge_counts, vocabulary
@@ -190,8 +193,8 @@ def learn_classes(
     Two classes make the binomial model (``y`` = 1 for the second class;
     ``n_classes`` 0), more the multinomial one (``n_classes`` K, refused
     for ``binomial``); one class, more than ``max_classes`` or a null label
-    is an error.  ``class_totals``: each class's rows (None with a weight
-    column, whose weighted totals this pass does not sum)."""
+    is an error.  ``class_totals``: each class's rows, or with a weight
+    column its weights' exact sum (for ``class_weight="balanced"``)."""
     label = dataset.label
     assert label is not None
     counter = split_parts(config, dataset)[0].class_counter
@@ -200,8 +203,11 @@ def learn_classes(
         return dataset, 0, None  # a numeric label's 0/1 contract: each value checked where it is read
     started = time.perf_counter()
     totals = LevelCounts()
-    for part in _per_chunk(config, dataset, client, counter):
+    weighted: dict[Any, ExactSums] = {}
+    for part, sums in _per_chunk(config, dataset, client, functools.partial(class_counts, counter)):
         totals = totals.merge(part)
+        for value, more in sums.items():
+            weighted[value] = weighted[value].merge(more) if value in weighted else more
     if totals.nulls:
         raise MissingValueError(
             f"label column {label!r} has {totals.nulls} null value(s) in the training rows; "
@@ -243,8 +249,25 @@ def learn_classes(
     notify(f"classes of {label!r}: {len(classes)} ({shown}) ({time.perf_counter() - started:.1f} s)")
     if n_classes == 0 and classes == [0, 1] and counter.kind != "str":
         return dataset, 0, None  # a 0/1 label: read as it is (the same codes)
-    class_totals = None if dataset.weight else [float(totals.counts[value]) for value in classes]
+    if dataset.weight:
+        class_totals = [float(weighted[value].finalize()[0]) for value in classes]
+    else:
+        class_totals = [float(totals.counts[value]) for value in classes]
     return dataset.with_classes(classes, counter.kind), n_classes, class_totals
+
+
+def class_counts(counter: ClassCounter, chunk: ChunkSpec) -> tuple[LevelCounts, dict[Any, ExactSums]]:
+    """One chunk's part of the classes pass: the rows of each label value and,
+    with a weight column, their weights' exact sum (merged in any order)."""
+    values, weights = counter.read(chunk)
+    rows = value_counts(values)
+    if weights is None:
+        return rows, {}
+    present = pc.is_valid(values).to_numpy(zero_copy_only=False)
+    labels = values.to_numpy(zero_copy_only=False)[present]
+    weights = weights[present]
+    distinct, index = np.unique(labels, return_inverse=True)
+    return rows, {value: ExactSums.of(weights[index == k][:, None]) for k, value in enumerate(distinct.tolist())}
 
 
 def learn_missing(config: TrainConfig, dataset: Dataset, client: Any, notify: Notify) -> Dataset:

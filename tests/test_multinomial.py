@@ -39,7 +39,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss
 
 from pipeline import ClusterSpec, Penalty, SolverOptions, TrainConfig, train
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.errors import ConfigError, LabelValueError, MissingValueError, ModelFileError
+from pipeline.errors import ConfigError, ConvergenceWarning, LabelValueError, MissingValueError, ModelFileError
 from pipeline.fitting import fit
 from pipeline.fused import fused_partials
 from pipeline.kernel import KernelSpec, softmax_partials
@@ -83,8 +83,8 @@ def write(directory, cuts=(), row_group: int = 512, dictionary: bool = False):
 
 
 def config(data, **options) -> TrainConfig:
-    fields = {"cluster": None, "options": OPTIONS, **options}
-    return TrainConfig(data=str(data), label="species", penalty=Penalty(l2=1e-3), **fields)
+    fields = {"cluster": None, "options": OPTIONS, "penalty": Penalty(l2=1e-3), **options}
+    return TrainConfig(data=str(data), label="species", **fields)
 
 
 @pytest.fixture(scope="module")
@@ -639,3 +639,28 @@ def test_a_validation_split_and_early_stopping_with_classes(data):
     again = train(config(shuffled, validation_fraction=0.25, early_stopping=2))
     assert_identical(again, model)
     assert again.validation_loss_history == model.validation_loss_history
+
+
+def test_balanced_class_weights_with_a_weight_column_match_the_estimator(tmp_path):
+    from pipeline.estimator import LogisticRegression as Estimator
+
+    values = columns()
+    weights = np.random.default_rng(4).uniform(0.1, 3.0, N_ROWS)
+    pq.write_table(pa.table({**values, "w": weights}), tmp_path / "data.parquet", row_group_size=500)
+    model = train(config(tmp_path / "data.parquet", weight="w", class_weight="balanced"))
+    codes = np.searchsorted(SPECIES, values["species"])
+    totals = np.array([weights[codes == k].sum() for k in range(3)])
+    assert model.class_weight == pytest.approx((weights.sum() / (3 * totals)).tolist(), rel=1e-14)
+    X = np.column_stack([values[f"x{j}"] for j in range(4)])
+    estimator = Estimator(l2=1e-3, tol=OPTIONS.tol, class_weight="balanced").fit(
+        X, values["species"], sample_weight=weights
+    )
+    assert estimator.coef_.tobytes() == model.coef_array.tobytes()
+
+
+def test_gradient_descent_and_l1_work_with_classes(data):
+    with pytest.warns(ConvergenceWarning, match="gd did not converge"):
+        gd = train(config(data, solver="gd", options=SolverOptions(max_iter=30)))
+    assert gd.solver == "gd" and gd.n_iter == 30
+    lasso = train(config(data, penalty=Penalty(l1=1e-2)))
+    assert lasso.converged and (np.array(lasso.coef) == 0.0).any()  # OWL-QN: exact zeros
