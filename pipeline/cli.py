@@ -238,15 +238,22 @@ def _class_weight(text: str):
     if text == "balanced":
         return text
     try:
-        pairs = dict(part.split(":") for part in text.strip("{} ").split(","))
-        weights = {int(key.strip()): float(value) for key, value in pairs.items()}
-        if set(weights) != {0, 1}:
+        parts = text.strip("{} ").split(",")
+        if ":" not in text:  # one weight per class, in the classes' sorted order
+            weights = tuple(float(part) for part in parts)
+            if len(weights) < 2:
+                raise ValueError
+            return weights
+        pairs = dict(part.split(":") for part in parts)
+        labelled = {int(key.strip()): float(value) for key, value in pairs.items()}
+        if set(labelled) != {0, 1}:
             raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected 'balanced' or '0:a,1:b' (weights for labels 0 and 1), got {text!r}"
+            f"expected 'balanced', '0:a,1:b' (weights for labels 0 and 1) or 'a,b,c' (a weight per class, "
+            f"in sorted order), got {text!r}"
         ) from None
-    return (weights[0], weights[1])
+    return (labelled[0], labelled[1])
 
 
 def _print_class_metrics(metrics: dict) -> None:

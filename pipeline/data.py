@@ -337,7 +337,15 @@ class ChunkReader:
             X[:, first + k] = vocabulary.codes(table.column(vocabulary.column), f" in {chunk.where()}")
         y = None
         if self.label and self.classes:
-            y = class_codes(table.column(self.label), self.label, self.classes, self.class_kind, chunk, first_row)
+            hint = (
+                "; the classes come from the training part of the split: a class that only validation rows "
+                "hold is unknown, and every class needs training rows (change --validation-fraction or "
+                "--validation-key)"
+                if self.split is not None
+                else ""
+            )
+            label = table.column(self.label)
+            y = class_codes(label, self.label, self.classes, self.class_kind, chunk, first_row, hint)
         elif self.label:
             y = _column_values(table, self.label, chunk, first_row)
             _check(
@@ -398,17 +406,30 @@ def class_values(column, kind: ClassKind):
     """A label column's values as large_string, int64 or float64 (dictionaries decoded)."""
     if pa.types.is_dictionary(column.type):
         column = pc.cast(column, column.type.value_type)
-    return pc.cast(column, _class_type(kind))
+    values = pc.cast(column, _class_type(kind))
+    return pc.add(values, 0.0) if kind == "float" else values  # (-0.0 + 0.0 = +0.0: one class)
 
 
-def class_codes(column, name: str, classes: tuple[Any, ...], kind: ClassKind, chunk: ChunkSpec, first_row: int):
+def class_codes(
+    column, name: str, classes: tuple[Any, ...], kind: ClassKind, chunk: ChunkSpec, first_row: int, hint: str = ""
+):
     """Each row's class code (float64: 0..K-1) of the label ``column``; a null,
-    NaN or a value not among ``classes`` is a clear error naming the row."""
+    NaN or a value not among ``classes`` is a clear error naming the row
+    (``hint``: what else to say of it)."""
     if column.null_count:
         valid = _numpy_values(pc.is_valid(column)) != 0.0
         _check(None, valid, MissingValueError, f"label column {name!r}", "null", "no nulls", chunk, first_row, name)
-    values = class_values(column, kind)
-    codes = pc.index_in(values, value_set=pa.array(list(classes), type=_class_type(kind)))
+    try:
+        values = class_values(column, kind)
+        known = pa.array(list(classes), type=_class_type(kind))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        raise ColumnTypeError(
+            f"label column {name!r} in {chunk.where()} has type {column.type}; expected labels of the "
+            f"classes' kind ({', '.join(repr(c) for c in classes[:5])})",
+            path=chunk.path,
+            column=name,
+        ) from None
+    codes = pc.index_in(values, value_set=known)
     if codes.null_count:
         known = _numpy_values(pc.is_valid(codes)) != 0.0
         value = values[int(np.flatnonzero(~known)[0])].as_py()
@@ -419,7 +440,7 @@ def class_codes(column, name: str, classes: tuple[Any, ...], kind: ClassKind, ch
             LabelValueError,
             f"label column {name!r}",
             f"unknown class (first {value!r})",
-            f"one of the {len(classes)} classes of the training data ({shown})",
+            f"one of the {len(classes)} classes of the training data ({shown}){hint}",
             chunk,
             first_row,
             name,
@@ -479,10 +500,9 @@ class ClassCounter:
                 column=self.label,
             ) from None
         if self.kind == "float":
-            nan = pc.is_nan(values).to_numpy(zero_copy_only=False)
-            _check(
-                None, ~nan, NonFiniteValueError, f"label column {self.label!r}", "NaN", "no NaN", chunk, 0, self.label
-            )
+            finite = pc.fill_null(pc.is_finite(values), True).to_numpy(zero_copy_only=False)
+            subject = f"label column {self.label!r}"
+            _check(None, finite, NonFiniteValueError, subject, "non-finite", "finite classes", chunk, 0, self.label)
         weights = _column_values(table, self.weight, chunk, 0) if self.weight else None
         if self.split is not None:
             keys = key_bits(table.column(key), key, chunk, 0) if key else None
@@ -776,6 +796,7 @@ class Dataset:
     uncertain_missing: tuple[str, ...] = ()
     #: the label's classes (:meth:`with_classes`; empty: a 0/1 label, read as it is)
     classes: tuple[Any, ...] = ()
+    #: the kind of the label's values in every file (text, or numbers: :func:`class_kind`)
     class_kind: ClassKind = "int"
 
     @property
@@ -828,17 +849,13 @@ class Dataset:
 
     @property
     def class_counter(self) -> ClassCounter:
-        """The classes pass's task (the label's kind from the first file's schema)."""
+        """The classes pass's task (over the rows of :attr:`split`)."""
         assert self.label is not None
-        schema = pq.read_schema(self.files[0], filesystem=self.filesystem)
-        kind = class_kind(schema.field(self.label).type)
-        if kind is None:  # (open_dataset checked the type)
-            raise ColumnTypeError(f"label column {self.label!r} cannot hold classes", column=self.label)
-        return ClassCounter(self.filesystem, self.label, kind, self.split, self.weight)
+        return ClassCounter(self.filesystem, self.label, self.class_kind, self.split, self.weight)
 
-    def with_classes(self, classes: Sequence[Any], kind: ClassKind) -> Dataset:
+    def with_classes(self, classes: Sequence[Any]) -> Dataset:
         """The dataset whose label is read as class codes of ``classes`` (sorted)."""
-        return replace(self, classes=tuple(classes), class_kind=kind)
+        return replace(self, classes=tuple(classes))
 
     @property
     def level_counter(self) -> LevelCounter:
@@ -1023,6 +1040,7 @@ def open_dataset(
     )
     for path in files:
         _check_schema(schemas[path], path, label, features, partition_keys, weight, categorical_columns)
+    label_kind = _label_kind_in(schemas, files, label) if label else "int"
     kinds = tuple(_level_kind_in(schemas, files, name) for name in categorical_columns)
     for vocabulary in vocabularies or ():
         kind = kinds[categorical_columns.index(vocabulary.column)]
@@ -1072,6 +1090,7 @@ def open_dataset(
         url=url,
         filesystem=filesystem,
         files=tuple(files),
+        class_kind=label_kind,
         label=label,
         features=features,
         partition_keys=partition_keys,
@@ -1107,6 +1126,24 @@ def open_dataset(
 
 
 _KIND_WORDS = {"str": "text", "int": "integers"}
+
+
+def _label_kind_in(schemas: dict[str, pa.Schema], files: list[str], name: str) -> ClassKind:
+    """The kind of the label's values in every file: text, or numbers
+    (``float`` as soon as one file holds floating point, else ``int``)."""
+    kinds = {path: class_kind(schemas[path].field(name).type) for path in files}
+    text = [path for path, kind in kinds.items() if kind == "str"]
+    numbers = [path for path, kind in kinds.items() if kind != "str"]
+    if text and numbers:
+        raise ColumnTypeError(
+            f"label column {name!r} holds text ({schemas[text[0]].field(name).type}) in {text[0]} but "
+            f"{schemas[numbers[0]].field(name).type} in {numbers[0]}; expected one kind in every file",
+            path=text[0],
+            column=name,
+        )
+    if text:
+        return "str"
+    return "float" if "float" in kinds.values() else "int"
 
 
 def _level_kind_in(schemas: dict[str, pa.Schema], files: list[str], name: str) -> LevelKind:

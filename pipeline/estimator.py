@@ -18,6 +18,7 @@ are ``l2`` and ``l1`` strengths on the mean loss (scikit-learn's
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, cast
 
@@ -32,7 +33,7 @@ from .data import MISSING_POLICIES, Chunk, MissingPolicy
 from .errors import NonFiniteInputError, PipelineError, adopt_sklearn_base
 from .exact import ExactSums
 from .fitting import HANDED_OVER, fit
-from .kernel import sigmoid, softmax
+from .kernel import class_sums, sigmoid, softmax
 from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, level_kind, vocabulary
 from .model import Model, scoring_coef
 from .objective import Penalty
@@ -154,11 +155,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         weights = None
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=True)
-        # (as the CLI's classes pass sums them: exact sums, finalized once)
-        self._class_totals: list[float] | None = [
-            float(ExactSums.of(np.where(y01 == k, 1.0 if weights is None else weights, 0.0)[:, None]).finalize()[0])
-            for k in range(len(self.classes_))
-        ]
+        self._class_totals = _class_totals([class_sums(y01, weights, self._n_classes)]) if self._n_classes else None
 
         self.indicator_features_ = np.flatnonzero(np.isnan(X).any(axis=0)) if self._indicates() else np.empty(0, int)
         X = _with_indicators(X, self.indicator_features_)
@@ -277,16 +274,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         else:  # class codes 0..K-1
             y01 = y.map_blocks(_class_codes, self.classes_, dtype=np.float64)
         self._class_totals = None
-        if self.class_weight == "balanced" and len(self.classes_) > 2:
+        if self._n_classes:  # exact per block, merged: the numpy path's bits
             weights = inputs.get("sample_weight")
-            self._class_totals = list(
-                dask.compute(
-                    *[
-                        (y01 == k).sum() if weights is None else da.where(y01 == k, weights, 0.0).sum()
-                        for k in range(len(self.classes_))
-                    ]
-                )
-            )
+            blocks = zip(y01.to_delayed(), [None] * len(y01.chunks[0]) if weights is None else weights.to_delayed())
+            parts = [dask.delayed(class_sums)(codes, w, self._n_classes) for codes, w in blocks]
+            self._class_totals = _class_totals(dask.compute(*parts))
         self.n_features_in_ = n_columns
         n_codes = len(self.vocabularies_)
         self.indicator_features_ = (
@@ -444,11 +436,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         margin: Any = self.decision_function(X)  # numpy, or dask for dask input
-        if margin.ndim == 2:  # the most probable class (the first of a tie, as the margins' argmax)
+        if margin.ndim == 2:  # the most probable class (the first of a tie), as `pipeline predict` says
             if _is_dask(margin):
-                best = margin.map_blocks(np.argmax, axis=1, drop_axis=1, dtype=np.int64)
+                best = margin.map_blocks(_most_probable, drop_axis=1, dtype=np.int64)
                 return best.map_blocks(lambda b: self.classes_[b], dtype=self.classes_.dtype)
-            return self.classes_[np.argmax(margin, axis=1)]
+            return self.classes_[_most_probable(margin)]
         positive = margin > 0.0
         if _is_dask(positive):
             return positive.map_blocks(lambda p: self.classes_[p.astype(int)], dtype=self.classes_.dtype)
@@ -506,6 +498,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.classes_ = np.array(model.class_labels)
         self.coef_ = model.coef_array.reshape(len(self.classes_) if model.multinomial else 1, -1)
         self.intercept_ = np.array(model.intercept, dtype=np.float64).reshape(-1)
+        if len(self.classes_) == 2 and model.multinomial:  # scikit-learn's two classes: one vector, the second's
+            self.coef_ = self.coef_[1:] - self.coef_[:1]  # log-odds (the same probabilities, to rounding)
+            self.intercept_ = self.intercept_[1:] - self.intercept_[:1]
         self.n_iter_ = np.array([model.n_iter], dtype=np.int32)
         self.n_passes_ = model.n_passes
         self.converged_ = model.converged
@@ -610,6 +605,14 @@ def _dask_design(X, numeric: list[str], vocabularies: list[Vocabulary]):
     return da.concatenate(parts)
 
 
+def _class_totals(parts) -> list[float]:
+    """Each class's total from the :func:`pipeline.kernel.class_sums` of some
+    parts of the rows (exact, merged in any order, finalized once): as the
+    CLI's classes pass sums them."""
+    merged = [functools.reduce(ExactSums.merge, sums) for sums in zip(*parts)]
+    return [float(total.finalize()[0]) for total in merged]
+
+
 def _class_codes(y, classes: np.ndarray) -> np.ndarray:
     """Each label's index in the sorted ``classes`` (float64 codes 0..K-1)."""
     return np.searchsorted(classes, np.asarray(y)).astype(np.float64)
@@ -620,6 +623,11 @@ def _class_margins(X, blocks: np.ndarray, fill) -> np.ndarray:
     from .fused import margins_fast
 
     return np.column_stack([margins_fast(X, block, fill) for block in blocks])
+
+
+def _most_probable(margin: np.ndarray) -> np.ndarray:
+    """Each row's class of the largest probability (the first of a tie)."""
+    return np.argmax(_softmax(margin), axis=1) if margin.shape[0] else np.empty(0, np.int64)
 
 
 def _softmax(margin: np.ndarray) -> np.ndarray:

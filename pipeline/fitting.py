@@ -23,7 +23,7 @@ from .errors import ConfigError, ConvergenceWarning, LabelValueError, MissingVal
 from .exact import fsum
 from .kernel import Categories, level_top
 from .levels import Vocabulary
-from .model import Model
+from .model import FORMAT_VERSION, PLAIN_BINARY_FORMAT, Model
 from .objective import (
     DataSummary,
     Evaluator,
@@ -199,6 +199,8 @@ def fit(
             f"Hessian has {n_classes * (n_coef + 1)}^2 entries); use lbfgs (or auto)",
             column="solver",
         )
+    if n_classes and class_totals is not None:
+        check_every_class(class_totals, label)
     started = time.perf_counter()
     summary: DataSummary | None = None
     weights: tuple[float, ...] | None
@@ -475,6 +477,20 @@ def check_two_classes(summary: DataSummary, label: str | None) -> None:
     )
 
 
+def check_every_class(class_totals: Sequence[float], label: str | None) -> None:
+    """Every class must carry weight, else its optimum is at infinity (its
+    intercept goes to minus infinity, penalty or not)."""
+    empty = [k for k, total in enumerate(class_totals) if not total > 0]
+    if empty:
+        column = f"label column {label!r}" if label else "the label"
+        raise LabelValueError(
+            f"{column} has class(es) number {empty} (in sorted order) with no weight in the training rows "
+            f"(weights {[class_totals[k] for k in empty]}); expected every class with positive weight "
+            "(the multinomial model has no finite optimum otherwise)",
+            column=label,
+        )
+
+
 def center_classes(coef: np.ndarray, n_classes: int, weights_too: bool) -> np.ndarray:
     """A multinomial model's ``K`` blocks ``[w_k, b_k]`` with the mean over
     the classes (an exact sum, divided once) subtracted from the intercepts,
@@ -604,6 +620,8 @@ def build_model(
         categorical=[vocabulary.to_json() for vocabulary in vocabularies] or None,
         family="multinomial" if result.n_classes else "binomial",
         classes=None if classes is None else [_json_value(value) for value in classes],
+        # a binary model of a 0/1 label keeps format 3 (older versions read it)
+        format_version=FORMAT_VERSION if result.n_classes or classes is not None else PLAIN_BINARY_FORMAT,
     )
 
 

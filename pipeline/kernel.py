@@ -69,6 +69,7 @@ __all__ = [
     "accumulate",
     "chunk_partials",
     "chunk_stats",
+    "class_sums",
     "count_missing",
     "deposit_levels",
     "accumulate_levels",
@@ -710,6 +711,17 @@ def softmax_partials(
         block[:, -1] = 1.0 if sb is None else sb
         total = total.merge(Partials(ExactSums.of(block), stop - start, None, _joined_levels(levels)))
     return total
+
+
+def class_sums(codes: np.ndarray, weights: np.ndarray | None, n_classes: int) -> list[ExactSums]:
+    """Each class's exact sum of the weights of its rows (ones without
+    weights), for class codes ``0..n_classes-1``: the rows sorted by class,
+    one slice each (exact sums: the order of the rows does not matter)."""
+    codes = np.asarray(codes).astype(np.int64)
+    values = np.ones(codes.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(n_classes + 1))
+    return [ExactSums.of(values[order[bounds[k] : bounds[k + 1]]][:, None]) for k in range(n_classes)]
 
 
 def _joined_levels(parts: list[LevelSums]) -> LevelSums | None:

@@ -34,6 +34,9 @@ FORMAT_VERSION = 4
 #: no missing values and no categorical columns; 4 adds family and classes:
 #: older files are binary models of a 0/1 label)
 READS_FORMATS = (1, 2, 3, 4)
+#: The format a binary model of a 0/1 label is still written in (its layout
+#: has not changed since; versions that read format 3 read it).
+PLAIN_BINARY_FORMAT = 3
 #: The model families (:data:`pipeline.config.Family` less ``auto``).
 FAMILIES = ("binomial", "multinomial")
 
@@ -98,6 +101,8 @@ class Model:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "digest", coef_digest(self.coef, self.intercept))
+        if self.format_version <= PLAIN_BINARY_FORMAT and (self.multinomial or self.classes is not None):
+            raise ValueError(f"format {self.format_version} has no classes: a model with classes is format 4")
 
     @property
     def coef_array(self) -> np.ndarray:
@@ -175,7 +180,10 @@ class Model:
 
     def to_json(self) -> str:
         # json writes floats with repr(), which round-trips float64 exactly.
-        return json.dumps(asdict(self), indent=2, allow_nan=True) + "\n"
+        document = asdict(self)
+        if self.format_version <= PLAIN_BINARY_FORMAT:  # (format 3 has neither key: older versions read it)
+            del document["family"], document["classes"]
+        return json.dumps(document, indent=2, allow_nan=True) + "\n"
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``directory/model.json`` atomically (temp file + rename)."""

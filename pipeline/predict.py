@@ -29,9 +29,9 @@ import pyarrow.parquet as pq
 
 from .atomic import write_atomic
 from .config import check_output_root, output_roots
-from .data import ChunkSpec, Dataset, Split, SplitPart, class_kind, open_dataset, unreadable_error
+from .data import ChunkSpec, Dataset, Split, SplitPart, open_dataset, unreadable_error
 from .elementary import sigmoid_softplus
-from .errors import ColumnNotFoundError, ConfigError, OutputError, PipelineError
+from .errors import ColumnNotFoundError, ColumnTypeError, ConfigError, OutputError, PipelineError
 from .exact import ExactSums
 from .kernel import sigmoid, softmax
 from .model import Model
@@ -63,11 +63,25 @@ def open_scored(model: Model, data: str, label: str | None) -> Dataset:
         indicators=model.indicators or [] if model.missing == "indicator" else None,
         vocabularies=model.vocabularies,
     )
-    if label is None or model.classes is None:
+    if label is None:
         return dataset
-    kind = class_kind(pq.read_schema(dataset.files[0], filesystem=dataset.filesystem).field(label).type)
-    assert kind is not None  # (open_dataset checked the label's type)
-    return dataset.with_classes(model.classes, kind)
+    text = dataset.class_kind == "str"
+    if model.classes is None:
+        if text:
+            raise ColumnTypeError(
+                f"label column {label!r} of {dataset.url} holds text; the model's label is 0/1",
+                path=dataset.url,
+                column=label,
+            )
+        return dataset
+    if {isinstance(value, str) for value in model.classes} != {text}:
+        raise ColumnTypeError(
+            f"label column {label!r} of {dataset.url} holds {'text' if text else 'numbers'}; "
+            f"the model's classes are {model.classes[:10]}",
+            path=dataset.url,
+            column=label,
+        )
+    return dataset.with_classes(model.classes)
 
 
 def score_columns(model: Model, X: np.ndarray, threshold: float) -> dict[str, pa.Array]:

@@ -28,7 +28,7 @@ from .data import ChunkSpec, ClassCounter, Dataset, Split, open_dataset, value_c
 from .errors import ColumnNotFoundError, ConfigError, LabelValueError, MissingValueError
 from .exact import ExactSums
 from .fitting import FitState, Progress, auto_start, build_model, fit
-from .kernel import KernelSpec
+from .kernel import KernelSpec, class_sums
 from .levels import LevelCounts, Vocabulary, merge_counts, vocabulary
 from .model import Model
 from .objective import Evaluator, Penalty
@@ -199,7 +199,7 @@ def learn_classes(
     assert label is not None
     counter = split_parts(config, dataset)[0].class_counter
     zero_one = dataset.label_range is not None and 0.0 <= dataset.label_range[0] <= dataset.label_range[1] <= 1.0
-    if counter.kind != "str" and (config.family == "binomial" or (config.family == "auto" and zero_one)):
+    if dataset.class_kind != "str" and (config.family == "binomial" or (config.family == "auto" and zero_one)):
         return dataset, 0, None  # a numeric label's 0/1 contract: each value checked where it is read
     started = time.perf_counter()
     totals = LevelCounts()
@@ -247,13 +247,13 @@ def learn_classes(
             column="class_weight",
         )
     notify(f"classes of {label!r}: {len(classes)} ({shown}) ({time.perf_counter() - started:.1f} s)")
-    if n_classes == 0 and classes == [0, 1] and counter.kind != "str":
+    if n_classes == 0 and classes == [0, 1] and dataset.class_kind != "str":
         return dataset, 0, None  # a 0/1 label: read as it is (the same codes)
     if dataset.weight:
         class_totals = [float(weighted[value].finalize()[0]) for value in classes]
     else:
         class_totals = [float(totals.counts[value]) for value in classes]
-    return dataset.with_classes(classes, counter.kind), n_classes, class_totals
+    return dataset.with_classes(classes), n_classes, class_totals
 
 
 def class_counts(counter: ClassCounter, chunk: ChunkSpec) -> tuple[LevelCounts, dict[Any, ExactSums]]:
@@ -264,10 +264,8 @@ def class_counts(counter: ClassCounter, chunk: ChunkSpec) -> tuple[LevelCounts, 
     if weights is None:
         return rows, {}
     present = pc.is_valid(values).to_numpy(zero_copy_only=False)
-    labels = values.to_numpy(zero_copy_only=False)[present]
-    weights = weights[present]
-    distinct, index = np.unique(labels, return_inverse=True)
-    return rows, {value: ExactSums.of(weights[index == k][:, None]) for k, value in enumerate(distinct.tolist())}
+    distinct, codes = np.unique(values.to_numpy(zero_copy_only=False)[present], return_inverse=True)
+    return rows, dict(zip(distinct.tolist(), class_sums(codes, weights[present], len(distinct))))
 
 
 def learn_missing(config: TrainConfig, dataset: Dataset, client: Any, notify: Notify) -> Dataset:

@@ -135,7 +135,7 @@ def test_bad_options(data, tmp_path, options, name, fragment):
 
 def test_bad_class_weight_is_a_usage_error(data, tmp_path):
     result = train(data, tmp_path / "m", "--class-weight", "0:1")
-    assert result.returncode == 2 and "expected 'balanced' or '0:a,1:b'" in result.stderr
+    assert result.returncode == 2 and "expected 'balanced', '0:a,1:b'" in result.stderr
 
 
 @pytest.mark.parametrize(

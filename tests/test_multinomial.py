@@ -20,6 +20,7 @@ What is shown here:
 from __future__ import annotations
 
 import json
+import math
 import warnings
 
 import numpy as np
@@ -39,7 +40,16 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss
 
 from pipeline import ClusterSpec, Penalty, SolverOptions, TrainConfig, train
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.errors import ConfigError, ConvergenceWarning, LabelValueError, MissingValueError, ModelFileError
+from pipeline.data import Split
+from pipeline.errors import (
+    ColumnTypeError,
+    ConfigError,
+    ConvergenceWarning,
+    LabelValueError,
+    MissingValueError,
+    ModelFileError,
+    NonFiniteValueError,
+)
 from pipeline.fitting import fit
 from pipeline.fused import fused_partials
 from pipeline.kernel import KernelSpec, softmax_partials
@@ -483,6 +493,9 @@ def test_dask_arrays_train_a_multinomial_model_to_the_same_bits():
     X, y = load_iris(return_X_y=True)
     labels = np.array(["setosa", "versicolor", "virginica"])[y]
     reference = Estimator(l2=1e-3).fit(X, labels)
+    # weights over 16 orders of magnitude: a plain float sum of each class's would depend on the chunks
+    weights = 10.0 ** np.random.default_rng(1).uniform(-8, 8, len(y))
+    balanced = Estimator(l2=1e-3, class_weight="balanced").fit(X, labels, sample_weight=weights)
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
@@ -492,6 +505,11 @@ def test_dask_arrays_train_a_multinomial_model_to_the_same_bits():
         model = Estimator(l2=1e-3).fit(da.from_array(X, chunks=(40, 4)), da.from_array(labels, chunks=(40,)))
         proba = model.predict_proba(da.from_array(X, chunks=(40, 4))).compute()
         predicted = model.predict(da.from_array(X, chunks=(40, 4))).compute()
+        weighted = Estimator(l2=1e-3, class_weight="balanced").fit(
+            da.from_array(X, chunks=(37, 4)), da.from_array(labels, chunks=(37,)), sample_weight=weights
+        )
+    assert weighted._class_totals == balanced._class_totals
+    assert weighted.coef_.tobytes() == balanced.coef_.tobytes()
     assert model.coef_.tobytes() == reference.coef_.tobytes()
     assert proba.tobytes() == reference.predict_proba(X).tobytes()
     assert (predicted == reference.predict(X)).all()
@@ -664,3 +682,125 @@ def test_gradient_descent_and_l1_work_with_classes(data):
     assert gd.solver == "gd" and gd.n_iter == 30
     lasso = train(config(data, penalty=Penalty(l1=1e-2)))
     assert lasso.converged and (np.array(lasso.coef) == 0.0).any()  # OWL-QN: exact zeros
+
+
+def test_a_class_without_weight_is_refused(tmp_path):
+    values = columns()
+    weights = np.where(values["species"] == "cat", 0.0, 1.0)
+    pq.write_table(pa.table({**values, "w": weights}), tmp_path / "data.parquet")
+    with pytest.raises(LabelValueError, match=r"class\(es\) number \[2\] .* no weight"):
+        train(config(tmp_path / "data.parquet", weight="w"))
+
+
+def test_badly_scaled_ten_classes_reach_scikit_learns_newton_optimum():
+    # scikit-learn's lbfgs does not converge on such data (bench/multinomial.py: 39% above after
+    # 1,000 iterations at 1M rows); its newton-cholesky, insensitive to the scaling, is the reference
+    rng = np.random.default_rng(10)
+    n, d, k, l2 = 20_000, 8, 10, 1e-4
+    spread = np.logspace(-2, 3, d)
+    X = rng.standard_normal((n, d)) * spread + rng.standard_normal(d) * spread
+    margin = (X - X.mean(axis=0)) @ (rng.standard_normal((k, d)) / spread).T
+    y = (rng.random(n)[:, None] > np.cumsum(scipy_softmax(margin, axis=1), axis=1)).sum(axis=1).clip(0, k - 1)
+    sk = LogisticRegression(C=1.0 / (l2 * n), solver="newton-cholesky", tol=1e-12, max_iter=100).fit(X, y)
+    ours = fit(InProcessEvaluator([(X, y.astype(np.float64))], d), penalty=Penalty(l2=l2), n_classes=k)
+    blocks = ours.coef.reshape(k, d + 1)
+    theirs = cross_entropy(X, y, sk.coef_, sk.intercept_, l2)
+    assert (cross_entropy(X, y, blocks[:, :-1], blocks[:, -1], l2) - theirs) / theirs <= GAP
+    np.testing.assert_allclose(blocks[:, :-1] * spread, sk.coef_ * spread, atol=1e-4)  # per unit of spread
+
+
+# --------------------------------------------------------------------------- labels of every kind, scored
+
+
+def test_minus_zero_and_zero_are_one_class_and_infinite_labels_are_refused(tmp_path):
+    values = columns()
+    codes = np.searchsorted(SPECIES, values["species"]).astype(np.float64)
+    signed = np.where((codes == 0) & (np.arange(N_ROWS) % 2 == 1), -0.0, codes)
+    pq.write_table(pa.table({**values, "species": signed}), tmp_path / "signed.parquet", row_group_size=700)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    pq.write_table(pa.table({**values, "species": codes}), plain / "plain.parquet", row_group_size=1000)
+    model = train(config(tmp_path / "signed.parquet"))
+    assert model.classes == [0.0, 1.0, 2.0] and not math.copysign(1.0, model.classes[0]) < 0
+    assert_identical(model, train(config(plain)))
+    pq.write_table(pa.table({**values, "species": np.where(codes == 2, np.inf, codes)}), tmp_path / "inf.parquet")
+    with pytest.raises(NonFiniteValueError, match="non-finite"):
+        train(config(tmp_path / "inf.parquet"))
+
+
+def test_a_label_of_text_in_one_file_and_numbers_in_another_is_refused(tmp_path):
+    values = columns()
+    (tmp_path / "d").mkdir()
+    pq.write_table(pa.table({k: v[:100] for k, v in values.items()}), tmp_path / "d" / "a.parquet")
+    codes = np.searchsorted(SPECIES, values["species"][100:])
+    pq.write_table(
+        pa.table({**{k: v[100:] for k, v in values.items()}, "species": codes}), tmp_path / "d" / "b.parquet"
+    )
+    with pytest.raises(ColumnTypeError, match="label column 'species' holds text .* but int64"):
+        train(config(tmp_path / "d"))
+
+
+def test_a_label_of_another_kind_when_scoring_is_refused(reference, tmp_path):
+    reference.save(tmp_path / "model")
+    values = columns()
+    pq.write_table(pa.table({**values, "species": np.searchsorted(SPECIES, values["species"])}), tmp_path / "n.parquet")
+    with pytest.raises(ColumnTypeError, match="holds numbers; the model's classes are \\['ant', 'bee', 'cat'\\]"):
+        evaluate(str(tmp_path / "model"), str(tmp_path / "n.parquet"))
+    binary = tmp_path / "binary"
+    X = np.column_stack([values[f"x{j}"] for j in range(4)])
+    pq.write_table(pa.table({**values, "y": (X[:, 0] > 0).astype(np.int8)}), tmp_path / "b.parquet")
+    train(TrainConfig(data=str(tmp_path / "b.parquet"), label="y", features=tuple(f"x{j}" for j in range(4)),
+                      cluster=None, out=str(binary)))  # fmt: skip
+    with pytest.raises(ColumnTypeError, match="holds text; the model's label is 0/1"):
+        evaluate(str(binary), str(tmp_path / "n.parquet").replace("n.parquet", "b.parquet"), label="species")
+
+
+def test_a_class_only_in_the_validation_rows_is_explained(tmp_path):
+    values = columns()
+    values["species"] = values["species"].copy()
+    position = next(
+        i for i in range(N_ROWS) if Split(0.3, None, "validation").mask(np.array([i]), None)[0]
+    )  # a row of the validation part
+    values["species"][position] = "yak"
+    pq.write_table(pa.table(values), tmp_path / "data.parquet")
+    with pytest.raises(LabelValueError, match="unknown class .first 'yak'.* every class needs training rows"):
+        train(config(tmp_path / "data.parquet", validation_fraction=0.3))
+
+
+def test_a_binary_model_of_a_zero_one_label_is_still_format_3(tmp_path):
+    values = columns()
+    X = np.column_stack([values[f"x{j}"] for j in range(4)])
+    pq.write_table(pa.table({**values, "y": (X[:, 0] > 0).astype(np.int8)}), tmp_path / "b.parquet")
+    model = train(TrainConfig(data=str(tmp_path / "b.parquet"), label="y", features=("x0", "x1"), cluster=None,
+                              out=str(tmp_path / "out")))  # fmt: skip
+    document = json.loads((tmp_path / "out" / "model.json").read_text())
+    assert document["format_version"] == 3 and "family" not in document and "classes" not in document
+    assert Model.load(tmp_path / "out") == model
+
+
+def test_the_estimator_predicts_the_most_probable_class_of_a_tie():
+    from pipeline.estimator import _most_probable
+
+    margin = np.array([[0.0, 1e-17, -1.0]])  # the first two probabilities round to the same value
+    assert _most_probable(margin).tolist() == [0]
+
+
+def test_a_two_class_multinomial_model_is_one_vector_in_the_estimator(tmp_path):
+    from pipeline.estimator import LogisticRegression as Estimator
+
+    values = columns()
+    keep = values["species"] != "cat"
+    pq.write_table(pa.table({k: v[keep] for k, v in values.items()}), tmp_path / "two.parquet")
+    model = train(config(tmp_path / "two.parquet", family="multinomial", out=str(tmp_path / "out")))
+    estimator = Estimator.from_model(str(tmp_path / "out"))
+    assert estimator.coef_.shape == (1, 4) and list(estimator.classes_) == ["ant", "bee"]
+    frame = pd.DataFrame({f"x{j}": values[f"x{j}"][keep] for j in range(4)})
+    np.testing.assert_allclose(estimator.predict_proba(frame), model.predict_proba(frame.to_numpy()), atol=1e-12)
+
+
+def test_the_cli_takes_a_weight_per_class(data, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("train", str(data), "--label", "species", "--class-weight", "1,2,0.5", "--out", str(out),
+                     "--in-process", "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert Model.load(out).class_weight == [1.0, 2.0, 0.5]
