@@ -76,7 +76,6 @@ __all__ = [
     "placed_on",
     "spread",
     "unreadable_error",
-    "value_counts",
 ]
 
 #: Path components starting with these are not data (``_SUCCESS``, ``.crc``).
@@ -448,21 +447,11 @@ def class_codes(
     return _numpy_values(codes)
 
 
-def value_counts(values) -> LevelCounts:
-    """Rows per distinct value of an Arrow column (and its nulls)."""
-    counted = pc.value_counts(values)
-    counts = {
-        value: int(number)
-        for value, number in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist())
-        if value is not None
-    }
-    return LevelCounts(counts, int(values.null_count))
-
-
 @dataclass(frozen=True)
 class ClassCounter:
-    """Counts the label values of a chunk's rows of the training part (the
-    classes pass): reads the label and the split's key, nothing else."""
+    """Reads a chunk's label values of the training part for the classes pass
+    (:func:`pipeline.train.class_counts` counts them): the label, the split's
+    key and the weight column, nothing else."""
 
     filesystem: Any
     label: str
@@ -470,9 +459,6 @@ class ClassCounter:
     split: Split | None = None
     #: the weight column, whose values :meth:`read` returns too (None: none)
     weight: str | None = None
-
-    def __call__(self, chunk: ChunkSpec) -> LevelCounts:
-        return value_counts(self.read(chunk)[0])
 
     def read(self, chunk: ChunkSpec):
         """The label values (large_string, int64 or float64) of the chunk's

@@ -35,7 +35,7 @@ from .exact import ExactSums
 from .fitting import HANDED_OVER, fit
 from .kernel import class_sums, sigmoid, softmax
 from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, level_kind, vocabulary
-from .model import Model, scoring_coef
+from .model import Model, class_margins
 from .objective import Penalty
 from .reduce import DaskEvaluator, InProcessEvaluator
 from .solvers import SolverOptions
@@ -373,38 +373,35 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             X = _dask_with_indicators(_as_features(X).rechunk({1: -1}), self._indicators())
             if len(blocks) > 1:
                 return X.map_blocks(
-                    _class_margins, blocks, self._fill(), chunks=(X.chunks[0], (len(blocks),)), dtype=np.float64
+                    class_margins, blocks, self._fill(), [], chunks=(X.chunks[0], (len(blocks),)), dtype=np.float64
                 )
             return X.map_blocks(margins, blocks[0], self._fill(), drop_axis=1, dtype=np.float64)
         X = validate_data(self, X, dtype=_FEATURE_DTYPES, reset=False, ensure_all_finite=self._scoring_finite())
         X = _with_indicators(X, self._indicators())
         if len(blocks) > 1:
-            return _class_margins(X, blocks, self._fill())
+            return class_margins(X, blocks, self._fill(), [])
         return margins(X, blocks[0], self._fill())
 
     def _categorical_margins(self, X, vocabularies: list[Vocabulary]):
         """Margins of a DataFrame with the fitted categorical columns (numpy, or dask for dask input)."""
-        from .fused import margins_fast
-
         expected = [str(name) for name in self.feature_names_in_]
         found = [str(name) for name in getattr(X, "columns", [])]
         if sorted(found) != sorted(expected):
             raise ValueError(f"X must be a DataFrame with the columns {expected}; found {found or type(X).__name__}")
         blocks = np.column_stack([self.coef_, self.intercept_])  # a row per class (one: binary)
-        scored = [scoring_coef(block, vocabularies) for block in blocks]
         fill, indicators, finite = self._fill(), self._indicators(), self._scoring_finite()
         numeric = self.numeric_columns_
 
         def score(part) -> np.ndarray:
             design = _with_indicators(_frame_design(part, numeric, vocabularies, finite), indicators, len(vocabularies))
-            margin = [margins_fast(design, coef, fill, categories) for coef, categories in scored]
-            return margin[0] if len(margin) == 1 else np.column_stack(margin)
+            margin = class_margins(design, blocks, fill, vocabularies)
+            return margin[:, 0] if len(blocks) == 1 else margin
 
         if _is_dask(X):
             import dask
             import dask.array as da
 
-            shape = (np.nan,) if len(scored) == 1 else (np.nan, len(scored))
+            shape = (np.nan,) if len(blocks) == 1 else (np.nan, len(blocks))
             parts = [da.from_delayed(dask.delayed(score)(part), shape, np.float64) for part in X.to_delayed()]
             return da.concatenate(parts)
         return score(X)
@@ -618,20 +615,13 @@ def _class_codes(y, classes: np.ndarray) -> np.ndarray:
     return np.searchsorted(classes, np.asarray(y)).astype(np.float64)
 
 
-def _class_margins(X, blocks: np.ndarray, fill) -> np.ndarray:
-    """``(n, K)``: each class's margins (:func:`pipeline.fused.margins_fast`), ``blocks`` a row ``[w_k, b_k]`` each."""
-    from .fused import margins_fast
-
-    return np.column_stack([margins_fast(X, block, fill) for block in blocks])
-
-
 def _most_probable(margin: np.ndarray) -> np.ndarray:
     """Each row's class of the largest probability (the first of a tie)."""
-    return np.argmax(_softmax(margin), axis=1) if margin.shape[0] else np.empty(0, np.int64)
+    return np.argmax(_softmax(margin), axis=1)
 
 
 def _softmax(margin: np.ndarray) -> np.ndarray:
-    return softmax(margin)[0] if margin.shape[0] else np.empty(margin.shape)
+    return softmax(margin)[0]
 
 
 def _both_classes(positive: np.ndarray) -> np.ndarray:

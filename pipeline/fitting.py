@@ -239,7 +239,7 @@ def fit(
                 )
         stats_passes = 1 if summary is not None else 0
         if isinstance(class_weight, str) and n_classes:  # "balanced"
-            weights = balanced_class_weights(class_totals, label)
+            weights = balanced_class_weights(class_totals)
         elif isinstance(class_weight, str):  # "balanced" (TrainConfig allows nothing else)
             assert summary is not None  # the statistics pass ran for it
             weights = balanced_class_weight(summary)
@@ -502,19 +502,13 @@ def center_classes(coef: np.ndarray, n_classes: int, weights_too: bool) -> np.nd
     return blocks.ravel()
 
 
-def balanced_class_weights(class_totals: Sequence[float] | None, label: str | None) -> tuple[float, ...]:
+def balanced_class_weights(class_totals: Sequence[float] | None) -> tuple[float, ...]:
     """scikit-learn's ``balanced`` for K classes: ``S / (K S_k)`` with the
-    weighted class totals ``S_k`` and ``S = sum_k S_k``."""
+    weighted class totals ``S_k`` (each positive: :func:`check_every_class`)
+    and ``S = sum_k S_k``."""
     if class_totals is None:
         raise ConfigError("class_weight='balanced' for the multinomial model needs the class totals")
     totals = [float(total) for total in class_totals]
-    empty = [k for k, total in enumerate(totals) if not total > 0]
-    if empty:
-        column = f"label column {label!r}" if label else "the label"
-        raise WeightValueError(
-            f"class_weight='balanced' needs every class of {column} with positive weight; "
-            f"found classes {empty} with weight {[totals[k] for k in empty]}"
-        )
     weight_sum = fsum(np.array(totals))
     return tuple(weight_sum / (len(totals) * total) for total in totals)
 

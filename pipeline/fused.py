@@ -1210,12 +1210,8 @@ def _softmax_partials(X, y, coef, weights, spec: KernelSpec) -> Partials:
                 flags,
                 lev,
             )
-            part = Partials(_sums(top, acc, flags), stop - start)
-            if levels is not None and lev is not None:
-                levels.total = None
-                levels.add(lev)
-                part = Partials(part.sums, part.n_samples, None, levels.total)
-            total = total.merge(part)
+            level_sums = None if levels is None or lev is None else levels.sums(lev)
+            total = total.merge(Partials(_sums(top, acc, flags), stop - start, None, level_sums))
     return total
 
 
@@ -1264,14 +1260,16 @@ class _Levels:
         return (self.codes, self.level_coef, self.categories.offsets, scale, acc, digits, bad, index)
 
     def add(self, lev: tuple) -> None:
-        """Add one call's table (its lower bins normalized) to the total."""
+        """Add one call's table to the total."""
+        self.total = accumulate_levels(self.total, self.sums(lev))
+
+    def sums(self, lev: tuple) -> LevelSums:
+        """One call's table as level sums (its lower bins normalized)."""
         acc, bad = lev[4], lev[6]
         top = self.categories.top
         if bad[0]:
-            part = LevelSums(top, np.zeros((N_BINS, acc.shape[0]), dtype=np.int64), True)
-        else:
-            part = LevelSums(top, normalize_levels(np.ascontiguousarray(acc.T)))
-        self.total = accumulate_levels(self.total, part)
+            return LevelSums(top, np.zeros((N_BINS, acc.shape[0]), dtype=np.int64), True)
+        return LevelSums(top, normalize_levels(np.ascontiguousarray(acc.T)))
 
 
 def _one_sweep(job: _Job, spec: KernelSpec, levels: _Levels | None = None) -> Partials:

@@ -589,11 +589,7 @@ def chunk_partials(
     terms = np.empty((min(n_rows, BLOCK_ROWS), n_features + 3), dtype=np.float64, order="F")
     for start in range(0, n_rows, BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, n_rows)
-        Xb, yb = X[start:stop], y[start:stop]
-        if spec.fill is not None:
-            Xb = np.where(np.isnan(Xb), spec.fill, Xb)
-        if spec.center is not None:
-            Xb = (Xb - spec.center) / spec.scale
+        Xb, yb = prepared(X[start:stop], spec), y[start:stop]
         margin = margins(Xb, dense_coef)
         if categories is not None:
             margin = add_levels(margin, codes[start:stop], level_coef, categories)
@@ -668,9 +664,9 @@ def softmax_partials(
     categories = spec.categories
     if spec.hessian:
         raise ValueError("the multinomial pass has no Hessian")
-    n_rows = X.shape[0]
+    n_rows, n_columns = X.shape
     n_levels = 0 if categories is None else categories.n_levels
-    n_features = X.shape[1] - (0 if categories is None else categories.n_columns)
+    n_features = n_columns - (0 if categories is None else categories.n_columns)
     if coef.shape != (n_classes * (n_features + n_levels + 1),):
         raise ValueError(f"coef has shape {coef.shape}, expected ({n_classes * (n_features + n_levels + 1)},)")
     per_class = coef.reshape(n_classes, -1)
@@ -680,15 +676,11 @@ def softmax_partials(
         per_class = np.concatenate([per_class[:, :n_features], per_class[:, -1:]], axis=1)
     s = sample_weights(y, weights, spec.class_weight)
     width = n_features + 1
-    total = Partials.empty(X.shape[1] + (0 if categories is None else categories.n_columns), spec)
+    total = Partials.empty(n_columns, spec)
     terms = np.empty((min(n_rows, BLOCK_ROWS), n_classes * width + 2), dtype=np.float64, order="F")
     for start in range(0, n_rows, BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, n_rows)
-        Xb, yb = X[start:stop], y[start:stop]
-        if spec.fill is not None:
-            Xb = np.where(np.isnan(Xb), spec.fill, Xb)
-        if spec.center is not None:
-            Xb = (Xb - spec.center) / spec.scale
+        Xb, yb = prepared(X[start:stop], spec), y[start:stop]
         margin = np.column_stack([margins(Xb, per_class[k]) for k in range(n_classes)])
         if categories is not None:
             for k in range(n_classes):
@@ -732,6 +724,16 @@ def _joined_levels(parts: list[LevelSums]) -> LevelSums | None:
     if any(part.bad for part in parts):  # (one canonical bad state: zero bins)
         return LevelSums(parts[0].top, np.zeros_like(bins), True)
     return LevelSums(parts[0].top, bins)
+
+
+def prepared(Xb: np.ndarray, spec: KernelSpec) -> np.ndarray:
+    """A block of dense features as the loss passes see it: each NaN replaced by
+    its column's fill value, then standardized (``spec``'s)."""
+    if spec.fill is not None:
+        Xb = np.where(np.isnan(Xb), spec.fill, Xb)
+    if spec.center is not None:
+        Xb = (Xb - spec.center) / spec.scale
+    return Xb
 
 
 def split_coef(coef: np.ndarray, n_dense: int, categories: Categories) -> tuple[np.ndarray, np.ndarray]:

@@ -51,6 +51,7 @@ __all__ = [
     "is_categorical_type",
     "level_kind",
     "merge_counts",
+    "value_counts",
     "vocabulary",
 ]
 
@@ -113,7 +114,11 @@ class LevelCounts:
 
 def count_levels(column, kind: LevelKind) -> LevelCounts:
     """The :class:`LevelCounts` of an Arrow column (Array or ChunkedArray)."""
-    values = _as_kind(column, kind)
+    return value_counts(_as_kind(column, kind))
+
+
+def value_counts(values) -> LevelCounts:
+    """The :class:`LevelCounts` of an Arrow column's values as they are."""
     counted = pc.value_counts(values)
     distinct = counted.field("values").to_pylist()
     numbers = counted.field("counts").to_pylist()

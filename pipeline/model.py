@@ -21,7 +21,7 @@ from .kernel import Categories, sigmoid, softmax
 from .levels import Vocabulary
 from .outputs import MODEL_FILE
 
-__all__ = ["Model", "coef_digest"]
+__all__ = ["Model", "class_margins", "coef_digest"]
 #: 2: the pipeline's own exp/log (pipeline.elementary): the same bits on every
 #: CPU, not numpy's (format 1 models came from numpy's exp/log; their layout
 #: is the same, so they are still read, and score with today's functions).
@@ -162,11 +162,7 @@ class Model:
         from .fused import margins_fast
 
         if self.multinomial:  # (n, K): each class's margins
-            blocks = np.column_stack([self.coef_array, self.intercept])
-            scored = [
-                (block, None) if not self.vocabularies else scoring_coef(block, self.vocabularies) for block in blocks
-            ]
-            return np.column_stack([margins_fast(X, coef, self.fill, categories) for coef, categories in scored])
+            return class_margins(X, np.column_stack([self.coef_array, self.intercept]), self.fill, self.vocabularies)
         coef, categories = self.scoring()
         return margins_fast(X, coef, self.fill, categories)  # (narrow X widened inside)
 
@@ -229,6 +225,17 @@ HISTORY_FIELDS = ("loss_history", "grad_norm_history", "step_history", "passes_h
 SHOWN_ENTRIES = 5
 #: characters of a wrong value quoted in an error message
 SHOWN_CHARS = 60
+
+
+def class_margins(X: np.ndarray, blocks: np.ndarray, fill: np.ndarray | None, vocabularies: list[Vocabulary]):
+    """``(n, K)``: the margins of ``X``'s rows for each row ``[w_k, b_k]`` of
+    ``blocks`` (``w_k``: the dense features', then the levels' of
+    ``vocabularies``, laid out by :func:`scoring_coef`), compiled where numba
+    imports (:func:`pipeline.fused.margins_fast`, the loss pass's order)."""
+    from .fused import margins_fast
+
+    scored = [scoring_coef(block, vocabularies) if vocabularies else (block, None) for block in blocks]
+    return np.column_stack([margins_fast(X, coef, fill, categories) for coef, categories in scored])
 
 
 def scoring_coef(coef: np.ndarray, vocabularies: list[Vocabulary]) -> tuple[np.ndarray, Categories]:

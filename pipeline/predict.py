@@ -92,7 +92,7 @@ def score_columns(model: Model, X: np.ndarray, threshold: float) -> dict[str, pa
     if model.multinomial:
         proba = model.predict_proba(X)
         columns = {f"{PROBA_COLUMN}_{value}": pa.array(proba[:, k]) for k, value in enumerate(model.class_labels)}
-        best = np.argmax(proba, axis=1) if proba.shape[0] else np.empty(0, np.int64)
+        best = np.argmax(proba, axis=1)
         columns[PREDICTION_COLUMN] = _labels(model, best)
         return columns
     proba = sigmoid(_margin(model, X))
@@ -232,10 +232,10 @@ def _class_state(model: Model, X: np.ndarray, y: np.ndarray) -> dict:
     parts (the training loss, :func:`pipeline.kernel.softmax`)."""
     k = model.n_classes
     margin = _margin(model, X)
-    proba, top, log_tail = softmax(margin) if X.shape[0] else (np.empty((0, k)), np.empty(0), np.empty(0))
+    proba, top, log_tail = softmax(margin)
     codes = y.astype(np.int64)
-    losses = (top - margin[np.arange(codes.shape[0]), codes]) + log_tail if X.shape[0] else np.empty(0)
-    predicted = np.argmax(proba, axis=1) if X.shape[0] else np.empty(0, np.int64)
+    losses = (top - margin[np.arange(codes.shape[0]), codes]) + log_tail
+    predicted = np.argmax(proba, axis=1)
     tables = []
     for c in range(k):
         values, inverse = np.unique(proba[:, c], return_inverse=True)

@@ -24,12 +24,12 @@ import pyarrow.parquet as pq
 
 from .cluster import ClusterSpec, cluster_memory, connect
 from .config import CacheMode, TrainConfig
-from .data import ChunkSpec, ClassCounter, Dataset, Split, open_dataset, value_counts
+from .data import ChunkSpec, ClassCounter, Dataset, Split, open_dataset
 from .errors import ColumnNotFoundError, ConfigError, LabelValueError, MissingValueError
 from .exact import ExactSums
 from .fitting import FitState, Progress, auto_start, build_model, fit
 from .kernel import KernelSpec, class_sums
-from .levels import LevelCounts, Vocabulary, merge_counts, vocabulary
+from .levels import LevelCounts, Vocabulary, merge_counts, value_counts, vocabulary
 from .model import Model
 from .objective import Evaluator, Penalty
 from .outputs import OutputDir
@@ -117,20 +117,16 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             client = stack.enter_context(connect(config.cluster))
         resume = recorder.begin(dataset, client)
         try:
-            dataset, n_classes, class_totals = learn_classes(config, dataset, client, recorder.note)
-            weights = config.class_weight
-            if not n_classes and isinstance(weights, tuple) and len(weights) != 2:
-                raise ConfigError(
-                    f"class_weight has {len(weights)} weights; the binomial model takes 2 (label 0, label 1)",
-                    column="class_weight",
-                )
+            split = validation_split(config, dataset)
+            dataset, n_classes, class_totals = learn_classes(config, dataset, split, client, recorder.note)
+            check_class_weight(config.class_weight, n_classes or 2, dataset)
             dataset = learn_missing(config, dataset, client, recorder.note)
             if dataset.categorical:
                 dataset = learn_levels(config, dataset, client, recorder.note)
             # (the features are known once the categorical columns' levels are)
             init = initial_coef(config.init, dataset.feature_names, dataset.classes if n_classes else None)
             check_feature_names(dataset)
-            parts = split_parts(config, dataset)
+            parts = split_parts(dataset, split)
             with recorder.watching(), evaluators(config, parts, recorder.note, client) as (training, validation, cache):
                 warn_if_underdetermined(dataset, config.penalty)
                 result = fit(
@@ -181,11 +177,11 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
 
 
 def learn_classes(
-    config: TrainConfig, dataset: Dataset, client: Any, notify: Notify
+    config: TrainConfig, dataset: Dataset, split: Split | None, client: Any, notify: Notify
 ) -> tuple[Dataset, int, list[float] | None]:
     """``(dataset, n_classes, class_totals)``: the label's classes, from one
-    pass over the training part that reads only the label (and the split's
-    key), the counts merged here (any order gives the same sorted classes).
+    pass over the training part of ``split`` that reads only the label (and the
+    split's key), the counts merged here (any order gives the same sorted classes).
 
     A numeric label is read as 0/1 (a value outside {0, 1} is an error
     naming its row), without the pass, with the ``binomial`` family, or with
@@ -197,11 +193,11 @@ def learn_classes(
     column its weights' exact sum (for ``class_weight="balanced"``)."""
     label = dataset.label
     assert label is not None
-    counter = split_parts(config, dataset)[0].class_counter
     zero_one = dataset.label_range is not None and 0.0 <= dataset.label_range[0] <= dataset.label_range[1] <= 1.0
     if dataset.class_kind != "str" and (config.family == "binomial" or (config.family == "auto" and zero_one)):
         return dataset, 0, None  # a numeric label's 0/1 contract: each value checked where it is read
     started = time.perf_counter()
+    counter = dataset.with_split(split).class_counter
     totals = LevelCounts()
     weighted: dict[Any, ExactSums] = {}
     for part, sums in _per_chunk(config, dataset, client, functools.partial(class_counts, counter)):
@@ -239,13 +235,6 @@ def learn_classes(
             column=label,
         )
     n_classes = 0 if len(classes) == 2 and config.family != "multinomial" else len(classes)
-    weights = config.class_weight
-    if weights is not None and weights != "balanced" and len(weights) != len(classes):
-        raise ConfigError(
-            f"class_weight has {len(weights)} weights; expected {len(classes)}, one per class of "
-            f"{label!r} in sorted order ({shown})",
-            column="class_weight",
-        )
     notify(f"classes of {label!r}: {len(classes)} ({shown}) ({time.perf_counter() - started:.1f} s)")
     if n_classes == 0 and classes == [0, 1] and dataset.class_kind != "str":
         return dataset, 0, None  # a 0/1 label: read as it is (the same codes)
@@ -476,11 +465,11 @@ def loaded_note(dataset: Dataset, where: str, started: float) -> str:
     )
 
 
-def split_parts(config: TrainConfig, dataset: Dataset) -> Parts:
-    """``(training, validation or None)``: the dataset seen through ``config``'s
-    validation split (the key column checked in every file first)."""
+def validation_split(config: TrainConfig, dataset: Dataset) -> Split | None:
+    """The training part of ``config``'s validation split (None: no split),
+    its key column checked in every file first."""
     if not config.validation_fraction:
-        return dataset, None
+        return None
     key = config.validation_key
     if key:
         for path in dataset.files:
@@ -489,8 +478,27 @@ def split_parts(config: TrainConfig, dataset: Dataset) -> Parts:
                 raise ColumnNotFoundError(
                     f"validation key column {key!r} not found in {path}; found columns {names}", path=path, column=key
                 )
-    split = Split(config.validation_fraction, key)
+    return Split(config.validation_fraction, key)
+
+
+def split_parts(dataset: Dataset, split: Split | None) -> Parts:
+    """``(training, validation or None)``: the dataset seen through ``split``."""
+    if split is None:
+        return dataset, None
     return dataset.with_split(split), dataset.with_split(dataclasses.replace(split, part="validation"))
+
+
+def check_class_weight(weights: str | tuple[float, ...] | None, n_classes: int, dataset: Dataset) -> None:
+    """Explicit class weights: one per class (``n_classes``; label 0 and label 1
+    for a 0/1 label), in the classes' sorted order."""
+    if not isinstance(weights, tuple) or len(weights) == n_classes:
+        return
+    classes = ", ".join(repr(value) for value in dataset.classes[:10]) or "label 0, label 1"
+    raise ConfigError(
+        f"class_weight has {len(weights)} weights; expected {n_classes}, one per class of "
+        f"{dataset.label!r} in sorted order ({classes})",
+        column="class_weight",
+    )
 
 
 def choose_cache(requested: CacheMode, needed: int, memory: int | None, fraction: float) -> tuple[CacheMode, str]:
