@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -45,6 +44,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from categorical import timed  # (bench/ is the script's directory: on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 FEATURES = 16
@@ -158,14 +158,6 @@ SKLEARN = textwrap.dedent(
               open(out, "w"))
     """
 )
-
-
-def timed(command: list[str], timeout: float) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    if result.returncode != 0:
-        raise RuntimeError(f"{command[:4]} failed:\n{result.stderr[-3000:]}")
-    return time.perf_counter() - started
 
 
 def objective(data: Path, coef: np.ndarray, intercept: np.ndarray) -> float:
