@@ -34,7 +34,7 @@ from .jobs import (
 from .model import Model
 from .outputs import JobDocument, OutputDir
 from .predict import evaluate, predict, split_of
-from .report import write_report
+from .report import summary_text, write_report
 from .solvers import IterationRecord
 from .synth import make_data
 
@@ -215,6 +215,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_tls(judge)
     judge.set_defaults(handler=_evaluate)
 
+    summary = commands.add_parser(
+        "summary", help="a model's coefficient table (standard errors, p-values and intervals with --inference)"
+    )
+    summary.add_argument("model", metavar="MODEL_DIR", help="directory holding model.json")
+    summary.add_argument("--json", action="store_true", help="print the model's inference as JSON")
+    summary.set_defaults(handler=_summary)
+
     report = commands.add_parser("report", help="write OUTPUT_DIR/report.html (self-contained)")
     report.add_argument("out", metavar="OUTPUT_DIR", help="a training output directory")
     report.set_defaults(handler=_report)
@@ -342,6 +349,15 @@ def _evaluate(args) -> int:
                 f"{row['mean_proba']:.4f}  {row['observed_rate']:.4f}"
             )
     print(f"metrics written to {out}")
+    return 0
+
+
+def _summary(args) -> int:
+    model = Model.load(args.model)
+    if args.json:
+        print(json.dumps(model.inference, indent=2))
+    else:
+        print(summary_text(model), end="")
     return 0
 
 

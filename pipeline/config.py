@@ -11,6 +11,7 @@ from typing import Literal, get_args
 from .cluster import ClusterSpec
 from .data import MISSING_POLICIES, MissingPolicy
 from .errors import ConfigError, OutputError, invalid
+from .inference import DEFAULT_CONFIDENCE, check_inference, refusal
 from .levels import MAX_BUCKETS
 from .objective import Penalty
 from .solvers import SolverOptions
@@ -20,6 +21,8 @@ __all__ = [
     "CacheMode",
     "FAMILIES",
     "Family",
+    "INFERENCE_KINDS",
+    "InferenceKind",
     "MAX_CLASSES",
     "SolverName",
     "OUTPUT_ROOT_ENV",
@@ -39,6 +42,10 @@ CacheMode = Literal["auto", "memory", "disk", "none"]
 #: classes, multinomial for more (:func:`pipeline.train.learn_classes`)
 Family = Literal["auto", "binomial", "multinomial"]
 FAMILIES: tuple[Family, ...] = get_args(Family)
+#: ``none``: no coefficient inference; ``nonrobust`` / ``hc0``: standard errors
+#: from the inverse Hessian / the sandwich (:mod:`pipeline.inference`)
+InferenceKind = Literal["none", "nonrobust", "hc0"]
+INFERENCE_KINDS: tuple[InferenceKind, ...] = get_args(InferenceKind)
 #: Most classes a label may have (``max_classes``) unless raised.
 MAX_CLASSES = 1000
 SOLVERS: tuple[SolverName, ...] = get_args(SolverName)
@@ -116,6 +123,11 @@ class TrainConfig:
     family: Family = "auto"
     #: most classes the label may have
     max_classes: int = MAX_CLASSES
+    #: coefficient inference at the optimum (standard errors, p-values,
+    #: intervals, likelihood statistics): ``nonrobust``, ``hc0`` or ``none``
+    inference: InferenceKind = "none"
+    #: the confidence level of the coefficients' intervals
+    confidence: float = DEFAULT_CONFIDENCE
     #: every output directory must lie inside this one (None: no restriction,
     #: unless $PIPELINE_OUTPUT_ROOT is set where the job runs; see :func:`check_output_root`)
     output_root: str | None = None
@@ -133,6 +145,15 @@ class TrainConfig:
             raise invalid("family", f"one of {', '.join(FAMILIES)}", self.family)
         if self.max_classes < 2:
             raise invalid("max_classes", ">= 2", self.max_classes)
+        if self.inference not in INFERENCE_KINDS:
+            raise invalid("inference", f"one of {', '.join(INFERENCE_KINDS)}", self.inference)
+        check_inference(None, self.confidence)
+        if self.inference != "none":
+            reason = refusal(l1=self.penalty.l1, n_classes=0, categorical=False)
+            if reason is None and self.family == "multinomial":
+                reason = "coefficient inference is for the binary model; found family 'multinomial'"
+            if reason is not None:
+                raise ConfigError(f"inference: {reason}", column="inference")
         if self.missing not in MISSING_POLICIES:
             raise invalid("missing", f"one of {', '.join(MISSING_POLICIES)}", self.missing)
         if self.nan_as_missing and self.missing == "error":

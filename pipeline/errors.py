@@ -30,7 +30,9 @@ Hierarchy::
         │   └── NonFiniteInputError      ... in a dask X, y or sample_weight (also a ValueError)
         ├── MissingValueError        null in a feature or the label
         ├── WeightValueError         negative sample weight, or all weights zero
-        └── EmptyDatasetError        no rows to train on
+        ├── EmptyDatasetError        no rows to train on
+        └── CollinearityError        collinear features: the Hessian at the optimum is
+                                     singular (coefficient inference)
 
 :class:`ConvergenceWarning` (a warning, not an error) is issued when a solver
 stops without meeting its tolerance; it is a subclass of scikit-learn's
@@ -69,6 +71,7 @@ __all__ = [
     "MissingValueError",
     "WeightValueError",
     "EmptyDatasetError",
+    "CollinearityError",
     "ConvergenceWarning",
 ]
 
@@ -212,6 +215,11 @@ class WeightValueError(DataError):
 
 class EmptyDatasetError(DataError):
     """There are no rows to train on."""
+
+
+class CollinearityError(DataError):
+    """Collinear features: the Hessian at the optimum is singular, so the
+    coefficients' covariance does not exist (coefficient inference)."""
 
 
 class _WarningLayout(UserWarning):

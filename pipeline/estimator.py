@@ -28,11 +28,12 @@ import pyarrow as pa
 # scikit-learn comes with dask-ml (a core dependency); imported only with this module
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from .config import SolverName, TrainConfig
+from .config import InferenceKind, SolverName, TrainConfig
 from .data import MISSING_POLICIES, Chunk, MissingPolicy
-from .errors import NonFiniteInputError, PipelineError, adopt_sklearn_base
+from .errors import ConfigError, NonFiniteInputError, PipelineError, adopt_sklearn_base
 from .exact import ExactSums
-from .fitting import HANDED_OVER, fit
+from .fitting import HANDED_OVER, fit, with_inference
+from .inference import DEFAULT_CONFIDENCE, Inference, check_inference, refusal
 from .kernel import class_sums, sigmoid, softmax
 from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, level_kind, vocabulary
 from .model import Model, class_margins
@@ -76,6 +77,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     missing values when fitting (``indicator_features_``: their indices; their
     coefficients follow the columns' in ``coef_``), like
     ``SimpleImputer(strategy="mean", add_indicator=True)``.
+
+    ``inference`` (``"nonrobust"`` or ``"hc0"``; binary models on numeric
+    features without ``l1``): coefficient inference at the optimum
+    (:mod:`pipeline.inference`), in ``inference_`` (covariance, likelihood
+    statistics, AIC, BIC, pseudo-R²) and, with the intercept last,
+    ``std_err_``, ``z_``, ``p_values_`` and ``conf_int_`` (``(d + 1, 2)``, at
+    ``confidence``), as statsmodels' ``Logit`` reports them.
     """
 
     def __init__(
@@ -94,6 +102,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         categorical="from_dtype",
         min_category_count: int = 1,
         max_categories: int | None = None,
+        inference: str | None = None,
+        confidence: float = DEFAULT_CONFIDENCE,
     ) -> None:
         self.solver = solver
         self.l2 = l2
@@ -108,6 +118,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.categorical = categorical
         self.min_category_count = min_category_count
         self.max_categories = max_categories
+        self.inference = inference
+        self.confidence = confidence
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -326,6 +338,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             options = SolverOptions(
                 max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
             )
+            if self.inference is not None:
+                check_inference(self.inference, self.confidence)
+                reason = refusal(l1=float(self.l1), n_classes=self._n_classes, categorical=bool(self.vocabularies_))
+                if reason is not None:
+                    raise ConfigError(f"inference: {reason}", column="inference")
             result = fit(
                 evaluator,
                 solver=self.solver,
@@ -338,8 +355,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 n_classes=self._n_classes,
                 class_totals=getattr(self, "_class_totals", None),
             )
+            if self.inference is not None:
+                names = [f"x{j}" for j in range(evaluator.n_features)]
+                if hasattr(self, "feature_names_in_") and len(self.feature_names_in_) == len(names):
+                    names = [str(name) for name in self.feature_names_in_]
+                result = with_inference(evaluator, result, names, self.inference, float(self.confidence))
         except PipelineError as exc:  # scikit-learn callers expect ValueError
             raise ValueError(str(exc)) from exc
+        self._set_inference(result.inference)
         self.impute_ = None
         if result.fill is not None:
             self.impute_ = result.fill[: result.fill.shape[0] - len(self.indicator_features_)].copy()
@@ -351,6 +374,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.converged_ = result.result.converged
         self.loss_history_ = [record.loss for record in result.result.history]
         return self
+
+    def _set_inference(self, inference: Inference | None) -> None:
+        """``inference_`` and its per-coefficient arrays (intercept last); None without inference."""
+        self.inference_ = inference
+        self.std_err_ = self.z_ = self.p_values_ = self.conf_int_ = None
+        if inference is not None:
+            self.std_err_, self.z_, self.p_values_ = inference.std_err, inference.z, inference.p_value
+            self.conf_int_ = np.column_stack(inference.conf_int)
 
     # ------------------------------------------------------------------ predict
 
@@ -471,6 +502,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 categorical=None if isinstance(self.categorical, str) else tuple(self.categorical or ()),
                 min_category_count=self.min_category_count,
                 max_categories=self.max_categories,
+                inference=cast(InferenceKind, self.inference or "none"),
+                confidence=float(self.confidence),
             )
         )
         return self._set_from_model(model)
@@ -488,6 +521,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             standardize=model.standardize,
             class_weight=None if model.class_weight is None else dict(zip(model.class_labels, model.class_weight)),
             missing=model.missing,
+            inference=None if model.inference is None else model.inference["cov_type"],
+            confidence=DEFAULT_CONFIDENCE if model.inference is None else float(model.inference["confidence"]),
         )
         return estimator._set_from_model(model)
 
@@ -511,6 +546,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.vocabularies_ = model.vocabularies
         if self.vocabularies_:
             self.numeric_columns_ = dense
+        self._set_inference(model.inference_result)
         return self
 
 

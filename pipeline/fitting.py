@@ -21,9 +21,10 @@ import numpy as np
 
 from .errors import ConfigError, ConvergenceWarning, LabelValueError, MissingValueError, WeightValueError
 from .exact import fsum
+from .inference import DEFAULT_CONFIDENCE, Inference, infer, refusal
 from .kernel import Categories, level_top
 from .levels import Vocabulary
-from .model import FORMAT_VERSION, PLAIN_BINARY_FORMAT, Model
+from .model import CLASSES_FORMAT, FORMAT_VERSION, PLAIN_BINARY_FORMAT, Model
 from .objective import (
     DataSummary,
     Evaluator,
@@ -58,7 +59,9 @@ __all__ = [
     "build_model",
     "check_two_classes",
     "fit",
+    "kernel_fill",
     "train_arrays",
+    "with_inference",
 ]
 
 #: receives each iteration's record (passes and seconds of the whole fit)
@@ -88,6 +91,62 @@ class Fit:
     categories: Categories | None = None
     #: 0: the binary model; K: the multinomial one (``coef``: K blocks ``[w_k, b_k]``)
     n_classes: int = 0
+    #: coefficient inference at the optimum (:func:`with_inference`; None: not asked for)
+    inference: Inference | None = None
+    #: the penalty it was fitted with
+    penalty: Penalty = Penalty()
+
+    def objective(self, evaluator: Evaluator) -> LogisticObjective:
+        """The objective of this fit on ``evaluator`` (its loss pass's :class:`KernelSpec`)."""
+        level_share = None  # (the preconditioner's only)
+        return LogisticObjective(
+            evaluator,
+            self.penalty,
+            self.standardization,
+            self.class_weight,
+            kernel_fill(self.fill, self.n_missing),
+            self.categories,
+            level_share,
+            self.n_classes,
+        )
+
+
+def kernel_fill(fill: np.ndarray | None, n_missing: np.ndarray | None) -> np.ndarray | None:
+    """The loss passes' fill values: only where some value is missing (else
+    they read the data in place)."""
+    return fill if n_missing is not None and n_missing.any() else None
+
+
+def with_inference(
+    evaluator: Evaluator,
+    result: Fit,
+    features: Sequence[str],
+    cov_type: str = "nonrobust",
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> Fit:
+    """``result`` with coefficient inference at its optimum
+    (:func:`pipeline.inference.infer`: a few more passes over ``evaluator``,
+    the fit's training rows), its coefficients and gradient those of the
+    Newton steps that polish the solver's solution to the optimum."""
+    reason = refusal(l1=result.penalty.l1, n_classes=result.n_classes, categorical=result.categories is not None)
+    if reason is not None:
+        raise ConfigError(reason, column="inference")
+    objective = result.objective(evaluator)
+    inferred = infer(
+        evaluator,
+        objective.spec,
+        result.result.coef,
+        result.standardization,
+        result.penalty,
+        features,
+        cov_type,
+        confidence,
+    )
+    coef, gradient = inferred.solver_coef, inferred.solver_grad
+    if result.standardization is not None:
+        coef = result.standardization.to_original(coef)
+        gradient = result.standardization.gradient_to_original(gradient)
+    return dataclasses.replace(result, coef=coef, gradient=gradient, inference=inferred.inference)
 
 
 @dataclass(frozen=True, eq=False)
@@ -261,10 +320,9 @@ def fit(
         elapsed = []
         validation_losses = []
     clock_offset = elapsed[-1] if elapsed else 0.0
-    # (the loss passes fill NaN only where there are some: else they read the data in place)
-    kernel_fill = fill if n_missing is not None and n_missing.any() else None
+    filled = kernel_fill(fill, n_missing)
     objective = LogisticObjective(
-        evaluator, penalty, standardization, weights, kernel_fill, categories, level_share, n_classes
+        evaluator, penalty, standardization, weights, filled, categories, level_share, n_classes
     )
     n_blocks = max(n_classes, 1)
     coef0 = np.zeros(n_blocks * (n_coef + 1)) if init is None else np.array(init, dtype=np.float64)
@@ -292,9 +350,7 @@ def fit(
     held_out = (
         None
         if validation is None
-        else LogisticObjective(
-            validation, Penalty(), standardization, weights, kernel_fill, categories, n_classes=n_classes
-        )
+        else LogisticObjective(validation, Penalty(), standardization, weights, filled, categories, n_classes=n_classes)
     )
 
     def save(state: SolverState) -> None:
@@ -413,6 +469,7 @@ def fit(
         n_missing,
         categories,
         n_classes,
+        penalty=penalty,
     )
 
 
@@ -564,8 +621,9 @@ def build_model(
     vocabularies: Sequence[Vocabulary] = (),
     classes: Sequence | None = None,
 ) -> Model:
-    """The model of ``result``; ``missing``, ``nan_as_missing`` and ``indicators``:
-    how its features' missing values were read; ``vocabularies``: the levels of
+    """The model of ``result`` (with its inference, when it has one);
+    ``missing``, ``nan_as_missing`` and ``indicators``: how its features'
+    missing values were read; ``vocabularies``: the levels of
     its categorical columns, whose features end ``features`` (see :class:`Model`);
     ``classes``: the label's (None: a 0/1 label).  A multinomial fit
     (``result.n_classes``) gives a model of K rows of coefficients."""
@@ -614,9 +672,18 @@ def build_model(
         categorical=[vocabulary.to_json() for vocabulary in vocabularies] or None,
         family="multinomial" if result.n_classes else "binomial",
         classes=None if classes is None else [_json_value(value) for value in classes],
-        # a binary model of a 0/1 label keeps format 3 (older versions read it)
-        format_version=FORMAT_VERSION if result.n_classes or classes is not None else PLAIN_BINARY_FORMAT,
+        inference=None if result.inference is None else result.inference.to_json(),
+        format_version=model_format(result, classes),
     )
+
+
+def model_format(result: Fit, classes: Sequence | None) -> int:
+    """The oldest format that holds the model of ``result``: a binary model of
+    a 0/1 label keeps format 3 (older versions read it), one with classes
+    needs 4, one with inference 5."""
+    if result.inference is not None:
+        return FORMAT_VERSION
+    return CLASSES_FORMAT if result.n_classes or classes is not None else PLAIN_BINARY_FORMAT
 
 
 def _json_value(value):

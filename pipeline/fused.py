@@ -582,10 +582,12 @@ if _HAVE_NUMBA:
         _add_digits(c, t_block, np.int64(s0 - bias), np.int64(s1 - bias), np.int64(s2 - bias), top, acc)
 
     @njit(cache=_CACHE, nogil=True)
-    def _hessian_block(Xf, r0, n, g0, prob, s, has_s, curv, cj, tmp, colmax, htop, hacc, hflags):
-        """The Hessian terms of one block (probabilities ``prob[:n]`` from :func:`_block`).
+    def _hessian_block(Xf, r0, n, g0, prob, s, has_s, curv, cj, tmp, colmax, htop, hacc, hflags, res, scores):
+        """The Hessian terms of one block (probabilities ``prob[:n]`` and
+        weighted residuals ``res[:n]`` from :func:`_block`).
 
-        ``curvature_i = proba_i * (1 - proba_i)`` (times ``s_i``), then for
+        ``curvature_i = proba_i * (1 - proba_i)`` (times ``s_i``), or with
+        ``scores`` ``res_i * res_i`` (:attr:`KernelSpec.scores`), then for
         each ``j <= k`` of ``a = [x~, 1]`` the term ``(curvature_i * a_ij) * a_ik``
         -- the operations and order of :func:`kernel._outer_triangle`.  A factor
         ``a = 1`` is left out: ``t * 1.0`` is ``t`` (NaN stays NaN).  Columns
@@ -599,7 +601,10 @@ if _HAVE_NUMBA:
         reference's.  Otherwise (the bound's top is higher, or not finite) the
         block's exact max sets its top, as in :func:`_deposit`.
         """
-        if has_s:
+        if scores:
+            for i in range(n):
+                curv[i] = res[i] * res[i]
+        elif has_s:
             for i in range(n):
                 proba = prob[i]
                 curv[i] = s[g0 + i] * (proba * (1.0 - proba))
@@ -651,7 +656,7 @@ if _HAVE_NUMBA:
         """Rows ``row0:row1`` of an F-ordered X, read in place.
 
         ``hess``: None (its branches are pruned at compile time: the gradient
-        pass pays nothing for them) or the Hessian's ``(top, acc, flags)``.
+        pass pays nothing for them) or the Hessian's ``(top, acc, flags, scores)``.
         """
         stack, marg, prob, res, los, tmp, sw, ones = _scratch(block, X.shape[1])
         if hess is not None:
@@ -685,7 +690,9 @@ if _HAVE_NUMBA:
                 lev,
             )
             if hess is not None:
-                _hessian_block(X, start, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
+                _hessian_block(
+                    X, start, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2], res, hess[3]
+                )
 
     @njit(cache=_CACHE, nogil=True)
     def _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner, fill):
@@ -816,7 +823,9 @@ if _HAVE_NUMBA:
                 lev,
             )
             if hess is not None:
-                _hessian_block(Xs, _ZERO, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2])
+                _hessian_block(
+                    Xs, _ZERO, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2], res, hess[3]
+                )
 
     @njit(cache=_CACHE, nogil=True)
     def _softmax_pass(
@@ -1277,7 +1286,7 @@ def _one_sweep(job: _Job, spec: KernelSpec, levels: _Levels | None = None) -> Pa
     for start in range(0, job.n_rows, _CALL_ROWS):
         stop = min(start + _CALL_ROWS, job.n_rows)
         top, acc, flags = _empty_state(job.n_features + 3)
-        hess = _empty_state(triangle_size(job.n_features + 1), HESSIAN_BINS) if spec.hessian else None
+        hess = (*_empty_state(triangle_size(job.n_features + 1), HESSIAN_BINS), spec.scores) if spec.hessian else None
         lev = None if levels is None else levels.call(job.block)
         if job.direct:
             _pass_direct(
@@ -1318,7 +1327,7 @@ def _one_sweep(job: _Job, spec: KernelSpec, levels: _Levels | None = None) -> Pa
             )
         if levels is not None and lev is not None:
             levels.add(lev)
-        hessian = None if hess is None else _sums(*hess)
+        hessian = None if hess is None else _sums(*hess[:3])
         total = total.merge(Partials(_sums(top, acc, flags), stop - start, hessian))
     return total
 
@@ -1379,6 +1388,7 @@ class _Job:
             self.has_s,
             self.standardize,
             spec.hessian,
+            spec.scores,
             self.X.dtype.str,
             self.X.flags.f_contiguous,
             self.X.flags.c_contiguous,

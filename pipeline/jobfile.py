@@ -51,6 +51,7 @@ from .cluster import ClusterSpec
 from .config import (
     CACHE_MODES,
     FAMILIES,
+    INFERENCE_KINDS,
     OUTPUT_ROOT_ENV,
     SOLVERS,
     TrainConfig,
@@ -171,6 +172,14 @@ KEYS: dict[str, Key] = {
         "--early-stopping",
         "stop when the validation loss has not improved for N iterations",
     ),
+    "train.inference": Key(
+        "inference",
+        "str",
+        "--inference",
+        "standard errors, p-values and intervals at the optimum: nonrobust (inverse Hessian) | hc0 (sandwich) | none",
+        INFERENCE_KINDS,
+    ),
+    "train.confidence": Key("confidence", "float", "--confidence", "confidence level of the coefficients' intervals"),
     "cluster.scheduler": Key("cluster.scheduler", "str", "--scheduler", "address of a running Dask scheduler"),
     "cluster.workers": Key("cluster.n_workers", "int", "--workers", "worker processes of an embedded local cluster"),
     "cluster.threads_per_worker": Key(

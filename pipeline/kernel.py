@@ -41,6 +41,7 @@ found here (reported by the workers' fingerprint, :mod:`pipeline.probe`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -313,6 +314,10 @@ class KernelSpec:
     when the features hold no NaN.  ``n_classes``: 0 for the binary model
     (labels 0/1); K >= 2 for the multinomial one (:func:`softmax_partials`:
     labels are class codes 0..K-1, ``class_weight`` has one weight per class).
+    ``scores`` (with ``hessian``): the second-order sums weigh each row by its
+    squared weighted residual ``(s_i r_i)^2`` instead of its curvature
+    ``s_i h_i (1 - h_i)``: the outer products of the per-row score, the
+    "meat" of the sandwich (HC0) covariance (:mod:`pipeline.inference`).
     """
 
     center: np.ndarray | None = None
@@ -322,11 +327,10 @@ class KernelSpec:
     fill: np.ndarray | None = None
     categories: Categories | None = None
     n_classes: int = 0
+    scores: bool = False
 
-    def with_hessian(self, hessian: bool) -> KernelSpec:
-        return KernelSpec(
-            self.center, self.scale, self.class_weight, hessian, self.fill, self.categories, self.n_classes
-        )
+    def with_hessian(self, hessian: bool, scores: bool = False) -> KernelSpec:
+        return dataclasses.replace(self, hessian=hessian, scores=hessian and scores)
 
 
 @dataclass(frozen=True, eq=False)
@@ -607,9 +611,12 @@ def chunk_partials(
         block[:, n_features + 2] = 1.0 if sb is None else sb
         hessian = None
         if spec.hessian:
-            curvature = proba * (1.0 - proba)
-            if sb is not None:
-                curvature = sb * curvature
+            if spec.scores:  # (residual is weighted already)
+                curvature = residual * residual
+            else:
+                curvature = proba * (1.0 - proba)
+                if sb is not None:
+                    curvature = sb * curvature
             hessian = ExactSums.of(_outer_triangle(Xb, curvature), HESSIAN_BINS)
         levels = None if categories is None else deposit_levels(codes[start:stop], residual, categories)
         total = total.merge(Partials(ExactSums.of(block), stop - start, hessian, levels))

@@ -17,6 +17,7 @@ import numpy as np
 from .atomic import write_atomic
 from .data import MISSING_POLICIES, indicator_name
 from .errors import ModelFileError, OutputError
+from .inference import Inference
 from .kernel import Categories, sigmoid, softmax
 from .levels import Vocabulary
 from .outputs import MODEL_FILE
@@ -28,15 +29,18 @@ __all__ = ["Model", "class_margins", "coef_digest"]
 #: 3: missing values and categorical columns (the keys below).
 #: 4: classes and the multinomial model (``family``, ``classes``; ``coef``
 #: K x d and ``intercept`` K values for a multinomial model).
-FORMAT_VERSION = 4
+#: 5: coefficient inference (``inference``: :meth:`pipeline.inference.Inference.to_json`).
+FORMAT_VERSION = 5
 #: the format versions this version reads (3 adds missing, nan_as_missing,
 #: impute, indicators and categorical: format 2 files have none, which reads as
 #: no missing values and no categorical columns; 4 adds family and classes:
-#: older files are binary models of a 0/1 label)
-READS_FORMATS = (1, 2, 3, 4)
+#: older files are binary models of a 0/1 label; 5 adds inference)
+READS_FORMATS = (1, 2, 3, 4, 5)
 #: The format a binary model of a 0/1 label is still written in (its layout
 #: has not changed since; versions that read format 3 read it).
 PLAIN_BINARY_FORMAT = 3
+#: The format a model with classes and without inference is written in.
+CLASSES_FORMAT = 4
 #: The model families (:data:`pipeline.config.Family` less ``auto``).
 FAMILIES = ("binomial", "multinomial")
 
@@ -96,6 +100,8 @@ class Model:
     #: the label's classes, sorted (None: a 0/1 label, the binary model of
     #: format 3 and before); ``proba``/``proba_<class>`` are theirs
     classes: list[str | int | float] | None = None
+    #: coefficient inference at the optimum (:meth:`pipeline.inference.Inference.to_json`; None: not asked for)
+    inference: dict | None = None
     digest: str = field(default="")
     format_version: int = FORMAT_VERSION
 
@@ -103,6 +109,8 @@ class Model:
         object.__setattr__(self, "digest", coef_digest(self.coef, self.intercept))
         if self.format_version <= PLAIN_BINARY_FORMAT and (self.multinomial or self.classes is not None):
             raise ValueError(f"format {self.format_version} has no classes: a model with classes is format 4")
+        if self.format_version < FORMAT_VERSION and self.inference is not None:
+            raise ValueError(f"format {self.format_version} has no inference: a model with inference is format 5")
 
     @property
     def coef_array(self) -> np.ndarray:
@@ -122,6 +130,13 @@ class Model:
     def class_labels(self) -> list:
         """The label values of the classes (``[0, 1]`` for a binary model of a 0/1 label)."""
         return list(self.classes) if self.classes else [0, 1]
+
+    @functools.cached_property
+    def inference_result(self) -> Inference | None:
+        """:attr:`inference` as an :class:`~pipeline.inference.Inference` (None: the model has none)."""
+        if self.inference is None:
+            return None
+        return Inference.from_json(self.inference, np.append(self.coef_array, self.intercept))
 
     @functools.cached_property
     def vocabularies(self) -> list[Vocabulary]:
@@ -179,6 +194,8 @@ class Model:
         document = asdict(self)
         if self.format_version <= PLAIN_BINARY_FORMAT:  # (format 3 has neither key: older versions read it)
             del document["family"], document["classes"]
+        if self.format_version < FORMAT_VERSION:  # (nor format 4 this one)
+            del document["inference"]
         return json.dumps(document, indent=2, allow_nan=True) + "\n"
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -403,6 +420,13 @@ def _check_consistent(model: Model, path: Path) -> None:
                 column=name,
             )
     _check_missing(model, path)
+    if model.inference is not None:
+        if model.multinomial:
+            raise ModelFileError(f"{path}: inference is for binomial models", path=str(path), column="inference")
+        try:
+            model.inference_result  # noqa: B018 - checked as it is read
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: {exc}", path=str(path), column="inference") from None
     lengths = {name: len(getattr(model, name)) for name in HISTORY_FIELDS}
     if min(lengths.values()) == 0 or len(set(lengths.values())) != 1:
         raise ModelFileError(

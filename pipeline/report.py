@@ -25,7 +25,7 @@ from .errors import ModelFileError
 from .model import Model
 from .outputs import JobDocument, OutputDir
 
-__all__ = ["write_report"]
+__all__ = ["summary_text", "write_report"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -85,6 +85,7 @@ def _binary_sections(model: Model, metrics: dict | None, directory, n_dense: int
             _table(levels, ["level", "coef", "rows"], numeric={1, 2}),
         ]
 
+    parts += _inference_section(model)
     parts.append("<h2>Validation metrics</h2>")
     if metrics:
         keys = ["n_samples", "log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"]
@@ -139,6 +140,109 @@ def _binary_sections(model: Model, metrics: dict | None, directory, n_dense: int
             f"or run <code>pipeline evaluate {html.escape(str(directory))} DATA</code></p>"
         )
     return parts
+
+
+def _inference_section(model: Model) -> list[str]:
+    """The coefficients' standard errors, z, p-values and intervals, and the
+    likelihood statistics (:mod:`pipeline.inference`), when the model has them."""
+    inference = model.inference_result
+    if inference is None:
+        return []
+    low_label, high_label = _interval_labels(inference.confidence)
+    rows = [
+        [row["name"], row["coef"], row["std_err"], row["z"], row["p_value"], row["conf_low"], row["conf_high"]]
+        for row in inference.table(model.features)
+    ]
+    statistics = [[name, value] for name, value in _statistics(model)]
+    return [
+        f"<h2>Inference ({html.escape(_covariance_name(inference.cov_type))} covariance)</h2>",
+        _table(rows, ["feature", "coef", "std err", "z", "P>|z|", low_label, high_label], numeric={1, 2, 3, 4, 5, 6}),
+        _table(statistics, ["statistic", "value"], numeric={1}),
+    ]
+
+
+def _interval_labels(confidence: float) -> tuple[str, str]:
+    tail = (1.0 - confidence) / 2.0
+    return f"[{tail:.3g}", f"{1.0 - tail:.3g}]"
+
+
+def _covariance_name(cov_type: str) -> str:
+    return {"nonrobust": "nonrobust (inverse Hessian)", "hc0": "HC0 (sandwich)"}.get(cov_type, cov_type)
+
+
+def _statistics(model: Model) -> list[tuple[str, Any]]:
+    """The likelihood statistics of a model with inference."""
+    inference = model.inference_result
+    assert inference is not None
+    return [
+        ("observations (total weight)", inference.n_obs),
+        ("parameters", inference.n_params),
+        ("log-likelihood", inference.log_likelihood),
+        ("null log-likelihood", inference.null_log_likelihood),
+        ("deviance", inference.deviance),
+        ("null deviance", inference.null_deviance),
+        ("AIC", inference.aic),
+        ("BIC", inference.bic),
+        ("pseudo R² (McFadden)", inference.pseudo_r2),
+    ]
+
+
+#: width of ``pipeline summary``'s header rules, and of each number column of its table
+SUMMARY_WIDTH = 92
+SUMMARY_COLUMN = 13
+
+
+def summary_text(model: Model) -> str:
+    """``pipeline summary``: the fit and its coefficient table, shaped like
+    statsmodels' and R's summaries (standard errors, z, p-values and
+    intervals when the model has inference)."""
+    inference = model.inference_result
+    rule, thin = "=" * SUMMARY_WIDTH, "-" * SUMMARY_WIDTH
+    penalty = ", ".join(f"{name}={value!r}" for name, value in (("l2", model.l2), ("l1", model.l1)) if value) or "none"
+    left = [
+        ("label", model.label),
+        ("family", f"{model.family} (logit)" if not model.multinomial else "multinomial (softmax)"),
+        ("solver", model.solver),
+        ("converged", f"{model.converged} ({model.n_iter} iterations, {model.n_passes} passes)"),
+        ("penalty", penalty),
+        ("covariance", "none" if inference is None else _covariance_name(inference.cov_type)),
+    ]
+    right = [("rows", str(model.n_samples))]
+    if inference is not None:
+        right += [(name, _fmt(value)) for name, value in _statistics(model)]
+    lines = ["Logistic regression".center(SUMMARY_WIDTH), rule]
+    for j in range(max(len(left), len(right))):
+        a = f"{left[j][0] + ':':<12}{left[j][1]}" if j < len(left) else ""
+        b = f"{right[j][0] + ':':<29}{right[j][1]:>14}" if j < len(right) else ""
+        lines.append(f"{a[:42]:<43}{b}")
+    lines.append(rule)
+    names = [*model.features, "intercept"]
+    width = max(12, *(len(name) for name in names[:200])) + 1
+    if model.multinomial or inference is None:
+        lines.append(f"{'':<{width}}{'coef':>12}")
+        lines.append(thin)
+        if model.multinomial:
+            coef = np.column_stack([model.coef_array, model.intercept])
+            for k, label in enumerate(model.class_labels):
+                lines.append(f"class {label!r}")
+                lines += [f"{name:<{width}}{value:>12.6g}" for name, value in zip(names, coef[k].tolist())]
+        else:
+            values = [*model.coef_array.tolist(), float(model.intercept)]  # type: ignore[arg-type]
+            lines += [f"{name:<{width}}{value:>12.6g}" for name, value in zip(names, values)]
+        lines.append(rule)
+        if not model.multinomial:
+            lines.append("no standard errors: train with --inference nonrobust (or hc0) to get them")
+        return "\n".join(lines) + "\n"
+    low_label, high_label = _interval_labels(inference.confidence)
+    header = ("coef", "std err", "z", "P>|z|", low_label, high_label)
+    lines.append(f"{'':<{width}}" + "".join(f"{title:>{SUMMARY_COLUMN}}" for title in header))
+    lines.append(thin)
+    formats = {"coef": ".6g", "std_err": ".4g", "z": ".3f", "p_value": ".3g", "conf_low": ".6g", "conf_high": ".6g"}
+    for row in inference.table(model.features):
+        cells = "".join(f"{row[key]:>{SUMMARY_COLUMN}{spec}}" for key, spec in formats.items())
+        lines.append(f"{row['name']:<{width}}{cells}")
+    lines.append(rule)
+    return "\n".join(lines) + "\n"
 
 
 def _class_coefficients(model: Model, scale: list[float]) -> list[str]:

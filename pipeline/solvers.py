@@ -47,6 +47,9 @@ __all__ = [
     "SolverOptions",
     "SolverResult",
     "SolverState",
+    "cholesky_combination",
+    "cholesky_factor",
+    "cholesky_inverse",
     "cholesky_solve",
     "gradient_descent",
     "hand_over_to_newton",
@@ -874,23 +877,72 @@ def cholesky_solve(matrix: np.ndarray, rhs: np.ndarray, min_pivot_ratio: float =
     ``min_pivot_ratio`` times the largest diagonal entry (ill-conditioned).
     """
     n = matrix.shape[0]
-    factor = np.zeros((n, n))
     largest = max_abs(np.diag(matrix)) if n else 0.0
+    factor, failed = cholesky_factor(matrix, np.full(n, min_pivot_ratio * largest))
+    if failed is not None:
+        return None
+    return _back_substitute(factor, _forward_substitute(factor, rhs))
+
+
+def cholesky_factor(matrix: np.ndarray, min_pivot: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """The lower triangular ``L`` of ``matrix = L L^T`` (symmetric positive
+    definite), every inner product a :func:`math.fsum`; with the first
+    column ``j`` whose pivot is not above ``min_pivot[j]`` (``L`` then holds
+    the first ``j`` columns only), else None."""
+    n = matrix.shape[0]
+    factor = np.zeros((n, n))
     for j in range(n):
         row = factor[j, :j]
         pivot = math.fsum([matrix[j, j], *(-(row * row)).tolist()])
-        if not pivot > min_pivot_ratio * largest:
-            return None
+        if not pivot > min_pivot[j]:
+            return factor, j
         factor[j, j] = math.sqrt(pivot)
         for i in range(j + 1, n):
             products = -(factor[i, :j] * row)
             factor[i, j] = math.fsum([matrix[i, j], *products.tolist()]) / factor[j, j]
+    return factor, None
+
+
+def cholesky_inverse(factor: np.ndarray) -> np.ndarray:
+    """``(L L^T)^-1 = L^-T L^-1`` from the factor ``L`` of
+    :func:`cholesky_factor`, every inner product a :func:`math.fsum`."""
+    n = factor.shape[0]
+    inverse_factor = np.zeros((n, n))  # L^-1, lower triangular, column by column
+    for k in range(n):
+        inverse_factor[k, k] = 1.0 / factor[k, k]
+        for i in range(k + 1, n):
+            products = -(factor[i, k:i] * inverse_factor[k:i, k])
+            inverse_factor[i, k] = math.fsum(products.tolist()) / factor[i, i]
+    inverse = np.empty((n, n))
+    for i in range(n):
+        for j in range(i, n):
+            inverse[i, j] = inverse[j, i] = math.fsum((inverse_factor[j:, i] * inverse_factor[j:, j]).tolist())
+    return inverse
+
+
+def _forward_substitute(factor: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``L^-1 rhs`` for lower triangular ``L``."""
+    n = factor.shape[0]
     forward = np.zeros(n)
     for i in range(n):
         products = -(factor[i, :i] * forward[:i])
         forward[i] = math.fsum([rhs[i], *products.tolist()]) / factor[i, i]
+    return forward
+
+
+def _back_substitute(factor: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``L^-T rhs`` for lower triangular ``L``."""
+    n = factor.shape[0]
     solution = np.zeros(n)
     for i in reversed(range(n)):
         products = -(factor[i + 1 :, i] * solution[i + 1 :])
-        solution[i] = math.fsum([forward[i], *products.tolist()]) / factor[i, i]
+        solution[i] = math.fsum([rhs[i], *products.tolist()]) / factor[i, i]
     return solution
+
+
+def cholesky_combination(factor: np.ndarray, matrix: np.ndarray, j: int) -> np.ndarray:
+    """The coefficients ``c`` of column ``j`` of ``matrix`` on the columns
+    before it: the solution of ``matrix[:j, :j] c = matrix[:j, j]`` from the
+    first ``j`` columns of its factor (:func:`cholesky_factor` stopped at ``j``)."""
+    head = factor[:j, :j]
+    return _back_substitute(head, _forward_substitute(head, matrix[:j, j]))

@@ -27,7 +27,8 @@ from .config import CacheMode, TrainConfig
 from .data import ChunkSpec, ClassCounter, Dataset, Split, open_dataset
 from .errors import ColumnNotFoundError, ConfigError, LabelValueError, MissingValueError
 from .exact import ExactSums
-from .fitting import FitState, Progress, auto_start, build_model, fit
+from .fitting import FitState, Progress, auto_start, build_model, fit, with_inference
+from .inference import refusal
 from .kernel import KernelSpec, class_sums
 from .levels import LevelCounts, Vocabulary, merge_counts, value_counts, vocabulary
 from .model import Model
@@ -123,6 +124,7 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             dataset = learn_missing(config, dataset, client, recorder.note)
             if dataset.categorical:
                 dataset = learn_levels(config, dataset, client, recorder.note)
+            check_inference_possible(config, n_classes, dataset)
             # (the features are known once the categorical columns' levels are)
             init = initial_coef(config.init, dataset.feature_names, dataset.classes if n_classes else None)
             check_feature_names(dataset)
@@ -149,6 +151,16 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     n_classes=n_classes,
                     class_totals=class_totals,
                 )
+                if config.inference != "none":
+                    started = time.perf_counter()
+                    result = with_inference(
+                        _Checked(training, recorder.check_cancel),
+                        result,
+                        dataset.feature_names,
+                        config.inference,
+                        config.confidence,
+                    )
+                    recorder.note(f"inference ({config.inference}): {time.perf_counter() - started:.2f} s")
                 # the model first, before the evaluators' clean-up (disk caches)
                 model = build_model(
                     result,
@@ -174,6 +186,15 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             recorder.fail(exc)
             raise
     return model
+
+
+def check_inference_possible(config: TrainConfig, n_classes: int, dataset: Dataset) -> None:
+    """Inference asked for a fit that has none is refused before any loss pass."""
+    if config.inference == "none":
+        return
+    reason = refusal(l1=config.penalty.l1, n_classes=n_classes, categorical=bool(dataset.vocabularies))
+    if reason is not None:
+        raise ConfigError(f"inference: {reason}", column="inference")
 
 
 def learn_classes(
@@ -421,7 +442,7 @@ def evaluators(
         standardize=config.standardize,
         weighted=dataset.reader.has_weights,
         class_weighted=config.class_weight is not None,
-        hessian=solver == "newton",
+        hessian=solver == "newton" or config.inference != "none",
         # every fit runs loss passes (Newton's predicted last step too)
         gradient=True,
         dtype=dataset.feature_dtype,

@@ -68,6 +68,8 @@ def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
         "train.class_weight": [1.0, 2.5],
         "train.init": str(tmp_path / "init"),
         "train.early_stopping": 4,
+        "train.inference": "none",  # (the other values refuse this L1, multinomial fit: below)
+        "train.confidence": 0.9,
         "cluster.workers": 3,
         "cluster.threads_per_worker": 2,
         "cluster.memory_limit": "1GiB",
@@ -86,6 +88,9 @@ def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
         found = getattr(getattr(config, group) if group else config, name)
         assert found == (tuple(value) if isinstance(value, list) else value), key
     assert config_to_mapping(config) == values
+    inference = {"data.url": values["data.url"], "data.label": "y", "train.inference": "hc0"}
+    assert config_from_mapping(inference).inference == "hc0"
+    assert config_to_mapping(config_from_mapping(inference))["train.inference"] == "hc0"
     job = tmp_path / "job.toml"  # and through a job file
     job.write_text(to_toml(config_to_mapping(config)))
     assert load_job(job) == config
