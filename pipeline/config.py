@@ -14,6 +14,7 @@ from .errors import ConfigError, OutputError, invalid
 from .inference import DEFAULT_CONFIDENCE, check_inference, refusal
 from .levels import MAX_BUCKETS
 from .objective import Penalty
+from .paths import DEFAULT_RATIO, mixing
 from .solvers import SolverOptions
 
 __all__ = [
@@ -128,6 +129,11 @@ class TrainConfig:
     inference: InferenceKind = "none"
     #: the confidence level of the coefficients' intervals
     confidence: float = DEFAULT_CONFIDENCE
+    #: a regularization path of this many strengths of the penalty (0: one
+    #: fit), from the largest (:func:`pipeline.paths.lambda_max`) down to
+    #: ``path_ratio`` times it, each fit warm-started from the one before
+    path: int = 0
+    path_ratio: float = DEFAULT_RATIO
     #: every output directory must lie inside this one (None: no restriction,
     #: unless $PIPELINE_OUTPUT_ROOT is set where the job runs; see :func:`check_output_root`)
     output_root: str | None = None
@@ -145,6 +151,19 @@ class TrainConfig:
             raise invalid("family", f"one of {', '.join(FAMILIES)}", self.family)
         if self.max_classes < 2:
             raise invalid("max_classes", ">= 2", self.max_classes)
+        if self.path:
+            if self.path < 2:
+                raise invalid("path", "0 (no path) or at least 2 strengths", self.path)
+            if not 0.0 < self.path_ratio < 1.0:
+                raise invalid("path_ratio", "in (0, 1)", self.path_ratio)
+            mixing(self.penalty)  # (a path needs a penalty to walk)
+            if self.init is not None:
+                raise ConfigError("a regularization path starts from zero: init cannot be used with it", column="init")
+            if self.inference != "none":
+                raise ConfigError(
+                    "inference is for one fit: choose the strength with the path, then train it with inference",
+                    column="inference",
+                )
         if self.inference not in INFERENCE_KINDS:
             raise invalid("inference", f"one of {', '.join(INFERENCE_KINDS)}", self.inference)
         check_inference(None, self.confidence)

@@ -53,6 +53,7 @@ __all__ = [
     "HANDED_OVER",
     "Fit",
     "FitState",
+    "Prepared",
     "Progress",
     "auto_solver",
     "auto_start",
@@ -60,6 +61,7 @@ __all__ = [
     "check_two_classes",
     "fit",
     "kernel_fill",
+    "prepare",
     "train_arrays",
     "with_inference",
 ]
@@ -196,8 +198,12 @@ def fit(
     levels: Sequence[int] = (),
     n_classes: int = 0,
     class_totals: Sequence[float] | None = None,
+    prepared: Prepared | None = None,
 ) -> Fit:
-    """Statistics pass (when needed), then the solver, on any evaluator.
+    """Statistics pass (when needed: :func:`prepare`), then the solver, on any evaluator.
+
+    ``prepared``: what :func:`prepare` gave on this evaluator for the same
+    options (a regularization path's fits share it): no statistics pass.
 
     ``solver``: ``lbfgs`` (OWL-QN with L1; preconditioned by
     :meth:`LogisticObjective.preconditioner`), ``newton`` (orthant-wise with
@@ -246,7 +252,6 @@ def fit(
     n_columns = evaluator.n_features
     n_dense = n_columns - len(levels)
     n_coef = n_dense + int(sum(levels))
-    categories: Categories | None = None
     if levels and solver in ("newton", HANDED_OVER):
         raise ConfigError(
             "the newton solver needs dense features only; with categorical columns use lbfgs (or auto)",
@@ -261,64 +266,39 @@ def fit(
     if n_classes and class_totals is not None:
         check_every_class(class_totals, label)
     started = time.perf_counter()
-    summary: DataSummary | None = None
-    weights: tuple[float, ...] | None
-    standardization: Standardization | None
     elapsed: list[float]
     validation_losses: list[float]
-    fill: np.ndarray | None = None
-    n_missing: np.ndarray | None = None
-    level_share: np.ndarray | None = None
     if resume is not None:
-        standardization, weights = resume.standardization, resume.class_weight
-        stats_passes, elapsed = resume.stats_passes, list(resume.elapsed_s)
-        validation_losses = list(resume.validation_loss)
-        fill, n_missing = resume.fill, resume.n_missing
-        categories, level_share = resume.categories, resume.level_share
+        prepared = Prepared(
+            resume.standardization,
+            resume.class_weight,
+            resume.stats_passes,
+            resume.fill,
+            resume.n_missing,
+            resume.categories,
+            resume.level_share,
+        )
+        elapsed, validation_losses = list(resume.elapsed_s), list(resume.validation_loss)
     else:
-        if standardize or class_weight == "balanced" or impute or levels:
-            stats = evaluator.stats(Categories(tuple(levels)) if levels else None)
-            summary = summarize(stats)
-            if stats.level_rows is not None:
-                level_share = stats.level_rows / summary.n_samples
-            if not n_classes:
-                check_two_classes(summary, label)
-            if summary.has_missing:
-                check_some_present(summary, features)
-            if impute:
-                fill, n_missing = summary.fill, summary.n_missing
-            for j in summary.constant_columns if standardize else []:
-                if j >= n_dense:
-                    break  # (level codes)
-                name = repr(features[j]) if features is not None else f"number {j}"
-                warnings.warn(
-                    f"feature {name} is constant ({float(summary.mean[j])!r} in every row); "
-                    "its coefficient is fixed at 0",
-                    stacklevel=2,
-                )
-        stats_passes = 1 if summary is not None else 0
-        if isinstance(class_weight, str) and n_classes:  # "balanced"
-            weights = balanced_class_weights(class_totals)
-        elif isinstance(class_weight, str):  # "balanced" (TrainConfig allows nothing else)
-            assert summary is not None  # the statistics pass ran for it
-            weights = balanced_class_weight(summary)
+        if prepared is None:
+            prepared = prepare(
+                evaluator,
+                standardize=standardize,
+                class_weight=class_weight,
+                features=features,
+                label=label,
+                impute=impute,
+                levels=levels,
+                n_classes=n_classes,
+                class_totals=class_totals,
+            )
         else:
-            weights = class_weight
-        standardization = summary.standardization() if standardize and summary is not None else None
-        if levels:
-            assert summary is not None  # the statistics pass ran for them
-            largest = max(weights) if weights is not None else 1.0
-            categories = Categories(tuple(levels), level_top(summary.n_samples, summary.weight_bound * largest))
-            if standardization is not None:  # levels: center 0, scale 1 (original units)
-                standardization = Standardization(
-                    np.concatenate([standardization.center[:n_dense], np.zeros(n_coef - n_dense)]),
-                    np.concatenate([standardization.scale[:n_dense], np.ones(n_coef - n_dense)]),
-                )
-            if fill is not None:
-                fill = fill[:n_dense]
-                n_missing = None if n_missing is None else n_missing[:n_dense]
-        elapsed = []
-        validation_losses = []
+            prepared = dataclasses.replace(prepared, stats_passes=0)  # (counted where it ran)
+        elapsed, validation_losses = [], []
+    summary = prepared.summary
+    standardization, weights, stats_passes = prepared.standardization, prepared.class_weight, prepared.stats_passes
+    fill, n_missing = prepared.fill, prepared.n_missing
+    categories, level_share = prepared.categories, prepared.level_share
     clock_offset = elapsed[-1] if elapsed else 0.0
     filled = kernel_fill(fill, n_missing)
     objective = LogisticObjective(
@@ -471,6 +451,91 @@ def fit(
         n_classes,
         penalty=penalty,
     )
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """What a fit needs from the statistics pass (:func:`prepare`)."""
+
+    standardization: Standardization | None
+    class_weight: tuple[float, ...] | None
+    #: 1 when the statistics pass ran for it, else 0
+    stats_passes: int
+    #: per column, the value of a missing one (None: no imputation)
+    fill: np.ndarray | None = None
+    #: per column, its missing values (int64; None: not counted)
+    n_missing: np.ndarray | None = None
+    #: the categorical columns' levels and their sums' top bin (None: none)
+    categories: Categories | None = None
+    #: each level's share of the rows (the preconditioner's; None: no levels)
+    level_share: np.ndarray | None = None
+    summary: DataSummary | None = None
+
+
+def prepare(
+    evaluator: Evaluator,
+    *,
+    standardize: bool = True,
+    class_weight: str | tuple[float, ...] | None = None,
+    features: Sequence[str] | None = None,
+    label: str | None = None,
+    impute: bool = False,
+    levels: Sequence[int] = (),
+    n_classes: int = 0,
+    class_totals: Sequence[float] | None = None,
+) -> Prepared:
+    """The statistics pass, when the options need it (standardization,
+    balanced class weights, imputation, levels: see :func:`fit`), and what
+    follows from it."""
+    n_dense = evaluator.n_features - len(levels)
+    n_coef = n_dense + int(sum(levels))
+    summary: DataSummary | None = None
+    fill: np.ndarray | None = None
+    n_missing: np.ndarray | None = None
+    level_share: np.ndarray | None = None
+    categories: Categories | None = None
+    if standardize or class_weight == "balanced" or impute or levels:
+        stats = evaluator.stats(Categories(tuple(levels)) if levels else None)
+        summary = summarize(stats)
+        if stats.level_rows is not None:
+            level_share = stats.level_rows / summary.n_samples
+        if not n_classes:
+            check_two_classes(summary, label)
+        if summary.has_missing:
+            check_some_present(summary, features)
+        if impute:
+            fill, n_missing = summary.fill, summary.n_missing
+        for j in summary.constant_columns if standardize else []:
+            if j >= n_dense:
+                break  # (level codes)
+            name = repr(features[j]) if features is not None else f"number {j}"
+            warnings.warn(
+                f"feature {name} is constant ({float(summary.mean[j])!r} in every row); its coefficient is fixed at 0",
+                stacklevel=3,
+            )
+    weights: tuple[float, ...] | None
+    if isinstance(class_weight, str) and n_classes:  # "balanced"
+        weights = balanced_class_weights(class_totals)
+    elif isinstance(class_weight, str):  # "balanced" (TrainConfig allows nothing else)
+        assert summary is not None  # the statistics pass ran for it
+        weights = balanced_class_weight(summary)
+    else:
+        weights = class_weight
+    standardization = summary.standardization() if standardize and summary is not None else None
+    if levels:
+        assert summary is not None  # the statistics pass ran for them
+        largest = max(weights) if weights is not None else 1.0
+        categories = Categories(tuple(levels), level_top(summary.n_samples, summary.weight_bound * largest))
+        if standardization is not None:  # levels: center 0, scale 1 (original units)
+            standardization = Standardization(
+                np.concatenate([standardization.center[:n_dense], np.zeros(n_coef - n_dense)]),
+                np.concatenate([standardization.scale[:n_dense], np.ones(n_coef - n_dense)]),
+            )
+        if fill is not None:
+            fill = fill[:n_dense]
+            n_missing = None if n_missing is None else n_missing[:n_dense]
+    stats_passes = 1 if summary is not None else 0
+    return Prepared(standardization, weights, stats_passes, fill, n_missing, categories, level_share, summary)
 
 
 #: ``auto`` takes Newton up to this many features.  Newton needs 10-16 passes

@@ -180,6 +180,13 @@ KEYS: dict[str, Key] = {
         INFERENCE_KINDS,
     ),
     "train.confidence": Key("confidence", "float", "--confidence", "confidence level of the coefficients' intervals"),
+    "train.path": Key(
+        "path",
+        "int",
+        "--path",
+        "a regularization path of N strengths of the penalty (--l1, --l2 or --reg/--alpha), warm-started",
+    ),
+    "train.path_ratio": Key("path_ratio", "float", "--path-ratio", "the path's smallest strength / its largest"),
     "cluster.scheduler": Key("cluster.scheduler", "str", "--scheduler", "address of a running Dask scheduler"),
     "cluster.workers": Key("cluster.n_workers", "int", "--workers", "worker processes of an embedded local cluster"),
     "cluster.threads_per_worker": Key(

@@ -16,6 +16,8 @@ A run writes into one directory (``--out`` / ``output.dir``):
 ``report.html``    ``pipeline report``
 ``cancel.request`` asks the job's coordinator to stop
 ``loss.png``       written by earlier versions; cleared with a job
+``path/``          a regularization path's models (``path/NNN/model.json``)
+                   and ``path/path.json`` (:mod:`pipeline.paths`)
 =================  ==========================================================
 
 Every file is written to a temporary name and renamed (:mod:`pipeline.atomic`).
@@ -29,6 +31,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -58,6 +61,8 @@ __all__ = [
     "JobStatus",
     "OutputDir",
     "now",
+    "PATH_DIR",
+    "PATH_FILE",
 ]
 
 MODEL_FILE = "model.json"
@@ -67,6 +72,9 @@ HISTORY_FILE = "history.csv"
 CHECKPOINT_FILE = "checkpoint.npz"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
+#: a regularization path's folder of models, and its summary inside it
+PATH_DIR = "path"
+PATH_FILE = "path.json"
 CANCEL_FILE = "cancel.request"
 #: written by earlier versions (the curves are in ``pipeline report`` now)
 PLOT_FILE = "loss.png"
@@ -247,6 +255,19 @@ class OutputDir:
     @property
     def cancel(self) -> Path:
         return self.path / CANCEL_FILE
+
+    @property
+    def path_summary(self) -> Path:
+        """A regularization path's ``path/path.json``."""
+        return self.path / PATH_DIR / PATH_FILE
+
+    def path_point(self, index: int) -> Path:
+        """The directory of a regularization path's model number ``index``."""
+        return self.path / PATH_DIR / f"{index:03d}"
+
+    def clear_path(self) -> None:
+        """Remove a regularization path's models (of another run)."""
+        shutil.rmtree(self.path / PATH_DIR, ignore_errors=True)
 
     # ------------------------------------------------------------------ job.json
 

@@ -371,6 +371,7 @@ def write_report(out: str) -> Path:
     else:
         parts += _binary_sections(model, metrics, directory, n_dense, scale)
 
+    parts += _path_section(outputs)
     config = job.config or {}
     parts += [
         "<h2>Configuration</h2>",
@@ -388,6 +389,66 @@ def write_report(out: str) -> Path:
     target = outputs.report
     write_atomic(target, page.encode())
     return target
+
+
+def _path_section(outputs: OutputDir) -> list[str]:
+    """A regularization path's points, its coefficient paths (standardized
+    magnitudes, ``coef × std``) and its losses against the strength."""
+    document = _optional_json(outputs.path_summary, _check_path)
+    if not document:
+        return []
+    points = document["points"]
+    models = [Model.load(outputs.path_point(point["index"])) for point in points]
+    grid = [point["strength"] for point in points]
+    binary = [model for model in models if not model.multinomial]
+    chosen = document.get("chosen")
+
+    def draw_coefficients(ax) -> None:
+        if binary:
+            scale = np.array(binary[0].scale or [1.0] * len(binary[0].features))
+            paths = np.array([model.coef_array * scale for model in binary])
+            for j in range(paths.shape[1]):
+                ax.plot(grid[: len(binary)], paths[:, j], label=binary[0].features[j] if j < 10 else None)
+            if paths.shape[1] <= 10:
+                ax.legend(fontsize="small")
+        if isinstance(chosen, int) and 0 <= chosen < len(grid):
+            ax.axvline(grid[chosen], linestyle=":", color="gray")
+        ax.set(xscale="log", title="coefficient paths (coef × std)", xlabel="penalty strength")
+
+    def draw_losses(ax) -> None:
+        ax.plot(grid, [point["loss"] for point in points], marker=".", label="training (with penalty)")
+        held_out = [point["validation_loss"] for point in points]
+        if all(value is not None for value in held_out):
+            ax.plot(grid, held_out, marker=".", label="validation")
+        if isinstance(chosen, int) and 0 <= chosen < len(grid):
+            ax.axvline(grid[chosen], linestyle=":", color="gray")
+        ax.legend()
+        ax.set(xscale="log", title="loss along the path", xlabel="penalty strength")
+
+    keys = ["index", "strength", "l2", "l1", "n_nonzero", "loss", "validation_loss", "n_passes", "converged"]
+    return [
+        "<h2>Regularization path</h2>",
+        f'<p class="muted">alpha {_fmt(document.get("alpha"))}; model {_fmt(chosen)} chosen '
+        f"({html.escape(str(document.get('rule')))}); every model in path/NNN/model.json</p>",
+        '<div class="plots">',
+        _img(_figure_png(draw_coefficients), "coefficient paths"),
+        _img(_figure_png(draw_losses), "loss along the path"),
+        "</div>",
+        _table([[point.get(key) for key in keys] for point in points], keys, numeric=set(range(1, 8))),
+    ]
+
+
+def _check_path(document) -> str | None:
+    if not isinstance(document, dict):
+        return f"expected a JSON object, found {_kind(document)}"
+    points = document.get("points")
+    if not isinstance(points, list) or not all(isinstance(point, dict) for point in points):
+        return "expected 'points', a list of objects"
+    needed = {"index", "strength", "l2", "l1", "loss", "validation_loss", "n_nonzero", "n_passes", "converged"}
+    for point in points:
+        if not needed <= set(point) or not isinstance(point["index"], int) or not _is_number(point["strength"]):
+            return f"expected each point to have {sorted(needed)}"
+    return None
 
 
 def _optional_json(path: Path, check) -> dict:

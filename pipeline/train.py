@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import tempfile
 import time
 import warnings
@@ -22,18 +23,31 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .atomic import write_atomic
 from .cluster import ClusterSpec, cluster_memory, connect
 from .config import CacheMode, TrainConfig
 from .data import ChunkSpec, ClassCounter, Dataset, Split, open_dataset
-from .errors import ColumnNotFoundError, ConfigError, LabelValueError, MissingValueError
+from .errors import ColumnNotFoundError, ConfigError, LabelValueError, MissingValueError, PipelineError
 from .exact import ExactSums
-from .fitting import FitState, Progress, auto_start, build_model, fit, with_inference
+from .fitting import (
+    Fit,
+    FitState,
+    Prepared,
+    Progress,
+    auto_start,
+    build_model,
+    fit,
+    kernel_fill,
+    prepare,
+    with_inference,
+)
 from .inference import refusal
 from .kernel import KernelSpec, class_sums
 from .levels import LevelCounts, Vocabulary, merge_counts, value_counts, vocabulary
 from .model import Model
-from .objective import Evaluator, Penalty
+from .objective import Evaluator, LogisticObjective, Penalty
 from .outputs import OutputDir
+from .paths import PathPoint, choose, lambda_max, mixing, null_intercepts, path_document, penalties, strengths
 from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, gather, warm_up
 from .solvers import IterationRecord
 from .stream import DiskCache
@@ -131,17 +145,14 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             parts = split_parts(dataset, split)
             with recorder.watching(), evaluators(config, parts, recorder.note, client) as (training, validation, cache):
                 warn_if_underdetermined(dataset, config.penalty)
-                result = fit(
-                    _Checked(training, recorder.check_cancel),
+                checked = _Checked(training, recorder.check_cancel)
+                common: dict[str, Any] = dict(
                     solver=config.solver,
                     options=config.options,
-                    penalty=config.penalty,
                     standardize=config.standardize,
                     class_weight=config.class_weight,
-                    init=init,
                     progress=recorder.on_iteration,
                     features=dataset.feature_names,
-                    resume=resume,
                     on_state=recorder.on_state,
                     label=dataset.label,
                     validation=None if validation is None else _Checked(validation, recorder.check_cancel),
@@ -151,33 +162,37 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     n_classes=n_classes,
                     class_totals=class_totals,
                 )
-                if config.inference != "none":
-                    started = time.perf_counter()
-                    result = with_inference(
-                        _Checked(training, recorder.check_cancel),
+
+                def describe(result: Fit, penalty: Penalty) -> Model:
+                    return build_model(
                         result,
                         dataset.feature_names,
-                        config.inference,
-                        config.confidence,
+                        dataset.n_samples,
+                        solver=config.solver,
+                        penalty=penalty,
+                        label=config.label,
+                        weight=dataset.weight,
+                        dataset=dataset.url,
+                        cache=cache,
+                        missing=config.missing,
+                        nan_as_missing=config.nan_as_missing,
+                        indicators=dataset.indicators,
+                        vocabularies=dataset.vocabularies or (),
+                        classes=dataset.classes or None,
                     )
-                    recorder.note(f"inference ({config.inference}): {time.perf_counter() - started:.2f} s")
-                # the model first, before the evaluators' clean-up (disk caches)
-                model = build_model(
-                    result,
-                    dataset.feature_names,
-                    dataset.n_samples,
-                    solver=config.solver,
-                    penalty=config.penalty,
-                    label=config.label,
-                    weight=dataset.weight,
-                    dataset=dataset.url,
-                    cache=cache,
-                    missing=config.missing,
-                    nan_as_missing=config.nan_as_missing,
-                    indicators=dataset.indicators,
-                    vocabularies=dataset.vocabularies or (),
-                    classes=dataset.classes or None,
-                )
+
+                if config.path:
+                    model = fit_path(config, checked, common, describe, recorder, resumed=resume is not None)
+                else:
+                    result = fit(checked, penalty=config.penalty, init=init, resume=resume, **common)
+                    if config.inference != "none":
+                        started = time.perf_counter()
+                        result = with_inference(
+                            checked, result, dataset.feature_names, config.inference, config.confidence
+                        )
+                        recorder.note(f"inference ({config.inference}): {time.perf_counter() - started:.2f} s")
+                    # the model first, before the evaluators' clean-up (disk caches)
+                    model = describe(result, config.penalty)
                 if config.out is not None:
                     model.save(config.out)
                 recorder.on_model(model)
@@ -186,6 +201,129 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             recorder.fail(exc)
             raise
     return model
+
+
+def fit_path(
+    config: TrainConfig,
+    evaluator: Evaluator,
+    common: dict[str, Any],
+    describe: Callable[[Fit, Penalty], Model],
+    recorder: Recorder,
+    resumed: bool,
+) -> Model:
+    """A regularization path (:mod:`pipeline.paths`): the statistics pass
+    once, the largest strength (two loss passes with an L1 part), then a fit
+    per strength, each warm-started from the one before, each model saved in
+    ``path/NNN`` with ``path/path.json`` updated after it; the chosen model
+    (:func:`pipeline.paths.choose`) is returned.  ``resumed``: the job is
+    resumed, and the points already in ``path/`` (same strengths, intact
+    models) are kept; the next one starts from the last one's model."""
+    n_classes = common["n_classes"]
+    prepared = prepare(
+        evaluator,
+        **{key: common[key] for key in ("standardize", "class_weight", "features", "label", "impute", "levels")},
+        n_classes=n_classes,
+        class_totals=common["class_totals"],
+    )
+    alpha = mixing(config.penalty)
+    null = None if alpha == 0.0 else null_gradient(evaluator, prepared, n_classes)
+    grid = strengths(lambda_max(config.penalty, null, max(n_classes, 1)), config.path, config.path_ratio)
+    recorder.note(
+        f"regularization path: {len(grid)} strengths from {grid[0]!r} to {grid[-1]!r} (alpha {alpha!r}: "
+        f"l1 = strength * alpha, l2 = strength * (1 - alpha))"
+    )
+    outputs = None if config.out is None else OutputDir(config.out)
+    points = completed_points(outputs, grid) if resumed and outputs is not None else []
+    if outputs is not None and not points:
+        outputs.clear_path()
+    models = [Model.load(outputs.path_point(k)) for k in range(len(points))] if outputs is not None else []
+    init = model_coef(models[-1]) if models else None
+    for k, penalty in list(enumerate(penalties(config.penalty, grid)))[len(points) :]:
+        recorder.note(f"path point {k + 1}/{len(grid)}: l2={penalty.l2!r} l1={penalty.l1!r}")
+        result = fit(evaluator, penalty=penalty, init=init, prepared=prepared, **common)
+        model = describe(result, penalty)
+        weights = np.asarray(model.coef, dtype=np.float64)
+        points.append(
+            PathPoint(
+                k,
+                grid[k],
+                penalty.l2,
+                penalty.l1,
+                model.loss_history[-1],
+                result.validation_loss[-1] if result.validation_loss else None,
+                int(np.count_nonzero(weights)),
+                model.n_iter,
+                model.n_passes,
+                model.converged,
+                model.digest,
+            )
+        )
+        models.append(model)
+        if outputs is not None:
+            model.save(outputs.path_point(k))
+            write_atomic(outputs.path_summary, path_document(points, choose(points), alpha, config.path_ratio).encode())
+        init = result.coef
+    chosen = choose(points)
+    recorder.note(
+        f"path: model {chosen + 1} of {len(points)} chosen (l2={points[chosen].l2!r} l1={points[chosen].l1!r}, "
+        f"{points[chosen].n_nonzero} non-zero weights)"
+    )
+    return models[chosen]
+
+
+def null_gradient(evaluator: Evaluator, prepared: Prepared, n_classes: int) -> np.ndarray:
+    """The mean loss's gradient at the intercept-only optimum, in original
+    units (:func:`pipeline.paths.null_intercepts`; two loss passes)."""
+    objective = LogisticObjective(
+        evaluator,
+        Penalty(),
+        prepared.standardization,
+        prepared.class_weight,
+        kernel_fill(prepared.fill, prepared.n_missing),
+        prepared.categories,
+        prepared.level_share,
+        n_classes,
+    )
+    n_blocks = max(n_classes, 1)
+    coef = np.zeros(n_blocks * (evaluator_width(prepared, evaluator) + 1))
+    _, at_zero = objective(coef)
+    blocks = coef.reshape(n_blocks, -1)
+    blocks[:, -1] = null_intercepts(at_zero, n_classes)
+    _, grad = objective(blocks.ravel())
+    return grad if prepared.standardization is None else prepared.standardization.gradient_to_original(grad)
+
+
+def evaluator_width(prepared: Prepared, evaluator: Evaluator) -> int:
+    """The coefficients per class but the intercept (levels expanded)."""
+    if prepared.categories is None:
+        return evaluator.n_features
+    return evaluator.n_features - prepared.categories.n_columns + prepared.categories.n_levels
+
+
+def model_coef(model: Model) -> np.ndarray:
+    """A model's coefficients in :class:`~pipeline.fitting.Fit`'s layout: ``[w, b]``, a block per class."""
+    return np.column_stack([model.coef_array.reshape(-1, len(model.features)), np.reshape(model.intercept, -1)]).ravel()
+
+
+def completed_points(outputs: OutputDir, grid: Sequence[float]) -> list[PathPoint]:
+    """The points of ``path/path.json`` that a resumed path keeps: those of
+    the same strengths, in order, whose models are intact."""
+    try:
+        document = json.loads(outputs.path_summary.read_text())
+        listed = [PathPoint.from_json(point) for point in document["points"]]
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
+    kept: list[PathPoint] = []
+    for k, point in enumerate(listed):
+        if k >= len(grid) or point.index != k or point.strength != grid[k]:
+            break
+        try:
+            if Model.load(outputs.path_point(k)).digest != point.digest:
+                break
+        except PipelineError:
+            break
+        kept.append(point)
+    return kept
 
 
 def check_inference_possible(config: TrainConfig, n_classes: int, dataset: Dataset) -> None:

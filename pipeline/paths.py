@@ -1,0 +1,155 @@
+"""Regularization paths: one penalty's strengths on a log grid, each fit
+warm-started from the one before, every model kept.
+
+The penalty's *mix* comes from the configured one (``alpha = l1 / (l1 +
+l2)``: ``--l1`` alone is 1, ``--l2`` alone 0, ``--reg --alpha`` its alpha);
+the path walks its *strength* ``lambda`` (``l2 = lambda (1 - alpha)``, ``l1
+= lambda alpha``) over :func:`strengths`: ``n`` values from ``lambda_max``
+down to ``ratio * lambda_max``, evenly spaced in log.
+
+``lambda_max`` (:func:`lambda_max`): with an L1 part, the smallest strength
+whose optimum has every weight 0 -- by the optimality conditions ``|g_j| <=
+lambda alpha`` for every weight at the intercept-only optimum, so
+``max_j |g_j| / alpha`` with ``g`` the mean loss's gradient there in
+original units (:func:`null_intercepts` gives that optimum from the
+gradient at zero); with L2 alone no strength zeroes the weights, and the
+configured ``l2`` is the stated maximum.
+
+The decisions here are pure (:func:`choose`, :func:`strengths`); the passes
+and fits are the caller's (:func:`pipeline.train.run`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import ConfigError
+from .objective import Penalty
+
+__all__ = [
+    "DEFAULT_RATIO",
+    "PathPoint",
+    "choose",
+    "lambda_max",
+    "mixing",
+    "null_intercepts",
+    "path_document",
+    "penalties",
+    "strengths",
+]
+
+#: the smallest strength's share of the largest unless asked otherwise (glmnet's, for n > p)
+DEFAULT_RATIO = 1e-4
+
+
+@dataclass(frozen=True)
+class PathPoint:
+    """One fit of the path, as ``path.json`` lists it."""
+
+    index: int
+    strength: float
+    l2: float
+    l1: float
+    #: the training objective (penalty included) at the end of the fit
+    loss: float
+    #: the unpenalized mean loss on the validation rows (None without a split)
+    validation_loss: float | None
+    #: weights (intercepts excluded) that are not 0
+    n_nonzero: int
+    n_iter: int
+    n_passes: int
+    converged: bool
+    digest: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, document: dict) -> PathPoint:
+        return cls(**document)
+
+
+def mixing(penalty: Penalty) -> float:
+    """The L1 share ``alpha`` of ``penalty`` (ConfigError without one)."""
+    total = penalty.l1 + penalty.l2
+    if not total > 0:
+        raise ConfigError(
+            "a regularization path needs a penalty to walk: --l1, --l2, or --reg with --alpha "
+            f"(which sets the mix of L1 and L2); found l1={penalty.l1!r}, l2={penalty.l2!r}",
+            column="path",
+        )
+    return penalty.l1 / total
+
+
+def lambda_max(penalty: Penalty, null_gradient: np.ndarray | None, n_blocks: int = 1) -> float:
+    """The path's largest strength: with an L1 part ``max_j |g_j| / alpha``
+    over the weights of ``null_gradient`` (the mean loss's gradient at the
+    intercept-only optimum, original units, each of ``n_blocks`` blocks
+    ``[w_k, b_k]``); with L2 alone the configured ``l2``."""
+    alpha = mixing(penalty)
+    if alpha == 0.0:
+        return penalty.l2
+    if null_gradient is None:
+        raise ValueError("an L1 path's largest strength needs the gradient at the intercept-only optimum")
+    weights = null_gradient.reshape(n_blocks, -1)[:, :-1]
+    largest = float(np.abs(weights).max()) if weights.size else 0.0
+    if not largest > 0:
+        raise ConfigError(
+            "the regularization path's largest strength is 0: at the intercept-only optimum every "
+            "feature's gradient is 0, so every strength gives all-zero weights",
+            column="path",
+        )
+    return largest / alpha
+
+
+def strengths(largest: float, n: int, ratio: float) -> list[float]:
+    """``n`` strengths from ``largest`` down to ``ratio * largest``, evenly in log."""
+    if n < 2:
+        raise ConfigError(f"path needs at least 2 strengths; found {n}", column="path")
+    if not (0.0 < ratio < 1.0):
+        raise ConfigError(f"path_ratio must be in (0, 1); found {ratio!r}", column="path_ratio")
+    return [largest * ratio ** (k / (n - 1)) for k in range(n)]
+
+
+def penalties(penalty: Penalty, grid: Sequence[float]) -> list[Penalty]:
+    """The penalty of each strength of ``grid``, with ``penalty``'s mix."""
+    alpha = mixing(penalty)
+    return [Penalty(l2=strength * (1.0 - alpha), l1=strength * alpha) for strength in grid]
+
+
+def null_intercepts(zero_gradient: np.ndarray, n_classes: int) -> np.ndarray:
+    """The intercept-only optimum's intercepts, from the mean loss's gradient
+    at zero, whose intercept entries are ``1/2 - p`` (binary: ``p`` the
+    weighted share of label 1) or ``1/K - p_k`` (each class's share): the
+    log-odds ``log(p / (1 - p))``, or the classes' ``log p_k`` centered."""
+    if not n_classes:
+        share = 0.5 - float(zero_gradient[-1])
+        return np.array([math.log(share) - math.log1p(-share)])
+    blocks = zero_gradient.reshape(n_classes, -1)
+    logs = np.array([math.log(1.0 / n_classes - float(g)) for g in blocks[:, -1]])
+    return logs - math.fsum(logs.tolist()) / n_classes
+
+
+def choose(points: Sequence[PathPoint]) -> int:
+    """The index of the path's model: the smallest validation loss (the
+    larger strength of a tie), or without a validation split the last."""
+    if points and all(point.validation_loss is not None for point in points):
+        return min(range(len(points)), key=lambda k: (points[k].validation_loss, k))
+    return len(points) - 1
+
+
+def path_document(points: Sequence[PathPoint], chosen: int, alpha: float, ratio: float) -> str:
+    """``path/path.json``: the grid, each point, and the model chosen."""
+    document = {
+        "alpha": alpha,
+        "ratio": ratio,
+        "chosen": chosen,
+        "rule": "smallest validation loss" if points and points[0].validation_loss is not None else "last",
+        "points": [point.to_json() for point in points],
+    }
+    return json.dumps(document, indent=2) + "\n"

@@ -1,0 +1,186 @@
+"""Regularization paths (``--path N``, :mod:`pipeline.paths`): the grid and
+its largest strength, warm starts, the choice by validation loss, the same
+bytes for any partitioning and worker count, point-wise resume of a killed
+job, the report's plots, and the refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import statsmodels.api as sm
+
+from pipeline.cluster import ClusterSpec
+from pipeline.config import TrainConfig
+from pipeline.errors import ConfigError
+from pipeline.jobs import run_job
+from pipeline.model import Model
+from pipeline.objective import Penalty
+from pipeline.outputs import OutputDir
+from pipeline.paths import PathPoint, choose, null_intercepts, strengths
+from pipeline.report import write_report
+from pipeline.train import train
+
+
+def fair(path, row_group: int = 2000, files: int = 1) -> str:
+    frame = sm.datasets.fair.load_pandas().data
+    frame["y"] = (frame.pop("affairs") > 0).astype(np.float64)
+    path.mkdir(parents=True, exist_ok=True)
+    bounds = np.linspace(0, len(frame), files + 1).astype(int)
+    for k, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+        table = pa.Table.from_pandas(frame.iloc[start:stop], preserve_index=False)
+        pq.write_table(table, path / f"part-{k}.parquet", row_group_size=row_group)
+    return str(path)
+
+
+def path_points(out) -> tuple[list[dict], int]:
+    document = json.loads(OutputDir(out).path_summary.read_text())
+    return document["points"], document["chosen"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return fair(tmp_path_factory.mktemp("fair") / "data")
+
+
+def config(data, out, **options) -> TrainConfig:
+    return TrainConfig(data=data, label="y", cluster=None, out=str(out), **options)
+
+
+@pytest.mark.parametrize("penalty", [Penalty(l1=1.0), Penalty.elastic_net(1.0, 0.5)], ids=["l1", "enet"])
+def test_lambda_max_gives_all_zeros_and_the_next_point_not(data, tmp_path, penalty):
+    model = train(config(data, tmp_path / "out", penalty=penalty, path=6))
+    points, chosen = path_points(tmp_path / "out")
+    assert [point["index"] for point in points] == list(range(6)) and chosen == 5
+    assert points[0]["n_nonzero"] == 0 and points[1]["n_nonzero"] > 0
+    assert np.count_nonzero(Model.load(tmp_path / "out" / "path" / "000").coef_array) == 0
+    # lambda_max = max_j |(1/n) sum_i (p - y_i) x_ij| / alpha, p the share of label 1
+    frame = pq.read_table(data).to_pandas()
+    y = frame.pop("y").to_numpy()
+    gradient = frame.to_numpy().T @ (y.mean() - y) / len(y)
+    alpha = penalty.l1 / (penalty.l1 + penalty.l2)
+    assert points[0]["strength"] == pytest.approx(np.abs(gradient).max() / alpha, rel=1e-12)
+    assert points[0]["l1"] == pytest.approx(points[0]["strength"] * alpha, rel=1e-15)
+    assert [p["strength"] for p in points] == strengths(points[0]["strength"], 6, 1e-4)
+    # without a validation split the path's model is its last (the smallest strength)
+    assert model.digest == points[-1]["digest"] and model.l1 == points[-1]["l1"]
+
+
+def test_an_l2_path_walks_down_from_the_stated_maximum(data, tmp_path):
+    train(config(data, tmp_path / "out", penalty=Penalty(l2=0.5), path=4, path_ratio=1e-3))
+    points, _ = path_points(tmp_path / "out")
+    assert [p["l2"] for p in points] == pytest.approx([0.5, 0.05, 0.005, 0.0005], rel=1e-12)
+    assert all(p["l1"] == 0.0 for p in points) and all(p["n_nonzero"] == 8 for p in points)
+    norms = [np.abs(Model.load(tmp_path / "out" / "path" / f"{k:03d}").coef_array).sum() for k in range(4)]
+    assert norms == sorted(norms)  # less shrinkage as the strength falls
+
+
+def test_each_point_is_the_fit_warm_started_from_the_one_before(data, tmp_path):
+    options = dict(penalty=Penalty(l1=1.0), path=4)
+    train(config(data, tmp_path / "out", **options))
+    points, _ = path_points(tmp_path / "out")
+    plain = train(
+        config(
+            data,
+            tmp_path / "plain",
+            penalty=Penalty(l2=points[2]["l2"], l1=points[2]["l1"]),
+            init=str(tmp_path / "out" / "path" / "001"),
+        )
+    )
+    assert plain.digest == points[2]["digest"]
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "out"
+    model = train(config(data, out, penalty=Penalty.elastic_net(1.0, 0.7), path=5, validation_fraction=0.25))
+    return model, path_points(out)
+
+
+def test_the_validation_loss_chooses_the_model(reference):
+    model, (points, chosen) = reference
+    losses = [point["validation_loss"] for point in points]
+    assert chosen == int(np.argmin(losses)) and model.digest == points[chosen]["digest"]
+    assert 0 < chosen < len(points) - 1 or losses[chosen] == min(losses)
+
+
+def test_any_partitioning_gives_the_same_path(reference, tmp_path):
+    model, expected = reference
+    data = fair(tmp_path / "data", row_group=333, files=3)
+    again = train(
+        config(data, tmp_path / "out", penalty=Penalty.elastic_net(1.0, 0.7), path=5, validation_fraction=0.25)
+    )
+    assert path_points(tmp_path / "out") == expected and again.digest == model.digest
+
+
+@pytest.mark.cluster
+def test_a_two_worker_cluster_gives_the_same_path(data, reference, tmp_path):
+    model, expected = reference
+    options = dict(penalty=Penalty.elastic_net(1.0, 0.7), path=5, validation_fraction=0.25)
+    on_cluster = train(
+        TrainConfig(data=data, label="y", cluster=ClusterSpec(n_workers=2), out=str(tmp_path / "out"), **options)
+    )
+    assert path_points(tmp_path / "out") == expected and on_cluster.digest == model.digest
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_path_job_resumes_to_the_same_bytes(data, reference, tmp_path):
+    model, expected = reference
+    target = config(data, tmp_path / "out", penalty=Penalty.elastic_net(1.0, 0.7), path=5, validation_fraction=0.25)
+    seen = []
+
+    def kill_in_the_fourth_point(record) -> None:
+        seen.append(record.iteration)
+        if sum(1 for iteration in seen if iteration == 0) == 4 and record.iteration == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_job(target, progress=kill_in_the_fourth_point)
+    done, _ = path_points(tmp_path / "out")
+    assert len(done) == 3
+    job_id = OutputDir(tmp_path / "out").read_job().job_id
+    notes: list[str] = []
+    resumed = run_job(target, job_id, notify=notes.append)
+    assert resumed.digest == model.digest and path_points(tmp_path / "out") == expected
+    assert not any("path point 1/" in note or "path point 3/" in note for note in notes)
+    assert any("path point 4/5" in note for note in notes)
+
+
+def test_the_report_shows_the_path(reference, data, tmp_path):
+    train(config(data, tmp_path / "out", penalty=Penalty(l1=1.0), path=3))
+    page = write_report(str(tmp_path / "out")).read_text()
+    assert "Regularization path" in page and 'alt="coefficient paths"' in page and 'alt="loss along the path"' in page
+
+
+def test_what_a_path_cannot_be_is_refused(data, tmp_path):
+    with pytest.raises(ConfigError, match="needs a penalty to walk"):
+        TrainConfig(data=data, label="y", path=5)
+    with pytest.raises(ConfigError, match="path"):
+        TrainConfig(data=data, label="y", path=1, penalty=Penalty(l1=1.0))
+    with pytest.raises(ConfigError, match="path_ratio"):
+        TrainConfig(data=data, label="y", path=3, path_ratio=1.0, penalty=Penalty(l1=1.0))
+    with pytest.raises(ConfigError, match="init"):
+        TrainConfig(data=data, label="y", path=3, penalty=Penalty(l1=1.0), init=str(tmp_path))
+    with pytest.raises(ConfigError, match="inference"):
+        TrainConfig(data=data, label="y", path=3, penalty=Penalty(l2=1.0), inference="nonrobust")
+
+
+def test_the_pure_decisions():
+    assert strengths(2.0, 3, 0.25) == [2.0, 1.0, 0.5]
+    point = PathPoint(0, 1.0, 0.0, 1.0, 0.5, None, 0, 1, 1, True, "d")
+    assert choose([point, point]) == 1  # no validation: the last
+    losses = [0.3, 0.2, 0.2, 0.4]
+    scored = [PathPoint(k, 1.0, 0.0, 1.0, 0.5, loss, 0, 1, 1, True, "d") for k, loss in enumerate(losses)]
+    assert choose(scored) == 1  # the smallest, the larger strength of a tie
+    share = 0.3  # binary: the gradient at zero is 1/2 - p
+    assert null_intercepts(np.array([0.1, 0.5 - share]), 0) == pytest.approx([np.log(share / (1 - share))])
+    shares = np.array([0.2, 0.5, 0.3])  # multinomial: 1/K - p_k, centered logs
+    gradient = np.column_stack([np.zeros(3), 1 / 3 - shares]).ravel()
+    logs = np.log(shares)
+    assert null_intercepts(gradient, 3) == pytest.approx(logs - logs.mean())
