@@ -14,7 +14,7 @@ from .errors import ConfigError, OutputError, invalid
 from .inference import DEFAULT_CONFIDENCE, check_inference, refusal
 from .levels import MAX_BUCKETS
 from .objective import Penalty
-from .paths import DEFAULT_RATIO, mixing
+from .paths import CV_RULES, DEFAULT_RATIO, mixing
 from .solvers import SolverOptions
 
 __all__ = [
@@ -134,6 +134,11 @@ class TrainConfig:
     #: ``path_ratio`` times it, each fit warm-started from the one before
     path: int = 0
     path_ratio: float = DEFAULT_RATIO
+    #: K-fold cross-validation (0: none): the folds' fits of each strength in
+    #: lockstep, the mean held-out loss choosing the strength by ``cv_rule``
+    #: (``min`` or ``1se``), and the fit on every row as the model
+    cv: int = 0
+    cv_rule: str = "min"
     #: every output directory must lie inside this one (None: no restriction,
     #: unless $PIPELINE_OUTPUT_ROOT is set where the job runs; see :func:`check_output_root`)
     output_root: str | None = None
@@ -151,6 +156,28 @@ class TrainConfig:
             raise invalid("family", f"one of {', '.join(FAMILIES)}", self.family)
         if self.max_classes < 2:
             raise invalid("max_classes", ">= 2", self.max_classes)
+        if self.cv:
+            if self.cv < 2:
+                raise invalid("cv", "0 (none) or at least 2 folds", self.cv)
+            if self.cv_rule not in CV_RULES:
+                raise invalid("cv_rule", f"one of {', '.join(CV_RULES)}", self.cv_rule)
+            for name, value, why in (
+                ("validation_fraction", self.validation_fraction, "the folds hold every row out once"),
+                ("early_stopping", self.early_stopping, "the folds' fits run to convergence"),
+                ("init", self.init, "the fits start from zero"),
+            ):
+                if value:
+                    raise ConfigError(f"cv: {name} cannot be used with cross-validation ({why})", column=name)
+            if self.family == "multinomial":
+                raise ConfigError(
+                    "cv: cross-validation is for the binary model; found family 'multinomial'", column="cv"
+                )
+            if self.inference != "none":
+                raise ConfigError(
+                    "inference is for one fit: choose the strength by cross-validation, then train it with inference",
+                    column="inference",
+                )
+            mixing(self.penalty)  # (cross-validation chooses a penalty's strength)
         if self.path:
             if self.path < 2:
                 raise invalid("path", "0 (no path) or at least 2 strengths", self.path)
@@ -211,8 +238,10 @@ class TrainConfig:
             raise ConfigError(
                 "early_stopping needs a validation set (`validation_fraction` > 0)", column="early_stopping"
             )
-        if self.validation_key and not self.validation_fraction:
-            raise ConfigError("validation_key needs `validation_fraction` > 0", column="validation_key")
+        if self.validation_key and not (self.validation_fraction or self.cv):
+            raise ConfigError(
+                "validation_key needs `validation_fraction` > 0 (or `cv`: it cuts the folds)", column="validation_key"
+            )
         if self.name is not None:
             check_job_name(self.name)
         if self.checkpoint_every < 1:

@@ -60,6 +60,8 @@ __all__ = [
     "ClassCounter",
     "ClassKind",
     "Dataset",
+    "FOLD_CODE",
+    "Folds",
     "INDICATOR_SUFFIX",
     "MISSING_POLICIES",
     "MissingPolicy",
@@ -74,6 +76,7 @@ __all__ = [
     "key_bits",
     "open_dataset",
     "placed_on",
+    "row_hash",
     "spread",
     "unreadable_error",
 ]
@@ -139,20 +142,49 @@ class Split:
     def mask(self, positions: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
         """True for the rows of this part; ``keys``: the key column's values
         (numbers, or :func:`key_bits`' uint64), or None to use ``positions``."""
-        if keys is None:
-            bits = positions.astype(np.uint64)
-        elif keys.dtype.kind == "f":
-            bits = np.ascontiguousarray(keys, dtype=np.float64).view(np.uint64)
-        else:
-            bits = keys.astype(np.int64).view(np.uint64)
-        with np.errstate(over="ignore"):
-            z = bits + np.uint64(0x9E3779B97F4A7C15)
-            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            z = z ^ (z >> np.uint64(31))
+        z = row_hash(positions, keys)
         limit = np.uint64(min(int(self.fraction * 2.0**64), 2**64 - 1))
         validation = z < limit
         return validation if self.part == "validation" else ~validation
+
+
+def row_hash(positions: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
+    """The 64-bit hash (splitmix64) of each row's ``key`` value (numbers, or
+    :func:`key_bits`' uint64) or, with ``keys`` None, of its canonical
+    position: what :class:`Split` and :class:`Folds` cut."""
+    if keys is None:
+        bits = positions.astype(np.uint64)
+    elif keys.dtype.kind == "f":
+        bits = np.ascontiguousarray(keys, dtype=np.float64).view(np.uint64)
+    else:
+        bits = keys.astype(np.int64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        z = bits + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+#: A cross-validation pass's label of a row of fold ``f``: ``y + FOLD_CODE * f``
+#: (the binary label stays recoverable exactly: ``y = code mod FOLD_CODE``).
+FOLD_CODE = 2.0
+
+
+@dataclass(frozen=True)
+class Folds:
+    """K folds of the rows for cross-validation, cut from the same row hash
+    as :class:`Split` (of ``key``'s value, or of the canonical position): row
+    ``i`` is in fold ``floor(hash_i * K / 2**64)``, so the folds depend on
+    nothing but the rows.  A reader with folds gives each row's label as
+    ``y + FOLD_CODE * fold`` (:func:`pipeline.kernel.fold_partials` decodes it)."""
+
+    n_folds: int
+    key: str | None = None
+
+    def of(self, positions: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
+        """Each row's fold (int64, 0 .. K-1)."""
+        high = row_hash(positions, keys) >> np.uint64(32)
+        return ((high * np.uint64(self.n_folds)) >> np.uint64(32)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -206,6 +238,8 @@ class ChunkReader:
     classes: tuple[Any, ...] = ()
     #: the kind of the label's values when ``classes`` are given (:func:`class_kind`)
     class_kind: ClassKind = "int"
+    #: cross-validation folds: each label comes as ``y + FOLD_CODE * fold`` (None: the label)
+    folds: Folds | None = None
 
     @property
     def has_weights(self) -> bool:
@@ -224,11 +258,8 @@ class ChunkReader:
 
     @property
     def columns(self) -> list[str]:
-        extra = (
-            [self.split.key]
-            if self.split and self.split.key and self.split.key not in (*self.features, self.label, self.weight)
-            else []
-        )
+        keys = [self.split.key if self.split else None, self.folds.key if self.folds else None]
+        extra = [key for key in dict.fromkeys(keys) if key and key not in (*self.features, self.label, self.weight)]
         categorical = [vocabulary.column for vocabulary in self.vocabularies]
         return (
             [*self.features, *categorical]
@@ -379,6 +410,12 @@ class ChunkReader:
             positions = chunk.offset + first_row + np.arange(table.num_rows, dtype=np.int64)
             mask = self.split.mask(positions, keys).astype(np.float64)
             weights = mask if weights is None else weights * mask
+        if self.folds is not None and y is not None:
+            keys = None
+            if self.folds.key:
+                keys = key_bits(table.column(self.folds.key), self.folds.key, chunk, first_row)
+            positions = chunk.offset + first_row + np.arange(table.num_rows, dtype=np.int64)
+            y = y + FOLD_CODE * self.folds.of(positions, keys)
         return Chunk(X, y, weights)
 
 
@@ -784,6 +821,8 @@ class Dataset:
     classes: tuple[Any, ...] = ()
     #: the kind of the label's values in every file (text, or numbers: :func:`class_kind`)
     class_kind: ClassKind = "int"
+    #: cross-validation folds (:meth:`with_folds`; None: the label as it is)
+    folds: Folds | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -805,6 +844,8 @@ class Dataset:
             identity = (*identity, self.categorical, self.vocabularies)
         if self.classes:
             identity = (*identity, self.classes)
+        if self.folds is not None:
+            identity = (*identity, self.folds)
         return hashlib.sha256(repr(identity).encode()).hexdigest()
 
     @property
@@ -891,11 +932,16 @@ class Dataset:
             self.vocabularies or (),
             self.classes,
             self.class_kind,
+            self.folds,
         )
 
     def with_split(self, split: Split | None) -> Dataset:
         """The same data seen through ``split`` (None: all rows)."""
         return replace(self, split=split)
+
+    def with_folds(self, folds: Folds | None) -> Dataset:
+        """The same data with each label coded with its row's fold (:class:`Folds`)."""
+        return replace(self, folds=folds)
 
     def read_chunks(self) -> list[Chunk]:
         """Every chunk as numpy arrays, in canonical order (in this process)."""

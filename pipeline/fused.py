@@ -83,6 +83,7 @@ from .kernel import (
     chunk_partials,
     chunk_stats,
     count_missing,
+    fold_partials,
     kernel_features,
     margins,
     normalize_levels,
@@ -1510,6 +1511,8 @@ def chunk_partials_fast(
     A drop-in replacement for ``chunk_partials``: the result is equal either
     way, so processes with and without the compiled kernel can be mixed.
     """
+    if spec.folds is not None:
+        return fold_partials(X, y, coef, weights, spec, chunk_partials_fast)  # type: ignore[return-value]
     if AVAILABLE:
         return fused_partials(X, y, coef, weights, spec)
     return chunk_partials(X, y, coef, weights, spec)

@@ -61,6 +61,7 @@ from .config import (
 from .data import MISSING_POLICIES
 from .errors import ConfigError, JobFileError, OutputError
 from .objective import Penalty
+from .paths import CV_RULES
 from .solvers import SolverOptions
 
 __all__ = ["KEYS", "config_from_mapping", "config_to_mapping", "load_job", "to_toml"]
@@ -171,6 +172,19 @@ KEYS: dict[str, Key] = {
         "int",
         "--early-stopping",
         "stop when the validation loss has not improved for N iterations",
+    ),
+    "train.cv": Key(
+        "cv",
+        "int",
+        "--cv",
+        "K-fold cross-validation of the penalty's strength(s) (with --path: along the path), folds in lockstep",
+    ),
+    "train.cv_rule": Key(
+        "cv_rule",
+        "str",
+        "--cv-rule",
+        "min (smallest mean held-out loss) | 1se (largest strength within 1 SE)",
+        CV_RULES,
     ),
     "train.inference": Key(
         "inference",

@@ -47,7 +47,7 @@ from typing import Literal
 
 import numpy as np
 
-from .data import NARROW_FEATURE_DTYPES
+from .data import FOLD_CODE, NARROW_FEATURE_DTYPES
 from .elementary import exp_nonpositive, log1p_nonnegative, sigmoid_softplus
 from .elementary import sigmoid as elementary_sigmoid
 from .exact import BIN_WIDTH, BLOCK_ROWS, GRID_E0, N_BINS, ExactSums, top_bin
@@ -61,6 +61,10 @@ __all__ = [
     "HESSIAN_BINS",
     "LEVEL_MIN_TOP",
     "Categories",
+    "FoldMember",
+    "FoldPartials",
+    "FoldSpec",
+    "FoldStats",
     "LevelSums",
     "WARM_UP_PARTS",
     "KernelSpec",
@@ -77,6 +81,8 @@ __all__ = [
     "add_levels",
     "level_top",
     "exact_square",
+    "fold_partials",
+    "fold_stats",
     "kernel_features",
     "margins",
     "merge_partials",
@@ -328,9 +334,111 @@ class KernelSpec:
     categories: Categories | None = None
     n_classes: int = 0
     scores: bool = False
+    #: a cross-validation pass (:func:`fold_partials`): the fits it evaluates, each with its spec
+    folds: FoldSpec | None = None
 
     def with_hessian(self, hessian: bool, scores: bool = False) -> KernelSpec:
         return dataclasses.replace(self, hessian=hessian, scores=hessian and scores)
+
+
+@dataclass(frozen=True, eq=False)
+class FoldMember:
+    """One fit of a cross-validation pass: the rows it sees -- those of every
+    fold but ``fold`` (its training rows), only those of ``fold``
+    (``held_out``: its validation rows), or every row (``fold`` -1) -- and
+    its loss pass's spec."""
+
+    fold: int
+    held_out: bool
+    spec: KernelSpec
+
+
+@dataclass(frozen=True, eq=False)
+class FoldSpec:
+    """The fits one cross-validation pass evaluates: ``coef`` is their
+    coefficient vectors one after the other, the result a
+    :class:`FoldPartials` of their partial sums in this order."""
+
+    members: tuple[FoldMember, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class FoldPartials:
+    """The partial sums of each fit of a cross-validation pass (:class:`FoldSpec`)."""
+
+    parts: tuple[Partials, ...]
+
+    def merge(self, other: FoldPartials) -> FoldPartials:
+        return FoldPartials(tuple(a.merge(b) for a, b in zip(self.parts, other.parts, strict=True)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FoldPartials) and self.parts == other.parts
+
+
+def fold_partials(X, y, coef, weights, spec: KernelSpec, kernel) -> FoldPartials:
+    """One chunk's partial sums for every fit of ``spec.folds``, by ``kernel``
+    (:func:`chunk_partials` or its compiled twin) once per fit.  ``y`` holds
+    each row's label coded with its fold (``y + FOLD_CODE * fold``,
+    :class:`pipeline.data.Folds`): a fit sees its rows with their own
+    weights and the others with weight 0, which the exact sums ignore -- the
+    sums of a fit without a fold's rows are those of the other rows alone."""
+    assert spec.folds is not None
+    y = np.asarray(y, dtype=np.float64)
+    fold = np.floor(y / FOLD_CODE)
+    label = y - FOLD_CODE * fold
+    coef = np.asarray(coef, dtype=np.float64)
+    width = X.shape[1] + 1
+    if coef.shape != (width * len(spec.folds.members),):
+        raise ValueError(f"coef has shape {coef.shape}, expected ({width} x {len(spec.folds.members)},)")
+    parts = []
+    for k, member in enumerate(spec.folds.members):
+        if member.spec.categories is not None or member.spec.n_classes or member.spec.folds is not None:
+            raise ValueError("a cross-validation pass takes binary fits of dense features")
+        member_weights = weights
+        if member.fold >= 0:
+            rows = (fold == member.fold) if member.held_out else (fold != member.fold)
+            member_weights = rows.astype(np.float64) if weights is None else weights * rows
+        parts.append(kernel(X, label, coef[k * width : (k + 1) * width], member_weights, member.spec))
+    return FoldPartials(tuple(parts))
+
+
+@dataclass(frozen=True, eq=False)
+class FoldStats:
+    """The statistics of each fold's rows (:func:`fold_stats`)."""
+
+    parts: tuple[Stats, ...]
+
+    @classmethod
+    def zeros(cls, n_folds: int, n_features: int) -> FoldStats:
+        return cls(tuple(Stats.zeros(n_features) for _ in range(n_folds)))
+
+    def merge(self, other: FoldStats) -> FoldStats:
+        return FoldStats(tuple(a.merge(b) for a, b in zip(self.parts, other.parts, strict=True)))
+
+    def training(self, fold: int) -> Stats:
+        """The statistics of every row but fold ``fold``'s (-1: of every row)."""
+        kept = [part for k, part in enumerate(self.parts) if k != fold]
+        total = kept[0]
+        for part in kept[1:]:
+            total = total.merge(part)
+        return total
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FoldStats) and self.parts == other.parts
+
+
+def fold_stats(X, y, weights, n_folds: int, kernel) -> FoldStats:
+    """One chunk's statistics of each fold's rows by ``kernel``
+    (:func:`chunk_stats` or its compiled twin), ``y`` coded with the folds."""
+    y = np.asarray(y, dtype=np.float64)
+    fold = np.floor(y / FOLD_CODE)
+    label = y - FOLD_CODE * fold
+    parts = []
+    for k in range(n_folds):
+        rows = fold == k
+        part_weights = None if weights is None else weights[rows]
+        parts.append(kernel(np.asfortranarray(X[rows]), label[rows], part_weights))
+    return FoldStats(tuple(parts))
 
 
 @dataclass(frozen=True, eq=False)
@@ -361,7 +469,10 @@ class Partials:
     @classmethod
     def empty(cls, n_columns: int, spec: KernelSpec) -> Partials:
         """The identity of :meth:`merge` for a pass of ``spec`` over an ``X`` of
-        ``n_columns`` columns (dense ones, then ``spec.categories``' codes)."""
+        ``n_columns`` columns (dense ones, then ``spec.categories``' codes);
+        a cross-validation pass's: a :class:`FoldPartials` of them."""
+        if spec.folds is not None:
+            return FoldPartials(tuple(cls.empty(n_columns, m.spec) for m in spec.folds.members))  # type: ignore[return-value]
         categories = spec.categories
         blocks = max(spec.n_classes, 1)
         if categories is None:
@@ -570,6 +681,8 @@ def chunk_partials(
 ) -> Partials:
     """Exact partial sums of loss and gradient (and Hessian) over one chunk
     (of the multinomial model when ``spec.n_classes``: :func:`softmax_partials`)."""
+    if spec.folds is not None:
+        return fold_partials(X, y, coef, weights, spec, chunk_partials)  # type: ignore[return-value]
     if spec.n_classes:
         return softmax_partials(X, y, coef, weights, spec)
     X = np.asarray(X, dtype=np.float64)

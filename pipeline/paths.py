@@ -32,6 +32,7 @@ from .errors import ConfigError
 from .objective import Penalty
 
 __all__ = [
+    "CV_RULES",
     "DEFAULT_RATIO",
     "PathPoint",
     "choose",
@@ -65,6 +66,11 @@ class PathPoint:
     n_passes: int
     converged: bool
     digest: str
+    #: with cross-validation: each fold's held-out loss, their mean and sample
+    #: standard deviation (:func:`pipeline.crossval.fold_summary`)
+    cv_losses: list[float] | None = None
+    cv_loss: float | None = None
+    cv_std: float | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -135,21 +141,41 @@ def null_intercepts(zero_gradient: np.ndarray, n_classes: int) -> np.ndarray:
     return logs - math.fsum(logs.tolist()) / n_classes
 
 
-def choose(points: Sequence[PathPoint]) -> int:
-    """The index of the path's model: the smallest validation loss (the
-    larger strength of a tie), or without a validation split the last."""
+#: how cross-validation chooses: the smallest mean loss, or the largest
+#: strength within one standard error of it (glmnet's ``lambda.1se``)
+CV_RULES = ("min", "1se")
+
+
+def choose(points: Sequence[PathPoint], rule: str = "min") -> int:
+    """The index of the path's model.  Cross-validated points: the smallest
+    mean held-out loss (``min``), or (``1se``) the largest strength whose
+    mean is within one standard error (``std / sqrt(K)``) of that minimum.
+    Else the smallest validation loss, or without a validation split the
+    last; ties go to the larger strength (the earlier point)."""
+    if points and all(point.cv_loss is not None for point in points):
+        best = min(range(len(points)), key=lambda k: (points[k].cv_loss, k))
+        if rule == "min":
+            return best
+        losses = points[best].cv_losses or []
+        error = (points[best].cv_std or 0.0) / math.sqrt(max(len(losses), 1))
+        bound = (points[best].cv_loss or 0.0) + error
+        return min(k for k, point in enumerate(points) if point.cv_loss is not None and point.cv_loss <= bound)
     if points and all(point.validation_loss is not None for point in points):
         return min(range(len(points)), key=lambda k: (points[k].validation_loss, k))
     return len(points) - 1
 
 
-def path_document(points: Sequence[PathPoint], chosen: int, alpha: float, ratio: float) -> str:
+def path_document(points: Sequence[PathPoint], chosen: int, alpha: float, ratio: float, rule: str = "min") -> str:
     """``path/path.json``: the grid, each point, and the model chosen."""
+    if points and points[0].cv_loss is not None:
+        described = {"min": "smallest mean cross-validation loss", "1se": "one standard error"}[rule]
+    else:
+        described = "smallest validation loss" if points and points[0].validation_loss is not None else "last"
     document = {
         "alpha": alpha,
         "ratio": ratio,
         "chosen": chosen,
-        "rule": "smallest validation loss" if points and points[0].validation_loss is not None else "last",
+        "rule": described,
         "points": [point.to_json() for point in points],
     }
     return json.dumps(document, indent=2) + "\n"

@@ -34,6 +34,7 @@ from .errors import ClusterError
 from .kernel import (
     WARM_UP_PARTS,
     Categories,
+    FoldStats,
     KernelSpec,
     Partials,
     Stats,
@@ -50,6 +51,7 @@ from .stream import (
     batch_rows,
     chunk_partials_fast,
     chunk_stats_fast,
+    fold_stats_kernel,
     loss_kernel,
     plan_units,
     stats_kernel,
@@ -109,6 +111,13 @@ class InProcessEvaluator:
         for X, y, weights in self.chunks:
             stats = chunk_stats_fast(X, y, weights)
             total = total.merge(stats if categories is None else stats.with_level_rows(level_rows(X, categories)))
+        return total
+
+    def fold_stats(self, n_folds: int) -> FoldStats:
+        """Each fold's statistics (labels coded with their folds, :class:`pipeline.data.Folds`)."""
+        total = FoldStats.zeros(n_folds, self.n_features)
+        for chunk in self.chunks:
+            total = total.merge(fold_stats_kernel(chunk, n_folds))
         return total
 
 
@@ -211,6 +220,10 @@ class DaskEvaluator:
 
     def stats(self, categories: Categories | None = None) -> Stats:
         return self._per_worker(Stats.zeros(self.n_features), stats_kernel, categories)
+
+    def fold_stats(self, n_folds: int) -> FoldStats:
+        """Each fold's statistics (labels coded with their folds, :class:`pipeline.data.Folds`)."""
+        return self._per_worker(FoldStats.zeros(n_folds, self.n_features), fold_stats_kernel, n_folds)
 
     def _futures(self) -> list[list]:
         """Per array, its blocks' futures in block order."""
@@ -693,6 +706,10 @@ class StreamingEvaluator:
 
     def stats(self, categories: Categories | None = None) -> Stats:
         return self._run(Stats.zeros(self.n_features), stats_kernel, categories)
+
+    def fold_stats(self, n_folds: int) -> FoldStats:
+        """Each fold's statistics (labels coded with their folds, :class:`pipeline.data.Folds`)."""
+        return self._run(FoldStats.zeros(n_folds, self.n_features), fold_stats_kernel, n_folds)
 
     def _run(self, empty, kernel, *args):
         if self.client is None:

@@ -420,12 +420,17 @@ def _path_section(outputs: OutputDir) -> list[str]:
         held_out = [point["validation_loss"] for point in points]
         if all(value is not None for value in held_out):
             ax.plot(grid, held_out, marker=".", label="validation")
+        if all(point.get("cv_loss") is not None for point in points):
+            means = [point["cv_loss"] for point in points]
+            ax.errorbar(grid, means, yerr=[point["cv_std"] for point in points], marker=".", label="cross-validation")
         if isinstance(chosen, int) and 0 <= chosen < len(grid):
             ax.axvline(grid[chosen], linestyle=":", color="gray")
         ax.legend()
         ax.set(xscale="log", title="loss along the path", xlabel="penalty strength")
 
     keys = ["index", "strength", "l2", "l1", "n_nonzero", "loss", "validation_loss", "n_passes", "converged"]
+    if all(point.get("cv_loss") is not None for point in points):
+        keys = [*keys[:7], "cv_loss", "cv_std", *keys[7:]]
     return [
         "<h2>Regularization path</h2>",
         f'<p class="muted">alpha {_fmt(document.get("alpha"))}; model {_fmt(chosen)} chosen '
@@ -434,7 +439,7 @@ def _path_section(outputs: OutputDir) -> list[str]:
         _img(_figure_png(draw_coefficients), "coefficient paths"),
         _img(_figure_png(draw_losses), "loss along the path"),
         "</div>",
-        _table([[point.get(key) for key in keys] for point in points], keys, numeric=set(range(1, 8))),
+        _table([[point.get(key) for key in keys] for point in points], keys, numeric=set(range(1, len(keys) - 1))),
     ]
 
 

@@ -33,13 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from .data import Chunk, ChunkReader, ChunkSpec
-from .kernel import Categories, KernelSpec, Partials, Stats, accumulate, level_rows
+from .kernel import Categories, FoldStats, KernelSpec, Partials, Stats, accumulate, fold_stats, level_rows
 
 __all__ = [
     "BATCH_BYTES",
     "UNIT_BYTES",
     "DiskCache",
     "batch_rows",
+    "fold_stats_kernel",
     "loss_kernel",
     "plan_units",
     "stats_kernel",
@@ -208,6 +209,11 @@ def _labels(data: Chunk) -> np.ndarray:
 
 def loss_kernel(data: Chunk, coef: np.ndarray, spec: KernelSpec) -> Partials:
     return chunk_partials_fast(data.X, _labels(data), coef, data.weights, spec)
+
+
+def fold_stats_kernel(data: Chunk, n_folds: int) -> FoldStats:
+    """Each fold's statistics over a batch whose labels carry their folds (:class:`pipeline.data.Folds`)."""
+    return fold_stats(data.X, _labels(data), data.weights, n_folds, chunk_stats_fast)
 
 
 def stats_kernel(data: Chunk, categories: Categories | None = None) -> Stats:

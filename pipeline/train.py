@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 from .atomic import write_atomic
 from .cluster import ClusterSpec, cluster_memory, connect
 from .config import CacheMode, TrainConfig
-from .data import ChunkSpec, ClassCounter, Dataset, Split, open_dataset
+from .crossval import ALL_ROWS, Lockstep, MemberEvaluator, fold_summary
+from .data import ChunkSpec, ClassCounter, Dataset, Folds, Split, open_dataset
 from .errors import ColumnNotFoundError, ConfigError, LabelValueError, MissingValueError, PipelineError
 from .exact import ExactSums
 from .fitting import (
@@ -139,6 +140,14 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             if dataset.categorical:
                 dataset = learn_levels(config, dataset, client, recorder.note)
             check_inference_possible(config, n_classes, dataset)
+            if config.cv:
+                if n_classes or dataset.vocabularies:
+                    raise ConfigError(
+                        "cv: cross-validation takes a binary label and numeric features; found "
+                        + (f"{n_classes} classes" if n_classes else "categorical columns"),
+                        column="cv",
+                    )
+                dataset = dataset.with_folds(Folds(config.cv, config.validation_key))
             # (the features are known once the categorical columns' levels are)
             init = initial_coef(config.init, dataset.feature_names, dataset.classes if n_classes else None)
             check_feature_names(dataset)
@@ -163,11 +172,11 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     class_totals=class_totals,
                 )
 
-                def describe(result: Fit, penalty: Penalty) -> Model:
+                def describe(result: Fit, penalty: Penalty, n_samples: int = dataset.n_samples) -> Model:
                     return build_model(
                         result,
                         dataset.feature_names,
-                        dataset.n_samples,
+                        n_samples,
                         solver=config.solver,
                         penalty=penalty,
                         label=config.label,
@@ -181,7 +190,7 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                         classes=dataset.classes or None,
                     )
 
-                if config.path:
+                if config.path or config.cv:
                     model = fit_path(config, checked, common, describe, recorder, resumed=resume is not None)
                 else:
                     result = fit(checked, penalty=config.penalty, init=init, resume=resume, **common)
@@ -207,40 +216,80 @@ def fit_path(
     config: TrainConfig,
     evaluator: Evaluator,
     common: dict[str, Any],
-    describe: Callable[[Fit, Penalty], Model],
+    describe: Callable[..., Model],
     recorder: Recorder,
     resumed: bool,
 ) -> Model:
-    """A regularization path (:mod:`pipeline.paths`): the statistics pass
-    once, the largest strength (two loss passes with an L1 part), then a fit
-    per strength, each warm-started from the one before, each model saved in
-    ``path/NNN`` with ``path/path.json`` updated after it; the chosen model
-    (:func:`pipeline.paths.choose`) is returned.  ``resumed``: the job is
-    resumed, and the points already in ``path/`` (same strengths, intact
-    models) are kept; the next one starts from the last one's model."""
-    n_classes = common["n_classes"]
-    prepared = prepare(
-        evaluator,
-        **{key: common[key] for key in ("standardize", "class_weight", "features", "label", "impute", "levels")},
-        n_classes=n_classes,
-        class_totals=common["class_totals"],
-    )
+    """A regularization path (:mod:`pipeline.paths`), cross-validated with
+    ``config.cv`` folds (:mod:`pipeline.crossval`; without ``config.path``
+    the one configured strength): the statistics pass once, the largest
+    strength (two loss passes with an L1 part), then for each strength the
+    fit on every row -- and with folds each fold's fit, in lockstep with it,
+    then one pass for their held-out losses -- each warm-started from its
+    fit of the strength before.  Each point's models are saved in
+    ``path/NNN`` (the folds' in ``path/NNN/fold-K``) with ``path/path.json``
+    updated after it; the chosen model (:func:`pipeline.paths.choose`) is
+    returned.  ``resumed``: the job is resumed, and the points already in
+    ``path/`` (same strengths, intact models) are kept; the next one starts
+    from their models."""
+    n_classes, n_folds = common["n_classes"], config.cv
+    lockstep = Lockstep(evaluator, n_folds) if n_folds else None
+    # the fits of a point: each fold's (trained without its rows), then the one on every row
+    members: list[Evaluator] = [evaluator]
+    if lockstep is not None:
+        members = []
+        members += [lockstep.member(k, k) for k in range(n_folds)]
+        members.append(lockstep.member(n_folds, ALL_ROWS))
+    prepared = [
+        prepare(
+            member,
+            **{key: common[key] for key in ("standardize", "class_weight", "features", "label", "impute", "levels")},
+            n_classes=n_classes,
+            class_totals=common["class_totals"],
+        )
+        for member in members
+    ]
+    every_row = members[-1]
     alpha = mixing(config.penalty)
-    null = None if alpha == 0.0 else null_gradient(evaluator, prepared, n_classes)
-    grid = strengths(lambda_max(config.penalty, null, max(n_classes, 1)), config.path, config.path_ratio)
-    recorder.note(
-        f"regularization path: {len(grid)} strengths from {grid[0]!r} to {grid[-1]!r} (alpha {alpha!r}: "
-        f"l1 = strength * alpha, l2 = strength * (1 - alpha))"
-    )
+    if config.path:
+        null = None if alpha == 0.0 else null_gradient(every_row, prepared[-1], n_classes)
+        grid = strengths(lambda_max(config.penalty, null, max(n_classes, 1)), config.path, config.path_ratio)
+        recorder.note(
+            f"regularization path: {len(grid)} strengths from {grid[0]!r} to {grid[-1]!r} (alpha {alpha!r}: "
+            f"l1 = strength * alpha, l2 = strength * (1 - alpha))"
+        )
+    else:
+        grid = [config.penalty.l1 + config.penalty.l2]
+    if n_folds:
+        recorder.note(f"cross-validation: {n_folds} folds in lockstep with the fit on every row")
     outputs = None if config.out is None else OutputDir(config.out)
-    points = completed_points(outputs, grid) if resumed and outputs is not None else []
+    points = completed_points(outputs, grid, n_folds) if resumed and outputs is not None else []
     if outputs is not None and not points:
         outputs.clear_path()
     models = [Model.load(outputs.path_point(k)) for k in range(len(points))] if outputs is not None else []
-    init = model_coef(models[-1]) if models else None
+    starts: list[np.ndarray | None] = [None] * len(members)
+    if points and outputs is not None:
+        last = len(points) - 1
+        starts = [model_coef(Model.load(outputs.path_point(last) / f"fold-{k}")) for k in range(n_folds)]
+        starts.append(model_coef(models[-1]))
+    quiet = {"progress": None, "on_state": None}
     for k, penalty in list(enumerate(penalties(config.penalty, grid)))[len(points) :]:
         recorder.note(f"path point {k + 1}/{len(grid)}: l2={penalty.l2!r} l1={penalty.l1!r}")
-        result = fit(evaluator, penalty=penalty, init=init, prepared=prepared, **common)
+        jobs = [
+            functools.partial(
+                fit,
+                member,
+                penalty=penalty,
+                init=start,
+                prepared=ready,
+                **(common if member is every_row else {**common, **quiet}),
+            )
+            for member, start, ready in zip(members, starts, prepared)
+        ]
+        fits = lockstep.run(jobs) if lockstep is not None else [jobs[0]()]
+        cv_losses = held_out_losses(lockstep, members, fits) if lockstep is not None else None
+        cv_loss, cv_std = fold_summary(cv_losses) if cv_losses is not None else (None, None)
+        result = fits[-1]
         model = describe(result, penalty)
         weights = np.asarray(model.coef, dtype=np.float64)
         points.append(
@@ -256,19 +305,44 @@ def fit_path(
                 model.n_passes,
                 model.converged,
                 model.digest,
+                cv_losses,
+                cv_loss,
+                cv_std,
             )
         )
         models.append(model)
         if outputs is not None:
             model.save(outputs.path_point(k))
-            write_atomic(outputs.path_summary, path_document(points, choose(points), alpha, config.path_ratio).encode())
-        init = result.coef
-    chosen = choose(points)
+            for fold, fold_fit in enumerate(fits[:-1]):
+                assert lockstep is not None
+                rows = lockstep.fold_stats().training(fold).n_samples
+                describe(fold_fit, penalty, n_samples=rows).save(outputs.path_point(k) / f"fold-{fold}")
+            chosen = choose(points, config.cv_rule)
+            document = path_document(points, chosen, alpha, config.path_ratio, config.cv_rule)
+            write_atomic(outputs.path_summary, document.encode())
+        if cv_loss is not None:
+            recorder.note(f"cross-validation loss {cv_loss!r} (std {cv_std!r} over {n_folds} folds)")
+        starts = [fit_result.coef for fit_result in fits]
+    chosen = choose(points, config.cv_rule)
     recorder.note(
-        f"path: model {chosen + 1} of {len(points)} chosen (l2={points[chosen].l2!r} l1={points[chosen].l1!r}, "
+        f"model {chosen + 1} of {len(points)} chosen (l2={points[chosen].l2!r} l1={points[chosen].l1!r}, "
         f"{points[chosen].n_nonzero} non-zero weights)"
     )
     return models[chosen]
+
+
+def held_out_losses(lockstep: Lockstep, members: Sequence[Evaluator], fits: Sequence[Fit]) -> list[float]:
+    """Each fold's fit's unpenalized mean loss on its fold's rows: one pass."""
+    batch = []
+    for member, fold_fit in zip(members[:-1], fits[:-1]):
+        assert isinstance(member, MemberEvaluator)
+        spec = fold_fit.objective(member).spec  # (the penalty is not in the pass)
+        batch.append((member.held_out(spec), fold_fit.result.coef))
+    losses = []
+    for partials in lockstep.evaluate_many(batch):
+        loss_sum, _, weight_sum = partials.finalize()
+        losses.append(loss_sum / weight_sum)
+    return losses
 
 
 def null_gradient(evaluator: Evaluator, prepared: Prepared, n_classes: int) -> np.ndarray:
@@ -305,9 +379,10 @@ def model_coef(model: Model) -> np.ndarray:
     return np.column_stack([model.coef_array.reshape(-1, len(model.features)), np.reshape(model.intercept, -1)]).ravel()
 
 
-def completed_points(outputs: OutputDir, grid: Sequence[float]) -> list[PathPoint]:
+def completed_points(outputs: OutputDir, grid: Sequence[float], n_folds: int = 0) -> list[PathPoint]:
     """The points of ``path/path.json`` that a resumed path keeps: those of
-    the same strengths, in order, whose models are intact."""
+    the same strengths, in order, whose models (and ``n_folds`` folds'
+    models) are intact."""
     try:
         document = json.loads(outputs.path_summary.read_text())
         listed = [PathPoint.from_json(point) for point in document["points"]]
@@ -320,7 +395,11 @@ def completed_points(outputs: OutputDir, grid: Sequence[float]) -> list[PathPoin
         try:
             if Model.load(outputs.path_point(k)).digest != point.digest:
                 break
+            for fold in range(n_folds):
+                Model.load(outputs.path_point(k) / f"fold-{fold}")
         except PipelineError:
+            break
+        if n_folds and (point.cv_losses is None or len(point.cv_losses) != n_folds):
             break
         kept.append(point)
     return kept
@@ -513,6 +592,10 @@ class _Checked:
     def stats(self, categories=None):
         self.check()
         return self.evaluator.stats(categories)
+
+    def fold_stats(self, n_folds: int):
+        self.check()
+        return self.evaluator.fold_stats(n_folds)  # type: ignore[attr-defined]
 
 
 def _kernel_facts(evaluator: Evaluator) -> dict | None:

@@ -72,6 +72,8 @@ def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
         "train.confidence": 0.9,
         "train.path": 0,  # (a path refuses this init: below)
         "train.path_ratio": 0.01,
+        "train.cv": 0,  # (cross-validation refuses this init and validation split: below)
+        "train.cv_rule": "1se",
         "cluster.workers": 3,
         "cluster.threads_per_worker": 2,
         "cluster.memory_limit": "1GiB",
@@ -95,6 +97,8 @@ def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
     assert config_to_mapping(config_from_mapping(inference))["train.inference"] == "hc0"
     path = {"data.url": values["data.url"], "data.label": "y", "train.l1": 1.0, "train.path": 7}
     assert config_from_mapping(path).path == 7 and config_to_mapping(config_from_mapping(path))["train.path"] == 7
+    folds = {**path, "train.cv": 5}
+    assert config_from_mapping(folds).cv == 5 and config_to_mapping(config_from_mapping(folds))["train.cv"] == 5
     job = tmp_path / "job.toml"  # and through a job file
     job.write_text(to_toml(config_to_mapping(config)))
     assert load_job(job) == config

@@ -59,6 +59,7 @@ LAYERS: dict[str, int] = {
     # 5 fit: configuration, the fit, its outputs, models, checkpoints, scoring
     "config": 5,
     "fitting": 5,
+    "crossval": 5,  # exact K-fold cross-validation in lockstep
     "paths": 5,  # regularization paths: the grid, lambda_max, the choice
     "inference": 5,  # coefficient inference at the optimum (covariance, p-values)
     "outputs": 5,

@@ -1,0 +1,233 @@
+"""Exact K-fold cross-validation (``--cv K``, :mod:`pipeline.crossval`): a
+fold's model is a plain fit on the other rows, bit for bit; the fit on every
+row is the path's; the CV losses against numpy; the same bytes for any
+partitioning and worker count; the one-standard-error rule; resume; the
+lockstep's error handling; the refusals."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import statsmodels.api as sm
+
+from pipeline.cluster import ClusterSpec
+from pipeline.config import TrainConfig
+from pipeline.crossval import ALL_ROWS, Lockstep, fold_summary
+from pipeline.data import Folds
+from pipeline.errors import ConfigError
+from pipeline.fitting import fit
+from pipeline.jobs import run_job
+from pipeline.kernel import KernelSpec, chunk_partials
+from pipeline.model import Model
+from pipeline.objective import Penalty
+from pipeline.outputs import OutputDir
+from pipeline.paths import PathPoint, choose
+from pipeline.reduce import InProcessEvaluator
+from pipeline.train import train
+
+FOLDS = 4
+
+
+def frame():
+    data = sm.datasets.fair.load_pandas().data
+    data["y"] = (data.pop("affairs") > 0).astype(np.float64)
+    return data
+
+
+def write(path, data, row_group: int = 2000, files: int = 1) -> str:
+    path.mkdir(parents=True, exist_ok=True)
+    bounds = np.linspace(0, len(data), files + 1).astype(int)
+    for k, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+        table = pa.Table.from_pandas(data.iloc[start:stop], preserve_index=False)
+        pq.write_table(table, path / f"part-{k}.parquet", row_group_size=row_group)
+    return str(path)
+
+
+def document(out) -> dict:
+    return json.loads(OutputDir(out).path_summary.read_text())
+
+
+OPTIONS = dict(penalty=Penalty(l1=1.0), path=4, cv=FOLDS)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write(tmp_path_factory.mktemp("fair") / "data", frame())
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cv") / "out"
+    model = train(TrainConfig(data=data, label="y", cluster=None, out=str(out), **OPTIONS))
+    return model, document(out), out
+
+
+def fold_rows(n_rows: int, fold: int) -> np.ndarray:
+    return Folds(FOLDS).of(np.arange(n_rows, dtype=np.int64), None) == fold
+
+
+@pytest.mark.parametrize("fold", [0, 3])
+def test_a_fold_model_is_a_plain_fit_on_the_other_rows(reference, tmp_path, fold):
+    _, path, out = reference
+    rows = frame()
+    others = write(tmp_path / "others", rows[~fold_rows(len(rows), fold)].reset_index(drop=True))
+    for point in (0, 2):  # the first from zero, a later one warm-started from the fold's previous model
+        l2, l1 = path["points"][point]["l2"], path["points"][point]["l1"]
+        init = None if point == 0 else str(out / "path" / f"{point - 1:03d}" / f"fold-{fold}")
+        plain = train(TrainConfig(data=others, label="y", cluster=None, penalty=Penalty(l2=l2, l1=l1), init=init))
+        assert plain.digest == Model.load(out / "path" / f"{point:03d}" / f"fold-{fold}").digest
+
+
+def test_the_fit_on_every_row_is_the_path_without_folds(reference, data, tmp_path):
+    model, path, _ = reference
+    train(TrainConfig(data=data, label="y", cluster=None, out=str(tmp_path / "out"), penalty=Penalty(l1=1.0), path=4))
+    assert [p["digest"] for p in document(tmp_path / "out")["points"]] == [p["digest"] for p in path["points"]]
+    assert model.digest == path["points"][path["chosen"]]["digest"]
+
+
+def test_the_cv_losses_are_the_held_out_losses(reference):
+    _, path, out = reference
+    rows = frame()
+    y = rows.pop("y").to_numpy()
+    X = rows.to_numpy()
+    for point in path["points"]:
+        losses = []
+        for fold in range(FOLDS):
+            held = fold_rows(len(y), fold)
+            model = Model.load(out / "path" / f"{point['index']:03d}" / f"fold-{fold}")
+            margin = X[held] @ model.coef_array + model.intercept
+            losses.append(float(np.mean(np.logaddexp(0.0, margin) - y[held] * margin)))
+        assert point["cv_losses"] == pytest.approx(losses, rel=1e-12)
+        mean, std = fold_summary(point["cv_losses"])
+        assert (point["cv_loss"], point["cv_std"]) == (mean, std)
+        assert std == pytest.approx(np.std(losses, ddof=1), rel=1e-9)
+    assert path["chosen"] == int(np.argmin([p["cv_loss"] for p in path["points"]]))
+
+
+def test_any_partitioning_gives_the_same_bytes(reference, tmp_path):
+    model, path, _ = reference
+    data = write(tmp_path / "data", frame(), row_group=555, files=3)
+    again = train(TrainConfig(data=data, label="y", cluster=None, out=str(tmp_path / "out"), **OPTIONS))
+    assert document(tmp_path / "out") == path and again.digest == model.digest
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_a_two_worker_cluster_gives_the_same_bytes(reference, data, tmp_path, cache):
+    model, path, _ = reference
+    on_cluster = train(
+        TrainConfig(
+            data=data, label="y", cluster=ClusterSpec(n_workers=2), cache=cache, out=str(tmp_path / "out"), **OPTIONS
+        )
+    )
+    assert document(tmp_path / "out") == path and on_cluster.digest == model.digest
+
+
+def test_cv_alone_scores_the_configured_penalty_and_the_1se_rule(data, tmp_path):
+    model = train(
+        TrainConfig(data=data, label="y", cluster=None, out=str(tmp_path / "one"), penalty=Penalty(l2=0.01), cv=3)
+    )
+    one = document(tmp_path / "one")
+    assert len(one["points"]) == 1 and one["points"][0]["l2"] == 0.01 and len(one["points"][0]["cv_losses"]) == 3
+    assert model.l2 == 0.01
+    options = dict(data=data, label="y", cluster=None, penalty=Penalty(l1=1.0), path=6, cv=3)
+    train(TrainConfig(**options, out=str(tmp_path / "min")))
+    train(TrainConfig(**options, out=str(tmp_path / "1se"), cv_rule="1se"))
+    by_min, by_1se = document(tmp_path / "min"), document(tmp_path / "1se")
+    assert by_min["points"] == by_1se["points"] and by_1se["chosen"] <= by_min["chosen"]
+    best = by_min["points"][by_min["chosen"]]
+    bound = best["cv_loss"] + best["cv_std"] / np.sqrt(3)
+    assert by_1se["chosen"] == min(k for k, p in enumerate(by_1se["points"]) if p["cv_loss"] <= bound)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_cv_job_resumes_to_the_same_bytes(reference, data, tmp_path):
+    model, path, _ = reference
+    target = TrainConfig(data=data, label="y", cluster=None, out=str(tmp_path / "out"), **OPTIONS)
+    starts = []
+
+    def kill_in_the_third_point(record) -> None:
+        starts.append(record.iteration)
+        if starts.count(0) == 3 and record.iteration == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_job(target, progress=kill_in_the_third_point)
+    assert len(document(tmp_path / "out")["points"]) == 2
+    resumed = run_job(target, OutputDir(tmp_path / "out").read_job().job_id)
+    assert resumed.digest == model.digest and document(tmp_path / "out") == path
+
+
+def test_what_cross_validation_cannot_do_is_refused(data, tmp_path):
+    base = dict(data=data, label="y", penalty=Penalty(l1=1.0))
+    for options, match in (
+        (dict(cv=1), "cv"),
+        (dict(cv=3, validation_fraction=0.2), "validation_fraction"),
+        (dict(cv=3, init=str(tmp_path)), "init"),
+        (dict(cv=3, family="multinomial"), "multinomial"),
+        (dict(cv=3, cv_rule="best"), "cv_rule"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            TrainConfig(**base, **options)
+    with pytest.raises(ConfigError, match="penalty"):
+        TrainConfig(data=data, label="y", cv=3)
+    rng = np.random.default_rng(0)
+    pq.write_table(pa.table({"x": rng.normal(size=90), "y": np.repeat([0, 1, 2], 30)}), tmp_path / "three.parquet")
+    with pytest.raises(ConfigError, match="cv: .*3 classes"):
+        train(TrainConfig(data=str(tmp_path / "three.parquet"), label="y", cluster=None, cv=3, penalty=Penalty(l2=1.0)))
+
+
+class FailingEvaluator:
+    """A fake evaluator (no data layer) whose third pass fails."""
+
+    def __init__(self, evaluator) -> None:
+        self.evaluator = evaluator
+        self.n_features = evaluator.n_features
+        self.calls = 0
+
+    def partials(self, coef, spec=KernelSpec()):
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("pass failed")
+        return self.evaluator.partials(coef, spec)
+
+    def fold_stats(self, n_folds):
+        return self.evaluator.fold_stats(n_folds)
+
+
+def test_a_failed_pass_stops_every_fit_of_the_lockstep():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 3))
+    y = (rng.random(400) < 0.5) + 2.0 * Folds(2).of(np.arange(400), None)
+    lockstep = Lockstep(FailingEvaluator(InProcessEvaluator([(X, y, None)], 3)), 2)
+    members = [lockstep.member(0, 0), lockstep.member(1, 1), lockstep.member(2, ALL_ROWS)]
+    threads = threading.active_count()
+    with pytest.raises(RuntimeError, match="pass failed"):
+        lockstep.run([lambda member=member: fit(member, penalty=Penalty(l2=0.1)) for member in members])
+    assert threading.active_count() == threads  # (every fit stopped and its thread joined)
+    before = threading.active_count()
+    # the same lockstep serves a fresh run afterwards, and each fit equals the plain one
+    lockstep.evaluator.calls = 10
+    fits = lockstep.run([lambda member=member: fit(member, penalty=Penalty(l2=0.1)) for member in members])
+    assert threading.active_count() == before  # (every fit's thread joined)
+    rows = Folds(2).of(np.arange(400), None) != 0
+    plain = fit(InProcessEvaluator([(np.asfortranarray(X[rows]), (y[rows] % 2), None)], 3), penalty=Penalty(l2=0.1))
+    assert fits[0].coef.tobytes() == plain.coef.tobytes()
+    assert chunk_partials(X, y % 2, fits[2].result.coef, None, KernelSpec()).n_samples == 400
+
+
+def test_the_choice_rules():
+    def point(k, mean, std):
+        return PathPoint(k, 1.0, 0.0, 1.0, 0.5, None, 0, 1, 1, True, "d", [mean] * 4, mean, std)
+
+    points = [point(0, 0.50, 0.02), point(1, 0.41, 0.02), point(2, 0.40, 0.04), point(3, 0.405, 0.0)]
+    assert choose(points, "min") == 2
+    assert choose(points, "1se") == 1  # 0.41 <= 0.40 + 0.04 / 2
