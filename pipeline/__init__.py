@@ -3,7 +3,7 @@
 Public API::
 
     from pipeline import TrainConfig, ClusterSpec, SolverOptions, Penalty, train, fit, open_dataset, Model
-    from pipeline import LogisticRegression   # scikit-learn compatible estimator
+    from pipeline import LogisticRegression, LogisticRegressionCV   # scikit-learn compatible estimators
 """
 
 from .cluster import ClusterSpec
@@ -20,6 +20,7 @@ __all__ = [
     "ClusterSpec",
     "Dataset",
     "LogisticRegression",
+    "LogisticRegressionCV",
     "Model",
     "Penalty",
     "PipelineError",
@@ -36,8 +37,8 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # the estimator imports scikit-learn (a dependency of dask-ml): only when asked for
-    if name == "LogisticRegression":
-        from .estimator import LogisticRegression
+    if name in ("LogisticRegression", "LogisticRegressionCV"):
+        from . import estimator
 
-        return LogisticRegression
+        return getattr(estimator, name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

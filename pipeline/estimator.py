@@ -29,20 +29,21 @@ import pyarrow as pa
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .config import InferenceKind, SolverName, TrainConfig
-from .data import MISSING_POLICIES, Chunk, MissingPolicy
+from .data import FOLD_CODE, MISSING_POLICIES, Chunk, Folds, MissingPolicy
 from .errors import ConfigError, NonFiniteInputError, PipelineError, adopt_sklearn_base
 from .exact import ExactSums
-from .fitting import HANDED_OVER, fit, with_inference
+from .fitting import HANDED_OVER, build_model, fit, with_inference
 from .inference import DEFAULT_CONFIDENCE, Inference, check_inference, refusal
 from .kernel import class_sums, sigmoid, softmax
 from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, level_kind, vocabulary
 from .model import Model, class_margins
 from .objective import Penalty
+from .paths import DEFAULT_RATIO
 from .reduce import DaskEvaluator, InProcessEvaluator
 from .solvers import SolverOptions
-from .train import train
+from .train import Recorder, fit_path, train
 
-__all__ = ["LogisticRegression"]
+__all__ = ["LogisticRegression", "LogisticRegressionCV"]
 
 adopt_sklearn_base()  # scikit-learn is loaded now: ConvergenceWarning becomes a subclass of its class
 
@@ -547,6 +548,147 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if self.vocabularies_:
             self.numeric_columns_ = dense
         self._set_inference(model.inference_result)
+        return self
+
+
+class LogisticRegressionCV(LogisticRegression):
+    """Exact K-fold cross-validated logistic regression (binary), as
+    ``pipeline train --cv`` (:mod:`pipeline.crossval`) on numpy input.
+
+    ``cv`` folds from the hash of each row's position (the same folds as the
+    CLI's on the same rows in the same order); ``path`` strengths of the
+    penalty whose mix ``l1`` and ``l2`` give (``l1`` alone: the lasso, from
+    the strength that zeroes every weight; ``l2`` alone: ridge, from ``l2``)
+    down to ``path_ratio`` times the largest, each cross-validated with the
+    folds' fits in lockstep (``path=None``: the given penalty alone);
+    ``rule`` ``"min"`` or ``"1se"`` chooses; the model is the fit on every
+    row at that strength, the same bits as the CLI's.
+
+    Attributes, besides :class:`LogisticRegression`'s: ``strengths_`` (the
+    grid), ``cv_losses_`` (points x folds: each fold's held-out mean loss),
+    ``cv_loss_`` and ``cv_std_`` (their mean and standard deviation per
+    point), ``chosen_`` (the chosen point), ``l1_`` and ``l2_`` (its
+    penalty), ``coefs_path_`` (points x (d + 1): the fits on every row,
+    intercept last).
+    """
+
+    def __init__(
+        self,
+        *,
+        cv: int = 5,
+        path: int | None = 10,
+        path_ratio: float = DEFAULT_RATIO,
+        rule: str = "min",
+        solver: SolverName = "auto",
+        l2: float = 0.0,
+        l1: float = 1.0,
+        standardize: bool = True,
+        class_weight=None,
+        max_iter: int = 1000,
+        tol: float = 1e-7,
+        ftol: float = 1e-12,
+        history_size: int = 10,
+    ) -> None:
+        super().__init__(
+            solver=solver,
+            l2=l2,
+            l1=l1,
+            standardize=standardize,
+            class_weight=class_weight,
+            max_iter=max_iter,
+            tol=tol,
+            ftol=ftol,
+            history_size=history_size,
+        )
+        self.cv = cv
+        self.path = path
+        self.path_ratio = path_ratio
+        self.rule = rule
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def fit(self, X, y, sample_weight=None):
+        from sklearn.utils.multiclass import check_classification_targets
+        from sklearn.utils.validation import _check_sample_weight, validate_data
+
+        X, y = validate_data(self, X, y, dtype=_FEATURE_DTYPES, order="F")
+        check_classification_targets(y)
+        classes, codes = np.unique(y, return_inverse=True)
+        if len(classes) != 2:
+            raise ValueError(f"LogisticRegressionCV is binary: expected 2 classes in y, found {len(classes)}")
+        self.classes_ = classes
+        weights = None if sample_weight is None else _check_sample_weight(sample_weight, X, dtype=np.float64)
+        folds = Folds(int(self.cv)).of(np.arange(len(codes), dtype=np.int64), None) if self.cv else None
+        labels = codes.astype(np.float64) + (0.0 if folds is None else FOLD_CODE * folds)
+        evaluator = InProcessEvaluator([(X, labels, weights)], X.shape[1])
+        names = [f"x{j}" for j in range(X.shape[1])]
+        try:
+            config = TrainConfig(
+                data="<arrays>",
+                label="y",
+                cluster=None,
+                solver=self.solver,
+                options=SolverOptions(
+                    max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
+                ),
+                penalty=Penalty(l2=float(self.l2), l1=float(self.l1)),
+                standardize=self.standardize,
+                class_weight=self._class_weight(),
+                path=int(self.path or 0),
+                path_ratio=float(self.path_ratio),
+                cv=int(self.cv),
+                cv_rule=self.rule,
+            )
+            common: dict[str, Any] = dict(
+                solver=config.solver,
+                options=config.options,
+                standardize=config.standardize,
+                class_weight=config.class_weight,
+                progress=None,
+                features=names,
+                on_state=None,
+                label="y",
+                validation=None,
+                early_stopping=0,
+                impute=False,
+                levels=[],
+                n_classes=0,
+                class_totals=None,
+            )
+
+            def describe(result, penalty: Penalty, n_samples: int = len(codes)) -> Model:
+                fits.append(result)
+                model = build_model(
+                    result, names, n_samples, solver=self.solver, penalty=penalty, label="y", weight=None,
+                    dataset="<arrays>",
+                )  # fmt: skip
+                return model
+
+            fits: list = []
+            model, points = fit_path(config, evaluator, common, describe, Recorder(), resumed=False)
+        except PipelineError as exc:  # scikit-learn callers expect ValueError
+            raise ValueError(str(exc)) from exc
+        chosen = next(k for k, point in enumerate(points) if point.digest == model.digest)
+        self.strengths_ = np.array([point.strength for point in points])
+        self.cv_losses_ = np.array([point.cv_losses or [] for point in points])
+        self.cv_loss_ = np.array([point.cv_loss for point in points], dtype=np.float64)
+        self.cv_std_ = np.array([point.cv_std for point in points], dtype=np.float64)
+        self.chosen_ = chosen
+        self.l1_, self.l2_ = points[chosen].l1, points[chosen].l2
+        self.coefs_path_ = np.array([fit_result.coef for fit_result in fits])  # (the fits on every row)
+        self.coef_ = model.coef_array.reshape(1, -1)
+        self.intercept_ = np.array([model.intercept], dtype=np.float64).reshape(-1)
+        self.n_iter_ = np.array([model.n_iter], dtype=np.int32)
+        self.n_passes_ = model.n_passes
+        self.converged_ = model.converged
+        self.loss_history_ = list(model.loss_history)
+        self.vocabularies_ = []
+        self.impute_ = None
+        self.indicator_features_ = np.empty(0, dtype=int)
+        self._set_inference(None)
         return self
 
 

@@ -53,7 +53,7 @@ from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, gathe
 from .solvers import IterationRecord
 from .stream import DiskCache
 
-__all__ = ["Recorder", "run", "train"]
+__all__ = ["Recorder", "fit_path", "run", "train"]
 
 Notify = Callable[[str], None]
 #: a dataset's training part and its validation part (None without a split)
@@ -191,7 +191,7 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     )
 
                 if config.path or config.cv:
-                    model = fit_path(config, checked, common, describe, recorder, resumed=resume is not None)
+                    model, _ = fit_path(config, checked, common, describe, recorder, resumed=resume is not None)
                 else:
                     result = fit(checked, penalty=config.penalty, init=init, resume=resume, **common)
                     if config.inference != "none":
@@ -219,7 +219,7 @@ def fit_path(
     describe: Callable[..., Model],
     recorder: Recorder,
     resumed: bool,
-) -> Model:
+) -> tuple[Model, list[PathPoint]]:
     """A regularization path (:mod:`pipeline.paths`), cross-validated with
     ``config.cv`` folds (:mod:`pipeline.crossval`; without ``config.path``
     the one configured strength): the statistics pass once, the largest
@@ -229,7 +229,7 @@ def fit_path(
     fit of the strength before.  Each point's models are saved in
     ``path/NNN`` (the folds' in ``path/NNN/fold-K``) with ``path/path.json``
     updated after it; the chosen model (:func:`pipeline.paths.choose`) is
-    returned.  ``resumed``: the job is resumed, and the points already in
+    returned, with the points.  ``resumed``: the job is resumed, and the points already in
     ``path/`` (same strengths, intact models) are kept; the next one starts
     from their models."""
     n_classes, n_folds = common["n_classes"], config.cv
@@ -328,7 +328,7 @@ def fit_path(
         f"model {chosen + 1} of {len(points)} chosen (l2={points[chosen].l2!r} l1={points[chosen].l1!r}, "
         f"{points[chosen].n_nonzero} non-zero weights)"
     )
-    return models[chosen]
+    return models[chosen], points
 
 
 def held_out_losses(lockstep: Lockstep, members: Sequence[Evaluator], fits: Sequence[Fit]) -> list[float]:

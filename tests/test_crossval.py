@@ -231,3 +231,26 @@ def test_the_choice_rules():
     points = [point(0, 0.50, 0.02), point(1, 0.41, 0.02), point(2, 0.40, 0.04), point(3, 0.405, 0.0)]
     assert choose(points, "min") == 2
     assert choose(points, "1se") == 1  # 0.41 <= 0.40 + 0.04 / 2
+
+
+def test_the_estimator_gives_the_cli_bytes(reference):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from pipeline import LogisticRegressionCV
+
+    model, path, _ = reference
+    rows = frame()
+    y = np.where(rows.pop("y").to_numpy() > 0, "yes", "no")
+    estimator = LogisticRegressionCV(cv=FOLDS, path=4, l1=1.0).fit(rows.to_numpy(), y)
+    assert estimator.coef_[0].tobytes() == model.coef_array.tobytes()
+    assert estimator.intercept_.tobytes() == np.array([model.intercept]).tobytes()
+    assert estimator.cv_losses_.tolist() == [p["cv_losses"] for p in path["points"]]
+    assert estimator.chosen_ == path["chosen"] and list(estimator.classes_) == ["no", "yes"]
+    assert estimator.strengths_.tolist() == [p["strength"] for p in path["points"]]
+    assert estimator.coefs_path_.shape == (4, rows.shape[1] + 1)
+    assert set(estimator.predict(rows.to_numpy()[:50])) <= {"no", "yes"}
+    scaled = make_pipeline(StandardScaler(), LogisticRegressionCV(cv=3, path=3, l1=0.0, l2=1.0)).fit(rows, y)
+    assert 0.6 < scaled.score(rows, y) < 1.0
+    with pytest.raises(ValueError, match="binary"):
+        LogisticRegressionCV(cv=3).fit(rows.to_numpy()[:90], np.repeat([0, 1, 2], 30))
