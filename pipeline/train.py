@@ -324,6 +324,8 @@ def fit_path(
             recorder.note(f"cross-validation loss {cv_loss!r} (std {cv_std!r} over {n_folds} folds)")
         starts = [fit_result.coef for fit_result in fits]
     chosen = choose(points, config.cv_rule)
+    if lockstep is not None:
+        recorder.note(f"cross-validation: {lockstep.n_passes} cross-validation passes over the data")
     recorder.note(
         f"model {chosen + 1} of {len(points)} chosen (l2={points[chosen].l2!r} l1={points[chosen].l1!r}, "
         f"{points[chosen].n_nonzero} non-zero weights)"
