@@ -355,6 +355,10 @@ def _evaluate(args) -> int:
 def _summary(args) -> int:
     model = Model.load(args.model)
     if args.json:
+        if model.inference is None:
+            raise ConfigError(
+                f"{args.model} has no inference to print as JSON; train with --inference nonrobust (or hc0)"
+            )
         print(json.dumps(model.inference, indent=2))
     else:
         print(summary_text(model), end="")

@@ -14,7 +14,7 @@ from .errors import ConfigError, OutputError, invalid
 from .inference import DEFAULT_CONFIDENCE, check_inference, refusal
 from .levels import MAX_BUCKETS
 from .objective import Penalty
-from .paths import CV_RULES, DEFAULT_RATIO, mixing
+from .paths import CV_RULES, DEFAULT_RATIO, MAX_POINTS, mixing
 from .solvers import SolverOptions
 
 __all__ = [
@@ -179,8 +179,8 @@ class TrainConfig:
                 )
             mixing(self.penalty)  # (cross-validation chooses a penalty's strength)
         if self.path:
-            if self.path < 2:
-                raise invalid("path", "0 (no path) or at least 2 strengths", self.path)
+            if not 2 <= self.path <= MAX_POINTS:
+                raise invalid("path", f"0 (no path) or 2 to {MAX_POINTS} strengths", self.path)
             if not 0.0 < self.path_ratio < 1.0:
                 raise invalid("path_ratio", "in (0, 1)", self.path_ratio)
             mixing(self.penalty)  # (a path needs a penalty to walk)
@@ -195,7 +195,9 @@ class TrainConfig:
             raise invalid("inference", f"one of {', '.join(INFERENCE_KINDS)}", self.inference)
         check_inference(None, self.confidence)
         if self.inference != "none":
-            reason = refusal(l1=self.penalty.l1, n_classes=0, categorical=False)
+            reason = refusal(
+                l1=self.penalty.l1, n_classes=0, categorical=False, class_weight=self.class_weight is not None
+            )
             if reason is None and self.family == "multinomial":
                 reason = "coefficient inference is for the binary model; found family 'multinomial'"
             if reason is not None:

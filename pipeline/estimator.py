@@ -339,9 +339,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             options = SolverOptions(
                 max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
             )
-            if self.inference is not None:
+            if self.inference not in (None, "none"):
                 check_inference(self.inference, self.confidence)
-                reason = refusal(l1=float(self.l1), n_classes=self._n_classes, categorical=bool(self.vocabularies_))
+                reason = refusal(
+                    l1=float(self.l1),
+                    n_classes=self._n_classes,
+                    categorical=bool(self.vocabularies_),
+                    class_weight=self.class_weight is not None,
+                )
                 if reason is not None:
                     raise ConfigError(f"inference: {reason}", column="inference")
             result = fit(
@@ -356,7 +361,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 n_classes=self._n_classes,
                 class_totals=getattr(self, "_class_totals", None),
             )
-            if self.inference is not None:
+            if self.inference not in (None, "none"):
                 names = [f"x{j}" for j in range(evaluator.n_features)]
                 if hasattr(self, "feature_names_in_") and len(self.feature_names_in_) == len(names):
                     names = [str(name) for name in self.feature_names_in_]

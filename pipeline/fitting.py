@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import ConfigError, ConvergenceWarning, LabelValueError, MissingValueError, WeightValueError
 from .exact import fsum
-from .inference import DEFAULT_CONFIDENCE, Inference, infer, refusal
+from .inference import DEFAULT_CONFIDENCE, MAX_NEWTON_STEPS, Inference, infer, refusal
 from .kernel import Categories, level_top
 from .levels import Vocabulary
 from .model import CLASSES_FORMAT, FORMAT_VERSION, PLAIN_BINARY_FORMAT, Model
@@ -97,6 +97,8 @@ class Fit:
     inference: Inference | None = None
     #: the penalty it was fitted with
     penalty: Penalty = Penalty()
+    #: passes of the inference (its Newton steps included), counted in ``n_passes``
+    inference_passes: int = 0
 
     def objective(self, evaluator: Evaluator) -> LogisticObjective:
         """The objective of this fit on ``evaluator`` (its loss pass's :class:`KernelSpec`)."""
@@ -130,7 +132,20 @@ def with_inference(
     (:func:`pipeline.inference.infer`: a few more passes over ``evaluator``,
     the fit's training rows), its coefficients and gradient those of the
     Newton steps that polish the solver's solution to the optimum."""
-    reason = refusal(l1=result.penalty.l1, n_classes=result.n_classes, categorical=result.categories is not None)
+    if not result.result.converged:
+        warnings.warn(
+            f"coefficient inference after a fit that did not converge ({result.result.message}): up to "
+            f"{MAX_NEWTON_STEPS} Newton steps take it on; if they do not reach the optimum the standard errors "
+            "are not the optimum's (raise --max-iter)",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    reason = refusal(
+        l1=result.penalty.l1,
+        n_classes=result.n_classes,
+        categorical=result.categories is not None,
+        class_weight=result.class_weight is not None,
+    )
     if reason is not None:
         raise ConfigError(reason, column="inference")
     objective = result.objective(evaluator)
@@ -148,7 +163,14 @@ def with_inference(
     if result.standardization is not None:
         coef = result.standardization.to_original(coef)
         gradient = result.standardization.gradient_to_original(gradient)
-    return dataclasses.replace(result, coef=coef, gradient=gradient, inference=inferred.inference)
+    return dataclasses.replace(
+        result,
+        coef=coef,
+        gradient=gradient,
+        inference=inferred.inference,
+        n_passes=result.n_passes + inferred.n_passes,
+        inference_passes=inferred.n_passes,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -697,7 +719,7 @@ def build_model(
     n_columns = len(features) - len(indicators) - n_levels
     impute = None if missing == "error" or result.fill is None else result.fill[:n_columns].tolist()
     history = result.result.history
-    offset = result.n_passes - result.result.n_passes
+    offset = result.n_passes - result.inference_passes - result.result.n_passes  # (the statistics pass)
     standardization = result.standardization
     coef: list = result.coef[:-1].tolist()
     intercept: float | list[float] = float(result.coef[-1])

@@ -583,12 +583,12 @@ if _HAVE_NUMBA:
         _add_digits(c, t_block, np.int64(s0 - bias), np.int64(s1 - bias), np.int64(s2 - bias), top, acc)
 
     @njit(cache=_CACHE, nogil=True)
-    def _hessian_block(Xf, r0, n, g0, prob, s, has_s, curv, cj, tmp, colmax, htop, hacc, hflags, res, scores):
+    def _hessian_block(Xf, r0, n, g0, prob, s, has_s, curv, cj, tmp, colmax, htop, hacc, hflags, res, scores, y):
         """The Hessian terms of one block (probabilities ``prob[:n]`` and
         weighted residuals ``res[:n]`` from :func:`_block`).
 
         ``curvature_i = proba_i * (1 - proba_i)`` (times ``s_i``), or with
-        ``scores`` ``res_i * res_i`` (:attr:`KernelSpec.scores`), then for
+        ``scores`` ``res_i * (proba_i - y_i)`` (:attr:`KernelSpec.scores`), then for
         each ``j <= k`` of ``a = [x~, 1]`` the term ``(curvature_i * a_ij) * a_ik``
         -- the operations and order of :func:`kernel._outer_triangle`.  A factor
         ``a = 1`` is left out: ``t * 1.0`` is ``t`` (NaN stays NaN).  Columns
@@ -604,7 +604,7 @@ if _HAVE_NUMBA:
         """
         if scores:
             for i in range(n):
-                curv[i] = res[i] * res[i]
+                curv[i] = res[i] * (prob[i] - y[g0 + i])
         elif has_s:
             for i in range(n):
                 proba = prob[i]
@@ -692,7 +692,23 @@ if _HAVE_NUMBA:
             )
             if hess is not None:
                 _hessian_block(
-                    X, start, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2], res, hess[3]
+                    X,
+                    start,
+                    n,
+                    start,
+                    prob,
+                    s,
+                    has_s,
+                    curv,
+                    cj,
+                    tmp,
+                    colmax,
+                    hess[0],
+                    hess[1],
+                    hess[2],
+                    res,
+                    hess[3],
+                    y,
                 )
 
     @njit(cache=_CACHE, nogil=True)
@@ -825,7 +841,23 @@ if _HAVE_NUMBA:
             )
             if hess is not None:
                 _hessian_block(
-                    Xs, _ZERO, n, start, prob, s, has_s, curv, cj, tmp, colmax, hess[0], hess[1], hess[2], res, hess[3]
+                    Xs,
+                    _ZERO,
+                    n,
+                    start,
+                    prob,
+                    s,
+                    has_s,
+                    curv,
+                    cj,
+                    tmp,
+                    colmax,
+                    hess[0],
+                    hess[1],
+                    hess[2],
+                    res,
+                    hess[3],
+                    y,
                 )
 
     @njit(cache=_CACHE, nogil=True)

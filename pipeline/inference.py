@@ -36,6 +36,8 @@ collinear columns named.
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -76,6 +78,9 @@ NEGLIGIBLE_STEP = 1e-13
 #: a Newton step is taken only if the objective rises by no more than this
 #: share of it (rounding: near the optimum its change is below what the sum resolves)
 OBJECTIVE_ROUNDING = 1e-12
+#: McFadden's pseudo-R2 above which the classes are taken as (nearly)
+#: separated: the log-likelihood within a millionth of its supremum 0
+SEPARATED_R2 = 1.0 - 1e-6
 #: the name of the intercept in the tables
 INTERCEPT = "intercept"
 
@@ -177,9 +182,10 @@ class Inference:
         n = coef.shape[0]
         try:
             covariance = np.array(document["covariance"], dtype=np.float64)
-            numbers = {
-                key: float(document[key]) for key in ("confidence", "log_likelihood", "null_log_likelihood", "n_obs")
-            }
+            keys = ("confidence", "log_likelihood", "null_log_likelihood", "n_obs")
+            if any(isinstance(document[key], (bool, str)) for key in keys):
+                raise TypeError("a number was expected")
+            values = {key: float(document[key]) for key in keys}
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: not numbers ({exc})") from None
         if covariance.shape != (n, n) or document["cov_type"] not in COV_TYPES:
@@ -187,7 +193,18 @@ class Inference:
                 f"{where}: expected cov_type one of {list(COV_TYPES)} and a {n} x {n} covariance "
                 f"(the features and the intercept); found {document['cov_type']!r} and shape {covariance.shape}"
             )
-        return cls(coef, covariance, document["cov_type"], **numbers)
+        if not (np.isfinite(covariance).all() and (np.diag(covariance) >= 0).all()):
+            raise ValueError(f"{where}: expected a finite covariance with a non-negative diagonal")
+        if not isinstance(document["confidence"], float) or not 0.0 < values["confidence"] < 1.0:
+            raise ValueError(f"{where}: expected confidence a number in (0, 1); found {document['confidence']!r}")
+        if not (values["n_obs"] > 0 and math.isfinite(values["n_obs"])):
+            raise ValueError(f"{where}: expected n_obs a positive number; found {document['n_obs']!r}")
+        if not (values["null_log_likelihood"] < 0 and values["log_likelihood"] <= 0):
+            raise ValueError(
+                f"{where}: expected log-likelihoods <= 0 (the null one < 0); found {document['log_likelihood']!r} "
+                f"and {document['null_log_likelihood']!r}"
+            )
+        return cls(coef, covariance, document["cov_type"], **values)
 
     def table(self, names: Sequence[str]) -> list[dict]:
         """One row per coefficient (``names``, then the intercept): coef, std err,
@@ -205,11 +222,11 @@ def check_inference(cov_type: str | None, confidence: float) -> None:
     """The options of :func:`infer`, checked before any pass."""
     if cov_type is not None and cov_type not in COV_TYPES:
         raise invalid("inference", f"one of {list(COV_TYPES)}", cov_type)
-    if not (isinstance(confidence, float) and 0.0 < confidence < 1.0):
+    if isinstance(confidence, bool) or not (isinstance(confidence, numbers.Real) and 0.0 < confidence < 1.0):
         raise invalid("confidence", "a number strictly between 0 and 1", confidence)
 
 
-def refusal(*, l1: float, n_classes: int, categorical: bool) -> str | None:
+def refusal(*, l1: float, n_classes: int, categorical: bool, class_weight: bool = False) -> str | None:
     """Why inference has no meaning for such a fit (None: it has one)."""
     if l1 > 0:
         return (
@@ -220,6 +237,11 @@ def refusal(*, l1: float, n_classes: int, categorical: bool) -> str | None:
         return f"coefficient inference is for the binary model; found a multinomial one ({n_classes} classes)"
     if categorical:
         return "coefficient inference takes numeric features only; found categorical columns"
+    if class_weight:
+        return (
+            "coefficient inference needs the likelihood of the rows as they are; found class weights, which "
+            "reweigh it (fit without --class-weight; a weight column counts as frequency weights)"
+        )
     return None
 
 
@@ -325,6 +347,14 @@ def infer(
         to_original = _to_original_map(standardization)
         covariance = _product(_product(to_original, covariance), to_original.T)
     inference = Inference(original, covariance, cov_type, confidence, -at.loss_sum, null, weight_sum)
+    if inference.pseudo_r2 > SEPARATED_R2:
+        warnings.warn(
+            f"the classes are (nearly) separated: pseudo-R2 {inference.pseudo_r2!r}, the likelihood goes to its "
+            "maximum as coefficients grow without bound, so the standard errors are not meaningful (add --l2, "
+            "or remove the features that separate the classes)",
+            UserWarning,
+            stacklevel=3,
+        )
     return Inferred(inference, coef, at.grad / weight_sum, steps, passes)
 
 

@@ -321,9 +321,10 @@ class KernelSpec:
     (labels 0/1); K >= 2 for the multinomial one (:func:`softmax_partials`:
     labels are class codes 0..K-1, ``class_weight`` has one weight per class).
     ``scores`` (with ``hessian``): the second-order sums weigh each row by its
-    squared weighted residual ``(s_i r_i)^2`` instead of its curvature
-    ``s_i h_i (1 - h_i)``: the outer products of the per-row score, the
-    "meat" of the sandwich (HC0) covariance (:mod:`pipeline.inference`).
+    weighted squared residual ``s_i r_i^2`` (as ``s_i`` copies of the row
+    would) instead of its curvature ``s_i h_i (1 - h_i)``: the outer
+    products of the per-row scores, the "meat" of the sandwich (HC0)
+    covariance (:mod:`pipeline.inference`).
     """
 
     center: np.ndarray | None = None
@@ -724,8 +725,8 @@ def chunk_partials(
         block[:, n_features + 2] = 1.0 if sb is None else sb
         hessian = None
         if spec.hessian:
-            if spec.scores:  # (residual is weighted already)
-                curvature = residual * residual
+            if spec.scores:  # (residual is weighted already: s r^2, as s copies of the row would give)
+                curvature = residual * (proba - yb)
             else:
                 curvature = proba * (1.0 - proba)
                 if sb is not None:

@@ -220,7 +220,10 @@ class Model:
         path = Path(directory) / MODEL_FILE
         data = _checked_fields(cls, path, _read_json(path))
         stored = data.pop("digest")
-        model = cls(**data)
+        try:
+            model = cls(**data)
+        except ValueError as exc:  # (a format that cannot hold the keys found)
+            raise ModelFileError(f"{path}: {exc}", path=str(path), column="format_version") from None
         _check_consistent(model, path)
         if model.digest != stored:
             raise ModelFileError(

@@ -46,6 +46,11 @@ __all__ = [
 
 #: the smallest strength's share of the largest unless asked otherwise (glmnet's, for n > p)
 DEFAULT_RATIO = 1e-4
+#: most strengths a path may have (each keeps a model on disk)
+MAX_POINTS = 1000
+#: the L1 share below which lambda_max is taken at this share (glmnet's floor:
+#: a nearly pure ridge mix would put the path's start out of sight)
+MIN_ALPHA = 1e-3
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ def mixing(penalty: Penalty) -> float:
 
 def lambda_max(penalty: Penalty, null_gradient: np.ndarray | None, n_blocks: int = 1) -> float:
     """The path's largest strength: with an L1 part ``max_j |g_j| / alpha``
-    over the weights of ``null_gradient`` (the mean loss's gradient at the
+    (``alpha`` at least :data:`MIN_ALPHA`) over the weights of ``null_gradient`` (the mean loss's gradient at the
     intercept-only optimum, original units, each of ``n_blocks`` blocks
     ``[w_k, b_k]``); with L2 alone the configured ``l2``."""
     alpha = mixing(penalty)
@@ -102,6 +107,7 @@ def lambda_max(penalty: Penalty, null_gradient: np.ndarray | None, n_blocks: int
         return penalty.l2
     if null_gradient is None:
         raise ValueError("an L1 path's largest strength needs the gradient at the intercept-only optimum")
+    alpha = max(alpha, MIN_ALPHA)
     weights = null_gradient.reshape(n_blocks, -1)[:, :-1]
     largest = float(np.abs(weights).max()) if weights.size else 0.0
     if not largest > 0:
@@ -115,8 +121,8 @@ def lambda_max(penalty: Penalty, null_gradient: np.ndarray | None, n_blocks: int
 
 def strengths(largest: float, n: int, ratio: float) -> list[float]:
     """``n`` strengths from ``largest`` down to ``ratio * largest``, evenly in log."""
-    if n < 2:
-        raise ConfigError(f"path needs at least 2 strengths; found {n}", column="path")
+    if not 2 <= n <= MAX_POINTS:
+        raise ConfigError(f"path needs 2 to {MAX_POINTS} strengths; found {n}", column="path")
     if not (0.0 < ratio < 1.0):
         raise ConfigError(f"path_ratio must be in (0, 1); found {ratio!r}", column="path_ratio")
     return [largest * ratio ** (k / (n - 1)) for k in range(n)]
@@ -153,7 +159,7 @@ def choose(points: Sequence[PathPoint], rule: str = "min") -> int:
     Else the smallest validation loss, or without a validation split the
     last; ties go to the larger strength (the earlier point)."""
     if points and all(point.cv_loss is not None for point in points):
-        best = min(range(len(points)), key=lambda k: (points[k].cv_loss, k))
+        best = min(range(len(points)), key=lambda k: (_ordered(points[k].cv_loss), k))
         if rule == "min":
             return best
         losses = points[best].cv_losses or []
@@ -161,8 +167,13 @@ def choose(points: Sequence[PathPoint], rule: str = "min") -> int:
         bound = (points[best].cv_loss or 0.0) + error
         return min(k for k, point in enumerate(points) if point.cv_loss is not None and point.cv_loss <= bound)
     if points and all(point.validation_loss is not None for point in points):
-        return min(range(len(points)), key=lambda k: (points[k].validation_loss, k))
+        return min(range(len(points)), key=lambda k: (_ordered(points[k].validation_loss), k))
     return len(points) - 1
+
+
+def _ordered(loss: float | None) -> float:
+    """A loss to compare: NaN (a diverged fit) after every number."""
+    return math.inf if loss is None or math.isnan(loss) else loss
 
 
 def path_document(points: Sequence[PathPoint], chosen: int, alpha: float, ratio: float, rule: str = "min") -> str:

@@ -411,7 +411,12 @@ def check_inference_possible(config: TrainConfig, n_classes: int, dataset: Datas
     """Inference asked for a fit that has none is refused before any loss pass."""
     if config.inference == "none":
         return
-    reason = refusal(l1=config.penalty.l1, n_classes=n_classes, categorical=bool(dataset.vocabularies))
+    reason = refusal(
+        l1=config.penalty.l1,
+        n_classes=n_classes,
+        categorical=bool(dataset.vocabularies),
+        class_weight=config.class_weight is not None,
+    )
     if reason is not None:
         raise ConfigError(f"inference: {reason}", column="inference")
 

@@ -18,7 +18,7 @@ import statsmodels.api as sm
 from pipeline import fused
 from pipeline.cluster import ClusterSpec
 from pipeline.config import TrainConfig
-from pipeline.errors import CollinearityError, ConfigError, ModelFileError
+from pipeline.errors import CollinearityError, ConfigError, ConvergenceWarning, ModelFileError
 from pipeline.estimator import LogisticRegression
 from pipeline.fitting import fit, with_inference
 from pipeline.kernel import KernelSpec, chunk_partials
@@ -26,6 +26,7 @@ from pipeline.model import Model
 from pipeline.objective import Penalty
 from pipeline.reduce import InProcessEvaluator
 from pipeline.report import summary_text, write_report
+from pipeline.solvers import SolverOptions
 from pipeline.train import train
 from tests.conftest import run_cli
 
@@ -259,6 +260,10 @@ def test_pipeline_summary_command(tmp_path):
     assert done.returncode == 0 and "HC0 (sandwich)" in done.stdout and "intercept" in done.stdout
     shown = json.loads(run_cli("summary", out, "--json").stdout)
     assert shown == Model.load(out).inference
+    plain = str(tmp_path / "plain")
+    assert run_cli("train", data, "--label", "y", "--in-process", "--out", plain).returncode == 0
+    done = run_cli("summary", plain, "--json")
+    assert done.returncode == 1 and "ConfigError" in done.stderr and "--inference" in done.stderr
 
 
 def test_the_estimator_exposes_inference(tmp_path):
@@ -277,3 +282,86 @@ def test_the_estimator_exposes_inference(tmp_path):
     assert LogisticRegression().fit(X, y).inference_ is None
     with pytest.raises(ValueError, match="L1 penalty"):
         LogisticRegression(inference="nonrobust", l1=1e-3).fit(X, y)
+
+
+@pytest.mark.parametrize("cov_type", ["nonrobust", "hc0"])
+def test_a_weight_column_counts_as_frequency_weights(tmp_path, cov_type):
+    X, y, names = statsmodels_data("spector")
+    counts = np.random.default_rng(5).integers(1, 4, len(y)).astype(np.float64)
+    weighted = write_parquet(tmp_path / "w", np.column_stack([X, counts]), y, [*names, "w"], row_group=16)
+    repeated = write_parquet(
+        tmp_path / "r", np.repeat(X, counts.astype(int), axis=0), np.repeat(y, counts.astype(int)), names, 40
+    )
+    common = dict(label="y", cluster=None, inference=cov_type, features=tuple(names))
+    ours = train(TrainConfig(data=weighted, weight="w", **common)).inference_result
+    theirs = train(TrainConfig(data=repeated, **common)).inference_result
+    assert ours is not None and theirs is not None
+    assert ours.n_obs == theirs.n_obs == counts.sum()
+    for name in ("std_err", "log_likelihood", "null_log_likelihood", "aic", "bic"):
+        assert getattr(ours, name) == pytest.approx(getattr(theirs, name), rel=1e-9), name
+
+
+def test_class_weights_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="class weights"):
+        TrainConfig(data="d", label="y", inference="nonrobust", class_weight=(1.0, 3.0))
+    X, y, _ = statsmodels_data("spector")
+    with pytest.raises(ValueError, match="class weights"):
+        LogisticRegression(inference="hc0", class_weight="balanced").fit(X, y)
+    assert LogisticRegression(inference="none").fit(X, y).inference_ is None
+
+
+def test_an_unconverged_fit_is_warned_and_every_pass_counted(tmp_path):
+    X, y, names = statsmodels_data("fair")
+    data = write_parquet(tmp_path / "d", X, y, names, row_group=2000)
+    plain = train(TrainConfig(data=data, label="y", cluster=None))
+    with (
+        pytest.warns(ConvergenceWarning, match="inference after a fit that did not converge"),
+        pytest.warns(ConvergenceWarning, match="lbfgs did not converge"),
+    ):
+        model = train(
+            TrainConfig(
+                data=data, label="y", cluster=None, inference="hc0", solver="lbfgs", options=SolverOptions(max_iter=2)
+            )
+        )
+    assert model.n_passes > model.passes_history[-1] + 2  # the Newton steps, the score pass and the null pass
+    assert model.inference_result is not None
+    assert np.allclose(model.coef_array, plain.coef_array, rtol=1e-6)  # (polished to the optimum)
+
+
+def test_separated_classes_are_warned(tmp_path):
+    x = np.linspace(-1, 1, 40)
+    data = write_parquet(tmp_path / "d", np.column_stack([x, np.cos(7 * x)]), (x > 0.05).astype(float), ["x", "z"], 40)
+    with pytest.warns(UserWarning, match="separated"):
+        train(TrainConfig(data=data, label="y", cluster=None, inference="nonrobust"))
+
+
+def edit(document: dict, key: str, value) -> dict:
+    document["inference"][key] = value
+    return document
+
+
+EDITS = {
+    "confidence 2": (lambda d: edit(d, "confidence", 2.0), "confidence"),
+    "confidence true": (lambda d: edit(d, "confidence", True), "not numbers"),
+    "confidence text": (lambda d: edit(d, "confidence", "0.9"), "not numbers"),
+    "n_obs 0": (lambda d: edit(d, "n_obs", 0), "n_obs"),
+    "null log-likelihood 0": (lambda d: edit(d, "null_log_likelihood", 0.0), "log-likelihoods"),
+    "negative variance": (lambda d: edit(d, "covariance", [[-1.0] * 4] * 4), "non-negative diagonal"),
+    "an unknown key": (lambda d: edit(d, "extra", 1), "expected the keys"),
+    "format 4": (lambda d: {**d, "format_version": 4}, "format 4 has no inference"),
+}
+
+
+@pytest.mark.parametrize("defect", EDITS)
+def test_an_edited_inference_is_a_model_file_error(tmp_path, defect):
+    X, y, names = statsmodels_data("spector")
+    out = tmp_path / "out"
+    train(
+        TrainConfig(
+            data=write_parquet(tmp_path / "d", X, y, names, 16), label="y", cluster=None, inference="hc0", out=str(out)
+        )
+    )
+    damage, fragment = EDITS[defect]
+    (out / "model.json").write_text(json.dumps(damage(json.loads((out / "model.json").read_text()))))
+    with pytest.raises(ModelFileError, match=fragment):
+        Model.load(out)

@@ -184,3 +184,24 @@ def test_the_pure_decisions():
     gradient = np.column_stack([np.zeros(3), 1 / 3 - shares]).ravel()
     logs = np.log(shares)
     assert null_intercepts(gradient, 3) == pytest.approx(logs - logs.mean())
+
+
+def test_a_later_job_in_the_directory_clears_the_path(data, tmp_path):
+    out = tmp_path / "out"
+    train(config(data, out, penalty=Penalty(l1=1.0), path=3))
+    assert (out / "path" / "path.json").exists()
+    run_job(TrainConfig(data=data, label="y", cluster=None, out=str(out), overwrite=True, penalty=Penalty(l2=1.0)))
+    assert not (out / "path").exists()
+    assert "Regularization path" not in write_report(str(out)).read_text()
+
+
+def test_nan_losses_lose_and_tiny_l1_shares_are_floored():
+    from pipeline.paths import MAX_POINTS, MIN_ALPHA, lambda_max
+
+    points = [PathPoint(k, 1.0, 0.0, 1.0, 0.5, loss, 0, 1, 1, True, "d") for k, loss in enumerate([np.nan, 0.4, 0.3])]
+    assert choose(points) == 2
+    gradient = np.array([0.2, -0.5, 0.0])
+    assert lambda_max(Penalty(l1=1.0), gradient) == 0.5
+    assert lambda_max(Penalty.elastic_net(1.0, 1e-9), gradient) == 0.5 / MIN_ALPHA
+    with pytest.raises(ConfigError, match="path"):
+        TrainConfig(data="d", label="y", path=MAX_POINTS + 1, penalty=Penalty(l1=1.0))
