@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .atomic import write_atomic
+from .checkpoint import load_checkpoint, save_checkpoint
 from .cluster import ClusterSpec, cluster_memory, connect
 from .config import CacheMode, TrainConfig
 from .crossval import ALL_ROWS, Lockstep, MemberEvaluator, fold_summary
@@ -230,8 +231,9 @@ def fit_path(
     ``path/NNN`` (the folds' in ``path/NNN/fold-K``) with ``path/path.json``
     updated after it; the chosen model (:func:`pipeline.paths.choose`) is
     returned, with the points.  ``resumed``: the job is resumed, and the points already in
-    ``path/`` (same strengths, intact models) are kept; the next one starts
-    from their models."""
+    ``path/`` (same strengths, intact models) are kept; the next one's fits
+    go on from the states they saved (``path/NNN/state-M.npz``, every
+    ``checkpoint_every`` iterations), else from the kept models."""
     n_classes, n_folds = common["n_classes"], config.cv
     lockstep = Lockstep(evaluator, n_folds) if n_folds else None
     # the fits of a point: each fold's (trained without its rows), then the one on every row
@@ -272,20 +274,25 @@ def fit_path(
         last = len(points) - 1
         starts = [model_coef(Model.load(outputs.path_point(last) / f"fold-{k}")) for k in range(n_folds)]
         starts.append(model_coef(models[-1]))
-    quiet = {"progress": None, "on_state": None}
+    unfinished = len(points)
     for k, penalty in list(enumerate(penalties(config.penalty, grid)))[len(points) :]:
         recorder.note(f"path point {k + 1}/{len(grid)}: l2={penalty.l2!r} l1={penalty.l1!r}")
-        jobs = [
-            functools.partial(
-                fit,
-                member,
-                penalty=penalty,
-                init=start,
-                prepared=ready,
-                **(common if member is every_row else {**common, **quiet}),
-            )
-            for member, start, ready in zip(members, starts, prepared)
+        # a resumed job's unfinished point: each fit from its own last state (any
+        # state of a fit ends where the fit would have: the same bytes)
+        states = [
+            point_state(outputs, k, m) if resumed and outputs is not None and k == unfinished else None
+            for m in range(len(members))
         ]
+        if any(state is not None for state in states):
+            recorder.note(f"path point {k + 1}: {sum(s is not None for s in states)} fit(s) resumed from their states")
+        jobs = []
+        for m, (member, start, ready, state) in enumerate(zip(members, starts, prepared, states)):
+            shown = member is every_row  # (progress, the job's checkpoint and history: the fit on every row's)
+            keep = point_saver(outputs, k, m, config.checkpoint_every, recorder.on_state if shown else None)
+            options = {**common, "on_state": keep, **({} if shown else {"progress": None})}
+            jobs.append(
+                functools.partial(fit, member, penalty=penalty, init=start, prepared=ready, resume=state, **options)
+            )
         fits = lockstep.run(jobs) if lockstep is not None else [jobs[0]()]
         cv_losses = held_out_losses(lockstep, members, fits) if lockstep is not None else None
         cv_loss, cv_std = fold_summary(cv_losses) if cv_losses is not None else (None, None)
@@ -313,6 +320,8 @@ def fit_path(
         models.append(model)
         if outputs is not None:
             model.save(outputs.path_point(k))
+            for state_file in outputs.path_point(k).glob("state-*.npz"):
+                state_file.unlink()
             for fold, fold_fit in enumerate(fits[:-1]):
                 assert lockstep is not None
                 rows = lockstep.fold_stats().training(fold).n_samples
@@ -331,6 +340,37 @@ def fit_path(
         f"{points[chosen].n_nonzero} non-zero weights)"
     )
     return models[chosen], points
+
+
+def point_state(outputs: OutputDir, point: int, member: int) -> FitState | None:
+    """The last state a path point's fit number ``member`` saved (None: none,
+    or one that cannot be read: that fit starts over, to the same bytes)."""
+    path = outputs.path_point(point) / f"state-{member}.npz"
+    if not path.exists():
+        return None
+    try:
+        return load_checkpoint(path)[0]
+    except PipelineError:
+        return None
+
+
+def point_saver(
+    outputs: OutputDir | None, point: int, member: int, every: int, then: Callable[[FitState], None] | None
+) -> Callable[[FitState], None] | None:
+    """The ``on_state`` of a path point's fit: its state saved every ``every``
+    iterations in ``path/NNN/state-M.npz`` (for a resume), then ``then``."""
+    if outputs is None:
+        return then
+
+    def keep(state: FitState) -> None:
+        if state.solver_state.n_iter % every == 0:
+            path = outputs.path_point(point) / f"state-{member}.npz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(path, state, {"point": point, "member": member})
+        if then is not None:
+            then(state)
+
+    return keep
 
 
 def held_out_losses(lockstep: Lockstep, members: Sequence[Evaluator], fits: Sequence[Fit]) -> list[float]:

@@ -162,8 +162,10 @@ def test_a_killed_cv_job_resumes_to_the_same_bytes(reference, data, tmp_path):
     with pytest.raises(Killed):
         run_job(target, progress=kill_in_the_third_point)
     assert len(document(tmp_path / "out")["points"]) == 2
-    resumed = run_job(target, OutputDir(tmp_path / "out").read_job().job_id)
+    notes: list[str] = []
+    resumed = run_job(target, OutputDir(tmp_path / "out").read_job().job_id, notify=notes.append)
     assert resumed.digest == model.digest and document(tmp_path / "out") == path
+    assert f"path point 3: {FOLDS + 1} fit(s) resumed from their states" in notes
 
 
 def test_what_cross_validation_cannot_do_is_refused(data, tmp_path):

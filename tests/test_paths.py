@@ -150,6 +150,8 @@ def test_a_killed_path_job_resumes_to_the_same_bytes(data, reference, tmp_path):
     assert resumed.digest == model.digest and path_points(tmp_path / "out") == expected
     assert not any("path point 1/" in note or "path point 3/" in note for note in notes)
     assert any("path point 4/5" in note for note in notes)
+    assert "path point 4: 1 fit(s) resumed from their states" in notes  # (not from its warm start)
+    assert not list((tmp_path / "out" / "path").glob("*/state-*.npz"))  # (cleared with each finished point)
 
 
 def test_the_report_shows_the_path(reference, data, tmp_path):
