@@ -54,10 +54,12 @@ def data(jobs_data) -> Path:
 # --------------------------------------------------------------------------- job files
 
 
-@pytest.mark.parametrize("name", ["demo.toml", "compose.toml"])
+@pytest.mark.parametrize("name", ["demo.toml", "compose.toml", "lasso-cv.toml"])
 def test_shipped_job_files_validate(name):
     config = load_job(ROOT / "jobs" / name)
     assert config.name == Path(name).stem and config.out and config.label == "y"
+    if name == "lasso-cv.toml":
+        assert (config.cv, config.path, config.penalty.l1) == (5, 20, 1.0)
     if name == "compose.toml":
         assert config.cluster.scheduler == "tcp://scheduler:8786"
         assert config.data.startswith("/data/") and config.out.startswith("/runs/")
