@@ -139,30 +139,48 @@ def main() -> None:
             "| --- | --- | --- | --- |",
             f"| ours (2 workers, folds in lockstep) | {ours_s:.1f} s | {passes} | {chosen:.3g} |",
         ]
+        print("\n".join(lines), flush=True)  # (each row as it comes: a peer may fail)
         if "scikit-learn" not in skip:
             found = scratch / "sklearn.json"
-            seconds = run(
-                [sys.executable, "-c", SKLEARN, str(data), str(found), str(args.folds), json.dumps(grid)],
-                args.timeout,
-            )
-            theirs = json.loads(found.read_text())["l2"]
-            lines.append(
-                f"| scikit-learn LogisticRegressionCV (in memory) | {seconds:.1f} s ({seconds / ours_s:.1f}x ours) "
-                f"| – | {theirs:.3g} |"
-            )
+            started = time.perf_counter()
+            try:
+                seconds = run(
+                    [sys.executable, "-c", SKLEARN, str(data), str(found), str(args.folds), json.dumps(grid)],
+                    args.timeout,
+                )
+                theirs = json.loads(found.read_text())["l2"]
+                print(
+                    f"| scikit-learn LogisticRegressionCV (in memory) | {seconds:.1f} s ({seconds / ours_s:.1f}x "
+                    f"ours) | – | {theirs:.3g} |",
+                    flush=True,
+                )
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                print(f"| scikit-learn LogisticRegressionCV | failed after {time.perf_counter() - started:.0f} s: "
+                      f"{_last_line(exc)} | – | – |", flush=True)  # fmt: skip
         if "dask-ml" not in skip:
             subset = [grid[round(k)] for k in np.linspace(0, args.points - 1, args.dask_ml_points)]
             found = scratch / "dask-ml.json"
-            seconds = run(
-                [sys.executable, "-c", DASK_ML, str(data), str(found), str(args.folds), json.dumps(subset)],
-                args.timeout,
-            )
-            projected = seconds * args.points / len(subset)
-            lines.append(
-                f"| dask-ml GridSearchCV, {len(subset)} of the {args.points} strengths (2 workers) | {seconds:.1f} s; "
-                f"the whole grid ~{projected:.0f} s ({projected / ours_s:.1f}x ours) | – | – |"
-            )
-    print("\n".join(lines))
+            started = time.perf_counter()
+            try:
+                seconds = run(
+                    [sys.executable, "-c", DASK_ML, str(data), str(found), str(args.folds), json.dumps(subset)],
+                    args.timeout,
+                )
+                projected = seconds * args.points / len(subset)
+                print(
+                    f"| dask-ml GridSearchCV, {len(subset)} of the {args.points} strengths (2 workers) | "
+                    f"{seconds:.1f} s; the whole grid ~{projected:.0f} s ({projected / ours_s:.1f}x ours) | – | – |",
+                    flush=True,
+                )
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                print(f"| dask-ml GridSearchCV | failed after {time.perf_counter() - started:.0f} s: "
+                      f"{_last_line(exc)} | – | – |", flush=True)  # fmt: skip
+
+
+def _last_line(error: BaseException) -> str:
+    """The last non-empty line of a peer's error (its exception)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1][:160] if lines else type(error).__name__
 
 
 if __name__ == "__main__":

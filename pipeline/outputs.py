@@ -345,12 +345,12 @@ class OutputDir:
         self.cancel.unlink(missing_ok=True)
 
     def clear_job_files(self) -> None:
-        """Remove every file of another job (:data:`JOB_FILES`, and a
-        regularization path's ``path/``); ``model.json`` stays until a
-        successful run replaces it."""
+        """Remove every file of another job (:data:`JOB_FILES`); ``model.json``
+        stays until a successful run replaces it (and a regularization path's
+        ``path/`` with it, :meth:`clear_path`: a path's own run writes there
+        while it runs)."""
         for name in JOB_FILES:
             (self.path / name).unlink(missing_ok=True)
-        self.clear_path()
 
     def check_writable(self, overwrite: bool) -> None:
         """Fail before training if the model could not be written here."""

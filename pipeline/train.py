@@ -204,6 +204,8 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     # the model first, before the evaluators' clean-up (disk caches)
                     model = describe(result, config.penalty)
                 if config.out is not None:
+                    if not (config.path or config.cv):  # (another run's path is not this model's)
+                        OutputDir(config.out).clear_path()
                     model.save(config.out)
                 recorder.on_model(model)
             recorder.finish(model, _kernel_facts(training))

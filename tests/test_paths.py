@@ -207,3 +207,15 @@ def test_nan_losses_lose_and_tiny_l1_shares_are_floored():
     assert lambda_max(Penalty.elastic_net(1.0, 1e-9), gradient) == 0.5 / MIN_ALPHA
     with pytest.raises(ConfigError, match="path"):
         TrainConfig(data="d", label="y", path=MAX_POINTS + 1, penalty=Penalty(l1=1.0))
+
+
+def test_a_new_jobs_files_are_cleared_without_the_path_it_is_writing(tmp_path):
+    """A job writes its directory after its first pass, while a path's fits
+    (threads, with --cv) already save their states in path/: clearing the job
+    files must leave path/ alone (the run that writes a model clears it)."""
+    outputs = OutputDir(tmp_path)
+    state = outputs.path_point(0) / "state-3.npz"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"x")
+    outputs.clear_job_files()
+    assert state.exists()
