@@ -47,6 +47,8 @@ FAMILIES: tuple[Family, ...] = get_args(Family)
 #: from the inverse Hessian / the sandwich (:mod:`pipeline.inference`)
 InferenceKind = Literal["none", "nonrobust", "hc0"]
 INFERENCE_KINDS: tuple[InferenceKind, ...] = get_args(InferenceKind)
+#: Most folds of a cross-validation (each a fit, and a thread, per step).
+MAX_FOLDS = 100
 #: Most classes a label may have (``max_classes``) unless raised.
 MAX_CLASSES = 1000
 SOLVERS: tuple[SolverName, ...] = get_args(SolverName)
@@ -156,11 +158,11 @@ class TrainConfig:
             raise invalid("family", f"one of {', '.join(FAMILIES)}", self.family)
         if self.max_classes < 2:
             raise invalid("max_classes", ">= 2", self.max_classes)
+        if self.cv_rule not in CV_RULES:
+            raise invalid("cv_rule", f"one of {', '.join(CV_RULES)}", self.cv_rule)
         if self.cv:
-            if self.cv < 2:
-                raise invalid("cv", "0 (none) or at least 2 folds", self.cv)
-            if self.cv_rule not in CV_RULES:
-                raise invalid("cv_rule", f"one of {', '.join(CV_RULES)}", self.cv_rule)
+            if not 2 <= self.cv <= MAX_FOLDS:
+                raise invalid("cv", f"0 (none) or 2 to {MAX_FOLDS} folds", self.cv)
             for name, value, why in (
                 ("validation_fraction", self.validation_fraction, "the folds hold every row out once"),
                 ("early_stopping", self.early_stopping, "the folds' fits run to convergence"),

@@ -174,9 +174,10 @@ FOLD_CODE = 2.0
 class Folds:
     """K folds of the rows for cross-validation, cut from the same row hash
     as :class:`Split` (of ``key``'s value, or of the canonical position): row
-    ``i`` is in fold ``floor(hash_i * K / 2**64)``, so the folds depend on
-    nothing but the rows.  A reader with folds gives each row's label as
-    ``y + FOLD_CODE * fold`` (:func:`pipeline.kernel.fold_partials` decodes it)."""
+    ``i`` is in fold ``((hash_i >> 32) * K) >> 32`` (the hash's top 32 bits
+    cut into K equal ranges), so the folds depend on nothing but the rows.
+    A reader with folds gives each row's label as ``y + FOLD_CODE * fold``
+    (:func:`pipeline.kernel.fold_partials` decodes it)."""
 
     n_folds: int
     key: str | None = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from typing import Any, cast
 
 import numpy as np
@@ -626,8 +627,12 @@ class LogisticRegressionCV(LogisticRegression):
             raise ValueError(f"LogisticRegressionCV is binary: expected 2 classes in y, found {len(classes)}")
         self.classes_ = classes
         weights = None if sample_weight is None else _check_sample_weight(sample_weight, X, dtype=np.float64)
-        folds = Folds(int(self.cv)).of(np.arange(len(codes), dtype=np.int64), None) if self.cv else None
-        labels = codes.astype(np.float64) + (0.0 if folds is None else FOLD_CODE * folds)
+        if isinstance(self.cv, bool) or not isinstance(self.cv, numbers.Integral) or self.cv < 2:
+            raise ValueError(f"cv must be an integer number of folds >= 2; got {self.cv!r}")
+        if self.cv > len(codes):
+            raise ValueError(f"cv: {self.cv} folds for {len(codes)} rows; expected at most one fold per row")
+        folds = Folds(int(self.cv)).of(np.arange(len(codes), dtype=np.int64), None)
+        labels = codes.astype(np.float64) + FOLD_CODE * folds
         evaluator = InProcessEvaluator([(X, labels, weights)], X.shape[1])
         names = [f"x{j}" for j in range(X.shape[1])]
         try:

@@ -90,8 +90,8 @@ def mixing(penalty: Penalty) -> float:
     total = penalty.l1 + penalty.l2
     if not total > 0:
         raise ConfigError(
-            "a regularization path needs a penalty to walk: --l1, --l2, or --reg with --alpha "
-            f"(which sets the mix of L1 and L2); found l1={penalty.l1!r}, l2={penalty.l2!r}",
+            "a regularization path (or cross-validation) needs a penalty whose strength it chooses: --l1, --l2, "
+            f"or --reg with --alpha (which sets the mix of L1 and L2); found l1={penalty.l1!r}, l2={penalty.l2!r}",
             column="path",
         )
     return penalty.l1 / total
@@ -165,6 +165,8 @@ def choose(points: Sequence[PathPoint], rule: str = "min") -> int:
         losses = points[best].cv_losses or []
         error = (points[best].cv_std or 0.0) / math.sqrt(max(len(losses), 1))
         bound = (points[best].cv_loss or 0.0) + error
+        if not math.isfinite(bound):  # (no finite loss at all)
+            return best
         return min(k for k, point in enumerate(points) if point.cv_loss is not None and point.cv_loss <= bound)
     if points and all(point.validation_loss is not None for point in points):
         return min(range(len(points)), key=lambda k: (_ordered(points[k].validation_loss), k))

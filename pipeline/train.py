@@ -29,7 +29,14 @@ from .cluster import ClusterSpec, cluster_memory, connect
 from .config import CacheMode, TrainConfig
 from .crossval import ALL_ROWS, Lockstep, MemberEvaluator, fold_summary
 from .data import ChunkSpec, ClassCounter, Dataset, Folds, Split, open_dataset
-from .errors import ColumnNotFoundError, ConfigError, LabelValueError, MissingValueError, PipelineError
+from .errors import (
+    ColumnNotFoundError,
+    ConfigError,
+    EmptyDatasetError,
+    LabelValueError,
+    MissingValueError,
+    PipelineError,
+)
 from .exact import ExactSums
 from .fitting import (
     Fit,
@@ -142,6 +149,12 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                 dataset = learn_levels(config, dataset, client, recorder.note)
             check_inference_possible(config, n_classes, dataset)
             if config.cv:
+                if config.cv > dataset.n_samples:
+                    raise ConfigError(
+                        f"cv: {config.cv} folds for {dataset.n_samples} rows; expected at most one fold per row "
+                        "(and, for a useful estimate, far fewer)",
+                        column="cv",
+                    )
                 if n_classes or dataset.vocabularies:
                     raise ConfigError(
                         "cv: cross-validation takes a binary label and numeric features; found "
@@ -268,7 +281,7 @@ def fit_path(
         recorder.note(f"cross-validation: {n_folds} folds in lockstep with the fit on every row")
     outputs = None if config.out is None else OutputDir(config.out)
     points = completed_points(outputs, grid, n_folds) if resumed and outputs is not None else []
-    if outputs is not None and not points:
+    if outputs is not None and not points and not resumed:
         outputs.clear_path()
     models = [Model.load(outputs.path_point(k)) for k in range(len(points))] if outputs is not None else []
     starts: list[np.ndarray | None] = [None] * len(members)
@@ -383,8 +396,13 @@ def held_out_losses(lockstep: Lockstep, members: Sequence[Evaluator], fits: Sequ
         spec = fold_fit.objective(member).spec  # (the penalty is not in the pass)
         batch.append((member.held_out(spec), fold_fit.result.coef))
     losses = []
-    for partials in lockstep.evaluate_many(batch):
+    for fold, partials in enumerate(lockstep.evaluate_many(batch)):
         loss_sum, _, weight_sum = partials.finalize()
+        if not weight_sum > 0:
+            raise EmptyDatasetError(
+                f"fold {fold} of {len(batch)} has no rows (or no weight) to validate on (found weight "
+                f"{weight_sum!r}); expected every fold to hold rows: use fewer folds (--cv)"
+            )
         losses.append(loss_sum / weight_sum)
     return losses
 
@@ -759,16 +777,16 @@ def loaded_note(dataset: Dataset, where: str, started: float) -> str:
 def validation_split(config: TrainConfig, dataset: Dataset) -> Split | None:
     """The training part of ``config``'s validation split (None: no split),
     its key column checked in every file first."""
-    if not config.validation_fraction:
-        return None
     key = config.validation_key
-    if key:
+    if key and (config.validation_fraction or config.cv):  # (the key cuts the folds too)
         for path in dataset.files:
             names = pq.read_schema(path, filesystem=dataset.filesystem).names
             if key not in names:
                 raise ColumnNotFoundError(
                     f"validation key column {key!r} not found in {path}; found columns {names}", path=path, column=key
                 )
+    if not config.validation_fraction:
+        return None
     return Split(config.validation_fraction, key)
 
 

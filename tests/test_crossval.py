@@ -6,6 +6,7 @@ lockstep's error handling; the refusals."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
@@ -256,3 +257,35 @@ def test_the_estimator_gives_the_cli_bytes(reference):
     assert 0.6 < scaled.score(rows, y) < 1.0
     with pytest.raises(ValueError, match="binary"):
         LogisticRegressionCV(cv=3).fit(rows.to_numpy()[:90], np.repeat([0, 1, 2], 30))
+
+
+def test_folds_without_rows_too_many_folds_and_a_missing_key_are_clear_errors(tmp_path):
+    from pipeline.errors import ColumnNotFoundError, EmptyDatasetError
+
+    tiny = write(tmp_path / "tiny", frame().iloc[:5].assign(y=[0.0, 1.0, 0.0, 1.0, 1.0]))
+    assert not all(fold_rows(5, k).any() for k in range(5))  # (5 rows in 5 folds: some fold is empty)
+    with pytest.raises(EmptyDatasetError, match="fold .* has no rows"):
+        train(TrainConfig(data=tiny, label="y", cluster=None, penalty=Penalty(l2=1.0), cv=5))
+    with pytest.raises(ConfigError, match="6 folds for 5 rows"):
+        train(TrainConfig(data=tiny, label="y", cluster=None, penalty=Penalty(l2=1.0), cv=6))
+    with pytest.raises(ConfigError, match="cv"):
+        TrainConfig(data=tiny, label="y", penalty=Penalty(l2=1.0), cv=101)
+    data = write(tmp_path / "data", frame().iloc[::20])
+    with pytest.raises(ColumnNotFoundError, match="validation key column 'k'"):
+        train(TrainConfig(data=data, label="y", cluster=None, penalty=Penalty(l2=1.0), cv=3, validation_key="k"))
+
+
+def test_a_job_killed_in_its_only_strength_resumes_from_the_fits_states(data, tmp_path):
+    target = TrainConfig(data=data, label="y", cluster=None, out=str(tmp_path / "out"), penalty=Penalty(l2=1e-3), cv=3)
+    reference = train(dataclasses.replace(target, out=str(tmp_path / "reference")))
+
+    def kill(record) -> None:
+        if record.iteration == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_job(target, progress=kill)
+    notes: list[str] = []
+    resumed = run_job(target, OutputDir(tmp_path / "out").read_job().job_id, notify=notes.append)
+    assert resumed.digest == reference.digest
+    assert "path point 1: 4 fit(s) resumed from their states" in notes

@@ -161,7 +161,7 @@ def test_the_report_shows_the_path(reference, data, tmp_path):
 
 
 def test_what_a_path_cannot_be_is_refused(data, tmp_path):
-    with pytest.raises(ConfigError, match="needs a penalty to walk"):
+    with pytest.raises(ConfigError, match="needs a penalty whose strength it chooses"):
         TrainConfig(data=data, label="y", path=5)
     with pytest.raises(ConfigError, match="path"):
         TrainConfig(data=data, label="y", path=1, penalty=Penalty(l1=1.0))
