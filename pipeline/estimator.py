@@ -39,10 +39,10 @@ from .kernel import class_sums, sigmoid, softmax
 from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, level_kind, vocabulary
 from .model import Model, class_margins
 from .objective import Penalty
-from .paths import DEFAULT_RATIO
+from .paths import DEFAULT_RATIO, choose
 from .reduce import DaskEvaluator, InProcessEvaluator
 from .solvers import SolverOptions
-from .train import Recorder, fit_path, train
+from .train import Recorder, fit_options, fit_path, train
 
 __all__ = ["LogisticRegression", "LogisticRegressionCV"]
 
@@ -652,36 +652,21 @@ class LogisticRegressionCV(LogisticRegression):
                 cv=int(self.cv),
                 cv_rule=self.rule,
             )
-            common: dict[str, Any] = dict(
-                solver=config.solver,
-                options=config.options,
-                standardize=config.standardize,
-                class_weight=config.class_weight,
-                progress=None,
-                features=names,
-                on_state=None,
-                label="y",
-                validation=None,
-                early_stopping=0,
-                impute=False,
-                levels=[],
-                n_classes=0,
-                class_totals=None,
-            )
+            common = fit_options(config, names, "y")
+
+            fits: list = []  # (the fits on every row: the only ones described without an output directory)
 
             def describe(result, penalty: Penalty, n_samples: int = len(codes)) -> Model:
                 fits.append(result)
-                model = build_model(
+                return build_model(
                     result, names, n_samples, solver=self.solver, penalty=penalty, label="y", weight=None,
                     dataset="<arrays>",
                 )  # fmt: skip
-                return model
 
-            fits: list = []
             model, points = fit_path(config, evaluator, common, describe, Recorder(), resumed=False)
         except PipelineError as exc:  # scikit-learn callers expect ValueError
             raise ValueError(str(exc)) from exc
-        chosen = next(k for k, point in enumerate(points) if point.digest == model.digest)
+        chosen = choose(points, self.rule)
         self.strengths_ = np.array([point.strength for point in points])
         self.cv_losses_ = np.array([point.cv_losses or [] for point in points])
         self.cv_loss_ = np.array([point.cv_loss for point in points], dtype=np.float64)

@@ -322,10 +322,7 @@ def fit(
     fill, n_missing = prepared.fill, prepared.n_missing
     categories, level_share = prepared.categories, prepared.level_share
     clock_offset = elapsed[-1] if elapsed else 0.0
-    filled = kernel_fill(fill, n_missing)
-    objective = LogisticObjective(
-        evaluator, penalty, standardization, weights, filled, categories, level_share, n_classes
-    )
+    objective = prepared.objective(evaluator, penalty, n_classes)
     n_blocks = max(n_classes, 1)
     coef0 = np.zeros(n_blocks * (n_coef + 1)) if init is None else np.array(init, dtype=np.float64)
     if coef0.shape != (n_blocks * (n_coef + 1),):
@@ -349,11 +346,7 @@ def fit(
                 )
             )
 
-    held_out = (
-        None
-        if validation is None
-        else LogisticObjective(validation, Penalty(), standardization, weights, filled, categories, n_classes=n_classes)
-    )
+    held_out = None if validation is None else prepared.objective(validation, Penalty(), n_classes)
 
     def save(state: SolverState) -> None:
         if held_out is not None:
@@ -492,6 +485,19 @@ class Prepared:
     #: each level's share of the rows (the preconditioner's; None: no levels)
     level_share: np.ndarray | None = None
     summary: DataSummary | None = None
+
+    def objective(self, evaluator: Evaluator, penalty: Penalty, n_classes: int) -> LogisticObjective:
+        """The objective on ``evaluator`` with these statistics and ``penalty``."""
+        return LogisticObjective(
+            evaluator,
+            penalty,
+            self.standardization,
+            self.class_weight,
+            kernel_fill(self.fill, self.n_missing),
+            self.categories,
+            self.level_share,
+            n_classes,
+        )
 
 
 def prepare(

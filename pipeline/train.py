@@ -46,7 +46,6 @@ from .fitting import (
     auto_start,
     build_model,
     fit,
-    kernel_fill,
     prepare,
     with_inference,
 )
@@ -54,14 +53,14 @@ from .inference import refusal
 from .kernel import KernelSpec, class_sums
 from .levels import LevelCounts, Vocabulary, merge_counts, value_counts, vocabulary
 from .model import Model
-from .objective import Evaluator, LogisticObjective, Penalty
+from .objective import Evaluator, Penalty
 from .outputs import OutputDir
 from .paths import PathPoint, choose, lambda_max, mixing, null_intercepts, path_document, penalties, strengths
 from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, gather, warm_up
 from .solvers import IterationRecord
 from .stream import DiskCache
 
-__all__ = ["Recorder", "fit_path", "run", "train"]
+__all__ = ["Recorder", "fit_options", "fit_path", "run", "train"]
 
 Notify = Callable[[str], None]
 #: a dataset's training part and its validation part (None without a split)
@@ -169,18 +168,13 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             with recorder.watching(), evaluators(config, parts, recorder.note, client) as (training, validation, cache):
                 warn_if_underdetermined(dataset, config.penalty)
                 checked = _Checked(training, recorder.check_cancel)
-                common: dict[str, Any] = dict(
-                    solver=config.solver,
-                    options=config.options,
-                    standardize=config.standardize,
-                    class_weight=config.class_weight,
+                common = fit_options(
+                    config,
+                    dataset.feature_names,
+                    dataset.label,
                     progress=recorder.on_iteration,
-                    features=dataset.feature_names,
                     on_state=recorder.on_state,
-                    label=dataset.label,
                     validation=None if validation is None else _Checked(validation, recorder.check_cancel),
-                    early_stopping=config.early_stopping,
-                    impute=config.missing != "error",
                     levels=[vocabulary.size for vocabulary in dataset.vocabularies or ()],
                     n_classes=n_classes,
                     class_totals=class_totals,
@@ -226,6 +220,38 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             recorder.fail(exc)
             raise
     return model
+
+
+def fit_options(
+    config: TrainConfig,
+    features: Sequence[str],
+    label: str | None,
+    *,
+    progress: Progress | None = None,
+    on_state: Callable[[FitState], None] | None = None,
+    validation: Evaluator | None = None,
+    levels: Sequence[int] = (),
+    n_classes: int = 0,
+    class_totals: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """The keyword arguments of :func:`pipeline.fitting.fit` (but the evaluator,
+    penalty, start and resume) for ``config``'s fits."""
+    return dict(
+        solver=config.solver,
+        options=config.options,
+        standardize=config.standardize,
+        class_weight=config.class_weight,
+        progress=progress,
+        features=features,
+        on_state=on_state,
+        label=label,
+        validation=validation,
+        early_stopping=config.early_stopping,
+        impute=config.missing != "error",
+        levels=list(levels),
+        n_classes=n_classes,
+        class_totals=class_totals,
+    )
 
 
 def fit_path(
@@ -290,6 +316,7 @@ def fit_path(
         starts = [model_coef(Model.load(outputs.path_point(last) / f"fold-{k}")) for k in range(n_folds)]
         starts.append(model_coef(models[-1]))
     unfinished = len(points)
+    fold_rows: list[int] = []
     for k, penalty in list(enumerate(penalties(config.penalty, grid)))[len(points) :]:
         recorder.note(f"path point {k + 1}/{len(grid)}: l2={penalty.l2!r} l1={penalty.l1!r}")
         # a resumed job's unfinished point: each fit from its own last state (any
@@ -337,10 +364,10 @@ def fit_path(
             model.save(outputs.path_point(k))
             for state_file in outputs.path_point(k).glob("state-*.npz"):
                 state_file.unlink()
+            if lockstep is not None and not fold_rows:  # (each fold's training rows, counted once)
+                fold_rows = [lockstep.fold_stats().training(fold).n_samples for fold in range(n_folds)]
             for fold, fold_fit in enumerate(fits[:-1]):
-                assert lockstep is not None
-                rows = lockstep.fold_stats().training(fold).n_samples
-                describe(fold_fit, penalty, n_samples=rows).save(outputs.path_point(k) / f"fold-{fold}")
+                describe(fold_fit, penalty, n_samples=fold_rows[fold]).save(outputs.path_point(k) / f"fold-{fold}")
             chosen = choose(points, config.cv_rule)
             document = path_document(points, chosen, alpha, config.path_ratio, config.cv_rule)
             write_atomic(outputs.path_summary, document.encode())
@@ -410,30 +437,14 @@ def held_out_losses(lockstep: Lockstep, members: Sequence[Evaluator], fits: Sequ
 def null_gradient(evaluator: Evaluator, prepared: Prepared, n_classes: int) -> np.ndarray:
     """The mean loss's gradient at the intercept-only optimum, in original
     units (:func:`pipeline.paths.null_intercepts`; two loss passes)."""
-    objective = LogisticObjective(
-        evaluator,
-        Penalty(),
-        prepared.standardization,
-        prepared.class_weight,
-        kernel_fill(prepared.fill, prepared.n_missing),
-        prepared.categories,
-        prepared.level_share,
-        n_classes,
-    )
+    objective = prepared.objective(evaluator, Penalty(), n_classes)
     n_blocks = max(n_classes, 1)
-    coef = np.zeros(n_blocks * (evaluator_width(prepared, evaluator) + 1))
+    coef = np.zeros_like(objective.l1_weights)  # (a coefficient per feature or level, and an intercept, per class)
     _, at_zero = objective(coef)
     blocks = coef.reshape(n_blocks, -1)
     blocks[:, -1] = null_intercepts(at_zero, n_classes)
     _, grad = objective(blocks.ravel())
     return grad if prepared.standardization is None else prepared.standardization.gradient_to_original(grad)
-
-
-def evaluator_width(prepared: Prepared, evaluator: Evaluator) -> int:
-    """The coefficients per class but the intercept (levels expanded)."""
-    if prepared.categories is None:
-        return evaluator.n_features
-    return evaluator.n_features - prepared.categories.n_columns + prepared.categories.n_levels
 
 
 def model_coef(model: Model) -> np.ndarray:
