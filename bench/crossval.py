@@ -40,9 +40,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from categorical import timed  # (bench/ is the script's directory: on sys.path)
+from inference import FILES, make_data
 
-ROOT = Path(__file__).resolve().parent.parent
-FILES = 8
 LARGEST = 1.0
 RATIO = 1e-4
 
@@ -93,12 +93,14 @@ DASK_ML = textwrap.dedent(
 )
 
 
-def run(command: list[str], timeout: float) -> float:
+def peer(name: str, script: str, arguments: list[str], timeout: float) -> float | None:
+    """A peer's script in a fresh process: its seconds, or None after printing its failure's row."""
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"{command[:5]} failed:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - started
+    try:
+        return timed([sys.executable, "-c", script, *arguments], timeout)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        print(f"| {name} | failed after {time.perf_counter() - started:.0f} s: {_last_line(exc)} | – | – |", flush=True)
+        return None
 
 
 def main() -> None:
@@ -116,13 +118,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-crossval-") as scratch_dir:
         scratch = Path(scratch_dir)
         data = scratch / "data"
-        run(
-            [sys.executable, "-m", "pipeline", "make-data", str(data), "--rows", str(args.rows),
-             "--features", str(args.features), "--files", str(FILES), "--row-group-size", "131072"],
-            args.timeout,
-        )  # fmt: skip
+        make_data(data, args.rows, args.features, args.timeout)
         out = scratch / "ours"
-        ours_s = run(
+        ours_s = timed(
             [sys.executable, "-m", "pipeline", "train", str(data), "--label", "y", "--l2", str(LARGEST),
              "--path", str(args.points), "--path-ratio", str(RATIO), "--cv", str(args.folds), "--out", str(out),
              "--quiet"],
@@ -142,39 +140,27 @@ def main() -> None:
         print("\n".join(lines), flush=True)  # (each row as it comes: a peer may fail)
         if "scikit-learn" not in skip:
             found = scratch / "sklearn.json"
-            started = time.perf_counter()
-            try:
-                seconds = run(
-                    [sys.executable, "-c", SKLEARN, str(data), str(found), str(args.folds), json.dumps(grid)],
-                    args.timeout,
-                )
+            arguments = [str(data), str(found), str(args.folds), json.dumps(grid)]
+            seconds = peer("scikit-learn LogisticRegressionCV", SKLEARN, arguments, args.timeout)
+            if seconds is not None:
                 theirs = json.loads(found.read_text())["l2"]
                 print(
                     f"| scikit-learn LogisticRegressionCV (in memory) | {seconds:.1f} s ({seconds / ours_s:.1f}x "
                     f"ours) | – | {theirs:.3g} |",
                     flush=True,
                 )
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                print(f"| scikit-learn LogisticRegressionCV | failed after {time.perf_counter() - started:.0f} s: "
-                      f"{_last_line(exc)} | – | – |", flush=True)  # fmt: skip
         if "dask-ml" not in skip:
             subset = [grid[round(k)] for k in np.linspace(0, args.points - 1, args.dask_ml_points)]
             found = scratch / "dask-ml.json"
-            started = time.perf_counter()
-            try:
-                seconds = run(
-                    [sys.executable, "-c", DASK_ML, str(data), str(found), str(args.folds), json.dumps(subset)],
-                    args.timeout,
-                )
+            arguments = [str(data), str(found), str(args.folds), json.dumps(subset)]
+            seconds = peer("dask-ml GridSearchCV", DASK_ML, arguments, args.timeout)
+            if seconds is not None:
                 projected = seconds * args.points / len(subset)
                 print(
                     f"| dask-ml GridSearchCV, {len(subset)} of the {args.points} strengths (2 workers) | "
                     f"{seconds:.1f} s; the whole grid ~{projected:.0f} s ({projected / ours_s:.1f}x ours) | – | – |",
                     flush=True,
                 )
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                print(f"| dask-ml GridSearchCV | failed after {time.perf_counter() - started:.0f} s: "
-                      f"{_last_line(exc)} | – | – |", flush=True)  # fmt: skip
 
 
 def _last_line(error: BaseException) -> str:

@@ -26,16 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
+from categorical import timed  # (bench/ is the script's directory: on sys.path)
 
-ROOT = Path(__file__).resolve().parent.parent
 FILES = 8
 
 STATSMODELS = textwrap.dedent(
@@ -54,12 +52,13 @@ STATSMODELS = textwrap.dedent(
 )
 
 
-def run(command: list[str], timeout: float) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"{command[:5]} failed:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - started
+def make_data(data: Path, rows: int, features: int, timeout: float) -> None:
+    """``pipeline make-data`` into ``data``: :data:`FILES` files of 131,072-row row groups."""
+    timed(
+        [sys.executable, "-m", "pipeline", "make-data", str(data), "--rows", str(rows),
+         "--features", str(features), "--files", str(FILES), "--row-group-size", "131072"],
+        timeout,
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -73,11 +72,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as scratch_dir:
         scratch = Path(scratch_dir)
         data = scratch / "data"
-        run(
-            [sys.executable, "-m", "pipeline", "make-data", str(data), "--rows", str(args.rows),
-             "--features", str(args.features), "--files", str(FILES), "--row-group-size", "131072"],
-            args.timeout,
-        )  # fmt: skip
+        make_data(data, args.rows, args.features, args.timeout)
         lines = [
             f"Coefficient inference, {args.rows:,} rows x {args.features} features (Parquet, {FILES} files), "
             "process start to standard errors on disk:",
@@ -88,7 +83,7 @@ def main() -> None:
         ]
         for ours_type, their_type in (("nonrobust", "nonrobust"), ("hc0", "HC0")):
             out = scratch / f"ours-{ours_type}"
-            ours_s = run(
+            ours_s = timed(
                 [sys.executable, "-m", "pipeline", "train", str(data), "--label", "y", "--inference", ours_type,
                  "--out", str(out), "--quiet"],
                 args.timeout,
@@ -100,7 +95,7 @@ def main() -> None:
                 lines.append(f"| {ours_type} | {ours_s:.1f} s | – | – | – | – | – |")
                 continue
             found = scratch / f"statsmodels-{ours_type}.json"
-            theirs_s = run([sys.executable, "-c", STATSMODELS, str(data), their_type, str(found)], args.timeout)
+            theirs_s = timed([sys.executable, "-c", STATSMODELS, str(data), their_type, str(found)], args.timeout)
             theirs = json.loads(found.read_text())
             coef_gap = float(np.max(np.abs(coef - theirs["params"]) / np.abs(theirs["params"])))
             se_gap = float(np.max(np.abs(std_err - theirs["bse"]) / np.abs(theirs["bse"])))
