@@ -197,3 +197,27 @@ def reference_slow(tmp_path_factory, jobs_data):
     model = Model.load(root / "out")
     assert model.n_iter >= 100  # long enough to be interrupted
     return model
+
+
+def fair_frame():
+    """statsmodels' fair data set (6,366 rows) with a 0/1 label ``y``: any affair."""
+    import numpy as np
+    import statsmodels.api as sm
+
+    data = sm.datasets.fair.load_pandas().data
+    data["y"] = (data.pop("affairs") > 0).astype(np.float64)
+    return data
+
+
+def write_frame(path: Path, data, row_group: int = 2000, files: int = 1) -> str:
+    """``data`` (a pandas frame) as ``files`` Parquet files of ``row_group``-row row groups in ``path``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.mkdir(parents=True, exist_ok=True)
+    bounds = np.linspace(0, len(data), files + 1).astype(int)
+    for k, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+        table = pa.Table.from_pandas(data.iloc[start:stop], preserve_index=False)
+        pq.write_table(table, path / f"part-{k}.parquet", row_group_size=row_group)
+    return str(path)

@@ -14,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import statsmodels.api as sm
 
 from pipeline.cluster import ClusterSpec
 from pipeline.config import TrainConfig
@@ -30,23 +29,9 @@ from pipeline.outputs import OutputDir
 from pipeline.paths import PathPoint, choose
 from pipeline.reduce import InProcessEvaluator
 from pipeline.train import train
+from tests.conftest import fair_frame, write_frame
 
 FOLDS = 4
-
-
-def frame():
-    data = sm.datasets.fair.load_pandas().data
-    data["y"] = (data.pop("affairs") > 0).astype(np.float64)
-    return data
-
-
-def write(path, data, row_group: int = 2000, files: int = 1) -> str:
-    path.mkdir(parents=True, exist_ok=True)
-    bounds = np.linspace(0, len(data), files + 1).astype(int)
-    for k, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
-        table = pa.Table.from_pandas(data.iloc[start:stop], preserve_index=False)
-        pq.write_table(table, path / f"part-{k}.parquet", row_group_size=row_group)
-    return str(path)
 
 
 def document(out) -> dict:
@@ -58,7 +43,7 @@ OPTIONS = dict(penalty=Penalty(l1=1.0), path=4, cv=FOLDS)
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return write(tmp_path_factory.mktemp("fair") / "data", frame())
+    return write_frame(tmp_path_factory.mktemp("fair") / "data", fair_frame())
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +60,8 @@ def fold_rows(n_rows: int, fold: int) -> np.ndarray:
 @pytest.mark.parametrize("fold", [0, 3])
 def test_a_fold_model_is_a_plain_fit_on_the_other_rows(reference, tmp_path, fold):
     _, path, out = reference
-    rows = frame()
-    others = write(tmp_path / "others", rows[~fold_rows(len(rows), fold)].reset_index(drop=True))
+    rows = fair_frame()
+    others = write_frame(tmp_path / "others", rows[~fold_rows(len(rows), fold)].reset_index(drop=True))
     for point in (0, 2):  # the first from zero, a later one warm-started from the fold's previous model
         l2, l1 = path["points"][point]["l2"], path["points"][point]["l1"]
         init = None if point == 0 else str(out / "path" / f"{point - 1:03d}" / f"fold-{fold}")
@@ -93,7 +78,7 @@ def test_the_fit_on_every_row_is_the_path_without_folds(reference, data, tmp_pat
 
 def test_the_cv_losses_are_the_held_out_losses(reference):
     _, path, out = reference
-    rows = frame()
+    rows = fair_frame()
     y = rows.pop("y").to_numpy()
     X = rows.to_numpy()
     for point in path["points"]:
@@ -112,7 +97,7 @@ def test_the_cv_losses_are_the_held_out_losses(reference):
 
 def test_any_partitioning_gives_the_same_bytes(reference, tmp_path):
     model, path, _ = reference
-    data = write(tmp_path / "data", frame(), row_group=555, files=3)
+    data = write_frame(tmp_path / "data", fair_frame(), row_group=555, files=3)
     again = train(TrainConfig(data=data, label="y", cluster=None, out=str(tmp_path / "out"), **OPTIONS))
     assert document(tmp_path / "out") == path and again.digest == model.digest
 
@@ -243,7 +228,7 @@ def test_the_estimator_gives_the_cli_bytes(reference):
     from pipeline import LogisticRegressionCV
 
     model, path, _ = reference
-    rows = frame()
+    rows = fair_frame()
     y = np.where(rows.pop("y").to_numpy() > 0, "yes", "no")
     estimator = LogisticRegressionCV(cv=FOLDS, path=4, l1=1.0).fit(rows.to_numpy(), y)
     assert estimator.coef_[0].tobytes() == model.coef_array.tobytes()
@@ -262,7 +247,7 @@ def test_the_estimator_gives_the_cli_bytes(reference):
 def test_folds_without_rows_too_many_folds_and_a_missing_key_are_clear_errors(tmp_path):
     from pipeline.errors import ColumnNotFoundError, EmptyDatasetError
 
-    tiny = write(tmp_path / "tiny", frame().iloc[:5].assign(y=[0.0, 1.0, 0.0, 1.0, 1.0]))
+    tiny = write_frame(tmp_path / "tiny", fair_frame().iloc[:5].assign(y=[0.0, 1.0, 0.0, 1.0, 1.0]))
     assert not all(fold_rows(5, k).any() for k in range(5))  # (5 rows in 5 folds: some fold is empty)
     with pytest.raises(EmptyDatasetError, match="fold .* has no rows"):
         train(TrainConfig(data=tiny, label="y", cluster=None, penalty=Penalty(l2=1.0), cv=5))
@@ -270,7 +255,7 @@ def test_folds_without_rows_too_many_folds_and_a_missing_key_are_clear_errors(tm
         train(TrainConfig(data=tiny, label="y", cluster=None, penalty=Penalty(l2=1.0), cv=6))
     with pytest.raises(ConfigError, match="cv"):
         TrainConfig(data=tiny, label="y", penalty=Penalty(l2=1.0), cv=101)
-    data = write(tmp_path / "data", frame().iloc[::20])
+    data = write_frame(tmp_path / "data", fair_frame().iloc[::20])
     with pytest.raises(ColumnNotFoundError, match="validation key column 'k'"):
         train(TrainConfig(data=data, label="y", cluster=None, penalty=Penalty(l2=1.0), cv=3, validation_key="k"))
 

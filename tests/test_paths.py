@@ -8,10 +8,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import statsmodels.api as sm
 
 from pipeline.cluster import ClusterSpec
 from pipeline.config import TrainConfig
@@ -23,17 +21,11 @@ from pipeline.outputs import OutputDir
 from pipeline.paths import PathPoint, choose, null_intercepts, strengths
 from pipeline.report import write_report
 from pipeline.train import train
+from tests.conftest import fair_frame, write_frame
 
 
 def fair(path, row_group: int = 2000, files: int = 1) -> str:
-    frame = sm.datasets.fair.load_pandas().data
-    frame["y"] = (frame.pop("affairs") > 0).astype(np.float64)
-    path.mkdir(parents=True, exist_ok=True)
-    bounds = np.linspace(0, len(frame), files + 1).astype(int)
-    for k, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
-        table = pa.Table.from_pandas(frame.iloc[start:stop], preserve_index=False)
-        pq.write_table(table, path / f"part-{k}.parquet", row_group_size=row_group)
-    return str(path)
+    return write_frame(path, fair_frame(), row_group, files)
 
 
 def path_points(out) -> tuple[list[dict], int]:
