@@ -40,8 +40,9 @@ from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, level_kind
 from .model import Model, class_margins
 from .objective import Penalty
 from .paths import DEFAULT_RATIO, choose
-from .reduce import DaskEvaluator, InProcessEvaluator
+from .reduce import DaskEvaluator, InProcessEvaluator, compile_ahead
 from .solvers import SolverOptions
+from .tiers import worth_compiling
 from .train import Recorder, fit_options, fit_path, train
 
 __all__ = ["LogisticRegression", "LogisticRegressionCV"]
@@ -176,6 +177,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if codes is not None:
             X = np.asfortranarray(np.column_stack([X, codes.astype(X.dtype)]))
         chunk = (X, y01) if weights is None else (X, y01, weights)
+        if worth_compiling(X.size):
+            compile_ahead()
         return self._fit_evaluator(InProcessEvaluator([chunk], X.shape[1]))
 
     def _categorical_columns(self, X) -> list[str]:
@@ -301,6 +304,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if len(self.indicator_features_):
             X = client.persist(_dask_with_indicators(X, self.indicator_features_, n_codes))
         evaluator = DaskEvaluator(client, Chunk(X, y01, inputs.get("sample_weight")))
+        if worth_compiling(X.shape[0] * X.shape[1]):
+            compile_ahead(client)
         return self._fit_evaluator(evaluator)
 
     def _encode(self, y) -> np.ndarray:

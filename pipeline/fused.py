@@ -91,15 +91,19 @@ from .kernel import (
     split_coef,
     triangle_size,
 )
+from .tiers import Family, Tiers, source_stamp
 
 __all__ = [
     "AVAILABLE",
     "STATS_AVAILABLE",
     "chunk_partials_fast",
+    "compile_eagerly",
     "chunk_stats_fast",
     "fused_partials",
     "fused_stats",
+    "family_of",
     "margins_fast",
+    "tiers",
     "warm_up",
 ]
 
@@ -1164,6 +1168,29 @@ def _numba_version() -> str:
     return numba.__version__
 
 
+_TIERS: Tiers | None = None
+
+
+def tiers() -> Tiers:
+    """This process's choice between compiled and reference passes
+    (:mod:`pipeline.tiers`), made at its first use."""
+    global _TIERS
+    if _TIERS is None:
+        here = Path(__file__)
+        version = _numba_version() if _HAVE_NUMBA else "-"
+        _TIERS = Tiers(f"{here}|{version}|{source_stamp(here, here.with_name('elementary_jit.py'))}")
+    return _TIERS
+
+
+def family_of(spec: KernelSpec) -> Family:
+    """The family of compiled kernels a loss pass of ``spec`` runs (:data:`pipeline.tiers.FAMILIES`)."""
+    if spec.n_classes:
+        return "softmax"
+    if spec.hessian:
+        return "hessian"
+    return "loss" if spec.categories is None else "levels"
+
+
 def _readonly(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
@@ -1516,10 +1543,15 @@ def margins_fast(
         dense_coef, level_coef = split_coef(np.asarray(coef, dtype=np.float64), n_dense, categories)
         return add_levels(margins_fast(X[:, :n_dense], dense_coef, fill), X[:, n_dense:], level_coef, categories)
     coef = np.asarray(coef, dtype=np.float64)
+
+    def reference() -> np.ndarray:
+        filled = X if fill is None else np.where(np.isnan(X), fill, X)
+        return margins(filled, coef)
+
     if not _HAVE_NUMBA or X.ndim != 2 or coef.shape != (X.shape[1] + 1,):
-        if fill is not None:
-            X = np.where(np.isnan(X), fill, X)
-        return margins(X, coef)
+        return reference()
+    if not tiers().compiled("margins"):
+        return tiers().reference("margins", reference)
     job = _Job.of(X, np.zeros(X.shape[0]), coef, None, KernelSpec(fill=fill))
     out = np.empty(job.n_rows)
     if job.n_rows == 0:
@@ -1528,6 +1560,7 @@ def margins_fast(
     with _compiling(("margins", job.direct, job.X.dtype.str, job.X.flags.c_contiguous)):
         for start in range(0, job.n_rows, segment):
             job.margins(start, min(segment, job.n_rows - start), Xs, stack, out[start:])
+    tiers().ran_compiled("margins")
     return out
 
 
@@ -1538,16 +1571,22 @@ def chunk_partials_fast(
     weights: np.ndarray | None = None,
     spec: KernelSpec = KernelSpec(),
 ) -> Partials:
-    """:func:`fused_partials` where numba imports, else :func:`kernel.chunk_partials`.
+    """:func:`fused_partials` where numba imports and :func:`tiers` says so,
+    else :func:`kernel.chunk_partials`.
 
     A drop-in replacement for ``chunk_partials``: the result is equal either
     way, so processes with and without the compiled kernel can be mixed.
     """
     if spec.folds is not None:
         return fold_partials(X, y, coef, weights, spec, chunk_partials_fast)  # type: ignore[return-value]
-    if AVAILABLE:
-        return fused_partials(X, y, coef, weights, spec)
-    return chunk_partials(X, y, coef, weights, spec)
+    if not AVAILABLE:
+        return chunk_partials(X, y, coef, weights, spec)
+    family = family_of(spec)
+    if not tiers().compiled(family):
+        return tiers().reference(family, lambda: chunk_partials(X, y, coef, weights, spec))
+    result = fused_partials(X, y, coef, weights, spec)
+    tiers().ran_compiled(family)
+    return result
 
 
 def fused_stats(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> Stats:
@@ -1589,8 +1628,16 @@ def fused_stats(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None)
     return Stats(total.sums, total.n_samples, count_missing(X, total.sums))
 
 
+def compile_eagerly() -> None:
+    """Large data: every pass of this process runs compiled from its first
+    call (:attr:`pipeline.tiers.Tiers.eager`), unless numba is missing or
+    ``PIPELINE_KERNELS=reference``."""
+    if _HAVE_NUMBA and tiers().wants_compiled():
+        tiers().eager = True
+
+
 def warm_up(
-    part: WarmUpPart,
+    part: WarmUpPart | None,
     n_features: int,
     *,
     standardize: bool,
@@ -1608,9 +1655,13 @@ def warm_up(
 
     Run as a task on each worker before the data is read, with the parts
     spread over the workers, so that a fresh installation compiles the two
-    halves at the same time instead of one after the other.
+    halves at the same time instead of one after the other.  It makes this
+    process run every pass compiled from now on (:attr:`pipeline.tiers.Tiers.eager`);
+    ``part=None`` does only that.  Under ``PIPELINE_KERNELS=reference`` it
+    compiles nothing.
     """
-    if not _HAVE_NUMBA:
+    compile_eagerly()
+    if part is None or not tiers().eager:
         return
     rng = np.random.default_rng(0)
     rows = 4
@@ -1618,7 +1669,8 @@ def warm_up(
     y = np.array([0.0, 1.0] * (rows // 2))
     weights = np.ones(rows) if weighted else None
     if part == "statistics":
-        chunk_stats_fast(X, y, weights)
+        fused_stats(X, y, weights)
+        tiers().ran_compiled("stats")
         return
     spec = KernelSpec(
         center=np.zeros(n_features) if standardize else None,
@@ -1626,15 +1678,18 @@ def warm_up(
         class_weight=(1.0, 1.0) if class_weighted else None,
     )
     coef = np.zeros(n_features + 1)
-    if gradient or not hessian:
-        chunk_partials_fast(X, y, coef, weights, spec)
-    if hessian:
-        chunk_partials_fast(X, y, coef, weights, spec.with_hessian(True))
+    for pass_spec in ([spec] if gradient or not hessian else []) + ([spec.with_hessian(True)] if hessian else []):
+        fused_partials(X, y, coef, weights, pass_spec)
+        tiers().ran_compiled(family_of(pass_spec))
 
 
 def chunk_stats_fast(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> Stats:
-    """:func:`fused_stats` where numba imports, else :func:`kernel.chunk_stats`
-    (equal results either way)."""
-    if STATS_AVAILABLE:
-        return fused_stats(X, y, weights)
-    return chunk_stats(X, y, weights)
+    """:func:`fused_stats` where numba imports and :func:`tiers` says so,
+    else :func:`kernel.chunk_stats` (equal results either way)."""
+    if not STATS_AVAILABLE:
+        return chunk_stats(X, y, weights)
+    if not tiers().compiled("stats"):
+        return tiers().reference("stats", lambda: chunk_stats(X, y, weights))
+    result = fused_stats(X, y, weights)
+    tiers().ran_compiled("stats")
+    return result

@@ -78,7 +78,9 @@ __all__ = [
     "unit_size",
     "unseen_workers",
     "wait_for",
+    "compile_ahead",
     "warm_up",
+    "warm_up_here",
     "warm_up_placement",
 ]
 
@@ -354,8 +356,10 @@ def warm_up(
     worker runs its part first.  On a fresh installation the parts compile at
     the same time on different workers (each worker then loads the other part
     from numba's cache); otherwise they only load the cache, which the first
-    pass would do anyway.  Keep the returned futures until the
-    first pass (a released future is cancelled).
+    pass would do anyway.  Every worker then runs its passes compiled
+    (:attr:`pipeline.tiers.Tiers.eager`): call it for data large enough
+    (:func:`pipeline.tiers.worth_compiling`).  Keep the returned futures
+    until the first pass (a released future is cancelled).
     """
     kinds = dict(
         standardize=standardize,
@@ -365,13 +369,34 @@ def warm_up(
         gradient=gradient,
         dtype=dtype,
     )
+    placed: list[tuple[Any, str]] = list(warm_up_placement(WARM_UP_PARTS, workers))
+    # the other workers only turn eager: they compile what they need at its first call
+    placed += [(None, worker) for worker in workers if worker not in {w for _, w in placed}]
     return [
-        client.submit(_warm_up, part, n_features, **kinds, pure=False, **placed_on(worker))
-        for part, worker in warm_up_placement(WARM_UP_PARTS, workers)
+        client.submit(_warm_up, part, n_features, **kinds, pure=False, **placed_on(worker)) for part, worker in placed
     ]
 
 
-def _warm_up(part: WarmUpPart, n_features: int, **kinds) -> None:
+def compile_ahead(client=None) -> None:
+    """Large data without a warm-up (the estimator): every pass of this
+    process, or of ``client``'s workers, runs compiled from its first call
+    (:func:`pipeline.fused.compile_eagerly`)."""
+    from .fused import compile_eagerly  # numba: where the passes run only
+
+    if client is None:
+        compile_eagerly()
+    else:
+        client.run(compile_eagerly)
+
+
+def warm_up_here(n_features: int, **kinds) -> None:
+    """:func:`warm_up` in this process (the in-process path): every part,
+    one after the other."""
+    for part in WARM_UP_PARTS:
+        _warm_up(part, n_features, **kinds)
+
+
+def _warm_up(part: WarmUpPart | None, n_features: int, **kinds) -> None:
     from .fused import warm_up as compile_part  # numba: on the worker only
 
     compile_part(part, n_features, **kinds)

@@ -56,9 +56,10 @@ from .model import Model
 from .objective import Evaluator, Penalty
 from .outputs import OutputDir
 from .paths import PathPoint, choose, lambda_max, mixing, null_intercepts, path_document, penalties, strengths
-from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, gather, warm_up
+from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, gather, warm_up, warm_up_here
 from .solvers import IterationRecord
 from .stream import DiskCache
+from .tiers import kernels_mode, worth_compiling
 
 __all__ = ["Recorder", "fit_options", "fit_path", "run", "train"]
 
@@ -131,6 +132,7 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
     """The one path: open and check the dataset, connect (to ``client``, else
     ``config.cluster``; in-process when that is None), fit on the evaluators,
     save the model to ``config.out`` (when given), telling ``recorder``."""
+    kernels_mode()  # a bad PIPELINE_KERNELS is refused before anything runs
     dataset = open_configured(config)
     check_label_classes(dataset)
     if config.init is not None:
@@ -698,9 +700,28 @@ def evaluators(
     """
     dataset, validation = parts
     held_out: Evaluator | None = None
+    # the solver the fit starts with: auto starts with L-BFGS unless an L1 term
+    # makes it Newton (a hand-over to Newton loads or compiles the Hessian pass then)
+    solver: str = config.solver
+    if solver == "auto":
+        solver = "lbfgs" if dataset.categorical else auto_start(dataset.n_features, config.penalty.l1 > 0)
+    kernels: dict[str, Any] = dict(
+        standardize=config.standardize,
+        weighted=dataset.reader.has_weights,
+        class_weighted=config.class_weight is not None,
+        hessian=solver == "newton" or config.inference != "none",
+        # every fit runs loss passes (Newton's predicted last step too)
+        gradient=True,
+        dtype=dataset.feature_dtype,
+    )
+    # small data start on the reference passes (the same bits), large data
+    # compile (or load) the kernels first (pipeline.tiers)
+    ahead = worth_compiling(dataset.n_samples * dataset.n_features)
     if client is None:
         mode = "memory" if config.cache in ("auto", "memory") else config.cache
         notify(f"cache: {mode} (in-process)")
+        if ahead:
+            warm_up_here(dataset.n_features, **kernels)
         if mode == "memory":
             started = time.perf_counter()
             chunks = dataset.read_chunks()
@@ -729,23 +750,8 @@ def evaluators(
     mode, reason = choose_cache(config.cache, dataset.decoded_bytes, memory, config.memory_fraction)
     notify(f"cache: {mode} ({reason})")
     stall = (config.cluster or ClusterSpec()).stall_timeout_s
-    # the solver the fit starts with: auto starts with L-BFGS unless an L1 term
-    # makes it Newton (a hand-over to Newton loads or compiles the Hessian pass then)
-    solver: str = config.solver
-    if solver == "auto":
-        solver = "lbfgs" if dataset.categorical else auto_start(dataset.n_features, config.penalty.l1 > 0)
-    compiling = warm_up(  # noqa: F841 - held until the first pass has run
-        client,
-        workers,
-        dataset.n_features,
-        standardize=config.standardize,
-        weighted=dataset.reader.has_weights,
-        class_weighted=config.class_weight is not None,
-        hessian=solver == "newton" or config.inference != "none",
-        # every fit runs loss passes (Newton's predicted last step too)
-        gradient=True,
-        dtype=dataset.feature_dtype,
-    )
+    # held until the first pass has run
+    compiling = warm_up(client, workers, dataset.n_features, **kernels) if ahead else []  # noqa: F841
     if mode == "memory":
         started = time.perf_counter()
         training = DaskEvaluator.from_dataset(client, dataset, workers, stall_timeout_s=stall)

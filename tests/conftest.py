@@ -16,6 +16,14 @@ import pytest
 
 LOOPBACK = "127.0.0.1"
 
+# Every pass of the suite runs compiled, in this process and in every process it
+# starts (clusters, CLI runs), whatever the data's size or this machine's numba
+# cache: the compiled kernels are what the tests exercise end to end, as they
+# did before passes on small data started on the reference (pipeline.tiers).
+# tests/test_tiers.py sets "auto" where the choice itself is tested; run the
+# suite with PIPELINE_KERNELS=reference to run it on the numpy reference.
+os.environ.setdefault("PIPELINE_KERNELS", "compiled")
+
 
 def run_cli(*args: str, timeout: float = 300, cwd: str | os.PathLike | None = None):
     """``python -m pipeline ARGS`` in a fresh process; returns CompletedProcess."""

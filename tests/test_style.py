@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     # 2 kernel: per-chunk partial sums, compiled kernels, the kernel fingerprint, synthetic data
     "kernel": 2,
     "fused": 2,
+    "tiers": 2,  # compiled or reference passes (no project imports but errors)
     "elementary_jit": 2,
     "probe": 2,
     "synth": 2,
