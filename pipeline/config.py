@@ -193,9 +193,21 @@ class TrainConfig:
                     "inference is for one fit: choose the strength with the path, then train it with inference",
                     column="inference",
                 )
+        elif self.path_ratio != DEFAULT_RATIO:
+            raise ConfigError(
+                f"path_ratio sets the end of a regularization path (`path` = 2 or more strengths); "
+                f"found path_ratio {self.path_ratio!r} without a path",
+                column="path_ratio",
+            )
         if self.inference not in INFERENCE_KINDS:
             raise invalid("inference", f"one of {', '.join(INFERENCE_KINDS)}", self.inference)
         check_inference(None, self.confidence)
+        if self.inference == "none" and self.confidence != DEFAULT_CONFIDENCE:
+            raise ConfigError(
+                f"confidence sets the intervals of coefficient inference (`inference` = nonrobust or hc0); "
+                f"found confidence {self.confidence!r} without inference",
+                column="confidence",
+            )
         if self.inference != "none":
             reason = refusal(
                 l1=self.penalty.l1, n_classes=0, categorical=False, class_weight=self.class_weight is not None

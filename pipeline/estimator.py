@@ -515,7 +515,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 min_category_count=self.min_category_count,
                 max_categories=self.max_categories,
                 inference=cast(InferenceKind, self.inference or "none"),
-                confidence=float(self.confidence),
+                # (the intervals' level: used with inference only, as in fit())
+                confidence=float(self.confidence) if self.inference not in (None, "none") else DEFAULT_CONFIDENCE,
             )
         )
         return self._set_from_model(model)

@@ -21,6 +21,7 @@ from pipeline.config import TrainConfig
 from pipeline.errors import CollinearityError, ConfigError, ConvergenceWarning, ModelFileError
 from pipeline.estimator import LogisticRegression
 from pipeline.fitting import fit, with_inference
+from pipeline.inference import DEFAULT_CONFIDENCE
 from pipeline.kernel import KernelSpec, chunk_partials
 from pipeline.model import Model
 from pipeline.objective import Penalty
@@ -199,6 +200,10 @@ def test_where_inference_has_no_meaning_it_is_refused(tmp_path):
         TrainConfig(data="d", label="y", inference="hc0", family="multinomial")
     with pytest.raises(ConfigError, match="confidence"):
         TrainConfig(data="d", label="y", inference="hc0", confidence=1.0)
+    # intervals without inference would be ignored: refused (the default is not)
+    with pytest.raises(ConfigError, match="confidence sets the intervals.*found confidence 0.9 without inference"):
+        TrainConfig(data="d", label="y", confidence=0.9)
+    TrainConfig(data="d", label="y", confidence=DEFAULT_CONFIDENCE)
     rng = np.random.default_rng(0)
     three = pa.table({"x": rng.normal(size=60), "y": np.repeat([0, 1, 2], 20)})
     pq.write_table(three, tmp_path / "three.parquet")
@@ -280,6 +285,10 @@ def test_the_estimator_exposes_inference(tmp_path):
     parquet = LogisticRegression(inference="hc0").fit_parquet(data, label="y")
     assert parquet.std_err_.tobytes() == estimator.std_err_.tobytes()
     assert LogisticRegression().fit(X, y).inference_ is None
+    # the intervals' level without inference is unused (as scikit-learn ignores
+    # parameters of another penalty), from numpy and from Parquet alike
+    assert LogisticRegression(confidence=0.9).fit(X, y).inference_ is None
+    assert LogisticRegression(confidence=0.9).fit_parquet(data, label="y").inference_ is None
     with pytest.raises(ValueError, match="L1 penalty"):
         LogisticRegression(inference="nonrobust", l1=1e-3).fit(X, y)
 

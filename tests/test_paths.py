@@ -18,10 +18,10 @@ from pipeline.jobs import run_job
 from pipeline.model import Model
 from pipeline.objective import Penalty
 from pipeline.outputs import OutputDir
-from pipeline.paths import PathPoint, choose, null_intercepts, strengths
+from pipeline.paths import DEFAULT_RATIO, PathPoint, choose, null_intercepts, strengths
 from pipeline.report import write_report
 from pipeline.train import train
-from tests.conftest import fair_frame, write_frame
+from tests.conftest import fair_frame, run_cli, write_frame
 
 
 def fair(path, row_group: int = 2000, files: int = 1) -> str:
@@ -163,6 +163,13 @@ def test_what_a_path_cannot_be_is_refused(data, tmp_path):
         TrainConfig(data=data, label="y", path=3, penalty=Penalty(l1=1.0), init=str(tmp_path))
     with pytest.raises(ConfigError, match="inference"):
         TrainConfig(data=data, label="y", path=3, penalty=Penalty(l2=1.0), inference="nonrobust")
+    # the path's end without a path would be ignored: refused (the default is not)
+    with pytest.raises(ConfigError, match="path_ratio sets the end of a regularization path.*found path_ratio 0.01"):
+        TrainConfig(data=data, label="y", penalty=Penalty(l2=1.0), path_ratio=0.01)
+    TrainConfig(data=data, label="y", penalty=Penalty(l2=1.0), path_ratio=DEFAULT_RATIO)
+    done = run_cli("train", data, "--label", "y", "--l2", "1", "--path-ratio", "0.01", "--out", str(tmp_path / "o"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "path_ratio" in done.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_the_pure_decisions():
