@@ -37,6 +37,7 @@ from .predict import evaluate, predict, split_of
 from .report import summary_text, write_report
 from .solvers import IterationRecord
 from .synth import make_data
+from .tiers import kernels_mode
 
 __all__ = ["main"]
 
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # the command's own usage, not the top-level one
         _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
+        kernels_mode()  # a bad PIPELINE_KERNELS is refused before any command runs
         with _tls_configuration(args):
             return args.handler(args)
     except PipelineError as exc:

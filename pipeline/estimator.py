@@ -640,6 +640,8 @@ class LogisticRegressionCV(LogisticRegression):
         folds = Folds(int(self.cv)).of(np.arange(len(codes), dtype=np.int64), None)
         labels = codes.astype(np.float64) + FOLD_CODE * folds
         evaluator = InProcessEvaluator([(X, labels, weights)], X.shape[1])
+        if worth_compiling(X.size):
+            compile_ahead()
         names = [f"x{j}" for j in range(X.shape[1])]
         try:
             config = TrainConfig(

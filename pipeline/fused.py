@@ -61,7 +61,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +104,7 @@ __all__ = [
     "fused_partials",
     "fused_stats",
     "family_of",
+    "variant_of",
     "margins_fast",
     "tiers",
     "warm_up",
@@ -1169,17 +1172,24 @@ def _numba_version() -> str:
 
 
 _TIERS: Tiers | None = None
+_TIERS_LOCK = threading.Lock()
 
 
 def tiers() -> Tiers:
     """This process's choice between compiled and reference passes
-    (:mod:`pipeline.tiers`), made at its first use."""
+    (:mod:`pipeline.tiers`), made at its first use; its markers live in
+    numba's cache directory of these kernels (else the temp directory)."""
     global _TIERS
-    if _TIERS is None:
-        here = Path(__file__)
-        version = _numba_version() if _HAVE_NUMBA else "-"
-        _TIERS = Tiers(f"{here}|{version}|{source_stamp(here, here.with_name('elementary_jit.py'))}")
-    return _TIERS
+    with _TIERS_LOCK:
+        if _TIERS is None:
+            here = Path(__file__)
+            version = _numba_version() if _HAVE_NUMBA else "-"
+            stamp = source_stamp(here, here.with_name("elementary_jit.py"))
+            directory = None
+            with contextlib.suppress(Exception):  # numba's internals: only where they are as expected
+                directory = str(_pass_copy._cache._cache_path)
+            _TIERS = Tiers(f"{here}|{version}|{sys.version}|{sys.prefix}|{stamp}", directory)
+        return _TIERS
 
 
 def family_of(spec: KernelSpec) -> Family:
@@ -1189,6 +1199,19 @@ def family_of(spec: KernelSpec) -> Family:
     if spec.hessian:
         return "hessian"
     return "loss" if spec.categories is None else "levels"
+
+
+def variant_of(family: Family, X, weighted: bool = False, standardized: bool = False) -> str:
+    """The variant of ``family`` a call on ``X`` compiles: the features'
+    dtype and layout, weights, standardization (what picks its signatures)."""
+    X = np.asarray(X)
+    layout = "F" if X.flags.f_contiguous else "C" if X.flags.c_contiguous else "A"
+    return f"{family}:{X.dtype.str}:{layout}:{'w' if weighted else '-'}:{'s' if standardized else '-'}"
+
+
+def _spec_variant(X, weights, spec: KernelSpec) -> str:
+    weighted = weights is not None or spec.class_weight is not None
+    return variant_of(family_of(spec), X, weighted, spec.center is not None or spec.scale is not None)
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -1550,8 +1573,9 @@ def margins_fast(
 
     if not _HAVE_NUMBA or X.ndim != 2 or coef.shape != (X.shape[1] + 1,):
         return reference()
-    if not tiers().compiled("margins"):
-        return tiers().reference("margins", reference)
+    variant = variant_of("margins", X)
+    if not tiers().compiled(variant, X.size):
+        return tiers().reference(variant, reference)
     job = _Job.of(X, np.zeros(X.shape[0]), coef, None, KernelSpec(fill=fill))
     out = np.empty(job.n_rows)
     if job.n_rows == 0:
@@ -1560,7 +1584,7 @@ def margins_fast(
     with _compiling(("margins", job.direct, job.X.dtype.str, job.X.flags.c_contiguous)):
         for start in range(0, job.n_rows, segment):
             job.margins(start, min(segment, job.n_rows - start), Xs, stack, out[start:])
-    tiers().ran_compiled("margins")
+    tiers().ran_compiled(variant)
     return out
 
 
@@ -1581,11 +1605,11 @@ def chunk_partials_fast(
         return fold_partials(X, y, coef, weights, spec, chunk_partials_fast)  # type: ignore[return-value]
     if not AVAILABLE:
         return chunk_partials(X, y, coef, weights, spec)
-    family = family_of(spec)
-    if not tiers().compiled(family):
-        return tiers().reference(family, lambda: chunk_partials(X, y, coef, weights, spec))
+    variant = _spec_variant(X, weights, spec)
+    if not tiers().compiled(variant, np.size(X)):
+        return tiers().reference(variant, lambda: chunk_partials(X, y, coef, weights, spec))
     result = fused_partials(X, y, coef, weights, spec)
-    tiers().ran_compiled(family)
+    tiers().ran_compiled(variant)
     return result
 
 
@@ -1670,7 +1694,7 @@ def warm_up(
     weights = np.ones(rows) if weighted else None
     if part == "statistics":
         fused_stats(X, y, weights)
-        tiers().ran_compiled("stats")
+        tiers().ran_compiled(variant_of("stats", X, weighted))
         return
     spec = KernelSpec(
         center=np.zeros(n_features) if standardize else None,
@@ -1680,7 +1704,7 @@ def warm_up(
     coef = np.zeros(n_features + 1)
     for pass_spec in ([spec] if gradient or not hessian else []) + ([spec.with_hessian(True)] if hessian else []):
         fused_partials(X, y, coef, weights, pass_spec)
-        tiers().ran_compiled(family_of(pass_spec))
+        tiers().ran_compiled(_spec_variant(X, weights, pass_spec))
 
 
 def chunk_stats_fast(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> Stats:
@@ -1688,8 +1712,9 @@ def chunk_stats_fast(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = 
     else :func:`kernel.chunk_stats` (equal results either way)."""
     if not STATS_AVAILABLE:
         return chunk_stats(X, y, weights)
-    if not tiers().compiled("stats"):
-        return tiers().reference("stats", lambda: chunk_stats(X, y, weights))
+    variant = variant_of("stats", X, weights is not None)
+    if not tiers().compiled(variant, np.size(X)):
+        return tiers().reference(variant, lambda: chunk_stats(X, y, weights))
     result = fused_stats(X, y, weights)
-    tiers().ran_compiled("stats")
+    tiers().ran_compiled(variant)
     return result

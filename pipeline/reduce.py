@@ -80,7 +80,6 @@ __all__ = [
     "wait_for",
     "compile_ahead",
     "warm_up",
-    "warm_up_here",
     "warm_up_placement",
 ]
 
@@ -349,6 +348,7 @@ def warm_up(
     hessian: bool,
     gradient: bool = True,
     dtype: str = "float64",
+    passes: bool = True,
 ) -> list:
     """Compile the fit's kernels on the workers before any data is read:
     :func:`pipeline.fused.warm_up`'s parts spread over ``workers``
@@ -358,8 +358,10 @@ def warm_up(
     from numba's cache); otherwise they only load the cache, which the first
     pass would do anyway.  Every worker then runs its passes compiled
     (:attr:`pipeline.tiers.Tiers.eager`): call it for data large enough
-    (:func:`pipeline.tiers.worth_compiling`).  Keep the returned futures
-    until the first pass (a released future is cancelled).
+    (:func:`pipeline.tiers.worth_compiling`).  ``passes=False``: the
+    statistics pass only (a fit whose passes are categorical or
+    multinomial compiles them at their first call).  Keep the returned
+    futures until the first pass (a released future is cancelled).
     """
     kinds = dict(
         standardize=standardize,
@@ -369,7 +371,8 @@ def warm_up(
         gradient=gradient,
         dtype=dtype,
     )
-    placed: list[tuple[Any, str]] = list(warm_up_placement(WARM_UP_PARTS, workers))
+    parts = WARM_UP_PARTS if passes else tuple(part for part in WARM_UP_PARTS if part == "statistics")
+    placed: list[tuple[Any, str]] = list(warm_up_placement(parts, workers))
     # the other workers only turn eager: they compile what they need at its first call
     placed += [(None, worker) for worker in workers if worker not in {w for _, w in placed}]
     return [
@@ -387,13 +390,6 @@ def compile_ahead(client=None) -> None:
         compile_eagerly()
     else:
         client.run(compile_eagerly)
-
-
-def warm_up_here(n_features: int, **kinds) -> None:
-    """:func:`warm_up` in this process (the in-process path): every part,
-    one after the other."""
-    for part in WARM_UP_PARTS:
-        _warm_up(part, n_features, **kinds)
 
 
 def _warm_up(part: WarmUpPart | None, n_features: int, **kinds) -> None:

@@ -3,36 +3,39 @@
 Every pass has two implementations that give the same bits (tested, and the
 design of :mod:`pipeline.fused`): the numpy reference (:mod:`pipeline.kernel`)
 and the compiled kernels.  A compiled pass is 3-70x faster, but compiling a
-family of kernels the first time on a machine costs seconds (on the 2-core
-benchmark VM: the statistics pass 2.5 s, the loss pass 6 s, the Hessian pass
-7.6 s), and loading it from numba's on-disk cache still costs about 0.3 s in
-every process.  On small data the reference finishes the whole fit before the
-compiler would have finished (the demo's 100,000 x 8 rows: a reference loss
-pass 14 ms, a Hessian pass 64 ms), so a first run there would be mostly
-compilation.  Which one runs changes only the time, never a result.
+kernel the first time on a machine costs seconds (on the 2-core benchmark
+VM: the statistics pass 2.5 s, the loss pass 6 s, the Hessian pass 7.6 s),
+and loading it from numba's on-disk cache still costs 0.5-0.8 s in a fresh
+process (numba's import included).  On small data the reference finishes
+the whole fit before the compiler would have finished (the demo's 100,000 x
+8 rows: a reference loss pass 14 ms, a Hessian pass 64 ms), and often before
+the cache would have loaded.  Which one runs changes only the time, never a result.
 
-The policy, per process and per *family* of kernels (:data:`FAMILIES`):
+The policy, per process and per *variant* of a kernel (its family,
+:data:`FAMILIES`, and the types it is compiled for: features' dtype and
+layout, weights, standardization):
 
-1. a family this process has run compiled keeps running compiled;
-2. a family this machine has compiled before runs compiled (numba loads it
-   from its cache): a marker file, written once a family has run compiled,
-   says so (:class:`Tiers`);
-3. a caller that knows the data are large (:func:`worth_compiling`: at least
-   :data:`COMPILE_MIN_VALUES` feature values) compiles ahead, before the data
-   are read (:func:`pipeline.fused.warm_up`), and makes the process
-   :attr:`Tiers.eager`: every other family it needs compiles at its first
+1. a variant this process has run compiled keeps running compiled;
+2. a call over at least :data:`COMPILE_MIN_VALUES` feature values (rows x
+   features) runs compiled, and a caller that knows its data are that large
+   (:func:`worth_compiling`) compiles ahead, before the data are read
+   (:func:`pipeline.fused.warm_up`), and makes the process
+   :attr:`Tiers.eager`: every variant it needs then compiles at its first
    call (a hand-over to Newton, categorical columns, scoring);
-4. otherwise the reference runs, timed, until this process has spent
-   :data:`REFERENCE_BUDGET_S` in one family's reference: then that family is
-   compiled (:func:`use_compiled`), for the rest of this run and for every
-   later one.
+3. otherwise the reference runs, timed, and a variant is compiled once this
+   process has spent as much on its reference passes as compiling would
+   cost -- the rent-or-buy rule: :data:`CACHED_BUDGET_S` where a marker says
+   the variant is in numba's cache (loading it costs about that), else
+   :data:`REFERENCE_BUDGET_S`.  A marker is written next to numba's cache
+   once a variant has run compiled.
 
 :func:`worth_compiling` and :func:`use_compiled` are the decisions (pure);
 :class:`Tiers` is the process's state and the markers.  The environment
 variable ``PIPELINE_KERNELS`` (:data:`MODE_VARIABLE`) overrides the policy in
-every process that inherits it: ``compiled`` always compiles (the policy
-before this module), ``reference`` never does, ``auto`` (the default) is the
-policy above.
+every process that inherits it: ``compiled`` always compiles where numba is
+installed (the policy before this module), ``reference`` never compiles,
+``auto`` (the default) is the policy above.  A worker that joins a cluster
+after the warm-up is not eager: it follows rule 3.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +52,7 @@ from typing import Literal, TypeVar
 from .errors import invalid
 
 __all__ = [
+    "CACHED_BUDGET_S",
     "COMPILE_MIN_VALUES",
     "FAMILIES",
     "MODES",
@@ -68,7 +73,7 @@ Family = Literal["stats", "loss", "levels", "hessian", "softmax", "margins"]
 FAMILIES: tuple[Family, ...] = ("stats", "loss", "levels", "hessian", "softmax", "margins")
 
 #: Feature values (rows x features) from which a fit compiles its kernels
-#: ahead: 8M values (64 MB of float64).  Below it the reference's whole fit
+#: ahead, and a single call runs compiled: 8M values (64 MB of float64).  Below it the reference's whole fit
 #: costs about what the compilation would (a loss pass ~10-20 ns and a
 #: Hessian pass ~80-120 ns per value on the benchmark VM, against 2.5-7.6 s
 #: per family to compile once), so the first run there is not made slower by
@@ -76,9 +81,16 @@ FAMILIES: tuple[Family, ...] = ("stats", "loss", "levels", "hessian", "softmax",
 #: later runs of any size (rule 2).
 COMPILE_MIN_VALUES = 8_000_000
 
-#: Seconds of one family's reference passes after which a process compiles
-#: that family (a long fit on small data, or a caller that gave no size).
+#: Seconds of one variant's reference passes after which a process compiles
+#: it (a long fit on small data, or a caller that gave no size): less than
+#: compiling costs, so a run pays at most twice what the better choice would.
 REFERENCE_BUDGET_S = 2.0
+#: The same where a marker says the variant is in numba's cache: about what
+#: loading the first compiled kernel costs a fresh process, numba's import
+#: and its registries included (0.5-0.8 s on the benchmark VM; 0.3 s let the
+#: demo's Hessian passes load their kernel just before the fit ended, which
+#: made it 1.4x slower than on the reference).
+CACHED_BUDGET_S = 1.0
 
 #: The environment variable that overrides the policy, and its values.
 MODE_VARIABLE = "PIPELINE_KERNELS"
@@ -105,54 +117,71 @@ def worth_compiling(n_values: int) -> bool:
 
 
 def use_compiled(
-    *, ready: bool, reference_seconds: float, mode: Mode = "auto", budget_s: float = REFERENCE_BUDGET_S
+    *,
+    ready: bool,
+    cached: bool,
+    reference_seconds: float,
+    mode: Mode = "auto",
+    budget_s: float = REFERENCE_BUDGET_S,
+    cached_budget_s: float = CACHED_BUDGET_S,
 ) -> bool:
-    """Policy only: run a family compiled when it is ``ready`` (run compiled
-    here, compiled on this machine before, or warmed up), or once its
-    reference passes have cost ``budget_s`` in this process; ``mode``
+    """Policy only: run a variant compiled when it is ``ready`` (run compiled
+    here, an eager process, or a large call), or once its reference passes
+    have cost what compiling would: ``cached_budget_s`` when it is
+    ``cached`` on this machine, else ``budget_s``; ``mode``
     ``compiled``/``reference`` decides alone."""
     if mode != "auto":
         return mode == "compiled"
-    return ready or reference_seconds >= budget_s
+    return ready or reference_seconds >= (cached_budget_s if cached else budget_s)
 
 
 class Tiers:
-    """One process's choice between compiled and reference passes.
+    """One process's choice between compiled and reference passes, per
+    variant (a string naming a kernel family and the types it runs on).
 
     ``identity``: what the compiled code depends on (the kernels' source
-    files and numba's version, :func:`pipeline.fused.compiled_identity`):
-    a marker written under one identity says nothing about another.
-    ``directory``: where the markers live (default: the temp directory, next
-    to the compile locks).  A missing or stale marker only costs time: a
-    family marked but no longer in numba's cache compiles at its first call.
+    files, numba's and Python's versions and installation): a marker
+    written under one identity says nothing about another.  ``directory``:
+    where the markers live (numba's cache directory of the kernels, else the
+    temp directory).  A missing or stale marker only costs time.  Safe to
+    share between threads.
     """
 
-    def __init__(self, identity: str, directory: str | None = None) -> None:
+    def __init__(self, identity: str, directory: str | os.PathLike | None = None) -> None:
         self.identity = identity
         self.directory = Path(directory or tempfile.gettempdir())
-        #: families that run compiled in this process
+        #: variants that run compiled in this process
         self.ready: set[str] = set()
-        #: seconds of reference passes per family in this process
+        #: seconds of reference passes per variant in this process
         self.spent: dict[str, float] = {}
-        #: this process works on large data: every family runs compiled
+        #: this process works on large data: every variant runs compiled
         self.eager = False
         self._marked: dict[str, bool] = {}
+        self._lock = threading.Lock()
 
-    def marker(self, family: str) -> Path:
-        """The file that says ``family`` has been compiled on this machine."""
-        digest = hashlib.sha256(f"{self.identity}|{family}".encode()).hexdigest()[:16]
-        return self.directory / f"pipeline-numba-{digest}.compiled"
+    def marker(self, variant: str) -> Path:
+        """The file that says ``variant`` has been compiled here before."""
+        digest = hashlib.sha256(f"{self.identity}|{variant}".encode()).hexdigest()[:16]
+        return self.directory / f"pipeline-kernel-{digest}.compiled"
 
-    def compiled(self, family: str) -> bool:
-        """Whether the next pass of ``family`` runs compiled (:func:`use_compiled`)."""
+    def compiled(self, variant: str, n_values: int = 0) -> bool:
+        """Whether the next call of ``variant``, over ``n_values`` feature
+        values, runs compiled (:func:`use_compiled`)."""
         mode = kernels_mode()
-        if mode == "auto" and family not in self.ready and family not in self._marked:
-            self._marked[family] = self.marker(family).exists()  # looked up once per process
+        ready = self.eager or variant in self.ready or worth_compiling(n_values)
+        cached = False
+        if mode == "auto" and not ready:
+            with self._lock:
+                if variant not in self._marked:  # looked up once per process
+                    self._marked[variant] = self.marker(variant).exists()
+                cached = self._marked[variant]
         return use_compiled(
-            ready=self.eager or family in self.ready or self._marked.get(family, False),
-            reference_seconds=self.spent.get(family, 0.0),
+            ready=ready,
+            cached=cached,
+            reference_seconds=self.spent.get(variant, 0.0),
             mode=mode,
             budget_s=REFERENCE_BUDGET_S,
+            cached_budget_s=CACHED_BUDGET_S,
         )
 
     def wants_compiled(self) -> bool:
@@ -160,26 +189,30 @@ class Tiers:
         under ``PIPELINE_KERNELS=reference``)."""
         return kernels_mode() != "reference"
 
-    def ran_compiled(self, family: str) -> None:
-        """``family`` ran compiled here: it stays so, and is marked for later
+    def ran_compiled(self, variant: str) -> None:
+        """``variant`` ran compiled here: it stays so, and is marked for later
         processes (best effort: an unwritable directory only costs time)."""
-        if family in self.ready:
-            return
-        self.ready.add(family)
-        if not self._marked.get(family):
-            try:
-                self.marker(family).touch()
-            except OSError:
-                pass
-            self._marked[family] = True
+        with self._lock:
+            if variant in self.ready:
+                return
+            self.ready.add(variant)
+            if self._marked.get(variant):
+                return
+            self._marked[variant] = True
+        try:
+            self.marker(variant).touch()
+        except OSError:
+            pass
 
-    def reference(self, family: str, run: Callable[[], _T]) -> _T:
-        """``run()`` (a reference pass of ``family``), its time counted."""
+    def reference(self, variant: str, run: Callable[[], _T]) -> _T:
+        """``run()`` (a reference pass of ``variant``), its time counted."""
         started = time.perf_counter()
         try:
             return run()
         finally:
-            self.spent[family] = self.spent.get(family, 0.0) + time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                self.spent[variant] = self.spent.get(variant, 0.0) + elapsed
 
 
 def source_stamp(*paths: str | os.PathLike) -> str:

@@ -56,7 +56,7 @@ from .model import Model
 from .objective import Evaluator, Penalty
 from .outputs import OutputDir
 from .paths import PathPoint, choose, lambda_max, mixing, null_intercepts, path_document, penalties, strengths
-from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, gather, warm_up, warm_up_here
+from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, compile_ahead, gather, warm_up
 from .solvers import IterationRecord
 from .stream import DiskCache
 from .tiers import kernels_mode, worth_compiling
@@ -715,13 +715,16 @@ def evaluators(
         dtype=dataset.feature_dtype,
     )
     # small data start on the reference passes (the same bits), large data
-    # compile (or load) the kernels first (pipeline.tiers)
+    # compile (or load) the kernels first (pipeline.tiers); the warm-up's
+    # passes are the dense binary ones (categorical and multinomial fits
+    # compile theirs at their first call)
     ahead = worth_compiling(dataset.n_samples * dataset.n_features)
+    dense_binary = not dataset.categorical and len(dataset.classes) <= 2 and config.family != "multinomial"
     if client is None:
         mode = "memory" if config.cache in ("auto", "memory") else config.cache
         notify(f"cache: {mode} (in-process)")
-        if ahead:
-            warm_up_here(dataset.n_features, **kernels)
+        if ahead:  # one process: the kernels compile at their first call
+            compile_ahead()
         if mode == "memory":
             started = time.perf_counter()
             chunks = dataset.read_chunks()
@@ -751,7 +754,9 @@ def evaluators(
     notify(f"cache: {mode} ({reason})")
     stall = (config.cluster or ClusterSpec()).stall_timeout_s
     # held until the first pass has run
-    compiling = warm_up(client, workers, dataset.n_features, **kernels) if ahead else []  # noqa: F841
+    compiling = (  # noqa: F841
+        warm_up(client, workers, dataset.n_features, passes=dense_binary, **kernels) if ahead else []
+    )
     if mode == "memory":
         started = time.perf_counter()
         training = DaskEvaluator.from_dataset(client, dataset, workers, stall_timeout_s=stall)

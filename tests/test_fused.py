@@ -362,6 +362,7 @@ def test_merge_with_reference_partials():
 
 @requires_numba
 def test_chunk_partials_fast_uses_the_compiled_pass_where_numba_imports(monkeypatch):
+    monkeypatch.setenv("PIPELINE_KERNELS", "compiled")  # (small data would start on the reference)
     X, y, coef = problem(22, 3000, 5, order="F")
     spec = hessian_spec(22, 5)
     want = chunk_partials(X, y, coef, None, spec)
@@ -381,6 +382,7 @@ def test_chunk_partials_fast_uses_the_compiled_pass_where_numba_imports(monkeypa
 
 @requires_numba
 def test_warm_up_runs_the_compiled_passes(monkeypatch):
+    monkeypatch.setenv("PIPELINE_KERNELS", "compiled")  # (under "reference" it compiles nothing)
     calls = []
     fused_partials, fused_stats = fused.fused_partials, fused.fused_stats
 

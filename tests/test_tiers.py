@@ -8,9 +8,11 @@ set in conftest); these tests set ``auto`` where the choice is under test.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import pytest
 from conftest import fair_frame, write_frame
 
 from pipeline import fused, tiers
+from pipeline.cluster import ClusterSpec
 from pipeline.config import TrainConfig
 from pipeline.errors import ConfigError
 from pipeline.kernel import KernelSpec, chunk_partials, chunk_stats, margins
@@ -53,13 +56,16 @@ def test_large_data_compile_ahead_small_data_do_not():
     assert not worth_compiling(100_000 * 8)  # the demo's data
 
 
-def test_a_family_runs_compiled_when_ready_or_past_its_budget_unless_the_mode_decides():
-    assert not use_compiled(ready=False, reference_seconds=0.0)
-    assert use_compiled(ready=True, reference_seconds=0.0)
-    assert not use_compiled(ready=False, reference_seconds=1.9, budget_s=2.0)
-    assert use_compiled(ready=False, reference_seconds=2.0, budget_s=2.0)
-    assert use_compiled(ready=False, reference_seconds=0.0, mode="compiled")
-    assert not use_compiled(ready=True, reference_seconds=99.0, mode="reference")
+def test_a_variant_runs_compiled_when_ready_or_once_its_reference_cost_what_compiling_would():
+    assert not use_compiled(ready=False, cached=False, reference_seconds=0.0)
+    assert use_compiled(ready=True, cached=False, reference_seconds=0.0)
+    # rent or buy: the reference until it has cost what compiling (or loading) would
+    assert not use_compiled(ready=False, cached=False, reference_seconds=1.9, budget_s=2.0)
+    assert use_compiled(ready=False, cached=False, reference_seconds=2.0, budget_s=2.0)
+    assert not use_compiled(ready=False, cached=True, reference_seconds=0.29, cached_budget_s=0.3)
+    assert use_compiled(ready=False, cached=True, reference_seconds=0.3, cached_budget_s=0.3)
+    assert use_compiled(ready=False, cached=False, reference_seconds=0.0, mode="compiled")
+    assert not use_compiled(ready=True, cached=True, reference_seconds=99.0, mode="reference")
 
 
 def test_the_mode_comes_from_the_environment_and_a_bad_one_is_named():
@@ -71,30 +77,36 @@ def test_the_mode_comes_from_the_environment_and_a_bad_one_is_named():
         kernels_mode({MODE_VARIABLE: "fast"})
 
 
-def test_tiers_start_on_the_reference_then_compile_past_the_budget_and_mark_the_machine(monkeypatch, tmp_path):
+def test_tiers_rent_the_reference_then_buy_the_compiled_variant_and_mark_it(monkeypatch, tmp_path):
     monkeypatch.setenv(MODE_VARIABLE, "auto")
-    state = Tiers("identity A", str(tmp_path))
-    assert [state.compiled(family) for family in FAMILIES] == [False] * len(FAMILIES)
+    state = Tiers("identity A", tmp_path)
+    assert [state.compiled(f"{family}:<f8:F:-:-") for family in FAMILIES] == [False] * len(FAMILIES)
+    assert state.compiled("loss:<f8:F:-:-", COMPILE_MIN_VALUES)  # a large call runs compiled
     assert state.reference("loss", lambda: 42) == 42
     assert 0.0 < state.spent["loss"] < tiers.REFERENCE_BUDGET_S and not state.compiled("loss")
     monkeypatch.setattr(tiers, "REFERENCE_BUDGET_S", state.spent["loss"])
-    assert state.compiled("loss") and not state.compiled("stats")  # per family
+    assert state.compiled("loss") and not state.compiled("stats")  # per variant
     state.ran_compiled("loss")
     assert state.marker("loss").exists() and not state.marker("stats").exists()
-    # a later process of the same identity starts compiled; another identity does not
+    # a later process of the same identity pays the (smaller) cost of loading
+    # before it loads; another identity pays the cost of compiling
     monkeypatch.setattr(tiers, "REFERENCE_BUDGET_S", 2.0)
-    assert Tiers("identity A", str(tmp_path)).compiled("loss")
-    assert not Tiers("identity B", str(tmp_path)).compiled("loss")
-    assert not Tiers("identity A", str(tmp_path)).compiled("stats")
-    # an eager process (large data) compiles every family
-    eager = Tiers("identity B", str(tmp_path))
+    later, other = Tiers("identity A", tmp_path), Tiers("identity B", tmp_path)
+    later.reference("loss", lambda: time.sleep(0.05))
+    other.reference("loss", lambda: time.sleep(0.05))
+    monkeypatch.setattr(tiers, "CACHED_BUDGET_S", 0.05)
+    assert later.compiled("loss") and not other.compiled("loss")
+    assert not Tiers("identity A", tmp_path).compiled("loss")  # nothing spent yet
+    # an eager process (large data) compiles every variant
+    eager = Tiers("identity B", tmp_path)
     eager.eager = True
     assert all(eager.compiled(family) for family in FAMILIES)
     # the mode overrides everything; a bad one is a ConfigError at the first pass
     monkeypatch.setenv(MODE_VARIABLE, "reference")
-    assert not state.compiled("loss") and not eager.wants_compiled()
+    assert not state.compiled("loss") and not eager.compiled("loss", COMPILE_MIN_VALUES)
+    assert not eager.wants_compiled()
     monkeypatch.setenv(MODE_VARIABLE, "compiled")
-    assert Tiers("identity C", str(tmp_path)).compiled("hessian")
+    assert Tiers("identity C", tmp_path).compiled("hessian")
     monkeypatch.setenv(MODE_VARIABLE, "quick")
     with pytest.raises(ConfigError, match="PIPELINE_KERNELS"):
         state.compiled("loss")
@@ -102,10 +114,19 @@ def test_tiers_start_on_the_reference_then_compile_past_the_budget_and_mark_the_
 
 def test_a_marker_that_cannot_be_written_costs_nothing_but_time(monkeypatch, tmp_path):
     monkeypatch.setenv(MODE_VARIABLE, "auto")
-    state = Tiers("identity", str(tmp_path / "missing" / "directory"))
+    state = Tiers("identity", tmp_path / "missing" / "directory")
     state.ran_compiled("stats")  # no error
     assert state.compiled("stats")  # this process keeps it compiled
-    assert not Tiers("identity", str(tmp_path / "missing" / "directory")).compiled("stats")
+    assert not Tiers("identity", tmp_path / "missing" / "directory").compiled("stats")
+
+
+def test_variants_name_what_picks_the_compiled_signatures():
+    X = np.zeros((4, 3))
+    assert fused.variant_of("loss", np.asfortranarray(X)) == "loss:<f8:F:-:-"
+    assert fused.variant_of("stats", np.zeros((4, 3), np.float32), weighted=True) == "stats:<f4:C:w:-"
+    assert fused.variant_of("hessian", X[:, ::2], standardized=True) == "hessian:<f8:A:-:s"
+    spec = KernelSpec(center=np.zeros(3), scale=np.ones(3), class_weight=(1.0, 2.0))
+    assert fused._spec_variant(np.asfortranarray(X), None, spec.with_hessian(True)) == "hessian:<f8:F:w:s"
 
 
 def _problem(n=3000, d=5, seed=3):
@@ -114,6 +135,10 @@ def _problem(n=3000, d=5, seed=3):
     y = (rng.random(n) < 0.4).astype(np.float64)
     coef = rng.normal(0.0, 0.5, d + 1)
     return X, y, coef
+
+
+def _families(variants) -> set[str]:
+    return {variant.split(":")[0] for variant in variants}
 
 
 @requires_numba
@@ -137,29 +162,35 @@ def test_the_entry_points_follow_the_tiers_with_the_same_bits(auto, monkeypatch)
             fused.margins_fast(X, coef).tobytes(),
         )
 
-    # a fresh process on small data: every pass on the reference, timed per family
+    # a fresh process on small data: every pass on the reference, timed per variant
     on_reference = run_all()
     assert reference == ["partials", "partials", "stats", "margins"] and compiled == []
-    assert set(auto.spent) == {"loss", "hessian", "stats", "margins"}
+    assert _families(auto.spent) == {"loss", "hessian", "stats", "margins"}
     assert list(Path(auto.directory).iterdir()) == []  # nothing compiled, nothing marked
-    # past the budget every family compiles, gives the same bits, and marks the machine
+    # past the budget every variant compiles, gives the same bits, and is marked
     monkeypatch.setattr(tiers, "REFERENCE_BUDGET_S", 0.0)
     reference.clear()
     assert run_all() == on_reference
     assert compiled == ["partials", "partials", "stats"] and reference == []  # margins: compiled in place
-    assert auto.ready == {"loss", "hessian", "stats", "margins"}
-    assert sorted(p.name for p in Path(auto.directory).iterdir()) == sorted(
-        auto.marker(family).name for family in ("loss", "hessian", "stats", "margins")
-    )
+    assert _families(auto.ready) == {"loss", "hessian", "stats", "margins"} and len(auto.ready) == 4
+    assert sorted(p.name for p in Path(auto.directory).iterdir()) == sorted(auto.marker(v).name for v in auto.ready)
+    # a single large call runs compiled in a fresh process (a big numpy input)
+    monkeypatch.setattr(fused, "_TIERS", Tiers("another", auto.directory))
+    monkeypatch.setattr(tiers, "REFERENCE_BUDGET_S", 2.0)
+    monkeypatch.setattr(tiers, "COMPILE_MIN_VALUES", X.size)
+    compiled.clear()
+    assert fused.chunk_stats_fast(X, y, weights) == on_reference[2] and compiled == ["stats"]
 
 
 @requires_numba
 def test_warm_up_makes_the_process_eager(auto):
-    assert not auto.compiled("levels")
+    assert not auto.compiled("levels:<f8:F:-:-")
     fused.warm_up(None, 3, standardize=True, weighted=False, class_weighted=False, hessian=False)
-    assert auto.eager and auto.compiled("levels") and auto.ready == set()
+    assert auto.eager and auto.compiled("levels:<f8:F:-:-") and auto.ready == set()
     fused.warm_up("statistics", 3, standardize=True, weighted=False, class_weighted=False, hessian=False)
-    assert auto.ready == {"stats"} and auto.marker("stats").exists()
+    assert auto.ready == {"stats:<f8:F:-:-"} and auto.marker("stats:<f8:F:-:-").exists()
+    fused.warm_up("passes", 3, standardize=True, weighted=True, class_weighted=False, hessian=True)
+    assert auto.ready == {"stats:<f8:F:-:-", "loss:<f8:F:w:s", "hessian:<f8:F:w:s"}
 
 
 def test_under_the_reference_mode_warm_up_compiles_nothing(auto, monkeypatch):
@@ -172,27 +203,33 @@ def _fair_config(data: str, out: Path) -> TrainConfig:
     return TrainConfig(data=data, label="y", out=str(out), cluster=None, solver="newton", penalty=Penalty(l2=1e-3))
 
 
+def _no_compiled_pass(*args):
+    raise AssertionError("a compiled pass ran")
+
+
 @requires_numba
 def test_an_in_process_fit_starts_on_the_reference_below_the_threshold_and_compiles_above(auto, monkeypatch, tmp_path):
     data = write_frame(tmp_path / "fair", fair_frame(), row_group=1000)
-    small = train(_fair_config(data, tmp_path / "small"))
-    assert auto.ready == set() and not auto.eager  # 6,366 x 8 values: the reference throughout
+    with monkeypatch.context() as patched:  # 6,366 x 8 values: the reference throughout
+        patched.setattr(fused, "fused_partials", _no_compiled_pass)
+        patched.setattr(fused, "fused_stats", _no_compiled_pass)
+        small = train(_fair_config(data, tmp_path / "small"))
+    assert auto.ready == set() and not auto.eager
     monkeypatch.setattr(tiers, "COMPILE_MIN_VALUES", 1)  # the same data taken as large
     large = train(_fair_config(data, tmp_path / "large"))
-    assert auto.eager and {"stats", "loss", "hessian"} <= auto.ready
+    assert auto.eager and {"stats", "loss", "hessian"} <= _families(auto.ready)
     assert np.array(large.coef).tobytes() == np.array(small.coef).tobytes()
     assert large.loss_history == small.loss_history and large.gradient == small.gradient
     assert large.digest == small.digest
 
 
-def _train_cli(data: str, out: Path, mode: str, temp: Path) -> Model:
-    env = dict(os.environ, **{MODE_VARIABLE: mode, "TMPDIR": str(temp)})
+def _train_cli(data: str, out: Path, **env: str) -> Model:
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "train", data, "--label", "y", "--out", str(out), "--l2", "1e-3"],
         capture_output=True,
         text=True,
         timeout=300,
-        env=env,
+        env=dict(os.environ, **env),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return Model.load(out)
@@ -202,33 +239,61 @@ def _train_cli(data: str, out: Path, mode: str, temp: Path) -> Model:
 @requires_numba
 def test_a_cluster_fit_on_the_reference_equals_the_compiled_one(tmp_path):
     """The CLI on a 2-worker embedded cluster, real data: ``auto`` runs small
-    data on the reference in every process (no family marked), ``compiled``
-    compiles them (marked), and the models are the same bits."""
+    data on the reference in every process (an empty numba cache stays empty:
+    nothing compiled, nothing marked), ``compiled`` compiles them, and the
+    models are the same bits."""
     data = write_frame(tmp_path / "fair", fair_frame(), row_group=1000, files=3)
-    temp = tmp_path / "temp"
-    temp.mkdir()
-    on_reference = _train_cli(data, tmp_path / "auto", "auto", temp)
-    assert list(temp.glob("pipeline-numba-*.compiled")) == []
-    on_compiled = _train_cli(data, tmp_path / "compiled", "compiled", temp)
-    assert len(list(temp.glob("pipeline-numba-*.compiled"))) >= 2  # statistics and passes, at least
+    cache = tmp_path / "numba-cache"
+    cache.mkdir()
+    on_reference = _train_cli(data, tmp_path / "auto", **{MODE_VARIABLE: "auto", "NUMBA_CACHE_DIR": str(cache)})
+    assert [path for path in cache.rglob("*") if path.is_file()] == []
+    on_compiled = _train_cli(data, tmp_path / "compiled", **{MODE_VARIABLE: "compiled"})
     assert np.array(on_compiled.coef).tobytes() == np.array(on_reference.coef).tobytes()
     assert on_compiled.loss_history == on_reference.loss_history
     assert on_compiled.gradient == on_reference.gradient and on_compiled.digest == on_reference.digest
 
 
-def test_the_cli_names_a_bad_kernels_mode(tmp_path):
+@pytest.mark.cluster
+@requires_numba
+def test_large_data_on_a_cluster_warm_up_every_worker(monkeypatch, tmp_path):
+    """Data taken as large: the warm-up's parts go to two workers, the third
+    only turns eager; every worker runs compiled, to the in-process bits."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.train import Recorder, run
+
+    monkeypatch.setenv(MODE_VARIABLE, "auto")  # inherited by the worker processes
+    monkeypatch.setattr(tiers, "COMPILE_MIN_VALUES", 1)  # decided here, on the coordinator
+    data = write_frame(tmp_path / "fair", fair_frame(), row_group=1000, files=3)
+    options = dict(n_workers=3, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
+    with LocalCluster(**options) as cluster, Client(cluster) as client:
+        assert set(client.run(_eager).values()) == {False}
+        config = dataclasses.replace(_fair_config(data, tmp_path / "cluster"), cluster=ClusterSpec())
+        on_cluster = run(config, Recorder(None, None), client=client)
+        assert set(client.run(_eager).values()) == {True}
+        ready = client.run(_ready)
+    assert all({"loss", "hessian"} <= _families(variants) for variants in ready.values())
+    assert sum("stats" in _families(variants) for variants in ready.values()) == 3
+    in_process = train(_fair_config(data, tmp_path / "in-process"))
+    assert on_cluster.digest == in_process.digest
+    assert np.array(on_cluster.coef).tobytes() == np.array(in_process.coef).tobytes()
+
+
+def _ready() -> set[str]:
+    return set(fused.tiers().ready)
+
+
+def test_the_cli_names_a_bad_kernels_mode_before_anything_runs(tmp_path):
     data = write_frame(tmp_path / "fair", fair_frame(), row_group=1000)
     env = dict(os.environ, **{MODE_VARIABLE: "fastest"})
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "train", data, "--label", "y", "--in-process", "--out", str(tmp_path / "o")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert result.returncode != 0
-    assert "PIPELINE_KERNELS must be auto or compiled or reference; found 'fastest'" in result.stderr
-    assert "Traceback" not in result.stderr
+    for command in (["train", data, "--label", "y", "--in-process", "--out", str(tmp_path / "o")], ["demo"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline", *command], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert result.returncode == 1
+        assert "PIPELINE_KERNELS must be auto or compiled or reference; found 'fastest'" in result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not (tmp_path / "o").exists()
 
 
 def _eager() -> bool:
@@ -245,7 +310,7 @@ def test_the_estimator_compiles_ahead_on_large_input_only(auto, monkeypatch):
     assert not auto.eager and auto.ready == set()
     monkeypatch.setattr(tiers, "COMPILE_MIN_VALUES", X.size)
     large = LogisticRegression(l2=0.1).fit(X, y)
-    assert auto.eager and {"stats", "loss"} <= auto.ready
+    assert auto.eager and {"stats", "loss"} <= _families(auto.ready)
     assert large.coef_.tobytes() == small.coef_.tobytes() and large.intercept_.tobytes() == small.intercept_.tobytes()
 
 
