@@ -69,9 +69,9 @@ def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
         "train.init": str(tmp_path / "init"),
         "train.early_stopping": 4,
         "train.inference": "none",  # (the other values refuse this L1, multinomial fit: below)
-        "train.confidence": 0.9,
+        "train.confidence": 0.95,  # (the default: another level needs inference, below)
         "train.path": 0,  # (a path refuses this init: below)
-        "train.path_ratio": 0.01,
+        "train.path_ratio": 1e-4,  # (the default: another end needs a path, below)
         "train.cv": 0,  # (cross-validation refuses this init and validation split: below)
         "train.cv_rule": "1se",
         "cluster.workers": 3,
@@ -92,11 +92,15 @@ def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
         found = getattr(getattr(config, group) if group else config, name)
         assert found == (tuple(value) if isinstance(value, list) else value), key
     assert config_to_mapping(config) == values
-    inference = {"data.url": values["data.url"], "data.label": "y", "train.inference": "hc0"}
-    assert config_from_mapping(inference).inference == "hc0"
+    inference = {"data.url": values["data.url"], "data.label": "y", "train.inference": "hc0", "train.confidence": 0.9}
+    assert config_from_mapping(inference).inference == "hc0" and config_from_mapping(inference).confidence == 0.9
     assert config_to_mapping(config_from_mapping(inference))["train.inference"] == "hc0"
+    assert config_to_mapping(config_from_mapping(inference))["train.confidence"] == 0.9
     path = {"data.url": values["data.url"], "data.label": "y", "train.l1": 1.0, "train.path": 7}
+    path["train.path_ratio"] = 0.01
     assert config_from_mapping(path).path == 7 and config_to_mapping(config_from_mapping(path))["train.path"] == 7
+    assert config_from_mapping(path).path_ratio == 0.01
+    assert config_to_mapping(config_from_mapping(path))["train.path_ratio"] == 0.01
     folds = {**path, "train.cv": 5}
     assert config_from_mapping(folds).cv == 5 and config_to_mapping(config_from_mapping(folds))["train.cv"] == 5
     job = tmp_path / "job.toml"  # and through a job file
