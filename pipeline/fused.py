@@ -1571,21 +1571,20 @@ def margins_fast(
         filled = X if fill is None else np.where(np.isnan(X), fill, X)
         return margins(filled, coef)
 
+    def compiled() -> np.ndarray:
+        job = _Job.of(X, np.zeros(X.shape[0]), coef, None, KernelSpec(fill=fill))
+        out = np.empty(job.n_rows)
+        if job.n_rows == 0:
+            return out
+        segment, stack, Xs = job.scratch()
+        with _compiling(("margins", job.direct, job.X.dtype.str, job.X.flags.c_contiguous)):
+            for start in range(0, job.n_rows, segment):
+                job.margins(start, min(segment, job.n_rows - start), Xs, stack, out[start:])
+        return out
+
     if not _HAVE_NUMBA or X.ndim != 2 or coef.shape != (X.shape[1] + 1,):
         return reference()
-    variant = variant_of("margins", X)
-    if not tiers().compiled(variant, X.size):
-        return tiers().reference(variant, reference)
-    job = _Job.of(X, np.zeros(X.shape[0]), coef, None, KernelSpec(fill=fill))
-    out = np.empty(job.n_rows)
-    if job.n_rows == 0:
-        return out
-    segment, stack, Xs = job.scratch()
-    with _compiling(("margins", job.direct, job.X.dtype.str, job.X.flags.c_contiguous)):
-        for start in range(0, job.n_rows, segment):
-            job.margins(start, min(segment, job.n_rows - start), Xs, stack, out[start:])
-    tiers().ran_compiled(variant)
-    return out
+    return tiers().run(variant_of("margins", X), X.size, compiled, reference)
 
 
 def chunk_partials_fast(
@@ -1605,12 +1604,12 @@ def chunk_partials_fast(
         return fold_partials(X, y, coef, weights, spec, chunk_partials_fast)  # type: ignore[return-value]
     if not AVAILABLE:
         return chunk_partials(X, y, coef, weights, spec)
-    variant = _spec_variant(X, weights, spec)
-    if not tiers().compiled(variant, np.size(X)):
-        return tiers().reference(variant, lambda: chunk_partials(X, y, coef, weights, spec))
-    result = fused_partials(X, y, coef, weights, spec)
-    tiers().ran_compiled(variant)
-    return result
+    return tiers().run(
+        _spec_variant(X, weights, spec),
+        np.size(X),
+        lambda: fused_partials(X, y, coef, weights, spec),
+        lambda: chunk_partials(X, y, coef, weights, spec),
+    )
 
 
 def fused_stats(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> Stats:
@@ -1712,9 +1711,9 @@ def chunk_stats_fast(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = 
     else :func:`kernel.chunk_stats` (equal results either way)."""
     if not STATS_AVAILABLE:
         return chunk_stats(X, y, weights)
-    variant = variant_of("stats", X, weights is not None)
-    if not tiers().compiled(variant, np.size(X)):
-        return tiers().reference(variant, lambda: chunk_stats(X, y, weights))
-    result = fused_stats(X, y, weights)
-    tiers().ran_compiled(variant)
-    return result
+    return tiers().run(
+        variant_of("stats", X, weights is not None),
+        np.size(X),
+        lambda: fused_stats(X, y, weights),
+        lambda: chunk_stats(X, y, weights),
+    )

@@ -204,6 +204,16 @@ class Tiers:
         except OSError:
             pass
 
+    def run(self, variant: str, n_values: int, compiled: Callable[[], _T], reference: Callable[[], _T]) -> _T:
+        """``compiled()`` or ``reference()`` for a call of ``variant`` over
+        ``n_values`` feature values, as :meth:`compiled` decides; a compiled
+        run is recorded (:meth:`ran_compiled`), a reference one timed."""
+        if not self.compiled(variant, n_values):
+            return self.reference(variant, reference)
+        result = compiled()
+        self.ran_compiled(variant)
+        return result
+
     def reference(self, variant: str, run: Callable[[], _T]) -> _T:
         """``run()`` (a reference pass of ``variant``), its time counted."""
         started = time.perf_counter()

@@ -700,26 +700,9 @@ def evaluators(
     """
     dataset, validation = parts
     held_out: Evaluator | None = None
-    # the solver the fit starts with: auto starts with L-BFGS unless an L1 term
-    # makes it Newton (a hand-over to Newton loads or compiles the Hessian pass then)
-    solver: str = config.solver
-    if solver == "auto":
-        solver = "lbfgs" if dataset.categorical else auto_start(dataset.n_features, config.penalty.l1 > 0)
-    kernels: dict[str, Any] = dict(
-        standardize=config.standardize,
-        weighted=dataset.reader.has_weights,
-        class_weighted=config.class_weight is not None,
-        hessian=solver == "newton" or config.inference != "none",
-        # every fit runs loss passes (Newton's predicted last step too)
-        gradient=True,
-        dtype=dataset.feature_dtype,
-    )
     # small data start on the reference passes (the same bits), large data
-    # compile (or load) the kernels first (pipeline.tiers); the warm-up's
-    # passes are the dense binary ones (categorical and multinomial fits
-    # compile theirs at their first call)
+    # compile (or load) the kernels first (pipeline.tiers)
     ahead = worth_compiling(dataset.n_samples * dataset.n_features)
-    dense_binary = not dataset.categorical and len(dataset.classes) <= 2 and config.family != "multinomial"
     if client is None:
         mode = "memory" if config.cache in ("auto", "memory") else config.cache
         notify(f"cache: {mode} (in-process)")
@@ -753,10 +736,7 @@ def evaluators(
     mode, reason = choose_cache(config.cache, dataset.decoded_bytes, memory, config.memory_fraction)
     notify(f"cache: {mode} ({reason})")
     stall = (config.cluster or ClusterSpec()).stall_timeout_s
-    # held until the first pass has run
-    compiling = (  # noqa: F841
-        warm_up(client, workers, dataset.n_features, passes=dense_binary, **kernels) if ahead else []
-    )
+    compiling = warm_up_kernels(config, dataset, client, workers) if ahead else []  # noqa: F841 - held until the first pass
     if mode == "memory":
         started = time.perf_counter()
         training = DaskEvaluator.from_dataset(client, dataset, workers, stall_timeout_s=stall)
@@ -785,6 +765,31 @@ def evaluators(
             # model may already be on disk (its job must not fail for that)
             with contextlib.suppress(Exception):
                 client.run(cache.clear)
+
+
+def warm_up_kernels(config: TrainConfig, dataset: Dataset, client, workers: Sequence[str]) -> list:
+    """:func:`pipeline.reduce.warm_up` for ``config``'s fit on ``dataset``:
+    the passes of the solver it starts with, for dense binary fits only
+    (categorical and multinomial fits compile theirs at their first call)."""
+    # auto starts with L-BFGS unless an L1 term makes it Newton (a hand-over
+    # to Newton loads or compiles the Hessian pass then)
+    solver: str = config.solver
+    if solver == "auto":
+        solver = "lbfgs" if dataset.categorical else auto_start(dataset.n_features, config.penalty.l1 > 0)
+    dense_binary = not dataset.categorical and len(dataset.classes) <= 2 and config.family != "multinomial"
+    return warm_up(
+        client,
+        workers,
+        dataset.n_features,
+        standardize=config.standardize,
+        weighted=dataset.reader.has_weights,
+        class_weighted=config.class_weight is not None,
+        hessian=solver == "newton" or config.inference != "none",
+        # every fit runs loss passes (Newton's predicted last step too)
+        gradient=True,
+        dtype=dataset.feature_dtype,
+        passes=dense_binary,
+    )
 
 
 def loaded_note(dataset: Dataset, where: str, started: float) -> str:
