@@ -121,6 +121,10 @@ def local_cluster_options(spec: ClusterSpec) -> dict:
         processes=True,
         host=LOCAL_HOST,
         dashboard_address=None,
+        # the scheduler's HTTP routes (health, metrics) on a free loopback
+        # port: its default, 8787, makes a second embedded cluster on this
+        # host warn "Port 8787 is already in use"
+        scheduler_kwargs={"dashboard_address": f"{LOCAL_HOST}:0"},
         # Errors in tasks come back to the client as exceptions; the workers'
         # own "Compute Failed" logs would only repeat them with a traceback.
         silence_logs=logging.CRITICAL,

@@ -284,12 +284,35 @@ def test_embedded_cluster_options():
     assert options["n_workers"] == 3 and options["threads_per_worker"] == 2
     assert options["processes"] is True and options["host"] == "127.0.0.1" and options["dashboard_address"] is None
     assert "memory_limit" not in options  # Dask's default
+    # the scheduler's HTTP routes on a free loopback port, not on 8787
+    assert options["scheduler_kwargs"] == {"dashboard_address": "127.0.0.1:0"}
     assert local_cluster_options(ClusterSpec(memory_limit="1GiB"))["memory_limit"] == "1GiB"
     with pytest.raises(ConfigError, match="n_workers must be an integer >= 1; found 0"):
         ClusterSpec(n_workers=0)  # refused where the value is set, before any cluster
 
 
 # -- on a real cluster -----------------------------------------------------------------------
+
+
+@pytest.mark.cluster
+def test_two_embedded_clusters_at_once_listen_on_loopback_without_a_port_warning():
+    """Two ``pipeline train`` runs on one host: neither one's scheduler takes
+    a fixed port (the second used to warn "Port 8787 is already in use")."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a port warning fails the test
+        spec = ClusterSpec(n_workers=1)
+        with connect(spec) as first, connect(spec) as second:
+            for client in (first, second):
+                info = client.scheduler_info()
+                assert info["address"].startswith("tcp://127.0.0.1:")
+                http = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.http_server.port)
+                assert http != 8787
+                sockets = client.run_on_scheduler(
+                    lambda dask_scheduler: [s.getsockname()[0] for s in dask_scheduler.http_server._sockets.values()]
+                )
+                assert set(sockets) == {"127.0.0.1"}
 
 
 def _write(path, n_rows, n_features, row_group_size, seed=3):
