@@ -25,6 +25,25 @@ LOOPBACK = "127.0.0.1"
 os.environ.setdefault("PIPELINE_KERNELS", "compiled")
 
 
+#: The slowest files (a minute or more on 2 cores with a fresh numba cache),
+#: collected first: the README's command runs the files on two processes
+#: (pytest-xdist, ``--dist loadfile``), and one of these started last would
+#: run alone at the end.
+SLOW_FILES_FIRST = (
+    "test_fused.py",
+    "test_out_of_core.py",
+    "test_faults.py",
+    "test_multinomial.py",
+    "test_jobs.py",
+    "test_categorical.py",
+)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: index for index, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
+
+
 def run_cli(*args: str, timeout: float = 300, cwd: str | os.PathLike | None = None):
     """``python -m pipeline ARGS`` in a fresh process; returns CompletedProcess."""
     return subprocess.run(
@@ -53,7 +72,6 @@ class DaskCLICluster:
     def __init__(self, workdir: Path, n_workers: int = 2, memory_limit: str = "2GiB", tls: dict | None = None) -> None:
         """``tls``: {"ca": PEM, "cert": PEM, "key": PEM} for scheduler, workers and
         this class's own clients (then the address is tls://)."""
-        self.address = f"{'tls' if tls else 'tcp'}://{LOOPBACK}:{free_port()}"
         self.workdir = workdir
         self.processes: list[subprocess.Popen] = []
         self.tls_options = (
@@ -71,17 +89,23 @@ class DaskCLICluster:
                 tls_client_key=str(tls["key"]),
                 require_encryption=True,
             )
-        port = self.address.rsplit(":", 1)[1]
+        # the scheduler takes a free port itself and tells it in its file: a
+        # port probed here could be taken meanwhile (the suite runs in two
+        # processes at once, pytest-xdist)
+        scheduler_file = workdir / "scheduler.json"
         self._start(
             "scheduler",
             "--host",
             LOOPBACK,
             "--port",
-            port,
+            "0",
+            "--scheduler-file",
+            str(scheduler_file),
             "--dashboard-address",
             f"{LOOPBACK}:0",
             *(["--protocol", "tls", *self.tls_options] if tls else []),
         )
+        self.address = self._address_from(scheduler_file)
         self.memory_limit = memory_limit
         #: worker name -> its `dask worker` process (the nanny)
         self.nannies: dict[str, subprocess.Popen] = {}
@@ -89,6 +113,20 @@ class DaskCLICluster:
             self.add_worker(f"worker-{index}", wait=False)
         if n_workers:
             self.wait_for_workers(n_workers)
+
+    def _address_from(self, scheduler_file: Path, timeout: float = 120) -> str:
+        """The address the scheduler wrote to ``scheduler_file`` once it listens."""
+        import json
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return json.loads(scheduler_file.read_text())["address"]
+            except (FileNotFoundError, ValueError, KeyError):  # not (completely) written yet
+                scheduler = self.processes[0]
+                assert scheduler.poll() is None, f"dask scheduler exited with {scheduler.returncode}"
+                assert time.monotonic() < deadline, "dask scheduler wrote no address"
+                time.sleep(0.1)
 
     def add_worker(self, name: str, *options: str, wait: bool = True, env: dict | None = None) -> None:
         self._start(

@@ -381,3 +381,11 @@ def test_function_level_imports_only_defer_heavy_libraries() -> None:
         f"{len(problems)} function-level import(s) of a light module (heavy ones: "
         f"{', '.join(sorted(HEAVY_LIBRARIES))}, and {', '.join(sorted(heavy))}):\n" + "\n".join(problems)
     )
+
+
+def test_the_slow_files_collected_first_exist() -> None:
+    """conftest's ``SLOW_FILES_FIRST`` (the order the two test processes take
+    the files in) names test files that exist."""
+    from conftest import SLOW_FILES_FIRST
+
+    assert SLOW_FILES_FIRST and all((ROOT / "tests" / name).is_file() for name in SLOW_FILES_FIRST)
