@@ -33,7 +33,7 @@ from .jobs import (
 )
 from .model import Model
 from .outputs import JobDocument, OutputDir
-from .predict import evaluate, predict, split_of
+from .predict import check_metrics_target, evaluate, predict, split_of
 from .report import summary_text, write_report
 from .solvers import IterationRecord
 from .synth import make_data
@@ -320,11 +320,13 @@ def _predict(args) -> int:
 
 
 def _evaluate(args) -> int:
-    if args.split != "all":
-        Model.load(args.model)  # a missing or damaged model directory, named before its job.json
+    # a missing or damaged model directory is named first (before its job.json
+    # or where the metrics go)
+    Model.load(args.model)
     split = None if args.split == "all" else split_of(args.model, args.split)
     out = Path(args.out) if args.out else OutputDir(args.model).metrics
     check_output_root(str(out), output_roots(), "metrics file")
+    check_metrics_target(out)  # (before any pass: nothing is read for a path that cannot take it)
     with _client_for(args) as client:
         metrics = evaluate(
             args.model, args.data, label=args.label, threshold=args.threshold, client=client, split=split

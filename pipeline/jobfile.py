@@ -464,6 +464,12 @@ def config_from_mapping(
     if elastic and (get("train.l1") is not None or get("train.l2") is not None):
         names = "--reg/--alpha or --l2/--l1" if where.command_line else "train.reg/train.alpha or train.l2/train.l1"
         raise fail(f"give either {names}, not both", "train.reg")
+    if get("train.alpha") is not None and get("train.reg") is None:
+        raise fail(
+            f"{show('train.alpha')} is the elastic net's mix of {show('train.reg')}; found it without "
+            f"{show('train.reg')} (the strength, which it would leave at 0: no penalty)",
+            "train.alpha",
+        )
     fields: dict[str, dict[str, Any]] = {"": {}, "options": {}, "penalty": {}, "cluster": {}}
     for key, value in values.items():
         field = KEYS[key].field

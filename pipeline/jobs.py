@@ -361,6 +361,7 @@ def check_job_output(config: TrainConfig, job_id: str | None) -> tuple[str, JobD
             "$PIPELINE_OUTPUT_ROOT)"
         )
     outputs = OutputDir(config.out)
+    outputs.check_apart_from(config.data)
     previous = outputs.read_job() if outputs.path.is_dir() else None
     if previous is not None and not config.overwrite:
         same_id = job_id is not None and previous.job_id == job_id

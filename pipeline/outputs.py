@@ -352,6 +352,20 @@ class OutputDir:
         for name in JOB_FILES:
             (self.path / name).unlink(missing_ok=True)
 
+    def check_apart_from(self, data: str) -> None:
+        """Fail before training if this directory is, or lies inside, the
+        local dataset ``data``: the run's files would become part of the data
+        (the next read of it fails, or reads them)."""
+        if "://" in str(data) or not Path(data).is_dir():
+            return
+        source, resolved = Path(data).resolve(), self.path.resolve()
+        if resolved == source or resolved.is_relative_to(source):
+            raise OutputError(
+                f"output directory {self.path} is or lies inside the dataset {data}; expected a directory outside "
+                "the data (its files would be read as part of the dataset)",
+                path=str(self.path),
+            )
+
     def check_writable(self, overwrite: bool) -> None:
         """Fail before training if the model could not be written here."""
         directory = self.path

@@ -16,6 +16,7 @@ exact fractions), so the results are the same bits for any partitioning.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -101,6 +102,13 @@ def score_columns(model: Model, X: np.ndarray, threshold: float) -> dict[str, pa
     return {PROBA_COLUMN: pa.array(proba), PREDICTION_COLUMN: prediction}
 
 
+def score_names(model: Model) -> list[str]:
+    """The names of :func:`score_columns`' columns, in their order."""
+    if model.multinomial:
+        return [f"{PROBA_COLUMN}_{value}" for value in model.class_labels] + [PREDICTION_COLUMN]
+    return [PROBA_COLUMN, PREDICTION_COLUMN]
+
+
 def _labels(model: Model, codes: np.ndarray) -> pa.Array:
     """The class labels of ``codes``, as an Arrow column of their type."""
     classes = model.class_labels
@@ -150,16 +158,15 @@ def predict(
         raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
     model = Model.load(model_dir)
     dataset = open_scored(model, data, None)
-    _check_columns(dataset, columns)
+    _check_columns(dataset, columns, model)
     target = Path(out)
     check_output_root(out, output_roots(), "prediction output directory")
-    if target.exists() and not overwrite:
-        raise OutputError(
-            f"{target} already exists; expected a new output directory (pass --overwrite to replace it)",
-            path=str(target),
-        )
+    check_prediction_target(target, overwrite, inputs=(model_dir, data))
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    staging.mkdir(parents=True)
+    try:
+        staging.mkdir(parents=True)
+    except OSError as exc:  # a parent that is a file, no permission, ...
+        raise OutputError(f"cannot create the output directory {target}: {exc}", path=str(target)) from None
     try:
         reader = dataset.reader
         args = [(chunk, index) for index, chunk in enumerate(dataset.chunks)]
@@ -185,7 +192,42 @@ def predict(
     return {"files": len(rows), "rows": sum(rows), "out": str(target)}
 
 
-def _check_columns(dataset: Dataset, columns: Sequence[str]) -> None:
+def check_prediction_target(target: Path, overwrite: bool, inputs: Sequence[str] = ()) -> None:
+    """:class:`OutputError` unless ``target`` can take a prediction directory:
+    a new path, or with ``overwrite`` an existing directory that is neither
+    one of ``inputs`` (the model directory, the data being scored) nor a
+    directory holding one of them (it would be deleted before it is read)."""
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{target} is a file; expected a directory for the scored files", path=str(target))
+    if not target.exists():
+        return
+    if not overwrite:
+        raise OutputError(
+            f"{target} already exists; expected a new output directory (pass --overwrite to replace it)",
+            path=str(target),
+        )
+    resolved = target.resolve()
+    for given in inputs:
+        if "://" in str(given) or not Path(given).exists():
+            continue  # (a remote dataset is not this directory)
+        source = Path(given).resolve()
+        if source == resolved or source.is_relative_to(resolved):
+            raise OutputError(
+                f"{target} is or holds the input {given} (the model directory or the data being scored); "
+                "expected another output directory: --overwrite replaces a previous prediction, not an input",
+                path=str(target),
+            )
+
+
+def _check_columns(dataset: Dataset, columns: Sequence[str], model: Model) -> None:
+    scores = set(score_names(model))
+    for name in columns:
+        if name in scores:
+            raise ConfigError(
+                f"pass-through column {name!r} has the name of a score column the output already has "
+                f"({', '.join(score_names(model))}); expected other columns (rename it in the data, or leave it out)",
+                column=name,
+            )
     for path in dataset.files:
         names = pq.read_schema(path, filesystem=dataset.filesystem).names
         for name in columns:
@@ -465,6 +507,36 @@ def evaluate(
         rows="all" if split is None else {"part": split.part, "fraction": split.fraction, "key": split.key},
     )
     return metrics
+
+
+#: the keys by which a metrics file that :func:`evaluate` wrote is known
+METRICS_KEYS = frozenset({"model_digest", "n_samples", "log_loss"})
+
+
+def check_metrics_target(path: Path) -> None:
+    """:class:`OutputError` unless ``path`` can take ``evaluate``'s metrics: a
+    new file in an existing directory, or a metrics file written before
+    (which it replaces); never a directory, a model, a job document or data."""
+    if path.is_dir():
+        raise OutputError(f"{path} is a directory; expected the path of a metrics file (JSON)", path=str(path))
+    if not path.parent.is_dir():
+        found = "is a file" if path.parent.exists() else "does not exist"
+        raise OutputError(
+            f"cannot write {path}: its directory {path.parent} {found}; expected an existing directory",
+            path=str(path),
+        )
+    if not path.exists():
+        return
+    try:
+        document = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        document = None
+    if not (isinstance(document, dict) and METRICS_KEYS <= document.keys() and "coef" not in document):
+        raise OutputError(
+            f"{path} already exists and is not a metrics file; expected a new path or a metrics file "
+            "that evaluate wrote (it replaces only those)",
+            path=str(path),
+        )
 
 
 def split_of(model_dir: str | os.PathLike, part: SplitPart) -> Split:

@@ -122,6 +122,7 @@ def test_max_iter_stop_warns_and_records_not_converged(data, tmp_path):
     [
         (["--reg", "0.1", "--alpha", "0.5", "--l2", "1"], "ConfigError", "--reg/--alpha"),
         (["--reg", "0.1", "--alpha", "1.5"], "ConfigError", "alpha must be in [0, 1]"),
+        (["--alpha", "0.5"], "ConfigError", "--alpha is the elastic net's mix of --reg; found it without --reg"),
         (["--l2", "-1"], "ConfigError", "l2 must be"),
         (["--weight-col", "y"], "ConfigError", "weight"),
         (["--weight-col", "nope"], "ColumnNotFoundError", "'nope'"),

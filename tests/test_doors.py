@@ -402,6 +402,82 @@ def test_evaluate_split_names_the_damaged_model_before_its_job_json(tmp_path, ca
     assert_one_error_line(code, stderr, "ModelFileError", str(model / MODEL_FILE))
 
 
+# --------------------------------------------------------------------------- where the outputs go
+
+
+def _copies(tmp_path: Path, trained) -> tuple[Path, Path, Path]:
+    """(data, model, a file): copies to write next to, and a plain file."""
+    data, model = tmp_path / "data", tmp_path / "model"
+    shutil.copytree(trained[0], data)
+    shutil.copytree(trained[1], model)
+    plain = tmp_path / "afile"
+    plain.write_text("not a directory\n")
+    return data, model, plain
+
+
+def test_evaluate_out_replaces_only_a_metrics_file(tmp_path, capsys, trained):
+    """``evaluate --out`` takes a new path or a metrics file evaluate wrote;
+    the model it evaluates, a data file, a directory or a path under a file
+    or a missing directory are refused before any pass, nothing changed."""
+    data, model, plain = _copies(tmp_path, trained)
+    before = snapshot(tmp_path)
+    data_file = sorted(data.glob("*.parquet"))[0]
+    for out, fragments in [
+        (model / MODEL_FILE, ["is not a metrics file"]),
+        (model / "job.json", ["is not a metrics file"]),
+        (data_file, ["is not a metrics file"]),
+        (plain, ["is not a metrics file"]),
+        (model, ["is a directory"]),
+        (plain / "m.json", ["its directory", "is a file"]),
+        (tmp_path / "missing" / "m.json", ["its directory", "does not exist"]),
+    ]:
+        code, stderr = run_main(capsys, "evaluate", model, data, "--out", out)
+        assert_one_error_line(code, stderr, "OutputError", str(out), *fragments)
+    assert snapshot(tmp_path) == before
+    fresh = tmp_path / "metrics-of-data.json"
+    for _ in range(2):  # a new path, then the metrics file it wrote
+        assert run_main(capsys, "evaluate", model, data, "--out", fresh)[0] == 0
+    assert json.loads(fresh.read_text())["n_samples"] == ROWS
+    assert run_main(capsys, "evaluate", model, data)[0] == 0  # the model directory's own metrics.json
+
+
+def test_predict_out_is_never_an_input_or_a_file(tmp_path, capsys, trained):
+    """``predict --out``: a file (with or without --overwrite), a path under a
+    file, and with --overwrite the model directory, the data or a directory
+    holding either are refused, nothing changed; a pass-through column named
+    like a score column is refused (the file would hold two columns of that name)."""
+    data, model, plain = _copies(tmp_path, trained)
+    before = snapshot(tmp_path)
+    for out, extra, fragments in [
+        (plain, [], ["is a file"]),
+        (plain, ["--overwrite"], ["is a file"]),
+        (plain / "scores", [], ["cannot create the output directory"]),
+        (model, ["--overwrite"], ["is or holds the input", str(model)]),
+        (data, ["--overwrite"], ["is or holds the input", str(data)]),
+        (tmp_path, ["--overwrite"], ["is or holds the input"]),
+    ]:
+        code, stderr = run_main(capsys, "predict", model, data, "--out", out, *extra)
+        assert_one_error_line(code, stderr, "OutputError", str(out), *fragments)
+    code, stderr = run_main(capsys, "predict", model, data, "--out", tmp_path / "s", "--columns", "y,proba")
+    assert_one_error_line(code, stderr, "ConfigError", "'proba'", "score column", "proba, prediction")
+    assert snapshot(tmp_path) == before
+    scores = tmp_path / "scores"
+    assert run_main(capsys, "predict", model, data, "--out", scores)[0] == 0
+    assert run_main(capsys, "predict", model, data, "--out", scores, "--overwrite")[0] == 0  # a previous prediction
+
+
+def test_train_out_inside_the_dataset_is_refused(tmp_path, capsys, trained):
+    """The model's files would become part of the data it was trained on (its
+    next read fails on checkpoint.npz): refused before anything is read or
+    written, for the dataset directory itself and any directory inside it."""
+    data, _, _ = _copies(tmp_path, trained)
+    before = snapshot(data)
+    for out in (data, data / "model"):
+        code, stderr = run_main(capsys, "train", data, "--label", "y", "--in-process", "--quiet", "--out", out)
+        assert_one_error_line(code, stderr, "OutputError", "inside the dataset", "expected a directory outside")
+    assert snapshot(data) == before
+
+
 # --------------------------------------------------------------------------- the estimator
 
 

@@ -200,3 +200,14 @@ def test_a_where_override_replaces_the_job_files_cluster(tmp_path):
     other = load_job(job, {"cluster.scheduler": "tls://127.0.0.1:2"}).cluster
     assert other.scheduler == "tls://127.0.0.1:2" and other.tls_cert == str(cert)  # the same certificates
     assert load_job(job, {"cluster.in_process": True}).cluster is None
+
+
+def test_alpha_without_reg_is_refused_naming_the_option_or_the_key():
+    """The elastic net's mix alone would leave its strength at 0 (no penalty):
+    refused, not ignored."""
+    mapping = {"data.url": "/d", "data.label": "y", "train.alpha": 0.5}
+    with pytest.raises(ConfigError, match="--alpha is the elastic net's mix of --reg; found it without --reg") as cli:
+        config_from_mapping(mapping)
+    assert cli.value.column == "train.alpha"
+    with pytest.raises(JobFileError, match="key 'train.alpha' is the elastic net's mix of key 'train.reg'"):
+        config_from_mapping(mapping, "job.toml")
