@@ -136,6 +136,7 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
     kernels_mode()  # a bad PIPELINE_KERNELS is refused before anything runs
     dataset = open_configured(config)
     check_label_classes(dataset)
+    hashed_columns(config, dataset)  # a hashed column that is not a categorical feature: before any pass
     if config.init is not None:
         Model.load(config.init)  # a bad model file is refused before any pass
     with contextlib.ExitStack() as stack:
@@ -617,6 +618,23 @@ def check_feature_names(dataset: Dataset) -> None:
         )
 
 
+def hashed_columns(config: TrainConfig, dataset: Dataset) -> set[str]:
+    """The categorical columns ``config`` hashes; a ConfigError names any
+    ``hashed`` column that is not one of ``dataset``'s categorical features
+    (a numeric one, one left out of the features, or none at all)."""
+    if not config.hash_buckets:
+        return set()
+    hashed = set(config.hashed if config.hashed is not None else dataset.categorical)
+    unknown = sorted(hashed - set(dataset.categorical))
+    if unknown:
+        raise ConfigError(
+            f"hashed columns {unknown} are not categorical features of the fit; expected some of "
+            f"{list(dataset.categorical)}",
+            column="hashed",
+        )
+    return hashed
+
+
 def learn_levels(config: TrainConfig, dataset: Dataset, client: Any, notify: Notify) -> Dataset:
     """``dataset`` with its categorical columns' levels (:mod:`pipeline.levels`):
     one pass that reads only those columns, a task per chunk (in this process
@@ -625,10 +643,7 @@ def learn_levels(config: TrainConfig, dataset: Dataset, client: Any, notify: Not
     if not dataset.categorical:
         return dataset
     started = time.perf_counter()
-    hashed = set(config.hashed if config.hashed is not None else dataset.categorical) if config.hash_buckets else set()
-    unknown = sorted(hashed - set(dataset.categorical))
-    if unknown:
-        raise ConfigError(f"hashed columns {unknown} are not categorical columns {list(dataset.categorical)}")
+    hashed = hashed_columns(config, dataset)
     counter = dataset.level_counter
     counter = dataclasses.replace(counter, columns=tuple(c for c in counter.columns if c[0] not in hashed))
     parts = _per_chunk(config, dataset, client, counter) if counter.columns else []  # (all hashed: no pass)

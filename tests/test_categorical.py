@@ -390,6 +390,31 @@ def test_mixed_kinds_across_files_are_refused_naming_both(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_hashed_column_must_be_a_categorical_feature(tmp_path):
+    """``hashed`` naming a numeric column, a column left out of the features,
+    or any column of a fit without categorical features is refused before
+    anything is written (it was ignored when no feature was categorical)."""
+    data = tmp_path / "hashed"
+    data.mkdir()
+    pq.write_table(pa.table({"x": [0.5, 1.5, 2.5], "c": ["a", "b", "a"], "y": [0, 1, 1]}), data / "a.parquet")
+    for features, hashed in [(("x", "c"), ("x",)), (("x",), ("c",)), (None, ("nope",))]:
+        expected = rf"hashed columns \['{hashed[0]}'\] are not categorical features"
+        with pytest.raises(ConfigError, match=expected) as info:
+            train(
+                TrainConfig(
+                    data=str(data),
+                    label="y",
+                    features=features,
+                    hash_buckets=8,
+                    hashed=hashed,
+                    out=str(tmp_path / "out"),
+                    cluster=None,
+                )
+            )
+        assert info.value.column == "hashed"
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_floating_column_cannot_be_categorical(tmp_path):
     data = tmp_path / "float"
     data.mkdir()
