@@ -33,6 +33,7 @@ h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-botto
 table { border-collapse: collapse; margin: 0.5rem 0; } td, th { padding: 0.2rem 0.7rem; border: 1px solid #ddd; }
 th { background: #f4f4f4; text-align: left; } td.num { text-align: right; font-family: monospace; }
 .plots img { max-width: 49%; } .muted { color: #777; }
+.notice { background: #fff4d6; border-left: 4px solid #d9a400; padding: 6px 10px; }
 """
 
 
@@ -313,11 +314,24 @@ def write_report(out: str) -> Path:
     model = Model.load(directory)
     found = _optional_json(outputs.job, _check_job)
     job = JobDocument.from_json(found) if found else JobDocument()
+    notices = []
+    if found and job.digest != model.digest:
+        # a later run (failed, cancelled or still running: --overwrite keeps
+        # the model until a new one replaces it) is not this model's run
+        notices.append(
+            f"job.json belongs to job {job.job_id} ({job.status}), which did not write this model.json: "
+            "the report shows the model alone (its run's status, configuration and metrics are not known)"
+        )
+        job = JobDocument()
     metrics = _optional_json(outputs.metrics, _check_metrics)
+    if metrics is not None and metrics.get("model_digest", model.digest) != model.digest:
+        notices.append("metrics.json is of another model (its model_digest differs): left out")
+        metrics = None
     title = f"Training report: {job.name or directory.name}"
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="muted">{html.escape(str(directory.absolute()))} · digest <code>{model.digest}</code></p>',
+        *(f'<p class="notice"><strong>Note:</strong> {html.escape(notice)}</p>' for notice in notices),
     ]
 
     summary: list[list[Any]] = [

@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import run_cli
@@ -385,6 +386,39 @@ def test_report_does_not_read_history_csv(tmp_path, capsys, trained):
     code, _ = run_main(capsys, "report", model)
     assert code == 0
     assert (model / "report.html").exists()
+
+
+def test_report_after_a_failed_overwrite_shows_the_model_alone(tmp_path, capsys, trained):
+    """A retrain with --overwrite that fails keeps the earlier model.json
+    (nothing already written is lost) while job.json and metrics.json are
+    the failed run's or the earlier one's: the report shows the model with
+    a note, not the failed run's status and configuration as its own."""
+    _, model, _ = _copies(tmp_path, trained)
+    kept = (model / MODEL_FILE).read_bytes()
+    rng = np.random.default_rng(0)  # a constant column: the inference fails after the fit
+    constant = tmp_path / "constant.parquet"
+    pq.write_table(
+        pa.table(
+            {"a": rng.normal(size=200), "constant_col": np.ones(200), "y": (rng.random(200) < 0.5).astype(np.int8)}
+        ),
+        constant,
+    )
+    options = ["--label", "y", "--inference", "hc0", "--in-process", "--quiet", "--overwrite", "--out", model]
+    code, stderr = run_main(capsys, "train", constant, *options)
+    assert code == EXIT_ERROR and "CollinearityError" in stderr
+    assert (model / MODEL_FILE).read_bytes() == kept
+    job = json.loads((model / "job.json").read_text())
+    assert not (model / "metrics.json").exists()  # (the failed run's start removed the earlier one)
+    metrics = json.loads((trained[1] / "metrics.json").read_text())
+    metrics["model_digest"] = "0" * 64  # as if of another model
+    (model / "metrics.json").write_text(json.dumps(metrics))
+    assert run_main(capsys, "report", model)[0] == 0
+    page = (model / "report.html").read_text()
+    assert job["status"] == "failed"
+    assert f"job.json belongs to job {job['job_id']} (failed), which did not write this model.json" in page
+    assert "constant_col" not in page  # the failed run's configuration is not shown as the model's
+    assert "metrics.json is of another model" in page and "confusion" not in page.lower()
+    assert Model.load(model).digest in page
 
 
 @pytest.mark.parametrize("command", COMMANDS)
