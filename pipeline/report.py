@@ -324,9 +324,9 @@ def write_report(out: str) -> Path:
         )
         job = JobDocument()
     metrics = _optional_json(outputs.metrics, _check_metrics)
-    if metrics is not None and metrics.get("model_digest", model.digest) != model.digest:
+    if metrics.get("model_digest", model.digest) != model.digest:
         notices.append("metrics.json is of another model (its model_digest differs): left out")
-        metrics = None
+        metrics = {}  # (as without the file)
     title = f"Training report: {job.name or directory.name}"
     parts = [
         f"<h1>{html.escape(title)}</h1>",
