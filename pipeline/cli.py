@@ -192,7 +192,9 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--columns", type=_name_list, default=(), metavar="a,b", help="columns copied to the output (e.g. an id)"
     )
-    score.add_argument("--threshold", type=float, default=0.5, help="prediction = proba >= threshold")
+    score.add_argument(
+        "--threshold", type=float, default=None, help="prediction = proba >= threshold (binary models; default 0.5)"
+    )
     score.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     _add_where(score)
     _add_tls(score)
@@ -202,7 +204,9 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("model", metavar="MODEL_DIR", help="directory with model.json")
     judge.add_argument("data", metavar="DATA", help="labelled Parquet dataset")
     judge.add_argument("--label", default=None, help="label column (default: the model's)")
-    judge.add_argument("--threshold", type=float, default=0.5, help="prediction = proba >= threshold")
+    judge.add_argument(
+        "--threshold", type=float, default=None, help="prediction = proba >= threshold (binary models; default 0.5)"
+    )
     judge.add_argument(
         "--split",
         choices=("all", "train", "validation"),

@@ -458,6 +458,13 @@ def config_from_mapping(
             f"{show('cluster.scheduler')} or {show('cluster.workers')}",
             "cluster.in_process",
         )
+    embedded = [key for key in _EMBEDDED_KEYS if get(key) is not None]
+    if get("cluster.in_process") and embedded:
+        raise fail(
+            f"{show(embedded[0])} sets up the workers of an embedded cluster; found it with "
+            f"{show('cluster.in_process')} (no workers)",
+            embedded[0],
+        )
     if get("cluster.scheduler") and get("cluster.workers"):
         raise fail(f"give {show('cluster.scheduler')} or {show('cluster.workers')}, not both", "cluster.workers")
     elastic = get("train.reg") is not None or get("train.alpha") is not None

@@ -145,7 +145,7 @@ def predict(
     out: str,
     *,
     columns: Sequence[str] = (),
-    threshold: float = 0.5,
+    threshold: float | None = None,
     client=None,
     overwrite: bool = False,
 ) -> dict:
@@ -154,9 +154,9 @@ def predict(
     The files go to a temporary directory next to ``out`` that is renamed
     when every chunk is written: a failure leaves no partial output.
     """
-    if not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
+    check_threshold(threshold)
     model = Model.load(model_dir)
+    threshold = binary_threshold(model, threshold)
     dataset = open_scored(model, data, None)
     _check_columns(dataset, columns, model)
     target = Path(out)
@@ -190,6 +190,31 @@ def predict(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return {"files": len(rows), "rows": sum(rows), "out": str(target)}
+
+
+#: a binary model's prediction is ``proba >= threshold`` (this one unless told)
+DEFAULT_THRESHOLD = 0.5
+
+
+def check_threshold(threshold: float | None) -> None:
+    """:class:`ConfigError` for a threshold outside [0, 1] (None: the default)."""
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"threshold must be in [0, 1], got {threshold}", column="threshold")
+
+
+def binary_threshold(model: Model, threshold: float | None) -> float:
+    """The threshold of ``model``'s predictions: ``threshold`` or the default;
+    a :class:`ConfigError` for one given with a multinomial model, whose
+    prediction is its most probable class (no threshold to apply)."""
+    if threshold is None:
+        return DEFAULT_THRESHOLD
+    if model.multinomial:
+        raise ConfigError(
+            f"threshold {threshold} applies to a binary model's proba; this model has {model.n_classes} "
+            "classes and predicts the most probable one (leave the threshold out)",
+            column="threshold",
+        )
+    return threshold
 
 
 def check_prediction_target(target: Path, overwrite: bool, inputs: Sequence[str] = ()) -> None:
@@ -475,16 +500,16 @@ def evaluate(
     data: str,
     *,
     label: str | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     client=None,
     split: Split | None = None,
 ) -> dict:
     """Metrics of ``model_dir``'s model on ``data`` (label column: the model's, or
     ``label``): on every row, or on the rows of ``split``'s part (see :func:`split_of`).
     Unweighted: every row counts once, whatever the model was trained with."""
-    if not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
+    check_threshold(threshold)
     model = Model.load(model_dir)
+    threshold = binary_threshold(model, threshold)
     dataset = open_scored(model, data, label or model.label).with_split(split)
     reader = dataset.reader
     if client is None:

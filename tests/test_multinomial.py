@@ -365,6 +365,13 @@ def test_the_cli_trains_evaluates_and_reports(data, tmp_path):
     assert result.returncode == 0, result.stderr
     page = (out / "report.html").read_text()
     assert "predicted cat" in page and "3 classes (softmax)" in page
+    # a threshold has nothing to apply to (it was silently ignored): refused, nothing written
+    metrics = (out / "metrics.json").read_bytes()
+    for command in (["evaluate", str(out), str(data)], ["predict", str(out), str(data), "--out", str(tmp_path / "s")]):
+        result = run_cli(*command, "--threshold", "0.9")
+        assert result.returncode == 1 and result.stderr.startswith("ConfigError: threshold 0.9 applies to a binary")
+        assert "Traceback" not in result.stderr
+    assert (out / "metrics.json").read_bytes() == metrics and not (tmp_path / "s").exists()
 
 
 # --------------------------------------------------------------------------- bad input

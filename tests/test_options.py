@@ -175,9 +175,31 @@ def test_in_process_still_checks_the_cluster_keys(tmp_path):
     base = {"data.url": "/d", "data.label": "y", "cluster.in_process": True}
     with pytest.raises(ConfigError, match="is for a tls:// scheduler"):
         config_from_mapping({**base, "cluster.tls_ca_file": str(pem)})
-    with pytest.raises(ConfigError, match="^--threads-per-worker must be an integer >= 1"):
-        config_from_mapping({**base, "cluster.threads_per_worker": 0})
+    with pytest.raises(ConfigError, match="^--stall-timeout must be a finite number > 0"):
+        config_from_mapping({**base, "cluster.stall_timeout": 0.0})
     assert config_from_mapping(base).cluster is None
+
+
+@pytest.mark.parametrize(
+    "key, value, flag",
+    [("cluster.threads_per_worker", 2, "--threads-per-worker"), ("cluster.memory_limit", "1GiB", "--memory-limit")],
+)
+def test_worker_settings_without_workers_are_refused(tmp_path, key, value, flag):
+    """An embedded cluster's worker settings with in-process (no workers) were
+    silently ignored: refused, naming the option or the key; a where-override
+    to in-process drops a job file's worker settings instead."""
+    base = {"data.url": "/d", "data.label": "y", "cluster.in_process": True, key: value}
+    with pytest.raises(
+        ConfigError, match=f"^{flag} sets up the workers of an embedded cluster; found it with --in-process"
+    ):
+        config_from_mapping(base)
+    with pytest.raises(JobFileError, match=f"key '{key}' sets up the workers"):
+        config_from_mapping(base, "job.toml")
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'[data]\nurl = "/d"\nlabel = "y"\n[cluster]\nworkers = 3\n{key.split(".")[1]} = {value!r}\n'.replace("'", '"')
+    )
+    assert load_job(job, {"cluster.in_process": True}).cluster is None
 
 
 def test_numpy_numbers_are_numbers():
