@@ -370,8 +370,9 @@ def check_job_output(config: TrainConfig, job_id: str | None) -> tuple[str, JobD
             outputs.check_writable(overwrite=True)
             return previous.job_id, previous
         raise OutputError(
-            f"{outputs.path} holds job {previous.job_id} ({previous.name!r}, "
-            f"{previous.status}); expected a new output directory, the same job name to "
+            f"{outputs.path} holds job {previous.job_id} ("
+            + (f"{previous.name!r}, " if previous.name else "unnamed, ")
+            + f"{previous.status}); expected a new output directory, the same job name to "
             "resume an unfinished job, or --overwrite to replace it",
             path=str(outputs.path),
         )

@@ -388,6 +388,15 @@ def test_report_does_not_read_history_csv(tmp_path, capsys, trained):
     assert (model / "report.html").exists()
 
 
+def test_a_second_run_into_a_finished_jobs_directory_names_the_job(tmp_path, capsys, trained):
+    data, model, _ = _copies(tmp_path, trained)
+    before = snapshot(model)
+    job_id = json.loads((model / "job.json").read_text())["job_id"]
+    code, stderr = run_main(capsys, "train", data, "--label", "y", "--in-process", "--quiet", "--out", model)
+    assert_one_error_line(code, stderr, "OutputError", f"holds job {job_id} (unnamed, succeeded)", "--overwrite")
+    assert snapshot(model) == before
+
+
 def test_report_after_a_failed_overwrite_shows_the_model_alone(tmp_path, capsys, trained):
     """A retrain with --overwrite that fails keeps the earlier model.json
     (nothing already written is lost) while job.json and metrics.json are
