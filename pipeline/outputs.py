@@ -212,6 +212,14 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def lies_within(path: str | os.PathLike, directory: str | os.PathLike) -> bool:
+    """Whether local ``path`` is ``directory`` or lies inside it (symbolic
+    links and ``..`` resolved); a URL (``s3://...``) lies within nothing here."""
+    if "://" in str(path) or "://" in str(directory):
+        return False
+    return Path(path).resolve().is_relative_to(Path(directory).resolve())
+
+
 class OutputDir:
     """A run's output directory and its files (see the module docstring)."""
 
@@ -356,10 +364,7 @@ class OutputDir:
         """Fail before training if this directory is, or lies inside, the
         local dataset ``data``: the run's files would become part of the data
         (the next read of it fails, or reads them)."""
-        if "://" in str(data) or not Path(data).is_dir():
-            return
-        source, resolved = Path(data).resolve(), self.path.resolve()
-        if resolved == source or resolved.is_relative_to(source):
+        if Path(data).is_dir() and lies_within(self.path, data):
             raise OutputError(
                 f"output directory {self.path} is or lies inside the dataset {data}; expected a directory outside "
                 "the data (its files would be read as part of the dataset)",

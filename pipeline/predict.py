@@ -36,7 +36,7 @@ from .errors import ColumnNotFoundError, ColumnTypeError, ConfigError, OutputErr
 from .exact import ExactSums
 from .kernel import sigmoid, softmax
 from .model import Model
-from .outputs import MODEL_FILE, OutputDir
+from .outputs import MODEL_FILE, OutputDir, lies_within
 from .reduce import gather
 
 __all__ = ["CALIBRATION_BINS", "evaluate", "metrics_from_tables", "predict", "split_of"]
@@ -222,21 +222,17 @@ def check_prediction_target(target: Path, overwrite: bool, inputs: Sequence[str]
     a new path, or with ``overwrite`` an existing directory that is neither
     one of ``inputs`` (the model directory, the data being scored) nor a
     directory holding one of them (it would be deleted before it is read)."""
-    if target.exists() and not target.is_dir():
-        raise OutputError(f"{target} is a file; expected a directory for the scored files", path=str(target))
     if not target.exists():
         return
+    if not target.is_dir():
+        raise OutputError(f"{target} is a file; expected a directory for the scored files", path=str(target))
     if not overwrite:
         raise OutputError(
             f"{target} already exists; expected a new output directory (pass --overwrite to replace it)",
             path=str(target),
         )
-    resolved = target.resolve()
     for given in inputs:
-        if "://" in str(given) or not Path(given).exists():
-            continue  # (a remote dataset is not this directory)
-        source = Path(given).resolve()
-        if source == resolved or source.is_relative_to(resolved):
+        if Path(given).exists() and lies_within(given, target):
             raise OutputError(
                 f"{target} is or holds the input {given} (the model directory or the data being scored); "
                 "expected another output directory: --overwrite replaces a previous prediction, not an input",
@@ -245,12 +241,12 @@ def check_prediction_target(target: Path, overwrite: bool, inputs: Sequence[str]
 
 
 def _check_columns(dataset: Dataset, columns: Sequence[str], model: Model) -> None:
-    scores = set(score_names(model))
+    scores = score_names(model)
     for name in columns:
         if name in scores:
             raise ConfigError(
                 f"pass-through column {name!r} has the name of a score column the output already has "
-                f"({', '.join(score_names(model))}); expected other columns (rename it in the data, or leave it out)",
+                f"({', '.join(scores)}); expected other columns (rename it in the data, or leave it out)",
                 column=name,
             )
     for path in dataset.files:

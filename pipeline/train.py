@@ -124,8 +124,9 @@ class Recorder:
 def train(config: TrainConfig, progress: Progress | None = None, notify: Notify | None = None) -> Model:
     """Train on the Parquet dataset of ``config``; save ``model.json`` if ``config.out``."""
     if config.out is not None:
-        OutputDir(config.out).check_apart_from(config.data)
-        OutputDir(config.out).check_writable(config.overwrite)
+        outputs = OutputDir(config.out)
+        outputs.check_apart_from(config.data)
+        outputs.check_writable(config.overwrite)
     return run(config, Recorder(progress, notify))
 
 

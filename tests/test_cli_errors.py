@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import free_port
 
 #: runs the CLI in subprocesses: left out of the fast loop (-m "not cluster and not slow")
 pytestmark = pytest.mark.slow
@@ -101,12 +101,6 @@ def assert_error(
     if out is not None:
         assert not (out / "model.json").exists()
     return message
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- dataset resolution
