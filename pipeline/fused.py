@@ -228,6 +228,17 @@ if _HAVE_NUMBA:
         return max(-((-need) // BIN_WIDTH), _MIN_TOP)
 
     @njit(cache=_CACHE, nogil=True)
+    def _fits(a_max, b_max, t_running):
+        """Whether every product ``a_i * b_i`` of two columns whose largest
+        ``bits(|v|)`` are ``a_max`` and ``b_max`` is finite and has its top
+        bin at most ``t_running``: the rounded product of the maxima bounds
+        them all (rounding is monotone)."""
+        if a_max >= _EXP_MASK or b_max >= _EXP_MASK:
+            return False
+        bound = _bits(_from_bits(a_max) * _from_bits(b_max))
+        return bound < _EXP_MASK and _top_of(bound) <= t_running
+
+    @njit(cache=_CACHE, nogil=True)
     def _scale_of(t_block):
         """``2**-(E0 + W*T)``: a normal number for every reachable T (2..52)."""
         return _from_bits((1023 - (GRID_E0 + BIN_WIDTH * t_block)) << 52)
@@ -416,6 +427,7 @@ if _HAVE_NUMBA:
         flags,
         prefetch,
         lev,
+        colmax,
     ):
         """One block: rows ``r0:r0+n`` of the F-ordered ``Xf`` (global rows from ``g0``).
 
@@ -427,6 +439,8 @@ if _HAVE_NUMBA:
         digits, bad, index)``: each margin gets its level coefficients added,
         column by column (:func:`_add_levels`), and each weighted residual's
         digits are deposited at its levels (:func:`_deposit_levels`).
+        ``colmax``: each column's largest ``bits(|x~_ij|)`` in the block, or
+        empty (not known): see :func:`_terms`.
         """
         # Margins: the pairwise tree of kernel.margins, vectorised over rows,
         # in sub-blocks whose stack stays in L1.
@@ -457,9 +471,9 @@ if _HAVE_NUMBA:
         if lev is not None:
             _deposit_levels(n, res, lev[3], lev[4], lev[5], lev[6], lev[7])
         if has_s:
-            _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, prefetch)
+            _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, prefetch, colmax)
         else:
-            _terms(Xf, r0, n, res, los, ones, tmp, top, acc, flags, prefetch)
+            _terms(Xf, r0, n, res, los, ones, tmp, top, acc, flags, prefetch, colmax)
 
     @njit(cache=_CACHE, nogil=True)
     def _add_levels(codes, g0, n, level_coef, offsets, index, marg):
@@ -520,11 +534,24 @@ if _HAVE_NUMBA:
                 acc[j, 2] += digits[i, 2]
 
     @njit(cache=_CACHE, nogil=True)
-    def _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, prefetch):
+    def _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, prefetch, colmax):
         """Deposit one block's terms: ``x~_ij * residual_i`` per column, then the
         residuals, the losses and the sample weights ``sw`` (ones when
-        unweighted) -- the columns of :func:`kernel.chunk_partials`."""
+        unweighted) -- the columns of :func:`kernel.chunk_partials`.
+
+        Where ``colmax`` holds the block's column maxima (the standardizing
+        copy found them on the way), a column's terms are deposited at the
+        column's running top bin in one sweep, the products formed in
+        registers, when the bound ``max|x~_j| * max|residual|`` (rounding is
+        monotone: no term exceeds it) fits under that top -- the argument of
+        :func:`_hessian_block`: the running top never exceeds the call's
+        final one, and digits at a higher top are the aligned ones.
+        Otherwise (no maxima, a first block, a bound above the top or not
+        finite) the block's exact ``max |term|`` sets its top.
+        """
         d = Xf.shape[1]
+        known = colmax.shape[0] > 0
+        res_max = _max_abs_bits(res, n)
         # Terms, column by column, each deposited at once.
         if prefetch > 0:
             base = np.int64(Xf.ctypes.data) + 8 * (r0 + n)
@@ -535,6 +562,9 @@ if _HAVE_NUMBA:
                 for offset in range(0, 8 * prefetch, 64):
                     _prefetch(start + offset)
             col = Xf[r0 : r0 + n, j]
+            if known and _fits(colmax[j], res_max, top[j]):
+                _deposit_products(col, res, n, top[j], j, top, acc)
+                continue
             mx = _ZERO_BITS
             for i in range(n):
                 t = col[i] * res[i]
@@ -543,7 +573,7 @@ if _HAVE_NUMBA:
                 if bt > mx:
                     mx = bt
             _deposit(tmp, n, mx, j, top, acc, flags)
-        _deposit(res, n, _max_abs_bits(res, n), d, top, acc, flags)
+        _deposit(res, n, res_max, d, top, acc, flags)
         _deposit(los, n, _max_abs_bits(los, n), d + 1, top, acc, flags)
         _deposit(sw, n, _max_abs_bits(sw, n), d + 2, top, acc, flags)
 
@@ -637,12 +667,10 @@ if _HAVE_NUMBA:
             cmax = _max_abs_bits(cj, n)
             for k in range(j, d):
                 xk = Xf[r0 : r0 + n, k]
-                if cmax < _EXP_MASK and colmax[k] < _EXP_MASK:
-                    bound = _bits(_from_bits(cmax) * _from_bits(colmax[k]))
-                    if bound < _EXP_MASK and _top_of(bound) <= htop[col]:
-                        _deposit_products(cj, xk, n, htop[col], col, htop, hacc)
-                        col += 1
-                        continue
+                if _fits(cmax, colmax[k], htop[col]):
+                    _deposit_products(cj, xk, n, htop[col], col, htop, hacc)
+                    col += 1
+                    continue
                 mx = _ZERO_BITS
                 for i in range(n):
                     bt = _bits(cj[i] * xk[i]) & _ABS_MASK
@@ -667,6 +695,7 @@ if _HAVE_NUMBA:
         pass pays nothing for them) or the Hessian's ``(top, acc, flags, scores)``.
         """
         stack, marg, prob, res, los, tmp, sw, ones = _scratch(block, X.shape[1])
+        unknown = np.empty(0, dtype=np.int64)  # X is read in place: no column maxima
         if hess is not None:
             curv = np.empty(block)
             cj = np.empty(block)
@@ -696,6 +725,7 @@ if _HAVE_NUMBA:
                 flags,
                 ahead,
                 lev,
+                unknown,
             )
             if hess is not None:
                 _hessian_block(
@@ -719,12 +749,17 @@ if _HAVE_NUMBA:
                 )
 
     @njit(cache=_CACHE, nogil=True)
-    def _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner, fill):
+    def _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner, fill, colmax):
         """Rows ``start:start+n`` of X (any layout, any real dtype: widened
         exactly to float64) into the F-ordered ``Xs``, a NaN replaced by its
         column's ``fill`` value (when ``fill`` is not empty), standardized as
         ``(x - center) / scale`` when asked (the same IEEE operations on the
         same float64 values as the reference).
+
+        Returns whether ``colmax`` (when not empty) now holds each copied
+        column's largest ``bits(|value|)`` (for :func:`_terms`): found on the
+        way where that costs no sweep of its own, in the standardizing copy
+        of column-major input without fill values (the default pass).
 
         Column by column through 1-D slices, so every loop vectorises; a
         row-major source is first transposed ``_TILE`` rows at a time (a
@@ -734,6 +769,7 @@ if _HAVE_NUMBA:
         """
         d = X.shape[1]
         filling = fill.shape[0] > 0
+        tracking = standardize and not filling and colmax.shape[0] == d
         if rows_inner:
             for j in range(d):
                 src = X[start : start + n, j]
@@ -748,6 +784,17 @@ if _HAVE_NUMBA:
                         sj = scale[j]
                         for i in range(n):
                             dst[i] = (dst[i] - cj) / sj
+                elif standardize and tracking:
+                    cj = center[j]
+                    sj = scale[j]
+                    mx = _ZERO_BITS
+                    for i in range(n):
+                        v = (np.float64(src[i]) - cj) / sj
+                        dst[i] = v
+                        b = _bits(v) & _ABS_MASK
+                        if b > mx:
+                            mx = b
+                    colmax[j] = mx
                 elif standardize:
                     cj = center[j]
                     sj = scale[j]
@@ -756,7 +803,7 @@ if _HAVE_NUMBA:
                 else:
                     for i in range(n):
                         dst[i] = np.float64(src[i])
-            return
+            return tracking
         i = 0
         while i + _TILE <= n:
             r0 = X[start + i]
@@ -789,6 +836,7 @@ if _HAVE_NUMBA:
                 sj = scale[j]
                 for i in range(n):
                     dst[i] = (dst[i] - cj) / sj
+        return False
 
     @njit(cache=_CACHE, nogil=True)
     def _pass_copy(
@@ -816,13 +864,14 @@ if _HAVE_NUMBA:
         d = X.shape[1]
         stack, marg, prob, res, los, tmp, sw, ones = _scratch(block, d)
         Xs = np.empty((d, block + _PAD)).T
+        copied_max = np.empty(d, dtype=np.int64)
         if hess is not None:
             curv = np.empty(block)
             cj = np.empty(block)
             colmax = np.empty(X.shape[1], dtype=np.int64)
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
-            _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner, fill)
+            known = _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner, fill, copied_max)
             _block(
                 Xs,
                 _ZERO,
@@ -845,6 +894,7 @@ if _HAVE_NUMBA:
                 flags,
                 _ZERO,
                 lev,
+                copied_max if known else copied_max[:0],
             )
             if hess is not None:
                 _hessian_block(
@@ -887,9 +937,10 @@ if _HAVE_NUMBA:
         Xs = np.empty((d, block + _PAD)).T
         Z = np.empty((n_classes, block))
         P = np.empty((n_classes, block))
+        copied_max = np.empty(d, dtype=np.int64)
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
-            _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner, fill)
+            known = _copy_block(X, start, n, Xs, center, scale, standardize, rows_inner, fill, copied_max)
             for k in range(n_classes):
                 zk = Z[k]
                 for m0 in range(0, n, _MARGIN_ROWS):
@@ -924,8 +975,13 @@ if _HAVE_NUMBA:
                 for i in range(n):
                     residual = pk[i] - (1.0 if y[start + i] == k else 0.0)
                     res[i] = s[start + i] * residual if has_s else residual
+                res_max = _max_abs_bits(res, n)
                 for j in range(d):
                     col = Xs[0:n, j]
+                    c = k * width + j
+                    if known and _fits(copied_max[j], res_max, top[c]):  # as in _terms
+                        _deposit_products(col, res, n, top[c], c, top, acc)
+                        continue
                     mx = _ZERO_BITS
                     for i in range(n):
                         t = col[i] * res[i]
@@ -933,8 +989,8 @@ if _HAVE_NUMBA:
                         bt = _bits(t) & _ABS_MASK
                         if bt > mx:
                             mx = bt
-                    _deposit(tmp, n, mx, k * width + j, top, acc, flags)
-                _deposit(res, n, _max_abs_bits(res, n), k * width + d, top, acc, flags)
+                    _deposit(tmp, n, mx, c, top, acc, flags)
+                _deposit(res, n, res_max, k * width + d, top, acc, flags)
                 if lev is not None:
                     n_levels = lev[1].shape[1]
                     _deposit_levels(n, res, lev[3], lev[4][k * n_levels : (k + 1) * n_levels], lev[5], lev[6], lev[7])
@@ -956,9 +1012,10 @@ if _HAVE_NUMBA:
         (standardized) into the F-ordered scratch ``Xs`` at the same offset,
         for :func:`margins_fast`.  (A function of its own, so the common in-place
         case compiles without it.)"""
+        unknown = np.empty(0, dtype=np.int64)  # (the margins need no column maxima)
         for b0 in range(0, n, block):
             m = min(block, n - b0)
-            _copy_block(X, start + b0, m, Xs[b0 : b0 + m], center, scale, standardize, rows_inner, fill)
+            _copy_block(X, start + b0, m, Xs[b0 : b0 + m], center, scale, standardize, rows_inner, fill, unknown)
             for m0 in range(0, m, _MARGIN_ROWS):
                 _margins(Xs, b0 + m0, min(_MARGIN_ROWS, m - m0), coef, stack, marg[b0 + m0 :])
 
@@ -1098,7 +1155,7 @@ if _HAVE_NUMBA:
         nothing = np.empty(0)
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
-            _copy_block(X, start, n, Xs, nothing, nothing, False, rows_inner, nothing)
+            _copy_block(X, start, n, Xs, nothing, nothing, False, rows_inner, nothing, np.empty(0, dtype=np.int64))
             _stats_block(Xs, _ZERO, n, start, y, s, has_s, lo, tmp, ones, top, acc, flags)
 
 

@@ -23,6 +23,7 @@ The statistics pass has no exp/log and also runs wherever numba imports
 (:data:`fused.STATS_AVAILABLE`).
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -302,6 +303,46 @@ def test_magnitudes_change_between_blocks():
     assert_same(np.asfortranarray(X), y, coef)
     weights = np.repeat(10.0 ** rng.integers(-250, 250, size=n // 250), 250)
     assert_same(np.asfortranarray(X), y, coef, weights)
+
+
+@requires_numba
+@pytest.mark.parametrize("block", [None, 1, 3, 200])
+def test_standardized_terms_at_the_running_top(monkeypatch, block):
+    """The standardizing copy of column-major input finds each column's
+    largest value on the way, and a block's terms then go to the column's
+    running top bin in one sweep where ``max|x~| * max|residual|`` fits under
+    it (``_terms``, and the multinomial pass's class loop).  Tops that rise
+    and fall between blocks, bounds above a bin edge whose terms are not
+    (a large value in a row with a tiny weighted residual), infinite and NaN
+    terms: the reference's integers, binary and multinomial."""
+    rng = np.random.default_rng(12)
+    n, d = 6000, 6
+    X = rng.standard_normal((n, d))
+    exponents = rng.choice([-300, -200, -60, -12, 0, 3, 12, 40, 100, 250], size=(n // 200, d))
+    X *= np.repeat(10.0**exponents, 200, axis=0)
+    # one large value per 200 rows whose row's residual the weights shrink
+    X[::200, 2] = 1e30
+    weights = np.repeat(10.0 ** rng.integers(-200, 200, size=n // 100), 100)
+    weights[::200] = 1e-40
+    X = np.asfortranarray(X)
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    spec = KernelSpec(center=rng.normal(0, 1e-3, d), scale=rng.uniform(0.5, 2.0, d))
+    if block is not None:
+        monkeypatch.setattr(fused, "_block_rows", lambda d: block)
+    coef = rng.normal(0, 1e-3, d + 1)
+    assert_same(X, y, coef, weights, spec)
+    assert_same(X, y, coef, None, spec)
+    extreme = X.copy(order="F")
+    extreme[17, 4] = 1e308  # its term overflows once the residual is not tiny
+    extreme[33, 1] = np.nan
+    assert_same(extreme, y, coef, weights, spec)
+    classes = rng.integers(0, 3, n).astype(np.float64)
+    softmax = dataclasses.replace(spec, n_classes=3)
+    coefs = rng.normal(0, 1e-3, 3 * (d + 1))
+    for data in (X, extreme):
+        assert fused.fused_partials(data, classes, coefs, weights, softmax) == kernel.softmax_partials(
+            data, classes, coefs, weights, softmax
+        )
 
 
 @requires_numba
