@@ -194,6 +194,13 @@ class JobRecorder(Recorder):
                 f"job {self.job_id} started: {config.solver} on {dataset.url} "
                 f"({dataset.n_samples} rows x {dataset.n_features} features)"
             )
+            reached = self.previous.iteration if self.previous is not None else None
+            if reached:  # a job that got somewhere, with no checkpoint of its own left
+                self.note(
+                    f"job {self.job_id} had reached iteration {reached} but {self.outputs.checkpoint} holds no "
+                    "checkpoint of it (removed, or the run stopped before writing one): it starts again from "
+                    "iteration 0 (to the same model)"
+                )
         else:
             self.note(
                 f"job {self.job_id} resumed at iteration {self.resume.solver_state.n_iter} "

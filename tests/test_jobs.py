@@ -339,6 +339,27 @@ def test_a_checkpoint_of_other_data_or_edited_is_refused(tmp_path, data):
     assert not (out / "model.json").exists()
 
 
+def test_a_resume_without_its_checkpoint_says_it_starts_again(tmp_path, data):
+    """A job that got somewhere but whose checkpoint is gone restarts from
+    iteration 0 -- to the same model -- and says so, in the output and the log."""
+    out = tmp_path / "out"
+    job = write_job(tmp_path / "job.toml", data, out, extra_train="max_iter = 3")
+    assert run_cli("submit", job).returncode == 0
+    finished = Model.load(out)
+    document = json.loads((out / "job.json").read_text())
+    assert document["iteration"] == 3
+    document["status"] = "failed"  # as if it had died: resumable
+    (out / "job.json").write_text(json.dumps(document))
+    (out / "model.json").unlink()
+    (out / "checkpoint.npz").unlink()
+    resumed = run_cli("resume", out, "--in-process")
+    assert resumed.returncode == 0, resumed.stderr
+    said = f"had reached iteration 3 but {out / 'checkpoint.npz'} holds no checkpoint"
+    assert said in resumed.stdout and "starts again from iteration 0" in resumed.stdout
+    assert said in (out / "job.log").read_text()
+    assert Model.load(out).digest == finished.digest
+
+
 def test_resume_and_status_of_an_unknown_job(tmp_path):
     result = run_cli("status", "0123456789ab")
     assert result.returncode == 1 and "JobNotFoundError" in result.stderr
