@@ -1153,9 +1153,10 @@ if _HAVE_NUMBA:
         ones = np.ones(block)
         Xs = np.empty((X.shape[1], block + _PAD)).T
         nothing = np.empty(0)
+        unknown = np.empty(0, dtype=np.int64)  # (the statistics find their own maxima)
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
-            _copy_block(X, start, n, Xs, nothing, nothing, False, rows_inner, nothing, np.empty(0, dtype=np.int64))
+            _copy_block(X, start, n, Xs, nothing, nothing, False, rows_inner, nothing, unknown)
             _stats_block(Xs, _ZERO, n, start, y, s, has_s, lo, tmp, ones, top, acc, flags)
 
 

@@ -343,6 +343,15 @@ def test_standardized_terms_at_the_running_top(monkeypatch, block):
         assert fused.fused_partials(data, classes, coefs, weights, softmax) == kernel.softmax_partials(
             data, classes, coefs, weights, softmax
         )
+    # a standardization that keeps the values: subnormal and zero x~, a zero
+    # column, products that underflow, without the planted outliers
+    tiny = np.asfortranarray(rng.standard_normal((n, d)) * np.repeat(10.0**exponents, 200, axis=0))
+    tiny[:, 0] = 0.0
+    tiny[::7, 3] = 5e-324
+    identity = KernelSpec(center=np.zeros(d), scale=np.ones(d))
+    small = np.repeat(10.0 ** rng.integers(-300, 5, size=n // 100), 100)
+    assert_same(tiny, y, coef, small, identity)
+    assert_same(tiny, y, coef, None, identity)
 
 
 @requires_numba
