@@ -144,9 +144,12 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         columns = self._categorical_columns(X)
         codes = None
         if columns:
+            X = _named_by_text(X)
             self.vocabularies_ = self._learn_levels([(_level_counts(X[name], name),) for name in columns], columns)
             codes = _codes_of(X, self.vocabularies_)
-            all_columns, X = [str(name) for name in X.columns], X.drop(columns=columns)
+            all_columns, X = list(X.columns), X.drop(columns=columns)
+            if not X.shape[1]:  # only categorical columns: no numeric design
+                X = np.empty((len(X), 0))
         # float32 stays float32 (half the memory; widened exactly in the kernels)
         X, y = validate_data(
             self,
@@ -189,13 +192,17 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             if named:
                 raise ValueError("categorical names columns: X must be a pandas or dask DataFrame")
             return []
-        absent = [name for name in named if name not in X.columns]
+        # (by name as text: the design's columns are named by text, whatever X's names are)
+        present = [str(name) for name in X.columns]
+        absent = [name for name in named if str(name) not in present]
         if absent:
             raise ValueError(f"categorical columns {absent} are not columns of X ({list(X.columns)})")
         from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-        by_dtype = [name for name, dtype in X.dtypes.items() if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype))]
-        return [str(name) for name in X.columns if name in named or name in by_dtype]
+        chosen = {str(name) for name in named} | {
+            str(name) for name, dtype in X.dtypes.items() if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype))
+        }
+        return [name for name in present if name in chosen]
 
     def _learn_levels(self, counted: list[tuple], columns: list[str]) -> list[Vocabulary]:
         """Each column's levels from its ``(kind, LevelCounts)`` per part (one part
@@ -237,11 +244,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         from sklearn.utils.validation import _check_feature_names
 
         client = get_client()
+        _require_2d(X)
         _check_feature_names(self, _columns_of(X), reset=True)
         n_columns = len(X.columns) if hasattr(X, "columns") else X.shape[1]
         columns = self._categorical_columns(X)
         if columns:
-            self.numeric_columns_ = [str(name) for name in X.columns if name not in columns]
+            X = _named_by_text(X)
+            self.feature_names_in_ = np.array(list(X.columns), dtype=object)
+            self.numeric_columns_ = [name for name in X.columns if name not in columns]
             counted = dask.compute(*[dask.delayed(_frame_counts)(part, columns) for part in X.to_delayed()])
             self.vocabularies_ = self._learn_levels(
                 [tuple(part[k] for part in counted) for k in range(len(columns))], columns
@@ -410,10 +420,12 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if _is_dask(X):
             from sklearn.utils.validation import _check_feature_names, _check_n_features
 
+            _require_2d(X)
             _check_feature_names(self, _columns_of(X), reset=False)
             X = _dask_array(X, "X")
             _check_n_features(self, X, reset=False)
-            X = _dask_with_indicators(_as_features(X).rechunk({1: -1}), self._indicators())
+            X = _finite_blocks(_as_features(X).rechunk({1: -1}), allow_nan=self._scoring_finite() == "allow-nan")
+            X = _dask_with_indicators(X, self._indicators())
             if len(blocks) > 1:
                 return X.map_blocks(
                     class_margins, blocks, self._fill(), [], chunks=(X.chunks[0], (len(blocks),)), dtype=np.float64
@@ -434,6 +446,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         blocks = np.column_stack([self.coef_, self.intercept_])  # a row per class (one: binary)
         fill, indicators, finite = self._fill(), self._indicators(), self._scoring_finite()
         numeric = self.numeric_columns_
+        X = _named_by_text(X)
 
         def score(part) -> np.ndarray:
             design = _with_indicators(_frame_design(part, numeric, vocabularies, finite), indicators, len(vocabularies))
@@ -697,6 +710,45 @@ class LogisticRegressionCV(LogisticRegression):
 
 #: Feature dtypes fitted and scored as they are (anything else: float64).
 _FEATURE_DTYPES = [np.float64, np.float32]
+
+
+def _named_by_text(frame):
+    """A pandas or dask DataFrame with its column names as text (the names a
+    fit with categorical columns records and looks columns up by)."""
+    if all(isinstance(name, str) for name in frame.columns):
+        return frame
+    return frame.rename(columns={name: str(name) for name in frame.columns})
+
+
+def _require_2d(X) -> None:
+    """A dask X (array or DataFrame) has rows and columns; scikit-learn's
+    words for a 1-d one."""
+    if not hasattr(X, "columns") and getattr(X, "ndim", 2) != 2:
+        raise ValueError(
+            f"Expected a 2-dimensional X; got a dask {type(X).__name__} of shape {X.shape}. Reshape your data "
+            "with X.reshape(-1, 1) if it has a single feature or X.reshape(1, -1) if it is a single sample."
+        )
+
+
+def _finite_blocks(X, allow_nan: bool):
+    """A dask X whose blocks, when computed, refuse an infinity, and NaN unless
+    it is a missing value (``allow_nan``), as scikit-learn refuses numpy input
+    to ``predict``: scores are never computed from them."""
+    if X.dtype.kind != "f":
+        return X
+    return X.map_blocks(_finite_block, allow_nan, dtype=X.dtype)
+
+
+def _finite_block(block: np.ndarray, allow_nan: bool) -> np.ndarray:
+    nan = False if allow_nan else bool(np.isnan(block).any())
+    inf = bool(np.isinf(block).any())
+    if nan or inf:
+        found = " and ".join(word for word, present in (("NaN", nan), ("infinity", inf)) if present)
+        expected = "finite values or NaN (a missing value)" if allow_nan else "finite values"
+        raise NonFiniteInputError(
+            f"Input X contains {found}; expected {expected} (found in a block of the dask array being scored)"
+        )
+    return block
 
 
 def _as_features(X):

@@ -675,6 +675,60 @@ def test_dask_y_chunked_unlike_x_and_dask_dataframes(client):
         model.predict(renamed)
 
 
+@pytest.mark.cluster
+def test_dask_input_with_nan_or_inf_is_refused_when_scored(client):
+    """Scoring refuses what fitting refuses: no probability is computed from
+    NaN (unless it is a missing value) or an infinity, binary or multinomial;
+    a 1-d dask X gets scikit-learn's words."""
+    import dask.array as da
+
+    from pipeline.estimator import LogisticRegression
+
+    X, y = _arrays()
+    bad = _with(X[:6], (0, 0), np.nan)
+    bad[2, 1] = np.inf
+    for labels in (y, np.arange(len(y)) % 3):
+        model = LogisticRegression(l2=1e-3).fit(X, labels)
+        for score in (model.predict, model.predict_proba, model.decision_function):
+            with pytest.raises(NonFiniteInputError, match="Input X contains NaN and infinity; expected finite values"):
+                score(da.from_array(bad, chunks=(3, 3))).compute()
+        assert (model.predict(da.from_array(X[:6], chunks=(4, 3))).compute() == model.predict(X[:6])).all()
+    imputing = LogisticRegression(l2=1e-3, missing="mean").fit(X, y)
+    missing = _with(X[:6], (0, 0), np.nan)
+    assert (imputing.predict(da.from_array(missing, chunks=(3, 3))).compute() == imputing.predict(missing)).all()
+    with pytest.raises(NonFiniteInputError, match="contains infinity; expected finite values or NaN"):
+        imputing.predict(da.from_array(bad, chunks=(3, 3))).compute()
+    for fit_or_score in (lambda Z: LogisticRegression().fit(Z, y), model.predict):
+        with pytest.raises(ValueError, match="Expected a 2-dimensional X; got a dask Array of shape"):
+            fit_or_score(da.from_array(X[:, 0], chunks=100))
+
+
+def test_frames_with_categorical_columns_and_any_column_names():
+    """Column names that are not text (a DataFrame built from a dict of
+    integers), a categorical column named by integer, and a frame of
+    categorical columns only: each trains and scores like its text-named twin."""
+    import pandas as pd
+
+    from pipeline.estimator import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    n = 300
+    number, text, code = rng.standard_normal(n), rng.choice(["x", "y", "z"], n), rng.integers(0, 4, n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(number + (text == "x"))))).astype(int)
+    named = LogisticRegression(l2=1e-2).fit(pd.DataFrame({"0": number, "1": text}), y)
+    numbered = LogisticRegression(l2=1e-2).fit(pd.DataFrame({0: number, 1: text}), y)
+    assert numbered.coef_.tobytes() == named.coef_.tobytes()
+    assert list(numbered.feature_names_in_) == ["0", "1"]
+    scored = numbered.predict_proba(pd.DataFrame({0: number, 1: text}))
+    assert scored.tobytes() == named.predict_proba(pd.DataFrame({"0": number, "1": text})).tobytes()
+    coded = LogisticRegression(l2=1e-2, categorical=[1]).fit(pd.DataFrame({0: number, 1: code}), y)
+    assert [v.column for v in coded.vocabularies_] == ["1"]
+    assert coded.predict(pd.DataFrame({0: number, 1: code})).shape == (n,)
+    alone = LogisticRegression(l2=1e-2).fit(pd.DataFrame({"c": text}), y)
+    assert alone.coef_.shape == (1, 3) and alone.numeric_columns_ == []
+    assert alone.predict(pd.DataFrame({"c": text})).shape == (n,)
+
+
 @pytest.mark.parametrize(
     "command, arguments",
     [("train", ["data", "--label", "y"]), ("predict", ["model", "data", "--out", "out"]), ("status", ["out"])],
