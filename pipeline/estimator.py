@@ -43,7 +43,7 @@ from .paths import DEFAULT_RATIO, choose
 from .reduce import DaskEvaluator, InProcessEvaluator, compile_ahead
 from .solvers import SolverOptions
 from .tiers import worth_compiling
-from .train import Recorder, fit_options, fit_path, train
+from .train import Recorder, fit_options, fit_path, learn_classes, open_configured, train
 
 __all__ = ["LogisticRegression", "LogisticRegressionCV"]
 
@@ -502,18 +502,20 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ Parquet and model files
 
     def fit_parquet(self, path: str, *, label: str, features=None, weight: str | None = None, cluster=None):
-        """Train on a Parquet dataset (labels 0/1) like ``pipeline train``;
-        ``cluster``: a :class:`pipeline.ClusterSpec`, default in-process."""
-
+        """Train on a Parquet dataset like ``pipeline train`` (any labels, as
+        the command takes them); ``cluster``: a :class:`pipeline.ClusterSpec`,
+        default in-process.  A ``class_weight`` dict is keyed by the label's
+        values, which one pass over the label column reads first."""
+        weights = self.class_weight
+        if isinstance(weights, dict):
+            weights = _parquet_class_weight(weights, TrainConfig(data=str(path), label=label, weight=weight))
         model = train(
             TrainConfig(
                 data=str(path),
                 label=label,
                 features=features,
                 weight=weight,
-                class_weight=self.class_weight
-                if not isinstance(self.class_weight, dict)
-                else (float(self.class_weight[0]), float(self.class_weight[1])),
+                class_weight=weights,
                 solver=self.solver,
                 options=SolverOptions(
                     max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
@@ -710,6 +712,23 @@ class LogisticRegressionCV(LogisticRegression):
 
 #: Feature dtypes fitted and scored as they are (anything else: float64).
 _FEATURE_DTYPES = [np.float64, np.float32]
+
+
+def _parquet_class_weight(weights: dict, config: TrainConfig) -> tuple[float, ...]:
+    """A ``class_weight`` dict as the weights of ``config``'s label classes in
+    their sorted order (what :class:`TrainConfig` takes); every class needs a
+    weight and every key must be a class."""
+    dataset = open_configured(config)
+    dataset, _, _ = learn_classes(config, dataset, None, None, lambda message: None)
+    classes = list(dataset.classes) or [0, 1]  # (a 0/1 label is read as it is)
+    unknown = [key for key in weights if key not in classes]
+    missing = [value for value in classes if value not in weights]
+    if unknown or missing:
+        raise ValueError(
+            f"class_weight keys must be the classes of label {config.label!r}, {classes}; "
+            f"found {sorted(weights, key=repr)}"
+        )
+    return tuple(float(weights[value]) for value in classes)
 
 
 def _named_by_text(frame):

@@ -106,6 +106,30 @@ def test_same_coefficients_as_the_cli_bit_for_bit(tmp_path):
     assert parquet.coef_.tobytes() == estimator.coef_.tobytes()
 
 
+def test_fit_parquet_takes_class_weights_keyed_by_any_labels(tmp_path):
+    """A class_weight dict keyed by the label's values (text here), as in
+    memory: the same bits as fit() on the same rows; keys that are not the
+    classes are refused by name before any training."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    X, y = _data()
+    labels = np.array(["benign", "malignant"])[y]
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "d": X[:, 3], "y": labels}), data / "p.parquet")
+    weights = {"benign": 1.0, "malignant": 3.0}
+    parquet = LogisticRegression(l2=0.01, class_weight=weights).fit_parquet(str(data), label="y")
+    memory = LogisticRegression(l2=0.01, class_weight=weights).fit(X, labels)
+    assert parquet.coef_.tobytes() == memory.coef_.tobytes()
+    assert parquet.coef_.tobytes() != LogisticRegression(l2=0.01).fit(X, labels).coef_.tobytes()
+    for wrong in ({0: 1.0, 1: 3.0}, {"benign": 1.0}):
+        with pytest.raises(
+            ValueError, match=r"class_weight keys must be the classes of label 'y', \['benign', 'malignant'\]"
+        ):
+            LogisticRegression(class_weight=wrong).fit_parquet(str(data), label="y")
+
+
 @pytest.mark.cluster
 def test_dask_arrays_train_on_the_cluster_to_the_same_bits_and_dask_ml_search_works():
     import dask.array as da
