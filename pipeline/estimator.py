@@ -369,7 +369,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 evaluator,
                 solver=self.solver,
                 options=options,
-                penalty=Penalty(l2=float(self.l2), l1=float(self.l1)),
+                penalty=Penalty(l2=self.l2, l1=self.l1),
                 standardize=self.standardize,
                 class_weight=self._class_weight(),
                 impute=self._imputes(),
@@ -520,7 +520,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 options=SolverOptions(
                     max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
                 ),
-                penalty=Penalty(l2=float(self.l2), l1=float(self.l1)),
+                penalty=Penalty(l2=self.l2, l1=self.l1),
                 standardize=self.standardize,
                 cluster=cluster,
                 # NaN is the estimator's missing value (nulls are Parquet's)
@@ -667,7 +667,7 @@ class LogisticRegressionCV(LogisticRegression):
                 options=SolverOptions(
                     max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
                 ),
-                penalty=Penalty(l2=float(self.l2), l1=float(self.l1)),
+                penalty=Penalty(l2=self.l2, l1=self.l1),
                 standardize=self.standardize,
                 class_weight=self._class_weight(),
                 path=int(self.path or 0),

@@ -28,7 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import EmptyDatasetError, WeightValueError, invalid
+from .errors import EmptyDatasetError, WeightValueError, invalid, require_number
 from .exact import BIN_WIDTH, GRID_E0, fsum
 from .kernel import Categories, KernelSpec, Partials, Stats
 
@@ -69,10 +69,8 @@ class Penalty:
     l1: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("l2", "l1"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise invalid(name, "a finite number >= 0", value)
+        for name in ("l2", "l1"):  # a real number (not text, not a bool), kept as a float
+            object.__setattr__(self, name, require_number(name, getattr(self, name)))
 
     @classmethod
     def elastic_net(cls, strength: float, alpha: float) -> Penalty:

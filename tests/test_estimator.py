@@ -106,6 +106,17 @@ def test_same_coefficients_as_the_cli_bit_for_bit(tmp_path):
     assert parquet.coef_.tobytes() == estimator.coef_.tobytes()
 
 
+def test_penalties_must_be_numbers():
+    X, y = _data()
+    for bad in ("0.1", True, None, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="l2"):
+            LogisticRegression(l2=bad).fit(X, y)
+    assert (
+        LogisticRegression(l2=np.float32(0.5)).fit(X, y).coef_.tobytes()
+        == LogisticRegression(l2=0.5).fit(X, y).coef_.tobytes()
+    )
+
+
 def test_fit_parquet_takes_class_weights_keyed_by_any_labels(tmp_path):
     """A class_weight dict keyed by the label's values (text here), as in
     memory: the same bits as fit() on the same rows; keys that are not the
