@@ -583,7 +583,8 @@ class LogisticRegressionCV(LogisticRegression):
     ``pipeline train --cv`` (:mod:`pipeline.crossval`) on numpy input.
 
     ``cv`` folds from the hash of each row's position (the same folds as the
-    CLI's on the same rows in the same order); ``path`` strengths of the
+    CLI's on the same rows in the same order), or a scikit-learn splitter
+    (or ``(train, test)`` pairs) whose test sets partition the rows; ``path`` strengths of the
     penalty whose mix ``l1`` and ``l2`` give (``l1`` alone: the lasso, from
     the strength that zeroes every weight; ``l2`` alone: ridge, from ``l2``)
     down to ``path_ratio`` times the largest, each cross-validated with the
@@ -645,14 +646,13 @@ class LogisticRegressionCV(LogisticRegression):
         check_classification_targets(y)
         classes, codes = np.unique(y, return_inverse=True)
         if len(classes) != 2:
-            raise ValueError(f"LogisticRegressionCV is binary: expected 2 classes in y, found {len(classes)}")
+            raise ValueError(
+                "Only binary classification is supported. LogisticRegressionCV is binary: expected 2 classes "
+                f"in y, found {len(classes)}"
+            )
         self.classes_ = classes
         weights = None if sample_weight is None else _check_sample_weight(sample_weight, X, dtype=np.float64)
-        if isinstance(self.cv, bool) or not isinstance(self.cv, numbers.Integral) or self.cv < 2:
-            raise ValueError(f"cv must be an integer number of folds >= 2; got {self.cv!r}")
-        if self.cv > len(codes):
-            raise ValueError(f"cv: {self.cv} folds for {len(codes)} rows; expected at most one fold per row")
-        folds = Folds(int(self.cv)).of(np.arange(len(codes), dtype=np.int64), None)
+        n_folds, folds = _cv_folds(self.cv, X, y)
         labels = codes.astype(np.float64) + FOLD_CODE * folds
         evaluator = InProcessEvaluator([(X, labels, weights)], X.shape[1])
         if worth_compiling(X.size):
@@ -672,7 +672,7 @@ class LogisticRegressionCV(LogisticRegression):
                 class_weight=self._class_weight(),
                 path=int(self.path or 0),
                 path_ratio=float(self.path_ratio),
-                cv=int(self.cv),
+                cv=n_folds,
                 cv_rule=self.rule,
             )
             common = fit_options(config, names, "y")
@@ -712,6 +712,43 @@ class LogisticRegressionCV(LogisticRegression):
 
 #: Feature dtypes fitted and scored as they are (anything else: float64).
 _FEATURE_DTYPES = [np.float64, np.float32]
+
+
+def _cv_folds(cv, X: np.ndarray, y: np.ndarray) -> tuple[int, np.ndarray]:
+    """``(n_folds, each row's fold)`` for :class:`LogisticRegressionCV`'s
+    ``cv``: a number of folds (rows assigned by :class:`pipeline.data.Folds`,
+    as ``pipeline train --cv``), or a scikit-learn splitter or an iterable of
+    ``(train, test)`` index pairs whose test sets partition the rows, each
+    trained on all the other rows (``KFold``, ``StratifiedKFold``, ``GroupKFold``)."""
+    n_rows = len(y)
+    if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
+        n_folds = int(cv)
+        if n_folds < 2:
+            raise ValueError(f"cv must be a number of folds >= 2 or a splitter; got {cv!r}")
+        if n_folds > n_rows:
+            raise ValueError(f"cv: {n_folds} folds for {n_rows} rows; expected at most one fold per row")
+        return n_folds, Folds(n_folds).of(np.arange(n_rows, dtype=np.int64), None)
+    if isinstance(cv, (str, bytes, bool)) or not (hasattr(cv, "split") or hasattr(cv, "__iter__")):
+        raise ValueError(f"cv must be a number of folds >= 2, a splitter or an iterable of (train, test); got {cv!r}")
+    splits = list(cv.split(X, y)) if hasattr(cv, "split") else list(cv)
+    rows = np.arange(n_rows)
+    folds = np.full(n_rows, -1, dtype=np.int64)
+    for fold, (fitted, held) in enumerate(splits):
+        fitted, held = np.unique(rows[fitted]), np.unique(rows[held])
+        if (folds[held] >= 0).any():
+            raise ValueError("cv: the test sets overlap; expected test sets that partition the rows (as KFold's)")
+        if not np.array_equal(fitted, np.setdiff1d(rows, held)):
+            raise ValueError(
+                f"cv: fold {fold} does not train on all the rows outside its test set; expected test sets "
+                "that partition the rows, each fold trained on the others (as KFold's)"
+            )
+        folds[held] = fold
+    if len(splits) < 2 or (folds < 0).any():
+        raise ValueError(
+            f"cv: {len(splits)} split(s) whose test sets leave {int((folds < 0).sum())} row(s) out; expected "
+            "at least 2 test sets that partition the rows (as KFold's)"
+        )
+    return len(splits), folds
 
 
 def _parquet_class_weight(weights: dict, config: TrainConfig) -> tuple[float, ...]:

@@ -244,6 +244,38 @@ def test_the_estimator_gives_the_cli_bytes(reference):
         LogisticRegressionCV(cv=3).fit(rows.to_numpy()[:90], np.repeat([0, 1, 2], 30))
 
 
+def test_the_estimator_takes_scikit_learn_splitters_whose_test_sets_partition_the_rows():
+    from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, TimeSeriesSplit
+
+    from pipeline import LogisticRegression, LogisticRegressionCV
+
+    rows = fair_frame().iloc[::8]
+    y = (rows.pop("y").to_numpy() > 0).astype(int)
+    assert 0 < y.mean() < 1
+    X = rows.to_numpy()
+    splitter = StratifiedKFold(3, shuffle=True, random_state=0)
+    given = LogisticRegressionCV(cv=splitter, path=None, l1=0.0, l2=0.05, tol=1e-10).fit(X, y)
+    listed = LogisticRegressionCV(cv=list(splitter.split(X, y)), path=None, l1=0.0, l2=0.05, tol=1e-10).fit(X, y)
+    assert given.cv_losses_.tobytes() == listed.cv_losses_.tobytes()
+    # each fold's held-out loss is that of a fit on the other rows, evaluated on the fold's rows
+    for fold, (train_rows, test_rows) in enumerate(splitter.split(X, y)):
+        alone = LogisticRegression(l2=0.05, tol=1e-10).fit(X[train_rows], y[train_rows])
+        proba = alone.predict_proba(X[test_rows])[:, 1]
+        held_out = -np.mean(y[test_rows] * np.log(proba) + (1 - y[test_rows]) * np.log1p(-proba))
+        assert given.cv_losses_[0][fold] == pytest.approx(held_out, rel=1e-7)
+    assert LogisticRegressionCV(cv=KFold(4), path=None, l2=0.05, l1=0.0).fit(X, y).cv_losses_.shape == (1, 4)
+    for splitter, fragment in [
+        (ShuffleSplit(3, test_size=0.2, random_state=0), "partition the rows"),
+        (TimeSeriesSplit(3), "partition the rows"),
+        ("folds", "cv must be"),
+        (1, "cv must be"),
+    ]:
+        with pytest.raises(ValueError, match=fragment):
+            LogisticRegressionCV(cv=splitter, path=None, l2=0.05, l1=0.0).fit(X, y)
+    with pytest.raises(ValueError, match="Only binary classification is supported"):
+        LogisticRegressionCV(cv=3).fit(X[:90], np.repeat([0, 1, 2], 30))
+
+
 def test_folds_without_rows_too_many_folds_and_a_missing_key_are_clear_errors(tmp_path):
     from pipeline.errors import ColumnNotFoundError, EmptyDatasetError
 
