@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -238,6 +239,35 @@ def check_prediction_target(target: Path, overwrite: bool, inputs: Sequence[str]
                 "expected another output directory: --overwrite replaces a previous prediction, not an input",
                 path=str(target),
             )
+    others = _not_scores(target)
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise OutputError(
+            f"{target} holds {shown}, which no prediction writes; expected a new path, or with --overwrite a "
+            f"directory of earlier scores (only part-NNNNN.parquet files with a {PREDICTION_COLUMN!r} column)",
+            path=str(target),
+        )
+
+
+_SCORES_FILE = re.compile(r"part-\d{5}\.parquet")
+
+
+def _not_scores(directory: Path) -> list[str]:
+    """The entries of ``directory`` that a prediction does not write: anything
+    but ``part-NNNNN.parquet`` files, and such files without a prediction
+    column (another dataset's files, named alike).  Empty: earlier scores."""
+    others = []
+    for entry in sorted(directory.iterdir()):
+        if not (entry.is_file() and not entry.is_symlink() and _SCORES_FILE.fullmatch(entry.name)):
+            others.append(entry.name + ("/" if entry.is_dir() else ""))
+        elif not others:
+            try:
+                names = pq.read_schema(entry).names
+            except (pa.ArrowException, OSError):
+                names = []
+            if PREDICTION_COLUMN not in names:
+                others.append(f"{entry.name} (no {PREDICTION_COLUMN!r} column)")
+    return others
 
 
 def _check_columns(dataset: Dataset, columns: Sequence[str], model: Model) -> None:

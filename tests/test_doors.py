@@ -507,6 +507,30 @@ def test_predict_out_is_never_an_input_or_a_file(tmp_path, capsys, trained):
     scores = tmp_path / "scores"
     assert run_main(capsys, "predict", model, data, "--out", scores)[0] == 0
     assert run_main(capsys, "predict", model, data, "--out", scores, "--overwrite")[0] == 0  # a previous prediction
+    # --overwrite replaces earlier scores only: not a directory of anything else
+    # (another model's directory, another dataset, a project), whose files would be lost
+    home = tmp_path / "home"
+    (home / "project").mkdir(parents=True)
+    (home / "project" / "main.py").write_text("code\n")
+    (home / "notes.txt").write_text("x\n")
+    other_data = tmp_path / "other-data"
+    other_data.mkdir()
+    shutil.copy(next(Path(data).glob("*.parquet")), other_data / "part-00000.parquet")  # named like scores
+    other_model = tmp_path / "other-model"
+    shutil.copytree(model, other_model)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(scores, mixed)
+    (mixed / "keep.csv").write_text("1\n")
+    before = snapshot(tmp_path)
+    for out, fragments in [
+        (home, ["notes.txt, project/", "which no prediction writes"]),
+        (other_data, ["part-00000.parquet (no 'prediction' column)"]),
+        (other_model, ["job.json"]),
+        (mixed, ["keep.csv"]),
+    ]:
+        code, stderr = run_main(capsys, "predict", model, data, "--out", out, "--overwrite")
+        assert_one_error_line(code, stderr, "OutputError", str(out), "directory of earlier scores", *fragments)
+    assert snapshot(tmp_path) == before
 
 
 def test_train_out_inside_the_dataset_is_refused(tmp_path, capsys, trained):
