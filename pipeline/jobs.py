@@ -342,9 +342,11 @@ class JobRecorder(Recorder):
         split = Split(config.validation_fraction, config.validation_key, "validation")
         metrics = evaluate(str(self.outputs.path), config.data, client=self.client, split=split)
         self.outputs.write_json(self.outputs.metrics, metrics)
+        # (a multinomial model's metrics have a one-vs-rest macro AUC, no binary one)
+        auc = metrics["roc_auc_ovr_macro"] if "per_class" in metrics else metrics["roc_auc"]
         self.note(
             f"validation rows {metrics['n_samples']}: log-loss {metrics['log_loss']!r} accuracy "
-            f"{metrics['accuracy']!r} ROC AUC {metrics['roc_auc']!r} -> {self.outputs.metrics}"
+            f"{metrics['accuracy']!r} ROC AUC {auc!r} -> {self.outputs.metrics}"
         )
 
     def _end(self, status: JobStatus, error: str | None, **fields) -> None:

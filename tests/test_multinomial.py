@@ -664,6 +664,16 @@ def test_a_validation_split_and_early_stopping_with_classes(data):
     again = train(config(shuffled, validation_fraction=0.25, early_stopping=2))
     assert_identical(again, model)
     assert again.validation_loss_history == model.validation_loss_history
+    # through the CLI, whose run then writes the validation rows' metrics
+    out = data.parent / "validation-cli"
+    result = run_cli(
+        "train", str(data), "--label", "species", "--l2", "1e-3", "--validation-fraction", "0.25",
+        "--in-process", "--quiet", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "per_class" in metrics and metrics["n_samples"] > 0
+    assert f"ROC AUC {metrics['roc_auc_ovr_macro']!r}" in (out / "job.log").read_text()
 
 
 def test_balanced_class_weights_with_a_weight_column_match_the_estimator(tmp_path):
