@@ -293,6 +293,8 @@ class ChunkReader:
                 )
             except (pa.ArrowException, OSError) as exc:
                 raise unreadable_error(chunk, exc) from None
+        if table is not None:
+            _check_read_columns(table, columns, chunk)
         weights = np.ones(chunk.n_rows)
         if self.weight:
             weights = _column_values(table, self.weight, chunk, 0)
@@ -328,6 +330,7 @@ class ChunkReader:
             raise _row_count_mismatch(chunk, seen)
 
     def _decode(self, table, chunk: ChunkSpec, first_row: int, fresh: bool = False) -> Chunk:
+        _check_read_columns(table, self.columns, chunk)
         shape = (table.num_rows, self.width)
         # (streamed batches reuse the allocator's warm memory batch after batch)
         X = fresh_array(shape, self.dtype) if fresh else np.empty(shape, dtype=self.dtype, order="F")
@@ -603,6 +606,21 @@ def fresh_array(shape: tuple[int, int], dtype) -> np.ndarray:
         return np.empty(shape, dtype=dtype, order="F")
     pages = mmap.mmap(-1, n_bytes)
     return np.frombuffer(pages, dtype=dtype).reshape(shape, order="F")
+
+
+def _check_read_columns(table, columns: Sequence[str], chunk: ChunkSpec) -> None:
+    """pyarrow reads a row group without a requested column that the file
+    lacks, silently: a file replaced since the dataset was opened (whose
+    plan checked every file's columns) is named here instead."""
+    names = table.schema.names
+    absent = [name for name in columns if name not in names]
+    if absent:
+        raise ColumnNotFoundError(
+            f"{chunk.where()} has no column(s) {absent} (found {names}); expected the columns it had when the "
+            "dataset was opened: was the file replaced while the run read it?",
+            path=chunk.path,
+            column=absent[0],
+        )
 
 
 def unreadable_error(chunk: ChunkSpec, exc: Exception) -> UnreadableFileError:

@@ -443,3 +443,23 @@ def test_to_dask_spreads_chunks_evenly_over_workers(tmp_path):
     assert spread([10] * 10, None) == [None] * 10
     X, y, _ = dataset.to_dask(["w1", "w2", "w3"])  # hints do not change the arrays
     np.testing.assert_array_equal(X.compute(scheduler="sync")[:, 0], np.arange(100))
+
+
+def test_a_file_replaced_after_the_plan_is_named_not_a_key_error(tmp_path):
+    """pyarrow reads a row group without a requested column the file lacks
+    (no error): a file swapped for another table while a run reads it is one
+    ColumnNotFoundError naming it, on every read path (whole row group, batches,
+    weights only)."""
+    data = tmp_path / "data"
+    rows = pa.table({"x0": [0.5, 1.5, 2.5, 3.5], "x1": [1.0, 2.0, 3.0, 4.0], "w": [1.0] * 4, "y": [0, 1, 0, 1]})
+    first = write(data / "part-0.parquet", rows)
+    write(data / "part-1.parquet", rows)
+    dataset = open_dataset(str(data), "y", weight="w")
+    write(first, pa.table({"other": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]}))  # replaced after the plan
+    reader, chunk = dataset.reader, dataset.chunks[0]
+    for read in (lambda: reader(chunk), lambda: list(reader.iter_batches(chunk, 2)), lambda: reader.weights_of(chunk)):
+        absent = r"part-0.parquet has no column\(s\) (\['x0', 'x1'|\['w'\])"
+        with pytest.raises(ColumnNotFoundError, match=absent) as caught:
+            read()
+        assert "was the file replaced while the run read it?" in str(caught.value)
+    assert reader(dataset.chunks[1]).X.shape == (4, 2)
