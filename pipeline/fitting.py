@@ -19,7 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError, ConvergenceWarning, LabelValueError, MissingValueError, WeightValueError
+from .errors import (
+    ConfigError,
+    ConvergenceWarning,
+    EmptyDatasetError,
+    LabelValueError,
+    MissingValueError,
+    PipelineError,
+    WeightValueError,
+)
 from .exact import fsum
 from .inference import DEFAULT_CONFIDENCE, MAX_NEWTON_STEPS, Inference, infer, refusal
 from .kernel import Categories, level_top
@@ -303,17 +311,22 @@ def fit(
         elapsed, validation_losses = list(resume.elapsed_s), list(resume.validation_loss)
     else:
         if prepared is None:
-            prepared = prepare(
-                evaluator,
-                standardize=standardize,
-                class_weight=class_weight,
-                features=features,
-                label=label,
-                impute=impute,
-                levels=levels,
-                n_classes=n_classes,
-                class_totals=class_totals,
-            )
+            try:
+                prepared = prepare(
+                    evaluator,
+                    standardize=standardize,
+                    class_weight=class_weight,
+                    features=features,
+                    label=label,
+                    impute=impute,
+                    levels=levels,
+                    n_classes=n_classes,
+                    class_totals=class_totals,
+                )
+            except (WeightValueError, EmptyDatasetError) as exc:
+                if validation is None:
+                    raise
+                raise _empty_part("training", exc) from None
         else:
             prepared = dataclasses.replace(prepared, stats_passes=0)  # (counted where it ran)
         elapsed, validation_losses = [], []
@@ -350,7 +363,10 @@ def fit(
 
     def save(state: SolverState) -> None:
         if held_out is not None:
-            validation_losses.append(held_out(state.coef)[0])
+            try:
+                validation_losses.append(held_out(state.coef)[0])
+            except (WeightValueError, EmptyDatasetError) as exc:
+                raise _empty_part("validation", exc) from None
         if on_state:
             on_state(
                 FitState(
@@ -608,6 +624,14 @@ def auto_solver(n_features: int) -> str:
     hands over to Newton when L-BFGS's measured rate says Newton is cheaper
     (:func:`pipeline.solvers.hand_over_to_newton`)."""
     return "newton" if n_features <= AUTO_NEWTON_MAX_FEATURES else "lbfgs"
+
+
+def _empty_part(part: str, exc: PipelineError) -> EmptyDatasetError:
+    """A part of a validation split without rows (or without weight), said so."""
+    return EmptyDatasetError(
+        f"the {part} part of the validation split has no rows with weight ({exc}); expected rows on both "
+        "sides: change --validation-fraction, or check --validation-key (rows with equal keys share a part)"
+    )
 
 
 def check_two_classes(summary: DataSummary, label: str | None) -> None:

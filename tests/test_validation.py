@@ -353,3 +353,22 @@ def test_a_bad_key_column_is_one_clear_error(tmp_path, table, column, error, fou
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"{error}: ") and "'key'" in result.stderr and found in result.stderr
+
+
+def test_a_split_with_an_empty_side_says_which(tmp_path, table):
+    """A fraction so small or so large, or a key with one value, that one part
+    of the split has no rows: one EmptyDatasetError naming that part and what
+    decides it (before, a 'sample weights add up to 0.0' that named neither)."""
+    from pipeline.errors import EmptyDatasetError
+
+    data = write(table.append_column("same", pa.array(np.zeros(N, dtype=np.int64))), tmp_path / "data", [700], 512)
+    cases = [
+        (dict(validation_fraction=1e-9), "the validation part"),
+        (dict(validation_fraction=0.99999999), "the training part"),
+        (dict(validation_fraction=0.5, validation_key="same"), "part of the validation split has no rows"),
+    ]
+    for options, fragment in cases:
+        config = TrainConfig(data=str(data), label="y", features=("f0", "f1"), cluster=None, **options)
+        with pytest.raises(EmptyDatasetError, match=fragment) as caught:
+            train(config)
+        assert "--validation-fraction" in str(caught.value) and "--validation-key" in str(caught.value)
