@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         with _tls_configuration(args):
             return args.handler(args)
     except PipelineError as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -68,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `pipeline train ... | head`: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+
+
+def one_line(message: str) -> str:
+    """An error message on one line: a library's multi-line text (pyarrow's
+    on a corrupt page, for one) joined with '; ', control characters escaped."""
+    escaped = (ch if ch.isprintable() or ch in "\n\r" else ch.encode("unicode_escape").decode() for ch in message)
+    printable = "".join(escaped)
+    return "; ".join(part.strip() for part in printable.splitlines() if part.strip())
 
 
 def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:

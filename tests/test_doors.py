@@ -533,6 +533,21 @@ def test_predict_out_is_never_an_input_or_a_file(tmp_path, capsys, trained):
     assert snapshot(tmp_path) == before
 
 
+def test_a_corrupt_page_is_one_error_line(tmp_path, capsys, trained):
+    """pyarrow's message for a damaged page header spans lines (and carries a
+    control character): the CLI still prints one line naming the file."""
+    data, _, _ = _copies(tmp_path, trained)
+    damaged = sorted(data.glob("*.parquet"))[0]
+    content = bytearray(damaged.read_bytes())
+    content[4:40] = b"\xff" * 36  # the first page's header
+    damaged.write_bytes(bytes(content))
+    out = tmp_path / "out"
+    code, stderr = run_main(capsys, "train", data, "--label", "y", "--in-process", "--quiet", "--out", out)
+    line = assert_one_error_line(code, stderr, "UnreadableFileError", str(damaged), "Deserializing page header failed")
+    assert line.isprintable()
+    assert not out.exists()
+
+
 def test_train_out_inside_the_dataset_is_refused(tmp_path, capsys, trained):
     """The model's files would become part of the data it was trained on (its
     next read fails on checkpoint.npz): refused before anything is read or
