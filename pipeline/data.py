@@ -721,6 +721,9 @@ def key_bits(column, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
             name,
         )
     kind = column.type
+    if pa.types.is_dictionary(kind):  # split by the values, whatever each file's dictionary
+        column = pc.cast(column, kind.value_type)
+        kind = column.type
     if pa.types.is_floating(kind):
         return _numpy_values(column).view(np.uint64)
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_temporal(kind):

@@ -296,6 +296,10 @@ def test_string_and_other_typed_keys_split_by_value(tmp_path):
     assert bits.dtype == np.uint64 and len(np.unique(bits)) == 400
     assert (bits == key_bits(pa.array(ids), "id", chunk, 0)).all()
     assert (bits == key_bits(pa.array(ids).cast(pa.large_binary()), "id", chunk, 0)).all()
+    # dictionary-encoded (as pyarrow writes text), each part with its own dictionary
+    encoded = pa.chunked_array([pa.array(ids[:500]).dictionary_encode(), pa.array(ids[500:][::-1]).dictionary_encode()])
+    reversed_tail = np.concatenate([ids[:500], ids[500:][::-1]])
+    assert (key_bits(encoded, "id", chunk, 0) == key_bits(pa.array(reversed_tail), "id", chunk, 0)).all()
     held = Split(0.3, key="id", part="validation").mask(np.arange(len(ids)), bits)
     assert (held.reshape(400, 3) == held.reshape(400, 3)[:, :1]).all() and 0.2 < held.mean() < 0.4
     ticks = np.arange(-5, 1000, dtype=np.int64)
