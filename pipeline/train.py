@@ -557,6 +557,15 @@ def learn_classes(
         )
     n_classes = 0 if len(classes) == 2 and config.family != "multinomial" else len(classes)
     notify(f"classes of {label!r}: {len(classes)} ({shown}) ({time.perf_counter() - started:.1f} s)")
+    single = [value for value in classes if totals.counts[value] == 1]
+    if len(classes) > 2 and single:
+        listed = ", ".join(repr(value) for value in single[:5]) + (", ..." if len(single) > 5 else "")
+        warnings.warn(
+            f"label column {label!r}: {len(single)} of its {len(classes)} classes have a single row ({listed}); "
+            "a stray value in a 0/1 label, or a label that is not a class? (--family binomial refuses labels "
+            "outside 0/1)",
+            stacklevel=2,
+        )
     if n_classes == 0 and classes == [0, 1] and dataset.class_kind != "str":
         return dataset, 0, None  # a 0/1 label: read as it is (the same codes)
     if dataset.weight:

@@ -384,6 +384,22 @@ def test_a_single_class_is_refused(tmp_path):
         train(config(tmp_path / "one.parquet"))
 
 
+def test_a_stray_label_value_is_warned_about(tmp_path, recwarn):
+    """A 0/1 label with one stray 2 trains a 3-class model (the documented
+    auto family) but says that a class has a single row; real classes do not warn."""
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((400, 2))
+    label = (X[:, 0] > 0).astype(np.int64)
+    label[123] = 2
+    pq.write_table(pa.table({"x0": X[:, 0], "x1": X[:, 1], "y": label}), tmp_path / "stray.parquet")
+    stray = TrainConfig(data=str(tmp_path / "stray.parquet"), label="y", cluster=None, penalty=Penalty(l2=1e-2))
+    with pytest.warns(UserWarning, match=r"label column 'y': 1 of its 3 classes have a single row \(2\); a stray"):
+        assert train(stray).family == "multinomial"
+    recwarn.clear()
+    train(config(write(tmp_path / "species"), options=SolverOptions(max_iter=3)))
+    assert not [w for w in recwarn if "single row" in str(w.message)]
+
+
 def test_too_many_classes_are_refused(data):
     with pytest.raises(LabelValueError, match="3 classes .* at most max_classes = 2"):
         train(config(data, max_classes=2))
