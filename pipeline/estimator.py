@@ -286,7 +286,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             if allow_nan and name == "X":
                 nan = False
             if nan or inf:
-                found = " and ".join(word for word, present in (("NaN", nan), ("infinity", inf)) if present)
+                found = _non_finite(nan, inf)
                 raise NonFiniteInputError(
                     f"Input {name} contains {found}; expected finite values (checked over the whole "
                     f"dask array of shape {array.shape} before training, as scikit-learn checks numpy input)"
@@ -795,11 +795,16 @@ def _finite_blocks(X, allow_nan: bool):
     return X.map_blocks(_finite_block, allow_nan, dtype=X.dtype)
 
 
+def _non_finite(nan: bool, inf: bool) -> str:
+    """What an input holds that is refused: "NaN", "infinity" or both."""
+    return " and ".join(word for word, present in (("NaN", nan), ("infinity", inf)) if present)
+
+
 def _finite_block(block: np.ndarray, allow_nan: bool) -> np.ndarray:
     nan = False if allow_nan else bool(np.isnan(block).any())
     inf = bool(np.isinf(block).any())
     if nan or inf:
-        found = " and ".join(word for word, present in (("NaN", nan), ("infinity", inf)) if present)
+        found = _non_finite(nan, inf)
         expected = "finite values or NaN (a missing value)" if allow_nan else "finite values"
         raise NonFiniteInputError(
             f"Input X contains {found}; expected {expected} (found in a block of the dask array being scored)"
