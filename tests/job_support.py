@@ -84,3 +84,18 @@ def job_status(out: Path) -> str | None:
         return json.loads((out / "job.json").read_text()).get("status")
     except (OSError, ValueError):
         return None
+
+
+def checkpoint_iteration(out: Path) -> int:
+    """The iteration the job's checkpoint holds (-1 while there is none).
+
+    Wait on this, not on history.csv, before killing a job whose resume point
+    a test checks: the history row of an iteration is written before its
+    checkpoint."""
+    from pipeline.checkpoint import load_checkpoint
+    from pipeline.errors import CheckpointError
+
+    try:
+        return int(load_checkpoint(out / "checkpoint.npz")[0].solver_state.n_iter)
+    except CheckpointError:
+        return -1
