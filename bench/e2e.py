@@ -192,7 +192,7 @@ def run_ours(data: Path, out: Path, timeout: float, in_process: bool) -> Run:
         "--out",
         str(out),
         "--overwrite",
-    ] + (["--in-process"] if in_process else [])
+    ] + (["--in-process"] if in_process else ["--workers", "2"])  # the peers' cluster size
     spawned, lines, run.exit, code = _lines_with_times(command, timeout)
     if code != 0:
         run.note = f"exit {code}: " + " / ".join(line for _, line, _ in lines[-3:])

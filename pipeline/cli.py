@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cluster import ClusterSpec, connect
+from .cluster import ClusterSpec, connect, embedded_worker_count
 from .config import TrainConfig, check_output_root, output_roots
 from .errors import ClusterError, ConfigError, DatasetNotFoundError, JobCancelled, PipelineError
 from .jobfile import KEYS, config_from_mapping, load_job
@@ -154,7 +154,12 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("out", metavar="OUTPUT_DIR", help="the job's output directory")
     where = resume.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler")
-    where.add_argument("--workers", type=int, default=None, help="embedded local cluster size")
+    where.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="embedded local cluster size (default: one worker per core, each with at least 1 GiB)",
+    )
     where.add_argument("--in-process", action="store_true", help="no Dask: numpy in this process")
     resume.add_argument("--detach", action="store_true", help="resume on the cluster and return")
     resume.add_argument("--quiet", action="store_true", help="no per-iteration lines")
@@ -310,7 +315,7 @@ def _add_where(parser: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def _client_for(args):
     if args.scheduler or args.workers:
-        with connect(ClusterSpec(scheduler=args.scheduler, n_workers=args.workers or 2)) as client:
+        with connect(ClusterSpec(scheduler=args.scheduler, n_workers=args.workers)) as client:
             yield client
     else:
         yield None
@@ -482,7 +487,7 @@ def _attached(
     where = (
         "in-process"
         if config.cluster is None
-        else config.cluster.scheduler or f"local cluster, {config.cluster.n_workers} worker processes"
+        else config.cluster.scheduler or f"local cluster, {embedded_worker_count(config.cluster)} worker processes"
     )
     print(f"{doing} on {config.data} ({where})")
     started = time.perf_counter()

@@ -23,6 +23,8 @@ __all__ = [
     "ClusterSpec",
     "cluster_memory",
     "connect",
+    "default_worker_count",
+    "embedded_worker_count",
     "local_cluster_options",
     "memory_total",
     "security",
@@ -35,6 +37,9 @@ WORKER_WAIT_S = 120
 #: Seconds a pass may make no progress (no worker left, or every worker
 #: paused) before it fails with a :class:`ClusterError`.
 STALL_TIMEOUT_S = 60.0
+#: The least memory an embedded worker is given when the number of workers
+#: is left to the machine (one per core, fewer where memory is short).
+MIN_WORKER_MEMORY = 2**30
 #: The interface an embedded cluster listens on (never reachable from elsewhere).
 LOCAL_HOST = "127.0.0.1"
 #: the TLS files of a ``tls://`` scheduler
@@ -46,7 +51,10 @@ class ClusterSpec:
     """Where to run: a scheduler address, or an embedded LocalCluster."""
 
     scheduler: str | None = None
-    n_workers: int = 2
+    #: embedded worker processes; None: one per usable core, fewer where the
+    #: memory would give each less than ``MIN_WORKER_MEMORY``
+    #: (:func:`embedded_worker_count`)
+    n_workers: int | None = None
     threads_per_worker: int = 1
     memory_limit: str | None = None
     #: fail a pass that makes no progress for this long (see :func:`pipeline.reduce.gather`)
@@ -62,7 +70,8 @@ class ClusterSpec:
     def __post_init__(self) -> None:
         """The values' rules; messages start with the field's name and quote
         other fields as `name` (the CLI and job files show their option or key)."""
-        require_count("n_workers", self.n_workers, 1)
+        if self.n_workers is not None:
+            require_count("n_workers", self.n_workers, 1)
         require_count("threads_per_worker", self.threads_per_worker, 1)
         for name in ("stall_timeout_s", "connect_timeout_s"):
             require_number(name, getattr(self, name), positive=True)
@@ -98,6 +107,29 @@ def security(ca_file: str | None, cert: str | None, key: str | None = None):
     return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
 
 
+def default_worker_count(cpus: int, memory_bytes: int | None) -> int:
+    """Policy only: embedded worker processes for ``cpus`` usable cores and
+    ``memory_bytes`` of memory (None: unknown).  One single-threaded worker
+    per core (each pass is one compiled, single-threaded task per chunk),
+    but no fewer than ``MIN_WORKER_MEMORY`` bytes per worker, and at least one."""
+    count = max(int(cpus), 1)
+    if memory_bytes:
+        count = min(count, max(int(memory_bytes) // MIN_WORKER_MEMORY, 1))
+    return count
+
+
+def embedded_worker_count(spec: ClusterSpec) -> int:
+    """The worker processes an embedded cluster for ``spec`` starts: its
+    ``n_workers``, else :func:`default_worker_count` for this machine (cores
+    and memory as Dask counts them: CPU affinity and cgroup limits included)."""
+    if spec.n_workers is not None:
+        return spec.n_workers
+    from dask.system import CPU_COUNT
+    from distributed.system import MEMORY_LIMIT
+
+    return default_worker_count(CPU_COUNT, MEMORY_LIMIT)
+
+
 def memory_total(workers: dict[str, dict]) -> tuple[list[str], int | None]:
     """Policy only: worker addresses (sorted) and their total memory limit from
     the scheduler's ``workers`` table (address -> info); None when there is no
@@ -116,7 +148,7 @@ def local_cluster_options(spec: ClusterSpec) -> dict:
     processes on this host's loopback, no dashboard, the memory limit only when
     one is given (else Dask's default)."""
     options = dict(
-        n_workers=spec.n_workers,
+        n_workers=embedded_worker_count(spec),
         threads_per_worker=spec.threads_per_worker,
         processes=True,
         host=LOCAL_HOST,

@@ -10,6 +10,7 @@ import pytest
 from conftest import run_cli
 
 from pipeline import Model, coef_digest
+from pipeline.cluster import ClusterSpec, embedded_worker_count
 from pipeline.objective import LogisticObjective
 from pipeline.reduce import InProcessEvaluator
 
@@ -55,8 +56,10 @@ def test_cli_cluster_training_reaches_sklearn_optimum(tmp_path):
     from sklearn.linear_model import LogisticRegression
 
     make(tmp_path / "data", 20_000, 5, 3, 2500, 1)
-    model, stdout = train_cli(tmp_path / "data", tmp_path / "out", "--workers", "2", tol="1e-8")
-    assert "local cluster, 2 worker processes" in stdout
+    model, stdout = train_cli(tmp_path / "data", tmp_path / "out", tol="1e-8")
+    expected = embedded_worker_count(ClusterSpec())  # no --workers: one per core here
+    assert f"local cluster, {expected} worker processes" in stdout
+    assert json.loads((tmp_path / "out" / "job.json").read_text())["cluster"]["n_workers"] == expected
     assert "iter    1" in stdout and "digest " + model.digest in stdout
 
     stored = json.loads((tmp_path / "out" / "model.json").read_text())

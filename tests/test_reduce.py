@@ -13,7 +13,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.cluster import ClusterSpec, connect, local_cluster_options, memory_total
+from pipeline.cluster import (
+    MIN_WORKER_MEMORY,
+    ClusterSpec,
+    connect,
+    default_worker_count,
+    embedded_worker_count,
+    local_cluster_options,
+    memory_total,
+)
 from pipeline.data import Chunk, Split, open_dataset, spread
 from pipeline.errors import ClusterError, ConfigError
 from pipeline.kernel import KernelSpec
@@ -289,6 +297,23 @@ def test_embedded_cluster_options():
     assert local_cluster_options(ClusterSpec(memory_limit="1GiB"))["memory_limit"] == "1GiB"
     with pytest.raises(ConfigError, match="n_workers must be an integer >= 1; found 0"):
         ClusterSpec(n_workers=0)  # refused where the value is set, before any cluster
+
+
+def test_the_default_embedded_cluster_has_a_worker_per_core_within_memory():
+    """Policy: one single-threaded worker per usable core, none with less than
+    MIN_WORKER_MEMORY, at least one; a count that is given is kept."""
+    assert default_worker_count(16, 64 * MIN_WORKER_MEMORY) == 16
+    assert default_worker_count(16, 6 * MIN_WORKER_MEMORY + 1) == 6  # memory-bound
+    assert default_worker_count(16, MIN_WORKER_MEMORY // 2) == 1
+    assert default_worker_count(2, None) == 2  # memory unknown: cores decide
+    assert default_worker_count(0, None) == 1
+    from dask.system import CPU_COUNT
+    from distributed.system import MEMORY_LIMIT
+
+    machine = default_worker_count(CPU_COUNT, MEMORY_LIMIT)
+    assert ClusterSpec().n_workers is None and embedded_worker_count(ClusterSpec()) == machine
+    assert local_cluster_options(ClusterSpec())["n_workers"] == machine
+    assert embedded_worker_count(ClusterSpec(n_workers=5)) == 5
 
 
 # -- on a real cluster -----------------------------------------------------------------------
