@@ -37,6 +37,8 @@ Hierarchy::
 :class:`ConvergenceWarning` (a warning, not an error) is issued when a solver
 stops without meeting its tolerance; it is a subclass of scikit-learn's
 ``sklearn.exceptions.ConvergenceWarning`` (see the class for when).
+:class:`SeparationWarning` (a ``UserWarning``) says that the features
+(nearly) separate the classes of an unpenalized fit.
 
 Errors raised inside cluster tasks travel back to the client pickled; the
 ``__reduce__`` below keeps their attributes on the way.
@@ -73,6 +75,7 @@ __all__ = [
     "EmptyDatasetError",
     "CollinearityError",
     "ConvergenceWarning",
+    "SeparationWarning",
 ]
 
 
@@ -244,6 +247,14 @@ class ConvergenceWarning(_WarningLayout):
     def __init__(self, *args) -> None:
         adopt_sklearn_base()
         super().__init__(*args)
+
+
+class SeparationWarning(UserWarning):
+    """The features (nearly) separate the classes and there is no penalty: the
+    log-likelihood approaches its supremum 0 only as coefficients grow without
+    bound, so the fitted coefficients are where the solver stopped, not an
+    optimum, and standard errors mean nothing (statsmodels'
+    ``PerfectSeparationWarning``; a penalty gives a unique optimum)."""
 
 
 def adopt_sklearn_base() -> None:

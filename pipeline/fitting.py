@@ -12,6 +12,7 @@ files, jobs) lives above, in :mod:`pipeline.train` and :mod:`pipeline.jobs`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from .errors import (
     LabelValueError,
     MissingValueError,
     PipelineError,
+    SeparationWarning,
     WeightValueError,
 )
 from .exact import fsum
@@ -460,6 +462,15 @@ def fit(
     assert result.n_passes == already + objective.n_passes
     if not result.converged:
         warnings.warn(f"{solver} did not converge: {result.message}", ConvergenceWarning, stacklevel=2)
+    if separated(result.loss, penalty, n_classes):
+        warnings.warn(
+            f"the classes are (nearly) separated: the mean log-loss is {result.loss:.3g} (at zero coefficients "
+            f"ln {max(n_classes, 2)} = {math.log(max(n_classes, 2)):.3g}); without a penalty it goes to 0 only "
+            "as coefficients grow without bound, so these are where the solver stopped, not an optimum "
+            "(add --l2, or remove the features that separate the classes)",
+            SeparationWarning,
+            stacklevel=2,
+        )
     coef, gradient = result.coef, result.grad
     if standardization is not None:
         coef = standardization.to_original(result.coef)
@@ -632,6 +643,22 @@ def _empty_part(part: str, exc: PipelineError) -> EmptyDatasetError:
         f"the {part} part of the validation split has no rows with weight ({exc}); expected rows on both "
         "sides: change --validation-fraction, or check --validation-key (rows with equal keys share a part)"
     )
+
+
+#: An unpenalized fit whose mean log-loss ends below this fraction of the
+#: loss at zero coefficients (ln K) is warned about: the classes are (nearly)
+#: separated.  The solver stops there on its gradient tolerance (the gradient
+#: shrinks with the loss); a fit that is not separated ends far above it
+#: (the null loss of a 1-in-10,000 class share is already ~1e-3).
+SEPARATED_LOSS = 1e-4
+
+
+def separated(loss: float, penalty: Penalty, n_classes: int) -> bool:
+    """Policy only: is a fit's final (mean) ``loss`` that of classes the
+    features separate?  Only without a penalty (with one the optimum is finite)."""
+    if penalty.l1 or penalty.l2:
+        return False
+    return bool(loss < SEPARATED_LOSS * math.log(max(n_classes, 2)))
 
 
 def check_two_classes(summary: DataSummary, label: str | None) -> None:

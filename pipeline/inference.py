@@ -44,7 +44,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .errors import CollinearityError, ConfigError, invalid
+from .errors import CollinearityError, ConfigError, SeparationWarning, invalid
 from .exact import fsum
 from .kernel import KernelSpec
 from .objective import Evaluator, Penalty, Standardization
@@ -352,7 +352,7 @@ def infer(
             f"the classes are (nearly) separated: pseudo-R2 {inference.pseudo_r2!r}, the likelihood goes to its "
             "maximum as coefficients grow without bound, so the standard errors are not meaningful (add --l2, "
             "or remove the features that separate the classes)",
-            UserWarning,
+            SeparationWarning,
             stacklevel=3,
         )
     return Inferred(inference, coef, at.grad / weight_sum, steps, passes)

@@ -113,3 +113,42 @@ def test_demo_proves_cluster_equals_in_process(tmp_path):
     cluster = Model.load(tmp_path / "model-cluster")
     local = Model.load(tmp_path / "model-in-process")
     assert cluster.digest == local.digest and cluster.n_iter > 3
+
+
+def _two_class_table(path, flip: int) -> None:
+    """Classes that the features separate exactly, with ``flip`` labels flipped."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2000, 3))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int8)
+    y[:flip] = 1 - y[:flip]
+    path.mkdir()
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": y}), path / "part.parquet")
+
+
+def test_separated_classes_are_warned_about_without_a_penalty(tmp_path):
+    """Separable classes: the unpenalized loss goes to 0 only as the
+    coefficients grow, so the run warns (printed and logged); a penalty, or a
+    few rows on the wrong side, and there is an optimum: no warning."""
+    from pipeline.errors import SeparationWarning
+    from pipeline.fitting import SEPARATED_LOSS, separated
+    from pipeline.objective import Penalty
+
+    _two_class_table(tmp_path / "separated", 0)
+    _two_class_table(tmp_path / "overlapping", 5)
+    warned = "the classes are (nearly) separated"
+    run = run_cli("train", tmp_path / "separated", "--label", "y", "--in-process", "--out", tmp_path / "s")
+    assert run.returncode == 0 and warned in run.stderr and warned in (tmp_path / "s" / "job.log").read_text()
+    assert np.abs(Model.load(tmp_path / "s").coef).max() > 100  # the coefficients ran away
+    for data, options in (("separated", ("--l2", "1e-3")), ("overlapping", ())):
+        run = run_cli(
+            "train", tmp_path / data, "--label", "y", "--in-process", "--out", tmp_path / f"{data}-out", *options
+        )
+        assert run.returncode == 0 and warned not in run.stdout + run.stderr
+    # the policy: below SEPARATED_LOSS of ln K, and only without a penalty
+    assert separated(0.9 * SEPARATED_LOSS * np.log(2), Penalty(), 0)
+    assert not separated(1.1 * SEPARATED_LOSS * np.log(2), Penalty(), 0)
+    assert separated(1.1 * SEPARATED_LOSS * np.log(2), Penalty(), 3)  # ln 3 for three classes
+    assert not separated(0.0, Penalty(l2=1e-6), 0) and not separated(0.0, Penalty(l1=1e-6), 0)
+    assert issubclass(SeparationWarning, UserWarning)

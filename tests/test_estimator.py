@@ -170,3 +170,15 @@ def test_dask_arrays_train_on_the_cluster_to_the_same_bits_and_dask_ml_search_wo
         key = f"split{fold}_test_score"
         assert searched.cv_results_[key].tobytes() == in_memory.cv_results_[key].tobytes()
     assert searched.best_estimator_.coef_.tobytes() == in_memory.best_estimator_.coef_.tobytes()
+
+
+def test_separated_classes_warn_with_their_own_class():
+    from pipeline.errors import SeparationWarning
+
+    X = np.random.default_rng(3).standard_normal((400, 2))
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.warns(SeparationWarning, match="nearly"):
+        LogisticRegression().fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SeparationWarning)
+        LogisticRegression(l2=1e-3).fit(X, y)  # an optimum: no warning
