@@ -21,8 +21,8 @@ from typing import Any
 
 from .cluster import ClusterSpec, connect, embedded_worker_count
 from .config import TrainConfig, check_output_root, output_roots
-from .errors import ClusterError, ConfigError, DatasetNotFoundError, JobCancelled, PipelineError
-from .jobfile import KEYS, config_from_mapping, load_job
+from .errors import ClusterError, ConfigError, DatasetNotFoundError, JobCancelled, JobFileError, PipelineError
+from .jobfile import KEYS, config_from_mapping, key_setting, load_job
 from .jobs import (
     config_of,
     find_job,
@@ -454,6 +454,12 @@ def _submit(args) -> int:
             raise
         key = "cluster.scheduler" if isinstance(exc, ClusterError) else "data.url"
         raise type(exc)(f"{args.job}: {key}: {exc}", path=args.job, column=key) from None
+    except ConfigError as exc:
+        # a setting of the file that only the data can refuse (class_weight's count): say which key
+        setting = key_setting(args.job, exc.column)
+        if isinstance(exc, JobFileError) or setting is None or setting in overrides:
+            raise
+        raise JobFileError(f"{args.job}: {setting}: {exc}", path=args.job, column=setting) from None
     return 0 if model is not None else EXIT_CANCELLED
 
 

@@ -59,12 +59,12 @@ from .config import (
     check_output_root,
 )
 from .data import MISSING_POLICIES
-from .errors import ConfigError, JobFileError, OutputError
+from .errors import ConfigError, JobFileError, OutputError, PipelineError
 from .objective import Penalty
 from .paths import CV_RULES
 from .solvers import SolverOptions
 
-__all__ = ["KEYS", "config_from_mapping", "config_to_mapping", "load_job", "to_toml"]
+__all__ = ["KEYS", "config_from_mapping", "config_to_mapping", "key_setting", "load_job", "to_toml"]
 
 
 KeyKind = Literal["str", "int", "float", "bool", "names", "class_weight", "generate"]
@@ -298,6 +298,25 @@ def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
             mapping = {key: value for key, value in mapping.items() if key not in dropped}
     mapping.update(given)
     return config_from_mapping(mapping, source)
+
+
+def key_setting(path: str | os.PathLike, column: str | None) -> str | None:
+    """The key of job file ``path`` that sets the option an error names
+    (``column``: a field, ``"class_weight"``, or its last part, ``"max_iter"``),
+    if the file sets one; None otherwise (or if the file cannot be read: its
+    own errors are :func:`load_job`'s)."""
+    if not column:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            mapping = _flatten(tomllib.load(handle), str(path))
+    except (OSError, tomllib.TOMLDecodeError, PipelineError):
+        return None
+    for key in mapping:
+        field = KEYS[key].field
+        if field is not None and column in (field, field.rsplit(".", 1)[-1]):
+            return key
+    return None
 
 
 def _flatten(document: Mapping[str, Any], source: str) -> dict[str, Any]:

@@ -140,6 +140,22 @@ def test_missing_dataset_and_unreachable_scheduler_name_file_and_key(tmp_path):
     assert not out.exists()
 
 
+def test_a_setting_only_the_data_refuses_names_file_and_key(tmp_path, data):
+    """class_weight's count is known once the classes are: the error still
+    names the job file and its key, unless the command line gave the value."""
+    out = tmp_path / "out"
+    job = write_job(tmp_path / "weights.toml", data, out, extra_train="class_weight = [1.0, 2.0, 3.0]")
+    result = run_cli("submit", job)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"JobFileError: {job}: train.class_weight: class_weight has 3 weights; expected 2")
+    assert not (out / "model.json").exists()
+    job.write_text(job.read_text().replace("class_weight = [1.0, 2.0, 3.0]\n", ""))
+    result = run_cli("submit", job, "--class-weight", "1,2,3", "--overwrite")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("ConfigError: class_weight has 3 weights")  # not the file
+
+
 # --------------------------------------------------------------------------- attached jobs, artifacts
 
 
