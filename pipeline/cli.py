@@ -457,7 +457,9 @@ def _submit(args) -> int:
     except ConfigError as exc:
         # a setting of the file that only the data can refuse (class_weight's count): say which key
         setting = key_setting(args.job, exc.column)
-        if isinstance(exc, JobFileError) or setting is None or setting in overrides:
+        # blame the file only where the command line changed no option of the model
+        changed = [key for key in overrides if not key.startswith(("cluster.", "output."))]
+        if isinstance(exc, JobFileError) or setting is None or changed:
             raise
         raise JobFileError(f"{args.job}: {setting}: {exc}", path=args.job, column=setting) from None
     return 0 if model is not None else EXIT_CANCELLED

@@ -107,27 +107,36 @@ def security(ca_file: str | None, cert: str | None, key: str | None = None):
     return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
 
 
-def default_worker_count(cpus: int, memory_bytes: int | None) -> int:
+def default_worker_count(
+    cpus: int, memory_bytes: int | None, threads_per_worker: int = 1, worker_memory: int | None = None
+) -> int:
     """Policy only: embedded worker processes for ``cpus`` usable cores and
-    ``memory_bytes`` of memory (None: unknown).  One single-threaded worker
-    per core (each pass is one compiled, single-threaded task per chunk),
-    but no fewer than ``MIN_WORKER_MEMORY`` bytes per worker, and at least one."""
-    count = max(int(cpus), 1)
+    ``memory_bytes`` of memory (None: unknown): one per ``threads_per_worker``
+    cores (each pass is one compiled, single-threaded task per chunk), and no
+    more than the memory holds at ``worker_memory`` bytes each (the given
+    limit; without one at least ``MIN_WORKER_MEMORY``); at least one."""
+    count = max(int(cpus) // max(int(threads_per_worker), 1), 1)
     if memory_bytes:
-        count = min(count, max(int(memory_bytes) // MIN_WORKER_MEMORY, 1))
+        count = min(count, max(int(memory_bytes) // max(worker_memory or MIN_WORKER_MEMORY, 1), 1))
     return count
 
 
 def embedded_worker_count(spec: ClusterSpec) -> int:
     """The worker processes an embedded cluster for ``spec`` starts: its
     ``n_workers``, else :func:`default_worker_count` for this machine (cores
-    and memory as Dask counts them: CPU affinity and cgroup limits included)."""
+    and memory as Dask counts them: CPU affinity and cgroup limits included)
+    and ``spec``'s threads per worker and memory limit."""
     if spec.n_workers is not None:
         return spec.n_workers
     from dask.system import CPU_COUNT
+    from dask.utils import parse_bytes
     from distributed.system import MEMORY_LIMIT
 
-    return default_worker_count(CPU_COUNT, MEMORY_LIMIT)
+    try:
+        worker_memory = parse_bytes(spec.memory_limit) if spec.memory_limit else None
+    except (TypeError, ValueError):  # "auto" or a fraction: Dask divides the memory itself
+        worker_memory = None
+    return default_worker_count(CPU_COUNT, MEMORY_LIMIT, spec.threads_per_worker, worker_memory)
 
 
 def memory_total(workers: dict[str, dict]) -> tuple[list[str], int | None]:

@@ -462,12 +462,13 @@ def fit(
     assert result.n_passes == already + objective.n_passes
     if not result.converged:
         warnings.warn(f"{solver} did not converge: {result.message}", ConvergenceWarning, stacklevel=2)
-    if separated(result.loss, penalty, n_classes):
+    null = null_loss(fit_class_totals(summary, class_totals, n_classes), weights)
+    if separated(result.loss, penalty, null):
         warnings.warn(
-            f"the classes are (nearly) separated: the mean log-loss is {result.loss:.3g} (at zero coefficients "
-            f"ln {max(n_classes, 2)} = {math.log(max(n_classes, 2)):.3g}); without a penalty it goes to 0 only "
-            "as coefficients grow without bound, so these are where the solver stopped, not an optimum "
-            "(add --l2, or remove the features that separate the classes)",
+            f"the classes are (nearly) separated: the mean log-loss is {result.loss:.3g}, against {null:.3g} "
+            "for the intercept alone; without a penalty it goes to 0 only as coefficients grow without "
+            "bound, so these are where the solver stopped, not an optimum (add a penalty, l2, or remove "
+            "the features that separate the classes)",
             SeparationWarning,
             stacklevel=2,
         )
@@ -646,19 +647,45 @@ def _empty_part(part: str, exc: PipelineError) -> EmptyDatasetError:
 
 
 #: An unpenalized fit whose mean log-loss ends below this fraction of the
-#: loss at zero coefficients (ln K) is warned about: the classes are (nearly)
-#: separated.  The solver stops there on its gradient tolerance (the gradient
-#: shrinks with the loss); a fit that is not separated ends far above it
-#: (the null loss of a 1-in-10,000 class share is already ~1e-3).
-SEPARATED_LOSS = 1e-4
+#: intercept-only (null) loss is warned about: the classes are (nearly)
+#: separated (McFadden's pseudo-R2 above 0.999).  Separated, the solver stops
+#: there on its gradient tolerance, which shrinks with the loss.
+SEPARATED_LOSS = 1e-3
 
 
-def separated(loss: float, penalty: Penalty, n_classes: int) -> bool:
+def fit_class_totals(
+    summary: DataSummary | None, class_totals: Sequence[float] | None, n_classes: int
+) -> tuple[float, ...] | None:
+    """Each class's total sample weight, where the statistics pass (binary) or
+    the caller (multinomial) gave them; None otherwise."""
+    if n_classes:
+        return None if class_totals is None else tuple(float(total) for total in class_totals)
+    if summary is None:
+        return None
+    return (summary.weight_sum - summary.positive_weight, summary.positive_weight)
+
+
+def null_loss(totals: Sequence[float] | None, class_weight: Sequence[float] | None) -> float | None:
+    """Policy only: the mean log-loss of the intercept-only optimum (the
+    classes' weighted shares as probabilities) for class ``totals`` of sample
+    weight and ``class_weight`` (None: all ones); None if the totals are unknown."""
+    if totals is None:
+        return None
+    weighted = [total * (1.0 if class_weight is None else class_weight[k]) for k, total in enumerate(totals)]
+    whole = sum(weighted)
+    if not whole > 0:
+        return None
+    return -sum(part / whole * math.log(part / whole) for part in weighted if part > 0)
+
+
+def separated(loss: float, penalty: Penalty, null: float | None) -> bool:
     """Policy only: is a fit's final (mean) ``loss`` that of classes the
-    features separate?  Only without a penalty (with one the optimum is finite)."""
-    if penalty.l1 or penalty.l2:
+    features separate, next to the ``null`` (intercept-only) loss?  Only
+    without a penalty (with one the optimum is finite), and only where the
+    null loss is known."""
+    if penalty.l1 or penalty.l2 or null is None:
         return False
-    return bool(loss < SEPARATED_LOSS * math.log(max(n_classes, 2)))
+    return bool(loss < SEPARATED_LOSS * null)
 
 
 def check_two_classes(summary: DataSummary, label: str | None) -> None:

@@ -132,7 +132,7 @@ def test_separated_classes_are_warned_about_without_a_penalty(tmp_path):
     coefficients grow, so the run warns (printed and logged); a penalty, or a
     few rows on the wrong side, and there is an optimum: no warning."""
     from pipeline.errors import SeparationWarning
-    from pipeline.fitting import SEPARATED_LOSS, separated
+    from pipeline.fitting import SEPARATED_LOSS, null_loss, separated
     from pipeline.objective import Penalty
 
     _two_class_table(tmp_path / "separated", 0)
@@ -146,9 +146,16 @@ def test_separated_classes_are_warned_about_without_a_penalty(tmp_path):
             "train", tmp_path / data, "--label", "y", "--in-process", "--out", tmp_path / f"{data}-out", *options
         )
         assert run.returncode == 0 and warned not in run.stdout + run.stderr
-    # the policy: below SEPARATED_LOSS of ln K, and only without a penalty
-    assert separated(0.9 * SEPARATED_LOSS * np.log(2), Penalty(), 0)
-    assert not separated(1.1 * SEPARATED_LOSS * np.log(2), Penalty(), 0)
-    assert separated(1.1 * SEPARATED_LOSS * np.log(2), Penalty(), 3)  # ln 3 for three classes
-    assert not separated(0.0, Penalty(l2=1e-6), 0) and not separated(0.0, Penalty(l1=1e-6), 0)
+    # the policy: below SEPARATED_LOSS of the intercept-only loss, only without a penalty
+    null = null_loss((3.0, 1.0), None)
+    assert null == -(0.75 * np.log(0.75) + 0.25 * np.log(0.25))
+    assert null_loss((3.0, 1.0), (1.0, 3.0)) == np.log(2)  # class weights that balance the classes
+    assert null_loss(None, None) is None and null_loss((0.0, 0.0), None) is None
+    assert separated(0.9 * SEPARATED_LOSS * null, Penalty(), null)
+    assert not separated(1.1 * SEPARATED_LOSS * null, Penalty(), null)
+    assert not separated(0.0, Penalty(), None)  # no class totals: nothing to say
+    assert not separated(0.0, Penalty(l2=1e-6), null) and not separated(0.0, Penalty(l1=1e-6), null)
+    # a rare class that is not separated: a small loss, but the intercept's
+    rare = null_loss((400_000.0, 2.0), None)
+    assert not separated(0.99 * rare, Penalty(), rare)
     assert issubclass(SeparationWarning, UserWarning)

@@ -307,6 +307,9 @@ def test_the_default_embedded_cluster_has_a_worker_per_core_within_memory():
     assert default_worker_count(16, MIN_WORKER_MEMORY // 2) == 1
     assert default_worker_count(2, None) == 2  # memory unknown: cores decide
     assert default_worker_count(0, None) == 1
+    assert default_worker_count(16, 64 * MIN_WORKER_MEMORY, threads_per_worker=4) == 4  # 16 threads in all
+    assert default_worker_count(16, 32 * MIN_WORKER_MEMORY, worker_memory=8 * MIN_WORKER_MEMORY) == 4  # the given limit
+    assert default_worker_count(3, None, threads_per_worker=4) == 1
     from dask.system import CPU_COUNT
     from distributed.system import MEMORY_LIMIT
 
@@ -314,6 +317,8 @@ def test_the_default_embedded_cluster_has_a_worker_per_core_within_memory():
     assert ClusterSpec().n_workers is None and embedded_worker_count(ClusterSpec()) == machine
     assert local_cluster_options(ClusterSpec())["n_workers"] == machine
     assert embedded_worker_count(ClusterSpec(n_workers=5)) == 5
+    spec = ClusterSpec(threads_per_worker=2, memory_limit="3GiB")
+    assert embedded_worker_count(spec) == default_worker_count(CPU_COUNT, MEMORY_LIMIT, 2, 3 * 2**30)
 
 
 # -- on a real cluster -----------------------------------------------------------------------
