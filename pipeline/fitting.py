@@ -168,6 +168,12 @@ def with_inference(
         features,
         cov_type,
         confidence,
+        # the fit warned of separated classes already
+        warn_separated=not separated(
+            result.result.loss,
+            result.penalty,
+            null_loss(fit_class_totals(result.summary, None, 0), result.class_weight),
+        ),
     )
     coef, gradient = inferred.solver_coef, inferred.solver_grad
     if result.standardization is not None:

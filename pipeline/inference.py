@@ -291,6 +291,7 @@ def infer(
     names: Sequence[str],
     cov_type: str = "nonrobust",
     confidence: float = DEFAULT_CONFIDENCE,
+    warn_separated: bool = True,
 ) -> Inferred:
     """Inference at the optimum of the fit whose loss pass is ``spec``, from
     its solution ``solver_coef`` (in the solver's coordinates, those of
@@ -347,7 +348,7 @@ def infer(
         to_original = _to_original_map(standardization)
         covariance = _product(_product(to_original, covariance), to_original.T)
     inference = Inference(original, covariance, cov_type, confidence, -at.loss_sum, null, weight_sum)
-    if inference.pseudo_r2 > SEPARATED_R2:
+    if warn_separated and inference.pseudo_r2 > SEPARATED_R2:  # (False: the fit has said so)
         warnings.warn(
             f"the classes are (nearly) separated: pseudo-R2 {inference.pseudo_r2!r}, the likelihood goes to its "
             "maximum as coefficients grow without bound, so the standard errors are not meaningful (add --l2, "

@@ -340,8 +340,11 @@ def test_an_unconverged_fit_is_warned_and_every_pass_counted(tmp_path):
 def test_separated_classes_are_warned(tmp_path):
     x = np.linspace(-1, 1, 40)
     data = write_parquet(tmp_path / "d", np.column_stack([x, np.cos(7 * x)]), (x > 0.05).astype(float), ["x", "z"], 40)
-    with pytest.warns(UserWarning, match="separated"):
+    from pipeline.errors import SeparationWarning
+
+    with pytest.warns(SeparationWarning, match="for the intercept alone") as caught:  # the fit's
         train(TrainConfig(data=data, label="y", cluster=None, inference="nonrobust"))
+    assert len([w for w in caught if issubclass(w.category, SeparationWarning)]) == 1  # the fit's, not twice
 
 
 def edit(document: dict, key: str, value) -> dict:
