@@ -420,6 +420,10 @@ def _given(args) -> dict:
     return {key: value for key, value in vars(args).items() if key in KEYS and value is not None}
 
 
+def _local_cluster(n_workers: int) -> str:
+    return f"local cluster, {n_workers} worker process{'' if n_workers == 1 else 'es'}"
+
+
 def _model_dir(config: TrainConfig) -> str:
     """The output directory of a job that ran (a job refuses to run without one)."""
     assert config.out is not None
@@ -495,7 +499,7 @@ def _attached(
     where = (
         "in-process"
         if config.cluster is None
-        else config.cluster.scheduler or f"local cluster, {embedded_worker_count(config.cluster)} worker processes"
+        else config.cluster.scheduler or _local_cluster(embedded_worker_count(config.cluster))
     )
     print(f"{doing} on {config.data} ({where})")
     started = time.perf_counter()

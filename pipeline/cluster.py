@@ -40,6 +40,10 @@ STALL_TIMEOUT_S = 60.0
 #: The least memory an embedded worker is given when the number of workers
 #: is left to the machine (one per core, fewer where memory is short).
 MIN_WORKER_MEMORY = 2**30
+#: The smallest per-worker memory limit taken (a worker process with the
+#: kernels loaded takes about 230 MiB before it holds any data).
+MIN_MEMORY_LIMIT = 256 * 2**20
+MEMORY_LIMIT_RULE = "must be a byte size of at least 256MiB ('2GiB'), 'auto', 0 (no limit) or a fraction in (0, 1]"
 #: The interface an embedded cluster listens on (never reachable from elsewhere).
 LOCAL_HOST = "127.0.0.1"
 #: the TLS files of a ``tls://`` scheduler
@@ -73,6 +77,8 @@ class ClusterSpec:
         if self.n_workers is not None:
             require_count("n_workers", self.n_workers, 1)
         require_count("threads_per_worker", self.threads_per_worker, 1)
+        if self.memory_limit is not None:
+            worker_memory(self.memory_limit)  # refused here, not by the workers as they start
         for name in ("stall_timeout_s", "connect_timeout_s"):
             require_number(name, getattr(self, name), positive=True)
         tls = [name for name in TLS_FIELDS if getattr(self, name)]
@@ -129,14 +135,36 @@ def embedded_worker_count(spec: ClusterSpec) -> int:
     if spec.n_workers is not None:
         return spec.n_workers
     from dask.system import CPU_COUNT
-    from dask.utils import parse_bytes
     from distributed.system import MEMORY_LIMIT
 
+    limit = worker_memory(spec.memory_limit) if spec.memory_limit else None
+    return default_worker_count(CPU_COUNT, MEMORY_LIMIT, spec.threads_per_worker, limit)
+
+
+def worker_memory(memory_limit) -> int | None:
+    """Bytes per worker for a ``memory_limit`` as Dask takes it: a byte size
+    (``"2GiB"``, ``4e9``) or None for ``"auto"`` or a fraction of the machine's
+    memory (Dask divides it itself); a :class:`ConfigError` for anything else."""
+    from dask.utils import parse_bytes
+
+    if isinstance(memory_limit, str) and memory_limit.strip().lower() == "auto":
+        return None
     try:
-        worker_memory = parse_bytes(spec.memory_limit) if spec.memory_limit else None
-    except (TypeError, ValueError):  # "auto" or a fraction: Dask divides the memory itself
-        worker_memory = None
-    return default_worker_count(CPU_COUNT, MEMORY_LIMIT, spec.threads_per_worker, worker_memory)
+        number = float(memory_limit)
+    except (TypeError, ValueError):
+        number = None
+    if number is not None and 0 <= number <= 1:  # 0: no limit (Dask's word)
+        return None
+    try:
+        value = parse_bytes(memory_limit)
+    except (TypeError, ValueError):
+        value = -1
+    if not value >= MIN_MEMORY_LIMIT:
+        raise ConfigError(
+            f"memory_limit {MEMORY_LIMIT_RULE}; found {memory_limit!r}",
+            column="memory_limit",
+        )
+    return int(value)
 
 
 def memory_total(workers: dict[str, dict]) -> tuple[list[str], int | None]:
@@ -170,7 +198,7 @@ def local_cluster_options(spec: ClusterSpec) -> dict:
         # own "Compute Failed" logs would only repeat them with a traceback.
         silence_logs=logging.CRITICAL,
     )
-    if spec.memory_limit:
+    if spec.memory_limit is not None:
         options["memory_limit"] = spec.memory_limit
     return options
 

@@ -204,7 +204,7 @@ def summary_text(model: Model) -> str:
         ("label", model.label),
         ("family", f"{model.family} (logit)" if not model.multinomial else "multinomial (softmax)"),
         ("solver", model.solver),
-        ("converged", f"{model.converged} ({model.n_iter} iterations, {model.n_passes} passes)"),
+        ("converged", f"{model.converged} ({model.n_iter} iter, {model.n_passes} passes)"),  # fits 42 columns
         ("penalty", penalty),
         ("covariance", "none" if inference is None else _covariance_name(inference.cov_type)),
     ]

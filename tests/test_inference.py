@@ -7,6 +7,7 @@ file, ``pipeline summary``, the report and the estimator."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -263,6 +264,11 @@ def test_pipeline_summary_command(tmp_path):
     assert run_cli("train", data, "--label", "y", "--in-process", "--inference", "hc0", "--out", out).returncode == 0
     done = run_cli("summary", out)
     assert done.returncode == 0 and "HC0 (sandwich)" in done.stdout and "intercept" in done.stdout
+    from pipeline.report import summary_text
+
+    long_run = dataclasses.replace(Model.load(out), converged=False, n_iter=1000, n_passes=2141)
+    converged = next(line for line in summary_text(long_run).splitlines() if line.startswith("converged:"))
+    assert converged.startswith("converged:  False (1000 iter, 2141 passes) ")  # whole, in the left column
     shown = json.loads(run_cli("summary", out, "--json").stdout)
     assert shown == Model.load(out).inference
     plain = str(tmp_path / "plain")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from pipeline.cluster import ClusterSpec
+from pipeline.cluster import MEMORY_LIMIT_RULE, ClusterSpec
 from pipeline.config import TrainConfig
 from pipeline.errors import ConfigError, JobFileError
 from pipeline.jobfile import KEYS, config_from_mapping, config_to_mapping, load_job, to_toml
@@ -118,6 +118,8 @@ def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
         ("train.alpha", 1.5, "--alpha", "must be in [0, 1]; found 1.5"),
         ("cluster.workers", 0, "--workers", "must be an integer >= 1; found 0"),
         ("cluster.threads_per_worker", 0, "--threads-per-worker", "must be an integer >= 1; found 0"),
+        ("cluster.memory_limit", "lots", "--memory-limit", f"{MEMORY_LIMIT_RULE}; found 'lots'"),
+        ("cluster.memory_limit", "1.5", "--memory-limit", f"{MEMORY_LIMIT_RULE}; found '1.5'"),
         ("cluster.stall_timeout", 0.0, "--stall-timeout", "must be a finite number > 0; found 0.0"),
         ("cluster.connect_timeout", -2.0, "--connect-timeout", "must be a finite number > 0; found -2.0"),
         ("cache.memory_fraction", 2.0, "--memory-fraction", "must be in (0, 1]; found 2.0"),
