@@ -179,7 +179,7 @@ class TrainConfig:
                     "inference is for one fit: choose the strength by cross-validation, then train it with inference",
                     column="inference",
                 )
-            mixing(self.penalty)  # (cross-validation chooses a penalty's strength)
+            mixing(self.penalty, "cv")  # (cross-validation chooses a penalty's strength)
         if self.path:
             if not 2 <= self.path <= MAX_POINTS:
                 raise invalid("path", f"0 (no path) or 2 to {MAX_POINTS} strengths", self.path)

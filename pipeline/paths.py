@@ -85,14 +85,16 @@ class PathPoint:
         return cls(**document)
 
 
-def mixing(penalty: Penalty) -> float:
-    """The L1 share ``alpha`` of ``penalty`` (ConfigError without one)."""
+def mixing(penalty: Penalty, asked_by: str = "path") -> float:
+    """The L1 share ``alpha`` of ``penalty`` (a ConfigError without one, on
+    ``asked_by``: the option that needs it, ``path`` or ``cv``)."""
     total = penalty.l1 + penalty.l2
     if not total > 0:
+        what = "cross-validation" if asked_by == "cv" else "a regularization path"
         raise ConfigError(
-            "a regularization path (or cross-validation) needs a penalty whose strength it chooses: --l1, --l2, "
+            f"{what} needs a penalty whose strength it chooses: --l1, --l2, "
             f"or --reg with --alpha (which sets the mix of L1 and L2); found l1={penalty.l1!r}, l2={penalty.l2!r}",
-            column="path",
+            column=asked_by,
         )
     return penalty.l1 / total
 

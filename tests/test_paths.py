@@ -153,8 +153,14 @@ def test_the_report_shows_the_path(reference, data, tmp_path):
 
 
 def test_what_a_path_cannot_be_is_refused(data, tmp_path):
-    with pytest.raises(ConfigError, match="needs a penalty whose strength it chooses"):
+    with pytest.raises(ConfigError, match="^a regularization path needs a penalty whose strength it chooses") as path:
         TrainConfig(data=data, label="y", path=5)
+    assert path.value.column == "path"
+    with pytest.raises(ConfigError, match="^cross-validation needs a penalty whose strength it chooses") as cv:
+        TrainConfig(data=data, label="y", cv=5)
+    assert cv.value.column == "cv"  # the option given, not --path
+    unpenalized = run_cli("train", data, "--label", "y", "--in-process", "--cv", "5")
+    assert unpenalized.returncode == 1 and unpenalized.stderr.strip().startswith("ConfigError: --cv: cross-validation")
     with pytest.raises(ConfigError, match="path"):
         TrainConfig(data=data, label="y", path=1, penalty=Penalty(l1=1.0))
     with pytest.raises(ConfigError, match="path_ratio"):
