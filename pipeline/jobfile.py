@@ -164,7 +164,8 @@ KEYS: dict[str, Key] = {
         "class_weight",
         "class_weight",
         "--class-weight",
-        "'balanced' or [weight of each class]: label 0 and label 1, or the classes in sorted order",
+        "'balanced' or a weight per class (label 0 and label 1, or the classes in sorted order): "
+        "'a,b' or '0:a,1:b' on the command line, a list in a job file",
     ),
     "train.init": Key("init", "str", "--init", "warm start from this directory's model.json"),
     "train.early_stopping": Key(
