@@ -109,6 +109,8 @@ class Fit:
     penalty: Penalty = Penalty()
     #: passes of the inference (its Newton steps included), counted in ``n_passes``
     inference_passes: int = 0
+    #: the classes ended (nearly) separated (:func:`separated`; warned about)
+    separated: bool = False
 
     def objective(self, evaluator: Evaluator) -> LogisticObjective:
         """The objective of this fit on ``evaluator`` (its loss pass's :class:`KernelSpec`)."""
@@ -168,12 +170,7 @@ def with_inference(
         features,
         cov_type,
         confidence,
-        # the fit warned of separated classes already
-        warn_separated=not separated(
-            result.result.loss,
-            result.penalty,
-            null_loss(fit_class_totals(result.summary, None, 0), result.class_weight),
-        ),
+        warn_separated=not result.separated,  # (the fit warned already)
     )
     coef, gradient = inferred.solver_coef, inferred.solver_grad
     if result.standardization is not None:
@@ -469,7 +466,8 @@ def fit(
     if not result.converged:
         warnings.warn(f"{solver} did not converge: {result.message}", ConvergenceWarning, stacklevel=2)
     null = null_loss(fit_class_totals(summary, class_totals, n_classes), weights)
-    if separated(result.loss, penalty, null):
+    is_separated = separated(result.loss, penalty, null)
+    if is_separated:
         warnings.warn(
             f"the classes are (nearly) separated: the mean log-loss is {result.loss:.3g}, against {null:.3g} "
             "for the intercept alone; without a penalty it goes to 0 only as coefficients grow without "
@@ -499,6 +497,7 @@ def fit(
         categories,
         n_classes,
         penalty=penalty,
+        separated=is_separated,
     )
 
 
