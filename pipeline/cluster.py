@@ -43,7 +43,11 @@ MIN_WORKER_MEMORY = 2**30
 #: The smallest per-worker memory limit taken (a worker process with the
 #: kernels loaded takes about 230 MiB before it holds any data).
 MIN_MEMORY_LIMIT = 256 * 2**20
-MEMORY_LIMIT_RULE = "must be a byte size of at least 256MiB ('2GiB'), 'auto', 0 (no limit) or a fraction in (0, 1]"
+#: what a memory limit may be (Dask's forms, and no less than ``MIN_MEMORY_LIMIT``)
+MEMORY_LIMIT_RULE = (
+    f"must be a byte size of at least {MIN_MEMORY_LIMIT // 2**20}MiB ('2GiB'), 'auto', 0 (no limit) "
+    "or a fraction in (0, 1]"
+)
 #: The interface an embedded cluster listens on (never reachable from elsewhere).
 LOCAL_HOST = "127.0.0.1"
 #: the TLS files of a ``tls://`` scheduler

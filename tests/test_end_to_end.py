@@ -58,7 +58,7 @@ def test_cli_cluster_training_reaches_sklearn_optimum(tmp_path):
     make(tmp_path / "data", 20_000, 5, 3, 2500, 1)
     model, stdout = train_cli(tmp_path / "data", tmp_path / "out", tol="1e-8")
     expected = embedded_worker_count(ClusterSpec())  # no --workers: one per core here
-    assert f"local cluster, {expected} worker processes" in stdout
+    assert f"local cluster, {expected} worker process{'' if expected == 1 else 'es'})" in stdout
     assert json.loads((tmp_path / "out" / "job.json").read_text())["cluster"]["n_workers"] == expected
     assert "iter    1" in stdout and "digest " + model.digest in stdout
 
