@@ -99,3 +99,17 @@ def checkpoint_iteration(out: Path) -> int:
         return int(load_checkpoint(out / "checkpoint.npz")[0].solver_state.n_iter)
     except CheckpointError:
         return -1
+
+
+def without_work_stealing():
+    """Dask config for an embedded cluster whose scheduler moves no task.
+
+    Chunk placement is a hint (``allow_other_workers``: a lost worker's chunk is
+    read elsewhere), so on a loaded machine the scheduler may steal a queued read
+    for an idle worker. Fits do not care (a pass goes where the blocks are), but a
+    test of the placement plan itself must start its cluster inside this context.
+    """
+    import dask
+    import distributed  # noqa: F401 (its config defaults must be loaded first)
+
+    return dask.config.set({"distributed.scheduler.work-stealing": False})

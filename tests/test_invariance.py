@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from job_support import without_work_stealing
 
 from pipeline import (
     ClusterSpec,
@@ -161,7 +162,7 @@ def test_local_cluster_equals_in_process(tmp_path, dataset, references, n_worker
     from pipeline.reduce import DaskEvaluator, StreamingEvaluator
 
     write_layout(tmp_path / "data", dataset, file_cuts, row_group_sizes)
-    with connect(ClusterSpec(n_workers=n_workers)) as client:
+    with without_work_stealing(), connect(ClusterSpec(n_workers=n_workers)) as client:
         workers = sorted(client.scheduler_info()["workers"])
         for name in FITS:
             dataset_ = open_dataset(

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from job_support import without_work_stealing
 
 from pipeline.cluster import (
     MIN_WORKER_MEMORY,
@@ -368,7 +369,7 @@ def test_memory_evaluator_from_a_dataset_keeps_each_chunk_where_it_was_read(tmp_
     coef = np.linspace(-0.5, 0.5, dataset.n_features + 1)
     split = Split(0.3)
     training, validation = dataset.with_split(split), dataset.with_split(Split(0.3, None, "validation"))
-    with connect(ClusterSpec(n_workers=2)) as client:
+    with without_work_stealing(), connect(ClusterSpec(n_workers=2)) as client:
         workers = sorted(client.scheduler_info()["workers"])
         evaluator = DaskEvaluator.from_dataset(client, training, workers)
         held_out = evaluator.with_weights(validation)
@@ -412,7 +413,7 @@ def test_memory_evaluator_equals_in_process_on_every_pass_kind(tmp_path):
     spec = KernelSpec(center=np.full(4, 0.1), scale=np.full(4, 1.3), class_weight=(1.0, 2.0))
     rows = tuple(len(chunk.y) for chunk in chunks)
     weights = np.random.default_rng(1).uniform(0.5, 2.0, sum(rows))
-    with connect(ClusterSpec(n_workers=2)) as client:
+    with without_work_stealing(), connect(ClusterSpec(n_workers=2)) as client:
         workers = sorted(client.scheduler_info()["workers"])
         # the kernels' two halves compile on different workers, ahead of the reads
         compiling = warm_up(client, workers, 4, standardize=True, weighted=False, class_weighted=True, hessian=True)
