@@ -465,7 +465,8 @@ def _submit(args) -> int:
         changed = [key for key in overrides if not key.startswith(("cluster.", "output."))]
         if isinstance(exc, JobFileError) or setting is None or changed:
             raise
-        raise JobFileError(f"{args.job}: {setting}: {exc}", path=args.job, column=setting) from None
+        reason = str(exc).removeprefix(f"{exc.column}: ")  # (the key names the setting already)
+        raise JobFileError(f"{args.job}: {setting}: {reason}", path=args.job, column=setting) from None
     return 0 if model is not None else EXIT_CANCELLED
 
 

@@ -373,8 +373,8 @@ class ChunkReader:
         if self.label and self.classes:
             hint = (
                 "; the classes come from the training part of the split: a class that only validation rows "
-                "hold is unknown, and every class needs training rows (change --validation-fraction or "
-                "--validation-key)"
+                "hold is unknown, and every class needs training rows (change the validation fraction or key: "
+                "--validation-fraction, --validation-key; data.validation_fraction, data.validation_key in a job file)"
                 if self.split is not None
                 else ""
             )

@@ -647,7 +647,8 @@ def _empty_part(part: str, exc: PipelineError) -> EmptyDatasetError:
     """A part of a validation split without rows (or without weight), said so."""
     return EmptyDatasetError(
         f"the {part} part of the validation split has no rows with weight ({exc}); expected rows on both "
-        "sides: change --validation-fraction, or check --validation-key (rows with equal keys share a part)"
+        "sides: change the validation fraction (--validation-fraction, data.validation_fraction in a job file), or "
+        "check the validation key (rows with equal keys share a part)"
     )
 
 

@@ -544,7 +544,7 @@ def learn_classes(
     if len(classes) > config.max_classes:
         raise LabelValueError(
             f"label column {label!r} has {len(classes)} classes ({shown}); expected at most "
-            f"max_classes = {config.max_classes} (raise --max-classes if they are classes, or check the label)",
+            f"max_classes = {config.max_classes} (raise it, --max-classes or data.max_classes in a job file, if they are classes; or check the label)",
             path=dataset.url,
             column=label,
         )
@@ -932,14 +932,16 @@ def initial_coef(init: str | None, features: Sequence[str], classes: Sequence | 
     model = Model.load(init)
     if list(model.features) != list(features):
         raise ConfigError(
-            f"--init model in {init} has features {model.features}; "
-            f"expected the training features {list(features)} (same names, same order)"
+            f"init model in {init} has features {model.features}; "
+            f"expected the training features {list(features)} (same names, same order)",
+            column="init",
         )
     if classes is not None or model.multinomial:
         if not model.multinomial or model.class_labels != list(classes or []):
             raise ConfigError(
-                f"--init model in {init} is a {model.family} model of classes {model.classes}; "
-                f"expected a multinomial model of the training classes {list(classes or [])}"
+                f"init model in {init} is a {model.family} model of classes {model.classes}; "
+                f"expected a multinomial model of the training classes {list(classes or [])}",
+                column="init",
             )
         return np.column_stack([model.coef_array, model.intercept]).ravel()
     return np.append(model.coef_array, model.intercept)

@@ -156,6 +156,26 @@ def test_a_setting_only_the_data_refuses_names_file_and_key(tmp_path, data):
     assert result.stderr.strip().splitlines()[-1].startswith("ConfigError: class_weight has 3 weights")  # not the file
 
 
+def test_settings_the_data_refuses_name_the_key_once_and_in_neutral_words(tmp_path, data):
+    """An init model of other features and inference on three classes: known
+    once the data is read, blamed on the key, without CLI words or the key twice."""
+    three = tmp_path / "three"
+    three.mkdir()
+    rng = np.random.default_rng(3)
+    pq.write_table(pa.table({"a": rng.standard_normal(90), "y": np.arange(90) % 3}), three / "p.parquet")
+    first = tmp_path / "first"
+    assert run_cli("train", three, "--label", "y", "--in-process", "--out", first, "--quiet").returncode == 0
+    job = write_job(tmp_path / "init.toml", data, tmp_path / "out", extra_train=f'init = "{first}"')
+    result = run_cli("submit", job)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"JobFileError: {job}: train.init: init model in {first} has features ['a']"), line
+    job = write_job(tmp_path / "inference.toml", three, tmp_path / "out", extra_train='inference = "nonrobust"')
+    result = run_cli("submit", job)
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"JobFileError: {job}: train.inference: coefficient inference is for"), line
+
+
 # --------------------------------------------------------------------------- attached jobs, artifacts
 
 
