@@ -31,8 +31,10 @@ Hierarchy::
         ├── MissingValueError        null in a feature or the label
         ├── WeightValueError         negative sample weight, or all weights zero
         ├── EmptyDatasetError        no rows to train on
-        └── CollinearityError        collinear features: the Hessian at the optimum is
-                                     singular (coefficient inference)
+        ├── CollinearityError        collinear features: the Hessian at the optimum is
+        │                            singular (coefficient inference)
+        └── SeparationError          separated classes: the Hessian where the fit
+                                     stopped is singular (coefficient inference)
 
 :class:`ConvergenceWarning` (a warning, not an error) is issued when a solver
 stops without meeting its tolerance; it is a subclass of scikit-learn's
@@ -74,6 +76,7 @@ __all__ = [
     "WeightValueError",
     "EmptyDatasetError",
     "CollinearityError",
+    "SeparationError",
     "ConvergenceWarning",
     "SeparationWarning",
 ]
@@ -223,6 +226,13 @@ class EmptyDatasetError(DataError):
 class CollinearityError(DataError):
     """Collinear features: the Hessian at the optimum is singular, so the
     coefficients' covariance does not exist (coefficient inference)."""
+
+
+class SeparationError(DataError):
+    """The classes are separated (:class:`SeparationWarning`) and coefficient
+    inference was asked for: the loss has no optimum, and the Hessian where
+    the solver stopped is singular (every row's probability is 0 or 1), so
+    there is no covariance to report."""
 
 
 class _WarningLayout(UserWarning):

@@ -34,7 +34,7 @@ from .exact import fsum
 from .inference import DEFAULT_CONFIDENCE, MAX_NEWTON_STEPS, Inference, infer, refusal
 from .kernel import Categories, level_top
 from .levels import Vocabulary
-from .model import CLASSES_FORMAT, FORMAT_VERSION, PLAIN_BINARY_FORMAT, Model
+from .model import CLASSES_FORMAT, INFERENCE_FORMAT, PLAIN_BINARY_FORMAT, SEPARATED_FORMAT, Model
 from .objective import (
     DataSummary,
     Evaluator,
@@ -170,7 +170,7 @@ def with_inference(
         features,
         cov_type,
         confidence,
-        warn_separated=not result.separated,  # (the fit warned already)
+        separated=result.separated,  # (the fit warned already)
     )
     coef, gradient = inferred.solver_coef, inferred.solver_grad
     if result.standardization is not None:
@@ -850,6 +850,7 @@ def build_model(
         family="multinomial" if result.n_classes else "binomial",
         classes=None if classes is None else [_json_value(value) for value in classes],
         inference=None if result.inference is None else result.inference.to_json(),
+        separated=result.separated,
         format_version=model_format(result, classes),
     )
 
@@ -857,9 +858,11 @@ def build_model(
 def model_format(result: Fit, classes: Sequence | None) -> int:
     """The oldest format that holds the model of ``result``: a binary model of
     a 0/1 label keeps format 3 (older versions read it), one with classes
-    needs 4, one with inference 5."""
+    needs 4, one with inference 5, one whose classes ended separated 6."""
+    if result.separated:
+        return SEPARATED_FORMAT
     if result.inference is not None:
-        return FORMAT_VERSION
+        return INFERENCE_FORMAT
     return CLASSES_FORMAT if result.n_classes or classes is not None else PLAIN_BINARY_FORMAT
 
 

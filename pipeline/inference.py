@@ -44,7 +44,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .errors import CollinearityError, ConfigError, SeparationWarning, invalid
+from .errors import CollinearityError, ConfigError, SeparationError, SeparationWarning, invalid
 from .exact import fsum
 from .kernel import KernelSpec
 from .objective import Evaluator, Penalty, Standardization
@@ -291,7 +291,7 @@ def infer(
     names: Sequence[str],
     cov_type: str = "nonrobust",
     confidence: float = DEFAULT_CONFIDENCE,
-    warn_separated: bool = True,
+    separated: bool = False,
 ) -> Inferred:
     """Inference at the optimum of the fit whose loss pass is ``spec``, from
     its solution ``solver_coef`` (in the solver's coordinates, those of
@@ -307,6 +307,10 @@ def infer(
     the optimum to rounding, as statsmodels' are.  Each step costs one
     Hessian pass; then one loss pass at zero (the null model) and, for
     ``hc0``, one score pass.
+
+    ``separated``: the fit found the classes separated (and warned so); a
+    singular Hessian is then :class:`SeparationError`, not collinearity, and
+    the inference's own separation warning is not repeated.
     """
     check_inference(cov_type, confidence)
     if penalty.l1 > 0:
@@ -330,6 +334,13 @@ def infer(
         coef, at, steps = coef + step, trial, steps + 1
     hessian, weight_sum = at.hessian, at.weight_sum
     factor, failed = cholesky_factor(hessian, COLLINEAR_PIVOT_RATIO * np.diag(hessian))
+    if failed is not None and separated:
+        raise SeparationError(
+            "coefficient inference: the classes are (nearly) separated, so the log-loss has no optimum and "
+            "the Hessian where the solver stopped is singular (every row's probability is 0 or 1): there are no "
+            "standard errors; expected classes that overlap (add an l2 penalty, or remove the features that "
+            "separate the classes)"
+        )
     if failed is not None:
         raise CollinearityError(_collinear_message(hessian, factor, failed, [*names, INTERCEPT]))
     covariance = cholesky_inverse(factor)
@@ -348,7 +359,7 @@ def infer(
         to_original = _to_original_map(standardization)
         covariance = _product(_product(to_original, covariance), to_original.T)
     inference = Inference(original, covariance, cov_type, confidence, -at.loss_sum, null, weight_sum)
-    if warn_separated and inference.pseudo_r2 > SEPARATED_R2:  # (False: the fit has said so)
+    if not separated and inference.pseudo_r2 > SEPARATED_R2:  # (separated: the fit has said so)
         warnings.warn(
             f"the classes are (nearly) separated: pseudo-R2 {inference.pseudo_r2!r}, the likelihood goes to its "
             "maximum as coefficients grow without bound, so the standard errors are not meaningful (add --l2, "

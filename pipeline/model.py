@@ -30,17 +30,23 @@ __all__ = ["Model", "class_margins", "coef_digest"]
 #: 4: classes and the multinomial model (``family``, ``classes``; ``coef``
 #: K x d and ``intercept`` K values for a multinomial model).
 #: 5: coefficient inference (``inference``: :meth:`pipeline.inference.Inference.to_json`).
-FORMAT_VERSION = 5
+#: 6: ``separated``: the classes ended (nearly) separated (:class:`pipeline.errors.SeparationWarning`).
+FORMAT_VERSION = 6
 #: the format versions this version reads (3 adds missing, nan_as_missing,
 #: impute, indicators and categorical: format 2 files have none, which reads as
 #: no missing values and no categorical columns; 4 adds family and classes:
-#: older files are binary models of a 0/1 label; 5 adds inference)
-READS_FORMATS = (1, 2, 3, 4, 5)
+#: older files are binary models of a 0/1 label; 5 adds inference; 6 separated)
+READS_FORMATS = (1, 2, 3, 4, 5, 6)
 #: The format a binary model of a 0/1 label is still written in (its layout
 #: has not changed since; versions that read format 3 read it).
 PLAIN_BINARY_FORMAT = 3
 #: The format a model with classes and without inference is written in.
 CLASSES_FORMAT = 4
+#: The format a model with inference (and not separated) is written in.
+INFERENCE_FORMAT = 5
+#: The format of a model whose classes ended separated (only such a model is
+#: written in it: the others keep the oldest format that holds them).
+SEPARATED_FORMAT = 6
 #: The model families (:data:`pipeline.config.Family` less ``auto``).
 FAMILIES = ("binomial", "multinomial")
 
@@ -102,6 +108,9 @@ class Model:
     classes: list[str | int | float] | None = None
     #: coefficient inference at the optimum (:meth:`pipeline.inference.Inference.to_json`; None: not asked for)
     inference: dict | None = None
+    #: the classes ended (nearly) separated: an unpenalized fit whose loss
+    #: went to 0, so ``coef`` is where the solver stopped, not an optimum
+    separated: bool = False
     digest: str = field(default="")
     format_version: int = FORMAT_VERSION
 
@@ -109,8 +118,10 @@ class Model:
         object.__setattr__(self, "digest", coef_digest(self.coef, self.intercept))
         if self.format_version <= PLAIN_BINARY_FORMAT and (self.multinomial or self.classes is not None):
             raise ValueError(f"format {self.format_version} has no classes: a model with classes is format 4")
-        if self.format_version < FORMAT_VERSION and self.inference is not None:
+        if self.format_version < INFERENCE_FORMAT and self.inference is not None:
             raise ValueError(f"format {self.format_version} has no inference: a model with inference is format 5")
+        if self.format_version < SEPARATED_FORMAT and self.separated:
+            raise ValueError(f"format {self.format_version} has no separated: a model of separated classes is format 6")
 
     @property
     def coef_array(self) -> np.ndarray:
@@ -194,8 +205,10 @@ class Model:
         document = asdict(self)
         if self.format_version <= PLAIN_BINARY_FORMAT:  # (format 3 has neither key: older versions read it)
             del document["family"], document["classes"]
-        if self.format_version < FORMAT_VERSION:  # (nor format 4 this one)
+        if self.format_version < INFERENCE_FORMAT:  # (nor format 4 this one)
             del document["inference"]
+        if self.format_version < SEPARATED_FORMAT:  # (nor format 5 this one)
+            del document["separated"]
         return json.dumps(document, indent=2, allow_nan=True) + "\n"
 
     def save(self, directory: str | os.PathLike) -> Path:

@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import json
+import textwrap
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
@@ -233,7 +234,7 @@ def summary_text(model: Model) -> str:
         lines.append(rule)
         if not model.multinomial:
             lines.append("no standard errors: train with --inference nonrobust (or hc0) to get them")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + _separation_note(model)) + "\n"
     low_label, high_label = _interval_labels(inference.confidence)
     header = ("coef", "std err", "z", "P>|z|", low_label, high_label)
     lines.append(f"{'':<{width}}" + "".join(f"{title:>{SUMMARY_COLUMN}}" for title in header))
@@ -243,7 +244,22 @@ def summary_text(model: Model) -> str:
         cells = "".join(f"{row[key]:>{SUMMARY_COLUMN}{spec}}" for key, spec in formats.items())
         lines.append(f"{row['name']:<{width}}{cells}")
     lines.append(rule)
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _separation_note(model)) + "\n"
+
+
+#: what ``pipeline summary`` and the report say of a model whose classes ended separated
+SEPARATION_NOTE = (
+    "the classes are (nearly) separated: without a penalty the loss goes to 0 only as the coefficients "
+    "grow without bound, so these are where the solver stopped, not an optimum, and their standard "
+    "errors, p-values and intervals do not hold (add a penalty, or remove the features that separate the classes)"
+)
+
+
+def _separation_note(model: Model) -> list[str]:
+    """The note under the table of a model whose classes ended separated, wrapped to the rule."""
+    if not model.separated:
+        return []
+    return textwrap.wrap(f"Note: {SEPARATION_NOTE}.", SUMMARY_WIDTH)
 
 
 def _class_coefficients(model: Model, scale: list[float]) -> list[str]:
@@ -314,7 +330,7 @@ def write_report(out: str) -> Path:
     model = Model.load(directory)
     found = _optional_json(outputs.job, _check_job)
     job = JobDocument.from_json(found) if found else JobDocument()
-    notices = []
+    notices = [SEPARATION_NOTE[0].upper() + SEPARATION_NOTE[1:]] if model.separated else []
     if found and job.digest != model.digest:
         # a later run (failed, cancelled or still running: --overwrite keeps
         # the model until a new one replaces it) is not this model's run
@@ -338,6 +354,7 @@ def write_report(out: str) -> Path:
         ["status", job.status or "–"],
         ["solver", model.solver],
         ["converged", model.converged],
+        ["classes separated", model.separated],
         ["message", model.message],
         ["iterations", model.n_iter],
         ["passes over the data", model.n_passes],

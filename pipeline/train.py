@@ -544,7 +544,8 @@ def learn_classes(
     if len(classes) > config.max_classes:
         raise LabelValueError(
             f"label column {label!r} has {len(classes)} classes ({shown}); expected at most "
-            f"max_classes = {config.max_classes} (raise it, --max-classes or data.max_classes in a job file, if they are classes; or check the label)",
+            f"max_classes = {config.max_classes} (raise it, --max-classes or data.max_classes in a job file, "
+            "if they are classes; or check the label)",
             path=dataset.url,
             column=label,
         )

@@ -229,8 +229,8 @@ MODEL_DEFECTS = {
     ),
     "histories empty": (edit_json(MODEL_FILE, histories_empty), "histories must be non-empty"),
     "a newer format_version": (
-        edit_json(MODEL_FILE, setting("format_version", 6)),
-        "format_version 6; this version of pipeline reads format_version 1 or 2 or 3 or 4 or 5",
+        edit_json(MODEL_FILE, setting("format_version", 7)),
+        "format_version 7; this version of pipeline reads format_version 1 or 2 or 3 or 4 or 5 or 6",
     ),
     "digest mismatch": (
         edit_json(MODEL_FILE, lambda d: d.__setitem__("intercept", d["intercept"] + 1e-9)),
@@ -324,11 +324,19 @@ def test_a_good_model_file_loads_back_equal(tmp_path):
         scale=[1.0] * 3,
     )
     model.save(tmp_path)
-    assert Model.load(tmp_path) == model and model.format_version == 5
-    # format 4 (no inference), format 3 (no family or classes either), format 2
-    # (no missing-value or categorical keys either) and format 1 models (numpy's
-    # exp/log; the same layout) are still read
+    assert Model.load(tmp_path) == model and model.format_version == 6
+    # format 5 (no separated), format 4 (no inference either), format 3 (no
+    # family or classes either), format 2 (no missing-value or categorical keys
+    # either) and format 1 models (numpy's exp/log; the same layout) are still read
     old = json.loads((tmp_path / MODEL_FILE).read_text())
+    assert old["separated"] is False
+    old.pop("separated")
+    (tmp_path / MODEL_FILE).write_text(json.dumps({**old, "format_version": 5}))
+    assert Model.load(tmp_path) == dataclasses.replace(model, format_version=5)
+    # a format older than the key it holds is refused, naming the format
+    (tmp_path / MODEL_FILE).write_text(json.dumps({**old, "separated": True, "format_version": 5}))
+    with pytest.raises(ModelFileError, match="format 5 has no separated: a model of separated classes is format 6"):
+        Model.load(tmp_path)
     old.pop("inference")
     (tmp_path / MODEL_FILE).write_text(json.dumps({**old, "format_version": 4}))
     assert Model.load(tmp_path) == dataclasses.replace(model, format_version=4)

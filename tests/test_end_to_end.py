@@ -140,12 +140,23 @@ def test_separated_classes_are_warned_about_without_a_penalty(tmp_path):
     warned = "the classes are (nearly) separated"
     run = run_cli("train", tmp_path / "separated", "--label", "y", "--in-process", "--out", tmp_path / "s")
     assert run.returncode == 0 and warned in run.stderr and warned in (tmp_path / "s" / "job.log").read_text()
-    assert np.abs(Model.load(tmp_path / "s").coef).max() > 100  # the coefficients ran away
+    separated_model = Model.load(tmp_path / "s")
+    assert np.abs(separated_model.coef).max() > 100  # the coefficients ran away
+    # ... and the model file keeps the verdict (format 6), which summary and report show
+    assert separated_model.separated and separated_model.format_version == 6
+    summary = run_cli("summary", tmp_path / "s")
+    assert summary.returncode == 0 and "Note: the classes are (nearly) separated" in summary.stdout
+    assert all(len(line) <= 92 for line in summary.stdout.splitlines())
+    assert run_cli("report", tmp_path / "s").returncode == 0
+    assert "The classes are (nearly) separated" in (tmp_path / "s" / "report.html").read_text()
     for data, options in (("separated", ("--l2", "1e-3")), ("overlapping", ())):
         run = run_cli(
             "train", tmp_path / data, "--label", "y", "--in-process", "--out", tmp_path / f"{data}-out", *options
         )
         assert run.returncode == 0 and warned not in run.stdout + run.stderr
+        model = Model.load(tmp_path / f"{data}-out")
+        assert not model.separated and model.format_version == 3  # (as before: older versions read it)
+        assert "separated" not in run_cli("summary", tmp_path / f"{data}-out").stdout
     # the policy: below SEPARATED_LOSS of the intercept-only loss, only without a penalty
     null = null_loss((3.0, 1.0), None)
     assert null == -(0.75 * np.log(0.75) + 0.25 * np.log(0.25))

@@ -353,6 +353,20 @@ def test_separated_classes_are_warned(tmp_path):
     assert len([w for w in caught if issubclass(w.category, SeparationWarning)]) == 1  # the fit's, not twice
 
 
+def test_inference_on_separated_classes_is_a_separation_error_not_collinearity(tmp_path):
+    """Fully separated: every probability saturates, the Hessian is singular;
+    the error says why (not a linear combination of columns), nothing written."""
+    from pipeline.errors import SeparationError, SeparationWarning
+
+    x = np.linspace(-1, 1, 200)
+    data = write_parquet(tmp_path / "d", np.column_stack([x, np.cos(5 * x)]), (x > 0).astype(float), ["a", "b"], 50)
+    out = tmp_path / "out"
+    with pytest.warns(SeparationWarning), pytest.raises(SeparationError, match="no standard errors") as raised:
+        train(TrainConfig(data=data, label="y", cluster=None, inference="nonrobust", out=str(out)))
+    assert "linear combination" not in str(raised.value)
+    assert not (out / "model.json").exists()
+
+
 def edit(document: dict, key: str, value) -> dict:
     document["inference"][key] = value
     return document
