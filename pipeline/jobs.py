@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .cluster import connect, security
+from .cluster import connect, memory_total, security
 from .config import TrainConfig, check_output_root, output_roots
 from .data import Dataset, Split
 from .errors import (
@@ -316,6 +316,8 @@ class JobRecorder(Recorder):
                 "scheduler": getattr(client, "scheduler", None) and client.scheduler.address,
                 "n_workers": len(workers),
                 "threads": sum(w.get("nthreads", 0) for w in workers.values()),
+                # bytes, all workers together; None: no workers, or one without a limit
+                "memory_limit": memory_total(workers)[1],
             },
             coordinator={
                 "mode": self.coordinator,

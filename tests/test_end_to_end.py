@@ -59,7 +59,11 @@ def test_cli_cluster_training_reaches_sklearn_optimum(tmp_path):
     model, stdout = train_cli(tmp_path / "data", tmp_path / "out", tol="1e-8")
     expected = embedded_worker_count(ClusterSpec())  # no --workers: one per core here
     assert f"local cluster, {expected} worker process{'' if expected == 1 else 'es'})" in stdout
-    assert json.loads((tmp_path / "out" / "job.json").read_text())["cluster"]["n_workers"] == expected
+    cluster = json.loads((tmp_path / "out" / "job.json").read_text())["cluster"]
+    assert cluster["n_workers"] == expected
+    from distributed.system import MEMORY_LIMIT
+
+    assert 0 < cluster["memory_limit"] <= MEMORY_LIMIT  # all workers together: "auto" shares the machine's
     assert "iter    1" in stdout and "digest " + model.digest in stdout
 
     stored = json.loads((tmp_path / "out" / "model.json").read_text())
