@@ -73,6 +73,7 @@ def save_checkpoint(path: str | os.PathLike, state, meta: dict) -> None:
         "n_passes": solver_state.n_passes,
         "step": solver_state.step,
         "class_weight": None if state.class_weight is None else list(state.class_weight),
+        "class_totals": None if state.class_totals is None else list(state.class_totals),
         "stats_passes": state.stats_passes,
         "categories": None
         if state.categories is None
@@ -164,8 +165,15 @@ def _fit_state(document: dict, arrays: dict):
         arrays.get("n_missing"),
         _categories(document.get("categories")),
         arrays.get("level_share"),
+        _class_totals(document.get("class_totals")),  # (absent from earlier checkpoints: not known)
     )
     return state, document["meta"]
+
+
+def _class_totals(values) -> tuple[float, ...] | None:
+    if values is None:
+        return None
+    return tuple(float(value) for value in values)
 
 
 def _categories(document) -> Categories | None:

@@ -207,6 +207,9 @@ class FitState:
     categories: Categories | None = None
     #: each level's share of the rows (the preconditioner's; None: no levels)
     level_share: np.ndarray | None = None
+    #: each class's total sample weight (:func:`fit_class_totals`; None: not
+    #: known): a resumed fit reaches the separation verdict of the uninterrupted one
+    class_totals: tuple[float, ...] | None = None
 
     @property
     def n_passes(self) -> int:
@@ -336,6 +339,9 @@ def fit(
             prepared = dataclasses.replace(prepared, stats_passes=0)  # (counted where it ran)
         elapsed, validation_losses = [], []
     summary = prepared.summary
+    totals = fit_class_totals(summary, class_totals, n_classes)
+    if totals is None and resume is not None:  # (a resumed binary fit: the statistics pass's, kept)
+        totals = resume.class_totals
     standardization, weights, stats_passes = prepared.standardization, prepared.class_weight, prepared.stats_passes
     fill, n_missing = prepared.fill, prepared.n_missing
     categories, level_share = prepared.categories, prepared.level_share
@@ -385,6 +391,7 @@ def fit(
                     n_missing,
                     categories,
                     level_share,
+                    totals,
                 )
             )
 
@@ -465,7 +472,7 @@ def fit(
     assert result.n_passes == already + objective.n_passes
     if not result.converged:
         warnings.warn(f"{solver} did not converge: {result.message}", ConvergenceWarning, stacklevel=2)
-    null = null_loss(fit_class_totals(summary, class_totals, n_classes), weights)
+    null = null_loss(totals, weights)
     is_separated = separated(result.loss, penalty, null)
     if is_separated:
         warnings.warn(

@@ -309,8 +309,9 @@ def infer(
     ``hc0``, one score pass.
 
     ``separated``: the fit found the classes separated (and warned so); a
-    singular Hessian is then :class:`SeparationError`, not collinearity, and
-    the inference's own separation warning is not repeated.
+    singular Hessian is then :class:`SeparationError` unless the columns are
+    collinear at zero too (one more Hessian pass tells), and the inference's
+    own separation warning is not repeated.
     """
     check_inference(cov_type, confidence)
     if penalty.l1 > 0:
@@ -335,6 +336,12 @@ def infer(
     hessian, weight_sum = at.hessian, at.weight_sum
     factor, failed = cholesky_factor(hessian, COLLINEAR_PIVOT_RATIO * np.diag(hessian))
     if failed is not None and separated:
+        # every weight p(1 - p) may have vanished; the columns are collinear or
+        # not whatever the (positive) weights: at zero, where each is 1/4, they tell
+        at_zero = _second_order(evaluator, spec, np.zeros(n), penalty, scale).hessian
+        zero_factor, zero_failed = cholesky_factor(at_zero, COLLINEAR_PIVOT_RATIO * np.diag(at_zero))
+        if zero_failed is not None:
+            raise CollinearityError(_collinear_message(at_zero, zero_factor, zero_failed, [*names, INTERCEPT]))
         raise SeparationError(
             "coefficient inference: the classes are (nearly) separated, so the log-loss has no optimum and "
             "the Hessian where the solver stopped is singular (every row's probability is 0 or 1): there are no "

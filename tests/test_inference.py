@@ -365,6 +365,12 @@ def test_inference_on_separated_classes_is_a_separation_error_not_collinearity(t
         train(TrainConfig(data=data, label="y", cluster=None, inference="nonrobust", out=str(out)))
     assert "linear combination" not in str(raised.value)
     assert not (out / "model.json").exists()
+    # a constant column is still named as such, separated or not
+    X = np.column_stack([x, np.cos(5 * x), np.full(200, 2.0)])
+    data = write_parquet(tmp_path / "c", X, (x > 0).astype(float), ["a", "b", "c"], 50)
+    with pytest.warns(UserWarning) as caught, pytest.raises(CollinearityError, match="'c' is constant"):
+        train(TrainConfig(data=data, label="y", cluster=None, inference="nonrobust"))
+    assert SeparationWarning in {w.category for w in caught}  # (the fit was separated)
 
 
 def edit(document: dict, key: str, value) -> dict:

@@ -98,6 +98,27 @@ def test_a_fit_resumes_from_a_checkpoint_file_bit_for_bit(tmp_path, solver):
         assert resumed.class_weight == full.class_weight
 
 
+def test_a_resumed_separated_fit_reaches_the_same_verdict(tmp_path):
+    """The intercept-only loss needs the statistics pass's class totals: the
+    checkpoint keeps them, so a resumed fit warns and is marked separated as
+    the uninterrupted one is (and its model file is the same)."""
+    from pipeline.errors import SeparationWarning
+
+    x = np.linspace(-1, 1, 200)
+    chunks = [(np.asfortranarray(np.column_stack([x, np.cos(5 * x)])), (x > 0).astype(float), None)]
+    saved = []
+    with pytest.warns(SeparationWarning):
+        full = fit(InProcessEvaluator(chunks, 2), on_state=saved.append, solver="lbfgs")
+    assert full.separated
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, saved[len(saved) // 2], {"fingerprint": "abc", "job_id": "j1"})
+    loaded, _ = load_checkpoint(path)
+    assert loaded.class_totals == (100.0, 100.0)
+    with pytest.warns(SeparationWarning):
+        resumed = fit(InProcessEvaluator(chunks, 2), resume=loaded, solver="lbfgs")
+    assert resumed.separated and resumed.coef.tobytes() == full.coef.tobytes()
+
+
 def test_a_damaged_checkpoint_is_refused_with_the_file_named(tmp_path):
     path = tmp_path / "checkpoint.npz"
     path.write_bytes(b"PK\x03\x04 not really a zip")
