@@ -343,17 +343,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if weight is None or weight == "balanced":
             return weight
         if isinstance(weight, dict):
-            classes = self.classes_.tolist()
-            missing = [label for label in classes if label not in weight]
+            missing = [label for label in self.classes_ if label not in weight]
             if missing:
                 raise ValueError(f"class_weight has no weight for class(es) {missing}")
-            unknown = [key for key in weight if key not in classes]
-            if unknown:  # (a typo, or a label of another type: '1' for 1)
-                raise ValueError(
-                    f"class_weight keys must be the classes of y, {classes}; found key(s) {sorted(unknown, key=repr)} "
-                    "that are not"
-                )
-            return tuple(float(weight[label]) for label in classes)
+            return tuple(float(weight[label]) for label in self.classes_)
         raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {weight!r}")
 
     def _fit_evaluator(self, evaluator):
