@@ -343,7 +343,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if weight is None or weight == "balanced":
             return weight
         if isinstance(weight, dict):
-            missing = [label for label in self.classes_ if label not in weight]
+            missing = [label for label in self.classes_.tolist() if label not in weight]  # (as Python values)
             if missing:
                 raise ValueError(f"class_weight has no weight for class(es) {missing}")
             return tuple(float(weight[label]) for label in self.classes_)

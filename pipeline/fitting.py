@@ -655,7 +655,7 @@ def _empty_part(part: str, exc: PipelineError) -> EmptyDatasetError:
     return EmptyDatasetError(
         f"the {part} part of the validation split has no rows with weight ({exc}); expected rows on both "
         "sides: change the validation fraction (--validation-fraction, data.validation_fraction in a job file), or "
-        "check the validation key (rows with equal keys share a part)"
+        "check the validation key (--validation-key, data.validation_key; rows with equal keys share a part)"
     )
 
 

@@ -248,18 +248,23 @@ def summary_text(model: Model) -> str:
 
 
 #: what ``pipeline summary`` and the report say of a model whose classes ended separated
-SEPARATION_NOTE = (
-    "the classes are (nearly) separated: without a penalty the loss goes to 0 only as the coefficients "
-    "grow without bound, so these are where the solver stopped, not an optimum, and their standard "
-    "errors, p-values and intervals do not hold (add a penalty, or remove the features that separate the classes)"
-)
+def separation_note(model: Model) -> str | None:
+    """What ``pipeline summary`` and the report say of a model whose classes
+    ended separated (None for the others)."""
+    if not model.separated:
+        return None
+    inference = ", and their standard errors, p-values and intervals do not hold" if model.inference else ""
+    return (
+        "the classes are (nearly) separated: without a penalty the loss goes to 0 only as the coefficients "
+        f"grow without bound, so these are where the solver stopped, not an optimum{inference} (add a "
+        "penalty, or remove the features that separate the classes)"
+    )
 
 
 def _separation_note(model: Model) -> list[str]:
-    """The note under the table of a model whose classes ended separated, wrapped to the rule."""
-    if not model.separated:
-        return []
-    return textwrap.wrap(f"Note: {SEPARATION_NOTE}.", SUMMARY_WIDTH)
+    """The note under the summary's table, wrapped to the rule."""
+    note = separation_note(model)
+    return [] if note is None else textwrap.wrap(f"Note: {note}.", SUMMARY_WIDTH)
 
 
 def _class_coefficients(model: Model, scale: list[float]) -> list[str]:
@@ -330,7 +335,8 @@ def write_report(out: str) -> Path:
     model = Model.load(directory)
     found = _optional_json(outputs.job, _check_job)
     job = JobDocument.from_json(found) if found else JobDocument()
-    notices = [SEPARATION_NOTE[0].upper() + SEPARATION_NOTE[1:]] if model.separated else []
+    note = separation_note(model)
+    notices = [] if note is None else [note[0].upper() + note[1:]]
     if found and job.digest != model.digest:
         # a later run (failed, cancelled or still running: --overwrite keeps
         # the model until a new one replaces it) is not this model's run
@@ -354,7 +360,6 @@ def write_report(out: str) -> Path:
         ["status", job.status or "–"],
         ["solver", model.solver],
         ["converged", model.converged],
-        ["classes separated", model.separated],
         ["message", model.message],
         ["iterations", model.n_iter],
         ["passes over the data", model.n_passes],

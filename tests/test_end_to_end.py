@@ -160,6 +160,7 @@ def test_separated_classes_are_warned_about_without_a_penalty(tmp_path):
         assert run.returncode == 0 and warned not in run.stdout + run.stderr
         model = Model.load(tmp_path / f"{data}-out")
         assert not model.separated and model.format_version == 3  # (as before: older versions read it)
+        assert '"separated"' not in (tmp_path / f"{data}-out" / "model.json").read_text()
         assert "separated" not in run_cli("summary", tmp_path / f"{data}-out").stdout
     # the policy: below SEPARATED_LOSS of the intercept-only loss, only without a penalty
     null = null_loss((3.0, 1.0), None)

@@ -139,6 +139,12 @@ def test_fit_parquet_takes_class_weights_keyed_by_any_labels(tmp_path):
             ValueError, match=r"class_weight keys must be the classes of label 'y', \['benign', 'malignant'\]"
         ):
             LogisticRegression(class_weight=wrong).fit_parquet(str(data), label="y")
+    # in memory a key that is no class of y is ignored, as scikit-learn does (a
+    # cross-validation fold may lack a rare class); a class without a weight is not
+    extra = LogisticRegression(l2=0.01, class_weight={**weights, "unseen": 5.0}).fit(X, labels)
+    assert extra.coef_.tobytes() == memory.coef_.tobytes()
+    with pytest.raises(ValueError, match=r"no weight for class\(es\) \['malignant'\]"):
+        LogisticRegression(class_weight={"benign": 1.0}).fit(X, labels)
 
 
 @pytest.mark.cluster
