@@ -33,7 +33,7 @@ from .jobs import (
 )
 from .model import Model
 from .outputs import JobDocument, OutputDir
-from .predict import check_metrics_target, evaluate, predict, split_of
+from .predict import check_metrics_target, evaluate, predict, rows_of, split_of
 from .report import summary_text, write_report
 from .solvers import IterationRecord
 from .synth import make_data
@@ -230,6 +230,12 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument(
         "--out", default=None, metavar="FILE", help="where to write the metrics (default MODEL_DIR/metrics.json)"
     )
+    judge.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a metrics file of another evaluation (another model, data or rows; "
+        "the same evaluation's is always replaced)",
+    )
     _add_where(judge)
     _add_tls(judge)
     judge.set_defaults(handler=_evaluate)
@@ -339,11 +345,13 @@ def _predict(args) -> int:
 def _evaluate(args) -> int:
     # a missing or damaged model directory is named first (before its job.json
     # or where the metrics go)
-    Model.load(args.model)
+    model = Model.load(args.model)
     split = None if args.split == "all" else split_of(args.model, args.split)
     out = Path(args.out) if args.out else OutputDir(args.model).metrics
     check_output_root(str(out), output_roots(), "metrics file")
-    check_metrics_target(out)  # (before any pass: nothing is read for a path that cannot take it)
+    # (before any pass: nothing is read for a path that cannot take it)
+    evaluation = {"model_digest": model.digest, "data": args.data, "rows": rows_of(split)}
+    check_metrics_target(out, evaluation, args.overwrite)
     with _client_for(args) as client:
         metrics = evaluate(
             args.model, args.data, label=args.label, threshold=args.threshold, client=client, split=split

@@ -163,6 +163,7 @@ def predict(
     target = Path(out)
     check_output_root(out, output_roots(), "prediction output directory")
     check_prediction_target(target, overwrite, inputs=(model_dir, data))
+    OutputDir(target).check_apart_from(data)  # (the scores would be read as part of the data next time)
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         staging.mkdir(parents=True)
@@ -555,19 +556,38 @@ def evaluate(
         model=str(Path(model_dir) / MODEL_FILE),
         data=dataset.url,
         model_digest=model.digest,
-        rows="all" if split is None else {"part": split.part, "fraction": split.fraction, "key": split.key},
+        rows=rows_of(split),
     )
     return metrics
+
+
+def rows_of(split: Split | None) -> str | dict:
+    """How a metrics file names the rows it was computed on: ``"all"``, or the part of a split."""
+    return "all" if split is None else {"part": split.part, "fraction": split.fraction, "key": split.key}
+
+
+def _same_place(a: object, b: object) -> bool:
+    """Whether two dataset URLs (or local paths, relative or not) name the same data."""
+    if not isinstance(a, str) or not isinstance(b, str):
+        return False
+    if "://" in a or "://" in b:
+        return a == b
+    return os.path.abspath(a) == os.path.abspath(b)
 
 
 #: the keys by which a metrics file that :func:`evaluate` wrote is known
 METRICS_KEYS = frozenset({"model_digest", "n_samples", "log_loss"})
 
 
-def check_metrics_target(path: Path) -> None:
+def check_metrics_target(path: Path, evaluation: dict | None = None, overwrite: bool = False) -> None:
     """:class:`OutputError` unless ``path`` can take ``evaluate``'s metrics: a
     new file in an existing directory, or a metrics file written before
-    (which it replaces); never a directory, a model, a job document or data."""
+    (which it replaces); never a directory, a model, a job document or data.
+
+    ``evaluation``: the ``model_digest``, ``data`` and ``rows`` the new
+    metrics will have; a metrics file of another evaluation (another model,
+    data or rows: the validation metrics training wrote, say) is replaced only
+    with ``overwrite``, so that nothing written is lost by accident."""
     if path.is_dir():
         raise OutputError(f"{path} is a directory; expected the path of a metrics file (JSON)", path=str(path))
     if not path.parent.is_dir():
@@ -586,6 +606,21 @@ def check_metrics_target(path: Path) -> None:
         raise OutputError(
             f"{path} already exists and is not a metrics file; expected a new path or a metrics file "
             "that evaluate wrote (it replaces only those)",
+            path=str(path),
+        )
+    if evaluation is None or overwrite:
+        return
+    same = (
+        document.get("model_digest") == evaluation["model_digest"]
+        and _same_place(document.get("data"), evaluation["data"])
+        and document.get("rows", "all") == evaluation["rows"]
+    )
+    if not same:
+        rows = document.get("rows", "all")
+        described = "all rows" if rows == "all" else f"the {rows.get('part')} part" if isinstance(rows, dict) else rows
+        raise OutputError(
+            f"{path} holds the metrics of model {document.get('model_digest')} on {document.get('data')} "
+            f"({described}); expected a new path (--out), or pass --overwrite to replace them",
             path=str(path),
         )
 

@@ -88,7 +88,7 @@ def _binary_sections(model: Model, metrics: dict | None, directory, n_dense: int
         ]
 
     parts += _inference_section(model)
-    parts.append("<h2>Validation metrics</h2>")
+    parts.append(f"<h2>{metrics_title(metrics)}</h2>")
     if metrics:
         keys = ["n_samples", "log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"]
         parts.append(_table([[key, metrics.get(key)] for key in keys], ["metric", "value"], numeric={1}))
@@ -126,16 +126,7 @@ def _binary_sections(model: Model, metrics: dict | None, directory, n_dense: int
             _img(calibration_plot, "calibration plot"),
             "</div>",
         ]
-        split = metrics.get("rows", "all")
-        described = (
-            "all rows"
-            if split == "all"
-            else (
-                f"the {split.get('part')} part of the split (validation fraction {split.get('fraction')}, "
-                f"by {'key ' + repr(split.get('key')) if split.get('key') else 'row position'})"
-            )
-        )
-        parts.append(f'<p class="muted">data: {html.escape(str(metrics.get("data")))}, {html.escape(described)}</p>')
+        parts.append(_metrics_source(metrics))
     else:
         parts.append(
             '<p class="muted">no metrics.json here: train with --validation-fraction, '
@@ -284,12 +275,38 @@ def _class_coefficients(model: Model, scale: list[float]) -> list[str]:
     ]
 
 
+def _metrics_source(metrics: dict) -> str:
+    """The line that says which data and rows the metrics are of."""
+    split = metrics.get("rows", "all")
+    described = (
+        "all rows"
+        if split == "all"
+        else (
+            f"the {split.get('part')} part of the split (validation fraction {split.get('fraction')}, "
+            f"by {'key ' + repr(split.get('key')) if split.get('key') else 'row position'})"
+        )
+    )
+    return f'<p class="muted">data: {html.escape(str(metrics.get("data")))}, {html.escape(described)}</p>'
+
+
+def metrics_title(metrics: dict | None) -> str:
+    """The metrics section's heading, from the rows ``metrics.json`` was computed
+    on: only the validation part of the training split is "validation"."""
+    rows = (metrics or {}).get("rows", "all")
+    if isinstance(rows, dict) and rows.get("part") == "validation":
+        return "Validation metrics"
+    if isinstance(rows, dict) and rows.get("part") == "train":
+        return "Metrics on the training part of the split"
+    return "Metrics" if metrics else "Validation metrics"
+
+
 def _class_metrics(metrics: dict | None) -> list[str]:
     """A multinomial model's validation metrics: the summary, per class, the confusion matrix."""
-    parts = ["<h2>Validation metrics</h2>"]
+    parts = [f"<h2>{metrics_title(metrics)}</h2>"]
     if not metrics or "per_class" not in metrics:
         return parts + ['<p class="muted">none: run <code>pipeline evaluate</code> to add them</p>']
     keys = ["n_samples", "log_loss", "accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr_macro"]
+    parts.append(_metrics_source(metrics))
     parts.append(_table([[key, metrics.get(key)] for key in keys], ["metric", "value"], numeric={1}))
     per_class = [
         [str(row["class"]), row["support"], row["precision"], row["recall"], row["f1"], row["roc_auc"]]

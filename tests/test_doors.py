@@ -489,12 +489,18 @@ def test_evaluate_out_replaces_only_a_metrics_file(tmp_path, capsys, trained):
     for _ in range(2):  # a new path, then the metrics file it wrote
         assert run_main(capsys, "evaluate", model, data, "--out", fresh)[0] == 0
     assert json.loads(fresh.read_text())["n_samples"] == ROWS
-    assert run_main(capsys, "evaluate", model, data)[0] == 0  # the model directory's own metrics.json
+    # the model directory's own metrics.json holds training's validation metrics: kept, unless --overwrite
+    code, stderr = run_main(capsys, "evaluate", model, data)
+    assert_one_error_line(code, stderr, "OutputError", "metrics.json", "the validation part", "--overwrite")
+    assert snapshot(model) == snapshot(Path(trained[1]))
+    assert run_main(capsys, "evaluate", model, data, "--overwrite")[0] == 0
+    assert json.loads((model / "metrics.json").read_text())["rows"] == "all"
 
 
 def test_predict_out_is_never_an_input_or_a_file(tmp_path, capsys, trained):
     """``predict --out``: a file (with or without --overwrite), a path under a
-    file, and with --overwrite the model directory, the data or a directory
+    file, a directory inside the data (the next read of it would take the
+    scores), and with --overwrite the model directory, the data or a directory
     holding either are refused, nothing changed; a pass-through column named
     like a score column is refused (the file would hold two columns of that name)."""
     data, model, plain = _copies(tmp_path, trained)
@@ -506,6 +512,7 @@ def test_predict_out_is_never_an_input_or_a_file(tmp_path, capsys, trained):
         (model, ["--overwrite"], ["is or holds the input", str(model)]),
         (data, ["--overwrite"], ["is or holds the input", str(data)]),
         (tmp_path, ["--overwrite"], ["is or holds the input"]),
+        (data / "scores", [], ["lies inside the dataset", "read as part of the dataset"]),
     ]:
         code, stderr = run_main(capsys, "predict", model, data, "--out", out, *extra)
         assert_one_error_line(code, stderr, "OutputError", str(out), *fragments)

@@ -151,6 +151,23 @@ def test_evaluate_a_split_of_the_training_data(tmp_path, table):
         assert (
             parts[0]["confusion_matrix"][key] + parts[1]["confusion_matrix"][key] == parts[2]["confusion_matrix"][key]
         )
+    # the validation metrics training wrote are not replaced by another evaluation by accident ...
+    before = (tmp_path / "split" / "metrics.json").read_bytes()
+    clobber = run_cli("evaluate", tmp_path / "split", data, "--in-process")
+    assert clobber.returncode == 1 and "Traceback" not in clobber.stderr
+    assert "(the validation part); expected a new path (--out), or pass --overwrite" in clobber.stderr
+    assert (tmp_path / "split" / "metrics.json").read_bytes() == before
+    # ... while the same evaluation replaces them, and --overwrite any
+    same = run_cli("evaluate", tmp_path / "split", data, "--split", "validation", "--in-process")
+    assert same.returncode == 0, same.stderr
+    assert run_cli("report", tmp_path / "split").returncode == 0
+    assert "<h2>Validation metrics</h2>" in (tmp_path / "split" / "report.html").read_text()
+    replaced = run_cli("evaluate", tmp_path / "split", data, "--in-process", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert _metrics(tmp_path / "split")["rows"] == "all"
+    assert run_cli("report", tmp_path / "split").returncode == 0
+    html = (tmp_path / "split" / "report.html").read_text()
+    assert "<h2>Metrics</h2>" in html and "Validation metrics" not in html  # (all rows: not validation)
     # a model trained on every row has no split to evaluate
     plain = run_cli("train", data, *features, "--out", tmp_path / "plain")
     assert plain.returncode == 0, plain.stderr
