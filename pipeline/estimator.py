@@ -585,8 +585,9 @@ class LogisticRegressionCV(LogisticRegression):
     ``cv`` folds from the hash of each row's position (the same folds as the
     CLI's on the same rows in the same order), or a scikit-learn splitter
     (or ``(train, test)`` pairs) whose test sets partition the rows; ``path`` strengths of the
-    penalty whose mix ``l1`` and ``l2`` give (``l1`` alone: the lasso, from
-    the strength that zeroes every weight; ``l2`` alone: ridge, from ``l2``)
+    penalty whose mix ``l1`` and ``l2`` give (``l1`` alone, or neither: the
+    lasso, from the strength that zeroes every weight; ``l2`` alone: ridge,
+    from ``l2``; both: that elastic net)
     down to ``path_ratio`` times the largest, each cross-validated with the
     folds' fits in lockstep (``path=None``: the given penalty alone);
     ``rule`` ``"min"`` or ``"1se"`` chooses; the model is the fit on every
@@ -609,7 +610,7 @@ class LogisticRegressionCV(LogisticRegression):
         rule: str = "min",
         solver: SolverName = "auto",
         l2: float = 0.0,
-        l1: float = 1.0,
+        l1: float | None = None,
         standardize: bool = True,
         class_weight=None,
         max_iter: int = 1000,
@@ -620,7 +621,7 @@ class LogisticRegressionCV(LogisticRegression):
         super().__init__(
             solver=solver,
             l2=l2,
-            l1=l1,
+            l1=l1,  # type: ignore[arg-type]  # (None: resolved by _mix when fitting)
             standardize=standardize,
             class_weight=class_weight,
             max_iter=max_iter,
@@ -637,6 +638,13 @@ class LogisticRegressionCV(LogisticRegression):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False
         return tags
+
+    def _mix(self) -> Penalty:
+        """The penalty whose mix the path walks: ``l1=None`` is the lasso
+        (1.0) unless ``l2`` is given, then ridge (0): ``l2=1.0`` alone is not
+        an elastic net."""
+        l1 = (0.0 if self.l2 else 1.0) if self.l1 is None else self.l1
+        return Penalty(l2=self.l2, l1=l1)
 
     def fit(self, X, y, sample_weight=None):
         from sklearn.utils.multiclass import check_classification_targets
@@ -667,7 +675,7 @@ class LogisticRegressionCV(LogisticRegression):
                 options=SolverOptions(
                     max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
                 ),
-                penalty=Penalty(l2=self.l2, l1=self.l1),
+                penalty=self._mix(),
                 standardize=self.standardize,
                 class_weight=self._class_weight(),
                 path=int(self.path or 0),

@@ -240,6 +240,11 @@ def test_the_estimator_gives_the_cli_bytes(reference):
     assert set(estimator.predict(rows.to_numpy()[:50])) <= {"no", "yes"}
     scaled = make_pipeline(StandardScaler(), LogisticRegressionCV(cv=3, path=3, l1=0.0, l2=1.0)).fit(rows, y)
     assert 0.6 < scaled.score(rows, y) < 1.0
+    # l2 alone walks ridge from l2 (not a 1:1 elastic net, as when l1 defaulted to 1.0); neither: the lasso
+    ridge = LogisticRegressionCV(cv=3, path=3, l2=1.0).fit(rows.to_numpy(), y)
+    assert ridge.l1_ == 0.0 and ridge.strengths_[0] == 1.0 and ridge.get_params()["l1"] is None
+    lasso = LogisticRegressionCV(cv=3, path=3).fit(rows.to_numpy(), y)
+    assert lasso.l2_ == 0.0 and lasso.l1_ > 0.0
     with pytest.raises(ValueError, match="binary"):
         LogisticRegressionCV(cv=3).fit(rows.to_numpy()[:90], np.repeat([0, 1, 2], 30))
 
