@@ -172,7 +172,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         y01 = self._encode(y)
         weights = None
         if sample_weight is not None:
-            weights = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=True)
+            weights = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=True, ensure_non_negative=True)
         self._class_totals = _class_totals([class_sums(y01, weights, self._n_classes)]) if self._n_classes else None
 
         self.indicator_features_ = np.flatnonzero(np.isnan(X).any(axis=0)) if self._indicates() else np.empty(0, int)
@@ -277,10 +277,12 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         X, y = inputs["X"], inputs["y"]
         numeric = {name: array for name, array in inputs.items() if array.dtype.kind in "fc"}
         allow_nan = self._imputes()  # NaN in X is a missing value
-        classes, flags, nan_columns = dask.compute(
+        weights = inputs.get("sample_weight")
+        classes, flags, nan_columns, negative = dask.compute(
             da.unique(y),
             [(da.isnan(array).any(), da.isinf(array).any()) for array in numeric.values()],
             da.isnan(X).any(axis=0) if allow_nan and "X" in numeric else np.zeros(X.shape[1], bool),
+            False if weights is None else (weights < 0).any(),
         )
         for (name, array), (nan, inf) in zip(numeric.items(), flags):
             if allow_nan and name == "X":
@@ -291,6 +293,12 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                     f"Input {name} contains {found}; expected finite values (checked over the whole "
                     f"dask array of shape {array.shape} before training, as scikit-learn checks numpy input)"
                 )
+        if negative:  # (scikit-learn's words for numpy input)
+            assert weights is not None
+            raise ValueError(
+                "Negative values in data passed to `sample_weight`; expected weights >= 0 (checked over the "
+                f"whole dask array of shape {weights.shape} before training)"
+            )
         check_classification_targets(classes)
         target = type_of_target(classes, input_name="y")
         if target not in ("binary", "multiclass"):
@@ -659,7 +667,11 @@ class LogisticRegressionCV(LogisticRegression):
                 f"in y, found {len(classes)}"
             )
         self.classes_ = classes
-        weights = None if sample_weight is None else _check_sample_weight(sample_weight, X, dtype=np.float64)
+        weights = (
+            None
+            if sample_weight is None
+            else _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        )
         n_folds, folds = _cv_folds(self.cv, X, y)
         labels = codes.astype(np.float64) + FOLD_CODE * folds
         evaluator = InProcessEvaluator([(X, labels, weights)], X.shape[1])

@@ -165,6 +165,12 @@ def test_dask_arrays_train_on_the_cluster_to_the_same_bits_and_dask_ml_search_wo
         yd = da.from_array(y, chunks=(250,))
         model = LogisticRegression(l2=1e-3).fit(Xd, yd)
         proba = model.predict_proba(Xd).compute()
+        # a negative sample weight is refused, as for numpy input (the CLI's WeightValueError)
+        negative = np.ones(900)
+        negative[600] = -0.5
+        for weights in (negative, da.from_array(negative, chunks=300)):
+            with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+                LogisticRegression().fit(Xd if isinstance(weights, da.Array) else X, y, sample_weight=weights)
         # dask-ml's model selection on the dask arrays: each candidate fits in a task
         grid = {"l2": [0.0, 1e-2, 1.0]}
         searched = dask_ml.model_selection.GridSearchCV(LogisticRegression(), grid, cv=3).fit(Xd, yd)
