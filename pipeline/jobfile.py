@@ -11,7 +11,7 @@ command line can express exactly the same things.  A job file looks like::
     [data]
     url = "data/demo"          # directory, file, glob or fsspec URL
     label = "y"
-    # features = ["f0", "f1"]  # default: every numeric column but label/weight
+    # features = ["f0", "f1"]  # default: every numeric, boolean or text column but label/weight
     # weight = "w"
 
     [train]
@@ -103,7 +103,13 @@ KEYS: dict[str, Key] = {
         FAMILIES,
     ),
     "data.max_classes": Key("max_classes", "int", "--max-classes", "most classes the label may have"),
-    "data.features": Key("features", "names", "--features", "feature columns (default: every numeric column)"),
+    "data.features": Key(
+        "features",
+        "names",
+        "--features",
+        "feature columns (default: every numeric, boolean, text and dictionary column but the label, the weight and "
+        "hive keys; text and dictionary columns are categorical)",
+    ),
     "data.weight": Key("weight", "str", "--weight-col", "column of sample weights (>= 0)"),
     "data.validation_fraction": Key(
         "validation_fraction", "float", "--validation-fraction", "share of rows held out for validation (0: none)"
@@ -159,7 +165,12 @@ KEYS: dict[str, Key] = {
     "train.l1": Key("penalty.l1", "float", "--l1", "L1 strength: + l1 ||w||_1"),
     "train.reg": Key(None, "float", "--reg", "elastic net strength (with train.alpha), instead of l2/l1"),
     "train.alpha": Key(None, "float", "--alpha", "elastic net mix: l1 = reg*alpha, l2 = reg*(1-alpha)"),
-    "train.standardize": Key("standardize", "bool", "--no-standardize", "solve on standardized features"),
+    "train.standardize": Key(
+        "standardize",
+        "bool",
+        "--no-standardize",
+        "solve on standardized features (the default; false, --no-standardize: on the raw features)",
+    ),
     "train.class_weight": Key(
         "class_weight",
         "class_weight",
