@@ -290,7 +290,12 @@ class JobRecorder(Recorder):
         if self.pending is None:
             return
         config, dataset, client, previous = self.config, self.dataset, self.client, self.previous
-        self.outputs.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.outputs.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # (checked before training; a race or a mount that changed since)
+            raise OutputError(
+                f"cannot create the output directory {self.outputs.path}: {exc}", path=str(self.outputs.path)
+            ) from None
         if previous is None:  # a new job: nothing of another job may be resumed or shown
             self.outputs.clear_job_files()
         if previous is None or previous.status != QUEUED:  # a queued job's cancel request stands

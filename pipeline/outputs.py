@@ -386,9 +386,12 @@ class OutputDir:
             existing = existing.parent
         if not os.access(existing, os.W_OK | os.X_OK):
             raise OutputError(f"output directory {directory} is not writable", path=str(directory))
-        if directory.exists():
-            try:
+        try:  # (a probe: permissions say yes on a read-only mount or /proc, creating says no)
+            if directory.exists():
                 with tempfile.TemporaryFile(dir=directory):
                     pass
-            except OSError as exc:
-                raise OutputError(f"output directory {directory} is not writable: {exc}", path=str(directory)) from None
+            else:
+                with tempfile.TemporaryDirectory(dir=existing):
+                    pass
+        except OSError as exc:
+            raise OutputError(f"output directory {directory} is not writable: {exc}", path=str(directory)) from None

@@ -315,6 +315,23 @@ def test_unwritable_output_directory(tmp_path):
         out.chmod(0o700)
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_output_where_directories_cannot_be_created_is_refused_before_training(tmp_path):
+    """/proc: permissions say writable (as root), creating a directory says
+    no. The probe creates one before training: one error line, no traceback."""
+    data = tmp_path / "data"
+    good_dataset(data)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "train", str(data), "--label", "y", "--out", "/proc/pipeline-out"]
+        + ["--quiet", "--in-process"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_bad_input(result, "OutputError", "/proc/pipeline-out", "not writable", out=None)
+    assert "iter" not in result.stdout  # (refused before training)
+
+
 def test_single_class_by_weight(tmp_path):
     """Both labels occur, but every row of label 1 has weight 0."""
     data = tmp_path / "data"
