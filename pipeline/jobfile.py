@@ -392,8 +392,11 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
         if not isinstance(value, bool):
             raise wrong("true or false")
     elif spec.kind == "names":
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise wrong("a list of column names")
+        if not all(value):  # ("" on the command line, or "a,": an empty name)
+            found = "no name" if not any(value) else f"an empty name in {', '.join(map(repr, value))}"
+            raise source.error(f"{source.show(key)} must name columns, each non-empty; found {found}", key)
         value = tuple(value)
     elif spec.kind == "class_weight":
         if value == "balanced":

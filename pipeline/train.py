@@ -939,8 +939,9 @@ def initial_coef(init: str | None, features: Sequence[str], classes: Sequence | 
         )
     if classes is not None or model.multinomial:
         if not model.multinomial or model.class_labels != list(classes or []):
+            kind = f"of classes {model.classes}" if model.classes else "of a 0/1 label"
             raise ConfigError(
-                f"init model in {init} is a {model.family} model of classes {model.classes}; "
+                f"init model in {init} is a {model.family} model {kind}; "
                 f"expected a multinomial model of the training classes {list(classes or [])}",
                 column="init",
             )

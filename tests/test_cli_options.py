@@ -126,6 +126,8 @@ def test_max_iter_stop_warns_and_records_not_converged(data, tmp_path):
         (["--l2", "-1"], "ConfigError", "l2 must be"),
         (["--weight-col", "y"], "ConfigError", "weight"),
         (["--weight-col", "nope"], "ColumnNotFoundError", "'nope'"),
+        (["--features", ""], "ConfigError", "--features must name columns, each non-empty; found no name"),
+        (["--features", "a,"], "ConfigError", "found an empty name in 'a', ''"),
     ],
 )
 def test_bad_options(data, tmp_path, options, name, fragment):

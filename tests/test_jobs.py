@@ -174,6 +174,16 @@ def test_settings_the_data_refuses_name_the_key_once_and_in_neutral_words(tmp_pa
     result = run_cli("submit", job)
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith(f"JobFileError: {job}: train.inference: coefficient inference is for"), line
+    # a binary model of a 0/1 label to start a three-class fit: said in those words (not "classes None")
+    two = tmp_path / "two"
+    two.mkdir()
+    pq.write_table(pa.table({"a": rng.standard_normal(90), "y": np.arange(90) % 2}), two / "p.parquet")
+    assert run_cli("train", two, "--label", "y", "--in-process", "--out", tmp_path / "binary").returncode == 0
+    result = run_cli(
+        "train", three, "--label", "y", "--in-process", "--init", tmp_path / "binary", "--out", tmp_path / "m3"
+    )
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("ConfigError: init model in") and "is a binomial model of a 0/1 label; expected" in line
 
 
 # --------------------------------------------------------------------------- attached jobs, artifacts

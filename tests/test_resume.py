@@ -124,6 +124,11 @@ def test_a_damaged_checkpoint_is_refused_with_the_file_named(tmp_path):
     path.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(CheckpointError, match="checkpoint.npz"):
         load_checkpoint(path)
+    # bytes of no archive at all: numpy calls them pickled data and advises allow_pickle; not us
+    path.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="bytes that are not an .npz archive of arrays") as raised:
+        load_checkpoint(path)
+    assert "allow_pickle" not in str(raised.value)
 
 
 def _saved_checkpoint(tmp_path):
