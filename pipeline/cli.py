@@ -543,8 +543,8 @@ def _status(args) -> int:
         print(json.dumps(document.to_json(), indent=2))
         return 0
     print(_status_line(document))
-    if document.error:
-        print(f"error: {document.error}")
+    if document.error:  # (a cancelled job's is why it stopped, not a failure)
+        print(f"{'reason' if document.status == 'cancelled' else 'error'}: {document.error}")
     return 0
 
 

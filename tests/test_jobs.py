@@ -337,6 +337,9 @@ def test_cancel_stops_a_detached_job_and_its_checkpoint_resumes(tmp_path, data, 
     assert not (out / "model.json").exists()
     state, meta = load_checkpoint(out / "checkpoint.npz")
     assert meta["job_id"] == job_id and state.solver_state.n_iter >= 5
+    shown = run_cli("status", out)  # why it stopped, not an error
+    assert shown.returncode == 0 and "reason: job cancelled on request" in shown.stdout
+    assert "error:" not in shown.stdout
     # other options or other data: the checkpoint is refused, nothing is overwritten
     changed = tmp_path / "changed.toml"
     changed.write_text(job.read_text().replace("max_iter = 200", "max_iter = 200\nl2 = 0.5"))
