@@ -64,7 +64,7 @@ from .objective import Penalty
 from .paths import CV_RULES
 from .solvers import SolverOptions
 
-__all__ = ["KEYS", "config_from_mapping", "config_to_mapping", "key_setting", "load_job", "to_toml"]
+__all__ = ["KEYS", "config_from_mapping", "config_to_mapping", "key_setting", "load_job", "suggestion", "to_toml"]
 
 
 KeyKind = Literal["str", "int", "float", "bool", "names", "class_weight", "generate"]
@@ -331,6 +331,33 @@ def key_setting(path: str | os.PathLike, column: str | None) -> str | None:
     return None
 
 
+#: other tools' names of a setting (scikit-learn's, glmnet's), by the name it has here
+_ALIASES = {"l1_ratio": "alpha", "tolerance": "tol", "directory": "dir", "max_iterations": "max_iter"}
+
+
+def suggestion(key: str) -> str | None:
+    """Policy only: the known key an unknown ``key`` most likely meant, or None.
+
+    Within its section (or the nearest section name): another tool's name of
+    the setting (:data:`_ALIASES`), a known name that the typed one extends
+    (``l2_penalty``: ``l2``) or starts (``feature``: ``features``), else the
+    closest name by difflib's ratio, if close enough."""
+    section, _, name = key.rpartition(".")
+    sections = {known.rpartition(".")[0] for known in KEYS}
+    if section not in sections:
+        near = difflib.get_close_matches(section, sections, n=1, cutoff=0.6)
+        section = near[0] if near else section
+    names = [known.rpartition(".")[2] for known in KEYS if known.rpartition(".")[0] == section]
+    if _ALIASES.get(name) in names:
+        found = [_ALIASES[name]]
+    else:
+        found = [n for n in names if name.startswith(n + "_") or (len(name) >= 3 and n.startswith(name))]
+        found = found[:1] or difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    if not found:
+        return None
+    return f"{section}.{found[0]}" if section else found[0]
+
+
 def _flatten(document: Mapping[str, Any], source: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for name, value in document.items():
@@ -341,8 +368,10 @@ def _flatten(document: Mapping[str, Any], source: str) -> dict[str, Any]:
             flat[name] = value
     for key in flat:
         if key not in KEYS:
-            close = difflib.get_close_matches(key, KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            close = suggestion(key)
+            hint = f" (did you mean {close!r}?)" if close else ""
+            if key.rpartition(".")[2] == "quiet":
+                hint = " (--quiet is a command-line option only)"
             section = key.split(".")[0] + "." if "." in key else ""
             known = [k for k in KEYS if k.startswith(section)] if section else list(KEYS)
             raise JobFileError(

@@ -38,6 +38,7 @@ from pipeline.jobfile import (
     KEYS,
     config_from_mapping,
     load_job,
+    suggestion,
 )
 from pipeline.model import Model
 
@@ -96,9 +97,28 @@ def test_cli_overrides_win_over_the_job_file(tmp_path, data):
 
 
 @pytest.mark.parametrize(
+    "typed, meant",
+    [
+        ("train.l2_penalty", "train.l2"),  # a known name, extended
+        ("data.feature", "data.features"),  # ... or cut short
+        ("train.max_iters", "train.max_iter"),
+        ("training.l2", "train.l2"),  # a section misspelt
+        ("train.l1_ratio", "train.alpha"),  # scikit-learn's name of the mix
+        ("output.directory", "output.dir"),
+        ("data.lable", "data.label"),  # difflib's nearest, within the section
+        ("train.learning_rate", None),  # nothing close: no guess (it was train.path_ratio)
+        ("train.quiet", None),  # (it was train.init)
+    ],
+)
+def test_an_unknown_keys_suggestion_stays_in_its_section_and_knows_other_tools_names(typed, meant):
+    assert suggestion(typed) == meant
+
+
+@pytest.mark.parametrize(
     "body, fragments",
     [
         ('[train]\nsovler = "gd"\n', ["'train.sovler'", "did you mean 'train.solver'"]),
+        ("[train]\nquiet = true\n", ["'train.quiet'", "--quiet is a command-line option only"]),
         ('[train]\nmax_iter = "ten"\n', ["'train.max_iter'", "must be an integer", "'ten'"]),
         ('[train]\nsolver = "adam"\n', ["'train.solver'", "lbfgs, newton, gd", "'adam'"]),
         ("[output]\ncheckpoint_every = 0\n", ["'output.checkpoint_every'", ">= 1"]),
