@@ -99,9 +99,17 @@ def mixing(penalty: Penalty, asked_by: str = "path") -> float:
     return penalty.l1 / total
 
 
+#: ``lambda_max`` is raised by this much (relative): at the bound itself the
+#: largest weight's optimality condition holds with equality, and the rounding
+#: between the solver's standardized units and the original ones could leave
+#: it a few ulps outside, so that the first point's weight came out 3e-17,
+#: not 0 (an unstandardized column of ages, found in a trial)
+LAMBDA_MAX_MARGIN = 2.0**-40
+
+
 def lambda_max(penalty: Penalty, null_gradient: np.ndarray | None, n_blocks: int = 1) -> float:
     """The path's largest strength: with an L1 part ``max_j |g_j| / alpha``
-    (``alpha`` at least :data:`MIN_ALPHA`) over the weights of ``null_gradient`` (the mean loss's gradient at the
+    (``alpha`` at least :data:`MIN_ALPHA`; raised by :data:`LAMBDA_MAX_MARGIN`) over the weights of ``null_gradient`` (the mean loss's gradient at the
     intercept-only optimum, original units, each of ``n_blocks`` blocks
     ``[w_k, b_k]``); with L2 alone the configured ``l2``."""
     alpha = mixing(penalty)
@@ -118,7 +126,7 @@ def lambda_max(penalty: Penalty, null_gradient: np.ndarray | None, n_blocks: int
             "feature's gradient is 0, so every strength gives all-zero weights",
             column="path",
         )
-    return largest / alpha
+    return largest / alpha * (1.0 + LAMBDA_MAX_MARGIN)
 
 
 def strengths(largest: float, n: int, ratio: float) -> list[float]:

@@ -202,14 +202,35 @@ def test_a_later_job_in_the_directory_clears_the_path(data, tmp_path):
     assert "Regularization path" not in write_report(str(out)).read_text()
 
 
+def test_the_first_point_is_all_zeros_with_an_unscaled_column(tmp_path):
+    """At lambda_max itself the largest weight's condition holds with
+    equality: rounding between standardized and original units left a
+    column of ages at 3e-17 in a trial's table; the bound's margin keeps 0."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    columns = {f"x{j}": rng.standard_normal(n) for j in range(3)}
+    columns["noise"] = rng.standard_normal(n).astype(np.float32)
+    columns["age"] = rng.integers(18, 80, n).astype(np.float64)  # (the largest gradient: it sets lambda_max)
+    margin = columns["x0"] + 0.03 * (columns["age"] - 50)
+    columns["y"] = (rng.random(n) < 1 / (1 + np.exp(-margin))).astype(np.int64)
+    (tmp_path / "data").mkdir()
+    for k, rows in enumerate(np.array_split(np.arange(n), 4)):
+        table = pa.table({name: values[rows] for name, values in columns.items()})
+        pq.write_table(table, tmp_path / "data" / f"part-{k}.parquet")
+    train(config(str(tmp_path / "data"), tmp_path / "out", penalty=Penalty(l1=1.0), path=8))
+    assert Model.load(tmp_path / "out" / "path" / "000").coef == [0.0] * 5
+
+
 def test_nan_losses_lose_and_tiny_l1_shares_are_floored():
-    from pipeline.paths import MAX_POINTS, MIN_ALPHA, lambda_max
+    from pipeline.paths import LAMBDA_MAX_MARGIN, MAX_POINTS, MIN_ALPHA, lambda_max
 
     points = [PathPoint(k, 1.0, 0.0, 1.0, 0.5, loss, 0, 1, 1, True, "d") for k, loss in enumerate([np.nan, 0.4, 0.3])]
     assert choose(points) == 2
     gradient = np.array([0.2, -0.5, 0.0])
-    assert lambda_max(Penalty(l1=1.0), gradient) == 0.5
-    assert lambda_max(Penalty.elastic_net(1.0, 1e-9), gradient) == 0.5 / MIN_ALPHA
+    assert lambda_max(Penalty(l1=1.0), gradient) == 0.5 * (1.0 + LAMBDA_MAX_MARGIN)
+    assert lambda_max(Penalty.elastic_net(1.0, 1e-9), gradient) == 0.5 / MIN_ALPHA * (1.0 + LAMBDA_MAX_MARGIN)
     with pytest.raises(ConfigError, match="path"):
         TrainConfig(data="d", label="y", path=MAX_POINTS + 1, penalty=Penalty(l1=1.0))
 
