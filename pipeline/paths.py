@@ -109,7 +109,8 @@ LAMBDA_MAX_MARGIN = 2.0**-40
 
 def lambda_max(penalty: Penalty, null_gradient: np.ndarray | None, n_blocks: int = 1) -> float:
     """The path's largest strength: with an L1 part ``max_j |g_j| / alpha``
-    (``alpha`` at least :data:`MIN_ALPHA`; raised by :data:`LAMBDA_MAX_MARGIN`) over the weights of ``null_gradient`` (the mean loss's gradient at the
+    (``alpha`` at least :data:`MIN_ALPHA`; raised by :data:`LAMBDA_MAX_MARGIN`)
+    over the weights of ``null_gradient`` (the mean loss's gradient at the
     intercept-only optimum, original units, each of ``n_blocks`` blocks
     ``[w_k, b_k]``); with L2 alone the configured ``l2``."""
     alpha = mixing(penalty)
