@@ -25,6 +25,7 @@ from .errors import ClusterError, ConfigError, DatasetNotFoundError, JobCancelle
 from .jobfile import KEYS, config_from_mapping, key_setting, load_job
 from .jobs import (
     config_of,
+    coordinator_gone,
     find_job,
     list_jobs,
     request_cancel,
@@ -545,6 +546,13 @@ def _status(args) -> int:
     print(_status_line(document))
     if document.error:  # (a cancelled job's is why it stopped, not a failure)
         print(f"{'reason' if document.status == 'cancelled' else 'error'}: {document.error}")
+    if coordinator_gone(document):
+        coordinator = document.coordinator or {}
+        print(
+            f"note: its coordinator (pid {coordinator.get('pid')} on {coordinator.get('host')}) is no longer "
+            f"running: the job was killed, not stopped; `pipeline resume {document.out}` continues it from its "
+            "last checkpoint"
+        )
     return 0
 
 

@@ -309,6 +309,21 @@ def test_attached_then_detached_submit_give_the_same_model(tmp_path, data, dask_
 
 
 @pytest.mark.cluster
+def test_a_running_job_whose_coordinator_is_gone_is_told_apart_only_on_its_host():
+    from pipeline.jobs import coordinator_gone
+    from pipeline.outputs import JobDocument
+
+    running = JobDocument(status="running", coordinator={"host": "h1", "pid": 42})
+    assert coordinator_gone(running, "h1", alive=lambda pid: False)
+    assert not coordinator_gone(running, "h1", alive=lambda pid: True)
+    assert not coordinator_gone(running, "h2", alive=lambda pid: False)  # another machine: nothing known
+    for other in ("queued", "succeeded", "failed", "cancelled"):
+        assert not coordinator_gone(
+            JobDocument(status=other, coordinator={"host": "h1", "pid": 42}), "h1", lambda p: False
+        )
+    assert not coordinator_gone(JobDocument(status="running"), "h1", alive=lambda pid: False)  # (no coordinator yet)
+
+
 def test_killed_coordinator_resumes_to_the_identical_model(tmp_path, data, dask_cli_cluster, reference_slow):
     out = tmp_path / "out"
     job = slow_job(tmp_path / "slow.toml", data, out, f'scheduler = "{dask_cli_cluster.address}"')
@@ -325,6 +340,10 @@ def test_killed_coordinator_resumes_to_the_identical_model(tmp_path, data, dask_
         if process.poll() is None:
             process.kill()
     assert not (out / "model.json").exists() and job_status(out) == "running"
+    # job.json still says running; status knows better (same host, its pid is gone)
+    shown = run_cli("status", out)
+    assert shown.returncode == 0 and f"pid {process.pid} on" in shown.stdout, shown.stdout
+    assert "is no longer running: the job was killed" in shown.stdout and f"pipeline resume {out}" in shown.stdout
     saved = load_checkpoint(out / "checkpoint.npz")[0].solver_state.n_iter
     assert 10 <= saved < reference_slow.n_iter  # history.csv is written just before the checkpoint
     resumed = run_cli("resume", out, "--scheduler", dask_cli_cluster.address, "--quiet")
