@@ -845,10 +845,15 @@ class Dataset:
     class_kind: ClassKind = "int"
     #: cross-validation folds (:meth:`with_folds`; None: the label as it is)
     folds: Folds | None = None
+    #: sha256 of the used columns' Parquet statistics in every row group
+    #: (:func:`statistics_digest`): values rewritten in place, at the same
+    #: size and layout, change it
+    statistics: str = ""
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of what the data is: files, sizes, row groups, columns (and split)."""
+        """sha256 of what the data is: files, sizes, row groups, columns, their
+        Parquet statistics (min, max, null and value counts; and split)."""
         identity: tuple[Any, ...] = (
             self.url,
             self.label,
@@ -857,6 +862,7 @@ class Dataset:
             self.files,
             self.file_sizes,
             [(c.path, c.row_group, c.n_rows) for c in self.chunks],
+            self.statistics,
         )
         if self.split is not None:
             identity = (*identity, self.split)
@@ -998,6 +1004,30 @@ class Dataset:
             da.concatenate(y_blocks, axis=0),
             da.concatenate(weight_blocks, axis=0) if reader.has_weights else None,
         )
+
+
+def statistics_digest(metadatas: Sequence[pq.FileMetaData], columns: Sequence[str | None]) -> str:
+    """sha256 of what the footers say of ``columns``' values in each row group:
+    min, max, null count and value count where the writer kept statistics (a
+    column without them adds only that). Read from the footers already
+    planned: no data is read."""
+    wanted = {name for name in columns if name}
+    digest = hashlib.sha256()
+    for metadata in metadatas:
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            for j in range(row_group.num_columns):
+                column = row_group.column(j)
+                if column.path_in_schema not in wanted:
+                    continue
+                stats = column.statistics
+                seen: tuple[Any, ...] = (group, column.path_in_schema)
+                if stats is not None:
+                    seen += (stats.null_count if stats.has_null_count else None, stats.num_values)
+                    if stats.has_min_max:
+                        seen += (stats.min, stats.max)
+                digest.update(repr(seen).encode())
+    return digest.hexdigest()
 
 
 def placed_on(worker: str | None) -> dict:
@@ -1165,6 +1195,7 @@ def open_dataset(
         level_kinds=kinds,
         dense_dtype=dtype.name if features else None,
         uncertain_missing=uncertain if indicators is None else (),
+        statistics=statistics_digest([metadatas[path] for path in files], (label, weight, *features)),
     )
     if vocabularies is not None:
         by_column = {vocabulary.column: vocabulary for vocabulary in vocabularies}

@@ -493,7 +493,8 @@ def _load_resume(outputs: OutputDir, job_id: str, fingerprint: str, options: dic
         raise CheckpointError(
             f"checkpoint {path} was written for another dataset (fingerprint "
             f"{str(meta.get('fingerprint'))[:16]}…; the data now has {fingerprint[:16]}…: files, "
-            "sizes or row groups changed); resume with the original data, or start a new job",
+            "sizes, row groups or the columns' Parquet statistics changed); resume with the original data, "
+            "or start a new job",
             path=str(path),
         )
     if meta.get("model_options") != options:

@@ -414,8 +414,23 @@ def test_a_checkpoint_of_other_data_or_edited_is_refused(tmp_path, data):
     assert "CheckpointError" in refused.stderr and "another dataset" in refused.stderr
     assert str(out / "checkpoint.npz") in refused.stderr
     assert load_checkpoint(out / "checkpoint.npz")[0].solver_state.n_iter == 3  # untouched
-    # the original data again, but a checkpoint edited after it was written
     (copy / "part-9.parquet").unlink()
+    # one file's values rewritten in place: same files, sizes and row groups, other statistics
+    rewritten = copy / "part-0.parquet"
+    table = pq.read_table(rewritten)
+    layout = pq.ParquetFile(rewritten).metadata
+    size = rewritten.stat().st_size
+    import pyarrow.compute as pc
+
+    doubled = table.set_column(0, "f0", pc.multiply(table.column("f0"), 2.0))
+    pq.write_table(doubled, rewritten, row_group_size=layout.row_group(0).num_rows)
+    assert (
+        rewritten.stat().st_size == size and pq.ParquetFile(rewritten).metadata.num_row_groups == layout.num_row_groups
+    )
+    refused = run_cli("resume", out, "--in-process")
+    assert refused.returncode == 1 and "another dataset" in refused.stderr, refused.stderr
+    pq.write_table(table, rewritten, row_group_size=layout.row_group(0).num_rows)  # (its values back)
+    # the original data again, but a checkpoint edited after it was written
     checkpoint = out / "checkpoint.npz"
     with np.load(checkpoint, allow_pickle=False) as archive:
         arrays = {name: archive[name] for name in archive.files}
