@@ -803,11 +803,14 @@ def test_a_class_only_in_the_validation_rows_is_explained(tmp_path):
 def test_a_binary_model_of_a_zero_one_label_is_still_format_3(tmp_path):
     values = columns()
     X = np.column_stack([values[f"x{j}"] for j in range(4)])
-    pq.write_table(pa.table({**values, "y": (X[:, 0] > 0).astype(np.int8)}), tmp_path / "b.parquet")
+    label = (X[:, 0] > 0).astype(np.int8)
+    label[::7] = 1 - label[::7]  # (not separated: a separated model is format 6)
+    pq.write_table(pa.table({**values, "y": label}), tmp_path / "b.parquet")
     model = train(TrainConfig(data=str(tmp_path / "b.parquet"), label="y", features=("x0", "x1"), cluster=None,
                               out=str(tmp_path / "out")))  # fmt: skip
     document = json.loads((tmp_path / "out" / "model.json").read_text())
     assert document["format_version"] == 3 and "family" not in document and "classes" not in document
+    assert "separated" not in document
     assert Model.load(tmp_path / "out") == model
 
 
