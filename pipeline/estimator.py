@@ -243,7 +243,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         from sklearn.utils.multiclass import check_classification_targets, type_of_target
         from sklearn.utils.validation import _check_feature_names
 
-        client = get_client()
+        try:
+            client = get_client()
+        except ValueError:  # (distributed's "No global client found and no address provided")
+            raise ValueError(
+                "dask input trains on a distributed cluster: expected a Client (distributed.Client(), or "
+                "Client(LocalCluster()) on this machine) before fit; found none; numpy or pandas input "
+                "trains in this process"
+            ) from None
         _require_2d(X)
         _check_feature_names(self, _columns_of(X), reset=True)
         n_columns = len(X.columns) if hasattr(X, "columns") else X.shape[1]

@@ -44,7 +44,6 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from .cluster import ClusterSpec
@@ -452,9 +451,10 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
 
 
 def _absolute(value: str) -> str:
-    if "://" in value or os.path.isabs(value):
+    """A local path made absolute and normal (``jobs/../data``: ``data``); a URL as it is."""
+    if "://" in value:
         return value
-    return str(Path(value).absolute())
+    return os.path.abspath(value)
 
 
 def _output_dir(out: str | None, name: str | None, root: str | None) -> str | None:

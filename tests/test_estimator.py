@@ -155,6 +155,8 @@ def test_dask_arrays_train_on_the_cluster_to_the_same_bits_and_dask_ml_search_wo
 
     X, y = _data(n=900, d=3, seed=2)
     reference = LogisticRegression(l2=1e-3).fit(X, y)
+    with pytest.raises(ValueError, match="expected a Client"):  # (not distributed's bare words)
+        LogisticRegression().fit(da.from_array(X, chunks=(250, 3)), da.from_array(y, chunks=(250,)))
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None

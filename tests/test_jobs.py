@@ -56,6 +56,20 @@ def data(jobs_data) -> Path:
 # --------------------------------------------------------------------------- job files
 
 
+def test_relative_paths_are_resolved_against_the_working_directory_and_normalized(tmp_path, monkeypatch):
+    """``../data`` from ``jobs/`` is ``<root>/data``, not ``<root>/jobs/../data`` (which shows everywhere)."""
+    (tmp_path / "jobs").mkdir()
+    job = tmp_path / "jobs" / "rel.toml"
+    job.write_text('[data]\nurl = "../data"\nlabel = "y"\n[train]\ninit = "./m/../model"\n[output]\ndir = "../out"\n')
+    monkeypatch.chdir(tmp_path / "jobs")
+    config = load_job(job)
+    assert (config.data, config.init, config.out) == (
+        str(tmp_path / "data"),
+        str(tmp_path / "jobs" / "model"),
+        str(tmp_path / "out"),
+    )
+
+
 @pytest.mark.parametrize("name", ["demo.toml", "compose.toml", "lasso-cv.toml"])
 def test_shipped_job_files_validate(name):
     config = load_job(ROOT / "jobs" / name)
