@@ -134,14 +134,21 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=int, default=0)
     make.set_defaults(handler=_make_data)
 
-    fit = commands.add_parser("train", help="train a model on a Parquet dataset (an attached job)")
+    fit = commands.add_parser(
+        "train",
+        help="train a model on a Parquet dataset (an attached job)",
+        # (argparse would list every option here, 30 lines above a usage error)
+        usage="pipeline train DATA --label COLUMN (--out DIR | --name NAME) [options]  (options: pipeline train -h)",
+    )
     fit.add_argument("data", metavar="DATA", help="Parquet directory, file or glob (any fsspec URL)")
     _add_config_options(fit, job_file=False)
     fit.add_argument("--quiet", action="store_true", help="no per-iteration lines")
     fit.set_defaults(handler=_train)
 
     submit = commands.add_parser(
-        "submit", help="run a job file: attached (follow it here) or --detach (on the cluster)"
+        "submit",
+        help="run a job file: attached (follow it here) or --detach (on the cluster)",
+        usage="pipeline submit JOB.toml [--detach] [--quiet] [overrides]  (options: pipeline submit -h)",
     )
     submit.add_argument("job", metavar="JOB.toml", help="job file (see jobs/)")
     _add_config_options(submit, job_file=True)

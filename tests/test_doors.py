@@ -794,3 +794,4 @@ def test_an_unknown_option_shows_the_commands_usage(capsys, command, arguments):
     err = capsys.readouterr().err
     assert f"usage: pipeline {command} " in err
     assert "unrecognized arguments: --bogus-option 1" in err
+    assert len(err.splitlines()) <= 8  # (train: a short usage, not its 30 lines of options above the error)
