@@ -271,12 +271,14 @@ _EMBEDDED_KEYS = ("cluster.threads_per_worker", "cluster.memory_limit")
 #: the keys that say where a job runs: one given as an override replaces the file's choice
 WHERE_KEYS = ("cluster.scheduler", "cluster.workers", "cluster.in_process")
 _TLS_KEYS = ("cluster.tls_ca_file", "cluster.tls_cert", "cluster.tls_key")
+#: the settings of any cluster (a scheduler's answer, a pass's stall): none in-process
+_CLUSTER_TIMEOUT_KEYS = ("cluster.connect_timeout", "cluster.stall_timeout")
 #: what a job file's keys lose to each where-override: the other kinds of cluster
 #: and the settings that only apply to them (a scheduler keeps its TLS files)
 _REPLACED_BY = {
     "cluster.scheduler": WHERE_KEYS + _EMBEDDED_KEYS,
     "cluster.workers": WHERE_KEYS + _TLS_KEYS,
-    "cluster.in_process": WHERE_KEYS + _EMBEDDED_KEYS + _TLS_KEYS,
+    "cluster.in_process": WHERE_KEYS + _EMBEDDED_KEYS + _TLS_KEYS + _CLUSTER_TIMEOUT_KEYS,
 }
 
 _GENERATE_KEYS = {"rows": int, "features": int, "files": int, "row_group_size": int, "seed": int}
@@ -527,6 +529,13 @@ def config_from_mapping(
             f"{show(embedded[0])} sets up the workers of an embedded cluster; found it with "
             f"{show('cluster.in_process')} (no workers)",
             embedded[0],
+        )
+    timeouts = [key for key in _CLUSTER_TIMEOUT_KEYS if get(key) is not None]  # (TLS: refused by its own rule)
+    if get("cluster.in_process") and timeouts:
+        raise fail(
+            f"{show(timeouts[0])} is a setting of a Dask cluster; found it with "
+            f"{show('cluster.in_process')} (no cluster)",
+            timeouts[0],
         )
     if get("cluster.scheduler") and get("cluster.workers"):
         raise fail(f"give {show('cluster.scheduler')} or {show('cluster.workers')}, not both", "cluster.workers")

@@ -177,8 +177,15 @@ def test_in_process_still_checks_the_cluster_keys(tmp_path):
     base = {"data.url": "/d", "data.label": "y", "cluster.in_process": True}
     with pytest.raises(ConfigError, match="is for a tls:// scheduler"):
         config_from_mapping({**base, "cluster.tls_ca_file": str(pem)})
-    with pytest.raises(ConfigError, match="^--stall-timeout must be a finite number > 0"):
-        config_from_mapping({**base, "cluster.stall_timeout": 0.0})
+    # a timeout of a cluster that is not there was silently ignored: refused, valid or not
+    for key, flag, value in [
+        ("cluster.stall_timeout", "--stall-timeout", 0.0),
+        ("cluster.connect_timeout", "--connect-timeout", 5.0),
+    ]:
+        with pytest.raises(ConfigError, match=f"^{flag} is a setting of a Dask cluster; found it with --in-process"):
+            config_from_mapping({**base, key: value})
+    with pytest.raises(JobFileError, match="key 'cluster.connect_timeout' is a setting of a Dask cluster"):
+        config_from_mapping({**base, "cluster.connect_timeout": 5.0}, "job.toml")
     assert config_from_mapping(base).cluster is None
 
 
