@@ -665,6 +665,13 @@ class LogisticRegressionCV(LogisticRegression):
         from sklearn.utils.multiclass import check_classification_targets
         from sklearn.utils.validation import _check_sample_weight, validate_data
 
+        if hasattr(X, "columns") and hasattr(X, "dtypes"):  # (a table: say which columns, not numpy's words)
+            text = [str(name) for name, dtype in X.dtypes.items() if getattr(dtype, "kind", "O") not in "biuf"]
+            if text:
+                raise ValueError(
+                    f"LogisticRegressionCV takes numeric features only; found text or categorical column(s) "
+                    f"{text} (encode them first, e.g. OneHotEncoder; LogisticRegression takes them as they are)"
+                )
         X, y = validate_data(self, X, y, dtype=_FEATURE_DTYPES, order="F")
         check_classification_targets(y)
         classes, codes = np.unique(y, return_inverse=True)

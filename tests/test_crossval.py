@@ -245,6 +245,9 @@ def test_the_estimator_gives_the_cli_bytes(reference):
     assert ridge.l1_ == 0.0 and ridge.strengths_[0] == 1.0 and ridge.get_params()["l1"] is None
     lasso = LogisticRegressionCV(cv=3, path=3).fit(rows.to_numpy(), y)
     assert lasso.l2_ == 0.0 and lasso.l1_ > 0.0
+    # a table with a text column: named, not numpy's "could not convert string to float"
+    with pytest.raises(ValueError, match=r"numeric features only; found text or categorical column\(s\) \['city'\]"):
+        LogisticRegressionCV(cv=3, path=3).fit(rows.assign(city=np.where(y == "yes", "nyc", "sf")), y)
     with pytest.raises(ValueError, match="binary"):
         LogisticRegressionCV(cv=3).fit(rows.to_numpy()[:90], np.repeat([0, 1, 2], 30))
 
