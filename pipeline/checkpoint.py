@@ -113,7 +113,8 @@ def load_checkpoint(path: str | os.PathLike):
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         # (numpy calls bytes that are neither an .npz nor an .npy archive "pickled data", and
         # advises allow_pickle: never for a checkpoint, which holds plain arrays only)
-        reason = "bytes that are not an .npz archive of arrays" if "pickle" in str(exc) else str(exc)
+        pickled = isinstance(exc, ValueError) and "allow_pickle" in str(exc)
+        reason = "bytes that are not an .npz archive of arrays" if pickled else str(exc)
         raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint: {reason}", path=str(path)) from None
     if not isinstance(document, dict) or document.get("format_version") != FORMAT_VERSION:
         found = document.get("format_version") if isinstance(document, dict) else document

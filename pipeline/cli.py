@@ -34,7 +34,7 @@ from .jobs import (
 )
 from .model import Model
 from .outputs import JobDocument, OutputDir
-from .predict import check_metrics_target, evaluate, predict, rows_of, split_of
+from .predict import binary_threshold, check_metrics_target, evaluate, predict, rows_of, split_of
 from .report import summary_text, write_report
 from .solvers import IterationRecord
 from .synth import make_data
@@ -358,7 +358,13 @@ def _evaluate(args) -> int:
     out = Path(args.out) if args.out else OutputDir(args.model).metrics
     check_output_root(str(out), output_roots(), "metrics file")
     # (before any pass: nothing is read for a path that cannot take it)
-    evaluation = {"model_digest": model.digest, "data": args.data, "rows": rows_of(split)}
+    evaluation = {
+        "model_digest": model.digest,
+        "data": args.data,
+        "rows": rows_of(split),
+        "label": args.label or model.label,
+        "threshold": None if model.multinomial else binary_threshold(model, args.threshold),
+    }
     check_metrics_target(out, evaluation, args.overwrite)
     with _client_for(args) as client:
         metrics = evaluate(

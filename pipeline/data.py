@@ -1014,12 +1014,14 @@ def statistics_digest(metadatas: Sequence[pq.FileMetaData], columns: Sequence[st
     wanted = {name for name in columns if name}
     digest = hashlib.sha256()
     for metadata in metadatas:
+        if not metadata.num_row_groups:
+            continue
+        first = metadata.row_group(0)  # (the same columns in every row group: indexed once per file)
+        indices = [j for j in range(first.num_columns) if first.column(j).path_in_schema in wanted]
         for group in range(metadata.num_row_groups):
             row_group = metadata.row_group(group)
-            for j in range(row_group.num_columns):
+            for j in indices:
                 column = row_group.column(j)
-                if column.path_in_schema not in wanted:
-                    continue
                 stats = column.statistics
                 seen: tuple[Any, ...] = (group, column.path_in_schema)
                 if stats is not None:
@@ -1195,7 +1197,9 @@ def open_dataset(
         level_kinds=kinds,
         dense_dtype=dtype.name if features else None,
         uncertain_missing=uncertain if indicators is None else (),
-        statistics=statistics_digest([metadatas[path] for path in files], (label, weight, *features)),
+        statistics=statistics_digest(
+            [metadatas[path] for path in files], (label, weight, *features, *categorical_columns)
+        ),
     )
     if vocabularies is not None:
         by_column = {vocabulary.column: vocabulary for vocabulary in vocabularies}

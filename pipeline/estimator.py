@@ -353,6 +353,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         """0 for two classes (the binary model); K for more (the multinomial one)."""
         return len(self.classes_) if len(self.classes_) > 2 else 0
 
+    def _penalty(self) -> Penalty:
+        """The fit's penalty (:class:`LogisticRegressionCV` resolves its ``l1=None``)."""
+        return Penalty(l2=self.l2, l1=self.l1)
+
     def _class_weight(self):
         weight = self.class_weight
         if weight is None or weight == "balanced":
@@ -373,7 +377,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             if self.inference not in (None, "none"):
                 check_inference(self.inference, self.confidence)
                 reason = refusal(
-                    l1=float(self.l1),
+                    l1=float(self._penalty().l1),
                     n_classes=self._n_classes,
                     categorical=bool(self.vocabularies_),
                     class_weight=self.class_weight is not None,
@@ -384,7 +388,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 evaluator,
                 solver=self.solver,
                 options=options,
-                penalty=Penalty(l2=self.l2, l1=self.l1),
+                penalty=self._penalty(),
                 standardize=self.standardize,
                 class_weight=self._class_weight(),
                 impute=self._imputes(),
@@ -535,7 +539,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 options=SolverOptions(
                     max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
                 ),
-                penalty=Penalty(l2=self.l2, l1=self.l1),
+                penalty=self._penalty(),
                 standardize=self.standardize,
                 cluster=cluster,
                 # NaN is the estimator's missing value (nulls are Parquet's)
@@ -636,7 +640,7 @@ class LogisticRegressionCV(LogisticRegression):
         super().__init__(
             solver=solver,
             l2=l2,
-            l1=l1,  # type: ignore[arg-type]  # (None: resolved by _mix when fitting)
+            l1=l1,  # type: ignore[arg-type]  # (None: resolved by _penalty when fitting)
             standardize=standardize,
             class_weight=class_weight,
             max_iter=max_iter,
@@ -654,7 +658,7 @@ class LogisticRegressionCV(LogisticRegression):
         tags.classifier_tags.multi_class = False
         return tags
 
-    def _mix(self) -> Penalty:
+    def _penalty(self) -> Penalty:
         """The penalty whose mix the path walks: ``l1=None`` is the lasso
         (1.0) unless ``l2`` is given, then ridge (0): ``l2=1.0`` alone is not
         an elastic net."""
@@ -701,7 +705,7 @@ class LogisticRegressionCV(LogisticRegression):
                 options=SolverOptions(
                     max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
                 ),
-                penalty=self._mix(),
+                penalty=self._penalty(),
                 standardize=self.standardize,
                 class_weight=self._class_weight(),
                 path=int(self.path or 0),

@@ -351,9 +351,11 @@ def suggestion(key: str) -> str | None:
     names = [known.rpartition(".")[2] for known in KEYS if known.rpartition(".")[0] == section]
     if _ALIASES.get(name) in names:
         found = [_ALIASES[name]]
-    else:
-        found = [n for n in names if name.startswith(n + "_") or (len(name) >= 3 and n.startswith(name))]
-        found = found[:1] or difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    else:  # a near typo (cv_rules: cv_rule) first, then the longest name it extends or starts, then nearer
+        found = difflib.get_close_matches(name, names, n=1, cutoff=0.85)
+        extended = [n for n in names if name.startswith(n + "_") or (len(name) >= 3 and n.startswith(name))]
+        found = found or sorted(extended, key=len, reverse=True)[:1]
+        found = found or difflib.get_close_matches(name, names, n=1, cutoff=0.75)
     if not found:
         return None
     return f"{section}.{found[0]}" if section else found[0]
@@ -453,10 +455,11 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
 
 
 def _absolute(value: str) -> str:
-    """A local path made absolute and normal (``jobs/../data``: ``data``); a URL as it is."""
+    """A local path made absolute, symbolic links and ``..`` resolved
+    (``jobs/../data``: ``data``, as the filesystem means it); a URL as it is."""
     if "://" in value:
         return value
-    return os.path.abspath(value)
+    return os.path.realpath(value)
 
 
 def _output_dir(out: str | None, name: str | None, root: str | None) -> str | None:

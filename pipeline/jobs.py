@@ -590,31 +590,20 @@ def _scheduler_client(scheduler: str | None):
 def coordinator_gone(
     document: JobDocument, host: str | None = None, alive: Callable[[int], bool] | None = None
 ) -> bool:
-    """Whether ``document`` says "running" while its coordinator process is
-    known to be gone: it ran on this ``host`` (default: this machine's name)
-    and its pid is not ``alive`` (default: :func:`pid_alive`). A job killed
-    with its process (``kill -9``, a lost machine) leaves job.json saying
-    "running"; on another host nothing is known, and nothing is claimed."""
+    """Whether ``document`` says "running" while its attached coordinator
+    process is known to be gone: it ran on this ``host`` (default: this
+    machine's name) and its pid is not ``alive`` (default: a signal-0 probe).
+    A job killed with its process (``kill -9``, a lost machine) leaves
+    job.json saying "running"; on another host nothing is known, and a
+    detached coordinator's task is run again by the scheduler on another
+    worker: nothing is claimed for either."""
     coordinator = document.coordinator or {}
     pid = coordinator.get("pid")
-    if document.status != RUNNING or not isinstance(pid, int):
+    if document.status != RUNNING or coordinator.get("mode") != "attached" or not isinstance(pid, int):
         return False
     if coordinator.get("host") != (socket.gethostname() if host is None else host):
         return False
-    return not (pid_alive if alive is None else alive)(pid)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of ``pid`` exists on this machine (another user's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return True  # (nothing known: claim nothing)
-    return True
+    return not (_alive if alive is None else alive)(pid)
 
 
 def list_jobs(scheduler: str | None) -> list[JobDocument]:

@@ -212,6 +212,25 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def data_root(data: str) -> str | None:
+    """The local directory whose every file a dataset's reads take: ``data``
+    itself, without a ``file://`` scheme; for a recursive glob its part before
+    the first glob component (``data/**``: ``data``). None for another
+    filesystem's URL, or a glob of one level (``data/*.parquet`` does not take
+    ``data/scores/part-00000.parquet``)."""
+    if data.startswith("file://"):
+        data = data[len("file://") :]
+    elif "://" in data:
+        return None
+    parts = Path(data).parts
+    for k, part in enumerate(parts):
+        if any(ch in part for ch in "*?["):
+            if "**" not in data:
+                return None
+            return str(Path(*parts[:k])) if k else "."
+    return data
+
+
 def lies_within(path: str | os.PathLike, directory: str | os.PathLike) -> bool:
     """Whether local ``path`` is ``directory`` or lies inside it (symbolic
     links and ``..`` resolved); a URL (``s3://...``) lies within nothing here."""
@@ -364,7 +383,8 @@ class OutputDir:
         """Fail before training if this directory is, or lies inside, the
         local dataset ``data``: the run's files would become part of the data
         (the next read of it fails, or reads them)."""
-        if Path(data).is_dir() and lies_within(self.path, data):
+        root = data_root(data)
+        if root is not None and Path(root).is_dir() and lies_within(self.path, root):
             raise OutputError(
                 f"output directory {self.path} is or lies inside the dataset {data}; expected a directory outside "
                 "the data (its files would be read as part of the dataset)",

@@ -554,7 +554,8 @@ def evaluate(
             metrics["classes"] = list(model.classes)  # (positive: the second)
     metrics.update(
         model=str(Path(model_dir) / MODEL_FILE),
-        data=dataset.url,
+        data=absolute_url(dataset.url),  # (compared with later evaluations', from any directory)
+        label=label or model.label,
         model_digest=model.digest,
         rows=rows_of(split),
     )
@@ -566,13 +567,9 @@ def rows_of(split: Split | None) -> str | dict:
     return "all" if split is None else {"part": split.part, "fraction": split.fraction, "key": split.key}
 
 
-def _same_place(a: object, b: object) -> bool:
-    """Whether two dataset URLs (or local paths, relative or not) name the same data."""
-    if not isinstance(a, str) or not isinstance(b, str):
-        return False
-    if "://" in a or "://" in b:
-        return a == b
-    return os.path.abspath(a) == os.path.abspath(b)
+def absolute_url(url: str) -> str:
+    """A local path made absolute (symbolic links resolved); a URL as it is."""
+    return url if "://" in url else os.path.realpath(url)
 
 
 #: the keys by which a metrics file that :func:`evaluate` wrote is known
@@ -584,9 +581,9 @@ def check_metrics_target(path: Path, evaluation: dict | None = None, overwrite: 
     new file in an existing directory, or a metrics file written before
     (which it replaces); never a directory, a model, a job document or data.
 
-    ``evaluation``: the ``model_digest``, ``data`` and ``rows`` the new
-    metrics will have; a metrics file of another evaluation (another model,
-    data or rows: the validation metrics training wrote, say) is replaced only
+    ``evaluation``: the ``model_digest``, ``data``, ``rows``, ``label`` and
+    ``threshold`` the new metrics will have; a metrics file of another
+    evaluation (the validation metrics training wrote, say) is replaced only
     with ``overwrite``, so that nothing written is lost by accident."""
     if path.is_dir():
         raise OutputError(f"{path} is a directory; expected the path of a metrics file (JSON)", path=str(path))
@@ -612,8 +609,10 @@ def check_metrics_target(path: Path, evaluation: dict | None = None, overwrite: 
         return
     same = (
         document.get("model_digest") == evaluation["model_digest"]
-        and _same_place(document.get("data"), evaluation["data"])
+        and document.get("data") == absolute_url(evaluation["data"])  # (a relative one stored earlier: not the same)
         and document.get("rows", "all") == evaluation["rows"]
+        and document.get("label") == evaluation["label"]  # (none stored earlier: not the same)
+        and document.get("threshold") == evaluation.get("threshold")
     )
     if not same:
         rows = document.get("rows", "all")

@@ -79,6 +79,35 @@ def check_plan(dataset: Dataset, expected: list[tuple[str, int, int]]) -> None:
 # --------------------------------------------------------------------------- planning
 
 
+def test_the_fingerprint_sees_values_rewritten_in_place_in_any_used_column(tmp_path):
+    """Same files, sizes and row groups, other values: the columns' Parquet
+    statistics differ, in a dense, a categorical or the label column; an
+    unused column does not count."""
+    root = tmp_path / "data"
+    root.mkdir()
+    table = pa.table(
+        {
+            "x": np.arange(8, dtype=np.float64),
+            "k": ["a", "a", "a", "a", "b", "b", "b", "b"],
+            "unused": np.arange(8, dtype=np.float64),
+            "y": [0, 0, 0, 0, 1, 1, 1, 1],
+        }
+    )
+
+    def fingerprint(changed):
+        pq.write_table(changed, root / "p.parquet", row_group_size=4)
+        return open_dataset(str(root), "y", ["x", "k"]).fingerprint, (root / "p.parquet").stat().st_size
+
+    before, size = fingerprint(table)
+    assert fingerprint(table) == (before, size)
+    for name in ("x", "k", "y"):  # the halves swapped: a file of the same size, other row groups' statistics
+        values = table.column(name).to_pylist()
+        changed = table.set_column(table.schema.get_field_index(name), name, pa.array(values[4:] + values[:4]))
+        assert fingerprint(changed)[1] == size and fingerprint(changed)[0] != before, name
+    values = table.column("unused").to_pylist()
+    assert fingerprint(table.set_column(2, "unused", pa.array(values[4:] + values[:4])))[0] == before
+
+
 def test_directory_planned_in_canonical_order(tmp_path):
     # Written out of order, with different row-group sizes per file.
     tables = {

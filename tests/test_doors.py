@@ -516,6 +516,11 @@ def test_predict_out_is_never_an_input_or_a_file(tmp_path, capsys, trained):
     ]:
         code, stderr = run_main(capsys, "predict", model, data, "--out", out, *extra)
         assert_one_error_line(code, stderr, "OutputError", str(out), *fragments)
+    # the data named as a URL or a glob: its directory all the same
+    for named in (f"file://{data}", f"{data}/**"):
+        out = data / "scores"
+        code, stderr = run_main(capsys, "predict", model, named, "--out", out)
+        assert_one_error_line(code, stderr, "OutputError", str(out), "lies inside the dataset")
     code, stderr = run_main(capsys, "predict", model, data, "--out", tmp_path / "s", "--columns", "y,proba")
     assert_one_error_line(code, stderr, "ConfigError", "'proba'", "score column", "proba, prediction")
     assert snapshot(tmp_path) == before

@@ -186,6 +186,18 @@ def test_dask_arrays_train_on_the_cluster_to_the_same_bits_and_dask_ml_search_wo
     assert searched.best_estimator_.coef_.tobytes() == in_memory.best_estimator_.coef_.tobytes()
 
 
+def test_negative_sample_weights_are_refused_in_memory_too():
+    """As the CLI refuses them (WeightValueError), in scikit-learn's words."""
+    from pipeline import LogisticRegressionCV
+
+    X, y = _data(n=200, d=3, seed=4)
+    weights = np.ones(200)
+    weights[17] = -0.5
+    for estimator in (LogisticRegression(), LogisticRegressionCV(cv=3, path=2)):
+        with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+            estimator.fit(X, y, sample_weight=weights)
+
+
 def test_separated_classes_warn_with_their_own_class():
     from pipeline.errors import SeparationWarning
 

@@ -120,6 +120,8 @@ def test_cli_overrides_win_over_the_job_file(tmp_path, data):
         ("train.l1_ratio", "train.alpha"),  # scikit-learn's name of the mix
         ("output.directory", "output.dir"),
         ("data.lable", "data.label"),  # difflib's nearest, within the section
+        ("train.cv_rules", "train.cv_rule"),  # a near typo of the longer of two siblings
+        ("train.path_ratios", "train.path_ratio"),
         ("train.learning_rate", None),  # nothing close: no guess (it was train.path_ratio)
         ("train.quiet", None),  # (it was train.init)
     ],
@@ -322,22 +324,23 @@ def test_attached_then_detached_submit_give_the_same_model(tmp_path, data, dask_
     assert logs.returncode == 0 and "succeeded" in logs.stdout and "iter 1 " in logs.stdout
 
 
-@pytest.mark.cluster
 def test_a_running_job_whose_coordinator_is_gone_is_told_apart_only_on_its_host():
     from pipeline.jobs import coordinator_gone
     from pipeline.outputs import JobDocument
 
-    running = JobDocument(status="running", coordinator={"host": "h1", "pid": 42})
+    attached = {"mode": "attached", "host": "h1", "pid": 42}
+    running = JobDocument(status="running", coordinator=attached)
     assert coordinator_gone(running, "h1", alive=lambda pid: False)
     assert not coordinator_gone(running, "h1", alive=lambda pid: True)
     assert not coordinator_gone(running, "h2", alive=lambda pid: False)  # another machine: nothing known
+    detached = JobDocument(status="running", coordinator={**attached, "mode": "detached"})
+    assert not coordinator_gone(detached, "h1", alive=lambda pid: False)  # (the scheduler runs its task again)
     for other in ("queued", "succeeded", "failed", "cancelled"):
-        assert not coordinator_gone(
-            JobDocument(status=other, coordinator={"host": "h1", "pid": 42}), "h1", lambda p: False
-        )
+        assert not coordinator_gone(JobDocument(status=other, coordinator=attached), "h1", lambda p: False)
     assert not coordinator_gone(JobDocument(status="running"), "h1", alive=lambda pid: False)  # (no coordinator yet)
 
 
+@pytest.mark.cluster
 def test_killed_coordinator_resumes_to_the_identical_model(tmp_path, data, dask_cli_cluster, reference_slow):
     out = tmp_path / "out"
     job = slow_job(tmp_path / "slow.toml", data, out, f'scheduler = "{dask_cli_cluster.address}"')

@@ -157,6 +157,10 @@ def test_evaluate_a_split_of_the_training_data(tmp_path, table):
     assert clobber.returncode == 1 and "Traceback" not in clobber.stderr
     assert "(the validation part); expected a new path (--out), or pass --overwrite" in clobber.stderr
     assert (tmp_path / "split" / "metrics.json").read_bytes() == before
+    # ... nor by the same rows at another threshold
+    other = run_cli("evaluate", tmp_path / "split", data, "--split", "validation", "--threshold", "0.9", "--in-process")
+    assert other.returncode == 1 and "--overwrite" in other.stderr
+    assert (tmp_path / "split" / "metrics.json").read_bytes() == before
     # ... while the same evaluation replaces them, and --overwrite any
     same = run_cli("evaluate", tmp_path / "split", data, "--split", "validation", "--in-process")
     assert same.returncode == 0, same.stderr
