@@ -44,6 +44,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from .cluster import ClusterSpec
@@ -455,11 +456,15 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
 
 
 def _absolute(value: str) -> str:
-    """A local path made absolute, symbolic links and ``..`` resolved
-    (``jobs/../data``: ``data``, as the filesystem means it); a URL as it is."""
+    """A local path made absolute; one with ``..`` also resolved as the
+    filesystem means it (``jobs/../data``: ``data``; symbolic links followed,
+    as ``link/..`` is the link target's parent), others kept as written (a
+    symbolic link stays the user's name); a URL as it is."""
     if "://" in value:
         return value
-    return os.path.realpath(value)
+    if ".." in Path(value).parts:
+        return os.path.realpath(value)
+    return str(Path(value).absolute())
 
 
 def _output_dir(out: str | None, name: str | None, root: str | None) -> str | None:
