@@ -531,20 +531,14 @@ def config_from_mapping(
             f"{show('cluster.scheduler')} or {show('cluster.workers')}",
             "cluster.in_process",
         )
-    embedded = [key for key in _EMBEDDED_KEYS if get(key) is not None]
-    if get("cluster.in_process") and embedded:
-        raise fail(
-            f"{show(embedded[0])} sets up the workers of an embedded cluster; found it with "
-            f"{show('cluster.in_process')} (no workers)",
-            embedded[0],
-        )
-    timeouts = [key for key in _CLUSTER_TIMEOUT_KEYS if get(key) is not None]  # (TLS: refused by its own rule)
-    if get("cluster.in_process") and timeouts:
-        raise fail(
-            f"{show(timeouts[0])} is a setting of a Dask cluster; found it with "
-            f"{show('cluster.in_process')} (no cluster)",
-            timeouts[0],
-        )
+    # settings of workers or of a cluster, with no cluster (TLS files: refused by their own rule)
+    for keys, what, lacking in (
+        (_EMBEDDED_KEYS, "sets up the workers of an embedded cluster", "no workers"),
+        (_CLUSTER_TIMEOUT_KEYS, "is a setting of a Dask cluster", "no cluster"),
+    ):
+        given = [key for key in keys if get(key) is not None]
+        if get("cluster.in_process") and given:
+            raise fail(f"{show(given[0])} {what}; found it with {show('cluster.in_process')} ({lacking})", given[0])
     if get("cluster.scheduler") and get("cluster.workers"):
         raise fail(f"give {show('cluster.scheduler')} or {show('cluster.workers')}, not both", "cluster.workers")
     elastic = get("train.reg") is not None or get("train.alpha") is not None

@@ -238,7 +238,6 @@ def summary_text(model: Model) -> str:
     return "\n".join(lines + _separation_note(model)) + "\n"
 
 
-#: what ``pipeline summary`` and the report say of a model whose classes ended separated
 def separation_note(model: Model) -> str | None:
     """What ``pipeline summary`` and the report say of a model whose classes
     ended separated (None for the others)."""
