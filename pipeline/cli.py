@@ -284,16 +284,19 @@ def _class_weight(text: str):
             if len(weights) < 2:
                 raise ValueError
             return weights
-        pairs = dict(part.split(":") for part in parts)
-        labelled = {int(key.strip()): float(value) for key, value in pairs.items()}
-        if set(labelled) != {0, 1}:
-            raise ValueError
+        named: dict[str, float] = {}
+        for part in parts:  # a weight by class: 'spam:5,ham:1' (a 0/1 label's classes are 0 and 1)
+            key, weight = part.rsplit(":", 1)
+            key = key.strip().strip("'\"")
+            if not key or key in named:
+                raise ValueError
+            named[key] = float(weight)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected 'balanced', '0:a,1:b' (weights for labels 0 and 1) or 'a,b,c' (a weight per class, "
-            f"in sorted order), got {text!r}"
+            f"expected 'balanced', 'CLASS:w,CLASS:w' (a weight by class: '0:1,1:5' for a 0/1 label, "
+            f"'ham:1,spam:5') or 'a,b,c' (a weight per class, in sorted order), got {text!r}"
         ) from None
-    return (labelled[0], labelled[1])
+    return named
 
 
 def _print_class_metrics(metrics: dict) -> None:

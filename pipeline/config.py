@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from .cluster import ClusterSpec
 from .data import MISSING_POLICIES, MissingPolicy
@@ -71,7 +72,10 @@ class TrainConfig:
     when it fits, else ``disk``.  ``disk`` and ``none`` stream row groups in
     bounded batches, so they train on data larger than the cluster's memory.
     ``class_weight``: None, ``"balanced"`` or a weight per class: ``(weight of
-    label 0, weight of label 1)``, or one per class in the classes' sorted order.
+    label 0, weight of label 1)``, or one per class in the classes' sorted order,
+    or a dict keyed by the classes (their values, or as text: ``{"spam": 5.0,
+    "ham": 1.0}``; ``{"0": 1.0, "1": 2.0}`` for a 0/1 label), resolved to the
+    tuple once the classes are known (:func:`pipeline.train.resolve_class_weight`).
     ``init``: directory of a ``model.json`` to start from (warm start).
     ``name``: a label for the job; ``checkpoint_every``: write the optimizer
     state to ``out`` every k iterations (jobs); ``generate``: parameters of
@@ -84,7 +88,7 @@ class TrainConfig:
     out: str | None = None
     features: tuple[str, ...] | None = None
     weight: str | None = None
-    class_weight: str | tuple[float, ...] | None = None
+    class_weight: str | tuple[float, ...] | dict[Any, float] | None = None
     solver: SolverName = "auto"
     options: SolverOptions = field(default_factory=SolverOptions)
     penalty: Penalty = field(default_factory=Penalty)
@@ -237,7 +241,17 @@ class TrainConfig:
                 raise ConfigError("hashed columns need hash_buckets", column="hashed")
         if not 0 < self.memory_fraction <= 1:
             raise invalid("memory_fraction", "in (0, 1]", self.memory_fraction)
-        if self.class_weight is not None and self.class_weight != "balanced":
+        if isinstance(self.class_weight, Mapping):
+            named = dict(self.class_weight)
+            if not named or not all(
+                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+                for value in named.values()
+            ):
+                raise invalid(
+                    "class_weight", "'balanced' or positive weights, one per class (by class: {class: weight})", named
+                )
+            object.__setattr__(self, "class_weight", {key: float(value) for key, value in named.items()})
+        elif self.class_weight is not None and self.class_weight != "balanced":
             weights = tuple(float(value) for value in self.class_weight)
             if len(weights) < 2 or not all(math.isfinite(v) and v > 0 for v in weights):
                 raise invalid(

@@ -43,7 +43,7 @@ from .paths import DEFAULT_RATIO, choose
 from .reduce import DaskEvaluator, InProcessEvaluator, compile_ahead
 from .solvers import SolverOptions
 from .tiers import worth_compiling
-from .train import Recorder, fit_options, fit_path, learn_classes, open_configured, train
+from .train import Recorder, fit_options, fit_path, train
 
 __all__ = ["LogisticRegression", "LogisticRegressionCV"]
 
@@ -524,35 +524,35 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         """Train on a Parquet dataset like ``pipeline train`` (any labels, as
         the command takes them); ``cluster``: a :class:`pipeline.ClusterSpec`,
         default in-process.  A ``class_weight`` dict is keyed by the label's
-        values, which one pass over the label column reads first."""
-        weights = self.class_weight
-        if isinstance(weights, dict):
-            weights = _parquet_class_weight(weights, TrainConfig(data=str(path), label=label, weight=weight))
-        model = train(
-            TrainConfig(
-                data=str(path),
-                label=label,
-                features=features,
-                weight=weight,
-                class_weight=weights,
-                solver=self.solver,
-                options=SolverOptions(
-                    max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
-                ),
-                penalty=self._penalty(),
-                standardize=self.standardize,
-                cluster=cluster,
-                # NaN is the estimator's missing value (nulls are Parquet's)
-                missing=cast(MissingPolicy, self.missing) if self._imputes() else "error",
-                nan_as_missing=self._imputes(),
-                categorical=None if isinstance(self.categorical, str) else tuple(self.categorical or ()),
-                min_category_count=self.min_category_count,
-                max_categories=self.max_categories,
-                inference=cast(InferenceKind, self.inference or "none"),
-                # (the intervals' level: used with inference only, as in fit())
-                confidence=float(self.confidence) if self.inference not in (None, "none") else DEFAULT_CONFIDENCE,
-            )
+        values (or their text); every class needs a weight, and every key must
+        be a class (a ``ValueError`` otherwise, as for ``fit``)."""
+        config = TrainConfig(
+            data=str(path),
+            label=label,
+            features=features,
+            weight=weight,
+            class_weight=self.class_weight,
+            solver=self.solver,
+            options=SolverOptions(max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size),
+            penalty=self._penalty(),
+            standardize=self.standardize,
+            cluster=cluster,
+            # NaN is the estimator's missing value (nulls are Parquet's)
+            missing=cast(MissingPolicy, self.missing) if self._imputes() else "error",
+            nan_as_missing=self._imputes(),
+            categorical=None if isinstance(self.categorical, str) else tuple(self.categorical or ()),
+            min_category_count=self.min_category_count,
+            max_categories=self.max_categories,
+            inference=cast(InferenceKind, self.inference or "none"),
+            # (the intervals' level: used with inference only, as in fit())
+            confidence=float(self.confidence) if self.inference not in (None, "none") else DEFAULT_CONFIDENCE,
         )
+        try:
+            model = train(config)
+        except ConfigError as exc:
+            if exc.column != "class_weight":
+                raise
+            raise ValueError(str(exc)) from None  # (the keys of the estimator's parameter: scikit-learn's error)
         return self._set_from_model(model)
 
     @classmethod
@@ -787,23 +787,6 @@ def _cv_folds(cv, X: np.ndarray, y: np.ndarray) -> tuple[int, np.ndarray]:
             "at least 2 test sets that partition the rows (as KFold's)"
         )
     return len(splits), folds
-
-
-def _parquet_class_weight(weights: dict, config: TrainConfig) -> tuple[float, ...]:
-    """A ``class_weight`` dict as the weights of ``config``'s label classes in
-    their sorted order (what :class:`TrainConfig` takes); every class needs a
-    weight and every key must be a class."""
-    dataset = open_configured(config)
-    dataset, _, _ = learn_classes(config, dataset, None, None, lambda message: None)
-    classes = list(dataset.classes) or [0, 1]  # (a 0/1 label is read as it is)
-    unknown = [key for key in weights if key not in classes]
-    missing = [value for value in classes if value not in weights]
-    if unknown or missing:
-        raise ValueError(
-            f"class_weight keys must be the classes of label {config.label!r}, {classes}; "
-            f"found {sorted(weights, key=repr)}"
-        )
-    return tuple(float(weights[value]) for value in classes)
 
 
 def _named_by_text(frame):

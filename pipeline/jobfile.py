@@ -175,8 +175,8 @@ KEYS: dict[str, Key] = {
         "class_weight",
         "class_weight",
         "--class-weight",
-        "'balanced' or a weight per class (label 0 and label 1, or the classes in sorted order): "
-        "'a,b' or '0:a,1:b' on the command line, a list in a job file",
+        "'balanced' or a weight per class, by class ('ham:1,spam:5'; '0:1,1:5' for a 0/1 label) or in the "
+        "classes' sorted order ('1,5') on the command line; a table {ham = 1, spam = 5} or a list in a job file",
     ),
     "train.init": Key("init", "str", "--init", "warm start from this directory's model.json"),
     "train.early_stopping": Key(
@@ -434,6 +434,13 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
     elif spec.kind == "class_weight":
         if value == "balanced":
             return value
+        if isinstance(value, dict):  # by class: {ham = 1.0, spam = 5.0}; {"0" = 1, "1" = 5} for a 0/1 label
+            if not value or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                for v in value.values()
+            ):
+                raise wrong("'balanced', a table of positive weights by class, or a list of weights, one per class")
+            return {str(k): float(v) for k, v in value.items()}
         if (
             not isinstance(value, (list, tuple))
             or len(value) < 2
@@ -654,7 +661,7 @@ def to_toml(mapping: Mapping[str, Any]) -> str:
         if isinstance(value, (list, tuple)):
             return "[" + ", ".join(literal(v) for v in value) + "]"
         if isinstance(value, dict):
-            return "{ " + ", ".join(f"{k} = {literal(v)}" for k, v in value.items()) + " }"
+            return "{ " + ", ".join(f"{json.dumps(str(k))} = {literal(v)}" for k, v in value.items()) + " }"
         if isinstance(value, int):
             return str(value)
         return json.dumps(value)  # a TOML basic string

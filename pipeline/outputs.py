@@ -391,6 +391,15 @@ class OutputDir:
                 path=str(self.path),
             )
 
+    def replaced_files(self) -> list[str]:
+        """The names in this directory that a run clears or replaces (the
+        job's files and a path's folder, ``model.json`` apart): files of
+        another run, or of the user's, that only ``overwrite`` may touch."""
+        if not self.path.is_dir():
+            return []
+        names = (*JOB_FILES, PATH_DIR + "/")
+        return [name for name in names if (self.path / name.rstrip("/")).exists()]
+
     def check_writable(self, overwrite: bool) -> None:
         """Fail before training if the model could not be written here."""
         directory = self.path
@@ -401,6 +410,13 @@ class OutputDir:
             )
         if directory.exists() and not directory.is_dir():
             raise OutputError(f"output {directory} exists and is not a directory", path=str(directory))
+        replaced = self.replaced_files()
+        if replaced and not overwrite:
+            raise OutputError(
+                f"{directory} holds {', '.join(replaced)}, which a run there replaces or removes; expected a new "
+                "output directory (pass --overwrite to replace them)",
+                path=str(directory),
+            )
         existing = directory
         while not existing.exists():
             existing = existing.parent

@@ -16,7 +16,7 @@ import json
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -147,7 +147,9 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
         try:
             split = validation_split(config, dataset)
             dataset, n_classes, class_totals = learn_classes(config, dataset, split, client, recorder.note)
-            check_class_weight(config.class_weight, n_classes or 2, dataset)
+            weights = resolve_class_weight(config.class_weight, n_classes or 2, dataset)
+            if weights is not config.class_weight:  # (by class: the weights in the classes' order)
+                config = dataclasses.replace(config, class_weight=weights)
             dataset = learn_missing(config, dataset, client, recorder.note)
             if dataset.categorical:
                 dataset = learn_levels(config, dataset, client, recorder.note)
@@ -851,17 +853,53 @@ def split_parts(dataset: Dataset, split: Split | None) -> Parts:
     return dataset.with_split(split), dataset.with_split(dataclasses.replace(split, part="validation"))
 
 
-def check_class_weight(weights: str | tuple[float, ...] | None, n_classes: int, dataset: Dataset) -> None:
-    """Explicit class weights: one per class (``n_classes``; label 0 and label 1
-    for a 0/1 label), in the classes' sorted order."""
+def resolve_class_weight(
+    weights: str | tuple[float, ...] | Mapping[Any, float] | None, n_classes: int, dataset: Dataset
+) -> str | tuple[float, ...] | None:
+    """Explicit class weights as one per class (``n_classes``; label 0 and
+    label 1 for a 0/1 label) in the classes' sorted order.  A mapping is keyed
+    by the classes: their values, or their text (``"spam"``, ``"3"``, ``"0.5"``:
+    the command line's and a job file's keys); every class needs a weight and
+    every key must name a class."""
+    classes = list(dataset.classes) or [0, 1]  # (a 0/1 label is read as it is)
+    if isinstance(weights, Mapping):
+        by_class: dict[Any, float] = {}
+        unknown = []
+        for key, value in weights.items():
+            named = [c for c in classes if _names_class(key, c)]
+            if not named or named[0] in by_class:
+                unknown.append(key)
+            else:
+                by_class[named[0]] = value
+        if unknown or len(by_class) != len(classes):
+            shown = repr(classes) if len(classes) <= 10 else repr(classes[:10])[:-1] + ", ...]"
+            raise ConfigError(
+                f"class_weight keys must be the classes of label {dataset.label!r}, {shown}, each once; "
+                f"found {list(weights)!r}",
+                column="class_weight",
+            )
+        return tuple(float(by_class[c]) for c in classes)
     if not isinstance(weights, tuple) or len(weights) == n_classes:
-        return
-    classes = ", ".join(repr(value) for value in dataset.classes[:10]) or "label 0, label 1"
+        return weights
+    shown = ", ".join(repr(value) for value in dataset.classes[:10]) or "label 0, label 1"
     raise ConfigError(
         f"class_weight has {len(weights)} weights; expected {n_classes}, one per class of "
-        f"{dataset.label!r} in sorted order ({classes})",
+        f"{dataset.label!r} in sorted order ({shown})",
         column="class_weight",
     )
+
+
+def _names_class(key: Any, value: Any) -> bool:
+    """Whether a class-weight key names the class ``value``: the value itself,
+    or its text (a number's as the number it reads as)."""
+    if isinstance(key, str):
+        if isinstance(value, str):
+            return key == value
+        try:
+            return float(key) == value
+        except ValueError:
+            return False
+    return not isinstance(value, str) and bool(key == value)
 
 
 def choose_cache(requested: CacheMode, needed: int, memory: int | None, fraction: float) -> tuple[CacheMode, str]:

@@ -136,9 +136,20 @@ def test_bad_options(data, tmp_path, options, name, fragment):
     assert not (tmp_path / "m" / "model.json").exists()
 
 
-def test_bad_class_weight_is_a_usage_error(data, tmp_path):
-    result = train(data, tmp_path / "m", "--class-weight", "0:1")
-    assert result.returncode == 2 and "expected 'balanced', '0:a,1:b'" in result.stderr
+@pytest.mark.parametrize("text", ["0:1,0:2", "0:one,1:2", ":1,1:2", "1"])
+def test_bad_class_weight_is_a_usage_error(data, tmp_path, text):
+    result = train(data, tmp_path / "m", "--class-weight", text)
+    assert result.returncode == 2 and "expected 'balanced', 'CLASS:w,CLASS:w'" in result.stderr
+
+
+@pytest.mark.parametrize("text", ["0:1", "0:1,1:2,2:3", "no:1,yes:2"])
+def test_class_weights_that_do_not_name_each_class_once_are_refused(data, tmp_path, text):
+    """A 0/1 label's classes are 0 and 1: a weight by class must name both,
+    and nothing else (a missing class was a usage error, another key was
+    refused by the parser only when it was no integer)."""
+    line = error_line(train(data, tmp_path / "m", "--class-weight", text), "ConfigError")
+    assert "class_weight keys must be the classes of label 'y', [0, 1], each once" in line
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize(

@@ -580,6 +580,28 @@ def test_train_out_inside_the_dataset_is_refused(tmp_path, capsys, trained):
     assert snapshot(data) == before
 
 
+def test_train_out_never_clears_files_it_did_not_write_without_overwrite(tmp_path, capsys, trained):
+    """A directory without a job of ours that holds files named like a job's
+    (a user's report.html, a folder called path/) is refused before anything
+    is read or written: a new job clears those names.  With --overwrite the
+    run replaces them and trains."""
+    data, _, _ = _copies(tmp_path, trained)
+    for name in ("report.html", "history.csv", "path/notes.txt"):
+        out = tmp_path / f"home-{name.replace('/', '-')}"
+        (out / name).parent.mkdir(parents=True)
+        (out / name).write_text("the user's own\n")
+        (out / "keep.txt").write_text("kept\n")
+        before = snapshot(out)
+        code, stderr = run_main(capsys, "train", data, "--label", "y", "--in-process", "--quiet", "--out", out)
+        shown = name.split("/")[0] + ("/" if "/" in name else "")
+        assert_one_error_line(code, stderr, "OutputError", str(out), f"holds {shown},", "--overwrite")
+        assert snapshot(out) == before
+    code, _ = run_main(capsys, "train", data, "--label", "y", "--in-process", "--quiet", "--out", out, "--overwrite")
+    assert code == 0
+    assert (out / "model.json").exists() and (out / "keep.txt").read_text() == "kept\n"
+    assert not (out / "path").exists()
+
+
 # --------------------------------------------------------------------------- the estimator
 
 

@@ -138,6 +138,7 @@ def test_an_unknown_keys_suggestion_stays_in_its_section_and_knows_other_tools_n
         ('[train]\nmax_iter = "ten"\n', ["'train.max_iter'", "must be an integer", "'ten'"]),
         ('[train]\nsolver = "adam"\n', ["'train.solver'", "lbfgs, newton, gd", "'adam'"]),
         ("[output]\ncheckpoint_every = 0\n", ["'output.checkpoint_every'", ">= 1"]),
+        ("[train]\nclass_weight = { 0 = 1, 1 = -2 }\n", ["'train.class_weight'", "a table of positive weights"]),
         ('[data]\nlabel = "y"\n', ["missing key 'data.url'"]),
         ("[data\n", ["not valid TOML"]),
     ],

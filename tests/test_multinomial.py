@@ -442,6 +442,51 @@ def test_class_weights_must_match_the_classes(data):
     assert balanced.class_weight == pytest.approx((N_ROWS / (3 * counts)).tolist(), rel=1e-15)
 
 
+def test_class_weights_by_class_name_the_text_classes(data, tmp_path):
+    """Weights keyed by the classes (any order; the command line's
+    'bee:2,...' and a job file's table) are the weights in the classes'
+    sorted order, to the bit; keys that are not each class once are refused
+    by name (a '0:1,1:2,2:3' used to be read by position for text classes)."""
+    ordered = train(config(data, class_weight=(1.0, 2.0, 3.0)))
+    named = train(config(data, class_weight={"cat": 3.0, "ant": 1, "bee": 2.0}))
+    assert_identical(named, ordered)
+    assert named.class_weight == [1.0, 2.0, 3.0]
+    for wrong in (
+        {"0": 1.0, "1": 2.0, "2": 3.0},
+        {"ant": 1.0, "bee": 2.0},
+        {"ant": 1.0, "bee": 2.0, "cat": 1, "dog": 1},
+    ):
+        with pytest.raises(ConfigError, match=r"class_weight keys must be the classes of label 'species', \['ant', "):
+            train(config(data, class_weight=wrong))
+    out = tmp_path / "cli"
+    result = run_cli(
+        "train", data, "--label", "species", "--l2", "1e-3", "--tol", "1e-9", "--in-process", "--quiet",
+        "--out", out, "--class-weight", "bee:2,ant:1,cat:3",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert Model.load(out).digest == ordered.digest
+    job = tmp_path / "weights.toml"
+    job.write_text(
+        f'[data]\nurl = {json.dumps(str(data))}\nlabel = "species"\n[train]\nl2 = 1e-3\ntol = 1e-9\n'
+        'class_weight = { cat = 3, "ant" = 1.0, bee = 2 }\n'
+        f"[cluster]\nin_process = true\n[output]\ndir = {json.dumps(str(tmp_path / 'job'))}\n"
+    )
+    result = run_cli("submit", job, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert Model.load(tmp_path / "job").digest == ordered.digest
+    stored = json.loads((tmp_path / "job" / "job.json").read_text())["config"]["train.class_weight"]
+    assert stored == {"cat": 3.0, "ant": 1.0, "bee": 2.0}  # (a resumed job resolves it again)
+    result = run_cli(
+        "train", data, "--label", "species", "--in-process", "--quiet", "--out", tmp_path / "bad",
+        "--class-weight", "0:1,1:2,2:3",
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "ConfigError: class_weight keys must be the classes of label 'species', ['ant', 'bee', 'cat']" in (
+        result.stderr
+    )
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_damaged_multinomial_model_file_is_refused(reference, tmp_path):
     reference.save(tmp_path)
     document = json.loads((tmp_path / "model.json").read_text())
