@@ -543,8 +543,20 @@ def _attached(
     document = OutputDir(_model_dir(config)).read_job() or JobDocument()
     elapsed = time.perf_counter() - started
     status = "converged" if model.converged else "NOT converged"
+    if config.path or config.cv:  # (the model is the chosen point's: say what the whole path took first)
+        path = json.loads(OutputDir(_model_dir(config)).path_summary.read_text())
+        points = path["points"]
+        chosen = points[path["chosen"]]
+        print(
+            f"path of {len(points)} strengths, {sum(point['n_passes'] for point in points)} passes in all, "
+            f"{elapsed:.1f} s; chosen: point {path['chosen'] + 1} (l2={chosen['l2']!r}, l1={chosen['l1']!r}, "
+            f"{path['rule']})"
+        )
+        status, took = f"chosen point: {status}", ""
+    else:
+        took = f", {elapsed:.1f} s"
     print(
-        f"{status} after {model.n_iter} iterations, {model.n_passes} passes, {elapsed:.1f} s "
+        f"{status} after {model.n_iter} iterations, {model.n_passes} passes{took} "
         f"({model.message}); n_samples={model.n_samples} loss={model.loss_history[-1]!r}"
     )
     print(f"job {document.job_id} {document.status}; digest {model.digest}")

@@ -92,8 +92,8 @@ def mixing(penalty: Penalty, asked_by: str = "path") -> float:
     if not total > 0:
         what = "cross-validation" if asked_by == "cv" else "a regularization path"
         raise ConfigError(
-            f"{what} needs a penalty whose strength it chooses: --l1, --l2, "
-            f"or --reg with --alpha (which sets the mix of L1 and L2); found l1={penalty.l1!r}, l2={penalty.l2!r}",
+            f"{what} needs a penalty whose strength it chooses: l1 > 0 or l2 > 0, whose ratio sets the mix "
+            f"(on the command line --l1, --l2, or --reg with --alpha); found l1={penalty.l1!r}, l2={penalty.l2!r}",
             column=asked_by,
         )
     return penalty.l1 / total

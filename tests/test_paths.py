@@ -159,6 +159,7 @@ def test_what_a_path_cannot_be_is_refused(data, tmp_path):
     with pytest.raises(ConfigError, match="^cross-validation needs a penalty whose strength it chooses") as cv:
         TrainConfig(data=data, label="y", cv=5)
     assert cv.value.column == "cv"  # the option given, not --path
+    assert "l1 > 0 or l2 > 0" in str(cv.value)  # (the settings' names first: the estimator's words too)
     unpenalized = run_cli("train", data, "--label", "y", "--in-process", "--cv", "5")
     assert unpenalized.returncode == 1 and unpenalized.stderr.strip().startswith("ConfigError: --cv: cross-validation")
     with pytest.raises(ConfigError, match="path"):
@@ -176,6 +177,16 @@ def test_what_a_path_cannot_be_is_refused(data, tmp_path):
     done = run_cli("train", data, "--label", "y", "--l2", "1", "--path-ratio", "0.01", "--out", str(tmp_path / "o"))
     assert done.returncode == 1 and "Traceback" not in done.stderr and "path_ratio" in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_the_command_says_what_the_whole_path_took_and_which_point_it_chose(data, tmp_path):
+    out = tmp_path / "out"
+    done = run_cli("train", data, "--label", "y", "--l1", "1", "--path", "3", "--in-process", "--quiet", "--out", out)
+    assert done.returncode == 0, done.stderr
+    path = json.loads((out / "path" / "path.json").read_text())
+    total = sum(point["n_passes"] for point in path["points"])
+    assert f"path of 3 strengths, {total} passes in all" in done.stdout
+    assert "chosen: point 3 (l2=0.0, l1=" in done.stdout and "chosen point: converged after" in done.stdout
 
 
 def test_the_pure_decisions():
