@@ -40,7 +40,10 @@ Hierarchy::
 stops without meeting its tolerance; it is a subclass of scikit-learn's
 ``sklearn.exceptions.ConvergenceWarning`` (see the class for when).
 :class:`SeparationWarning` (a ``UserWarning``) says that the features
-(nearly) separate the classes of an unpenalized fit.
+(nearly) separate the classes of an unpenalized fit.  :class:`DataWarning`
+(a ``UserWarning``) says the data make a setting do less than asked: a
+constant feature, more coefficients than rows or categorical levels without
+a penalty, classes of a single row.
 
 Errors raised inside cluster tasks travel back to the client pickled; the
 ``__reduce__`` below keeps their attributes on the way.
@@ -79,6 +82,7 @@ __all__ = [
     "SeparationError",
     "ConvergenceWarning",
     "SeparationWarning",
+    "DataWarning",
 ]
 
 
@@ -265,6 +269,14 @@ class SeparationWarning(UserWarning):
     bound, so the fitted coefficients are where the solver stopped, not an
     optimum, and standard errors mean nothing (statsmodels'
     ``PerfectSeparationWarning``; a penalty gives a unique optimum)."""
+
+
+class DataWarning(UserWarning):
+    """The data make a setting do less than asked, and the fit goes on: a
+    constant feature (its coefficient stays 0), more coefficients than rows or
+    categorical levels without a penalty (no unique coefficients), classes of
+    a single row (a stray value?).  ``warnings.filterwarnings("ignore",
+    category=DataWarning)`` silences these alone."""
 
 
 def adopt_sklearn_base() -> None:

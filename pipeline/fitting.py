@@ -23,6 +23,7 @@ import numpy as np
 from .errors import (
     ConfigError,
     ConvergenceWarning,
+    DataWarning,
     EmptyDatasetError,
     LabelValueError,
     MissingValueError,
@@ -579,6 +580,7 @@ def prepare(
             name = repr(features[j]) if features is not None else f"number {j}"
             warnings.warn(
                 f"feature {name} is constant ({float(summary.mean[j])!r} in every row); its coefficient is fixed at 0",
+                DataWarning,
                 stacklevel=3,
             )
     weights: tuple[float, ...] | None

@@ -32,6 +32,7 @@ from .data import ChunkSpec, ClassCounter, Dataset, Folds, Split, open_dataset
 from .errors import (
     ColumnNotFoundError,
     ConfigError,
+    DataWarning,
     EmptyDatasetError,
     LabelValueError,
     MissingValueError,
@@ -567,6 +568,7 @@ def learn_classes(
             f"label column {label!r}: {len(single)} of its {len(classes)} classes have a single row ({listed}); "
             "a stray value in a 0/1 label, or a label that is not a class? (--family binomial refuses labels "
             "outside 0/1)",
+            DataWarning,
             stacklevel=2,
         )
     if n_classes == 0 and classes == [0, 1] and dataset.class_kind != "str":
@@ -952,6 +954,7 @@ def warn_if_underdetermined(dataset: Dataset, penalty: Penalty) -> None:
         warnings.warn(
             f"more features ({n_coef}) than rows ({dataset.n_samples}): without a "
             "penalty the optimum is not unique (add --l2 or --l1)",
+            DataWarning,
             stacklevel=2,
         )
     elif dataset.vocabularies:
@@ -959,6 +962,7 @@ def warn_if_underdetermined(dataset: Dataset, penalty: Penalty) -> None:
             f"the levels of each categorical column ({', '.join(dataset.categorical)}) add up to the "
             "intercept's column: without a penalty the loss has one optimum but the coefficients many "
             "(add --l2 or --l1 for unique ones)",
+            DataWarning,
             stacklevel=2,
         )
 

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from pipeline import ClusterSpec, Penalty, SolverOptions, TrainConfig, train
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.data import open_dataset
-from pipeline.errors import ColumnTypeError, ConfigError, TooManyLevelsError
+from pipeline.errors import ColumnTypeError, ConfigError, DataWarning, TooManyLevelsError
 from pipeline.fitting import fit
 from pipeline.fused import fused_partials, margins_fast
 from pipeline.kernel import Categories, KernelSpec, chunk_partials, level_top
@@ -671,5 +671,5 @@ def test_text_in_a_numeric_column_when_scoring_is_refused(reference, tmp_path):
 
 
 def test_an_unpenalized_categorical_fit_warns_that_its_coefficients_are_not_unique(data):
-    with pytest.warns(UserWarning, match="levels of each categorical column .* add up to the intercept"):
+    with pytest.warns(DataWarning, match="levels of each categorical column .* add up to the intercept"):
         train(config(data, penalty=Penalty()))

@@ -19,7 +19,7 @@ import statsmodels.api as sm
 from pipeline import fused
 from pipeline.cluster import ClusterSpec
 from pipeline.config import TrainConfig
-from pipeline.errors import CollinearityError, ConfigError, ConvergenceWarning, ModelFileError
+from pipeline.errors import CollinearityError, ConfigError, ConvergenceWarning, DataWarning, ModelFileError
 from pipeline.estimator import LogisticRegression
 from pipeline.fitting import fit, with_inference
 from pipeline.inference import DEFAULT_CONFIDENCE
@@ -189,7 +189,7 @@ def test_collinear_and_constant_columns_are_named(tmp_path):
     with pytest.warns(UserWarning, match="constant"), pytest.raises(CollinearityError, match="'three' is constant"):
         train(TrainConfig(data=data, label="y", cluster=None, inference="nonrobust"))
     # an L2 penalty makes the Hessian positive definite: inference, approximate
-    with pytest.warns(UserWarning, match="constant"):
+    with pytest.warns(DataWarning, match="constant"):
         model = train(TrainConfig(data=data, label="y", cluster=None, inference="nonrobust", penalty=Penalty(l2=1e-3)))
     assert model.inference_result is not None and np.all(np.isfinite(model.inference_result.std_err))
 

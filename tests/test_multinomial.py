@@ -45,6 +45,7 @@ from pipeline.errors import (
     ColumnTypeError,
     ConfigError,
     ConvergenceWarning,
+    DataWarning,
     LabelValueError,
     MissingValueError,
     ModelFileError,
@@ -393,7 +394,7 @@ def test_a_stray_label_value_is_warned_about(tmp_path, recwarn):
     label[123] = 2
     pq.write_table(pa.table({"x0": X[:, 0], "x1": X[:, 1], "y": label}), tmp_path / "stray.parquet")
     stray = TrainConfig(data=str(tmp_path / "stray.parquet"), label="y", cluster=None, penalty=Penalty(l2=1e-2))
-    with pytest.warns(UserWarning, match=r"label column 'y': 1 of its 3 classes have a single row \(2\); a stray"):
+    with pytest.warns(DataWarning, match=r"label column 'y': 1 of its 3 classes have a single row \(2\); a stray"):
         assert train(stray).family == "multinomial"
     recwarn.clear()
     train(config(write(tmp_path / "species"), options=SolverOptions(max_iter=3)))
