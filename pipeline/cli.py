@@ -33,7 +33,7 @@ from .jobs import (
     submit_detached,
 )
 from .model import Model
-from .outputs import JobDocument, OutputDir
+from .outputs import PATH_DIR, JobDocument, OutputDir
 from .predict import binary_threshold, check_metrics_target, evaluate, predict, rows_of, split_of
 from .report import summary_text, write_report
 from .solvers import IterationRecord
@@ -288,7 +288,9 @@ def _class_weight(text: str):
         for part in parts:  # a weight by class: 'spam:5,ham:1' (a 0/1 label's classes are 0 and 1)
             key, weight = part.rsplit(":", 1)
             key = key.strip().strip("'\"")
-            if not key or key in named:
+            if key in named:
+                raise argparse.ArgumentTypeError(f"class {key!r} is given twice in {text!r}; expected each class once")
+            if not key:
                 raise ValueError
             named[key] = float(weight)
     except ValueError:
@@ -543,24 +545,32 @@ def _attached(
     document = OutputDir(_model_dir(config)).read_job() or JobDocument()
     elapsed = time.perf_counter() - started
     status = "converged" if model.converged else "NOT converged"
-    if config.path or config.cv:  # (the model is the chosen point's: say what the whole path took first)
-        path = json.loads(OutputDir(_model_dir(config)).path_summary.read_text())
-        points = path["points"]
-        chosen = points[path["chosen"]]
-        print(
-            f"path of {len(points)} strengths, {sum(point['n_passes'] for point in points)} passes in all, "
-            f"{elapsed:.1f} s; chosen: point {path['chosen'] + 1} (l2={chosen['l2']!r}, l1={chosen['l1']!r}, "
-            f"{path['rule']})"
-        )
-        status, took = f"chosen point: {status}", ""
+    if config.path or config.cv:  # (the model is the chosen point's: say what the whole path did first)
+        print(_path_line(OutputDir(_model_dir(config)), elapsed))
+        status, took = f"chosen model: {status}", ""
     else:
         took = f", {elapsed:.1f} s"
     print(
-        f"{status} after {model.n_iter} iterations, {model.n_passes} passes{took} "
+        f"{status} after {model.n_iter} iteration{'s' if model.n_iter != 1 else ''}, {model.n_passes} passes{took} "
         f"({model.message}); n_samples={model.n_samples} loss={model.loss_history[-1]!r}"
     )
     print(f"job {document.job_id} {document.status}; digest {model.digest}")
     return model
+
+
+def _path_line(outputs: OutputDir, elapsed: float) -> str:
+    """A path's (or cross-validation's) summary: its strengths, the time, the
+    points that did not converge, and the chosen one by its folder."""
+    path = json.loads(outputs.path_summary.read_text())
+    points, index = path["points"], path["chosen"]
+    chosen = points[index]
+    unconverged = sum(not point["converged"] for point in points)
+    scored = "" if chosen.get("cv_loss") is None else f", cross-validation loss {chosen['cv_loss']!r}"
+    return (
+        f"path of {len(points)} strength{'s' if len(points) != 1 else ''} in {elapsed:.1f} s"
+        + (f" ({unconverged} of them NOT converged)" if unconverged else "")
+        + f"; chosen: {PATH_DIR}/{index:03d} (l2={chosen['l2']!r}, l1={chosen['l1']!r}{scored}; {path['rule']})"
+    )
 
 
 def _status(args) -> int:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from .cluster import ClusterSpec
 from .data import MISSING_POLICIES, MissingPolicy
-from .errors import ConfigError, OutputError, invalid
+from .errors import ConfigError, OutputError, invalid, is_positive_number
 from .inference import DEFAULT_CONFIDENCE, check_inference, refusal
 from .levels import MAX_BUCKETS
 from .objective import Penalty
@@ -173,7 +172,7 @@ class TrainConfig:
                 ("init", self.init, "the fits start from zero"),
             ):
                 if value:
-                    raise ConfigError(f"cv: {name} cannot be used with cross-validation ({why})", column=name)
+                    raise ConfigError(f"{name} cannot be used with cross-validation (`cv`: {why})", column=name)
             if self.family == "multinomial":
                 raise ConfigError(
                     "cv: cross-validation is for the binary model; found family 'multinomial'", column="cv"
@@ -241,25 +240,26 @@ class TrainConfig:
                 raise ConfigError("hashed columns need hash_buckets", column="hashed")
         if not 0 < self.memory_fraction <= 1:
             raise invalid("memory_fraction", "in (0, 1]", self.memory_fraction)
+        if isinstance(self.class_weight, str) and self.class_weight != "balanced":
+            raise invalid(
+                "class_weight", "'balanced', a weight per class, or a mapping of class to weight", self.class_weight
+            )
         if isinstance(self.class_weight, Mapping):
             named = dict(self.class_weight)
-            if not named or not all(
-                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-                for value in named.values()
-            ):
+            if not named or not all(is_positive_number(value) for value in named.values()):
                 raise invalid(
                     "class_weight", "'balanced' or positive weights, one per class (by class: {class: weight})", named
                 )
             object.__setattr__(self, "class_weight", {key: float(value) for key, value in named.items()})
         elif self.class_weight is not None and self.class_weight != "balanced":
-            weights = tuple(float(value) for value in self.class_weight)
-            if len(weights) < 2 or not all(math.isfinite(v) and v > 0 for v in weights):
+            values = tuple(self.class_weight) if isinstance(self.class_weight, Iterable) else ()
+            if len(values) < 2 or not all(is_positive_number(value) for value in values):
                 raise invalid(
                     "class_weight",
                     "'balanced' or positive weights, one per class (label 0, label 1 for a 0/1 label)",
                     self.class_weight,
                 )
-            object.__setattr__(self, "class_weight", weights)
+            object.__setattr__(self, "class_weight", tuple(float(cast(float, value)) for value in values))
         if not 0.0 <= self.validation_fraction < 1.0:
             raise invalid("validation_fraction", "in [0, 1)", self.validation_fraction)
         if self.early_stopping < 0:

@@ -672,7 +672,11 @@ _NULL_HINT = "no nulls (or train with --missing mean|indicator to impute them)"
 
 
 def _finite_hint(name: str, nan_as_missing: bool) -> str:
-    return "finite numbers" if nan_as_missing else "finite numbers (--missing with --nan-as-missing imputes NaN)"
+    return (
+        "finite numbers"
+        if nan_as_missing
+        else "finite numbers (or train with --missing and --nan-as-missing to impute NaN)"
+    )
 
 
 def _values_with_missing(
@@ -692,7 +696,7 @@ def _values_with_missing(
                 NonFiniteValueError,
                 f"column {name!r}",
                 "NaN",
-                "numbers or nulls (--nan-as-missing makes NaN a missing value)",
+                "numbers or nulls (or train with --nan-as-missing to make NaN a missing value)",
                 chunk,
                 first_row,
                 name,

@@ -135,6 +135,16 @@ def require_number(field: str, value: object, *, positive: bool = False) -> floa
     return number
 
 
+def is_positive_number(value: object) -> bool:
+    """Whether ``value`` is a finite real number > 0 (Python's or numpy's, not a bool)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Real)
+        and math.isfinite(float(value))
+        and float(value) > 0
+    )
+
+
 def require_count(field: str, value: object, least: int) -> None:
     """``value`` must be an integer (Python's or numpy's, not a bool) of at
     least ``least``, else :func:`invalid`."""

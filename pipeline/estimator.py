@@ -31,7 +31,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .config import InferenceKind, SolverName, TrainConfig
 from .data import FOLD_CODE, MISSING_POLICIES, Chunk, Folds, MissingPolicy
-from .errors import ConfigError, NonFiniteInputError, PipelineError, adopt_sklearn_base
+from .errors import ConfigError, NonFiniteInputError, PipelineError, adopt_sklearn_base, is_positive_number
 from .exact import ExactSums
 from .fitting import HANDED_OVER, build_model, fit, with_inference
 from .inference import DEFAULT_CONFIDENCE, Inference, check_inference, refusal
@@ -357,16 +357,27 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         """The fit's penalty (:class:`LogisticRegressionCV` resolves its ``l1=None``)."""
         return Penalty(l2=self.l2, l1=self.l1)
 
-    def _class_weight(self):
+    def _checked_class_weight(self):
+        """``class_weight`` as given, if it is None, ``"balanced"`` or a dict of
+        finite positive weights; else scikit-learn's ``ValueError``."""
         weight = self.class_weight
-        if weight is None or weight == "balanced":
+        if weight is None or (isinstance(weight, str) and weight == "balanced"):
             return weight
-        if isinstance(weight, dict):
-            missing = [label for label in self.classes_.tolist() if label not in weight]  # (as Python values)
-            if missing:
-                raise ValueError(f"class_weight has no weight for class(es) {missing}")
-            return tuple(float(weight[label]) for label in self.classes_)
-        raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {weight!r}")
+        if not isinstance(weight, dict):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {weight!r}")
+        bad = {key: value for key, value in weight.items() if not is_positive_number(value)}
+        if bad:
+            raise ValueError(f"class_weight must hold finite positive weights; found {bad!r}")
+        return weight
+
+    def _class_weight(self):
+        weight = self._checked_class_weight()
+        if not isinstance(weight, dict):
+            return weight
+        missing = [label for label in self.classes_.tolist() if label not in weight]  # (as Python values)
+        if missing:
+            raise ValueError(f"class_weight has no weight for class(es) {missing}")
+        return tuple(float(weight[label]) for label in self.classes_)
 
     def _fit_evaluator(self, evaluator):
 
@@ -526,28 +537,30 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         default in-process.  A ``class_weight`` dict is keyed by the label's
         values (or their text); every class needs a weight, and every key must
         be a class (a ``ValueError`` otherwise, as for ``fit``)."""
-        config = TrainConfig(
-            data=str(path),
-            label=label,
-            features=features,
-            weight=weight,
-            class_weight=self.class_weight,
-            solver=self.solver,
-            options=SolverOptions(max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size),
-            penalty=self._penalty(),
-            standardize=self.standardize,
-            cluster=cluster,
-            # NaN is the estimator's missing value (nulls are Parquet's)
-            missing=cast(MissingPolicy, self.missing) if self._imputes() else "error",
-            nan_as_missing=self._imputes(),
-            categorical=None if isinstance(self.categorical, str) else tuple(self.categorical or ()),
-            min_category_count=self.min_category_count,
-            max_categories=self.max_categories,
-            inference=cast(InferenceKind, self.inference or "none"),
-            # (the intervals' level: used with inference only, as in fit())
-            confidence=float(self.confidence) if self.inference not in (None, "none") else DEFAULT_CONFIDENCE,
-        )
         try:
+            config = TrainConfig(
+                data=str(path),
+                label=label,
+                features=features,
+                weight=weight,
+                class_weight=self._checked_class_weight(),
+                solver=self.solver,
+                options=SolverOptions(
+                    max_iter=self.max_iter, tol=self.tol, ftol=self.ftol, history_size=self.history_size
+                ),
+                penalty=self._penalty(),
+                standardize=self.standardize,
+                cluster=cluster,
+                # NaN is the estimator's missing value (nulls are Parquet's)
+                missing=cast(MissingPolicy, self.missing) if self._imputes() else "error",
+                nan_as_missing=self._imputes(),
+                categorical=None if isinstance(self.categorical, str) else tuple(self.categorical or ()),
+                min_category_count=self.min_category_count,
+                max_categories=self.max_categories,
+                inference=cast(InferenceKind, self.inference or "none"),
+                # (the intervals' level: used with inference only, as in fit())
+                confidence=float(self.confidence) if self.inference not in (None, "none") else DEFAULT_CONFIDENCE,
+            )
             model = train(config)
         except ConfigError as exc:
             if exc.column != "class_weight":

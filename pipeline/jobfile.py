@@ -42,7 +42,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -311,7 +311,7 @@ def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
         if where in given:
             mapping = {key: value for key, value in mapping.items() if key not in dropped}
     mapping.update(given)
-    return config_from_mapping(mapping, source)
+    return config_from_mapping(mapping, source, overridden=given)
 
 
 def key_setting(path: str | os.PathLike, column: str | None) -> str | None:
@@ -392,13 +392,20 @@ class _Source:
 
     name: str
     command_line: bool = False
+    #: keys of a job file's settings that the command line gave instead
+    overridden: frozenset[str] = frozenset()
+
+    def by_command_line(self, key: str | None) -> bool:
+        return self.command_line or (key is not None and key in self.overridden)
 
     def show(self, key: str) -> str:
         flag = KEYS[key].flag if key in KEYS else None
-        return flag if self.command_line and flag else f"key {key!r}"
+        return flag if self.by_command_line(key) and flag else f"key {key!r}"
 
     def error(self, message: str, key: str | None = None) -> ConfigError:
-        if self.command_line:
+        """The error of ``key``'s value: the job file's, unless the command
+        line gave it (an option's value is the command line's error)."""
+        if self.by_command_line(key):
             return ConfigError(message, column=key)
         return JobFileError(f"{self.name}: {message}", path=self.name, column=key)
 
@@ -439,14 +446,14 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
                 for v in value.values()
             ):
-                raise wrong("'balanced', a table of positive weights by class, or a list of weights, one per class")
+                raise wrong("'balanced', or positive weights by class ({ham = 1, spam = 5}) or one per class ([1, 5])")
             return {str(k): float(v) for k, v in value.items()}
         if (
             not isinstance(value, (list, tuple))
             or len(value) < 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         ):
-            raise wrong("'balanced' or a list of weights, one per class ([label 0, label 1] for a 0/1 label)")
+            raise wrong("'balanced', or positive weights by class ({ham = 1, spam = 5}) or one per class ([1, 5])")
         value = tuple(float(v) for v in value)
     elif spec.kind == "generate":
         if not isinstance(value, dict):
@@ -492,16 +499,24 @@ def _output_dir(out: str | None, name: str | None, root: str | None) -> str | No
 
 
 def config_from_mapping(
-    mapping: Mapping[str, Any], source: str = "the command line", *, command_line: bool | None = None
+    mapping: Mapping[str, Any],
+    source: str = "the command line",
+    *,
+    command_line: bool | None = None,
+    overridden: Iterable[str] = (),
 ) -> TrainConfig:
     """A :class:`TrainConfig` from flat keys: each key's value checked for its
     type and put in its field (:data:`KEYS`); the values' rules are the
     configuration objects' own (their errors come back naming the key).
 
     Errors name ``source`` and the key (:class:`JobFileError`), or, for the
-    command line (``source == "the command line"``), the option (:class:`ConfigError`).
+    command line (``source == "the command line"``) and the keys in
+    ``overridden`` (a job file's settings the command line gave), the option
+    (:class:`ConfigError`).
     """
-    where = _Source(source, source == "the command line" if command_line is None else command_line)
+    where = _Source(
+        source, source == "the command line" if command_line is None else command_line, frozenset(overridden)
+    )
     show, fail = where.show, where.error
     values = {}
     for key, value in mapping.items():
@@ -578,7 +593,7 @@ def config_from_mapping(
     except _FieldError as error:
         refused = error.error
         if error.key is None:
-            raise (refused if where.command_line else fail(str(refused))) from None
+            raise (refused if where.by_command_line(None) else fail(str(refused))) from None
         message, name = str(refused), refused.column or ""
         shown = (
             show(error.key) + message[len(name) :]

@@ -386,10 +386,15 @@ def check_job_output(config: TrainConfig, job_id: str | None) -> tuple[str, JobD
         if (same_id or resubmitted) and previous.job_id:
             outputs.check_writable(overwrite=True)
             return previous.job_id, previous
-        raise OutputError(
-            f"{outputs.path} holds job {previous.job_id} ("
+        held = (
+            f"job {previous.job_id} ("
             + (f"{previous.name!r}, " if previous.name else "unnamed, ")
-            + f"{previous.status}); expected a new output directory, the same job name to "
+            + f"{previous.status})"
+            if previous.job_id
+            else f"a {outputs.job.name} without a job id (not one of a job that ran)"
+        )
+        raise OutputError(
+            f"{outputs.path} holds {held}; expected a new output directory, the same job name to "
             "resume an unfinished job, or --overwrite to replace it",
             path=str(outputs.path),
         )

@@ -397,8 +397,8 @@ class OutputDir:
         another run, or of the user's, that only ``overwrite`` may touch."""
         if not self.path.is_dir():
             return []
-        names = (*JOB_FILES, PATH_DIR + "/")
-        return [name for name in names if (self.path / name.rstrip("/")).exists()]
+        found = [name for name in (*JOB_FILES, PATH_DIR) if (self.path / name).exists()]
+        return [name + "/" if (self.path / name).is_dir() else name for name in found]
 
     def check_writable(self, overwrite: bool) -> None:
         """Fail before training if the model could not be written here."""

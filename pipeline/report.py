@@ -485,8 +485,9 @@ def _path_section(outputs: OutputDir) -> list[str]:
         keys = [*keys[:7], "cv_loss", "cv_std", *keys[7:]]
     return [
         "<h2>Regularization path</h2>",
-        f'<p class="muted">alpha {_fmt(document.get("alpha"))}; model {_fmt(chosen)} chosen '
-        f"({html.escape(str(document.get('rule')))}); every model in path/NNN/model.json</p>",
+        f'<p class="muted">alpha {_fmt(document.get("alpha"))}; model '
+        + (f"path/{chosen:03d}" if isinstance(chosen, int) else _fmt(chosen))
+        + f" chosen ({html.escape(str(document.get('rule')))}); every model in path/NNN/model.json</p>",
         '<div class="plots">',
         _img(_figure_png(draw_coefficients), "coefficient paths"),
         _img(_figure_png(draw_losses), "loss along the path"),

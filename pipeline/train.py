@@ -55,7 +55,7 @@ from .kernel import KernelSpec, class_sums
 from .levels import LevelCounts, Vocabulary, merge_counts, value_counts, vocabulary
 from .model import Model
 from .objective import Evaluator, Penalty
-from .outputs import OutputDir
+from .outputs import PATH_DIR, OutputDir
 from .paths import PathPoint, choose, lambda_max, mixing, null_intercepts, path_document, penalties, strengths
 from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, compile_ahead, gather, warm_up
 from .solvers import IterationRecord
@@ -386,8 +386,8 @@ def fit_path(
     if lockstep is not None:
         recorder.note(f"cross-validation: {lockstep.n_passes} cross-validation passes over the data")
     recorder.note(
-        f"model {chosen + 1} of {len(points)} chosen (l2={points[chosen].l2!r} l1={points[chosen].l1!r}, "
-        f"{points[chosen].n_nonzero} non-zero weights)"
+        f"chosen: {PATH_DIR}/{chosen:03d} of {len(points)} strengths (l2={points[chosen].l2!r} "
+        f"l1={points[chosen].l1!r}, {points[chosen].n_nonzero} non-zero weights)"
     )
     return models[chosen], points
 
@@ -893,15 +893,26 @@ def resolve_class_weight(
 
 def _names_class(key: Any, value: Any) -> bool:
     """Whether a class-weight key names the class ``value``: the value itself,
-    or its text (a number's as the number it reads as)."""
-    if isinstance(key, str):
-        if isinstance(value, str):
-            return key == value
-        try:
-            return float(key) == value
-        except ValueError:
-            return False
-    return not isinstance(value, str) and bool(key == value)
+    or its text (a number's as the number it reads as: an integer exactly, a
+    float also at float32's precision, where a float32 label's classes are;
+    ``false``/``true`` for 0 and 1)."""
+    if not isinstance(key, str):
+        return not isinstance(value, str) and bool(key == value)
+    if isinstance(value, str):
+        return key == value
+    text = key.strip().lower()
+    if text in ("false", "true"):
+        return value == (text == "true")
+    try:
+        return int(text) == value
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return False
+    with np.errstate(over="ignore"):  # (a number beyond float32's range is no float32 class)
+        return number == value or (isinstance(value, float) and float(np.float32(number)) == value)
 
 
 def choose_cache(requested: CacheMode, needed: int, memory: int | None, fraction: float) -> tuple[CacheMode, str]:

@@ -3,6 +3,8 @@ dask arrays, and the same coefficients as the CLI."""
 
 from __future__ import annotations
 
+import math
+import re
 import warnings
 
 import numpy as np
@@ -145,6 +147,47 @@ def test_fit_parquet_takes_class_weights_keyed_by_any_labels(tmp_path):
     assert extra.coef_.tobytes() == memory.coef_.tobytes()
     with pytest.raises(ValueError, match=r"no weight for class\(es\) \['malignant'\]"):
         LogisticRegression(class_weight={"benign": 1.0}).fit(X, labels)
+
+
+def test_class_weights_are_checked_like_scikit_learn_checks_them(tmp_path):
+    """Strings other than 'balanced' (once read character by character),
+    lists, and weights that are not finite and positive (once trained on, to
+    coefficients of 1e22) are ValueErrors in fit and fit_parquet alike;
+    numpy scalars are weights like any number."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    X, y = _data()
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "y": y}), data / "p.parquet")
+    for wrong, words in [
+        ("15", "must be None, 'balanced' or a dict"),
+        ("Balanced", "must be None, 'balanced' or a dict"),
+        ([1.0, 5.0], "must be None, 'balanced' or a dict"),
+        ({0: 5.0, 1: -0.1}, "finite positive weights; found {1: -0.1}"),
+        ({0: 1.0, 1: math.inf}, "finite positive weights; found {1: inf}"),
+        ({0: 1.0, 1: True}, "finite positive weights"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(words)):
+            LogisticRegression(class_weight=wrong).fit(X[:, :2], y)
+        with pytest.raises(ValueError, match=re.escape(words)):
+            LogisticRegression(class_weight=wrong).fit_parquet(str(data), label="y")
+    numpy_weights = {0: np.int64(1), 1: np.float32(5.0)}
+    parquet = LogisticRegression(class_weight=numpy_weights).fit_parquet(str(data), label="y")
+    memory = LogisticRegression(class_weight={0: 1.0, 1: 5.0}).fit(X[:, :2], y)
+    assert parquet.coef_.tobytes() == memory.coef_.tobytes()
+
+
+def test_a_class_weight_key_names_a_class_by_value_or_text():
+    from pipeline.train import _names_class
+
+    assert _names_class("spam", "spam") and not _names_class(0, "0") and _names_class(1, 1) and _names_class(True, 1)
+    assert _names_class("3", 3) and _names_class("3.0", 3) and not _names_class("3.5", 3)
+    assert _names_class("9007199254740993", 9007199254740993)  # (not through a float: 2^53 + 1)
+    assert not _names_class("9007199254740992", 9007199254740993)
+    assert _names_class("1.1", 1.1) and _names_class("1.1", float(np.float32(1.1)))  # a float32 label's class
+    assert _names_class("true", 1) and _names_class("False", 0) and not _names_class("1e300", 2.0)
 
 
 @pytest.mark.cluster

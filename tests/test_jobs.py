@@ -138,7 +138,7 @@ def test_an_unknown_keys_suggestion_stays_in_its_section_and_knows_other_tools_n
         ('[train]\nmax_iter = "ten"\n', ["'train.max_iter'", "must be an integer", "'ten'"]),
         ('[train]\nsolver = "adam"\n', ["'train.solver'", "lbfgs, newton, gd", "'adam'"]),
         ("[output]\ncheckpoint_every = 0\n", ["'output.checkpoint_every'", ">= 1"]),
-        ("[train]\nclass_weight = { 0 = 1, 1 = -2 }\n", ["'train.class_weight'", "a table of positive weights"]),
+        ("[train]\nclass_weight = { 0 = 1, 1 = -2 }\n", ["'train.class_weight'", "positive weights by class"]),
         ('[data]\nlabel = "y"\n', ["missing key 'data.url'"]),
         ("[data\n", ["not valid TOML"]),
     ],
@@ -155,6 +155,22 @@ def test_malformed_job_files_name_file_and_key_and_write_nothing(tmp_path, data,
     assert str(job) in line
     for fragment in fragments:
         assert fragment in line, line
+    assert not out.exists()
+
+
+def test_a_bad_value_given_on_the_command_line_is_the_command_lines_error(tmp_path, data):
+    """An option that overrides a job file's key is checked as the option:
+    a ConfigError naming it, not the file (whose value is fine)."""
+    out = tmp_path / "out"
+    job = write_job(tmp_path / "good.toml", data, out, extra_train="l2 = 0.5\nclass_weight = { 0 = 1, 1 = 3 }")
+    for options, fragment in [
+        (["--l2", "-1"], "ConfigError: --l2 must be a finite number >= 0; found -1.0"),
+        (["--class-weight", "0:1,1:0"], "ConfigError: --class-weight must be 'balanced', or positive weights"),
+    ]:
+        result = run_cli("submit", job, *options)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith(fragment), result.stderr
+        assert str(job) not in result.stderr
     assert not out.exists()
 
 

@@ -179,14 +179,27 @@ def test_what_a_path_cannot_be_is_refused(data, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_the_command_says_what_the_whole_path_took_and_which_point_it_chose(data, tmp_path):
+def test_the_command_says_what_the_whole_path_did_and_names_the_chosen_models_folder(data, tmp_path):
+    """One numbering everywhere: the chosen model is named by its folder
+    (path.json's 'chosen', the report's), its cross-validation loss shown
+    even with --quiet, and points that did not converge are counted."""
     out = tmp_path / "out"
-    done = run_cli("train", data, "--label", "y", "--l1", "1", "--path", "3", "--in-process", "--quiet", "--out", out)
+    done = run_cli(
+        "train", data, "--label", "y", "--l1", "1", "--path", "3", "--cv", "2", "--max-iter", "3", "--in-process",
+        "--quiet", "--out", out,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     path = json.loads((out / "path" / "path.json").read_text())
-    total = sum(point["n_passes"] for point in path["points"])
-    assert f"path of 3 strengths, {total} passes in all" in done.stdout
-    assert "chosen: point 3 (l2=0.0, l1=" in done.stdout and "chosen point: converged after" in done.stdout
+    chosen, unconverged = path["chosen"], sum(not point["converged"] for point in path["points"])
+    assert unconverged  # (3 iterations: the denser points stop short)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("path of 3 strengths in "))
+    assert f"({unconverged} of them NOT converged)" in line
+    assert f"chosen: path/{chosen:03d} (l2=0.0, l1={path['points'][chosen]['l1']!r}, cross-validation loss " in line
+    assert "chosen model: " in done.stdout
+    assert json.loads((out / "path" / f"{chosen:03d}" / "model.json").read_text()) == json.loads(
+        (out / "model.json").read_text()
+    )
+    assert f"path/{chosen:03d} chosen" in write_report(str(out)).read_text()
 
 
 def test_the_pure_decisions():
