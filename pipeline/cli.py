@@ -385,6 +385,9 @@ def _evaluate(args) -> int:
         _print_class_metrics(metrics)
         print(f"metrics written to {out}")
         return 0
+    classes = metrics.get("classes")
+    if classes:  # (a binary model of named classes: which one precision, recall and the AUCs are of)
+        print(f"positive   {classes[1]!r} (negative {classes[0]!r})")
     for key in ("n_samples", "log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"):
         print(f"{key:<10} {metrics[key]}")
     matrix = metrics["confusion_matrix"]

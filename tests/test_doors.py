@@ -580,6 +580,23 @@ def test_train_out_inside_the_dataset_is_refused(tmp_path, capsys, trained):
     assert snapshot(data) == before
 
 
+def test_evaluate_of_named_classes_says_which_is_positive(tmp_path, capsys):
+    """Precision, recall and the AUCs are of the second class: evaluate's
+    output names it (metrics.json lists the classes)."""
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal(400)
+    (tmp_path / "data").mkdir()
+    label = np.where(rng.random(400) < 1 / (1 + np.exp(-a)), "spam", "ham")
+    pq.write_table(pa.table({"a": a, "y": label}), tmp_path / "data" / "p.parquet")
+    model = tmp_path / "model"
+    assert (
+        run_main(capsys, "train", tmp_path / "data", "--label", "y", "--in-process", "--quiet", "--out", model)[0] == 0
+    )
+    assert main(["evaluate", str(model), str(tmp_path / "data")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "positive   'spam' (negative 'ham')"
+    assert json.loads((model / "metrics.json").read_text())["classes"] == ["ham", "spam"]
+
+
 def test_train_out_never_clears_files_it_did_not_write_without_overwrite(tmp_path, capsys, trained):
     """A directory without a job of ours that holds files named like a job's
     (a user's report.html, a folder called path/) is refused before anything
