@@ -505,7 +505,7 @@ def _resume(args) -> int:
     overrides = {}
     if args.scheduler:
         overrides["cluster.scheduler"] = args.scheduler
-    elif args.workers:
+    elif args.workers is not None:
         overrides["cluster.workers"] = args.workers
     elif args.in_process:
         overrides["cluster.in_process"] = True
@@ -569,10 +569,12 @@ def _path_line(outputs: OutputDir, elapsed: float) -> str:
     chosen = points[index]
     unconverged = sum(not point["converged"] for point in points)
     scored = "" if chosen.get("cv_loss") is None else f", cross-validation loss {chosen['cv_loss']!r}"
+    rule = "the last, smallest strength" if path["rule"] == "last" else path["rule"]
+    what = "cross-validation" if len(points) == 1 else f"path of {len(points)} strengths"
     return (
-        f"path of {len(points)} strength{'s' if len(points) != 1 else ''} in {elapsed:.1f} s"
-        + (f" ({unconverged} of them NOT converged)" if unconverged else "")
-        + f"; chosen: {PATH_DIR}/{index:03d} (l2={chosen['l2']!r}, l1={chosen['l1']!r}{scored}; {path['rule']})"
+        f"{what} in {elapsed:.1f} s"
+        + (f" ({unconverged} of {len(points)} points NOT converged)" if unconverged else "")
+        + f"; chosen: {PATH_DIR}/{index:03d} (l2={chosen['l2']!r}, l1={chosen['l1']!r}{scored}; {rule})"
     )
 
 

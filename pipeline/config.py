@@ -250,7 +250,11 @@ class TrainConfig:
                 raise invalid(
                     "class_weight", "'balanced' or positive weights, one per class (by class: {class: weight})", named
                 )
-            object.__setattr__(self, "class_weight", {key: float(value) for key, value in named.items()})
+            # (numpy scalars as Python values: job.json holds the keys as text)
+            keys = [key.item() if hasattr(key, "item") and not isinstance(key, str) else key for key in named]
+            if not all(isinstance(key, (str, int, float)) for key in keys):
+                raise invalid("class_weight", "a mapping whose keys are classes (text or numbers)", named)
+            object.__setattr__(self, "class_weight", {k: float(v) for k, v in zip(keys, named.values())})
         elif self.class_weight is not None and self.class_weight != "balanced":
             values = tuple(self.class_weight) if isinstance(self.class_weight, Iterable) else ()
             if len(values) < 2 or not all(is_positive_number(value) for value in values):

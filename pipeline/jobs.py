@@ -487,6 +487,15 @@ def run_job(
     return run(config, recorder, client=client)
 
 
+def _comparable(options: dict) -> dict:
+    """Model options as a checkpoint's are compared: explicit class weights
+    (a list, or a table by class: ``0:1,1:5`` and ``1,5`` are the same
+    weights) only once the classes resolve them (:func:`pipeline.train.check_resumed_class_weight`)."""
+    if isinstance(options.get("train.class_weight"), (list, dict)):
+        return {**options, "train.class_weight": "explicit"}
+    return options
+
+
 def _load_resume(outputs: OutputDir, job_id: str, fingerprint: str, options: dict) -> FitState | None:
     path = outputs.checkpoint
     if not path.exists():
@@ -502,7 +511,7 @@ def _load_resume(outputs: OutputDir, job_id: str, fingerprint: str, options: dic
             "or start a new job",
             path=str(path),
         )
-    if meta.get("model_options") != options:
+    if _comparable(meta.get("model_options") or {}) != _comparable(options):
         saved = meta.get("model_options") or {}
         changed = sorted(k for k in set(saved) | set(options) if saved.get(k) != options.get(k))
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {options.get(k)!r}" for k in changed)

@@ -326,7 +326,7 @@ class OutputDir:
         mapping.update(given)
         mapping["output.dir"] = str(self.path.absolute())
         mapping.pop("output.overwrite", None)
-        return config_from_mapping(mapping, str(self.job))
+        return config_from_mapping(mapping, str(self.job), overridden=given)
 
     def write_job(self, document: JobDocument) -> None:
         write_atomic(self.job, (json.dumps(document.to_json(), indent=2) + "\n").encode())
@@ -393,12 +393,16 @@ class OutputDir:
 
     def replaced_files(self) -> list[str]:
         """The names in this directory that a run clears or replaces (the
-        job's files and a path's folder, ``model.json`` apart): files of
-        another run, or of the user's, that only ``overwrite`` may touch."""
+        job's files and a ``path`` folder that holds no path of ours,
+        ``model.json`` apart): files of another run, or of the user's, that
+        only ``overwrite`` may touch."""
         if not self.path.is_dir():
             return []
-        found = [name for name in (*JOB_FILES, PATH_DIR) if (self.path / name).exists()]
-        return [name + "/" if (self.path / name).is_dir() else name for name in found]
+        found = [name for name in JOB_FILES if (self.path / name).exists()]
+        # (a path of ours holds path.json: train() writes no job.json, and its rerun replaces it as before)
+        if (self.path / PATH_DIR).exists() and not self.path_summary.exists():
+            found.append(PATH_DIR + "/" if (self.path / PATH_DIR).is_dir() else PATH_DIR)
+        return found
 
     def check_writable(self, overwrite: bool) -> None:
         """Fail before training if the model could not be written here."""

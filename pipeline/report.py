@@ -24,7 +24,7 @@ import numpy as np
 from .atomic import write_atomic
 from .errors import ModelFileError
 from .model import Model
-from .outputs import JobDocument, OutputDir
+from .outputs import PATH_DIR, JobDocument, OutputDir
 
 __all__ = ["summary_text", "write_report"]
 
@@ -486,7 +486,7 @@ def _path_section(outputs: OutputDir) -> list[str]:
     return [
         "<h2>Regularization path</h2>",
         f'<p class="muted">alpha {_fmt(document.get("alpha"))}; model '
-        + (f"path/{chosen:03d}" if isinstance(chosen, int) else _fmt(chosen))
+        + (f"{PATH_DIR}/{chosen:03d}" if isinstance(chosen, int) else _fmt(chosen))
         + f" chosen ({html.escape(str(document.get('rule')))}); every model in path/NNN/model.json</p>",
         '<div class="plots">',
         _img(_figure_png(draw_coefficients), "coefficient paths"),

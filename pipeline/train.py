@@ -30,6 +30,7 @@ from .config import CacheMode, TrainConfig
 from .crossval import ALL_ROWS, Lockstep, MemberEvaluator, fold_summary
 from .data import ChunkSpec, ClassCounter, Dataset, Folds, Split, open_dataset
 from .errors import (
+    CheckpointError,
     ColumnNotFoundError,
     ConfigError,
     DataWarning,
@@ -149,6 +150,7 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             split = validation_split(config, dataset)
             dataset, n_classes, class_totals = learn_classes(config, dataset, split, client, recorder.note)
             weights = resolve_class_weight(config.class_weight, n_classes or 2, dataset)
+            check_resumed_class_weight(resume, weights)
             if weights is not config.class_weight:  # (by class: the weights in the classes' order)
                 config = dataclasses.replace(config, class_weight=weights)
             dataset = learn_missing(config, dataset, client, recorder.note)
@@ -385,8 +387,9 @@ def fit_path(
     chosen = choose(points, config.cv_rule)
     if lockstep is not None:
         recorder.note(f"cross-validation: {lockstep.n_passes} cross-validation passes over the data")
+    where = f"{PATH_DIR}/{chosen:03d}" if outputs is not None else f"strength {chosen + 1}"
     recorder.note(
-        f"chosen: {PATH_DIR}/{chosen:03d} of {len(points)} strengths (l2={points[chosen].l2!r} "
+        f"chosen: {where} of {len(points)} strengths (l2={points[chosen].l2!r} "
         f"l1={points[chosen].l1!r}, {points[chosen].n_nonzero} non-zero weights)"
     )
     return models[chosen], points
@@ -868,7 +871,9 @@ def resolve_class_weight(
         by_class: dict[Any, float] = {}
         unknown = []
         for key, value in weights.items():
-            named = [c for c in classes if _names_class(key, c)]
+            named = [c for c in classes if _names_class(key, c)] or [
+                c for c in classes if _names_class(key, c, float32=True)
+            ]
             if not named or named[0] in by_class:
                 unknown.append(key)
             else:
@@ -891,11 +896,24 @@ def resolve_class_weight(
     )
 
 
-def _names_class(key: Any, value: Any) -> bool:
+def check_resumed_class_weight(resume: FitState | None, weights: Any) -> None:
+    """A resumed fit keeps its checkpoint's class weights: explicit ones,
+    resolved now (``0:1,1:5`` and ``1,5`` alike), must be the same numbers."""
+    if resume is None or not isinstance(weights, tuple) or resume.class_weight is None:
+        return
+    if tuple(resume.class_weight) != weights:
+        raise CheckpointError(
+            f"the checkpoint was written with other class weights ({list(resume.class_weight)!r} -> "
+            f"{list(weights)!r}); resume with the original options, or start a new job"
+        )
+
+
+def _names_class(key: Any, value: Any, float32: bool = False) -> bool:
     """Whether a class-weight key names the class ``value``: the value itself,
-    or its text (a number's as the number it reads as: an integer exactly, a
-    float also at float32's precision, where a float32 label's classes are;
-    ``false``/``true`` for 0 and 1)."""
+    or its text (a number's as the number it reads as: an integer exactly;
+    ``false``/``true`` for 0 and 1); with ``float32``, a number's text also
+    at float32's precision, where a float32 label's classes are (a fallback:
+    an exact match comes first)."""
     if not isinstance(key, str):
         return not isinstance(value, str) and bool(key == value)
     if isinstance(value, str):
@@ -911,8 +929,10 @@ def _names_class(key: Any, value: Any) -> bool:
         number = float(text)
     except ValueError:
         return False
+    if not float32:
+        return number == value
     with np.errstate(over="ignore"):  # (a number beyond float32's range is no float32 class)
-        return number == value or (isinstance(value, float) and float(np.float32(number)) == value)
+        return isinstance(value, float) and float(np.float32(number)) == value
 
 
 def choose_cache(requested: CacheMode, needed: int, memory: int | None, fraction: float) -> tuple[CacheMode, str]:

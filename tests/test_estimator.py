@@ -186,7 +186,10 @@ def test_a_class_weight_key_names_a_class_by_value_or_text():
     assert _names_class("3", 3) and _names_class("3.0", 3) and not _names_class("3.5", 3)
     assert _names_class("9007199254740993", 9007199254740993)  # (not through a float: 2^53 + 1)
     assert not _names_class("9007199254740992", 9007199254740993)
-    assert _names_class("1.1", 1.1) and _names_class("1.1", float(np.float32(1.1)))  # a float32 label's class
+    assert _names_class("1.1", 1.1) and _names_class(
+        "1.1", float(np.float32(1.1)), float32=True
+    )  # a float32 label's class
+    assert not _names_class("1.1", float(np.float32(1.1)))  # (exact first: 0.7 and float32(0.7) may both be classes)
     assert _names_class("true", 1) and _names_class("False", 0) and not _names_class("1e300", 2.0)
 
 

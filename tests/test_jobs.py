@@ -429,6 +429,41 @@ def test_cancel_stops_a_detached_job_and_its_checkpoint_resumes(tmp_path, data, 
     assert job_status(out) == "succeeded"
 
 
+def test_a_resubmission_compares_class_weights_once_the_classes_resolve_them(tmp_path, data, capsys):
+    """'1,5' and '0:1,1:5' are the same weights: a re-submitted unfinished
+    job resumes with either spelling; other numbers are refused, naming
+    them; a bad option given to resume is the command line's error."""
+    from pipeline.cli import main
+
+    out = tmp_path / "out"
+    options = ["train", str(data), "--label", "y", "--in-process", "--quiet", "--out", str(out), "--name", "w"]
+    options += ["--solver", "gd", "--max-iter", "3"]
+
+    def interrupted():
+        document = json.loads((out / "job.json").read_text())
+        (out / "job.json").write_text(json.dumps({**document, "status": "failed"}))
+        (out / "model.json").unlink()
+
+    assert main([*options, "--class-weight", "1,5"]) == 0
+    interrupted()
+    capsys.readouterr()
+    assert main([*options, "--class-weight", "0:1,1:5"]) == 0
+    assert "resumed" in (out / "job.log").read_text()
+    interrupted()
+    capsys.readouterr()
+    assert main([*options, "--class-weight", "0:1,1:4"]) == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(
+        "CheckpointError: the checkpoint was written with other class weights ([1.0, 5.0] -> [1.0, 4.0])"
+    )
+    assert not (out / "model.json").exists()
+    assert main(["resume", str(out), "--workers", "-3"]) == 1
+    assert capsys.readouterr().err.strip().startswith("ConfigError: --workers must be")  # (not job.json's)
+    numpy_keys = TrainConfig(data=str(data), label="y", class_weight={np.int64(0): 1, np.bool_(True): np.float32(5)})
+    assert numpy_keys.class_weight == {0: 1.0, True: 5.0}
+    assert all(type(key) in (int, bool) for key in numpy_keys.class_weight)  # (job.json can hold them)
+
+
 def test_a_checkpoint_of_other_data_or_edited_is_refused(tmp_path, data):
     import shutil
 

@@ -193,7 +193,7 @@ def test_the_command_says_what_the_whole_path_did_and_names_the_chosen_models_fo
     chosen, unconverged = path["chosen"], sum(not point["converged"] for point in path["points"])
     assert unconverged  # (3 iterations: the denser points stop short)
     line = next(line for line in done.stdout.splitlines() if line.startswith("path of 3 strengths in "))
-    assert f"({unconverged} of them NOT converged)" in line
+    assert f"({unconverged} of 3 points NOT converged)" in line
     assert f"chosen: path/{chosen:03d} (l2=0.0, l1={path['points'][chosen]['l1']!r}, cross-validation loss " in line
     assert "chosen model: " in done.stdout
     assert json.loads((out / "path" / f"{chosen:03d}" / "model.json").read_text()) == json.loads(
@@ -221,6 +221,8 @@ def test_a_later_job_in_the_directory_clears_the_path(data, tmp_path):
     out = tmp_path / "out"
     train(config(data, out, penalty=Penalty(l1=1.0), path=3))
     assert (out / "path" / "path.json").exists()
+    (out / "model.json").unlink()  # as if interrupted: train() (no job.json) runs again over its own path
+    train(config(data, out, penalty=Penalty(l1=1.0), path=3))
     run_job(TrainConfig(data=data, label="y", cluster=None, out=str(out), overwrite=True, penalty=Penalty(l2=1.0)))
     assert not (out / "path").exists()
     assert "Regularization path" not in write_report(str(out)).read_text()
