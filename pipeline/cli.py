@@ -24,6 +24,7 @@ from .config import TrainConfig, check_output_root, output_roots
 from .errors import ClusterError, ConfigError, DatasetNotFoundError, JobCancelled, JobFileError, PipelineError
 from .jobfile import KEYS, config_from_mapping, key_setting, load_job
 from .jobs import (
+    cancel_orphaned,
     config_of,
     coordinator_gone,
     find_job,
@@ -159,7 +160,9 @@ def _parser() -> argparse.ArgumentParser:
     submit.set_defaults(handler=_submit)
 
     resume = commands.add_parser("resume", help="continue a job from its last checkpoint")
-    resume.add_argument("out", metavar="OUTPUT_DIR", help="the job's output directory")
+    resume.add_argument(
+        "out", metavar="OUTPUT_DIR", help="the job's output directory, or its id (looked up on --scheduler)"
+    )
     where = resume.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler")
     where.add_argument(
@@ -501,7 +504,7 @@ def _submit(args) -> int:
 
 
 def _resume(args) -> int:
-    files = find_job(args.out)
+    files = find_job(args.out, args.scheduler)
     overrides = {}
     if args.scheduler:
         overrides["cluster.scheduler"] = args.scheduler
@@ -590,13 +593,18 @@ def _status(args) -> int:
     if document.error:  # (a cancelled job's is why it stopped, not a failure)
         print(f"{'reason' if document.status == 'cancelled' else 'error'}: {document.error}")
     if coordinator_gone(document):
-        coordinator = document.coordinator or {}
-        print(
-            f"note: its coordinator (pid {coordinator.get('pid')} on {coordinator.get('host')}) is no longer "
-            f"running: the job was killed, not stopped; `pipeline resume {document.out}` continues it from its "
-            "last checkpoint"
-        )
+        print(_gone_note(document))
     return 0
+
+
+def _gone_note(document: JobDocument) -> str:
+    """What ``status`` (and ``logs --follow``) say of a running job whose coordinator is gone."""
+    coordinator = document.coordinator or {}
+    return (
+        f"note: its coordinator (pid {coordinator.get('pid')} on {coordinator.get('host')}) is no longer "
+        f"running: the job was killed, not stopped; `pipeline resume {document.out}` continues it from its "
+        "last checkpoint"
+    )
 
 
 def _status_line(job: JobDocument) -> str:
@@ -640,6 +648,9 @@ def _logs(args) -> int:
         document = files.read_job() or JobDocument()
         if document.ended and not chunk:
             return 0
+        if coordinator_gone(document) and not chunk:  # (nothing will write to it again)
+            print(_gone_note(document), file=sys.stderr)
+            return EXIT_ERROR
         time.sleep(FOLLOW_POLL_S)
 
 
@@ -648,6 +659,10 @@ def _cancel(args) -> int:
     document = files.read_job() or JobDocument()
     if document.ended:
         print(f"job {document.job_id} is not running: {document.status}")
+        return 0
+    if coordinator_gone(document):  # no one would read a request: the job is marked cancelled here
+        cancel_orphaned(files, document)
+        print(f"job {document.job_id}: cancelled (its coordinator was no longer running)")
         return 0
     request_cancel(files)
     deadline = time.monotonic() + args.wait

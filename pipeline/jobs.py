@@ -80,6 +80,7 @@ __all__ = [
     "list_jobs",
     "new_job_id",
     "request_cancel",
+    "cancel_orphaned",
     "run_job",
     "submit_detached",
 ]
@@ -279,6 +280,8 @@ class JobRecorder(Recorder):
             return  # nothing was written, and nothing is now
         if isinstance(error, JobCancelled):
             self._end(CANCELLED, str(error))
+        elif isinstance(error, KeyboardInterrupt):  # Ctrl-C of an attached job: stopped, not broken
+            self._end(CANCELLED, f"interrupted (Ctrl-C); `pipeline resume {self.outputs.path}` continues it")
         elif isinstance(error, PipelineError):
             self._end(FAILED, f"{type(error).__name__}: {error}")
         else:
@@ -380,6 +383,8 @@ def check_job_output(config: TrainConfig, job_id: str | None) -> tuple[str, JobD
     outputs = OutputDir(config.out)
     outputs.check_apart_from(config.data)
     previous = outputs.read_job() if outputs.path.is_dir() else None
+    if previous is not None and config.overwrite and previous.job_id != job_id:
+        refuse_if_running(previous)  # (--overwrite replaces a job's files, not a job that still writes them)
     if previous is not None and not config.overwrite:
         same_id = job_id is not None and previous.job_id == job_id
         resubmitted = job_id is None and previous.name == config.name and previous.status != SUCCEEDED
@@ -559,6 +564,8 @@ def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
         outputs.path.mkdir(parents=True, exist_ok=True)
         if previous is None:
             outputs.clear_job_files()
+        else:  # a resumed job: an old cancel request (it stopped the job) is not for this run
+            outputs.withdraw_cancel()
         document = outputs.update_job(
             job_id=job_id,
             name=config.name,
@@ -618,6 +625,19 @@ def coordinator_gone(
     if coordinator.get("host") != (socket.gethostname() if host is None else host):
         return False
     return not (_alive if alive is None else alive)(pid)
+
+
+def cancel_orphaned(outputs: OutputDir, document: JobDocument) -> None:
+    """Mark a job cancelled whose coordinator is gone (:func:`coordinator_gone`):
+    no one would read a cancel request, and one left behind would stop the
+    job's next run; ``pipeline resume`` continues it from its checkpoint."""
+    coordinator = document.coordinator or {}
+    reason = (
+        f"cancelled after its coordinator (pid {coordinator.get('pid')} on {coordinator.get('host')}) "
+        "was gone; `pipeline resume` continues it from its last checkpoint"
+    )
+    outputs.update_job(status=CANCELLED, ended_at=now(), error=reason)
+    outputs.log(f"job {document.job_id} {reason}")
 
 
 def list_jobs(scheduler: str | None) -> list[JobDocument]:

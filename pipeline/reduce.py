@@ -426,6 +426,10 @@ def wait_for(client, futures: list, stall_timeout_s: float = STALL_TIMEOUT_S) ->
     _watched(client, futures, stall_timeout_s, lambda: wait(futures))
 
 
+#: distributed's reason for the futures it cancels when the client loses its scheduler
+SCHEDULER_LOST = "scheduler-connection-lost"
+
+
 def gather(client, futures: list, stall_timeout_s: float = STALL_TIMEOUT_S) -> list:
     """``client.gather(futures)``, but never waiting forever on a stalled cluster.
 
@@ -467,9 +471,16 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
     watchdog.start()
     try:
         result = action()
-    except BaseException:
+    except BaseException as exc:
         if stalled:
             raise ClusterError(stalled[0]) from None
+        if getattr(exc, "reason", None) == SCHEDULER_LOST:  # (distributed's FutureCancelledError)
+            address = getattr(getattr(client, "scheduler", None), "address", None)
+            raise ClusterError(
+                f"the connection to the scheduler {address} was lost during a pass (it stopped or restarted); "
+                "a job's checkpoint is kept: start the scheduler and workers again, and `pipeline resume "
+                "OUT_DIR` continues it"
+            ) from None
         raise
     finally:
         finished.set()

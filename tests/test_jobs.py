@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +35,7 @@ from job_support import (
 from pipeline.checkpoint import load_checkpoint
 from pipeline.cli import _parser
 from pipeline.config import TrainConfig
+from pipeline.errors import JobError
 from pipeline.jobfile import (
     KEYS,
     config_from_mapping,
@@ -357,6 +359,42 @@ def test_a_running_job_whose_coordinator_is_gone_is_told_apart_only_on_its_host(
     assert not coordinator_gone(JobDocument(status="running"), "h1", alive=lambda pid: False)  # (no coordinator yet)
 
 
+def test_overwrite_never_replaces_a_job_that_is_still_running(tmp_path, data):
+    """--overwrite replaces a job's files, not a job that still writes them:
+    two coordinators would write one directory."""
+    from pipeline.jobs import check_job_output
+    from pipeline.outputs import OutputDir
+
+    out = OutputDir(tmp_path / "out")
+    out.path.mkdir()
+    alive = {"mode": "attached", "host": socket.gethostname(), "pid": os.getpid()}
+    out.update_job(job_id="a1", name="first", status="running", coordinator=alive)
+    config = TrainConfig(data=str(data), label="y", out=str(out.path), overwrite=True)
+    with pytest.raises(JobError, match="job a1 is still running"):
+        check_job_output(config, None)
+    out.update_job(status="failed")
+    assert check_job_output(config, None)[1] is None  # (an ended one is replaced)
+
+
+def test_ctrl_c_cancels_an_attached_job_and_resume_continues_it(tmp_path, data):
+    from pipeline.jobs import run_job
+
+    out = tmp_path / "out"
+    config = TrainConfig(data=str(data), label="y", out=str(out), cluster=None, solver="gd", standardize=False)
+
+    def interrupt(record):
+        if record.iteration == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(config, progress=interrupt)
+    document = json.loads((out / "job.json").read_text())
+    assert document["status"] == "cancelled" and document["error"].startswith("interrupted (Ctrl-C)")
+    resumed = run_cli("resume", out, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed at iteration" in (out / "job.log").read_text()
+
+
 @pytest.mark.cluster
 def test_killed_coordinator_resumes_to_the_identical_model(tmp_path, data, dask_cli_cluster, reference_slow):
     out = tmp_path / "out"
@@ -378,10 +416,16 @@ def test_killed_coordinator_resumes_to_the_identical_model(tmp_path, data, dask_
     shown = run_cli("status", out)
     assert shown.returncode == 0 and f"pid {process.pid} on" in shown.stdout, shown.stdout
     assert "is no longer running: the job was killed" in shown.stdout and f"pipeline resume {out}" in shown.stdout
+    followed = run_cli("logs", out, "--follow")  # ends: nothing will write to the log again
+    assert followed.returncode == 1 and "is no longer running: the job was killed" in followed.stderr
+    cancelled = run_cli("cancel", out)  # no one would read a request: marked cancelled, none left behind
+    assert cancelled.returncode == 0 and "cancelled (its coordinator was no longer running)" in cancelled.stdout
+    assert job_status(out) == "cancelled" and not (out / "cancel.request").exists()
     saved = load_checkpoint(out / "checkpoint.npz")[0].solver_state.n_iter
     assert 10 <= saved < reference_slow.n_iter  # history.csv is written just before the checkpoint
     resumed = run_cli("resume", out, "--scheduler", dask_cli_cluster.address, "--quiet")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.startswith("resuming job ")  # said even with --quiet
     model = Model.load(out)
     assert model.digest == reference_slow.digest
     assert model.loss_history == reference_slow.loss_history
@@ -419,10 +463,13 @@ def test_cancel_stops_a_detached_job_and_its_checkpoint_resumes(tmp_path, data, 
     refused = run_cli("submit", changed)
     assert refused.returncode == 1 and "CheckpointError" in refused.stderr
     assert "train.l2: 0.0 -> 0.5" in refused.stderr
-    # resume the cancelled job (in-process this time): the uninterrupted model
-    resumed = run_cli("resume", out, "--in-process", "--quiet")
+    # resume the cancelled job by its id, detached again: its old cancel request
+    # does not stop the new run; the uninterrupted model
+    resumed = run_cli("resume", job_id, "--scheduler", address, "--detach")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert resumed.stdout.startswith(f"resuming job {job_id} on ")  # said even with --quiet
+    assert resumed.stdout.startswith(f"job {job_id} resumed on {address}")
+    wait_for(lambda: job_status(out) in ("succeeded", "failed", "cancelled"), what="the resumed job's end")
+    assert job_status(out) == "succeeded", (out / "job.log").read_text()
     model = Model.load(out)
     assert model.digest == reference_slow.digest
     assert model.loss_history == reference_slow.loss_history

@@ -181,6 +181,36 @@ def test_the_stall_clock_follows_the_polls():
     assert verdicts == [(1, False), (1, False), (None, False), (4, False), (4, False), (4, True)]
 
 
+def test_a_pass_whose_scheduler_went_away_is_a_cluster_error_that_says_what_to_do():
+    """distributed cancels a client's futures when its scheduler is gone:
+    the pass fails with a ClusterError naming the scheduler and the way
+    back, not distributed's FutureCancelledError (a job reported it as an
+    unexpected failure)."""
+    from distributed.client import FutureCancelledError
+
+    from pipeline.errors import ClusterError
+    from pipeline.reduce import gather
+
+    class Gone:
+        scheduler = SimpleNamespace(address="tcp://127.0.0.1:8786")
+
+        def gather(self, futures):
+            raise FutureCancelledError("sum_blocks-1", "scheduler-connection-lost")
+
+        def run_on_scheduler(self, function):
+            raise OSError("no scheduler")
+
+    with pytest.raises(ClusterError, match=r"scheduler tcp://127.0.0.1:8786 was lost during a pass .* `pipeline resume"):
+        gather(Gone(), [])
+
+    class Other(Gone):
+        def gather(self, futures):
+            raise FutureCancelledError("sum_blocks-1", "user")
+
+    with pytest.raises(FutureCancelledError):  # (another reason: raised as it is)
+        gather(Other(), [])
+
+
 def test_stall_messages_name_the_workers_and_their_limits():
     paused = stall_message({B: ("paused", 2**30), A: ("paused", 0)}, 3)  # 0: no limit
     assert paused.startswith(f"every worker ({A}, {B}) has been paused for 3 s")
