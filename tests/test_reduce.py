@@ -200,7 +200,8 @@ def test_a_pass_whose_scheduler_went_away_is_a_cluster_error_that_says_what_to_d
         def run_on_scheduler(self, function):
             raise OSError("no scheduler")
 
-    with pytest.raises(ClusterError, match=r"scheduler tcp://127.0.0.1:8786 was lost during a pass .* `pipeline resume"):
+    lost = r"scheduler tcp://127.0.0.1:8786 was lost during a pass .* `pipeline resume"
+    with pytest.raises(ClusterError, match=lost):
         gather(Gone(), [])
 
     class Other(Gone):
