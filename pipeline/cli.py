@@ -21,10 +21,19 @@ from typing import Any
 
 from .cluster import ClusterSpec, connect, embedded_worker_count
 from .config import TrainConfig, check_output_root, output_roots
-from .errors import ClusterError, ConfigError, DatasetNotFoundError, JobCancelled, JobFileError, PipelineError
+from .errors import (
+    ClusterError,
+    ColumnNotFoundError,
+    ConfigError,
+    DatasetNotFoundError,
+    JobCancelled,
+    JobFileError,
+    PipelineError,
+)
 from .jobfile import KEYS, config_from_mapping, key_setting, load_job
 from .jobs import (
     cancel_orphaned,
+    check_job_output,
     config_of,
     coordinator_gone,
     find_job,
@@ -485,11 +494,11 @@ def _submit(args) -> int:
             print(f"follow it with: pipeline logs {job_id} --follow --scheduler {scheduler}")
             return 0
         model = _attached(config, quiet=args.quiet)
-    except (ClusterError, DatasetNotFoundError) as exc:
-        # the job file named something that is not there: say which key
-        if isinstance(exc, ClusterError) and (config.cluster is None or exc.path != config.cluster.scheduler):
+    except (ClusterError, DatasetNotFoundError, ColumnNotFoundError) as exc:
+        # the job file named something that is not there: say which key (not for the command line's values)
+        key = _named_by(exc, config)
+        if key is None or key in overrides:
             raise
-        key = "cluster.scheduler" if isinstance(exc, ClusterError) else "data.url"
         raise type(exc)(f"{args.job}: {key}: {exc}", path=args.job, column=key) from None
     except ConfigError as exc:
         # a setting of the file that only the data can refuse (class_weight's count): say which key
@@ -501,6 +510,23 @@ def _submit(args) -> int:
         reason = str(exc).removeprefix(f"{exc.column}: ")  # (the key names the setting already)
         raise JobFileError(f"{args.job}: {setting}: {reason}", path=args.job, column=setting) from None
     return 0 if model is not None else EXIT_CANCELLED
+
+
+def _named_by(error: PipelineError, config: TrainConfig) -> str | None:
+    """The job-file key that named what ``error`` found missing: the
+    scheduler, the dataset, or the label, weight or feature column."""
+    if isinstance(error, ClusterError):
+        return "cluster.scheduler" if config.cluster is not None and error.path == config.cluster.scheduler else None
+    if isinstance(error, DatasetNotFoundError):
+        return "data.url"
+    column = getattr(error, "column", None)
+    if column == config.label:
+        return "data.label"
+    if column is not None and column == config.weight:
+        return "data.weight"
+    if config.features is not None and column in config.features:
+        return "data.features"
+    return None
 
 
 def _resume(args) -> int:
@@ -535,6 +561,7 @@ def _attached(
         if config.cluster is None
         else config.cluster.scheduler or _local_cluster(embedded_worker_count(config.cluster))
     )
+    check_job_output(config, job_id)  # (an output that cannot take the job: refused before the first line)
     print(f"{doing} on {config.data} ({where})")
     started = time.perf_counter()
     try:

@@ -280,6 +280,11 @@ _REPLACED_BY = {
     "cluster.scheduler": WHERE_KEYS + _EMBEDDED_KEYS,
     "cluster.workers": WHERE_KEYS + _TLS_KEYS,
     "cluster.in_process": WHERE_KEYS + _EMBEDDED_KEYS + _TLS_KEYS + _CLUSTER_TIMEOUT_KEYS,
+    # a penalty given one way replaces the file's penalty given the other way
+    "train.reg": ("train.l2", "train.l1"),
+    "train.alpha": ("train.l2", "train.l1"),
+    "train.l2": ("train.reg", "train.alpha"),
+    "train.l1": ("train.reg", "train.alpha"),
 }
 
 _GENERATE_KEYS = {"rows": int, "features": int, "files": int, "row_group_size": int, "seed": int}
@@ -307,7 +312,7 @@ def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
         raise JobFileError(f"{source}: not valid TOML: {exc}", path=source) from None
     mapping = _flatten(document, source)
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
-    for where, dropped in _REPLACED_BY.items():  # another kind of cluster: the file's goes
+    for where, dropped in _REPLACED_BY.items():  # another kind of cluster or penalty: the file's goes
         if where in given:
             mapping = {key: value for key, value in mapping.items() if key not in dropped}
     mapping.update(given)

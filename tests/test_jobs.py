@@ -176,6 +176,32 @@ def test_a_bad_value_given_on_the_command_line_is_the_command_lines_error(tmp_pa
     assert not out.exists()
 
 
+def test_options_over_a_job_file_replace_its_penalty_and_keep_their_own_errors(tmp_path, data, capsys):
+    """--reg/--alpha replace a file's l2 (and --l2 a file's reg/alpha): the
+    same keys said another way; a column the file names that is not there
+    names the file's key; a scheduler given on the command line is not the
+    file's; an output that cannot take the job is refused before the first line."""
+    from pipeline.cli import main
+
+    out = tmp_path / "out"
+    job = write_job(tmp_path / "job.toml", data, out, extra_train="l2 = 0.5")
+    assert main(["submit", str(job), "--reg", "1", "--alpha", "0.25", "--quiet"]) == 0
+    model = Model.load(out)
+    assert (model.l2, model.l1) == (0.75, 0.25)
+    capsys.readouterr()
+    assert main(["submit", str(job), "--quiet"]) == 1  # succeeded already: refused before "training on"
+    streams = capsys.readouterr()
+    assert "training on" not in streams.out and streams.err.startswith("OutputError: ")
+    typo = tmp_path / "typo.toml"
+    typo.write_text(job.read_text().replace('label = "y"', 'label = "lable"'))
+    assert main(["submit", str(typo), "--out", str(tmp_path / "o2")]) == 1
+    assert capsys.readouterr().err.startswith(f"ColumnNotFoundError: {typo}: data.label: label column 'lable' not")
+    port = free_port()
+    options = ["--scheduler", f"tcp://127.0.0.1:{port}", "--connect-timeout", "1", "--out", str(tmp_path / "o3")]
+    assert main(["submit", str(job), *options]) == 1
+    assert capsys.readouterr().err.startswith(f"ClusterError: no Dask scheduler answered at 'tcp://127.0.0.1:{port}'")
+
+
 def test_missing_dataset_and_unreachable_scheduler_name_file_and_key(tmp_path):
     out = tmp_path / "out"
     job = write_job(tmp_path / "nodata.toml", tmp_path / "nowhere", out)
