@@ -651,7 +651,7 @@ def _list(args) -> int:
     if not jobs:
         print("no jobs")
     for job in jobs:
-        print(_status_line(job))
+        print(_status_line(job) + ("  (its coordinator is gone: killed)" if coordinator_gone(job) else ""))
     return 0
 
 

@@ -650,10 +650,24 @@ def list_jobs(scheduler: str | None) -> list[JobDocument]:
     documents = []
     for job_id, summary in jobs.items():
         try:
-            documents.append(JobDocument.from_json(summary))
+            indexed = JobDocument.from_json(summary)
         except ValueError as exc:
             raise JobError(f"the scheduler's index entry of job {job_id} cannot be read: {exc}") from None
+        documents.append(_source_of_truth(indexed))
     return sorted(documents, key=lambda job: job.updated_at or "", reverse=True)
+
+
+def _source_of_truth(indexed: JobDocument) -> JobDocument:
+    """The job's own job.json where this machine can read it and it is still
+    that job's (the index is only updated by a coordinator that reaches the
+    scheduler: an in-process resume or a killed coordinator leaves it behind)."""
+    if not indexed.out:
+        return indexed
+    try:
+        document = OutputDir(indexed.out).read_job()
+    except (JobError, OSError):
+        return indexed
+    return document if document is not None and document.job_id == indexed.job_id else indexed
 
 
 def find_job(job: str, scheduler: str | None = None) -> OutputDir:

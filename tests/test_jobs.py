@@ -442,11 +442,17 @@ def test_killed_coordinator_resumes_to_the_identical_model(tmp_path, data, dask_
     shown = run_cli("status", out)
     assert shown.returncode == 0 and f"pid {process.pid} on" in shown.stdout, shown.stdout
     assert "is no longer running: the job was killed" in shown.stdout and f"pipeline resume {out}" in shown.stdout
+    job_id = json.loads((out / "job.json").read_text())["job_id"]
+    listed = run_cli("list", "--scheduler", dask_cli_cluster.address)
+    line = next(line for line in listed.stdout.splitlines() if job_id in line)
+    assert "running" in line and line.endswith("(its coordinator is gone: killed)")
     followed = run_cli("logs", out, "--follow")  # ends: nothing will write to the log again
     assert followed.returncode == 1 and "is no longer running: the job was killed" in followed.stderr
     cancelled = run_cli("cancel", out)  # no one would read a request: marked cancelled, none left behind
     assert cancelled.returncode == 0 and "cancelled (its coordinator was no longer running)" in cancelled.stdout
     assert job_status(out) == "cancelled" and not (out / "cancel.request").exists()
+    listed = run_cli("list", "--scheduler", dask_cli_cluster.address)  # job.json, not the stale index
+    assert "cancelled" in next(line for line in listed.stdout.splitlines() if job_id in line)
     saved = load_checkpoint(out / "checkpoint.npz")[0].solver_state.n_iter
     assert 10 <= saved < reference_slow.n_iter  # history.csv is written just before the checkpoint
     resumed = run_cli("resume", out, "--scheduler", dask_cli_cluster.address, "--quiet")
