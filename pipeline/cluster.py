@@ -227,7 +227,8 @@ def connect(spec: ClusterSpec) -> Iterator:
                 client.wait_for_workers(1, timeout=WORKER_WAIT_S)
             except TimeoutError:
                 raise ClusterError(
-                    f"the scheduler at {spec.scheduler!r} has no workers after {WORKER_WAIT_S} s",
+                    f"the scheduler at {spec.scheduler!r} has no workers after {WORKER_WAIT_S} s; expected at "
+                    f"least one (start one with `dask worker {spec.scheduler}`, then run the command again)",
                     path=spec.scheduler,
                 ) from None
             yield client
