@@ -109,8 +109,9 @@ class SolverOptions:
     step_growth: float = 2.0
     step_shrink: float = 0.5
     barzilai_borwein: bool = True
-    #: Newton falls back to a gradient step when the Hessian's smallest
-    #: pivot is below this fraction of its largest.
+    #: A Hessian whose smallest pivot is below this fraction of its largest
+    #: is singular for Newton: its step is then solved with the diagonal
+    #: raised (:data:`NEWTON_DAMPING`), and a gradient step is the last resort.
     min_pivot_ratio: float = 1e-12
 
     def __post_init__(self) -> None:
@@ -855,7 +856,7 @@ def _newton_direction(hess, coef, projected, orthant_wise: bool, min_pivot_ratio
         index = np.flatnonzero(free)
         if index.size == 0:
             return None
-        solution = cholesky_solve(hess[np.ix_(index, index)], -projected[index], min_pivot_ratio)
+        solution = damped_solve(hess[np.ix_(index, index)], -projected[index], min_pivot_ratio)
         if solution is None or not orthant_wise:
             break
         wrong = (coef[index] == 0) & (solution * projected[index] >= 0)
@@ -867,6 +868,29 @@ def _newton_direction(hess, coef, projected, orthant_wise: bool, min_pivot_ratio
     direction = np.zeros_like(projected)
     direction[index] = solution
     return direction
+
+
+#: Levenberg-Marquardt damping of a singular Hessian (collinear features
+#: without a penalty: the loss has a minimum, the coefficients a line of
+#: them), tried in turn, relative to its largest diagonal entry: the step
+#: of ``H + mu * max(diag H) * I`` is Newton's in the directions the data
+#: determine and small in the others (scikit-learn's newton-cholesky falls
+#: back to lbfgs there; a gradient step every iteration crawled).
+NEWTON_DAMPING = (1e-10, 1e-8, 1e-6, 1e-4)
+
+
+def damped_solve(matrix: np.ndarray, rhs: np.ndarray, min_pivot_ratio: float):
+    """:func:`cholesky_solve`, then with the diagonal raised by each of
+    :data:`NEWTON_DAMPING` in turn; None if every one fails.  Deterministic:
+    the same inputs give the same bits."""
+    solution = cholesky_solve(matrix, rhs, min_pivot_ratio)
+    largest = max_abs(np.diag(matrix)) if matrix.shape[0] else 0.0
+    for damping in NEWTON_DAMPING:
+        if solution is not None or not largest > 0:
+            break
+        raised = matrix + np.diag(np.full(matrix.shape[0], damping * largest))
+        solution = cholesky_solve(raised, rhs, min_pivot_ratio)
+    return solution
 
 
 def cholesky_solve(matrix: np.ndarray, rhs: np.ndarray, min_pivot_ratio: float = 1e-12):

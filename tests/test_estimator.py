@@ -179,6 +179,29 @@ def test_class_weights_are_checked_like_scikit_learn_checks_them(tmp_path):
     assert parquet.coef_.tobytes() == memory.coef_.tobytes()
 
 
+@pytest.mark.parametrize("solver", ["auto", "newton"])
+def test_exactly_collinear_features_without_a_penalty_converge(solver):
+    """scikit-learn's make_classification has 2 redundant features by
+    default: the Hessian is singular, the loss has a minimum. Newton solves
+    its step with the diagonal raised (it took a gradient step every
+    iteration and ran into max_iter, 100x slower than lbfgs)."""
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression as Reference
+
+    X, y = make_classification(2000, 10, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = LogisticRegression(solver=solver).fit(X, y)
+    assert model.n_iter_[0] < 30
+    reference = Reference(C=np.inf, tol=1e-12, max_iter=10_000).fit(X, y)
+
+    def loss(fitted):
+        p = fitted.predict_proba(X)[:, 1]
+        return -np.mean(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+    assert abs(loss(model) - loss(reference)) <= 1e-9 * loss(reference)
+
+
 def test_a_class_weight_key_names_a_class_by_value_or_text():
     from pipeline.train import _names_class
 
