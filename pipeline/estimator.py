@@ -33,7 +33,7 @@ from .config import InferenceKind, SolverName, TrainConfig
 from .data import FOLD_CODE, MISSING_POLICIES, Chunk, Folds, MissingPolicy
 from .errors import ConfigError, NonFiniteInputError, PipelineError, adopt_sklearn_base, is_positive_number
 from .exact import ExactSums
-from .fitting import HANDED_OVER, build_model, fit, with_inference
+from .fitting import HANDED_OVER, build_model, fit, warn_if_underdetermined, warn_single_row_classes, with_inference
 from .inference import DEFAULT_CONFIDENCE, Inference, check_inference, refusal
 from .kernel import class_sums, sigmoid, softmax
 from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, level_kind, vocabulary
@@ -177,6 +177,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
         self.indicator_features_ = np.flatnonzero(np.isnan(X).any(axis=0)) if self._indicates() else np.empty(0, int)
         X = _with_indicators(X, self.indicator_features_)
+        # what the data make the settings do (the warnings of `pipeline train`)
+        n_coef = X.shape[1] + sum(vocabulary.size for vocabulary in self.vocabularies_)
+        warn_if_underdetermined(n_coef, X.shape[0], columns, self._penalty(), stacklevel=2)
+        warn_single_row_classes("y", self.classes_.tolist(), np.unique(y, return_counts=True)[1].tolist(), stacklevel=2)
         if codes is not None:
             X = np.asfortranarray(np.column_stack([X, codes.astype(X.dtype)]))
         chunk = (X, y01) if weights is None else (X, y01, weights)
@@ -184,10 +188,21 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             compile_ahead()
         return self._fit_evaluator(InProcessEvaluator([chunk], X.shape[1]))
 
+    def _named_categorical(self) -> list:
+        """The columns ``categorical`` names (none for ``"from_dtype"``): a list,
+        tuple, array, Index or Series of names."""
+        named = self.categorical
+        if isinstance(named, str):
+            if named == "from_dtype":
+                return []
+            raise ValueError(
+                f"categorical must be 'from_dtype' or a list of column names; got {named!r} (one column: [{named!r}])"
+            )
+        return [] if named is None else list(named)
+
     def _categorical_columns(self, X) -> list[str]:
         """The categorical columns of a DataFrame (see the class docstring), in X's order."""
-        named = [] if isinstance(self.categorical, str) and self.categorical == "from_dtype" else self.categorical
-        named = list(named or [])
+        named = self._named_categorical()
         if not hasattr(X, "columns") or not hasattr(X, "dtypes"):
             if named:
                 raise ValueError("categorical names columns: X must be a pandas or dask DataFrame")
@@ -537,6 +552,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         default in-process.  A ``class_weight`` dict is keyed by the label's
         values (or their text); every class needs a weight, and every key must
         be a class (a ``ValueError`` otherwise, as for ``fit``)."""
+        named = self._named_categorical()  # ("from_dtype": None below; another text is refused)
         try:
             config = TrainConfig(
                 data=str(path),
@@ -554,7 +570,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 # NaN is the estimator's missing value (nulls are Parquet's)
                 missing=cast(MissingPolicy, self.missing) if self._imputes() else "error",
                 nan_as_missing=self._imputes(),
-                categorical=None if isinstance(self.categorical, str) else tuple(self.categorical or ()),
+                categorical=None if isinstance(self.categorical, str) else tuple(named),
                 min_category_count=self.min_category_count,
                 max_categories=self.max_categories,
                 inference=cast(InferenceKind, self.inference or "none"),
@@ -670,6 +686,25 @@ class LogisticRegressionCV(LogisticRegression):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False
         return tags
+
+    def fit_parquet(self, path: str, *, label: str, features=None, weight: str | None = None, cluster=None):
+        """Not available: a cross-validated path of a Parquet dataset is
+        ``pipeline train DATA --label y --cv K --path N`` (every point's model
+        kept on disk); this estimator cross-validates numpy input."""
+        raise NotImplementedError(
+            "LogisticRegressionCV.fit_parquet is not available (it was a plain fit without cross-validation): "
+            f"run `pipeline train {path} --label {label} --cv {self.cv} --path {self.path or 1} --out DIR` and "
+            "load the chosen model with LogisticRegression.from_model(DIR), or fit this estimator on arrays"
+        )
+
+    @classmethod
+    def from_model(cls, directory: str):
+        """Not available: a model directory holds one fit; load it with
+        :meth:`LogisticRegression.from_model`."""
+        raise NotImplementedError(
+            "LogisticRegressionCV.from_model is not available: a model directory holds one fit (a path's chosen "
+            f"one too); load it with LogisticRegression.from_model({directory!r})"
+        )
 
     def _penalty(self) -> Penalty:
         """The penalty whose mix the path walks: ``l1=None`` is the lasso

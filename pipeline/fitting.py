@@ -680,6 +680,46 @@ def fit_class_totals(
     return (summary.weight_sum - summary.positive_weight, summary.positive_weight)
 
 
+def warn_if_underdetermined(
+    n_coef: int, n_samples: int, categorical: Sequence[str], penalty: Penalty, stacklevel: int = 2
+) -> None:
+    """More coefficients than rows, or categorical levels (a column's levels
+    add up to the intercept's column), are allowed with a penalty, warned
+    without (:class:`DataWarning`)."""
+    if penalty.l2 or penalty.l1:
+        return
+    if n_coef > n_samples:
+        warnings.warn(
+            f"more features ({n_coef}) than rows ({n_samples}): without a penalty the optimum is not unique "
+            "(add an l2 or l1 penalty)",
+            DataWarning,
+            stacklevel=stacklevel + 1,
+        )
+    elif categorical:
+        warnings.warn(
+            f"the levels of each categorical column ({', '.join(categorical)}) add up to the intercept's "
+            "column: without a penalty the loss has one optimum but the coefficients many (add an l2 or l1 "
+            "penalty for unique ones)",
+            DataWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def warn_single_row_classes(label: str, classes: Sequence, counts: Sequence[int], stacklevel: int = 2) -> None:
+    """A label of more than two classes some of which hold a single row: a
+    stray value in a 0/1 label? (:class:`DataWarning`)."""
+    single = [value for value, count in zip(classes, counts) if count == 1]
+    if len(classes) > 2 and single:
+        listed = ", ".join(repr(value) for value in single[:5]) + (", ..." if len(single) > 5 else "")
+        warnings.warn(
+            f"label column {label!r}: {len(single)} of its {len(classes)} classes have a single row ({listed}); "
+            "a stray value in a 0/1 label, or a label that is not a class? (the binomial family refuses labels "
+            "outside 0/1)",
+            DataWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
 def null_loss(totals: Sequence[float] | None, class_weight: Sequence[float] | None) -> float | None:
     """Policy only: the mean log-loss of the intercept-only optimum (the
     classes' weighted shares as probabilities) for class ``totals`` of sample

@@ -15,7 +15,6 @@ import functools
 import json
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -33,7 +32,6 @@ from .errors import (
     CheckpointError,
     ColumnNotFoundError,
     ConfigError,
-    DataWarning,
     EmptyDatasetError,
     LabelValueError,
     MissingValueError,
@@ -49,6 +47,8 @@ from .fitting import (
     build_model,
     fit,
     prepare,
+    warn_if_underdetermined,
+    warn_single_row_classes,
     with_inference,
 )
 from .inference import refusal
@@ -176,7 +176,9 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             check_feature_names(dataset)
             parts = split_parts(dataset, split)
             with recorder.watching(), evaluators(config, parts, recorder.note, client) as (training, validation, cache):
-                warn_if_underdetermined(dataset, config.penalty)
+                warn_if_underdetermined(
+                    len(dataset.feature_names), dataset.n_samples, dataset.categorical, config.penalty, stacklevel=3
+                )
                 checked = _Checked(training, recorder.check_cancel)
                 common = fit_options(
                     config,
@@ -564,16 +566,7 @@ def learn_classes(
         )
     n_classes = 0 if len(classes) == 2 and config.family != "multinomial" else len(classes)
     notify(f"classes of {label!r}: {len(classes)} ({shown}) ({time.perf_counter() - started:.1f} s)")
-    single = [value for value in classes if totals.counts[value] == 1]
-    if len(classes) > 2 and single:
-        listed = ", ".join(repr(value) for value in single[:5]) + (", ..." if len(single) > 5 else "")
-        warnings.warn(
-            f"label column {label!r}: {len(single)} of its {len(classes)} classes have a single row ({listed}); "
-            "a stray value in a 0/1 label, or a label that is not a class? (--family binomial refuses labels "
-            "outside 0/1)",
-            DataWarning,
-            stacklevel=2,
-        )
+    warn_single_row_classes(label, classes, [totals.counts[value] for value in classes], stacklevel=3)
     if n_classes == 0 and classes == [0, 1] and dataset.class_kind != "str":
         return dataset, 0, None  # a 0/1 label: read as it is (the same codes)
     if dataset.weight:
@@ -972,29 +965,6 @@ def check_label_classes(dataset: Dataset) -> None:
             "file(s)); expected both 0 and 1 (logistic regression has no finite optimum otherwise)",
             path=dataset.url,
             column=dataset.label,
-        )
-
-
-def warn_if_underdetermined(dataset: Dataset, penalty: Penalty) -> None:
-    """More coefficients than rows, or categorical levels (a column's levels
-    add up to the intercept's column), are allowed with a penalty, warned without."""
-    if penalty.l2 or penalty.l1:
-        return
-    n_coef = len(dataset.feature_names)
-    if n_coef > dataset.n_samples:
-        warnings.warn(
-            f"more features ({n_coef}) than rows ({dataset.n_samples}): without a "
-            "penalty the optimum is not unique (add --l2 or --l1)",
-            DataWarning,
-            stacklevel=2,
-        )
-    elif dataset.vocabularies:
-        warnings.warn(
-            f"the levels of each categorical column ({', '.join(dataset.categorical)}) add up to the "
-            "intercept's column: without a penalty the loss has one optimum but the coefficients many "
-            "(add --l2 or --l1 for unique ones)",
-            DataWarning,
-            stacklevel=2,
         )
 
 

@@ -671,5 +671,29 @@ def test_text_in_a_numeric_column_when_scoring_is_refused(reference, tmp_path):
 
 
 def test_an_unpenalized_categorical_fit_warns_that_its_coefficients_are_not_unique(data):
+    from pipeline.estimator import LogisticRegression
+
     with pytest.warns(DataWarning, match="levels of each categorical column .* add up to the intercept"):
         train(config(data, penalty=Penalty()))
+    X, y = frame()  # the estimator's fit warns as the command does
+    with pytest.warns(DataWarning, match=r"levels of each categorical column \(country, device\) add up"):
+        LogisticRegression(missing="mean", max_iter=5).fit(X, y)
+
+
+def test_the_estimators_categorical_names_any_sequence_of_columns():
+    """An Index, an array or a Series of names (scikit-learn's array-likes)
+    names the categorical columns like a list; text other than 'from_dtype'
+    is refused (it was read letter by letter)."""
+    import pandas as pd
+
+    from pipeline.estimator import LogisticRegression
+
+    X, y = frame()
+    X = X.assign(code=np.arange(len(X)) % 3)  # integers: categorical only when named
+    as_list = LogisticRegression(l2=1e-3, missing="mean", categorical=["code"]).fit(X, y)
+    assert [v.column for v in as_list.vocabularies_] == ["country", "device", "code"]
+    for named in (pd.Index(["code"]), np.array(["code"]), pd.Series(["code"])):
+        fitted = LogisticRegression(l2=1e-3, missing="mean", categorical=named).fit(X, y)
+        assert fitted.coef_.tobytes() == as_list.coef_.tobytes()
+    with pytest.raises(ValueError, match=r"categorical must be 'from_dtype' or a list of column names; got 'code'"):
+        LogisticRegression(categorical="code").fit(X, y)

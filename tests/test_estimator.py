@@ -202,6 +202,28 @@ def test_exactly_collinear_features_without_a_penalty_converge(solver):
     assert abs(loss(model) - loss(reference)) <= 1e-9 * loss(reference)
 
 
+def test_fit_warns_what_the_data_make_the_settings_do_as_the_command_does():
+    from pipeline.errors import DataWarning
+
+    X, y = _data()
+    with pytest.warns(DataWarning, match=r"more features \(4\) than rows \(3\)"):
+        LogisticRegression(max_iter=5).fit(X[:3], [0, 1, 0])
+    labels = np.r_[np.zeros(200, int), np.ones(199, int), [2]]
+    with pytest.warns(DataWarning, match=r"label column 'y': 1 of its 3 classes have a single row \(2\)"):
+        LogisticRegression(l2=1e-2).fit(X, labels)
+
+
+def test_the_cross_validated_estimator_refuses_what_it_cannot_do(tmp_path):
+    """fit_parquet was inherited: a plain fit at the path's first strength
+    (all zeros for the lasso), with no cross-validation and no warning."""
+    from pipeline.estimator import LogisticRegressionCV
+
+    with pytest.raises(NotImplementedError, match=r"pipeline train DATA --label y --cv 5 --path 4 --out DIR"):
+        LogisticRegressionCV(path=4).fit_parquet("DATA", label="y")
+    with pytest.raises(NotImplementedError, match=r"LogisticRegression.from_model\('m'\)"):
+        LogisticRegressionCV.from_model("m")
+
+
 def test_a_class_weight_key_names_a_class_by_value_or_text():
     from pipeline.train import _names_class
 
