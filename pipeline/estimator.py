@@ -505,7 +505,12 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             shape = (np.nan,) if len(blocks) == 1 else (np.nan, len(blocks))
             parts = [da.from_delayed(dask.delayed(score)(part), shape, np.float64) for part in X.to_delayed()]
             return da.concatenate(parts)
-        return score(X)
+        try:
+            return score(X)
+        except PipelineError as exc:  # (a column of another type: scikit-learn callers expect ValueError)
+            if isinstance(exc, ValueError):
+                raise
+            raise ValueError(str(exc)) from exc
 
     def _indicators(self) -> np.ndarray:
         return getattr(self, "indicator_features_", np.empty(0, int))

@@ -486,6 +486,8 @@ def test_the_estimator_takes_a_pandas_frame_to_the_parquet_models_bits(reference
     assert np.allclose(margin, expected, rtol=1e-13)
     with pytest.raises(ValueError, match="X must be a DataFrame with the columns"):
         estimator.decision_function(X[["x", "country"]])
+    with pytest.raises(ValueError, match="categorical column 'country' has type double; expected text"):
+        estimator.predict(X.assign(country=np.zeros(len(X))))  # (a ValueError, as scikit-learn's callers expect)
 
 
 @pytest.mark.cluster
