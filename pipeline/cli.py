@@ -28,6 +28,7 @@ from .errors import (
     DatasetNotFoundError,
     JobCancelled,
     JobFileError,
+    OutputError,
     PipelineError,
 )
 from .jobfile import KEYS, config_from_mapping, key_setting, load_job
@@ -43,7 +44,7 @@ from .jobs import (
     submit_detached,
 )
 from .model import Model
-from .outputs import PATH_DIR, JobDocument, OutputDir
+from .outputs import PATH_DIR, JobDocument, OutputDir, data_root, lies_within
 from .predict import binary_threshold, check_metrics_target, evaluate, predict, rows_of, split_of
 from .report import summary_text, write_report
 from .solvers import IterationRecord
@@ -374,6 +375,13 @@ def _evaluate(args) -> int:
     split = None if args.split == "all" else split_of(args.model, args.split)
     out = Path(args.out) if args.out else OutputDir(args.model).metrics
     check_output_root(str(out), output_roots(), "metrics file")
+    root = data_root(args.data)
+    if root is not None and Path(root).is_dir() and lies_within(out, root):
+        raise OutputError(
+            f"metrics file {out} lies inside the dataset {args.data}; expected a path outside the data (the next "
+            "read of the dataset would take it for one of its files)",
+            path=str(out),
+        )
     # (before any pass: nothing is read for a path that cannot take it)
     evaluation = {
         "model_digest": model.digest,

@@ -617,9 +617,15 @@ def check_metrics_target(path: Path, evaluation: dict | None = None, overwrite: 
     if not same:
         rows = document.get("rows", "all")
         described = "all rows" if rows == "all" else f"the {rows.get('part')} part" if isinstance(rows, dict) else rows
+        stored = {**document, "rows": rows, "data": document.get("data")}
+        now = {**evaluation, "data": absolute_url(evaluation["data"])}
+        differ = [
+            key for key in ("model_digest", "data", "rows", "label", "threshold") if stored.get(key) != now.get(key)
+        ]
         raise OutputError(
             f"{path} holds the metrics of model {document.get('model_digest')} on {document.get('data')} "
-            f"({described}); expected a new path (--out), or pass --overwrite to replace them",
+            f"({described}; its {', '.join(differ)} differ from this evaluation's); expected a new path (--out), "
+            "or pass --overwrite to replace them",
             path=str(path),
         )
 

@@ -476,7 +476,8 @@ def test_evaluate_out_replaces_only_a_metrics_file(tmp_path, capsys, trained):
     for out, fragments in [
         (model / MODEL_FILE, ["is not a metrics file"]),
         (model / "job.json", ["is not a metrics file"]),
-        (data_file, ["is not a metrics file"]),
+        (data_file, ["lies inside the dataset", "expected a path outside the data"]),
+        (data / "metrics.json", ["lies inside the dataset"]),  # (the next read would take it for data)
         (plain, ["is not a metrics file"]),
         (model, ["is a directory"]),
         (plain / "m.json", ["its directory", "is a file"]),
@@ -491,7 +492,15 @@ def test_evaluate_out_replaces_only_a_metrics_file(tmp_path, capsys, trained):
     assert json.loads(fresh.read_text())["n_samples"] == ROWS
     # the model directory's own metrics.json holds training's validation metrics: kept, unless --overwrite
     code, stderr = run_main(capsys, "evaluate", model, data)
-    assert_one_error_line(code, stderr, "OutputError", "metrics.json", "the validation part", "--overwrite")
+    assert_one_error_line(
+        code,
+        stderr,
+        "OutputError",
+        "metrics.json",
+        "the validation part",
+        "rows differ from this evaluation",
+        "--overwrite",
+    )
     assert snapshot(model) == snapshot(Path(trained[1]))
     assert run_main(capsys, "evaluate", model, data, "--overwrite")[0] == 0
     assert json.loads((model / "metrics.json").read_text())["rows"] == "all"

@@ -155,7 +155,8 @@ def test_evaluate_a_split_of_the_training_data(tmp_path, table):
     before = (tmp_path / "split" / "metrics.json").read_bytes()
     clobber = run_cli("evaluate", tmp_path / "split", data, "--in-process")
     assert clobber.returncode == 1 and "Traceback" not in clobber.stderr
-    assert "(the validation part); expected a new path (--out), or pass --overwrite" in clobber.stderr
+    expected = "(the validation part; its rows differ from this evaluation's); expected a new path (--out)"
+    assert expected in clobber.stderr and "or pass --overwrite" in clobber.stderr
     assert (tmp_path / "split" / "metrics.json").read_bytes() == before
     # ... nor by the same rows at another threshold
     other = run_cli("evaluate", tmp_path / "split", data, "--split", "validation", "--threshold", "0.9", "--in-process")
