@@ -45,7 +45,15 @@ from .jobs import (
 )
 from .model import Model
 from .outputs import PATH_DIR, JobDocument, OutputDir, data_root, lies_within
-from .predict import binary_threshold, check_metrics_target, evaluate, predict, rows_of, split_of
+from .predict import (
+    binary_threshold,
+    check_metrics_target,
+    check_split_key,
+    evaluate,
+    predict,
+    rows_of,
+    split_of,
+)
 from .report import summary_text, write_report
 from .solvers import IterationRecord
 from .synth import make_data
@@ -373,6 +381,8 @@ def _evaluate(args) -> int:
     # or where the metrics go)
     model = Model.load(args.model)
     split = None if args.split == "all" else split_of(args.model, args.split)
+    if split is not None:
+        check_split_key(args.model, args.data, split)
     out = Path(args.out) if args.out else OutputDir(args.model).metrics
     check_output_root(str(out), output_roots(), "metrics file")
     root = data_root(args.data)

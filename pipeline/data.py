@@ -756,6 +756,40 @@ def key_bits(column, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
     )
 
 
+def split_key_kind(dtype: pa.DataType) -> str:
+    """What a split key's values hash as (:func:`key_bits`): ``"float"``
+    (their float64 bits), ``"integer"`` (int64 values: integers and
+    booleans), ``"text"`` (bytes), or a temporal type's name (its unit counts);
+    a dictionary column as its values."""
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    if pa.types.is_floating(dtype):
+        return "float"
+    if pa.types.is_integer(dtype) or pa.types.is_boolean(dtype):
+        return "integer"
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return "text"
+    if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype):
+        return "text"
+    return str(dtype)
+
+
+def split_key_kinds(url: str, key: str, storage_options: dict | None = None) -> dict[str, str]:
+    """Each file of dataset ``url`` holding column ``key``: its :func:`split_key_kind`
+    (from the footers)."""
+    try:
+        filesystem, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except (ValueError, ImportError) as exc:
+        raise DatasetNotFoundError(f"cannot open dataset {url!r}: {exc}", path=url) from None
+    files, _ = _list_files(filesystem, root, url)
+    kinds = {}
+    for path in files:
+        schema = _read_metadata(filesystem, path).schema.to_arrow_schema()
+        if key in schema.names:
+            kinds[path] = split_key_kind(schema.field(key).type)
+    return kinds
+
+
 def _numpy_values(column, dtype: np.dtype = np.dtype(np.float64)) -> np.ndarray:
     """A null-free int, float or bool Arrow column (ChunkedArray or Array) as
     float64 (or ``dtype``, a type holding every value exactly) numpy, straight

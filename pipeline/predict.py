@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from .atomic import write_atomic
 from .config import check_output_root, output_roots
-from .data import ChunkSpec, Dataset, Split, SplitPart, open_dataset, unreadable_error
+from .data import ChunkSpec, Dataset, Split, SplitPart, open_dataset, split_key_kinds, unreadable_error
 from .elementary import sigmoid_softplus
 from .errors import ColumnNotFoundError, ColumnTypeError, ConfigError, OutputError, PipelineError
 from .exact import ExactSums
@@ -663,3 +663,31 @@ def split_of(model_dir: str | os.PathLike, part: SplitPart) -> Split:
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"{path}: data.validation_fraction {fraction!r} does not describe a split", path=str(path))
     return Split(float(fraction), key, part)
+
+
+def check_split_key(model_dir: str | os.PathLike, data: str, split: Split) -> None:
+    """A split by key seen on ``data`` must hash its keys as training did: a
+    key column of another type there (ids written as float64, or as text)
+    puts other rows in each part, and the "validation" metrics would include
+    training rows.  Compared with the training data named in ``job.json``
+    where it can still be read (else nothing is claimed)."""
+    if not split.key:
+        return
+    document = OutputDir(model_dir).read_job()
+    trained_on = (document.config or {}).get("data.url") if document is not None else None
+    if not isinstance(trained_on, str):
+        return
+    try:
+        trained = set(split_key_kinds(trained_on, split.key).values())
+    except (PipelineError, OSError, ValueError):
+        return  # (the training data moved or is gone)
+    here = split_key_kinds(data, split.key)
+    other = next((path for path, kind in here.items() if trained and kind not in trained), None)
+    if other is not None:
+        raise ColumnTypeError(
+            f"validation key column {split.key!r} holds {here[other]} values in {other}; the model's split was "
+            f"drawn from its {', '.join(sorted(trained))} values in {trained_on}: each type hashes apart, so the "
+            f"{split.part} part here would hold other rows; expected the key's type at training",
+            path=other,
+            column=split.key,
+        )

@@ -27,10 +27,11 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .cluster import ClusterSpec, cluster_memory, connect
 from .config import CacheMode, TrainConfig
 from .crossval import ALL_ROWS, Lockstep, MemberEvaluator, fold_summary
-from .data import ChunkSpec, ClassCounter, Dataset, Folds, Split, open_dataset
+from .data import ChunkSpec, ClassCounter, Dataset, Folds, Split, open_dataset, split_key_kind
 from .errors import (
     CheckpointError,
     ColumnNotFoundError,
+    ColumnTypeError,
     ConfigError,
     EmptyDatasetError,
     LabelValueError,
@@ -833,12 +834,25 @@ def validation_split(config: TrainConfig, dataset: Dataset) -> Split | None:
     its key column checked in every file first."""
     key = config.validation_key
     if key and (config.validation_fraction or config.cv):  # (the key cuts the folds too)
+        kinds: dict[str, str] = {}
         for path in dataset.files:
-            names = pq.read_schema(path, filesystem=dataset.filesystem).names
-            if key not in names:
+            schema = pq.read_schema(path, filesystem=dataset.filesystem)
+            if key not in schema.names:
                 raise ColumnNotFoundError(
-                    f"validation key column {key!r} not found in {path}; found columns {names}", path=path, column=key
+                    f"validation key column {key!r} not found in {path}; found columns {schema.names}",
+                    path=path,
+                    column=key,
                 )
+            kinds[path] = split_key_kind(schema.field(key).type)
+        first = dataset.files[0]
+        other = next((path for path in dataset.files if kinds[path] != kinds[first]), None)
+        if other is not None:  # (1 and 1.0 hash apart: one id would land in both parts)
+            raise ColumnTypeError(
+                f"validation key column {key!r} holds {kinds[first]} values in {first} and {kinds[other]} values "
+                f"in {other}; expected one type in every file (a split by value hashes each type apart)",
+                path=other,
+                column=key,
+            )
     if not config.validation_fraction:
         return None
     return Split(config.validation_fraction, key)
