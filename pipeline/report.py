@@ -192,8 +192,9 @@ def summary_text(model: Model) -> str:
     inference = model.inference_result
     rule, thin = "=" * SUMMARY_WIDTH, "-" * SUMMARY_WIDTH
     penalty = ", ".join(f"{name}={value!r}" for name, value in (("l2", model.l2), ("l1", model.l1)) if value) or "none"
+    named = not model.multinomial and bool(model.classes)  # (a binary model of named classes: which is 1)
     left = [
-        ("label", model.label),
+        ("label", f"{model.label} (1: {model.class_labels[1]!r})" if named else model.label),
         ("family", f"{model.family} (logit)" if not model.multinomial else "multinomial (softmax)"),
         ("solver", model.solver),
         ("converged", f"{model.converged} ({model.n_iter} iter, {model.n_passes} passes)"),  # fits 42 columns
@@ -372,6 +373,7 @@ def write_report(out: str) -> Path:
         *(f'<p class="notice"><strong>Note:</strong> {html.escape(notice)}</p>' for notice in notices),
     ]
 
+    positive = not model.multinomial and bool(model.classes)  # (a binary model of named classes)
     summary: list[list[Any]] = [
         ["status", job.status or "–"],
         ["solver", model.solver],
@@ -380,6 +382,7 @@ def write_report(out: str) -> Path:
         ["iterations", model.n_iter],
         ["passes over the data", model.n_passes],
         ["rows", model.n_samples],
+        *([["positive class", f"{model.class_labels[1]!r} (negative {model.class_labels[0]!r})"]] if positive else []),
         ["final loss", model.loss_history[-1]],
         ["final validation loss", model.validation_loss_history[-1] if model.validation_loss_history else None],
         ["l2", model.l2],

@@ -589,7 +589,7 @@ def test_train_out_inside_the_dataset_is_refused(tmp_path, capsys, trained):
     assert snapshot(data) == before
 
 
-def test_evaluate_of_named_classes_says_which_is_positive(tmp_path, capsys):
+def test_evaluate_summary_and_report_of_named_classes_say_which_is_positive(tmp_path, capsys):
     """Precision, recall and the AUCs are of the second class: evaluate's
     output names it (metrics.json lists the classes)."""
     rng = np.random.default_rng(8)
@@ -604,6 +604,10 @@ def test_evaluate_of_named_classes_says_which_is_positive(tmp_path, capsys):
     assert main(["evaluate", str(model), str(tmp_path / "data")]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "positive   'spam' (negative 'ham')"
     assert json.loads((model / "metrics.json").read_text())["classes"] == ["ham", "spam"]
+    assert main(["summary", str(model)]) == 0  # the coefficients' signs: towards 'spam'
+    assert "label:      y (1: 'spam')" in capsys.readouterr().out
+    assert main(["report", str(model)]) == 0
+    assert "positive class</td><td>&#x27;spam&#x27; (negative &#x27;ham&#x27;)" in (model / "report.html").read_text()
 
 
 def test_train_out_never_clears_files_it_did_not_write_without_overwrite(tmp_path, capsys, trained):
