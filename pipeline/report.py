@@ -129,7 +129,7 @@ def _binary_sections(model: Model, metrics: dict | None, directory, n_dense: int
         parts.append(_metrics_source(metrics))
     else:
         parts.append(
-            '<p class="muted">no metrics.json here: train with --validation-fraction, '
+            '<p class="muted">no metrics of this model here: train with --validation-fraction, '
             f"or run <code>pipeline evaluate {html.escape(str(directory))} DATA</code></p>"
         )
     return parts
@@ -297,7 +297,7 @@ def metrics_title(metrics: dict | None) -> str:
         return "Validation metrics"
     if isinstance(rows, dict) and rows.get("part") == "train":
         return "Metrics on the training part of the split"
-    return "Metrics" if metrics else "Validation metrics"
+    return "Metrics"
 
 
 def _class_metrics(metrics: dict | None) -> list[str]:

@@ -435,6 +435,7 @@ def test_report_after_a_failed_overwrite_shows_the_model_alone(tmp_path, capsys,
     assert f"job.json belongs to job {job['job_id']} (failed), which did not write this model.json" in page
     assert "constant_col" not in page  # the failed run's configuration is not shown as the model's
     assert "metrics.json is of another model" in page and "confusion" not in page.lower()
+    assert "<h2>Metrics</h2>" in page and "no metrics of this model here" in page  # (not "Validation metrics")
     assert Model.load(model).digest in page
 
 
