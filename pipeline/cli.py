@@ -232,7 +232,7 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("data", metavar="DATA", help="Parquet dataset to score (no label needed)")
     score.add_argument("--out", required=True, metavar="DIR", help="output directory (one file per chunk)")
     score.add_argument(
-        "--columns", type=_name_list, default=(), metavar="a,b", help="columns copied to the output (e.g. an id)"
+        "--columns", type=_column_names, default=(), metavar="a,b", help="columns copied to the output (e.g. an id)"
     )
     score.add_argument(
         "--threshold", type=float, default=None, help="prediction = proba >= threshold (binary models; default 0.5)"
@@ -293,6 +293,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _name_list(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(","))
+
+
+def _column_names(text: str) -> tuple[str, ...]:
+    """``--columns``: names, each non-empty and given once."""
+    names = _name_list(text)
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected column names separated by commas, each non-empty; got {text!r}")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"column {twice[0]!r} is given twice in {text!r}; expected each once")
+    return names
 
 
 def _class_weight(text: str):

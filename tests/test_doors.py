@@ -286,6 +286,17 @@ def test_predict_without_columns_writes_proba_and_prediction_only(tmp_path, trai
     assert (prediction == (proba >= 0.5)).all()
 
 
+@pytest.mark.parametrize(
+    "columns, fragment", [("", "each non-empty"), ("y,", "each non-empty"), ("y,y", "'y' is given twice")]
+)
+def test_predict_columns_name_each_column_once(tmp_path, capsys, trained, columns, fragment):
+    data, model_dir = trained
+    with pytest.raises(SystemExit) as exit_status:  # (a usage error: argparse's status 2)
+        main(["predict", str(model_dir), str(data), "--out", str(tmp_path / "scores"), "--columns", columns])
+    assert exit_status.value.code == 2 and fragment in capsys.readouterr().err
+    assert not (tmp_path / "scores").exists()
+
+
 # --------------------------------------------------------------------------- the model directory catalog
 
 
