@@ -179,7 +179,12 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         X = _with_indicators(X, self.indicator_features_)
         # what the data make the settings do (the warnings of `pipeline train`)
         n_coef = X.shape[1] + sum(vocabulary.size for vocabulary in self.vocabularies_)
-        warn_if_underdetermined(n_coef, X.shape[0], columns, self._penalty(), stacklevel=2)
+        try:
+            penalty = self._penalty()
+        except ConfigError:
+            penalty = None  # (a bad l2 or l1: refused as a ValueError when the fit starts)
+        if penalty is not None:
+            warn_if_underdetermined(n_coef, X.shape[0], columns, penalty, stacklevel=2)
         warn_single_row_classes("y", self.classes_.tolist(), np.unique(y, return_counts=True)[1].tolist(), stacklevel=2)
         if codes is not None:
             X = np.asfortranarray(np.column_stack([X, codes.astype(X.dtype)]))
