@@ -44,7 +44,7 @@ from .jobs import (
     submit_detached,
 )
 from .model import Model
-from .outputs import PATH_DIR, JobDocument, OutputDir, data_root, lies_within
+from .outputs import PATH_DIR, JobDocument, OutputDir, inside_data
 from .predict import (
     binary_threshold,
     check_metrics_target,
@@ -396,8 +396,7 @@ def _evaluate(args) -> int:
         check_split_key(args.model, args.data, split)
     out = Path(args.out) if args.out else OutputDir(args.model).metrics
     check_output_root(str(out), output_roots(), "metrics file")
-    root = data_root(args.data)
-    if root is not None and Path(root).is_dir() and lies_within(out, root):
+    if inside_data(out, args.data):
         raise OutputError(
             f"metrics file {out} lies inside the dataset {args.data}; expected a path outside the data (the next "
             "read of the dataset would take it for one of its files)",

@@ -774,20 +774,35 @@ def split_key_kind(dtype: pa.DataType) -> str:
     return str(dtype)
 
 
-def split_key_kinds(url: str, key: str, storage_options: dict | None = None) -> dict[str, str]:
-    """Each file of dataset ``url`` holding column ``key``: its :func:`split_key_kind`
-    (from the footers)."""
-    try:
-        filesystem, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    except (ValueError, ImportError) as exc:
-        raise DatasetNotFoundError(f"cannot open dataset {url!r}: {exc}", path=url) from None
-    files, _ = _list_files(filesystem, root, url)
-    kinds = {}
+def split_key_kinds(filesystem, files: Sequence[str], key: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """``(kinds, lacking)``: each file holding column ``key`` with its
+    :func:`split_key_kind`, and each file without it with its columns (from
+    the footers)."""
+    kinds: dict[str, str] = {}
+    lacking: dict[str, list[str]] = {}
     for path in files:
         schema = _read_metadata(filesystem, path).schema.to_arrow_schema()
         if key in schema.names:
             kinds[path] = split_key_kind(schema.field(key).type)
-    return kinds
+        else:
+            lacking[path] = schema.names
+    return kinds, lacking
+
+
+def dataset_files(url: str, storage_options: dict | None = None) -> tuple[Any, list[str]]:
+    """``(filesystem, files)`` of dataset ``url``, as :func:`open_dataset` lists them."""
+    filesystem, files, _ = _resolve(url, storage_options)
+    return filesystem, files
+
+
+def _resolve(url: str, storage_options: dict | None) -> tuple[Any, list[str], str]:
+    """``(filesystem, files, base)`` of dataset ``url`` (:func:`_list_files`)."""
+    try:
+        filesystem, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except (ValueError, ImportError) as exc:
+        raise DatasetNotFoundError(f"cannot open dataset {url!r}: {exc}", path=url) from None
+    files, base = _list_files(filesystem, root, url)
+    return filesystem, files, base
 
 
 def _numpy_values(column, dtype: np.dtype = np.dtype(np.float64)) -> np.ndarray:
@@ -1129,11 +1144,7 @@ def open_dataset(
         _check_feature_names(features, label)
         if weight in features:
             raise ConfigError(f"the weight column {weight!r} is also listed as a feature")
-    try:
-        filesystem, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    except (ValueError, ImportError) as exc:
-        raise DatasetNotFoundError(f"cannot open dataset {url!r}: {exc}", path=url) from None
-    files, base = _list_files(filesystem, root, url)
+    filesystem, files, base = _resolve(url, storage_options)
     partition_keys = _partition_keys(files, base)
     schemas: dict[str, pa.Schema] = {}
     row_groups: dict[str, list[int]] = {}

@@ -59,7 +59,7 @@ from .config import (
     check_output_root,
 )
 from .data import MISSING_POLICIES
-from .errors import ConfigError, JobFileError, OutputError, PipelineError
+from .errors import ConfigError, JobFileError, OutputError, PipelineError, is_positive_number
 from .objective import Penalty
 from .paths import CV_RULES
 from .solvers import SolverOptions
@@ -447,10 +447,7 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
         if value == "balanced":
             return value
         if isinstance(value, dict):  # by class: {ham = 1.0, spam = 5.0}; {"0" = 1, "1" = 5} for a 0/1 label
-            if not value or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-                for v in value.values()
-            ):
+            if not value or not all(is_positive_number(v) for v in value.values()):
                 raise wrong("'balanced', or positive weights by class ({ham = 1, spam = 5}) or one per class ([1, 5])")
             return {str(k): float(v) for k, v in value.items()}
         if (

@@ -231,6 +231,14 @@ def data_root(data: str) -> str | None:
     return data
 
 
+def inside_data(path: str | os.PathLike, data: str) -> bool:
+    """Whether local ``path`` is, or lies inside, the directory every read of
+    dataset ``data`` takes (:func:`data_root`): a file written there is read
+    as part of the data next time."""
+    root = data_root(data)
+    return root is not None and Path(root).is_dir() and lies_within(path, root)
+
+
 def lies_within(path: str | os.PathLike, directory: str | os.PathLike) -> bool:
     """Whether local ``path`` is ``directory`` or lies inside it (symbolic
     links and ``..`` resolved); a URL (``s3://...``) lies within nothing here."""
@@ -383,8 +391,7 @@ class OutputDir:
         """Fail before training if this directory is, or lies inside, the
         local dataset ``data``: the run's files would become part of the data
         (the next read of it fails, or reads them)."""
-        root = data_root(data)
-        if root is not None and Path(root).is_dir() and lies_within(self.path, root):
+        if inside_data(self.path, data):
             raise OutputError(
                 f"output directory {self.path} is or lies inside the dataset {data}; expected a directory outside "
                 "the data (its files would be read as part of the dataset)",

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from .atomic import write_atomic
 from .config import check_output_root, output_roots
-from .data import ChunkSpec, Dataset, Split, SplitPart, open_dataset, split_key_kinds, unreadable_error
+from .data import ChunkSpec, Dataset, Split, SplitPart, dataset_files, open_dataset, split_key_kinds, unreadable_error
 from .elementary import sigmoid_softplus
 from .errors import ColumnNotFoundError, ColumnTypeError, ConfigError, OutputError, PipelineError
 from .exact import ExactSums
@@ -678,10 +678,10 @@ def check_split_key(model_dir: str | os.PathLike, data: str, split: Split) -> No
     if not isinstance(trained_on, str):
         return
     try:
-        trained = set(split_key_kinds(trained_on, split.key).values())
+        trained = set(split_key_kinds(*dataset_files(trained_on), split.key)[0].values())
     except (PipelineError, OSError, ValueError):
         return  # (the training data moved or is gone)
-    here = split_key_kinds(data, split.key)
+    here = split_key_kinds(*dataset_files(data), split.key)[0]
     other = next((path for path, kind in here.items() if trained and kind not in trained), None)
     if other is not None:
         raise ColumnTypeError(

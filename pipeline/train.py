@@ -20,14 +20,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .atomic import write_atomic
 from .checkpoint import load_checkpoint, save_checkpoint
 from .cluster import ClusterSpec, cluster_memory, connect
 from .config import CacheMode, TrainConfig
 from .crossval import ALL_ROWS, Lockstep, MemberEvaluator, fold_summary
-from .data import ChunkSpec, ClassCounter, Dataset, Folds, Split, open_dataset, split_key_kind
+from .data import ChunkSpec, ClassCounter, Dataset, Folds, Split, open_dataset, split_key_kinds
 from .errors import (
     CheckpointError,
     ColumnNotFoundError,
@@ -834,16 +833,12 @@ def validation_split(config: TrainConfig, dataset: Dataset) -> Split | None:
     its key column checked in every file first."""
     key = config.validation_key
     if key and (config.validation_fraction or config.cv):  # (the key cuts the folds too)
-        kinds: dict[str, str] = {}
-        for path in dataset.files:
-            schema = pq.read_schema(path, filesystem=dataset.filesystem)
-            if key not in schema.names:
-                raise ColumnNotFoundError(
-                    f"validation key column {key!r} not found in {path}; found columns {schema.names}",
-                    path=path,
-                    column=key,
-                )
-            kinds[path] = split_key_kind(schema.field(key).type)
+        kinds, lacking = split_key_kinds(dataset.filesystem, dataset.files, key)
+        if lacking:  # (the first file without it, in the dataset's order)
+            path, names = next(iter(lacking.items()))
+            raise ColumnNotFoundError(
+                f"validation key column {key!r} not found in {path}; found columns {names}", path=path, column=key
+            )
         first = dataset.files[0]
         other = next((path for path in dataset.files if kinds[path] != kinds[first]), None)
         if other is not None:  # (1 and 1.0 hash apart: one id would land in both parts)
