@@ -10,7 +10,7 @@ from typing import Any, Literal, cast, get_args
 
 from .cluster import ClusterSpec
 from .data import MISSING_POLICIES, MissingPolicy
-from .errors import ConfigError, OutputError, invalid, is_positive_number
+from .errors import ConfigError, OutputError, invalid, is_positive_number, require_flag
 from .inference import DEFAULT_CONFIDENCE, check_inference, refusal
 from .levels import MAX_BUCKETS
 from .objective import Penalty
@@ -153,6 +153,8 @@ class TrainConfig:
         object that holds it: :class:`SolverOptions`, :class:`Penalty`,
         :class:`ClusterSpec`).  A :class:`ConfigError` names the field in
         ``column``, and its message starts with the field's name."""
+        for flag in ("standardize", "nan_as_missing", "overwrite"):
+            require_flag(flag, getattr(self, flag))
         if self.solver not in SOLVERS:
             raise invalid("solver", f"one of {', '.join(SOLVERS)}", self.solver)
         if self.cache not in CACHE_MODES:

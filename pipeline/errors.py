@@ -55,6 +55,8 @@ import math
 import numbers
 import sys
 
+import numpy as np
+
 __all__ = [
     "PipelineError",
     "ConfigError",
@@ -133,6 +135,14 @@ def require_number(field: str, value: object, *, positive: bool = False) -> floa
     if not math.isfinite(number) or number < 0 or (positive and number == 0):
         raise invalid(field, expected, value)
     return number
+
+
+def require_flag(field: str, value: object) -> bool:
+    """``value`` as a bool: ``True`` or ``False`` (Python's or numpy's), else
+    :func:`invalid` (``"yes"``, ``1`` or ``None`` would be read by truth)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise invalid(field, "true or false", value)
+    return bool(value)
 
 
 def is_positive_number(value: object) -> bool:

@@ -30,6 +30,7 @@ from .errors import (
     PipelineError,
     SeparationWarning,
     WeightValueError,
+    require_flag,
 )
 from .exact import fsum
 from .inference import DEFAULT_CONFIDENCE, MAX_NEWTON_STEPS, Inference, infer, refusal
@@ -288,6 +289,7 @@ def fit(
     unique.  ``class_weight="balanced"`` needs ``class_totals``, the weighted
     total of each class (scikit-learn's ``S / (K S_k)``).
     """
+    standardize = require_flag("standardize", standardize)
     n_columns = evaluator.n_features
     n_dense = n_columns - len(levels)
     n_coef = n_dense + int(sum(levels))

@@ -250,6 +250,15 @@ class Model:
 #: model.json fields whose numbers must be finite (prediction, --init and from_model use them;
 #: center and scale are only shown, and may hold NaN for a column whose sums overflowed)
 FINITE_FIELDS = ("coef", "intercept", "class_weight", "l1", "l2", "impute")
+#: model.json numbers with a least value: field -> (least, whether the least is allowed)
+BOUNDED_FIELDS = {
+    "n_samples": (1, True),
+    "n_iter": (0, True),
+    "n_passes": (0, True),
+    "l2": (0.0, True),
+    "l1": (0.0, True),
+    "class_weight": (0.0, False),
+}
 #: classes of a binary model (its class_weight has one weight per class)
 N_CLASSES = 2
 #: per-iteration histories that must be non-empty and of one length
@@ -356,6 +365,14 @@ def _checked_fields(cls, path: Path, data: object) -> dict:
             raise ModelFileError(
                 f"{path}: {name} must hold finite numbers; found {_found(value)}", path=str(path), column=name
             )
+        if name in BOUNDED_FIELDS:
+            least, allowed = BOUNDED_FIELDS[name]
+            if any(v < least or (v == least and not allowed) for v in _numbers(checked[name])):
+                raise ModelFileError(
+                    f"{path}: {name} must be {'>=' if allowed else '>'} {least}; found {_found(value)}",
+                    path=str(path),
+                    column=name,
+                )
     return checked
 
 

@@ -214,6 +214,12 @@ MODEL_DEFECTS = {
         edit_json(MODEL_FILE, setting("class_weight", [1.0, math.inf])),
         "class_weight must hold finite numbers; found list [1.0, Infinity]",
     ),
+    "n_samples negative": (edit_json(MODEL_FILE, setting("n_samples", -5)), "n_samples must be >= 1; found int -5"),
+    "l2 negative": (edit_json(MODEL_FILE, setting("l2", -0.5)), "l2 must be >= 0.0; found float -0.5"),
+    "class_weight zero": (
+        edit_json(MODEL_FILE, setting("class_weight", [1.0, 0.0])),
+        "class_weight must be > 0.0; found list [1.0, 0.0]",
+    ),
     "one coefficient too many": (
         edit_json(MODEL_FILE, lambda d: d["coef"].append(0.5), redigest=True),
         "coef has 4 value(s); expected 3",

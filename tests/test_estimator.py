@@ -119,6 +119,18 @@ def test_penalties_must_be_numbers():
     )
 
 
+def test_standardize_must_be_true_or_false():
+    """Read by truth, "yes" and None fitted on (un)standardized features silently."""
+    X, y = _data()
+    for bad in ("yes", None, 1):
+        with pytest.raises(ValueError, match=re.escape(f"standardize must be true or false; found {bad!r}")):
+            LogisticRegression(standardize=bad).fit(X, y)
+    assert (
+        LogisticRegression(standardize=np.False_).fit(X, y).coef_.tobytes()
+        == LogisticRegression(standardize=False).fit(X, y).coef_.tobytes()
+    )
+
+
 def test_fit_parquet_takes_class_weights_keyed_by_any_labels(tmp_path):
     """A class_weight dict keyed by the label's values (text here), as in
     memory: the same bits as fit() on the same rows; keys that are not the

@@ -151,6 +151,9 @@ def test_the_objects_refuse_the_same_values_on_their_own():
         ClusterSpec(n_workers=0)
     with pytest.raises(ConfigError, match="^checkpoint_every must be >= 1"):
         TrainConfig(data="/d", label="y", checkpoint_every=0)
+    for flag in ("standardize", "nan_as_missing", "overwrite"):
+        with pytest.raises(ConfigError, match=f"^{flag} must be true or false; found 'no'$"):
+            TrainConfig(data="/d", label="y", **{flag: "no"})
 
 
 def test_the_cli_help_comes_from_the_table():
