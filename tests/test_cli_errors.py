@@ -15,7 +15,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -373,12 +372,9 @@ def test_unreachable_scheduler(tmp_path):
     good_dataset(data)
     out = tmp_path / "out"
     address = f"tcp://127.0.0.1:{free_port()}"
-    started = time.monotonic()
-    result = train(data, out, "--scheduler", address, "--connect-timeout", "2", timeout=60)
-    elapsed = time.monotonic() - started
+    result = train(data, out, "--scheduler", address, "--connect-timeout", "2", timeout=60)  # (a hang guard)
     assert_error(result, "ClusterError", address, out=out)
     assert "within 2 s" in result.stderr
-    assert elapsed < 60
 
 
 @pytest.fixture(scope="module")
