@@ -28,6 +28,7 @@ from .errors import (
     DatasetNotFoundError,
     JobCancelled,
     JobFileError,
+    ModelFileError,
     OutputError,
     PipelineError,
 )
@@ -235,7 +236,7 @@ def _parser() -> argparse.ArgumentParser:
         "--columns", type=_column_names, default=(), metavar="a,b", help="columns copied to the output (e.g. an id)"
     )
     score.add_argument(
-        "--threshold", type=float, default=None, help="prediction = proba >= threshold (binary models; default 0.5)"
+        "--threshold", type=float, default=None, help="prediction = proba > threshold (binary models; default 0.5)"
     )
     score.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     _add_where(score)
@@ -247,7 +248,7 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("data", metavar="DATA", help="labelled Parquet dataset")
     judge.add_argument("--label", default=None, help="label column (default: the model's)")
     judge.add_argument(
-        "--threshold", type=float, default=None, help="prediction = proba >= threshold (binary models; default 0.5)"
+        "--threshold", type=float, default=None, help="prediction = proba > threshold (binary models; default 0.5)"
     )
     judge.add_argument(
         "--split",
@@ -522,7 +523,7 @@ def _submit(args) -> int:
             print(f"follow it with: pipeline logs {job_id} --follow --scheduler {scheduler}")
             return 0
         model = _attached(config, quiet=args.quiet)
-    except (ClusterError, DatasetNotFoundError, ColumnNotFoundError) as exc:
+    except (ClusterError, DatasetNotFoundError, ColumnNotFoundError, ModelFileError) as exc:
         # the job file named something that is not there: say which key (not for the command line's values)
         key = _named_by(exc, config)
         if key is None or key in overrides:
@@ -547,6 +548,8 @@ def _named_by(error: PipelineError, config: TrainConfig) -> str | None:
         return "cluster.scheduler" if config.cluster is not None and error.path == config.cluster.scheduler else None
     if isinstance(error, DatasetNotFoundError):
         return "data.url"
+    if isinstance(error, ModelFileError) and config.init is not None and str(error.path or "").startswith(config.init):
+        return "train.init"
     column = getattr(error, "column", None)
     if column == config.label:
         return "data.label"
@@ -746,6 +749,8 @@ def _demo(args) -> int:
     with tempfile.TemporaryDirectory(prefix="pipeline-demo-") as scratch:
         root = Path(args.out) if args.out else Path(scratch)
         one, many = root / "data-1-file", root / "data-7-files"
+        if args.rows < 1:
+            raise ConfigError(f"--rows must be >= 1; found {args.rows}", column="rows")
         make_data(str(one), args.rows, args.features, files=1, row_group_size=args.rows, seed=7)
         make_data(str(many), args.rows, args.features, files=7, row_group_size=4999, seed=7)
         print(

@@ -155,6 +155,12 @@ class TrainConfig:
         ``column``, and its message starts with the field's name."""
         for flag in ("standardize", "nan_as_missing", "overwrite"):
             require_flag(flag, getattr(self, flag))
+        if self.generate is not None and ("://" in self.data or any(c in self.data for c in "*?[")):
+            raise ConfigError(
+                f"generate writes a dataset into a local directory: `data` must be one (not a URL or a glob); "
+                f"found {self.data!r}",
+                column="generate",
+            )
         if self.solver not in SOLVERS:
             raise invalid("solver", f"one of {', '.join(SOLVERS)}", self.solver)
         if self.cache not in CACHE_MODES:
@@ -165,6 +171,12 @@ class TrainConfig:
             raise invalid("max_classes", ">= 2", self.max_classes)
         if self.cv_rule not in CV_RULES:
             raise invalid("cv_rule", f"one of {', '.join(CV_RULES)}", self.cv_rule)
+        if self.cv_rule != CV_RULES[0] and not self.cv:
+            raise ConfigError(
+                "cv_rule chooses a cross-validated strength (`cv` = 2 or more folds); found `cv_rule` "
+                f"{self.cv_rule!r} without `cv`",
+                column="cv_rule",
+            )
         if self.cv:
             if not 2 <= self.cv <= MAX_FOLDS:
                 raise invalid("cv", f"0 (none) or 2 to {MAX_FOLDS} folds", self.cv)
@@ -239,7 +251,7 @@ class TrainConfig:
         if self.hashed is not None:
             object.__setattr__(self, "hashed", tuple(self.hashed))
             if self.hash_buckets is None:
-                raise ConfigError("hashed columns need hash_buckets", column="hashed")
+                raise ConfigError("hashed columns need `hash_buckets`", column="hashed")
         if not 0 < self.memory_fraction <= 1:
             raise invalid("memory_fraction", "in (0, 1]", self.memory_fraction)
         if isinstance(self.class_weight, str) and self.class_weight != "balanced":

@@ -557,7 +557,8 @@ class LevelCounter:
             raise unreadable_error(chunk, exc) from None
         if table.num_rows != chunk.n_rows:
             raise _row_count_mismatch(chunk, table.num_rows)
-        return {name: count_levels(table.column(name), kind) for name, kind in self.columns}
+        where = f" in {chunk.where()}"
+        return {name: count_levels(table.column(name), kind, name, where) for name, kind in self.columns}
 
 
 @dataclass(frozen=True)
@@ -731,7 +732,8 @@ def key_bits(column, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
     if pa.types.is_floating(kind):
         return _numpy_values(column).view(np.uint64)
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_temporal(kind):
-        values = pc.cast(column.cast(pa.int64()) if pa.types.is_temporal(kind) else column, pa.int64())
+        # (uint64 beyond 2**63 too: the same 64 bits, which is all a key's hash needs)
+        values = pc.cast(column.cast(pa.int64()) if pa.types.is_temporal(kind) else column, pa.int64(), safe=False)
         parts = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
         views = [
             np.frombuffer(part.buffers()[1], dtype=np.int64, count=len(part), offset=part.offset * 8)
@@ -781,8 +783,12 @@ def split_key_kinds(filesystem, files: Sequence[str], key: str) -> tuple[dict[st
     kinds: dict[str, str] = {}
     lacking: dict[str, list[str]] = {}
     for path in files:
-        schema = _read_metadata(filesystem, path).schema.to_arrow_schema()
+        metadata = _read_metadata(filesystem, path)
+        if not metadata.num_rows:
+            continue  # (a file without rows decides nothing: open_dataset skips it)
+        schema = metadata.schema.to_arrow_schema()
         if key in schema.names:
+            check_distinct(schema, path, (key,))
             kinds[path] = split_key_kind(schema.field(key).type)
         else:
             lacking[path] = schema.names
@@ -1154,15 +1160,26 @@ def open_dataset(
         metadata = metadatas[path] = _read_metadata(filesystem, path)
         schemas[path] = metadata.schema.to_arrow_schema()
         row_groups[path] = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
-        label_ranges.extend(_column_ranges(metadata, label) if label else [None])
+    listed = len(files)
+    # a file without rows holds nothing to check or read, and decides nothing:
+    # its schema may be a writer's placeholder (pandas writes an empty frame's
+    # columns as type null, Spark an empty partition's file with any columns)
+    files = [path for path in files if sum(row_groups[path])]
+    if not files:
+        raise EmptyDatasetError(f"dataset {url!r} has no rows ({listed} file(s), all empty)", path=url)
+    for path in files:
+        label_ranges.extend(_column_ranges(metadatas[path], label) if label else [None])
     if features is None:
-        features = _default_features(schemas[files[0]], (label, weight, *partition_keys, *exclude))
+        # (a hive key is not a column: a file column of its name is one like any other, as --features reads it)
+        features = _features_of_every_file(schemas, files, (label, weight, *exclude), partition_keys)
         if not features:
             raise ColumnNotFoundError(
                 f"no numeric feature columns besides label {label!r} in {files[0]}; "
                 f"found columns {schemas[files[0]].names}",
                 path=files[0],
             )
+    for path in files:
+        check_distinct(schemas[path], path, (label, weight, *features))
     named = tuple(categorical) + tuple(vocabulary.column for vocabulary in vocabularies or ())
     for name in named:
         if name not in features:
@@ -1219,8 +1236,6 @@ def open_dataset(
             if n_rows:
                 chunks.append(ChunkSpec(path, index, n_rows, offset))
                 offset += n_rows
-    if not chunks:
-        raise EmptyDatasetError(f"dataset {url!r} has no rows ({len(files)} file(s), all empty)", path=url)
     dataset = Dataset(
         url=url,
         filesystem=filesystem,
@@ -1254,9 +1269,10 @@ def open_dataset(
         by_column = {vocabulary.column: vocabulary for vocabulary in vocabularies}
         for name in categorical_columns:
             if name not in by_column:
+                where = next((path for path in files if is_categorical_type(schemas[path].field(name).type)), url)
                 raise ColumnTypeError(
-                    f"column {name!r} holds text in {url}; the model treats it as a numeric column",
-                    path=url,
+                    f"column {name!r} holds text in {where}; the model treats it as a numeric column",
+                    path=where,
                     column=name,
                 )
         dataset = dataset.with_vocabularies([by_column[name] for name in categorical_columns])
@@ -1466,8 +1482,67 @@ def _read_metadata(filesystem, path: str) -> pq.FileMetaData:
         raise UnreadableFileError(f"{path} is not a readable Parquet file: {exc}", path=path) from None
 
 
-def _is_usable_type(dtype: pa.DataType) -> bool:
-    return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
+def _is_usable_type(dtype: pa.DataType, decimal: bool = True) -> bool:
+    """A type whose values decode to numbers: integers, floating point,
+    booleans, and (for features and weights, not labels) decimals, which
+    Arrow's cast rounds to the nearest float64 (Spark's numeric type for
+    money; its VectorAssembler takes them as doubles)."""
+    return (
+        pa.types.is_integer(dtype)
+        or pa.types.is_floating(dtype)
+        or pa.types.is_boolean(dtype)
+        or (decimal and pa.types.is_decimal(dtype))
+    )
+
+
+def check_distinct(schema: pa.Schema, path: str, names: Sequence[str | None]) -> None:
+    """A column to read must be one column of the file: pyarrow's schema
+    allows a name twice, and which one to read is then anybody's guess."""
+    for name in names:
+        if name is not None and schema.get_all_field_indices(name)[1:]:
+            raise ColumnTypeError(
+                f"{path} has {len(schema.get_all_field_indices(name))} columns named {name!r}; expected one "
+                "(the column to read is ambiguous: rename the others)",
+                path=path,
+                column=name,
+            )
+
+
+def _features_of_every_file(
+    schemas: dict[str, pa.Schema],
+    files: list[str],
+    excluded: tuple[str | None, ...],
+    partition_keys: tuple[str, ...] = (),
+) -> tuple[str, ...]:
+    """The default features (:func:`_default_features`) of the first file,
+    which every other file must have as well; a column that would be a
+    feature in another file but is absent from the first is a
+    :class:`ColumnNotFoundError` (it was left out without a word, so the
+    features depended on the order of the files).  One absent from another
+    file is the schema check's (:func:`_check_schema`).  A column named like
+    a hive key is a feature where every file has it (some writers keep the
+    partition column in the files), else left to the folders' key."""
+    partial = tuple(key for key in partition_keys if not all(key in schemas[path].names for path in files))
+    excluded = (*excluded, *partial)
+    first = files[0]
+    features = _default_features(schemas[first], excluded)
+    for path in files[1:]:
+        extra = [name for name in _default_features(schemas[path], excluded) if name not in features]
+        if extra:
+            name = extra[0]
+            there = (
+                f"has type {schemas[first].field(name).type} in {first}"
+                if name in schemas[first].names
+                else f"is not in {first}"
+            )
+            raise ColumnNotFoundError(
+                f"column {name!r} of {path} {there}; expected the same feature columns in every "
+                f"file (the default features are every numeric, boolean, decimal, text and dictionary column), "
+                "or name the features to train on (--features / data.features)",
+                path=first,
+                column=name,
+            )
+    return features
 
 
 def _default_features(schema: pa.Schema, excluded: tuple[str | None, ...]) -> tuple[str, ...]:
@@ -1504,10 +1579,15 @@ def _check_schema(
             continue  # its kind is checked across files (_level_kind_in)
         if role == "label" and class_kind(dtype) is not None:
             continue  # numbers are read as 0/1 or as classes; text and dictionaries as classes
-        if not _is_usable_type(dtype):
+        if not _is_usable_type(dtype, decimal=role != "label"):
+            expected = (
+                "an integer, floating point, boolean, text or dictionary column"
+                if role == "label"
+                else "an integer, floating point, decimal or boolean column"
+                + (" (or text or dictionary: a categorical column)" if role == "feature" else "")
+            )
             raise ColumnTypeError(
-                f"{role} column {name!r} in {path} has type {dtype}; "
-                f"expected an integer, floating point or boolean column",
+                f"{role} column {name!r} in {path} has type {dtype}; expected {expected}",
                 path=path,
                 column=name,
             )

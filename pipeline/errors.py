@@ -26,7 +26,8 @@ Hierarchy::
         ├── ColumnNotFoundError      label/feature column absent from a file
         ├── ColumnTypeError          column of a type that cannot be used
         ├── LabelValueError          label value outside {0, 1}
-        ├── NonFiniteValueError      NaN, +inf or -inf in a feature or the label
+        ├── NonFiniteValueError      NaN, +inf or -inf in a feature or the label (or a
+        │                            feature too large to standardize: its squares overflow)
         │   └── NonFiniteInputError      ... in a dask X, y or sample_weight (also a ValueError)
         ├── MissingValueError        null in a feature or the label
         ├── WeightValueError         negative sample weight, or all weights zero
@@ -227,7 +228,8 @@ class LabelValueError(DataError):
 
 
 class NonFiniteValueError(DataError):
-    """A feature or label holds NaN or an infinity."""
+    """A feature or label holds NaN or an infinity, or a feature values whose
+    sums overflow float64 (they cannot be standardized)."""
 
 
 class NonFiniteInputError(NonFiniteValueError, ValueError):

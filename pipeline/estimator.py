@@ -37,7 +37,7 @@ from .fitting import HANDED_OVER, build_model, fit, warn_if_underdetermined, war
 from .inference import DEFAULT_CONFIDENCE, Inference, check_inference, refusal
 from .kernel import class_sums, sigmoid, softmax
 from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, level_kind, vocabulary
-from .model import Model, class_margins
+from .model import Model, class_margins, predicted_positive
 from .objective import Penalty
 from .paths import DEFAULT_RATIO, choose
 from .reduce import DaskEvaluator, InProcessEvaluator, compile_ahead
@@ -236,7 +236,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             for _, more in parts:
                 total = total.merge(more)
             kind: LevelKind = kinds.pop() if kinds else "str"  # (nulls only: text)
-            vocabularies.append(vocabulary(name, kind, total, self.min_category_count, self.max_categories))
+            try:
+                vocabularies.append(vocabulary(name, kind, total, self.min_category_count, self.max_categories))
+            except PipelineError as exc:  # (too many levels, a bad policy: scikit-learn callers expect ValueError)
+                raise ValueError(str(exc)) from exc
         return vocabularies
 
     def _imputes(self) -> bool:
@@ -549,7 +552,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 best = margin.map_blocks(_most_probable, drop_axis=1, dtype=np.int64)
                 return best.map_blocks(lambda b: self.classes_[b], dtype=self.classes_.dtype)
             return self.classes_[_most_probable(margin)]
-        positive = margin > 0.0
+        positive = margin.map_blocks(sigmoid, dtype=np.float64) if _is_dask(margin) else sigmoid(margin)
+        positive = predicted_positive(positive)  # (`pipeline predict`'s rule, on the same proba)
         if _is_dask(positive):
             return positive.map_blocks(lambda p: self.classes_[p.astype(int)], dtype=self.classes_.dtype)
         return self.classes_[positive.astype(int)]
@@ -933,7 +937,10 @@ def _level_counts(series, name: str) -> tuple[LevelKind | None, LevelCounts]:
     kind = level_kind(values.type)
     if kind is None:
         raise ValueError(f"categorical column {name!r} has type {values.type}; expected text or integers")
-    return kind, count_levels(values, kind)
+    try:
+        return kind, count_levels(values, kind, name)
+    except PipelineError as exc:  # (a uint64 beyond int64: scikit-learn callers expect ValueError)
+        raise ValueError(str(exc)) from exc
 
 
 def _frame_counts(frame, columns: list[str]) -> list[tuple[LevelKind | None, LevelCounts]]:
@@ -943,7 +950,10 @@ def _frame_counts(frame, columns: list[str]) -> list[tuple[LevelKind | None, Lev
 
 def _codes_of(frame, vocabularies: list[Vocabulary]) -> np.ndarray:
     """The level codes of a DataFrame's categorical columns (int64, one column each)."""
-    codes = [v.codes(_arrow_values(frame[v.column], v.column)) for v in vocabularies]
+    try:
+        codes = [v.codes(_arrow_values(frame[v.column], v.column)) for v in vocabularies]
+    except PipelineError as exc:  # (a value of another type: scikit-learn callers expect ValueError)
+        raise ValueError(str(exc)) from exc
     return np.column_stack(codes) if codes else np.empty((len(frame), 0), dtype=np.int64)
 
 

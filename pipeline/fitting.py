@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from .errors import (
     EmptyDatasetError,
     LabelValueError,
     MissingValueError,
+    NonFiniteValueError,
     PipelineError,
     SeparationWarning,
     WeightValueError,
@@ -543,6 +545,29 @@ class Prepared:
         )
 
 
+#: the largest magnitude whose square float64 holds (the statistics pass sums squares)
+SQUARE_LIMIT = math.sqrt(sys.float_info.max)
+
+
+def check_standardizable(summary: DataSummary, features: Sequence[str] | None, n_dense: int) -> None:
+    """A column of finite values whose sum or sum of squares overflows float64
+    has no mean or deviation to standardize with; it would be used raw, its
+    margins overflowing, and the fit would end at zero after a failed line
+    search: a :class:`NonFiniteValueError` naming it instead.  (An all-missing
+    column is :func:`check_some_present`'s.)"""
+    all_missing = summary.n_missing == summary.n_samples if summary.n_missing is not None else np.zeros(n_dense, bool)
+    for j in range(n_dense):
+        if math.isnan(summary.std[j]) and not all_missing[j]:
+            name = repr(features[j]) if features is not None else f"number {j}"
+            raise NonFiniteValueError(
+                f"feature {name} holds values too large to standardize: the sum of "
+                + ("its values" if math.isnan(summary.mean[j]) else "their squares")
+                + f" overflows float64 (expected magnitudes below {SQUARE_LIMIT:.3g}); rescale the column "
+                "(divide it by a power of ten) and train again",
+                column=features[j] if features is not None else None,
+            )
+
+
 def prepare(
     evaluator: Evaluator,
     *,
@@ -576,12 +601,18 @@ def prepare(
             check_some_present(summary, features)
         if impute:
             fill, n_missing = summary.fill, summary.n_missing
+        if standardize:
+            check_standardizable(summary, features, n_dense)
         for j in summary.constant_columns if standardize else []:
             if j >= n_dense:
                 break  # (level codes)
             name = repr(features[j]) if features is not None else f"number {j}"
+            value = float(summary.mean[j])
+            rounded = (
+                " as float64 (integers beyond 2**53 round to every other one or coarser)" if abs(value) >= 2**53 else ""
+            )
             warnings.warn(
-                f"feature {name} is constant ({float(summary.mean[j])!r} in every row); its coefficient is fixed at 0",
+                f"feature {name} is constant{rounded} ({value!r} in every row); its coefficient is fixed at 0",
                 DataWarning,
                 stacklevel=3,
             )

@@ -63,6 +63,7 @@ from .errors import ConfigError, JobFileError, OutputError, PipelineError, is_po
 from .objective import Penalty
 from .paths import CV_RULES
 from .solvers import SolverOptions
+from .synth import LEAST
 
 __all__ = ["KEYS", "config_from_mapping", "config_to_mapping", "key_setting", "load_job", "suggestion", "to_toml"]
 
@@ -107,8 +108,8 @@ KEYS: dict[str, Key] = {
         "features",
         "names",
         "--features",
-        "feature columns (default: every numeric, boolean, text and dictionary column but the label, the weight and "
-        "hive keys; text and dictionary columns are categorical)",
+        "feature columns (default: every numeric (decimal too), boolean, text and dictionary column of every file "
+        "but the label, the weight and hive keys; text and dictionary columns are categorical)",
     ),
     "data.weight": Key("weight", "str", "--weight-col", "column of sample weights (>= 0)"),
     "data.validation_fraction": Key(
@@ -169,7 +170,7 @@ KEYS: dict[str, Key] = {
         "standardize",
         "bool",
         "--no-standardize",
-        "solve on standardized features (the default; false, --no-standardize: on the raw features)",
+        "false (--no-standardize): solve on the raw features, not standardized ones (the default, true)",
     ),
     "train.class_weight": Key(
         "class_weight",
@@ -287,7 +288,7 @@ _REPLACED_BY = {
     "train.l1": ("train.reg", "train.alpha"),
 }
 
-_GENERATE_KEYS = {"rows": int, "features": int, "files": int, "row_group_size": int, "seed": int}
+_GENERATE_KEYS = tuple(LEAST)
 _PATH_KEYS = (
     "data.url",
     "train.init",
@@ -310,6 +311,8 @@ def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
         raise JobFileError(f"job file {source} cannot be read: {exc}", path=source) from None
     except tomllib.TOMLDecodeError as exc:
         raise JobFileError(f"{source}: not valid TOML: {exc}", path=source) from None
+    except UnicodeDecodeError as exc:  # (TOML is UTF-8 text)
+        raise JobFileError(f"{source}: not valid TOML: not UTF-8 text ({exc})", path=source) from None
     mapping = _flatten(document, source)
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
     for where, dropped in _REPLACED_BY.items():  # another kind of cluster or penalty: the file's goes
@@ -362,6 +365,9 @@ def suggestion(key: str) -> str | None:
         extended = [n for n in names if name.startswith(n + "_") or (len(name) >= 3 and n.startswith(name))]
         found = found or sorted(extended, key=len, reverse=True)[:1]
         found = found or difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    if not found and not section:  # a key without its section (l2 = 0.1 at the top): the one section holding it
+        holding = [known for known in KEYS if known.rpartition(".")[2] == _ALIASES.get(name, name)]
+        return holding[0] if len(holding) == 1 else None
     if not found:
         return None
     return f"{section}.{found[0]}" if section else found[0]
@@ -369,10 +375,19 @@ def suggestion(key: str) -> str | None:
 
 def _flatten(document: Mapping[str, Any], source: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
+    sections = {key.split(".")[0] for key in KEYS if "." in key}
     for name, value in document.items():
-        if isinstance(value, dict) and name in {key.split(".")[0] for key in KEYS if "." in key}:
+        if isinstance(value, dict) and name not in KEYS:  # a section (a misspelt one's keys get a suggestion)
             for inner, item in value.items():
                 flat[f"{name}.{inner}"] = item
+        elif name in sections:
+            known = ", ".join(key.split(".", 1)[1] for key in KEYS if key.startswith(name + "."))
+            raise JobFileError(
+                f"{source}: {name!r} is a section: expected a table ([{name}] holding {known}); "
+                f"found {type(value).__name__} {value!r}",
+                path=source,
+                column=name,
+            )
         else:
             flat[name] = value
     for key in flat:
@@ -382,12 +397,9 @@ def _flatten(document: Mapping[str, Any], source: str) -> dict[str, Any]:
             if key.rpartition(".")[2] == "quiet":
                 hint = " (--quiet is a command-line option only)"
             section = key.split(".")[0] + "." if "." in key else ""
-            known = [k for k in KEYS if k.startswith(section)] if section else list(KEYS)
-            raise JobFileError(
-                f"{source}: unknown key {key!r}{hint}; expected one of {', '.join(known or KEYS)}",
-                path=source,
-                column=key,
-            )
+            siblings = [k for k in KEYS if k.startswith(section)] if section else list(KEYS)
+            listed = "" if close and not (section and siblings) else f"; expected one of {', '.join(siblings or KEYS)}"
+            raise JobFileError(f"{source}: unknown key {key!r}{hint}{listed}", path=source, column=key)
     return flat
 
 
@@ -421,6 +433,8 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
     def wrong(expected: str):
         return source.error(f"{source.show(key)} must be {expected}; found {type(value).__name__} {value!r}", key)
 
+    if key == "cluster.memory_limit" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = repr(value)  # 0 (no limit) or a fraction of the machine: a TOML number as the text Dask takes
     if spec.kind == "str":
         if not isinstance(value, str) or not value:
             raise wrong("a non-empty string")
@@ -439,23 +453,27 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
     elif spec.kind == "names":
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise wrong("a list of column names")
+        if key == "data.features" and not value:
+            raise source.error(f"{source.show(key)} must name at least one column; found an empty list", key)
         if not all(value):  # ("" on the command line, or "a,": an empty name)
             found = "no name" if not any(value) else f"an empty name in {', '.join(map(repr, value))}"
             raise source.error(f"{source.show(key)} must name columns, each non-empty; found {found}", key)
         value = tuple(value)
     elif spec.kind == "class_weight":
+        examples = ("ham:1,spam:5", "1,5") if source.by_command_line(key) else ("{ham = 1, spam = 5}", "[1, 5]")
+        weights_rule = f"'balanced', or positive weights by class ({examples[0]}) or one per class ({examples[1]})"
         if value == "balanced":
             return value
         if isinstance(value, dict):  # by class: {ham = 1.0, spam = 5.0}; {"0" = 1, "1" = 5} for a 0/1 label
             if not value or not all(is_positive_number(v) for v in value.values()):
-                raise wrong("'balanced', or positive weights by class ({ham = 1, spam = 5}) or one per class ([1, 5])")
+                raise wrong(weights_rule)
             return {str(k): float(v) for k, v in value.items()}
         if (
             not isinstance(value, (list, tuple))
             or len(value) < 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         ):
-            raise wrong("'balanced', or positive weights by class ({ham = 1, spam = 5}) or one per class ([1, 5])")
+            raise wrong(weights_rule)
         value = tuple(float(v) for v in value)
     elif spec.kind == "generate":
         if not isinstance(value, dict):
@@ -468,6 +486,9 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
         for required in ("rows", "features"):
             if required not in value:
                 raise source.error(f"{source.show(key)} needs {required!r}", key)
+        for inner, item in value.items():
+            if item < LEAST[inner]:
+                raise source.error(f"key {key + '.' + inner!r} must be >= {LEAST[inner]}; found {item!r}", key)
     return value
 
 

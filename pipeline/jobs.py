@@ -190,7 +190,14 @@ class JobRecorder(Recorder):
         self.dataset = dataset
         self.options = model_options(config, dataset.feature_names)
         self.meta = {"job_id": self.job_id, "fingerprint": dataset.fingerprint, "model_options": self.options}
-        self.resume = _load_resume(self.outputs, self.job_id, dataset.fingerprint, self.options)
+        # a new job resumes nothing, and an old job's checkpoint (damaged or of
+        # another format, too) is replaced, not read; nor does an old job's
+        # cancel request stop it
+        self.resume = None
+        if self.previous is None:
+            self.outputs.withdraw_cancel()
+        else:
+            self.resume = _load_resume(self.outputs, self.job_id, dataset.fingerprint, self.options)
         if self.resume is None:
             self.note(
                 f"job {self.job_id} started: {config.solver} on {dataset.url} "
@@ -227,8 +234,10 @@ class JobRecorder(Recorder):
     def watching(self) -> Iterator[None]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            yield
-        self.caught = caught
+            try:
+                yield
+            finally:  # (a failed run's warnings too: they may say why it failed)
+                self.caught = caught
 
     def on_state(self, state: FitState) -> None:
         self._write_directory()
@@ -252,12 +261,18 @@ class JobRecorder(Recorder):
     def on_model(self, model: Model) -> None:
         self.outputs.log(f"model written to {self.outputs.model}")
 
-    def finish(self, model: Model, kernel: dict | None) -> None:
+    def _tell_warnings(self) -> None:
+        """The warnings caught while the job ran: to job.log (once written) and ``on_warning``."""
         for warning in self.caught:
             kind = "ConvergenceWarning" if issubclass(warning.category, ConvergenceWarning) else "warning"
-            self.outputs.log(f"{kind}: {warning.message}")
+            if self.pending is None:
+                self.outputs.log(f"{kind}: {warning.message}")
             if self.on_warning:
                 self.on_warning(f"{kind}: {warning.message}")
+        self.caught = []
+
+    def finish(self, model: Model, kernel: dict | None) -> None:
+        self._tell_warnings()
         if self.config.validation_fraction:
             self._evaluate_validation()
         status = "converged" if model.converged else "NOT converged"
@@ -276,6 +291,8 @@ class JobRecorder(Recorder):
         )
 
     def fail(self, error: BaseException) -> None:
+        with contextlib.suppress(OSError):
+            self._tell_warnings()
         if self.pending is not None:
             return  # nothing was written, and nothing is now
         if isinstance(error, JobCancelled):
@@ -383,12 +400,16 @@ def check_job_output(config: TrainConfig, job_id: str | None) -> tuple[str, JobD
     outputs = OutputDir(config.out)
     outputs.check_apart_from(config.data)
     previous = outputs.read_job() if outputs.path.is_dir() else None
-    if previous is not None and config.overwrite and previous.job_id != job_id:
+    if previous is not None and job_id is not None and previous.job_id == job_id:
+        # this very job (a detached job's coordinator, a resume by id): its own
+        # files, whatever --overwrite says (it replaced another job's at submission)
+        outputs.check_writable(overwrite=True)
+        return job_id, previous
+    if previous is not None and config.overwrite:
         refuse_if_running(previous)  # (--overwrite replaces a job's files, not a job that still writes them)
     if previous is not None and not config.overwrite:
-        same_id = job_id is not None and previous.job_id == job_id
         resubmitted = job_id is None and previous.name == config.name and previous.status != SUCCEEDED
-        if (same_id or resubmitted) and previous.job_id:
+        if resubmitted and previous.job_id:
             outputs.check_writable(overwrite=True)
             return previous.job_id, previous
         held = (
@@ -413,7 +434,7 @@ def refuse_if_running(previous: JobDocument | None) -> None:
         return
     job_id = previous.job_id
     coordinator = previous.coordinator or {}
-    pid, host = coordinator.get("pid"), coordinator.get("host")
+    pid, host = _pid_of(coordinator), coordinator.get("host")
     if coordinator.get("mode") == "attached" and host == socket.gethostname() and pid and _alive(pid):
         raise JobError(
             f"job {job_id} is still running (coordinator pid {pid} on {host}); cancel it first, or wait for it to end"
@@ -436,6 +457,16 @@ def refuse_if_running(previous: JobDocument | None) -> None:
             )
 
 
+#: the largest process id any system gives (a job.json's pid beyond it, or not a positive int, says nothing)
+MAX_PID = 2**31 - 1
+
+
+def _pid_of(coordinator: dict) -> int | None:
+    """The coordinator's process id, if ``job.json`` holds a usable one."""
+    pid = coordinator.get("pid")
+    return pid if type(pid) is int and 0 < pid <= MAX_PID else None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -456,7 +487,8 @@ def _task_state(key, dask_scheduler=None) -> str | None:
 
 
 def _generate(config: TrainConfig) -> None:
-    if config.generate and not Path(config.data).exists():
+    target = Path(config.data)
+    if config.generate and not (target.exists() and (not target.is_dir() or any(target.iterdir()))):
         # the job writes the dataset: under an output root, only inside it
         check_output_root(config.data, output_roots(config), "dataset to generate (data.generate)")
         make_data(config.data, **config.generate)
@@ -540,7 +572,28 @@ def coordinate(config: TrainConfig, job_id: str) -> str:
             model = run_job(config, job_id, client=client, coordinator="detached")
         except JobCancelled:
             return CANCELLED
+        except BaseException as exc:
+            _fail_queued(config, job_id, exc, client)
+            raise
     return model.digest
+
+
+def _fail_queued(config: TrainConfig, job_id: str, error: BaseException, client: Any) -> None:
+    """A detached job that failed before it started running (its data, its
+    checkpoint, its output checked again where it runs): ``job.json`` says
+    so, instead of ``queued`` for ever (a running job's recorder has said it already)."""
+    if config.out is None:
+        return
+    outputs = OutputDir(config.out)
+    with contextlib.suppress(OSError, PipelineError):
+        document = outputs.read_job()
+        if document is None or document.job_id != job_id or document.status != QUEUED:
+            return
+        kind = type(error).__name__
+        message = f"{kind}: {error}" + ("" if isinstance(error, PipelineError) else " (unexpected)")
+        document = outputs.update_job(status=FAILED, error=message, ended_at=now())
+        outputs.log(f"job {job_id} {FAILED}: {message}")
+        _publish(client, job_id, document)
 
 
 def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
@@ -555,11 +608,16 @@ def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
     if config.cluster is None or not config.cluster.scheduler:
         raise JobError("a detached job runs on a running cluster: give cluster.scheduler (or --scheduler ADDRESS)")
     job_id, previous = check_job_output(config, job_id)
+    assert config.out is not None  # check_job_output refuses a job without one
     refuse_if_running(previous)
     _generate(config)
-    check_label_classes(open_configured(config))
+    dataset = open_configured(config)
+    check_label_classes(dataset)
+    if config.init is not None:
+        Model.load(config.init)
+    if previous is not None:  # a resumed job: its checkpoint must fit these data and options
+        _load_resume(OutputDir(config.out), job_id, dataset.fingerprint, model_options(config, dataset.feature_names))
     with connect(config.cluster) as client:
-        assert config.out is not None  # check_job_output refuses a job without one
         outputs = OutputDir(config.out)
         outputs.path.mkdir(parents=True, exist_ok=True)
         if previous is None:
@@ -619,8 +677,8 @@ def coordinator_gone(
     detached coordinator's task is run again by the scheduler on another
     worker: nothing is claimed for either."""
     coordinator = document.coordinator or {}
-    pid = coordinator.get("pid")
-    if document.status != RUNNING or coordinator.get("mode") != "attached" or not isinstance(pid, int):
+    pid = _pid_of(coordinator)
+    if document.status != RUNNING or coordinator.get("mode") != "attached" or pid is None:
         return False
     if coordinator.get("host") != (socket.gethostname() if host is None else host):
         return False

@@ -91,11 +91,19 @@ def _arrow_type(kind: LevelKind) -> pa.DataType:
     return pa.large_string() if kind == "str" else pa.int64()
 
 
-def _as_kind(column, kind: LevelKind):
-    """A column's values as large_string or int64 (dictionaries decoded)."""
+def _as_kind(column, kind: LevelKind, name: str = "", where: str = ""):
+    """A column's values as large_string or int64 (dictionaries decoded); a
+    :class:`ColumnTypeError` for unsigned integers beyond int64's range."""
     if pa.types.is_dictionary(column.type):
         column = pc.cast(column, column.type.value_type)
-    return pc.cast(column, _arrow_type(kind))
+    try:
+        return pc.cast(column, _arrow_type(kind))
+    except pa.ArrowInvalid as exc:
+        raise ColumnTypeError(
+            f"categorical column {name!r}{where} of type {column.type} holds a value int64 cannot hold ({exc}); "
+            "expected integers from -2**63 to 2**63-1, or text",
+            column=name or None,
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -112,9 +120,10 @@ class LevelCounts:
         return LevelCounts(dict(total), self.nulls + other.nulls)
 
 
-def count_levels(column, kind: LevelKind) -> LevelCounts:
-    """The :class:`LevelCounts` of an Arrow column (Array or ChunkedArray)."""
-    return value_counts(_as_kind(column, kind))
+def count_levels(column, kind: LevelKind, name: str = "", where: str = "") -> LevelCounts:
+    """The :class:`LevelCounts` of an Arrow column (Array or ChunkedArray)
+    ``name`` (``where``: its place, for an error)."""
+    return value_counts(_as_kind(column, kind, name, where))
 
 
 def value_counts(values) -> LevelCounts:
@@ -180,7 +189,7 @@ class Vocabulary:
                 "values, as the column had when the model was trained",
                 column=self.column,
             )
-        values = _as_kind(column, self.kind)
+        values = _as_kind(column, self.kind, self.column, where)
         if self.buckets:
             codes = hash_buckets(values, self.column, self.buckets)
             if values.null_count:

@@ -269,6 +269,19 @@ SHOWN_ENTRIES = 5
 SHOWN_CHARS = 60
 
 
+#: a binary model's prediction is ``proba > threshold`` (this one unless told)
+DEFAULT_THRESHOLD = 0.5
+
+
+def predicted_positive(proba, threshold: float = DEFAULT_THRESHOLD):
+    """A binary model's prediction: the second class where ``proba > threshold``
+    (Spark's rule; a tie goes to the first class, as a multinomial model's
+    does), for ``pipeline predict``, ``evaluate`` and the estimator alike.  At
+    0.5 it is scikit-learn's ``decision_function > 0`` except for margins in
+    (0, 1.2e-16], whose proba rounds to 0.5: one quantity decides everywhere."""
+    return proba > threshold
+
+
 def class_margins(X: np.ndarray, blocks: np.ndarray, fill: np.ndarray | None, vocabularies: list[Vocabulary]):
     """``(n, K)``: the margins of ``X``'s rows for each row ``[w_k, b_k]`` of
     ``blocks`` (``w_k``: the dense features', then the levels' of

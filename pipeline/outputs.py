@@ -80,6 +80,9 @@ CANCEL_FILE = "cancel.request"
 PLOT_FILE = "loss.png"
 #: every file of a job but the model: what a new job in the directory clears
 JOB_FILES = (JOB_FILE, LOG_FILE, HISTORY_FILE, CHECKPOINT_FILE, METRICS_FILE, REPORT_FILE, CANCEL_FILE, PLOT_FILE)
+#: the job files that describe the model beside them: they go when the model does
+#: (:meth:`OutputDir.clear_model_files`), not when another job starts
+MODEL_BOUND_FILES = (METRICS_FILE, REPORT_FILE, PLOT_FILE)
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 QUEUED: JobStatus = "queued"
@@ -381,10 +384,17 @@ class OutputDir:
 
     def clear_job_files(self) -> None:
         """Remove every file of another job (:data:`JOB_FILES`); ``model.json``
-        stays until a successful run replaces it (and a regularization path's
+        stays until a successful run replaces it, and the files that describe
+        it with it (:data:`MODEL_BOUND_FILES`; and a regularization path's
         ``path/`` with it, :meth:`clear_path`: a path's own run writes there
         while it runs)."""
         for name in JOB_FILES:
+            if name not in MODEL_BOUND_FILES or not self.model.exists():
+                (self.path / name).unlink(missing_ok=True)
+
+    def clear_model_files(self) -> None:
+        """Remove what described the model a new one replaces (its metrics, report and plot)."""
+        for name in MODEL_BOUND_FILES:
             (self.path / name).unlink(missing_ok=True)
 
     def check_apart_from(self, data: str) -> None:

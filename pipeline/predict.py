@@ -31,12 +31,22 @@ import pyarrow.parquet as pq
 
 from .atomic import write_atomic
 from .config import check_output_root, output_roots
-from .data import ChunkSpec, Dataset, Split, SplitPart, dataset_files, open_dataset, split_key_kinds, unreadable_error
+from .data import (
+    ChunkSpec,
+    Dataset,
+    Split,
+    SplitPart,
+    check_distinct,
+    dataset_files,
+    open_dataset,
+    split_key_kinds,
+    unreadable_error,
+)
 from .elementary import sigmoid_softplus
 from .errors import ColumnNotFoundError, ColumnTypeError, ConfigError, OutputError, PipelineError
 from .exact import ExactSums
 from .kernel import sigmoid, softmax
-from .model import Model
+from .model import DEFAULT_THRESHOLD, Model, predicted_positive
 from .outputs import MODEL_FILE, OutputDir, lies_within
 from .reduce import gather
 
@@ -98,7 +108,7 @@ def score_columns(model: Model, X: np.ndarray, threshold: float) -> dict[str, pa
         columns[PREDICTION_COLUMN] = _labels(model, best)
         return columns
     proba = sigmoid(_margin(model, X))
-    positive = (proba >= threshold).astype(np.int8)
+    positive = predicted_positive(proba, threshold).astype(np.int8)
     prediction = pa.array(positive) if model.classes is None else _labels(model, positive)
     return {PROBA_COLUMN: pa.array(proba), PREDICTION_COLUMN: prediction}
 
@@ -194,10 +204,6 @@ def predict(
     return {"files": len(rows), "rows": sum(rows), "out": str(target)}
 
 
-#: a binary model's prediction is ``proba >= threshold`` (this one unless told)
-DEFAULT_THRESHOLD = 0.5
-
-
 def check_threshold(threshold: float | None) -> None:
     """:class:`ConfigError` for a threshold outside [0, 1] (None: the default)."""
     if threshold is not None and not 0.0 <= threshold <= 1.0:
@@ -281,12 +287,15 @@ def _check_columns(dataset: Dataset, columns: Sequence[str], model: Model) -> No
                 column=name,
             )
     for path in dataset.files:
-        names = pq.read_schema(path, filesystem=dataset.filesystem).names
+        schema = pq.read_schema(path, filesystem=dataset.filesystem)
         for name in columns:
-            if name not in names:
+            if name not in schema.names:
                 raise ColumnNotFoundError(
-                    f"pass-through column {name!r} not found in {path}; found columns {names}", path=path, column=name
+                    f"pass-through column {name!r} not found in {path}; found columns {schema.names}",
+                    path=path,
+                    column=name,
                 )
+        check_distinct(schema, path, columns)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -445,7 +454,7 @@ def metrics_from_tables(table: dict, threshold: float = 0.5) -> dict:
     values, pos, neg = table["values"], table["positives"], table["negatives"]
     P, N = int(pos.sum()), int(neg.sum())
     n = P + N
-    predicted = values >= threshold
+    predicted = predicted_positive(values, threshold)
     tp, fp = int(pos[predicted].sum()), int(neg[predicted].sum())
     fn, tn = P - tp, N - fp
 
@@ -653,6 +662,14 @@ def split_of(model_dir: str | os.PathLike, part: SplitPart) -> Split:
             "evaluating a split needs the training run's job.json",
             path=str(path),
         ) from None
+    model = Model.load(model_dir)
+    if document.digest != model.digest:  # a later job's job.json (failed, cancelled, running) beside this model
+        raise ConfigError(
+            f"{path} is of job {document.job_id} ({document.status}), which did not write the model in "
+            f"{model_dir} (digest {model.digest}; the job's: {document.digest}); evaluating a split "
+            "needs the job.json of the run that wrote the model",
+            path=str(path),
+        )
     if not fraction:
         raise ConfigError(
             f"the model in {model_dir} was trained without a validation split "

@@ -67,6 +67,21 @@ def _table(X: np.ndarray, y: np.ndarray) -> pa.Table:
     return pa.table(columns)
 
 
+#: the least value of each of :func:`make_data`'s parameters
+LEAST = {"rows": 0, "features": 1, "files": 1, "row_group_size": 1, "seed": 0}
+
+
+def check_parameters(**parameters: int) -> None:
+    """:func:`make_data`'s parameters within their ranges, else a :class:`ConfigError`
+    naming the first that is not (``column``: its name)."""
+    for name, value in parameters.items():
+        if value < LEAST[name]:
+            raise ConfigError(
+                f"make-data's {name} must be >= {LEAST[name]}; found {value}",
+                column=name,
+            )
+
+
 def make_data(
     out: str,
     rows: int,
@@ -76,11 +91,7 @@ def make_data(
     seed: int = 0,
 ) -> list[Path]:
     """Write the seeded dataset to directory ``out`` as ``files`` Parquet files."""
-    if rows < 0 or features < 1 or files < 1 or row_group_size < 1:
-        raise ConfigError(
-            "make-data needs rows >= 0, features >= 1, files >= 1, row-group-size >= 1; "
-            f"got rows={rows}, features={features}, files={files}, row-group-size={row_group_size}"
-        )
+    check_parameters(rows=rows, features=features, files=files, row_group_size=row_group_size, seed=seed)
     directory = Path(out)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise OutputError(f"{directory} already exists and is not an empty directory", path=str(directory))

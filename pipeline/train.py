@@ -147,86 +147,88 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
             client = stack.enter_context(connect(config.cluster))
         resume = recorder.begin(dataset, client)
         try:
-            split = validation_split(config, dataset)
-            dataset, n_classes, class_totals = learn_classes(config, dataset, split, client, recorder.note)
-            weights = resolve_class_weight(config.class_weight, n_classes or 2, dataset)
-            check_resumed_class_weight(resume, weights)
-            if weights is not config.class_weight:  # (by class: the weights in the classes' order)
-                config = dataclasses.replace(config, class_weight=weights)
-            dataset = learn_missing(config, dataset, client, recorder.note)
-            if dataset.categorical:
-                dataset = learn_levels(config, dataset, client, recorder.note)
-            check_inference_possible(config, n_classes, dataset)
-            if config.cv:
-                if config.cv > dataset.n_samples:
-                    raise ConfigError(
-                        f"cv: {config.cv} folds for {dataset.n_samples} rows; expected at most one fold per row "
-                        "(and, for a useful estimate, far fewer)",
-                        column="cv",
-                    )
-                if n_classes or dataset.vocabularies:
-                    raise ConfigError(
-                        "cv: cross-validation takes a binary label and numeric features; found "
-                        + (f"{n_classes} classes" if n_classes else "categorical columns"),
-                        column="cv",
-                    )
-                dataset = dataset.with_folds(Folds(config.cv, config.validation_key))
-            # (the features are known once the categorical columns' levels are)
-            init = initial_coef(config.init, dataset.feature_names, dataset.classes if n_classes else None)
-            check_feature_names(dataset)
-            parts = split_parts(dataset, split)
-            with recorder.watching(), evaluators(config, parts, recorder.note, client) as (training, validation, cache):
-                warn_if_underdetermined(
-                    len(dataset.feature_names), dataset.n_samples, dataset.categorical, config.penalty, stacklevel=3
-                )
-                checked = _Checked(training, recorder.check_cancel)
-                common = fit_options(
-                    config,
-                    dataset.feature_names,
-                    dataset.label,
-                    progress=recorder.on_iteration,
-                    on_state=recorder.on_state,
-                    validation=None if validation is None else _Checked(validation, recorder.check_cancel),
-                    levels=[vocabulary.size for vocabulary in dataset.vocabularies or ()],
-                    n_classes=n_classes,
-                    class_totals=class_totals,
-                )
-
-                def describe(result: Fit, penalty: Penalty, n_samples: int = dataset.n_samples) -> Model:
-                    return build_model(
-                        result,
-                        dataset.feature_names,
-                        n_samples,
-                        solver=config.solver,
-                        penalty=penalty,
-                        label=config.label,
-                        weight=dataset.weight,
-                        dataset=dataset.url,
-                        cache=cache,
-                        missing=config.missing,
-                        nan_as_missing=config.nan_as_missing,
-                        indicators=dataset.indicators,
-                        vocabularies=dataset.vocabularies or (),
-                        classes=dataset.classes or None,
-                    )
-
-                if config.path or config.cv:
-                    model, _ = fit_path(config, checked, common, describe, recorder, resumed=resume is not None)
-                else:
-                    result = fit(checked, penalty=config.penalty, init=init, resume=resume, **common)
-                    if config.inference != "none":
-                        started = time.perf_counter()
-                        result = with_inference(
-                            checked, result, dataset.feature_names, config.inference, config.confidence
+            with recorder.watching():  # (the classes' and levels' passes warn too)
+                split = validation_split(config, dataset)
+                dataset, n_classes, class_totals = learn_classes(config, dataset, split, client, recorder.note)
+                weights = resolve_class_weight(config.class_weight, n_classes or 2, dataset)
+                check_resumed_class_weight(resume, weights)
+                if weights is not config.class_weight:  # (by class: the weights in the classes' order)
+                    config = dataclasses.replace(config, class_weight=weights)
+                dataset = learn_missing(config, dataset, client, recorder.note)
+                if dataset.categorical:
+                    dataset = learn_levels(config, dataset, client, recorder.note)
+                check_inference_possible(config, n_classes, dataset)
+                if config.cv:
+                    if config.cv > dataset.n_samples:
+                        raise ConfigError(
+                            f"cv: {config.cv} folds for {dataset.n_samples} rows; expected at most one fold per row "
+                            "(and, for a useful estimate, far fewer)",
+                            column="cv",
                         )
-                        recorder.note(f"inference ({config.inference}): {time.perf_counter() - started:.2f} s")
-                    # the model first, before the evaluators' clean-up (disk caches)
-                    model = describe(result, config.penalty)
-                if config.out is not None:
-                    if not (config.path or config.cv):  # (another run's path is not this model's)
-                        OutputDir(config.out).clear_path()
-                    model.save(config.out)
-                recorder.on_model(model)
+                    if n_classes or dataset.vocabularies:
+                        raise ConfigError(
+                            "cv: cross-validation takes a binary label and numeric features; found "
+                            + (f"{n_classes} classes" if n_classes else "categorical columns"),
+                            column="cv",
+                        )
+                    dataset = dataset.with_folds(Folds(config.cv, config.validation_key))
+                # (the features are known once the categorical columns' levels are)
+                init = initial_coef(config.init, dataset.feature_names, dataset.classes if n_classes else None)
+                check_feature_names(dataset)
+                parts = split_parts(dataset, split)
+                with evaluators(config, parts, recorder.note, client) as (training, validation, cache):
+                    warn_if_underdetermined(
+                        len(dataset.feature_names), dataset.n_samples, dataset.categorical, config.penalty, stacklevel=3
+                    )
+                    checked = _Checked(training, recorder.check_cancel)
+                    common = fit_options(
+                        config,
+                        dataset.feature_names,
+                        dataset.label,
+                        progress=recorder.on_iteration,
+                        on_state=recorder.on_state,
+                        validation=None if validation is None else _Checked(validation, recorder.check_cancel),
+                        levels=[vocabulary.size for vocabulary in dataset.vocabularies or ()],
+                        n_classes=n_classes,
+                        class_totals=class_totals,
+                    )
+
+                    def describe(result: Fit, penalty: Penalty, n_samples: int = dataset.n_samples) -> Model:
+                        return build_model(
+                            result,
+                            dataset.feature_names,
+                            n_samples,
+                            solver=config.solver,
+                            penalty=penalty,
+                            label=config.label,
+                            weight=dataset.weight,
+                            dataset=dataset.url,
+                            cache=cache,
+                            missing=config.missing,
+                            nan_as_missing=config.nan_as_missing,
+                            indicators=dataset.indicators,
+                            vocabularies=dataset.vocabularies or (),
+                            classes=dataset.classes or None,
+                        )
+
+                    if config.path or config.cv:
+                        model, _ = fit_path(config, checked, common, describe, recorder, resumed=resume is not None)
+                    else:
+                        result = fit(checked, penalty=config.penalty, init=init, resume=resume, **common)
+                        if config.inference != "none":
+                            started = time.perf_counter()
+                            result = with_inference(
+                                checked, result, dataset.feature_names, config.inference, config.confidence
+                            )
+                            recorder.note(f"inference ({config.inference}): {time.perf_counter() - started:.2f} s")
+                        # the model first, before the evaluators' clean-up (disk caches)
+                        model = describe(result, config.penalty)
+                    if config.out is not None:
+                        if not (config.path or config.cv):  # (another run's path is not this model's)
+                            OutputDir(config.out).clear_path()
+                        model.save(config.out)
+                        OutputDir(config.out).clear_model_files()  # (what described the model it replaced)
+                    recorder.on_model(model)
             recorder.finish(model, _kernel_facts(training))
         except BaseException as exc:
             recorder.fail(exc)

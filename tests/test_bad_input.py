@@ -174,6 +174,34 @@ def test_int64_in_one_file_float64_in_another_is_accepted(tmp_path):
     assert model["n_samples"] == 20
 
 
+@pytest.mark.parametrize("scale", [1e160, 1e306], ids=["squares-overflow", "near-the-largest-float"])
+def test_a_feature_too_large_to_standardize(tmp_path, scale):
+    """Finite values whose squares overflow: no mean deviation to standardize
+    with.  The column was used raw (scale 1), margins overflowed, and the fit
+    exited 0 with an all-zero model after a flood of numpy warnings."""
+    data = tmp_path / "data"
+    for i in range(2):
+        table = good_table(10, seed=i)
+        write(data / f"part-{i}.parquet", table.set_column(1, "b", pa.array(table["b"].to_numpy() * scale)))
+    out = fresh_out(tmp_path)
+    result = train_in_process(data, out)
+    message = assert_bad_input(result, "NonFiniteValueError", "feature 'b'", "too large to standardize", out=out)
+    assert "rescale the column" in message and "warning" not in result.stderr
+
+
+@pytest.mark.parametrize("repeated, extra", [("b", ()), ("b", ("--features", "a,b")), ("y", ())])
+def test_a_column_name_twice_in_a_file(tmp_path, repeated, extra):
+    """pyarrow writes a name twice if asked: a feature was a KeyError
+    traceback, a label 'not found' (in a file listing it twice)."""
+    data = tmp_path / "data"
+    write(data / "part-0.parquet", good_table(10, seed=0))
+    table = good_table(10, seed=1)
+    odd = write(data / "part-1.parquet", table.append_column(repeated, table[repeated]))
+    out = fresh_out(tmp_path)
+    result = train_in_process(data, out, *extra)
+    assert_bad_input(result, "ColumnTypeError", str(odd), f"2 columns named {repeated!r}", out=out)
+
+
 # --------------------------------------------------------------------------- 3. non-finite weights
 
 

@@ -223,6 +223,26 @@ def test_the_compiled_pass_equals_the_reference_and_the_one_hot_loss(layout, siz
     assert np.allclose(margin, dense @ coef[:2] + hot[:, 2:] @ coef[2:-1] + coef[-1], rtol=1e-13, atol=1e-13)
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 6000), span=st.integers(0, 320))
+def test_the_compiled_level_sums_equal_the_reference_for_terms_of_any_size(seed, n, span):
+    """The compiled pass sums a level's terms as 128-bit integers and splits
+    them into the three bins at the end; the reference adds the three digits
+    apiece.  Terms of every size (weights from 1e-``span``, below the grid's
+    last digit, up to the bound), of both signs, thousands on one level
+    (carries of the low word), and a ragged last block: the same bins."""
+    rng = np.random.default_rng(seed)
+    sizes = (1, 2, 7)
+    X = np.asfortranarray(
+        np.column_stack([rng.standard_normal(n), *(rng.integers(0, k, n) for k in sizes)]).astype(np.float64)
+    )
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    weights = 10.0 ** rng.uniform(-span, 3.0, n)
+    coef = rng.standard_normal(1 + sum(sizes) + 1) * 4.0  # probabilities near 0 and 1 too
+    spec = KernelSpec(categories=Categories(sizes, level_top(n, 1e3)))
+    assert fused_partials(X, y, coef, weights, spec) == chunk_partials(X, y, coef, weights, spec)
+
+
 # --------------------------------------------------------------------------- parity
 
 
@@ -413,6 +433,24 @@ def test_a_hashed_column_must_be_a_categorical_feature(tmp_path):
             )
         assert info.value.column == "hashed"
     assert not (tmp_path / "out").exists()
+
+
+def test_unsigned_integers_beyond_int64(tmp_path):
+    """uint64 values from 2**63: as a categorical column, one clear error (it
+    was an ArrowInvalid traceback); as a validation key, its 64 bits are hashed,
+    the split those of the same bits written as int64."""
+    rng = np.random.default_rng(2)
+    n = 600
+    big = np.uint64(2**64 - 5) + (np.arange(n) % 7).astype(np.uint64)
+    base = {"x": rng.standard_normal(n), "y": (rng.random(n) < 0.5).astype(np.int8)}
+    for name, key in (("unsigned", pa.array(big)), ("signed", pa.array(big.view(np.int64)))):
+        (tmp_path / name).mkdir()
+        pq.write_table(pa.table({**base, "c": key}), tmp_path / name / "part-0.parquet")
+    with pytest.raises(ColumnTypeError, match=r"column 'c' in row group 0 of .* holds a value int64 cannot"):
+        train(TrainConfig(data=str(tmp_path / "unsigned"), label="y", categorical=("c",), cluster=None))
+    split = dict(label="y", features=("x",), validation_fraction=0.3, validation_key="c", cluster=None)
+    models = [train(TrainConfig(data=str(tmp_path / name), **split)) for name in ("unsigned", "signed")]
+    assert models[0].digest == models[1].digest and models[0].n_samples == n
 
 
 def test_a_floating_column_cannot_be_categorical(tmp_path):
@@ -699,3 +737,9 @@ def test_the_estimators_categorical_names_any_sequence_of_columns():
         assert fitted.coef_.tobytes() == as_list.coef_.tobytes()
     with pytest.raises(ValueError, match=r"categorical must be 'from_dtype' or a list of column names; got 'code'"):
         LogisticRegression(categorical="code").fit(X, y)
+    # the library's own refusals are scikit-learn's ValueError too (TooManyLevelsError escaped)
+    from pipeline.levels import MAX_LEVELS
+
+    many = pd.DataFrame({"id": [f"u{i}" for i in range(MAX_LEVELS + 1)]})
+    with pytest.raises(ValueError, match=f"categorical column 'id' has {MAX_LEVELS + 1} distinct values"):
+        LogisticRegression().fit(many, np.arange(MAX_LEVELS + 1) % 2)

@@ -208,6 +208,16 @@ def test_partition_key_as_feature_is_column_not_found(tmp_path, key):
     assert info.value.column == key
 
 
+def test_a_file_column_named_like_a_hive_key_is_a_default_feature_as_when_named(tmp_path):
+    """Some writers keep the partition column in the files too: it is read
+    from the files by default as when named (it was left out without a word)."""
+    for value in (1, 2):
+        write(tmp_path / f"a={value}" / "part-0.parquet", make_table(5, seed=value), 5)
+    dataset = open_dataset(str(tmp_path), label="y")
+    assert dataset.partition_keys == ("a",) and dataset.features == ("a", "b")
+    assert dataset.features == open_dataset(str(tmp_path), label="y", features=["a", "b"]).features
+
+
 def test_single_file(tmp_path):
     table = make_table(23, seed=5)
     path = write(tmp_path / "data.parquet", table, 10)
@@ -278,12 +288,15 @@ def test_memory_filesystem_url(memory_fs):
 
 
 def test_empty_files_and_row_groups_skipped_hidden_files_ignored(tmp_path):
-    schema = make_table(0).schema
+    """Files without rows are skipped, whatever their columns: one lacking a
+    feature (it chose the features when it came first), one of type-null
+    columns (pandas' empty frame: it refused the dataset)."""
     t_a, t_b, t_c = make_table(4, seed=1, start=0), make_table(3, seed=2, start=4), make_table(5, seed=3, start=7)
-    write(tmp_path / "part-0.parquet", make_table(0))  # empty file
+    write(tmp_path / "part-0.parquet", make_table(0).drop(["b"]))  # empty file, without "b"
     write_groups(tmp_path / "part-1.parquet", [t_a, make_table(0), t_b, make_table(0)])
-    with pq.ParquetWriter(tmp_path / "part-2.parquet", schema):
-        pass  # a file with no row groups at all
+    placeholder = pa.schema([(name, pa.null()) for name in make_table(0).schema.names])
+    with pq.ParquetWriter(tmp_path / "part-2.parquet", placeholder):
+        pass  # a file with no row groups at all, of null-typed columns
     write(tmp_path / "part-3.parquet", t_c, 5)
     (tmp_path / "_SUCCESS").write_bytes(b"")
     (tmp_path / ".part-1.parquet.crc").write_bytes(b"\x00crc garbage")
@@ -296,7 +309,8 @@ def test_empty_files_and_row_groups_skipped_hidden_files_ignored(tmp_path):
 
     dataset = open_dataset(str(tmp_path), label="y")
 
-    assert dataset.files == tuple(str(tmp_path / f"part-{i}.parquet") for i in range(4))
+    assert dataset.files == tuple(str(tmp_path / f"part-{i}.parquet") for i in (1, 3))
+    assert dataset.features == ("a", "b")
     p1, p3 = tmp_path / "part-1.parquet", tmp_path / "part-3.parquet"
     check_plan(dataset, [(p1, 0, 4), (p1, 2, 3), (p3, 0, 5)])
     assert all(chunk.n_rows > 0 for chunk in dataset.chunks)
@@ -304,6 +318,20 @@ def test_empty_files_and_row_groups_skipped_hidden_files_ignored(tmp_path):
     eX, ey = expected_xy([t_a, t_b, t_c], ["a", "b"], "y")
     np.testing.assert_array_equal(X, eX)
     np.testing.assert_array_equal(y, ey)
+
+
+def test_a_default_feature_missing_from_the_first_file_is_named_not_dropped(tmp_path):
+    """The features came from the first file's columns: a column only later
+    files have was left out without a word (and listing the files another way
+    changed the model)."""
+    write(tmp_path / "part-0.parquet", make_table(4, seed=1).drop(["b"]))
+    write(tmp_path / "part-1.parquet", make_table(4, seed=2))
+    with pytest.raises(
+        ColumnNotFoundError, match=r"column 'b' of .*part-1.parquet is not in .*part-0.parquet"
+    ) as raised:
+        open_dataset(str(tmp_path), label="y")
+    assert raised.value.column == "b" and "--features" in str(raised.value)
+    assert open_dataset(str(tmp_path), label="y", features=["a"]).features == ("a",)  # named: the shared ones
 
 
 # --------------------------------------------------------------------------- types and values
@@ -344,6 +372,32 @@ def test_feature_types_cast_to_float64_exactly(tmp_path):
     np.testing.assert_array_equal(X[:, 4].astype(np.float32), f32)
     np.testing.assert_array_equal(X[:, 6], bools.astype(np.float64))
     np.testing.assert_array_equal(y, table.column("y").to_numpy().astype(np.float64))
+
+
+def test_decimal_features_and_weights_are_numbers_and_a_decimal_label_is_refused(tmp_path):
+    """Spark's money type: a default feature (it was left out without a word),
+    each value the float64 nearest to it; a label must be classes."""
+    from decimal import Decimal
+
+    from pipeline.errors import ColumnTypeError
+
+    values = [Decimal("12.34"), Decimal("-0.10"), Decimal("99999999.99"), Decimal("0.00")] * 3
+    table = pa.table(
+        {
+            "price": pa.array(values, pa.decimal128(10, 2)),
+            "w": pa.array([Decimal("1.5")] * 12, pa.decimal128(4, 1)),
+            "y": pa.array([0, 1] * 6, pa.int8()),
+        }
+    )
+    write(tmp_path / "data" / "part-0.parquet", table, 5)
+    dataset = open_dataset(str(tmp_path / "data"), label="y", weight="w")
+    assert dataset.features == ("price",) and dataset.feature_dtype == "float64"
+    chunks = [dataset.reader(chunk) for chunk in dataset.chunks]
+    np.testing.assert_array_equal(np.concatenate([c.X[:, 0] for c in chunks]), [float(v) for v in values])
+    np.testing.assert_array_equal(np.concatenate([c.weights for c in chunks]), 1.5)
+    write(tmp_path / "label" / "part-0.parquet", table.set_column(2, "y", pa.array([Decimal(1)] * 12)), 5)
+    with pytest.raises(ColumnTypeError, match=r"label column 'y' .* has type decimal128\(1, 0\); expected an integer"):
+        open_dataset(str(tmp_path / "label"), label="y")
 
 
 @pytest.mark.parametrize(
@@ -492,3 +546,23 @@ def test_a_file_replaced_after_the_plan_is_named_not_a_key_error(tmp_path):
             read()
         assert "was the file replaced while the run read it?" in str(caught.value)
     assert reader(dataset.chunks[1]).X.shape == (4, 2)
+
+
+def test_a_hive_key_kept_in_only_some_files_stays_the_folders_key(tmp_path):
+    """Where only some files keep the partition column, it is not a default
+    feature (the others would lack it): the key of the folders, as before."""
+    write(tmp_path / "a=1" / "part-0.parquet", make_table(5, seed=1), 5)
+    write(tmp_path / "a=2" / "part-0.parquet", make_table(5, seed=2).drop(["a"]), 5)
+    assert open_dataset(str(tmp_path), label="y").features == ("b",)
+
+
+def test_a_split_key_named_twice_in_a_file_is_named_not_a_key_error(tmp_path):
+    from pipeline.data import dataset_files, split_key_kinds
+    from pipeline.errors import ColumnTypeError
+
+    table = make_table(5)
+    write(tmp_path / "part-0.parquet", table.append_column("id", table["a"]).append_column("id", table["b"]), 5)
+    write(tmp_path / "part-1.parquet", make_table(0).append_column("id", pa.array([], pa.null())))  # no rows
+    filesystem, files = dataset_files(str(tmp_path))
+    with pytest.raises(ColumnTypeError, match=r"part-0.parquet has 2 columns named 'id'"):
+        split_key_kinds(filesystem, files, "id")

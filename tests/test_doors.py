@@ -289,7 +289,7 @@ def test_predict_without_columns_writes_proba_and_prediction_only(tmp_path, trai
     proba = np.concatenate([table["proba"].to_numpy() for table in tables])
     assert proba.tobytes() == expected.tobytes()
     prediction = np.concatenate([table["prediction"].to_numpy() for table in tables])
-    assert (prediction == (proba >= 0.5)).all()
+    assert (prediction == (proba > 0.5)).all()
 
 
 @pytest.mark.parametrize(
@@ -301,6 +301,22 @@ def test_predict_columns_name_each_column_once(tmp_path, capsys, trained, column
         main(["predict", str(model_dir), str(data), "--out", str(tmp_path / "scores"), "--columns", columns])
     assert exit_status.value.code == 2 and fragment in capsys.readouterr().err
     assert not (tmp_path / "scores").exists()
+
+
+def test_a_pass_through_column_twice_in_a_file_is_refused_before_writing(tmp_path, capsys, trained):
+    """Written as two ``id`` columns, the scores could not be read back (pyarrow
+    cannot unify a schema with a repeated name)."""
+    data, model_dir = trained
+    copy = tmp_path / "data"
+    copy.mkdir()
+    for path in sorted(data.glob("*.parquet")):
+        table = pq.read_table(path)
+        ids = pa.array(np.arange(table.num_rows))
+        pq.write_table(table.append_column("id", ids).append_column("id", ids), copy / path.name)
+    scores = ["--out", str(tmp_path / "s"), "--columns", "id"]
+    code, stderr = run_main(capsys, "predict", str(model_dir), str(copy), *scores)
+    assert_one_error_line(code, stderr, "ColumnTypeError", "2 columns named 'id'")
+    assert not (tmp_path / "s").exists()
 
 
 # --------------------------------------------------------------------------- the model directory catalog
@@ -442,7 +458,7 @@ def test_report_after_a_failed_overwrite_shows_the_model_alone(tmp_path, capsys,
     assert code == EXIT_ERROR and "CollinearityError" in stderr
     assert (model / MODEL_FILE).read_bytes() == kept
     job = json.loads((model / "job.json").read_text())
-    assert not (model / "metrics.json").exists()  # (the failed run's start removed the earlier one)
+    assert (model / "metrics.json").exists()  # (the earlier model's: kept with it until a new model is written)
     metrics = json.loads((trained[1] / "metrics.json").read_text())
     metrics["model_digest"] = "0" * 64  # as if of another model
     (model / "metrics.json").write_text(json.dumps(metrics))

@@ -311,3 +311,15 @@ def test_separated_classes_warn_with_their_own_class():
     with warnings.catch_warnings():
         warnings.simplefilter("error", SeparationWarning)
         LogisticRegression(l2=1e-3).fit(X, y)  # an optimum: no warning
+
+
+def test_integers_that_float64_rounds_to_one_value_are_said_to_be_so():
+    """2**60 + 0..99 is not constant, but it is as float64: the warning says
+    why (it called the column constant without a reason)."""
+    from pipeline.errors import DataWarning
+
+    rng = np.random.default_rng(3)
+    X = np.column_stack([rng.standard_normal(100), (2**60 + np.arange(100)).astype(np.float64)])
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.warns(DataWarning, match=re.escape("feature number 1 is constant as float64 (integers beyond 2**53")):
+        LogisticRegression(l2=0.1).fit(X, y)

@@ -7,6 +7,7 @@ Cluster tests run on real ``dask scheduler`` / ``dask worker`` processes on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -125,6 +126,9 @@ def test_cli_overrides_win_over_the_job_file(tmp_path, data):
         ("train.path_ratios", "train.path_ratio"),
         ("train.learning_rate", None),  # nothing close: no guess (it was train.path_ratio)
         ("train.quiet", None),  # (it was train.init)
+        ("l2", "train.l2"),  # a key without its section: the one section that has it
+        ("max_iter", "train.max_iter"),
+        ("label", "data.label"),
     ],
 )
 def test_an_unknown_keys_suggestion_stays_in_its_section_and_knows_other_tools_names(typed, meant):
@@ -142,12 +146,15 @@ def test_an_unknown_keys_suggestion_stays_in_its_section_and_knows_other_tools_n
         ("[train]\nclass_weight = { 0 = 1, 1 = -2 }\n", ["'train.class_weight'", "positive weights by class"]),
         ('[data]\nlabel = "y"\n', ["missing key 'data.url'"]),
         ("[data\n", ["not valid TOML"]),
+        ("[trian]\nl2 = 0.1\n", ["unknown key 'trian.l2' (did you mean 'train.l2'?)"]),  # (was: unknown 'trian')
+        ('data = "x"\n', ["'data' is a section: expected a table ([data] holding url, label"]),
+        ('[data]\nlabel = "y"\nfeatures = []\n', ["key 'data.features' must name at least one column"]),
     ],
 )
 def test_malformed_job_files_name_file_and_key_and_write_nothing(tmp_path, data, body, fragments):
     job = tmp_path / "bad.toml"
     out = tmp_path / "out"
-    text = body if "[data" in body else body + f'[data]\nurl = "{data}"\nlabel = "y"\n'
+    text = body if "[data" in body or body.startswith("data =") else body + f'[data]\nurl = "{data}"\nlabel = "y"\n'
     job.write_text(text + f'\n[output]\ndir = "{out}"\n' if "[output]" not in body else text)
     result = run_cli("submit", job)
     assert result.returncode == 1, result.stdout + result.stderr
@@ -685,3 +692,211 @@ def test_a_cancel_request_for_a_queued_job_is_kept(tmp_path, data):
     with pytest.raises(JobCancelled):
         run_job(config, "q1")
     assert job_status(out) == "cancelled" and not (out / "model.json").exists()
+
+
+# --------------------------------------------------------------------------- what an old job leaves behind
+
+
+def _stopped_job(out: Path, data: Path, capsys, *extra: str) -> list[str]:
+    """A short in-process job in ``out``, then marked as stopped before its end
+    (status ``cancelled``, no model): the command line that ran it."""
+    from pipeline.cli import main
+
+    options = ["train", str(data), "--label", "y", "--in-process", "--quiet", "--out", str(out)]
+    options += ["--solver", "gd", "--max-iter", "3", *extra]
+    assert main(options) == 0
+    document = json.loads((out / "job.json").read_text())
+    (out / "job.json").write_text(json.dumps({**document, "status": "cancelled"}))
+    (out / "model.json").unlink()
+    capsys.readouterr()
+    return options
+
+
+def test_a_new_job_replaces_an_old_jobs_cancel_request_and_checkpoint_whatever_they_hold(tmp_path, data, capsys):
+    """--overwrite starts a new job: the old job's cancel request does not
+    cancel it in its first pass (it did: exit 4, nothing written), and its
+    checkpoint, damaged here, is replaced, not read (it was a CheckpointError)."""
+    from pipeline.cli import main
+
+    out = tmp_path / "out"
+    options = _stopped_job(out, data, capsys)
+    old_id = json.loads((out / "job.json").read_text())["job_id"]
+    (out / "cancel.request").write_text("{}")
+    (out / "checkpoint.npz").write_bytes(b"not a checkpoint")
+    assert main([*options, "--overwrite"]) == 0, capsys.readouterr().err
+    document = json.loads((out / "job.json").read_text())
+    assert document["status"] == "succeeded" and document["job_id"] != old_id
+    assert not (out / "cancel.request").exists() and load_checkpoint(out / "checkpoint.npz")[1]["job_id"] != old_id
+
+
+def test_a_detached_coordinator_keeps_its_own_files_under_overwrite(tmp_path, data):
+    """The coordinator of ``submit --detach --overwrite`` finds its own queued
+    job in the directory: a cancel request made while it was queued stands,
+    and the submission's log line stays (it took the job for another one and
+    cleared both)."""
+    from pipeline.errors import JobCancelled
+    from pipeline.jobfile import config_to_mapping
+    from pipeline.jobs import check_job_output, run_job
+    from pipeline.outputs import QUEUED, OutputDir, now
+
+    out = tmp_path / "out"
+    config = TrainConfig(data=str(data), label="y", out=str(out), cluster=None, overwrite=True)
+    job_id, _ = check_job_output(config, None)
+    outputs = OutputDir(out)  # what submit_detached writes, then a cancel while queued
+    outputs.path.mkdir()
+    outputs.update_job(job_id=job_id, status=QUEUED, out=str(out), config=config_to_mapping(config), submitted_at=now())
+    outputs.log(f"job {job_id} submitted (detached)")
+    outputs.request_cancel(by="test")
+    with pytest.raises(JobCancelled):
+        run_job(config, job_id, coordinator="detached")
+    assert outputs.read_job().status == "cancelled"
+    assert f"job {job_id} submitted (detached)" in (out / "job.log").read_text()
+
+
+def test_a_detached_submission_checks_the_init_model_and_the_checkpoint_before_writing(tmp_path, data, capsys):
+    """What the coordinator would refuse is refused by ``submit --detach``
+    itself, before anything is written or any scheduler is reached (its
+    coordinator failed instead, and job.json said ``queued`` for ever)."""
+    from pipeline.cli import main
+
+    out = tmp_path / "out"
+    job = write_job(tmp_path / "job.toml", data, out, name="again", extra_train="max_iter = 3")
+    assert main(["submit", str(job), "--quiet"]) == 0
+    document = json.loads((out / "job.json").read_text())
+    (out / "job.json").write_text(json.dumps({**document, "status": "cancelled"}))  # stopped: resumable
+    (out / "model.json").unlink()
+    capsys.readouterr()
+    before = (out / "job.json").read_text()
+    submit = ["submit", str(job), "--scheduler", f"tcp://127.0.0.1:{free_port()}", "--detach"]
+    assert main([*submit, "--l2", "0.5"]) == 1
+    assert capsys.readouterr().err.startswith("CheckpointError: checkpoint ")
+    assert main([*submit, "--init", str(tmp_path / "no-model")]) == 1
+    assert capsys.readouterr().err.startswith("ModelFileError: ")
+    assert (out / "job.json").read_text() == before
+    assert main([*submit, "--connect-timeout", "1"]) == 1  # the checks pass: then the scheduler is reached for
+    assert capsys.readouterr().err.startswith("ClusterError: ")
+
+
+def test_a_detached_job_that_fails_before_it_runs_is_failed_not_queued(tmp_path, data):
+    from pipeline.errors import ModelFileError
+    from pipeline.jobs import _fail_queued
+    from pipeline.outputs import QUEUED, RUNNING, OutputDir, now
+
+    out = tmp_path / "out"
+    config = TrainConfig(data=str(data), label="y", out=str(out))
+    outputs = OutputDir(out)
+    outputs.path.mkdir()
+    outputs.update_job(job_id="j1", status=QUEUED, out=str(out), submitted_at=now())
+    _fail_queued(config, "j1", ModelFileError("model/model.json: no such file"), None)
+    document = outputs.read_job()
+    assert document.status == "failed" and document.error == "ModelFileError: model/model.json: no such file"
+    assert "job j1 failed: ModelFileError" in (out / "job.log").read_text()
+    outputs.update_job(status=RUNNING, error=None)  # a running job's recorder says why itself
+    _fail_queued(config, "j1", RuntimeError("late"), None)
+    assert outputs.read_job().status == RUNNING
+    _fail_queued(config, "j2", RuntimeError("another job's"), None)
+    assert outputs.read_job().status == RUNNING
+
+
+@pytest.mark.parametrize("pid", ["4242", 2**70, -1, 0, 1.5])
+def test_a_coordinator_pid_that_cannot_be_a_process_says_nothing(tmp_path, data, capsys, pid):
+    """A hand-edited pid in job.json: no traceback (a str was a TypeError, a
+    huge one an OverflowError) and no claim (-1 made os.kill probe every process)."""
+    from pipeline.cli import main
+    from pipeline.jobs import coordinator_gone, refuse_if_running
+    from pipeline.outputs import OutputDir
+
+    out = tmp_path / "out"
+    options = _stopped_job(out, data, capsys)
+    document = json.loads((out / "job.json").read_text())
+    coordinator = {"mode": "attached", "host": socket.gethostname(), "pid": pid}
+    (out / "job.json").write_text(json.dumps({**document, "status": "running", "coordinator": coordinator}))
+    running = OutputDir(out).read_job()
+    assert not coordinator_gone(running)
+    refuse_if_running(running)  # (nothing known: not refused)
+    assert main(["status", str(out)]) == 0
+    assert main([*options, "--overwrite"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_job_generates_its_data_into_an_empty_directory(tmp_path):
+    """An empty directory at data.url was taken for the dataset (and refused:
+    no data files), so a job whose generation failed could never generate."""
+    from pipeline.jobs import run_job
+
+    (tmp_path / "data").mkdir()
+    generate = {"rows": 300, "features": 2, "seed": 1}
+    config = TrainConfig(
+        data=str(tmp_path / "data"), label="y", generate=generate, cluster=None, out=str(tmp_path / "o")
+    )
+    assert run_job(config).n_samples == 300
+
+
+def test_an_init_model_that_is_not_there_is_blamed_on_the_key_that_named_it(tmp_path, data, capsys):
+    from pipeline.cli import main
+
+    job = write_job(tmp_path / "job.toml", data, tmp_path / "out", extra_train=f'init = "{tmp_path / "none"}"')
+    assert main(["submit", str(job), "--quiet"]) == 1
+    assert capsys.readouterr().err.startswith(f"ModelFileError: {job}: train.init: {tmp_path / 'none' / 'model.json'}")
+    assert main(["submit", str(job), "--quiet", "--init", str(tmp_path / "other")]) == 1  # the command line's
+    assert capsys.readouterr().err.startswith(f"ModelFileError: {tmp_path / 'other' / 'model.json'}")
+
+
+def test_a_replacing_job_that_stops_leaves_the_model_with_its_metrics(tmp_path, data):
+    """An --overwrite job that is cancelled leaves the earlier model.json (as
+    documented) and now its metrics.json and report.html too (they were
+    cleared at the start, so the report said it had no metrics); a
+    successful one replaces the model and takes them away."""
+    from pipeline.errors import JobCancelled
+    from pipeline.jobs import run_job
+    from pipeline.outputs import OutputDir
+    from pipeline.report import write_report
+    from pipeline.solvers import SolverOptions
+
+    out = tmp_path / "out"
+    first = TrainConfig(data=str(data), label="y", cluster=None, out=str(out), validation_fraction=0.25)
+    run_job(first)
+    write_report(str(out))
+    kept = {name: (out / name).read_bytes() for name in ("model.json", "metrics.json", "report.html")}
+    outputs = OutputDir(out)
+    slow = SolverOptions(max_iter=50, tol=0.0, ftol=0.0)
+    again = dataclasses.replace(first, validation_fraction=0.0, overwrite=True, solver="gd", options=slow)
+
+    def cancel_at_two(record):
+        if record.iteration == 2:
+            outputs.request_cancel(by="test")
+
+    with pytest.raises(JobCancelled):
+        run_job(again, progress=cancel_at_two)
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    run_job(dataclasses.replace(again, options=SolverOptions(max_iter=3)))
+    assert (out / "model.json").read_bytes() != kept["model.json"]
+    assert not (out / "metrics.json").exists() and not (out / "report.html").exists()
+
+
+def test_the_detached_coordinator_marks_an_early_failure(tmp_path, data, monkeypatch):
+    """``coordinate`` (a worker's task) records a failure of ``run_job`` before
+    the job ran: the wiring of :func:`_fail_queued`, with the cluster's
+    ``worker_client`` and the failing run as fakes."""
+    import contextlib
+
+    import distributed
+
+    from pipeline import jobs
+    from pipeline.errors import ModelFileError
+    from pipeline.outputs import QUEUED, OutputDir, now
+
+    out = tmp_path / "out"
+    config = TrainConfig(data=str(data), label="y", out=str(out))
+    outputs = OutputDir(out)
+    outputs.path.mkdir()
+    outputs.update_job(job_id="j9", status=QUEUED, out=str(out), submitted_at=now())
+
+    def failing(*args, **kwargs):
+        raise ModelFileError("init/model.json: no such file")
+
+    monkeypatch.setattr(distributed, "worker_client", contextlib.nullcontext)
+    monkeypatch.setattr(jobs, "run_job", failing)
+    with pytest.raises(ModelFileError):
+        jobs.coordinate(config, "j9")
+    assert outputs.read_job().status == "failed" and "ModelFileError: init/model.json" in outputs.read_job().error

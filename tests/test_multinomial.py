@@ -302,7 +302,7 @@ def test_two_text_classes_make_the_binomial_model(data, tmp_path):
     predict(str(tmp_path / "out"), str(tmp_path / "two.parquet"), str(tmp_path / "scores"))
     scores = pq.read_table(tmp_path / "scores").to_pandas()
     assert set(scores["prediction"]) <= {"ant", "bee"}
-    assert ((scores["proba"] >= 0.5) == (scores["prediction"] == "bee")).all()
+    assert ((scores["proba"] > 0.5) == (scores["prediction"] == "bee")).all()
     metrics = evaluate(str(tmp_path / "out"), str(tmp_path / "two.parquet"))
     truth = (values["species"][keep] == "bee").astype(int)
     assert metrics["classes"] == ["ant", "bee"]
@@ -385,7 +385,7 @@ def test_a_single_class_is_refused(tmp_path):
         train(config(tmp_path / "one.parquet"))
 
 
-def test_a_stray_label_value_is_warned_about(tmp_path, recwarn):
+def test_a_stray_label_value_is_warned_about(tmp_path, recwarn, capsys):
     """A 0/1 label with one stray 2 trains a 3-class model (the documented
     auto family) but says that a class has a single row; real classes do not warn."""
     rng = np.random.default_rng(8)
@@ -399,6 +399,22 @@ def test_a_stray_label_value_is_warned_about(tmp_path, recwarn):
     recwarn.clear()
     train(config(write(tmp_path / "species"), options=SolverOptions(max_iter=3)))
     assert not [w for w in recwarn if "single row" in str(w.message)]
+    # the command prints it as its other warnings: one line (it was Python's
+    # two, with the source line of the call that warned), logged in job.log
+    from pipeline.cli import main
+
+    out = tmp_path / "out"
+    assert (
+        main(
+            ["train", str(tmp_path / "stray.parquet"), "--label", "y", "--l2", "0.01", "--in-process"]
+            + ["--quiet", "--out", str(out)]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().err
+    assert "warning: label column 'y': 1 of its 3 classes have a single row (2)" in printed
+    assert "DataWarning" not in printed and "return run(" not in printed
+    assert "warning: label column 'y': 1 of its 3 classes" in (out / "job.log").read_text()
 
 
 def test_too_many_classes_are_refused(data):
@@ -886,3 +902,20 @@ def test_the_cli_takes_a_weight_per_class(data, tmp_path):
                      "--in-process", "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert Model.load(out).class_weight == [1.0, 2.0, 0.5]
+
+
+def test_a_failed_jobs_warnings_are_told_too(tmp_path, capsys):
+    """A stray label value makes 3 classes, and two class weights then fail:
+    the warning that says why is printed (it was caught and dropped)."""
+    from pipeline.cli import main
+
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((300, 2))
+    label = (X[:, 0] > 0).astype(np.int64)
+    label[7] = 2
+    pq.write_table(pa.table({"x0": X[:, 0], "x1": X[:, 1], "y": label}), tmp_path / "stray.parquet")
+    options = ["train", str(tmp_path / "stray.parquet"), "--label", "y", "--in-process", "--quiet"]
+    assert main([*options, "--class-weight", "1,5", "--out", str(tmp_path / "out")]) == 1
+    printed = capsys.readouterr().err
+    assert "warning: label column 'y': 1 of its 3 classes have a single row (2)" in printed
+    assert printed.strip().splitlines()[-1].startswith("ConfigError: ")

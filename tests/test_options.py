@@ -5,6 +5,7 @@ and comes back naming the option (CLI) or the key (job file)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -73,13 +74,13 @@ def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
         "train.path": 0,  # (a path refuses this init: below)
         "train.path_ratio": 1e-4,  # (the default: another end needs a path, below)
         "train.cv": 0,  # (cross-validation refuses this init and validation split: below)
-        "train.cv_rule": "1se",
+        "train.cv_rule": "min",  # (the default: another rule needs cross-validation, below)
         "cluster.workers": 3,
         "cluster.threads_per_worker": 2,
         "cluster.memory_limit": "1GiB",
         "cluster.stall_timeout": 7.5,
         "cluster.connect_timeout": 3.0,
-        "cache.mode": "disk",
+        "cache.mode": "memory",
         "cache.memory_fraction": 0.25,
         "output.dir": str(tmp_path / "o"),
         "output.root": str(tmp_path),
@@ -101,8 +102,9 @@ def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
     assert config_from_mapping(path).path == 7 and config_to_mapping(config_from_mapping(path))["train.path"] == 7
     assert config_from_mapping(path).path_ratio == 0.01
     assert config_to_mapping(config_from_mapping(path))["train.path_ratio"] == 0.01
-    folds = {**path, "train.cv": 5}
+    folds = {**path, "train.cv": 5, "train.cv_rule": "1se"}
     assert config_from_mapping(folds).cv == 5 and config_to_mapping(config_from_mapping(folds))["train.cv"] == 5
+    assert config_to_mapping(config_from_mapping(folds))["train.cv_rule"] == "1se"
     job = tmp_path / "job.toml"  # and through a job file
     job.write_text(to_toml(config_to_mapping(config)))
     assert load_job(job) == config
@@ -244,4 +246,73 @@ def test_alpha_without_reg_is_refused_naming_the_option_or_the_key():
         config_from_mapping(mapping)
     assert cli.value.column == "train.alpha"
     with pytest.raises(JobFileError, match="key 'train.alpha' is the elastic net's mix of key 'train.reg'"):
+        config_from_mapping(mapping, "job.toml")
+
+
+@pytest.mark.parametrize(
+    "more, flag_words, key_words",
+    [
+        (
+            {"train.cv_rule": "1se"},
+            "--cv-rule chooses a cross-validated strength (--cv = 2 or more folds); found --cv-rule '1se' without --cv",
+            "key 'train.cv_rule' chooses a cross-validated strength (key 'train.cv' = 2 or more folds)",
+        ),
+        (
+            {"data.hashed": ["a"]},
+            "--hashed columns need --hash-buckets",
+            "key 'data.hashed' columns need key 'data.hash_buckets'",
+        ),
+    ],
+)
+def test_a_setting_that_would_do_nothing_is_refused_in_the_sources_words(more, flag_words, key_words):
+    """--cv-rule without --cv did nothing, silently (--path-ratio without
+    --path was refused); a message quoting another setting names it as the
+    source does."""
+    mapping = {"data.url": "/d", "data.label": "y", **more}
+    with pytest.raises(ConfigError) as from_cli:
+        config_from_mapping(mapping)
+    assert str(from_cli.value).startswith(flag_words)
+    with pytest.raises(JobFileError) as from_file:
+        config_from_mapping(mapping, "job.toml")
+    assert str(from_file.value).startswith(f"job.toml: {key_words}")
+
+
+def test_job_file_values_as_toml_writes_them(tmp_path):
+    """A memory limit of 0 (none) or a fraction is a TOML number as the docs
+    write it (it had to be quoted); a file that is not UTF-8 is a JobFileError
+    (it was a UnicodeDecodeError traceback); data.generate's numbers have
+    make-data's ranges, and it writes a local directory only (memory://x was a
+    traceback and a local folder named 'memory:')."""
+    head = '[data]\nurl = "/d"\nlabel = "y"\n'
+    job = tmp_path / "job.toml"
+    for value, kept in (("0", "0"), ("0.5", "0.5"), ('"2GiB"', "2GiB")):
+        job.write_text(f"{head}[cluster]\nworkers = 1\nmemory_limit = {value}\n")
+        assert load_job(job).cluster.memory_limit == kept
+    job.write_text(head, encoding="utf-16")
+    with pytest.raises(JobFileError, match=r"job.toml: not valid TOML: not UTF-8 text"):
+        load_job(job)
+    for url, generate, words in (
+        ("/d", "{rows = -5, features = 3}", "key 'data.generate.rows' must be >= 0; found -5"),
+        ("/d", "{rows = 10, features = 0}", "key 'data.generate.features' must be >= 1; found 0"),
+        ("memory://d", "{rows = 10, features = 3}", "key 'data.generate' writes a dataset into a local directory"),
+        ("/d/*.parquet", "{rows = 10, features = 3}", "key 'data.generate' writes a dataset into a local directory"),
+    ):
+        job.write_text(f'[data]\nurl = "{url}"\nlabel = "y"\ngenerate = {generate}\n')
+        with pytest.raises(JobFileError, match=f"^{re.escape(str(job))}: {re.escape(words)}"):
+            load_job(job)
+
+
+def test_the_demo_needs_rows(capsys):
+    """--rows 0 said 'make-data needs rows >= 0 ... row-group-size=0'."""
+    from pipeline.cli import main
+
+    assert main(["demo", "--rows", "0"]) == 1
+    assert capsys.readouterr().err.strip() == "ConfigError: --rows must be >= 1; found 0"
+
+
+def test_the_class_weight_rule_shows_the_sources_syntax():
+    mapping = {"data.url": "/d", "data.label": "y", "train.class_weight": {"ham": -1.0, "spam": 2.0}}
+    with pytest.raises(ConfigError, match=re.escape("by class (ham:1,spam:5) or one per class (1,5)")):
+        config_from_mapping(mapping)
+    with pytest.raises(JobFileError, match=re.escape("by class ({ham = 1, spam = 5}) or one per class ([1, 5])")):
         config_from_mapping(mapping, "job.toml")

@@ -115,8 +115,10 @@ def test_every_file_a_job_writes_is_named_in_outputs_and_cleared_with_it(data, t
     written = {path.name for path in out.iterdir()}
     assert written <= set(JOB_FILES) | {MODEL_FILE}, written - set(JOB_FILES) - {MODEL_FILE}
     assert {"job.json", "job.log", "history.csv", "checkpoint.npz", "metrics.json", "report.html"} <= written
-    OutputDir(out).clear_job_files()
-    assert {path.name for path in out.iterdir()} == {MODEL_FILE}  # the model stays until replaced
+    OutputDir(out).clear_job_files()  # the model stays until replaced, and what describes it with it
+    assert {path.name for path in out.iterdir()} == {MODEL_FILE, "metrics.json", "report.html"}
+    OutputDir(out).clear_model_files()
+    assert {path.name for path in out.iterdir()} == {MODEL_FILE}
 
 
 def test_the_job_document_is_typed_and_refuses_what_it_cannot_use(data, tmp_path):
@@ -149,7 +151,7 @@ def test_a_bad_validation_key_is_recorded_as_the_runs_failure(data, tmp_path):
     config = TrainConfig(data=str(data), label="y", cluster=None, validation_fraction=0.2, validation_key="nope")
     with pytest.raises(ColumnNotFoundError):
         run(config, recorder)
-    assert recorder.calls == ["begin", "fail:ColumnNotFoundError"]
+    assert recorder.calls == ["begin", "watching", "fail:ColumnNotFoundError"]  # (its warnings recorded too)
 
 
 def test_a_moved_model_still_tells_its_split(data, tmp_path):

@@ -88,7 +88,7 @@ def test_predictions_are_the_same_bits_for_any_partitioning(tmp_path, table, mod
     assert second["id"].to_pylist() == table["id"].to_pylist()
     assert second["note"].to_pylist() == table["note"].to_pylist()
     proba = second["proba"].to_numpy()
-    assert (second["prediction"].to_numpy() == (proba >= 0.5)).all()
+    assert (second["prediction"].to_numpy() == (proba > 0.5)).all()
     model = Model.load(model_dir)
     X = np.column_stack([table[c].to_numpy() for c in ("a", "b", "c")])
     assert proba.tobytes() == model.predict_proba(X).tobytes()
@@ -130,7 +130,7 @@ def test_metrics_match_scikit_learn_and_do_not_depend_on_partitioning(tmp_path, 
     X = np.column_stack([table[c].to_numpy() for c in ("a", "b", "c")])
     y = table["y"].to_numpy()
     proba = model.predict_proba(X)
-    predicted = (proba >= 0.5).astype(int)
+    predicted = (proba > 0.5).astype(int)
     tn, fp, fn, tp = skm.confusion_matrix(y, predicted).ravel()
     assert first["confusion_matrix"] == {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
     assert first["accuracy"] == skm.accuracy_score(y, predicted)
@@ -207,3 +207,41 @@ def test_report_is_self_contained_and_renders_in_a_headless_browser(tmp_path, ta
     assert taken.returncode == 0, taken.stderr[-2000:]
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # a rendered page, not a blank one
+
+
+def test_a_row_at_the_threshold_is_the_first_class_everywhere(tmp_path):
+    """A model whose proba is exactly 0.5 (all coefficients 0: balanced
+    classes, a strong L1): ``pipeline predict``, ``evaluate`` and the
+    estimator all predict the first class -- scikit-learn's
+    ``decision_function > 0`` and Spark's ``proba > threshold``.  The command
+    said the second class (``>=``) where the estimator said the first."""
+    from pipeline.cli import main
+    from pipeline.estimator import LogisticRegression
+
+    rng = np.random.default_rng(5)
+    data = tmp_path / "data"
+    data.mkdir()
+    x = rng.standard_normal(200)
+    pq.write_table(pa.table({"x": x, "y": np.tile([0, 1], 100).astype(np.int8)}), data / "part-0.parquet")
+    assert (
+        main(
+            ["train", str(data), "--label", "y", "--l1", "10", "--in-process", "--quiet", "--out", str(tmp_path / "m")]
+        )
+        == 0
+    )
+    model = Model.load(tmp_path / "m")
+    assert model.coef == [0.0] and model.intercept == 0.0
+    assert main(["predict", str(tmp_path / "m"), str(data), "--out", str(tmp_path / "scores")]) == 0
+    scores = pq.read_table(tmp_path / "scores")
+    assert set(scores["proba"].to_pylist()) == {0.5} and set(scores["prediction"].to_pylist()) == {0}
+    assert main(["evaluate", str(tmp_path / "m"), str(data), "--out", str(tmp_path / "metrics.json")]) == 0
+    confusion = json.loads((tmp_path / "metrics.json").read_text())["confusion_matrix"]
+    assert confusion == {"tn": 100, "fp": 0, "fn": 100, "tp": 0}
+    estimator = LogisticRegression.from_model(tmp_path / "m")
+    assert set(estimator.predict(x[:, None]).tolist()) == {0}
+    # a margin of 1e-17 rounds to proba 0.5 too: still the first class (margin > 0 said the second)
+    import dataclasses
+
+    dataclasses.replace(model, intercept=1e-17).save(tmp_path / "tiny")
+    tiny = LogisticRegression.from_model(tmp_path / "tiny")
+    assert set(tiny.predict(x[:, None]).tolist()) == {0} and set(tiny.predict_proba(x[:, None])[:, 1]) == {0.5}

@@ -107,7 +107,7 @@ def test_validation_is_the_same_for_any_partitioning_and_reported(tmp_path, tabl
     assert found["rows"] == {"part": "validation", "fraction": 0.2, "key": "user"}
     assert found["n_samples"] == held.sum() and found["n_positive"] == y.sum()
     proba = 1 / (1 + np.exp(-z))
-    assert found["accuracy"] == accuracy_score(y, proba >= 0.5)
+    assert found["accuracy"] == accuracy_score(y, proba > 0.5)
     assert found["roc_auc"] == pytest.approx(roc_auc_score(y, proba), abs=1e-12)
     assert found["log_loss"] == pytest.approx(first.validation_loss_history[-1], rel=1e-12)
 
@@ -183,6 +183,15 @@ def test_evaluate_a_split_of_the_training_data(tmp_path, table):
     assert "was trained without a validation split" in refused.stderr
     assert "data.validation_fraction is not set" in refused.stderr
     assert not (tmp_path / "plain" / "metrics.json").exists()
+    # a later job's job.json beside the model (it failed or was cancelled, so
+    # model.json is still the earlier job's): its split is not the model's
+    document = json.loads((tmp_path / "split" / "job.json").read_text())
+    config = {**document["config"], "data.validation_fraction": 0.5}
+    later = {**document, "job_id": "later", "status": "cancelled", "digest": None, "config": config}
+    (tmp_path / "split" / "job.json").write_text(json.dumps(later))
+    other_job = run_cli("evaluate", tmp_path / "split", data, "--split", "validation", "--in-process", "--overwrite")
+    assert other_job.returncode == 1 and "Traceback" not in other_job.stderr
+    assert "is of job later (cancelled), which did not write the model" in other_job.stderr
 
 
 def test_training_uses_only_the_training_rows(tmp_path, table):
