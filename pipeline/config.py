@@ -329,9 +329,10 @@ def check_output_root(path: str, roots: list[str], what: str = "output directory
     resolved = Path(path).resolve()
     for root in roots:
         if not resolved.is_relative_to(Path(root).resolve()):
+            by_environment = root == os.environ.get(OUTPUT_ROOT_ENV)  # (it binds every job where it is set)
+            remedy = f"${OUTPUT_ROOT_ENV} where the job runs" if by_environment else "output.root (--output-root)"
             raise OutputError(
                 f"{what} {path} is outside the output root {root} (resolved: "
-                f"{resolved}); write under {root}, or change output.root / "
-                f"${OUTPUT_ROOT_ENV}",
+                f"{resolved}); write under {root}, or change {remedy}",
                 path=str(path),
             )

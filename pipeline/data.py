@@ -1191,7 +1191,9 @@ def open_dataset(
         or any(name in schemas[path].names and is_categorical_type(schemas[path].field(name).type) for path in files)
     )
     for path in files:
-        _check_schema(schemas[path], path, label, features, partition_keys, weight, categorical_columns)
+        _check_schema(
+            schemas[path], path, label, features, partition_keys, weight, categorical_columns, missing != "error"
+        )
     label_kind = _label_kind_in(schemas, files, label) if label else "int"
     kinds = tuple(_level_kind_in(schemas, files, name) for name in categorical_columns)
     for vocabulary in vocabularies or ():
@@ -1561,7 +1563,11 @@ def _check_schema(
     partition_keys: tuple[str, ...],
     weight: str | None = None,
     categorical: tuple[str, ...] = (),
+    missing_allowed: bool = False,
 ) -> None:
+    """Each named column is in the file and of a usable type; with
+    ``missing_allowed`` (a missing-value policy) a feature may be of type null
+    in a file: all its values missing there (pandas writes an all-None column so)."""
     roles = ([("label", label)] if label else []) + [("feature", name) for name in features]
     if weight:
         roles.append(("weight", weight))
@@ -1579,6 +1585,8 @@ def _check_schema(
             continue  # its kind is checked across files (_level_kind_in)
         if role == "label" and class_kind(dtype) is not None:
             continue  # numbers are read as 0/1 or as classes; text and dictionaries as classes
+        if role == "feature" and missing_allowed and pa.types.is_null(dtype):
+            continue  # every value missing in this file
         if not _is_usable_type(dtype, decimal=role != "label"):
             expected = (
                 "an integer, floating point, boolean, text or dictionary column"
@@ -1586,6 +1594,8 @@ def _check_schema(
                 else "an integer, floating point, decimal or boolean column"
                 + (" (or text or dictionary: a categorical column)" if role == "feature" else "")
             )
+            if role == "feature" and pa.types.is_null(dtype):
+                expected += " (type null: every value missing in this file; --missing mean or indicator takes that)"
             raise ColumnTypeError(
                 f"{role} column {name!r} in {path} has type {dtype}; expected {expected}",
                 path=path,

@@ -164,7 +164,7 @@ KEYS: dict[str, Key] = {
     "train.history_size": Key("options.history_size", "int", "--history-size", "L-BFGS memory (pairs kept)"),
     "train.l2": Key("penalty.l2", "float", "--l2", "L2 strength: + l2/2 ||w||^2"),
     "train.l1": Key("penalty.l1", "float", "--l1", "L1 strength: + l1 ||w||_1"),
-    "train.reg": Key(None, "float", "--reg", "elastic net strength (with train.alpha), instead of l2/l1"),
+    "train.reg": Key(None, "float", "--reg", "elastic net strength (with --alpha / train.alpha), instead of l2/l1"),
     "train.alpha": Key(None, "float", "--alpha", "elastic net mix: l1 = reg*alpha, l2 = reg*(1-alpha)"),
     "train.standardize": Key(
         "standardize",

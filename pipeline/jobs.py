@@ -545,7 +545,7 @@ def _load_resume(outputs: OutputDir, job_id: str, fingerprint: str, options: dic
             f"checkpoint {path} was written for another dataset (fingerprint "
             f"{str(meta.get('fingerprint'))[:16]}…; the data now has {fingerprint[:16]}…: files, "
             "sizes, row groups or the columns' Parquet statistics changed); resume with the original data, "
-            "or start a new job",
+            "or start a new job (--overwrite replaces this one; or another output directory)",
             path=str(path),
         )
     if _comparable(meta.get("model_options") or {}) != _comparable(options):
@@ -554,7 +554,7 @@ def _load_resume(outputs: OutputDir, job_id: str, fingerprint: str, options: dic
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {options.get(k)!r}" for k in changed)
         raise CheckpointError(
             f"checkpoint {path} was written with other options ({detail}); resume with the "
-            "original options, or start a new job",
+            "original options, or start a new job (--overwrite replaces this one; or another output directory)",
             path=str(path),
         )
     return state

@@ -562,7 +562,7 @@ def learn_classes(
     if config.family == "binomial" and len(classes) != 2:
         raise LabelValueError(
             f"label column {label!r} has {len(classes)} classes ({shown}); the binomial family needs "
-            "exactly 2 (use --family multinomial or auto)",
+            "exactly 2 (family multinomial or auto: --family, or data.family in a job file)",
             path=dataset.url,
             column=label,
         )
@@ -908,7 +908,8 @@ def check_resumed_class_weight(resume: FitState | None, weights: Any) -> None:
     if tuple(resume.class_weight) != weights:
         raise CheckpointError(
             f"the checkpoint was written with other class weights ({list(resume.class_weight)!r} -> "
-            f"{list(weights)!r}); resume with the original options, or start a new job"
+            f"{list(weights)!r}); resume with the original options, or start a new job (--overwrite, or "
+            "another output directory)"
         )
 
 

@@ -566,3 +566,19 @@ def test_a_split_key_named_twice_in_a_file_is_named_not_a_key_error(tmp_path):
     filesystem, files = dataset_files(str(tmp_path))
     with pytest.raises(ColumnTypeError, match=r"part-0.parquet has 2 columns named 'id'"):
         split_key_kinds(filesystem, files, "id")
+
+
+def test_a_feature_of_type_null_in_a_file_is_all_missing_there(tmp_path):
+    """pandas writes an all-None column as type null: with a missing-value
+    policy those rows are missing values (it was refused whatever the policy);
+    without one the error says which policy takes it."""
+    from pipeline.errors import ColumnTypeError
+
+    write(tmp_path / "part-0.parquet", make_table(4, seed=1), 4)
+    write(tmp_path / "part-1.parquet", make_table(3, seed=2).set_column(1, "b", pa.nulls(3)), 3)
+    dataset = open_dataset(str(tmp_path), label="y", features=["a", "b"], missing="mean")
+    assert dataset.missing == ("b",)
+    X, _ = concat_chunks(dataset)
+    assert np.isnan(X[4:, 1]).all() and not np.isnan(X[:4]).any()
+    with pytest.raises(ColumnTypeError, match=r"part-1.parquet has type null; .*--missing mean or indicator"):
+        open_dataset(str(tmp_path), label="y", features=["a", "b"])
