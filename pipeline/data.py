@@ -84,6 +84,9 @@ __all__ = [
 #: Path components starting with these are not data (``_SUCCESS``, ``.crc``).
 IGNORED_PREFIXES = (".", "_")
 _GLOB_CHARS = "*?["
+#: Bytes a streamed read buffers per column (pyarrow's default, 0, reads a
+#: row group's whole column chunk at once: a task would hold the row group).
+STREAM_BUFFER_BYTES = 2**20
 #: Decoded chunks of at least this many bytes get fresh plain pages (:func:`fresh_array`).
 FRESH_PAGES_BYTES = 4 * 2**20
 
@@ -313,7 +316,9 @@ class ChunkReader:
         try:
             # no pre-buffering of the whole row group, no decode threads: the
             # reader's memory stays near one batch
-            parquet = pq.ParquetFile(chunk.path, filesystem=self.filesystem, pre_buffer=False)
+            parquet = pq.ParquetFile(
+                chunk.path, filesystem=self.filesystem, pre_buffer=False, buffer_size=STREAM_BUFFER_BYTES
+            )
             batches = parquet.iter_batches(
                 batch_size=batch_rows,
                 row_groups=[chunk.row_group],
@@ -652,7 +657,7 @@ def _column_values(
     if column.null_count:
         valid = _numpy_values(pc.is_valid(column)) != 0.0
         _check(None, valid, MissingValueError, f"column {name!r}", "null", null_hint, chunk, first_row, name)
-    values = _numpy_values(column, dtype)
+    values = _numpy_values(column, dtype, f"column {name!r} in {chunk.where()}")
     if check_finite:
         _check(
             values,
@@ -703,8 +708,10 @@ def _values_with_missing(
                 name,
             )
     if column.null_count:
+        if pa.types.is_decimal(column.type):
+            column = decimal_as_float64(column)
         column = pc.fill_null(pc.cast(column, pa.from_numpy_dtype(dtype), safe=False), float("nan"))
-    return _numpy_values(column, dtype)
+    return _numpy_values(column, dtype, f"column {name!r} in {chunk.where()}")
 
 
 def key_bits(column, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
@@ -733,7 +740,9 @@ def key_bits(column, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
         return _numpy_values(column).view(np.uint64)
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_temporal(kind):
         # (uint64 beyond 2**63 too: the same 64 bits, which is all a key's hash needs)
-        values = pc.cast(column.cast(pa.int64()) if pa.types.is_temporal(kind) else column, pa.int64(), safe=False)
+        if pa.types.is_temporal(kind):  # (date32 and time32 cast to int32 only)
+            column = column.cast(pa.int32() if kind.bit_width == 32 else pa.int64())
+        values = pc.cast(column, pa.int64(), safe=False)
         parts = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
         views = [
             np.frombuffer(part.buffers()[1], dtype=np.int64, count=len(part), offset=part.offset * 8)
@@ -811,14 +820,35 @@ def _resolve(url: str, storage_options: dict | None) -> tuple[Any, list[str], st
     return filesystem, files, base
 
 
-def _numpy_values(column, dtype: np.dtype = np.dtype(np.float64)) -> np.ndarray:
+def decimal_as_float64(column):
+    """A decimal column as float64, each value the nearest float64 to the
+    decimal: through its text, which Arrow parses correctly rounded (its
+    direct decimal-to-double cast divides by the scale after rounding, so
+    ``Decimal("0.1")`` of scale 20 became 0.09999999999999999, and one value
+    decoded differently by scale)."""
+    return pc.cast(pc.cast(column, pa.string()), pa.float64())
+
+
+def _numpy_values(column, dtype: np.dtype = np.dtype(np.float64), where: str = "a column") -> np.ndarray:
     """A null-free int, float or bool Arrow column (ChunkedArray or Array) as
     float64 (or ``dtype``, a type holding every value exactly) numpy, straight
     from Arrow's buffers: casting is Arrow's (ints round to nearest, as
     numpy's ``astype`` does; bools give 0/1), and pyarrow's ``to_numpy`` is
     avoided because it imports pandas (about a second in every process that
     decodes a chunk).  Read-only when zero-copy."""
-    column = pc.cast(column, pa.from_numpy_dtype(dtype), safe=False)
+    if pa.types.is_decimal(column.type):
+        column = decimal_as_float64(column)
+    # A narrow carrier holds the planned column's values exactly: a safe cast
+    # says so (a file replaced since the plan, with other values, is refused
+    # instead of truncated); float64 takes every number, int64 rounded.
+    narrow = dtype != np.float64
+    try:
+        column = pc.cast(column, pa.from_numpy_dtype(dtype), safe=narrow)
+    except pa.ArrowInvalid as exc:
+        raise ColumnTypeError(
+            f"{where} holds values its planned type {dtype} cannot hold ({exc}); expected the files as they "
+            "were when the dataset was opened (was a file replaced since?)"
+        ) from None
     parts = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     views = [
         np.frombuffer(part.buffers()[1], dtype=dtype, count=len(part), offset=part.offset * dtype.itemsize)

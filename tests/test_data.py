@@ -382,6 +382,17 @@ def test_decimal_features_and_weights_are_numbers_and_a_decimal_label_is_refused
     from pipeline.errors import ColumnTypeError
 
     values = [Decimal("12.34"), Decimal("-0.10"), Decimal("99999999.99"), Decimal("0.00")] * 3
+    # every value the nearest float64, whatever the decimal type (Arrow's own cast
+    # rounds twice: 0.1 of scale 20 was 0.09999999999999999, and values differed by scale)
+    rng = np.random.default_rng(7)
+    many = [Decimal(f"{v:.2f}") for v in rng.uniform(-1000, 1000, 300)] + [Decimal("0.1")]
+    for decimal_type in (pa.decimal128(10, 2), pa.decimal128(18, 4), pa.decimal128(38, 20), pa.decimal256(60, 30)):
+        write(
+            tmp_path / "types" / "part-0.parquet",
+            pa.table({"d": pa.array(many, decimal_type), "y": [0, 1] * 150 + [0]}),
+        )
+        decoded = open_dataset(str(tmp_path / "types"), label="y")
+        np.testing.assert_array_equal(concat_chunks(decoded)[0][:, 0], [float(v) for v in many])
     table = pa.table(
         {
             "price": pa.array(values, pa.decimal128(10, 2)),
@@ -582,3 +593,35 @@ def test_a_feature_of_type_null_in_a_file_is_all_missing_there(tmp_path):
     assert np.isnan(X[4:, 1]).all() and not np.isnan(X[:4]).any()
     with pytest.raises(ColumnTypeError, match=r"part-1.parquet has type null; .*--missing mean or indicator"):
         open_dataset(str(tmp_path), label="y", features=["a", "b"])
+
+
+def test_a_narrow_column_replaced_by_other_values_is_refused_not_truncated(tmp_path):
+    """Planned as int8 (held exactly), then rewritten as float64: the values
+    were cast unsafely (300.5 read as 44); now one ColumnTypeError naming the
+    column and the row group."""
+    from pipeline.errors import ColumnTypeError
+
+    path = write(tmp_path / "part-0.parquet", pa.table({"x": pa.array([1, 2, 3, -1], pa.int8()), "y": [0, 1, 0, 1]}))
+    dataset = open_dataset(str(tmp_path), label="y")
+    assert dataset.feature_dtype == "int8"
+    write(path, pa.table({"x": [1.9, 2.7, 300.5, -0.5], "y": [0, 1, 0, 1]}))
+    with pytest.raises(
+        ColumnTypeError, match=r"column 'x' in row group 0 of .*part-0.parquet holds values its planned"
+    ):
+        dataset.reader(dataset.chunks[0])
+
+
+def test_a_streamed_row_group_is_read_a_buffer_at_a_time(tmp_path):
+    """pyarrow's default reads a row group's whole column chunk at once: a
+    streamed read held the row group, not a batch (8 MB a column here)."""
+    n = 1_000_000
+    rng = np.random.default_rng(0)
+    table = pa.table({"x": rng.random(n), "y": (rng.random(n) < 0.5).astype(np.int8)})
+    pq.write_table(table, tmp_path / "part-0.parquet", row_group_size=n, compression="none")
+    dataset = open_dataset(str(tmp_path), label="y")
+    base = pa.total_allocated_bytes()
+    peak = 0
+    for batch in dataset.reader.iter_batches(dataset.chunks[0], 1000):
+        peak = max(peak, pa.total_allocated_bytes() - base)
+        del batch
+    assert peak < 4 * 2**20, peak

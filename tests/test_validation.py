@@ -446,3 +446,22 @@ def test_a_split_with_an_empty_side_says_which(tmp_path, table):
         with pytest.raises(EmptyDatasetError, match=fragment) as caught:
             train(config)
         assert "--validation-fraction" in str(caught.value) and "--validation-key" in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", [pa.date32(), pa.time32("ms")], ids=str)  # (Parquet stores time32[s] as ms)
+def test_a_32_bit_date_or_time_key_splits_by_its_value(tmp_path, kind):
+    """date32 and time32 keys (documented: dates and times) raised Arrow's
+    "Unsupported cast to int64" as a traceback; they split as their int32
+    value does (the same model as the key written as integers)."""
+    rng = np.random.default_rng(3)
+    n = 400
+    x = rng.standard_normal(n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-x))).astype(np.int8)
+    values = rng.integers(0, 20_000, n).astype(np.int32)
+    models = []
+    for name, key in (("temporal", pa.array(values).cast(kind)), ("integer", pa.array(values))):
+        (tmp_path / name).mkdir()
+        pq.write_table(pa.table({"x": x, "k": key, "y": y}), tmp_path / name / "part-0.parquet")
+        split = dict(features=("x",), validation_fraction=0.3, validation_key="k", cluster=None)
+        models.append(train(TrainConfig(data=str(tmp_path / name), label="y", **split)))
+    assert models[0].digest == models[1].digest
