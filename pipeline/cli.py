@@ -503,7 +503,10 @@ def _model_dir(config: TrainConfig) -> str:
 
 def _train(args) -> int:
     config = config_from_mapping({**_given(args), "data.url": args.data})
-    model = _attached(config, quiet=args.quiet)
+    try:
+        model = _attached(config, quiet=args.quiet)
+    except ConfigError as exc:  # (a setting only the data refuse: named as the option, like the others)
+        raise _in_flag_words(exc) from None
     if model is None:
         return EXIT_CANCELLED
     print(f"model written to {OutputDir(_model_dir(config)).model}")
@@ -534,11 +537,27 @@ def _submit(args) -> int:
         setting = key_setting(args.job, exc.column)
         # blame the file only where the command line changed no option of the model
         changed = [key for key in overrides if not key.startswith(("cluster.", "output."))]
-        if isinstance(exc, JobFileError) or setting is None or changed:
+        if isinstance(exc, JobFileError):
             raise
+        if setting is None or changed:
+            raise _in_flag_words(exc) from None
         reason = str(exc).removeprefix(f"{exc.column}: ")  # (the key names the setting already)
         raise JobFileError(f"{args.job}: {setting}: {reason}", path=args.job, column=setting) from None
     return 0 if model is not None else EXIT_CANCELLED
+
+
+def _in_flag_words(error: ConfigError) -> ConfigError:
+    """``error`` with the field that opens its message (``inference: ...``)
+    shown as its command-line option (``--inference: ...``)."""
+    column, message = error.column, str(error)
+    flags = [
+        spec.flag
+        for spec in KEYS.values()
+        if spec.field and spec.flag and spec.flag.startswith("--") and column in (spec.field, spec.field.split(".")[-1])
+    ]
+    if not column or not flags or not message.startswith(column) or message[len(column) : len(column) + 1] not in ": ":
+        return error
+    return ConfigError(flags[0] + message[len(column) :], path=error.path, column=column)
 
 
 def _named_by(error: PipelineError, config: TrainConfig) -> str | None:

@@ -156,7 +156,7 @@ def test_class_weights_that_do_not_name_each_class_once_are_refused(data, tmp_pa
     and nothing else (a missing class was a usage error, another key was
     refused by the parser only when it was no integer)."""
     line = error_line(train(data, tmp_path / "m", "--class-weight", text), "ConfigError")
-    assert "class_weight keys must be the classes of label 'y', [0, 1], each once" in line
+    assert "--class-weight keys must be the classes of label 'y', [0, 1], each once" in line
     assert not (tmp_path / "m").exists()
 
 

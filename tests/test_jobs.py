@@ -240,7 +240,9 @@ def test_a_setting_only_the_data_refuses_names_file_and_key(tmp_path, data):
     job.write_text(job.read_text().replace("class_weight = [1.0, 2.0, 3.0]\n", ""))
     result = run_cli("submit", job, "--class-weight", "1,2,3", "--overwrite")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("ConfigError: class_weight has 3 weights")  # not the file
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("ConfigError: --class-weight has 3 weights")
+    )  # not the file
 
 
 def test_settings_the_data_refuses_name_the_key_once_and_in_neutral_words(tmp_path, data):

@@ -498,7 +498,7 @@ def test_class_weights_by_class_name_the_text_classes(data, tmp_path):
         "--class-weight", "0:1,1:2,2:3",
     )  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "ConfigError: class_weight keys must be the classes of label 'species', ['ant', 'bee', 'cat']" in (
+    assert "ConfigError: --class-weight keys must be the classes of label 'species', ['ant', 'bee', 'cat']" in (
         result.stderr
     )
     assert not (tmp_path / "bad").exists()
@@ -919,3 +919,17 @@ def test_a_failed_jobs_warnings_are_told_too(tmp_path, capsys):
     printed = capsys.readouterr().err
     assert "warning: label column 'y': 1 of its 3 classes have a single row (2)" in printed
     assert printed.strip().splitlines()[-1].startswith("ConfigError: ")
+
+
+def test_a_setting_the_classes_refuse_is_named_as_the_option(tmp_path, capsys):
+    """--inference or --cv with a 3-class label are refused once the classes
+    are known: the message names the option, as every other of the command
+    line's (it opened with the field: "inference: ...")."""
+    from pipeline.cli import main
+
+    rng = np.random.default_rng(2)
+    pq.write_table(pa.table({"a": rng.standard_normal(90), "y": np.arange(90) % 3}), tmp_path / "three.parquet")
+    options = ["train", str(tmp_path / "three.parquet"), "--label", "y", "--in-process", "--quiet"]
+    for extra, start in ((["--inference", "hc0"], "--inference: "), (["--cv", "3", "--l2", "0.1"], "--cv: ")):
+        assert main([*options, *extra, "--out", str(tmp_path / "o")]) == 1
+        assert capsys.readouterr().err.startswith(f"ConfigError: {start}")
