@@ -272,7 +272,7 @@ def test_settings_the_data_refuses_name_the_key_once_and_in_neutral_words(tmp_pa
         "train", three, "--label", "y", "--in-process", "--init", tmp_path / "binary", "--out", tmp_path / "m3"
     )
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("ConfigError: init model in") and "is a binomial model of a 0/1 label; expected" in line
+    assert line.startswith("ConfigError: --init model in") and "is a binomial model of a 0/1 label; expected" in line
 
 
 # --------------------------------------------------------------------------- attached jobs, artifacts
