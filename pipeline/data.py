@@ -325,12 +325,20 @@ class ChunkReader:
                 columns=self.columns,
                 use_threads=False,
             )
-            for batch in batches:
-                decoded = self._decode(batch, chunk, seen)
-                seen += batch.num_rows
-                yield decoded
         except (pa.ArrowException, OSError) as exc:
             raise unreadable_error(chunk, exc) from None
+        while True:
+            # only the reading is "cannot read": the decoding's errors are its
+            # own, as for a whole row group (__call__)
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except (pa.ArrowException, OSError) as exc:
+                raise unreadable_error(chunk, exc) from None
+            decoded = self._decode(batch, chunk, seen)
+            seen += batch.num_rows
+            yield decoded
         if seen != chunk.n_rows:
             raise _row_count_mismatch(chunk, seen)
 
@@ -836,8 +844,15 @@ def _numpy_values(column, dtype: np.dtype = np.dtype(np.float64), where: str = "
     numpy's ``astype`` does; bools give 0/1), and pyarrow's ``to_numpy`` is
     avoided because it imports pandas (about a second in every process that
     decodes a chunk).  Read-only when zero-copy."""
-    if pa.types.is_decimal(column.type):
+    kind = column.type
+    if pa.types.is_decimal(kind):
         column = decimal_as_float64(column)
+    elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+        # planned as numbers: Arrow would parse text or fail on a timestamp
+        raise ColumnTypeError(
+            f"{where} has type {kind}; expected the numeric type it had when the dataset was opened "
+            "(was a file replaced since?)"
+        )
     # A narrow carrier holds the planned column's values exactly: a safe cast
     # says so (a file replaced since the plan, with other values, is refused
     # instead of truncated); float64 takes every number, int64 rounded.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import uuid
@@ -34,6 +35,8 @@ import numpy as np
 
 from .data import Chunk, ChunkReader, ChunkSpec
 from .kernel import Categories, FoldStats, KernelSpec, Partials, Stats, accumulate, fold_stats, level_rows
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "BATCH_BYTES",
@@ -156,48 +159,100 @@ def cached_batches(reader: ChunkReader, chunk: ChunkSpec, rows: int, cache: Disk
         yield from reader.iter_batches(chunk, rows)
         return
     path = cache.path(chunk, rows, reader.dtype)
+    if _complete(path, reader, chunk, rows):
+        yield from _mapped_batches(path, reader, chunk, rows)
+        return
+    yield from _caching_batches(path, reader, chunk, rows)
+
+
+def cache_file_bytes(reader: ChunkReader, chunk: ChunkSpec, rows: int) -> int:
+    """Bytes of a complete cache file of ``chunk`` in batches of ``rows``."""
+    full, rest = divmod(chunk.n_rows, rows)
+    return full * batch_bytes(reader, rows) + (batch_bytes(reader, rest) if rest else 0)
+
+
+def _complete(path: Path, reader: ChunkReader, chunk: ChunkSpec, rows: int) -> bool:
+    """Whether ``path`` is a whole cache file of ``chunk`` (one cut short or
+    grown by something else is decoded and written again, never misread)."""
+    try:
+        return path.stat().st_size == cache_file_bytes(reader, chunk, rows)
+    except OSError:
+        return False
+
+
+def _mapped_batches(path: Path, reader: ChunkReader, chunk: ChunkSpec, rows: int) -> Iterator[Chunk]:
     n_features = reader.width
     dtype = np.dtype(reader.dtype).newbyteorder("<")
-    if path.exists():
-        for start in range(0, chunk.n_rows, rows):
-            n = min(rows, chunk.n_rows - start)
-            # map per batch and drop it after, so mapped pages do not pile up
-            block = np.memmap(
-                path,
-                dtype=np.uint8,
-                mode="r",
-                offset=start // rows * batch_bytes(reader, rows),
-                shape=(batch_bytes(reader, n),),
-            )
-            y = block[: 8 * n].view("<f8")
-            weights = block[8 * n : 16 * n].view("<f8") if reader.has_weights else None
-            head = 8 * n * (2 if reader.has_weights else 1)
-            X = block[head : head + n * n_features * dtype.itemsize].view(dtype).reshape((n, n_features), order="F")
-            yield Chunk(X, y, weights)
-            del block, X, y, weights
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    for start in range(0, chunk.n_rows, rows):
+        n = min(rows, chunk.n_rows - start)
+        # map per batch and drop it after, so mapped pages do not pile up
+        block = np.memmap(
+            path,
+            dtype=np.uint8,
+            mode="r",
+            offset=start // rows * batch_bytes(reader, rows),
+            shape=(batch_bytes(reader, n),),
+        )
+        y = block[: 8 * n].view("<f8")
+        weights = block[8 * n : 16 * n].view("<f8") if reader.has_weights else None
+        head = 8 * n * (2 if reader.has_weights else 1)
+        X = block[head : head + n * n_features * dtype.itemsize].view(dtype).reshape((n, n_features), order="F")
+        yield Chunk(X, y, weights)
+        del block, X, y, weights
+
+
+def _caching_batches(path: Path, reader: ChunkReader, chunk: ChunkSpec, rows: int) -> Iterator[Chunk]:
+    """Decoded batches, written to ``path`` on the way.  The cache is a copy:
+    a directory that cannot be made or a disk that fills up (any ``OSError``
+    of the writing) leaves the batches as decoded, with no file, and a
+    warning in the worker's log; the next pass decodes and tries again."""
+    dtype = np.dtype(reader.dtype).newbyteorder("<")
     temporary = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+    handle = None
     try:
-        laid_out = True  # every batch had the size a later read will assume
-        with open(temporary, "wb") as handle:
-            start = 0
-            for data in reader.iter_batches(chunk, rows):
-                n = data.X.shape[0]
-                laid_out = laid_out and n == min(rows, chunk.n_rows - start)
-                if laid_out:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(temporary, "wb")  # noqa: SIM115 - closed below, where a full disk may also fail
+        except OSError as error:
+            _not_cached(path, error)
+        start = 0
+        for data in reader.iter_batches(chunk, rows):
+            n = data.X.shape[0]
+            # written only while every batch has the size a later read assumes
+            if handle is not None and n != min(rows, chunk.n_rows - start):
+                handle.close()
+                handle = None
+            if handle is not None:
+                try:
                     handle.write(np.ascontiguousarray(_labels(data), dtype="<f8").tobytes())
                     if data.weights is not None:  # present exactly when reader.has_weights
                         handle.write(np.ascontiguousarray(data.weights, dtype="<f8").tobytes())
                     handle.write(np.asfortranarray(data.X, dtype=dtype).tobytes(order="F"))
-                    handle.write(bytes(-(n * n_features * dtype.itemsize) % 8))
-                start += n
-                yield data
-        if laid_out:
-            os.replace(temporary, path)
+                    handle.write(bytes(-(n * reader.width * dtype.itemsize) % 8))
+                except OSError as error:
+                    _not_cached(path, error)
+                    with contextlib.suppress(OSError):
+                        handle.close()
+                    handle = None
+            start += n
+            yield data
+        if handle is not None:
+            try:
+                handle.close()
+                os.replace(temporary, path)
+            except OSError as error:
+                _not_cached(path, error)
+            handle = None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
+
+
+def _not_cached(path: Path, error: OSError) -> None:
+    _log.warning("pipeline: the disk cache cannot be written (%s: %s); the pass decodes the row group", path, error)
 
 
 def _labels(data: Chunk) -> np.ndarray:

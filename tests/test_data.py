@@ -611,6 +611,34 @@ def test_a_narrow_column_replaced_by_other_values_is_refused_not_truncated(tmp_p
         dataset.reader(dataset.chunks[0])
 
 
+@pytest.mark.parametrize(
+    "replacement",
+    [
+        pa.array(["1.5", "2", "3", "4"]),  # parsed as numbers without a word
+        pa.array(np.arange(4).astype("datetime64[s]")),  # an ArrowNotImplementedError traceback
+        pa.array([[1.0]] * 4),
+    ],
+    ids=["text", "timestamp", "list"],
+)
+def test_a_numeric_column_replaced_by_another_type_is_refused_on_every_read_path(tmp_path, replacement):
+    """A file rewritten after the plan with a column of another type: one
+    ColumnTypeError naming column, row group and type, whole or streamed (text
+    was parsed into numbers; a timestamp was a traceback, or "cannot read" when
+    streamed)."""
+    from pipeline.errors import ColumnTypeError
+
+    path = write(tmp_path / "part-0.parquet", pa.table({"x": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]}))
+    dataset = open_dataset(str(tmp_path), label="y")
+    write(path, pa.table({"x": replacement, "y": [0, 1, 0, 1]}))
+    reader, chunk = dataset.reader, dataset.chunks[0]
+    for read in (lambda: reader(chunk), lambda: list(reader.iter_batches(chunk, 2))):
+        with pytest.raises(
+            ColumnTypeError,
+            match=r"column 'x' in row group 0 of .*part-0.parquet has type .+; expected the numeric",
+        ):
+            read()
+
+
 def test_a_streamed_row_group_is_read_a_buffer_at_a_time(tmp_path):
     """pyarrow's default reads a row group's whole column chunk at once: a
     streamed read held the row group, not a batch (8 MB a column here)."""

@@ -94,6 +94,79 @@ def test_cached_passes_read_only_the_cache(data, tmp_path):
     assert all(b.X.flags.f_contiguous for b in batches)
 
 
+def test_a_cache_that_cannot_be_written_leaves_the_pass_as_decoded(data, tmp_path, caplog):
+    """The cache is a copy: a cache directory that cannot be made is logged and
+    the pass reads the Parquet files, with the same sums (it was a raw
+    ``FileExistsError`` out of the pass)."""
+    dataset = open_dataset(str(data), "y", weight="w")
+    coef = np.array([0.3, -0.2, 0.1, 0.05, -0.4])
+    expected = InProcessEvaluator(dataset.read_chunks(), 4).partials(coef)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory would go")
+    streaming = StreamingEvaluator(None, dataset, DiskCache(dataset.fingerprint, str(blocker)), batch_bytes=48 * 77)
+    with caplog.at_level("WARNING", logger="pipeline.stream"):
+        assert streaming.partials(coef) == expected
+        assert streaming.partials(coef) == expected
+    assert "the disk cache cannot be written" in caplog.text
+    assert blocker.read_text() == "a file where the cache directory would go"
+
+
+def test_a_full_disk_leaves_the_pass_as_decoded_and_no_partial_file(data, tmp_path):
+    """A disk that fills up while the cache is written (here the file-size
+    limit of the process: EFBIG, as ENOSPC) leaves no cache file and no
+    temporary, and the passes' sums are those of the Parquet files."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import resource, signal, pickle, sys
+        import numpy as np
+        from pipeline import open_dataset
+        from pipeline.reduce import StreamingEvaluator
+        from pipeline.stream import DiskCache
+        dataset = open_dataset({str(data)!r}, "y", weight="w")
+        disk = DiskCache(dataset.fingerprint, {str(tmp_path)!r})
+        streaming = StreamingEvaluator(None, dataset, disk, batch_bytes=48 * 77)
+        coef = np.array([0.3, -0.2, 0.1, 0.05, -0.4])
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))
+        first, second = streaming.partials(coef), streaming.partials(coef)
+        sys.stdout.buffer.write(pickle.dumps((first, second)))
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr.decode()
+    import pickle
+
+    first, second = pickle.loads(run.stdout)
+    dataset = open_dataset(str(data), "y", weight="w")
+    expected = InProcessEvaluator(dataset.read_chunks(), 4).partials(np.array([0.3, -0.2, 0.1, 0.05, -0.4]))
+    assert first == expected and second == expected
+    assert b"the disk cache cannot be written" in run.stderr
+    cached = list((tmp_path / "pipeline-cache").rglob("*.float64"))
+    # the row groups under the limit are cached whole; the larger ones are not there at all
+    assert 0 < len(cached) < len(dataset.chunks)
+    assert all(f.stat().st_size <= 20_000 for f in cached)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_cache_file_cut_short_is_written_again(data, tmp_path):
+    dataset = open_dataset(str(data), "y", weight="w")
+    coef = np.array([0.3, -0.2, 0.1, 0.05, -0.4])
+    expected = InProcessEvaluator(dataset.read_chunks(), 4).partials(coef)
+    disk = DiskCache(dataset.fingerprint, str(tmp_path))
+    streaming = StreamingEvaluator(None, dataset, disk, batch_bytes=48 * 77)
+    assert streaming.partials(coef) == expected
+    files = sorted((tmp_path / "pipeline-cache").rglob("*.float64"), key=lambda f: f.stat().st_size)
+    whole = files[-1].stat().st_size
+    with open(files[-1], "r+b") as handle:
+        handle.truncate(whole - 48 * 77)
+    assert streaming.partials(coef) == expected  # a ValueError from the mapping before
+    assert files[-1].stat().st_size == whole
+
+
 def test_errors_in_a_later_batch_name_the_right_row(tmp_path):
     y = np.zeros(1000, dtype=np.int64)
     y[777] = 3
