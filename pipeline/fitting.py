@@ -362,6 +362,13 @@ def fit(
         )
     if standardization is not None:
         coef0 = standardization.to_standardized(coef0)
+    if summary is None and not n_classes and resume is None and not coef0.any():
+        # no statistics pass said both labels carry weight: the first pass, at
+        # coef = 0, does (a class whose rows all weigh 0 was fitted to an
+        # intercept of -16 and "converged")
+        objective.at_zero = lambda weight_sum, positive, n_samples: check_both_labels(
+            weight_sum, positive, n_samples, label
+        )
 
     def report(record: IterationRecord) -> None:
         seconds = clock_offset + time.perf_counter() - started
@@ -778,15 +785,21 @@ def separated(loss: float, penalty: Penalty, null: float | None) -> bool:
 
 def check_two_classes(summary: DataSummary, label: str | None) -> None:
     """Both labels must carry weight, else the optimum is at infinity."""
-    if not summary.weight_sum > 0:
-        raise WeightValueError(f"the sample weights add up to {summary.weight_sum!r}; expected a positive total")
-    negative = summary.weight_sum - summary.positive_weight
-    if summary.positive_weight > 0 and negative > 0:
+    check_both_labels(summary.weight_sum, summary.positive_weight, summary.n_samples, label)
+
+
+def check_both_labels(weight_sum: float, positive_weight: float, n_samples: int, label: str | None) -> None:
+    """:func:`check_two_classes` from the totals: the sample weight of all
+    rows and of the rows labelled 1."""
+    if not weight_sum > 0:
+        raise WeightValueError(f"the sample weights add up to {weight_sum!r}; expected a positive total")
+    negative = weight_sum - positive_weight
+    if positive_weight > 0 and negative > 0:
         return
-    only = 1 if summary.positive_weight > 0 else 0
+    only = 1 if positive_weight > 0 else 0
     column = f"label column {label!r}" if label else "the label"
     raise LabelValueError(
-        f"{column} has a single class: all the weight of the {summary.n_samples} rows is on "
+        f"{column} has a single class: all the weight of the {n_samples} rows is on "
         f"label {only}; expected both 0 and 1 (logistic regression has no finite optimum "
         "otherwise)",
         column=label,

@@ -22,6 +22,7 @@ on the coordinator, and the penalty is added once.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
@@ -255,6 +256,10 @@ class LogisticObjective:
         self.l1_weights = np.tile(np.append(penalty.l1 / self.scale, 0.0), max(n_classes, 1))
         self.n_passes = 0
         self.n_samples: int | None = None
+        #: called once with ``(weight sum, weight of the rows labelled 1,
+        #: n_samples)`` by the first binary pass at ``coef = 0``, where the
+        #: intercept's gradient sum is ``sum_i s_i (1/2 - y_i)``; None: not asked
+        self.at_zero: Callable[[float, float, int], None] | None = None
 
     def __call__(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
         loss, grad, _ = self._evaluate(coef, hessian=False)
@@ -273,6 +278,10 @@ class LogisticObjective:
         loss_sum, grad_sum, weight_sum = partials.finalize(self.n_classes)
         if not weight_sum > 0:
             raise WeightValueError(f"the sample weights add up to {weight_sum!r}; expected a positive total")
+        if self.at_zero is not None and not self.n_classes and not coef.any():
+            told, self.at_zero = self.at_zero, None
+            # (S/2 - that sum is exact where a class has no weight: 0 or S)
+            told(weight_sum, 0.5 * weight_sum - grad_sum[-1], partials.n_samples)
         loss = loss_sum / weight_sum
         grad = grad_sum / weight_sum
         hess = partials.hessian_sum() / weight_sum if hessian else None

@@ -109,8 +109,8 @@ class SolverOptions:
     step_growth: float = 2.0
     step_shrink: float = 0.5
     barzilai_borwein: bool = True
-    #: A Hessian whose smallest pivot is below this fraction of its largest
-    #: is singular for Newton: its step is then solved with the diagonal
+    #: A Hessian with a pivot below this fraction of its diagonal entry
+    #: (:func:`cholesky_solve`) is singular for Newton: its step is then solved with the diagonal
     #: raised (:data:`NEWTON_DAMPING`), and a gradient step is the last resort.
     min_pivot_ratio: float = 1e-12
 
@@ -872,10 +872,12 @@ def _newton_direction(hess, coef, projected, orthant_wise: bool, min_pivot_ratio
 
 #: Levenberg-Marquardt damping of a singular Hessian (collinear features
 #: without a penalty: the loss has a minimum, the coefficients a line of
-#: them), tried in turn, relative to its largest diagonal entry: the step
-#: of ``H + mu * max(diag H) * I`` is Newton's in the directions the data
-#: determine and small in the others (scikit-learn's newton-cholesky falls
-#: back to lbfgs there; a gradient step every iteration crawled).
+#: them), tried in turn, relative to each diagonal entry (Marquardt's
+#: ``H + mu * diag H``, so the damping does not depend on the features'
+#: units; an entry of 0 takes ``mu`` times the largest): the step is
+#: Newton's in the directions the data determine and small in the others
+#: (scikit-learn's newton-cholesky falls back to lbfgs there; a gradient
+#: step every iteration crawled).
 NEWTON_DAMPING = (1e-10, 1e-8, 1e-6, 1e-4)
 
 
@@ -884,11 +886,13 @@ def damped_solve(matrix: np.ndarray, rhs: np.ndarray, min_pivot_ratio: float):
     :data:`NEWTON_DAMPING` in turn; None if every one fails.  Deterministic:
     the same inputs give the same bits."""
     solution = cholesky_solve(matrix, rhs, min_pivot_ratio)
-    largest = max_abs(np.diag(matrix)) if matrix.shape[0] else 0.0
+    diagonal = np.diag(matrix)
+    largest = max_abs(diagonal) if matrix.shape[0] else 0.0
+    reference = np.where(diagonal > 0, diagonal, largest)
     for damping in NEWTON_DAMPING:
         if solution is not None or not largest > 0:
             break
-        raised = matrix + np.diag(np.full(matrix.shape[0], damping * largest))
+        raised = matrix + np.diag(damping * reference)
         solution = cholesky_solve(raised, rhs, min_pivot_ratio)
     return solution
 
@@ -898,11 +902,20 @@ def cholesky_solve(matrix: np.ndarray, rhs: np.ndarray, min_pivot_ratio: float =
 
     Every inner product is a :func:`math.fsum`, so the result depends only on
     the inputs' values.  Returns None when a pivot is not positive or is below
-    ``min_pivot_ratio`` times the largest diagonal entry (ill-conditioned).
+    ``min_pivot_ratio`` times its own diagonal entry: what is left of a column
+    once the columns before it are taken out, relative to the column (a
+    column that is a combination of the others), whatever the units of the
+    features (relative to the largest entry, a penalty's curvature on one
+    feature of tiny spread made a well-posed system "singular").  A pivot
+    must also exceed ``min_pivot_ratio**2`` times the largest diagonal entry:
+    a curvature that small next to the others (probabilities saturated by
+    separated classes) is none, and its step would be beyond any line search.
     """
-    n = matrix.shape[0]
-    largest = max_abs(np.diag(matrix)) if n else 0.0
-    factor, failed = cholesky_factor(matrix, np.full(n, min_pivot_ratio * largest))
+    diagonal = np.diag(matrix)
+    largest = max_abs(diagonal) if diagonal.size else 0.0
+    factor, failed = cholesky_factor(
+        matrix, np.maximum(min_pivot_ratio * diagonal, min_pivot_ratio * min_pivot_ratio * largest)
+    )
     if failed is not None:
         return None
     return _back_substitute(factor, _forward_substitute(factor, rhs))

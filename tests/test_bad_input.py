@@ -360,8 +360,15 @@ def test_an_output_where_directories_cannot_be_created_is_refused_before_trainin
     assert "iter" not in result.stdout  # (refused before training)
 
 
-def test_single_class_by_weight(tmp_path):
-    """Both labels occur, but every row of label 1 has weight 0."""
+@pytest.mark.parametrize(
+    "options",
+    [(), ("--no-standardize",), ("--no-standardize", "--solver", "newton")],
+    ids=["standardized", "raw", "raw-newton"],
+)
+def test_single_class_by_weight(tmp_path, options):
+    """Both labels occur, but every row of label 1 has weight 0.  Without
+    standardization no statistics pass ran to say so: the fit "converged" to
+    an intercept of -16 (now the first pass, at coef = 0, tells)."""
     data = tmp_path / "data"
     table = good_table(12, seed=3)
     y = np.array([0, 1] * 6, dtype=np.int8)
@@ -369,5 +376,18 @@ def test_single_class_by_weight(tmp_path):
     table = table.append_column("w", pa.array(np.where(y == 1, 0.0, 1.5)))
     write(data / "part-0.parquet", table, 5)
     out = fresh_out(tmp_path)
-    result = train_in_process(data, out, "--weight-col", "w")
+    result = train_in_process(data, out, "--weight-col", "w", *options)
     assert_bad_input(result, "LabelValueError", "single class", "'y'", "on label 0", out=out)
+
+
+def test_single_class_by_weight_through_the_estimator():
+    """scikit-learn refuses one class; so does the estimator where the sample
+    weights leave one (with or without standardization)."""
+    from pipeline.estimator import LogisticRegression
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((40, 2))
+    y = np.arange(40) % 2
+    for standardize in (True, False):
+        with pytest.raises(ValueError, match="single class: all the weight of the 40 rows is on label 1"):
+            LogisticRegression(standardize=standardize).fit(X, y, sample_weight=(y == 1).astype(float))

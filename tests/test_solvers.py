@@ -185,7 +185,22 @@ def test_cholesky_solve_matches_numpy_and_rejects_indefinite():
     rhs = rng.standard_normal(6)
     np.testing.assert_allclose(cholesky_solve(matrix, rhs), np.linalg.solve(matrix, rhs), rtol=1e-12)
     assert cholesky_solve(np.array([[1.0, 2.0], [2.0, 1.0]]), np.ones(2)) is None
-    assert cholesky_solve(np.diag([1.0, 1e-20]), np.ones(2)) is None  # ill-conditioned
+    assert cholesky_solve(np.diag([1.0, 1e-30]), np.ones(2)) is None  # no curvature next to the other
+    collinear = np.array([[1.0, 1e-6], [1e-6, 1e-12 * (1 + 1e-14)]])  # the second column is the first's 1e-6
+    assert cholesky_solve(collinear, np.ones(2)) is None
+
+
+def test_cholesky_solve_does_not_depend_on_the_units_of_the_columns():
+    """A pivot is measured against its own column: a well-posed system whose
+    diagonal spans 1e13 (a penalty's curvature on a feature of tiny spread)
+    was "singular" against the largest entry, and Newton crawled to max_iter
+    with damped steps 5000x too short."""
+    matrix = np.array([[0.2, 0.0, 0.01], [0.0, 1e13, 0.0], [0.01, 0.0, 0.25]])
+    rhs = np.array([0.1, 1.0, 0.1])
+    np.testing.assert_allclose(cholesky_solve(matrix, rhs), np.linalg.solve(matrix, rhs), rtol=1e-14)
+    units = np.array([1e-3, 1.0, 1e3])  # the same system in other units: the same solution, rescaled
+    rescaled = cholesky_solve(matrix * np.outer(units, units), rhs * units)
+    np.testing.assert_allclose(rescaled * units, np.linalg.solve(matrix, rhs), rtol=1e-14)
 
 
 def test_pseudo_gradient_is_the_minimum_norm_subgradient():
