@@ -10,9 +10,9 @@ from typing import Any, Literal, cast, get_args
 
 from .cluster import ClusterSpec
 from .data import MISSING_POLICIES, MissingPolicy
-from .errors import ConfigError, OutputError, invalid, is_positive_number, require_flag
+from .errors import ConfigError, OutputError, invalid, is_positive_number, require_count, require_flag
 from .inference import DEFAULT_CONFIDENCE, check_inference, refusal
-from .levels import MAX_BUCKETS
+from .levels import MAX_BUCKETS, check_level_policy
 from .objective import Penalty
 from .paths import CV_RULES, DEFAULT_RATIO, MAX_POINTS, mixing
 from .solvers import SolverOptions
@@ -197,6 +197,7 @@ class TrainConfig:
                     column="inference",
                 )
             mixing(self.penalty, "cv")  # (cross-validation chooses a penalty's strength)
+        require_count("path", self.path, 0)
         if self.path:
             if not 2 <= self.path <= MAX_POINTS:
                 raise invalid("path", f"0 (no path) or 2 to {MAX_POINTS} strengths", self.path)
@@ -240,10 +241,7 @@ class TrainConfig:
                 "nan_as_missing needs a missing-value policy (`missing` = mean or indicator)",
                 column="nan_as_missing",
             )
-        if self.min_category_count < 1:
-            raise invalid("min_category_count", ">= 1", self.min_category_count)
-        if self.max_categories is not None and self.max_categories < 1:
-            raise invalid("max_categories", ">= 1", self.max_categories)
+        check_level_policy(self.min_category_count, self.max_categories)
         if self.categorical is not None:
             object.__setattr__(self, "categorical", tuple(self.categorical))
         if self.hash_buckets is not None and not 1 <= self.hash_buckets <= MAX_HASH_BUCKETS:

@@ -36,7 +36,7 @@ from .exact import ExactSums
 from .fitting import HANDED_OVER, build_model, fit, warn_if_underdetermined, warn_single_row_classes, with_inference
 from .inference import DEFAULT_CONFIDENCE, Inference, check_inference, refusal
 from .kernel import class_sums, sigmoid, softmax
-from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, level_kind, vocabulary
+from .levels import LevelCounts, LevelKind, Vocabulary, check_level_policy, count_levels, level_kind, vocabulary
 from .model import Model, class_margins, predicted_positive
 from .objective import Penalty
 from .paths import DEFAULT_RATIO, choose
@@ -126,8 +126,29 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = True
+        # Newton and coefficient inference are binary (refused for more classes)
+        tags.classifier_tags.multi_class = self.solver != "newton" and self.inference in (None, "none")
+        # a NaN is a missing value under a policy (scikit-learn's meta-estimators read this)
+        tags.input_tags.allow_nan = self.missing in MISSING_POLICIES and self.missing != "error"
         return tags
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """The accuracy of :meth:`predict` on ``X`` (scikit-learn's ``score``);
+        dask input too, whose predictions' row chunks may be unknown (a dask
+        DataFrame's): they are computed first."""
+        from sklearn.metrics import accuracy_score
+
+        predicted, y, sample_weight = (
+            value.compute() if _is_dask(value) else value for value in (self.predict(X), y, sample_weight)
+        )
+        return float(accuracy_score(y, predicted, sample_weight=sample_weight))
+
+    def _check_level_policy(self) -> None:
+        """``min_category_count`` and ``max_categories``, by the CLI's rules (a ValueError)."""
+        try:
+            check_level_policy(self.min_category_count, self.max_categories)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     # ------------------------------------------------------------------ fit
 
@@ -139,6 +160,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         from sklearn.utils.validation import _check_sample_weight, validate_data
 
         self.vocabularies_: list[Vocabulary] = []
+        self._check_level_policy()
         if _is_dask(X):
             return self._fit_dask(X, y, sample_weight)
         columns = self._categorical_columns(X)
@@ -592,10 +614,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 confidence=float(self.confidence) if self.inference not in (None, "none") else DEFAULT_CONFIDENCE,
             )
             model = train(config)
-        except ConfigError as exc:
-            if exc.column != "class_weight":
-                raise
-            raise ValueError(str(exc)) from None  # (the keys of the estimator's parameter: scikit-learn's error)
+        except ConfigError as exc:  # (a parameter's value, or class_weight's keys: scikit-learn's error, as fit's)
+            raise ValueError(str(exc)) from None
         return self._set_from_model(model)
 
     @classmethod
@@ -744,7 +764,7 @@ class LogisticRegressionCV(LogisticRegression):
         if len(classes) != 2:
             raise ValueError(
                 "Only binary classification is supported. LogisticRegressionCV is binary: expected 2 classes "
-                f"in y, found {len(classes)}"
+                f"in y, found {len(classes)} class{'' if len(classes) == 1 else 'es'}"
             )
         self.classes_ = classes
         weights = (
@@ -770,7 +790,7 @@ class LogisticRegressionCV(LogisticRegression):
                 penalty=self._penalty(),
                 standardize=self.standardize,
                 class_weight=self._class_weight(),
-                path=int(self.path or 0),
+                path=0 if self.path is None else self.path,  # (checked there: an integer, 0 or 2 ...)
                 path_ratio=float(self.path_ratio),
                 cv=n_folds,
                 cv_rule=self.rule,
@@ -854,6 +874,13 @@ def _cv_folds(cv, X: np.ndarray, y: np.ndarray) -> tuple[int, np.ndarray]:
 def _named_by_text(frame):
     """A pandas or dask DataFrame with its column names as text (the names a
     fit with categorical columns records and looks columns up by)."""
+    names = [str(name) for name in frame.columns]
+    alike = sorted({name for name in names if names.count(name) > 1})
+    if alike:
+        raise ValueError(
+            f"X has more than one column named {alike} (as text); expected distinct column names (a fit with "
+            "categorical columns looks its columns up by name)"
+        )
     if all(isinstance(name, str) for name in frame.columns):
         return frame
     return frame.rename(columns={name: str(name) for name in frame.columns})
@@ -972,14 +999,15 @@ def _frame_design(frame, numeric: list[str], vocabularies: list[Vocabulary], fin
 
 
 def _dask_design(X, numeric: list[str], vocabularies: list[Vocabulary]):
-    """:func:`_frame_design` of each partition of a dask DataFrame (NaN kept: checked later)."""
+    """:func:`_frame_design` of each partition of a dask DataFrame (NaN and
+    infinities kept: the fit checks the whole design at once, naming X)."""
     import dask
     import dask.array as da
 
     width = len(numeric) + len(vocabularies)
     design = dask.delayed(_frame_design)
     parts = [
-        da.from_delayed(design(part, numeric, vocabularies, "allow-nan"), (np.nan, width), np.float64)
+        da.from_delayed(design(part, numeric, vocabularies, False), (np.nan, width), np.float64)
         for part in X.to_delayed()
     ]
     return da.concatenate(parts)
@@ -1039,6 +1067,8 @@ def _dask_rows(value, rows: tuple[int, ...], name: str):
     import dask.array as da
 
     value = _known_rows(_dask_array(value, name)) if _is_dask(value) else np.asarray(value)
+    if name == "sample_weight" and value.ndim == 0:  # one weight for every row (scikit-learn's too)
+        return da.full(sum(rows), value.item(), chunks=(rows,), dtype=np.float64)
     if value.ndim != 1:
         raise ValueError(f"Expected a 1-dimensional {name}; got shape {value.shape}")
     if value.shape[0] != sum(rows):

@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import ColumnTypeError, TooManyLevelsError
+from .errors import ColumnTypeError, TooManyLevelsError, require_count
 
 __all__ = [
     "MAX_LEVELS",
@@ -45,6 +45,7 @@ __all__ = [
     "LevelCounts",
     "LevelKind",
     "Vocabulary",
+    "check_level_policy",
     "count_levels",
     "fnv1a",
     "hash_buckets",
@@ -320,6 +321,14 @@ def _int64(array) -> np.ndarray:
     parts = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
     views = [np.frombuffer(p.buffers()[1], dtype=np.int64, count=len(p), offset=p.offset * 8) for p in parts if len(p)]
     return np.concatenate(views) if views else np.empty(0, dtype=np.int64)
+
+
+def check_level_policy(min_count: object, max_levels: object) -> None:
+    """``min_category_count`` (an integer >= 1) and ``max_categories`` (None
+    or an integer >= 1), each refused by name (:func:`pipeline.errors.invalid`)."""
+    require_count("min_category_count", min_count, 1)
+    if max_levels is not None:
+        require_count("max_categories", max_levels, 1)
 
 
 def vocabulary(

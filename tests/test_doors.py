@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -846,6 +847,122 @@ def test_dask_input_with_nan_or_inf_is_refused_when_scored(client):
     for fit_or_score in (lambda Z: LogisticRegression().fit(Z, y), model.predict):
         with pytest.raises(ValueError, match="Expected a 2-dimensional X; got a dask Array of shape"):
             fit_or_score(da.from_array(X[:, 0], chunks=100))
+
+
+@pytest.mark.cluster
+def test_dask_dataframes_score_and_a_categorical_frame_refuses_infinity_by_name(client):
+    """score() of a dask DataFrame (its predictions' row chunks are unknown:
+    len() failed inside accuracy_score); an infinity in a dask DataFrame with a
+    categorical column is the NonFiniteInputError the docs promise (it was
+    scikit-learn's words from inside a task); a single sample weight for dask
+    input, as scikit-learn takes it for numpy."""
+    import dask.dataframe as dd
+    import pandas as pd
+
+    from pipeline.estimator import LogisticRegression
+
+    X, y = _arrays()
+    reference = LogisticRegression(l2=1e-3).fit(X, y)
+    frame = dd.from_pandas(pd.DataFrame(X, columns=["a", "b", "c"]), npartitions=3)
+    labels = dd.from_pandas(pd.Series(y), npartitions=3)
+    model = LogisticRegression(l2=1e-3).fit(frame, labels)
+    assert model.score(frame, labels) == reference.score(X, y)
+    assert model.score(frame, pd.Series(y)) == reference.score(X, y)
+    weights = np.linspace(0.5, 1.5, len(y))
+    assert model.score(frame, labels, sample_weight=weights) == reference.score(X, y, sample_weight=weights)
+    text = np.random.default_rng(1).choice(["u", "v"], len(y))
+    table = pd.DataFrame(X, columns=["a", "b", "c"]).assign(t=text)
+    categorical = LogisticRegression(l2=1e-3).fit(dd.from_pandas(table, npartitions=3), labels)
+    in_memory = LogisticRegression(l2=1e-3).fit(table, y)
+    assert categorical.score(dd.from_pandas(table, npartitions=2), labels) == in_memory.score(table, y)
+    table.loc[5, "b"] = np.inf
+    with pytest.raises(NonFiniteInputError, match="Input X contains infinity"):
+        LogisticRegression().fit(dd.from_pandas(table, npartitions=3), labels)
+    doubled = LogisticRegression(l2=1e-3).fit(frame, labels, sample_weight=2.0)
+    assert doubled.coef_.tobytes() == LogisticRegression(l2=1e-3).fit(X, y, sample_weight=2.0).coef_.tobytes()
+
+
+@pytest.mark.parametrize(
+    "settings, fragment",
+    [
+        ({"max_categories": -1}, "max_categories must be an integer >= 1; found -1"),
+        ({"max_categories": 0}, "max_categories must be an integer >= 1; found 0"),
+        ({"max_categories": 2.5}, "max_categories must be an integer >= 1; found 2.5"),
+        ({"max_categories": True}, "max_categories must be an integer >= 1; found True"),
+        ({"min_category_count": "3"}, "min_category_count must be an integer >= 1; found '3'"),
+        ({"min_category_count": -5}, "min_category_count must be an integer >= 1; found -5"),
+    ],
+)
+def test_the_level_policy_is_checked_like_the_commands(settings, fragment):
+    """max_categories=-1 dropped the rarest level without a word (a slice),
+    0 sent every value to <other>, 2.5 was a TypeError."""
+    import pandas as pd
+
+    from pipeline.errors import ConfigError
+    from pipeline.estimator import LogisticRegression
+    from pipeline.train import TrainConfig
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.standard_normal(60), "c": rng.choice(["u", "v", "w"], 60)})
+    y = np.arange(60) % 2
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        LogisticRegression(l2=0.01, **settings).fit(frame, y)
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        TrainConfig(data="d", label="y", **settings)
+
+
+def test_estimator_tags_say_what_the_settings_take():
+    """A missing-value policy takes NaN (scikit-learn's meta-estimators read
+    allow_nan: SelectFromModel refused the NaN the model imputes); Newton
+    and inference are binary."""
+    from sklearn.feature_selection import SelectFromModel
+    from sklearn.utils import get_tags
+
+    from pipeline.estimator import LogisticRegression, LogisticRegressionCV
+
+    assert not get_tags(LogisticRegression()).input_tags.allow_nan
+    assert get_tags(LogisticRegression(missing="mean")).input_tags.allow_nan
+    assert get_tags(LogisticRegression(missing="indicator")).input_tags.allow_nan
+    assert get_tags(LogisticRegression()).classifier_tags.multi_class
+    assert not get_tags(LogisticRegression(solver="newton")).classifier_tags.multi_class
+    assert not get_tags(LogisticRegression(inference="hc0")).classifier_tags.multi_class
+    assert not get_tags(LogisticRegressionCV()).classifier_tags.multi_class
+    X, y = _arrays()
+    X = X.copy()
+    X[::7, 0] = np.nan
+    selected = SelectFromModel(LogisticRegression(l2=0.1, missing="mean")).fit(X, y).transform(X)
+    assert selected.shape[0] == X.shape[0]
+
+
+def test_estimator_parameters_and_names_fail_as_scikit_learn_would(tmp_path):
+    """fit_parquet refuses a bad parameter as fit does (ValueError, it was a
+    ConfigError); a column name twice (also alike as text) with a categorical
+    column is named (a KeyError: 0); LogisticRegressionCV's path is an integer
+    (int('3') and int(2.5) were taken) and one class is said in scikit-learn's
+    words."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.estimator import LogisticRegression, LogisticRegressionCV
+
+    X, y = _arrays()
+    pq.write_table(pa.table({"a": X[:, 0], "y": y}), tmp_path / "d.parquet")
+    for bad in ({"l2": -1.0}, {"max_iter": -3}, {"max_categories": 0}):
+        with pytest.raises(ValueError, match="must be"):
+            LogisticRegression(**bad).fit_parquet(str(tmp_path / "d.parquet"), label="y")
+    text = np.array(["u", "v"])[y]
+    twice = pd.DataFrame({"a": X[:, 0], "c": text, "d": text})
+    twice.columns = ["a", "c", "c"]
+    with pytest.raises(ValueError, match=r"more than one column named \['c'\]"):
+        LogisticRegression().fit(twice, y)
+    with pytest.raises(ValueError, match=r"more than one column named \['1'\] \(as text\)"):
+        LogisticRegression().fit(pd.DataFrame({1: X[:, 0], "1": text}), y)
+    for path in ("3", 2.5):
+        with pytest.raises(ValueError, match="path must be an integer >= 0"):
+            LogisticRegressionCV(path=path, cv=3).fit(X, y)
+    with pytest.raises(ValueError, match="found 1 class$"):
+        LogisticRegressionCV(cv=3).fit(X, np.zeros(len(y)))
 
 
 def test_frames_with_categorical_columns_and_any_column_names():
