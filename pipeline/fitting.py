@@ -360,6 +360,13 @@ def fit(
             f"({n_blocks} x ({n_coef} features + intercept))",
             column="init",
         )
+    if init is not None and standardization is not None and summary is not None:
+        # a constant column's coefficient is 0 (x~ = 0 never moves it): an
+        # initial value would stay, and score new rows where the column varies
+        constant = [j for j in summary.constant_columns if j < n_dense]
+        coef0 = coef0.reshape(n_blocks, -1).copy()
+        coef0[:, constant] = 0.0
+        coef0 = coef0.ravel()
     if standardization is not None:
         coef0 = standardization.to_standardized(coef0)
     if summary is None and not n_classes and resume is None and not coef0.any():

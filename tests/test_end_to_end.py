@@ -175,3 +175,27 @@ def test_separated_classes_are_warned_about_without_a_penalty(tmp_path):
     rare = null_loss((400_000.0, 2.0), None)
     assert not separated(0.99 * rare, Penalty(), rare)
     assert issubclass(SeparationWarning, UserWarning)
+
+
+@pytest.mark.parametrize("l2", [0.0, 1e-3])
+def test_a_constant_feature_keeps_coefficient_0_from_any_initial_coefficients(l2):
+    """The docs (and the warning) say a constant column's coefficient is 0:
+    from initial coefficients its initial value stayed (the intercept took
+    the rest), and scored new rows where the column varies."""
+    import warnings
+
+    from pipeline.errors import DataWarning
+    from pipeline.fitting import fit
+    from pipeline.objective import Penalty
+
+    rng = np.random.default_rng(5)
+    n = 400
+    X = np.column_stack([rng.standard_normal(n), np.full(n, 3.0), rng.standard_normal(n)])
+    y = (rng.random(n) < 1 / (1 + np.exp(-X[:, 0]))).astype(np.float64)
+    evaluator = InProcessEvaluator([(X[:150], y[:150]), (X[150:], y[150:])], 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        plain = fit(evaluator, penalty=Penalty(l2=l2))
+        started = fit(evaluator, penalty=Penalty(l2=l2), init=np.array([0.5, 1.5, -0.2, 0.1]))
+    assert plain.coef[1] == 0.0 and started.coef[1] == 0.0
+    np.testing.assert_allclose(started.coef, plain.coef, rtol=1e-6, atol=1e-9)
