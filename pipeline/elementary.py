@@ -76,6 +76,7 @@ All four are always the correctly rounded value or one of its neighbours.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -85,6 +86,7 @@ __all__ = [
     "NAN",
     "exp_nonpositive",
     "log1p_nonnegative",
+    "log_positive",
     "sigmoid",
     "sigmoid_softplus",
 ]
@@ -334,6 +336,20 @@ def log1p_nonnegative(t: npt.ArrayLike) -> np.ndarray:
     """
     (result,) = _blocked(_log1p_block, _as_float64(t), 1)
     return result
+
+
+#: log(2), rounded to float64
+LN2 = 0.6931471805599453
+
+
+def log_positive(x: float) -> float:
+    """``log(x)`` of one finite ``x > 0``, from IEEE basic operations and
+    :func:`log1p_nonnegative` only (``x = m * 2**e`` with ``m`` in [1, 2),
+    exactly; ``log1p(m - 1) + e * log(2)``): the same bits on every CPU,
+    where ``math.log`` is the platform's (glibc picks an FMA variant by CPU)."""
+    mantissa, exponent = math.frexp(x)  # x = mantissa * 2**exponent, mantissa in [0.5, 1): exact
+    mantissa, exponent = 2.0 * mantissa, exponent - 1  # [1, 2)
+    return float(log1p_nonnegative(np.array([mantissa - 1.0]))[0]) + exponent * LN2
 
 
 def sigmoid_softplus(z: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .elementary import log_positive
 from .errors import ConfigError
 from .objective import Penalty
 
@@ -149,12 +150,14 @@ def null_intercepts(zero_gradient: np.ndarray, n_classes: int) -> np.ndarray:
     """The intercept-only optimum's intercepts, from the mean loss's gradient
     at zero, whose intercept entries are ``1/2 - p`` (binary: ``p`` the
     weighted share of label 1) or ``1/K - p_k`` (each class's share): the
-    log-odds ``log(p / (1 - p))``, or the classes' ``log p_k`` centered."""
+    log-odds ``log(p / (1 - p))``, or the classes' ``log p_k`` centered (the
+    logarithms the pipeline's own, :func:`pipeline.elementary.log_positive`:
+    the path's start, so its every model, has the same bits on every CPU)."""
     if not n_classes:
         share = 0.5 - float(zero_gradient[-1])
-        return np.array([math.log(share) - math.log1p(-share)])
+        return np.array([log_positive(share) - log_positive(1.0 - share)])
     blocks = zero_gradient.reshape(n_classes, -1)
-    logs = np.array([math.log(1.0 / n_classes - float(g)) for g in blocks[:, -1]])
+    logs = np.array([log_positive(1.0 / n_classes - float(g)) for g in blocks[:, -1]])
     return logs - math.fsum(logs.tolist()) / n_classes
 
 

@@ -37,7 +37,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from .elementary import log1p_nonnegative
+from .elementary import log_positive
 from .errors import require_count, require_number
 from .exact import fsum
 
@@ -484,9 +484,6 @@ HAND_OVER_NEWTON_ITERATIONS = 6
 HESSIAN_TERM_COST = 0.16
 
 
-_LN2 = 0.6931471805599453  # log(2), rounded
-
-
 def hessian_pass_cost(n_coef: int) -> float:
     """Gradient passes a Hessian pass costs, for ``n_coef`` = d + 1 coefficients."""
     d = n_coef - 1
@@ -526,11 +523,8 @@ def hand_over_to_newton(history, tol: float, n_coef: int) -> bool:
 
 
 def _log_above_one(x: float) -> float:
-    """``log(x)`` for ``x > 1``, from IEEE basic operations and the pipeline's
-    own ``log1p`` only (:mod:`pipeline.elementary`): the same bits on every CPU."""
-    mantissa, exponent = math.frexp(x)  # x = mantissa * 2**exponent, mantissa in [0.5, 1): exact
-    mantissa, exponent = 2.0 * mantissa, exponent - 1  # [1, 2)
-    return float(log1p_nonnegative(np.array([mantissa - 1.0]))[0]) + exponent * _LN2
+    """``log(x)`` for ``x > 1``: :func:`pipeline.elementary.log_positive`, the same bits on every CPU."""
+    return log_positive(x)
 
 
 def _check_preconditioner(preconditioner: np.ndarray | None, shape: tuple) -> np.ndarray:
