@@ -13,7 +13,7 @@ import os
 import uuid
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["create_atomic", "write_atomic"]
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -26,6 +26,41 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def create_atomic(path: str | os.PathLike, data: bytes) -> bool:
+    """Write ``data`` to ``path`` only if no file is there, as one step: the
+    bytes go to a temporary file, are flushed, and are hard-linked to
+    ``path``, which fails if ``path`` exists (two writers: exactly one
+    wins).  False, and nothing changed, if ``path`` existed.  Where the file
+    system has no hard links, ``path`` is created exclusively and then
+    written (still one winner)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # (no hard links here)
+            pass
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            return False
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
     finally:
         if temporary.exists():
             temporary.unlink()

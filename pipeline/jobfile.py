@@ -42,6 +42,7 @@ import math
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -496,7 +497,13 @@ def _absolute(value: str) -> str:
     """A local path made absolute; one with ``..`` also resolved as the
     filesystem means it (``jobs/../data``: ``data``; symbolic links followed,
     as ``link/..`` is the link target's parent), others kept as written (a
-    symbolic link stays the user's name); a URL as it is."""
+    symbolic link stays the user's name); a URL as it is, but a ``file:``
+    URL, which is a local path (percent-decoded; ``file://../data``, read as
+    fsspec reads it, relative to where pipeline runs, not where a detached
+    job's worker does)."""
+    if value.startswith("file:"):
+        parts = urllib.parse.urlsplit(value)
+        value = urllib.parse.unquote(parts.path if parts.netloc in ("", "localhost") else parts.netloc + parts.path)
     if "://" in value:
         return value
     if ".." in Path(value).parts:

@@ -216,12 +216,14 @@ class JobRecorder(Recorder):
                 f"from {self.outputs.checkpoint}"
             )
         if self.previous is not None or self.coordinator != "attached":
-            self._write_directory()
+            with self.outputs.writing():
+                self._write_directory()
         return self.resume
 
     def note(self, message: str) -> None:
         if self.pending is None:
-            self.outputs.log(message)
+            with self.outputs.writing():
+                self.outputs.log(message)
         else:
             self.pending.append((now(), message))
         super().note(message)
@@ -240,6 +242,10 @@ class JobRecorder(Recorder):
                 self.caught = caught
 
     def on_state(self, state: FitState) -> None:
+        with self.outputs.writing():
+            self._on_state(state)
+
+    def _on_state(self, state: FitState) -> None:
         self._write_directory()
         record = state.solver_state.history[-1]
         self.outputs.write_history(_history_rows(state), validation=bool(state.validation_loss))
@@ -259,7 +265,8 @@ class JobRecorder(Recorder):
         _publish(self.publish_to, self.job_id, updated)
 
     def on_model(self, model: Model) -> None:
-        self.outputs.log(f"model written to {self.outputs.model}")
+        with self.outputs.writing():
+            self.outputs.log(f"model written to {self.outputs.model}")
 
     def _tell_warnings(self) -> None:
         """The warnings caught while the job ran: to job.log (once written) and ``on_warning``."""
@@ -272,6 +279,10 @@ class JobRecorder(Recorder):
         self.caught = []
 
     def finish(self, model: Model, kernel: dict | None) -> None:
+        with self.outputs.writing():
+            self._finish(model, kernel)
+
+    def _finish(self, model: Model, kernel: dict | None) -> None:
         self._tell_warnings()
         if self.config.validation_fraction:
             self._evaluate_validation()
@@ -317,12 +328,13 @@ class JobRecorder(Recorder):
             raise OutputError(
                 f"cannot create the output directory {self.outputs.path}: {exc}", path=str(self.outputs.path)
             ) from None
-        if previous is None:  # a new job: nothing of another job may be resumed or shown
+        # a new job's job.json is written first, and only if no other job took
+        # the directory since it was checked (two jobs started at once)
+        claim = previous is None and not config.overwrite
+        if previous is None and not claim:  # replacing another job: nothing of it may be resumed or shown
             self.outputs.clear_job_files()
-        if previous is None or previous.status != QUEUED:  # a queued job's cancel request stands
-            self.outputs.withdraw_cancel()
         workers = client.scheduler_info(n_workers=-1)["workers"] if client is not None else {}
-        document = self.outputs.update_job(
+        document = (self.outputs.claim_job if claim else self.outputs.update_job)(
             job_id=self.job_id,
             name=config.name,
             status=RUNNING,
@@ -357,6 +369,10 @@ class JobRecorder(Recorder):
             resumed_from=None if self.resume is None else self.resume.solver_state.n_iter,
             submitted_at=(previous and previous.submitted_at) or now(),
         )
+        if claim:
+            self.outputs.clear_job_files(keep=(JOB_FILE,))
+        if previous is None or previous.status != QUEUED:  # a queued job's cancel request stands
+            self.outputs.withdraw_cancel()
         lines, self.pending = self.pending, None
         for when, line in lines:
             self.outputs.log(line, when)
@@ -378,7 +394,8 @@ class JobRecorder(Recorder):
         )
 
     def _end(self, status: JobStatus, error: str | None, **fields) -> None:
-        with contextlib.suppress(OSError):
+        # (best effort: a directory gone or unreadable must not hide the run's own error)
+        with contextlib.suppress(OSError, JobError):
             document = self.outputs.update_job(status=status, error=error, ended_at=now(), **fields)
             self.outputs.log(f"job {self.job_id} {status}" + (f": {error}" if error else ""))
             _publish(self.publish_to, self.job_id, document)
@@ -620,11 +637,10 @@ def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
     with connect(config.cluster) as client:
         outputs = OutputDir(config.out)
         outputs.path.mkdir(parents=True, exist_ok=True)
-        if previous is None:
+        claim = previous is None and not config.overwrite  # (see JobRecorder._write_directory)
+        if previous is None and not claim:
             outputs.clear_job_files()
-        else:  # a resumed job: an old cancel request (it stopped the job) is not for this run
-            outputs.withdraw_cancel()
-        document = outputs.update_job(
+        document = (outputs.claim_job if claim else outputs.update_job)(
             job_id=job_id,
             name=config.name,
             status=QUEUED,
@@ -634,6 +650,10 @@ def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
             ended_at=None,
             error=None,
         )
+        if claim:
+            outputs.clear_job_files(keep=(JOB_FILE,))
+        else:  # a resumed job: an old cancel request (it stopped the job) is not for this run
+            outputs.withdraw_cancel()
         outputs.log(f"job {job_id} submitted (detached) to {config.cluster.scheduler}")
         _publish(client, job_id, document)
         future = client.submit(coordinate, config, job_id, key=_task_key(job_id), pure=False)

@@ -27,19 +27,20 @@ them but ``model.json``, which stays until a successful run replaces it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from .atomic import write_atomic
+from .atomic import create_atomic, write_atomic
 from .config import TrainConfig
 from .errors import JobError, JobNotFoundError, OutputError
 from .jobfile import config_from_mapping
@@ -342,6 +343,28 @@ class OutputDir:
     def write_job(self, document: JobDocument) -> None:
         write_atomic(self.job, (json.dumps(document.to_json(), indent=2) + "\n").encode())
 
+    def claim_job(self, **values: Any) -> JobDocument:
+        """A new job's ``job.json`` with ``values``, written only if the
+        directory holds no job document yet (:func:`create_atomic`): of two
+        jobs started into one directory at once, the one that writes it first
+        has the directory, and the other gets an :class:`OutputError` naming
+        that job, having written nothing.  The document written."""
+        document = JobDocument()
+        for key, value in values.items():
+            if not hasattr(document, key):
+                raise TypeError(f"JobDocument has no field {key!r}")
+            setattr(document, key, value)
+        document.updated_at = now()
+        if create_atomic(self.job, (json.dumps(document.to_json(), indent=2) + "\n").encode()):
+            return document
+        holder = self.read_job() or JobDocument()
+        raise OutputError(
+            f"{self.path} was taken by job {holder.job_id} ({holder.name!r}, {holder.status}) after job "
+            f"{document.job_id} checked it; expected an output directory no other job writes (job "
+            f"{document.job_id} wrote nothing there)",
+            path=str(self.path),
+        )
+
     def update_job(self, **values: Any) -> JobDocument:
         """Set ``values`` (and ``updated_at``) in ``job.json``; the new document."""
         document = self.read_job() or JobDocument()
@@ -382,13 +405,15 @@ class OutputDir:
     def withdraw_cancel(self) -> None:
         self.cancel.unlink(missing_ok=True)
 
-    def clear_job_files(self) -> None:
-        """Remove every file of another job (:data:`JOB_FILES`); ``model.json``
-        stays until a successful run replaces it, and the files that describe
-        it with it (:data:`MODEL_BOUND_FILES`; and a regularization path's
-        ``path/`` with it, :meth:`clear_path`: a path's own run writes there
-        while it runs)."""
+    def clear_job_files(self, keep: Sequence[str] = ()) -> None:
+        """Remove every file of another job (:data:`JOB_FILES`, but ``keep``);
+        ``model.json`` stays until a successful run replaces it, and the files
+        that describe it with it (:data:`MODEL_BOUND_FILES`; and a
+        regularization path's ``path/`` with it, :meth:`clear_path`: a path's
+        own run writes there while it runs)."""
         for name in JOB_FILES:
+            if name in keep:
+                continue
             if name not in MODEL_BOUND_FILES or not self.model.exists():
                 (self.path / name).unlink(missing_ok=True)
 
@@ -420,6 +445,20 @@ class OutputDir:
         if (self.path / PATH_DIR).exists() and not self.path_summary.exists():
             found.append(PATH_DIR + "/" if (self.path / PATH_DIR).is_dir() else PATH_DIR)
         return found
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """A run's writes to this directory: an ``OSError`` (the directory made
+        read-only, removed or full while the run wrote it) is one
+        :class:`OutputError` naming the directory, not a traceback."""
+        try:
+            yield
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write in the output directory {self.path}: {exc}; expected it writable while the run "
+                "writes it (was it made read-only, removed or filled up?)",
+                path=str(self.path),
+            ) from None
 
     def check_writable(self, overwrite: bool) -> None:
         """Fail before training if the model could not be written here."""

@@ -474,7 +474,7 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
     except BaseException as exc:
         if stalled:
             raise ClusterError(stalled[0]) from None
-        if getattr(exc, "reason", None) == SCHEDULER_LOST:  # (distributed's FutureCancelledError)
+        if SCHEDULER_LOST in cancel_reasons(exc):
             address = getattr(getattr(client, "scheduler", None), "address", None)
             raise ClusterError(
                 f"the connection to the scheduler {address} was lost during a pass (it stopped or restarted); "
@@ -488,6 +488,19 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
     if stalled:  # (distributed.wait returns once the futures are cancelled)
         raise ClusterError(stalled[0])
     return result
+
+
+def cancel_reasons(error: BaseException) -> set[str]:
+    """Why distributed cancelled futures, from the error a wait or gather
+    raised: a ``FutureCancelledError``'s reason, or each group's of a
+    ``FuturesCancelledError`` (several futures at once, as a detached job's
+    pass waits on them); empty for any other error."""
+    reason = getattr(error, "reason", None)
+    reasons = {reason} if isinstance(reason, str) else set()
+    for group in getattr(error, "error_groups", None) or ():
+        if isinstance(getattr(group, "reason", None), str):
+            reasons.add(group.reason)
+    return reasons
 
 
 def stall_verdict(

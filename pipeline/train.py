@@ -227,7 +227,8 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                         if not (config.path or config.cv):  # (another run's path is not this model's)
                             OutputDir(config.out).clear_path()
                         model.save(config.out)
-                        OutputDir(config.out).clear_model_files()  # (what described the model it replaced)
+                        with OutputDir(config.out).writing():
+                            OutputDir(config.out).clear_model_files()  # (what described the model it replaced)
                     recorder.on_model(model)
             recorder.finish(model, _kernel_facts(training))
         except BaseException as exc:

@@ -43,6 +43,7 @@ from pipeline.jobfile import (
     suggestion,
 )
 from pipeline.model import Model
+from pipeline.objective import Penalty
 
 #: runs the CLI in subprocesses: left out of the fast loop (-m "not cluster and not slow")
 pytestmark = pytest.mark.slow
@@ -70,6 +71,23 @@ def test_relative_paths_are_resolved_against_the_working_directory_and_normalize
         str(tmp_path / "jobs" / "model"),
         str(tmp_path / "out"),
     )
+
+
+def test_file_urls_are_local_paths_resolved_where_pipeline_runs(tmp_path, monkeypatch):
+    """``file://../data`` passed the submit-side checks, then a detached job's
+    worker read it against its own directory; ``file:/abs`` (one slash) was
+    taken for a relative path; ``%20`` was not decoded."""
+    (tmp_path / "jobs").mkdir()
+    monkeypatch.chdir(tmp_path / "jobs")
+    for url, expected in [
+        ("file://../data", tmp_path / "data"),
+        (f"file:{tmp_path}/data", tmp_path / "data"),
+        (f"file://{tmp_path}/sp%20ace", tmp_path / "sp ace"),
+        (f"file://localhost{tmp_path}/data", tmp_path / "data"),
+    ]:
+        job = tmp_path / "jobs" / "url.toml"
+        job.write_text(f'[data]\nurl = "{url}"\nlabel = "y"\n')
+        assert load_job(job).data == str(expected), url
 
 
 @pytest.mark.parametrize("name", ["demo.toml", "compose.toml", "lasso-cv.toml"])
@@ -322,6 +340,70 @@ def test_another_job_does_not_overwrite_an_output_directory(tmp_path, data):
     replaced = run_cli("submit", tmp_path / "b.toml", "--overwrite")
     assert replaced.returncode == 0, replaced.stderr
     assert json.loads((out / "job.json").read_text())["name"] == "b"
+
+
+def test_two_jobs_started_into_one_new_directory_at_once_one_refused_having_written_nothing(tmp_path, data):
+    """Job A checks the new directory, then job B runs to its end there before
+    A writes anything (A's first note, before its first pass: the window of
+    two jobs started at once).  A was not refused: it cleared B's files and
+    wrote its job.json over B's, and B's model stayed with A's job.json.  Now
+    A's first write finds B's job.json: an OutputError naming B, and B's
+    files as B left them."""
+    from pipeline.errors import OutputError
+    from pipeline.jobs import run_job
+
+    out = tmp_path / "out"
+    config_b = TrainConfig(data=str(data), label="y", out=str(out), cluster=None, name="b")
+    config_a = dataclasses.replace(config_b, name="a", penalty=Penalty(l2=0.1))
+    finished = []
+
+    def meanwhile(message: str) -> None:
+        if not finished:
+            finished.append(run_job(config_b))
+
+    with pytest.raises(OutputError, match=r"was taken by job \w+ \('b', succeeded\) after job \w+ checked it"):
+        run_job(config_a, notify=meanwhile)
+    model = Model.load(out)
+    document = json.loads((out / "job.json").read_text())
+    assert document["name"] == "b" and document["status"] == "succeeded"
+    assert document["digest"] == model.digest == finished[0].digest and model.l2 == 0.0
+    import re
+
+    assert set(re.findall(r" job (\w+) ", (out / "job.log").read_text())) == {document["job_id"]}
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_an_output_directory_that_goes_away_mid_run_is_one_output_error(tmp_path, data):
+    """The directory replaced by a file after the second iteration (as a
+    read-only or full one fails a write): the job's next write was a raw
+    OSError traceback from history.csv; now an OutputError naming the
+    directory."""
+    from pipeline.errors import OutputError
+    from pipeline.jobs import run_job
+
+    out = tmp_path / "out"
+    from pipeline.solvers import SolverOptions
+
+    options = SolverOptions(max_iter=20, tol=0.0, ftol=0.0)
+    config = TrainConfig(data=str(data), label="y", out=str(out), cluster=None, solver="gd", options=options)
+
+    def progress(record) -> None:
+        if record.iteration == 2:
+            out.rename(tmp_path / "moved")
+            out.write_text("not a directory")
+
+    with pytest.raises(OutputError, match=r"cannot write in the output directory .*out: .*expected it writable"):
+        run_job(config, progress=progress)
+    assert json.loads((tmp_path / "moved" / "job.json").read_text())["iteration"] >= 1
+
+
+def test_the_first_writer_of_a_new_job_file_wins(tmp_path):
+    from pipeline.atomic import create_atomic
+
+    target = tmp_path / "job.json"
+    assert create_atomic(target, b"first")
+    assert not create_atomic(target, b"second")
+    assert target.read_bytes() == b"first" and [p.name for p in tmp_path.iterdir()] == ["job.json"]
 
 
 def test_checkpoints_every_k_iterations(tmp_path, data):

@@ -30,6 +30,7 @@ from pipeline.reduce import (
     DaskEvaluator,
     InProcessEvaluator,
     WorkerCheck,
+    cancel_reasons,
     fingerprint_conflict,
     holders_in_order,
     in_key_order,
@@ -169,6 +170,25 @@ def test_a_pass_without_progress_fails_once_the_timeout_has_passed(workers):
     assert stall_verdict(workers, since, 104.9, 5.0) == (100.0, None)
     assert stall_verdict(workers, since, 105.0, 5.0) == (100.0, stall_message(workers, 5.0))
     assert stall_verdict(workers, 0.0, 5.0, 5.0) == (0.0, stall_message(workers, 5.0))  # 0 is a time too
+
+
+def test_a_lost_scheduler_is_told_from_one_cancelled_future_or_from_a_group():
+    """A detached job waits on many futures: distributed raises the plural
+    FuturesCancelledError, with its reasons in groups (the job recorded that
+    error's 25 raw lines instead of the ClusterError)."""
+    from distributed.client import CancelledFuturesGroup, FutureCancelledError, FuturesCancelledError
+
+    one = FutureCancelledError("k", "scheduler-connection-lost")
+    assert cancel_reasons(one) == {"scheduler-connection-lost"}
+    many = FuturesCancelledError(
+        [
+            CancelledFuturesGroup([FutureCancelledError(f"k{j}", "scheduler-connection-lost") for j in range(3)],
+                                  "scheduler-connection-lost"),
+            CancelledFuturesGroup([FutureCancelledError("x", "pipeline-stalled")], "pipeline-stalled"),
+        ]
+    )  # fmt: skip
+    assert cancel_reasons(many) == {"scheduler-connection-lost", "pipeline-stalled"}
+    assert cancel_reasons(ValueError("other")) == set()
 
 
 def test_the_stall_clock_follows_the_polls():
