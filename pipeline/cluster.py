@@ -40,9 +40,12 @@ STALL_TIMEOUT_S = 60.0
 #: The least memory an embedded worker is given when the number of workers
 #: is left to the machine (one per core, fewer where memory is short).
 MIN_WORKER_MEMORY = 2**30
-#: The smallest per-worker memory limit taken (a worker process with the
-#: kernels loaded takes about 230 MiB before it holds any data).
-MIN_MEMORY_LIMIT = 256 * 2**20
+#: The smallest per-worker memory limit taken: a worker process with the
+#: compiled kernels loaded takes about 230 MiB before it holds any data, and
+#: distributed pauses a worker at 80% of its limit and restarts it at 95%
+#: (at 256 MiB, which was the least, the workers restarted in a loop once
+#: they loaded the kernels, and the pass never ended).
+MIN_MEMORY_LIMIT = 512 * 2**20
 #: what a memory limit may be (Dask's forms, and no less than ``MIN_MEMORY_LIMIT``)
 MEMORY_LIMIT_RULE = (
     f"must be a byte size of at least {MIN_MEMORY_LIMIT // 2**20}MiB ('2GiB'), 'auto', 0 (no limit) "
@@ -158,6 +161,14 @@ def worker_memory(memory_limit) -> int | None:
     except (TypeError, ValueError):
         number = None
     if number is not None and 0 <= number <= 1:  # 0: no limit (Dask's word)
+        from distributed.system import MEMORY_LIMIT
+
+        if number and number * MEMORY_LIMIT < MIN_MEMORY_LIMIT:  # (Dask resolves it against this machine)
+            raise ConfigError(
+                f"memory_limit {MEMORY_LIMIT_RULE}; found {memory_limit!r}, {number * MEMORY_LIMIT / 2**20:.0f} MiB "
+                "of this machine's memory",
+                column="memory_limit",
+            )
         return None
     try:
         value = parse_bytes(memory_limit)

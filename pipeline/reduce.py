@@ -459,6 +459,7 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
         while not finished.wait(WATCH_POLL_S):
             try:
                 workers = client.run_on_scheduler(_worker_states)
+                client.run_on_scheduler(reschedule_loose)
             except Exception:  # noqa: BLE001 - an unreachable scheduler is a stall too
                 workers = None
             stalled_since, message = stall_verdict(workers, stalled_since, time.monotonic(), stall_timeout_s)
@@ -616,6 +617,29 @@ def _describe(fingerprint: dict) -> str:
         f"numpy {fingerprint['numpy']}, pyarrow {fingerprint['pyarrow']}, numba "
         f"{fingerprint['numba']}, python {fingerprint['python']}, pipeline {fingerprint.get('pipeline')}"
     )
+
+
+def reschedule_loose(dask_scheduler=None) -> int:
+    """Run on the scheduler: tasks left in ``no-worker`` although their worker
+    restrictions are loose (``allow_other_workers``, as every placed task of
+    the pipeline's is) go to a running worker; how many.  distributed leaves
+    such a task waiting for the worker it named once that worker is gone:
+    when every worker restarted at once (all over their memory limit), the
+    pass's chunks, to be read again, waited for ever on the new workers
+    (``bulk_schedule_unrunnable_after_adding_worker`` checks the
+    restriction, not its looseness; placing them anew takes the loose path)."""
+    if not dask_scheduler.running:
+        return 0
+    stuck = [
+        ts.key
+        for ts in list(dask_scheduler.unrunnable)
+        if ts.loose_restrictions and all(dependency.who_has for dependency in ts.dependencies)
+    ]
+    if stuck:
+        dask_scheduler.transitions(
+            {key: "processing" for key in stuck}, stimulus_id=f"pipeline-reschedule-loose-{time.time()}"
+        )
+    return len(stuck)
 
 
 def _worker_states(dask_scheduler=None) -> dict:

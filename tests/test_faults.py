@@ -138,6 +138,30 @@ def test_killed_workers_holding_the_cached_data_change_nothing(tmp_path, jobs_da
     assert finish_undisturbed(process, out, seen, reference_slow).cache == "memory"
 
 
+def test_every_worker_killed_at_once_changes_nothing(tmp_path, jobs_data, cluster, reference_slow):
+    """Both worker processes gone at once (as when all go over their memory
+    limit together), --cache memory: with no worker left, distributed put the
+    chunks to read again in no-worker, and left them there when the restarted
+    workers joined (their placement on the dead workers was loose, but it
+    checks the restriction, not its looseness): the job waited for ever.  The
+    pass's watchdog now places them anew (reduce.reschedule_loose)."""
+    process, out = start_slow_job(tmp_path, jobs_data, cluster, "faults-all", "memory")
+    try:
+        seen = wait_for(lambda: iterations(out) >= 8 and iterations(out), what="progress")
+        pids = cluster.worker_pids_by_name()
+        with paused(process):
+            for pid in pids.values():
+                os.kill(pid, signal.SIGKILL)
+            wait_for(
+                lambda: all(cluster.worker_pids_by_name().get(name) not in (None, pid) for name, pid in pids.items()),
+                what="every worker restarted",
+            )
+    except BaseException:
+        process.kill()
+        raise
+    assert finish_undisturbed(process, out, seen, reference_slow).cache == "memory"
+
+
 def test_a_worker_on_other_simd_paths_gives_the_same_bits(tmp_path, jobs_data, cluster, reference_slow):
     """A worker whose numpy dispatches none of its SIMD targets and whose numba
     compiles for a generic x86-64 (as an older CPU would) computes the same
