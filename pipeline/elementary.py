@@ -345,9 +345,15 @@ LN2 = 0.6931471805599453
 def log_positive(x: float) -> float:
     """``log(x)`` of one finite ``x > 0``, from IEEE basic operations and
     :func:`log1p_nonnegative` only (``x = m * 2**e`` with ``m`` in [1, 2),
-    exactly; ``log1p(m - 1) + e * log(2)``): the same bits on every CPU,
-    where ``math.log`` is the platform's (glibc picks an FMA variant by CPU)."""
+    exactly; ``log1p(m - 1) + e * log(2)``, and ``-log1p((1 - x) / x)`` for
+    ``x`` in [0.5, 1), which keeps the digits near 1): the same bits on every CPU,
+    where ``math.log`` is the platform's (glibc picks an FMA variant by CPU).
+    ``ValueError`` otherwise (as ``math.log``: a domain error, not NaN)."""
+    if not (x > 0.0 and math.isfinite(x)):
+        raise ValueError(f"log_positive takes a finite number > 0; found {x!r}")
     mantissa, exponent = math.frexp(x)  # x = mantissa * 2**exponent, mantissa in [0.5, 1): exact
+    if exponent == 0:  # x in [0.5, 1): -log1p((1 - x) / x), 1 - x exact; no cancellation near 1
+        return -float(log1p_nonnegative(np.array([(1.0 - x) / x]))[0])
     mantissa, exponent = 2.0 * mantissa, exponent - 1  # [1, 2)
     return float(log1p_nonnegative(np.array([mantissa - 1.0]))[0]) + exponent * LN2
 

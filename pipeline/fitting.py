@@ -373,9 +373,7 @@ def fit(
         # no statistics pass said both labels carry weight: the first pass, at
         # coef = 0, does (a class whose rows all weigh 0 was fitted to an
         # intercept of -16 and "converged")
-        objective.at_zero = lambda weight_sum, positive, n_samples: check_both_labels(
-            weight_sum, positive, n_samples, label
-        )
+        objective.at_zero = both_labels_at_zero(evaluator, label)
 
     def report(record: IterationRecord) -> None:
         seconds = clock_offset + time.perf_counter() - started
@@ -788,6 +786,22 @@ def separated(loss: float, penalty: Penalty, null: float | None) -> bool:
     if penalty.l1 or penalty.l2 or null is None:
         return False
     return bool(loss < SEPARATED_LOSS * null)
+
+
+def both_labels_at_zero(evaluator: Evaluator, label: str | None) -> Callable[[float, float, int], None]:
+    """A :attr:`LogisticObjective.at_zero`: :func:`check_both_labels` from a
+    binary pass at coef = 0, where no statistics pass said both labels carry
+    weight.  Its totals are rounded (a class of weight below an ulp of the
+    total reads as none), so a refusal is decided by the statistics pass's
+    exact totals (one more pass, only then)."""
+
+    def at_zero(weight_sum: float, positive: float, n_samples: int) -> None:
+        try:
+            check_both_labels(weight_sum, positive, n_samples, label)
+        except LabelValueError:
+            check_two_classes(summarize(evaluator.stats()), label)
+
+    return at_zero
 
 
 def check_two_classes(summary: DataSummary, label: str | None) -> None:

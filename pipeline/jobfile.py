@@ -502,8 +502,11 @@ def _absolute(value: str) -> str:
     fsspec reads it, relative to where pipeline runs, not where a detached
     job's worker does)."""
     if value.startswith("file:"):
-        parts = urllib.parse.urlsplit(value)
-        value = urllib.parse.unquote(parts.path if parts.netloc in ("", "localhost") else parts.netloc + parts.path)
+        rest = value[len("file:") :]  # (by hand: a path's '#' or '?' is no fragment or query)
+        if rest.startswith("//"):
+            host, slash, path = rest[2:].partition("/")
+            rest = slash + path if host in ("", "localhost") else rest[2:]
+        value = urllib.parse.unquote(rest)
     if "://" in value:
         return value
     if ".." in Path(value).parts:

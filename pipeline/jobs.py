@@ -194,9 +194,7 @@ class JobRecorder(Recorder):
         # another format, too) is replaced, not read; nor does an old job's
         # cancel request stop it
         self.resume = None
-        if self.previous is None:
-            self.outputs.withdraw_cancel()
-        else:
+        if self.previous is not None:
             self.resume = _load_resume(self.outputs, self.job_id, dataset.fingerprint, self.options)
         if self.resume is None:
             self.note(
@@ -229,6 +227,10 @@ class JobRecorder(Recorder):
         super().note(message)
 
     def check_cancel(self) -> None:
+        if self.previous is None and self.pending is not None:
+            # a new job that has not written its directory yet: a cancel request
+            # there is another job's (one before it, or one started at the same time)
+            return
         if self.outputs.cancel_requested():
             raise JobCancelled(f"job cancelled on request ({self.outputs.cancel})", path=str(self.outputs.path))
 
@@ -263,6 +265,10 @@ class JobRecorder(Recorder):
             f"{record.grad_norm:.3e} step {record.step:.3e} passes {state.n_passes}"
         )
         _publish(self.publish_to, self.job_id, updated)
+
+    def claim(self) -> None:
+        with self.outputs.writing():
+            self._write_directory()
 
     def on_model(self, model: Model) -> None:
         with self.outputs.writing():

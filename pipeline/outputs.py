@@ -454,6 +454,8 @@ class OutputDir:
         try:
             yield
         except OSError as exc:
+            if type(exc).__module__.partition(".")[0] == "distributed":
+                raise  # (a lost connection to the scheduler, CommClosedError: the cluster's, not the directory's)
             raise OutputError(
                 f"cannot write in the output directory {self.path}: {exc}; expected it writable while the run "
                 "writes it (was it made read-only, removed or filled up?)",

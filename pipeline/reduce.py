@@ -21,6 +21,7 @@ facts from the cluster and act on the answer.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -459,9 +460,11 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
         while not finished.wait(WATCH_POLL_S):
             try:
                 workers = client.run_on_scheduler(_worker_states)
-                client.run_on_scheduler(reschedule_loose)
             except Exception:  # noqa: BLE001 - an unreachable scheduler is a stall too
                 workers = None
+            if workers:
+                with contextlib.suppress(Exception):  # (a help, never a verdict on the scheduler)
+                    client.run_on_scheduler(reschedule_loose)
             stalled_since, message = stall_verdict(workers, stalled_since, time.monotonic(), stall_timeout_s)
             if message is not None:
                 stalled.append(message)
@@ -633,7 +636,12 @@ def reschedule_loose(dask_scheduler=None) -> int:
     stuck = [
         ts.key
         for ts in list(dask_scheduler.unrunnable)
-        if ts.loose_restrictions and all(dependency.who_has for dependency in ts.dependencies)
+        # (placed on workers only: a task that needs a resource or a host waits for one)
+        if ts.loose_restrictions
+        and ts.worker_restrictions
+        and not ts.resource_restrictions
+        and not ts.host_restrictions
+        and all(dependency.who_has for dependency in ts.dependencies)
     ]
     if stuck:
         dask_scheduler.transitions(

@@ -44,6 +44,7 @@ from .fitting import (
     Prepared,
     Progress,
     auto_start,
+    both_labels_at_zero,
     build_model,
     fit,
     prepare,
@@ -112,6 +113,11 @@ class Recorder:
 
     def on_state(self, state: FitState) -> None:
         pass
+
+    def claim(self) -> None:
+        """Before the run's first file in its output directory that is not
+        written through :meth:`on_state` (a regularization path's states and
+        point models): a job writes its directory (and takes it) here."""
 
     def on_model(self, model: Model) -> None:
         pass
@@ -310,7 +316,7 @@ def fit_path(
     every_row = members[-1]
     alpha = mixing(config.penalty)
     if config.path:
-        null = None if alpha == 0.0 else null_gradient(every_row, prepared[-1], n_classes)
+        null = None if alpha == 0.0 else null_gradient(every_row, prepared[-1], n_classes, common["label"])
         grid = strengths(lambda_max(config.penalty, null, max(n_classes, 1)), config.path, config.path_ratio)
         recorder.note(
             f"regularization path: {len(grid)} strengths from {grid[0]!r} to {grid[-1]!r} (alpha {alpha!r}: "
@@ -322,8 +328,19 @@ def fit_path(
         recorder.note(f"cross-validation: {n_folds} folds in lockstep with the fit on every row")
     outputs = None if config.out is None else OutputDir(config.out)
     points = completed_points(outputs, grid, n_folds) if resumed and outputs is not None else []
-    if outputs is not None and not points and not resumed:
-        outputs.clear_path()
+    fresh = outputs is not None and not points and not resumed
+    written: list[bool] = []
+
+    def first_write() -> None:
+        """Before the path's first file: the job takes its directory, then
+        another run's path goes (a job that finds the directory taken by
+        another since it was checked stops here, having changed nothing)."""
+        if not written:
+            written.append(True)
+            recorder.claim()
+            if fresh and outputs is not None:
+                outputs.clear_path()
+
     models = [Model.load(outputs.path_point(k)) for k in range(len(points))] if outputs is not None else []
     starts: list[np.ndarray | None] = [None] * len(members)
     if points and outputs is not None:
@@ -345,7 +362,9 @@ def fit_path(
         jobs = []
         for m, (member, start, ready, state) in enumerate(zip(members, starts, prepared, states)):
             shown = member is every_row  # (progress, the job's checkpoint and history: the fit on every row's)
-            keep = point_saver(outputs, k, m, config.checkpoint_every, recorder.on_state if shown else None)
+            keep = point_saver(
+                outputs, k, m, config.checkpoint_every, recorder.on_state if shown else None, first_write
+            )
             options = {**common, "on_state": keep, **({} if shown else {"progress": None})}
             jobs.append(
                 functools.partial(fit, member, penalty=penalty, init=start, prepared=ready, resume=state, **options)
@@ -376,6 +395,7 @@ def fit_path(
         )
         models.append(model)
         if outputs is not None:
+            first_write()
             model.save(outputs.path_point(k))
             for state_file in outputs.path_point(k).glob("state-*.npz"):
                 state_file.unlink()
@@ -413,14 +433,21 @@ def point_state(outputs: OutputDir, point: int, member: int) -> FitState | None:
 
 
 def point_saver(
-    outputs: OutputDir | None, point: int, member: int, every: int, then: Callable[[FitState], None] | None
+    outputs: OutputDir | None,
+    point: int,
+    member: int,
+    every: int,
+    then: Callable[[FitState], None] | None,
+    first_write: Callable[[], None] = lambda: None,
 ) -> Callable[[FitState], None] | None:
     """The ``on_state`` of a path point's fit: its state saved every ``every``
-    iterations in ``path/NNN/state-M.npz`` (for a resume), then ``then``."""
+    iterations in ``path/NNN/state-M.npz`` (for a resume), then ``then``;
+    ``first_write`` before anything is written."""
     if outputs is None:
         return then
 
     def keep(state: FitState) -> None:
+        first_write()
         if state.solver_state.n_iter % every == 0:
             path = outputs.path_point(point) / f"state-{member}.npz"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -450,10 +477,12 @@ def held_out_losses(lockstep: Lockstep, members: Sequence[Evaluator], fits: Sequ
     return losses
 
 
-def null_gradient(evaluator: Evaluator, prepared: Prepared, n_classes: int) -> np.ndarray:
+def null_gradient(evaluator: Evaluator, prepared: Prepared, n_classes: int, label: str | None = None) -> np.ndarray:
     """The mean loss's gradient at the intercept-only optimum, in original
     units (:func:`pipeline.paths.null_intercepts`; two loss passes)."""
     objective = prepared.objective(evaluator, Penalty(), n_classes)
+    if prepared.summary is None and not n_classes:  # (else the statistics pass checked the labels)
+        objective.at_zero = both_labels_at_zero(evaluator, label)
     n_blocks = max(n_classes, 1)
     coef = np.zeros_like(objective.l1_weights)  # (a coefficient per feature or level, and an intercept, per class)
     _, at_zero = objective(coef)

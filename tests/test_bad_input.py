@@ -391,3 +391,27 @@ def test_single_class_by_weight_through_the_estimator():
     for standardize in (True, False):
         with pytest.raises(ValueError, match="single class: all the weight of the 40 rows is on label 1"):
             LogisticRegression(standardize=standardize).fit(X, y, sample_weight=(y == 1).astype(float))
+        # a class of weight below an ulp of the total is a class (the rounded totals read it as none)
+        tiny = np.where(y == 1, 1e-17, 1.0)
+        assert LogisticRegression(standardize=standardize, l2=1e-3).fit(X, y, sample_weight=tiny).converged_
+
+
+def test_single_class_by_weight_on_a_raw_lasso_path(tmp_path):
+    """The path's largest strength comes from the intercept-only optimum at
+    coef = 0: without standardization no statistics pass checked the labels
+    (a ConfigError about a strength of 0; before, a math domain error)."""
+    from pipeline import TrainConfig, train
+    from pipeline.errors import LabelValueError
+    from pipeline.objective import Penalty
+
+    data = tmp_path / "data"
+    table = good_table(12, seed=3)
+    y = np.array([0, 1] * 6, dtype=np.int8)
+    table = table.set_column(table.schema.get_field_index("y"), "y", pa.array(y))
+    table = table.append_column("w", pa.array(np.where(y == 1, 0.0, 1.5)))
+    write(data / "part-0.parquet", table, 5)
+    config = TrainConfig(
+        data=str(data), label="y", weight="w", cluster=None, standardize=False, penalty=Penalty(l1=1e-3), path=3
+    )
+    with pytest.raises(LabelValueError, match="label column 'y' has a single class"):
+        train(config)

@@ -666,3 +666,18 @@ def test_sigmoid_alone_is_the_proba_of_sigmoid_softplus() -> None:
     z = all_inputs()["z"]
     want = E.sigmoid_softplus(z)[0]
     assert np.array_equal(E.sigmoid(z).view(np.int64), want.view(np.int64))
+
+
+def test_log_positive_is_the_logarithm_and_refuses_what_it_cannot_take() -> None:
+    """The path's starting intercepts' logarithm (the same bits on every CPU):
+    within an ulp or two of mpmath's, and a ValueError outside its domain (it
+    returned NaN for 0, which became a "largest strength 0" error later)."""
+    from pipeline.elementary import log_positive
+
+    for x in [1e-300, 5e-324, 0.1, 0.5, 1.0 - 2**-40, 1.0, 1.5, 2.0, 3.0, 1e10, 1.7e308]:
+        exact = float(mpmath.log(mpmath.mpf(x)))
+        assert abs(log_positive(x) - exact) <= 2 * math.ulp(exact) + 1e-300, x
+    assert log_positive(1.0) == 0.0
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="finite number > 0"):
+            log_positive(bad)

@@ -84,6 +84,7 @@ def test_file_urls_are_local_paths_resolved_where_pipeline_runs(tmp_path, monkey
         (f"file:{tmp_path}/data", tmp_path / "data"),
         (f"file://{tmp_path}/sp%20ace", tmp_path / "sp ace"),
         (f"file://localhost{tmp_path}/data", tmp_path / "data"),
+        (f"file://{tmp_path}/h#1?x", tmp_path / "h#1?x"),  # (no fragment or query in a path)
     ]:
         job = tmp_path / "jobs" / "url.toml"
         job.write_text(f'[data]\nurl = "{url}"\nlabel = "y"\n')
@@ -371,6 +372,33 @@ def test_two_jobs_started_into_one_new_directory_at_once_one_refused_having_writ
 
     assert set(re.findall(r" job (\w+) ", (out / "job.log").read_text())) == {document["job_id"]}
     assert not list(out.glob(".*.tmp"))
+
+
+def test_a_path_job_refused_a_directory_taken_since_leaves_the_other_paths_points(tmp_path, data):
+    """The same race with regularization paths: the late job cleared the
+    first one's path/ (and wrote a point state there) before it found the
+    directory taken; now it takes the directory before its first file."""
+    from pipeline.errors import OutputError
+    from pipeline.jobs import run_job
+
+    out = tmp_path / "out"
+    config_b = TrainConfig(
+        data=str(data), label="y", out=str(out), cluster=None, name="b", path=3, penalty=Penalty(l2=1.0)
+    )
+    config_a = dataclasses.replace(config_b, name="a", path_ratio=0.1)
+    finished = []
+
+    def meanwhile(message: str) -> None:
+        if not finished:
+            finished.append(run_job(config_b))
+
+    with pytest.raises(OutputError, match=r"was taken by job \w+ \('b', succeeded\)"):
+        run_job(config_a, notify=meanwhile)
+    points = json.loads((out / "path" / "path.json").read_text())["points"]
+    assert len(points) == 3
+    for k, point in enumerate(points):
+        assert Model.load(out / "path" / f"{k:03d}").digest == point["digest"]
+    assert not list((out / "path").rglob("state-*.npz"))
 
 
 def test_an_output_directory_that_goes_away_mid_run_is_one_output_error(tmp_path, data):

@@ -93,7 +93,7 @@ def test_barzilai_borwein_saves_passes_and_plain_growth_still_converges():
 
 # --------------------------------------------------------------------------- L-BFGS, OWL-QN, Newton
 
-from pipeline.solvers import cholesky_solve, lbfgs, newton, pseudo_gradient  # noqa: E402
+from pipeline.solvers import cholesky_solve, damped_solve, lbfgs, newton, pseudo_gradient  # noqa: E402
 
 
 class Rosenbrock:
@@ -186,6 +186,8 @@ def test_cholesky_solve_matches_numpy_and_rejects_indefinite():
     np.testing.assert_allclose(cholesky_solve(matrix, rhs), np.linalg.solve(matrix, rhs), rtol=1e-12)
     assert cholesky_solve(np.array([[1.0, 2.0], [2.0, 1.0]]), np.ones(2)) is None
     assert cholesky_solve(np.diag([1.0, 1e-30]), np.ones(2)) is None  # no curvature next to the other
+    # ... which the damping gives the largest entry's (as before units mattered), so Newton still steps
+    assert damped_solve(np.diag([1.0, 1e-30]), np.ones(2), 1e-12) is not None
     collinear = np.array([[1.0, 1e-6], [1e-6, 1e-12 * (1 + 1e-14)]])  # the second column is the first's 1e-6
     assert cholesky_solve(collinear, np.ones(2)) is None
 
