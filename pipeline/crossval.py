@@ -51,6 +51,7 @@ class Lockstep:
         self.n_folds = n_folds
         self.n_passes = 0
         self._fold_stats: FoldStats | None = None
+        self._fold_stats_lock = threading.Lock()
         self._condition = threading.Condition()
         self._requests: dict[int, tuple[FoldMember, np.ndarray]] = {}
         self._results: dict[int, Partials] = {}
@@ -65,9 +66,10 @@ class Lockstep:
 
     def fold_stats(self) -> FoldStats:
         """Each fold's statistics (one pass, the first time)."""
-        if self._fold_stats is None:
-            self._fold_stats = self.evaluator.fold_stats(self.n_folds)  # type: ignore[attr-defined]
-            self.n_passes += 1
+        with self._fold_stats_lock:  # (the folds' fits ask from their threads)
+            if self._fold_stats is None:
+                self._fold_stats = self.evaluator.fold_stats(self.n_folds)  # type: ignore[attr-defined]
+                self.n_passes += 1
         return self._fold_stats
 
     def evaluate(self, index: int, member: FoldMember, coef: np.ndarray) -> Partials:

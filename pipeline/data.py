@@ -665,7 +665,7 @@ def _column_values(
     if column.null_count:
         valid = _numpy_values(pc.is_valid(column)) != 0.0
         _check(None, valid, MissingValueError, f"column {name!r}", "null", null_hint, chunk, first_row, name)
-    values = _numpy_values(column, dtype, f"column {name!r} in {chunk.where()}")
+    values = _numpy_values(column, dtype, f"column {name!r} in {chunk.where()}", chunk, name)
     if check_finite:
         _check(
             values,
@@ -719,7 +719,7 @@ def _values_with_missing(
         if pa.types.is_decimal(column.type):
             column = decimal_as_float64(column)
         column = pc.fill_null(pc.cast(column, pa.from_numpy_dtype(dtype), safe=False), float("nan"))
-    return _numpy_values(column, dtype, f"column {name!r} in {chunk.where()}")
+    return _numpy_values(column, dtype, f"column {name!r} in {chunk.where()}", chunk, name)
 
 
 def key_bits(column, name: str, chunk: ChunkSpec, first_row: int) -> np.ndarray:
@@ -837,7 +837,13 @@ def decimal_as_float64(column):
     return pc.cast(pc.cast(column, pa.string()), pa.float64())
 
 
-def _numpy_values(column, dtype: np.dtype = np.dtype(np.float64), where: str = "a column") -> np.ndarray:
+def _numpy_values(
+    column,
+    dtype: np.dtype = np.dtype(np.float64),
+    where: str = "a column",
+    chunk: ChunkSpec | None = None,
+    name: str | None = None,
+) -> np.ndarray:
     """A null-free int, float or bool Arrow column (ChunkedArray or Array) as
     float64 (or ``dtype``, a type holding every value exactly) numpy, straight
     from Arrow's buffers: casting is Arrow's (ints round to nearest, as
@@ -851,7 +857,10 @@ def _numpy_values(column, dtype: np.dtype = np.dtype(np.float64), where: str = "
         # planned as numbers: Arrow would parse text or fail on a timestamp
         raise ColumnTypeError(
             f"{where} has type {kind}; expected the numeric type it had when the dataset was opened "
-            "(was a file replaced since?)"
+            "(was a file replaced since?)",
+            path=None if chunk is None else chunk.path,
+            row_group=None if chunk is None else chunk.row_group,
+            column=name,
         )
     # A narrow carrier holds the planned column's values exactly: a safe cast
     # says so (a file replaced since the plan, with other values, is refused
@@ -862,7 +871,10 @@ def _numpy_values(column, dtype: np.dtype = np.dtype(np.float64), where: str = "
     except pa.ArrowInvalid as exc:
         raise ColumnTypeError(
             f"{where} holds values its planned type {dtype} cannot hold ({exc}); expected the files as they "
-            "were when the dataset was opened (was a file replaced since?)"
+            "were when the dataset was opened (was a file replaced since?)",
+            path=None if chunk is None else chunk.path,
+            row_group=None if chunk is None else chunk.row_group,
+            column=name,
         ) from None
     parts = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     views = [

@@ -373,7 +373,11 @@ def fit(
         # no statistics pass said both labels carry weight: the first pass, at
         # coef = 0, does (a class whose rows all weigh 0 was fitted to an
         # intercept of -16 and "converged")
-        objective.at_zero = both_labels_at_zero(evaluator, label)
+        def count_pass() -> None:
+            nonlocal stats_passes
+            stats_passes += 1
+
+        objective.at_zero = both_labels_at_zero(evaluator, label, count_pass)
 
     def report(record: IterationRecord) -> None:
         seconds = clock_offset + time.perf_counter() - started
@@ -788,18 +792,22 @@ def separated(loss: float, penalty: Penalty, null: float | None) -> bool:
     return bool(loss < SEPARATED_LOSS * null)
 
 
-def both_labels_at_zero(evaluator: Evaluator, label: str | None) -> Callable[[float, float, int], None]:
+def both_labels_at_zero(
+    evaluator: Evaluator, label: str | None, counted: Callable[[], None] = lambda: None
+) -> Callable[[float, float, int], None]:
     """A :attr:`LogisticObjective.at_zero`: :func:`check_both_labels` from a
     binary pass at coef = 0, where no statistics pass said both labels carry
     weight.  Its totals are rounded (a class of weight below an ulp of the
     total reads as none), so a refusal is decided by the statistics pass's
-    exact totals (one more pass, only then)."""
+    exact totals (one more pass, only then; ``counted`` is told)."""
 
     def at_zero(weight_sum: float, positive: float, n_samples: int) -> None:
         try:
             check_both_labels(weight_sum, positive, n_samples, label)
         except LabelValueError:
-            check_two_classes(summarize(evaluator.stats()), label)
+            stats = evaluator.stats()
+            counted()
+            check_two_classes(summarize(stats), label)
 
     return at_zero
 

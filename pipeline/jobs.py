@@ -29,6 +29,7 @@ import getpass
 import os
 import platform
 import socket
+import threading
 import time
 import uuid
 import warnings
@@ -180,6 +181,7 @@ class JobRecorder(Recorder):
         #: log lines (with the time they happened) until the directory is written (None after)
         self.pending: list[tuple[str, str]] | None = []
         self.caught: list[warnings.WarningMessage] = []
+        self._directory_lock = threading.Lock()
 
     # ------------------------------------------------------------------ hooks
 
@@ -270,6 +272,12 @@ class JobRecorder(Recorder):
         with self.outputs.writing():
             self._write_directory()
 
+    def _write_directory(self) -> None:
+        """The job's directory, once: job.json, then the notes so far (one
+        thread at a time: a cross-validation's fits call it from theirs)."""
+        with self._directory_lock:
+            self._write_directory_once()
+
     def on_model(self, model: Model) -> None:
         with self.outputs.writing():
             self.outputs.log(f"model written to {self.outputs.model}")
@@ -323,8 +331,7 @@ class JobRecorder(Recorder):
 
     # ------------------------------------------------------------------ files
 
-    def _write_directory(self) -> None:
-        """The job's directory, once: job.json, then the notes so far."""
+    def _write_directory_once(self) -> None:
         if self.pending is None:
             return
         config, dataset, client, previous = self.config, self.dataset, self.client, self.previous

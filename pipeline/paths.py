@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .elementary import log_positive
-from .errors import ConfigError
+from .errors import ConfigError, LabelValueError
 from .objective import Penalty
 
 __all__ = [
@@ -153,11 +153,20 @@ def null_intercepts(zero_gradient: np.ndarray, n_classes: int) -> np.ndarray:
     log-odds ``log(p / (1 - p))``, or the classes' ``log p_k`` centered (the
     logarithms the pipeline's own, :func:`pipeline.elementary.log_positive`:
     the path's start, so its every model, has the same bits on every CPU)."""
+    shares = (
+        [0.5 - float(zero_gradient[-1])]
+        if not n_classes
+        else [1.0 / n_classes - float(g) for g in zero_gradient.reshape(n_classes, -1)[:, -1]]
+    )
+    if not all(0.0 < share < 1.0 for share in shares):
+        raise LabelValueError(
+            f"a class holds {min(shares)!r} of the weight (its share rounds to 0 at float64's precision); "
+            "expected every class with a share of the weight that float64 resolves: the path's largest "
+            "strength comes from the intercept-only optimum, which is then at infinity"
+        )
     if not n_classes:
-        share = 0.5 - float(zero_gradient[-1])
-        return np.array([log_positive(share) - log_positive(1.0 - share)])
-    blocks = zero_gradient.reshape(n_classes, -1)
-    logs = np.array([log_positive(1.0 / n_classes - float(g)) for g in blocks[:, -1]])
+        return np.array([log_positive(shares[0]) - log_positive(1.0 - shares[0])])
+    logs = np.array([log_positive(share) for share in shares])
     return logs - math.fsum(logs.tolist()) / n_classes
 
 

@@ -868,8 +868,9 @@ def _newton_direction(hess, coef, projected, orthant_wise: bool, min_pivot_ratio
 #: without a penalty: the loss has a minimum, the coefficients a line of
 #: them), tried in turn, relative to each diagonal entry (Marquardt's
 #: ``H + mu * diag H``, so the damping does not depend on the features'
-#: units; an entry below ``min_pivot_ratio`` of the largest takes ``mu``
-#: times the largest, as every entry did before): the step is
+#: units; an entry below ``min_pivot_ratio**2`` of the largest, which
+#: :func:`cholesky_solve` counts as no curvature, takes ``mu`` times the
+#: largest, as every entry did before): the step is
 #: Newton's in the directions the data determine and small in the others
 #: (scikit-learn's newton-cholesky falls back to lbfgs there; a gradient
 #: step every iteration crawled).
@@ -884,7 +885,7 @@ def damped_solve(matrix: np.ndarray, rhs: np.ndarray, min_pivot_ratio: float):
     diagonal = np.diag(matrix)
     largest = max_abs(diagonal) if matrix.shape[0] else 0.0
     # an entry with no curvature next to the largest (cholesky_solve's floor) takes the largest's
-    reference = np.where(diagonal > min_pivot_ratio * largest, diagonal, largest)
+    reference = np.where(diagonal > min_pivot_ratio * min_pivot_ratio * largest, diagonal, largest)
     for damping in NEWTON_DAMPING:
         if solution is not None or not largest > 0:
             break

@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -330,16 +331,21 @@ def fit_path(
     points = completed_points(outputs, grid, n_folds) if resumed and outputs is not None else []
     fresh = outputs is not None and not points and not resumed
     written: list[bool] = []
+    first = threading.Lock()  # (the fits of a cross-validation run in threads of their own)
 
     def first_write() -> None:
         """Before the path's first file: the job takes its directory, then
         another run's path goes (a job that finds the directory taken by
-        another since it was checked stops here, having changed nothing)."""
-        if not written:
-            written.append(True)
-            recorder.claim()
-            if fresh and outputs is not None:
-                outputs.clear_path()
+        another since it was checked stops here, having changed nothing).
+        Every fit waits until that is done."""
+        if written:
+            return
+        with first:
+            if not written:
+                recorder.claim()
+                if fresh and outputs is not None:
+                    outputs.clear_path()
+                written.append(True)
 
     models = [Model.load(outputs.path_point(k)) for k in range(len(points))] if outputs is not None else []
     starts: list[np.ndarray | None] = [None] * len(members)

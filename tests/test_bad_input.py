@@ -415,3 +415,8 @@ def test_single_class_by_weight_on_a_raw_lasso_path(tmp_path):
     )
     with pytest.raises(LabelValueError, match="label column 'y' has a single class"):
         train(config)
+    # a class whose weight float64 cannot resolve next to the total: a class, but no path start
+    table = table.set_column(table.schema.get_field_index("w"), "w", pa.array(np.where(y == 1, 1e-17, 1.5)))
+    write(data / "part-0.parquet", table, 5)
+    with pytest.raises(LabelValueError, match="its share rounds to 0"):  # (a ValueError traceback of log)
+        train(config)

@@ -607,8 +607,9 @@ def test_a_narrow_column_replaced_by_other_values_is_refused_not_truncated(tmp_p
     write(path, pa.table({"x": [1.9, 2.7, 300.5, -0.5], "y": [0, 1, 0, 1]}))
     with pytest.raises(
         ColumnTypeError, match=r"column 'x' in row group 0 of .*part-0.parquet holds values its planned"
-    ):
+    ) as caught:
         dataset.reader(dataset.chunks[0])
+    assert (caught.value.path, caught.value.column) == (dataset.chunks[0].path, "x")
 
 
 @pytest.mark.parametrize(
@@ -635,8 +636,9 @@ def test_a_numeric_column_replaced_by_another_type_is_refused_on_every_read_path
         with pytest.raises(
             ColumnTypeError,
             match=r"column 'x' in row group 0 of .*part-0.parquet has type .+; expected the numeric",
-        ):
+        ) as caught:
             read()
+        assert (caught.value.path, caught.value.row_group, caught.value.column) == (chunk.path, 0, "x")
 
 
 def test_a_streamed_row_group_is_read_a_buffer_at_a_time(tmp_path):

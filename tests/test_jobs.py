@@ -401,6 +401,21 @@ def test_a_path_job_refused_a_directory_taken_since_leaves_the_other_paths_point
     assert not list((out / "path").rglob("state-*.npz"))
 
 
+def test_cross_validated_jobs_take_their_directory_once_from_the_folds_threads(tmp_path, data):
+    """The folds' fits run in threads of their own and reach their first state
+    at once: without a lock the job claimed its directory twice (refused in
+    its own name) or cleared path/ under another fit's state file (8 runs of
+    10 failed)."""
+    from pipeline.jobs import run_job
+
+    for attempt in range(3):
+        out = tmp_path / f"out-{attempt}"
+        config = TrainConfig(data=str(data), label="y", out=str(out), cluster=None, cv=3, penalty=Penalty(l2=1e-2))
+        model = run_job(config)
+        assert json.loads((out / "job.json").read_text())["status"] == "succeeded"
+        assert Model.load(out).digest == model.digest
+
+
 def test_an_output_directory_that_goes_away_mid_run_is_one_output_error(tmp_path, data):
     """The directory replaced by a file after the second iteration (as a
     read-only or full one fails a write): the job's next write was a raw

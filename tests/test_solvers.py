@@ -188,6 +188,12 @@ def test_cholesky_solve_matches_numpy_and_rejects_indefinite():
     assert cholesky_solve(np.diag([1.0, 1e-30]), np.ones(2)) is None  # no curvature next to the other
     # ... which the damping gives the largest entry's (as before units mattered), so Newton still steps
     assert damped_solve(np.diag([1.0, 1e-30]), np.ones(2), 1e-12) is not None
+    # collinear columns next to a column 1e14 larger: damped by their own entries, a full step
+    # (damped by the largest entry, the step was 5000x too short: Newton crawled to max_iter)
+    matrix = np.zeros((3, 3))
+    matrix[0, 0] = 1e14
+    matrix[1:, 1:] = [[1.0, 1.0], [1.0, 1.0 + 1e-15]]
+    np.testing.assert_allclose(damped_solve(matrix, np.array([0.0, 1.0, 1.0]), 1e-12), [0.0, 0.5, 0.5], atol=1e-4)
     collinear = np.array([[1.0, 1e-6], [1e-6, 1e-12 * (1 + 1e-14)]])  # the second column is the first's 1e-6
     assert cholesky_solve(collinear, np.ones(2)) is None
 
