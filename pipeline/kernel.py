@@ -884,12 +884,15 @@ def _outer_triangle(Xb: np.ndarray, curvature: np.ndarray) -> np.ndarray:
 
 
 def exact_square(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(hi, lo)`` with ``hi + lo == x*x`` exactly (Dekker's product, no FMA)."""
-    split = VELTKAMP * x
-    x_hi = split - (split - x)
-    x_lo = x - x_hi
-    hi = x * x
-    lo = ((x_hi * x_hi - hi) + 2.0 * x_hi * x_lo) + x_lo * x_lo
+    """``(hi, lo)`` with ``hi + lo == x*x`` exactly (Dekker's product, no FMA).
+    A square beyond float64 is infinite, quietly: the statistics then say
+    which feature cannot be standardized (``fitting.check_standardizable``)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        split = VELTKAMP * x
+        x_hi = split - (split - x)
+        x_lo = x - x_hi
+        hi = x * x
+        lo = ((x_hi * x_hi - hi) + 2.0 * x_hi * x_lo) + x_lo * x_lo
     return hi, lo
 
 

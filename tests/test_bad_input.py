@@ -189,6 +189,23 @@ def test_a_feature_too_large_to_standardize(tmp_path, scale):
     assert "rescale the column" in message and "warning" not in result.stderr
 
 
+@pytest.mark.parametrize("kernels", ["auto", "reference"])
+def test_one_value_too_large_to_standardize_is_one_line(tmp_path, monkeypatch, kernels):
+    """One 1e200 among ordinary values: the same error, and nothing before it
+    (on small data, which start on the numpy reference, numpy's overflow
+    warnings of the exact squares were printed first)."""
+    monkeypatch.setenv("PIPELINE_KERNELS", kernels)
+    data = tmp_path / "data"
+    table = good_table(1000, seed=4)
+    b = table["b"].to_numpy().copy()
+    b[500] = 1e200
+    write(data / "part-0.parquet", table.set_column(1, "b", pa.array(b)))
+    out = fresh_out(tmp_path)
+    result = train_in_process(data, out)
+    assert_bad_input(result, "NonFiniteValueError", "feature 'b'", "too large to standardize", out=out)
+    assert "warning" not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("repeated, extra", [("b", ()), ("b", ("--features", "a,b")), ("y", ())])
 def test_a_column_name_twice_in_a_file(tmp_path, repeated, extra):
     """pyarrow writes a name twice if asked: a feature was a KeyError
