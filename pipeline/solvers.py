@@ -523,8 +523,11 @@ def hand_over_to_newton(history, tol: float, n_coef: int) -> bool:
 
 
 def _log_above_one(x: float) -> float:
-    """``log(x)`` for ``x > 1``: :func:`pipeline.elementary.log_positive`, the same bits on every CPU."""
-    return log_positive(x)
+    """``log(x)`` for ``x > 1``: :func:`pipeline.elementary.log_positive`, the
+    same bits on every CPU; a ratio beyond float64 (``inf``) is ``inf``, as
+    before ``log_positive`` refused it (a tol of 1e-300 made ``now / tol``
+    overflow: a ValueError traceback instead of a hand-over)."""
+    return math.inf if x == math.inf else log_positive(x)
 
 
 def _check_preconditioner(preconditioner: np.ndarray | None, shape: tuple) -> np.ndarray:

@@ -536,3 +536,13 @@ def test_the_last_step_without_hessian_keeps_the_line_search_budget():
         )
         steps.append(lazy.history[-1].step)
     assert steps == [0.0, 0.0, 0.25, 0.25]  # 1 and 2 trials fail, 3 find the step
+
+
+def test_the_hand_over_rule_takes_a_tolerance_float64_cannot_reach_in_one_ratio():
+    """``now / tol`` beyond float64 (tol 1e-300): the pipeline's own logarithm
+    refuses infinity, so the rule read it as infinitely far (hand over), not
+    a ValueError from inside L-BFGS."""
+    from pipeline.solvers import hand_over_to_newton
+
+    history = [IterationRecord(i, 1.0, 1e10 * 0.99**i, 1.0, i + 1) for i in range(20)]
+    assert hand_over_to_newton(history, 1e-300, 5)
