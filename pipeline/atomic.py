@@ -9,8 +9,10 @@ any point leaves the previous file untouched and no temporary file behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["create_atomic", "write_atomic"]
@@ -19,16 +21,8 @@ __all__ = ["create_atomic", "write_atomic"]
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file, fsync and a rename."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+    with _synced_copy(path, data) as temporary:
         os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
 
 
 def create_atomic(path: str | os.PathLike, data: bytes) -> bool:
@@ -39,12 +33,7 @@ def create_atomic(path: str | os.PathLike, data: bytes) -> bool:
     system has no hard links, ``path`` is created exclusively and then
     written (still one winner)."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+    with _synced_copy(path, data) as temporary:
         try:
             os.link(temporary, path)
             return True
@@ -52,15 +41,30 @@ def create_atomic(path: str | os.PathLike, data: bytes) -> bool:
             return False
         except OSError:  # (no hard links here)
             pass
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            return False
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        return True
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "wb") as handle:
+        _write_synced(handle, data)
+    return True
+
+
+@contextlib.contextmanager
+def _synced_copy(path: Path, data: bytes) -> Iterator[Path]:
+    """A temporary file beside ``path`` holding ``data``, on disk; removed
+    on the way out unless renamed away."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            _write_synced(handle, data)
+        yield temporary
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def _write_synced(handle, data: bytes) -> None:
+    handle.write(data)
+    handle.flush()
+    os.fsync(handle.fileno())

@@ -850,18 +850,22 @@ def _numpy_values(
     numpy's ``astype`` does; bools give 0/1), and pyarrow's ``to_numpy`` is
     avoided because it imports pandas (about a second in every process that
     decodes a chunk).  Read-only when zero-copy."""
+
+    def replaced(found: str, expected: str) -> ColumnTypeError:
+        """The column is not what the plan read: a file replaced since."""
+        return ColumnTypeError(
+            f"{where} {found}; expected {expected} when the dataset was opened (was a file replaced since?)",
+            path=None if chunk is None else chunk.path,
+            row_group=None if chunk is None else chunk.row_group,
+            column=name,
+        )
+
     kind = column.type
     if pa.types.is_decimal(kind):
         column = decimal_as_float64(column)
     elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
         # planned as numbers: Arrow would parse text or fail on a timestamp
-        raise ColumnTypeError(
-            f"{where} has type {kind}; expected the numeric type it had when the dataset was opened "
-            "(was a file replaced since?)",
-            path=None if chunk is None else chunk.path,
-            row_group=None if chunk is None else chunk.row_group,
-            column=name,
-        )
+        raise replaced(f"has type {kind}", "the numeric type it had")
     # A narrow carrier holds the planned column's values exactly: a safe cast
     # says so (a file replaced since the plan, with other values, is refused
     # instead of truncated); float64 takes every number, int64 rounded.
@@ -869,13 +873,7 @@ def _numpy_values(
     try:
         column = pc.cast(column, pa.from_numpy_dtype(dtype), safe=narrow)
     except pa.ArrowInvalid as exc:
-        raise ColumnTypeError(
-            f"{where} holds values its planned type {dtype} cannot hold ({exc}); expected the files as they "
-            "were when the dataset was opened (was a file replaced since?)",
-            path=None if chunk is None else chunk.path,
-            row_group=None if chunk is None else chunk.row_group,
-            column=name,
-        ) from None
+        raise replaced(f"holds values its planned type {dtype} cannot hold ({exc})", "the files as they were") from None
     parts = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     views = [
         np.frombuffer(part.buffers()[1], dtype=dtype, count=len(part), offset=part.offset * dtype.itemsize)

@@ -341,7 +341,7 @@ class OutputDir:
         return config_from_mapping(mapping, str(self.job), overridden=given)
 
     def write_job(self, document: JobDocument) -> None:
-        write_atomic(self.job, (json.dumps(document.to_json(), indent=2) + "\n").encode())
+        write_atomic(self.job, _job_bytes(document))
 
     def claim_job(self, **values: Any) -> JobDocument:
         """A new job's ``job.json`` with ``values``, written only if the
@@ -349,13 +349,8 @@ class OutputDir:
         jobs started into one directory at once, the one that writes it first
         has the directory, and the other gets an :class:`OutputError` naming
         that job, having written nothing.  The document written."""
-        document = JobDocument()
-        for key, value in values.items():
-            if not hasattr(document, key):
-                raise TypeError(f"JobDocument has no field {key!r}")
-            setattr(document, key, value)
-        document.updated_at = now()
-        if create_atomic(self.job, (json.dumps(document.to_json(), indent=2) + "\n").encode()):
+        document = _updated(JobDocument(), values)
+        if create_atomic(self.job, _job_bytes(document)):
             return document
         holder = self.read_job() or JobDocument()
         raise OutputError(
@@ -367,12 +362,7 @@ class OutputDir:
 
     def update_job(self, **values: Any) -> JobDocument:
         """Set ``values`` (and ``updated_at``) in ``job.json``; the new document."""
-        document = self.read_job() or JobDocument()
-        for key, value in values.items():
-            if not hasattr(document, key):
-                raise TypeError(f"JobDocument has no field {key!r}")
-            setattr(document, key, value)
-        document.updated_at = now()
+        document = _updated(self.read_job() or JobDocument(), values)
         self.write_job(document)
         return document
 
@@ -493,3 +483,17 @@ class OutputDir:
                     pass
         except OSError as exc:
             raise OutputError(f"output directory {directory} is not writable: {exc}", path=str(directory)) from None
+
+
+def _updated(document: JobDocument, values: Mapping[str, Any]) -> JobDocument:
+    """``document`` with ``values`` set (each a field of it) and ``updated_at`` now."""
+    for key, value in values.items():
+        if not hasattr(document, key):
+            raise TypeError(f"JobDocument has no field {key!r}")
+        setattr(document, key, value)
+    document.updated_at = now()
+    return document
+
+
+def _job_bytes(document: JobDocument) -> bytes:
+    return (json.dumps(document.to_json(), indent=2) + "\n").encode()

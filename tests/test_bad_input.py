@@ -377,6 +377,17 @@ def test_an_output_where_directories_cannot_be_created_is_refused_before_trainin
     assert "iter" not in result.stdout  # (refused before training)
 
 
+def write_weighted_labels(data: Path, weight_of_label_1: float) -> Path:
+    """``data/part-0.parquet``: 12 rows, labels 0 and 1 in turn, weight column
+    ``w`` of 1.5 for label 0 and ``weight_of_label_1`` for label 1."""
+    table = good_table(12, seed=3)
+    y = np.array([0, 1] * 6, dtype=np.int8)
+    table = table.set_column(table.schema.get_field_index("y"), "y", pa.array(y))
+    table = table.append_column("w", pa.array(np.where(y == 1, weight_of_label_1, 1.5)))
+    write(data / "part-0.parquet", table, 5)
+    return data
+
+
 @pytest.mark.parametrize(
     "options",
     [(), ("--no-standardize",), ("--no-standardize", "--solver", "newton")],
@@ -386,12 +397,7 @@ def test_single_class_by_weight(tmp_path, options):
     """Both labels occur, but every row of label 1 has weight 0.  Without
     standardization no statistics pass ran to say so: the fit "converged" to
     an intercept of -16 (now the first pass, at coef = 0, tells)."""
-    data = tmp_path / "data"
-    table = good_table(12, seed=3)
-    y = np.array([0, 1] * 6, dtype=np.int8)
-    table = table.set_column(table.schema.get_field_index("y"), "y", pa.array(y))
-    table = table.append_column("w", pa.array(np.where(y == 1, 0.0, 1.5)))
-    write(data / "part-0.parquet", table, 5)
+    data = write_weighted_labels(tmp_path / "data", 0.0)
     out = fresh_out(tmp_path)
     result = train_in_process(data, out, "--weight-col", "w", *options)
     assert_bad_input(result, "LabelValueError", "single class", "'y'", "on label 0", out=out)
@@ -421,19 +427,13 @@ def test_single_class_by_weight_on_a_raw_lasso_path(tmp_path):
     from pipeline.errors import LabelValueError
     from pipeline.objective import Penalty
 
-    data = tmp_path / "data"
-    table = good_table(12, seed=3)
-    y = np.array([0, 1] * 6, dtype=np.int8)
-    table = table.set_column(table.schema.get_field_index("y"), "y", pa.array(y))
-    table = table.append_column("w", pa.array(np.where(y == 1, 0.0, 1.5)))
-    write(data / "part-0.parquet", table, 5)
+    data = write_weighted_labels(tmp_path / "data", 0.0)
     config = TrainConfig(
         data=str(data), label="y", weight="w", cluster=None, standardize=False, penalty=Penalty(l1=1e-3), path=3
     )
     with pytest.raises(LabelValueError, match="label column 'y' has a single class"):
         train(config)
     # a class whose weight float64 cannot resolve next to the total: a class, but no path start
-    table = table.set_column(table.schema.get_field_index("w"), "w", pa.array(np.where(y == 1, 1e-17, 1.5)))
-    write(data / "part-0.parquet", table, 5)
+    write_weighted_labels(data, 1e-17)
     with pytest.raises(LabelValueError, match="its share rounds to 0"):  # (a ValueError traceback of log)
         train(config)

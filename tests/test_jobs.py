@@ -343,6 +343,25 @@ def test_another_job_does_not_overwrite_an_output_directory(tmp_path, data):
     assert json.loads((out / "job.json").read_text())["name"] == "b"
 
 
+def run_late(late: TrainConfig, first: TrainConfig, refusal: str) -> Model:
+    """Two jobs started into one directory at once: ``late`` checks it, then
+    ``first`` runs to its end there inside ``late``'s first note (before
+    ``late`` writes anything); ``late`` must stop with an OutputError matching
+    ``refusal``.  ``first``'s model."""
+    from pipeline.errors import OutputError
+    from pipeline.jobs import run_job
+
+    finished = []
+
+    def meanwhile(message: str) -> None:
+        if not finished:
+            finished.append(run_job(first))
+
+    with pytest.raises(OutputError, match=refusal):
+        run_job(late, notify=meanwhile)
+    return finished[0]
+
+
 def test_two_jobs_started_into_one_new_directory_at_once_one_refused_having_written_nothing(tmp_path, data):
     """Job A checks the new directory, then job B runs to its end there before
     A writes anything (A's first note, before its first pass: the window of
@@ -350,24 +369,14 @@ def test_two_jobs_started_into_one_new_directory_at_once_one_refused_having_writ
     wrote its job.json over B's, and B's model stayed with A's job.json.  Now
     A's first write finds B's job.json: an OutputError naming B, and B's
     files as B left them."""
-    from pipeline.errors import OutputError
-    from pipeline.jobs import run_job
-
     out = tmp_path / "out"
     config_b = TrainConfig(data=str(data), label="y", out=str(out), cluster=None, name="b")
     config_a = dataclasses.replace(config_b, name="a", penalty=Penalty(l2=0.1))
-    finished = []
-
-    def meanwhile(message: str) -> None:
-        if not finished:
-            finished.append(run_job(config_b))
-
-    with pytest.raises(OutputError, match=r"was taken by job \w+ \('b', succeeded\) after job \w+ checked it"):
-        run_job(config_a, notify=meanwhile)
+    first = run_late(config_a, config_b, r"was taken by job \w+ \('b', succeeded\) after job \w+ checked it")
     model = Model.load(out)
     document = json.loads((out / "job.json").read_text())
     assert document["name"] == "b" and document["status"] == "succeeded"
-    assert document["digest"] == model.digest == finished[0].digest and model.l2 == 0.0
+    assert document["digest"] == model.digest == first.digest and model.l2 == 0.0
     import re
 
     assert set(re.findall(r" job (\w+) ", (out / "job.log").read_text())) == {document["job_id"]}
@@ -378,22 +387,12 @@ def test_a_path_job_refused_a_directory_taken_since_leaves_the_other_paths_point
     """The same race with regularization paths: the late job cleared the
     first one's path/ (and wrote a point state there) before it found the
     directory taken; now it takes the directory before its first file."""
-    from pipeline.errors import OutputError
-    from pipeline.jobs import run_job
-
     out = tmp_path / "out"
     config_b = TrainConfig(
         data=str(data), label="y", out=str(out), cluster=None, name="b", path=3, penalty=Penalty(l2=1.0)
     )
     config_a = dataclasses.replace(config_b, name="a", path_ratio=0.1)
-    finished = []
-
-    def meanwhile(message: str) -> None:
-        if not finished:
-            finished.append(run_job(config_b))
-
-    with pytest.raises(OutputError, match=r"was taken by job \w+ \('b', succeeded\)"):
-        run_job(config_a, notify=meanwhile)
+    run_late(config_a, config_b, r"was taken by job \w+ \('b', succeeded\)")
     points = json.loads((out / "path" / "path.json").read_text())["points"]
     assert len(points) == 3
     for k, point in enumerate(points):
