@@ -462,9 +462,6 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
                 workers = client.run_on_scheduler(_worker_states)
             except Exception:  # noqa: BLE001 - an unreachable scheduler is a stall too
                 workers = None
-            if workers:
-                with contextlib.suppress(Exception):  # (a help, never a verdict on the scheduler)
-                    client.run_on_scheduler(reschedule_loose)
             stalled_since, message = stall_verdict(workers, stalled_since, time.monotonic(), stall_timeout_s)
             if message is not None:
                 stalled.append(message)
@@ -651,7 +648,11 @@ def reschedule_loose(dask_scheduler=None) -> int:
 
 
 def _worker_states(dask_scheduler=None) -> dict:
-    """Run on the scheduler: address -> (status name, memory limit) of each worker."""
+    """Run on the scheduler: address -> (status name, memory limit) of each
+    worker; in the same round trip, tasks stuck on gone workers are placed
+    anew (:func:`reschedule_loose`: a help, never a verdict on the scheduler)."""
+    with contextlib.suppress(Exception):
+        reschedule_loose(dask_scheduler)
     return {address: (worker.status.name, worker.memory_limit) for address, worker in dask_scheduler.workers.items()}
 
 
