@@ -88,6 +88,15 @@ class ClusterSpec:
             worker_memory(self.memory_limit)  # refused here, not by the workers as they start
         for name in ("stall_timeout_s", "connect_timeout_s"):
             require_number(name, getattr(self, name), positive=True)
+        embedded = {"n_workers": None, "threads_per_worker": 1, "memory_limit": None}
+        given = [name for name, default in embedded.items() if getattr(self, name) != default]
+        if self.scheduler and given:
+            raise ConfigError(
+                f"{given[0]} sets up the workers of an embedded cluster; found it with `scheduler` "
+                "(whose workers are set up where they are started: "
+                "`dask worker --nthreads N --memory-limit SIZE`)",
+                column=given[0],
+            )
         tls = [name for name in TLS_FIELDS if getattr(self, name)]
         if tls and not self.scheduler:
             raise ConfigError(

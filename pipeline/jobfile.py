@@ -594,6 +594,16 @@ def config_from_mapping(
         given = [key for key in keys if get(key) is not None]
         if get("cluster.in_process") and given:
             raise fail(f"{show(given[0])} {what}; found it with {show('cluster.in_process')} ({lacking})", given[0])
+    # a scheduler's workers were started by whoever started them: their threads
+    # and memory are theirs (the setting would be silently ignored)
+    given = [key for key in _EMBEDDED_KEYS if get(key) is not None]
+    if get("cluster.scheduler") and given:
+        raise fail(
+            f"{show(given[0])} sets up the workers of an embedded cluster; found it with "
+            f"{show('cluster.scheduler')} (whose workers are set up where they are started: "
+            "`dask worker --nthreads N --memory-limit SIZE`)",
+            given[0],
+        )
     if get("cluster.scheduler") and get("cluster.workers"):
         raise fail(f"give {show('cluster.scheduler')} or {show('cluster.workers')}, not both", "cluster.workers")
     elastic = get("train.reg") is not None or get("train.alpha") is not None

@@ -214,6 +214,19 @@ def test_worker_settings_without_workers_are_refused(tmp_path, key, value, flag)
         f'[data]\nurl = "/d"\nlabel = "y"\n[cluster]\nworkers = 3\n{key.split(".")[1]} = {value!r}\n'.replace("'", '"')
     )
     assert load_job(job, {"cluster.in_process": True}).cluster is None
+    # nor with a scheduler, whose workers are set up where they are started
+    scheduler = {"data.url": "/d", "data.label": "y", "cluster.scheduler": "tcp://127.0.0.1:1", key: value}
+    with pytest.raises(
+        ConfigError, match=f"^{flag} sets up the workers of an embedded cluster; found it with --scheduler"
+    ):
+        config_from_mapping(scheduler)
+    with pytest.raises(JobFileError, match=f"key '{key}' sets up the workers"):
+        config_from_mapping(scheduler, "job.toml")
+    field = key.split(".")[1]
+    with pytest.raises(ConfigError, match=f"^{field} sets up the workers of an embedded cluster; found it with"):
+        ClusterSpec(scheduler="tcp://127.0.0.1:1", **{field: value})
+    # a scheduler given over the job file's embedded cluster drops its worker settings
+    assert load_job(job, {"cluster.scheduler": "tcp://127.0.0.1:1"}).cluster.scheduler == "tcp://127.0.0.1:1"
 
 
 def test_numpy_numbers_are_numbers():
