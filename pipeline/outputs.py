@@ -222,6 +222,14 @@ def data_root(data: str) -> str | None:
     the first glob component (``data/**``: ``data``). None for another
     filesystem's URL, or a glob of one level (``data/*.parquet`` does not take
     ``data/scores/part-00000.parquet``)."""
+    globbed = any(ch in data for ch in "*?[")
+    return None if globbed and "**" not in data else data_prefix(data)
+
+
+def data_prefix(data: str) -> str | None:
+    """The local path a dataset's files all lie in: ``data`` without a
+    ``file://`` scheme, up to its first glob component (``d/*.parquet``:
+    ``d``); None for another filesystem's URL."""
     if data.startswith("file://"):
         data = data[len("file://") :]
     elif "://" in data:
@@ -229,8 +237,6 @@ def data_root(data: str) -> str | None:
     parts = Path(data).parts
     for k, part in enumerate(parts):
         if any(ch in part for ch in "*?["):
-            if "**" not in data:
-                return None
             return str(Path(*parts[:k])) if k else "."
     return data
 
@@ -415,13 +421,23 @@ class OutputDir:
     def check_apart_from(self, data: str) -> None:
         """Fail before training if this directory is, or lies inside, the
         local dataset ``data``: the run's files would become part of the data
-        (the next read of it fails, or reads them)."""
+        (the next read of it fails, or reads them); or if the data lie in
+        what a run here replaces or clears (``path/``, the job's files): the
+        run, with ``overwrite`` or a path's first write, would remove them."""
         if inside_data(self.path, data):
             raise OutputError(
                 f"output directory {self.path} is or lies inside the dataset {data}; expected a directory outside "
                 "the data (its files would be read as part of the dataset)",
                 path=str(self.path),
             )
+        where = data_prefix(data)
+        for name in (PATH_DIR, MODEL_FILE, *JOB_FILES):
+            if where is not None and lies_within(where, self.path / name):
+                raise OutputError(
+                    f"the dataset {data} lies in {self.path / name}, which a run in the output directory "
+                    f"{self.path} replaces or removes; expected the data outside the run's files",
+                    path=str(self.path),
+                )
 
     def replaced_files(self) -> list[str]:
         """The names in this directory that a run clears or replaces (the

@@ -597,6 +597,23 @@ def test_predict_out_is_never_an_input_or_a_file(tmp_path, capsys, trained):
     assert snapshot(tmp_path) == before
 
 
+def test_train_never_removes_the_data_it_reads(tmp_path, capsys, trained):
+    """Data inside what a run replaces or clears in its output directory (a
+    regularization path's ``path/``, a job file's name), named as a
+    directory, a glob or a URL: refused before anything is written, with
+    --overwrite too (the run removed the data it trained on)."""
+    out = tmp_path / "out"
+    shutil.copytree(trained[0], out / "path")
+    (out / "history.csv").mkdir()
+    shutil.copy(next(Path(trained[0]).glob("*.parquet")), out / "history.csv" / "part-0.parquet")
+    before = snapshot(tmp_path)
+    for data in (out / "path", f"{out}/path/*.parquet", f"file://{out}/path", out / "history.csv"):
+        for extra in ([], ["--overwrite"], ["--overwrite", "--path", "3", "--l2", "1e-2"]):
+            code, stderr = run_main(capsys, "train", data, "--label", "y", "--out", out, "--in-process", *extra)
+            assert_one_error_line(code, stderr, "OutputError", str(out), "which a run in the output directory")
+    assert snapshot(tmp_path) == before
+
+
 def test_a_corrupt_page_is_one_error_line(tmp_path, capsys, trained):
     """pyarrow's message for a damaged page header spans lines (and carries a
     control character): the CLI still prints one line naming the file."""
