@@ -318,8 +318,10 @@ class JobRecorder(Recorder):
     def fail(self, error: BaseException) -> None:
         with contextlib.suppress(OSError):
             self._tell_warnings()
-        if self.pending is not None:
-            return  # nothing was written, and nothing is now
+        if self.pending is not None and (self.previous is None or self.previous.job_id != self.job_id):
+            return  # a new job wrote nothing, and writes nothing now
+        # (the job's own directory, from an earlier run: a resume, a detached
+        # job's coordinator run again, failing before it wrote anything, says so)
         if isinstance(error, JobCancelled):
             self._end(CANCELLED, str(error))
         elif isinstance(error, KeyboardInterrupt):  # Ctrl-C of an attached job: stopped, not broken

@@ -144,16 +144,18 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
     ``config.cluster``; in-process when that is None), fit on the evaluators,
     save the model to ``config.out`` (when given), telling ``recorder``."""
     kernels_mode()  # a bad PIPELINE_KERNELS is refused before anything runs
-    dataset = open_configured(config)
-    check_label_classes(dataset)
-    hashed_columns(config, dataset)  # a hashed column that is not a categorical feature: before any pass
-    if config.init is not None:
-        Model.load(config.init)  # a bad model file is refused before any pass
+    with _telling(recorder):  # (a job's own directory says it failed, a new job's stays unwritten)
+        dataset = open_configured(config)
+        check_label_classes(dataset)
+        hashed_columns(config, dataset)  # a hashed column that is not a categorical feature: before any pass
+        if config.init is not None:
+            Model.load(config.init)  # a bad model file is refused before any pass
     with contextlib.ExitStack() as stack:
-        if client is None and config.cluster is not None:
-            client = stack.enter_context(connect(config.cluster))
-        resume = recorder.begin(dataset, client)
-        try:
+        with _telling(recorder):
+            if client is None and config.cluster is not None:
+                client = stack.enter_context(connect(config.cluster))
+            resume = recorder.begin(dataset, client)
+        with _telling(recorder):
             with recorder.watching():  # (the classes' and levels' passes warn too)
                 split = validation_split(config, dataset)
                 dataset, n_classes, class_totals = learn_classes(config, dataset, split, client, recorder.note)
@@ -238,10 +240,17 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                             OutputDir(config.out).clear_model_files()  # (what described the model it replaced)
                     recorder.on_model(model)
             recorder.finish(model, _kernel_facts(training))
-        except BaseException as exc:
-            recorder.fail(exc)
-            raise
     return model
+
+
+@contextlib.contextmanager
+def _telling(recorder: Recorder) -> Iterator[None]:
+    """``recorder.fail`` hears of whatever stops the run, then it goes on up."""
+    try:
+        yield
+    except BaseException as exc:
+        recorder.fail(exc)
+        raise
 
 
 def fit_options(

@@ -35,7 +35,7 @@ from job_support import (
 from pipeline.checkpoint import load_checkpoint
 from pipeline.cli import _parser
 from pipeline.config import TrainConfig
-from pipeline.errors import JobError
+from pipeline.errors import JobError, PipelineError
 from pipeline.jobfile import (
     KEYS,
     config_from_mapping,
@@ -922,6 +922,35 @@ def test_a_detached_job_that_fails_before_it_runs_is_failed_not_queued(tmp_path,
     assert outputs.read_job().status == RUNNING
     _fail_queued(config, "j2", RuntimeError("another job's"), None)
     assert outputs.read_job().status == RUNNING
+
+
+def test_a_job_run_again_that_fails_before_its_first_pass_says_failed(tmp_path, data):
+    """A detached job's coordinator run again after its worker died (job.json:
+    running), or a resume, failing before its first pass (here: its checkpoint
+    damaged): job.json says failed, with the error, not running for ever."""
+    from pipeline.errors import CheckpointError
+    from pipeline.jobs import run_job
+    from pipeline.outputs import OutputDir
+    from pipeline.solvers import SolverOptions
+
+    out = tmp_path / "out"
+    config = TrainConfig(data=str(data), label="y", out=str(out), options=SolverOptions(max_iter=2))
+    run_job(config, "j1")
+    outputs = OutputDir(out)
+    for coordinator in ("detached", "attached"):
+        outputs.update_job(status="running", error=None, coordinator={"mode": coordinator})
+        (out / "model.json").unlink(missing_ok=True)
+        outputs.checkpoint.write_bytes(b"PK\x03\x04 damaged")
+        with pytest.raises(CheckpointError):
+            run_job(config, "j1", coordinator=coordinator)
+        document = outputs.read_job()
+        assert document.status == "failed" and document.error.startswith("CheckpointError: "), document
+        assert "job j1 failed: CheckpointError" in (out / "job.log").read_text().splitlines()[-1]
+    # a new job that fails before it runs writes nothing
+    fresh = tmp_path / "fresh"
+    with pytest.raises(PipelineError):
+        run_job(dataclasses.replace(config, out=str(fresh), init=str(tmp_path / "missing")), "j2")
+    assert not fresh.exists()
 
 
 @pytest.mark.parametrize("pid", ["4242", 2**70, -1, 0, 1.5])
