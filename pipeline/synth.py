@@ -9,6 +9,9 @@ group (plus one generation block) is held in memory.
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -90,22 +93,41 @@ def make_data(
     row_group_size: int = 65536,
     seed: int = 0,
 ) -> list[Path]:
-    """Write the seeded dataset to directory ``out`` as ``files`` Parquet files."""
+    """Write the seeded dataset to directory ``out`` as ``files`` Parquet files.
+
+    All or nothing: the files are written into a temporary directory beside
+    ``out``, which takes its name once every file is complete (a run killed
+    on the way leaves no partial dataset to be taken for the whole one, and a
+    job's ``data.generate`` writes it again).  An ``OSError`` (a path under a
+    file, no permission, a full disk) is an :class:`OutputError`."""
     check_parameters(rows=rows, features=features, files=files, row_group_size=row_group_size, seed=seed)
     directory = Path(out)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise OutputError(f"{directory} already exists and is not an empty directory", path=str(directory))
-    directory.mkdir(parents=True, exist_ok=True)
     schema = _table(np.empty((0, features)), np.empty(0, dtype=np.int8)).schema
     cache: dict = {}
-    written = []
-    for index in range(files):
-        start, stop = rows * index // files, rows * (index + 1) // files
-        path = directory / f"part-{index:05d}.parquet"
-        with pq.ParquetWriter(path, schema) as writer:
-            for lo in range(start, stop, row_group_size):
-                hi = min(lo + row_group_size, stop)
-                X, y = generate_rows(seed, features, lo, hi, cache)
-                writer.write_table(_table(X, y), row_group_size=row_group_size)
-        written.append(path)
-    return written
+    names = []
+    partial = directory.parent / f".{directory.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        partial.mkdir(parents=True)
+        for index in range(files):
+            start, stop = rows * index // files, rows * (index + 1) // files
+            names.append(f"part-{index:05d}.parquet")
+            with pq.ParquetWriter(partial / names[-1], schema) as writer:
+                for lo in range(start, stop, row_group_size):
+                    hi = min(lo + row_group_size, stop)
+                    X, y = generate_rows(seed, features, lo, hi, cache)
+                    writer.write_table(_table(X, y), row_group_size=row_group_size)
+        os.replace(partial, directory)  # (over an empty directory too; not over files)
+    except BaseException as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if not isinstance(exc, OSError):
+            raise
+        if directory.is_dir() and any(directory.iterdir()):  # (written by another run since)
+            message = f"{directory} already exists and is not an empty directory"
+            raise OutputError(message, path=str(directory)) from None
+        raise OutputError(
+            f"cannot write the dataset {directory}: {exc}; expected a directory that can be created and written",
+            path=str(directory),
+        ) from None
+    return [directory / name for name in names]

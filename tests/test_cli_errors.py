@@ -364,6 +364,39 @@ def test_make_data_into_non_empty_directory(tmp_path):
     assert (target / "keep.txt").read_text() == "keep me"
 
 
+def test_make_data_under_a_file_is_one_error_line(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    result = run_cli("make-data", str(tmp_path / "afile" / "data"), "--rows", "10", "--features", "2")
+    assert_error(result, "OutputError", "afile/data", "cannot write the dataset")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_make_data_stopped_on_the_way_leaves_no_partial_dataset(tmp_path, monkeypatch):
+    """A generation stopped after some of its files (killed, Ctrl-C, a full
+    disk) leaves no dataset behind: a job's data.generate would have taken the
+    files written so far for the whole dataset and trained on fewer rows."""
+    from pipeline import synth
+
+    calls = []
+
+    def stop_at_the_third_row_group(*args):
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return generate_rows(*args)
+
+    generate_rows = synth.generate_rows
+    monkeypatch.setattr(synth, "generate_rows", stop_at_the_third_row_group)
+    target = tmp_path / "data"
+    with pytest.raises(KeyboardInterrupt):
+        synth.make_data(str(target), rows=300, features=2, files=3, row_group_size=100)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(synth, "generate_rows", generate_rows)
+    written = synth.make_data(str(target), rows=300, features=2, files=3, row_group_size=100)
+    assert [path.name for path in written] == sorted(path.name for path in target.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
 # --------------------------------------------------------------------------- cluster
 
 
