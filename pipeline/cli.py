@@ -535,11 +535,11 @@ def _submit(args) -> int:
     except ConfigError as exc:
         # a setting of the file that only the data can refuse (class_weight's count): say which key
         setting = key_setting(args.job, exc.column)
-        # blame the file only where the command line changed no option of the model
-        changed = [key for key in overrides if not key.startswith(("cluster.", "output."))]
+        # the file's setting, unless the command line gave the value (another
+        # option given there, --name or --max-iter, does not make it the flag's)
         if isinstance(exc, JobFileError):
             raise
-        if setting is None or changed:
+        if setting is None or setting in overrides:
             raise _in_flag_words(exc) from None
         reason = str(exc).removeprefix(f"{exc.column}: ")  # (the key names the setting already)
         raise JobFileError(f"{args.job}: {setting}: {reason}", path=args.job, column=setting) from None

@@ -256,6 +256,10 @@ def test_a_setting_only_the_data_refuses_names_file_and_key(tmp_path, data):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith(f"JobFileError: {job}: train.class_weight: class_weight has 3 weights; expected 2")
     assert not (out / "model.json").exists()
+    # options given on the command line besides it: still the file's setting
+    result = run_cli("submit", job, "--name", "other", "--max-iter", "50", "--overwrite")
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"JobFileError: {job}: train.class_weight: class_weight has 3 weights; expected 2"), line
     job.write_text(job.read_text().replace("class_weight = [1.0, 2.0, 3.0]\n", ""))
     result = run_cli("submit", job, "--class-weight", "1,2,3", "--overwrite")
     assert result.returncode == 1 and "Traceback" not in result.stderr
