@@ -416,7 +416,8 @@ def _evaluate(args) -> int:
         metrics = evaluate(
             args.model, args.data, label=args.label, threshold=args.threshold, client=client, split=split
         )
-    OutputDir(out.parent).write_json(out, metrics)
+    with OutputDir(out.parent).writing():
+        OutputDir(out.parent).write_json(out, metrics)
     if split is not None:
         print(
             f"rows       {split.part} part of the split (validation fraction {split.fraction:g}, "

@@ -174,6 +174,8 @@ def predict(
     check_output_root(out, output_roots(), "prediction output directory")
     check_prediction_target(target, overwrite, inputs=(model_dir, data))
     OutputDir(target).check_apart_from(data)  # (the scores would be read as part of the data next time)
+    if target.is_symlink():  # (--overwrite: the scores replace those of the directory it names; the link stays)
+        target = Path(os.path.realpath(target))
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         staging.mkdir(parents=True)
@@ -195,13 +197,18 @@ def predict(
                 for chunk, index in args
             ]
             rows = gather(client, futures)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        try:
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot replace the output directory {target} with the scores: {exc}", path=str(target)
+            ) from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return {"files": len(rows), "rows": sum(rows), "out": str(target)}
+    return {"files": len(rows), "rows": sum(rows), "out": str(Path(out))}
 
 
 def check_threshold(threshold: float | None) -> None:

@@ -442,7 +442,8 @@ def write_report(out: str) -> Path:
         + "</body></html>\n"
     )
     target = outputs.report
-    write_atomic(target, page.encode())
+    with outputs.writing():
+        write_atomic(target, page.encode())
     return target
 
 

@@ -597,6 +597,28 @@ def test_predict_out_is_never_an_input_or_a_file(tmp_path, capsys, trained):
     assert snapshot(tmp_path) == before
 
 
+def test_outputs_that_cannot_be_written_are_one_error_line(tmp_path, capsys, trained):
+    """A report.html that is a directory, a metrics file under /proc: one
+    OutputError line each, not an OSError traceback after the pass; predict
+    --overwrite into a symbolic link to earlier scores replaces the scores
+    of the directory it names and keeps the link (rmtree refused the link)."""
+    data, model, _ = _copies(tmp_path, trained)
+    (model / "report.html").mkdir()
+    code, stderr = run_main(capsys, "report", model)
+    assert_one_error_line(code, stderr, "OutputError", str(model), "cannot write")
+    code, stderr = run_main(capsys, "evaluate", model, data, "--out", "/proc/metrics.json")
+    assert_one_error_line(code, stderr, "OutputError", "/proc")
+    real, link = tmp_path / "scores", tmp_path / "link"
+    assert run_main(capsys, "predict", model, data, "--out", real)[0] == 0
+    link.symlink_to(real)
+    before = (real / "part-00000.parquet").stat().st_ino
+    code, stderr = run_main(capsys, "predict", model, data, "--out", link, "--overwrite")
+    assert code == 0, stderr
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert (real / "part-00000.parquet").stat().st_ino != before  # (new scores)
+    assert pq.read_table(real / "part-00000.parquet").num_rows > 0
+
+
 def test_train_never_removes_the_data_it_reads(tmp_path, capsys, trained):
     """Data inside what a run replaces or clears in its output directory (a
     regularization path's ``path/``, a job file's name), named as a
