@@ -623,12 +623,14 @@ def prepare(
             if j >= n_dense:
                 break  # (level codes)
             name = repr(features[j]) if features is not None else f"number {j}"
-            value = float(summary.mean[j])
+            counted = summary.counted_value(j) if summary.std[j] != 0.0 else None
+            value = float(summary.mean[j]) if counted is None else counted
             rounded = (
                 " as float64 (integers beyond 2**53 round to every other one or coarser)" if abs(value) >= 2**53 else ""
             )
+            rows = "every row" if counted is None else "every row of positive weight (the training rows)"
             warnings.warn(
-                f"feature {name} is constant{rounded} ({value!r} in every row); its coefficient is fixed at 0",
+                f"feature {name} is constant{rounded} ({value!r} in {rows}); its coefficient is fixed at 0",
                 DataWarning,
                 stacklevel=3,
             )

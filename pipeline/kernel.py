@@ -542,13 +542,21 @@ class Stats:
     missing: np.ndarray | None = None
     #: rows per categorical level (int64, :func:`level_rows`), or None without levels
     level_rows: np.ndarray | None = None
+    #: with row weights: each column's least and largest value over the rows
+    #: of positive weight (:func:`weighted_extremes`); None without weights
+    extremes: np.ndarray | None = None
 
     @classmethod
     def zeros(cls, n_features: int) -> Stats:
         return cls(ExactSums.zeros(3 * n_features + 2), 0)
 
     def with_level_rows(self, rows: np.ndarray) -> Stats:
-        return Stats(self.sums, self.n_samples, self.missing, rows)
+        return dataclasses.replace(self, level_rows=rows)
+
+    def with_extremes(self, X: np.ndarray, weights: np.ndarray | None) -> Stats:
+        """With the extremes of ``X``'s rows of positive ``weights`` (the
+        statistics pass's, next to its sums: :func:`weighted_extremes`)."""
+        return dataclasses.replace(self, extremes=weighted_extremes(X, weights))
 
     @property
     def n_missing(self) -> np.ndarray:
@@ -561,7 +569,12 @@ class Stats:
         rows = self.level_rows if other.level_rows is None else other.level_rows
         if self.level_rows is not None and other.level_rows is not None:
             rows = self.level_rows + other.level_rows
-        return Stats(self.sums.merge(other.sums), self.n_samples + other.n_samples, missing, rows)
+        extremes = self.extremes if other.extremes is None else other.extremes
+        if self.extremes is not None and other.extremes is not None:
+            extremes = np.stack(
+                [np.minimum(self.extremes[0], other.extremes[0]), np.maximum(self.extremes[1], other.extremes[1])]
+            )
+        return Stats(self.sums.merge(other.sums), self.n_samples + other.n_samples, missing, rows, extremes)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Stats):
@@ -571,11 +584,35 @@ class Stats:
             and self.sums == other.sums
             and np.array_equal(self.n_missing, other.n_missing)
             and _same_rows(self.level_rows, other.level_rows)
+            and _same_rows(self.extremes, other.extremes)
         )
 
 
 def _same_rows(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return a is None and b is None or (a is not None and b is not None and np.array_equal(a, b))
+
+
+def weighted_extremes(X: np.ndarray, weights: np.ndarray | None) -> np.ndarray | None:
+    """``(2, d)`` float64: each column's least and largest value over the rows
+    of positive weight (``+inf, -inf`` where there is none; ``-inf, +inf``
+    where a missing value is among them), or None without weights (every row
+    counts: the deviation of the sums tells a constant column).  A column
+    with both equal is constant on the rows that count, whatever the rows of
+    weight 0 (a validation split's) hold: :attr:`pipeline.objective.DataSummary.constant_columns`."""
+    if weights is None:
+        return None
+    X = np.asarray(X)
+    counted = np.asarray(weights) > 0
+    extremes = np.empty((2, X.shape[1]))
+    extremes[0], extremes[1] = np.inf, -np.inf
+    if counted.any():
+        rows = X if counted.all() else X[counted]
+        with np.errstate(invalid="ignore"):
+            least, largest = rows.min(axis=0).astype(np.float64), rows.max(axis=0).astype(np.float64)
+        missing = np.isnan(least) | np.isnan(largest)
+        extremes[0] = np.where(missing, -np.inf, least)
+        extremes[1] = np.where(missing, np.inf, largest)
+    return extremes
 
 
 def level_rows(X: np.ndarray, categories: Categories) -> np.ndarray:

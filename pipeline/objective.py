@@ -142,10 +142,25 @@ class DataSummary:
     fill: np.ndarray | None = None
     #: a power of two above every sample weight (the weight sums' top bin capacity)
     weight_bound: float = 1.0
+    #: with row weights, each column's least and largest value over the rows
+    #: of positive weight (:func:`pipeline.kernel.weighted_extremes`), or None
+    extremes: np.ndarray | None = None
 
     @property
     def constant_columns(self) -> list[int]:
-        return [j for j, value in enumerate(self.std) if value == 0.0]
+        """Columns constant on the rows that count: of deviation 0, or (with
+        row weights) one value in every row of positive weight, whatever
+        the rows of weight 0 (a validation split's, say) hold: the
+        standardized column is then 0 on every row that counts, and its
+        coefficient stays 0 (it has no gradient), as without standardization."""
+        return [j for j in range(self.std.shape[0]) if self.std[j] == 0.0 or self.counted_value(j) is not None]
+
+    def counted_value(self, j: int) -> float | None:
+        """Column ``j``'s one value in the rows of positive weight, or None
+        (it takes several, or there are no row weights)."""
+        if self.extremes is None or not self.extremes[0, j] == self.extremes[1, j]:
+            return None
+        return float(self.extremes[0, j])
 
     @property
     def has_missing(self) -> bool:
@@ -153,7 +168,11 @@ class DataSummary:
 
     def standardization(self) -> Standardization:
         scale = np.where(self.std > 0.0, self.std, 1.0)
-        return Standardization(center=self.mean.copy(), scale=scale)
+        center = self.mean.copy()
+        for j in self.constant_columns:  # (x~ = 0 on the rows that count)
+            value = self.counted_value(j)
+            center[j], scale[j] = (center[j] if value is None else value), 1.0
+        return Standardization(center=center, scale=scale)
 
 
 def summarize(stats: Stats) -> DataSummary:
@@ -195,7 +214,9 @@ def summarize(stats: Stats) -> DataSummary:
         std[j] = math.sqrt(max(float(variance), 0.0))
     weights = stats.sums.finalize()
     bound = math.ldexp(1.0, GRID_E0 + BIN_WIDTH * int(stats.sums.top[3 * d]) + BIN_WIDTH - 1)
-    return DataSummary(n, float(weights[-2]), float(weights[-1]), mean, std, missing.copy(), fill, bound)
+    return DataSummary(
+        n, float(weights[-2]), float(weights[-1]), mean, std, missing.copy(), fill, bound, stats.extremes
+    )
 
 
 def balanced_class_weight(summary: DataSummary) -> tuple[float, float]:

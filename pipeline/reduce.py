@@ -111,7 +111,7 @@ class InProcessEvaluator:
     def stats(self, categories: Categories | None = None) -> Stats:
         total = Stats.zeros(self.n_features)
         for X, y, weights in self.chunks:
-            stats = chunk_stats_fast(X, y, weights)
+            stats = chunk_stats_fast(X, y, weights).with_extremes(X, weights)
             total = total.merge(stats if categories is None else stats.with_level_rows(level_rows(X, categories)))
         return total
 

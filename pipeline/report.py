@@ -510,6 +510,14 @@ def _check_path(document) -> str | None:
     for point in points:
         if not needed <= set(point) or not isinstance(point["index"], int) or not _is_number(point["strength"]):
             return f"expected each point to have {sorted(needed)}"
+        for name in ("l2", "l1", "loss"):
+            if not _is_number(point[name]):
+                return f"expected point {point['index']}'s {name!r} to be a number, found {_kind(point[name])}"
+        for name in ("validation_loss", "cv_loss", "cv_std"):
+            if point.get(name) is not None and not _is_number(point[name]):
+                return f"expected point {point['index']}'s {name!r} to be a number or null, found {_kind(point[name])}"
+        if point.get("cv_loss") is not None and point.get("cv_std") is None:
+            return f"expected point {point['index']} to have 'cv_std' with its 'cv_loss'"
     return None
 
 

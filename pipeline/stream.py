@@ -272,7 +272,7 @@ def fold_stats_kernel(data: Chunk, n_folds: int) -> FoldStats:
 
 
 def stats_kernel(data: Chunk, categories: Categories | None = None) -> Stats:
-    stats = chunk_stats_fast(data.X, _labels(data), data.weights)
+    stats = chunk_stats_fast(data.X, _labels(data), data.weights).with_extremes(data.X, data.weights)
     return stats if categories is None else stats.with_level_rows(level_rows(data.X, categories))
 
 

@@ -17,6 +17,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.config import TrainConfig
 from pipeline.data import Split
+from pipeline.errors import DataWarning
 from pipeline.model import Model
 from pipeline.objective import Penalty
 from pipeline.solvers import SolverOptions
@@ -219,6 +220,41 @@ def test_training_uses_only_the_training_rows(tmp_path, table):
     )
     np.testing.assert_allclose(split_model.coef, direct.coef, rtol=1e-6)
     assert split_model.n_samples == N and direct.n_samples == keep.sum()
+
+
+@pytest.mark.parametrize("zero_rows", ["validation", "weight"])
+def test_a_feature_constant_on_the_training_rows_gets_coefficient_0(tmp_path, table, zero_rows):
+    """A column that varies only on rows that do not count (the validation
+    part, rows of weight 0) is constant on the rows that do: standardized, it
+    was collinear with the intercept and took a coefficient of 0.75 set by
+    the held-out rows (the loss alone cannot tell), where raw features
+    give 0.  Now 0 either way, with the DataWarning of a constant feature;
+    the rows that count give the same model as before."""
+    training = Split(0.3).mask(np.arange(N), None)
+    promo = np.where(training, 0.0, (np.arange(N) % 3 == 0) * 1.0)
+    weight = np.where(training, 1.0, 0.0)
+    data = write(
+        table.append_column("promo", pa.array(promo)).append_column("w", pa.array(weight)), tmp_path / "d", [700], 256
+    )
+    features = (*(f"f{j}" for j in range(D)), "promo")
+    common = dict(data=str(data), label="y", features=features, cluster=None, options=SolverOptions(tol=1e-10))
+    if zero_rows == "validation":
+        common["validation_fraction"] = 0.3
+    else:
+        common["weight"] = "w"
+    models = {}
+    for standardize in (True, False):
+        with pytest.warns(DataWarning, match="feature 'promo' is constant") if standardize else _no_warning():
+            models[standardize] = train(TrainConfig(**common, standardize=standardize))
+    assert models[True].coef[-1] == 0.0 and models[False].coef[-1] == 0.0
+    np.testing.assert_allclose(models[True].coef, models[False].coef, rtol=1e-6, atol=1e-9)
+    assert models[True].intercept == pytest.approx(models[False].intercept, rel=1e-6)
+
+
+def _no_warning():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 @pytest.fixture(scope="module")
