@@ -6,6 +6,7 @@ job, the report's plots, and the refusals."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -13,7 +14,7 @@ import pytest
 
 from pipeline.cluster import ClusterSpec
 from pipeline.config import TrainConfig
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ModelFileError
 from pipeline.jobs import run_job
 from pipeline.model import Model
 from pipeline.objective import Penalty
@@ -150,6 +151,19 @@ def test_the_report_shows_the_path(reference, data, tmp_path):
     train(config(data, tmp_path / "out", penalty=Penalty(l1=1.0), path=3))
     page = write_report(str(tmp_path / "out")).read_text()
     assert "Regularization path" in page and 'alt="coefficient paths"' in page and 'alt="loss along the path"' in page
+    # a path.json edited by hand: one ModelFileError naming it (a KeyError or TypeError traceback before)
+    summary = tmp_path / "out" / "path" / "path.json"
+    document = json.loads(summary.read_text())
+    for edit, fragment in [
+        (lambda point: point.update(cv_loss=0.5), "'cv_std' with its 'cv_loss'"),
+        (lambda point: point.update(loss="low"), "'loss' to be a number"),
+        (lambda point: point.update(validation_loss=[1]), "'validation_loss' to be a number or null"),
+    ]:
+        edited = json.loads(json.dumps(document))
+        edit(edited["points"][1])
+        summary.write_text(json.dumps(edited))
+        with pytest.raises(ModelFileError, match=f"{summary}: expected point 1.*{re.escape(fragment)}"):
+            write_report(str(tmp_path / "out"))
 
 
 def test_what_a_path_cannot_be_is_refused(data, tmp_path):
