@@ -27,6 +27,7 @@ from .errors import (
     ConfigError,
     DatasetNotFoundError,
     JobCancelled,
+    JobError,
     JobFileError,
     ModelFileError,
     OutputError,
@@ -718,6 +719,10 @@ def _logs(args) -> int:
                 position = handle.tell()
         except FileNotFoundError:
             chunk = ""
+        except (OSError, UnicodeDecodeError) as exc:  # (a directory in its place, no permission, not text)
+            raise JobError(
+                f"{path} cannot be read: {exc}; expected the job's log, a text file", path=str(path)
+            ) from None
         if chunk:
             sys.stdout.write(chunk)
             sys.stdout.flush()

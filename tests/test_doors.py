@@ -608,6 +608,10 @@ def test_outputs_that_cannot_be_written_are_one_error_line(tmp_path, capsys, tra
     assert_one_error_line(code, stderr, "OutputError", str(model), "cannot write")
     code, stderr = run_main(capsys, "evaluate", model, data, "--out", "/proc/metrics.json")
     assert_one_error_line(code, stderr, "OutputError", "/proc")
+    (model / "job.log").unlink()
+    (model / "job.log").mkdir()
+    code, stderr = run_main(capsys, "logs", model)
+    assert_one_error_line(code, stderr, "JobError", str(model / "job.log"), "cannot be read")
     real, link = tmp_path / "scores", tmp_path / "link"
     assert run_main(capsys, "predict", model, data, "--out", real)[0] == 0
     link.symlink_to(real)
