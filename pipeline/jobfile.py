@@ -185,7 +185,8 @@ KEYS: dict[str, Key] = {
         "early_stopping",
         "int",
         "--early-stopping",
-        "stop when the validation loss has not improved for N iterations",
+        "stop when the validation loss has not improved for N iterations (0, the default: off); the last "
+        "iterate is kept",
     ),
     "train.cv": Key(
         "cv",
