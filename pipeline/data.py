@@ -1254,10 +1254,19 @@ def open_dataset(
     for vocabulary in vocabularies or ():
         kind = kinds[categorical_columns.index(vocabulary.column)]
         if kind != vocabulary.kind:
+            where = next(  # (the first file that says so: every one that is not all nulls does)
+                (
+                    path
+                    for path in files
+                    if not pa.types.is_null(dtype := schemas[path].field(vocabulary.column).type)
+                    and level_kind(dtype) == kind
+                ),
+                url,
+            )
             raise ColumnTypeError(
-                f"column {vocabulary.column!r} holds {_KIND_WORDS[kind]} in {url}; the model treats it as "
+                f"column {vocabulary.column!r} holds {_KIND_WORDS[kind]} in {where}; the model treats it as "
                 f"a categorical column of {_KIND_WORDS[vocabulary.kind]}",
-                path=url,
+                path=where,
                 column=vocabulary.column,
             )
     features = tuple(name for name in features if name not in categorical_columns)

@@ -398,6 +398,11 @@ def test_a_column_of_another_kind_when_scoring_is_refused(reference, tmp_path):
     with pytest.raises(ColumnTypeError, match="column 'country' holds integers.*categorical column of text"):
         predict(str(out), str(scoring), str(tmp_path / "scores"))
     assert not (tmp_path / "scores").exists()
+    # named by its file, not the directory: the first one that holds integers (not one of nulls only)
+    pq.write_table(pa.table({"x": [0.5], "country": pa.array([None], pa.null()), "device": [1]}), scoring / "a.parquet")
+    with pytest.raises(ColumnTypeError, match=f"holds integers in {scoring / 'p.parquet'};") as raised:
+        predict(str(out), str(scoring), str(tmp_path / "scores"))
+    assert raised.value.path == str(scoring / "p.parquet")
 
 
 def test_mixed_kinds_across_files_are_refused_naming_both(tmp_path):
