@@ -124,7 +124,21 @@ class LevelCounts:
 def count_levels(column, kind: LevelKind, name: str = "", where: str = "") -> LevelCounts:
     """The :class:`LevelCounts` of an Arrow column (Array or ChunkedArray)
     ``name`` (``where``: its place, for an error)."""
-    return value_counts(_as_kind(column, kind, name, where))
+    counted = value_counts(_as_kind(column, kind, name, where))
+    if kind == "str":
+        _refuse_reserved(counted.counts, name, where)
+    return counted
+
+
+def _refuse_reserved(counts: dict, column: str, where: str = "") -> None:
+    """A text value that names a level of its own (``<null>``, ``<other>``) is refused."""
+    for reserved in (NULL_LEVEL, OTHER_LEVEL):
+        if reserved in counts:
+            raise ColumnTypeError(
+                f"categorical column {column!r}{where} holds the value {reserved!r}, which names a level of its "
+                "own (nulls, or rare and unseen values); expected other text",
+                column=column,
+            )
 
 
 def value_counts(values) -> LevelCounts:
@@ -344,13 +358,7 @@ def vocabulary(
     policy a column of more than :data:`MAX_LEVELS` distinct values is refused."""
     counts = counted.counts
     if kind == "str":
-        for reserved in (NULL_LEVEL, OTHER_LEVEL):
-            if reserved in counts:
-                raise ColumnTypeError(
-                    f"categorical column {column!r} holds the value {reserved!r}, which names a level of its "
-                    "own (nulls, or rare and unseen values); expected other text",
-                    column=column,
-                )
+        _refuse_reserved(counts, column)
     if min_count <= 1 and max_levels is None and len(counts) > MAX_LEVELS:
         raise TooManyLevelsError(
             f"categorical column {column!r} has {len(counts)} distinct values; expected at most "

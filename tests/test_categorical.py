@@ -664,6 +664,11 @@ def test_a_value_named_like_a_reserved_level_is_refused(tmp_path):
     with pytest.raises(ColumnTypeError, match="holds the value '<null>', which names a level of its own"):
         train(TrainConfig(data=str(data), label="y", out=str(tmp_path / "out"), cluster=None))
     assert not (tmp_path / "out").exists()
+    # named by its file and row group: the second file's
+    (data / "p.parquet").rename(data / "q.parquet")
+    pq.write_table(pa.table({"c": ["a", "b"], "y": [0, 1]}), data / "p.parquet")
+    with pytest.raises(ColumnTypeError, match=f"'c' in row group 0 of {data / 'q.parquet'} holds the value '<null>'"):
+        train(TrainConfig(data=str(data), label="y", cluster=None))
 
 
 def test_a_column_named_like_a_level_is_refused(tmp_path):
