@@ -31,12 +31,28 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .config import InferenceKind, SolverName, TrainConfig
 from .data import FOLD_CODE, MISSING_POLICIES, Chunk, Folds, MissingPolicy
-from .errors import ConfigError, NonFiniteInputError, PipelineError, adopt_sklearn_base, is_positive_number
+from .errors import (
+    ConfigError,
+    NonFiniteInputError,
+    PipelineError,
+    TooManyLevelsError,
+    adopt_sklearn_base,
+    is_positive_number,
+)
 from .exact import ExactSums
 from .fitting import HANDED_OVER, build_model, fit, warn_if_underdetermined, warn_single_row_classes, with_inference
 from .inference import DEFAULT_CONFIDENCE, Inference, check_inference, refusal
 from .kernel import class_sums, sigmoid, softmax
-from .levels import LevelCounts, LevelKind, Vocabulary, check_level_policy, count_levels, level_kind, vocabulary
+from .levels import (
+    MAX_LEVELS,
+    LevelCounts,
+    LevelKind,
+    Vocabulary,
+    check_level_policy,
+    count_levels,
+    level_kind,
+    vocabulary,
+)
 from .model import Model, class_margins, predicted_positive
 from .objective import Penalty
 from .paths import DEFAULT_RATIO, choose
@@ -260,7 +276,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             kind: LevelKind = kinds.pop() if kinds else "str"  # (nulls only: text)
             try:
                 vocabularies.append(vocabulary(name, kind, total, self.min_category_count, self.max_categories))
-            except PipelineError as exc:  # (too many levels, a bad policy: scikit-learn callers expect ValueError)
+            except TooManyLevelsError as exc:  # (in this class's words: its parameters, and no hashing here)
+                raise ValueError(
+                    f"categorical column {name!r} has {len(total.counts)} distinct values; expected at "
+                    f"most {MAX_LEVELS} without a policy: keep the most frequent with max_categories=K, or drop "
+                    "rare ones with min_category_count=N"
+                ) from exc
+            except PipelineError as exc:  # (a bad policy: scikit-learn callers expect ValueError)
                 raise ValueError(str(exc)) from exc
         return vocabularies
 

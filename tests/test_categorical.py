@@ -751,5 +751,8 @@ def test_the_estimators_categorical_names_any_sequence_of_columns():
     from pipeline.levels import MAX_LEVELS
 
     many = pd.DataFrame({"id": [f"u{i}" for i in range(MAX_LEVELS + 1)]})
-    with pytest.raises(ValueError, match=f"categorical column 'id' has {MAX_LEVELS + 1} distinct values"):
+    with pytest.raises(ValueError, match=f"categorical column 'id' has {MAX_LEVELS + 1} distinct values") as raised:
         LogisticRegression().fit(many, np.arange(MAX_LEVELS + 1) % 2)
+    # in this class's words: its parameters, not the command line's options (nor hashing, which it has not)
+    assert "max_categories=K" in str(raised.value) and "min_category_count=N" in str(raised.value)
+    assert "--" not in str(raised.value) and "hash" not in str(raised.value)
