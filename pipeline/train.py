@@ -690,6 +690,20 @@ def hashed_columns(config: TrainConfig, dataset: Dataset) -> set[str]:
             f"{list(dataset.categorical)}",
             column="hashed",
         )
+    policy = [
+        name
+        for name, value, default in (
+            ("min_category_count", config.min_category_count, 1),
+            ("max_categories", config.max_categories, None),
+        )
+        if value != default
+    ]
+    if policy and hashed == set(dataset.categorical):  # (it would do nothing)
+        raise ConfigError(
+            f"{policy[0]} chooses the levels of a column that is not hashed; found every categorical column "
+            f"hashed ({sorted(hashed)}): give `hashed` the columns to hash, or leave out {policy[0]}",
+            column=policy[0],
+        )
     return hashed
 
 

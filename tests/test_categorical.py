@@ -437,6 +437,17 @@ def test_a_hashed_column_must_be_a_categorical_feature(tmp_path):
                 )
             )
         assert info.value.column == "hashed"
+    # a level policy with every categorical column hashed would do nothing: refused (it was ignored)
+    for policy in ({"max_categories": 2}, {"min_category_count": 5}):
+        (name,) = policy
+        with pytest.raises(ConfigError, match=f"^{name} chooses the levels of a column that is not hashed") as info:
+            train(
+                TrainConfig(
+                    data=str(data), label="y", hash_buckets=8, out=str(tmp_path / "out"), cluster=None, **policy
+                )
+            )
+        assert info.value.column == name
+    train(TrainConfig(data=str(data), label="y", hash_buckets=8, hashed=(), max_categories=2, cluster=None))
     assert not (tmp_path / "out").exists()
 
 
