@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .cluster import ClusterSpec, connect, embedded_worker_count
-from .config import TrainConfig, check_output_root, output_roots
+from .config import CACHE_MODES, TrainConfig, check_output_root, output_roots
 from .errors import (
     ClusterError,
     ColumnNotFoundError,
@@ -192,6 +192,12 @@ def _parser() -> argparse.ArgumentParser:
         help="embedded local cluster size (default: one worker per core, each with at least 1 GiB)",
     )
     where.add_argument("--in-process", action="store_true", help="no Dask: numpy in this process")
+    resume.add_argument(
+        "--cache",
+        choices=CACHE_MODES,
+        default=None,
+        help="decoded chunks between passes, instead of the job's (the model is the same in every mode)",
+    )
     resume.add_argument("--detach", action="store_true", help="resume on the cluster and return")
     resume.add_argument("--quiet", action="store_true", help="no per-iteration lines")
     _add_tls(resume)
@@ -590,6 +596,8 @@ def _resume(args) -> int:
         overrides["cluster.workers"] = args.workers
     elif args.in_process:
         overrides["cluster.in_process"] = True
+    if args.cache is not None:
+        overrides["cache.mode"] = args.cache
     config, job_id = config_of(files, overrides)
     document = files.read_job() or JobDocument()
     if document.status == "succeeded":

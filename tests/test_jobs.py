@@ -744,6 +744,14 @@ def test_a_resume_without_its_checkpoint_says_it_starts_again(tmp_path, data):
     assert said in resumed.stdout and "starts again from iteration 0" in resumed.stdout
     assert said in (out / "job.log").read_text()
     assert Model.load(out).digest == finished.digest
+    # another cache mode at resume (a job of cache.mode = memory on a smaller cluster): the same model
+    document = json.loads((out / "job.json").read_text())
+    (out / "job.json").write_text(json.dumps({**document, "status": "failed"}))
+    (out / "model.json").unlink()
+    resumed = run_cli("resume", out, "--in-process", "--cache", "none")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((out / "job.json").read_text())["config"]["cache.mode"] == "none"
+    assert Model.load(out).digest == finished.digest
 
 
 def test_resume_and_status_of_an_unknown_job(tmp_path):
