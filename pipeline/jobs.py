@@ -183,6 +183,10 @@ class JobRecorder(Recorder):
         self.caught: list[warnings.WarningMessage] = []
         self._directory_lock = threading.Lock()
 
+    @property
+    def may_resume(self) -> bool:  # type: ignore[override]
+        return self.previous is not None and self.previous.job_id == self.job_id and self.outputs.checkpoint.exists()
+
     # ------------------------------------------------------------------ hooks
 
     def begin(self, dataset: Dataset, client: Any) -> FitState | None:

@@ -130,7 +130,7 @@ def count_levels(column, kind: LevelKind, name: str = "", where: str = "") -> Le
     return counted
 
 
-def _refuse_reserved(counts: dict, column: str, where: str = "") -> None:
+def _refuse_reserved(counts: Mapping, column: str, where: str = "") -> None:
     """A text value that names a level of its own (``<null>``, ``<other>``) is refused."""
     for reserved in (NULL_LEVEL, OTHER_LEVEL):
         if reserved in counts:

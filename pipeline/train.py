@@ -90,6 +90,9 @@ class Recorder:
     callables; :class:`pipeline.jobs.JobRecorder` keeps a job's files.
     """
 
+    #: whether the run may continue from a checkpoint (:meth:`begin` reads it)
+    may_resume = False
+
     def __init__(self, progress: Progress | None = None, notify: Notify | None = None) -> None:
         self.progress = progress
         self.notify = notify
@@ -148,13 +151,15 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
         dataset = open_configured(config)
         check_label_classes(dataset)
         hashed_columns(config, dataset)  # a hashed column that is not a categorical feature: before any pass
-        if config.init is not None:
-            Model.load(config.init)  # a bad model file is refused before any pass
+        if config.init is not None and not recorder.may_resume:
+            Model.load(config.init)  # a bad model file is refused before any pass (or a cluster starts)
     with contextlib.ExitStack() as stack:
         with _telling(recorder):
             if client is None and config.cluster is not None:
                 client = stack.enter_context(connect(config.cluster))
             resume = recorder.begin(dataset, client)
+            if config.init is not None and resume is None:  # (from a checkpoint the init model is not read)
+                Model.load(config.init)
         with _telling(recorder):
             with recorder.watching():  # (the classes' and levels' passes warn too)
                 split = validation_split(config, dataset)
@@ -182,7 +187,9 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                         )
                     dataset = dataset.with_folds(Folds(config.cv, config.validation_key))
                 # (the features are known once the categorical columns' levels are)
-                init = initial_coef(config.init, dataset.feature_names, dataset.classes if n_classes else None)
+                init = None
+                if resume is None:
+                    init = initial_coef(config.init, dataset.feature_names, dataset.classes if n_classes else None)
                 check_feature_names(dataset)
                 parts = split_parts(dataset, split)
                 with evaluators(config, parts, recorder.note, client) as (training, validation, cache):

@@ -725,6 +725,31 @@ def test_a_checkpoint_of_other_data_or_edited_is_refused(tmp_path, data):
     assert not (out / "model.json").exists()
 
 
+def test_a_resume_from_a_checkpoint_needs_no_init_model(tmp_path, data):
+    """The init model of a job that has a checkpoint is not read again: moved
+    away, it blocked the resume (a ModelFileError before any pass)."""
+    from pipeline.jobs import run_job
+    from pipeline.outputs import OutputDir
+    from pipeline.solvers import SolverOptions
+
+    start = tmp_path / "start"
+    run_job(TrainConfig(data=str(data), label="y", out=str(start), options=SolverOptions(max_iter=1)), "s1")
+    out = tmp_path / "out"
+    config = TrainConfig(data=str(data), label="y", out=str(out), init=str(start), options=SolverOptions(max_iter=3))
+    finished = run_job(config, "j1")
+    OutputDir(out).update_job(status="failed")
+    (out / "model.json").unlink()
+    start.rename(tmp_path / "moved")
+    assert run_job(config, "j1").digest == finished.digest
+    # without a checkpoint the job starts again from its init model: that one is needed
+    OutputDir(out).update_job(status="failed")
+    (out / "model.json").unlink()
+    (out / "checkpoint.npz").unlink()
+    with pytest.raises(PipelineError, match="start"):
+        run_job(config, "j1")
+    assert OutputDir(out).read_job().status == "failed"
+
+
 def test_a_resume_without_its_checkpoint_says_it_starts_again(tmp_path, data):
     """A job that got somewhere but whose checkpoint is gone restarts from
     iteration 0 -- to the same model -- and says so, in the output and the log."""
