@@ -69,7 +69,7 @@ from .outputs import (
     now,
 )
 from .predict import evaluate
-from .synth import make_data
+from .synth import holds_data, make_data
 from .train import Recorder, check_label_classes, open_configured, run
 
 __all__ = [
@@ -523,8 +523,7 @@ def _task_state(key, dask_scheduler=None) -> str | None:
 
 
 def _generate(config: TrainConfig) -> None:
-    target = Path(config.data)
-    if config.generate and not (target.exists() and (not target.is_dir() or any(target.iterdir()))):
+    if config.generate and not holds_data(Path(config.data)):
         # the job writes the dataset: under an output root, only inside it
         check_output_root(config.data, output_roots(config), "dataset to generate (data.generate)")
         make_data(config.data, **config.generate)
@@ -649,10 +648,12 @@ def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
     _generate(config)
     dataset = open_configured(config)
     check_label_classes(dataset)
-    if config.init is not None:
-        Model.load(config.init)
+    resume = None
     if previous is not None:  # a resumed job: its checkpoint must fit these data and options
-        _load_resume(OutputDir(config.out), job_id, dataset.fingerprint, model_options(config, dataset.feature_names))
+        options = model_options(config, dataset.feature_names)
+        resume = _load_resume(OutputDir(config.out), job_id, dataset.fingerprint, options)
+    if config.init is not None and resume is None:  # (from a checkpoint the init model is not read)
+        Model.load(config.init)
     with connect(config.cluster) as client:
         outputs = OutputDir(config.out)
         outputs.path.mkdir(parents=True, exist_ok=True)

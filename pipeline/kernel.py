@@ -438,7 +438,8 @@ def fold_stats(X, y, weights, n_folds: int, kernel) -> FoldStats:
     for k in range(n_folds):
         rows = fold == k
         part_weights = None if weights is None else weights[rows]
-        parts.append(kernel(np.asfortranarray(X[rows]), label[rows], part_weights))
+        part = np.asfortranarray(X[rows])
+        parts.append(kernel(part, label[rows], part_weights).with_extremes(part, part_weights))
     return FoldStats(tuple(parts))
 
 
@@ -610,8 +611,9 @@ def weighted_extremes(X: np.ndarray, weights: np.ndarray | None) -> np.ndarray |
         with np.errstate(invalid="ignore"):
             least, largest = rows.min(axis=0).astype(np.float64), rows.max(axis=0).astype(np.float64)
         missing = np.isnan(least) | np.isnan(largest)
-        extremes[0] = np.where(missing, -np.inf, least)
-        extremes[1] = np.where(missing, np.inf, largest)
+        # (+ 0.0: -0.0 is 0.0, so that merges in any order give the same bits)
+        extremes[0] = np.where(missing, -np.inf, least + 0.0)
+        extremes[1] = np.where(missing, np.inf, largest + 0.0)
     return extremes
 
 

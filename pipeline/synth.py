@@ -9,9 +9,10 @@ group (plus one generation block) is held in memory.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import secrets
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -95,39 +96,53 @@ def make_data(
 ) -> list[Path]:
     """Write the seeded dataset to directory ``out`` as ``files`` Parquet files.
 
-    All or nothing: the files are written into a temporary directory beside
-    ``out``, which takes its name once every file is complete (a run killed
-    on the way leaves no partial dataset to be taken for the whole one, and a
-    job's ``data.generate`` writes it again).  An ``OSError`` (a path under a
+    All or nothing: each file is written under a hidden name (which readers
+    ignore, :data:`pipeline.data.IGNORED_PREFIXES`) and they all take their
+    names once every one is complete, so a run killed on the way leaves no
+    partial dataset to be taken for the whole one (a job's ``data.generate``
+    writes it again, :func:`holds_data`).  An ``OSError`` (a path under a
     file, no permission, a full disk) is an :class:`OutputError`."""
     check_parameters(rows=rows, features=features, files=files, row_group_size=row_group_size, seed=seed)
     directory = Path(out)
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+    if holds_data(directory):
         raise OutputError(f"{directory} already exists and is not an empty directory", path=str(directory))
     schema = _table(np.empty((0, features)), np.empty(0, dtype=np.int8)).schema
     cache: dict = {}
-    names = []
-    partial = directory.parent / f".{directory.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    names = [f"part-{index:05d}.parquet" for index in range(files)]
+    token = secrets.token_hex(4)
+    partial = {name: directory / f".{name}.{token}.partial" for name in names}
     try:
-        partial.mkdir(parents=True)
-        for index in range(files):
+        directory.mkdir(parents=True, exist_ok=True)
+        for index, name in enumerate(names):
             start, stop = rows * index // files, rows * (index + 1) // files
-            names.append(f"part-{index:05d}.parquet")
-            with pq.ParquetWriter(partial / names[-1], schema) as writer:
+            with pq.ParquetWriter(partial[name], schema) as writer:
                 for lo in range(start, stop, row_group_size):
                     hi = min(lo + row_group_size, stop)
                     X, y = generate_rows(seed, features, lo, hi, cache)
                     writer.write_table(_table(X, y), row_group_size=row_group_size)
-        os.replace(partial, directory)  # (over an empty directory too; not over files)
+        for name in names:
+            os.replace(partial[name], directory / name)
     except BaseException as exc:
-        shutil.rmtree(partial, ignore_errors=True)
+        for path in partial.values():
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
         if not isinstance(exc, OSError):
             raise
-        if directory.is_dir() and any(directory.iterdir()):  # (written by another run since)
-            message = f"{directory} already exists and is not an empty directory"
-            raise OutputError(message, path=str(directory)) from None
         raise OutputError(
             f"cannot write the dataset {directory}: {exc}; expected a directory that can be created and written",
             path=str(directory),
         ) from None
     return [directory / name for name in names]
+
+
+#: what an interrupted :func:`make_data` leaves: hidden, and taken for nothing
+_PARTIAL = re.compile(r"\.part-\d{5}\.parquet\.[0-9a-f]+\.partial")
+
+
+def holds_data(path: Path) -> bool:
+    """Whether ``path`` holds something :func:`make_data` must not write
+    over: a file, or a directory with an entry other than the partial files
+    of a run of it that was killed."""
+    if not path.exists():
+        return False
+    return not path.is_dir() or any(not _PARTIAL.fullmatch(entry.name) for entry in path.iterdir())

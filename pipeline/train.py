@@ -705,7 +705,7 @@ def hashed_columns(config: TrainConfig, dataset: Dataset) -> set[str]:
         )
         if value != default
     ]
-    if policy and hashed == set(dataset.categorical):  # (it would do nothing)
+    if policy and dataset.categorical and hashed == set(dataset.categorical):  # (it would do nothing)
         raise ConfigError(
             f"{policy[0]} chooses the levels of a column that is not hashed; found every categorical column "
             f"hashed ({sorted(hashed)}): give `hashed` the columns to hash, or leave out {policy[0]}",

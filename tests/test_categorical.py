@@ -448,6 +448,8 @@ def test_a_hashed_column_must_be_a_categorical_feature(tmp_path):
             )
         assert info.value.column == name
     train(TrainConfig(data=str(data), label="y", hash_buckets=8, hashed=(), max_categories=2, cluster=None))
+    # (no categorical column at all: nothing is hashed or chosen, and nothing refused)
+    train(TrainConfig(data=str(data), label="y", features=("x",), hash_buckets=8, max_categories=2, cluster=None))
     assert not (tmp_path / "out").exists()
 
 

@@ -390,11 +390,29 @@ def test_make_data_stopped_on_the_way_leaves_no_partial_dataset(tmp_path, monkey
     target = tmp_path / "data"
     with pytest.raises(KeyboardInterrupt):
         synth.make_data(str(target), rows=300, features=2, files=3, row_group_size=100)
-    assert list(tmp_path.iterdir()) == []
+    assert list(target.iterdir()) == [] and not synth.holds_data(target)
+    # what a kill -9 leaves (a hidden partial file) is no data: neither read nor in the way
+    (target / ".part-00000.parquet.0123abcd.partial").write_bytes(b"PAR1")
+    assert not synth.holds_data(target)
     monkeypatch.setattr(synth, "generate_rows", generate_rows)
     written = synth.make_data(str(target), rows=300, features=2, files=3, row_group_size=100)
-    assert [path.name for path in written] == sorted(path.name for path in target.iterdir())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    assert [path.name for path in written] == sorted(p.name for p in target.iterdir() if not p.name.startswith("."))
+    assert synth.holds_data(target)
+
+
+def test_make_data_into_the_current_directory_or_a_link(tmp_path, monkeypatch):
+    from pipeline import synth
+
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert len(synth.make_data(".", rows=20, features=2, files=2)) == 2
+    assert sorted(p.name for p in here.iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    synth.make_data(str(tmp_path / "link"), rows=20, features=2)
+    assert (tmp_path / "link").is_symlink() and [p.name for p in real.iterdir()] == ["part-00000.parquet"]
 
 
 # --------------------------------------------------------------------------- cluster

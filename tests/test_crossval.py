@@ -19,7 +19,7 @@ from pipeline.cluster import ClusterSpec
 from pipeline.config import TrainConfig
 from pipeline.crossval import ALL_ROWS, Lockstep, fold_summary
 from pipeline.data import Folds
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DataWarning
 from pipeline.fitting import fit
 from pipeline.jobs import run_job
 from pipeline.kernel import KernelSpec, chunk_partials
@@ -129,6 +129,26 @@ def test_cv_alone_scores_the_configured_penalty_and_the_1se_rule(data, tmp_path)
     best = by_min["points"][by_min["chosen"]]
     bound = best["cv_loss"] + best["cv_std"] / np.sqrt(3)
     assert by_1se["chosen"] == min(k for k, p in enumerate(by_1se["points"]) if p["cv_loss"] <= bound)
+
+
+def test_a_feature_constant_on_the_rows_of_positive_weight_gets_0_in_every_fold(tmp_path):
+    """A column that varies only on rows of weight 0 is constant on every
+    fold's training rows: each fold's fit and the final one give it 0 (the
+    folds' statistics keep their extremes over the rows of positive weight)."""
+    frame = fair_frame()
+    rows = np.arange(len(frame))
+    frame["w"] = np.where(rows % 4 == 0, 0.0, 1.0)
+    frame["promo"] = np.where(rows % 8 == 0, 1.0, 0.0)  # (non-zero only where w is 0)
+    data = write_frame(tmp_path / "data", frame)
+    out = tmp_path / "out"
+    with pytest.warns(DataWarning, match="feature 'promo' is constant"):
+        model = train(
+            TrainConfig(data=data, label="y", weight="w", cluster=None, out=str(out), penalty=Penalty(l2=1e-9), cv=3)
+        )
+    promo = model.features.index("promo")
+    assert model.coef[promo] == 0.0
+    for fold in range(3):
+        assert Model.load(out / "path" / "000" / f"fold-{fold}").coef[promo] == 0.0
 
 
 class Killed(Exception):

@@ -740,6 +740,14 @@ def test_a_resume_from_a_checkpoint_needs_no_init_model(tmp_path, data):
     OutputDir(out).update_job(status="failed")
     (out / "model.json").unlink()
     start.rename(tmp_path / "moved")
+    # detached too: the checks before the scheduler pass (then the scheduler is reached for)
+    from pipeline.cluster import ClusterSpec
+    from pipeline.errors import ClusterError
+    from pipeline.jobs import submit_detached
+
+    nowhere = ClusterSpec(scheduler=f"tcp://127.0.0.1:{free_port()}", connect_timeout_s=1)
+    with pytest.raises(ClusterError):
+        submit_detached(dataclasses.replace(config, cluster=nowhere), "j1")
     assert run_job(config, "j1").digest == finished.digest
     # without a checkpoint the job starts again from its init model: that one is needed
     OutputDir(out).update_job(status="failed")
@@ -933,8 +941,13 @@ def test_a_detached_submission_checks_the_init_model_and_the_checkpoint_before_w
     submit = ["submit", str(job), "--scheduler", f"tcp://127.0.0.1:{free_port()}", "--detach"]
     assert main([*submit, "--l2", "0.5"]) == 1
     assert capsys.readouterr().err.startswith("CheckpointError: checkpoint ")
+    assert main([*submit, "--init", str(tmp_path / "no-model")]) == 1  # (another init: another model option)
+    assert capsys.readouterr().err.startswith("CheckpointError: checkpoint ")
+    # from a checkpoint the init model is not read; without one, the job starts again from it
+    (out / "checkpoint.npz").rename(tmp_path / "checkpoint.npz")
     assert main([*submit, "--init", str(tmp_path / "no-model")]) == 1
     assert capsys.readouterr().err.startswith("ModelFileError: ")
+    (tmp_path / "checkpoint.npz").rename(out / "checkpoint.npz")
     assert (out / "job.json").read_text() == before
     assert main([*submit, "--connect-timeout", "1"]) == 1  # the checks pass: then the scheduler is reached for
     assert capsys.readouterr().err.startswith("ClusterError: ")

@@ -208,3 +208,18 @@ def test_penalty_applies_to_original_units():
     assert loss_std == pytest.approx(loss_raw, rel=1e-13)
     bare, _ = LogisticObjective(evaluator)(coef)
     assert loss_raw - bare == pytest.approx(0.15 * np.sum(coef[:-1] ** 2), rel=1e-12)
+
+
+def test_the_extremes_of_the_rows_that_count_merge_in_any_order_to_the_same_bits():
+    """A column's least and largest value over the rows of positive weight:
+    -0.0 is 0.0 (np.minimum keeps whichever comes second), a missing value
+    among them makes the column vary, rows of weight 0 do not count."""
+    from pipeline.kernel import Stats, weighted_extremes
+
+    a = Stats.zeros(2).with_extremes(np.array([[-0.0, 1.0]]), np.ones(1))
+    b = Stats.zeros(2).with_extremes(np.array([[0.0, 5.0], [7.0, np.nan]]), np.array([1.0, 0.0]))
+    assert a.merge(b).extremes.tobytes() == b.merge(a).extremes.tobytes()
+    assert a.merge(b).extremes.tolist() == [[0.0, 1.0], [0.0, 5.0]]
+    assert weighted_extremes(np.array([[1.0], [np.nan]]), np.ones(2)).tolist() == [[-np.inf], [np.inf]]
+    assert weighted_extremes(np.array([[1.0]]), None) is None
+    assert weighted_extremes(np.array([[1.0]]), np.zeros(1)).tolist() == [[np.inf], [-np.inf]]
