@@ -607,9 +607,11 @@ def weighted_extremes(X: np.ndarray, weights: np.ndarray | None) -> np.ndarray |
     extremes = np.empty((2, X.shape[1]))
     extremes[0], extremes[1] = np.inf, -np.inf
     if counted.any():
-        rows = X if counted.all() else X[counted]
-        with np.errstate(invalid="ignore"):
-            least, largest = rows.min(axis=0).astype(np.float64), rows.max(axis=0).astype(np.float64)
+        rows = None if counted.all() else np.flatnonzero(counted)
+        least, largest = np.empty(X.shape[1]), np.empty(X.shape[1])
+        for j in range(X.shape[1]):  # (a column at a time: a copy of one column at most)
+            values = X[:, j] if rows is None else X[:, j].take(rows)
+            least[j], largest[j] = values.min(), values.max()
         missing = np.isnan(least) | np.isnan(largest)
         # (+ 0.0: -0.0 is 0.0, so that merges in any order give the same bits)
         extremes[0] = np.where(missing, -np.inf, least + 0.0)
