@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -96,38 +97,46 @@ def make_data(
 ) -> list[Path]:
     """Write the seeded dataset to directory ``out`` as ``files`` Parquet files.
 
-    All or nothing: each file is written under a hidden name (which readers
-    ignore, :data:`pipeline.data.IGNORED_PREFIXES`) and they all take their
-    names once every one is complete, so a run killed on the way leaves no
-    partial dataset to be taken for the whole one (a job's ``data.generate``
-    writes it again, :func:`holds_data`).  An ``OSError`` (a path under a
-    file, no permission, a full disk) is an :class:`OutputError`."""
+    All or nothing.  A new directory is written beside its place under a
+    hidden name and renamed to its own once every file is complete; into an
+    existing empty directory (``.``, a link to one) each file goes under a
+    hidden name (which readers ignore, :data:`pipeline.data.IGNORED_PREFIXES`)
+    and is then linked to its own, which must still be free: another run's
+    files are never replaced, and a run stopped on the way takes back what it
+    wrote.  So no partial dataset is left to be taken for the whole one (a
+    job's ``data.generate`` writes it again, :func:`holds_data`) -- short of
+    a ``kill -9`` in the microseconds of the links.  An ``OSError`` (a path
+    under a file, no permission, a full disk) is an :class:`OutputError`."""
     check_parameters(rows=rows, features=features, files=files, row_group_size=row_group_size, seed=seed)
     directory = Path(out)
     if holds_data(directory):
-        raise OutputError(f"{directory} already exists and is not an empty directory", path=str(directory))
-    schema = _table(np.empty((0, features)), np.empty(0, dtype=np.int8)).schema
-    cache: dict = {}
+        raise _taken(directory)
     names = [f"part-{index:05d}.parquet" for index in range(files)]
     token = secrets.token_hex(4)
-    partial = {name: directory / f".{name}.{token}.partial" for name in names}
+    whole = not directory.exists() and not directory.is_symlink()
+    staging = directory.parent / f".{directory.name}.{token}.partial" if whole else directory
+    partial = {name: staging / (name if whole else f".{name}.{token}.partial") for name in names}
+    linked: list[Path] = []
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        for index, name in enumerate(names):
-            start, stop = rows * index // files, rows * (index + 1) // files
-            with pq.ParquetWriter(partial[name], schema) as writer:
-                for lo in range(start, stop, row_group_size):
-                    hi = min(lo + row_group_size, stop)
-                    X, y = generate_rows(seed, features, lo, hi, cache)
-                    writer.write_table(_table(X, y), row_group_size=row_group_size)
-        for name in names:
-            os.replace(partial[name], directory / name)
+        staging.mkdir(parents=True, exist_ok=not whole)
+        _write_parts(list(partial.values()), rows, features, row_group_size, seed)
+        if whole:
+            os.rename(staging, directory)  # (over an empty directory made meanwhile too; not over files)
+        else:
+            for name in names:
+                os.link(partial[name], directory / name)  # (FileExistsError: another run's file)
+                linked.append(directory / name)
+                os.unlink(partial[name])
     except BaseException as exc:
-        for path in partial.values():
+        if whole:
+            shutil.rmtree(staging, ignore_errors=True)
+        for path in [*linked, *partial.values()]:
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
         if not isinstance(exc, OSError):
             raise
+        if holds_data(directory):  # (written by another run since)
+            raise _taken(directory) from None
         raise OutputError(
             f"cannot write the dataset {directory}: {exc}; expected a directory that can be created and written",
             path=str(directory),
@@ -135,8 +144,25 @@ def make_data(
     return [directory / name for name in names]
 
 
-#: what an interrupted :func:`make_data` leaves: hidden, and taken for nothing
-_PARTIAL = re.compile(r"\.part-\d{5}\.parquet\.[0-9a-f]+\.partial")
+def _write_parts(paths: list[Path], rows: int, features: int, row_group_size: int, seed: int) -> None:
+    """The seeded rows, in order, into ``paths`` (one file each)."""
+    schema = _table(np.empty((0, features)), np.empty(0, dtype=np.int8)).schema
+    cache: dict = {}
+    for index, path in enumerate(paths):
+        start, stop = rows * index // len(paths), rows * (index + 1) // len(paths)
+        with pq.ParquetWriter(path, schema) as writer:
+            for lo in range(start, stop, row_group_size):
+                hi = min(lo + row_group_size, stop)
+                X, y = generate_rows(seed, features, lo, hi, cache)
+                writer.write_table(_table(X, y), row_group_size=row_group_size)
+
+
+def _taken(directory: Path) -> OutputError:
+    return OutputError(f"{directory} already exists and is not an empty directory", path=str(directory))
+
+
+#: what an interrupted :func:`make_data` leaves in an existing directory: hidden, and taken for nothing
+_PARTIAL = re.compile(r"\.part-\d+\.parquet\.[0-9a-f]+\.partial")
 
 
 def holds_data(path: Path) -> bool:

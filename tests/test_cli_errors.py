@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -22,6 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import free_port
+
+from pipeline.errors import OutputError
 
 #: runs the CLI in subprocesses: left out of the fast loop (-m "not cluster and not slow")
 pytestmark = pytest.mark.slow
@@ -373,8 +376,11 @@ def test_make_data_under_a_file_is_one_error_line(tmp_path):
 
 def test_make_data_stopped_on_the_way_leaves_no_partial_dataset(tmp_path, monkeypatch):
     """A generation stopped after some of its files (killed, Ctrl-C, a full
-    disk) leaves no dataset behind: a job's data.generate would have taken the
-    files written so far for the whole dataset and trained on fewer rows."""
+    disk), or while it gives them their names, leaves no dataset behind: a
+    job's data.generate would have taken the files written so far for the
+    whole dataset and trained on fewer rows.  Into a new directory or an
+    existing empty one; a run that finds another's file in its place gives up
+    and takes its own back."""
     from pipeline import synth
 
     calls = []
@@ -390,11 +396,44 @@ def test_make_data_stopped_on_the_way_leaves_no_partial_dataset(tmp_path, monkey
     target = tmp_path / "data"
     with pytest.raises(KeyboardInterrupt):
         synth.make_data(str(target), rows=300, features=2, files=3, row_group_size=100)
+    assert list(tmp_path.iterdir()) == []  # (nor the hidden directory it was written in)
+    target.mkdir()
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        synth.make_data(str(target), rows=300, features=2, files=3, row_group_size=100)
     assert list(target.iterdir()) == [] and not synth.holds_data(target)
+    monkeypatch.setattr(synth, "generate_rows", generate_rows)
+    # stopped between the files' names: the ones named are taken back
+    link, links = os.link, []
+
+    def second_link_fails(source, name):
+        links.append(name)
+        if len(links) == 2:
+            raise KeyboardInterrupt
+        link(source, name)
+
+    monkeypatch.setattr(synth.os, "link", second_link_fails)
+    with pytest.raises(KeyboardInterrupt):
+        synth.make_data(str(target), rows=300, features=2, files=3, row_group_size=100)
+    assert list(target.iterdir()) == []
+    # another run's file in the place of one: refused, its file kept, ours taken back
+    links.clear()
+
+    def another_run_first(source, name):
+        links.append(name)
+        if len(links) == 2:
+            Path(name).write_bytes(b"another run's")
+        link(source, name)
+
+    monkeypatch.setattr(synth.os, "link", another_run_first)
+    with pytest.raises(OutputError, match="already exists and is not an empty directory"):
+        synth.make_data(str(target), rows=300, features=2, files=3, row_group_size=100)
+    assert [p.name for p in target.iterdir()] == ["part-00001.parquet"]
+    monkeypatch.setattr(synth.os, "link", link)
     # what a kill -9 leaves (a hidden partial file) is no data: neither read nor in the way
+    (target / "part-00001.parquet").unlink()
     (target / ".part-00000.parquet.0123abcd.partial").write_bytes(b"PAR1")
     assert not synth.holds_data(target)
-    monkeypatch.setattr(synth, "generate_rows", generate_rows)
     written = synth.make_data(str(target), rows=300, features=2, files=3, row_group_size=100)
     assert [path.name for path in written] == sorted(p.name for p in target.iterdir() if not p.name.startswith("."))
     assert synth.holds_data(target)
