@@ -390,7 +390,11 @@ class JobRecorder(Recorder):
         )
         if claim:
             self.outputs.clear_job_files(keep=(JOB_FILE,))
-        if previous is None or previous.status != QUEUED:  # a queued job's cancel request stands
+        # a queued job's cancel request stands, and so does a running detached
+        # job's when the scheduler runs its coordinator again (its worker died):
+        # it was made for this very run; any other is an earlier run's
+        rerun = self.coordinator == "detached" and previous is not None and previous.status == RUNNING
+        if previous is None or not (previous.status == QUEUED or rerun and previous.job_id == self.job_id):
             self.outputs.withdraw_cancel()
         lines, self.pending = self.pending, None
         for when, line in lines:

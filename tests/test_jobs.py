@@ -725,6 +725,32 @@ def test_a_checkpoint_of_other_data_or_edited_is_refused(tmp_path, data):
     assert not (out / "model.json").exists()
 
 
+def test_a_cancel_request_outlives_a_detached_coordinators_rerun(tmp_path, data):
+    """``pipeline cancel`` while the worker that ran a detached job's
+    coordinator was dying: the scheduler runs the coordinator again, and it
+    stops at once (the request was withdrawn, and the job ran to its end); an
+    attached resume still withdraws an earlier run's request."""
+    from pipeline.errors import JobCancelled
+    from pipeline.jobs import request_cancel, run_job
+    from pipeline.outputs import OutputDir
+    from pipeline.solvers import SolverOptions
+
+    out = tmp_path / "out"
+    config = TrainConfig(data=str(data), label="y", out=str(out), options=SolverOptions(max_iter=3))
+    run_job(config, "j1")
+    outputs = OutputDir(out)
+    (out / "model.json").unlink()
+    (out / "checkpoint.npz").unlink()  # (it would start again from iteration 0: passes to cancel)
+    outputs.update_job(status="running", coordinator={"mode": "detached"})
+    request_cancel(outputs)
+    with pytest.raises(JobCancelled):
+        run_job(config, "j1", coordinator="detached")
+    assert outputs.read_job().status == "cancelled" and not (out / "model.json").exists()
+    outputs.update_job(status="running", coordinator={"mode": "attached"})
+    request_cancel(outputs)  # (an earlier run's)
+    assert run_job(config, "j1").n_iter == 3 and not outputs.cancel_requested()
+
+
 def test_a_resume_from_a_checkpoint_needs_no_init_model(tmp_path, data):
     """The init model of a job that has a checkpoint is not read again: moved
     away, it blocked the resume (a ModelFileError before any pass)."""
