@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import posixpath
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
@@ -818,10 +819,24 @@ def dataset_files(url: str, storage_options: dict | None = None) -> tuple[Any, l
     return filesystem, files
 
 
+def file_url_path(value: str) -> str:
+    """A ``file:`` URL's local path (percent-decoded; ``file:///d``,
+    ``file://localhost/d`` and ``file:/d`` are ``/d``, ``file://../d`` is
+    ``../d``, relative, as fsspec reads it); anything else as it is."""
+    if not value.startswith("file:"):
+        return value
+    rest = value[len("file:") :]  # (by hand: a path's '#' or '?' is no fragment or query)
+    if rest.startswith("//"):
+        host, slash, path = rest[2:].partition("/")
+        rest = slash + path if host in ("", "localhost") else rest[2:]
+    return urllib.parse.unquote(rest)
+
+
 def _resolve(url: str, storage_options: dict | None) -> tuple[Any, list[str], str]:
-    """``(filesystem, files, base)`` of dataset ``url`` (:func:`_list_files`)."""
+    """``(filesystem, files, base)`` of dataset ``url`` (:func:`_list_files`;
+    a ``file:`` URL is its local path, :func:`file_url_path`)."""
     try:
-        filesystem, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        filesystem, root = fsspec.core.url_to_fs(file_url_path(url), **(storage_options or {}))
     except (ValueError, ImportError) as exc:
         raise DatasetNotFoundError(f"cannot open dataset {url!r}: {exc}", path=url) from None
     files, base = _list_files(filesystem, root, url)

@@ -42,7 +42,6 @@ import math
 import os
 import re
 import tomllib
-import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +58,7 @@ from .config import (
     check_job_name,
     check_output_root,
 )
-from .data import MISSING_POLICIES
+from .data import MISSING_POLICIES, file_url_path
 from .errors import ConfigError, JobFileError, OutputError, PipelineError, is_positive_number
 from .objective import Penalty
 from .paths import CV_RULES
@@ -502,12 +501,7 @@ def _absolute(value: str) -> str:
     URL, which is a local path (percent-decoded; ``file://../data``, read as
     fsspec reads it, relative to where pipeline runs, not where a detached
     job's worker does)."""
-    if value.startswith("file:"):
-        rest = value[len("file:") :]  # (by hand: a path's '#' or '?' is no fragment or query)
-        if rest.startswith("//"):
-            host, slash, path = rest[2:].partition("/")
-            rest = slash + path if host in ("", "localhost") else rest[2:]
-        value = urllib.parse.unquote(rest)
+    value = file_url_path(value)
     if "://" in value:
         return value
     if ".." in Path(value).parts:

@@ -42,6 +42,7 @@ from typing import Any, Literal, get_args
 
 from .atomic import create_atomic, write_atomic
 from .config import TrainConfig
+from .data import file_url_path
 from .errors import JobError, JobNotFoundError, OutputError
 from .jobfile import config_from_mapping
 
@@ -227,12 +228,11 @@ def data_root(data: str) -> str | None:
 
 
 def data_prefix(data: str) -> str | None:
-    """The local path a dataset's files all lie in: ``data`` without a
-    ``file://`` scheme, up to its first glob component (``d/*.parquet``:
-    ``d``); None for another filesystem's URL."""
-    if data.startswith("file://"):
-        data = data[len("file://") :]
-    elif "://" in data:
+    """The local path a dataset's files all lie in: ``data`` (a ``file:``
+    URL's path, :func:`pipeline.data.file_url_path`) up to its first glob
+    component (``d/*.parquet``: ``d``); None for another filesystem's URL."""
+    data = file_url_path(data)
+    if "://" in data:
         return None
     parts = Path(data).parts
     for k, part in enumerate(parts):

@@ -89,6 +89,13 @@ def test_file_urls_are_local_paths_resolved_where_pipeline_runs(tmp_path, monkey
         job = tmp_path / "jobs" / "url.toml"
         job.write_text(f'[data]\nurl = "{url}"\nlabel = "y"\n')
         assert load_job(job).data == str(expected), url
+    # the Python API reads them as the same local paths (it took '%20' as it is)
+    from pipeline import open_dataset
+    from pipeline.synth import make_data
+
+    make_data(str(tmp_path / "sp ace"), rows=20, features=2)
+    for url in (f"file://{tmp_path}/sp%20ace", f"file:{tmp_path}/sp%20ace", f"file://localhost{tmp_path}/sp%20ace"):
+        assert open_dataset(url, "y").n_samples == 20, url
 
 
 @pytest.mark.parametrize("name", ["demo.toml", "compose.toml", "lasso-cv.toml"])
