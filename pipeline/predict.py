@@ -78,19 +78,21 @@ def open_scored(model: Model, data: str, label: str | None) -> Dataset:
     if label is None:
         return dataset
     text = dataset.class_kind == "str"
+    where = dataset.files[0] if dataset.files else dataset.url  # (one kind in every file: open_dataset checks)
     if model.classes is None:
         if text:
             raise ColumnTypeError(
-                f"label column {label!r} of {dataset.url} holds text; the model's label is 0/1",
-                path=dataset.url,
+                f"label column {label!r} holds text in {where} (and every file of {dataset.url}); "
+                "the model's label is 0/1",
+                path=where,
                 column=label,
             )
         return dataset
     if {isinstance(value, str) for value in model.classes} != {text}:
         raise ColumnTypeError(
-            f"label column {label!r} of {dataset.url} holds {'text' if text else 'numbers'}; "
-            f"the model's classes are {model.classes[:10]}",
-            path=dataset.url,
+            f"label column {label!r} holds {'text' if text else 'numbers'} in {where} (and every file of "
+            f"{dataset.url}); the model's classes are {model.classes[:10]}",
+            path=where,
             column=label,
         )
     return dataset.with_classes(model.classes)

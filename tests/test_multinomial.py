@@ -839,15 +839,18 @@ def test_a_label_of_another_kind_when_scoring_is_refused(reference, tmp_path):
     reference.save(tmp_path / "model")
     values = columns()
     pq.write_table(pa.table({**values, "species": np.searchsorted(SPECIES, values["species"])}), tmp_path / "n.parquet")
-    with pytest.raises(ColumnTypeError, match="holds numbers; the model's classes are \\['ant', 'bee', 'cat'\\]"):
+    with pytest.raises(
+        ColumnTypeError, match="holds numbers in .*n.parquet .*; the model's classes are \\['ant', 'bee', 'cat'\\]"
+    ):
         evaluate(str(tmp_path / "model"), str(tmp_path / "n.parquet"))
     binary = tmp_path / "binary"
     X = np.column_stack([values[f"x{j}"] for j in range(4)])
     pq.write_table(pa.table({**values, "y": (X[:, 0] > 0).astype(np.int8)}), tmp_path / "b.parquet")
     train(TrainConfig(data=str(tmp_path / "b.parquet"), label="y", features=tuple(f"x{j}" for j in range(4)),
                       cluster=None, out=str(binary)))  # fmt: skip
-    with pytest.raises(ColumnTypeError, match="holds text; the model's label is 0/1"):
+    with pytest.raises(ColumnTypeError, match="holds text in .*b.parquet .*; the model's label is 0/1") as raised:
         evaluate(str(binary), str(tmp_path / "n.parquet").replace("n.parquet", "b.parquet"), label="species")
+    assert raised.value.path == str(tmp_path / "b.parquet")  # (the file, not only the dataset)
 
 
 def test_a_class_only_in_the_validation_rows_is_explained(tmp_path):
