@@ -581,24 +581,23 @@ def config_from_mapping(
             f"{show('cluster.scheduler')} or {show('cluster.workers')}",
             "cluster.in_process",
         )
-    # settings of workers or of a cluster, with no cluster (TLS files: refused by their own rule)
-    for keys, what, lacking in (
-        (_EMBEDDED_KEYS, "sets up the workers of an embedded cluster", "no workers"),
-        (_CLUSTER_TIMEOUT_KEYS, "is a setting of a Dask cluster", "no cluster"),
+    # settings of workers or of a cluster, with no cluster (TLS files: refused by
+    # their own rule), or of workers with a scheduler's, which were set up by
+    # whoever started them (each would be silently ignored)
+    embedded = "sets up the workers of an embedded cluster"
+    for keys, what, beside, lacking in (
+        (_EMBEDDED_KEYS, embedded, "cluster.in_process", "no workers"),
+        (_CLUSTER_TIMEOUT_KEYS, "is a setting of a Dask cluster", "cluster.in_process", "no cluster"),
+        (
+            _EMBEDDED_KEYS,
+            embedded,
+            "cluster.scheduler",
+            "whose workers are set up where they are started: `dask worker --nthreads N --memory-limit SIZE`",
+        ),
     ):
         given = [key for key in keys if get(key) is not None]
-        if get("cluster.in_process") and given:
-            raise fail(f"{show(given[0])} {what}; found it with {show('cluster.in_process')} ({lacking})", given[0])
-    # a scheduler's workers were started by whoever started them: their threads
-    # and memory are theirs (the setting would be silently ignored)
-    given = [key for key in _EMBEDDED_KEYS if get(key) is not None]
-    if get("cluster.scheduler") and given:
-        raise fail(
-            f"{show(given[0])} sets up the workers of an embedded cluster; found it with "
-            f"{show('cluster.scheduler')} (whose workers are set up where they are started: "
-            "`dask worker --nthreads N --memory-limit SIZE`)",
-            given[0],
-        )
+        if get(beside) and given:
+            raise fail(f"{show(given[0])} {what}; found it with {show(beside)} ({lacking})", given[0])
     if get("cluster.scheduler") and get("cluster.workers"):
         raise fail(f"give {show('cluster.scheduler')} or {show('cluster.workers')}, not both", "cluster.workers")
     elastic = get("train.reg") is not None or get("train.alpha") is not None
