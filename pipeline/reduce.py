@@ -42,7 +42,6 @@ from .kernel import (
     WarmUpPart,
     accumulate,
     kernel_features,
-    level_rows,
     merge_partials,
 )
 from .stream import (
@@ -51,7 +50,6 @@ from .stream import (
     DiskCache,
     batch_rows,
     chunk_partials_fast,
-    chunk_stats_fast,
     fold_stats_kernel,
     loss_kernel,
     plan_units,
@@ -110,9 +108,8 @@ class InProcessEvaluator:
 
     def stats(self, categories: Categories | None = None) -> Stats:
         total = Stats.zeros(self.n_features)
-        for X, y, weights in self.chunks:
-            stats = chunk_stats_fast(X, y, weights).with_extremes(X, weights)
-            total = total.merge(stats if categories is None else stats.with_level_rows(level_rows(X, categories)))
+        for chunk in self.chunks:
+            total = total.merge(stats_kernel(chunk, categories))
         return total
 
     def fold_stats(self, n_folds: int) -> FoldStats:
