@@ -184,8 +184,14 @@ class JobRecorder(Recorder):
         self._directory_lock = threading.Lock()
 
     @property
+    def again(self) -> bool:
+        """Whether the directory holds this very job from an earlier run (a
+        resume, a resubmission, a detached coordinator run again)."""
+        return self.previous is not None and self.previous.job_id == self.job_id
+
+    @property
     def may_resume(self) -> bool:  # type: ignore[override]
-        return self.previous is not None and self.previous.job_id == self.job_id and self.outputs.checkpoint.exists()
+        return self.again and self.outputs.checkpoint.exists()
 
     # ------------------------------------------------------------------ hooks
 
@@ -322,7 +328,7 @@ class JobRecorder(Recorder):
     def fail(self, error: BaseException) -> None:
         with contextlib.suppress(OSError):
             self._tell_warnings()
-        if self.pending is not None and (self.previous is None or self.previous.job_id != self.job_id):
+        if self.pending is not None and not self.again:
             return  # a new job wrote nothing, and writes nothing now
         # (the job's own directory, from an earlier run: a resume, a detached
         # job's coordinator run again, failing before it wrote anything, says so)
@@ -393,8 +399,8 @@ class JobRecorder(Recorder):
         # a queued job's cancel request stands, and so does a running detached
         # job's when the scheduler runs its coordinator again (its worker died):
         # it was made for this very run; any other is an earlier run's
-        rerun = self.coordinator == "detached" and previous is not None and previous.status == RUNNING
-        if previous is None or not (previous.status == QUEUED or rerun and previous.job_id == self.job_id):
+        rerun = self.coordinator == "detached" and self.again and previous is not None and previous.status == RUNNING
+        if previous is None or not (previous.status == QUEUED or rerun):
             self.outputs.withdraw_cancel()
         lines, self.pending = self.pending, None
         for when, line in lines:

@@ -147,19 +147,22 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
     ``config.cluster``; in-process when that is None), fit on the evaluators,
     save the model to ``config.out`` (when given), telling ``recorder``."""
     kernels_mode()  # a bad PIPELINE_KERNELS is refused before anything runs
+    # a bad init model is refused before any pass; not read at all where a
+    # checkpoint takes its place (known once the recorder has looked)
+    init_later = config.init if recorder.may_resume else None
     with _telling(recorder):  # (a job's own directory says it failed, a new job's stays unwritten)
         dataset = open_configured(config)
         check_label_classes(dataset)
         hashed_columns(config, dataset)  # a hashed column that is not a categorical feature: before any pass
-        if config.init is not None and not recorder.may_resume:
-            Model.load(config.init)  # a bad model file is refused before any pass (or a cluster starts)
+        if config.init is not None and init_later is None:
+            Model.load(config.init)  # (before a cluster starts)
     with contextlib.ExitStack() as stack:
         with _telling(recorder):
             if client is None and config.cluster is not None:
                 client = stack.enter_context(connect(config.cluster))
             resume = recorder.begin(dataset, client)
-            if config.init is not None and resume is None:  # (from a checkpoint the init model is not read)
-                Model.load(config.init)
+            if init_later is not None and resume is None:  # (a checkpoint of another job, or none after all)
+                Model.load(init_later)
         with _telling(recorder):
             with recorder.watching():  # (the classes' and levels' passes warn too)
                 split = validation_split(config, dataset)
