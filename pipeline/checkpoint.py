@@ -25,7 +25,7 @@ import numpy as np
 
 from .atomic import write_atomic
 from .errors import CheckpointError
-from .fitting import FitState
+from .fitting import BestIterate, FitState
 from .kernel import Categories
 from .objective import Standardization
 from .solvers import IterationRecord, SolverState
@@ -64,6 +64,9 @@ def save_checkpoint(path: str | os.PathLike, state, meta: dict) -> None:
         arrays["n_missing"] = np.asarray(state.n_missing, dtype=np.int64)
     if state.level_share is not None:
         arrays["level_share"] = state.level_share
+    if state.best is not None:
+        arrays["best_coef"] = state.best.coef
+        arrays["best_grad"] = state.best.grad
     document = {
         "format_version": FORMAT_VERSION,
         "solver": solver_state.solver,
@@ -78,6 +81,13 @@ def save_checkpoint(path: str | os.PathLike, state, meta: dict) -> None:
         "categories": None
         if state.categories is None
         else {"sizes": list(state.categories.sizes), "top": state.categories.top},
+        "best": None
+        if state.best is None
+        else {
+            "iteration": state.best.iteration,
+            "validation_loss": state.best.validation_loss,
+            "loss": state.best.loss,
+        },
         "meta": meta,
     }
     arrays = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
@@ -170,6 +180,7 @@ def _fit_state(document: dict, arrays: dict):
         _categories(document.get("categories")),
         arrays.get("level_share"),
         _class_totals(document.get("class_totals")),  # (absent from earlier checkpoints: not known)
+        _best(document.get("best"), arrays),  # (absent from earlier checkpoints: not restoring)
     )
     return state, document["meta"]
 
@@ -178,6 +189,18 @@ def _class_totals(values) -> tuple[float, ...] | None:
     if values is None:
         return None
     return tuple(float(value) for value in values)
+
+
+def _best(document, arrays: dict) -> BestIterate | None:
+    if document is None:
+        return None
+    return BestIterate(
+        int(document["iteration"]),
+        float(document["validation_loss"]),
+        arrays["best_coef"],
+        float(document["loss"]),
+        arrays["best_grad"],
+    )
 
 
 def _categories(document) -> Categories | None:

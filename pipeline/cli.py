@@ -645,7 +645,7 @@ def _attached(
         took = f", {elapsed:.1f} s"
     print(
         f"{status} after {model.n_iter} iteration{'s' if model.n_iter != 1 else ''}, {model.n_passes} passes{took} "
-        f"({model.message}); n_samples={model.n_samples} loss={model.loss_history[-1]!r}"
+        f"({model.message}); n_samples={model.n_samples} loss={model.loss!r}"
     )
     print(f"job {document.job_id} {document.status}; digest {model.digest}")
     return model

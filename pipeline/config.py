@@ -106,6 +106,9 @@ class TrainConfig:
     validation_key: str | None = None
     #: stop when the validation loss has not improved for this many iterations (0: never)
     early_stopping: int = 0
+    #: the model is the iterate of the least validation loss (the first, on a
+    #: tie), not the last one (needs a validation set)
+    restore_best: bool = False
     #: what a null feature value means (:data:`pipeline.data.MissingPolicy`):
     #: ``error``, ``mean`` (the column's exact mean takes its place) or
     #: ``indicator`` (the mean, plus a 0/1 feature per column that may be missing)
@@ -153,7 +156,7 @@ class TrainConfig:
         object that holds it: :class:`SolverOptions`, :class:`Penalty`,
         :class:`ClusterSpec`).  A :class:`ConfigError` names the field in
         ``column``, and its message starts with the field's name."""
-        for flag in ("standardize", "nan_as_missing", "overwrite"):
+        for flag in ("standardize", "nan_as_missing", "overwrite", "restore_best"):
             require_flag(flag, getattr(self, flag))
         if self.generate is not None and ("://" in self.data or any(c in self.data for c in "*?[")):
             raise ConfigError(
@@ -283,6 +286,12 @@ class TrainConfig:
         if self.early_stopping and not self.validation_fraction:
             raise ConfigError(
                 "early_stopping needs a validation set (`validation_fraction` > 0)", column="early_stopping"
+            )
+        if self.restore_best and not self.validation_fraction:
+            raise ConfigError(
+                "restore_best needs a validation set (`validation_fraction` > 0): it keeps the iterate of the "
+                "least validation loss",
+                column="restore_best",
             )
         if self.validation_key and not (self.validation_fraction or self.cv):
             raise ConfigError(

@@ -38,7 +38,7 @@ from .exact import fsum
 from .inference import DEFAULT_CONFIDENCE, MAX_NEWTON_STEPS, Inference, infer, refusal
 from .kernel import Categories, level_top
 from .levels import Vocabulary
-from .model import CLASSES_FORMAT, INFERENCE_FORMAT, PLAIN_BINARY_FORMAT, SEPARATED_FORMAT, Model
+from .model import CLASSES_FORMAT, INFERENCE_FORMAT, PLAIN_BINARY_FORMAT, RESTORED_FORMAT, SEPARATED_FORMAT, Model
 from .objective import (
     DataSummary,
     Evaluator,
@@ -65,6 +65,7 @@ from .solvers import (
 __all__ = [
     "AUTO_NEWTON_MAX_FEATURES",
     "HANDED_OVER",
+    "BestIterate",
     "Fit",
     "FitState",
     "Prepared",
@@ -115,6 +116,8 @@ class Fit:
     inference_passes: int = 0
     #: the classes ended (nearly) separated (:func:`separated`; warned about)
     separated: bool = False
+    #: ``coef`` is this iteration's, the least validation loss (``restore_best``); None: the last one's
+    restored_iteration: int | None = None
 
     def objective(self, evaluator: Evaluator) -> LogisticObjective:
         """The objective of this fit on ``evaluator`` (its loss pass's :class:`KernelSpec`)."""
@@ -191,6 +194,24 @@ def with_inference(
 
 
 @dataclass(frozen=True, eq=False)
+class BestIterate:
+    """The iterate of the least validation loss so far (``fit``'s
+    ``restore_best``), as the solver's state held it (standardized units)."""
+
+    #: the solver's iteration count at it (0: the starting point)
+    iteration: int
+    #: its validation loss
+    validation_loss: float
+    coef: np.ndarray
+    loss: float
+    grad: np.ndarray
+
+    def improved_by(self, validation_loss: float) -> bool:
+        """A later iterate of this validation loss replaces this one (the first wins a tie)."""
+        return validation_loss < self.validation_loss
+
+
+@dataclass(frozen=True, eq=False)
 class FitState:
     """A fit in progress, as a checkpoint keeps it: the solver's state plus
     what the statistics pass gave, so a resumed fit needs no new pass."""
@@ -214,6 +235,8 @@ class FitState:
     #: each class's total sample weight (:func:`fit_class_totals`; None: not
     #: known): a resumed fit reaches the separation verdict of the uninterrupted one
     class_totals: tuple[float, ...] | None = None
+    #: with ``restore_best``: the iterate of the least validation loss so far
+    best: BestIterate | None = None
 
     @property
     def n_passes(self) -> int:
@@ -236,6 +259,7 @@ def fit(
     label: str | None = None,
     validation: Evaluator | None = None,
     early_stopping: int = 0,
+    restore_best: bool = False,
     impute: bool = False,
     levels: Sequence[int] = (),
     n_classes: int = 0,
@@ -264,6 +288,9 @@ def fit(
     every iteration its unpenalized mean loss is computed (one pass over it,
     not counted in ``n_passes``) and kept in the states; ``early_stopping=k``
     stops (converged) when it has not improved for ``k`` iterations.
+    ``restore_best``: the result is the iterate of the least validation loss
+    (the first, on a tie; kept in the states, so a resumed fit restores the
+    same one) rather than the last; the histories still cover every iteration.
 
     ``impute``: the features may hold missing values (NaN); the statistics
     pass counts them and each takes its column's exact mean
@@ -308,6 +335,8 @@ def fit(
         )
     if n_classes and class_totals is not None:
         check_every_class(class_totals, label)
+    if restore_best and validation is None:
+        raise ConfigError("restore_best needs a validation set (its losses choose the iterate)", column="restore_best")
     started = time.perf_counter()
     elapsed: list[float]
     validation_losses: list[float]
@@ -392,13 +421,18 @@ def fit(
             )
 
     held_out = None if validation is None else prepared.objective(validation, Penalty(), n_classes)
+    best = None if resume is None else resume.best
 
     def save(state: SolverState) -> None:
+        nonlocal best
         if held_out is not None:
             try:
                 validation_losses.append(held_out(state.coef)[0])
             except (WeightValueError, EmptyDatasetError) as exc:
                 raise _empty_part("validation", exc) from None
+            latest = validation_losses[-1]
+            if restore_best and (best.improved_by(latest) if best is not None else not math.isnan(latest)):
+                best = BestIterate(state.n_iter, latest, state.coef.copy(), state.loss, state.grad.copy())
         if on_state:
             on_state(
                 FitState(
@@ -413,6 +447,7 @@ def fit(
                     categories,
                     level_share,
                     totals,
+                    best,
                 )
             )
 
@@ -493,6 +528,17 @@ def fit(
     assert result.n_passes == already + objective.n_passes
     if not result.converged:
         warnings.warn(f"{solver} did not converge: {result.message}", ConvergenceWarning, stacklevel=2)
+    restored = best is not None and best.iteration < result.n_iter
+    if restored:
+        assert best is not None
+        result = dataclasses.replace(
+            result,
+            coef=best.coef,
+            loss=best.loss,
+            grad=best.grad,
+            message=f"{result.message}; restored iteration {best.iteration}, the least validation loss "
+            f"({best.validation_loss!r})",
+        )
     null = null_loss(totals, weights)
     is_separated = separated(result.loss, penalty, null)
     if is_separated:
@@ -526,6 +572,7 @@ def fit(
         n_classes,
         penalty=penalty,
         separated=is_separated,
+        restored_iteration=best.iteration if restored and best is not None else None,
     )
 
 
@@ -977,6 +1024,7 @@ def build_model(
         classes=None if classes is None else [_json_value(value) for value in classes],
         inference=None if result.inference is None else result.inference.to_json(),
         separated=result.separated,
+        restored_iteration=result.restored_iteration,
         format_version=model_format(result, classes),
     )
 
@@ -984,7 +1032,10 @@ def build_model(
 def model_format(result: Fit, classes: Sequence | None) -> int:
     """The oldest format that holds the model of ``result``: a binary model of
     a 0/1 label keeps format 3 (older versions read it), one with classes
-    needs 4, one with inference 5, one whose classes ended separated 6."""
+    needs 4, one with inference 5, one whose classes ended separated 6, one
+    that holds an earlier iterate than the last 7."""
+    if result.restored_iteration is not None:
+        return RESTORED_FORMAT
     if result.separated:
         return SEPARATED_FORMAT
     if result.inference is not None:

@@ -185,7 +185,14 @@ KEYS: dict[str, Key] = {
         "int",
         "--early-stopping",
         "stop when the validation loss has not improved for N iterations (0, the default: off); the last "
-        "iterate is kept",
+        "iterate is kept (unless --restore-best)",
+    ),
+    "train.restore_best": Key(
+        "restore_best",
+        "bool",
+        "--restore-best",
+        "the model is the iterate of the least validation loss (the first on a tie), not the last one "
+        "(needs --validation-fraction)",
     ),
     "train.cv": Key(
         "cv",

@@ -569,10 +569,17 @@ def run_job(
     return run(config, recorder, client=client)
 
 
+#: model options added after jobs were first recorded, with what their absence
+#: from an earlier job's options means
+_ADDED_OPTIONS = {"train.restore_best": False}
+
+
 def _comparable(options: dict) -> dict:
-    """Model options as a checkpoint's are compared: explicit class weights
+    """Model options as a checkpoint's are compared: an option added since
+    (:data:`_ADDED_OPTIONS`) as its value then; explicit class weights
     (a list, or a table by class: ``0:1,1:5`` and ``1,5`` are the same
     weights) only once the classes resolve them (:func:`pipeline.train.check_resumed_class_weight`)."""
+    options = {**_ADDED_OPTIONS, **options}
     if isinstance(options.get("train.class_weight"), (list, dict)):
         return {**options, "train.class_weight": "explicit"}
     return options

@@ -31,12 +31,14 @@ __all__ = ["Model", "class_margins", "coef_digest"]
 #: K x d and ``intercept`` K values for a multinomial model).
 #: 5: coefficient inference (``inference``: :meth:`pipeline.inference.Inference.to_json`).
 #: 6: ``separated``: the classes ended (nearly) separated (:class:`pipeline.errors.SeparationWarning`).
-FORMAT_VERSION = 6
+#: 7: ``restored_iteration``: ``coef`` is that iteration's, not the last one's (``restore_best``).
+FORMAT_VERSION = 7
 #: the format versions this version reads (3 adds missing, nan_as_missing,
 #: impute, indicators and categorical: format 2 files have none, which reads as
 #: no missing values and no categorical columns; 4 adds family and classes:
-#: older files are binary models of a 0/1 label; 5 adds inference; 6 separated)
-READS_FORMATS = (1, 2, 3, 4, 5, 6)
+#: older files are binary models of a 0/1 label; 5 adds inference; 6 separated;
+#: 7 restored_iteration)
+READS_FORMATS = (1, 2, 3, 4, 5, 6, 7)
 #: The format a binary model of a 0/1 label is still written in (its layout
 #: has not changed since; versions that read format 3 read it).
 PLAIN_BINARY_FORMAT = 3
@@ -47,6 +49,9 @@ INFERENCE_FORMAT = 5
 #: The format of a model whose classes ended separated (only such a model is
 #: written in it: the others keep the oldest format that holds them).
 SEPARATED_FORMAT = 6
+#: The format of a model that holds an earlier iterate than the last
+#: (``restore_best``; only such a model is written in it).
+RESTORED_FORMAT = 7
 #: The model families (:data:`pipeline.config.Family` less ``auto``).
 FAMILIES = ("binomial", "multinomial")
 
@@ -111,6 +116,9 @@ class Model:
     #: the classes ended (nearly) separated: an unpenalized fit whose loss
     #: went to 0, so ``coef`` is where the solver stopped, not an optimum
     separated: bool = False
+    #: ``coef`` is this iteration's (the least validation loss: ``restore_best``),
+    #: an index into the histories; None: the last iteration's
+    restored_iteration: int | None = None
     digest: str = field(default="")
     format_version: int = FORMAT_VERSION
 
@@ -122,6 +130,22 @@ class Model:
             raise ValueError(f"format {self.format_version} has no inference: a model with inference is format 5")
         if self.format_version < SEPARATED_FORMAT and self.separated:
             raise ValueError(f"format {self.format_version} has no separated: a model of separated classes is format 6")
+        if self.format_version < RESTORED_FORMAT and self.restored_iteration is not None:
+            raise ValueError(
+                f"format {self.format_version} has no restored_iteration: a model of a restored iterate is format 7"
+            )
+
+    @property
+    def loss(self) -> float:
+        """J at ``coef`` (penalty included): the last iteration's, or the restored one's."""
+        return self.loss_history[-1 if self.restored_iteration is None else self.restored_iteration]
+
+    @property
+    def validation_loss(self) -> float | None:
+        """The mean validation loss at ``coef`` (None without a validation set)."""
+        if not self.validation_loss_history:
+            return None
+        return self.validation_loss_history[-1 if self.restored_iteration is None else self.restored_iteration]
 
     @property
     def coef_array(self) -> np.ndarray:
@@ -209,6 +233,8 @@ class Model:
             del document["inference"]
         if self.format_version < SEPARATED_FORMAT:  # (nor format 5 this one)
             del document["separated"]
+        if self.format_version < RESTORED_FORMAT:  # (nor format 6 this one)
+            del document["restored_iteration"]
         return json.dumps(document, indent=2, allow_nan=True) + "\n"
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -540,6 +566,13 @@ def _check_missing(model: Model, path: Path) -> None:
         raise wrong("categorical", f"categorical columns must be distinct; found {columns_named}")
     if model.nan_as_missing and model.missing == "error":
         raise wrong("nan_as_missing", "nan_as_missing needs missing 'mean' or 'indicator'; found 'error'")
+    restored = model.restored_iteration
+    if restored is not None and not 0 <= restored < len(model.loss_history) - 1:
+        raise wrong(
+            "restored_iteration",
+            f"restored_iteration must index an iteration before the last (0 to {len(model.loss_history) - 2}); "
+            f"found {restored}",
+        )
     levels = [name for vocabulary in vocabularies for name in vocabulary.level_names()]
     if len(levels) > len(model.features) or model.features[len(model.features) - len(levels) :] != levels:
         raise wrong("categorical", f"the features must end with the levels {levels[:20]}; found {model.features[:20]}")

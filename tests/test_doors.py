@@ -236,8 +236,16 @@ MODEL_DEFECTS = {
     ),
     "histories empty": (edit_json(MODEL_FILE, histories_empty), "histories must be non-empty"),
     "a newer format_version": (
-        edit_json(MODEL_FILE, setting("format_version", 7)),
-        "format_version 7; this version of pipeline reads format_version 1 or 2 or 3 or 4 or 5 or 6",
+        edit_json(MODEL_FILE, setting("format_version", 8)),
+        "format_version 8; this version of pipeline reads format_version 1 or 2 or 3 or 4 or 5 or 6 or 7",
+    ),
+    "restored_iteration out of range": (
+        edit_json(MODEL_FILE, lambda d: d.update(format_version=7, restored_iteration=len(d["loss_history"]) - 1)),
+        "restored_iteration must index an iteration before the last",
+    ),
+    "restored_iteration in an older format": (
+        edit_json(MODEL_FILE, setting("restored_iteration", 0)),
+        "has no restored_iteration",
     ),
     "digest mismatch": (
         edit_json(MODEL_FILE, lambda d: d.__setitem__("intercept", d["intercept"] + 1e-9)),
@@ -358,11 +366,16 @@ def test_a_good_model_file_loads_back_equal(tmp_path):
         scale=[1.0] * 3,
     )
     model.save(tmp_path)
-    assert Model.load(tmp_path) == model and model.format_version == 6
-    # format 5 (no separated), format 4 (no inference either), format 3 (no
-    # family or classes either), format 2 (no missing-value or categorical keys
-    # either) and format 1 models (numpy's exp/log; the same layout) are still read
+    assert Model.load(tmp_path) == model and model.format_version == 7
+    # format 6 (no restored_iteration), format 5 (no separated either), format 4
+    # (no inference either), format 3 (no family or classes either), format 2
+    # (no missing-value or categorical keys either) and format 1 models
+    # (numpy's exp/log; the same layout) are still read
     old = json.loads((tmp_path / MODEL_FILE).read_text())
+    assert old["restored_iteration"] is None
+    old.pop("restored_iteration")
+    (tmp_path / MODEL_FILE).write_text(json.dumps({**old, "format_version": 6}))
+    assert Model.load(tmp_path) == dataclasses.replace(model, format_version=6)
     assert old["separated"] is False
     old.pop("separated")
     (tmp_path / MODEL_FILE).write_text(json.dumps({**old, "format_version": 5}))

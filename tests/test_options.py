@@ -69,6 +69,7 @@ def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
         "train.class_weight": [1.0, 2.5],
         "train.init": str(tmp_path / "init"),
         "train.early_stopping": 4,
+        "train.restore_best": True,
         "train.inference": "none",  # (the other values refuse this L1, multinomial fit: below)
         "train.confidence": 0.95,  # (the default: another level needs inference, below)
         "train.path": 0,  # (a path refuses this init: below)

@@ -501,3 +501,72 @@ def test_a_32_bit_date_or_time_key_splits_by_its_value(tmp_path, kind):
         split = dict(features=("x",), validation_fraction=0.3, validation_key="k", cluster=None)
         models.append(train(TrainConfig(data=str(tmp_path / name), label="y", **split)))
     assert models[0].digest == models[1].digest
+
+
+def test_restore_best_keeps_the_iterate_of_the_least_validation_loss(tmp_path, noisy):
+    """``--restore-best``: the model is the iterate of the least validation
+    loss, the very bytes of a fit stopped there by ``--max-iter``; the
+    histories still cover every iteration, and the model file says which one
+    it holds (format 7)."""
+    common = ["train", noisy, "--label", "y", "--in-process", "--quiet", "--validation-fraction", "0.3"]
+    result = run_cli(*common, "--early-stopping", "3", "--restore-best", "--out", tmp_path / "best")
+    assert result.returncode == 0, result.stderr
+    model = Model.load(tmp_path / "best")
+    history = model.validation_loss_history
+    best = int(np.argmin(history))
+    assert best == len(history) - 1 - 3 and model.n_iter == len(history) - 1
+    assert model.restored_iteration == best and model.format_version == 7
+    assert model.loss == model.loss_history[best] and model.validation_loss == history[best]
+    assert f"restored iteration {best}" in model.message and f"loss={model.loss_history[best]!r}" in result.stdout
+    stopped = run_cli(*common, "--max-iter", str(best), "--out", tmp_path / "stopped")
+    assert stopped.returncode == 0, stopped.stderr
+    there = Model.load(tmp_path / "stopped")
+    assert there.digest == model.digest and there.restored_iteration is None
+    assert np.array(there.gradient).tobytes() == np.array(model.gradient).tobytes()
+    last = run_cli(*common, "--early-stopping", "3", "--out", tmp_path / "last")
+    assert last.returncode == 0, last.stderr
+    assert Model.load(tmp_path / "last").digest != model.digest  # (without it: the last iterate)
+    refused = run_cli("train", noisy, "--label", "y", "--in-process", "--restore-best", "--out", tmp_path / "no")
+    assert refused.returncode == 1 and "--restore-best needs a validation set" in refused.stderr
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_resumed_fit_restores_the_same_best_iterate(tmp_path, noisy):
+    from pipeline.data import open_dataset
+    from pipeline.fitting import fit
+    from pipeline.reduce import InProcessEvaluator
+
+    dataset = open_dataset(str(noisy), "y")
+
+    def evaluators():
+        return tuple(
+            InProcessEvaluator(dataset.with_split(Split(0.3, part=part)).read_chunks(), dataset.n_features)
+            for part in ("train", "validation")
+        )
+
+    options = dict(options=SolverOptions(max_iter=60), penalty=Penalty(l2=1e-4), early_stopping=4, restore_best=True)
+    states = []
+    training, validation = evaluators()
+    full = fit(training, validation=validation, on_state=states.append, **options)
+    assert full.restored_iteration is not None and full.restored_iteration < full.result.n_iter
+    path = tmp_path / "checkpoint.npz"
+    for state in (states[1], states[full.restored_iteration + 1], states[-2]):
+        save_checkpoint(path, state, {})
+        loaded, _ = load_checkpoint(path)
+        assert loaded.best is not None and loaded.best.coef.tobytes() == state.best.coef.tobytes()
+        training, validation = evaluators()
+        resumed = fit(training, validation=validation, resume=loaded, **options)
+        assert resumed.coef.tobytes() == full.coef.tobytes()
+        assert resumed.gradient.tobytes() == full.gradient.tobytes()
+        assert resumed.restored_iteration == full.restored_iteration
+        assert resumed.result.message == full.result.message
+
+
+def test_a_checkpoint_of_a_job_recorded_before_restore_best_still_matches():
+    """Jobs recorded before the option have no ``train.restore_best`` in their
+    model options: that reads as false, so their checkpoints still resume."""
+    from pipeline.jobs import _comparable
+
+    earlier = {"data.label": "y", "data.validation_fraction": 0.3, "train.l2": 0.1}
+    assert _comparable(earlier) == _comparable({**earlier, "train.restore_best": False})
+    assert _comparable(earlier) != _comparable({**earlier, "train.restore_best": True})
