@@ -120,7 +120,8 @@ def load_checkpoint(path: str | os.PathLike):
         document = json.loads(arrays.pop("document").tobytes().decode())
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}", path=str(path)) from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, TypeError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        # (EOFError: an empty file; TypeError: a plain .npy array, which np.load returns as it is)
         # (numpy calls bytes that are neither an .npz nor an .npy archive "pickled data", and
         # advises allow_pickle: never for a checkpoint, which holds plain arrays only)
         pickled = isinstance(exc, ValueError) and "allow_pickle" in str(exc)

@@ -193,7 +193,13 @@ class DaskEvaluator:
         wait_for(self.client, futures, self.stall_timeout_s)
         for future in futures:
             if future.status == "error":
-                future.result()  # raises the task's exception (a PipelineError for bad data)
+                try:
+                    future.result()  # raises the task's exception (a PipelineError for bad data)
+                except Exception as exc:
+                    killed = killed_error(exc)
+                    if killed is None:
+                        raise
+                    raise killed from None
 
     def with_weights(self, dataset: Dataset) -> DaskEvaluator:
         """The same decoded chunks with the row weights of ``dataset`` (the same
@@ -472,6 +478,9 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
     except BaseException as exc:
         if stalled:
             raise ClusterError(stalled[0]) from None
+        killed = killed_error(exc)
+        if killed is not None:
+            raise killed from None
         if SCHEDULER_LOST in cancel_reasons(exc):
             address = getattr(getattr(client, "scheduler", None), "address", None)
             raise ClusterError(
@@ -486,6 +495,24 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
     if stalled:  # (distributed.wait returns once the futures are cancelled)
         raise ClusterError(stalled[0])
     return result
+
+
+def killed_error(error: BaseException) -> ClusterError | None:
+    """distributed's ``KilledWorker`` (a task whose workers kept dying while
+    they ran it: most often out of memory) as a :class:`ClusterError` that
+    says what to do; None for any other error."""
+    from distributed.scheduler import KilledWorker
+
+    if not isinstance(error, KilledWorker):
+        return None
+    last = getattr(getattr(error, "last_worker", None), "address", None)
+    deaths = error.allowed_failures + 1
+    workers = "1 worker that died" if deaths == 1 else f"{deaths} workers that died, one after the other"
+    return ClusterError(
+        f"the task {error.task!r} was running on {workers} (the last: {last}); a worker most often dies "
+        "when its memory runs out: use --cache disk or none, smaller row groups, or larger workers; a job's "
+        "checkpoint is kept (`pipeline resume OUT_DIR`)"
+    )
 
 
 def cancel_reasons(error: BaseException) -> set[str]:

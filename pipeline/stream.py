@@ -160,8 +160,14 @@ def cached_batches(reader: ChunkReader, chunk: ChunkSpec, rows: int, cache: Disk
         return
     path = cache.path(chunk, rows, reader.dtype)
     if _complete(path, reader, chunk, rows):
-        yield from _mapped_batches(path, reader, chunk, rows)
-        return
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - held while its batches are read, closed below
+        except OSError:  # (removed since: another run on the same data cleared the cache)
+            handle = None
+        if handle is not None:
+            with handle:
+                yield from _mapped_batches(handle, reader, chunk, rows)
+            return
     yield from _caching_batches(path, reader, chunk, rows)
 
 
@@ -180,14 +186,18 @@ def _complete(path: Path, reader: ChunkReader, chunk: ChunkSpec, rows: int) -> b
         return False
 
 
-def _mapped_batches(path: Path, reader: ChunkReader, chunk: ChunkSpec, rows: int) -> Iterator[Chunk]:
+def _mapped_batches(handle, reader: ChunkReader, chunk: ChunkSpec, rows: int) -> Iterator[Chunk]:
+    """The batches of a whole cache file, open as ``handle``: each is mapped
+    from that open file, so the file may be removed meanwhile (a cache
+    directory is the same for every run on the same data, and each run
+    clears it at its end) without failing the pass."""
     n_features = reader.width
     dtype = np.dtype(reader.dtype).newbyteorder("<")
     for start in range(0, chunk.n_rows, rows):
         n = min(rows, chunk.n_rows - start)
         # map per batch and drop it after, so mapped pages do not pile up
         block = np.memmap(
-            path,
+            handle,
             dtype=np.uint8,
             mode="r",
             offset=start // rows * batch_bytes(reader, rows),

@@ -232,6 +232,34 @@ def test_a_pass_whose_scheduler_went_away_is_a_cluster_error_that_says_what_to_d
         gather(Other(), [])
 
 
+def _die(value):
+    import os
+
+    os._exit(1)
+
+
+@pytest.mark.cluster
+def test_a_task_whose_workers_keep_dying_is_a_cluster_error_that_says_what_to_do():
+    """distributed gives up on a task that every worker running it died in
+    (``KilledWorker``, after ``allowed-failures`` deaths: most often a worker
+    out of memory); the pass fails with a ClusterError, not a traceback."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from pipeline.reduce import gather, killed_error
+
+    assert killed_error(ValueError("other")) is None
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+            with Client(cluster) as client:
+                future = client.submit(_die, 1, key="pipeline-test-dies", pure=False)
+                with pytest.raises(ClusterError) as raised:
+                    gather(client, [future], 30)
+    message = str(raised.value)
+    assert "'pipeline-test-dies' was running on 1 worker that died (the last: tcp://127.0.0.1:" in message
+    assert "--cache disk or none" in message and "pipeline resume" in message
+
+
 def test_stall_messages_name_the_workers_and_their_limits():
     paused = stall_message({B: ("paused", 2**30), A: ("paused", 0)}, 3)  # 0: no limit
     assert paused.startswith(f"every worker ({A}, {B}) has been paused for 3 s")

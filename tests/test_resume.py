@@ -129,6 +129,14 @@ def test_a_damaged_checkpoint_is_refused_with_the_file_named(tmp_path):
     with pytest.raises(CheckpointError, match="bytes that are not an .npz archive of arrays") as raised:
         load_checkpoint(path)
     assert "allow_pickle" not in str(raised.value)
+    # an empty file (a disk that filled up), and one array saved as .npy under the name
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="checkpoint.npz is damaged or not a checkpoint"):
+        load_checkpoint(path)
+    with open(path, "wb") as handle:
+        np.save(handle, np.zeros(3))
+    with pytest.raises(CheckpointError, match="checkpoint.npz is damaged or not a checkpoint"):
+        load_checkpoint(path)
 
 
 def _saved_checkpoint(tmp_path):

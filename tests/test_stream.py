@@ -152,6 +152,27 @@ def test_a_full_disk_leaves_the_pass_as_decoded_and_no_partial_file(data, tmp_pa
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_a_cache_cleared_by_another_run_does_not_fail_a_pass(data, tmp_path):
+    """Runs on the same data share a cache directory, and each clears it at
+    its end: a row group being read from it is read to its end, and one whose
+    file has gone is decoded again."""
+    dataset = open_dataset(str(data), "y", weight="w")
+    coef = np.array([0.3, -0.2, 0.1, 0.05, -0.4])
+    expected = InProcessEvaluator(dataset.read_chunks(), 4).partials(coef)
+    disk = DiskCache(dataset.fingerprint, str(tmp_path))
+    streaming = StreamingEvaluator(None, dataset, disk, batch_bytes=48 * 77)
+    assert streaming.partials(coef) == expected  # (the cache written)
+    chunk = max(dataset.chunks, key=lambda chunk: chunk.n_rows)
+    whole = [b.X.copy() for b in cached_batches(dataset.reader, chunk, streaming.rows, disk)]
+    assert len(whole) > 1
+    batches = cached_batches(dataset.reader, chunk, streaming.rows, disk)
+    first = next(batches)
+    disk.clear()
+    rest = list(batches)  # (a FileNotFoundError from the next batch's mapping before)
+    assert [b.X.tobytes() for b in [first, *rest]] == [X.tobytes() for X in whole]
+    assert streaming.partials(coef) == expected
+
+
 def test_a_cache_file_cut_short_is_written_again(data, tmp_path):
     dataset = open_dataset(str(data), "y", weight="w")
     coef = np.array([0.3, -0.2, 0.1, 0.05, -0.4])
