@@ -87,6 +87,9 @@ __all__ = [
 UNITS_PER_THREAD = 2
 #: Seconds between checks of the cluster while a pass runs.
 WATCH_POLL_S = 1.0
+#: Most seconds one such check waits for the scheduler's answer (a scheduler
+#: that does not answer counts as a stall: :func:`stall_verdict`).
+WATCH_ANSWER_S = 10.0
 #: The worker status (``distributed.core.Status`` name) of a worker that runs tasks.
 RUNNING = "running"
 
@@ -239,20 +242,29 @@ class DaskEvaluator:
             self._ordered = [in_key_order(futures_of(array), flatten(array.__dask_keys__())) for array in self.arrays]
         return self._ordered
 
+    def _who_has(self, futures: list) -> dict:
+        """``client.who_has(futures)``, awaited at most the stall timeout (:func:`answered`)."""
+        client, keys = self.client, list({future.key for future in futures})
+        return answered(
+            lambda timeout: client.sync(client.scheduler.who_has, keys=keys, callback_timeout=timeout),
+            self.stall_timeout_s,
+        )
+
     def _per_worker(self, empty, kernel, *args):
         """One pass: gather who holds each block and the workers' threads, plan
         the tasks (:func:`plan_tasks`), run them, merge their states here."""
         columns = self._futures()
         keys = [future.key for future in columns[0]]
-        holders = holders_in_order(self.client.who_has(columns[0]), keys)
+        who_has = self._who_has(columns[0])
+        holders = holders_in_order(who_has, keys)
         if unheld_blocks(holders):
             # still being computed (the first pass after persist) or lost with
             # a worker: wait until every block is held, so tasks go where the
             # blocks are rather than copying them (and keeping both copies)
             wait_for(self.client, [future for column in columns for future in column], self.stall_timeout_s)
-            holders = holders_in_order(self.client.who_has(columns[0]), keys)
-        threads = self.client.nthreads()
-        self.workers_check.check(self.client, threads)
+            holders = holders_in_order(self._who_has(columns[0]), keys)
+        threads = nthreads(self.client, self.stall_timeout_s)
+        self.workers_check.check(self.client, threads, stall_timeout_s=self.stall_timeout_s)
         tasks = [
             self.client.submit(
                 sum_blocks,
@@ -462,7 +474,11 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
         stalled_since = None
         while not finished.wait(WATCH_POLL_S):
             try:
-                workers = client.run_on_scheduler(_worker_states)
+                # bounded: a scheduler that is stopped or frozen (its connection
+                # still open) never answers, and the watchdog must still decide
+                workers = client.run_on_scheduler(
+                    _worker_states, callback_timeout=max(WATCH_POLL_S, min(WATCH_ANSWER_S, stall_timeout_s))
+                )
             except Exception:  # noqa: BLE001 - an unreachable scheduler is a stall too
                 workers = None
             stalled_since, message = stall_verdict(workers, stalled_since, time.monotonic(), stall_timeout_s)
@@ -491,10 +507,21 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
         raise
     finally:
         finished.set()
-        watchdog.join()
+        watchdog.join(WATCH_ANSWER_S + WATCH_POLL_S)  # (at most one check in flight)
     if stalled:  # (distributed.wait returns once the futures are cancelled)
         raise ClusterError(stalled[0])
     return result
+
+
+def answered(request, stall_timeout_s: float):
+    """``request(timeout)``: a request to the scheduler that takes distributed's
+    ``callback_timeout``, whose answer is awaited at most ``stall_timeout_s``;
+    a scheduler that does not answer (stopped, frozen, unreachable with its
+    connection still open) is the stall :class:`ClusterError`, not a wait for ever."""
+    try:
+        return request(stall_timeout_s)
+    except TimeoutError:
+        raise ClusterError(stall_message(None, stall_timeout_s)) from None
 
 
 def killed_error(error: BaseException) -> ClusterError | None:
@@ -586,13 +613,16 @@ class WorkerCheck:
     def reference(self) -> dict | None:
         return next(iter(self.fingerprints.values()), None)
 
-    def check(self, client, addresses=None) -> None:
+    def check(self, client, addresses=None, *, stall_timeout_s: float = STALL_TIMEOUT_S) -> None:
         """Probe the workers not seen yet (all current ones by default)
         (:func:`unseen_workers`); raise :func:`fingerprint_conflict`'s error."""
-        new = unseen_workers(client.nthreads() if addresses is None else addresses, self.fingerprints)
+        new = unseen_workers(nthreads(client, stall_timeout_s) if addresses is None else addresses, self.fingerprints)
         if not new:
             return
-        found = client.run(_kernel_fingerprint, workers=new, on_error="ignore")
+        found = answered(
+            lambda timeout: client.run(_kernel_fingerprint, workers=new, on_error="ignore", callback_timeout=timeout),
+            stall_timeout_s,
+        )
         # a worker that failed to answer (lost meanwhile) is probed again when next seen
         self.fingerprints.update({a: f for a, f in found.items() if isinstance(f, dict)})
         conflict = fingerprint_conflict(self.fingerprints)
@@ -731,6 +761,11 @@ TREE_MERGE_LEVELS = 2**16
 TREE_FAN_IN = 4
 
 
+def nthreads(client, stall_timeout_s: float = STALL_TIMEOUT_S) -> dict:
+    """``client.nthreads()``, the scheduler's answer awaited at most ``stall_timeout_s`` (:func:`answered`)."""
+    return answered(lambda timeout: client.nthreads(callback_timeout=timeout), stall_timeout_s)
+
+
 def shared(client, coef: np.ndarray):
     """``coef`` as the pass's tasks take it: itself, or -- a large model's
     (:data:`TREE_MERGE_LEVELS` coefficients or more) -- one task's result,
@@ -818,8 +853,8 @@ class StreamingEvaluator:
             return merge_partials(
                 empty, *(unit_sums(self.reader, unit, self.rows, self.cache, kernel, *args) for unit in self.units)
             )
-        threads = self.client.nthreads()
-        self.workers_check.check(self.client, threads)
+        threads = nthreads(self.client, self.stall_timeout_s)
+        self.workers_check.check(self.client, threads, stall_timeout_s=self.stall_timeout_s)
         if needs_replan(self.placed, threads, self.planned_for):
             self._plan(threads)  # workers joined or left: spread the units over those there now
         tasks = [

@@ -290,6 +290,50 @@ def test_a_result_lost_while_it_is_fetched_fails_in_bounded_time(tmp_path):
     assert "no worker has been connected to the scheduler for 1 s" in outcome[0][1]
 
 
+def test_a_frozen_scheduler_fails_a_pass_in_bounded_time(tmp_path):
+    """A scheduler that stops answering while its connection stays open (a
+    stopped process, a suspended VM): the watchdog's own check of the cluster
+    used to wait for its answer for ever, and the pass with it."""
+    import threading
+    import time
+
+    from distributed import Client
+
+    from pipeline.errors import ClusterError
+    from pipeline.reduce import gather, nthreads
+
+    frozen = DaskCLICluster(tmp_path, n_workers=0)
+    scheduler = frozen.processes[0]
+    outcome = []  # (exception type, message)
+
+    def attempt(call):
+        try:
+            call()
+            outcome.append((None, "returned"))
+        except Exception as exc:  # noqa: BLE001 - inspected below
+            outcome.append((type(exc), str(exc)))
+
+    try:
+        frozen.add_worker("worker-0")
+        with Client(frozen.address, timeout=10) as client:
+            future = client.submit(time.sleep, 30, pure=False)
+            time.sleep(1.0)
+            os.kill(scheduler.pid, signal.SIGSTOP)
+            try:
+                for call in (lambda: gather(client, [future], stall_timeout_s=2), lambda: nthreads(client, 2)):
+                    thread = threading.Thread(target=attempt, args=(call,), daemon=True)
+                    thread.start()
+                    thread.join(timeout=40)
+                    assert not thread.is_alive(), "a pass waited on a frozen scheduler with no bound"
+            finally:
+                os.kill(scheduler.pid, signal.SIGCONT)
+            client.cancel(future)
+    finally:
+        frozen.close()
+    assert [kind for kind, _ in outcome] == [ClusterError, ClusterError]
+    assert all("the scheduler has not answered for 2 s" in message for _, message in outcome)
+
+
 def test_stall_messages_say_what_happened_and_what_to_do():
     from pipeline.reduce import stall_message
 

@@ -302,10 +302,12 @@ class _FakeClient:
         self.answers = fingerprints
         self.probed: list[list[str]] = []
 
-    def nthreads(self) -> dict:
+    def nthreads(self, callback_timeout) -> dict:
+        assert callback_timeout > 0  # (each request to the scheduler is bounded)
         return {address: 1 for address in self.answers}
 
-    def run(self, function, workers, on_error):
+    def run(self, function, workers, on_error, callback_timeout):
+        assert callback_timeout > 0
         self.probed.append(list(workers))
         return {address: self.answers[address] for address in workers}
 
