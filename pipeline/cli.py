@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # the command's own usage, not the top-level one
         _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
+    with contextlib.suppress(ValueError):  # (not the main thread: signals stay as they are)
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         kernels_mode()  # a bad PIPELINE_KERNELS is refused before any command runs
         with _tls_configuration(args):
@@ -84,12 +87,33 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"{type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print("interrupted" + (f" ({exc})" if str(exc) else ""), file=sys.stderr)
+        return 128 + signal.SIGTERM if str(exc) == TERMINATED else 130
     except BrokenPipeError:  # e.g. `pipeline train ... | head`: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+
+
+#: what a SIGTERM (``docker stop``, systemd, ``timeout``) raises as: a Ctrl-C
+#: that says where it came from, so an attached job ends ``cancelled`` (and
+#: resumable), as with Ctrl-C, rather than ``running`` with no process
+TERMINATED = "SIGTERM"
+
+
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt(TERMINATED)
+
+
+def _say(text: str, stream=None) -> None:
+    """``print``, except that a reader that left (a closed pipe: ``| head``, a
+    dropped session) does not stop the job: what follows goes to /dev/null."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        print(text, file=stream, flush=True)
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def one_line(message: str) -> str:
@@ -622,32 +646,32 @@ def _attached(
         else config.cluster.scheduler or _local_cluster(embedded_worker_count(config.cluster))
     )
     check_job_output(config, job_id)  # (an output that cannot take the job: refused before the first line)
-    print(f"{doing} on {config.data} ({where})")
+    _say(f"{doing} on {config.data} ({where})")
     started = time.perf_counter()
     try:
         model = run_job(
             config,
             job_id,
             progress=None if quiet else _print_iteration,
-            notify=None if quiet else print,
-            on_warning=lambda line: print(line, file=sys.stderr),
+            notify=None if quiet else _say,
+            on_warning=lambda line: _say(line, sys.stderr),
         )
     except JobCancelled as exc:
-        print(f"cancelled: {exc}", file=sys.stderr)
+        _say(f"cancelled: {exc}", sys.stderr)
         return None
     document = OutputDir(_model_dir(config)).read_job() or JobDocument()
     elapsed = time.perf_counter() - started
     status = "converged" if model.converged else "NOT converged"
     if config.path or config.cv:  # (the model is the chosen point's: say what the whole path did first)
-        print(_path_line(OutputDir(_model_dir(config)), elapsed))
+        _say(_path_line(OutputDir(_model_dir(config)), elapsed))
         status, took = f"chosen model: {status}", ""
     else:
         took = f", {elapsed:.1f} s"
-    print(
+    _say(
         f"{status} after {model.n_iter} iteration{'s' if model.n_iter != 1 else ''}, {model.n_passes} passes{took} "
         f"({model.message}); n_samples={model.n_samples} loss={model.loss!r}"
     )
-    print(f"job {document.job_id} {document.status}; digest {model.digest}")
+    _say(f"job {document.job_id} {document.status}; digest {model.digest}")
     return model
 
 
@@ -770,11 +794,10 @@ def _cancel(args) -> int:
 
 
 def _print_iteration(record: IterationRecord) -> None:
-    print(
+    _say(
         f"iter {record.iteration:4d}  loss {record.loss:.12f}  |grad|inf {record.grad_norm:.3e}"
         f"  step {record.step:.3e}  passes {record.n_passes}"
-        f"  {record.rows_per_s / 1e6:.2f} M rows/s  {record.elapsed_s:.1f} s",
-        flush=True,
+        f"  {record.rows_per_s / 1e6:.2f} M rows/s  {record.elapsed_s:.1f} s"
     )
 
 

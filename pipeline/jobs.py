@@ -334,8 +334,9 @@ class JobRecorder(Recorder):
         # job's coordinator run again, failing before it wrote anything, says so)
         if isinstance(error, JobCancelled):
             self._end(CANCELLED, str(error))
-        elif isinstance(error, KeyboardInterrupt):  # Ctrl-C of an attached job: stopped, not broken
-            self._end(CANCELLED, f"interrupted (Ctrl-C); `pipeline resume {self.outputs.path}` continues it")
+        elif isinstance(error, KeyboardInterrupt):  # Ctrl-C (or SIGTERM) of an attached job: stopped, not broken
+            how = str(error) or "Ctrl-C"
+            self._end(CANCELLED, f"interrupted ({how}); `pipeline resume {self.outputs.path}` continues it")
         elif isinstance(error, PipelineError):
             self._end(FAILED, f"{type(error).__name__}: {error}")
         else:

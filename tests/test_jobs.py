@@ -1138,3 +1138,45 @@ def test_the_detached_coordinator_marks_an_early_failure(tmp_path, data, monkeyp
     with pytest.raises(ModelFileError):
         jobs.coordinate(config, "j9")
     assert outputs.read_job().status == "failed" and "ModelFileError: init/model.json" in outputs.read_job().error
+
+
+def _start_gd_job(data, out, *extra):
+    """An attached in-process job of a few seconds, printing every iteration."""
+    command = [sys.executable, "-m", "pipeline", "train", str(data), "--label", "y", "--in-process"]
+    command += ["--solver", "gd", "--tol", "0", "--ftol", "0", "--max-iter", "400", "--out", str(out), *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_cancels_an_attached_job_as_ctrl_c_does(tmp_path, data):
+    """``docker stop``, systemd and ``timeout`` send SIGTERM: the job ends
+    cancelled and resumable, not ``running`` with no process behind it."""
+    out = tmp_path / "out"
+    process = _start_gd_job(data, out)
+    try:
+        assert process.stdout.readline().startswith("training on")
+        wait_for(lambda: checkpoint_iteration(out) >= 3, what="3 iterations")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143 and "Traceback" not in stderr and "interrupted (SIGTERM)" in stderr
+    document = json.loads((out / "job.json").read_text())
+    assert document["status"] == "cancelled" and document["error"].startswith("interrupted (SIGTERM)")
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_job(tmp_path, data):
+    """``pipeline train ... | head``: the printing stops, the job goes on to its model."""
+    out = tmp_path / "out"
+    process = _start_gd_job(data, out)
+    try:
+        assert process.stdout.readline().startswith("training on")
+        process.stdout.close()  # (the next line printed meets a closed pipe)
+        stderr = process.stderr.read()
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert json.loads((out / "job.json").read_text())["status"] == "succeeded"
+    assert Model.load(out).n_iter == 400
