@@ -246,6 +246,7 @@ class DaskEvaluator:
         """``client.who_has(futures)``, awaited at most the stall timeout (:func:`answered`)."""
         client, keys = self.client, list({future.key for future in futures})
         return answered(
+            client,
             lambda timeout: client.sync(client.scheduler.who_has, keys=keys, callback_timeout=timeout),
             self.stall_timeout_s,
         )
@@ -497,13 +498,8 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
         killed = killed_error(exc)
         if killed is not None:
             raise killed from None
-        if SCHEDULER_LOST in cancel_reasons(exc):
-            address = getattr(getattr(client, "scheduler", None), "address", None)
-            raise ClusterError(
-                f"the connection to the scheduler {address} was lost during a pass (it stopped or restarted); "
-                "a job's checkpoint is kept: start the scheduler and workers again, and `pipeline resume "
-                "OUT_DIR` continues it"
-            ) from None
+        if SCHEDULER_LOST in cancel_reasons(exc) or _closed(client, exc):
+            raise scheduler_lost(client) from None
         raise
     finally:
         finished.set()
@@ -513,15 +509,41 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
     return result
 
 
-def answered(request, stall_timeout_s: float):
+def scheduler_lost(client) -> ClusterError:
+    """The error of a pass whose client lost its scheduler's connection."""
+    address = getattr(getattr(client, "scheduler", None), "address", None)
+    return ClusterError(
+        f"the connection to the scheduler {address} was lost during a pass (it stopped or restarted); "
+        "a job's checkpoint is kept: start the scheduler and workers again, and `pipeline resume "
+        "OUT_DIR` continues it"
+    )
+
+
+def _closed(client, error: BaseException) -> bool:
+    """Whether ``error`` says the client's connection to its scheduler is
+    gone: distributed's ``CommClosedError``, or any ``OSError`` (a connection
+    attempt that timed out) while the client is no longer connected.  (A
+    task's own errors come back as what the task raised, with the client
+    still running.)"""
+    from distributed.comm.core import CommClosedError
+
+    if isinstance(error, CommClosedError):
+        return True
+    return isinstance(error, OSError) and getattr(client, "status", "running") != "running"
+
+
+def answered(client, request, stall_timeout_s: float):
     """``request(timeout)``: a request to the scheduler that takes distributed's
     ``callback_timeout``, whose answer is awaited at most ``stall_timeout_s``;
     a scheduler that does not answer (stopped, frozen, unreachable with its
-    connection still open) is the stall :class:`ClusterError`, not a wait for ever."""
+    connection still open) is the stall :class:`ClusterError`, not a wait for
+    ever; a connection that closed, :func:`scheduler_lost`'s."""
     try:
         return request(stall_timeout_s)
     except TimeoutError:
         raise ClusterError(stall_message(None, stall_timeout_s)) from None
+    except OSError:  # (a request to the scheduler: no task's error)
+        raise scheduler_lost(client) from None
 
 
 def killed_error(error: BaseException) -> ClusterError | None:
@@ -620,6 +642,7 @@ class WorkerCheck:
         if not new:
             return
         found = answered(
+            client,
             lambda timeout: client.run(_kernel_fingerprint, workers=new, on_error="ignore", callback_timeout=timeout),
             stall_timeout_s,
         )
@@ -763,7 +786,7 @@ TREE_FAN_IN = 4
 
 def nthreads(client, stall_timeout_s: float = STALL_TIMEOUT_S) -> dict:
     """``client.nthreads()``, the scheduler's answer awaited at most ``stall_timeout_s`` (:func:`answered`)."""
-    return answered(lambda timeout: client.nthreads(callback_timeout=timeout), stall_timeout_s)
+    return answered(client, lambda timeout: client.nthreads(callback_timeout=timeout), stall_timeout_s)
 
 
 def shared(client, coef: np.ndarray):

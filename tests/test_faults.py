@@ -290,6 +290,34 @@ def test_a_result_lost_while_it_is_fetched_fails_in_bounded_time(tmp_path):
     assert "no worker has been connected to the scheduler for 1 s" in outcome[0][1]
 
 
+@pytest.mark.parametrize("cache", ["memory", "none"])
+def test_a_killed_scheduler_under_an_attached_job_is_one_cluster_error(tmp_path, jobs_data, cache):
+    """``kill -9`` of the scheduler while an attached job runs: the pass's
+    requests meet a closed connection (distributed's CommClosedError, from a
+    gather or a who_has), which is the lost-scheduler ClusterError and the
+    job's recorded error, not a traceback and an "unexpected" failure."""
+    own = DaskCLICluster(tmp_path, n_workers=1)
+    try:
+        own.wait_for_workers(1)
+        process, out = start_slow_job(tmp_path, jobs_data, own, f"lost-{cache}", cache)
+        try:
+            wait_for(lambda: iterations(out) >= 5, what="5 iterations")
+            own.processes[0].kill()  # (the scheduler: started first)
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    finally:
+        own.close()
+    # (distributed's own client logs its failed reconnection, with asyncio's
+    # tracebacks, before the pass gives up: the command's error is its last line)
+    last = stderr.strip().splitlines()[-1]
+    assert process.returncode == 1 and last.startswith("ClusterError: the connection to the scheduler"), stderr[-3000:]
+    assert "was lost" in last and "pipeline/" not in stderr
+    document = json.loads((out / "job.json").read_text())
+    assert document["status"] == "failed" and "unexpected" not in document["error"]
+
+
 def test_a_frozen_scheduler_fails_a_pass_in_bounded_time(tmp_path):
     """A scheduler that stops answering while its connection stays open (a
     stopped process, a suspended VM): the watchdog's own check of the cluster
