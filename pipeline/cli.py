@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -548,8 +547,14 @@ def _train(args) -> int:
 def _submit(args) -> int:
     overrides = _given(args)
     config = load_job(args.job, overrides)
-    if config.name is None:
-        config = dataclasses.replace(config, name=Path(args.job).stem)
+    if config.name is None:  # (the job file's name: under an output root, it also names the directory)
+        config = load_job(args.job, {**overrides, "name": Path(args.job).stem})
+    if config.out is None:
+        raise JobFileError(
+            f"{args.job}: a job needs an output directory: key 'output.dir' (--out), or 'name' (--name, by "
+            "default the file's name) under an output root ('output.root', --output-root or $PIPELINE_OUTPUT_ROOT)",
+            path=str(args.job),
+        )
     try:
         if args.detach:
             job_id = submit_detached(config)

@@ -1180,3 +1180,22 @@ def test_a_reader_that_goes_away_does_not_stop_the_job(tmp_path, data):
     assert process.returncode == 0, stderr
     assert json.loads((out / "job.json").read_text())["status"] == "succeeded"
     assert Model.load(out).n_iter == 400
+
+
+def test_a_job_file_without_an_output_is_named_by_its_file(tmp_path, data, capsys):
+    """No ``output.dir`` and no ``name``: under an output root the job is the
+    file's name and so is its directory; without a root, a JobFileError that
+    names the file (a bare JobError before, and the root was not used)."""
+    job = tmp_path / "nightly.toml"
+    job.write_text(f'[data]\nurl = "{data}"\nlabel = "y"\n[cluster]\nin_process = true\n')
+    from pipeline.cli import main
+
+    assert main(["submit", str(job), "--quiet"]) == 1
+    stderr = capsys.readouterr().err
+    assert stderr.startswith(f"JobFileError: {job}: a job needs an output directory"), stderr
+    root = tmp_path / "root"
+    root.mkdir()
+    result = run_cli("submit", job, "--quiet", "--output-root", root)
+    assert result.returncode == 0, result.stderr
+    document = json.loads((root / "nightly" / "job.json").read_text())
+    assert document["name"] == "nightly" and document["status"] == "succeeded"
