@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -77,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # the command's own usage, not the top-level one
         _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
+    previous = None
     with contextlib.suppress(ValueError):  # (not the main thread: signals stay as they are)
-        signal.signal(signal.SIGTERM, _terminated)
+        previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         kernels_mode()  # a bad PIPELINE_KERNELS is refused before any command runs
         with _tls_configuration(args):
@@ -92,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `pipeline train ... | head`: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+    finally:
+        if previous is not None:  # (main() called in a process of its own, a test's: as it was)
+            signal.signal(signal.SIGTERM, previous)
 
 
 #: what a SIGTERM (``docker stop``, systemd, ``timeout``) raises as: a Ctrl-C
@@ -540,15 +545,17 @@ def _train(args) -> int:
         raise _in_flag_words(exc) from None
     if model is None:
         return EXIT_CANCELLED
-    print(f"model written to {OutputDir(_model_dir(config)).model}")
+    _say(f"model written to {OutputDir(_model_dir(config)).model}")
     return 0
 
 
 def _submit(args) -> int:
     overrides = _given(args)
     config = load_job(args.job, overrides)
-    if config.name is None:  # (the job file's name: under an output root, it also names the directory)
+    if config.name is None and config.out is None:  # (the file's name: under an output root, its directory)
         config = load_job(args.job, {**overrides, "name": Path(args.job).stem})
+    elif config.name is None:
+        config = dataclasses.replace(config, name=Path(args.job).stem)
     if config.out is None:
         raise JobFileError(
             f"{args.job}: a job needs an output directory: key 'output.dir' (--out), or 'name' (--name, by "
@@ -559,8 +566,8 @@ def _submit(args) -> int:
         if args.detach:
             job_id = submit_detached(config)
             scheduler = config.cluster and config.cluster.scheduler  # (submit_detached needs one)
-            print(f"job {job_id} submitted to {scheduler}; output {config.out}")
-            print(f"follow it with: pipeline logs {job_id} --follow --scheduler {scheduler}")
+            _say(f"job {job_id} submitted to {scheduler}; output {config.out}")
+            _say(f"follow it with: pipeline logs {job_id} --follow --scheduler {scheduler}")
             return 0
         model = _attached(config, quiet=args.quiet)
     except (ClusterError, DatasetNotFoundError, ColumnNotFoundError, ModelFileError) as exc:
@@ -630,11 +637,11 @@ def _resume(args) -> int:
     config, job_id = config_of(files, overrides)
     document = files.read_job() or JobDocument()
     if document.status == "succeeded":
-        print(f"job {job_id} already succeeded (digest {document.digest}); nothing to do")
+        _say(f"job {job_id} already succeeded (digest {document.digest}); nothing to do")
         return 0
     if args.detach:
         submit_detached(config, job_id)
-        print(f"job {job_id} resumed on {config.cluster and config.cluster.scheduler}")
+        _say(f"job {job_id} resumed on {config.cluster and config.cluster.scheduler}")
         return 0
     model = _attached(config, job_id=job_id, quiet=args.quiet, doing=f"resuming job {job_id}")
     return 0 if model is not None else EXIT_CANCELLED

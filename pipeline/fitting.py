@@ -151,6 +151,11 @@ def with_inference(
     (:func:`pipeline.inference.infer`: a few more passes over ``evaluator``,
     the fit's training rows), its coefficients and gradient those of the
     Newton steps that polish the solver's solution to the optimum."""
+    if result.restored_iteration is not None:
+        raise ConfigError(
+            "inference is at the optimum; this fit's model is a restored earlier iterate (restore_best)",
+            column="inference",
+        )
     if not result.result.converged:
         warnings.warn(
             f"coefficient inference after a fit that did not converge ({result.result.message}): up to "

@@ -90,6 +90,10 @@ WATCH_POLL_S = 1.0
 #: Most seconds one such check waits for the scheduler's answer (a scheduler
 #: that does not answer counts as a stall: :func:`stall_verdict`).
 WATCH_ANSWER_S = 10.0
+#: Least seconds the fingerprint probe of new workers is awaited (each runs
+#: the loss kernel, loading it first: seconds on a cold worker), whatever a
+#: shorter stall timeout says.
+PROBE_ANSWER_S = 60.0
 #: The worker status (``distributed.core.Status`` name) of a worker that runs tasks.
 RUNNING = "running"
 
@@ -644,7 +648,7 @@ class WorkerCheck:
         found = answered(
             client,
             lambda timeout: client.run(_kernel_fingerprint, workers=new, on_error="ignore", callback_timeout=timeout),
-            stall_timeout_s,
+            max(stall_timeout_s, PROBE_ANSWER_S),  # (the workers run the kernel: seconds on a cold one)
         )
         # a worker that failed to answer (lost meanwhile) is probed again when next seen
         self.fingerprints.update({a: f for a, f in found.items() if isinstance(f, dict)})

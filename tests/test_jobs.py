@@ -1165,10 +1165,13 @@ def test_sigterm_cancels_an_attached_job_as_ctrl_c_does(tmp_path, data):
     assert document["status"] == "cancelled" and document["error"].startswith("interrupted (SIGTERM)")
 
 
-def test_a_reader_that_goes_away_does_not_stop_the_job(tmp_path, data):
-    """``pipeline train ... | head``: the printing stops, the job goes on to its model."""
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_reader_that_goes_away_does_not_stop_the_job(tmp_path, data, quiet):
+    """``pipeline train ... | head``: the printing stops, the job goes on to
+    its model, and the command's status is the job's (quiet: the first line
+    to meet the closed pipe is the last one, "model written to")."""
     out = tmp_path / "out"
-    process = _start_gd_job(data, out)
+    process = _start_gd_job(data, out, *(["--quiet"] if quiet else []))
     try:
         assert process.stdout.readline().startswith("training on")
         process.stdout.close()  # (the next line printed meets a closed pipe)
@@ -1180,6 +1183,16 @@ def test_a_reader_that_goes_away_does_not_stop_the_job(tmp_path, data):
     assert process.returncode == 0, stderr
     assert json.loads((out / "job.json").read_text())["status"] == "succeeded"
     assert Model.load(out).n_iter == 400
+
+
+def test_the_cli_leaves_the_sigterm_handler_as_it_found_it(tmp_path, capsys):
+    """``main`` turns SIGTERM into a cancel while it runs, and only then (a
+    process that calls it, a test's, keeps its own handler)."""
+    from pipeline.cli import main
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["status", str(tmp_path / "no-such-job")]) == 1
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_a_job_file_without_an_output_is_named_by_its_file(tmp_path, data, capsys):

@@ -531,6 +531,32 @@ def test_restore_best_keeps_the_iterate_of_the_least_validation_loss(tmp_path, n
     assert not (tmp_path / "no").exists()
 
 
+def test_restore_best_is_refused_where_the_model_would_not_be_the_restored_iterate(noisy):
+    """Inference moves the model to the optimum; a path warm-starts each
+    strength from the last iterate of the one before (from a restored one,
+    every later strength restored its starting point: one model for all)."""
+    from pipeline.errors import ConfigError
+    from pipeline.fitting import fit, with_inference
+    from pipeline.reduce import InProcessEvaluator
+
+    common = dict(data=str(noisy), label="y", cluster=None, validation_fraction=0.3, restore_best=True)
+    with pytest.raises(ConfigError, match="restore_best keeps an iterate .* inference is at the optimum"):
+        TrainConfig(**common, inference="nonrobust")
+    with pytest.raises(ConfigError, match="restore_best cannot be used with a regularization path"):
+        TrainConfig(**common, path=4, penalty=Penalty(l2=0.1))
+    from pipeline.data import open_dataset  # (the API: a restored fit refuses inference itself)
+
+    dataset = open_dataset(str(noisy), "y")
+    training, validation = (
+        InProcessEvaluator(dataset.with_split(Split(0.3, part=part)).read_chunks(), dataset.n_features)
+        for part in ("train", "validation")
+    )
+    restored = fit(training, validation=validation, early_stopping=3, restore_best=True)
+    assert restored.restored_iteration is not None
+    with pytest.raises(ConfigError, match="restored earlier iterate"):
+        with_inference(training, restored, dataset.feature_names)
+
+
 def test_a_resumed_fit_restores_the_same_best_iterate(tmp_path, noisy):
     from pipeline.data import open_dataset
     from pipeline.fitting import fit
