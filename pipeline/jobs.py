@@ -697,12 +697,28 @@ def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
         future = client.submit(coordinate, config, job_id, key=_task_key(job_id), pure=False)
         fire_and_forget(future)
         # the scheduler must hold the task before this client goes away
-        deadline = time.monotonic() + SUBMIT_WAIT_S
-        while time.monotonic() < deadline:
-            if client.run_on_scheduler(_task_known, future.key):
-                break
-            time.sleep(SUBMIT_POLL_S)
+        if not _held(client, future.key):
+            client.cancel([future], force=True)  # (fire-and-forget wants it too; not run: the job failed here)
+            error = ClusterError(
+                f"the scheduler {config.cluster.scheduler} did not take the job's coordinator within "
+                f"{SUBMIT_WAIT_S:g} s, so the job was not started; check the scheduler, then submit it again "
+                f"(or `pipeline resume {outputs.path} --detach`)"
+            )
+            _fail_queued(config, job_id, error, client)
+            raise error
     return job_id
+
+
+def _held(client, key: str) -> bool:
+    """Whether the scheduler holds task ``key`` within :data:`SUBMIT_WAIT_S`
+    (each question bounded: a scheduler that does not answer is a no)."""
+    deadline = time.monotonic() + SUBMIT_WAIT_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, TimeoutError):
+            if client.run_on_scheduler(_task_known, key, callback_timeout=max(deadline - time.monotonic(), 0.1)):
+                return True
+        time.sleep(SUBMIT_POLL_S)
+    return False
 
 
 def _task_known(key, dask_scheduler=None) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import free_port, run_cli
+from conftest import DaskCLICluster, free_port, run_cli
 from job_support import (
     N_FEATURES,
     N_ROWS,
@@ -1212,3 +1212,35 @@ def test_a_job_file_without_an_output_is_named_by_its_file(tmp_path, data, capsy
     assert result.returncode == 0, result.stderr
     document = json.loads((root / "nightly" / "job.json").read_text())
     assert document["name"] == "nightly" and document["status"] == "succeeded"
+
+
+@pytest.mark.cluster
+def test_a_detached_submit_the_scheduler_never_takes_is_an_error_not_queued(tmp_path, data, monkeypatch):
+    """The coordinator task not held by the scheduler in time: submit said
+    nothing and job.json stayed ``queued`` for ever; now the task is
+    cancelled, the job failed, and submit a ClusterError."""
+    from distributed import Client
+    from distributed.core import Status
+
+    import pipeline.jobs
+    from pipeline.cluster import ClusterSpec
+    from pipeline.errors import ClusterError
+    from pipeline.jobs import submit_detached
+
+    monkeypatch.setattr(pipeline.jobs, "SUBMIT_WAIT_S", 0.0)  # (no time to ask: never held)
+    cluster = DaskCLICluster(tmp_path, n_workers=1)
+    try:
+        cluster.wait_for_workers(1)
+        with Client(cluster.address, timeout=10) as client:
+            # paused: the worker starts no task, so the cancelled one never runs
+            client.run(lambda dask_worker: setattr(dask_worker, "status", Status.paused))
+            out = tmp_path / "out"
+            spec = ClusterSpec(scheduler=cluster.address)
+            config = TrainConfig(data=str(data), label="y", out=str(out), cluster=spec)
+            with pytest.raises(ClusterError, match="did not take the job's coordinator within 0 s"):
+                submit_detached(config)
+            document = json.loads((out / "job.json").read_text())
+            assert document["status"] == "failed" and document["error"].startswith("ClusterError: the scheduler")
+            assert not client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.tasks))
+    finally:
+        cluster.close()
