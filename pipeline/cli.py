@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted" + (f" ({exc})" if str(exc) else ""), file=sys.stderr)
         return 128 + signal.SIGTERM if str(exc) == TERMINATED else 130
     except BrokenPipeError:  # e.g. `pipeline train ... | head`: the reader left
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _to_devnull(sys.stdout)
         return EXIT_ERROR
     finally:
         if previous is not None:  # (main() called in a process of its own, a test's: as it was)
@@ -117,7 +117,12 @@ def _say(text: str, stream=None) -> None:
         print(text, file=stream, flush=True)
     except BrokenPipeError:
         with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            _to_devnull(stream)
+
+
+def _to_devnull(stream) -> None:
+    """What is written to ``stream`` from now on goes to /dev/null (its reader left)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def one_line(message: str) -> str:

@@ -287,24 +287,25 @@ class TrainConfig:
             raise ConfigError(
                 "early_stopping needs a validation set (`validation_fraction` > 0)", column="early_stopping"
             )
-        if self.restore_best and not self.validation_fraction:
-            raise ConfigError(
-                "restore_best needs a validation set (`validation_fraction` > 0): it keeps the iterate of the "
-                "least validation loss",
-                column="restore_best",
-            )
-        if self.restore_best and self.inference != "none":
-            raise ConfigError(
-                "restore_best keeps an iterate of least validation loss, and inference is at the optimum: "
-                "choose one (inference moves the model to the optimum)",
-                column="restore_best",
-            )
-        if self.restore_best and self.path:
-            raise ConfigError(
-                "restore_best cannot be used with a regularization path (`path`: each strength starts from the "
-                "fit of the one before, which must be its last iterate; the path chooses by validation loss)",
-                column="restore_best",
-            )
+        if self.restore_best:
+            if not self.validation_fraction:
+                raise ConfigError(
+                    "restore_best needs a validation set (`validation_fraction` > 0): it keeps the iterate of the "
+                    "least validation loss",
+                    column="restore_best",
+                )
+            if self.inference != "none":
+                raise ConfigError(
+                    "restore_best keeps an iterate of least validation loss, and inference is at the optimum: "
+                    "choose one (inference moves the model to the optimum)",
+                    column="restore_best",
+                )
+            if self.path:
+                raise ConfigError(
+                    "restore_best cannot be used with a regularization path (`path`: each strength starts from "
+                    "the fit of the one before, which must be its last iterate; the path chooses by validation loss)",
+                    column="restore_best",
+                )
         if self.validation_key and not (self.validation_fraction or self.cv):
             raise ConfigError(
                 "validation_key needs `validation_fraction` > 0 (or `cv`: it cuts the folds)", column="validation_key"

@@ -533,9 +533,9 @@ def fit(
     assert result.n_passes == already + objective.n_passes
     if not result.converged:
         warnings.warn(f"{solver} did not converge: {result.message}", ConvergenceWarning, stacklevel=2)
-    restored = best is not None and best.iteration < result.n_iter
-    if restored:
-        assert best is not None
+    restored_iteration = None
+    if best is not None and best.iteration < result.n_iter:
+        restored_iteration = best.iteration
         result = dataclasses.replace(
             result,
             coef=best.coef,
@@ -577,7 +577,7 @@ def fit(
         n_classes,
         penalty=penalty,
         separated=is_separated,
-        restored_iteration=best.iteration if restored and best is not None else None,
+        restored_iteration=restored_iteration,
     )
 
 

@@ -136,16 +136,21 @@ class Model:
             )
 
     @property
+    def _coef_record(self) -> int:
+        """The index in the histories of ``coef``'s iteration: the last, or the restored one."""
+        return -1 if self.restored_iteration is None else self.restored_iteration
+
+    @property
     def loss(self) -> float:
-        """J at ``coef`` (penalty included): the last iteration's, or the restored one's."""
-        return self.loss_history[-1 if self.restored_iteration is None else self.restored_iteration]
+        """J at ``coef`` (penalty included)."""
+        return self.loss_history[self._coef_record]
 
     @property
     def validation_loss(self) -> float | None:
         """The mean validation loss at ``coef`` (None without a validation set)."""
         if not self.validation_loss_history:
             return None
-        return self.validation_loss_history[-1 if self.restored_iteration is None else self.restored_iteration]
+        return self.validation_loss_history[self._coef_record]
 
     @property
     def coef_array(self) -> np.ndarray:

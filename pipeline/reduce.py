@@ -260,8 +260,7 @@ class DaskEvaluator:
         the tasks (:func:`plan_tasks`), run them, merge their states here."""
         columns = self._futures()
         keys = [future.key for future in columns[0]]
-        who_has = self._who_has(columns[0])
-        holders = holders_in_order(who_has, keys)
+        holders = holders_in_order(self._who_has(columns[0]), keys)
         if unheld_blocks(holders):
             # still being computed (the first pass after persist) or lost with
             # a worker: wait until every block is held, so tasks go where the

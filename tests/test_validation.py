@@ -293,20 +293,23 @@ def test_early_stopping_stops_when_validation_loss_stops_improving(noisy):
     assert history == full.validation_loss_history[: len(history)]  # the same path until the stop
 
 
-def test_checkpoints_keep_the_validation_history(tmp_path, noisy):
+def split_evaluators(data, fraction=0.3):
+    """In-process evaluators of the training and the validation part of ``data`` (label ``y``)."""
     from pipeline.data import open_dataset
-    from pipeline.fitting import fit
     from pipeline.reduce import InProcessEvaluator
 
-    dataset = open_dataset(str(noisy), "y")
-    train_part = dataset.with_split(Split(0.3))
-    held = dataset.with_split(Split(0.3, part="validation"))
+    dataset = open_dataset(str(data), "y")
+    return tuple(
+        InProcessEvaluator(dataset.with_split(Split(fraction, part=part)).read_chunks(), dataset.n_features)
+        for part in ("train", "validation")
+    )
+
+
+def test_checkpoints_keep_the_validation_history(tmp_path, noisy):
+    from pipeline.fitting import fit
 
     def evaluators():
-        return (
-            InProcessEvaluator(train_part.read_chunks(), dataset.n_features),
-            InProcessEvaluator(held.read_chunks(), dataset.n_features),
-        )
+        return split_evaluators(noisy)
 
     options = dict(options=SolverOptions(max_iter=60), penalty=Penalty(l2=1e-3), early_stopping=4)
     states = []
@@ -537,38 +540,24 @@ def test_restore_best_is_refused_where_the_model_would_not_be_the_restored_itera
     every later strength restored its starting point: one model for all)."""
     from pipeline.errors import ConfigError
     from pipeline.fitting import fit, with_inference
-    from pipeline.reduce import InProcessEvaluator
 
     common = dict(data=str(noisy), label="y", cluster=None, validation_fraction=0.3, restore_best=True)
     with pytest.raises(ConfigError, match="restore_best keeps an iterate .* inference is at the optimum"):
         TrainConfig(**common, inference="nonrobust")
     with pytest.raises(ConfigError, match="restore_best cannot be used with a regularization path"):
         TrainConfig(**common, path=4, penalty=Penalty(l2=0.1))
-    from pipeline.data import open_dataset  # (the API: a restored fit refuses inference itself)
-
-    dataset = open_dataset(str(noisy), "y")
-    training, validation = (
-        InProcessEvaluator(dataset.with_split(Split(0.3, part=part)).read_chunks(), dataset.n_features)
-        for part in ("train", "validation")
-    )
+    training, validation = split_evaluators(noisy)  # (the API: a restored fit refuses inference itself)
     restored = fit(training, validation=validation, early_stopping=3, restore_best=True)
     assert restored.restored_iteration is not None
     with pytest.raises(ConfigError, match="restored earlier iterate"):
-        with_inference(training, restored, dataset.feature_names)
+        with_inference(training, restored, [f"x{j}" for j in range(training.n_features)])
 
 
 def test_a_resumed_fit_restores_the_same_best_iterate(tmp_path, noisy):
-    from pipeline.data import open_dataset
     from pipeline.fitting import fit
-    from pipeline.reduce import InProcessEvaluator
-
-    dataset = open_dataset(str(noisy), "y")
 
     def evaluators():
-        return tuple(
-            InProcessEvaluator(dataset.with_split(Split(0.3, part=part)).read_chunks(), dataset.n_features)
-            for part in ("train", "validation")
-        )
+        return split_evaluators(noisy)
 
     options = dict(options=SolverOptions(max_iter=60), penalty=Penalty(l2=1e-4), early_stopping=4, restore_best=True)
     states = []
