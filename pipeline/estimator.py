@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import warnings
 from typing import Any, cast
 
 import numpy as np
@@ -143,7 +144,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # Newton and coefficient inference are binary (refused for more classes)
-        tags.classifier_tags.multi_class = self.solver != "newton" and self.inference in (None, "none")
+        tags.classifier_tags.multi_class = self._binary_only() is None
         # a NaN is a missing value under a policy (scikit-learn's meta-estimators read this)
         tags.input_tags.allow_nan = self.missing in MISSING_POLICIES and self.missing != "error"
         return tags
@@ -413,7 +414,22 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 f"LogisticRegression needs samples of at least 2 classes; found {len(classes)} class"
                 f"{'es' if len(classes) != 1 else ''}: {list(classes)[:10]}"
             )
+        binary_only = self._binary_only()
+        if len(classes) > 2 and binary_only:  # (scikit-learn's words for a binary classifier)
+            raise ValueError(
+                f"Only binary classification is supported with {binary_only}; found {len(classes)} classes in y: "
+                f"{list(classes)[:10]}"
+            )
         self.classes_ = classes
+
+    def _binary_only(self) -> str | None:
+        """The setting that makes this estimator binary (its tag ``multi_class``
+        false), and why; None when it fits any number of classes."""
+        if self.solver == "newton":
+            return "solver='newton' (the multinomial model's Hessian is not formed; use 'lbfgs' or 'auto')"
+        if self.inference not in (None, "none"):
+            return f"inference={self.inference!r} (coefficient inference is for the binary model)"
+        return None
 
     @property
     def _n_classes(self) -> int:
@@ -765,8 +781,14 @@ class LogisticRegressionCV(LogisticRegression):
     def _penalty(self) -> Penalty:
         """The penalty whose mix the path walks: ``l1=None`` is the lasso
         (1.0) unless ``l2`` is given, then ridge (0): ``l2=1.0`` alone is not
-        an elastic net."""
-        l1 = (0.0 if self.l2 else 1.0) if self.l1 is None else self.l1
+        an elastic net.  Without a path (``path=None``) the penalty is the
+        one given, ``l1=None`` none (as ``pipeline train --cv`` without
+        ``--path``; without ``l2`` either, that is refused: it was the lasso
+        at 1.0, whose model was all zeros)."""
+        if self.l1 is not None:
+            l1 = self.l1
+        else:
+            l1 = 0.0 if self.l2 or self.path is None else 1.0
         return Penalty(l2=self.l2, l1=l1)
 
     def fit(self, X, y, sample_weight=None):
@@ -1091,6 +1113,16 @@ def _dask_rows(value, rows: tuple[int, ...], name: str):
     value = _known_rows(_dask_array(value, name)) if _is_dask(value) else np.asarray(value)
     if name == "sample_weight" and value.ndim == 0:  # one weight for every row (scikit-learn's too)
         return da.full(sum(rows), value.item(), chunks=(rows,), dtype=np.float64)
+    if name == "y" and value.ndim == 2 and value.shape[1] == 1:  # a column vector: raveled, as numpy y is
+        from sklearn.exceptions import DataConversionWarning
+
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected. Please change the shape of y to "
+            "(n_samples,), for example using ravel().",
+            DataConversionWarning,
+            stacklevel=4,
+        )
+        value = value[:, 0]
     if value.ndim != 1:
         raise ValueError(f"Expected a 1-dimensional {name}; got shape {value.shape}")
     if value.shape[0] != sum(rows):

@@ -530,6 +530,12 @@ def _check_classes(model: Model, path: Path) -> int:
     classes = model.classes
     if classes is not None and (len(classes) < N_CLASSES or len(set(map(repr, classes))) != len(classes)):
         raise wrong("classes", f"classes must be at least {N_CLASSES} distinct values; found {_found(classes)}")
+    if classes is not None and not _sorted_classes(classes):
+        raise wrong(
+            "classes",
+            "classes must be all text, all integers (int64) or all finite numbers, in increasing order (what "
+            f"training writes: the second class is the one proba is of); found {_found(classes)}",
+        )
     if not model.multinomial:
         if isinstance(model.intercept, list) or any(isinstance(row, list) for row in model.coef):
             raise wrong("coef", "a binomial model has one coefficient per feature and one intercept")
@@ -547,6 +553,22 @@ def _check_classes(model: Model, path: Path) -> int:
     if len(rows) != k or not all(isinstance(row, list) and len(row) == d for row in rows):
         raise wrong("coef", f"a multinomial model's coef is {k} rows (one per class) of {d} (one per feature)")
     return k
+
+
+INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+
+def _sorted_classes(classes: list) -> bool:
+    """Whether ``classes`` are of one label kind (text, int64 integers or
+    finite floats; no booleans) and strictly increasing."""
+    if all(isinstance(value, str) for value in classes):
+        pass
+    elif all(isinstance(value, int) and not isinstance(value, bool) for value in classes):
+        if not all(INT64_MIN <= value <= INT64_MAX for value in classes):
+            return False
+    elif not all(isinstance(value, float) and math.isfinite(value) for value in classes):
+        return False
+    return all(a < b for a, b in zip(classes, classes[1:]))
 
 
 def _check_missing(model: Model, path: Path) -> None:

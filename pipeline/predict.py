@@ -17,6 +17,7 @@ exact fractions), so the results are the same bits for any partitioning.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -43,11 +44,18 @@ from .data import (
     unreadable_error,
 )
 from .elementary import sigmoid_softplus
-from .errors import ColumnNotFoundError, ColumnTypeError, ConfigError, OutputError, PipelineError
+from .errors import (
+    ColumnNotFoundError,
+    ColumnTypeError,
+    ConfigError,
+    NonFiniteValueError,
+    OutputError,
+    PipelineError,
+)
 from .exact import ExactSums
 from .kernel import sigmoid, softmax
 from .model import DEFAULT_THRESHOLD, Model, predicted_positive
-from .outputs import MODEL_FILE, OutputDir, lies_within
+from .outputs import MODEL_FILE, OutputDir, data_prefix, lies_within
 from .reduce import gather
 
 __all__ = ["CALIBRATION_BINS", "evaluate", "metrics_from_tables", "predict", "split_of"]
@@ -58,8 +66,28 @@ PREDICTION_COLUMN = "prediction"
 CALIBRATION_BINS = 10
 
 
-def _margin(model: Model, X: np.ndarray) -> np.ndarray:
-    return model.decision_function(X)  # (numba: imported on first use, not at CLI start)
+def _margin(model: Model, X: np.ndarray, chunk: ChunkSpec, rows: np.ndarray | None = None) -> np.ndarray:
+    """``model``'s margins of rows ``X`` of ``chunk`` (``rows``: their rows in
+    the row group, where they are a subset).  A margin that is not a number
+    (finite values whose terms overflow float64 to +inf and to -inf) has no
+    probability: a :class:`NonFiniteValueError` naming the first such row; a
+    binary model's margin of +inf or -inf (one side overflowing) is a
+    probability of 1 or 0.  A multinomial model's margins must be finite."""
+    margin = model.decision_function(X)  # (numba: imported on first use, not at CLI start)
+    bad = np.isnan(margin) if margin.ndim == 1 else ~np.isfinite(margin).all(axis=1)
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        row = index if rows is None else int(rows[index])
+        raise NonFiniteValueError(
+            f"{int(bad.sum())} row(s) in {chunk.where()} have a margin (coef . x + intercept) that is "
+            f"{'not a number' if margin.ndim == 1 else 'not finite'}, first at row {row} of the row group (dataset "
+            f"row {chunk.offset + row}): the products of the coefficients and these values overflow float64; "
+            "expected values small enough for the margin to be a finite number (rescale them)",
+            path=chunk.path,
+            row_group=chunk.row_group,
+            rows=(chunk.offset + row, chunk.offset + row + 1),
+        )
+    return margin
 
 
 def open_scored(model: Model, data: str, label: str | None) -> Dataset:
@@ -98,18 +126,18 @@ def open_scored(model: Model, data: str, label: str | None) -> Dataset:
     return dataset.with_classes(model.classes)
 
 
-def score_columns(model: Model, X: np.ndarray, threshold: float) -> dict[str, pa.Array]:
+def score_columns(model: Model, X: np.ndarray, threshold: float, chunk: ChunkSpec) -> dict[str, pa.Array]:
     """The scores of rows ``X``: ``proba`` (of the second class) and
     ``prediction`` (1/0, or the class label when the model has classes); a
     multinomial model's ``proba_<class>`` per class and ``prediction``, the
     most probable class (the first one of a tie)."""
     if model.multinomial:
-        proba = model.predict_proba(X)
+        proba = softmax(_margin(model, X, chunk))[0]
         columns = {f"{PROBA_COLUMN}_{value}": pa.array(proba[:, k]) for k, value in enumerate(model.class_labels)}
         best = np.argmax(proba, axis=1)
         columns[PREDICTION_COLUMN] = _labels(model, best)
         return columns
-    proba = sigmoid(_margin(model, X))
+    proba = sigmoid(_margin(model, X, chunk))
     positive = predicted_positive(proba, threshold).astype(np.int8)
     prediction = pa.array(positive) if model.classes is None else _labels(model, positive)
     return {PROBA_COLUMN: pa.array(proba), PREDICTION_COLUMN: prediction}
@@ -136,7 +164,7 @@ def predict_chunk(
 ) -> int:
     """Score one row group; write ``directory/part-INDEX.parquet``; return its rows."""
     data = reader(chunk)
-    table = pa.table(score_columns(model, data.X, threshold))
+    table = pa.table(score_columns(model, data.X, threshold, chunk))
     if columns:  # the pass-through columns first, then the scores
         try:
             passed = pq.ParquetFile(chunk.path, filesystem=reader.filesystem).read_row_group(
@@ -174,7 +202,8 @@ def predict(
     _check_columns(dataset, columns, model)
     target = Path(out)
     check_output_root(out, output_roots(), "prediction output directory")
-    check_prediction_target(target, overwrite, inputs=(model_dir, data))
+    scored = dataset.files if data_prefix(data) is not None else ()  # (a glob's files: the glob never "exists")
+    check_prediction_target(target, overwrite, inputs=(model_dir, data, *scored))
     OutputDir(target).check_apart_from(data)  # (the scores would be read as part of the data next time)
     if target.is_symlink():  # (--overwrite: the scores replace those of the directory it names; the link stays)
         target = Path(os.path.realpath(target))
@@ -237,8 +266,9 @@ def binary_threshold(model: Model, threshold: float | None) -> float:
 def check_prediction_target(target: Path, overwrite: bool, inputs: Sequence[str] = ()) -> None:
     """:class:`OutputError` unless ``target`` can take a prediction directory:
     a new path, or with ``overwrite`` an existing directory that is neither
-    one of ``inputs`` (the model directory, the data being scored) nor a
-    directory holding one of them (it would be deleted before it is read)."""
+    one of ``inputs`` (the model directory, the data being scored, its
+    files) nor a directory holding one of them (it would be deleted before
+    it is read)."""
     if not target.exists():
         return
     if not target.is_dir():
@@ -316,16 +346,20 @@ def evaluate_chunk(reader, chunk: ChunkSpec, model: Model, threshold: float) -> 
     With a split (the reader's weights are then its 0/1 mask), only the rows
     of the split's part count."""
     data = reader(chunk)
-    X, y = data.X, data.y
+    X, y, rows = data.X, data.y, None
     if data.weights is not None:
-        keep = data.weights > 0
-        X, y = X[keep], y[keep]
+        rows = np.flatnonzero(data.weights > 0)
+        X, y = X[rows], y[rows]
+    margin = _margin(model, X, chunk, rows)  # once: the probabilities and the losses both come from it
     if model.multinomial:
-        return _class_state(model, X, y)
-    margin = _margin(model, X)  # once: the probabilities and the losses both come from it
+        return _class_state(margin, y, model.n_classes)
     proba, softplus = sigmoid_softplus(margin)
     # stable per-row log-loss log(1 + e^z) - y z (the training loss), summed exactly later
-    losses = softplus - y * margin
+    with np.errstate(invalid="ignore"):  # (0 * inf and inf - inf where a margin is infinite: set below)
+        losses = softplus - y * margin
+    infinite = np.isinf(margin)
+    if infinite.any():  # its limit: 0 on the label's side, +inf on the other (not inf - inf)
+        losses[infinite] = np.where((margin[infinite] > 0) == (y[infinite] > 0), 0.0, np.inf)
     values, inverse = np.unique(proba, return_inverse=True)
     positives = np.bincount(inverse, weights=y, minlength=len(values)).astype(np.int64)
     totals = np.bincount(inverse, minlength=len(values)).astype(np.int64)
@@ -337,13 +371,11 @@ def evaluate_chunk(reader, chunk: ChunkSpec, model: Model, threshold: float) -> 
     }
 
 
-def _class_state(model: Model, X: np.ndarray, y: np.ndarray) -> dict:
+def _class_state(margin: np.ndarray, y: np.ndarray, k: int) -> dict:
     """A multinomial model's per-chunk state: the confusion counts (true class
     by predicted class), per class the table of its distinct probabilities
     with the rows of that class (positives) and the others, and the log-loss
     parts (the training loss, :func:`pipeline.kernel.softmax`)."""
-    k = model.n_classes
-    margin = _margin(model, X)
     proba, top, log_tail = softmax(margin)
     codes = y.astype(np.int64)
     losses = (top - margin[np.arange(codes.shape[0]), codes]) + log_tail
@@ -450,12 +482,14 @@ def merge_tables(states: list[dict]) -> dict:
     }
 
 
-def _merge_sums(sums: list) -> Fraction:
+def _merge_sums(sums: list) -> Fraction | float:
+    """The exact total of the per-row losses; +inf where a row's loss is
+    (its margin overflowed to the side away from its label)."""
     total = ExactSums.zeros(1)
     for part in sums:
         total = total.merge(part)
     value = total.exact_values()[0]
-    return value if value is not None else Fraction(0)
+    return value if value is not None else math.inf
 
 
 def metrics_from_tables(table: dict, threshold: float = 0.5) -> dict:

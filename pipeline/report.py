@@ -366,6 +366,13 @@ def write_report(out: str) -> Path:
     if metrics.get("model_digest", model.digest) != model.digest:
         notices.append("metrics.json is of another model (its model_digest differs): left out")
         metrics = {}  # (as without the file)
+    elif metrics and ("per_class" in metrics) != model.multinomial:
+        shape = "a multinomial model's (per_class)" if "per_class" in metrics else "a binary model's (no per_class)"
+        raise ModelFileError(
+            f"{outputs.metrics}: expected the metrics of this {'multinomial' if model.multinomial else 'binary'} "
+            f"model (written by pipeline evaluate); found {shape}",
+            path=str(outputs.metrics),
+        )
     title = f"Training report: {job.name or directory.name}"
     parts = [
         f"<h1>{html.escape(title)}</h1>",

@@ -292,6 +292,10 @@ def test_the_estimator_takes_scikit_learn_splitters_whose_test_sets_partition_th
         held_out = -np.mean(y[test_rows] * np.log(proba) + (1 - y[test_rows]) * np.log1p(-proba))
         assert given.cv_losses_[0][fold] == pytest.approx(held_out, rel=1e-7)
     assert LogisticRegressionCV(cv=KFold(4), path=None, l2=0.05, l1=0.0).fit(X, y).cv_losses_.shape == (1, 4)
+    # without a path the penalty is the one given: none given is refused (it was the lasso
+    # at l1=1.0, whose model was all zeros, without a word)
+    with pytest.raises(ValueError, match="cross-validation needs a penalty"):
+        LogisticRegressionCV(cv=KFold(4), path=None).fit(X, y)
     for splitter, fragment in [
         (ShuffleSplit(3, test_size=0.2, random_state=0), "partition the rows"),
         (TimeSeriesSplit(3), "partition the rows"),

@@ -252,6 +252,27 @@ MODEL_DEFECTS = {
         "does not match its coef and intercept",
     ),
     "digest not a string": (edit_json(MODEL_FILE, setting("digest", 12345)), "digest must be str; found int 12345"),
+    # classes: predict wrote them through Arrow (a traceback for mixed types) and took
+    # proba as the second one's (unsorted classes flipped every prediction)
+    **{
+        f"classes {name}": (
+            edit_json(
+                MODEL_FILE, lambda d, classes=classes: d.update(classes=classes, family="binomial", format_version=4)
+            ),
+            "classes must be all text, all integers (int64) or all finite numbers, in increasing order",
+        )
+        for name, classes in [
+            ("of mixed types", [0, "a"]),
+            ("unsorted", [1, 0]),
+            ("unsorted text", ["spam", "ham"]),
+            ("beyond int64", [0, 2**63]),
+            ("an integer and a float", [0, 1.0]),
+        ]
+    },
+    "classes booleans": (
+        edit_json(MODEL_FILE, lambda d: d.update(classes=[False, True], family="binomial", format_version=4)),
+        "classes must be list[str | int | float] | None; found list [false, true]",
+    ),
 }
 
 #: command -> its arguments for MODEL_DIR ``model``, dataset ``data``, scratch directory ``tmp``
@@ -426,6 +447,28 @@ REPORT_DEFECTS = {
 }
 
 
+def _multinomial_metrics(document: dict) -> None:
+    """metrics.json as a multinomial model's evaluate writes it (its model_digest kept)."""
+    document.clear()
+    document.update(
+        model_digest=document.get("model_digest"),
+        n_samples=2,
+        classes=[0, 1, 2],
+        log_loss=0.5,
+        accuracy=0.5,
+        confusion_matrix=[[1, 0, 0], [0, 0, 1], [0, 0, 0]],
+        per_class=[{"class": c, "support": 1, "precision": 1.0, "recall": 1.0, "f1": 1.0} for c in range(3)],
+    )
+
+
+REPORT_DEFECTS["metrics.json of a multinomial model beside a binary one"] = (
+    "metrics.json",
+    edit_json(
+        "metrics.json", lambda d: (digest := d["model_digest"], _multinomial_metrics(d), d.update(model_digest=digest))
+    ),
+)
+
+
 @pytest.mark.parametrize("defect", REPORT_DEFECTS)
 def test_report_of_a_damaged_job_or_metrics_file(tmp_path, capsys, trained, defect):
     name, damage = REPORT_DEFECTS[defect]
@@ -584,6 +627,14 @@ def test_predict_out_is_never_an_input_or_a_file(tmp_path, capsys, trained):
     scores = tmp_path / "scores"
     assert run_main(capsys, "predict", model, data, "--out", scores)[0] == 0
     assert run_main(capsys, "predict", model, data, "--out", scores, "--overwrite")[0] == 0  # a previous prediction
+    # scores with the features passed through, scored again into their own directory by a
+    # glob (which never "exists"): --overwrite deleted the very files it was reading
+    rescored = tmp_path / "rescored"
+    assert run_main(capsys, "predict", model, data, "--out", rescored, "--columns", "f0,f1,f2,y")[0] == 0
+    kept = snapshot(rescored)
+    code, stderr = run_main(capsys, "predict", model, f"{rescored}/*.parquet", "--out", rescored, "--overwrite")
+    assert_one_error_line(code, stderr, "OutputError", str(rescored), "is or holds the input")
+    assert snapshot(rescored) == kept
     # --overwrite replaces earlier scores only: not a directory of anything else
     # (another model's directory, another dataset, a project), whose files would be lost
     home = tmp_path / "home"
@@ -607,6 +658,55 @@ def test_predict_out_is_never_an_input_or_a_file(tmp_path, capsys, trained):
     ]:
         code, stderr = run_main(capsys, "predict", model, data, "--out", out, "--overwrite")
         assert_one_error_line(code, stderr, "OutputError", str(out), "directory of earlier scores", *fragments)
+    assert snapshot(tmp_path) == before
+
+
+BIG = 1.7e308  # times a coefficient of 2, beyond float64
+
+
+def test_margins_that_overflow_float64(tmp_path, capsys, trained):
+    """Finite values whose margin overflows: on one side its probability is 1
+    or 0 and its log-loss 0 (the label's side) or +inf, never NaN; evaluate's
+    log-loss is then +inf (one such row made metrics.json say 0.0 for all the
+    rows).  Terms overflowing both ways (a NaN margin) have no probability:
+    one NonFiniteValueError line naming the row, nothing written (predict
+    wrote proba NaN)."""
+    data, trained_model = trained
+    model = damaged_copy(trained, tmp_path, edit_json(MODEL_FILE, setting("coef", [2.0] * FEATURES), redigest=True))
+    normal = pq.read_table(next(iter(sorted(data.glob("*.parquet"))))).slice(0, 20)
+    labels = normal.column("y").to_pylist()
+
+    def dataset(name: str, rows: list[tuple[list[float], int]]) -> Path:
+        columns = {f"f{j}": pa.array([row[j] for row, _ in rows], pa.float64()) for j in range(FEATURES)}
+        extra = pa.table({**columns, "y": pa.array([y for _, y in rows], normal.schema.field("y").type)})
+        directory = tmp_path / name
+        directory.mkdir()
+        pq.write_table(pa.concat_tables([normal.select(extra.column_names), extra]), directory / "part.parquet")
+        return directory
+
+    def log_loss(directory: Path) -> float:
+        out = tmp_path / f"{directory.name}.json"
+        assert run_main(capsys, "evaluate", model, directory, "--out", out)[0] == 0
+        return json.loads(out.read_text())["log_loss"]
+
+    plain = log_loss(dataset("plain", []))
+    assert 0 < plain < math.inf
+    right = log_loss(dataset("right", [([BIG] * FEATURES, 1), ([-BIG] * FEATURES, 0)]))
+    assert right == pytest.approx(plain * len(labels) / (len(labels) + 2), rel=1e-15)  # two rows of loss 0
+    assert log_loss(dataset("wrong", [([BIG] * FEATURES, 0)])) == math.inf
+    scores = tmp_path / "scores"
+    assert run_main(capsys, "predict", model, tmp_path / "right", "--out", scores)[0] == 0
+    assert pq.read_table(scores).column("proba").to_pylist()[-2:] == [1.0, 0.0]
+    both = dataset("both", [([BIG, -BIG, 0.0], 1)])
+    before = snapshot(tmp_path)
+    for command in (
+        ["evaluate", model, both, "--out", tmp_path / "nan.json"],
+        ["predict", model, both, "--out", tmp_path / "nan-scores"],
+    ):
+        code, stderr = run_main(capsys, *command)
+        assert_one_error_line(
+            code, stderr, "NonFiniteValueError", "1 row(s)", "not a number", f"row {len(labels)} of the row group"
+        )
     assert snapshot(tmp_path) == before
 
 
@@ -866,6 +966,11 @@ def test_dask_y_chunked_unlike_x_and_dask_dataframes(client):
         sample_weight=da.from_array(np.ones(len(y)), chunks=120),
     )
     assert unaligned.coef_.tobytes() == reference.coef_.tobytes()
+    from sklearn.exceptions import DataConversionWarning
+
+    with pytest.warns(DataConversionWarning, match="column-vector y"):  # raveled, as numpy's (it was refused)
+        column = LogisticRegression(l2=1e-3).fit(da.from_array(X, chunks=(100, 3)), da.from_array(y[:, None], 70))
+    assert column.coef_.tobytes() == reference.coef_.tobytes()
     frame = dd.from_pandas(pd.DataFrame(X, columns=["a", "b", "c"]), npartitions=3)
     model = LogisticRegression(l2=1e-3).fit(frame, dd.from_pandas(pd.Series(y), npartitions=4))
     assert list(model.feature_names_in_) == ["a", "b", "c"]
@@ -983,6 +1088,11 @@ def test_estimator_tags_say_what_the_settings_take():
     assert not get_tags(LogisticRegression(solver="newton")).classifier_tags.multi_class
     assert not get_tags(LogisticRegression(inference="hc0")).classifier_tags.multi_class
     assert not get_tags(LogisticRegressionCV()).classifier_tags.multi_class
+    # ... and refuse three classes in scikit-learn's words, as its own check asks
+    from sklearn.utils.estimator_checks import check_classifier_not_supporting_multiclass
+
+    for binary in (LogisticRegression(solver="newton"), LogisticRegression(inference="hc0"), LogisticRegressionCV()):
+        check_classifier_not_supporting_multiclass(type(binary).__name__, binary)
     X, y = _arrays()
     X = X.copy()
     X[::7, 0] = np.nan

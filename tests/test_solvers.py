@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.solvers import IterationRecord, SolverOptions, gradient_descent
+from pipeline.solvers import GD_FTOL_WINDOW, IterationRecord, SolverOptions, gradient_descent
 
 
 class Quadratic:
@@ -231,10 +231,36 @@ def test_l1_gives_the_soft_thresholded_optimum_with_exact_zeros(solve):
     assert result.loss == pytest.approx(expected, rel=1e-12)  # history includes the L1 term
 
 
+class OffsetQuadratic(Quadratic):
+    """1 + the diagonal quadratic: the optimum's loss is 1, so a relative
+    change is measured against a loss that does not go to 0."""
+
+    def __call__(self, coef):
+        loss, grad = super().__call__(coef)
+        return 1.0 + loss, grad
+
+
 def test_ftol_stops_on_a_tiny_relative_change():
-    fun = Quadratic([1.0, 1e-6], [1.0, 1.0])
+    fun = OffsetQuadratic([1.0, 1e-6], [1.0, 1.0])
     result = gradient_descent(fun, np.zeros(2), SolverOptions(tol=0.0, ftol=1e-3, barzilai_borwein=False))
     assert result.converged and "ftol" in result.message
+
+
+@pytest.mark.parametrize("spread, d", [(4, 10), (4, 20), (5, 20)])
+def test_gradient_descent_ftol_is_not_fooled_by_one_short_step(spread, d):
+    """Barzilai-Borwein steps alternate long and short ones: one iteration that
+    barely lowers the loss stopped gd 'converged' with the loss still 1e-9 to
+    1e-7 (relative) above the optimum and coefficients off by up to 0.1 here.
+    The rule looks at the change over GD_FTOL_WINDOW iterations, and the loss
+    it stops at is within a few ftol of the optimum."""
+    fun = OffsetQuadratic(np.logspace(0, -spread, d), np.ones(d))
+    result = gradient_descent(fun, np.zeros(d), SolverOptions(tol=1e-9, ftol=1e-12, max_iter=100_000))
+    assert result.converged
+    assert result.loss - 1.0 <= 1e-11
+    if "ftol" in result.message:
+        assert f"over the last {GD_FTOL_WINDOW} iterations" in result.message
+        losses = [record.loss for record in result.history]
+        assert losses[-1 - GD_FTOL_WINDOW] - losses[-1] <= 1e-12 * losses[-1 - GD_FTOL_WINDOW]
 
 
 # --------------------------------------------------------------------------- preconditioning, no-progress stop,
