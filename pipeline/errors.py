@@ -28,7 +28,7 @@ Hierarchy::
         ├── LabelValueError          label value outside {0, 1}
         ├── NonFiniteValueError      NaN, +inf or -inf in a feature or the label (or a
         │                            feature too large to standardize: its squares overflow;
-        │                            or, when scored, a margin that is not a number)
+        │                            or a row to score whose margins overflow to no probability)
         │   └── NonFiniteInputError      ... in a dask X, y or sample_weight (also a ValueError)
         ├── MissingValueError        null in a feature or the label
         ├── WeightValueError         negative sample weight, or all weights zero
@@ -231,7 +231,8 @@ class LabelValueError(DataError):
 class NonFiniteValueError(DataError):
     """A feature or label holds NaN or an infinity, or a feature values whose
     sums overflow float64 (they cannot be standardized), or a row to score
-    whose margin is not a number (its terms overflow to +inf and -inf)."""
+    without a probability (its terms overflow to +inf and -inf, or two
+    classes' margins to +inf)."""
 
 
 class NonFiniteInputError(NonFiniteValueError, ValueError):

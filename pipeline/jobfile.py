@@ -160,7 +160,9 @@ KEYS: dict[str, Key] = {
     "train.solver": Key("solver", "str", "--solver", "optimizer (auto: see docs/solvers.md)", SOLVERS),
     "train.max_iter": Key("options.max_iter", "int", "--max-iter", "iteration limit"),
     "train.tol": Key("options.tol", "float", "--tol", "stop when the projected gradient's |g|_inf <= tol"),
-    "train.ftol": Key("options.ftol", "float", "--ftol", "stop when the loss changes by <= ftol (relative)"),
+    "train.ftol": Key(
+        "options.ftol", "float", "--ftol", "stop when an iteration (gd: 20) changes the loss by <= ftol (relative)"
+    ),
     "train.history_size": Key("options.history_size", "int", "--history-size", "L-BFGS memory (pairs kept)"),
     "train.l2": Key("penalty.l2", "float", "--l2", "L2 strength: + l2/2 ||w||^2"),
     "train.l1": Key("penalty.l1", "float", "--l1", "L1 strength: + l1 ||w||_1"),

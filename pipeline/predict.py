@@ -70,24 +70,49 @@ def _margin(model: Model, X: np.ndarray, chunk: ChunkSpec, rows: np.ndarray | No
     """``model``'s margins of rows ``X`` of ``chunk`` (``rows``: their rows in
     the row group, where they are a subset).  A margin that is not a number
     (finite values whose terms overflow float64 to +inf and to -inf) has no
-    probability: a :class:`NonFiniteValueError` naming the first such row; a
-    binary model's margin of +inf or -inf (one side overflowing) is a
-    probability of 1 or 0.  A multinomial model's margins must be finite."""
+    probability: a :class:`NonFiniteValueError` naming the first such row.
+    A margin of +inf or -inf (one side overflowing) is a probability's limit:
+    a binary model's 1 or 0, a multinomial model's :func:`_class_proba`."""
     margin = model.decision_function(X)  # (numba: imported on first use, not at CLI start)
-    bad = np.isnan(margin) if margin.ndim == 1 else ~np.isfinite(margin).all(axis=1)
-    if bad.any():
-        index = int(np.flatnonzero(bad)[0])
-        row = index if rows is None else int(rows[index])
-        raise NonFiniteValueError(
-            f"{int(bad.sum())} row(s) in {chunk.where()} have a margin (coef . x + intercept) that is "
-            f"{'not a number' if margin.ndim == 1 else 'not finite'}, first at row {row} of the row group (dataset "
-            f"row {chunk.offset + row}): the products of the coefficients and these values overflow float64; "
-            "expected values small enough for the margin to be a finite number (rescale them)",
-            path=chunk.path,
-            row_group=chunk.row_group,
-            rows=(chunk.offset + row, chunk.offset + row + 1),
-        )
+    bad = np.isnan(margin) if margin.ndim == 1 else np.isnan(margin).any(axis=1)
+    _refuse_rows(
+        bad,
+        chunk,
+        rows,
+        "a margin (coef . x + intercept) that is not a number: the products of the coefficients and these "
+        "values overflow float64 to +inf and to -inf",
+    )
     return margin
+
+
+def _class_proba(margin: np.ndarray, chunk: ChunkSpec, rows: np.ndarray | None = None):
+    """:func:`pipeline.kernel.softmax` of a multinomial model's margins; a row
+    where two classes' margins overflow to +inf has no probability: a
+    :class:`NonFiniteValueError` naming the first such row."""
+    with np.errstate(invalid="ignore"):  # (inf - inf at a margin of +inf: its own term, which softmax sets)
+        proba, top, log_tail = softmax(margin)
+    _refuse_rows(
+        np.isnan(proba).any(axis=1),
+        chunk,
+        rows,
+        "no probability: the margins (coef . x + intercept) of two or more classes overflow float64 to +inf",
+    )
+    return proba, top, log_tail
+
+
+def _refuse_rows(bad: np.ndarray, chunk: ChunkSpec, rows: np.ndarray | None, what: str) -> None:
+    """A :class:`NonFiniteValueError` naming the first of the ``bad`` rows of ``X``, if any."""
+    if not bad.any():
+        return
+    index = int(np.flatnonzero(bad)[0])
+    row = index if rows is None else int(rows[index])
+    raise NonFiniteValueError(
+        f"{int(bad.sum())} row(s) in {chunk.where()} have {what}, first at row {row} of the row group (dataset "
+        f"row {chunk.offset + row}); expected values small enough to score (rescale them)",
+        path=chunk.path,
+        row_group=chunk.row_group,
+        rows=(chunk.offset + row, chunk.offset + row + 1),
+    )
 
 
 def open_scored(model: Model, data: str, label: str | None) -> Dataset:
@@ -132,7 +157,7 @@ def score_columns(model: Model, X: np.ndarray, threshold: float, chunk: ChunkSpe
     multinomial model's ``proba_<class>`` per class and ``prediction``, the
     most probable class (the first one of a tie)."""
     if model.multinomial:
-        proba = softmax(_margin(model, X, chunk))[0]
+        proba = _class_proba(_margin(model, X, chunk), chunk)[0]
         columns = {f"{PROBA_COLUMN}_{value}": pa.array(proba[:, k]) for k, value in enumerate(model.class_labels)}
         best = np.argmax(proba, axis=1)
         columns[PREDICTION_COLUMN] = _labels(model, best)
@@ -202,7 +227,8 @@ def predict(
     _check_columns(dataset, columns, model)
     target = Path(out)
     check_output_root(out, output_roots(), "prediction output directory")
-    scored = dataset.files if data_prefix(data) is not None else ()  # (a glob's files: the glob never "exists")
+    globbed = data_prefix(data) is not None and any(ch in data for ch in "*?[")
+    scored = dataset.files if globbed else ()  # (a local glob's files: the glob itself never "exists")
     check_prediction_target(target, overwrite, inputs=(model_dir, data, *scored))
     OutputDir(target).check_apart_from(data)  # (the scores would be read as part of the data next time)
     if target.is_symlink():  # (--overwrite: the scores replace those of the directory it names; the link stays)
@@ -352,7 +378,7 @@ def evaluate_chunk(reader, chunk: ChunkSpec, model: Model, threshold: float) -> 
         X, y = X[rows], y[rows]
     margin = _margin(model, X, chunk, rows)  # once: the probabilities and the losses both come from it
     if model.multinomial:
-        return _class_state(margin, y, model.n_classes)
+        return _class_state(_class_proba(margin, chunk, rows), margin, y, model.n_classes)
     proba, softplus = sigmoid_softplus(margin)
     # stable per-row log-loss log(1 + e^z) - y z (the training loss), summed exactly later
     with np.errstate(invalid="ignore"):  # (0 * inf and inf - inf where a margin is infinite: set below)
@@ -371,14 +397,16 @@ def evaluate_chunk(reader, chunk: ChunkSpec, model: Model, threshold: float) -> 
     }
 
 
-def _class_state(margin: np.ndarray, y: np.ndarray, k: int) -> dict:
+def _class_state(softmaxed: tuple, margin: np.ndarray, y: np.ndarray, k: int) -> dict:
     """A multinomial model's per-chunk state: the confusion counts (true class
     by predicted class), per class the table of its distinct probabilities
     with the rows of that class (positives) and the others, and the log-loss
-    parts (the training loss, :func:`pipeline.kernel.softmax`)."""
-    proba, top, log_tail = softmax(margin)
+    parts (the training loss, from ``softmaxed``: :func:`_class_proba`)."""
+    proba, top, log_tail = softmaxed
     codes = y.astype(np.int64)
-    losses = (top - margin[np.arange(codes.shape[0]), codes]) + log_tail
+    with np.errstate(invalid="ignore"):  # (inf - inf where the label's margin is the one +inf: set below)
+        losses = (top - margin[np.arange(codes.shape[0]), codes]) + log_tail
+    losses[np.isnan(losses)] = 0.0  # the label's class alone at +inf: probability 1, loss 0
     predicted = np.argmax(proba, axis=1)
     tables = []
     for c in range(k):
@@ -484,12 +512,14 @@ def merge_tables(states: list[dict]) -> dict:
 
 def _merge_sums(sums: list) -> Fraction | float:
     """The exact total of the per-row losses; +inf where a row's loss is
-    (its margin overflowed to the side away from its label)."""
+    (its margin overflowed away from its label's side)."""
     total = ExactSums.zeros(1)
     for part in sums:
         total = total.merge(part)
     value = total.exact_values()[0]
-    return value if value is not None else math.inf
+    if value is None:  # (a NaN loss cannot arise: such rows are refused; were one there, NaN it would be)
+        return math.nan if total.saw_nan[0] else math.inf
+    return value
 
 
 def metrics_from_tables(table: dict, threshold: float = 0.5) -> dict:

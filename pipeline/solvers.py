@@ -101,8 +101,9 @@ class SolverOptions:
 
     Stop when the projected gradient's largest entry is ``<= tol``, or when
     an iteration changes the loss by at most ``ftol`` relative to it
-    (``ftol=0`` disables that), or after ``max_iter`` iterations (then
-    ``converged`` is false).
+    (:func:`gradient_descent`: its last :data:`GD_FTOL_WINDOW` iterations
+    together; ``ftol=0`` disables that), or after ``max_iter`` iterations
+    (then ``converged`` is false).
     """
 
     max_iter: int = 1000

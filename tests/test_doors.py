@@ -710,6 +710,80 @@ def test_margins_that_overflow_float64(tmp_path, capsys, trained):
     assert snapshot(tmp_path) == before
 
 
+def test_multinomial_margins_that_overflow_float64(tmp_path, capsys):
+    """A multinomial model: a class whose margin overflows to +inf has
+    probability 1 (the others 0), one at -inf probability 0, and a row's
+    log-loss is 0 or +inf accordingly; two classes at +inf have no
+    probability (one NonFiniteValueError line, nothing written).  Its report
+    refuses a binary model's metrics.json (report read them by their shape)."""
+    rng = np.random.default_rng(5)
+    n = 90
+    data = tmp_path / "data"
+    data.mkdir()
+    labels = np.array(["a", "b", "c"])[np.arange(n) % 3]
+    columns = {f"f{j}": rng.normal(size=n) + (labels == "abc"[j]) for j in range(FEATURES)}
+    pq.write_table(pa.table({**columns, "y": labels}), data / "part.parquet")
+    trained_model = tmp_path / "trained"
+    assert (
+        run_main(
+            capsys, "train", data, "--label", "y", "--l2", "0.1", "--in-process", "--quiet", "--out", trained_model
+        )[0]
+        == 0
+    )
+    model = tmp_path / "model"
+    shutil.copytree(trained_model, model)
+    # class k's margin is 2 x_k (+ its intercept, + 2 x_k's centering): a huge x_k sends it to +-inf
+    edit_json(MODEL_FILE, setting("coef", np.diag([2.0] * FEATURES).tolist()), redigest=True)(model)
+
+    def dataset(name: str, rows: list[tuple[list[float], str]]) -> Path:
+        table = pa.table(
+            {
+                **{f"f{j}": pa.array([c[j] for c in columns_of(rows)], pa.float64()) for j in range(FEATURES)},
+                "y": [label for _, label in rows],
+            }
+        )
+        directory = tmp_path / name
+        directory.mkdir()
+        pq.write_table(table, directory / "part.parquet")
+        return directory
+
+    def columns_of(rows):
+        return [values for values, _ in rows]
+
+    normal = [([float(columns[f"f{j}"][i]) for j in range(FEATURES)], str(labels[i])) for i in range(30)]
+
+    def log_loss(directory: Path) -> float:
+        out = tmp_path / f"{directory.name}.json"
+        assert run_main(capsys, "evaluate", model, directory, "--out", out)[0] == 0
+        return json.loads(out.read_text())["log_loss"]
+
+    plain = log_loss(dataset("plain", normal))
+    assert 0 < plain < math.inf
+    right = log_loss(dataset("right", normal + [([BIG, 0.0, 0.0], "a"), ([0.0, -BIG, 0.0], "c")]))
+    assert right < math.inf  # (the -inf row's loss is finite: its label's class is not the one at -inf)
+    assert log_loss(dataset("alone", normal + [([BIG, 0.0, 0.0], "a")])) == pytest.approx(plain * 30 / 31, rel=1e-15)
+    assert log_loss(dataset("wrong", normal + [([BIG, 0.0, 0.0], "b")])) == math.inf
+    scores = tmp_path / "scores"
+    assert run_main(capsys, "predict", model, tmp_path / "right", "--out", scores)[0] == 0
+    table = pq.read_table(scores)
+    assert [table.column(f"proba_{c}")[30].as_py() for c in "abc"] == [1.0, 0.0, 0.0]
+    assert table.column("proba_b")[31].as_py() == 0.0 and table.column("prediction")[30].as_py() == "a"
+    both = dataset("both", normal + [([BIG, BIG, 0.0], "a")])
+    before = snapshot(tmp_path)
+    for command in (
+        ["evaluate", model, both, "--out", tmp_path / "nan.json"],
+        ["predict", model, both, "--out", tmp_path / "nan-scores"],
+    ):
+        code, stderr = run_main(capsys, *command)
+        assert_one_error_line(code, stderr, "NonFiniteValueError", "1 row(s)", "no probability", "first at row 30 ")
+    assert snapshot(tmp_path) == before
+    # a binary model's metrics.json beside this multinomial model (its digest written in)
+    binary_metrics = {"model_digest": json.loads((model / MODEL_FILE).read_text())["digest"], "n_samples": 3}
+    (model / "metrics.json").write_text(json.dumps({**binary_metrics, "log_loss": 0.5, "accuracy": 0.5}))
+    code, stderr = run_main(capsys, "report", model)
+    assert_one_error_line(code, stderr, "ModelFileError", "expected the metrics of this multinomial model")
+
+
 def test_outputs_that_cannot_be_written_are_one_error_line(tmp_path, capsys, trained):
     """A report.html that is a directory, a metrics file under /proc: one
     OutputError line each, not an OSError traceback after the pass; predict
