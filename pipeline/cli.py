@@ -22,6 +22,7 @@ from typing import Any
 
 from .cluster import ClusterSpec, connect, embedded_worker_count
 from .config import CACHE_MODES, TrainConfig, check_output_root, output_roots
+from .data import local_path
 from .errors import (
     ClusterError,
     ColumnNotFoundError,
@@ -435,7 +436,7 @@ def _evaluate(args) -> int:
     split = None if args.split == "all" else split_of(args.model, args.split)
     if split is not None:
         check_split_key(args.model, args.data, split)
-    out = Path(args.out) if args.out else OutputDir(args.model).metrics
+    out = Path(local_path(args.out, "metrics file")) if args.out else OutputDir(args.model).metrics
     check_output_root(str(out), output_roots(), "metrics file")
     if inside_data(out, args.data):
         raise OutputError(
@@ -820,7 +821,7 @@ def _print_iteration(record: IterationRecord) -> None:
 
 def _demo(args) -> int:
     with tempfile.TemporaryDirectory(prefix="pipeline-demo-") as scratch:
-        root = Path(args.out) if args.out else Path(scratch)
+        root = Path(local_path(args.out, "demo output directory")) if args.out else Path(scratch)
         one, many = root / "data-1-file", root / "data-7-files"
         if args.rows < 1:
             raise ConfigError(f"--rows must be >= 1; found {args.rows}", column="rows")

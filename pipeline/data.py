@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import os
 import posixpath
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
@@ -49,6 +50,7 @@ from .errors import (
     LabelValueError,
     MissingValueError,
     NonFiniteValueError,
+    OutputError,
     UnreadableFileError,
     WeightValueError,
 )
@@ -830,6 +832,22 @@ def file_url_path(value: str) -> str:
         host, slash, path = rest[2:].partition("/")
         rest = slash + path if host in ("", "localhost") else rest[2:]
     return urllib.parse.unquote(rest)
+
+
+def local_path(value: str | os.PathLike, what: str) -> str:
+    """Where output ``value`` goes on this machine: the path itself, or a
+    ``file:`` URL's (:func:`file_url_path`).  Outputs are written, renamed
+    into place and locked on the local filesystem, so another filesystem's
+    URL (``s3://``, ``memory://``) is an :class:`OutputError`: it would
+    otherwise become a local directory named after its scheme."""
+    path = file_url_path(os.fspath(value))
+    if "://" in path:
+        raise OutputError(
+            f"{what} {os.fspath(value)} is a URL; expected a local path (outputs are written to this "
+            "machine's filesystem; a file: URL is one)",
+            path=os.fspath(value),
+        )
+    return path
 
 
 def _resolve(url: str, storage_options: dict | None) -> tuple[Any, list[str], str]:

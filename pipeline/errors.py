@@ -12,7 +12,7 @@ Hierarchy::
     PipelineError
     ├── ConfigError              invalid option or combination of options
     ├── ClusterError             scheduler unreachable, cluster failed to start
-    ├── OutputError              output directory exists or is not writable
+    ├── OutputError              output directory exists, is not writable or is another filesystem's URL
     ├── ModelFileError           model directory without model.json, or a model.json (or the
     │                            job.json / metrics.json beside it) that is not what a run writes
     ├── JobError                 a training job's file, state or checkpoint
@@ -169,7 +169,8 @@ class ClusterError(PipelineError):
 
 
 class OutputError(PipelineError):
-    """The output location cannot be used."""
+    """The output location cannot be used (taken, not writable, outside the
+    output root, or a URL: outputs are local paths)."""
 
 
 class ModelFileError(PipelineError):

@@ -307,6 +307,8 @@ _PATH_KEYS = (
     "cluster.tls_cert",
     "cluster.tls_key",
 )  # output.dir: see _output_dir
+#: keys of paths this machine writes: never another filesystem's URL
+_LOCAL_KEYS = ("output.dir", "output.root")
 
 
 def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
@@ -564,6 +566,14 @@ def config_from_mapping(
     for required in ("data.url", "data.label"):
         if required not in values:
             raise fail(f"missing {show(required)} ({KEYS[required].help})", required)
+    # written here: a URL would be a local directory named after its scheme (pipeline.data.local_path;
+    # data.url with data.generate: TrainConfig's rule)
+    for key in (key for key in _LOCAL_KEYS if key in values and "://" in file_url_path(values[key])):
+        raise fail(
+            f"{show(key)} must be a local path: outputs are written to this machine's filesystem (a file: URL "
+            f"is one); found the URL {values[key]!r}",
+            key,
+        )
     for key in _PATH_KEYS:
         if key in values:
             values[key] = _absolute(values[key])

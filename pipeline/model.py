@@ -264,6 +264,7 @@ class Model:
         path = Path(directory) / MODEL_FILE
         data = _checked_fields(cls, path, _read_json(path))
         stored = data.pop("digest")
+        _check_rectangular(data, path)  # (before the digest is computed from them)
         try:
             model = cls(**data)
         except ValueError as exc:  # (a format that cannot hold the keys found)
@@ -468,6 +469,20 @@ def _found(value) -> str:
     if len(text) > SHOWN_CHARS:
         text = text[:SHOWN_CHARS] + "..."
     return text if value is None else f"{type(value).__name__} {text}"
+
+
+def _check_rectangular(data: dict, path: Path) -> None:
+    """A ``coef`` of rows (a multinomial model's, typed ``list[list[float]]``
+    by then) has rows of one length (which length, :func:`_check_classes`)."""
+    rows = data["coef"]
+    lengths = [len(row) for row in rows if isinstance(row, list)]
+    if len(set(lengths)) > 1:
+        raise ModelFileError(
+            f"{path}: coef must be rows of one length (one row per class, one value per feature); found rows of "
+            f"lengths {lengths[:20]}",
+            path=str(path),
+            column="coef",
+        )
 
 
 def _check_consistent(model: Model, path: Path) -> None:

@@ -39,6 +39,7 @@ from .data import (
     SplitPart,
     check_distinct,
     dataset_files,
+    local_path,
     open_dataset,
     split_key_kinds,
     unreadable_error,
@@ -225,6 +226,7 @@ def predict(
     threshold = binary_threshold(model, threshold)
     dataset = open_scored(model, data, None)
     _check_columns(dataset, columns, model)
+    out = local_path(out, "prediction output directory")
     target = Path(out)
     check_output_root(out, output_roots(), "prediction output directory")
     globbed = data_prefix(data) is not None and any(ch in data for ch in "*?[")

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .data import local_path
 from .errors import ConfigError, OutputError
 from .kernel import margins, sigmoid
 
@@ -108,7 +109,7 @@ def make_data(
     a ``kill -9`` in the microseconds of the links.  An ``OSError`` (a path
     under a file, no permission, a full disk) is an :class:`OutputError`."""
     check_parameters(rows=rows, features=features, files=files, row_group_size=row_group_size, seed=seed)
-    directory = Path(out)
+    directory = Path(local_path(out, "dataset directory"))
     if holds_data(directory):
         raise _taken(directory)
     names = [f"part-{index:05d}.parquet" for index in range(files)]

@@ -192,7 +192,7 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                 # (the features are known once the categorical columns' levels are)
                 init = None
                 if resume is None:
-                    init = initial_coef(config.init, dataset.feature_names, dataset.classes if n_classes else None)
+                    init = initial_coef(config.init, dataset.feature_names, dataset.classes, multinomial=n_classes > 0)
                 check_feature_names(dataset)
                 parts = split_parts(dataset, split)
                 with evaluators(config, parts, recorder.note, client) as (training, validation, cache):
@@ -1050,9 +1050,14 @@ def check_label_classes(dataset: Dataset) -> None:
         )
 
 
-def initial_coef(init: str | None, features: Sequence[str], classes: Sequence | None = None) -> np.ndarray | None:
-    """The coefficients of the model in ``init`` as the fit's starting point
-    (``classes``: a multinomial fit's, which the model must have too)."""
+def initial_coef(
+    init: str | None, features: Sequence[str], classes: Sequence = (), multinomial: bool = False
+) -> np.ndarray | None:
+    """The coefficients of the model in ``init`` as the fit's starting point:
+    a model of the same family, features and classes (``classes``: the
+    training label's, empty for a 0/1 label read as it is; a binary model's
+    coefficients are the log-odds of its second class, so that class must
+    be the training's too)."""
     if init is None:
         return None
     model = Model.load(init)
@@ -1062,13 +1067,15 @@ def initial_coef(init: str | None, features: Sequence[str], classes: Sequence | 
             f"expected the training features {list(features)} (same names, same order)",
             column="init",
         )
-    if classes is not None or model.multinomial:
-        if not model.multinomial or model.class_labels != list(classes or []):
-            kind = f"of classes {model.classes}" if model.classes else "of a 0/1 label"
-            raise ConfigError(
-                f"init model in {init} is a {model.family} model {kind}; "
-                f"expected a multinomial model of the training classes {list(classes or [])}",
-                column="init",
-            )
+    expected = list(classes) or [0, 1]
+    if model.multinomial != multinomial or model.class_labels != expected:
+        kind = f"of classes {model.classes}" if model.classes else "of a 0/1 label"
+        wanted = f"of the training classes {expected}" if classes else "of the training's 0/1 label"
+        raise ConfigError(
+            f"init model in {init} is a {model.family} model {kind}; expected a "
+            f"{'multinomial' if multinomial else 'binomial'} model {wanted}",
+            column="init",
+        )
+    if multinomial:
         return np.column_stack([model.coef_array, model.intercept]).ravel()
     return np.append(model.coef_array, model.intercept)

@@ -269,6 +269,19 @@ MODEL_DEFECTS = {
             ("an integer and a float", [0, 1.0]),
         ]
     },
+    "coef rows of different lengths": (
+        edit_json(
+            MODEL_FILE,
+            lambda d: d.update(
+                family="multinomial",
+                classes=[0, 1, 2],
+                intercept=[0.0] * 3,
+                coef=[d["coef"], d["coef"][:-1], d["coef"]],
+            ),
+        ),
+        f"coef must be rows of one length (one row per class, one value per feature); found rows of lengths "
+        f"[{FEATURES}, {FEATURES - 1}, {FEATURES}]",
+    ),
     "classes booleans": (
         edit_json(MODEL_FILE, lambda d: d.update(classes=[False, True], family="binomial", format_version=4)),
         "classes must be list[str | int | float] | None; found list [false, true]",
@@ -808,6 +821,85 @@ def test_outputs_that_cannot_be_written_are_one_error_line(tmp_path, capsys, tra
     assert link.is_symlink() and link.resolve() == real.resolve()
     assert (real / "part-00000.parquet").stat().st_ino != before  # (new scores)
     assert pq.read_table(real / "part-00000.parquet").num_rows > 0
+
+
+def test_outputs_are_local_paths_or_file_urls(tmp_path, capsys, monkeypatch, trained):
+    """Outputs are written on this machine: another filesystem's URL as an
+    output is one error line and writes nothing (each was a local directory
+    named after its scheme, ``memory:/...`` or ``s3:/...``, reported as
+    written), while a ``file:`` URL is its local path for every output, as
+    it is for training's (``predict --out file:scores`` made ``file:scores/``)."""
+    data, model, _ = _copies(tmp_path, trained)
+    monkeypatch.chdir(tmp_path)  # (where a URL taken for a relative path would land)
+    job = tmp_path / "remote.toml"
+    job.write_text(f'[data]\nurl = "{data}"\nlabel = "y"\n[output]\ndir = "s3://bucket/run"\n')
+    before = snapshot(tmp_path)
+    for command, name, fragment in (
+        (["predict", model, data, "--out", "memory://scores"], "OutputError", "prediction output directory"),
+        (["evaluate", model, data, "--out", "s3://bucket/metrics.json"], "OutputError", "metrics file"),
+        (["make-data", "memory://made", "--rows", "10", "--features", "2"], "OutputError", "dataset directory"),
+        (["demo", "--out", "memory://demo", "--rows", "100"], "OutputError", "demo output directory"),
+        (["train", data, "--label", "y", "--in-process", "--out", "s3://b/run"], "ConfigError", "--out must be"),
+        (["train", data, "--label", "y", "--in-process", "--output-root", "s3://b"], "ConfigError", "--output-root"),
+    ):
+        code, stderr = run_main(capsys, *command)
+        assert_one_error_line(
+            code, stderr, name, fragment, "URL", "expected a local path" if name != "ConfigError" else ""
+        )
+    code, stderr = run_main(capsys, "submit", job, "--in-process")
+    assert_one_error_line(code, stderr, "JobFileError", "key 'output.dir' must be a local path", "s3://bucket/run")
+    assert snapshot(tmp_path) == before
+    for command, written in (
+        (["predict", model, data, "--out", "file:scores"], "scores/part-00000.parquet"),
+        (["evaluate", model, data, "--out", f"file://{tmp_path}/metrics.json"], "metrics.json"),
+        (["make-data", "file:made", "--rows", "10", "--features", "2"], "made/part-00000.parquet"),
+        (["train", data, "--label", "y", "--in-process", "--quiet", "--out", "file:run"], "run/model.json"),
+    ):
+        assert run_main(capsys, *command)[0] == 0
+        assert (tmp_path / written).is_file(), written
+    assert not any(path.name.startswith("file:") for path in tmp_path.iterdir())
+
+
+def test_an_init_model_must_be_of_the_training_classes(tmp_path, capsys, trained):
+    """A binary --init model's coefficients are the log-odds of its second
+    class: a model of a 0/1 label cannot start a fit of labels 'no'/'yes'
+    and the other way round (it was taken as it was), while a model of the
+    same classes can."""
+    data, model = trained
+    text = tmp_path / "text"
+    text.mkdir()
+    for path in sorted(data.glob("*.parquet")):
+        table = pq.read_table(path)
+        labels = pa.array(np.where(table.column("y").to_numpy() == 1, "yes", "no"))
+        pq.write_table(table.drop(["y"]).append_column("y", labels), text / path.name)
+    text_model = tmp_path / "text-model"
+    assert run_main(capsys, "train", text, "--label", "y", "--in-process", "--quiet", "--out", text_model)[0] == 0
+    before = snapshot(tmp_path)
+    for training, init, fragment in (
+        (
+            text,
+            model,
+            "is a binomial model of a 0/1 label; expected a binomial model of the training classes ['no', 'yes']",
+        ),
+        (
+            data,
+            text_model,
+            "is a binomial model of classes ['no', 'yes']; expected a binomial model of the training's 0/1 label",
+        ),
+    ):
+        code, stderr = run_main(
+            capsys, "train", training, "--label", "y", "--in-process", "--init", init, "--out", tmp_path / "new"
+        )
+        assert_one_error_line(code, stderr, "ConfigError", f"--init model in {init} {fragment}")
+    assert snapshot(tmp_path) == before
+    again = tmp_path / "again"
+    assert (
+        run_main(
+            capsys, "train", text, "--label", "y", "--in-process", "--quiet", "--init", text_model, "--out", again
+        )[0]
+        == 0
+    )
+    assert Model.load(again).coef == Model.load(text_model).coef  # (started at its optimum, stays there)
 
 
 def test_train_never_removes_the_data_it_reads(tmp_path, capsys, trained):
