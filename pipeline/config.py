@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 from .cluster import ClusterSpec
-from .data import MISSING_POLICIES, MissingPolicy
+from .data import MISSING_POLICIES, MissingPolicy, is_glob
 from .errors import ConfigError, OutputError, invalid, is_positive_number, require_count, require_flag
 from .inference import DEFAULT_CONFIDENCE, check_inference, refusal
 from .levels import MAX_BUCKETS, check_level_policy
@@ -158,7 +158,7 @@ class TrainConfig:
         ``column``, and its message starts with the field's name."""
         for flag in ("standardize", "nan_as_missing", "overwrite", "restore_best"):
             require_flag(flag, getattr(self, flag))
-        if self.generate is not None and ("://" in self.data or any(c in self.data for c in "*?[")):
+        if self.generate is not None and ("://" in self.data or is_glob(self.data)):
             raise ConfigError(
                 f"generate writes a dataset into a local directory: `data` must be one (not a URL or a glob); "
                 f"found {self.data!r}",

@@ -834,6 +834,11 @@ def file_url_path(value: str) -> str:
     return urllib.parse.unquote(rest)
 
 
+def is_glob(text: str) -> bool:
+    """Whether ``text`` (a dataset or one path component) holds a glob character."""
+    return any(char in text for char in _GLOB_CHARS)
+
+
 def local_path(value: str | os.PathLike, what: str) -> str:
     """Where output ``value`` goes on this machine: the path itself, or a
     ``file:`` URL's (:func:`file_url_path`).  Outputs are written, renamed
@@ -1526,7 +1531,7 @@ def _check_feature_names(features: tuple[str, ...], label: str | None) -> None:
 
 def _list_files(filesystem, root: str, url: str) -> tuple[list[str], str]:
     """Data files in canonical (sorted) order, and the base for partition keys."""
-    if any(char in root for char in _GLOB_CHARS):
+    if is_glob(root):
         matches = sorted(filesystem.glob(root))
         base = root[: min(root.find(c) for c in _GLOB_CHARS if c in root)]
         base = base.rsplit("/", 1)[0] if "/" in base else ""

@@ -42,7 +42,7 @@ from typing import Any, Literal, get_args
 
 from .atomic import create_atomic, write_atomic
 from .config import TrainConfig
-from .data import file_url_path
+from .data import file_url_path, is_glob
 from .errors import JobError, JobNotFoundError, OutputError
 from .jobfile import config_from_mapping
 
@@ -223,7 +223,7 @@ def data_root(data: str) -> str | None:
     the first glob component (``data/**``: ``data``). None for another
     filesystem's URL, or a glob of one level (``data/*.parquet`` does not take
     ``data/scores/part-00000.parquet``)."""
-    globbed = any(ch in data for ch in "*?[")
+    globbed = is_glob(data)
     return None if globbed and "**" not in data else data_prefix(data)
 
 
@@ -236,7 +236,7 @@ def data_prefix(data: str) -> str | None:
         return None
     parts = Path(data).parts
     for k, part in enumerate(parts):
-        if any(ch in part for ch in "*?["):
+        if is_glob(part):
             return str(Path(*parts[:k])) if k else "."
     return data
 

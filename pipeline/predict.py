@@ -39,6 +39,7 @@ from .data import (
     SplitPart,
     check_distinct,
     dataset_files,
+    is_glob,
     local_path,
     open_dataset,
     split_key_kinds,
@@ -229,7 +230,7 @@ def predict(
     out = local_path(out, "prediction output directory")
     target = Path(out)
     check_output_root(out, output_roots(), "prediction output directory")
-    globbed = data_prefix(data) is not None and any(ch in data for ch in "*?[")
+    globbed = data_prefix(data) is not None and is_glob(data)
     scored = dataset.files if globbed else ()  # (a local glob's files: the glob itself never "exists")
     check_prediction_target(target, overwrite, inputs=(model_dir, data, *scored))
     OutputDir(target).check_apart_from(data)  # (the scores would be read as part of the data next time)

@@ -677,6 +677,21 @@ def test_predict_out_is_never_an_input_or_a_file(tmp_path, capsys, trained):
 BIG = 1.7e308  # times a coefficient of 2, beyond float64
 
 
+def rows_directory(path: Path, rows: list[tuple[list[float], object]], label_type=None) -> Path:
+    """A dataset of ``rows`` ((features f0.., label y)) in ``path/part.parquet``."""
+    columns = {f"f{j}": pa.array([values[j] for values, _ in rows], pa.float64()) for j in range(FEATURES)}
+    path.mkdir()
+    pq.write_table(pa.table({**columns, "y": pa.array([y for _, y in rows], label_type)}), path / "part.parquet")
+    return path
+
+
+def evaluated_log_loss(capsys, model: Path, data: Path) -> float:
+    """``evaluate``'s log_loss of ``model`` on ``data`` (its metrics file beside the data)."""
+    out = data.with_name(f"{data.name}.json")
+    assert run_main(capsys, "evaluate", model, data, "--out", out)[0] == 0
+    return json.loads(out.read_text())["log_loss"]
+
+
 def test_margins_that_overflow_float64(tmp_path, capsys, trained):
     """Finite values whose margin overflows: on one side its probability is 1
     or 0 and its log-loss 0 (the label's side) or +inf, never NaN; evaluate's
@@ -684,23 +699,16 @@ def test_margins_that_overflow_float64(tmp_path, capsys, trained):
     rows).  Terms overflowing both ways (a NaN margin) have no probability:
     one NonFiniteValueError line naming the row, nothing written (predict
     wrote proba NaN)."""
-    data, trained_model = trained
     model = damaged_copy(trained, tmp_path, edit_json(MODEL_FILE, setting("coef", [2.0] * FEATURES), redigest=True))
-    normal = pq.read_table(next(iter(sorted(data.glob("*.parquet"))))).slice(0, 20)
-    labels = normal.column("y").to_pylist()
+    first = pq.read_table(next(iter(sorted(trained[0].glob("*.parquet"))))).slice(0, 20)
+    labels = first.column("y").to_pylist()
+    normal = [([first.column(f"f{j}")[i].as_py() for j in range(FEATURES)], labels[i]) for i in range(len(labels))]
 
     def dataset(name: str, rows: list[tuple[list[float], int]]) -> Path:
-        columns = {f"f{j}": pa.array([row[j] for row, _ in rows], pa.float64()) for j in range(FEATURES)}
-        extra = pa.table({**columns, "y": pa.array([y for _, y in rows], normal.schema.field("y").type)})
-        directory = tmp_path / name
-        directory.mkdir()
-        pq.write_table(pa.concat_tables([normal.select(extra.column_names), extra]), directory / "part.parquet")
-        return directory
+        return rows_directory(tmp_path / name, normal + rows, first.schema.field("y").type)
 
     def log_loss(directory: Path) -> float:
-        out = tmp_path / f"{directory.name}.json"
-        assert run_main(capsys, "evaluate", model, directory, "--out", out)[0] == 0
-        return json.loads(out.read_text())["log_loss"]
+        return evaluated_log_loss(capsys, model, directory)
 
     plain = log_loss(dataset("plain", []))
     assert 0 < plain < math.inf
@@ -736,39 +744,20 @@ def test_multinomial_margins_that_overflow_float64(tmp_path, capsys):
     labels = np.array(["a", "b", "c"])[np.arange(n) % 3]
     columns = {f"f{j}": rng.normal(size=n) + (labels == "abc"[j]) for j in range(FEATURES)}
     pq.write_table(pa.table({**columns, "y": labels}), data / "part.parquet")
-    trained_model = tmp_path / "trained"
+    model = tmp_path / "model"
     assert (
-        run_main(
-            capsys, "train", data, "--label", "y", "--l2", "0.1", "--in-process", "--quiet", "--out", trained_model
-        )[0]
+        run_main(capsys, "train", data, "--label", "y", "--l2", "0.1", "--in-process", "--quiet", "--out", model)[0]
         == 0
     )
-    model = tmp_path / "model"
-    shutil.copytree(trained_model, model)
     # class k's margin is 2 x_k (+ its intercept, + 2 x_k's centering): a huge x_k sends it to +-inf
     edit_json(MODEL_FILE, setting("coef", np.diag([2.0] * FEATURES).tolist()), redigest=True)(model)
-
-    def dataset(name: str, rows: list[tuple[list[float], str]]) -> Path:
-        table = pa.table(
-            {
-                **{f"f{j}": pa.array([c[j] for c in columns_of(rows)], pa.float64()) for j in range(FEATURES)},
-                "y": [label for _, label in rows],
-            }
-        )
-        directory = tmp_path / name
-        directory.mkdir()
-        pq.write_table(table, directory / "part.parquet")
-        return directory
-
-    def columns_of(rows):
-        return [values for values, _ in rows]
-
     normal = [([float(columns[f"f{j}"][i]) for j in range(FEATURES)], str(labels[i])) for i in range(30)]
 
+    def dataset(name: str, rows: list[tuple[list[float], str]]) -> Path:
+        return rows_directory(tmp_path / name, rows)
+
     def log_loss(directory: Path) -> float:
-        out = tmp_path / f"{directory.name}.json"
-        assert run_main(capsys, "evaluate", model, directory, "--out", out)[0] == 0
-        return json.loads(out.read_text())["log_loss"]
+        return evaluated_log_loss(capsys, model, directory)
 
     plain = log_loss(dataset("plain", normal))
     assert 0 < plain < math.inf
