@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .cluster import ClusterSpec, connect, embedded_worker_count
-from .config import CACHE_MODES, TrainConfig, check_output_root, output_roots
+from .config import CACHE_MODES, TrainConfig, check_output_root, environment_root, output_roots
 from .data import local_path
 from .errors import (
     ClusterError,
@@ -391,8 +391,9 @@ def _print_class_metrics(metrics: dict) -> None:
 
 
 def _make_data(args) -> int:
-    paths = make_data(args.out, args.rows, args.features, args.files, args.row_group_size, args.seed)
-    print(f"wrote {args.rows} rows x {args.features} features to {len(paths)} file(s) in {args.out}")
+    out = local_path(args.out, "dataset directory")
+    paths = make_data(out, args.rows, args.features, args.files, args.row_group_size, args.seed)
+    print(f"wrote {args.rows} rows x {args.features} features to {len(paths)} file(s) in {out}")
     return 0
 
 
@@ -820,11 +821,15 @@ def _print_iteration(record: IterationRecord) -> None:
 
 
 def _demo(args) -> int:
-    with tempfile.TemporaryDirectory(prefix="pipeline-demo-") as scratch:
-        root = Path(local_path(args.out, "demo output directory")) if args.out else Path(scratch)
+    if args.rows < 1:
+        raise ConfigError(f"--rows must be >= 1; found {args.rows}", column="rows")
+    out = None if args.out is None else local_path(args.out, "demo output directory")
+    if out is not None:  # (before any data is written there)
+        check_output_root(out, output_roots(), "demo output directory")
+    # without --out, a scratch directory under the output root where one is set
+    with tempfile.TemporaryDirectory(prefix="pipeline-demo-", dir=environment_root()) as scratch:
+        root = Path(out or scratch)
         one, many = root / "data-1-file", root / "data-7-files"
-        if args.rows < 1:
-            raise ConfigError(f"--rows must be >= 1; found {args.rows}", column="rows")
         make_data(str(one), args.rows, args.features, files=1, row_group_size=args.rows, seed=7)
         make_data(str(many), args.rows, args.features, files=7, row_group_size=4999, seed=7)
         print(

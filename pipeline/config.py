@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 from .cluster import ClusterSpec
-from .data import MISSING_POLICIES, MissingPolicy, is_glob
+from .data import MISSING_POLICIES, MissingPolicy, is_glob, local_path
 from .errors import ConfigError, OutputError, invalid, is_positive_number, require_count, require_flag
 from .inference import DEFAULT_CONFIDENCE, check_inference, refusal
 from .levels import MAX_BUCKETS, check_level_policy
@@ -158,6 +158,12 @@ class TrainConfig:
         ``column``, and its message starts with the field's name."""
         for flag in ("standardize", "nan_as_missing", "overwrite", "restore_best"):
             require_flag(flag, getattr(self, flag))
+        for name in ("out", "output_root"):  # written on this machine: local paths
+            if getattr(self, name) is not None:
+                try:
+                    object.__setattr__(self, name, local_path(getattr(self, name), name))
+                except OutputError as exc:
+                    raise ConfigError(str(exc), column=name) from None
         if self.generate is not None and ("://" in self.data or is_glob(self.data)):
             raise ConfigError(
                 f"generate writes a dataset into a local directory: `data` must be one (not a URL or a glob); "
@@ -336,10 +342,18 @@ def check_job_name(name: str) -> None:
         )
 
 
+def environment_root() -> str | None:
+    """This machine's ``$PIPELINE_OUTPUT_ROOT`` as a local path (a ``file:``
+    URL's path); None where it is not set; :class:`OutputError` for another
+    filesystem's URL (:func:`pipeline.data.local_path`)."""
+    value = os.environ.get(OUTPUT_ROOT_ENV) or None
+    return None if value is None else local_path(value, f"${OUTPUT_ROOT_ENV}")
+
+
 def output_roots(config: TrainConfig | None = None) -> list[str]:
     """The roots an output must lie inside: ``config``'s own, and this machine's
     ``$PIPELINE_OUTPUT_ROOT`` (a worker running a detached job checks its own)."""
-    roots = [config and config.output_root, os.environ.get(OUTPUT_ROOT_ENV) or None]
+    roots = [config and config.output_root, environment_root()]
     return [root for root in roots if root]
 
 
@@ -349,7 +363,7 @@ def check_output_root(path: str, roots: list[str], what: str = "output directory
     resolved = Path(path).resolve()
     for root in roots:
         if not resolved.is_relative_to(Path(root).resolve()):
-            by_environment = root == os.environ.get(OUTPUT_ROOT_ENV)  # (it binds every job where it is set)
+            by_environment = root == environment_root()  # (it binds every job where it is set)
             remedy = f"${OUTPUT_ROOT_ENV} where the job runs" if by_environment else "output.root (--output-root)"
             raise OutputError(
                 f"{what} {path} is outside the output root {root} (resolved: "

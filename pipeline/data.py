@@ -844,7 +844,8 @@ def local_path(value: str | os.PathLike, what: str) -> str:
     ``file:`` URL's (:func:`file_url_path`).  Outputs are written, renamed
     into place and locked on the local filesystem, so another filesystem's
     URL (``s3://``, ``memory://``) is an :class:`OutputError`: it would
-    otherwise become a local directory named after its scheme."""
+    otherwise become a local directory named after its scheme; so is an
+    empty path (``file:``: not the current directory)."""
     path = file_url_path(os.fspath(value))
     if "://" in path:
         raise OutputError(
@@ -852,6 +853,8 @@ def local_path(value: str | os.PathLike, what: str) -> str:
             "machine's filesystem; a file: URL is one)",
             path=os.fspath(value),
         )
+    if not path:
+        raise OutputError(f"{what} {os.fspath(value)!r} is empty; expected a path", path=os.fspath(value))
     return path
 
 

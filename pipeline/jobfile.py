@@ -52,13 +52,13 @@ from .config import (
     CACHE_MODES,
     FAMILIES,
     INFERENCE_KINDS,
-    OUTPUT_ROOT_ENV,
     SOLVERS,
     TrainConfig,
     check_job_name,
     check_output_root,
+    environment_root,
 )
-from .data import MISSING_POLICIES, file_url_path
+from .data import MISSING_POLICIES, file_url_path, local_path
 from .errors import ConfigError, JobFileError, OutputError, PipelineError, is_positive_number
 from .objective import Penalty
 from .paths import CV_RULES
@@ -523,7 +523,9 @@ def _absolute(value: str) -> str:
 def _output_dir(out: str | None, name: str | None, root: str | None) -> str | None:
     """``output.dir`` made absolute: against the output root when there is one
     (then it must stay inside it, and a job name alone names a directory
-    there), else against the current directory."""
+    there), else against the current directory.  Both are local paths
+    (a ``file:`` URL's path; another URL was refused before)."""
+    out = None if out is None else file_url_path(out)
     if root is None:
         return None if out is None else _absolute(out)
     root = _absolute(root)
@@ -531,7 +533,7 @@ def _output_dir(out: str | None, name: str | None, root: str | None) -> str | No
         if name is None:
             return None
         out = os.path.join(root, name)
-    elif "://" not in out and not os.path.isabs(out):
+    elif not os.path.isabs(out):
         out = os.path.join(root, out)
     check_output_root(out, [root])
     return out
@@ -566,14 +568,13 @@ def config_from_mapping(
     for required in ("data.url", "data.label"):
         if required not in values:
             raise fail(f"missing {show(required)} ({KEYS[required].help})", required)
-    # written here: a URL would be a local directory named after its scheme (pipeline.data.local_path;
-    # data.url with data.generate: TrainConfig's rule)
-    for key in (key for key in _LOCAL_KEYS if key in values and "://" in file_url_path(values[key])):
-        raise fail(
-            f"{show(key)} must be a local path: outputs are written to this machine's filesystem (a file: URL "
-            f"is one); found the URL {values[key]!r}",
-            key,
-        )
+    # written here: a URL would be a local directory named after its scheme, an empty path the
+    # current directory (pipeline.data.local_path; data.url with data.generate: TrainConfig's rule)
+    for key in (key for key in _LOCAL_KEYS if key in values):
+        try:
+            local_path(values[key], show(key))
+        except OutputError as exc:
+            raise fail(str(exc), key) from None
     for key in _PATH_KEYS:
         if key in values:
             values[key] = _absolute(values[key])
@@ -582,12 +583,9 @@ def config_from_mapping(
             check_job_name(values["name"])
         except ConfigError as exc:
             raise fail(f"{show('name')}: {exc}", "name") from None
+    root = values.get("output.root") or environment_root()  # (an OutputError of its own: not the job's key)
     try:
-        out = _output_dir(
-            values.get("output.dir"),
-            values.get("name"),
-            values.get("output.root") or os.environ.get(OUTPUT_ROOT_ENV) or None,
-        )
+        out = _output_dir(values.get("output.dir"), values.get("name"), root)
     except OutputError as exc:
         raise fail(f"{show('output.dir')}: {exc}", "output.dir") from None
     if out is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_atomic
-from .data import MISSING_POLICIES, indicator_name
+from .data import MISSING_POLICIES, file_url_path, indicator_name
 from .errors import ModelFileError, OutputError
 from .inference import Inference
 from .kernel import Categories, sigmoid, softmax
@@ -261,7 +261,7 @@ class Model:
         missing, unknown or of the wrong type, a number that must be finite is
         not, the coefficients do not match the features, or the digest does
         not match the coefficients."""
-        path = Path(directory) / MODEL_FILE
+        path = Path(file_url_path(os.fspath(directory))) / MODEL_FILE  # (a file: URL is its local path)
         data = _checked_fields(cls, path, _read_json(path))
         stored = data.pop("digest")
         _check_rectangular(data, path)  # (before the digest is computed from them)
@@ -479,7 +479,7 @@ def _check_rectangular(data: dict, path: Path) -> None:
     if len(set(lengths)) > 1:
         raise ModelFileError(
             f"{path}: coef must be rows of one length (one row per class, one value per feature); found rows of "
-            f"lengths {lengths[:20]}",
+            f"lengths {lengths[:20]}" + (f" ... ({len(lengths)} rows)" if len(lengths) > 20 else ""),
             path=str(path),
             column="coef",
         )

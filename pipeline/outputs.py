@@ -261,7 +261,7 @@ class OutputDir:
     """A run's output directory and its files (see the module docstring)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
+        self.path = Path(file_url_path(os.fspath(path)))  # (a file: URL is its local path)
 
     def __repr__(self) -> str:
         return f"OutputDir({str(self.path)!r})"

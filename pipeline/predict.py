@@ -39,6 +39,7 @@ from .data import (
     SplitPart,
     check_distinct,
     dataset_files,
+    file_url_path,
     is_glob,
     local_path,
     open_dataset,
@@ -223,6 +224,7 @@ def predict(
     when every chunk is written: a failure leaves no partial output.
     """
     check_threshold(threshold)
+    model_dir = file_url_path(model_dir)  # (a file: URL is its local path)
     model = Model.load(model_dir)
     threshold = binary_threshold(model, threshold)
     dataset = open_scored(model, data, None)

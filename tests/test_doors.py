@@ -32,7 +32,8 @@ import pytest
 from conftest import run_cli
 
 from pipeline.cli import EXIT_ERROR, main
-from pipeline.errors import ModelFileError, NonFiniteInputError, NonFiniteValueError, PipelineError
+from pipeline.config import TrainConfig
+from pipeline.errors import ConfigError, ModelFileError, NonFiniteInputError, NonFiniteValueError, PipelineError
 from pipeline.model import Model, coef_digest
 from pipeline.outputs import MODEL_FILE
 from pipeline.synth import make_data
@@ -816,37 +817,56 @@ def test_outputs_are_local_paths_or_file_urls(tmp_path, capsys, monkeypatch, tra
     """Outputs are written on this machine: another filesystem's URL as an
     output is one error line and writes nothing (each was a local directory
     named after its scheme, ``memory:/...`` or ``s3:/...``, reported as
-    written), while a ``file:`` URL is its local path for every output, as
-    it is for training's (``predict --out file:scores`` made ``file:scores/``)."""
+    written), and so is an empty one (``--out file:`` wrote into the current
+    directory); a ``file:`` URL is its local path for every output, output
+    root ($PIPELINE_OUTPUT_ROOT too: a file: root refused every output, an
+    s3:// one made ``s3:/``), model and job directory (``predict --out
+    file:scores`` made ``file:scores/``; ``status file:run`` found no job)."""
     data, model, _ = _copies(tmp_path, trained)
     monkeypatch.chdir(tmp_path)  # (where a URL taken for a relative path would land)
     job = tmp_path / "remote.toml"
     job.write_text(f'[data]\nurl = "{data}"\nlabel = "y"\n[output]\ndir = "s3://bucket/run"\n')
     before = snapshot(tmp_path)
+    train = ["train", data, "--label", "y", "--in-process", "--quiet"]
     for command, name, fragment in (
-        (["predict", model, data, "--out", "memory://scores"], "OutputError", "prediction output directory"),
-        (["evaluate", model, data, "--out", "s3://bucket/metrics.json"], "OutputError", "metrics file"),
-        (["make-data", "memory://made", "--rows", "10", "--features", "2"], "OutputError", "dataset directory"),
-        (["demo", "--out", "memory://demo", "--rows", "100"], "OutputError", "demo output directory"),
-        (["train", data, "--label", "y", "--in-process", "--out", "s3://b/run"], "ConfigError", "--out must be"),
-        (["train", data, "--label", "y", "--in-process", "--output-root", "s3://b"], "ConfigError", "--output-root"),
+        (["predict", model, data, "--out", "memory://scores"], "OutputError", "prediction output directory memory:"),
+        (["evaluate", model, data, "--out", "s3://bucket/metrics.json"], "OutputError", "metrics file s3:"),
+        (["make-data", "memory://made", "--rows", "10", "--features", "2"], "OutputError", "dataset directory memory:"),
+        (["demo", "--out", "memory://demo", "--rows", "100"], "OutputError", "demo output directory memory:"),
+        ([*train, "--out", "s3://b/run"], "ConfigError", "--out s3://b/run is a URL"),
+        ([*train, "--output-root", "s3://b"], "ConfigError", "--output-root s3://b is a URL"),
+        (["submit", job, "--in-process"], "JobFileError", "key 'output.dir' s3://bucket/run is a URL"),
     ):
         code, stderr = run_main(capsys, *command)
-        assert_one_error_line(
-            code, stderr, name, fragment, "URL", "expected a local path" if name != "ConfigError" else ""
-        )
-    code, stderr = run_main(capsys, "submit", job, "--in-process")
-    assert_one_error_line(code, stderr, "JobFileError", "key 'output.dir' must be a local path", "s3://bucket/run")
+        assert_one_error_line(code, stderr, name, fragment, "expected a local path")
+    code, stderr = run_main(capsys, *train, "--out", "file:")
+    assert_one_error_line(code, stderr, "ConfigError", "--out 'file:' is empty; expected a path")
+    with pytest.raises(ConfigError, match="^out memory://x is a URL; expected a local path"):
+        TrainConfig(data=str(data), label="y", out="memory://x")  # (the library's door too)
+    monkeypatch.setenv("PIPELINE_OUTPUT_ROOT", "s3://bucket/root")
+    code, stderr = run_main(capsys, *train, "--out", "run")
+    assert_one_error_line(code, stderr, "OutputError", "$PIPELINE_OUTPUT_ROOT s3://bucket/root is a URL")
+    monkeypatch.setenv("PIPELINE_OUTPUT_ROOT", f"file://{tmp_path}/root")
+    code, stderr = run_main(capsys, "demo", "--out", "demo", "--rows", "100")  # (refused before its data)
+    assert_one_error_line(code, stderr, "OutputError", "demo output directory demo is outside the output root")
     assert snapshot(tmp_path) == before
+    (tmp_path / "root").mkdir()
+    assert run_main(capsys, *train, "--out", f"file://{tmp_path}/root/run")[0] == 0  # (inside the root)
+    assert run_main(capsys, "predict", model, data, "--out", "file:root/scores")[0] == 0
+    assert run_main(capsys, "status", "file:root/run")[0] == 0
+    assert run_main(capsys, "predict", f"file://{tmp_path}/root/run", data, "--out", "root/again")[0] == 0
+    assert {"run", "scores", "again"} <= {path.name for path in (tmp_path / "root").iterdir()}
+    monkeypatch.delenv("PIPELINE_OUTPUT_ROOT")
+    assert TrainConfig(data=str(data), label="y", out="file:run").out == "run"
     for command, written in (
         (["predict", model, data, "--out", "file:scores"], "scores/part-00000.parquet"),
         (["evaluate", model, data, "--out", f"file://{tmp_path}/metrics.json"], "metrics.json"),
         (["make-data", "file:made", "--rows", "10", "--features", "2"], "made/part-00000.parquet"),
-        (["train", data, "--label", "y", "--in-process", "--quiet", "--out", "file:run"], "run/model.json"),
+        ([*train, "--out", "file:run"], "run/model.json"),
     ):
         assert run_main(capsys, *command)[0] == 0
         assert (tmp_path / written).is_file(), written
-    assert not any(path.name.startswith("file:") for path in tmp_path.iterdir())
+    assert not any(path.name.startswith("file:") for path in tmp_path.rglob("*"))
 
 
 def test_an_init_model_must_be_of_the_training_classes(tmp_path, capsys, trained):
