@@ -251,12 +251,15 @@ class TrainConfig:
                 column="nan_as_missing",
             )
         check_level_policy(self.min_category_count, self.max_categories)
-        if self.categorical is not None:
-            object.__setattr__(self, "categorical", tuple(self.categorical))
+        for name in ("categorical", "hashed"):  # (column names, each once, as features are)
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+                twice = sorted({c for c in getattr(self, name) if getattr(self, name).count(c) > 1})
+                if twice:
+                    raise ConfigError(f"{name}: columns listed more than once: {twice}", column=name)
         if self.hash_buckets is not None and not 1 <= self.hash_buckets <= MAX_HASH_BUCKETS:
             raise invalid("hash_buckets", f"in 1 .. {MAX_HASH_BUCKETS}", self.hash_buckets)
         if self.hashed is not None:
-            object.__setattr__(self, "hashed", tuple(self.hashed))
             if self.hash_buckets is None:
                 raise ConfigError("hashed columns need `hash_buckets`", column="hashed")
         if not 0 < self.memory_fraction <= 1:

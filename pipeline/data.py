@@ -54,7 +54,16 @@ from .errors import (
     UnreadableFileError,
     WeightValueError,
 )
-from .levels import LevelCounts, LevelKind, Vocabulary, count_levels, fnv1a, is_categorical_type, level_kind
+from .levels import (
+    LevelCounts,
+    LevelKind,
+    Vocabulary,
+    check_utf8,
+    count_levels,
+    fnv1a,
+    is_categorical_type,
+    level_kind,
+)
 
 __all__ = [
     "Chunk",
@@ -458,11 +467,15 @@ def _class_type(kind: ClassKind) -> pa.DataType:
     return {"str": pa.large_string(), "int": pa.int64(), "float": pa.float64()}[kind]
 
 
-def class_values(column, kind: ClassKind):
-    """A label column's values as large_string, int64 or float64 (dictionaries decoded)."""
+def class_values(column, kind: ClassKind, name: str = "", where: str = ""):
+    """A label column's values as large_string, int64 or float64 (dictionaries
+    decoded); text must be UTF-8 (:func:`pipeline.levels.check_utf8`; ``name``
+    and ``where``: the column and its place, for the error)."""
     if pa.types.is_dictionary(column.type):
         column = pc.cast(column, column.type.value_type)
     values = pc.cast(column, _class_type(kind))
+    if kind == "str":
+        check_utf8(values, f"label column {name!r}{where}", name)
     return pc.add(values, 0.0) if kind == "float" else values  # (-0.0 + 0.0 = +0.0: one class)
 
 
@@ -476,7 +489,7 @@ def class_codes(
         valid = _numpy_values(pc.is_valid(column)) != 0.0
         _check(None, valid, MissingValueError, f"label column {name!r}", "null", "no nulls", chunk, first_row, name)
     try:
-        values = class_values(column, kind)
+        values = class_values(column, kind, name, f" in {chunk.where()}")
         known = pa.array(list(classes), type=_class_type(kind))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         raise ColumnTypeError(
@@ -534,7 +547,7 @@ class ClassCounter:
             raise _row_count_mismatch(chunk, table.num_rows)
         column = table.column(self.label)
         try:
-            values = class_values(column, self.kind)
+            values = class_values(column, self.kind, self.label, f" in {chunk.where()}")
         except pa.ArrowInvalid as exc:
             raise ColumnTypeError(
                 f"label column {self.label!r} in {chunk.where()} has type {column.type} that does not hold "
@@ -1182,7 +1195,10 @@ def statistics_digest(metadatas: Sequence[pq.FileMetaData], columns: Sequence[st
                 if stats is not None:
                     seen += (stats.null_count if stats.has_null_count else None, stats.num_values)
                     if stats.has_min_max:
-                        seen += (stats.min, stats.max)
+                        try:
+                            seen += (stats.min, stats.max)
+                        except UnicodeDecodeError:  # (text that is not UTF-8: its bytes; the reads refuse it)
+                            seen += (stats.min_raw, stats.max_raw)
                 digest.update(repr(seen).encode())
     return digest.hexdigest()
 

@@ -1092,12 +1092,25 @@ def _dask_array(value, name: str):
     import dask.array as da
 
     if hasattr(value, "to_dask_array"):  # a dask DataFrame or Series
+        if value.ndim == 1 and _nullable_number(value.dtype):
+            # (its dask array would hold objects: float64, NA as NaN, as scikit-learn reads such a pandas y)
+            value = value.astype(np.float64)
         return value.to_dask_array()
     if not isinstance(value, da.Array):
         raise TypeError(
             f"{name} must be a dask array, DataFrame or Series, or an array in memory; got {type(value).__name__}"
         )
     return value
+
+
+def _nullable_number(dtype) -> bool:
+    """Whether ``dtype`` is a pandas extension dtype of numbers or booleans
+    (``Int64``, ``Float64``, ``boolean``, ``int8[pyarrow]``, ...)."""
+    import pandas as pd
+
+    return isinstance(dtype, pd.api.extensions.ExtensionDtype) and (
+        pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+    )
 
 
 def _known_rows(array):

@@ -94,16 +94,35 @@ def _arrow_type(kind: LevelKind) -> pa.DataType:
 
 def _as_kind(column, kind: LevelKind, name: str = "", where: str = ""):
     """A column's values as large_string or int64 (dictionaries decoded); a
-    :class:`ColumnTypeError` for unsigned integers beyond int64's range."""
+    :class:`ColumnTypeError` for unsigned integers beyond int64's range, or
+    text that is not UTF-8 (:func:`check_utf8`)."""
     if pa.types.is_dictionary(column.type):
         column = pc.cast(column, column.type.value_type)
     try:
-        return pc.cast(column, _arrow_type(kind))
+        values = pc.cast(column, _arrow_type(kind))
     except pa.ArrowInvalid as exc:
         raise ColumnTypeError(
             f"categorical column {name!r}{where} of type {column.type} holds a value int64 cannot hold ({exc}); "
             "expected integers from -2**63 to 2**63-1, or text",
             column=name or None,
+        ) from None
+    if kind == "str":
+        check_utf8(values, f"categorical column {name!r}{where}", name)
+    return values
+
+
+def check_utf8(values, what: str, column: str = "") -> None:
+    """A :class:`ColumnTypeError` (``what`` names the column and its place)
+    unless text ``values`` are valid UTF-8, as Parquet's string type is: a
+    writer's Latin-1 bytes would otherwise be a value in one place and a
+    decoding error in another."""
+    try:
+        values.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise ColumnTypeError(
+            f"{what} holds text that is not valid UTF-8 ({exc}); expected UTF-8 text, as Parquet's string "
+            "type is (re-encode the column where the file is written)",
+            column=column or None,
         ) from None
 
 

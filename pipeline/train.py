@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import tempfile
 import threading
@@ -1050,6 +1051,32 @@ def check_label_classes(dataset: Dataset) -> None:
         )
 
 
+#: feature names a message quotes from a list (hashed columns have up to 2**24 levels)
+SHOWN_FEATURES = 8
+
+
+def feature_difference(found: list[str], expected: list[str]) -> str:
+    """How feature list ``found`` differs from ``expected``, in a line: both
+    lists where they are short, else their lengths, the first position where
+    they differ and a few names only one of them has."""
+    if len(found) + len(expected) <= 2 * SHOWN_FEATURES:
+        return f"{found}; expected the training features {expected}"
+    at = next((k for k, (a, b) in enumerate(zip(found, expected)) if a != b), min(len(found), len(expected)))
+
+    def only(names: list[str], other: set[str]) -> str:
+        first = list(itertools.islice((name for name in names if name not in other), SHOWN_FEATURES + 1))
+        return f"{first[:SHOWN_FEATURES]}{' ...' if len(first) > SHOWN_FEATURES else ''}" if first else "none"
+
+    def name(names: list[str]) -> str:
+        return repr(names[at]) if at < len(names) else "its end"
+
+    return (
+        f"{len(found)} features; expected the training's {len(expected)}, which differ from position {at} "
+        f"({name(found)} where the training has {name(expected)}); only in the model: "
+        f"{only(found, set(expected))}, only in the training: {only(expected, set(found))}"
+    )
+
+
 def initial_coef(
     init: str | None, features: Sequence[str], classes: Sequence = (), multinomial: bool = False
 ) -> np.ndarray | None:
@@ -1063,8 +1090,8 @@ def initial_coef(
     model = Model.load(init)
     if list(model.features) != list(features):
         raise ConfigError(
-            f"init model in {init} has features {model.features}; "
-            f"expected the training features {list(features)} (same names, same order)",
+            f"init model in {init} has features {feature_difference(list(model.features), list(features))} "
+            "(same names, same order)",
             column="init",
         )
     expected = list(classes) or [0, 1]

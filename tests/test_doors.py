@@ -869,6 +869,69 @@ def test_outputs_are_local_paths_or_file_urls(tmp_path, capsys, monkeypatch, tra
     assert not any(path.name.startswith("file:") for path in tmp_path.rglob("*"))
 
 
+def latin1_text(values: list[bytes]) -> pa.Array:
+    """A Parquet ``string`` column holding bytes that are not UTF-8 (what
+    another writer's Latin-1 text is), which pyarrow writes as they are."""
+    raw = pa.array(values, pa.binary())
+    return pa.Array.from_buffers(pa.string(), len(raw), raw.buffers())
+
+
+def test_text_that_is_not_utf8_is_one_error_line(tmp_path, capsys):
+    """A text cell that is not UTF-8, in a categorical column (with the
+    footers' statistics or without, hashed or not) or in a text label: one
+    ColumnTypeError line naming the column and the row group, and nothing
+    written, for train, predict and evaluate (a UnicodeDecodeError traceback
+    with statistics; without them predict took the bytes for an unseen level)."""
+    rng = np.random.default_rng(2)
+    n = 40
+    good = pa.table({"x": rng.normal(size=n), "s": ["a", "b"] * (n // 2), "y": np.arange(n) % 2})
+    bad = good.set_column(1, "s", latin1_text([b"a", b"\xff\xfe"] * (n // 2)))
+    for name, table, statistics in (("good", good, True), ("bad", bad, True), ("bare", bad, False)):
+        (tmp_path / name).mkdir()
+        pq.write_table(table, tmp_path / name / "part.parquet", write_statistics=statistics)
+    label = tmp_path / "label"
+    label.mkdir()
+    pq.write_table(pa.table({"x": good["x"], "y": latin1_text([b"yes", b"\xe9t\xe9"] * (n // 2))}), label / "p.parquet")
+    model = tmp_path / "model"
+    assert (
+        run_main(
+            capsys, "train", tmp_path / "good", "--label", "y", "--l2", "0.1", "--in-process", "--quiet", "--out", model
+        )[0]
+        == 0
+    )
+    before = snapshot(tmp_path)
+    for data in (tmp_path / "bad", tmp_path / "bare"):
+        where = f"column 's' in row group 0 of {data / 'part.parquet'} holds text that is not valid UTF-8"
+        for command in (
+            ["train", data, "--label", "y", "--in-process", "--out", tmp_path / "new"],
+            ["train", data, "--label", "y", "--in-process", "--hash-buckets", "8", "--out", tmp_path / "new"],
+            ["predict", model, data, "--out", tmp_path / "scores"],
+            ["evaluate", model, data, "--out", tmp_path / "metrics.json"],
+        ):
+            code, stderr = run_main(capsys, *command)
+            assert_one_error_line(code, stderr, "ColumnTypeError", f"categorical {where}", "string index 1")
+    code, stderr = run_main(capsys, "train", label, "--label", "y", "--in-process", "--out", tmp_path / "new")
+    assert_one_error_line(
+        code, stderr, "ColumnTypeError", f"label column 'y' in row group 0 of {label / 'p.parquet'}", "not valid UTF-8"
+    )
+    assert snapshot(tmp_path) == before
+
+
+def test_an_init_model_of_other_features_says_how_they_differ_in_a_line():
+    """Hashed or many-level columns have thousands of features: the message
+    quotes both lists only when they are short (it quoted 65,538 names)."""
+    from pipeline.train import SHOWN_FEATURES, feature_difference
+
+    assert feature_difference(["a"], ["a", "b"]) == "['a']; expected the training features ['a', 'b']"
+    model = [f"k={i}" for i in range(70_000)]
+    training = model[:50] + ["j=0"] + model[50:] + [f"j={i}" for i in range(1, 20)]
+    said = feature_difference(model, training)
+    assert len(said) < 600 and said.startswith("70000 features; expected the training's 70020")
+    assert "differ from position 50 ('k=50' where the training has 'j=0')" in said
+    assert "only in the model: none" in said
+    assert f"only in the training: {[f'j={i}' for i in range(SHOWN_FEATURES)]} ..." in said
+
+
 def test_an_init_model_must_be_of_the_training_classes(tmp_path, capsys, trained):
     """A binary --init model's coefficients are the log-odds of its second
     class: a model of a 0/1 label cannot start a fit of labels 'no'/'yes'
@@ -1155,6 +1218,14 @@ def test_dask_y_chunked_unlike_x_and_dask_dataframes(client):
     renamed = dd.from_pandas(pd.DataFrame(X, columns=["a", "b", "z"]), npartitions=2)
     with pytest.raises(ValueError, match="feature names should match"):
         model.predict(renamed)
+    # a label of a nullable or Arrow dtype: the pandas Series' model (its dask array held objects, which
+    # scikit-learn's label check called "unknown")
+    for dtype in ("Int64", "int8[pyarrow]", "boolean"):
+        labels = pd.Series(y.astype(np.int64)).astype(dtype)
+        from_pandas = LogisticRegression(l2=1e-3).fit(X, labels)
+        from_dask = LogisticRegression(l2=1e-3).fit(frame, dd.from_pandas(labels, npartitions=2))
+        assert from_dask.coef_.tobytes() == from_pandas.coef_.tobytes() == reference.coef_.tobytes(), dtype
+        assert list(from_dask.classes_) == list(from_pandas.classes_) == [0, 1]
 
 
 @pytest.mark.cluster

@@ -276,6 +276,16 @@ def test_alpha_without_reg_is_refused_naming_the_option_or_the_key():
             "--hashed columns need --hash-buckets",
             "key 'data.hashed' columns need key 'data.hash_buckets'",
         ),
+        (  # (each column once, as --features says: the second was taken in silence)
+            {"data.categorical": ["a", "b", "a"]},
+            "--categorical: columns listed more than once: ['a']",
+            "key 'data.categorical': columns listed more than once: ['a']",
+        ),
+        (
+            {"data.hashed": ["a", "a"], "data.hash_buckets": 8},
+            "--hashed: columns listed more than once: ['a']",
+            "key 'data.hashed': columns listed more than once: ['a']",
+        ),
     ],
 )
 def test_a_setting_that_would_do_nothing_is_refused_in_the_sources_words(more, flag_words, key_words):
