@@ -473,7 +473,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 reason = refusal(
                     l1=float(self._penalty().l1),
                     n_classes=self._n_classes,
-                    categorical=bool(self.vocabularies_),
+                    categorical=[vocabulary.column for vocabulary in self.vocabularies_],
                     class_weight=self.class_weight is not None,
                 )
                 if reason is not None:

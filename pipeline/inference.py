@@ -226,8 +226,9 @@ def check_inference(cov_type: str | None, confidence: float) -> None:
         raise invalid("confidence", "a number strictly between 0 and 1", confidence)
 
 
-def refusal(*, l1: float, n_classes: int, categorical: bool, class_weight: bool = False) -> str | None:
-    """Why inference has no meaning for such a fit (None: it has one)."""
+def refusal(*, l1: float, n_classes: int, categorical: bool | Sequence[str], class_weight: bool = False) -> str | None:
+    """Why inference has no meaning for such a fit (None: it has one;
+    ``categorical``: whether it has categorical columns, or their names)."""
     if l1 > 0:
         return (
             f"coefficient inference needs a smooth objective; found an L1 penalty (l1={l1!r}), whose "
@@ -236,7 +237,8 @@ def refusal(*, l1: float, n_classes: int, categorical: bool, class_weight: bool 
     if n_classes:
         return f"coefficient inference is for the binary model; found a multinomial one ({n_classes} classes)"
     if categorical:
-        return "coefficient inference takes numeric features only; found categorical columns"
+        named = f" {list(categorical)}" if not isinstance(categorical, bool) else ""
+        return f"coefficient inference takes numeric features only; found categorical columns{named}"
     if class_weight:
         return (
             "coefficient inference needs the likelihood of the rows as they are; found class weights, which "

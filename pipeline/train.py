@@ -186,7 +186,11 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     if n_classes or dataset.vocabularies:
                         raise ConfigError(
                             "cv: cross-validation takes a binary label and numeric features; found "
-                            + (f"{n_classes} classes" if n_classes else "categorical columns"),
+                            + (
+                                f"{n_classes} classes"
+                                if n_classes
+                                else f"categorical columns {[v.column for v in dataset.vocabularies or ()]}"
+                            ),
                             column="cv",
                         )
                     dataset = dataset.with_folds(Folds(config.cv, config.validation_key))
@@ -557,7 +561,7 @@ def check_inference_possible(config: TrainConfig, n_classes: int, dataset: Datas
     reason = refusal(
         l1=config.penalty.l1,
         n_classes=n_classes,
-        categorical=bool(dataset.vocabularies),
+        categorical=[vocabulary.column for vocabulary in dataset.vocabularies or ()],
         class_weight=config.class_weight is not None,
     )
     if reason is not None:

@@ -191,6 +191,10 @@ def test_what_cross_validation_cannot_do_is_refused(data, tmp_path):
     pq.write_table(pa.table({"x": rng.normal(size=90), "y": np.repeat([0, 1, 2], 30)}), tmp_path / "three.parquet")
     with pytest.raises(ConfigError, match="cv: .*3 classes"):
         train(TrainConfig(data=str(tmp_path / "three.parquet"), label="y", cluster=None, cv=3, penalty=Penalty(l2=1.0)))
+    text = pa.table({"x": rng.normal(size=90), "c": ["a", "b", "c"] * 30, "y": np.tile([0, 1], 45)})
+    pq.write_table(text, tmp_path / "text.parquet")
+    with pytest.raises(ConfigError, match=r"cv: .*found categorical columns \['c'\]$"):  # (named)
+        train(TrainConfig(data=str(tmp_path / "text.parquet"), label="y", cluster=None, cv=3, penalty=Penalty(l2=1.0)))
 
 
 class FailingEvaluator:

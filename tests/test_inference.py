@@ -212,7 +212,7 @@ def test_where_inference_has_no_meaning_it_is_refused(tmp_path):
         train(TrainConfig(data=str(tmp_path / "three.parquet"), label="y", cluster=None, inference="nonrobust"))
     text = pa.table({"x": rng.normal(size=60), "c": ["a", "b", "c"] * 20, "y": np.tile([0, 1], 30)})
     pq.write_table(text, tmp_path / "text.parquet")
-    with pytest.raises(ConfigError, match="inference: .*categorical"):
+    with pytest.raises(ConfigError, match=r"inference: .*found categorical columns \['c'\]$"):  # (named)
         train(TrainConfig(data=str(tmp_path / "text.parquet"), label="y", cluster=None, inference="nonrobust"))
 
 
