@@ -326,6 +326,10 @@ def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
     except UnicodeDecodeError as exc:  # (TOML is UTF-8 text)
         raise JobFileError(f"{source}: not valid TOML: not UTF-8 text ({exc})", path=source) from None
     mapping = _flatten(document, source)
+    in_file = _Source(source)
+    for key, value in mapping.items():  # (the file's own types, before an option replaces or drops a key)
+        if key in KEYS and value is not None:
+            _check_type(key, value, in_file)
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
     for where, dropped in _REPLACED_BY.items():  # another kind of cluster or penalty: the file's goes
         if where in given:

@@ -471,6 +471,7 @@ def gather(client, futures: list, stall_timeout_s: float = STALL_TIMEOUT_S) -> l
 
 def _watched(client, futures: list, stall_timeout_s: float, action):
     """``action()`` while a watchdog thread cancels ``futures`` on a stall."""
+    address = scheduler_address(client)  # (while connected: a closed client no longer says it)
     finished = threading.Event()
     stalled: list[str] = []
 
@@ -502,7 +503,7 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
         if killed is not None:
             raise killed from None
         if SCHEDULER_LOST in cancel_reasons(exc) or _closed(client, exc):
-            raise scheduler_lost(client) from None
+            raise scheduler_lost(client, address) from None
         raise
     finally:
         finished.set()
@@ -512,9 +513,15 @@ def _watched(client, futures: list, stall_timeout_s: float, action):
     return result
 
 
-def scheduler_lost(client) -> ClusterError:
-    """The error of a pass whose client lost its scheduler's connection."""
-    address = getattr(getattr(client, "scheduler", None), "address", None)
+def scheduler_address(client) -> str | None:
+    """The address of ``client``'s scheduler (None where it cannot say)."""
+    return getattr(getattr(client, "scheduler", None), "address", None)
+
+
+def scheduler_lost(client, address: str | None = None) -> ClusterError:
+    """The error of a pass whose client lost its scheduler's connection
+    (``address``: the scheduler's, read while connected; else asked now)."""
+    address = address or scheduler_address(client) or "(its address unknown)"
     return ClusterError(
         f"the connection to the scheduler {address} was lost during a pass (it stopped or restarted); "
         "a job's checkpoint is kept: start the scheduler and workers again, and `pipeline resume "
@@ -541,12 +548,13 @@ def answered(client, request, stall_timeout_s: float):
     a scheduler that does not answer (stopped, frozen, unreachable with its
     connection still open) is the stall :class:`ClusterError`, not a wait for
     ever; a connection that closed, :func:`scheduler_lost`'s."""
+    address = scheduler_address(client)
     try:
         return request(stall_timeout_s)
     except TimeoutError:
         raise ClusterError(stall_message(None, stall_timeout_s)) from None
     except OSError:  # (a request to the scheduler: no task's error)
-        raise scheduler_lost(client) from None
+        raise scheduler_lost(client, address) from None
 
 
 def killed_error(error: BaseException) -> ClusterError | None:

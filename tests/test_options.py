@@ -340,3 +340,24 @@ def test_the_class_weight_rule_shows_the_sources_syntax():
         config_from_mapping(mapping)
     with pytest.raises(JobFileError, match=re.escape("by class ({ham = 1, spam = 5}) or one per class ([1, 5])")):
         config_from_mapping(mapping, "job.toml")
+
+
+@pytest.mark.parametrize(
+    "section, wrong, overrides, found",
+    [
+        ("train", 'max_iter = "10"', {"train.max_iter": 3}, "key 'train.max_iter' must be an integer; found str '10'"),
+        ("cluster", "workers = true", {"cluster.in_process": True}, "key 'cluster.workers' must be an integer"),
+    ],
+)
+def test_a_wrong_type_in_a_job_file_is_refused_whatever_the_command_line_gives(
+    tmp_path, section, wrong, overrides, found
+):
+    """An option that replaces a key (--max-iter) or drops it (--in-process
+    drops the file's cluster keys) hid the file's wrongly typed value: the
+    job ran, and the file stayed wrong for the next run without the option."""
+    job = tmp_path / "job.toml"
+    job.write_text(f'[data]\nurl = "/d"\nlabel = "y"\n[{section}]\n{wrong}\n')
+    with pytest.raises(JobFileError, match=f"^{re.escape(str(job))}: {re.escape(found)}"):
+        load_job(job, overrides)
+    job.write_text('[data]\nurl = "/d"\nlabel = "y"\n[train]\nmax_iter = 10\n[cluster]\nworkers = 2\n')
+    assert load_job(job, overrides).options.max_iter == overrides.get("train.max_iter", 10)

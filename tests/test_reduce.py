@@ -224,6 +224,17 @@ def test_a_pass_whose_scheduler_went_away_is_a_cluster_error_that_says_what_to_d
     with pytest.raises(ClusterError, match=lost):
         gather(Gone(), [])
 
+    class Closing(Gone):
+        """A client whose connection closed as the pass failed: its
+        scheduler no longer says where it was (the message said "None")."""
+
+        def gather(self, futures):
+            self.scheduler = SimpleNamespace(address=None)
+            raise FutureCancelledError("sum_blocks-1", "scheduler-connection-lost")
+
+    with pytest.raises(ClusterError, match=lost):
+        gather(Closing(), [])
+
     class Other(Gone):
         def gather(self, futures):
             raise FutureCancelledError("sum_blocks-1", "user")
