@@ -32,8 +32,6 @@ __all__ = [
 
 #: Seconds to wait for a scheduler to answer.
 CONNECT_TIMEOUT_S = 10.0
-#: Seconds to wait for the first worker of a remote cluster.
-WORKER_WAIT_S = 120
 #: Seconds a pass may make no progress (no worker left, or every worker
 #: paused) before it fails with a :class:`ClusterError`.
 STALL_TIMEOUT_S = 60.0
@@ -244,11 +242,13 @@ def connect(spec: ClusterSpec) -> Iterator:
             ) from None
         with client:
             try:
-                client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+                # (a cluster with no worker makes no progress: the stall timeout's wait, not a fixed one)
+                client.wait_for_workers(1, timeout=spec.stall_timeout_s)
             except TimeoutError:
                 raise ClusterError(
-                    f"the scheduler at {spec.scheduler!r} has no workers after {WORKER_WAIT_S} s; expected at "
-                    f"least one (start one with `dask worker {spec.scheduler}`, then run the command again)",
+                    f"the scheduler at {spec.scheduler!r} has no workers after {spec.stall_timeout_s:g} s "
+                    f"(--stall-timeout); expected at least one (start one with `dask worker {spec.scheduler}`, "
+                    "then run the command again)",
                     path=spec.scheduler,
                 ) from None
             yield client

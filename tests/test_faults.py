@@ -290,6 +290,21 @@ def test_a_result_lost_while_it_is_fetched_fails_in_bounded_time(tmp_path):
     assert "no worker has been connected to the scheduler for 1 s" in outcome[0][1]
 
 
+def test_a_scheduler_without_workers_is_waited_on_for_the_stall_timeout(tmp_path):
+    """No worker ever joins: the run fails after --stall-timeout with the
+    command to start one (it waited a fixed, undocumented 120 s)."""
+    from pipeline.cluster import ClusterSpec, connect
+    from pipeline.errors import ClusterError
+
+    empty = DaskCLICluster(tmp_path, n_workers=0)
+    try:
+        with pytest.raises(ClusterError, match=r"has no workers after 1 s \(--stall-timeout\);.*`dask worker "):
+            with connect(ClusterSpec(scheduler=empty.address, stall_timeout_s=1.0)):
+                pass
+    finally:
+        empty.close()
+
+
 @pytest.mark.parametrize("cache", ["memory", "none"])
 def test_a_killed_scheduler_under_an_attached_job_is_one_cluster_error(tmp_path, jobs_data, cache):
     """``kill -9`` of the scheduler while an attached job runs: the pass's
