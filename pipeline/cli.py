@@ -42,6 +42,7 @@ from .jobs import (
     config_of,
     coordinator_gone,
     find_job,
+    gone_coordinator,
     list_jobs,
     request_cancel,
     run_job,
@@ -72,6 +73,8 @@ EXIT_CANCELLED = 4
 #: Seconds ``pipeline cancel`` waits for the job to stop; poll interval of --follow.
 CANCEL_WAIT_S = 30.0
 FOLLOW_POLL_S = 0.25
+#: Seconds between --follow's checks that the job's coordinator is still there
+FOLLOW_GONE_CHECK_S = 2.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -729,11 +732,9 @@ def _status(args) -> int:
 
 def _gone_note(document: JobDocument) -> str:
     """What ``status`` (and ``logs --follow``) say of a running job whose coordinator is gone."""
-    coordinator = document.coordinator or {}
     return (
-        f"note: its coordinator (pid {coordinator.get('pid')} on {coordinator.get('host')}) is no longer "
-        f"running: the job was killed, not stopped; `pipeline resume {document.out}` continues it from its "
-        "last checkpoint"
+        f"note: {gone_coordinator(document)}: the job was killed, not stopped; `pipeline resume "
+        f"{document.out}` continues it from its last checkpoint"
     )
 
 
@@ -762,6 +763,7 @@ def _logs(args) -> int:
     files = find_job(args.job, args.scheduler)
     path = files.log_file
     position = 0
+    next_check = 0.0
     while True:
         try:
             with open(path) as handle:
@@ -782,9 +784,11 @@ def _logs(args) -> int:
         document = files.read_job() or JobDocument()
         if document.ended and not chunk:
             return 0
-        if coordinator_gone(document) and not chunk:  # (nothing will write to it again)
-            print(_gone_note(document), file=sys.stderr)
-            return EXIT_ERROR
+        if not chunk and time.monotonic() >= next_check:  # (a detached job's check asks its scheduler)
+            next_check = time.monotonic() + FOLLOW_GONE_CHECK_S
+            if coordinator_gone(document):  # (nothing will write to it again)
+                print(_gone_note(document), file=sys.stderr)
+                return EXIT_ERROR
         time.sleep(FOLLOW_POLL_S)
 
 

@@ -82,6 +82,7 @@ __all__ = [
     "new_job_id",
     "request_cancel",
     "cancel_orphaned",
+    "gone_coordinator",
     "run_job",
     "submit_detached",
 ]
@@ -489,13 +490,8 @@ def refuse_if_running(previous: JobDocument | None) -> None:
     config = previous.config or {}
     scheduler = config.get("cluster.scheduler")
     if scheduler and (coordinator.get("mode") == "detached" or previous.status == QUEUED):
-        from distributed import Client
-
-        tls = security(config.get("cluster.tls_ca_file"), config.get("cluster.tls_cert"), config.get("cluster.tls_key"))
-        try:
-            with Client(scheduler, timeout=5, set_as_default=False, security=tls) as client:
-                state = client.run_on_scheduler(_task_state, _task_key(job_id))
-        except (OSError, TimeoutError, TypeError, ValueError):
+        state = coordinator_task_state(previous)
+        if state is UNANSWERED:
             return  # the scheduler is gone, and its tasks with it
         if state in LIVE_TASK_STATES:
             raise JobError(
@@ -522,6 +518,32 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+#: :func:`coordinator_task_state` of a scheduler that does not answer
+UNANSWERED = "(no answer)"
+
+
+def coordinator_task_state(document: JobDocument) -> str | None:
+    """The state of the job's coordinator task on the scheduler of its
+    configuration (None: the scheduler has no such task; :data:`UNANSWERED`:
+    no scheduler answered within a few seconds)."""
+    config = document.config or {}
+    scheduler = config.get("cluster.scheduler")
+    if not scheduler:
+        return UNANSWERED
+    from distributed import Client
+
+    tls = security(config.get("cluster.tls_ca_file"), config.get("cluster.tls_cert"), config.get("cluster.tls_key"))
+    try:
+        with Client(scheduler, timeout=SCHEDULER_ASK_S, set_as_default=False, security=tls) as client:
+            return client.run_on_scheduler(_task_state, _task_key(document.job_id))
+    except (OSError, TimeoutError, TypeError, ValueError):
+        return UNANSWERED
+
+
+#: seconds to wait for a job's scheduler to answer whether its coordinator task lives
+SCHEDULER_ASK_S = 5
 
 
 def _task_key(job_id: str | None) -> str:
@@ -741,16 +763,24 @@ def _scheduler_client(scheduler: str | None):
 
 
 def coordinator_gone(
-    document: JobDocument, host: str | None = None, alive: Callable[[int], bool] | None = None
+    document: JobDocument,
+    host: str | None = None,
+    alive: Callable[[int], bool] | None = None,
+    task_state: Callable[[JobDocument], str | None] | None = None,
 ) -> bool:
-    """Whether ``document`` says "running" while its attached coordinator
-    process is known to be gone: it ran on this ``host`` (default: this
-    machine's name) and its pid is not ``alive`` (default: a signal-0 probe).
-    A job killed with its process (``kill -9``, a lost machine) leaves
-    job.json saying "running"; on another host nothing is known, and a
-    detached coordinator's task is run again by the scheduler on another
-    worker: nothing is claimed for either."""
+    """Whether ``document`` says "running" while its coordinator is known to
+    be gone.  An attached one: it ran on this ``host`` (default: this
+    machine's name) and its pid is not ``alive`` (default: a signal-0
+    probe); a job killed with its process (``kill -9``, a lost machine)
+    leaves job.json saying "running", and on another host nothing is known.
+    A detached one: its scheduler answers that it has no live coordinator
+    task (``task_state``, default :func:`coordinator_task_state`) -- the
+    scheduler was restarted, or lost the task; a task whose worker died is
+    run again elsewhere, and a scheduler that does not answer says nothing."""
     coordinator = document.coordinator or {}
+    if document.status == RUNNING and coordinator.get("mode") == "detached":
+        state = (coordinator_task_state if task_state is None else task_state)(document)
+        return state is not UNANSWERED and state not in LIVE_TASK_STATES
     pid = _pid_of(coordinator)
     if document.status != RUNNING or coordinator.get("mode") != "attached" or pid is None:
         return False
@@ -759,15 +789,20 @@ def coordinator_gone(
     return not (_alive if alive is None else alive)(pid)
 
 
+def gone_coordinator(document: JobDocument) -> str:
+    """Which coordinator :func:`coordinator_gone` found gone, and how, in words."""
+    coordinator = document.coordinator or {}
+    if coordinator.get("mode") == "detached":
+        scheduler = (document.config or {}).get("cluster.scheduler")
+        return f"its coordinator task is no longer on the scheduler at {scheduler} (restarted, or the task lost)"
+    return f"its coordinator (pid {coordinator.get('pid')} on {coordinator.get('host')}) is no longer running"
+
+
 def cancel_orphaned(outputs: OutputDir, document: JobDocument) -> None:
     """Mark a job cancelled whose coordinator is gone (:func:`coordinator_gone`):
     no one would read a cancel request, and one left behind would stop the
     job's next run; ``pipeline resume`` continues it from its checkpoint."""
-    coordinator = document.coordinator or {}
-    reason = (
-        f"cancelled after its coordinator (pid {coordinator.get('pid')} on {coordinator.get('host')}) "
-        "was gone; `pipeline resume` continues it from its last checkpoint"
-    )
+    reason = f"cancelled because {gone_coordinator(document)}; `pipeline resume` continues it from its last checkpoint"
     outputs.update_job(status=CANCELLED, ended_at=now(), error=reason)
     outputs.log(f"job {document.job_id} {reason}")
 

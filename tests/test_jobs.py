@@ -513,7 +513,7 @@ def test_attached_then_detached_submit_give_the_same_model(tmp_path, data, dask_
 
 
 def test_a_running_job_whose_coordinator_is_gone_is_told_apart_only_on_its_host():
-    from pipeline.jobs import coordinator_gone
+    from pipeline.jobs import LIVE_TASK_STATES, UNANSWERED, coordinator_gone
     from pipeline.outputs import JobDocument
 
     attached = {"mode": "attached", "host": "h1", "pid": 42}
@@ -522,10 +522,45 @@ def test_a_running_job_whose_coordinator_is_gone_is_told_apart_only_on_its_host(
     assert not coordinator_gone(running, "h1", alive=lambda pid: True)
     assert not coordinator_gone(running, "h2", alive=lambda pid: False)  # another machine: nothing known
     detached = JobDocument(status="running", coordinator={**attached, "mode": "detached"})
-    assert not coordinator_gone(detached, "h1", alive=lambda pid: False)  # (the scheduler runs its task again)
+    assert not coordinator_gone(detached, "h1", alive=lambda pid: False)  # (no scheduler to ask: nothing known)
+    # a detached one by its scheduler's word: a live task (run again elsewhere if its worker died), none
+    # (the scheduler restarted) or a finished one, or no answer (nothing known)
+    for state, gone in [*((state, False) for state in LIVE_TASK_STATES), (None, True), ("erred", True)]:
+        assert coordinator_gone(detached, task_state=lambda document, state=state: state) is gone, state
+    assert not coordinator_gone(detached, task_state=lambda document: UNANSWERED)
     for other in ("queued", "succeeded", "failed", "cancelled"):
         assert not coordinator_gone(JobDocument(status=other, coordinator=attached), "h1", lambda p: False)
     assert not coordinator_gone(JobDocument(status="running"), "h1", alive=lambda pid: False)  # (no coordinator yet)
+
+
+@pytest.mark.cluster
+def test_a_detached_job_whose_scheduler_lost_its_task_is_told_and_can_be_cancelled(tmp_path, data, capsys):
+    """The scheduler restarted (or lost the coordinator's task) under a
+    detached job: job.json says "running" for ever.  status says so, logs
+    --follow ends with that note, and cancel marks it cancelled at once
+    (status said running, --follow never ended, cancel waited in vain)."""
+    from pipeline.cli import main
+    from pipeline.outputs import OutputDir
+
+    out = tmp_path / "out"
+    assert main(["submit", str(write_job(tmp_path / "job.toml", data, out)), "--quiet"]) == 0
+    (tmp_path / "cluster").mkdir()
+    restarted = DaskCLICluster(tmp_path / "cluster", n_workers=0)  # (a scheduler that never saw the job)
+    try:
+        files = OutputDir(out)
+        config = {**(files.read_job().config or {}), "cluster.scheduler": restarted.address}
+        files.update_job(status="running", config=config, coordinator={"mode": "detached", "host": "w", "pid": 7})
+        capsys.readouterr()
+        assert main(["status", str(out)]) == 0
+        note = f"its coordinator task is no longer on the scheduler at {restarted.address}"
+        assert note in capsys.readouterr().out
+        assert main(["logs", str(out), "--follow"]) == 1
+        assert note in capsys.readouterr().err
+        assert main(["cancel", str(out)]) == 0
+        assert "cancelled (its coordinator was no longer running)" in capsys.readouterr().out
+        assert files.read_job().status == "cancelled" and note in files.read_job().error
+    finally:
+        restarted.close()
 
 
 def test_overwrite_never_replaces_a_job_that_is_still_running(tmp_path, data):
