@@ -827,11 +827,24 @@ def _print_iteration(record: IterationRecord) -> None:
 def _demo(args) -> int:
     if args.rows < 1:
         raise ConfigError(f"--rows must be >= 1; found {args.rows}", column="rows")
+    try:
+        workers = ClusterSpec(n_workers=args.workers)  # (its rules before any data is written)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("n_workers", "--workers", 1), column="workers") from None
     out = None if args.out is None else local_path(args.out, "demo output directory")
     if out is not None:  # (before any data is written there)
         check_output_root(out, output_roots(), "demo output directory")
-    # without --out, a scratch directory under the output root where one is set
-    with tempfile.TemporaryDirectory(prefix="pipeline-demo-", dir=environment_root()) as scratch:
+    # without --out, a scratch directory under the output root where one is set (made, as train makes it)
+    scratch_root = environment_root()
+    if out is None and scratch_root is not None:
+        try:
+            os.makedirs(scratch_root, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot create the output root {scratch_root} ($PIPELINE_OUTPUT_ROOT) for the demo: {exc}",
+                path=scratch_root,
+            ) from None
+    with tempfile.TemporaryDirectory(prefix="pipeline-demo-", dir=scratch_root) as scratch:
         root = Path(out or scratch)
         one, many = root / "data-1-file", root / "data-7-files"
         make_data(str(one), args.rows, args.features, files=1, row_group_size=args.rows, seed=7)
@@ -846,7 +859,7 @@ def _demo(args) -> int:
                 label="y",
                 out=str(root / "model-cluster"),
                 overwrite=True,
-                cluster=ClusterSpec(n_workers=args.workers),
+                cluster=workers,
             ),
             quiet=True,
         )

@@ -366,7 +366,8 @@ def check_output_root(path: str, roots: list[str], what: str = "output directory
     resolved = Path(path).resolve()
     for root in roots:
         if not resolved.is_relative_to(Path(root).resolve()):
-            by_environment = root == environment_root()  # (it binds every job where it is set)
+            environment = environment_root()  # (it binds every job where it is set)
+            by_environment = environment is not None and Path(root).resolve() == Path(environment).resolve()
             remedy = f"${OUTPUT_ROOT_ENV} where the job runs" if by_environment else "output.root (--output-root)"
             raise OutputError(
                 f"{what} {path} is outside the output root {root} (resolved: "

@@ -784,11 +784,11 @@ class LogisticRegressionCV(LogisticRegression):
         an elastic net.  Without a path (``path=None``) the penalty is the
         one given, ``l1=None`` none (as ``pipeline train --cv`` without
         ``--path``; without ``l2`` either, that is refused: it was the lasso
-        at 1.0, whose model was all zeros)."""
+        at 1.0, whose model was all zeros); ``path=0`` is no path too."""
         if self.l1 is not None:
             l1 = self.l1
         else:
-            l1 = 0.0 if self.l2 or self.path is None else 1.0
+            l1 = 0.0 if self.l2 or not self.path else 1.0
         return Penalty(l2=self.l2, l1=l1)
 
     def fit(self, X, y, sample_weight=None):
@@ -1092,7 +1092,7 @@ def _dask_array(value, name: str):
     import dask.array as da
 
     if hasattr(value, "to_dask_array"):  # a dask DataFrame or Series
-        if value.ndim == 1 and _nullable_number(value.dtype):
+        if value.ndim == 1 and (_nullable_number(value.dtype) or _number_categories(value.dtype)):
             # (its dask array would hold objects: float64, NA as NaN, as scikit-learn reads such a pandas y)
             value = value.astype(np.float64)
         return value.to_dask_array()
@@ -1111,6 +1111,14 @@ def _nullable_number(dtype) -> bool:
     return isinstance(dtype, pd.api.extensions.ExtensionDtype) and (
         pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
     )
+
+
+def _number_categories(dtype) -> bool:
+    """Whether ``dtype`` is a pandas ``category`` of numbers (its dask array
+    would hold objects, as a nullable number's does)."""
+    import pandas as pd
+
+    return isinstance(dtype, pd.CategoricalDtype) and pd.api.types.is_numeric_dtype(dtype.categories.dtype)
 
 
 def _known_rows(array):

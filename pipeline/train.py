@@ -1064,7 +1064,7 @@ def feature_difference(found: list[str], expected: list[str]) -> str:
     lists where they are short, else their lengths, the first position where
     they differ and a few names only one of them has."""
     if len(found) + len(expected) <= 2 * SHOWN_FEATURES:
-        return f"{found}; expected the training features {expected}"
+        return f"features {found}; expected the training features {expected}"
     at = next((k for k, (a, b) in enumerate(zip(found, expected)) if a != b), min(len(found), len(expected)))
 
     def only(names: list[str], other: set[str]) -> str:
@@ -1094,7 +1094,7 @@ def initial_coef(
     model = Model.load(init)
     if list(model.features) != list(features):
         raise ConfigError(
-            f"init model in {init} has features {feature_difference(list(model.features), list(features))} "
+            f"init model in {init} has {feature_difference(list(model.features), list(features))} "
             "(same names, same order)",
             column="init",
         )

@@ -298,8 +298,9 @@ def test_the_estimator_takes_scikit_learn_splitters_whose_test_sets_partition_th
     assert LogisticRegressionCV(cv=KFold(4), path=None, l2=0.05, l1=0.0).fit(X, y).cv_losses_.shape == (1, 4)
     # without a path the penalty is the one given: none given is refused (it was the lasso
     # at l1=1.0, whose model was all zeros, without a word)
-    with pytest.raises(ValueError, match="cross-validation needs a penalty"):
-        LogisticRegressionCV(cv=KFold(4), path=None).fit(X, y)
+    for no_path in (None, 0):  # (path=0 is no path too: it was the lasso at l1=1.0 as well)
+        with pytest.raises(ValueError, match="cross-validation needs a penalty"):
+            LogisticRegressionCV(cv=KFold(4), path=no_path).fit(X, y)
     for splitter, fragment in [
         (ShuffleSplit(3, test_size=0.2, random_state=0), "partition the rows"),
         (TimeSeriesSplit(3), "partition the rows"),

@@ -849,6 +849,15 @@ def test_outputs_are_local_paths_or_file_urls(tmp_path, capsys, monkeypatch, tra
     monkeypatch.setenv("PIPELINE_OUTPUT_ROOT", f"file://{tmp_path}/root")
     code, stderr = run_main(capsys, "demo", "--out", "demo", "--rows", "100")  # (refused before its data)
     assert_one_error_line(code, stderr, "OutputError", "demo output directory demo is outside the output root")
+    code, stderr = run_main(capsys, "demo", "--out", "root/demo", "--workers", "0")  # (so is a bad worker count)
+    assert_one_error_line(code, stderr, "ConfigError", "--workers must be")
+    monkeypatch.setenv("PIPELINE_OUTPUT_ROOT", "root/")  # (relative, a slash: still the environment's root)
+    code, stderr = run_main(capsys, *train, "--out", str(tmp_path / "elsewhere"))
+    assert_one_error_line(code, stderr, "ConfigError", "change $PIPELINE_OUTPUT_ROOT where the job runs")
+    monkeypatch.setenv("PIPELINE_OUTPUT_ROOT", str(tmp_path / "afile"))  # (a file: the demo cannot make it)
+    code, stderr = run_main(capsys, "demo", "--rows", "100")
+    assert_one_error_line(code, stderr, "OutputError", "cannot create the output root")
+    monkeypatch.setenv("PIPELINE_OUTPUT_ROOT", f"file://{tmp_path}/root")
     assert snapshot(tmp_path) == before
     (tmp_path / "root").mkdir()
     assert run_main(capsys, *train, "--out", f"file://{tmp_path}/root/run")[0] == 0  # (inside the root)
@@ -922,7 +931,7 @@ def test_an_init_model_of_other_features_says_how_they_differ_in_a_line():
     quotes both lists only when they are short (it quoted 65,538 names)."""
     from pipeline.train import SHOWN_FEATURES, feature_difference
 
-    assert feature_difference(["a"], ["a", "b"]) == "['a']; expected the training features ['a', 'b']"
+    assert feature_difference(["a"], ["a", "b"]) == "features ['a']; expected the training features ['a', 'b']"
     model = [f"k={i}" for i in range(70_000)]
     training = model[:50] + ["j=0"] + model[50:] + [f"j={i}" for i in range(1, 20)]
     said = feature_difference(model, training)
@@ -1220,7 +1229,7 @@ def test_dask_y_chunked_unlike_x_and_dask_dataframes(client):
         model.predict(renamed)
     # a label of a nullable or Arrow dtype: the pandas Series' model (its dask array held objects, which
     # scikit-learn's label check called "unknown")
-    for dtype in ("Int64", "int8[pyarrow]", "boolean"):
+    for dtype in ("Int64", "int8[pyarrow]", "boolean", "category"):
         labels = pd.Series(y.astype(np.int64)).astype(dtype)
         from_pandas = LogisticRegression(l2=1e-3).fit(X, labels)
         from_dask = LogisticRegression(l2=1e-3).fit(frame, dd.from_pandas(labels, npartitions=2))
