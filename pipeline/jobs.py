@@ -293,6 +293,18 @@ class JobRecorder(Recorder):
         with self.outputs.writing():
             self.outputs.log(f"model written to {self.outputs.model}")
 
+    def on_chosen(self, model: Model) -> None:
+        """job.json's progress: the chosen point's model's, as history.csv is now (status showed the last point's
+        iteration and loss beside the chosen one's digest)."""
+        with self.outputs.writing():
+            updated = self.outputs.update_job(
+                iteration=model.n_iter,
+                loss=model.loss,
+                grad_norm=model.grad_norm,
+                n_passes=model.n_passes,
+            )
+        _publish(self.publish_to, self.job_id, updated)
+
     def _tell_warnings(self) -> None:
         """The warnings caught while the job ran: to job.log (once written) and ``on_warning``."""
         for warning in self.caught:

@@ -146,6 +146,11 @@ class Model:
         return self.loss_history[self._coef_record]
 
     @property
+    def grad_norm(self) -> float:
+        """The projected gradient's largest magnitude at ``coef``."""
+        return self.grad_norm_history[self._coef_record]
+
+    @property
     def validation_loss(self) -> float | None:
         """The mean validation loss at ``coef`` (None without a validation set)."""
         if not self.validation_loss_history:

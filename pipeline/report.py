@@ -437,7 +437,7 @@ def write_report(out: str) -> Path:
     else:
         parts += _binary_sections(model, metrics, directory, n_dense, scale)
 
-    parts += _path_section(outputs)
+    parts += _path_section(outputs, model.digest)
     config = job.config or {}
     parts += [
         "<h2>Configuration</h2>",
@@ -458,13 +458,20 @@ def write_report(out: str) -> Path:
     return target
 
 
-def _path_section(outputs: OutputDir) -> list[str]:
+def _path_section(outputs: OutputDir, digest: str) -> list[str]:
     """A regularization path's points, its coefficient paths (standardized
-    magnitudes, ``coef × std``) and its losses against the strength."""
+    magnitudes, ``coef × std``) and its losses against the strength; none
+    where the path did not choose the model of ``digest`` (a replacing run
+    stopped on its way: its path beside the model it did not replace)."""
     document = _optional_json(outputs.path_summary, _check_path)
     if not document:
         return []
     points = document["points"]
+    chosen_point = document.get("chosen")
+    if not (isinstance(chosen_point, int) and 0 <= chosen_point < len(points)):
+        return []
+    if points[chosen_point].get("digest") != digest:
+        return []
     models = [Model.load(outputs.path_point(point["index"])) for point in points]
     grid = [point["strength"] for point in points]
     binary = [model for model in models if not model.multinomial]

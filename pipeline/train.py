@@ -59,7 +59,7 @@ from .kernel import KernelSpec, class_sums
 from .levels import LevelCounts, Vocabulary, merge_counts, value_counts, vocabulary
 from .model import Model
 from .objective import Evaluator, Penalty
-from .outputs import PATH_DIR, OutputDir
+from .outputs import HISTORY_FILE, PATH_DIR, OutputDir
 from .paths import PathPoint, choose, lambda_max, mixing, null_intercepts, path_document, penalties, strengths
 from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, compile_ahead, gather, warm_up
 from .solvers import IterationRecord
@@ -126,6 +126,9 @@ class Recorder:
 
     def on_model(self, model: Model) -> None:
         pass
+
+    def on_chosen(self, model: Model) -> None:
+        """A regularization path chose ``model`` (its progress so far was the last point's)."""
 
     def finish(self, model: Model, kernel: dict | None) -> None:
         """``kernel``: the kernel fingerprint the workers shared (None in-process)."""
@@ -428,6 +431,8 @@ def fit_path(
         if outputs is not None:
             first_write()
             model.save(outputs.path_point(k))
+            if outputs.history.exists():  # (a job's: this point's fit on every row, for the chosen one's below)
+                write_atomic(outputs.path_point(k) / HISTORY_FILE, outputs.history.read_bytes())
             for state_file in outputs.path_point(k).glob("state-*.npz"):
                 state_file.unlink()
             if lockstep is not None and not fold_rows:  # (each fold's training rows, counted once)
@@ -441,6 +446,10 @@ def fit_path(
             recorder.note(f"cross-validation loss {cv_loss!r} (std {cv_std!r} over {n_folds} folds)")
         starts = [fit_result.coef for fit_result in fits]
     chosen = choose(points, config.cv_rule)
+    if outputs is not None and (outputs.path_point(chosen) / HISTORY_FILE).exists():
+        # history.csv: the chosen model's (it was the last point's)
+        write_atomic(outputs.history, (outputs.path_point(chosen) / HISTORY_FILE).read_bytes())
+    recorder.on_chosen(models[chosen])
     if lockstep is not None:
         recorder.note(f"cross-validation: {lockstep.n_passes} cross-validation passes over the data")
     where = f"{PATH_DIR}/{chosen:03d}" if outputs is not None else f"strength {chosen + 1}"

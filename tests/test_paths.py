@@ -5,6 +5,7 @@ job, the report's plots, and the refusals."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 
@@ -285,3 +286,32 @@ def test_a_new_jobs_files_are_cleared_without_the_path_it_is_writing(tmp_path):
     state.write_bytes(b"x")
     outputs.clear_job_files()
     assert state.exists()
+
+
+def test_a_path_jobs_status_and_history_are_the_chosen_models(data, tmp_path, capsys):
+    """job.json's progress (status) and history.csv described the path's
+    last point beside the chosen model's digest; now the chosen model's, as
+    model.json, and each point keeps its own history.  A path.json that did
+    not choose model.json's model (a replacing run stopped on its way) is
+    left out of the report (it showed its chosen point beside another model)."""
+    from pipeline.cli import main
+
+    out = tmp_path / "out"
+    options = ["--reg", "1", "--alpha", "0.7", "--path", "5", "--validation-fraction", "0.25"]
+    assert main(["train", data, "--label", "y", "--in-process", "--quiet", *options, "--out", str(out)]) == 0
+    points, chosen = path_points(out)
+    assert chosen < len(points) - 1  # (else the last point's progress would be the chosen one's anyway)
+    model, job = Model.load(out), OutputDir(out).read_job()
+    assert (job.iteration, job.loss, job.n_passes) == (model.n_iter, model.loss, model.n_passes)
+    with open(OutputDir(out).history) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(row["loss"]) for row in rows] == model.loss_history
+    assert all((OutputDir(out).path_point(point["index"]) / "history.csv").exists() for point in points)
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    assert f"iteration {model.n_iter}  loss {model.loss:.12g}" in capsys.readouterr().out
+    assert "Regularization path" in write_report(str(out)).read_text()
+    document = json.loads(OutputDir(out).path_summary.read_text())
+    document["points"][chosen]["digest"] = "0" * 64  # (another run's path.json)
+    OutputDir(out).path_summary.write_text(json.dumps(document))
+    assert "Regularization path" not in write_report(str(out)).read_text()
