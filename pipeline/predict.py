@@ -58,7 +58,7 @@ from .errors import (
 from .exact import ExactSums
 from .kernel import sigmoid, softmax
 from .model import DEFAULT_THRESHOLD, Model, predicted_positive
-from .outputs import MODEL_FILE, OutputDir, data_prefix, lies_within
+from .outputs import MODEL_FILE, PATH_DIR, OutputDir, data_prefix, lies_within
 from .reduce import gather
 
 __all__ = ["CALIBRATION_BINS", "evaluate", "metrics_from_tables", "predict", "split_of"]
@@ -722,7 +722,7 @@ def split_of(model_dir: str | os.PathLike, part: SplitPart) -> Split:
     ``job.json``), seen from ``part`` ("train" or "validation")."""
     if part not in ("train", "validation"):
         raise ConfigError(f"a split part is 'train' or 'validation', got {part!r}")
-    outputs = OutputDir(model_dir)
+    outputs, point = training_run(model_dir)
     path = outputs.job
     try:  # only the split's two keys: the model may have moved since (output roots do not apply)
         document = outputs.read_job()
@@ -741,7 +741,8 @@ def split_of(model_dir: str | os.PathLike, part: SplitPart) -> Split:
             path=str(path),
         ) from None
     model = Model.load(model_dir)
-    if document.digest != model.digest:  # a later job's job.json (failed, cancelled, running) beside this model
+    wrote = document.digest if point is None else _point_digest(outputs, point, document.digest)
+    if wrote != model.digest:  # a later job's job.json (failed, cancelled, running) beside this model
         raise ConfigError(
             f"{path} is of job {document.job_id} ({document.status}), which did not write the model in "
             f"{model_dir} (digest {model.digest}; the job's: {document.digest}); evaluating a split "
@@ -760,6 +761,31 @@ def split_of(model_dir: str | os.PathLike, part: SplitPart) -> Split:
     return Split(float(fraction), key, part)
 
 
+def training_run(model_dir: str | os.PathLike) -> tuple[OutputDir, int | None]:
+    """The output directory whose ``job.json`` trained the model in
+    ``model_dir``, and which path point it is: ``model_dir`` itself (None),
+    or, for a regularization path's point (``RUN/path/NNN``, no job.json of
+    its own), the run's directory and ``NNN``."""
+    outputs = OutputDir(model_dir)
+    parent = outputs.path.resolve().parent
+    if outputs.job.exists() or parent.name != PATH_DIR or not outputs.path.name.isdigit():
+        return outputs, None
+    return OutputDir(parent.parent), int(outputs.path.name)
+
+
+def _point_digest(run: OutputDir, point: int, run_digest: str | None) -> str | None:
+    """The digest ``run``'s path.json gives its point ``point`` (None: no
+    such point, or a path.json that did not choose the run's model, of
+    digest ``run_digest``: another run's)."""
+    try:
+        document = json.loads(run.path_summary.read_text())
+        points = {entry["index"]: entry.get("digest") for entry in document["points"]}
+        chosen = document["points"][document["chosen"]].get("digest")
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    return points.get(point) if chosen == run_digest else None
+
+
 def check_split_key(model_dir: str | os.PathLike, data: str, split: Split) -> None:
     """A split by key seen on ``data`` must hash its keys as training did: a
     key column of another type there (ids written as float64, or as text)
@@ -768,7 +794,7 @@ def check_split_key(model_dir: str | os.PathLike, data: str, split: Split) -> No
     where it can still be read (else nothing is claimed)."""
     if not split.key:
         return
-    document = OutputDir(model_dir).read_job()
+    document = training_run(model_dir)[0].read_job()
     trained_on = (document.config or {}).get("data.url") if document is not None else None
     if not isinstance(trained_on, str):
         return

@@ -311,7 +311,16 @@ def test_a_path_jobs_status_and_history_are_the_chosen_models(data, tmp_path, ca
     assert main(["status", str(out)]) == 0
     assert f"iteration {model.n_iter}  loss {model.loss:.12g}" in capsys.readouterr().out
     assert "Regularization path" in write_report(str(out)).read_text()
+    # any point is evaluated on its run's split (its folder has no job.json: it was refused)
+    point = OutputDir(out).path_point(1)
+    evaluate = ["evaluate", str(point), data, "--split", "validation", "--out", str(tmp_path / "m.json")]
+    assert main([*evaluate, "--overwrite"]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["log_loss"] == pytest.approx(points[1]["validation_loss"], rel=1e-14)
     document = json.loads(OutputDir(out).path_summary.read_text())
     document["points"][chosen]["digest"] = "0" * 64  # (another run's path.json)
     OutputDir(out).path_summary.write_text(json.dumps(document))
     assert "Regularization path" not in write_report(str(out)).read_text()
+    capsys.readouterr()
+    assert main([*evaluate, "--overwrite"]) == 1  # (that path.json did not choose this job's model)
+    assert "did not write the model" in capsys.readouterr().err
