@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -201,6 +203,10 @@ _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
     **{name: (int, float) for name in ("loss", "grad_norm", "elapsed_s")},
     "converged": bool,
 }
+
+
+#: what follows ``.NAME.`` in the name of an atomic write's temporary file (pipeline.atomic)
+TEMPORARY = re.compile(r"[0-9a-f]{32}\.tmp")
 
 
 def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
@@ -412,6 +418,9 @@ class OutputDir:
                 continue
             if name not in MODEL_BOUND_FILES or not self.model.exists():
                 (self.path / name).unlink(missing_ok=True)
+            for temporary in self.path.glob(f".{glob.escape(name)}.*.tmp"):  # (a writer killed mid-write)
+                if TEMPORARY.fullmatch(temporary.name[len(name) + 2 :]):
+                    temporary.unlink(missing_ok=True)
 
     def clear_model_files(self) -> None:
         """Remove what described the model a new one replaces (its metrics, report and plot)."""

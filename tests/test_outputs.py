@@ -115,8 +115,13 @@ def test_every_file_a_job_writes_is_named_in_outputs_and_cleared_with_it(data, t
     written = {path.name for path in out.iterdir()}
     assert written <= set(JOB_FILES) | {MODEL_FILE}, written - set(JOB_FILES) - {MODEL_FILE}
     assert {"job.json", "job.log", "history.csv", "checkpoint.npz", "metrics.json", "report.html"} <= written
+    # a writer killed between its temporary file and the rename left one behind (it stayed for ever); not
+    # one of another name
+    (out / ".history.csv.0123456789abcdef0123456789abcdef.tmp").write_text("iteration\n")
+    (out / ".history.csv.mine.tmp").write_text("kept\n")
     OutputDir(out).clear_job_files()  # the model stays until replaced, and what describes it with it
-    assert {path.name for path in out.iterdir()} == {MODEL_FILE, "metrics.json", "report.html"}
+    assert {path.name for path in out.iterdir()} == {MODEL_FILE, "metrics.json", "report.html", ".history.csv.mine.tmp"}
+    (out / ".history.csv.mine.tmp").unlink()
     OutputDir(out).clear_model_files()
     assert {path.name for path in out.iterdir()} == {MODEL_FILE}
 
