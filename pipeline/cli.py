@@ -35,7 +35,7 @@ from .errors import (
     OutputError,
     PipelineError,
 )
-from .jobfile import KEYS, config_from_mapping, key_setting, load_job
+from .jobfile import KEYS, JobSource, config_from_mapping, in_file_words, job_source, load_job
 from .jobs import (
     cancel_orphaned,
     check_job_output,
@@ -572,14 +572,15 @@ def _submit(args) -> int:
             "default the file's name) under an output root ('output.root', --output-root or $PIPELINE_OUTPUT_ROOT)",
             path=str(args.job),
         )
+    source = job_source(args.job, overrides)
     try:
         if args.detach:
-            job_id = submit_detached(config)
+            job_id = submit_detached(config, source=source)
             scheduler = config.cluster and config.cluster.scheduler  # (submit_detached needs one)
             _say(f"job {job_id} submitted to {scheduler}; output {config.out}")
             _say(f"follow it with: pipeline logs {job_id} --follow --scheduler {scheduler}")
             return 0
-        model = _attached(config, quiet=args.quiet)
+        model = _attached(config, quiet=args.quiet, source=source)
     except (ClusterError, DatasetNotFoundError, ColumnNotFoundError, ModelFileError) as exc:
         # the job file named something that is not there: say which key (not for the command line's values)
         key = _named_by(exc, config)
@@ -587,16 +588,11 @@ def _submit(args) -> int:
             raise
         raise type(exc)(f"{args.job}: {key}: {exc}", path=args.job, column=key) from None
     except ConfigError as exc:
-        # a setting of the file that only the data can refuse (class_weight's count): say which key
-        setting = key_setting(args.job, exc.column)
-        # the file's setting, unless the command line gave the value (another
-        # option given there, --name or --max-iter, does not make it the flag's)
-        if isinstance(exc, JobFileError):
-            raise
-        if setting is None or setting in overrides:
-            raise _in_flag_words(exc) from None
-        reason = str(exc).removeprefix(f"{exc.column}: ")  # (the key names the setting already)
-        raise JobFileError(f"{args.job}: {setting}: {reason}", path=args.job, column=setting) from None
+        # a setting of the file that only the data can refuse (class_weight's count): say which key (the file's
+        # setting, unless the command line gave the value: another option given there, --name or --max-iter,
+        # does not make it the flag's)
+        worded = in_file_words(exc, source)
+        raise (_in_flag_words(exc) if worded is exc and not isinstance(exc, JobFileError) else worded) from None
     return 0 if model is not None else EXIT_CANCELLED
 
 
@@ -658,10 +654,16 @@ def _resume(args) -> int:
 
 
 def _attached(
-    config: TrainConfig, job_id: str | None = None, quiet: bool = False, doing: str = "training"
+    config: TrainConfig,
+    job_id: str | None = None,
+    quiet: bool = False,
+    doing: str = "training",
+    source: JobSource | None = None,
 ) -> Model | None:
     """Run the job here, print progress; None if it was cancelled.  ``doing``
-    opens the first line (printed with ``quiet`` too)."""
+    opens the first line (printed with ``quiet`` too); ``source``: the job
+    file the configuration came from (job.json records its settings' errors
+    in its words)."""
     where = (
         "in-process"
         if config.cluster is None
@@ -677,6 +679,7 @@ def _attached(
             progress=None if quiet else _print_iteration,
             notify=None if quiet else _say,
             on_warning=lambda line: _say(line, sys.stderr),
+            source=source,
         )
     except JobCancelled as exc:
         _say(f"cancelled: {exc}", sys.stderr)

@@ -65,7 +65,16 @@ from .paths import CV_RULES
 from .solvers import SolverOptions
 from .synth import LEAST
 
-__all__ = ["KEYS", "config_from_mapping", "config_to_mapping", "key_setting", "load_job", "suggestion", "to_toml"]
+__all__ = [
+    "KEYS",
+    "config_from_mapping",
+    "config_to_mapping",
+    "in_file_words",
+    "job_source",
+    "load_job",
+    "suggestion",
+    "to_toml",
+]
 
 
 KeyKind = Literal["str", "int", "float", "bool", "names", "class_weight", "generate"]
@@ -338,23 +347,42 @@ def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
     return config_from_mapping(mapping, source, overridden=given)
 
 
-def key_setting(path: str | os.PathLike, column: str | None) -> str | None:
-    """The key of job file ``path`` that sets the option an error names
-    (``column``: a field, ``"class_weight"``, or its last part, ``"max_iter"``),
-    if the file sets one; None otherwise (or if the file cannot be read: its
-    own errors are :func:`load_job`'s)."""
-    if not column:
-        return None
+def _setting_of(column: str | None, keys: Iterable[str]) -> str | None:
+    """The key among ``keys`` that sets the option an error names (``column``)."""
+    for key in keys:
+        field = KEYS[key].field if key in KEYS else None
+        if column and field is not None and column in (field, field.rsplit(".", 1)[-1]):
+            return key
+    return None
+
+
+#: a job file and the keys it set that the command line did not replace (:func:`in_file_words`)
+JobSource = tuple[str, tuple[str, ...]]
+
+
+def job_source(path: str | os.PathLike, overridden: Iterable[str] = ()) -> JobSource | None:
+    """The job file ``path`` and the keys it sets but ``overridden`` (None if it cannot be read)."""
     try:
         with open(path, "rb") as handle:
             mapping = _flatten(tomllib.load(handle), str(path))
     except (OSError, tomllib.TOMLDecodeError, PipelineError):
         return None
-    for key in mapping:
-        field = KEYS[key].field
-        if field is not None and column in (field, field.rsplit(".", 1)[-1]):
-            return key
-    return None
+    return str(path), tuple(key for key in mapping if key not in set(overridden))
+
+
+def in_file_words(error: BaseException, source: JobSource | None) -> BaseException:
+    """``error`` as the job file's: a :class:`ConfigError` of a value that
+    only the data can refuse (class_weight's count) set by a key of
+    ``source``'s file becomes a :class:`JobFileError` naming the file and the
+    key, as a job file's other errors do; anything else as it is."""
+    if source is None or not isinstance(error, ConfigError) or isinstance(error, JobFileError):
+        return error
+    path, keys = source
+    setting = _setting_of(error.column, keys)
+    if setting is None:
+        return error
+    reason = str(error).removeprefix(f"{error.column}: ")  # (the key names the setting already)
+    return JobFileError(f"{path}: {setting}: {reason}", path=path, column=setting)
 
 
 #: other tools' names of a setting (scikit-learn's, glmnet's), by the name it has here

@@ -53,7 +53,7 @@ from .errors import (
     PipelineError,
 )
 from .fitting import FitState, Progress
-from .jobfile import config_to_mapping
+from .jobfile import JobSource, config_to_mapping, in_file_words
 from .model import Model
 from .outputs import (
     ACTIVE,
@@ -168,10 +168,13 @@ class JobRecorder(Recorder):
         progress: Progress | None = None,
         notify: Callable[[str], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
+        source: JobSource | None = None,
     ) -> None:
         super().__init__(progress, notify)
         assert config.out is not None  # check_job_output
         self.config = config
+        #: the job file the configuration came from (its settings' errors are recorded in its words)
+        self.source = source
         self.job_id = job_id
         self.previous = previous
         self.coordinator = coordinator
@@ -351,6 +354,7 @@ class JobRecorder(Recorder):
             how = str(error) or "Ctrl-C"
             self._end(CANCELLED, f"interrupted ({how}); `pipeline resume {self.outputs.path}` continues it")
         elif isinstance(error, PipelineError):
+            error = in_file_words(error, self.source)
             self._end(FAILED, f"{type(error).__name__}: {error}")
         else:
             self._end(FAILED, f"{type(error).__name__}: {error} (unexpected)")
@@ -583,6 +587,7 @@ def run_job(
     notify: Callable[[str], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
     coordinator: Coordinator = "attached",
+    source: JobSource | None = None,
 ) -> Model:
     """Run (or resume) the job; returns the model.  See the module docstring.
 
@@ -592,7 +597,8 @@ def run_job(
     (cache choice, start, resume), ``on_warning`` each warning line; all of
     them also go to ``job.log``.  Raises
     :class:`JobCancelled` when cancelled, any :class:`PipelineError` on bad
-    input; ``job.json`` records the outcome either way.
+    input; ``job.json`` records the outcome either way (a setting's error in
+    the words of ``source``, the job file it came from: :func:`pipeline.jobfile.in_file_words`).
     """
     if config.out is not None:  # (check_job_output says what a job without one needs)
         check_output_root(config.out, output_roots(config))  # here too: a worker checks its own root
@@ -600,7 +606,7 @@ def run_job(
     if coordinator == "attached":
         refuse_if_running(previous)
     _generate(config)
-    recorder = JobRecorder(config, job_id, previous, coordinator, progress, notify, on_warning)
+    recorder = JobRecorder(config, job_id, previous, coordinator, progress, notify, on_warning, source)
     return run(config, recorder, client=client)
 
 
@@ -650,17 +656,18 @@ def _load_resume(outputs: OutputDir, job_id: str, fingerprint: str, options: dic
 # --------------------------------------------------------------------------- detached jobs
 
 
-def coordinate(config: TrainConfig, job_id: str) -> str:
-    """A detached job's coordinator, run as a task on a cluster worker."""
+def coordinate(config: TrainConfig, job_id: str, source: JobSource | None = None) -> str:
+    """A detached job's coordinator, run as a task on a cluster worker
+    (``source``: the job file its configuration came from)."""
     from distributed import worker_client
 
     with worker_client() as client:
         try:
-            model = run_job(config, job_id, client=client, coordinator="detached")
+            model = run_job(config, job_id, client=client, coordinator="detached", source=source)
         except JobCancelled:
             return CANCELLED
         except BaseException as exc:
-            _fail_queued(config, job_id, exc, client)
+            _fail_queued(config, job_id, in_file_words(exc, source), client)
             raise
     return model.digest
 
@@ -683,8 +690,9 @@ def _fail_queued(config: TrainConfig, job_id: str, error: BaseException, client:
         _publish(client, job_id, document)
 
 
-def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
-    """Start the job's coordinator on the cluster and return its id at once.
+def submit_detached(config: TrainConfig, job_id: str | None = None, source: JobSource | None = None) -> str:
+    """Start the job's coordinator on the cluster and return its id at once
+    (``source``: the job file the configuration came from, for its errors' words).
 
     Everything that can be checked from here is checked before anything is
     written (output directory, dataset, scheduler); the coordinator task is
@@ -728,7 +736,7 @@ def submit_detached(config: TrainConfig, job_id: str | None = None) -> str:
             outputs.withdraw_cancel()
         outputs.log(f"job {job_id} submitted (detached) to {config.cluster.scheduler}")
         _publish(client, job_id, document)
-        future = client.submit(coordinate, config, job_id, key=_task_key(job_id), pure=False)
+        future = client.submit(coordinate, config, job_id, source, key=_task_key(job_id), pure=False)
         fire_and_forget(future)
         # the scheduler must hold the task before this client goes away
         if not _held(client, future.key):

@@ -275,6 +275,28 @@ def test_a_setting_only_the_data_refuses_names_file_and_key(tmp_path, data):
     )  # not the file
 
 
+def test_a_detached_jobs_setting_only_the_data_refuses_names_file_and_key(tmp_path, data, dask_cli_cluster):
+    """Where the coordinator runs on a worker, job.json (status, logs) says
+    the error in the job file's words too, as the attached run prints it (it
+    recorded the bare ConfigError); a value the command line gave stays the option's."""
+    address = dask_cli_cluster.address
+    job = write_job(
+        tmp_path / "weights.toml",
+        data,
+        tmp_path / "out",
+        extra_train="class_weight = [1.0, 2.0, 3.0]",
+        cluster=f'scheduler = "{address}"',
+    )
+    for options, words in (
+        ([], f"JobFileError: {job}: train.class_weight: class_weight has 3 weights; expected 2"),
+        (["--class-weight", "1,2,3", "--overwrite"], "ConfigError: class_weight has 3 weights; expected 2"),
+    ):
+        assert run_cli("submit", job, "--detach", *options).returncode == 0
+        wait_for(lambda: job_status(tmp_path / "out") == "failed", what="the detached job's failure")
+        error = json.loads((tmp_path / "out" / "job.json").read_text())["error"]
+        assert error.startswith(words), error
+
+
 def test_settings_the_data_refuses_name_the_key_once_and_in_neutral_words(tmp_path, data):
     """An init model of other features and inference on three classes: known
     once the data is read, blamed on the key, without CLI words or the key twice."""
