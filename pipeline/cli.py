@@ -37,6 +37,7 @@ from .errors import (
 )
 from .jobfile import KEYS, JobSource, config_from_mapping, in_file_words, job_source, load_job
 from .jobs import (
+    UNANSWERED,
     cancel_orphaned,
     check_job_output,
     config_of,
@@ -725,12 +726,25 @@ def _status(args) -> int:
     if args.json:
         print(json.dumps(document.to_json(), indent=2))
         return 0
+    gone = _still_gone(files, document)
+    document = gone or files.read_job() or document  # (as it is now: it may have ended while the scheduler answered)
     print(_status_line(document))
     if document.error:  # (a cancelled job's is why it stopped, not a failure)
         print(f"{'reason' if document.status == 'cancelled' else 'error'}: {document.error}")
-    if coordinator_gone(document):
+    if gone is not None:
         print(_gone_note(document))
     return 0
+
+
+def _still_gone(files: OutputDir, document: JobDocument) -> JobDocument | None:
+    """``document`` again if its coordinator is gone (:func:`coordinator_gone`)
+    and job.json, read again once that was known, still says what it said: a
+    detached job whose task the scheduler no longer has may have ended (and
+    said so) while the scheduler answered; None otherwise."""
+    if not coordinator_gone(document):
+        return None
+    again = files.read_job() or JobDocument()
+    return again if (again.job_id, again.status) == (document.job_id, document.status) else None
 
 
 def _gone_note(document: JobDocument) -> str:
@@ -758,7 +772,9 @@ def _list(args) -> int:
     if not jobs:
         print("no jobs")
     for job in jobs:
-        print(_status_line(job) + ("  (its coordinator is gone: killed)" if coordinator_gone(job) else ""))
+        # (an attached job's coordinator by its pid; a detached one's scheduler is not asked, job by job)
+        gone = coordinator_gone(job, task_state=lambda document: UNANSWERED)
+        print(_status_line(job) + ("  (its coordinator is gone: killed)" if gone else ""))
     return 0
 
 
@@ -789,7 +805,7 @@ def _logs(args) -> int:
             return 0
         if not chunk and time.monotonic() >= next_check:  # (a detached job's check asks its scheduler)
             next_check = time.monotonic() + FOLLOW_GONE_CHECK_S
-            if coordinator_gone(document):  # (nothing will write to it again)
+            if _still_gone(files, document) is not None:  # (nothing will write to it again)
                 print(_gone_note(document), file=sys.stderr)
                 return EXIT_ERROR
         time.sleep(FOLLOW_POLL_S)
@@ -801,9 +817,13 @@ def _cancel(args) -> int:
     if document.ended:
         print(f"job {document.job_id} is not running: {document.status}")
         return 0
-    if coordinator_gone(document):  # no one would read a request: the job is marked cancelled here
-        cancel_orphaned(files, document)
+    # no one would read a request: the job is marked cancelled here (if it did not end meanwhile)
+    if _still_gone(files, document) is not None and cancel_orphaned(files, document):
         print(f"job {document.job_id}: cancelled (its coordinator was no longer running)")
+        return 0
+    document = files.read_job() or document
+    if document.ended:
+        print(f"job {document.job_id} is not running: {document.status}")
         return 0
     request_cancel(files)
     deadline = time.monotonic() + args.wait

@@ -246,9 +246,9 @@ def connect(spec: ClusterSpec) -> Iterator:
                 client.wait_for_workers(1, timeout=spec.stall_timeout_s)
             except TimeoutError:
                 raise ClusterError(
-                    f"the scheduler at {spec.scheduler!r} has no workers after {spec.stall_timeout_s:g} s "
-                    f"(--stall-timeout); expected at least one (start one with `dask worker {spec.scheduler}`, "
-                    "then run the command again)",
+                    f"the scheduler at {spec.scheduler!r} has no workers after {spec.stall_timeout_s:g} s (the "
+                    "stall timeout: --stall-timeout of train and submit); expected at least one (start one with "
+                    f"`dask worker {spec.scheduler}`, then run the command again)",
                     path=spec.scheduler,
                 ) from None
             yield client

@@ -1092,6 +1092,8 @@ def _dask_array(value, name: str):
     import dask.array as da
 
     if hasattr(value, "to_dask_array"):  # a dask DataFrame or Series
+        if value.ndim == 1 and hasattr(value, "cat") and not value.cat.known:  # (astype("category"): one pass)
+            value = value.cat.as_known()
         if value.ndim == 1 and (_nullable_number(value.dtype) or _number_categories(value.dtype)):
             # (its dask array would hold objects: float64, NA as NaN, as scikit-learn reads such a pandas y)
             value = value.astype(np.float64)

@@ -25,7 +25,9 @@ uninterrupted run would have written, bit for bit.
 from __future__ import annotations
 
 import contextlib
+import csv
 import getpass
+import io
 import os
 import platform
 import socket
@@ -38,6 +40,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
+from .atomic import write_atomic
 from .checkpoint import load_checkpoint, save_checkpoint
 from .cluster import connect, memory_total, security
 from .config import TrainConfig, check_output_root, output_roots
@@ -59,6 +62,7 @@ from .outputs import (
     ACTIVE,
     CANCELLED,
     FAILED,
+    HISTORY_FILE,
     JOB_FILE,
     QUEUED,
     RUNNING,
@@ -296,15 +300,24 @@ class JobRecorder(Recorder):
         with self.outputs.writing():
             self.outputs.log(f"model written to {self.outputs.model}")
 
-    def on_chosen(self, model: Model) -> None:
-        """job.json's progress: the chosen point's model's, as history.csv is now (status showed the last point's
-        iteration and loss beside the chosen one's digest)."""
+    def on_point(self, point: Path) -> None:
+        """The point's history beside its model (history.csv is its fit on every row's now)."""
         with self.outputs.writing():
+            if self.outputs.history.exists():
+                write_atomic(point / HISTORY_FILE, self.outputs.history.read_bytes())
+
+    def on_chosen(self, model: Model, point: Path | None) -> None:
+        """history.csv and job.json's progress: the chosen point's model's
+        (they were the last point's, beside the chosen one's digest)."""
+        with self.outputs.writing():
+            kept = None if point is None else point / HISTORY_FILE
+            elapsed = {}
+            if kept is not None and kept.exists():
+                write_atomic(self.outputs.history, kept.read_bytes())
+                rows = list(csv.DictReader(io.StringIO(kept.read_text())))
+                elapsed = {"elapsed_s": float(rows[-1]["elapsed_s"])} if rows else {}
             updated = self.outputs.update_job(
-                iteration=model.n_iter,
-                loss=model.loss,
-                grad_norm=model.grad_norm,
-                n_passes=model.n_passes,
+                iteration=model.n_iter, loss=model.loss, grad_norm=model.grad_norm, n_passes=model.n_passes, **elapsed
             )
         _publish(self.publish_to, self.job_id, updated)
 
@@ -559,7 +572,7 @@ def coordinator_task_state(document: JobDocument) -> str | None:
 
 
 #: seconds to wait for a job's scheduler to answer whether its coordinator task lives
-SCHEDULER_ASK_S = 5
+SCHEDULER_ASK_S = 2
 
 
 def _task_key(job_id: str | None) -> str:
@@ -818,13 +831,17 @@ def gone_coordinator(document: JobDocument) -> str:
     return f"its coordinator (pid {coordinator.get('pid')} on {coordinator.get('host')}) is no longer running"
 
 
-def cancel_orphaned(outputs: OutputDir, document: JobDocument) -> None:
+def cancel_orphaned(outputs: OutputDir, document: JobDocument) -> bool:
     """Mark a job cancelled whose coordinator is gone (:func:`coordinator_gone`):
     no one would read a cancel request, and one left behind would stop the
     job's next run; ``pipeline resume`` continues it from its checkpoint."""
     reason = f"cancelled because {gone_coordinator(document)}; `pipeline resume` continues it from its last checkpoint"
+    now_written = outputs.read_job()  # (whether it ended meanwhile: then it said so, and stays as it said)
+    if now_written is None or (now_written.job_id, now_written.status) != (document.job_id, RUNNING):
+        return False
     outputs.update_job(status=CANCELLED, ended_at=now(), error=reason)
     outputs.log(f"job {document.job_id} {reason}")
+    return True
 
 
 def list_jobs(scheduler: str | None) -> list[JobDocument]:

@@ -743,10 +743,11 @@ def split_of(model_dir: str | os.PathLike, part: SplitPart) -> Split:
     model = Model.load(model_dir)
     wrote = document.digest if point is None else _point_digest(outputs, point, document.digest)
     if wrote != model.digest:  # a later job's job.json (failed, cancelled, running) beside this model
+        theirs = f"the job's: {document.digest}" if point is None else f"its path.json's point {point}: {wrote}"
         raise ConfigError(
-            f"{path} is of job {document.job_id} ({document.status}), which did not write the model in "
-            f"{model_dir} (digest {model.digest}; the job's: {document.digest}); evaluating a split "
-            "needs the job.json of the run that wrote the model",
+            f"{path} is of job {document.job_id} ({document.status}), whose model is not the one in "
+            f"{model_dir} (digest {model.digest}; {theirs}); evaluating a split needs the job.json of the "
+            "run that wrote the model",
             path=str(path),
         )
     if not fraction:
@@ -767,10 +768,10 @@ def training_run(model_dir: str | os.PathLike) -> tuple[OutputDir, int | None]:
     or, for a regularization path's point (``RUN/path/NNN``, no job.json of
     its own), the run's directory and ``NNN``."""
     outputs = OutputDir(model_dir)
-    parent = outputs.path.resolve().parent
-    if outputs.job.exists() or parent.name != PATH_DIR or not outputs.path.name.isdigit():
+    resolved = outputs.path.resolve()  # (a link to a point: the point's own run and number)
+    if outputs.job.exists() or resolved.parent.name != PATH_DIR or not resolved.name.isdigit():
         return outputs, None
-    return OutputDir(parent.parent), int(outputs.path.name)
+    return OutputDir(resolved.parent.parent), int(resolved.name)
 
 
 def _point_digest(run: OutputDir, point: int, run_digest: str | None) -> str | None:

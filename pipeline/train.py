@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,7 @@ from .kernel import KernelSpec, class_sums
 from .levels import LevelCounts, Vocabulary, merge_counts, value_counts, vocabulary
 from .model import Model
 from .objective import Evaluator, Penalty
-from .outputs import HISTORY_FILE, PATH_DIR, OutputDir
+from .outputs import PATH_DIR, OutputDir
 from .paths import PathPoint, choose, lambda_max, mixing, null_intercepts, path_document, penalties, strengths
 from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, compile_ahead, gather, warm_up
 from .solvers import IterationRecord
@@ -127,8 +128,12 @@ class Recorder:
     def on_model(self, model: Model) -> None:
         pass
 
-    def on_chosen(self, model: Model) -> None:
-        """A regularization path chose ``model`` (its progress so far was the last point's)."""
+    def on_point(self, point: Path) -> None:
+        """A regularization path saved a point's model in directory ``point``."""
+
+    def on_chosen(self, model: Model, point: Path | None) -> None:
+        """A regularization path chose ``model`` (saved in ``point``; the
+        progress recorded so far was the last point's)."""
 
     def finish(self, model: Model, kernel: dict | None) -> None:
         """``kernel``: the kernel fingerprint the workers shared (None in-process)."""
@@ -431,8 +436,7 @@ def fit_path(
         if outputs is not None:
             first_write()
             model.save(outputs.path_point(k))
-            if outputs.history.exists():  # (a job's: this point's fit on every row, for the chosen one's below)
-                write_atomic(outputs.path_point(k) / HISTORY_FILE, outputs.history.read_bytes())
+            recorder.on_point(outputs.path_point(k))
             for state_file in outputs.path_point(k).glob("state-*.npz"):
                 state_file.unlink()
             if lockstep is not None and not fold_rows:  # (each fold's training rows, counted once)
@@ -446,10 +450,7 @@ def fit_path(
             recorder.note(f"cross-validation loss {cv_loss!r} (std {cv_std!r} over {n_folds} folds)")
         starts = [fit_result.coef for fit_result in fits]
     chosen = choose(points, config.cv_rule)
-    if outputs is not None and (outputs.path_point(chosen) / HISTORY_FILE).exists():
-        # history.csv: the chosen model's (it was the last point's)
-        write_atomic(outputs.history, (outputs.path_point(chosen) / HISTORY_FILE).read_bytes())
-    recorder.on_chosen(models[chosen])
+    recorder.on_chosen(models[chosen], outputs.path_point(chosen) if outputs is not None else None)
     if lockstep is not None:
         recorder.note(f"cross-validation: {lockstep.n_passes} cross-validation passes over the data")
     where = f"{PATH_DIR}/{chosen:03d}" if outputs is not None else f"strength {chosen + 1}"

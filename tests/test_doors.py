@@ -1235,6 +1235,8 @@ def test_dask_y_chunked_unlike_x_and_dask_dataframes(client):
         from_dask = LogisticRegression(l2=1e-3).fit(frame, dd.from_pandas(labels, npartitions=2))
         assert from_dask.coef_.tobytes() == from_pandas.coef_.tobytes() == reference.coef_.tobytes(), dtype
         assert list(from_dask.classes_) == list(from_pandas.classes_) == [0, 1]
+    unknown = dd.from_pandas(pd.Series(y.astype(np.int64)), npartitions=2).astype("category")  # (categories unknown)
+    assert LogisticRegression(l2=1e-3).fit(frame, unknown).coef_.tobytes() == reference.coef_.tobytes()
 
 
 @pytest.mark.cluster

@@ -298,7 +298,9 @@ def test_a_scheduler_without_workers_is_waited_on_for_the_stall_timeout(tmp_path
 
     empty = DaskCLICluster(tmp_path, n_workers=0)
     try:
-        with pytest.raises(ClusterError, match=r"has no workers after 1 s \(--stall-timeout\);.*`dask worker "):
+        with pytest.raises(
+            ClusterError, match=r"no workers after 1 s \(the stall timeout: --stall-timeout of train and.*`dask worker "
+        ):
             with connect(ClusterSpec(scheduler=empty.address, stall_timeout_s=1.0)):
                 pass
     finally:

@@ -562,6 +562,7 @@ def test_a_detached_job_whose_scheduler_lost_its_task_is_told_and_can_be_cancell
     --follow ends with that note, and cancel marks it cancelled at once
     (status said running, --follow never ended, cancel waited in vain)."""
     from pipeline.cli import main
+    from pipeline.jobs import cancel_orphaned
     from pipeline.outputs import OutputDir
 
     out = tmp_path / "out"
@@ -581,6 +582,10 @@ def test_a_detached_job_whose_scheduler_lost_its_task_is_told_and_can_be_cancell
         assert main(["cancel", str(out)]) == 0
         assert "cancelled (its coordinator was no longer running)" in capsys.readouterr().out
         assert files.read_job().status == "cancelled" and note in files.read_job().error
+        # a job that ended while its scheduler answered (its task gone because it finished): left as it said
+        stale = files.update_job(status="running", error=None)
+        files.update_job(status="succeeded")
+        assert not cancel_orphaned(files, stale) and files.read_job().status == "succeeded"
     finally:
         restarted.close()
 

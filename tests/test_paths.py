@@ -306,6 +306,7 @@ def test_a_path_jobs_status_and_history_are_the_chosen_models(data, tmp_path, ca
     with open(OutputDir(out).history) as handle:
         rows = list(csv.DictReader(handle))
     assert [float(row["loss"]) for row in rows] == model.loss_history
+    assert job.elapsed_s == float(rows[-1]["elapsed_s"])  # (the chosen point's too)
     assert all((OutputDir(out).path_point(point["index"]) / "history.csv").exists() for point in points)
     capsys.readouterr()
     assert main(["status", str(out)]) == 0
@@ -323,4 +324,10 @@ def test_a_path_jobs_status_and_history_are_the_chosen_models(data, tmp_path, ca
     assert "Regularization path" not in write_report(str(out)).read_text()
     capsys.readouterr()
     assert main([*evaluate, "--overwrite"]) == 1  # (that path.json did not choose this job's model)
-    assert "did not write the model" in capsys.readouterr().err
+    assert "whose model is not the one in" in capsys.readouterr().err
+    # the library's run keeps no history: no other run's history.csv is copied into its points
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "history.csv").write_text("iteration,loss\n0,1.0\n")
+    train(config(data, library, penalty=Penalty(l1=1.0), path=3, overwrite=True))
+    assert not any((library / "path").glob("*/history.csv"))

@@ -192,7 +192,7 @@ def test_evaluate_a_split_of_the_training_data(tmp_path, table):
     (tmp_path / "split" / "job.json").write_text(json.dumps(later))
     other_job = run_cli("evaluate", tmp_path / "split", data, "--split", "validation", "--in-process", "--overwrite")
     assert other_job.returncode == 1 and "Traceback" not in other_job.stderr
-    assert "is of job later (cancelled), which did not write the model" in other_job.stderr
+    assert "is of job later (cancelled), whose model is not the one in" in other_job.stderr
 
 
 def test_training_uses_only_the_training_rows(tmp_path, table):
