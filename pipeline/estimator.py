@@ -18,6 +18,7 @@ are ``l2`` and ``l1`` strengths on the mean loss (scikit-learn's
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import numbers
@@ -1093,7 +1094,8 @@ def _dask_array(value, name: str):
 
     if hasattr(value, "to_dask_array"):  # a dask DataFrame or Series
         if value.ndim == 1 and hasattr(value, "cat") and not value.cat.known:  # (astype("category"): one pass)
-            value = value.cat.as_known()
+            with contextlib.suppress(ValueError):  # (text categories: dask's as_known can fail; kept as they are)
+                value = value.cat.as_known()
         if value.ndim == 1 and (_nullable_number(value.dtype) or _number_categories(value.dtype)):
             # (its dask array would hold objects: float64, NA as NaN, as scikit-learn reads such a pandas y)
             value = value.astype(np.float64)

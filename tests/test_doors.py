@@ -1237,6 +1237,9 @@ def test_dask_y_chunked_unlike_x_and_dask_dataframes(client):
         assert list(from_dask.classes_) == list(from_pandas.classes_) == [0, 1]
     unknown = dd.from_pandas(pd.Series(y.astype(np.int64)), npartitions=2).astype("category")  # (categories unknown)
     assert LogisticRegression(l2=1e-3).fit(frame, unknown).coef_.tobytes() == reference.coef_.tobytes()
+    text = dd.from_pandas(pd.Series(np.where(y == 1, "spam", "ham")), npartitions=3).astype("category")
+    fitted = LogisticRegression(l2=1e-3).fit(frame, text)  # (text categories unknown: as before)
+    assert list(fitted.classes_) == ["ham", "spam"] and fitted.coef_.tobytes() == reference.coef_.tobytes()
 
 
 @pytest.mark.cluster
