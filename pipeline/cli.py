@@ -35,7 +35,7 @@ from .errors import (
     OutputError,
     PipelineError,
 )
-from .jobfile import KEYS, JobSource, config_from_mapping, in_file_words, job_source, load_job
+from .jobfile import KEYS, JobSource, config_from_mapping, in_file_words, job_source, load_job, source_of
 from .jobs import (
     UNANSWERED,
     cancel_orphaned,
@@ -646,11 +646,12 @@ def _resume(args) -> int:
     if document.status == "succeeded":
         _say(f"job {job_id} already succeeded (digest {document.digest}); nothing to do")
         return 0
+    source = source_of(document.source)  # (its settings' errors in its job file's words, as before)
     if args.detach:
-        submit_detached(config, job_id)
+        submit_detached(config, job_id, source=source)
         _say(f"job {job_id} resumed on {config.cluster and config.cluster.scheduler}")
         return 0
-    model = _attached(config, job_id=job_id, quiet=args.quiet, doing=f"resuming job {job_id}")
+    model = _attached(config, job_id=job_id, quiet=args.quiet, doing=f"resuming job {job_id}", source=source)
     return 0 if model is not None else EXIT_CANCELLED
 
 

@@ -71,6 +71,8 @@ __all__ = [
     "config_to_mapping",
     "in_file_words",
     "job_source",
+    "source_json",
+    "source_of",
     "load_job",
     "suggestion",
     "to_toml",
@@ -368,6 +370,21 @@ def job_source(path: str | os.PathLike, overridden: Iterable[str] = ()) -> JobSo
     except (OSError, tomllib.TOMLDecodeError, PipelineError):
         return None
     return str(path), tuple(key for key in mapping if key not in set(overridden))
+
+
+def source_json(source: JobSource | None) -> dict | None:
+    """``source`` as job.json keeps it (a resumed job's errors are in its file's words too)."""
+    return None if source is None else {"file": source[0], "keys": list(source[1])}
+
+
+def source_of(document: Any) -> JobSource | None:
+    """The :data:`JobSource` job.json's ``source`` holds (None: none, or not one)."""
+    if not isinstance(document, dict):
+        return None
+    path, keys = document.get("file"), document.get("keys")
+    if not isinstance(path, str) or not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+        return None
+    return path, tuple(keys)
 
 
 def in_file_words(error: BaseException, source: JobSource | None) -> BaseException:

@@ -56,7 +56,7 @@ from .errors import (
     PipelineError,
 )
 from .fitting import FitState, Progress
-from .jobfile import JobSource, config_to_mapping, in_file_words
+from .jobfile import JobSource, config_to_mapping, in_file_words, source_json
 from .model import Model
 from .outputs import (
     ACTIVE,
@@ -396,6 +396,7 @@ class JobRecorder(Recorder):
             status=RUNNING,
             out=str(self.outputs.path.absolute()),
             config=config_to_mapping(config),
+            source=source_json(self.source),
             model_options=self.options,
             versions=_versions(),
             dataset={
@@ -739,6 +740,7 @@ def submit_detached(config: TrainConfig, job_id: str | None = None, source: JobS
             status=QUEUED,
             out=str(outputs.path.absolute()),
             config=config_to_mapping(config),
+            source=source_json(source),
             submitted_at=now(),
             ended_at=None,
             error=None,

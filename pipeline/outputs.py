@@ -160,6 +160,8 @@ class JobDocument:
     cache: str | None = None
     #: the kernel fingerprint the workers shared
     kernel: dict[str, Any] | None = None
+    #: the job file the configuration came from: ``{"file", "keys"}`` (:func:`pipeline.jobfile.source_json`)
+    source: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> JobDocument:
@@ -198,7 +200,10 @@ _KIND_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "true o
 _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
     **{name: str for name in ("job_id", "name", "status", "out", "error", "digest", "cache")},
     **{name: str for name in ("submitted_at", "started_at", "ended_at", "updated_at")},
-    **{name: dict for name in ("config", "model_options", "versions", "dataset", "cluster", "coordinator", "kernel")},
+    **{
+        name: dict
+        for name in ("config", "model_options", "versions", "dataset", "cluster", "coordinator", "kernel", "source")
+    },
     **{name: int for name in ("resumed_from", "iteration", "n_passes", "n_iter")},
     **{name: (int, float) for name in ("loss", "grad_norm", "elapsed_s")},
     "converged": bool,

@@ -287,11 +287,13 @@ def test_a_detached_jobs_setting_only_the_data_refuses_names_file_and_key(tmp_pa
         extra_train="class_weight = [1.0, 2.0, 3.0]",
         cluster=f'scheduler = "{address}"',
     )
-    for options, words in (
-        ([], f"JobFileError: {job}: train.class_weight: class_weight has 3 weights; expected 2"),
-        (["--class-weight", "1,2,3", "--overwrite"], "ConfigError: class_weight has 3 weights; expected 2"),
+    in_file = f"JobFileError: {job}: train.class_weight: class_weight has 3 weights; expected 2"
+    for command, words in (
+        (["submit", job, "--detach"], in_file),
+        (["resume", tmp_path / "out", "--detach"], in_file),  # (the job file's words kept in job.json)
+        (["submit", job, "--detach", "--class-weight", "1,2,3", "--overwrite"], "ConfigError: class_weight has 3"),
     ):
-        assert run_cli("submit", job, "--detach", *options).returncode == 0
+        assert run_cli(*command).returncode == 0
         wait_for(lambda: job_status(tmp_path / "out") == "failed", what="the detached job's failure")
         error = json.loads((tmp_path / "out" / "job.json").read_text())["error"]
         assert error.startswith(words), error
