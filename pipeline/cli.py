@@ -35,7 +35,7 @@ from .errors import (
     OutputError,
     PipelineError,
 )
-from .jobfile import KEYS, JobSource, config_from_mapping, in_file_words, job_source, load_job, source_of
+from .jobfile import KEYS, JobSource, config_from_mapping, in_file_words, in_flag_words, job_source, load_job, source_of
 from .jobs import (
     UNANSWERED,
     cancel_orphaned,
@@ -553,7 +553,7 @@ def _train(args) -> int:
     try:
         model = _attached(config, quiet=args.quiet)
     except ConfigError as exc:  # (a setting only the data refuse: named as the option, like the others)
-        raise _in_flag_words(exc) from None
+        raise in_flag_words(exc) from None
     if model is None:
         return EXIT_CANCELLED
     _say(f"model written to {OutputDir(_model_dir(config)).model}")
@@ -592,23 +592,8 @@ def _submit(args) -> int:
         # a setting of the file that only the data can refuse (class_weight's count): say which key (the file's
         # setting, unless the command line gave the value: another option given there, --name or --max-iter,
         # does not make it the flag's)
-        worded = in_file_words(exc, source)
-        raise (_in_flag_words(exc) if worded is exc and not isinstance(exc, JobFileError) else worded) from None
+        raise (in_file_words(exc, source) if source is not None else in_flag_words(exc)) from None
     return 0 if model is not None else EXIT_CANCELLED
-
-
-def _in_flag_words(error: ConfigError) -> ConfigError:
-    """``error`` with the field that opens its message (``inference: ...``)
-    shown as its command-line option (``--inference: ...``)."""
-    column, message = error.column, str(error)
-    flags = [
-        spec.flag
-        for spec in KEYS.values()
-        if spec.field and spec.flag and spec.flag.startswith("--") and column in (spec.field, spec.field.split(".")[-1])
-    ]
-    if not column or not flags or not message.startswith(column) or message[len(column) : len(column) + 1] not in ": ":
-        return error
-    return ConfigError(flags[0] + message[len(column) :], path=error.path, column=column)
 
 
 def _named_by(error: PipelineError, config: TrainConfig) -> str | None:

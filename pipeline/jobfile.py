@@ -70,6 +70,7 @@ __all__ = [
     "config_from_mapping",
     "config_to_mapping",
     "in_file_words",
+    "in_flag_words",
     "job_source",
     "source_json",
     "source_of",
@@ -388,18 +389,33 @@ def source_of(document: Any) -> JobSource | None:
 
 
 def in_file_words(error: BaseException, source: JobSource | None) -> BaseException:
-    """``error`` as the job file's: a :class:`ConfigError` of a value that
-    only the data can refuse (class_weight's count) set by a key of
-    ``source``'s file becomes a :class:`JobFileError` naming the file and the
-    key, as a job file's other errors do; anything else as it is."""
+    """``error`` as a job's: a :class:`ConfigError` of a value that only the
+    data can refuse (class_weight's count) set by a key of ``source``'s file
+    becomes a :class:`JobFileError` naming the file and the key, as a job
+    file's other errors do; one the file did not set is the command line's
+    (:func:`in_flag_words`); anything else, or without a job file, as it is."""
     if source is None or not isinstance(error, ConfigError) or isinstance(error, JobFileError):
         return error
     path, keys = source
     setting = _setting_of(error.column, keys)
     if setting is None:
-        return error
+        return in_flag_words(error)
     reason = str(error).removeprefix(f"{error.column}: ")  # (the key names the setting already)
     return JobFileError(f"{path}: {setting}: {reason}", path=path, column=setting)
+
+
+def in_flag_words(error: ConfigError) -> ConfigError:
+    """``error`` with the field that opens its message (``inference: ...``)
+    shown as its command-line option (``--inference: ...``)."""
+    column, message = error.column, str(error)
+    flags = [
+        spec.flag
+        for spec in KEYS.values()
+        if spec.field and spec.flag and spec.flag.startswith("--") and column in (spec.field, spec.field.split(".")[-1])
+    ]
+    if not column or not flags or not message.startswith(column) or message[len(column) : len(column) + 1] not in ": ":
+        return error
+    return ConfigError(flags[0] + message[len(column) :], path=error.path, column=column)
 
 
 #: other tools' names of a setting (scikit-learn's, glmnet's), by the name it has here

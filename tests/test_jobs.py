@@ -291,7 +291,7 @@ def test_a_detached_jobs_setting_only_the_data_refuses_names_file_and_key(tmp_pa
     for command, words in (
         (["submit", job, "--detach"], in_file),
         (["resume", tmp_path / "out", "--detach"], in_file),  # (the job file's words kept in job.json)
-        (["submit", job, "--detach", "--class-weight", "1,2,3", "--overwrite"], "ConfigError: class_weight has 3"),
+        (["submit", job, "--detach", "--class-weight", "1,2,3", "--overwrite"], "ConfigError: --class-weight has 3"),
     ):
         assert run_cli(*command).returncode == 0
         wait_for(lambda: job_status(tmp_path / "out") == "failed", what="the detached job's failure")
