@@ -10,12 +10,17 @@ any point leaves the previous file untouched and no temporary file behind.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["create_atomic", "write_atomic"]
+__all__ = ["create_atomic", "leftover_temporaries", "write_atomic"]
+
+#: the name of a temporary file beside ``NAME`` is ``.NAME.<uuid hex>.tmp``
+_TEMPORARY_SUFFIX = re.compile(r"\.[0-9a-f]{32}\.tmp")
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -54,7 +59,7 @@ def create_atomic(path: str | os.PathLike, data: bytes) -> bool:
 def _synced_copy(path: Path, data: bytes) -> Iterator[Path]:
     """A temporary file beside ``path`` holding ``data``, on disk; removed
     on the way out unless renamed away."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # (see leftover_temporaries)
     try:
         with open(temporary, "wb") as handle:
             _write_synced(handle, data)
@@ -62,6 +67,18 @@ def _synced_copy(path: Path, data: bytes) -> Iterator[Path]:
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporary files beside ``path`` that writers of it killed between
+    their write and their rename left behind (none is left otherwise)."""
+    path = Path(path)
+    prefix = f".{path.name}"
+    return [
+        found
+        for found in path.parent.glob(f"{glob.escape(prefix)}.*.tmp")
+        if _TEMPORARY_SUFFIX.fullmatch(found.name[len(prefix) :])
+    ]
 
 
 def _write_synced(handle, data: bytes) -> None:

@@ -800,9 +800,6 @@ def _logs(args) -> int:
 def _cancel(args) -> int:
     files = find_job(args.job, args.scheduler)
     document = files.read_job() or JobDocument()
-    if document.ended:
-        print(f"job {document.job_id} is not running: {document.status}")
-        return 0
     # no one would read a request: the job is marked cancelled here (if it did not end meanwhile)
     if _still_gone(files, document) is not None and cancel_orphaned(files, document):
         print(f"job {document.job_id}: cancelled (its coordinator was no longer running)")

@@ -253,8 +253,9 @@ class TrainConfig:
         check_level_policy(self.min_category_count, self.max_categories)
         for name in ("categorical", "hashed"):  # (column names, each once, as features are)
             if getattr(self, name) is not None:
-                object.__setattr__(self, name, tuple(getattr(self, name)))
-                twice = sorted({c for c in getattr(self, name) if getattr(self, name).count(c) > 1})
+                columns = tuple(getattr(self, name))
+                object.__setattr__(self, name, columns)
+                twice = sorted({column for column in columns if columns.count(column) > 1})
                 if twice:
                     raise ConfigError(f"{name}: columns listed more than once: {twice}", column=name)
         if self.hash_buckets is not None and not 1 <= self.hash_buckets <= MAX_HASH_BUCKETS:

@@ -350,13 +350,15 @@ def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
     return config_from_mapping(mapping, source, overridden=given)
 
 
+def _names_field(column: str | None, field: str | None) -> bool:
+    """Whether an error's ``column`` names a configuration ``field``
+    (``class_weight``, or its last part: ``max_iter`` of ``options.max_iter``)."""
+    return bool(column) and field is not None and column in (field, field.rsplit(".", 1)[-1])
+
+
 def _setting_of(column: str | None, keys: Iterable[str]) -> str | None:
     """The key among ``keys`` that sets the option an error names (``column``)."""
-    for key in keys:
-        field = KEYS[key].field if key in KEYS else None
-        if column and field is not None and column in (field, field.rsplit(".", 1)[-1]):
-            return key
-    return None
+    return next((key for key in keys if key in KEYS and _names_field(column, KEYS[key].field)), None)
 
 
 #: a job file and the keys it set that the command line did not replace (:func:`in_file_words`)
@@ -411,7 +413,7 @@ def in_flag_words(error: ConfigError) -> ConfigError:
     flags = [
         spec.flag
         for spec in KEYS.values()
-        if spec.field and spec.flag and spec.flag.startswith("--") and column in (spec.field, spec.field.split(".")[-1])
+        if spec.flag and spec.flag.startswith("--") and _names_field(column, spec.field)
     ]
     if not column or not flags or not message.startswith(column) or message[len(column) : len(column) + 1] not in ": ":
         return error

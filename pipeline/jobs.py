@@ -313,8 +313,9 @@ class JobRecorder(Recorder):
             kept = None if point is None else point / HISTORY_FILE
             elapsed = {}
             if kept is not None and kept.exists():
-                write_atomic(self.outputs.history, kept.read_bytes())
-                rows = list(csv.DictReader(io.StringIO(kept.read_text())))
+                history = kept.read_bytes()
+                write_atomic(self.outputs.history, history)
+                rows = list(csv.DictReader(io.StringIO(history.decode())))
                 elapsed = {"elapsed_s": float(rows[-1]["elapsed_s"])} if rows else {}
             updated = self.outputs.update_job(
                 iteration=model.n_iter, loss=model.loss, grad_norm=model.grad_norm, n_passes=model.n_passes, **elapsed

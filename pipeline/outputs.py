@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import glob
 import io
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -42,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from .atomic import create_atomic, write_atomic
+from .atomic import create_atomic, leftover_temporaries, write_atomic
 from .config import TrainConfig
 from .data import file_url_path, is_glob
 from .errors import JobError, JobNotFoundError, OutputError
@@ -208,10 +206,6 @@ _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
     **{name: (int, float) for name in ("loss", "grad_norm", "elapsed_s")},
     "converged": bool,
 }
-
-
-#: what follows ``.NAME.`` in the name of an atomic write's temporary file (pipeline.atomic)
-TEMPORARY = re.compile(r"[0-9a-f]{32}\.tmp")
 
 
 def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
@@ -423,9 +417,8 @@ class OutputDir:
                 continue
             if name not in MODEL_BOUND_FILES or not self.model.exists():
                 (self.path / name).unlink(missing_ok=True)
-            for temporary in self.path.glob(f".{glob.escape(name)}.*.tmp"):  # (a writer killed mid-write)
-                if TEMPORARY.fullmatch(temporary.name[len(name) + 2 :]):
-                    temporary.unlink(missing_ok=True)
+            for temporary in leftover_temporaries(self.path / name):  # (a writer killed mid-write)
+                temporary.unlink(missing_ok=True)
 
     def clear_model_files(self) -> None:
         """Remove what described the model a new one replaces (its metrics, report and plot)."""

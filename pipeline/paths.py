@@ -25,6 +25,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_RATIO",
     "PathPoint",
     "choose",
+    "chosen_digest",
     "lambda_max",
     "mixing",
     "null_intercepts",
@@ -173,6 +175,20 @@ def null_intercepts(zero_gradient: np.ndarray, n_classes: int) -> np.ndarray:
 #: how cross-validation chooses: the smallest mean loss, or the largest
 #: strength within one standard error of it (glmnet's ``lambda.1se``)
 CV_RULES = ("min", "1se")
+
+
+def chosen_digest(document: Any) -> str | None:
+    """The digest of the model a ``path.json`` document chose (None where it
+    names none): the run's ``model.json`` when the path is that run's."""
+    try:
+        chosen = document["chosen"]
+        points = document["points"]
+        if isinstance(chosen, bool) or not isinstance(chosen, int) or not 0 <= chosen < len(points):
+            return None
+        digest = points[chosen].get("digest")
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return digest if isinstance(digest, str) else None
 
 
 def choose(points: Sequence[PathPoint], rule: str = "min") -> int:

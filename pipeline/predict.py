@@ -59,6 +59,7 @@ from .exact import ExactSums
 from .kernel import sigmoid, softmax
 from .model import DEFAULT_THRESHOLD, Model, predicted_positive
 from .outputs import MODEL_FILE, PATH_DIR, OutputDir, data_prefix, lies_within
+from .paths import chosen_digest
 from .reduce import gather
 
 __all__ = ["CALIBRATION_BINS", "evaluate", "metrics_from_tables", "predict", "split_of"]
@@ -781,10 +782,10 @@ def _point_digest(run: OutputDir, point: int, run_digest: str | None) -> str | N
     try:
         document = json.loads(run.path_summary.read_text())
         points = {entry["index"]: entry.get("digest") for entry in document["points"]}
-        chosen = document["points"][document["chosen"]].get("digest")
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return points.get(point) if chosen == run_digest else None
+    chosen = chosen_digest(document)
+    return points.get(point) if chosen is not None and chosen == run_digest else None
 
 
 def check_split_key(model_dir: str | os.PathLike, data: str, split: Split) -> None:

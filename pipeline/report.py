@@ -25,6 +25,7 @@ from .atomic import write_atomic
 from .errors import ModelFileError
 from .model import Model
 from .outputs import PATH_DIR, JobDocument, OutputDir
+from .paths import chosen_digest
 
 __all__ = ["summary_text", "write_report"]
 
@@ -466,12 +467,9 @@ def _path_section(outputs: OutputDir, digest: str) -> list[str]:
     document = _optional_json(outputs.path_summary, _check_path)
     if not document:
         return []
+    if chosen_digest(document) != digest:
+        return []
     points = document["points"]
-    chosen_point = document.get("chosen")
-    if not (isinstance(chosen_point, int) and 0 <= chosen_point < len(points)):
-        return []
-    if points[chosen_point].get("digest") != digest:
-        return []
     models = [Model.load(outputs.path_point(point["index"])) for point in points]
     grid = [point["strength"] for point in points]
     binary = [model for model in models if not model.multinomial]
