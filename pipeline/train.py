@@ -388,8 +388,13 @@ def fit_path(
         starts.append(model_coef(models[-1]))
     unfinished = len(points)
     fold_rows: list[int] = []
+
+    def named(k: int) -> str:
+        """Point ``k`` as the user finds it: its folder (numbered from 0), or without one its rank."""
+        return f"{PATH_DIR}/{k:03d}" if outputs is not None else f"strength {k + 1}"
+
     for k, penalty in list(enumerate(penalties(config.penalty, grid)))[len(points) :]:
-        recorder.note(f"path point {k + 1}/{len(grid)}: l2={penalty.l2!r} l1={penalty.l1!r}")
+        recorder.note(f"path point {named(k)} of {len(grid)}: l2={penalty.l2!r} l1={penalty.l1!r}")
         # a resumed job's unfinished point: each fit from its own last state (any
         # state of a fit ends where the fit would have: the same bytes)
         states = [
@@ -397,7 +402,8 @@ def fit_path(
             for m in range(len(members))
         ]
         if any(state is not None for state in states):
-            recorder.note(f"path point {k + 1}: {sum(s is not None for s in states)} fit(s) resumed from their states")
+            resumed_fits = sum(state is not None for state in states)
+            recorder.note(f"path point {named(k)}: {resumed_fits} fit(s) resumed from their states")
         jobs = []
         for m, (member, start, ready, state) in enumerate(zip(members, starts, prepared, states)):
             shown = member is every_row  # (progress, the job's checkpoint and history: the fit on every row's)
@@ -453,9 +459,8 @@ def fit_path(
     recorder.on_chosen(models[chosen], outputs.path_point(chosen) if outputs is not None else None)
     if lockstep is not None:
         recorder.note(f"cross-validation: {lockstep.n_passes} cross-validation passes over the data")
-    where = f"{PATH_DIR}/{chosen:03d}" if outputs is not None else f"strength {chosen + 1}"
     recorder.note(
-        f"chosen: {where} of {len(points)} strengths (l2={points[chosen].l2!r} "
+        f"chosen: {named(chosen)} of {len(points)} strengths (l2={points[chosen].l2!r} "
         f"l1={points[chosen].l1!r}, {points[chosen].n_nonzero} non-zero weights)"
     )
     return models[chosen], points

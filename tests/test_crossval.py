@@ -171,7 +171,7 @@ def test_a_killed_cv_job_resumes_to_the_same_bytes(reference, data, tmp_path):
     notes: list[str] = []
     resumed = run_job(target, OutputDir(tmp_path / "out").read_job().job_id, notify=notes.append)
     assert resumed.digest == model.digest and document(tmp_path / "out") == path
-    assert f"path point 3: {FOLDS + 1} fit(s) resumed from their states" in notes
+    assert f"path point path/002: {FOLDS + 1} fit(s) resumed from their states" in notes
 
 
 def test_what_cross_validation_cannot_do_is_refused(data, tmp_path):
@@ -342,4 +342,4 @@ def test_a_job_killed_in_its_only_strength_resumes_from_the_fits_states(data, tm
     notes: list[str] = []
     resumed = run_job(target, OutputDir(tmp_path / "out").read_job().job_id, notify=notes.append)
     assert resumed.digest == reference.digest
-    assert "path point 1: 4 fit(s) resumed from their states" in notes
+    assert "path point path/000: 4 fit(s) resumed from their states" in notes

@@ -142,9 +142,10 @@ def test_a_killed_path_job_resumes_to_the_same_bytes(data, reference, tmp_path):
     notes: list[str] = []
     resumed = run_job(target, job_id, notify=notes.append)
     assert resumed.digest == model.digest and path_points(tmp_path / "out") == expected
-    assert not any("path point 1/" in note or "path point 3/" in note for note in notes)
-    assert any("path point 4/5" in note for note in notes)
-    assert "path point 4: 1 fit(s) resumed from their states" in notes  # (not from its warm start)
+    # (points named by their folders, path/000 the first)
+    assert not any("path point path/000 " in note or "path point path/002 " in note for note in notes)
+    assert any("path point path/003 of 5" in note for note in notes)
+    assert "path point path/003: 1 fit(s) resumed from their states" in notes  # (not from its warm start)
     assert not list((tmp_path / "out" / "path").glob("*/state-*.npz"))  # (cleared with each finished point)
 
 
