@@ -26,6 +26,7 @@ Hierarchy::
         ├── ColumnNotFoundError      label/feature column absent from a file
         ├── ColumnTypeError          column of a type that cannot be used
         ├── LabelValueError          label value outside {0, 1}
+        │                            (or the training rows' weight on one class of two)
         ├── NonFiniteValueError      NaN, +inf or -inf in a feature or the label (or a
         │                            feature too large to standardize: its squares overflow;
         │                            or a row to score whose margins overflow to no probability)
@@ -226,7 +227,66 @@ class TooManyLevelsError(DataError):
 
 
 class LabelValueError(DataError):
-    """A label value is not 0 or 1."""
+    """A label value is not 0 or 1; or the training rows' weight is all on
+    one class of two, or a class of K has none (``weightless``: those class
+    codes, 0..K-1 of the sorted classes; ``n_classes``; ``n_samples``: the
+    rows counted; ``fold``: the cross-validation fold whose training rows
+    they are, None for every row): that class's log-odds go to infinity, so
+    there is no finite optimum."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        weightless: tuple[int, ...] = (),
+        n_classes: int = 0,
+        n_samples: int = 0,
+        fold: int | None = None,
+        path: str | None = None,
+        column: str | None = None,
+        row_group: int | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(message, path=path, column=column, row_group=row_group, rows=rows)
+        self.weightless = weightless
+        self.n_classes = n_classes
+        self.n_samples = n_samples
+        self.fold = fold
+
+    def in_fold(self, fold: int, n_folds: int) -> LabelValueError:
+        """A class without weight (``weightless``), found in cross-validation
+        fold ``fold``'s training rows."""
+        return LabelValueError(
+            f"cross-validation fold {fold} of {n_folds} (its training rows): {self.message}; the folds are "
+            "not stratified by class: use fewer folds, or more rows of the rare class",
+            weightless=self.weightless,
+            n_classes=self.n_classes,
+            n_samples=self.n_samples,
+            fold=fold,
+            column=self.column,
+        )
+
+    def of_classes(self, classes, label: str = "y") -> str:
+        """A class without weight (``weightless``) in the words of an
+        estimator's ``label`` and its ``classes`` (sorted)."""
+        rows = "training rows" if self.fold is not None else "rows"
+        where = f"the {self.n_samples} {rows}" if self.n_samples else f"the {rows}"
+        if self.n_classes == 2:
+            kept = classes[1 - self.weightless[0]]
+            text = (
+                f"{label} has a single class: all the sample weight of {where} is on class {kept!r} (class "
+                f"{classes[self.weightless[0]]!r} has none); expected weight on both classes (logistic "
+                "regression has no finite optimum otherwise)"
+            )
+        else:
+            empty = [classes[k] for k in self.weightless]
+            text = (
+                f"{label}'s class(es) {empty} have no sample weight in {where}; expected every class with "
+                "positive weight (the multinomial model has no finite optimum otherwise)"
+            )
+        if self.fold is not None:
+            text = f"cross-validation fold {self.fold} (its training rows): {text}; the folds are not stratified"
+        return text
 
 
 class NonFiniteValueError(DataError):

@@ -35,6 +35,7 @@ from .config import InferenceKind, SolverName, TrainConfig
 from .data import FOLD_CODE, MISSING_POLICIES, Chunk, Folds, MissingPolicy
 from .errors import (
     ConfigError,
+    LabelValueError,
     NonFiniteInputError,
     PipelineError,
     TooManyLevelsError,
@@ -497,7 +498,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                     names = [str(name) for name in self.feature_names_in_]
                 result = with_inference(evaluator, result, names, self.inference, float(self.confidence))
         except PipelineError as exc:  # scikit-learn callers expect ValueError
-            raise ValueError(str(exc)) from exc
+            raise ValueError(_in_words(exc, self.classes_)) from exc
         self._set_inference(result.inference)
         self.impute_ = None
         if result.fill is not None:
@@ -659,7 +660,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def from_model(cls, directory: str):
-        """A fitted estimator from ``directory/model.json``."""
+        """A fitted estimator from ``directory/model.json``, whose parameters
+        are the model's settings as far as the file holds them: its solver,
+        penalty, standardization, missing-value policy, categorical columns
+        (by name), inference and resolved class weights (per class: a
+        ``"balanced"`` fit's weights on its data); the stopping rules and
+        ``min_category_count``/``max_categories`` are not in ``model.json``
+        and take their defaults (a refit, e.g. after ``clone``, learns the
+        levels again by those)."""
 
         model = Model.load(directory)
         estimator = cls(
@@ -670,6 +678,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             standardize=model.standardize,
             class_weight=None if model.class_weight is None else dict(zip(model.class_labels, model.class_weight)),
             missing=model.missing,
+            # the model's categorical columns by name (an integer-coded one is not categorical by its dtype)
+            categorical=[vocabulary.column for vocabulary in model.vocabularies] or "from_dtype",
             inference=None if model.inference is None else model.inference["cov_type"],
             confidence=DEFAULT_CONFIDENCE if model.inference is None else float(model.inference["confidence"]),
         )
@@ -792,7 +802,10 @@ class LogisticRegressionCV(LogisticRegression):
             l1 = 0.0 if self.l2 or not self.path else 1.0
         return Penalty(l2=self.l2, l1=l1)
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, groups=None):
+        """Cross-validate and fit; ``groups``: each row's group, for a
+        splitter that takes them (``GroupKFold``), as scikit-learn's
+        ``LogisticRegressionCV.fit`` passes them on."""
         from sklearn.utils.multiclass import check_classification_targets
         from sklearn.utils.validation import _check_sample_weight, validate_data
 
@@ -817,7 +830,7 @@ class LogisticRegressionCV(LogisticRegression):
             if sample_weight is None
             else _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
         )
-        n_folds, folds = _cv_folds(self.cv, X, y)
+        n_folds, folds = _cv_folds(self.cv, X, y, groups)
         labels = codes.astype(np.float64) + FOLD_CODE * folds
         evaluator = InProcessEvaluator([(X, labels, weights)], X.shape[1])
         if worth_compiling(X.size):
@@ -853,7 +866,7 @@ class LogisticRegressionCV(LogisticRegression):
 
             model, points = fit_path(config, evaluator, common, describe, Recorder(), resumed=False)
         except PipelineError as exc:  # scikit-learn callers expect ValueError
-            raise ValueError(str(exc)) from exc
+            raise ValueError(_in_words(exc, self.classes_)) from exc
         chosen = choose(points, self.rule)
         self.strengths_ = np.array([point.strength for point in points])
         self.cv_losses_ = np.array([point.cv_losses or [] for point in points])
@@ -875,16 +888,27 @@ class LogisticRegressionCV(LogisticRegression):
         return self
 
 
+def _in_words(error: PipelineError, classes) -> str:
+    """A fit's error as an estimator's caller sees it: a single class named
+    by its label value (the fit counts in class codes)."""
+    return (
+        error.of_classes(np.asarray(classes).tolist())
+        if isinstance(error, LabelValueError) and error.weightless
+        else str(error)
+    )
+
+
 #: Feature dtypes fitted and scored as they are (anything else: float64).
 _FEATURE_DTYPES = [np.float64, np.float32]
 
 
-def _cv_folds(cv, X: np.ndarray, y: np.ndarray) -> tuple[int, np.ndarray]:
+def _cv_folds(cv, X: np.ndarray, y: np.ndarray, groups=None) -> tuple[int, np.ndarray]:
     """``(n_folds, each row's fold)`` for :class:`LogisticRegressionCV`'s
     ``cv``: a number of folds (rows assigned by :class:`pipeline.data.Folds`,
     as ``pipeline train --cv``), or a scikit-learn splitter or an iterable of
     ``(train, test)`` index pairs whose test sets partition the rows, each
-    trained on all the other rows (``KFold``, ``StratifiedKFold``, ``GroupKFold``)."""
+    trained on all the other rows (``KFold``, ``StratifiedKFold``, ``GroupKFold``:
+    a splitter gets ``groups`` as scikit-learn's own cross-validation passes them)."""
     n_rows = len(y)
     if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
         n_folds = int(cv)
@@ -895,7 +919,9 @@ def _cv_folds(cv, X: np.ndarray, y: np.ndarray) -> tuple[int, np.ndarray]:
         return n_folds, Folds(n_folds).of(np.arange(n_rows, dtype=np.int64), None)
     if isinstance(cv, (str, bytes, bool)) or not (hasattr(cv, "split") or hasattr(cv, "__iter__")):
         raise ValueError(f"cv must be a number of folds >= 2, a splitter or an iterable of (train, test); got {cv!r}")
-    splits = list(cv.split(X, y)) if hasattr(cv, "split") else list(cv)
+    if groups is not None and len(groups) != n_rows:
+        raise ValueError(f"groups has {len(groups)} values for {n_rows} rows; expected one group per row")
+    splits = list(cv.split(X, y, groups)) if hasattr(cv, "split") else list(cv)
     rows = np.arange(n_rows)
     folds = np.full(n_rows, -1, dtype=np.int64)
     for fold, (fitted, held) in enumerate(splits):

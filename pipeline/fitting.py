@@ -885,11 +885,14 @@ def check_both_labels(weight_sum: float, positive_weight: float, n_samples: int,
         f"{column} has a single class: all the weight of the {n_samples} rows is on "
         f"label {only}; expected both 0 and 1 (logistic regression has no finite optimum "
         "otherwise)",
+        weightless=(1 - only,),
+        n_classes=2,
+        n_samples=n_samples,
         column=label,
     )
 
 
-def check_every_class(class_totals: Sequence[float], label: str | None) -> None:
+def check_every_class(class_totals: Sequence[float], label: str | None, n_samples: int = 0) -> None:
     """Every class must carry weight, else its optimum is at infinity (its
     intercept goes to minus infinity, penalty or not)."""
     empty = [k for k, total in enumerate(class_totals) if not total > 0]
@@ -899,6 +902,9 @@ def check_every_class(class_totals: Sequence[float], label: str | None) -> None:
             f"{column} has class(es) number {empty} (in sorted order) with no weight in the training rows "
             f"(weights {[class_totals[k] for k in empty]}); expected every class with positive weight "
             "(the multinomial model has no finite optimum otherwise)",
+            weightless=tuple(empty),
+            n_classes=len(class_totals),
+            n_samples=n_samples,
             column=label,
         )
 

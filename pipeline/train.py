@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow.compute as pc
@@ -66,6 +66,8 @@ from .reduce import DaskEvaluator, InProcessEvaluator, StreamingEvaluator, compi
 from .solvers import IterationRecord
 from .stream import DiskCache
 from .tiers import kernels_mode, worth_compiling
+
+T = TypeVar("T")
 
 __all__ = ["Recorder", "fit_options", "fit_path", "run", "train"]
 
@@ -339,13 +341,20 @@ def fit_path(
         members += [lockstep.member(k, k) for k in range(n_folds)]
         members.append(lockstep.member(n_folds, ALL_ROWS))
     prepared = [
-        prepare(
-            member,
-            **{key: common[key] for key in ("standardize", "class_weight", "features", "label", "impute", "levels")},
-            n_classes=n_classes,
-            class_totals=common["class_totals"],
+        in_fold(
+            functools.partial(
+                prepare,
+                member,
+                **{
+                    key: common[key] for key in ("standardize", "class_weight", "features", "label", "impute", "levels")
+                },
+                n_classes=n_classes,
+                class_totals=common["class_totals"],
+            ),
+            m,
+            n_folds,
         )
-        for member in members
+        for m, member in enumerate(members)
     ]
     every_row = members[-1]
     alpha = mixing(config.penalty)
@@ -411,9 +420,8 @@ def fit_path(
                 outputs, k, m, config.checkpoint_every, recorder.on_state if shown else None, first_write
             )
             options = {**common, "on_state": keep, **({} if shown else {"progress": None})}
-            jobs.append(
-                functools.partial(fit, member, penalty=penalty, init=start, prepared=ready, resume=state, **options)
-            )
+            call = functools.partial(fit, member, penalty=penalty, init=start, prepared=ready, resume=state, **options)
+            jobs.append(functools.partial(in_fold, call, m, n_folds))
         fits = lockstep.run(jobs) if lockstep is not None else [jobs[0]()]
         cv_losses = held_out_losses(lockstep, members, fits) if lockstep is not None else None
         cv_loss, cv_std = fold_summary(cv_losses) if cv_losses is not None else (None, None)
@@ -476,6 +484,17 @@ def point_state(outputs: OutputDir, point: int, member: int) -> FitState | None:
         return load_checkpoint(path)[0]
     except PipelineError:
         return None
+
+
+def in_fold(call: Callable[[], T], member: int, n_folds: int) -> T:
+    """``call()``, whose refusal of a single class names its fold when
+    ``member`` is one (members ``0 .. n_folds-1``; ``n_folds`` is every row's fit)."""
+    try:
+        return call()
+    except LabelValueError as exc:
+        if exc.weightless and member < n_folds and exc.fold is None:
+            raise exc.in_fold(member, n_folds) from None
+        raise
 
 
 def point_saver(

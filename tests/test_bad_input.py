@@ -412,11 +412,40 @@ def test_single_class_by_weight_through_the_estimator():
     X = rng.standard_normal((40, 2))
     y = np.arange(40) % 2
     for standardize in (True, False):
-        with pytest.raises(ValueError, match="single class: all the weight of the 40 rows is on label 1"):
+        with pytest.raises(
+            ValueError, match=r"single class: all the sample weight of the 40 rows is on class 1 \(class 0"
+        ):
             LogisticRegression(standardize=standardize).fit(X, y, sample_weight=(y == 1).astype(float))
+        # in the words of the caller's labels, not the fit's 0/1 codes
+        named = np.where(y == 1, "bee", "ant")
+        with pytest.raises(ValueError, match="on class 'ant' .class 'bee' has none."):
+            LogisticRegression(standardize=standardize).fit(X, named, sample_weight=(y == 0).astype(float))
+        three = np.array(["a", "b", "c"])[np.arange(40) % 3]
+        with pytest.raises(ValueError, match=r"y's class\(es\) \['c'\] have no sample weight"):
+            LogisticRegression(standardize=standardize).fit(X, three, sample_weight=(three != "c").astype(float))
         # a class of weight below an ulp of the total is a class (the rounded totals read it as none)
         tiny = np.where(y == 1, 1e-17, 1.0)
         assert LogisticRegression(standardize=standardize, l2=1e-3).fit(X, y, sample_weight=tiny).converged_
+
+
+def test_a_cross_validation_fold_of_a_single_class_is_named(tmp_path):
+    """Folds are not stratified: a rare class may leave a fold's training rows
+    with one class; the refusal names the fold (it read as if the data had one)."""
+    from pipeline import LogisticRegressionCV
+
+    data = tmp_path / "data"
+    rng = np.random.default_rng(3)
+    table = pa.table({"x": rng.standard_normal(12), "y": np.array([0] * 11 + [1], dtype=np.int8)})
+    write(data / "part-0.parquet", table, 12)
+    out = fresh_out(tmp_path)
+    result = train_in_process(data, out, "--cv", "3", "--l2", "0.1")
+    message = assert_bad_input(result, "LabelValueError", "single class", "'y'", out=None)
+    assert message.startswith("cross-validation fold ") and "(its training rows)" in message
+    assert "not stratified" in message
+    with pytest.raises(
+        ValueError, match=r"cross-validation fold \d \(its training rows\): y has a single class: .* on class 1"
+    ):
+        LogisticRegressionCV(cv=3, path=3).fit(rng.standard_normal((10, 1)), np.array([1] * 9 + [2]))
 
 
 def test_single_class_by_weight_on_a_raw_lasso_path(tmp_path):

@@ -546,6 +546,28 @@ def test_the_estimator_takes_a_pandas_frame_to_the_parquet_models_bits(reference
         estimator.predict(X.assign(country=np.zeros(len(X))))  # (a ValueError, as scikit-learn's callers expect)
 
 
+def test_a_loaded_models_integer_coded_column_stays_categorical_when_cloned_and_refit(tmp_path):
+    import pandas as pd
+    from sklearn.base import clone
+
+    from pipeline.estimator import LogisticRegression
+
+    rng = np.random.default_rng(5)
+    k = rng.integers(0, 4, 400)
+    x = rng.standard_normal(400)
+    y = (rng.random(400) < 1 / (1 + np.exp(-(x + (k == 2) - (k == 3))))).astype(np.int8)
+    table = pa.table({"x": x, "k": k.astype(np.int32), "y": y})
+    pq.write_table(table, tmp_path / "part.parquet")
+    out = tmp_path / "model"
+    settings_ = dict(data=str(tmp_path / "part.parquet"), label="y", categorical=("k",), out=str(out), cluster=None)
+    train(TrainConfig(**settings_, penalty=Penalty(l2=1e-3)))
+    loaded = LogisticRegression.from_model(str(out))
+    assert loaded.get_params()["categorical"] == ["k"]  # (it was 'from_dtype': an int column is numeric by its dtype)
+    refit = clone(loaded).fit(pd.DataFrame({"x": x, "k": k.astype(np.int32)}), y)
+    assert refit.coef_.shape == loaded.coef_.shape == (1, 5)
+    assert refit.coef_.tobytes() == loaded.coef_.tobytes()
+
+
 @pytest.mark.cluster
 def test_a_dask_frame_trains_on_the_cluster_to_the_same_bits(reference):
     import dask.dataframe as dd

@@ -277,7 +277,7 @@ def test_the_estimator_gives_the_cli_bytes(reference):
 
 
 def test_the_estimator_takes_scikit_learn_splitters_whose_test_sets_partition_the_rows():
-    from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, TimeSeriesSplit
+    from sklearn.model_selection import GroupKFold, KFold, ShuffleSplit, StratifiedKFold, TimeSeriesSplit
 
     from pipeline import LogisticRegression, LogisticRegressionCV
 
@@ -296,6 +296,14 @@ def test_the_estimator_takes_scikit_learn_splitters_whose_test_sets_partition_th
         held_out = -np.mean(y[test_rows] * np.log(proba) + (1 - y[test_rows]) * np.log1p(-proba))
         assert given.cv_losses_[0][fold] == pytest.approx(held_out, rel=1e-7)
     assert LogisticRegressionCV(cv=KFold(4), path=None, l2=0.05, l1=0.0).fit(X, y).cv_losses_.shape == (1, 4)
+    # a splitter that takes groups gets them, as from scikit-learn's own LogisticRegressionCV.fit
+    groups = np.arange(len(y)) % 5
+    grouped = LogisticRegressionCV(cv=GroupKFold(3), path=None, l2=0.05, l1=0.0).fit(X, y, groups=groups)
+    pairs = list(GroupKFold(3).split(X, y, groups))
+    listed = LogisticRegressionCV(cv=pairs, path=None, l2=0.05, l1=0.0).fit(X, y)
+    assert grouped.cv_losses_.tobytes() == listed.cv_losses_.tobytes()
+    with pytest.raises(ValueError, match="groups has 3 values"):
+        LogisticRegressionCV(cv=GroupKFold(3), path=None, l2=0.05, l1=0.0).fit(X, y, groups=[0, 1, 2])
     # without a path the penalty is the one given: none given is refused (it was the lasso
     # at l1=1.0, whose model was all zeros, without a word)
     for no_path in (None, 0):  # (path=0 is no path too: it was the lasso at l1=1.0 as well)
