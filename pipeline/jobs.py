@@ -617,12 +617,14 @@ def run_job(
     """
     if config.out is not None:  # (check_job_output says what a job without one needs)
         check_output_root(config.out, output_roots(config))  # here too: a worker checks its own root
-    job_id, previous = check_job_output(config, job_id)
-    if coordinator == "attached":
-        refuse_if_running(previous)
-    _generate(config)
-    recorder = JobRecorder(config, job_id, previous, coordinator, progress, notify, on_warning, source)
-    return run(config, recorder, client=client)
+    # (held from the checks to the end: another process running a job in the directory meanwhile is refused)
+    with OutputDir(config.out).exclusive() if config.out is not None else contextlib.nullcontext():
+        job_id, previous = check_job_output(config, job_id)
+        if coordinator == "attached":
+            refuse_if_running(previous)
+        _generate(config)
+        recorder = JobRecorder(config, job_id, previous, coordinator, progress, notify, on_warning, source)
+        return run(config, recorder, client=client)
 
 
 #: model options added after jobs were first recorded, with what their absence

@@ -475,6 +475,43 @@ class OutputDir:
                 path=str(self.path),
             ) from None
 
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Held while a job runs in this directory: an exclusive ``flock`` on
+        the directory itself (no file of its own; the kernel drops it when
+        the process ends, however it ends), so that a second process that
+        would run a job here at the same time (two ``resume`` of one job, a
+        ``resume`` and an ``--overwrite``) is refused with a
+        :class:`JobError` before it reads or writes anything.  A directory
+        that does not exist yet is not held (a new job's ``job.json`` is
+        created exclusively: :meth:`claim_job`), nor one on a filesystem
+        without locks (the ``job.json`` checks alone)."""
+        try:
+            import fcntl
+        except ImportError:  # (no flock on this platform)
+            yield
+            return
+        try:
+            handle = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            yield
+            return
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self.read_job() if self.job.is_file() else None
+                job = f"job {holder.job_id} " if holder is not None and holder.job_id else "a job "
+                raise JobError(
+                    f"{job}in {self.path} is being run by another process (a second resume, train or submit of "
+                    "this directory); wait for it to end, or cancel it first"
+                ) from None
+            except OSError:  # (a filesystem without locks)
+                pass
+            yield
+        finally:
+            os.close(handle)
+
     def check_writable(self, overwrite: bool) -> None:
         """Fail before training if the model could not be written here."""
         directory = self.path

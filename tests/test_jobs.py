@@ -855,6 +855,29 @@ def test_a_resume_from_a_checkpoint_needs_no_init_model(tmp_path, data):
     assert OutputDir(out).read_job().status == "failed"
 
 
+def test_a_second_process_running_a_job_in_the_same_directory_is_refused(tmp_path, data):
+    """Two resumes of one job started at once both ran, writing one directory
+    together (job.json's pid check sees a coordinator only once it has
+    written it there): the directory is held while a job runs in it."""
+    from pipeline.errors import JobError
+    from pipeline.jobs import run_job
+    from pipeline.outputs import OutputDir
+    from pipeline.solvers import SolverOptions
+
+    out = tmp_path / "out"
+    config = TrainConfig(data=str(data), label="y", out=str(out), options=SolverOptions(max_iter=3))
+    finished = run_job(config, "j1")
+    OutputDir(out).update_job(status="failed")  # (as if it had died: resumable)
+    (out / "model.json").unlink()
+    files = {path.name: path.read_bytes() for path in out.iterdir()}
+    # another run holding the directory (a lock of another open file description, as another process's)
+    with OutputDir(out).exclusive():
+        with pytest.raises(JobError, match="job j1 in .* is being run by another process"):
+            run_job(config, "j1")
+        assert {path.name: path.read_bytes() for path in out.iterdir()} == files  # (nothing read or written)
+    assert run_job(config, "j1").digest == finished.digest  # (released when that run ends)
+
+
 def test_a_resume_without_its_checkpoint_says_it_starts_again(tmp_path, data):
     """A job that got somewhere but whose checkpoint is gone restarts from
     iteration 0 -- to the same model -- and says so, in the output and the log."""
