@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import signal
 import sys
@@ -67,6 +68,36 @@ from .tiers import kernels_mode
 
 __all__ = ["main"]
 
+
+def _worker_leaves_ctrl_c_to_the_cli() -> None:
+    """In a process the CLI started -- an embedded cluster's worker, whose
+    start (multiprocessing's spawn) runs the CLI's main module, so this one,
+    first -- a terminal's Ctrl-C, which reaches the whole process group, is
+    ignored: the CLI handles it (it cancels the job and stops the cluster);
+    each worker printed a ``KeyboardInterrupt`` traceback of its own."""
+    import multiprocessing
+    import threading
+
+    # (spawn names the child before it runs the parent's main module in it; parent_process() is set only after)
+    child = multiprocessing.parent_process() is not None or multiprocessing.current_process().name != "MainProcess"
+    if child and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+_worker_leaves_ctrl_c_to_the_cli()
+
+
+class _ClientShutDown(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for the waits of
+    a ``client.gather`` that a Ctrl-C or SIGTERM interrupted (distributed's
+    ``AllExit``, when the client closes under them): a traceback apiece
+    after the command's own one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return type(error).__name__ != "AllExit"
+
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_MISMATCH = 3
@@ -83,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # the command's own usage, not the top-level one
         _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
+    if not any(isinstance(each, _ClientShutDown) for each in logging.getLogger("asyncio").filters):
+        logging.getLogger("asyncio").addFilter(_ClientShutDown())
     previous = None
     with contextlib.suppress(ValueError):  # (not the main thread: signals stay as they are)
         previous = signal.signal(signal.SIGTERM, _terminated)

@@ -219,6 +219,8 @@ def local_cluster_options(spec: ClusterSpec) -> dict:
         # Errors in tasks come back to the client as exceptions; the workers'
         # own "Compute Failed" logs would only repeat them with a traceback.
         silence_logs=logging.CRITICAL,
+        # each worker leaves a terminal's Ctrl-C to the command (:func:`dask_setup`)
+        preload=[__name__],
     )
     if spec.memory_limit is not None:
         options["memory_limit"] = spec.memory_limit
@@ -253,5 +255,52 @@ def connect(spec: ClusterSpec) -> Iterator:
                 ) from None
             yield client
         return
-    with LocalCluster(**local_cluster_options(spec)) as cluster, Client(cluster) as client:
+    with contextlib.ExitStack() as stack:
+        with interrupts_held():  # (a Ctrl-C meanwhile: raised once the cluster is up, so that it is closed)
+            cluster = stack.enter_context(LocalCluster(**local_cluster_options(spec)))
+            client = stack.enter_context(Client(cluster))
         yield client
+
+
+def dask_setup(worker) -> None:
+    """An embedded cluster's worker (this module is its preload) ignores
+    SIGINT: a terminal's Ctrl-C reaches the whole process group, and the
+    command that started the cluster handles it (it cancels the job and
+    stops the cluster); each worker printed a ``KeyboardInterrupt``
+    traceback of its own.  Run in the worker process's main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """While an embedded cluster starts, a SIGINT (Ctrl-C) or SIGTERM that
+    arrives is handled once it is up, so that it is closed in order (raised
+    in the middle of its start, it left a half-started cluster whose
+    clean-up at exit failed with a traceback).  Only in the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[tuple] = []
+    previous = {
+        signum: signal.signal(signum, lambda number, frame: held.append((number, frame)))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            signum, frame = held[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)

@@ -1252,6 +1252,46 @@ def test_sigterm_cancels_an_attached_job_as_ctrl_c_does(tmp_path, data):
     assert document["status"] == "cancelled" and document["error"].startswith("interrupted (SIGTERM)")
 
 
+@pytest.mark.cluster
+def test_ctrl_c_and_sigterm_on_an_embedded_cluster_are_one_line(tmp_path, data):
+    """A terminal's Ctrl-C reaches the whole process group, the embedded
+    workers too: each printed a KeyboardInterrupt traceback, and the client's
+    interrupted gather two more (distributed's AllExit), before the CLI's one
+    line.  A SIGTERM while the cluster starts left a half-started cluster
+    whose clean-up at exit failed with a traceback."""
+
+    def start(out):
+        command = [sys.executable, "-m", "pipeline", "train", str(data), "--label", "y", "--workers", "2"]
+        command += ["--solver", "gd", "--tol", "0", "--ftol", "0", "--max-iter", "400", "--out", str(out)]
+        return subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # (as a terminal's foreground job)
+        )  # fmt: skip
+
+    out = tmp_path / "ctrl-c"
+    process = start(out)
+    try:
+        assert process.stdout.readline().startswith("training on")
+        wait_for(lambda: checkpoint_iteration(out) >= 3, what="3 iterations")
+        os.killpg(process.pid, signal.SIGINT)  # (the whole group, as a terminal sends it)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130 and stderr.strip() == "interrupted", stderr
+    assert json.loads((out / "job.json").read_text())["status"] == "cancelled"
+    out = tmp_path / "sigterm"
+    process = start(out)
+    try:
+        assert process.stdout.readline().startswith("training on")  # (the cluster starts next)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143 and stderr.strip() == "interrupted (SIGTERM)", stderr
+
+
 @pytest.mark.parametrize("quiet", [False, True])
 def test_a_reader_that_goes_away_does_not_stop_the_job(tmp_path, data, quiet):
     """``pipeline train ... | head``: the printing stops, the job goes on to
