@@ -81,6 +81,16 @@ def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
     ]
 
 
+def temporaries_in(directory: str | os.PathLike) -> list[Path]:
+    """The temporary files in ``directory`` that writers of any of its files
+    killed between their write and their rename left behind."""
+    return [
+        found
+        for found in Path(directory).glob(".*.tmp")
+        if found.name.count(".") >= 3 and _TEMPORARY_SUFFIX.fullmatch(found.name[found.name.rindex(".", 0, -4) :])
+    ]
+
+
 def _write_synced(handle, data: bytes) -> None:
     handle.write(data)
     handle.flush()

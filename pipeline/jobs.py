@@ -190,6 +190,8 @@ class JobRecorder(Recorder):
         self.pending: list[tuple[str, str]] | None = []
         self.caught: list[warnings.WarningMessage] = []
         self._directory_lock = threading.Lock()
+        #: model.json is written (what an interruption then leaves is the job's last steps)
+        self.model_written = False
 
     @property
     def again(self) -> bool:
@@ -297,6 +299,7 @@ class JobRecorder(Recorder):
             self._write_directory_once()
 
     def on_model(self, model: Model) -> None:
+        self.model_written = True
         with self.outputs.writing():
             self.outputs.log(f"model written to {self.outputs.model}")
 
@@ -366,7 +369,14 @@ class JobRecorder(Recorder):
             self._end(CANCELLED, str(error))
         elif isinstance(error, KeyboardInterrupt):  # Ctrl-C (or SIGTERM) of an attached job: stopped, not broken
             how = str(error) or "Ctrl-C"
-            self._end(CANCELLED, f"interrupted ({how}); `pipeline resume {self.outputs.path}` continues it")
+            if self.model_written:  # (the job's last steps after it: metrics, its end)
+                self._end(
+                    CANCELLED,
+                    f"interrupted ({how}) after model.json was written; `pipeline resume {self.outputs.path}` "
+                    "completes the job",
+                )
+            else:
+                self._end(CANCELLED, f"interrupted ({how}); `pipeline resume {self.outputs.path}` continues it")
         elif isinstance(error, PipelineError):
             error = in_file_words(error, self.source)
             self._end(FAILED, f"{type(error).__name__}: {error}")
@@ -427,6 +437,8 @@ class JobRecorder(Recorder):
             resumed_from=None if self.resume is None else self.resume.solver_state.n_iter,
             submitted_at=(previous and previous.submitted_at) or now(),
         )
+        if previous is not None:  # (the job's own directory: what a killed run of it left half-written goes)
+            self.outputs.clear_leftover_temporaries()
         if claim:
             self.outputs.clear_job_files(keep=(JOB_FILE,))
         # a queued job's cancel request stands, and so does a running detached

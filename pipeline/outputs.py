@@ -40,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from .atomic import create_atomic, leftover_temporaries, write_atomic
+from .atomic import create_atomic, leftover_temporaries, temporaries_in, write_atomic
 from .config import TrainConfig
 from .data import file_url_path, is_glob
 from .errors import JobError, JobNotFoundError, OutputError
@@ -418,6 +418,18 @@ class OutputDir:
             if name not in MODEL_BOUND_FILES or not self.model.exists():
                 (self.path / name).unlink(missing_ok=True)
             for temporary in leftover_temporaries(self.path / name):  # (a writer killed mid-write)
+                temporary.unlink(missing_ok=True)
+
+    def clear_leftover_temporaries(self) -> None:
+        """Remove what writers of this job killed between a write and its
+        rename left (:func:`pipeline.atomic.temporaries_in`), here and in
+        ``path/`` (its points and folds): a resumed job's, which holds the
+        directory (:meth:`exclusive`), so no live writer's."""
+        folders = [self.path]
+        if (self.path / PATH_DIR).is_dir():
+            folders += [self.path / PATH_DIR, *(p for p in (self.path / PATH_DIR).rglob("*") if p.is_dir())]
+        for folder in folders:
+            for temporary in temporaries_in(folder):
                 temporary.unlink(missing_ok=True)
 
     def clear_model_files(self) -> None:

@@ -628,6 +628,32 @@ def test_ctrl_c_cancels_an_attached_job_and_resume_continues_it(tmp_path, data):
     assert "resumed at iteration" in (out / "job.log").read_text()
 
 
+def test_an_interruption_after_the_model_is_written_says_so(tmp_path, data, monkeypatch):
+    """A SIGTERM between model.json and the job's end (its metrics, its
+    status) left the job cancelled beside a complete model, saying
+    "continues it": it now says that resume completes it, which it does."""
+    from pipeline import jobs
+    from pipeline.jobs import run_job
+
+    out = tmp_path / "out"
+    config = TrainConfig(data=str(data), label="y", out=str(out), cluster=None, solver="gd", standardize=False)
+    finishing = jobs.JobRecorder._finish
+
+    def interrupted(self, model, kernel):
+        raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(jobs.JobRecorder, "_finish", interrupted)  # (the signal's moment, not a stand-in for a part)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(config)
+    written = Model.load(out)
+    document = json.loads((out / "job.json").read_text())
+    assert document["status"] == "cancelled"
+    assert document["error"].startswith("interrupted (SIGTERM) after model.json was written; `pipeline resume")
+    monkeypatch.setattr(jobs.JobRecorder, "_finish", finishing)
+    assert run_job(config, document["job_id"]).digest == written.digest
+    assert json.loads((out / "job.json").read_text())["status"] == "succeeded"
+
+
 @pytest.mark.cluster
 def test_killed_coordinator_resumes_to_the_identical_model(tmp_path, data, dask_cli_cluster, reference_slow):
     out = tmp_path / "out"
@@ -875,7 +901,12 @@ def test_a_second_process_running_a_job_in_the_same_directory_is_refused(tmp_pat
         with pytest.raises(JobError, match="job j1 in .* is being run by another process"):
             run_job(config, "j1")
         assert {path.name: path.read_bytes() for path in out.iterdir()} == files  # (nothing read or written)
+    # what a run killed between a write and its rename left goes with the resume (a user's file stays)
+    left = [out / f".checkpoint.npz.{'a' * 32}.tmp", out / f".model.json.{'b' * 32}.tmp"]
+    for path in [*left, out / ".notes.tmp"]:
+        path.write_bytes(b"half")
     assert run_job(config, "j1").digest == finished.digest  # (released when that run ends)
+    assert not any(path.exists() for path in left) and (out / ".notes.tmp").exists()
 
 
 def test_a_resume_without_its_checkpoint_says_it_starts_again(tmp_path, data):

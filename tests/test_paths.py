@@ -139,9 +139,16 @@ def test_a_killed_path_job_resumes_to_the_same_bytes(data, reference, tmp_path):
     done, _ = path_points(tmp_path / "out")
     assert len(done) == 3
     job_id = OutputDir(tmp_path / "out").read_job().job_id
+    left = [
+        tmp_path / "out" / "path" / f".path.json.{'c' * 32}.tmp",
+        tmp_path / "out" / "path" / "001" / f".model.json.{'d' * 32}.tmp",
+    ]
+    for path in left:  # (a run killed between a write and its rename)
+        path.write_bytes(b"half")
     notes: list[str] = []
     resumed = run_job(target, job_id, notify=notes.append)
     assert resumed.digest == model.digest and path_points(tmp_path / "out") == expected
+    assert not any(path.exists() for path in left)
     # (points named by their folders, path/000 the first)
     assert not any("path point path/000 " in note or "path point path/002 " in note for note in notes)
     assert any("path point path/003 of 5" in note for note in notes)
