@@ -219,11 +219,11 @@ def _parser() -> argparse.ArgumentParser:
 
     make = commands.add_parser("make-data", help="write a seeded synthetic dataset as Parquet")
     make.add_argument("out", metavar="OUT", help="directory to create")
-    make.add_argument("--rows", type=int, required=True)
-    make.add_argument("--features", type=int, required=True)
-    make.add_argument("--files", type=int, default=1)
-    make.add_argument("--row-group-size", type=int, default=65536)
-    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--rows", type=int, required=True, help="rows to write")
+    make.add_argument("--features", type=int, required=True, help="standard-normal float64 feature columns")
+    make.add_argument("--files", type=int, default=1, help="Parquet files to spread the rows over (default 1)")
+    make.add_argument("--row-group-size", type=int, default=65536, help="rows per row group (default 65536)")
+    make.add_argument("--seed", type=int, default=0, help="the data's seed (default 0): the same seed, the same values")
     make.set_defaults(handler=_make_data)
 
     fit = commands.add_parser(
@@ -293,13 +293,17 @@ def _parser() -> argparse.ArgumentParser:
     logs = commands.add_parser("logs", help="a job's log")
     logs.add_argument("job", metavar="JOB_ID", help="job id or output directory")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
-    logs.add_argument("--scheduler", metavar="ADDRESS")
+    logs.add_argument(
+        "--scheduler", metavar="ADDRESS", help="scheduler holding the job index (default: $DASK_SCHEDULER_ADDRESS)"
+    )
     _add_tls(logs)
     logs.set_defaults(handler=_logs)
 
     cancel = commands.add_parser("cancel", help="stop a running job (its checkpoint stays usable)")
     cancel.add_argument("job", metavar="JOB_ID", help="job id or output directory")
-    cancel.add_argument("--scheduler", metavar="ADDRESS")
+    cancel.add_argument(
+        "--scheduler", metavar="ADDRESS", help="scheduler holding the job index (default: $DASK_SCHEDULER_ADDRESS)"
+    )
     cancel.add_argument(
         "--wait", type=float, default=CANCEL_WAIT_S, help="seconds to wait for the job to stop (default %(default)s)"
     )
@@ -890,7 +894,7 @@ def _demo(args) -> int:
         make_data(str(many), args.rows, args.features, files=7, row_group_size=4999, seed=7)
         print(
             f"generated {args.rows} rows x {args.features} features twice: "
-            f"1 file / 1 row group, and 7 files / row groups of 4999 rows"
+            f"1 file / 1 row group, and 7 files / row groups of at most 4999 rows"
         )
         distributed = _attached(
             TrainConfig(

@@ -105,7 +105,12 @@ class Key:
 #: (:func:`config_from_mapping`) and ``job.json`` (:func:`config_to_mapping`) are
 #: all made from it; the values' rules live in the configuration objects.
 KEYS: dict[str, Key] = {
-    "name": Key("name", "str", "--name", "a name for the job (shown by status and list)"),
+    "name": Key(
+        "name",
+        "str",
+        "--name",
+        "a name for the job (shown by status and list); without --out, its directory under the output root",
+    ),
     "data.url": Key("data", "str", "DATA", "Parquet directory, file, glob or fsspec URL"),
     "data.label": Key("label", "str", "--label", "label column (0/1, or classes: numbers, text, dictionary)"),
     "data.family": Key(
@@ -184,7 +189,7 @@ KEYS: dict[str, Key] = {
         "standardize",
         "bool",
         "--no-standardize",
-        "false (--no-standardize): solve on the raw features, not standardized ones (the default, true)",
+        "solve on the raw features, not standardized ones (standardize = false in a job file; by default they are)",
     ),
     "train.class_weight": Key(
         "class_weight",
@@ -261,7 +266,7 @@ KEYS: dict[str, Key] = {
         "cluster.connect_timeout_s",
         "float",
         "--connect-timeout",
-        "seconds to wait for the scheduler at cluster.scheduler to answer (default 10)",
+        "seconds to wait for the scheduler to answer (default 10)",
     ),
     "cluster.stall_timeout": Key(
         "cluster.stall_timeout_s",

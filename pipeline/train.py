@@ -751,7 +751,8 @@ def hashed_columns(config: TrainConfig, dataset: Dataset) -> set[str]:
     if policy and dataset.categorical and hashed == set(dataset.categorical):  # (it would do nothing)
         raise ConfigError(
             f"{policy[0]} chooses the levels of a column that is not hashed; found every categorical column "
-            f"hashed ({sorted(hashed)}): give `hashed` the columns to hash, or leave out {policy[0]}",
+            f"hashed ({sorted(hashed)}): name the columns to hash (--hashed; hashed in a job file), or leave this "
+            "policy out",
             column=policy[0],
         )
     return hashed
