@@ -13,10 +13,12 @@ import contextlib
 import dataclasses
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -75,9 +77,6 @@ def _worker_leaves_ctrl_c_to_the_cli() -> None:
     first -- a terminal's Ctrl-C, which reaches the whole process group, is
     ignored: the CLI handles it (it cancels the job and stops the cluster);
     each worker printed a ``KeyboardInterrupt`` traceback of its own."""
-    import multiprocessing
-    import threading
-
     # (spawn names the child before it runs the parent's main module in it; parent_process() is set only after)
     child = multiprocessing.parent_process() is not None or multiprocessing.current_process().name != "MainProcess"
     if child and threading.current_thread() is threading.main_thread():

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -268,9 +270,6 @@ def dask_setup(worker) -> None:
     command that started the cluster handles it (it cancels the job and
     stops the cluster); each worker printed a ``KeyboardInterrupt``
     traceback of its own.  Run in the worker process's main thread."""
-    import signal
-    import threading
-
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -281,9 +280,6 @@ def interrupts_held() -> Iterator[None]:
     arrives is handled once it is up, so that it is closed in order (raised
     in the middle of its start, it left a half-started cluster whose
     clean-up at exit failed with a traceback).  Only in the main thread."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -40,6 +40,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+try:
+    import fcntl
+except ImportError:  # (not POSIX: no flock)
+    fcntl = None  # type: ignore[assignment]
+
 from .atomic import create_atomic, leftover_temporaries, temporaries_in, write_atomic
 from .config import TrainConfig
 from .data import file_url_path, is_glob
@@ -498,9 +503,7 @@ class OutputDir:
         that does not exist yet is not held (a new job's ``job.json`` is
         created exclusively: :meth:`claim_job`), nor one on a filesystem
         without locks (the ``job.json`` checks alone)."""
-        try:
-            import fcntl
-        except ImportError:  # (no flock on this platform)
+        if fcntl is None:  # (no flock on this platform)
             yield
             return
         try:
