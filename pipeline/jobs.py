@@ -192,6 +192,9 @@ class JobRecorder(Recorder):
         self._directory_lock = threading.Lock()
         #: model.json is written (what an interruption then leaves is the job's last steps)
         self.model_written = False
+        #: the fit's last state, and whether the checkpoint holds it (a cancel saves it: :meth:`fail`)
+        self.last_state: FitState | None = None
+        self.last_saved = False
 
     @property
     def again(self) -> bool:
@@ -273,8 +276,10 @@ class JobRecorder(Recorder):
         self._write_directory()
         record = state.solver_state.history[-1]
         self.outputs.write_history(_history_rows(state), validation=bool(state.validation_loss))
+        self.last_state, self.last_saved = state, False
         if state.solver_state.n_iter % self.config.checkpoint_every == 0:
             save_checkpoint(self.outputs.checkpoint, state, self.meta)
+            self.last_saved = True
         updated = self.outputs.update_job(
             iteration=record.iteration,
             loss=record.loss,
@@ -365,6 +370,8 @@ class JobRecorder(Recorder):
             return  # a new job wrote nothing, and writes nothing now
         # (the job's own directory, from an earlier run: a resume, a detached
         # job's coordinator run again, failing before it wrote anything, says so)
+        if isinstance(error, (JobCancelled, KeyboardInterrupt)):
+            self._checkpoint_last_state()
         if isinstance(error, JobCancelled):
             self._end(CANCELLED, str(error))
         elif isinstance(error, KeyboardInterrupt):  # Ctrl-C (or SIGTERM) of an attached job: stopped, not broken
@@ -382,6 +389,18 @@ class JobRecorder(Recorder):
             self._end(FAILED, f"{type(error).__name__}: {error}")
         else:
             self._end(FAILED, f"{type(error).__name__}: {error} (unexpected)")
+
+    def _checkpoint_last_state(self) -> None:
+        """A cancelled or interrupted job's last iteration saved as its
+        checkpoint, where the ``checkpoint_every`` rule had not saved it: the
+        resume continues from there, not from the last multiple (any state of
+        a fit ends where the fit would have: the same model).  Not for a path
+        or cross-validation, whose fits resume from their own states."""
+        if self.last_state is None or self.last_saved or self.config.path or self.config.cv:
+            return
+        with contextlib.suppress(OSError, PipelineError):
+            save_checkpoint(self.outputs.checkpoint, self.last_state, self.meta)
+            self.last_saved = True
 
     # ------------------------------------------------------------------ files
 

@@ -654,6 +654,32 @@ def test_an_interruption_after_the_model_is_written_says_so(tmp_path, data, monk
     assert json.loads((out / "job.json").read_text())["status"] == "succeeded"
 
 
+def test_a_cancelled_job_checkpoints_its_last_iteration(tmp_path, data):
+    """With --checkpoint-every 1000 a Ctrl-C at iteration 5 resumed from
+    iteration 0 (the last multiple): the interrupted job now writes its last
+    state, and the resume continues from it to the uninterrupted model."""
+    from pipeline.checkpoint import load_checkpoint
+    from pipeline.jobs import run_job
+    from pipeline.outputs import OutputDir
+
+    settings = dict(data=str(data), label="y", cluster=None, solver="gd", standardize=False, checkpoint_every=1000)
+    reference = run_job(TrainConfig(**settings, out=str(tmp_path / "reference")))
+    out = tmp_path / "out"
+    config = TrainConfig(**settings, out=str(out))
+
+    def interrupt(record):
+        if record.iteration == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(config, progress=interrupt)
+    state, _ = load_checkpoint(out / "checkpoint.npz")
+    assert state.solver_state.n_iter >= 4  # (the last state the job saw: it had none before at 1000)
+    resumed = run_job(config, OutputDir(out).read_job().job_id)
+    assert "resumed at iteration" in (out / "job.log").read_text()
+    assert resumed.digest == reference.digest and resumed.loss_history == reference.loss_history
+
+
 @pytest.mark.cluster
 def test_killed_coordinator_resumes_to_the_identical_model(tmp_path, data, dask_cli_cluster, reference_slow):
     out = tmp_path / "out"
