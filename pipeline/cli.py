@@ -72,11 +72,15 @@ __all__ = ["main"]
 
 
 def _worker_leaves_ctrl_c_to_the_cli() -> None:
-    """In a process the CLI started -- an embedded cluster's worker, whose
-    start (multiprocessing's spawn) runs the CLI's main module, so this one,
-    first -- a terminal's Ctrl-C, which reaches the whole process group, is
-    ignored: the CLI handles it (it cancels the job and stops the cluster);
-    each worker printed a ``KeyboardInterrupt`` traceback of its own."""
+    """In a process the ``pipeline`` command started -- an embedded
+    cluster's worker, whose start (multiprocessing's spawn) runs the
+    command's main script, so this module, first -- a terminal's Ctrl-C,
+    which reaches the whole process group, is ignored: the command handles
+    it (it cancels the job and stops the cluster); each worker printed a
+    ``KeyboardInterrupt`` traceback of its own.  Under ``python -m
+    pipeline`` spawn does not run a package's ``__main__`` again, and the
+    workers' preload (:func:`pipeline.cluster.dask_setup`) does the same
+    once each has started."""
     # (spawn names the child before it runs the parent's main module in it; parent_process() is set only after)
     child = multiprocessing.parent_process() is not None or multiprocessing.current_process().name != "MainProcess"
     if child and threading.current_thread() is threading.main_thread():

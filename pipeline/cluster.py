@@ -208,6 +208,8 @@ def local_cluster_options(spec: ClusterSpec) -> dict:
     """Policy only: the ``LocalCluster`` options for an embedded ``spec``: worker
     processes on this host's loopback, no dashboard, the memory limit only when
     one is given (else Dask's default)."""
+    import dask
+
     options = dict(
         n_workers=embedded_worker_count(spec),
         threads_per_worker=spec.threads_per_worker,
@@ -221,8 +223,9 @@ def local_cluster_options(spec: ClusterSpec) -> dict:
         # Errors in tasks come back to the client as exceptions; the workers'
         # own "Compute Failed" logs would only repeat them with a traceback.
         silence_logs=logging.CRITICAL,
-        # each worker leaves a terminal's Ctrl-C to the command (:func:`dask_setup`)
-        preload=[__name__],
+        # each worker leaves a terminal's Ctrl-C to the command (:func:`dask_setup`), after the preloads
+        # configured for Dask's workers (a preload given here replaces them)
+        preload=[*dask.config.get("distributed.worker.preload", default=[]), __name__],
     )
     if spec.memory_limit is not None:
         options["memory_limit"] = spec.memory_limit

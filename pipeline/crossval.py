@@ -101,8 +101,9 @@ class Lockstep:
     def run(self, jobs: Sequence[Callable[[], T]]) -> list[T]:
         """Run ``jobs`` (each a fit on one of this lockstep's members), each
         in a thread, serving their evaluations a pass at a time; their results
-        in order.  The first error (by job order) is raised once every thread
-        has stopped."""
+        in order.  Once every thread has stopped, an error is raised: the last
+        job's, the fit on every row (its error is the data's, e.g. a single
+        class, where the folds' would only be theirs), else the first by job order."""
         outcomes: list = [None] * len(jobs)
         errors: dict[int, BaseException] = {}
 
@@ -149,6 +150,9 @@ class Lockstep:
         if failure is not None:
             raise failure
         real = [error for _, error in sorted(errors.items()) if not isinstance(error, Aborted)]
+        last = errors.get(len(jobs) - 1)
+        if last is not None and not isinstance(last, Aborted):
+            raise last
         if real or errors:
             raise real[0] if real else errors[min(errors)]
         return outcomes

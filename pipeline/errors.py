@@ -257,8 +257,9 @@ class LabelValueError(DataError):
         """A class without weight (``weightless``), found in cross-validation
         fold ``fold``'s training rows."""
         return LabelValueError(
-            f"cross-validation fold {fold} of {n_folds} (its training rows): {self.message}; the folds are "
-            "not stratified by class: use fewer folds, or more rows of the rare class",
+            f"cross-validation fold {fold} of {n_folds} (its training rows): {self.message}; the folds (by "
+            "each row's hash) are not stratified by class: with few rows or little weight in a class, use fewer "
+            "folds",
             weightless=self.weightless,
             n_classes=self.n_classes,
             n_samples=self.n_samples,
@@ -285,7 +286,7 @@ class LabelValueError(DataError):
                 "positive weight (the multinomial model has no finite optimum otherwise)"
             )
         if self.fold is not None:
-            text = f"cross-validation fold {self.fold} (its training rows): {text}; the folds are not stratified"
+            text = f"cross-validation fold {self.fold} (its training rows): {text}"
         return text
 
 

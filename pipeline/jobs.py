@@ -67,6 +67,7 @@ from .outputs import (
     QUEUED,
     RUNNING,
     SUCCEEDED,
+    DirectoryLock,
     JobDocument,
     JobStatus,
     OutputDir,
@@ -190,6 +191,8 @@ class JobRecorder(Recorder):
         self.pending: list[tuple[str, str]] | None = []
         self.caught: list[warnings.WarningMessage] = []
         self._directory_lock = threading.Lock()
+        #: the run's hold on its output directory (:func:`run_job`), taken here once the directory exists
+        self.directory_lock: DirectoryLock | None = None
         #: model.json is written (what an interruption then leaves is the job's last steps)
         self.model_written = False
         #: the fit's last state, and whether the checkpoint holds it (a cancel saves it: :meth:`fail`)
@@ -414,6 +417,8 @@ class JobRecorder(Recorder):
             raise OutputError(
                 f"cannot create the output directory {self.outputs.path}: {exc}", path=str(self.outputs.path)
             ) from None
+        if self.directory_lock is not None:  # (a directory made just now: held from here on)
+            self.directory_lock.take()
         # a new job's job.json is written first, and only if no other job took
         # the directory since it was checked (two jobs started at once)
         claim = previous is None and not config.overwrite
@@ -649,12 +654,13 @@ def run_job(
     if config.out is not None:  # (check_job_output says what a job without one needs)
         check_output_root(config.out, output_roots(config))  # here too: a worker checks its own root
     # (held from the checks to the end: another process running a job in the directory meanwhile is refused)
-    with OutputDir(config.out).exclusive() if config.out is not None else contextlib.nullcontext():
+    with OutputDir(config.out).exclusive() if config.out is not None else contextlib.nullcontext() as lock:
         job_id, previous = check_job_output(config, job_id)
         if coordinator == "attached":
             refuse_if_running(previous)
         _generate(config)
         recorder = JobRecorder(config, job_id, previous, coordinator, progress, notify, on_warning, source)
+        recorder.directory_lock = lock  # (a new directory is taken once the recorder has made it)
         return run(config, recorder, client=client)
 
 
@@ -746,12 +752,27 @@ def submit_detached(config: TrainConfig, job_id: str | None = None, source: JobS
     written (output directory, dataset, scheduler); the coordinator task is
     fire-and-forget, so the job outlives this client.
     """
-    from distributed import fire_and_forget
-
     if config.cluster is None or not config.cluster.scheduler:
         raise JobError("a detached job runs on a running cluster: give cluster.scheduler (or --scheduler ADDRESS)")
+    # held while the job is checked and queued (another process running a job in the directory is refused),
+    # released as its coordinator, which takes it, is submitted
+    lock = None if config.out is None else OutputDir(config.out).exclusive()
+    try:
+        if lock is not None:
+            lock.take()
+        return _submit(config, job_id, source, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _submit(config: TrainConfig, job_id: str | None, source: JobSource | None, lock: DirectoryLock | None) -> str:
+    """:func:`submit_detached`'s checks and submission, ``lock`` held until the coordinator is submitted."""
+    from distributed import fire_and_forget
+
     job_id, previous = check_job_output(config, job_id)
     assert config.out is not None  # check_job_output refuses a job without one
+    assert config.cluster is not None  # (submit_detached refuses a job without a scheduler)
     refuse_if_running(previous)
     _generate(config)
     dataset = open_configured(config)
@@ -765,6 +786,8 @@ def submit_detached(config: TrainConfig, job_id: str | None = None, source: JobS
     with connect(config.cluster) as client:
         outputs = OutputDir(config.out)
         outputs.path.mkdir(parents=True, exist_ok=True)
+        if lock is not None:  # (a directory made just now: held from here on)
+            lock.take()
         claim = previous is None and not config.overwrite  # (see JobRecorder._write_directory)
         if previous is None and not claim:
             outputs.clear_job_files()
@@ -785,6 +808,8 @@ def submit_detached(config: TrainConfig, job_id: str | None = None, source: JobS
             outputs.withdraw_cancel()
         outputs.log(f"job {job_id} submitted (detached) to {config.cluster.scheduler}")
         _publish(client, job_id, document)
+        if lock is not None:
+            lock.release()  # (the coordinator takes it)
         future = client.submit(coordinate, config, job_id, source, key=_task_key(job_id), pure=False)
         fire_and_forget(future)
         # the scheduler must hold the task before this client goes away

@@ -52,6 +52,7 @@ from .errors import JobError, JobNotFoundError, OutputError
 from .jobfile import config_from_mapping
 
 __all__ = [
+    "DirectoryLock",
     "CANCEL_FILE",
     "CHECKPOINT_FILE",
     "HISTORY_COLUMNS",
@@ -492,40 +493,9 @@ class OutputDir:
                 path=str(self.path),
             ) from None
 
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Held while a job runs in this directory: an exclusive ``flock`` on
-        the directory itself (no file of its own; the kernel drops it when
-        the process ends, however it ends), so that a second process that
-        would run a job here at the same time (two ``resume`` of one job, a
-        ``resume`` and an ``--overwrite``) is refused with a
-        :class:`JobError` before it reads or writes anything.  A directory
-        that does not exist yet is not held (a new job's ``job.json`` is
-        created exclusively: :meth:`claim_job`), nor one on a filesystem
-        without locks (the ``job.json`` checks alone)."""
-        if fcntl is None:  # (no flock on this platform)
-            yield
-            return
-        try:
-            handle = os.open(self.path, os.O_RDONLY)
-        except OSError:
-            yield
-            return
-        try:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = self.read_job() if self.job.is_file() else None
-                job = f"job {holder.job_id} " if holder is not None and holder.job_id else "a job "
-                raise JobError(
-                    f"{job}in {self.path} is being run by another process (a second resume, train or submit of "
-                    "this directory); wait for it to end, or cancel it first"
-                ) from None
-            except OSError:  # (a filesystem without locks)
-                pass
-            yield
-        finally:
-            os.close(handle)
+    def exclusive(self) -> DirectoryLock:
+        """This directory's :class:`DirectoryLock` (a context manager that takes it)."""
+        return DirectoryLock(self)
 
     def check_writable(self, overwrite: bool) -> None:
         """Fail before training if the model could not be written here."""
@@ -572,3 +542,56 @@ def _updated(document: JobDocument, values: Mapping[str, Any]) -> JobDocument:
 
 def _job_bytes(document: JobDocument) -> bytes:
     return (json.dumps(document.to_json(), indent=2) + "\n").encode()
+
+
+class DirectoryLock:
+    """Held while a job runs in an output directory: an exclusive ``flock``
+    on the directory itself (no file of its own; the kernel drops it when
+    the process ends, however it ends), so that a second process that would
+    run a job there at the same time (two ``resume`` of one job, a
+    ``resume`` and an ``--overwrite``) is refused with a :class:`JobError`
+    before it reads or writes anything.
+
+    :meth:`take` holds it if the directory exists (a new job takes it again
+    once it has made the directory: its ``job.json`` is created exclusively
+    meanwhile, :meth:`OutputDir.claim_job`), and is idempotent; a filesystem
+    without locks leaves the ``job.json`` checks alone.  As a context
+    manager: taken on entry, released on exit."""
+
+    def __init__(self, outputs: OutputDir) -> None:
+        self.outputs = outputs
+        self.handle: int | None = None
+
+    def take(self) -> None:
+        if self.handle is not None or fcntl is None:  # (held already; or no flock on this platform)
+            return
+        try:  # (O_DIRECTORY: a path that is not a directory, a FIFO say, is not opened, so never waited on)
+            handle = os.open(self.outputs.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            return
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            holder = self.outputs.read_job() if self.outputs.job.is_file() else None
+            job = f"job {holder.job_id} " if holder is not None and holder.job_id else "a job "
+            raise JobError(
+                f"{job}in {self.outputs.path} is being run by another process (a second resume, train or submit "
+                "of this directory); wait for it to end, or cancel it first"
+            ) from None
+        except OSError:  # (a filesystem without locks)
+            os.close(handle)
+            return
+        self.handle = handle
+
+    def release(self) -> None:
+        if self.handle is not None:
+            os.close(self.handle)
+            self.handle = None
+
+    def __enter__(self) -> DirectoryLock:
+        self.take()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()

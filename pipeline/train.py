@@ -340,22 +340,19 @@ def fit_path(
         members = []
         members += [lockstep.member(k, k) for k in range(n_folds)]
         members.append(lockstep.member(n_folds, ALL_ROWS))
-    prepared = [
-        in_fold(
+    settings = {key: common[key] for key in ("standardize", "class_weight", "features", "label", "impute", "levels")}
+    # every row's first: what is wrong with all the rows (a single class) is the data's, not a fold's
+    prepared_by = {
+        m: in_fold(
             functools.partial(
-                prepare,
-                member,
-                **{
-                    key: common[key] for key in ("standardize", "class_weight", "features", "label", "impute", "levels")
-                },
-                n_classes=n_classes,
-                class_totals=common["class_totals"],
+                prepare, members[m], **settings, n_classes=n_classes, class_totals=common["class_totals"]
             ),
             m,
             n_folds,
         )
-        for m, member in enumerate(members)
-    ]
+        for m in [len(members) - 1, *range(len(members) - 1)]
+    }
+    prepared = [prepared_by[m] for m in range(len(members))]
     every_row = members[-1]
     alpha = mixing(config.penalty)
     if config.path:

@@ -441,11 +441,18 @@ def test_a_cross_validation_fold_of_a_single_class_is_named(tmp_path):
     result = train_in_process(data, out, "--cv", "3", "--l2", "0.1")
     message = assert_bad_input(result, "LabelValueError", "single class", "'y'", out=None)
     assert message.startswith("cross-validation fold ") and "(its training rows)" in message
-    assert "not stratified" in message
+    assert "not stratified by class" in message and "use fewer folds" in message
     with pytest.raises(
         ValueError, match=r"cross-validation fold \d \(its training rows\): y has a single class: .* on class 1"
     ):
         LogisticRegressionCV(cv=3, path=3).fit(rng.standard_normal((10, 1)), np.array([1] * 9 + [2]))
+    # a class without weight in every row is the data's: said as without --cv (it named fold 0, advising fewer folds)
+    weighted = write_weighted_labels(tmp_path / "weighted", 0.0)
+    for options in [(), ("--no-standardize",)]:
+        out = tmp_path / f"out{len(options)}"
+        result = train_in_process(weighted, out, "--weight-col", "w", "--cv", "3", "--l2", "0.1", *options)
+        message = assert_bad_input(result, "LabelValueError", "single class", "on label 0", out=None)
+        assert "fold" not in message, message
 
 
 def test_single_class_by_weight_on_a_raw_lasso_path(tmp_path):

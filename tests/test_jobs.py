@@ -926,6 +926,13 @@ def test_a_second_process_running_a_job_in_the_same_directory_is_refused(tmp_pat
     with OutputDir(out).exclusive():
         with pytest.raises(JobError, match="job j1 in .* is being run by another process"):
             run_job(config, "j1")
+        # a detached resume too: refused before it reaches for the scheduler (it queued the job anew)
+        from pipeline.cluster import ClusterSpec
+        from pipeline.jobs import submit_detached
+
+        nowhere = ClusterSpec(scheduler=f"tcp://127.0.0.1:{free_port()}", connect_timeout_s=1)
+        with pytest.raises(JobError, match="is being run by another process"):
+            submit_detached(dataclasses.replace(config, cluster=nowhere), "j1")
         assert {path.name: path.read_bytes() for path in out.iterdir()} == files  # (nothing read or written)
     # what a run killed between a write and its rename left goes with the resume (a user's file stays)
     left = [out / f".checkpoint.npz.{'a' * 32}.tmp", out / f".model.json.{'b' * 32}.tmp"]
@@ -933,6 +940,21 @@ def test_a_second_process_running_a_job_in_the_same_directory_is_refused(tmp_pat
         path.write_bytes(b"half")
     assert run_job(config, "j1").digest == finished.digest  # (released when that run ends)
     assert not any(path.exists() for path in left) and (out / ".notes.tmp").exists()
+    # a job in a directory it makes holds it from then on (it held nothing: the directory was not there)
+    fresh = tmp_path / "fresh"
+    seen: list[bool] = []
+
+    def try_to_take(record) -> None:
+        if record.iteration == 2:
+            try:
+                OutputDir(fresh).exclusive().take()
+            except JobError:
+                seen.append(True)
+            else:
+                seen.append(False)
+
+    run_job(dataclasses.replace(config, out=str(fresh)), progress=try_to_take)
+    assert seen == [True]
 
 
 def test_a_resume_without_its_checkpoint_says_it_starts_again(tmp_path, data):

@@ -388,6 +388,12 @@ def test_embedded_cluster_options():
     # the scheduler's HTTP routes on a free loopback port, not on 8787
     assert options["scheduler_kwargs"] == {"dashboard_address": "127.0.0.1:0"}
     assert local_cluster_options(ClusterSpec(memory_limit="1GiB"))["memory_limit"] == "1GiB"
+    # the pipeline's preload (its workers leave Ctrl-C to the command) after the ones configured for Dask's
+    assert options["preload"] == ["pipeline.cluster"]
+    import dask
+
+    with dask.config.set({"distributed.worker.preload": ["mine"]}):
+        assert local_cluster_options(ClusterSpec())["preload"] == ["mine", "pipeline.cluster"]
     with pytest.raises(ConfigError, match="n_workers must be an integer >= 1; found 0"):
         ClusterSpec(n_workers=0)  # refused where the value is set, before any cluster
 
