@@ -242,6 +242,7 @@ class LabelValueError(DataError):
         n_classes: int = 0,
         n_samples: int = 0,
         fold: int | None = None,
+        n_folds: int = 0,
         path: str | None = None,
         column: str | None = None,
         row_group: int | None = None,
@@ -252,24 +253,38 @@ class LabelValueError(DataError):
         self.n_classes = n_classes
         self.n_samples = n_samples
         self.fold = fold
+        self.n_folds = n_folds
 
     def in_fold(self, fold: int, n_folds: int) -> LabelValueError:
         """A class without weight (``weightless``), found in cross-validation
         fold ``fold``'s training rows."""
-        return LabelValueError(
-            f"cross-validation fold {fold} of {n_folds} (its training rows): {self.message}; the folds (by "
-            "each row's hash) are not stratified by class: with few rows or little weight in a class, use fewer "
-            "folds",
+        found = LabelValueError(
+            self.message,
             weightless=self.weightless,
             n_classes=self.n_classes,
             n_samples=self.n_samples,
             fold=fold,
+            n_folds=n_folds,
             column=self.column,
         )
+        found.message = found.in_fold_words(self.message)
+        found.args = (found.message,)
+        return found
 
-    def of_classes(self, classes, label: str = "y") -> str:
-        """A class without weight (``weightless``) in the words of an
-        estimator's ``label`` and its ``classes`` (sorted)."""
+    def in_fold_words(self, text: str) -> str:
+        """``text`` said of the fold whose training rows it is about (the
+        pipeline's folds: by each row's hash, not stratified)."""
+        return (
+            f"cross-validation fold {self.fold} of {self.n_folds} (its training rows): {text}; the folds (by "
+            "each row's hash) are not stratified by class: with few rows or little weight in a class, use fewer "
+            "folds"
+        )
+
+    def of_classes(self, classes, label: str = "y", hashed_folds: bool = False) -> str:
+        """A class without weight (``weightless``) in the words of ``label``
+        and its ``classes`` (sorted), of a fold's training rows with the
+        advice of :meth:`in_fold_words` where the folds are the pipeline's
+        (``hashed_folds``), else without (a caller's splitter)."""
         rows = "training rows" if self.fold is not None else "rows"
         where = f"the {self.n_samples} {rows}" if self.n_samples else f"the {rows}"
         if self.n_classes == 2:
@@ -282,11 +297,13 @@ class LabelValueError(DataError):
         else:
             empty = [classes[k] for k in self.weightless]
             text = (
-                f"{label}'s class(es) {empty} have no sample weight in {where}; expected every class with "
+                f"{label} has class(es) {empty} with no sample weight in {where}; expected every class with "
                 "positive weight (the multinomial model has no finite optimum otherwise)"
             )
+        if self.fold is not None and hashed_folds:
+            return self.in_fold_words(text)
         if self.fold is not None:
-            text = f"cross-validation fold {self.fold} (its training rows): {text}"
+            return f"cross-validation fold {self.fold} (its training rows): {text}"
         return text
 
 

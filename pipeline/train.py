@@ -210,7 +210,14 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     init = initial_coef(config.init, dataset.feature_names, dataset.classes, multinomial=n_classes > 0)
                 check_feature_names(dataset)
                 parts = split_parts(dataset, split)
-                with evaluators(config, parts, recorder.note, client) as (training, validation, cache):
+                with (
+                    _class_words(dataset),
+                    evaluators(config, parts, recorder.note, client) as (
+                        training,
+                        validation,
+                        cache,
+                    ),
+                ):
                     warn_if_underdetermined(
                         len(dataset.feature_names), dataset.n_samples, dataset.categorical, config.penalty, stacklevel=3
                     )
@@ -266,6 +273,26 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                     recorder.on_model(model)
             recorder.finish(model, _kernel_facts(training))
     return model
+
+
+@contextlib.contextmanager
+def _class_words(dataset: Dataset) -> Iterator[None]:
+    """A class without weight named by its value (the fit counts in class
+    codes: it said "label 0" of a label whose classes are text)."""
+    try:
+        yield
+    except LabelValueError as exc:
+        if not exc.weightless or not dataset.classes:
+            raise
+        raise LabelValueError(
+            exc.of_classes(list(dataset.classes), label=f"label column {dataset.label!r}", hashed_folds=True),
+            weightless=exc.weightless,
+            n_classes=exc.n_classes,
+            n_samples=exc.n_samples,
+            fold=exc.fold,
+            n_folds=exc.n_folds,
+            column=exc.column,
+        ) from None
 
 
 @contextlib.contextmanager

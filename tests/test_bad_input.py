@@ -421,11 +421,28 @@ def test_single_class_by_weight_through_the_estimator():
         with pytest.raises(ValueError, match="on class 'ant' .class 'bee' has none."):
             LogisticRegression(standardize=standardize).fit(X, named, sample_weight=(y == 0).astype(float))
         three = np.array(["a", "b", "c"])[np.arange(40) % 3]
-        with pytest.raises(ValueError, match=r"y's class\(es\) \['c'\] have no sample weight"):
+        with pytest.raises(ValueError, match=r"y has class\(es\) \['c'\] with no sample weight"):
             LogisticRegression(standardize=standardize).fit(X, three, sample_weight=(three != "c").astype(float))
         # a class of weight below an ulp of the total is a class (the rounded totals read it as none)
         tiny = np.where(y == 1, 1e-17, 1.0)
         assert LogisticRegression(standardize=standardize, l2=1e-3).fit(X, y, sample_weight=tiny).converged_
+
+
+def test_a_class_without_weight_is_named_by_its_value(tmp_path):
+    """The fit counts in class codes: with text classes the CLI said "on
+    label 0; expected both 0 and 1" (and "class(es) number [2]")."""
+    rng = np.random.default_rng(0)
+    for name, values in [("two", ["ant", "bee"]), ("three", ["a", "b", "c"])]:
+        y = np.array(values * 12)
+        table = pa.table({"x": rng.standard_normal(len(y)), "y": y, "w": np.where(y == values[-1], 0.0, 1.0)})
+        write(tmp_path / name / "part-0.parquet", table, 12)
+        out = tmp_path / f"out-{name}"
+        result = train_in_process(tmp_path / name, out, "--weight-col", "w", "--features", "x")
+        message = assert_bad_input(result, "LabelValueError", "label column 'y'", out=out)
+        expected = (
+            "is on class 'ant' (class 'bee' has none)" if name == "two" else "has class(es) ['c'] with no sample weight"
+        )
+        assert expected in message, message
 
 
 def test_a_cross_validation_fold_of_a_single_class_is_named(tmp_path):
