@@ -225,7 +225,11 @@ def local_cluster_options(spec: ClusterSpec) -> dict:
         silence_logs=logging.CRITICAL,
         # each worker leaves a terminal's Ctrl-C to the command (:func:`dask_setup`), after the preloads
         # configured for Dask's workers (a preload given here replaces them)
-        preload=[*dask.config.get("distributed.worker.preload", default=[]), __name__],
+        **_with_preload(
+            dask.config.get("distributed.worker.preload", default=None),
+            dask.config.get("distributed.worker.preload-argv", default=None),
+            __name__,
+        ),
     )
     if spec.memory_limit is not None:
         options["memory_limit"] = spec.memory_limit
@@ -265,6 +269,18 @@ def connect(spec: ClusterSpec) -> Iterator:
             cluster = stack.enter_context(LocalCluster(**local_cluster_options(spec)))
             client = stack.enter_context(Client(cluster))
         yield client
+
+
+def _with_preload(configured, argv, module: str) -> dict:
+    """Policy only: the ``preload`` and ``preload_argv`` of Dask's workers
+    with ``module`` added last, read as distributed reads them (one name or
+    a list; one argv for every preload, or one per preload, or none)."""
+    names = [configured] if isinstance(configured, str) else list(configured or [])
+    if argv and isinstance(argv[0], str):
+        argvs = [list(argv)] * len(names)
+    else:
+        argvs = [list(each) for each in argv or []] or [[] for _ in names]
+    return {"preload": [*names, module], "preload_argv": [*argvs, []]}
 
 
 def dask_setup(worker) -> None:

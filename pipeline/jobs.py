@@ -374,24 +374,26 @@ class JobRecorder(Recorder):
         # (the job's own directory, from an earlier run: a resume, a detached
         # job's coordinator run again, failing before it wrote anything, says so)
         if isinstance(error, (JobCancelled, KeyboardInterrupt)):
-            self._checkpoint_last_state()
-        if isinstance(error, JobCancelled):
-            self._end(CANCELLED, str(error))
-        elif isinstance(error, KeyboardInterrupt):  # Ctrl-C (or SIGTERM) of an attached job: stopped, not broken
-            how = str(error) or "Ctrl-C"
-            if self.model_written:  # (the job's last steps after it: metrics, its end)
-                self._end(
-                    CANCELLED,
-                    f"interrupted ({how}) after model.json was written; `pipeline resume {self.outputs.path}` "
-                    "completes the job",
-                )
-            else:
-                self._end(CANCELLED, f"interrupted ({how}); `pipeline resume {self.outputs.path}` continues it")
+            self._end(CANCELLED, self._stopped(error))
+            self._checkpoint_last_state()  # (after its status: a second Ctrl-C may stop this)
         elif isinstance(error, PipelineError):
             error = in_file_words(error, self.source)
             self._end(FAILED, f"{type(error).__name__}: {error}")
         else:
             self._end(FAILED, f"{type(error).__name__}: {error} (unexpected)")
+
+    def _stopped(self, error: JobCancelled | KeyboardInterrupt) -> str:
+        """Why a cancelled job stopped: the cancel's reason, or the interruption
+        (Ctrl-C of an attached job, or SIGTERM: stopped, not broken)."""
+        if isinstance(error, JobCancelled):
+            return str(error)
+        how = str(error) or "Ctrl-C"
+        if self.model_written:  # (the job's last steps after it: metrics, its end)
+            return (
+                f"interrupted ({how}) after model.json was written; `pipeline resume {self.outputs.path}` "
+                "completes the job"
+            )
+        return f"interrupted ({how}); `pipeline resume {self.outputs.path}` continues it"
 
     def _checkpoint_last_state(self) -> None:
         """A cancelled or interrupted job's last iteration saved as its

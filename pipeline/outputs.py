@@ -431,12 +431,15 @@ class OutputDir:
         rename left (:func:`pipeline.atomic.temporaries_in`), here and in
         ``path/`` (its points and folds): a resumed job's, which holds the
         directory (:meth:`exclusive`), so no live writer's."""
-        folders = [self.path]
-        if (self.path / PATH_DIR).is_dir():
-            folders += [self.path / PATH_DIR, *(p for p in (self.path / PATH_DIR).rglob("*") if p.is_dir())]
-        for folder in folders:
-            for temporary in temporaries_in(folder):
+        # (not cancel.request's nor report.html's: `pipeline cancel` and `report` write those, holding nothing)
+        others = (CANCEL_FILE, REPORT_FILE)
+        for name in (MODEL_FILE, *(name for name in JOB_FILES if name not in others)):
+            for temporary in leftover_temporaries(self.path / name):
                 temporary.unlink(missing_ok=True)
+        if (self.path / PATH_DIR).is_dir():  # (only the job writes there)
+            for folder in [self.path / PATH_DIR, *(p for p in (self.path / PATH_DIR).rglob("*") if p.is_dir())]:
+                for temporary in temporaries_in(folder):
+                    temporary.unlink(missing_ok=True)
 
     def clear_model_files(self) -> None:
         """Remove what described the model a new one replaces (its metrics, report and plot)."""

@@ -783,7 +783,9 @@ def test_a_class_without_weight_is_refused(tmp_path):
     values = columns()
     weights = np.where(values["species"] == "cat", 0.0, 1.0)
     pq.write_table(pa.table({**values, "w": weights}), tmp_path / "data.parquet")
-    with pytest.raises(LabelValueError, match=r"class\(es\) number \[2\] .* no weight"):
+    with pytest.raises(
+        LabelValueError, match=r"label column 'species' has class\(es\) \['cat'\] with no sample weight"
+    ):
         train(config(tmp_path / "data.parquet", weight="w"))
 
 

@@ -392,8 +392,19 @@ def test_embedded_cluster_options():
     assert options["preload"] == ["pipeline.cluster"]
     import dask
 
-    with dask.config.set({"distributed.worker.preload": ["mine"]}):
-        assert local_cluster_options(ClusterSpec())["preload"] == ["mine", "pipeline.cluster"]
+    assert options["preload_argv"] == [[]]
+    # read as distributed reads them: one name or a list; one argv for every preload, one per preload, or none
+    for preload, argv, expected in [
+        (["mine"], None, [[], []]),
+        ("mine", None, [[], []]),
+        (["mine", "other"], ["--x", "7"], [["--x", "7"], ["--x", "7"], []]),
+        (["mine"], [["--x", "7"]], [["--x", "7"], []]),
+    ]:
+        settings = {"distributed.worker.preload": preload, "distributed.worker.preload-argv": argv}
+        with dask.config.set(settings):
+            options = local_cluster_options(ClusterSpec())
+        names = [preload] if isinstance(preload, str) else preload
+        assert options["preload"] == [*names, "pipeline.cluster"] and options["preload_argv"] == expected
     with pytest.raises(ConfigError, match="n_workers must be an integer >= 1; found 0"):
         ClusterSpec(n_workers=0)  # refused where the value is set, before any cluster
 
