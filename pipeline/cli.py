@@ -509,6 +509,8 @@ def _evaluate(args) -> int:
             f"rows       {split.part} part of the split (validation fraction {split.fraction:g}, "
             f"by {'key ' + repr(split.key) if split.key else 'row position'})"
         )
+        if not metrics["n_samples"]:  # (its metrics are all undefined: said, not only shown as None)
+            print(f"note       the {split.part} part of the split holds no row of these data")
     if "per_class" in metrics:  # a multinomial model's
         _print_class_metrics(metrics)
         print(f"metrics written to {out}")
@@ -516,6 +518,7 @@ def _evaluate(args) -> int:
     classes = metrics.get("classes")
     if classes:  # (a binary model of named classes: which one precision, recall and the AUCs are of)
         print(f"positive   {classes[1]!r} (negative {classes[0]!r})")
+    print(f"threshold  {metrics['threshold']} (a row is positive when its probability is above it)")
     for key in ("n_samples", "log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"):
         print(f"{key:<10} {metrics[key]}")
     matrix = metrics["confusion_matrix"]

@@ -442,8 +442,9 @@ def class_metrics(merged: dict, classes: Sequence) -> dict:
     """A multinomial model's metrics, exact and in one fixed order: log-loss,
     accuracy, the confusion matrix (rows: true class, columns: predicted),
     per class precision, recall, F1 and one-vs-rest ROC AUC, and their macro
-    and support-weighted means (scikit-learn's definitions; a class without
-    predicted rows has precision 0, as scikit-learn's ``zero_division=0``)."""
+    (over the classes held or predicted) and support-weighted means
+    (scikit-learn's definitions; a class without predicted rows has precision
+    0, as scikit-learn's ``zero_division=0``)."""
     confusion = merged["confusion"]
     n = int(confusion.sum())
     support = confusion.sum(axis=1).tolist()
@@ -458,8 +459,12 @@ def class_metrics(merged: dict, classes: Sequence) -> dict:
         auc = _auc(table["positives"], table["negatives"])
         per_class.append({"class": value, "support": support[c], "p": precision, "r": recall, "f": f1, "auc": auc})
 
+    # the classes the rows hold or were predicted as (scikit-learn's labels by default: a class neither
+    # held nor predicted would add a 0 to the mean, a perfect classifier on a subset scoring below 1)
+    seen = [entry for c, entry in enumerate(per_class) if support[c] or predicted[c]]
+
     def macro(key: str) -> float | None:
-        return None if not per_class else float(sum((entry[key] for entry in per_class), Fraction(0)) / len(per_class))
+        return None if not seen else float(sum((entry[key] for entry in seen), Fraction(0)) / len(seen))
 
     def weighted(key: str) -> float | None:
         total = sum((entry[key] * entry["support"] for entry in per_class), Fraction(0))
@@ -656,7 +661,9 @@ def rows_of(split: Split | None) -> str | dict:
 
 
 def absolute_url(url: str) -> str:
-    """A local path made absolute (symbolic links resolved); a URL as it is."""
+    """A local path made absolute (symbolic links resolved; a ``file:`` URL
+    is its local path, :func:`pipeline.data.file_url_path`); another URL as it is."""
+    url = file_url_path(url)
     return url if "://" in url else os.path.realpath(url)
 
 

@@ -56,10 +56,30 @@ def _img(source: str, alt: str) -> str:
     return f'<img src="{source}" alt="{html.escape(alt)}">'
 
 
-def _binary_sections(model: Model, metrics: dict | None, directory, n_dense: int, scale: list[float]) -> list[str]:
+def _magnitude(model: Model) -> tuple[list[float], str, str]:
+    """``(scale, column name, note)`` of the coefficients' comparable
+    magnitude: ``|coef × std|`` where the fit measured the features' spreads
+    (standardized), else ``|coef|`` (a raw fit: no spread is known, and it
+    is not comparable across features)."""
+    if model.scale is not None:
+        return (
+            list(model.scale),
+            "|coef × std|",
+            "|coef × std| is the effect of one standard deviation of the feature, the comparable magnitude",
+        )
+    return (
+        [1.0] * len(model.features),
+        "|coef|",
+        "a fit on the raw features (not standardized): their spreads were not measured, so the "
+        "magnitude shown is |coef|, in each feature's own units (not comparable across features)",
+    )
+
+
+def _binary_sections(model: Model, metrics: dict | None, directory, n_dense: int) -> list[str]:
     """A binary model's coefficient tables (categorical columns by level) and validation metrics."""
     vocabularies = model.vocabularies
     parts: list[str] = []
+    scale, magnitude, note = _magnitude(model)
     rows: list[list[Any]] = sorted(
         (
             [name, coef, abs(coef * s)]
@@ -70,9 +90,8 @@ def _binary_sections(model: Model, metrics: dict | None, directory, n_dense: int
     rows.append(["(intercept)", model.intercept, None])
     parts += [
         "<h2>Coefficients</h2>",
-        '<p class="muted">original units; |coef × std| is the effect of one standard '
-        "deviation of the feature, the comparable magnitude</p>",
-        _table(rows, ["feature", "coef", "|coef × std|"], numeric={1, 2}),
+        f'<p class="muted">original units; {note}</p>',
+        _table(rows, ["feature", "coef", magnitude], numeric={1, 2}),
     ]
     start = n_dense
     for vocabulary in vocabularies:  # one table per categorical column, its levels in order
@@ -91,13 +110,19 @@ def _binary_sections(model: Model, metrics: dict | None, directory, n_dense: int
     parts += _inference_section(model)
     parts.append(f"<h2>{metrics_title(metrics)}</h2>")
     if metrics:
-        keys = ["n_samples", "log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"]
+        keys = ["n_samples", "threshold", "log_loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"]
         parts.append(_table([[key, metrics.get(key)] for key in keys], ["metric", "value"], numeric={1}))
         matrix = metrics.get("confusion_matrix", {})
+        # the classes by name where the label has them (0 and 1 are then the first and the second)
+        named = metrics.get("classes") if isinstance(metrics.get("classes"), list) else None
+        negative, positive = (str(named[0]), str(named[1])) if named and len(named) == 2 else ("0", "1")
         parts.append(
             _table(
-                [["actual 0", matrix.get("tn"), matrix.get("fp")], ["actual 1", matrix.get("fn"), matrix.get("tp")]],
-                ["", "predicted 0", "predicted 1"],
+                [
+                    [f"actual {negative}", matrix.get("tn"), matrix.get("fp")],
+                    [f"actual {positive}", matrix.get("fn"), matrix.get("tp")],
+                ],
+                ["", f"predicted {negative}", f"predicted {positive}"],
                 numeric={1, 2},
             )
         )
@@ -259,10 +284,11 @@ def _separation_note(model: Model) -> list[str]:
     return [] if note is None else textwrap.wrap(f"Note: {note}.", SUMMARY_WIDTH)
 
 
-def _class_coefficients(model: Model, scale: list[float]) -> list[str]:
+def _class_coefficients(model: Model) -> list[str]:
     """A multinomial model's coefficients: a column per class, the features by
     their largest standardized effect over the classes."""
     classes = [str(value) for value in model.class_labels]
+    scale, magnitude, note = _magnitude(model)
     coef = model.coef_array
     effect = np.abs(coef * np.asarray(scale, dtype=np.float64)).max(axis=0)
     order = np.argsort(-effect, kind="stable")
@@ -271,8 +297,8 @@ def _class_coefficients(model: Model, scale: list[float]) -> list[str]:
     return [
         "<h2>Coefficients</h2>",
         f'<p class="muted">{len(classes)} classes (softmax), original units, centered across the classes; '
-        "max |coef × std| is a feature's largest effect of one standard deviation</p>",
-        _table(rows, ["feature", *classes, "max |coef × std|"], numeric=set(range(1, len(classes) + 2))),
+        f"the last column is a feature's largest over the classes; {note}</p>",
+        _table(rows, ["feature", *classes, f"max {magnitude}"], numeric=set(range(1, len(classes) + 2))),
     ]
 
 
@@ -432,11 +458,10 @@ def write_report(out: str) -> Path:
 
     vocabularies = model.vocabularies
     n_dense = len(model.features) - sum(vocabulary.size for vocabulary in vocabularies)
-    scale = model.scale or [1.0] * len(model.features)
     if model.multinomial:
-        parts += _class_coefficients(model, scale) + _class_metrics(metrics)
+        parts += _class_coefficients(model) + _class_metrics(metrics)
     else:
-        parts += _binary_sections(model, metrics, directory, n_dense, scale)
+        parts += _binary_sections(model, metrics, directory, n_dense)
 
     parts += _path_section(outputs, model.digest)
     config = job.config or {}
@@ -477,7 +502,7 @@ def _path_section(outputs: OutputDir, digest: str) -> list[str]:
 
     def draw_coefficients(ax) -> None:
         if binary:
-            scale = np.array(binary[0].scale or [1.0] * len(binary[0].features))
+            scale = np.array(_magnitude(binary[0])[0])
             paths = np.array([model.coef_array * scale for model in binary])
             for j in range(paths.shape[1]):
                 ax.plot(grid[: len(binary)], paths[:, j], label=binary[0].features[j] if j < 10 else None)
@@ -485,7 +510,8 @@ def _path_section(outputs: OutputDir, digest: str) -> list[str]:
                 ax.legend(fontsize="small")
         if isinstance(chosen, int) and 0 <= chosen < len(grid):
             ax.axvline(grid[chosen], linestyle=":", color="gray")
-        ax.set(xscale="log", title="coefficient paths (coef × std)", xlabel="penalty strength")
+        shown = "coef × std" if not binary or binary[0].scale is not None else "coef, raw features"
+        ax.set(xscale="log", title=f"coefficient paths ({shown})", xlabel="penalty strength")
 
     def draw_losses(ax) -> None:
         ax.plot(grid, [point["loss"] for point in points], marker=".", label="training (with penalty)")

@@ -36,7 +36,15 @@ from scipy.special import softmax as scipy_softmax
 from sklearn.datasets import load_digits, load_iris, load_wine
 from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
 from pipeline import ClusterSpec, Penalty, SolverOptions, TrainConfig, train
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
@@ -307,6 +315,13 @@ def test_two_text_classes_make_the_binomial_model(data, tmp_path):
     truth = (values["species"][keep] == "bee").astype(int)
     assert metrics["classes"] == ["ant", "bee"]
     assert metrics["roc_auc"] == pytest.approx(roc_auc_score(truth, scores["proba"]), rel=1e-12)
+    # the CLI and the report say the threshold, and name the confusion matrix's classes (it said 0 and 1)
+    result = run_cli("evaluate", tmp_path / "out", tmp_path / "two.parquet", "--threshold", "0.7")
+    assert result.returncode == 0, result.stderr
+    assert "threshold  0.7 " in result.stdout
+    assert run_cli("report", tmp_path / "out").returncode == 0
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<td>threshold</td>" in page and "<th>predicted bee</th>" in page and "<td>actual ant</td>" in page
 
 
 def test_predict_and_evaluate_agree_with_scikit_learn(data, reference, tmp_path):
@@ -339,6 +354,25 @@ def test_predict_and_evaluate_agree_with_scikit_learn(data, reference, tmp_path)
     assert {k: v for k, v in evaluate(str(model_dir), str(other)).items() if k != "data"} == {
         k: v for k, v in metrics.items() if k != "data"
     }
+    # rows of two classes, none predicted as the third: the macro means are over the classes held or predicted,
+    # as scikit-learn's by default (the third's zeros made a perfect classifier's F1 0.67)
+    keep = np.flatnonzero(predicted != 2)
+    subset = pa.table({name: column[keep] for name, column in columns().items()})
+    (tmp_path / "subset").mkdir()
+    pq.write_table(subset, tmp_path / "subset" / "part.parquet")
+    metrics = evaluate(str(model_dir), str(tmp_path / "subset"))
+    held = truth[keep]
+    assert 2 in held  # (the third class is held, not predicted: it counts)
+    assert metrics["f1_macro"] == pytest.approx(f1_score(held, predicted[keep], average="macro"), rel=1e-12)
+    keep = np.flatnonzero((predicted != 2) & (truth != 2))
+    pq.write_table(
+        pa.table({name: column[keep] for name, column in columns().items()}), tmp_path / "subset" / "part.parquet"
+    )
+    metrics = evaluate(str(model_dir), str(tmp_path / "subset"))
+    for key, average in (("f1_macro", "macro"), ("precision_macro", "macro"), ("recall_macro", "macro")):
+        function = {"f1_macro": f1_score, "precision_macro": precision_score, "recall_macro": recall_score}[key]
+        expected = function(truth[keep], predicted[keep], average=average, zero_division=0)
+        assert metrics[key] == pytest.approx(expected, rel=1e-12), key
 
 
 def test_the_cli_trains_evaluates_and_reports(data, tmp_path):

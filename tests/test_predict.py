@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -147,6 +148,20 @@ def test_metrics_match_scikit_learn_and_do_not_depend_on_partitioning(tmp_path, 
     )
 
 
+def test_data_given_as_a_file_url_is_recorded_as_its_path(tmp_path, table, model_dir, monkeypatch):
+    """evaluate's metrics name their data by absolute path, compared with a
+    later evaluation's: file:/abs was joined to the working directory
+    (…/cwd/file:/abs), so the same evaluation from elsewhere was "other data"."""
+    from pipeline.predict import evaluate
+
+    data = write(table, tmp_path / "data", [], N)
+    monkeypatch.chdir(tmp_path)
+    plain = evaluate(str(model_dir), str(data))["data"]
+    assert plain == os.path.realpath(data)
+    for url in (f"file:{data}", f"file://{data}", f"file://localhost{data}"):
+        assert evaluate(str(model_dir), url)["data"] == plain, url
+
+
 @pytest.mark.cluster
 def test_predict_and_evaluate_on_a_cluster_equal_in_process(tmp_path, table, model_dir):
     data = write(table, tmp_path / "data", [500, 1200], 250)
@@ -162,6 +177,22 @@ def test_predict_and_evaluate_on_a_cluster_equal_in_process(tmp_path, table, mod
     local_metrics = json.loads((tmp_path / "l.json").read_text())
     for key in ("log_loss", "roc_auc", "pr_auc", "confusion_matrix", "calibration", "roc_curve"):
         assert remote_metrics[key] == local_metrics[key], key
+
+
+def test_a_raw_fits_report_shows_coef_magnitudes_not_coef_times_std(tmp_path, table):
+    """A --no-standardize model has no scale: its table's "|coef × std|" was
+    |coef| (and ranked by it), as if every feature's spread were 1."""
+    from pipeline.report import write_report
+
+    data = write(table, tmp_path / "data", [], N)
+    out = tmp_path / "raw"
+    result = run_cli(
+        "train", data, "--label", "y", "--features", "a,b,c", "--no-standardize", "--in-process", "--out", out
+    )
+    assert result.returncode == 0, result.stderr
+    assert Model.load(out).scale is None
+    page = write_report(str(out)).read_text()
+    assert "|coef × std|" not in page and "<th>|coef|</th>" in page and "not standardized" in page
 
 
 def test_report_is_self_contained_and_renders_in_a_headless_browser(tmp_path, table, model_dir):

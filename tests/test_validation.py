@@ -149,6 +149,15 @@ def test_evaluate_a_split_of_the_training_data(tmp_path, table):
     assert parts[1]["n_samples"] == Split(0.3).mask(np.arange(N), None).sum()
     assert parts[0]["n_samples"] + parts[1]["n_samples"] == parts[2]["n_samples"] == N
     assert parts[2]["rows"] == "all"
+    # data whose validation part is empty: said, besides the metrics shown as None
+    first_held_out = int(np.argmin(Split(0.3).mask(np.arange(N), None)))
+    assert first_held_out > 0
+    head = write(table.slice(0, first_held_out), tmp_path / "head", [], first_held_out)
+    empty = run_cli(
+        "evaluate", tmp_path / "split", head, "--split", "validation", "--in-process", "--out", tmp_path / "e.json"
+    )
+    assert empty.returncode == 0, empty.stderr
+    assert "note       the validation part of the split holds no row of these data" in empty.stdout
     for key in ("tn", "fp", "fn", "tp"):
         assert (
             parts[0]["confusion_matrix"][key] + parts[1]["confusion_matrix"][key] == parts[2]["confusion_matrix"][key]
