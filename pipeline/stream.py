@@ -108,12 +108,20 @@ class DiskCache:
     """Decoded copies of row groups under ``root/token/`` (one file each).
 
     ``root``: a directory on the machine that runs the task, or None for the
-    Dask worker's own local directory.  ``token``: the dataset fingerprint, so
-    a changed dataset never reads a stale copy.
+    Dask worker's own local directory.  ``token``: the run's (:meth:`for_run`).
     """
 
     token: str
     root: str | None = None
+
+    @classmethod
+    def for_run(cls, fingerprint: str, root: str | None = None) -> DiskCache:
+        """A cache of one run: its token is a nonce of the run's and the
+        dataset fingerprint, so no run reads another's copies (a run
+        interrupted while its tasks still wrote leaves some on the workers;
+        its data may have changed since in a way the fingerprint does not see:
+        values rewritten at the same size in files without statistics)."""
+        return cls(f"{uuid.uuid4().hex[:8]}-{fingerprint[:23]}", root)
 
     def directory(self, worker=None) -> Path:
         if self.root is not None:

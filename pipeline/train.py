@@ -885,18 +885,18 @@ def evaluators(
             yield InProcessEvaluator(chunks, dataset.n_features), held_out, mode
             return
         with tempfile.TemporaryDirectory(prefix="pipeline-cache-") as scratch:
-            cache = DiskCache(dataset.fingerprint, scratch) if mode == "disk" else None
+            cache = DiskCache.for_run(dataset.fingerprint, scratch) if mode == "disk" else None
             held_out = (
                 None
                 if validation is None
                 else StreamingEvaluator(
-                    None, validation, None if cache is None else DiskCache(validation.fingerprint, scratch)
+                    None, validation, None if cache is None else DiskCache.for_run(validation.fingerprint, scratch)
                 )
             )
             yield StreamingEvaluator(None, dataset, cache), held_out, mode
         return
     workers, memory = cluster_memory(client)
-    mode, reason = choose_cache(config.cache, dataset.decoded_bytes, memory, config.memory_fraction)
+    mode, reason = choose_cache(config.cache, dataset.decoded_bytes, memory, config.memory_fraction, len(workers))
     notify(f"cache: {mode} ({reason})")
     stall = (config.cluster or ClusterSpec()).stall_timeout_s
     compiling = warm_up_kernels(config, dataset, client, workers) if ahead else []  # noqa: F841 - held until the first pass
@@ -908,11 +908,11 @@ def evaluators(
         held_out = None if validation is None else training.with_weights(validation)
         yield training, held_out, mode
         return
-    caches = [] if mode == "none" else [DiskCache(dataset.fingerprint)]
+    caches = [] if mode == "none" else [DiskCache.for_run(dataset.fingerprint)]
     held_out = None
     if validation is not None:
         if mode == "disk":
-            caches.append(DiskCache(validation.fingerprint))
+            caches.append(DiskCache.for_run(validation.fingerprint))
         held_out = StreamingEvaluator(
             client, validation, caches[-1] if mode == "disk" else None, workers, stall_timeout_s=stall
         )
@@ -1074,16 +1074,33 @@ def _names_class(key: Any, value: Any, float32: bool = False) -> bool:
         return isinstance(value, float) and float(np.float32(number)) == value
 
 
-def choose_cache(requested: CacheMode, needed: int, memory: int | None, fraction: float) -> tuple[CacheMode, str]:
-    """``(mode, reason)``: ``auto`` takes ``memory`` when the decoded data fits."""
+#: What a worker holds besides the data (Python, numpy, pyarrow, distributed,
+#: numba and the compiled kernels: ~230 MiB measured, docs/cluster.md; and
+#: the Parquet reader's buffers and a pass's temporaries)
+WORKER_OWN_BYTES = 300 * 2**20
+
+
+def choose_cache(
+    requested: CacheMode, needed: int, memory: int | None, fraction: float, n_workers: int = 0
+) -> tuple[CacheMode, str]:
+    """``(mode, reason)``: ``auto`` takes ``memory`` when the decoded data fits
+    in ``fraction`` of the workers' total ``memory`` less what each of the
+    ``n_workers`` holds of its own (:data:`WORKER_OWN_BYTES`: at the smallest
+    limits, half of the whole limit was more than a worker had for data, and
+    the workers died in the first pass)."""
     size = f"{needed / 2**30:.2f} GiB decoded"
     if memory is None:
         budget_text = "cluster memory unknown (a worker has no memory limit)"
         fits = requested == "memory"
     else:
-        budget = memory * fraction
+        usable = max(memory - n_workers * WORKER_OWN_BYTES, 0)
+        budget = usable * fraction
         fits = needed <= budget
-        budget_text = f"{fraction:.0%} of {memory / 2**30:.2f} GiB worker memory"
+        budget_text = f"{fraction:.0%} of {usable / 2**30:.2f} GiB worker memory" + (
+            f" ({memory / 2**30:.2f} GiB less {WORKER_OWN_BYTES // 2**20} MiB per worker of its own)"
+            if n_workers
+            else ""
+        )
     if requested in ("disk", "none"):
         return requested, f"as asked; {size}"
     if requested == "memory":

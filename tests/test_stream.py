@@ -232,6 +232,13 @@ def test_choose_cache():
     assert choose_cache("disk", 1, 4 * gib, 0.5)[0] == "disk"
     with pytest.raises(ConfigError, match="--cache memory needs 3.00 GiB"):
         choose_cache("memory", 3 * gib, 4 * gib, 0.5)
+    # less what each worker holds of its own: 2 workers of 600 MiB took 0.47 GiB in memory, and died
+    mib = 2**20
+    mode, reason = choose_cache("auto", int(0.47 * gib), 2 * 600 * mib, 0.5, n_workers=2)
+    assert mode == "disk" and "less 300 MiB per worker of its own" in reason, reason
+    assert choose_cache("auto", int(0.47 * gib), 2 * 800 * mib, 0.5, n_workers=2)[0] == "memory"
+    with pytest.raises(ConfigError, match="--cache memory needs"):
+        choose_cache("memory", int(0.47 * gib), 2 * 600 * mib, 0.5, n_workers=2)
 
 
 @pytest.mark.cluster
@@ -246,3 +253,40 @@ def test_every_cache_mode_on_a_cluster_gives_the_same_model(data, tmp_path):
         assert model.digest == reference.digest, mode
         assert model.loss_history == reference.loss_history
         assert model.cache == ("memory" if mode == "auto" else mode)
+
+
+@pytest.mark.cluster
+def test_each_run_has_its_own_disk_cache_on_the_workers(data):
+    """The workers' copies were keyed by the dataset fingerprint alone: a run
+    interrupted while its tasks still wrote left copies that the next run on
+    data of the same fingerprint read (values rewritten at the same size in
+    files without statistics: a wrong model, no warning)."""
+    import os
+    from pathlib import Path
+
+    from distributed import Client, LocalCluster
+
+    from pipeline.train import Recorder, run
+
+    config = TrainConfig(data=str(data), label="y", cache="disk", options=SolverOptions(max_iter=2))
+    seen: list[list[str]] = []
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+
+        def cached(dask_worker) -> list[str]:
+            root = Path(dask_worker.local_directory) / "pipeline-cache"
+            return sorted(os.listdir(root)) if root.is_dir() else []
+
+        def look(record) -> None:
+            if record.iteration == 1:
+                seen.append(next(iter(client.run(cached).values())))
+
+        for _ in range(2):
+            run(config, Recorder(look), client=client)
+    fingerprint = open_dataset(str(data), label="y").fingerprint
+    assert len(seen) == 2 and all(len(names) == 1 for names in seen)
+    assert seen[0] != seen[1] and all(names[0].endswith(fingerprint[:23]) for names in seen)
