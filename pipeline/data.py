@@ -560,10 +560,17 @@ class ClassCounter:
             subject = f"label column {self.label!r}"
             _check(None, finite, NonFiniteValueError, subject, "non-finite", "finite classes", chunk, 0, self.label)
         weights = _column_values(table, self.weight, chunk, 0) if self.weight else None
+        mask = None
         if self.split is not None:
             keys = key_bits(table.column(key), key, chunk, 0) if key else None
             positions = chunk.offset + np.arange(table.num_rows, dtype=np.int64)
             mask = self.split.mask(positions, keys)
+        if values.null_count:  # (a training row's null, named where it is; a held-out row's does not count)
+            held = _numpy_values(pc.is_valid(values)) != 0.0
+            subject = f"label column {self.label!r}"
+            ok = held if mask is None else held | ~mask
+            _check(None, ok, MissingValueError, subject, "null", "a class in every training row", chunk, 0, self.label)
+        if mask is not None:
             values = values.filter(pa.array(mask))
             weights = None if weights is None else weights[mask]
         return values, weights

@@ -466,8 +466,11 @@ def test_a_null_label_is_refused(tmp_path):
     label = pa.array(values["species"]).to_pylist()
     label[17] = None
     pq.write_table(pa.table({**values, "species": pa.array(label)}), tmp_path / "null.parquet")
-    with pytest.raises(MissingValueError, match="1 null value"):
+    with pytest.raises(
+        MissingValueError, match="1 null value.* first at row 17 of the row group .dataset row 17."
+    ) as found:
         train(config(tmp_path / "null.parquet"))
+    assert found.value.row_group == 0 and found.value.rows == (17, 18)  # (where it is, as a 0/1 label's null)
 
 
 def test_an_unknown_class_when_evaluating_is_refused(reference, tmp_path):
