@@ -284,22 +284,37 @@ def _separation_note(model: Model) -> list[str]:
     return [] if note is None else textwrap.wrap(f"Note: {note}.", SUMMARY_WIDTH)
 
 
-def _class_coefficients(model: Model) -> list[str]:
-    """A multinomial model's coefficients: a column per class, the features by
-    their largest standardized effect over the classes."""
+def _class_coefficients(model: Model, n_dense: int) -> list[str]:
+    """A multinomial model's coefficients: a column per class, the numeric
+    features by their largest standardized effect over the classes, then a
+    table per categorical column, its levels in order (as a binary model's)."""
     classes = [str(value) for value in model.class_labels]
     scale, magnitude, note = _magnitude(model)
     coef = model.coef_array
     effect = np.abs(coef * np.asarray(scale, dtype=np.float64)).max(axis=0)
-    order = np.argsort(-effect, kind="stable")
+    order = [j for j in np.argsort(-effect, kind="stable").tolist() if j < n_dense]
     rows: list[list[Any]] = [[model.features[j], *coef[:, j].tolist(), float(effect[j])] for j in order]
     rows.append(["(intercept)", *model.intercept, None])  # type: ignore[misc]  # (a list: multinomial)
-    return [
+    parts = [
         "<h2>Coefficients</h2>",
         f'<p class="muted">{len(classes)} classes (softmax), original units, centered across the classes; '
         f"the last column is a feature's largest over the classes; {note}</p>",
         _table(rows, ["feature", *classes, f"max {magnitude}"], numeric=set(range(1, len(classes) + 2))),
     ]
+    start = n_dense
+    for vocabulary in model.vocabularies:  # one table per categorical column, its levels in order
+        names = vocabulary.level_names()
+        counts = vocabulary.counts or [None] * vocabulary.size  # (a hashed column's were not counted)
+        levels = [
+            [name.removeprefix(f"{vocabulary.column}="), *coef[:, start + k].tolist(), count]
+            for k, (name, count) in enumerate(zip(names, counts))
+        ]
+        start += vocabulary.size
+        parts += [
+            f"<h3>{html.escape(vocabulary.column)} (categorical, {vocabulary.size} levels)</h3>",
+            _table(levels, ["level", *classes, "rows"], numeric=set(range(1, len(classes) + 2))),
+        ]
+    return parts
 
 
 def _metrics_source(metrics: dict) -> str:
@@ -459,7 +474,7 @@ def write_report(out: str) -> Path:
     vocabularies = model.vocabularies
     n_dense = len(model.features) - sum(vocabulary.size for vocabulary in vocabularies)
     if model.multinomial:
-        parts += _class_coefficients(model) + _class_metrics(metrics)
+        parts += _class_coefficients(model, n_dense) + _class_metrics(metrics)
     else:
         parts += _binary_sections(model, metrics, directory, n_dense)
 

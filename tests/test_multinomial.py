@@ -719,6 +719,14 @@ def test_categorical_columns_reach_scikit_learns_one_hot_optimum_for_any_partiti
     scores = pq.read_table(tmp_path / "scores").to_pandas()
     np.testing.assert_allclose(scores[["proba_ant", "proba_bee", "proba_cat"]], sk.predict_proba(design), atol=1e-5)
     assert evaluate(str(tmp_path / "model"), str(tmp_path / "a"))["n_samples"] == n
+    # the report's level tables, a column per class (the levels were mixed into the features' table)
+    from pipeline.report import write_report
+
+    page = write_report(str(tmp_path / "model")).read_text()
+    for vocabulary in model.vocabularies:
+        assert f"<h3>{vocabulary.column} (categorical, {vocabulary.size} levels)</h3>" in page
+    main = page[page.index("<h2>Coefficients</h2>") : page.index("<h3>")]
+    assert "country=" not in main and "device=" not in main and "<td>x</td>" in main
 
 
 def test_the_estimator_takes_a_frame_with_categories_to_the_parquet_models_bits(tmp_path):
