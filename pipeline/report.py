@@ -423,6 +423,7 @@ def write_report(out: str) -> Path:
     ]
 
     positive = not model.multinomial and bool(model.classes)  # (a binary model of named classes)
+    weighted = model.weight is not None or model.class_weight is not None
     summary: list[list[Any]] = [
         ["status", job.status or "–"],
         ["solver", model.solver],
@@ -435,7 +436,9 @@ def write_report(out: str) -> Path:
         *([["restored iteration", model.restored_iteration]] if model.restored_iteration is not None else []),
         ["final loss" if model.restored_iteration is None else "loss (restored iteration)", model.loss],
         [
-            "final validation loss" if model.restored_iteration is None else "validation loss (restored iteration)",
+            ("final validation loss" if model.restored_iteration is None else "validation loss (restored iteration)")
+            # (the objective's: with the training's row and class weights, where the metrics count each row once)
+            + (" (weighted as in training; the metrics are not)" if weighted else ""),
             model.validation_loss,
         ],
         ["l2", model.l2],

@@ -177,7 +177,18 @@ def test_evaluate_a_split_of_the_training_data(tmp_path, table):
     same = run_cli("evaluate", tmp_path / "split", data, "--split", "validation", "--in-process")
     assert same.returncode == 0, same.stderr
     assert run_cli("report", tmp_path / "split").returncode == 0
-    assert "<h2>Validation metrics</h2>" in (tmp_path / "split" / "report.html").read_text()
+    page = (tmp_path / "split" / "report.html").read_text()
+    assert "<h2>Validation metrics</h2>" in page and "weighted as in training" not in page
+    # with class weights the objective's validation loss is weighted, the metrics' log-loss not: the page says so
+    weighted = run_cli(
+        "train", data, *features, "--validation-fraction", "0.3", "--class-weight", "balanced", "--out", tmp_path / "w"
+    )
+    assert weighted.returncode == 0, weighted.stderr
+    assert run_cli("report", tmp_path / "w").returncode == 0
+    assert (
+        "final validation loss (weighted as in training; the metrics are not)"
+        in (tmp_path / "w" / "report.html").read_text()
+    )
     replaced = run_cli("evaluate", tmp_path / "split", data, "--in-process", "--overwrite")
     assert replaced.returncode == 0, replaced.stderr
     assert _metrics(tmp_path / "split")["rows"] == "all"
