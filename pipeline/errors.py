@@ -285,7 +285,7 @@ class LabelValueError(DataError):
         and its ``classes`` (sorted), of a fold's training rows with the
         advice of :meth:`in_fold_words` where the folds are the pipeline's
         (``hashed_folds``), else without (a caller's splitter)."""
-        rows = "training rows" if self.fold is not None else "rows"
+        rows = "training rows" if self.fold is not None or not self.n_samples else "rows"
         where = f"the {self.n_samples} {rows}" if self.n_samples else f"the {rows}"
         if self.n_classes == 2:
             kept = classes[1 - self.weightless[0]]

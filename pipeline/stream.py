@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Chunk, ChunkReader, ChunkSpec
+from .data import Chunk, ChunkReader, ChunkSpec, Dataset
 from .kernel import Categories, FoldStats, KernelSpec, Partials, Stats, accumulate, fold_stats, level_rows
 
 _log = logging.getLogger(__name__)
@@ -115,13 +115,15 @@ class DiskCache:
     root: str | None = None
 
     @classmethod
-    def for_run(cls, fingerprint: str, root: str | None = None) -> DiskCache:
-        """A cache of one run: its token is a nonce of the run's and the
-        dataset fingerprint, so no run reads another's copies (a run
-        interrupted while its tasks still wrote leaves some on the workers;
-        its data may have changed since in a way the fingerprint does not see:
-        values rewritten at the same size in files without statistics)."""
-        return cls(f"{uuid.uuid4().hex[:8]}-{fingerprint[:23]}", root)
+    def for_data(cls, dataset: Dataset, root: str | None = None) -> DiskCache:
+        """The cache of ``dataset``'s decoded copies: its token is the
+        dataset fingerprint and the files' modification times, so that a run
+        on the same files reads (and at its end removes) what an earlier run
+        left -- a resumed job's killed run, say -- while a file rewritten
+        since, even at the same size and without statistics (which the
+        fingerprint does not see), is decoded again."""
+        stamps = [_modified(dataset.filesystem, path) for path in dataset.files]
+        return cls(hashlib.sha256(repr((dataset.fingerprint, stamps)).encode()).hexdigest(), root)
 
     def directory(self, worker=None) -> Path:
         if self.root is not None:
@@ -141,6 +143,14 @@ class DiskCache:
     def path(self, chunk: ChunkSpec, rows: int, dtype: str = "float64") -> Path:
         name = hashlib.sha256(chunk.path.encode()).hexdigest()[:24]
         return self.directory() / f"{name}-rg{chunk.row_group}-b{rows}.{dtype}"
+
+
+def _modified(filesystem, path: str) -> str | None:
+    """A file's modification time as its filesystem gives it (None: not given)."""
+    try:
+        return str(filesystem.modified(path))
+    except Exception:  # noqa: BLE001 - fsspec filesystems raise what they like for a time they do not keep
+        return None
 
 
 def batch_bytes(reader: ChunkReader, n: int) -> int:
@@ -197,8 +207,8 @@ def _complete(path: Path, reader: ChunkReader, chunk: ChunkSpec, rows: int) -> b
 def _mapped_batches(handle, reader: ChunkReader, chunk: ChunkSpec, rows: int) -> Iterator[Chunk]:
     """The batches of a whole cache file, open as ``handle``: each is mapped
     from that open file, so the file may be removed meanwhile (a cache
-    directory is the same for every run on the same data, and each run
-    clears it at its end) without failing the pass."""
+    directory is the same for every run on the same files, and each run
+    clears it at its end: :meth:`DiskCache.for_data`) without failing the pass."""
     n_features = reader.width
     dtype = np.dtype(reader.dtype).newbyteorder("<")
     for start in range(0, chunk.n_rows, rows):

@@ -885,12 +885,12 @@ def evaluators(
             yield InProcessEvaluator(chunks, dataset.n_features), held_out, mode
             return
         with tempfile.TemporaryDirectory(prefix="pipeline-cache-") as scratch:
-            cache = DiskCache.for_run(dataset.fingerprint, scratch) if mode == "disk" else None
+            cache = DiskCache.for_data(dataset, scratch) if mode == "disk" else None
             held_out = (
                 None
                 if validation is None
                 else StreamingEvaluator(
-                    None, validation, None if cache is None else DiskCache.for_run(validation.fingerprint, scratch)
+                    None, validation, None if cache is None else DiskCache.for_data(validation, scratch)
                 )
             )
             yield StreamingEvaluator(None, dataset, cache), held_out, mode
@@ -908,11 +908,11 @@ def evaluators(
         held_out = None if validation is None else training.with_weights(validation)
         yield training, held_out, mode
         return
-    caches = [] if mode == "none" else [DiskCache.for_run(dataset.fingerprint)]
+    caches = [] if mode == "none" else [DiskCache.for_data(dataset)]
     held_out = None
     if validation is not None:
         if mode == "disk":
-            caches.append(DiskCache.for_run(validation.fingerprint))
+            caches.append(DiskCache.for_data(validation))
         held_out = StreamingEvaluator(
             client, validation, caches[-1] if mode == "disk" else None, workers, stall_timeout_s=stall
         )

@@ -255,38 +255,27 @@ def test_every_cache_mode_on_a_cluster_gives_the_same_model(data, tmp_path):
         assert model.cache == ("memory" if mode == "auto" else mode)
 
 
-@pytest.mark.cluster
-def test_each_run_has_its_own_disk_cache_on_the_workers(data):
-    """The workers' copies were keyed by the dataset fingerprint alone: a run
-    interrupted while its tasks still wrote left copies that the next run on
-    data of the same fingerprint read (values rewritten at the same size in
-    files without statistics: a wrong model, no warning)."""
+def test_the_disk_cache_is_keyed_by_the_files_modification_times_too(tmp_path):
+    """The workers' copies were keyed by the dataset fingerprint alone: copies
+    that a killed run left were read by the next run on data of the same
+    fingerprint, also after values were rewritten at the same size in files
+    without statistics (a wrong model, no warning). The same files keep their
+    copies (a resumed job reads its killed run's, and removes them)."""
     import os
-    from pathlib import Path
 
-    from distributed import Client, LocalCluster
-
-    from pipeline.train import Recorder, run
-
-    config = TrainConfig(data=str(data), label="y", cache="disk", options=SolverOptions(max_iter=2))
-    seen: list[list[str]] = []
-    with (
-        LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-
-        def cached(dask_worker) -> list[str]:
-            root = Path(dask_worker.local_directory) / "pipeline-cache"
-            return sorted(os.listdir(root)) if root.is_dir() else []
-
-        def look(record) -> None:
-            if record.iteration == 1:
-                seen.append(next(iter(client.run(cached).values())))
-
-        for _ in range(2):
-            run(config, Recorder(look), client=client)
-    fingerprint = open_dataset(str(data), label="y").fingerprint
-    assert len(seen) == 2 and all(len(names) == 1 for names in seen)
-    assert seen[0] != seen[1] and all(names[0].endswith(fingerprint[:23]) for names in seen)
+    rng = np.random.default_rng(8)
+    table = pa.table({"x": rng.standard_normal(100), "y": (rng.random(100) < 0.5).astype(np.int8)})
+    path = tmp_path / "d" / "part.parquet"
+    path.parent.mkdir()
+    plain = dict(write_statistics=False, compression="NONE", use_dictionary=False)  # (the size: the layout's)
+    pq.write_table(table, path, **plain)
+    before = open_dataset(str(path.parent), label="y")
+    first = DiskCache.for_data(before)
+    assert DiskCache.for_data(open_dataset(str(path.parent), label="y")) == first
+    rewritten = pa.table({"x": rng.standard_normal(100), "y": table["y"]})
+    pq.write_table(rewritten, path, **plain)
+    stamp = os.stat(path).st_mtime_ns
+    os.utime(path, ns=(stamp, stamp + 10**9))  # (a later time, whatever the clock's resolution)
+    again = open_dataset(str(path.parent), label="y")
+    assert again.fingerprint == before.fingerprint  # (what the fingerprint cannot see)
+    assert DiskCache.for_data(again) != first
