@@ -438,7 +438,11 @@ def write_report(out: str) -> Path:
         [
             ("final validation loss" if model.restored_iteration is None else "validation loss (restored iteration)")
             # (the objective's: with the training's row and class weights, where the metrics count each row once)
-            + (" (weighted as in training; the metrics are not)" if weighted else ""),
+            + (
+                " (weighted as in training; the metrics are not)"
+                if weighted and model.validation_loss is not None
+                else ""
+            ),
             model.validation_loss,
         ],
         ["l2", model.l2],

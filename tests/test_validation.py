@@ -189,6 +189,11 @@ def test_evaluate_a_split_of_the_training_data(tmp_path, table):
         "final validation loss (weighted as in training; the metrics are not)"
         in (tmp_path / "w" / "report.html").read_text()
     )
+    # (without a validation split there is no such loss to say it of)
+    alone = run_cli("train", data, *features, "--class-weight", "balanced", "--out", tmp_path / "w-all")
+    assert alone.returncode == 0, alone.stderr
+    assert run_cli("report", tmp_path / "w-all").returncode == 0
+    assert "weighted as in training" not in (tmp_path / "w-all" / "report.html").read_text()
     replaced = run_cli("evaluate", tmp_path / "split", data, "--in-process", "--overwrite")
     assert replaced.returncode == 0, replaced.stderr
     assert _metrics(tmp_path / "split")["rows"] == "all"
