@@ -21,6 +21,8 @@ __all__ = ["create_atomic", "leftover_temporaries", "write_atomic"]
 
 #: the name of a temporary file beside ``NAME`` is ``.NAME.<uuid hex>.tmp``
 _TEMPORARY_SUFFIX = re.compile(r"\.[0-9a-f]{32}\.tmp")
+#: characters of that suffix (``.<32 hex digits>.tmp``)
+_SUFFIX_LENGTH = 1 + 32 + 4
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -87,7 +89,7 @@ def temporaries_in(directory: str | os.PathLike) -> list[Path]:
     return [
         found
         for found in Path(directory).glob(".*.tmp")
-        if found.name.count(".") >= 3 and _TEMPORARY_SUFFIX.fullmatch(found.name[found.name.rindex(".", 0, -4) :])
+        if len(found.name) > 1 + _SUFFIX_LENGTH and _TEMPORARY_SUFFIX.fullmatch(found.name[-_SUFFIX_LENGTH:])
     ]
 
 

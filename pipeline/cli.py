@@ -18,12 +18,11 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from .cluster import ClusterSpec, connect, embedded_worker_count
+from .cluster import ClusterSpec, connect, embedded_worker_count, leave_ctrl_c_to_the_command
 from .config import CACHE_MODES, TrainConfig, check_output_root, environment_root, output_roots
 from .data import local_path
 from .errors import (
@@ -82,9 +81,8 @@ def _worker_leaves_ctrl_c_to_the_cli() -> None:
     workers' preload (:func:`pipeline.cluster.dask_setup`) does the same
     once each has started."""
     # (spawn names the child before it runs the parent's main module in it; parent_process() is set only after)
-    child = multiprocessing.parent_process() is not None or multiprocessing.current_process().name != "MainProcess"
-    if child and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if multiprocessing.parent_process() is not None or multiprocessing.current_process().name != "MainProcess":
+        leave_ctrl_c_to_the_command()
 
 
 _worker_leaves_ctrl_c_to_the_cli()

@@ -27,6 +27,7 @@ __all__ = [
     "connect",
     "default_worker_count",
     "embedded_worker_count",
+    "leave_ctrl_c_to_the_command",
     "local_cluster_options",
     "memory_total",
     "security",
@@ -284,11 +285,17 @@ def _with_preload(configured, argv, module: str) -> dict:
 
 
 def dask_setup(worker) -> None:
-    """An embedded cluster's worker (this module is its preload) ignores
+    """An embedded cluster's worker (this module is its preload) leaves
+    Ctrl-C to the command (:func:`leave_ctrl_c_to_the_command`)."""
+    leave_ctrl_c_to_the_command()
+
+
+def leave_ctrl_c_to_the_command() -> None:
+    """A process the command started (an embedded cluster's worker) ignores
     SIGINT: a terminal's Ctrl-C reaches the whole process group, and the
-    command that started the cluster handles it (it cancels the job and
-    stops the cluster); each worker printed a ``KeyboardInterrupt``
-    traceback of its own.  Run in the worker process's main thread."""
+    command handles it (it cancels the job and stops the cluster); each
+    worker printed a ``KeyboardInterrupt`` traceback of its own.  Only in
+    the process's main thread (signals are set there)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 

@@ -149,10 +149,10 @@ class Lockstep:
             self._running = False
         if failure is not None:
             raise failure
-        real = [error for _, error in sorted(errors.items()) if not isinstance(error, Aborted)]
         last = errors.get(len(jobs) - 1)
         if last is not None and not isinstance(last, Aborted):
             raise last
+        real = [error for _, error in sorted(errors.items()) if not isinstance(error, Aborted)]
         if real or errors:
             raise real[0] if real else errors[min(errors)]
         return outcomes

@@ -57,6 +57,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -255,30 +256,28 @@ class LabelValueError(DataError):
         self.fold = fold
         self.n_folds = n_folds
 
-    def in_fold(self, fold: int, n_folds: int) -> LabelValueError:
-        """A class without weight (``weightless``), found in cross-validation
-        fold ``fold``'s training rows."""
-        found = LabelValueError(
-            self.message,
+    def reworded(self, message: str, **changes: Any) -> LabelValueError:
+        """The same finding (its class codes, rows, fold, column) said as
+        ``message``, with ``changes`` to its fields."""
+        fields = dict(
             weightless=self.weightless,
             n_classes=self.n_classes,
             n_samples=self.n_samples,
-            fold=fold,
-            n_folds=n_folds,
+            fold=self.fold,
+            n_folds=self.n_folds,
             column=self.column,
         )
-        found.message = found.in_fold_words(self.message)
-        found.args = (found.message,)
-        return found
+        return LabelValueError(message, **{**fields, **changes})
+
+    def in_fold(self, fold: int, n_folds: int) -> LabelValueError:
+        """A class without weight (``weightless``), found in cross-validation
+        fold ``fold``'s training rows."""
+        return self.reworded(_fold_words(fold, n_folds, self.message), fold=fold, n_folds=n_folds)
 
     def in_fold_words(self, text: str) -> str:
         """``text`` said of the fold whose training rows it is about (the
         pipeline's folds: by each row's hash, not stratified)."""
-        return (
-            f"cross-validation fold {self.fold} of {self.n_folds} (its training rows): {text}; the folds (by "
-            "each row's hash) are not stratified by class: with few rows or little weight in a class, use fewer "
-            "folds"
-        )
+        return _fold_words(self.fold, self.n_folds, text)
 
     def of_classes(self, classes, label: str = "y", hashed_folds: bool = False) -> str:
         """A class without weight (``weightless``) in the words of ``label``
@@ -305,6 +304,14 @@ class LabelValueError(DataError):
         if self.fold is not None:
             return f"cross-validation fold {self.fold} (its training rows): {text}"
         return text
+
+
+def _fold_words(fold: int | None, n_folds: int, text: str) -> str:
+    """:meth:`LabelValueError.in_fold_words`."""
+    return (
+        f"cross-validation fold {fold} of {n_folds} (its training rows): {text}; the folds (by each row's hash) "
+        "are not stratified by class: with few rows or little weight in a class, use fewer folds"
+    )
 
 
 class NonFiniteValueError(DataError):

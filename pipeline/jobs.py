@@ -174,6 +174,7 @@ class JobRecorder(Recorder):
         notify: Callable[[str], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
         source: JobSource | None = None,
+        directory_lock: DirectoryLock | None = None,
     ) -> None:
         super().__init__(progress, notify)
         assert config.out is not None  # check_job_output
@@ -192,7 +193,7 @@ class JobRecorder(Recorder):
         self.caught: list[warnings.WarningMessage] = []
         self._directory_lock = threading.Lock()
         #: the run's hold on its output directory (:func:`run_job`), taken here once the directory exists
-        self.directory_lock: DirectoryLock | None = None
+        self.directory_lock = directory_lock
         #: model.json is written (what an interruption then leaves is the job's last steps)
         self.model_written = False
         #: the fit's last state, and whether the checkpoint holds it (a cancel saves it: :meth:`fail`)
@@ -661,8 +662,8 @@ def run_job(
         if coordinator == "attached":
             refuse_if_running(previous)
         _generate(config)
-        recorder = JobRecorder(config, job_id, previous, coordinator, progress, notify, on_warning, source)
-        recorder.directory_lock = lock  # (a new directory is taken once the recorder has made it)
+        # (a new directory is taken once the recorder has made it)
+        recorder = JobRecorder(config, job_id, previous, coordinator, progress, notify, on_warning, source, lock)
         return run(config, recorder, client=client)
 
 

@@ -75,9 +75,29 @@ def _magnitude(model: Model) -> tuple[list[float], str, str]:
     )
 
 
+def _level_tables(model: Model, n_dense: int, coef: np.ndarray, heads: list[str]) -> list[str]:
+    """A table per categorical column, its levels in order: each level's
+    coefficients (``coef``: a row per class, one for a binary model, headed
+    ``heads``) and its training rows."""
+    parts: list[str] = []
+    start = n_dense
+    for vocabulary in model.vocabularies:
+        names = vocabulary.level_names()
+        counts = vocabulary.counts or [None] * vocabulary.size  # (a hashed column's were not counted)
+        levels = [
+            [name.removeprefix(f"{vocabulary.column}="), *coef[:, start + k].tolist(), count]
+            for k, (name, count) in enumerate(zip(names, counts))
+        ]
+        start += vocabulary.size
+        parts += [
+            f"<h3>{html.escape(vocabulary.column)} (categorical, {vocabulary.size} levels)</h3>",
+            _table(levels, ["level", *heads, "rows"], numeric=set(range(1, len(heads) + 2))),
+        ]
+    return parts
+
+
 def _binary_sections(model: Model, metrics: dict | None, directory, n_dense: int) -> list[str]:
     """A binary model's coefficient tables (categorical columns by level) and validation metrics."""
-    vocabularies = model.vocabularies
     parts: list[str] = []
     scale, magnitude, note = _magnitude(model)
     rows: list[list[Any]] = sorted(
@@ -93,19 +113,7 @@ def _binary_sections(model: Model, metrics: dict | None, directory, n_dense: int
         f'<p class="muted">original units; {note}</p>',
         _table(rows, ["feature", "coef", magnitude], numeric={1, 2}),
     ]
-    start = n_dense
-    for vocabulary in vocabularies:  # one table per categorical column, its levels in order
-        names = vocabulary.level_names()
-        counts = vocabulary.counts or [None] * vocabulary.size  # (a hashed column's were not counted)
-        levels = [
-            [name.removeprefix(f"{vocabulary.column}="), coef, count]
-            for name, coef, count in zip(names, model.coef[start : start + vocabulary.size], counts)
-        ]
-        start += vocabulary.size
-        parts += [
-            f"<h3>{html.escape(vocabulary.column)} (categorical, {vocabulary.size} levels)</h3>",
-            _table(levels, ["level", "coef", "rows"], numeric={1, 2}),
-        ]
+    parts += _level_tables(model, n_dense, model.coef_array.reshape(1, -1), ["coef"])
 
     parts += _inference_section(model)
     parts.append(f"<h2>{metrics_title(metrics)}</h2>")
@@ -301,19 +309,7 @@ def _class_coefficients(model: Model, n_dense: int) -> list[str]:
         f"the last column is a feature's largest over the classes; {note}</p>",
         _table(rows, ["feature", *classes, f"max {magnitude}"], numeric=set(range(1, len(classes) + 2))),
     ]
-    start = n_dense
-    for vocabulary in model.vocabularies:  # one table per categorical column, its levels in order
-        names = vocabulary.level_names()
-        counts = vocabulary.counts or [None] * vocabulary.size  # (a hashed column's were not counted)
-        levels = [
-            [name.removeprefix(f"{vocabulary.column}="), *coef[:, start + k].tolist(), count]
-            for k, (name, count) in enumerate(zip(names, counts))
-        ]
-        start += vocabulary.size
-        parts += [
-            f"<h3>{html.escape(vocabulary.column)} (categorical, {vocabulary.size} levels)</h3>",
-            _table(levels, ["level", *classes, "rows"], numeric=set(range(1, len(classes) + 2))),
-        ]
+    parts += _level_tables(model, n_dense, coef, classes)
     return parts
 
 

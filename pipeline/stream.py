@@ -108,7 +108,7 @@ class DiskCache:
     """Decoded copies of row groups under ``root/token/`` (one file each).
 
     ``root``: a directory on the machine that runs the task, or None for the
-    Dask worker's own local directory.  ``token``: the run's (:meth:`for_run`).
+    Dask worker's own local directory.  ``token``: the data's (:meth:`for_data`).
     """
 
     token: str

@@ -284,15 +284,8 @@ def _class_words(dataset: Dataset) -> Iterator[None]:
     except LabelValueError as exc:
         if not exc.weightless or not dataset.classes:
             raise
-        raise LabelValueError(
-            exc.of_classes(list(dataset.classes), label=f"label column {dataset.label!r}", hashed_folds=True),
-            weightless=exc.weightless,
-            n_classes=exc.n_classes,
-            n_samples=exc.n_samples,
-            fold=exc.fold,
-            n_folds=exc.n_folds,
-            column=exc.column,
-        ) from None
+        words = exc.of_classes(list(dataset.classes), label=f"label column {dataset.label!r}", hashed_folds=True)
+        raise exc.reworded(words) from None
 
 
 @contextlib.contextmanager
