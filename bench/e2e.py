@@ -2,6 +2,7 @@
 
 Usage: python bench/e2e.py [--rows 1000000,8000000] [--features 32] [--timeout 900]
                            [--data-dir DIR] [--skip ours-in-process,...]
+                           [--rounds 1] [--page-cache warm|cold]
 
 For each size, one dataset (``pipeline make-data``: standard-normal float64
 features, an int8 label from a logistic model, snappy Parquet, files of
@@ -28,6 +29,16 @@ is on disk and until it exits:
   ``make_pipeline(StandardScaler(), LogisticRegression(penalty=None))``
   (default ``lbfgs``, ``max_iter=100``, all BLAS threads) and writes the
   coefficients in original units.
+
+Every contender starts from the same page cache: with ``--page-cache warm``
+(the default) each is preceded by a read of every file of the dataset, so
+that none reads what the one before it left cached while another reads
+from disk; with ``cold`` each is preceded by evicting the dataset's files
+from the page cache (``fsync`` + ``posix_fadvise(DONTNEED)``, no privileges
+needed), so that each reads from disk.  With ``--rounds N`` the contenders
+run N times in rotation; each run's ratios are to the dask-ml and
+scikit-learn runs of its own round, and a last line per contender gives the
+median over rounds.
 
 Each model's mean log-loss is then evaluated on the whole dataset (numpy, in
 this process, after the contenders ran) and compared with the lowest one, so
@@ -117,6 +128,7 @@ _SKLEARN = textwrap.dedent("""
 @dataclass
 class Run:
     name: str
+    round: int = 1
     wall: float | None = None  # spawn -> model on disk
     exit: float | None = None  # spawn -> process end
     phases: dict[str, float] = field(default_factory=dict)
@@ -150,6 +162,24 @@ def make_dataset(path: Path, rows: int, features: int) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+PAGE_CACHE_STATES = ("warm", "cold")
+
+
+def set_page_cache(data: Path, state: str) -> None:
+    """Read every file of ``data`` (``warm``) or evict each from the page cache (``cold``)."""
+    for path in sorted(p for p in data.rglob("*") if p.is_file()):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if state == "warm":
+                while os.read(fd, 1 << 23):
+                    pass
+            else:
+                os.fsync(fd)  # only clean pages can be dropped
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
 def _lines_with_times(command: list[str], timeout: float, env: dict | None = None):
@@ -277,7 +307,19 @@ def versions() -> str:
     return ", ".join(f"{name} {version(name)}" for name in names)
 
 
-def measure(rows: int, features: int, data_dir: Path, timeout: float, skip: set[str], log=print) -> list[Run]:
+def measure(
+    rows: int,
+    features: int,
+    data_dir: Path,
+    timeout: float,
+    skip: set[str],
+    log=print,
+    *,
+    rounds: int = 1,
+    page_cache: str = "warm",
+) -> list[Run]:
+    if page_cache not in PAGE_CACHE_STATES:
+        raise ValueError(f"page_cache must be one of {PAGE_CACHE_STATES}, not {page_cache!r}")
     data = data_dir / f"e2e-{rows}x{features}"
     log(f"dataset {data}")
     make_dataset(data, rows, features)
@@ -293,11 +335,15 @@ def measure(rows: int, features: int, data_dir: Path, timeout: float, skip: set[
                 lambda: run_peer("scikit-learn lbfgs + StandardScaler", _SKLEARN, data, scratch / "sklearn", timeout),
             ),
         ]
-        for key, contender in contenders:
-            if key in skip:
-                continue
-            log(f"{rows:,} rows: {key}")
-            runs.append(contender())
+        for round_ in range(1, rounds + 1):
+            for key, contender in contenders:
+                if key in skip:
+                    continue
+                log(f"{rows:,} rows, round {round_}: {key} (page cache {page_cache})")
+                set_page_cache(data, page_cache)
+                run = contender()
+                run.round = round_
+                runs.append(run)
     for run in runs:
         if run.coef is not None:
             run.loss = mean_log_loss(data, run.coef)
@@ -306,8 +352,11 @@ def measure(rows: int, features: int, data_dir: Path, timeout: float, skip: set[
 
 def table(rows: int, features: int, runs: list[Run]) -> list[str]:
     best = min((run.loss for run in runs if run.loss is not None), default=None)
-    reference = next((run.wall for run in runs if run.name.startswith("dask-ml") and run.wall), None)
-    sklearn = next((run.wall for run in runs if run.name.startswith("scikit-learn") and run.wall), None)
+    rounds = max((run.round for run in runs), default=1)
+
+    def peer_wall(prefix: str, round_: int) -> float | None:
+        return next((r.wall for r in runs if r.name.startswith(prefix) and r.round == round_ and r.wall), None)
+
     lines = []
     for run in runs:
         phases = (
@@ -319,24 +368,42 @@ def table(rows: int, features: int, runs: list[Run]) -> list[str]:
         )
         gap = "" if run.loss is None or best is None else f"{(run.loss - best) / best:.1e}"
         versus = []
-        if run.wall and reference:
-            versus.append(f"{run.wall / reference:.2f}x dask-ml")
-        if run.wall and sklearn:
-            versus.append(f"{run.wall / sklearn:.2f}x sklearn")
+        for label, prefix in (("dask-ml", "dask-ml"), ("sklearn", "scikit-learn")):
+            reference = peer_wall(prefix, run.round)
+            if run.wall and reference:
+                versus.append(f"{run.wall / reference:.2f}x {label}")
+        name = run.name if rounds == 1 else f"{run.name} (round {run.round})"
         lines.append(
-            f"| {run.name:<36} | {rows / 1e6:g}M x {features} | "
+            f"| {name:<46} | {f'{rows / 1e6:g}M x {features}':<10} | "
             f"{'-' if run.wall is None else f'{run.wall:.1f}':>7} | "
             f"{'-' if run.exit is None else f'{run.exit:.1f}':>6} | {phases:<34} | "
             f"{', '.join(versus):<28} | {run.n_passes or '':>6} | {gap:>9} | {run.note}"
         )
+    if rounds > 1:
+        for name in dict.fromkeys(run.name for run in runs):
+            walls = [run.wall for run in runs if run.name == name and run.wall]
+            versus = []
+            for label, prefix in (("dask-ml", "dask-ml"), ("sklearn", "scikit-learn")):
+                ratios = [
+                    run.wall / reference
+                    for run in runs
+                    if run.name == name and run.wall and (reference := peer_wall(prefix, run.round))
+                ]
+                if ratios:
+                    versus.append(f"{np.median(ratios):.2f}x {label}")
+            median = f"{np.median(walls):.1f}" if walls else "-"
+            data = f"{rows / 1e6:g}M x {features}"
+            lines.append(
+                f"| {name + ', median':<46} | {data:<10} | {median:>7} | {'':>6} | {'':<34} | "
+                f"{', '.join(versus):<28} | {'':>6} | {'':>9} | {len(walls)} of {rounds} rounds"
+            )
     return lines
 
 
 HEADER = [
-    "| end to end, defaults                 | data       | model s | exit s | start/load/stats/passes/tail/exit  "
-    "| vs                           | passes | loss gap  | note",
-    "|--------------------------------------|------------|---------|--------|------------------------------------"
-    "|------------------------------|--------|-----------|-----",
+    f"| {'end to end, defaults':<46} | {'data':<10} | model s | exit s | {'start/load/stats/passes/tail/exit':<34} "
+    f"| {'vs':<28} | passes | loss gap  | note",
+    f"|{'-' * 48}|{'-' * 12}|---------|--------|{'-' * 36}|{'-' * 30}|--------|-----------|-----",
 ]
 
 
@@ -347,6 +414,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--data-dir", default=None, help="keep the datasets here (default: a temp dir)")
     parser.add_argument("--skip", default="", help="contenders to leave out, comma-separated")
+    parser.add_argument("--rounds", type=int, default=1, help="run the contenders this many times in rotation")
+    parser.add_argument(
+        "--page-cache",
+        choices=PAGE_CACHE_STATES,
+        default="warm",
+        help="before each contender, read the dataset's files (warm) or evict them from the page cache (cold)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -358,10 +432,22 @@ def main() -> None:
         data_dir = Path(args.data_dir or scratch)
         data_dir.mkdir(parents=True, exist_ok=True)
         for rows in (int(n) for n in args.rows.split(",")):
-            runs = measure(rows, args.features, data_dir, args.timeout, set(filter(None, args.skip.split(","))), log)
+            runs = measure(
+                rows,
+                args.features,
+                data_dir,
+                args.timeout,
+                set(filter(None, args.skip.split(","))),
+                log,
+                rounds=args.rounds,
+                page_cache=args.page_cache,
+            )
             lines += table(rows, args.features, runs)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {versions()}")
-    print(f"load average at the end: {os.getloadavg()[0]:.2f}; whole run {time.perf_counter() - started:.0f} s")
+    print(
+        f"load average at the end: {os.getloadavg()[0]:.2f}; whole run {time.perf_counter() - started:.0f} s; "
+        f"page cache {args.page_cache} before each contender"
+    )
     print("\n".join(HEADER + lines))
 
 

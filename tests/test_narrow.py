@@ -5,6 +5,7 @@ them has the bytes of the same values stored as float64."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +250,21 @@ def test_whole_row_groups_decode_into_fresh_plain_pages(tmp_path):
     np.testing.assert_array_equal(chunk.X[:, 0], table.column("x0").to_numpy())
     batch = next(dataset.reader.iter_batches(dataset.chunks[0], 1000))
     assert not backed_by_map(batch.X)
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads the resident size from /proc (Linux)")
+def test_fresh_pages_are_provided_when_the_map_is_made():
+    """On Linux a fresh decoded array's pages are all resident as soon as it
+    exists (MAP_POPULATE: one call, not a page fault per 4 KiB page as the
+    values are written), and it reads as zeros."""
+    from pipeline.data import fresh_array
+
+    def resident_bytes() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    n_bytes = 64 * 2**20
+    before = resident_bytes()
+    array = fresh_array((n_bytes // (8 * 8), 8), np.float64)
+    grown = resident_bytes() - before
+    assert grown >= 0.9 * n_bytes, f"only {grown} of {n_bytes} bytes resident"
+    assert not array[::4096].any()
