@@ -320,6 +320,8 @@ def measure(
 ) -> list[Run]:
     if page_cache not in PAGE_CACHE_STATES:
         raise ValueError(f"page_cache must be one of {PAGE_CACHE_STATES}, not {page_cache!r}")
+    if page_cache == "cold" and not hasattr(os, "posix_fadvise"):
+        raise SystemExit("--page-cache cold evicts files with posix_fadvise, which this system lacks")
     data = data_dir / f"e2e-{rows}x{features}"
     log(f"dataset {data}")
     make_dataset(data, rows, features)

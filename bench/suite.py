@@ -8,8 +8,9 @@ Runs, one after another on this machine (nothing else should be running):
 
 0. ``bench/e2e.py``'s measurement for each of ``--e2e-rows`` x 32: process
    start -> ``model.json`` with the defaults, ours (2 workers and in-process)
-   vs dask-ml vs scikit-learn + StandardScaler, each in a fresh process, with
-   the phase breakdown; printed as its own table first.
+   vs dask-ml vs scikit-learn + StandardScaler, each in a fresh process
+   started on a warm page cache (one round: ``bench/e2e.py --rounds N`` for
+   medians), with the phase breakdown; printed as its own table first.
 1. ``bench/passes.py``'s measurement on ``--pass-rows`` x 32 (standard-normal
    features, int8 label, 8 snappy files of 62,500-row row groups): one core in
    this process — a plain numpy/BLAS gradient+loss pass, our fused exact kernel,
