@@ -515,20 +515,16 @@ def _path_section(outputs: OutputDir, digest: str) -> list[str]:
     points = document["points"]
     models = [Model.load(outputs.path_point(point["index"])) for point in points]
     grid = [point["strength"] for point in points]
-    binary = [model for model in models if not model.multinomial]
     chosen = document.get("chosen")
+    paths, shown = coefficient_paths(models)
 
     def draw_coefficients(ax) -> None:
-        if binary:
-            scale = np.array(_magnitude(binary[0])[0])
-            paths = np.array([model.coef_array * scale for model in binary])
-            for j in range(paths.shape[1]):
-                ax.plot(grid[: len(binary)], paths[:, j], label=binary[0].features[j] if j < 10 else None)
-            if paths.shape[1] <= 10:
-                ax.legend(fontsize="small")
+        for j in range(paths.shape[1]):
+            ax.plot(grid[: len(paths)], paths[:, j], label=models[0].features[j] if j < 10 else None)
+        if 0 < paths.shape[1] <= 10:
+            ax.legend(fontsize="small")
         if isinstance(chosen, int) and 0 <= chosen < len(grid):
             ax.axvline(grid[chosen], linestyle=":", color="gray")
-        shown = "coef × std" if not binary or binary[0].scale is not None else "coef, raw features"
         ax.set(xscale="log", title=f"coefficient paths ({shown})", xlabel="penalty strength")
 
     def draw_losses(ax) -> None:
@@ -558,6 +554,22 @@ def _path_section(outputs: OutputDir, digest: str) -> list[str]:
         "</div>",
         _table([[point.get(key) for key in keys] for point in points], keys, numeric=set(range(1, len(keys) - 1))),
     ]
+
+
+def coefficient_paths(models: list[Model]) -> tuple[np.ndarray, str]:
+    """``(paths, what)``: a row per path point and a column per feature of
+    the coefficients' comparable magnitude (:func:`_magnitude`'s scale): a
+    binary model's ``coef × std``, a multinomial model's Euclidean norm of
+    its classes' ``coef × std`` (a feature's whole effect: 0 where the
+    penalty removed it from every class), and what they are in words."""
+    if not models:
+        return np.zeros((0, 0)), "coef × std"
+    scale = np.array(_magnitude(models[0])[0])
+    unit, raw = ("coef × std", "") if models[0].scale is not None else ("coef", ", raw features")
+    if models[0].multinomial:
+        paths = np.array([np.linalg.norm(model.coef_array * scale, axis=0) for model in models])
+        return paths, f"‖{unit}‖ over the classes{raw}"
+    return np.array([model.coef_array * scale for model in models]), unit + raw
 
 
 def _check_path(document) -> str | None:

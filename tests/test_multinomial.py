@@ -983,3 +983,22 @@ def test_a_setting_the_classes_refuse_is_named_as_the_option(tmp_path, capsys):
     for extra, start in ((["--inference", "hc0"], "--inference: "), (["--cv", "3", "--l2", "0.1"], "--cv: ")):
         assert main([*options, *extra, "--out", str(tmp_path / "o")]) == 1
         assert capsys.readouterr().err.startswith(f"ConfigError: {start}")
+
+
+def test_a_multinomial_path_has_coefficient_paths_in_its_report(data, tmp_path):
+    """A multinomial path's report plots, per feature, the norm over the
+    classes of ``coef × std`` at each point (its plot was empty): 0 where
+    the L1 penalty removed the feature from every class, as at the first point."""
+    from pipeline.outputs import OutputDir
+    from pipeline.report import coefficient_paths, write_report
+
+    out = tmp_path / "out"
+    train(config(data, out=str(out), penalty=Penalty(l1=1.0), path=3))
+    outputs = OutputDir(out)
+    models = [Model.load(outputs.path_point(index)) for index in range(3)]
+    paths, what = coefficient_paths(models)
+    assert what == "‖coef × std‖ over the classes" and paths.shape == (3, 4)
+    assert not paths[0].any() and np.count_nonzero(paths[1]) < np.count_nonzero(paths[2]) == 3
+    for row, model in zip(paths, models):
+        np.testing.assert_array_equal(row, np.linalg.norm(model.coef_array * np.array(model.scale), axis=0))
+    assert 'alt="coefficient paths"' in write_report(str(out)).read_text()
