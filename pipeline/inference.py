@@ -12,7 +12,8 @@ the same for any partitioning and worker count:
   L2 penalty's curvature ``S l2 / scale_j**2`` on each weight; the
   model-based (``nonrobust``) covariance is ``H^-1``;
 * with ``hc0``, one more pass of the same shape: the outer products of the
-  per-row scores ``M = sum_i (s_i r_i)^2 a_i a_i^T`` (:attr:`KernelSpec.scores`),
+  per-row scores ``M = sum_i s_i r_i^2 a_i a_i^T`` (:attr:`KernelSpec.scores`:
+  ``s_i`` copies of a row's score, as repeated rows give),
   and the sandwich ``H^-1 M H^-1`` (White's HC0, statsmodels'
   ``cov_type="HC0"``);
 * at ``coef = 0``, one loss pass: its intercept gradient ``sum_i s_i (1/2 - y_i)``
