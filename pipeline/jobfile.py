@@ -75,6 +75,7 @@ __all__ = [
     "source_json",
     "source_of",
     "load_job",
+    "overridden",
     "suggestion",
     "to_toml",
 ]
@@ -348,11 +349,20 @@ def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
         if key in KEYS and value is not None:
             _check_type(key, value, in_file)
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
-    for where, dropped in _REPLACED_BY.items():  # another kind of cluster or penalty: the file's goes
+    return config_from_mapping(overridden(mapping, given), source, overridden=given)
+
+
+def overridden(mapping: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """``mapping`` (flat keys) with the keys ``given`` on the command line:
+    a where-override (``cluster.scheduler``, ``workers``, ``in_process``)
+    replaces the other kinds of cluster and the settings only they have,
+    keeping the rest (timeouts, and a scheduler's TLS files); a penalty
+    given one way replaces one given the other way."""
+    kept = dict(mapping)
+    for where, dropped in _REPLACED_BY.items():
         if where in given:
-            mapping = {key: value for key, value in mapping.items() if key not in dropped}
-    mapping.update(given)
-    return config_from_mapping(mapping, source, overridden=given)
+            kept = {key: value for key, value in kept.items() if key not in dropped}
+    return {**kept, **given}
 
 
 def _names_field(column: str | None, field: str | None) -> bool:
@@ -461,6 +471,15 @@ def _flatten(document: Mapping[str, Any], source: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     sections = {key.split(".")[0] for key in KEYS if "." in key}
     for name, value in document.items():
+        if "." in name:  # a quoted key: TOML reads "train.max_iter" as one key of that name, not [train] max_iter
+            section, _, inner = name.partition(".")
+            raise JobFileError(
+                f"{source}: the quoted key {name!r} is one key of that name in TOML, not a setting (it would "
+                f"not replace nor clash with the file's other keys); expected {section}.{inner} without the "
+                f"quotes, or {inner} under [{section}]",
+                path=source,
+                column=name,
+            )
         if isinstance(value, dict) and name not in KEYS:  # a section (a misspelt one's keys get a suggestion)
             for inner, item in value.items():
                 flat[f"{name}.{inner}"] = item

@@ -49,7 +49,7 @@ from .atomic import create_atomic, leftover_temporaries, temporaries_in, write_a
 from .config import TrainConfig
 from .data import file_url_path, is_glob
 from .errors import JobError, JobNotFoundError, OutputError
-from .jobfile import config_from_mapping
+from .jobfile import config_from_mapping, overridden
 
 __all__ = [
     "DirectoryLock",
@@ -343,16 +343,15 @@ class OutputDir:
     def training_config(self, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
         """The job's training configuration, read back from ``job.json`` (its
         flat keys, :mod:`pipeline.jobfile`) for this directory, with
-        ``overrides``; a cluster key among them replaces the job's cluster.
+        ``overrides`` as over a job file (:func:`pipeline.jobfile.overridden`):
+        another kind of cluster replaces the job's and the settings only it
+        had, and the job's timeouts (and TLS files, for a scheduler) stay.
         :class:`JobNotFoundError` without a job configuration."""
         document = self.read_job()
         if document is None or document.config is None:
             raise JobNotFoundError(f"{self.path} has no {JOB_FILE} with a job configuration", path=str(self.path))
-        mapping = dict(document.config)
         given = {key: value for key, value in (overrides or {}).items() if value is not None}
-        if any(key.startswith("cluster.") for key in given):
-            mapping = {key: value for key, value in mapping.items() if not key.startswith("cluster.")}
-        mapping.update(given)
+        mapping = overridden(document.config, given)
         mapping["output.dir"] = str(self.path.absolute())
         mapping.pop("output.overwrite", None)
         return config_from_mapping(mapping, str(self.job), overridden=given)

@@ -175,6 +175,9 @@ def test_an_unknown_keys_suggestion_stays_in_its_section_and_knows_other_tools_n
         ("[trian]\nl2 = 0.1\n", ["unknown key 'trian.l2' (did you mean 'train.l2'?)"]),  # (was: unknown 'trian')
         ('data = "x"\n', ["'data' is a section: expected a table ([data] holding url, label"]),
         ('[data]\nlabel = "y"\nfeatures = []\n', ["key 'data.features' must name at least one column"]),
+        # a quoted dotted key is one key of that name: it was taken for [train] max_iter, and the
+        # section's own max_iter silently replaced it
+        ('"train.max_iter" = 1\n[train]\nmax_iter = 50\n', ["quoted key 'train.max_iter'", "max_iter under [train]"]),
     ],
 )
 def test_malformed_job_files_name_file_and_key_and_write_nothing(tmp_path, data, body, fragments):
@@ -1450,3 +1453,30 @@ def test_a_detached_submit_the_scheduler_never_takes_is_an_error_not_queued(tmp_
             assert not client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.tasks))
     finally:
         cluster.close()
+
+
+def test_resume_on_another_cluster_keeps_the_jobs_other_cluster_settings(tmp_path, data):
+    """resume --workers / --scheduler / --in-process replace where the job
+    runs as the same options over a job file do: the job's timeouts stay
+    (and an embedded cluster's threads and memory limit with --workers, a
+    scheduler's TLS files with --scheduler); they were all reset to the
+    defaults, and written so to job.json."""
+    from pipeline.outputs import OutputDir
+
+    outputs = OutputDir(tmp_path / "out")
+    outputs.path.mkdir()
+    embedded = {
+        "cluster.workers": 1,
+        "cluster.threads_per_worker": 2,
+        "cluster.memory_limit": "1GiB",
+        "cluster.connect_timeout": 4.0,
+        "cluster.stall_timeout": 7.0,
+    }
+    outputs.claim_job(job_id="a" * 12, config={"data.url": str(data), "data.label": "y", **embedded})
+    cluster = outputs.training_config({"cluster.workers": 3}).cluster
+    assert (cluster.n_workers, cluster.threads_per_worker, cluster.memory_limit) == (3, 2, "1GiB")
+    assert (cluster.connect_timeout_s, cluster.stall_timeout_s) == (4.0, 7.0)
+    cluster = outputs.training_config({"cluster.scheduler": "tcp://127.0.0.1:8786"}).cluster
+    assert cluster.scheduler == "tcp://127.0.0.1:8786" and cluster.threads_per_worker == 1
+    assert (cluster.connect_timeout_s, cluster.stall_timeout_s) == (4.0, 7.0)
+    assert outputs.training_config({"cluster.in_process": True}).cluster is None
