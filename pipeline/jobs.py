@@ -856,7 +856,23 @@ def _scheduler_client(scheduler: str | None):
     try:
         return Client(address, timeout=10, set_as_default=False)  # TLS: Dask's configuration
     except (OSError, TimeoutError, TypeError, ValueError) as exc:
+        _close_half_built(exc, Client)
         raise ClusterError(f"no Dask scheduler answered at {address!r}: {exc}") from None
+
+
+def _close_half_built(exc: BaseException, client_type: type) -> None:
+    """Close the client whose constructor raised ``exc`` (found in its
+    frames): left to the garbage collector, a client that is not the
+    default one closes at the interpreter's exit, when its event loop is
+    gone, and waits 20 s for it before printing a traceback."""
+    frame = exc.__traceback__
+    while frame is not None:
+        client = frame.tb_frame.f_locals.get("self")
+        if isinstance(client, client_type):
+            with contextlib.suppress(Exception):
+                client.close(timeout=2)
+            return
+        frame = frame.tb_next
 
 
 def coordinator_gone(

@@ -996,6 +996,18 @@ def test_resume_and_status_of_an_unknown_job(tmp_path):
     assert result.returncode == 1 and "JobNotFoundError" in result.stderr
 
 
+def test_a_malformed_scheduler_address_is_one_line(tmp_path):
+    """status/list with a scheduler address Dask cannot parse: the error's
+    one line and the exit (the client half built by the failed connection
+    was left to close at the interpreter's exit: 20 s, then a traceback)."""
+    for command in (["status", "0123456789ab"], ["list"]):
+        result = run_cli(*command, "--scheduler", "nonsense")
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            "ClusterError: no Dask scheduler answered at 'nonsense': missing port number in address 'nonsense'"
+        ]
+
+
 def test_train_config_default_matches_job_defaults():
     config = config_from_mapping({"data.url": "/x", "data.label": "y"})
     assert config == TrainConfig(data="/x", label="y")
