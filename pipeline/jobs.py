@@ -860,7 +860,7 @@ def _scheduler_client(scheduler: str | None):
         raise ClusterError(f"no Dask scheduler answered at {address!r}: {exc}") from None
 
 
-def _close_half_built(exc: BaseException, client_type: type) -> None:
+def _close_half_built(exc: BaseException, client_type: Any) -> None:
     """Close the client whose constructor raised ``exc`` (found in its
     frames): left to the garbage collector, a client that is not the
     default one closes at the interpreter's exit, when its event loop is
