@@ -653,6 +653,8 @@ def _named_by(error: PipelineError, config: TrainConfig) -> str | None:
         return "data.weight"
     if config.features is not None and column in config.features:
         return "data.features"
+    if column is not None and column == config.validation_key:
+        return "data.validation_key"
     return None
 
 

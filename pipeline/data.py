@@ -1266,18 +1266,20 @@ def open_dataset(
     columns the default feature list leaves out (a validation key column).
     """
     if missing not in MISSING_POLICIES:
-        raise ConfigError(f"missing must be one of {', '.join(MISSING_POLICIES)}; found {missing!r}")
+        raise ConfigError(f"missing must be one of {', '.join(MISSING_POLICIES)}; found {missing!r}", column="missing")
     if nan_as_missing and missing == "error":
-        raise ConfigError("nan_as_missing needs a missing-value policy (`missing` = mean or indicator)")
+        raise ConfigError(
+            "nan_as_missing needs a missing-value policy (`missing` = mean or indicator)", column="nan_as_missing"
+        )
     if label is not None and not label:
         raise ConfigError("a label column is required (found an empty name)")
     if weight is not None and weight == label:
-        raise ConfigError(f"the label column {label!r} cannot also be the weight column")
+        raise ConfigError(f"the label column {label!r} cannot also be the weight column", column="weight")
     if features is not None:
         features = tuple(features)
         _check_feature_names(features, label)
         if weight in features:
-            raise ConfigError(f"the weight column {weight!r} is also listed as a feature")
+            raise ConfigError(f"the weight column {weight!r} is also listed as a feature", column="weight")
     filesystem, files, base = _resolve(url, storage_options)
     partition_keys = _partition_keys(files, base)
     schemas: dict[str, pa.Schema] = {}
@@ -1311,7 +1313,9 @@ def open_dataset(
     named = tuple(categorical) + tuple(vocabulary.column for vocabulary in vocabularies or ())
     for name in named:
         if name not in features:
-            raise ConfigError(f"categorical column {name!r} is not among the features {list(features)}")
+            raise ConfigError(
+                f"categorical column {name!r} is not among the features {list(features)}", column="categorical"
+            )
     categorical_columns = tuple(
         name
         for name in features
@@ -1554,14 +1558,14 @@ def _column_ranges(metadata: pq.FileMetaData, name: str) -> list:
 
 def _check_feature_names(features: tuple[str, ...], label: str | None) -> None:
     if not features:
-        raise ConfigError("the feature list is empty; name at least one feature column")
+        raise ConfigError("the feature list is empty; name at least one feature column", column="features")
     seen = set()
     for name in features:
         if name in seen:
-            raise ConfigError(f"feature {name!r} is listed more than once")
+            raise ConfigError(f"feature {name!r} is listed more than once", column="features")
         seen.add(name)
     if label in seen:
-        raise ConfigError(f"the label column {label!r} is also listed as a feature")
+        raise ConfigError(f"the label column {label!r} is also listed as a feature", column="features")
 
 
 def _list_files(filesystem, root: str, url: str) -> tuple[list[str], str]:

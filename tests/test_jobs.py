@@ -33,7 +33,7 @@ from job_support import (
 )
 
 from pipeline.checkpoint import load_checkpoint
-from pipeline.cli import _parser
+from pipeline.cli import _parser, main
 from pipeline.config import TrainConfig
 from pipeline.errors import JobError, PipelineError
 from pipeline.jobfile import (
@@ -216,8 +216,6 @@ def test_options_over_a_job_file_replace_its_penalty_and_keep_their_own_errors(t
     same keys said another way; a column the file names that is not there
     names the file's key; a scheduler given on the command line is not the
     file's; an output that cannot take the job is refused before the first line."""
-    from pipeline.cli import main
-
     out = tmp_path / "out"
     job = write_job(tmp_path / "job.toml", data, out, extra_train="l2 = 0.5")
     assert main(["submit", str(job), "--reg", "1", "--alpha", "0.25", "--quiet"]) == 0
@@ -1492,3 +1490,31 @@ def test_resume_on_another_cluster_keeps_the_jobs_other_cluster_settings(tmp_pat
     assert cluster.scheduler == "tcp://127.0.0.1:8786" and cluster.threads_per_worker == 1
     assert (cluster.connect_timeout_s, cluster.stall_timeout_s) == (4.0, 7.0)
     assert outputs.training_config({"cluster.in_process": True}).cluster is None
+
+
+@pytest.mark.parametrize(
+    "lines, expected",
+    [
+        ('features = ["f0", "f0"]', "JobFileError: {job}: data.features: feature 'f0' is listed more than once"),
+        ('features = ["y"]', "JobFileError: {job}: data.features: the label column 'y' is also listed as a feature"),
+        ('weight = "y"', "JobFileError: {job}: data.weight: the label column 'y' cannot also be the weight column"),
+        (
+            'features = ["f0"]\nweight = "f0"',
+            "JobFileError: {job}: data.weight: the weight column 'f0' is also listed as a feature",
+        ),
+        ('categorical = ["nope"]', "JobFileError: {job}: data.categorical: categorical column 'nope' is not among"),
+        (
+            'validation_fraction = 0.2\nvalidation_key = "nope"',
+            "ColumnNotFoundError: {job}: data.validation_key: validation key column 'nope' not found",
+        ),
+    ],
+)
+def test_a_job_files_columns_that_the_data_refuse_name_the_file_and_key(tmp_path, data, capsys, lines, expected):
+    """A job file's column settings that the data (or each other) refuse
+    name the file and the key, as its label does (they were the bare
+    ConfigError, or named neither)."""
+    job = write_job(tmp_path / "job.toml", data, tmp_path / "out")
+    job.write_text(job.read_text().replace('label = "y"', f'label = "y"\n{lines}'))
+    assert main(["submit", str(job), "--quiet"]) == 1
+    assert capsys.readouterr().err.startswith(expected.format(job=job))
+    assert not (tmp_path / "out").exists()
