@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .cluster import ClusterSpec, connect, embedded_worker_count, leave_ctrl_c_to_the_command
-from .config import CACHE_MODES, TrainConfig, check_output_root, environment_root, output_roots
+from .config import CACHE_MODES, TrainConfig, check_job_name, check_output_root, environment_root, output_roots
 from .data import local_path
 from .errors import (
     ClusterError,
@@ -37,7 +37,17 @@ from .errors import (
     OutputError,
     PipelineError,
 )
-from .jobfile import KEYS, JobSource, config_from_mapping, in_file_words, in_flag_words, job_source, load_job, source_of
+from .jobfile import (
+    KEYS,
+    JobSource,
+    config_from_mapping,
+    in_file_words,
+    in_flag_words,
+    job_config,
+    job_source,
+    read_job_file,
+    source_of,
+)
 from .jobs import (
     UNANSWERED,
     cancel_orphaned,
@@ -603,18 +613,30 @@ def _train(args) -> int:
 
 def _submit(args) -> int:
     overrides = _given(args)
-    config = load_job(args.job, overrides)
-    if config.name is None and config.out is None:  # (the file's name: under an output root, its directory)
-        config = load_job(args.job, {**overrides, "name": Path(args.job).stem})
-    elif config.name is None:
-        config = dataclasses.replace(config, name=Path(args.job).stem)
+    mapping = read_job_file(args.job)  # (once: a job file may be a pipe)
+    config = job_config(mapping, args.job, overrides)
+    if config.name is None:  # (the file's name: under an output root, its directory)
+        stem = Path(args.job).stem
+        try:
+            check_job_name(stem)
+        except ConfigError as exc:
+            raise JobFileError(
+                f"{args.job}: the job has no 'name', and the file's name cannot be its default one: {exc}; "
+                "set 'name' in the file (or --name)",
+                path=str(args.job),
+                column="name",
+            ) from None
+        if config.out is None:
+            config = job_config(mapping, args.job, {**overrides, "name": stem})
+        else:
+            config = dataclasses.replace(config, name=stem)
     if config.out is None:
         raise JobFileError(
             f"{args.job}: a job needs an output directory: key 'output.dir' (--out), or 'name' (--name, by "
             "default the file's name) under an output root ('output.root', --output-root or $PIPELINE_OUTPUT_ROOT)",
             path=str(args.job),
         )
-    source = job_source(args.job, overrides)
+    source = job_source(args.job, overrides, mapping)
     try:
         if args.detach:
             job_id = submit_detached(config, source=source)

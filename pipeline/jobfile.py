@@ -71,11 +71,13 @@ __all__ = [
     "config_to_mapping",
     "in_file_words",
     "in_flag_words",
+    "job_config",
     "job_source",
     "source_json",
     "source_of",
     "load_job",
     "overridden",
+    "read_job_file",
     "suggestion",
     "to_toml",
 ]
@@ -331,6 +333,18 @@ _LOCAL_KEYS = ("output.dir", "output.root")
 
 def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Read, check and resolve a job file; ``overrides`` (flat keys) win over the file."""
+    return job_config(read_job_file(path), str(path), overrides)
+
+
+def job_config(mapping: Mapping[str, Any], source: str, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The configuration of a job file's keys (:func:`read_job_file`, read
+    once: a pipe cannot be read again), ``overrides`` winning over them."""
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    return config_from_mapping(overridden(mapping, given), source, overridden=given)
+
+
+def read_job_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A job file's flat keys, each of the type its setting takes (:class:`JobFileError` if not)."""
     source = str(path)
     try:
         with open(path, "rb") as handle:
@@ -348,8 +362,7 @@ def load_job(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
     for key, value in mapping.items():  # (the file's own types, before an option replaces or drops a key)
         if key in KEYS and value is not None:
             _check_type(key, value, in_file)
-    given = {key: value for key, value in (overrides or {}).items() if value is not None}
-    return config_from_mapping(overridden(mapping, given), source, overridden=given)
+    return mapping
 
 
 def overridden(mapping: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -380,13 +393,18 @@ def _setting_of(column: str | None, keys: Iterable[str]) -> str | None:
 JobSource = tuple[str, tuple[str, ...]]
 
 
-def job_source(path: str | os.PathLike, overridden: Iterable[str] = ()) -> JobSource | None:
-    """The job file ``path`` and the keys it sets but ``overridden`` (None if it cannot be read)."""
-    try:
-        with open(path, "rb") as handle:
-            mapping = _flatten(tomllib.load(handle), str(path))
-    except (OSError, tomllib.TOMLDecodeError, PipelineError):
-        return None
+def job_source(
+    path: str | os.PathLike, overridden: Iterable[str] = (), mapping: Mapping[str, Any] | None = None
+) -> JobSource | None:
+    """The job file ``path`` and the keys it sets but ``overridden`` (None if
+    it cannot be read); ``mapping``: its keys as read already (a pipe cannot
+    be read twice)."""
+    if mapping is None:
+        try:
+            with open(path, "rb") as handle:
+                mapping = _flatten(tomllib.load(handle), str(path))
+        except (OSError, tomllib.TOMLDecodeError, PipelineError):
+            return None
     return str(path), tuple(key for key in mapping if key not in set(overridden))
 
 

@@ -1518,3 +1518,39 @@ def test_a_job_files_columns_that_the_data_refuse_name_the_file_and_key(tmp_path
     assert main(["submit", str(job), "--quiet"]) == 1
     assert capsys.readouterr().err.startswith(expected.format(job=job))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_job_file_whose_name_cannot_be_the_jobs_name_says_so(tmp_path, data, capsys):
+    """Without a 'name' key the file's name is the job's: one that cannot be
+    a job name is the file's error, not --name's (which was not given)."""
+    long = tmp_path / f"{'j' * 130}.toml"
+    for root in (True, False):
+        output = f'root = "{tmp_path / "runs"}"' if root else f'dir = "{tmp_path / "out"}"'
+        long.write_text(f'[data]\nurl = "{data}"\nlabel = "y"\n[output]\n{output}\n')
+        assert main(["submit", str(long), "--in-process", "--quiet"]) == 1
+        error = capsys.readouterr().err
+        assert error.startswith(f"JobFileError: {long}: the job has no 'name', and the file's name cannot be"), error
+        assert "a job name is 1 to 128 characters" in error and "set 'name' in the file (or --name)" in error
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_job_file_read_from_a_pipe_is_read_once(tmp_path, data):
+    """A job file on standard input (a pipe, which cannot be read again):
+    its value that the data refuse is the file's error (the file was read a
+    second time to find its keys, empty then, and the error was put on
+    --class-weight, which was not given)."""
+    out = tmp_path / "out"
+    text = f'[data]\nurl = "{data}"\nlabel = "y"\n[train]\nclass_weight = [1, 2, 3]\n[output]\ndir = "{out}"\n'
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "submit", "/dev/stdin", "--in-process"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("JobFileError: /dev/stdin: train.class_weight: class_weight has 3 weights; expected 2")
+    ), result.stderr
