@@ -686,6 +686,8 @@ def config_from_mapping(
             raise fail(str(exc), key) from None
     for key in _PATH_KEYS:
         if key in values:
+            if isinstance(values[key], str) and not file_url_path(values[key]):  # ("file:": no path at all)
+                raise fail(f"{show(key)} is {values[key]!r}, which names no path; expected a path or URL", key)
             values[key] = _absolute(values[key])
     if "name" in values:  # before it can name a directory (the same rule as TrainConfig's)
         try:
@@ -826,6 +828,14 @@ def config_to_mapping(config: TrainConfig) -> dict[str, Any]:
     return {key: value for key, value in mapping.items() if value is not None}
 
 
+def basic_string(text: str) -> str:
+    """``text`` as a TOML basic string: JSON's escapes, which TOML shares,
+    but characters beyond the Basic Multilingual Plane as they are (JSON's
+    surrogate pairs, ``\ud83d\ude00``, are no Unicode scalar values to
+    TOML) and DEL escaped (TOML allows no raw control character)."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def to_toml(mapping: Mapping[str, Any]) -> str:
     """A job file for flat ``mapping`` (the subset of TOML that job files use)."""
 
@@ -839,10 +849,10 @@ def to_toml(mapping: Mapping[str, Any]) -> str:
         if isinstance(value, (list, tuple)):
             return "[" + ", ".join(literal(v) for v in value) + "]"
         if isinstance(value, dict):
-            return "{ " + ", ".join(f"{json.dumps(str(k))} = {literal(v)}" for k, v in value.items()) + " }"
+            return "{ " + ", ".join(f"{basic_string(str(k))} = {literal(v)}" for k, v in value.items()) + " }"
         if isinstance(value, int):
             return str(value)
-        return json.dumps(value)  # a TOML basic string
+        return basic_string(str(value))
 
     lines = [f"{key} = {literal(value)}" for key, value in mapping.items() if "." not in key]
     sections: dict[str, list[str]] = {}

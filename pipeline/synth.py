@@ -74,7 +74,7 @@ def _table(X: np.ndarray, y: np.ndarray) -> pa.Table:
 
 
 #: the least value of each of :func:`make_data`'s parameters
-LEAST = {"rows": 0, "features": 1, "files": 1, "row_group_size": 1, "seed": 0}
+LEAST = {"rows": 1, "features": 1, "files": 1, "row_group_size": 1, "seed": 0}
 
 
 def check_parameters(**parameters: int) -> None:

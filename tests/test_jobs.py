@@ -178,6 +178,13 @@ def test_an_unknown_keys_suggestion_stays_in_its_section_and_knows_other_tools_n
         # a quoted dotted key is one key of that name: it was taken for [train] max_iter, and the
         # section's own max_iter silently replaced it
         ('"train.max_iter" = 1\n[train]\nmax_iter = 50\n', ["quoted key 'train.max_iter'", "max_iter under [train]"]),
+        # generated data must have rows (an empty dataset was written, kept, and refused by training)
+        (
+            '[data]\nurl = "g"\nlabel = "y"\ngenerate = { rows = 0, features = 2 }\n',
+            ["'data.generate.rows' must be >= 1"],
+        ),
+        # "file:" is no path (it was taken for the current directory)
+        ('[data]\nurl = "file:"\nlabel = "y"\n', ["key 'data.url' is 'file:', which names no path"]),
     ],
 )
 def test_malformed_job_files_name_file_and_key_and_write_nothing(tmp_path, data, body, fragments):

@@ -109,6 +109,11 @@ def test_each_key_lands_in_its_field_and_comes_back(tmp_path):
     job = tmp_path / "job.toml"  # and through a job file
     job.write_text(to_toml(config_to_mapping(config)))
     assert load_job(job) == config
+    # text beyond the Basic Multilingual Plane, and control characters (DEL raw is no TOML)
+    for label in ("y\U0001f600", "a\x7fb", 'tab\tq"\\', "\x00\x1f", "é"):
+        odd = config_to_mapping(dataclasses.replace(config, label=label))
+        job.write_text(to_toml(odd), encoding="utf-8")
+        assert load_job(job).label == label
 
 
 @pytest.mark.parametrize(
