@@ -321,7 +321,7 @@ def test_job_file_values_as_toml_writes_them(tmp_path):
     with pytest.raises(JobFileError, match=r"job.toml: not valid TOML: not UTF-8 text"):
         load_job(job)
     for url, generate, words in (
-        ("/d", "{rows = -5, features = 3}", "key 'data.generate.rows' must be >= 0; found -5"),
+        ("/d", "{rows = -5, features = 3}", "key 'data.generate.rows' must be >= 1; found -5"),
         ("/d", "{rows = 10, features = 0}", "key 'data.generate.features' must be >= 1; found 0"),
         ("memory://d", "{rows = 10, features = 3}", "key 'data.generate' writes a dataset into a local directory"),
         ("/d/*.parquet", "{rows = 10, features = 3}", "key 'data.generate' writes a dataset into a local directory"),
