@@ -1666,9 +1666,23 @@ def _features_of_every_file(
     a hive key is a feature where every file has it (some writers keep the
     partition column in the files), else left to the folders' key."""
     partial = tuple(key for key in partition_keys if not all(key in schemas[path].names for path in files))
-    excluded = (*excluded, *partial)
+    # pandas' (and Dask's) stored index: a row label, not data (pandas reads it back as the index)
+    index = tuple(dict.fromkeys(name for path in files for name in pandas_index_columns(schemas[path])))
+    excluded = (*excluded, *partial, *index)
     first = files[0]
-    features = _default_features(schemas[first], excluded)
+    # a column of type null in the first file (all null there: pandas' type for a column of None)
+    # is a feature where another file gives it a type, as it is when another file comes first
+    typed_elsewhere = {name for path in files[1:] for name in _default_features(schemas[path], excluded)}
+    features = tuple(
+        field.name
+        for field in schemas[first]
+        if field.name not in excluded
+        and (
+            _is_usable_type(field.type)
+            or is_categorical_type(field.type)
+            or (pa.types.is_null(field.type) and field.name in typed_elsewhere)
+        )
+    )
     for path in files[1:]:
         extra = [name for name in _default_features(schemas[path], excluded) if name not in features]
         if extra:
@@ -1686,6 +1700,18 @@ def _features_of_every_file(
                 column=name,
             )
     return features
+
+
+def pandas_index_columns(schema: pa.Schema) -> tuple[str, ...]:
+    """The columns that hold a pandas DataFrame's index (``__index_level_0__``,
+    Dask's ``__null_dask_index__``, a named index), as the file's ``pandas``
+    metadata lists them; none without it (or where it cannot be read)."""
+    try:
+        metadata = schema.pandas_metadata or {}
+    except (ValueError, TypeError):  # (metadata that is not pandas' JSON: no index known)
+        return ()
+    listed = metadata.get("index_columns", []) if isinstance(metadata, dict) else []
+    return tuple(name for name in listed if isinstance(name, str)) if isinstance(listed, list) else ()
 
 
 def _default_features(schema: pa.Schema, excluded: tuple[str | None, ...]) -> tuple[str, ...]:

@@ -655,3 +655,66 @@ def test_a_streamed_row_group_is_read_a_buffer_at_a_time(tmp_path):
         peak = max(peak, pa.total_allocated_bytes() - base)
         del batch
     assert peak < 4 * 2**20, peak
+
+
+def _frame(rows: int = 300):
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((rows, 3))
+    y = (rng.random(rows) < 1 / (1 + np.exp(-X @ [1.0, -0.5, 0.25]))).astype(np.int8)
+    return pd.DataFrame({"x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2], "y": y})
+
+
+def test_a_stored_pandas_index_is_not_a_default_feature(tmp_path):
+    """pandas (a filtered or text index) and Dask store the frame's index as a
+    column that their metadata lists as the index: it is a row label, not a
+    feature (it was trained on: a row id in the model, a text index one
+    level per row), so the model is the rows' whatever the writer kept."""
+    import dask.dataframe as dd
+
+    from pipeline import TrainConfig, train
+
+    frame = _frame()
+    (tmp_path / "plain").mkdir()
+    frame.to_parquet(tmp_path / "plain" / "a.parquet", index=False)
+    (tmp_path / "filtered").mkdir()
+    order = np.random.default_rng(0).permutation(len(frame))
+    frame.iloc[order].to_parquet(tmp_path / "filtered" / "a.parquet")  # (an index not a range is stored)
+    (tmp_path / "text").mkdir()
+    frame.set_axis([f"row{i}" for i in range(len(frame))]).to_parquet(tmp_path / "text" / "a.parquet")
+    dd.from_pandas(frame, npartitions=2).to_parquet(tmp_path / "dask")
+    (tmp_path / "mixed").mkdir()  # (one file with its index stored, one without)
+    frame.iloc[order[:150]].to_parquet(tmp_path / "mixed" / "a.parquet")
+    frame.iloc[order[150:]].to_parquet(tmp_path / "mixed" / "b.parquet", index=False)
+    assert "__index_level_0__" in pq.read_schema(tmp_path / "filtered" / "a.parquet").names
+    digests = set()
+    for name in ("plain", "filtered", "text", "dask", "mixed"):
+        dataset = open_dataset(str(tmp_path / name), "y")
+        assert dataset.feature_names == ("x1", "x2", "x3"), name
+        digests.add(train(TrainConfig(data=str(tmp_path / name), label="y", cluster=None)).digest)
+    assert len(digests) == 1
+    # named, an index column is a feature like any other
+    assert open_dataset(str(tmp_path / "filtered"), "y", ["x1", "__index_level_0__"]).n_features == 2
+
+
+def test_a_column_all_null_in_the_first_file_is_a_feature_as_in_a_later_one(tmp_path):
+    """A column of type null (pandas' type for a column of None) in one file
+    and float in another: a feature (with --missing) whichever file sorts
+    first (it was refused when the null one came first)."""
+    from pipeline import TrainConfig, train
+
+    frame = _frame()
+    frame["x4"] = np.where(np.arange(len(frame)) % 3 == 0, np.nan, frame["x1"] * 2)
+    empty = frame.iloc[:100].assign(x4=None)
+    assert pa.types.is_null(pa.Table.from_pandas(empty).schema.field("x4").type)
+    digests = set()
+    for first, second in (("a", "b"), ("b", "a")):
+        directory = tmp_path / f"null-{first}"
+        directory.mkdir()
+        empty.to_parquet(directory / f"{first}.parquet", index=False)
+        frame.iloc[100:].to_parquet(directory / f"{second}.parquet", index=False)
+        dataset = open_dataset(str(directory), "y", missing="mean")
+        assert dataset.feature_names == ("x1", "x2", "x3", "x4")
+        digests.add(train(TrainConfig(data=str(directory), label="y", cluster=None, missing="mean")).digest)
+    assert len(digests) == 1
