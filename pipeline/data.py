@@ -40,6 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from fsspec.implementations.local import make_path_posix
 
 from .errors import (
     ColumnNotFoundError,
@@ -890,8 +891,14 @@ def local_path(value: str | os.PathLike, what: str) -> str:
 def _resolve(url: str, storage_options: dict | None) -> tuple[Any, list[str], str]:
     """``(filesystem, files, base)`` of dataset ``url`` (:func:`_list_files`;
     a ``file:`` URL is its local path, :func:`file_url_path`)."""
+    target = file_url_path(url)
     try:
-        filesystem, root = fsspec.core.url_to_fs(file_url_path(url), **(storage_options or {}))
+        if "::" in target and "://" not in target:
+            # a local path with '::' in a name: not fsspec's chain of filesystems (which would cut it there)
+            filesystem = fsspec.filesystem("file")
+            root = make_path_posix(target)
+        else:
+            filesystem, root = fsspec.core.url_to_fs(target, **(storage_options or {}))
     except (ValueError, ImportError) as exc:
         raise DatasetNotFoundError(f"cannot open dataset {url!r}: {exc}", path=url) from None
     files, base = _list_files(filesystem, root, url)
@@ -1569,8 +1576,10 @@ def _check_feature_names(features: tuple[str, ...], label: str | None) -> None:
 
 
 def _list_files(filesystem, root: str, url: str) -> tuple[list[str], str]:
-    """Data files in canonical (sorted) order, and the base for partition keys."""
-    if is_glob(root):
+    """Data files in canonical (sorted) order, and the base for partition keys.
+    A path with glob characters is a glob unless it exists as it is
+    (``data[1]/``, ``scores[v2].parquet``: that file or directory)."""
+    if is_glob(root) and not filesystem.exists(root):
         matches = sorted(filesystem.glob(root))
         base = root[: min(root.find(c) for c in _GLOB_CHARS if c in root)]
         base = base.rsplit("/", 1)[0] if "/" in base else ""

@@ -718,3 +718,19 @@ def test_a_column_all_null_in_the_first_file_is_a_feature_as_in_a_later_one(tmp_
         assert dataset.feature_names == ("x1", "x2", "x3", "x4")
         digests.add(train(TrainConfig(data=str(directory), label="y", cluster=None, missing="mean")).digest)
     assert len(digests) == 1
+
+
+def test_an_existing_path_with_glob_or_chain_characters_is_that_path(tmp_path):
+    """A directory or file that exists with '[', ']', '?' or '*' in its name is
+    itself (it was read as a glob: data[1] read data1/, or matched nothing),
+    and a local path with '::' is not cut there as a chain of filesystems
+    (it was 'no file or directory')."""
+    rows = pa.table({"x": np.arange(6, dtype=np.float64), "y": np.array([0, 1] * 3, dtype=np.int8)})
+    write(tmp_path / "data[1]" / "a.parquet", rows)
+    write(tmp_path / "data1" / "a.parquet", rows.slice(0, 2))  # what the glob data[1] matches
+    assert open_dataset(str(tmp_path / "data[1]"), "y").n_samples == 6
+    assert open_dataset(str(tmp_path / "data[1]" / "a.parquet"), "y").n_samples == 6
+    assert open_dataset(str(tmp_path / "data[1]" / "*.parquet"), "y").n_samples == 2  # (a glob: data1/)
+    write(tmp_path / "exp::v2" / "a.parquet", rows)
+    assert open_dataset(str(tmp_path / "exp::v2"), "y").n_samples == 6
+    assert open_dataset("file://" + str(tmp_path / "exp::v2" / "a.parquet"), "y").n_samples == 6
