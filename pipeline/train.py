@@ -801,6 +801,13 @@ def learn_levels(config: TrainConfig, dataset: Dataset, client: Any, notify: Not
 
 def open_configured(config: TrainConfig) -> Dataset:
     """The training data of ``config``, opened and checked from metadata."""
+    if config.cluster is not None and str(config.data).startswith("memory://"):
+        # fsspec's memory filesystem is this process's: a worker process finds nothing there
+        raise ConfigError(
+            f"dataset {config.data!r} is in this process's memory (fsspec's memory://), which a cluster's "
+            "workers cannot read; train in-process (--in-process; cluster.in_process = true), or write the "
+            "data where the workers can read them"
+        )
     return open_dataset(
         config.data,
         config.label,

@@ -734,3 +734,19 @@ def test_an_existing_path_with_glob_or_chain_characters_is_that_path(tmp_path):
     write(tmp_path / "exp::v2" / "a.parquet", rows)
     assert open_dataset(str(tmp_path / "exp::v2"), "y").n_samples == 6
     assert open_dataset("file://" + str(tmp_path / "exp::v2" / "a.parquet"), "y").n_samples == 6
+
+
+def test_memory_data_on_a_cluster_is_refused_before_it_starts(memory_fs):
+    """fsspec's memory:// is the training process's own: a cluster's workers
+    found nothing there (UnreadableFileError naming a bare path, after
+    starting the cluster); in-process it trains."""
+    from pipeline import ClusterSpec, TrainConfig, train
+    from pipeline.errors import ConfigError
+
+    fs, root = memory_fs
+    with fs.open(f"{root}/a.parquet", "wb") as handle:
+        pq.write_table(make_table(40, seed=0, start=0), handle)
+    url = f"memory://{root.lstrip('/')}"
+    with pytest.raises(ConfigError, match=r"in this process's memory .*--in-process"):
+        train(TrainConfig(data=url, label="y", cluster=ClusterSpec(n_workers=1)))
+    assert train(TrainConfig(data=url, label="y", cluster=None)).n_samples == 40
