@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from fsspec.implementations.local import make_path_posix
+from fsspec.implementations.local import LocalFileSystem, make_path_posix
 
 from .errors import (
     ColumnNotFoundError,
@@ -1586,22 +1586,53 @@ def _list_files(filesystem, root: str, url: str) -> tuple[list[str], str]:
         files = []
         for match in matches:
             if filesystem.isdir(match):
-                files.extend(filesystem.find(match))
+                files.extend(_find(filesystem, match))
             else:
                 files.append(match)
         if not files:
             raise DatasetNotFoundError(f"glob {url!r} matches no files", path=url)
     elif filesystem.isdir(root):
         base = root
-        files = filesystem.find(root)
+        files = _find(filesystem, root)
     elif filesystem.isfile(root):
         return [root], posixpath.dirname(root)
     else:
         raise DatasetNotFoundError(f"no file or directory at {url!r}", path=url)
-    files = sorted(path for path in set(files) if not _is_ignored(posixpath.relpath(path, base or "/")))
+    files = _once_each(filesystem, (path for path in files if not _is_ignored(posixpath.relpath(path, base or "/"))))
     if not files:
         raise DatasetNotFoundError(f"{url!r} contains no data files (hidden '.'/'_' files are ignored)", path=url)
     return files, base
+
+
+def _find(filesystem, root: str) -> list[str]:
+    """Every file under directory ``root``, through symbolic links to
+    directories too (fsspec's local ``find`` lists such a link as an entry
+    of its own and does not enter it; a link to a directory that encloses it
+    is not entered again; :func:`_once_each` drops a file's second names)."""
+    if not isinstance(filesystem, LocalFileSystem):  # (links are the local filesystem's)
+        return list(filesystem.find(root))
+
+    def walk(directory: str, enclosing: frozenset[str]) -> Iterator[str]:
+        inside = enclosing | {os.path.realpath(directory)}
+        for path, info in filesystem.find(directory, detail=True).items():
+            if info.get("islink") and info.get("type") == "other" and filesystem.isdir(path):
+                if os.path.realpath(path) not in inside:
+                    yield from walk(path, inside)
+            else:
+                yield path
+
+    return list(walk(root, frozenset()))
+
+
+def _once_each(filesystem, files: Iterable[str]) -> list[str]:
+    """``files`` sorted, a local file reached by several names (through
+    symbolic links) once, under the first of them."""
+    if not isinstance(filesystem, LocalFileSystem):
+        return sorted(set(files))
+    real: dict[str, str] = {}
+    for path in sorted(set(files)):
+        real.setdefault(os.path.realpath(path), path)
+    return sorted(real.values())
 
 
 def _is_ignored(relative: str) -> bool:

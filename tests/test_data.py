@@ -750,3 +750,20 @@ def test_memory_data_on_a_cluster_is_refused_before_it_starts(memory_fs):
     with pytest.raises(ConfigError, match=r"in this process's memory .*--in-process"):
         train(TrainConfig(data=url, label="y", cluster=ClusterSpec(n_workers=1)))
     assert train(TrainConfig(data=url, label="y", cluster=None)).n_samples == 40
+
+
+def test_a_linked_folder_in_a_dataset_is_read_and_nothing_twice(tmp_path):
+    """A symbolic link to a folder inside a dataset folder is read like the
+    folder (it was 'not a readable Parquet file: ... is a directory', while
+    the glob data/* read it); a link back to an enclosing folder reads no
+    file twice."""
+    import os
+
+    write(tmp_path / "data" / "a.parquet", make_table(6, seed=0, start=0))
+    write(tmp_path / "elsewhere" / "2024" / "b.parquet", make_table(4, seed=1, start=6))
+    os.symlink(tmp_path / "elsewhere" / "2024", tmp_path / "data" / "2024")
+    os.symlink(tmp_path / "data", tmp_path / "data" / "again")
+    for url in (tmp_path / "data", f"{tmp_path / 'data'}/*"):
+        dataset = open_dataset(str(url), "y")
+        assert dataset.n_samples == 10
+        assert [path.rsplit("data/", 1)[1] for path in dataset.files] == ["2024/b.parquet", "a.parquet"]
