@@ -189,9 +189,16 @@ def _labels(model: Model, codes: np.ndarray) -> pa.Array:
 
 
 def predict_chunk(
-    reader, chunk: ChunkSpec, index: int, model: Model, columns: Sequence[str], threshold: float, directory: str
+    reader,
+    chunk: ChunkSpec,
+    index: int,
+    model: Model,
+    columns: Sequence[str],
+    threshold: float,
+    directory: str,
+    n_chunks: int = 1,
 ) -> int:
-    """Score one row group; write ``directory/part-INDEX.parquet``; return its rows."""
+    """Score one row group; write ``directory/part-INDEX.parquet`` (:func:`scores_file_name`); return its rows."""
     data = reader(chunk)
     table = pa.table(score_columns(model, data.X, threshold, chunk))
     if columns:  # the pass-through columns first, then the scores
@@ -202,7 +209,7 @@ def predict_chunk(
         except (pa.ArrowException, OSError) as exc:
             raise unreadable_error(chunk, exc) from None
         table = pa.Table.from_arrays(passed.columns + table.columns, names=passed.column_names + table.column_names)
-    target = Path(directory) / f"part-{index:05d}.parquet"
+    target = Path(directory) / scores_file_name(index, n_chunks)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     write_atomic(target, sink.getvalue().to_pybytes())
@@ -249,13 +256,22 @@ def predict(
         args = [(chunk, index) for index, chunk in enumerate(dataset.chunks)]
         if client is None:
             rows = [
-                predict_chunk(reader, chunk, index, model, tuple(columns), threshold, str(staging))
+                predict_chunk(reader, chunk, index, model, tuple(columns), threshold, str(staging), len(args))
                 for chunk, index in args
             ]
         else:
             futures = [
                 client.submit(
-                    predict_chunk, reader, chunk, index, model, tuple(columns), threshold, str(staging), pure=False
+                    predict_chunk,
+                    reader,
+                    chunk,
+                    index,
+                    model,
+                    tuple(columns),
+                    threshold,
+                    str(staging),
+                    len(args),
+                    pure=False,
                 )
                 for chunk, index in args
             ]
@@ -327,7 +343,14 @@ def check_prediction_target(target: Path, overwrite: bool, inputs: Sequence[str]
         )
 
 
-_SCORES_FILE = re.compile(r"part-\d{5}\.parquet")
+_SCORES_FILE = re.compile(r"part-\d{5,}\.parquet")
+
+
+def scores_file_name(index: int, n_chunks: int) -> str:
+    """``part-00042.parquet``: the chunk's index with at least 5 digits, and as
+    many as the last index of ``n_chunks`` has, so that the names sort in
+    the rows' order however many chunks there are."""
+    return f"part-{index:0{max(5, len(str(n_chunks - 1)))}d}.parquet"
 
 
 def _not_scores(directory: Path) -> list[str]:

@@ -276,3 +276,16 @@ def test_a_row_at_the_threshold_is_the_first_class_everywhere(tmp_path):
     dataclasses.replace(model, intercept=1e-17).save(tmp_path / "tiny")
     tiny = LogisticRegression.from_model(tmp_path / "tiny")
     assert set(tiny.predict(x[:, None]).tolist()) == {0} and set(tiny.predict_proba(x[:, None])[:, 1]) == {0.5}
+
+
+def test_score_file_names_sort_in_row_order_whatever_the_number_of_chunks(tmp_path):
+    """part-NNNNN.parquet with as many digits as the last chunk's index needs
+    (from 100,000 chunks on, part-100000 sorted before part-99999), and
+    --overwrite takes such files as earlier scores."""
+    from pipeline.predict import _not_scores, scores_file_name
+
+    assert scores_file_name(42, 7) == "part-00042.parquet"
+    names = [scores_file_name(index, 1_000_000) for index in (0, 99_999, 100_000, 999_999)]
+    assert names == sorted(names) and names[-1] == "part-999999.parquet" and names[0] == "part-000000.parquet"
+    pq.write_table(pa.table({"prediction": [1]}), tmp_path / names[2])
+    assert _not_scores(tmp_path) == []
