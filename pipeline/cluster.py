@@ -16,6 +16,9 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
 
 from .errors import ClusterError, ConfigError, require_count, require_number
 
@@ -28,6 +31,7 @@ __all__ = [
     "default_worker_count",
     "embedded_worker_count",
     "leave_ctrl_c_to_the_command",
+    "process_memory",
     "local_cluster_options",
     "memory_total",
     "security",
@@ -198,6 +202,17 @@ def memory_total(workers: dict[str, dict]) -> tuple[list[str], int | None]:
     worker or any worker has no limit (its memory is then unknown)."""
     limits = [info.get("memory_limit") or 0 for info in workers.values()]
     return sorted(workers), (sum(limits) if limits and all(limits) else None)
+
+
+def process_memory() -> int:
+    """The memory this process may use: the machine's, or less where a
+    control group (a container's limit) caps it (as
+    ``distributed.system.MEMORY_LIMIT`` counts a worker's)."""
+    limit = psutil.virtual_memory().total
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):  # (absent, or "max": no limit)
+            limit = min(limit, int(Path(path).read_text()))
+    return limit
 
 
 def cluster_memory(client) -> tuple[list[str], int | None]:

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from .atomic import write_atomic
 from .checkpoint import load_checkpoint, save_checkpoint
-from .cluster import ClusterSpec, cluster_memory, connect
+from .cluster import ClusterSpec, cluster_memory, connect, process_memory
 from .config import CacheMode, TrainConfig
 from .crossval import ALL_ROWS, Lockstep, MemberEvaluator, fold_summary
 from .data import ChunkSpec, ClassCounter, Dataset, Folds, Split, open_dataset, split_key_kinds
@@ -867,8 +867,11 @@ def evaluators(
     # compile (or load) the kernels first (pipeline.tiers)
     ahead = worth_compiling(dataset.n_samples * dataset.n_features)
     if client is None:
-        mode = "memory" if config.cache in ("auto", "memory") else config.cache
-        notify(f"cache: {mode} (in-process)")
+        # the memory and disk caches as on a cluster, in this process's memory (the data may be larger)
+        mode, reason = choose_cache(
+            config.cache, dataset.decoded_bytes, process_memory(), config.memory_fraction, here=True
+        )
+        notify(f"cache: {mode} (in-process; {reason})")
         if ahead:  # one process: the kernels compile at their first call
             compile_ahead()
         if mode == "memory":
@@ -1081,25 +1084,30 @@ WORKER_OWN_BYTES = 300 * 2**20
 
 
 def choose_cache(
-    requested: CacheMode, needed: int, memory: int | None, fraction: float, n_workers: int = 0
+    requested: CacheMode, needed: int, memory: int | None, fraction: float, n_workers: int = 0, *, here: bool = False
 ) -> tuple[CacheMode, str]:
     """``(mode, reason)``: ``auto`` takes ``memory`` when the decoded data fits
     in ``fraction`` of the workers' total ``memory`` less what each of the
     ``n_workers`` holds of its own (:data:`WORKER_OWN_BYTES`: at the smallest
     limits, half of the whole limit was more than a worker had for data, and
-    the workers died in the first pass)."""
+    the workers died in the first pass).  ``here``: the memory is this
+    process's (in-process: :func:`pipeline.cluster.process_memory`), which
+    holds as much of its own as a worker."""
     size = f"{needed / 2**30:.2f} GiB decoded"
     if memory is None:
         budget_text = "cluster memory unknown (a worker has no memory limit)"
         fits = requested == "memory"
     else:
-        usable = max(memory - n_workers * WORKER_OWN_BYTES, 0)
+        usable = max(memory - max(n_workers, here) * WORKER_OWN_BYTES, 0)
         budget = usable * fraction
         fits = needed <= budget
-        budget_text = f"{fraction:.0%} of {usable / 2**30:.2f} GiB worker memory" + (
-            f" ({memory / 2**30:.2f} GiB less {WORKER_OWN_BYTES // 2**20} MiB per worker of its own)"
-            if n_workers
-            else ""
+        own = f"{WORKER_OWN_BYTES // 2**20} MiB"
+        budget_text = (
+            f"{fraction:.0%} of {usable / 2**30:.2f} GiB of this process's memory "
+            f"({memory / 2**30:.2f} GiB less {own} of its own)"
+            if here
+            else f"{fraction:.0%} of {usable / 2**30:.2f} GiB worker memory"
+            + (f" ({memory / 2**30:.2f} GiB less {own} per worker of its own)" if n_workers else "")
         )
     if requested in ("disk", "none"):
         return requested, f"as asked; {size}"

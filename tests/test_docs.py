@@ -145,5 +145,6 @@ def test_readme_headline_matches_the_performance_table():
     rows = [line for line in _text(DOCS / "performance.md").splitlines() if line.startswith("| ours, 2 workers")]
     row = next((row for row in rows if "8M x 32" in row), None)
     assert row is not None, "docs/performance.md keeps the end-to-end table"
-    cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[2] == seconds and cells[5] == f"{dask_ml} dask-ml, {sklearn} sklearn"
+    cells = [cell.strip().strip("*") for cell in row.strip("|").split("|")]
+    # (the table's median over rounds: "0.21x (0.20–0.23x)" against dask-ml, then the ratio to scikit-learn)
+    assert cells[2] == seconds and cells[5].split()[0] == dask_ml and cells[6] == sklearn

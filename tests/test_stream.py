@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -239,6 +242,28 @@ def test_choose_cache():
     assert choose_cache("auto", int(0.47 * gib), 2 * 800 * mib, 0.5, n_workers=2)[0] == "memory"
     with pytest.raises(ConfigError, match="--cache memory needs"):
         choose_cache("memory", int(0.47 * gib), 2 * 600 * mib, 0.5, n_workers=2)
+
+
+def test_an_in_process_run_keeps_in_memory_only_what_fits(data):
+    """In-process, --cache auto takes the disk cache where the decoded data do
+    not fit in --memory-fraction of this process's memory (it always read
+    everything into memory, whatever the size: data larger than memory
+    failed, and --memory-fraction was ignored); the same model either way,
+    and --cache memory beyond the fraction is refused, as on a cluster."""
+    from pipeline.cluster import process_memory
+
+    notes: list[str] = []
+    config = TrainConfig(data=str(data), label="y", weight="w", cluster=None, options=OPTIONS)
+    reference = train(config, notify=notes.append)
+    assert reference.cache == "memory" and any(
+        "cache: memory (in-process; auto:" in note and "of this process's memory" in note for note in notes
+    )
+    tiny = dataclasses.replace(config, memory_fraction=1e-9)
+    model = train(tiny, notify=notes.append)
+    assert model.cache == "disk" and model.digest == reference.digest
+    with pytest.raises(ConfigError, match="--cache memory needs .* of this process's memory"):
+        train(dataclasses.replace(tiny, cache="memory"))
+    assert 0 < process_memory() <= psutil.virtual_memory().total
 
 
 @pytest.mark.cluster
