@@ -102,9 +102,9 @@ _GLOB_CHARS = "*?["
 STREAM_BUFFER_BYTES = 2**20
 #: Decoded chunks of at least this many bytes get fresh plain pages (:func:`fresh_array`).
 FRESH_PAGES_BYTES = 4 * 2**20
-#: The map of :func:`fresh_array`: private, anonymous, its pages provided at
-#: once where the system can (0: a plain ``mmap(-1, n)``, e.g. on Windows).
-_FRESH_MAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE if hasattr(mmap, "MAP_POPULATE") else 0
+#: The map of :func:`fresh_array`: private and anonymous (0 where the system
+#: has no such flags, e.g. Windows: a plain ``mmap(-1, n)``).
+_FRESH_MAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS if hasattr(mmap, "MAP_PRIVATE") else 0
 
 #: The dtypes besides float64 that decoded features keep (in memory, in the
 #: disk cache and into the kernels): each holds its Parquet column's values
@@ -641,11 +641,14 @@ def fresh_array(shape: tuple[int, int], dtype) -> np.ndarray:
     map is not advised, so it gets plain pages; the array keeps the map
     alive and unmaps it when it is freed.
 
-    Where the system can (Linux: ``MAP_POPULATE``), the map's pages are all
-    provided when it is made, in one call, rather than one page fault at a
-    time as the decoded values are first written: every page is written
-    right after anyway, and this way costs 40% less (1 GiB: 0.37 s against
-    0.60 s on the benchmark VM; a 2-worker load of 8M x 32 1.8 -> 1.5 s).
+    The map is private (``MAP_PRIVATE``): ``mmap(-1, n)`` alone makes a shared
+    anonymous map, which Linux backs with shared memory (shmem), whose page
+    faults cost more: on the benchmark VM writing 1 GiB into fresh pages took
+    0.38-0.51 s private against 0.71-0.84 s shared (providing the pages up
+    front with ``MAP_POPULATE`` changed nothing more), and a 2-worker load of
+    8M x 32 1.8 -> 1.5 s.  A private map gets huge pages only where the
+    kernel gives them to every anonymous map (``enabled`` = ``always``),
+    without compacting memory for them under the default ``defrag``.
     """
     dtype = np.dtype(dtype)
     n_bytes = shape[0] * shape[1] * dtype.itemsize
