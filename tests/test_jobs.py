@@ -180,7 +180,7 @@ def test_an_unknown_keys_suggestion_stays_in_its_section_and_knows_other_tools_n
         ('"train.max_iter" = 1\n[train]\nmax_iter = 50\n', ["quoted key 'train.max_iter'", "max_iter under [train]"]),
         # generated data must have rows (an empty dataset was written, kept, and refused by training)
         (
-            '[data]\nurl = "g"\nlabel = "y"\ngenerate = { rows = 0, features = 2 }\n',
+            '[data]\nurl = "{tmp}/g"\nlabel = "y"\ngenerate = { rows = 0, features = 2 }\n',
             ["'data.generate.rows' must be >= 1"],
         ),
         # "file:" is no path (it was taken for the current directory)
@@ -190,6 +190,7 @@ def test_an_unknown_keys_suggestion_stays_in_its_section_and_knows_other_tools_n
 def test_malformed_job_files_name_file_and_key_and_write_nothing(tmp_path, data, body, fragments):
     job = tmp_path / "bad.toml"
     out = tmp_path / "out"
+    body = body.replace("{tmp}", str(tmp_path))  # (a path the test may write: never the working directory)
     text = body if "[data" in body or body.startswith("data =") else body + f'[data]\nurl = "{data}"\nlabel = "y"\n'
     job.write_text(text + f'\n[output]\ndir = "{out}"\n' if "[output]" not in body else text)
     result = run_cli("submit", job)
