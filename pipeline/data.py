@@ -867,6 +867,18 @@ def file_url_path(value: str) -> str:
     return urllib.parse.unquote(rest)
 
 
+def check_workers_can_read(url: str) -> None:
+    """A :class:`ConfigError` for data that only this process can read
+    (fsspec's ``memory://``, the process's own memory), before a cluster's
+    workers are given them (they found nothing there and named a bare path)."""
+    if str(url).startswith("memory://"):
+        raise ConfigError(
+            f"dataset {url!r} is in this process's memory (fsspec's memory://), which a cluster's workers "
+            "cannot read; run in-process (--in-process; cluster.in_process = true), or write the data where "
+            "the workers can read them"
+        )
+
+
 def is_glob(text: str) -> bool:
     """Whether ``text`` (a dataset or one path component) holds a glob character."""
     return any(char in text for char in _GLOB_CHARS)
@@ -896,8 +908,9 @@ def _resolve(url: str, storage_options: dict | None) -> tuple[Any, list[str], st
     a ``file:`` URL is its local path, :func:`file_url_path`)."""
     target = file_url_path(url)
     try:
-        if "::" in target and "://" not in target:
-            # a local path with '::' in a name: not fsspec's chain of filesystems (which would cut it there)
+        if "::" in target and "://" not in target and os.path.lexists(target):
+            # a local path with '::' in a name that exists: not fsspec's chain of filesystems
+            # (simplecache::/path), which would cut it there
             filesystem = fsspec.filesystem("file")
             root = make_path_posix(target)
         else:
@@ -1583,20 +1596,24 @@ def _list_files(filesystem, root: str, url: str) -> tuple[list[str], str]:
     A path with glob characters is a glob unless it exists as it is
     (``data[1]/``, ``scores[v2].parquet``: that file or directory)."""
     if is_glob(root) and not filesystem.exists(root):
-        matches = sorted(filesystem.glob(root))
+        try:
+            matches = sorted(filesystem.glob(root))
+        except ValueError as exc:  # ('**' within a name: "can only be an entire path component")
+            raise DatasetNotFoundError(f"cannot read the glob {url!r}: {exc}", path=url) from None
         base = root[: min(root.find(c) for c in _GLOB_CHARS if c in root)]
         base = base.rsplit("/", 1)[0] if "/" in base else ""
         files = []
         for match in matches:
             if filesystem.isdir(match):
-                files.extend(_find(filesystem, match))
+                if _may_enter(filesystem, match, base):
+                    files.extend(_find(filesystem, match, base))
             else:
                 files.append(match)
         if not files:
             raise DatasetNotFoundError(f"glob {url!r} matches no files", path=url)
     elif filesystem.isdir(root):
         base = root
-        files = _find(filesystem, root)
+        files = _find(filesystem, root, base)
     elif filesystem.isfile(root):
         return [root], posixpath.dirname(root)
     else:
@@ -1607,11 +1624,13 @@ def _list_files(filesystem, root: str, url: str) -> tuple[list[str], str]:
     return files, base
 
 
-def _find(filesystem, root: str) -> list[str]:
-    """Every file under directory ``root``, through symbolic links to
-    directories too (fsspec's local ``find`` lists such a link as an entry
-    of its own and does not enter it; a link to a directory that encloses it
-    is not entered again; :func:`_once_each` drops a file's second names)."""
+def _find(filesystem, root: str, base: str) -> list[str]:
+    """Every file under directory ``root`` (of a dataset whose files are
+    named relative to ``base``), through symbolic links to directories too
+    (fsspec's local ``find`` lists such a link as an entry of its own and
+    does not enter it) where :func:`_may_enter` allows, each linked
+    directory once along a path; :func:`_once_each` drops a file's second
+    names."""
     if not isinstance(filesystem, LocalFileSystem):  # (links are the local filesystem's)
         return list(filesystem.find(root))
 
@@ -1619,12 +1638,25 @@ def _find(filesystem, root: str) -> list[str]:
         inside = enclosing | {os.path.realpath(directory)}
         for path, info in filesystem.find(directory, detail=True).items():
             if info.get("islink") and info.get("type") == "other" and filesystem.isdir(path):
-                if os.path.realpath(path) not in inside:
+                if os.path.realpath(path) not in inside and _may_enter(filesystem, path, base):
                     yield from walk(path, inside)
             else:
                 yield path
 
     return list(walk(root, frozenset()))
+
+
+def _may_enter(filesystem, directory: str, base: str) -> bool:
+    """Whether a dataset's listing (its files named relative to ``base``)
+    enters ``directory``: not where its name is ignored (:func:`_is_ignored`),
+    nor through a local link to a directory that holds ``base`` (a link to a
+    parent, or to ``/``, would read what lies beside the data)."""
+    if _is_ignored(posixpath.relpath(directory, base or "/")):
+        return False
+    if isinstance(filesystem, LocalFileSystem) and os.path.islink(directory):
+        target = os.path.realpath(directory)
+        return os.path.commonpath([os.path.realpath(base or "/"), target]) != target
+    return True
 
 
 def _once_each(filesystem, files: Iterable[str]) -> list[str]:

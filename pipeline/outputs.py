@@ -234,17 +234,21 @@ def data_root(data: str) -> str | None:
     the first glob component (``data/**``: ``data``). None for another
     filesystem's URL, or a glob of one level (``data/*.parquet`` does not take
     ``data/scores/part-00000.parquet``)."""
-    globbed = is_glob(data)
+    globbed = is_glob(data) and not os.path.lexists(file_url_path(data))  # (one that exists is itself)
     return None if globbed and "**" not in data else data_prefix(data)
 
 
 def data_prefix(data: str) -> str | None:
     """The local path a dataset's files all lie in: ``data`` (a ``file:``
     URL's path, :func:`pipeline.data.file_url_path`) up to its first glob
-    component (``d/*.parquet``: ``d``); None for another filesystem's URL."""
+    component (``d/*.parquet``: ``d``); None for another filesystem's URL.
+    A path that exists as it is is itself, glob characters or not
+    (``data[1]``: the directory, as :func:`pipeline.data.open_dataset` reads it)."""
     data = file_url_path(data)
     if "://" in data:
         return None
+    if os.path.lexists(data):
+        return data
     parts = Path(data).parts
     for k, part in enumerate(parts):
         if is_glob(part):

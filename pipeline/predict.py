@@ -38,6 +38,7 @@ from .data import (
     Split,
     SplitPart,
     check_distinct,
+    check_workers_can_read,
     dataset_files,
     file_url_path,
     is_glob,
@@ -232,6 +233,8 @@ def predict(
     when every chunk is written: a failure leaves no partial output.
     """
     check_threshold(threshold)
+    if client is not None:
+        check_workers_can_read(data)
     model_dir = file_url_path(model_dir)  # (a file: URL is its local path)
     model = Model.load(model_dir)
     threshold = binary_threshold(model, threshold)
@@ -651,6 +654,8 @@ def evaluate(
     ``label``): on every row, or on the rows of ``split``'s part (see :func:`split_of`).
     Unweighted: every row counts once, whatever the model was trained with."""
     check_threshold(threshold)
+    if client is not None:
+        check_workers_can_read(data)
     model = Model.load(model_dir)
     threshold = binary_threshold(model, threshold)
     dataset = open_scored(model, data, label or model.label).with_split(split)

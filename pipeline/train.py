@@ -29,7 +29,16 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .cluster import ClusterSpec, cluster_memory, connect, process_memory
 from .config import CacheMode, TrainConfig
 from .crossval import ALL_ROWS, Lockstep, MemberEvaluator, fold_summary
-from .data import ChunkSpec, ClassCounter, Dataset, Folds, Split, open_dataset, split_key_kinds
+from .data import (
+    ChunkSpec,
+    ClassCounter,
+    Dataset,
+    Folds,
+    Split,
+    check_workers_can_read,
+    open_dataset,
+    split_key_kinds,
+)
 from .errors import (
     CheckpointError,
     ColumnNotFoundError,
@@ -801,13 +810,8 @@ def learn_levels(config: TrainConfig, dataset: Dataset, client: Any, notify: Not
 
 def open_configured(config: TrainConfig) -> Dataset:
     """The training data of ``config``, opened and checked from metadata."""
-    if config.cluster is not None and str(config.data).startswith("memory://"):
-        # fsspec's memory filesystem is this process's: a worker process finds nothing there
-        raise ConfigError(
-            f"dataset {config.data!r} is in this process's memory (fsspec's memory://), which a cluster's "
-            "workers cannot read; train in-process (--in-process; cluster.in_process = true), or write the "
-            "data where the workers can read them"
-        )
+    if config.cluster is not None:
+        check_workers_can_read(config.data)
     return open_dataset(
         config.data,
         config.label,

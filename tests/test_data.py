@@ -731,12 +731,25 @@ def test_an_existing_path_with_glob_or_chain_characters_is_that_path(tmp_path):
     assert open_dataset(str(tmp_path / "data[1]"), "y").n_samples == 6
     assert open_dataset(str(tmp_path / "data[1]" / "a.parquet"), "y").n_samples == 6
     assert open_dataset(str(tmp_path / "data[1]" / "*.parquet"), "y").n_samples == 2  # (a glob: data1/)
+    # an output inside it is inside the data, as for any directory (it was taken for the glob's)
+    from pipeline.errors import OutputError
+    from pipeline.outputs import OutputDir
+
+    with pytest.raises(OutputError, match="lies inside the dataset"):
+        OutputDir(tmp_path / "data[1]" / "scores").check_apart_from(str(tmp_path / "data[1]"))
     write(tmp_path / "exp::v2" / "a.parquet", rows)
     assert open_dataset(str(tmp_path / "exp::v2"), "y").n_samples == 6
     assert open_dataset("file://" + str(tmp_path / "exp::v2" / "a.parquet"), "y").n_samples == 6
+    # ... while a chain of filesystems over a local path is still one
+    assert open_dataset(f"simplecache::{tmp_path / 'data1'}", "y").n_samples == 2
+    # '**' within a name is no glob: the dataset's error, not a ValueError traceback
+    from pipeline.errors import DatasetNotFoundError
+
+    with pytest.raises(DatasetNotFoundError, match=r"cannot read the glob .*\*\*\.parquet"):
+        open_dataset(str(tmp_path / "data1" / "**.parquet"), "y")
 
 
-def test_memory_data_on_a_cluster_is_refused_before_it_starts(memory_fs):
+def test_memory_data_on_a_cluster_is_refused_before_it_starts(memory_fs, tmp_path):
     """fsspec's memory:// is the training process's own: a cluster's workers
     found nothing there (UnreadableFileError naming a bare path, after
     starting the cluster); in-process it trains."""
@@ -749,7 +762,17 @@ def test_memory_data_on_a_cluster_is_refused_before_it_starts(memory_fs):
     url = f"memory://{root.lstrip('/')}"
     with pytest.raises(ConfigError, match=r"in this process's memory .*--in-process"):
         train(TrainConfig(data=url, label="y", cluster=ClusterSpec(n_workers=1)))
-    assert train(TrainConfig(data=url, label="y", cluster=None)).n_samples == 40
+    model = train(TrainConfig(data=url, label="y", cluster=None, out=str(tmp_path / "model")))
+    assert model.n_samples == 40
+    # predict and evaluate refuse them for a cluster too, before the cluster is asked anything
+    from pipeline.predict import evaluate, predict
+
+    untouched = object()  # (any use of it as a client would fail otherwise)
+    with pytest.raises(ConfigError, match=r"in this process's memory"):
+        predict(str(tmp_path / "model"), url, str(tmp_path / "scores"), client=untouched)
+    with pytest.raises(ConfigError, match=r"in this process's memory"):
+        evaluate(str(tmp_path / "model"), url, client=untouched)
+    assert not (tmp_path / "scores").exists()
 
 
 def test_a_linked_folder_in_a_dataset_is_read_and_nothing_twice(tmp_path):
@@ -763,6 +786,10 @@ def test_a_linked_folder_in_a_dataset_is_read_and_nothing_twice(tmp_path):
     write(tmp_path / "elsewhere" / "2024" / "b.parquet", make_table(4, seed=1, start=6))
     os.symlink(tmp_path / "elsewhere" / "2024", tmp_path / "data" / "2024")
     os.symlink(tmp_path / "data", tmp_path / "data" / "again")
+    # a link to a folder that holds the data reads nothing beside it; an ignored name is not walked
+    write(tmp_path / "beside" / "c.parquet", make_table(3, seed=2, start=10))
+    os.symlink(tmp_path, tmp_path / "data" / "up")
+    os.symlink("/", tmp_path / "data" / "_root")
     for url in (tmp_path / "data", f"{tmp_path / 'data'}/*"):
         dataset = open_dataset(str(url), "y")
         assert dataset.n_samples == 10
