@@ -211,7 +211,9 @@ def process_memory() -> int:
     limit = psutil.virtual_memory().total
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         with contextlib.suppress(OSError, ValueError):  # (absent, or "max": no limit)
-            limit = min(limit, int(Path(path).read_text()))
+            found = int(Path(path).read_text())
+            if found > 0:  # (as distributed counts it: 0 or less is no limit)
+                limit = min(limit, found)
     return limit
 
 

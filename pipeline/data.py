@@ -87,6 +87,9 @@ __all__ = [
     "feature_dtype",
     "indicator_name",
     "key_bits",
+    "chain_target",
+    "check_workers_can_read",
+    "is_chain",
     "open_dataset",
     "placed_on",
     "row_hash",
@@ -867,6 +870,20 @@ def file_url_path(value: str) -> str:
     return urllib.parse.unquote(rest)
 
 
+def is_chain(url: str) -> bool:
+    """Whether ``url`` is fsspec's chain of filesystems (``simplecache::s3://b/d``,
+    ``blockcache::/local/d``): what comes before its first ``::`` is a known
+    protocol.  A local path with ``::`` in a name (``exp::v2/data``) is none."""
+    head, chained, _ = url.partition("::")
+    return bool(chained) and "/" not in head and head in fsspec.available_protocols()
+
+
+def chain_target(url: str) -> str:
+    """The last filesystem's URL of a chain (``blockcache::/local/d``: ``/local/d``);
+    any other URL as it is."""
+    return url.rpartition("::")[2] if is_chain(url) else url
+
+
 def check_workers_can_read(url: str) -> None:
     """A :class:`ConfigError` for data that only this process can read
     (fsspec's ``memory://``, the process's own memory), before a cluster's
@@ -908,9 +925,8 @@ def _resolve(url: str, storage_options: dict | None) -> tuple[Any, list[str], st
     a ``file:`` URL is its local path, :func:`file_url_path`)."""
     target = file_url_path(url)
     try:
-        if "::" in target and "://" not in target and os.path.lexists(target):
-            # a local path with '::' in a name that exists: not fsspec's chain of filesystems
-            # (simplecache::/path), which would cut it there
+        if "::" in target and not is_chain(target):
+            # a local path with '::' in a name: not fsspec's chain of filesystems, which would cut it there
             filesystem = fsspec.filesystem("file")
             root = make_path_posix(target)
         else:

@@ -58,7 +58,7 @@ from .config import (
     check_output_root,
     environment_root,
 )
-from .data import MISSING_POLICIES, file_url_path, local_path
+from .data import MISSING_POLICIES, file_url_path, is_chain, local_path
 from .errors import ConfigError, JobFileError, OutputError, PipelineError, is_positive_number
 from .objective import Penalty
 from .paths import CV_RULES
@@ -622,7 +622,7 @@ def _absolute(value: str) -> str:
     fsspec reads it, relative to where pipeline runs, not where a detached
     job's worker does)."""
     value = file_url_path(value)
-    if "://" in value:
+    if "://" in value or is_chain(value):  # (a chain of filesystems, blockcache::/d, as written)
         return value
     if ".." in Path(value).parts:
         return os.path.realpath(value)

@@ -37,7 +37,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args
 
 try:
@@ -47,7 +47,7 @@ except ImportError:  # (not POSIX: no flock)
 
 from .atomic import create_atomic, leftover_temporaries, temporaries_in, write_atomic
 from .config import TrainConfig
-from .data import file_url_path, is_glob
+from .data import chain_target, file_url_path, is_glob
 from .errors import JobError, JobNotFoundError, OutputError
 from .jobfile import config_from_mapping, overridden
 
@@ -234,8 +234,9 @@ def data_root(data: str) -> str | None:
     the first glob component (``data/**``: ``data``). None for another
     filesystem's URL, or a glob of one level (``data/*.parquet`` does not take
     ``data/scores/part-00000.parquet``)."""
-    globbed = is_glob(data) and not os.path.lexists(file_url_path(data))  # (one that exists is itself)
-    return None if globbed and "**" not in data else data_prefix(data)
+    local = file_url_path(chain_target(data))
+    globbed = is_glob(local) and not os.path.lexists(local)  # (one that exists is itself)
+    return None if globbed and "**" not in local else data_prefix(data)
 
 
 def data_prefix(data: str) -> str | None:
@@ -244,7 +245,7 @@ def data_prefix(data: str) -> str | None:
     component (``d/*.parquet``: ``d``); None for another filesystem's URL.
     A path that exists as it is is itself, glob characters or not
     (``data[1]``: the directory, as :func:`pipeline.data.open_dataset` reads it)."""
-    data = file_url_path(data)
+    data = file_url_path(chain_target(data))  # (a chain's data are its last filesystem's)
     if "://" in data:
         return None
     if os.path.lexists(data):
@@ -261,7 +262,16 @@ def inside_data(path: str | os.PathLike, data: str) -> bool:
     dataset ``data`` takes (:func:`data_root`): a file written there is read
     as part of the data next time."""
     root = data_root(data)
-    return root is not None and Path(root).is_dir() and lies_within(path, root)
+    if root is not None:
+        return Path(root).is_dir() and lies_within(path, root)
+    pattern = file_url_path(chain_target(data))
+    if "://" in pattern:
+        return False
+    # a glob of one level (d/*, d/region=*): every folder it matches is read whole, so a path
+    # is inside the data where the glob matches it or a folder it lies in
+    pattern = os.path.abspath(pattern)
+    absolute = Path(os.path.abspath(path))
+    return any(PurePosixPath(candidate.as_posix()).match(pattern) for candidate in (absolute, *absolute.parents))
 
 
 def lies_within(path: str | os.PathLike, directory: str | os.PathLike) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import fsspec
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -794,3 +795,52 @@ def test_a_linked_folder_in_a_dataset_is_read_and_nothing_twice(tmp_path):
         dataset = open_dataset(str(url), "y")
         assert dataset.n_samples == 10
         assert [path.rsplit("data/", 1)[1] for path in dataset.files] == ["2024/b.parquet", "a.parquet"]
+
+
+def test_chains_globs_and_outputs_beside_them(tmp_path, monkeypatch):
+    """A glob in a folder with '::' in its name is local (it was parsed as a
+    chain: 'Protocol not known'); a chain of filesystems stays as written in
+    a configuration (the working directory was put before it) and its local
+    target is the data an output may not lie in; an output that a glob of
+    one level matches, or lies in a folder it matches, is inside the data
+    (every folder a glob matches is read whole)."""
+    from pipeline.errors import OutputError
+    from pipeline.jobfile import config_from_mapping
+    from pipeline.outputs import OutputDir
+
+    rows = pa.table({"x": np.arange(6, dtype=np.float64), "y": np.array([0, 1] * 3, dtype=np.int8)})
+    write(tmp_path / "exp::v2" / "a.parquet", rows)
+    monkeypatch.chdir(tmp_path)
+    for url in ("exp::v2/*.parquet", f"{tmp_path}/exp::v2/*.parquet", f"file://{tmp_path}/exp::v2/*.parquet"):
+        assert open_dataset(url, "y").n_samples == 6, url
+    write(tmp_path / "ds" / "region=a" / "a.parquet", rows)
+    chain = f"simplecache::{tmp_path / 'ds'}"
+    assert config_from_mapping({"data.url": chain, "data.label": "y"}).data == chain
+    assert open_dataset(chain, "y").n_samples == 6
+    for data, output in [
+        (chain, "ds/preds"),
+        ("ds/*", "ds/preds"),
+        ("ds/region=*", "ds/region=z"),
+        (f"{tmp_path}/d?", "ds/preds/deeper"),
+    ]:
+        with pytest.raises(OutputError, match="lies inside the dataset"):
+            OutputDir(output).check_apart_from(data)
+    OutputDir("ds2/preds").check_apart_from("ds/*")  # (beside the data: fine)
+    OutputDir("ds/scores").check_apart_from("ds/*.parquet")  # (the glob takes no folder named so)
+
+
+def test_a_cgroup_limit_of_zero_or_less_is_no_limit(monkeypatch):
+    """As distributed counts it: a control group's memory limit of 0 or -1
+    is none (it was taken as the process's memory: 0 bytes, and every
+    in-process --cache memory run was refused)."""
+    import pipeline.cluster as cluster
+
+    class Reads:  # (the control group's files, as a container with no limit set may show them)
+        def __init__(self, path):
+            self.path = path
+
+        def read_text(self):
+            return "0\n" if self.path.endswith("limit_in_bytes") else "-1\n"
+
+    monkeypatch.setattr(cluster, "Path", Reads)
+    assert cluster.process_memory() == psutil.virtual_memory().total
