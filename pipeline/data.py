@@ -105,9 +105,12 @@ _GLOB_CHARS = "*?["
 STREAM_BUFFER_BYTES = 2**20
 #: Decoded chunks of at least this many bytes get fresh plain pages (:func:`fresh_array`).
 FRESH_PAGES_BYTES = 4 * 2**20
-#: The map of :func:`fresh_array`: private and anonymous (0 where the system
-#: has no such flags, e.g. Windows: a plain ``mmap(-1, n)``).
-_FRESH_MAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS if hasattr(mmap, "MAP_PRIVATE") else 0
+#: The map of :func:`fresh_array`: private and anonymous, its pages provided
+#: when it is made where the system can (Linux); 0 where the system has no
+#: such flags (e.g. Windows: a plain ``mmap(-1, n)``).
+_FRESH_MAP_FLAGS = (
+    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0) if hasattr(mmap, "MAP_PRIVATE") else 0
+)
 
 #: The dtypes besides float64 that decoded features keep (in memory, in the
 #: disk cache and into the kernels): each holds its Parquet column's values
@@ -647,9 +650,11 @@ def fresh_array(shape: tuple[int, int], dtype) -> np.ndarray:
     The map is private (``MAP_PRIVATE``): ``mmap(-1, n)`` alone makes a shared
     anonymous map, which Linux backs with shared memory (shmem), whose page
     faults cost more: on the benchmark VM writing 1 GiB into fresh pages took
-    0.38-0.51 s private against 0.71-0.84 s shared (providing the pages up
-    front with ``MAP_POPULATE`` changed nothing more), and a 2-worker load of
-    8M x 32 1.8 -> 1.5 s.  A private map gets huge pages only where the
+    0.38-0.51 s private against 0.71-0.84 s shared, and a 2-worker load of
+    8M x 32 1.8 -> 1.5 s.  Its pages are provided when it is made
+    (``MAP_POPULATE``): alone that changed little (0-0.2 s of the 2-worker
+    end-to-end load of 8M x 32, three alternating pairs), and every page is
+    written right after anyway.  A private map gets huge pages only where the
     kernel gives them to every anonymous map (``enabled`` = ``always``),
     without compacting memory for them under the default ``defrag``.
     """

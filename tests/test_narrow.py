@@ -253,9 +253,10 @@ def test_whole_row_groups_decode_into_fresh_plain_pages(tmp_path):
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the memory counts from /proc (Linux)")
 def test_fresh_pages_are_private_memory():
-    """A fresh decoded array is private anonymous memory: ``mmap(-1, n)``
-    alone made a shared map, which Linux backs with shared memory (counted
-    as RssShmem), whose page faults cost more; it reads as zeros first."""
+    """A fresh decoded array is private anonymous memory, its pages provided
+    when it is made: ``mmap(-1, n)`` alone made a shared map, which Linux
+    backs with shared memory (counted as RssShmem), whose page faults cost
+    more; it reads as zeros first."""
     from pipeline.data import fresh_array
 
     def counted(name: str) -> int:
@@ -265,6 +266,7 @@ def test_fresh_pages_are_private_memory():
     n_bytes = 64 * 2**20
     before = counted("RssAnon:"), counted("RssShmem:")
     array = fresh_array((n_bytes // (8 * 8), 8), np.float64)
+    assert counted("RssAnon:") - before[0] >= 0.9 * n_bytes  # (its pages provided when it is made)
     assert not array[::4096].any()
     array[:] = 1.0
     anon, shmem = counted("RssAnon:") - before[0], counted("RssShmem:") - before[1]
