@@ -352,6 +352,10 @@ def measure(
     return runs
 
 
+#: the contenders each run's time is compared with: (the column's word, the start of the run's name)
+PEERS = (("dask-ml", "dask-ml"), ("sklearn", "scikit-learn"))
+
+
 def table(rows: int, features: int, runs: list[Run]) -> list[str]:
     best = min((run.loss for run in runs if run.loss is not None), default=None)
     rounds = max((run.round for run in runs), default=1)
@@ -370,7 +374,7 @@ def table(rows: int, features: int, runs: list[Run]) -> list[str]:
         )
         gap = "" if run.loss is None or best is None else f"{(run.loss - best) / best:.1e}"
         versus = []
-        for label, prefix in (("dask-ml", "dask-ml"), ("sklearn", "scikit-learn")):
+        for label, prefix in PEERS:
             reference = peer_wall(prefix, run.round)
             if run.wall and reference:
                 versus.append(f"{run.wall / reference:.2f}x {label}")
@@ -385,7 +389,7 @@ def table(rows: int, features: int, runs: list[Run]) -> list[str]:
         for name in dict.fromkeys(run.name for run in runs):
             walls = [run.wall for run in runs if run.name == name and run.wall]
             versus = []
-            for label, prefix in (("dask-ml", "dask-ml"), ("sklearn", "scikit-learn")):
+            for label, prefix in PEERS:
                 ratios = [
                     run.wall / reference
                     for run in runs

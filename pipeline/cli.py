@@ -636,7 +636,7 @@ def _submit(args) -> int:
             "default the file's name) under an output root ('output.root', --output-root or $PIPELINE_OUTPUT_ROOT)",
             path=str(args.job),
         )
-    source = job_source(args.job, overrides, mapping)
+    source = job_source(args.job, mapping, overrides)
     try:
         if args.detach:
             job_id = submit_detached(config, source=source)
@@ -655,7 +655,7 @@ def _submit(args) -> int:
         # a setting of the file that only the data can refuse (class_weight's count): say which key (the file's
         # setting, unless the command line gave the value: another option given there, --name or --max-iter,
         # does not make it the flag's)
-        raise (in_file_words(exc, source) if source is not None else in_flag_words(exc)) from None
+        raise in_file_words(exc, source) from None
     return 0 if model is not None else EXIT_CANCELLED
 
 

@@ -31,7 +31,7 @@ import mmap
 import os
 import posixpath
 import urllib.parse
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
 
@@ -84,12 +84,12 @@ __all__ = [
     "class_codes",
     "class_kind",
     "class_values",
-    "feature_dtype",
-    "indicator_name",
-    "key_bits",
     "chain_target",
     "check_workers_can_read",
+    "feature_dtype",
+    "indicator_name",
     "is_chain",
+    "key_bits",
     "open_dataset",
     "placed_on",
     "row_hash",
@@ -1639,7 +1639,7 @@ def _list_files(filesystem, root: str, url: str) -> tuple[list[str], str]:
         return [root], posixpath.dirname(root)
     else:
         raise DatasetNotFoundError(f"no file or directory at {url!r}", path=url)
-    files = _once_each(filesystem, (path for path in files if not _is_ignored(posixpath.relpath(path, base or "/"))))
+    files = _once_each(filesystem, (path for path in files if not _ignored_in(path, base)))
     if not files:
         raise DatasetNotFoundError(f"{url!r} contains no data files (hidden '.'/'_' files are ignored)", path=url)
     return files, base
@@ -1672,7 +1672,7 @@ def _may_enter(filesystem, directory: str, base: str) -> bool:
     enters ``directory``: not where its name is ignored (:func:`_is_ignored`),
     nor through a local link to a directory that holds ``base`` (a link to a
     parent, or to ``/``, would read what lies beside the data)."""
-    if _is_ignored(posixpath.relpath(directory, base or "/")):
+    if _ignored_in(directory, base):
         return False
     if isinstance(filesystem, LocalFileSystem) and os.path.islink(directory):
         target = os.path.realpath(directory)
@@ -1689,6 +1689,11 @@ def _once_each(filesystem, files: Iterable[str]) -> list[str]:
     for path in sorted(set(files)):
         real.setdefault(os.path.realpath(path), path)
     return sorted(real.values())
+
+
+def _ignored_in(path: str, base: str) -> bool:
+    """Whether ``path`` of a dataset whose files are named relative to ``base`` is ignored."""
+    return _is_ignored(posixpath.relpath(path, base or "/"))
 
 
 def _is_ignored(relative: str) -> bool:
@@ -1766,21 +1771,13 @@ def _features_of_every_file(
     index = tuple(dict.fromkeys(name for path in files for name in pandas_index_columns(schemas[path])))
     excluded = (*excluded, *partial, *index)
     first = files[0]
+    others = {path: _default_features(schemas[path], excluded) for path in files[1:]}
     # a column of type null in the first file (all null there: pandas' type for a column of None)
     # is a feature where another file gives it a type, as it is when another file comes first
-    typed_elsewhere = {name for path in files[1:] for name in _default_features(schemas[path], excluded)}
-    features = tuple(
-        field.name
-        for field in schemas[first]
-        if field.name not in excluded
-        and (
-            _is_usable_type(field.type)
-            or is_categorical_type(field.type)
-            or (pa.types.is_null(field.type) and field.name in typed_elsewhere)
-        )
-    )
-    for path in files[1:]:
-        extra = [name for name in _default_features(schemas[path], excluded) if name not in features]
+    typed_elsewhere = {name for names in others.values() for name in names}
+    features = _default_features(schemas[first], excluded, typed_elsewhere)
+    for path, names in others.items():
+        extra = [name for name in names if name not in features]
         if extra:
             name = extra[0]
             there = (
@@ -1810,11 +1807,20 @@ def pandas_index_columns(schema: pa.Schema) -> tuple[str, ...]:
     return tuple(name for name in listed if isinstance(name, str)) if isinstance(listed, list) else ()
 
 
-def _default_features(schema: pa.Schema, excluded: tuple[str | None, ...]) -> tuple[str, ...]:
+def _default_features(
+    schema: pa.Schema, excluded: tuple[str | None, ...], null_typed: Collection[str] = ()
+) -> tuple[str, ...]:
+    """``schema``'s columns that are features by default, in its order; one
+    of type null too where it is among ``null_typed``."""
     return tuple(
         field.name
         for field in schema
-        if field.name not in excluded and (_is_usable_type(field.type) or is_categorical_type(field.type))
+        if field.name not in excluded
+        and (
+            _is_usable_type(field.type)
+            or is_categorical_type(field.type)
+            or (pa.types.is_null(field.type) and field.name in null_typed)
+        )
     )
 
 

@@ -59,7 +59,7 @@ from .config import (
     environment_root,
 )
 from .data import MISSING_POLICIES, file_url_path, is_chain, local_path
-from .errors import ConfigError, JobFileError, OutputError, PipelineError, is_positive_number
+from .errors import ConfigError, JobFileError, OutputError, is_positive_number
 from .objective import Penalty
 from .paths import CV_RULES
 from .solvers import SolverOptions
@@ -393,18 +393,10 @@ def _setting_of(column: str | None, keys: Iterable[str]) -> str | None:
 JobSource = tuple[str, tuple[str, ...]]
 
 
-def job_source(
-    path: str | os.PathLike, overridden: Iterable[str] = (), mapping: Mapping[str, Any] | None = None
-) -> JobSource | None:
-    """The job file ``path`` and the keys it sets but ``overridden`` (None if
-    it cannot be read); ``mapping``: its keys as read already (a pipe cannot
-    be read twice)."""
-    if mapping is None:
-        try:
-            with open(path, "rb") as handle:
-                mapping = _flatten(tomllib.load(handle), str(path))
-        except (OSError, tomllib.TOMLDecodeError, PipelineError):
-            return None
+def job_source(path: str | os.PathLike, mapping: Mapping[str, Any], overridden: Iterable[str] = ()) -> JobSource:
+    """The job file ``path`` and the keys it sets (``mapping``, as
+    :func:`read_job_file` read them: a pipe cannot be read twice) but
+    ``overridden``."""
     return str(path), tuple(key for key in mapping if key not in set(overridden))
 
 

@@ -234,7 +234,7 @@ def data_root(data: str) -> str | None:
     the first glob component (``data/**``: ``data``). None for another
     filesystem's URL, or a glob of one level (``data/*.parquet`` does not take
     ``data/scores/part-00000.parquet``)."""
-    local = file_url_path(chain_target(data))
+    local = _local_form(data)
     globbed = is_glob(local) and not os.path.lexists(local)  # (one that exists is itself)
     return None if globbed and "**" not in local else data_prefix(data)
 
@@ -245,7 +245,7 @@ def data_prefix(data: str) -> str | None:
     component (``d/*.parquet``: ``d``); None for another filesystem's URL.
     A path that exists as it is is itself, glob characters or not
     (``data[1]``: the directory, as :func:`pipeline.data.open_dataset` reads it)."""
-    data = file_url_path(chain_target(data))  # (a chain's data are its last filesystem's)
+    data = _local_form(data)
     if "://" in data:
         return None
     if os.path.lexists(data):
@@ -264,7 +264,7 @@ def inside_data(path: str | os.PathLike, data: str) -> bool:
     root = data_root(data)
     if root is not None:
         return Path(root).is_dir() and lies_within(path, root)
-    pattern = file_url_path(chain_target(data))
+    pattern = _local_form(data)
     if "://" in pattern:
         return False
     # a glob of one level (d/*, d/region=*): every folder it matches is read whole, so a path
@@ -272,6 +272,13 @@ def inside_data(path: str | os.PathLike, data: str) -> bool:
     pattern = os.path.abspath(pattern)
     absolute = Path(os.path.abspath(path))
     return any(PurePosixPath(candidate.as_posix()).match(pattern) for candidate in (absolute, *absolute.parents))
+
+
+def _local_form(data: str) -> str:
+    """Dataset ``data`` as a local path where it is one: a ``file:`` URL's
+    path, a chain's last filesystem's (:func:`pipeline.data.chain_target`);
+    another URL as it is."""
+    return file_url_path(chain_target(data))
 
 
 def lies_within(path: str | os.PathLike, directory: str | os.PathLike) -> bool:

@@ -564,8 +564,9 @@ def coefficient_paths(models: list[Model]) -> tuple[np.ndarray, str]:
     penalty removed it from every class), and what they are in words."""
     if not models:
         return np.zeros((0, 0)), "coef × std"
-    scale = np.array(_magnitude(models[0])[0])
-    unit, raw = ("coef × std", "") if models[0].scale is not None else ("coef", ", raw features")
+    spreads, column, _ = _magnitude(models[0])
+    scale = np.array(spreads)
+    unit, raw = column.strip("|"), "" if models[0].scale is not None else ", raw features"
     if models[0].multinomial:
         paths = np.array([np.linalg.norm(model.coef_array * scale, axis=0) for model in models])
         return paths, f"‖{unit}‖ over the classes{raw}"

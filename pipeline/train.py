@@ -1102,7 +1102,8 @@ def choose_cache(
         budget_text = "cluster memory unknown (a worker has no memory limit)"
         fits = requested == "memory"
     else:
-        usable = max(memory - max(n_workers, here) * WORKER_OWN_BYTES, 0)
+        owners = 1 if here else n_workers  # (what holds memory of its own: this process, or each worker)
+        usable = max(memory - owners * WORKER_OWN_BYTES, 0)
         budget = usable * fraction
         fits = needed <= budget
         own = f"{WORKER_OWN_BYTES // 2**20} MiB"
