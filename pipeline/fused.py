@@ -31,12 +31,20 @@ How it stays bitwise equal (see ``docs/exact-sums.md``):
   :data:`STATS_AVAILABLE` only need numba.
 * Deposits follow :func:`exact._deposit_block` on small cache-resident blocks
   of rows (at most ``BLOCK_ROWS``): bound ``max |v|`` of the block's finite
-  values, the same top bin, the same power-of-two scaling, three levels of
-  round-half-even.  ``rint(y)`` is computed as ``(y + 1.5*2**52) - 1.5*2**52``,
-  which is round-half-even for ``|y| <= 2**51`` (here ``|y| <= 2**39``), and its
-  integer value is read off the bits of ``y + 1.5*2**52`` so block sums are
-  integer (exact, vectorisable) adds, wrapping modulo 2**64 until the bias is
-  taken off.  Block states are aligned and added as
+  values, the same top bin ``T``, three levels of round-half-even -- without
+  the reference's scalings: with the rounder ``M_k = 1.5*2**52*u_k`` of bin
+  ``T-k`` (``u_k`` its unit), ``fl(r + M_k)`` is ``M_k + rint(r/u_k)*u_k``
+  (round half even, ``|r| <= 2**51*u_k``), the digit is
+  ``bits(fl(r + M_k)) - bits(M_k)`` and ``fl(r + M_k) - M_k`` is exact, so
+  the remainder passed on is exact (:func:`_digits`: 11 operations per value
+  for three digits, 14 with the scalings).  Values at the highest top bin,
+  whose rounder would overflow, are scaled by the exact ``2**-BIN_WIDTH``
+  first.  Block sums of the bits are integer (exact, vectorisable) adds,
+  wrapping modulo 2**64 until the bias is taken off.  A column's products
+  ``x~_ij * residual_i`` are formed in registers and deposited at the
+  column's running top bin in the sweep that finds their maximum, and kept
+  when that maximum fits under the top (:func:`_deposit_column`).  Block
+  states are aligned and added as
   :meth:`ExactSums.merge` does.  The merged state is canonical -- a value's
   digits at a lower top bin, shifted, equal its digits at the higher top bin,
   and bins below ``T-2`` hold only zeros there -- so the block size does not
@@ -134,7 +142,6 @@ _NAN, _POS_INF, _NEG_INF = 1, 2, 4
 _MAGIC = 6755399441055744.0  # 1.5 * 2**52: y + M - M == rint(y) for |y| <= 2**51
 _UMAGIC_BITS = np.uint64(0x4338000000000000)  # bits of _MAGIC
 _U0 = np.uint64(0)
-_U1 = np.uint64(1)
 _ABS_MASK = 0x7FFFFFFFFFFFFFFF
 #: bits(+0.0), typed int64 (a literal 0 would make numba compile each deposit
 #: twice: once for the constant, once for the variable)
@@ -144,6 +151,12 @@ _ZERO_BITS = np.int64(0)
 _ZERO = np.int64(0)
 _EXP_MASK = 0x7FF0000000000000  # |bits| >= this: inf or NaN
 _SPLIT = float(2**BIN_WIDTH)
+#: The largest top bin T whose rounding constant ``1.5 * 2**52 * u_T``
+#: (:func:`_rounder`) is a finite float64: 51.  Above it (T = 52: values of
+#: 2**1005 and more) a deposit scales its values by the exact ``_DOWN`` first
+#: and rounds at the bins one lower -- the same digits.
+_ROUNDER_TOP = (1023 - 52 - GRID_E0) // BIN_WIDTH
+_DOWN = 2.0**-BIN_WIDTH
 #: Compiled code is cached next to this module (numba falls back to a user
 #: cache directory where that is read-only).
 _CACHE = True
@@ -239,9 +252,53 @@ if _HAVE_NUMBA:
         return bound < _EXP_MASK and _top_of(bound) <= t_running
 
     @njit(cache=_CACHE, nogil=True)
-    def _scale_of(t_block):
-        """``2**-(E0 + W*T)``: a normal number for every reachable T (2..52)."""
-        return _from_bits((1023 - (GRID_E0 + BIN_WIDTH * t_block)) << 52)
+    def _rounder(t):
+        """``M = 1.5 * 2**52 * u_t`` (``u_t = 2**(E0 + W*t)``, ``0 <= t <=
+        _ROUNDER_TOP``): for ``|r| <= 2**51 * u_t``, ``fl(r + M)`` lies in M's
+        binade, whose spacing is ``u_t``, so it is ``M + rint(r / u_t) * u_t``
+        (round half even: M's significand is even) and ``bits(fl(r + M)) -
+        bits(M)`` is that integer; ``fl(r + M) - M`` is exact."""
+        return _from_bits(((1023 + 52 + GRID_E0 + BIN_WIDTH * t) << 52) | (1 << 51))
+
+    @njit(cache=_CACHE, nogil=True)
+    def _rounders(t_block):
+        """The rounders of bins ``T, T-1, T-2`` of top bin ``t_block`` and
+        whether values are scaled by ``_DOWN`` first (``T = t_block - 1``
+        then: ``t_block`` above :data:`_ROUNDER_TOP`)."""
+        down = t_block > _ROUNDER_TOP
+        t = t_block - 1 if down else t_block
+        return _rounder(t), _rounder(t - 1), _rounder(t - 2), down
+
+    @njit(cache=_CACHE, nogil=True)
+    def _digits(v, m0, m1, m2):
+        """The bits of ``fl(r_k + M_k)`` for the three round-half-even digits
+        ``a_k`` of ``v`` (:func:`exact._deposit_block`'s: ``a_0 = rint(v /
+        u_T)``, ``r_1 = v - a_0 u_T``, ...), the rounders ``M_k`` of
+        :func:`_rounders`.  Every ``r_k`` is exact: ``fl(r + M) - M`` is
+        ``a_k u_k`` exactly, and ``r_k - a_k u_k`` is a multiple of the
+        smaller of ``ulp(r_k)`` and ``u_k`` no larger than ``|r_k|`` -- the
+        scaled digits of the reference, without its scaling multiplications
+        (a value whose scaling would underflow has only zero digits either
+        way)."""
+        q0 = v + m0
+        r1 = v - (q0 - m0)
+        q1 = r1 + m1
+        return _ubits(q0), _ubits(q1), _ubits((r1 - (q1 - m1)) + m2)
+
+    @njit(cache=_CACHE, nogil=True)
+    def _digits_two(v, m0, m1):
+        """:func:`_digits` of a two-bin state (the Hessian's)."""
+        q0 = v + m0
+        return _ubits(q0), _ubits((v - (q0 - m0)) + m1)
+
+    @njit(cache=_CACHE, nogil=True)
+    def _unbias(s0, s1, s2, count, m0, m1, m2):
+        """The digit sums of ``count`` values from their sums of bits."""
+        return (
+            np.int64(s0 - count * _ubits(m0)),
+            np.int64(s1 - count * _ubits(m1)),
+            np.int64(s2 - count * _ubits(m2)),
+        )
 
     @njit(cache=_CACHE, nogil=True)
     def _add_digits(c, t_block, d0, d1, d2, top, acc):
@@ -285,52 +342,43 @@ if _HAVE_NUMBA:
                         mx = b
             flags[c] |= f
         t_block = _top_of(mx)
-        scale = _scale_of(t_block)
-        # Sum the bits of q = y + M (M = 1.5*2**52): bits(q) - bits(M) is the
-        # integer rint(y).  The bias is taken off once per block; unsigned
-        # sums wrap modulo 2**64, so the result is exact (|sum| < 2**63).
+        m0, m1, m2, down = _rounders(t_block)
+        # Sum the bits of q = r + M: bits(q) - bits(M) is the digit.  The
+        # bias is taken off once per block; unsigned sums wrap modulo 2**64,
+        # so the result is exact (|sum| < 2**63).  A NaN or inf is deposited
+        # as 0 (its digits are 0).
         s0 = _U0
         s1 = _U0
         s2 = _U0
-        count = _U0
-        three = acc.shape[0] == 3
-        if finite and three:
-            for i in range(n):
-                y0 = v[i] * scale
-                q = y0 + _MAGIC
-                s0 += _ubits(q)
-                y1 = (y0 - (q - _MAGIC)) * _SPLIT
-                q = y1 + _MAGIC
-                s1 += _ubits(q)
-                y2 = (y1 - (q - _MAGIC)) * _SPLIT
-                s2 += _ubits(y2 + _MAGIC)
-            count = np.uint64(n)
-        elif finite:
-            for i in range(n):
-                y0 = v[i] * scale
-                q = y0 + _MAGIC
-                s0 += _ubits(q)
-                y1 = (y0 - (q - _MAGIC)) * _SPLIT
-                s1 += _ubits(y1 + _MAGIC)
-            count = np.uint64(n)
+        if acc.shape[0] == 3:
+            if finite and not down:
+                for i in range(n):
+                    b0, b1, b2 = _digits(v[i], m0, m1, m2)
+                    s0 += b0
+                    s1 += b1
+                    s2 += b2
+            else:
+                for i in range(n):
+                    t = v[i]
+                    b0, b1, b2 = _digits((t if t - t == 0.0 else 0.0) * (_DOWN if down else 1.0), m0, m1, m2)
+                    s0 += b0
+                    s1 += b1
+                    s2 += b2
         else:
-            for i in range(n):
-                t = v[i]
-                if t - t != 0.0:  # NaN or inf: deposited as 0
-                    continue
-                y0 = t * scale
-                q = y0 + _MAGIC
-                s0 += _ubits(q)
-                y1 = (y0 - (q - _MAGIC)) * _SPLIT
-                q = y1 + _MAGIC
-                s1 += _ubits(q)
-                y2 = (y1 - (q - _MAGIC)) * _SPLIT
-                s2 += _ubits(y2 + _MAGIC)
-                count += _U1
-            if not three:
-                s2 = count * _UMAGIC_BITS
-        bias = count * _UMAGIC_BITS
-        _add_digits(c, t_block, np.int64(s0 - bias), np.int64(s1 - bias), np.int64(s2 - bias), top, acc)
+            s2 = np.uint64(n) * _ubits(m2)
+            if finite and not down:
+                for i in range(n):
+                    b0, b1 = _digits_two(v[i], m0, m1)
+                    s0 += b0
+                    s1 += b1
+            else:
+                for i in range(n):
+                    t = v[i]
+                    b0, b1 = _digits_two((t if t - t == 0.0 else 0.0) * (_DOWN if down else 1.0), m0, m1)
+                    s0 += b0
+                    s1 += b1
+        d0, d1, d2 = _unbias(s0, s1, s2, np.uint64(n), m0, m1, m2)
+        _add_digits(c, t_block, d0, d1, d2, top, acc)
 
     @njit(cache=_CACHE, nogil=True)
     def _margins(Xf, r0, n, coef, stack, marg):
@@ -564,15 +612,8 @@ if _HAVE_NUMBA:
             col = Xf[r0 : r0 + n, j]
             if known and _fits(colmax[j], res_max, top[j]):
                 _deposit_products(col, res, n, top[j], j, top, acc)
-                continue
-            mx = _ZERO_BITS
-            for i in range(n):
-                t = col[i] * res[i]
-                tmp[i] = t
-                bt = _bits(t) & _ABS_MASK
-                if bt > mx:
-                    mx = bt
-            _deposit(tmp, n, mx, j, top, acc, flags)
+            else:
+                _deposit_column(col, res, n, j, top, acc, flags, tmp)
         _deposit(res, n, res_max, d, top, acc, flags)
         _deposit(los, n, _max_abs_bits(los, n), d + 1, top, acc, flags)
         _deposit(sw, n, _max_abs_bits(sw, n), d + 2, top, acc, flags)
@@ -594,30 +635,87 @@ if _HAVE_NUMBA:
         """:func:`_deposit` of the finite products ``a[:n] * b[:n]`` at top bin
         ``t_block`` (at least theirs), formed in registers (the same products:
         one IEEE multiply each), into a state of 3 or 2 bins (the Hessian's)."""
-        scale = _scale_of(t_block)
+        m0, m1, m2, down = _rounders(t_block)
         s0 = _U0
         s1 = _U0
         s2 = _U0
-        bias = np.uint64(n) * _UMAGIC_BITS
         if acc.shape[0] == 3:
-            for i in range(n):
-                y0 = (a[i] * b[i]) * scale
-                q = y0 + _MAGIC
-                s0 += _ubits(q)
-                y1 = (y0 - (q - _MAGIC)) * _SPLIT
-                q = y1 + _MAGIC
-                s1 += _ubits(q)
-                y2 = (y1 - (q - _MAGIC)) * _SPLIT
-                s2 += _ubits(y2 + _MAGIC)
+            if not down:
+                for i in range(n):
+                    b0, b1, b2 = _digits(a[i] * b[i], m0, m1, m2)
+                    s0 += b0
+                    s1 += b1
+                    s2 += b2
+            else:
+                for i in range(n):
+                    b0, b1, b2 = _digits((a[i] * b[i]) * _DOWN, m0, m1, m2)
+                    s0 += b0
+                    s1 += b1
+                    s2 += b2
+        else:
+            s2 = np.uint64(n) * _ubits(m2)
+            if not down:
+                for i in range(n):
+                    b0, b1 = _digits_two(a[i] * b[i], m0, m1)
+                    s0 += b0
+                    s1 += b1
+            else:
+                for i in range(n):
+                    b0, b1 = _digits_two((a[i] * b[i]) * _DOWN, m0, m1)
+                    s0 += b0
+                    s1 += b1
+        d0, d1, d2 = _unbias(s0, s1, s2, np.uint64(n), m0, m1, m2)
+        _add_digits(c, t_block, d0, d1, d2, top, acc)
+
+    @njit(cache=_CACHE, nogil=True)
+    def _deposit_column(a, b, n, c, top, acc, flags, tmp):
+        """:func:`_deposit` of the products ``a[:n] * b[:n]`` (the same
+        products: one IEEE multiply each) without a bound known beforehand.
+
+        One sweep forms each product in registers, keeps the largest
+        ``bits(|a_i b_i|)`` and sums the digits at the column's running top
+        bin; they are kept when that maximum is finite and its top bin is at
+        most the running one (the canonical state: digits at a higher top
+        equal the aligned ones, as in :func:`_deposit_products`) -- after a
+        column's first block, nearly always.  Otherwise the block's own top
+        (a sweep more) or, with a NaN or inf, :func:`_deposit` of the stored
+        products (flags) decides, as when the maximum is found first."""
+        t_run = top[c]
+        m0, m1, m2, down = _rounders(t_run)
+        mx = _ZERO_BITS
+        s0 = _U0
+        s1 = _U0
+        s2 = _U0
+        if not down:
+            if acc.shape[0] == 3:
+                for i in range(n):
+                    t = a[i] * b[i]
+                    mx = max(mx, _bits(t) & _ABS_MASK)
+                    b0, b1, b2 = _digits(t, m0, m1, m2)
+                    s0 += b0
+                    s1 += b1
+                    s2 += b2
+            else:
+                s2 = np.uint64(n) * _ubits(m2)
+                for i in range(n):
+                    t = a[i] * b[i]
+                    mx = max(mx, _bits(t) & _ABS_MASK)
+                    b0, b1 = _digits_two(t, m0, m1)
+                    s0 += b0
+                    s1 += b1
+            if mx < _EXP_MASK and _top_of(mx) <= t_run:
+                d0, d1, d2 = _unbias(s0, s1, s2, np.uint64(n), m0, m1, m2)
+                _add_digits(c, t_run, d0, d1, d2, top, acc)
+                return
         else:
             for i in range(n):
-                y0 = (a[i] * b[i]) * scale
-                q = y0 + _MAGIC
-                s0 += _ubits(q)
-                y1 = (y0 - (q - _MAGIC)) * _SPLIT
-                s1 += _ubits(y1 + _MAGIC)
-            s2 = bias
-        _add_digits(c, t_block, np.int64(s0 - bias), np.int64(s1 - bias), np.int64(s2 - bias), top, acc)
+                mx = max(mx, _bits(a[i] * b[i]) & _ABS_MASK)
+        if mx < _EXP_MASK:
+            _deposit_products(a, b, n, _top_of(mx), c, top, acc)
+            return
+        for i in range(n):
+            tmp[i] = a[i] * b[i]
+        _deposit(tmp, n, mx, c, top, acc, flags)
 
     @njit(cache=_CACHE, nogil=True)
     def _hessian_block(Xf, r0, n, g0, prob, s, has_s, curv, cj, tmp, colmax, htop, hacc, hflags, res, scores, y):
@@ -669,19 +767,8 @@ if _HAVE_NUMBA:
                 xk = Xf[r0 : r0 + n, k]
                 if _fits(cmax, colmax[k], htop[col]):
                     _deposit_products(cj, xk, n, htop[col], col, htop, hacc)
-                    col += 1
-                    continue
-                mx = _ZERO_BITS
-                for i in range(n):
-                    bt = _bits(cj[i] * xk[i]) & _ABS_MASK
-                    if bt > mx:
-                        mx = bt
-                if mx < _EXP_MASK:
-                    _deposit_products(cj, xk, n, _top_of(mx), col, htop, hacc)
                 else:
-                    for i in range(n):
-                        tmp[i] = cj[i] * xk[i]
-                    _deposit(tmp, n, mx, col, htop, hacc, hflags)
+                    _deposit_column(cj, xk, n, col, htop, hacc, hflags, tmp)
                 col += 1
             _deposit(cj, n, cmax, col, htop, hacc, hflags)
             col += 1
@@ -981,15 +1068,8 @@ if _HAVE_NUMBA:
                     c = k * width + j
                     if known and _fits(copied_max[j], res_max, top[c]):  # as in _terms
                         _deposit_products(col, res, n, top[c], c, top, acc)
-                        continue
-                    mx = _ZERO_BITS
-                    for i in range(n):
-                        t = col[i] * res[i]
-                        tmp[i] = t
-                        bt = _bits(t) & _ABS_MASK
-                        if bt > mx:
-                            mx = bt
-                    _deposit(tmp, n, mx, c, top, acc, flags)
+                    else:
+                        _deposit_column(col, res, n, c, top, acc, flags, tmp)
                 _deposit(res, n, res_max, k * width + d, top, acc, flags)
                 if lev is not None:
                     n_levels = lev[1].shape[1]
@@ -1024,55 +1104,46 @@ if _HAVE_NUMBA:
         """Bins of ``x``, ``hi = x*x`` and ``lo`` (all finite) into columns
         ``c``, ``d + c`` and ``2*d + c``, in one sweep.
 
-        ``mx``, ``mh``, ``ml``: the largest ``bits(|v|)`` of each.  The digits of
-        each value are those of :func:`_deposit` (same scaling, same three
-        round-half-even levels); only the three columns' sweeps are fused.
+        ``mx``, ``mh``, ``ml``: the largest ``bits(|v|)`` of each, their top
+        bins at most :data:`_ROUNDER_TOP`.  The digits of each value are those
+        of :func:`_deposit`; only the three columns' sweeps are fused.
         """
         t_x = _top_of(mx)
         t_h = _top_of(mh)
         t_l = _top_of(ml)
-        scale_x = _scale_of(t_x)
-        scale_h = _scale_of(t_h)
-        scale_l = _scale_of(t_l)
-        x0 = _U0
-        x1 = _U0
-        x2 = _U0
-        h0 = _U0
-        h1 = _U0
-        h2 = _U0
-        l0 = _U0
-        l1 = _U0
-        l2 = _U0
+        x0, x1, x2, _ = _rounders(t_x)
+        h0, h1, h2, _ = _rounders(t_h)
+        l0, l1, l2, _ = _rounders(t_l)
+        count = np.uint64(n)
+        sx0 = _U0
+        sx1 = _U0
+        sx2 = _U0
+        sh0 = _U0
+        sh1 = _U0
+        sh2 = _U0
+        sl0 = _U0
+        sl1 = _U0
+        sl2 = _U0
         for i in range(n):
             x = col[i]
-            y0 = x * scale_x
-            q = y0 + _MAGIC
-            x0 += _ubits(q)
-            y1 = (y0 - (q - _MAGIC)) * _SPLIT
-            q = y1 + _MAGIC
-            x1 += _ubits(q)
-            y2 = (y1 - (q - _MAGIC)) * _SPLIT
-            x2 += _ubits(y2 + _MAGIC)
-            y0 = (x * x) * scale_h
-            q = y0 + _MAGIC
-            h0 += _ubits(q)
-            y1 = (y0 - (q - _MAGIC)) * _SPLIT
-            q = y1 + _MAGIC
-            h1 += _ubits(q)
-            y2 = (y1 - (q - _MAGIC)) * _SPLIT
-            h2 += _ubits(y2 + _MAGIC)
-            y0 = lo[i] * scale_l
-            q = y0 + _MAGIC
-            l0 += _ubits(q)
-            y1 = (y0 - (q - _MAGIC)) * _SPLIT
-            q = y1 + _MAGIC
-            l1 += _ubits(q)
-            y2 = (y1 - (q - _MAGIC)) * _SPLIT
-            l2 += _ubits(y2 + _MAGIC)
-        bias = np.uint64(n) * _UMAGIC_BITS
-        _add_digits(c, t_x, np.int64(x0 - bias), np.int64(x1 - bias), np.int64(x2 - bias), top, acc)
-        _add_digits(d + c, t_h, np.int64(h0 - bias), np.int64(h1 - bias), np.int64(h2 - bias), top, acc)
-        _add_digits(2 * d + c, t_l, np.int64(l0 - bias), np.int64(l1 - bias), np.int64(l2 - bias), top, acc)
+            b0, b1, b2 = _digits(x, x0, x1, x2)
+            sx0 += b0
+            sx1 += b1
+            sx2 += b2
+            b0, b1, b2 = _digits(x * x, h0, h1, h2)
+            sh0 += b0
+            sh1 += b1
+            sh2 += b2
+            b0, b1, b2 = _digits(lo[i], l0, l1, l2)
+            sl0 += b0
+            sl1 += b1
+            sl2 += b2
+        d0, d1, d2 = _unbias(sx0, sx1, sx2, count, x0, x1, x2)
+        _add_digits(c, t_x, d0, d1, d2, top, acc)
+        d0, d1, d2 = _unbias(sh0, sh1, sh2, count, h0, h1, h2)
+        _add_digits(d + c, t_h, d0, d1, d2, top, acc)
+        d0, d1, d2 = _unbias(sl0, sl1, sl2, count, l0, l1, l2)
+        _add_digits(2 * d + c, t_l, d0, d1, d2, top, acc)
 
     @njit(cache=_CACHE, nogil=True)
     def _stats_block(Xf, r0, n, g0, y, s, has_s, lo, tmp, ones, top, acc, flags):
@@ -1111,9 +1182,9 @@ if _HAVE_NUMBA:
                 mh = _bits(biggest * biggest)
             else:
                 mh = _EXP_MASK
-            if mh < _EXP_MASK:
+            if mh < _EXP_MASK and _top_of(max(mx, mh)) <= _ROUNDER_TOP:
                 _deposit_square(col, lo, n, mx, mh, ml, j, d, top, acc)
-            else:  # (rare: NaN or inf) x copied, so that _deposit compiles for one array type
+            else:  # rare (NaN or inf, squares of 2**1005 and more): x copied, _deposit compiled for one array type
                 for i in range(n):
                     tmp[i] = col[i]
                 _deposit(tmp, n, mx, j, top, acc, flags)

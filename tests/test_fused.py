@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import fused, kernel
-from pipeline.exact import BLOCK_ROWS, top_bin
+from pipeline.exact import BIN_WIDTH, BLOCK_ROWS, GRID_E0, top_bin
 from pipeline.kernel import (
     KernelSpec,
     Partials,
@@ -1355,3 +1355,80 @@ def test_kernel_features_keeps_narrow_dtypes_and_widens_the_rest():
         widened = kernel.kernel_features(X)
         assert widened.dtype == np.dtype(np.float64) and widened.dtype.isnative
         np.testing.assert_array_equal(widened, 1.0)
+
+
+def _reference_digits(values: np.ndarray, top: int, depth: int) -> list[np.ndarray]:
+    """Each value's round-half-even digits at top bin ``top`` as
+    :func:`pipeline.exact._deposit_block` splits it: scaled by ``2**-(E0 +
+    W*top)``, then ``rint`` and ``(y - a) * 2**W`` per bin."""
+    scaled = values * np.ldexp(1.0, -(GRID_E0 + BIN_WIDTH * top))
+    digits = []
+    for _ in range(depth):
+        digit = np.rint(scaled)
+        digits.append(digit.astype(np.int64))
+        scaled = (scaled - digit) * float(2**BIN_WIDTH)
+    return digits
+
+
+@requires_numba
+@pytest.mark.parametrize("depth", [3, 2])
+def test_deposit_digits_every_value_and_top(depth):
+    """The compiled deposit's digits (rounded by adding 1.5 * 2**52 * u_k at
+    each bin, no scaling) are the reference's (scaled, then rint) for values
+    of every binade, subnormals, exact ties of every bin and every top bin
+    from the value's own up to the highest (52, where the rounders would
+    overflow and the values are scaled down first): one value per call, so
+    no digit error hides in a sum."""
+    rng = np.random.default_rng(14)
+    exponents = np.arange(-1074, 1024)
+    values = list(np.ldexp(1.0 + rng.random(exponents.size), exponents))  # every binade
+    values += list(-np.ldexp(rng.random(200), -1022))  # subnormals
+    values += [np.finfo(np.float64).max, -np.finfo(np.float64).max, 5e-324, 0.0, -0.0]
+    for t in range(2, 53):  # ties at each bin's half unit, and next to them
+        for k in range(depth):
+            unit = np.ldexp(1.0, GRID_E0 + BIN_WIDTH * (t - k))
+            for multiple in (0.5, 1.5, 2.5, 7.5, 2.0**38 + 0.5):
+                tie = multiple * unit
+                if tie < np.finfo(np.float64).max:
+                    values += [tie, -tie, np.nextafter(tie, 0.0), np.nextafter(tie, np.inf)]
+    values = np.array(values)
+    values = values[np.isfinite(values)]
+    ones = np.ones(1)
+    own = top_bin(np.abs(values))
+    checked = 0
+    for v, t_own in zip(values, own):
+        for t in sorted({int(t_own), min(int(t_own) + 1, 52), 52}):
+            top = np.array([t], dtype=np.int64)
+            acc = np.zeros((depth, 1), dtype=np.int64)
+            fused._deposit_products(np.array([v]), ones, 1, np.int64(t), 0, top, acc)
+            want = _reference_digits(np.array([v]), t, depth)
+            assert [int(acc[k, 0]) for k in range(depth)] == [int(w[0]) for w in want], (v, t)
+            checked += 1
+    assert checked > 3 * 2000
+
+
+@requires_numba
+@pytest.mark.parametrize("block", [1, 4, 64])
+def test_one_sweep_deposits_at_the_running_top_only_when_it_fits(monkeypatch, block):
+    """X read in place: each column's products are deposited at its running
+    top bin in the sweep that finds their maximum (``_deposit_column``); a
+    block whose terms outgrow that top, hold a NaN or inf, or reach the
+    highest top bin (2**1005 and more, scaled down first) must be redone --
+    rows ordered so that every column's top rises block after block."""
+    rng = np.random.default_rng(15)
+    n, d = 600, 4
+    rising = np.repeat(10.0 ** np.linspace(-300, 300, n // 20), 20)
+    X = np.asfortranarray(rng.standard_normal((n, d)) * rising[:, None])
+    X[n - 40 :, 1] *= 1e7  # up to 2**1016 or so: the highest top bin
+    X[n - 30 :, 2] = np.ldexp(1.0 + rng.random(30), 1010)
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    coef = np.zeros(d + 1)  # residuals +-1/2: the terms keep X's magnitudes
+    monkeypatch.setattr(fused, "_block_rows", lambda d: block)
+    assert_same(X, y, coef)
+    assert_same(X, y, coef, rng.random(n) + 0.5)
+    late = X.copy(order="F")
+    late[n // 2, 0] = np.nan  # after the column's top is set
+    late[n // 2 + 7, 3] = np.inf
+    late[n - 1, 2] = np.finfo(np.float64).max  # its product overflows
+    assert_same(late, y, coef)
+    assert_same(late, y, coef.copy(), None, KernelSpec(hessian=True))
