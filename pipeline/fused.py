@@ -54,7 +54,8 @@ How it stays bitwise equal (see ``docs/exact-sums.md``):
 
 Layout: an F-ordered float64 X (what :mod:`pipeline.data` builds from
 float64 columns) is read in place, block by block (margins, then terms,
-while the next block is prefetched); any other layout, narrow features
+while the block is in cache; software prefetching of the next block measured
+slower at every width); any other layout, narrow features
 (float32, small integers, booleans: widened exactly) and standardized input
 are copied block by block into an F-ordered float64 scratch (widened and
 standardized on the way).  The Hessian is a compile-time
@@ -171,7 +172,6 @@ else:
 try:
     from llvmlite import ir as _ir
     from numba import njit, types
-    from numba.core import cgutils as _cgutils
     from numba.extending import intrinsic
 
     from .elementary_jit import bits_of as _bits
@@ -196,26 +196,6 @@ if _HAVE_NUMBA:
             return builder.bitcast(args[0], _ir.IntType(64))
 
         return types.uint64(types.float64), codegen
-
-    @intrinsic
-    def _prefetch(typingctx, address):
-        """Hint the CPU to fetch the cache line at ``address`` into L2."""
-        if address != types.int64:
-            return None
-
-        def codegen(context, builder, signature, args):
-            byte_ptr = _ir.IntType(8).as_pointer()
-            i32 = _ir.IntType(32)
-            fnty = _ir.FunctionType(_ir.VoidType(), [byte_ptr, i32, i32, i32])
-            fn = _cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-            # read, locality 2 (prefetcht1), data cache
-            builder.call(
-                fn,
-                [builder.inttoptr(args[0], byte_ptr), _ir.Constant(i32, 0), _ir.Constant(i32, 2), _ir.Constant(i32, 1)],
-            )
-            return context.get_dummy_value()
-
-        return types.none(types.int64), codegen
 
     @njit(cache=_CACHE, nogil=True)
     def _max_abs_bits(v, n):
@@ -473,16 +453,13 @@ if _HAVE_NUMBA:
         top,
         acc,
         flags,
-        prefetch,
         lev,
         colmax,
     ):
         """One block: rows ``r0:r0+n`` of the F-ordered ``Xf`` (global rows from ``g0``).
 
         Leaves the margins in ``marg[:n]`` and the probabilities in ``prob[:n]``
-        (for :func:`_hessian_block`).  ``prefetch``: rows of the next block
-        (from ``r0 + n``) to request into L2, column by column, while this
-        block's terms are computed.  ``lev``: None (pruned at compile time) or
+        (for :func:`_hessian_block`).  ``lev``: None (pruned at compile time) or
         the categorical columns' ``(codes, level_coef, offsets, scale, acc,
         digits, bad, index)``: each margin gets its level coefficients added,
         column by column (:func:`_add_levels`), and each weighted residual's
@@ -519,9 +496,9 @@ if _HAVE_NUMBA:
         if lev is not None:
             _deposit_levels(n, res, lev[3], lev[4], lev[5], lev[6], lev[7])
         if has_s:
-            _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, prefetch, colmax)
+            _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, colmax)
         else:
-            _terms(Xf, r0, n, res, los, ones, tmp, top, acc, flags, prefetch, colmax)
+            _terms(Xf, r0, n, res, los, ones, tmp, top, acc, flags, colmax)
 
     @njit(cache=_CACHE, nogil=True)
     def _add_levels(codes, g0, n, level_coef, offsets, index, marg):
@@ -582,7 +559,7 @@ if _HAVE_NUMBA:
                 acc[j, 2] += digits[i, 2]
 
     @njit(cache=_CACHE, nogil=True)
-    def _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, prefetch, colmax):
+    def _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, colmax):
         """Deposit one block's terms: ``x~_ij * residual_i`` per column, then the
         residuals, the losses and the sample weights ``sw`` (ones when
         unweighted) -- the columns of :func:`kernel.chunk_partials`.
@@ -601,14 +578,7 @@ if _HAVE_NUMBA:
         known = colmax.shape[0] > 0
         res_max = _max_abs_bits(res, n)
         # Terms, column by column, each deposited at once.
-        if prefetch > 0:
-            base = np.int64(Xf.ctypes.data) + 8 * (r0 + n)
-            col_bytes = np.int64(Xf.strides[1])
         for j in range(d):
-            if prefetch > 0:
-                start = base + j * col_bytes
-                for offset in range(0, 8 * prefetch, 64):
-                    _prefetch(start + offset)
             col = Xf[r0 : r0 + n, j]
             if known and _fits(colmax[j], res_max, top[j]):
                 _deposit_products(col, res, n, top[j], j, top, acc)
@@ -789,7 +759,6 @@ if _HAVE_NUMBA:
             colmax = np.empty(X.shape[1], dtype=np.int64)
         for start in range(row0, row1, block):
             n = min(block, row1 - start)
-            ahead = min(block, X.shape[0] - (start + n))
             _block(
                 X,
                 start,
@@ -810,7 +779,6 @@ if _HAVE_NUMBA:
                 top,
                 acc,
                 flags,
-                ahead,
                 lev,
                 unknown,
             )
@@ -979,7 +947,6 @@ if _HAVE_NUMBA:
                 top,
                 acc,
                 flags,
-                _ZERO,
                 lev,
                 copied_max if known else copied_max[:0],
             )
