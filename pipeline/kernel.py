@@ -151,6 +151,7 @@ LEVEL_CALL_ROWS = 2**23
 #: digit of a row is below ``2**52 / n`` (:func:`level_top`), so the top bin's
 #: total stays an exact float64 integer.
 _LEVEL_HEADROOM = 2.0**13
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,8 +191,10 @@ def level_top(n_samples: int, bound: float) -> int:
     most ``bound`` in magnitude: every term's digit is below ``2**39`` units
     (the exact-sum grid's rule) and the top bin's sum of all of them below
     ``2**52`` units, so it stays an exact integer in float64 and int64.
-    It depends on the row count and the bound only, never on the partitioning."""
-    value = max(bound, bound * n_samples / _LEVEL_HEADROOM)
+    It depends on the row count and the bound only, never on the partitioning.
+    A product past float64's range takes the highest top bin (that of the
+    largest float64), not ``top_bin``'s bin of an infinity."""
+    value = min(max(bound, bound * n_samples / _LEVEL_HEADROOM), _FLOAT_MAX)
     return int(top_bin(np.array([value]))[0])
 
 

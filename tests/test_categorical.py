@@ -243,6 +243,38 @@ def test_the_compiled_level_sums_equal_the_reference_for_terms_of_any_size(seed,
     assert fused_partials(X, y, coef, weights, spec) == chunk_partials(X, y, coef, weights, spec)
 
 
+@pytest.mark.parametrize("high", [250.0, 300.0, 305.0, 307.0])
+def test_the_compiled_level_sums_equal_the_reference_at_the_highest_top_bins(high):
+    """Weights up to 10**high put the level sums' fixed top bin at 47 to 52;
+    at 52 the compiled digits are taken from the terms scaled down by 2**-40
+    (the rounder of that bin would overflow): the same bins as the
+    reference's, and an infinite weight marks the sums bad in both."""
+    rng = np.random.default_rng(int(high))
+    n, sizes = 3000, (3, 5)
+    X = np.asfortranarray(
+        np.column_stack([rng.standard_normal(n), *(rng.integers(0, k, n) for k in sizes)]).astype(np.float64)
+    )
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    weights = 10.0 ** rng.uniform(high - 30.0, high, n)
+    top = level_top(n, float(weights.max()))
+    assert top == {250.0: 47, 300.0: 51, 305.0: 52, 307.0: 52}[high]
+    coef = rng.standard_normal(1 + sum(sizes) + 1)
+    spec = KernelSpec(categories=Categories(sizes, top))
+    assert fused_partials(X, y, coef, weights, spec) == chunk_partials(X, y, coef, weights, spec)
+    weights[n // 2] = np.inf
+    assert fused_partials(X, y, coef, weights, spec) == chunk_partials(X, y, coef, weights, spec)
+
+
+def test_the_level_top_bin_of_a_bound_times_rows_past_float64_is_the_highest():
+    """``bound * n_samples`` past float64's range is the highest top bin (52,
+    whose digits hold any float64 term), not the bin of an infinity (26:
+    every term's digits would overflow)."""
+    assert level_top(3000, 1e305) == level_top(1, np.finfo(np.float64).max) == 52
+    assert level_top(10**9, 1e300) == 52
+    tops = [level_top(3000, 10.0**e) for e in range(250, 309)]
+    assert tops == sorted(tops)
+
+
 # --------------------------------------------------------------------------- parity
 
 
