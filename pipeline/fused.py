@@ -140,8 +140,6 @@ assert _TILE == 4, "_copy_block's row-major transpose is unrolled for 4 rows"
 _PAD = 8
 _MIN_TOP = N_BINS - 1
 _NAN, _POS_INF, _NEG_INF = 1, 2, 4
-_MAGIC = 6755399441055744.0  # 1.5 * 2**52: y + M - M == rint(y) for |y| <= 2**51
-_UMAGIC_BITS = np.uint64(0x4338000000000000)  # bits of _MAGIC
 _U0 = np.uint64(0)
 _ABS_MASK = 0x7FFFFFFFFFFFFFFF
 #: bits(+0.0), typed int64 (a literal 0 would make numba compile each deposit
@@ -151,7 +149,6 @@ _ZERO_BITS = np.int64(0)
 #: literal 0 would compile the callee once more, for the constant)
 _ZERO = np.int64(0)
 _EXP_MASK = 0x7FF0000000000000  # |bits| >= this: inf or NaN
-_SPLIT = float(2**BIN_WIDTH)
 #: The largest top bin T whose rounding constant ``1.5 * 2**52 * u_T``
 #: (:func:`_rounder`) is a finite float64: 51.  Above it (T = 52: values of
 #: 2**1005 and more) a deposit scales its values by the exact ``_DOWN`` first
@@ -460,7 +457,7 @@ if _HAVE_NUMBA:
 
         Leaves the margins in ``marg[:n]`` and the probabilities in ``prob[:n]``
         (for :func:`_hessian_block`).  ``lev``: None (pruned at compile time) or
-        the categorical columns' ``(codes, level_coef, offsets, scale, acc,
+        the categorical columns' ``(codes, level_coef, offsets, top, acc,
         digits, bad, index)``: each margin gets its level coefficients added,
         column by column (:func:`_add_levels`), and each weighted residual's
         digits are deposited at its levels (:func:`_deposit_levels`).
@@ -531,25 +528,26 @@ if _HAVE_NUMBA:
                 marg[i] = marg[i] + level_coef[ja]
 
     @njit(cache=_CACHE, nogil=True)
-    def _deposit_levels(n, res, scale, acc, digits, bad, index):
-        """The three digits of each ``res[i] * scale`` (those of
-        :func:`kernel.level_digits`: the same round-half-even splits, by the
-        bits of ``y + 1.5*2**52``) added at row ``i``'s level ``index[c, i]``
-        of every categorical column (:func:`_add_levels`); ``acc`` is
-        ``(n_levels, 3)``, a level's bins in one cache line.  A NaN or infinite
-        term sets ``bad[0]`` (deposited as 0)."""
+    def _deposit_levels(n, res, top, acc, digits, bad, index):
+        """The three digits of each ``res[i]`` at top bin ``top`` (those of
+        :func:`kernel.level_digits`, taken as :func:`_digits` takes them)
+        added at row ``i``'s level ``index[c, i]`` of every categorical column
+        (:func:`_add_levels`); ``acc`` is ``(n_levels, 3)``, a level's bins in
+        one cache line.  A NaN or infinite term sets ``bad[0]`` (deposited
+        as 0)."""
+        m0, m1, m2, down = _rounders(top)
+        bias0 = _ubits(m0)
+        bias1 = _ubits(m1)
+        bias2 = _ubits(m2)
         for i in range(n):
-            y0 = res[i] * scale
-            if y0 - y0 != 0.0:
+            t = res[i]
+            if t - t != 0.0:
                 bad[0] = True
-                y0 = 0.0
-            q = y0 + _MAGIC
-            digits[i, 0] = np.int64(_ubits(q) - _UMAGIC_BITS)
-            y1 = (y0 - (q - _MAGIC)) * _SPLIT
-            q = y1 + _MAGIC
-            digits[i, 1] = np.int64(_ubits(q) - _UMAGIC_BITS)
-            y2 = (y1 - (q - _MAGIC)) * _SPLIT
-            digits[i, 2] = np.int64(_ubits(y2 + _MAGIC) - _UMAGIC_BITS)
+                t = 0.0
+            b0, b1, b2 = _digits(t * _DOWN if down else t, m0, m1, m2)
+            digits[i, 0] = np.int64(b0 - bias0)
+            digits[i, 1] = np.int64(b1 - bias1)
+            digits[i, 2] = np.int64(b2 - bias2)
         for c in range(index.shape[0]):  # column by column: one stream of levels, one table
             column = index[c]
             for i in range(n):
@@ -981,7 +979,7 @@ if _HAVE_NUMBA:
         per row :func:`kernel.softmax`'s operations in its order, then per
         class its weighted residuals' terms, deposited column by column.
         ``lev``: None (pruned at compile time) or the categorical columns'
-        ``(codes, level_coef (K, L), offsets, scale, acc (K L, 3), digits,
+        ``(codes, level_coef (K, L), offsets, top, acc (K L, 3), digits,
         bad, index)``: each class's margins get its level coefficients
         (:func:`_add_levels`) and its residuals' digits go to its levels."""
         d = X.shape[1]
@@ -1438,14 +1436,14 @@ class _Levels:
 
     def call(self, block: int) -> tuple:
         """``lev`` of one compiled call (a fresh table of bins)."""
-        scale = float(np.ldexp(1.0, -(GRID_E0 + BIN_WIDTH * self.categories.top)))
         acc = np.zeros((self.n_classes * self.categories.n_levels, N_BINS), dtype=np.int64)
         digits = np.empty((block, N_BINS), dtype=np.int64)
         bad = np.zeros(1, dtype=np.bool_)
         # each row's level per column (int32 where every level index fits: half the cache)
         index_dtype = np.int32 if self.categories.n_levels <= np.iinfo(np.int32).max else np.int64
         index = np.empty((self.categories.n_columns, block), dtype=index_dtype)
-        return (self.codes, self.level_coef, self.categories.offsets, scale, acc, digits, bad, index)
+        top = np.int64(self.categories.top)
+        return (self.codes, self.level_coef, self.categories.offsets, top, acc, digits, bad, index)
 
     def add(self, lev: tuple) -> None:
         """Add one call's table to the total."""
