@@ -570,7 +570,9 @@ if _HAVE_NUMBA:
         :func:`_hessian_block`: the running top never exceeds the call's
         final one, and digits at a higher top are the aligned ones.
         Otherwise (no maxima, a first block, a bound above the top or not
-        finite) the block's exact ``max |term|`` sets its top.
+        finite) :func:`_deposit_column` deposits at the running top in the
+        sweep that finds the block's exact ``max |term|``, and only when that
+        maximum does not fit is the block redone at its own top.
         """
         d = Xf.shape[1]
         known = colmax.shape[0] > 0
@@ -702,8 +704,8 @@ if _HAVE_NUMBA:
         (rounding is monotone: no term exceeds it) already fits under that top
         (the canonical state: digits at a higher top equal the aligned ones);
         the running top never exceeds the call's final one, which is the
-        reference's.  Otherwise (the bound's top is higher, or not finite) the
-        block's exact max sets its top, as in :func:`_deposit`.
+        reference's.  Otherwise (the bound's top is higher, or not finite)
+        :func:`_deposit_column` decides from the block's exact max.
         """
         if scores:
             for i in range(n):
@@ -1119,9 +1121,10 @@ if _HAVE_NUMBA:
         numba without fast-math emits separate multiplies and adds).  ``lo`` is
         kept with the largest ``bits(|x|)`` and ``bits(|lo|)``; the largest
         ``hi`` is ``max|x| * max|x|`` (rounding is monotone), so ``hi`` is
-        never stored.  A finite block is deposited by :func:`_deposit_square`;
-        one with NaN or inf anywhere column by column by :func:`_deposit`,
-        which sets the flags.
+        never stored.  A finite column whose ``x`` and ``x*x`` stay below the
+        highest top bin is deposited by :func:`_deposit_square`; any other
+        (NaN or inf, or squares of 2**1005 and more) by :func:`_deposit`,
+        which sets the flags and scales the highest bin's values down.
         """
         d = Xf.shape[1]
         for j in range(d):

@@ -1429,6 +1429,7 @@ def test_one_sweep_deposits_at_the_running_top_only_when_it_fits(monkeypatch, bl
     late = X.copy(order="F")
     late[n // 2, 0] = np.nan  # after the column's top is set
     late[n // 2 + 7, 3] = np.inf
-    late[n - 1, 2] = np.finfo(np.float64).max  # its product overflows
+    late[n - 5, 1] = np.nan  # in a block whose terms reach the highest top bin
+    late[n - 1, 2] = np.finfo(np.float64).max  # the largest term: top bin 52
     assert_same(late, y, coef)
     assert_same(late, y, coef.copy(), None, KernelSpec(hessian=True))
