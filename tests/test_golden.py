@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import ClusterSpec, Penalty, SolverOptions, TrainConfig, train
+from pipeline.probe import kernel_fingerprint
 
 pytestmark = pytest.mark.filterwarnings("ignore::pipeline.errors.ConvergenceWarning")
 
@@ -63,6 +64,10 @@ GOLDEN = {
 }
 #: the resumed-after-kill job of tests/test_jobs.py equals this uninterrupted run
 GOLDEN_SLOW_JOB = "48fb2cf3fa1c9d4486c2b61db851fb011c84c3655e2147b4722f3ca70fc0b479"
+
+#: pipeline.probe.kernel_fingerprint's digest, which workers compare before
+#: they join a job: the same on every CPU (README, "Checked on other CPUs")
+GOLDEN_FINGERPRINT = "c917894e2dd9ffb1"
 
 RECORD = bool(os.environ.get("PIPELINE_RECORD_GOLDEN"))
 
@@ -123,6 +128,17 @@ def test_each_cache_mode_on_a_cluster_keeps_the_digest(data, tmp_path, cache):
     model = train(config(data, name, cluster=ClusterSpec(n_workers=2), cache=cache, out=str(tmp_path / "out")))
     assert model.cache == cache
     check(name, model.digest)
+
+
+def test_the_kernel_fingerprint_is_the_recorded_one():
+    """The probe (the numpy reference's exact sums and the pipeline's own
+    sigmoid/softplus on margins from -745 to 709) gives the digest of the
+    README's checked CPUs: a worker here joins a job started on any of them."""
+    digest = kernel_fingerprint()["digest"]
+    if RECORD:
+        print(f"GOLDEN_FINGERPRINT = {digest!r}")
+    else:
+        assert digest == GOLDEN_FINGERPRINT
 
 
 def test_the_slow_job_that_resume_tests_compare_with_keeps_its_digest(reference_slow):
