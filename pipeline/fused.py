@@ -366,6 +366,12 @@ if _HAVE_NUMBA:
         merges as trailing zeros of k+1 join equal-size blocks (left + right);
         the leftover odd product and the ragged tail are joined right to left.
         Merges are fused into the pair's pass (same operations, same order).
+        Whole groups of four pairs come first, each in one sweep over the
+        rows: its subtree ``(P0 + P1) + (P2 + P3)`` in registers, merged with
+        the stack as a pair is, at the level of groups (the group ends pair
+        ``4g+3``, whose merges are ``2 + tz(g+1)``); eight columns per sweep
+        read X in longer bursts and keep 3 of every 4 stack rows out of
+        memory.  The last 0-3 pairs continue from the same stack.
         """
         d = Xf.shape[1]
         b = coef[d]
@@ -374,44 +380,79 @@ if _HAVE_NUMBA:
                 marg[i] = b
             return
         sp = 0
-        for k in range(d // 2):
-            c0 = Xf[r0 : r0 + n, 2 * k]
-            c1 = Xf[r0 : r0 + n, 2 * k + 1]
-            w0 = coef[2 * k]
-            w1 = coef[2 * k + 1]
+        n_pairs = d // 2
+        n_groups = n_pairs // 4
+        for g in range(n_groups):  # 8 columns (4 pairs) at a time: (P0 + P1) + (P2 + P3)
+            j = 8 * g
+            c0 = Xf[r0 : r0 + n, j]
+            c1 = Xf[r0 : r0 + n, j + 1]
+            c2 = Xf[r0 : r0 + n, j + 2]
+            c3 = Xf[r0 : r0 + n, j + 3]
+            c4 = Xf[r0 : r0 + n, j + 4]
+            c5 = Xf[r0 : r0 + n, j + 5]
+            c6 = Xf[r0 : r0 + n, j + 6]
+            c7 = Xf[r0 : r0 + n, j + 7]
+            w0 = coef[j]
+            w1 = coef[j + 1]
+            w2 = coef[j + 2]
+            w3 = coef[j + 3]
+            w4 = coef[j + 4]
+            w5 = coef[j + 5]
+            w6 = coef[j + 6]
+            w7 = coef[j + 7]
             merges = 0
-            count = k + 1
+            count = g + 1
             while count & 1 == 0:
                 merges += 1
                 count >>= 1
             if merges == 0:
                 dst = stack[sp]
                 for i in range(n):
-                    dst[i] = c0[i] * w0 + c1[i] * w1
+                    dst[i] = ((c0[i] * w0 + c1[i] * w1) + (c2[i] * w2 + c3[i] * w3)) + (
+                        (c4[i] * w4 + c5[i] * w5) + (c6[i] * w6 + c7[i] * w7)
+                    )
                 sp += 1
             elif merges == 1:
                 dst = stack[sp - 1]
                 for i in range(n):
-                    dst[i] = dst[i] + (c0[i] * w0 + c1[i] * w1)
-            elif merges == 2:
+                    dst[i] = dst[i] + (
+                        ((c0[i] * w0 + c1[i] * w1) + (c2[i] * w2 + c3[i] * w3))
+                        + ((c4[i] * w4 + c5[i] * w5) + (c6[i] * w6 + c7[i] * w7))
+                    )
+            else:
                 dst = stack[sp - 2]
                 s1 = stack[sp - 1]
                 for i in range(n):
-                    dst[i] = dst[i] + (s1[i] + (c0[i] * w0 + c1[i] * w1))
+                    dst[i] = dst[i] + (
+                        s1[i]
+                        + (
+                            ((c0[i] * w0 + c1[i] * w1) + (c2[i] * w2 + c3[i] * w3))
+                            + ((c4[i] * w4 + c5[i] * w5) + (c6[i] * w6 + c7[i] * w7))
+                        )
+                    )
                 sp -= 1
-            else:
-                dst = stack[sp - 3]
-                s1 = stack[sp - 2]
-                s2 = stack[sp - 1]
-                for i in range(n):
-                    dst[i] = dst[i] + (s1[i] + (s2[i] + (c0[i] * w0 + c1[i] * w1)))
-                sp -= 2
-                for _ in range(merges - 3):
+                for _ in range(merges - 2):
                     lo = stack[sp - 2]
                     hi = stack[sp - 1]
                     for i in range(n):
                         lo[i] = lo[i] + hi[i]
                     sp -= 1
+        # The last 0-3 pairs: pair 4G pushed, 4G+1 merged with it, 4G+2 pushed
+        # (after whole groups no pair merges more than once).
+        for k in range(4 * n_groups, n_pairs):
+            c0 = Xf[r0 : r0 + n, 2 * k]
+            c1 = Xf[r0 : r0 + n, 2 * k + 1]
+            w0 = coef[2 * k]
+            w1 = coef[2 * k + 1]
+            if k & 1 == 0:
+                dst = stack[sp]
+                for i in range(n):
+                    dst[i] = c0[i] * w0 + c1[i] * w1
+                sp += 1
+            else:
+                dst = stack[sp - 1]
+                for i in range(n):
+                    dst[i] = dst[i] + (c0[i] * w0 + c1[i] * w1)
         if d & 1:  # the odd last product
             c0 = Xf[r0 : r0 + n, d - 1]
             w0 = coef[d - 1]

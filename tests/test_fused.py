@@ -125,8 +125,9 @@ def test_equal_to_reference_on_shapes(order, n, d):
 @requires_numba
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_every_width_of_the_pairwise_tree(order):
-    # d = 1..70 covers every merge pattern of the margin tree (up to 6 levels).
-    for d in range(1, 71):
+    # d = 1..70 covers every merge pattern of the margin tree (up to 6 levels),
+    # and of the 8-column groups up to 3 merges; 263: groups merging 5 times
+    for d in [*range(1, 71), 263]:
         X, y, coef = problem(d, 37, d, coef_scale=3.0, order=order)
         assert_same(X, y, coef)
 
