@@ -281,7 +281,7 @@ if _HAVE_NUMBA:
     def _add_digits(c, t_block, d0, d1, d2, top, acc):
         """Add a block's bin sums (top bin ``t_block``) to column ``c``, aligned
         as ExactSums.merge does: the larger top wins, bins shifted below the
-        last of ``acc``'s ``depth`` rows are dropped (``d2`` is 0 at depth 2)."""
+        last of ``acc``'s ``depth`` rows are dropped (``d2`` is not read at depth 2)."""
         depth = acc.shape[0]
         digits = (d0, d1, d2)
         t_acc = top[c]
@@ -342,7 +342,6 @@ if _HAVE_NUMBA:
                     s1 += b1
                     s2 += b2
         else:
-            s2 = np.uint64(n) * _ubits(m2)
             if finite and not down:
                 for i in range(n):
                     b0, b1 = _digits_two(v[i], m0, m1)
@@ -664,7 +663,6 @@ if _HAVE_NUMBA:
                     s1 += b1
                     s2 += b2
         else:
-            s2 = np.uint64(n) * _ubits(m2)
             if not down:
                 for i in range(n):
                     b0, b1 = _digits_two(a[i] * b[i], m0, m1)
@@ -707,7 +705,6 @@ if _HAVE_NUMBA:
                     s1 += b1
                     s2 += b2
             else:
-                s2 = np.uint64(n) * _ubits(m2)
                 for i in range(n):
                     t = a[i] * b[i]
                     mx = max(mx, _bits(t) & _ABS_MASK)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from pathlib import Path
 
@@ -11,15 +12,42 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.elementary import sigmoid
+from pipeline.kernel import numpy_cpu_dispatch
+
 N_ROWS, N_FEATURES = 3000, 6
+#: the features' scales: np.logspace(-1, 1, 6) as numpy computes it with AVX-512
+_SCALES = (0.1, 0.251188643150958, 0.6309573444801932, 1.584893192461114, 3.981071705534973, 10.0)
+#: the label's weights: np.linspace(-1, 1, 6)
+_WEIGHTS = (-1.0, -0.6, -0.19999999999999996, 0.20000000000000018, 0.6000000000000001, 1.0)
+
+
+def numpy_dispatch_off() -> str | None:
+    """``NPY_DISABLE_CPU_FEATURES`` for a child process whose numpy takes none
+    of its SIMD paths (None: this numpy takes none here). A child's setting
+    replaces its parent's, so the targets this process has off are named
+    too: under ``NPY_DISABLE_CPU_FEATURES=X86_V4`` naming only the enabled
+    X86_V3 would turn X86_V4 back on in the child."""
+    enabled = numpy_cpu_dispatch()
+    if not enabled:
+        return None
+    already = os.environ.get("NPY_DISABLE_CPU_FEATURES", "").replace(",", " ").split()
+    return " ".join(dict.fromkeys([*already, *enabled]))
 
 
 def write_jobs_data(root: Path) -> Path:
     """Badly scaled features, so an unstandardized gd run takes many iterations."""
     root.mkdir()
     rng = np.random.default_rng(11)
-    X = rng.standard_normal((N_ROWS, N_FEATURES)) * np.logspace(-1, 1, N_FEATURES) + 0.5
-    y = (rng.random(N_ROWS) < 1 / (1 + np.exp(-(X @ np.linspace(-1, 1, N_FEATURES) / 3)))).astype(np.int8)
+    # Only IEEE basic operations on the draws, in a fixed order, and the
+    # pipeline's own sigmoid: the same data on every CPU (numpy's power and
+    # exp, and BLAS's matrix product, round by CPU: np.logspace's last bits
+    # changed with numpy's AVX-512 paths off, and so did the slow job's digest).
+    X = rng.standard_normal((N_ROWS, N_FEATURES)) * np.array(_SCALES) + 0.5
+    margin = X[:, 0] * _WEIGHTS[0]
+    for j in range(1, N_FEATURES):
+        margin = margin + X[:, j] * _WEIGHTS[j]
+    y = (rng.random(N_ROWS) < sigmoid(margin / 3)).astype(np.int8)
     for index, (start, stop) in enumerate([(0, 1000), (1000, 2200), (2200, N_ROWS)]):
         table = pa.table({**{f"f{j}": X[start:stop, j] for j in range(N_FEATURES)}, "y": y[start:stop]})
         pq.write_table(table, root / f"part-{index}.parquet", row_group_size=400)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import pytest
 from conftest import DaskCLICluster, run_cli
-from job_support import history_rows, job_status, slow_job, wait_for
+from job_support import history_rows, job_status, numpy_dispatch_off, slow_job, wait_for
 
 from pipeline.checkpoint import load_checkpoint
 from pipeline.model import Model
@@ -168,10 +168,9 @@ def test_a_worker_on_other_simd_paths_gives_the_same_bits(tmp_path, jobs_data, c
     bits: its kernel fingerprint agrees, it takes part in the job, and the
     model is the reference's.  (Workers that do disagree are refused by name:
     tests/test_reduce.py, with fakes.)"""
-    from pipeline.kernel import numpy_cpu_dispatch
     from pipeline.probe import kernel_fingerprint
 
-    disabled = ",".join(numpy_cpu_dispatch())
+    disabled = numpy_dispatch_off()
     env = {"NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
     if disabled:
         env["NPY_DISABLE_CPU_FEATURES"] = disabled
