@@ -8,8 +8,8 @@ numpy, pyarrow, numba, Python or the pipeline itself.
 :func:`kernel_fingerprint` runs the loss kernel and the elementary functions
 on a fixed input and hashes the output together with those versions; workers
 whose fingerprints differ must not work on the same job (:mod:`pipeline.reduce`
-checks it).  ``outputs`` hashes the output alone (pinned by the tests: the
-same on every CPU and version).  The CPU dispatch targets numpy enabled are
+checks it).  ``outputs`` hashes the output alone (meant to be the same on every CPU
+and library version; the tests pin it).  The CPU dispatch targets numpy enabled are
 reported, not hashed.  The probe runs the numpy reference, not the compiled
 kernels: that those give its bits is what the kernel tests check.
 """
@@ -58,7 +58,7 @@ def kernel_fingerprint() -> dict[str, Any]:
     digest.update(repr((sums.top.tolist(), sums.bins.tolist(), sums.flags.tolist(), partials.n_samples)).encode())
     for values in sigmoid_softplus(margins):
         digest.update(values.tobytes())
-    # the outputs alone: the same on every CPU and every library version
+    # the outputs alone: meant to be the same on every CPU and library version
     outputs = digest.copy().hexdigest()[:16]
     facts = {
         "numpy": np.__version__,
