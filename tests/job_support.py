@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.elementary import sigmoid
-from pipeline.kernel import numpy_cpu_dispatch
+from pipeline.kernel import margins, numpy_cpu_dispatch
 
 N_ROWS, N_FEATURES = 3000, 6
 #: the features' scales: np.logspace(-1, 1, 6) as numpy computes it with AVX-512
@@ -39,15 +39,13 @@ def write_jobs_data(root: Path) -> Path:
     """Badly scaled features, so an unstandardized gd run takes many iterations."""
     root.mkdir()
     rng = np.random.default_rng(11)
-    # Only IEEE basic operations on the draws, in a fixed order, and the
-    # pipeline's own sigmoid: the same data on every CPU (numpy's power and
-    # exp, and BLAS's matrix product, round by CPU: np.logspace's last bits
-    # changed with numpy's AVX-512 paths off, and so did the slow job's digest).
+    # Only IEEE basic operations on the draws (kernel.margins' fixed order)
+    # and the pipeline's own sigmoid: the same data on every CPU (numpy's
+    # power and exp, and BLAS's matrix product, round by CPU: np.logspace's
+    # last bits changed with numpy's AVX-512 paths off, and so did the slow
+    # job's digest).
     X = rng.standard_normal((N_ROWS, N_FEATURES)) * np.array(_SCALES) + 0.5
-    margin = X[:, 0] * _WEIGHTS[0]
-    for j in range(1, N_FEATURES):
-        margin = margin + X[:, j] * _WEIGHTS[j]
-    y = (rng.random(N_ROWS) < sigmoid(margin / 3)).astype(np.int8)
+    y = (rng.random(N_ROWS) < sigmoid(margins(X, np.array([*_WEIGHTS, 0.0])) / 3)).astype(np.int8)
     for index, (start, stop) in enumerate([(0, 1000), (1000, 2200), (2200, N_ROWS)]):
         table = pa.table({**{f"f{j}": X[start:stop, j] for j in range(N_FEATURES)}, "y": y[start:stop]})
         pq.write_table(table, root / f"part-{index}.parquet", row_group_size=400)

@@ -23,6 +23,7 @@ import pytest
 
 from pipeline import ClusterSpec, Penalty, SolverOptions, TrainConfig, train
 from pipeline.elementary import sigmoid
+from pipeline.kernel import margins
 from pipeline.probe import kernel_fingerprint
 
 pytestmark = pytest.mark.filterwarnings("ignore::pipeline.errors.ConvergenceWarning")
@@ -82,13 +83,9 @@ def data(tmp_path_factory) -> Path:
     X = rng.standard_normal((N_ROWS, N_FEATURES)) * np.array([1e-2, 1.0, 5.0, 30.0, 0.3]) + np.array(
         [0.0, 2.0, -1.0, 40.0, 0.0]
     )
-    # IEEE basic operations in a fixed order and the pipeline's own sigmoid,
-    # not BLAS's product or numpy's exp, whose last bits depend on the CPU
-    Z = (X - X.mean(axis=0)) / X.std(axis=0)
-    margin = Z[:, 0] * 1.5
-    for j, weight in enumerate([-0.5, 0.8, 0.0, -1.2], start=1):
-        margin = margin + Z[:, j] * weight
-    margin = margin - 0.4
+    # kernel.margins' fixed order and the pipeline's own sigmoid, not BLAS's
+    # product or numpy's exp, whose last bits depend on the CPU
+    margin = margins((X - X.mean(axis=0)) / X.std(axis=0), np.array([1.5, -0.5, 0.8, 0.0, -1.2, -0.4]))
     y = (rng.random(N_ROWS) < sigmoid(margin)).astype(np.int64)
     weights = rng.uniform(0.2, 3.0, N_ROWS).round(3)
     keys = np.array([f"id-{i:05d}" for i in rng.permutation(N_ROWS)])
