@@ -58,7 +58,13 @@ while the block is in cache; software prefetching of the next block measured
 slower at every width); any other layout, narrow features
 (float32, small integers, booleans: widened exactly) and standardized input
 are copied block by block into an F-ordered float64 scratch (widened and
-standardized on the way).  The Hessian is a compile-time
+standardized on the way).  Wide data (``_STREAM_FEATURES`` and more), where a
+block of all the features no longer fits in L2, streams instead when it is
+F-ordered float64 without fill values (:attr:`_Job.stream`, the loss pass
+only): blocks of ``_STREAM_ROWS`` rows read in place, their margins over the
+whole block at once (long column runs), and each value standardized in
+registers where the margins and the deposits read it (:func:`_x`: the copy's
+operations, so the same bits).  The Hessian is a compile-time
 branch of the same passes (numba prunes ``if hess is not None`` when ``hess``
 is None), so the gradient pass pays nothing for it.  The statistics pass reads
 each column of a block twice (Dekker's low parts and the maxima, then the
@@ -130,6 +136,12 @@ _WIDE_BLOCK_BYTES = 2**22
 _SEGMENT_BYTES = 2**21
 #: Rows per margin sub-block (its pairwise stack stays in L1).
 _MARGIN_ROWS = 512
+#: From this many features on, a loss pass over F-ordered float64 X streams
+#: (:attr:`_Job.stream`): no copy, long column runs.
+_STREAM_FEATURES = 1024
+#: Rows per block of a streaming pass; its margins take the whole block at
+#: once (a stack of ``log2(d) + 2`` rows of this many values, in L2).
+_STREAM_ROWS = 4096
 #: Rows per tile when transposing a row-major block (the body of
 #: :func:`_copy_block` is unrolled for exactly this many).
 _TILE = 4
@@ -169,7 +181,7 @@ else:
 try:
     from llvmlite import ir as _ir
     from numba import njit, types
-    from numba.extending import intrinsic
+    from numba.extending import intrinsic, overload
 
     from .elementary_jit import bits_of as _bits
     from .elementary_jit import exp_nonpositive as _exp_nonpositive
@@ -356,8 +368,29 @@ if _HAVE_NUMBA:
         d0, d1, d2 = _unbias(s0, s1, s2, np.uint64(n), m0, m1, m2)
         _add_digits(c, t_block, d0, d1, d2, top, acc)
 
+    def _x(col, i, kq):
+        """``col[i]``, or with ``kq`` a column's ``(center, scale)`` its
+        standardized value ``(col[i] - center) / scale`` (the copy's
+        operations, in registers); which one is chosen at compile time."""
+
+    @overload(_x, jit_options={"cache": _CACHE})
+    def _x_typed(col, i, kq):
+        if isinstance(kq, types.NoneType):
+            return lambda col, i, kq: col[i]
+        return lambda col, i, kq: (col[i] - kq[0]) / kq[1]
+
+    def _kq(std, j):
+        """Column ``j``'s ``(center, scale)`` of ``std = (center, scale)``, or
+        None where ``std`` is None (chosen at compile time)."""
+
+    @overload(_kq, jit_options={"cache": _CACHE})
+    def _kq_typed(std, j):
+        if isinstance(std, types.NoneType):
+            return lambda std, j: None
+        return lambda std, j: (std[0][j], std[1][j])
+
     @njit(cache=_CACHE, nogil=True)
-    def _margins(Xf, r0, n, coef, stack, marg):
+    def _margins(Xf, r0, n, coef, stack, marg, std):
         """``marg[:n]``: margins of rows ``r0:r0+n``, summed as kernel.margins does.
 
         The level-by-level pairwise tree equals this stack evaluation:
@@ -371,6 +404,7 @@ if _HAVE_NUMBA:
         ``4g+3``, whose merges are ``2 + tz(g+1)``); eight columns per sweep
         read X in longer bursts and keep 3 of every 4 stack rows out of
         memory.  The last 0-3 pairs continue from the same stack.
+        ``std``: None, or ``(center, scale)``: X standardized in registers.
         """
         d = Xf.shape[1]
         b = coef[d]
@@ -392,13 +426,21 @@ if _HAVE_NUMBA:
             c6 = Xf[r0 : r0 + n, j + 6]
             c7 = Xf[r0 : r0 + n, j + 7]
             w0 = coef[j]
+            q0 = _kq(std, j)
             w1 = coef[j + 1]
+            q1 = _kq(std, j + 1)
             w2 = coef[j + 2]
+            q2 = _kq(std, j + 2)
             w3 = coef[j + 3]
+            q3 = _kq(std, j + 3)
             w4 = coef[j + 4]
+            q4 = _kq(std, j + 4)
             w5 = coef[j + 5]
+            q5 = _kq(std, j + 5)
             w6 = coef[j + 6]
+            q6 = _kq(std, j + 6)
             w7 = coef[j + 7]
+            q7 = _kq(std, j + 7)
             merges = 0
             count = g + 1
             while count & 1 == 0:
@@ -407,16 +449,16 @@ if _HAVE_NUMBA:
             if merges == 0:
                 dst = stack[sp]
                 for i in range(n):
-                    dst[i] = ((c0[i] * w0 + c1[i] * w1) + (c2[i] * w2 + c3[i] * w3)) + (
-                        (c4[i] * w4 + c5[i] * w5) + (c6[i] * w6 + c7[i] * w7)
+                    dst[i] = ((_x(c0, i, q0) * w0 + _x(c1, i, q1) * w1) + (_x(c2, i, q2) * w2 + _x(c3, i, q3) * w3)) + (
+                        (_x(c4, i, q4) * w4 + _x(c5, i, q5) * w5) + (_x(c6, i, q6) * w6 + _x(c7, i, q7) * w7)
                     )
                 sp += 1
             elif merges == 1:
                 dst = stack[sp - 1]
                 for i in range(n):
                     dst[i] = dst[i] + (
-                        ((c0[i] * w0 + c1[i] * w1) + (c2[i] * w2 + c3[i] * w3))
-                        + ((c4[i] * w4 + c5[i] * w5) + (c6[i] * w6 + c7[i] * w7))
+                        ((_x(c0, i, q0) * w0 + _x(c1, i, q1) * w1) + (_x(c2, i, q2) * w2 + _x(c3, i, q3) * w3))
+                        + ((_x(c4, i, q4) * w4 + _x(c5, i, q5) * w5) + (_x(c6, i, q6) * w6 + _x(c7, i, q7) * w7))
                     )
             else:
                 dst = stack[sp - 2]
@@ -425,8 +467,8 @@ if _HAVE_NUMBA:
                     dst[i] = dst[i] + (
                         s1[i]
                         + (
-                            ((c0[i] * w0 + c1[i] * w1) + (c2[i] * w2 + c3[i] * w3))
-                            + ((c4[i] * w4 + c5[i] * w5) + (c6[i] * w6 + c7[i] * w7))
+                            ((_x(c0, i, q0) * w0 + _x(c1, i, q1) * w1) + (_x(c2, i, q2) * w2 + _x(c3, i, q3) * w3))
+                            + ((_x(c4, i, q4) * w4 + _x(c5, i, q5) * w5) + (_x(c6, i, q6) * w6 + _x(c7, i, q7) * w7))
                         )
                     )
                 sp -= 1
@@ -443,21 +485,24 @@ if _HAVE_NUMBA:
             c1 = Xf[r0 : r0 + n, 2 * k + 1]
             w0 = coef[2 * k]
             w1 = coef[2 * k + 1]
+            q0 = _kq(std, 2 * k)
+            q1 = _kq(std, 2 * k + 1)
             if k & 1 == 0:
                 dst = stack[sp]
                 for i in range(n):
-                    dst[i] = c0[i] * w0 + c1[i] * w1
+                    dst[i] = _x(c0, i, q0) * w0 + _x(c1, i, q1) * w1
                 sp += 1
             else:
                 dst = stack[sp - 1]
                 for i in range(n):
-                    dst[i] = dst[i] + (c0[i] * w0 + c1[i] * w1)
+                    dst[i] = dst[i] + (_x(c0, i, q0) * w0 + _x(c1, i, q1) * w1)
         if d & 1:  # the odd last product
             c0 = Xf[r0 : r0 + n, d - 1]
             w0 = coef[d - 1]
+            q0 = _kq(std, d - 1)
             dst = stack[sp]
             for i in range(n):
-                dst[i] = c0[i] * w0
+                dst[i] = _x(c0, i, q0) * w0
             sp += 1
         while sp > 1:  # the ragged tail, joined right to left
             lo = stack[sp - 2]
@@ -492,6 +537,7 @@ if _HAVE_NUMBA:
         flags,
         lev,
         colmax,
+        std,
     ):
         """One block: rows ``r0:r0+n`` of the F-ordered ``Xf`` (global rows from ``g0``).
 
@@ -502,12 +548,14 @@ if _HAVE_NUMBA:
         column by column (:func:`_add_levels`), and each weighted residual's
         digits are deposited at its levels (:func:`_deposit_levels`).
         ``colmax``: each column's largest ``bits(|x~_ij|)`` in the block, or
-        empty (not known): see :func:`_terms`.
+        empty (not known): see :func:`_terms`.  ``std``: None, or ``(center,
+        scale)``: ``Xf`` is standardized in registers where it is read.
         """
         # Margins: the pairwise tree of kernel.margins, vectorised over rows,
-        # in sub-blocks whose stack stays in L1.
-        for m0 in range(0, n, _MARGIN_ROWS):
-            _margins(Xf, r0 + m0, min(_MARGIN_ROWS, n - m0), coef, stack, marg[m0:])
+        # in sub-blocks of the stack's width.
+        step = stack.shape[1]
+        for m0 in range(0, n, step):
+            _margins(Xf, r0 + m0, min(step, n - m0), coef, stack, marg[m0:], std)
         if lev is not None:
             _add_levels(lev[0], g0, n, lev[1], lev[2], lev[7], marg)
         # Per row: probability and softplus (a vectorised, branch-free loop:
@@ -533,9 +581,9 @@ if _HAVE_NUMBA:
         if lev is not None:
             _deposit_levels(n, res, lev[3], lev[4], lev[5], lev[6], lev[7])
         if has_s:
-            _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, colmax)
+            _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, colmax, std)
         else:
-            _terms(Xf, r0, n, res, los, ones, tmp, top, acc, flags, colmax)
+            _terms(Xf, r0, n, res, los, ones, tmp, top, acc, flags, colmax, std)
 
     @njit(cache=_CACHE, nogil=True)
     def _add_levels(codes, g0, n, level_coef, offsets, index, marg):
@@ -597,7 +645,7 @@ if _HAVE_NUMBA:
                 acc[j, 2] += digits[i, 2]
 
     @njit(cache=_CACHE, nogil=True)
-    def _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, colmax):
+    def _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, colmax, std):
         """Deposit one block's terms: ``x~_ij * residual_i`` per column, then the
         residuals, the losses and the sample weights ``sw`` (ones when
         unweighted) -- the columns of :func:`kernel.chunk_partials`.
@@ -620,20 +668,21 @@ if _HAVE_NUMBA:
         # Terms, column by column, each deposited at once.
         for j in range(d):
             col = Xf[r0 : r0 + n, j]
+            kq = _kq(std, j)
             if known and _fits(colmax[j], res_max, top[j]):
-                _deposit_products(col, res, n, top[j], j, top, acc)
+                _deposit_products(col, res, n, top[j], j, top, acc, kq)
             else:
-                _deposit_column(col, res, n, j, top, acc, flags, tmp)
+                _deposit_column(col, res, n, j, top, acc, flags, tmp, kq)
         _deposit(res, n, res_max, d, top, acc, flags)
         _deposit(los, n, _max_abs_bits(los, n), d + 1, top, acc, flags)
         _deposit(sw, n, _max_abs_bits(sw, n), d + 2, top, acc, flags)
 
     @njit(cache=_CACHE, nogil=True)
-    def _scratch(block, d):
+    def _scratch(block, d, margin_rows):
         depth = 1
         while (1 << depth) <= d:
             depth += 1
-        stack = np.empty((depth + 1, min(block, _MARGIN_ROWS)))
+        stack = np.empty((depth + 1, min(block, margin_rows)))
         ones = np.ones(block)
         # the margin tree's stack; marg, prob, res, los, tmp, sw (a block's
         # sample weights, copied: one specialization of the deposits); ones
@@ -641,10 +690,11 @@ if _HAVE_NUMBA:
         return (stack, e(block), e(block), e(block), e(block), e(block), e(block), ones)
 
     @njit(cache=_CACHE, nogil=True)
-    def _deposit_products(a, b, n, t_block, c, top, acc):
+    def _deposit_products(a, b, n, t_block, c, top, acc, kq):
         """:func:`_deposit` of the finite products ``a[:n] * b[:n]`` at top bin
         ``t_block`` (at least theirs), formed in registers (the same products:
-        one IEEE multiply each), into a state of 3 or 2 bins (the Hessian's)."""
+        one IEEE multiply each), into a state of 3 or 2 bins (the Hessian's).
+        ``kq``: None, or column ``a``'s ``(center, scale)`` (:func:`_x`)."""
         m0, m1, m2, down = _rounders(t_block)
         s0 = _U0
         s1 = _U0
@@ -652,32 +702,32 @@ if _HAVE_NUMBA:
         if acc.shape[0] == 3:
             if not down:
                 for i in range(n):
-                    b0, b1, b2 = _digits(a[i] * b[i], m0, m1, m2)
+                    b0, b1, b2 = _digits(_x(a, i, kq) * b[i], m0, m1, m2)
                     s0 += b0
                     s1 += b1
                     s2 += b2
             else:
                 for i in range(n):
-                    b0, b1, b2 = _digits((a[i] * b[i]) * _DOWN, m0, m1, m2)
+                    b0, b1, b2 = _digits((_x(a, i, kq) * b[i]) * _DOWN, m0, m1, m2)
                     s0 += b0
                     s1 += b1
                     s2 += b2
         else:
             if not down:
                 for i in range(n):
-                    b0, b1 = _digits_two(a[i] * b[i], m0, m1)
+                    b0, b1 = _digits_two(_x(a, i, kq) * b[i], m0, m1)
                     s0 += b0
                     s1 += b1
             else:
                 for i in range(n):
-                    b0, b1 = _digits_two((a[i] * b[i]) * _DOWN, m0, m1)
+                    b0, b1 = _digits_two((_x(a, i, kq) * b[i]) * _DOWN, m0, m1)
                     s0 += b0
                     s1 += b1
         d0, d1, d2 = _unbias(s0, s1, s2, np.uint64(n), m0, m1, m2)
         _add_digits(c, t_block, d0, d1, d2, top, acc)
 
     @njit(cache=_CACHE, nogil=True)
-    def _deposit_column(a, b, n, c, top, acc, flags, tmp):
+    def _deposit_column(a, b, n, c, top, acc, flags, tmp, kq):
         """:func:`_deposit` of the products ``a[:n] * b[:n]`` (the same
         products: one IEEE multiply each) without a bound known beforehand.
 
@@ -698,7 +748,7 @@ if _HAVE_NUMBA:
         if not down:
             if acc.shape[0] == 3:
                 for i in range(n):
-                    t = a[i] * b[i]
+                    t = _x(a, i, kq) * b[i]
                     mx = max(mx, _bits(t) & _ABS_MASK)
                     b0, b1, b2 = _digits(t, m0, m1, m2)
                     s0 += b0
@@ -706,7 +756,7 @@ if _HAVE_NUMBA:
                     s2 += b2
             else:
                 for i in range(n):
-                    t = a[i] * b[i]
+                    t = _x(a, i, kq) * b[i]
                     mx = max(mx, _bits(t) & _ABS_MASK)
                     b0, b1 = _digits_two(t, m0, m1)
                     s0 += b0
@@ -717,12 +767,12 @@ if _HAVE_NUMBA:
                 return
         else:
             for i in range(n):
-                mx = max(mx, _bits(a[i] * b[i]) & _ABS_MASK)
+                mx = max(mx, _bits(_x(a, i, kq) * b[i]) & _ABS_MASK)
         if mx < _EXP_MASK:
-            _deposit_products(a, b, n, _top_of(mx), c, top, acc)
+            _deposit_products(a, b, n, _top_of(mx), c, top, acc, kq)
             return
         for i in range(n):
-            tmp[i] = a[i] * b[i]
+            tmp[i] = _x(a, i, kq) * b[i]
         _deposit(tmp, n, mx, c, top, acc, flags)
 
     @njit(cache=_CACHE, nogil=True)
@@ -774,22 +824,24 @@ if _HAVE_NUMBA:
             for k in range(j, d):
                 xk = Xf[r0 : r0 + n, k]
                 if _fits(cmax, colmax[k], htop[col]):
-                    _deposit_products(cj, xk, n, htop[col], col, htop, hacc)
+                    _deposit_products(cj, xk, n, htop[col], col, htop, hacc, None)
                 else:
-                    _deposit_column(cj, xk, n, col, htop, hacc, hflags, tmp)
+                    _deposit_column(cj, xk, n, col, htop, hacc, hflags, tmp, None)
                 col += 1
             _deposit(cj, n, cmax, col, htop, hacc, hflags)
             col += 1
         _deposit(curv, n, _max_abs_bits(curv, n), col, htop, hacc, hflags)
 
     @njit(cache=_CACHE, nogil=True)
-    def _pass_direct(X, row0, row1, y, coef, s, has_s, block, top, acc, flags, hess, lev):
-        """Rows ``row0:row1`` of an F-ordered X, read in place.
+    def _pass_direct(X, row0, row1, y, coef, s, has_s, block, margin_rows, top, acc, flags, hess, lev, std):
+        """Rows ``row0:row1`` of an F-ordered X, read in place (``std``: None,
+        or ``(center, scale)``: standardized in registers where it is read),
+        in blocks of ``block`` rows whose margins take ``margin_rows`` at a time.
 
         ``hess``: None (its branches are pruned at compile time: the gradient
         pass pays nothing for them) or the Hessian's ``(top, acc, flags, scores)``.
         """
-        stack, marg, prob, res, los, tmp, sw, ones = _scratch(block, X.shape[1])
+        stack, marg, prob, res, los, tmp, sw, ones = _scratch(block, X.shape[1], margin_rows)
         unknown = np.empty(0, dtype=np.int64)  # X is read in place: no column maxima
         if hess is not None:
             curv = np.empty(block)
@@ -819,6 +871,7 @@ if _HAVE_NUMBA:
                 flags,
                 lev,
                 unknown,
+                std,
             )
             if hess is not None:
                 _hessian_block(
@@ -955,7 +1008,7 @@ if _HAVE_NUMBA:
         """Rows ``row0:row1`` of X in any layout, each block copied (standardized)
         into an F-ordered scratch.  ``hess`` as for :func:`_pass_direct`."""
         d = X.shape[1]
-        stack, marg, prob, res, los, tmp, sw, ones = _scratch(block, d)
+        stack, marg, prob, res, los, tmp, sw, ones = _scratch(block, d, _MARGIN_ROWS)
         Xs = np.empty((d, block + _PAD)).T
         copied_max = np.empty(d, dtype=np.int64)
         if hess is not None:
@@ -987,6 +1040,7 @@ if _HAVE_NUMBA:
                 flags,
                 lev,
                 copied_max if known else copied_max[:0],
+                None,
             )
             if hess is not None:
                 _hessian_block(
@@ -1025,7 +1079,7 @@ if _HAVE_NUMBA:
         d = X.shape[1]
         n_classes = coefs.shape[0]
         width = d + 1
-        stack, marg, prob, res, los, tmp, sw, ones = _scratch(block, d)
+        stack, marg, prob, res, los, tmp, sw, ones = _scratch(block, d, _MARGIN_ROWS)
         Xs = np.empty((d, block + _PAD)).T
         Z = np.empty((n_classes, block))
         P = np.empty((n_classes, block))
@@ -1036,7 +1090,7 @@ if _HAVE_NUMBA:
             for k in range(n_classes):
                 zk = Z[k]
                 for m0 in range(0, n, _MARGIN_ROWS):
-                    _margins(Xs, m0, min(_MARGIN_ROWS, n - m0), coefs[k], stack, zk[m0:])
+                    _margins(Xs, m0, min(_MARGIN_ROWS, n - m0), coefs[k], stack, zk[m0:], None)
                 if lev is not None:
                     _add_levels(lev[0], start, n, lev[1][k], lev[2], lev[7], zk)
             for i in range(n):
@@ -1072,9 +1126,9 @@ if _HAVE_NUMBA:
                     col = Xs[0:n, j]
                     c = k * width + j
                     if known and _fits(copied_max[j], res_max, top[c]):  # as in _terms
-                        _deposit_products(col, res, n, top[c], c, top, acc)
+                        _deposit_products(col, res, n, top[c], c, top, acc, None)
                     else:
-                        _deposit_column(col, res, n, c, top, acc, flags, tmp)
+                        _deposit_column(col, res, n, c, top, acc, flags, tmp, None)
                 _deposit(res, n, res_max, k * width + d, top, acc, flags)
                 if lev is not None:
                     n_levels = lev[1].shape[1]
@@ -1089,7 +1143,7 @@ if _HAVE_NUMBA:
         for b0 in range(0, n, block):
             m = min(block, n - b0)
             for m0 in range(0, m, _MARGIN_ROWS):
-                _margins(X, start + b0 + m0, min(_MARGIN_ROWS, m - m0), coef, stack, marg[b0 + m0 :])
+                _margins(X, start + b0 + m0, min(_MARGIN_ROWS, m - m0), coef, stack, marg[b0 + m0 :], None)
 
     @njit(cache=_CACHE, nogil=True)
     def _margins_copy(X, start, n, coef, center, scale, standardize, rows_inner, fill, Xs, stack, marg, block):
@@ -1102,7 +1156,7 @@ if _HAVE_NUMBA:
             m = min(block, n - b0)
             _copy_block(X, start + b0, m, Xs[b0 : b0 + m], center, scale, standardize, rows_inner, fill, unknown)
             for m0 in range(0, m, _MARGIN_ROWS):
-                _margins(Xs, b0 + m0, min(_MARGIN_ROWS, m - m0), coef, stack, marg[b0 + m0 :])
+                _margins(Xs, b0 + m0, min(_MARGIN_ROWS, m - m0), coef, stack, marg[b0 + m0 :], None)
 
     @njit(cache=_CACHE, nogil=True)
     def _deposit_square(col, lo, n, mx, mh, ml, c, d, top, acc):
@@ -1505,8 +1559,10 @@ def _one_sweep(job: _Job, spec: KernelSpec, levels: _Levels | None = None) -> Pa
         stop = min(start + _CALL_ROWS, job.n_rows)
         top, acc, flags = _empty_state(job.n_features + 3)
         hess = (*_empty_state(triangle_size(job.n_features + 1), HESSIAN_BINS), spec.scores) if spec.hessian else None
-        lev = None if levels is None else levels.call(job.block)
-        if job.direct:
+        stream = job.stream and hess is None
+        block = _STREAM_ROWS if stream else job.block
+        lev = None if levels is None else levels.call(block)
+        if stream or job.direct:
             _pass_direct(
                 job.X,
                 start,
@@ -1515,12 +1571,14 @@ def _one_sweep(job: _Job, spec: KernelSpec, levels: _Levels | None = None) -> Pa
                 job.coef,
                 job.s,
                 job.has_s,
-                job.block,
+                block,
+                _STREAM_ROWS if stream else _MARGIN_ROWS,
                 top,
                 acc,
                 flags,
                 hess,
                 lev,
+                (job.center, job.scale) if stream and job.standardize else None,
             )
         else:
             _pass_copy(
@@ -1564,6 +1622,11 @@ class _Job:
     standardize: bool
     fill: np.ndarray  # a NaN's replacement per column, or empty (no NaN)
     direct: bool  # F-ordered float64 X without standardization or fill: read in place
+    #: Wide F-ordered float64 X without fill: the loss pass (not the Hessian's)
+    #: reads it in place, standardized in registers, in blocks of
+    #: ``_STREAM_ROWS`` rows -- each column a long run, no copy written and read
+    #: back (a block of all the features no longer fits in L2 at this width).
+    stream: bool
     rows_inner: bool
     block: int
     n_rows: int
@@ -1573,7 +1636,7 @@ class _Job:
         """Rows per segment, the margin tree's stack, and the F-ordered copy of
         a segment (empty when X is read in place)."""
         segment = _segment_rows(self.n_features, self.block)
-        stack = _scratch(self.block, self.n_features)[0]
+        stack = _scratch(self.block, self.n_features, _MARGIN_ROWS)[0]
         Xs = np.empty((0, 0)).T if self.direct else np.empty((self.n_features, segment + _PAD)).T
         return segment, stack, Xs
 
@@ -1610,6 +1673,7 @@ class _Job:
             self.X.dtype.str,
             self.X.flags.f_contiguous,
             self.X.flags.c_contiguous,
+            self.stream,
         )
 
     @classmethod
@@ -1643,6 +1707,7 @@ class _Job:
         X, y, coef, s, center, scale, fill = map(
             _readonly, (X, np.ascontiguousarray(y), np.ascontiguousarray(coef), s, center, scale, fill)
         )
+        in_place = X.flags.f_contiguous and X.dtype == np.float64 and not fill.shape[0]
         return cls(
             X,
             y,
@@ -1653,7 +1718,8 @@ class _Job:
             scale,
             standardize,
             fill,
-            X.flags.f_contiguous and X.dtype == np.float64 and not standardize and not fill.shape[0],
+            in_place and not standardize,
+            in_place and n_features >= _STREAM_FEATURES,
             _rows_inner(X),
             _block_rows(n_features),
             n_rows,

@@ -368,6 +368,86 @@ def test_block_size_does_not_change_the_result(monkeypatch, block):
     assert_same(np.asfortranarray(X), y, coef, weights, full_spec(11, 5))
 
 
+def streaming(monkeypatch, rows):
+    """Every F-ordered float64 loss pass streams (as from 1,024 features), in
+    blocks of ``rows``: X read in place, standardized in registers."""
+    monkeypatch.setattr(fused, "_STREAM_FEATURES", 1)
+    monkeypatch.setattr(fused, "_STREAM_ROWS", rows)
+
+
+@requires_numba
+@pytest.mark.parametrize("rows", [1, 3, 200, 4096])
+def test_the_streaming_pass_equals_the_reference(monkeypatch, rows):
+    """Wide F-ordered input streams (``_Job.stream``): each block's margins
+    over all of its rows at once, each column's standardized values formed
+    in registers where the margins and the deposits read them (no copy).
+    The same integers as the reference for every width of the pairwise
+    tree, with and without standardization, weights and class weights; tops
+    that rise and fall between blocks, outliers whose terms a tiny residual
+    shrinks, NaN and inf; and the categorical columns' level sums."""
+    streaming(monkeypatch, rows)
+    rng = np.random.default_rng(31)
+    n = 700
+    weights = rng.random(n) * 10
+    for d in (1, 2, 7, 8, 9, 16, 17, 33, 70):
+        X, y, coef = problem(31 + d, n, d, order="F")
+        spec = full_spec(31 + d, d)
+        for s in (KernelSpec(), spec, dataclasses.replace(spec, class_weight=None)):
+            assert fused._Job.of(X, y, coef, None, s).stream
+            for w in (None, weights):
+                assert_same(X, y, coef, w, s)
+    d = 6
+    exponents = rng.choice([-300, -200, -60, -12, 0, 3, 12, 40, 100, 250], size=(n // 50, d))
+    X = np.asfortranarray(rng.standard_normal((n, d)) * np.repeat(10.0**exponents, 50, axis=0))
+    X[::50, 2] = 1e30
+    weights = np.repeat(10.0 ** rng.integers(-200, 200, size=n // 25), 25)
+    weights[::50] = 1e-40
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    coef = rng.normal(0, 1e-3, d + 1)
+    spec = KernelSpec(center=rng.normal(0, 1e-3, d), scale=rng.uniform(0.5, 2.0, d))
+    identity = KernelSpec(center=np.zeros(d), scale=np.ones(d))
+    extreme = X.copy(order="F")
+    extreme[17, 4] = 1e308
+    extreme[33, 1] = np.nan
+    extreme[34, 0] = np.inf
+    extreme[35, 5] = -0.0
+    for data in (X, extreme):
+        for s in (KernelSpec(), spec, identity):
+            for w in (None, weights):
+                assert_same(data, y, coef, w, s)
+    sizes = (3, 5, 1)
+    codes = np.column_stack([rng.integers(0, k, n) for k in sizes])
+    X = np.asfortranarray(np.column_stack([rng.standard_normal((n, 2)), codes]))
+    categories = kernel.Categories(sizes, kernel.level_top(n, 2.0 * 3.0))
+    coef = rng.standard_normal(2 + sum(sizes) + 1)
+    spec = KernelSpec(center=np.ones(2), scale=np.full(2, 3.0), class_weight=(1.0, 3.0), categories=categories)
+    weights = rng.uniform(0.5, 2.0, n)
+    assert fused.fused_partials(X, y, coef, weights, spec) == chunk_partials(X, y, coef, weights, spec)
+
+
+@requires_numba
+def test_only_wide_f_ordered_float64_loss_passes_stream(monkeypatch):
+    """From 1,024 features the loss pass over F-ordered float64 X streams;
+    narrower, row-major, narrow-typed or filled input is copied per block, and
+    a Hessian pass does not stream (the same integers either way)."""
+    n, d = 5000, fused._STREAM_FEATURES
+    X, y, coef = problem(33, n, d, order="F")
+    spec = full_spec(33, d)
+    job = fused._Job.of(X, y, coef, None, spec)
+    assert job.stream and not job.direct
+    assert fused._Job.of(X, y, coef, None, KernelSpec()).stream
+    assert not fused._Job.of(X[:, :-1], y, coef[1:], None, KernelSpec()).stream
+    assert not fused._Job.of(np.ascontiguousarray(X), y, coef, None, spec).stream
+    assert not fused._Job.of(X.astype(np.float32, order="F"), y, coef, None, spec).stream
+    assert not fused._Job.of(X, y, coef, None, dataclasses.replace(spec, fill=np.zeros(d))).stream
+    monkeypatch.setattr(fused, "_STREAM_ROWS", 1100)  # a ragged last block
+    assert_same(X, y, coef, np.random.default_rng(33).random(n), spec)
+    assert_same(X, y, coef, None, KernelSpec())
+    monkeypatch.setattr(fused, "_STREAM_FEATURES", 1)
+    small, y, coef = problem(34, 300, 5, order="F")
+    assert_same(small, y, coef, None, hessian_spec(34, 5))
+
+
 @requires_numba
 def test_calls_split_into_int64_safe_pieces(monkeypatch):
     X, y, coef = problem(12, 3000, 4)
@@ -1401,7 +1481,7 @@ def test_deposit_digits_every_value_and_top(depth):
         for t in sorted({int(t_own), min(int(t_own) + 1, 52), 52}):
             top = np.array([t], dtype=np.int64)
             acc = np.zeros((depth, 1), dtype=np.int64)
-            fused._deposit_products(np.array([v]), ones, 1, np.int64(t), 0, top, acc)
+            fused._deposit_products(np.array([v]), ones, 1, np.int64(t), 0, top, acc, None)
             want = _reference_digits(np.array([v]), t, depth)
             assert [int(acc[k, 0]) for k in range(depth)] == [int(w[0]) for w in want], (v, t)
             checked += 1
