@@ -1400,7 +1400,14 @@ def variant_of(family: Family, X, weighted: bool = False, standardized: bool = F
 
 def _spec_variant(X, weights, spec: KernelSpec) -> str:
     weighted = weights is not None or spec.class_weight is not None
-    return variant_of(family_of(spec), X, weighted, spec.center is not None or spec.scale is not None)
+    family = family_of(spec)
+    variant = variant_of(family, X, weighted, spec.center is not None or spec.scale is not None)
+    # wide dense input streams (other compiled code: _Job.stream) in the loss
+    # pass, with or without levels, unless it is filled
+    X = np.asarray(X)
+    dense = X.shape[-1] - (0 if spec.categories is None else spec.categories.n_columns)
+    streams = X.ndim == 2 and dense >= _STREAM_FEATURES and X.flags.f_contiguous and X.dtype == np.float64
+    return f"{variant}:stream" if streams and family in ("loss", "levels") and spec.fill is None else variant
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:

@@ -440,9 +440,21 @@ def test_only_wide_f_ordered_float64_loss_passes_stream(monkeypatch):
     assert not fused._Job.of(np.ascontiguousarray(X), y, coef, None, spec).stream
     assert not fused._Job.of(X.astype(np.float32, order="F"), y, coef, None, spec).stream
     assert not fused._Job.of(X, y, coef, None, dataclasses.replace(spec, fill=np.zeros(d))).stream
-    monkeypatch.setattr(fused, "_STREAM_ROWS", 1100)  # a ragged last block
-    assert_same(X, y, coef, np.random.default_rng(33).random(n), spec)
+    calls = []
+    original = fused._pass_direct
+
+    def spy(*args):
+        calls.append((args[7], args[8], args[-1] is not None))  # block, margin rows, standardized
+        return original(*args)
+
+    monkeypatch.setattr(fused, "_pass_direct", spy)
+    weights = np.random.default_rng(33).random(n)
+    assert_same(X, y, coef, weights, spec)  # blocks of 4,096 rows and a ragged one
+    assert calls == [(fused._STREAM_ROWS, fused._STREAM_ROWS, True)]
+    monkeypatch.setattr(fused, "_STREAM_ROWS", 1100)
+    assert_same(X, y, coef, weights, spec)
     assert_same(X, y, coef, None, KernelSpec())
+    assert calls[1:] == [(1100, 1100, True), (1100, 1100, False)]
     monkeypatch.setattr(fused, "_STREAM_FEATURES", 1)
     small, y, coef = problem(34, 300, 5, order="F")
     assert_same(small, y, coef, None, hessian_spec(34, 5))

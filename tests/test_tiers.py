@@ -127,6 +127,11 @@ def test_variants_name_what_picks_the_compiled_signatures():
     assert fused.variant_of("hessian", X[:, ::2], standardized=True) == "hessian:<f8:A:-:s"
     spec = KernelSpec(center=np.zeros(3), scale=np.ones(3), class_weight=(1.0, 2.0))
     assert fused._spec_variant(np.asfortranarray(X), None, spec.with_hessian(True)) == "hessian:<f8:F:w:s"
+    wide = np.zeros((4, fused._STREAM_FEATURES), order="F")  # the loss pass streams: other code
+    assert fused._spec_variant(wide, None, spec) == "loss:<f8:F:w:s:stream"
+    assert fused._spec_variant(wide, None, spec.with_hessian(True)) == "hessian:<f8:F:w:s"
+    assert fused._spec_variant(np.ascontiguousarray(wide), None, spec) == "loss:<f8:C:w:s"
+    assert fused._spec_variant(wide[:, 1:], None, spec) == "loss:<f8:F:w:s"
 
 
 def _problem(n=3000, d=5, seed=3):
