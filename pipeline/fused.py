@@ -1406,8 +1406,19 @@ def _spec_variant(X, weights, spec: KernelSpec) -> str:
     # pass, with or without levels, unless it is filled
     X = np.asarray(X)
     dense = X.shape[-1] - (0 if spec.categories is None else spec.categories.n_columns)
-    streams = X.ndim == 2 and dense >= _STREAM_FEATURES and X.flags.f_contiguous and X.dtype == np.float64
-    return f"{variant}:stream" if streams and family in ("loss", "levels") and spec.fill is None else variant
+    streams = X.ndim == 2 and _streams(X, dense, spec.fill is not None)
+    return f"{variant}:stream" if streams and family in ("loss", "levels") else variant
+
+
+def _in_place(X: np.ndarray, filled: bool) -> bool:
+    """Whether a pass can read X in place: F-ordered float64 without fill values."""
+    return bool(X.flags.f_contiguous and X.dtype == np.float64 and not filled)
+
+
+def _streams(X: np.ndarray, n_features: int, filled: bool) -> bool:
+    """Whether a loss pass over X's (first) ``n_features`` columns streams
+    (:attr:`_Job.stream`): read in place and at least ``_STREAM_FEATURES`` wide."""
+    return _in_place(X, filled) and n_features >= _STREAM_FEATURES
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -1714,7 +1725,7 @@ class _Job:
         X, y, coef, s, center, scale, fill = map(
             _readonly, (X, np.ascontiguousarray(y), np.ascontiguousarray(coef), s, center, scale, fill)
         )
-        in_place = X.flags.f_contiguous and X.dtype == np.float64 and not fill.shape[0]
+        filled = fill.shape[0] > 0
         return cls(
             X,
             y,
@@ -1725,8 +1736,8 @@ class _Job:
             scale,
             standardize,
             fill,
-            in_place and not standardize,
-            in_place and n_features >= _STREAM_FEATURES,
+            _in_place(X, filled) and not standardize,
+            _streams(X, n_features, filled),
             _rows_inner(X),
             _block_rows(n_features),
             n_rows,
