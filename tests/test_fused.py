@@ -307,6 +307,21 @@ def test_magnitudes_change_between_blocks():
     assert_same(np.asfortranarray(X), y, coef, weights)
 
 
+def tops_moving_between_blocks(rng, n: int, d: int, period: int):
+    """``(X, weights, exponents)``: F-ordered X whose columns' magnitudes
+    (``10**exponents``, from subnormal-making to huge) change every
+    ``period`` rows, so that tops rise and fall between blocks; one 1e30 per
+    ``period`` rows in column 2, in a row whose weight (1e-40) shrinks its
+    residual, so that a bound from the maxima lies above the terms' top."""
+    X = rng.standard_normal((n, d))
+    exponents = rng.choice([-300, -200, -60, -12, 0, 3, 12, 40, 100, 250], size=(n // period, d))
+    X *= np.repeat(10.0**exponents, period, axis=0)
+    X[::period, 2] = 1e30
+    weights = np.repeat(10.0 ** rng.integers(-200, 200, size=2 * n // period), period // 2)
+    weights[::period] = 1e-40
+    return np.asfortranarray(X), weights, exponents
+
+
 @requires_numba
 @pytest.mark.parametrize("block", [None, 1, 3, 200])
 def test_standardized_terms_at_the_running_top(monkeypatch, block):
@@ -319,14 +334,7 @@ def test_standardized_terms_at_the_running_top(monkeypatch, block):
     terms: the reference's integers, binary and multinomial."""
     rng = np.random.default_rng(12)
     n, d = 6000, 6
-    X = rng.standard_normal((n, d))
-    exponents = rng.choice([-300, -200, -60, -12, 0, 3, 12, 40, 100, 250], size=(n // 200, d))
-    X *= np.repeat(10.0**exponents, 200, axis=0)
-    # one large value per 200 rows whose row's residual the weights shrink
-    X[::200, 2] = 1e30
-    weights = np.repeat(10.0 ** rng.integers(-200, 200, size=n // 100), 100)
-    weights[::200] = 1e-40
-    X = np.asfortranarray(X)
+    X, weights, exponents = tops_moving_between_blocks(rng, n, d, 200)
     y = (rng.random(n) < 0.5).astype(np.float64)
     spec = KernelSpec(center=rng.normal(0, 1e-3, d), scale=rng.uniform(0.5, 2.0, d))
     if block is not None:
@@ -397,11 +405,7 @@ def test_the_streaming_pass_equals_the_reference(monkeypatch, rows):
             for w in (None, weights):
                 assert_same(X, y, coef, w, s)
     d = 6
-    exponents = rng.choice([-300, -200, -60, -12, 0, 3, 12, 40, 100, 250], size=(n // 50, d))
-    X = np.asfortranarray(rng.standard_normal((n, d)) * np.repeat(10.0**exponents, 50, axis=0))
-    X[::50, 2] = 1e30
-    weights = np.repeat(10.0 ** rng.integers(-200, 200, size=n // 25), 25)
-    weights[::50] = 1e-40
+    X, weights, _ = tops_moving_between_blocks(rng, n, d, 50)
     y = (rng.random(n) < 0.5).astype(np.float64)
     coef = rng.normal(0, 1e-3, d + 1)
     spec = KernelSpec(center=rng.normal(0, 1e-3, d), scale=rng.uniform(0.5, 2.0, d))
