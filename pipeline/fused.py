@@ -369,15 +369,18 @@ if _HAVE_NUMBA:
         _add_digits(c, t_block, d0, d1, d2, top, acc)
 
     def _x(col, i, kq):
-        """``col[i]``, or with ``kq`` a column's ``(center, scale)`` its
-        standardized value ``(col[i] - center) / scale`` (the copy's
-        operations, in registers); which one is chosen at compile time."""
+        """``col[i]`` widened to float64 (exact), or with ``kq`` a column's
+        ``(center, scale)`` its standardized value ``(col[i] - center) /
+        scale``: the reference's operations on the same float64 values, the
+        one compiled definition of a feature value (the copy writes it, the
+        streaming pass forms it in registers); which one is chosen at
+        compile time."""
 
     @overload(_x, jit_options={"cache": _CACHE})
     def _x_typed(col, i, kq):
         if isinstance(kq, types.NoneType):
-            return lambda col, i, kq: col[i]
-        return lambda col, i, kq: (col[i] - kq[0]) / kq[1]
+            return lambda col, i, kq: np.float64(col[i])
+        return lambda col, i, kq: (np.float64(col[i]) - kq[0]) / kq[1]
 
     def _kq(std, j):
         """Column ``j``'s ``(center, scale)`` of ``std = (center, scale)``, or
@@ -926,29 +929,26 @@ if _HAVE_NUMBA:
                         v = np.float64(src[i])
                         dst[i] = fj if v != v else v
                     if standardize:
-                        cj = center[j]
-                        sj = scale[j]
+                        kq = (center[j], scale[j])
                         for i in range(n):
-                            dst[i] = (dst[i] - cj) / sj
+                            dst[i] = _x(dst, i, kq)
                 elif standardize and tracking:
-                    cj = center[j]
-                    sj = scale[j]
+                    kq = (center[j], scale[j])
                     mx = _ZERO_BITS
                     for i in range(n):
-                        v = (np.float64(src[i]) - cj) / sj
+                        v = _x(src, i, kq)
                         dst[i] = v
                         b = _bits(v) & _ABS_MASK
                         if b > mx:
                             mx = b
                     colmax[j] = mx
                 elif standardize:
-                    cj = center[j]
-                    sj = scale[j]
+                    kq = (center[j], scale[j])
                     for i in range(n):
-                        dst[i] = (np.float64(src[i]) - cj) / sj
+                        dst[i] = _x(src, i, kq)
                 else:
                     for i in range(n):
-                        dst[i] = np.float64(src[i])
+                        dst[i] = _x(src, i, None)
             return tracking
         i = 0
         while i + _TILE <= n:
@@ -978,10 +978,9 @@ if _HAVE_NUMBA:
         if standardize:
             for j in range(d):
                 dst = Xs[0:n, j]
-                cj = center[j]
-                sj = scale[j]
+                kq = (center[j], scale[j])
                 for i in range(n):
-                    dst[i] = (dst[i] - cj) / sj
+                    dst[i] = _x(dst, i, kq)
         return False
 
     @njit(cache=_CACHE, nogil=True)
