@@ -263,6 +263,12 @@ class TrainConfig:
         if self.hashed is not None:
             if self.hash_buckets is None:
                 raise ConfigError("hashed columns need `hash_buckets`", column="hashed")
+            if not self.hashed:  # (hash_buckets would go unused, silently)
+                raise ConfigError(
+                    "hashed must name at least one column (or be left out: every categorical column); "
+                    "found an empty list",
+                    column="hashed",
+                )
         if not 0 < self.memory_fraction <= 1:
             raise invalid("memory_fraction", "in (0, 1]", self.memory_fraction)
         if isinstance(self.class_weight, str) and self.class_weight != "balanced":

@@ -32,7 +32,7 @@ import pyarrow as pa
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .config import InferenceKind, SolverName, TrainConfig
-from .data import FOLD_CODE, MISSING_POLICIES, Chunk, Folds, MissingPolicy
+from .data import FOLD_CODE, MISSING_POLICIES, Chunk, Folds, MissingPolicy, indicator_name
 from .errors import (
     ConfigError,
     LabelValueError,
@@ -258,10 +258,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         absent = [name for name in named if str(name) not in present]
         if absent:
             raise ValueError(f"categorical columns {absent} are not columns of X ({list(X.columns)})")
+        import pandas as pd
         from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
+        # (a category of booleans is categorical too, though pandas calls its dtype boolean)
         chosen = {str(name) for name in named} | {
-            str(name) for name, dtype in X.dtypes.items() if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype))
+            str(name)
+            for name, dtype in X.dtypes.items()
+            if isinstance(dtype, pd.CategoricalDtype) or not (is_numeric_dtype(dtype) or is_bool_dtype(dtype))
         }
         return [name for name in present if name in chosen]
 
@@ -491,6 +495,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 levels=[v.size for v in self.vocabularies_],
                 n_classes=self._n_classes,
                 class_totals=getattr(self, "_class_totals", None),
+                features=self._design_names(evaluator.n_features),  # (named in its warnings and errors)
             )
             if self.inference not in (None, "none"):
                 names = [f"x{j}" for j in range(evaluator.n_features)]
@@ -511,6 +516,24 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.converged_ = result.result.converged
         self.loss_history_ = [record.loss for record in result.result.history]
         return self
+
+    def _design_names(self, n_columns: int) -> list[str] | None:
+        """The names of the fitted design's ``n_columns`` columns -- the numeric
+        ones, their missing-value indicators (``name=<missing>``), the
+        categorical ones' level codes -- or None where X had no names."""
+        if not hasattr(self, "feature_names_in_"):
+            return None
+        numeric = (
+            [str(name) for name in self.numeric_columns_]
+            if self.vocabularies_
+            else [str(name) for name in self.feature_names_in_]
+        )
+        names = (
+            numeric
+            + [indicator_name(numeric[j]) for j in self.indicator_features_]
+            + [vocabulary.column for vocabulary in self.vocabularies_]
+        )
+        return names if len(names) == n_columns else None
 
     def _set_inference(self, inference: Inference | None) -> None:
         """``inference_`` and its per-coefficient arrays (intercept last); None without inference."""

@@ -566,7 +566,7 @@ def _check_type(key: str, value: Any, source: _Source) -> Any:
     elif spec.kind == "names":
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise wrong("a list of column names")
-        if key == "data.features" and not value:
+        if key in ("data.features", "data.hashed") and not value:  # (no hashed column: hash_buckets unused)
             raise source.error(f"{source.show(key)} must name at least one column; found an empty list", key)
         if not all(value):  # ("" on the command line, or "a,": an empty name)
             found = "no name" if not any(value) else f"an empty name in {', '.join(map(repr, value))}"

@@ -479,7 +479,10 @@ def test_a_hashed_column_must_be_a_categorical_feature(tmp_path):
                 )
             )
         assert info.value.column == name
-    train(TrainConfig(data=str(data), label="y", hash_buckets=8, hashed=(), max_categories=2, cluster=None))
+    # an empty list hashes nothing: hash_buckets would go unused (it was accepted, silently)
+    with pytest.raises(ConfigError, match="^hashed must name at least one column") as info:
+        TrainConfig(data=str(data), label="y", hash_buckets=8, hashed=(), max_categories=2, cluster=None)
+    assert info.value.column == "hashed"
     # (no categorical column at all: nothing is hashed or chosen, and nothing refused)
     train(TrainConfig(data=str(data), label="y", features=("x",), hash_buckets=8, max_categories=2, cluster=None))
     assert not (tmp_path / "out").exists()
@@ -823,3 +826,22 @@ def test_the_estimators_categorical_names_any_sequence_of_columns():
     # in this class's words: its parameters, not the command line's options (nor hashing, which it has not)
     assert "max_categories=K" in str(raised.value) and "min_category_count=N" in str(raised.value)
     assert "--" not in str(raised.value) and "hash" not in str(raised.value)
+
+
+def test_a_category_of_booleans_is_categorical_by_its_dtype():
+    """pandas calls a ``category`` of booleans a boolean dtype; it is a
+    ``category`` all the same, so its values are levels (those of the same
+    column named categorical: 0 and 1), not one standardized feature."""
+    import pandas as pd
+
+    from pipeline.estimator import LogisticRegression
+
+    rng = np.random.default_rng(9)
+    flag = rng.random(600) < 0.5
+    x = rng.standard_normal(600)
+    y = (rng.random(600) < 1 / (1 + np.exp(-(x + flag)))).astype(np.int8)
+    by_dtype = LogisticRegression(l2=1e-2).fit(pd.DataFrame({"x": x, "flag": pd.Categorical(flag)}), y)
+    assert [(v.column, v.values) for v in by_dtype.vocabularies_] == [("flag", (0, 1))]
+    named = LogisticRegression(l2=1e-2, categorical=["flag"]).fit(pd.DataFrame({"x": x, "flag": flag}), y)
+    assert by_dtype.coef_.shape == (1, 3)
+    assert by_dtype.coef_.tobytes() == named.coef_.tobytes()

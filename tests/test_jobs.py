@@ -175,6 +175,11 @@ def test_an_unknown_keys_suggestion_stays_in_its_section_and_knows_other_tools_n
         ("[trian]\nl2 = 0.1\n", ["unknown key 'trian.l2' (did you mean 'train.l2'?)"]),  # (was: unknown 'trian')
         ('data = "x"\n', ["'data' is a section: expected a table ([data] holding url, label"]),
         ('[data]\nlabel = "y"\nfeatures = []\n', ["key 'data.features' must name at least one column"]),
+        # no hashed column: hash_buckets went unused, silently (--hashed "" was refused)
+        (
+            '[data]\nlabel = "y"\nhash_buckets = 4\nhashed = []\n',
+            ["key 'data.hashed' must name at least one column; found an empty list"],
+        ),
         # a quoted dotted key is one key of that name: it was taken for [train] max_iter, and the
         # section's own max_iter silently replaced it
         ('"train.max_iter" = 1\n[train]\nmax_iter = 50\n', ["quoted key 'train.max_iter'", "max_iter under [train]"]),

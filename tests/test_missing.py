@@ -35,7 +35,7 @@ from sklearn.pipeline import make_pipeline
 from pipeline import ClusterSpec, Penalty, SolverOptions, TrainConfig, train
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.data import open_dataset
-from pipeline.errors import ConfigError, MissingValueError, NonFiniteValueError
+from pipeline.errors import ConfigError, DataWarning, MissingValueError, NonFiniteValueError
 from pipeline.estimator import LogisticRegression
 from pipeline.fitting import fit
 from pipeline.kernel import KernelSpec, chunk_partials, chunk_stats, margins
@@ -395,6 +395,17 @@ def test_a_column_missing_everywhere_is_refused_by_name(tmp_path):
     with pytest.raises(MissingValueError, match="feature 'a' is missing in all 2400 rows"):
         train(TrainConfig(data=str(path), label="y", missing="mean", out=str(tmp_path / "out"), cluster=None))
     assert not (tmp_path / "out").exists()
+    # the estimator names a DataFrame's column too (it said "feature number 0"), after
+    # categorical columns and indicators as well; a constant one's warning likewise
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": values["c"], "k": pd.Categorical(np.arange(N_ROWS) % 3), "a": np.nan})
+    labels = values["y"]
+    for policy in ("mean", "indicator"):
+        with pytest.raises(ValueError, match="^feature 'a' is missing in all 2400 rows"):
+            LogisticRegression(l2=1e-2, missing=policy).fit(frame, labels)
+    with pytest.warns(DataWarning, match="^feature 'a' is constant"):
+        LogisticRegression(l2=1e-2, missing="indicator").fit(frame.assign(a=np.where(frame.x > 0, 1.0, np.nan)), labels)
 
 
 def test_nan_as_missing_needs_a_policy():

@@ -162,6 +162,8 @@ def test_the_objects_refuse_the_same_values_on_their_own():
     for flag in ("standardize", "nan_as_missing", "overwrite"):
         with pytest.raises(ConfigError, match=f"^{flag} must be true or false; found 'no'$"):
             TrainConfig(data="/d", label="y", **{flag: "no"})
+    with pytest.raises(ConfigError, match="^hashed must name at least one column"):
+        TrainConfig(data="/d", label="y", hash_buckets=4, hashed=())  # (hash_buckets would go unused)
 
 
 def test_the_cli_help_comes_from_the_table():
