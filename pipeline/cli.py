@@ -221,12 +221,22 @@ def _tls_configuration(args):
         yield
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser of whole option names only: argparse's abbreviations took
+    ``--over`` for ``--overwrite`` (a finished model replaced) and a cut-short
+    typo for whichever option it began."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pipeline",
         description="Exact, distributed logistic regression on Dask from partitioned Parquet.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     make = commands.add_parser("make-data", help="write a seeded synthetic dataset as Parquet")
     make.add_argument("out", metavar="OUT", help="directory to create")
@@ -458,10 +468,19 @@ def _add_where(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--in-process", action="store_true", help="no Dask (the default)")
 
 
+def _cluster_spec(scheduler: str | None, workers: int | None) -> ClusterSpec:
+    """The cluster of ``--scheduler``/``--workers``, its rules in the options' words."""
+    try:
+        return ClusterSpec(scheduler=scheduler, n_workers=workers)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("n_workers", "--workers", 1), column="workers") from None
+
+
 @contextlib.contextmanager
 def _client_for(args):
-    if args.scheduler or args.workers:
-        with connect(ClusterSpec(scheduler=args.scheduler, n_workers=args.workers)) as client:
+    # (--workers 0 ran in-process, silently, where train refuses it)
+    if args.scheduler or args.workers is not None:
+        with connect(_cluster_spec(args.scheduler, args.workers)) as client:
             yield client
     else:
         yield None
@@ -898,10 +917,7 @@ def _print_iteration(record: IterationRecord) -> None:
 def _demo(args) -> int:
     if args.rows < 1:
         raise ConfigError(f"--rows must be >= 1; found {args.rows}", column="rows")
-    try:
-        workers = ClusterSpec(n_workers=args.workers)  # (its rules before any data is written)
-    except ConfigError as exc:
-        raise ConfigError(str(exc).replace("n_workers", "--workers", 1), column="workers") from None
+    workers = _cluster_spec(None, args.workers)  # (its rules before any data is written)
     out = None if args.out is None else local_path(args.out, "demo output directory")
     if out is not None:  # (before any data is written there)
         check_output_root(out, output_roots(), "demo output directory")

@@ -158,6 +158,13 @@ class TrainConfig:
         ``column``, and its message starts with the field's name."""
         for flag in ("standardize", "nan_as_missing", "overwrite", "restore_best"):
             require_flag(flag, getattr(self, flag))
+        for name in ("features", "categorical", "hashed"):  # (a text was read letter by letter)
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise ConfigError(
+                    f"{name} must be a list of column names; found the text {value!r} (one column: [{value!r}])",
+                    column=name,
+                )
         for name in ("out", "output_root"):  # written on this machine: local paths
             if getattr(self, name) is not None:
                 try:

@@ -340,7 +340,25 @@ def job_config(mapping: Mapping[str, Any], source: str, overrides: Mapping[str, 
     """The configuration of a job file's keys (:func:`read_job_file`, read
     once: a pipe cannot be read again), ``overrides`` winning over them."""
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if any(key in given for key in WHERE_KEYS):
+        _check_replaced_cluster(mapping, source)
     return config_from_mapping(overridden(mapping, given), source, overridden=given)
+
+
+def _check_replaced_cluster(mapping: Mapping[str, Any], source: str) -> None:
+    """The job file's own cluster values, by their rules, where a where-option
+    replaces them: a bad value in the file is the file's error with or without
+    the option (``workers = 0`` went through with ``--in-process``)."""
+    where = _Source(source)
+    fields = {}
+    for key in (*WHERE_KEYS, *_EMBEDDED_KEYS, *_CLUSTER_TIMEOUT_KEYS):
+        field = KEYS[key].field
+        if field is not None and mapping.get(key) is not None:
+            fields[field.rpartition(".")[2]] = _check_type(key, mapping[key], where)
+    try:
+        _built(ClusterSpec, "cluster", **fields)
+    except _FieldError as error:
+        raise _refused(error, where) from None
 
 
 def read_job_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -748,16 +766,20 @@ def config_from_mapping(
         options = _built(SolverOptions, "options", **fields["options"])
         return _built(TrainConfig, "", **fields[""], options=options, penalty=penalty, cluster=cluster)
     except _FieldError as error:
-        refused = error.error
-        if error.key is None:
-            raise (refused if where.by_command_line(None) else fail(str(refused))) from None
-        message, name = str(refused), refused.column or ""
-        shown = (
-            show(error.key) + message[len(name) :]
-            if name and message.startswith(name)
-            else f"{show(error.key)}: {message}"
-        )
-        raise fail(_quoted_fields(shown, error.group, show), error.key) from None
+        raise _refused(error, where) from None
+
+
+def _refused(error: _FieldError, where: _Source) -> ConfigError:
+    """A configuration object's refusal in ``where``'s words: the key (or
+    option) that set the value, the other fields it quotes shown likewise."""
+    refused, show = error.error, where.show
+    if error.key is None:
+        return refused if where.by_command_line(None) else where.error(str(refused))
+    message, name = str(refused), refused.column or ""
+    shown = (
+        show(error.key) + message[len(name) :] if name and message.startswith(name) else f"{show(error.key)}: {message}"
+    )
+    return where.error(_quoted_fields(shown, error.group, show), error.key)
 
 
 class _FieldError(Exception):

@@ -689,17 +689,21 @@ def margins(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
     the intercept is added.  Only elementwise IEEE operations are used, so the
     result for a row depends on nothing but the row and ``coef`` (unlike BLAS
     gemv, whose order varies with the row's position and the array layout).
+    A margin that overflows is an infinity (NaN where infinities of both
+    signs meet): the callers decide what it means, and numpy's warnings are
+    not printed (the compiled twin prints none either).
     """
-    terms = X * coef[:-1]
-    while terms.shape[1] > 1:
-        n_pairs = terms.shape[1] // 2
-        paired = terms[:, 0 : 2 * n_pairs : 2] + terms[:, 1 : 2 * n_pairs : 2]
-        if terms.shape[1] % 2:
-            paired = np.concatenate([paired, terms[:, -1:]], axis=1)
-        terms = paired
-    if terms.shape[1] == 0:
-        return np.full(X.shape[0], coef[-1], dtype=np.float64)
-    return terms[:, 0] + coef[-1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        terms = X * coef[:-1]
+        while terms.shape[1] > 1:
+            n_pairs = terms.shape[1] // 2
+            paired = terms[:, 0 : 2 * n_pairs : 2] + terms[:, 1 : 2 * n_pairs : 2]
+            if terms.shape[1] % 2:
+                paired = np.concatenate([paired, terms[:, -1:]], axis=1)
+            terms = paired
+        if terms.shape[1] == 0:
+            return np.full(X.shape[0], coef[-1], dtype=np.float64)
+        return terms[:, 0] + coef[-1]
 
 
 def sample_weights(

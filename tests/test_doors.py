@@ -713,23 +713,63 @@ def test_margins_that_overflow_float64(tmp_path, capsys, trained):
 
     plain = log_loss(dataset("plain", []))
     assert 0 < plain < math.inf
-    right = log_loss(dataset("right", [([BIG] * FEATURES, 1), ([-BIG] * FEATURES, 0)]))
-    assert right == pytest.approx(plain * len(labels) / (len(labels) + 2), rel=1e-15)  # two rows of loss 0
-    assert log_loss(dataset("wrong", [([BIG] * FEATURES, 0)])) == math.inf
-    scores = tmp_path / "scores"
-    assert run_main(capsys, "predict", model, tmp_path / "right", "--out", scores)[0] == 0
-    assert pq.read_table(scores).column("proba").to_pylist()[-2:] == [1.0, 0.0]
-    both = dataset("both", [([BIG, -BIG, 0.0], 1)])
-    before = snapshot(tmp_path)
-    for command in (
-        ["evaluate", model, both, "--out", tmp_path / "nan.json"],
-        ["predict", model, both, "--out", tmp_path / "nan-scores"],
-    ):
-        code, stderr = run_main(capsys, *command)
-        assert_one_error_line(
-            code, stderr, "NonFiniteValueError", "1 row(s)", "not a number", f"row {len(labels)} of the row group"
-        )
+    with warnings.catch_warnings(record=True) as caught:  # (numpy's overflow warnings were printed)
+        warnings.simplefilter("always")
+        right = log_loss(dataset("right", [([BIG] * FEATURES, 1), ([-BIG] * FEATURES, 0)]))
+        assert right == pytest.approx(plain * len(labels) / (len(labels) + 2), rel=1e-15)  # two rows of loss 0
+        assert log_loss(dataset("wrong", [([BIG] * FEATURES, 0)])) == math.inf
+        scores = tmp_path / "scores"
+        assert run_main(capsys, "predict", model, tmp_path / "right", "--out", scores)[0] == 0
+        assert pq.read_table(scores).column("proba").to_pylist()[-2:] == [1.0, 0.0]
+        both = dataset("both", [([BIG, -BIG, 0.0], 1)])
+        before = snapshot(tmp_path)
+        for command in (
+            ["evaluate", model, both, "--out", tmp_path / "nan.json"],
+            ["predict", model, both, "--out", tmp_path / "nan-scores"],
+        ):
+            code, stderr = run_main(capsys, *command)
+            assert_one_error_line(
+                code, stderr, "NonFiniteValueError", "1 row(s)", "not a number", f"row {len(labels)} of the row group"
+            )
     assert snapshot(tmp_path) == before
+    assert [str(warning.message) for warning in caught if issubclass(warning.category, RuntimeWarning)] == []
+
+
+def test_an_option_cut_short_is_not_taken_for_a_whole_one(tmp_path, capsys, trained):
+    """argparse took ``--over`` for ``--overwrite`` (a finished model replaced)
+    and ``--in-proc`` for ``--in-process``: only whole option names now."""
+    data, model = trained
+    before = snapshot(model)
+    for cut in (["--over"], ["--in-proc"], ["--max-it", "3"]):
+        with pytest.raises(SystemExit) as exited:
+            main(["train", str(data), "--label", "y", "--in-process", "--out", str(model), "--quiet", *cut])
+        assert exited.value.code == 2
+        assert f"unrecognized arguments: {cut[0]}" in capsys.readouterr().err
+    assert snapshot(model) == before
+
+
+def test_scoring_refuses_a_worker_count_below_one_as_train_does(tmp_path, capsys, trained):
+    """``predict``/``evaluate --workers 0`` ran in-process, silently (train
+    refuses it), and ``-1`` was refused in an internal name (n_workers)."""
+    data, model = trained
+    for command in ("predict", "evaluate"):
+        for workers in ("0", "-1"):
+            code, stderr = run_main(capsys, command, model, data, "--out", tmp_path / "out", "--workers", workers)
+            assert_one_error_line(code, stderr, "ConfigError", f"--workers must be an integer >= 1; found {workers}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_reference_margins_overflow_without_numpys_warnings():
+    """Whichever kernel a process picks (the numpy reference for small
+    data), an overflowing margin is an infinity or a NaN that the callers
+    judge, without numpy's RuntimeWarnings printed around their one line."""
+    from pipeline.kernel import margins
+
+    X = np.array([[BIG, BIG], [BIG, -BIG], [1.0, 2.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values = margins(X, np.array([2.0, 2.0, 0.5]))
+    assert values[0] == math.inf and math.isnan(values[1]) and values[2] == 6.5
 
 
 def test_multinomial_margins_that_overflow_float64(tmp_path, capsys):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -35,7 +36,7 @@ from job_support import (
 from pipeline.checkpoint import load_checkpoint
 from pipeline.cli import _parser, main
 from pipeline.config import TrainConfig
-from pipeline.errors import JobError, PipelineError
+from pipeline.errors import JobError, JobFileError, PipelineError
 from pipeline.jobfile import (
     KEYS,
     config_from_mapping,
@@ -136,6 +137,14 @@ def test_cli_overrides_win_over_the_job_file(tmp_path, data):
     assert load_job(job, {"cluster.in_process": True}).cluster is None
     resized = load_job(job, {"cluster.workers": 1}).cluster  # an embedded cluster keeps its settings
     assert resized.n_workers == 1 and resized.threads_per_worker == 2
+    # the file's own bad values are still the file's error when an option replaces them
+    # (workers = 0 or memory_limit = "lots" went through with --in-process)
+    for bad, fragment in (("workers = 0", "'cluster.workers' must be an integer >= 1"), ('memory_limit = "lots"', "")):
+        job.write_text(embedded.replace("workers = 3", bad))
+        for where in ({"cluster.in_process": True}, {"cluster.scheduler": "tcp://127.0.0.1:1"}, {"cluster.workers": 2}):
+            with pytest.raises(JobFileError, match=f"^{re.escape(str(job))}: key .*{fragment}") as refused:
+                load_job(job, where)
+            assert refused.value.column == ("cluster.workers" if fragment else "cluster.memory_limit")
 
 
 @pytest.mark.parametrize(

@@ -162,6 +162,9 @@ def test_the_objects_refuse_the_same_values_on_their_own():
     for flag in ("standardize", "nan_as_missing", "overwrite"):
         with pytest.raises(ConfigError, match=f"^{flag} must be true or false; found 'no'$"):
             TrainConfig(data="/d", label="y", **{flag: "no"})
+    for name in ("features", "categorical", "hashed"):  # (a text was read letter by letter: 'f', '0')
+        with pytest.raises(ConfigError, match=rf"^{name} must be a list of column names; found the text 'f0'"):
+            TrainConfig(data="/d", label="y", hash_buckets=4, **{name: "f0"})
     with pytest.raises(ConfigError, match="^hashed must name at least one column"):
         TrainConfig(data="/d", label="y", hash_buckets=4, hashed=())  # (hash_buckets would go unused)
 
