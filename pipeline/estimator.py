@@ -31,7 +31,7 @@ import pyarrow as pa
 # scikit-learn comes with dask-ml (a core dependency); imported only with this module
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from .config import InferenceKind, SolverName, TrainConfig
+from .config import MAX_HASH_BUCKETS, InferenceKind, SolverName, TrainConfig
 from .data import FOLD_CODE, MISSING_POLICIES, Chunk, Folds, MissingPolicy, indicator_name
 from .errors import (
     ConfigError,
@@ -62,7 +62,7 @@ from .paths import DEFAULT_RATIO, choose
 from .reduce import DaskEvaluator, InProcessEvaluator, compile_ahead
 from .solvers import SolverOptions
 from .tiers import worth_compiling
-from .train import Recorder, fit_options, fit_path, train
+from .train import Recorder, fit_options, fit_path, hashed_of, train
 
 __all__ = ["LogisticRegression", "LogisticRegressionCV"]
 
@@ -90,6 +90,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     their coefficients follow the numeric columns' (and the indicators') in
     ``coef_``, as ``OneHotEncoder(handle_unknown="ignore")`` would lay them
     out; an unseen value scores as ``<other>``, or adds nothing without it.
+    ``hash_buckets`` (None, or 1 to 2**24): the ``hashed`` categorical
+    columns (None: every one) take no levels from the data but a value's
+    bucket, the fixed 64-bit hash of ``pipeline train --hash-buckets``
+    (levels ``column=#0`` .. ``column=#(N-1)``, then ``<null>``): the same
+    model as the command's on the same rows.
 
     ``missing``: what a NaN in ``X`` means.  ``"error"`` (default): refused,
     as scikit-learn does.  ``"mean"``: a missing value, which takes its
@@ -124,6 +129,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         categorical="from_dtype",
         min_category_count: int = 1,
         max_categories: int | None = None,
+        hash_buckets: int | None = None,
+        hashed=None,
         inference: str | None = None,
         confidence: float = DEFAULT_CONFIDENCE,
     ) -> None:
@@ -140,6 +147,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.categorical = categorical
         self.min_category_count = min_category_count
         self.max_categories = max_categories
+        self.hash_buckets = hash_buckets
+        self.hashed = hashed
         self.inference = inference
         self.confidence = confidence
 
@@ -183,10 +192,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if _is_dask(X):
             return self._fit_dask(X, y, sample_weight)
         columns = self._categorical_columns(X)
+        hashed = self._hashed(columns)
         codes = None
         if columns:
             X = _named_by_text(X)
-            self.vocabularies_ = self._learn_levels([(_level_counts(X[name], name),) for name in columns], columns)
+            self.vocabularies_ = self._learn_levels(
+                [(_level_counts(X[name], name, name not in hashed),) for name in columns], columns, hashed
+            )
             codes = _codes_of(X, self.vocabularies_)
             all_columns, X = list(X.columns), X.drop(columns=columns)
             if not X.shape[1]:  # only categorical columns: no numeric design
@@ -269,14 +281,44 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         }
         return [name for name in present if name in chosen]
 
-    def _learn_levels(self, counted: list[tuple], columns: list[str]) -> list[Vocabulary]:
+    def _hashed(self, columns: list[str]) -> set[str]:
+        """Which of the categorical ``columns`` ``hash_buckets`` hashes (the
+        command's rules, in this class's words: a ValueError)."""
+        buckets, named = self.hash_buckets, self.hashed
+        if buckets is not None and (
+            isinstance(buckets, bool)
+            or not isinstance(buckets, numbers.Integral)
+            or not 1 <= buckets <= MAX_HASH_BUCKETS
+        ):
+            raise ValueError(f"hash_buckets must be None or an integer in 1 .. {MAX_HASH_BUCKETS}; got {buckets!r}")
+        if named is not None:
+            if isinstance(named, str):
+                raise ValueError(f"hashed must be a list of column names; got {named!r} (one column: [{named!r}])")
+            named = [str(name) for name in named]
+            if not named:
+                raise ValueError("hashed must name at least one column, or be None (every categorical column)")
+            if buckets is None:
+                raise ValueError("hashed columns need hash_buckets")
+        try:
+            return hashed_of(
+                columns, buckets, named, self.min_category_count, self.max_categories, "the hashed parameter"
+            )
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    def _learn_levels(self, counted: list[tuple], columns: list[str], hashed: set[str]) -> list[Vocabulary]:
         """Each column's levels from its ``(kind, LevelCounts)`` per part (one part
-        in memory, one per partition of a dask DataFrame)."""
+        in memory, one per partition of a dask DataFrame); a ``hashed`` one's
+        buckets (its parts' kinds only: nothing counted)."""
         vocabularies = []
         for name, parts in zip(columns, counted):
             kinds = {kind for kind, _ in parts if kind is not None}
             if len(kinds) > 1:
                 raise ValueError(f"categorical column {name!r} holds both text and integers")
+            if name in hashed:  # (_hashed checked hash_buckets)
+                buckets = int(cast(int, self.hash_buckets))
+                vocabularies.append(Vocabulary.hashed(name, kinds.pop() if kinds else "str", buckets))
+                continue
             total = LevelCounts()
             for _, more in parts:
                 total = total.merge(more)
@@ -329,13 +371,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         _check_feature_names(self, _columns_of(X), reset=True)
         n_columns = len(X.columns) if hasattr(X, "columns") else X.shape[1]
         columns = self._categorical_columns(X)
+        hashed = self._hashed(columns)
         if columns:
             X = _named_by_text(X)
             self.feature_names_in_ = np.array(list(X.columns), dtype=object)
             self.numeric_columns_ = [name for name in X.columns if name not in columns]
-            counted = dask.compute(*[dask.delayed(_frame_counts)(part, columns) for part in X.to_delayed()])
+            counted = dask.compute(*[dask.delayed(_frame_counts)(part, columns, hashed) for part in X.to_delayed()])
             self.vocabularies_ = self._learn_levels(
-                [tuple(part[k] for part in counted) for k in range(len(columns))], columns
+                [tuple(part[k] for part in counted) for k in range(len(columns))], columns, hashed
             )
             X = _dask_design(X, self.numeric_columns_, self.vocabularies_)
         X = _dask_array(X, "X")
@@ -672,6 +715,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 categorical=None if isinstance(self.categorical, str) else tuple(named),
                 min_category_count=self.min_category_count,
                 max_categories=self.max_categories,
+                hash_buckets=self.hash_buckets,
+                hashed=None if self.hashed is None else tuple(str(name) for name in self.hashed),
                 inference=cast(InferenceKind, self.inference or "none"),
                 # (the intervals' level: used with inference only, as in fit())
                 confidence=float(self.confidence) if self.inference not in (None, "none") else DEFAULT_CONFIDENCE,
@@ -693,6 +738,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         levels again by those)."""
 
         model = Model.load(directory)
+        hashed = [vocabulary for vocabulary in model.vocabularies if vocabulary.buckets]
         estimator = cls(
             # the resolved solver Model.load read; a hand-over happens only under auto
             solver=cast(SolverName, "auto" if model.solver == HANDED_OVER else model.solver),
@@ -703,6 +749,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             missing=model.missing,
             # the model's categorical columns by name (an integer-coded one is not categorical by its dtype)
             categorical=[vocabulary.column for vocabulary in model.vocabularies] or "from_dtype",
+            # (a refit hashes them again: it learnt their levels from the data instead)
+            hash_buckets=hashed[0].buckets if hashed else None,
+            hashed=[vocabulary.column for vocabulary in hashed] or None,
             inference=None if model.inference is None else model.inference["cov_type"],
             confidence=DEFAULT_CONFIDENCE if model.inference is None else float(model.inference["confidence"]),
         )
@@ -1050,23 +1099,26 @@ def _arrow_values(series, name: str):
         raise ValueError(f"categorical column {name!r} cannot be read as text or integers: {exc}") from None
 
 
-def _level_counts(series, name: str) -> tuple[LevelKind | None, LevelCounts]:
-    """``(kind, counts)`` of one part of a column; kind None: nulls only (any kind)."""
+def _level_counts(series, name: str, count: bool = True) -> tuple[LevelKind | None, LevelCounts]:
+    """``(kind, counts)`` of one part of a column; kind None: nulls only (any
+    kind); without ``count`` (a hashed column) its kind alone."""
     values = _arrow_values(series, name)
     if pa.types.is_null(values.type):
         return None, LevelCounts({}, len(values))
     kind = level_kind(values.type)
     if kind is None:
         raise ValueError(f"categorical column {name!r} has type {values.type}; expected text or integers")
+    if not count:
+        return kind, LevelCounts()
     try:
         return kind, count_levels(values, kind, name)
     except PipelineError as exc:  # (a uint64 beyond int64: scikit-learn callers expect ValueError)
         raise ValueError(str(exc)) from exc
 
 
-def _frame_counts(frame, columns: list[str]) -> list[tuple[LevelKind | None, LevelCounts]]:
-    """One partition's level counts, per categorical column."""
-    return [_level_counts(frame[name], name) for name in columns]
+def _frame_counts(frame, columns: list[str], hashed: set[str]) -> list[tuple[LevelKind | None, LevelCounts]]:
+    """One partition's level counts, per categorical column (a hashed one's kind alone)."""
+    return [_level_counts(frame[name], name, name not in hashed) for name in columns]
 
 
 def _codes_of(frame, vocabularies: list[Vocabulary]) -> np.ndarray:

@@ -753,35 +753,54 @@ def check_feature_names(dataset: Dataset) -> None:
 
 
 def hashed_columns(config: TrainConfig, dataset: Dataset) -> set[str]:
-    """The categorical columns ``config`` hashes; a ConfigError names any
-    ``hashed`` column that is not one of ``dataset``'s categorical features
-    (a numeric one, one left out of the features, or none at all)."""
-    if not config.hash_buckets:
+    """The categorical columns ``config`` hashes (:func:`hashed_of`)."""
+    return hashed_of(
+        dataset.categorical,
+        config.hash_buckets,
+        config.hashed,
+        config.min_category_count,
+        config.max_categories,
+        "--hashed; hashed in a job file",
+    )
+
+
+def hashed_of(
+    categorical: Sequence[str],
+    hash_buckets: int | None,
+    hashed: Sequence[str] | None,
+    min_category_count: int,
+    max_categories: int | None,
+    naming: str,
+) -> set[str]:
+    """The ``categorical`` columns that ``hash_buckets`` hashes: ``hashed``, or
+    every one (None).  A ConfigError names any ``hashed`` column that is not
+    one of them (a numeric one, one left out of the features, or none at
+    all), and a level policy that would choose no column's levels (every one
+    hashed); ``naming``: how the caller names the columns to hash."""
+    if not hash_buckets:
         return set()
-    hashed = set(config.hashed if config.hashed is not None else dataset.categorical)
-    unknown = sorted(hashed - set(dataset.categorical))
+    chosen = set(hashed if hashed is not None else categorical)
+    unknown = sorted(chosen - set(categorical))
     if unknown:
         raise ConfigError(
-            f"hashed columns {unknown} are not categorical features of the fit; expected some of "
-            f"{list(dataset.categorical)}",
+            f"hashed columns {unknown} are not categorical features of the fit; expected some of {list(categorical)}",
             column="hashed",
         )
     policy = [
         name
         for name, value, default in (
-            ("min_category_count", config.min_category_count, 1),
-            ("max_categories", config.max_categories, None),
+            ("min_category_count", min_category_count, 1),
+            ("max_categories", max_categories, None),
         )
         if value != default
     ]
-    if policy and dataset.categorical and hashed == set(dataset.categorical):  # (it would do nothing)
+    if policy and categorical and chosen == set(categorical):  # (it would do nothing)
         raise ConfigError(
             f"{policy[0]} chooses the levels of a column that is not hashed; found every categorical column "
-            f"hashed ({sorted(hashed)}): name the columns to hash (--hashed; hashed in a job file), or leave this "
-            "policy out",
+            f"hashed ({sorted(chosen)}): name the columns to hash ({naming}), or leave this policy out",
             column=policy[0],
         )
-    return hashed
+    return chosen
 
 
 def learn_levels(config: TrainConfig, dataset: Dataset, client: Any, notify: Notify) -> Dataset:

@@ -845,3 +845,36 @@ def test_a_category_of_booleans_is_categorical_by_its_dtype():
     named = LogisticRegression(l2=1e-2, categorical=["flag"]).fit(pd.DataFrame({"x": x, "flag": flag}), y)
     assert by_dtype.coef_.shape == (1, 3)
     assert by_dtype.coef_.tobytes() == named.coef_.tobytes()
+
+
+def test_the_estimator_hashes_a_frames_column_to_the_commands_bits(hashed_reference, tmp_path):
+    """``hash_buckets``/``hashed``: the estimator on a pandas frame gives the
+    bits of ``pipeline train --hash-buckets --hashed`` on the same rows; a
+    model file's hashing comes back as those parameters, so a clone refits to
+    the same bytes (it learnt the hashed column's levels from the data)."""
+    from sklearn.base import clone
+
+    from pipeline.estimator import LogisticRegression
+
+    X, y = frame()
+    estimator = LogisticRegression(l2=1e-3, missing="mean", tol=1e-9, hash_buckets=2**17, hashed=["country"]).fit(X, y)
+    assert estimator.vocabularies_ == hashed_reference.vocabularies
+    assert estimator.coef_.tobytes() == np.array([hashed_reference.coef]).tobytes()
+    assert estimator.intercept_.tobytes() == np.array([hashed_reference.intercept]).tobytes()
+    out = tmp_path / "model"
+    hashed_reference.save(out)
+    loaded = LogisticRegression.from_model(str(out))
+    assert (loaded.get_params()["hash_buckets"], loaded.get_params()["hashed"]) == (2**17, ["country"])
+    refit = clone(loaded).set_params(tol=1e-9).fit(X, y)
+    assert refit.coef_.tobytes() == estimator.coef_.tobytes()
+    assert loaded.decision_function(X).tobytes() == estimator.decision_function(X).tobytes()
+    # the command's rules, as ValueErrors in this class's words
+    for params, message in (
+        ({"hashed": ["country"]}, "hashed columns need hash_buckets"),
+        ({"hash_buckets": 8, "hashed": ["x"]}, r"hashed columns \['x'\] are not categorical features"),
+        ({"hash_buckets": 8, "max_categories": 2}, r"name the columns to hash \(the hashed parameter\)"),
+        ({"hash_buckets": 2**30}, "hash_buckets must be None or an integer in 1 .. "),
+        ({"hash_buckets": 8, "hashed": []}, "hashed must name at least one column"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            LogisticRegression(missing="mean", **params).fit(X, y)
