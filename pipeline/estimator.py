@@ -293,7 +293,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             raise ValueError(f"hash_buckets must be None or an integer in 1 .. {MAX_HASH_BUCKETS}; got {buckets!r}")
         if named is not None:
             if isinstance(named, str):
-                raise ValueError(f"hashed must be a list of column names; got {named!r} (one column: [{named!r}])")
+                raise ValueError(
+                    f"hashed must be a list of column names; found the text {named!r} (one column: [{named!r}])"
+                )
             named = [str(name) for name in named]
             if not named:
                 raise ValueError("hashed must name at least one column, or be None (every categorical column)")
@@ -325,11 +327,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             kind: LevelKind = kinds.pop() if kinds else "str"  # (nulls only: text)
             try:
                 vocabularies.append(vocabulary(name, kind, total, self.min_category_count, self.max_categories))
-            except TooManyLevelsError as exc:  # (in this class's words: its parameters, and no hashing here)
+            except TooManyLevelsError as exc:  # (in this class's words: its parameters)
                 raise ValueError(
                     f"categorical column {name!r} has {len(total.counts)} distinct values; expected at "
-                    f"most {MAX_LEVELS} without a policy: keep the most frequent with max_categories=K, or drop "
-                    "rare ones with min_category_count=N"
+                    f"most {MAX_LEVELS} without a policy: keep the most frequent with max_categories=K, drop "
+                    f"rare ones with min_category_count=N, or hash it with hash_buckets=N, hashed=[{name!r}]"
                 ) from exc
             except PipelineError as exc:  # (a bad policy: scikit-learn callers expect ValueError)
                 raise ValueError(str(exc)) from exc
@@ -716,7 +718,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 min_category_count=self.min_category_count,
                 max_categories=self.max_categories,
                 hash_buckets=self.hash_buckets,
-                hashed=None if self.hashed is None else tuple(str(name) for name in self.hashed),
+                # (a text is TrainConfig's to refuse, not to be read letter by letter here)
+                hashed=cast(
+                    "tuple[str, ...] | None",
+                    self.hashed
+                    if self.hashed is None or isinstance(self.hashed, str)
+                    else tuple(map(str, self.hashed)),
+                ),
                 inference=cast(InferenceKind, self.inference or "none"),
                 # (the intervals' level: used with inference only, as in fit())
                 confidence=float(self.confidence) if self.inference not in (None, "none") else DEFAULT_CONFIDENCE,

@@ -361,6 +361,18 @@ def _check_replaced_cluster(mapping: Mapping[str, Any], source: str) -> None:
         raise _refused(error, where) from None
 
 
+def stored_settings(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """A job's settings as ``job.json`` (or a checkpoint) stored them, in
+    today's terms: ``data.hashed = []``, which earlier versions accepted and
+    which hashed no column, is no hashing (without ``data.hash_buckets``):
+    such a job still resumes, to the same model."""
+    settings = dict(mapping)
+    if settings.get("data.hashed") == []:
+        settings.pop("data.hashed")
+        settings.pop("data.hash_buckets", None)
+    return settings
+
+
 def read_job_file(path: str | os.PathLike) -> dict[str, Any]:
     """A job file's flat keys, each of the type its setting takes (:class:`JobFileError` if not)."""
     source = str(path)

@@ -56,7 +56,7 @@ from .errors import (
     PipelineError,
 )
 from .fitting import FitState, Progress
-from .jobfile import JobSource, config_to_mapping, in_file_words, source_json
+from .jobfile import JobSource, config_to_mapping, in_file_words, source_json, stored_settings
 from .model import Model
 from .outputs import (
     ACTIVE,
@@ -677,7 +677,7 @@ def _comparable(options: dict) -> dict:
     (:data:`_ADDED_OPTIONS`) as its value then; explicit class weights
     (a list, or a table by class: ``0:1,1:5`` and ``1,5`` are the same
     weights) only once the classes resolve them (:func:`pipeline.train.check_resumed_class_weight`)."""
-    options = {**_ADDED_OPTIONS, **options}
+    options = {**_ADDED_OPTIONS, **stored_settings(options)}
     if isinstance(options.get("train.class_weight"), (list, dict)):
         return {**options, "train.class_weight": "explicit"}
     return options

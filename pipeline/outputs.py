@@ -49,7 +49,7 @@ from .atomic import create_atomic, leftover_temporaries, temporaries_in, write_a
 from .config import TrainConfig
 from .data import chain_target, file_url_path, is_glob
 from .errors import JobError, JobNotFoundError, OutputError
-from .jobfile import config_from_mapping, overridden
+from .jobfile import config_from_mapping, overridden, stored_settings
 
 __all__ = [
     "DirectoryLock",
@@ -372,7 +372,7 @@ class OutputDir:
         if document is None or document.config is None:
             raise JobNotFoundError(f"{self.path} has no {JOB_FILE} with a job configuration", path=str(self.path))
         given = {key: value for key, value in (overrides or {}).items() if value is not None}
-        mapping = overridden(document.config, given)
+        mapping = overridden(stored_settings(document.config), given)
         mapping["output.dir"] = str(self.path.absolute())
         mapping.pop("output.overwrite", None)
         return config_from_mapping(mapping, str(self.job), overridden=given)

@@ -621,7 +621,13 @@ def test_a_dask_frame_trains_on_the_cluster_to_the_same_bits(reference):
         yd = dd.from_pandas(__import__("pandas").Series(y), npartitions=3)
         estimator = LogisticRegression(l2=1e-3, missing="mean", tol=1e-9).fit(Xd, yd)
         margin = estimator.decision_function(Xd).compute()
+        # hashed: each partition gives its kind, nothing counted (the in-memory fit's bits)
+        hashing = {"hash_buckets": 64, "hashed": ["country"]}
+        hashed = LogisticRegression(l2=1e-3, missing="mean", tol=1e-9, **hashing).fit(Xd, yd)
     assert estimator.coef_.tobytes() == np.array([reference.coef]).tobytes()
+    in_memory = LogisticRegression(l2=1e-3, missing="mean", tol=1e-9, **hashing).fit(X, y)
+    assert hashed.vocabularies_ == in_memory.vocabularies_ and hashed.vocabularies_[0].buckets == 64
+    assert hashed.coef_.tobytes() == in_memory.coef_.tobytes()
     local = LogisticRegression(l2=1e-3, missing="mean", tol=1e-9).fit(X, y)
     assert margin.tobytes() == local.decision_function(X).tobytes()
 
@@ -823,9 +829,9 @@ def test_the_estimators_categorical_names_any_sequence_of_columns():
     many = pd.DataFrame({"id": [f"u{i}" for i in range(MAX_LEVELS + 1)]})
     with pytest.raises(ValueError, match=f"categorical column 'id' has {MAX_LEVELS + 1} distinct values") as raised:
         LogisticRegression().fit(many, np.arange(MAX_LEVELS + 1) % 2)
-    # in this class's words: its parameters, not the command line's options (nor hashing, which it has not)
+    # in this class's words: its parameters, not the command line's options
     assert "max_categories=K" in str(raised.value) and "min_category_count=N" in str(raised.value)
-    assert "--" not in str(raised.value) and "hash" not in str(raised.value)
+    assert "hash_buckets=N, hashed=['id']" in str(raised.value) and "--" not in str(raised.value)
 
 
 def test_a_category_of_booleans_is_categorical_by_its_dtype():
@@ -847,7 +853,7 @@ def test_a_category_of_booleans_is_categorical_by_its_dtype():
     assert by_dtype.coef_.tobytes() == named.coef_.tobytes()
 
 
-def test_the_estimator_hashes_a_frames_column_to_the_commands_bits(hashed_reference, tmp_path):
+def test_the_estimator_hashes_a_frames_column_to_the_commands_bits(hashed_reference, data, tmp_path):
     """``hash_buckets``/``hashed``: the estimator on a pandas frame gives the
     bits of ``pipeline train --hash-buckets --hashed`` on the same rows; a
     model file's hashing comes back as those parameters, so a clone refits to
@@ -878,3 +884,6 @@ def test_the_estimator_hashes_a_frames_column_to_the_commands_bits(hashed_refere
     ):
         with pytest.raises(ValueError, match=message):
             LogisticRegression(missing="mean", **params).fit(X, y)
+    for fitting in (lambda e: e.fit(X, y), lambda e: e.fit_parquet(str(data), label="y")):  # (not letter by letter)
+        with pytest.raises(ValueError, match="^hashed must be a list of column names; found the text 'country'"):
+            fitting(LogisticRegression(missing="mean", hash_buckets=8, hashed="country"))

@@ -1487,6 +1487,24 @@ def test_a_detached_submit_the_scheduler_never_takes_is_an_error_not_queued(tmp_
         cluster.close()
 
 
+def test_a_job_that_an_earlier_version_stored_with_an_empty_hashed_list_still_resumes(tmp_path, data):
+    """``hashed = []`` (accepted before, hashing no column; refused now) read
+    back from job.json and compared with a checkpoint's options means no
+    hashing: such a job resumes, to the same model, instead of failing."""
+    from pipeline.jobs import _comparable
+    from pipeline.outputs import OutputDir
+
+    outputs = OutputDir(tmp_path / "out")
+    outputs.path.mkdir()
+    stored = {"data.url": str(data), "data.label": "y", "data.hash_buckets": 4, "data.hashed": []}
+    outputs.claim_job(job_id="a" * 12, config=stored)
+    config = outputs.training_config()
+    assert config.hash_buckets is None and config.hashed is None
+    today = {"data.url": str(data), "data.label": "y"}
+    assert _comparable(stored) == _comparable(today)
+    assert _comparable({**stored, "data.hashed": ["c"]}) != _comparable(today)  # (hashing something differs)
+
+
 def test_resume_on_another_cluster_keeps_the_jobs_other_cluster_settings(tmp_path, data):
     """resume --workers / --scheduler / --in-process replace where the job
     runs as the same options over a job file do: the job's timeouts stay
