@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import numbers
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -158,13 +159,9 @@ class TrainConfig:
         ``column``, and its message starts with the field's name."""
         for flag in ("standardize", "nan_as_missing", "overwrite", "restore_best"):
             require_flag(flag, getattr(self, flag))
-        for name in ("features", "categorical", "hashed"):  # (a text was read letter by letter)
-            value = getattr(self, name)
-            if isinstance(value, str):
-                raise ConfigError(
-                    f"{name} must be a list of column names; found the text {value!r} (one column: [{value!r}])",
-                    column=name,
-                )
+        for name in ("features", "categorical"):
+            refuse_text(name, getattr(self, name))
+        check_hashing(self.hash_buckets, self.hashed)  # (before hashed is read as names)
         for name in ("out", "output_root"):  # written on this machine: local paths
             if getattr(self, name) is not None:
                 try:
@@ -265,17 +262,6 @@ class TrainConfig:
                 twice = sorted({column for column in columns if columns.count(column) > 1})
                 if twice:
                     raise ConfigError(f"{name}: columns listed more than once: {twice}", column=name)
-        if self.hash_buckets is not None and not 1 <= self.hash_buckets <= MAX_HASH_BUCKETS:
-            raise invalid("hash_buckets", f"in 1 .. {MAX_HASH_BUCKETS}", self.hash_buckets)
-        if self.hashed is not None:
-            if self.hash_buckets is None:
-                raise ConfigError("hashed columns need `hash_buckets`", column="hashed")
-            if not self.hashed:  # (hash_buckets would go unused, silently)
-                raise ConfigError(
-                    "hashed must name at least one column (or be left out: every categorical column); "
-                    "found an empty list",
-                    column="hashed",
-                )
         if not 0 < self.memory_fraction <= 1:
             raise invalid("memory_fraction", "in (0, 1]", self.memory_fraction)
         if isinstance(self.class_weight, str) and self.class_weight != "balanced":
@@ -346,6 +332,37 @@ class TrainConfig:
 OUTPUT_ROOT_ENV = "PIPELINE_OUTPUT_ROOT"
 #: Longest job name.
 MAX_NAME_LENGTH = 128
+
+
+def refuse_text(name: str, value: object) -> None:
+    """A text where column names are expected is refused (it was read letter by letter)."""
+    if isinstance(value, str):
+        raise ConfigError(
+            f"{name} must be a list of column names; found the text {value!r} (one column: [{value!r}])", column=name
+        )
+
+
+def check_hashing(hash_buckets: object, hashed: object) -> None:
+    """``hash_buckets``: None, or an integer in 1 .. :data:`MAX_HASH_BUCKETS`;
+    ``hashed``: None, or the names of at least one column, with
+    ``hash_buckets``.  Each refused by name (a :class:`ConfigError`): the rules
+    of :class:`TrainConfig` and of the estimator's parameters."""
+    if hash_buckets is not None and (
+        isinstance(hash_buckets, bool)
+        or not isinstance(hash_buckets, numbers.Integral)
+        or not 1 <= int(hash_buckets) <= MAX_HASH_BUCKETS
+    ):
+        raise invalid("hash_buckets", f"an integer in 1 .. {MAX_HASH_BUCKETS}", hash_buckets)
+    if hashed is None:
+        return
+    refuse_text("hashed", hashed)
+    if hash_buckets is None:
+        raise ConfigError("hashed columns need `hash_buckets`", column="hashed")
+    if not len(cast(Sized, hashed)):  # (hash_buckets would go unused, silently)
+        raise ConfigError(
+            "hashed must name at least one column (or be left out: every categorical column); found an empty list",
+            column="hashed",
+        )
 
 
 def check_job_name(name: str) -> None:

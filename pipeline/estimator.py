@@ -31,7 +31,7 @@ import pyarrow as pa
 # scikit-learn comes with dask-ml (a core dependency); imported only with this module
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from .config import MAX_HASH_BUCKETS, InferenceKind, SolverName, TrainConfig
+from .config import InferenceKind, SolverName, TrainConfig, check_hashing
 from .data import FOLD_CODE, MISSING_POLICIES, Chunk, Folds, MissingPolicy, indicator_name
 from .errors import (
     ConfigError,
@@ -284,26 +284,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def _hashed(self, columns: list[str]) -> set[str]:
         """Which of the categorical ``columns`` ``hash_buckets`` hashes (the
         command's rules, in this class's words: a ValueError)."""
-        buckets, named = self.hash_buckets, self.hashed
-        if buckets is not None and (
-            isinstance(buckets, bool)
-            or not isinstance(buckets, numbers.Integral)
-            or not 1 <= buckets <= MAX_HASH_BUCKETS
-        ):
-            raise ValueError(f"hash_buckets must be None or an integer in 1 .. {MAX_HASH_BUCKETS}; got {buckets!r}")
-        if named is not None:
-            if isinstance(named, str):
-                raise ValueError(
-                    f"hashed must be a list of column names; found the text {named!r} (one column: [{named!r}])"
-                )
-            named = [str(name) for name in named]
-            if not named:
-                raise ValueError("hashed must name at least one column, or be None (every categorical column)")
-            if buckets is None:
-                raise ValueError("hashed columns need hash_buckets")
         try:
+            check_hashing(self.hash_buckets, self.hashed)
+            named = None if self.hashed is None else [str(name) for name in self.hashed]
             return hashed_of(
-                columns, buckets, named, self.min_category_count, self.max_categories, "the hashed parameter"
+                columns, self.hash_buckets, named, self.min_category_count, self.max_categories, "the hashed parameter"
             )
         except ConfigError as exc:
             raise ValueError(str(exc)) from None

@@ -876,10 +876,11 @@ def test_the_estimator_hashes_a_frames_column_to_the_commands_bits(hashed_refere
     assert loaded.decision_function(X).tobytes() == estimator.decision_function(X).tobytes()
     # the command's rules, as ValueErrors in this class's words
     for params, message in (
-        ({"hashed": ["country"]}, "hashed columns need hash_buckets"),
+        ({"hashed": ["country"]}, "hashed columns need `hash_buckets`"),
         ({"hash_buckets": 8, "hashed": ["x"]}, r"hashed columns \['x'\] are not categorical features"),
         ({"hash_buckets": 8, "max_categories": 2}, r"name the columns to hash \(the hashed parameter\)"),
-        ({"hash_buckets": 2**30}, "hash_buckets must be None or an integer in 1 .. "),
+        ({"hash_buckets": 2**30}, r"hash_buckets must be an integer in 1 \.\. 16777216; found 1073741824"),
+        ({"hash_buckets": 4.0}, r"hash_buckets must be an integer in 1 \.\. 16777216; found 4\.0"),
         ({"hash_buckets": 8, "hashed": []}, "hashed must name at least one column"),
     ):
         with pytest.raises(ValueError, match=message):
