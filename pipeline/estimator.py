@@ -703,13 +703,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 min_category_count=self.min_category_count,
                 max_categories=self.max_categories,
                 hash_buckets=self.hash_buckets,
-                # (a text is TrainConfig's to refuse, not to be read letter by letter here)
-                hashed=cast(
-                    "tuple[str, ...] | None",
-                    self.hashed
-                    if self.hashed is None or isinstance(self.hashed, str)
-                    else tuple(map(str, self.hashed)),
-                ),
+                hashed=self.hashed,  # (TrainConfig's rules: a text refused, a list of names taken as a tuple)
                 inference=cast(InferenceKind, self.inference or "none"),
                 # (the intervals' level: used with inference only, as in fit())
                 confidence=float(self.confidence) if self.inference not in (None, "none") else DEFAULT_CONFIDENCE,
@@ -724,7 +718,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         """A fitted estimator from ``directory/model.json``, whose parameters
         are the model's settings as far as the file holds them: its solver,
         penalty, standardization, missing-value policy, categorical columns
-        (by name), inference and resolved class weights (per class: a
+        (by name; the hashed ones and their buckets), inference and resolved class weights (per class: a
         ``"balanced"`` fit's weights on its data); the stopping rules and
         ``min_category_count``/``max_categories`` are not in ``model.json``
         and take their defaults (a refit, e.g. after ``clone``, learns the
