@@ -51,6 +51,13 @@ How it stays bitwise equal (see ``docs/exact-sums.md``):
   change the result.
 * Bins accumulate in int64 for at most ``_CALL_ROWS`` rows per compiled call
   (``|sum| <= 2**23 * 2**39 < 2**63``) and are then carried on in Python ints.
+* Level sums (categorical columns) have one top bin for the whole fit
+  (:func:`kernel.level_top`), so a term's three digits are one integer
+  ``N = d0 * 2**80 + d1 * 2**40 + d2`` (the term rounded half even to the last
+  bin's unit) and a level's sum is the sum of its rows' ``N``: a 128-bit pair
+  of words per level, two scattered adds with a carry instead of three,
+  moved to three int64 bins before it could reach ``2**127``
+  (:func:`_deposit_levels`), and normalized as the reference's.
 
 Layout: an F-ordered float64 X (what :mod:`pipeline.data` builds from
 float64 columns) is read in place, block by block (margins, then terms,
@@ -153,6 +160,13 @@ _PAD = 8
 _MIN_TOP = N_BINS - 1
 _NAN, _POS_INF, _NEG_INF = 1, 2, 4
 _U0 = np.uint64(0)
+#: A bin's digits (the low BIN_WIDTH bits of a level's 128-bit pair).
+_BIN_MASK = np.uint64(2**BIN_WIDTH - 1)
+#: A level pair's room, in units of 2**80 (2 * BIN_WIDTH): its magnitude
+#: stays below 2**126, under the 2**127 of 128-bit two's complement.
+_PAIR_ROOM = np.int64(2**46)
+#: Rows of one block whose room is counted (more: the block goes to the bins).
+_PAIR_ROWS = 2**16
 _ABS_MASK = 0x7FFFFFFFFFFFFFFF
 #: bits(+0.0), typed int64 (a literal 0 would make numba compile each deposit
 #: twice: once for the constant, once for the variable)
@@ -546,8 +560,8 @@ if _HAVE_NUMBA:
 
         Leaves the margins in ``marg[:n]`` and the probabilities in ``prob[:n]``
         (for :func:`_hessian_block`).  ``lev``: None (pruned at compile time) or
-        the categorical columns' ``(codes, level_coef, offsets, top, acc,
-        digits, bad, index)``: each margin gets its level coefficients added,
+        the categorical columns' ``lev`` of :meth:`_Levels.call`: each margin
+        gets its level coefficients added,
         column by column (:func:`_add_levels`), and each weighted residual's
         digits are deposited at its levels (:func:`_deposit_levels`).
         ``colmax``: each column's largest ``bits(|x~_ij|)`` in the block, or
@@ -582,7 +596,7 @@ if _HAVE_NUMBA:
                 res[i] = prob[i] - yi
                 los[i] = los[i] - yi * z
         if lev is not None:
-            _deposit_levels(n, res, lev[3], lev[4], lev[5], lev[6], lev[7])
+            _deposit_levels(n, res, lev[3], lev[4], lev[8], lev[5], lev[6], lev[7], lev[9], lev[10])
         if has_s:
             _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, colmax, std)
         else:
@@ -619,13 +633,57 @@ if _HAVE_NUMBA:
                 marg[i] = marg[i] + level_coef[ja]
 
     @njit(cache=_CACHE, nogil=True)
-    def _deposit_levels(n, res, top, acc, digits, bad, index):
+    def _pair(d0, d1, d2):
+        """``N = d0 * 2**80 + d1 * 2**40 + d2`` (three digits of one value,
+        each below ``2**52`` in magnitude) as a 128-bit two's complement
+        ``(low, high)`` pair of uint64 words."""
+        low1 = np.uint64(d1) << np.uint64(BIN_WIDTH)
+        low = low1 + np.uint64(d2)
+        carry = np.uint64(low < low1)
+        high = (np.uint64(d0) << np.uint64(2 * BIN_WIDTH - 64)) + np.uint64(d1 >> np.int64(64 - BIN_WIDTH))
+        return low, high + np.uint64(d2 >> np.int64(63)) + carry
+
+    @njit(cache=_CACHE, nogil=True)
+    def _unpair(low, high):
+        """The normalized bins of a pair's value (:func:`kernel.normalize_levels`:
+        the two lower ones in ``[0, 2**BIN_WIDTH)``, the top one signed)."""
+        b2 = np.int64(low & _BIN_MASK)
+        b1 = np.int64(((low >> np.uint64(BIN_WIDTH)) | (high << np.uint64(64 - BIN_WIDTH))) & _BIN_MASK)
+        return np.int64(high) >> np.int64(2 * BIN_WIDTH - 64), b1, b2
+
+    @njit(cache=_CACHE, nogil=True)
+    def _flush_pairs(pairs, acc):
+        """Add every level's pair to its three bins in ``acc`` and zero it."""
+        for j in range(pairs.shape[0]):
+            low = pairs[j, 0]
+            high = pairs[j, 1]
+            if low | high:
+                b0, b1, b2 = _unpair(low, high)
+                acc[j, 0] += b0
+                acc[j, 1] += b1
+                acc[j, 2] += b2
+                pairs[j, 0] = _U0
+                pairs[j, 1] = _U0
+
+    @njit(cache=_CACHE, nogil=True)
+    def _deposit_levels(n, res, top, pairs, acc, digits, bad, index, room, spill):
         """The three digits of each ``res[i]`` at top bin ``top`` (those of
         :func:`kernel.level_digits`, taken as :func:`_digits` takes them)
         added at row ``i``'s level ``index[c, i]`` of every categorical column
-        (:func:`_add_levels`); ``acc`` is ``(n_levels, 3)``, a level's bins in
-        one cache line.  A NaN or infinite term sets ``bad[0]`` (deposited
-        as 0)."""
+        (:func:`_add_levels`).  A NaN or infinite term sets ``bad[0]``
+        (deposited as 0).
+
+        A row's digits are one 128-bit integer ``N`` (:func:`_pair`), so a
+        deposit is two scattered adds with a carry into ``pairs`` (``(n_levels,
+        2)``, a level's words side by side) instead of three.  ``room[0]``
+        (units of ``2**80``) keeps every level's pair below ``2**126`` in
+        magnitude: ``|N| < (|d0| + 1) * 2**80``, so a block takes at most
+        ``n * (max|d0| + 1)`` of it.  A block that does not fit has the pairs
+        moved to the three bins of ``acc`` first (:func:`_flush_pairs`) where
+        the table is small next to the rows a full room takes; otherwise
+        (terms near the top bin's capacity, or a large table) its rows' bins
+        go to ``acc`` directly, three adds apiece.  Pairs and bins hold the
+        same exact sums however the rows are split between them."""
         m0, m1, m2, down = _rounders(top)
         bias0 = _ubits(m0)
         bias1 = _ubits(m1)
@@ -636,16 +694,48 @@ if _HAVE_NUMBA:
                 bad[0] = True
                 t = 0.0
             b0, b1, b2 = _digits(t * _DOWN if down else t, m0, m1, m2)
-            digits[i, 0] = np.int64(b0 - bias0)
-            digits[i, 1] = np.int64(b1 - bias1)
-            digits[i, 2] = np.int64(b2 - bias2)
-        for c in range(index.shape[0]):  # column by column: one stream of levels, one table
-            column = index[c]
+            low, high = _pair(np.int64(b0 - bias0), np.int64(b1 - bias1), np.int64(b2 - bias2))
+            digits[i, 0] = low
+            digits[i, 1] = high
+        # the largest |d0| is the largest term's (rounding is monotone); with
+        # a NaN or inf the tables are not read (bad)
+        mx = _max_abs_bits(res, n)
+        need = np.int64(0)
+        per_row = _PAIR_ROOM
+        if mx < _EXP_MASK:
+            largest = abs(np.int64(_digits(_from_bits(mx) * (_DOWN if down else 1.0), m0, m1, m2)[0] - bias0))
+            if 0 <= largest < _PAIR_ROOM and n <= _PAIR_ROWS:
+                per_row = largest + 1
+                need = np.int64(n) * per_row
+            else:
+                need = _PAIR_ROOM + 1
+        if need > room[0] and need <= _PAIR_ROOM and pairs.shape[0] <= _PAIR_ROOM // per_row:
+            _flush_pairs(pairs, acc)
+            room[0] = _PAIR_ROOM
+        if need <= room[0]:
+            room[0] -= need
+            for c in range(index.shape[0]):  # column by column: one stream of levels, one table
+                column = index[c]
+                for i in range(n):
+                    j = column[i]
+                    low = digits[i, 0]
+                    total = pairs[j, 0] + low
+                    pairs[j, 0] = total
+                    pairs[j, 1] += digits[i, 1] + np.uint64(total < low)
+        else:  # the digits themselves (as the reference adds them: any size)
             for i in range(n):
-                j = column[i]
-                acc[j, 0] += digits[i, 0]
-                acc[j, 1] += digits[i, 1]
-                acc[j, 2] += digits[i, 2]
+                t = res[i]
+                b0, b1, b2 = _digits((t if t - t == 0.0 else 0.0) * (_DOWN if down else 1.0), m0, m1, m2)
+                spill[i, 0] = np.int64(b0 - bias0)
+                spill[i, 1] = np.int64(b1 - bias1)
+                spill[i, 2] = np.int64(b2 - bias2)
+            for c in range(index.shape[0]):
+                column = index[c]
+                for i in range(n):
+                    j = column[i]
+                    acc[j, 0] += spill[i, 0]
+                    acc[j, 1] += spill[i, 1]
+                    acc[j, 2] += spill[i, 2]
 
     @njit(cache=_CACHE, nogil=True)
     def _terms(Xf, r0, n, res, los, sw, tmp, top, acc, flags, colmax, std):
@@ -1072,9 +1162,10 @@ if _HAVE_NUMBA:
         per row :func:`kernel.softmax`'s operations in its order, then per
         class its weighted residuals' terms, deposited column by column.
         ``lev``: None (pruned at compile time) or the categorical columns'
-        ``(codes, level_coef (K, L), offsets, top, acc (K L, 3), digits,
-        bad, index)``: each class's margins get its level coefficients
-        (:func:`_add_levels`) and its residuals' digits go to its levels."""
+        ``lev`` of :meth:`_Levels.call` (``level_coef`` ``(K, L)``, the
+        tables ``K L`` levels long, a room per class): each class's margins
+        get its level coefficients (:func:`_add_levels`) and its residuals'
+        digits go to its levels."""
         d = X.shape[1]
         n_classes = coefs.shape[0]
         width = d + 1
@@ -1130,8 +1221,10 @@ if _HAVE_NUMBA:
                         _deposit_column(col, res, n, c, top, acc, flags, tmp, None)
                 _deposit(res, n, res_max, k * width + d, top, acc, flags)
                 if lev is not None:
-                    n_levels = lev[1].shape[1]
-                    _deposit_levels(n, res, lev[3], lev[4][k * n_levels : (k + 1) * n_levels], lev[5], lev[6], lev[7])
+                    a = k * lev[1].shape[1]  # class k's levels: a:b
+                    b = a + lev[1].shape[1]
+                    pairs, bins = lev[4][a:b], lev[8][a:b]
+                    _deposit_levels(n, res, lev[3], pairs, bins, lev[5], lev[6], lev[7], lev[9][k:], lev[10])
             _deposit(los, n, _max_abs_bits(los, n), n_classes * width, top, acc, flags)
             weights = sw if has_s else ones
             _deposit(weights, n, _max_abs_bits(weights, n), n_classes * width + 1, top, acc, flags)
@@ -1517,7 +1610,8 @@ def _categorical_partials(X, y, coef, weights, spec: KernelSpec, categories: Cat
     """:func:`kernel.chunk_partials` with categorical columns: the dense
     columns' sweep, whose blocks also add each row's level coefficients to its
     margin and deposit its weighted residual at its levels (``lev`` of
-    :func:`_block`), into one ``(n_levels, 3)`` int64 table per compiled call."""
+    :func:`_block`), into one table of 128-bit pairs per compiled call (and
+    three-bin sums where a pair's room runs out: :func:`_deposit_levels`)."""
     if spec.hessian:
         raise ValueError("the Hessian pass takes dense features only (no categorical columns)")
     X = kernel_features(X)
@@ -1547,26 +1641,35 @@ class _Levels:
     n_classes: int = 1
 
     def call(self, block: int) -> tuple:
-        """``lev`` of one compiled call (a fresh table of bins)."""
-        acc = np.zeros((self.n_classes * self.categories.n_levels, N_BINS), dtype=np.int64)
-        digits = np.empty((block, N_BINS), dtype=np.int64)
+        """``lev`` of one compiled call: ``(codes, level_coef, offsets, top,
+        pairs, digits, bad, index, acc, room, spill)``: fresh tables (the
+        pairs and their room, and the three bins they spill into:
+        :func:`_deposit_levels`) and scratch."""
+        n_tables = self.n_classes * self.categories.n_levels
+        pairs = np.zeros((n_tables, 2), dtype=np.uint64)
+        acc = np.zeros((n_tables, N_BINS), dtype=np.int64)  # calloc: untouched pages cost nothing
+        room = np.full(self.n_classes, _PAIR_ROOM, dtype=np.int64)
+        digits = np.empty((block, 2), dtype=np.uint64)
         bad = np.zeros(1, dtype=np.bool_)
         # each row's level per column (int32 where every level index fits: half the cache)
         index_dtype = np.int32 if self.categories.n_levels <= np.iinfo(np.int32).max else np.int64
         index = np.empty((self.categories.n_columns, block), dtype=index_dtype)
         top = np.int64(self.categories.top)
-        return (self.codes, self.level_coef, self.categories.offsets, top, acc, digits, bad, index)
+        spill = np.empty((block, N_BINS), dtype=np.int64)
+        return (self.codes, self.level_coef, self.categories.offsets, top, pairs, digits, bad, index, acc, room, spill)
 
     def add(self, lev: tuple) -> None:
         """Add one call's table to the total."""
         self.total = accumulate_levels(self.total, self.sums(lev))
 
     def sums(self, lev: tuple) -> LevelSums:
-        """One call's table as level sums (its lower bins normalized)."""
-        acc, bad = lev[4], lev[6]
+        """One call's tables as level sums (the pairs added to the bins, the
+        lower bins normalized)."""
+        pairs, bad, acc = lev[4], lev[6], lev[8]
         top = self.categories.top
         if bad[0]:
             return LevelSums(top, np.zeros((N_BINS, acc.shape[0]), dtype=np.int64), True)
+        _flush_pairs(pairs, acc)
         return LevelSums(top, normalize_levels(np.ascontiguousarray(acc.T)))
 
 
