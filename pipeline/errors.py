@@ -386,7 +386,8 @@ class DataWarning(UserWarning):
     """The data make a setting do less than asked, and the fit goes on: a
     constant feature (its coefficient stays 0), more coefficients than rows or
     categorical levels without a penalty (no unique coefficients), classes of
-    a single row (a stray value?).  ``warnings.filterwarnings("ignore",
+    a single row (a stray value?), level settings (hashing, a level policy)
+    for a fit without categorical features.  ``warnings.filterwarnings("ignore",
     category=DataWarning)`` silences these alone."""
 
 

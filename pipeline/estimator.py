@@ -62,7 +62,7 @@ from .paths import DEFAULT_RATIO, choose
 from .reduce import DaskEvaluator, InProcessEvaluator, compile_ahead
 from .solvers import SolverOptions
 from .tiers import worth_compiling
-from .train import Recorder, fit_options, fit_path, hashed_of, train
+from .train import Recorder, fit_options, fit_path, hashed_of, train, warn_unused_level_settings
 
 __all__ = ["LogisticRegression", "LogisticRegressionCV"]
 
@@ -287,11 +287,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         try:
             check_hashing(self.hash_buckets, self.hashed)
             named = None if self.hashed is None else [str(name) for name in self.hashed]
-            return hashed_of(
+            hashed = hashed_of(
                 columns, self.hash_buckets, named, self.min_category_count, self.max_categories, "the hashed parameter"
             )
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+        if not columns:
+            warn_unused_level_settings(self.hash_buckets, self.min_category_count, self.max_categories, stacklevel=3)
+        return hashed
 
     def _learn_levels(self, counted: list[tuple], columns: list[str], hashed: set[str]) -> list[Vocabulary]:
         """Each column's levels from its ``(kind, LevelCounts)`` per part (one part

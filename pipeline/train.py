@@ -17,6 +17,7 @@ import json
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +45,7 @@ from .errors import (
     ColumnNotFoundError,
     ColumnTypeError,
     ConfigError,
+    DataWarning,
     EmptyDatasetError,
     LabelValueError,
     MissingValueError,
@@ -194,6 +196,8 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                 dataset = learn_missing(config, dataset, client, recorder.note)
                 if dataset.categorical:
                     dataset = learn_levels(config, dataset, client, recorder.note)
+                else:
+                    warn_unused_level_settings(config.hash_buckets, config.min_category_count, config.max_categories)
                 check_inference_possible(config, n_classes, dataset)
                 if config.cv:
                     if config.cv > dataset.n_samples:
@@ -801,6 +805,31 @@ def hashed_of(
             column=policy[0],
         )
     return chosen
+
+
+def warn_unused_level_settings(
+    hash_buckets: int | None, min_category_count: int, max_categories: int | None, stacklevel: int = 2
+) -> None:
+    """A :class:`DataWarning` naming the level settings a fit without
+    categorical features was given: they do nothing (hashing, and the level
+    policy, act on categorical columns only)."""
+    given = [
+        f"{name}={value}"
+        for name, value, default in (
+            ("hash_buckets", hash_buckets, None),
+            ("min_category_count", min_category_count, 1),
+            ("max_categories", max_categories, None),
+        )
+        if value != default
+    ]
+    if given:
+        warnings.warn(
+            f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} nothing: the fit has no categorical "
+            "features (text, dictionary or named categorical columns); leave the setting out, or name the "
+            "categorical columns",
+            DataWarning,
+            stacklevel=stacklevel + 1,
+        )
 
 
 def learn_levels(config: TrainConfig, dataset: Dataset, client: Any, notify: Notify) -> Dataset:

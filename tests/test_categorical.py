@@ -470,7 +470,7 @@ def test_mixed_kinds_across_files_are_refused_naming_both(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_hashed_column_must_be_a_categorical_feature(tmp_path):
+def test_a_hashed_column_must_be_a_categorical_feature(tmp_path, capsys):
     """``hashed`` naming a numeric column, a column left out of the features,
     or any column of a fit without categorical features is refused before
     anything is written (it was ignored when no feature was categorical)."""
@@ -506,8 +506,15 @@ def test_a_hashed_column_must_be_a_categorical_feature(tmp_path):
     with pytest.raises(ConfigError, match="^hashed must name at least one column") as info:
         TrainConfig(data=str(data), label="y", hash_buckets=8, hashed=(), max_categories=2, cluster=None)
     assert info.value.column == "hashed"
-    # (no categorical column at all: nothing is hashed or chosen, and nothing refused)
-    train(TrainConfig(data=str(data), label="y", features=("x",), hash_buckets=8, max_categories=2, cluster=None))
+    # no categorical column at all: nothing is hashed or chosen, nothing refused, and a warning
+    # says so (the settings went unused silently)
+    with pytest.warns(DataWarning, match=r"^hash_buckets=8, max_categories=2 do nothing: the fit has no categorical"):
+        train(TrainConfig(data=str(data), label="y", features=("x",), hash_buckets=8, max_categories=2, cluster=None))
+    from pipeline.cli import main
+
+    command = ["train", str(data), "--label", "y", "--features", "x", "--hash-buckets", "8", "--in-process"]
+    assert main([*command, "--quiet", "--out", str(tmp_path / "cli")]) == 0
+    assert "hash_buckets=8 does nothing: the fit has no categorical features" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
@@ -908,6 +915,9 @@ def test_the_estimator_hashes_a_frames_column_to_the_commands_bits(hashed_refere
     ):
         with pytest.raises(ValueError, match=message):
             LogisticRegression(missing="mean", **params).fit(X, y)
+    # numeric features only: hashing does nothing, and says so
+    with pytest.warns(DataWarning, match="^hash_buckets=8 does nothing: the fit has no categorical features"):
+        LogisticRegression(missing="mean", hash_buckets=8).fit(X[["x"]], y)
     for fitting in (lambda e: e.fit(X, y), lambda e: e.fit_parquet(str(data), label="y")):  # (not letter by letter)
         with pytest.raises(ValueError, match="^hashed must be a list of column names; found the text 'country'"):
             fitting(LogisticRegression(missing="mean", hash_buckets=8, hashed="country"))
