@@ -50,7 +50,10 @@ How it stays bitwise equal (see ``docs/exact-sums.md``):
   and bins below ``T-2`` hold only zeros there -- so the block size does not
   change the result.
 * Bins accumulate in int64 for at most ``_CALL_ROWS`` rows per compiled call
-  (``|sum| <= 2**23 * 2**39 < 2**63``) and are then carried on in Python ints.
+  (``|sum| <= 2**23 * 2**39 < 2**63``; the level bins also take the pairs'
+  flushes, at most one per block of 64 or more rows, each below ``2**46``
+  in the top bin and ``2**40`` in the others) and are then carried on in
+  Python ints.
 * Level sums (categorical columns) have one top bin for the whole fit
   (:func:`kernel.level_top`), so a term's three digits are one integer
   ``N = d0 * 2**80 + d1 * 2**40 + d2`` (the term rounded half even to the last
@@ -165,7 +168,8 @@ _BIN_MASK = np.uint64(2**BIN_WIDTH - 1)
 #: A level pair's room, in units of 2**80 (2 * BIN_WIDTH): its magnitude
 #: stays below 2**126, under the 2**127 of 128-bit two's complement.
 _PAIR_ROOM = np.int64(2**46)
-#: Rows of one block whose room is counted (more: the block goes to the bins).
+#: Rows of one block whose room is counted (more: the block goes to the bins);
+#: a guard for ``rows * (max|d0| + 1)`` in int64 (blocks are at most BLOCK_ROWS).
 _PAIR_ROWS = 2**16
 _ABS_MASK = 0x7FFFFFFFFFFFFFFF
 #: bits(+0.0), typed int64 (a literal 0 would make numba compile each deposit
@@ -634,9 +638,9 @@ if _HAVE_NUMBA:
 
     @njit(cache=_CACHE, nogil=True)
     def _pair(d0, d1, d2):
-        """``N = d0 * 2**80 + d1 * 2**40 + d2`` (three digits of one value,
-        each below ``2**52`` in magnitude) as a 128-bit two's complement
-        ``(low, high)`` pair of uint64 words."""
+        """``N = d0 * 2**80 + d1 * 2**40 + d2`` (three digits of one value:
+        ``|d1|, |d2| <= 2**39``, ``|d0| < 2**46`` where pairs are used) as a
+        128-bit two's complement ``(low, high)`` pair of uint64 words."""
         low1 = np.uint64(d1) << np.uint64(BIN_WIDTH)
         low = low1 + np.uint64(d2)
         carry = np.uint64(low < low1)
@@ -670,50 +674,45 @@ if _HAVE_NUMBA:
         """The three digits of each ``res[i]`` at top bin ``top`` (those of
         :func:`kernel.level_digits`, taken as :func:`_digits` takes them)
         added at row ``i``'s level ``index[c, i]`` of every categorical column
-        (:func:`_add_levels`).  A NaN or infinite term sets ``bad[0]``
-        (deposited as 0).
+        (:func:`_add_levels`).  A NaN or infinite term sets ``bad[0]`` and
+        deposits nothing: the call's tables are not read (:meth:`_Levels.sums`).
 
         A row's digits are one 128-bit integer ``N`` (:func:`_pair`), so a
         deposit is two scattered adds with a carry into ``pairs`` (``(n_levels,
         2)``, a level's words side by side) instead of three.  ``room[0]``
         (units of ``2**80``) keeps every level's pair below ``2**126`` in
-        magnitude: ``|N| < (|d0| + 1) * 2**80``, so a block takes at most
+        magnitude: ``|N| < (|d0| + 1) * 2**80`` and the largest ``|d0|`` is
+        the largest term's (rounding is monotone), so a block takes at most
         ``n * (max|d0| + 1)`` of it.  A block that does not fit has the pairs
         moved to the three bins of ``acc`` first (:func:`_flush_pairs`) where
         the table is small next to the rows a full room takes; otherwise
-        (terms near the top bin's capacity, or a large table) its rows' bins
-        go to ``acc`` directly, three adds apiece.  Pairs and bins hold the
-        same exact sums however the rows are split between them."""
+        (terms near the top bin's capacity, or a large table) its rows' digits
+        go to ``acc`` directly, three adds apiece, as before pairs.  Pairs and
+        bins hold the same exact sums however the rows are split between them."""
+        mx = _max_abs_bits(res, n)
+        if mx >= _EXP_MASK:
+            bad[0] = True
+            return
         m0, m1, m2, down = _rounders(top)
         bias0 = _ubits(m0)
         bias1 = _ubits(m1)
         bias2 = _ubits(m2)
-        for i in range(n):
-            t = res[i]
-            if t - t != 0.0:
-                bad[0] = True
-                t = 0.0
-            b0, b1, b2 = _digits(t * _DOWN if down else t, m0, m1, m2)
-            low, high = _pair(np.int64(b0 - bias0), np.int64(b1 - bias1), np.int64(b2 - bias2))
-            digits[i, 0] = low
-            digits[i, 1] = high
-        # the largest |d0| is the largest term's (rounding is monotone); with
-        # a NaN or inf the tables are not read (bad)
-        mx = _max_abs_bits(res, n)
-        need = np.int64(0)
-        per_row = _PAIR_ROOM
-        if mx < _EXP_MASK:
-            largest = abs(np.int64(_digits(_from_bits(mx) * (_DOWN if down else 1.0), m0, m1, m2)[0] - bias0))
-            if 0 <= largest < _PAIR_ROOM and n <= _PAIR_ROWS:
-                per_row = largest + 1
-                need = np.int64(n) * per_row
-            else:
-                need = _PAIR_ROOM + 1
-        if need > room[0] and need <= _PAIR_ROOM and pairs.shape[0] <= _PAIR_ROOM // per_row:
+        scaling = _DOWN if down else 1.0
+        largest = abs(np.int64(_digits(_from_bits(mx) * scaling, m0, m1, m2)[0] - bias0))
+        per_row = largest + 1
+        need = _PAIR_ROOM + 1  # (a room's worth or more: the bins; n <= _PAIR_ROWS keeps the product in int64)
+        if 0 <= largest < _PAIR_ROOM and n <= _PAIR_ROWS:
+            need = np.int64(n) * per_row
+        if room[0] < need <= _PAIR_ROOM and pairs.shape[0] <= _PAIR_ROOM // per_row:
             _flush_pairs(pairs, acc)
             room[0] = _PAIR_ROOM
         if need <= room[0]:
             room[0] -= need
+            for i in range(n):
+                b0, b1, b2 = _digits(res[i] * scaling, m0, m1, m2)
+                low, high = _pair(np.int64(b0 - bias0), np.int64(b1 - bias1), np.int64(b2 - bias2))
+                digits[i, 0] = low
+                digits[i, 1] = high
             for c in range(index.shape[0]):  # column by column: one stream of levels, one table
                 column = index[c]
                 for i in range(n):
@@ -722,10 +721,9 @@ if _HAVE_NUMBA:
                     total = pairs[j, 0] + low
                     pairs[j, 0] = total
                     pairs[j, 1] += digits[i, 1] + np.uint64(total < low)
-        else:  # the digits themselves (as the reference adds them: any size)
+        else:
             for i in range(n):
-                t = res[i]
-                b0, b1, b2 = _digits((t if t - t == 0.0 else 0.0) * (_DOWN if down else 1.0), m0, m1, m2)
+                b0, b1, b2 = _digits(res[i] * scaling, m0, m1, m2)
                 spill[i, 0] = np.int64(b0 - bias0)
                 spill[i, 1] = np.int64(b1 - bias1)
                 spill[i, 2] = np.int64(b2 - bias2)

@@ -226,9 +226,9 @@ def test_the_compiled_pass_equals_the_reference_and_the_one_hot_loss(layout, siz
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 6000), span=st.integers(0, 320))
 def test_the_compiled_level_sums_equal_the_reference_for_terms_of_any_size(seed, n, span):
-    """The compiled pass sums a level's terms as 128-bit integers and splits
-    them into the three bins at the end; the reference adds the three digits
-    apiece.  Terms of every size (weights from 1e-``span``, below the grid's
+    """The compiled pass sums a level's terms as 128-bit integers (their room
+    never runs out here) and splits them into the three bins at the end; the
+    reference adds the three digits apiece.  Terms of every size (weights from 1e-``span``, below the grid's
     last digit, up to the bound), of both signs, thousands on one level
     (carries of the low word), and a ragged last block: the same bins."""
     rng = np.random.default_rng(seed)
@@ -246,24 +246,26 @@ def test_the_compiled_level_sums_equal_the_reference_for_terms_of_any_size(seed,
 @pytest.mark.parametrize(("n", "n_dense"), [(200_000, 1), (20_000, 64)])
 def test_the_compiled_level_sums_hold_sums_past_128_bits(n, n_dense):
     """The compiled pass adds a level's terms as 128-bit integers while their
-    room lasts.  Here residuals of about -1 on one level, at the top bin of a
-    bound of 1 on up to 262,144 rows (26), sum to more than 2**127 units of
-    the last bin, past a 128-bit word: blocks of 16,384 rows (one dense
-    feature) take more than a full room and go to the three bins directly;
-    blocks of 1,024 rows (64 features) fit, and the pairs move to the bins
-    whenever the room runs out.  The bins equal the reference's either way."""
+    room lasts.  Here residuals of -1 on one level (every other row weighted 1,
+    the others by 1e-30 to 1: digits in every bin), at the top bin of a bound
+    of 1 on up to 262,144 rows (26), sum to more than 2**127 units of the last
+    bin, past a 128-bit word: blocks of 16,384 rows (one dense feature) take
+    more than a full room and go to the three bins directly; blocks of 1,024
+    rows (64 features) fit, and the pairs move to the bins whenever the room
+    runs out.  The bins equal the reference's either way."""
     rng = np.random.default_rng(11)
     sizes = (1, 3)
     X = np.asfortranarray(np.column_stack([rng.standard_normal((n, n_dense)), np.zeros(n), rng.integers(0, 3, n)]))
     y = np.ones(n)
-    coef = np.concatenate([np.full(n_dense, 0.01), [-40.0, 0.0, 0.0, 0.0, 0.0]])  # residuals about -1
+    weights = np.where(np.arange(n) % 2 == 0, 1.0, 10.0 ** rng.uniform(-30.0, 0.0, n))
+    coef = np.concatenate([np.full(n_dense, 0.01), [-40.0, 0.0, 0.0, 0.0, 0.0]])  # residuals -1 (to 2**-53)
     top = level_top(n, 1.0)
     assert top == 26
     spec = KernelSpec(categories=Categories(sizes, top))
-    reference = chunk_partials(X, y, coef, None, spec)
+    reference = chunk_partials(X, y, coef, weights, spec)
     bins = [int(b) for b in reference.levels.bins[:, 0]]
     assert -((bins[0] << 80) + (bins[1] << 40) + bins[2]) > 2**127
-    assert fused_partials(X, y, coef, None, spec) == reference
+    assert fused_partials(X, y, coef, weights, spec) == reference
 
 
 @pytest.mark.parametrize("high", [250.0, 300.0, 305.0, 307.0])

@@ -654,25 +654,28 @@ def categorical_table(seed: int = 3, n: int = 3000) -> dict[str, np.ndarray]:
 
 def test_the_compiled_level_sums_of_every_class_hold_sums_past_128_bits():
     """Each class's levels have a 128-bit pair per level and a room of their
-    own: with residuals of about -1 (class 0) and +1 (class 1) on one level
-    of 20,000 rows, both classes' sums pass 2**127 units of the last bin (top
-    bin 26); the pairs move to the bins whenever a class's room runs out, and
-    every class's bins equal the reference's."""
+    own.  Class 1's probability is about 1 on every row of one level; label 0
+    on even rows (weight 1), 2 on odd rows (weight 2.9): residuals -1 and 0
+    (class 0), 1 and 2.9 (class 1), 0 and -2.9 (class 2), whose sums pass
+    2**127 units of the last bin (top bin 26).  Class 1's room runs out
+    first, so one room for all the classes would never flush class 0's pairs;
+    with a room apiece every class's bins equal the reference's."""
     from pipeline.kernel import Categories, level_top
 
     rng = np.random.default_rng(12)
     n, d, sizes, n_classes = 20_000, 64, (1, 3), 3
     X = np.asfortranarray(np.column_stack([rng.standard_normal((n, d)), np.zeros(n), rng.integers(0, 3, n)]))
-    y = np.zeros(n)
+    y = np.where(np.arange(n) % 2 == 0, 0.0, 2.0)
+    weights = np.where(y == 2.0, 2.9, 1.0)
     per_class = np.zeros((n_classes, d + sum(sizes) + 1))
-    per_class[1, d] = 40.0  # class 1's probability about 1 on every row: residuals -1, +1, 0
-    spec = KernelSpec(categories=Categories(sizes, level_top(n, 1.0)), n_classes=n_classes)
-    reference = softmax_partials(X, y, per_class.ravel(), None, spec)
+    per_class[1, d] = 40.0  # class 1's probability about 1 on every row
+    spec = KernelSpec(categories=Categories(sizes, level_top(n, 2.9)), n_classes=n_classes)
+    reference = softmax_partials(X, y, per_class.ravel(), weights, spec)
     bins = reference.levels.bins
-    for k in (0, 1):
+    for k in range(n_classes):
         column = k * sum(sizes)  # each class's first level
         assert abs((int(bins[0, column]) << 80) + (int(bins[1, column]) << 40) + int(bins[2, column])) > 2**127
-    assert fused_partials(X, y, per_class.ravel(), None, spec) == reference
+    assert fused_partials(X, y, per_class.ravel(), weights, spec) == reference
 
 
 @pytest.mark.parametrize("layout", ["F", "C"])
