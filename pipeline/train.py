@@ -790,14 +790,7 @@ def hashed_of(
             f"hashed columns {unknown} are not categorical features of the fit; expected some of {list(categorical)}",
             column="hashed",
         )
-    policy = [
-        name
-        for name, value, default in (
-            ("min_category_count", min_category_count, 1),
-            ("max_categories", max_categories, None),
-        )
-        if value != default
-    ]
+    policy = [name for name, _ in level_settings_given(None, min_category_count, max_categories)]
     if policy and categorical and chosen == set(categorical):  # (it would do nothing)
         raise ConfigError(
             f"{policy[0]} chooses the levels of a column that is not hashed; found every categorical column "
@@ -807,14 +800,13 @@ def hashed_of(
     return chosen
 
 
-def warn_unused_level_settings(
-    hash_buckets: int | None, min_category_count: int, max_categories: int | None, stacklevel: int = 2
-) -> None:
-    """A :class:`DataWarning` naming the level settings a fit without
-    categorical features was given: they do nothing (hashing, and the level
-    policy, act on categorical columns only)."""
-    given = [
-        f"{name}={value}"
+def level_settings_given(
+    hash_buckets: int | None, min_category_count: int, max_categories: int | None
+) -> list[tuple[str, object]]:
+    """``(name, value)`` of each level setting given, that is, not at its
+    default (no hashing, every level counted once or more, no level cap)."""
+    return [
+        (name, value)
         for name, value, default in (
             ("hash_buckets", hash_buckets, None),
             ("min_category_count", min_category_count, 1),
@@ -822,6 +814,16 @@ def warn_unused_level_settings(
         )
         if value != default
     ]
+
+
+def warn_unused_level_settings(
+    hash_buckets: int | None, min_category_count: int, max_categories: int | None, stacklevel: int = 2
+) -> None:
+    """A :class:`DataWarning` naming the level settings a fit without
+    categorical features was given: they do nothing (hashing, and the level
+    policy, act on categorical columns only)."""
+    settings = level_settings_given(hash_buckets, min_category_count, max_categories)
+    given = [f"{name}={value}" for name, value in settings]
     if given:
         warnings.warn(
             f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} nothing: the fit has no categorical "
