@@ -587,15 +587,20 @@ def frame():
     ), values["y"]
 
 
+def assert_fits_model(estimator, model: Model) -> None:
+    """The estimator's levels and coefficient bytes are the model file's."""
+    assert estimator.vocabularies_ == model.vocabularies
+    assert estimator.coef_.tobytes() == np.array([model.coef]).tobytes()
+    assert estimator.intercept_.tobytes() == np.array([model.intercept]).tobytes()
+
+
 def test_the_estimator_takes_a_pandas_frame_to_the_parquet_models_bits(reference, tmp_path):
     from pipeline.estimator import LogisticRegression
 
     X, y = frame()
     estimator = LogisticRegression(l2=1e-3, missing="mean", tol=1e-9).fit(X, y)
     assert [v.column for v in estimator.vocabularies_] == ["country", "device"]
-    assert estimator.vocabularies_ == reference.vocabularies
-    assert estimator.coef_.tobytes() == np.array([reference.coef]).tobytes()
-    assert estimator.intercept_.tobytes() == np.array([reference.intercept]).tobytes()
+    assert_fits_model(estimator, reference)
     out = tmp_path / "model"
     reference.save(out)
     loaded = LogisticRegression.from_model(str(out))
@@ -896,9 +901,7 @@ def test_the_estimator_hashes_a_frames_column_to_the_commands_bits(hashed_refere
 
     X, y = frame()
     estimator = LogisticRegression(l2=1e-3, missing="mean", tol=1e-9, hash_buckets=2**17, hashed=["country"]).fit(X, y)
-    assert estimator.vocabularies_ == hashed_reference.vocabularies
-    assert estimator.coef_.tobytes() == np.array([hashed_reference.coef]).tobytes()
-    assert estimator.intercept_.tobytes() == np.array([hashed_reference.intercept]).tobytes()
+    assert_fits_model(estimator, hashed_reference)
     out = tmp_path / "model"
     hashed_reference.save(out)
     loaded = LogisticRegression.from_model(str(out))
