@@ -64,11 +64,13 @@ class Lockstep:
         but ``fold`` (:data:`ALL_ROWS`: every row)."""
         return MemberEvaluator(self, index, fold)
 
-    def fold_stats(self) -> FoldStats:
-        """Each fold's statistics (one pass, the first time)."""
+    def fold_stats(self, categories: Categories | None = None) -> FoldStats:
+        """Each fold's statistics (one pass, the first time), with its rows
+        per level given the ``categories`` (every fit asks with the same:
+        the levels are learnt from every row)."""
         with self._fold_stats_lock:  # (the folds' fits ask from their threads)
             if self._fold_stats is None:
-                self._fold_stats = self.evaluator.fold_stats(self.n_folds)  # type: ignore[attr-defined]
+                self._fold_stats = self.evaluator.fold_stats(self.n_folds, categories)  # type: ignore[attr-defined]
                 self.n_passes += 1
         return self._fold_stats
 
@@ -175,9 +177,7 @@ class MemberEvaluator:
         return FoldMember(self.fold, True, spec)
 
     def stats(self, categories: Categories | None = None) -> Stats:
-        if categories is not None:
-            raise ValueError("cross-validation takes dense features only")
-        return self.lockstep.fold_stats().training(self.fold)
+        return self.lockstep.fold_stats(categories).training(self.fold)
 
 
 def fold_summary(losses: Sequence[float]) -> tuple[float, float]:

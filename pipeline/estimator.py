@@ -185,39 +185,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             check_classification_targets,
             type_of_target,
         )
-        from sklearn.utils.validation import _check_sample_weight, validate_data
+        from sklearn.utils.validation import _check_sample_weight
 
         self.vocabularies_: list[Vocabulary] = []
         self._check_level_policy()
         if _is_dask(X):
             return self._fit_dask(X, y, sample_weight)
-        columns = self._categorical_columns(X)
-        hashed = self._hashed(columns)
-        codes = None
-        if columns:
-            X = _named_by_text(X)
-            self.vocabularies_ = self._learn_levels(
-                [(_level_counts(X[name], name, name not in hashed),) for name in columns], columns, hashed
-            )
-            codes = _codes_of(X, self.vocabularies_)
-            all_columns, X = list(X.columns), X.drop(columns=columns)
-            if not X.shape[1]:  # only categorical columns: no numeric design
-                X = np.empty((len(X), 0))
-        # float32 stays float32 (half the memory; widened exactly in the kernels)
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            dtype=_FEATURE_DTYPES,
-            order="F",
-            y_numeric=False,
-            ensure_all_finite=self._finite(),
-            ensure_min_features=0 if columns else 1,
-        )
-        if columns:
-            self.numeric_columns_ = [name for name in all_columns if name not in columns]
-            self.n_features_in_ = len(all_columns)
-            self.feature_names_in_ = np.array(all_columns, dtype=object)
+        X, y, codes, columns = self._in_memory_design(X, y)
         check_classification_targets(y)
         target = type_of_target(y, input_name="y", raise_unknown=True)
         if target not in ("binary", "multiclass"):
@@ -228,8 +202,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             weights = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=True, ensure_non_negative=True)
         self._class_totals = _class_totals([class_sums(y01, weights, self._n_classes)]) if self._n_classes else None
 
-        self.indicator_features_ = np.flatnonzero(np.isnan(X).any(axis=0)) if self._indicates() else np.empty(0, int)
-        X = _with_indicators(X, self.indicator_features_)
+        X = self._with_fitted_indicators(X)
         # what the data make the settings do (the warnings of `pipeline train`)
         n_coef = X.shape[1] + sum(vocabulary.size for vocabulary in self.vocabularies_)
         try:
@@ -245,6 +218,48 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if worth_compiling(X.size):
             compile_ahead()
         return self._fit_evaluator(InProcessEvaluator([chunk], X.shape[1]))
+
+    def _in_memory_design(self, X, y) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+        """In-memory ``X`` and ``y`` checked (scikit-learn's ``validate_data``):
+        the numeric columns as a float array (float32 stays float32: widened
+        exactly in the kernels), F-ordered; the categorical columns' levels
+        learnt (``vocabularies_``) and their codes, None without any; the
+        categorical columns' names.  Sets the fitted input's names."""
+        from sklearn.utils.validation import validate_data
+
+        columns = self._categorical_columns(X)
+        hashed = self._hashed(columns)
+        codes = None
+        if columns:
+            X = _named_by_text(X)
+            self.vocabularies_ = self._learn_levels(
+                [(_level_counts(X[name], name, name not in hashed),) for name in columns], columns, hashed
+            )
+            codes = _codes_of(X, self.vocabularies_)
+            all_columns, X = list(X.columns), X.drop(columns=columns)
+            if not X.shape[1]:  # only categorical columns: no numeric design
+                X = np.empty((len(X), 0))
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            dtype=_FEATURE_DTYPES,
+            order="F",
+            y_numeric=False,
+            ensure_all_finite=self._finite(),
+            ensure_min_features=0 if columns else 1,
+        )
+        if columns:
+            self.numeric_columns_ = [name for name in all_columns if name not in columns]
+            self.n_features_in_ = len(all_columns)
+            self.feature_names_in_ = np.array(all_columns, dtype=object)
+        return X, y, codes, columns
+
+    def _with_fitted_indicators(self, X: np.ndarray) -> np.ndarray:
+        """``X`` with a 0/1 column for each column that has a missing value
+        under ``missing="indicator"`` (``indicator_features_``: their indices)."""
+        self.indicator_features_ = np.flatnonzero(np.isnan(X).any(axis=0)) if self._indicates() else np.empty(0, int)
+        return _with_indicators(X, self.indicator_features_)
 
     def _named_categorical(self) -> list:
         """The columns ``categorical`` names (none for ``"from_dtype"``): a list,
@@ -293,7 +308,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         if not columns:
-            warn_unused_level_settings(self.hash_buckets, self.min_category_count, self.max_categories, stacklevel=3)
+            # (said at the caller of fit: it called a method that called this one)
+            warn_unused_level_settings(self.hash_buckets, self.min_category_count, self.max_categories, stacklevel=4)
         return hashed
 
     def _learn_levels(self, counted: list[tuple], columns: list[str], hashed: set[str]) -> list[Vocabulary]:
@@ -773,7 +789,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
 class LogisticRegressionCV(LogisticRegression):
     """Exact K-fold cross-validated logistic regression (binary), as
-    ``pipeline train --cv`` (:mod:`pipeline.crossval`) on numpy input.
+    ``pipeline train --cv`` (:mod:`pipeline.crossval`) on in-memory input:
+    numpy arrays, or pandas DataFrames whose categorical columns and missing
+    values it takes as :class:`LogisticRegression` does (``categorical``,
+    ``min_category_count``, ``max_categories``, ``hash_buckets``,
+    ``hashed``, ``missing``).  The levels are learnt from every row, so each
+    fold's fit has every level (one absent from its training rows keeps a
+    zero gradient); a missing value's mean is each fit's own, from its
+    training rows.
 
     ``cv`` folds from the hash of each row's position (the same folds as the
     CLI's on the same rows in the same order), or a scikit-learn splitter
@@ -791,7 +814,7 @@ class LogisticRegressionCV(LogisticRegression):
     ``cv_loss_`` and ``cv_std_`` (their mean and standard deviation per
     point), ``chosen_`` (the chosen point), ``l1_`` and ``l2_`` (its
     penalty), ``coefs_path_`` (points x (d + 1): the fits on every row,
-    intercept last).
+    intercept last; ``d`` counts the indicators and levels too).
     """
 
     def __init__(
@@ -810,6 +833,12 @@ class LogisticRegressionCV(LogisticRegression):
         tol: float = 1e-7,
         ftol: float = 1e-12,
         history_size: int = 10,
+        missing: str = "error",
+        categorical="from_dtype",
+        min_category_count: int = 1,
+        max_categories: int | None = None,
+        hash_buckets: int | None = None,
+        hashed=None,
     ) -> None:
         super().__init__(
             solver=solver,
@@ -821,6 +850,12 @@ class LogisticRegressionCV(LogisticRegression):
             tol=tol,
             ftol=ftol,
             history_size=history_size,
+            missing=missing,
+            categorical=categorical,
+            min_category_count=min_category_count,
+            max_categories=max_categories,
+            hash_buckets=hash_buckets,
+            hashed=hashed,
         )
         self.cv = cv
         self.path = path
@@ -869,16 +904,11 @@ class LogisticRegressionCV(LogisticRegression):
         splitter that takes them (``GroupKFold``), as scikit-learn's
         ``LogisticRegressionCV.fit`` passes them on."""
         from sklearn.utils.multiclass import check_classification_targets
-        from sklearn.utils.validation import _check_sample_weight, validate_data
+        from sklearn.utils.validation import _check_sample_weight
 
-        if hasattr(X, "columns") and hasattr(X, "dtypes"):  # (a table: say which columns, not numpy's words)
-            text = [str(name) for name, dtype in X.dtypes.items() if getattr(dtype, "kind", "O") not in "biuf"]
-            if text:
-                raise ValueError(
-                    f"LogisticRegressionCV takes numeric features only; found text or categorical column(s) "
-                    f"{text} (encode them first, e.g. OneHotEncoder; LogisticRegression takes them as they are)"
-                )
-        X, y = validate_data(self, X, y, dtype=_FEATURE_DTYPES, order="F")
+        self.vocabularies_ = []
+        self._check_level_policy()
+        X, y, level_codes, _ = self._in_memory_design(X, y)
         check_classification_targets(y)
         classes, codes = np.unique(y, return_inverse=True)
         if len(classes) != 2:
@@ -894,10 +924,17 @@ class LogisticRegressionCV(LogisticRegression):
         )
         n_folds, folds = _cv_folds(self.cv, X, y, groups)
         labels = codes.astype(np.float64) + FOLD_CODE * folds
+        X = self._with_fitted_indicators(X)
+        n_numeric = X.shape[1]
+        if level_codes is not None:
+            X = np.asfortranarray(np.column_stack([X, level_codes.astype(X.dtype)]))
         evaluator = InProcessEvaluator([(X, labels, weights)], X.shape[1])
         if worth_compiling(X.size):
             compile_ahead()
-        names = [f"x{j}" for j in range(X.shape[1])]
+        names = self._design_names(X.shape[1]) or [f"x{j}" for j in range(X.shape[1])]
+        levels = [vocabulary.size for vocabulary in self.vocabularies_]
+        # the model's features: the numeric columns, their indicators, each level (as a model file names them)
+        features = names[:n_numeric] + [name for vocabulary in self.vocabularies_ for name in vocabulary.level_names()]
         try:
             config = TrainConfig(
                 data="<arrays>",
@@ -914,16 +951,19 @@ class LogisticRegressionCV(LogisticRegression):
                 path_ratio=float(self.path_ratio),
                 cv=n_folds,
                 cv_rule=self.rule,
+                missing=cast(MissingPolicy, self.missing),
             )
-            common = fit_options(config, names, "y")
+            common = fit_options(config, features, "y", levels=levels)
 
             fits: list = []  # (the fits on every row: the only ones described without an output directory)
 
             def describe(result, penalty: Penalty, n_samples: int = len(codes)) -> Model:
                 fits.append(result)
                 return build_model(
-                    result, names, n_samples, solver=self.solver, penalty=penalty, label="y", weight=None,
-                    dataset="<arrays>",
+                    result, features, n_samples, solver=self.solver, penalty=penalty, label="y", weight=None,
+                    dataset="<arrays>", missing=self.missing, nan_as_missing=self._imputes(),
+                    indicators=[names[j] for j in self.indicator_features_],
+                    vocabularies=self.vocabularies_,
                 )  # fmt: skip
 
             model, points = fit_path(config, evaluator, common, describe, Recorder(), resumed=False)
@@ -943,9 +983,7 @@ class LogisticRegressionCV(LogisticRegression):
         self.n_passes_ = model.n_passes
         self.converged_ = model.converged
         self.loss_history_ = list(model.loss_history)
-        self.vocabularies_ = []
-        self.impute_ = None
-        self.indicator_features_ = np.empty(0, dtype=int)
+        self.impute_ = None if model.impute is None else np.array(model.impute, dtype=np.float64)
         self._set_inference(None)
         return self
 

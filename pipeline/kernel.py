@@ -391,13 +391,17 @@ def fold_partials(X, y, coef, weights, spec: KernelSpec, kernel) -> FoldPartials
     fold = np.floor(y / FOLD_CODE)
     label = y - FOLD_CODE * fold
     coef = np.asarray(coef, dtype=np.float64)
-    width = X.shape[1] + 1
+    first = spec.folds.members[0].spec.categories
+    width = X.shape[1] + 1 + (0 if first is None else first.n_levels - first.n_columns)
     if coef.shape != (width * len(spec.folds.members),):
         raise ValueError(f"coef has shape {coef.shape}, expected ({width} x {len(spec.folds.members)},)")
     parts = []
     for k, member in enumerate(spec.folds.members):
-        if member.spec.categories is not None or member.spec.n_classes or member.spec.folds is not None:
-            raise ValueError("a cross-validation pass takes binary fits of dense features")
+        if member.spec.n_classes or member.spec.folds is not None:
+            raise ValueError("a cross-validation pass takes binary fits")
+        levels = member.spec.categories
+        if (None if levels is None else levels.sizes) != (None if first is None else first.sizes):
+            raise ValueError("the fits of a cross-validation pass have the same categorical columns and levels")
         member_weights = weights
         if member.fold >= 0:
             rows = (fold == member.fold) if member.held_out else (fold != member.fold)
@@ -431,9 +435,10 @@ class FoldStats:
         return isinstance(other, FoldStats) and self.parts == other.parts
 
 
-def fold_stats(X, y, weights, n_folds: int, kernel) -> FoldStats:
+def fold_stats(X, y, weights, n_folds: int, kernel, categories: Categories | None = None) -> FoldStats:
     """One chunk's statistics of each fold's rows by ``kernel``
-    (:func:`chunk_stats` or its compiled twin), ``y`` coded with the folds."""
+    (:func:`chunk_stats` or its compiled twin), ``y`` coded with the folds;
+    with ``categories``, each fold's rows per level too (:func:`level_rows`)."""
     y = np.asarray(y, dtype=np.float64)
     fold = np.floor(y / FOLD_CODE)
     label = y - FOLD_CODE * fold
@@ -442,7 +447,8 @@ def fold_stats(X, y, weights, n_folds: int, kernel) -> FoldStats:
         rows = fold == k
         part_weights = None if weights is None else weights[rows]
         part = np.asfortranarray(X[rows])
-        parts.append(kernel(part, label[rows], part_weights).with_extremes(part, part_weights))
+        stats = kernel(part, label[rows], part_weights).with_extremes(part, part_weights)
+        parts.append(stats if categories is None else stats.with_level_rows(level_rows(part, categories)))
     return FoldStats(tuple(parts))
 
 
@@ -652,6 +658,8 @@ def accumulate(total, part):
     2**20-level model, not a new one per batch.  The same values as ``merge``."""
     if total is None:
         return part
+    if isinstance(total, FoldPartials):  # (a cross-validation pass: each fit's sums alike)
+        return FoldPartials(tuple(accumulate(a, b) for a, b in zip(total.parts, part.parts, strict=True)))
     levels, more = getattr(total, "levels", None), getattr(part, "levels", None)
     if levels is None or more is None:
         return total.merge(part)

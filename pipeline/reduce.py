@@ -35,6 +35,7 @@ from .errors import ClusterError
 from .kernel import (
     WARM_UP_PARTS,
     Categories,
+    FoldPartials,
     FoldStats,
     KernelSpec,
     Partials,
@@ -119,11 +120,11 @@ class InProcessEvaluator:
             total = total.merge(stats_kernel(chunk, categories))
         return total
 
-    def fold_stats(self, n_folds: int) -> FoldStats:
+    def fold_stats(self, n_folds: int, categories: Categories | None = None) -> FoldStats:
         """Each fold's statistics (labels coded with their folds, :class:`pipeline.data.Folds`)."""
         total = FoldStats.zeros(n_folds, self.n_features)
         for chunk in self.chunks:
-            total = total.merge(fold_stats_kernel(chunk, n_folds))
+            total = total.merge(fold_stats_kernel(chunk, n_folds, categories))
         return total
 
 
@@ -233,9 +234,9 @@ class DaskEvaluator:
     def stats(self, categories: Categories | None = None) -> Stats:
         return self._per_worker(Stats.zeros(self.n_features), stats_kernel, categories)
 
-    def fold_stats(self, n_folds: int) -> FoldStats:
+    def fold_stats(self, n_folds: int, categories: Categories | None = None) -> FoldStats:
         """Each fold's statistics (labels coded with their folds, :class:`pipeline.data.Folds`)."""
-        return self._per_worker(FoldStats.zeros(n_folds, self.n_features), fold_stats_kernel, n_folds)
+        return self._per_worker(FoldStats.zeros(n_folds, self.n_features), fold_stats_kernel, n_folds, categories)
 
     def _futures(self) -> list[list]:
         """Per array, its blocks' futures in block order."""
@@ -811,12 +812,18 @@ def shared(client, coef: np.ndarray):
     return client.submit(np.array, coef, pure=True)
 
 
+def state_levels(state) -> int:
+    """The categorical levels a pass state holds sums of: its fit's
+    (``Partials.levels``), or a cross-validation pass's fits' together."""
+    parts = state.parts if isinstance(state, FoldPartials) else (state,)
+    return sum(levels.n_levels for levels in (getattr(part, "levels", None) for part in parts) if levels is not None)
+
+
 def merge_states(client, tasks: list, empty, stall_timeout_s: float = STALL_TIMEOUT_S):
     """The merge of ``empty`` and the states of ``tasks`` (futures): gathered
     here, or -- large categorical states (:data:`TREE_MERGE_LEVELS`) -- merged
     on the workers in a tree first (exact merges: the same result either way)."""
-    levels = getattr(empty, "levels", None)
-    if levels is not None and levels.n_levels >= TREE_MERGE_LEVELS:
+    if state_levels(empty) >= TREE_MERGE_LEVELS:
         while len(tasks) > 1:
             groups = [tasks[start : start + TREE_FAN_IN] for start in range(0, len(tasks), TREE_FAN_IN)]
             tasks = [
@@ -878,9 +885,9 @@ class StreamingEvaluator:
     def stats(self, categories: Categories | None = None) -> Stats:
         return self._run(Stats.zeros(self.n_features), stats_kernel, categories)
 
-    def fold_stats(self, n_folds: int) -> FoldStats:
+    def fold_stats(self, n_folds: int, categories: Categories | None = None) -> FoldStats:
         """Each fold's statistics (labels coded with their folds, :class:`pipeline.data.Folds`)."""
-        return self._run(FoldStats.zeros(n_folds, self.n_features), fold_stats_kernel, n_folds)
+        return self._run(FoldStats.zeros(n_folds, self.n_features), fold_stats_kernel, n_folds, categories)
 
     def _run(self, empty, kernel, *args):
         if self.client is None:

@@ -294,9 +294,10 @@ def loss_kernel(data: Chunk, coef: np.ndarray, spec: KernelSpec) -> Partials:
     return chunk_partials_fast(data.X, _labels(data), coef, data.weights, spec)
 
 
-def fold_stats_kernel(data: Chunk, n_folds: int) -> FoldStats:
-    """Each fold's statistics over a batch whose labels carry their folds (:class:`pipeline.data.Folds`)."""
-    return fold_stats(data.X, _labels(data), data.weights, n_folds, chunk_stats_fast)
+def fold_stats_kernel(data: Chunk, n_folds: int, categories: Categories | None = None) -> FoldStats:
+    """Each fold's statistics over a batch whose labels carry their folds
+    (:class:`pipeline.data.Folds`), with its rows per level given ``categories``."""
+    return fold_stats(data.X, _labels(data), data.weights, n_folds, chunk_stats_fast, categories)
 
 
 def stats_kernel(data: Chunk, categories: Categories | None = None) -> Stats:

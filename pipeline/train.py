@@ -206,15 +206,9 @@ def run(config: TrainConfig, recorder: Recorder, *, client: Any = None) -> Model
                             "(and, for a useful estimate, far fewer)",
                             column="cv",
                         )
-                    if n_classes or dataset.vocabularies:
+                    if n_classes:
                         raise ConfigError(
-                            "cv: cross-validation takes a binary label and numeric features; found "
-                            + (
-                                f"{n_classes} classes"
-                                if n_classes
-                                else f"categorical columns {[v.column for v in dataset.vocabularies or ()]}"
-                            ),
-                            column="cv",
+                            f"cv: cross-validation takes a binary label; found {n_classes} classes", column="cv"
                         )
                     dataset = dataset.with_folds(Folds(config.cv, config.validation_key))
                 # (the features are known once the categorical columns' levels are)
@@ -890,9 +884,9 @@ class _Checked:
         self.check()
         return self.evaluator.stats(categories)
 
-    def fold_stats(self, n_folds: int):
+    def fold_stats(self, n_folds: int, categories=None):
         self.check()
-        return self.evaluator.fold_stats(n_folds)  # type: ignore[attr-defined]
+        return self.evaluator.fold_stats(n_folds, categories)  # type: ignore[attr-defined]
 
 
 def _kernel_facts(evaluator: Evaluator) -> dict | None:

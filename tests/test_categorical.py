@@ -223,6 +223,51 @@ def test_the_compiled_pass_equals_the_reference_and_the_one_hot_loss(layout, siz
     assert np.allclose(margin, dense @ coef[:2] + hot[:, 2:] @ coef[2:-1] + coef[-1], rtol=1e-13, atol=1e-13)
 
 
+def test_a_cross_validation_pass_with_levels_is_each_fits_own_pass_compiled_or_not():
+    """A cross-validation pass (``--cv``) over level codes: each fit's sums --
+    a fold's training rows, a fold's held-out rows, every row, each with its
+    own spec and level top bin -- are those of a pass over its rows alone, in
+    the reference and the compiled kernel alike; each fold's statistics count
+    its rows per level."""
+    from pipeline.data import FOLD_CODE
+    from pipeline.fused import chunk_partials_fast
+    from pipeline.kernel import FoldMember, FoldSpec, accumulate, chunk_stats, fold_stats, level_rows
+    from pipeline.reduce import state_levels
+
+    rng = np.random.default_rng(8)
+    n, sizes = 3000, (4, 7)
+    codes = np.column_stack([rng.integers(0, k, n) for k in sizes])
+    X = np.asfortranarray(np.column_stack([rng.standard_normal((n, 2)), codes]))
+    y = (rng.random(n) < 0.4).astype(np.float64)
+    fold = rng.integers(0, 3, n)
+    weights = rng.uniform(0.5, 2.0, n)
+    high = level_top(n, 2.0**40)  # (a fit's own top bin: any valid one)
+    members = (
+        FoldMember(0, False, KernelSpec(categories=Categories(sizes, level_top(n, 2.0)))),
+        FoldMember(1, True, KernelSpec(center=np.ones(2), scale=np.full(2, 2.0), categories=Categories(sizes, high))),
+        FoldMember(-1, False, KernelSpec(class_weight=(1.0, 3.0), categories=Categories(sizes, level_top(n, 6.0)))),
+    )
+    width = 2 + sum(sizes) + 1
+    coef = rng.standard_normal(width * len(members))
+    spec = KernelSpec(folds=FoldSpec(members))
+    reference = chunk_partials(X, y + FOLD_CODE * fold, coef, weights, spec)
+    assert chunk_partials_fast(X, y + FOLD_CODE * fold, coef, weights, spec) == reference
+    # a pass's batches add into one running state (each fit's levels in place), as merges would
+    first, rest = (chunk_partials(X[s], (y + FOLD_CODE * fold)[s], coef, weights[s], spec) for s in np.s_[:1234, 1234:])
+    bins = [part.levels.bins for part in first.parts]
+    running = accumulate(first, rest)
+    assert running == reference and all(part.levels.bins is b for part, b in zip(running.parts, bins))
+    assert state_levels(reference) == 3 * sum(sizes)  # (so a large one merges on the workers)
+    for k, (member, rows) in enumerate(zip(members, [fold != 0, fold == 1, fold >= 0])):
+        alone = chunk_partials(X[rows], y[rows], coef[k * width : (k + 1) * width], weights[rows], member.spec)
+        assert reference.parts[k].levels == alone.levels
+        assert reference.parts[k].finalize()[1].tobytes() == alone.finalize()[1].tobytes()
+    stats = fold_stats(X, y + FOLD_CODE * fold, weights, 3, chunk_stats, Categories(sizes))
+    for k in range(3):
+        assert stats.parts[k].level_rows.tolist() == level_rows(X[fold == k], Categories(sizes)).tolist()
+    assert stats.training(1).level_rows.tolist() == level_rows(X[fold != 1], Categories(sizes)).tolist()
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 6000), span=st.integers(0, 320))
 def test_the_compiled_level_sums_equal_the_reference_for_terms_of_any_size(seed, n, span):

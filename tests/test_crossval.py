@@ -191,10 +191,6 @@ def test_what_cross_validation_cannot_do_is_refused(data, tmp_path):
     pq.write_table(pa.table({"x": rng.normal(size=90), "y": np.repeat([0, 1, 2], 30)}), tmp_path / "three.parquet")
     with pytest.raises(ConfigError, match="cv: .*3 classes"):
         train(TrainConfig(data=str(tmp_path / "three.parquet"), label="y", cluster=None, cv=3, penalty=Penalty(l2=1.0)))
-    text = pa.table({"x": rng.normal(size=90), "c": ["a", "b", "c"] * 30, "y": np.tile([0, 1], 45)})
-    pq.write_table(text, tmp_path / "text.parquet")
-    with pytest.raises(ConfigError, match=r"cv: .*found categorical columns \['c'\]$"):  # (named)
-        train(TrainConfig(data=str(tmp_path / "text.parquet"), label="y", cluster=None, cv=3, penalty=Penalty(l2=1.0)))
 
 
 class FailingEvaluator:
@@ -211,8 +207,8 @@ class FailingEvaluator:
             raise RuntimeError("pass failed")
         return self.evaluator.partials(coef, spec)
 
-    def fold_stats(self, n_folds):
-        return self.evaluator.fold_stats(n_folds)
+    def fold_stats(self, n_folds, categories=None):
+        return self.evaluator.fold_stats(n_folds, categories)
 
 
 def test_a_failed_pass_stops_every_fit_of_the_lockstep():
@@ -269,9 +265,6 @@ def test_the_estimator_gives_the_cli_bytes(reference):
     assert ridge.l1_ == 0.0 and ridge.strengths_[0] == 1.0 and ridge.get_params()["l1"] is None
     lasso = LogisticRegressionCV(cv=3, path=3).fit(rows.to_numpy(), y)
     assert lasso.l2_ == 0.0 and lasso.l1_ > 0.0
-    # a table with a text column: named, not numpy's "could not convert string to float"
-    with pytest.raises(ValueError, match=r"numeric features only; found text or categorical column\(s\) \['city'\]"):
-        LogisticRegressionCV(cv=3, path=3).fit(rows.assign(city=np.where(y == "yes", "nyc", "sf")), y)
     with pytest.raises(ValueError, match="binary"):
         LogisticRegressionCV(cv=3).fit(rows.to_numpy()[:90], np.repeat([0, 1, 2], 30))
 
@@ -339,6 +332,148 @@ def test_folds_without_rows_too_many_folds_and_a_missing_key_are_clear_errors(tm
 
 def test_a_job_killed_in_its_only_strength_resumes_from_the_fits_states(data, tmp_path):
     target = TrainConfig(data=data, label="y", cluster=None, out=str(tmp_path / "out"), penalty=Penalty(l2=1e-3), cv=3)
+    reference = train(dataclasses.replace(target, out=str(tmp_path / "reference")))
+
+    def kill(record) -> None:
+        if record.iteration == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_job(target, progress=kill)
+    notes: list[str] = []
+    resumed = run_job(target, OutputDir(tmp_path / "out").read_job().job_id, notify=notes.append)
+    assert resumed.digest == reference.digest
+    assert "path point path/000: 4 fit(s) resumed from their states" in notes
+
+
+# --------------------------------------------------------------------------- categorical columns and missing values
+
+
+def categorical_frame():
+    """statsmodels' fair data with its occupations as categorical columns --
+    the wife's as text, the husband's integer-coded (named categorical) --
+    and every 13th age missing (null)."""
+    rows = fair_frame()
+    y = rows.pop("y")
+    rows["age"] = rows["age"].mask(np.arange(len(rows)) % 13 == 0)
+    rows["occupation"] = "occ-" + rows.pop("occupation").astype(int).astype(str)
+    rows["occupation_husb"] = rows.pop("occupation_husb").astype(np.int64)
+    rows["y"] = y
+    return rows
+
+
+CATEGORICAL = dict(categorical=("occupation_husb",), missing="mean", penalty=Penalty(l1=1.0), path=3, cv=FOLDS)
+
+
+@pytest.fixture(scope="module")
+def categorical_data(tmp_path_factory):
+    return write_frame(tmp_path_factory.mktemp("fair-categorical") / "data", categorical_frame())
+
+
+@pytest.fixture(scope="module")
+def categorical_reference(categorical_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cv-categorical") / "out"
+    model = train(TrainConfig(data=categorical_data, label="y", cluster=None, out=str(out), **CATEGORICAL))
+    return model, document(out), out
+
+
+def test_a_categorical_fold_model_is_a_plain_fit_on_the_other_rows(categorical_reference, tmp_path):
+    """With categorical columns and imputed missing values: every level has
+    rows in each fold's training rows here, so a plain fit on them learns the
+    same levels; its missing values take those rows' mean, as the fold's fit."""
+    model, path, out = categorical_reference
+    assert [name for name in model.features if name.startswith("occupation=")] == [
+        f"occupation=occ-{k}" for k in range(1, 7)
+    ]
+    assert model.impute is not None and len(path["points"]) == 3
+    rows = categorical_frame()
+    fold = 2
+    others = write_frame(tmp_path / "others", rows[~fold_rows(len(rows), fold)].reset_index(drop=True))
+    options = {key: CATEGORICAL[key] for key in ("categorical", "missing")}
+    for point in (0, 2):
+        l2, l1 = path["points"][point]["l2"], path["points"][point]["l1"]
+        init = None if point == 0 else str(out / "path" / f"{point - 1:03d}" / f"fold-{fold}")
+        plain = train(
+            TrainConfig(data=others, label="y", cluster=None, penalty=Penalty(l2=l2, l1=l1), init=init, **options)
+        )
+        fold_model = Model.load(out / "path" / f"{point:03d}" / f"fold-{fold}")
+        assert plain.digest == fold_model.digest
+        assert fold_model.impute != model.impute  # (the fold's training rows' mean, not every row's)
+
+
+def test_the_categorical_cv_losses_are_the_held_out_losses(categorical_reference):
+    from pipeline import LogisticRegression
+
+    _, path, out = categorical_reference
+    rows = categorical_frame()
+    y = rows.pop("y").to_numpy()
+    for point in path["points"]:
+        losses = []
+        for fold in range(FOLDS):
+            held = fold_rows(len(y), fold)
+            scorer = LogisticRegression.from_model(str(out / "path" / f"{point['index']:03d}" / f"fold-{fold}"))
+            margin = scorer.decision_function(rows[held])
+            losses.append(float(np.mean(np.logaddexp(0.0, margin) - y[held] * margin)))
+        assert point["cv_losses"] == pytest.approx(losses, rel=1e-12)
+
+
+def test_categorical_cross_validation_gives_the_same_bytes_for_any_partitioning(categorical_reference, tmp_path):
+    model, path, _ = categorical_reference
+    data = write_frame(tmp_path / "data", categorical_frame(), row_group=555, files=3)
+    again = train(TrainConfig(data=data, label="y", cluster=None, out=str(tmp_path / "out"), **CATEGORICAL))
+    assert document(tmp_path / "out") == path and again.digest == model.digest
+
+
+@pytest.mark.cluster
+def test_categorical_cross_validation_on_two_workers_gives_the_same_bytes(
+    categorical_reference, categorical_data, tmp_path
+):
+    model, path, _ = categorical_reference
+    on_cluster = train(
+        TrainConfig(
+            data=categorical_data,
+            label="y",
+            cluster=ClusterSpec(n_workers=2),
+            cache="disk",
+            out=str(tmp_path / "out"),
+            **CATEGORICAL,
+        )
+    )
+    assert document(tmp_path / "out") == path and on_cluster.digest == model.digest
+
+
+def test_the_estimator_cross_validates_a_frame_with_categorical_columns_to_the_cli_bytes(categorical_reference):
+    from pipeline import LogisticRegressionCV
+
+    model, path, _ = categorical_reference
+    rows = categorical_frame()
+    y = np.where(rows.pop("y").to_numpy() > 0, "yes", "no")
+    estimator = LogisticRegressionCV(cv=FOLDS, path=3, l1=1.0, categorical=["occupation_husb"], missing="mean").fit(
+        rows, y
+    )
+    assert estimator.coef_[0].tobytes() == model.coef_array.tobytes()
+    assert estimator.intercept_.tobytes() == np.array([model.intercept]).tobytes()
+    assert estimator.cv_losses_.tolist() == [p["cv_losses"] for p in path["points"]]
+    assert estimator.chosen_ == path["chosen"]
+    assert [v.column for v in estimator.vocabularies_] == ["occupation", "occupation_husb"]
+    assert estimator.impute_.tolist() == model.impute
+    assert estimator.coefs_path_.shape == (3, len(model.features) + 1)
+    # scoring: a null age takes the fitted mean, an unseen occupation adds nothing
+    scored = rows[:40].assign(occupation=["occ-9"] * 40)
+    assert set(estimator.predict(scored)) <= {"no", "yes"}
+    assert np.isfinite(estimator.decision_function(rows[:40])).all()
+    # a text column is categorical from its dtype alone; without a missing-value policy a null is refused
+    with pytest.raises(ValueError, match="NaN"):
+        LogisticRegressionCV(cv=3, path=None, l2=1.0).fit(rows, y)
+
+
+def test_a_killed_categorical_cv_job_resumes_to_the_same_bytes(categorical_data, tmp_path):
+    """Each fit's saved state (its level shares too) takes it on from where it stopped."""
+    options = {key: CATEGORICAL[key] for key in ("categorical", "missing")}
+    target = TrainConfig(
+        data=categorical_data, label="y", cluster=None, out=str(tmp_path / "out"), penalty=Penalty(l2=1e-3), cv=3,
+        **options,
+    )  # fmt: skip
     reference = train(dataclasses.replace(target, out=str(tmp_path / "reference")))
 
     def kill(record) -> None:
