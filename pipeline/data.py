@@ -454,7 +454,15 @@ class ChunkReader:
             if self.folds.key:
                 keys = key_bits(table.column(self.folds.key), self.folds.key, chunk, first_row)
             positions = chunk.offset + first_row + np.arange(table.num_rows, dtype=np.int64)
-            y = y + FOLD_CODE * self.folds.of(positions, keys)
+            fold = self.folds.of(positions, keys)
+            # the rows grouped by fold (stable): each fit of a cross-validation
+            # pass then reads its rows' slices only (kernel.fold_partials);
+            # exact sums do not depend on the rows' order
+            order = np.argsort(fold, kind="stable")
+            for j in range(X.shape[1]):  # (a column at a time: X keeps its memory)
+                X[:, j] = X[order, j]
+            y = (y + FOLD_CODE * fold)[order]
+            weights = None if weights is None else weights[order]
         return Chunk(X, y, weights)
 
 

@@ -923,11 +923,15 @@ class LogisticRegressionCV(LogisticRegression):
             else _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
         )
         n_folds, folds = _cv_folds(self.cv, X, y, groups)
-        labels = codes.astype(np.float64) + FOLD_CODE * folds
         X = self._with_fitted_indicators(X)
         n_numeric = X.shape[1]
         if level_codes is not None:
-            X = np.asfortranarray(np.column_stack([X, level_codes.astype(X.dtype)]))
+            X = np.column_stack([X, level_codes.astype(X.dtype)])
+        # the rows grouped by fold, as the command's reader gives them: each fit reads its slices only
+        order = np.argsort(folds, kind="stable")
+        X = np.asfortranarray(X[order])
+        labels = (codes.astype(np.float64) + FOLD_CODE * folds)[order]
+        weights = None if weights is None else weights[order]
         evaluator = InProcessEvaluator([(X, labels, weights)], X.shape[1])
         if worth_compiling(X.size):
             compile_ahead()

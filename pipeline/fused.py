@@ -1531,20 +1531,23 @@ def fused_partials(
     coef: np.ndarray,
     weights: np.ndarray | None = None,
     spec: KernelSpec = KernelSpec(),
+    rows: tuple[int, int] | None = None,
 ) -> Partials:
-    """Same as :func:`pipeline.kernel.chunk_partials` (Hessian included), compiled."""
+    """Same as :func:`pipeline.kernel.chunk_partials` (Hessian and ``rows`` included), compiled."""
     if not AVAILABLE:
         raise RuntimeError("compiled loss pass unavailable (numba missing)")
-    return _partials(X, y, coef, weights, spec)
+    return _partials(X, y, coef, weights, spec, rows)
 
 
-def _partials(X, y, coef, weights, spec) -> Partials:
+def _partials(X, y, coef, weights, spec, rows: tuple[int, int] | None = None) -> Partials:
     """:func:`fused_partials` without the check of :data:`AVAILABLE`."""
     if spec.n_classes:
+        if rows is not None:  # (a cross-validation pass's fits are binary: not met)
+            X, y, weights = (None if a is None else a[rows[0] : rows[1]] for a in (X, y, weights))
         return _softmax_partials(X, y, coef, weights, spec)
     if spec.categories is not None:
-        return _categorical_partials(X, y, coef, weights, spec, spec.categories)
-    job = _Job.of(X, y, coef, weights, spec)
+        return _categorical_partials(X, y, coef, weights, spec, spec.categories, rows)
+    job = _Job.of(X, y, coef, weights, spec, rows)
     if job.n_rows == 0:
         return Partials.zeros(job.n_features + 1, spec.hessian)
     with _compiling(("one sweep", *job.key(spec))):
@@ -1604,7 +1607,9 @@ def _softmax_partials(X, y, coef, weights, spec: KernelSpec) -> Partials:
     return total
 
 
-def _categorical_partials(X, y, coef, weights, spec: KernelSpec, categories: Categories) -> Partials:
+def _categorical_partials(
+    X, y, coef, weights, spec: KernelSpec, categories: Categories, rows: tuple[int, int] | None = None
+) -> Partials:
     """:func:`kernel.chunk_partials` with categorical columns: the dense
     columns' sweep, whose blocks also add each row's level coefficients to its
     margin and deposit its weighted residual at its levels (``lev`` of
@@ -1616,7 +1621,7 @@ def _categorical_partials(X, y, coef, weights, spec: KernelSpec, categories: Cat
     n_dense = X.shape[1] - categories.n_columns
     dense_coef, level_coef = split_coef(np.asarray(coef, dtype=np.float64), n_dense, categories)
     dense_spec = KernelSpec(spec.center, spec.scale, spec.class_weight, False, spec.fill)
-    job = _Job.of(X[:, :n_dense], y, dense_coef, weights, dense_spec)
+    job = _Job.of(X[:, :n_dense], y, dense_coef, weights, dense_spec, rows)
     if job.n_rows == 0:
         return Partials.empty(X.shape[1], spec)
     levels = _Levels(_readonly(X[:, n_dense:]), _readonly(np.ascontiguousarray(level_coef)), categories)
@@ -1673,8 +1678,8 @@ class _Levels:
 
 def _one_sweep(job: _Job, spec: KernelSpec, levels: _Levels | None = None) -> Partials:
     total = Partials.zeros(job.n_features + 1, spec.hessian)
-    for start in range(0, job.n_rows, _CALL_ROWS):
-        stop = min(start + _CALL_ROWS, job.n_rows)
+    for start in range(job.first, job.first + job.n_rows, _CALL_ROWS):
+        stop = min(start + _CALL_ROWS, job.first + job.n_rows)
         top, acc, flags = _empty_state(job.n_features + 3)
         hess = (*_empty_state(triangle_size(job.n_features + 1), HESSIAN_BINS), spec.scores) if spec.hessian else None
         stream = job.stream and hess is None
@@ -1747,8 +1752,10 @@ class _Job:
     stream: bool
     rows_inner: bool
     block: int
+    #: the pass's rows: ``first:first + n_rows`` of X (y and s are X's rows)
     n_rows: int
     n_features: int
+    first: int = 0
 
     def scratch(self) -> tuple[int, np.ndarray, np.ndarray]:
         """Rows per segment, the margin tree's stack, and the F-ordered copy of
@@ -1795,11 +1802,15 @@ class _Job:
         )
 
     @classmethod
-    def of(cls, X, y, coef, weights, spec: KernelSpec) -> _Job:
+    def of(cls, X, y, coef, weights, spec: KernelSpec, rows: tuple[int, int] | None = None) -> _Job:
+        """``rows``: the pass's ``(start, stop)`` rows of X (None: all)."""
         X = kernel_features(X)
         y = np.asarray(y, dtype=np.float64)
         coef = np.asarray(coef, dtype=np.float64)
         n_rows, n_features = X.shape
+        first, stop = (0, n_rows) if rows is None else rows
+        if not 0 <= first <= stop <= n_rows:
+            raise ValueError(f"rows {rows} are not rows of X's {n_rows}")
         if coef.shape != (n_features + 1,):
             raise ValueError(f"coef has shape {coef.shape}, expected ({n_features + 1},)")
         if y.shape != (n_rows,):
@@ -1840,8 +1851,9 @@ class _Job:
             _streams(X, n_features, filled),
             _rows_inner(X),
             _block_rows(n_features),
-            n_rows,
+            stop - first,
             n_features,
+            first,
         )
 
 
@@ -1912,6 +1924,7 @@ def chunk_partials_fast(
     coef: np.ndarray,
     weights: np.ndarray | None = None,
     spec: KernelSpec = KernelSpec(),
+    rows: tuple[int, int] | None = None,
 ) -> Partials:
     """:func:`fused_partials` where numba imports and :func:`tiers` says so,
     else :func:`kernel.chunk_partials`.
@@ -1922,12 +1935,12 @@ def chunk_partials_fast(
     if spec.folds is not None:
         return fold_partials(X, y, coef, weights, spec, chunk_partials_fast)  # type: ignore[return-value]
     if not AVAILABLE:
-        return chunk_partials(X, y, coef, weights, spec)
+        return chunk_partials(X, y, coef, weights, spec, rows)
     return tiers().run(
         _spec_variant(X, weights, spec),
-        np.size(X),
-        lambda: fused_partials(X, y, coef, weights, spec),
-        lambda: chunk_partials(X, y, coef, weights, spec),
+        np.size(X) if rows is None else (rows[1] - rows[0]) * np.shape(X)[1],
+        lambda: fused_partials(X, y, coef, weights, spec, rows),
+        lambda: chunk_partials(X, y, coef, weights, spec, rows),
     )
 
 

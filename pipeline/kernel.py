@@ -383,30 +383,67 @@ def fold_partials(X, y, coef, weights, spec: KernelSpec, kernel) -> FoldPartials
     """One chunk's partial sums for every fit of ``spec.folds``, by ``kernel``
     (:func:`chunk_partials` or its compiled twin) once per fit.  ``y`` holds
     each row's label coded with its fold (``y + FOLD_CODE * fold``,
-    :class:`pipeline.data.Folds`): a fit sees its rows with their own
-    weights and the others with weight 0, which the exact sums ignore -- the
-    sums of a fit without a fold's rows are those of the other rows alone."""
+    :class:`pipeline.data.Folds`).  A fit's sums are those of its rows alone:
+    where the rows come grouped by fold (as the reader gives them), the
+    kernel passes over their slices only; otherwise over every row, the
+    others with weight 0, which the exact sums ignore: the same sums."""
     assert spec.folds is not None
     y = np.asarray(y, dtype=np.float64)
     fold = np.floor(y / FOLD_CODE)
     label = y - FOLD_CODE * fold
     coef = np.asarray(coef, dtype=np.float64)
-    first = spec.folds.members[0].spec.categories
-    width = X.shape[1] + 1 + (0 if first is None else first.n_levels - first.n_columns)
-    if coef.shape != (width * len(spec.folds.members),):
-        raise ValueError(f"coef has shape {coef.shape}, expected ({width} x {len(spec.folds.members)},)")
+    width = _fold_width(X, coef, spec)
+    if len(fold) and not (fold[1:] >= fold[:-1]).all():
+        return _masked_fold_partials(X, fold, label, coef, weights, spec, kernel)
     parts = []
     for k, member in enumerate(spec.folds.members):
+        member_coef = coef[k * width : (k + 1) * width]
+
+        def over(start: int, stop: int, member=member, member_coef=member_coef) -> Partials:
+            return kernel(X, label, member_coef, weights, member.spec, (int(start), int(stop)))
+
+        start, stop = np.searchsorted(fold, [member.fold, member.fold + 1])
+        if member.fold < 0:
+            parts.append(over(0, len(fold)))
+        elif member.held_out:
+            parts.append(over(start, stop))
+        else:
+            parts.append(over(0, start).merge(over(stop, len(fold))))
+    return FoldPartials(tuple(parts))
+
+
+def _fold_width(X, coef: np.ndarray, spec: KernelSpec) -> int:
+    """Coefficients per fit of the cross-validation pass ``spec``, whose fits
+    are binary and share their levels, ``coef`` checked against it."""
+    assert spec.folds is not None
+    first = spec.folds.members[0].spec.categories
+    for member in spec.folds.members:
         if member.spec.n_classes or member.spec.folds is not None:
             raise ValueError("a cross-validation pass takes binary fits")
         levels = member.spec.categories
         if (None if levels is None else levels.sizes) != (None if first is None else first.sizes):
             raise ValueError("the fits of a cross-validation pass have the same categorical columns and levels")
+    width = X.shape[1] + 1 + (0 if first is None else first.n_levels - first.n_columns)
+    if coef.shape != (width * len(spec.folds.members),):
+        raise ValueError(f"coef has shape {coef.shape}, expected ({width} x {len(spec.folds.members)},)")
+    return width
+
+
+def _masked_fold_partials(X, fold, label, coef, weights, spec: KernelSpec, kernel) -> FoldPartials:
+    """:func:`fold_partials` of rows in any order: each fit over every row,
+    the others weighing 0 (its count of rows, its own)."""
+    assert spec.folds is not None
+    width = coef.shape[0] // len(spec.folds.members)
+    parts = []
+    for k, member in enumerate(spec.folds.members):
         member_weights = weights
+        n_rows = len(fold)
         if member.fold >= 0:
             rows = (fold == member.fold) if member.held_out else (fold != member.fold)
             member_weights = rows.astype(np.float64) if weights is None else weights * rows
-        parts.append(kernel(X, label, coef[k * width : (k + 1) * width], member_weights, member.spec))
+            n_rows = int(np.count_nonzero(rows))
+        part = kernel(X, label, coef[k * width : (k + 1) * width], member_weights, member.spec)
+        parts.append(dataclasses.replace(part, n_samples=n_rows))
     return FoldPartials(tuple(parts))
 
 
@@ -442,9 +479,10 @@ def fold_stats(X, y, weights, n_folds: int, kernel, categories: Categories | Non
     y = np.asarray(y, dtype=np.float64)
     fold = np.floor(y / FOLD_CODE)
     label = y - FOLD_CODE * fold
+    grouped = not len(fold) or bool((fold[1:] >= fold[:-1]).all())  # (slices, not gathers)
     parts = []
     for k in range(n_folds):
-        rows = fold == k
+        rows: slice | np.ndarray = slice(*np.searchsorted(fold, [k, k + 1])) if grouped else fold == k
         part_weights = None if weights is None else weights[rows]
         part = np.asfortranarray(X[rows])
         stats = kernel(part, label[rows], part_weights).with_extremes(part, part_weights)
@@ -735,9 +773,15 @@ def chunk_partials(
     coef: np.ndarray,
     weights: np.ndarray | None = None,
     spec: KernelSpec = KernelSpec(),
+    rows: tuple[int, int] | None = None,
 ) -> Partials:
     """Exact partial sums of loss and gradient (and Hessian) over one chunk
-    (of the multinomial model when ``spec.n_classes``: :func:`softmax_partials`)."""
+    (of the multinomial model when ``spec.n_classes``: :func:`softmax_partials`),
+    or over its rows ``start:stop`` given ``rows`` (the compiled kernel reads
+    them in place)."""
+    if rows is not None:
+        X, y = X[rows[0] : rows[1]], y[rows[0] : rows[1]]
+        weights = None if weights is None else weights[rows[0] : rows[1]]
     if spec.folds is not None:
         return fold_partials(X, y, coef, weights, spec, chunk_partials)  # type: ignore[return-value]
     if spec.n_classes:

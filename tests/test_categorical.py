@@ -260,12 +260,20 @@ def test_a_cross_validation_pass_with_levels_is_each_fits_own_pass_compiled_or_n
     assert state_levels(reference) == 3 * sum(sizes)  # (so a large one merges on the workers)
     for k, (member, rows) in enumerate(zip(members, [fold != 0, fold == 1, fold >= 0])):
         alone = chunk_partials(X[rows], y[rows], coef[k * width : (k + 1) * width], weights[rows], member.spec)
-        assert reference.parts[k].levels == alone.levels
+        assert reference.parts[k] == alone  # (its rows' count too)
         assert reference.parts[k].finalize()[1].tobytes() == alone.finalize()[1].tobytes()
+    # rows grouped by fold (as the reader gives them): each fit passes over its slices only, to the same sums,
+    # weighted or not (a fit's rows then keep the unweighted pass: no weights of 0 and 1)
+    order = np.argsort(fold, kind="stable")
+    grouped = (np.asfortranarray(X[order]), (y + FOLD_CODE * fold)[order])
+    for kernel in (chunk_partials, chunk_partials_fast):
+        assert kernel(*grouped, coef, weights[order], spec) == reference
+        assert kernel(*grouped, coef, None, spec) == chunk_partials(X, y + FOLD_CODE * fold, coef, None, spec)
     stats = fold_stats(X, y + FOLD_CODE * fold, weights, 3, chunk_stats, Categories(sizes))
     for k in range(3):
         assert stats.parts[k].level_rows.tolist() == level_rows(X[fold == k], Categories(sizes)).tolist()
     assert stats.training(1).level_rows.tolist() == level_rows(X[fold != 1], Categories(sizes)).tolist()
+    assert fold_stats(*grouped, weights[order], 3, chunk_stats, Categories(sizes)) == stats
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

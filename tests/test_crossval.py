@@ -18,7 +18,7 @@ import pytest
 from pipeline.cluster import ClusterSpec
 from pipeline.config import TrainConfig
 from pipeline.crossval import ALL_ROWS, Lockstep, fold_summary
-from pipeline.data import Folds
+from pipeline.data import FOLD_CODE, Folds, open_dataset
 from pipeline.errors import ConfigError, DataWarning
 from pipeline.fitting import fit
 from pipeline.jobs import run_job
@@ -67,6 +67,26 @@ def test_a_fold_model_is_a_plain_fit_on_the_other_rows(reference, tmp_path, fold
         init = None if point == 0 else str(out / "path" / f"{point - 1:03d}" / f"fold-{fold}")
         plain = train(TrainConfig(data=others, label="y", cluster=None, penalty=Penalty(l2=l2, l1=l1), init=init))
         assert plain.digest == Model.load(out / "path" / f"{point:03d}" / f"fold-{fold}").digest
+
+
+def test_the_reader_groups_a_batchs_rows_by_fold(data):
+    """With folds, a batch's rows come grouped by fold, in order within each
+    (so that each fit of a cross-validation pass reads slices, not every row):
+    the same rows, each with its label coded with its fold."""
+    plain = open_dataset(data, label="y")
+    folded = plain.with_folds(Folds(FOLDS))
+    fold = Folds(FOLDS).of(np.arange(plain.n_samples, dtype=np.int64), None)
+    for chunk in plain.chunks:
+        rows = np.arange(chunk.offset, chunk.offset + chunk.n_rows)
+        order = np.argsort(fold[rows], kind="stable")
+        whole = plain.reader(chunk)
+        expected = whole.X[order], whole.y[order] + FOLD_CODE * fold[rows][order]
+        got = folded.reader(chunk)
+        assert got.X.tobytes() == expected[0].tobytes() and got.y.tobytes() == expected[1].tobytes()
+        assert got.X.flags.f_contiguous
+        batches = list(folded.reader.iter_batches(chunk, 700))
+        assert all((np.diff(np.floor(b.y / FOLD_CODE)) >= 0).all() for b in batches)
+        assert sorted(np.concatenate([b.y for b in batches]).tolist()) == sorted(got.y.tolist())
 
 
 def test_the_fit_on_every_row_is_the_path_without_folds(reference, data, tmp_path):
