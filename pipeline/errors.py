@@ -54,6 +54,7 @@ Errors raised inside cluster tasks travel back to the client pickled; the
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import sys
@@ -113,6 +114,14 @@ class PipelineError(Exception):
 
     def __reduce__(self):
         return (self.__class__, (self.message,), self.__dict__)
+
+    def in_fold_rows(self, fold: int, n_folds: int) -> PipelineError:
+        """The same finding (its class and fields), found in cross-validation
+        fold ``fold``'s training rows and said so: its counts of rows are theirs."""
+        worded = copy.copy(self)
+        worded.message = f"cross-validation fold {fold} of {n_folds} (its training rows): {self.message}"
+        worded.args = (worded.message,)
+        return worded
 
     def __str__(self) -> str:
         return self.message

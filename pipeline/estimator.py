@@ -22,6 +22,7 @@ import contextlib
 import functools
 import math
 import numbers
+import shlex
 import warnings
 from typing import Any, cast
 
@@ -239,16 +240,25 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             all_columns, X = list(X.columns), X.drop(columns=columns)
             if not X.shape[1]:  # only categorical columns: no numeric design
                 X = np.empty((len(X), 0))
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            dtype=_FEATURE_DTYPES,
-            order="F",
-            y_numeric=False,
-            ensure_all_finite=self._finite(),
-            ensure_min_features=0 if columns else 1,
-        )
+        try:
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                dtype=_FEATURE_DTYPES,
+                order="F",
+                y_numeric=False,
+                ensure_all_finite=self._finite(),
+                ensure_min_features=0 if columns else 1,
+            )
+        except ValueError as exc:  # (scikit-learn's words point elsewhere: say this estimator's setting)
+            if not str(exc).startswith("Input X contains NaN") or self.missing != "error":
+                raise
+            raise ValueError(
+                f"Input X contains NaN. {type(self).__name__} refuses a missing value with missing='error' (the "
+                "default); give missing='mean' (its column's exact mean takes its place, as SimpleImputer's) or "
+                "missing='indicator' (the mean and a 0/1 missing-value feature)"
+            ) from exc
         if columns:
             self.numeric_columns_ = [name for name in all_columns if name not in columns]
             self.n_features_in_ = len(all_columns)
@@ -789,8 +799,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
 class LogisticRegressionCV(LogisticRegression):
     """Exact K-fold cross-validated logistic regression (binary), as
-    ``pipeline train --cv`` (:mod:`pipeline.crossval`) on in-memory input:
-    numpy arrays, or pandas DataFrames whose categorical columns and missing
+    ``pipeline train --cv`` (:mod:`pipeline.crossval`) on in-memory input (a
+    dask collection is computed first): numpy arrays, or pandas DataFrames
+    whose categorical columns and missing
     values it takes as :class:`LogisticRegression` does (``categorical``,
     ``min_category_count``, ``max_categories``, ``hash_buckets``,
     ``hashed``, ``missing``).  The levels are learnt from every row, so each
@@ -870,12 +881,58 @@ class LogisticRegressionCV(LogisticRegression):
     def fit_parquet(self, path: str, *, label: str, features=None, weight: str | None = None, cluster=None):
         """Not available: a cross-validated path of a Parquet dataset is
         ``pipeline train DATA --label y --cv K --path N`` (every point's model
-        kept on disk); this estimator cross-validates numpy input."""
+        kept on disk); this estimator cross-validates in-memory input.  The
+        refusal gives the command of this estimator's settings."""
         raise NotImplementedError(
-            "LogisticRegressionCV.fit_parquet is not available (it was a plain fit without cross-validation): "
-            f"run `pipeline train {path} --label {label} --cv {self.cv} --path {self.path or 1} --out DIR` and "
-            "load the chosen model with LogisticRegression.from_model(DIR), or fit this estimator on arrays"
+            "LogisticRegressionCV.fit_parquet is not available: run "
+            f"`{self._command(path, label, features, weight)}` and load the chosen model with "
+            "LogisticRegression.from_model(DIR), or fit this estimator on arrays or a DataFrame"
         )
+
+    def _command(self, path: str, label: str, features, weight: str | None) -> str:
+        """``pipeline train`` with this estimator's settings (``--cv K`` where ``cv`` is a splitter)."""
+
+        def listed(names) -> str:
+            return shlex.quote(",".join(str(name) for name in names))
+
+        words = ["pipeline", "train", shlex.quote(str(path)), "--label", shlex.quote(str(label))]
+        if features is not None:
+            words += ["--features", listed(features)]
+        if weight is not None:
+            words += ["--weight-col", shlex.quote(weight)]
+        words += ["--cv", str(self.cv) if isinstance(self.cv, numbers.Integral) else "K"]
+        if self.path:
+            words += ["--path", str(self.path)]
+            if self.path_ratio != DEFAULT_RATIO:
+                words += ["--path-ratio", repr(self.path_ratio)]
+        if self.rule != "min":
+            words += ["--cv-rule", str(self.rule)]
+        with contextlib.suppress(ConfigError):  # (a bad penalty: the command refuses it too)
+            penalty = self._penalty()
+            words += [f"--l2 {penalty.l2!r}"] if penalty.l2 else []
+            words += [f"--l1 {penalty.l1!r}"] if penalty.l1 else []
+        if self.solver != "auto":
+            words += ["--solver", str(self.solver)]
+        if not self.standardize:
+            words.append("--no-standardize")
+        if isinstance(self.class_weight, str):
+            words += ["--class-weight", self.class_weight]
+        if self.missing != "error":
+            words += ["--missing", str(self.missing)]
+        named: list = []
+        with contextlib.suppress(ValueError):  # (a bad value: fit refuses it)
+            named = self._named_categorical()
+        if named:
+            words += ["--categorical", listed(named)]
+        if self.min_category_count != 1:
+            words += ["--min-category-count", str(self.min_category_count)]
+        if self.max_categories is not None:
+            words += ["--max-categories", str(self.max_categories)]
+        if self.hash_buckets is not None:
+            words += ["--hash-buckets", str(self.hash_buckets)]
+            if self.hashed is not None:
+                words += ["--hashed", listed(self.hashed)]
+        return " ".join([*words, "--out", "DIR"])
 
     @classmethod
     def from_model(cls, directory: str):
@@ -908,6 +965,8 @@ class LogisticRegressionCV(LogisticRegression):
 
         self.vocabularies_ = []
         self._check_level_policy()
+        # (the folds' fits run in this process: a dask collection is computed first)
+        X, y, sample_weight = (value.compute() if _is_dask(value) else value for value in (X, y, sample_weight))
         X, y, level_codes, _ = self._in_memory_design(X, y)
         check_classification_targets(y)
         classes, codes = np.unique(y, return_inverse=True)
@@ -1131,6 +1190,16 @@ def _arrow_values(series, name: str):
         raise ValueError(f"categorical column {name!r} cannot be read as text or integers: {exc}") from None
 
 
+def _float_hint(found: pa.DataType) -> str:
+    """What a floating column named categorical most likely is in pandas."""
+    if not pa.types.is_floating(found):
+        return ""
+    return (
+        " (pandas makes an integer column with missing values float64: give the column the nullable 'Int64' "
+        "dtype, whose missing values are nulls)"
+    )
+
+
 def _level_counts(series, name: str, count: bool = True) -> tuple[LevelKind | None, LevelCounts]:
     """``(kind, counts)`` of one part of a column; kind None: nulls only (any
     kind); without ``count`` (a hashed column) its kind alone."""
@@ -1139,7 +1208,9 @@ def _level_counts(series, name: str, count: bool = True) -> tuple[LevelKind | No
         return None, LevelCounts({}, len(values))
     kind = level_kind(values.type)
     if kind is None:
-        raise ValueError(f"categorical column {name!r} has type {values.type}; expected text or integers")
+        raise ValueError(
+            f"categorical column {name!r} has type {values.type}; expected text or integers{_float_hint(values.type)}"
+        )
     if not count:
         return kind, LevelCounts()
     try:
@@ -1155,10 +1226,13 @@ def _frame_counts(frame, columns: list[str], hashed: set[str]) -> list[tuple[Lev
 
 def _codes_of(frame, vocabularies: list[Vocabulary]) -> np.ndarray:
     """The level codes of a DataFrame's categorical columns (int64, one column each)."""
-    try:
-        codes = [v.codes(_arrow_values(frame[v.column], v.column)) for v in vocabularies]
-    except PipelineError as exc:  # (a value of another type: scikit-learn callers expect ValueError)
-        raise ValueError(str(exc)) from exc
+    codes = []
+    for levels in vocabularies:
+        values = _arrow_values(frame[levels.column], levels.column)
+        try:
+            codes.append(levels.codes(values))
+        except PipelineError as exc:  # (a value of another type: scikit-learn callers expect ValueError)
+            raise ValueError(f"{exc}{_float_hint(values.type)}") from exc
     return np.column_stack(codes) if codes else np.empty((len(frame), 0), dtype=np.int64)
 
 

@@ -511,14 +511,17 @@ def point_state(outputs: OutputDir, point: int, member: int) -> FitState | None:
 
 
 def in_fold(call: Callable[[], T], member: int, n_folds: int) -> T:
-    """``call()``, whose refusal of a single class names its fold when
+    """``call()``, whose refusal of what a fold's training rows hold (a single
+    class, a column missing in every one of them, ...) names its fold when
     ``member`` is one (members ``0 .. n_folds-1``; ``n_folds`` is every row's fit)."""
     try:
         return call()
-    except LabelValueError as exc:
-        if exc.weightless and member < n_folds and exc.fold is None:
+    except PipelineError as exc:
+        if member >= n_folds or getattr(exc, "fold", None) is not None:
+            raise
+        if isinstance(exc, LabelValueError) and exc.weightless:
             raise exc.in_fold(member, n_folds) from None
-        raise
+        raise exc.in_fold_rows(member, n_folds) from None
 
 
 def point_saver(

@@ -979,3 +979,23 @@ def test_the_estimator_hashes_a_frames_column_to_the_commands_bits(hashed_refere
     for fitting in (lambda e: e.fit(X, y), lambda e: e.fit_parquet(str(data), label="y")):  # (not letter by letter)
         with pytest.raises(ValueError, match="^hashed must be a list of column names; found the text 'country'"):
             fitting(LogisticRegression(missing="mean", hash_buckets=8, hashed="country"))
+
+
+def test_an_integer_coded_column_that_pandas_made_float_is_refused_with_the_nullable_dtype_as_hint():
+    """A pandas integer column with a missing value is float64: named
+    categorical, it is refused with the way out (the nullable ``Int64``), when
+    fitting and when scoring."""
+    import pandas as pd
+
+    from pipeline.estimator import LogisticRegression
+
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"x": rng.standard_normal(200), "c": rng.integers(0, 4, 200).astype(float)})
+    frame.loc[3, "c"] = np.nan
+    y = rng.integers(0, 2, 200)
+    with pytest.raises(ValueError, match=r"'c' has type double; expected text or integers \(.*nullable 'Int64'"):
+        LogisticRegression(categorical=["c"]).fit(frame, y)
+    fitted = LogisticRegression(categorical=["c"]).fit(frame.astype({"c": "Int64"}), y)
+    with pytest.raises(ValueError, match=r"'c' has type double; .*nullable 'Int64'"):
+        fitted.predict(frame)
+    assert fitted.predict(frame.astype({"c": "Int64"})).shape == (200,)

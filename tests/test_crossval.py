@@ -29,7 +29,7 @@ from pipeline.outputs import OutputDir
 from pipeline.paths import PathPoint, choose
 from pipeline.reduce import InProcessEvaluator
 from pipeline.train import train
-from tests.conftest import fair_frame, write_frame
+from tests.conftest import fair_frame, run_cli, write_frame
 
 FOLDS = 4
 
@@ -445,8 +445,9 @@ def test_categorical_cross_validation_gives_the_same_bytes_for_any_partitioning(
 
 
 @pytest.mark.cluster
+@pytest.mark.parametrize("cache", ["memory", "disk"])
 def test_categorical_cross_validation_on_two_workers_gives_the_same_bytes(
-    categorical_reference, categorical_data, tmp_path
+    categorical_reference, categorical_data, tmp_path, cache
 ):
     model, path, _ = categorical_reference
     on_cluster = train(
@@ -454,7 +455,7 @@ def test_categorical_cross_validation_on_two_workers_gives_the_same_bytes(
             data=categorical_data,
             label="y",
             cluster=ClusterSpec(n_workers=2),
-            cache="disk",
+            cache=cache,
             out=str(tmp_path / "out"),
             **CATEGORICAL,
         )
@@ -478,12 +479,17 @@ def test_the_estimator_cross_validates_a_frame_with_categorical_columns_to_the_c
     assert [v.column for v in estimator.vocabularies_] == ["occupation", "occupation_husb"]
     assert estimator.impute_.tolist() == model.impute
     assert estimator.coefs_path_.shape == (3, len(model.features) + 1)
+    # a dask DataFrame is computed first (it was read as text it could not count)
+    import dask.dataframe as dd
+
+    lazy = LogisticRegressionCV(cv=FOLDS, path=3, l1=1.0, categorical=["occupation_husb"], missing="mean")
+    assert lazy.fit(dd.from_pandas(rows, npartitions=3), y).coef_.tobytes() == estimator.coef_.tobytes()
     # scoring: a null age takes the fitted mean, an unseen occupation adds nothing
     scored = rows[:40].assign(occupation=["occ-9"] * 40)
     assert set(estimator.predict(scored)) <= {"no", "yes"}
     assert np.isfinite(estimator.decision_function(rows[:40])).all()
     # a text column is categorical from its dtype alone; without a missing-value policy a null is refused
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match=r"^Input X contains NaN\. LogisticRegressionCV .* give missing='mean'"):
         LogisticRegressionCV(cv=3, path=None, l2=1.0).fit(rows, y)
 
 
@@ -506,3 +512,76 @@ def test_a_killed_categorical_cv_job_resumes_to_the_same_bytes(categorical_data,
     resumed = run_job(target, OutputDir(tmp_path / "out").read_job().job_id, notify=notes.append)
     assert resumed.digest == reference.digest
     assert "path point path/000: 4 fit(s) resumed from their states" in notes
+
+
+def test_the_estimator_gives_the_cli_bytes_with_indicators_hashing_and_sample_weights(tmp_path):
+    """``missing="indicator"``, a hashed text column and sample weights: the
+    command's model and CV losses on the same rows as Parquet (a weight column)."""
+    from pipeline import LogisticRegressionCV
+
+    rows = categorical_frame()
+    rows.insert(0, "w", np.random.default_rng(5).uniform(0.5, 2.0, len(rows)))
+    data = write_frame(tmp_path / "data", rows)
+    options = dict(penalty=Penalty(l2=0.01), cv=3, categorical=("occupation_husb",), missing="indicator")
+    hashing = dict(hash_buckets=8, hashed=("occupation",))
+    out = tmp_path / "out"
+    model = train(TrainConfig(data=data, label="y", weight="w", cluster=None, out=str(out), **options, **hashing))
+    assert "age=<missing>" in model.features and "occupation=#7" in model.features
+    y = rows.pop("y").to_numpy()
+    weights = rows.pop("w").to_numpy()
+    estimator = LogisticRegressionCV(
+        cv=3, path=None, l2=0.01, categorical=["occupation_husb"], missing="indicator", hash_buckets=8,
+        hashed=["occupation"],
+    ).fit(rows, y, sample_weight=weights)  # fmt: skip
+    assert estimator.coef_[0].tobytes() == model.coef_array.tobytes()
+    assert estimator.intercept_.tobytes() == np.array([model.intercept]).tobytes()
+    assert estimator.cv_losses_.tolist() == [p["cv_losses"] for p in document(out)["points"]]
+    assert estimator.indicator_features_.tolist() == [rows.columns.get_loc("age")]
+
+
+def test_fit_parquets_refusal_gives_the_command_of_the_estimators_settings(categorical_data, tmp_path):
+    """The command it suggests runs, and gives the model that the estimator
+    fits on the same rows (it left out the penalty and the categorical and
+    missing-value settings, so that the command refused to run)."""
+    import shlex
+
+    from pipeline import LogisticRegressionCV
+
+    settings = dict(cv=3, path=2, l2=0.5, categorical=["occupation_husb"], missing="mean", max_categories=5)
+    estimator = LogisticRegressionCV(**settings)
+    with pytest.raises(NotImplementedError) as refused:
+        estimator.fit_parquet(categorical_data, label="y")
+    command = str(refused.value).split("`")[1]
+    out = tmp_path / "out"
+    words = shlex.split(command.replace("--out DIR", f"--out {out} --in-process"))
+    assert words[:2] == ["pipeline", "train"] and "--max-categories" in words and "--missing" in words
+    done = run_cli(*words[1:])
+    assert done.returncode == 0, done.stderr
+    rows = categorical_frame()
+    y = rows.pop("y").to_numpy()
+    fitted = LogisticRegressionCV(**settings).fit(rows, y)
+    assert fitted.coef_[0].tobytes() == Model.load(out).coef_array.tobytes()
+
+
+def test_what_only_a_folds_training_rows_lack_is_said_of_that_fold(tmp_path):
+    """A column whose values all fall in fold 0: fold 0's fit has none of them
+    (its training rows are the other folds'); the refusal names that fold --
+    it read as if the column were missing in every row of the dataset."""
+    from pipeline import LogisticRegressionCV
+    from pipeline.errors import MissingValueError
+
+    rows = fair_frame().iloc[::7].reset_index(drop=True)
+    y = rows.pop("y").to_numpy()
+    fold = Folds(3).of(np.arange(len(rows), dtype=np.int64), None)
+    rows["v"] = np.where(fold == 0, rows["age"], np.nan)
+    data = write_frame(tmp_path / "data", rows.assign(y=y))
+    config = TrainConfig(data=data, label="y", cluster=None, penalty=Penalty(l2=1.0), cv=3, missing="mean")
+    others = int(np.count_nonzero(fold != 0))
+    with pytest.raises(
+        MissingValueError, match=rf"^cross-validation fold 0 of 3 \(its training rows\): .*'v'.* {others} rows"
+    ):
+        train(config)
+    # the estimator, with the same folds given as (train, test) pairs
+    pairs = [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(3)]
+    with pytest.raises(ValueError, match=r"^cross-validation fold 0 of 3 \(its training rows\): .*'v'"):
+        LogisticRegressionCV(cv=pairs, path=None, l2=1.0, missing="mean").fit(rows, y)

@@ -230,8 +230,13 @@ def test_the_cross_validated_estimator_refuses_what_it_cannot_do(tmp_path):
     (all zeros for the lasso), with no cross-validation and no warning."""
     from pipeline.estimator import LogisticRegressionCV
 
-    with pytest.raises(NotImplementedError, match=r"pipeline train DATA --label y --cv 5 --path 4 --out DIR"):
+    with pytest.raises(NotImplementedError, match=r"pipeline train DATA --label y --cv 5 --path 4 --l1 1.0 --out DIR"):
         LogisticRegressionCV(path=4).fit_parquet("DATA", label="y")
+    # a splitter and no path: "--cv K" (it said "--cv KFold(n_splits=3, ...)" and "--path 1", which the command refuses)
+    from sklearn.model_selection import KFold
+
+    with pytest.raises(NotImplementedError, match=r"`pipeline train DATA --label y --cv K --l2 0.5 --out DIR`"):
+        LogisticRegressionCV(cv=KFold(3), path=None, l2=0.5).fit_parquet("DATA", label="y")
     with pytest.raises(NotImplementedError, match=r"LogisticRegression.from_model\('m'\)"):
         LogisticRegressionCV.from_model("m")
 
