@@ -63,7 +63,15 @@ from .paths import DEFAULT_RATIO, choose
 from .reduce import DaskEvaluator, InProcessEvaluator, compile_ahead
 from .solvers import SolverOptions
 from .tiers import worth_compiling
-from .train import Recorder, fit_options, fit_path, hashed_of, train, warn_unused_level_settings
+from .train import (
+    Recorder,
+    fit_options,
+    fit_path,
+    hashed_of,
+    level_settings_given,
+    train,
+    warn_unused_level_settings,
+)
 
 __all__ = ["LogisticRegression", "LogisticRegressionCV"]
 
@@ -924,14 +932,10 @@ class LogisticRegressionCV(LogisticRegression):
             named = self._named_categorical()
         if named:
             words += ["--categorical", listed(named)]
-        if self.min_category_count != 1:
-            words += ["--min-category-count", str(self.min_category_count)]
-        if self.max_categories is not None:
-            words += ["--max-categories", str(self.max_categories)]
-        if self.hash_buckets is not None:
-            words += ["--hash-buckets", str(self.hash_buckets)]
-            if self.hashed is not None:
-                words += ["--hashed", listed(self.hashed)]
+        for name, value in level_settings_given(self.hash_buckets, self.min_category_count, self.max_categories):
+            words += [f"--{name.replace('_', '-')}", str(value)]
+        if self.hash_buckets is not None and self.hashed is not None:
+            words += ["--hashed", listed(self.hashed)]
         return " ".join([*words, "--out", "DIR"])
 
     @classmethod

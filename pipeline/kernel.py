@@ -393,7 +393,7 @@ def fold_partials(X, y, coef, weights, spec: KernelSpec, kernel) -> FoldPartials
     label = y - FOLD_CODE * fold
     coef = np.asarray(coef, dtype=np.float64)
     width = _fold_width(X, coef, spec)
-    if len(fold) and not (fold[1:] >= fold[:-1]).all():
+    if not _grouped(fold):
         return _masked_fold_partials(X, fold, label, coef, weights, spec, kernel)
     parts = []
     for k, member in enumerate(spec.folds.members):
@@ -410,6 +410,12 @@ def fold_partials(X, y, coef, weights, spec: KernelSpec, kernel) -> FoldPartials
         else:
             parts.append(over(0, start).merge(over(stop, len(fold))))
     return FoldPartials(tuple(parts))
+
+
+def _grouped(fold: np.ndarray) -> bool:
+    """Whether a batch's rows come grouped by fold (as the reader gives them):
+    each fold's rows one slice."""
+    return not len(fold) or bool((fold[1:] >= fold[:-1]).all())
 
 
 def _fold_width(X, coef: np.ndarray, spec: KernelSpec) -> int:
@@ -479,7 +485,7 @@ def fold_stats(X, y, weights, n_folds: int, kernel, categories: Categories | Non
     y = np.asarray(y, dtype=np.float64)
     fold = np.floor(y / FOLD_CODE)
     label = y - FOLD_CODE * fold
-    grouped = not len(fold) or bool((fold[1:] >= fold[:-1]).all())  # (slices, not gathers)
+    grouped = _grouped(fold)  # (slices, not gathers)
     parts = []
     for k in range(n_folds):
         rows: slice | np.ndarray = slice(*np.searchsorted(fold, [k, k + 1])) if grouped else fold == k
