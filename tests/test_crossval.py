@@ -271,9 +271,7 @@ def test_the_estimator_gives_the_cli_bytes(reference):
     rows = fair_frame()
     y = np.where(rows.pop("y").to_numpy() > 0, "yes", "no")
     estimator = LogisticRegressionCV(cv=FOLDS, path=4, l1=1.0).fit(rows.to_numpy(), y)
-    assert estimator.coef_[0].tobytes() == model.coef_array.tobytes()
-    assert estimator.intercept_.tobytes() == np.array([model.intercept]).tobytes()
-    assert estimator.cv_losses_.tolist() == [p["cv_losses"] for p in path["points"]]
+    assert_cli_bytes(estimator, model, path)
     assert estimator.chosen_ == path["chosen"] and list(estimator.classes_) == ["no", "yes"]
     assert estimator.strengths_.tolist() == [p["strength"] for p in path["points"]]
     assert estimator.coefs_path_.shape == (4, rows.shape[1] + 1)
@@ -350,8 +348,10 @@ def test_folds_without_rows_too_many_folds_and_a_missing_key_are_clear_errors(tm
         train(TrainConfig(data=data, label="y", cluster=None, penalty=Penalty(l2=1.0), cv=3, validation_key="k"))
 
 
-def test_a_job_killed_in_its_only_strength_resumes_from_the_fits_states(data, tmp_path):
-    target = TrainConfig(data=data, label="y", cluster=None, out=str(tmp_path / "out"), penalty=Penalty(l2=1e-3), cv=3)
+def assert_resumes_from_the_fits_states(target: TrainConfig, tmp_path) -> None:
+    """``target`` (3 folds, one strength, output in ``tmp_path / "out"``)
+    killed at its fits' second iteration resumes each fit from its saved
+    state to the bytes of an uninterrupted run."""
     reference = train(dataclasses.replace(target, out=str(tmp_path / "reference")))
 
     def kill(record) -> None:
@@ -364,6 +364,18 @@ def test_a_job_killed_in_its_only_strength_resumes_from_the_fits_states(data, tm
     resumed = run_job(target, OutputDir(tmp_path / "out").read_job().job_id, notify=notes.append)
     assert resumed.digest == reference.digest
     assert "path point path/000: 4 fit(s) resumed from their states" in notes
+
+
+def assert_cli_bytes(estimator, model: Model, path: dict) -> None:
+    """The estimator's model and CV losses are the command's (``model``, ``path``: its path.json)."""
+    assert estimator.coef_[0].tobytes() == model.coef_array.tobytes()
+    assert estimator.intercept_.tobytes() == np.array([model.intercept]).tobytes()
+    assert estimator.cv_losses_.tolist() == [p["cv_losses"] for p in path["points"]]
+
+
+def test_a_job_killed_in_its_only_strength_resumes_from_the_fits_states(data, tmp_path):
+    target = TrainConfig(data=data, label="y", cluster=None, out=str(tmp_path / "out"), penalty=Penalty(l2=1e-3), cv=3)
+    assert_resumes_from_the_fits_states(target, tmp_path)
 
 
 # --------------------------------------------------------------------------- categorical columns and missing values
@@ -472,9 +484,7 @@ def test_the_estimator_cross_validates_a_frame_with_categorical_columns_to_the_c
     estimator = LogisticRegressionCV(cv=FOLDS, path=3, l1=1.0, categorical=["occupation_husb"], missing="mean").fit(
         rows, y
     )
-    assert estimator.coef_[0].tobytes() == model.coef_array.tobytes()
-    assert estimator.intercept_.tobytes() == np.array([model.intercept]).tobytes()
-    assert estimator.cv_losses_.tolist() == [p["cv_losses"] for p in path["points"]]
+    assert_cli_bytes(estimator, model, path)
     assert estimator.chosen_ == path["chosen"]
     assert [v.column for v in estimator.vocabularies_] == ["occupation", "occupation_husb"]
     assert estimator.impute_.tolist() == model.impute
@@ -500,18 +510,7 @@ def test_a_killed_categorical_cv_job_resumes_to_the_same_bytes(categorical_data,
         data=categorical_data, label="y", cluster=None, out=str(tmp_path / "out"), penalty=Penalty(l2=1e-3), cv=3,
         **options,
     )  # fmt: skip
-    reference = train(dataclasses.replace(target, out=str(tmp_path / "reference")))
-
-    def kill(record) -> None:
-        if record.iteration == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        run_job(target, progress=kill)
-    notes: list[str] = []
-    resumed = run_job(target, OutputDir(tmp_path / "out").read_job().job_id, notify=notes.append)
-    assert resumed.digest == reference.digest
-    assert "path point path/000: 4 fit(s) resumed from their states" in notes
+    assert_resumes_from_the_fits_states(target, tmp_path)
 
 
 def test_the_estimator_gives_the_cli_bytes_with_indicators_hashing_and_sample_weights(tmp_path):
@@ -533,9 +532,7 @@ def test_the_estimator_gives_the_cli_bytes_with_indicators_hashing_and_sample_we
         cv=3, path=None, l2=0.01, categorical=["occupation_husb"], missing="indicator", hash_buckets=8,
         hashed=["occupation"],
     ).fit(rows, y, sample_weight=weights)  # fmt: skip
-    assert estimator.coef_[0].tobytes() == model.coef_array.tobytes()
-    assert estimator.intercept_.tobytes() == np.array([model.intercept]).tobytes()
-    assert estimator.cv_losses_.tolist() == [p["cv_losses"] for p in document(out)["points"]]
+    assert_cli_bytes(estimator, model, document(out))
     assert estimator.indicator_features_.tolist() == [rows.columns.get_loc("age")]
 
 
