@@ -185,6 +185,13 @@ _EXP_MASK = 0x7FF0000000000000  # |bits| >= this: inf or NaN
 #: and rounds at the bins one lower -- the same digits.
 _ROUNDER_TOP = (1023 - 52 - GRID_E0) // BIN_WIDTH
 _DOWN = 2.0**-BIN_WIDTH
+#: :func:`_deposit_column` keeps a sweep's digits when every first digit
+#: ``a_0`` lies in ``[-_FIT_SLACK, _FIT_SLACK)``: ``bits(fl(t + M_0)) -
+#: bits(M_0) + _FIT_SLACK`` is then below ``_FIT_LIMIT`` for every term, so
+#: their OR is too; ``|t| <= (2**38 + 1/2) u_T`` is under the top bin's
+#: capacity ``2**39 u_T``.
+_FIT_SLACK = np.uint64(2 ** (BIN_WIDTH - 2))
+_FIT_LIMIT = np.uint64(2 ** (BIN_WIDTH - 1))
 #: Compiled code is cached next to this module (numba falls back to a user
 #: cache directory where that is read-only).
 _CACHE = True
@@ -756,14 +763,20 @@ if _HAVE_NUMBA:
         d = Xf.shape[1]
         known = colmax.shape[0] > 0
         res_max = _max_abs_bits(res, n)
-        # Terms, column by column, each deposited at once.
-        for j in range(d):
+        # Terms, column by column, each deposited at once; columns without a
+        # bound that fits go two at a time.
+        j = 0
+        while j < d:
             col = Xf[r0 : r0 + n, j]
             kq = _kq(std, j)
             if known and _fits(colmax[j], res_max, top[j]):
                 _deposit_products(col, res, n, top[j], j, top, acc, kq)
+            elif j + 1 < d and not (known and _fits(colmax[j + 1], res_max, top[j + 1])):
+                _deposit_pair(col, Xf[r0 : r0 + n, j + 1], res, n, j, top, acc, flags, tmp, kq, _kq(std, j + 1))
+                j += 1
             else:
                 _deposit_column(col, res, n, j, top, acc, flags, tmp, kq)
+            j += 1
         _deposit(res, n, res_max, d, top, acc, flags)
         _deposit(los, n, _max_abs_bits(los, n), d + 1, top, acc, flags)
         _deposit(sw, n, _max_abs_bits(sw, n), d + 2, top, acc, flags)
@@ -822,49 +835,111 @@ if _HAVE_NUMBA:
         """:func:`_deposit` of the products ``a[:n] * b[:n]`` (the same
         products: one IEEE multiply each) without a bound known beforehand.
 
-        One sweep forms each product in registers, keeps the largest
-        ``bits(|a_i b_i|)`` and sums the digits at the column's running top
-        bin; they are kept when that maximum is finite and its top bin is at
-        most the running one (the canonical state: digits at a higher top
-        equal the aligned ones, as in :func:`_deposit_products`) -- after a
-        column's first block, nearly always.  Otherwise the block's own top
-        (a sweep more) or, with a NaN or inf, :func:`_deposit` of the stored
-        products (flags) decides, as when the maximum is found first."""
+        One sweep forms each product in registers and sums the digits at the
+        column's running top bin; they are kept when every first digit lies
+        in ``[-2**38, 2**38)`` (:data:`_FIT_SLACK`): then every product is
+        finite and below half the top bin's capacity, so the block's own top
+        bin is at most the running one and the digits are the canonical
+        state's (digits at a higher top equal the aligned ones, as in
+        :func:`_deposit_products`) -- after a column's first block, nearly
+        always.  The test is one subtraction and one OR per term: ``fl(t +
+        M_0)`` lies within ``2**38`` units of ``M_0`` exactly when the digit
+        does, and a NaN, an infinity or a product beyond the bin's reach
+        leaves M's binade (rounding is monotone), setting a bit at 39 or
+        above.  Otherwise the block's largest product decides, as when the
+        maximum is found first: its own top (a sweep more) or, with a NaN or
+        inf, :func:`_deposit` of the stored products (flags)."""
         t_run = top[c]
         m0, m1, m2, down = _rounders(t_run)
-        mx = _ZERO_BITS
         s0 = _U0
         s1 = _U0
         s2 = _U0
         if not down:
+            low = _ubits(m0) - _FIT_SLACK
+            out = _U0
             if acc.shape[0] == 3:
                 for i in range(n):
-                    t = _x(a, i, kq) * b[i]
-                    mx = max(mx, _bits(t) & _ABS_MASK)
-                    b0, b1, b2 = _digits(t, m0, m1, m2)
+                    b0, b1, b2 = _digits(_x(a, i, kq) * b[i], m0, m1, m2)
+                    out |= b0 - low
                     s0 += b0
                     s1 += b1
                     s2 += b2
             else:
                 for i in range(n):
-                    t = _x(a, i, kq) * b[i]
-                    mx = max(mx, _bits(t) & _ABS_MASK)
-                    b0, b1 = _digits_two(t, m0, m1)
+                    b0, b1 = _digits_two(_x(a, i, kq) * b[i], m0, m1)
+                    out |= b0 - low
                     s0 += b0
                     s1 += b1
-            if mx < _EXP_MASK and _top_of(mx) <= t_run:
+            if out < _FIT_LIMIT:
                 d0, d1, d2 = _unbias(s0, s1, s2, np.uint64(n), m0, m1, m2)
                 _add_digits(c, t_run, d0, d1, d2, top, acc)
                 return
-        else:
-            for i in range(n):
-                mx = max(mx, _bits(_x(a, i, kq) * b[i]) & _ABS_MASK)
+        _deposit_measured(a, b, n, c, top, acc, flags, tmp, kq)
+
+    @njit(cache=_CACHE, nogil=True)
+    def _deposit_measured(a, b, n, c, top, acc, flags, tmp, kq):
+        """:func:`_deposit` of the products ``a[:n] * b[:n]`` at the block's
+        own top bin, found first (a sweep for the largest product): where
+        :func:`_deposit_column`'s sweep at the running top did not fit."""
+        mx = _ZERO_BITS
+        for i in range(n):
+            mx = max(mx, _bits(_x(a, i, kq) * b[i]) & _ABS_MASK)
         if mx < _EXP_MASK:
             _deposit_products(a, b, n, _top_of(mx), c, top, acc, kq)
             return
         for i in range(n):
             tmp[i] = _x(a, i, kq) * b[i]
         _deposit(tmp, n, mx, c, top, acc, flags)
+
+    @njit(cache=_CACHE, nogil=True)
+    def _deposit_pair(a, a2, b, n, c, top, acc, flags, tmp, kq, kq2):
+        """:func:`_deposit_column` of two columns at once: ``a[:n] * b[:n]``
+        into column ``c`` and ``a2[:n] * b[:n]`` into ``c + 1`` of a
+        three-bin state, in one sweep -- two streams of X read side by side
+        (one column at a time, a wide block's runs are read from memory at
+        about half the rate), each column's digits at its own running top
+        and kept by the same test; a column that does not fit is redone
+        alone (:func:`_deposit_measured`)."""
+        ta = top[c]
+        tb = top[c + 1]
+        ma0, ma1, ma2, down_a = _rounders(ta)
+        mb0, mb1, mb2, down_b = _rounders(tb)
+        if down_a or down_b:
+            _deposit_column(a, b, n, c, top, acc, flags, tmp, kq)
+            _deposit_column(a2, b, n, c + 1, top, acc, flags, tmp, kq2)
+            return
+        low_a = _ubits(ma0) - _FIT_SLACK
+        low_b = _ubits(mb0) - _FIT_SLACK
+        out_a = _U0
+        out_b = _U0
+        sa0 = _U0
+        sa1 = _U0
+        sa2 = _U0
+        sb0 = _U0
+        sb1 = _U0
+        sb2 = _U0
+        for i in range(n):
+            r = b[i]
+            a0, a1, a2_ = _digits(_x(a, i, kq) * r, ma0, ma1, ma2)
+            out_a |= a0 - low_a
+            sa0 += a0
+            sa1 += a1
+            sa2 += a2_
+            b0, b1, b2 = _digits(_x(a2, i, kq2) * r, mb0, mb1, mb2)
+            out_b |= b0 - low_b
+            sb0 += b0
+            sb1 += b1
+            sb2 += b2
+        if out_a < _FIT_LIMIT:
+            d0, d1, d2 = _unbias(sa0, sa1, sa2, np.uint64(n), ma0, ma1, ma2)
+            _add_digits(c, ta, d0, d1, d2, top, acc)
+        else:
+            _deposit_measured(a, b, n, c, top, acc, flags, tmp, kq)
+        if out_b < _FIT_LIMIT:
+            d0, d1, d2 = _unbias(sb0, sb1, sb2, np.uint64(n), mb0, mb1, mb2)
+            _add_digits(c + 1, tb, d0, d1, d2, top, acc)
+        else:
+            _deposit_measured(a2, b, n, c + 1, top, acc, flags, tmp, kq2)
 
     @njit(cache=_CACHE, nogil=True)
     def _hessian_block(Xf, r0, n, g0, prob, s, has_s, curv, cj, tmp, colmax, htop, hacc, hflags, res, scores, y):

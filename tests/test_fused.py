@@ -1530,3 +1530,42 @@ def test_one_sweep_deposits_at_the_running_top_only_when_it_fits(monkeypatch, bl
     late[n - 1, 2] = np.finfo(np.float64).max  # the largest term: top bin 52
     assert_same(late, y, coef)
     assert_same(late, y, coef.copy(), None, KernelSpec(hessian=True))
+
+
+@requires_numba
+@pytest.mark.parametrize("at", [0, 1, 2])
+def test_the_running_top_keeps_a_sweep_only_under_half_its_capacity(monkeypatch, at):
+    """A sweep at a column's running top bin T (``_deposit_column``, and
+    ``_deposit_pair`` for two columns side by side) is kept when every first
+    digit lies in ``[-2**38, 2**38)`` -- every term below half of ``cap(T) =
+    2**39 u_T`` -- and redone otherwise.  Terms at and around that edge, at
+    the capacity itself (top T + 1) and beyond the rounder's reach, in either
+    column of a pair (``at`` 0 or 1) or in the column left over (2), next to
+    columns that fit: a sweep kept past the capacity would leave the column
+    at a top below the reference's."""
+    top = 27
+    unit = math.ldexp(1.0, GRID_E0 + BIN_WIDTH * top)
+    cap = 2.0**39 * unit
+    half = 2.0**38 * unit
+    edges = [
+        half,
+        -half,
+        (2.0**38 - 0.5) * unit,  # a tie: rounds to 2**38, redone
+        -(2.0**38 + 0.5) * unit,  # rounds to -2**38: kept
+        (2.0**38 - 1.0) * unit,
+        math.nextafter(half, 0.0),
+        math.nextafter(cap, 0.0),
+        cap,
+        -cap,
+        2.0**51 * unit,
+        -(2.0**53) * unit,
+    ]
+    monkeypatch.setattr(fused, "_block_rows", lambda d: 2)
+    y = np.array([0.0, 1.0, 0.0, 1.0])  # coef 0: residuals +1/2, -1/2, +1/2, -1/2
+    for term in edges:
+        X = np.full((4, 3), 2.0 * cap / 4.0, order="F")  # first block: terms cap/4, top T
+        X[2:, :] = 2.0 * (half / 3.0)  # second block: terms that fit
+        X[2, at] = 2.0 * term
+        X[3, at] = -2.0 * term / 3.0
+        got = assert_same(X, y, np.zeros(4))
+        assert int(got.sums.top[at]) == (top if abs(term) < cap else int(top_bin(np.array([abs(term)]))[0]))
