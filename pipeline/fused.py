@@ -42,8 +42,9 @@ How it stays bitwise equal (see ``docs/exact-sums.md``):
   first.  Block sums of the bits are integer (exact, vectorisable) adds,
   wrapping modulo 2**64 until the bias is taken off.  A column's products
   ``x~_ij * residual_i`` are formed in registers and deposited at the
-  column's running top bin in the sweep that finds their maximum, and kept
-  when that maximum fits under the top (:func:`_deposit_column`).  Block
+  column's running top bin, two columns per sweep, in the sweep that finds
+  their maximum, and kept when that maximum fits under the top
+  (:func:`_deposit_column`, :func:`_deposit_pair`).  Block
   states are aligned and added as
   :meth:`ExactSums.merge` does.  The merged state is canonical -- a value's
   digits at a lower top bin, shifted, equal its digits at the higher top bin,
@@ -68,9 +69,8 @@ while the block is in cache; software prefetching of the next block measured
 slower at every width); any other layout, narrow features
 (float32, small integers, booleans: widened exactly) and standardized input
 are copied block by block into an F-ordered float64 scratch (widened and
-standardized on the way).  Wide data (``_STREAM_FEATURES`` and more), where a
-block of all the features no longer fits in L2, streams instead when it is
-F-ordered float64 without fill values (:attr:`_Job.stream`, the loss pass
+standardized on the way).  From ``_STREAM_FEATURES`` features on (16), a
+pass streams instead when X is F-ordered float64 without fill values (:attr:`_Job.stream`, the loss pass
 only): blocks of ``_STREAM_ROWS`` rows read in place, their margins over the
 whole block at once (long column runs), and each value standardized in
 registers where the margins and the deposits read it (:func:`_x`: the copy's
@@ -147,8 +147,12 @@ _SEGMENT_BYTES = 2**21
 #: Rows per margin sub-block (its pairwise stack stays in L1).
 _MARGIN_ROWS = 512
 #: From this many features on, a loss pass over F-ordered float64 X streams
-#: (:attr:`_Job.stream`): no copy, long column runs.
-_STREAM_FEATURES = 1024
+#: (:attr:`_Job.stream`): no copy, long column runs.  (At 1,024 features
+#: first, where a block of all the features outgrew L2; since the deposits
+#: read two columns per sweep it measured 0.78-0.93x the time of the copy
+#: when standardizing at 32 to 256 features, and 0.93-0.98x without; at 8
+#: features 1.01-1.02x.)
+_STREAM_FEATURES = 16
 #: Rows per block of a streaming pass; its margins take the whole block at
 #: once (a stack of ``log2(d) + 2`` rows of this many values, in L2).
 _STREAM_ROWS = 4096
@@ -185,13 +189,6 @@ _EXP_MASK = 0x7FF0000000000000  # |bits| >= this: inf or NaN
 #: and rounds at the bins one lower -- the same digits.
 _ROUNDER_TOP = (1023 - 52 - GRID_E0) // BIN_WIDTH
 _DOWN = 2.0**-BIN_WIDTH
-#: :func:`_deposit_column` keeps a sweep's digits when every first digit
-#: ``a_0`` lies in ``[-_FIT_SLACK, _FIT_SLACK)``: ``bits(fl(t + M_0)) -
-#: bits(M_0) + _FIT_SLACK`` is then below ``_FIT_LIMIT`` for every term, so
-#: their OR is too; ``|t| <= (2**38 + 1/2) u_T`` is under the top bin's
-#: capacity ``2**39 u_T``.
-_FIT_SLACK = np.uint64(2 ** (BIN_WIDTH - 2))
-_FIT_LIMIT = np.uint64(2 ** (BIN_WIDTH - 1))
 #: Compiled code is cached next to this module (numba falls back to a user
 #: cache directory where that is read-only).
 _CACHE = True
@@ -757,8 +754,9 @@ if _HAVE_NUMBA:
         final one, and digits at a higher top are the aligned ones.
         Otherwise (no maxima, a first block, a bound above the top or not
         finite) :func:`_deposit_column` deposits at the running top in the
-        sweep that finds the block's exact ``max |term|``, and only when that
-        maximum does not fit is the block redone at its own top.
+        sweep that finds the block's exact ``max |term|`` (two such columns
+        per sweep, :func:`_deposit_pair`), and only when that maximum does
+        not fit is the block redone at its own top.
         """
         d = Xf.shape[1]
         known = colmax.shape[0] > 0
@@ -835,55 +833,50 @@ if _HAVE_NUMBA:
         """:func:`_deposit` of the products ``a[:n] * b[:n]`` (the same
         products: one IEEE multiply each) without a bound known beforehand.
 
-        One sweep forms each product in registers and sums the digits at the
-        column's running top bin; they are kept when every first digit lies
-        in ``[-2**38, 2**38)`` (:data:`_FIT_SLACK`): then every product is
-        finite and below half the top bin's capacity, so the block's own top
-        bin is at most the running one and the digits are the canonical
-        state's (digits at a higher top equal the aligned ones, as in
-        :func:`_deposit_products`) -- after a column's first block, nearly
-        always.  The test is one subtraction and one OR per term: ``fl(t +
-        M_0)`` lies within ``2**38`` units of ``M_0`` exactly when the digit
-        does, and a NaN, an infinity or a product beyond the bin's reach
-        leaves M's binade (rounding is monotone), setting a bit at 39 or
-        above.  Otherwise the block's largest product decides, as when the
-        maximum is found first: its own top (a sweep more) or, with a NaN or
-        inf, :func:`_deposit` of the stored products (flags)."""
+        One sweep forms each product in registers, keeps the largest
+        ``bits(|a_i b_i|)`` and sums the digits at the column's running top
+        bin; they are kept when that maximum is finite and its top bin is at
+        most the running one (the canonical state: digits at a higher top
+        equal the aligned ones, as in :func:`_deposit_products`) -- after a
+        column's first block, nearly always.  Otherwise the block's own top
+        (a sweep more) or, with a NaN or inf, :func:`_deposit` of the stored
+        products (flags) decides (:func:`_deposit_measured`)."""
         t_run = top[c]
         m0, m1, m2, down = _rounders(t_run)
+        mx = _ZERO_BITS
         s0 = _U0
         s1 = _U0
         s2 = _U0
         if not down:
-            low = _ubits(m0) - _FIT_SLACK
-            out = _U0
             if acc.shape[0] == 3:
                 for i in range(n):
-                    b0, b1, b2 = _digits(_x(a, i, kq) * b[i], m0, m1, m2)
-                    out |= b0 - low
+                    t = _x(a, i, kq) * b[i]
+                    mx = max(mx, _bits(t) & _ABS_MASK)
+                    b0, b1, b2 = _digits(t, m0, m1, m2)
                     s0 += b0
                     s1 += b1
                     s2 += b2
             else:
                 for i in range(n):
-                    b0, b1 = _digits_two(_x(a, i, kq) * b[i], m0, m1)
-                    out |= b0 - low
+                    t = _x(a, i, kq) * b[i]
+                    mx = max(mx, _bits(t) & _ABS_MASK)
+                    b0, b1 = _digits_two(t, m0, m1)
                     s0 += b0
                     s1 += b1
-            if out < _FIT_LIMIT:
+            if mx < _EXP_MASK and _top_of(mx) <= t_run:
                 d0, d1, d2 = _unbias(s0, s1, s2, np.uint64(n), m0, m1, m2)
                 _add_digits(c, t_run, d0, d1, d2, top, acc)
                 return
-        _deposit_measured(a, b, n, c, top, acc, flags, tmp, kq)
+        else:
+            for i in range(n):
+                mx = max(mx, _bits(_x(a, i, kq) * b[i]) & _ABS_MASK)
+        _deposit_measured(a, b, n, mx, c, top, acc, flags, tmp, kq)
 
     @njit(cache=_CACHE, nogil=True)
-    def _deposit_measured(a, b, n, c, top, acc, flags, tmp, kq):
-        """:func:`_deposit` of the products ``a[:n] * b[:n]`` at the block's
-        own top bin, found first (a sweep for the largest product): where
-        :func:`_deposit_column`'s sweep at the running top did not fit."""
-        mx = _ZERO_BITS
-        for i in range(n):
-            mx = max(mx, _bits(_x(a, i, kq) * b[i]) & _ABS_MASK)
+    def _deposit_measured(a, b, n, mx, c, top, acc, flags, tmp, kq):
+        """:func:`_deposit` of the products ``a[:n] * b[:n]`` whose largest
+        ``bits(|a_i b_i|)`` is ``mx``, at the block's own top bin: where a
+        sweep at the running top did not fit."""
         if mx < _EXP_MASK:
             _deposit_products(a, b, n, _top_of(mx), c, top, acc, kq)
             return
@@ -908,10 +901,8 @@ if _HAVE_NUMBA:
             _deposit_column(a, b, n, c, top, acc, flags, tmp, kq)
             _deposit_column(a2, b, n, c + 1, top, acc, flags, tmp, kq2)
             return
-        low_a = _ubits(ma0) - _FIT_SLACK
-        low_b = _ubits(mb0) - _FIT_SLACK
-        out_a = _U0
-        out_b = _U0
+        mx_a = _ZERO_BITS
+        mx_b = _ZERO_BITS
         sa0 = _U0
         sa1 = _U0
         sa2 = _U0
@@ -920,26 +911,28 @@ if _HAVE_NUMBA:
         sb2 = _U0
         for i in range(n):
             r = b[i]
-            a0, a1, a2_ = _digits(_x(a, i, kq) * r, ma0, ma1, ma2)
-            out_a |= a0 - low_a
+            t = _x(a, i, kq) * r
+            mx_a = max(mx_a, _bits(t) & _ABS_MASK)
+            a0, a1, a2_ = _digits(t, ma0, ma1, ma2)
             sa0 += a0
             sa1 += a1
             sa2 += a2_
-            b0, b1, b2 = _digits(_x(a2, i, kq2) * r, mb0, mb1, mb2)
-            out_b |= b0 - low_b
+            t = _x(a2, i, kq2) * r
+            mx_b = max(mx_b, _bits(t) & _ABS_MASK)
+            b0, b1, b2 = _digits(t, mb0, mb1, mb2)
             sb0 += b0
             sb1 += b1
             sb2 += b2
-        if out_a < _FIT_LIMIT:
+        if mx_a < _EXP_MASK and _top_of(mx_a) <= ta:
             d0, d1, d2 = _unbias(sa0, sa1, sa2, np.uint64(n), ma0, ma1, ma2)
             _add_digits(c, ta, d0, d1, d2, top, acc)
         else:
-            _deposit_measured(a, b, n, c, top, acc, flags, tmp, kq)
-        if out_b < _FIT_LIMIT:
+            _deposit_measured(a, b, n, mx_a, c, top, acc, flags, tmp, kq)
+        if mx_b < _EXP_MASK and _top_of(mx_b) <= tb:
             d0, d1, d2 = _unbias(sb0, sb1, sb2, np.uint64(n), mb0, mb1, mb2)
             _add_digits(c + 1, tb, d0, d1, d2, top, acc)
         else:
-            _deposit_measured(a2, b, n, c + 1, top, acc, flags, tmp, kq2)
+            _deposit_measured(a2, b, n, mx_b, c + 1, top, acc, flags, tmp, kq2)
 
     @njit(cache=_CACHE, nogil=True)
     def _hessian_block(Xf, r0, n, g0, prob, s, has_s, curv, cj, tmp, colmax, htop, hacc, hflags, res, scores, y):

@@ -1534,15 +1534,15 @@ def test_one_sweep_deposits_at_the_running_top_only_when_it_fits(monkeypatch, bl
 
 @requires_numba
 @pytest.mark.parametrize("at", [0, 1, 2])
-def test_the_running_top_keeps_a_sweep_only_under_half_its_capacity(monkeypatch, at):
+def test_the_running_top_keeps_a_sweep_only_under_its_capacity(monkeypatch, at):
     """A sweep at a column's running top bin T (``_deposit_column``, and
-    ``_deposit_pair`` for two columns side by side) is kept when every first
-    digit lies in ``[-2**38, 2**38)`` -- every term below half of ``cap(T) =
-    2**39 u_T`` -- and redone otherwise.  Terms at and around that edge, at
-    the capacity itself (top T + 1) and beyond the rounder's reach, in either
-    column of a pair (``at`` 0 or 1) or in the column left over (2), next to
-    columns that fit: a sweep kept past the capacity would leave the column
-    at a top below the reference's."""
+    ``_deposit_pair`` for two columns side by side) is kept when the block's
+    largest term is below ``cap(T) = 2**39 u_T`` and redone at its own top
+    otherwise.  Terms around half the capacity, just below it, at it (top
+    T + 1) and beyond the rounder's reach, in either column of a pair (``at``
+    0 or 1) or in the column left over (2), next to columns that fit: a sweep
+    kept past the capacity would leave the column at a top below the
+    reference's."""
     top = 27
     unit = math.ldexp(1.0, GRID_E0 + BIN_WIDTH * top)
     cap = 2.0**39 * unit
@@ -1550,8 +1550,8 @@ def test_the_running_top_keeps_a_sweep_only_under_half_its_capacity(monkeypatch,
     edges = [
         half,
         -half,
-        (2.0**38 - 0.5) * unit,  # a tie: rounds to 2**38, redone
-        -(2.0**38 + 0.5) * unit,  # rounds to -2**38: kept
+        (2.0**38 - 0.5) * unit,  # a tie at a digit of 2**38
+        -(2.0**38 + 0.5) * unit,
         (2.0**38 - 1.0) * unit,
         math.nextafter(half, 0.0),
         math.nextafter(cap, 0.0),
