@@ -863,14 +863,25 @@ if _HAVE_NUMBA:
                     b0, b1 = _digits_two(t, m0, m1)
                     s0 += b0
                     s1 += b1
-            if mx < _EXP_MASK and _top_of(mx) <= t_run:
-                d0, d1, d2 = _unbias(s0, s1, s2, np.uint64(n), m0, m1, m2)
-                _add_digits(c, t_run, d0, d1, d2, top, acc)
-                return
-        else:
-            for i in range(n):
-                mx = max(mx, _bits(_x(a, i, kq) * b[i]) & _ABS_MASK)
+            _settle(a, b, n, mx, s0, s1, s2, m0, m1, m2, c, top, acc, flags, tmp, kq)
+            return
+        for i in range(n):
+            mx = max(mx, _bits(_x(a, i, kq) * b[i]) & _ABS_MASK)
         _deposit_measured(a, b, n, mx, c, top, acc, flags, tmp, kq)
+
+    @njit(cache=_CACHE, nogil=True)
+    def _settle(a, b, n, mx, s0, s1, s2, m0, m1, m2, c, top, acc, flags, tmp, kq):
+        """After a sweep of the products ``a[:n] * b[:n]`` at column ``c``'s
+        running top bin (rounders ``m0, m1, m2``; sums of bits ``s0, s1,
+        s2``; largest ``bits(|a_i b_i|)`` ``mx``): keep its digits where that
+        maximum is finite and its top bin at most the running one, else
+        redo the block at its own top (:func:`_deposit_measured`)."""
+        t_run = top[c]
+        if mx < _EXP_MASK and _top_of(mx) <= t_run:
+            d0, d1, d2 = _unbias(s0, s1, s2, np.uint64(n), m0, m1, m2)
+            _add_digits(c, t_run, d0, d1, d2, top, acc)
+        else:
+            _deposit_measured(a, b, n, mx, c, top, acc, flags, tmp, kq)
 
     @njit(cache=_CACHE, nogil=True)
     def _deposit_measured(a, b, n, mx, c, top, acc, flags, tmp, kq):
@@ -923,16 +934,8 @@ if _HAVE_NUMBA:
             sb0 += b0
             sb1 += b1
             sb2 += b2
-        if mx_a < _EXP_MASK and _top_of(mx_a) <= ta:
-            d0, d1, d2 = _unbias(sa0, sa1, sa2, np.uint64(n), ma0, ma1, ma2)
-            _add_digits(c, ta, d0, d1, d2, top, acc)
-        else:
-            _deposit_measured(a, b, n, mx_a, c, top, acc, flags, tmp, kq)
-        if mx_b < _EXP_MASK and _top_of(mx_b) <= tb:
-            d0, d1, d2 = _unbias(sb0, sb1, sb2, np.uint64(n), mb0, mb1, mb2)
-            _add_digits(c + 1, tb, d0, d1, d2, top, acc)
-        else:
-            _deposit_measured(a2, b, n, mx_b, c + 1, top, acc, flags, tmp, kq2)
+        _settle(a, b, n, mx_a, sa0, sa1, sa2, ma0, ma1, ma2, c, top, acc, flags, tmp, kq)
+        _settle(a2, b, n, mx_b, sb0, sb1, sb2, mb0, mb1, mb2, c + 1, top, acc, flags, tmp, kq2)
 
     @njit(cache=_CACHE, nogil=True)
     def _hessian_block(Xf, r0, n, g0, prob, s, has_s, curv, cj, tmp, colmax, htop, hacc, hflags, res, scores, y):
