@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import json
 import logging
 import multiprocessing
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .cluster import ClusterSpec, connect, embedded_worker_count, leave_ctrl_c_to_the_command
 from .config import CACHE_MODES, TrainConfig, check_job_name, check_output_root, environment_root, output_roots
@@ -122,6 +123,12 @@ FOLLOW_GONE_CHECK_S = 2.0
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = next((word for word in words if not word.startswith("-")), None)
+    if command is not None:
+        sub = _command_parser(parser, command)
+        if isinstance(sub, _Parser) and sub is not parser:
+            sub.hints = _did_you_mean(sub, words)
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # the command's own usage, not the top-level one
         _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -183,11 +190,35 @@ def one_line(message: str) -> str:
 
 
 def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
-    """The sub-parser of ``command`` (for its usage line in errors)."""
+    """The sub-parser of ``command`` (for its usage line in errors), or
+    ``parser`` for a command it does not have."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return action.choices[command]
+            return action.choices.get(command, parser)
     return parser
+
+
+#: How alike a mistyped option and a real one must be for a suggestion
+#: (difflib's ratio: ``--lable`` for ``--label`` is 0.86, ``--l2`` for ``--l1`` 0.75)
+SUGGEST_CUTOFF = 0.75
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, words: list[str]) -> list[str]:
+    """``"--lable: did you mean --label?"`` for each ``--option`` in ``words``
+    (up to a ``--`` separator) that ``parser`` does not know but one of its
+    options resembles."""
+    known = [name for action in parser._actions for name in action.option_strings if name.startswith("--")]
+    hints = []
+    for word in words:
+        if word == "--":
+            break
+        name = word.split("=", 1)[0]
+        if not name.startswith("--") or name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=SUGGEST_CUTOFF)
+        if close:
+            hints.append(f"{name}: did you mean {close[0]}?")
+    return hints
 
 
 def _add_tls(parser: argparse.ArgumentParser) -> None:
@@ -229,6 +260,15 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        #: suggestions for the mistyped options of this command line
+        #: (:func:`_did_you_mean`), added to any error it ends with: a missing
+        #: ``--label`` is reported while the mistyped ``--lable`` is the cause
+        self.hints: list[str] = []
+
+    def error(self, message: str) -> NoReturn:
+        if self.hints:
+            message = f"{message} ({'; '.join(self.hints)})"
+        super().error(message)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1458,6 +1458,35 @@ def test_frames_with_categorical_columns_and_any_column_names():
 
 
 @pytest.mark.parametrize(
+    "words, expected",
+    [
+        # the missing --label is what argparse reports; the typo is the cause
+        (["train", "data", "--lable", "y", "--out", "out"], "required: --label (--lable: did you mean --label?)"),
+        (
+            ["train", "data", "--label", "y", "--out", "out", "--max-iters=3", "--l3", "1"],
+            "unrecognized arguments: --max-iters=3 --l3 1 (--max-iters: did you mean --max-iter?; "
+            "--l3: did you mean --l2?)",
+        ),
+        (["predict", "model", "data", "--out", "out", "--thresold", "0.5"], "(--thresold: did you mean --threshold?)"),
+    ],
+)
+def test_a_mistyped_option_gets_a_suggestion(capsys, words, expected):
+    with pytest.raises(SystemExit) as exited:  # refused before anything is read
+        main(words)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"usage: pipeline {words[0]} " in err
+    assert expected in err
+
+
+def test_no_suggestion_for_an_option_like_none_and_after_the_separator(capsys):
+    for words in (["train", "data", "--label", "y", "--bogus-option", "1"], ["status", "out", "--", "--lable"]):
+        with pytest.raises(SystemExit):
+            main(words)
+        assert "did you mean" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     "command, arguments",
     [("train", ["data", "--label", "y"]), ("predict", ["model", "data", "--out", "out"]), ("status", ["out"])],
 )
