@@ -73,7 +73,7 @@ from .predict import (
     rows_of,
     split_of,
 )
-from .report import summary_text, write_report
+from .report import path_text, summary_text, write_report
 from .solvers import IterationRecord
 from .synth import make_data
 from .tiers import kernels_mode
@@ -610,7 +610,7 @@ def _summary(args) -> int:
             )
         print(json.dumps(model.inference, indent=2))
     else:
-        print(summary_text(model), end="")
+        print(summary_text(model) + path_text(args.model, model.digest), end="")
     return 0
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from .atomic import write_atomic
 from .errors import ModelFileError
 from .model import Model
-from .outputs import PATH_DIR, JobDocument, OutputDir
+from .outputs import PATH_DIR, PATH_FILE, JobDocument, OutputDir
 from .paths import chosen_digest
 
 __all__ = ["summary_text", "write_report"]
@@ -500,6 +500,45 @@ def write_report(out: str) -> Path:
     with outputs.writing():
         write_atomic(target, page.encode())
     return target
+
+
+def path_text(out: str | Path, digest: str) -> str:
+    """``pipeline summary``'s table of a regularization path (or a
+    cross-validation) in ``out/path/path.json`` that chose the model of
+    ``digest``: each point's strength, nonzero weights, training loss, held-out
+    or cross-validation loss, passes and convergence, the chosen one marked;
+    empty where there is none (a run without ``--path`` or ``--cv``, or a path
+    that did not choose this model)."""
+    document = _optional_json(OutputDir(out).path_summary, _check_path)
+    if not document or chosen_digest(document) != digest:
+        return ""
+    points, chosen = document["points"], document["chosen"]
+    cv = all(point.get("cv_loss") is not None for point in points)
+    held_out = all(point["validation_loss"] is not None for point in points)
+    header = ["", "strength", "l2", "l1", "nonzero", "train loss"]
+    header += ["cv loss", "cv std"] if cv else ["validation"] if held_out else []
+    header += ["passes", "converged"]
+    rows = []
+    for point in points:
+        row = [
+            f"{PATH_DIR}/{point['index']:03d}" + (" *" if point["index"] == chosen else ""),
+            f"{point['strength']:.4g}",
+            f"{point['l2']:.4g}",
+            f"{point['l1']:.4g}",
+            str(point["n_nonzero"]),
+            f"{point['loss']:.6g}",
+        ]
+        row += [f"{point['cv_loss']:.6g}", f"{point['cv_std']:.3g}"] if cv else []
+        row += [f"{point['validation_loss']:.6g}"] if held_out and not cv else []
+        rows.append([*row, str(point["n_passes"]), "yes" if point["converged"] else "NO"])
+    widths = [max(len(cells[k]) for cells in [header, *rows]) for k in range(len(header))]
+    what = "Cross-validation" if cv and len(points) == 1 else f"Regularization path of {len(points)} strengths"
+    lines = ["", f"{what} ({PATH_DIR}/{PATH_FILE}): * chosen, {document.get('rule')}"]
+    for cells in [header, *rows]:
+        lines.append(
+            "  ".join(f"{cell:<{widths[0]}}" if k == 0 else f"{cell:>{widths[k]}}" for k, cell in enumerate(cells))
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _path_section(outputs: OutputDir, digest: str) -> list[str]:

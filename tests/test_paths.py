@@ -223,6 +223,29 @@ def test_the_command_says_what_the_whole_path_did_and_names_the_chosen_models_fo
         (out / "model.json").read_text()
     )
     assert f"path/{chosen:03d} chosen" in write_report(str(out)).read_text()
+    # `pipeline summary` shows the whole path under the chosen model's table
+    table = run_cli("summary", out).stdout.split("Regularization path of 3 strengths (path/path.json): * chosen, ")[1]
+    header, *rows = table.splitlines()[1:]
+    assert header.split() == [
+        "strength",
+        "l2",
+        "l1",
+        "nonzero",
+        "train",
+        "loss",
+        "cv",
+        "loss",
+        "cv",
+        "std",
+        "passes",
+        "converged",
+    ]
+    assert [row.split()[0] for row in rows] == ["path/000", "path/001", "path/002"]
+    for point, row in zip(path["points"], rows):
+        cells = row.replace(" *", "").split()
+        assert (" *" in row) == (point["index"] == chosen)
+        assert cells[4:7] == [str(point["n_nonzero"]), f"{point['loss']:.6g}", f"{point['cv_loss']:.6g}"]
+        assert cells[-1] == ("yes" if point["converged"] else "NO")
 
 
 def test_the_pure_decisions():
@@ -320,6 +343,11 @@ def test_a_path_jobs_status_and_history_are_the_chosen_models(data, tmp_path, ca
     assert main(["status", str(out)]) == 0
     assert f"iteration {model.n_iter}  loss {model.loss:.12g}" in capsys.readouterr().out
     assert "Regularization path" in write_report(str(out)).read_text()
+    capsys.readouterr()
+    assert main(["summary", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "Regularization path of 5 strengths" in shown and "validation  passes  converged" in shown
+    assert f"path/{chosen:03d} *" in shown and "cv loss" not in shown
     # any point is evaluated on its run's split (its folder has no job.json: it was refused)
     point = OutputDir(out).path_point(1)
     evaluate = ["evaluate", str(point), data, "--split", "validation", "--out", str(tmp_path / "m.json")]
@@ -331,6 +359,8 @@ def test_a_path_jobs_status_and_history_are_the_chosen_models(data, tmp_path, ca
     OutputDir(out).path_summary.write_text(json.dumps(document))
     assert "Regularization path" not in write_report(str(out)).read_text()
     capsys.readouterr()
+    assert main(["summary", str(out)]) == 0
+    assert "Regularization path" not in capsys.readouterr().out
     assert main([*evaluate, "--overwrite"]) == 1  # (that path.json did not choose this job's model)
     assert "whose model is not the one in" in capsys.readouterr().err
     # the library's run keeps no history: no other run's history.csv is copied into its points
