@@ -1310,6 +1310,10 @@ def _dask_array(value, name: str):
         if value.ndim == 1 and (_nullable_number(value.dtype) or _number_categories(value.dtype)):
             # (its dask array would hold objects: float64, NA as NaN, as scikit-learn reads such a pandas y)
             value = value.astype(np.float64)
+        elif value.ndim == 2:  # the same for a frame's nullable (Int64, boolean, double[pyarrow]) columns
+            objects = [name for name, dtype in value.dtypes.items() if _nullable_number(dtype)]
+            if objects:
+                value = value.astype(dict.fromkeys(objects, np.float64))
         return value.to_dask_array()
     if not isinstance(value, da.Array):
         raise TypeError(

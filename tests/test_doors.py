@@ -1283,6 +1283,37 @@ def test_dask_y_chunked_unlike_x_and_dask_dataframes(client):
 
 
 @pytest.mark.cluster
+def test_a_dask_dataframes_nullable_columns_with_na_are_the_pandas_frames(client):
+    """A dask DataFrame whose nullable (Int64, boolean, double[pyarrow])
+    columns hold NA: its dask array held objects, and float() of NA failed
+    inside a dask task; now the pandas frame's model and scores (NA a missing
+    value), or the pandas frame's refusal."""
+    import dask.dataframe as dd
+    import pandas as pd
+
+    from pipeline.estimator import LogisticRegression
+
+    X, y = _arrays()
+    gaps = np.arange(len(y)) % 7 == 3
+    frame = pd.DataFrame(
+        {
+            "a": X[:, 0],
+            "b": pd.array(np.where(gaps, None, np.round(X[:, 1]).astype(int)), dtype="Int64"),
+            "c": pd.array(np.where(gaps[::-1], None, X[:, 2] > 1), dtype="boolean"),
+            "d": pd.array(np.where(gaps, None, X[:, 2]), dtype="double[pyarrow]"),
+        }
+    )
+    lazy = dd.from_pandas(frame, npartitions=3)
+    for missing in ("mean", "indicator"):
+        reference = LogisticRegression(l2=1e-3, missing=missing).fit(frame, y)
+        model = LogisticRegression(l2=1e-3, missing=missing).fit(lazy, dd.from_pandas(pd.Series(y), npartitions=2))
+        assert model.coef_.tobytes() == reference.coef_.tobytes(), missing
+        assert model.predict_proba(lazy).compute().tobytes() == reference.predict_proba(frame).tobytes()
+    with pytest.raises(NonFiniteInputError, match="Input X contains NaN"):
+        LogisticRegression(l2=1e-3).fit(lazy, y)
+
+
+@pytest.mark.cluster
 def test_dask_input_with_nan_or_inf_is_refused_when_scored(client):
     """Scoring refuses what fitting refuses: no probability is computed from
     NaN (unless it is a missing value) or an infinity, binary or multinomial;
