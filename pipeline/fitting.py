@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import FrameType
 
 import numpy as np
 
@@ -134,6 +136,23 @@ class Fit:
         )
 
 
+#: this package's directory: the frames :func:`outside_level` passes over
+_PACKAGE = os.path.dirname(__file__) + os.sep  # (as the package's frames name their files)
+
+
+def outside_level() -> int:
+    """The ``stacklevel`` of a warning made by this function's caller that
+    names the first frame outside this package: the user's own call (an
+    estimator's ``fit``, however deep in the package the fit was reached
+    from), so that filters by module and Python's once-per-location rule apply
+    to the caller's code, not to a line of ``pipeline``."""
+    frame: FrameType | None
+    level, frame = 2, sys._getframe(2)  # (0: this function, 1: the one that warns)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    return level
+
+
 def kernel_fill(fill: np.ndarray | None, n_missing: np.ndarray | None) -> np.ndarray | None:
     """The loss passes' fill values: only where some value is missing (else
     they read the data in place)."""
@@ -162,7 +181,7 @@ def with_inference(
             f"{MAX_NEWTON_STEPS} Newton steps take it on; if they do not reach the optimum the standard errors "
             "are not the optimum's (raise --max-iter)",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=outside_level(),
         )
     reason = refusal(
         l1=result.penalty.l1,
@@ -532,7 +551,7 @@ def fit(
     already = 0 if resume is None else resume.solver_state.n_passes
     assert result.n_passes == already + objective.n_passes
     if not result.converged:
-        warnings.warn(f"{solver} did not converge: {result.message}", ConvergenceWarning, stacklevel=2)
+        warnings.warn(f"{solver} did not converge: {result.message}", ConvergenceWarning, stacklevel=outside_level())
     restored_iteration = None
     if best is not None and best.iteration < result.n_iter:
         restored_iteration = best.iteration
@@ -553,7 +572,7 @@ def fit(
             "bound, so these are where the solver stopped, not an optimum (add a penalty, l2, or remove "
             "the features that separate the classes)",
             SeparationWarning,
-            stacklevel=2,
+            stacklevel=outside_level(),
         )
     coef, gradient = result.coef, result.grad
     if standardization is not None:
@@ -684,7 +703,7 @@ def prepare(
             warnings.warn(
                 f"feature {name} is constant{rounded} ({value!r} in {rows}); its coefficient is fixed at 0",
                 DataWarning,
-                stacklevel=3,
+                stacklevel=outside_level(),
             )
     weights: tuple[float, ...] | None
     if isinstance(class_weight, str) and n_classes:  # "balanced"

@@ -225,6 +225,30 @@ def test_fit_warns_what_the_data_make_the_settings_do_as_the_command_does():
         LogisticRegression(l2=1e-2).fit(X, labels)
 
 
+def test_fit_warnings_name_the_callers_line_not_the_librarys():
+    """ConvergenceWarning, SeparationWarning and the constant-feature
+    DataWarning named a line of pipeline/estimator.py (filters by module did
+    not apply, and Python's once-per-location rule showed only the first of a
+    loop of fits); now the caller's line.  (LogisticRegressionCV's fits run in
+    threads of their own, whose stacks end in threading.py: theirs name it.)"""
+    from pipeline.errors import DataWarning, SeparationWarning
+
+    X, y = _data()
+    X = np.column_stack([X, np.ones(len(y))])  # a constant feature
+    separable = (X[:, 0] > 0).astype(int)
+    cases = [
+        (lambda: LogisticRegression(max_iter=1).fit(X, y), {ConvergenceWarning, DataWarning}),
+        (lambda: LogisticRegression().fit(X, separable), {SeparationWarning, DataWarning}),
+    ]
+    for call, expected in cases:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        shown = {(w.category, w.filename) for w in caught if w.category in expected}
+        assert {category for category, _ in shown} == expected
+        assert {filename for _, filename in shown} == {__file__}
+
+
 def test_the_cross_validated_estimator_refuses_what_it_cannot_do(tmp_path):
     """fit_parquet was inherited: a plain fit at the path's first strength
     (all zeros for the lasso), with no cross-validation and no warning."""
