@@ -356,6 +356,8 @@ def check_hashing(hash_buckets: object, hashed: object) -> None:
     if hashed is None:
         return
     refuse_text("hashed", hashed)
+    if not isinstance(hashed, Sized) or not hasattr(hashed, "__iter__"):  # (hashed=5)
+        raise invalid("hashed", "a list of column names", hashed)
     if hash_buckets is None:
         raise ConfigError("hashed columns need `hash_buckets`", column="hashed")
     if not len(cast(Sized, hashed)):  # (hash_buckets would go unused, silently)

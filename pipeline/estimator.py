@@ -289,7 +289,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"categorical must be 'from_dtype' or a list of column names; got {named!r} (one column: [{named!r}])"
             )
-        return [] if named is None else list(named)
+        if named is None:
+            return []
+        try:
+            return list(named)
+        except TypeError:  # (categorical=5: "'int' object is not iterable")
+            raise ValueError(
+                f"categorical must be 'from_dtype' or a list of column names; got {type(named).__name__} {named!r}"
+            ) from None
 
     def _categorical_columns(self, X) -> list[str]:
         """The categorical columns of a DataFrame (see the class docstring), in X's order."""

@@ -213,10 +213,20 @@ def summarize(stats: Stats) -> DataSummary:
         variance = ((high + low) * n - total * total) / (Fraction(n) * n)
         std[j] = math.sqrt(max(float(variance), 0.0))
     weights = stats.sums.finalize()
-    bound = math.ldexp(1.0, GRID_E0 + BIN_WIDTH * int(stats.sums.top[3 * d]) + BIN_WIDTH - 1)
-    return DataSummary(
-        n, float(weights[-2]), float(weights[-1]), mean, std, missing.copy(), fill, bound, stats.extremes
-    )
+    try:
+        weight_sum = float(weights[-2])
+    except OverflowError:
+        weight_sum = math.inf
+    if not math.isfinite(weight_sum):  # (every weight finite: their sum is not)
+        raise WeightValueError(
+            f"the sample weights of {n} row(s) sum to more than float64's largest value (about 1.8e308); "
+            "expected a finite sum: scale the weights down"
+        )
+    try:  # (the weights' top bin's bound: above float64's range where a weight is near its largest)
+        bound = math.ldexp(1.0, GRID_E0 + BIN_WIDTH * int(stats.sums.top[3 * d]) + BIN_WIDTH - 1)
+    except OverflowError:
+        bound = math.inf
+    return DataSummary(n, weight_sum, float(weights[-1]), mean, std, missing.copy(), fill, bound, stats.extremes)
 
 
 def balanced_class_weight(summary: DataSummary) -> tuple[float, float]:

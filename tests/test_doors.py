@@ -1529,3 +1529,40 @@ def test_an_unknown_option_shows_the_commands_usage(capsys, command, arguments):
     assert f"usage: pipeline {command} " in err
     assert "unrecognized arguments: --bogus-option 1" in err
     assert len(err.splitlines()) <= 8  # (train: a short usage, not its 30 lines of options above the error)
+
+
+def test_weights_whose_sum_overflows_are_one_clear_error(tmp_path, capsys):
+    """Every weight finite, their sum not (1.7e308 each): the statistics'
+    summary raised OverflowError (math.ldexp), a traceback from the CLI and
+    not a ValueError from the estimator; now a WeightValueError naming the
+    rows, nothing written.  One such weight among ordinary ones still trains."""
+    from pipeline.estimator import LogisticRegression
+
+    n = 20
+    X, y = (np.arange(n) % 7).astype(np.float64), np.arange(n) % 2
+    for name, weights in (("huge", np.full(n, 1.7e308)), ("one", np.r_[1.7e308, np.ones(n - 1)])):
+        (tmp_path / name).mkdir()
+        pq.write_table(pa.table({"a": X, "y": y, "w": weights}), tmp_path / name / "part.parquet")
+    code, err = run_main(
+        capsys, "train", tmp_path / "huge", "--label", "y", "--weight-col", "w", "--in-process", "--out", tmp_path / "o"
+    )
+    assert_one_error_line(code, err, "WeightValueError", "sample weights of 20 row(s) sum to more than", "1.8e308")
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="sum to more than float64's largest value"):  # (the estimator's words)
+        LogisticRegression().fit(X[:, None], y, sample_weight=np.full(n, 1.7e308))
+    one = ["train", tmp_path / "one", "--label", "y", "--weight-col", "w", "--in-process", "--quiet"]
+    assert run_main(capsys, *one, "--out", tmp_path / "p")[0] == 0
+
+
+def test_column_name_parameters_that_are_not_lists_are_value_errors():
+    """categorical=5 and hashed=5 raised TypeError ("'int' object is not
+    iterable", "has no len()"); scikit-learn's parameter errors are ValueErrors."""
+    import pandas as pd
+
+    from pipeline.estimator import LogisticRegression
+
+    frame, y = pd.DataFrame({"a": np.arange(20.0) % 7, "c": list("ab") * 10}), np.arange(20) % 2
+    with pytest.raises(ValueError, match="categorical must be 'from_dtype' or a list of column names; got int 5"):
+        LogisticRegression(categorical=5).fit(frame, y)
+    with pytest.raises(ValueError, match="hashed must be a list of column names; found 5"):
+        LogisticRegression(hash_buckets=8, hashed=5).fit(frame, y)
