@@ -360,7 +360,7 @@ def check_hashing(hash_buckets: object, hashed: object) -> None:
         raise invalid("hashed", "a list of column names", hashed)
     if hash_buckets is None:
         raise ConfigError("hashed columns need `hash_buckets`", column="hashed")
-    if not len(cast(Sized, hashed)):  # (hash_buckets would go unused, silently)
+    if not len(hashed):  # (hash_buckets would go unused, silently)
         raise ConfigError(
             "hashed must name at least one column (or be left out: every categorical column); found an empty list",
             column="hashed",
