@@ -425,6 +425,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         lazy = [name for name, value in inputs.items() if _is_dask(value)]
         inputs.update(zip(lazy, client.persist([_dask_array(inputs[name], name) for name in lazy])))
         X = _known_rows(inputs.pop("X"))
+        if X.shape[0] == 0:  # (scikit-learn's words for numpy input; the class check said "found 0 classes")
+            raise ValueError(
+                f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required by "
+                f"{type(self).__name__}."
+            )
         inputs = {"X": X, **{name: _dask_rows(value, X.chunks[0], name) for name, value in inputs.items()}}
         if "sample_weight" in inputs:
             inputs["sample_weight"] = inputs["sample_weight"].astype(np.float64)

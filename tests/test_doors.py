@@ -1235,6 +1235,9 @@ def test_dask_non_finite_input_is_refused_before_training(client):
         assert not hasattr(model, "coef_"), name
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         LogisticRegression().fit(da.from_array(X, chunks=(100, 3)), da.from_array(y[:-1], chunks=100))
+    # no rows: scikit-learn's words for numpy input (it said "found 0 classes")
+    with pytest.raises(ValueError, match=r"Found array with 0 sample\(s\) \(shape=\(0, 3\)\) while a minimum of 1"):
+        LogisticRegression().fit(da.zeros((0, 3), chunks=(10, 3)), da.zeros(0, chunks=10))
 
 
 @pytest.mark.cluster
