@@ -1220,7 +1220,7 @@ def _level_counts(series, name: str, count: bool = True) -> tuple[LevelKind | No
     """``(kind, counts)`` of one part of a column; kind None: nulls only (any
     kind); without ``count`` (a hashed column) its kind alone."""
     values = _arrow_values(series, name)
-    if pa.types.is_null(values.type):
+    if pa.types.is_null(values.type) or (len(values) and values.null_count == len(values)):  # (all NaN: float64)
         return None, LevelCounts({}, len(values))
     kind = level_kind(values.type)
     if kind is None:
@@ -1248,7 +1248,8 @@ def _codes_of(frame, vocabularies: list[Vocabulary]) -> np.ndarray:
         try:
             codes.append(levels.codes(values))
         except PipelineError as exc:  # (a value of another type: scikit-learn callers expect ValueError)
-            raise ValueError(f"{exc}{_float_hint(values.type)}") from exc
+            hint = _float_hint(values.type) if levels.kind != "str" else ""  # (Int64 is no advice for text)
+            raise ValueError(f"{exc}{hint}") from exc
     return np.column_stack(codes) if codes else np.empty((len(frame), 0), dtype=np.int64)
 
 

@@ -215,7 +215,11 @@ class Vocabulary:
     def codes(self, column, where: str = "") -> np.ndarray:
         """Each row's level (int64): see the module's docstring for values not
         among the levels and for nulls."""
-        kind = self.kind if pa.types.is_null(column.type) else level_kind(column.type)  # (nulls only: any kind)
+        # nulls only (of the null type, or e.g. a text column pandas made float64 NaN): any kind
+        only_nulls = pa.types.is_null(column.type) or (len(column) > 0 and column.null_count == len(column))
+        if only_nulls and not pa.types.is_null(column.type):
+            column = pa.nulls(len(column))
+        kind = self.kind if only_nulls else level_kind(column.type)
         if kind != self.kind:
             raise ColumnTypeError(
                 f"categorical column {self.column!r}{where} has type {column.type}; expected "

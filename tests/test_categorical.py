@@ -999,3 +999,30 @@ def test_an_integer_coded_column_that_pandas_made_float_is_refused_with_the_null
     with pytest.raises(ValueError, match=r"'c' has type double; .*nullable 'Int64'"):
         fitted.predict(frame)
     assert fitted.predict(frame.astype({"c": "Int64"})).shape == (200,)
+
+
+def test_a_column_of_nulls_only_is_nulls_whatever_pandas_made_its_dtype():
+    """A text column whose batch is empty (pandas reads it as float64 NaN)
+    scores as nulls, as the same batch of None does -- it was refused as
+    'type double' with the nullable-Int64 hint, no advice for text -- and a
+    text column with a number in it is refused without that hint."""
+    import pandas as pd
+
+    from pipeline.estimator import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.standard_normal(200), "c": rng.choice(["a", "b", "c"], 200)})
+    y = rng.integers(0, 2, 200)
+    fitted = LogisticRegression(l2=1e-2).fit(frame, y)
+    empty = frame[["x"]].assign(c=np.nan)
+    assert empty["c"].dtype == np.float64
+    nones = frame[["x"]].assign(c=pd.Series([None] * 200, dtype=object))
+    assert fitted.predict_proba(empty).tobytes() == fitted.predict_proba(nones).tobytes()
+    number = frame.assign(c=np.r_[np.nan, 1.5, np.full(198, np.nan)])
+    with pytest.raises(ValueError, match="has type double; expected text") as refused:
+        fitted.predict(number)
+    assert "Int64" not in str(refused.value)
+    # fitting: an all-NaN float64 column named categorical is a column of nulls (one level), as None's
+    as_nan = LogisticRegression(l2=1e-2, categorical=["c"]).fit(empty, y)
+    as_none = LogisticRegression(l2=1e-2, categorical=["c"]).fit(nones, y)
+    assert as_nan.coef_.tobytes() == as_none.coef_.tobytes()
