@@ -734,14 +734,17 @@ def _column_values(
 
 
 #: What a null feature value is expected to be (and how to accept one).
-_NULL_HINT = "no nulls (or train with --missing mean|indicator to impute them)"
+_NULL_HINT = (
+    "no nulls (or impute them: train with --missing mean|indicator, the estimator's missing='mean'|'indicator')"
+)
 
 
 def _finite_hint(name: str, nan_as_missing: bool) -> str:
     return (
         "finite numbers"
         if nan_as_missing
-        else "finite numbers (or train with --missing and --nan-as-missing to impute NaN)"
+        else "finite numbers (or impute NaN: train with --missing and --nan-as-missing, the estimator's "
+        "missing='mean'|'indicator')"
     )
 
 
