@@ -30,7 +30,9 @@ import hashlib
 import mmap
 import os
 import posixpath
+import threading
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
@@ -67,6 +69,7 @@ from .levels import (
 )
 
 __all__ = [
+    "open_parquet",
     "Chunk",
     "ChunkReader",
     "ChunkSpec",
@@ -226,6 +229,37 @@ class ChunkSpec:
         return f"row group {self.row_group} of {self.path}"
 
 
+#: Parsed footers kept per process (:func:`open_parquet`), the most recently used.
+FOOTERS_KEPT = 32
+_FOOTERS: OrderedDict[tuple[str, str], pq.FileMetaData] = OrderedDict()
+_FOOTERS_LOCK = threading.Lock()
+
+
+def open_parquet(filesystem, path: str, **options) -> pq.ParquetFile:
+    """``pq.ParquetFile(path, filesystem=filesystem, **options)``, its footer
+    parsed once per process and file version (fsspec's ``ukey``: a file
+    replaced since is parsed afresh).  Each row group's read opened its file
+    and parsed the whole footer again, whose size grows with the row groups:
+    a file of many small row groups took time quadratic in their number
+    (1,000 row groups of 25 rows: about 10 s a pass)."""
+    try:
+        key = (path, str(filesystem.ukey(path)))
+    except Exception:  # noqa: BLE001 - (no version known: no cache; opening the file says what is wrong)
+        return pq.ParquetFile(path, filesystem=filesystem, **options)
+    with _FOOTERS_LOCK:
+        metadata = _FOOTERS.get(key)
+        if metadata is not None:
+            _FOOTERS.move_to_end(key)
+    if metadata is not None:
+        return pq.ParquetFile(path, filesystem=filesystem, metadata=metadata, **options)
+    parquet = pq.ParquetFile(path, filesystem=filesystem, **options)
+    with _FOOTERS_LOCK:
+        _FOOTERS[key] = parquet.metadata
+        while len(_FOOTERS) > FOOTERS_KEPT:
+            _FOOTERS.popitem(last=False)
+    return parquet
+
+
 class Chunk(NamedTuple):
     """One chunk's data: ``X`` (n, d) Fortran-ordered, ``y`` (n,) in {0, 1}
     or None when the reader reads no label (data to score), ``weights`` (n,)
@@ -297,7 +331,7 @@ class ChunkReader:
     def __call__(self, chunk: ChunkSpec) -> Chunk:
         """The whole row group, decoded and checked."""
         try:
-            parquet = pq.ParquetFile(chunk.path, filesystem=self.filesystem)
+            parquet = open_parquet(self.filesystem, chunk.path)
             table = parquet.read_row_group(chunk.row_group, columns=self.columns)
         except (pa.ArrowException, OSError) as exc:
             raise unreadable_error(chunk, exc) from None
@@ -313,7 +347,7 @@ class ChunkReader:
         table: Any = None  # a pyarrow.Table, read when a weight or key column is asked for
         if columns:
             try:
-                table = pq.ParquetFile(chunk.path, filesystem=self.filesystem).read_row_group(
+                table = open_parquet(self.filesystem, chunk.path).read_row_group(
                     chunk.row_group, columns=list(dict.fromkeys(columns))
                 )
             except (pa.ArrowException, OSError) as exc:
@@ -338,9 +372,7 @@ class ChunkReader:
         try:
             # no pre-buffering of the whole row group, no decode threads: the
             # reader's memory stays near one batch
-            parquet = pq.ParquetFile(
-                chunk.path, filesystem=self.filesystem, pre_buffer=False, buffer_size=STREAM_BUFFER_BYTES
-            )
+            parquet = open_parquet(self.filesystem, chunk.path, pre_buffer=False, buffer_size=STREAM_BUFFER_BYTES)
             batches = parquet.iter_batches(
                 batch_size=batch_rows,
                 row_groups=[chunk.row_group],
@@ -556,9 +588,7 @@ class ClassCounter:
         if self.weight:
             columns.append(self.weight)
         try:
-            table = pq.ParquetFile(chunk.path, filesystem=self.filesystem).read_row_group(
-                chunk.row_group, columns=columns
-            )
+            table = open_parquet(self.filesystem, chunk.path).read_row_group(chunk.row_group, columns=columns)
         except (pa.ArrowException, OSError) as exc:
             raise unreadable_error(chunk, exc) from None
         if table.num_rows != chunk.n_rows:
@@ -604,7 +634,7 @@ class LevelCounter:
 
     def __call__(self, chunk: ChunkSpec) -> dict[str, LevelCounts]:
         try:
-            table = pq.ParquetFile(chunk.path, filesystem=self.filesystem).read_row_group(
+            table = open_parquet(self.filesystem, chunk.path).read_row_group(
                 chunk.row_group, columns=[name for name, _ in self.columns]
             )
         except (pa.ArrowException, OSError) as exc:
@@ -627,7 +657,7 @@ class MissingCounter:
 
     def __call__(self, chunk: ChunkSpec) -> dict[str, int]:
         try:
-            table = pq.ParquetFile(chunk.path, filesystem=self.filesystem).read_row_group(
+            table = open_parquet(self.filesystem, chunk.path).read_row_group(
                 chunk.row_group, columns=list(self.columns)
             )
         except (pa.ArrowException, OSError) as exc:

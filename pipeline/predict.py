@@ -44,6 +44,7 @@ from .data import (
     is_glob,
     local_path,
     open_dataset,
+    open_parquet,
     split_key_kinds,
     unreadable_error,
 )
@@ -204,9 +205,7 @@ def predict_chunk(
     table = pa.table(score_columns(model, data.X, threshold, chunk))
     if columns:  # the pass-through columns first, then the scores
         try:
-            passed = pq.ParquetFile(chunk.path, filesystem=reader.filesystem).read_row_group(
-                chunk.row_group, columns=list(columns)
-            )
+            passed = open_parquet(reader.filesystem, chunk.path).read_row_group(chunk.row_group, columns=list(columns))
         except (pa.ArrowException, OSError) as exc:
             raise unreadable_error(chunk, exc) from None
         table = pa.Table.from_arrays(passed.columns + table.columns, names=passed.column_names + table.column_names)

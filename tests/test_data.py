@@ -844,3 +844,42 @@ def test_a_cgroup_limit_of_zero_or_less_is_no_limit(monkeypatch):
 
     monkeypatch.setattr(cluster, "Path", Reads)
     assert cluster.process_memory() == psutil.virtual_memory().total
+
+
+def test_a_files_footer_is_parsed_once_per_version(tmp_path, monkeypatch):
+    """Each row group's read parsed its file's whole footer again (time
+    quadratic in a file's row groups); now once per process and file
+    version, and a file replaced since is parsed afresh and read as it is."""
+    import os
+
+    from pipeline import data
+
+    path = str(tmp_path / "a.parquet")
+    pq.write_table(pa.table({"x": np.arange(100.0), "y": np.arange(100) % 2}), path, row_group_size=10)
+    filesystem = fsspec.filesystem("file")
+    parsed = []  # the real ParquetFile, its footer parses counted
+    real = pq.ParquetFile
+
+    def counting(source, *args, metadata=None, **options):
+        parsed.extend([source] if metadata is None else [])
+        return real(source, *args, metadata=metadata, **options)
+
+    monkeypatch.setattr(data.pq, "ParquetFile", counting)
+    dataset = open_dataset(path, label="y")
+    assert len(dataset.chunks) == 10
+    assert [dataset.reader(chunk).X[0, 0] for chunk in dataset.chunks] == [10.0 * k for k in range(10)]
+    assert [dataset.reader(chunk).X[0, 0] for chunk in dataset.chunks] == [10.0 * k for k in range(10)]
+    assert parsed == [path]  # one parse for twenty reads of its row groups
+    mtime = os.stat(path).st_mtime_ns
+    pq.write_table(pa.table({"x": -np.arange(40.0), "y": np.arange(40) % 2}), path, row_group_size=20)
+    os.utime(path, ns=(mtime + 10**9, mtime + 10**9))  # (another version, however coarse the clock)
+    replaced = data.open_parquet(filesystem, path)
+    assert (replaced.metadata.num_rows, replaced.metadata.num_row_groups) == (40, 2)
+    dataset = open_dataset(path, label="y")
+    assert [dataset.reader(chunk).X[-1, 0] for chunk in dataset.chunks] == [-19.0, -39.0]
+    assert parsed == [path, path]
+    for k in range(data.FOOTERS_KEPT + 1):  # (a bounded number of footers kept)
+        other = str(tmp_path / f"f{k}.parquet")
+        pq.write_table(pa.table({"x": [1.0]}), other)
+        data.open_parquet(filesystem, other)
+    assert len(data._FOOTERS) == data.FOOTERS_KEPT
