@@ -123,13 +123,13 @@ FOLLOW_GONE_CHECK_S = 2.0
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    words = sys.argv[1:] if argv is None else list(argv)
+    words = _joined_values(sys.argv[1:] if argv is None else list(argv))
     command = next((word for word in words if not word.startswith("-")), None)
     if command is not None:
         sub = _command_parser(parser, command)
         if isinstance(sub, _Parser) and sub is not parser:
             sub.hints = _did_you_mean(sub, words)
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(words)
     if unknown:  # the command's own usage, not the top-level one
         _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     if not any(isinstance(each, _ClientShutDown) for each in logging.getLogger("asyncio").filters):
@@ -196,6 +196,28 @@ def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.A
         if isinstance(action, argparse._SubParsersAction):
             return action.choices.get(command, parser)
     return parser
+
+
+#: Options whose value may begin with '-' (a class of a -1/1 label: ``-1:1,1:5``)
+DASH_VALUES = ("--class-weight",)
+
+
+def _joined_values(words: list[str]) -> list[str]:
+    """``--class-weight -1:1,1:5`` as ``--class-weight=-1:1,1:5``: argparse
+    takes a value beginning with '-' for an option ("expected one argument")."""
+    joined: list[str] = []
+    k = 0
+    while k < len(words):
+        word = words[k]
+        if word == "--":
+            return joined + words[k:]
+        if word in DASH_VALUES and k + 1 < len(words) and words[k + 1].startswith("-") and ":" in words[k + 1]:
+            joined.append(f"{word}={words[k + 1]}")
+            k += 2
+            continue
+        joined.append(word)
+        k += 1
+    return joined
 
 
 #: How alike a mistyped option and a real one must be for a suggestion

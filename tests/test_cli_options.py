@@ -150,6 +150,24 @@ def test_bad_class_weight_is_a_usage_error(data, tmp_path, text, fragment):
     assert result.returncode == 2 and fragment in result.stderr
 
 
+def test_a_class_weight_of_a_negative_class_is_taken_without_an_equals_sign(tmp_path, capsys):
+    """``--class-weight -1:1,1:2`` (a -1/1 label) was argparse's "expected one
+    argument": a value beginning with '-' was taken for an option."""
+    from pipeline.cli import main
+
+    rng = np.random.default_rng(4)
+    (tmp_path / "d").mkdir()
+    x = rng.standard_normal(300)
+    labels = np.where(rng.random(300) < 1 / (1 + np.exp(-x)), 1, -1)
+    pq.write_table(pa.table({"x": x, "y": labels}), tmp_path / "d" / "part.parquet")
+    common = ["train", str(tmp_path / "d"), "--label", "y", "--in-process", "--quiet"]
+    assert main([*common, "--class-weight", "-1:1,1:2", "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--class-weight=-1:1,1:2", "--out", str(tmp_path / "b")]) == 0
+    assert main([*common, "--out", str(tmp_path / "c")]) == 0
+    digests = [Model.load(tmp_path / name).digest for name in "abc"]
+    assert digests[0] == digests[1] != digests[2]
+
+
 @pytest.mark.parametrize("text", ["0:1", "0:1,1:2,2:3", "no:1,yes:2"])
 def test_class_weights_that_do_not_name_each_class_once_are_refused(data, tmp_path, text):
     """A 0/1 label's classes are 0 and 1: a weight by class must name both,
