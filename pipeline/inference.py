@@ -86,6 +86,12 @@ SEPARATED_R2 = 1.0 - 1e-6
 INTERCEPT = "intercept"
 
 
+def with_intercept(names: Sequence[str]) -> list[str]:
+    """``names`` and the intercept's name: :data:`INTERCEPT`, or
+    ``(intercept)`` where a feature has that name (two rows were called so)."""
+    return [*names, f"({INTERCEPT})" if INTERCEPT in names else INTERCEPT]
+
+
 @dataclass(frozen=True, eq=False)
 class Inference:
     """Inference on the coefficients ``coef`` (original units, intercept last)."""
@@ -215,7 +221,7 @@ class Inference:
         keys = ("coef", "std_err", "z", "p_value", "conf_low", "conf_high")
         return [
             {"name": name, **{key: float(column[j]) for key, column in zip(keys, columns)}}
-            for j, name in enumerate([*names, INTERCEPT])
+            for j, name in enumerate(with_intercept(names))
         ]
 
 
@@ -344,7 +350,7 @@ def infer(
         at_zero = _second_order(evaluator, spec, np.zeros(n), penalty, scale).hessian
         zero_factor, zero_failed = cholesky_factor(at_zero, COLLINEAR_PIVOT_RATIO * np.diag(at_zero))
         if zero_failed is not None:
-            raise CollinearityError(_collinear_message(at_zero, zero_factor, zero_failed, [*names, INTERCEPT]))
+            raise CollinearityError(_collinear_message(at_zero, zero_factor, zero_failed, with_intercept(names)))
         raise SeparationError(
             "coefficient inference: the classes are (nearly) separated, so the log-loss has no optimum and "
             "the Hessian where the solver stopped is singular (every row's probability is 0 or 1): there are no "
@@ -352,7 +358,7 @@ def infer(
             "separate the classes)"
         )
     if failed is not None:
-        raise CollinearityError(_collinear_message(hessian, factor, failed, [*names, INTERCEPT]))
+        raise CollinearityError(_collinear_message(hessian, factor, failed, with_intercept(names)))
     covariance = cholesky_inverse(factor)
     if cov_type == "hc0":
         meat = evaluator.partials(coef, spec.with_hessian(True, scores=True)).hessian_sum()

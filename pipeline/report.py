@@ -23,6 +23,7 @@ import numpy as np
 
 from .atomic import write_atomic
 from .errors import ModelFileError
+from .inference import with_intercept
 from .model import Model
 from .outputs import PATH_DIR, PATH_FILE, JobDocument, OutputDir
 from .paths import chosen_digest
@@ -244,7 +245,7 @@ def summary_text(model: Model) -> str:
         b = f"{right[j][0] + ':':<29}{right[j][1]:>14}" if j < len(right) else ""
         lines.append(f"{a[:42]:<43}{b}")
     lines.append(rule)
-    names = [*model.features, "intercept"]
+    names = with_intercept(model.features)
     width = max(12, *(len(name) for name in names[:200])) + 1
     if model.multinomial or inference is None:
         lines.append(f"{'':<{width}}{'coef':>12}")

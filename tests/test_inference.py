@@ -277,6 +277,27 @@ def test_pipeline_summary_command(tmp_path):
     assert done.returncode == 1 and "ConfigError" in done.stderr and "--inference" in done.stderr
 
 
+def test_a_feature_named_intercept_is_not_confused_with_the_intercept(tmp_path, capsys):
+    """summary printed two 'intercept' rows (and model.json's inference table
+    named both so): the intercept is '(intercept)' where a feature has its name."""
+    from pipeline.cli import main
+
+    rng = np.random.default_rng(5)
+    x, other = rng.standard_normal(400), rng.standard_normal(400)
+    y = (rng.random(400) < 1 / (1 + np.exp(-x))).astype(int)
+    (tmp_path / "d").mkdir()
+    pq.write_table(pa.table({"x": x, "intercept": other, "y": y}), tmp_path / "d" / "part.parquet")
+    out = str(tmp_path / "out")
+    options = ["--label", "y", "--inference", "nonrobust", "--in-process", "--quiet", "--out", out]
+    assert main(["train", str(tmp_path / "d"), *options]) == 0
+    names = [row["name"] for row in Model.load(out).inference_result.table(Model.load(out).features)]
+    assert names == ["x", "intercept", "(intercept)"]
+    capsys.readouterr()
+    assert main(["summary", out]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.split()[:1]]
+    assert rows.count("intercept") == 1 and rows.count("(intercept)") == 1
+
+
 def test_the_estimator_exposes_inference(tmp_path):
     X, y, names = statsmodels_data("anes96")
     estimator = LogisticRegression(inference="hc0").fit(X, y)
