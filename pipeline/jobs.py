@@ -48,6 +48,7 @@ from .data import Dataset, Split
 from .errors import (
     CheckpointError,
     ClusterError,
+    ConfigError,
     ConvergenceWarning,
     JobCancelled,
     JobError,
@@ -74,6 +75,7 @@ from .outputs import (
     now,
 )
 from .predict import evaluate
+from .synth import LABEL as SYNTH_LABEL
 from .synth import holds_data, make_data
 from .train import Recorder, check_label_classes, open_configured, run
 
@@ -629,7 +631,32 @@ def _generate(config: TrainConfig) -> None:
     if config.generate and not holds_data(Path(config.data)):
         # the job writes the dataset: under an output root, only inside it
         check_output_root(config.data, output_roots(config), "dataset to generate (data.generate)")
+        _check_generated_columns(config)
         make_data(config.data, **config.generate)
+
+
+def _check_generated_columns(config: TrainConfig) -> None:
+    """The columns the job names are the generated dataset's (``f0 .. f{d-1}``
+    and the label ``y``), or a ConfigError before anything is written (the
+    dataset was written, then the label was not found in it)."""
+    count = config.generate.get("features") if config.generate else None
+    if not isinstance(count, int) or isinstance(count, bool):
+        return  # (make_data's own check names a bad parameter)
+    features = [f"f{j}" for j in range(count)]
+    named = {
+        "data.label": [config.label],
+        "data.weight": [config.weight] if config.weight else [],
+        "data.features": list(config.features or ()),
+        "data.categorical": list(config.categorical or ()),
+    }
+    for key, columns in named.items():
+        absent = [column for column in columns if column not in (*features, SYNTH_LABEL)]
+        if absent:
+            raise ConfigError(
+                f"{key}: {', '.join(map(repr, absent))} is not a column of the dataset data.generate writes "
+                f"(features f0 .. f{count - 1} and the label {SYNTH_LABEL!r}); nothing was generated",
+                column=key,
+            )
 
 
 def run_job(

@@ -1271,6 +1271,38 @@ def test_a_job_generates_its_data_into_an_empty_directory(tmp_path):
     assert run_job(config).n_samples == 300
 
 
+def test_a_job_naming_columns_the_generated_data_lacks_is_refused_before_generating(tmp_path):
+    """data.generate writes f0 .. f{d-1} and y: a job naming another label
+    generated the dataset, then failed with ColumnNotFoundError and left it
+    behind; now refused first, nothing written.  Existing data is not
+    generated, so the check is not made there."""
+    from pipeline.errors import ConfigError
+    from pipeline.jobs import run_job
+
+    generate = {"rows": 300, "features": 3, "seed": 1}
+    cases = {
+        "data.label": {"label": "target"},
+        "data.features": {"label": "y", "features": ("f0", "f3")},
+        "data.weight": {"label": "y", "weight": "w"},
+    }
+    for key, names in cases.items():
+        config = TrainConfig(
+            data=str(tmp_path / "data"), generate=generate, cluster=None, out=str(tmp_path / "o"), **names
+        )
+        with pytest.raises(ConfigError, match=rf"^{key}: .* not a column of the dataset data.generate writes "):
+            run_job(config)
+        assert not (tmp_path / "data").exists() and not (tmp_path / "o").exists()
+    good = TrainConfig(
+        data=str(tmp_path / "data"),
+        label="y",
+        features=("f0", "f2"),
+        generate=generate,
+        cluster=None,
+        out=str(tmp_path / "o"),
+    )
+    assert run_job(good).n_samples == 300
+
+
 def test_an_init_model_that_is_not_there_is_blamed_on_the_key_that_named_it(tmp_path, data, capsys):
     from pipeline.cli import main
 
