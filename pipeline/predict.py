@@ -746,7 +746,7 @@ def check_metrics_target(path: Path, evaluation: dict | None = None, overwrite: 
         ]
         raise OutputError(
             f"{path} holds the metrics of model {document.get('model_digest')} on {document.get('data')} "
-            f"({described}; its {', '.join(differ)} differ from this evaluation's); expected a new path (--out), "
+            f"({described}; not this evaluation's: its {', '.join(differ)}); expected a new path (--out), "
             "or pass --overwrite to replace them",
             path=str(path),
         )

@@ -603,7 +603,7 @@ def test_evaluate_out_replaces_only_a_metrics_file(tmp_path, capsys, trained):
         "OutputError",
         "metrics.json",
         "the validation part",
-        "rows differ from this evaluation",
+        "not this evaluation's: its data, rows)",
         "--overwrite",
     )
     assert snapshot(model) == snapshot(Path(trained[1]))

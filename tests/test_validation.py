@@ -166,7 +166,7 @@ def test_evaluate_a_split_of_the_training_data(tmp_path, table):
     before = (tmp_path / "split" / "metrics.json").read_bytes()
     clobber = run_cli("evaluate", tmp_path / "split", data, "--in-process")
     assert clobber.returncode == 1 and "Traceback" not in clobber.stderr
-    expected = "(the validation part; its rows differ from this evaluation's); expected a new path (--out)"
+    expected = "(the validation part; not this evaluation's: its rows); expected a new path (--out)"
     assert expected in clobber.stderr and "or pass --overwrite" in clobber.stderr
     assert (tmp_path / "split" / "metrics.json").read_bytes() == before
     # ... nor by the same rows at another threshold
