@@ -432,6 +432,7 @@ def write_report(out: str) -> Path:
         *([["positive class", f"{model.class_labels[1]!r} (negative {model.class_labels[0]!r})"]] if positive else []),
         *([["restored iteration", model.restored_iteration]] if model.restored_iteration is not None else []),
         ["final loss" if model.restored_iteration is None else "loss (restored iteration)", model.loss],
+        *_cv_rows(outputs, model.digest),
         [
             ("final validation loss" if model.restored_iteration is None else "validation loss (restored iteration)")
             # (the objective's: with the training's row and class weights, where the metrics count each row once)
@@ -441,12 +442,15 @@ def write_report(out: str) -> Path:
                 else ""
             ),
             model.validation_loss,
-        ],
+        ]
+        if model.validation_loss is not None
+        else [],
         ["l2", model.l2],
         ["l1", model.l1],
         ["started", job.started_at],
         ["ended", job.ended_at],
     ]
+    summary = [row for row in summary if row]  # (no validation part: no row for its loss)
     parts += ["<h2>Summary</h2>", _table(summary, ["", "value"])]
 
     iterations = list(range(len(model.loss_history)))
@@ -540,6 +544,22 @@ def path_text(out: str | Path, digest: str) -> str:
             "  ".join(f"{cell:<{widths[0]}}" if k == 0 else f"{cell:>{widths[k]}}" for k, cell in enumerate(cells))
         )
     return "\n".join(lines) + "\n"
+
+
+def _cv_rows(outputs: OutputDir, digest: str) -> list[list[Any]]:
+    """The summary's rows for a cross-validation that chose the model of
+    ``digest``: its mean held-out loss and the spread over the folds."""
+    document = _optional_json(outputs.path_summary, _check_path)
+    if not document or chosen_digest(document) != digest:
+        return []
+    point = document["points"][document["chosen"]]
+    if point.get("cv_loss") is None:
+        return []
+    folds = len(point.get("cv_losses") or [])
+    return [
+        [f"cross-validation loss (mean of {folds} folds' held-out losses)", point["cv_loss"]],
+        ["its std", point["cv_std"]],
+    ]
 
 
 def _path_section(outputs: OutputDir, digest: str) -> list[str]:

@@ -222,7 +222,11 @@ def test_the_command_says_what_the_whole_path_did_and_names_the_chosen_models_fo
     assert json.loads((out / "path" / f"{chosen:03d}" / "model.json").read_text()) == json.loads(
         (out / "model.json").read_text()
     )
-    assert f"path/{chosen:03d} chosen" in write_report(str(out)).read_text()
+    page = write_report(str(out)).read_text()
+    assert f"path/{chosen:03d} chosen" in page
+    # the summary table: the chosen point's cross-validation loss, no validation loss (it showed "–")
+    assert "cross-validation loss (mean of 2 folds&#x27; held-out losses)" in page
+    assert f"{path['points'][chosen]['cv_loss']:.6g}" in page and "final validation loss" not in page
     # `pipeline summary` shows the whole path under the chosen model's table
     table = run_cli("summary", out).stdout.split("Regularization path of 3 strengths (path/path.json): * chosen, ")[1]
     header, *rows = table.splitlines()[1:]
@@ -342,7 +346,8 @@ def test_a_path_jobs_status_and_history_are_the_chosen_models(data, tmp_path, ca
     capsys.readouterr()
     assert main(["status", str(out)]) == 0
     assert f"iteration {model.n_iter}  loss {model.loss:.12g}" in capsys.readouterr().out
-    assert "Regularization path" in write_report(str(out)).read_text()
+    page = write_report(str(out)).read_text()
+    assert "Regularization path" in page and "final validation loss" in page and "cross-validation loss" not in page
     capsys.readouterr()
     assert main(["summary", str(out)]) == 0
     shown = capsys.readouterr().out
