@@ -211,7 +211,8 @@ def _joined_values(words: list[str]) -> list[str]:
         word = words[k]
         if word == "--":
             return joined + words[k:]
-        if word in DASH_VALUES and k + 1 < len(words) and words[k + 1].startswith("-") and ":" in words[k + 1]:
+        following = words[k + 1] if k + 1 < len(words) else ""
+        if word in DASH_VALUES and following.startswith("-") and not following.startswith("--") and ":" in following:
             joined.append(f"{word}={words[k + 1]}")
             k += 2
             continue

@@ -229,23 +229,41 @@ class ChunkSpec:
         return f"row group {self.row_group} of {self.path}"
 
 
-#: Parsed footers kept per process (:func:`open_parquet`), the most recently used.
+#: Parsed footers kept per process (:func:`open_parquet`), the most recently
+#: used: at most this many, and at most this many serialized bytes in all (a
+#: parsed footer takes about three times its serialized size in memory, outside
+#: the cache's accounting; one larger than this is not kept)
 FOOTERS_KEPT = 32
+FOOTER_BYTES_KEPT = 16 * 2**20
 _FOOTERS: OrderedDict[tuple[str, str], pq.FileMetaData] = OrderedDict()
 _FOOTERS_LOCK = threading.Lock()
 
 
+def _file_version(filesystem, path: str) -> str | None:
+    """A key that changes when the file at ``path`` is replaced: fsspec's
+    ``ukey`` where it is the hash of the file's info (local files: size,
+    mtime, inode; object stores: ETag, last modified), else None (HTTP's and
+    archives' ``ukey`` name the URL, not a version: not cached)."""
+    if type(filesystem).ukey is not fsspec.AbstractFileSystem.ukey:
+        return None
+    try:
+        return str(filesystem.ukey(path))
+    except Exception:  # noqa: BLE001 - (no version known: no cache; opening the file says what is wrong)
+        return None
+
+
 def open_parquet(filesystem, path: str, **options) -> pq.ParquetFile:
     """``pq.ParquetFile(path, filesystem=filesystem, **options)``, its footer
-    parsed once per process and file version (fsspec's ``ukey``: a file
-    replaced since is parsed afresh).  Each row group's read opened its file
+    parsed once per process and file version (:func:`_file_version`: a file
+    replaced since is parsed afresh; bounded by :data:`FOOTERS_KEPT` and
+    :data:`FOOTER_BYTES_KEPT`).  Each row group's read opened its file
     and parsed the whole footer again, whose size grows with the row groups:
     a file of many small row groups took time quadratic in their number
     (1,000 row groups of 25 rows: about 10 s a pass)."""
-    try:
-        key = (path, str(filesystem.ukey(path)))
-    except Exception:  # noqa: BLE001 - (no version known: no cache; opening the file says what is wrong)
+    version = _file_version(filesystem, path)
+    if version is None:
         return pq.ParquetFile(path, filesystem=filesystem, **options)
+    key = (path, version)
     with _FOOTERS_LOCK:
         metadata = _FOOTERS.get(key)
         if metadata is not None:
@@ -253,9 +271,11 @@ def open_parquet(filesystem, path: str, **options) -> pq.ParquetFile:
     if metadata is not None:
         return pq.ParquetFile(path, filesystem=filesystem, metadata=metadata, **options)
     parquet = pq.ParquetFile(path, filesystem=filesystem, **options)
+    if parquet.metadata.serialized_size > FOOTER_BYTES_KEPT:
+        return parquet
     with _FOOTERS_LOCK:
         _FOOTERS[key] = parquet.metadata
-        while len(_FOOTERS) > FOOTERS_KEPT:
+        while len(_FOOTERS) > FOOTERS_KEPT or sum(m.serialized_size for m in _FOOTERS.values()) > FOOTER_BYTES_KEPT:
             _FOOTERS.popitem(last=False)
     return parquet
 

@@ -643,11 +643,18 @@ def _check_generated_columns(config: TrainConfig) -> None:
     if not isinstance(count, int) or isinstance(count, bool):
         return  # (make_data's own check names a bad parameter)
     features = [f"f{j}" for j in range(count)]
+    for key, names in (("data.categorical", config.categorical), ("data.hashed", config.hashed)):
+        if names:  # (every generated feature is float64: none can be categorical, nor hashed)
+            raise ConfigError(
+                f"{key}: {', '.join(map(repr, names))}: the dataset data.generate writes has float64 features "
+                "only, none categorical; nothing was generated",
+                column=key,
+            )
     named = {
         "data.label": [config.label],
         "data.weight": [config.weight] if config.weight else [],
         "data.features": list(config.features or ()),
-        "data.categorical": list(config.categorical or ()),
+        "data.validation_key": [config.validation_key] if config.validation_key else [],
     }
     for key, columns in named.items():
         absent = [column for column in columns if column not in (*features, SYNTH_LABEL)]

@@ -514,7 +514,10 @@ def path_text(out: str | Path, digest: str) -> str:
     or cross-validation loss, passes and convergence, the chosen one marked;
     empty where there is none (a run without ``--path`` or ``--cv``, or a path
     that did not choose this model)."""
-    document = _optional_json(OutputDir(out).path_summary, _check_path)
+    try:
+        document = _optional_json(OutputDir(out).path_summary, _check_path)
+    except ModelFileError as exc:  # (the model's own table stands: the path's is left out, saying why)
+        return f"\n{PATH_DIR}/{PATH_FILE} not shown: {exc}\n"
     if not document or chosen_digest(document) != digest:
         return ""
     points, chosen = document["points"], document["chosen"]

@@ -166,6 +166,15 @@ def test_a_class_weight_of_a_negative_class_is_taken_without_an_equals_sign(tmp_
     assert main([*common, "--out", str(tmp_path / "c")]) == 0
     digests = [Model.load(tmp_path / name).digest for name in "abc"]
     assert digests[0] == digests[1] != digests[2]
+    from pipeline.cli import _joined_values
+
+    # a missing value is not taken from the next option, even one with a ':' in it
+    assert _joined_values(["train", "--class-weight", "--out=s3://b/o"]) == [
+        "train",
+        "--class-weight",
+        "--out=s3://b/o",
+    ]
+    assert _joined_values(["--", "--class-weight", "-1:2"]) == ["--", "--class-weight", "-1:2"]
 
 
 @pytest.mark.parametrize("text", ["0:1", "0:1,1:2,2:3", "no:1,yes:2"])

@@ -878,6 +878,22 @@ def test_a_files_footer_is_parsed_once_per_version(tmp_path, monkeypatch):
     dataset = open_dataset(path, label="y")
     assert [dataset.reader(chunk).X[-1, 0] for chunk in dataset.chunks] == [-19.0, -39.0]
     assert parsed == [path, path]
+    # a filesystem whose ukey names no version (a zip archive's, HTTP's): read, not kept
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as archive:
+        archive.write(path, "inner.parquet")
+    zipped = fsspec.filesystem("zip", fo=str(tmp_path / "a.zip"))
+    kept = dict(data._FOOTERS)
+    assert data.open_parquet(zipped, "inner.parquet").read_row_group(1).column("x").to_pylist()[0] == -20.0
+    assert dict(data._FOOTERS) == kept
+    # a footer above the bytes kept is read, not kept
+    monkeypatch.setattr(data, "FOOTER_BYTES_KEPT", 100)
+    big = str(tmp_path / "big.parquet")
+    pq.write_table(pa.table({"x": np.arange(100.0)}), big, row_group_size=10)
+    assert data.open_parquet(filesystem, big).metadata.num_row_groups == 10
+    assert all(key[0] != big for key in data._FOOTERS)
+    monkeypatch.undo()
     for k in range(data.FOOTERS_KEPT + 1):  # (a bounded number of footers kept)
         other = str(tmp_path / f"f{k}.parquet")
         pq.write_table(pa.table({"x": [1.0]}), other)

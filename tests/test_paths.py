@@ -366,6 +366,10 @@ def test_a_path_jobs_status_and_history_are_the_chosen_models(data, tmp_path, ca
     capsys.readouterr()
     assert main(["summary", str(out)]) == 0
     assert "Regularization path" not in capsys.readouterr().out
+    OutputDir(out).path_summary.write_text('{"points": [{"index": 0}]}')  # (unusable: the model's table stands)
+    assert main(["summary", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "coef" in shown and "path/path.json not shown: " in shown and "expected each point to have" in shown
     assert main([*evaluate, "--overwrite"]) == 1  # (that path.json did not choose this job's model)
     assert "whose model is not the one in" in capsys.readouterr().err
     # the library's run keeps no history: no other run's history.csv is copied into its points
