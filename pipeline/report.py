@@ -250,15 +250,18 @@ def summary_text(model: Model) -> str:
     if model.multinomial or inference is None:
         lines.append(f"{'':<{width}}{'coef':>12}")
         lines.append(thin)
-        if model.multinomial:
-            coef = np.column_stack([model.coef_array, model.intercept])
-            for k, label in enumerate(model.class_labels):
+        coef = np.atleast_2d(np.column_stack([np.atleast_2d(model.coef_array), np.ravel(model.intercept)]))
+        shown, hidden = _shown_rows(model, coef)
+        for k, label in enumerate(model.class_labels if model.multinomial else [None]):
+            if model.multinomial:
                 lines.append(f"class {label!r}")
-                lines += [f"{name:<{width}}{value:>12.6g}" for name, value in zip(names, coef[k].tolist())]
-        else:
-            values = [*model.coef_array.tolist(), float(model.intercept)]  # type: ignore[arg-type]
-            lines += [f"{name:<{width}}{value:>12.6g}" for name, value in zip(names, values)]
+            lines += [f"{names[j]:<{width}}{coef[k, j]:>12.6g}" for j in shown]
         lines.append(rule)
+        if hidden:
+            lines.append(
+                f"{hidden} hashed bucket(s) with coefficient 0 in every class (no training row fell there, or the "
+                "L1 penalty removed them) not shown"
+            )
         if not model.multinomial:
             lines.append("no standard errors: train with --inference nonrobust (or hc0) to get them")
         return "\n".join(lines + _separation_note(model)) + "\n"
@@ -272,6 +275,19 @@ def summary_text(model: Model) -> str:
         lines.append(f"{row['name']:<{width}}{cells}")
     lines.append(rule)
     return "\n".join(lines + _separation_note(model)) + "\n"
+
+
+def _shown_rows(model: Model, coef: np.ndarray) -> tuple[list[int], int]:
+    """The rows of ``coef`` (a row per class, a column per feature and the
+    intercept) that ``summary`` prints, and how many it leaves out: the hashed
+    buckets whose coefficient is 0 in every class (of 2**20 buckets, most)."""
+    hide = np.zeros(coef.shape[1], dtype=bool)
+    start = coef.shape[1] - 1 - sum(vocabulary.size for vocabulary in model.vocabularies)
+    for vocabulary in model.vocabularies:
+        buckets = slice(start, start + vocabulary.buckets)
+        hide[buckets] = ~coef[:, buckets].any(axis=0)
+        start += vocabulary.size
+    return np.flatnonzero(~hide).tolist(), int(hide.sum())
 
 
 def separation_note(model: Model) -> str | None:

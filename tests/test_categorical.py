@@ -1026,3 +1026,39 @@ def test_a_column_of_nulls_only_is_nulls_whatever_pandas_made_its_dtype():
     as_nan = LogisticRegression(l2=1e-2, categorical=["c"]).fit(empty, y)
     as_none = LogisticRegression(l2=1e-2, categorical=["c"]).fit(nones, y)
     assert as_nan.coef_.tobytes() == as_none.coef_.tobytes()
+
+
+@pytest.mark.parametrize("label", ["y", "k"])
+def test_summary_leaves_out_the_hashed_buckets_no_row_fell_in(tmp_path, capsys, label):
+    """summary printed every bucket (16.7M rows for --hash-buckets 2**24 on
+    a 4-level column); now the buckets with coefficient 0 in every class are
+    counted, not printed, and every other row is as it was."""
+    from pipeline.cli import main
+
+    rng = np.random.default_rng(6)
+    n = 2000
+    x = rng.standard_normal(n)
+    table = pa.table(
+        {
+            "x": x,
+            "c": rng.choice(["a", "b", "c", "d"], n),
+            "y": (rng.random(n) < 1 / (1 + np.exp(-x))).astype(int),
+            "k": rng.integers(0, 3, n),
+        }
+    )
+    (tmp_path / "d").mkdir()
+    pq.write_table(table, tmp_path / "d" / "part.parquet")
+    out = str(tmp_path / "out")
+    options = ["--label", label, "--features", "x,c", "--hash-buckets", "1024", "--l2", "1e-3", "--quiet"]
+    assert main(["train", str(tmp_path / "d"), *options, "--in-process", "--out", out]) == 0
+    model = Model.load(out)
+    coef = np.atleast_2d(model.coef_array)
+    used = [name for j, name in enumerate(model.features) if name.startswith("c=#") and coef[:, j].any()]
+    assert 1 <= len(used) <= 4
+    capsys.readouterr()
+    assert main(["summary", out]) == 0
+    shown = capsys.readouterr().out
+    rows = [line.split()[0] for line in shown.splitlines() if line.startswith(("x ", "c=", "intercept"))]
+    classes = 3 if label == "k" else 1
+    assert rows == ["x", *used, "c=<null>", "intercept"] * classes
+    assert f"{1024 - len(used)} hashed bucket(s) with coefficient 0 in every class" in shown
