@@ -55,6 +55,7 @@ from .levels import (
     check_level_policy,
     count_levels,
     level_kind,
+    only_nulls,
     vocabulary,
 )
 from .model import Model, class_margins, predicted_positive
@@ -1220,7 +1221,7 @@ def _level_counts(series, name: str, count: bool = True) -> tuple[LevelKind | No
     """``(kind, counts)`` of one part of a column; kind None: nulls only (any
     kind); without ``count`` (a hashed column) its kind alone."""
     values = _arrow_values(series, name)
-    if pa.types.is_null(values.type) or (len(values) and values.null_count == len(values)):  # (all NaN: float64)
+    if only_nulls(values):
         return None, LevelCounts({}, len(values))
     kind = level_kind(values.type)
     if kind is None:

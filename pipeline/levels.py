@@ -51,6 +51,7 @@ __all__ = [
     "hash_buckets",
     "is_categorical_type",
     "level_kind",
+    "only_nulls",
     "merge_counts",
     "value_counts",
     "vocabulary",
@@ -74,6 +75,12 @@ def is_categorical_type(dtype: pa.DataType) -> bool:
     if pa.types.is_dictionary(dtype):
         return level_kind(dtype.value_type) is not None
     return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+
+
+def only_nulls(values) -> bool:
+    """Whether an Arrow array holds nulls only (of the null type, or of any
+    other: a text column pandas made float64 NaN): levels of any kind."""
+    return pa.types.is_null(values.type) or (len(values) > 0 and values.null_count == len(values))
 
 
 def level_kind(dtype: pa.DataType) -> LevelKind | None:
@@ -215,11 +222,10 @@ class Vocabulary:
     def codes(self, column, where: str = "") -> np.ndarray:
         """Each row's level (int64): see the module's docstring for values not
         among the levels and for nulls."""
-        # nulls only (of the null type, or e.g. a text column pandas made float64 NaN): any kind
-        only_nulls = pa.types.is_null(column.type) or (len(column) > 0 and column.null_count == len(column))
-        if only_nulls and not pa.types.is_null(column.type):
+        nulls = only_nulls(column)
+        if nulls:  # (as the null type, whatever the column's: any kind)
             column = pa.nulls(len(column))
-        kind = self.kind if only_nulls else level_kind(column.type)
+        kind = self.kind if nulls else level_kind(column.type)
         if kind != self.kind:
             raise ColumnTypeError(
                 f"categorical column {self.column!r}{where} has type {column.type}; expected "

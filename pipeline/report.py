@@ -250,7 +250,7 @@ def summary_text(model: Model) -> str:
     if model.multinomial or inference is None:
         lines.append(f"{'':<{width}}{'coef':>12}")
         lines.append(thin)
-        coef = np.atleast_2d(np.column_stack([np.atleast_2d(model.coef_array), np.ravel(model.intercept)]))
+        coef = np.column_stack([np.atleast_2d(model.coef_array), np.ravel(model.intercept)])  # (a row per class)
         shown, hidden = _shown_rows(model, coef)
         for k, label in enumerate(model.class_labels if model.multinomial else [None]):
             if model.multinomial:
@@ -437,6 +437,13 @@ def write_report(out: str) -> Path:
 
     positive = not model.multinomial and bool(model.classes)  # (a binary model of named classes)
     weighted = model.weight is not None or model.class_weight is not None
+    path = _chosen_path(outputs, model.digest)
+    validation_row: list[list[Any]] = []  # (no validation part: no row for its loss)
+    if model.validation_loss is not None:
+        loss = "final validation loss" if model.restored_iteration is None else "validation loss (restored iteration)"
+        # (the objective's: with the training's row and class weights, where the metrics count each row once)
+        weighting = " (weighted as in training; the metrics are not)" if weighted else ""
+        validation_row = [[loss + weighting, model.validation_loss]]
     summary: list[list[Any]] = [
         ["status", job.status or "–"],
         ["solver", model.solver],
@@ -448,25 +455,13 @@ def write_report(out: str) -> Path:
         *([["positive class", f"{model.class_labels[1]!r} (negative {model.class_labels[0]!r})"]] if positive else []),
         *([["restored iteration", model.restored_iteration]] if model.restored_iteration is not None else []),
         ["final loss" if model.restored_iteration is None else "loss (restored iteration)", model.loss],
-        *_cv_rows(outputs, model.digest),
-        [
-            ("final validation loss" if model.restored_iteration is None else "validation loss (restored iteration)")
-            # (the objective's: with the training's row and class weights, where the metrics count each row once)
-            + (
-                " (weighted as in training; the metrics are not)"
-                if weighted and model.validation_loss is not None
-                else ""
-            ),
-            model.validation_loss,
-        ]
-        if model.validation_loss is not None
-        else [],
+        *_cv_rows(path),
+        *validation_row,
         ["l2", model.l2],
         ["l1", model.l1],
         ["started", job.started_at],
         ["ended", job.ended_at],
     ]
-    summary = [row for row in summary if row]  # (no validation part: no row for its loss)
     parts += ["<h2>Summary</h2>", _table(summary, ["", "value"])]
 
     iterations = list(range(len(model.loss_history)))
@@ -502,7 +497,7 @@ def write_report(out: str) -> Path:
     else:
         parts += _binary_sections(model, metrics, directory, n_dense)
 
-    parts += _path_section(outputs, model.digest)
+    parts += _path_section(outputs, path)
     config = job.config or {}
     parts += [
         "<h2>Configuration</h2>",
@@ -523,6 +518,14 @@ def write_report(out: str) -> Path:
     return target
 
 
+def _chosen_path(outputs: OutputDir, digest: str) -> dict:
+    """``path/path.json`` where its path chose the model of ``digest``, else {}
+    (no path, or a replacing run stopped on its way: its path beside the model
+    it did not replace); :class:`ModelFileError` if the file is unusable."""
+    document = _optional_json(outputs.path_summary, _check_path)
+    return document if document and chosen_digest(document) == digest else {}
+
+
 def path_text(out: str | Path, digest: str) -> str:
     """``pipeline summary``'s table of a regularization path (or a
     cross-validation) in ``out/path/path.json`` that chose the model of
@@ -531,10 +534,10 @@ def path_text(out: str | Path, digest: str) -> str:
     empty where there is none (a run without ``--path`` or ``--cv``, or a path
     that did not choose this model)."""
     try:
-        document = _optional_json(OutputDir(out).path_summary, _check_path)
+        document = _chosen_path(OutputDir(out), digest)
     except ModelFileError as exc:  # (the model's own table stands: the path's is left out, saying why)
         return f"\n{PATH_DIR}/{PATH_FILE} not shown: {exc}\n"
-    if not document or chosen_digest(document) != digest:
+    if not document:
         return ""
     points, chosen = document["points"], document["chosen"]
     cv = all(point.get("cv_loss") is not None for point in points)
@@ -565,11 +568,11 @@ def path_text(out: str | Path, digest: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cv_rows(outputs: OutputDir, digest: str) -> list[list[Any]]:
-    """The summary's rows for a cross-validation that chose the model of
-    ``digest``: its mean held-out loss and the spread over the folds."""
-    document = _optional_json(outputs.path_summary, _check_path)
-    if not document or chosen_digest(document) != digest:
+def _cv_rows(document: dict) -> list[list[Any]]:
+    """The summary's rows for the cross-validation of :func:`_chosen_path`'s
+    ``document`` (none without one): its mean held-out loss and the spread
+    over the folds."""
+    if not document:
         return []
     point = document["points"][document["chosen"]]
     if point.get("cv_loss") is None:
@@ -581,15 +584,11 @@ def _cv_rows(outputs: OutputDir, digest: str) -> list[list[Any]]:
     ]
 
 
-def _path_section(outputs: OutputDir, digest: str) -> list[str]:
-    """A regularization path's points, its coefficient paths (standardized
-    magnitudes, ``coef × std``) and its losses against the strength; none
-    where the path did not choose the model of ``digest`` (a replacing run
-    stopped on its way: its path beside the model it did not replace)."""
-    document = _optional_json(outputs.path_summary, _check_path)
+def _path_section(outputs: OutputDir, document: dict) -> list[str]:
+    """A regularization path's points (:func:`_chosen_path`'s ``document``;
+    none without one), its coefficient paths (standardized magnitudes,
+    ``coef × std``) and its losses against the strength."""
     if not document:
-        return []
-    if chosen_digest(document) != digest:
         return []
     points = document["points"]
     models = [Model.load(outputs.path_point(point["index"])) for point in points]
